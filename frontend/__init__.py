@@ -1,0 +1,1 @@
+"""Frontend: model.yaml / HF config.json / checkpoints -> ModelSpec -> tessera.graph."""

@@ -1,0 +1,471 @@
+"""Model configuration: one validated description of a Nemotron-H family member.
+
+A config comes from three places, all ending in the same `ModelSpec`:
+  * a Tessera model.yaml (Hugging Face config.json field names at the top level, plus a
+    `compile:` section and an optional `weights:` path),
+  * a Hugging Face checkpoint directory (config.json with `hybrid_override_pattern` or
+    `layers_block_type`; `save_pretrained` writes only the latter),
+  * a Hub repo id, resolved through `huggingface_hub.snapshot_download` (honours
+    HF_HUB_OFFLINE and the local cache).
+
+Every inconsistency raises `ConfigError` with one line naming the file and the field.
+Semantics follow transformers' `NemotronHConfig` defaults wherever a field is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from tessera.errors import TesseraError
+
+# Layer kinds as they appear in `hybrid_override_pattern`, and their HF `layers_block_type` names.
+PATTERN_TO_BLOCK_TYPE = {"M": "linear_attention", "*": "full_attention", "-": "mlp", "E": "moe"}
+BLOCK_TYPE_TO_PATTERN = {v: k for k, v in PATTERN_TO_BLOCK_TYPE.items()}
+# Older checkpoints spell the Mamba layer "mamba" and attention "attention".
+LEGACY_BLOCK_TYPES = {"mamba": "M", "attention": "*"}
+LAYER_KIND_NAMES = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
+
+KNOWN_TARGETS = ("reference", "x86", "nvvm", "rocdl")
+KNOWN_DTYPES = ("float32", "bfloat16", "float16")
+
+
+class ConfigError(TesseraError):
+    """A model config that cannot describe a valid model."""
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """The `compile:` section: what to build and for which shapes."""
+
+    targets: tuple[str, ...] = ("reference",)
+    dtype: str = "float32"
+    max_seq_len: int = 4096
+    batch: int = 1
+    chunk_size: int = 128
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A Nemotron-H model, by Hugging Face config.json field names (defaults: NemotronHConfig's)."""
+
+    hybrid_override_pattern: str
+    vocab_size: int = 131072
+    hidden_size: int = 4096
+    num_attention_heads: int = 32
+    num_key_value_heads: int = 8
+    head_dim: int = 128
+    intermediate_size: int = 21504
+    mlp_hidden_act: str = "relu2"
+    mlp_bias: bool = False
+    attention_bias: bool = False  # recorded only: HF's attention projections never carry a bias
+    use_bias: bool = False  # Mamba in_proj / out_proj bias
+    use_conv_bias: bool = True
+    layer_norm_epsilon: float = 1e-5
+    mamba_num_heads: int = 128
+    mamba_head_dim: int = 64
+    mamba_hidden_act: str = "silu"
+    ssm_state_size: int = 128
+    n_groups: int = 8
+    conv_kernel: int = 4
+    chunk_size: int = 128
+    # HF clamps dt to [time_step_min, inf) in the chunked scan (prefill) and not at all in the
+    # single-step update (decode); `time_step_limit` in config.json is not read by the model.
+    time_step_min: float = 0.001
+    time_step_max: float = 0.1
+    time_step_floor: float = 1e-4
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = False
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    pad_token_id: int | None = 0
+    dtype: str = "float32"
+    # Mixture of experts (pattern character E).
+    n_routed_experts: int = 8
+    num_experts_per_tok: int = 2
+    moe_intermediate_size: int = 7688
+    moe_shared_expert_intermediate_size: int = 7688
+    moe_latent_size: int | None = None
+    routed_scaling_factor: float = 1.0
+    n_group: int = 1
+    topk_group: int = 1
+    norm_topk_prob: bool = True
+
+    # --- derived figures -------------------------------------------------------------------
+    @property
+    def num_hidden_layers(self) -> int:
+        return len(self.hybrid_override_pattern)
+
+    @property
+    def mamba_intermediate_size(self) -> int:
+        return self.mamba_num_heads * self.mamba_head_dim
+
+    @property
+    def mamba_conv_dim(self) -> int:
+        """Channels of the causal conv: x, B and C (gate z and dt bypass it)."""
+        return self.mamba_intermediate_size + 2 * self.n_groups * self.ssm_state_size
+
+    @property
+    def mamba_in_proj_dim(self) -> int:
+        """in_proj output, split as [z | xBC | dt]."""
+        return self.mamba_intermediate_size + self.mamba_conv_dim + self.mamba_num_heads
+
+    @property
+    def moe_input_size(self) -> int:
+        return self.moe_latent_size if self.moe_latent_size is not None else self.hidden_size
+
+    def layer_kinds(self) -> tuple[str, ...]:
+        return tuple(self.hybrid_override_pattern)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model as Tessera compiles it: architecture, compile options, and where its files are."""
+
+    config: ModelConfig
+    compile: CompileOptions
+    name: str
+    source: str  # the path or repo id it was loaded from, for messages
+    weights_dir: Path | None = None  # an HF checkpoint directory holding *.safetensors
+    tokenizer_path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+# ---------------------------------------------------------------------------------------------
+
+_CONFIG_FIELDS = {f.name: f for f in fields(ModelConfig)}
+# HF config.json fields that Tessera reads under another name, or knows and does not need.
+_HF_ALIASES = {
+    "mamba_n_groups": "n_groups",
+    "mamba_d_conv": "conv_kernel",
+    "mamba_chunk_size": "chunk_size",
+    "mamba_conv_bias": "use_conv_bias",
+    "mamba_dt_min": "time_step_min",
+    "mamba_dt_max": "time_step_max",
+    "mamba_dt_init_floor": "time_step_floor",
+    "mamba_proj_bias": "use_bias",
+    "torch_dtype": "dtype",
+    "num_local_experts": "n_routed_experts",
+}
+_HF_IGNORED = {
+    "architectures", "attention_dropout", "auto_map", "expand", "hidden_dropout", "initializer_range",
+    "layers_block_type", "layer_types", "model_type", "mtp_layers_block_type", "mtp_hybrid_override_pattern",
+    "num_hidden_layers", "num_logits_to_keep", "num_nextn_predict_layers", "output_router_logits",
+    "rescale_prenorm_residual", "residual_in_fp32", "sliding_window", "transformers_version", "use_cache",
+    "use_mamba_kernels", "mamba_ssm_cache_dtype", "moe_shared_expert_overlap", "n_shared_experts",
+    "time_step_limit", "mamba_dt_limit", "name_or_path", "_name_or_path", "rms_norm_eps", "mamba_expand",
+    "tokenizer_class", "generation_config",
+}
+_YAML_SECTIONS = {"name", "compile", "weights", "tokenizer"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _fail(source: str, field_name: str, message: str) -> ConfigError:
+    return ConfigError(f"{source}: field '{field_name}': {message}")
+
+
+def _check_type(source: str, name: str, value: Any, expected: type | tuple[type, ...]) -> None:
+    # bool is an int in Python; a YAML `true` where a size is expected is still a mistake.
+    ok = isinstance(value, expected) and not (isinstance(value, bool) and bool not in _as_tuple(expected))
+    if not ok:
+        names = " or ".join(t.__name__ for t in _as_tuple(expected))
+        raise _fail(source, name, f"expected {names}, got {value!r}")
+
+
+def _as_tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:
+    return t if isinstance(t, tuple) else (t,)
+
+
+_FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "hybrid_override_pattern": str, "mlp_hidden_act": str, "mamba_hidden_act": str, "dtype": str,
+    "mlp_bias": bool, "attention_bias": bool, "use_bias": bool, "use_conv_bias": bool,
+    "tie_word_embeddings": bool, "norm_topk_prob": bool,
+    "layer_norm_epsilon": (float, int), "time_step_min": (float, int), "time_step_max": (float, int),
+    "time_step_floor": (float, int), "routed_scaling_factor": (float, int),
+    "bos_token_id": (int, type(None)), "pad_token_id": (int, type(None)),
+    "eos_token_id": (int, list, type(None)), "moe_latent_size": (int, type(None)),
+}
+
+
+def _pattern_from_block_types(source: str, block_types: Any) -> str:
+    if not isinstance(block_types, list) or not block_types:
+        raise _fail(source, "layers_block_type", f"expected a non-empty list of layer kinds, got {block_types!r}")
+    chars = []
+    for i, kind in enumerate(block_types):
+        char = BLOCK_TYPE_TO_PATTERN.get(kind) or LEGACY_BLOCK_TYPES.get(kind)
+        if char is None:
+            known = ", ".join(sorted(BLOCK_TYPE_TO_PATTERN))
+            raise _fail(source, f"layers_block_type[{i}]", f"unknown layer kind {kind!r} (known: {known})")
+        chars.append(char)
+    return "".join(chars)
+
+
+def config_from_dict(raw: dict[str, Any], source: str, *, strict: bool) -> ModelConfig:
+    """Build and validate a ModelConfig from HF-named fields.
+
+    strict: reject unknown fields (model.yaml, where a typo must not pass silently); an HF
+    config.json carries many fields Tessera does not need and is read leniently.
+    """
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _HF_ALIASES.get(key, key)
+        if name in _CONFIG_FIELDS and name != "hybrid_override_pattern":
+            values[name] = value
+        elif key in _HF_IGNORED or key == "hybrid_override_pattern":
+            continue
+        elif strict:
+            raise _fail(source, key, "unknown field (not a NemotronH config.json field)")
+
+    # The layer pattern: either spelling; if both are given they must agree.
+    pattern = raw.get("hybrid_override_pattern")
+    block_types = raw.get("layers_block_type", raw.get("layer_types"))
+    if pattern is not None:
+        _check_type(source, "hybrid_override_pattern", pattern, str)
+        if block_types is not None and _pattern_from_block_types(source, block_types) != pattern:
+            raise _fail(source, "layers_block_type", "disagrees with hybrid_override_pattern")
+    elif block_types is not None:
+        pattern = _pattern_from_block_types(source, block_types)
+    else:
+        raise _fail(source, "hybrid_override_pattern", "missing (give it or layers_block_type)")
+    if not pattern:
+        raise _fail(source, "hybrid_override_pattern", "is empty: a model needs at least one layer")
+    for i, char in enumerate(pattern):
+        if char not in PATTERN_TO_BLOCK_TYPE:
+            raise _fail(
+                source, "hybrid_override_pattern",
+                f"unknown layer character {char!r} at position {i} (known: M, *, -, E)",
+            )
+    layers = raw.get("num_hidden_layers")
+    if layers is not None and layers != len(pattern):
+        raise _fail(
+            source, "num_hidden_layers",
+            f"is {layers} but hybrid_override_pattern has {len(pattern)} layers",
+        )
+    if "dtype" in values and not isinstance(values["dtype"], str):
+        values["dtype"] = str(values["dtype"]).removeprefix("torch.")
+
+    for name, value in values.items():
+        _check_type(source, name, value, _FIELD_TYPES.get(name, int))
+    config = ModelConfig(hybrid_override_pattern=pattern, **values)
+    validate_config(config, source)
+    return config
+
+
+def validate_config(config: ModelConfig, source: str) -> None:
+    """Check every relation between fields that the model's shapes rely on."""
+    kinds = set(config.hybrid_override_pattern)
+    positive = ["vocab_size", "hidden_size"]
+    if "*" in kinds:
+        positive += ["num_attention_heads", "num_key_value_heads", "head_dim"]
+    if "-" in kinds:
+        positive += ["intermediate_size"]
+    if "M" in kinds:
+        positive += ["mamba_num_heads", "mamba_head_dim", "ssm_state_size", "n_groups", "conv_kernel", "chunk_size"]
+    if "E" in kinds:
+        positive += [
+            "n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
+            "moe_shared_expert_intermediate_size", "n_group", "topk_group",
+        ]
+    for name in positive:
+        if getattr(config, name) <= 0:
+            raise _fail(source, name, f"must be positive, got {getattr(config, name)}")
+    if config.layer_norm_epsilon <= 0 or not math.isfinite(config.layer_norm_epsilon):
+        raise _fail(source, "layer_norm_epsilon", f"must be a positive number, got {config.layer_norm_epsilon}")
+    if config.dtype not in KNOWN_DTYPES:
+        raise _fail(source, "dtype", f"unsupported dtype {config.dtype!r} (known: {', '.join(KNOWN_DTYPES)})")
+    if "*" in kinds and config.num_attention_heads % config.num_key_value_heads:
+        raise _fail(
+            source, "num_key_value_heads",
+            f"{config.num_key_value_heads} does not divide num_attention_heads {config.num_attention_heads}",
+        )
+    if ("-" in kinds or "E" in kinds) and config.mlp_hidden_act != "relu2":
+        raise _fail(source, "mlp_hidden_act", f"only relu2 is supported, got {config.mlp_hidden_act!r}")
+    if "M" in kinds:
+        if config.mamba_num_heads % config.n_groups:
+            raise _fail(
+                source, "n_groups", f"{config.n_groups} does not divide mamba_num_heads {config.mamba_num_heads}"
+            )
+        if config.mamba_hidden_act != "silu":
+            raise _fail(source, "mamba_hidden_act", f"only silu is supported, got {config.mamba_hidden_act!r}")
+    if "E" in kinds:
+        if config.num_experts_per_tok > config.n_routed_experts:
+            raise _fail(
+                source, "num_experts_per_tok",
+                f"{config.num_experts_per_tok} exceeds n_routed_experts {config.n_routed_experts}",
+            )
+        if config.n_routed_experts % config.n_group:
+            raise _fail(source, "n_group", f"{config.n_group} does not divide n_routed_experts {config.n_routed_experts}")
+        if config.topk_group > config.n_group:
+            raise _fail(source, "topk_group", f"{config.topk_group} exceeds n_group {config.n_group}")
+        if config.moe_latent_size is not None and config.moe_latent_size <= 0:
+            raise _fail(source, "moe_latent_size", f"must be positive, got {config.moe_latent_size}")
+
+
+def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> CompileOptions:
+    defaults = CompileOptions(
+        dtype=config.dtype, max_seq_len=config.max_position_embeddings, chunk_size=config.chunk_size
+    )
+    if raw is None:
+        return defaults
+    if not isinstance(raw, dict):
+        raise _fail(source, "compile", f"expected a mapping, got {raw!r}")
+    known = {f.name for f in fields(CompileOptions)}
+    for key in raw:
+        if key not in known:
+            raise _fail(source, f"compile.{key}", f"unknown field (known: {', '.join(sorted(known))})")
+    options = replace(defaults, **{k: v for k, v in raw.items() if k != "targets"})
+    if "targets" in raw:
+        targets = raw["targets"]
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, list) or not targets:
+            raise _fail(source, "compile.targets", f"expected a non-empty list, got {targets!r}")
+        options = replace(options, targets=tuple(targets))
+    for target in options.targets:
+        if target not in KNOWN_TARGETS:
+            raise _fail(source, "compile.targets", f"unknown target {target!r} (known: {', '.join(KNOWN_TARGETS)})")
+    if options.dtype not in KNOWN_DTYPES:
+        raise _fail(source, "compile.dtype", f"unsupported dtype {options.dtype!r}")
+    for name in ("max_seq_len", "batch", "chunk_size"):
+        value = getattr(options, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise _fail(source, f"compile.{name}", f"must be a positive integer, got {value!r}")
+    return options
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+# ---------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    def constant(name: str) -> float:
+        return float(name)  # NaN / Infinity as Python's json writes them
+
+    def hooks(obj: dict[str, Any]) -> Any:
+        # transformers 5 writes infinities as {"__float__": "Infinity"}.
+        if set(obj) == {"__float__"}:
+            return float(obj["__float__"])
+        return obj
+
+    try:
+        data = json.loads(path.read_text(), parse_constant=constant, object_hook=hooks)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object at the top level")
+    return data
+
+
+def load_hf_directory(directory: Path, source: str | None = None) -> ModelSpec:
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"{directory}: not a Hugging Face checkpoint (no config.json)")
+    raw = _read_json(config_path)
+    config = config_from_dict(raw, str(config_path), strict=False)
+    has_weights = any(directory.glob("*.safetensors")) or any(directory.glob("*.bin")) or any(directory.glob("*.pt"))
+    tokenizer = directory / "tokenizer.json"
+    return ModelSpec(
+        config=config,
+        compile=compile_options_from_dict(None, str(config_path), config),
+        name=directory.name,
+        source=source or str(directory),
+        weights_dir=directory if has_weights else None,
+        tokenizer_path=tokenizer if tokenizer.is_file() else None,
+    )
+
+
+def load_yaml(path: Path) -> ModelSpec:
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    source = str(path)
+    model_fields = {k: v for k, v in raw.items() if k not in _YAML_SECTIONS}
+    config = config_from_dict(model_fields, source, strict=True)
+    weights_dir = tokenizer = None
+    if raw.get("weights") is not None:
+        weights_dir = (path.parent / str(raw["weights"])).resolve()
+        if not weights_dir.is_dir():
+            raise _fail(source, "weights", f"no such directory: {weights_dir}")
+    if raw.get("tokenizer") is not None:
+        tokenizer = (path.parent / str(raw["tokenizer"])).resolve()
+        if not tokenizer.is_file():
+            raise _fail(source, "tokenizer", f"no such file: {tokenizer}")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str):
+        raise _fail(source, "name", f"expected a string, got {name!r}")
+    return ModelSpec(
+        config=config,
+        compile=compile_options_from_dict(raw.get("compile"), source, config),
+        name=name,
+        source=source,
+        weights_dir=weights_dir,
+        tokenizer_path=tokenizer,
+    )
+
+
+def resolve_hub_repo(repo_id: str) -> Path:
+    """Download (or find in the local cache) the files Tessera needs from a Hub repo."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        path = snapshot_download(
+            repo_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*"], local_files_only=_hub_offline()
+        )
+    except LocalEntryNotFoundError:
+        raise ConfigError(
+            f"{repo_id}: not in the local Hugging Face cache and the Hub is offline (HF_HUB_OFFLINE)"
+        ) from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{repo_id}: cannot fetch from the Hugging Face Hub: {first_line}") from None
+    return Path(path)
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_model(source: str | os.PathLike[str]) -> ModelSpec:
+    """Load a model.yaml, an HF checkpoint directory, or a Hub repo id."""
+    text = str(source)
+    path = Path(text)
+    if path.is_dir():
+        return load_hf_directory(path)
+    if path.is_file():
+        if path.suffix in {".yaml", ".yml"}:
+            return load_yaml(path)
+        if path.name == "config.json":
+            return load_hf_directory(path.parent)
+        raise ConfigError(f"{path}: not a model.yaml, config.json or checkpoint directory")
+    if _HUB_ID.match(text) and not text.endswith((".yaml", ".yml")):
+        return load_hf_directory(resolve_hub_repo(text), source=text)
+    raise ConfigError(f"{text}: no such file or directory")
+
+
+def hf_config_dict(config: ModelConfig) -> dict[str, Any]:
+    """The config as HF config.json fields (what `NemotronHConfig(**d)` accepts)."""
+    out = {f.name: getattr(config, f.name) for f in fields(ModelConfig)}
+    out["model_type"] = "nemotron_h"
+    out["architectures"] = ["NemotronHForCausalLM"]
+    out["num_hidden_layers"] = config.num_hidden_layers
+    return out
