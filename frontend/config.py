@@ -429,7 +429,10 @@ def resolve_hub_repo(repo_id: str) -> Path:
 
     try:
         path = snapshot_download(
-            repo_id, allow_patterns=["*.json", "*.safetensors", "tokenizer*"], local_files_only=_hub_offline()
+            repo_id,
+            allow_patterns=["*.json", "*.safetensors", "tokenizer*"],
+            cache_dir=_hub_cache_dir(),
+            local_files_only=_hub_offline(),
         )
     except LocalEntryNotFoundError:
         raise ConfigError(
@@ -439,6 +442,15 @@ def resolve_hub_repo(repo_id: str) -> Path:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{repo_id}: cannot fetch from the Hugging Face Hub: {first_line}") from None
     return Path(path)
+
+
+def _hub_cache_dir() -> str | None:
+    # Read at call time: huggingface_hub fixes its defaults when first imported.
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    return None
 
 
 def _hub_offline() -> bool:

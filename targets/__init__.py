@@ -1,1 +1,33 @@
+"""Targets: one backend per hardware family, each an ordered list of stages from Graph-IR down.
 
+A backend is looked up by the name users pass to `--target`; the registry maps names to classes
+lazily so that asking for one target never imports another's toolchain.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from tessera.errors import TesseraError
+from tessera.targets.backend import Backend
+
+_BACKENDS = {
+    "reference": "tessera.targets.reference:ReferenceBackend",
+}
+# Named in configs and the README, built by later work: a clear message instead of "unknown".
+_PLANNED = ("x86", "nvvm", "rocdl")
+
+
+def target_names() -> tuple[str, ...]:
+    return tuple(_BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    target = _BACKENDS.get(name)
+    if target is None:
+        if name in _PLANNED:
+            raise TesseraError(f"target '{name}' is not available in this build of Tessera (available: reference)")
+        raise TesseraError(f"unknown target '{name}' (known: {', '.join(_BACKENDS)})")
+    module_name, class_name = target.split(":")
+    backend: Backend = getattr(importlib.import_module(module_name), class_name)()
+    return backend

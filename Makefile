@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:
+#   make demo   install Tessera and compile + run the embedded default model (configs/nemotron_h_tiny.yaml)
+#   make test   install Tessera with its test extra and run the lit and pytest suites
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= out/nemotron_h_tiny
+
+.PHONY: install install-test demo test lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+demo: install
+	$(BIN)/tessera-compile configs/nemotron_h_tiny.yaml --target reference -o $(OUT)
+	$(BIN)/tessera-run $(OUT) --input-ids 5,7,9,11,13 --max-new-tokens 16 --json
+
+test: install-test
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/lit -q test
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -n 2 test
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf out build *.egg-info test/**/Output

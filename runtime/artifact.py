@@ -1,0 +1,136 @@
+"""The compiled-artifact directory that `tessera-compile -o OUT` writes and `tessera-run OUT` reads.
+
+    OUT/
+      tessera.json     this manifest: model name and config (HF fields), compile options, targets built,
+                       where the weights come from, tokenizer
+      graph.mlir       Graph-IR (tessera.graph + nemotron): the program every target starts from
+      weights/         the Tessera weight layout (tessera-convert's output), when compiled from a checkpoint;
+                       absent when weights are drawn from a seed at run time
+      tokenizer.json   the checkpoint's tokenizer, when it has one
+      <target>/        what each target adds (machine code, launch metadata, ...)
+
+OUT is self-contained: nothing outside it is read at run time. Only json and the standard library
+are used here, so the runtime stays light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tessera.errors import TesseraError
+
+MANIFEST_NAME = "tessera.json"
+FORMAT = "tessera-artifact"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(TesseraError):
+    """A compiled-artifact directory that cannot be used."""
+
+
+@dataclass
+class Artifact:
+    path: Path
+    name: str
+    config: dict[str, Any]  # HF config.json fields
+    compile: dict[str, Any]
+    targets: dict[str, dict[str, Any]]
+    weights: dict[str, Any]  # {"kind": "checkpoint", "dir": "weights"} or {"kind": "random", "seed": N}
+    tokenizer: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def file(self, relative: str) -> Path:
+        return self.path / relative
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "name": self.name,
+            "config": self.config,
+            "compile": self.compile,
+            "targets": self.targets,
+            "weights": self.weights,
+            "tokenizer": self.tokenizer,
+            **self.extra,
+        }
+
+
+def read_artifact(path: str | os.PathLike[str]) -> Artifact:
+    root = Path(path)
+    if not root.exists():
+        raise ArtifactError(f"{root}: no such directory")
+    manifest = root / MANIFEST_NAME
+    if not manifest.is_file():
+        raise ArtifactError(f"{root}: not a Tessera artifact (no {MANIFEST_NAME}; build it with tessera-compile)")
+    try:
+        data = json.loads(manifest.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{manifest}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ArtifactError(f"{manifest}: not a Tessera artifact manifest")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{manifest}: format_version {data.get('format_version')!r}, this Tessera reads {FORMAT_VERSION}; recompile"
+        )
+    for key in ("name", "config", "compile", "targets", "weights"):
+        if key not in data:
+            raise ArtifactError(f"{manifest}: field '{key}' missing")
+    known = {"format", "format_version", "name", "config", "compile", "targets", "weights", "tokenizer"}
+    return Artifact(
+        path=root,
+        name=data["name"],
+        config=data["config"],
+        compile=data["compile"],
+        targets=data["targets"],
+        weights=data["weights"],
+        tokenizer=data.get("tokenizer"),
+        extra={k: v for k, v in data.items() if k not in known},
+    )
+
+
+def write_manifest(artifact: Artifact) -> None:
+    text = json.dumps(artifact.to_json(), indent=2, sort_keys=False, default=_json_default) + "\n"
+    (artifact.path / MANIFEST_NAME).write_text(text)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON-serialisable: {value!r}")
+
+
+@contextmanager
+def staged_directory(out: Path):  # type: ignore[no-untyped-def]
+    """Build OUT in a sibling temporary directory and move it into place only on success.
+
+    An existing OUT is replaced only if it is a Tessera artifact (a rebuild); anything else is refused,
+    so a typo in -o never deletes a user's directory. On failure nothing is left behind.
+    """
+    out = out.resolve()
+    if out.exists() and not (out / MANIFEST_NAME).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise ArtifactError(f"{out}: exists and is not a Tessera artifact; refusing to overwrite it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            out.rename(backup)
+            staging.rename(out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,23 @@
+"""The shape every target backend has (after Triton's backends): a name and an ordered list of stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from xdsl.dialects.builtin import ModuleOp
+
+from tessera.frontend.config import ModelSpec
+
+
+class Backend(Protocol):
+    name: str
+    # Stage names in order; `tessera-compile --emit=<stage>` stops after one. "graph" is always first.
+    stages: tuple[str, ...]
+
+    def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
+        """Lower `graph` and write this target's files under out_dir/<name>/.
+
+        Returns the target's entry for the artifact manifest (which files, launch metadata, ...).
+        """
+        ...

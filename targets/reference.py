@@ -1,0 +1,56 @@
+"""The reference target: Graph-IR interpreted by the numpy executor (tessera.reference).
+
+It is the executable specification every compiled target is checked against, so it adds no lowering:
+its program is graph.mlir itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import ModuleOp
+
+from tessera.frontend.config import ModelSpec
+from tessera.runtime.artifact import Artifact
+
+
+class ReferenceBackend:
+    name = "reference"
+    stages = ("graph",)
+
+    def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
+        return {"program": "graph.mlir", "stages": list(self.stages)}
+
+
+class ReferenceSession:
+    """Runs an artifact's Graph-IR with the numpy reference executor, carrying state between calls."""
+
+    target = "reference"
+
+    def __init__(self, executor: Any) -> None:
+        self._executor = executor
+
+    @classmethod
+    def open(cls, artifact: Artifact) -> ReferenceSession:
+        from tessera.dialects import parse_module
+        from tessera.frontend.checkpoint import load_weights, random_weights
+        from tessera.frontend.config import config_from_dict
+        from tessera.reference.executor import ReferenceExecutor
+
+        graph_path = artifact.file(artifact.targets["reference"]["program"])
+        module = parse_module(graph_path.read_text(), str(graph_path))
+        if artifact.weights.get("kind") == "checkpoint":
+            weights = load_weights(artifact.file(artifact.weights["dir"]))
+        else:
+            config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
+            weights = random_weights(config, int(artifact.weights.get("seed", 0)))
+        return cls(ReferenceExecutor(module, weights))
+
+    def prefill(self, input_ids: Sequence[int]) -> np.ndarray:
+        return self._executor.prefill(input_ids)
+
+    def decode(self, token_id: int) -> np.ndarray:
+        return self._executor.decode(token_id)

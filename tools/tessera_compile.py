@@ -1,0 +1,123 @@
+"""tessera-compile: a model.yaml, HF checkpoint directory or Hub repo id -> a self-contained artifact.
+
+    tessera-compile configs/nemotron_h_tiny.yaml --target reference -o out/tiny
+    tessera-compile ./hf-checkpoint -o out/ckpt              # converts and validates the weights
+    tessera-compile nvidia/NVIDIA-Nemotron-Nano-12B-v2-Base --emit=graph   # Graph-IR on stdout
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from tessera.errors import TesseraError
+from tessera.tools.cli_common import one_line_errors
+
+TOOL = "tessera-compile"
+
+
+def _progress(step: int, total: int, message: str, quiet: bool) -> None:
+    if not quiet:
+        click.echo(f"[{step}/{total}] {message}", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("model")
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="Artifact directory to write.")
+@click.option("--target", "targets", multiple=True, help="Target to build (repeatable); default: compile.targets.")
+@click.option("--emit", type=click.Choice(["graph"]), help="Stop after this stage and print its IR (to -o if given).")
+@click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
+@click.option("--max-seq-len", type=click.IntRange(min=1), help="Override compile.max_seq_len.")
+@click.option("--batch", type=click.IntRange(min=1), help="Override compile.batch.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed for weights drawn at run time when the model names none.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@one_line_errors(TOOL)
+def main(
+    model: str,
+    out: Path | None,
+    targets: tuple[str, ...],
+    emit: str | None,
+    dump_ir: Path | None,
+    max_seq_len: int | None,
+    batch: int | None,
+    seed: int,
+    quiet: bool,
+) -> None:
+    """Compile MODEL (model.yaml, HF checkpoint directory, or Hub repo id) for one or more targets."""
+    from tessera.frontend.config import load_model
+
+    spec = load_model(model)
+    overrides = {k: v for k, v in {"max_seq_len": max_seq_len, "batch": batch}.items() if v is not None}
+    if overrides:
+        spec = replace(spec, compile=replace(spec.compile, **overrides))
+    if emit is None and out is None:
+        raise TesseraError("missing -o/--output (or use --emit=<stage> to print IR)")
+    from tessera.targets import get_backend
+
+    backends = [get_backend(name) for name in (targets or spec.compile.targets)]
+
+    from tessera.frontend.graph_builder import build_graph
+
+    steps = 2 + len(backends) + (1 if spec.weights_dir else 0)
+    _progress(1, steps, f"graph: building Graph-IR for {spec.name} ({spec.config.num_hidden_layers} layers)", quiet)
+    graph = build_graph(spec.config)
+    graph_text = str(graph) + "\n"
+    if dump_ir is not None:
+        dump_ir.mkdir(parents=True, exist_ok=True)
+        (dump_ir / "00-graph.mlir").write_text(graph_text)
+    if emit == "graph":
+        if out is not None:
+            out.write_text(graph_text)
+        else:
+            click.echo(graph_text, nl=False)
+        return
+    assert out is not None
+    _write_artifact(spec, graph, graph_text, backends, out, dump_ir, seed, quiet, steps)
+
+
+def _write_artifact(spec, graph, graph_text, backends, out, dump_ir, seed, quiet, steps):  # type: ignore[no-untyped-def]
+    from tessera.frontend.config import hf_config_dict
+    from tessera.runtime.artifact import Artifact, staged_directory, write_manifest
+
+    step = 1
+    with staged_directory(out) as staging:
+        (staging / "graph.mlir").write_text(graph_text)
+        weights: dict[str, object]
+        if spec.weights_dir is not None:
+            from tessera.frontend.checkpoint import convert_checkpoint
+
+            step += 1
+            _progress(step, steps, f"weights: converting {spec.weights_dir}", quiet)
+            convert_checkpoint(spec.weights_dir, staging / "weights", config=spec.config, progress=not quiet)
+            weights = {"kind": "checkpoint", "dir": "weights"}
+        else:
+            weights = {"kind": "random", "seed": seed}
+        tokenizer = None
+        if spec.tokenizer_path is not None:
+            shutil.copyfile(spec.tokenizer_path, staging / "tokenizer.json")
+            tokenizer = "tokenizer.json"
+        built = {}
+        for backend in backends:
+            step += 1
+            _progress(step, steps, f"{backend.name}: {' -> '.join(backend.stages)}", quiet)
+            built[backend.name] = backend.compile(graph, spec, staging, dump_ir)
+        artifact = Artifact(
+            path=staging,
+            name=spec.name,
+            config=hf_config_dict(spec.config),
+            compile={**spec.compile.__dict__, "targets": list(built)},
+            targets=built,
+            weights=weights,
+            tokenizer=tokenizer,
+            extra={"source": spec.source},
+        )
+        write_manifest(artifact)
+    _progress(steps, steps, f"wrote {out}", quiet)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""tessera-run: prefill a prompt and decode tokens from a compiled artifact.
+
+    tessera-run out/tiny --input-ids 5,7,9 --max-new-tokens 16 --logits-out logits.npy --json
+    tessera-run out/ckpt --prompt "The capital of France is" --max-new-tokens 8
+
+With --json the last stdout line is a JSON object with "tokens" (the generated ids).
+--logits-out writes the prompt's logits, float32, shape [prompt_length, vocab].
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+
+from tessera.errors import TesseraError
+from tessera.runtime.artifact import Artifact, read_artifact
+from tessera.runtime.sampling import Sampler, SamplingOptions
+from tessera.tools.cli_common import one_line_errors, parse_int_list
+
+TOOL = "tessera-run"
+
+
+def _load_tokenizer(artifact: Artifact) -> Any:
+    if artifact.tokenizer is None:
+        raise TesseraError(f"{artifact.path}: --prompt needs a tokenizer, and this artifact has none (use --input-ids)")
+    from tokenizers import Tokenizer
+
+    path = artifact.file(artifact.tokenizer)
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception subclasses from Rust
+        raise TesseraError(f"{path}: cannot read tokenizer: {str(exc).splitlines()[0]}") from None
+
+
+def _open_session(artifact: Artifact, target: str) -> Any:
+    if target not in artifact.targets:
+        built = ", ".join(artifact.targets) or "none"
+        raise TesseraError(f"{artifact.path}: not compiled for target '{target}' (built: {built})")
+    if target == "reference":
+        from tessera.targets.reference import ReferenceSession
+
+        return ReferenceSession.open(artifact)
+    raise TesseraError(f"target '{target}' has no runtime in this build of Tessera")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("artifact_dir", type=click.Path(path_type=Path))
+@click.option("--target", help="Which compiled target to run (default: the first one built).")
+@click.option("--input-ids", help="Prompt as comma-separated token ids, e.g. 5,7,9.")
+@click.option("--prompt", help="Prompt text, tokenized with the artifact's tokenizer.json.")
+@click.option("--max-new-tokens", type=click.IntRange(min=0), default=16, show_default=True)
+@click.option("--logits-out", type=click.Path(path_type=Path), help="Write prompt logits [T, vocab] float32 (.npy).")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
+              help="0 = greedy.")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--top-p", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=1.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--stop-at-eos", is_flag=True, help="Stop when the model emits its eos token.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON result as the last line.")
+@one_line_errors(TOOL)
+def main(
+    artifact_dir: Path,
+    target: str | None,
+    input_ids: str | None,
+    prompt: str | None,
+    max_new_tokens: int,
+    logits_out: Path | None,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    seed: int,
+    stop_at_eos: bool,
+    as_json: bool,
+) -> None:
+    """Run ARTIFACT_DIR (built by tessera-compile): prefill the prompt, then decode."""
+    artifact = read_artifact(artifact_dir)
+    if (input_ids is None) == (prompt is None):
+        raise TesseraError("give exactly one of --input-ids and --prompt")
+    tokenizer = _load_tokenizer(artifact) if prompt is not None else None
+    ids = tokenizer.encode(prompt).ids if tokenizer is not None else parse_int_list(input_ids or "", "--input-ids")
+    vocab = int(artifact.config["vocab_size"])
+    for token in ids:
+        if not 0 <= token < vocab:
+            raise TesseraError(f"--input-ids: token {token} outside the vocabulary [0, {vocab})")
+    if not ids:
+        raise TesseraError("the prompt is empty")
+
+    session = _open_session(artifact, target or next(iter(artifact.targets)))
+    sampler = Sampler(SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
+    eos = artifact.config.get("eos_token_id")
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) if stop_at_eos and eos is not None else set()
+
+    start = time.perf_counter()
+    logits = session.prefill(ids)
+    prefill_s = time.perf_counter() - start
+    if logits_out is not None:
+        np.save(logits_out, np.asarray(logits, dtype=np.float32))
+    tokens: list[int] = []
+    start = time.perf_counter()
+    next_logits = logits[-1]
+    while len(tokens) < max_new_tokens:
+        token = sampler(next_logits)
+        tokens.append(token)
+        if token in eos_ids or len(tokens) == max_new_tokens:
+            break
+        next_logits = session.decode(token)
+    decode_s = time.perf_counter() - start
+
+    text = tokenizer.decode(tokens) if tokenizer is not None else None
+    result = {
+        "tokens": tokens,
+        "prompt_tokens": len(ids),
+        "target": session.target,
+        "prefill_ms": round(prefill_s * 1e3, 3),
+        "decode_tokens_per_s": round(len(tokens) / decode_s, 3) if decode_s > 0 and tokens else None,
+        "text": text,
+    }
+    if as_json:
+        click.echo(json.dumps(result))
+    else:
+        click.echo(text if text is not None else " ".join(map(str, tokens)))
+        click.echo(
+            f"[{session.target}] prompt {len(ids)} tokens in {result['prefill_ms']} ms, "
+            f"{len(tokens)} new tokens at {result['decode_tokens_per_s']} tokens/s",
+            err=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
