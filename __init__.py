@@ -29,7 +29,7 @@ _LAZY = {
     "ReferenceExecutor": "tessera.reference.executor:ReferenceExecutor",
 }
 
-__all__ = sorted(_LAZY) + ["__version__"]
+__all__ = [*sorted(_LAZY), "__version__"]
 
 
 def __getattr__(name: str) -> Any:

@@ -155,13 +155,38 @@ _HF_ALIASES = {
     "num_local_experts": "n_routed_experts",
 }
 _HF_IGNORED = {
-    "architectures", "attention_dropout", "auto_map", "expand", "hidden_dropout", "initializer_range",
-    "layers_block_type", "layer_types", "model_type", "mtp_layers_block_type", "mtp_hybrid_override_pattern",
-    "num_hidden_layers", "num_logits_to_keep", "num_nextn_predict_layers", "output_router_logits",
-    "rescale_prenorm_residual", "residual_in_fp32", "sliding_window", "transformers_version", "use_cache",
-    "use_mamba_kernels", "mamba_ssm_cache_dtype", "moe_shared_expert_overlap", "n_shared_experts",
-    "time_step_limit", "mamba_dt_limit", "name_or_path", "_name_or_path", "rms_norm_eps", "mamba_expand",
-    "tokenizer_class", "generation_config",
+    "architectures",
+    "attention_dropout",
+    "auto_map",
+    "expand",
+    "hidden_dropout",
+    "initializer_range",
+    "layers_block_type",
+    "layer_types",
+    "model_type",
+    "mtp_layers_block_type",
+    "mtp_hybrid_override_pattern",
+    "num_hidden_layers",
+    "num_logits_to_keep",
+    "num_nextn_predict_layers",
+    "output_router_logits",
+    "rescale_prenorm_residual",
+    "residual_in_fp32",
+    "sliding_window",
+    "transformers_version",
+    "use_cache",
+    "use_mamba_kernels",
+    "mamba_ssm_cache_dtype",
+    "moe_shared_expert_overlap",
+    "n_shared_experts",
+    "time_step_limit",
+    "mamba_dt_limit",
+    "name_or_path",
+    "_name_or_path",
+    "rms_norm_eps",
+    "mamba_expand",
+    "tokenizer_class",
+    "generation_config",
 }
 _YAML_SECTIONS = {"name", "compile", "weights", "tokenizer"}
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -184,13 +209,25 @@ def _as_tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 _FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
-    "hybrid_override_pattern": str, "mlp_hidden_act": str, "mamba_hidden_act": str, "dtype": str,
-    "mlp_bias": bool, "attention_bias": bool, "use_bias": bool, "use_conv_bias": bool,
-    "tie_word_embeddings": bool, "norm_topk_prob": bool,
-    "layer_norm_epsilon": (float, int), "time_step_min": (float, int), "time_step_max": (float, int),
-    "time_step_floor": (float, int), "routed_scaling_factor": (float, int),
-    "bos_token_id": (int, type(None)), "pad_token_id": (int, type(None)),
-    "eos_token_id": (int, list, type(None)), "moe_latent_size": (int, type(None)),
+    "hybrid_override_pattern": str,
+    "mlp_hidden_act": str,
+    "mamba_hidden_act": str,
+    "dtype": str,
+    "mlp_bias": bool,
+    "attention_bias": bool,
+    "use_bias": bool,
+    "use_conv_bias": bool,
+    "tie_word_embeddings": bool,
+    "norm_topk_prob": bool,
+    "layer_norm_epsilon": (float, int),
+    "time_step_min": (float, int),
+    "time_step_max": (float, int),
+    "time_step_floor": (float, int),
+    "routed_scaling_factor": (float, int),
+    "bos_token_id": (int, type(None)),
+    "pad_token_id": (int, type(None)),
+    "eos_token_id": (int, list, type(None)),
+    "moe_latent_size": (int, type(None)),
 }
 
 
@@ -239,13 +276,15 @@ def config_from_dict(raw: dict[str, Any], source: str, *, strict: bool) -> Model
     for i, char in enumerate(pattern):
         if char not in PATTERN_TO_BLOCK_TYPE:
             raise _fail(
-                source, "hybrid_override_pattern",
+                source,
+                "hybrid_override_pattern",
                 f"unknown layer character {char!r} at position {i} (known: M, *, -, E)",
             )
     layers = raw.get("num_hidden_layers")
     if layers is not None and layers != len(pattern):
         raise _fail(
-            source, "num_hidden_layers",
+            source,
+            "num_hidden_layers",
             f"is {layers} but hybrid_override_pattern has {len(pattern)} layers",
         )
     if "dtype" in values and not isinstance(values["dtype"], str):
@@ -270,8 +309,12 @@ def validate_config(config: ModelConfig, source: str) -> None:
         positive += ["mamba_num_heads", "mamba_head_dim", "ssm_state_size", "n_groups", "conv_kernel", "chunk_size"]
     if "E" in kinds:
         positive += [
-            "n_routed_experts", "num_experts_per_tok", "moe_intermediate_size",
-            "moe_shared_expert_intermediate_size", "n_group", "topk_group",
+            "n_routed_experts",
+            "num_experts_per_tok",
+            "moe_intermediate_size",
+            "moe_shared_expert_intermediate_size",
+            "n_group",
+            "topk_group",
         ]
     for name in positive:
         if getattr(config, name) <= 0:
@@ -282,7 +325,8 @@ def validate_config(config: ModelConfig, source: str) -> None:
         raise _fail(source, "dtype", f"unsupported dtype {config.dtype!r} (known: {', '.join(KNOWN_DTYPES)})")
     if "*" in kinds and config.num_attention_heads % config.num_key_value_heads:
         raise _fail(
-            source, "num_key_value_heads",
+            source,
+            "num_key_value_heads",
             f"{config.num_key_value_heads} does not divide num_attention_heads {config.num_attention_heads}",
         )
     if ("-" in kinds or "E" in kinds) and config.mlp_hidden_act != "relu2":
@@ -297,11 +341,14 @@ def validate_config(config: ModelConfig, source: str) -> None:
     if "E" in kinds:
         if config.num_experts_per_tok > config.n_routed_experts:
             raise _fail(
-                source, "num_experts_per_tok",
+                source,
+                "num_experts_per_tok",
                 f"{config.num_experts_per_tok} exceeds n_routed_experts {config.n_routed_experts}",
             )
         if config.n_routed_experts % config.n_group:
-            raise _fail(source, "n_group", f"{config.n_group} does not divide n_routed_experts {config.n_routed_experts}")
+            raise _fail(
+                source, "n_group", f"{config.n_group} does not divide n_routed_experts {config.n_routed_experts}"
+            )
         if config.topk_group > config.n_group:
             raise _fail(source, "topk_group", f"{config.topk_group} exceeds n_group {config.n_group}")
         if config.moe_latent_size is not None and config.moe_latent_size <= 0:

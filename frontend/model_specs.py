@@ -36,7 +36,9 @@ class StateFigures:
     kv_cache_bytes_per_token: int  # all attention layers, K and V
 
 
-def state_figures(config: ModelConfig, *, ssm_dtype: str = "float32", activation_dtype: str | None = None) -> StateFigures:
+def state_figures(
+    config: ModelConfig, *, ssm_dtype: str = "float32", activation_dtype: str | None = None
+) -> StateFigures:
     """Decode-state sizes. The SSM state is float32 by default (HF's mamba_ssm_cache_dtype); the conv
     state and KV cache hold activations, in the model's dtype unless told otherwise."""
     act_bytes = DTYPE_BYTES[activation_dtype or config.dtype]

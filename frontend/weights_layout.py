@@ -59,9 +59,7 @@ class TensorSpec:
         return count
 
 
-def _linear(
-    name: str, hf: str, out_dim: int, in_dim: int, bias: bool
-) -> list[TensorSpec]:
+def _linear(name: str, hf: str, out_dim: int, in_dim: int, bias: bool) -> list[TensorSpec]:
     specs = [TensorSpec(f"{name}.weight", (out_dim, in_dim), (f"{hf}.weight",))]
     if bias:
         specs.append(TensorSpec(f"{name}.bias", (out_dim,), (f"{hf}.bias",)))
@@ -122,13 +120,12 @@ def _moe_tensors(c: ModelConfig, t: str, h: str) -> list[TensorSpec]:
             "stack",
         ),
     ]
-    specs += _mlp_tensors(c, f"{t}.shared_expert", f"{h}.shared_experts", c.moe_shared_expert_intermediate_size,
-                          c.hidden_size)
+    specs += _mlp_tensors(
+        c, f"{t}.shared_expert", f"{h}.shared_experts", c.moe_shared_expert_intermediate_size, c.hidden_size
+    )
     if c.moe_latent_size is not None:
-        specs += _linear(f"{t}.fc1_latent_proj", f"{h}.fc1_latent_proj", c.moe_latent_size, c.hidden_size,
-                         c.mlp_bias)
-        specs += _linear(f"{t}.fc2_latent_proj", f"{h}.fc2_latent_proj", c.hidden_size, c.moe_latent_size,
-                         c.mlp_bias)
+        specs += _linear(f"{t}.fc1_latent_proj", f"{h}.fc1_latent_proj", c.moe_latent_size, c.hidden_size, c.mlp_bias)
+        specs += _linear(f"{t}.fc2_latent_proj", f"{h}.fc2_latent_proj", c.hidden_size, c.moe_latent_size, c.mlp_bias)
     return specs
 
 

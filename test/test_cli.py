@@ -51,8 +51,17 @@ def test_compile_writes_a_self_contained_artifact(tiny_artifact: Path) -> None:
 def test_run_contract(tiny_artifact: Path, tmp_path: Path) -> None:
     logits_path = tmp_path / "logits.npy"
     result = run(
-        "tessera-run", tiny_artifact, "--target", "reference", "--input-ids", "5,7,9",
-        "--max-new-tokens", "6", "--logits-out", logits_path, "--json",
+        "tessera-run",
+        tiny_artifact,
+        "--target",
+        "reference",
+        "--input-ids",
+        "5,7,9",
+        "--max-new-tokens",
+        "6",
+        "--logits-out",
+        logits_path,
+        "--json",
     )
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert len(out["tokens"]) == 6
@@ -81,9 +90,7 @@ def test_compile_bad_inputs(tmp_path: Path) -> None:
     )
     bad = tmp_path / "bad.yaml"
     bad.write_text(TINY.read_text().replace('hybrid_override_pattern: "M-M*-ME"', 'hybrid_override_pattern: "M-Q"'))
-    assert_one_line_error(
-        run("tessera-compile", bad, "-o", tmp_path / "o", ok=False), "hybrid_override_pattern", "'Q'"
-    )
+    assert_one_line_error(run("tessera-compile", bad, "-o", tmp_path / "o", ok=False), "hybrid_override_pattern", "'Q'")
     assert not (tmp_path / "o").exists()
     precious = tmp_path / "precious"
     precious.mkdir()
@@ -94,9 +101,7 @@ def test_compile_bad_inputs(tmp_path: Path) -> None:
 
 def test_run_bad_inputs(tiny_artifact: Path, tmp_path: Path) -> None:
     assert_one_line_error(run("tessera-run", tmp_path / "none", "--input-ids", "1", ok=False), "no such directory")
-    assert_one_line_error(
-        run("tessera-run", tiny_artifact, "--input-ids", "1,x", ok=False), "--input-ids", "integers"
-    )
+    assert_one_line_error(run("tessera-run", tiny_artifact, "--input-ids", "1,x", ok=False), "--input-ids", "integers")
     assert_one_line_error(
         run("tessera-run", tiny_artifact, "--input-ids", "1,999", ok=False), "token 999 outside the vocabulary"
     )

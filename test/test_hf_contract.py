@@ -21,9 +21,21 @@ torch = pytest.importorskip("torch", reason="the HF oracle needs torch (pip inst
 transformers = pytest.importorskip("transformers", reason="the HF oracle needs transformers")
 
 BASE = dict(
-    vocab_size=101, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
-    intermediate_size=48, mamba_num_heads=4, mamba_head_dim=8, ssm_state_size=16, n_groups=2, chunk_size=8,
-    n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=24, moe_shared_expert_intermediate_size=40,
+    vocab_size=101,
+    hidden_size=32,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    intermediate_size=48,
+    mamba_num_heads=4,
+    mamba_head_dim=8,
+    ssm_state_size=16,
+    n_groups=2,
+    chunk_size=8,
+    n_routed_experts=4,
+    num_experts_per_tok=2,
+    moe_intermediate_size=24,
+    moe_shared_expert_intermediate_size=40,
     routed_scaling_factor=2.5,
 )
 CASES = {
@@ -67,7 +79,7 @@ def hf_reference(path: Path, prompt: list[int], uses_cache: bool) -> tuple[np.nd
         logits = model(ids, use_cache=False).logits[0].numpy()
         if uses_cache:
             out = model.generate(ids, max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False)
-            tokens = out[0, len(prompt):].tolist()
+            tokens = out[0, len(prompt) :].tolist()
         else:
             # HF's cache needs an attention layer; greedy by recomputing the whole sequence instead.
             tokens, seq = [], list(prompt)
@@ -87,8 +99,17 @@ def tessera(out: Path, prompt: list[int], checkpoint: Path, tmp_path: Path) -> t
     run("tessera.tools.tessera_compile", checkpoint, "--target", "reference", "-o", out, "-q")
     logits_path = tmp_path / "logits.npy"
     stdout = run(
-        "tessera.tools.tessera_run", out, "--target", "reference", "--input-ids", ",".join(map(str, prompt)),
-        "--max-new-tokens", NEW_TOKENS, "--logits-out", logits_path, "--json",
+        "tessera.tools.tessera_run",
+        out,
+        "--target",
+        "reference",
+        "--input-ids",
+        ",".join(map(str, prompt)),
+        "--max-new-tokens",
+        NEW_TOKENS,
+        "--logits-out",
+        logits_path,
+        "--json",
     )
     return np.load(logits_path), json.loads(stdout.strip().splitlines()[-1])["tokens"]
 
@@ -103,7 +124,9 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
 def test_reference_matches_hf(case: str, tmp_path: Path) -> None:
     overrides = CASES[case]
     checkpoint = make_checkpoint(tmp_path / "hf", **overrides)
-    expected_logits, expected_tokens = hf_reference(checkpoint, PROMPT, "*" in str(overrides["hybrid_override_pattern"]))
+    expected_logits, expected_tokens = hf_reference(
+        checkpoint, PROMPT, "*" in str(overrides["hybrid_override_pattern"])
+    )
     logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path)
     assert relative_error(logits, expected_logits) <= 1e-4
     assert tokens == expected_tokens

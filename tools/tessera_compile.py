@@ -1,8 +1,8 @@
 """tessera-compile: a model.yaml, HF checkpoint directory or Hub repo id -> a self-contained artifact.
 
-    tessera-compile configs/nemotron_h_tiny.yaml --target reference -o out/tiny
-    tessera-compile ./hf-checkpoint -o out/ckpt              # converts and validates the weights
-    tessera-compile nvidia/NVIDIA-Nemotron-Nano-12B-v2-Base --emit=graph   # Graph-IR on stdout
+tessera-compile configs/nemotron_h_tiny.yaml --target reference -o out/tiny
+tessera-compile ./hf-checkpoint -o out/ckpt              # converts and validates the weights
+tessera-compile nvidia/NVIDIA-Nemotron-Nano-12B-v2-Base --emit=graph   # Graph-IR on stdout
 """
 
 from __future__ import annotations
@@ -32,8 +32,13 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
 @click.option("--max-seq-len", type=click.IntRange(min=1), help="Override compile.max_seq_len.")
 @click.option("--batch", type=click.IntRange(min=1), help="Override compile.batch.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed for weights drawn at run time when the model names none.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed for weights drawn at run time when the model names none.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @one_line_errors(TOOL)
 def main(

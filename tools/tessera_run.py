@@ -55,8 +55,7 @@ def _open_session(artifact: Artifact, target: str) -> Any:
 @click.option("--prompt", help="Prompt text, tokenized with the artifact's tokenizer.json.")
 @click.option("--max-new-tokens", type=click.IntRange(min=0), default=16, show_default=True)
 @click.option("--logits-out", type=click.Path(path_type=Path), help="Write prompt logits [T, vocab] float32 (.npy).")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True,
-              help="0 = greedy.")
+@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True, help="0 = greedy.")
 @click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--top-p", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=1.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
