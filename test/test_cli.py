@@ -109,3 +109,13 @@ def test_run_bad_inputs(tiny_artifact: Path, tmp_path: Path) -> None:
         run("tessera-run", tiny_artifact, "--target", "x86", "--input-ids", "1", ok=False), "not compiled for target"
     )
     assert_one_line_error(run("tessera-run", tiny_artifact, "--prompt", "hi", ok=False), "tokenizer")
+
+
+def test_runtime_and_package_import_without_the_compiler() -> None:
+    # Compiled models must run where xDSL and the MLIR bindings are absent.
+    code = (
+        "import sys, tessera, tessera.runtime.artifact, tessera.runtime.sampling; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('xdsl', 'mlir', 'torch')]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -149,3 +149,27 @@ def test_bf16_checkpoint(tmp_path: Path) -> None:
     logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path)
     assert relative_error(logits, expected_logits) <= 1e-4
     assert tokens == expected_tokens
+
+
+def test_prompt_text_uses_the_checkpoint_tokenizer(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    checkpoint = make_checkpoint(tmp_path / "hf", hybrid_override_pattern="M*")
+    vocab = {f"w{i}": i for i in range(101)}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer.save(str(checkpoint / "tokenizer.json"))
+    out = tmp_path / "out"
+    tessera(out, [5, 7, 9], checkpoint, tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "tessera.tools.tessera_run", out, "--prompt", "w5 w7 w9", "--max-new-tokens", "4"]
+        + ["--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    by_text = json.loads(result.stdout.strip().splitlines()[-1])
+    _, by_ids = hf_reference(checkpoint, [5, 7, 9], uses_cache=True)
+    assert by_text["tokens"] == by_ids[:4]
+    assert by_text["text"] == " ".join(f"w{t}" for t in by_ids[:4])
