@@ -161,13 +161,8 @@ def test_prompt_text_uses_the_checkpoint_tokenizer(tmp_path: Path) -> None:
     tokenizer.save(str(checkpoint / "tokenizer.json"))
     out = tmp_path / "out"
     tessera(out, [5, 7, 9], checkpoint, tmp_path)
-    result = subprocess.run(
-        [sys.executable, "-m", "tessera.tools.tessera_run", out, "--prompt", "w5 w7 w9", "--max-new-tokens", "4"]
-        + ["--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    command = [sys.executable, "-m", "tessera.tools.tessera_run", out, "--prompt", "w5 w7 w9"]
+    result = subprocess.run([*command, "--max-new-tokens", "4", "--json"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     by_text = json.loads(result.stdout.strip().splitlines()[-1])
     _, by_ids = hf_reference(checkpoint, [5, 7, 9], uses_cache=True)
