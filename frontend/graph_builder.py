@@ -149,7 +149,7 @@ class _GraphBuilder:
         for index in range(c.num_hidden_layers):
             h = self.layer(index, h)
         h = self.rmsnorm(h, "final_norm.weight")
-        head = self.weight("embedding.weight" if c.tie_word_embeddings else "lm_head.weight")
+        head = self.weight("lm_head.weight")
         logits_type = TensorType(f32, [DYNAMIC_INDEX, c.vocab_size])
         logits = self.insert(graph.LMHeadOp(operands=[h, head], result_types=[logits_type]))
         self.builder.insert(func.ReturnOp(logits))

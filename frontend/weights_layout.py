@@ -20,7 +20,11 @@ Tessera names a layer's tensors after its Graph-IR op, so the IR reads on its ow
     layers.{i}.moe.shared_expert.{up,down}_proj.weight
     layers.{i}.moe.{fc1,fc2}_latent_proj.weight       (moe_latent_size only)
     final_norm.weight                                 [hidden]
-    lm_head.weight                                    [vocab, hidden]      (absent when tied)
+    lm_head.weight                                    [vocab, hidden]      (always: see below)
+
+transformers' NemotronHForCausalLM never ties lm_head to the embedding (its `_tied_weights_keys` is
+empty), whatever `tie_word_embeddings` says, so lm_head.weight is its own tensor here too; only a
+checkpoint that lacks it on disk takes the embedding (frontend/checkpoint.py).
 
 Every Tessera tensor is a pure relabelling, reshape or stack of HF tensors, so the layout converts
 back to HF bit-exactly. Linear weights keep PyTorch's [out, in] order.
@@ -154,8 +158,7 @@ def model_tensors(config: ModelConfig) -> list[TensorSpec]:
     for index in range(config.num_hidden_layers):
         specs += layer_tensors(config, index)
     specs.append(TensorSpec("final_norm.weight", (config.hidden_size,), ("norm_f.weight",)))
-    if not config.tie_word_embeddings:
-        specs.append(TensorSpec("lm_head.weight", (config.vocab_size, config.hidden_size), ("lm_head.weight",)))
+    specs.append(TensorSpec("lm_head.weight", (config.vocab_size, config.hidden_size), ("lm_head.weight",)))
     return specs
 
 
@@ -169,10 +172,7 @@ def hf_shape(spec: TensorSpec) -> tuple[int, ...]:
 
 
 def param_count(config: ModelConfig) -> int:
-    """Parameters of the model; equals sum(p.numel()) of HF's NemotronHForCausalLM.
-
-    A tied lm_head shares the embedding and is counted once, as torch's parameters() does.
-    """
+    """Parameters of the model; equals sum(p.numel()) of HF's NemotronHForCausalLM."""
     return sum(spec.numel for spec in model_tensors(config) if spec.parameter)
 
 
@@ -183,5 +183,5 @@ def param_count_by_kind(config: ModelConfig) -> dict[str, int]:
         counts[kind] = counts.get(kind, 0) + sum(s.numel for s in layer_tensors(config, index) if s.parameter)
     counts["embedding"] = config.vocab_size * config.hidden_size
     counts["final_norm"] = config.hidden_size
-    counts["lm_head"] = 0 if config.tie_word_embeddings else config.vocab_size * config.hidden_size
+    counts["lm_head"] = config.vocab_size * config.hidden_size
     return counts

@@ -42,7 +42,9 @@ class ExecutorState:
 
 
 def _attribute(op: Operation, name: str) -> Any:
-    attr = op.properties.get(name) or op.attributes.get(name)
+    attr = op.properties.get(name)
+    if attr is None:
+        attr = op.attributes.get(name)
     if attr is None:
         raise ExecutionError(f"{op.name}: attribute '{name}' missing")
     value = getattr(attr, "value", attr)

@@ -1,0 +1,311 @@
+"""Hugging Face checkpoints <-> Tessera's weight layout.
+
+    convert_checkpoint(hf_dir, out)   HF safetensors (single or sharded, backbone./model. prefix,
+                                      fp32/bf16/fp16) -> out/weights-0000i-of-0000n.safetensors + manifest.json
+    export_checkpoint(out, hf_out)    back to the HF files, byte for byte
+    load_weights(out)                 float32 arrays by Tessera name, shard hashes checked
+    random_weights(config, seed)      weights drawn like HF's initialisation, for configs without any
+
+Tensors keep their stored dtype and bits (the layout only renames, squeezes and stacks), input files are
+memory-mapped and output written tensor by tensor, so memory stays bounded by the page cache. The
+manifest records each shard's sha256, and each HF file's header, which is what makes the export exact.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tessera.frontend.config import ModelConfig, config_from_dict, hf_config_dict, load_model
+from tessera.frontend.safetensors_io import (
+    CheckpointError,
+    SafetensorsFile,
+    TensorToWrite,
+    sha256_file,
+    to_float32,
+    write_safetensors,
+)
+from tessera.frontend.weights_layout import HF_PREFIXES, TensorSpec, hf_shape, model_tensors
+
+MANIFEST = "manifest.json"
+FORMAT = "tessera-weights"
+FORMAT_VERSION = 1
+INDEX = "model.safetensors.index.json"
+# Tensors transformers itself skips when loading NemotronH (multi-token-prediction heads).
+IGNORED_HF_TENSORS = re.compile(r"^(backbone\.|model\.)?mtp\.")
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+@dataclass
+class HFCheckpoint:
+    directory: Path
+    files: dict[str, SafetensorsFile]  # file name -> file
+    where: dict[str, str]  # tensor name -> file name
+    prefix: str
+    index: dict[str, Any] | None
+
+
+def open_hf_checkpoint(directory: Path) -> HFCheckpoint:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such checkpoint directory")
+    index_path = directory / INDEX
+    index = None
+    if index_path.is_file():
+        try:
+            index = json.loads(index_path.read_text())
+            names = sorted(set(index["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise CheckpointError(f"{index_path}: not a valid safetensors index (no weight_map)") from None
+    else:
+        names = sorted(p.name for p in directory.glob("*.safetensors"))
+    if not names:
+        pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise CheckpointError(
+                f"{directory / pickles[0]}: pickle checkpoints are not read (loading one can run arbitrary code); "
+                "convert it to safetensors"
+            )
+        raise CheckpointError(f"{directory}: no *.safetensors weights")
+    files: dict[str, SafetensorsFile] = {}
+    where: dict[str, str] = {}
+    for name in names:
+        if not (directory / name).is_file():
+            raise CheckpointError(f"{directory / name}: listed in {INDEX} but missing")
+        files[name] = SafetensorsFile(directory / name)
+        for tensor in files[name].tensors:
+            if tensor in where:
+                raise CheckpointError(f"{directory / name}: tensor '{tensor}' also in {where[tensor]}")
+            where[tensor] = name
+    prefix = next((p for p in HF_PREFIXES if any(t.startswith(p) for t in where)), "")
+    return HFCheckpoint(directory, files, where, prefix, index)
+
+
+def _hf_name(checkpoint: HFCheckpoint, name: str) -> str:
+    return name if name == "lm_head.weight" else checkpoint.prefix + name
+
+
+def _gather(checkpoint: HFCheckpoint, spec: TensorSpec, config: ModelConfig) -> tuple[str, list[np.ndarray]]:
+    """The stored arrays that make up `spec` (several when stacked), checked for presence, dtype, shape."""
+    names = [_hf_name(checkpoint, n) for n in spec.hf_names]
+    if spec.name == "lm_head.weight" and names[0] not in checkpoint.where and config.tie_word_embeddings:
+        names = [_hf_name(checkpoint, "embeddings.weight")]  # tied and not stored: the embedding serves
+    parts, dtypes = [], set()
+    for name in names:
+        if name not in checkpoint.where:
+            raise CheckpointError(f"{checkpoint.directory}: tensor '{name}' is missing")
+        file = checkpoint.files[checkpoint.where[name]]
+        info = file.tensors[name]
+        if info.shape != hf_shape(spec):
+            raise CheckpointError(
+                f"{file.path}: tensor '{name}' has shape {list(info.shape)}, expected {list(hf_shape(spec))}"
+            )
+        dtypes.add(info.dtype)
+        parts.append(file.raw(name))
+    if len(dtypes) != 1:
+        raise CheckpointError(f"{checkpoint.directory}: tensors of '{spec.name}' mix dtypes {sorted(dtypes)}")
+    return dtypes.pop(), parts
+
+
+def convert_checkpoint(
+    hf_dir: Path,
+    out_dir: Path,
+    config: ModelConfig | None = None,
+    shard_bytes: int = 2**30,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Convert an HF checkpoint directory into the Tessera layout at out_dir; returns the manifest."""
+    hf_dir, out_dir = Path(hf_dir), Path(out_dir)
+    config = config or load_model(hf_dir).config
+    checkpoint = open_hf_checkpoint(hf_dir)
+    specs = model_tensors(config)
+    tensors = []
+    for spec in specs:
+        dtype, parts = _gather(checkpoint, spec, config)
+        tensors.append(TensorToWrite(spec.name, dtype, spec.shape, parts))
+    used = {_hf_name(checkpoint, n) for spec in specs for n in spec.hf_names}
+    extra = sorted(n for n in checkpoint.where if n not in used and not IGNORED_HF_TENSORS.match(n))
+    if extra:
+        raise CheckpointError(f"{checkpoint.directory}: tensor '{extra[0]}' is not part of this model's layout")
+
+    shards = _plan_shards(tensors, shard_bytes)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise CheckpointError(f"{out_dir}: exists and is not empty (use --force to replace it)")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    try:
+        manifest = _write_shards(staging, shards, checkpoint, config, progress)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _plan_shards(tensors: list[TensorToWrite], shard_bytes: int) -> list[list[TensorToWrite]]:
+    shards: list[list[TensorToWrite]] = [[]]
+    size = 0
+    for tensor in tensors:
+        if shards[-1] and size + tensor.nbytes > shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(tensor)
+        size += tensor.nbytes
+    return shards
+
+
+def _write_shards(
+    staging: Path, shards: list[list[TensorToWrite]], checkpoint: HFCheckpoint, config: ModelConfig, progress: bool
+) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    total = sum(t.nbytes for shard in shards for t in shard)
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="converting", disable=not progress, file=sys.stderr)
+    manifest_tensors: dict[str, Any] = {}
+    manifest_shards = []
+    for number, shard in enumerate(shards, start=1):
+        name = f"weights-{number:05d}-of-{len(shards):05d}.safetensors"
+        # Widest dtypes first keeps every tensor aligned to its element size.
+        ordered = sorted(shard, key=lambda t: -t.parts[0].itemsize)
+        digest, size = write_safetensors(staging / name, ordered, {"format": "tessera"})
+        manifest_shards.append({"file": name, "sha256": digest, "bytes": size})
+        for tensor in shard:
+            manifest_tensors[tensor.name] = {"shard": name, "dtype": tensor.dtype, "shape": list(tensor.shape)}
+        bar.update(sum(t.nbytes for t in shard))
+    bar.close()
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": hf_config_dict(config),
+        "shards": manifest_shards,
+        "tensors": manifest_tensors,
+        "hf": {
+            "prefix": checkpoint.prefix,
+            "index": checkpoint.index,
+            "files": [{"file": n, "header": f.header_text.decode()} for n, f in checkpoint.files.items()],
+        },
+    }
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: not a Tessera weight directory (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a Tessera weight manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
+    return manifest
+
+
+def _open_shards(directory: Path, manifest: dict[str, Any], verify: bool) -> dict[str, SafetensorsFile]:
+    shards = {}
+    for shard in manifest["shards"]:
+        path = Path(directory) / shard["file"]
+        if not path.is_file():
+            raise CheckpointError(f"{path}: shard missing")
+        if verify and sha256_file(path) != shard["sha256"]:
+            raise CheckpointError(f"{path}: sha256 does not match the manifest (corrupt or modified shard)")
+        shards[shard["file"]] = SafetensorsFile(path)
+    return shards
+
+
+def load_weights(directory: Path, verify: bool = True) -> dict[str, np.ndarray]:
+    """Every tensor of a converted checkpoint as float32, by Tessera name."""
+    manifest = read_manifest(directory)
+    shards = _open_shards(directory, manifest, verify)
+    config = config_from_dict(manifest["config"], str(Path(directory) / MANIFEST), strict=False)
+    weights = {}
+    for spec in model_tensors(config):
+        entry = manifest["tensors"].get(spec.name)
+        if entry is None:
+            raise CheckpointError(f"{directory}: tensor '{spec.name}' missing from {MANIFEST}")
+        file = shards[entry["shard"]]
+        if spec.name not in file.tensors or file.tensors[spec.name].shape != spec.shape:
+            raise CheckpointError(f"{file.path}: tensor '{spec.name}' missing or not of shape {list(spec.shape)}")
+        weights[spec.name] = to_float32(file.raw(spec.name), file.tensors[spec.name].dtype)
+    return weights
+
+
+def export_checkpoint(directory: Path, hf_out: Path, overwrite: bool = False) -> None:
+    """Write the HF files the checkpoint was converted from: same names, headers and bytes."""
+    directory, hf_out = Path(directory), Path(hf_out)
+    manifest = read_manifest(directory)
+    shards = _open_shards(directory, manifest, verify=True)
+    config = config_from_dict(manifest["config"], str(directory / MANIFEST), strict=False)
+    prefix = manifest["hf"]["prefix"]
+    source: dict[str, tuple[str, int | None]] = {}  # HF name -> (Tessera name, stack index)
+    for spec in model_tensors(config):
+        for i, name in enumerate(spec.hf_names):
+            hf_name = name if name == "lm_head.weight" else prefix + name
+            source[hf_name] = (spec.name, i if spec.transform == "stack" else None)
+    if hf_out.exists() and any(hf_out.iterdir()) and not overwrite:
+        raise CheckpointError(f"{hf_out}: exists and is not empty (use --force to replace it)")
+    hf_out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{hf_out.name}.", suffix=".partial", dir=hf_out.parent))
+    try:
+        for entry in manifest["hf"]["files"]:
+            header = json.loads(entry["header"])
+            metadata = header.pop("__metadata__", None)
+            tensors = []
+            for hf_name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+                if hf_name not in source:
+                    continue  # dropped at conversion (e.g. mtp.*): not part of the model
+                tessera_name, index = source[hf_name]
+                file = shards[manifest["tensors"][tessera_name]["shard"]]
+                array = file.raw(tessera_name)
+                part = array[index] if index is not None else array
+                tensors.append(TensorToWrite(hf_name, info["dtype"], tuple(info["shape"]), [part]))
+            write_safetensors(staging / entry["file"], tensors, metadata)
+        if manifest["hf"]["index"] is not None:
+            (staging / INDEX).write_text(json.dumps(manifest["hf"]["index"], indent=2, sort_keys=True) + "\n")
+        (staging / "config.json").write_text(json.dumps(manifest["config"], indent=2) + "\n")
+        if hf_out.exists():
+            shutil.rmtree(hf_out)
+        staging.rename(hf_out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def random_weights(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """Float32 weights drawn from `seed` like HF's _init_weights, so a config without weights runs sensibly."""
+    rng = np.random.default_rng(seed)
+    weights: dict[str, np.ndarray] = {}
+    for spec in model_tensors(config):
+        leaf = spec.name.rsplit(".", 1)[-1]
+        if spec.name.endswith("norm.weight"):
+            value = np.ones(spec.shape, np.float32)
+        elif leaf == "A_log":
+            value = np.log(np.arange(1, spec.shape[0] + 1, dtype=np.float32))
+        elif leaf == "D":
+            value = np.ones(spec.shape, np.float32)
+        elif leaf == "dt_bias":
+            low, high = np.log(config.time_step_min), np.log(config.time_step_max)
+            dt = np.maximum(np.exp(rng.uniform(low, high, spec.shape)), config.time_step_floor)
+            value = (dt + np.log(-np.expm1(-dt))).astype(np.float32)  # inverse softplus
+        elif leaf == "bias" or leaf == "e_score_correction_bias":
+            value = np.zeros(spec.shape, np.float32)
+        elif spec.name.endswith("conv1d.weight"):
+            bound = 1.0 / np.sqrt(config.conv_kernel)
+            value = rng.uniform(-bound, bound, spec.shape).astype(np.float32)
+        else:
+            value = (rng.standard_normal(spec.shape, dtype=np.float32) * 0.02).astype(np.float32)
+        weights[spec.name] = value
+    return weights

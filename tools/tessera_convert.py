@@ -1,0 +1,65 @@
+"""tessera-convert: Hugging Face safetensors checkpoints <-> Tessera's weight layout.
+
+    tessera-convert ./hf-checkpoint -o weights/            # or a Hub repo id
+    tessera-convert --export weights/ -o ./hf-again        # bit-exact, byte-identical files
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tessera.errors import TesseraError
+from tessera.tools.cli_common import one_line_errors
+
+TOOL = "tessera-convert"
+_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
+
+
+def parse_size(text: str) -> int:
+    number = text.strip().upper().rstrip()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if unit and number.endswith(unit):
+            number, scale = number[: -len(unit)], _UNITS[unit]
+            break
+    else:
+        scale = 1
+    try:
+        value = int(float(number) * scale)
+    except ValueError:
+        raise TesseraError(f"--shard-size: not a size: {text!r} (e.g. 2GB, 500MiB)") from None
+    if value <= 0:
+        raise TesseraError(f"--shard-size: must be positive, got {text!r}")
+    return value
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("source")
+@click.option("-o", "--output", "out", required=True, type=click.Path(path_type=Path), help="Directory to write.")
+@click.option("--export", is_flag=True, help="SOURCE is a Tessera weight directory: write it back as HF files.")
+@click.option("--shard-size", default="2GB", show_default=True, help="Largest Tessera shard.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
+@one_line_errors(TOOL)
+def main(source: str, out: Path, export: bool, shard_size: str, no_progress: bool, force: bool) -> None:
+    """Convert SOURCE (an HF checkpoint directory or Hub repo id) into Tessera's weight layout."""
+    from tessera.frontend.checkpoint import convert_checkpoint, export_checkpoint
+
+    if export:
+        export_checkpoint(Path(source), out, overwrite=force)
+        click.echo(f"wrote {out}", err=True)
+        return
+    from tessera.frontend.config import load_model
+
+    spec = load_model(source)
+    if spec.weights_dir is None:
+        raise TesseraError(f"{source}: no weights to convert (no *.safetensors beside config.json)")
+    manifest = convert_checkpoint(
+        spec.weights_dir, out, spec.config, parse_size(shard_size), progress=not no_progress, overwrite=force
+    )
+    click.echo(f"wrote {out}: {len(manifest['tensors'])} tensors in {len(manifest['shards'])} shard(s)", err=True)
+
+
+if __name__ == "__main__":
+    main()
