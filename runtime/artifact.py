@@ -109,6 +109,12 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {value!r}")
 
 
+def check_output_directory(out: Path) -> None:
+    """Refuse an -o that holds something other than a Tessera artifact (checked before any work)."""
+    if out.exists() and not (out / MANIFEST_NAME).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise ArtifactError(f"{out}: exists and is not a Tessera artifact; refusing to overwrite it")
+
+
 @contextmanager
 def staged_directory(out: Path):  # type: ignore[no-untyped-def]
     """Build OUT in a sibling temporary directory and move it into place only on success.
@@ -117,8 +123,7 @@ def staged_directory(out: Path):  # type: ignore[no-untyped-def]
     so a typo in -o never deletes a user's directory. On failure nothing is left behind.
     """
     out = out.resolve()
-    if out.exists() and not (out / MANIFEST_NAME).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise ArtifactError(f"{out}: exists and is not a Tessera artifact; refusing to overwrite it")
+    check_output_directory(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:

@@ -61,6 +61,10 @@ def main(
         spec = replace(spec, compile=replace(spec.compile, **overrides))
     if emit is None and out is None:
         raise TesseraError("missing -o/--output (or use --emit=<stage> to print IR)")
+    if emit is None and out is not None:
+        from tessera.runtime.artifact import check_output_directory
+
+        check_output_directory(out)
     from tessera.targets import get_backend
 
     backends = [get_backend(name) for name in (targets or spec.compile.targets)]
