@@ -1,0 +1,52 @@
+"""tessera-opt: xDSL's opt driver with Tessera's dialects and passes, used like mlir-opt.
+
+    tessera-opt graph_examples/hybrid.mlir -p tessera-graph-annotate-costs
+    tessera-opt test/dialects/nemotron/invalid.mlir --split-input-file --verify-diagnostics
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.xdsl_opt_main import xDSLOptMain
+
+from tessera.dialects import TESSERA_DIALECTS
+from tessera.passes import ALL_PASSES
+
+
+class TesseraOptMain(xDSLOptMain):
+    def register_all_dialects(self) -> None:
+        super().register_all_dialects()
+        # Loaded eagerly: lazy registration splits "tessera.graph" at its first dot.
+        for dialect in TESSERA_DIALECTS:
+            self.ctx.load_dialect(dialect)
+
+    def register_all_passes(self) -> None:
+        super().register_all_passes()
+        for name, factory in ALL_PASSES.items():
+            self.register_pass(name, factory)
+
+
+def _one_line(exc: Exception) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    if isinstance(exc, ParseError) and len(lines) >= 2:
+        # xDSL prints "file:line:col", the source line, a caret line, then the message.
+        return f"{lines[0].strip()}: {lines[-1].strip()}"
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    try:
+        TesseraOptMain("Tessera modular optimizer driver", args).run()
+    except (ParseError, VerifyException, DiagnosticException, ValueError) as exc:
+        print(f"tessera-opt: error: {_one_line(exc)}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as exc:
+        print(f"tessera-opt: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
