@@ -287,6 +287,8 @@ def config_from_dict(raw: dict[str, Any], source: str, *, strict: bool) -> Model
             "num_hidden_layers",
             f"is {layers} but hybrid_override_pattern has {len(pattern)} layers",
         )
+    if "dtype" in values and values["dtype"] is None:
+        del values["dtype"]  # HF writes null for "not recorded": keep the default
     if "dtype" in values and not isinstance(values["dtype"], str):
         values["dtype"] = str(values["dtype"]).removeprefix("torch.")
 
