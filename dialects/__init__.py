@@ -30,18 +30,18 @@ def parse_module(text: str, filename: str) -> ModuleOp:
     try:
         module = Parser(context(), text, filename).parse_module()
     except ParseError as exc:
-        raise TesseraError(_first_line(exc, filename)) from None
+        raise TesseraError(diagnostic_line(exc)) from None
     try:
         module.verify()
     except (VerifyException, DiagnosticException) as exc:
-        raise TesseraError(f"{filename}: {_first_line(exc, filename)}") from None
+        raise TesseraError(f"{filename}: {diagnostic_line(exc)}") from None
     return module
 
 
-def _first_line(exc: Exception, filename: str) -> str:
+def diagnostic_line(exc: Exception) -> str:
+    """One line for an xDSL parse or verify error: `file:line:col: message` or the message."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
-    # xDSL's parse errors start with "file:line:col: ..."; the lines after it show the source.
-    for line in lines:
-        if line.startswith(filename) or "error" in line.lower():
-            return line.strip()
+    if isinstance(exc, ParseError) and len(lines) >= 2:
+        # xDSL prints "file:line:col", the source line, a caret line, then the message.
+        return f"{lines[0].strip()}: {lines[-1].strip()}"
     return lines[0].strip() if lines else type(exc).__name__

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from tessera.dialects import TESSERA_DIALECTS
+from tessera.dialects import TESSERA_DIALECTS, diagnostic_line
 from tessera.passes import ALL_PASSES
 
 
@@ -29,19 +29,11 @@ class TesseraOptMain(xDSLOptMain):
             self.register_pass(name, factory)
 
 
-def _one_line(exc: Exception) -> str:
-    lines = [line for line in str(exc).splitlines() if line.strip()]
-    if isinstance(exc, ParseError) and len(lines) >= 2:
-        # xDSL prints "file:line:col", the source line, a caret line, then the message.
-        return f"{lines[0].strip()}: {lines[-1].strip()}"
-    return lines[0].strip() if lines else type(exc).__name__
-
-
 def main(args: Sequence[str] | None = None) -> None:
     try:
         TesseraOptMain("Tessera modular optimizer driver", args).run()
     except (ParseError, VerifyException, DiagnosticException, ValueError) as exc:
-        print(f"tessera-opt: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"tessera-opt: error: {diagnostic_line(exc)}", file=sys.stderr)
         sys.exit(1)
     except OSError as exc:
         print(f"tessera-opt: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
