@@ -7,9 +7,8 @@ Graph-IR is the model as a stateless dataflow graph of whole layers with Hugging
 
 from __future__ import annotations
 
-
 from xdsl.dialects.builtin import DYNAMIC_INDEX, Float64Type, FloatAttr, IntegerType, StringAttr, TensorType
-from xdsl.ir import Attribute, Dialect
+from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
     ParsePropInAttrDict,
@@ -48,7 +47,9 @@ class WeightOp(IRDLOperation):
             raise VerifyException("tessera.graph.weight: name must not be empty")
         shape = dims(self.name, "result", self.result)
         if any(d == DYNAMIC_INDEX for d in shape):
-            raise VerifyException(f"tessera.graph.weight '{self.weight_name.data}': shape [{show(shape)}] must be static")
+            raise VerifyException(
+                f"tessera.graph.weight '{self.weight_name.data}': shape [{show(shape)}] must be static"
+            )
         expect_float(self.name, "result", self.result)
 
 
@@ -97,11 +98,11 @@ class RMSNormOp(IRDLOperation):
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$x `,` $weight attr-dict `:` functional-type(operands, results)"
 
-    def __init__(self, x: object, weight: object, epsilon: float):
+    def __init__(self, x: SSAValue, weight: SSAValue, epsilon: float):
         super().__init__(
             operands=[x, weight],
             properties={"epsilon": FloatAttr(epsilon, Float64Type())},
-            result_types=[x.type],  # type: ignore[attr-defined]
+            result_types=[x.type],
         )
 
     def verify_(self) -> None:

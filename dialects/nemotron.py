@@ -9,12 +9,12 @@ verifiers check every shape relation between weights and attributes.
 
 from __future__ import annotations
 
-
 from xdsl.dialects.builtin import I64, BoolAttr, Float64Type, FloatAttr, IntegerAttr, TensorType
 from xdsl.ir import Dialect
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
+    IRDLOption,
     ParsePropInAttrDict,
     irdl_op_definition,
     operand_def,
@@ -33,7 +33,9 @@ def _int(attr: IntegerAttr) -> int:
     return attr.value.data
 
 
-def _group(keyword: str, required: tuple[str, ...], optional: tuple[str, ...] = (), *, all_optional: bool = False) -> str:
+def _group(
+    keyword: str, required: tuple[str, ...], optional: tuple[str, ...] = (), *, all_optional: bool = False
+) -> str:
     """`keyword(%a : type, %b : type)` in the declarative format; optional operands print only when present."""
     typed = [f"${name} `:` type(${name})" for name in required]
     body = " `,` ".join(typed)
@@ -59,7 +61,7 @@ class _Block(IRDLOperation):
     result = result_def(TensorType)
     layer = prop_def(IntegerAttr[I64])
     traits = traits_def(Pure())
-    irdl_options = (ParsePropInAttrDict(),)
+    irdl_options: tuple[IRDLOption, ...] = (ParsePropInAttrDict(),)
 
     def _verify_block(self) -> int:
         x = self.operands[0]
@@ -104,7 +106,10 @@ class Mamba2MixerOp(_Block):
     chunk_size = prop_def(IntegerAttr[I64])
     epsilon = prop_def(FloatAttr[Float64Type])
     time_step_min = prop_def(FloatAttr[Float64Type])
-    irdl_options = (ParsePropInAttrDict(), AttrSizedOperandSegments(as_property=True),)
+    irdl_options = (
+        ParsePropInAttrDict(),
+        AttrSizedOperandSegments(as_property=True),
+    )
     assembly_format = _format(
         _group("in_proj", ("in_proj_weight",), ("in_proj_bias",)),
         _group("conv", ("conv_weight",), ("conv_bias",)),
@@ -195,8 +200,13 @@ class MLPReLU2Op(_Block):
     down_weight = operand_def(TensorType)
     up_bias = opt_operand_def(TensorType)
     down_bias = opt_operand_def(TensorType)
-    irdl_options = (ParsePropInAttrDict(), AttrSizedOperandSegments(as_property=True),)
-    assembly_format = _format(_group("up", ("up_weight",), ("up_bias",)), _group("down", ("down_weight",), ("down_bias",)))
+    irdl_options = (
+        ParsePropInAttrDict(),
+        AttrSizedOperandSegments(as_property=True),
+    )
+    assembly_format = _format(
+        _group("up", ("up_weight",), ("up_bias",)), _group("down", ("down_weight",), ("down_bias",))
+    )
 
     def verify_(self) -> None:
         hidden = self._verify_block()
@@ -238,7 +248,10 @@ class MoEOp(_Block):
     topk_group = prop_def(IntegerAttr[I64])
     norm_topk_prob = prop_def(BoolAttr)
     routed_scaling_factor = prop_def(FloatAttr[Float64Type])
-    irdl_options = (ParsePropInAttrDict(), AttrSizedOperandSegments(as_property=True),)
+    irdl_options = (
+        ParsePropInAttrDict(),
+        AttrSizedOperandSegments(as_property=True),
+    )
     assembly_format = _format(
         _group("router", ("router_weight", "router_bias")),
         _group("experts", ("experts_up", "experts_down")),

@@ -9,6 +9,7 @@ weight layout (frontend/weights_layout.py), so the IR, the converter and the exe
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from xdsl.builder import Builder, InsertPoint
 from xdsl.dialects import func
@@ -23,7 +24,8 @@ from xdsl.dialects.builtin import (
     f32,
     i64,
 )
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.irdl import IRDLOperation
 
 from tessera.dialects import graph, nemotron
 from tessera.frontend.config import ConfigError, ModelConfig
@@ -60,10 +62,18 @@ class _GraphBuilder:
     def rmsnorm(self, x: SSAValue, weight_name: str) -> SSAValue:
         return self.insert(graph.RMSNormOp(x, self.weight(weight_name), self.config.layer_norm_epsilon))
 
-    def block_op(self, op_type: type[Operation], x: SSAValue, operands: list, properties: dict) -> SSAValue:
+    def block_op(
+        self,
+        op_type: type[IRDLOperation],
+        x: SSAValue,
+        operands: list[tuple[SSAValue | None, bool]],
+        properties: Mapping[str, Attribute],
+    ) -> SSAValue:
         # Optional operands are passed as [] or [value], as IRDL's segment sizes expect.
-        packed = [[] if value is None else [value] if optional else value for value, optional in operands]
-        return self.insert(op_type(operands=[x, *packed], properties=properties, result_types=[self.activation]))
+        packed: list[SSAValue | list[SSAValue]] = [
+            [] if value is None else [value] if optional else value for value, optional in operands
+        ]
+        return self.insert(op_type(operands=[x, *packed], properties=dict(properties), result_types=[self.activation]))
 
     def layer(self, index: int, h: SSAValue) -> SSAValue:
         c = self.config
@@ -83,9 +93,17 @@ class _GraphBuilder:
                 nemotron.Mamba2MixerOp,
                 x,
                 [
-                    w("in_proj.weight"), opt("in_proj.bias"), w("conv1d.weight"), opt("conv1d.bias"), w("dt_bias"),
-                    w("A_log"), w("D"), w("norm.weight"), w("out_proj.weight"), opt("out_proj.bias"),
-                ],  # fmt: skip
+                    w("in_proj.weight"),
+                    opt("in_proj.bias"),
+                    w("conv1d.weight"),
+                    opt("conv1d.bias"),
+                    w("dt_bias"),
+                    w("A_log"),
+                    w("D"),
+                    w("norm.weight"),
+                    w("out_proj.weight"),
+                    opt("out_proj.bias"),
+                ],
                 {
                     **layer,
                     "num_heads": _int(c.mamba_num_heads),
@@ -124,10 +142,15 @@ class _GraphBuilder:
                 nemotron.MoEOp,
                 x,
                 [
-                    w("router.weight"), w("router.e_score_correction_bias"), w("experts.up_proj"),
-                    w("experts.down_proj"), w("shared_expert.up_proj.weight"), w("shared_expert.down_proj.weight"),
-                    opt("fc1_latent_proj.weight"), opt("fc2_latent_proj.weight"),
-                ],  # fmt: skip
+                    w("router.weight"),
+                    w("router.e_score_correction_bias"),
+                    w("experts.up_proj"),
+                    w("experts.down_proj"),
+                    w("shared_expert.up_proj.weight"),
+                    w("shared_expert.down_proj.weight"),
+                    opt("fc1_latent_proj.weight"),
+                    opt("fc2_latent_proj.weight"),
+                ],
                 {
                     **layer,
                     "num_experts": _int(c.n_routed_experts),

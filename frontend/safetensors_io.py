@@ -176,7 +176,7 @@ def _blocks(tensors: Sequence[TensorToWrite], metadata: dict[str, str] | None) -
     yield header_bytes(((t.name, t.dtype, t.shape, t.nbytes) for t in tensors), metadata)
     for tensor in tensors:
         for part in tensor.parts:
-            yield memoryview(np.ascontiguousarray(part)).cast("B")
+            yield np.ascontiguousarray(part).view(np.uint8).reshape(-1).data
 
 
 def sha256_file(path: Path, block_bytes: int = 2**24) -> str:

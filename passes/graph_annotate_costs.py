@@ -16,6 +16,7 @@ from math import prod
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, TensorType, i64
+from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -23,38 +24,31 @@ from xdsl.pattern_rewriter import (
     PatternRewriteWalker,
     RewritePattern,
 )
-from xdsl.ir import Operation
 
 from tessera.dialects import nemotron
 
 _BLOCKS = (nemotron.Mamba2MixerOp, nemotron.AttnGQAOp, nemotron.MLPReLU2Op, nemotron.MoEOp)
 
 
-def _elements(op: Operation) -> list[int]:
-    """Elements of each weight operand (operand 0 is the activation)."""
-    sizes = []
-    for operand in op.operands[1:]:
-        assert isinstance(operand.type, TensorType)
-        sizes.append(prod(operand.type.get_shape()))
-    return sizes
+def _shape(value: SSAValue) -> tuple[int, ...]:
+    assert isinstance(value.type, TensorType)
+    return tuple(value.type.get_shape())
 
 
 def block_costs(op: Operation) -> tuple[int, int, int]:
-    """(params, active params, matmul FLOPs per token) of one block."""
-    params = sum(_elements(op))
+    """(params, active params, matmul FLOPs per token) of one block; operand 0 is the activation."""
+    weights = [_shape(operand) for operand in op.operands[1:]]
+    params = sum(prod(shape) for shape in weights)
     if isinstance(op, nemotron.MoEOp):
-        experts = op.num_experts.value.data
-        top_k = op.top_k.value.data
-        routed = sum(prod(v.type.get_shape()) for v in (op.experts_up, op.experts_down))  # type: ignore[attr-defined]
-        active = params - routed + routed * top_k // experts
-        matrices = active - prod(op.router_bias.type.get_shape())  # type: ignore[attr-defined]
+        routed = prod(_shape(op.experts_up)) + prod(_shape(op.experts_down))
+        active = params - routed + routed * op.top_k.value.data // op.num_experts.value.data
+        matrices = active - prod(_shape(op.router_bias))
     elif isinstance(op, nemotron.Mamba2MixerOp):
         active = params
-        matrices = sum(prod(v.type.get_shape()) for v in (op.in_proj_weight, op.out_proj_weight))  # type: ignore[attr-defined]
+        matrices = prod(_shape(op.in_proj_weight)) + prod(_shape(op.out_proj_weight))
     else:
         active = params
-        matrices = sum(size for size, operand in zip(_elements(op), op.operands[1:], strict=True)
-                       if len(operand.type.get_shape()) == 2)  # type: ignore[attr-defined]
+        matrices = sum(prod(shape) for shape in weights if len(shape) == 2)
     return params, active, 2 * matrices
 
 
@@ -74,4 +68,6 @@ class GraphAnnotateCostsPass(ModulePass):
     name = "tessera-graph-annotate-costs"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        PatternRewriteWalker(GreedyRewritePatternApplier([AnnotateBlockCosts()]), apply_recursively=False).rewrite_module(op)
+        PatternRewriteWalker(
+            GreedyRewritePatternApplier([AnnotateBlockCosts()]), apply_recursively=False
+        ).rewrite_module(op)

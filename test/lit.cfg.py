@@ -1,3 +1,4 @@
+# ruff: noqa: F821  (lit injects `config`)
 # lit configuration: every .mlir under test/ runs its RUN lines with tessera-opt and FileCheck.
 import os
 import shutil

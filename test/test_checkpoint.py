@@ -79,7 +79,9 @@ def test_weights_equal_the_hf_parameters(tmp_path: Path) -> None:
     convert(tmp_path / "hf", "-o", tmp_path / "tessera")
     weights = load_weights(tmp_path / "tessera")
     state = {k: v.float().numpy() for k, v in model.state_dict().items()}
-    np.testing.assert_array_equal(weights["layers.3.moe.experts.up_proj"], state["model.layers.3.mixer.experts.up_proj"])
+    np.testing.assert_array_equal(
+        weights["layers.3.moe.experts.up_proj"], state["model.layers.3.mixer.experts.up_proj"]
+    )
     np.testing.assert_array_equal(
         weights["layers.0.mamba2_mixer.conv1d.weight"], state["model.layers.0.mixer.conv1d.weight"][:, 0]
     )

@@ -12,8 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import click
+from xdsl.dialects.builtin import ModuleOp
 
 from tessera.errors import TesseraError
+from tessera.frontend.config import ModelSpec
+from tessera.targets.backend import Backend
 from tessera.tools.cli_common import one_line_errors
 
 TOOL = "tessera-compile"
@@ -88,7 +91,17 @@ def main(
     _write_artifact(spec, graph, graph_text, backends, out, dump_ir, seed, quiet, steps)
 
 
-def _write_artifact(spec, graph, graph_text, backends, out, dump_ir, seed, quiet, steps):  # type: ignore[no-untyped-def]
+def _write_artifact(
+    spec: ModelSpec,
+    graph: ModuleOp,
+    graph_text: str,
+    backends: list[Backend],
+    out: Path,
+    dump_ir: Path | None,
+    seed: int,
+    quiet: bool,
+    steps: int,
+) -> None:
     from tessera.frontend.config import hf_config_dict
     from tessera.runtime.artifact import Artifact, staged_directory, write_manifest
 

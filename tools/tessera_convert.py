@@ -1,7 +1,7 @@
 """tessera-convert: Hugging Face safetensors checkpoints <-> Tessera's weight layout.
 
-    tessera-convert ./hf-checkpoint -o weights/            # or a Hub repo id
-    tessera-convert --export weights/ -o ./hf-again        # bit-exact, byte-identical files
+tessera-convert ./hf-checkpoint -o weights/            # or a Hub repo id
+tessera-convert --export weights/ -o ./hf-again        # bit-exact, byte-identical files
 """
 
 from __future__ import annotations

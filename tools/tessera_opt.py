@@ -1,7 +1,7 @@
 """tessera-opt: xDSL's opt driver with Tessera's dialects and passes, used like mlir-opt.
 
-    tessera-opt graph_examples/hybrid.mlir -p tessera-graph-annotate-costs
-    tessera-opt test/dialects/nemotron/invalid.mlir --split-input-file --verify-diagnostics
+tessera-opt graph_examples/hybrid.mlir -p tessera-graph-annotate-costs
+tessera-opt test/dialects/nemotron/invalid.mlir --split-input-file --verify-diagnostics
 """
 
 from __future__ import annotations
