@@ -90,7 +90,7 @@ def hf_reference(path: Path, prompt: list[int], uses_cache: bool) -> tuple[np.nd
     return logits, tokens
 
 
-def tessera(out: Path, prompt: list[int], checkpoint: Path, tmp_path: Path) -> tuple[np.ndarray, list[int]]:
+def tessera(out: Path, prompt: list[int], checkpoint: Path | str, tmp_path: Path) -> tuple[np.ndarray, list[int]]:
     def run(*args: object) -> str:
         result = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
@@ -168,3 +168,29 @@ def test_prompt_text_uses_the_checkpoint_tokenizer(tmp_path: Path) -> None:
     _, by_ids = hf_reference(checkpoint, [5, 7, 9], uses_cache=True)
     assert by_text["tokens"] == by_ids[:4]
     assert by_text["text"] == " ".join(f"w{t}" for t in by_ids[:4])
+
+
+def test_hub_repo_id_from_the_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Hub cache laid out as huggingface_hub writes it; no network here, so the hub is offline.
+    cache = tmp_path / "hub"
+    snapshot = cache / "models--acme--tiny-nemotron" / "snapshots" / ("a" * 40)
+    make_checkpoint(snapshot, hybrid_override_pattern="M*")
+    (cache / "models--acme--tiny-nemotron" / "refs").mkdir()
+    (cache / "models--acme--tiny-nemotron" / "refs" / "main").write_text("a" * 40)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    expected_logits, expected_tokens = hf_reference(snapshot, PROMPT, uses_cache=True)
+    logits, tokens = tessera(tmp_path / "out", PROMPT, "acme/tiny-nemotron", tmp_path)
+    assert relative_error(logits, expected_logits) <= 1e-4
+    assert tokens == expected_tokens
+    result = subprocess.run(
+        [sys.executable, "-m", "tessera.tools.tessera_compile", "acme/not-cached", "-o", tmp_path / "x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "tessera-compile: error: acme/not-cached: not in the local Hugging Face cache and the Hub is offline "
+        "(HF_HUB_OFFLINE)"
+    ]

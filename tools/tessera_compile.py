@@ -74,7 +74,7 @@ def main(
 
     from tessera.frontend.graph_builder import build_graph
 
-    steps = 2 + len(backends) + (1 if spec.weights_dir else 0)
+    steps = 1 if emit else 2 + len(backends) + (1 if spec.weights_dir else 0)
     _progress(1, steps, f"graph: building Graph-IR for {spec.name} ({spec.config.num_hidden_layers} layers)", quiet)
     graph = build_graph(spec.config)
     graph_text = str(graph) + "\n"
