@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
-import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from tessera.frontend.safetensors_io import (
     write_safetensors,
 )
 from tessera.frontend.weights_layout import HF_PREFIXES, TensorSpec, hf_shape, model_tensors
+from tessera.staging import staged_directory
 
 MANIFEST = "manifest.json"
 FORMAT = "tessera-weights"
@@ -138,20 +138,19 @@ def convert_checkpoint(
         raise CheckpointError(f"{checkpoint.directory}: tensor '{extra[0]}' is not part of this model's layout")
 
     shards = _plan_shards(tensors, shard_bytes)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise CheckpointError(f"{out_dir}: exists and is not empty (use --force to replace it)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir, _refuse_unless(overwrite)) as staging:
         manifest = _write_shards(staging, shards, checkpoint, config, progress)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        staging.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
+
+
+def _refuse_unless(overwrite: bool) -> Callable[[Path], str | None]:
+    def refuse(out: Path) -> str | None:
+        if overwrite or (out.is_dir() and not any(out.iterdir())):
+            return None
+        return "exists and is not empty (use --force to replace it)"
+
+    return refuse
 
 
 def _plan_shards(tensors: list[TensorToWrite], shard_bytes: int) -> list[list[TensorToWrite]]:
@@ -255,11 +254,7 @@ def export_checkpoint(directory: Path, hf_out: Path, overwrite: bool = False) ->
         for i, name in enumerate(spec.hf_names):
             hf_name = name if name == "lm_head.weight" else prefix + name
             source[hf_name] = (spec.name, i if spec.transform == "stack" else None)
-    if hf_out.exists() and any(hf_out.iterdir()) and not overwrite:
-        raise CheckpointError(f"{hf_out}: exists and is not empty (use --force to replace it)")
-    hf_out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{hf_out.name}.", suffix=".partial", dir=hf_out.parent))
-    try:
+    with staged_directory(hf_out, _refuse_unless(overwrite)) as staging:
         for entry in manifest["hf"]["files"]:
             header = json.loads(entry["header"])
             metadata = header.pop("__metadata__", None)
@@ -276,12 +271,6 @@ def export_checkpoint(directory: Path, hf_out: Path, overwrite: bool = False) ->
         if manifest["hf"]["index"] is not None:
             (staging / INDEX).write_text(json.dumps(manifest["hf"]["index"], indent=2, sort_keys=True) + "\n")
         (staging / "config.json").write_text(json.dumps(manifest["config"], indent=2) + "\n")
-        if hf_out.exists():
-            shutil.rmtree(hf_out)
-        staging.rename(hf_out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def random_weights(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:

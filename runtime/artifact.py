@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tessera.errors import TesseraError
+from tessera.staging import staged_directory
 
 MANIFEST_NAME = "tessera.json"
 FORMAT = "tessera-artifact"
@@ -109,33 +108,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {value!r}")
 
 
+def _refuse_non_artifact(out: Path) -> str | None:
+    if (out / MANIFEST_NAME).is_file() or (out.is_dir() and not any(out.iterdir())):
+        return None
+    return "exists and is not a Tessera artifact; refusing to overwrite it"
+
+
 def check_output_directory(out: Path) -> None:
     """Refuse an -o that holds something other than a Tessera artifact (checked before any work)."""
-    if out.exists() and not (out / MANIFEST_NAME).is_file() and (not out.is_dir() or any(out.iterdir())):
-        raise ArtifactError(f"{out}: exists and is not a Tessera artifact; refusing to overwrite it")
+    reason = _refuse_non_artifact(out) if out.exists() else None
+    if reason is not None:
+        raise ArtifactError(f"{out}: {reason}")
 
 
-@contextmanager
-def staged_directory(out: Path):  # type: ignore[no-untyped-def]
-    """Build OUT in a sibling temporary directory and move it into place only on success.
-
-    An existing OUT is replaced only if it is a Tessera artifact (a rebuild); anything else is refused,
-    so a typo in -o never deletes a user's directory. On failure nothing is left behind.
-    """
-    out = out.resolve()
-    check_output_directory(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    try:
-        yield staging
-        if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            out.rename(backup)
-            staging.rename(out)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+def staged_artifact(out: Path) -> AbstractContextManager[Path]:
+    """Build an artifact all or nothing; an existing OUT is replaced only if it is an artifact (a rebuild)."""
+    return staged_directory(out, _refuse_non_artifact)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run_tool
 
 from tessera.frontend.checkpoint import load_weights, random_weights
 from tessera.frontend.config import load_model
@@ -37,22 +38,7 @@ def make_hf(path: Path, dtype: torch.dtype = torch.float32, max_shard_size: str 
 
 
 def convert(*args: object, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "tessera.tools.tessera_convert", *map(str, args), "--no-progress"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    if ok:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
+    return run_tool("tessera_convert", *args, "--no-progress", ok=ok)
 
 
 def files_of(directory: Path) -> dict[str, bytes]:

@@ -9,28 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_one_line_error, run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "nemotron_h_tiny.yaml"
 
 
 def run(tool: str, *args: object, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    module = f"tessera.tools.{tool.replace('-', '_')}"
-    result = subprocess.run(
-        [sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True, timeout=600
-    )
-    if ok:
-        assert result.returncode == 0, result.stderr
-    return result
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    for phrase in phrases:
-        assert phrase in lines[0], lines[0]
+    return run_tool(tool.replace("-", "_"), *args, ok=ok)
 
 
 @pytest.fixture(scope="module")

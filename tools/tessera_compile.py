@@ -103,10 +103,10 @@ def _write_artifact(
     steps: int,
 ) -> None:
     from tessera.frontend.config import hf_config_dict
-    from tessera.runtime.artifact import Artifact, staged_directory, write_manifest
+    from tessera.runtime.artifact import Artifact, staged_artifact, write_manifest
 
     step = 1
-    with staged_directory(out) as staging:
+    with staged_artifact(out) as staging:
         (staging / "graph.mlir").write_text(graph_text)
         weights: dict[str, object]
         if spec.weights_dir is not None:

@@ -1,0 +1,40 @@
+"""Writing a directory all or nothing: build it in a hidden sibling, move it into place on success."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tessera.errors import TesseraError
+
+
+@contextmanager
+def staged_directory(out: Path, refuse: Callable[[Path], str | None]) -> Iterator[Path]:
+    """Yield an empty staging directory next to `out`; on success it replaces `out`, on failure it vanishes.
+
+    `refuse(out)` is asked first, when `out` exists: a message means `out` must not be replaced (so a
+    typo in -o never deletes a user's directory), None means it may be.
+    """
+    out = Path(out).resolve()
+    if out.exists():
+        reason = refuse(out)
+        if reason is not None:
+            raise TesseraError(f"{out}: {reason}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield staging
+        if out.exists():
+            backup = out.with_name(f".{out.name}.old")
+            shutil.rmtree(backup, ignore_errors=True)
+            out.rename(backup)
+            staging.rename(out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
