@@ -25,6 +25,8 @@ import numpy as np
 
 from tessera.frontend.config import ModelConfig, config_from_dict, hf_config_dict, load_model
 from tessera.frontend.safetensors_io import (
+    DTYPES,
+    ByteRange,
     CheckpointError,
     SafetensorsFile,
     TensorToWrite,
@@ -93,7 +95,7 @@ def _hf_name(checkpoint: HFCheckpoint, name: str) -> str:
     return name if name == "lm_head.weight" else checkpoint.prefix + name
 
 
-def _gather(checkpoint: HFCheckpoint, spec: TensorSpec, config: ModelConfig) -> tuple[str, list[np.ndarray]]:
+def _gather(checkpoint: HFCheckpoint, spec: TensorSpec, config: ModelConfig) -> tuple[str, list[ByteRange]]:
     """The stored arrays that make up `spec` (several when stacked), checked for presence, dtype, shape."""
     names = [_hf_name(checkpoint, n) for n in spec.hf_names]
     if spec.name == "lm_head.weight" and names[0] not in checkpoint.where and config.tie_word_embeddings:
@@ -109,7 +111,7 @@ def _gather(checkpoint: HFCheckpoint, spec: TensorSpec, config: ModelConfig) -> 
                 f"{file.path}: tensor '{name}' has shape {list(info.shape)}, expected {list(hf_shape(spec))}"
             )
         dtypes.add(info.dtype)
-        parts.append(file.raw(name))
+        parts.append(file.byte_range(name))
     if len(dtypes) != 1:
         raise CheckpointError(f"{checkpoint.directory}: tensors of '{spec.name}' mix dtypes {sorted(dtypes)}")
     return dtypes.pop(), parts
@@ -177,7 +179,7 @@ def _write_shards(
     for number, shard in enumerate(shards, start=1):
         name = f"weights-{number:05d}-of-{len(shards):05d}.safetensors"
         # Widest dtypes first keeps every tensor aligned to its element size.
-        ordered = sorted(shard, key=lambda t: -t.parts[0].itemsize)
+        ordered = sorted(shard, key=lambda t: -DTYPES[t.dtype].itemsize)
         digest, size = write_safetensors(staging / name, ordered, {"format": "tessera"})
         manifest_shards.append({"file": name, "sha256": digest, "bytes": size})
         for tensor in shard:
@@ -264,8 +266,7 @@ def export_checkpoint(directory: Path, hf_out: Path, overwrite: bool = False) ->
                     continue  # dropped at conversion (e.g. mtp.*): not part of the model
                 tessera_name, index = source[hf_name]
                 file = shards[manifest["tensors"][tessera_name]["shard"]]
-                array = file.raw(tessera_name)
-                part = array[index] if index is not None else array
+                part = file.byte_range(tessera_name, index)
                 tensors.append(TensorToWrite(hf_name, info["dtype"], tuple(info["shape"]), [part]))
             write_safetensors(staging / entry["file"], tensors, metadata)
         if manifest["hf"]["index"] is not None:

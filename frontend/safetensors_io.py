@@ -3,7 +3,8 @@
 The `safetensors` package reads bf16 only through torch and writes only whole in-memory dicts; a
 12B checkpoint must convert in bounded memory on machines without torch. The format is small
 (8-byte little-endian header length, a JSON header, raw little-endian tensor bytes), so Tessera reads
-it with np.memmap (bf16 kept as its raw uint16 bits) and writes it one tensor at a time. The header
+tensors with np.memmap (bf16 kept as its raw uint16 bits) and copies them between files in 16 MiB
+blocks, so converting a checkpoint of any size needs a few blocks of memory. The header
 is written as the safetensors library writes it (compact JSON, `__metadata__` first, padded with
 spaces to a multiple of 8), so files it writes are byte-identical to ones written by save_pretrained
 when given the same tensors in the same order. Every malformed file is a CheckpointError naming it.
@@ -105,6 +106,15 @@ class SafetensorsFile:
             raise self._error(f"truncated: tensor '{name}' ends at byte {end} of a {data_bytes}-byte data section")
         return TensorInfo(name, dtype, shape, begin, end)
 
+    def byte_range(self, name: str, index: int | None = None) -> ByteRange:
+        """Where the tensor's bytes lie in the file (or those of its `index`-th slice along axis 0)."""
+        info = self.tensors[name]
+        begin, length = self.data_start + info.begin, info.nbytes
+        if index is not None:
+            length //= info.shape[0]
+            begin += index * length
+        return ByteRange(self.path, begin, length)
+
     def raw(self, name: str) -> np.ndarray:
         """The tensor in its storage dtype (bf16 as uint16 bits), memory-mapped, read-only."""
         info = self.tensors[name]
@@ -124,17 +134,36 @@ def to_float32(array: np.ndarray, dtype: str) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class ByteRange:
+    """Bytes of a file, read in fixed-size blocks: copying through it keeps memory bounded."""
+
+    path: Path
+    offset: int
+    length: int
+
+    def blocks(self, block_bytes: int = 2**24) -> Iterator[bytes]:
+        with self.path.open("rb") as handle:
+            done = 0
+            while done < self.length:
+                block = os.pread(handle.fileno(), min(block_bytes, self.length - done), self.offset + done)
+                if not block:
+                    raise CheckpointError(f"{self.path}: truncated while reading")
+                done += len(block)
+                yield block
+
+
+@dataclass(frozen=True)
 class TensorToWrite:
-    """A tensor to write, given as the arrays whose bytes follow one another (e.g. stacked experts)."""
+    """A tensor to write, given as the byte ranges that follow one another (e.g. stacked experts)."""
 
     name: str
     dtype: str
     shape: tuple[int, ...]
-    parts: Sequence[np.ndarray]
+    parts: Sequence[ByteRange]
 
     @property
     def nbytes(self) -> int:
-        return sum(part.nbytes for part in self.parts)
+        return sum(part.length for part in self.parts)
 
 
 def header_bytes(tensors: Iterable[tuple[str, str, Sequence[int], int]], metadata: dict[str, str] | None) -> bytes:
@@ -172,11 +201,11 @@ def write_safetensors(
     return digest.hexdigest(), written
 
 
-def _blocks(tensors: Sequence[TensorToWrite], metadata: dict[str, str] | None) -> Iterator[bytes | memoryview]:
+def _blocks(tensors: Sequence[TensorToWrite], metadata: dict[str, str] | None) -> Iterator[bytes]:
     yield header_bytes(((t.name, t.dtype, t.shape, t.nbytes) for t in tensors), metadata)
     for tensor in tensors:
         for part in tensor.parts:
-            yield np.ascontiguousarray(part).view(np.uint8).reshape(-1).data
+            yield from part.blocks()
 
 
 def sha256_file(path: Path, block_bytes: int = 2**24) -> str:
