@@ -6,8 +6,10 @@ from xdsl.context import Context
 from xdsl.dialects.arith import Arith
 from xdsl.dialects.builtin import Builtin, ModuleOp
 from xdsl.dialects.func import Func
+from xdsl.ir import Operation
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.utils.lexer import Span
 
 from tessera.dialects.graph import TesseraGraph
 from tessera.dialects.nemotron import Nemotron
@@ -25,17 +27,42 @@ def context() -> Context:
     return ctx
 
 
+class LocatingParser(Parser):
+    """xDSL's parser, remembering where each operation starts, so verifier errors carry file:line:col."""
+
+    def __init__(self, ctx: Context, text: str | bytes, name: str, line_offset: int = 0) -> None:
+        super().__init__(ctx, text, name)
+        self.line_offset = line_offset
+        self.op_spans: dict[Operation, Span] = {}
+
+    def parse_operation(self) -> Operation:
+        span = self._current_token.span
+        op = super().parse_operation()
+        self.op_spans[op] = span
+        return op
+
+    def parse_and_verify(self) -> ModuleOp:
+        module = self.parse_module()
+        # Op by op, innermost first, so the error names the op that broke a rule and where it is.
+        for op in reversed(list(module.walk())):
+            try:
+                op.verify(verify_nested_ops=False)
+            except VerifyException as exc:
+                span = self.op_spans.get(op)
+                if span is None:
+                    raise
+                location = span.get_location()
+                where = f"{location.file}:{location.line + self.line_offset}:{location.col}"
+                raise VerifyException(f"{where}: {diagnostic_line(exc)}") from None
+        return module
+
+
 def parse_module(text: str, filename: str) -> ModuleOp:
     """Parse and verify; any error becomes one TesseraError line naming file:line:col and the op."""
     try:
-        module = Parser(context(), text, filename).parse_module()
-    except ParseError as exc:
+        return LocatingParser(context(), text, filename).parse_and_verify()
+    except (ParseError, VerifyException, DiagnosticException) as exc:
         raise TesseraError(diagnostic_line(exc)) from None
-    try:
-        module.verify()
-    except (VerifyException, DiagnosticException) as exc:
-        raise TesseraError(f"{filename}: {diagnostic_line(exc)}") from None
-    return module
 
 
 def diagnostic_line(exc: Exception) -> str:

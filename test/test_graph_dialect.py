@@ -61,7 +61,7 @@ def test_parse_errors_are_one_line() -> None:
     text = str(module).replace('"layers.0.norm.weight" : tensor<64xf32>', '"layers.0.norm.weight" : tensor<63xf32>')
     text = text.replace("tensor<?x64xf32>, tensor<64xf32>", "tensor<?x64xf32>, tensor<63xf32>", 1)
     with pytest.raises(
-        TesseraError, match=r"^bad.mlir: tessera.graph.rmsnorm: weight has shape \[63\], expected \[64\]"
+        TesseraError, match=r"^bad.mlir:6:5: tessera.graph.rmsnorm: weight has shape \[63\], expected \[64\]"
     ):
         parse_module(text, "bad.mlir")
 

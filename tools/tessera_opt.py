@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from typing import IO
 
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from tessera.dialects import TESSERA_DIALECTS, diagnostic_line
+from tessera.dialects import TESSERA_DIALECTS, LocatingParser, diagnostic_line
 from tessera.passes import ALL_PASSES
 
 
@@ -22,6 +24,19 @@ class TesseraOptMain(xDSLOptMain):
         # Loaded eagerly: lazy registration splits "tessera.graph" at its first dot.
         for dialect in TESSERA_DIALECTS:
             self.ctx.load_dialect(dialect)
+
+    def register_all_frontends(self) -> None:
+        super().register_all_frontends()
+        self.available_frontends["mlir"] = self._parse_mlir
+
+    def parse_chunk(self, chunk: IO[bytes], file_extension: str, start_offset: int = 0) -> ModuleOp | None:
+        self._line_offset = start_offset
+        return super().parse_chunk(chunk, file_extension, start_offset)
+
+    def _parse_mlir(self, io: IO[bytes]) -> ModuleOp:
+        # Verified here, op by op, so a broken rule is reported at the op's file:line:col.
+        parser = LocatingParser(self.ctx, io.read(), self.get_input_name(), getattr(self, "_line_offset", 0))
+        return parser.parse_and_verify()
 
     def register_all_passes(self) -> None:
         super().register_all_passes()

@@ -5,7 +5,7 @@ func.func @case0() {
   %w = tessera.graph.weight "" : tensor<4xf32>
   func.return
 }
-// CHECK: tessera.graph.weight: name must not be empty
+// CHECK: {{.*}}invalid.mlir:5:3: tessera.graph.weight: name must not be empty
 
 // -----
 

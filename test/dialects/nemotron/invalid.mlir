@@ -7,7 +7,7 @@ func.func @case0(%x: tensor<?x32xf32>, %w_in: tensor<132x32xf32>, %w_conv: tenso
       {layer = 0 : i64, num_heads = 4 : i64, head_dim = 8 : i64, state_size = 16 : i64, n_groups = 2 : i64, conv_kernel = 4 : i64, chunk_size = 8 : i64, epsilon = 1.0e-05 : f64, time_step_min = 1.0e-03 : f64} -> tensor<?x16xf32>
   func.return
 }
-// CHECK: nemotron.mamba2_mixer: result type tensor<?x16xf32> must equal x's tensor<?x32xf32>
+// CHECK: {{.*}}invalid.mlir:6:3: nemotron.mamba2_mixer: result type tensor<?x16xf32> must equal x's tensor<?x32xf32>
 
 // -----
 
@@ -17,7 +17,7 @@ func.func @case1(%x: tensor<?x32xf32>, %w_in: tensor<132x32xf32>, %w_conv: tenso
       {layer = -1 : i64, num_heads = 4 : i64, head_dim = 8 : i64, state_size = 16 : i64, n_groups = 2 : i64, conv_kernel = 4 : i64, chunk_size = 8 : i64, epsilon = 1.0e-05 : f64, time_step_min = 1.0e-03 : f64} -> tensor<?x32xf32>
   func.return
 }
-// CHECK: nemotron.mamba2_mixer: layer must be >= 0, got -1
+// CHECK: {{.*}}invalid.mlir:16:3: nemotron.mamba2_mixer: layer must be >= 0, got -1
 
 // -----
 
