@@ -152,6 +152,7 @@ _HF_ALIASES = {
     "mamba_dt_init_floor": "time_step_floor",
     "mamba_proj_bias": "use_bias",
     "torch_dtype": "dtype",
+    "attention_head_dim": "head_dim",  # the remote-code NemotronH configs' name
     "num_local_experts": "n_routed_experts",
 }
 _HF_IGNORED = {

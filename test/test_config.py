@@ -84,10 +84,20 @@ def test_hf_directory_with_layers_block_type(tmp_path: Path) -> None:
 
 
 def test_hf_directory_with_pattern_and_legacy_aliases(tmp_path: Path) -> None:
-    config = {"hybrid_override_pattern": "M-M*", "num_hidden_layers": 4, "mamba_n_groups": 4, "mamba_d_conv": 3}
+    # The remote-code NemotronH config.json (trust_remote_code era) spells some fields differently.
+    config = {
+        "hybrid_override_pattern": "M-M*",
+        "num_hidden_layers": 4,
+        "mamba_n_groups": 4,
+        "mamba_d_conv": 3,
+        "attention_head_dim": 64,
+        "torch_dtype": "bfloat16",
+        "auto_map": {"AutoConfig": "configuration_nemotron_h.NemotronHConfig"},
+    }
     (tmp_path / "config.json").write_text(json.dumps(config))
     spec = load_model(tmp_path / "config.json")
-    assert (spec.config.n_groups, spec.config.conv_kernel) == (4, 3)
+    c = spec.config
+    assert (c.n_groups, c.conv_kernel, c.head_dim, c.dtype) == (4, 3, 64, "bfloat16")
 
 
 def _error(source: Path | str) -> str:
