@@ -47,11 +47,9 @@ def _attribute(op: Operation, name: str) -> Any:
         attr = op.attributes.get(name)
     if attr is None:
         raise ExecutionError(f"{op.name}: attribute '{name}' missing")
+    # IntegerAttr / FloatAttr hold .value.data; StringAttr holds .data (booleans are i1 integers).
     value = getattr(attr, "value", attr)
-    value = getattr(value, "data", value)
-    if hasattr(attr, "type") and str(getattr(attr, "type", "")) == "i1":
-        return bool(value)
-    return value
+    return getattr(value, "data", value)
 
 
 class ReferenceExecutor:
