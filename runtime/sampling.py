@@ -6,6 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tessera.errors import TesseraError
+
+
+class SamplingError(TesseraError):
+    """Logits no token can be chosen from."""
+
 
 @dataclass(frozen=True)
 class SamplingOptions:
@@ -22,7 +28,7 @@ class Sampler:
 
     def __call__(self, logits: np.ndarray) -> int:
         if np.isnan(logits).any():
-            raise FloatingPointError("logits contain NaN")
+            raise SamplingError("the model produced NaN logits; no token can be chosen")
         opts = self.options
         if opts.temperature <= 0.0:
             # First maximum, as torch.argmax picks.

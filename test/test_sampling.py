@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tessera.runtime.sampling import Sampler, SamplingOptions
+from tessera.runtime.sampling import Sampler, SamplingError, SamplingOptions
 
 LOGITS = np.array([0.1, 2.0, -1.0, 1.9, 0.5], np.float32)
 
@@ -28,5 +28,5 @@ def test_top_k_limits_the_candidates_and_seeds_reproduce() -> None:
 
 
 def test_nan_logits_fail() -> None:
-    with pytest.raises(FloatingPointError):
+    with pytest.raises(SamplingError, match="NaN"):
         Sampler(SamplingOptions())(np.array([np.nan, 1.0]))
