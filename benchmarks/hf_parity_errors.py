@@ -3,23 +3,29 @@
 python benchmarks/hf_parity_errors.py
 """
 
-import sys
+from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 
-sys.path.insert(0, "test")
-import test_hf_contract as t
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "test"))
 
-orig = t.relative_error
-worst = []
+import test_hf_contract  # noqa: E402
 
-
-def rec(a, b):
-    r = orig(a, b)
-    worst.append(r)
-    return r
+measured: list[float] = []
+_relative_error = test_hf_contract.relative_error
 
 
-t.relative_error = rec
-pytest.main(["-q", "-p", "no:cacheprovider", "test/test_hf_contract.py"])
-print("relative errors:", ["%.1e" % w for w in worst], "max %.2e" % max(worst))
+def _recording(actual: np.ndarray, expected: np.ndarray) -> float:
+    error = _relative_error(actual, expected)
+    measured.append(error)
+    return error
+
+
+test_hf_contract.relative_error = _recording
+pytest.main(["-q", "-p", "no:cacheprovider", str(ROOT / "test" / "test_hf_contract.py")])
+print("relative errors:", [f"{e:.1e}" for e in measured], f"max {max(measured):.2e}")
