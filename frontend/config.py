@@ -150,7 +150,6 @@ _HF_ALIASES = {
     "mamba_dt_min": "time_step_min",
     "mamba_dt_max": "time_step_max",
     "mamba_dt_init_floor": "time_step_floor",
-    "mamba_proj_bias": "use_bias",
     "torch_dtype": "dtype",
     "attention_head_dim": "head_dim",  # the remote-code NemotronH configs' name
     "num_local_experts": "n_routed_experts",
@@ -182,6 +181,7 @@ _HF_IGNORED = {
     "n_shared_experts",
     "time_step_limit",
     "mamba_dt_limit",
+    "mamba_proj_bias",  # HF's mixer takes its in_proj/out_proj bias from use_bias, not from this
     "name_or_path",
     "_name_or_path",
     "rms_norm_eps",

@@ -42,6 +42,7 @@ CASES = {
     "every_kind": dict(hybrid_override_pattern="M*-E"),
     "no_attention": dict(hybrid_override_pattern="M-ME"),
     "one_group_one_kv_head": dict(hybrid_override_pattern="MM*-", n_groups=1, num_key_value_heads=1),
+    "biases": dict(hybrid_override_pattern="M-*M", use_bias=True, mlp_bias=True, use_conv_bias=False),
     "grouped_router_tied": dict(
         hybrid_override_pattern="E*ME", n_routed_experts=8, n_group=2, topk_group=1, tie_word_embeddings=True
     ),
