@@ -105,3 +105,10 @@ def test_runtime_and_package_import_without_the_compiler() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_public_api_names_resolve() -> None:
+    import tessera
+
+    for name in tessera.__all__:
+        assert getattr(tessera, name) is not None, name
