@@ -1,6 +1,6 @@
 # Two commands on a fresh machine:
 #   make demo   install Tessera and compile + run the embedded default model (configs/nemotron_h_tiny.yaml)
-#   make test   install Tessera with its test extra and run the lit and pytest suites
+#   make test   install Tessera with its test and mlir extras and run the lit and pytest suites
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -16,7 +16,7 @@ install: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
 install-test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test,mlir]'
 
 demo: install
 	$(BIN)/tessera-compile configs/nemotron_h_tiny.yaml --target reference -o $(OUT)

