@@ -13,7 +13,7 @@ pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -
 
 from tessera.targets import toolchain
 
-KERNEL = Path(__file__).parent / "targets" / "rmsnorm_kernel.mlir"
+KERNEL = Path(__file__).parent / "inputs" / "rmsnorm_kernel.mlir"
 PIPELINE = ",".join(
     [
         "convert-scf-to-cf",
