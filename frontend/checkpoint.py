@@ -35,6 +35,7 @@ from tessera.frontend.safetensors_io import (
     write_safetensors,
 )
 from tessera.frontend.weights_layout import HF_PREFIXES, TensorSpec, hf_shape, model_tensors
+from tessera.manifest_json import read_manifest_json
 from tessera.staging import staged_directory
 
 MANIFEST = "manifest.json"
@@ -201,18 +202,8 @@ def _write_shards(
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / MANIFEST
-    if not path.is_file():
-        raise CheckpointError(f"{directory}: not a Tessera weight directory (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a Tessera weight manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {manifest.get('format_version')!r}, expected {FORMAT_VERSION}")
-    return manifest
+    missing = f"not a Tessera weight directory (no {MANIFEST})"
+    return read_manifest_json(Path(directory) / MANIFEST, FORMAT, FORMAT_VERSION, CheckpointError, missing)
 
 
 def _open_shards(directory: Path, manifest: dict[str, Any], verify: bool) -> dict[str, SafetensorsFile]:

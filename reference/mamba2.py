@@ -136,37 +136,51 @@ def ssd_chunked(
     return y, state
 
 
+@dataclass
+class _ScanInputs:
+    """What the projection and the conv hand to the scan: gate z, x/B/C per head, raw dt, A, new conv state."""
+
+    z: np.ndarray
+    x: np.ndarray  # [T, H, P]
+    b: np.ndarray  # [T, H, N]
+    c: np.ndarray  # [T, H, N]
+    dt: np.ndarray  # [T, H], softplus(dt + dt_bias), not yet clamped
+    a: np.ndarray  # [H], -exp(A_log)
+    conv_state: np.ndarray
+
+
+def _scan_inputs(hidden: np.ndarray, w: Mamba2Weights, p: Mamba2Params, state: Mamba2State) -> _ScanInputs:
+    z, xbc, dt = _split_projection(linear(hidden, w.in_proj_weight, w.in_proj_bias), p)
+    xbc, conv_state = causal_conv(xbc, w, state.conv_state)
+    x, b, c = _split_xbc(xbc, p)
+    a = -np.exp(w.A_log.astype(np.float64))
+    return _ScanInputs(z, x, b, c, softplus(dt + w.dt_bias), a, conv_state)
+
+
 def mamba2_prefill(
     hidden: np.ndarray, w: Mamba2Weights, p: Mamba2Params, state: Mamba2State
 ) -> tuple[np.ndarray, Mamba2State]:
     """A prompt (or the next piece of one) through the mixer, resuming from and returning the state."""
-    z, xbc, dt = _split_projection(linear(hidden, w.in_proj_weight, w.in_proj_bias), p)
-    xbc, conv_state = causal_conv(xbc, w, state.conv_state)
-    x, b, c = _split_xbc(xbc, p)
+    s = _scan_inputs(hidden, w, p, state)
     # HF's chunked path clamps dt to [time_step_min, inf); its decode step does not.
-    dt = np.maximum(softplus(dt + w.dt_bias), p.time_step_min)
-    a = -np.exp(w.A_log.astype(np.float64))
-    y, ssm_state = ssd_chunked(x, dt, a, b, c, state.ssm_state, p.chunk_size)
-    y = y + x * w.D[:, None]
-    out = _finish(y.reshape(hidden.shape[0], -1), z, w, p)
-    return out, Mamba2State(conv_state, ssm_state.astype(np.float32))
+    dt = np.maximum(s.dt, p.time_step_min)
+    y, ssm_state = ssd_chunked(s.x, dt, s.a, s.b, s.c, state.ssm_state, p.chunk_size)
+    y = y + s.x * w.D[:, None]
+    out = _finish(y.reshape(hidden.shape[0], -1), s.z, w, p)
+    return out, Mamba2State(s.conv_state, ssm_state.astype(np.float32))
 
 
 def mamba2_decode(
     hidden: np.ndarray, w: Mamba2Weights, p: Mamba2Params, state: Mamba2State
 ) -> tuple[np.ndarray, Mamba2State]:
     """One token [1, D] through the mixer with the single-step recurrence (HF's selective_state_update)."""
-    z, xbc, dt = _split_projection(linear(hidden, w.in_proj_weight, w.in_proj_bias), p)
-    xbc, conv_state = causal_conv(xbc, w, state.conv_state)
-    x, b, c = _split_xbc(xbc, p)
-    dt = softplus(dt + w.dt_bias)[0]  # [H]
-    a = -np.exp(w.A_log.astype(np.float64))
-    ssm = state.ssm_state.astype(np.float64) * np.exp(dt * a)[:, None, None]
-    ssm = ssm + (dt[:, None, None] * b[0][:, None, :]) * x[0][:, :, None]
-    ssm = ssm.astype(np.float32)
-    y = np.einsum("hpn,hn->hp", ssm.astype(np.float64), c[0]) + x[0] * w.D[:, None]
-    out = _finish(y.reshape(1, -1), z, w, p)
-    return out, Mamba2State(conv_state, ssm)
+    s = _scan_inputs(hidden, w, p, state)
+    dt, x, b, c = s.dt[0], s.x[0], s.b[0], s.c[0]
+    ssm = state.ssm_state.astype(np.float64) * np.exp(dt * s.a)[:, None, None]
+    ssm = (ssm + (dt[:, None, None] * b[:, None, :]) * x[:, :, None]).astype(np.float32)
+    y = np.einsum("hpn,hn->hp", ssm.astype(np.float64), c) + x * w.D[:, None]
+    out = _finish(y.reshape(1, -1), s.z, w, p)
+    return out, Mamba2State(s.conv_state, ssm)
 
 
 def _finish(y: np.ndarray, z: np.ndarray, w: Mamba2Weights, p: Mamba2Params) -> np.ndarray:

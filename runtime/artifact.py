@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.errors import TesseraError
+from tessera.manifest_json import read_manifest_json
 from tessera.staging import staged_directory
 
 MANIFEST_NAME = "tessera.json"
@@ -67,18 +68,8 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
     if not root.exists():
         raise ArtifactError(f"{root}: no such directory")
     manifest = root / MANIFEST_NAME
-    if not manifest.is_file():
-        raise ArtifactError(f"{root}: not a Tessera artifact (no {MANIFEST_NAME}; build it with tessera-compile)")
-    try:
-        data = json.loads(manifest.read_text())
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"{manifest}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ArtifactError(f"{manifest}: not a Tessera artifact manifest")
-    if data.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(
-            f"{manifest}: format_version {data.get('format_version')!r}, this Tessera reads {FORMAT_VERSION}; recompile"
-        )
+    missing = f"not a Tessera artifact (no {MANIFEST_NAME}; build it with tessera-compile)"
+    data = read_manifest_json(manifest, FORMAT, FORMAT_VERSION, ArtifactError, missing)
     for key in ("name", "config", "compile", "targets", "weights"):
         if key not in data:
             raise ArtifactError(f"{manifest}: field '{key}' missing")

@@ -1,0 +1,26 @@
+"""Reading Tessera's versioned JSON manifests (artifacts, weight directories) with one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tessera.errors import TesseraError
+
+
+def read_manifest_json(
+    path: Path, format_name: str, version: int, error: type[TesseraError], missing: str
+) -> dict[str, Any]:
+    """The manifest at `path`, checked for its format name and version; `missing` explains an absent file."""
+    if not path.is_file():
+        raise error(f"{path.parent}: {missing}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    if not isinstance(data, dict) or data.get("format") != format_name:
+        raise error(f"{path}: not a {format_name} manifest")
+    if data.get("format_version") != version:
+        raise error(f"{path}: format_version {data.get('format_version')!r}, this Tessera reads {version}")
+    return data
