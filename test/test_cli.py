@@ -100,7 +100,7 @@ def test_run_bad_inputs(tiny_artifact: Path, tmp_path: Path) -> None:
 def test_runtime_and_package_import_without_the_compiler() -> None:
     # Compiled models must run where xDSL and the MLIR bindings are absent.
     code = (
-        "import sys, tessera, tessera.runtime.artifact, tessera.runtime.sampling; "
+        "import sys, tessera, tessera.runtime.artifact, tessera.runtime.sampling, tessera.runtime.native; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('xdsl', 'mlir', 'torch')]; "
         "assert not bad, bad"
     )

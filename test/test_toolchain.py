@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
+from tessera.runtime.native import KernelLibrary, NativeError
 from tessera.targets import toolchain
 
 KERNEL = Path(__file__).parent / "inputs" / "rmsnorm_kernel.mlir"
@@ -28,32 +28,24 @@ PIPELINE = ",".join(
 )
 
 
-def memref_args(array: np.ndarray) -> list[object]:
-    """MLIR's expanded memref ABI: allocated and aligned pointers, offset, sizes, strides (in elements)."""
-    pointer = ctypes.c_void_p(array.ctypes.data)
-    sizes = [ctypes.c_int64(d) for d in array.shape]
-    strides = [ctypes.c_int64(s // array.itemsize) for s in array.strides]
-    return [pointer, pointer, ctypes.c_int64(0), *sizes, *strides]
-
-
 @pytest.mark.parametrize("cpu", ["baseline", "host"])
 def test_rmsnorm_kernel_runs_as_machine_code(cpu: str, tmp_path: Path) -> None:
     llvm_ir = toolchain.mlir_to_llvm_ir(KERNEL.read_text(), PIPELINE)
     assert "define void @rmsnorm(" in llvm_ir
     target = toolchain.X86_64_BASELINE if cpu == "baseline" else toolchain.host_cpu()
-    library = ctypes.CDLL(
-        str(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=target)], tmp_path / "k.so"))
-    )
+    library = KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=target)], tmp_path / "k.so"))
     rng = np.random.default_rng()
     rows = int(rng.integers(1, 9))
     x = rng.standard_normal((rows, 72)).astype(np.float32)
     weight = rng.standard_normal(72).astype(np.float32)
     out = np.full_like(x, np.nan)
-    library.rmsnorm(*memref_args(x), *memref_args(weight), *memref_args(out), ctypes.c_int64(rows))
+    library.kernel("rmsnorm")(x, weight, out, rows)
     x64 = x.astype(np.float64)
     expected = x64 / np.sqrt((x64 * x64).mean(axis=1, keepdims=True) + 1e-5) * weight
     assert np.isfinite(out).all()
     assert np.abs(out - expected).max() / np.abs(expected).max() < 1e-6
+    with pytest.raises(NativeError, match="no kernel 'rmsnorm_v2'"):
+        library.kernel("rmsnorm_v2")
 
 
 def test_toolchain_errors_are_one_line() -> None:
