@@ -21,7 +21,7 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.dialects.verify_utils import activation, dims, expect_float, expect_shape, show
+from tessera.dialects.verify_utils import activation, dims, expect_float, expect_shape, show, weights
 
 
 @irdl_op_definition
@@ -74,10 +74,12 @@ class EmbeddingOp(IRDLOperation):
         assert isinstance(self.ids.type, TensorType)
         if len(ids) != 1 or not isinstance(self.ids.type.element_type, IntegerType):
             raise VerifyException(f"{self.name}: ids must be a 1-D integer tensor, got {self.ids.type}")
+        weights(self.name, {"table": self.table})
         table = dims(self.name, "table", self.table)
         if len(table) != 2:
             raise VerifyException(f"{self.name}: table must be [vocab, hidden], got [{show(table)}]")
         expect_shape(self.name, "result", self.result, (ids[0], table[1]), "[tokens, hidden]")
+        expect_float(self.name, "result", self.result)
 
 
 @irdl_op_definition
@@ -107,6 +109,7 @@ class RMSNormOp(IRDLOperation):
 
     def verify_(self) -> None:
         features = activation(self.name, "x", self.x)
+        weights(self.name, {"weight": self.weight})
         expect_shape(self.name, "weight", self.weight, (features,), "one scale per feature")
         if self.result.type != self.x.type:
             raise VerifyException(f"{self.name}: result type {self.result.type} must equal x's {self.x.type}")
@@ -156,11 +159,13 @@ class LMHeadOp(IRDLOperation):
 
     def verify_(self) -> None:
         features = activation(self.name, "x", self.x)
+        weights(self.name, {"weight": self.weight})
         weight = dims(self.name, "weight", self.weight)
         if len(weight) != 2 or weight[1] != features:
             raise VerifyException(f"{self.name}: weight has shape [{show(weight)}], expected [vocab, {features}]")
         tokens = dims(self.name, "x", self.x)[0]
         expect_shape(self.name, "result", self.result, (tokens, weight[0]), "[tokens, vocab]")
+        expect_float(self.name, "result", self.result)
 
 
 TesseraGraph = Dialect("tessera.graph", [WeightOp, EmbeddingOp, RMSNormOp, AddOp, LMHeadOp])

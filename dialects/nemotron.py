@@ -26,7 +26,7 @@ from xdsl.irdl import (
 from xdsl.traits import Pure
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.dialects.verify_utils import activation, dims, divides, expect_shape, positive
+from tessera.dialects.verify_utils import activation, dims, divides, expect_shape, positive, weights
 
 
 def _int(attr: IntegerAttr) -> int:
@@ -70,6 +70,8 @@ class _Block(IRDLOperation):
             raise VerifyException(f"{self.name}: result type {self.result.type} must equal x's {x.type}")
         if _int(self.layer) < 0:
             raise VerifyException(f"{self.name}: layer must be >= 0, got {_int(self.layer)}")
+        weight_names = [name for name, _ in self.get_irdl_definition().operands[1:]]
+        weights(self.name, {name: getattr(self, name) for name in weight_names})
         return hidden
 
 
@@ -79,10 +81,12 @@ class Mamba2MixerOp(_Block):
     group-gated RMSNorm → out_proj.
 
     ```mlir
-    %y = nemotron.mamba2_mixer %x in_proj(%win) conv(%wc, %bc) dt_bias(%dtb) A_log(%al) D(%d)
-           norm(%wn) out_proj(%wout) {layer = 0 : i64, num_heads = 4 : i64, head_dim = 8 : i64,
+    %y = nemotron.mamba2_mixer %x : tensor<?x32xf32> in_proj(%w_in : tensor<132x32xf32>)
+           conv(%w_conv : tensor<96x4xf32>, %b_conv : tensor<96xf32>) dt_bias(%dt_bias : tensor<4xf32>)
+           A_log(%a_log : tensor<4xf32>) D(%d : tensor<4xf32>) norm(%w_norm : tensor<32xf32>)
+           out_proj(%w_out : tensor<32x32xf32>) {layer = 0 : i64, num_heads = 4 : i64, head_dim = 8 : i64,
            state_size = 16 : i64, n_groups = 2 : i64, conv_kernel = 4 : i64, chunk_size = 8 : i64,
-           epsilon = 1.0e-05 : f64, time_step_min = 1.0e-03 : f64} : (...) -> tensor<?x32xf32>
+           epsilon = 1.0e-05 : f64, time_step_min = 1.0e-03 : f64} -> tensor<?x32xf32>
     ```
     """
 
@@ -156,8 +160,9 @@ class AttnGQAOp(_Block):
     """Causal grouped-query attention (no RoPE, no QK norm, no bias), scale head_dim^-0.5.
 
     ```mlir
-    %y = nemotron.attn_gqa %x q(%wq) k(%wk) v(%wv) o(%wo) {layer = 1 : i64, num_heads = 4 : i64,
-           num_kv_heads = 2 : i64, head_dim = 8 : i64} : (...) -> tensor<?x32xf32>
+    %y = nemotron.attn_gqa %x : tensor<?x32xf32> q(%wq : tensor<32x32xf32>) k(%wk : tensor<16x32xf32>)
+           v(%wv : tensor<16x32xf32>) o(%wo : tensor<32x32xf32>)
+           {layer = 1 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 8 : i64} -> tensor<?x32xf32>
     ```
     """
 
@@ -190,7 +195,8 @@ class MLPReLU2Op(_Block):
     """down(relu(up(x))²).
 
     ```mlir
-    %y = nemotron.mlp_relu2 %x up(%wu) down(%wd) {layer = 2 : i64} : (...) -> tensor<?x32xf32>
+    %y = nemotron.mlp_relu2 %x : tensor<?x32xf32> up(%wu : tensor<48x32xf32>)
+           down(%wd : tensor<32x48xf32>, %bd : tensor<32xf32>) {layer = 2 : i64} -> tensor<?x32xf32>
     ```
     """
 
@@ -226,9 +232,12 @@ class MoEOp(_Block):
     scaled weights, ReLU² routed experts (optionally in a latent space), plus one shared expert.
 
     ```mlir
-    %y = nemotron.moe %x router(%wr, %br) experts(%eu, %ed) shared(%su, %sd) {layer = 3 : i64,
-           num_experts = 4 : i64, top_k = 2 : i64, n_group = 1 : i64, topk_group = 1 : i64,
-           norm_topk_prob = true, routed_scaling_factor = 2.5 : f64} : (...) -> tensor<?x32xf32>
+    %y = nemotron.moe %x : tensor<?x32xf32> router(%wr : tensor<4x32xf32>, %br : tensor<4xf32>)
+           experts(%eu : tensor<4x24x16xf32>, %ed : tensor<4x16x24xf32>)
+           shared(%su : tensor<40x32xf32>, %sd : tensor<32x40xf32>)
+           latent(%li : tensor<16x32xf32>, %lo : tensor<32x16xf32>)
+           {layer = 3 : i64, num_experts = 4 : i64, top_k = 2 : i64, n_group = 1 : i64, topk_group = 1 : i64,
+           norm_topk_prob = true, routed_scaling_factor = 2.5 : f64} -> tensor<?x32xf32>
     ```
     """
 
@@ -269,6 +278,13 @@ class MoEOp(_Block):
         divides(self.name, "n_group", n_group, "num_experts", experts)
         if topk_group > n_group:
             raise VerifyException(f"{self.name}: topk_group ({topk_group}) must not exceed n_group ({n_group})")
+        kept = topk_group * (experts // n_group)
+        if top_k > kept:
+            # The router picks top_k experts among the kept groups only.
+            raise VerifyException(
+                f"{self.name}: top_k ({top_k}) must not exceed the experts of the kept groups, "
+                f"topk_group * num_experts / n_group = {kept}"
+            )
         expect_shape(self.name, "router_weight", self.router_weight, (experts, hidden), "[num_experts, hidden]")
         expect_shape(self.name, "router_bias", self.router_bias, (experts,), "one per expert")
         if (self.latent_in_weight is None) != (self.latent_out_weight is None):

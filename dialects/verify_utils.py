@@ -35,6 +35,14 @@ def expect_float(op_name: str, role: str, value: SSAValue) -> None:
         raise VerifyException(f"{op_name}: {role} has element type {element}, expected one of f32, bf16, f16")
 
 
+def weights(op_name: str, named: dict[str, SSAValue | None]) -> None:
+    """Every present weight operand is a float tensor."""
+    for role, value in named.items():
+        if value is not None:
+            dims(op_name, role, value)
+            expect_float(op_name, role, value)
+
+
 def activation(op_name: str, role: str, value: SSAValue, features: int | None = None) -> int:
     """A [tokens, features] float activation; returns its feature count."""
     shape = dims(op_name, role, value)

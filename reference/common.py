@@ -42,3 +42,17 @@ def mlp_relu2(
 ) -> np.ndarray:
     hidden = np.maximum(linear(x, up_weight, up_bias), 0.0)
     return linear(hidden * hidden, down_weight, down_bias)
+
+
+def embedding(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Rows of `table` [V, D] for each token id; ids outside [0, V) are an error, not a wrap-around."""
+    ids = np.asarray(ids, np.int64)
+    if ids.size and (ids.min() < 0 or ids.max() >= table.shape[0]):
+        bad = int(ids[(ids < 0) | (ids >= table.shape[0])][0])
+        raise ValueError(f"token id {bad} is outside the vocabulary [0, {table.shape[0]})")
+    return np.asarray(table, np.float64)[ids]
+
+
+def lm_head(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Logits [T, V] = x [T, D] @ weight[V, D]^T (no bias, never tied: HF's NemotronHForCausalLM)."""
+    return linear(x, weight)

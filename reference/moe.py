@@ -34,10 +34,10 @@ class MoEWeights:
 
 def route(hidden: np.ndarray, w: MoEWeights, p: MoEParams) -> tuple[np.ndarray, np.ndarray]:
     """Each token's top_k experts [T, k] and their weights [T, k]."""
-    # HF computes the router in float32.
-    logits = (hidden.astype(np.float32) @ w.router_weight.astype(np.float32).T).astype(np.float64)
-    scores = sigmoid(logits)
-    choice = scores + w.router_bias
+    # HF's router runs in float32 throughout, so the choice (and any near-tie in it) is computed the same way.
+    logits = hidden.astype(np.float32) @ w.router_weight.astype(np.float32).T
+    scores = sigmoid(logits).astype(np.float32)
+    choice = scores + w.router_bias.astype(np.float32)
     tokens = hidden.shape[0]
     per_group = p.num_experts // p.n_group
     grouped = choice.reshape(tokens, p.n_group, per_group)
@@ -45,9 +45,10 @@ def route(hidden: np.ndarray, w: MoEWeights, p: MoEParams) -> tuple[np.ndarray, 
     kept_groups = np.argsort(-group_scores, axis=-1, kind="stable")[:, : p.topk_group]
     group_mask = np.zeros((tokens, p.n_group), dtype=bool)
     np.put_along_axis(group_mask, kept_groups, True, axis=-1)
-    choice = np.where(np.repeat(group_mask, per_group, axis=-1), choice, -np.inf)
+    choice = np.where(np.repeat(group_mask, per_group, axis=-1), choice, 0.0)
+    # Stable order: among equal choices the lower expert index wins (torch.topk's order on CPU).
     experts = np.argsort(-choice, axis=-1, kind="stable")[:, : p.top_k]
-    weights = np.take_along_axis(scores, experts, axis=-1)
+    weights = np.take_along_axis(scores, experts, axis=-1).astype(np.float64)
     if p.norm_topk_prob:
         weights = weights / (weights.sum(axis=-1, keepdims=True) + 1e-20)
     return experts, weights * p.routed_scaling_factor

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -64,6 +66,32 @@ def test_parse_errors_are_one_line() -> None:
         TesseraError, match=r"^bad.mlir:6:5: tessera.graph.rmsnorm: weight has shape \[63\], expected \[64\]"
     ):
         parse_module(text, "bad.mlir")
+
+
+def test_tied_embeddings_keep_lm_head_weight() -> None:
+    # HF's NemotronHForCausalLM never ties lm_head (docs/graph_ir.md); only the checkpoint reader falls back.
+    module = build_graph(replace(TINY, tie_word_embeddings=True))
+    head = next(op for op in module.walk() if isinstance(op, graph.LMHeadOp))
+    assert isinstance(head.weight.owner, graph.WeightOp) and head.weight.owner.weight_name.data == "lm_head.weight"
+
+
+def test_verifier_names_the_rule() -> None:
+    text = (ROOT / "graph_examples" / "mamba2.mlir").read_text()
+    text = text.replace("tensor<132x32xf32>", "tensor<130x32xf32>")
+    with pytest.raises(TesseraError) as info:
+        parse_module(text, "mamba2.mlir")
+    message = str(info.value)
+    assert message.startswith("mamba2.mlir:16:3: ") and "\n" not in message
+    assert "nemotron.mamba2_mixer: in_proj_weight has shape [130x32], expected [132x32]" in message
+    assert "2*I + 2*G*N + H with I=32, G=2, N=16, H=4" in message
+    moe = (ROOT / "graph_examples" / "moe.mlir").read_text().replace("top_k = 2", "top_k = 9")
+    with pytest.raises(TesseraError, match=r"top_k \(9\) must not exceed num_experts \(8\)"):
+        parse_module(moe, "moe.mlir")
+
+
+def test_import_tessera_does_not_import_xdsl() -> None:
+    code = "import sys, tessera; bad = [m for m in sys.modules if m.split('.')[0] == 'xdsl']; assert not bad, bad"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 @pytest.mark.parametrize("example", sorted((ROOT / "graph_examples").glob("*.mlir")), ids=lambda p: p.stem)

@@ -120,3 +120,43 @@ func.func @case13(%x: tensor<?x4xf32>) {
   func.return
 }
 // CHECK: tessera.graph.lm_head: result has shape [?x12], expected [?x11] ([tokens, vocab])
+
+// -----
+
+func.func @case14(%ids: tensor<?xi64>, %table: tensor<11x4xi32>) {
+  %h = tessera.graph.embedding %ids, %table : (tensor<?xi64>, tensor<11x4xi32>) -> tensor<?x4xf32>
+  func.return
+}
+// CHECK: tessera.graph.embedding: table has element type i32, expected one of f32, bf16, f16
+
+// -----
+
+func.func @case15(%ids: tensor<?xi64>, %table: tensor<11x4xf32>) {
+  %h = tessera.graph.embedding %ids, %table : (tensor<?xi64>, tensor<11x4xf32>) -> tensor<?x4xi32>
+  func.return
+}
+// CHECK: tessera.graph.embedding: result has element type i32, expected one of f32, bf16, f16
+
+// -----
+
+func.func @case16(%x: tensor<?x4xf32>, %w: tensor<4xi32>) {
+  %n = tessera.graph.rmsnorm %x, %w {epsilon = 1.0e-05 : f64} : (tensor<?x4xf32>, tensor<4xi32>) -> tensor<?x4xf32>
+  func.return
+}
+// CHECK: tessera.graph.rmsnorm: weight has element type i32, expected one of f32, bf16, f16
+
+// -----
+
+func.func @case17(%x: tensor<?x4xf32>, %w: tensor<11x4xi32>) {
+  %l = tessera.graph.lm_head %x, %w : (tensor<?x4xf32>, tensor<11x4xi32>) -> tensor<?x11xf32>
+  func.return
+}
+// CHECK: tessera.graph.lm_head: weight has element type i32, expected one of f32, bf16, f16
+
+// -----
+
+func.func @case18(%x: tensor<?x4xf32>, %w: tensor<11x4xf32>) {
+  %l = tessera.graph.lm_head %x, %w : (tensor<?x4xf32>, tensor<11x4xf32>) -> tensor<?x11xi32>
+  func.return
+}
+// CHECK: tessera.graph.lm_head: result has element type i32, expected one of f32, bf16, f16

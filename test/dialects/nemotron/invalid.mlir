@@ -364,3 +364,41 @@ func.func @case36(%x: tensor<?x32xf32>, %r: tensor<4x32xf32>, %rb: tensor<4xf32>
   func.return
 }
 // CHECK: nemotron.moe: shared_down_weight has shape [32x24], expected [32x40]
+
+// -----
+
+// moe: top_k within the kept groups
+func.func @case37(%x: tensor<?x32xf32>, %r: tensor<4x32xf32>, %rb: tensor<4xf32>, %up: tensor<4x24x32xf32>, %down: tensor<4x32x24xf32>, %su: tensor<40x32xf32>, %sd: tensor<32x40xf32>) {
+  %0 = nemotron.moe %x : tensor<?x32xf32> router(%r : tensor<4x32xf32>, %rb : tensor<4xf32>) experts(%up : tensor<4x24x32xf32>, %down : tensor<4x32x24xf32>) shared(%su : tensor<40x32xf32>, %sd : tensor<32x40xf32>)
+      {layer = 3 : i64, num_experts = 4 : i64, top_k = 3 : i64, n_group = 2 : i64, topk_group = 1 : i64, norm_topk_prob = true, routed_scaling_factor = 1.0 : f64} -> tensor<?x32xf32>
+  func.return
+}
+// CHECK: nemotron.moe: top_k (3) must not exceed the experts of the kept groups, topk_group * num_experts / n_group = 2
+
+// -----
+
+// moe: latent projections come in pairs (only the generic form can write one alone)
+func.func @case38(%x: tensor<?x32xf32>, %r: tensor<4x32xf32>, %rb: tensor<4xf32>, %up: tensor<4x24x16xf32>, %down: tensor<4x16x24xf32>, %su: tensor<40x32xf32>, %sd: tensor<32x40xf32>, %li: tensor<16x32xf32>) {
+  %0 = "nemotron.moe"(%x, %r, %rb, %up, %down, %su, %sd, %li) <{operandSegmentSizes = array<i32: 1, 1, 1, 1, 1, 1, 1, 1, 0>, layer = 3 : i64, num_experts = 4 : i64, top_k = 2 : i64, n_group = 1 : i64, topk_group = 1 : i64, norm_topk_prob = true, routed_scaling_factor = 1.0 : f64}>
+      : (tensor<?x32xf32>, tensor<4x32xf32>, tensor<4xf32>, tensor<4x24x16xf32>, tensor<4x16x24xf32>, tensor<40x32xf32>, tensor<32x40xf32>, tensor<16x32xf32>) -> tensor<?x32xf32>
+  func.return
+}
+// CHECK: nemotron.moe: latent_in_weight and latent_out_weight come together
+
+// -----
+
+// block: x element type
+func.func @case39(%x: tensor<?x32xi32>, %up: tensor<48x32xf32>, %down: tensor<32x48xf32>) {
+  %0 = nemotron.mlp_relu2 %x : tensor<?x32xi32> up(%up : tensor<48x32xf32>) down(%down : tensor<32x48xf32>) {layer = 2 : i64} -> tensor<?x32xi32>
+  func.return
+}
+// CHECK: nemotron.mlp_relu2: x has element type i32, expected one of f32, bf16, f16
+
+// -----
+
+// block: weight element type (every weight operand, optional ones included)
+func.func @case40(%x: tensor<?x32xf32>, %up: tensor<48x32xf32>, %down: tensor<32x48xf32>, %bd: tensor<32xi8>) {
+  %0 = nemotron.mlp_relu2 %x : tensor<?x32xf32> up(%up : tensor<48x32xf32>) down(%down : tensor<32x48xf32>, %bd : tensor<32xi8>) {layer = 2 : i64} -> tensor<?x32xf32>
+  func.return
+}
+// CHECK: nemotron.mlp_relu2: down_bias has element type i8, expected one of f32, bf16, f16
