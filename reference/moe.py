@@ -45,7 +45,7 @@ def route(hidden: np.ndarray, w: MoEWeights, p: MoEParams) -> tuple[np.ndarray, 
     kept_groups = np.argsort(-group_scores, axis=-1, kind="stable")[:, : p.topk_group]
     group_mask = np.zeros((tokens, p.n_group), dtype=bool)
     np.put_along_axis(group_mask, kept_groups, True, axis=-1)
-    choice = np.where(np.repeat(group_mask, per_group, axis=-1), choice, 0.0)
+    choice = np.where(np.repeat(group_mask, per_group, axis=-1), choice, -np.inf)
     # Stable order: among equal choices the lower expert index wins (torch.topk's order on CPU).
     experts = np.argsort(-choice, axis=-1, kind="stable")[:, : p.top_k]
     weights = np.take_along_axis(scores, experts, axis=-1).astype(np.float64)
