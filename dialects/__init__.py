@@ -27,6 +27,10 @@ def context() -> Context:
     return ctx
 
 
+class LocatedVerifyException(VerifyException):
+    """A verifier error whose message already starts with the op's `file:line:col`."""
+
+
 class LocatingParser(Parser):
     """xDSL's parser, remembering where each operation starts, so verifier errors carry file:line:col."""
 
@@ -34,12 +38,36 @@ class LocatingParser(Parser):
         super().__init__(ctx, text, name)
         self.line_offset = line_offset
         self.op_spans: dict[Operation, Span] = {}
+        self._op_names: list[str] = []  # of the ops being parsed, innermost last
+
+    def _get_op_by_name(self, name: str) -> type[Operation]:
+        if self._op_names:
+            self._op_names[-1] = name
+        return super()._get_op_by_name(name)
 
     def parse_operation(self) -> Operation:
         span = self._current_token.span
-        op = super().parse_operation()
+        self._op_names.append("")
+        try:
+            op = super().parse_operation()
+        except LocatedVerifyException:
+            raise
+        except VerifyException as exc:
+            # A declarative format checks property and type constraints while it parses (an f32
+            # epsilon, a memref operand): place that error at the op, and name the op, too.
+            raise self.located(span, exc, self._op_names[-1]) from None
+        finally:
+            self._op_names.pop()
         self.op_spans[op] = span
         return op
+
+    def located(self, span: Span, exc: VerifyException, op_name: str = "") -> LocatedVerifyException:
+        location = span.get_location()
+        where = f"{location.file}:{location.line + self.line_offset}:{location.col}"
+        message = diagnostic_line(exc)
+        if op_name and not message.startswith(op_name):
+            message = f"{op_name}: {message}"
+        return LocatedVerifyException(f"{where}: {message}")
 
     def parse_and_verify(self) -> ModuleOp:
         module = self.parse_module()
@@ -51,9 +79,7 @@ class LocatingParser(Parser):
                 span = self.op_spans.get(op)
                 if span is None:
                     raise
-                location = span.get_location()
-                where = f"{location.file}:{location.line + self.line_offset}:{location.col}"
-                raise VerifyException(f"{where}: {diagnostic_line(exc)}") from None
+                raise self.located(span, exc) from None
         return module
 
 

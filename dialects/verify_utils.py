@@ -36,10 +36,11 @@ def expect_float(op_name: str, role: str, value: SSAValue) -> None:
 
 
 def weights(op_name: str, named: dict[str, SSAValue | None]) -> None:
-    """Every present weight operand is a float tensor."""
+    """Every present weight operand is a float tensor of static shape (weights are `tessera.graph.weight`s)."""
     for role, value in named.items():
         if value is not None:
-            dims(op_name, role, value)
+            if DYNAMIC_INDEX in dims(op_name, role, value):
+                raise VerifyException(f"{op_name}: {role} must have a static shape, got {value.type}")
             expect_float(op_name, role, value)
 
 

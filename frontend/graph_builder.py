@@ -26,6 +26,7 @@ from xdsl.dialects.builtin import (
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.irdl import IRDLOperation
+from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from tessera.dialects import graph, nemotron
 from tessera.frontend.config import ConfigError, ModelConfig
@@ -136,8 +137,6 @@ class _GraphBuilder:
                 layer,
             )
         else:
-            if c.mlp_bias:
-                raise ConfigError(f"layer {index}: MoE layers with mlp_bias are not supported")
             out = self.block_op(
                 nemotron.MoEOp,
                 x,
@@ -180,10 +179,34 @@ class _GraphBuilder:
         return ModuleOp([function])
 
 
-def build_graph(config: ModelConfig) -> ModuleOp:
-    """The Graph-IR module of `config`, verified."""
+def check_supported(config: ModelConfig, source: str = "model config") -> None:
+    """Refuse, naming the field, what the config reader accepts but the Graph-IR blocks cannot express."""
+    kinds = set(config.hybrid_override_pattern)
+    if "E" in kinds:
+        if config.mlp_bias:
+            raise ConfigError(f"{source}: field 'mlp_bias': MoE layers with mlp_bias are not supported")
+        kept = config.topk_group * (config.n_routed_experts // config.n_group)
+        if config.num_experts_per_tok > kept:
+            # HF picks the top_k experts among the topk_group kept groups only.
+            raise ConfigError(
+                f"{source}: field 'num_experts_per_tok': {config.num_experts_per_tok} exceeds the experts of "
+                f"the kept groups, topk_group * n_routed_experts / n_group = {kept}"
+            )
+    if "M" in kinds and not config.time_step_min >= 0:
+        raise ConfigError(f"{source}: field 'time_step_min': must be >= 0, got {config.time_step_min}")
+
+
+def build_graph(config: ModelConfig, source: str = "model config") -> ModuleOp:
+    """The Graph-IR module of `config`, verified. A config it cannot express raises ConfigError, one line
+    naming `source` (the file the config came from) and the field."""
+    check_supported(config, source)
     module = _GraphBuilder(config).build()
-    module.verify()
+    try:
+        module.verify()
+    except (VerifyException, DiagnosticException) as exc:
+        # A block-verifier rule that no check above catches: still one line, never a traceback.
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ConfigError(f"{source}: the model's Graph-IR does not verify: {first}") from None
     return module
 
 
@@ -195,7 +218,8 @@ def _main(argv: list[str]) -> int:
         print("usage: python -m tessera.frontend.graph_builder MODEL", file=sys.stderr)
         return 2
     try:
-        print(build_graph(load_model(argv[0]).config))
+        spec = load_model(argv[0])
+        print(build_graph(spec.config, spec.source))
     except TesseraError as exc:
         print(f"graph_builder: error: {exc}", file=sys.stderr)
         return 1

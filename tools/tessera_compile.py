@@ -76,7 +76,7 @@ def main(
 
     steps = 1 if emit else 2 + len(backends) + (1 if spec.weights_dir else 0)
     _progress(1, steps, f"graph: building Graph-IR for {spec.name} ({spec.config.num_hidden_layers} layers)", quiet)
-    graph = build_graph(spec.config)
+    graph = build_graph(spec.config, spec.source)
     graph_text = str(graph) + "\n"
     if dump_ir is not None:
         dump_ir.mkdir(parents=True, exist_ok=True)

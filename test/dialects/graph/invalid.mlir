@@ -160,3 +160,44 @@ func.func @case18(%x: tensor<?x4xf32>, %w: tensor<11x4xf32>) {
   func.return
 }
 // CHECK: tessera.graph.lm_head: result has element type i32, expected one of f32, bf16, f16
+
+// -----
+
+func.func @case19(%x: tensor<?xf32>) {
+  %s = tessera.graph.add %x, %x : (tensor<?xf32>, tensor<?xf32>) -> tensor<?xf32>
+  func.return
+}
+// CHECK: tessera.graph.add: lhs must be [tokens, features] with static features, got [?]
+
+// -----
+
+func.func @case20(%x: tensor<?x?xf32>, %w: tensor<11x4xf32>) {
+  %l = tessera.graph.lm_head %x, %w : (tensor<?x?xf32>, tensor<11x4xf32>) -> tensor<?x11xf32>
+  func.return
+}
+// CHECK: tessera.graph.lm_head: x must be [tokens, features] with static features, got [?x?]
+
+// -----
+
+func.func @case21(%x: tensor<?x4xf32>, %w: tensor<11x4x1xf32>) {
+  %l = tessera.graph.lm_head %x, %w : (tensor<?x4xf32>, tensor<11x4x1xf32>) -> tensor<?x11xf32>
+  func.return
+}
+// CHECK: tessera.graph.lm_head: weight has shape [11x4x1], expected [vocab, 4]
+
+// -----
+
+func.func @case22(%x: tensor<?x4xf32>, %w: tensor<?xf32>) {
+  %n = tessera.graph.rmsnorm %x, %w {epsilon = 1.0e-05 : f64} : (tensor<?x4xf32>, tensor<?xf32>) -> tensor<?x4xf32>
+  func.return
+}
+// CHECK: tessera.graph.rmsnorm: weight must have a static shape, got tensor<?xf32>
+
+// -----
+
+// Property constraints are checked while the custom format parses; the error still names the op and place.
+func.func @case23(%x: tensor<?x4xf32>, %w: tensor<4xf32>) {
+  %n = tessera.graph.rmsnorm %x, %w {epsilon = 1.0e-05 : f32} : (tensor<?x4xf32>, tensor<4xf32>) -> tensor<?x4xf32>
+  func.return
+}
+// CHECK: {{.*}}invalid.mlir:[[# @LINE - 3]]:3: tessera.graph.rmsnorm: f32 should be of base attribute f64

@@ -402,3 +402,52 @@ func.func @case40(%x: tensor<?x32xf32>, %up: tensor<48x32xf32>, %down: tensor<32
   func.return
 }
 // CHECK: nemotron.mlp_relu2: down_bias has element type i8, expected one of f32, bf16, f16
+
+// -----
+
+// mamba: A_log, one per head
+func.func @case41(%x: tensor<?x32xf32>, %w_in: tensor<132x32xf32>, %w_conv: tensor<96x4xf32>, %w_out: tensor<32x32xf32>, %dt: tensor<4xf32>, %bad: tensor<2xf32>, %w_norm: tensor<32xf32>) {
+  %0 = nemotron.mamba2_mixer %x : tensor<?x32xf32> in_proj(%w_in : tensor<132x32xf32>) conv(%w_conv : tensor<96x4xf32>) dt_bias(%dt : tensor<4xf32>) A_log(%bad : tensor<2xf32>) D(%dt : tensor<4xf32>) norm(%w_norm : tensor<32xf32>) out_proj(%w_out : tensor<32x32xf32>)
+      {layer = 0 : i64, num_heads = 4 : i64, head_dim = 8 : i64, state_size = 16 : i64, n_groups = 2 : i64, conv_kernel = 4 : i64, chunk_size = 8 : i64, epsilon = 1.0e-05 : f64, time_step_min = 1.0e-03 : f64} -> tensor<?x32xf32>
+  func.return
+}
+// CHECK: nemotron.mamba2_mixer: A_log has shape [2], expected [4] (one per head)
+
+// -----
+
+// mamba: D, one per head
+func.func @case42(%x: tensor<?x32xf32>, %w_in: tensor<132x32xf32>, %w_conv: tensor<96x4xf32>, %w_out: tensor<32x32xf32>, %dt: tensor<4xf32>, %bad: tensor<4x1xf32>, %w_norm: tensor<32xf32>) {
+  %0 = nemotron.mamba2_mixer %x : tensor<?x32xf32> in_proj(%w_in : tensor<132x32xf32>) conv(%w_conv : tensor<96x4xf32>) dt_bias(%dt : tensor<4xf32>) A_log(%dt : tensor<4xf32>) D(%bad : tensor<4x1xf32>) norm(%w_norm : tensor<32xf32>) out_proj(%w_out : tensor<32x32xf32>)
+      {layer = 0 : i64, num_heads = 4 : i64, head_dim = 8 : i64, state_size = 16 : i64, n_groups = 2 : i64, conv_kernel = 4 : i64, chunk_size = 8 : i64, epsilon = 1.0e-05 : f64, time_step_min = 1.0e-03 : f64} -> tensor<?x32xf32>
+  func.return
+}
+// CHECK: nemotron.mamba2_mixer: D has shape [4x1], expected [4] (one per head)
+
+// -----
+
+// attention: result type
+func.func @case43(%x: tensor<?x32xf32>, %wq: tensor<32x32xf32>, %wk: tensor<16x32xf32>, %wv: tensor<16x32xf32>, %wo: tensor<32x32xf32>) {
+  %0 = nemotron.attn_gqa %x : tensor<?x32xf32> q(%wq : tensor<32x32xf32>) k(%wk : tensor<16x32xf32>) v(%wv : tensor<16x32xf32>) o(%wo : tensor<32x32xf32>)
+      {layer = 1 : i64, num_heads = 4 : i64, num_kv_heads = 2 : i64, head_dim = 8 : i64} -> tensor<?x32xbf16>
+  func.return
+}
+// CHECK: nemotron.attn_gqa: result type tensor<?x32xbf16> must equal x's tensor<?x32xf32>
+
+// -----
+
+// moe: n_group positive (checked before it divides anything)
+func.func @case44(%x: tensor<?x32xf32>, %r: tensor<4x32xf32>, %rb: tensor<4xf32>, %up: tensor<4x24x32xf32>, %down: tensor<4x32x24xf32>, %su: tensor<40x32xf32>, %sd: tensor<32x40xf32>) {
+  %0 = nemotron.moe %x : tensor<?x32xf32> router(%r : tensor<4x32xf32>, %rb : tensor<4xf32>) experts(%up : tensor<4x24x32xf32>, %down : tensor<4x32x24xf32>) shared(%su : tensor<40x32xf32>, %sd : tensor<32x40xf32>)
+      {layer = 3 : i64, num_experts = 4 : i64, top_k = 2 : i64, n_group = 0 : i64, topk_group = 1 : i64, norm_topk_prob = true, routed_scaling_factor = 1.0 : f64} -> tensor<?x32xf32>
+  func.return
+}
+// CHECK: nemotron.moe: n_group must be positive, got 0
+
+// -----
+
+// block: weights have static shapes
+func.func @case45(%x: tensor<?x32xf32>, %up: tensor<?x32xf32>, %down: tensor<32x48xf32>) {
+  %0 = nemotron.mlp_relu2 %x : tensor<?x32xf32> up(%up : tensor<?x32xf32>) down(%down : tensor<32x48xf32>) {layer = 2 : i64} -> tensor<?x32xf32>
+  func.return
+}
+// CHECK: nemotron.mlp_relu2: up_weight must have a static shape, got tensor<?x32xf32>
