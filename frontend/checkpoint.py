@@ -7,21 +7,35 @@
     random_weights(config, seed)      weights drawn like HF's initialisation, for configs without any
 
 Tensors keep their stored dtype and bits (the layout only renames, squeezes and stacks), input files are
-memory-mapped and output written tensor by tensor, so memory stays bounded by the page cache. The
-manifest records each shard's sha256, and each HF file's header, which is what makes the export exact.
+memory-mapped and output written tensor by tensor, so memory stays bounded by the page cache.
+
+OUT/manifest.json:
+    format, format_version       "tessera-weights", 1
+    config                       the model as HF config.json fields (hf_config_dict)
+    shards                       [{file, sha256, bytes}] of OUT/weights-0000i-of-0000n.safetensors
+    tensors                      {Tessera name: {shard, dtype (stored, e.g. BF16), shape}}
+    hf                           what the export needs to write the source files back exactly:
+        prefix                   "backbone.", "model." or ""
+        files                    [{file, header}]: each HF file's safetensors header text as read, so
+                                 which tensors it held, in which order, dtype, shape and __metadata__
+        index_text               model.safetensors.index.json as read (null when not sharded)
+        lm_head_stored           false when a tied checkpoint left lm_head.weight out
+        ignored                  HF tensors left out (mtp.*, which transformers skips too)
+        json_files               config.json and generation_config.json as read
 """
 
 from __future__ import annotations
 
 import json
 import re
-import sys
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from tessera.frontend.config import ModelConfig, config_from_dict, hf_config_dict, load_model
 from tessera.frontend.safetensors_io import (
@@ -45,27 +59,34 @@ INDEX = "model.safetensors.index.json"
 # Tensors transformers itself skips when loading NemotronH (multi-token-prediction heads).
 IGNORED_HF_TENSORS = re.compile(r"^(backbone\.|model\.)?mtp\.")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# Small JSON files of an HF checkpoint, kept verbatim in the manifest so that the export gives them back.
+SIDE_FILES = ("config.json", "generation_config.json")
 
 
 @dataclass
 class HFCheckpoint:
+    """An HF checkpoint directory, every safetensors header read and checked, no tensor read yet."""
+
     directory: Path
     files: dict[str, SafetensorsFile]  # file name -> file
     where: dict[str, str]  # tensor name -> file name
-    prefix: str
-    index: dict[str, Any] | None
+    prefix: str  # "backbone.", "model." or ""
+    index_text: str | None  # model.safetensors.index.json as written, when sharded
 
 
 def open_hf_checkpoint(directory: Path) -> HFCheckpoint:
+    """Open every *.safetensors of `directory` (those of the index's weight_map when it has one)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such checkpoint directory")
     index_path = directory / INDEX
-    index = None
+    index_text = None
+    weight_map: dict[str, str] = {}
     if index_path.is_file():
+        index_text = index_path.read_text()
         try:
-            index = json.loads(index_path.read_text())
-            names = sorted(set(index["weight_map"].values()))
+            weight_map = json.loads(index_text)["weight_map"]
+            names = sorted(set(weight_map.values()))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             raise CheckpointError(f"{index_path}: not a valid safetensors index (no weight_map)") from None
     else:
@@ -88,8 +109,11 @@ def open_hf_checkpoint(directory: Path) -> HFCheckpoint:
             if tensor in where:
                 raise CheckpointError(f"{directory / name}: tensor '{tensor}' also in {where[tensor]}")
             where[tensor] = name
+    for tensor, name in weight_map.items():
+        if where.get(tensor) != name:
+            raise CheckpointError(f"{index_path}: tensor '{tensor}' is listed in {name} but is not there")
     prefix = next((p for p in HF_PREFIXES if any(t.startswith(p) for t in where)), "")
-    return HFCheckpoint(directory, files, where, prefix, index)
+    return HFCheckpoint(directory, files, where, prefix, index_text)
 
 
 def _hf_name(checkpoint: HFCheckpoint, name: str) -> str:
@@ -126,7 +150,12 @@ def convert_checkpoint(
     progress: bool = True,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Convert an HF checkpoint directory into the Tessera layout at out_dir; returns the manifest."""
+    """Convert an HF checkpoint directory into the Tessera layout at out_dir; returns the manifest.
+
+    Every HF tensor is checked (present, shape, one dtype per stacked tensor) before anything is
+    written; out_dir appears whole or not at all. Tensors transformers skips on load (mtp.*) are
+    left out and listed in manifest["hf"]["ignored"]; any other tensor outside the layout is an error.
+    """
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
     config = config or load_model(hf_dir).config
     checkpoint = open_hf_checkpoint(hf_dir)
@@ -136,13 +165,25 @@ def convert_checkpoint(
         dtype, parts = _gather(checkpoint, spec, config)
         tensors.append(TensorToWrite(spec.name, dtype, spec.shape, parts))
     used = {_hf_name(checkpoint, n) for spec in specs for n in spec.hf_names}
-    extra = sorted(n for n in checkpoint.where if n not in used and not IGNORED_HF_TENSORS.match(n))
+    unused = sorted(n for n in checkpoint.where if n not in used)
+    extra = [n for n in unused if not IGNORED_HF_TENSORS.match(n)]
     if extra:
-        raise CheckpointError(f"{checkpoint.directory}: tensor '{extra[0]}' is not part of this model's layout")
+        where = checkpoint.files[checkpoint.where[extra[0]]].path
+        more = f" (and {len(extra) - 1} more)" if len(extra) > 1 else ""
+        raise CheckpointError(f"{where}: tensor '{extra[0]}'{more} is not part of this model's layout")
 
+    hf_record = {
+        "prefix": checkpoint.prefix,
+        "index_text": checkpoint.index_text,
+        "files": [{"file": n, "header": f.header_text.decode()} for n, f in checkpoint.files.items()],
+        "lm_head_stored": "lm_head.weight" in checkpoint.where,
+        "ignored": unused,
+        "json_files": {p.name: p.read_text() for p in (hf_dir / n for n in SIDE_FILES) if p.is_file()},
+    }
     shards = _plan_shards(tensors, shard_bytes)
     with staged_directory(out_dir, _refuse_unless(overwrite)) as staging:
-        manifest = _write_shards(staging, shards, checkpoint, config, progress)
+        manifest = _write_shards(staging, shards, config, progress)
+        manifest["hf"] = hf_record
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
 
@@ -169,35 +210,30 @@ def _plan_shards(tensors: list[TensorToWrite], shard_bytes: int) -> list[list[Te
 
 
 def _write_shards(
-    staging: Path, shards: list[list[TensorToWrite]], checkpoint: HFCheckpoint, config: ModelConfig, progress: bool
+    staging: Path, shards: list[list[TensorToWrite]], config: ModelConfig, progress: bool
 ) -> dict[str, Any]:
     from tqdm import tqdm
 
     total = sum(t.nbytes for shard in shards for t in shard)
-    bar = tqdm(total=total, unit="B", unit_scale=True, desc="converting", disable=not progress, file=sys.stderr)
+    # disable=None: tqdm stays quiet when stderr is not a terminal (logs, CI).
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc="converting", disable=None if progress else True)
     manifest_tensors: dict[str, Any] = {}
     manifest_shards = []
-    for number, shard in enumerate(shards, start=1):
-        name = f"weights-{number:05d}-of-{len(shards):05d}.safetensors"
-        # Widest dtypes first keeps every tensor aligned to its element size.
-        ordered = sorted(shard, key=lambda t: -DTYPES[t.dtype].itemsize)
-        digest, size = write_safetensors(staging / name, ordered, {"format": "tessera"})
-        manifest_shards.append({"file": name, "sha256": digest, "bytes": size})
-        for tensor in shard:
-            manifest_tensors[tensor.name] = {"shard": name, "dtype": tensor.dtype, "shape": list(tensor.shape)}
-        bar.update(sum(t.nbytes for t in shard))
-    bar.close()
+    with bar:
+        for number, shard in enumerate(shards, start=1):
+            name = f"weights-{number:05d}-of-{len(shards):05d}.safetensors"
+            # Widest dtypes first keeps every tensor aligned to its element size.
+            ordered = sorted(shard, key=lambda t: -DTYPES[t.dtype].itemsize)
+            digest, size = write_safetensors(staging / name, ordered, {"format": "tessera"}, bar.update)
+            manifest_shards.append({"file": name, "sha256": digest, "bytes": size})
+            for tensor in shard:
+                manifest_tensors[tensor.name] = {"shard": name, "dtype": tensor.dtype, "shape": list(tensor.shape)}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "config": hf_config_dict(config),
         "shards": manifest_shards,
         "tensors": manifest_tensors,
-        "hf": {
-            "prefix": checkpoint.prefix,
-            "index": checkpoint.index,
-            "files": [{"file": n, "header": f.header_text.decode()} for n, f in checkpoint.files.items()],
-        },
     }
 
 
@@ -218,51 +254,98 @@ def _open_shards(directory: Path, manifest: dict[str, Any], verify: bool) -> dic
     return shards
 
 
-def load_weights(directory: Path, verify: bool = True) -> dict[str, np.ndarray]:
-    """Every tensor of a converted checkpoint as float32, by Tessera name."""
+def load_weights(
+    directory: Path, dtype: npt.DTypeLike | None = np.float32, verify: bool = True
+) -> dict[str, np.ndarray]:
+    """Every tensor of a converted checkpoint by Tessera name, in model order.
+
+    dtype: float32 (the default; bf16 and fp16 widen exactly) or another float dtype to cast to;
+    None keeps the stored dtype (bf16 as its raw uint16 bits), memory-mapped.
+    verify: check each shard's sha256 against the manifest first (reads every byte once).
+    """
     manifest = read_manifest(directory)
     shards = _open_shards(directory, manifest, verify)
     config = config_from_dict(manifest["config"], str(Path(directory) / MANIFEST), strict=False)
     weights = {}
     for spec in model_tensors(config):
         entry = manifest["tensors"].get(spec.name)
-        if entry is None:
+        if entry is None or entry.get("shard") not in shards:
             raise CheckpointError(f"{directory}: tensor '{spec.name}' missing from {MANIFEST}")
         file = shards[entry["shard"]]
         if spec.name not in file.tensors or file.tensors[spec.name].shape != spec.shape:
             raise CheckpointError(f"{file.path}: tensor '{spec.name}' missing or not of shape {list(spec.shape)}")
-        weights[spec.name] = to_float32(file.raw(spec.name), file.tensors[spec.name].dtype)
+        stored, stored_dtype = file.raw(spec.name), file.tensors[spec.name].dtype
+        if dtype is None:
+            weights[spec.name] = stored
+        else:
+            weights[spec.name] = to_float32(stored, stored_dtype).astype(dtype, copy=False)
     return weights
 
 
 def export_checkpoint(directory: Path, hf_out: Path, overwrite: bool = False) -> None:
-    """Write the HF files the checkpoint was converted from: same names, headers and bytes."""
+    """Write the HF files the checkpoint was converted from: same names, headers, bytes and index.
+
+    Tensors left out at conversion (manifest["hf"]["ignored"], e.g. mtp.*) stay out: their files
+    lose them, a file left empty is not written, and the index is rewritten to match.
+    """
     directory, hf_out = Path(directory), Path(hf_out)
     manifest = read_manifest(directory)
     shards = _open_shards(directory, manifest, verify=True)
     config = config_from_dict(manifest["config"], str(directory / MANIFEST), strict=False)
-    prefix = manifest["hf"]["prefix"]
-    source: dict[str, tuple[str, int | None]] = {}  # HF name -> (Tessera name, stack index)
+    hf = manifest["hf"]
+    source: dict[str, tuple[TensorSpec, int | None]] = {}  # HF name -> (Tessera tensor, stack index)
     for spec in model_tensors(config):
         for i, name in enumerate(spec.hf_names):
-            hf_name = name if name == "lm_head.weight" else prefix + name
-            source[hf_name] = (spec.name, i if spec.transform == "stack" else None)
+            hf_name = name if name == "lm_head.weight" else hf["prefix"] + name
+            source[hf_name] = (spec, i if spec.transform == "stack" else None)
+    weight_map: dict[str, str] = {}
     with staged_directory(hf_out, _refuse_unless(overwrite)) as staging:
-        for entry in manifest["hf"]["files"]:
+        for entry in hf["files"]:
             header = json.loads(entry["header"])
             metadata = header.pop("__metadata__", None)
             tensors = []
             for hf_name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
                 if hf_name not in source:
-                    continue  # dropped at conversion (e.g. mtp.*): not part of the model
-                tessera_name, index = source[hf_name]
-                file = shards[manifest["tensors"][tessera_name]["shard"]]
-                part = file.byte_range(tessera_name, index)
+                    continue  # left out at conversion: not part of the model
+                spec, index = source[hf_name]
+                file = shards[manifest["tensors"][spec.name]["shard"]]
+                part = file.byte_range(spec.name, index)
                 tensors.append(TensorToWrite(hf_name, info["dtype"], tuple(info["shape"]), [part]))
-            write_safetensors(staging / entry["file"], tensors, metadata)
-        if manifest["hf"]["index"] is not None:
-            (staging / INDEX).write_text(json.dumps(manifest["hf"]["index"], indent=2, sort_keys=True) + "\n")
-        (staging / "config.json").write_text(json.dumps(manifest["config"], indent=2) + "\n")
+                weight_map[hf_name] = entry["file"]
+            # The header as the source's writer wrote it (key order, spacing, padding) when every tensor
+            # is kept: the conversion checked that its tensors tile the data section, so it still holds.
+            original = entry["header"].encode()
+            verbatim = struct.pack("<Q", len(original)) + original if len(tensors) == len(header) else None
+            if tensors:
+                write_safetensors(staging / entry["file"], tensors, metadata, header=verbatim)
+        if hf["index_text"] is not None:
+            (staging / INDEX).write_text(_index_text(hf["index_text"], weight_map, manifest, source))
+        for name, text in hf["json_files"].items():
+            (staging / name).write_text(text)
+        if "config.json" not in hf["json_files"]:
+            (staging / "config.json").write_text(json.dumps(manifest["config"], indent=2) + "\n")
+
+
+def _index_text(
+    original: str,
+    weight_map: dict[str, str],
+    manifest: dict[str, Any],
+    source: dict[str, tuple[TensorSpec, int | None]],
+) -> str:
+    index = json.loads(original)
+    if weight_map == index["weight_map"]:
+        return original
+    # Some tensors were left out: list only those written, and total them as transformers does
+    # (total_size: bytes of every tensor; total_parameters: elements of parameters, not buffers).
+    index["weight_map"] = weight_map
+    metadata = index.setdefault("metadata", {})
+    specs = [source[hf_name][0] for hf_name in weight_map]
+    numels = [int(np.prod(hf_shape(spec), dtype=np.int64)) for spec in specs]
+    itemsizes = [DTYPES[manifest["tensors"][spec.name]["dtype"]].itemsize for spec in specs]
+    metadata["total_size"] = sum(n * size for n, size in zip(numels, itemsizes, strict=True))
+    if "total_parameters" in metadata:
+        metadata["total_parameters"] = sum(n for n, spec in zip(numels, specs, strict=True) if spec.parameter)
+    return json.dumps(index, indent=2, sort_keys=True) + "\n"
 
 
 def random_weights(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
@@ -283,10 +366,13 @@ def random_weights(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
             value = (dt + np.log(-np.expm1(-dt))).astype(np.float32)  # inverse softplus
         elif leaf == "bias" or leaf == "e_score_correction_bias":
             value = np.zeros(spec.shape, np.float32)
-        elif spec.name.endswith("conv1d.weight"):
-            bound = 1.0 / np.sqrt(config.conv_kernel)
+        elif spec.name.endswith("mamba2_mixer.out_proj.weight"):
+            # rescale_prenorm_residual (HF default True): kaiming-uniform, divided by sqrt(layers).
+            bound = 1.0 / np.sqrt(spec.shape[1]) / np.sqrt(config.num_hidden_layers)
             value = rng.uniform(-bound, bound, spec.shape).astype(np.float32)
         else:
-            value = (rng.standard_normal(spec.shape, dtype=np.float32) * 0.02).astype(np.float32)
+            # Linears, embedding, router, experts and conv1d: normal(0, 0.02) in transformers 5.23.
+            value = rng.standard_normal(spec.shape, dtype=np.float32)
+            value *= 0.02
         weights[spec.name] = value
     return weights

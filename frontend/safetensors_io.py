@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,25 +83,45 @@ class SafetensorsFile:
         if not isinstance(header, dict):
             raise self._error("corrupt header (not a JSON object)")
         self.metadata: dict[str, str] | None = header.pop("__metadata__", None)
+        if self.metadata is not None and not (
+            isinstance(self.metadata, dict) and all(isinstance(v, str) for v in self.metadata.values())
+        ):
+            raise self._error("corrupt header (__metadata__ is not a string-to-string map)")
         self.data_start = 8 + header_len
         data_bytes = size - self.data_start
         self.tensors: dict[str, TensorInfo] = {}
         for name, entry in header.items():
             self.tensors[name] = self._check_entry(name, entry, data_bytes)
+        self._check_layout(data_bytes)
         self._map: np.memmap | None = None
+
+    def _check_layout(self, data_bytes: int) -> None:
+        # The safetensors library insists the tensors tile the data section exactly: two tensors sharing
+        # bytes would each read as valid and convert into garbage, and a gap or tail would not survive export.
+        position, previous = 0, None
+        for info in sorted(self.tensors.values(), key=lambda t: (t.begin, t.end)):
+            if info.begin < position:
+                raise self._error(f"corrupt header: tensors '{previous}' and '{info.name}' overlap")
+            if info.begin > position:
+                raise self._error(f"corrupt header: {info.begin - position} unclaimed bytes before '{info.name}'")
+            position, previous = info.end, info.name
+        if position != data_bytes:
+            raise self._error(f"corrupt: {data_bytes - position} bytes after the last tensor")
 
     def _error(self, message: str) -> CheckpointError:
         return CheckpointError(f"{self.path}: {message}")
 
     def _check_entry(self, name: str, entry: Any, data_bytes: int) -> TensorInfo:
         try:
-            dtype, shape, (begin, end) = entry["dtype"], tuple(int(d) for d in entry["shape"]), entry["data_offsets"]
+            dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
         except (KeyError, TypeError, ValueError):
             raise self._error(f"tensor '{name}': malformed header entry") from None
-        if dtype not in DTYPES:
+        if not isinstance(dtype, str) or dtype not in DTYPES:
             raise self._error(f"tensor '{name}': unsupported dtype {dtype}")
-        expected = int(np.prod(shape, dtype=np.int64)) * DTYPES[dtype].itemsize
-        if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end) or end - begin != expected:
+        if not all(_is_count(d) for d in shape):
+            raise self._error(f"tensor '{name}': malformed shape {list(shape)}")
+        expected = math.prod(shape) * DTYPES[dtype].itemsize  # Python ints: a huge bogus shape cannot wrap
+        if not (_is_count(begin) and _is_count(end) and begin <= end) or end - begin != expected:
             raise self._error(f"tensor '{name}': data offsets {[begin, end]} do not hold {dtype}{list(shape)}")
         if end > data_bytes:
             raise self._error(f"truncated: tensor '{name}' ends at byte {end} of a {data_bytes}-byte data section")
@@ -124,6 +145,10 @@ class SafetensorsFile:
             self._map = np.memmap(self.path, dtype=np.uint8, mode="r")
         chunk = self._map[self.data_start + info.begin : self.data_start + info.end]
         return chunk.view(DTYPES[info.dtype]).reshape(info.shape)
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def to_float32(array: np.ndarray, dtype: str) -> np.ndarray:
@@ -181,18 +206,30 @@ def header_bytes(tensors: Iterable[tuple[str, str, Sequence[int], int]], metadat
 
 
 def write_safetensors(
-    path: Path, tensors: Sequence[TensorToWrite], metadata: dict[str, str] | None = None
+    path: Path,
+    tensors: Sequence[TensorToWrite],
+    metadata: dict[str, str] | None = None,
+    on_bytes: Callable[[int], object] | None = None,
+    header: bytes | None = None,
 ) -> tuple[str, int]:
-    """Write tensors one at a time to a temp file beside `path`, then rename. Returns (sha256, bytes)."""
+    """Write tensors one at a time to a temp file beside `path`, then rename. Returns (sha256, bytes).
+
+    The tensors are written in the order given: list wider dtypes first to keep every tensor aligned
+    to its element size (the header is padded to 8 bytes). `on_bytes(n)` is told of each block written.
+    `header` (length prefix included) replaces the generated one, to reproduce another writer's file
+    exactly; it must describe these tensors at these offsets.
+    """
     digest = hashlib.sha256()
     temporary = path.with_name(f".{path.name}.partial")
     written = 0
     try:
         with temporary.open("wb") as handle:
-            for block in _blocks(tensors, metadata):
+            for block in _blocks(tensors, metadata, header):
                 handle.write(block)
                 digest.update(block)
                 written += len(block)
+                if on_bytes is not None:
+                    on_bytes(len(block))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -201,8 +238,12 @@ def write_safetensors(
     return digest.hexdigest(), written
 
 
-def _blocks(tensors: Sequence[TensorToWrite], metadata: dict[str, str] | None) -> Iterator[bytes]:
-    yield header_bytes(((t.name, t.dtype, t.shape, t.nbytes) for t in tensors), metadata)
+def _blocks(tensors: Sequence[TensorToWrite], metadata: dict[str, str] | None, header: bytes | None) -> Iterator[bytes]:
+    yield (
+        header
+        if header is not None
+        else header_bytes(((t.name, t.dtype, t.shape, t.nbytes) for t in tensors), metadata)
+    )
     for tensor in tensors:
         for part in tensor.parts:
             yield from part.blocks()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 
 def run_tool(module: str, *args: object, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -24,3 +25,62 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *phrases: st
     assert len(lines) == 1, result.stderr
     for phrase in phrases:
         assert phrase in lines[0], lines[0]
+
+
+# --- small random Hugging Face checkpoints (need torch + transformers) -----------------------------
+
+# A tiny NemotronH with every layer kind: vocab 101, hidden 32, 4 heads x 8 (2 kv), Mamba 4 heads x 8,
+# state 16 in 2 groups, chunk 8, 4 experts top-2.
+TINY_HF_CONFIG: dict[str, object] = dict(
+    vocab_size=101, hidden_size=32, hybrid_override_pattern="M*-E", num_attention_heads=4, num_key_value_heads=2,
+    head_dim=8, intermediate_size=48, mamba_num_heads=4, mamba_head_dim=8, ssm_state_size=16, n_groups=2,
+    chunk_size=8, n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=24,
+    moe_shared_expert_intermediate_size=40,
+)  # fmt: skip
+
+
+def make_hf_checkpoint(
+    directory: Path,
+    pattern: str = "M*-E",
+    dtype: str = "float32",
+    shard: str | None = None,
+    randomize: bool = False,
+    seed: int = 0,
+    **overrides: object,
+) -> Path:
+    """Write a random NemotronH checkpoint with transformers' save_pretrained into `directory`.
+
+    dtype: "float32", "bfloat16" or "float16"; shard: save_pretrained's max_shard_size (e.g. "20KB")
+    for a sharded checkpoint with an index; randomize: draw every parameter (A_log, norms, D, dt_bias,
+    the router's correction bias included) instead of HF's init, whose near-constant values hide
+    mistakes in numerical tests; overrides: NemotronHConfig fields over TINY_HF_CONFIG.
+    """
+    import pytest
+
+    torch = pytest.importorskip("torch", reason="HF checkpoints are made with torch (pip install -e '.[test]')")
+    transformers = pytest.importorskip("transformers", reason="HF checkpoints are made with transformers")
+    torch.manual_seed(seed)
+    config = transformers.NemotronHConfig(**{**TINY_HF_CONFIG, "hybrid_override_pattern": pattern, **overrides})
+    model = transformers.NemotronHForCausalLM(config).eval()
+    if randomize:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name.endswith("A_log"):
+                    param.copy_(torch.log(torch.rand_like(param) * 4 + 0.5))
+                elif name.endswith(("norm.weight", "norm_f.weight", ".D")):
+                    param.copy_(1 + 0.3 * torch.randn_like(param))
+                elif name.endswith("dt_bias"):
+                    param.copy_(torch.randn_like(param) - 2)
+                else:
+                    param.copy_(torch.randn_like(param) * 0.2)
+            for name, buffer in model.named_buffers():
+                if name.endswith("e_score_correction_bias"):
+                    buffer.copy_(torch.randn_like(buffer) * 0.1)
+    kwargs = {"max_shard_size": shard} if shard else {}
+    model.to(getattr(torch, dtype)).save_pretrained(directory, **kwargs)
+    return Path(directory)
+
+
+def safetensors_files(directory: Path) -> dict[str, bytes]:
+    """Every *.safetensors file of a directory by name, as bytes."""
+    return {p.name: p.read_bytes() for p in sorted(Path(directory).glob("*.safetensors"))}

@@ -58,6 +58,11 @@ def main(source: str, out: Path, export: bool, shard_size: str, no_progress: boo
     manifest = convert_checkpoint(
         spec.weights_dir, out, spec.config, parse_size(shard_size), progress=not no_progress, overwrite=force
     )
+    ignored = manifest["hf"]["ignored"]
+    if ignored:
+        click.echo(
+            f"{TOOL}: note: left out {len(ignored)} tensor(s) transformers does not load, e.g. {ignored[0]}", err=True
+        )
     click.echo(f"wrote {out}: {len(manifest['tensors'])} tensors in {len(manifest['shards'])} shard(s)", err=True)
 
 
