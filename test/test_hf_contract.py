@@ -16,28 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_hf_checkpoint
 
 torch = pytest.importorskip("torch", reason="the HF oracle needs torch (pip install -e '.[test]')")
 transformers = pytest.importorskip("transformers", reason="the HF oracle needs transformers")
 
-BASE = dict(
-    vocab_size=101,
-    hidden_size=32,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    head_dim=8,
-    intermediate_size=48,
-    mamba_num_heads=4,
-    mamba_head_dim=8,
-    ssm_state_size=16,
-    n_groups=2,
-    chunk_size=8,
-    n_routed_experts=4,
-    num_experts_per_tok=2,
-    moe_intermediate_size=24,
-    moe_shared_expert_intermediate_size=40,
-    routed_scaling_factor=2.5,
-)
 CASES = {
     "every_kind": dict(hybrid_override_pattern="M*-E"),
     "no_attention": dict(hybrid_override_pattern="M-ME"),
@@ -51,26 +34,11 @@ PROMPT = [5, 7, 9, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43]  # 13 tokens: not a m
 NEW_TOKENS = 16
 
 
-def make_checkpoint(path: Path, dtype: torch.dtype = torch.float32, **overrides: object) -> Path:
-    """A random NemotronH checkpoint whose every parameter is drawn (not HF's degenerate init)."""
-    torch.manual_seed(0)
-    config = transformers.NemotronHConfig(**{**BASE, **overrides})
-    model = transformers.NemotronHForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("A_log"):
-                param.copy_(torch.log(torch.rand_like(param) * 4 + 0.5))
-            elif name.endswith(("norm.weight", "norm_f.weight", ".D")):
-                param.copy_(1 + 0.3 * torch.randn_like(param))
-            elif name.endswith("dt_bias"):
-                param.copy_(torch.randn_like(param) - 2)
-            else:
-                param.copy_(torch.randn_like(param) * 0.2)
-        for name, buffer in model.named_buffers():
-            if name.endswith("e_score_correction_bias"):
-                buffer.copy_(torch.randn_like(buffer) * 0.1)
-    model.to(dtype).save_pretrained(path)
-    return path
+def make_checkpoint(path: Path, dtype: str = "float32", **overrides: object) -> Path:
+    """A random NemotronH checkpoint whose every parameter is drawn (not HF's near-constant init)."""
+    pattern = str(overrides.pop("hybrid_override_pattern", "M*-E"))
+    overrides.setdefault("routed_scaling_factor", 2.5)
+    return make_hf_checkpoint(path, pattern, dtype, randomize=True, **overrides)
 
 
 def hf_reference(path: Path, prompt: list[int], uses_cache: bool) -> tuple[np.ndarray, list[int]]:
@@ -146,7 +114,7 @@ def test_prompt_lengths(length: int, tmp_path: Path) -> None:
 
 def test_bf16_checkpoint(tmp_path: Path) -> None:
     # Weights stored in bf16 are widened exactly to float32; HF's float32 run of the same bits agrees.
-    checkpoint = make_checkpoint(tmp_path / "hf", dtype=torch.bfloat16, hybrid_override_pattern="M*-E")
+    checkpoint = make_checkpoint(tmp_path / "hf", dtype="bfloat16", hybrid_override_pattern="M*-E")
     expected_logits, expected_tokens = hf_reference(checkpoint, PROMPT, uses_cache=True)
     logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path)
     assert relative_error(logits, expected_logits) <= 1e-4
