@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def run_tool(module: str, *args: object, ok: bool = True) -> subprocess.CompletedProcess[str]:
@@ -39,6 +40,27 @@ TINY_HF_CONFIG: dict[str, object] = dict(
 )  # fmt: skip
 
 
+def randomize_weights(model: Any) -> None:
+    """Draw every parameter and the router's correction bias at random, in place.
+
+    HF's init (D = 1, unit norms, zero router bias, near-constant A_log) hides mistakes in numerical tests.
+    """
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+            if name.endswith("A_log"):
+                tensor.copy_(torch.log(torch.rand_like(tensor) * 4 + 0.5))
+            elif name.endswith(("norm.weight", "norm_f.weight", ".D")):
+                tensor.copy_(1 + 0.3 * torch.randn_like(tensor))
+            elif name.endswith("dt_bias"):
+                tensor.copy_(torch.randn_like(tensor) - 2)
+            elif name.endswith("e_score_correction_bias"):
+                tensor.copy_(torch.randn_like(tensor) * 0.1)
+            elif tensor.is_floating_point():
+                tensor.copy_(torch.randn_like(tensor) * 0.2)
+
+
 def make_hf_checkpoint(
     directory: Path,
     pattern: str = "M*-E",
@@ -63,19 +85,7 @@ def make_hf_checkpoint(
     config = transformers.NemotronHConfig(**{**TINY_HF_CONFIG, "hybrid_override_pattern": pattern, **overrides})
     model = transformers.NemotronHForCausalLM(config).eval()
     if randomize:
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name.endswith("A_log"):
-                    param.copy_(torch.log(torch.rand_like(param) * 4 + 0.5))
-                elif name.endswith(("norm.weight", "norm_f.weight", ".D")):
-                    param.copy_(1 + 0.3 * torch.randn_like(param))
-                elif name.endswith("dt_bias"):
-                    param.copy_(torch.randn_like(param) - 2)
-                else:
-                    param.copy_(torch.randn_like(param) * 0.2)
-            for name, buffer in model.named_buffers():
-                if name.endswith("e_score_correction_bias"):
-                    buffer.copy_(torch.randn_like(buffer) * 0.1)
+        randomize_weights(model)
     kwargs = {"max_shard_size": shard} if shard else {}
     model.to(getattr(torch, dtype)).save_pretrained(directory, **kwargs)
     return Path(directory)
