@@ -13,9 +13,11 @@ from xdsl.utils.lexer import Span
 
 from tessera.dialects.graph import TesseraGraph
 from tessera.dialects.nemotron import Nemotron
+from tessera.dialects.schedule import TesseraSchedule
+from tessera.dialects.tile import TesseraTile
 from tessera.errors import TesseraError
 
-TESSERA_DIALECTS = (TesseraGraph, Nemotron)
+TESSERA_DIALECTS = (TesseraGraph, Nemotron, TesseraSchedule, TesseraTile)
 
 
 def context() -> Context:

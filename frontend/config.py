@@ -48,6 +48,15 @@ class CompileOptions:
     max_seq_len: int = 4096
     batch: int = 1
     chunk_size: int = 128
+    # fp32 | bf16 (bfloat16 weights, float32 accumulation); None: from dtype (bfloat16 -> bf16, else fp32)
+    precision: str | None = None
+    ssm_state_dtype: str = "float32"  # or bfloat16: halves the Mamba state memory
+
+    @property
+    def effective_precision(self) -> str:
+        if self.precision is not None:
+            return self.precision
+        return "bf16" if self.dtype == "bfloat16" else "fp32"
 
 
 @dataclass(frozen=True)
@@ -383,6 +392,10 @@ def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> Com
             raise _fail(source, "compile.targets", f"unknown target {target!r} (known: {', '.join(KNOWN_TARGETS)})")
     if options.dtype not in KNOWN_DTYPES:
         raise _fail(source, "compile.dtype", f"unsupported dtype {options.dtype!r}")
+    if options.precision not in (None, "fp32", "bf16"):
+        raise _fail(source, "compile.precision", f"must be fp32 or bf16, got {options.precision!r}")
+    if options.ssm_state_dtype not in ("float32", "bfloat16"):
+        raise _fail(source, "compile.ssm_state_dtype", f"must be float32 or bfloat16, got {options.ssm_state_dtype!r}")
     for name in ("max_seq_len", "batch", "chunk_size"):
         value = getattr(options, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

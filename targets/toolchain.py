@@ -135,6 +135,19 @@ def compile_object(llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: 
     return bytes(machine.emit_object(module))
 
 
+def link_llvm_ir(modules: list[str]) -> str:
+    """Several LLVM IR modules -> one (llvmlite's linker), e.g. every kernel of a model for one JIT."""
+    llvm = _llvm()
+    try:
+        parsed = [llvm.parse_assembly(text) for text in modules]
+    except RuntimeError as exc:
+        raise ToolchainError(f"invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
+    first, *rest = parsed
+    for module in rest:
+        first.link_in(module)
+    return str(first)
+
+
 def _optimize(llvm: Any, module: Any, machine: Any) -> None:
     options = llvm.create_pipeline_tuning_options(speed_level=3)
     builder = llvm.create_pass_builder(machine, options)

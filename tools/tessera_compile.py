@@ -31,10 +31,20 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
 @click.argument("model")
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="Artifact directory to write.")
 @click.option("--target", "targets", multiple=True, help="Target to build (repeatable); default: compile.targets.")
-@click.option("--emit", type=click.Choice(["graph"]), help="Stop after this stage and print its IR (to -o if given).")
+@click.option(
+    "--emit",
+    type=click.Choice(["graph", "schedule", "tile", "x86", "llvm"]),
+    help="Stop after this stage and print its IR (to -o if given); stages past graph need one compiled target.",
+)
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
 @click.option("--max-seq-len", type=click.IntRange(min=1), help="Override compile.max_seq_len.")
 @click.option("--batch", type=click.IntRange(min=1), help="Override compile.batch.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Override compile.precision (default: from dtype).")
+@click.option(
+    "--ssm-state-dtype",
+    type=click.Choice(["float32", "bfloat16"]),
+    help="Override compile.ssm_state_dtype (bfloat16 halves the Mamba state).",
+)
 @click.option(
     "--seed",
     type=int,
@@ -52,6 +62,8 @@ def main(
     dump_ir: Path | None,
     max_seq_len: int | None,
     batch: int | None,
+    precision: str | None,
+    ssm_state_dtype: str | None,
     seed: int,
     quiet: bool,
 ) -> None:
@@ -59,7 +71,8 @@ def main(
     from tessera.frontend.config import load_model
 
     spec = load_model(model)
-    overrides = {k: v for k, v in {"max_seq_len": max_seq_len, "batch": batch}.items() if v is not None}
+    given = {"max_seq_len": max_seq_len, "batch": batch, "precision": precision, "ssm_state_dtype": ssm_state_dtype}
+    overrides = {k: v for k, v in given.items() if v is not None}
     if overrides:
         spec = replace(spec, compile=replace(spec.compile, **overrides))
     if emit is None and out is None:
@@ -71,6 +84,9 @@ def main(
     from tessera.targets import get_backend
 
     backends = [get_backend(name) for name in (targets or spec.compile.targets)]
+    for backend in backends:
+        if hasattr(backend, "progress"):
+            backend.progress = lambda message: _progress_line(message, quiet)
 
     from tessera.frontend.graph_builder import build_graph
 
@@ -81,14 +97,33 @@ def main(
     if dump_ir is not None:
         dump_ir.mkdir(parents=True, exist_ok=True)
         (dump_ir / "00-graph.mlir").write_text(graph_text)
-    if emit == "graph":
+    if emit is not None:
+        text = graph_text if emit == "graph" else _lower_until(backends, graph, spec, emit, dump_ir)
         if out is not None:
-            out.write_text(graph_text)
+            out.write_text(text)
         else:
-            click.echo(graph_text, nl=False)
+            click.echo(text, nl=False)
         return
     assert out is not None
     _write_artifact(spec, graph, graph_text, backends, out, dump_ir, seed, quiet, steps)
+
+
+def _progress_line(message: str, quiet: bool) -> None:
+    if not quiet:
+        click.echo(f"      {message}", err=True)
+
+
+def _lower_until(backends: list[Backend], graph: ModuleOp, spec: ModelSpec, stage: str, dump_ir: Path | None) -> str:
+    """The IR of `stage` from the one target that has it."""
+    lowering = [b for b in backends if stage in b.stages and hasattr(b, "lower")]
+    if len(lowering) != 1:
+        names = ", ".join(b.name for b in backends)
+        raise TesseraError(f"--emit={stage} needs exactly one target that has that stage (given: {names})")
+    texts = lowering[0].lower(graph, spec, stage)  # type: ignore[attr-defined]
+    if dump_ir is not None:
+        for index, (name, text) in enumerate(texts.items(), start=1):
+            (dump_ir / f"{index:02d}-{name}.mlir").write_text(text)
+    return str(texts[stage])
 
 
 def _write_artifact(

@@ -45,6 +45,10 @@ def _open_session(artifact: Artifact, target: str) -> Any:
         from tessera.targets.reference import ReferenceSession
 
         return ReferenceSession.open(artifact)
+    if target == "x86":
+        from tessera.runtime.x86_session import X86Session
+
+        return X86Session.open(artifact)
     raise TesseraError(f"target '{target}' has no runtime in this build of Tessera")
 
 

@@ -1,0 +1,366 @@
+"""convert-tessera-graph-to-schedule: Graph-IR's stateless @forward -> the @prefill and @decode programs.
+
+Options (tessera-opt `convert-tessera-graph-to-schedule{mode=both max-seq-len=4096 ssm-state-dtype=f32}`):
+    mode             both | prefill | decode: which programs to build
+    max-seq-len      KV-cache capacity per attention layer (positions)
+    ssm-state-dtype  f32 | bf16: element type of each Mamba layer's ssm_state (bf16 halves state memory)
+    chunk-size       the SSD scan's chunk length in prefill (0: the mixer's own chunk_size)
+
+What the conversion decides (and writes down as IR):
+- State: conv_state [C, K-1] and ssm_state [H, P, N] per Mamba layer, k_cache and v_cache
+  [max_seq_len, Hkv, hd] per attention layer, declared once with `tessera.schedule.state`.
+- The Mamba mixer is in_proj -> conv_silu -> ssd_scan (prefill; chunk_size from the op) or ssd_step
+  (decode) -> gated_rmsnorm -> out_proj; attention is one fused QKV projection (a weight concatenated
+  from q, k and v at load), kv_append, attention over the cache, o_proj.
+- Fusion: every residual `add(h, block(rmsnorm(h)))` becomes the block's last projection accumulating
+  into h in place (epilogue "accumulate"); ReLU² is the up projection's epilogue ("relu2"); the Mamba gate
+  is applied inside gated_rmsnorm. A graph whose adds do not have that shape is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from xdsl.builder import Builder, InsertPoint
+from xdsl.context import Context
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
+    ArrayAttr,
+    Float64Type,
+    FloatAttr,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    SymbolRefAttr,
+    TensorType,
+    bf16,
+    f32,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
+from xdsl.passes import ModulePass
+
+from tessera.dialects import graph, nemotron, schedule
+from tessera.errors import TesseraError
+
+MODES = ("both", "prefill", "decode")
+
+
+class ScheduleConversionError(TesseraError):
+    """A Graph-IR module that has no schedule (an op or a dataflow shape the conversion does not know)."""
+
+
+def _i64(value: int) -> IntegerAttr:
+    return IntegerAttr(value, i64)
+
+
+def _f64(value: float) -> FloatAttr:
+    return FloatAttr(value, Float64Type())
+
+
+def _int(attr: Attribute) -> int:
+    assert isinstance(attr, IntegerAttr)
+    return int(attr.value.data)
+
+
+def buffer_type(features: int, element: Attribute = f32) -> MemRefType:
+    return MemRefType(element, [DYNAMIC_INDEX, features])
+
+
+class _ProgramBuilder:
+    """Builds one program (prefill or decode) by walking @forward's ops in order."""
+
+    def __init__(self, mode: str, states: dict[str, schedule.StateOp], forward: func.FuncOp, chunk_size: int) -> None:
+        self.mode = mode
+        self.chunk_size = chunk_size
+        self.states = states
+        self.forward = forward
+        self.block = Block(arg_types=[MemRefType(i64, [DYNAMIC_INDEX])])
+        self.builder = Builder(InsertPoint.at_end(self.block))
+        self.values: dict[SSAValue, SSAValue] = {}  # graph tensor -> schedule buffer
+        self.weights: dict[str, SSAValue] = {}
+        self.graph_weights: dict[SSAValue, str] = {}
+
+    # --- small constructors ------------------------------------------------------------------
+    def insert(self, op: Operation) -> Operation:
+        self.builder.insert(op)
+        return op
+
+    def alloc(self, features: int, element: Attribute = f32) -> SSAValue:
+        return self.insert(schedule.AllocOp(result_types=[buffer_type(features, element)])).results[0]
+
+    def weight(self, name: str, shape: Sequence[int], parts: Sequence[str] = ()) -> SSAValue:
+        if name not in self.weights:
+            props: dict[str, Attribute] = {"name": StringAttr(name)}
+            if parts:
+                props["parts"] = ArrayAttr([StringAttr(p) for p in parts])
+            op = schedule.WeightOp(properties=props, result_types=[MemRefType(f32, list(shape))])
+            self.weights[name] = self.insert(op).results[0]
+        return self.weights[name]
+
+    def graph_weight(self, value: SSAValue | None) -> SSAValue | None:
+        if value is None:
+            return None
+        name = self.graph_weights[value]
+        assert isinstance(value.type, TensorType)
+        return self.weight(name, value.type.get_shape())
+
+    def state(self, name: str) -> SSAValue:
+        state = self.states[name]
+        return self.insert(
+            schedule.StateRefOp(properties={"state": SymbolRefAttr(name)}, result_types=[state.type])
+        ).results[0]
+
+    def step(
+        self,
+        op_type: type[schedule.StepOp],
+        ins: Sequence[SSAValue | None],
+        outs: Sequence[SSAValue],
+        **props: Attribute,
+    ) -> None:
+        present = [value for value in ins if value is not None]
+        self.insert(op_type(operands=[present, list(outs)], properties=props))
+
+    def matmul(self, x: SSAValue, weight: SSAValue, out: SSAValue, epilogue: str, bias: SSAValue | None = None) -> None:
+        self.step(schedule.MatmulOp, [x, weight, bias], [out], epilogue=StringAttr(epilogue))
+
+    # --- the walk ---------------------------------------------------------------------------
+    def build(self) -> func.FuncOp:
+        residual_blocks = self._residual_blocks()
+        logits_type: MemRefType | None = None
+        for op in self.forward.body.block.ops:
+            if isinstance(op, graph.WeightOp):
+                self.graph_weights[op.result] = op.weight_name.data
+            elif isinstance(op, graph.EmbeddingOp):
+                table = self.graph_weight(op.table)
+                assert table is not None
+                h = self.alloc(_features(op.result))
+                self.step(schedule.EmbeddingOp, [self.block.args[0], table], [h])
+                self.values[op.result] = h
+            elif isinstance(op, graph.RMSNormOp):
+                out = self.alloc(_features(op.result))
+                self.step(
+                    schedule.RMSNormOp,
+                    [self.values[op.x], self.graph_weight(op.weight)],
+                    [out],
+                    epsilon=_f64(op.epsilon.value.data),
+                )
+                self.values[op.result] = out
+            elif isinstance(op, graph.AddOp):
+                if op not in residual_blocks:
+                    raise ScheduleConversionError(
+                        f"{op.name}: only residual adds h + block(rmsnorm(h)) have a schedule (fused into the "
+                        "block's last projection)"
+                    )
+                residual = self.values[op.lhs]
+                self._block(residual_blocks[op], residual)
+                self.values[op.result] = residual  # accumulated in place
+            elif isinstance(op, graph.LMHeadOp):
+                logits_type = buffer_type(_features(op.result))
+                logits = self.alloc(_features(op.result))
+                self.matmul(self.values[op.x], self.graph_weight(op.weight), logits, "store")  # type: ignore[arg-type]
+                self.insert(func.ReturnOp(logits))
+            elif isinstance(op, func.ReturnOp):
+                continue
+            elif isinstance(op, (nemotron.Mamba2MixerOp, nemotron.AttnGQAOp, nemotron.MLPReLU2Op, nemotron.MoEOp)):
+                continue  # emitted at the residual add that consumes it
+            else:
+                raise ScheduleConversionError(f"{op.name}: no schedule for this op")
+        if logits_type is None:
+            raise ScheduleConversionError("@forward has no tessera.graph.lm_head: nothing to return")
+        return func.FuncOp(self.mode, ((self.block.args[0].type,), (logits_type,)), Region(self.block))
+
+    def _residual_blocks(self) -> dict[graph.AddOp, Operation]:
+        """Each add whose rhs is a block fed by rmsnorm(lhs): the fusable residual."""
+        found: dict[graph.AddOp, Operation] = {}
+        for op in self.forward.body.block.ops:
+            if not isinstance(op, graph.AddOp):
+                continue
+            block = op.rhs.owner
+            norm = block.operands[0].owner if isinstance(block, Operation) and block.operands else None
+            if isinstance(norm, graph.RMSNormOp) and norm.x == op.lhs and op.rhs.has_one_use():
+                found[op] = block  # type: ignore[assignment]
+        return found
+
+    def _block(self, block: Operation, residual: SSAValue) -> None:
+        x = self.values[block.operands[0]]
+        if isinstance(block, nemotron.Mamba2MixerOp):
+            self._mamba(block, x, residual)
+        elif isinstance(block, nemotron.AttnGQAOp):
+            self._attention(block, x, residual)
+        elif isinstance(block, nemotron.MLPReLU2Op):
+            hidden = self.alloc(_shape(block.up_weight)[0])
+            self.matmul(x, self.graph_weight(block.up_weight), hidden, "relu2", self.graph_weight(block.up_bias))  # type: ignore[arg-type]
+            self.matmul(
+                hidden,
+                self.graph_weight(block.down_weight),  # type: ignore[arg-type]
+                residual,
+                "accumulate",
+                self.graph_weight(block.down_bias),
+            )
+        elif isinstance(block, nemotron.MoEOp):
+            self._moe(block, x, residual)
+        else:
+            raise ScheduleConversionError(f"{block.name}: no schedule for this block")
+
+    def _mamba(self, op: nemotron.Mamba2MixerOp, x: SSAValue, residual: SSAValue) -> None:
+        layer = _int(op.layer)
+        dims = {
+            name: getattr(op, name)
+            for name in ("num_heads", "head_dim", "n_groups", "state_size", "conv_kernel", "chunk_size")
+        }
+        props: dict[str, Attribute] = {**dims, "epsilon": op.epsilon, "time_step_min": op.time_step_min}
+        if self.chunk_size:
+            props["chunk_size"] = _i64(self.chunk_size)
+        heads, head_dim = _int(op.num_heads), _int(op.head_dim)
+        inner = heads * head_dim
+        channels = inner + 2 * _int(op.n_groups) * _int(op.state_size)
+        w = self.graph_weight
+        zxbcdt = self.alloc(_shape(op.in_proj_weight)[0])
+        self.matmul(x, w(op.in_proj_weight), zxbcdt, "store", w(op.in_proj_bias))  # type: ignore[arg-type]
+        conv_state = self.state(f"layers.{layer}.conv_state")
+        xbc = self.alloc(channels)
+        self.step(schedule.ConvSiluOp, [zxbcdt, w(op.conv_weight), w(op.conv_bias)], [conv_state, xbc], **props)
+        ssm_state = self.state(f"layers.{layer}.ssm_state")
+        y = self.alloc(inner)
+        scan = schedule.SSDScanOp if self.mode == "prefill" else schedule.SSDStepOp
+        self.step(scan, [zxbcdt, xbc, w(op.dt_bias), w(op.A_log), w(op.D)], [ssm_state, y], **props)
+        gated = self.alloc(inner)
+        self.step(schedule.GatedRMSNormOp, [zxbcdt, y, w(op.norm_weight)], [gated], **props)
+        self.matmul(gated, w(op.out_proj_weight), residual, "accumulate", w(op.out_proj_bias))  # type: ignore[arg-type]
+
+    def _attention(self, op: nemotron.AttnGQAOp, x: SSAValue, residual: SSAValue) -> None:
+        layer = _int(op.layer)
+        props: dict[str, Attribute] = {
+            "num_heads": op.num_heads,
+            "num_kv_heads": op.num_kv_heads,
+            "head_dim": op.head_dim,
+        }
+        names = [self.graph_weights[v] for v in (op.q_weight, op.k_weight, op.v_weight)]
+        rows = sum(_shape(v)[0] for v in (op.q_weight, op.k_weight, op.v_weight))
+        qkv_weight = self.weight(f"layers.{layer}.attn_gqa.qkv_proj.weight", (rows, _shape(op.q_weight)[1]), names)
+        qkv = self.alloc(rows)
+        self.matmul(x, qkv_weight, qkv, "store")
+        k_cache, v_cache = self.state(f"layers.{layer}.k_cache"), self.state(f"layers.{layer}.v_cache")
+        self.step(schedule.KVAppendOp, [qkv], [k_cache, v_cache], **props)
+        out = self.alloc(_shape(op.o_weight)[1])
+        self.step(schedule.AttentionOp, [qkv, k_cache, v_cache], [out], **props)
+        self.matmul(out, self.graph_weight(op.o_weight), residual, "accumulate")  # type: ignore[arg-type]
+
+    def _moe(self, op: nemotron.MoEOp, x: SSAValue, residual: SSAValue) -> None:
+        w = self.graph_weight
+        experts, top_k = _int(op.num_experts), _int(op.top_k)
+        counts: dict[str, Attribute] = {"num_experts": op.num_experts, "top_k": op.top_k}
+        logits = self.alloc(experts)
+        self.matmul(x, w(op.router_weight), logits, "store")  # type: ignore[arg-type]
+        ids, weights = self.alloc(top_k, i64), self.alloc(top_k)
+        self.step(
+            schedule.MoERouterOp,
+            [logits, w(op.router_bias)],
+            [ids, weights],
+            **counts,
+            n_group=op.n_group,
+            topk_group=op.topk_group,
+            norm_topk_prob=_i64(1 if op.norm_topk_prob.value.data else 0),
+            routed_scaling_factor=op.routed_scaling_factor,
+        )
+        experts_in = x
+        if op.latent_in_weight is not None:
+            experts_in = self.alloc(_shape(op.latent_in_weight)[0])
+            self.matmul(x, w(op.latent_in_weight), experts_in, "store")  # type: ignore[arg-type]
+        routed_out = residual if op.latent_out_weight is None else self.alloc(_shape(op.latent_out_weight)[1])
+        epilogue = "accumulate" if op.latent_out_weight is None else "store"
+        self.step(
+            schedule.MoEExpertsOp,
+            [experts_in, ids, weights, w(op.experts_up), w(op.experts_down)],
+            [routed_out],
+            **counts,
+            epilogue=StringAttr(epilogue),
+        )
+        if op.latent_out_weight is not None:
+            self.matmul(routed_out, w(op.latent_out_weight), residual, "accumulate")  # type: ignore[arg-type]
+        shared = self.alloc(_shape(op.shared_up_weight)[0])
+        self.matmul(x, w(op.shared_up_weight), shared, "relu2")  # type: ignore[arg-type]
+        self.matmul(shared, w(op.shared_down_weight), residual, "accumulate")  # type: ignore[arg-type]
+
+
+def _shape(value: SSAValue | None) -> tuple[int, ...]:
+    assert value is not None and isinstance(value.type, TensorType)
+    return tuple(value.type.get_shape())
+
+
+def _features(value: SSAValue) -> int:
+    return _shape(value)[1]
+
+
+def declare_states(forward: func.FuncOp, max_seq_len: int, ssm_state_dtype: str) -> list[schedule.StateOp]:
+    """The state every program shares: per Mamba layer conv/SSM state, per attention layer the KV cache."""
+    ssm_element = bf16 if ssm_state_dtype == "bf16" else f32
+    states: list[schedule.StateOp] = []
+
+    def declare(name: str, kind: str, layer: int, shape: Sequence[int], element: Attribute = f32) -> None:
+        props = {
+            "sym_name": StringAttr(name),
+            "type": MemRefType(element, list(shape)),
+            "kind": StringAttr(kind),
+            "layer": _i64(layer),
+        }
+        states.append(schedule.StateOp(properties=props))
+
+    for op in forward.walk():
+        if isinstance(op, nemotron.Mamba2MixerOp):
+            layer = _int(op.layer)
+            heads, head_dim, groups, size = (_int(op.num_heads), _int(op.head_dim), _int(op.n_groups), _int(op.state_size))
+            channels = heads * head_dim + 2 * groups * size
+            declare(f"layers.{layer}.conv_state", "conv_state", layer, (channels, _int(op.conv_kernel) - 1))
+            declare(f"layers.{layer}.ssm_state", "ssm_state", layer, (heads, head_dim, size), ssm_element)
+        elif isinstance(op, nemotron.AttnGQAOp):
+            layer = _int(op.layer)
+            shape = (max_seq_len, _int(op.num_kv_heads), _int(op.head_dim))
+            declare(f"layers.{layer}.k_cache", "k_cache", layer, shape)
+            declare(f"layers.{layer}.v_cache", "v_cache", layer, shape)
+    return states
+
+
+def convert_graph_to_schedule(
+    module: ModuleOp, mode: str = "both", max_seq_len: int = 4096, ssm_state_dtype: str = "f32", chunk_size: int = 0
+) -> ModuleOp:
+    """A new Schedule-IR module for the Graph-IR `module` (which is left untouched)."""
+    if mode not in MODES:
+        raise ScheduleConversionError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
+    if ssm_state_dtype not in ("f32", "bf16"):
+        raise ScheduleConversionError(f"ssm-state-dtype must be f32 or bf16, got '{ssm_state_dtype}'")
+    forward = next((op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == "forward"), None)
+    if forward is None:
+        raise ScheduleConversionError("the Graph-IR module has no func.func @forward")
+    states = declare_states(forward, max_seq_len, ssm_state_dtype)
+    by_name = {state.sym_name.data: state for state in states}
+    programs = [
+        _ProgramBuilder(m, by_name, forward, chunk_size).build() for m in ("prefill", "decode") if mode in (m, "both")
+    ]
+    result = ModuleOp([*states, *programs])
+    result.attributes.update(module.attributes)
+    result.verify()
+    return result
+
+
+@dataclass(frozen=True)
+class ConvertTesseraGraphToSchedulePass(ModulePass):
+    name = "convert-tessera-graph-to-schedule"
+
+    mode: str = "both"
+    max_seq_len: int = 4096
+    ssm_state_dtype: str = "f32"
+    chunk_size: int = 0
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        converted = convert_graph_to_schedule(op, self.mode, self.max_seq_len, self.ssm_state_dtype, self.chunk_size)
+        for old in list(op.ops):
+            old.detach()
+            old.erase()
+        for new in list(converted.ops):
+            new.detach()
+            op.body.block.add_op(new)

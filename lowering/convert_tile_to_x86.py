@@ -1,0 +1,240 @@
+"""Tile-IR -> the x86 target: upstream MLIR kernels (func/scf/arith/memref/vector/math) and the program
+that sequences them.
+
+    lower_kernels(module) -> str       one `func.func` per `tessera.tile.kernel`, written by the kernel
+                                       family's emitter (lowering/x86/*.py) with the tiles chosen in Tile-IR
+    lower_programs(module) -> dict     each program (@prefill, @decode) as the list of launches the runtime
+                                       makes: kernel symbol, argument list, parallel grid; the buffer plan's
+                                       slots; the weights (with their packing) and the state
+
+`tessera-opt file.mlir -t x86-mlir` prints lower_kernels' output; tessera-compile writes both into OUT/x86/.
+A kernel's argument list is its launch's ins then outs (some kinds permute them to the emitter's order),
+then the scalars its kind needs (the sequence position), then the [begin, end) range of its grid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xdsl.dialects import func
+from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, MemRefType, ModuleOp, StringAttr
+from xdsl.ir import BlockArgument, SSAValue
+
+from tessera.dialects import schedule, tile
+from tessera.errors import TesseraError
+from tessera.lowering.x86 import attention, basic, gemm, mamba
+
+
+PROGRAM_FORMAT = "tessera-x86-program"
+
+
+class X86LoweringError(TesseraError):
+    """A Tile-IR module the x86 target cannot lower (an unknown kernel kind, tiles not chosen, ...)."""
+
+
+def _dims(kernel: tile.KernelOp) -> dict[str, Any]:
+    return _plain(kernel.dims)
+
+
+def _plain(attr: DictionaryAttr) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attr.data.items():
+        if isinstance(value, IntegerAttr):
+            out[key] = int(value.value.data)
+        elif isinstance(value, FloatAttr):
+            out[key] = float(value.value.data)
+        elif isinstance(value, StringAttr):
+            out[key] = value.data
+    return out
+
+
+def gemm_tiles(kernel: tile.KernelOp) -> gemm.GemmTiles:
+    assert kernel.tiles is not None
+    chosen = _plain(kernel.tiles)
+    fields = {name for name in gemm.GemmTiles.__dataclass_fields__ if gemm.GemmTiles.__dataclass_fields__[name].init}
+    return gemm.GemmTiles(**{k: v for k, v in chosen.items() if k in fields})
+
+
+def gemm_spec(kernel: tile.KernelOp) -> gemm.GemmSpec:
+    d = _dims(kernel)
+    weight_dtype = "f32"
+    for op in kernel.body.block.ops:
+        if isinstance(op, tile.LoadOp) and op.operand.data == "weight":
+            weight_dtype = str(op.element)
+    return gemm.GemmSpec(n=d["n"], k=d["k"], epilogue=d["epilogue"], bias=bool(d["bias"]), weight_dtype=weight_dtype)
+
+
+def mamba_dims(kernel: tile.KernelOp) -> mamba.MambaDims:
+    d = _dims(kernel)
+    return mamba.MambaDims(
+        num_heads=d["num_heads"],
+        head_dim=d["head_dim"],
+        n_groups=d["n_groups"],
+        state_size=d["state_size"],
+        conv_kernel=d.get("conv_kernel", 4),
+        chunk_size=d.get("chunk_size", 1),
+        epsilon=d.get("epsilon", 1e-5),
+        time_step_min=d.get("time_step_min", 0.0),
+        state_dtype=d.get("state_dtype", "f32"),
+    )
+
+
+def attention_dims(kernel: tile.KernelOp) -> attention.AttentionDims:
+    d = _dims(kernel)
+    tiles = _plain(kernel.tiles) if kernel.tiles is not None else {}
+    return attention.AttentionDims(
+        num_heads=d["num_heads"],
+        num_kv_heads=d["num_kv_heads"],
+        head_dim=d["head_dim"],
+        max_seq_len=d["max_seq_len"],
+        block_q=tiles.get("block_q", 64),
+        block_k=tiles.get("block_k", 64),
+    )
+
+
+def emit_kernel(kernel: tile.KernelOp) -> str:
+    name, kind, d = kernel.sym_name.data, kernel.kind.data, _dims(kernel)
+    if kernel.tiles is None:
+        raise X86LoweringError(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=x86}})")
+    if kind == "matmul":
+        return gemm.emit_gemm(name, gemm_spec(kernel), gemm_tiles(kernel))
+    if kind == "embedding":
+        return basic.emit_embedding(name, d["vocab"], d["hidden"])
+    if kind == "rmsnorm":
+        return basic.emit_rmsnorm(name, d["hidden"], d["epsilon"])
+    if kind == "moe_router":
+        router = basic.RouterDims(
+            d["num_experts"], d["top_k"], d["n_group"], d["topk_group"], bool(d["norm_topk_prob"]), d["routed_scaling_factor"]
+        )
+        return basic.emit_moe_router(name, router)
+    if kind == "moe_experts":
+        return basic.emit_moe_experts(name, d["num_experts"], d["top_k"], d["ffn"], d["latent"], d["epilogue"] == "accumulate")
+    if kind in _MAMBA_EMITTERS:
+        return _MAMBA_EMITTERS[kind](name, mamba_dims(kernel))
+    if kind == "kv_append":
+        return attention.emit_kv_append(name, attention_dims(kernel))
+    if kind == "attention":
+        return attention.emit_attention(name, attention_dims(kernel))
+    raise X86LoweringError(f"{kernel.name} @{name}: kind '{kind}' has no x86 lowering")
+
+
+_MAMBA_EMITTERS = {
+    "conv_silu": mamba.emit_conv_silu,
+    "ssd_scan": mamba.emit_ssd_scan,
+    "ssd_step": mamba.emit_ssd_step,
+    "gated_rmsnorm": mamba.emit_gated_rmsnorm,
+}
+
+
+def kernels(module: ModuleOp) -> list[tile.KernelOp]:
+    return [op for op in module.ops if isinstance(op, tile.KernelOp)]
+
+
+def lower_kernels(module: ModuleOp) -> str:
+    """The upstream MLIR module holding every kernel of `module`."""
+    bodies = [emit_kernel(kernel) for kernel in kernels(module)]
+    return "module {\n" + "\n\n".join(bodies) + "\n}\n"
+
+
+# Kinds whose emitter takes the operands in another order than the launch's ins + outs.
+_ARGUMENT_ORDER = {"gated_rmsnorm": (1, 0, 2, 3)}  # (y, zxbcdt, norm_weight, out)
+# Kinds that read the sequence position (tokens already in the KV cache) after their buffers.
+_POSITION_KINDS = ("kv_append", "attention")
+
+
+def _describe(value: SSAValue, slots: dict[SSAValue, int]) -> dict[str, Any]:
+    """How the runtime finds a launch operand: the token ids, a weight, a state, or an arena buffer."""
+    owner = value.owner
+    if isinstance(value, BlockArgument):
+        return {"ids": True}
+    if isinstance(owner, schedule.WeightOp):
+        return {"weight": owner.weight_name.data}
+    if isinstance(owner, schedule.StateRefOp):
+        return {"state": owner.state.string_value()}
+    if isinstance(owner, schedule.AllocOp):
+        assert isinstance(value.type, MemRefType)
+        features = int(value.type.get_shape()[1])
+        return {"buffer": slots[value], "features": features, "dtype": str(value.type.element_type)}
+    raise X86LoweringError(f"{owner}: operand of a launch is not a weight, state, buffer or the token ids")
+
+
+def lower_programs(module: ModuleOp) -> dict[str, Any]:
+    """The launch lists of every program, with the weights and state they use."""
+    by_name = {kernel.sym_name.data: kernel for kernel in kernels(module)}
+    weights: dict[str, dict[str, Any]] = {}
+    states: dict[str, dict[str, Any]] = {}
+    programs: dict[str, Any] = {}
+    for op in module.ops:
+        if isinstance(op, schedule.StateOp):
+            states[op.sym_name.data] = {
+                "shape": list(op.type.get_shape()),
+                "dtype": str(op.type.element_type),
+                "kind": op.kind.data,
+                "layer": int(op.layer.value.data),
+            }
+    for program in [op for op in module.ops if isinstance(op, func.FuncOp)]:
+        slots: dict[SSAValue, int] = {}
+        for op in program.walk():
+            if isinstance(op, schedule.AllocOp):
+                if op.slot is None:
+                    raise X86LoweringError(f"@{program.sym_name.data}: buffers not planned (run tessera-schedule-plan-buffers)")
+                slots[op.result] = int(op.slot.value.data)
+            elif isinstance(op, schedule.WeightOp):
+                entry: dict[str, Any] = {"shape": list(op.result.type.get_shape())}  # type: ignore[attr-defined]
+                if op.parts is not None:
+                    entry["parts"] = [part.data for part in op.parts.data]
+                weights.setdefault(op.weight_name.data, entry)
+        launches = []
+        for op in program.walk():
+            if not isinstance(op, tile.LaunchOp):
+                continue
+            kernel = by_name[op.kernel.string_value()]
+            args = [_describe(value, slots) for value in (*op.ins, *op.outs)]
+            order = _ARGUMENT_ORDER.get(kernel.kind.data)
+            if order is not None:
+                args = [args[i] for i in order]
+            if kernel.kind.data in _POSITION_KINDS:
+                args.append({"position": True})
+            if kernel.kind.data == "matmul":
+                _note_packing(weights, args[1]["weight"], kernel)
+            if kernel.kind.data == "conv_silu" and len(op.ins) == 2:
+                args.insert(2, {"zeros": int(_dims(kernel)["channels"])})  # no conv bias: a zero vector
+            launches.append(
+                {
+                    "kernel": kernel.sym_name.data,
+                    "kind": kernel.kind.data,
+                    "args": args,
+                    "parallel": kernel.parallel.data,
+                    "grid": int(kernel.grid.value.data),
+                }
+            )
+        returned = next(op for op in program.walk() if isinstance(op, func.ReturnOp))
+        programs[program.sym_name.data] = {
+            "launches": launches,
+            "slots": _slot_widths(program),
+            "result": _describe(returned.operands[0], slots),
+        }
+    return {"format": PROGRAM_FORMAT, "format_version": 1, "programs": programs, "weights": weights, "states": states}
+
+
+def _note_packing(weights: dict[str, dict[str, Any]], name: str, kernel: tile.KernelOp) -> None:
+    """A GEMM reads its weight in panels (lowering/x86/gemm.py); the runtime packs it once at load."""
+    tiles, spec = gemm_tiles(kernel), gemm_spec(kernel)
+    packing = {"layout": "gemm_panels", "nr": tiles.nr, "dtype": spec.weight_dtype}
+    previous = weights[name].get("packing")
+    if previous is not None and previous != packing:
+        raise X86LoweringError(f"weight '{name}': read by GEMMs with different packings {previous} and {packing}")
+    weights[name]["packing"] = packing
+
+
+def _slot_widths(program: func.FuncOp) -> list[int]:
+    """Bytes per token of each arena slot: the widest buffer the plan put in it."""
+    widths: dict[int, int] = {}
+    for op in program.walk():
+        if isinstance(op, schedule.AllocOp) and op.slot is not None:
+            shape = op.result.type.get_shape()  # type: ignore[attr-defined]
+            element = str(op.result.type.element_type)  # type: ignore[attr-defined]
+            width = int(shape[1]) * tile.element_bytes(element)
+            slot = int(op.slot.value.data)
+            widths[slot] = max(widths.get(slot, 0), width)
+    return [widths[slot] for slot in sorted(widths)]

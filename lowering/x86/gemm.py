@@ -1,0 +1,529 @@
+"""The x86 GEMM / GEMV kernel emitter: y[M, N] (op)= x[M, K] @ W[N, K]^T, every projection of the model.
+
+Algorithm (GotoBLAS/BLIS-style, with the roles of the operands chosen for row-major y):
+
+* The weight is packed ONCE at load time (`pack_weight`) into panels of `nr` output columns,
+  `packed[P][K][nr]` (P = ceil(N / nr), N tail zero-padded), so one k step of a panel is `nr`
+  contiguous values: `nr / 16` aligned 512-bit loads.
+* The micro-kernel keeps an `mr x nr` block of y in `mr * nr / 16` vector<16xf32> accumulators
+  (14 x 32 = 28 zmm registers on AVX-512). Each k step loads the `nr / 16` weight vectors once,
+  broadcasts x[m, k] of each of the `mr` rows, and issues `mr * nr / 16` FMAs.
+* Loop nest of one call, for panels [begin, end):
+
+      for m0 in 0..M step mc:                 row group: x[m0:m0+mc, kb:kb+kc] stays in L2
+        for kb in 0..K step kc:               K block (kc = K when M <= mr: one pass per panel)
+          for p in begin..end:                packed[p, kb:kb+kc, :] (kc * nr) stays in L1
+            for each mr-row block of the group, then the M tail as blocks of 8, 4, 2, 1 rows:
+              micro-kernel over k in [kb, kb+kc); y tile = prev + row_scale * acc, where prev is 0
+              (first K block, "store"/"relu2") or the y tile (later blocks, or "accumulate"); the last
+              K block adds the bias and applies relu2.
+  Blocks of few rows (the GEMV case M = 1) use several independent accumulator sets across the
+  unrolled k steps, so that FMA latency never bounds the weight stream.
+* y columns past N (the last panel's zero padding) are masked off by `vector.transfer_write`
+  (in_bounds = false) only when N is not a multiple of nr.
+
+Kernel ABI (`emit_gemm`), PACKED = packed_weight_shape(spec, tiles) = (P, K, nr):
+
+    func.func @name(%x: memref<?xKxf32>,
+                    %w: memref<P x K x nr x f32>   (weight_dtype "f32")
+                        memref<P x K x nr x bf16>  (weight_dtype "bf16": bfloat16 bits, numpy uint16),
+                    [%bias: memref<Nxf32>]          (spec.bias),
+                    [%row_scale: memref<?xf32>]     (spec.row_scale; M entries),
+                    %y: memref<?xNxf32>,
+                    %begin: index, %end: index)     (the range of panels this call computes)
+
+M = dim 0 of x (and of y). For m < M and n in [begin*nr, min(end*nr, N)):
+    acc = row_scale[m] * sum_k x[m, k] * W[n, k] + bias[n]     (factors present per the spec)
+    "store": y = acc;  "accumulate": y += acc;  "relu2": y = max(acc, 0)^2
+No other element of y is read or written, so two threads may run disjoint panel ranges at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EPILOGUES = ("store", "accumulate", "relu2")
+WEIGHT_DTYPES = ("f32", "bf16")
+VECTOR = 16  # f32 lanes of one 512-bit register
+VEC = f"vector<{VECTOR}xf32>"
+
+
+@dataclass(frozen=True)
+class GemmSpec:
+    """One projection y[T, n] (op)= x[T, k] @ W[n, k]^T; T is dynamic."""
+
+    n: int  # output features
+    k: int  # input features
+    epilogue: str  # "store": y = acc ; "accumulate": y += acc ; "relu2": y = relu(acc)**2
+    bias: bool = False  # acc += bias[n] before the epilogue
+    row_scale: bool = False  # acc *= row_scale[m] before the bias
+    weight_dtype: str = "f32"  # or "bf16": bfloat16 weights widened to f32, f32 accumulation
+
+    def __post_init__(self) -> None:
+        if self.n < 1 or self.k < 1:
+            raise ValueError(f"GEMM sizes must be positive, got n={self.n}, k={self.k}")
+        if self.epilogue not in EPILOGUES:
+            raise ValueError(f"unknown GEMM epilogue '{self.epilogue}' (expected one of {', '.join(EPILOGUES)})")
+        if self.weight_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"unknown GEMM weight dtype '{self.weight_dtype}' (expected f32 or bf16)")
+
+
+@dataclass(frozen=True)
+class GemmTiles:
+    """Blocking of one GEMM for one target; chosen once by `choose_tiles`, later code only reads it."""
+
+    nr: int  # columns per packed weight panel (a multiple of 16)
+    mr: int  # rows of the register block (mr * nr / 16 accumulators)
+    kc: int  # K block whose weight micro-panel (kc x nr) stays in L1
+    mc: int  # rows per group whose x block (mc x kc) stays in L2 (a multiple of mr)
+    ku: int  # k steps unrolled in the micro-kernel's loop body
+    min_chains: int = 8  # independent FMA chains a row block keeps (FMA latency x FMA ports)
+    tail_rows: tuple[int, ...] = field(init=False)  # row-block sizes of the M tail (powers of two below mr)
+
+    def __post_init__(self) -> None:
+        if self.nr < VECTOR or self.nr % VECTOR:
+            raise ValueError(f"nr must be a positive multiple of {VECTOR}, got {self.nr}")
+        if self.mr < 1 or self.kc < 1 or self.ku < 1 or self.mc < self.mr or self.mc % self.mr:
+            raise ValueError(f"invalid GEMM tiles {self}")
+        tails = tuple(1 << b for b in reversed(range(self.mr.bit_length())) if (1 << b) < self.mr)
+        object.__setattr__(self, "tail_rows", tails)
+
+
+def choose_tiles(spec: GemmSpec) -> GemmTiles:
+    """Tiles for AVX-512 (32 zmm registers, 48 KiB L1d, 1 MiB L2 per core on znver5).
+
+    14 x 32 uses 28 accumulators, leaving 2 for the weight vectors and 1 for the broadcast; kc = 256
+    keeps a 32 KiB f32 weight micro-panel in L1; mc = 14 * 14 rows keep a 196 KiB x block in L2.
+    """
+    return GemmTiles(nr=32, mr=14, kc=min(spec.k, 256), mc=14 * 14, ku=4)
+
+
+def panel_count(spec: GemmSpec, tiles: GemmTiles) -> int:
+    """Number of nr-column weight panels, ceil(n / nr)."""
+    return -(-spec.n // tiles.nr)
+
+
+def packed_weight_shape(spec: GemmSpec, tiles: GemmTiles) -> tuple[int, ...]:
+    return (panel_count(spec, tiles), spec.k, tiles.nr)
+
+
+def pack_weight(weight: np.ndarray, spec: GemmSpec, tiles: GemmTiles) -> np.ndarray:
+    """W[n, k] (nn.Linear layout) -> packed[p, k, j] = W[p * nr + j, k], zero past n.
+
+    float32 for "f32"; for "bf16" uint16 bfloat16 bits, rounded to nearest even from float32.
+    """
+    if weight.shape != (spec.n, spec.k):
+        raise ValueError(f"weight shape {weight.shape} does not match the GEMM ({spec.n}, {spec.k})")
+    panels = panel_count(spec, tiles)
+    padded = np.zeros((panels * tiles.nr, spec.k), dtype=np.float32)
+    padded[: spec.n] = weight
+    packed = np.ascontiguousarray(padded.reshape(panels, tiles.nr, spec.k).transpose(0, 2, 1))
+    return bf16_bits(packed) if spec.weight_dtype == "bf16" else packed
+
+
+def bf16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), round to nearest even (NaN stays NaN)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = (bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) >> 16
+    nan = np.isnan(values)
+    return np.where(nan, (bits >> 16) | 0x40, rounded).astype(np.uint16)
+
+
+def bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bits (uint16) -> float32."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def footprint_bytes(spec: GemmSpec, tiles: GemmTiles) -> int:
+    """Fast memory one call's inner loop keeps live: the weight micro-panel (kc x nr, L1), the x block
+    (mc x kc, L2) and the register block (mr x nr accumulators)."""
+    weight_bytes = 2 if spec.weight_dtype == "bf16" else 4
+    return tiles.kc * tiles.nr * weight_bytes + tiles.mc * tiles.kc * 4 + tiles.mr * tiles.nr * 4
+
+
+# --------------------------------------------------------------------------------------------------
+# MLIR text emission
+
+
+class _Body:
+    """Lines of one function body, fresh SSA names and index constants hoisted to the entry block."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.depth = 1
+        self.counter = 0
+        self.constants: dict[str, str] = {}
+
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"%{prefix}{self.counter}"
+
+    def op(self, text: str) -> None:
+        self.lines.append("  " * self.depth + text)
+
+    def let(self, prefix: str, text: str) -> str:
+        name = self.fresh(prefix)
+        self.op(f"{name} = {text}")
+        return name
+
+    def index(self, value: int) -> str:
+        return self._constant(f"%c{value}", f"arith.constant {value} : index")
+
+    def f32_zero(self) -> str:
+        return self._constant("%zero", "arith.constant 0.0 : f32")
+
+    def vec_zero(self) -> str:
+        return self._constant("%vzero", f"arith.constant dense<0.0> : {VEC}")
+
+    def _constant(self, name: str, text: str) -> str:
+        self.constants.setdefault(name, f"  {name} = {text}")
+        return name
+
+
+@dataclass(frozen=True)
+class _Kernel:
+    """What the emitters of one kernel share: the spec, tiles and the SSA names of the arguments."""
+
+    spec: GemmSpec
+    tiles: GemmTiles
+
+    @property
+    def x_type(self) -> str:
+        return f"memref<?x{self.spec.k}xf32>"
+
+    @property
+    def w_type(self) -> str:
+        shape = "x".join(map(str, packed_weight_shape(self.spec, self.tiles)))
+        return f"memref<{shape}x{self.spec.weight_dtype}>"
+
+    @property
+    def y_type(self) -> str:
+        return f"memref<?x{self.spec.n}xf32>"
+
+    @property
+    def columns_masked(self) -> bool:
+        """Whether the last panel reaches past N, so that y and bias accesses need masks."""
+        return self.spec.n % self.tiles.nr != 0
+
+    def arguments(self) -> str:
+        args = [f"%x: {self.x_type}", f"%w: {self.w_type}"]
+        if self.spec.bias:
+            args.append(f"%bias: memref<{self.spec.n}xf32>")
+        if self.spec.row_scale:
+            args.append("%row_scale: memref<?xf32>")
+        args += [f"%y: {self.y_type}", "%begin: index", "%end: index"]
+        return ", ".join(args)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """SSA values of the enclosing loops that a row block reads."""
+
+    panel: str  # %p
+    col0: str  # first column of the panel, p * nr
+    kb: str  # first k of the K block
+    kmain: str  # end of the unrolled k loop
+    kend: str  # end of the K block
+    load_prev: str | None  # i1: read y before adding (None: statically always read)
+    last: str | None  # i1: the last K block (None: statically always)
+
+
+def emit_gemm(name: str, spec: GemmSpec, tiles: GemmTiles) -> str:
+    """MLIR text of one `func.func @name` computing the GEMM with this blocking (ABI in the module docstring)."""
+    kernel = _Kernel(spec, tiles)
+    body = _Body()
+    _emit_loop_nest(body, kernel)
+    header = f"func.func @{name}({kernel.arguments()}) {{"
+    return "\n".join([header, *body.constants.values(), *body.lines, "  return", "}", ""])
+
+
+def _emit_loop_nest(b: _Body, kn: _Kernel) -> None:
+    spec, tiles = kn.spec, kn.tiles
+    c0, c1 = b.index(0), b.index(1)
+    rows = b.let("m", f"memref.dim %x, {c0} : {kn.x_type}")
+    # One row block or fewer (decode): no K blocking, so each panel is one sequential weight stream.
+    few = b.let("few", f"arith.cmpi ule, {rows}, {b.index(tiles.mr)} : index")
+    kstep = b.let("kstep", f"arith.select {few}, {b.index(spec.k)}, {b.index(tiles.kc)} : index")
+    m0 = b.fresh("m0")
+    b.op(f"scf.for {m0} = {c0} to {rows} step {b.index(tiles.mc)} {{")
+    b.depth += 1
+    mrem = b.let("mrem", f"arith.subi {rows}, {m0} : index")
+    mlen = b.let("mlen", f"arith.minui {mrem}, {b.index(tiles.mc)} : index")
+    nfull = b.let("nfull", f"arith.divui {mlen}, {b.index(tiles.mr)} : index")
+    tail = b.let("tail", f"arith.remui {mlen}, {b.index(tiles.mr)} : index")
+    kb = b.fresh("kb")
+    b.op(f"scf.for {kb} = {c0} to {b.index(spec.k)} step {kstep} {{")
+    b.depth += 1
+    step = _emit_k_block_bounds(b, kn, kb, kstep)
+    p = b.fresh("p")
+    b.op(f"scf.for {p} = %begin to %end step {c1} {{")
+    b.depth += 1
+    col0 = b.let("col", f"arith.muli {p}, {b.index(tiles.nr)} : index")
+    step = _Step(p, col0, step.kb, step.kmain, step.kend, step.load_prev, step.last)
+    _emit_full_row_blocks(b, kn, step, m0, nfull)
+    _emit_tail_row_blocks(b, kn, step, m0, nfull, tail)
+    for _ in range(3):
+        b.depth -= 1
+        b.op("}")
+
+
+def _emit_k_block_bounds(b: _Body, kn: _Kernel, kb: str, kstep: str) -> _Step:
+    """Bounds of the K block [kb, kend) and its unrolled part, and whether it is the first / last."""
+    spec, tiles = kn.spec, kn.tiles
+    krem = b.let("krem", f"arith.subi {b.index(spec.k)}, {kb} : index")
+    klen = b.let("klen", f"arith.minui {krem}, {kstep} : index")
+    kend = b.let("kend", f"arith.addi {kb}, {klen} : index")
+    kodd = b.let("kodd", f"arith.remui {klen}, {b.index(tiles.ku)} : index")
+    kmain = b.let("kmain", f"arith.subi {kend}, {kodd} : index")
+    load_prev = None
+    if spec.epilogue != "accumulate":  # "store" / "relu2" start from zero in the first K block
+        load_prev = b.let("later", f"arith.cmpi ne, {kb}, {b.index(0)} : index")
+    last = None
+    if spec.k > tiles.kc:  # several K blocks (when M > mr): bias and relu2 wait for the last one
+        last = b.let("last", f"arith.cmpi eq, {kend}, {b.index(spec.k)} : index")
+    return _Step("", "", kb, kmain, kend, load_prev, last)
+
+
+def _emit_full_row_blocks(b: _Body, kn: _Kernel, step: _Step, m0: str, nfull: str) -> None:
+    i = b.fresh("i")
+    b.op(f"scf.for {i} = {b.index(0)} to {nfull} step {b.index(1)} {{")
+    b.depth += 1
+    offset = b.let("off", f"arith.muli {i}, {b.index(kn.tiles.mr)} : index")
+    row = b.let("row", f"arith.addi {m0}, {offset} : index")
+    _emit_row_block(b, kn, step, row, kn.tiles.mr)
+    b.depth -= 1
+    b.op("}")
+
+
+def _emit_tail_row_blocks(b: _Body, kn: _Kernel, step: _Step, m0: str, nfull: str, tail: str) -> None:
+    """The tail of tail < mr rows as blocks of the powers of two in its binary expansion, largest first."""
+    full = b.let("full", f"arith.muli {nfull}, {b.index(kn.tiles.mr)} : index")
+    base = b.let("tbase", f"arith.addi {m0}, {full} : index")
+    for size in kn.tiles.tail_rows:
+        bit = b.let("bit", f"arith.andi {tail}, {b.index(size)} : index")
+        has = b.let("has", f"arith.cmpi ne, {bit}, {b.index(0)} : index")
+        b.op(f"scf.if {has} {{")
+        b.depth += 1
+        # Rows before this block: the larger blocks, i.e. the bits of tail above `size`.
+        done = b.let("done", f"arith.andi {tail}, {b.index(-2 * size)} : index")
+        row = b.let("row", f"arith.addi {base}, {done} : index")
+        _emit_row_block(b, kn, step, row, size)
+        b.depth -= 1
+        b.op("}")
+
+
+def _chains(kn: _Kernel, rows: int) -> int:
+    """Accumulator sets for a block of `rows`: enough independent FMA chains, a divisor of ku."""
+    per_set = rows * kn.tiles.nr // VECTOR
+    sets = 1
+    while sets * per_set < kn.tiles.min_chains and sets < kn.tiles.ku and kn.tiles.ku % (sets * 2) == 0:
+        sets *= 2
+    return sets
+
+
+def _emit_row_block(b: _Body, kn: _Kernel, step: _Step, row: str, rows: int) -> None:
+    """y[row:row+rows, panel columns] (op)= the micro-kernel over the K block, then the epilogue."""
+    row_ids = [row] + [b.let("r", f"arith.addi {row}, {b.index(i)} : index") for i in range(1, rows)]
+    sets = _chains(kn, rows)
+    accs = _emit_k_loop(b, kn, step, row_ids, sets)
+    accs = _sum_sets(b, accs, sets)
+    accs = _emit_k_remainder(b, kn, step, row_ids, accs)
+    _emit_epilogue(b, kn, step, row_ids, accs)
+
+
+def _tile_names(b: _Body, prefix: str, count: int) -> list[str]:
+    return [b.fresh(prefix) for _ in range(count)]
+
+
+def _emit_k_loop(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], sets: int) -> list[str]:
+    """The unrolled micro-kernel loop over [kb, kmain): `sets` accumulator sets of rows x nr/16 vectors,
+    unrolled step u feeding set u % sets. Returns the accumulators, set-major."""
+    per_set = len(row_ids) * kn.tiles.nr // VECTOR
+    count = sets * per_set
+    iters = _tile_names(b, "a", count)
+    results = b.fresh("acc")
+    inits = ", ".join(f"{name} = {b.vec_zero()}" for name in iters)
+    k = b.fresh("k")
+    b.op(
+        f"{results}:{count} = scf.for {k} = {step.kb} to {step.kmain} step {b.index(kn.tiles.ku)} "
+        f"iter_args({inits}) -> ({', '.join([VEC] * count)}) {{"
+    )
+    b.depth += 1
+    current = list(iters)
+    for u in range(kn.tiles.ku):
+        ku = k if u == 0 else b.let("k", f"arith.addi {k}, {b.index(u)} : index")
+        base = (u % sets) * per_set
+        current[base : base + per_set] = _emit_k_step(b, kn, step, row_ids, ku, current[base : base + per_set])
+    b.op(f"scf.yield {', '.join(current)} : {', '.join([VEC] * count)}")
+    b.depth -= 1
+    b.op("}")
+    return [f"{results}#{i}" for i in range(count)]
+
+
+def _emit_k_step(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], k: str, accs: list[str]) -> list[str]:
+    """One k step: nr/16 weight vectors, one broadcast per row, rows x nr/16 FMAs (row-major accs)."""
+    columns = kn.tiles.nr // VECTOR
+    weights = [_emit_weight_load(b, kn, step.panel, k, j) for j in range(columns)]
+    out = []
+    for i, row in enumerate(row_ids):
+        scalar = b.let("xs", f"memref.load %x[{row}, {k}] : {kn.x_type}")
+        splat = b.let("xb", f"vector.broadcast {scalar} : f32 to {VEC}")
+        for j in range(columns):
+            out.append(b.let("f", f"vector.fma {splat}, {weights[j]}, {accs[i * columns + j]} : {VEC}"))
+    return out
+
+
+def _emit_weight_load(b: _Body, kn: _Kernel, panel: str, k: str, j: int) -> str:
+    dtype = kn.spec.weight_dtype
+    loaded = b.let("wv", f"vector.load %w[{panel}, {k}, {b.index(j * VECTOR)}] : {kn.w_type}, vector<{VECTOR}x{dtype}>")
+    if dtype == "f32":
+        return loaded
+    return b.let("wf", f"arith.extf {loaded} : vector<{VECTOR}x{dtype}> to {VEC}")
+
+
+def _sum_sets(b: _Body, accs: list[str], sets: int) -> list[str]:
+    """Pairwise sum of the accumulator sets into one."""
+    groups = [accs[s * len(accs) // sets : (s + 1) * len(accs) // sets] for s in range(sets)]
+    while len(groups) > 1:
+        half = len(groups) // 2
+        groups = [
+            [b.let("s", f"arith.addf {x}, {y} : {VEC}") for x, y in zip(groups[g], groups[g + half], strict=True)]
+            for g in range(half)
+        ]
+    return groups[0]
+
+
+def _emit_k_remainder(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], accs: list[str]) -> list[str]:
+    """The (klen mod ku) last k steps of the block, one at a time."""
+    if kn.spec.k % kn.tiles.ku == 0 and kn.tiles.kc % kn.tiles.ku == 0:
+        return accs  # every K block is a multiple of ku long
+    iters = _tile_names(b, "a", len(accs))
+    results = b.fresh("rem")
+    inits = ", ".join(f"{name} = {acc}" for name, acc in zip(iters, accs, strict=True))
+    k = b.fresh("k")
+    types = ", ".join([VEC] * len(accs))
+    b.op(f"{results}:{len(accs)} = scf.for {k} = {step.kmain} to {step.kend} step {b.index(1)} iter_args({inits}) -> ({types}) {{")
+    b.depth += 1
+    out = _emit_k_step(b, kn, step, row_ids, k, iters)
+    b.op(f"scf.yield {', '.join(out)} : {types}")
+    b.depth -= 1
+    b.op("}")
+    return [f"{results}#{i}" for i in range(len(accs))]
+
+
+def _columns(b: _Body, kn: _Kernel, step: _Step) -> list[str]:
+    return [step.col0] + [
+        b.let("n", f"arith.addi {step.col0}, {b.index(j * VECTOR)} : index") for j in range(1, kn.tiles.nr // VECTOR)
+    ]
+
+
+def _in_bounds(kn: _Kernel) -> str:
+    return "true" if not kn.columns_masked else "false"
+
+
+def _emit_epilogue(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], accs: list[str]) -> None:
+    """y tile = prev + row_scale * acc (prev: 0 or y), then on the last K block + bias and relu2; store."""
+    cols = _columns(b, kn, step)
+    tiles = [(row, col) for row in row_ids for col in cols]
+    prev = _emit_previous(b, kn, step, tiles)
+    values = _emit_scaled_sum(b, kn, row_ids, len(cols), accs, prev)
+    values = _emit_finish(b, kn, step, cols, len(row_ids), values)
+    for (row, col), value in zip(tiles, values, strict=True):
+        b.op(
+            f"vector.transfer_write {value}, %y[{row}, {col}] {{in_bounds = [{_in_bounds(kn)}]}} : {VEC}, {kn.y_type}"
+        )
+
+
+def _read_y(b: _Body, kn: _Kernel, row: str, col: str) -> str:
+    return b.let(
+        "yv",
+        f"vector.transfer_read %y[{row}, {col}], {b.f32_zero()} {{in_bounds = [{_in_bounds(kn)}]}} : {kn.y_type}, {VEC}",
+    )
+
+
+def _emit_previous(b: _Body, kn: _Kernel, step: _Step, tiles: list[tuple[str, str]]) -> list[str] | None:
+    """The y tile the block's sum adds to: y itself, or nothing (None) / zero in a first K block."""
+    if step.load_prev is None:
+        return [_read_y(b, kn, row, col) for row, col in tiles]
+    if kn.spec.k <= kn.tiles.kc:
+        return None  # a single K block that starts from zero
+    results = b.fresh("prev")
+    types = ", ".join([VEC] * len(tiles))
+    b.op(f"{results}:{len(tiles)} = scf.if {step.load_prev} -> ({types}) {{")
+    b.depth += 1
+    loaded = [_read_y(b, kn, row, col) for row, col in tiles]
+    b.op(f"scf.yield {', '.join(loaded)} : {types}")
+    b.depth -= 1
+    b.op("} else {")
+    b.depth += 1
+    b.op(f"scf.yield {', '.join([b.vec_zero()] * len(tiles))} : {types}")
+    b.depth -= 1
+    b.op("}")
+    return [f"{results}#{i}" for i in range(len(tiles))]
+
+
+def _emit_scaled_sum(
+    b: _Body, kn: _Kernel, row_ids: list[str], columns: int, accs: list[str], prev: list[str] | None
+) -> list[str]:
+    out = []
+    for i, row in enumerate(row_ids):
+        scale = None
+        if kn.spec.row_scale:
+            scalar = b.let("rs", f"memref.load %row_scale[{row}] : memref<?xf32>")
+            scale = b.let("rsb", f"vector.broadcast {scalar} : f32 to {VEC}")
+        for j in range(columns):
+            acc = accs[i * columns + j]
+            base = None if prev is None else prev[i * columns + j]
+            if scale is not None and base is not None:
+                out.append(b.let("v", f"vector.fma {acc}, {scale}, {base} : {VEC}"))
+            elif scale is not None:
+                out.append(b.let("v", f"arith.mulf {acc}, {scale} : {VEC}"))
+            elif base is not None:
+                out.append(b.let("v", f"arith.addf {acc}, {base} : {VEC}"))
+            else:
+                out.append(acc)
+    return out
+
+
+def _emit_finish(b: _Body, kn: _Kernel, step: _Step, cols: list[str], rows: int, values: list[str]) -> list[str]:
+    """Bias and relu2, applied once the sum is complete (under `scf.if last` when K is blocked)."""
+    if not kn.spec.bias and kn.spec.epilogue != "relu2":
+        return values
+    if step.last is None:
+        return _finish_values(b, kn, cols, rows, values)
+    results = b.fresh("fin")
+    types = ", ".join([VEC] * len(values))
+    b.op(f"{results}:{len(values)} = scf.if {step.last} -> ({types}) {{")
+    b.depth += 1
+    b.op(f"scf.yield {', '.join(_finish_values(b, kn, cols, rows, values))} : {types}")
+    b.depth -= 1
+    b.op("} else {")
+    b.depth += 1
+    b.op(f"scf.yield {', '.join(values)} : {types}")
+    b.depth -= 1
+    b.op("}")
+    return [f"{results}#{i}" for i in range(len(values))]
+
+
+def _finish_values(b: _Body, kn: _Kernel, cols: list[str], rows: int, values: list[str]) -> list[str]:
+    biases: list[str] = []
+    if kn.spec.bias:
+        biases = [
+            b.let(
+                "bv",
+                f"vector.transfer_read %bias[{col}], {b.f32_zero()} {{in_bounds = [{_in_bounds(kn)}]}} "
+                f": memref<{kn.spec.n}xf32>, {VEC}",
+            )
+            for col in cols
+        ]
+    out = []
+    for index, value in enumerate(values):
+        if biases:
+            value = b.let("vb", f"arith.addf {value}, {biases[index % len(cols)]} : {VEC}")
+        if kn.spec.epilogue == "relu2":
+            positive = b.let("pos", f"arith.maximumf {value}, {b.vec_zero()} : {VEC}")
+            value = b.let("sq", f"arith.mulf {positive}, {positive} : {VEC}")
+        out.append(value)
+    return out

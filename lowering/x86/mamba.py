@@ -1,0 +1,894 @@
+"""The Mamba-2 mixer between in_proj and out_proj as x86 kernels: upstream MLIR text (func, scf, arith, memref,
+vector, math) with the model's dimensions baked in and the token count T dynamic.
+
+Notation: H heads of P channels, G groups of state size N (head h reads group h // (H/G)), I = H*P, conv channels
+C = I + 2*G*N, conv taps K, chunk L. in_proj writes zxbcdt [T, W], W = 2*I + 2*G*N + H: z = cols [0, I),
+xBC = [I, I+C) (x = [0, I), B = [I, I+G*N), C = [I+G*N, I+2*G*N) within xBC), dt_raw = [I+C, I+C+H).
+
+Every kernel takes the index range [begin, end) of its parallel dimension last, so that the runtime can split one
+call over threads on disjoint ranges; arguments are memrefs (MLIR's expanded ABI, see runtime/native.py) and
+`index` integers; kernels return nothing.
+
+    conv_silu(zxbcdt: memref<?xWxf32>, conv_weight: memref<CxKxf32>, conv_bias: memref<Cxf32>,
+              conv_state: memref<Cx(K-1)xf32>, xbc: memref<?xCxf32>, begin, end)          range: channels
+        xbc[t, c] = silu(bias[c] + sum_k w[c, k] * in[t - (K-1) + k, c]) over in = [conv_state^T ; xBC], then
+        conv_state (in place) := the last K-1 rows of in. A channel block keeps the K-1 previous inputs in
+        registers (a sliding window carried through the loop over t), so T = 1 and T < K-1 need no special case.
+
+    ssd_scan(zxbcdt, xbc, dt_bias: memref<Hxf32>, A_log: memref<Hxf32>, D: memref<Hxf32>,
+             ssm_state: memref<HxPxNx(f32|bf16)>, y: memref<?xIxf32>, begin, end)             range: heads
+        Prefill, the chunked SSD of reference.mamba2.ssd_chunked, resuming from ssm_state and writing the final
+        state back in place: dt = max(softplus(dt_raw + dt_bias), time_step_min), A = -exp(A_log), and
+        y = ssd + D[h] * x. Loop order: group, chunk, head. Per (group, chunk) B^T [N, L] and the lower triangle
+        of C·B^T [L, L] are computed once (all heads of a group share them); per head the scores
+        S = C·B^T ∘ exp(cum[l] - cum[s]) (only 16-wide blocks on or below the diagonal, entries s > l zeroed
+        before and after exp), then y rows = exp(cum[l]) C[l]·state + S·(x dt) + D x, and the state
+        state·exp(cum[-1]) + B^T·(x dt exp(cum[-1] - cum)). Each matmul is an outer-product register tile of
+        R rows x V vectors (4 x 4 vector<16xf32> accumulators) vectorised along P (or s for C·B^T). The heads' states of one
+        group live transposed ([N, P], f32) in a scratch buffer for the whole call; the cumulative log-decay is
+        summed in f64 and kept as an f32 hi/lo pair so that cum[l] - cum[s] keeps its precision.
+
+    ssd_step(same arguments as ssd_scan)                                                      range: heads
+        Decode, for each row t in order: dt = softplus(dt_raw + dt_bias) (no clamp, as HF),
+        state = exp(dt A) state + dt x ⊗ B, y = state·C + D x (state read and written in place; with a bf16
+        state the stored, rounded value is the one y uses).
+
+    gated_rmsnorm(y: memref<?xIxf32>, zxbcdt, norm_weight: memref<Ixf32>, out: memref<?xIxf32>, begin, end)
+                                                                                               range: rows
+        out = g / sqrt(mean_group(g^2) + eps) * weight with g = y * silu(z), over G groups of I/G channels.
+
+bf16 states are stored with round-to-nearest-even and read by widening, both with integer bit operations (no
+libcalls); exp in the vector paths is a Cephes-style polynomial (no libm), scalar f64 exp/log (per token and
+head only) lower to libm calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+LANES = 16  # vector<16xf32>: one 512-bit register
+VF32 = f"vector<{LANES}xf32>"
+VI32 = f"vector<{LANES}xi32>"
+VMASK = f"vector<{LANES}xi1>"
+TILE_ROWS = 4  # rows of an outer-product register tile
+TILE_VECTORS = 4  # vectors per row of a tile: 4 x 4 accumulators leave registers for the operands
+CONTRACT = "fastmath<contract>"  # lets LLVM fuse mul+add into FMA where the CPU has it (separate ops elsewhere)
+
+
+@dataclass(frozen=True)
+class MambaDims:
+    num_heads: int
+    head_dim: int
+    n_groups: int
+    state_size: int
+    conv_kernel: int
+    chunk_size: int
+    epsilon: float
+    time_step_min: float
+    state_dtype: str = "f32"  # or "bf16": ssm_state stored as bfloat16; arithmetic stays f32 within a call
+
+    def __post_init__(self) -> None:
+        sizes = (self.num_heads, self.head_dim, self.n_groups, self.state_size, self.conv_kernel, self.chunk_size)
+        if min(sizes) < 1:
+            raise ValueError(f"Mamba dimensions must be positive: {self}")
+        if self.num_heads % self.n_groups:
+            raise ValueError(f"{self.num_heads} heads do not split into {self.n_groups} groups")
+        if (self.num_heads * self.head_dim) % self.n_groups:
+            raise ValueError(f"the gated norm's {self.n_groups} groups do not divide {self.num_heads * self.head_dim}")
+        if self.state_dtype not in ("f32", "bf16"):
+            raise ValueError(f"state_dtype must be 'f32' or 'bf16', not {self.state_dtype!r}")
+
+    @property
+    def inner(self) -> int:  # I
+        return self.num_heads * self.head_dim
+
+    @property
+    def group_state(self) -> int:  # G*N
+        return self.n_groups * self.state_size
+
+    @property
+    def conv_channels(self) -> int:  # C
+        return self.inner + 2 * self.group_state
+
+    @property
+    def proj_width(self) -> int:  # W
+        return 2 * self.inner + 2 * self.group_state + self.num_heads
+
+    @property
+    def heads_per_group(self) -> int:
+        return self.num_heads // self.n_groups
+
+
+# --- emitting MLIR text -------------------------------------------------------------------------------------------
+
+
+def _f32(value: float) -> str:
+    """An MLIR f32 literal (MLIR wants a '.' in decimal floats; 9 digits round-trip any f32)."""
+    return f"{value:.9e}"
+
+
+def _f64(value: float) -> str:
+    return f"{value:.17e}"
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass
+class _Loop:
+    iv: str
+    args: list[str]
+    results: list[str]
+    yielded: list[str] | None = None
+
+    def yield_(self, *values: str) -> None:
+        self.yielded = list(values)
+
+
+class _Body:
+    """The lines of one func.func body: fresh SSA names, constants hoisted to the entry block, scf.for nests."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._constants: dict[tuple[str, str], str] = {}
+        self._count = 0
+        self._depth = 1
+
+    def fresh(self, hint: str = "v") -> str:
+        self._count += 1
+        return f"%{hint}{self._count}"
+
+    def emit(self, line: str) -> None:
+        self._lines.append("  " * self._depth + line)
+
+    def comment(self, text: str) -> None:
+        self.emit(f"// {text}")
+
+    def let(self, rhs: str, hint: str = "v") -> str:
+        name = self.fresh(hint)
+        self.emit(f"{name} = {rhs}")
+        return name
+
+    def op(self, name: str, *operands: str, type_: str) -> str:
+        """`name operands : type_` (an op whose operands and result share one type)."""
+        return self.let(f"{name} {', '.join(operands)} : {type_}")
+
+    def cast(self, name: str, value: str, source: str, target: str) -> str:
+        return self.let(f"{name} {value} : {source} to {target}")
+
+    def const(self, literal: str, type_: str) -> str:
+        """A constant (splat when type_ is a vector), defined once at the top of the function."""
+        key = (literal, type_)
+        if key not in self._constants:
+            value = f"dense<{literal}>" if type_.startswith("vector") else literal
+            self._constants[key] = f"%k{len(self._constants)} = arith.constant {value} : {type_}"
+        return self._constants[key].split(" = ")[0]
+
+    def index(self, value: int) -> str:
+        return self.const(str(value), "index")
+
+    @contextmanager
+    def loop(self, lo: str, hi: str, step: str, carried: list[tuple[str, str]] | None = None) -> Iterator[_Loop]:
+        """scf.for lo..hi by step; `carried` = [(initial value, type)]: the body must call loop.yield_(...)."""
+        carried = carried or []
+        loop = _Loop(self.fresh("i"), [self.fresh("a") for _ in carried], [])
+        header = f"scf.for {loop.iv} = {lo} to {hi} step {step}"
+        if carried:
+            result = self.fresh("r")
+            loop.results = [result] if len(carried) == 1 else [f"{result}#{i}" for i in range(len(carried))]
+            inits = ", ".join(f"{arg} = {init}" for arg, (init, _) in zip(loop.args, carried, strict=True))
+            types = ", ".join(type_ for _, type_ in carried)
+            arity = "" if len(carried) == 1 else f":{len(carried)}"
+            header = f"{result}{arity} = {header} iter_args({inits}) -> ({types})"
+        self.emit(header + " {")
+        self._depth += 1
+        yield loop
+        if carried:
+            if loop.yielded is None:
+                raise AssertionError("a loop with carried values must yield them")
+            self.emit(f"scf.yield {', '.join(loop.yielded)} : {', '.join(type_ for _, type_ in carried)}")
+        self._depth -= 1
+        self.emit("}")
+
+    def text(self) -> str:
+        return "\n".join(["    " + line for line in self._constants.values()] + self._lines)
+
+    # --- small arithmetic helpers -----------------------------------------------------------------------------
+
+    def add(self, a: str, b: str, type_: str = "index") -> str:
+        op = "arith.addi" if type_ == "index" or "xi" in type_ or type_.startswith("i") else "arith.addf"
+        return self.let(f"{op} {a}, {b} : {type_}")
+
+    def sub(self, a: str, b: str, type_: str = "index") -> str:
+        op = "arith.subi" if type_ == "index" or "xi" in type_ or type_.startswith("i") else "arith.subf"
+        return self.let(f"{op} {a}, {b} : {type_}")
+
+    def mul(self, a: str, b: str, type_: str = "index") -> str:
+        op = "arith.muli" if type_ == "index" or "xi" in type_ or type_.startswith("i") else "arith.mulf"
+        return self.let(f"{op} {a}, {b} : {type_}")
+
+    def offset(self, base: str, value: int) -> str:
+        """base + value (index), with no op when value is 0."""
+        return base if value == 0 else self.add(base, self.index(value))
+
+    def fma(self, a: str, b: str, acc: str, type_: str = VF32) -> str:
+        product = self.let(f"arith.mulf {a}, {b} {CONTRACT} : {type_}")
+        return self.let(f"arith.addf {product}, {acc} {CONTRACT} : {type_}")
+
+    def splat(self, scalar: str, type_: str = VF32) -> str:
+        element = type_.split("x")[-1].rstrip(">")
+        return self.let(f"vector.broadcast {scalar} : {element} to {type_}")
+
+    def select(self, cond: str, a: str, b: str, type_: str) -> str:
+        cond_type = "i1" if not type_.startswith("vector") else f"vector<{LANES}xi1>"
+        prefix = "" if cond_type == "i1" else f"{cond_type}, "
+        return self.let(f"arith.select {cond}, {a}, {b} : {prefix}{type_}")
+
+    def fcmp(self, pred: str, a: str, b: str, type_: str) -> str:
+        return self.let(f"arith.cmpf {pred}, {a}, {b} : {type_}")
+
+    def min_index(self, a: str, b: str) -> str:
+        return self.let(f"arith.minsi {a}, {b} : index")
+
+    def load(self, ref: str, indices: list[str], ref_type: str) -> str:
+        return self.let(f"memref.load {ref}[{', '.join(indices)}] : {ref_type}")
+
+    def store(self, value: str, ref: str, indices: list[str], ref_type: str) -> None:
+        self.emit(f"memref.store {value}, {ref}[{', '.join(indices)}] : {ref_type}")
+
+    def vload(self, ref: str, indices: list[str], ref_type: str, mask: str | None = None, type_: str = VF32) -> str:
+        """A contiguous vector along the last index; masked lanes read nothing and give 0."""
+        where = f"{ref}[{', '.join(indices)}]"
+        if mask is None:
+            return self.let(f"vector.load {where} : {ref_type}, {type_}")
+        zero = self.const("0.0", type_)
+        return self.let(f"vector.maskedload {where}, {mask}, {zero} : {ref_type}, {VMASK}, {type_} into {type_}")
+
+    def vstore(self, value: str, ref: str, indices: list[str], ref_type: str, mask: str | None = None,
+               type_: str = VF32) -> None:  # fmt: skip
+        where = f"{ref}[{', '.join(indices)}]"
+        if mask is None:
+            self.emit(f"vector.store {value}, {where} : {ref_type}, {type_}")
+        else:
+            self.emit(f"vector.maskedstore {where}, {mask}, {value} : {ref_type}, {VMASK}, {type_}")
+
+    def static_mask(self, lanes: int) -> str | None:
+        """The mask of the first `lanes` lanes (None when the vector is whole)."""
+        return None if lanes >= LANES else self.let(f"vector.constant_mask [{lanes}] : {VMASK}", "m")
+
+
+def _int_type(type_: str) -> str:
+    return type_.replace("f32", "i32")
+
+
+def _exp(b: _Body, x: str, type_: str = VF32) -> str:
+    """exp(x) for f32 or vector<16xf32> without libm (Cephes' expf): x = n ln2 + r, exp = 2^n p(r), |r| <= ln2/2.
+
+    Inputs are clamped to [-87.34, 88] so that 2^n stays a normal f32; below -87.34 the result is 0.
+    """
+    lowest, highest = b.const(_f32(-87.33654), type_), b.const(_f32(88.0), type_)
+    low = b.fcmp("olt", x, lowest, type_)
+    clamped = b.select(low, lowest, x, type_)
+    clamped = b.select(b.fcmp("ogt", clamped, highest, type_), highest, clamped, type_)
+    # n = round(x / ln2) by the 1.5 * 2^23 trick (no floor instruction needed on the x86-64 baseline).
+    magic = b.const(_f32(12582912.0), type_)
+    scaled = b.mul(clamped, b.const(_f32(1.44269504088896341), type_), type_)
+    n = b.sub(b.add(scaled, magic, type_), magic, type_)
+    # r = x - n ln2 with ln2 split in two so that n * hi is exact.
+    r = b.sub(clamped, b.mul(n, b.const(_f32(0.693359375), type_), type_), type_)
+    r = b.sub(r, b.mul(n, b.const(_f32(-2.12194440e-4), type_), type_), type_)
+    coefficients = [
+        1.9875691500e-4,
+        1.3981999507e-3,
+        8.3334519073e-3,
+        4.1665795894e-2,
+        1.6666665459e-1,
+        5.0000001201e-1,
+    ]
+    poly = b.const(_f32(coefficients[0]), type_)
+    for coefficient in coefficients[1:]:
+        poly = b.fma(poly, r, b.const(_f32(coefficient), type_), type_)
+    poly = b.fma(b.mul(poly, r, type_), r, r, type_)
+    poly = b.add(poly, b.const(_f32(1.0), type_), type_)
+    int_type = _int_type(type_)
+    exponent = b.add(b.let(f"arith.fptosi {n} : {type_} to {int_type}"), b.const("127", int_type), int_type)
+    exponent = b.let(f"arith.shli {exponent}, {b.const('23', int_type)} : {int_type}")
+    power = b.let(f"arith.bitcast {exponent} : {int_type} to {type_}")
+    return b.select(low, b.const("0.0", type_), b.mul(poly, power, type_), type_)
+
+
+def _silu(b: _Body, x: str, type_: str = VF32) -> str:
+    """x * sigmoid(x) = x / (1 + exp(-x))."""
+    negated = b.let(f"arith.negf {x} : {type_}")
+    denominator = b.add(_exp(b, negated, type_), b.const(_f32(1.0), type_), type_)
+    return b.let(f"arith.divf {x}, {denominator} : {type_}")
+
+
+def _softplus64(b: _Body, x: str) -> str:
+    """softplus in f64 with torch's threshold 20: x above it, else log1p(exp(x)) with log1p(e) computed as
+    log(u) * e / (u - 1), u = 1 + e, which keeps full precision for small e (e itself when u rounds to 1)."""
+    threshold = b.const(_f64(20.0), "f64")
+    e = b.op("math.exp", b.op("arith.minimumf", x, threshold, type_="f64"), type_="f64")
+    one = b.const(_f64(1.0), "f64")
+    u = b.add(e, one, "f64")
+    ratio = b.let(f"arith.divf {e}, {b.sub(u, one, 'f64')} : f64")
+    log1p = b.mul(b.let(f"math.log {u} : f64"), ratio, "f64")
+    log1p = b.select(b.fcmp("oeq", u, one, "f64"), e, log1p, "f64")
+    return b.select(b.fcmp("ogt", x, threshold, "f64"), x, log1p, "f64")
+
+
+def _bf16_to_f32(b: _Body, value: str, type_: str) -> str:
+    """Widen bf16 (scalar or vector) to f32 exactly: its bits are the high half of the f32."""
+    i16, i32, f32 = type_.replace("bf16", "i16"), type_.replace("bf16", "i32"), type_.replace("bf16", "f32")
+    bits = b.cast("arith.extui", b.cast("arith.bitcast", value, type_, i16), i16, i32)
+    return b.cast("arith.bitcast", b.op("arith.shli", bits, b.const("16", i32), type_=i32), i32, f32)
+
+
+def _f32_to_bf16(b: _Body, value: str, type_: str) -> str:
+    """Round f32 (scalar or vector) to bf16, to nearest even, with integer ops (no libcall on any x86)."""
+    i32, i16, bf16 = type_.replace("f32", "i32"), type_.replace("f32", "i16"), type_.replace("f32", "bf16")
+    bits = b.let(f"arith.bitcast {value} : {type_} to {i32}")
+    sixteen = b.const("16", i32)
+    odd = b.op("arith.andi", b.op("arith.shrui", bits, sixteen, type_=i32), b.const("1", i32), type_=i32)
+    rounded = b.add(b.add(bits, b.const("32767", i32), i32), odd, i32)
+    high = b.cast("arith.trunci", b.op("arith.shrui", rounded, sixteen, type_=i32), i32, i16)
+    return b.let(f"arith.bitcast {high} : {i16} to {bf16}")
+
+
+def _bf16_round_trip(b: _Body, value: str, type_: str) -> tuple[str, str]:
+    """(the bf16 value to store, that value widened back to f32)."""
+    stored = _f32_to_bf16(b, value, type_)
+    return stored, _bf16_to_f32(b, stored, type_.replace("f32", "bf16"))
+
+
+def _function(name: str, params: list[tuple[str, str]], body: _Body) -> str:
+    signature = ", ".join(f"%{param}: {type_}" for param, type_ in params)
+    return f"func.func @{name}({signature}) {{\n{body.text()}\n    return\n}}\n"
+
+
+@dataclass(frozen=True)
+class _Access:
+    """Loads along a reduction index k: ref[*before, k (+ base), *after]."""
+
+    ref: str
+    type_: str
+    before: tuple[str, ...] = ()
+    base: str | None = None
+    after: tuple[str, ...] = ()
+
+    def indices(self, b: _Body, k: str) -> list[str]:
+        return [*self.before, k if self.base is None else b.add(self.base, k), *self.after]
+
+
+def _outer_product(
+    b: _Body, lo: str, hi: str, accumulators: list[list[str]], rows: list[_Access], columns: list[_Access]
+) -> list[list[str]]:
+    """acc[r][v] += rows[r](k) * columns[v](k) for k in [lo, hi): a register tile of R x V vector accumulators,
+    rows[r] a scalar load broadcast to a vector, columns[v] a vector load (V loads + R broadcasts per R*V FMAs)."""
+    flat = [acc for row in accumulators for acc in row]
+    width = len(accumulators[0])
+    with b.loop(lo, hi, b.index(1), [(acc, VF32) for acc in flat]) as loop:
+        row_values = [b.splat(b.load(row.ref, row.indices(b, loop.iv), row.type_)) for row in rows]
+        column_values = [b.vload(col.ref, col.indices(b, loop.iv), col.type_) for col in columns]
+        updated = [
+            b.fma(row_values[index // width], column_values[index % width], acc) for index, acc in enumerate(loop.args)
+        ]
+        loop.yield_(*updated)
+    return [loop.results[r * width : (r + 1) * width] for r in range(len(accumulators))]
+
+
+def _vector_tiles(width: int) -> list[tuple[int, int]]:
+    """Split ceil(width / 16) vectors into tiles of at most TILE_VECTORS: [(first vector, count)]."""
+    vectors = _ceil_div(width, LANES)
+    return [(first, min(TILE_VECTORS, vectors - first)) for first in range(0, vectors, TILE_VECTORS)]
+
+
+def _row_blocks(b: _Body, lo: str, hi: str, body: Callable[[str, int], None]) -> None:
+    """body(first row, R) over [lo, hi): blocks of TILE_ROWS rows, then single rows for the rest."""
+    count = b.sub(hi, lo)
+    split = b.sub(hi, b.let(f"arith.remui {count}, {b.index(TILE_ROWS)} : index"))
+    with b.loop(lo, split, b.index(TILE_ROWS)) as blocks:
+        body(blocks.iv, TILE_ROWS)
+    with b.loop(split, hi, b.index(1)) as rest:
+        body(rest.iv, 1)
+
+
+def _zeros(rows: int, vectors: int, b: _Body) -> list[list[str]]:
+    zero = b.const("0.0", VF32)
+    return [[zero] * vectors for _ in range(rows)]
+
+
+def _memref(shape: list[int | str], element: str = "f32") -> str:
+    return f"memref<{'x'.join(str(dim) for dim in shape)}x{element}>"
+
+
+# --- conv_silu --------------------------------------------------------------------------------------------------
+
+
+def emit_conv_silu(name: str, d: MambaDims) -> str:
+    """The depthwise causal conv + SiLU over channels [begin, end) (see the module docstring for the ABI)."""
+    taps, channels = d.conv_kernel, d.conv_channels
+    zx_t, xbc_t = _memref(["?", d.proj_width]), _memref(["?", channels])
+    w_t, bias_t, state_t = _memref([channels, taps]), _memref([channels]), _memref([channels, taps - 1])
+    b = _Body()
+    c0 = b.index(0)
+    tokens = b.let(f"memref.dim %xbc, {c0} : {xbc_t}", "T")
+    with b.loop("%begin", "%end", b.index(LANES)) as block:
+        channel = block.iv
+        lanes = b.min_index(b.index(LANES), b.sub("%end", channel))
+        mask = b.let(f"vector.create_mask {lanes} : {VMASK}", "m")
+        b.comment("per-channel taps and carried inputs are strided by K and K-1: gathered once per block")
+        weights = [_gather(b, "%w", w_t, channel, tap, taps, mask) for tap in range(taps)]
+        bias = b.vload("%bias", [channel], bias_t, mask)
+        window = [_gather(b, "%state", state_t, channel, j, taps - 1, mask) for j in range(taps - 1)]
+        column = b.offset(channel, d.inner)
+        with b.loop(c0, tokens, b.index(1), [(value, VF32) for value in window]) as step:
+            new = b.vload("%zx", [step.iv, column], zx_t, mask)
+            acc = bias
+            for weight, value in zip(weights, [*step.args, new], strict=True):
+                acc = b.fma(weight, value, acc)
+            b.vstore(_silu(b, acc), "%xbc", [step.iv, channel], xbc_t, mask)
+            if window:
+                step.yield_(*step.args[1:], new)
+        b.comment("conv_state := the last K-1 inputs, oldest first")
+        for j, value in enumerate(step.results):
+            _scatter(b, value, "%state", state_t, channel, j, taps - 1, mask)
+    params = [("zx", zx_t), ("w", w_t), ("bias", bias_t), ("state", state_t), ("xbc", xbc_t)]
+    return _function(name, [*params, ("begin", "index"), ("end", "index")], b)
+
+
+def _lane_offsets(b: _Body, stride: int) -> str:
+    return b.const(f"[{', '.join(str(lane * stride) for lane in range(LANES))}]", VI32)
+
+
+def _gather(b: _Body, ref: str, ref_type: str, row: str, col: int, stride: int, mask: str) -> str:
+    zero = b.const("0.0", VF32)
+    where = f"{ref}[{row}, {b.index(col)}][{_lane_offsets(b, stride)}]"
+    return b.let(f"vector.gather {where}, {mask}, {zero} : {ref_type}, {VI32}, {VMASK}, {VF32} into {VF32}")
+
+
+def _scatter(b: _Body, value: str, ref: str, ref_type: str, row: str, col: int, stride: int, mask: str) -> None:
+    where = f"{ref}[{row}, {b.index(col)}][{_lane_offsets(b, stride)}]"
+    b.emit(f"vector.scatter {where}, {mask}, {value} : {ref_type}, {VI32}, {VMASK}, {VF32}")
+
+
+# --- gated_rmsnorm ----------------------------------------------------------------------------------------------
+
+
+def _along(b: _Body, start: str, width: int, visit: Callable[[str, str | None, str], str], acc: str) -> str:
+    """acc = visit(column, mask, acc) over the 16-wide pieces of [start, start + width): a loop over the whole
+    vectors, then one masked piece for the static tail."""
+    whole, tail = divmod(width, LANES)
+    with b.loop(start, b.offset(start, whole * LANES), b.index(LANES), [(acc, VF32)]) as vector:
+        vector.yield_(visit(vector.iv, None, vector.args[0]))
+    acc = vector.results[0]
+    if tail:
+        acc = visit(b.offset(start, whole * LANES), b.static_mask(tail), acc)
+    return acc
+
+
+def emit_gated_rmsnorm(name: str, d: MambaDims) -> str:
+    """Group RMSNorm of y * silu(z) over rows [begin, end) (see the module docstring for the ABI)."""
+    inner, width = d.inner, d.inner // d.n_groups
+    y_t, zx_t, w_t = _memref(["?", inner]), _memref(["?", d.proj_width]), _memref([inner])
+    b = _Body()
+    zero = b.const("0.0", VF32)
+    with b.loop("%begin", "%end", b.index(1)) as row, b.loop(b.index(0), b.index(inner), b.index(width)) as group:
+        t = row.iv
+
+        def gate(column: str, mask: str | None, acc: str) -> str:
+            z = b.vload("%zx", [t, column], zx_t, mask)
+            gated = b.mul(b.vload("%y", [t, column], y_t, mask), _silu(b, z), VF32)
+            b.vstore(gated, "%out", [t, column], y_t, mask)
+            return b.fma(gated, gated, acc)
+
+        b.comment("pass 1: out = y * silu(z), and the group's sum of squares")
+        total = b.let(f"vector.reduction <add>, {_along(b, group.iv, width, gate, zero)} : {VF32} into f32")
+        mean = b.op("arith.divf", total, b.const(_f32(width), "f32"), type_="f32")
+        scale = b.splat(b.op("math.rsqrt", b.add(mean, b.const(_f32(d.epsilon), "f32"), "f32"), type_="f32"))
+
+        def normalise(column: str, mask: str | None, acc: str) -> str:
+            value = b.mul(b.vload("%out", [t, column], y_t, mask), scale, VF32)
+            b.vstore(b.mul(value, b.vload("%w", [column], w_t, mask), VF32), "%out", [t, column], y_t, mask)
+            return acc
+
+        b.comment("pass 2: out *= rsqrt(mean + eps) * weight")
+        _along(b, group.iv, width, normalise, zero)
+    params = [("y", y_t), ("zx", zx_t), ("w", w_t), ("out", y_t), ("begin", "index"), ("end", "index")]
+    return _function(name, params, b)
+
+
+# --- ssd_scan / ssd_step shared -----------------------------------------------------------------------------------
+
+
+def _ssd_params(d: MambaDims) -> list[tuple[str, str]]:
+    heads = _memref([d.num_heads])
+    state = _memref([d.num_heads, d.head_dim, d.state_size], d.state_dtype)
+    return [
+        ("zx", _memref(["?", d.proj_width])),
+        ("xbc", _memref(["?", d.conv_channels])),
+        ("dt_bias", heads),
+        ("a_log", heads),
+        ("d", heads),
+        ("state", state),
+        ("y", _memref(["?", d.inner])),
+        ("begin", "index"),
+        ("end", "index"),
+    ]
+
+
+class _SsdCommon:
+    """Types and per-head scalars both SSD kernels need."""
+
+    def __init__(self, d: MambaDims, b: _Body) -> None:
+        self.d, self.b = d, b
+        self.zx_t, self.xbc_t = _memref(["?", d.proj_width]), _memref(["?", d.conv_channels])
+        self.heads_t, self.y_t = _memref([d.num_heads]), _memref(["?", d.inner])
+        self.state_t = _memref([d.num_heads, d.head_dim, d.state_size], d.state_dtype)
+
+    def head_scalars(self, head: str) -> tuple[str, str, str]:
+        """(A = -exp(A_log[h]) as f64, dt_bias[h] as f64, D[h] as f32)."""
+        b = self.b
+        a_log = b.let(f"arith.extf {b.load('%a_log', [head], self.heads_t)} : f32 to f64")
+        a = b.op("arith.negf", b.op("math.exp", a_log, type_="f64"), type_="f64")
+        bias = b.let(f"arith.extf {b.load('%dt_bias', [head], self.heads_t)} : f32 to f64")
+        return a, bias, b.load("%d", [head], self.heads_t)
+
+    def dt(self, token: str, head: str, bias: str) -> str:
+        """softplus(dt_raw[t, h] + dt_bias[h]) in f64."""
+        b = self.b
+        column = b.offset(head, self.d.inner + self.d.conv_channels)
+        raw = b.let(f"arith.extf {b.load('%zx', [token, column], self.zx_t)} : f32 to f64")
+        return _softplus64(b, b.add(raw, bias, "f64"))
+
+    def group_columns(self, group: str) -> tuple[str, str]:
+        """xbc columns where group g's B and C start."""
+        b, n = self.b, self.d.state_size
+        start = b.mul(group, b.index(n))
+        return b.offset(start, self.d.inner), b.offset(start, self.d.inner + self.d.group_state)
+
+
+# --- ssd_scan -----------------------------------------------------------------------------------------------------
+
+
+def _scan_scratch(d: MambaDims) -> dict[str, str]:
+    """Scratch buffers of one ssd_scan call, by name: their memref types (f32 unless said)."""
+    chunk, padded_chunk = d.chunk_size, LANES * _ceil_div(d.chunk_size, LANES)
+    padded_p = LANES * _ceil_div(d.head_dim, LANES)
+    return {
+        "st": _memref([d.heads_per_group, d.state_size, padded_p]),  # the group's head states, transposed [N, P]
+        "bt": _memref([d.state_size, padded_chunk]),  # B^T of the chunk
+        "cb": _memref([chunk, padded_chunk]),  # C·B^T of the chunk (lower triangle of 16-wide blocks)
+        "sc": _memref([chunk, padded_chunk]),  # one head's scores C·B^T ∘ decay
+        "xs": _memref([chunk, padded_p]),  # x * dt
+        "xw": _memref([chunk, padded_p]),  # x * dt * exp(cum[-1] - cum)
+        "hi": _memref([padded_chunk]),  # cumulative log-decay, f32 hi part ...
+        "lo": _memref([padded_chunk]),  # ... and the f32 remainder
+        "cum": _memref([chunk], "f64"),  # cumulative log-decay
+        "ecum": _memref([chunk]),  # exp(cum)
+        "dts": _memref([chunk]),  # dt
+    }
+
+
+def _bytes(memref_type: str) -> int:
+    shape = memref_type[len("memref<") : -1].split("x")
+    return math.prod(int(dim) for dim in shape[:-1]) * (8 if shape[-1] == "f64" else 4)
+
+
+class _ScanEmitter(_SsdCommon):
+    """ssd_scan, one method per logical piece; see the module docstring for the algorithm."""
+
+    def __init__(self, d: MambaDims, b: _Body) -> None:
+        super().__init__(d, b)
+        self.scratch = _scan_scratch(d)
+        self.p_tiles = _vector_tiles(d.head_dim)
+        self.padded_p = LANES * _ceil_div(d.head_dim, LANES)
+        self.tokens = ""  # the SSA name of T, set by body()
+
+    def ref(self, name: str) -> tuple[str, str]:
+        return f"%{name}", self.scratch[name]
+
+    def body(self) -> None:
+        b, d = self.b, self.d
+        c0 = b.index(0)
+        self.tokens = b.let(f"memref.dim %xbc, {c0} : {self.xbc_t}", "T")
+        for name, type_ in self.scratch.items():
+            b.emit(f"%{name} = memref.alloc() {{alignment = 64 : i64}} : {type_}")
+        b.comment("B^T and the cum hi/lo columns past a partial chunk are read (then masked): keep them finite")
+        for name in ("bt", "hi", "lo"):
+            self.fill_zero(name)
+        per_group = b.index(d.heads_per_group)
+        first = b.let(f"arith.divui %begin, {per_group} : index")
+        last = b.let(f"arith.divui {b.add('%end', b.index(d.heads_per_group - 1))}, {per_group} : index")
+        last = b.select(b.let("arith.cmpi slt, %begin, %end : index"), last, first, "index")
+        with b.loop(first, last, b.index(1)) as group:
+            self.group(group.iv)
+        for name in self.scratch:
+            b.emit(f"memref.dealloc %{name} : {self.scratch[name]}")
+
+    def fill_zero(self, name: str) -> None:
+        b = self.b
+        ref, type_ = self.ref(name)
+        shape = [int(dim) for dim in type_[len("memref<") : -1].split("x")[:-1]]
+        zero = b.const("0.0", VF32)
+        if len(shape) == 1:
+            with b.loop(b.index(0), b.index(shape[0]), b.index(LANES)) as i:
+                b.vstore(zero, ref, [i.iv], type_)
+            return
+        with b.loop(b.index(0), b.index(shape[0]), b.index(1)) as row:
+            with b.loop(b.index(0), b.index(shape[1]), b.index(LANES)) as i:
+                b.vstore(zero, ref, [row.iv, i.iv], type_)
+
+    def group(self, group: str) -> None:
+        b, d = self.b, self.d
+        base = b.mul(group, b.index(d.heads_per_group))
+        heads = (b.let(f"arith.maxsi %begin, {base} : index"), b.min_index("%end", b.offset(base, d.heads_per_group)))
+        b_col, c_col = self.group_columns(group)
+        self.move_states(heads, base, load=True)
+        with b.loop(b.index(0), self.tokens, b.index(d.chunk_size)) as chunk:
+            start = chunk.iv
+            length = b.min_index(b.index(d.chunk_size), b.sub(self.tokens, start))
+            self.transpose_b(start, length, b_col)
+            self.chunk_cb(start, length, c_col)
+            with b.loop(heads[0], heads[1], b.index(1)) as head:
+                local = b.sub(head.iv, base)
+                exp_end = self.head_decay(head.iv, start, length)
+                self.scores(length)
+                self.outputs(head.iv, local, start, length, c_col)
+                self.update_state(local, length, exp_end)
+        self.move_states(heads, base, load=False)
+
+    def move_states(self, heads: tuple[str, str], base: str, load: bool) -> None:
+        """state[h, p, n] (f32 or bf16) <-> st[h - base, n, p] (f32) for the group's heads in range."""
+        b, d = self.b, self.d
+        st, st_t = self.ref("st")
+        b.comment("load the group's states, transposed to [N, P]" if load else "store the states back")
+        with b.loop(heads[0], heads[1], b.index(1)) as head:
+            local = b.sub(head.iv, base)
+            if load:
+                with b.loop(b.index(0), b.index(d.state_size), b.index(1)) as n:
+                    for first in range(0, self.padded_p, LANES):
+                        b.vstore(b.const("0.0", VF32), st, [local, n.iv, b.index(first)], st_t)
+            with b.loop(b.index(0), b.index(d.head_dim), b.index(1)) as p:
+                with b.loop(b.index(0), b.index(d.state_size), b.index(1)) as n:
+                    if load:
+                        value = b.load("%state", [head.iv, p.iv, n.iv], self.state_t)
+                        if d.state_dtype == "bf16":
+                            value = _bf16_to_f32(b, value, "bf16")
+                        b.store(value, st, [local, n.iv, p.iv], st_t)
+                    else:
+                        value = b.load(st, [local, n.iv, p.iv], st_t)
+                        if d.state_dtype == "bf16":
+                            value = _f32_to_bf16(b, value, "f32")
+                        b.store(value, "%state", [head.iv, p.iv, n.iv], self.state_t)
+
+    def transpose_b(self, start: str, length: str, b_col: str) -> None:
+        b, d = self.b, self.d
+        bt, bt_t = self.ref("bt")
+        b.comment("bt[n, s] = B[start + s, n]")
+        with b.loop(b.index(0), length, b.index(1)) as s:
+            token = b.add(start, s.iv)
+            with b.loop(b.index(0), b.index(d.state_size), b.index(1)) as n:
+                value = b.load("%xbc", [token, b.add(b_col, n.iv)], self.xbc_t)
+                b.store(value, bt, [n.iv, s.iv], bt_t)
+
+    def c_rows(self, start: str, l0: str, rows: int, c_col: str) -> list[_Access]:
+        """C[start + l0 + r, n] along n, for r < rows."""
+        return [_Access("%xbc", self.xbc_t, (self.b.add(start, self.b.offset(l0, r)),), c_col) for r in range(rows)]
+
+    def chunk_cb(self, start: str, length: str, c_col: str) -> None:
+        """cb[l, s] = C[l]·B[s] for the 16-wide s blocks at or left of l's (the heads of the group share it)."""
+        b, d = self.b, self.d
+        cb, cb_t = self.ref("cb")
+        bt, bt_t = self.ref("bt")
+
+        def row_block(l0: str, rows: int) -> None:
+            # Rows of a TILE_ROWS block lie in one 16-wide block (l0 is a multiple of 4): same s blocks.
+            blocks = b.add(b.let(f"arith.divui {l0}, {b.index(LANES)} : index"), b.index(1))
+            split = b.sub(blocks, b.let(f"arith.remui {blocks}, {b.index(TILE_VECTORS)} : index"))
+            c_rows = self.c_rows(start, l0, rows, c_col)
+            for lo, hi, width in ((b.index(0), split, TILE_VECTORS), (split, blocks, 1)):
+                with b.loop(lo, hi, b.index(width)) as block:
+                    columns = [b.mul(b.offset(block.iv, v), b.index(LANES)) for v in range(width)]
+                    tile = _outer_product(
+                        b, b.index(0), b.index(d.state_size), _zeros(rows, width, b),
+                        c_rows, [_Access(bt, bt_t, after=(col,)) for col in columns],
+                    )  # fmt: skip
+                    for r, accs in enumerate(tile):
+                        for col, acc in zip(columns, accs, strict=True):
+                            b.vstore(acc, cb, [b.offset(l0, r), col], cb_t)
+
+        b.comment("C·B^T, lower triangle")
+        _row_blocks(b, b.index(0), length, row_block)
+
+    def head_decay(self, head: str, start: str, length: str) -> str:
+        """dt, cumulative log-decay (f64, hi/lo, exp), x*dt and x*dt*exp(cum[-1] - cum); returns exp(cum[-1])."""
+        b, d = self.b, self.d
+        a, bias, _ = self.head_scalars(head)
+        refs = {name: self.ref(name) for name in ("cum", "hi", "lo", "ecum", "dts", "xs", "xw")}
+        floor = b.const(_f64(d.time_step_min), "f64")
+        b.comment("dt = max(softplus(dt_raw + dt_bias), time_step_min); cum = cumsum(dt * A) in f64")
+        with b.loop(b.index(0), length, b.index(1), [(b.const(_f64(0.0), "f64"), "f64")]) as row:
+            dt = self.dt(b.add(start, row.iv), head, bias)
+            dt = b.select(b.fcmp("olt", dt, floor, "f64"), floor, dt, "f64")
+            cum = b.add(row.args[0], b.mul(dt, a, "f64"), "f64")
+            hi = b.let(f"arith.truncf {cum} : f64 to f32")
+            lo = b.cast("arith.truncf", b.sub(cum, b.cast("arith.extf", hi, "f32", "f64"), "f64"), "f64", "f32")
+            dt32 = b.let(f"arith.truncf {dt} : f64 to f32")
+            for name, value in (("cum", cum), ("hi", hi), ("lo", lo), ("ecum", _exp(b, hi, "f32")), ("dts", dt32)):
+                ref, type_ = refs[name]
+                b.store(value, ref, [row.iv], type_)
+            row.yield_(cum)
+        total = row.results[0]
+        b.comment("xs = x * dt, xw = xs * exp(cum[-1] - cum)")
+        with b.loop(b.index(0), length, b.index(1)) as row:
+            to_end = b.sub(total, b.load(refs["cum"][0], [row.iv], refs["cum"][1]), "f64")
+            weight = b.splat(_exp(b, b.let(f"arith.truncf {to_end} : f64 to f32"), "f32"))
+            dt = b.splat(b.load(refs["dts"][0], [row.iv], refs["dts"][1]))
+            token, head_col = b.add(start, row.iv), b.mul(head, b.index(d.head_dim))
+            for first in range(0, self.padded_p, LANES):
+                mask = b.static_mask(d.head_dim - first)
+                x = b.vload("%xbc", [token, b.offset(head_col, first)], self.xbc_t, mask)
+                xs = b.mul(x, dt, VF32)
+                b.vstore(xs, refs["xs"][0], [row.iv, b.index(first)], refs["xs"][1])
+                b.vstore(b.mul(xs, weight, VF32), refs["xw"][0], [row.iv, b.index(first)], refs["xw"][1])
+        return _exp(b, b.let(f"arith.truncf {total} : f64 to f32"), "f32")
+
+    def scores(self, length: str) -> None:
+        """sc[l, s] = cb[l, s] * exp(cum[l] - cum[s]) for s <= l, 0 for s > l (exp of 0 there, never of the
+        positive difference), over the 16-wide blocks at or left of l's."""
+        b = self.b
+        (hi, hi_t), (lo, lo_t), (cb, cb_t), (sc, sc_t) = (self.ref(n) for n in ("hi", "lo", "cb", "sc"))
+        iota = _lane_offsets(b, 1)
+        zero = b.const("0.0", VF32)
+        b.comment("scores = C·B^T ∘ exp(segment sums), causal")
+        with b.loop(b.index(0), length, b.index(1)) as row:
+            l = row.iv  # noqa: E741
+            row_hi, row_lo = b.splat(b.load(hi, [l], hi_t)), b.splat(b.load(lo, [l], lo_t))
+            row_index = b.splat(b.let(f"arith.index_cast {l} : index to i32"), VI32)
+            blocks = b.add(b.let(f"arith.divui {l}, {b.index(LANES)} : index"), b.index(1))
+            with b.loop(b.index(0), blocks, b.index(1)) as block:
+                col = b.mul(block.iv, b.index(LANES))
+                lanes = b.add(b.splat(b.let(f"arith.index_cast {col} : index to i32"), VI32), iota, VI32)
+                causal = b.let(f"arith.cmpi sle, {lanes}, {row_index} : {VI32}")
+                # (hi_l - hi_s) + (lo_l - lo_s): each difference is rounded relative to itself, not to |cum|.
+                diff = b.add(
+                    b.sub(row_hi, b.vload(hi, [col], hi_t), VF32), b.sub(row_lo, b.vload(lo, [col], lo_t), VF32), VF32
+                )
+                decay = _exp(b, b.select(causal, diff, zero, VF32))
+                score = b.mul(b.vload(cb, [l, col], cb_t), decay, VF32)
+                b.vstore(b.select(causal, score, zero, VF32), sc, [l, col], sc_t)
+
+    def outputs(self, head: str, local: str, start: str, length: str, c_col: str) -> None:
+        """y[l] = exp(cum[l]) C[l]·state + sum_{s<=l} sc[l, s] xs[s] + D x[l], in R-row x 4-vector tiles."""
+        b, d = self.b, self.d
+        (st, st_t), (sc, sc_t), (xs, xs_t), (ecum, ecum_t) = (self.ref(n) for n in ("st", "sc", "xs", "ecum"))
+        d_h = b.splat(b.load("%d", [head], self.heads_t))
+        head_col = b.mul(head, b.index(d.head_dim))
+
+        def row_block(l0: str, rows: int) -> None:
+            c_rows = self.c_rows(start, l0, rows, c_col)
+            for first, count in self.p_tiles:
+                cols = [b.index(LANES * (first + v)) for v in range(count)]
+                tile = _outer_product(
+                    b, b.index(0), b.index(d.state_size), _zeros(rows, count, b),
+                    c_rows, [_Access(st, st_t, (local,), after=(col,)) for col in cols],
+                )  # fmt: skip
+                decays = [b.splat(b.load(ecum, [b.offset(l0, r)], ecum_t)) for r in range(rows)]
+                tile = [[b.mul(acc, decay, VF32) for acc in accs] for accs, decay in zip(tile, decays, strict=True)]
+                tile = _outer_product(
+                    b, b.index(0), b.offset(l0, rows), tile,
+                    [_Access(sc, sc_t, (b.offset(l0, r),)) for r in range(rows)],
+                    [_Access(xs, xs_t, after=(col,)) for col in cols],
+                )  # fmt: skip
+                for r, accs in enumerate(tile):
+                    token = b.add(start, b.offset(l0, r))
+                    for v, acc in enumerate(accs):
+                        channel = LANES * (first + v)
+                        mask = b.static_mask(d.head_dim - channel)
+                        column = b.offset(head_col, channel)
+                        x = b.vload("%xbc", [token, column], self.xbc_t, mask)
+                        b.vstore(b.fma(d_h, x, acc), "%y", [token, column], self.y_t, mask)
+
+        b.comment("outputs: state entering the chunk, then the causal intra-chunk matmul, then D x")
+        _row_blocks(b, b.index(0), length, row_block)
+
+    def update_state(self, local: str, length: str, exp_end: str) -> None:
+        """st[n, p] = exp(cum[-1]) st[n, p] + sum_s bt[n, s] xw[s, p], in R-row x 4-vector tiles."""
+        b, d = self.b, self.d
+        (st, st_t), (bt, bt_t), (xw, xw_t) = (self.ref(n) for n in ("st", "bt", "xw"))
+        decay = b.splat(exp_end)
+
+        def row_block(n0: str, rows: int) -> None:
+            for first, count in self.p_tiles:
+                cols = [b.index(LANES * (first + v)) for v in range(count)]
+                tile = [[b.mul(b.vload(st, [local, b.offset(n0, r), col], st_t), decay, VF32) for col in cols]
+                        for r in range(rows)]  # fmt: skip
+                tile = _outer_product(
+                    b, b.index(0), length, tile,
+                    [_Access(bt, bt_t, (b.offset(n0, r),)) for r in range(rows)],
+                    [_Access(xw, xw_t, after=(col,)) for col in cols],
+                )  # fmt: skip
+                for r, accs in enumerate(tile):
+                    for col, acc in zip(cols, accs, strict=True):
+                        b.vstore(acc, st, [local, b.offset(n0, r), col], st_t)
+
+        b.comment("state leaving the chunk")
+        _row_blocks(b, b.index(0), b.index(d.state_size), row_block)
+
+
+def emit_ssd_scan(name: str, d: MambaDims) -> str:
+    """Prefill: the chunked SSD over heads [begin, end) (see the module docstring for the ABI and algorithm)."""
+    b = _Body()
+    _ScanEmitter(d, b).body()
+    return _function(name, _ssd_params(d), b)
+
+
+# --- ssd_step -----------------------------------------------------------------------------------------------------
+
+
+def emit_ssd_step(name: str, d: MambaDims) -> str:
+    """Decode: the single-step recurrence for each row in order, over heads [begin, end)."""
+    b = _Body()
+    common = _SsdCommon(d, b)
+    state_vector = f"vector<{LANES}x{d.state_dtype}>"
+    tokens = b.let(f"memref.dim %xbc, {b.index(0)} : {common.xbc_t}", "T")
+    with b.loop("%begin", "%end", b.index(1)) as head:
+        a, bias, d_h = common.head_scalars(head.iv)
+        b_col, c_col = common.group_columns(b.let(f"arith.divui {head.iv}, {b.index(d.heads_per_group)} : index"))
+        head_col = b.mul(head.iv, b.index(d.head_dim))
+        with b.loop(b.index(0), tokens, b.index(1)) as row:
+            t = row.iv
+            dt = common.dt(t, head.iv, bias)
+            decay = b.op("math.exp", b.mul(dt, a, "f64"), type_="f64")
+            decay = b.splat(b.cast("arith.truncf", decay, "f64", "f32"))
+            dt32 = b.let(f"arith.truncf {dt} : f64 to f32")
+            with b.loop(b.index(0), b.index(d.head_dim), b.index(1)) as channel:
+                p = channel.iv
+                x = b.load("%xbc", [t, b.add(head_col, p)], common.xbc_t)
+                coef = b.splat(b.mul(dt32, x, "f32"))
+
+                def update(n: str, mask: str | None, acc: str) -> str:
+                    """state[h, p, n:n+16] = decay state + coef B; returns acc + state C."""
+                    where = [head.iv, p, n]
+                    old = b.vload("%state", where, common.state_t, mask, state_vector)
+                    if d.state_dtype == "bf16":
+                        old = _bf16_to_f32(b, old, state_vector)
+                    b_vec = b.vload("%xbc", [t, b.add(b_col, n)], common.xbc_t, mask)
+                    new = b.fma(coef, b_vec, b.mul(decay, old, VF32))
+                    stored = new
+                    if d.state_dtype == "bf16":
+                        stored, new = _bf16_round_trip(b, new, VF32)
+                    b.vstore(stored, "%state", where, common.state_t, mask, state_vector)
+                    return b.fma(new, b.vload("%xbc", [t, b.add(c_col, n)], common.xbc_t, mask), acc)
+
+                acc = _along(b, b.index(0), d.state_size, update, b.const("0.0", VF32))
+                total = b.let(f"vector.reduction <add>, {acc} : {VF32} into f32")
+                b.store(b.fma(d_h, x, total, "f32"), "%y", [t, b.add(head_col, p)], common.y_t)
+    return _function(name, _ssd_params(d), b)
+
+
+# --- footprints ---------------------------------------------------------------------------------------------------
+
+
+def footprint_bytes(kind: str, d: MambaDims) -> int:
+    """Fast-memory bytes a kernel keeps live per call (per thread):
+
+    ssd_scan: its scratch buffers (group states [H/G, N, P], B^T, C·B^T, scores, x tiles, decay columns);
+    ssd_step: one head's state (f32 or bf16) plus its B and C rows; conv_silu: the register window, taps and
+    bias of a 16-channel block; gated_rmsnorm: one group of out and its y, z and weight.
+    """
+    if kind == "ssd_scan":
+        return sum(_bytes(type_) for type_ in _scan_scratch(d).values())
+    if kind == "ssd_step":
+        element = 2 if d.state_dtype == "bf16" else 4
+        return d.head_dim * d.state_size * element + 2 * d.state_size * 4
+    if kind == "conv_silu":
+        return (2 * d.conv_kernel) * LANES * 4
+    if kind == "gated_rmsnorm":
+        return 4 * (d.inner // d.n_groups) * 4
+    raise ValueError(f"unknown Mamba kernel kind {kind!r} (conv_silu, ssd_scan, ssd_step, gated_rmsnorm)")

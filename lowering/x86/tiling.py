@@ -1,0 +1,167 @@
+"""x86 tiling policy: tile sizes and the tile-level body of each kernel kind, for tessera-tile-choose-tiles.
+
+The body lists what one worker (a core) keeps in fast memory ("cache": the core's L2; "registers": the
+accumulators of the register block) and what it computes per tile; `tessera-tile-compute-footprint`
+sums it. The GEMM tile sizes come from the GEMM emitter's own `choose_tiles`, so the choice and the code
+that uses it cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tessera.lowering.x86 import gemm
+
+
+@dataclass
+class TileChoice:
+    tiles: dict[str, int]
+    body: list[tuple[str, dict[str, object]]] = field(default_factory=list)  # (op, properties)
+    grid: int | None = None  # a new grid (e.g. GEMM panels instead of columns); None keeps it
+    parallel: str | None = None
+
+
+def load(operand: str, shape: list[int], space: str = "cache", element: str = "f32") -> tuple[str, dict[str, object]]:
+    return ("load", {"operand": operand, "shape": shape, "element": element, "space": space})
+
+
+def store(operand: str, shape: list[int], element: str = "f32") -> tuple[str, dict[str, object]]:
+    return ("store", {"operand": operand, "shape": shape, "element": element, "space": "global"})
+
+
+def mma(m: int, n: int, k: int, lhs: str = "f32", rhs: str = "f32") -> tuple[str, dict[str, object]]:
+    return ("mma", {"m": m, "n": n, "k": k, "lhs": lhs, "rhs": rhs, "acc": "f32"})
+
+
+def elementwise(fn: str) -> tuple[str, dict[str, object]]:
+    return ("elementwise", {"fn": fn})
+
+
+def reduce(fn: str, axis: int = 1) -> tuple[str, dict[str, object]]:
+    return ("reduce", {"fn": fn, "axis": axis})
+
+
+def scan(fn: str, axis: int = 0) -> tuple[str, dict[str, object]]:
+    return ("scan", {"fn": fn, "axis": axis})
+
+
+def gemm_spec(dims: dict[str, object], weight_dtype: str) -> gemm.GemmSpec:
+    return gemm.GemmSpec(
+        n=int(dims["n"]),  # type: ignore[call-overload]
+        k=int(dims["k"]),  # type: ignore[call-overload]
+        epilogue=str(dims["epilogue"]),
+        bias=bool(dims["bias"]),
+        weight_dtype=weight_dtype,
+    )
+
+
+def _matmul(dims: dict[str, object], precision: str) -> TileChoice:
+    spec = gemm_spec(dims, "bf16" if precision == "bf16" else "f32")
+    tiles = gemm.choose_tiles(spec)
+    mr, nr, kc = tiles.mr, tiles.nr, min(tiles.kc, spec.k)
+    weight = "bf16" if precision == "bf16" else "f32"
+    body = [
+        load("x", [mr, kc]),
+        load("weight", [kc, nr], element=weight),
+        mma(mr, nr, kc, "f32", weight),
+        elementwise(spec.epilogue),
+        store("y", [mr, nr]),
+    ]
+    chosen = {name: value for name, value in vars(tiles).items() if isinstance(value, int)}
+    return TileChoice(chosen, body, grid=gemm.panel_count(spec, tiles), parallel="panels")
+
+
+def _ssd(dims: dict[str, object], precision: str) -> TileChoice:
+    chunk = int(dims["chunk_size"])  # type: ignore[call-overload]
+    p, n = int(dims["head_dim"]), int(dims["state_size"])  # type: ignore[call-overload]
+    state = str(dims["state_dtype"])
+    body = [
+        load("x", [chunk, p]),
+        load("B", [chunk, n]),
+        load("C", [chunk, n]),
+        load("ssm_state", [p, n], element=state),
+        elementwise("softplus"),
+        scan("cumsum_log_decay"),
+        mma(chunk, chunk, n),  # C·Bᵀ within the chunk
+        elementwise("decay_causal_mask"),
+        mma(chunk, p, chunk),  # (scores ∘ decay) · (dt x)
+        mma(chunk, p, n),  # C · state entering the chunk
+        mma(n, p, chunk),  # state leaving the chunk
+        store("y", [chunk, p]),
+    ]
+    return TileChoice({"chunk": chunk}, body)
+
+
+def _ssd_step(dims: dict[str, object], precision: str) -> TileChoice:
+    p, n = int(dims["head_dim"]), int(dims["state_size"])  # type: ignore[call-overload]
+    state = str(dims["state_dtype"])
+    body = [
+        load("ssm_state", [p, n], element=state),
+        elementwise("softplus"),
+        elementwise("decay_update"),
+        reduce("dot_C"),
+        store("y", [1, p]),
+    ]
+    return TileChoice({"heads_per_call": 1}, body)
+
+
+def _attention(dims: dict[str, object], precision: str) -> TileChoice:
+    d = int(dims["head_dim"])  # type: ignore[call-overload]
+    block_q, block_k = 64, 64
+    body = [
+        load("q", [block_q, d]),
+        load("k_cache", [block_k, d]),
+        load("v_cache", [block_k, d]),
+        mma(block_q, block_k, d),
+        reduce("max"),
+        elementwise("exp_rescale"),
+        reduce("sum"),
+        mma(block_q, d, block_k),
+        store("out", [block_q, d]),
+    ]
+    return TileChoice({"block_q": block_q, "block_k": block_k}, body)
+
+
+def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[dict[str, object], str], TileChoice]:
+    def choose(dims: dict[str, object], precision: str) -> TileChoice:
+        width = int(dims[width_key]) if width_key in dims else 1  # type: ignore[call-overload]
+        body: list[tuple[str, dict[str, object]]] = [load("row", [1, width])]
+        body += [elementwise(fn) if fn != "sum_squares" else reduce(fn) for fn in fns]
+        body.append(store("out", [1, width]))
+        return TileChoice({"rows_per_step": 1}, body)
+
+    return choose
+
+
+def _gated(dims: dict[str, object], precision: str) -> TileChoice:
+    inner = int(dims["num_heads"]) * int(dims["head_dim"])  # type: ignore[call-overload]
+    body = [load("y", [1, inner]), load("z", [1, inner]), elementwise("silu_gate"), reduce("sum_squares"), store("out", [1, inner])]
+    return TileChoice({"rows_per_step": 1}, body)
+
+
+def _conv(dims: dict[str, object], precision: str) -> TileChoice:
+    width = int(dims["conv_kernel"])  # type: ignore[call-overload]
+    body = [load("conv_weight", [16, width]), load("conv_state", [16, width - 1]), elementwise("silu"), store("xbc", [1, 16])]
+    return TileChoice({"channels_per_vector": 16}, body)
+
+
+def _experts(dims: dict[str, object], precision: str) -> TileChoice:
+    ffn, latent = int(dims["ffn"]), int(dims["latent"])  # type: ignore[call-overload]
+    body = [load("x", [1, latent]), mma(1, ffn, latent), elementwise("relu2"), mma(1, latent, ffn), store("out", [1, latent])]
+    return TileChoice({"rows_per_step": 1}, body)
+
+
+POLICIES: dict[str, Callable[[dict[str, object], str], TileChoice]] = {
+    "matmul": _matmul,
+    "ssd_scan": _ssd,
+    "ssd_step": _ssd_step,
+    "attention": _attention,
+    "kv_append": _rows("head_dim", ()),
+    "embedding": _rows("hidden", ()),
+    "rmsnorm": _rows("hidden", ("sum_squares", "scale")),
+    "gated_rmsnorm": _gated,
+    "conv_silu": _conv,
+    "moe_router": _rows("num_experts", ("sigmoid", "group_topk")),
+    "moe_experts": _experts,
+}

@@ -1,0 +1,130 @@
+"""Loading an artifact's x86 kernels: JIT for the exact host CPU when llvmlite is present, else the
+ahead-of-time library.
+
+JIT: the artifact's LLVM IR (kernels.ll) is compiled by llvmlite's MCJIT for the CPU name and features
+detected at load; the machine code is cached on disk ($TESSERA_CACHE_DIR/jit, keyed by a hash of the IR
+and the CPU), so only the first load on a machine pays for code generation. Without llvmlite the
+baseline x86-64 library (kernels.so) is loaded with ctypes. Either way a kernel is a C function taking
+MLIR's expanded memref arguments (runtime/native.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tessera.runtime.native import NativeError
+
+
+class _CFunction(ctypes._CFuncPtr):  # type: ignore[name-defined,misc]
+    """A C function at an address, called like a ctypes.CDLL function (no fixed argument types)."""
+
+    _flags_ = ctypes._FUNCFLAG_CDECL  # type: ignore[attr-defined]
+    _restype_ = None
+
+
+def _cache_root() -> Path:
+    explicit = os.environ.get("TESSERA_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tessera"
+
+
+class KernelSet:
+    """Kernels by name; `how` says which code runs (e.g. "jit znver5" or "aot x86-64")."""
+
+    def __init__(self, lookup: Callable[[str], Any], how: str, keepalive: Any = None) -> None:
+        self._lookup = lookup
+        self.how = how
+        self._keepalive = keepalive  # the engine or library that owns the code
+
+    def function(self, name: str) -> Any:
+        return self._lookup(name)
+
+
+def load_kernels(llvm_ir_path: Path, library_path: Path, mode: str = "auto") -> KernelSet:
+    """mode: auto (JIT if llvmlite imports, else AOT), jit, or aot."""
+    if mode not in ("auto", "jit", "aot"):
+        raise NativeError(f"kernel loading mode must be auto, jit or aot, got '{mode}'")
+    if mode in ("auto", "jit"):
+        try:
+            import llvmlite.binding  # noqa: F401
+        except ImportError:
+            if mode == "jit":
+                raise NativeError("llvmlite is not installed: cannot JIT-compile the kernels (use the AOT library)") from None
+        else:
+            return _jit(llvm_ir_path)
+    return _aot(library_path)
+
+
+def _aot(library_path: Path) -> KernelSet:
+    if not library_path.is_file():
+        raise NativeError(f"{library_path}: missing (the artifact has no ahead-of-time kernel library)")
+    try:
+        library = ctypes.CDLL(str(library_path))
+    except OSError as exc:
+        raise NativeError(f"{library_path}: cannot load: {exc}") from None
+
+    def lookup(name: str) -> Any:
+        try:
+            function = getattr(library, name)
+        except AttributeError:
+            raise NativeError(f"{library_path}: no kernel '{name}'") from None
+        function.restype = None
+        return function
+
+    return KernelSet(lookup, "aot x86-64", library)
+
+
+def _jit(llvm_ir_path: Path) -> KernelSet:
+    import llvmlite.binding as llvm
+
+    if not llvm_ir_path.is_file():
+        raise NativeError(f"{llvm_ir_path}: missing (the artifact has no LLVM IR to JIT-compile)")
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    text = llvm_ir_path.read_text()
+    cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
+    try:
+        module = llvm.parse_assembly(text)
+        module.verify()
+    except RuntimeError as exc:
+        raise NativeError(f"{llvm_ir_path}: invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
+    target = llvm.Target.from_default_triple()
+    machine = target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
+    cache_file = _cache_root() / "jit" / (hashlib.sha256(f"{cpu}\0{features}\0{text}".encode()).hexdigest() + ".o")
+
+    def notify(_module: Any, data: bytes) -> None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=cache_file.parent)
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, cache_file)
+
+    def cached(_module: Any) -> bytes | None:
+        try:
+            return cache_file.read_bytes()
+        except OSError:
+            return None
+
+    if not cache_file.exists():
+        options = llvm.create_pipeline_tuning_options(speed_level=3)
+        builder = llvm.create_pass_builder(machine, options)
+        builder.getModulePassManager().run(module, builder)
+    engine = llvm.create_mcjit_compiler(module, machine)
+    engine.set_object_cache(notify, cached)
+    engine.finalize_object()
+
+    def lookup(name: str) -> Any:
+        address = engine.get_function_address(name)
+        if not address:
+            raise NativeError(f"{llvm_ir_path}: no kernel '{name}'")
+        return _CFunction(address)
+
+    return KernelSet(lookup, f"jit {cpu}", (engine, module))

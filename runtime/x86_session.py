@@ -1,0 +1,209 @@
+"""X86Session: runs an artifact's compiled x86 programs, carrying the state between calls.
+
+Python only sequences launches and moves buffers: every step of `@prefill` / `@decode` (program.json) is a
+compiled kernel. A launch whose grid has two or more units (GEMM panels, heads, channels, tokens) is split
+in two halves, one per core: ctypes releases the GIL during the call, so the two halves run in parallel.
+The decode program always runs one token, so its argument lists are built once and reused; only the
+sequence position changes (a shared ctypes integer).
+
+    session = X86Session.open(read_artifact("out/tiny"))
+    logits = session.prefill([5, 7, 9])      # [3, vocab]; call again to continue the same sequence
+    next_logits = session.decode(11)         # [vocab]
+    saved = session.save_state(); ...; session.restore_state(saved)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tessera.errors import TesseraError
+from tessera.manifest_json import read_manifest_json
+from tessera.runtime.artifact import Artifact
+from tessera.runtime.kernels import KernelSet, load_kernels
+from tessera.runtime.native import memref_args
+from tessera.runtime.weights import prepare_weights
+
+_DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
+
+
+class RunError(TesseraError):
+    """A program that cannot run with the inputs given (token ids, sequence length, missing kernels)."""
+
+
+@dataclass
+class SessionState:
+    position: int
+    states: dict[str, np.ndarray]
+
+
+@dataclass
+class _Launch:
+    function: Any
+    args: list[Any]  # expanded memref / integer arguments, without the [begin, end) range
+    extent: int  # grid units to split: panels, heads, channels or tokens
+    name: str
+
+
+class X86Session:
+    target = "x86"
+
+    def __init__(self, program: Mapping[str, Any], kernels: KernelSet, weights: Mapping[str, np.ndarray], threads: int = 2):
+        self.program = program
+        self.kernels = kernels
+        self._functions: dict[str, Any] = {}
+        self.weights = prepare_weights(program["weights"], weights)
+        self.states = {
+            name: np.zeros(entry["shape"], _DTYPES[entry["dtype"]]) for name, entry in program["states"].items()
+        }
+        capacities = [entry["shape"][0] for entry in program["states"].values() if entry["kind"] == "k_cache"]
+        self.max_seq_len = min(capacities) if capacities else None
+        self.vocab_size = int(program["weights"]["embedding.weight"]["shape"][0])
+        self.position = 0
+        self._position_arg = ctypes.c_int64(0)
+        self._pool = ThreadPoolExecutor(max_workers=1) if threads > 1 else None
+        self._decode_ids = np.zeros(1, np.int64)
+        self._decode: tuple[list[_Launch], np.ndarray] | None = None
+        for program_name in ("prefill", "decode"):
+            for launch in program["programs"][program_name]["launches"]:
+                self._function(launch["kernel"])  # a missing kernel fails at open, not mid-run
+
+    @classmethod
+    def open(cls, artifact: Artifact, kernel_mode: str | None = None) -> X86Session:
+        from tessera.frontend.checkpoint import load_weights, random_weights
+        from tessera.frontend.config import config_from_dict
+
+        entry = artifact.targets["x86"]
+        program_path = artifact.file(entry["program"])
+        program = read_manifest_json(
+            program_path, "tessera-x86-program", 1, RunError, "x86/program.json missing (rebuild with tessera-compile --target x86)"
+        )
+        kernels = load_kernels(
+            artifact.file(entry["llvm_ir"]),
+            artifact.file(entry["library"]),
+            kernel_mode or os.environ.get("TESSERA_KERNELS", "auto"),
+        )
+        if artifact.weights.get("kind") == "checkpoint":
+            weights = load_weights(artifact.file(artifact.weights["dir"]))
+        else:
+            config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
+            weights = random_weights(config, int(artifact.weights.get("seed", 0)))
+        return cls(program, kernels, weights)
+
+    # --- public API --------------------------------------------------------------------------
+    def prefill(self, input_ids: Sequence[int]) -> np.ndarray:
+        """Logits [T, vocab] for every position of `input_ids`, continuing the current sequence."""
+        ids = self._check_ids(input_ids)
+        launches, logits = self._prepare("prefill", ids)
+        self._run(launches)
+        self.position += len(ids)
+        return logits.copy()
+
+    def decode(self, token_id: int) -> np.ndarray:
+        """Logits [vocab] after appending one token, by the single-step programs."""
+        self._decode_ids[0] = self._check_ids([token_id])[0]
+        if self._decode is None:
+            self._decode = self._prepare("decode", self._decode_ids)
+        launches, logits = self._decode
+        self._position_arg.value = self.position
+        self._run(launches)
+        self.position += 1
+        return logits[0].copy()
+
+    def reset(self) -> None:
+        for array in self.states.values():
+            array.fill(0)
+        self.position = 0
+
+    def save_state(self) -> SessionState:
+        return SessionState(self.position, {name: array.copy() for name, array in self.states.items()})
+
+    def restore_state(self, state: SessionState) -> None:
+        for name, array in state.states.items():
+            self.states[name][...] = array  # in place: prepared launches hold these buffers
+        self.position = state.position
+
+    # --- execution ---------------------------------------------------------------------------
+    def _function(self, name: str) -> Any:
+        if name not in self._functions:
+            self._functions[name] = self.kernels.function(name)
+        return self._functions[name]
+
+    def _check_ids(self, input_ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(input_ids, np.int64).reshape(-1)
+        if ids.size == 0:
+            raise RunError("empty prompt")
+        bad = ids[(ids < 0) | (ids >= self.vocab_size)]
+        if bad.size:
+            raise RunError(f"token id {int(bad[0])} is outside the vocabulary [0, {self.vocab_size})")
+        if self.max_seq_len is not None and self.position + ids.size > self.max_seq_len:
+            raise RunError(
+                f"the sequence would reach {self.position + ids.size} tokens, beyond the compiled maximum of "
+                f"{self.max_seq_len} (compile with a larger --max-seq-len)"
+            )
+        return ids
+
+    def _prepare(self, program_name: str, ids: np.ndarray) -> tuple[list[_Launch], np.ndarray]:
+        """Bind every launch of a program to this call's buffers (an arena sized for len(ids) tokens)."""
+        program = self.program["programs"][program_name]
+        tokens = len(ids)
+        arena = [np.empty(tokens * width, np.uint8) for width in program["slots"]]
+        self._position_arg.value = self.position
+        keep: list[np.ndarray] = [ids]
+
+        def resolve(arg: Mapping[str, Any]) -> np.ndarray | ctypes.c_int64:
+            if "ids" in arg:
+                return ids
+            if "weight" in arg:
+                return self.weights[arg["weight"]]
+            if "state" in arg:
+                return self.states[arg["state"]]
+            if "buffer" in arg:
+                dtype = np.dtype(_DTYPES[arg["dtype"]])
+                size = tokens * arg["features"] * dtype.itemsize
+                return arena[arg["buffer"]][:size].view(dtype).reshape(tokens, arg["features"])
+            if "zeros" in arg:
+                zeros = np.zeros(arg["zeros"], np.float32)
+                keep.append(zeros)
+                return zeros
+            if "position" in arg:
+                return self._position_arg
+            raise RunError(f"program.json: unknown launch argument {dict(arg)}")
+
+        launches = []
+        for launch in program["launches"]:
+            expanded: list[Any] = []
+            for arg in launch["args"]:
+                value = resolve(arg)
+                expanded += memref_args(value) if isinstance(value, np.ndarray) else [value]
+            extent = launch["grid"] or tokens
+            launches.append(_Launch(self._function(launch["kernel"]), expanded, extent, launch["kernel"]))
+        result = resolve(program["result"])
+        assert isinstance(result, np.ndarray)
+        self._arena = (arena, keep)  # alive as long as the prepared launches
+        return launches, result
+
+    def _run(self, launches: list[_Launch]) -> None:
+        pool = self._pool
+        for launch in launches:
+            extent = launch.extent
+            if pool is None or extent < 2:
+                launch.function(*launch.args, ctypes.c_int64(0), ctypes.c_int64(extent))
+                continue
+            middle = (extent + 1) // 2
+            other = pool.submit(launch.function, *launch.args, ctypes.c_int64(middle), ctypes.c_int64(extent))
+            launch.function(*launch.args, ctypes.c_int64(0), ctypes.c_int64(middle))
+            other.result()
+
+
+def open_x86_session(path: str | os.PathLike[str]) -> X86Session:
+    from tessera.runtime.artifact import read_artifact
+
+    return X86Session.open(read_artifact(Path(path)))

@@ -1,0 +1,185 @@
+"""The x86 target: Graph-IR -> Schedule-IR -> Tile-IR -> upstream MLIR kernels -> LLVM IR -> x86-64 code.
+
+Stages (each observable with `tessera-compile --emit=<stage>` and `--dump-ir DIR`):
+    schedule   convert-tessera-graph-to-schedule, tessera-schedule-plan-buffers
+    tile       convert-tessera-schedule-to-tile, tessera-tile-choose-tiles{target=x86},
+               tessera-tile-compute-footprint
+    x86        the kernels in upstream MLIR (func, scf, arith, memref, vector, math)
+    llvm       MLIR 22's conversions to the llvm dialect, mlir-translate: LLVM IR
+    so         an ahead-of-time shared library for the x86-64 baseline (llvmlite + the C compiler driver)
+
+OUT/x86/ holds kernels.ll (the runtime JIT-compiles it for the exact host CPU when llvmlite is present),
+kernels.so (loaded where it is not), program.json (the launch lists, weights, state) and the IR of every
+stage. Each kernel is compiled separately through the on-disk kernel cache, so identical kernels — across
+layers, models and runs — compile once.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from xdsl.dialects.builtin import ModuleOp
+
+from tessera.frontend.config import ModelSpec
+from tessera.targets import toolchain
+from tessera.targets.kernel_cache import KernelCache, cache_key
+
+STAGES = ("graph", "schedule", "tile", "x86", "llvm", "so")
+# Bump when the kernel emitters or the pipeline change what a kernel's text compiles to.
+CODEGEN_VERSION = "x86-1"
+
+
+def _ssm_dtype(spec: ModelSpec) -> str:
+    return "bf16" if spec.compile.ssm_state_dtype == "bfloat16" else "f32"
+
+
+def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
+    from tessera.lowering.convert_graph_to_schedule import convert_graph_to_schedule
+    from tessera.passes.schedule_plan_buffers import plan_buffers
+
+    if spec.compile.batch != 1:
+        from tessera.errors import TesseraError
+
+        raise TesseraError(f"{spec.source}: field 'compile.batch': the x86 target runs one sequence (batch 1)")
+    module = convert_graph_to_schedule(
+        graph,
+        max_seq_len=spec.compile.max_seq_len,
+        ssm_state_dtype=_ssm_dtype(spec),
+        chunk_size=spec.compile.chunk_size,
+    )
+    plan_buffers(module)
+    return module
+
+
+def lower_to_tile(schedule_module: ModuleOp, spec: ModelSpec) -> ModuleOp:
+    from tessera.lowering.convert_schedule_to_tile import convert_schedule_to_tile
+    from tessera.passes.tile_choose_tiles import choose_tiles
+    from tessera.passes.tile_compute_footprint import compute_footprints
+
+    module = schedule_module.clone()
+    convert_schedule_to_tile(module)
+    choose_tiles(module, "x86", spec.compile.effective_precision)
+    compute_footprints(module)
+    module.verify()
+    return module
+
+
+def _split_kernels(kernels_mlir: str) -> list[str]:
+    """One module per kernel, so that each compiles (and is cached) on its own."""
+    body = kernels_mlir.strip().removeprefix("module {").removesuffix("}")
+    return [f"module {{\n{chunk.strip()}\n}}\n" for chunk in body.split("\n\n") if chunk.strip()]
+
+
+class X86Backend:
+    name = "x86"
+    stages = STAGES
+
+    def __init__(self, cache: KernelCache | None = None, progress: Callable[[str], None] | None = None) -> None:
+        self.cache = cache or KernelCache()
+        self.progress = progress or (lambda message: None)
+
+    def lower(self, graph: ModuleOp, spec: ModelSpec, until: str) -> dict[str, str]:
+        """The text of every stage up to `until` (graph excluded); stops early for --emit."""
+        from tessera.lowering.convert_tile_to_x86 import lower_kernels
+
+        texts: dict[str, str] = {}
+        schedule_module = lower_to_schedule(graph, spec)
+        texts["schedule"] = str(schedule_module) + "\n"
+        if until == "schedule":
+            return texts
+        tile_module = lower_to_tile(schedule_module, spec)
+        texts["tile"] = str(tile_module) + "\n"
+        if until == "tile":
+            return texts
+        texts["x86"] = lower_kernels(tile_module)
+        if until == "x86":
+            return texts
+        self.llvm_modules = self.llvm_ir(texts["x86"])
+        texts["llvm"] = toolchain.link_llvm_ir(self.llvm_modules)
+        self.tile_module = tile_module
+        return texts
+
+    def llvm_ir(self, kernels_mlir: str) -> list[str]:
+        """LLVM IR of each kernel, through the kernel cache."""
+        from tessera.lowering.x86.pipeline import LLVM_PIPELINE
+
+        pieces = _split_kernels(kernels_mlir)
+        self.progress(f"x86: {len(pieces)} kernels through MLIR 22 to LLVM IR")
+
+        def one(text: str) -> str:
+            key = cache_key(CODEGEN_VERSION, "llvm-ir", LLVM_PIPELINE, text)
+            return self.cache.get_or_build("llvm", key, lambda: toolchain.mlir_to_llvm_ir(text, LLVM_PIPELINE).encode()).decode()
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(one, pieces))
+
+    def objects(self, llvm_ir_modules: list[str], cpu: toolchain.CPU) -> list[bytes]:
+        def one(text: str) -> bytes:
+            key = cache_key(CODEGEN_VERSION, "object", cpu.name, cpu.features, text)
+            return self.cache.get_or_build("obj", key, lambda: toolchain.compile_object(text, cpu=cpu))
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return list(pool.map(one, llvm_ir_modules))
+
+    def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
+        from tessera.lowering.convert_tile_to_x86 import lower_programs
+
+        started = time.perf_counter()
+        texts = self.lower(graph, spec, "llvm")
+        target_dir = out_dir / self.name
+        target_dir.mkdir(parents=True, exist_ok=True)
+        files = {"schedule": "schedule.mlir", "tile": "tile.mlir", "x86": "kernels.mlir", "llvm": "kernels.ll"}
+        for stage, name in files.items():
+            (target_dir / name).write_text(texts[stage])
+            if dump_dir is not None:
+                dump_dir.mkdir(parents=True, exist_ok=True)
+                index = STAGES.index(stage)
+                (dump_dir / f"{index:02d}-{self.name}-{name}").write_text(texts[stage])
+        self.progress("x86: machine code for the x86-64 baseline (ahead-of-time library)")
+        objects = self.objects(self.llvm_modules, toolchain.X86_64_BASELINE)
+        toolchain.link_shared(objects, target_dir / "kernels.so")
+        program = lower_programs(self.tile_module)
+        (target_dir / "program.json").write_text(json.dumps(program, indent=1) + "\n")
+        report = _memory_report(self.tile_module, spec)
+        seconds = time.perf_counter() - started
+        self.progress(
+            f"x86: {report['kernels']} kernels ({self.cache.hits} cached, {self.cache.misses} compiled) in {seconds:.1f} s; "
+            f"state {report['state_bytes']} B + KV cache {report['kv_cache_bytes']} B per sequence"
+        )
+        return {
+            "program": f"{self.name}/program.json",
+            "llvm_ir": f"{self.name}/kernels.ll",
+            "library": f"{self.name}/kernels.so",
+            "library_cpu": toolchain.X86_64_BASELINE.name,
+            "precision": spec.compile.effective_precision,
+            "ssm_state_dtype": spec.compile.ssm_state_dtype,
+            "stages": list(STAGES),
+            **report,
+        }
+
+
+def _memory_report(tile_module: ModuleOp, spec: ModelSpec) -> dict[str, Any]:
+    from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr
+
+    from tessera.dialects import tile
+
+    def integer(name: str) -> int:
+        attr = tile_module.attributes[name]
+        assert isinstance(attr, IntegerAttr)
+        return int(attr.value.data)
+
+    arena = tile_module.attributes["tessera.arena_bytes_per_token"]
+    assert isinstance(arena, DictionaryAttr)
+    per_token = {k: int(v.value.data) for k, v in arena.data.items() if isinstance(v, IntegerAttr)}
+    return {
+        "kernels": sum(1 for op in tile_module.ops if isinstance(op, tile.KernelOp)),
+        "state_bytes": integer("tessera.state_bytes"),
+        "kv_cache_bytes": integer("tessera.kv_cache_bytes"),
+        "arena_bytes_per_token": per_token,
+        "prefill_arena_bytes_at_max_seq_len": per_token.get("prefill", 0) * spec.compile.max_seq_len,
+    }
