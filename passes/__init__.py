@@ -13,6 +13,43 @@ def _annotate_costs() -> type[ModulePass]:
     return GraphAnnotateCostsPass
 
 
+def _graph_to_schedule() -> type[ModulePass]:
+    from tessera.lowering.convert_graph_to_schedule import ConvertTesseraGraphToSchedulePass
+
+    return ConvertTesseraGraphToSchedulePass
+
+
+def _plan_buffers() -> type[ModulePass]:
+    from tessera.passes.schedule_plan_buffers import SchedulePlanBuffersPass
+
+    return SchedulePlanBuffersPass
+
+
+def _schedule_to_tile() -> type[ModulePass]:
+    from tessera.lowering.convert_schedule_to_tile import ConvertTesseraScheduleToTilePass
+
+    return ConvertTesseraScheduleToTilePass
+
+
+def _choose_tiles() -> type[ModulePass]:
+    from tessera.passes.tile_choose_tiles import TileChooseTilesPass
+
+    return TileChooseTilesPass
+
+
+def _compute_footprint() -> type[ModulePass]:
+    from tessera.passes.tile_compute_footprint import TileComputeFootprintPass
+
+    return TileComputeFootprintPass
+
+
+# Same-level passes live here; conversions between levels live in lowering/ and are registered here too,
+# so that every pass of every target pipeline runs alone under tessera-opt.
 ALL_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "tessera-graph-annotate-costs": _annotate_costs,
+    "convert-tessera-graph-to-schedule": _graph_to_schedule,
+    "tessera-schedule-plan-buffers": _plan_buffers,
+    "convert-tessera-schedule-to-tile": _schedule_to_tile,
+    "tessera-tile-choose-tiles": _choose_tiles,
+    "tessera-tile-compute-footprint": _compute_footprint,
 }

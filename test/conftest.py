@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+# Compiled kernels are cached across the tests of a run (and across runs on one machine): identical
+# kernels compile once, as they do for users. The cache's own behaviour is tested with private dirs.
+os.environ.setdefault("TESSERA_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"tessera-test-cache-{os.getuid()}"))
+
+HAS_MLIR = importlib.util.find_spec("mlir") is not None and importlib.util.find_spec("llvmlite") is not None
+NEEDS_MLIR = pytest.mark.skipif(not HAS_MLIR, reason="the MLIR 22 / llvmlite toolchain is not installed (pip install -e '.[mlir]')")
+# Every target that runs on this machine; compiled ones skip, saying why, where their toolchain is absent.
+TARGETS = ["reference", pytest.param("x86", marks=NEEDS_MLIR)]
 
 
 def run_tool(module: str, *args: object, ok: bool = True) -> subprocess.CompletedProcess[str]:

@@ -1,7 +1,8 @@
-"""The foundation contract, end to end through the CLIs, against transformers' NemotronHForCausalLM.
+"""The foundation contract, end to end through the CLIs, against transformers' NemotronHForCausalLM,
+for every target that runs on this machine (the reference interpreter and compiled x86 code).
 
-    tessera-compile HF_DIR --target reference -o OUT
-    tessera-run OUT --target reference --input-ids ... --max-new-tokens 16 --logits-out F.npy --json
+    tessera-compile HF_DIR --target TARGET -o OUT
+    tessera-run OUT --target TARGET --input-ids ... --max-new-tokens 16 --logits-out F.npy --json
 
 Small random checkpoints (made here with save_pretrained) cover every layer kind, a pattern with no
 attention, n_groups > 1, tied embeddings, bf16 weights, and prompts that are not chunk multiples.
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_hf_checkpoint
+from conftest import TARGETS, make_hf_checkpoint
 
 torch = pytest.importorskip("torch", reason="the HF oracle needs torch (pip install -e '.[test]')")
 transformers = pytest.importorskip("transformers", reason="the HF oracle needs transformers")
@@ -60,19 +61,21 @@ def hf_reference(path: Path, prompt: list[int], uses_cache: bool) -> tuple[np.nd
     return logits, tokens
 
 
-def tessera(out: Path, prompt: list[int], checkpoint: Path | str, tmp_path: Path) -> tuple[np.ndarray, list[int]]:
+def tessera(
+    out: Path, prompt: list[int], checkpoint: Path | str, tmp_path: Path, target: str = "reference"
+) -> tuple[np.ndarray, list[int]]:
     def run(*args: object) -> str:
         result = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    run("tessera.tools.tessera_compile", checkpoint, "--target", "reference", "-o", out, "-q")
+    run("tessera.tools.tessera_compile", checkpoint, "--target", target, "-o", out, "-q")
     logits_path = tmp_path / "logits.npy"
     stdout = run(
         "tessera.tools.tessera_run",
         out,
         "--target",
-        "reference",
+        target,
         "--input-ids",
         ",".join(map(str, prompt)),
         "--max-new-tokens",
@@ -90,33 +93,37 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
 
 
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_reference_matches_hf(case: str, tmp_path: Path) -> None:
+def test_matches_hf(case: str, target: str, tmp_path: Path) -> None:
     overrides = CASES[case]
     checkpoint = make_checkpoint(tmp_path / "hf", **overrides)
     expected_logits, expected_tokens = hf_reference(
         checkpoint, PROMPT, "*" in str(overrides["hybrid_override_pattern"])
     )
-    logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path)
+    logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path, target)
     assert relative_error(logits, expected_logits) <= 1e-4
     assert tokens == expected_tokens
 
 
+@pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("length", [1, 8, 21])
-def test_prompt_lengths(length: int, tmp_path: Path) -> None:
+def test_prompt_lengths(length: int, target: str, tmp_path: Path) -> None:
     checkpoint = make_checkpoint(tmp_path / "hf", hybrid_override_pattern="M*ME")
     prompt = [int(t) for t in np.random.default_rng(length).integers(0, 101, size=length)]
     expected_logits, expected_tokens = hf_reference(checkpoint, prompt, uses_cache=True)
-    logits, tokens = tessera(tmp_path / "out", prompt, checkpoint, tmp_path)
+    logits, tokens = tessera(tmp_path / "out", prompt, checkpoint, tmp_path, target)
     assert relative_error(logits, expected_logits) <= 1e-4
     assert tokens == expected_tokens
 
 
-def test_bf16_checkpoint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("target", TARGETS)
+def test_bf16_checkpoint(target: str, tmp_path: Path) -> None:
     # Weights stored in bf16 are widened exactly to float32; HF's float32 run of the same bits agrees.
     checkpoint = make_checkpoint(tmp_path / "hf", dtype="bfloat16", hybrid_override_pattern="M*-E")
     expected_logits, expected_tokens = hf_reference(checkpoint, PROMPT, uses_cache=True)
-    logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path)
+    # fp32 arithmetic on the widened weights, whatever the checkpoint's dtype would default to
+    logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path, target)
     assert relative_error(logits, expected_logits) <= 1e-4
     assert tokens == expected_tokens
 

@@ -2,12 +2,16 @@
 
 tessera-opt graph_examples/hybrid.mlir -p tessera-graph-annotate-costs
 tessera-opt test/dialects/nemotron/invalid.mlir --split-input-file --verify-diagnostics
+tessera-opt model.mlir -p convert-tessera-graph-to-schedule,tessera-schedule-plan-buffers
+tessera-opt tile.mlir -t x86-mlir        # the x86 kernels in upstream MLIR (what mlir-opt takes next)
+tessera-opt tile.mlir -t x86-program     # the launch lists the runtime executes (program.json)
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+import json
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp
@@ -15,6 +19,7 @@ from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyExcepti
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from tessera.dialects import TESSERA_DIALECTS, LocatingParser, diagnostic_line
+from tessera.errors import TesseraError
 from tessera.passes import ALL_PASSES
 
 
@@ -38,15 +43,35 @@ class TesseraOptMain(xDSLOptMain):
         parser = LocatingParser(self.ctx, io.read(), self.get_input_name(), getattr(self, "_line_offset", 0))
         return parser.parse_and_verify()
 
+    def register_all_targets(self) -> None:
+        super().register_all_targets()
+        self.available_targets["x86-mlir"] = _emit_x86_mlir
+        self.available_targets["x86-program"] = _emit_x86_program
+
     def register_all_passes(self) -> None:
         super().register_all_passes()
         for name, factory in ALL_PASSES.items():
             self.register_pass(name, factory)
 
 
+def _emit_x86_mlir(module: ModuleOp, output: IO[str]) -> None:
+    from tessera.lowering.convert_tile_to_x86 import lower_kernels
+
+    output.write(lower_kernels(module))
+
+
+def _emit_x86_program(module: ModuleOp, output: IO[str]) -> None:
+    from tessera.lowering.convert_tile_to_x86 import lower_programs
+
+    output.write(json.dumps(lower_programs(module), indent=1) + "\n")
+
+
 def main(args: Sequence[str] | None = None) -> None:
     try:
         TesseraOptMain("Tessera modular optimizer driver", args).run()
+    except TesseraError as exc:
+        print(f"tessera-opt: error: {exc}", file=sys.stderr)
+        sys.exit(1)
     except (ParseError, VerifyException, DiagnosticException, ValueError) as exc:
         print(f"tessera-opt: error: {diagnostic_line(exc)}", file=sys.stderr)
         sys.exit(1)

@@ -360,13 +360,14 @@ class _Buffers:
 
     @staticmethod
     def types(d: AttentionDims) -> dict[str, str]:
-        rows, dp, kp = d.tile_rows, d.dim_chunks * VEC, d.key_vecs * VEC
+        """Row counts are dynamic: group * min(block_q, T) rows, so that decode allocates a few rows only."""
+        dp, kp = d.dim_chunks * VEC, d.key_vecs * VEC
         return {
-            "q": f"memref<{rows}x{dp}xf32>",
-            "acc": f"memref<{rows}x{dp}xf32>",
-            "scores": f"memref<{rows}x{kp}xf32>",
+            "q": f"memref<?x{dp}xf32>",
+            "acc": f"memref<?x{dp}xf32>",
+            "scores": f"memref<?x{kp}xf32>",
             "kt": f"memref<{d.head_dim}x{kp}xf32>",
-            "stats": f"memref<3x{rows}xf32>",
+            "stats": "memref<3x?xf32>",
         }
 
 
@@ -385,19 +386,16 @@ class _Block:
 
 
 def _allocate(b: _Builder, d: AttentionDims) -> _Buffers:
-    types = _Buffers.types(d)
-    names = {key: b.op(key, f"memref.alloc() {{alignment = 64 : i64}} : {type_}") for key, type_ in types.items()}
-    # Zero once so that padding columns of q/acc are zero and nothing ever reads uninitialised memory as NaN.
-    for key in ("q", "acc", "scores", "kt"):
-        rows, cols = (int(n) for n in types[key].split("<")[1].split("x")[:2])
-        _zero_fill(b, names[key], types[key], rows, cols)
+    """Uninitialised working buffers: every element is written before it is read, except score and kt columns
+    past a block's valid keys, which the softmax replaces by -inf with a select (so even NaN there is harmless)."""
+    tokens = b.op("T", f"memref.dim %qkv, {b.index(0)} : memref<?x{d.qkv_cols}xf32>")
+    block_rows = b.op("n", f"arith.minui {tokens}, {b.index(d.block_q)} : index")
+    rows = b.op("n", f"arith.muli {block_rows}, {b.index(d.group)} : index")
+    names = {
+        key: b.op(key, f"memref.alloc({'' if key == 'kt' else rows}) {{alignment = 64 : i64}} : {type_}")
+        for key, type_ in _Buffers.types(d).items()
+    }
     return _Buffers(**names)
-
-
-def _zero_fill(b: _Builder, memref: str, type_: str, rows: int, cols: int) -> None:
-    zero = b.f32(0.0)
-    with b.loop(b.index(0), b.index(rows), b.index(1)) as row, b.loop(b.index(0), b.index(cols), b.index(1)) as col:
-        b.emit(f"memref.store {zero}, {memref}[{row.iv}, {col.iv}] : {type_}")
 
 
 @contextmanager
@@ -536,21 +534,54 @@ def _gemm_scores(b: _Builder, d: AttentionDims, buf: _Buffers, first: str, n: in
 
 
 def _dot_scores(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str) -> None:
-    """scores[r, j] = q_r · K[k0 + j] as 16-wide products along D and one horizontal add (few rows)."""
+    """scores[r, j] = q_r · K[k0 + j] as 16-wide products along D (few rows: no K transpose). Groups of 16
+    keys keep 16 partial-sum vectors and fold them into one vector of 16 scores; leftover keys reduce alone."""
     types = _Buffers.types(d)
+    remainder = b.op("n", f"arith.remui {blk.keys}, {b.index(VEC)} : index")
+    whole = b.op("n", f"arith.subi {blk.keys}, {remainder} : index")
     with b.loop(b.index(0), blk.rows, b.index(1)) as row:
         queries = [
             b.op("q", f"vector.load {buf.q}[{row.iv}, {b.index(c * VEC)}] : {types['q']}, {VF32}")
             for c in range(d.dim_chunks)
         ]
-        with b.loop(b.index(0), blk.keys, b.index(1)) as key:
+        with b.loop(b.index(0), whole, b.index(VEC)) as keys:
+            first = b.op("p", f"arith.addi {blk.k0}, {keys.iv} : index")
+            partials = [_dot_partial(b, d, blk, cache, queries, _row_plus(b, first, i)) for i in range(VEC)]
+            scores = _fold16(b, partials)
+            b.emit(f"vector.store {scores}, {buf.scores}[{row.iv}, {keys.iv}] : {types['scores']}, {VF32}")
+        with b.loop(whole, blk.keys, b.index(1)) as key:
             position = b.op("p", f"arith.addi {blk.k0}, {key.iv} : index")
-            total = b.f32(0.0, VF32)
-            for chunk, q in enumerate(queries):
-                k = _load_chunk(b, d, "%k_cache", cache, f"{position}, {blk.group}, {b.index(chunk * VEC)}", chunk)
-                total = _fma(b, q, k, total)
+            total = _dot_partial(b, d, blk, cache, queries, position)
             score = b.op("s", f"vector.reduction <add>, {total} fastmath<reassoc> : {VF32} into f32")
             b.emit(f"memref.store {score}, {buf.scores}[{row.iv}, {key.iv}] : {types['scores']}")
+
+
+def _dot_partial(b: _Builder, d: AttentionDims, blk: _Block, cache: str, queries: list[str], position: str) -> str:
+    """sum over D-chunks c of q[c] * K[position, group, c]: a vector whose lane sum is the score."""
+    total = b.f32(0.0, VF32)
+    for chunk, q in enumerate(queries):
+        k = _load_chunk(b, d, "%k_cache", cache, f"{position}, {blk.group}, {b.index(chunk * VEC)}", chunk)
+        total = _fma(b, q, k, total)
+    return total
+
+
+def _fold16(b: _Builder, partials: list[str]) -> str:
+    """16 vectors -> one vector of their 16 lane sums, in order. Each level pairs neighbours x, y holding n keys
+    of w lanes each and adds the low and high halves of every key's lanes: 2n keys of w/2 lanes (x's first)."""
+    width = VEC
+    while len(partials) > 1:
+        keys, half = VEC // width, width // 2
+        low = [k * width + i for k in range(keys) for i in range(half)]
+        high = [lane + half for lane in low]
+        low_mask = ", ".join(str(lane) for lane in [*low, *(VEC + lane for lane in low)])
+        high_mask = ", ".join(str(lane) for lane in [*high, *(VEC + lane for lane in high)])
+        folded = []
+        for x, y in zip(partials[::2], partials[1::2], strict=True):
+            lo = b.op("t", f"vector.shuffle {x}, {y} [{low_mask}] : {VF32}, {VF32}")
+            hi = b.op("t", f"vector.shuffle {x}, {y} [{high_mask}] : {VF32}, {VF32}")
+            folded.append(b.op("t", f"arith.addf {lo}, {hi} : {VF32}"))
+        partials, width = folded, half
+    return partials[0]
 
 
 def _softmax_update(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, past: str) -> None:

@@ -1,0 +1,165 @@
+"""Tessera's x86 GEMM / GEMV kernels (lowering/x86/gemm.py) against torch.matmul fp32 on this CPU.
+
+    python benchmarks/x86_gemm.py [--reps N] [--shapes 6176x1024,4096x1024] [--m 512,2048] [--tiles mr,nr,kc,mc,ku]
+
+Prints a markdown table. Both sides use 2 threads: torch its own pool (torch.set_num_threads(2)), Tessera
+one kernel called from 2 Python threads on half of the weight panels each (ctypes releases the GIL), as
+the runtime does. Each row is the best of --reps timings, Tessera and torch interleaved so that both see
+the same machine state.
+
+Prefill rows (M = 512, 2048) report GFLOP/s, 2*M*N*K / time. Decode rows (M = 1) report the GB/s of
+weights streamed; they cycle through enough weight copies to exceed the L3 cache, so that the weights
+come from DRAM as in a real decode step (torch gets the same number of copies).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tessera.lowering.x86 import gemm
+from tessera.lowering.x86.pipeline import build_library
+from tessera.targets import toolchain
+
+SHAPES = ((6176, 1024), (4096, 1024), (1024, 4096), (32000, 1024))  # (N, K) of the model's projections
+PREFILL_M = (512, 2048)
+THREADS = 2
+STREAM_BYTES = 160 * 2**20  # weight bytes one decode row cycles through: well past the 32 MiB L3
+
+Runner = Callable[[], None]
+
+
+def build_kernel(spec: gemm.GemmSpec, tiles: gemm.GemmTiles, scratch: Path) -> Callable[..., None]:
+    library = build_library(gemm.emit_gemm("gemm", spec, tiles), scratch / f"gemm_{id(spec)}_{id(tiles)}.so")
+    return library.kernel("gemm")
+
+
+def threaded(kernel: Callable[..., None], pool: ThreadPoolExecutor, panels: int) -> Callable[..., None]:
+    """The kernel run by THREADS Python threads on contiguous, nearly equal panel ranges."""
+    bounds = [panels * t // THREADS for t in range(THREADS + 1)]
+
+    def run(*args: np.ndarray) -> None:
+        futures = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(THREADS)]
+        for future in futures:
+            future.result()
+
+    return run
+
+
+def best_times(runners: list[Runner], reps: int) -> list[float]:
+    """Best wall time of each runner, after one warm-up call each, runners interleaved."""
+    for runner in runners:
+        runner()
+    best = [float("inf")] * len(runners)
+    for _ in range(reps):
+        for index, runner in enumerate(runners):
+            start = time.perf_counter()
+            runner()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return best
+
+
+def prefill_row(n: int, k: int, m: int, run: Callable[..., None], tiles: gemm.GemmTiles, reps: int) -> str:
+    rng = np.random.default_rng()
+    weight = rng.standard_normal((n, k), dtype=np.float32)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    packed = gemm.pack_weight(weight, gemm.GemmSpec(n, k, "store"), tiles)
+    y = np.empty((m, n), dtype=np.float32)
+    x_t, w_t = torch.from_numpy(x), torch.from_numpy(weight)
+    ours, theirs = best_times([lambda: run(x, packed, y), lambda: torch.matmul(x_t, w_t.T)], reps)
+    flops = 2 * m * n * k
+    return _row(f"{m}x{n}x{k}", "f32", ours, theirs, f"{flops / ours / 1e9:.0f} / {flops / theirs / 1e9:.0f} GFLOP/s")
+
+
+def decode_row(n: int, k: int, dtype: str, run: Callable[..., None], tiles: gemm.GemmTiles, reps: int) -> str:
+    spec = gemm.GemmSpec(n, k, "store", weight_dtype=dtype)
+    rng = np.random.default_rng()
+    weight = rng.standard_normal((n, k), dtype=np.float32)
+    packed = gemm.pack_weight(weight, spec, tiles)
+    copies = max(1, -(-STREAM_BYTES // packed.nbytes))
+    ours_weights = [packed.copy() for _ in range(copies)]
+    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
+    theirs_weights = [torch.from_numpy(weight).to(torch_dtype) for _ in range(copies)]
+    x = rng.standard_normal((1, k), dtype=np.float32)
+    x_t = torch.from_numpy(x).to(torch_dtype)
+    y = np.empty((1, n), dtype=np.float32)
+    turn = {"ours": 0, "theirs": 0}
+
+    def ours() -> None:
+        run(x, ours_weights[turn["ours"] % copies], y)
+        turn["ours"] += 1
+
+    def theirs() -> None:
+        torch.matmul(x_t, theirs_weights[turn["theirs"] % copies].T)
+        turn["theirs"] += 1
+
+    ours_s, theirs_s = best_times([ours, theirs], reps)
+    weight_bytes = n * k * (2 if dtype == "bf16" else 4)
+    rates = f"{weight_bytes / ours_s / 1e9:.1f} / {weight_bytes / theirs_s / 1e9:.1f} GB/s"
+    return _row(f"1x{n}x{k}", dtype, ours_s, theirs_s, rates)
+
+
+def _row(shape: str, dtype: str, ours: float, theirs: float, rates: str) -> str:
+    return f"| {shape} | {dtype} | {ours * 1e3:.3f} | {theirs * 1e3:.3f} | {theirs / ours:.2f} | {rates} |"
+
+
+def machine() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model} ({toolchain.host_cpu().name}), {THREADS} threads, torch {torch.__version__}"
+
+
+def parse_shapes(text: str) -> list[tuple[int, int]]:
+    return [(int(n), int(k)) for n, k in (item.split("x") for item in text.split(","))]
+
+
+def parse_tiles(text: str | None, spec: gemm.GemmSpec) -> gemm.GemmTiles:
+    if text is None:
+        return gemm.choose_tiles(spec)
+    mr, nr, kc, mc, ku = map(int, text.split(","))
+    return gemm.GemmTiles(nr=nr, mr=mr, kc=kc, mc=mc, ku=ku)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="timed calls per row (best is reported)")
+    parser.add_argument("--shapes", default=",".join(f"{n}x{k}" for n, k in SHAPES), help="NxK,NxK,...")
+    parser.add_argument("--m", default=",".join(map(str, PREFILL_M)), help="prefill token counts")
+    parser.add_argument("--tiles", default=None, help="mr,nr,kc,mc,ku instead of choose_tiles (tuning)")
+    parser.add_argument("--no-decode", action="store_true", help="skip the M = 1 rows")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    print(f"x86 GEMM, {datetime.datetime.now():%Y-%m-%d %H:%M}, {machine()}\n")
+    print("| M x N x K | weights | Tessera ms | torch ms | torch / Tessera | Tessera / torch rate |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as scratch, ThreadPoolExecutor(THREADS) as pool:
+        for n, k in parse_shapes(args.shapes):
+            dtypes = ("f32",) if args.no_decode else ("f32", "bf16")
+            for dtype in dtypes:
+                spec = gemm.GemmSpec(n, k, "store", weight_dtype=dtype)
+                tiles = parse_tiles(args.tiles, spec)
+                run = threaded(build_kernel(spec, tiles, Path(scratch)), pool, gemm.panel_count(spec, tiles))
+                if dtype == "f32":
+                    for m in map(int, args.m.split(",")):
+                        print(prefill_row(n, k, m, run, tiles, args.reps), flush=True)
+                if not args.no_decode:
+                    print(decode_row(n, k, dtype, run, tiles, max(args.reps, 20)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
