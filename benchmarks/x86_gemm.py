@@ -35,7 +35,7 @@ PREFILL_M = (512, 2048)
 THREADS = 2
 STREAM_BYTES = 160 * 2**20  # weight bytes one decode row cycles through: well past the 32 MiB L3
 
-Runner = Callable[[], None]
+Runner = Callable[[], object]
 
 
 def build_kernel(spec: gemm.GemmSpec, tiles: gemm.GemmTiles, scratch: Path) -> Callable[..., None]:
@@ -121,7 +121,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{model} ({toolchain.host_cpu().name}), {THREADS} threads, torch {torch.__version__}"
+    load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
+    return f"{model} ({toolchain.host_cpu().name}), {THREADS} threads, torch {torch.__version__}, load {load}"
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]]:

@@ -25,6 +25,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
+from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec
 from tessera.targets import toolchain
 from tessera.targets.kernel_cache import KernelCache, cache_key
@@ -42,10 +43,6 @@ def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
     from tessera.lowering.convert_graph_to_schedule import convert_graph_to_schedule
     from tessera.passes.schedule_plan_buffers import plan_buffers
 
-    if spec.compile.batch != 1:
-        from tessera.errors import TesseraError
-
-        raise TesseraError(f"{spec.source}: field 'compile.batch': the x86 target runs one sequence (batch 1)")
     module = convert_graph_to_schedule(
         graph,
         max_seq_len=spec.compile.max_seq_len,
@@ -83,10 +80,16 @@ class X86Backend:
         self.cache = cache or KernelCache()
         self.progress = progress or (lambda message: None)
 
+    def check(self, spec: ModelSpec) -> None:
+        """Refuse, before any work, what this target cannot build."""
+        if spec.compile.batch != 1:
+            raise TesseraError(f"{spec.source}: field 'compile.batch': the x86 target runs one sequence (batch 1)")
+
     def lower(self, graph: ModuleOp, spec: ModelSpec, until: str) -> dict[str, str]:
         """The text of every stage up to `until` (graph excluded); stops early for --emit."""
         from tessera.lowering.convert_tile_to_x86 import lower_kernels
 
+        self.check(spec)
         texts: dict[str, str] = {}
         schedule_module = lower_to_schedule(graph, spec)
         texts["schedule"] = str(schedule_module) + "\n"

@@ -22,10 +22,17 @@ NEEDS_MLIR = pytest.mark.skipif(not HAS_MLIR, reason="the MLIR 22 / llvmlite too
 TARGETS = ["reference", pytest.param("x86", marks=NEEDS_MLIR)]
 
 
-def run_tool(module: str, *args: object, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run `python -m tessera.tools.<module> ARGS` as a user would; with ok, insist it succeeds."""
+def run_tool(
+    module: str, *args: object, ok: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m tessera.tools.<module> ARGS` as a user would; with ok, insist it succeeds.
+    env: variables set on top of this process's environment."""
     result = subprocess.run(
-        [sys.executable, "-m", f"tessera.tools.{module}", *map(str, args)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", f"tessera.tools.{module}", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
     )
     if ok:
         assert result.returncode == 0, result.stderr

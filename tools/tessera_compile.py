@@ -85,6 +85,8 @@ def main(
 
     backends = [get_backend(name) for name in (targets or spec.compile.targets)]
     for backend in backends:
+        if hasattr(backend, "check"):
+            backend.check(spec)
         if hasattr(backend, "progress"):
             backend.progress = lambda message: _progress_line(message, quiet)
 

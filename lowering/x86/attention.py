@@ -27,13 +27,16 @@ of a group and a block of block_q query positions form the rows of one tile (row
 K/V block is read once per group. For each key block of block_k positions up to the block's causal limit
 (fully masked blocks are never visited) the kernel computes the score tile, masks the keys a row may not
 see, updates the running max m, running sum l and the rescaled accumulator acc (online softmax), and at the
-end writes acc / l. Two score methods: with many rows, the K block is transposed into `kt` [D, block_k] and
-scores come from a register-tiled outer-product loop over D (rows broadcast, 16 keys per vector); with few
-rows (decode: one query per head) each score is a 16-wide dot product along D and one horizontal add, which
-avoids the transpose. P·V always broadcasts p and reads V rows along D. All working buffers (the q tile
-pre-scaled and zero-padded to a multiple of 16 columns, acc, the score tile, kt, m/l/alpha) are allocated
-once per call; `footprint_bytes` reports their size. exp is a Cephes-style polynomial (rel. error ~1e-7)
-in plain arith ops, so that it vectorises on every x86-64 (LLVM would scalarise `math.exp` into libm calls).
+end writes acc / l. Two score methods: normally the K block is transposed into `kt` [D, block_k] (16x16
+register transposes) and scores come from a register-tiled outer-product loop over D (ROW_TILE rows
+broadcast x KEY_VECS vectors of 16 keys); with fewer than DOT_ROWS rows (decode with small groups) each
+score is a 16-wide dot product along D, 16 keys' partial sums folded into one vector by shuffles. P·V
+broadcasts p and reads V rows along D (ROW_TILE rows x DIM_VECS chunks of 16 columns in registers). The q
+tile is pre-scaled and zero-padded to a multiple of 16 columns; D and block_k need not be multiples of 16
+(masked loads/stores of the last chunk, masked scores). Working buffers (q tile, acc, score tile, kt,
+m/l/alpha) are malloc'ed once per call with group * min(block_q, T) rows, so decode allocates a few rows;
+`footprint_bytes` reports the full-tile size. exp is a Cephes-style polynomial (rel. error ~1e-7) in plain
+arith ops, so that it vectorises on every x86-64 (LLVM would scalarise `math.exp` into libm calls).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ CACHE_DTYPES = ("f32", "bf16")
 ROW_TILE = 6  # rows of one register tile (score GEMM and P·V)
 KEY_VECS = 4  # 16-key vectors per score register tile: ROW_TILE * KEY_VECS accumulators
 DIM_VECS = 4  # 16-column chunks of D per P·V register tile: ROW_TILE * DIM_VECS accumulators
-DOT_ROWS = 16  # tiles with fewer rows compute scores as dot products (no K transpose)
+DOT_ROWS = 4  # tiles with fewer rows compute scores as dot products (measured: transposing K pays from ~3 rows)
 
 
 @dataclass(frozen=True)

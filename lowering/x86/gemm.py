@@ -4,16 +4,17 @@ Algorithm (GotoBLAS/BLIS-style, with the roles of the operands chosen for row-ma
 
 * The weight is packed ONCE at load time (`pack_weight`) into panels of `nr` output columns,
   `packed[P][K][nr]` (P = ceil(N / nr), N tail zero-padded), so one k step of a panel is `nr`
-  contiguous values: `nr / 16` aligned 512-bit loads.
+  contiguous values: `nr / 16` 512-bit loads.
 * The micro-kernel keeps an `mr x nr` block of y in `mr * nr / 16` vector<16xf32> accumulators
-  (14 x 32 = 28 zmm registers on AVX-512). Each k step loads the `nr / 16` weight vectors once,
+  (6 x 64 = 24 zmm registers on AVX-512). Each k step loads the `nr / 16` weight vectors once,
   broadcasts x[m, k] of each of the `mr` rows, and issues `mr * nr / 16` FMAs.
 * Loop nest of one call, for panels [begin, end):
 
-      for m0 in 0..M step mc:                 row group: x[m0:m0+mc, kb:kb+kc] stays in L2
+      for m0 in 0..M step mc:                 row group: x[m0:m0+mc, kb:kb+kc] is reused by every panel
         for kb in 0..K step kc:               K block (kc = K when M <= mr: one pass per panel)
-          for p in begin..end:                packed[p, kb:kb+kc, :] (kc * nr) stays in L1
-            for each mr-row block of the group, then the M tail as blocks of 8, 4, 2, 1 rows:
+          for p in begin..end:                packed[p, kb:kb+kc, :] (kc x nr) stays in L2 for the group
+            for each mr-row block of the group, then the group's tail as blocks of the powers of two
+            below mr (4, 2, 1 rows for mr = 6), one per bit of the tail length:
               micro-kernel over k in [kb, kb+kc); y tile = prev + row_scale * acc, where prev is 0
               (first K block, "store"/"relu2") or the y tile (later blocks, or "accumulate"); the last
               K block adds the bias and applies relu2.
@@ -40,7 +41,7 @@ No other element of y is read or written, so two threads may run disjoint panel 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -76,8 +77,8 @@ class GemmTiles:
 
     nr: int  # columns per packed weight panel (a multiple of 16)
     mr: int  # rows of the register block (mr * nr / 16 accumulators)
-    kc: int  # K block whose weight micro-panel (kc x nr) stays in L1
-    mc: int  # rows per group whose x block (mc x kc) stays in L2 (a multiple of mr)
+    kc: int  # K block: a panel's weight block (kc x nr) stays in L2 while a row group streams past it
+    mc: int  # rows per group whose x block (mc x kc) every panel reuses from L2/L3 (a multiple of mr)
     ku: int  # k steps unrolled in the micro-kernel's loop body
     min_chains: int = 8  # independent FMA chains a row block keeps (FMA latency x FMA ports)
     tail_rows: tuple[int, ...] = field(init=False)  # row-block sizes of the M tail (powers of two below mr)
@@ -270,7 +271,7 @@ def _emit_loop_nest(b: _Body, kn: _Kernel) -> None:
     b.op(f"scf.for {p} = %begin to %end step {c1} {{")
     b.depth += 1
     col0 = b.let("col", f"arith.muli {p}, {b.index(tiles.nr)} : index")
-    step = _Step(p, col0, step.kb, step.kmain, step.kend, step.load_prev, step.last)
+    step = replace(step, panel=p, col0=col0)
     _emit_full_row_blocks(b, kn, step, m0, nfull)
     _emit_tail_row_blocks(b, kn, step, m0, nfull, tail)
     for _ in range(3):
@@ -292,7 +293,7 @@ def _emit_k_block_bounds(b: _Body, kn: _Kernel, kb: str, kstep: str) -> _Step:
     last = None
     if spec.k > tiles.kc:  # several K blocks (when M > mr): bias and relu2 wait for the last one
         last = b.let("last", f"arith.cmpi eq, {kend}, {b.index(spec.k)} : index")
-    return _Step("", "", kb, kmain, kend, load_prev, last)
+    return _Step(panel="", col0="", kb=kb, kmain=kmain, kend=kend, load_prev=load_prev, last=last)  # panel: later
 
 
 def _emit_full_row_blocks(b: _Body, kn: _Kernel, step: _Step, m0: str, nfull: str) -> None:
@@ -413,7 +414,9 @@ def _emit_k_remainder(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], ac
     inits = ", ".join(f"{name} = {acc}" for name, acc in zip(iters, accs, strict=True))
     k = b.fresh("k")
     types = ", ".join([VEC] * len(accs))
-    b.op(f"{results}:{len(accs)} = scf.for {k} = {step.kmain} to {step.kend} step {b.index(1)} iter_args({inits}) -> ({types}) {{")
+    b.op(
+        f"{results}:{len(accs)} = scf.for {k} = {step.kmain} to {step.kend} step {b.index(1)} iter_args({inits}) -> ({types}) {{"
+    )
     b.depth += 1
     out = _emit_k_step(b, kn, step, row_ids, k, iters)
     b.op(f"scf.yield {', '.join(out)} : {types}")
@@ -440,9 +443,7 @@ def _emit_epilogue(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], accs:
     values = _emit_scaled_sum(b, kn, row_ids, len(cols), accs, prev)
     values = _emit_finish(b, kn, step, cols, len(row_ids), values)
     for (row, col), value in zip(tiles, values, strict=True):
-        b.op(
-            f"vector.transfer_write {value}, %y[{row}, {col}] {{in_bounds = [{_in_bounds(kn)}]}} : {VEC}, {kn.y_type}"
-        )
+        b.op(f"vector.transfer_write {value}, %y[{row}, {col}] {{in_bounds = [{_in_bounds(kn)}]}} : {VEC}, {kn.y_type}")
 
 
 def _read_y(b: _Body, kn: _Kernel, row: str, col: str) -> str:

@@ -6,9 +6,14 @@ bf16 caches, odd dimensions and tile sizes, and a build for the x86-64 baseline.
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -278,3 +283,55 @@ def test_kernel_text_is_upstream_mlir_only() -> None:
     assert (
         {"func", "scf", "arith", "memref", "vector"} <= dialects <= {"func", "scf", "arith", "memref", "vector", "math"}
     )
+
+
+# --- benchmark (opt-in: TESSERA_BENCH=1 pytest -s -k benchmark) ----------------------------------------------
+
+
+def _best_ms(call: Callable[[], object], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return min(times) * 1e3
+
+
+@pytest.mark.skipif(not os.environ.get("TESSERA_BENCH"), reason="set TESSERA_BENCH=1 to time the kernels")
+def test_benchmark_against_torch_sdpa(tmp_path: Path) -> None:
+    """Prefill T=512/2048 and a decode step at past=2048, Hq=8, Hkv=2, D=128, fp32, heads split over 2 threads,
+    vs torch SDPA (is_causal, enable_gqa) on 2 threads. Times are the best of several runs, in ms."""
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(2)
+    d = AttentionDims(8, 2, 128, 4096)
+    kernels = Kernels(d, build_library(_module({"bench": d}, ("bench",)), tmp_path / "bench.so"), "bench")
+    kernels16 = Kernels(d, kernels.library, "bench_bf16")
+    rng = np.random.default_rng()
+    with ThreadPoolExecutor(2) as pool:
+
+        def both(kernel: Callable[..., None], *args: object, heads: int = d.num_heads) -> None:
+            list(pool.map(lambda r: kernel(*args, *r), [(0, heads // 2), (heads // 2, heads)]))
+
+        for tokens in (512, 2048):
+            cache, qkv = Cache.empty(d), draw_qkv(rng, d, tokens)
+            out = np.empty((tokens, d.out_cols), np.float32)
+            kernels.append(qkv, cache.k, cache.v, 0, 0, d.num_kv_heads)
+            ours = _best_ms(lambda: both(kernels.attend, qkv, cache.k, cache.v, out, 0), 10)
+            one = _best_ms(lambda: kernels.attend(qkv, cache.k, cache.v, out, 0, 0, 4), 5)
+            q, k, v = (torch.from_numpy(x).transpose(0, 1)[None] for x in (qkv[:, :1024].reshape(tokens, 8, 128), *new_keys_values(qkv, d)))  # fmt: skip
+            sdpa = partial(torch.nn.functional.scaled_dot_product_attention, q.contiguous(), k.contiguous(), v.contiguous(), is_causal=True, enable_gqa=True)  # fmt: skip
+            theirs = _best_ms(sdpa, 10)
+            print(f"\nprefill T={tokens}: tessera {ours:.2f} ms (2 threads; 4 heads on 1 thread {one:.2f}), torch sdpa {theirs:.2f} ms")  # fmt: skip
+        past = 2048
+        for name, ks in (("f32", kernels), ("bf16", kernels16)):
+            cache = Cache.empty(d, name)
+            cache.fill(rng, past)
+            qkv, out = draw_qkv(rng, d, 1), np.empty((1, d.out_cols), np.float32)
+            step = _best_ms(lambda: (both(ks.append, qkv, cache.k, cache.v, past, heads=2), both(ks.attend, qkv, cache.k, cache.v, out, past)), 200)  # fmt: skip
+            attend = _best_ms(lambda: both(ks.attend, qkv, cache.k, cache.v, out, past), 200)
+            single = _best_ms(lambda: ks.attend(qkv, cache.k, cache.v, out, past, 0, d.num_heads), 200)
+            print(f"decode past={past} {name} cache: append+attention {step:.3f} ms, attention {attend:.3f} ms (2 threads), all 8 heads on 1 thread {single:.3f} ms")  # fmt: skip
+        keys, values = (torch.from_numpy(x).transpose(0, 1)[None].contiguous() for x in Cache.f32(cache))
+        q = torch.from_numpy(qkv[:, :1024].reshape(1, 8, 128)).transpose(0, 1)[None].contiguous()
+        decode = partial(torch.nn.functional.scaled_dot_product_attention, q, keys[:, :, : past + 1], values[:, :, : past + 1], enable_gqa=True)  # fmt: skip
+        print(f"decode past={past}: torch sdpa {_best_ms(decode, 200):.3f} ms")

@@ -402,45 +402,57 @@ def test_footprints() -> None:
 
 # --- benchmark (python test/kernels/test_x86_mamba.py) -----------------------------------------------------------
 
+BENCH = MambaDims(32, 64, 8, 128, 4, 128, epsilon=1e-5, time_step_min=1e-3)  # a Nemotron-H mixer layer
+
 
 def _benchmark() -> None:
-    """Prefill ssd_scan at H=32, P=64, G=8, N=128, L=128 on 2 threads vs the numpy reference (and torch's
-    mamba2_chunk_scan from transformers' NemotronH when torch is installed)."""
+    """Each kernel at H=32, P=64, G=8, N=128, L=128 on 2 threads (1 thread for comparison); the prefill scan also
+    against the numpy reference and torch's mamba2_chunk_scan (transformers' NemotronH) when torch is installed."""
     import tempfile
 
-    d = MambaDims(32, 64, 8, 128, 4, 128, epsilon=1e-5, time_step_min=1e-3)
-    rng = np.random.default_rng()
+    d, rng = BENCH, np.random.default_rng()
     with tempfile.TemporaryDirectory() as scratch:
-        library = build_library(emit_ssd_scan("ssd_scan", d), Path(scratch) / "scan.so")
-        scan = library.kernel("ssd_scan")
-        for tokens in (512, 2048):
+        library = build_library(module_text(d), Path(scratch) / "mamba.so")
+        for tokens in (1, 512, 2048):
             problem = draw(d, tokens, rng)
-            state, y = problem.ssm_state.copy(), nan_like((tokens, d.inner))
-            scan(*problem.ssd_args(state, y), 0, d.num_heads)
-            start = time.perf_counter()
-            expected, _ = scan_reference(problem, problem.ssm_state)
-            numpy_ms = (time.perf_counter() - start) * 1e3
-            error = rel(y, expected)
-            args = problem.ssd_args(state, y)  # timed calls keep advancing the state: only their time counts
-            one_thread = _best_ms(lambda args=args: scan(*args, 0, d.num_heads))
-            two_threads = _best_ms(lambda args=args: split_call(scan, args, d.num_heads, _Half(), threads=True))
-            print(
-                f"T={tokens}: ssd_scan {two_threads:.2f} ms on 2 threads ({one_thread:.2f} ms on 1), "
-                f"rel err {error:.1e}; numpy reference {numpy_ms:.0f} ms; torch {_torch_ms(problem)}"
-            )
+            xbc, y, out = nan_like(problem.xbc.shape), nan_like((tokens, d.inner)), nan_like((tokens, d.inner))
+            w = problem.weights
+            calls = {
+                "conv_silu": ([problem.zx, w.conv_weight, w.conv_bias, problem.conv_state, xbc], d.conv_channels),
+                "ssd_scan" if tokens > 1 else "ssd_step": (problem.ssd_args(problem.ssm_state.copy(), y), d.num_heads),
+                "gated_rmsnorm": ([y, problem.zx, w.norm_weight, out], tokens),
+            }
+            for name, (args, total) in calls.items():
+                kernel = library.kernel(name)
+                # Timed calls keep advancing the states: only their time counts here.
+                one = _best_ms(lambda kernel=kernel, args=args, total=total: kernel(*args, 0, total))
+                two = _best_ms(lambda kernel=kernel, args=args, total=total: _two_threads(kernel, args, total))
+                print(f"T={tokens:5d} {name:14s} {two:8.3f} ms on 2 threads ({one:.3f} ms on 1)")
+            if tokens > 1:
+                _compare_scan(library, problem)
 
 
-class _Half(np.random.Generator):
-    """A stand-in generator whose integers() cuts the head range in the middle (for the benchmark's split)."""
-
-    def __init__(self) -> None:
-        super().__init__(np.random.PCG64())
-
-    def integers(self, low: int, high: int | None = None, *args: object, **kwargs: object) -> int:  # type: ignore[override]
-        return (low + (high if high is not None else 0)) // 2
+_POOL = ThreadPoolExecutor(2)
 
 
-def _best_ms(run: Callable[[], None], repeats: int = 5) -> float:
+def _two_threads(kernel: Callable[..., None], args: list[np.ndarray], total: int) -> None:
+    futures = [_POOL.submit(kernel, *args, begin, end) for begin, end in ((0, total // 2), (total // 2, total))]
+    for future in futures:
+        future.result()
+
+
+def _compare_scan(library: KernelLibrary, problem: Problem) -> None:
+    state, y = problem.ssm_state.copy(), nan_like((len(problem.zx), problem.d.inner))
+    library.kernel("ssd_scan")(*problem.ssd_args(state, y), 0, problem.d.num_heads)
+    start = time.perf_counter()
+    expected, _ = scan_reference(problem, problem.ssm_state)
+    numpy_ms = (time.perf_counter() - start) * 1e3
+    print(
+        f"        ssd_scan rel err {rel(y, expected):.1e}; numpy reference {numpy_ms:.0f} ms; torch {_torch_ms(problem)}"
+    )
+
+
+def _best_ms(run: Callable[[], None], repeats: int = 7) -> float:
     run()
     times = []
     for _ in range(repeats):

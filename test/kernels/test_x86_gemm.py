@@ -1,0 +1,185 @@
+"""The x86 GEMM / GEMV kernels (lowering/x86/gemm.py) built for this CPU and run against float64 numpy.
+
+One library holds every kernel of the module (built once); inputs are fresh random draws on every run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
+pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
+
+from tessera.lowering.x86 import gemm
+from tessera.lowering.x86.gemm import GemmSpec, GemmTiles
+from tessera.lowering.x86.pipeline import build_library
+from tessera.runtime.native import KernelLibrary
+
+TOLERANCE = 1e-5  # max |error| / max |reference|
+
+# name -> spec: odd N and K (masked columns, k tails), N = 1, N a multiple of nr (unmasked stores),
+# K > MAX_KC (K blocks: partial sums in y, bias / relu2 on the last block), every epilogue and factor.
+SPECS = {
+    "odd_store": GemmSpec(301, 72, "store"),
+    "tiny_relu2_bias": GemmSpec(10, 12, "relu2", bias=True),
+    "one_column": GemmSpec(1, 37, "accumulate", bias=True, row_scale=True),
+    "blocked_accumulate": GemmSpec(130, 2100, "accumulate", row_scale=True),
+    "blocked_store_bias": GemmSpec(128, 2051, "store", bias=True),
+    "blocked_relu2_bf16": GemmSpec(200, 1100, "relu2", bias=True, weight_dtype="bf16"),
+    "bf16_scaled": GemmSpec(64, 96, "store", bias=True, row_scale=True, weight_dtype="bf16"),
+    "relu2_scaled": GemmSpec(77, 1030, "relu2", row_scale=True),
+}
+ROWS = (1, 3, 37)
+
+
+@dataclass
+class Case:
+    """Random inputs of one call and the float64 result expected in y."""
+
+    args: list[np.ndarray]  # x, packed weight, [bias], [row_scale]
+    y: np.ndarray  # initial y (NaN unless accumulating)
+    expected: np.ndarray
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
+    text = "\n".join(gemm.emit_gemm(name, spec, gemm.choose_tiles(spec)) for name, spec in SPECS.items())
+    return build_library(text, tmp_path_factory.mktemp("gemm") / "gemm.so")
+
+
+def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int) -> Case:
+    rng = np.random.default_rng()
+    x = rng.standard_normal((rows, spec.k), dtype=np.float32)
+    weight = rng.standard_normal((spec.n, spec.k), dtype=np.float32)
+    packed = gemm.pack_weight(weight, spec, tiles)
+    if spec.weight_dtype == "bf16":  # the kernel sees the rounded weights
+        weight = gemm.bf16_to_f32(gemm.bf16_bits(weight))
+    expected = x.astype(np.float64) @ weight.astype(np.float64).T
+    args = [x, packed]
+    if spec.row_scale:
+        row_scale = rng.uniform(0.5, 2.0, rows).astype(np.float32)
+        expected *= row_scale[:, None]
+    if spec.bias:
+        bias = rng.standard_normal(spec.n, dtype=np.float32)
+        args.append(bias)
+        expected += bias
+    if spec.row_scale:
+        args.append(row_scale)
+    y = np.full((rows, spec.n), np.nan, dtype=np.float32)
+    if spec.epilogue == "accumulate":
+        y = rng.standard_normal((rows, spec.n), dtype=np.float32)
+        expected += y
+    elif spec.epilogue == "relu2":
+        expected = np.maximum(expected, 0.0) ** 2
+    return Case(args, y, expected)
+
+
+def assert_close(y: np.ndarray, expected: np.ndarray) -> None:
+    assert not np.isnan(y).any(), "NaN in the output (or an element left unwritten)"
+    error = np.abs(y - expected).max() / max(np.abs(expected).max(), 1e-30)
+    assert error <= TOLERANCE, f"relative error {error:.2e}"
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("name", SPECS)
+def test_gemm_matches_float64(library: KernelLibrary, name: str, rows: int) -> None:
+    spec = SPECS[name]
+    tiles = gemm.choose_tiles(spec)
+    case = make_case(spec, tiles, rows)
+    library.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
+    assert_close(case.y, case.expected)
+
+
+@pytest.mark.parametrize("rows", [200, 389])  # several row groups (mc = 192), full blocks and a tail
+@pytest.mark.parametrize("name", ["blocked_accumulate", "blocked_relu2_bf16", "odd_store"])
+def test_gemm_many_rows(library: KernelLibrary, name: str, rows: int) -> None:
+    spec = SPECS[name]
+    tiles = gemm.choose_tiles(spec)
+    case = make_case(spec, tiles, rows)
+    library.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
+    assert_close(case.y, case.expected)
+
+
+@pytest.mark.parametrize("name", ["odd_store", "blocked_accumulate", "blocked_relu2_bf16"])
+def test_panel_ranges_split_the_work(library: KernelLibrary, name: str) -> None:
+    """Two calls on [0, p) and [p, P) give the full result; each writes its own columns only."""
+    spec = SPECS[name]
+    tiles = gemm.choose_tiles(spec)
+    panels = gemm.panel_count(spec, tiles)
+    assert panels >= 2
+    split = int(np.random.default_rng().integers(1, panels))
+    case = make_case(spec, tiles, 37)
+    kernel = library.kernel(name)
+    initial = case.y.copy()
+    kernel(*case.args, case.y, split, panels)
+    cut = split * tiles.nr
+    np.testing.assert_array_equal(case.y[:, :cut], initial[:, :cut])  # untouched (NaN or the residual)
+    assert_close(case.y[:, cut:], case.expected[:, cut:])
+    kernel(*case.args, case.y, 0, split)
+    assert_close(case.y, case.expected)
+
+
+def test_empty_panel_range_writes_nothing(library: KernelLibrary) -> None:
+    spec = SPECS["odd_store"]
+    case = make_case(spec, gemm.choose_tiles(spec), 3)
+    library.kernel("odd_store")(*case.args, case.y, 2, 2)
+    assert np.isnan(case.y).all()
+
+
+def test_baseline_x86_64_build(tmp_path: Path) -> None:
+    """The same kernels compile for the x86-64 baseline (SSE2 only) and compute the same results."""
+    specs = {"base_f32": SPECS["odd_store"], "base_bf16": SPECS["blocked_relu2_bf16"]}
+    text = "\n".join(gemm.emit_gemm(name, spec, gemm.choose_tiles(spec)) for name, spec in specs.items())
+    baseline = build_library(text, tmp_path / "baseline.so", host=False)
+    for name, spec in specs.items():
+        tiles = gemm.choose_tiles(spec)
+        case = make_case(spec, tiles, 37)
+        baseline.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
+        assert_close(case.y, case.expected)
+
+
+def test_pack_weight_layout() -> None:
+    spec = GemmSpec(70, 5, "store")
+    tiles = gemm.choose_tiles(spec)
+    weight = np.random.default_rng().standard_normal((70, 5), dtype=np.float32)
+    packed = gemm.pack_weight(weight, spec, tiles)
+    assert packed.shape == gemm.packed_weight_shape(spec, tiles) == (2, 5, tiles.nr)
+    assert packed.dtype == np.float32 and packed.flags.c_contiguous
+    for n in (0, 63, 64, 69):
+        np.testing.assert_array_equal(packed[n // tiles.nr, :, n % tiles.nr], weight[n])
+    assert not packed[1, :, 70 - tiles.nr :].any()  # the N tail is zero
+
+
+def test_bf16_packing_rounds_to_nearest_even() -> None:
+    values = np.array([1 + 2**-8, 1 + 3 * 2**-8, 1 + 2**-8 + 2**-20, -2.5, np.inf], dtype=np.float32)
+    expected = np.array([1.0, 1 + 2**-6, 1 + 2**-7, -2.5, np.inf], dtype=np.float32)
+    np.testing.assert_array_equal(gemm.bf16_to_f32(gemm.bf16_bits(values)), expected)
+    spec = GemmSpec(5, 3, "store", weight_dtype="bf16")
+    packed = gemm.pack_weight(np.ones((5, 3), dtype=np.float32), spec, gemm.choose_tiles(spec))
+    assert packed.dtype == np.uint16 and packed[0, 0, 0] == 0x3F80 and packed[0, 0, 5] == 0
+
+
+def test_tiles_fit_the_registers_and_caches() -> None:
+    for spec in SPECS.values():
+        tiles = gemm.choose_tiles(spec)
+        assert tiles.nr % 16 == 0 and tiles.mr * tiles.nr // 16 <= 28 and tiles.mc % tiles.mr == 0
+        assert tiles.kc <= spec.k and tiles.kc <= gemm.MAX_KC
+        assert gemm.panel_count(spec, tiles) == -(-spec.n // tiles.nr)
+        assert 0 < gemm.footprint_bytes(spec, tiles) <= 2 * 2**20
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(ValueError, match="epilogue"):
+        GemmSpec(4, 4, "gelu")
+    with pytest.raises(ValueError, match="dtype"):
+        GemmSpec(4, 4, "store", weight_dtype="f16")
+    with pytest.raises(ValueError, match="positive"):
+        GemmSpec(0, 4, "store")
+    with pytest.raises(ValueError, match="multiple of 16"):
+        GemmTiles(nr=24, mr=4, kc=8, mc=8, ku=4)
+    with pytest.raises(ValueError, match="does not match"):
+        gemm.pack_weight(np.zeros((3, 4), dtype=np.float32), GemmSpec(4, 3, "store"), GemmTiles(16, 4, 8, 8, 4))
