@@ -12,8 +12,10 @@ call over threads on disjoint ranges; arguments are memrefs (MLIR's expanded ABI
     conv_silu(zxbcdt: memref<?xWxf32>, conv_weight: memref<CxKxf32>, conv_bias: memref<Cxf32>,
               conv_state: memref<Cx(K-1)xf32>, xbc: memref<?xCxf32>, begin, end)          range: channels
         xbc[t, c] = silu(bias[c] + sum_k w[c, k] * in[t - (K-1) + k, c]) over in = [conv_state^T ; xBC], then
-        conv_state (in place) := the last K-1 rows of in. A channel block keeps the K-1 previous inputs in
-        registers (a sliding window carried through the loop over t), so T = 1 and T < K-1 need no special case.
+        conv_state (in place) := the last K-1 rows of in (T = 1 decode and T < K-1 included). Row by row,
+        16 channels at a time (zxbcdt rows are contiguous); taps and carried inputs, strided per channel, are
+        transposed once per call into scratch [K, C] and [K-1, C]; the first K-1 rows pick each tap's input from
+        zxbcdt or the carried rows.
 
     ssd_scan(zxbcdt, xbc, dt_bias: memref<Hxf32>, A_log: memref<Hxf32>, D: memref<Hxf32>,
              ssm_state: memref<HxPxNx(f32|bf16)>, y: memref<?xIxf32>, begin, end)             range: heads
@@ -24,8 +26,8 @@ call over threads on disjoint ranges; arguments are memrefs (MLIR's expanded ABI
         S = C·B^T ∘ exp(cum[l] - cum[s]) (only 16-wide blocks on or below the diagonal, entries s > l zeroed
         before and after exp), then y rows = exp(cum[l]) C[l]·state + S·(x dt) + D x, and the state
         state·exp(cum[-1]) + B^T·(x dt exp(cum[-1] - cum)). Each matmul is an outer-product register tile of
-        R rows x V vectors (4 x 4 vector<16xf32> accumulators) vectorised along P (or s for C·B^T). The heads' states of one
-        group live transposed ([N, P], f32) in a scratch buffer for the whole call; the cumulative log-decay is
+        4 rows x up to 4 vector<16xf32> accumulators, vectorised along P (along s for C·B^T). The heads' states of
+        one group live transposed ([N, P], f32) in a scratch buffer for the whole call; the cumulative log-decay is
         summed in f64 and kept as an f32 hi/lo pair so that cum[l] - cum[s] keeps its precision.
 
     ssd_step(same arguments as ssd_scan)                                                      range: heads
@@ -129,6 +131,9 @@ class _Loop:
         self.yielded = list(values)
 
 
+_Place = tuple[str, list[str], str]  # (memref, indices, memref type)
+
+
 class _Body:
     """The lines of one func.func body: fresh SSA names, constants hoisted to the entry block, scf.for nests."""
 
@@ -193,6 +198,18 @@ class _Body:
             self.emit(f"scf.yield {', '.join(loop.yielded)} : {', '.join(type_ for _, type_ in carried)}")
         self._depth -= 1
         self.emit("}")
+
+    def load_either(self, cond: str, then: _Place, otherwise: _Place, mask: str | None, type_: str = VF32) -> str:
+        """scf.if cond: a load from `then`, else from `otherwise` (vector loads when type_ is VF32)."""
+        result = self.fresh("if")
+        self.emit(f"{result} = scf.if {cond} -> ({type_}) {{")
+        for (ref, indices, ref_type), closing in ((then, "} else {"), (otherwise, "}")):
+            self._depth += 1
+            value = self.vload(ref, indices, ref_type, mask) if type_ == VF32 else self.load(ref, indices, ref_type)
+            self.emit(f"scf.yield {value} : {type_}")
+            self._depth -= 1
+            self.emit(closing)
+        return result
 
     def text(self) -> str:
         return "\n".join(["    " + line for line in self._constants.values()] + self._lines)
@@ -402,6 +419,11 @@ def _zeros(rows: int, vectors: int, b: _Body) -> list[list[str]]:
     return [[zero] * vectors for _ in range(rows)]
 
 
+def _lane_offsets(b: _Body, stride: int) -> str:
+    """The constant vector [0, stride, 2 * stride, ...] of i32."""
+    return b.const(f"[{', '.join(str(lane * stride) for lane in range(LANES))}]", VI32)
+
+
 def _memref(shape: list[int | str], element: str = "f32") -> str:
     return f"memref<{'x'.join(str(dim) for dim in shape)}x{element}>"
 
@@ -411,49 +433,95 @@ def _memref(shape: list[int | str], element: str = "f32") -> str:
 
 def emit_conv_silu(name: str, d: MambaDims) -> str:
     """The depthwise causal conv + SiLU over channels [begin, end) (see the module docstring for the ABI)."""
-    taps, channels = d.conv_kernel, d.conv_channels
-    zx_t, xbc_t = _memref(["?", d.proj_width]), _memref(["?", channels])
-    w_t, bias_t, state_t = _memref([channels, taps]), _memref([channels]), _memref([channels, taps - 1])
-    b = _Body()
-    c0 = b.index(0)
-    tokens = b.let(f"memref.dim %xbc, {c0} : {xbc_t}", "T")
-    with b.loop("%begin", "%end", b.index(LANES)) as block:
-        channel = block.iv
-        lanes = b.min_index(b.index(LANES), b.sub("%end", channel))
-        mask = b.let(f"vector.create_mask {lanes} : {VMASK}", "m")
-        b.comment("per-channel taps and carried inputs are strided by K and K-1: gathered once per block")
-        weights = [_gather(b, "%w", w_t, channel, tap, taps, mask) for tap in range(taps)]
-        bias = b.vload("%bias", [channel], bias_t, mask)
-        window = [_gather(b, "%state", state_t, channel, j, taps - 1, mask) for j in range(taps - 1)]
-        column = b.offset(channel, d.inner)
-        with b.loop(c0, tokens, b.index(1), [(value, VF32) for value in window]) as step:
-            new = b.vload("%zx", [step.iv, column], zx_t, mask)
-            acc = bias
-            for weight, value in zip(weights, [*step.args, new], strict=True):
-                acc = b.fma(weight, value, acc)
-            b.vstore(_silu(b, acc), "%xbc", [step.iv, channel], xbc_t, mask)
-            if window:
-                step.yield_(*step.args[1:], new)
+    return _ConvEmitter(d).function(name)
+
+
+class _ConvEmitter:
+    """Row by row (rows of zxbcdt are contiguous, columns 24 KB apart at the model's width: walking a channel
+    block down the rows would miss the TLB on every row), 16 channels at a time. The taps and carried inputs,
+    strided per channel, are transposed once per call into scratch [K, C] and [K-1, C] rows."""
+
+    def __init__(self, d: MambaDims) -> None:
+        self.d, self.b = d, _Body()
+        self.taps, channels = d.conv_kernel, d.conv_channels
+        self.zx_t, self.xbc_t = _memref(["?", d.proj_width]), _memref(["?", channels])
+        self.w_t, self.bias_t = _memref([channels, self.taps]), _memref([channels])
+        self.state_t = _memref([channels, self.taps - 1])
+        self.wt_t, self.hist_t = _memref([self.taps, channels]), _memref([max(self.taps - 1, 1), channels])
+
+    def function(self, name: str) -> str:
+        b = self.b
+        self.tokens = b.let(f"memref.dim %xbc, {b.index(0)} : {self.xbc_t}", "T")
+        b.emit(f"%wt = memref.alloc() {{alignment = 64 : i64}} : {self.wt_t}")
+        b.emit(f"%hist = memref.alloc() {{alignment = 64 : i64}} : {self.hist_t}")
+        self.transpose_inputs()
+        warm = b.min_index(self.tokens, b.index(self.taps - 1))
+        b.comment("the first K-1 rows reach back into the carried inputs; the others read zxbcdt only")
+        self.rows(b.index(0), warm, warm=True)
+        self.rows(warm, self.tokens, warm=False)
+        self.carry_state()
+        b.emit(f"memref.dealloc %wt : {self.wt_t}")
+        b.emit(f"memref.dealloc %hist : {self.hist_t}")
+        params = [("zx", self.zx_t), ("w", self.w_t), ("bias", self.bias_t), ("state", self.state_t)]
+        return _function(name, [*params, ("xbc", self.xbc_t), ("begin", "index"), ("end", "index")], b)
+
+    def transpose_inputs(self) -> None:
+        b = self.b
+        b.comment("wt[k, c] = w[c, k], hist[j, c] = conv_state[c, j] for the channels in range")
+        with b.loop("%begin", "%end", b.index(1)) as channel:
+            c = channel.iv
+            for k in range(self.taps):
+                b.store(b.load("%w", [c, b.index(k)], self.w_t), "%wt", [b.index(k), c], self.wt_t)
+            for j in range(self.taps - 1):
+                b.store(b.load("%state", [c, b.index(j)], self.state_t), "%hist", [b.index(j), c], self.hist_t)
+
+    def rows(self, lo: str, hi: str, warm: bool) -> None:
+        """Rows [lo, hi): whole 16-channel vectors of [begin, end), then the masked rest (at most one)."""
+        b = self.b
+        span = b.sub("%end", "%begin")
+        full = b.sub("%end", b.let(f"arith.remui {span}, {b.index(LANES)} : index"))
+        with b.loop(lo, hi, b.index(1)) as row:
+            with b.loop("%begin", full, b.index(LANES)) as vector:
+                self.vector(row.iv, vector.iv, None, warm)
+            with b.loop(full, "%end", b.index(LANES)) as rest:
+                mask = b.let(f"vector.create_mask {b.sub('%end', rest.iv)} : {VMASK}", "m")
+                self.vector(row.iv, rest.iv, mask, warm)
+
+    def vector(self, t: str, c: str, mask: str | None, warm: bool) -> None:
+        """xbc[t, c:c+16] = silu(bias + sum_k wt[k] * input[t - (K-1) + k]), input rows < 0 from hist."""
+        b, taps = self.b, self.taps
+        column = b.offset(c, self.d.inner)
+        acc = b.vload("%bias", [c], self.bias_t, mask)
+        for k in range(taps):
+            back = taps - 1 - k
+            if back == 0:
+                value = b.vload("%zx", [t, column], self.zx_t, mask)
+            elif not warm:
+                value = b.vload("%zx", [b.sub(t, b.index(back)), column], self.zx_t, mask)
+            else:
+                source = b.sub(t, b.index(back))
+                in_call = b.let(f"arith.cmpi sge, {source}, {b.index(0)} : index")
+                carried = [b.offset(t, k), c]  # hist row K-1 + source
+                value = b.load_either(
+                    in_call, ("%zx", [source, column], self.zx_t), ("%hist", carried, self.hist_t), mask
+                )
+            acc = b.fma(b.vload("%wt", [b.index(k), c], self.wt_t, mask), value, acc)
+        b.vstore(_silu(b, acc), "%xbc", [t, c], self.xbc_t, mask)
+
+    def carry_state(self) -> None:
+        """conv_state[c, j] = input[T - (K-1) + j, c]: the last K-1 rows of [old state ; xBC] (from hist when the
+        call had fewer than K-1 rows)."""
+        b = self.b
         b.comment("conv_state := the last K-1 inputs, oldest first")
-        for j, value in enumerate(step.results):
-            _scatter(b, value, "%state", state_t, channel, j, taps - 1, mask)
-    params = [("zx", zx_t), ("w", w_t), ("bias", bias_t), ("state", state_t), ("xbc", xbc_t)]
-    return _function(name, [*params, ("begin", "index"), ("end", "index")], b)
-
-
-def _lane_offsets(b: _Body, stride: int) -> str:
-    return b.const(f"[{', '.join(str(lane * stride) for lane in range(LANES))}]", VI32)
-
-
-def _gather(b: _Body, ref: str, ref_type: str, row: str, col: int, stride: int, mask: str) -> str:
-    zero = b.const("0.0", VF32)
-    where = f"{ref}[{row}, {b.index(col)}][{_lane_offsets(b, stride)}]"
-    return b.let(f"vector.gather {where}, {mask}, {zero} : {ref_type}, {VI32}, {VMASK}, {VF32} into {VF32}")
-
-
-def _scatter(b: _Body, value: str, ref: str, ref_type: str, row: str, col: int, stride: int, mask: str) -> None:
-    where = f"{ref}[{row}, {b.index(col)}][{_lane_offsets(b, stride)}]"
-    b.emit(f"vector.scatter {where}, {mask}, {value} : {ref_type}, {VI32}, {VMASK}, {VF32}")
+        with b.loop("%begin", "%end", b.index(1)) as channel:
+            c = channel.iv
+            column = b.offset(c, self.d.inner)
+            for j in range(self.taps - 1):
+                source = b.sub(self.tokens, b.index(self.taps - 1 - j))
+                in_call = b.let(f"arith.cmpi sge, {source}, {b.index(0)} : index")
+                carried = ("%hist", [b.offset(self.tokens, j), c], self.hist_t)
+                value = b.load_either(in_call, ("%zx", [source, column], self.zx_t), carried, None, "f32")
+                b.store(value, "%state", [c, b.index(j)], self.state_t)
 
 
 # --- gated_rmsnorm ----------------------------------------------------------------------------------------------
@@ -879,8 +947,8 @@ def footprint_bytes(kind: str, d: MambaDims) -> int:
     """Fast-memory bytes a kernel keeps live per call (per thread):
 
     ssd_scan: its scratch buffers (group states [H/G, N, P], B^T, C·B^T, scores, x tiles, decay columns);
-    ssd_step: one head's state (f32 or bf16) plus its B and C rows; conv_silu: the register window, taps and
-    bias of a 16-channel block; gated_rmsnorm: one group of out and its y, z and weight.
+    ssd_step: one head's state (f32 or bf16) plus its B and C rows; conv_silu: its transposed taps and carried
+    inputs [2K-1, C] plus the K rows of input a row reads; gated_rmsnorm: one group of out and its y, z and weight.
     """
     if kind == "ssd_scan":
         return sum(_bytes(type_) for type_ in _scan_scratch(d).values())
@@ -888,7 +956,7 @@ def footprint_bytes(kind: str, d: MambaDims) -> int:
         element = 2 if d.state_dtype == "bf16" else 4
         return d.head_dim * d.state_size * element + 2 * d.state_size * 4
     if kind == "conv_silu":
-        return (2 * d.conv_kernel) * LANES * 4
+        return (2 * d.conv_kernel - 1) * d.conv_channels * 4 + d.conv_kernel * d.proj_width * 4
     if kind == "gated_rmsnorm":
         return 4 * (d.inner // d.n_groups) * 4
     raise ValueError(f"unknown Mamba kernel kind {kind!r} (conv_silu, ssd_scan, ssd_step, gated_rmsnorm)")

@@ -36,3 +36,16 @@ def build_library(kernels_mlir: str, path: Path, host: bool = True):  # type: ig
     llvm_ir = toolchain.mlir_to_llvm_ir(kernels_mlir, LLVM_PIPELINE)
     cpu = toolchain.host_cpu() if host else toolchain.X86_64_BASELINE
     return KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=cpu)], path))
+
+
+if __name__ == "__main__":  # kernels MLIR on stdin -> LLVM IR on stdout (lit tests pipe tessera-opt into it)
+    import sys
+
+    from tessera.errors import TesseraError
+    from tessera.targets import toolchain
+
+    try:
+        sys.stdout.write(toolchain.mlir_to_llvm_ir(sys.stdin.read(), LLVM_PIPELINE))
+    except TesseraError as exc:
+        print(f"pipeline: error: {exc}", file=sys.stderr)
+        sys.exit(1)

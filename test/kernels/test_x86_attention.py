@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -297,41 +298,62 @@ def _best_ms(call: Callable[[], object], repeats: int) -> float:
     return min(times) * 1e3
 
 
+def _on_two_threads(pool: ThreadPoolExecutor, kernel: Callable[..., None], count: int, *args: object) -> None:
+    """kernel(*args, begin, end) on [0, count/2) and [count/2, count) at once, as the runtime splits work."""
+    list(pool.map(lambda r: kernel(*args, *r), [(0, count // 2), (count // 2, count)]))
+
+
+def _torch_heads(x: np.ndarray) -> Any:
+    """[T, H, D] numpy -> [1, H, T, D] contiguous torch tensor."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2)))[None]
+
+
+def _bench_prefill(pool: ThreadPoolExecutor, kernels: Kernels, tokens: int) -> str:
+    import torch
+
+    d, rng = kernels.dims, np.random.default_rng()
+    cache, qkv = Cache.empty(d), draw_qkv(rng, d, tokens)
+    out = np.empty((tokens, d.out_cols), np.float32)
+    kernels.append(qkv, cache.k, cache.v, 0, 0, d.num_kv_heads)
+    ours = _best_ms(partial(_on_two_threads, pool, kernels.attend, d.num_heads, qkv, cache.k, cache.v, out, 0), 10)
+    one = _best_ms(partial(kernels.attend, qkv, cache.k, cache.v, out, 0, 0, d.num_heads // 2), 5)
+    q = _torch_heads(qkv[:, : d.out_cols].reshape(tokens, d.num_heads, d.head_dim))
+    k, v = (_torch_heads(x) for x in new_keys_values(qkv, d))
+    sdpa = partial(torch.nn.functional.scaled_dot_product_attention, q, k, v, is_causal=True, enable_gqa=True)
+    return f"prefill T={tokens}: tessera {ours:.2f} ms (half the heads on 1 thread {one:.2f}), torch {_best_ms(sdpa, 10):.2f} ms"  # fmt: skip
+
+
+def _bench_decode(pool: ThreadPoolExecutor, kernels: Kernels, dtype: str, past: int) -> str:
+    import torch
+
+    d, rng = kernels.dims, np.random.default_rng()
+    cache = Cache.empty(d, dtype)
+    cache.fill(rng, past)
+    qkv, out = draw_qkv(rng, d, 1), np.empty((1, d.out_cols), np.float32)
+    append = partial(_on_two_threads, pool, kernels.append, d.num_kv_heads, qkv, cache.k, cache.v, past)
+    attend = partial(_on_two_threads, pool, kernels.attend, d.num_heads, qkv, cache.k, cache.v, out, past)
+    step = _best_ms(lambda: (append(), attend()), 200)
+    single = _best_ms(partial(kernels.attend, qkv, cache.k, cache.v, out, past, 0, d.num_heads), 200)
+    q = _torch_heads(qkv[:, : d.out_cols].reshape(1, d.num_heads, d.head_dim))
+    k, v = (_torch_heads(x[: past + 1]) for x in cache.f32())
+    sdpa = partial(torch.nn.functional.scaled_dot_product_attention, q, k, v, enable_gqa=True)
+    return (
+        f"decode past={past} {dtype} cache: append+attention {step:.3f} ms, attention {_best_ms(attend, 200):.3f} ms, "
+        f"all heads on 1 thread {single:.3f} ms; torch (f32) {_best_ms(sdpa, 200):.3f} ms"
+    )
+
+
 @pytest.mark.skipif(not os.environ.get("TESSERA_BENCH"), reason="set TESSERA_BENCH=1 to time the kernels")
 def test_benchmark_against_torch_sdpa(tmp_path: Path) -> None:
     """Prefill T=512/2048 and a decode step at past=2048, Hq=8, Hkv=2, D=128, fp32, heads split over 2 threads,
-    vs torch SDPA (is_causal, enable_gqa) on 2 threads. Times are the best of several runs, in ms."""
+    vs torch SDPA (is_causal, enable_gqa, fp32) on 2 threads. Best of several runs, in ms."""
     torch = pytest.importorskip("torch")
     torch.set_num_threads(2)
     d = AttentionDims(8, 2, 128, 4096)
-    kernels = Kernels(d, build_library(_module({"bench": d}, ("bench",)), tmp_path / "bench.so"), "bench")
-    kernels16 = Kernels(d, kernels.library, "bench_bf16")
-    rng = np.random.default_rng()
+    library = build_library(_module({"bench": d}, ("bench",)), tmp_path / "bench.so")
     with ThreadPoolExecutor(2) as pool:
-
-        def both(kernel: Callable[..., None], *args: object, heads: int = d.num_heads) -> None:
-            list(pool.map(lambda r: kernel(*args, *r), [(0, heads // 2), (heads // 2, heads)]))
-
-        for tokens in (512, 2048):
-            cache, qkv = Cache.empty(d), draw_qkv(rng, d, tokens)
-            out = np.empty((tokens, d.out_cols), np.float32)
-            kernels.append(qkv, cache.k, cache.v, 0, 0, d.num_kv_heads)
-            ours = _best_ms(lambda: both(kernels.attend, qkv, cache.k, cache.v, out, 0), 10)
-            one = _best_ms(lambda: kernels.attend(qkv, cache.k, cache.v, out, 0, 0, 4), 5)
-            q, k, v = (torch.from_numpy(x).transpose(0, 1)[None] for x in (qkv[:, :1024].reshape(tokens, 8, 128), *new_keys_values(qkv, d)))  # fmt: skip
-            sdpa = partial(torch.nn.functional.scaled_dot_product_attention, q.contiguous(), k.contiguous(), v.contiguous(), is_causal=True, enable_gqa=True)  # fmt: skip
-            theirs = _best_ms(sdpa, 10)
-            print(f"\nprefill T={tokens}: tessera {ours:.2f} ms (2 threads; 4 heads on 1 thread {one:.2f}), torch sdpa {theirs:.2f} ms")  # fmt: skip
-        past = 2048
-        for name, ks in (("f32", kernels), ("bf16", kernels16)):
-            cache = Cache.empty(d, name)
-            cache.fill(rng, past)
-            qkv, out = draw_qkv(rng, d, 1), np.empty((1, d.out_cols), np.float32)
-            step = _best_ms(lambda: (both(ks.append, qkv, cache.k, cache.v, past, heads=2), both(ks.attend, qkv, cache.k, cache.v, out, past)), 200)  # fmt: skip
-            attend = _best_ms(lambda: both(ks.attend, qkv, cache.k, cache.v, out, past), 200)
-            single = _best_ms(lambda: ks.attend(qkv, cache.k, cache.v, out, past, 0, d.num_heads), 200)
-            print(f"decode past={past} {name} cache: append+attention {step:.3f} ms, attention {attend:.3f} ms (2 threads), all 8 heads on 1 thread {single:.3f} ms")  # fmt: skip
-        keys, values = (torch.from_numpy(x).transpose(0, 1)[None].contiguous() for x in Cache.f32(cache))
-        q = torch.from_numpy(qkv[:, :1024].reshape(1, 8, 128)).transpose(0, 1)[None].contiguous()
-        decode = partial(torch.nn.functional.scaled_dot_product_attention, q, keys[:, :, : past + 1], values[:, :, : past + 1], enable_gqa=True)  # fmt: skip
-        print(f"decode past={past}: torch sdpa {_best_ms(decode, 200):.3f} ms")
+        lines = [_bench_prefill(pool, Kernels(d, library, "bench"), tokens) for tokens in (512, 2048)]
+        lines += [_bench_decode(pool, Kernels(d, library, f"bench{suffix}"), dtype, 2048) for dtype, suffix in (("f32", ""), ("bf16", "_bf16"))]  # fmt: skip
+    print("\n" + "\n".join(lines))

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +50,9 @@ BF16_TOLERANCE = 1e-2
 SMALL = MambaDims(4, 10, 2, 12, 4, 8, epsilon=1e-5, time_step_min=1e-3)
 MID = MambaDims(8, 8, 1, 16, 4, 16, epsilon=1e-6, time_step_min=1e-2)
 ODD = MambaDims(6, 12, 3, 20, 3, 16, epsilon=1e-5, time_step_min=1e-3)  # 3 conv taps, 2 heads per group
+EDGE = MambaDims(2, 80, 2, 13, 2, 12, epsilon=1e-5, time_step_min=1e-3)  # P in two tiles, N % 4, L % 16, K = 2
 LARGE = MambaDims(4, 64, 2, 128, 4, 128, epsilon=1e-5, time_step_min=1e-3)
-DIMS = {"small": SMALL, "mid": MID, "odd": ODD, "large": LARGE}
+DIMS = {"small": SMALL, "mid": MID, "odd": ODD, "edge": EDGE, "large": LARGE}
 
 
 def token_counts(d: MambaDims) -> list[int]:
@@ -256,7 +258,7 @@ def test_ssd_scan(build: Build, rng: np.random.Generator, d: MambaDims, tokens: 
     assert rel(state, expected_state) <= F32_TOLERANCE
 
 
-@pytest.mark.parametrize("d", [SMALL, MID, ODD], ids=["small", "mid", "odd"])
+@pytest.mark.parametrize("d", [SMALL, MID, ODD, EDGE], ids=["small", "mid", "odd", "edge"])
 def test_ssd_scan_in_two_pieces_equals_one_call(build: Build, rng: np.random.Generator, d: MambaDims) -> None:
     """A prompt prefilled in two pieces (the second resuming from the state the first wrote) equals one call."""
     tokens = 2 * d.chunk_size + 3
@@ -326,15 +328,17 @@ def test_bf16_state_scan(build: Build, rng: np.random.Generator, d: MambaDims) -
     assert rel(from_bf16(state), expected_state) <= BF16_TOLERANCE
 
 
-@pytest.mark.parametrize("d", [SMALL, ODD], ids=["small", "odd"])
-def test_bf16_state_step(build: Build, rng: np.random.Generator, d: MambaDims) -> None:
-    """Each row's new state is rounded to bf16 when stored, and y reads the rounded state."""
+@pytest.mark.parametrize(
+    ("d", "host"), [(SMALL, True), (SMALL, False), (ODD, True)], ids=["small", "small-baseline", "odd"]
+)
+def test_bf16_state_step(build: Build, rng: np.random.Generator, d: MambaDims, host: bool) -> None:
+    """Each row's new state is rounded to bf16 when stored, and y reads the rounded state (host and baseline)."""
     d = replace(d, state_dtype="bf16")
     problem = draw(d, 4, rng)
     state = to_bf16(problem.ssm_state)
     expected_y, expected_state = step_reference(problem, from_bf16(state), lambda s: from_bf16(to_bf16(s)))
     y = nan_like(expected_y.shape)
-    split_call(build(d).kernel("ssd_step"), problem.ssd_args(state, y), d.num_heads, rng)
+    split_call(build(d, host).kernel("ssd_step"), problem.ssd_args(state, y), d.num_heads, rng)
     assert rel(y, expected_y) <= BF16_TOLERANCE
     assert rel(from_bf16(state), expected_state) <= BF16_TOLERANCE
 
@@ -425,8 +429,8 @@ def _benchmark() -> None:
             for name, (args, total) in calls.items():
                 kernel = library.kernel(name)
                 # Timed calls keep advancing the states: only their time counts here.
-                one = _best_ms(lambda kernel=kernel, args=args, total=total: kernel(*args, 0, total))
-                two = _best_ms(lambda kernel=kernel, args=args, total=total: _two_threads(kernel, args, total))
+                one = _best_ms(partial(kernel, *args, 0, total))
+                two = _best_ms(partial(_two_threads, kernel, args, total))
                 print(f"T={tokens:5d} {name:14s} {two:8.3f} ms on 2 threads ({one:.3f} ms on 1)")
             if tokens > 1:
                 _compare_scan(library, problem)

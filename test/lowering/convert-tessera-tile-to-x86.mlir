@@ -1,0 +1,26 @@
+// RUN: tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule{max-seq-len=32},tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=x86},tessera-tile-compute-footprint' -o %t.tile.mlir
+// RUN: tessera-opt %t.tile.mlir -t x86-mlir | FileCheck %s
+// RUN: tessera-opt %t.tile.mlir -t x86-mlir | %python -m tessera.lowering.x86.pipeline | FileCheck %s --check-prefix=LLVM
+// RUN: tessera-opt %t.tile.mlir -t x86-program | FileCheck %s --check-prefix=PROGRAM
+// RUN: not tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule,convert-tessera-schedule-to-tile' -t x86-mlir 2>&1 | FileCheck %s --check-prefix=UNTILED
+
+// Every kernel is an upstream func over memrefs with the token count dynamic, ending in its [begin, end) range;
+// GEMMs read packed weight panels and accumulate in 512-bit vectors.
+// CHECK:     func.func @embedding_hidden32_vocab64(%{{.*}}: memref<?xi64>, %{{.*}}: memref<64x32xf32>, %{{.*}}: memref<?x32xf32>, %begin: index, %end: index)
+// CHECK:     func.func @matmul_bias0_store_k32_n132(%{{.*}}: memref<?x32xf32>, %{{.*}}: memref<{{[0-9]+}}x32x{{[0-9]+}}xf32>, %{{.*}}: memref<?x132xf32>, %{{.*}}: index, %{{.*}}: index)
+// CHECK:     vector.fma {{.*}} : vector<16xf32>
+// CHECK:     func.func @ssd_scan_l8_p8_g2_h4_f32_n16_dtmin0p001(
+// CHECK:     func.func @attention_p8_s32_h4_hkv2(
+// CHECK-NOT: tessera.
+
+// LLVM: define void @matmul_bias0_store_k32_n132(
+// LLVM: fmul <16 x float>
+// LLVM: define void @ssd_step_p8_g2_h4_f32_n16(
+
+// The runtime's view: launches with their arguments, weights with their packing, state by name.
+// PROGRAM:      "kernel": "embedding_hidden32_vocab64",
+// PROGRAM:      "layout": "gemm_panels",
+// PROGRAM:      "layers.0.ssm_state": {
+// PROGRAM-NEXT:   "shape": [
+
+// UNTILED: tessera-opt: error: tessera.tile.kernel @embedding_hidden32_vocab64: no tiles chosen
