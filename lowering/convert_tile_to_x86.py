@@ -199,15 +199,18 @@ def lower_programs(module: ModuleOp) -> dict[str, Any]:
                 _note_packing(weights, args[1]["weight"], kernel)
             if kernel.kind.data == "conv_silu" and len(op.ins) == 2:
                 args.insert(2, {"zeros": int(_dims(kernel)["channels"])})  # no conv bias: a zero vector
-            launches.append(
-                {
-                    "kernel": kernel.sym_name.data,
-                    "kind": kernel.kind.data,
-                    "args": args,
-                    "parallel": kernel.parallel.data,
-                    "grid": int(kernel.grid.value.data),
-                }
-            )
+            launch: dict[str, Any] = {
+                "kernel": kernel.sym_name.data,
+                "kind": kernel.kind.data,
+                "args": args,
+                "parallel": kernel.parallel.data,
+                "grid": int(kernel.grid.value.data),
+            }
+            if kernel.kind.data in ("ssd_scan", "ssd_step"):
+                # Split heads on group boundaries: the heads of a group share one C·Bᵀ per chunk.
+                dims = _dims(kernel)
+                launch["align"] = dims["num_heads"] // dims["n_groups"]
+            launches.append(launch)
         returned = next(op for op in program.walk() if isinstance(op, func.ReturnOp))
         programs[program.sym_name.data] = {
             "launches": launches,

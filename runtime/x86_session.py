@@ -50,6 +50,7 @@ class _Launch:
     args: list[Any]  # expanded memref / integer arguments, without the [begin, end) range
     extent: int  # grid units to split: panels, heads, channels or tokens
     name: str
+    align: int = 1  # split only at multiples of this (e.g. the heads of one SSM group)
 
 
 class X86Session:
@@ -71,6 +72,7 @@ class X86Session:
         self._pool = ThreadPoolExecutor(max_workers=1) if threads > 1 else None
         self._decode_ids = np.zeros(1, np.int64)
         self._decode: tuple[list[_Launch], np.ndarray] | None = None
+        self._buffers: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for program_name in ("prefill", "decode"):
             for launch in program["programs"][program_name]["launches"]:
                 self._function(launch["kernel"])  # a missing kernel fails at open, not mid-run
@@ -184,10 +186,11 @@ class X86Session:
                 value = resolve(arg)
                 expanded += memref_args(value) if isinstance(value, np.ndarray) else [value]
             extent = launch["grid"] or tokens
-            launches.append(_Launch(self._function(launch["kernel"]), expanded, extent, launch["kernel"]))
+            function = self._function(launch["kernel"])
+            launches.append(_Launch(function, expanded, extent, launch["kernel"], int(launch.get("align", 1))))
         result = resolve(program["result"])
         assert isinstance(result, np.ndarray)
-        self._arena = (arena, keep)  # alive as long as the prepared launches
+        self._buffers[program_name] = (arena, keep)  # alive as long as the launches bound to them
         return launches, result
 
     def _run(self, launches: list[_Launch]) -> None:
@@ -198,6 +201,8 @@ class X86Session:
                 launch.function(*launch.args, ctypes.c_int64(0), ctypes.c_int64(extent))
                 continue
             middle = (extent + 1) // 2
+            if launch.align > 1 and extent >= 2 * launch.align:
+                middle = (extent // launch.align + 1) // 2 * launch.align
             other = pool.submit(launch.function, *launch.args, ctypes.c_int64(middle), ctypes.c_int64(extent))
             launch.function(*launch.args, ctypes.c_int64(0), ctypes.c_int64(middle))
             other.result()

@@ -212,7 +212,7 @@ class _Body:
         return result
 
     def text(self) -> str:
-        return "\n".join(["    " + line for line in self._constants.values()] + self._lines)
+        return "\n".join(["  " + line for line in self._constants.values()] + self._lines)
 
     # --- small arithmetic helpers -----------------------------------------------------------------------------
 
@@ -364,7 +364,7 @@ def _bf16_round_trip(b: _Body, value: str, type_: str) -> tuple[str, str]:
 
 def _function(name: str, params: list[tuple[str, str]], body: _Body) -> str:
     signature = ", ".join(f"%{param}: {type_}" for param, type_ in params)
-    return f"func.func @{name}({signature}) {{\n{body.text()}\n    return\n}}\n"
+    return f"func.func @{name}({signature}) {{\n{body.text()}\n  return\n}}\n"
 
 
 @dataclass(frozen=True)

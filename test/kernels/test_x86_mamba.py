@@ -9,7 +9,7 @@ module. `python test/kernels/test_x86_mamba.py` times the prefill scan (see _ben
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -156,11 +156,12 @@ def f32(values: np.ndarray) -> np.ndarray:
 
 
 def draw(d: MambaDims, tokens: int, rng: np.random.Generator) -> Problem:
-    """Inputs and weights drawn like tests' randomize_weights: A_log spread, D and norms around 1, dt_bias ~ -2."""
+    """Inputs and weights drawn like conftest's randomize_weights: A_log spread, D and norms around 1, dt_bias ~ -2.
+    The projections are identities, so that reference mamba2_prefill/decode compute exactly these kernels' chain."""
     inner, channels, heads = d.inner, d.conv_channels, d.num_heads
     weights = Mamba2Weights(
-        in_proj_weight=np.eye(d.proj_width, dtype=np.float32),  # identity projections: the mixer reference
-        conv_weight=f32(rng.standard_normal((channels, d.conv_kernel)) * 0.5),  # becomes these kernels' chain
+        in_proj_weight=np.eye(d.proj_width, dtype=np.float32),
+        conv_weight=f32(rng.standard_normal((channels, d.conv_kernel)) * 0.5),
         dt_bias=f32(rng.standard_normal(heads) - 2),
         A_log=f32(np.log(rng.random(heads) * 4 + 0.5)),
         D=f32(1 + 0.3 * rng.standard_normal(heads)),
@@ -210,8 +211,8 @@ def nan_like(shape: tuple[int, ...]) -> np.ndarray:
 
 
 @pytest.fixture
-def rng() -> Iterator[np.random.Generator]:
-    yield np.random.default_rng()
+def rng() -> np.random.Generator:
+    return np.random.default_rng()  # fresh inputs every run
 
 
 # --- conv_silu ----------------------------------------------------------------------------------------------------
