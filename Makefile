@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:
-#   make demo   install Tessera and compile + run the embedded default model (configs/nemotron_h_tiny.yaml)
+#   make demo   install Tessera and compile the embedded default model (configs/nemotron_h_tiny.yaml) for this
+#               CPU (x86), then generate tokens with the compiled code
 #   make test   install Tessera with its test and mlir extras and run the lit and pytest suites
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,14 +14,14 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[mlir]'
 
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,mlir]'
 
 demo: install
-	$(BIN)/tessera-compile configs/nemotron_h_tiny.yaml --target reference -o $(OUT)
-	$(BIN)/tessera-run $(OUT) --input-ids 5,7,9,11,13 --max-new-tokens 16 --json
+	$(BIN)/tessera-compile configs/nemotron_h_tiny.yaml --target x86 -o $(OUT)
+	$(BIN)/tessera-run $(OUT) --target x86 --input-ids 5,7,9,11,13 --max-new-tokens 16 --json
 
 test: install-test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/lit -q test

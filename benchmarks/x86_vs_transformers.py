@@ -69,7 +69,9 @@ def measure_hf(checkpoint: Path, prompt: list[int], new_tokens: int, precision: 
     ids = torch.tensor([prompt])
 
     def generate(count: int) -> None:
-        model.generate(ids, max_new_tokens=count, min_new_tokens=count, do_sample=False, eos_token_id=None, pad_token_id=0)
+        model.generate(
+            ids, max_new_tokens=count, min_new_tokens=count, do_sample=False, eos_token_id=None, pad_token_id=0
+        )
 
     with torch.no_grad():
         model(ids, use_cache=True)  # warm-up
@@ -77,7 +79,11 @@ def measure_hf(checkpoint: Path, prompt: list[int], new_tokens: int, precision: 
         generate(2)
         one = _median_seconds(lambda: generate(1), repeats)
         many = _median_seconds(lambda: generate(new_tokens), repeats)
-    return {"prefill_tps": len(prompt) / prefill, "decode_tps": (new_tokens - 1) / (many - one), "kernels": f"torch {torch.__version__}"}
+    return {
+        "prefill_tps": len(prompt) / prefill,
+        "decode_tps": (new_tokens - 1) / (many - one),
+        "kernels": f"torch {torch.__version__}",
+    }
 
 
 def measure_tessera(artifact: Path, prompt: list[int], new_tokens: int, repeats: int) -> dict[str, object]:
@@ -100,7 +106,11 @@ def measure_tessera(artifact: Path, prompt: list[int], new_tokens: int, repeats:
     generate(2)
     one = _median_seconds(lambda: generate(1), repeats)
     many = _median_seconds(lambda: generate(new_tokens), repeats)
-    return {"prefill_tps": len(prompt) / prefill_s, "decode_tps": (new_tokens - 1) / (many - one), "kernels": session.kernels.how}
+    return {
+        "prefill_tps": len(prompt) / prefill_s,
+        "decode_tps": (new_tokens - 1) / (many - one),
+        "kernels": session.kernels.how,
+    }
 
 
 def _in_process(system: str, path: Path, args: argparse.Namespace, precision: str) -> dict[str, object]:
@@ -139,15 +149,29 @@ def main() -> None:
         for precision in args.precision:
             artifact = Path(scratch) / f"out-{precision}"
             command = [sys.executable, "-m", "tessera.tools.tessera_compile", str(checkpoint), "--target", "x86"]
-            command += ["--precision", precision, "--max-seq-len", str(args.prompt + args.new_tokens + 8), "-o", str(artifact), "-q"]
+            command += [
+                "--precision",
+                precision,
+                "--max-seq-len",
+                str(args.prompt + args.new_tokens + 8),
+                "-o",
+                str(artifact),
+                "-q",
+            ]
             subprocess.run(command, check=True, env={**os.environ})
             ours = _in_process("tessera", artifact, args, precision)
             theirs = _in_process("hf", checkpoint, args, precision)
             rows.append((precision, ours, theirs))
     name = Path(args.model).stem
-    print(f"\n{name}, prompt {args.prompt} tokens, {args.new_tokens} new tokens; {_cpu_name()}, 2 threads; {date.today()}")
-    print(f"Tessera kernels: {rows[0][1]['kernels']}; transformers {__import__('transformers').__version__}, torch {torch.__version__}\n")
-    print("| precision | Tessera prefill tok/s | HF prefill tok/s | ratio | Tessera decode tok/s | HF decode tok/s | ratio |")
+    print(
+        f"\n{name}, prompt {args.prompt} tokens, {args.new_tokens} new tokens; {_cpu_name()}, 2 threads; {date.today()}"
+    )
+    print(
+        f"Tessera kernels: {rows[0][1]['kernels']}; transformers {__import__('transformers').__version__}, torch {torch.__version__}\n"
+    )
+    print(
+        "| precision | Tessera prefill tok/s | HF prefill tok/s | ratio | Tessera decode tok/s | HF decode tok/s | ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
     for precision, ours, theirs in rows:
         print(

@@ -31,9 +31,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from xdsl.dialects.builtin import (
-    ArrayAttr,
     DYNAMIC_INDEX,
     I64,
+    ArrayAttr,
     Float64Type,
     FloatAttr,
     IntegerAttr,
@@ -70,7 +70,9 @@ def memref_shape(op_name: str, role: str, value: SSAValue | Attribute) -> tuple[
 def _features(op_name: str, role: str, value: SSAValue) -> int:
     shape = memref_shape(op_name, role, value)
     if len(shape) != 2 or shape[0] != DYNAMIC_INDEX or shape[1] == DYNAMIC_INDEX:
-        raise VerifyException(f"{op_name}: {role} must be a [tokens, features] buffer (memref<?xNx..>), got {value.type}")
+        raise VerifyException(
+            f"{op_name}: {role} must be a [tokens, features] buffer (memref<?xNx..>), got {value.type}"
+        )
     return shape[1]
 
 
@@ -188,9 +190,10 @@ class RMSNormOp(StepOp):
 
     def verify_step(self) -> None:
         features = _features(self.name, "x", self.ins[0])
-        if memref_shape(self.name, "weight", self.ins[1]) != (features,) or _features(
-            self.name, "y", self.outs[0]
-        ) != features:
+        if (
+            memref_shape(self.name, "weight", self.ins[1]) != (features,)
+            or _features(self.name, "y", self.outs[0]) != features
+        ):
             raise VerifyException(f"{self.name}: weight and y must have x's {features} features")
 
 
@@ -231,7 +234,13 @@ class _MambaStep(StepOp):
     time_step_min = prop_def(FloatAttr[Float64Type])
 
     def dims(self) -> tuple[int, int, int, int, int]:
-        return (_int(self.num_heads), _int(self.head_dim), _int(self.n_groups), _int(self.state_size), _int(self.conv_kernel))
+        return (
+            _int(self.num_heads),
+            _int(self.head_dim),
+            _int(self.n_groups),
+            _int(self.state_size),
+            _int(self.conv_kernel),
+        )
 
     def verify_step(self) -> None:
         heads, head_dim, groups, state, _ = self.dims()

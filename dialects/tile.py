@@ -88,7 +88,9 @@ class KernelOp(IRDLOperation):
             return
         limit = FAST_MEMORY_LIMITS.get(self.target.data)
         if limit is None:
-            raise VerifyException(f"{where}: unknown target '{self.target.data}' (known: {', '.join(FAST_MEMORY_LIMITS)})")
+            raise VerifyException(
+                f"{where}: unknown target '{self.target.data}' (known: {', '.join(FAST_MEMORY_LIMITS)})"
+            )
         if _int(self.footprint) > limit:
             raise VerifyException(
                 f"{where}: footprint {_int(self.footprint)} bytes exceeds the {self.target.data} limit of {limit} bytes"

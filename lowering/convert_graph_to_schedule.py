@@ -313,7 +313,12 @@ def declare_states(forward: func.FuncOp, max_seq_len: int, ssm_state_dtype: str)
     for op in forward.walk():
         if isinstance(op, nemotron.Mamba2MixerOp):
             layer = _int(op.layer)
-            heads, head_dim, groups, size = (_int(op.num_heads), _int(op.head_dim), _int(op.n_groups), _int(op.state_size))
+            heads, head_dim, groups, size = (
+                _int(op.num_heads),
+                _int(op.head_dim),
+                _int(op.n_groups),
+                _int(op.state_size),
+            )
             channels = heads * head_dim + 2 * groups * size
             declare(f"layers.{layer}.conv_state", "conv_state", layer, (channels, _int(op.conv_kernel) - 1))
             declare(f"layers.{layer}.ssm_state", "ssm_state", layer, (heads, head_dim, size), ssm_element)

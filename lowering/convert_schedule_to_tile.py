@@ -104,7 +104,7 @@ def step_dims(step: schedule.StepOp) -> dict[str, Attribute]:
         cache = step.outs[0] if isinstance(step, schedule.KVAppendOp) else step.ins[1]
         dims |= {"max_seq_len": IntegerAttr(_shape(cache.type)[0], i64)}
     elif isinstance(step, schedule.MoEExpertsOp):
-        experts, ffn, latent = _shape(step.ins[3].type)
+        _, ffn, latent = _shape(step.ins[3].type)
         dims |= {"ffn": IntegerAttr(ffn, i64), "latent": IntegerAttr(latent, i64)}
     elif isinstance(step, schedule.MoERouterOp):
         pass

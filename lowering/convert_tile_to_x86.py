@@ -24,7 +24,6 @@ from tessera.dialects import schedule, tile
 from tessera.errors import TesseraError
 from tessera.lowering.x86 import attention, basic, gemm, mamba
 
-
 PROGRAM_FORMAT = "tessera-x86-program"
 
 
@@ -104,11 +103,18 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         return basic.emit_rmsnorm(name, d["hidden"], d["epsilon"])
     if kind == "moe_router":
         router = basic.RouterDims(
-            d["num_experts"], d["top_k"], d["n_group"], d["topk_group"], bool(d["norm_topk_prob"]), d["routed_scaling_factor"]
+            d["num_experts"],
+            d["top_k"],
+            d["n_group"],
+            d["topk_group"],
+            bool(d["norm_topk_prob"]),
+            d["routed_scaling_factor"],
         )
         return basic.emit_moe_router(name, router)
     if kind == "moe_experts":
-        return basic.emit_moe_experts(name, d["num_experts"], d["top_k"], d["ffn"], d["latent"], d["epilogue"] == "accumulate")
+        return basic.emit_moe_experts(
+            name, d["num_experts"], d["top_k"], d["ffn"], d["latent"], d["epilogue"] == "accumulate"
+        )
     if kind in _MAMBA_EMITTERS:
         return _MAMBA_EMITTERS[kind](name, mamba_dims(kernel))
     if kind == "kv_append":
@@ -177,7 +183,9 @@ def lower_programs(module: ModuleOp) -> dict[str, Any]:
         for op in program.walk():
             if isinstance(op, schedule.AllocOp):
                 if op.slot is None:
-                    raise X86LoweringError(f"@{program.sym_name.data}: buffers not planned (run tessera-schedule-plan-buffers)")
+                    raise X86LoweringError(
+                        f"@{program.sym_name.data}: buffers not planned (run tessera-schedule-plan-buffers)"
+                    )
                 slots[op.result] = int(op.slot.value.data)
             elif isinstance(op, schedule.WeightOp):
                 entry: dict[str, Any] = {"shape": list(op.result.type.get_shape())}  # type: ignore[attr-defined]

@@ -24,10 +24,10 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Attribute, Operation
+from xdsl.passes import ModulePass
 
 from tessera.dialects import tile
 from tessera.errors import TesseraError
-from xdsl.passes import ModulePass
 
 TARGETS = ("x86",)
 PRECISIONS = ("fp32", "bf16")
@@ -77,7 +77,9 @@ def _plain(dims: DictionaryAttr) -> dict[str, object]:
 
 def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32") -> None:
     if target not in TARGETS:
-        raise TesseraError(f"tessera-tile-choose-tiles: target '{target}' has no tiling policy (known: {', '.join(TARGETS)})")
+        raise TesseraError(
+            f"tessera-tile-choose-tiles: target '{target}' has no tiling policy (known: {', '.join(TARGETS)})"
+        )
     if precision not in PRECISIONS:
         raise TesseraError(f"tessera-tile-choose-tiles: precision must be fp32 or bf16, got '{precision}'")
     from tessera.lowering.x86.tiling import POLICIES
@@ -85,7 +87,9 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
     for kernel in [op for op in module.ops if isinstance(op, tile.KernelOp)]:
         policy = POLICIES.get(kernel.kind.data)
         if policy is None:
-            raise TesseraError(f"{kernel.name} @{kernel.sym_name.data}: kind '{kernel.kind.data}' has no {target} tiling")
+            raise TesseraError(
+                f"{kernel.name} @{kernel.sym_name.data}: kind '{kernel.kind.data}' has no {target} tiling"
+            )
         choice = policy(_plain(kernel.dims), precision)
         kernel.properties["target"] = StringAttr(target)
         kernel.properties["tiles"] = DictionaryAttr({k: IntegerAttr(v, i64) for k, v in choice.tiles.items()})

@@ -35,7 +35,9 @@ def kernel_footprint(kernel: tile.KernelOp) -> int:
 def compute_footprints(module: ModuleOp) -> None:
     for kernel in [op for op in module.ops if isinstance(op, tile.KernelOp)]:
         if kernel.target is None:
-            raise TesseraError(f"{kernel.name} @{kernel.sym_name.data}: no tiles chosen (run tessera-tile-choose-tiles first)")
+            raise TesseraError(
+                f"{kernel.name} @{kernel.sym_name.data}: no tiles chosen (run tessera-tile-choose-tiles first)"
+            )
         kernel.properties["footprint"] = IntegerAttr(kernel_footprint(kernel), i64)
         try:
             kernel.verify()

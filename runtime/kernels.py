@@ -57,7 +57,9 @@ def load_kernels(llvm_ir_path: Path, library_path: Path, mode: str = "auto") -> 
             import llvmlite.binding  # noqa: F401
         except ImportError:
             if mode == "jit":
-                raise NativeError("llvmlite is not installed: cannot JIT-compile the kernels (use the AOT library)") from None
+                raise NativeError(
+                    "llvmlite is not installed: cannot JIT-compile the kernels (use the AOT library)"
+                ) from None
         else:
             return _jit(llvm_ir_path)
     return _aot(library_path)

@@ -38,7 +38,9 @@ def pack_panels(weight: np.ndarray, nr: int, dtype: str) -> np.ndarray:
     return bf16_bits(packed) if dtype == "bf16" else packed
 
 
-def prepare_weights(entries: Mapping[str, Mapping[str, Any]], weights: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def prepare_weights(
+    entries: Mapping[str, Mapping[str, Any]], weights: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     prepared: dict[str, np.ndarray] = {}
     for name, entry in entries.items():
         parts = entry.get("parts") or [name]
@@ -48,7 +50,9 @@ def prepare_weights(entries: Mapping[str, Mapping[str, Any]], weights: Mapping[s
         array = np.concatenate([np.asarray(weights[p], np.float32) for p in parts]) if len(parts) > 1 else weights[name]
         array = np.ascontiguousarray(array, np.float32)
         if list(array.shape) != list(entry["shape"]):
-            raise WeightError(f"weight '{name}' has shape {list(array.shape)}, the program expects {list(entry['shape'])}")
+            raise WeightError(
+                f"weight '{name}' has shape {list(array.shape)}, the program expects {list(entry['shape'])}"
+            )
         packing = entry.get("packing")
         if packing is not None:
             array = pack_panels(array, int(packing["nr"]), packing["dtype"])

@@ -56,7 +56,9 @@ class _Launch:
 class X86Session:
     target = "x86"
 
-    def __init__(self, program: Mapping[str, Any], kernels: KernelSet, weights: Mapping[str, np.ndarray], threads: int = 2):
+    def __init__(
+        self, program: Mapping[str, Any], kernels: KernelSet, weights: Mapping[str, np.ndarray], threads: int = 2
+    ):
         self.program = program
         self.kernels = kernels
         self._functions: dict[str, Any] = {}
@@ -85,7 +87,11 @@ class X86Session:
         entry = artifact.targets["x86"]
         program_path = artifact.file(entry["program"])
         program = read_manifest_json(
-            program_path, "tessera-x86-program", 1, RunError, "x86/program.json missing (rebuild with tessera-compile --target x86)"
+            program_path,
+            "tessera-x86-program",
+            1,
+            RunError,
+            "x86/program.json missing (rebuild with tessera-compile --target x86)",
         )
         kernels = load_kernels(
             artifact.file(entry["llvm_ir"]),
@@ -198,14 +204,18 @@ class X86Session:
         for launch in launches:
             extent = launch.extent
             if pool is None or extent < 2:
-                launch.function(*launch.args, ctypes.c_int64(0), ctypes.c_int64(extent))
+                _call(launch, 0, extent)
                 continue
             middle = (extent + 1) // 2
             if launch.align > 1 and extent >= 2 * launch.align:
                 middle = (extent // launch.align + 1) // 2 * launch.align
-            other = pool.submit(launch.function, *launch.args, ctypes.c_int64(middle), ctypes.c_int64(extent))
-            launch.function(*launch.args, ctypes.c_int64(0), ctypes.c_int64(middle))
+            other = pool.submit(_call, launch, middle, extent)
+            _call(launch, 0, middle)
             other.result()
+
+
+def _call(launch: _Launch, begin: int, end: int) -> None:
+    launch.function(*launch.args, ctypes.c_int64(begin), ctypes.c_int64(end))
 
 
 def open_x86_session(path: str | os.PathLike[str]) -> X86Session:

@@ -27,7 +27,9 @@ def get_backend(name: str) -> Backend:
     target = _BACKENDS.get(name)
     if target is None:
         if name in _PLANNED:
-            raise TesseraError(f"target '{name}' is not available in this build of Tessera (available: {', '.join(_BACKENDS)})")
+            raise TesseraError(
+                f"target '{name}' is not available in this build of Tessera (available: {', '.join(_BACKENDS)})"
+            )
         raise TesseraError(f"unknown target '{name}' (known: {', '.join(_BACKENDS)})")
     module_name, class_name = target.split(":")
     backend: Backend = getattr(importlib.import_module(module_name), class_name)()

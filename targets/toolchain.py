@@ -165,7 +165,9 @@ def link_shared(objects: list[bytes], path: Path) -> Path:
             names.append(str(name))
         partial = path.with_name(f".{path.name}.partial")
         # -lm: kernels call libm's exp/log for scalar math; the library must not rely on its loader having it.
-        result = subprocess.run([compiler, "-shared", "-o", str(partial), *names, "-lm"], capture_output=True, text=True)
+        result = subprocess.run(
+            [compiler, "-shared", "-o", str(partial), *names, "-lm"], capture_output=True, text=True
+        )
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
             raise ToolchainError(f"linking {path.name} failed: {first}")

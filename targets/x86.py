@@ -116,7 +116,9 @@ class X86Backend:
 
         def one(text: str) -> str:
             key = cache_key(CODEGEN_VERSION, "llvm-ir", LLVM_PIPELINE, text)
-            return self.cache.get_or_build("llvm", key, lambda: toolchain.mlir_to_llvm_ir(text, LLVM_PIPELINE).encode()).decode()
+            return self.cache.get_or_build(
+                "llvm", key, lambda: toolchain.mlir_to_llvm_ir(text, LLVM_PIPELINE).encode()
+            ).decode()
 
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(pool.map(one, pieces))

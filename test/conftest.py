@@ -17,7 +17,9 @@ import pytest
 os.environ.setdefault("TESSERA_CACHE_DIR", str(Path(tempfile.gettempdir()) / f"tessera-test-cache-{os.getuid()}"))
 
 HAS_MLIR = importlib.util.find_spec("mlir") is not None and importlib.util.find_spec("llvmlite") is not None
-NEEDS_MLIR = pytest.mark.skipif(not HAS_MLIR, reason="the MLIR 22 / llvmlite toolchain is not installed (pip install -e '.[mlir]')")
+NEEDS_MLIR = pytest.mark.skipif(
+    not HAS_MLIR, reason="the MLIR 22 / llvmlite toolchain is not installed (pip install -e '.[mlir]')"
+)
 # Every target that runs on this machine; compiled ones skip, saying why, where their toolchain is absent.
 TARGETS = ["reference", pytest.param("x86", marks=NEEDS_MLIR)]
 

@@ -39,7 +39,9 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
 @click.option("--max-seq-len", type=click.IntRange(min=1), help="Override compile.max_seq_len.")
 @click.option("--batch", type=click.IntRange(min=1), help="Override compile.batch.")
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), help="Override compile.precision (default: from dtype).")
+@click.option(
+    "--precision", type=click.Choice(["fp32", "bf16"]), help="Override compile.precision (default: from dtype)."
+)
 @click.option(
     "--ssm-state-dtype",
     type=click.Choice(["float32", "bfloat16"]),

@@ -9,9 +9,9 @@ tessera-opt tile.mlir -t x86-program     # the launch lists the runtime executes
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
-import json
 from typing import IO
 
 from xdsl.dialects.builtin import ModuleOp

@@ -42,7 +42,9 @@ def _header(name: str, args: list[str]) -> list[str]:
 def emit_embedding(name: str, vocab: int, hidden: int) -> str:
     return "\n".join(
         [
-            *_header(name, ["%ids: memref<?xi64>", f"%table: memref<{vocab}x{hidden}xf32>", f"%out: memref<?x{hidden}xf32>"]),
+            *_header(
+                name, ["%ids: memref<?xi64>", f"%table: memref<{vocab}x{hidden}xf32>", f"%out: memref<?x{hidden}xf32>"]
+            ),
             f"  %hidden = arith.constant {hidden} : index",
             "  scf.for %t = %begin to %end step %c1 {",
             "    %id64 = memref.load %ids[%t] : memref<?xi64>",
@@ -227,7 +229,9 @@ def emit_moe_experts(name: str, num_experts: int, top_k: int, ffn: int, latent: 
         "    }",
     ]
     lines = [
-        *_header(name, [f"%x: {x}", f"%ids: {ids}", f"%weights: {weights}", f"%up: {up}", f"%down: {down}", f"%out: {x}"]),
+        *_header(
+            name, [f"%x: {x}", f"%ids: {ids}", f"%weights: {weights}", f"%up: {up}", f"%down: {down}", f"%out: {x}"]
+        ),
         f"  %latent = arith.constant {d} : index",
         f"  %ffn = arith.constant {f} : index",
         f"  %k = arith.constant {k} : index",

@@ -136,19 +136,36 @@ def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[dict[str, object], 
 
 def _gated(dims: dict[str, object], precision: str) -> TileChoice:
     inner = int(dims["num_heads"]) * int(dims["head_dim"])  # type: ignore[call-overload]
-    body = [load("y", [1, inner]), load("z", [1, inner]), elementwise("silu_gate"), reduce("sum_squares"), store("out", [1, inner])]
+    body = [
+        load("y", [1, inner]),
+        load("z", [1, inner]),
+        elementwise("silu_gate"),
+        reduce("sum_squares"),
+        store("out", [1, inner]),
+    ]
     return TileChoice({"rows_per_step": 1}, body)
 
 
 def _conv(dims: dict[str, object], precision: str) -> TileChoice:
     width = int(dims["conv_kernel"])  # type: ignore[call-overload]
-    body = [load("conv_weight", [16, width]), load("conv_state", [16, width - 1]), elementwise("silu"), store("xbc", [1, 16])]
+    body = [
+        load("conv_weight", [16, width]),
+        load("conv_state", [16, width - 1]),
+        elementwise("silu"),
+        store("xbc", [1, 16]),
+    ]
     return TileChoice({"channels_per_vector": 16}, body)
 
 
 def _experts(dims: dict[str, object], precision: str) -> TileChoice:
     ffn, latent = int(dims["ffn"]), int(dims["latent"])  # type: ignore[call-overload]
-    body = [load("x", [1, latent]), mma(1, ffn, latent), elementwise("relu2"), mma(1, latent, ffn), store("out", [1, latent])]
+    body = [
+        load("x", [1, latent]),
+        mma(1, ffn, latent),
+        elementwise("relu2"),
+        mma(1, latent, ffn),
+        store("out", [1, latent]),
+    ]
     return TileChoice({"rows_per_step": 1}, body)
 
 
