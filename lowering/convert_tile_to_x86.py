@@ -214,6 +214,8 @@ def lower_programs(module: ModuleOp) -> dict[str, Any]:
                 "parallel": kernel.parallel.data,
                 "grid": int(kernel.grid.value.data),
             }
+            if program.sym_name.data == "decode" and not _worth_splitting_one_token(kernel):
+                launch["threads"] = 1
             if kernel.kind.data in ("ssd_scan", "ssd_step"):
                 # Split heads on group boundaries: the heads of a group share one C·Bᵀ per chunk.
                 dims = _dims(kernel)
@@ -226,6 +228,18 @@ def lower_programs(module: ModuleOp) -> dict[str, Any]:
             "result": _describe(returned.operands[0], slots),
         }
     return {"format": PROGRAM_FORMAT, "format_version": 1, "programs": programs, "weights": weights, "states": states}
+
+
+# A second thread costs ~50 µs of dispatch from Python; for one token only GEMVs that stream at least a
+# megabyte of weights (~40 µs at this machine's bandwidth per core) win it back.
+_SPLIT_ONE_TOKEN_BYTES = 1 << 20
+
+
+def _worth_splitting_one_token(kernel: tile.KernelOp) -> bool:
+    if kernel.kind.data != "matmul":
+        return False
+    spec = gemm_spec(kernel)
+    return spec.n * spec.k * (2 if spec.weight_dtype == "bf16" else 4) >= _SPLIT_ONE_TOKEN_BYTES
 
 
 def _note_packing(weights: dict[str, dict[str, Any]], name: str, kernel: tile.KernelOp) -> None:

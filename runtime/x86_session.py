@@ -51,6 +51,7 @@ class _Launch:
     extent: int  # grid units to split: panels, heads, channels or tokens
     name: str
     align: int = 1  # split only at multiples of this (e.g. the heads of one SSM group)
+    threads: int = 2  # 1: too little work to pay for a second thread (the compiler's call)
 
 
 class X86Session:
@@ -193,7 +194,8 @@ class X86Session:
                 expanded += memref_args(value) if isinstance(value, np.ndarray) else [value]
             extent = launch["grid"] or tokens
             function = self._function(launch["kernel"])
-            launches.append(_Launch(function, expanded, extent, launch["kernel"], int(launch.get("align", 1))))
+            threads, align = int(launch.get("threads", 2)), int(launch.get("align", 1))
+            launches.append(_Launch(function, expanded, extent, launch["kernel"], align, threads))
         result = resolve(program["result"])
         assert isinstance(result, np.ndarray)
         self._buffers[program_name] = (arena, keep)  # alive as long as the launches bound to them
@@ -203,7 +205,7 @@ class X86Session:
         pool = self._pool
         for launch in launches:
             extent = launch.extent
-            if pool is None or extent < 2:
+            if pool is None or launch.threads < 2 or extent < 2:
                 _call(launch, 0, extent)
                 continue
             middle = (extent + 1) // 2

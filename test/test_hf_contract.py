@@ -27,6 +27,21 @@ CASES = {
     "no_attention": dict(hybrid_override_pattern="M-ME"),
     "one_group_one_kv_head": dict(hybrid_override_pattern="MM*-", n_groups=1, num_key_value_heads=1),
     "biases": dict(hybrid_override_pattern="M-*M", use_bias=True, mlp_bias=True, use_conv_bias=False),
+    # Sizes that fit no tile or vector width: hidden 72, head_dim 12 with one KV head, Mamba heads of 10
+    # channels, state 12 in 3 groups, vocab 301.
+    "odd_sizes": dict(
+        hybrid_override_pattern="M*-M",
+        vocab_size=301,
+        hidden_size=72,
+        num_attention_heads=6,
+        num_key_value_heads=1,
+        head_dim=12,
+        intermediate_size=100,
+        mamba_num_heads=6,
+        mamba_head_dim=10,
+        n_groups=3,
+        ssm_state_size=12,
+    ),
     "grouped_router_tied": dict(
         hybrid_override_pattern="E*ME", n_routed_experts=8, n_group=2, topk_group=1, tie_word_embeddings=True
     ),
