@@ -43,7 +43,7 @@ class ConfigError(TesseraError):
 class CompileOptions:
     """The `compile:` section: what to build and for which shapes."""
 
-    targets: tuple[str, ...] = ("reference",)
+    targets: tuple[str, ...] = ("x86", "reference")  # native code, and the executable specification
     dtype: str = "float32"
     max_seq_len: int = 4096
     batch: int = 1
