@@ -101,9 +101,11 @@ class _ProgramBuilder:
             self.weights[name] = self.insert(op).results[0]
         return self.weights[name]
 
-    def graph_weight(self, value: SSAValue | None) -> SSAValue | None:
-        if value is None:
-            return None
+    def optional_weight(self, value: SSAValue | None) -> SSAValue | None:
+        """The schedule weight of a graph weight operand that may be absent (a bias)."""
+        return None if value is None else self.graph_weight(value)
+
+    def graph_weight(self, value: SSAValue) -> SSAValue:
         name = self.graph_weights[value]
         assert isinstance(value.type, TensorType)
         return self.weight(name, value.type.get_shape())
@@ -161,7 +163,7 @@ class _ProgramBuilder:
             elif isinstance(op, graph.LMHeadOp):
                 logits_type = buffer_type(_features(op.result))
                 logits = self.alloc(_features(op.result))
-                self.matmul(self.values[op.x], self.graph_weight(op.weight), logits, "store")  # type: ignore[arg-type]
+                self.matmul(self.values[op.x], self.graph_weight(op.weight), logits, "store")
                 self.insert(func.ReturnOp(logits))
             elif isinstance(op, func.ReturnOp):
                 continue
@@ -193,13 +195,13 @@ class _ProgramBuilder:
             self._attention(block, x, residual)
         elif isinstance(block, nemotron.MLPReLU2Op):
             hidden = self.alloc(_shape(block.up_weight)[0])
-            self.matmul(x, self.graph_weight(block.up_weight), hidden, "relu2", self.graph_weight(block.up_bias))  # type: ignore[arg-type]
+            self.matmul(x, self.graph_weight(block.up_weight), hidden, "relu2", self.optional_weight(block.up_bias))
             self.matmul(
                 hidden,
-                self.graph_weight(block.down_weight),  # type: ignore[arg-type]
+                self.graph_weight(block.down_weight),
                 residual,
                 "accumulate",
-                self.graph_weight(block.down_bias),
+                self.optional_weight(block.down_bias),
             )
         elif isinstance(block, nemotron.MoEOp):
             self._moe(block, x, residual)
@@ -218,19 +220,19 @@ class _ProgramBuilder:
         heads, head_dim = _int(op.num_heads), _int(op.head_dim)
         inner = heads * head_dim
         channels = inner + 2 * _int(op.n_groups) * _int(op.state_size)
-        w = self.graph_weight
+        w, maybe = self.graph_weight, self.optional_weight
         zxbcdt = self.alloc(_shape(op.in_proj_weight)[0])
-        self.matmul(x, w(op.in_proj_weight), zxbcdt, "store", w(op.in_proj_bias))  # type: ignore[arg-type]
+        self.matmul(x, w(op.in_proj_weight), zxbcdt, "store", maybe(op.in_proj_bias))
         conv_state = self.state(f"layers.{layer}.conv_state")
         xbc = self.alloc(channels)
-        self.step(schedule.ConvSiluOp, [zxbcdt, w(op.conv_weight), w(op.conv_bias)], [conv_state, xbc], **props)
+        self.step(schedule.ConvSiluOp, [zxbcdt, w(op.conv_weight), maybe(op.conv_bias)], [conv_state, xbc], **props)
         ssm_state = self.state(f"layers.{layer}.ssm_state")
         y = self.alloc(inner)
         scan = schedule.SSDScanOp if self.mode == "prefill" else schedule.SSDStepOp
         self.step(scan, [zxbcdt, xbc, w(op.dt_bias), w(op.A_log), w(op.D)], [ssm_state, y], **props)
         gated = self.alloc(inner)
         self.step(schedule.GatedRMSNormOp, [zxbcdt, y, w(op.norm_weight)], [gated], **props)
-        self.matmul(gated, w(op.out_proj_weight), residual, "accumulate", w(op.out_proj_bias))  # type: ignore[arg-type]
+        self.matmul(gated, w(op.out_proj_weight), residual, "accumulate", maybe(op.out_proj_bias))
 
     def _attention(self, op: nemotron.AttnGQAOp, x: SSAValue, residual: SSAValue) -> None:
         layer = _int(op.layer)
@@ -248,14 +250,14 @@ class _ProgramBuilder:
         self.step(schedule.KVAppendOp, [qkv], [k_cache, v_cache], **props)
         out = self.alloc(_shape(op.o_weight)[1])
         self.step(schedule.AttentionOp, [qkv, k_cache, v_cache], [out], **props)
-        self.matmul(out, self.graph_weight(op.o_weight), residual, "accumulate")  # type: ignore[arg-type]
+        self.matmul(out, self.graph_weight(op.o_weight), residual, "accumulate")
 
     def _moe(self, op: nemotron.MoEOp, x: SSAValue, residual: SSAValue) -> None:
         w = self.graph_weight
         experts, top_k = _int(op.num_experts), _int(op.top_k)
         counts: dict[str, Attribute] = {"num_experts": op.num_experts, "top_k": op.top_k}
         logits = self.alloc(experts)
-        self.matmul(x, w(op.router_weight), logits, "store")  # type: ignore[arg-type]
+        self.matmul(x, w(op.router_weight), logits, "store")
         ids, weights = self.alloc(top_k, i64), self.alloc(top_k)
         self.step(
             schedule.MoERouterOp,
@@ -270,7 +272,7 @@ class _ProgramBuilder:
         experts_in = x
         if op.latent_in_weight is not None:
             experts_in = self.alloc(_shape(op.latent_in_weight)[0])
-            self.matmul(x, w(op.latent_in_weight), experts_in, "store")  # type: ignore[arg-type]
+            self.matmul(x, w(op.latent_in_weight), experts_in, "store")
         routed_out = residual if op.latent_out_weight is None else self.alloc(_shape(op.latent_out_weight)[1])
         epilogue = "accumulate" if op.latent_out_weight is None else "store"
         self.step(
@@ -281,10 +283,10 @@ class _ProgramBuilder:
             epilogue=StringAttr(epilogue),
         )
         if op.latent_out_weight is not None:
-            self.matmul(routed_out, w(op.latent_out_weight), residual, "accumulate")  # type: ignore[arg-type]
+            self.matmul(routed_out, w(op.latent_out_weight), residual, "accumulate")
         shared = self.alloc(_shape(op.shared_up_weight)[0])
-        self.matmul(x, w(op.shared_up_weight), shared, "relu2")  # type: ignore[arg-type]
-        self.matmul(shared, w(op.shared_down_weight), residual, "accumulate")  # type: ignore[arg-type]
+        self.matmul(x, w(op.shared_up_weight), shared, "relu2")
+        self.matmul(shared, w(op.shared_down_weight), residual, "accumulate")
 
 
 def _shape(value: SSAValue | None) -> tuple[int, ...]:

@@ -102,38 +102,42 @@ def test_manifest_reports_state_and_kv_cache_bytes(tiny_artifact: Path) -> None:
         assert (tiny_artifact / "x86" / name).is_file(), name
 
 
-def test_bf16_ssm_state_halves_the_state_and_stays_close(tiny_artifact: Path, tmp_path: Path) -> None:
-    out = tmp_path / "bf16_state"
-    run_tool(
-        "tessera_compile",
-        TINY,
-        "--target",
-        "x86",
-        "--max-seq-len",
-        "256",
-        "--ssm-state-dtype",
-        "bfloat16",
-        "-o",
-        out,
-        "-q",
+def without_moe(tmp_path: Path) -> Path:
+    """The tiny config with its MoE layer made an MLP: rounding may flip a router's near-tie, and one
+    flipped expert moves the logits far more than the rounding itself, so bf16 is compared without it."""
+    dense = tmp_path / "tiny_dense.yaml"
+    dense.write_text(
+        TINY.read_text().replace('hybrid_override_pattern: "M-M*-ME"', 'hybrid_override_pattern: "M-M*-M-"')
     )
-    full = json.loads((tiny_artifact / "tessera.json").read_text())["targets"]["x86"]
+    return dense
+
+
+def compile_tiny(model: Path, out: Path, *options: str) -> Path:
+    run_tool("tessera_compile", model, "--target", "x86", "--max-seq-len", "256", *options, "-o", out, "-q")
+    return out
+
+
+def test_bf16_ssm_state_halves_the_state_and_stays_close(tmp_path: Path) -> None:
+    dense = without_moe(tmp_path)
+    exact_out = compile_tiny(dense, tmp_path / "f32_state")
+    out = compile_tiny(dense, tmp_path / "bf16_state", "--ssm-state-dtype", "bfloat16")
+    full = json.loads((exact_out / "tessera.json").read_text())["targets"]["x86"]
     half = json.loads((out / "tessera.json").read_text())["targets"]["x86"]
-    assert half["state_bytes"] == full["state_bytes"] - 3 * 8 * 8 * 16 * 2
+    assert half["state_bytes"] == full["state_bytes"] - 3 * 8 * 8 * 16 * 2  # 3 Mamba layers, half of 8x8x16 floats
     prompt, continuation = random_prompt(30), random_prompt(4)
-    exact, rounded = open_session(tiny_artifact), open_session(out)
+    exact, rounded = open_session(exact_out), open_session(out)
     assert rounded.states["layers.0.ssm_state"].dtype == np.uint16
     assert relative_error(rounded.prefill(prompt), exact.prefill(prompt)) <= 2e-2
     for token in continuation:
         assert relative_error(rounded.decode(token), exact.decode(token)) <= 2e-2
 
 
-def test_bf16_precision_stays_close_to_fp32(tiny_artifact: Path, tmp_path: Path) -> None:
-    out = tmp_path / "bf16"
-    run_tool("tessera_compile", TINY, "--target", "x86", "--max-seq-len", "256", "--precision", "bf16", "-o", out, "-q")
+def test_bf16_precision_stays_close_to_fp32(tmp_path: Path) -> None:
+    dense = without_moe(tmp_path)
+    exact, out = compile_tiny(dense, tmp_path / "fp32"), compile_tiny(dense, tmp_path / "bf16", "--precision", "bf16")
     assert json.loads((out / "tessera.json").read_text())["targets"]["x86"]["precision"] == "bf16"
     prompt = random_prompt(25)
-    assert relative_error(open_session(out).prefill(prompt), open_session(tiny_artifact).prefill(prompt)) <= 2e-2
+    assert relative_error(open_session(out).prefill(prompt), open_session(exact).prefill(prompt)) <= 2e-2
 
 
 def test_every_stage_is_observable_and_reads_back(tmp_path: Path) -> None:
