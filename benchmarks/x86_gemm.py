@@ -4,8 +4,8 @@
 
 Prints a markdown table. Both sides use 2 threads: torch its own pool (torch.set_num_threads(2)), Tessera
 one kernel called from 2 Python threads on half of the weight panels each (ctypes releases the GIL), as
-the runtime does. Each row is the best of --reps timings, Tessera and torch interleaved so that both see
-the same machine state.
+the runtime does. Each row is the best of 3 rounds of --reps calls, the two sides taking turns by rounds
+after a short pause (torch's OpenMP threads spin for a while after each call).
 
 Prefill rows (M = 512, 2048) report GFLOP/s, 2*M*N*K / time. Decode rows (M = 1) report the GB/s of
 weights streamed; they cycle through enough weight copies to exceed the L3 cache, so that the weights
@@ -33,6 +33,7 @@ from tessera.targets import toolchain
 SHAPES = ((6176, 1024), (4096, 1024), (1024, 4096), (32000, 1024))  # (N, K) of the model's projections
 PREFILL_M = (512, 2048)
 THREADS = 2
+SETTLE_S = 0.3  # pause before each runner's round, for the other side's threads to go idle
 STREAM_BYTES = 160 * 2**20  # weight bytes one decode row cycles through: well past the 32 MiB L3
 
 Runner = Callable[[], object]
@@ -55,16 +56,22 @@ def threaded(kernel: Callable[..., None], pool: ThreadPoolExecutor, panels: int)
     return run
 
 
-def best_times(runners: list[Runner], reps: int) -> list[float]:
-    """Best wall time of each runner, after one warm-up call each, runners interleaved."""
-    for runner in runners:
-        runner()
+def best_times(runners: list[Runner], reps: int, rounds: int = 3) -> list[float]:
+    """Best wall time of each runner over `rounds` rounds of `reps` back-to-back calls each.
+
+    The runners take turns by rounds, not call by call, after a pause: torch's OpenMP threads keep
+    spinning on both cores for a while after a matmul returns, which would slow down whatever runs
+    right after it (measured: +50% on a 9 ms Tessera GEMM).
+    """
     best = [float("inf")] * len(runners)
-    for _ in range(reps):
+    for _ in range(rounds):
         for index, runner in enumerate(runners):
-            start = time.perf_counter()
-            runner()
-            best[index] = min(best[index], time.perf_counter() - start)
+            time.sleep(SETTLE_S)
+            runner()  # warm-up: page faults, caches
+            for _ in range(reps):
+                start = time.perf_counter()
+                runner()
+                best[index] = min(best[index], time.perf_counter() - start)
     return best
 
 
@@ -138,7 +145,7 @@ def parse_tiles(text: str | None, spec: gemm.GemmSpec) -> gemm.GemmTiles:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5, help="timed calls per row (best is reported)")
+    parser.add_argument("--reps", type=int, default=3, help="timed calls per round (prefill; 4x for decode)")
     parser.add_argument("--shapes", default=",".join(f"{n}x{k}" for n, k in SHAPES), help="NxK,NxK,...")
     parser.add_argument("--m", default=",".join(map(str, PREFILL_M)), help="prefill token counts")
     parser.add_argument("--tiles", default=None, help="mr,nr,kc,mc,ku instead of choose_tiles (tuning)")
@@ -159,7 +166,7 @@ def main() -> None:
                     for m in map(int, args.m.split(",")):
                         print(prefill_row(n, k, m, run, tiles, args.reps), flush=True)
                 if not args.no_decode:
-                    print(decode_row(n, k, dtype, run, tiles, max(args.reps, 20)), flush=True)
+                    print(decode_row(n, k, dtype, run, tiles, 4 * args.reps), flush=True)
 
 
 if __name__ == "__main__":

@@ -231,8 +231,8 @@ def lower_programs(module: ModuleOp) -> dict[str, Any]:
 
 
 # A second thread costs ~50 µs of dispatch from Python; for one token only GEMVs that stream at least a
-# megabyte of weights (~40 µs at this machine's bandwidth per core) win it back.
-_SPLIT_ONE_TOKEN_BYTES = 1 << 20
+# few megabytes of weights win it back (measured: below about 4 MB one thread is faster).
+_SPLIT_ONE_TOKEN_BYTES = 4 << 20
 
 
 def _worth_splitting_one_token(kernel: tile.KernelOp) -> bool:
