@@ -136,10 +136,13 @@ def kernels(module: ModuleOp) -> list[tile.KernelOp]:
     return [op for op in module.ops if isinstance(op, tile.KernelOp)]
 
 
+def kernels_module(functions: list[str]) -> str:
+    return "module {\n" + "\n\n".join(functions) + "\n}\n"
+
+
 def lower_kernels(module: ModuleOp) -> str:
     """The upstream MLIR module holding every kernel of `module`."""
-    bodies = [emit_kernel(kernel) for kernel in kernels(module)]
-    return "module {\n" + "\n\n".join(bodies) + "\n}\n"
+    return kernels_module([emit_kernel(kernel) for kernel in kernels(module)])
 
 
 # Kinds whose emitter takes the operands in another order than the launch's ins + outs.

@@ -19,7 +19,6 @@ import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -218,9 +217,3 @@ class X86Session:
 
 def _call(launch: _Launch, begin: int, end: int) -> None:
     launch.function(*launch.args, ctypes.c_int64(begin), ctypes.c_int64(end))
-
-
-def open_x86_session(path: str | os.PathLike[str]) -> X86Session:
-    from tessera.runtime.artifact import read_artifact
-
-    return X86Session.open(read_artifact(Path(path)))

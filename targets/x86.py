@@ -66,12 +66,6 @@ def lower_to_tile(schedule_module: ModuleOp, spec: ModelSpec) -> ModuleOp:
     return module
 
 
-def _split_kernels(kernels_mlir: str) -> list[str]:
-    """One module per kernel, so that each compiles (and is cached) on its own."""
-    body = kernels_mlir.strip().removeprefix("module {").removesuffix("}")
-    return [f"module {{\n{chunk.strip()}\n}}\n" for chunk in body.split("\n\n") if chunk.strip()]
-
-
 class X86Backend:
     name = "x86"
     stages = STAGES
@@ -79,6 +73,9 @@ class X86Backend:
     def __init__(self, cache: KernelCache | None = None, progress: Callable[[str], None] | None = None) -> None:
         self.cache = cache or KernelCache()
         self.progress = progress or (lambda message: None)
+        # Set by lower(): what compile() writes besides the stage texts.
+        self.tile_module: ModuleOp | None = None
+        self.llvm_modules: list[str] = []
 
     def check(self, spec: ModelSpec) -> None:
         """Refuse, before any work, what this target cannot build."""
@@ -87,7 +84,7 @@ class X86Backend:
 
     def lower(self, graph: ModuleOp, spec: ModelSpec, until: str) -> dict[str, str]:
         """The text of every stage up to `until` (graph excluded); stops early for --emit."""
-        from tessera.lowering.convert_tile_to_x86 import lower_kernels
+        from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels, kernels_module
 
         self.check(spec)
         texts: dict[str, str] = {}
@@ -99,19 +96,21 @@ class X86Backend:
         texts["tile"] = str(tile_module) + "\n"
         if until == "tile":
             return texts
-        texts["x86"] = lower_kernels(tile_module)
+        functions = [emit_kernel(kernel) for kernel in kernels(tile_module)]
+        texts["x86"] = kernels_module(functions)
         if until == "x86":
             return texts
-        self.llvm_modules = self.llvm_ir(texts["x86"])
+        self.llvm_modules = self.llvm_ir(functions)
         texts["llvm"] = toolchain.link_llvm_ir(self.llvm_modules)
         self.tile_module = tile_module
         return texts
 
-    def llvm_ir(self, kernels_mlir: str) -> list[str]:
-        """LLVM IR of each kernel, through the kernel cache."""
+    def llvm_ir(self, functions: list[str]) -> list[str]:
+        """LLVM IR of each kernel (compiled as a module of its own, through the kernel cache)."""
+        from tessera.lowering.convert_tile_to_x86 import kernels_module
         from tessera.lowering.x86.pipeline import LLVM_PIPELINE
 
-        pieces = _split_kernels(kernels_mlir)
+        pieces = [kernels_module([function]) for function in functions]
         self.progress(f"x86: {len(pieces)} kernels through MLIR 22 to LLVM IR")
 
         def one(text: str) -> str:
@@ -148,6 +147,7 @@ class X86Backend:
         self.progress("x86: machine code for the x86-64 baseline (ahead-of-time library)")
         objects = self.objects(self.llvm_modules, toolchain.X86_64_BASELINE)
         toolchain.link_shared(objects, target_dir / "kernels.so")
+        assert self.tile_module is not None
         program = lower_programs(self.tile_module)
         (target_dir / "program.json").write_text(json.dumps(program, indent=1) + "\n")
         report = _memory_report(self.tile_module, spec)
