@@ -42,6 +42,7 @@ CASES = {
         n_groups=3,
         ssm_state_size=12,
     ),
+    "latent_moe": dict(hybrid_override_pattern="E*ME", moe_latent_size=16),
     "grouped_router_tied": dict(
         hybrid_override_pattern="E*ME", n_routed_experts=8, n_group=2, topk_group=1, tie_word_embeddings=True
     ),
