@@ -28,6 +28,7 @@ from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
     DictionaryAttr,
+    FloatAttr,
     IntegerAttr,
     MemRefType,
     StringAttr,
@@ -60,8 +61,17 @@ def _int(attr: Attribute) -> int:
     return int(attr.value.data)
 
 
-def int_dict(attr: DictionaryAttr) -> dict[str, int]:
-    return {key: _int(value) for key, value in attr.data.items() if isinstance(value, IntegerAttr)}
+def plain_dict(attr: DictionaryAttr) -> dict[str, int | float | str]:
+    """A dictionary attribute of integers, floats and strings (kernel dims, tiles) as Python values."""
+    plain: dict[str, int | float | str] = {}
+    for key, value in attr.data.items():
+        if isinstance(value, IntegerAttr):
+            plain[key] = int(value.value.data)
+        elif isinstance(value, FloatAttr):
+            plain[key] = float(value.value.data)
+        elif isinstance(value, StringAttr):
+            plain[key] = value.data
+    return plain
 
 
 @irdl_op_definition

@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, MemRefType, ModuleOp, StringAttr
+from xdsl.dialects.builtin import MemRefType, ModuleOp
 from xdsl.ir import BlockArgument, SSAValue
 
 from tessera.dialects import schedule, tile
+from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 from tessera.lowering.x86 import attention, basic, gemm, mamba
 
@@ -32,24 +33,12 @@ class X86LoweringError(TesseraError):
 
 
 def _dims(kernel: tile.KernelOp) -> dict[str, Any]:
-    return _plain(kernel.dims)
-
-
-def _plain(attr: DictionaryAttr) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in attr.data.items():
-        if isinstance(value, IntegerAttr):
-            out[key] = int(value.value.data)
-        elif isinstance(value, FloatAttr):
-            out[key] = float(value.value.data)
-        elif isinstance(value, StringAttr):
-            out[key] = value.data
-    return out
+    return dict(plain_dict(kernel.dims))
 
 
 def gemm_tiles(kernel: tile.KernelOp) -> gemm.GemmTiles:
     assert kernel.tiles is not None
-    chosen = _plain(kernel.tiles)
+    chosen = plain_dict(kernel.tiles)
     fields = {name for name in gemm.GemmTiles.__dataclass_fields__ if gemm.GemmTiles.__dataclass_fields__[name].init}
     return gemm.GemmTiles(**{k: v for k, v in chosen.items() if k in fields})
 
@@ -80,7 +69,7 @@ def mamba_dims(kernel: tile.KernelOp) -> mamba.MambaDims:
 
 def attention_dims(kernel: tile.KernelOp) -> attention.AttentionDims:
     d = _dims(kernel)
-    tiles = _plain(kernel.tiles) if kernel.tiles is not None else {}
+    tiles = plain_dict(kernel.tiles) if kernel.tiles is not None else {}
     return attention.AttentionDims(
         num_heads=d["num_heads"],
         num_kv_heads=d["num_kv_heads"],

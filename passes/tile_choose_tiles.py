@@ -27,6 +27,7 @@ from xdsl.ir import Attribute, Operation
 from xdsl.passes import ModulePass
 
 from tessera.dialects import tile
+from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 
 TARGETS = ("x86",)
@@ -63,18 +64,6 @@ def _tile_op(kind: str, props: dict[str, object]) -> Operation:
     return ops[kind](properties=converted)
 
 
-def _plain(dims: DictionaryAttr) -> dict[str, object]:
-    plain: dict[str, object] = {}
-    for key, value in dims.data.items():
-        if isinstance(value, IntegerAttr):
-            plain[key] = int(value.value.data)
-        elif isinstance(value, StringAttr):
-            plain[key] = value.data
-        else:
-            plain[key] = value
-    return plain
-
-
 def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32") -> None:
     if target not in TARGETS:
         raise TesseraError(
@@ -90,7 +79,7 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
             raise TesseraError(
                 f"{kernel.name} @{kernel.sym_name.data}: kind '{kernel.kind.data}' has no {target} tiling"
             )
-        choice = policy(_plain(kernel.dims), precision)
+        choice = policy(dict(plain_dict(kernel.dims)), precision)
         kernel.properties["target"] = StringAttr(target)
         kernel.properties["tiles"] = DictionaryAttr({k: IntegerAttr(v, i64) for k, v in choice.tiles.items()})
         if choice.grid is not None:

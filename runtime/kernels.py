@@ -28,7 +28,9 @@ class _CFunction(ctypes._CFuncPtr):  # type: ignore[name-defined,misc]
     _restype_ = None
 
 
-def _cache_root() -> Path:
+def cache_root() -> Path:
+    """Where compiled code is cached: $TESSERA_CACHE_DIR, else $XDG_CACHE_HOME/tessera, else
+    ~/.cache/tessera (the compiler's kernel cache and the runtime's JIT cache share it)."""
     explicit = os.environ.get("TESSERA_CACHE_DIR")
     if explicit:
         return Path(explicit)
@@ -100,7 +102,7 @@ def _jit(llvm_ir_path: Path) -> KernelSet:
         raise NativeError(f"{llvm_ir_path}: invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
     target = llvm.Target.from_default_triple()
     machine = target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
-    cache_file = _cache_root() / "jit" / (hashlib.sha256(f"{cpu}\0{features}\0{text}".encode()).hexdigest() + ".o")
+    cache_file = cache_root() / "jit" / (hashlib.sha256(f"{cpu}\0{features}\0{text}".encode()).hexdigest() + ".o")
 
     def notify(_module: Any, data: bytes) -> None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -14,13 +14,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-
-def cache_dir() -> Path:
-    explicit = os.environ.get("TESSERA_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tessera"
+from tessera.runtime.kernels import cache_root
 
 
 def cache_key(*parts: str) -> str:
@@ -47,7 +41,7 @@ class KernelCache:
     """get_or_build(kind, key, build) -> bytes, counting hits and misses for the compile report."""
 
     def __init__(self, root: Path | None = None) -> None:
-        self.root = root or cache_dir()
+        self.root = root or cache_root()
         self.hits = 0
         self.misses = 0
 
