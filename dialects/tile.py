@@ -170,26 +170,25 @@ class ElementwiseOp(IRDLOperation):
     assembly_format = "$fn attr-dict"
 
 
+class _AlongAxis(IRDLOperation):
+    fn = prop_def(StringAttr)
+    axis = prop_def(IntegerAttr[I64])
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$fn attr-dict"
+
+
 @irdl_op_definition
-class ReduceOp(IRDLOperation):
+class ReduceOp(_AlongAxis):
     """A reduction of the current tile along `axis` (sum of squares for a norm, max/sum for softmax)."""
 
     name = "tessera.tile.reduce"
-    fn = prop_def(StringAttr)
-    axis = prop_def(IntegerAttr[I64])
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$fn attr-dict"
 
 
 @irdl_op_definition
-class ScanOp(IRDLOperation):
+class ScanOp(_AlongAxis):
     """A prefix scan along `axis` (the cumulative log-decay of a Mamba chunk; the recurrence across chunks)."""
 
     name = "tessera.tile.scan"
-    fn = prop_def(StringAttr)
-    axis = prop_def(IntegerAttr[I64])
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$fn attr-dict"
 
 
 @irdl_op_definition
