@@ -1,6 +1,7 @@
 """Tessera's x86 GEMM / GEMV kernels (lowering/x86/gemm.py) against torch.matmul fp32 on this CPU.
 
     python benchmarks/x86_gemm.py [--reps N] [--shapes 6176x1024,4096x1024] [--m 512,2048] [--tiles mr,nr,kc,mc,ku]
+                                  [--activations bf16]
 
 Prints a markdown table. Both sides use 2 threads: torch its own pool (torch.set_num_threads(2)), Tessera
 one kernel called from 2 Python threads on half of the weight panels each (ctypes releases the GIL), as
@@ -10,6 +11,9 @@ after a short pause (torch's OpenMP threads spin for a while after each call).
 Prefill rows (M = 512, 2048) report GFLOP/s, 2*M*N*K / time. Decode rows (M = 1) report the GB/s of
 weights streamed; they cycle through enough weight copies to exceed the L3 cache, so that the weights
 come from DRAM as in a real decode step (torch gets the same number of copies).
+
+--activations bf16 runs the prefill rows with bf16 x and y (GemmSpec x_dtype / y_dtype; f32 weights and
+accumulation) against the same torch f32 matmul.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import torch
 
 from tessera.lowering.x86 import gemm
 from tessera.lowering.x86.pipeline import build_library
+from tessera.runtime.weights import bf16_bits
 from tessera.targets import toolchain
 
 SHAPES = ((6176, 1024), (4096, 1024), (1024, 4096), (32000, 1024))  # (N, K) of the model's projections
@@ -75,16 +80,21 @@ def best_times(runners: list[Runner], reps: int, rounds: int = 3) -> list[float]
     return best
 
 
-def prefill_row(n: int, k: int, m: int, run: Callable[..., None], tiles: gemm.GemmTiles, reps: int) -> str:
+def prefill_row(
+    n: int, k: int, m: int, run: Callable[..., None], tiles: gemm.GemmTiles, reps: int, activations: str = "f32"
+) -> str:
     rng = np.random.default_rng()
     weight = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((m, k), dtype=np.float32)
     packed = gemm.pack_weight(weight, gemm.GemmSpec(n, k, "store"), tiles)
     y = np.empty((m, n), dtype=np.float32)
     x_t, w_t = torch.from_numpy(x), torch.from_numpy(weight)
+    label = "f32"
+    if activations == "bf16":  # bf16 x and y for Tessera only
+        x, y, label = bf16_bits(x), np.empty((m, n), dtype=np.uint16), "f32, x/y bf16"
     ours, theirs = best_times([lambda: run(x, packed, y), lambda: torch.matmul(x_t, w_t.T)], reps)
     flops = 2 * m * n * k
-    return _row(f"{m}x{n}x{k}", "f32", ours, theirs, f"{flops / ours / 1e9:.0f} / {flops / theirs / 1e9:.0f} GFLOP/s")
+    return _row(f"{m}x{n}x{k}", label, ours, theirs, f"{flops / ours / 1e9:.0f} / {flops / theirs / 1e9:.0f} GFLOP/s")
 
 
 def decode_row(n: int, k: int, dtype: str, run: Callable[..., None], tiles: gemm.GemmTiles, reps: int) -> str:
@@ -150,6 +160,7 @@ def main() -> None:
     parser.add_argument("--m", default=",".join(map(str, PREFILL_M)), help="prefill token counts")
     parser.add_argument("--tiles", default=None, help="mr,nr,kc,mc,ku instead of choose_tiles (tuning)")
     parser.add_argument("--no-decode", action="store_true", help="skip the M = 1 rows")
+    parser.add_argument("--activations", choices=("f32", "bf16"), default="f32", help="x / y dtype of prefill rows")
     args = parser.parse_args()
     torch.set_num_threads(THREADS)
     print(f"x86 GEMM, {datetime.datetime.now():%Y-%m-%d %H:%M}, {machine()}\n")
@@ -163,8 +174,14 @@ def main() -> None:
                 tiles = parse_tiles(args.tiles, spec)
                 run = threaded(build_kernel(spec, tiles, Path(scratch)), pool, gemm.panel_count(spec, tiles))
                 if dtype == "f32":
+                    prefill, prefill_tiles = run, tiles
+                    if args.activations == "bf16":
+                        act = gemm.GemmSpec(n, k, "store", x_dtype="bf16", y_dtype="bf16")
+                        prefill_tiles = parse_tiles(args.tiles, act)
+                        kernel = build_kernel(act, prefill_tiles, Path(scratch))
+                        prefill = threaded(kernel, pool, gemm.panel_count(act, prefill_tiles))
                     for m in map(int, args.m.split(",")):
-                        print(prefill_row(n, k, m, run, tiles, args.reps), flush=True)
+                        print(prefill_row(n, k, m, prefill, prefill_tiles, args.reps, args.activations), flush=True)
                 if not args.no_decode:
                     print(decode_row(n, k, dtype, run, tiles, 4 * args.reps), flush=True)
 

@@ -5,6 +5,9 @@ Options (tessera-opt `convert-tessera-graph-to-schedule{mode=both max-seq-len=40
     max-seq-len      KV-cache capacity per attention layer (positions)
     ssm-state-dtype  f32 | bf16: element type of each Mamba layer's ssm_state (bf16 halves state memory)
     chunk-size       the SSD scan's chunk length in prefill (0: the mixer's own chunk_size)
+    activation-dtype f32 | bf16: element type of the buffers that feed a projection (norm outputs, the
+                     gated Mamba output, attention's output, ReLU² hidden states); the residual stream,
+                     the Mamba internals and the logits stay f32
 
 What the conversion decides (and writes down as IR):
 - State: conv_state [C, K-1] and ssm_state [H, P, N] per Mamba layer, k_cache and v_cache
@@ -73,9 +76,17 @@ def buffer_type(features: int, element: Attribute = f32) -> MemRefType:
 class _ProgramBuilder:
     """Builds one program (prefill or decode) by walking @forward's ops in order."""
 
-    def __init__(self, mode: str, states: dict[str, schedule.StateOp], forward: func.FuncOp, chunk_size: int) -> None:
+    def __init__(
+        self,
+        mode: str,
+        states: dict[str, schedule.StateOp],
+        forward: func.FuncOp,
+        chunk_size: int,
+        activation: Attribute,
+    ) -> None:
         self.mode = mode
         self.chunk_size = chunk_size
+        self.activation = activation  # element type of buffers that feed a projection
         self.states = states
         self.forward = forward
         self.block = Block(arg_types=[MemRefType(i64, [DYNAMIC_INDEX])])
@@ -143,7 +154,7 @@ class _ProgramBuilder:
                 self.step(schedule.EmbeddingOp, [self.block.args[0], table], [h])
                 self.values[op.result] = h
             elif isinstance(op, graph.RMSNormOp):
-                out = self.alloc(_features(op.result))
+                out = self.alloc(_features(op.result), self.activation)
                 self.step(
                     schedule.RMSNormOp,
                     [self.values[op.x], self.graph_weight(op.weight)],
@@ -194,7 +205,7 @@ class _ProgramBuilder:
         elif isinstance(block, nemotron.AttnGQAOp):
             self._attention(block, x, residual)
         elif isinstance(block, nemotron.MLPReLU2Op):
-            hidden = self.alloc(_shape(block.up_weight)[0])
+            hidden = self.alloc(_shape(block.up_weight)[0], self.activation)
             self.matmul(x, self.graph_weight(block.up_weight), hidden, "relu2", self.optional_weight(block.up_bias))
             self.matmul(
                 hidden,
@@ -230,7 +241,7 @@ class _ProgramBuilder:
         y = self.alloc(inner)
         scan = schedule.SSDScanOp if self.mode == "prefill" else schedule.SSDStepOp
         self.step(scan, [zxbcdt, xbc, w(op.dt_bias), w(op.A_log), w(op.D)], [ssm_state, y], **props)
-        gated = self.alloc(inner)
+        gated = self.alloc(inner, self.activation)
         self.step(schedule.GatedRMSNormOp, [zxbcdt, y, w(op.norm_weight)], [gated], **props)
         self.matmul(gated, w(op.out_proj_weight), residual, "accumulate", maybe(op.out_proj_bias))
 
@@ -248,7 +259,7 @@ class _ProgramBuilder:
         self.matmul(x, qkv_weight, qkv, "store")
         k_cache, v_cache = self.state(f"layers.{layer}.k_cache"), self.state(f"layers.{layer}.v_cache")
         self.step(schedule.KVAppendOp, [qkv], [k_cache, v_cache], **props)
-        out = self.alloc(_shape(op.o_weight)[1])
+        out = self.alloc(_shape(op.o_weight)[1], self.activation)
         self.step(schedule.AttentionOp, [qkv, k_cache, v_cache], [out], **props)
         self.matmul(out, self.graph_weight(op.o_weight), residual, "accumulate")
 
@@ -284,7 +295,7 @@ class _ProgramBuilder:
         )
         if op.latent_out_weight is not None:
             self.matmul(routed_out, w(op.latent_out_weight), residual, "accumulate")
-        shared = self.alloc(_shape(op.shared_up_weight)[0])
+        shared = self.alloc(_shape(op.shared_up_weight)[0], self.activation)
         self.matmul(x, w(op.shared_up_weight), shared, "relu2")
         self.matmul(shared, w(op.shared_down_weight), residual, "accumulate")
 
@@ -333,20 +344,29 @@ def declare_states(forward: func.FuncOp, max_seq_len: int, ssm_state_dtype: str)
 
 
 def convert_graph_to_schedule(
-    module: ModuleOp, mode: str = "both", max_seq_len: int = 4096, ssm_state_dtype: str = "f32", chunk_size: int = 0
+    module: ModuleOp,
+    mode: str = "both",
+    max_seq_len: int = 4096,
+    ssm_state_dtype: str = "f32",
+    chunk_size: int = 0,
+    activation_dtype: str = "f32",
 ) -> ModuleOp:
     """A new Schedule-IR module for the Graph-IR `module` (which is left untouched)."""
     if mode not in MODES:
         raise ScheduleConversionError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
-    if ssm_state_dtype not in ("f32", "bf16"):
-        raise ScheduleConversionError(f"ssm-state-dtype must be f32 or bf16, got '{ssm_state_dtype}'")
+    for option, value in (("ssm-state-dtype", ssm_state_dtype), ("activation-dtype", activation_dtype)):
+        if value not in ("f32", "bf16"):
+            raise ScheduleConversionError(f"{option} must be f32 or bf16, got '{value}'")
+    activation = bf16 if activation_dtype == "bf16" else f32
     forward = next((op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == "forward"), None)
     if forward is None:
         raise ScheduleConversionError("the Graph-IR module has no func.func @forward")
     states = declare_states(forward, max_seq_len, ssm_state_dtype)
     by_name = {state.sym_name.data: state for state in states}
     programs = [
-        _ProgramBuilder(m, by_name, forward, chunk_size).build() for m in ("prefill", "decode") if mode in (m, "both")
+        _ProgramBuilder(m, by_name, forward, chunk_size, activation).build()
+        for m in ("prefill", "decode")
+        if mode in (m, "both")
     ]
     result = ModuleOp([*states, *programs])
     result.attributes.update(module.attributes)
@@ -362,9 +382,12 @@ class ConvertTesseraGraphToSchedulePass(ModulePass):
     max_seq_len: int = 4096
     ssm_state_dtype: str = "f32"
     chunk_size: int = 0
+    activation_dtype: str = "f32"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        converted = convert_graph_to_schedule(op, self.mode, self.max_seq_len, self.ssm_state_dtype, self.chunk_size)
+        converted = convert_graph_to_schedule(
+            op, self.mode, self.max_seq_len, self.ssm_state_dtype, self.chunk_size, self.activation_dtype
+        )
         for old in list(op.ops):
             old.detach()
             old.erase()

@@ -75,6 +75,10 @@ _ABBREVIATIONS = {
     "topk_group": "tg",
     "norm_topk_prob": "norm",
     "routed_scaling_factor": "scale",
+    "x_dtype": "x",
+    "y_dtype": "y",
+    "out_dtype": "out",
+    "state_dtype": "state",
 }
 
 
@@ -108,7 +112,30 @@ def step_dims(step: schedule.StepOp) -> dict[str, Attribute]:
         dims |= {"ffn": IntegerAttr(ffn, i64), "latent": IntegerAttr(latent, i64)}
     elif isinstance(step, schedule.MoERouterOp):
         pass
+    dims |= _bf16_buffers(step)
     return dict(sorted(dims.items()))
+
+
+# Buffers that may be bf16 under --precision bf16, by step: (dims key, operand index among ins + outs).
+_ACTIVATION_OPERANDS: dict[type[schedule.StepOp], tuple[tuple[str, int], ...]] = {
+    schedule.MatmulOp: (("x_dtype", 0), ("y_dtype", -1)),
+    schedule.RMSNormOp: (("out_dtype", -1),),
+    schedule.GatedRMSNormOp: (("out_dtype", -1),),
+    schedule.AttentionOp: (("out_dtype", -1),),
+    schedule.MoEExpertsOp: (("x_dtype", 0),),
+}
+
+
+def _bf16_buffers(step: schedule.StepOp) -> dict[str, Attribute]:
+    """The activation buffers a step reads or writes in bf16 (f32, the default, is not named)."""
+    operands = [*step.ins, *step.outs]
+    found: dict[str, Attribute] = {}
+    for key, index in _ACTIVATION_OPERANDS.get(type(step), ()):
+        value_type = operands[index].type
+        assert isinstance(value_type, MemRefType)
+        if str(value_type.element_type) == "bf16":
+            found[key] = StringAttr("bf16")
+    return found
 
 
 def kernel_name(kind: str, dims: dict[str, Attribute]) -> str:
@@ -118,7 +145,8 @@ def kernel_name(kind: str, dims: dict[str, Attribute]) -> str:
         if isinstance(value, IntegerAttr):
             parts.append(f"{key}{value.value.data}")
         elif isinstance(value, StringAttr):
-            parts.append(value.data)
+            # Dtypes are named by role (xbf16 vs ybf16); other strings (the epilogue) by value.
+            parts.append(f"{key}{value.data}" if name.endswith("_dtype") else value.data)
         elif isinstance(value, FloatAttr):
             parts.append(f"{key}{value.value.data:g}".replace(".", "p").replace("-", "m").replace("+", ""))
     return "_".join(parts)

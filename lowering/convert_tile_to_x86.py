@@ -49,7 +49,15 @@ def gemm_spec(kernel: tile.KernelOp) -> gemm.GemmSpec:
     for op in kernel.body.block.ops:
         if isinstance(op, tile.LoadOp) and op.operand.data == "weight":
             weight_dtype = str(op.element)
-    return gemm.GemmSpec(n=d["n"], k=d["k"], epilogue=d["epilogue"], bias=bool(d["bias"]), weight_dtype=weight_dtype)
+    return gemm.GemmSpec(
+        n=d["n"],
+        k=d["k"],
+        epilogue=d["epilogue"],
+        bias=bool(d["bias"]),
+        weight_dtype=weight_dtype,
+        x_dtype=d.get("x_dtype", "f32"),
+        y_dtype=d.get("y_dtype", "f32"),
+    )
 
 
 def mamba_dims(kernel: tile.KernelOp) -> mamba.MambaDims:
@@ -64,6 +72,7 @@ def mamba_dims(kernel: tile.KernelOp) -> mamba.MambaDims:
         epsilon=d.get("epsilon", 1e-5),
         time_step_min=d.get("time_step_min", 0.0),
         state_dtype=d.get("state_dtype", "f32"),
+        out_dtype=d.get("out_dtype", "f32"),
     )
 
 
@@ -89,7 +98,7 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
     if kind == "embedding":
         return basic.emit_embedding(name, d["vocab"], d["hidden"])
     if kind == "rmsnorm":
-        return basic.emit_rmsnorm(name, d["hidden"], d["epsilon"])
+        return basic.emit_rmsnorm(name, d["hidden"], d["epsilon"], d.get("out_dtype", "f32"))
     if kind == "moe_router":
         router = basic.RouterDims(
             d["num_experts"],
@@ -101,15 +110,14 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         )
         return basic.emit_moe_router(name, router)
     if kind == "moe_experts":
-        return basic.emit_moe_experts(
-            name, d["num_experts"], d["top_k"], d["ffn"], d["latent"], d["epilogue"] == "accumulate"
-        )
+        accumulate, x_dtype = d["epilogue"] == "accumulate", d.get("x_dtype", "f32")
+        return basic.emit_moe_experts(name, d["num_experts"], d["top_k"], d["ffn"], d["latent"], accumulate, x_dtype)
     if kind in _MAMBA_EMITTERS:
         return _MAMBA_EMITTERS[kind](name, mamba_dims(kernel))
     if kind == "kv_append":
         return attention.emit_kv_append(name, attention_dims(kernel))
     if kind == "attention":
-        return attention.emit_attention(name, attention_dims(kernel))
+        return attention.emit_attention(name, attention_dims(kernel), out_dtype=d.get("out_dtype", "f32"))
     raise X86LoweringError(f"{kernel.name} @{name}: kind '{kind}' has no x86 lowering")
 
 

@@ -48,6 +48,7 @@ def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
         max_seq_len=spec.compile.max_seq_len,
         ssm_state_dtype=_ssm_dtype(spec),
         chunk_size=spec.compile.chunk_size,
+        activation_dtype="bf16" if spec.compile.effective_precision == "bf16" else "f32",
     )
     plan_buffers(module)
     return module

@@ -78,14 +78,19 @@ def hf_reference(path: Path, prompt: list[int], uses_cache: bool) -> tuple[np.nd
 
 
 def tessera(
-    out: Path, prompt: list[int], checkpoint: Path | str, tmp_path: Path, target: str = "reference"
+    out: Path,
+    prompt: list[int],
+    checkpoint: Path | str,
+    tmp_path: Path,
+    target: str = "reference",
+    options: tuple[str, ...] = (),
 ) -> tuple[np.ndarray, list[int]]:
     def run(*args: object) -> str:
         result = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    run("tessera.tools.tessera_compile", checkpoint, "--target", target, "-o", out, "-q")
+    run("tessera.tools.tessera_compile", checkpoint, "--target", target, *options, "-o", out, "-q")
     logits_path = tmp_path / "logits.npy"
     stdout = run(
         "tessera.tools.tessera_run",
@@ -138,10 +143,23 @@ def test_bf16_checkpoint(target: str, tmp_path: Path) -> None:
     # Weights stored in bf16 are widened exactly to float32; HF's float32 run of the same bits agrees.
     checkpoint = make_checkpoint(tmp_path / "hf", dtype="bfloat16", hybrid_override_pattern="M*-E")
     expected_logits, expected_tokens = hf_reference(checkpoint, PROMPT, uses_cache=True)
-    # fp32 arithmetic on the widened weights, whatever the checkpoint's dtype would default to
-    logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path, target)
+    # The float32 contract: fp32 arithmetic on the widened weights (a bf16 checkpoint defaults to bf16).
+    options = ("--precision", "fp32") if target != "reference" else ()
+    logits, tokens = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path, target, options)
     assert relative_error(logits, expected_logits) <= 1e-4
     assert tokens == expected_tokens
+
+
+@pytest.mark.parametrize("target", [t for t in TARGETS if t != "reference"])
+def test_bf16_checkpoint_runs_in_bf16_by_default(target: str, tmp_path: Path) -> None:
+    # bf16 weights and activations, float32 accumulation, against HF's float32 run of the same weights.
+    # No MoE layer: a near-tie in the router flipped by rounding moves logits more than rounding does.
+    checkpoint = make_checkpoint(tmp_path / "hf", dtype="bfloat16", hybrid_override_pattern="M*-M")
+    expected_logits, _ = hf_reference(checkpoint, PROMPT, uses_cache=True)
+    logits, _ = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path, target)
+    manifest = json.loads((tmp_path / "out" / "tessera.json").read_text())
+    assert manifest["targets"][target]["precision"] == "bf16"
+    assert relative_error(logits, expected_logits) <= 2e-2
 
 
 def test_prompt_text_uses_the_checkpoint_tokenizer(tmp_path: Path) -> None:

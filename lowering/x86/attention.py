@@ -17,10 +17,12 @@ call one kernel on disjoint ranges):
         For kv heads g in [begin, end): k_cache[past + t, g, :] = k[t, g, :] and likewise v, t in [0, T)
         (bf16 caches round to nearest even). The caller guarantees past + T <= S.
 
-    attention(%qkv: memref<?xQKVxf32>, %k_cache, %v_cache, %out: memref<?x(Hq*D)xf32>,
+    attention(%qkv: memref<?xQKVxf32>, %k_cache, %v_cache, %out: memref<?x(Hq*D)xOT>,
               %past: index, %begin: index, %end: index)
         For query heads h in [begin, end): out[t, h*D:(h+1)*D] = softmax_s(q_t·k_s * scale) · v_s over cache
-        positions s <= past + t (the keys of this call must already be appended).
+        positions s <= past + t (the keys of this call must already be appended). OT is emit_attention's
+        `out_dtype` ("f32", or "bf16" for a bf16 GEMM that reads out: computed in f32, rounded to nearest
+        even when stored).
 
 Attention algorithm: the query heads of [begin, end) are visited one kv group at a time; the selected heads
 of a group and a block of block_q query positions form the rows of one tile (row r = head*bq + t), so each
@@ -49,6 +51,7 @@ from dataclasses import dataclass, field
 VEC = 16  # f32 lanes of one 512-bit vector
 VF32 = f"vector<{VEC}xf32>"
 CACHE_DTYPES = ("f32", "bf16")
+OUT_DTYPES = ("f32", "bf16")
 
 ROW_TILE = 6  # rows of one register tile (score GEMM and P·V)
 KEY_VECS = 4  # 16-key vectors per score register tile: ROW_TILE * KEY_VECS accumulators
@@ -101,6 +104,12 @@ def _cache_type(d: AttentionDims, cache_dtype: str) -> str:
     if cache_dtype not in CACHE_DTYPES:
         raise ValueError(f"cache_dtype must be one of {CACHE_DTYPES}, not {cache_dtype!r}")
     return f"memref<{d.max_seq_len}x{d.num_kv_heads}x{d.head_dim}x{cache_dtype}>"
+
+
+def _out_type(d: AttentionDims, out_dtype: str) -> str:
+    if out_dtype not in OUT_DTYPES:
+        raise ValueError(f"out_dtype must be one of {OUT_DTYPES}, not {out_dtype!r}")
+    return f"memref<?x{d.out_cols}x{out_dtype}>"
 
 
 def footprint_bytes(kind: str, d: AttentionDims, cache_dtype: str = "f32") -> int:
@@ -660,10 +669,9 @@ def _pv_update(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache:
                 b.emit(f"vector.store {result}, {buf.acc}[{row}, {b.index(c * VEC)}] : {types['acc']}, {VF32}")
 
 
-def _store_output(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block) -> None:
-    """out[token, head*D:(head+1)*D] = acc / l."""
+def _store_output(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, out: str) -> None:
+    """out[token, head*D:(head+1)*D] = acc / l (rounded to bf16 when `out` is a bf16 memref type)."""
     types = _Buffers.types(d)
-    out = f"memref<?x{d.out_cols}xf32>"
     with _tile_rows(b, blk) as (row, head, token):
         total = b.op("l", f"memref.load {buf.stats}[{b.index(1)}, {row}] : {types['stats']}")
         inverse = b.op("l", f"arith.divf {b.f32(1.0)}, {total} : f32")
@@ -695,7 +703,7 @@ def _key_blocks(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache
 
 
 def _query_blocks(
-    b: _Builder, d: AttentionDims, buf: _Buffers, cache: str, group: str, first_head: str, heads: str
+    b: _Builder, d: AttentionDims, buf: _Buffers, cache: str, out: str, group: str, first_head: str, heads: str
 ) -> None:
     """Query blocks of block_q positions of the selected heads of one kv group."""
     tokens = b.op("T", f"memref.dim %qkv, {b.index(0)} : memref<?x{d.qkv_cols}xf32>")
@@ -707,12 +715,13 @@ def _query_blocks(
         _load_queries(b, d, buf, blk)
         _init_rows(b, d, buf, rows)
         _key_blocks(b, d, buf, blk, cache)
-        _store_output(b, d, buf, blk)
+        _store_output(b, d, buf, blk, out)
 
 
-def emit_attention(name: str, d: AttentionDims, cache_dtype: str = "f32") -> str:
-    """The attention kernel (see the module docstring): kv groups of the head range, query blocks, key blocks."""
-    cache = _cache_type(d, cache_dtype)
+def emit_attention(name: str, d: AttentionDims, cache_dtype: str = "f32", out_dtype: str = "f32") -> str:
+    """The attention kernel (see the module docstring): kv groups of the head range, query blocks, key blocks.
+    `out_dtype` ("f32" or "bf16") is %out's element type."""
+    cache, out = _cache_type(d, cache_dtype), _out_type(d, out_dtype)
     b = _Builder()
     buf = _allocate(b, d)
     group_size = b.index(d.group)
@@ -724,10 +733,9 @@ def emit_attention(name: str, d: AttentionDims, cache_dtype: str = "f32") -> str
         first_head = b.op("hs", f"arith.maxui %begin, {lo} : index")
         end_head = b.op("he", f"arith.minui %end, {hi} : index")
         heads = b.op("nh", f"arith.subi {end_head}, {first_head} : index")
-        _query_blocks(b, d, buf, cache, group.iv, first_head, heads)
+        _query_blocks(b, d, buf, cache, out, group.iv, first_head, heads)
     for memref, type_ in zip((buf.q, buf.acc, buf.scores, buf.kt, buf.stats), _Buffers.types(d).values(), strict=True):
         b.emit(f"memref.dealloc {memref} : {type_}")
-    out = f"memref<?x{d.out_cols}xf32>"
     params = (
         f"%qkv: memref<?x{d.qkv_cols}xf32>, %k_cache: {cache}, %v_cache: {cache}, %out: {out}, "
         "%past: index, %begin: index, %end: index"

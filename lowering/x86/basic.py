@@ -6,13 +6,14 @@ different order: well inside the 1e-4 contract).
 
     embedding(ids: memref<?xi64>, table: memref<VxDxf32>, out: memref<?xDxf32>, begin, end)
         ids are checked against [0, V) by the runtime before the call
-    rmsnorm(x: memref<?xDxf32>, weight: memref<Dxf32>, out: memref<?xDxf32>, begin, end)
+    rmsnorm(x: memref<?xDxf32>, weight: memref<Dxf32>, out: memref<?xDx(f32|bf16)>, begin, end)
+        a bf16 `out` (what the next GEMM reads under --precision bf16) is rounded to nearest even
     moe_router(logits: memref<?xExf32>, bias: memref<Exf32>, ids: memref<?xKxi64>, weights: memref<?xKxf32>,
                begin, end)
         sigmoid scores; groups ranked by the sum of their best two (score + bias); the best topk_group
         groups kept; the top_k experts among them by score + bias (ties: lower index first, as a stable
         sort); weights = scores of those experts, renormalised if norm_topk_prob, times the scaling factor
-    moe_experts(x: memref<?xLxf32>, ids, weights, up: memref<ExFxLxf32>, down: memref<ExLxFxf32>,
+    moe_experts(x: memref<?xLx(f32|bf16)>, ids, weights, up: memref<ExFxLxf32>, down: memref<ExLxFxf32>,
                 out: memref<?xLxf32>, begin, end)
         out[t] (+)= sum_j weights[t, j] * down[e] @ relu(up[e] @ x[t])^2 with e = ids[t, j]
 """
@@ -71,11 +72,34 @@ def _sum_of_squares(buffer: str, row: str, start: str, stop: str, mem: str, resu
     ]
 
 
-def emit_rmsnorm(name: str, hidden: int, epsilon: float) -> str:
+def round_to_bf16(value: str, result: str, indent: str) -> list[str]:
+    """f32 -> bf16 by integer rounding to nearest even (no bf16 instructions: runs on any x86-64)."""
+    tag = result.lstrip("%")
+    return [
+        f"{indent}%{tag}_bits = arith.bitcast {value} : f32 to i32",
+        f"{indent}%{tag}_c16 = arith.constant 16 : i32",
+        f"{indent}%{tag}_one = arith.constant 1 : i32",
+        f"{indent}%{tag}_bias = arith.constant 32767 : i32",
+        f"{indent}%{tag}_high = arith.shrui %{tag}_bits, %{tag}_c16 : i32",
+        f"{indent}%{tag}_odd = arith.andi %{tag}_high, %{tag}_one : i32",
+        f"{indent}%{tag}_round = arith.addi %{tag}_bias, %{tag}_odd : i32",
+        f"{indent}%{tag}_sum = arith.addi %{tag}_bits, %{tag}_round : i32",
+        f"{indent}%{tag}_top = arith.shrui %{tag}_sum, %{tag}_c16 : i32",
+        f"{indent}%{tag}_i16 = arith.trunci %{tag}_top : i32 to i16",
+        f"{indent}{result} = arith.bitcast %{tag}_i16 : i16 to bf16",
+    ]
+
+
+def emit_rmsnorm(name: str, hidden: int, epsilon: float, out_dtype: str = "f32") -> str:
     mem = f"memref<?x{hidden}xf32>"
+    out = f"memref<?x{hidden}x{out_dtype}>"
+    if out_dtype == "bf16":
+        store = [*round_to_bf16("%o", "%ob", "      "), f"      memref.store %ob, %out[%t, %c] : {out}"]
+    else:
+        store = [f"      memref.store %o, %out[%t, %c] : {out}"]
     return "\n".join(
         [
-            *_header(name, [f"%x: {mem}", f"%weight: memref<{hidden}xf32>", f"%out: {mem}"]),
+            *_header(name, [f"%x: {mem}", f"%weight: memref<{hidden}xf32>", f"%out: {out}"]),
             f"  %hidden = arith.constant {hidden} : index",
             f"  %count = arith.constant {f32_literal(hidden)} : f32",
             f"  %eps = arith.constant {f32_literal(epsilon)} : f32",
@@ -90,7 +114,7 @@ def emit_rmsnorm(name: str, hidden: int, epsilon: float) -> str:
             f"      %g = memref.load %weight[%c] : memref<{hidden}xf32>",
             "      %n = arith.mulf %v, %scale : f32",
             "      %o = arith.mulf %g, %n : f32",
-            f"      memref.store %o, %out[%t, %c] : {mem}",
+            *store,
             "    }",
             "  }",
             "  return",
@@ -219,9 +243,16 @@ def _argmax(buffer: str, count: str, size: int, result: str, indent: str) -> lis
     ]
 
 
-def emit_moe_experts(name: str, num_experts: int, top_k: int, ffn: int, latent: int, accumulate: bool) -> str:
+def emit_moe_experts(
+    name: str, num_experts: int, top_k: int, ffn: int, latent: int, accumulate: bool, x_dtype: str = "f32"
+) -> str:
     e, k, f, d = num_experts, top_k, ffn, latent
     x, ids, weights = f"memref<?x{d}xf32>", f"memref<?x{k}xi64>", f"memref<?x{k}xf32>"
+    x_in = f"memref<?x{d}x{x_dtype}>"
+    if x_dtype == "bf16":
+        load_x = [f"          %bh = memref.load %x[%t, %c] : {x_in}", "          %b = arith.extf %bh : bf16 to f32"]
+    else:
+        load_x = [f"          %b = memref.load %x[%t, %c] : {x_in}"]
     up, down = f"memref<{e}x{f}x{d}xf32>", f"memref<{e}x{d}x{f}xf32>"
     clear = [
         "    scf.for %c = %c0 to %latent step %c1 {",
@@ -230,7 +261,7 @@ def emit_moe_experts(name: str, num_experts: int, top_k: int, ffn: int, latent: 
     ]
     lines = [
         *_header(
-            name, [f"%x: {x}", f"%ids: {ids}", f"%weights: {weights}", f"%up: {up}", f"%down: {down}", f"%out: {x}"]
+            name, [f"%x: {x_in}", f"%ids: {ids}", f"%weights: {weights}", f"%up: {up}", f"%down: {down}", f"%out: {x}"]
         ),
         f"  %latent = arith.constant {d} : index",
         f"  %ffn = arith.constant {f} : index",
@@ -245,7 +276,7 @@ def emit_moe_experts(name: str, num_experts: int, top_k: int, ffn: int, latent: 
         "      scf.for %r = %c0 to %ffn step %c1 {",
         "        %dot = scf.for %c = %c0 to %latent step %c1 iter_args(%acc = %zero) -> (f32) {",
         f"          %a = memref.load %up[%e, %r, %c] : {up}",
-        f"          %b = memref.load %x[%t, %c] : {x}",
+        *load_x,
         f"          %p = arith.mulf %a, %b {FM} : f32",
         f"          %s = arith.addf %acc, %p {FM} : f32",
         "          scf.yield %s : f32",

@@ -11,7 +11,7 @@ Algorithm (GotoBLAS/BLIS-style, with the roles of the operands chosen for row-ma
 * Loop nest of one call, for panels [begin, end):
 
       for m0 in 0..M step mc:                 row group: x[m0:m0+mc, kb:kb+kc] is reused by every panel
-        for kb in 0..K step kc:               K block (kc = K when M <= mr: one pass per panel)
+        for kb in 0..K step kc:               K block (kc = K when M <= mr or y is bf16: one pass per panel)
           for p in begin..end:                packed[p, kb:kb+kc, :] (kc x nr) stays in L2 for the group
             for each mr-row block of the group, then the group's tail as blocks of the powers of two
             below mr (4, 2, 1 rows for mr = 6), one per bit of the tail length:
@@ -25,18 +25,20 @@ Algorithm (GotoBLAS/BLIS-style, with the roles of the operands chosen for row-ma
 
 Kernel ABI (`emit_gemm`), PACKED = packed_weight_shape(spec, tiles) = (P, K, nr):
 
-    func.func @name(%x: memref<?xKxf32>,
-                    %w: memref<P x K x nr x f32>   (weight_dtype "f32")
-                        memref<P x K x nr x bf16>  (weight_dtype "bf16": bfloat16 bits, numpy uint16),
-                    [%bias: memref<Nxf32>]          (spec.bias),
-                    [%row_scale: memref<?xf32>]     (spec.row_scale; M entries),
-                    %y: memref<?xNxf32>,
-                    %begin: index, %end: index)     (the range of panels this call computes)
+    func.func @name(%x: memref<?xKx X>,                X = spec.x_dtype
+                    %w: memref<P x K x nr x W>,         W = spec.weight_dtype
+                    [%bias: memref<Nxf32>]              (spec.bias),
+                    [%row_scale: memref<?xf32>]         (spec.row_scale; M entries),
+                    %y: memref<?xNx Y>,                 Y = spec.y_dtype
+                    %begin: index, %end: index)         (the range of panels this call computes)
 
-M = dim 0 of x (and of y). For m < M and n in [begin*nr, min(end*nr, N)):
+Element types are f32 or bf16 (bfloat16 bits, numpy uint16), each independently. M = dim 0 of x (and
+of y). For m < M and n in [begin*nr, min(end*nr, N)), in f32 (bf16 operands widened exactly):
     acc = row_scale[m] * sum_k x[m, k] * W[n, k] + bias[n]     (factors present per the spec)
     "store": y = acc;  "accumulate": y += acc;  "relu2": y = max(acc, 0)^2
-No other element of y is read or written, so two threads may run disjoint panel ranges at once.
+with a bf16 y rounded to nearest even as it is stored ("store" / "relu2" only; a bf16 y needs a single K
+block, tiles.kc >= K, so that no partial sum is ever rounded: choose_tiles gives one). No other element of
+y is read or written, so two threads may run disjoint panel ranges at once.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ import numpy as np
 from tessera.runtime.weights import pack_panels
 
 EPILOGUES = ("store", "accumulate", "relu2")
-WEIGHT_DTYPES = ("f32", "bf16")
+DTYPES = ("f32", "bf16")  # element types of x, the weight and y (bf16: numpy uint16 bfloat16 bits)
+WEIGHT_DTYPES = DTYPES
 VECTOR = 16  # f32 lanes of one 512-bit register
 VEC = f"vector<{VECTOR}xf32>"
 
@@ -63,14 +66,20 @@ class GemmSpec:
     bias: bool = False  # acc += bias[n] before the epilogue
     row_scale: bool = False  # acc *= row_scale[m] before the bias
     weight_dtype: str = "f32"  # or "bf16": bfloat16 weights widened to f32, f32 accumulation
+    x_dtype: str = "f32"  # or "bf16": bfloat16 activations x, each widened to f32 where it is broadcast
+    y_dtype: str = "f32"  # or "bf16": the f32 result rounded to bfloat16 (nearest even) when stored
 
     def __post_init__(self) -> None:
         if self.n < 1 or self.k < 1:
             raise ValueError(f"GEMM sizes must be positive, got n={self.n}, k={self.k}")
         if self.epilogue not in EPILOGUES:
             raise ValueError(f"unknown GEMM epilogue '{self.epilogue}' (expected one of {', '.join(EPILOGUES)})")
-        if self.weight_dtype not in WEIGHT_DTYPES:
-            raise ValueError(f"unknown GEMM weight dtype '{self.weight_dtype}' (expected f32 or bf16)")
+        for role in ("weight", "x", "y"):
+            dtype = getattr(self, f"{role}_dtype")
+            if dtype not in DTYPES:
+                raise ValueError(f"unknown GEMM {role} dtype '{dtype}' (expected f32 or bf16)")
+        if self.y_dtype == "bf16" and self.epilogue == "accumulate":
+            raise ValueError("GEMM epilogue 'accumulate' needs an f32 y (a bf16 y only with 'store' or 'relu2')")
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,8 @@ def choose_tiles(spec: GemmSpec) -> GemmTiles:
     512 and K, 6 x 64 beat 14 x 32, 12 x 32 and 8 x 48.
     """
     ku = 4
+    if spec.y_dtype == "bf16":  # partial sums may not go through a bf16 y: one K block (see emit_gemm)
+        return GemmTiles(nr=64, mr=6, kc=spec.k, mc=516, ku=ku)
     blocks = -(-spec.k // MAX_KC)
     per_block = -(-spec.k // blocks)
     kc = min(spec.k, -(-per_block // ku) * ku)  # a multiple of ku, so that only the last block has a k tail
@@ -136,7 +147,8 @@ def footprint_bytes(spec: GemmSpec, tiles: GemmTiles) -> int:
     while the row blocks stream past), one row block's x (mr x kc, L1) and the accumulators (mr x nr,
     registers). The x group (mc x kc) is reused from L3 and not counted."""
     weight_bytes = 2 if spec.weight_dtype == "bf16" else 4
-    return tiles.kc * tiles.nr * weight_bytes + tiles.mr * tiles.kc * 4 + tiles.mr * tiles.nr * 4
+    x_bytes = 2 if spec.x_dtype == "bf16" else 4
+    return tiles.kc * tiles.nr * weight_bytes + tiles.mr * tiles.kc * x_bytes + tiles.mr * tiles.nr * 4
 
 
 # --------------------------------------------------------------------------------------------------
@@ -173,6 +185,9 @@ class _Body:
     def vec_zero(self) -> str:
         return self._constant("%vzero", f"arith.constant dense<0.0> : {VEC}")
 
+    def vec_i32(self, value: int) -> str:
+        return self._constant(f"%vi{value}", f"arith.constant dense<{value}> : vector<{VECTOR}xi32>")
+
     def _constant(self, name: str, text: str) -> str:
         self.constants.setdefault(name, f"  {name} = {text}")
         return name
@@ -187,7 +202,7 @@ class _Kernel:
 
     @property
     def x_type(self) -> str:
-        return f"memref<?x{self.spec.k}xf32>"
+        return f"memref<?x{self.spec.k}x{self.spec.x_dtype}>"
 
     @property
     def w_type(self) -> str:
@@ -196,7 +211,7 @@ class _Kernel:
 
     @property
     def y_type(self) -> str:
-        return f"memref<?x{self.spec.n}xf32>"
+        return f"memref<?x{self.spec.n}x{self.spec.y_dtype}>"
 
     @property
     def columns_masked(self) -> bool:
@@ -228,6 +243,11 @@ class _Step:
 
 def emit_gemm(name: str, spec: GemmSpec, tiles: GemmTiles) -> str:
     """MLIR text of one `func.func @name` computing the GEMM with this blocking (ABI in the module docstring)."""
+    if spec.y_dtype == "bf16" and tiles.kc < spec.k:
+        raise ValueError(
+            f"a bf16 y needs a single K block (tiles.kc >= k = {spec.k}, got {tiles.kc}): "
+            "partial sums would be rounded to bf16 between K blocks"
+        )
     kernel = _Kernel(spec, tiles)
     body = _Body()
     _emit_loop_nest(body, kernel)
@@ -365,6 +385,8 @@ def _emit_k_step(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], k: str,
     out = []
     for i, row in enumerate(row_ids):
         scalar = b.let("xs", f"memref.load %x[{row}, {k}] : {kn.x_type}")
+        if kn.spec.x_dtype != "f32":
+            scalar = b.let("xf", f"arith.extf {scalar} : {kn.spec.x_dtype} to f32")
         splat = b.let("xb", f"vector.broadcast {scalar} : f32 to {VEC}")
         for j in range(columns):
             out.append(b.let("f", f"vector.fma {splat}, {weights[j]}, {accs[i * columns + j]} : {VEC}"))
@@ -428,11 +450,71 @@ def _emit_epilogue(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], accs:
     prev = _emit_previous(b, kn, step, tiles)
     values = _emit_scaled_sum(b, kn, row_ids, len(cols), accs, prev)
     values = _emit_finish(b, kn, step, cols, len(row_ids), values)
+    if kn.spec.y_dtype == "bf16":
+        _emit_bf16_stores(b, kn, step, tiles, values)
+        return
     for (row, col), value in zip(tiles, values, strict=True):
         b.op(f"vector.transfer_write {value}, %y[{row}, {col}] {{in_bounds = [{_in_bounds(kn)}]}} : {VEC}, {kn.y_type}")
 
 
+def _emit_bf16_stores(b: _Body, kn: _Kernel, step: _Step, tiles: list[tuple[str, str]], values: list[str]) -> None:
+    """Round the f32 tile to bf16 and store it. No masked bf16 stores: LLVM lowers those through an f32
+    -> bf16 conversion (a __truncsfbf2 libcall, missing from the link, on x86 without AVX512-BF16), so
+    where N is not a multiple of nr the last panel stores its N % nr columns with statically sized stores."""
+    halves = [_round_to_bf16(b, value) for value in values]
+    if not kn.columns_masked:
+        _store_bf16_tiles(b, kn, tiles, halves, kn.tiles.nr)
+        return
+    last = panel_count(kn.spec, kn.tiles) - 1
+    inner = b.let("inner", f"arith.cmpi ne, {step.panel}, {b.index(last)} : index")
+    b.op(f"scf.if {inner} {{")
+    b.depth += 1
+    _store_bf16_tiles(b, kn, tiles, halves, kn.tiles.nr)
+    b.depth -= 1
+    b.op("} else {")
+    b.depth += 1
+    _store_bf16_tiles(b, kn, tiles, halves, kn.spec.n - last * kn.tiles.nr)
+    b.depth -= 1
+    b.op("}")
+
+
+def _store_bf16_tiles(b: _Body, kn: _Kernel, tiles: list[tuple[str, str]], halves: list[str], width: int) -> None:
+    """Store the first `width` columns of each row of the tile (vector<16xi16> bfloat16 bits per 16)."""
+    columns = kn.tiles.nr // VECTOR
+    for index, ((row, col), half) in enumerate(zip(tiles, halves, strict=True)):
+        count = min(VECTOR, width - (index % columns) * VECTOR)
+        if count <= 0:
+            continue
+        if count < VECTOR:
+            half = b.let(
+                "yp",
+                f"vector.extract_strided_slice {half} {{offsets = [0], sizes = [{count}], strides = [1]}} "
+                f": vector<{VECTOR}xi16> to vector<{count}xi16>",
+            )
+        value = b.let("yw", f"arith.bitcast {half} : vector<{count}xi16> to vector<{count}xbf16>")
+        b.op(f"vector.store {value}, %y[{row}, {col}] : {kn.y_type}, vector<{count}xbf16>")
+
+
+def _round_to_bf16(b: _Body, value: str) -> str:
+    """f32 -> bfloat16 bits (vector<16xi16>), rounded to nearest even in integer ops, NaN kept quiet:
+    weights.bf16_bits, bit for bit. Not arith.truncf: without AVX512-BF16 (the x86-64 baseline build) it
+    becomes a __truncsfbf2 libcall, missing from the link, and AVX512-BF16's vcvtneps2bf16 flushes
+    denormals to zero."""
+    ints = f"vector<{VECTOR}xi32>"
+    bits = b.let("yb", f"arith.bitcast {value} : {VEC} to {ints}")
+    high = b.let("yh", f"arith.shrui {bits}, {b.vec_i32(16)} : {ints}")
+    odd = b.let("yo", f"arith.andi {high}, {b.vec_i32(1)} : {ints}")
+    half = b.let("yi", f"arith.addi {odd}, {b.vec_i32(0x7FFF)} : {ints}")
+    total = b.let("ys", f"arith.addi {bits}, {half} : {ints}")
+    rounded = b.let("yr", f"arith.shrui {total}, {b.vec_i32(16)} : {ints}")
+    nan = b.let("yn", f"arith.cmpf uno, {value}, {value} : {VEC}")
+    quiet = b.let("yq", f"arith.ori {high}, {b.vec_i32(0x40)} : {ints}")
+    chosen = b.let("yc", f"arith.select {nan}, {quiet}, {rounded} : vector<{VECTOR}xi1>, {ints}")
+    return b.let("yt", f"arith.trunci {chosen} : {ints} to vector<{VECTOR}xi16>")
+
+
 def _read_y(b: _Body, kn: _Kernel, row: str, col: str) -> str:
+    assert kn.spec.y_dtype == "f32", "a bf16 y is never read back (no 'accumulate', a single K block)"
     return b.let(
         "yv",
         f"vector.transfer_read %y[{row}, {col}], {b.f32_zero()} {{in_bounds = [{_in_bounds(kn)}]}} : {kn.y_type}, {VEC}",

@@ -35,13 +35,16 @@ call over threads on disjoint ranges; arguments are memrefs (MLIR's expanded ABI
         state = exp(dt A) state + dt x ⊗ B, y = state·C + D x (state read and written in place; with a bf16
         state the stored, rounded value is the one y uses).
 
-    gated_rmsnorm(y: memref<?xIxf32>, zxbcdt, norm_weight: memref<Ixf32>, out: memref<?xIxf32>, begin, end)
-                                                                                               range: rows
+    gated_rmsnorm(y: memref<?xIxf32>, zxbcdt, norm_weight: memref<Ixf32>, out: memref<?xIx(f32|bf16)>,
+                  begin, end)                                                                  range: rows
         out = g / sqrt(mean_group(g^2) + eps) * weight with g = y * silu(z), over G groups of I/G channels.
+        out's element type is MambaDims.out_dtype (bf16: what a bf16 GEMM reads). Pass 1 keeps g in out (f32)
+        or in a one-group f32 stack scratch (bf16); pass 2 computes in f32 and rounds once when it stores.
 
-bf16 states are stored with round-to-nearest-even and read by widening, both with integer bit operations (no
-libcalls); exp in the vector paths is a Cephes-style polynomial (no libm), scalar f64 exp/log (per token and
-head only) lower to libm calls.
+bf16 states and outputs are stored with round-to-nearest-even and read by widening, both with integer bit
+operations (no libcalls: arith.truncf to bf16 becomes a __truncsfbf2 call on the x86-64 baseline); exp in the
+vector paths is a Cephes-style polynomial (no libm), scalar f64 exp/log (per token and head only) lower to libm
+calls.
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class MambaDims:
     epsilon: float
     time_step_min: float
     state_dtype: str = "f32"  # or "bf16": ssm_state stored as bfloat16; arithmetic stays f32 within a call
+    out_dtype: str = "f32"  # or "bf16": gated_rmsnorm's out stored as bfloat16 (what the out_proj GEMM reads)
 
     def __post_init__(self) -> None:
         sizes = (self.num_heads, self.head_dim, self.n_groups, self.state_size, self.conv_kernel, self.chunk_size)
@@ -82,6 +86,8 @@ class MambaDims:
             raise ValueError(f"the gated norm's {self.n_groups} groups do not divide {self.num_heads * self.head_dim}")
         if self.state_dtype not in ("f32", "bf16"):
             raise ValueError(f"state_dtype must be 'f32' or 'bf16', not {self.state_dtype!r}")
+        if self.out_dtype not in ("f32", "bf16"):
+            raise ValueError(f"out_dtype must be 'f32' or 'bf16', not {self.out_dtype!r}")
 
     @property
     def inner(self) -> int:  # I
@@ -543,30 +549,45 @@ def emit_gated_rmsnorm(name: str, d: MambaDims) -> str:
     """Group RMSNorm of y * silu(z) over rows [begin, end) (see the module docstring for the ABI)."""
     inner, width = d.inner, d.inner // d.n_groups
     y_t, zx_t, w_t = _memref(["?", inner]), _memref(["?", d.proj_width]), _memref([inner])
+    out_t = _memref(["?", inner], d.out_dtype)
+    bf16 = d.out_dtype == "bf16"
     b = _Body()
     zero = b.const("0.0", VF32)
+    scratch_t = _memref([width])
+    if bf16:  # g of one group, in f32 (a bf16 out cannot hold it between the passes)
+        b.emit(f"%g = memref.alloca() {{alignment = 64 : i64}} : {scratch_t}")
     with b.loop("%begin", "%end", b.index(1)) as row, b.loop(b.index(0), b.index(inner), b.index(width)) as group:
         t = row.iv
+
+        def gated_place(column: str) -> _Place:
+            return ("%g", [b.sub(column, group.iv)], scratch_t) if bf16 else ("%out", [t, column], y_t)
 
         def gate(column: str, mask: str | None, acc: str) -> str:
             z = b.vload("%zx", [t, column], zx_t, mask)
             gated = b.mul(b.vload("%y", [t, column], y_t, mask), _silu(b, z), VF32)
-            b.vstore(gated, "%out", [t, column], y_t, mask)
+            b.vstore(gated, *gated_place(column), mask)
             return b.fma(gated, gated, acc)
 
-        b.comment("pass 1: out = y * silu(z), and the group's sum of squares")
+        b.comment(f"pass 1: {'g' if bf16 else 'out'} = y * silu(z), and the group's sum of squares")
         total = b.let(f"vector.reduction <add>, {_along(b, group.iv, width, gate, zero)} : {VF32} into f32")
         mean = b.op("arith.divf", total, b.const(_f32(width), "f32"), type_="f32")
         scale = b.splat(b.op("math.rsqrt", b.add(mean, b.const(_f32(d.epsilon), "f32"), "f32"), type_="f32"))
 
         def normalise(column: str, mask: str | None, acc: str) -> str:
-            value = b.mul(b.vload("%out", [t, column], y_t, mask), scale, VF32)
-            b.vstore(b.mul(value, b.vload("%w", [column], w_t, mask), VF32), "%out", [t, column], y_t, mask)
+            value = b.mul(b.vload(*gated_place(column), mask), scale, VF32)
+            value = b.mul(value, b.vload("%w", [column], w_t, mask), VF32)
+            if bf16:
+                value = _f32_to_bf16(b, value, VF32)
+            b.vstore(value, "%out", [t, column], out_t, mask, f"vector<{LANES}x{d.out_dtype}>")
             return acc
 
-        b.comment("pass 2: out *= rsqrt(mean + eps) * weight")
+        b.comment(
+            "pass 2: out = bf16(g * rsqrt(mean + eps) * weight)"
+            if bf16
+            else "pass 2: out *= rsqrt(mean + eps) * weight"
+        )
         _along(b, group.iv, width, normalise, zero)
-    params = [("y", y_t), ("zx", zx_t), ("w", w_t), ("out", y_t), ("begin", "index"), ("end", "index")]
+    params = [("y", y_t), ("zx", zx_t), ("w", w_t), ("out", out_t), ("begin", "index"), ("end", "index")]
     return _function(name, params, b)
 
 
@@ -948,7 +969,8 @@ def footprint_bytes(kind: str, d: MambaDims) -> int:
 
     ssd_scan: its scratch buffers (group states [H/G, N, P], B^T, C·B^T, scores, x tiles, decay columns);
     ssd_step: one head's state (f32 or bf16) plus its B and C rows; conv_silu: its transposed taps and carried
-    inputs [2K-1, C] plus the K rows of input a row reads; gated_rmsnorm: one group of out and its y, z and weight.
+    inputs [2K-1, C] plus the K rows of input a row reads; gated_rmsnorm: one group of out and its y, z and weight
+    (with a bf16 out: its f32 scratch and the bf16 out).
     """
     if kind == "ssd_scan":
         return sum(_bytes(type_) for type_ in _scan_scratch(d).values())
@@ -958,5 +980,5 @@ def footprint_bytes(kind: str, d: MambaDims) -> int:
     if kind == "conv_silu":
         return (2 * d.conv_kernel - 1) * d.conv_channels * 4 + d.conv_kernel * d.proj_width * 4
     if kind == "gated_rmsnorm":
-        return 4 * (d.inner // d.n_groups) * 4
+        return (4 * 4 if d.out_dtype == "f32" else 3 * 4 + 4 + 2) * (d.inner // d.n_groups)
     raise ValueError(f"unknown Mamba kernel kind {kind!r} (conv_silu, ssd_scan, ssd_step, gated_rmsnorm)")

@@ -53,6 +53,8 @@ def gemm_spec(dims: dict[str, object], weight_dtype: str) -> gemm.GemmSpec:
         epilogue=str(dims["epilogue"]),
         bias=bool(dims["bias"]),
         weight_dtype=weight_dtype,
+        x_dtype=str(dims.get("x_dtype", "f32")),
+        y_dtype=str(dims.get("y_dtype", "f32")),
     )
 
 
@@ -62,11 +64,11 @@ def _matmul(dims: dict[str, object], precision: str) -> TileChoice:
     mr, nr, kc = tiles.mr, tiles.nr, min(tiles.kc, spec.k)
     weight = "bf16" if precision == "bf16" else "f32"
     body = [
-        load("x", [mr, kc]),
+        load("x", [mr, kc], element=spec.x_dtype),
         load("weight", [kc, nr], element=weight),
-        mma(mr, nr, kc, "f32", weight),
+        mma(mr, nr, kc, spec.x_dtype, weight),
         elementwise(spec.epilogue),
-        store("y", [mr, nr]),
+        store("y", [mr, nr], element=spec.y_dtype),
     ]
     chosen = {name: value for name, value in vars(tiles).items() if isinstance(value, int)}
     return TileChoice(chosen, body, grid=gemm.panel_count(spec, tiles), parallel="panels")

@@ -25,6 +25,7 @@ pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -
 from tessera.lowering.x86.attention import AttentionDims, emit_attention, emit_kv_append, footprint_bytes
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.native import KernelLibrary
+from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
 TOLERANCE = 1e-5
 CASES = [(tokens, past) for tokens in (1, 7, 64, 130) for past in (0, 5, 100)]
@@ -39,6 +40,7 @@ DIMS = {
     "d33_bk40": AttentionDims(2, 1, 33, CAPACITY, block_q=20, block_k=40),
 }
 BF16_DIMS = ("gqa4_d16", "kv1_d10")
+BF16_OUT_DIMS = ("kv1_d10", "odd_tiles_d72", "d33_bk40")  # also built with out_dtype="bf16" (suffix _out_bf16)
 
 
 @dataclass
@@ -56,25 +58,29 @@ class Kernels:
         self.library.kernel(f"attention_{self.suffix}")(qkv, k, v, out, past, begin, end)
 
 
-def _module(dims: dict[str, AttentionDims], bf16: tuple[str, ...]) -> str:
+def _module(dims: dict[str, AttentionDims], bf16: tuple[str, ...], bf16_out: tuple[str, ...] = ()) -> str:
     parts = []
     for key, d in dims.items():
         parts += [emit_kv_append(f"kv_append_{key}", d), emit_attention(f"attention_{key}", d)]
         if key in bf16:
             parts += [emit_kv_append(f"kv_append_{key}_bf16", d, "bf16"), emit_attention(f"attention_{key}_bf16", d, "bf16")]  # fmt: skip
+        for suffix in ("", "_bf16") if key in bf16 else ("",):
+            if key in bf16_out:
+                cache_dtype = "bf16" if suffix else "f32"
+                parts.append(emit_attention(f"attention_{key}{suffix}_out_bf16", d, cache_dtype, out_dtype="bf16"))
     return "\n".join(parts)
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
-    return build_library(_module(DIMS, BF16_DIMS), tmp_path_factory.mktemp("attention") / "attention.so")
+    return build_library(_module(DIMS, BF16_DIMS, BF16_OUT_DIMS), tmp_path_factory.mktemp("attention") / "attention.so")
 
 
 @pytest.fixture(scope="module")
 def baseline_library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
     dims = {key: DIMS[key] for key in ("kv1_d10", "gqa4_d128")}
     path = tmp_path_factory.mktemp("attention_baseline") / "attention.so"
-    return build_library(_module(dims, ("kv1_d10",)), path, host=False)
+    return build_library(_module(dims, ("kv1_d10",), ("kv1_d10",)), path, host=False)
 
 
 # --- reference and data ---------------------------------------------------------------------------------------
@@ -213,6 +219,41 @@ def test_bf16_cache(library: KernelLibrary, key: str) -> None:
     _prefill_then_decode(kernels_for(library, key, "bf16"), "bf16", (1,), prompt=70, steps=3)
 
 
+def _check_bf16_output(library: KernelLibrary, key: str, dtype: str) -> None:
+    """out_dtype="bf16" over a prefill and decode steps (odd token counts, head ranges split inside a kv group and
+    on a group boundary): the f32-output kernel's result rounded to nearest even, within one bf16 ulp."""
+    rng = np.random.default_rng()
+    kernels = kernels_for(library, key, dtype)
+    d = kernels.dims
+    attend_bf16 = library.kernel(f"attention_{kernels.suffix}_out_bf16")
+    cuts = sorted({0, d.num_heads, 1, d.group})
+    cache = Cache.empty(d, dtype)
+    position = 0
+    for tokens in (37, 1, 5):
+        qkv = draw_qkv(rng, d, tokens)
+        out = run_step(kernels, cache, qkv, position, tuple(cuts))
+        out_bf16 = np.full(out.shape, 0x7FC0, np.uint16)  # bf16 NaN: an unwritten element fails
+        for begin, end in itertools.pairwise(cuts):
+            attend_bf16(qkv, cache.k, cache.v, out_bf16, position, begin, end)
+        assert not np.isnan(bf16_to_f32(out_bf16)).any(), "output not fully written (or NaN)"
+
+        def ordered(bits: np.ndarray) -> np.ndarray:  # bf16 bits as integers in value order: 1 apart = 1 ulp
+            signed = bits.astype(np.int32)
+            return np.where(signed & 0x8000, 0x8000 - signed, signed)
+
+        assert int(np.abs(ordered(out_bf16) - ordered(bf16_bits(out))).max()) <= 1
+        keys, values = cache.f32()
+        assert relative_error(bf16_to_f32(out_bf16), reference(qkv, keys, values, d, position)) <= 1e-2
+        position += tokens
+
+
+@pytest.mark.parametrize(
+    ("key", "dtype"), [("kv1_d10", "f32"), ("odd_tiles_d72", "f32"), ("d33_bk40", "f32"), ("kv1_d10", "bf16")]
+)
+def test_bf16_output(library: KernelLibrary, key: str, dtype: str) -> None:
+    _check_bf16_output(library, key, dtype)
+
+
 def test_ranges_write_only_their_heads(library: KernelLibrary) -> None:
     rng = np.random.default_rng()
     kernels = kernels_for(library, "gqa4_d16")
@@ -256,6 +297,10 @@ def test_baseline_x86_64_build(baseline_library: KernelLibrary, key: str, dtype:
     _prefill_then_decode(kernels, dtype, (1,), prompt=67, steps=2)
 
 
+def test_baseline_x86_64_bf16_output(baseline_library: KernelLibrary) -> None:
+    _check_bf16_output(baseline_library, "kv1_d10", "f32")
+
+
 def test_footprint() -> None:
     small, large = AttentionDims(8, 2, 128, 4096, 32, 32), AttentionDims(8, 2, 128, 4096, 64, 64)
     assert 0 < footprint_bytes("attention", small) < footprint_bytes("attention", large)
@@ -275,11 +320,13 @@ def test_invalid_dims_and_dtype() -> None:
         AttentionDims(4, 2, 16, 32, block_q=0)
     with pytest.raises(ValueError, match="cache_dtype"):
         emit_attention("a", AttentionDims(4, 2, 16, 32), "f16")
+    with pytest.raises(ValueError, match="out_dtype"):
+        emit_attention("a", AttentionDims(4, 2, 16, 32), out_dtype="f16")
 
 
 def test_kernel_text_is_upstream_mlir_only() -> None:
     d = AttentionDims(8, 2, 128, 4096)
-    text = emit_kv_append("kv_append", d) + emit_attention("attention", d)
+    text = emit_kv_append("kv_append", d) + emit_attention("attention", d) + emit_attention("o", d, out_dtype="bf16")
     dialects = set(re.findall(r"(?:^|= )\s*([a-z]+)\.[a-z_]+", text, re.MULTILINE))
     assert (
         {"func", "scf", "arith", "memref", "vector"} <= dialects <= {"func", "scf", "arith", "memref", "vector", "math"}

@@ -34,33 +34,51 @@ SPECS = {
     "bf16_scaled": GemmSpec(64, 96, "store", bias=True, row_scale=True, weight_dtype="bf16"),
     "relu2_scaled": GemmSpec(77, 1030, "relu2", row_scale=True),
 }
+# bf16 activations: x and / or y as bfloat16 bits, with f32 and bf16 weights; masked last panels with a
+# partial and skipped 16-column stores (N = 301, 10, 200), unmasked (N = 128), K > MAX_KC (x bf16 across
+# K blocks; y bf16 in a single K block).
+BF16_SPECS = {
+    "x16_odd_store": GemmSpec(301, 72, "store", x_dtype="bf16"),
+    "x16_w16_blocked_accumulate": GemmSpec(
+        130, 2100, "accumulate", row_scale=True, weight_dtype="bf16", x_dtype="bf16"
+    ),
+    "y16_tiny_relu2_bias": GemmSpec(10, 12, "relu2", bias=True, y_dtype="bf16"),
+    "y16_w16_long_k": GemmSpec(200, 2051, "store", bias=True, row_scale=True, weight_dtype="bf16", y_dtype="bf16"),
+    "xy16_w16_odd_relu2": GemmSpec(301, 72, "relu2", bias=True, weight_dtype="bf16", x_dtype="bf16", y_dtype="bf16"),
+    "xy16_long_k_store": GemmSpec(128, 1100, "store", x_dtype="bf16", y_dtype="bf16"),
+}
+ALL_SPECS = SPECS | BF16_SPECS
 ROWS = (1, 3, 37)
+UNWRITTEN_BF16 = 0xFFFF  # initial bf16 y: a NaN the kernel never stores for finite inputs
 
 
 @dataclass
 class Case:
     """Random inputs of one call and the float64 result expected in y."""
 
-    args: list[np.ndarray]  # x, packed weight, [bias], [row_scale]
-    y: np.ndarray  # initial y (NaN unless accumulating)
+    args: list[np.ndarray]  # x (f32, or bf16 bits), packed weight, [bias], [row_scale]
+    y: np.ndarray  # initial y (NaN unless accumulating; float32, or uint16 bf16 bits)
     expected: np.ndarray
 
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
-    text = "\n".join(gemm.emit_gemm(name, spec, gemm.choose_tiles(spec)) for name, spec in SPECS.items())
+    text = "\n".join(gemm.emit_gemm(name, spec, gemm.choose_tiles(spec)) for name, spec in ALL_SPECS.items())
     return build_library(text, tmp_path_factory.mktemp("gemm") / "gemm.so")
 
 
 def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int) -> Case:
     rng = np.random.default_rng()
-    x = rng.standard_normal((rows, spec.k), dtype=np.float32)
+    x = x_arg = rng.standard_normal((rows, spec.k), dtype=np.float32)
+    if spec.x_dtype == "bf16":  # the kernel sees the rounded activations
+        x_arg = bf16_bits(x)
+        x = bf16_to_f32(x_arg)
     weight = rng.standard_normal((spec.n, spec.k), dtype=np.float32)
     packed = gemm.pack_weight(weight, spec, tiles)
     if spec.weight_dtype == "bf16":  # the kernel sees the rounded weights
         weight = bf16_to_f32(bf16_bits(weight))
     expected = x.astype(np.float64) @ weight.astype(np.float64).T
-    args = [x, packed]
+    args = [x_arg, packed]
     if spec.row_scale:
         row_scale = rng.uniform(0.5, 2.0, rows).astype(np.float32)
         expected *= row_scale[:, None]
@@ -71,6 +89,8 @@ def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int) -> Case:
     if spec.row_scale:
         args.append(row_scale)
     y = np.full((rows, spec.n), np.nan, dtype=np.float32)
+    if spec.y_dtype == "bf16":
+        y = np.full((rows, spec.n), UNWRITTEN_BF16, dtype=np.uint16)
     if spec.epilogue == "accumulate":
         y = rng.standard_normal((rows, spec.n), dtype=np.float32)
         expected += y
@@ -80,15 +100,31 @@ def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int) -> Case:
 
 
 def assert_close(y: np.ndarray, expected: np.ndarray) -> None:
+    if y.dtype == np.uint16:
+        assert_close_bf16(y, expected)
+        return
     assert not np.isnan(y).any(), "NaN in the output (or an element left unwritten)"
     error = np.abs(y - expected).max() / max(np.abs(expected).max(), 1e-30)
     assert error <= TOLERANCE, f"relative error {error:.2e}"
 
 
+def assert_close_bf16(bits: np.ndarray, expected: np.ndarray) -> None:
+    """bf16 y: within 1 bf16 ulp of the float64 result rounded to bf16, plus the f32 accumulation's
+    TOLERANCE (which matters where the sum cancels to a value far below its terms)."""
+    assert (bits != UNWRITTEN_BF16).all(), "an element left unwritten (or NaN)"
+    rounded = bf16_to_f32(bf16_bits(expected.astype(np.float32))).astype(np.float64)
+    _, exponent = np.frexp(rounded)
+    ulp = np.where(rounded == 0, 0.0, np.ldexp(1.0, exponent - 8))  # 8 significant bits
+    error = np.abs(bf16_to_f32(bits) - rounded)
+    allowed = ulp + TOLERANCE * max(np.abs(expected).max(), 1e-30)
+    worst = np.unravel_index(np.argmax(error - allowed), error.shape)
+    assert (error <= allowed).all(), f"y{list(worst)} = {bf16_to_f32(bits)[worst]}, expected {rounded[worst]}"
+
+
 @pytest.mark.parametrize("rows", ROWS)
-@pytest.mark.parametrize("name", SPECS)
+@pytest.mark.parametrize("name", ALL_SPECS)
 def test_gemm_matches_float64(library: KernelLibrary, name: str, rows: int) -> None:
-    spec = SPECS[name]
+    spec = ALL_SPECS[name]
     tiles = gemm.choose_tiles(spec)
     case = make_case(spec, tiles, rows)
     library.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
@@ -96,19 +132,24 @@ def test_gemm_matches_float64(library: KernelLibrary, name: str, rows: int) -> N
 
 
 @pytest.mark.parametrize("rows", [200, 1043])  # 33 x 6 + 2; 2 x 516 (mc) + 6 + 4 + 1
-@pytest.mark.parametrize("name", ["blocked_accumulate", "blocked_relu2_bf16", "odd_store"])
+@pytest.mark.parametrize(
+    "name", ["blocked_accumulate", "blocked_relu2_bf16", "odd_store", "x16_w16_blocked_accumulate", "y16_w16_long_k"]
+)
 def test_gemm_many_rows(library: KernelLibrary, name: str, rows: int) -> None:
-    spec = SPECS[name]
+    spec = ALL_SPECS[name]
     tiles = gemm.choose_tiles(spec)
     case = make_case(spec, tiles, rows)
     library.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
     assert_close(case.y, case.expected)
 
 
-@pytest.mark.parametrize("name", ["odd_store", "blocked_accumulate", "blocked_relu2_bf16"])
+@pytest.mark.parametrize(
+    "name",
+    ["odd_store", "blocked_accumulate", "blocked_relu2_bf16", "x16_w16_blocked_accumulate", "xy16_w16_odd_relu2"],
+)
 def test_panel_ranges_split_the_work(library: KernelLibrary, name: str) -> None:
     """Two calls on [0, p) and [p, P) give the full result; each writes its own columns only."""
-    spec = SPECS[name]
+    spec = ALL_SPECS[name]
     tiles = gemm.choose_tiles(spec)
     panels = gemm.panel_count(spec, tiles)
     assert panels >= 2
@@ -124,16 +165,23 @@ def test_panel_ranges_split_the_work(library: KernelLibrary, name: str) -> None:
     assert_close(case.y, case.expected)
 
 
-def test_empty_panel_range_writes_nothing(library: KernelLibrary) -> None:
-    spec = SPECS["odd_store"]
+@pytest.mark.parametrize("name", ["odd_store", "xy16_w16_odd_relu2"])
+def test_empty_panel_range_writes_nothing(library: KernelLibrary, name: str) -> None:
+    spec = ALL_SPECS[name]
     case = make_case(spec, gemm.choose_tiles(spec), 3)
-    library.kernel("odd_store")(*case.args, case.y, 2, 2)
-    assert np.isnan(case.y).all()
+    initial = case.y.copy()
+    library.kernel(name)(*case.args, case.y, 2, 2)
+    np.testing.assert_array_equal(case.y, initial)
 
 
 def test_baseline_x86_64_build(tmp_path: Path) -> None:
-    """The same kernels compile for the x86-64 baseline (SSE2 only) and compute the same results."""
-    specs = {"base_f32": SPECS["odd_store"], "base_bf16": SPECS["blocked_relu2_bf16"]}
+    """The same kernels compile for the x86-64 baseline (SSE2 only) and compute the same results (a bf16
+    y's masked last panel must not need an f32 -> bf16 conversion libcall)."""
+    specs = {
+        "base_f32": SPECS["odd_store"],
+        "base_bf16": SPECS["blocked_relu2_bf16"],
+        "base_xy16": BF16_SPECS["xy16_w16_odd_relu2"],
+    }
     text = "\n".join(gemm.emit_gemm(name, spec, gemm.choose_tiles(spec)) for name, spec in specs.items())
     baseline = build_library(text, tmp_path / "baseline.so", host=False)
     for name, spec in specs.items():
@@ -165,6 +213,22 @@ def test_bf16_packing_rounds_to_nearest_even() -> None:
     assert packed.ctypes.data % 64 == 0 and packed.flags.c_contiguous
 
 
+def test_bf16_y_is_rounded_to_nearest_even(library: KernelLibrary) -> None:
+    """A bf16 y holds exactly weights.bf16_bits of the f32 result: ties to even, no flush of denormals,
+    overflow to inf, NaN kept (also in the masked last panel)."""
+    spec = BF16_SPECS["y16_w16_long_k"]  # y = row_scale * (x @ W^T) + bias; x = 0 leaves y = bias exactly
+    tiles = gemm.choose_tiles(spec)
+    rng = np.random.default_rng()
+    bias = rng.standard_normal(spec.n, dtype=np.float32)
+    special = [1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8 + 2**-20), 1e-40, -3e-39, 3.4e38, -np.inf, np.nan, 0.0, 2**-120]
+    bias[:10] = bias[-10:] = special
+    weight = rng.standard_normal((spec.n, spec.k), dtype=np.float32)
+    y = np.zeros((2, spec.n), dtype=np.uint16)
+    x, row_scale = np.zeros((2, spec.k), np.float32), np.ones(2, np.float32)
+    library.kernel("y16_w16_long_k")(x, gemm.pack_weight(weight, spec, tiles), bias, row_scale, y, 0, 4)
+    np.testing.assert_array_equal(y, np.broadcast_to(bf16_bits(bias), y.shape))
+
+
 def test_tiles_fit_the_registers_and_caches() -> None:
     for spec in SPECS.values():
         tiles = gemm.choose_tiles(spec)
@@ -172,6 +236,9 @@ def test_tiles_fit_the_registers_and_caches() -> None:
         assert tiles.kc <= spec.k and tiles.kc <= gemm.MAX_KC
         assert gemm.panel_count(spec, tiles) == -(-spec.n // tiles.nr)
         assert 0 < gemm.footprint_bytes(spec, tiles) <= 2**20  # the L2 of one znver5 core
+    for spec in BF16_SPECS.values():  # a bf16 y keeps its sums in registers: one K block
+        tiles = gemm.choose_tiles(spec)
+        assert tiles.kc == spec.k if spec.y_dtype == "bf16" else tiles.kc <= gemm.MAX_KC
 
 
 def test_spec_validation() -> None:
@@ -179,6 +246,15 @@ def test_spec_validation() -> None:
         GemmSpec(4, 4, "gelu")
     with pytest.raises(ValueError, match="dtype"):
         GemmSpec(4, 4, "store", weight_dtype="f16")
+    with pytest.raises(ValueError, match="x dtype"):
+        GemmSpec(4, 4, "store", x_dtype="f16")
+    with pytest.raises(ValueError, match="y dtype"):
+        GemmSpec(4, 4, "store", y_dtype="i8")
+    with pytest.raises(ValueError, match="accumulate"):
+        GemmSpec(4, 4, "accumulate", y_dtype="bf16")
+    blocked = GemmSpec(64, 2048, "store", y_dtype="bf16")
+    with pytest.raises(ValueError, match="single K block"):
+        gemm.emit_gemm("g", blocked, GemmTiles(nr=64, mr=6, kc=1024, mc=516, ku=4))
     with pytest.raises(ValueError, match="positive"):
         GemmSpec(0, 4, "store")
     with pytest.raises(ValueError, match="multiple of 16"):

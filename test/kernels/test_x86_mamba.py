@@ -43,6 +43,7 @@ from tessera.reference.mamba2 import (
     ssd_chunked,
 )
 from tessera.runtime.native import KernelLibrary
+from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
 F32_TOLERANCE = 1e-5
 BF16_TOLERANCE = 1e-2
@@ -88,6 +89,22 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     def get(d: MambaDims, host: bool = True) -> KernelLibrary:
         if (d, host) not in cache:
             cache[(d, host)] = build_library(module_text(d), tmp_path_factory.mktemp("mamba") / "k.so", host=host)
+        return cache[(d, host)]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def norm_build(tmp_path_factory: pytest.TempPathFactory) -> Build:
+    """norm_build(dims, host=True) -> gated_rmsnorm with an f32 out and gated_rmsnorm_bf16 with a bf16 out."""
+    cache: dict[tuple[MambaDims, bool], KernelLibrary] = {}
+
+    def get(d: MambaDims, host: bool = True) -> KernelLibrary:
+        if (d, host) not in cache:
+            text = emit_gated_rmsnorm("gated_rmsnorm", d) + emit_gated_rmsnorm(
+                "gated_rmsnorm_bf16", replace(d, out_dtype="bf16")
+            )
+            cache[(d, host)] = build_library(text, tmp_path_factory.mktemp("norm") / "k.so", host=host)
         return cache[(d, host)]
 
     return get
@@ -358,6 +375,40 @@ def test_gated_rmsnorm(build: Build, rng: np.random.Generator, d: MambaDims, tok
     assert rel(out, expected) <= F32_TOLERANCE
 
 
+@pytest.mark.parametrize(
+    ("d", "tokens", "host"),
+    [(SMALL, 7, True), (ODD, 1, True), (EDGE, 13, True), (SMALL, 5, False)],
+    ids=["small-T7", "odd-T1", "edge-T13", "small-T5-baseline"],
+)
+def test_gated_rmsnorm_bf16_out(norm_build: Build, rng: np.random.Generator, d: MambaDims, tokens: int,
+                                host: bool) -> None:  # fmt: skip
+    """out_dtype="bf16": the f32 kernel's output rounded to nearest even, within one bf16 ulp (groups of 20, 24 and
+    80 channels: masked tails and whole vectors; row ranges split, on two threads for some)."""
+    problem = draw(d, tokens, rng)
+    y = f32(rng.standard_normal((tokens, d.inner)))
+    library = norm_build(d, host)
+    args = [y, problem.zx, problem.weights.norm_weight]
+    out = nan_like((tokens, d.inner))
+    split_call(library.kernel("gated_rmsnorm"), [*args, out], tokens, rng)
+    out_bf16 = np.full((tokens, d.inner), 0x7FC0, np.uint16)  # bf16 NaN: an unwritten element fails
+    split_call(library.kernel("gated_rmsnorm_bf16"), [*args, out_bf16], tokens, rng, threads=tokens > 1)
+    assert_within_one_bf16_ulp(out_bf16, out)
+    z = problem.zx[:, : d.inner].astype(np.float64)
+    expected = gated_rmsnorm(y.astype(np.float64), z, problem.weights.norm_weight, d.n_groups, d.epsilon)
+    assert rel(bf16_to_f32(out_bf16), expected) <= BF16_TOLERANCE
+
+
+def assert_within_one_bf16_ulp(bits: np.ndarray, expected: np.ndarray) -> None:
+    """bf16 bits within one ulp of float32 `expected` rounded to nearest even (compared as ordered integers)."""
+    assert not np.isnan(bf16_to_f32(bits)).any(), "NaN in the output (an element left unwritten?)"
+
+    def ordered(b: np.ndarray) -> np.ndarray:
+        signed = b.astype(np.int32)
+        return np.where(signed & 0x8000, 0x8000 - signed, signed)
+
+    assert int(np.abs(ordered(bits) - ordered(bf16_bits(expected))).max()) <= 1
+
+
 # --- the mixer chain, and the x86-64 baseline -------------------------------------------------------------------
 
 
@@ -403,6 +454,9 @@ def test_footprints() -> None:
         footprint_bytes("attention", SMALL)
     with pytest.raises(ValueError, match="do not split"):
         MambaDims(3, 8, 2, 16, 4, 8, 1e-5, 1e-3)
+    with pytest.raises(ValueError, match="out_dtype"):
+        replace(SMALL, out_dtype="f16")
+    assert footprint_bytes("gated_rmsnorm", replace(SMALL, out_dtype="bf16")) > 0
 
 
 # --- benchmark (python test/kernels/test_x86_mamba.py) -----------------------------------------------------------

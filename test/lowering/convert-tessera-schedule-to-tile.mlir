@@ -5,9 +5,9 @@
 // heads, channels, or 0 (the call's token count).
 // CHECK:     tessera.tile.kernel "embedding_hidden32_vocab64" attributes {kind = "embedding", {{.*}}parallel = "tokens", grid = 0 : i64}
 // CHECK:     tessera.tile.kernel "matmul_bias0_store_k32_n132" attributes {kind = "matmul", dims = {bias = 0 : i64, epilogue = "store", k = 32 : i64, n = 132 : i64}, parallel = "columns", grid = 132 : i64}
-// CHECK:     tessera.tile.kernel "ssd_scan_l8_p8_g2_h4_f32_n16_dtmin0p001" attributes {kind = "ssd_scan", {{.*}}parallel = "heads", grid = 4 : i64}
+// CHECK:     tessera.tile.kernel "ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001" attributes {kind = "ssd_scan", {{.*}}parallel = "heads", grid = 4 : i64}
 // CHECK:     tessera.tile.kernel "attention_p8_s32_h4_hkv2"
-// CHECK:     tessera.tile.kernel "ssd_step_p8_g2_h4_f32_n16"
+// CHECK:     tessera.tile.kernel "ssd_step_p8_g2_h4_statef32_n16"
 // CHECK-NOT: tessera.tile.kernel
 
 // CHECK-LABEL: func.func @prefill
@@ -16,4 +16,4 @@
 // CHECK:       tessera.tile.launch @matmul_bias0_accumulate_k32_n32 ins(
 // CHECK-NOT:   tessera.schedule.matmul
 // CHECK-LABEL: func.func @decode
-// CHECK:       tessera.tile.launch @ssd_step_p8_g2_h4_f32_n16
+// CHECK:       tessera.tile.launch @ssd_step_p8_g2_h4_statef32_n16

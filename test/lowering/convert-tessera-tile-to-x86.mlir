@@ -9,13 +9,13 @@
 // CHECK:     func.func @embedding_hidden32_vocab64(%{{.*}}: memref<?xi64>, %{{.*}}: memref<64x32xf32>, %{{.*}}: memref<?x32xf32>, %begin: index, %end: index)
 // CHECK:     func.func @matmul_bias0_store_k32_n132(%{{.*}}: memref<?x32xf32>, %{{.*}}: memref<{{[0-9]+}}x32x{{[0-9]+}}xf32>, %{{.*}}: memref<?x132xf32>, %{{.*}}: index, %{{.*}}: index)
 // CHECK:     vector.fma {{.*}} : vector<16xf32>
-// CHECK:     func.func @ssd_scan_l8_p8_g2_h4_f32_n16_dtmin0p001(
+// CHECK:     func.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
 // CHECK:     func.func @attention_p8_s32_h4_hkv2(
 // CHECK-NOT: tessera.
 
 // LLVM: define void @matmul_bias0_store_k32_n132(
 // LLVM: fmul <16 x float>
-// LLVM: define void @ssd_step_p8_g2_h4_f32_n16(
+// LLVM: define void @ssd_step_p8_g2_h4_statef32_n16(
 
 // The runtime's view: launches with their arguments, weights with their packing, state by name.
 // PROGRAM:      "kernel": "embedding_hidden32_vocab64",

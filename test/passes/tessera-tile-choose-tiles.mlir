@@ -11,7 +11,7 @@
 // CHECK-NEXT:   tessera.tile.elementwise "store"
 // CHECK-NEXT:   tessera.tile.store "y"
 // The SSD scan works chunk by chunk: C·Bᵀ, the masked decay, and the state in and out of the chunk.
-// CHECK:      tessera.tile.kernel "ssd_scan_l8_p8_g2_h4_f32_n16_dtmin0p001" attributes {{.*}}tiles = {chunk = 8 : i64}
+// CHECK:      tessera.tile.kernel "ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001" attributes {{.*}}tiles = {chunk = 8 : i64}
 // CHECK:        tessera.tile.scan "cumsum_log_decay"
 // CHECK-NEXT:   tessera.tile.mma m = 8 n = 8 k = 16(f32, f32) -> f32
 // CHECK:      tessera.tile.kernel "attention_p8_s32_h4_hkv2" attributes {{.*}}tiles = {block_q = 64 : i64, block_k = 64 : i64}
