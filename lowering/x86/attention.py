@@ -46,7 +46,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16
 
 VEC = 16  # f32 lanes of one 512-bit vector
 VF32 = f"vector<{VEC}xf32>"
@@ -125,148 +127,53 @@ def footprint_bytes(kind: str, d: AttentionDims, cache_dtype: str = "f32") -> in
     return 4 * buffers + 2 * d.block_k * d.head_dim * element
 
 
-# --- a small MLIR text builder ------------------------------------------------------------------------------
-
-
-@dataclass
-class _Loop:
-    iv: str
-    args: list[str]
-    results: list[str]
-    yielded: list[str] = field(default_factory=list)
-
-
-class _Builder:
-    """Lines of one func body with fresh SSA names; constants are hoisted to the entry block."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.consts: dict[tuple[str, str], str] = {}
-        self.const_lines: list[str] = []
-        self.count = 0
-        self.depth = 1
-
-    def fresh(self, hint: str) -> str:
-        self.count += 1
-        return f"%{hint}{self.count}"
-
-    def emit(self, text: str) -> None:
-        self.lines.append("  " * self.depth + text)
-
-    def op(self, hint: str, text: str) -> str:
-        name = self.fresh(hint)
-        self.emit(f"{name} = {text}")
-        return name
-
-    def const(self, literal: str, type_: str) -> str:
-        key = (literal, type_)
-        if key not in self.consts:
-            name = f"%k{len(self.consts)}"
-            self.consts[key] = name
-            value = literal if "vector" not in type_ else f"dense<{literal}>"
-            self.const_lines.append(f"  {name} = arith.constant {value} : {type_}")
-        return self.consts[key]
-
-    def index(self, value: int) -> str:
-        return self.const(str(value), "index")
-
-    def f32(self, value: float, type_: str = "f32") -> str:
-        return self.const(_float_literal(value), type_)
-
-    @contextmanager
-    def loop(self, lo: str, hi: str, step: str, carried: list[tuple[str, str]] | None = None) -> Iterator[_Loop]:
-        """scf.for; `carried` is (initial value, type) per iter_arg; set `loop.yielded` inside the block."""
-        carried = carried or []
-        iv = self.fresh("i")
-        args = [self.fresh("a") for _ in carried]
-        base = self.fresh("r")
-        results = [base] if len(carried) == 1 else [f"{base}#{n}" for n in range(len(carried))]
-        header = f"scf.for {iv} = {lo} to {hi} step {step}"
-        if carried:
-            inits = ", ".join(f"{a} = {init}" for a, (init, _) in zip(args, carried, strict=True))
-            types = ", ".join(type_ for _, type_ in carried)
-            count = f":{len(carried)}" if len(carried) > 1 else ""
-            header = f"{base}{count} = {header} iter_args({inits}) -> ({types})"
-        self.emit(header + " {")
-        self.depth += 1
-        loop = _Loop(iv, args, results)
-        yield loop
-        if carried:
-            self.emit(f"scf.yield {', '.join(loop.yielded)} : {', '.join(type_ for _, type_ in carried)}")
-        self.depth -= 1
-        self.emit("}")
-
-    @contextmanager
-    def if_else(self, cond: str) -> Iterator[Callable[[], None]]:
-        """scf.if without results; call the yielded function to start the else region."""
-        self.emit(f"scf.if {cond} {{")
-        self.depth += 1
-
-        def otherwise() -> None:
-            self.lines.append("  " * (self.depth - 1) + "} else {")
-
-        yield otherwise
-        self.depth -= 1
-        self.emit("}")
-
-    def function(self, name: str, params: str) -> str:
-        body = "\n".join([*self.const_lines, *self.lines])
-        return f"func.func @{name}({params}) {{\n{body}\n  return\n}}\n"
-
-
-def _float_literal(value: float) -> str:
-    if value == float("-inf"):
-        return "0xFF800000"
-    return repr(float(value))
-
-
 # --- arithmetic helpers -------------------------------------------------------------------------------------
 
 
-def _fma(b: _Builder, x: str, y: str, acc: str, type_: str = VF32) -> str:
+def _fma(b: MlirBuilder, x: str, y: str, acc: str, type_: str = VF32) -> str:
     """x*y + acc; `contract` lets LLVM fuse it into one FMA where the CPU has FMA (baseline: mul + add)."""
-    product = b.op("m", f"arith.mulf {x}, {y} fastmath<contract> : {type_}")
-    return b.op("f", f"arith.addf {product}, {acc} fastmath<contract> : {type_}")
+    product = b.let("m", f"arith.mulf {x}, {y} fastmath<contract> : {type_}")
+    return b.let("f", f"arith.addf {product}, {acc} fastmath<contract> : {type_}")
 
 
-def _exp(b: _Builder, x: str, type_: str) -> str:
+def _exp(b: MlirBuilder, x: str, type_: str) -> str:
     """exp(x) for x <= 0 (f32 or vector): 2^n * p(r) with n = round(x*log2 e), r = x - n ln2 (Cephes expf).
     x <= -87 (or NaN, or -inf) gives exactly 0; rounding uses the 1.5*2^23 trick (no SSE4.1 floor)."""
     int_type = type_.replace("f32", "i32")
     floor = b.f32(-87.0, type_)
-    above = b.op("c", f"arith.cmpf ogt, {x}, {floor} : {type_}")
-    clamped = b.op("x", f"arith.select {above}, {x}, {floor} : {_mask_type(type_)}, {type_}")
-    scaled = b.op("x", f"arith.mulf {clamped}, {b.f32(1.4426950408889634, type_)} : {type_}")
+    above = b.let("c", f"arith.cmpf ogt, {x}, {floor} : {type_}")
+    clamped = b.let("x", f"arith.select {above}, {x}, {floor} : {_mask_type(type_)}, {type_}")
+    scaled = b.let("x", f"arith.mulf {clamped}, {b.f32(1.4426950408889634, type_)} : {type_}")
     magic = b.f32(12582912.0, type_)
-    biased = b.op("x", f"arith.addf {scaled}, {magic} : {type_}")
-    rounded = b.op("n", f"arith.subf {biased}, {magic} : {type_}")
+    biased = b.let("x", f"arith.addf {scaled}, {magic} : {type_}")
+    rounded = b.let("n", f"arith.subf {biased}, {magic} : {type_}")
     r = _fma(b, rounded, b.f32(-0.693359375, type_), clamped, type_)
     r = _fma(b, rounded, b.f32(2.12194440e-4, type_), r, type_)
     poly = b.f32(1.9875691500e-4, type_)
     for coefficient in (1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1):
         poly = _fma(b, poly, r, b.f32(coefficient, type_), type_)
-    r2 = b.op("x", f"arith.mulf {r}, {r} : {type_}")
+    r2 = b.let("x", f"arith.mulf {r}, {r} : {type_}")
     poly = _fma(b, poly, r2, r, type_)
-    poly = b.op("x", f"arith.addf {poly}, {b.f32(1.0, type_)} : {type_}")
-    n = b.op("n", f"arith.fptosi {rounded} : {type_} to {int_type}")
-    exponent = b.op("n", f"arith.addi {n}, {b.const('127', int_type)} : {int_type}")
-    bits = b.op("n", f"arith.shli {exponent}, {b.const('23', int_type)} : {int_type}")
-    two_n = b.op("x", f"arith.bitcast {bits} : {int_type} to {type_}")
-    value = b.op("x", f"arith.mulf {poly}, {two_n} : {type_}")
-    return b.op("e", f"arith.select {above}, {value}, {b.f32(0.0, type_)} : {_mask_type(type_)}, {type_}")
+    poly = b.let("x", f"arith.addf {poly}, {b.f32(1.0, type_)} : {type_}")
+    n = b.let("n", f"arith.fptosi {rounded} : {type_} to {int_type}")
+    exponent = b.let("n", f"arith.addi {n}, {b.const('127', int_type)} : {int_type}")
+    bits = b.let("n", f"arith.shli {exponent}, {b.const('23', int_type)} : {int_type}")
+    two_n = b.let("x", f"arith.bitcast {bits} : {int_type} to {type_}")
+    value = b.let("x", f"arith.mulf {poly}, {two_n} : {type_}")
+    return b.let("e", f"arith.select {above}, {value}, {b.f32(0.0, type_)} : {_mask_type(type_)}, {type_}")
 
 
 def _mask_type(type_: str) -> str:
     return type_.replace("f32", "i1").replace("i32", "i1")
 
 
-def _max(b: _Builder, x: str, y: str, type_: str) -> str:
+def _max(b: MlirBuilder, x: str, y: str, type_: str) -> str:
     """max without NaN bookkeeping (compare + select: one vmaxps)."""
-    greater = b.op("c", f"arith.cmpf ogt, {x}, {y} : {type_}")
-    return b.op("x", f"arith.select {greater}, {x}, {y} : {_mask_type(type_)}, {type_}")
+    greater = b.let("c", f"arith.cmpf ogt, {x}, {y} : {type_}")
+    return b.let("x", f"arith.select {greater}, {x}, {y} : {_mask_type(type_)}, {type_}")
 
 
-def _chunk_mask(b: _Builder, valid: int) -> str:
+def _chunk_mask(b: MlirBuilder, valid: int) -> str:
     """The constant lane mask of a partial 16-lane chunk whose first `valid` lanes are in bounds."""
     lanes = ", ".join("true" if lane < valid else "false" for lane in range(VEC))
     return b.const(f"[{lanes}]", f"vector<{VEC}xi1>")
@@ -276,55 +183,30 @@ def _chunk_width(d: AttentionDims, chunk: int) -> int:
     return min(VEC, d.head_dim - chunk * VEC)
 
 
-# --- f32 / bf16 cache element conversion --------------------------------------------------------------------
-
-
-def _bf16_to_f32(b: _Builder, value: str, lanes: int | None) -> str:
-    """bf16 -> f32 is exact: the bf16 bits become the high half of the f32 bits."""
-    shape = f"vector<{lanes}x" if lanes else ""
-    close = ">" if lanes else ""
-    i16, i32, bf, f32 = (f"{shape}{t}{close}" for t in ("i16", "i32", "bf16", "f32"))
-    bits = b.op("h", f"arith.bitcast {value} : {bf} to {i16}")
-    wide = b.op("h", f"arith.extui {bits} : {i16} to {i32}")
-    high = b.op("h", f"arith.shli {wide}, {b.const('16', i32)} : {i32}")
-    return b.op("h", f"arith.bitcast {high} : {i32} to {f32}")
-
-
-def _f32_to_bf16(b: _Builder, value: str) -> str:
-    """f32 -> bf16 with round-to-nearest-even, in integer ops (no bf16 instructions needed)."""
-    i32, i16 = f"vector<{VEC}xi32>", f"vector<{VEC}xi16>"
-    bits = b.op("h", f"arith.bitcast {value} : {VF32} to {i32}")
-    shifted = b.op("h", f"arith.shrui {bits}, {b.const('16', i32)} : {i32}")
-    odd = b.op("h", f"arith.andi {shifted}, {b.const('1', i32)} : {i32}")
-    bias = b.op("h", f"arith.addi {odd}, {b.const('32767', i32)} : {i32}")
-    rounded = b.op("h", f"arith.addi {bits}, {bias} : {i32}")
-    high = b.op("h", f"arith.shrui {rounded}, {b.const('16', i32)} : {i32}")
-    narrow = b.op("h", f"arith.trunci {high} : {i32} to {i16}")
-    return b.op("h", f"arith.bitcast {narrow} : {i16} to vector<{VEC}xbf16>")
-
-
 # --- vector access to rows of D columns ---------------------------------------------------------------------
 
 
-def _load_chunk(b: _Builder, d: AttentionDims, memref: str, type_: str, indices: str, chunk: int) -> str:
+def _load_chunk(b: MlirBuilder, d: AttentionDims, memref: str, type_: str, indices: str, chunk: int) -> str:
     """16 f32 values of D-chunk `chunk` (lanes past D read as 0); `indices` ends with the chunk's column."""
     element = type_.rsplit("x", 1)[1].rstrip(">")
     width = _chunk_width(d, chunk)
     vec_type = f"vector<{VEC}x{element}>"
     if width == VEC:
-        value = b.op("v", f"vector.load {memref}[{indices}] : {type_}, {vec_type}")
+        value = b.let("v", f"vector.load {memref}[{indices}] : {type_}, {vec_type}")
     else:
         zero = b.const("0.0", vec_type)
         mask = _chunk_mask(b, width)
-        value = b.op("v", f"vector.maskedload {memref}[{indices}], {mask}, {zero} : {type_}, vector<{VEC}xi1>, "
+        value = b.let("v", f"vector.maskedload {memref}[{indices}], {mask}, {zero} : {type_}, vector<{VEC}xi1>, "
                           f"{vec_type} into {vec_type}")  # fmt: skip
-    return _bf16_to_f32(b, value, VEC) if element == "bf16" else value
+    return bf16_to_f32(b, value, f"vector<{VEC}xbf16>") if element == "bf16" else value
 
 
-def _store_chunk(b: _Builder, d: AttentionDims, value: str, memref: str, type_: str, indices: str, chunk: int) -> None:
+def _store_chunk(
+    b: MlirBuilder, d: AttentionDims, value: str, memref: str, type_: str, indices: str, chunk: int
+) -> None:
     element = type_.rsplit("x", 1)[1].rstrip(">")
     if element == "bf16":
-        value = _f32_to_bf16(b, value)
+        value = f32_to_bf16(b, value, VF32)
     vec_type = f"vector<{VEC}x{element}>"
     width = _chunk_width(d, chunk)
     if width == VEC:
@@ -341,15 +223,15 @@ def emit_kv_append(name: str, d: AttentionDims, cache_dtype: str = "f32") -> str
     """The kv_append kernel (see the module docstring): a vectorised copy of T rows per kv head."""
     cache = _cache_type(d, cache_dtype)
     qkv = f"memref<?x{d.qkv_cols}xf32>"
-    b = _Builder()
-    tokens = b.op("T", f"memref.dim %qkv, {b.index(0)} : {qkv}")
+    b = MlirBuilder()
+    tokens = b.let("T", f"memref.dim %qkv, {b.index(0)} : {qkv}")
     with b.loop("%begin", "%end", b.index(1)) as head:
-        k_col = b.op("col", f"arith.muli {head.iv}, {b.index(d.head_dim)} : index")
+        k_col = b.let("col", f"arith.muli {head.iv}, {b.index(d.head_dim)} : index")
         with b.loop(b.index(0), tokens, b.index(1)) as token:
-            row = b.op("row", f"arith.addi %past, {token.iv} : index")
+            row = b.let("row", f"arith.addi %past, {token.iv} : index")
             for memref, base in (("%k_cache", d.num_heads), ("%v_cache", d.num_heads + d.num_kv_heads)):
                 for chunk in range(d.dim_chunks):
-                    col = b.op("col", f"arith.addi {k_col}, {b.index(base * d.head_dim + chunk * VEC)} : index")
+                    col = b.let("col", f"arith.addi {k_col}, {b.index(base * d.head_dim + chunk * VEC)} : index")
                     value = _load_chunk(b, d, "%qkv", qkv, f"{token.iv}, {col}", chunk)
                     indices = f"{row}, {head.iv}, {b.index(chunk * VEC)}"
                     _store_chunk(b, d, value, memref, cache, indices, chunk)
@@ -397,46 +279,46 @@ class _Block:
     keys: str = ""  # valid keys in the key block (<= block_k)
 
 
-def _allocate(b: _Builder, d: AttentionDims) -> _Buffers:
+def _allocate(b: MlirBuilder, d: AttentionDims) -> _Buffers:
     """Uninitialised working buffers: every element is written before it is read, except score and kt columns
     past a block's valid keys, which the softmax replaces by -inf with a select (so even NaN there is harmless)."""
-    tokens = b.op("T", f"memref.dim %qkv, {b.index(0)} : memref<?x{d.qkv_cols}xf32>")
-    block_rows = b.op("n", f"arith.minui {tokens}, {b.index(d.block_q)} : index")
-    rows = b.op("n", f"arith.muli {block_rows}, {b.index(d.group)} : index")
+    tokens = b.let("T", f"memref.dim %qkv, {b.index(0)} : memref<?x{d.qkv_cols}xf32>")
+    block_rows = b.let("n", f"arith.minui {tokens}, {b.index(d.block_q)} : index")
+    rows = b.let("n", f"arith.muli {block_rows}, {b.index(d.group)} : index")
     names = {
-        key: b.op(key, f"memref.alloc({'' if key == 'kt' else rows}) {{alignment = 64 : i64}} : {type_}")
+        key: b.let(key, f"memref.alloc({'' if key == 'kt' else rows}) {{alignment = 64 : i64}} : {type_}")
         for key, type_ in _Buffers.types(d).items()
     }
     return _Buffers(**names)
 
 
 @contextmanager
-def _tile_rows(b: _Builder, blk: _Block) -> Iterator[tuple[str, str, str]]:
+def _tile_rows(b: MlirBuilder, blk: _Block) -> Iterator[tuple[str, str, str]]:
     """Loops over the tile's rows, yielding (row, query head, token index of this call):
     row = (head - first_head) * bq + token - t0."""
     with b.loop(b.index(0), blk.heads, b.index(1)) as head:
-        first_row = b.op("r", f"arith.muli {head.iv}, {blk.bq} : index")
-        query_head = b.op("h", f"arith.addi {blk.first_head}, {head.iv} : index")
+        first_row = b.let("r", f"arith.muli {head.iv}, {blk.bq} : index")
+        query_head = b.let("h", f"arith.addi {blk.first_head}, {head.iv} : index")
         with b.loop(b.index(0), blk.bq, b.index(1)) as token:
-            row = b.op("r", f"arith.addi {first_row}, {token.iv} : index")
-            yield row, query_head, b.op("t", f"arith.addi {blk.t0}, {token.iv} : index")
+            row = b.let("r", f"arith.addi {first_row}, {token.iv} : index")
+            yield row, query_head, b.let("t", f"arith.addi {blk.t0}, {token.iv} : index")
 
 
-def _load_queries(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block) -> None:
+def _load_queries(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block) -> None:
     """q tile rows <- q * head_dim**-0.5 (scaling the queries once is cheaper than scaling every score)."""
     types = _Buffers.types(d)
     qkv = f"memref<?x{d.qkv_cols}xf32>"
     scale = b.f32(d.head_dim**-0.5, VF32)
     with _tile_rows(b, blk) as (row, head, token):
-        base = b.op("col", f"arith.muli {head}, {b.index(d.head_dim)} : index")
+        base = b.let("col", f"arith.muli {head}, {b.index(d.head_dim)} : index")
         for chunk in range(d.dim_chunks):
-            col = b.op("col", f"arith.addi {base}, {b.index(chunk * VEC)} : index")
+            col = b.let("col", f"arith.addi {base}, {b.index(chunk * VEC)} : index")
             value = _load_chunk(b, d, "%qkv", qkv, f"{token}, {col}", chunk)
-            scaled = b.op("q", f"arith.mulf {value}, {scale} : {VF32}")
+            scaled = b.let("q", f"arith.mulf {value}, {scale} : {VF32}")
             b.emit(f"vector.store {scaled}, {buf.q}[{row}, {b.index(chunk * VEC)}] : {types['q']}, {VF32}")
 
 
-def _init_rows(b: _Builder, d: AttentionDims, buf: _Buffers, rows: str) -> None:
+def _init_rows(b: MlirBuilder, d: AttentionDims, buf: _Buffers, rows: str) -> None:
     """m = -inf, l = 0, acc = 0 for the rows of a new query block."""
     types = _Buffers.types(d)
     with b.loop(b.index(0), rows, b.index(1)) as row:
@@ -447,40 +329,40 @@ def _init_rows(b: _Builder, d: AttentionDims, buf: _Buffers, rows: str) -> None:
             b.emit(f"vector.store {zero}, {buf.acc}[{row.iv}, {b.index(chunk * VEC)}] : {types['acc']}, {VF32}")
 
 
-def _row_tiles(b: _Builder, rows: str, body: Callable[[str, int], None]) -> None:
+def _row_tiles(b: MlirBuilder, rows: str, body: Callable[[str, int], None]) -> None:
     """body(first_row, n) over [0, rows): tiles of ROW_TILE rows, then the remainder as one tile of each
     power of two it contains (5 = 4 + 1), so that few rows never run one at a time."""
-    remainder = b.op("n", f"arith.remui {rows}, {b.index(ROW_TILE)} : index")
-    first = b.op("n", f"arith.subi {rows}, {remainder} : index")
+    remainder = b.let("n", f"arith.remui {rows}, {b.index(ROW_TILE)} : index")
+    first = b.let("n", f"arith.subi {rows}, {remainder} : index")
     with b.loop(b.index(0), first, b.index(ROW_TILE)) as tile:
         body(tile.iv, ROW_TILE)
     size = 1 << (ROW_TILE - 1).bit_length()
     while size > 1:
         size //= 2
-        part = b.op("n", f"arith.andi {remainder}, {b.index(size)} : index")
-        present = b.op("c", f"arith.cmpi ne, {part}, {b.index(0)} : index")
+        part = b.let("n", f"arith.andi {remainder}, {b.index(size)} : index")
+        present = b.let("c", f"arith.cmpi ne, {part}, {b.index(0)} : index")
         with b.if_else(present):
             body(first, size)
-        first = b.op("n", f"arith.addi {first}, {part} : index")
+        first = b.let("n", f"arith.addi {first}, {part} : index")
 
 
-def _row_plus(b: _Builder, row: str, offset: int) -> str:
-    return row if offset == 0 else b.op("r", f"arith.addi {row}, {b.index(offset)} : index")
+def _row_plus(b: MlirBuilder, row: str, offset: int) -> str:
+    return row if offset == 0 else b.let("r", f"arith.addi {row}, {b.index(offset)} : index")
 
 
-def _cache_scalar(b: _Builder, d: AttentionDims, memref: str, cache: str, indices: str) -> str:
-    value = b.op("s", f"memref.load {memref}[{indices}] : {cache}")
-    return _bf16_to_f32(b, value, None) if cache.endswith("bf16>") else value
+def _cache_scalar(b: MlirBuilder, d: AttentionDims, memref: str, cache: str, indices: str) -> str:
+    value = b.let("s", f"memref.load {memref}[{indices}] : {cache}")
+    return bf16_to_f32(b, value, "bf16") if cache.endswith("bf16>") else value
 
 
-def _transpose_keys(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str) -> None:
+def _transpose_keys(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str) -> None:
     """kt[:, j] <- K[k0 + j, group, :] for the block's valid keys (columns past them keep stale values,
     which the softmax masks): 16x16 register transposes for whole groups of 16 keys, scalars for the rest."""
     types = _Buffers.types(d)
-    remainder = b.op("n", f"arith.remui {blk.keys}, {b.index(VEC)} : index")
-    whole = b.op("n", f"arith.subi {blk.keys}, {remainder} : index")
+    remainder = b.let("n", f"arith.remui {blk.keys}, {b.index(VEC)} : index")
+    whole = b.let("n", f"arith.subi {blk.keys}, {remainder} : index")
     with b.loop(b.index(0), whole, b.index(VEC)) as keys:
-        first = b.op("p", f"arith.addi {blk.k0}, {keys.iv} : index")
+        first = b.let("p", f"arith.addi {blk.k0}, {keys.iv} : index")
         positions = [_row_plus(b, first, i) for i in range(VEC)]
         full_chunks = d.head_dim // VEC
         with b.loop(b.index(0), b.index(full_chunks * VEC), b.index(VEC)) as chunk:
@@ -488,14 +370,14 @@ def _transpose_keys(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, c
         if full_chunks < d.dim_chunks:
             _transpose_chunk(b, d, buf, blk, cache, positions, keys.iv, b.index(full_chunks * VEC), full_chunks)
     with b.loop(whole, blk.keys, b.index(1)) as key:
-        position = b.op("p", f"arith.addi {blk.k0}, {key.iv} : index")
+        position = b.let("p", f"arith.addi {blk.k0}, {key.iv} : index")
         with b.loop(b.index(0), b.index(d.head_dim), b.index(1)) as dim:
             value = _cache_scalar(b, d, "%k_cache", cache, f"{position}, {blk.group}, {dim.iv}")
             b.emit(f"memref.store {value}, {buf.kt}[{dim.iv}, {key.iv}] : {types['kt']}")
 
 
 def _transpose_chunk(
-    b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str, positions: list[str], key: str, col: str,
+    b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str, positions: list[str], key: str, col: str,
     chunk: int,
 ) -> None:  # fmt: skip
     """kt[col:col+16, key:key+16] <- K[positions, group, col:col+16]^T (`chunk` is the static chunk number,
@@ -507,7 +389,7 @@ def _transpose_chunk(
         b.emit(f"vector.store {column}, {buf.kt}[{dim}, {key}] : {types['kt']}, {VF32}")
 
 
-def _transpose16(b: _Builder, rows: list[str]) -> list[str]:
+def _transpose16(b: MlirBuilder, rows: list[str]) -> list[str]:
     """Transposes 16 vectors of 16 lanes: at each level k = 8, 4, 2, 1 swap the off-diagonal k x k blocks
     (element [i][j+k] <-> [i+k][j] for i, j with bit k clear), one 2-input shuffle per new row."""
     rows = list(rows)
@@ -517,13 +399,13 @@ def _transpose16(b: _Builder, rows: list[str]) -> list[str]:
         high = ", ".join(str(j + k if not j & k else VEC + j) for j in range(VEC))
         for i in (i for i in range(VEC) if not i & k):
             a, c = rows[i], rows[i + k]
-            rows[i] = b.op("t", f"vector.shuffle {a}, {c} [{low}] : {VF32}, {VF32}")
-            rows[i + k] = b.op("t", f"vector.shuffle {a}, {c} [{high}] : {VF32}, {VF32}")
+            rows[i] = b.let("t", f"vector.shuffle {a}, {c} [{low}] : {VF32}, {VF32}")
+            rows[i + k] = b.let("t", f"vector.shuffle {a}, {c} [{high}] : {VF32}, {VF32}")
         k //= 2
     return rows
 
 
-def _gemm_scores(b: _Builder, d: AttentionDims, buf: _Buffers, first: str, n: int) -> None:
+def _gemm_scores(b: MlirBuilder, d: AttentionDims, buf: _Buffers, first: str, n: int) -> None:
     """scores[rows first..first+n, :] = q · kt: a register tile of n rows x up to KEY_VECS 16-key vectors,
     accumulated over D with one broadcast query element per row."""
     types = _Buffers.types(d)
@@ -532,11 +414,11 @@ def _gemm_scores(b: _Builder, d: AttentionDims, buf: _Buffers, first: str, n: in
         zero = b.f32(0.0, VF32)
         rows = [_row_plus(b, first, i) for i in range(n)]
         with b.loop(b.index(0), b.index(d.head_dim), b.index(1), [(zero, VF32)] * (n * len(vecs))) as loop:
-            keys = [b.op("k", f"vector.load {buf.kt}[{loop.iv}, {b.index(v * VEC)}] : {types['kt']}, {VF32}")
+            keys = [b.let("k", f"vector.load {buf.kt}[{loop.iv}, {b.index(v * VEC)}] : {types['kt']}, {VF32}")
                     for v in vecs]  # fmt: skip
             for i, row in enumerate(rows):
-                q = b.op("q", f"memref.load {buf.q}[{row}, {loop.iv}] : {types['q']}")
-                qv = b.op("q", f"vector.broadcast {q} : f32 to {VF32}")
+                q = b.let("q", f"memref.load {buf.q}[{row}, {loop.iv}] : {types['q']}")
+                qv = b.let("q", f"vector.broadcast {q} : f32 to {VF32}")
                 for j, key in enumerate(keys):
                     loop.yielded.append(_fma(b, qv, key, loop.args[i * len(vecs) + j]))
         for i, row in enumerate(rows):
@@ -545,30 +427,30 @@ def _gemm_scores(b: _Builder, d: AttentionDims, buf: _Buffers, first: str, n: in
                 b.emit(f"vector.store {result}, {buf.scores}[{row}, {b.index(v * VEC)}] : {types['scores']}, {VF32}")
 
 
-def _dot_scores(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str) -> None:
+def _dot_scores(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str) -> None:
     """scores[r, j] = q_r · K[k0 + j] as 16-wide products along D (few rows: no K transpose). Groups of 16
     keys keep 16 partial-sum vectors and fold them into one vector of 16 scores; leftover keys reduce alone."""
     types = _Buffers.types(d)
-    remainder = b.op("n", f"arith.remui {blk.keys}, {b.index(VEC)} : index")
-    whole = b.op("n", f"arith.subi {blk.keys}, {remainder} : index")
+    remainder = b.let("n", f"arith.remui {blk.keys}, {b.index(VEC)} : index")
+    whole = b.let("n", f"arith.subi {blk.keys}, {remainder} : index")
     with b.loop(b.index(0), blk.rows, b.index(1)) as row:
         queries = [
-            b.op("q", f"vector.load {buf.q}[{row.iv}, {b.index(c * VEC)}] : {types['q']}, {VF32}")
+            b.let("q", f"vector.load {buf.q}[{row.iv}, {b.index(c * VEC)}] : {types['q']}, {VF32}")
             for c in range(d.dim_chunks)
         ]
         with b.loop(b.index(0), whole, b.index(VEC)) as keys:
-            first = b.op("p", f"arith.addi {blk.k0}, {keys.iv} : index")
+            first = b.let("p", f"arith.addi {blk.k0}, {keys.iv} : index")
             partials = [_dot_partial(b, d, blk, cache, queries, _row_plus(b, first, i)) for i in range(VEC)]
             scores = _fold16(b, partials)
             b.emit(f"vector.store {scores}, {buf.scores}[{row.iv}, {keys.iv}] : {types['scores']}, {VF32}")
         with b.loop(whole, blk.keys, b.index(1)) as key:
-            position = b.op("p", f"arith.addi {blk.k0}, {key.iv} : index")
+            position = b.let("p", f"arith.addi {blk.k0}, {key.iv} : index")
             total = _dot_partial(b, d, blk, cache, queries, position)
-            score = b.op("s", f"vector.reduction <add>, {total} fastmath<reassoc> : {VF32} into f32")
+            score = b.let("s", f"vector.reduction <add>, {total} fastmath<reassoc> : {VF32} into f32")
             b.emit(f"memref.store {score}, {buf.scores}[{row.iv}, {key.iv}] : {types['scores']}")
 
 
-def _dot_partial(b: _Builder, d: AttentionDims, blk: _Block, cache: str, queries: list[str], position: str) -> str:
+def _dot_partial(b: MlirBuilder, d: AttentionDims, blk: _Block, cache: str, queries: list[str], position: str) -> str:
     """sum over D-chunks c of q[c] * K[position, group, c]: a vector whose lane sum is the score."""
     total = b.f32(0.0, VF32)
     for chunk, q in enumerate(queries):
@@ -577,7 +459,7 @@ def _dot_partial(b: _Builder, d: AttentionDims, blk: _Block, cache: str, queries
     return total
 
 
-def _fold16(b: _Builder, partials: list[str]) -> str:
+def _fold16(b: MlirBuilder, partials: list[str]) -> str:
     """16 vectors -> one vector of their 16 lane sums, in order. Each level pairs neighbours x, y holding n keys
     of w lanes each and adds the low and high halves of every key's lanes: 2n keys of w/2 lanes (x's first)."""
     width = VEC
@@ -589,14 +471,14 @@ def _fold16(b: _Builder, partials: list[str]) -> str:
         high_mask = ", ".join(str(lane) for lane in [*high, *(VEC + lane for lane in high)])
         folded = []
         for x, y in zip(partials[::2], partials[1::2], strict=True):
-            lo = b.op("t", f"vector.shuffle {x}, {y} [{low_mask}] : {VF32}, {VF32}")
-            hi = b.op("t", f"vector.shuffle {x}, {y} [{high_mask}] : {VF32}, {VF32}")
-            folded.append(b.op("t", f"arith.addf {lo}, {hi} : {VF32}"))
+            lo = b.let("t", f"vector.shuffle {x}, {y} [{low_mask}] : {VF32}, {VF32}")
+            hi = b.let("t", f"vector.shuffle {x}, {y} [{high_mask}] : {VF32}, {VF32}")
+            folded.append(b.let("t", f"arith.addf {lo}, {hi} : {VF32}"))
         partials, width = folded, half
     return partials[0]
 
 
-def _softmax_update(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, past: str) -> None:
+def _softmax_update(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, past: str) -> None:
     """Per row: mask keys past the row's position (and past the block), m' = max(m, max s), p = exp(s - m'),
     alpha = exp(m - m'), l = l*alpha + sum p; p overwrites the scores and alpha is kept for P·V."""
     types = _Buffers.types(d)
@@ -605,62 +487,62 @@ def _softmax_update(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, p
     ninf = b.f32(float("-inf"), VF32)
     with _tile_rows(b, blk) as (row, _, token):
         # keys j < limit are visible: k0 + j <= past + token
-        limit = b.op("l", f"arith.addi {past}, {token} : index")
-        limit = b.op("l", f"arith.addi {limit}, {b.index(1)} : index")
-        limit = b.op("l", f"arith.subi {limit}, {blk.k0} : index")
-        limit = b.op("l", f"arith.minsi {limit}, {blk.keys} : index")
-        limit = b.op("l", f"arith.index_cast {limit} : index to i32")
-        limit = b.op("l", f"vector.broadcast {limit} : i32 to {ivec}")
+        limit = b.let("l", f"arith.addi {past}, {token} : index")
+        limit = b.let("l", f"arith.addi {limit}, {b.index(1)} : index")
+        limit = b.let("l", f"arith.subi {limit}, {blk.k0} : index")
+        limit = b.let("l", f"arith.minsi {limit}, {blk.keys} : index")
+        limit = b.let("l", f"arith.index_cast {limit} : index to i32")
+        limit = b.let("l", f"vector.broadcast {limit} : i32 to {ivec}")
         masked = []
         for v in range(d.key_vecs):
-            s = b.op("s", f"vector.load {buf.scores}[{row}, {b.index(v * VEC)}] : {types['scores']}, {VF32}")
-            lanes = b.op("j", f"arith.addi {iota}, {b.const(str(v * VEC), ivec)} : {ivec}")
-            visible = b.op("c", f"arith.cmpi slt, {lanes}, {limit} : {ivec}")
-            masked.append(b.op("s", f"arith.select {visible}, {s}, {ninf} : vector<{VEC}xi1>, {VF32}"))
+            s = b.let("s", f"vector.load {buf.scores}[{row}, {b.index(v * VEC)}] : {types['scores']}, {VF32}")
+            lanes = b.let("j", f"arith.addi {iota}, {b.const(str(v * VEC), ivec)} : {ivec}")
+            visible = b.let("c", f"arith.cmpi slt, {lanes}, {limit} : {ivec}")
+            masked.append(b.let("s", f"arith.select {visible}, {s}, {ninf} : vector<{VEC}xi1>, {VF32}"))
         block_max = masked[0]
         for s in masked[1:]:
             block_max = _max(b, block_max, s, VF32)
-        block_max = b.op("x", f"vector.reduction <maxnumf>, {block_max} fastmath<nnan> : {VF32} into f32")
-        old_max = b.op("x", f"memref.load {buf.stats}[{b.index(0)}, {row}] : {types['stats']}")
+        block_max = b.let("x", f"vector.reduction <maxnumf>, {block_max} fastmath<nnan> : {VF32} into f32")
+        old_max = b.let("x", f"memref.load {buf.stats}[{b.index(0)}, {row}] : {types['stats']}")
         new_max = _max(b, old_max, block_max, "f32")
-        new_max_v = b.op("x", f"vector.broadcast {new_max} : f32 to {VF32}")
+        new_max_v = b.let("x", f"vector.broadcast {new_max} : f32 to {VF32}")
         total = b.f32(0.0, VF32)
         for v, s in enumerate(masked):
-            shifted = b.op("x", f"arith.subf {s}, {new_max_v} : {VF32}")
+            shifted = b.let("x", f"arith.subf {s}, {new_max_v} : {VF32}")
             p = _exp(b, shifted, VF32)
             b.emit(f"vector.store {p}, {buf.scores}[{row}, {b.index(v * VEC)}] : {types['scores']}, {VF32}")
-            total = b.op("x", f"arith.addf {total}, {p} : {VF32}")
-        block_sum = b.op("x", f"vector.reduction <add>, {total} fastmath<reassoc> : {VF32} into f32")
-        alpha = _exp(b, b.op("x", f"arith.subf {old_max}, {new_max} : f32"), "f32")
-        old_sum = b.op("x", f"memref.load {buf.stats}[{b.index(1)}, {row}] : {types['stats']}")
+            total = b.let("x", f"arith.addf {total}, {p} : {VF32}")
+        block_sum = b.let("x", f"vector.reduction <add>, {total} fastmath<reassoc> : {VF32} into f32")
+        alpha = _exp(b, b.let("x", f"arith.subf {old_max}, {new_max} : f32"), "f32")
+        old_sum = b.let("x", f"memref.load {buf.stats}[{b.index(1)}, {row}] : {types['stats']}")
         new_sum = _fma(b, old_sum, alpha, block_sum, "f32")
         for slot, value in enumerate((new_max, new_sum, alpha)):
             b.emit(f"memref.store {value}, {buf.stats}[{b.index(slot)}, {row}] : {types['stats']}")
 
 
-def _pv_update(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str, first: str, n: int) -> None:
+def _pv_update(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str, first: str, n: int) -> None:
     """acc[rows] = acc*alpha + p · V[k0:k0+keys]: a register tile of n rows x up to DIM_VECS chunks of D,
     one broadcast probability per row and key, V rows read along D straight from the cache."""
     types = _Buffers.types(d)
     rows = [_row_plus(b, first, i) for i in range(n)]
     alphas = []
     for row in rows:
-        alpha = b.op("al", f"memref.load {buf.stats}[{b.index(2)}, {row}] : {types['stats']}")
-        alphas.append(b.op("al", f"vector.broadcast {alpha} : f32 to {VF32}"))
+        alpha = b.let("al", f"memref.load {buf.stats}[{b.index(2)}, {row}] : {types['stats']}")
+        alphas.append(b.let("al", f"vector.broadcast {alpha} : f32 to {VF32}"))
     for c0 in range(0, d.dim_chunks, DIM_VECS):
         chunks = range(c0, min(d.dim_chunks, c0 + DIM_VECS))
         initial = []
         for row, alpha in zip(rows, alphas, strict=True):
             for c in chunks:
-                acc = b.op("o", f"vector.load {buf.acc}[{row}, {b.index(c * VEC)}] : {types['acc']}, {VF32}")
-                initial.append((b.op("o", f"arith.mulf {acc}, {alpha} : {VF32}"), VF32))
+                acc = b.let("o", f"vector.load {buf.acc}[{row}, {b.index(c * VEC)}] : {types['acc']}, {VF32}")
+                initial.append((b.let("o", f"arith.mulf {acc}, {alpha} : {VF32}"), VF32))
         with b.loop(b.index(0), blk.keys, b.index(1), initial) as loop:
-            position = b.op("p", f"arith.addi {blk.k0}, {loop.iv} : index")
+            position = b.let("p", f"arith.addi {blk.k0}, {loop.iv} : index")
             values = [_load_chunk(b, d, "%v_cache", cache, f"{position}, {blk.group}, {b.index(c * VEC)}", c)
                       for c in chunks]  # fmt: skip
             for i, row in enumerate(rows):
-                p = b.op("p", f"memref.load {buf.scores}[{row}, {loop.iv}] : {types['scores']}")
-                pv = b.op("p", f"vector.broadcast {p} : f32 to {VF32}")
+                p = b.let("p", f"memref.load {buf.scores}[{row}, {loop.iv}] : {types['scores']}")
+                pv = b.let("p", f"vector.broadcast {p} : f32 to {VF32}")
                 for j, value in enumerate(values):
                     loop.yielded.append(_fma(b, pv, value, loop.args[i * len(values) + j]))
         for i, row in enumerate(rows):
@@ -669,29 +551,29 @@ def _pv_update(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache:
                 b.emit(f"vector.store {result}, {buf.acc}[{row}, {b.index(c * VEC)}] : {types['acc']}, {VF32}")
 
 
-def _store_output(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, out: str) -> None:
+def _store_output(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, out: str) -> None:
     """out[token, head*D:(head+1)*D] = acc / l (rounded to bf16 when `out` is a bf16 memref type)."""
     types = _Buffers.types(d)
     with _tile_rows(b, blk) as (row, head, token):
-        total = b.op("l", f"memref.load {buf.stats}[{b.index(1)}, {row}] : {types['stats']}")
-        inverse = b.op("l", f"arith.divf {b.f32(1.0)}, {total} : f32")
-        inverse = b.op("l", f"vector.broadcast {inverse} : f32 to {VF32}")
-        base = b.op("col", f"arith.muli {head}, {b.index(d.head_dim)} : index")
+        total = b.let("l", f"memref.load {buf.stats}[{b.index(1)}, {row}] : {types['stats']}")
+        inverse = b.let("l", f"arith.divf {b.f32(1.0)}, {total} : f32")
+        inverse = b.let("l", f"vector.broadcast {inverse} : f32 to {VF32}")
+        base = b.let("col", f"arith.muli {head}, {b.index(d.head_dim)} : index")
         for chunk in range(d.dim_chunks):
-            acc = b.op("o", f"vector.load {buf.acc}[{row}, {b.index(chunk * VEC)}] : {types['acc']}, {VF32}")
-            value = b.op("o", f"arith.mulf {acc}, {inverse} : {VF32}")
-            col = b.op("col", f"arith.addi {base}, {b.index(chunk * VEC)} : index")
+            acc = b.let("o", f"vector.load {buf.acc}[{row}, {b.index(chunk * VEC)}] : {types['acc']}, {VF32}")
+            value = b.let("o", f"arith.mulf {acc}, {inverse} : {VF32}")
+            col = b.let("col", f"arith.addi {base}, {b.index(chunk * VEC)} : index")
             _store_chunk(b, d, value, "%out", out, f"{token}, {col}", chunk)
 
 
-def _key_blocks(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str) -> None:
+def _key_blocks(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, cache: str) -> None:
     """The online-softmax loop over the key blocks a query block can see (later blocks are never visited)."""
-    causal_end = b.op("ke", f"arith.addi %past, {blk.t0} : index")
-    causal_end = b.op("ke", f"arith.addi {causal_end}, {blk.bq} : index")
-    few_rows = b.op("c", f"arith.cmpi ult, {blk.rows}, {b.index(DOT_ROWS)} : index")
+    causal_end = b.let("ke", f"arith.addi %past, {blk.t0} : index")
+    causal_end = b.let("ke", f"arith.addi {causal_end}, {blk.bq} : index")
+    few_rows = b.let("c", f"arith.cmpi ult, {blk.rows}, {b.index(DOT_ROWS)} : index")
     with b.loop(b.index(0), causal_end, b.index(d.block_k)) as key_block:
-        left = b.op("nk", f"arith.subi {causal_end}, {key_block.iv} : index")
-        keys = b.op("nk", f"arith.minui {left}, {b.index(d.block_k)} : index")
+        left = b.let("nk", f"arith.subi {causal_end}, {key_block.iv} : index")
+        keys = b.let("nk", f"arith.minui {left}, {b.index(d.block_k)} : index")
         kb = dataclasses.replace(blk, k0=key_block.iv, keys=keys)
         with b.if_else(few_rows) as otherwise:
             _dot_scores(b, d, buf, kb, cache)
@@ -703,14 +585,14 @@ def _key_blocks(b: _Builder, d: AttentionDims, buf: _Buffers, blk: _Block, cache
 
 
 def _query_blocks(
-    b: _Builder, d: AttentionDims, buf: _Buffers, cache: str, out: str, group: str, first_head: str, heads: str
+    b: MlirBuilder, d: AttentionDims, buf: _Buffers, cache: str, out: str, group: str, first_head: str, heads: str
 ) -> None:
     """Query blocks of block_q positions of the selected heads of one kv group."""
-    tokens = b.op("T", f"memref.dim %qkv, {b.index(0)} : memref<?x{d.qkv_cols}xf32>")
+    tokens = b.let("T", f"memref.dim %qkv, {b.index(0)} : memref<?x{d.qkv_cols}xf32>")
     with b.loop(b.index(0), tokens, b.index(d.block_q)) as query_block:
-        left = b.op("bq", f"arith.subi {tokens}, {query_block.iv} : index")
-        bq = b.op("bq", f"arith.minui {left}, {b.index(d.block_q)} : index")
-        rows = b.op("rows", f"arith.muli {heads}, {bq} : index")
+        left = b.let("bq", f"arith.subi {tokens}, {query_block.iv} : index")
+        bq = b.let("bq", f"arith.minui {left}, {b.index(d.block_q)} : index")
+        rows = b.let("rows", f"arith.muli {heads}, {bq} : index")
         blk = _Block(group, first_head, heads, query_block.iv, bq, rows)
         _load_queries(b, d, buf, blk)
         _init_rows(b, d, buf, rows)
@@ -722,17 +604,17 @@ def emit_attention(name: str, d: AttentionDims, cache_dtype: str = "f32", out_dt
     """The attention kernel (see the module docstring): kv groups of the head range, query blocks, key blocks.
     `out_dtype` ("f32" or "bf16") is %out's element type."""
     cache, out = _cache_type(d, cache_dtype), _out_type(d, out_dtype)
-    b = _Builder()
+    b = MlirBuilder()
     buf = _allocate(b, d)
     group_size = b.index(d.group)
-    first_group = b.op("g", f"arith.divui %begin, {group_size} : index")
-    last_group = b.op("g", f"arith.ceildivui %end, {group_size} : index")
+    first_group = b.let("g", f"arith.divui %begin, {group_size} : index")
+    last_group = b.let("g", f"arith.ceildivui %end, {group_size} : index")
     with b.loop(first_group, last_group, b.index(1)) as group:
-        lo = b.op("hs", f"arith.muli {group.iv}, {group_size} : index")
-        hi = b.op("he", f"arith.addi {lo}, {group_size} : index")
-        first_head = b.op("hs", f"arith.maxui %begin, {lo} : index")
-        end_head = b.op("he", f"arith.minui %end, {hi} : index")
-        heads = b.op("nh", f"arith.subi {end_head}, {first_head} : index")
+        lo = b.let("hs", f"arith.muli {group.iv}, {group_size} : index")
+        hi = b.let("he", f"arith.addi {lo}, {group_size} : index")
+        first_head = b.let("hs", f"arith.maxui %begin, {lo} : index")
+        end_head = b.let("he", f"arith.minui %end, {hi} : index")
+        heads = b.let("nh", f"arith.subi {end_head}, {first_head} : index")
         _query_blocks(b, d, buf, cache, out, group.iv, first_head, heads)
     for memref, type_ in zip((buf.q, buf.acc, buf.scores, buf.kt, buf.stats), _Buffers.types(d).values(), strict=True):
         b.emit(f"memref.dealloc {memref} : {type_}")

@@ -22,12 +22,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tessera.lowering.x86.mlir_text import MlirBuilder, f32_to_bf16_bits
+from tessera.lowering.x86.mlir_text import float_literal as f32_literal
+
 FM = "fastmath<reassoc,contract>"
-
-
-def f32_literal(value: float) -> str:
-    """An MLIR float literal (MLIR wants a mantissa with a dot: 1.0e-05, not 1e-05)."""
-    return f"{float(value):.9e}"
 
 
 def _header(name: str, args: list[str]) -> list[str]:
@@ -73,21 +71,13 @@ def _sum_of_squares(buffer: str, row: str, start: str, stop: str, mem: str, resu
 
 
 def round_to_bf16(value: str, result: str, indent: str) -> list[str]:
-    """f32 -> bf16 by integer rounding to nearest even (no bf16 instructions: runs on any x86-64)."""
-    tag = result.lstrip("%")
-    return [
-        f"{indent}%{tag}_bits = arith.bitcast {value} : f32 to i32",
-        f"{indent}%{tag}_c16 = arith.constant 16 : i32",
-        f"{indent}%{tag}_one = arith.constant 1 : i32",
-        f"{indent}%{tag}_bias = arith.constant 32767 : i32",
-        f"{indent}%{tag}_high = arith.shrui %{tag}_bits, %{tag}_c16 : i32",
-        f"{indent}%{tag}_odd = arith.andi %{tag}_high, %{tag}_one : i32",
-        f"{indent}%{tag}_round = arith.addi %{tag}_bias, %{tag}_odd : i32",
-        f"{indent}%{tag}_sum = arith.addi %{tag}_bits, %{tag}_round : i32",
-        f"{indent}%{tag}_top = arith.shrui %{tag}_sum, %{tag}_c16 : i32",
-        f"{indent}%{tag}_i16 = arith.trunci %{tag}_top : i32 to i16",
-        f"{indent}{result} = arith.bitcast %{tag}_i16 : i16 to bf16",
-    ]
+    """f32 -> bf16 by integer rounding to nearest even (no bf16 instructions: runs on any x86-64), as lines at
+    `indent` whose names start with result's and whose constants are defined inline."""
+    b = MlirBuilder(prefix=f"{result.lstrip('%')}_")
+    b.depth = 0
+    bits = f32_to_bf16_bits(b, value, "f32")
+    lines = [*b.constant_lines(), *b.lines, f"{result} = arith.bitcast {bits} : i16 to bf16"]
+    return [indent + line for line in lines]
 
 
 def emit_rmsnorm(name: str, hidden: int, epsilon: float, out_dtype: str = "f32") -> str:

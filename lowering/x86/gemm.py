@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from tessera.lowering.x86.mlir_text import MlirBuilder, f32_to_bf16_bits
 from tessera.runtime.weights import pack_panels
 
 EPILOGUES = ("store", "accumulate", "relu2")
@@ -155,44 +156,6 @@ def footprint_bytes(spec: GemmSpec, tiles: GemmTiles) -> int:
 # MLIR text emission
 
 
-class _Body:
-    """Lines of one function body, fresh SSA names and index constants hoisted to the entry block."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.depth = 1
-        self.counter = 0
-        self.constants: dict[str, str] = {}
-
-    def fresh(self, prefix: str) -> str:
-        self.counter += 1
-        return f"%{prefix}{self.counter}"
-
-    def op(self, text: str) -> None:
-        self.lines.append("  " * self.depth + text)
-
-    def let(self, prefix: str, text: str) -> str:
-        name = self.fresh(prefix)
-        self.op(f"{name} = {text}")
-        return name
-
-    def index(self, value: int) -> str:
-        return self._constant(f"%c{value}", f"arith.constant {value} : index")
-
-    def f32_zero(self) -> str:
-        return self._constant("%zero", "arith.constant 0.0 : f32")
-
-    def vec_zero(self) -> str:
-        return self._constant("%vzero", f"arith.constant dense<0.0> : {VEC}")
-
-    def vec_i32(self, value: int) -> str:
-        return self._constant(f"%vi{value}", f"arith.constant dense<{value}> : vector<{VECTOR}xi32>")
-
-    def _constant(self, name: str, text: str) -> str:
-        self.constants.setdefault(name, f"  {name} = {text}")
-        return name
-
-
 @dataclass(frozen=True)
 class _Kernel:
     """What the emitters of one kernel share: the spec, tiles and the SSA names of the arguments."""
@@ -249,43 +212,34 @@ def emit_gemm(name: str, spec: GemmSpec, tiles: GemmTiles) -> str:
             "partial sums would be rounded to bf16 between K blocks"
         )
     kernel = _Kernel(spec, tiles)
-    body = _Body()
+    body = MlirBuilder()
     _emit_loop_nest(body, kernel)
-    header = f"func.func @{name}({kernel.arguments()}) {{"
-    return "\n".join([header, *body.constants.values(), *body.lines, "  return", "}", ""])
+    return body.function(name, kernel.arguments())
 
 
-def _emit_loop_nest(b: _Body, kn: _Kernel) -> None:
+def _emit_loop_nest(b: MlirBuilder, kn: _Kernel) -> None:
     spec, tiles = kn.spec, kn.tiles
     c0, c1 = b.index(0), b.index(1)
     rows = b.let("m", f"memref.dim %x, {c0} : {kn.x_type}")
     # One row block or fewer (decode): no K blocking, so each panel is one sequential weight stream.
     few = b.let("few", f"arith.cmpi ule, {rows}, {b.index(tiles.mr)} : index")
     kstep = b.let("kstep", f"arith.select {few}, {b.index(spec.k)}, {b.index(tiles.kc)} : index")
-    m0 = b.fresh("m0")
-    b.op(f"scf.for {m0} = {c0} to {rows} step {b.index(tiles.mc)} {{")
-    b.depth += 1
-    mrem = b.let("mrem", f"arith.subi {rows}, {m0} : index")
-    mlen = b.let("mlen", f"arith.minui {mrem}, {b.index(tiles.mc)} : index")
-    nfull = b.let("nfull", f"arith.divui {mlen}, {b.index(tiles.mr)} : index")
-    tail = b.let("tail", f"arith.remui {mlen}, {b.index(tiles.mr)} : index")
-    kb = b.fresh("kb")
-    b.op(f"scf.for {kb} = {c0} to {b.index(spec.k)} step {kstep} {{")
-    b.depth += 1
-    step = _emit_k_block_bounds(b, kn, kb, kstep)
-    p = b.fresh("p")
-    b.op(f"scf.for {p} = %begin to %end step {c1} {{")
-    b.depth += 1
-    col0 = b.let("col", f"arith.muli {p}, {b.index(tiles.nr)} : index")
-    step = replace(step, panel=p, col0=col0)
-    _emit_full_row_blocks(b, kn, step, m0, nfull)
-    _emit_tail_row_blocks(b, kn, step, m0, nfull, tail)
-    for _ in range(3):
-        b.depth -= 1
-        b.op("}")
+    with b.loop(c0, rows, b.index(tiles.mc)) as group:
+        m0 = group.iv
+        mrem = b.let("mrem", f"arith.subi {rows}, {m0} : index")
+        mlen = b.let("mlen", f"arith.minui {mrem}, {b.index(tiles.mc)} : index")
+        nfull = b.let("nfull", f"arith.divui {mlen}, {b.index(tiles.mr)} : index")
+        tail = b.let("tail", f"arith.remui {mlen}, {b.index(tiles.mr)} : index")
+        with b.loop(c0, b.index(spec.k), kstep) as k_block:
+            step = _emit_k_block_bounds(b, kn, k_block.iv, kstep)
+            with b.loop("%begin", "%end", c1) as panel:
+                col0 = b.let("col", f"arith.muli {panel.iv}, {b.index(tiles.nr)} : index")
+                step = replace(step, panel=panel.iv, col0=col0)
+                _emit_full_row_blocks(b, kn, step, m0, nfull)
+                _emit_tail_row_blocks(b, kn, step, m0, nfull, tail)
 
 
-def _emit_k_block_bounds(b: _Body, kn: _Kernel, kb: str, kstep: str) -> _Step:
+def _emit_k_block_bounds(b: MlirBuilder, kn: _Kernel, kb: str, kstep: str) -> _Step:
     """Bounds of the K block [kb, kend) and its unrolled part, and whether it is the first / last."""
     spec, tiles = kn.spec, kn.tiles
     krem = b.let("krem", f"arith.subi {b.index(spec.k)}, {kb} : index")
@@ -302,32 +256,25 @@ def _emit_k_block_bounds(b: _Body, kn: _Kernel, kb: str, kstep: str) -> _Step:
     return _Step(panel="", col0="", kb=kb, kmain=kmain, kend=kend, load_prev=load_prev, last=last)  # panel: later
 
 
-def _emit_full_row_blocks(b: _Body, kn: _Kernel, step: _Step, m0: str, nfull: str) -> None:
-    i = b.fresh("i")
-    b.op(f"scf.for {i} = {b.index(0)} to {nfull} step {b.index(1)} {{")
-    b.depth += 1
-    offset = b.let("off", f"arith.muli {i}, {b.index(kn.tiles.mr)} : index")
-    row = b.let("row", f"arith.addi {m0}, {offset} : index")
-    _emit_row_block(b, kn, step, row, kn.tiles.mr)
-    b.depth -= 1
-    b.op("}")
+def _emit_full_row_blocks(b: MlirBuilder, kn: _Kernel, step: _Step, m0: str, nfull: str) -> None:
+    with b.loop(b.index(0), nfull, b.index(1)) as block:
+        offset = b.let("off", f"arith.muli {block.iv}, {b.index(kn.tiles.mr)} : index")
+        row = b.let("row", f"arith.addi {m0}, {offset} : index")
+        _emit_row_block(b, kn, step, row, kn.tiles.mr)
 
 
-def _emit_tail_row_blocks(b: _Body, kn: _Kernel, step: _Step, m0: str, nfull: str, tail: str) -> None:
+def _emit_tail_row_blocks(b: MlirBuilder, kn: _Kernel, step: _Step, m0: str, nfull: str, tail: str) -> None:
     """The tail of tail < mr rows as blocks of the powers of two in its binary expansion, largest first."""
     full = b.let("full", f"arith.muli {nfull}, {b.index(kn.tiles.mr)} : index")
     base = b.let("tbase", f"arith.addi {m0}, {full} : index")
     for size in kn.tiles.tail_rows:
         bit = b.let("bit", f"arith.andi {tail}, {b.index(size)} : index")
         has = b.let("has", f"arith.cmpi ne, {bit}, {b.index(0)} : index")
-        b.op(f"scf.if {has} {{")
-        b.depth += 1
-        # Rows before this block: the larger blocks, i.e. the bits of tail above `size`.
-        done = b.let("done", f"arith.andi {tail}, {b.index(-2 * size)} : index")
-        row = b.let("row", f"arith.addi {base}, {done} : index")
-        _emit_row_block(b, kn, step, row, size)
-        b.depth -= 1
-        b.op("}")
+        with b.if_else(has):
+            # Rows before this block: the larger blocks, i.e. the bits of tail above `size`.
+            done = b.let("done", f"arith.andi {tail}, {b.index(-2 * size)} : index")
+            row = b.let("row", f"arith.addi {base}, {done} : index")
+            _emit_row_block(b, kn, step, row, size)
 
 
 def _chains(kn: _Kernel, rows: int) -> int:
@@ -339,7 +286,7 @@ def _chains(kn: _Kernel, rows: int) -> int:
     return sets
 
 
-def _emit_row_block(b: _Body, kn: _Kernel, step: _Step, row: str, rows: int) -> None:
+def _emit_row_block(b: MlirBuilder, kn: _Kernel, step: _Step, row: str, rows: int) -> None:
     """y[row:row+rows, panel columns] (op)= the micro-kernel over the K block, then the epilogue."""
     row_ids = [row] + [b.let("r", f"arith.addi {row}, {b.index(i)} : index") for i in range(1, rows)]
     sets = _chains(kn, rows)
@@ -349,36 +296,22 @@ def _emit_row_block(b: _Body, kn: _Kernel, step: _Step, row: str, rows: int) -> 
     _emit_epilogue(b, kn, step, row_ids, accs)
 
 
-def _tile_names(b: _Body, prefix: str, count: int) -> list[str]:
-    return [b.fresh(prefix) for _ in range(count)]
-
-
-def _emit_k_loop(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], sets: int) -> list[str]:
+def _emit_k_loop(b: MlirBuilder, kn: _Kernel, step: _Step, row_ids: list[str], sets: int) -> list[str]:
     """The unrolled micro-kernel loop over [kb, kmain): `sets` accumulator sets of rows x nr/16 vectors,
     unrolled step u feeding set u % sets. Returns the accumulators, set-major."""
     per_set = len(row_ids) * kn.tiles.nr // VECTOR
-    count = sets * per_set
-    iters = _tile_names(b, "a", count)
-    results = b.fresh("acc")
-    inits = ", ".join(f"{name} = {b.vec_zero()}" for name in iters)
-    k = b.fresh("k")
-    b.op(
-        f"{results}:{count} = scf.for {k} = {step.kb} to {step.kmain} step {b.index(kn.tiles.ku)} "
-        f"iter_args({inits}) -> ({', '.join([VEC] * count)}) {{"
-    )
-    b.depth += 1
-    current = list(iters)
-    for u in range(kn.tiles.ku):
-        ku = k if u == 0 else b.let("k", f"arith.addi {k}, {b.index(u)} : index")
-        base = (u % sets) * per_set
-        current[base : base + per_set] = _emit_k_step(b, kn, step, row_ids, ku, current[base : base + per_set])
-    b.op(f"scf.yield {', '.join(current)} : {', '.join([VEC] * count)}")
-    b.depth -= 1
-    b.op("}")
-    return [f"{results}#{i}" for i in range(count)]
+    zeros = [(b.const("0.0", VEC), VEC)] * (sets * per_set)
+    with b.loop(step.kb, step.kmain, b.index(kn.tiles.ku), zeros) as loop:
+        k, current = loop.iv, list(loop.args)
+        for u in range(kn.tiles.ku):
+            ku = k if u == 0 else b.let("k", f"arith.addi {k}, {b.index(u)} : index")
+            base = (u % sets) * per_set
+            current[base : base + per_set] = _emit_k_step(b, kn, step, row_ids, ku, current[base : base + per_set])
+        loop.yield_(*current)
+    return loop.results
 
 
-def _emit_k_step(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], k: str, accs: list[str]) -> list[str]:
+def _emit_k_step(b: MlirBuilder, kn: _Kernel, step: _Step, row_ids: list[str], k: str, accs: list[str]) -> list[str]:
     """One k step: nr/16 weight vectors, one broadcast per row, rows x nr/16 FMAs (row-major accs)."""
     columns = kn.tiles.nr // VECTOR
     weights = [_emit_weight_load(b, kn, step.panel, k, j) for j in range(columns)]
@@ -393,7 +326,7 @@ def _emit_k_step(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], k: str,
     return out
 
 
-def _emit_weight_load(b: _Body, kn: _Kernel, panel: str, k: str, j: int) -> str:
+def _emit_weight_load(b: MlirBuilder, kn: _Kernel, panel: str, k: str, j: int) -> str:
     dtype = kn.spec.weight_dtype
     loaded = b.let("wv", f"vector.load %w[{panel}, {k}, {b.index(j * VECTOR)}] : {kn.w_type}, vector<{VECTOR}x{dtype}>")
     if dtype == "f32":
@@ -401,7 +334,7 @@ def _emit_weight_load(b: _Body, kn: _Kernel, panel: str, k: str, j: int) -> str:
     return b.let("wf", f"arith.extf {loaded} : vector<{VECTOR}x{dtype}> to {VEC}")
 
 
-def _sum_sets(b: _Body, accs: list[str], sets: int) -> list[str]:
+def _sum_sets(b: MlirBuilder, accs: list[str], sets: int) -> list[str]:
     """Pairwise sum of the accumulator sets into one."""
     groups = [accs[s * len(accs) // sets : (s + 1) * len(accs) // sets] for s in range(sets)]
     while len(groups) > 1:
@@ -413,27 +346,16 @@ def _sum_sets(b: _Body, accs: list[str], sets: int) -> list[str]:
     return groups[0]
 
 
-def _emit_k_remainder(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], accs: list[str]) -> list[str]:
+def _emit_k_remainder(b: MlirBuilder, kn: _Kernel, step: _Step, row_ids: list[str], accs: list[str]) -> list[str]:
     """The (klen mod ku) last k steps of the block, one at a time."""
     if kn.spec.k % kn.tiles.ku == 0 and kn.tiles.kc % kn.tiles.ku == 0:
         return accs  # every K block is a multiple of ku long
-    iters = _tile_names(b, "a", len(accs))
-    results = b.fresh("rem")
-    inits = ", ".join(f"{name} = {acc}" for name, acc in zip(iters, accs, strict=True))
-    k = b.fresh("k")
-    types = ", ".join([VEC] * len(accs))
-    b.op(
-        f"{results}:{len(accs)} = scf.for {k} = {step.kmain} to {step.kend} step {b.index(1)} iter_args({inits}) -> ({types}) {{"
-    )
-    b.depth += 1
-    out = _emit_k_step(b, kn, step, row_ids, k, iters)
-    b.op(f"scf.yield {', '.join(out)} : {types}")
-    b.depth -= 1
-    b.op("}")
-    return [f"{results}#{i}" for i in range(len(accs))]
+    with b.loop(step.kmain, step.kend, b.index(1), [(acc, VEC) for acc in accs]) as loop:
+        loop.yield_(*_emit_k_step(b, kn, step, row_ids, loop.iv, loop.args))
+    return loop.results
 
 
-def _columns(b: _Body, kn: _Kernel, step: _Step) -> list[str]:
+def _columns(b: MlirBuilder, kn: _Kernel, step: _Step) -> list[str]:
     return [step.col0] + [
         b.let("n", f"arith.addi {step.col0}, {b.index(j * VECTOR)} : index") for j in range(1, kn.tiles.nr // VECTOR)
     ]
@@ -443,7 +365,7 @@ def _in_bounds(kn: _Kernel) -> str:
     return "true" if not kn.columns_masked else "false"
 
 
-def _emit_epilogue(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], accs: list[str]) -> None:
+def _emit_epilogue(b: MlirBuilder, kn: _Kernel, step: _Step, row_ids: list[str], accs: list[str]) -> None:
     """y tile = prev + row_scale * acc (prev: 0 or y), then on the last K block + bias and relu2; store."""
     cols = _columns(b, kn, step)
     tiles = [(row, col) for row in row_ids for col in cols]
@@ -454,31 +376,30 @@ def _emit_epilogue(b: _Body, kn: _Kernel, step: _Step, row_ids: list[str], accs:
         _emit_bf16_stores(b, kn, step, tiles, values)
         return
     for (row, col), value in zip(tiles, values, strict=True):
-        b.op(f"vector.transfer_write {value}, %y[{row}, {col}] {{in_bounds = [{_in_bounds(kn)}]}} : {VEC}, {kn.y_type}")
+        b.emit(
+            f"vector.transfer_write {value}, %y[{row}, {col}] {{in_bounds = [{_in_bounds(kn)}]}} : {VEC}, {kn.y_type}"
+        )
 
 
-def _emit_bf16_stores(b: _Body, kn: _Kernel, step: _Step, tiles: list[tuple[str, str]], values: list[str]) -> None:
+def _emit_bf16_stores(
+    b: MlirBuilder, kn: _Kernel, step: _Step, tiles: list[tuple[str, str]], values: list[str]
+) -> None:
     """Round the f32 tile to bf16 and store it. No masked bf16 stores: LLVM lowers those through an f32
     -> bf16 conversion (a __truncsfbf2 libcall, missing from the link, on x86 without AVX512-BF16), so
     where N is not a multiple of nr the last panel stores its N % nr columns with statically sized stores."""
-    halves = [_round_to_bf16(b, value) for value in values]
+    halves = [f32_to_bf16_bits(b, value, VEC, quiet_nan=True) for value in values]
     if not kn.columns_masked:
         _store_bf16_tiles(b, kn, tiles, halves, kn.tiles.nr)
         return
     last = panel_count(kn.spec, kn.tiles) - 1
     inner = b.let("inner", f"arith.cmpi ne, {step.panel}, {b.index(last)} : index")
-    b.op(f"scf.if {inner} {{")
-    b.depth += 1
-    _store_bf16_tiles(b, kn, tiles, halves, kn.tiles.nr)
-    b.depth -= 1
-    b.op("} else {")
-    b.depth += 1
-    _store_bf16_tiles(b, kn, tiles, halves, kn.spec.n - last * kn.tiles.nr)
-    b.depth -= 1
-    b.op("}")
+    with b.if_else(inner) as otherwise:
+        _store_bf16_tiles(b, kn, tiles, halves, kn.tiles.nr)
+        otherwise()
+        _store_bf16_tiles(b, kn, tiles, halves, kn.spec.n - last * kn.tiles.nr)
 
 
-def _store_bf16_tiles(b: _Body, kn: _Kernel, tiles: list[tuple[str, str]], halves: list[str], width: int) -> None:
+def _store_bf16_tiles(b: MlirBuilder, kn: _Kernel, tiles: list[tuple[str, str]], halves: list[str], width: int) -> None:
     """Store the first `width` columns of each row of the tile (vector<16xi16> bfloat16 bits per 16)."""
     columns = kn.tiles.nr // VECTOR
     for index, ((row, col), half) in enumerate(zip(tiles, halves, strict=True)):
@@ -492,58 +413,33 @@ def _store_bf16_tiles(b: _Body, kn: _Kernel, tiles: list[tuple[str, str]], halve
                 f": vector<{VECTOR}xi16> to vector<{count}xi16>",
             )
         value = b.let("yw", f"arith.bitcast {half} : vector<{count}xi16> to vector<{count}xbf16>")
-        b.op(f"vector.store {value}, %y[{row}, {col}] : {kn.y_type}, vector<{count}xbf16>")
+        b.emit(f"vector.store {value}, %y[{row}, {col}] : {kn.y_type}, vector<{count}xbf16>")
 
 
-def _round_to_bf16(b: _Body, value: str) -> str:
-    """f32 -> bfloat16 bits (vector<16xi16>), rounded to nearest even in integer ops, NaN kept quiet:
-    weights.bf16_bits, bit for bit. Not arith.truncf: without AVX512-BF16 (the x86-64 baseline build) it
-    becomes a __truncsfbf2 libcall, missing from the link, and AVX512-BF16's vcvtneps2bf16 flushes
-    denormals to zero."""
-    ints = f"vector<{VECTOR}xi32>"
-    bits = b.let("yb", f"arith.bitcast {value} : {VEC} to {ints}")
-    high = b.let("yh", f"arith.shrui {bits}, {b.vec_i32(16)} : {ints}")
-    odd = b.let("yo", f"arith.andi {high}, {b.vec_i32(1)} : {ints}")
-    half = b.let("yi", f"arith.addi {odd}, {b.vec_i32(0x7FFF)} : {ints}")
-    total = b.let("ys", f"arith.addi {bits}, {half} : {ints}")
-    rounded = b.let("yr", f"arith.shrui {total}, {b.vec_i32(16)} : {ints}")
-    nan = b.let("yn", f"arith.cmpf uno, {value}, {value} : {VEC}")
-    quiet = b.let("yq", f"arith.ori {high}, {b.vec_i32(0x40)} : {ints}")
-    chosen = b.let("yc", f"arith.select {nan}, {quiet}, {rounded} : vector<{VECTOR}xi1>, {ints}")
-    return b.let("yt", f"arith.trunci {chosen} : {ints} to vector<{VECTOR}xi16>")
-
-
-def _read_y(b: _Body, kn: _Kernel, row: str, col: str) -> str:
+def _read_y(b: MlirBuilder, kn: _Kernel, row: str, col: str) -> str:
     assert kn.spec.y_dtype == "f32", "a bf16 y is never read back (no 'accumulate', a single K block)"
     return b.let(
         "yv",
-        f"vector.transfer_read %y[{row}, {col}], {b.f32_zero()} {{in_bounds = [{_in_bounds(kn)}]}} : {kn.y_type}, {VEC}",
+        f"vector.transfer_read %y[{row}, {col}], {b.const('0.0', 'f32')} {{in_bounds = [{_in_bounds(kn)}]}} : {kn.y_type}, {VEC}",
     )
 
 
-def _emit_previous(b: _Body, kn: _Kernel, step: _Step, tiles: list[tuple[str, str]]) -> list[str] | None:
+def _emit_previous(b: MlirBuilder, kn: _Kernel, step: _Step, tiles: list[tuple[str, str]]) -> list[str] | None:
     """The y tile the block's sum adds to: y itself, or nothing (None) / zero in a first K block."""
     if step.load_prev is None:
         return [_read_y(b, kn, row, col) for row, col in tiles]
     if kn.spec.k <= kn.tiles.kc:
         return None  # a single K block that starts from zero
-    results = b.fresh("prev")
-    types = ", ".join([VEC] * len(tiles))
-    b.op(f"{results}:{len(tiles)} = scf.if {step.load_prev} -> ({types}) {{")
-    b.depth += 1
-    loaded = [_read_y(b, kn, row, col) for row, col in tiles]
-    b.op(f"scf.yield {', '.join(loaded)} : {types}")
-    b.depth -= 1
-    b.op("} else {")
-    b.depth += 1
-    b.op(f"scf.yield {', '.join([b.vec_zero()] * len(tiles))} : {types}")
-    b.depth -= 1
-    b.op("}")
-    return [f"{results}#{i}" for i in range(len(tiles))]
+    return b.if_yield(
+        step.load_prev,
+        [VEC] * len(tiles),
+        lambda: [_read_y(b, kn, row, col) for row, col in tiles],
+        lambda: [b.const("0.0", VEC)] * len(tiles),
+    )
 
 
 def _emit_scaled_sum(
-    b: _Body, kn: _Kernel, row_ids: list[str], columns: int, accs: list[str], prev: list[str] | None
+    b: MlirBuilder, kn: _Kernel, row_ids: list[str], columns: int, accs: list[str], prev: list[str] | None
 ) -> list[str]:
     out = []
     for i, row in enumerate(row_ids):
@@ -565,33 +461,22 @@ def _emit_scaled_sum(
     return out
 
 
-def _emit_finish(b: _Body, kn: _Kernel, step: _Step, cols: list[str], rows: int, values: list[str]) -> list[str]:
+def _emit_finish(b: MlirBuilder, kn: _Kernel, step: _Step, cols: list[str], rows: int, values: list[str]) -> list[str]:
     """Bias and relu2, applied once the sum is complete (under `scf.if last` when K is blocked)."""
     if not kn.spec.bias and kn.spec.epilogue != "relu2":
         return values
     if step.last is None:
         return _finish_values(b, kn, cols, rows, values)
-    results = b.fresh("fin")
-    types = ", ".join([VEC] * len(values))
-    b.op(f"{results}:{len(values)} = scf.if {step.last} -> ({types}) {{")
-    b.depth += 1
-    b.op(f"scf.yield {', '.join(_finish_values(b, kn, cols, rows, values))} : {types}")
-    b.depth -= 1
-    b.op("} else {")
-    b.depth += 1
-    b.op(f"scf.yield {', '.join(values)} : {types}")
-    b.depth -= 1
-    b.op("}")
-    return [f"{results}#{i}" for i in range(len(values))]
+    return b.if_yield(step.last, [VEC] * len(values), lambda: _finish_values(b, kn, cols, rows, values), lambda: values)
 
 
-def _finish_values(b: _Body, kn: _Kernel, cols: list[str], rows: int, values: list[str]) -> list[str]:
+def _finish_values(b: MlirBuilder, kn: _Kernel, cols: list[str], rows: int, values: list[str]) -> list[str]:
     biases: list[str] = []
     if kn.spec.bias:
         biases = [
             b.let(
                 "bv",
-                f"vector.transfer_read %bias[{col}], {b.f32_zero()} {{in_bounds = [{_in_bounds(kn)}]}} "
+                f"vector.transfer_read %bias[{col}], {b.const('0.0', 'f32')} {{in_bounds = [{_in_bounds(kn)}]}} "
                 f": memref<{kn.spec.n}xf32>, {VEC}",
             )
             for col in cols
@@ -601,7 +486,7 @@ def _finish_values(b: _Body, kn: _Kernel, cols: list[str], rows: int, values: li
         if biases:
             value = b.let("vb", f"arith.addf {value}, {biases[index % len(cols)]} : {VEC}")
         if kn.spec.epilogue == "relu2":
-            positive = b.let("pos", f"arith.maximumf {value}, {b.vec_zero()} : {VEC}")
+            positive = b.let("pos", f"arith.maximumf {value}, {b.const('0.0', VEC)} : {VEC}")
             value = b.let("sq", f"arith.mulf {positive}, {positive} : {VEC}")
         out.append(value)
     return out

@@ -50,9 +50,10 @@ calls.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16
 
 LANES = 16  # vector<16xf32>: one 512-bit register
 VF32 = f"vector<{LANES}xf32>"
@@ -113,11 +114,6 @@ class MambaDims:
 # --- emitting MLIR text -------------------------------------------------------------------------------------------
 
 
-def _f32(value: float) -> str:
-    """An MLIR f32 literal (MLIR wants a '.' in decimal floats; 9 digits round-trip any f32)."""
-    return f"{value:.9e}"
-
-
 def _f64(value: float) -> str:
     return f"{value:.17e}"
 
@@ -126,139 +122,70 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-@dataclass
-class _Loop:
-    iv: str
-    args: list[str]
-    results: list[str]
-    yielded: list[str] | None = None
-
-    def yield_(self, *values: str) -> None:
-        self.yielded = list(values)
-
-
 _Place = tuple[str, list[str], str]  # (memref, indices, memref type)
 
 
-class _Body:
-    """The lines of one func.func body: fresh SSA names, constants hoisted to the entry block, scf.for nests."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._constants: dict[tuple[str, str], str] = {}
-        self._count = 0
-        self._depth = 1
-
-    def fresh(self, hint: str = "v") -> str:
-        self._count += 1
-        return f"%{hint}{self._count}"
-
-    def emit(self, line: str) -> None:
-        self._lines.append("  " * self._depth + line)
+class _Body(MlirBuilder):
+    """MlirBuilder with the arithmetic and memory-access shorthands of the Mamba kernels."""
 
     def comment(self, text: str) -> None:
         self.emit(f"// {text}")
 
-    def let(self, rhs: str, hint: str = "v") -> str:
-        name = self.fresh(hint)
-        self.emit(f"{name} = {rhs}")
-        return name
-
     def op(self, name: str, *operands: str, type_: str) -> str:
         """`name operands : type_` (an op whose operands and result share one type)."""
-        return self.let(f"{name} {', '.join(operands)} : {type_}")
+        return self.let("v", f"{name} {', '.join(operands)} : {type_}")
 
     def cast(self, name: str, value: str, source: str, target: str) -> str:
-        return self.let(f"{name} {value} : {source} to {target}")
-
-    def const(self, literal: str, type_: str) -> str:
-        """A constant (splat when type_ is a vector), defined once at the top of the function."""
-        key = (literal, type_)
-        if key not in self._constants:
-            value = f"dense<{literal}>" if type_.startswith("vector") else literal
-            self._constants[key] = f"%k{len(self._constants)} = arith.constant {value} : {type_}"
-        return self._constants[key].split(" = ")[0]
-
-    def index(self, value: int) -> str:
-        return self.const(str(value), "index")
-
-    @contextmanager
-    def loop(self, lo: str, hi: str, step: str, carried: list[tuple[str, str]] | None = None) -> Iterator[_Loop]:
-        """scf.for lo..hi by step; `carried` = [(initial value, type)]: the body must call loop.yield_(...)."""
-        carried = carried or []
-        loop = _Loop(self.fresh("i"), [self.fresh("a") for _ in carried], [])
-        header = f"scf.for {loop.iv} = {lo} to {hi} step {step}"
-        if carried:
-            result = self.fresh("r")
-            loop.results = [result] if len(carried) == 1 else [f"{result}#{i}" for i in range(len(carried))]
-            inits = ", ".join(f"{arg} = {init}" for arg, (init, _) in zip(loop.args, carried, strict=True))
-            types = ", ".join(type_ for _, type_ in carried)
-            arity = "" if len(carried) == 1 else f":{len(carried)}"
-            header = f"{result}{arity} = {header} iter_args({inits}) -> ({types})"
-        self.emit(header + " {")
-        self._depth += 1
-        yield loop
-        if carried:
-            if loop.yielded is None:
-                raise AssertionError("a loop with carried values must yield them")
-            self.emit(f"scf.yield {', '.join(loop.yielded)} : {', '.join(type_ for _, type_ in carried)}")
-        self._depth -= 1
-        self.emit("}")
+        return self.let("v", f"{name} {value} : {source} to {target}")
 
     def load_either(self, cond: str, then: _Place, otherwise: _Place, mask: str | None, type_: str = VF32) -> str:
         """scf.if cond: a load from `then`, else from `otherwise` (vector loads when type_ is VF32)."""
-        result = self.fresh("if")
-        self.emit(f"{result} = scf.if {cond} -> ({type_}) {{")
-        for (ref, indices, ref_type), closing in ((then, "} else {"), (otherwise, "}")):
-            self._depth += 1
-            value = self.vload(ref, indices, ref_type, mask) if type_ == VF32 else self.load(ref, indices, ref_type)
-            self.emit(f"scf.yield {value} : {type_}")
-            self._depth -= 1
-            self.emit(closing)
-        return result
 
-    def text(self) -> str:
-        return "\n".join(["  " + line for line in self._constants.values()] + self._lines)
+        def load(place: _Place) -> list[str]:
+            ref, indices, ref_type = place
+            return [self.vload(ref, indices, ref_type, mask) if type_ == VF32 else self.load(ref, indices, ref_type)]
+
+        return self.if_yield(cond, [type_], lambda: load(then), lambda: load(otherwise))[0]
 
     # --- small arithmetic helpers -----------------------------------------------------------------------------
 
     def add(self, a: str, b: str, type_: str = "index") -> str:
         op = "arith.addi" if type_ == "index" or "xi" in type_ or type_.startswith("i") else "arith.addf"
-        return self.let(f"{op} {a}, {b} : {type_}")
+        return self.let("v", f"{op} {a}, {b} : {type_}")
 
     def sub(self, a: str, b: str, type_: str = "index") -> str:
         op = "arith.subi" if type_ == "index" or "xi" in type_ or type_.startswith("i") else "arith.subf"
-        return self.let(f"{op} {a}, {b} : {type_}")
+        return self.let("v", f"{op} {a}, {b} : {type_}")
 
     def mul(self, a: str, b: str, type_: str = "index") -> str:
         op = "arith.muli" if type_ == "index" or "xi" in type_ or type_.startswith("i") else "arith.mulf"
-        return self.let(f"{op} {a}, {b} : {type_}")
+        return self.let("v", f"{op} {a}, {b} : {type_}")
 
     def offset(self, base: str, value: int) -> str:
         """base + value (index), with no op when value is 0."""
         return base if value == 0 else self.add(base, self.index(value))
 
     def fma(self, a: str, b: str, acc: str, type_: str = VF32) -> str:
-        product = self.let(f"arith.mulf {a}, {b} {CONTRACT} : {type_}")
-        return self.let(f"arith.addf {product}, {acc} {CONTRACT} : {type_}")
+        product = self.let("v", f"arith.mulf {a}, {b} {CONTRACT} : {type_}")
+        return self.let("v", f"arith.addf {product}, {acc} {CONTRACT} : {type_}")
 
     def splat(self, scalar: str, type_: str = VF32) -> str:
         element = type_.split("x")[-1].rstrip(">")
-        return self.let(f"vector.broadcast {scalar} : {element} to {type_}")
+        return self.let("v", f"vector.broadcast {scalar} : {element} to {type_}")
 
     def select(self, cond: str, a: str, b: str, type_: str) -> str:
         cond_type = "i1" if not type_.startswith("vector") else f"vector<{LANES}xi1>"
         prefix = "" if cond_type == "i1" else f"{cond_type}, "
-        return self.let(f"arith.select {cond}, {a}, {b} : {prefix}{type_}")
+        return self.let("v", f"arith.select {cond}, {a}, {b} : {prefix}{type_}")
 
     def fcmp(self, pred: str, a: str, b: str, type_: str) -> str:
-        return self.let(f"arith.cmpf {pred}, {a}, {b} : {type_}")
+        return self.let("v", f"arith.cmpf {pred}, {a}, {b} : {type_}")
 
     def min_index(self, a: str, b: str) -> str:
-        return self.let(f"arith.minsi {a}, {b} : index")
+        return self.let("v", f"arith.minsi {a}, {b} : index")
 
     def load(self, ref: str, indices: list[str], ref_type: str) -> str:
-        return self.let(f"memref.load {ref}[{', '.join(indices)}] : {ref_type}")
+        return self.let("v", f"memref.load {ref}[{', '.join(indices)}] : {ref_type}")
 
     def store(self, value: str, ref: str, indices: list[str], ref_type: str) -> None:
         self.emit(f"memref.store {value}, {ref}[{', '.join(indices)}] : {ref_type}")
@@ -267,9 +194,9 @@ class _Body:
         """A contiguous vector along the last index; masked lanes read nothing and give 0."""
         where = f"{ref}[{', '.join(indices)}]"
         if mask is None:
-            return self.let(f"vector.load {where} : {ref_type}, {type_}")
+            return self.let("v", f"vector.load {where} : {ref_type}, {type_}")
         zero = self.const("0.0", type_)
-        return self.let(f"vector.maskedload {where}, {mask}, {zero} : {ref_type}, {VMASK}, {type_} into {type_}")
+        return self.let("v", f"vector.maskedload {where}, {mask}, {zero} : {ref_type}, {VMASK}, {type_} into {type_}")
 
     def vstore(self, value: str, ref: str, indices: list[str], ref_type: str, mask: str | None = None,
                type_: str = VF32) -> None:  # fmt: skip
@@ -281,7 +208,7 @@ class _Body:
 
     def static_mask(self, lanes: int) -> str | None:
         """The mask of the first `lanes` lanes (None when the vector is whole)."""
-        return None if lanes >= LANES else self.let(f"vector.constant_mask [{lanes}] : {VMASK}", "m")
+        return None if lanes >= LANES else self.let("m", f"vector.constant_mask [{lanes}] : {VMASK}")
 
 
 def _int_type(type_: str) -> str:
@@ -293,17 +220,17 @@ def _exp(b: _Body, x: str, type_: str = VF32) -> str:
 
     Inputs are clamped to [-87.34, 88] so that 2^n stays a normal f32; below -87.34 the result is 0.
     """
-    lowest, highest = b.const(_f32(-87.33654), type_), b.const(_f32(88.0), type_)
+    lowest, highest = b.f32(-87.33654, type_), b.f32(88.0, type_)
     low = b.fcmp("olt", x, lowest, type_)
     clamped = b.select(low, lowest, x, type_)
     clamped = b.select(b.fcmp("ogt", clamped, highest, type_), highest, clamped, type_)
     # n = round(x / ln2) by the 1.5 * 2^23 trick (no floor instruction needed on the x86-64 baseline).
-    magic = b.const(_f32(12582912.0), type_)
-    scaled = b.mul(clamped, b.const(_f32(1.44269504088896341), type_), type_)
+    magic = b.f32(12582912.0, type_)
+    scaled = b.mul(clamped, b.f32(1.44269504088896341, type_), type_)
     n = b.sub(b.add(scaled, magic, type_), magic, type_)
     # r = x - n ln2 with ln2 split in two so that n * hi is exact.
-    r = b.sub(clamped, b.mul(n, b.const(_f32(0.693359375), type_), type_), type_)
-    r = b.sub(r, b.mul(n, b.const(_f32(-2.12194440e-4), type_), type_), type_)
+    r = b.sub(clamped, b.mul(n, b.f32(0.693359375, type_), type_), type_)
+    r = b.sub(r, b.mul(n, b.f32(-2.12194440e-4, type_), type_), type_)
     coefficients = [
         1.9875691500e-4,
         1.3981999507e-3,
@@ -312,23 +239,23 @@ def _exp(b: _Body, x: str, type_: str = VF32) -> str:
         1.6666665459e-1,
         5.0000001201e-1,
     ]
-    poly = b.const(_f32(coefficients[0]), type_)
+    poly = b.f32(coefficients[0], type_)
     for coefficient in coefficients[1:]:
-        poly = b.fma(poly, r, b.const(_f32(coefficient), type_), type_)
+        poly = b.fma(poly, r, b.f32(coefficient, type_), type_)
     poly = b.fma(b.mul(poly, r, type_), r, r, type_)
-    poly = b.add(poly, b.const(_f32(1.0), type_), type_)
+    poly = b.add(poly, b.f32(1.0, type_), type_)
     int_type = _int_type(type_)
-    exponent = b.add(b.let(f"arith.fptosi {n} : {type_} to {int_type}"), b.const("127", int_type), int_type)
-    exponent = b.let(f"arith.shli {exponent}, {b.const('23', int_type)} : {int_type}")
-    power = b.let(f"arith.bitcast {exponent} : {int_type} to {type_}")
+    exponent = b.add(b.let("v", f"arith.fptosi {n} : {type_} to {int_type}"), b.const("127", int_type), int_type)
+    exponent = b.let("v", f"arith.shli {exponent}, {b.const('23', int_type)} : {int_type}")
+    power = b.let("v", f"arith.bitcast {exponent} : {int_type} to {type_}")
     return b.select(low, b.const("0.0", type_), b.mul(poly, power, type_), type_)
 
 
 def _silu(b: _Body, x: str, type_: str = VF32) -> str:
     """x * sigmoid(x) = x / (1 + exp(-x))."""
-    negated = b.let(f"arith.negf {x} : {type_}")
-    denominator = b.add(_exp(b, negated, type_), b.const(_f32(1.0), type_), type_)
-    return b.let(f"arith.divf {x}, {denominator} : {type_}")
+    negated = b.let("v", f"arith.negf {x} : {type_}")
+    denominator = b.add(_exp(b, negated, type_), b.f32(1.0, type_), type_)
+    return b.let("v", f"arith.divf {x}, {denominator} : {type_}")
 
 
 def _softplus64(b: _Body, x: str) -> str:
@@ -338,39 +265,21 @@ def _softplus64(b: _Body, x: str) -> str:
     e = b.op("math.exp", b.op("arith.minimumf", x, threshold, type_="f64"), type_="f64")
     one = b.const(_f64(1.0), "f64")
     u = b.add(e, one, "f64")
-    ratio = b.let(f"arith.divf {e}, {b.sub(u, one, 'f64')} : f64")
-    log1p = b.mul(b.let(f"math.log {u} : f64"), ratio, "f64")
+    ratio = b.let("v", f"arith.divf {e}, {b.sub(u, one, 'f64')} : f64")
+    log1p = b.mul(b.let("v", f"math.log {u} : f64"), ratio, "f64")
     log1p = b.select(b.fcmp("oeq", u, one, "f64"), e, log1p, "f64")
     return b.select(b.fcmp("ogt", x, threshold, "f64"), x, log1p, "f64")
 
 
-def _bf16_to_f32(b: _Body, value: str, type_: str) -> str:
-    """Widen bf16 (scalar or vector) to f32 exactly: its bits are the high half of the f32."""
-    i16, i32, f32 = type_.replace("bf16", "i16"), type_.replace("bf16", "i32"), type_.replace("bf16", "f32")
-    bits = b.cast("arith.extui", b.cast("arith.bitcast", value, type_, i16), i16, i32)
-    return b.cast("arith.bitcast", b.op("arith.shli", bits, b.const("16", i32), type_=i32), i32, f32)
-
-
-def _f32_to_bf16(b: _Body, value: str, type_: str) -> str:
-    """Round f32 (scalar or vector) to bf16, to nearest even, with integer ops (no libcall on any x86)."""
-    i32, i16, bf16 = type_.replace("f32", "i32"), type_.replace("f32", "i16"), type_.replace("f32", "bf16")
-    bits = b.let(f"arith.bitcast {value} : {type_} to {i32}")
-    sixteen = b.const("16", i32)
-    odd = b.op("arith.andi", b.op("arith.shrui", bits, sixteen, type_=i32), b.const("1", i32), type_=i32)
-    rounded = b.add(b.add(bits, b.const("32767", i32), i32), odd, i32)
-    high = b.cast("arith.trunci", b.op("arith.shrui", rounded, sixteen, type_=i32), i32, i16)
-    return b.let(f"arith.bitcast {high} : {i16} to {bf16}")
-
-
 def _bf16_round_trip(b: _Body, value: str, type_: str) -> tuple[str, str]:
     """(the bf16 value to store, that value widened back to f32)."""
-    stored = _f32_to_bf16(b, value, type_)
-    return stored, _bf16_to_f32(b, stored, type_.replace("f32", "bf16"))
+    stored = f32_to_bf16(b, value, type_)
+    return stored, bf16_to_f32(b, stored, type_.replace("f32", "bf16"))
 
 
 def _function(name: str, params: list[tuple[str, str]], body: _Body) -> str:
     signature = ", ".join(f"%{param}: {type_}" for param, type_ in params)
-    return f"func.func @{name}({signature}) {{\n{body.text()}\n  return\n}}\n"
+    return body.function(name, signature)
 
 
 @dataclass(frozen=True)
@@ -413,7 +322,7 @@ def _vector_tiles(width: int) -> list[tuple[int, int]]:
 def _row_blocks(b: _Body, lo: str, hi: str, body: Callable[[str, int], None]) -> None:
     """body(first row, R) over [lo, hi): blocks of TILE_ROWS rows, then single rows for the rest."""
     count = b.sub(hi, lo)
-    split = b.sub(hi, b.let(f"arith.remui {count}, {b.index(TILE_ROWS)} : index"))
+    split = b.sub(hi, b.let("v", f"arith.remui {count}, {b.index(TILE_ROWS)} : index"))
     with b.loop(lo, split, b.index(TILE_ROWS)) as blocks:
         body(blocks.iv, TILE_ROWS)
     with b.loop(split, hi, b.index(1)) as rest:
@@ -457,7 +366,7 @@ class _ConvEmitter:
 
     def function(self, name: str) -> str:
         b = self.b
-        self.tokens = b.let(f"memref.dim %xbc, {b.index(0)} : {self.xbc_t}", "T")
+        self.tokens = b.let("T", f"memref.dim %xbc, {b.index(0)} : {self.xbc_t}")
         b.emit(f"%wt = memref.alloc() {{alignment = 64 : i64}} : {self.wt_t}")
         b.emit(f"%hist = memref.alloc() {{alignment = 64 : i64}} : {self.hist_t}")
         self.transpose_inputs()
@@ -485,12 +394,12 @@ class _ConvEmitter:
         """Rows [lo, hi): whole 16-channel vectors of [begin, end), then the masked rest (at most one)."""
         b = self.b
         span = b.sub("%end", "%begin")
-        full = b.sub("%end", b.let(f"arith.remui {span}, {b.index(LANES)} : index"))
+        full = b.sub("%end", b.let("v", f"arith.remui {span}, {b.index(LANES)} : index"))
         with b.loop(lo, hi, b.index(1)) as row:
             with b.loop("%begin", full, b.index(LANES)) as vector:
                 self.vector(row.iv, vector.iv, None, warm)
             with b.loop(full, "%end", b.index(LANES)) as rest:
-                mask = b.let(f"vector.create_mask {b.sub('%end', rest.iv)} : {VMASK}", "m")
+                mask = b.let("m", f"vector.create_mask {b.sub('%end', rest.iv)} : {VMASK}")
                 self.vector(row.iv, rest.iv, mask, warm)
 
     def vector(self, t: str, c: str, mask: str | None, warm: bool) -> None:
@@ -506,7 +415,7 @@ class _ConvEmitter:
                 value = b.vload("%zx", [b.sub(t, b.index(back)), column], self.zx_t, mask)
             else:
                 source = b.sub(t, b.index(back))
-                in_call = b.let(f"arith.cmpi sge, {source}, {b.index(0)} : index")
+                in_call = b.let("v", f"arith.cmpi sge, {source}, {b.index(0)} : index")
                 carried = [b.offset(t, k), c]  # hist row K-1 + source
                 value = b.load_either(
                     in_call, ("%zx", [source, column], self.zx_t), ("%hist", carried, self.hist_t), mask
@@ -524,7 +433,7 @@ class _ConvEmitter:
             column = b.offset(c, self.d.inner)
             for j in range(self.taps - 1):
                 source = b.sub(self.tokens, b.index(self.taps - 1 - j))
-                in_call = b.let(f"arith.cmpi sge, {source}, {b.index(0)} : index")
+                in_call = b.let("v", f"arith.cmpi sge, {source}, {b.index(0)} : index")
                 carried = ("%hist", [b.offset(self.tokens, j), c], self.hist_t)
                 value = b.load_either(in_call, ("%zx", [source, column], self.zx_t), carried, None, "f32")
                 b.store(value, "%state", [c, b.index(j)], self.state_t)
@@ -569,15 +478,15 @@ def emit_gated_rmsnorm(name: str, d: MambaDims) -> str:
             return b.fma(gated, gated, acc)
 
         b.comment(f"pass 1: {'g' if bf16 else 'out'} = y * silu(z), and the group's sum of squares")
-        total = b.let(f"vector.reduction <add>, {_along(b, group.iv, width, gate, zero)} : {VF32} into f32")
-        mean = b.op("arith.divf", total, b.const(_f32(width), "f32"), type_="f32")
-        scale = b.splat(b.op("math.rsqrt", b.add(mean, b.const(_f32(d.epsilon), "f32"), "f32"), type_="f32"))
+        total = b.let("v", f"vector.reduction <add>, {_along(b, group.iv, width, gate, zero)} : {VF32} into f32")
+        mean = b.op("arith.divf", total, b.f32(width, "f32"), type_="f32")
+        scale = b.splat(b.op("math.rsqrt", b.add(mean, b.f32(d.epsilon, "f32"), "f32"), type_="f32"))
 
         def normalise(column: str, mask: str | None, acc: str) -> str:
             value = b.mul(b.vload(*gated_place(column), mask), scale, VF32)
             value = b.mul(value, b.vload("%w", [column], w_t, mask), VF32)
             if bf16:
-                value = _f32_to_bf16(b, value, VF32)
+                value = f32_to_bf16(b, value, VF32)
             b.vstore(value, "%out", [t, column], out_t, mask, f"vector<{LANES}x{d.out_dtype}>")
             return acc
 
@@ -622,16 +531,16 @@ class _SsdCommon:
     def head_scalars(self, head: str) -> tuple[str, str, str]:
         """(A = -exp(A_log[h]) as f64, dt_bias[h] as f64, D[h] as f32)."""
         b = self.b
-        a_log = b.let(f"arith.extf {b.load('%a_log', [head], self.heads_t)} : f32 to f64")
+        a_log = b.let("v", f"arith.extf {b.load('%a_log', [head], self.heads_t)} : f32 to f64")
         a = b.op("arith.negf", b.op("math.exp", a_log, type_="f64"), type_="f64")
-        bias = b.let(f"arith.extf {b.load('%dt_bias', [head], self.heads_t)} : f32 to f64")
+        bias = b.let("v", f"arith.extf {b.load('%dt_bias', [head], self.heads_t)} : f32 to f64")
         return a, bias, b.load("%d", [head], self.heads_t)
 
     def dt(self, token: str, head: str, bias: str) -> str:
         """softplus(dt_raw[t, h] + dt_bias[h]) in f64."""
         b = self.b
         column = b.offset(head, self.d.inner + self.d.conv_channels)
-        raw = b.let(f"arith.extf {b.load('%zx', [token, column], self.zx_t)} : f32 to f64")
+        raw = b.let("v", f"arith.extf {b.load('%zx', [token, column], self.zx_t)} : f32 to f64")
         return _softplus64(b, b.add(raw, bias, "f64"))
 
     def group_columns(self, group: str) -> tuple[str, str]:
@@ -684,16 +593,16 @@ class _ScanEmitter(_SsdCommon):
     def body(self) -> None:
         b, d = self.b, self.d
         c0 = b.index(0)
-        self.tokens = b.let(f"memref.dim %xbc, {c0} : {self.xbc_t}", "T")
+        self.tokens = b.let("T", f"memref.dim %xbc, {c0} : {self.xbc_t}")
         for name, type_ in self.scratch.items():
             b.emit(f"%{name} = memref.alloc() {{alignment = 64 : i64}} : {type_}")
         b.comment("B^T and the cum hi/lo columns past a partial chunk are read (then masked): keep them finite")
         for name in ("bt", "hi", "lo"):
             self.fill_zero(name)
         per_group = b.index(d.heads_per_group)
-        first = b.let(f"arith.divui %begin, {per_group} : index")
-        last = b.let(f"arith.divui {b.add('%end', b.index(d.heads_per_group - 1))}, {per_group} : index")
-        last = b.select(b.let("arith.cmpi slt, %begin, %end : index"), last, first, "index")
+        first = b.let("v", f"arith.divui %begin, {per_group} : index")
+        last = b.let("v", f"arith.divui {b.add('%end', b.index(d.heads_per_group - 1))}, {per_group} : index")
+        last = b.select(b.let("v", "arith.cmpi slt, %begin, %end : index"), last, first, "index")
         with b.loop(first, last, b.index(1)) as group:
             self.group(group.iv)
         for name in self.scratch:
@@ -715,7 +624,10 @@ class _ScanEmitter(_SsdCommon):
     def group(self, group: str) -> None:
         b, d = self.b, self.d
         base = b.mul(group, b.index(d.heads_per_group))
-        heads = (b.let(f"arith.maxsi %begin, {base} : index"), b.min_index("%end", b.offset(base, d.heads_per_group)))
+        heads = (
+            b.let("v", f"arith.maxsi %begin, {base} : index"),
+            b.min_index("%end", b.offset(base, d.heads_per_group)),
+        )
         b_col, c_col = self.group_columns(group)
         self.move_states(heads, base, load=True)
         with b.loop(b.index(0), self.tokens, b.index(d.chunk_size)) as chunk:
@@ -747,12 +659,12 @@ class _ScanEmitter(_SsdCommon):
                     if load:
                         value = b.load("%state", [head.iv, p.iv, n.iv], self.state_t)
                         if d.state_dtype == "bf16":
-                            value = _bf16_to_f32(b, value, "bf16")
+                            value = bf16_to_f32(b, value, "bf16")
                         b.store(value, st, [local, n.iv, p.iv], st_t)
                     else:
                         value = b.load(st, [local, n.iv, p.iv], st_t)
                         if d.state_dtype == "bf16":
-                            value = _f32_to_bf16(b, value, "f32")
+                            value = f32_to_bf16(b, value, "f32")
                         b.store(value, "%state", [head.iv, p.iv, n.iv], self.state_t)
 
     def transpose_b(self, start: str, length: str, b_col: str) -> None:
@@ -777,8 +689,8 @@ class _ScanEmitter(_SsdCommon):
 
         def row_block(l0: str, rows: int) -> None:
             # Rows of a TILE_ROWS block lie in one 16-wide block (l0 is a multiple of 4): same s blocks.
-            blocks = b.add(b.let(f"arith.divui {l0}, {b.index(LANES)} : index"), b.index(1))
-            split = b.sub(blocks, b.let(f"arith.remui {blocks}, {b.index(TILE_VECTORS)} : index"))
+            blocks = b.add(b.let("v", f"arith.divui {l0}, {b.index(LANES)} : index"), b.index(1))
+            split = b.sub(blocks, b.let("v", f"arith.remui {blocks}, {b.index(TILE_VECTORS)} : index"))
             c_rows = self.c_rows(start, l0, rows, c_col)
             for lo, hi, width in ((b.index(0), split, TILE_VECTORS), (split, blocks, 1)):
                 with b.loop(lo, hi, b.index(width)) as block:
@@ -805,9 +717,9 @@ class _ScanEmitter(_SsdCommon):
             dt = self.dt(b.add(start, row.iv), head, bias)
             dt = b.select(b.fcmp("olt", dt, floor, "f64"), floor, dt, "f64")
             cum = b.add(row.args[0], b.mul(dt, a, "f64"), "f64")
-            hi = b.let(f"arith.truncf {cum} : f64 to f32")
+            hi = b.let("v", f"arith.truncf {cum} : f64 to f32")
             lo = b.cast("arith.truncf", b.sub(cum, b.cast("arith.extf", hi, "f32", "f64"), "f64"), "f64", "f32")
-            dt32 = b.let(f"arith.truncf {dt} : f64 to f32")
+            dt32 = b.let("v", f"arith.truncf {dt} : f64 to f32")
             for name, value in (("cum", cum), ("hi", hi), ("lo", lo), ("ecum", _exp(b, hi, "f32")), ("dts", dt32)):
                 ref, type_ = refs[name]
                 b.store(value, ref, [row.iv], type_)
@@ -816,7 +728,7 @@ class _ScanEmitter(_SsdCommon):
         b.comment("xs = x * dt, xw = xs * exp(cum[-1] - cum)")
         with b.loop(b.index(0), length, b.index(1)) as row:
             to_end = b.sub(total, b.load(refs["cum"][0], [row.iv], refs["cum"][1]), "f64")
-            weight = b.splat(_exp(b, b.let(f"arith.truncf {to_end} : f64 to f32"), "f32"))
+            weight = b.splat(_exp(b, b.let("v", f"arith.truncf {to_end} : f64 to f32"), "f32"))
             dt = b.splat(b.load(refs["dts"][0], [row.iv], refs["dts"][1]))
             token, head_col = b.add(start, row.iv), b.mul(head, b.index(d.head_dim))
             for first in range(0, self.padded_p, LANES):
@@ -825,7 +737,7 @@ class _ScanEmitter(_SsdCommon):
                 xs = b.mul(x, dt, VF32)
                 b.vstore(xs, refs["xs"][0], [row.iv, b.index(first)], refs["xs"][1])
                 b.vstore(b.mul(xs, weight, VF32), refs["xw"][0], [row.iv, b.index(first)], refs["xw"][1])
-        return _exp(b, b.let(f"arith.truncf {total} : f64 to f32"), "f32")
+        return _exp(b, b.let("v", f"arith.truncf {total} : f64 to f32"), "f32")
 
     def scores(self, length: str) -> None:
         """sc[l, s] = cb[l, s] * exp(cum[l] - cum[s]) for s <= l, 0 for s > l (exp of 0 there, never of the
@@ -838,12 +750,12 @@ class _ScanEmitter(_SsdCommon):
         with b.loop(b.index(0), length, b.index(1)) as row:
             l = row.iv  # noqa: E741
             row_hi, row_lo = b.splat(b.load(hi, [l], hi_t)), b.splat(b.load(lo, [l], lo_t))
-            row_index = b.splat(b.let(f"arith.index_cast {l} : index to i32"), VI32)
-            blocks = b.add(b.let(f"arith.divui {l}, {b.index(LANES)} : index"), b.index(1))
+            row_index = b.splat(b.let("v", f"arith.index_cast {l} : index to i32"), VI32)
+            blocks = b.add(b.let("v", f"arith.divui {l}, {b.index(LANES)} : index"), b.index(1))
             with b.loop(b.index(0), blocks, b.index(1)) as block:
                 col = b.mul(block.iv, b.index(LANES))
-                lanes = b.add(b.splat(b.let(f"arith.index_cast {col} : index to i32"), VI32), iota, VI32)
-                causal = b.let(f"arith.cmpi sle, {lanes}, {row_index} : {VI32}")
+                lanes = b.add(b.splat(b.let("v", f"arith.index_cast {col} : index to i32"), VI32), iota, VI32)
+                causal = b.let("v", f"arith.cmpi sle, {lanes}, {row_index} : {VI32}")
                 # (hi_l - hi_s) + (lo_l - lo_s): each difference is rounded relative to itself, not to |cum|.
                 diff = b.add(
                     b.sub(row_hi, b.vload(hi, [col], hi_t), VF32), b.sub(row_lo, b.vload(lo, [col], lo_t), VF32), VF32
@@ -925,17 +837,17 @@ def emit_ssd_step(name: str, d: MambaDims) -> str:
     b = _Body()
     common = _SsdCommon(d, b)
     state_vector = f"vector<{LANES}x{d.state_dtype}>"
-    tokens = b.let(f"memref.dim %xbc, {b.index(0)} : {common.xbc_t}", "T")
+    tokens = b.let("T", f"memref.dim %xbc, {b.index(0)} : {common.xbc_t}")
     with b.loop("%begin", "%end", b.index(1)) as head:
         a, bias, d_h = common.head_scalars(head.iv)
-        b_col, c_col = common.group_columns(b.let(f"arith.divui {head.iv}, {b.index(d.heads_per_group)} : index"))
+        b_col, c_col = common.group_columns(b.let("v", f"arith.divui {head.iv}, {b.index(d.heads_per_group)} : index"))
         head_col = b.mul(head.iv, b.index(d.head_dim))
         with b.loop(b.index(0), tokens, b.index(1)) as row:
             t = row.iv
             dt = common.dt(t, head.iv, bias)
             decay = b.op("math.exp", b.mul(dt, a, "f64"), type_="f64")
             decay = b.splat(b.cast("arith.truncf", decay, "f64", "f32"))
-            dt32 = b.let(f"arith.truncf {dt} : f64 to f32")
+            dt32 = b.let("v", f"arith.truncf {dt} : f64 to f32")
             with b.loop(b.index(0), b.index(d.head_dim), b.index(1)) as channel:
                 p = channel.iv
                 x = b.load("%xbc", [t, b.add(head_col, p)], common.xbc_t)
@@ -946,7 +858,7 @@ def emit_ssd_step(name: str, d: MambaDims) -> str:
                     where = [head.iv, p, n]
                     old = b.vload("%state", where, common.state_t, mask, state_vector)
                     if d.state_dtype == "bf16":
-                        old = _bf16_to_f32(b, old, state_vector)
+                        old = bf16_to_f32(b, old, state_vector)
                     b_vec = b.vload("%xbc", [t, b.add(b_col, n)], common.xbc_t, mask)
                     new = b.fma(coef, b_vec, b.mul(decay, old, VF32))
                     stored = new
@@ -956,7 +868,7 @@ def emit_ssd_step(name: str, d: MambaDims) -> str:
                     return b.fma(new, b.vload("%xbc", [t, b.add(c_col, n)], common.xbc_t, mask), acc)
 
                 acc = _along(b, b.index(0), d.state_size, update, b.const("0.0", VF32))
-                total = b.let(f"vector.reduction <add>, {acc} : {VF32} into f32")
+                total = b.let("v", f"vector.reduction <add>, {acc} : {VF32} into f32")
                 b.store(b.fma(d_h, x, total, "f32"), "%y", [t, b.add(head_col, p)], common.y_t)
     return _function(name, _ssd_params(d), b)
 
