@@ -40,6 +40,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     StringAttr,
     SymbolRefAttr,
+    UnitAttr,
 )
 from xdsl.ir import Attribute, Dialect, SSAValue
 from xdsl.irdl import (
@@ -119,6 +120,9 @@ class WeightOp(IRDLOperation):
     weight_name = prop_def(StringAttr, prop_name="name")
     # A weight fused at load time: these layout tensors concatenated along dim 0 (e.g. q, k, v).
     parts = opt_prop_def(ArrayAttr[StringAttr])
+    # A weight whose columns are multiplied at load by another weight (an RMSNorm's scale folded into
+    # the projection that reads the norm: W' = W diag(g)).
+    column_scale = opt_prop_def(StringAttr)
     result = result_def(MemRefType)
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$name attr-dict `:` type($result)"
@@ -130,7 +134,7 @@ class WeightOp(IRDLOperation):
 
 @irdl_op_definition
 class AllocOp(IRDLOperation):
-    """A [tokens, features] scratch buffer; `slot` and `offset` (bytes per token) are set by buffer planning."""
+    """A [tokens, features] (or [tokens]) scratch buffer; `slot` is set by buffer planning."""
 
     name = "tessera.schedule.alloc"
     result = result_def(MemRefType)
@@ -139,7 +143,13 @@ class AllocOp(IRDLOperation):
     assembly_format = "attr-dict `:` type($result)"
 
     def verify_(self) -> None:
-        _features(self.name, "result", self.result)
+        if memref_shape(self.name, "result", self.result) != (DYNAMIC_INDEX,):
+            _features(self.name, "result", self.result)
+
+
+def _per_token(op_name: str, role: str, value: SSAValue) -> None:
+    if memref_shape(op_name, role, value) != (DYNAMIC_INDEX,):
+        raise VerifyException(f"{op_name}: {role} must be a [tokens] buffer (memref<?xf32>), got {value.type}")
 
 
 class StepOp(IRDLOperation):
@@ -198,24 +208,44 @@ class RMSNormOp(StepOp):
 
 
 @irdl_op_definition
-class MatmulOp(StepOp):
-    """ins(x [tokens, K], weight [N, K], bias [N]?) outs(y [tokens, N]): y (epilogue)= x @ weight^T (+ bias).
+class RMSScaleOp(StepOp):
+    """ins(h [tokens, D]) outs(rstd [tokens]): 1 / sqrt(mean(h^2) + epsilon) per token — what remains of an
+    RMSNorm whose scale was folded into the projection reading it (a matmul with `row_scale`)."""
 
-    `accumulate` adds into y (the residual stream); `relu2` stores relu(.)^2.
+    name = "tessera.schedule.rms_scale"
+    epsilon = prop_def(FloatAttr[Float64Type])
+    ARITY: ClassVar[tuple[int, int]] = (1, 1)
+
+    def verify_step(self) -> None:
+        _features(self.name, "h", self.ins[0])
+        _per_token(self.name, "rstd", self.outs[0])
+
+
+@irdl_op_definition
+class MatmulOp(StepOp):
+    """ins(x [tokens, K], weight [N, K], bias [N]?, row_scale [tokens]?) outs(y [tokens, N]):
+    y (epilogue)= row_scale * (x @ weight^T) (+ bias).
+
+    `accumulate` adds into y (the residual stream); `relu2` stores relu(.)^2; `row_scale` (the unit
+    property) says the last input scales each row — a folded RMSNorm.
     """
 
     name = "tessera.schedule.matmul"
     epilogue = prop_def(StringAttr)
+    row_scale = opt_prop_def(UnitAttr)
 
     def verify_(self) -> None:
-        if len(self.ins) not in (2, 3) or len(self.outs) != 1:
-            raise VerifyException(f"{self.name}: expected ins(x, weight[, bias]) and outs(y)")
+        scaled = self.row_scale is not None
+        if len(self.ins) - int(scaled) not in (2, 3) or len(self.outs) != 1:
+            raise VerifyException(f"{self.name}: expected ins(x, weight[, bias][, row_scale]) and outs(y)")
+        if scaled:
+            _per_token(self.name, "row_scale", self.ins[-1])
         k = _features(self.name, "x", self.ins[0])
         weight = memref_shape(self.name, "weight", self.ins[1])
         n = _features(self.name, "y", self.outs[0])
         if weight != (n, k):
             raise VerifyException(f"{self.name}: weight is [{weight[0]}, {weight[1]}], expected [{n}, {k}] (y, x)")
-        if len(self.ins) == 3 and memref_shape(self.name, "bias", self.ins[2]) != (n,):
+        if len(self.ins) - int(scaled) == 3 and memref_shape(self.name, "bias", self.ins[2]) != (n,):
             raise VerifyException(f"{self.name}: bias must be [{n}]")
         if self.epilogue.data not in EPILOGUES:
             raise VerifyException(f"{self.name}: epilogue must be one of {EPILOGUES}, got '{self.epilogue.data}'")
@@ -380,6 +410,7 @@ TesseraSchedule = Dialect(
         AllocOp,
         EmbeddingOp,
         RMSNormOp,
+        RMSScaleOp,
         MatmulOp,
         ConvSiluOp,
         SSDScanOp,

@@ -17,7 +17,13 @@ What the conversion decides (and writes down as IR):
   from q, k and v at load), kv_append, attention over the cache, o_proj.
 - Fusion: every residual `add(h, block(rmsnorm(h)))` becomes the block's last projection accumulating
   into h in place (epilogue "accumulate"); ReLU² is the up projection's epilogue ("relu2"); the Mamba gate
-  is applied inside gated_rmsnorm. A graph whose adds do not have that shape is refused.
+  is applied inside gated_rmsnorm. With f32 activations an RMSNorm read by one projection (Mamba in_proj,
+  the QKV projection, the MLP's up projection, lm_head) is folded into it: its scale multiplies the
+  weight's columns at load (`column_scale`), and `rms_scale` computes the per-token 1/rms that the
+  projection applies to its rows (`row_scale`) — the normalised activations are never written. An MoE
+  layer reads its input three times, so its norm stays a step, as every norm does with bf16 activations
+  (they are rounded to bf16 once, where they are normalised). A graph whose adds do not have the residual
+  shape is refused.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     SymbolRefAttr,
     TensorType,
+    UnitAttr,
     bf16,
     f32,
     i64,
@@ -73,6 +80,19 @@ def buffer_type(features: int, element: Attribute = f32) -> MemRefType:
     return MemRefType(element, [DYNAMIC_INDEX, features])
 
 
+@dataclass(frozen=True)
+class _Input:
+    """What a block reads: a materialised buffer, or (folded norm) the residual stream, its per-token
+    1/rms and the name of the norm weight that scales the first projection's columns."""
+
+    x: SSAValue
+    rstd: SSAValue | None = None
+    norm_weight: str | None = None
+
+
+_FOLDABLE_CONSUMERS = (nemotron.Mamba2MixerOp, nemotron.AttnGQAOp, nemotron.MLPReLU2Op, graph.LMHeadOp)
+
+
 class _ProgramBuilder:
     """Builds one program (prefill or decode) by walking @forward's ops in order."""
 
@@ -92,6 +112,7 @@ class _ProgramBuilder:
         self.block = Block(arg_types=[MemRefType(i64, [DYNAMIC_INDEX])])
         self.builder = Builder(InsertPoint.at_end(self.block))
         self.values: dict[SSAValue, SSAValue] = {}  # graph tensor -> schedule buffer
+        self.folded: dict[SSAValue, _Input] = {}  # graph rmsnorm result -> its folded form
         self.weights: dict[str, SSAValue] = {}
         self.graph_weights: dict[SSAValue, str] = {}
 
@@ -103,11 +124,15 @@ class _ProgramBuilder:
     def alloc(self, features: int, element: Attribute = f32) -> SSAValue:
         return self.insert(schedule.AllocOp(result_types=[buffer_type(features, element)])).results[0]
 
-    def weight(self, name: str, shape: Sequence[int], parts: Sequence[str] = ()) -> SSAValue:
+    def weight(
+        self, name: str, shape: Sequence[int], parts: Sequence[str] = (), column_scale: str | None = None
+    ) -> SSAValue:
         if name not in self.weights:
             props: dict[str, Attribute] = {"name": StringAttr(name)}
             if parts:
                 props["parts"] = ArrayAttr([StringAttr(p) for p in parts])
+            if column_scale is not None:
+                props["column_scale"] = StringAttr(column_scale)
             op = schedule.WeightOp(properties=props, result_types=[MemRefType(f32, list(shape))])
             self.weights[name] = self.insert(op).results[0]
         return self.weights[name]
@@ -140,6 +165,30 @@ class _ProgramBuilder:
     def matmul(self, x: SSAValue, weight: SSAValue, out: SSAValue, epilogue: str, bias: SSAValue | None = None) -> None:
         self.step(schedule.MatmulOp, [x, weight, bias], [out], epilogue=StringAttr(epilogue))
 
+    def project(
+        self,
+        source: _Input,
+        weight: tuple[str, Sequence[int]],
+        out: SSAValue,
+        epilogue: str,
+        bias: SSAValue | None = None,
+        parts: Sequence[str] = (),
+    ) -> None:
+        """A block's first projection, of a materialised input or of a folded norm."""
+        name, shape = weight
+        if source.rstd is None:
+            self.matmul(source.x, self.weight(name, shape, parts), out, epilogue, bias)
+            return
+        scaled = self.weight(name, shape, parts, column_scale=source.norm_weight)
+        ins = [source.x, scaled, bias, source.rstd]
+        self.step(schedule.MatmulOp, ins, [out], epilogue=StringAttr(epilogue), row_scale=UnitAttr())
+
+    def block_input(self, value: SSAValue) -> _Input:
+        return self.folded.get(value) or _Input(self.values[value])
+
+    def _weight_of(self, value: SSAValue) -> tuple[str, Sequence[int]]:
+        return self.graph_weights[value], _shape(value)
+
     # --- the walk ---------------------------------------------------------------------------
     def build(self) -> func.FuncOp:
         residual_blocks = self._residual_blocks()
@@ -153,6 +202,10 @@ class _ProgramBuilder:
                 h = self.alloc(_features(op.result))
                 self.step(schedule.EmbeddingOp, [self.block.args[0], table], [h])
                 self.values[op.result] = h
+            elif isinstance(op, graph.RMSNormOp) and self._foldable(op):
+                rstd = self.insert(schedule.AllocOp(result_types=[MemRefType(f32, [DYNAMIC_INDEX])])).results[0]
+                self.step(schedule.RMSScaleOp, [self.values[op.x]], [rstd], epsilon=_f64(op.epsilon.value.data))
+                self.folded[op.result] = _Input(self.values[op.x], rstd, self.graph_weights[op.weight])
             elif isinstance(op, graph.RMSNormOp):
                 out = self.alloc(_features(op.result), self.activation)
                 self.step(
@@ -174,7 +227,7 @@ class _ProgramBuilder:
             elif isinstance(op, graph.LMHeadOp):
                 logits_type = buffer_type(_features(op.result))
                 logits = self.alloc(_features(op.result))
-                self.matmul(self.values[op.x], self.graph_weight(op.weight), logits, "store")
+                self.project(self.block_input(op.x), self._weight_of(op.weight), logits, "store")
                 self.insert(func.ReturnOp(logits))
             elif isinstance(op, func.ReturnOp):
                 continue
@@ -185,6 +238,13 @@ class _ProgramBuilder:
         if logits_type is None:
             raise ScheduleConversionError("@forward has no tessera.graph.lm_head: nothing to return")
         return func.FuncOp(self.mode, ((self.block.args[0].type,), (logits_type,)), Region(self.block))
+
+    def _foldable(self, norm: graph.RMSNormOp) -> bool:
+        """f32 activations and a single reader whose first projection is the norm's only use."""
+        if self.activation != f32 or not norm.result.has_one_use():
+            return False
+        reader = next(iter(norm.result.uses)).operation
+        return isinstance(reader, _FOLDABLE_CONSUMERS)
 
     def _residual_blocks(self) -> dict[graph.AddOp, Operation]:
         """Each add whose rhs is a block fed by rmsnorm(lhs): the fusable residual."""
@@ -199,14 +259,14 @@ class _ProgramBuilder:
         return found
 
     def _block(self, block: Operation, residual: SSAValue) -> None:
-        x = self.values[block.operands[0]]
+        source = self.block_input(block.operands[0])
         if isinstance(block, nemotron.Mamba2MixerOp):
-            self._mamba(block, x, residual)
+            self._mamba(block, source, residual)
         elif isinstance(block, nemotron.AttnGQAOp):
-            self._attention(block, x, residual)
+            self._attention(block, source, residual)
         elif isinstance(block, nemotron.MLPReLU2Op):
             hidden = self.alloc(_shape(block.up_weight)[0], self.activation)
-            self.matmul(x, self.graph_weight(block.up_weight), hidden, "relu2", self.optional_weight(block.up_bias))
+            self.project(source, self._weight_of(block.up_weight), hidden, "relu2", self.optional_weight(block.up_bias))
             self.matmul(
                 hidden,
                 self.graph_weight(block.down_weight),
@@ -215,11 +275,11 @@ class _ProgramBuilder:
                 self.optional_weight(block.down_bias),
             )
         elif isinstance(block, nemotron.MoEOp):
-            self._moe(block, x, residual)
+            self._moe(block, source.x, residual)
         else:
             raise ScheduleConversionError(f"{block.name}: no schedule for this block")
 
-    def _mamba(self, op: nemotron.Mamba2MixerOp, x: SSAValue, residual: SSAValue) -> None:
+    def _mamba(self, op: nemotron.Mamba2MixerOp, source: _Input, residual: SSAValue) -> None:
         layer = _int(op.layer)
         dims = {
             name: getattr(op, name)
@@ -233,7 +293,7 @@ class _ProgramBuilder:
         channels = inner + 2 * _int(op.n_groups) * _int(op.state_size)
         w, maybe = self.graph_weight, self.optional_weight
         zxbcdt = self.alloc(_shape(op.in_proj_weight)[0])
-        self.matmul(x, w(op.in_proj_weight), zxbcdt, "store", maybe(op.in_proj_bias))
+        self.project(source, self._weight_of(op.in_proj_weight), zxbcdt, "store", maybe(op.in_proj_bias))
         conv_state = self.state(f"layers.{layer}.conv_state")
         xbc = self.alloc(channels)
         self.step(schedule.ConvSiluOp, [zxbcdt, w(op.conv_weight), maybe(op.conv_bias)], [conv_state, xbc], **props)
@@ -245,7 +305,7 @@ class _ProgramBuilder:
         self.step(schedule.GatedRMSNormOp, [zxbcdt, y, w(op.norm_weight)], [gated], **props)
         self.matmul(gated, w(op.out_proj_weight), residual, "accumulate", maybe(op.out_proj_bias))
 
-    def _attention(self, op: nemotron.AttnGQAOp, x: SSAValue, residual: SSAValue) -> None:
+    def _attention(self, op: nemotron.AttnGQAOp, source: _Input, residual: SSAValue) -> None:
         layer = _int(op.layer)
         props: dict[str, Attribute] = {
             "num_heads": op.num_heads,
@@ -254,9 +314,9 @@ class _ProgramBuilder:
         }
         names = [self.graph_weights[v] for v in (op.q_weight, op.k_weight, op.v_weight)]
         rows = sum(_shape(v)[0] for v in (op.q_weight, op.k_weight, op.v_weight))
-        qkv_weight = self.weight(f"layers.{layer}.attn_gqa.qkv_proj.weight", (rows, _shape(op.q_weight)[1]), names)
         qkv = self.alloc(rows)
-        self.matmul(x, qkv_weight, qkv, "store")
+        qkv_weight = (f"layers.{layer}.attn_gqa.qkv_proj.weight", (rows, _shape(op.q_weight)[1]))
+        self.project(source, qkv_weight, qkv, "store", parts=names)
         k_cache, v_cache = self.state(f"layers.{layer}.k_cache"), self.state(f"layers.{layer}.v_cache")
         self.step(schedule.KVAppendOp, [qkv], [k_cache, v_cache], **props)
         out = self.alloc(_shape(op.o_weight)[1], self.activation)

@@ -32,6 +32,7 @@ from tessera.dialects import schedule, tile
 _KINDS: dict[type[schedule.StepOp], tuple[str, str, str | None]] = {
     schedule.EmbeddingOp: ("embedding", "tokens", None),
     schedule.RMSNormOp: ("rmsnorm", "tokens", None),
+    schedule.RMSScaleOp: ("rms_scale", "tokens", None),
     schedule.MatmulOp: ("matmul", "columns", "n"),
     schedule.ConvSiluOp: ("conv_silu", "channels", "channels"),
     schedule.SSDScanOp: ("ssd_scan", "heads", "num_heads"),
@@ -90,15 +91,19 @@ def step_dims(step: schedule.StepOp) -> dict[str, Attribute]:
     for name, value in step.properties.items():
         if name == "operandSegmentSizes" or (relevant is not None and name not in relevant):
             continue
-        if isinstance(value, (IntegerAttr, FloatAttr, StringAttr)):
+        if isinstance(value, (IntegerAttr, FloatAttr, StringAttr)) and name != "row_scale":
             dims[name] = value
     shapes = [_shape(v.type) for v in (*step.ins, *step.outs)]
     if isinstance(step, schedule.MatmulOp):
         n, k = shapes[1]
-        dims |= {"n": IntegerAttr(n, i64), "k": IntegerAttr(k, i64), "bias": IntegerAttr(int(len(step.ins) == 3), i64)}
+        scaled = step.row_scale is not None
+        bias = len(step.ins) - int(scaled) == 3
+        dims |= {"n": IntegerAttr(n, i64), "k": IntegerAttr(k, i64), "bias": IntegerAttr(int(bias), i64)}
+        if scaled:
+            dims["row_scale"] = IntegerAttr(1, i64)
     elif isinstance(step, (schedule.EmbeddingOp,)):
         dims |= {"vocab": IntegerAttr(shapes[1][0], i64), "hidden": IntegerAttr(shapes[1][1], i64)}
-    elif isinstance(step, schedule.RMSNormOp):
+    elif isinstance(step, (schedule.RMSNormOp, schedule.RMSScaleOp)):
         dims |= {"hidden": IntegerAttr(shapes[0][1], i64)}
     elif isinstance(step, schedule.ConvSiluOp):
         dims |= {"channels": IntegerAttr(shapes[-1][1], i64), "conv_bias": IntegerAttr(int(len(step.ins) == 3), i64)}

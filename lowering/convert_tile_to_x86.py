@@ -54,6 +54,7 @@ def gemm_spec(kernel: tile.KernelOp) -> gemm.GemmSpec:
         k=d["k"],
         epilogue=d["epilogue"],
         bias=bool(d["bias"]),
+        row_scale=bool(d.get("row_scale", 0)),
         weight_dtype=weight_dtype,
         x_dtype=d.get("x_dtype", "f32"),
         y_dtype=d.get("y_dtype", "f32"),
@@ -97,6 +98,8 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         return gemm.emit_gemm(name, gemm_spec(kernel), gemm_tiles(kernel))
     if kind == "embedding":
         return basic.emit_embedding(name, d["vocab"], d["hidden"])
+    if kind == "rms_scale":
+        return basic.emit_rms_scale(name, d["hidden"], d["epsilon"])
     if kind == "rmsnorm":
         return basic.emit_rmsnorm(name, d["hidden"], d["epsilon"], d.get("out_dtype", "f32"))
     if kind == "moe_router":
@@ -159,8 +162,11 @@ def _describe(value: SSAValue, slots: dict[SSAValue, int]) -> dict[str, Any]:
         return {"state": owner.state.string_value()}
     if isinstance(owner, schedule.AllocOp):
         assert isinstance(value.type, MemRefType)
-        features = int(value.type.get_shape()[1])
-        return {"buffer": slots[value], "features": features, "dtype": str(value.type.element_type)}
+        shape = value.type.get_shape()
+        described: dict[str, Any] = {"buffer": slots[value], "dtype": str(value.type.element_type)}
+        if len(shape) == 1:
+            return {**described, "features": 1, "rank": 1}  # one value per token
+        return {**described, "features": int(shape[1])}
     raise X86LoweringError(f"{owner}: operand of a launch is not a weight, state, buffer or the token ids")
 
 
@@ -191,6 +197,8 @@ def lower_programs(module: ModuleOp) -> dict[str, Any]:
                 entry: dict[str, Any] = {"shape": list(op.result.type.get_shape())}  # type: ignore[attr-defined]
                 if op.parts is not None:
                     entry["parts"] = [part.data for part in op.parts.data]
+                if op.column_scale is not None:
+                    entry["column_scale"] = op.column_scale.data
                 weights.setdefault(op.weight_name.data, entry)
         launches = []
         for op in program.walk():
@@ -259,7 +267,7 @@ def _slot_widths(program: func.FuncOp) -> list[int]:
         if isinstance(op, schedule.AllocOp) and op.slot is not None:
             shape = op.result.type.get_shape()  # type: ignore[attr-defined]
             element = str(op.result.type.element_type)  # type: ignore[attr-defined]
-            width = int(shape[1]) * tile.element_bytes(element)
+            width = (int(shape[1]) if len(shape) == 2 else 1) * tile.element_bytes(element)
             slot = int(op.slot.value.data)
             widths[slot] = max(widths.get(slot, 0), width)
     return [widths[slot] for slot in sorted(widths)]

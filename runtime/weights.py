@@ -1,9 +1,10 @@
 """The weights a compiled program reads, prepared once at load: fused, packed and converted.
 
 program.json says, per weight, its shape, whether it is a concatenation of layout tensors (`parts`: the
-fused QKV projection) and how a GEMM reads it (`packing`: panels of `nr` output columns, [panels, K, nr],
-zero past N; float32 or bfloat16 bits). This module only moves and rounds numbers — the layout itself is
-the GEMM kernel's (lowering/x86/gemm.py), recorded in program.json, so no compiler import is needed here.
+fused QKV projection), whether an RMSNorm's scale is folded into its columns (`column_scale`: W diag(g),
+one multiply per weight at load), and how a GEMM reads it (`packing`: panels of `nr` output columns,
+[panels, K, nr], zero past N; float32 or bfloat16 bits). The layout itself is the GEMM kernel's
+(lowering/x86/gemm.py), recorded in program.json, so no compiler import is needed here.
 """
 
 from __future__ import annotations
@@ -77,6 +78,12 @@ def prepare_weights(
             raise WeightError(
                 f"weight '{name}' has shape {list(array.shape)}, the program expects {list(entry['shape'])}"
             )
+        scale = entry.get("column_scale")
+        if scale is not None:
+            # An RMSNorm folded into this projection: W' = W diag(g), so rstd * (h @ W'^T) = norm(h) @ W^T.
+            if scale not in weights:
+                raise WeightError(f"weight '{scale}' is missing (the program folds it into '{name}')")
+            array = array * np.asarray(weights[scale], np.float32)[None, :]
         packing = entry.get("packing")
         if packing is not None:
             array = pack_panels(array, int(packing["nr"]), packing["dtype"])

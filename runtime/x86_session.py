@@ -176,7 +176,8 @@ class X86Session:
             if "buffer" in arg:
                 dtype = np.dtype(_DTYPES[arg["dtype"]])
                 size = tokens * arg["features"] * dtype.itemsize
-                return arena[arg["buffer"]][:size].view(dtype).reshape(tokens, arg["features"])
+                view = arena[arg["buffer"]][:size].view(dtype)
+                return view if arg.get("rank") == 1 else view.reshape(tokens, arg["features"])
             if "zeros" in arg:
                 zeros = np.zeros(arg["zeros"], np.float32)
                 keep.append(zeros)

@@ -6,6 +6,8 @@ different order: well inside the 1e-4 contract).
 
     embedding(ids: memref<?xi64>, table: memref<VxDxf32>, out: memref<?xDxf32>, begin, end)
         ids are checked against [0, V) by the runtime before the call
+    rms_scale(h: memref<?xDxf32>, rstd: memref<?xf32>, begin, end)
+        rstd[t] = 1 / sqrt(mean(h[t]^2) + epsilon): an RMSNorm folded into the next projection
     rmsnorm(x: memref<?xDxf32>, weight: memref<Dxf32>, out: memref<?xDx(f32|bf16)>, begin, end)
         a bf16 `out` (what the next GEMM reads under --precision bf16) is rounded to nearest even
     moe_router(logits: memref<?xExf32>, bias: memref<Exf32>, ids: memref<?xKxi64>, weights: memref<?xKxf32>,
@@ -78,6 +80,28 @@ def round_to_bf16(value: str, result: str, indent: str) -> list[str]:
     bits = f32_to_bf16_bits(b, value, "f32")
     lines = [*b.constant_lines(), *b.lines, f"{result} = arith.bitcast {bits} : i16 to bf16"]
     return [indent + line for line in lines]
+
+
+def emit_rms_scale(name: str, hidden: int, epsilon: float) -> str:
+    mem = f"memref<?x{hidden}xf32>"
+    return "\n".join(
+        [
+            *_header(name, [f"%h: {mem}", "%rstd: memref<?xf32>"]),
+            f"  %hidden = arith.constant {hidden} : index",
+            f"  %count = arith.constant {f32_literal(hidden)} : f32",
+            f"  %eps = arith.constant {f32_literal(epsilon)} : f32",
+            "  scf.for %t = %begin to %end step %c1 {",
+            *_sum_of_squares("%h", "%t", "%c0", "%hidden", mem, "%sum"),
+            "    %mean = arith.divf %sum, %count : f32",
+            "    %shifted = arith.addf %mean, %eps : f32",
+            "    %root = math.sqrt %shifted : f32",
+            "    %scale = arith.divf %one, %root : f32",
+            "    memref.store %scale, %rstd[%t] : memref<?xf32>",
+            "  }",
+            "  return",
+            "}",
+        ]
+    )
 
 
 def emit_rmsnorm(name: str, hidden: int, epsilon: float, out_dtype: str = "f32") -> str:

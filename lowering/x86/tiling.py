@@ -52,6 +52,7 @@ def gemm_spec(dims: dict[str, object], weight_dtype: str) -> gemm.GemmSpec:
         k=int(dims["k"]),  # type: ignore[call-overload]
         epilogue=str(dims["epilogue"]),
         bias=bool(dims["bias"]),
+        row_scale=bool(dims.get("row_scale", 0)),
         weight_dtype=weight_dtype,
         x_dtype=str(dims.get("x_dtype", "f32")),
         y_dtype=str(dims.get("y_dtype", "f32")),
@@ -179,6 +180,7 @@ POLICIES: dict[str, Callable[[dict[str, object], str], TileChoice]] = {
     "kv_append": _rows("head_dim", ()),
     "embedding": _rows("hidden", ()),
     "rmsnorm": _rows("hidden", ("sum_squares", "scale")),
+    "rms_scale": _rows("hidden", ("sum_squares",)),
     "gated_rmsnorm": _gated,
     "conv_silu": _conv,
     "moe_router": _rows("num_experts", ("sigmoid", "group_topk")),

@@ -7,13 +7,14 @@
 // Every kernel is an upstream func over memrefs with the token count dynamic, ending in its [begin, end) range;
 // GEMMs read packed weight panels and accumulate in 512-bit vectors.
 // CHECK:     func.func @embedding_hidden32_vocab64(%{{.*}}: memref<?xi64>, %{{.*}}: memref<64x32xf32>, %{{.*}}: memref<?x32xf32>, %begin: index, %end: index)
-// CHECK:     func.func @matmul_bias0_store_k32_n132(%{{.*}}: memref<?x32xf32>, %{{.*}}: memref<{{[0-9]+}}x32x{{[0-9]+}}xf32>, %{{.*}}: memref<?x132xf32>, %{{.*}}: index, %{{.*}}: index)
+// CHECK:     func.func @rms_scale_eps1em05_hidden32(%h: memref<?x32xf32>, %rstd: memref<?xf32>, %begin: index, %end: index)
+// CHECK:     func.func @matmul_bias0_store_k32_n132_row_scale1(%{{.*}}: memref<?x32xf32>, %{{.*}}: memref<{{[0-9]+}}x32x{{[0-9]+}}xf32>, %{{.*}}: memref<?xf32>, %{{.*}}: memref<?x132xf32>, %{{.*}}: index, %{{.*}}: index)
 // CHECK:     vector.fma {{.*}} : vector<16xf32>
 // CHECK:     func.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
 // CHECK:     func.func @attention_p8_s32_h4_hkv2(
 // CHECK-NOT: tessera.
 
-// LLVM: define void @matmul_bias0_store_k32_n132(
+// LLVM: define void @matmul_bias0_store_k32_n132_row_scale1(
 // LLVM: fmul <16 x float>
 // LLVM: define void @ssd_step_p8_g2_h4_statef32_n16(
 

@@ -3,8 +3,9 @@
 // RUN: not tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=tpu}' 2>&1 | FileCheck %s --check-prefix=UNKNOWN
 
 // A GEMM's parallel unit becomes its weight panels: ceil(132 / nr) of them; the body reads an x block and a
-// weight micro-panel into cache and accumulates an mr x nr register block.
-// CHECK:      tessera.tile.kernel "matmul_bias0_store_k32_n132" attributes {kind = "matmul", {{.*}}parallel = "panels", grid = [[PANELS:[0-9]+]] : i64, target = "x86", tiles = {nr = [[NR:[0-9]+]] : i64, mr = [[MR:[0-9]+]] : i64
+// weight micro-panel into cache and accumulates an mr x nr register block. (This one also scales its rows:
+// the RMSNorm before it is folded in.)
+// CHECK:      tessera.tile.kernel "matmul_bias0_store_k32_n132_row_scale1" attributes {kind = "matmul", {{.*}}parallel = "panels", grid = [[PANELS:[0-9]+]] : i64, target = "x86", tiles = {nr = [[NR:[0-9]+]] : i64, mr = [[MR:[0-9]+]] : i64
 // CHECK-NEXT:   tessera.tile.load "x" [[[MR]] : i64, 32 : i64] f32 {space = "cache"}
 // CHECK-NEXT:   tessera.tile.load "weight" [32 : i64, [[NR]] : i64] f32 {space = "cache"}
 // CHECK-NEXT:   tessera.tile.mma m = [[MR]] n = [[NR]] k = 32(f32, f32) -> f32

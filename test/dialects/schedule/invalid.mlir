@@ -48,3 +48,11 @@ func.func @f(%qkv: memref<?x64xf32>) {
   func.return
 }
 // CHECK: tessera.schedule.alloc: result must be a [tokens, features] buffer
+
+// -----
+
+func.func @f(%x: memref<?x8xf32>, %w: memref<16x8xf32>, %s: memref<?x1xf32>, %y: memref<?x16xf32>) {
+  tessera.schedule.matmul ins(%x, %w, %s : memref<?x8xf32>, memref<16x8xf32>, memref<?x1xf32>) outs(%y : memref<?x16xf32>) {epilogue = "store", row_scale}
+  func.return
+}
+// CHECK: tessera.schedule.matmul: row_scale must be a [tokens] buffer (memref<?xf32>)
