@@ -51,6 +51,7 @@ class CompileOptions:
     # fp32 | bf16 (bfloat16 weights, float32 accumulation); None: from dtype (bfloat16 -> bf16, else fp32)
     precision: str | None = None
     ssm_state_dtype: str = "float32"  # or bfloat16: halves the Mamba state memory
+    kv_cache_dtype: str = "float32"  # or bfloat16: halves the KV cache
 
     @property
     def effective_precision(self) -> str:
@@ -394,8 +395,9 @@ def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> Com
         raise _fail(source, "compile.dtype", f"unsupported dtype {options.dtype!r}")
     if options.precision not in (None, "fp32", "bf16"):
         raise _fail(source, "compile.precision", f"must be fp32 or bf16, got {options.precision!r}")
-    if options.ssm_state_dtype not in ("float32", "bfloat16"):
-        raise _fail(source, "compile.ssm_state_dtype", f"must be float32 or bfloat16, got {options.ssm_state_dtype!r}")
+    for name in ("ssm_state_dtype", "kv_cache_dtype"):
+        if getattr(options, name) not in ("float32", "bfloat16"):
+            raise _fail(source, f"compile.{name}", f"must be float32 or bfloat16, got {getattr(options, name)!r}")
     for name in ("max_seq_len", "batch", "chunk_size"):
         value = getattr(options, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

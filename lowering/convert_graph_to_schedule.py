@@ -4,6 +4,7 @@ Options (tessera-opt `convert-tessera-graph-to-schedule{mode=both max-seq-len=40
     mode             both | prefill | decode: which programs to build
     max-seq-len      KV-cache capacity per attention layer (positions)
     ssm-state-dtype  f32 | bf16: element type of each Mamba layer's ssm_state (bf16 halves state memory)
+    kv-cache-dtype   f32 | bf16: element type of each attention layer's K and V caches
     chunk-size       the SSD scan's chunk length in prefill (0: the mixer's own chunk_size)
     activation-dtype f32 | bf16: element type of the buffers that feed a projection (norm outputs, the
                      gated Mamba output, attention's output, ReLU² hidden states); the residual stream,
@@ -369,9 +370,12 @@ def _features(value: SSAValue) -> int:
     return _shape(value)[1]
 
 
-def declare_states(forward: func.FuncOp, max_seq_len: int, ssm_state_dtype: str) -> list[schedule.StateOp]:
+def declare_states(
+    forward: func.FuncOp, max_seq_len: int, ssm_state_dtype: str, kv_cache_dtype: str = "f32"
+) -> list[schedule.StateOp]:
     """The state every program shares: per Mamba layer conv/SSM state, per attention layer the KV cache."""
     ssm_element = bf16 if ssm_state_dtype == "bf16" else f32
+    kv_element = bf16 if kv_cache_dtype == "bf16" else f32
     states: list[schedule.StateOp] = []
 
     def declare(name: str, kind: str, layer: int, shape: Sequence[int], element: Attribute = f32) -> None:
@@ -398,8 +402,8 @@ def declare_states(forward: func.FuncOp, max_seq_len: int, ssm_state_dtype: str)
         elif isinstance(op, nemotron.AttnGQAOp):
             layer = _int(op.layer)
             shape = (max_seq_len, _int(op.num_kv_heads), _int(op.head_dim))
-            declare(f"layers.{layer}.k_cache", "k_cache", layer, shape)
-            declare(f"layers.{layer}.v_cache", "v_cache", layer, shape)
+            declare(f"layers.{layer}.k_cache", "k_cache", layer, shape, kv_element)
+            declare(f"layers.{layer}.v_cache", "v_cache", layer, shape, kv_element)
     return states
 
 
@@ -410,18 +414,24 @@ def convert_graph_to_schedule(
     ssm_state_dtype: str = "f32",
     chunk_size: int = 0,
     activation_dtype: str = "f32",
+    kv_cache_dtype: str = "f32",
 ) -> ModuleOp:
     """A new Schedule-IR module for the Graph-IR `module` (which is left untouched)."""
     if mode not in MODES:
         raise ScheduleConversionError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
-    for option, value in (("ssm-state-dtype", ssm_state_dtype), ("activation-dtype", activation_dtype)):
+    dtypes = (
+        ("ssm-state-dtype", ssm_state_dtype),
+        ("activation-dtype", activation_dtype),
+        ("kv-cache-dtype", kv_cache_dtype),
+    )
+    for option, value in dtypes:
         if value not in ("f32", "bf16"):
             raise ScheduleConversionError(f"{option} must be f32 or bf16, got '{value}'")
     activation = bf16 if activation_dtype == "bf16" else f32
     forward = next((op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == "forward"), None)
     if forward is None:
         raise ScheduleConversionError("the Graph-IR module has no func.func @forward")
-    states = declare_states(forward, max_seq_len, ssm_state_dtype)
+    states = declare_states(forward, max_seq_len, ssm_state_dtype, kv_cache_dtype)
     by_name = {state.sym_name.data: state for state in states}
     programs = [
         _ProgramBuilder(m, by_name, forward, chunk_size, activation).build()
@@ -443,10 +453,17 @@ class ConvertTesseraGraphToSchedulePass(ModulePass):
     ssm_state_dtype: str = "f32"
     chunk_size: int = 0
     activation_dtype: str = "f32"
+    kv_cache_dtype: str = "f32"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         converted = convert_graph_to_schedule(
-            op, self.mode, self.max_seq_len, self.ssm_state_dtype, self.chunk_size, self.activation_dtype
+            op,
+            self.mode,
+            self.max_seq_len,
+            self.ssm_state_dtype,
+            self.chunk_size,
+            self.activation_dtype,
+            self.kv_cache_dtype,
         )
         for old in list(op.ops):
             old.detach()

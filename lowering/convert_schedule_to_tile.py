@@ -80,6 +80,7 @@ _ABBREVIATIONS = {
     "y_dtype": "y",
     "out_dtype": "out",
     "state_dtype": "state",
+    "cache_dtype": "cache",
 }
 
 
@@ -112,6 +113,8 @@ def step_dims(step: schedule.StepOp) -> dict[str, Attribute]:
     elif isinstance(step, (schedule.KVAppendOp, schedule.AttentionOp)):
         cache = step.outs[0] if isinstance(step, schedule.KVAppendOp) else step.ins[1]
         dims |= {"max_seq_len": IntegerAttr(_shape(cache.type)[0], i64)}
+        if str(cache.type.element_type) == "bf16":  # type: ignore[attr-defined]
+            dims["cache_dtype"] = StringAttr("bf16")
     elif isinstance(step, schedule.MoEExpertsOp):
         _, ffn, latent = _shape(step.ins[3].type)
         dims |= {"ffn": IntegerAttr(ffn, i64), "latent": IntegerAttr(latent, i64)}

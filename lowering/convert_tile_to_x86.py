@@ -117,10 +117,12 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         return basic.emit_moe_experts(name, d["num_experts"], d["top_k"], d["ffn"], d["latent"], accumulate, x_dtype)
     if kind in _MAMBA_EMITTERS:
         return _MAMBA_EMITTERS[kind](name, mamba_dims(kernel))
+    cache_dtype = d.get("cache_dtype", "f32")
     if kind == "kv_append":
-        return attention.emit_kv_append(name, attention_dims(kernel))
+        return attention.emit_kv_append(name, attention_dims(kernel), cache_dtype=cache_dtype)
     if kind == "attention":
-        return attention.emit_attention(name, attention_dims(kernel), out_dtype=d.get("out_dtype", "f32"))
+        out_dtype = d.get("out_dtype", "f32")
+        return attention.emit_attention(name, attention_dims(kernel), cache_dtype=cache_dtype, out_dtype=out_dtype)
     raise X86LoweringError(f"{kernel.name} @{name}: kind '{kind}' has no x86 lowering")
 
 

@@ -49,6 +49,7 @@ def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
         ssm_state_dtype=_ssm_dtype(spec),
         chunk_size=spec.compile.chunk_size,
         activation_dtype="bf16" if spec.compile.effective_precision == "bf16" else "f32",
+        kv_cache_dtype="bf16" if spec.compile.kv_cache_dtype == "bfloat16" else "f32",
     )
     plan_buffers(module)
     return module
@@ -164,6 +165,7 @@ class X86Backend:
             "library_cpu": toolchain.X86_64_BASELINE.name,
             "precision": spec.compile.effective_precision,
             "ssm_state_dtype": spec.compile.ssm_state_dtype,
+            "kv_cache_dtype": spec.compile.kv_cache_dtype,
             "stages": list(STAGES),
             **report,
         }

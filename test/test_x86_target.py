@@ -132,6 +132,21 @@ def test_bf16_ssm_state_halves_the_state_and_stays_close(tmp_path: Path) -> None
         assert relative_error(rounded.decode(token), exact.decode(token)) <= 2e-2
 
 
+def test_bf16_kv_cache_halves_the_cache_and_stays_close(tmp_path: Path) -> None:
+    dense = without_moe(tmp_path)
+    exact_out = compile_tiny(dense, tmp_path / "f32_cache")
+    out = compile_tiny(dense, tmp_path / "bf16_cache", "--kv-cache-dtype", "bfloat16")
+    full = json.loads((exact_out / "tessera.json").read_text())["targets"]["x86"]
+    half = json.loads((out / "tessera.json").read_text())["targets"]["x86"]
+    assert half["kv_cache_bytes"] * 2 == full["kv_cache_bytes"]
+    prompt, continuation = random_prompt(30), random_prompt(4)
+    exact, rounded = open_session(exact_out), open_session(out)
+    assert rounded.states["layers.3.k_cache"].dtype == np.uint16
+    assert relative_error(rounded.prefill(prompt), exact.prefill(prompt)) <= 2e-2
+    for token in continuation:
+        assert relative_error(rounded.decode(token), exact.decode(token)) <= 2e-2
+
+
 def test_bf16_precision_stays_close_to_fp32(tmp_path: Path) -> None:
     dense = without_moe(tmp_path)
     exact, out = compile_tiny(dense, tmp_path / "fp32"), compile_tiny(dense, tmp_path / "bf16", "--precision", "bf16")

@@ -48,6 +48,11 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
     help="Override compile.ssm_state_dtype (bfloat16 halves the Mamba state).",
 )
 @click.option(
+    "--kv-cache-dtype",
+    type=click.Choice(["float32", "bfloat16"]),
+    help="Override compile.kv_cache_dtype (bfloat16 halves the KV cache).",
+)
+@click.option(
     "--seed",
     type=int,
     default=0,
@@ -66,6 +71,7 @@ def main(
     batch: int | None,
     precision: str | None,
     ssm_state_dtype: str | None,
+    kv_cache_dtype: str | None,
     seed: int,
     quiet: bool,
 ) -> None:
@@ -73,7 +79,13 @@ def main(
     from tessera.frontend.config import load_model
 
     spec = load_model(model)
-    given = {"max_seq_len": max_seq_len, "batch": batch, "precision": precision, "ssm_state_dtype": ssm_state_dtype}
+    given = {
+        "max_seq_len": max_seq_len,
+        "batch": batch,
+        "precision": precision,
+        "ssm_state_dtype": ssm_state_dtype,
+        "kv_cache_dtype": kv_cache_dtype,
+    }
     overrides = {k: v for k, v in given.items() if v is not None}
     if overrides:
         spec = replace(spec, compile=replace(spec.compile, **overrides))

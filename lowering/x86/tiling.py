@@ -111,11 +111,12 @@ def _ssd_step(dims: dict[str, object], precision: str) -> TileChoice:
 
 def _attention(dims: dict[str, object], precision: str) -> TileChoice:
     d = int(dims["head_dim"])  # type: ignore[call-overload]
+    cache = str(dims.get("cache_dtype", "f32"))
     block_q, block_k = 64, 64
     body = [
         load("q", [block_q, d]),
-        load("k_cache", [block_k, d]),
-        load("v_cache", [block_k, d]),
+        load("k_cache", [block_k, d], element=cache),
+        load("v_cache", [block_k, d], element=cache),
         mma(block_q, block_k, d),
         reduce("max"),
         elementwise("exp_rescale"),
