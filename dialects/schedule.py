@@ -381,22 +381,39 @@ class MoERouterOp(_MoEStep):
 
 @irdl_op_definition
 class MoEExpertsOp(_MoEStep):
-    """ins(x [tokens, L], topk_ids, topk_weights, experts_up [E, F, L], experts_down [E, L, F]) outs(y [tokens, L]).
+    """ins(x [tokens, L], topk_ids, experts_up [E, F, L], experts_down [E, L, F]) outs(contrib [tokens, k*L]).
 
-    y (epilogue)= sum over each token's k experts of weight * down(relu(up(x))^2).
+    contrib[t, j*L:(j+1)*L] = down[e](relu(up[e] x[t])^2) for e = topk_ids[t, j]: expert-major, so each
+    expert's weights are read once for all the tokens routed to it; every (t, j) slot has one writer.
     """
 
     name = "tessera.schedule.moe_experts"
-    epilogue = prop_def(StringAttr)
-    ARITY: ClassVar[tuple[int, int]] = (5, 1)
+    ARITY: ClassVar[tuple[int, int]] = (4, 1)
 
     def verify_step(self) -> None:
         latent = _features(self.name, "x", self.ins[0])
-        up = memref_shape(self.name, "experts_up", self.ins[3])
-        down = memref_shape(self.name, "experts_down", self.ins[4])
-        experts = _int(self.num_experts)
+        up = memref_shape(self.name, "experts_up", self.ins[2])
+        down = memref_shape(self.name, "experts_down", self.ins[3])
+        experts, top_k = _int(self.num_experts), _int(self.top_k)
         if len(up) != 3 or up[0] != experts or up[2] != latent or down != (experts, latent, up[1]):
             raise VerifyException(f"{self.name}: experts_up must be [E, F, {latent}] and experts_down [E, {latent}, F]")
+        if _features(self.name, "contrib", self.outs[0]) != top_k * latent:
+            raise VerifyException(f"{self.name}: contrib must have top_k * {latent} = {top_k * latent} features")
+
+
+@irdl_op_definition
+class MoECombineOp(_MoEStep):
+    """ins(contrib [tokens, k*L], topk_weights [tokens, k]) outs(y [tokens, L]):
+    y (epilogue)= sum_j topk_weights[t, j] * contrib[t, j*L:(j+1)*L]."""
+
+    name = "tessera.schedule.moe_combine"
+    epilogue = prop_def(StringAttr)
+    ARITY: ClassVar[tuple[int, int]] = (2, 1)
+
+    def verify_step(self) -> None:
+        latent = _features(self.name, "y", self.outs[0])
+        if _features(self.name, "contrib", self.ins[0]) != _int(self.top_k) * latent:
+            raise VerifyException(f"{self.name}: contrib must have top_k * {latent} features")
         if self.epilogue.data not in ("store", "accumulate"):
             raise VerifyException(f"{self.name}: epilogue must be store or accumulate")
 
@@ -420,5 +437,6 @@ TesseraSchedule = Dialect(
         AttentionOp,
         MoERouterOp,
         MoEExpertsOp,
+        MoECombineOp,
     ],
 )

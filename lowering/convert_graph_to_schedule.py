@@ -13,6 +13,8 @@ Options (tessera-opt `convert-tessera-graph-to-schedule{mode=both max-seq-len=40
 What the conversion decides (and writes down as IR):
 - State: conv_state [C, K-1] and ssm_state [H, P, N] per Mamba layer, k_cache and v_cache
   [max_seq_len, Hkv, hd] per attention layer, declared once with `tessera.schedule.state`.
+- MoE is router logits -> moe_router -> moe_experts (expert-major: each expert's weights read once per
+  call) -> moe_combine (the routing weights, into the residual stream), beside the shared expert.
 - The Mamba mixer is in_proj -> conv_silu -> ssd_scan (prefill; chunk_size from the op) or ssd_step
   (decode) -> gated_rmsnorm -> out_proj; attention is one fused QKV projection (a weight concatenated
   from q, k and v at load), kv_append, attention over the cache, o_proj.
@@ -345,15 +347,12 @@ class _ProgramBuilder:
         if op.latent_in_weight is not None:
             experts_in = self.alloc(_shape(op.latent_in_weight)[0])
             self.matmul(x, w(op.latent_in_weight), experts_in, "store")
+        latent = _shape(op.experts_up)[2]
+        contrib = self.alloc(top_k * latent)
+        self.step(schedule.MoEExpertsOp, [experts_in, ids, w(op.experts_up), w(op.experts_down)], [contrib], **counts)
         routed_out = residual if op.latent_out_weight is None else self.alloc(_shape(op.latent_out_weight)[1])
         epilogue = "accumulate" if op.latent_out_weight is None else "store"
-        self.step(
-            schedule.MoEExpertsOp,
-            [experts_in, ids, weights, w(op.experts_up), w(op.experts_down)],
-            [routed_out],
-            **counts,
-            epilogue=StringAttr(epilogue),
-        )
+        self.step(schedule.MoECombineOp, [contrib, weights], [routed_out], **counts, epilogue=StringAttr(epilogue))
         if op.latent_out_weight is not None:
             self.matmul(routed_out, w(op.latent_out_weight), residual, "accumulate")
         shared = self.alloc(_shape(op.shared_up_weight)[0], self.activation)

@@ -41,7 +41,8 @@ _KINDS: dict[type[schedule.StepOp], tuple[str, str, str | None]] = {
     schedule.KVAppendOp: ("kv_append", "kv_heads", "num_kv_heads"),
     schedule.AttentionOp: ("attention", "heads", "num_heads"),
     schedule.MoERouterOp: ("moe_router", "tokens", None),
-    schedule.MoEExpertsOp: ("moe_experts", "tokens", None),
+    schedule.MoEExpertsOp: ("moe_experts", "experts", "num_experts"),
+    schedule.MoECombineOp: ("moe_combine", "tokens", None),
 }
 
 
@@ -116,8 +117,10 @@ def step_dims(step: schedule.StepOp) -> dict[str, Attribute]:
         if str(cache.type.element_type) == "bf16":  # type: ignore[attr-defined]
             dims["cache_dtype"] = StringAttr("bf16")
     elif isinstance(step, schedule.MoEExpertsOp):
-        _, ffn, latent = _shape(step.ins[3].type)
+        _, ffn, latent = _shape(step.ins[2].type)
         dims |= {"ffn": IntegerAttr(ffn, i64), "latent": IntegerAttr(latent, i64)}
+    elif isinstance(step, schedule.MoECombineOp):
+        dims |= {"latent": IntegerAttr(_shape(step.outs[0].type)[1], i64)}
     elif isinstance(step, schedule.MoERouterOp):
         pass
     dims |= _bf16_buffers(step)

@@ -23,7 +23,7 @@ from xdsl.ir import BlockArgument, SSAValue
 from tessera.dialects import schedule, tile
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
-from tessera.lowering.x86 import attention, basic, gemm, mamba
+from tessera.lowering.x86 import attention, basic, gemm, mamba, moe
 
 PROGRAM_FORMAT = "tessera-x86-program"
 
@@ -112,9 +112,11 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
             d["routed_scaling_factor"],
         )
         return basic.emit_moe_router(name, router)
-    if kind == "moe_experts":
-        accumulate, x_dtype = d["epilogue"] == "accumulate", d.get("x_dtype", "f32")
-        return basic.emit_moe_experts(name, d["num_experts"], d["top_k"], d["ffn"], d["latent"], accumulate, x_dtype)
+    if kind in ("moe_experts", "moe_combine"):
+        experts = moe.ExpertDims(d["num_experts"], d["top_k"], d.get("ffn", 1), d["latent"], d.get("x_dtype", "f32"))
+        if kind == "moe_experts":
+            return moe.emit_moe_expert_outputs(name, experts)
+        return moe.emit_moe_combine(name, experts, d["epilogue"] == "accumulate")
     if kind in _MAMBA_EMITTERS:
         return _MAMBA_EMITTERS[kind](name, mamba_dims(kernel))
     cache_dtype = d.get("cache_dtype", "f32")

@@ -1,4 +1,5 @@
-"""Row-parallel x86 kernels: embedding gather, RMSNorm, and the MoE router and experts.
+"""Row-parallel x86 kernels: embedding gather, RMSNorm and its folded form, and the MoE router
+(the experts are lowering/x86/moe.py).
 
 Every kernel takes a row (token) range [begin, end) last, so the runtime can split tokens over threads.
 Reductions carry `fastmath<reassoc, contract>` so that LLVM may vectorise them (float32 sums in a
@@ -15,9 +16,6 @@ different order: well inside the 1e-4 contract).
         sigmoid scores; groups ranked by the sum of their best two (score + bias); the best topk_group
         groups kept; the top_k experts among them by score + bias (ties: lower index first, as a stable
         sort); weights = scores of those experts, renormalised if norm_topk_prob, times the scaling factor
-    moe_experts(x: memref<?xLx(f32|bf16)>, ids, weights, up: memref<ExFxLxf32>, down: memref<ExLxFxf32>,
-                out: memref<?xLxf32>, begin, end)
-        out[t] (+)= sum_j weights[t, j] * down[e] @ relu(up[e] @ x[t])^2 with e = ids[t, j]
 """
 
 from __future__ import annotations
@@ -255,66 +253,3 @@ def _argmax(buffer: str, count: str, size: int, result: str, indent: str) -> lis
         f"{indent}  scf.yield %ni, %nv : index, f32",
         f"{indent}}}",
     ]
-
-
-def emit_moe_experts(
-    name: str, num_experts: int, top_k: int, ffn: int, latent: int, accumulate: bool, x_dtype: str = "f32"
-) -> str:
-    e, k, f, d = num_experts, top_k, ffn, latent
-    x, ids, weights = f"memref<?x{d}xf32>", f"memref<?x{k}xi64>", f"memref<?x{k}xf32>"
-    x_in = f"memref<?x{d}x{x_dtype}>"
-    if x_dtype == "bf16":
-        load_x = [f"          %bh = memref.load %x[%t, %c] : {x_in}", "          %b = arith.extf %bh : bf16 to f32"]
-    else:
-        load_x = [f"          %b = memref.load %x[%t, %c] : {x_in}"]
-    up, down = f"memref<{e}x{f}x{d}xf32>", f"memref<{e}x{d}x{f}xf32>"
-    clear = [
-        "    scf.for %c = %c0 to %latent step %c1 {",
-        f"      memref.store %zero, %out[%t, %c] : {x}",
-        "    }",
-    ]
-    lines = [
-        *_header(
-            name, [f"%x: {x_in}", f"%ids: {ids}", f"%weights: {weights}", f"%up: {up}", f"%down: {down}", f"%out: {x}"]
-        ),
-        f"  %latent = arith.constant {d} : index",
-        f"  %ffn = arith.constant {f} : index",
-        f"  %k = arith.constant {k} : index",
-        f"  %hidden = memref.alloca() : memref<{f}xf32>",
-        "  scf.for %t = %begin to %end step %c1 {",
-        *([] if accumulate else clear),
-        "    scf.for %j = %c0 to %k step %c1 {",
-        f"      %e64 = memref.load %ids[%t, %j] : {ids}",
-        "      %e = arith.index_cast %e64 : i64 to index",
-        f"      %w = memref.load %weights[%t, %j] : {weights}",
-        "      scf.for %r = %c0 to %ffn step %c1 {",
-        "        %dot = scf.for %c = %c0 to %latent step %c1 iter_args(%acc = %zero) -> (f32) {",
-        f"          %a = memref.load %up[%e, %r, %c] : {up}",
-        *load_x,
-        f"          %p = arith.mulf %a, %b {FM} : f32",
-        f"          %s = arith.addf %acc, %p {FM} : f32",
-        "          scf.yield %s : f32",
-        "        }",
-        "        %relu = arith.maximumf %dot, %zero : f32",
-        "        %sq = arith.mulf %relu, %relu : f32",
-        f"        memref.store %sq, %hidden[%r] : memref<{f}xf32>",
-        "      }",
-        "      scf.for %c = %c0 to %latent step %c1 {",
-        "        %dot = scf.for %r = %c0 to %ffn step %c1 iter_args(%acc = %zero) -> (f32) {",
-        f"          %a = memref.load %down[%e, %c, %r] : {down}",
-        f"          %b = memref.load %hidden[%r] : memref<{f}xf32>",
-        f"          %p = arith.mulf %a, %b {FM} : f32",
-        f"          %s = arith.addf %acc, %p {FM} : f32",
-        "          scf.yield %s : f32",
-        "        }",
-        "        %scaled = arith.mulf %dot, %w : f32",
-        f"        %old = memref.load %out[%t, %c] : {x}",
-        "        %new = arith.addf %old, %scaled : f32",
-        f"        memref.store %new, %out[%t, %c] : {x}",
-        "      }",
-        "    }",
-        "  }",
-        "  return",
-        "}",
-    ]
-    return "\n".join(lines)

@@ -186,4 +186,5 @@ POLICIES: dict[str, Callable[[dict[str, object], str], TileChoice]] = {
     "conv_silu": _conv,
     "moe_router": _rows("num_experts", ("sigmoid", "group_topk")),
     "moe_experts": _experts,
+    "moe_combine": _rows("latent", ("weighted_sum",)),
 }

@@ -34,9 +34,12 @@
 // CHECK-NEXT:  tessera.schedule.weight "layers.2.mlp_relu2.down_proj.weight"
 // CHECK-NEXT:  tessera.schedule.matmul {{.*}} outs(%[[H]] : memref<?x32xf32>) {epilogue = "accumulate"}
 // MoE reads its input three times (router, latent projection, shared expert): its norm stays a step.
+// Experts run expert-major into per-slot outputs, which moe_combine weighs and sums.
 // CHECK:       tessera.schedule.rmsnorm ins(%[[H]]
 // CHECK:       tessera.schedule.moe_router
-// CHECK:       tessera.schedule.moe_experts {{.*}} epilogue = "store"
+// CHECK:       tessera.schedule.moe_experts ins({{.*}}) outs(%[[CONTRIB:.*]] : memref<?x32xf32>)
+// CHECK-NEXT:  %[[ROUTED:.*]] = tessera.schedule.alloc : memref<?x16xf32>
+// CHECK-NEXT:  tessera.schedule.moe_combine ins(%[[CONTRIB]], {{.*}}) outs(%[[ROUTED]] : memref<?x16xf32>) {{.*}}epilogue = "store"
 // CHECK:       tessera.schedule.weight "lm_head.weight" {column_scale = "final_norm.weight"}
 // CHECK:       func.return
 // CHECK-LABEL: func.func @decode

@@ -1,0 +1,247 @@
+"""The expert-major x86 MoE kernels (lowering/x86/moe.py) built for this CPU and run against float64 numpy
+(reference.common.mlp_relu2).
+
+One library holds every kernel of the module (built once); inputs are fresh random draws on every run.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
+pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
+
+from tessera.lowering.x86 import moe
+from tessera.lowering.x86.moe import ExpertDims
+from tessera.lowering.x86.pipeline import build_library
+from tessera.reference.common import mlp_relu2
+from tessera.runtime.native import KernelLibrary
+from tessera.runtime.weights import bf16_bits, bf16_to_f32
+
+TOLERANCE = 1e-5  # max |error| / max |reference|
+
+# Odd L / F (masked last chunks, clamped partial output blocks), E in {4, 8, 16}, K in {1, 2, 3}, bf16 x.
+DIMS = {
+    "e4k1_tiny": ExpertDims(4, 1, ffn=10, latent=12),
+    "e8k2_mid": ExpertDims(8, 2, ffn=40, latent=72),
+    "e16k3_wide": ExpertDims(16, 3, ffn=96, latent=64),
+    "e4k3_tiny_bf16": ExpertDims(4, 3, ffn=10, latent=12, x_dtype="bf16"),
+    "e8k2_mid_bf16": ExpertDims(8, 2, ffn=40, latent=72, x_dtype="bf16"),
+    # L, F > moe.KC (384: L = 4 KC + 14, F = 2 KC + 22): K blocks added up in scratch, a partial last block
+    # ending in a partial 16-column chunk
+    "e4k2_long": ExpertDims(4, 2, ffn=790, latent=1550),
+}
+TOKENS = (1, 5, 37, 200)
+
+
+def emit_all(dims: dict[str, ExpertDims]) -> str:
+    text = []
+    for name, d in dims.items():
+        text += [
+            moe.emit_moe_expert_outputs(f"{name}_experts", d),
+            moe.emit_moe_combine(f"{name}_store", d, accumulate=False),
+            moe.emit_moe_combine(f"{name}_accumulate", d, accumulate=True),
+        ]
+    return "\n".join(text)
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
+    return build_library(emit_all(DIMS), tmp_path_factory.mktemp("moe") / "moe.so")
+
+
+@dataclass
+class Case:
+    """Random inputs of one layer call and the float64 results expected."""
+
+    x: np.ndarray  # f32, or bf16 bits
+    ids: np.ndarray  # [T, K] int64, distinct per token; some experts get no tokens
+    weights: np.ndarray  # [T, K] f32
+    up: np.ndarray
+    down: np.ndarray
+    contrib: np.ndarray  # [T, K*L] float64: each slot's expert output
+    out: np.ndarray  # [T, L] float64: sum_j weights * contrib
+
+    @property
+    def args(self) -> list[np.ndarray]:
+        return [self.x, self.ids, self.up, self.down]
+
+
+def make_case(d: ExpertDims, tokens: int) -> Case:
+    rng = np.random.default_rng()
+    e, k, f, lat = d.num_experts, d.top_k, d.ffn, d.latent
+    x = x_arg = rng.standard_normal((tokens, lat), dtype=np.float32)
+    if d.x_dtype == "bf16":  # the kernel sees the rounded activations
+        x_arg = bf16_bits(x)
+        x = bf16_to_f32(x_arg)
+    # A random quarter of the experts (at least one where K allows) is never chosen.
+    allowed = rng.permutation(e)[: max(k, e - max(1, e // 4))]
+    ids = allowed[np.argsort(rng.random((tokens, len(allowed))), axis=1)[:, :k]].astype(np.int64)
+    weights = rng.uniform(0.1, 1.0, (tokens, k)).astype(np.float32)
+    up = (rng.standard_normal((e, f, lat)) / np.sqrt(lat)).astype(np.float32)
+    down = (rng.standard_normal((e, lat, f)) / np.sqrt(f)).astype(np.float32)
+    contrib = np.zeros((tokens, k, lat))
+    for expert in np.unique(ids):
+        rows, slots = np.nonzero(ids == expert)
+        contrib[rows, slots] = mlp_relu2(x[rows], up[expert], down[expert])
+    out = np.einsum("tk,tkl->tl", weights.astype(np.float64), contrib)
+    return Case(x_arg, ids, weights, up, down, contrib.reshape(tokens, k * lat), out)
+
+
+def assert_close(y: np.ndarray, expected: np.ndarray) -> None:
+    assert not np.isnan(y).any(), "NaN in the output (or an element left unwritten)"
+    error = np.abs(y - expected).max() / max(np.abs(expected).max(), 1e-30)
+    assert error <= TOLERANCE, f"relative error {error:.2e}"
+
+
+def unwritten(case: Case) -> np.ndarray:
+    return np.full(case.contrib.shape, np.nan, dtype=np.float32)
+
+
+@pytest.mark.parametrize("tokens", TOKENS)
+@pytest.mark.parametrize("name", DIMS)
+def test_experts_and_combine_match_float64(library: KernelLibrary, name: str, tokens: int) -> None:
+    d = DIMS[name]
+    case = make_case(d, tokens)
+    contrib = unwritten(case)  # every slot is routed: all must be written
+    library.kernel(f"{name}_experts")(*case.args, contrib, 0, d.num_experts)
+    assert_close(contrib, case.contrib)
+    out = np.full((tokens, d.latent), np.nan, dtype=np.float32)
+    library.kernel(f"{name}_store")(contrib, case.weights, out, 0, tokens)
+    assert_close(out, case.out)
+    residual = np.asarray(np.random.default_rng().standard_normal(out.shape, dtype=np.float32))
+    out = residual.copy()
+    library.kernel(f"{name}_accumulate")(contrib, case.weights, out, 0, tokens)
+    assert_close(out, case.out + residual)
+
+
+@pytest.mark.parametrize("name", ["e8k2_mid", "e16k3_wide", "e4k3_tiny_bf16"])
+def test_expert_and_token_ranges_split_the_work(library: KernelLibrary, name: str) -> None:
+    """Experts [0, s) then [s, E): the first call writes exactly the slots routed to its experts. Tokens
+    [0, u) then [u, T) in the combine: the first call writes only its tokens' rows."""
+    d = DIMS[name]
+    tokens = 37
+    case = make_case(d, tokens)
+    rng = np.random.default_rng()
+    split = int(rng.integers(case.ids.min() + 1, case.ids.max() + 1))  # slots routed to both sides (K >= 2)
+    contrib = unwritten(case)
+    experts = library.kernel(f"{name}_experts")
+    experts(*case.args, contrib, split, d.num_experts)
+    mine = np.repeat(case.ids >= split, d.latent, axis=1)
+    assert np.isnan(contrib[~mine]).all(), "a slot of another expert was written"
+    assert_close(contrib[mine], case.contrib[mine])
+    experts(*case.args, contrib, 0, split)
+    assert_close(contrib, case.contrib)
+    experts(*case.args, contrib, split, split)  # an empty range writes nothing (and frees what it allocates)
+    assert_close(contrib, case.contrib)
+
+    cut = int(rng.integers(1, tokens))
+    out = np.full((tokens, d.latent), np.nan, dtype=np.float32)
+    combine = library.kernel(f"{name}_store")
+    combine(contrib, case.weights, out, cut, tokens)
+    assert np.isnan(out[:cut]).all()
+    assert_close(out[cut:], case.out[cut:])
+    combine(contrib, case.weights, out, 0, cut)
+    assert_close(out, case.out)
+
+
+def test_two_threads_on_disjoint_ranges(library: KernelLibrary) -> None:
+    name, tokens = "e16k3_wide", 200
+    d = DIMS[name]
+    case = make_case(d, tokens)
+    contrib = unwritten(case)
+    experts = library.kernel(f"{name}_experts")
+    halves = [(0, d.num_experts // 2 - 3), (d.num_experts // 2 - 3, d.num_experts)]
+    run_threads([lambda lo=lo, hi=hi: experts(*case.args, contrib, lo, hi) for lo, hi in halves])
+    assert_close(contrib, case.contrib)
+    out = np.random.default_rng().standard_normal((tokens, d.latent), dtype=np.float32)
+    expected = case.out + out
+    combine = library.kernel(f"{name}_accumulate")
+    run_threads(
+        [lambda lo=lo, hi=hi: combine(contrib, case.weights, out, lo, hi) for lo, hi in ((0, 77), (77, tokens))]
+    )
+    assert_close(out, expected)
+
+
+def run_threads(calls: list) -> None:  # type: ignore[type-arg]
+    threads = [threading.Thread(target=call) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def test_ids_of_no_expert_in_range_are_skipped(library: KernelLibrary) -> None:
+    """Slots whose id is outside [begin, end) (here: -1 and E, as for padding) are neither read nor written."""
+    name = "e8k2_mid"
+    d = DIMS[name]
+    case = make_case(d, 5)
+    ids = case.ids.copy()
+    ids[1, 0], ids[3, 1] = -1, d.num_experts
+    contrib = unwritten(case)
+    library.kernel(f"{name}_experts")(case.x, ids, case.up, case.down, contrib, 0, d.num_experts)
+    skipped = np.repeat((ids < 0) | (ids >= d.num_experts), d.latent, axis=1)
+    assert np.isnan(contrib[skipped]).all()
+    assert_close(contrib[~skipped], case.contrib[~skipped])
+
+
+def test_calls_do_not_leak(library: KernelLibrary) -> None:
+    """Each call frees its slot list and scratch rows (~40 KB here): 1000 calls leave the RSS flat."""
+    name = "e16k3_wide"
+    d = DIMS[name]
+    case = make_case(d, 200)
+    contrib = unwritten(case)
+    experts = library.kernel(f"{name}_experts")
+    experts(*case.args, contrib, 0, d.num_experts)
+    before = resident_bytes()
+    for _ in range(1000):
+        experts(*case.args, contrib, 0, d.num_experts)
+    assert resident_bytes() - before < 8 << 20
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * 4096
+
+
+def test_baseline_x86_64_build(tmp_path: Path) -> None:
+    """The same kernels compile for the x86-64 baseline (SSE2 only: masked loads, bf16 widening) and agree."""
+    dims = {f"base_{name}": DIMS[name] for name in ("e4k1_tiny", "e8k2_mid_bf16")}
+    baseline = build_library(emit_all(dims), tmp_path / "baseline.so", host=False)
+    for name, d in dims.items():
+        tokens = 37
+        case = make_case(d, tokens)
+        contrib = unwritten(case)
+        baseline.kernel(f"{name}_experts")(*case.args, contrib, 0, d.num_experts)
+        assert_close(contrib, case.contrib)
+        out = np.full((tokens, d.latent), np.nan, dtype=np.float32)
+        baseline.kernel(f"{name}_store")(contrib, case.weights, out, 0, tokens)
+        assert_close(out, case.out)
+
+
+def test_long_dims_span_several_k_blocks() -> None:
+    d = DIMS["e4k2_long"]
+    for length in (d.latent, d.ffn):
+        assert length > moe.KC and length % moe.KC % 16
+
+
+def test_footprints() -> None:
+    small, large = DIMS["e4k1_tiny"], ExpertDims(128, 6, ffn=1856, latent=2688)
+    for kind in moe.KINDS:
+        assert 0 < moe.footprint_bytes(kind, small) < moe.footprint_bytes(kind, large)
+    assert moe.footprint_bytes("moe_expert_outputs", large) <= 2**20  # one core's L2
+    assert moe.footprint_bytes("moe_combine", replace(large, top_k=8)) > moe.footprint_bytes("moe_combine", large)
+    with pytest.raises(ValueError, match="kind"):
+        moe.footprint_bytes("moe_experts", small)
+
+
+def test_dims_validation() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        ExpertDims(0, 1, 4, 4)
+    with pytest.raises(ValueError, match="dtype"):
+        ExpertDims(4, 1, 4, 4, x_dtype="f16")
