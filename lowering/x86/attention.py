@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16
+from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16, fold16
 
 VEC = 16  # f32 lanes of one 512-bit vector
 VF32 = f"vector<{VEC}xf32>"
@@ -441,7 +441,7 @@ def _dot_scores(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, ca
         with b.loop(b.index(0), whole, b.index(VEC)) as keys:
             first = b.let("p", f"arith.addi {blk.k0}, {keys.iv} : index")
             partials = [_dot_partial(b, d, blk, cache, queries, _row_plus(b, first, i)) for i in range(VEC)]
-            scores = _fold16(b, partials)
+            scores = fold16(b, partials)
             b.emit(f"vector.store {scores}, {buf.scores}[{row.iv}, {keys.iv}] : {types['scores']}, {VF32}")
         with b.loop(whole, blk.keys, b.index(1)) as key:
             position = b.let("p", f"arith.addi {blk.k0}, {key.iv} : index")
@@ -457,25 +457,6 @@ def _dot_partial(b: MlirBuilder, d: AttentionDims, blk: _Block, cache: str, quer
         k = _load_chunk(b, d, "%k_cache", cache, f"{position}, {blk.group}, {b.index(chunk * VEC)}", chunk)
         total = _fma(b, q, k, total)
     return total
-
-
-def _fold16(b: MlirBuilder, partials: list[str]) -> str:
-    """16 vectors -> one vector of their 16 lane sums, in order. Each level pairs neighbours x, y holding n keys
-    of w lanes each and adds the low and high halves of every key's lanes: 2n keys of w/2 lanes (x's first)."""
-    width = VEC
-    while len(partials) > 1:
-        keys, half = VEC // width, width // 2
-        low = [k * width + i for k in range(keys) for i in range(half)]
-        high = [lane + half for lane in low]
-        low_mask = ", ".join(str(lane) for lane in [*low, *(VEC + lane for lane in low)])
-        high_mask = ", ".join(str(lane) for lane in [*high, *(VEC + lane for lane in high)])
-        folded = []
-        for x, y in zip(partials[::2], partials[1::2], strict=True):
-            lo = b.let("t", f"vector.shuffle {x}, {y} [{low_mask}] : {VF32}, {VF32}")
-            hi = b.let("t", f"vector.shuffle {x}, {y} [{high_mask}] : {VF32}, {VF32}")
-            folded.append(b.let("t", f"arith.addf {lo}, {hi} : {VF32}"))
-        partials, width = folded, half
-    return partials[0]
 
 
 def _softmax_update(b: MlirBuilder, d: AttentionDims, buf: _Buffers, blk: _Block, past: str) -> None:

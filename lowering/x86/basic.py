@@ -80,20 +80,33 @@ def round_to_bf16(value: str, result: str, indent: str) -> list[str]:
     return [indent + line for line in lines]
 
 
+def _inverse_rms(buffer: str, mem: str) -> list[str]:
+    """%scale = 1 / sqrt(mean(buffer[%t, :]^2) + %eps), inside the token loop."""
+    return [
+        *_sum_of_squares(buffer, "%t", "%c0", "%hidden", mem, "%sum"),
+        "    %mean = arith.divf %sum, %count : f32",
+        "    %shifted = arith.addf %mean, %eps : f32",
+        "    %root = math.sqrt %shifted : f32",
+        "    %scale = arith.divf %one, %root : f32",
+    ]
+
+
+def _norm_constants(hidden: int, epsilon: float) -> list[str]:
+    return [
+        f"  %hidden = arith.constant {hidden} : index",
+        f"  %count = arith.constant {f32_literal(hidden)} : f32",
+        f"  %eps = arith.constant {f32_literal(epsilon)} : f32",
+    ]
+
+
 def emit_rms_scale(name: str, hidden: int, epsilon: float) -> str:
     mem = f"memref<?x{hidden}xf32>"
     return "\n".join(
         [
             *_header(name, [f"%h: {mem}", "%rstd: memref<?xf32>"]),
-            f"  %hidden = arith.constant {hidden} : index",
-            f"  %count = arith.constant {f32_literal(hidden)} : f32",
-            f"  %eps = arith.constant {f32_literal(epsilon)} : f32",
+            *_norm_constants(hidden, epsilon),
             "  scf.for %t = %begin to %end step %c1 {",
-            *_sum_of_squares("%h", "%t", "%c0", "%hidden", mem, "%sum"),
-            "    %mean = arith.divf %sum, %count : f32",
-            "    %shifted = arith.addf %mean, %eps : f32",
-            "    %root = math.sqrt %shifted : f32",
-            "    %scale = arith.divf %one, %root : f32",
+            *_inverse_rms("%h", mem),
             "    memref.store %scale, %rstd[%t] : memref<?xf32>",
             "  }",
             "  return",
@@ -112,15 +125,9 @@ def emit_rmsnorm(name: str, hidden: int, epsilon: float, out_dtype: str = "f32")
     return "\n".join(
         [
             *_header(name, [f"%x: {mem}", f"%weight: memref<{hidden}xf32>", f"%out: {out}"]),
-            f"  %hidden = arith.constant {hidden} : index",
-            f"  %count = arith.constant {f32_literal(hidden)} : f32",
-            f"  %eps = arith.constant {f32_literal(epsilon)} : f32",
+            *_norm_constants(hidden, epsilon),
             "  scf.for %t = %begin to %end step %c1 {",
-            *_sum_of_squares("%x", "%t", "%c0", "%hidden", mem, "%sum"),
-            "    %mean = arith.divf %sum, %count : f32",
-            "    %shifted = arith.addf %mean, %eps : f32",
-            "    %root = math.sqrt %shifted : f32",
-            "    %scale = arith.divf %one, %root : f32",
+            *_inverse_rms("%x", mem),
             "    scf.for %c = %c0 to %hidden step %c1 {",
             f"      %v = memref.load %x[%t, %c] : {mem}",
             f"      %g = memref.load %weight[%c] : memref<{hidden}xf32>",

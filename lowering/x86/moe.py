@@ -50,7 +50,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32
+from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32, fold16
 
 VEC = 16  # f32 lanes of one 512-bit vector
 VF32 = f"vector<{VEC}xf32>"
@@ -329,7 +329,7 @@ def _product(
             with b.loop(b.index(0), rows, b.index(ROWS)) as row_block:
                 act_rows = [row_block.iv] + [_add(b, row_block.iv, b.index(r)) for r in range(1, ROWS)]
                 accs = _dot_tile(b, acts, weight, expert, act_rows, weight_rows, start, size, length, next_rows)
-                sums = _fold16(b, accs)
+                sums = fold16(b, accs)
                 for r, row in enumerate(act_rows):
                     part = b.let(
                         "p",
@@ -378,25 +378,6 @@ def _dot_tile(
     if size > full:
         accs = step(_add(b, start, b.index(full)), accs, _mask(b, size - full))
     return accs
-
-
-def _fold16(b: MlirBuilder, partials: list[str]) -> str:
-    """16 vectors -> one vector of their 16 lane sums, in order. Each level pairs neighbours x, y holding n sums
-    of w lanes each and adds the low and high halves of every sum's lanes: 2n sums of w/2 lanes (x's first)."""
-    width = VEC
-    while len(partials) > 1:
-        sums, half = VEC // width, width // 2
-        low = [s * width + i for s in range(sums) for i in range(half)]
-        high = [lane + half for lane in low]
-        low_mask = ", ".join(str(lane) for lane in [*low, *(VEC + lane for lane in low)])
-        high_mask = ", ".join(str(lane) for lane in [*high, *(VEC + lane for lane in high)])
-        folded = []
-        for x, y in zip(partials[::2], partials[1::2], strict=True):
-            lo = b.let("t", f"vector.shuffle {x}, {y} [{low_mask}] : {VF32}, {VF32}")
-            hi = b.let("t", f"vector.shuffle {x}, {y} [{high_mask}] : {VF32}, {VF32}")
-            folded.append(b.let("t", f"arith.addf {lo}, {hi} : {VF32}"))
-        partials, width = folded, half
-    return partials[0]
 
 
 def _clamped(b: MlirBuilder, start: str, size: int, last: str) -> list[str]:
