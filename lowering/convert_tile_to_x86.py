@@ -23,7 +23,7 @@ from xdsl.ir import BlockArgument, SSAValue
 from tessera.dialects import schedule, tile
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
-from tessera.lowering.x86 import attention, basic, gemm, mamba, moe
+from tessera.lowering.x86 import attention, basic, gemm, mamba, moe, tiling
 
 PROGRAM_FORMAT = "tessera-x86-program"
 
@@ -44,21 +44,12 @@ def gemm_tiles(kernel: tile.KernelOp) -> gemm.GemmTiles:
 
 
 def gemm_spec(kernel: tile.KernelOp) -> gemm.GemmSpec:
-    d = _dims(kernel)
+    """The GEMM a matmul kernel is: its dims, and the weight element type its tile body loads."""
     weight_dtype = "f32"
     for op in kernel.body.block.ops:
         if isinstance(op, tile.LoadOp) and op.operand.data == "weight":
             weight_dtype = str(op.element)
-    return gemm.GemmSpec(
-        n=d["n"],
-        k=d["k"],
-        epilogue=d["epilogue"],
-        bias=bool(d["bias"]),
-        row_scale=bool(d.get("row_scale", 0)),
-        weight_dtype=weight_dtype,
-        x_dtype=d.get("x_dtype", "f32"),
-        y_dtype=d.get("y_dtype", "f32"),
-    )
+    return tiling.gemm_spec(_dims(kernel), weight_dtype)
 
 
 def mamba_dims(kernel: tile.KernelOp) -> mamba.MambaDims:
