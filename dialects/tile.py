@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from xdsl.dialects.builtin import (
     I64,
-    ArrayAttr,
+    DenseArrayBase,
     DictionaryAttr,
     FloatAttr,
     IntegerAttr,
@@ -34,6 +34,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     SymbolRefAttr,
     UnitAttr,
+    i64,
 )
 from xdsl.ir import Attribute, Dialect, TypeAttribute
 from xdsl.irdl import (
@@ -109,7 +110,7 @@ class KernelOp(IRDLOperation):
 
 class _Transfer(IRDLOperation):
     operand = prop_def(StringAttr)
-    shape = prop_def(ArrayAttr[IntegerAttr])
+    shape = prop_def(DenseArrayBase.constr(i64))
     element = prop_def(TypeAttribute)
     space = prop_def(StringAttr)
     irdl_options = (ParsePropInAttrDict(),)
@@ -118,13 +119,13 @@ class _Transfer(IRDLOperation):
     def verify_(self) -> None:
         if self.space.data not in MEMORY_SPACES:
             raise VerifyException(f"{self.name} '{self.operand.data}': space must be one of {MEMORY_SPACES}")
-        if any(_int(d) <= 0 for d in self.shape.data):
+        if any(d <= 0 for d in self.shape.get_values()):
             raise VerifyException(f"{self.name} '{self.operand.data}': tile dimensions must be positive")
 
     def tile_bytes(self) -> int:
         count = 1
-        for dim in self.shape.data:
-            count *= _int(dim)
+        for dim in self.shape.get_values():
+            count *= int(dim)
         return count * element_bytes(self.element)
 
 

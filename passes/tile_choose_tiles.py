@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
-    ArrayAttr,
+    DenseArrayBase,
     DictionaryAttr,
     IntegerAttr,
     ModuleOp,
@@ -41,7 +41,7 @@ def _attr(value: object) -> Attribute:
     if isinstance(value, int):
         return IntegerAttr(value, i64)
     if isinstance(value, list):
-        return ArrayAttr([IntegerAttr(v, i64) for v in value])
+        return DenseArrayBase.from_list(i64, value)
     assert isinstance(value, str)
     return StringAttr(value)
 

@@ -3,7 +3,7 @@
 
 // A footprint over the target's fast-memory limit (x86: 1 MiB of L2 per core).
 tessera.tile.kernel "big" attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, target = "x86", tiles = {}, footprint = 2000000 : i64} {
-  tessera.tile.load "weight" [1000 : i64, 500 : i64] f32 {space = "cache"}
+  tessera.tile.load "weight" [1000, 500] f32 {space = "cache"}
 }
 // CHECK: tessera.tile.kernel @big: footprint 2000000 bytes exceeds the x86 limit of 1048576 bytes
 
@@ -31,13 +31,13 @@ tessera.tile.kernel "k" attributes {kind = "matmul", dims = {}, parallel = "pane
 // -----
 
 tessera.tile.kernel "k" attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 1 : i64} {
-  tessera.tile.load "x" [4 : i64, 0 : i64] f32 {space = "cache"}
+  tessera.tile.load "x" [4, 0] f32 {space = "cache"}
 }
 // CHECK: tessera.tile.load 'x': tile dimensions must be positive
 
 // -----
 
 tessera.tile.kernel "k" attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 1 : i64} {
-  tessera.tile.load "x" [4 : i64, 4 : i64] f32 {space = "texture"}
+  tessera.tile.load "x" [4, 4] f32 {space = "texture"}
 }
 // CHECK: tessera.tile.load 'x': space must be one of
