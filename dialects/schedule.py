@@ -39,6 +39,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     MemRefType,
     StringAttr,
+    SymbolNameConstraint,
     SymbolRefAttr,
     UnitAttr,
 )
@@ -87,7 +88,7 @@ class StateOp(IRDLOperation):
     """
 
     name = "tessera.schedule.state"
-    sym_name = prop_def(StringAttr)
+    sym_name = prop_def(SymbolNameConstraint())
     type = prop_def(MemRefType)
     kind = prop_def(StringAttr)
     layer = prop_def(IntegerAttr[I64])

@@ -32,6 +32,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     MemRefType,
     StringAttr,
+    SymbolNameConstraint,
     SymbolRefAttr,
     UnitAttr,
     i64,
@@ -78,7 +79,7 @@ def plain_dict(attr: DictionaryAttr) -> dict[str, int | float | str]:
 @irdl_op_definition
 class KernelOp(IRDLOperation):
     name = "tessera.tile.kernel"
-    sym_name = prop_def(StringAttr)
+    sym_name = prop_def(SymbolNameConstraint())
     kind = prop_def(StringAttr)
     dims = prop_def(DictionaryAttr)
     parallel = prop_def(StringAttr)

@@ -3,10 +3,10 @@
 // RUN: tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule{activation-dtype=bf16}' | FileCheck %s --check-prefix=BF16
 
 // State is declared once: conv/SSM state for the Mamba layer, a KV cache sized by max-seq-len.
-// CHECK:      tessera.schedule.state "layers.0.conv_state" : memref<96x3xf32> {kind = "conv_state", layer = 0 : i64}
-// CHECK-NEXT: tessera.schedule.state "layers.0.ssm_state" : memref<4x8x16xf32> {kind = "ssm_state", layer = 0 : i64}
-// CHECK-NEXT: tessera.schedule.state "layers.1.k_cache" : memref<32x2x8xf32>
-// CHECK-NEXT: tessera.schedule.state "layers.1.v_cache" : memref<32x2x8xf32>
+// CHECK:      tessera.schedule.state @layers.0.conv_state : memref<96x3xf32> {kind = "conv_state", layer = 0 : i64}
+// CHECK-NEXT: tessera.schedule.state @layers.0.ssm_state : memref<4x8x16xf32> {kind = "ssm_state", layer = 0 : i64}
+// CHECK-NEXT: tessera.schedule.state @layers.1.k_cache : memref<32x2x8xf32>
+// CHECK-NEXT: tessera.schedule.state @layers.1.v_cache : memref<32x2x8xf32>
 
 // Prefill. The norm before the Mamba mixer is folded into in_proj: rms_scale computes 1/rms per token,
 // the norm's scale multiplies in_proj's columns at load, the matmul scales its rows.
@@ -45,7 +45,7 @@
 // CHECK-LABEL: func.func @decode
 // CHECK:       tessera.schedule.ssd_step
 
-// DECODE:     tessera.schedule.state "layers.0.ssm_state" : memref<4x8x16xbf16>
+// DECODE:     tessera.schedule.state @layers.0.ssm_state : memref<4x8x16xbf16>
 // DECODE-NOT: func.func @prefill
 // DECODE:     func.func @decode
 // DECODE-NOT: tessera.schedule.ssd_scan

@@ -1,12 +1,12 @@
 // RUN: tessera-opt %s --split-input-file --verify-diagnostics | FileCheck %s
 // One case per verifier rule of tessera.schedule.
 
-tessera.schedule.state "s" : memref<?x4xf32> {kind = "ssm_state", layer = 0 : i64}
+tessera.schedule.state @s : memref<?x4xf32> {kind = "ssm_state", layer = 0 : i64}
 // CHECK: tessera.schedule.state @s: state must have a static shape
 
 // -----
 
-tessera.schedule.state "s" : memref<4xf32> {kind = "scratch", layer = 0 : i64}
+tessera.schedule.state @s : memref<4xf32> {kind = "scratch", layer = 0 : i64}
 // CHECK: tessera.schedule.state @s: kind must be one of
 
 // -----
