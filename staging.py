@@ -1,4 +1,5 @@
-"""Writing a directory all or nothing: build it in a hidden sibling, move it into place on success."""
+"""Writing all or nothing: a directory built in a hidden sibling and moved into place on success, a file
+written to a temporary sibling and renamed over its name."""
 
 from __future__ import annotations
 
@@ -42,4 +43,18 @@ def staged_directory(out: Path, refuse: Callable[[Path], str | None]) -> Iterato
             staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """`path` holds either its old content or all of `data`, never a torn write (concurrent writers of the
+    same bytes, as cache entries are, may race harmlessly)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
         raise

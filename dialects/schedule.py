@@ -58,6 +58,8 @@ from xdsl.irdl import (
 from xdsl.traits import SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
+# Set on each program by tessera-schedule-plan-buffers: bytes per token of each arena slot.
+SLOT_BYTES = "tessera.slot_bytes"
 STATE_KINDS = ("conv_state", "ssm_state", "k_cache", "v_cache")
 EPILOGUES = ("store", "accumulate", "relu2")
 
@@ -76,6 +78,17 @@ def _features(op_name: str, role: str, value: SSAValue) -> int:
             f"{op_name}: {role} must be a [tokens, features] buffer (memref<?xNx..>), got {value.type}"
         )
     return shape[1]
+
+
+def element_bytes(element: Attribute) -> int:
+    text = str(element)
+    if text in ("f32", "i32"):
+        return 4
+    if text in ("bf16", "f16", "i16"):
+        return 2
+    if text in ("i64", "f64", "index"):
+        return 8
+    raise VerifyException(f"tessera: no byte size for element type {text}")
 
 
 @irdl_op_definition

@@ -52,6 +52,8 @@ from xdsl.irdl import (
 from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
+from tessera.dialects.schedule import element_bytes
+
 # Fast memory per worker that a kernel's footprint must fit (bytes): an x86 core's L2 (a conservative
 # 1 MiB), Hopper's opt-in shared memory per block (227 KiB), CDNA's LDS per workgroup (64 KiB).
 FAST_MEMORY_LIMITS = {"x86": 1 << 20, "sm_90a": 227 * 1024, "gfx942": 64 * 1024, "gfx90a": 64 * 1024}
@@ -203,17 +205,6 @@ class LaunchOp(IRDLOperation):
     outs = var_operand_def(MemRefType)
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = "$kernel `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)` attr-dict"
-
-
-def element_bytes(element: Attribute) -> int:
-    text = str(element)
-    if text in ("f32", "i32"):
-        return 4
-    if text in ("bf16", "f16", "i16"):
-        return 2
-    if text in ("i64", "f64", "index"):
-        return 8
-    raise VerifyException(f"tessera.tile: no byte size for element type {text}")
 
 
 TesseraTile = Dialect(

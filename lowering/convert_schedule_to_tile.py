@@ -46,6 +46,11 @@ _KINDS: dict[type[schedule.StepOp], tuple[str, str, str | None]] = {
 }
 
 
+def _element(value: object) -> str:
+    assert isinstance(value, MemRefType)
+    return str(value.element_type)
+
+
 def _shape(value: object) -> tuple[int, ...]:
     assert isinstance(value, MemRefType)
     return tuple(value.get_shape())
@@ -110,11 +115,11 @@ def step_dims(step: schedule.StepOp) -> dict[str, Attribute]:
     elif isinstance(step, schedule.ConvSiluOp):
         dims |= {"channels": IntegerAttr(shapes[-1][1], i64), "conv_bias": IntegerAttr(int(len(step.ins) == 3), i64)}
     elif isinstance(step, (schedule.SSDScanOp, schedule.SSDStepOp)):
-        dims |= {"state_dtype": StringAttr(str(step.outs[0].type.element_type))}  # type: ignore[attr-defined]
+        dims |= {"state_dtype": StringAttr(_element(step.outs[0].type))}
     elif isinstance(step, (schedule.KVAppendOp, schedule.AttentionOp)):
         cache = step.outs[0] if isinstance(step, schedule.KVAppendOp) else step.ins[1]
         dims |= {"max_seq_len": IntegerAttr(_shape(cache.type)[0], i64)}
-        if str(cache.type.element_type) == "bf16":  # type: ignore[attr-defined]
+        if _element(cache.type) == "bf16":
             dims["cache_dtype"] = StringAttr("bf16")
     elif isinstance(step, schedule.MoEExpertsOp):
         _, ffn, latent = _shape(step.ins[2].type)
@@ -142,9 +147,7 @@ def _bf16_buffers(step: schedule.StepOp) -> dict[str, Attribute]:
     operands = [*step.ins, *step.outs]
     found: dict[str, Attribute] = {}
     for key, index in _ACTIVATION_OPERANDS.get(type(step), ()):
-        value_type = operands[index].type
-        assert isinstance(value_type, MemRefType)
-        if str(value_type.element_type) == "bf16":
+        if _element(operands[index].type) == "bf16":
             found[key] = StringAttr("bf16")
     return found
 

@@ -17,10 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.dialects.builtin import DenseArrayBase, MemRefType, ModuleOp
 from xdsl.ir import BlockArgument, SSAValue
 
 from tessera.dialects import schedule, tile
+from tessera.dialects.schedule import SLOT_BYTES
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 from tessera.lowering.x86 import attention, basic, gemm, mamba, moe, tiling
@@ -227,7 +228,7 @@ def lower_programs(module: ModuleOp) -> dict[str, Any]:
         returned = next(op for op in program.walk() if isinstance(op, func.ReturnOp))
         programs[program.sym_name.data] = {
             "launches": launches,
-            "slots": _slot_widths(program),
+            "slots": _slot_bytes(program),
             "result": _describe(returned.operands[0], slots),
         }
     return {"format": PROGRAM_FORMAT, "format_version": 1, "programs": programs, "weights": weights, "states": states}
@@ -245,6 +246,14 @@ def _worth_splitting_one_token(kernel: tile.KernelOp) -> bool:
     return spec.n * spec.k * (2 if spec.weight_dtype == "bf16" else 4) >= _SPLIT_ONE_TOKEN_BYTES
 
 
+def _slot_bytes(program: func.FuncOp) -> list[int]:
+    """Bytes per token of each arena slot, as tessera-schedule-plan-buffers recorded them."""
+    widths = program.attributes.get(SLOT_BYTES)
+    if not isinstance(widths, DenseArrayBase):
+        raise X86LoweringError(f"@{program.sym_name.data}: buffers not planned (run tessera-schedule-plan-buffers)")
+    return [int(width) for width in widths.get_values()]
+
+
 def _note_packing(weights: dict[str, dict[str, Any]], name: str, kernel: tile.KernelOp) -> None:
     """A GEMM reads its weight in panels (lowering/x86/gemm.py); the runtime packs it once at load."""
     tiles, spec = gemm_tiles(kernel), gemm_spec(kernel)
@@ -253,16 +262,3 @@ def _note_packing(weights: dict[str, dict[str, Any]], name: str, kernel: tile.Ke
     if previous is not None and previous != packing:
         raise X86LoweringError(f"weight '{name}': read by GEMMs with different packings {previous} and {packing}")
     weights[name]["packing"] = packing
-
-
-def _slot_widths(program: func.FuncOp) -> list[int]:
-    """Bytes per token of each arena slot: the widest buffer the plan put in it."""
-    widths: dict[int, int] = {}
-    for op in program.walk():
-        if isinstance(op, schedule.AllocOp) and op.slot is not None:
-            shape = op.result.type.get_shape()  # type: ignore[attr-defined]
-            element = str(op.result.type.element_type)  # type: ignore[attr-defined]
-            width = (int(shape[1]) if len(shape) == 2 else 1) * tile.element_bytes(element)
-            slot = int(op.slot.value.data)
-            widths[slot] = max(widths.get(slot, 0), width)
-    return [widths[slot] for slot in sorted(widths)]

@@ -5,7 +5,8 @@ A buffer is live from the op that allocates it to its last use; a slot whose buf
 the next allocation that fits (the smallest that does; else the widest free slot grows). Per program the
 arena is sum(slot widths) bytes per token. Options: none.
 
-Written on each `tessera.schedule.alloc`: `slot`. Written on the module:
+Written on each `tessera.schedule.alloc`: `slot`; on each program: `tessera.slot_bytes`, the bytes per
+token of each slot (what the runtime allocates). Written on the module:
     tessera.arena_bytes_per_token   {prefill = .., decode = ..}: the arena of each program, per token
     tessera.state_bytes             conv_state + ssm_state of every Mamba layer, per sequence
     tessera.kv_cache_bytes          k_cache + v_cache of every attention layer, per sequence (at capacity)
@@ -17,12 +18,12 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, MemRefType, ModuleOp, i64
+from xdsl.dialects.builtin import DenseArrayBase, DictionaryAttr, IntegerAttr, MemRefType, ModuleOp, i64
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
 from tessera.dialects import schedule
-from tessera.dialects.tile import element_bytes
+from tessera.dialects.schedule import SLOT_BYTES, element_bytes
 
 
 def _bytes(memref: MemRefType, rows: int = 1) -> int:
@@ -33,7 +34,7 @@ def _bytes(memref: MemRefType, rows: int = 1) -> int:
 
 
 def plan_program(program: func.FuncOp) -> int:
-    """Assign slots in `program`; returns its arena bytes per token."""
+    """Assign slots in `program`, record their widths on it; returns its arena bytes per token."""
     ops: list[Operation] = list(program.body.block.ops)
     position = {op: index for index, op in enumerate(ops)}
     last_use: dict[SSAValue, int] = {}
@@ -61,6 +62,7 @@ def plan_program(program: func.FuncOp) -> int:
             busy_until.append(0)
         busy_until[slot] = last_use.get(op.result, here)
         op.properties["slot"] = IntegerAttr(slot, i64)
+    program.attributes[SLOT_BYTES] = DenseArrayBase.from_list(i64, widths)
     return sum(widths)
 
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tessera.runtime.native import NativeError
+from tessera.staging import write_atomically
 
 
 class _CFunction(ctypes._CFuncPtr):  # type: ignore[name-defined,misc]
@@ -105,11 +105,10 @@ def _jit(llvm_ir_path: Path) -> KernelSet:
     cache_file = cache_root() / "jit" / (hashlib.sha256(f"{cpu}\0{features}\0{text}".encode()).hexdigest() + ".o")
 
     def notify(_module: Any, data: bytes) -> None:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=cache_file.parent)
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, cache_file)
+        try:
+            write_atomically(cache_file, data)
+        except OSError:
+            pass  # a read-only or full cache only costs the next load its code generation
 
     def cached(_module: Any) -> bytes | None:
         try:

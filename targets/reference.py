@@ -6,7 +6,7 @@ its program is graph.mlir itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,15 @@ from tessera.runtime.artifact import Artifact
 class ReferenceBackend:
     name = "reference"
     stages = ("graph",)
+
+    def __init__(self) -> None:
+        self.progress: Callable[[str], None] = lambda message: None
+
+    def check(self, spec: ModelSpec) -> None:
+        pass  # the executor runs whatever Graph-IR the builder accepted
+
+    def lower(self, graph: ModuleOp, spec: ModelSpec, until: str, dump_dir: Path | None) -> dict[str, str]:
+        return {}  # nothing past Graph-IR
 
     def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
         return {"program": "graph.mlir", "stages": list(self.stages)}

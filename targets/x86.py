@@ -20,6 +20,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,24 @@ from tessera.targets import toolchain
 from tessera.targets.kernel_cache import KernelCache, cache_key
 
 STAGES = ("graph", "schedule", "tile", "x86", "llvm", "so")
+# Where each stage's text goes in OUT/x86/ (and, numbered by stage, in --dump-ir DIR).
+STAGE_FILES = {"schedule": "schedule.mlir", "tile": "tile.mlir", "x86": "kernels.mlir", "llvm": "kernels.ll"}
 # Bump when the kernel emitters or the pipeline change what a kernel's text compiles to.
 CODEGEN_VERSION = "x86-1"
 
 
-def _ssm_dtype(spec: ModelSpec) -> str:
-    return "bf16" if spec.compile.ssm_state_dtype == "bfloat16" else "f32"
+def _element(dtype: str) -> str:
+    """A compile-section dtype (float32 | bfloat16) as an MLIR element type name."""
+    return "bf16" if dtype == "bfloat16" else "f32"
+
+
+@dataclass
+class Lowering:
+    """What lower() produced: each stage's text, and what compile() builds on beyond the text."""
+
+    texts: dict[str, str]
+    tile_module: ModuleOp | None = None
+    llvm_modules: list[str] = field(default_factory=list)  # one per kernel, as the kernel cache keys them
 
 
 def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
@@ -46,10 +59,10 @@ def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
     module = convert_graph_to_schedule(
         graph,
         max_seq_len=spec.compile.max_seq_len,
-        ssm_state_dtype=_ssm_dtype(spec),
+        ssm_state_dtype=_element(spec.compile.ssm_state_dtype),
         chunk_size=spec.compile.chunk_size,
         activation_dtype="bf16" if spec.compile.effective_precision == "bf16" else "f32",
-        kv_cache_dtype="bf16" if spec.compile.kv_cache_dtype == "bfloat16" else "f32",
+        kv_cache_dtype=_element(spec.compile.kv_cache_dtype),
     )
     plan_buffers(module)
     return module
@@ -75,37 +88,41 @@ class X86Backend:
     def __init__(self, cache: KernelCache | None = None, progress: Callable[[str], None] | None = None) -> None:
         self.cache = cache or KernelCache()
         self.progress = progress or (lambda message: None)
-        # Set by lower(): what compile() writes besides the stage texts.
-        self.tile_module: ModuleOp | None = None
-        self.llvm_modules: list[str] = []
 
     def check(self, spec: ModelSpec) -> None:
         """Refuse, before any work, what this target cannot build."""
         if spec.compile.batch != 1:
             raise TesseraError(f"{spec.source}: field 'compile.batch': the x86 target runs one sequence (batch 1)")
 
-    def lower(self, graph: ModuleOp, spec: ModelSpec, until: str) -> dict[str, str]:
-        """The text of every stage up to `until` (graph excluded); stops early for --emit."""
+    def lower(self, graph: ModuleOp, spec: ModelSpec, until: str, dump_dir: Path | None) -> dict[str, str]:
+        return self._lower(graph, spec, until, dump_dir).texts
+
+    def _lower(self, graph: ModuleOp, spec: ModelSpec, until: str, dump_dir: Path | None) -> Lowering:
+        """Every stage up to `until`, stopping early for --emit; each stage's text dumped as it is made."""
         from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels, kernels_module
 
         self.check(spec)
-        texts: dict[str, str] = {}
+        result = Lowering({})
+
+        def done(stage: str, text: str) -> bool:
+            result.texts[stage] = text
+            if dump_dir is not None:
+                dump_dir.mkdir(parents=True, exist_ok=True)
+                (dump_dir / f"{STAGES.index(stage):02d}-{self.name}-{STAGE_FILES[stage]}").write_text(text)
+            return stage == until
+
         schedule_module = lower_to_schedule(graph, spec)
-        texts["schedule"] = str(schedule_module) + "\n"
-        if until == "schedule":
-            return texts
-        tile_module = lower_to_tile(schedule_module, spec)
-        texts["tile"] = str(tile_module) + "\n"
-        if until == "tile":
-            return texts
-        functions = [emit_kernel(kernel) for kernel in kernels(tile_module)]
-        texts["x86"] = kernels_module(functions)
-        if until == "x86":
-            return texts
-        self.llvm_modules = self.llvm_ir(functions)
-        texts["llvm"] = toolchain.link_llvm_ir(self.llvm_modules)
-        self.tile_module = tile_module
-        return texts
+        if done("schedule", str(schedule_module) + "\n"):
+            return result
+        result.tile_module = lower_to_tile(schedule_module, spec)
+        if done("tile", str(result.tile_module) + "\n"):
+            return result
+        functions = [emit_kernel(kernel) for kernel in kernels(result.tile_module)]
+        if done("x86", kernels_module(functions)):
+            return result
+        result.llvm_modules = self.llvm_ir(functions)
+        done("llvm", toolchain.link_llvm_ir(result.llvm_modules))
+        return result
 
     def llvm_ir(self, functions: list[str]) -> list[str]:
         """LLVM IR of each kernel (compiled as a module of its own, through the kernel cache)."""
@@ -136,23 +153,18 @@ class X86Backend:
         from tessera.lowering.convert_tile_to_x86 import lower_programs
 
         started = time.perf_counter()
-        texts = self.lower(graph, spec, "llvm")
+        lowering = self._lower(graph, spec, "llvm", dump_dir)
+        assert lowering.tile_module is not None
         target_dir = out_dir / self.name
         target_dir.mkdir(parents=True, exist_ok=True)
-        files = {"schedule": "schedule.mlir", "tile": "tile.mlir", "x86": "kernels.mlir", "llvm": "kernels.ll"}
-        for stage, name in files.items():
-            (target_dir / name).write_text(texts[stage])
-            if dump_dir is not None:
-                dump_dir.mkdir(parents=True, exist_ok=True)
-                index = STAGES.index(stage)
-                (dump_dir / f"{index:02d}-{self.name}-{name}").write_text(texts[stage])
+        for stage, name in STAGE_FILES.items():
+            (target_dir / name).write_text(lowering.texts[stage])
         self.progress("x86: machine code for the x86-64 baseline (ahead-of-time library)")
-        objects = self.objects(self.llvm_modules, toolchain.X86_64_BASELINE)
+        objects = self.objects(lowering.llvm_modules, toolchain.X86_64_BASELINE)
         toolchain.link_shared(objects, target_dir / "kernels.so")
-        assert self.tile_module is not None
-        program = lower_programs(self.tile_module)
+        program = lower_programs(lowering.tile_module)
         (target_dir / "program.json").write_text(json.dumps(program, indent=1) + "\n")
-        report = _memory_report(self.tile_module, spec)
+        report = _memory_report(lowering.tile_module, spec)
         seconds = time.perf_counter() - started
         self.progress(
             f"x86: {report['kernels']} kernels ({self.cache.hits} cached, {self.cache.misses} compiled) in {seconds:.1f} s; "

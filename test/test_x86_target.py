@@ -172,7 +172,7 @@ def test_every_stage_is_observable_and_reads_back(tmp_path: Path) -> None:
                 [sys.executable, "-m", "tessera.tools.tessera_opt", path], capture_output=True, text=True
             )
             assert again.returncode == 0, again.stderr
-    assert sorted(p.name for p in dump.iterdir())[:2] == ["00-graph.mlir", "01-schedule.mlir"]
+    assert sorted(p.name for p in dump.iterdir())[:2] == ["00-graph.mlir", "01-x86-schedule.mlir"]
 
 
 def test_identical_kernels_compile_once(tmp_path: Path) -> None:

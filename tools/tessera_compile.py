@@ -99,10 +99,8 @@ def main(
 
     backends = [get_backend(name) for name in (targets or spec.compile.targets)]
     for backend in backends:
-        if hasattr(backend, "check"):
-            backend.check(spec)
-        if hasattr(backend, "progress"):
-            backend.progress = lambda message: _progress_line(message, quiet)
+        backend.check(spec)
+        backend.progress = lambda message: _progress_line(message, quiet)
 
     from tessera.frontend.graph_builder import build_graph
 
@@ -131,15 +129,11 @@ def _progress_line(message: str, quiet: bool) -> None:
 
 def _lower_until(backends: list[Backend], graph: ModuleOp, spec: ModelSpec, stage: str, dump_ir: Path | None) -> str:
     """The IR of `stage` from the one target that has it."""
-    lowering = [b for b in backends if stage in b.stages and hasattr(b, "lower")]
+    lowering = [b for b in backends if stage in b.stages]
     if len(lowering) != 1:
         names = ", ".join(b.name for b in backends)
         raise TesseraError(f"--emit={stage} needs exactly one target that has that stage (given: {names})")
-    texts = lowering[0].lower(graph, spec, stage)  # type: ignore[attr-defined]
-    if dump_ir is not None:
-        for index, (name, text) in enumerate(texts.items(), start=1):
-            (dump_ir / f"{index:02d}-{name}.mlir").write_text(text)
-    return str(texts[stage])
+    return lowering[0].lower(graph, spec, stage, dump_ir)[stage]
 
 
 def _write_artifact(

@@ -8,8 +8,9 @@ that uses it cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from tessera.lowering.x86 import gemm
 
@@ -46,10 +47,10 @@ def scan(fn: str, axis: int = 0) -> tuple[str, dict[str, object]]:
     return ("scan", {"fn": fn, "axis": axis})
 
 
-def gemm_spec(dims: dict[str, object], weight_dtype: str) -> gemm.GemmSpec:
+def gemm_spec(dims: Mapping[str, Any], weight_dtype: str) -> gemm.GemmSpec:
     return gemm.GemmSpec(
-        n=int(dims["n"]),  # type: ignore[call-overload]
-        k=int(dims["k"]),  # type: ignore[call-overload]
+        n=int(dims["n"]),
+        k=int(dims["k"]),
         epilogue=str(dims["epilogue"]),
         bias=bool(dims["bias"]),
         row_scale=bool(dims.get("row_scale", 0)),
@@ -59,7 +60,7 @@ def gemm_spec(dims: dict[str, object], weight_dtype: str) -> gemm.GemmSpec:
     )
 
 
-def _matmul(dims: dict[str, object], precision: str) -> TileChoice:
+def _matmul(dims: Mapping[str, Any], precision: str) -> TileChoice:
     spec = gemm_spec(dims, "bf16" if precision == "bf16" else "f32")
     tiles = gemm.choose_tiles(spec)
     mr, nr, kc = tiles.mr, tiles.nr, min(tiles.kc, spec.k)
@@ -75,9 +76,9 @@ def _matmul(dims: dict[str, object], precision: str) -> TileChoice:
     return TileChoice(chosen, body, grid=gemm.panel_count(spec, tiles), parallel="panels")
 
 
-def _ssd(dims: dict[str, object], precision: str) -> TileChoice:
-    chunk = int(dims["chunk_size"])  # type: ignore[call-overload]
-    p, n = int(dims["head_dim"]), int(dims["state_size"])  # type: ignore[call-overload]
+def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:
+    chunk = int(dims["chunk_size"])
+    p, n = int(dims["head_dim"]), int(dims["state_size"])
     state = str(dims["state_dtype"])
     body = [
         load("x", [chunk, p]),
@@ -96,8 +97,8 @@ def _ssd(dims: dict[str, object], precision: str) -> TileChoice:
     return TileChoice({"chunk": chunk}, body)
 
 
-def _ssd_step(dims: dict[str, object], precision: str) -> TileChoice:
-    p, n = int(dims["head_dim"]), int(dims["state_size"])  # type: ignore[call-overload]
+def _ssd_step(dims: Mapping[str, Any], precision: str) -> TileChoice:
+    p, n = int(dims["head_dim"]), int(dims["state_size"])
     state = str(dims["state_dtype"])
     body = [
         load("ssm_state", [p, n], element=state),
@@ -109,8 +110,8 @@ def _ssd_step(dims: dict[str, object], precision: str) -> TileChoice:
     return TileChoice({"heads_per_call": 1}, body)
 
 
-def _attention(dims: dict[str, object], precision: str) -> TileChoice:
-    d = int(dims["head_dim"])  # type: ignore[call-overload]
+def _attention(dims: Mapping[str, Any], precision: str) -> TileChoice:
+    d = int(dims["head_dim"])
     cache = str(dims.get("cache_dtype", "f32"))
     block_q, block_k = 64, 64
     body = [
@@ -127,9 +128,9 @@ def _attention(dims: dict[str, object], precision: str) -> TileChoice:
     return TileChoice({"block_q": block_q, "block_k": block_k}, body)
 
 
-def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[dict[str, object], str], TileChoice]:
-    def choose(dims: dict[str, object], precision: str) -> TileChoice:
-        width = int(dims[width_key]) if width_key in dims else 1  # type: ignore[call-overload]
+def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[Mapping[str, Any], str], TileChoice]:
+    def choose(dims: Mapping[str, Any], precision: str) -> TileChoice:
+        width = int(dims[width_key]) if width_key in dims else 1
         body: list[tuple[str, dict[str, object]]] = [load("row", [1, width])]
         body += [elementwise(fn) if fn != "sum_squares" else reduce(fn) for fn in fns]
         body.append(store("out", [1, width]))
@@ -138,8 +139,8 @@ def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[dict[str, object], 
     return choose
 
 
-def _gated(dims: dict[str, object], precision: str) -> TileChoice:
-    inner = int(dims["num_heads"]) * int(dims["head_dim"])  # type: ignore[call-overload]
+def _gated(dims: Mapping[str, Any], precision: str) -> TileChoice:
+    inner = int(dims["num_heads"]) * int(dims["head_dim"])
     body = [
         load("y", [1, inner]),
         load("z", [1, inner]),
@@ -150,8 +151,8 @@ def _gated(dims: dict[str, object], precision: str) -> TileChoice:
     return TileChoice({"rows_per_step": 1}, body)
 
 
-def _conv(dims: dict[str, object], precision: str) -> TileChoice:
-    width = int(dims["conv_kernel"])  # type: ignore[call-overload]
+def _conv(dims: Mapping[str, Any], precision: str) -> TileChoice:
+    width = int(dims["conv_kernel"])
     body = [
         load("conv_weight", [16, width]),
         load("conv_state", [16, width - 1]),
@@ -161,8 +162,8 @@ def _conv(dims: dict[str, object], precision: str) -> TileChoice:
     return TileChoice({"channels_per_vector": 16}, body)
 
 
-def _experts(dims: dict[str, object], precision: str) -> TileChoice:
-    ffn, latent = int(dims["ffn"]), int(dims["latent"])  # type: ignore[call-overload]
+def _experts(dims: Mapping[str, Any], precision: str) -> TileChoice:
+    ffn, latent = int(dims["ffn"]), int(dims["latent"])
     body = [
         load("x", [1, latent]),
         mma(1, ffn, latent),
@@ -173,7 +174,7 @@ def _experts(dims: dict[str, object], precision: str) -> TileChoice:
     return TileChoice({"rows_per_step": 1}, body)
 
 
-POLICIES: dict[str, Callable[[dict[str, object], str], TileChoice]] = {
+POLICIES: dict[str, Callable[[Mapping[str, Any], str], TileChoice]] = {
     "matmul": _matmul,
     "ssd_scan": _ssd,
     "ssd_step": _ssd_step,

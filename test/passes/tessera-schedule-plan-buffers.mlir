@@ -5,7 +5,9 @@
 
 // The residual stream lives in slot 0 for the whole program; the per-token 1/rms takes slot 1 and, once
 // in_proj has read it, its slot is reused (and widened) by the conv output, then by the gated norm's.
-// CHECK-LABEL: func.func @prefill
+// Each slot's width per token is the widest buffer it held: h (32 floats), then the 1/rms grown to the conv
+// output (96 floats), zxbcdt (132 floats), ...
+// CHECK-LABEL: func.func @prefill({{.*}} attributes {tessera.slot_bytes = array<i64: 128, 384, 528, {{.*}}>}
 // CHECK:       tessera.schedule.alloc {slot = 0 : i64} : memref<?x32xf32>
 // CHECK:       tessera.schedule.alloc {slot = 1 : i64} : memref<?xf32>
 // CHECK:       tessera.schedule.alloc {slot = 2 : i64} : memref<?x132xf32>
