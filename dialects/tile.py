@@ -57,6 +57,10 @@ from tessera.dialects.schedule import element_bytes
 # Fast memory per worker that a kernel's footprint must fit (bytes): an x86 core's L2 (a conservative
 # 1 MiB), Hopper's opt-in shared memory per block (227 KiB), CDNA's LDS per workgroup (64 KiB).
 FAST_MEMORY_LIMITS = {"x86": 1 << 20, "sm_90a": 227 * 1024, "gfx942": 64 * 1024, "gfx90a": 64 * 1024}
+# Targets whose fast memory is a scratchpad the kernel allocates (shared memory, LDS) beside a register file:
+# their footprint is the scratchpad bytes alone, the number a kernel descriptor reports. On a CPU the
+# cache holds tiles and accumulators alike.
+SCRATCHPAD_TARGETS = ("sm_90a", "gfx942", "gfx90a")
 MEMORY_SPACES = ("global", "cache", "shared", "lds", "registers")
 
 
@@ -116,6 +120,8 @@ class _Transfer(IRDLOperation):
     shape = prop_def(DenseArrayBase.constr(i64))
     element = prop_def(TypeAttribute)
     space = prop_def(StringAttr)
+    # Elements after each row in `space` (a padded, bank-conflict-free shared-memory / LDS layout).
+    pad = opt_prop_def(IntegerAttr[I64])
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$operand $shape $element attr-dict"
 
@@ -124,11 +130,15 @@ class _Transfer(IRDLOperation):
             raise VerifyException(f"{self.name} '{self.operand.data}': space must be one of {MEMORY_SPACES}")
         if any(d <= 0 for d in self.shape.get_values()):
             raise VerifyException(f"{self.name} '{self.operand.data}': tile dimensions must be positive")
+        if self.pad is not None and _int(self.pad) < 0:
+            raise VerifyException(f"{self.name} '{self.operand.data}': pad must be >= 0")
 
     def tile_bytes(self) -> int:
-        count = 1
-        for dim in self.shape.get_values():
-            count *= int(dim)
+        """Bytes the tile occupies in its space, row padding included."""
+        *outer, row = (int(dim) for dim in self.shape.get_values())
+        count = row + (0 if self.pad is None else _int(self.pad))
+        for dim in outer:
+            count *= dim
         return count * element_bytes(self.element)
 
 

@@ -52,6 +52,8 @@ class CompileOptions:
     precision: str | None = None
     ssm_state_dtype: str = "float32"  # or bfloat16: halves the Mamba state memory
     kv_cache_dtype: str = "float32"  # or bfloat16: halves the KV cache
+    # The GPU a GPU target builds for (rocdl: gfx942 | gfx90a); None: the target's default.
+    arch: str | None = None
 
     @property
     def effective_precision(self) -> str:
@@ -398,6 +400,8 @@ def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> Com
     for name in ("ssm_state_dtype", "kv_cache_dtype"):
         if getattr(options, name) not in ("float32", "bfloat16"):
             raise _fail(source, f"compile.{name}", f"must be float32 or bfloat16, got {getattr(options, name)!r}")
+    if options.arch is not None and not isinstance(options.arch, str):
+        raise _fail(source, "compile.arch", f"expected a GPU name such as gfx942, got {options.arch!r}")
     for name in ("max_seq_len", "batch", "chunk_size"):
         value = getattr(options, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:

@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from xdsl.dialects import func
-from xdsl.dialects.builtin import DenseArrayBase, MemRefType, ModuleOp
-from xdsl.ir import BlockArgument, SSAValue
+from xdsl.dialects.builtin import ModuleOp
 
-from tessera.dialects import schedule, tile
-from tessera.dialects.schedule import SLOT_BYTES
+from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
+from tessera.lowering.programs import describe_programs
 from tessera.lowering.x86 import attention, basic, gemm, mamba, moe, tiling
 
 PROGRAM_FORMAT = "tessera-x86-program"
@@ -147,91 +145,31 @@ _ARGUMENT_ORDER = {"gated_rmsnorm": (1, 0, 2, 3)}  # (y, zxbcdt, norm_weight, ou
 _POSITION_KINDS = ("kv_append", "attention")
 
 
-def _describe(value: SSAValue, slots: dict[SSAValue, int]) -> dict[str, Any]:
-    """How the runtime finds a launch operand: the token ids, a weight, a state, or an arena buffer."""
-    owner = value.owner
-    if isinstance(value, BlockArgument):
-        return {"ids": True}
-    if isinstance(owner, schedule.WeightOp):
-        return {"weight": owner.weight_name.data}
-    if isinstance(owner, schedule.StateRefOp):
-        return {"state": owner.state.string_value()}
-    if isinstance(owner, schedule.AllocOp):
-        assert isinstance(value.type, MemRefType)
-        shape = value.type.get_shape()
-        described: dict[str, Any] = {"buffer": slots[value], "dtype": str(value.type.element_type)}
-        if len(shape) == 1:
-            return {**described, "features": 1, "rank": 1}  # one value per token
-        return {**described, "features": int(shape[1])}
-    raise X86LoweringError(f"{owner}: operand of a launch is not a weight, state, buffer or the token ids")
+def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
+                   weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """The x86 launch: the emitter's argument order and scalars, thread-split hints, weight packing."""
+    order = _ARGUMENT_ORDER.get(kernel.kind.data)
+    if order is not None:
+        args = [args[i] for i in order]
+    if kernel.kind.data in _POSITION_KINDS:
+        args.append({"position": True})
+    if kernel.kind.data == "matmul":
+        _note_packing(weights, args[1]["weight"], kernel)
+    if kernel.kind.data == "conv_silu" and len(launch.ins) == 2:
+        args.insert(2, {"zeros": int(_dims(kernel)["channels"])})  # no conv bias: a zero vector
+    fields: dict[str, Any] = {"args": args, "parallel": kernel.parallel.data, "grid": int(kernel.grid.value.data)}
+    if program == "decode" and not _worth_splitting_one_token(kernel):
+        fields["threads"] = 1
+    if kernel.kind.data in ("ssd_scan", "ssd_step"):
+        # Split heads on group boundaries: the heads of a group share one C·Bᵀ per chunk.
+        dims = _dims(kernel)
+        fields["align"] = dims["num_heads"] // dims["n_groups"]
+    return fields
 
 
 def lower_programs(module: ModuleOp) -> dict[str, Any]:
-    """The launch lists of every program, with the weights and state they use."""
-    by_name = {kernel.sym_name.data: kernel for kernel in kernels(module)}
-    weights: dict[str, dict[str, Any]] = {}
-    states: dict[str, dict[str, Any]] = {}
-    programs: dict[str, Any] = {}
-    for op in module.ops:
-        if isinstance(op, schedule.StateOp):
-            states[op.sym_name.data] = {
-                "shape": list(op.type.get_shape()),
-                "dtype": str(op.type.element_type),
-                "kind": op.kind.data,
-                "layer": int(op.layer.value.data),
-            }
-    for program in [op for op in module.ops if isinstance(op, func.FuncOp)]:
-        slots: dict[SSAValue, int] = {}
-        for op in program.walk():
-            if isinstance(op, schedule.AllocOp):
-                if op.slot is None:
-                    raise X86LoweringError(
-                        f"@{program.sym_name.data}: buffers not planned (run tessera-schedule-plan-buffers)"
-                    )
-                slots[op.result] = int(op.slot.value.data)
-            elif isinstance(op, schedule.WeightOp):
-                entry: dict[str, Any] = {"shape": list(op.result.type.get_shape())}  # type: ignore[attr-defined]
-                if op.parts is not None:
-                    entry["parts"] = [part.data for part in op.parts.data]
-                if op.column_scale is not None:
-                    entry["column_scale"] = op.column_scale.data
-                weights.setdefault(op.weight_name.data, entry)
-        launches = []
-        for op in program.walk():
-            if not isinstance(op, tile.LaunchOp):
-                continue
-            kernel = by_name[op.kernel.string_value()]
-            args = [_describe(value, slots) for value in (*op.ins, *op.outs)]
-            order = _ARGUMENT_ORDER.get(kernel.kind.data)
-            if order is not None:
-                args = [args[i] for i in order]
-            if kernel.kind.data in _POSITION_KINDS:
-                args.append({"position": True})
-            if kernel.kind.data == "matmul":
-                _note_packing(weights, args[1]["weight"], kernel)
-            if kernel.kind.data == "conv_silu" and len(op.ins) == 2:
-                args.insert(2, {"zeros": int(_dims(kernel)["channels"])})  # no conv bias: a zero vector
-            launch: dict[str, Any] = {
-                "kernel": kernel.sym_name.data,
-                "kind": kernel.kind.data,
-                "args": args,
-                "parallel": kernel.parallel.data,
-                "grid": int(kernel.grid.value.data),
-            }
-            if program.sym_name.data == "decode" and not _worth_splitting_one_token(kernel):
-                launch["threads"] = 1
-            if kernel.kind.data in ("ssd_scan", "ssd_step"):
-                # Split heads on group boundaries: the heads of a group share one C·Bᵀ per chunk.
-                dims = _dims(kernel)
-                launch["align"] = dims["num_heads"] // dims["n_groups"]
-            launches.append(launch)
-        returned = next(op for op in program.walk() if isinstance(op, func.ReturnOp))
-        programs[program.sym_name.data] = {
-            "launches": launches,
-            "slots": _slot_bytes(program),
-            "result": _describe(returned.operands[0], slots),
-        }
-    return {"format": PROGRAM_FORMAT, "format_version": 1, "programs": programs, "weights": weights, "states": states}
+    """The launch lists of every program, with the weights and state they use (program.json)."""
+    return describe_programs(module, PROGRAM_FORMAT, _launch_fields)
 
 
 # A second thread costs ~50 µs of dispatch from Python; for one token only GEMVs that stream at least a
@@ -244,14 +182,6 @@ def _worth_splitting_one_token(kernel: tile.KernelOp) -> bool:
         return False
     spec = gemm_spec(kernel)
     return spec.n * spec.k * (2 if spec.weight_dtype == "bf16" else 4) >= _SPLIT_ONE_TOKEN_BYTES
-
-
-def _slot_bytes(program: func.FuncOp) -> list[int]:
-    """Bytes per token of each arena slot, as tessera-schedule-plan-buffers recorded them."""
-    widths = program.attributes.get(SLOT_BYTES)
-    if not isinstance(widths, DenseArrayBase):
-        raise X86LoweringError(f"@{program.sym_name.data}: buffers not planned (run tessera-schedule-plan-buffers)")
-    return [int(width) for width in widths.get_values()]
 
 
 def _note_packing(weights: dict[str, dict[str, Any]], name: str, kernel: tile.KernelOp) -> None:

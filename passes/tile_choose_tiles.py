@@ -1,7 +1,9 @@
 """tessera-tile-choose-tiles: pick each kernel's tile sizes for a target and write its tile-level body.
 
-Options: target (x86; sm_90a and gfx942 come with their lowerings), precision (fp32 | bf16: the element
-type of weights the matrix tiles read).
+Options: target (x86, or a GPU: gfx942, gfx90a, sm_90a), precision (fp32 | bf16: the element type of
+weights the matrix tiles read; on a GPU, of the matrix instructions' operands).
+Policies: lowering/x86/tiling.py for x86, lowering/gpu/tiling.py (one per kind for every GPU, reading the
+arch table lowering/gpu/arch.py) for the GPUs.
 Writes on every `tessera.tile.kernel`: `target`, `tiles`, the body of tile ops, and — for kernels whose
 parallel unit is a tile (GEMM panels) — `parallel` and `grid`. Later passes and the lowering read these
 and never re-derive them (IREE's "choose, then lower").
@@ -9,7 +11,10 @@ and never re-derive them (IREE's "choose, then lower").
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
@@ -29,8 +34,13 @@ from xdsl.passes import ModulePass
 from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
+from tessera.lowering.tile_choice import TileChoice
 
-TARGETS = ("x86",)
+if TYPE_CHECKING:
+    from tessera.lowering.gpu.arch import GpuArch
+    from tessera.lowering.gpu.tiling import GpuPolicy
+
+TARGETS = ("x86", "gfx942", "gfx90a", "sm_90a")
 PRECISIONS = ("fp32", "bf16")
 _ELEMENTS: dict[str, Attribute] = {"f32": f32, "bf16": bf16}
 
@@ -71,10 +81,9 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
         )
     if precision not in PRECISIONS:
         raise TesseraError(f"tessera-tile-choose-tiles: precision must be fp32 or bf16, got '{precision}'")
-    from tessera.lowering.x86.tiling import POLICIES
-
+    policies = _policies(target)
     for kernel in [op for op in module.ops if isinstance(op, tile.KernelOp)]:
-        policy = POLICIES.get(kernel.kind.data)
+        policy = policies.get(kernel.kind.data)
         if policy is None:
             raise TesseraError(
                 f"{kernel.name} @{kernel.sym_name.data}: kind '{kernel.kind.data}' has no {target} tiling"
@@ -92,6 +101,26 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
             old.erase()
         for kind, props in choice.body:
             block.add_op(_tile_op(kind, props))
+
+
+Policy = Callable[[dict[str, Any], str], TileChoice]
+
+
+def _policies(target: str) -> dict[str, Policy]:
+    """The target's policy for each kernel kind, as (dims, precision) -> TileChoice."""
+    if target == "x86":
+        from tessera.lowering.x86.tiling import POLICIES
+
+        return dict(POLICIES)
+    from tessera.lowering.gpu.arch import gpu_arch
+    from tessera.lowering.gpu.tiling import policies
+
+    arch = gpu_arch(target)
+    return {kind: functools.partial(_with_arch, policy, arch) for kind, policy in policies().items()}
+
+
+def _with_arch(policy: GpuPolicy, arch: GpuArch, dims: dict[str, Any], precision: str) -> TileChoice:
+    return policy(dims, precision, arch)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """tessera-tile-compute-footprint: each kernel's fast-memory bytes per worker, from its tile-level body.
 
-footprint = bytes of every tile loaded into a fast space (cache, shared, lds, registers)
-          + bytes of every matrix-multiply accumulator (kept in registers / fast memory).
+On a CPU (x86):
+    footprint = bytes of every tile loaded into a fast space (cache, registers)
+              + bytes of every matrix-multiply accumulator (kept in registers / cache).
+On a GPU (sm_90a, gfx942, gfx90a) accumulators live in the register file and the footprint is the
+scratchpad the kernel allocates: bytes of every tile loaded into shared memory / LDS, row padding included.
+That is the number the kernel descriptor reports (the ROCDL target checks the two agree).
 Written as `footprint` on every `tessera.tile.kernel`; the kernel verifier then checks it against the
 target's limit (dialects/tile.py FAST_MEMORY_LIMITS), so an over-sized tile choice fails here, with the
 kernel named, rather than as a slow or failing kernel later. Options: none.
@@ -20,9 +24,16 @@ from tessera.dialects import tile
 from tessera.errors import TesseraError
 
 FAST_SPACES = ("cache", "shared", "lds", "registers")
+SCRATCHPAD_SPACES = ("shared", "lds")
 
 
 def kernel_footprint(kernel: tile.KernelOp) -> int:
+    if kernel.target is not None and kernel.target.data in tile.SCRATCHPAD_TARGETS:
+        return sum(
+            op.tile_bytes()
+            for op in kernel.body.block.ops
+            if isinstance(op, tile.LoadOp) and op.space.data in SCRATCHPAD_SPACES
+        )
     total = 0
     for op in kernel.body.block.ops:
         if isinstance(op, tile.LoadOp) and op.space.data in FAST_SPACES:

@@ -4,6 +4,9 @@
                                       `mlir-translate --mlir-to-llvmir` (the bindings do not expose it)
     compile_object(llvm_ir, ...)      LLVM IR -> relocatable object for a named CPU (llvmlite)
     link_shared(objects, path)        objects -> a shared library the runtime can dlopen
+    gpu_module_to_llvm_ir(...)        a gpu.module's kernels -> LLVM IR for a GPU triple
+    compile_gpu(llvm_ir, triple, chip) LLVM IR -> (assembly, relocatable object) for a GPU (llvmlite)
+    link_hsaco(objects, path)         AMDGPU objects -> a loadable HSA code object (ld.lld)
     host_cpu()                        the CPU name and features llvmlite detects, for JIT and cache keys
 
 The xtc-* wheels are one person's packaging of upstream LLVM (../shared/TOOLCHAIN.md): keeping every
@@ -16,6 +19,7 @@ import ctypes
 import functools
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +98,27 @@ def mlir_to_llvm_ir(text: str, pipeline: str) -> str:
     return translate_to_llvm_ir(run_pipeline(text, pipeline))
 
 
+def gpu_module_to_llvm_ir(text: str, pipeline: str, triple: str) -> str:
+    """Run `pipeline` on a module holding one gpu.module, then translate that gpu.module's contents (now
+    llvm dialect) as a module of their own: mlir-translate does not descend into a gpu.module."""
+    ir = mlir().ir
+    passmanager = mlir().passmanager
+    with ir.Context(), ir.Location.unknown():
+        try:
+            module = ir.Module.parse(text)
+            passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
+        except Exception as exc:  # MLIRError / ValueError with diagnostics attached
+            raise ToolchainError(f"MLIR pipeline failed: {_first_error(str(exc))}") from None
+        gpu_module = module.body.operations[0]
+        device = ir.Module.create()
+        device.operation.attributes["llvm.data_layout"] = gpu_module.attributes["llvm.data_layout"]
+        device.operation.attributes["llvm.target_triple"] = ir.StringAttr.get(triple)
+        where = ir.InsertionPoint(device.body)
+        for op in gpu_module.regions[0].blocks[0].operations:
+            op.clone(where)
+        return translate_to_llvm_ir(str(device))
+
+
 @functools.cache
 def _llvm() -> Any:
     import llvmlite.binding as llvm
@@ -133,6 +158,60 @@ def compile_object(llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: 
     module.data_layout = str(machine.target_data)
     _optimize(llvm, module, machine)
     return bytes(machine.emit_object(module))
+
+
+def compile_gpu(llvm_ir: str, triple: str, chip: str, features: str = "") -> tuple[str, bytes]:
+    """LLVM IR text -> (assembly, relocatable object) for a GPU (O3)."""
+    llvm = _llvm()
+    try:
+        module = llvm.parse_assembly(llvm_ir)
+        module.verify()
+    except RuntimeError as exc:
+        raise ToolchainError(f"invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
+    target = llvm.Target.from_triple(triple)
+    machine = target.create_target_machine(cpu=chip, features=features, opt=3, reloc="pic", codemodel="default")
+    module.triple = triple
+    _optimize(llvm, module, machine)
+    # Code generation rewrites the module it is given (AMDGPU annotates control flow with intrinsics it
+    # cannot select twice), so the object is made from a fresh copy of the optimized IR.
+    optimized = str(module)
+    assembly = str(machine.emit_assembly(module))
+    return assembly, bytes(machine.emit_object(llvm.parse_assembly(optimized)))
+
+
+# Where ld.lld may be: on PATH, or Debian's lld-22 package (`make install-lld` installs it).
+_LLD_CANDIDATES = ("ld.lld", "ld.lld-22", "/usr/lib/llvm-22/bin/ld.lld")
+
+
+def find_lld() -> str | None:
+    for candidate in _LLD_CANDIDATES:
+        found = shutil.which(candidate)
+        if found is not None:
+            return found
+    return None
+
+
+def link_hsaco(objects: list[bytes], path: Path) -> Path:
+    """AMDGPU relocatable objects -> one loadable HSA code object (an AMDGPU ELF shared object), atomically."""
+    lld = find_lld()
+    if lld is None:
+        raise ToolchainError(
+            f"{path.name}: ld.lld not found (looked for {', '.join(_LLD_CANDIDATES)}); "
+            "install Debian's lld-22 (make install-lld) to link loadable code objects"
+        )
+    with tempfile.TemporaryDirectory() as scratch:
+        names = []
+        for index, data in enumerate(objects):
+            name = Path(scratch) / f"part{index}.o"
+            name.write_bytes(data)
+            names.append(str(name))
+        partial = path.with_name(f".{path.name}.partial")
+        result = subprocess.run([lld, "-shared", "-o", str(partial), *names], capture_output=True, text=True)
+        if result.returncode != 0:
+            first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
+            raise ToolchainError(f"linking {path.name} failed: {first}")
+        os.replace(partial, path)
+    return path
 
 
 def link_llvm_ir(modules: list[str]) -> str:

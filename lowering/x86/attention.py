@@ -48,7 +48,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16, fold16
+from tessera.lowering.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16
+from tessera.lowering.x86.fold import fold16
 
 VEC = 16  # f32 lanes of one 512-bit vector
 VF32 = f"vector<{VEC}xf32>"

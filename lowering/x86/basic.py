@@ -22,8 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tessera.lowering.x86.mlir_text import MlirBuilder, f32_to_bf16_bits
-from tessera.lowering.x86.mlir_text import float_literal as f32_literal
+from tessera.lowering.mlir_text import MlirBuilder, f32_to_bf16_bits
+from tessera.lowering.mlir_text import float_literal as f32_literal
 
 FM = "fastmath<reassoc,contract>"
 

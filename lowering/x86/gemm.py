@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from tessera.lowering.x86.mlir_text import MlirBuilder, f32_to_bf16_bits
+from tessera.lowering.mlir_text import MlirBuilder, f32_to_bf16_bits
 from tessera.runtime.weights import pack_panels
 
 EPILOGUES = ("store", "accumulate", "relu2")

@@ -53,7 +53,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16
+from tessera.lowering.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16
 
 LANES = 16  # vector<16xf32>: one 512-bit register
 VF32 = f"vector<{LANES}xf32>"

@@ -50,7 +50,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tessera.lowering.x86.mlir_text import MlirBuilder, bf16_to_f32, fold16
+from tessera.lowering.mlir_text import MlirBuilder, bf16_to_f32
+from tessera.lowering.x86.fold import fold16
 
 VEC = 16  # f32 lanes of one 512-bit vector
 VF32 = f"vector<{VEC}xf32>"

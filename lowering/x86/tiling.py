@@ -9,42 +9,10 @@ that uses it cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
+from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, reduce, scan, store
 from tessera.lowering.x86 import gemm
-
-
-@dataclass
-class TileChoice:
-    tiles: dict[str, int]
-    body: list[tuple[str, dict[str, object]]] = field(default_factory=list)  # (op, properties)
-    grid: int | None = None  # a new grid (e.g. GEMM panels instead of columns); None keeps it
-    parallel: str | None = None
-
-
-def load(operand: str, shape: list[int], space: str = "cache", element: str = "f32") -> tuple[str, dict[str, object]]:
-    return ("load", {"operand": operand, "shape": shape, "element": element, "space": space})
-
-
-def store(operand: str, shape: list[int], element: str = "f32") -> tuple[str, dict[str, object]]:
-    return ("store", {"operand": operand, "shape": shape, "element": element, "space": "global"})
-
-
-def mma(m: int, n: int, k: int, lhs: str = "f32", rhs: str = "f32") -> tuple[str, dict[str, object]]:
-    return ("mma", {"m": m, "n": n, "k": k, "lhs": lhs, "rhs": rhs, "acc": "f32"})
-
-
-def elementwise(fn: str) -> tuple[str, dict[str, object]]:
-    return ("elementwise", {"fn": fn})
-
-
-def reduce(fn: str, axis: int = 1) -> tuple[str, dict[str, object]]:
-    return ("reduce", {"fn": fn, "axis": axis})
-
-
-def scan(fn: str, axis: int = 0) -> tuple[str, dict[str, object]]:
-    return ("scan", {"fn": fn, "axis": axis})
 
 
 def gemm_spec(dims: Mapping[str, Any], weight_dtype: str) -> gemm.GemmSpec:

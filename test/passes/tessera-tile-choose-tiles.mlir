@@ -20,4 +20,4 @@
 // BF16: tessera.tile.load "weight" [32, {{[0-9]+}}] bf16 {space = "cache"}
 // BF16: tessera.tile.mma m = {{[0-9]+}} n = {{[0-9]+}} k = 32(f32, bf16) -> f32
 
-// UNKNOWN: tessera-opt: error: tessera-tile-choose-tiles: target 'tpu' has no tiling policy (known: x86)
+// UNKNOWN: tessera-opt: error: tessera-tile-choose-tiles: target 'tpu' has no tiling policy (known: x86, gfx942, gfx90a, sm_90a)

@@ -1,0 +1,77 @@
+"""The GPU architectures Tessera tiles for, and the facts about each that the tiling policies and the
+lowerings read: wave size, the scratchpad (LDS / shared memory) and its limit, the matrix instructions.
+
+One table for NVIDIA and AMD so that a policy is written once and differs between targets only in what
+it reads here (the comparison test in test/test_gpu_tiling.py holds it to that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tessera.dialects.tile import FAST_MEMORY_LIMITS
+from tessera.errors import TesseraError
+
+
+@dataclass(frozen=True)
+class MatrixInstruction:
+    """One matrix multiply-accumulate instruction: D[m, n] += A[m, k] * B[k, n], f32 accumulation."""
+
+    name: str  # the MLIR op (rocdl.mfma.*) or PTX shape family (wgmma.m64nNk16)
+    m: int
+    n: int
+    k: int
+
+
+@dataclass(frozen=True)
+class GpuArch:
+    name: str  # the target name in Tile-IR: gfx942, gfx90a, sm_90a
+    vendor: str  # "amd" | "nvidia"
+    wave_size: int  # lanes that execute one instruction together (wave64 on CDNA, warp of 32 on Hopper)
+    scratch_space: str  # the Tile-IR memory space of the scratchpad: "lds" | "shared"
+    scratch_limit: int  # bytes per workgroup / CTA
+    # The matrix instruction for each operand element type ("bf16", "f32"); None: f32 work is SIMT FMA
+    # (Hopper's only f32 tensor-core path is tf32, which would not keep float32 arithmetic).
+    mma: dict[str, MatrixInstruction | None]
+    supported_mma: tuple[str, ...]  # every matrix instruction of the arch Tessera may choose among
+    async_copies: bool  # operands staged by an asynchronous bulk copy (TMA) rather than by the threads
+    max_threads: int = 1024
+
+    def instruction(self, element: str) -> MatrixInstruction | None:
+        return self.mma[element]
+
+
+# CDNA2 (MI200) and CDNA3 (MI300) both have the 16x16 bf16 "_1k" MFMA (4 bf16 of K per lane) and the f32
+# 16x16x4 MFMA; CDNA3 adds xf32 and fp8 shapes that Tessera does not choose (xf32 is not float32).
+_MFMA_BF16 = MatrixInstruction("rocdl.mfma.f32.16x16x16bf16.1k", 16, 16, 16)
+_MFMA_F32 = MatrixInstruction("rocdl.mfma.f32.16x16x4f32", 16, 16, 4)
+_CDNA2_MFMA = (
+    "rocdl.mfma.f32.32x32x8bf16.1k",
+    "rocdl.mfma.f32.16x16x16bf16.1k",
+    "rocdl.mfma.f32.32x32x2f32",
+    "rocdl.mfma.f32.16x16x4f32",
+)
+_CDNA3_MFMA = (*_CDNA2_MFMA, "rocdl.mfma.f32.16x16x8.xf32", "rocdl.mfma.f32.32x32x4.xf32")
+
+GPU_ARCHS: dict[str, GpuArch] = {
+    "gfx942": GpuArch(
+        "gfx942", "amd", 64, "lds", FAST_MEMORY_LIMITS["gfx942"], {"bf16": _MFMA_BF16, "f32": _MFMA_F32},
+        _CDNA3_MFMA, async_copies=False,
+    ),
+    "gfx90a": GpuArch(
+        "gfx90a", "amd", 64, "lds", FAST_MEMORY_LIMITS["gfx90a"], {"bf16": _MFMA_BF16, "f32": _MFMA_F32},
+        _CDNA2_MFMA, async_copies=False,
+    ),
+    "sm_90a": GpuArch(
+        "sm_90a", "nvidia", 32, "shared", FAST_MEMORY_LIMITS["sm_90a"],
+        {"bf16": MatrixInstruction("wgmma.m64nNk16.f32.bf16.bf16", 64, 64, 16), "f32": None},
+        ("wgmma.m64nNk16.f32.bf16.bf16",), async_copies=True,
+    ),
+}  # fmt: skip
+
+
+def gpu_arch(name: str) -> GpuArch:
+    arch = GPU_ARCHS.get(name)
+    if arch is None:
+        raise TesseraError(f"unknown GPU architecture '{name}' (known: {', '.join(GPU_ARCHS)})")
+    return arch

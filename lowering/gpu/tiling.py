@@ -1,0 +1,77 @@
+"""GPU tiling policies (sm_90a, gfx942, gfx90a) for tessera-tile-choose-tiles: one policy per kernel kind,
+written once for every GPU and reading only the arch table (lowering/gpu/arch.py) — so the Tile-IR of two
+GPU targets differs only in what that table says (tile sizes, memory space, matrix instruction).
+
+A policy returns the kernel's tiles and its tile-level body. On a GPU the body's loads into the scratchpad
+("lds" on CDNA, "shared" on Hopper) are exactly the buffers the kernel allocates there, row padding
+included, and the ROCDL lowering allocates them from the body (lowering/rocdl/kernel_text.KernelInfo).
+Tiles every GPU kernel has: `threads` (the workgroup size).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tessera.lowering.gpu.arch import GpuArch
+from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, store
+
+GpuPolicy = Callable[[Mapping[str, Any], str, GpuArch], TileChoice]
+
+
+def matrix_element(precision: str) -> str:
+    """The element type of matrix-instruction operands: bf16 under --precision bf16, else f32."""
+    return "bf16" if precision == "bf16" else "f32"
+
+
+def bank_pad(element: str, arch: GpuArch) -> int:
+    """Elements after each row of an LDS tile read along K by 16 lanes of different rows: 8 bytes, so that
+    consecutive rows start 2 banks apart (4-byte banks) and a fragment read is conflict-free. Hopper's
+    shared tiles are TMA-written with a swizzle instead of padding."""
+    if arch.vendor != "amd":
+        return 0
+    return 4 if element == "bf16" else 1
+
+
+def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+    """y[M, N] (op)= x[M, K] @ W[N, K]^T: a workgroup computes a block_m x block_n tile of y, staging
+    x[block_m, block_k] and W[block_n, block_k] (both K-contiguous) in the scratchpad per K step."""
+    n = int(dims["n"])
+    element = matrix_element(precision)
+    y_dtype = str(dims.get("y_dtype", "f32"))
+    instruction = arch.instruction(element)
+    if arch.vendor == "amd":
+        assert instruction is not None
+        # 4 waves as 2 x 2, each a 16 x 32 tile of y (two MFMA tiles along N).
+        block_m, block_n, block_k, threads, stages = 32, 64, 32, 4 * arch.wave_size, 1
+    elif element == "bf16":
+        # One consumer warpgroup's m64 WGMMA rows twice, 128 columns, 3-stage TMA pipeline.
+        block_m, block_n, block_k, threads, stages = 128, 128, 64, 3 * 128, 3
+    else:
+        block_m, block_n, block_k, threads, stages = 64, 64, 16, 256, 2
+    pad = bank_pad(element, arch)
+    space = arch.scratch_space
+    staged = [stages] if stages > 1 else []
+    body = [
+        load("x", [*staged, block_m, block_k], space, element, pad, is_async=arch.async_copies),
+        load("weight", [*staged, block_n, block_k], space, element, pad, is_async=arch.async_copies),
+        mma(block_m, block_n, block_k, element, element),
+        elementwise(str(dims["epilogue"])),
+        store("y", [block_m, block_n], element=y_dtype),
+    ]
+    tiles = {"block_m": block_m, "block_n": block_n, "block_k": block_k, "threads": threads}
+    if instruction is not None:
+        tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
+    if stages > 1:
+        tiles["stages"] = stages
+    return TileChoice(tiles, body, grid=-(-n // block_n), parallel="column_blocks")
+
+
+def policies() -> dict[str, GpuPolicy]:
+    """Every kind's GPU policy (the family modules register theirs)."""
+    from tessera.lowering.gpu import tiling_attention, tiling_moe, tiling_rows, tiling_ssd
+
+    table: dict[str, GpuPolicy] = {"matmul": _matmul}
+    for family in (tiling_rows, tiling_attention, tiling_ssd, tiling_moe):
+        table |= family.POLICIES
+    return table

@@ -1,0 +1,9 @@
+"""ROCDL kernels: attention (see lowering/gpu/tiling_attention.py for their tiles)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo
+
+EMITTERS: dict[str, Callable[[KernelInfo], GpuKernel]] = {}

@@ -1,0 +1,156 @@
+"""The ROCDL GEMM: y[M, N] (op)= row_scale[m] * (x[M, K] @ W[N, K]^T) + bias[n], every projection.
+
+Operands (launch order): x [tokens, K] (f32 | bf16), W [N, K] (the weight's own row-major layout, f32 |
+bf16), [bias [N] f32], [row_scale [tokens] f32], y [tokens, N] (f32 | bf16). Epilogues: "store" y = acc,
+"accumulate" y += acc (the residual add), "relu2" y = max(acc, 0)^2.
+
+A workgroup of 4 waves computes a block_m x block_n tile of y (workgroup (bx, by): columns bx*block_n,
+rows by*block_m); wave w owns rows 16 (w / 2) and columns 32 (w % 2) of it, two 16x16 MFMA tiles. Per K
+step of block_k the threads stage x[block_m, block_k] and W[block_n, block_k] into LDS (K contiguous, each
+row padded by 8 bytes: the fragment reads of 16 rows hit distinct banks), converted to the MFMA element
+type; each wave then reads its fragments (lowering/rocdl/mfma.py) and issues block_k / mma_k MFMAs per tile.
+Out-of-range rows, columns and K are zero-filled when staged and skipped when stored, so any M, N, K work.
+"""
+
+from __future__ import annotations
+
+from tessera.lowering.rocdl import mfma
+from tessera.lowering.rocdl.kernel_text import GpuKernel, GpuKernelBuilder, Grid, KernelInfo
+
+
+def emit_gemm(info: KernelInfo) -> GpuKernel:
+    n, k = info.dim("n"), info.dim("k")
+    bias, row_scale = bool(info.dims.get("bias", 0)), bool(info.dims.get("row_scale", 0))
+    x_dtype, y_dtype = str(info.dims.get("x_dtype", "f32")), str(info.dims.get("y_dtype", "f32"))
+    weight_dtype = next(tile.element for tile in info.lds if tile.name == "weight")
+    element = info.mma_element or "f32"
+    op = mfma.Mfma.for_element(info.arch, element)
+    block_m, block_n, block_k, threads = (info.tile(key) for key in ("block_m", "block_n", "block_k", "threads"))
+    assert (block_m, block_n, threads) == (32, 64, 256), "the wave arrangement below is 2 x 2 waves of 16 x 32"
+    epilogue = str(info.dims["epilogue"])
+    operands = ["x", "w", *(["bias"] if bias else []), *(["row_scale"] if row_scale else []), "y"]
+    b = GpuKernelBuilder(info.name, operands, info.lds, threads)
+
+    tid = b.thread_id()
+    col_block, row_block = b.block_id("x"), b.block_id("y")
+    n0 = b.mul(col_block, b.index(block_n))
+    m0 = b.mul(row_block, b.index(block_m))
+    tokens = b.to_index(b.tokens)
+    wave = b.div(tid, b.index(64))
+    lanes = mfma.WaveLanes(b, b.rem(tid, b.index(64)))
+    wave_row = b.mul(b.div(wave, b.index(2)), b.index(16))
+    wave_col = b.mul(b.rem(wave, b.index(2)), b.index(32))
+    # Staging: thread t copies 4 consecutive K elements of row t / 8 (and of row t / 8 + 32 for W's 64 rows).
+    stage_row = b.div(tid, b.index(block_k // 4))
+    stage_k = b.mul(b.rem(tid, b.index(block_k // 4)), b.index(4))
+
+    zero = mfma.zero_accumulator(b)
+    with b.loop(b.index(0), b.index(k), b.index(block_k), [(zero, mfma.ACC), (zero, mfma.ACC)]) as loop:
+        k0 = loop.iv
+        _stage(b, "x", "x", x_dtype, element, k, m0, tokens, stage_row, stage_k, k0)
+        for half in range(block_n // (threads // (block_k // 4))):
+            row = b.add(stage_row, b.index(half * (threads // (block_k // 4))))
+            _stage(b, "w", "weight", weight_dtype, element, k, n0, b.index(n), row, stage_k, k0)
+        b.barrier()
+        accs = list(loop.args)
+        for kk in range(0, block_k, op.k):
+            a = mfma.read_k_contiguous(b, op, "x", lanes, wave_row, b.index(kk))
+            for j in range(2):
+                w = mfma.read_k_contiguous(b, op, "weight", lanes, b.add(wave_col, b.index(16 * j)), b.index(kk))
+                accs[j] = mfma.multiply(b, op, a, w, accs[j])
+        b.barrier()
+        loop.yield_(*accs)
+
+    for j, acc in enumerate(loop.results):
+        col = b.add(n0, b.add(wave_col, b.add(b.index(16 * j), lanes.col)))
+        for item in range(4):
+            row = b.add(m0, b.add(wave_row, mfma.accumulator_row(b, lanes, item)))
+            inside = b.let("p", f"arith.andi {b.lt(row, tokens)}, {b.lt(col, b.index(n))} : i1")
+            with b.if_else(inside):
+                value = mfma.element(b, acc, item)
+                _epilogue(b, value, row, col, n, bias, row_scale, epilogue, y_dtype)
+    grid = Grid(x=(n, block_n), y=("tokens", block_m))
+    return GpuKernel(info.name, b.render(), threads, grid, sum(tile.bytes for tile in info.lds))
+
+
+def _stage(
+    b: GpuKernelBuilder,
+    operand: str,
+    tile: str,
+    dtype: str,
+    element: str,
+    k: int,
+    row0: str,
+    rows: str,
+    row: str,
+    kk: str,
+    k0: str,
+) -> None:
+    """Copy 4 K-consecutive elements of global row row0 + row (zeros outside rows / K) into LDS tile[row][kk]."""
+    global_row = b.add(row0, row)
+    k_index = b.add(k0, kk)
+    valid = b.let("p", f"arith.andi {b.lt(global_row, rows)}, {b.lt(k_index, b.index(k))} : i1")
+    storage = "vector<4xi16>" if element == "bf16" else "vector<4xf32>"
+
+    def loaded() -> list[str]:
+        offset = b.to_i32(b.add(b.mul(global_row, b.index(k)), k_index))
+        if k % 4 == 0:  # the 4 elements are in range together, and 4-aligned
+            raw = b.gload_vector(operand, offset, dtype, 4)
+            return [_convert_vector(b, raw, dtype, element)]
+        values = []
+        for i in range(4):
+            inside = b.lt(b.add(k_index, b.index(i)), b.index(k))
+            at = b.let("c", f"arith.addi {offset}, {b.i32(i)} : i32")
+            clamped = b.let("c", f"arith.select {inside}, {at}, {offset} : i32")
+            value = b.gload(operand, clamped, dtype)
+            values.append(b.let("f", f"arith.select {inside}, {value}, {b.f32(0.0)} : f32"))
+        return [_pack(b, values, element)]
+
+    def zeros() -> list[str]:
+        return [b.const("0" if element == "bf16" else "0.0", storage)]
+
+    (fragment,) = b.if_yield(valid, [storage], loaded, zeros)
+    b.lds_store_vector(fragment, tile, [row, kk], 4)
+
+
+def _convert_vector(b: GpuKernelBuilder, raw: str, dtype: str, element: str) -> str:
+    """4 loaded elements (as stored) -> 4 elements of the LDS tile's type."""
+    if dtype == element:
+        return raw
+    if element == "bf16":  # f32 activations staged as bf16 operands (--precision bf16)
+        values = [b.let("e", f"vector.extract {raw}[{i}] : f32 from vector<4xf32>") for i in range(4)]
+        return _pack(b, values, "bf16")
+    bits = [b.let("e", f"vector.extract {raw}[{i}] : i16 from vector<4xi16>") for i in range(4)]
+    return _pack(b, [b.widen(bit) for bit in bits], "f32")
+
+
+def _pack(b: GpuKernelBuilder, values: list[str], element: str) -> str:
+    """4 f32 values as a vector of the tile's storage type (bf16 rounded to nearest even)."""
+    if element == "bf16":
+        bits = [b.narrow(value) for value in values]
+        return b.let("v", f"vector.from_elements {', '.join(bits)} : vector<4xi16>")
+    return b.let("v", f"vector.from_elements {', '.join(values)} : vector<4xf32>")
+
+
+def _epilogue(
+    b: GpuKernelBuilder,
+    value: str,
+    row: str,
+    col: str,
+    n: int,
+    bias: bool,
+    row_scale: bool,
+    epilogue: str,
+    y_dtype: str,
+) -> None:
+    if row_scale:
+        value = b.fmul(value, b.gload("row_scale", b.to_i32(row)))
+    if bias:
+        value = b.fadd(value, b.gload("bias", b.to_i32(col)))
+    offset = b.to_i32(b.add(b.mul(row, b.index(n)), col))
+    if epilogue == "relu2":
+        positive = b.fmax(value, b.f32(0.0))
+        value = b.fmul(positive, positive)
+    elif epilogue == "accumulate":
+        value = b.fadd(b.gload("y", offset, y_dtype), value)
+    b.gstore(value, "y", offset, y_dtype)
