@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/nemotron_h_tiny
 
-.PHONY: install install-test demo test lint clean
+.PHONY: install install-test install-lld demo test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,12 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,mlir]'
+
+# ld.lld links the rocdl target's loadable code objects (.hsaco); without it the target writes the
+# relocatable object and says so. Debian's lld-22 matches the project's LLVM 22.
+install-lld:
+	@command -v ld.lld >/dev/null || command -v ld.lld-22 >/dev/null || test -x /usr/lib/llvm-22/bin/ld.lld || \
+		(apt-get update -qq && apt-get install -y -qq lld-22 >/dev/null)
 
 demo: install
 	$(BIN)/tessera-compile configs/nemotron_h_tiny.yaml --target x86 -o $(OUT)

@@ -30,17 +30,13 @@ from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec
 from tessera.targets import toolchain
 from tessera.targets.kernel_cache import KernelCache, cache_key
+from tessera.targets.stages import lower_to_schedule, lower_to_tile, memory_report
 
 STAGES = ("graph", "schedule", "tile", "x86", "llvm", "so")
 # Where each stage's text goes in OUT/x86/ (and, numbered by stage, in --dump-ir DIR).
 STAGE_FILES = {"schedule": "schedule.mlir", "tile": "tile.mlir", "x86": "kernels.mlir", "llvm": "kernels.ll"}
 # Bump when the kernel emitters or the pipeline change what a kernel's text compiles to.
 CODEGEN_VERSION = "x86-1"
-
-
-def _element(dtype: str) -> str:
-    """A compile-section dtype (float32 | bfloat16) as an MLIR element type name."""
-    return "bf16" if dtype == "bfloat16" else "f32"
 
 
 @dataclass
@@ -50,35 +46,6 @@ class Lowering:
     texts: dict[str, str]
     tile_module: ModuleOp | None = None
     llvm_modules: list[str] = field(default_factory=list)  # one per kernel, as the kernel cache keys them
-
-
-def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
-    from tessera.lowering.convert_graph_to_schedule import convert_graph_to_schedule
-    from tessera.passes.schedule_plan_buffers import plan_buffers
-
-    module = convert_graph_to_schedule(
-        graph,
-        max_seq_len=spec.compile.max_seq_len,
-        ssm_state_dtype=_element(spec.compile.ssm_state_dtype),
-        chunk_size=spec.compile.chunk_size,
-        activation_dtype="bf16" if spec.compile.effective_precision == "bf16" else "f32",
-        kv_cache_dtype=_element(spec.compile.kv_cache_dtype),
-    )
-    plan_buffers(module)
-    return module
-
-
-def lower_to_tile(schedule_module: ModuleOp, spec: ModelSpec) -> ModuleOp:
-    from tessera.lowering.convert_schedule_to_tile import convert_schedule_to_tile
-    from tessera.passes.tile_choose_tiles import choose_tiles
-    from tessera.passes.tile_compute_footprint import compute_footprints
-
-    module = schedule_module.clone()
-    convert_schedule_to_tile(module)
-    choose_tiles(module, "x86", spec.compile.effective_precision)
-    compute_footprints(module)
-    module.verify()
-    return module
 
 
 class X86Backend:
@@ -114,7 +81,7 @@ class X86Backend:
         schedule_module = lower_to_schedule(graph, spec)
         if done("schedule", str(schedule_module) + "\n"):
             return result
-        result.tile_module = lower_to_tile(schedule_module, spec)
+        result.tile_module = lower_to_tile(schedule_module, spec, "x86")
         if done("tile", str(result.tile_module) + "\n"):
             return result
         functions = [emit_kernel(kernel) for kernel in kernels(result.tile_module)]
@@ -164,7 +131,7 @@ class X86Backend:
         toolchain.link_shared(objects, target_dir / "kernels.so")
         program = lower_programs(lowering.tile_module)
         (target_dir / "program.json").write_text(json.dumps(program, indent=1) + "\n")
-        report = _memory_report(lowering.tile_module, spec)
+        report = memory_report(lowering.tile_module, spec)
         seconds = time.perf_counter() - started
         self.progress(
             f"x86: {report['kernels']} kernels ({self.cache.hits} cached, {self.cache.misses} compiled) in {seconds:.1f} s; "
@@ -181,25 +148,3 @@ class X86Backend:
             "stages": list(STAGES),
             **report,
         }
-
-
-def _memory_report(tile_module: ModuleOp, spec: ModelSpec) -> dict[str, Any]:
-    from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr
-
-    from tessera.dialects import tile
-
-    def integer(name: str) -> int:
-        attr = tile_module.attributes[name]
-        assert isinstance(attr, IntegerAttr)
-        return int(attr.value.data)
-
-    arena = tile_module.attributes["tessera.arena_bytes_per_token"]
-    assert isinstance(arena, DictionaryAttr)
-    per_token = {k: int(v.value.data) for k, v in arena.data.items() if isinstance(v, IntegerAttr)}
-    return {
-        "kernels": sum(1 for op in tile_module.ops if isinstance(op, tile.KernelOp)),
-        "state_bytes": integer("tessera.state_bytes"),
-        "kv_cache_bytes": integer("tessera.kv_cache_bytes"),
-        "arena_bytes_per_token": per_token,
-        "prefill_arena_bytes_at_max_seq_len": per_token.get("prefill", 0) * spec.compile.max_seq_len,
-    }

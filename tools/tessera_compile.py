@@ -2,6 +2,7 @@
 
 tessera-compile configs/nemotron_h_tiny.yaml --target reference -o out/tiny
 tessera-compile ./hf-checkpoint -o out/ckpt              # converts and validates the weights
+tessera-compile configs/nemotron_nano_12b_v2_base.yaml --target rocdl --arch gfx90a -o out/12b-mi200
 tessera-compile nvidia/NVIDIA-Nemotron-Nano-12B-v2-Base --emit=graph   # Graph-IR on stdout
 """
 
@@ -33,12 +34,13 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
 @click.option("--target", "targets", multiple=True, help="Target to build (repeatable); default: compile.targets.")
 @click.option(
     "--emit",
-    type=click.Choice(["graph", "schedule", "tile", "x86", "llvm"]),
+    type=click.Choice(["graph", "schedule", "tile", "x86", "rocdl", "llvm", "amdgcn"]),
     help="Stop after this stage and print its IR (to -o if given); stages past graph need one compiled target.",
 )
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
 @click.option("--max-seq-len", type=click.IntRange(min=1), help="Override compile.max_seq_len.")
 @click.option("--batch", type=click.IntRange(min=1), help="Override compile.batch.")
+@click.option("--arch", help="The GPU a GPU target builds for (rocdl: gfx942, gfx90a); overrides compile.arch.")
 @click.option(
     "--precision", type=click.Choice(["fp32", "bf16"]), help="Override compile.precision (default: from dtype)."
 )
@@ -69,6 +71,7 @@ def main(
     dump_ir: Path | None,
     max_seq_len: int | None,
     batch: int | None,
+    arch: str | None,
     precision: str | None,
     ssm_state_dtype: str | None,
     kv_cache_dtype: str | None,
@@ -82,6 +85,7 @@ def main(
     given = {
         "max_seq_len": max_seq_len,
         "batch": batch,
+        "arch": arch,
         "precision": precision,
         "ssm_state_dtype": ssm_state_dtype,
         "kv_cache_dtype": kv_cache_dtype,

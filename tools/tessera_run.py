@@ -49,6 +49,14 @@ def _open_session(artifact: Artifact, target: str) -> Any:
         from tessera.runtime.x86_session import X86Session
 
         return X86Session.open(artifact)
+    if target == "rocdl":
+        from tessera.runtime.gpu_module import open_driver
+
+        open_driver("hip")  # no HIP runtime here: says so, in one line
+        raise TesseraError(
+            f"{artifact.path}: the rocdl kernels load through runtime/hip.py, but running a whole program on an "
+            "AMD GPU is not in this build of Tessera"
+        )
     raise TesseraError(f"target '{target}' has no runtime in this build of Tessera")
 
 

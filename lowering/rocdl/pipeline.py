@@ -100,3 +100,29 @@ def register_usage(assembly: str) -> dict[str, RegisterUsage]:
                 sgpr_spills=int(fields.get("sgpr_spill_count", 0)),
             )
     return usage
+
+
+def kernel_assembly(assembly: str) -> dict[str, str]:
+    """Each kernel's instructions (from its label to its end label), by kernel name."""
+    bodies: dict[str, str] = {}
+    for match in re.finditer(r"^([A-Za-z_][\w.]*):\s*(?:;.*)?\n(.*?)^\.Lfunc_end\d+:", assembly, re.M | re.S):
+        bodies[match.group(1)] = match.group(2)
+    return bodies
+
+
+if __name__ == "__main__":  # gpu.module text on stdin -> LLVM IR (--llvm) or AMDGCN assembly (default)
+    import argparse
+    import sys
+
+    from tessera.errors import TesseraError
+
+    parser = argparse.ArgumentParser(prog="python -m tessera.lowering.rocdl.pipeline")
+    parser.add_argument("chip", choices=("gfx942", "gfx90a"))
+    parser.add_argument("--llvm", action="store_true", help="stop at LLVM IR")
+    options = parser.parse_args()
+    try:
+        llvm_ir = to_llvm_ir(sys.stdin.read(), options.chip)
+        sys.stdout.write(llvm_ir if options.llvm else to_machine_code(llvm_ir, options.chip).assembly)
+    except TesseraError as exc:
+        print(f"pipeline: error: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,69 @@
+"""The stages every compiled target shares: Graph-IR -> Schedule-IR (target-independent) -> Tile-IR (tiled for
+one target). A backend adds its own stages below Tile-IR."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from xdsl.dialects.builtin import ModuleOp
+
+from tessera.frontend.config import ModelSpec
+
+
+def _element(dtype: str) -> str:
+    """A compile-section dtype (float32 | bfloat16) as an MLIR element type name."""
+    return "bf16" if dtype == "bfloat16" else "f32"
+
+
+def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
+    """Graph-IR -> planned Schedule-IR: the same program for every target (it reads no target)."""
+    from tessera.lowering.convert_graph_to_schedule import convert_graph_to_schedule
+    from tessera.passes.schedule_plan_buffers import plan_buffers
+
+    module = convert_graph_to_schedule(
+        graph,
+        max_seq_len=spec.compile.max_seq_len,
+        ssm_state_dtype=_element(spec.compile.ssm_state_dtype),
+        chunk_size=spec.compile.chunk_size,
+        activation_dtype="bf16" if spec.compile.effective_precision == "bf16" else "f32",
+        kv_cache_dtype=_element(spec.compile.kv_cache_dtype),
+    )
+    plan_buffers(module)
+    return module
+
+
+def lower_to_tile(schedule_module: ModuleOp, spec: ModelSpec, target: str) -> ModuleOp:
+    """Schedule-IR -> Tile-IR tiled for `target` (x86, gfx942, gfx90a, sm_90a): only the tiling differs."""
+    from tessera.lowering.convert_schedule_to_tile import convert_schedule_to_tile
+    from tessera.passes.tile_choose_tiles import choose_tiles
+    from tessera.passes.tile_compute_footprint import compute_footprints
+
+    module = schedule_module.clone()
+    convert_schedule_to_tile(module)
+    choose_tiles(module, target, spec.compile.effective_precision)
+    compute_footprints(module)
+    module.verify()
+    return module
+
+
+def memory_report(tile_module: ModuleOp, spec: ModelSpec) -> dict[str, Any]:
+    """Kernel count, state and KV-cache bytes per sequence, arena bytes per token: for the manifest."""
+    from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr
+
+    from tessera.dialects import tile
+
+    def integer(name: str) -> int:
+        attr = tile_module.attributes[name]
+        assert isinstance(attr, IntegerAttr)
+        return int(attr.value.data)
+
+    arena = tile_module.attributes["tessera.arena_bytes_per_token"]
+    assert isinstance(arena, DictionaryAttr)
+    per_token = {k: int(v.value.data) for k, v in arena.data.items() if isinstance(v, IntegerAttr)}
+    return {
+        "kernels": sum(1 for op in tile_module.ops if isinstance(op, tile.KernelOp)),
+        "state_bytes": integer("tessera.state_bytes"),
+        "kv_cache_bytes": integer("tessera.kv_cache_bytes"),
+        "arena_bytes_per_token": per_token,
+        "prefill_arena_bytes_at_max_seq_len": per_token.get("prefill", 0) * spec.compile.max_seq_len,
+    }

@@ -1,0 +1,100 @@
+"""One schedule feeds every target: the Schedule-IR is the same text whichever target lowers it, and the
+Tile-IR of x86, gfx942, gfx90a and sm_90a differs only in the per-target choices (tiles, footprint, grid
+and parallel unit, and the body's tile shapes, element types, memory spaces, padding and async copies).
+So what the x86 target proves against Hugging Face carries over to the GPU targets as far as IR can show."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from xdsl.dialects.builtin import ModuleOp
+
+from tessera.dialects import tile
+from tessera.frontend.config import ModelSpec, load_model
+from tessera.frontend.graph_builder import build_graph
+from tessera.targets.stages import lower_to_schedule, lower_to_tile
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+TARGETS = ("x86", "gfx942", "gfx90a", "sm_90a")
+GPUS = TARGETS[1:]
+# What a target may choose on a kernel, and on the ops of its tile body.
+KERNEL_CHOICES = {"target", "tiles", "footprint", "grid", "parallel"}
+BODY_CHOICES = {"shape", "element", "space", "pad", "async", "m", "n", "k", "lhs", "rhs"}
+
+
+def _spec(config: str, precision: str) -> ModelSpec:
+    spec = load_model(str(CONFIGS / config))
+    return replace(spec, compile=replace(spec.compile, precision=precision))
+
+
+def _tiled(config: str, precision: str) -> tuple[str, dict[str, ModuleOp]]:
+    spec = _spec(config, precision)
+    schedule = lower_to_schedule(build_graph(spec.config, spec.source), spec)
+    return str(schedule), {target: lower_to_tile(schedule, spec, target) for target in TARGETS}
+
+
+def _kernels(module: ModuleOp) -> dict[str, tile.KernelOp]:
+    return {op.sym_name.data: op for op in module.ops if isinstance(op, tile.KernelOp)}
+
+
+def _without_kernels(module: ModuleOp) -> str:
+    """The module's programs and state, kernels left out: the launches must be identical text."""
+    return "\n".join(str(op) for op in module.ops if not isinstance(op, tile.KernelOp))
+
+
+def _body(kernel: tile.KernelOp) -> list[tuple[str, dict[str, str]]]:
+    """The body's ops with only what a target may not choose."""
+    return [
+        (op.name, {key: str(value) for key, value in op.properties.items() if key not in BODY_CHOICES})
+        for op in kernel.body.block.ops
+    ]
+
+
+@pytest.mark.parametrize("config", ["nemotron_h_tiny.yaml", "nemotron_h_mid_moe.yaml"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_one_schedule_and_tile_ir_that_differs_only_in_choices(config: str, precision: str) -> None:
+    schedule_text, tiled = _tiled(config, precision)
+    spec = _spec(config, precision)
+    again = lower_to_schedule(build_graph(spec.config, spec.source), spec)
+    assert str(again) == schedule_text  # a pure function of the model and the compile options
+
+    reference = tiled["x86"]
+    for target in GPUS:
+        module = tiled[target]
+        assert _without_kernels(module) == _without_kernels(reference), target
+        ours, theirs = _kernels(module), _kernels(reference)
+        assert list(ours) == list(theirs), target
+        for name, kernel in ours.items():
+            other = theirs[name]
+            assert kernel.kind == other.kind and kernel.dims == other.dims, name
+            differing = {key for key in kernel.properties if kernel.properties[key] != other.properties.get(key)}
+            assert differing <= KERNEL_CHOICES, (target, name, differing - KERNEL_CHOICES)
+            assert kernel.target is not None and kernel.target.data == target
+
+    # Between GPUs even the tile bodies have one shape of plan: the same steps over the same operands.
+    first = _kernels(tiled[GPUS[0]])
+    for target in GPUS[1:]:
+        for name, kernel in _kernels(tiled[target]).items():
+            assert _body(kernel) == _body(first[name]), (target, name)
+
+
+def test_gpu_scratchpad_footprint_is_the_lds_the_body_plans() -> None:
+    _, tiled = _tiled("nemotron_h_tiny.yaml", "bf16")
+    for kernel in _kernels(tiled["gfx942"]).values():
+        planned = sum(
+            op.tile_bytes() for op in kernel.body.block.ops if isinstance(op, tile.LoadOp) and op.space.data == "lds"
+        )
+        assert kernel.footprint is not None and int(kernel.footprint.value.data) == planned
+
+
+@pytest.mark.parametrize("target", GPUS)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_nano_12b_fits_every_gpu(target: str, precision: str) -> None:
+    """Full Nemotron-Nano-12B shapes tile within the scratchpad of each GPU (the verifier checks each kernel)."""
+    spec = _spec("nemotron_nano_12b_v2_base.yaml", precision)
+    schedule = lower_to_schedule(build_graph(spec.config, spec.source), spec)
+    module = lower_to_tile(schedule, spec, target)
+    for kernel in _kernels(module).values():
+        assert kernel.footprint is not None
