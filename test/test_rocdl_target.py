@@ -19,7 +19,7 @@ EM_AMDGPU = 224
 
 def compile_rocdl(out: Path, config: str, arch: str, *extra: str) -> dict:  # type: ignore[type-arg]
     run_tool("tessera_compile", CONFIGS / config, "--target", "rocdl", "--arch", arch, "-o", out, "-q", *extra)
-    return json.loads((out / "manifest.json").read_text())
+    return json.loads((out / "tessera.json").read_text())
 
 
 def _lld_present() -> bool:

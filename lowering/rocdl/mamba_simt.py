@@ -1,0 +1,236 @@
+"""ROCDL SIMT kernels of the Mamba-2 mixer around the scan: the causal conv + SiLU, the decode step of the
+SSD recurrence and the gated group RMSNorm (tiles: lowering/gpu/tiling_rows.py; registered through
+lowering/rocdl/rows.EMITTERS). The chunked prefill scan is lowering/rocdl/ssd.py.
+
+Notation as lowering/x86/mamba.py: H heads of P channels, G groups of state size N (head h reads group
+h // (H/G)), I = H P, conv channels C = I + 2 G N, K conv taps, in_proj's row zxbcdt [T, W] with
+W = 2 I + 2 G N + H: z = columns [0, I), xBC = [I, I + C) (x, then B = [I, I + G N), then C), dt_raw =
+[I + C, I + C + H). Buffers are row-major, indexed by i32 element offsets. Semantics are the x86 kernels'
+(same float operations in the same order where x86 defines one; sums reassociated; dt in f32 where x86
+uses f64 — no f64 exp/log on the GPU without a device library).
+
+    conv_silu(zxbcdt f32 [T, W], conv_weight f32 [C, K], [conv_bias f32 [C]], conv_state f32 [C, K-1],
+              xbc f32 [T, C])                            Grid x = (C, 64): thread c of the grid = channel c
+        The thread keeps its K taps and the K-1 carried inputs (conv_state[c, :], oldest first) in
+        registers and walks the call's tokens in order: window = [carried ; zxbcdt[t, I + c]],
+        xbc[t, c] = silu(bias[c] + sum_k w[c, k] window[k]) (k ascending, as x86's FMA chain; 0 without a
+        bias), then carried := window[1:]. After the last token conv_state[c, :] := carried, so it holds the
+        last K-1 inputs of [old state ; xBC] for any T, including T < K-1 (some old entries remain) and T = 0.
+        Loads and stores of a token row are coalesced (consecutive lanes, consecutive channels).
+
+    ssd_step(zxbcdt, xbc, dt_bias f32 [H], A_log f32 [H], D f32 [H], ssm_state (f32 | bf16) [H, P, N],
+             y f32 [T, I])                               Grid x = (H, 1): a workgroup of 4 waves per head h
+        For each token t in order (decode has T = 1; x86 does the same for any T):
+        dt = softplus(zxbcdt[t, I + C + h] + dt_bias[h]) (torch's threshold 20, log1p kept exact for small
+        exp; no time_step_min clamp: HF's decode step has none, as x86's), decay = exp(dt A),
+        A = -exp(A_log[h]). Lane l of wave w owns state columns n = l + 64 r (B[n], C[n] of the head's
+        group in registers) and rows p = w, w + 4, ...: state[h, p, n] = (dt x[p]) B[n] + decay state[h, p, n]
+        (a bf16 state is stored rounded to nearest even and the rounded value is the one y uses), then
+        y[t, h P + p] = D[h] x[p] + sum_n state[h, p, n] C[n] (the wave's shuffle butterfly; lane 0 stores).
+        A state element is read and written by one thread only, so tokens need no barrier.
+
+    gated_rmsnorm(zxbcdt, y f32 [T, I], norm_weight f32 [I], out (f32 | bf16) [T, I])
+                                                         Grid x = tokens, y = G: one wave per (t, group)
+        g = y[t, c] * silu(z[t, c]) over the group's I/G columns c (lane-strided); s = sum g^2 (butterfly);
+        out[t, c] = (g * rsqrt(s / (I/G) + eps)) * norm_weight[c], rounded once when out is bf16. The second
+        pass recomputes g (the same ops give the same bits) rather than writing and re-reading it.
+
+silu(x) = x / (exp(-x) + 1). math.exp / log / sqrt / rsqrt are AMDGPU instruction sequences (v_exp_f32,
+v_log_f32 with range reduction; rsqrt as a correctly rounded sqrt and a division), no library calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tessera.lowering.rocdl.kernel_text import GpuKernel, GpuKernelBuilder, Grid, KernelInfo
+
+WAVE = 64
+
+
+def _finish(info: KernelInfo, b: GpuKernelBuilder, grid: Grid) -> GpuKernel:
+    return GpuKernel(info.name, b.render(), b.threads, grid, sum(tile.bytes for tile in info.lds))
+
+
+def _i32_mul_add(b: GpuKernelBuilder, x: str, factor: int, addend: str | int) -> str:
+    """x * factor + addend on i32 (addend an i32 value or a constant)."""
+    product = b.mul(x, b.i32(factor), "i32")
+    return b.add(product, b.i32(addend) if isinstance(addend, int) else addend, "i32")
+
+
+def _select(b: GpuKernelBuilder, cond: str, x: str, y: str, type_: str = "f32") -> str:
+    return b.let("s", f"arith.select {cond}, {x}, {y} : {type_}")
+
+
+def silu(b: GpuKernelBuilder, x: str) -> str:
+    negated = b.let("f", f"arith.negf {x} : f32")
+    denominator = b.fadd(b.math("exp", negated), b.f32(1.0))
+    return b.let("f", f"arith.divf {x}, {denominator} : f32")
+
+
+def softplus(b: GpuKernelBuilder, x: str) -> str:
+    """torch's softplus (threshold 20: x above it), log1p(e) = log(u) * e / (u - 1) with u = 1 + e (e itself
+    when u rounds to 1), as x86's _softplus64 but in f32."""
+    threshold = b.f32(20.0)
+    e = b.math("exp", b.let("f", f"arith.minimumf {x}, {threshold} : f32"))
+    one = b.f32(1.0)
+    u = b.fadd(e, one)
+    ratio = b.let("f", f"arith.divf {e}, {b.let('f', f'arith.subf {u}, {one} : f32')} : f32")
+    log1p = b.fmul(b.math("log", u), ratio)
+    log1p = _select(b, b.let("p", f"arith.cmpf oeq, {u}, {one} : f32"), e, log1p)
+    return _select(b, b.let("p", f"arith.cmpf ogt, {x}, {threshold} : f32"), x, log1p)
+
+
+class _Mamba:
+    """The mixer's dimensions (module docstring notation) from a kernel's dims."""
+
+    def __init__(self, info: KernelInfo) -> None:
+        self.heads, self.head_dim = info.dim("num_heads"), info.dim("head_dim")
+        self.groups, self.state_size = info.dim("n_groups"), info.dim("state_size")
+        self.inner = self.heads * self.head_dim
+        self.group_state = self.groups * self.state_size
+        self.channels = self.inner + 2 * self.group_state
+        self.width = 2 * self.inner + 2 * self.group_state + self.heads
+
+
+# --- conv_silu ---------------------------------------------------------------------------------------------
+
+
+def emit_conv_silu(info: KernelInfo) -> GpuKernel:
+    m = _Mamba(info)
+    taps = info.dim("conv_kernel")
+    carried_count = taps - 1
+    assert info.dim("channels") == m.channels, f"{info.name}: channels {info.dim('channels')} != {m.channels}"
+    has_bias = bool(int(info.dims.get("conv_bias", 0)))
+    threads = info.tile("threads")
+    operands = ["zxbcdt", "conv_weight", *(["conv_bias"] if has_bias else []), "conv_state", "xbc"]
+    b = GpuKernelBuilder(info.name, operands, info.lds, threads)
+    channel = b.add(b.mul(b.block_id("x"), b.index(threads)), b.thread_id())
+    with b.if_else(b.lt(channel, b.index(m.channels))):
+        c = b.to_i32(channel)
+        tap_base, state_base = b.mul(c, b.i32(taps), "i32"), b.mul(c, b.i32(carried_count), "i32")
+        weights = [b.gload("conv_weight", b.add(tap_base, b.i32(k), "i32")) for k in range(taps)]
+        bias = b.gload("conv_bias", c) if has_bias else b.f32(0.0)
+        carried = [b.gload("conv_state", b.add(state_base, b.i32(j), "i32")) for j in range(carried_count)]
+        input_column = b.add(c, b.i32(m.inner), "i32")
+        with b.loop(b.index(0), b.to_index(b.tokens), b.index(1), [(v, "f32") for v in carried]) as row:
+            t = b.to_i32(row.iv)
+            window = [*row.args, b.gload("zxbcdt", _i32_mul_add(b, t, m.width, input_column))]
+            acc = bias
+            for weight, value in zip(weights, window, strict=True):
+                acc = b.fadd(b.fmul(weight, value), acc)
+            b.gstore(silu(b, acc), "xbc", _i32_mul_add(b, t, m.channels, c))
+            if carried_count:
+                row.yield_(*window[1:])
+        for j, value in enumerate(row.results):
+            b.gstore(value, "conv_state", b.add(state_base, b.i32(j), "i32"))
+    return _finish(info, b, Grid(x=(m.channels, threads)))
+
+
+# --- ssd_step ----------------------------------------------------------------------------------------------
+
+
+def emit_ssd_step(info: KernelInfo) -> GpuKernel:
+    m = _Mamba(info)
+    p_count, n_count = m.head_dim, m.state_size
+    state_dtype = str(info.dims.get("state_dtype", "f32"))
+    threads = info.tile("threads")
+    assert threads % WAVE == 0 and info.arch.wave_size == WAVE, f"{info.name}: whole waves of 64 lanes"
+    waves = threads // WAVE
+    b = GpuKernelBuilder(info.name, ["zxbcdt", "xbc", "dt_bias", "A_log", "D", "ssm_state", "y"], info.lds, threads)
+    tid = b.thread_id()
+    lane, wave = b.rem(tid, b.index(WAVE)), b.div(tid, b.index(WAVE))
+    head_index = b.block_id("x")
+    head = b.to_i32(head_index)
+    group = b.div(head, b.i32(m.heads // m.groups), "i32")
+    a_log = b.gload("A_log", head)
+    a = b.let("f", f"arith.negf {b.math('exp', a_log)} : f32")
+    dt_bias, d_head = b.gload("dt_bias", head), b.gload("D", head)
+    group_column = b.mul(group, b.i32(n_count), "i32")
+    b_column = b.add(group_column, b.i32(m.inner), "i32")
+    c_column = b.add(group_column, b.i32(m.inner + m.group_state), "i32")
+    x_column = b.mul(head, b.i32(p_count), "i32")
+    state_head = b.mul(head, b.i32(p_count * n_count), "i32")
+    lane32 = b.to_i32(lane)
+    columns: list[tuple[str, str | None]] = []  # (n, in range) per slot of the lane; None: always in range
+    for r in range(-(-n_count // WAVE)):
+        n = lane32 if r == 0 else b.add(lane32, b.i32(WAVE * r), "i32")
+        columns.append((n, None if WAVE * (r + 1) <= n_count else b.lt(n, b.i32(n_count), "i32")))
+
+    with b.loop(b.index(0), b.to_index(b.tokens), b.index(1)) as token:
+        t = b.to_i32(token.iv)
+        xbc_row = b.mul(t, b.i32(m.channels), "i32")
+        raw = b.gload("zxbcdt", _i32_mul_add(b, t, m.width, b.add(head, b.i32(m.inner + m.channels), "i32")))
+        dt = softplus(b, b.fadd(raw, dt_bias))
+        decay = b.math("exp", b.fmul(dt, a))
+        b_values, c_values = [], []
+        for n, inside in columns:
+            at = n if inside is None else _select(b, inside, n, b.i32(0), "i32")
+            b_values.append(b.gload("xbc", b.add(xbc_row, b.add(b_column, at, "i32"), "i32")))
+            c_values.append(b.gload("xbc", b.add(xbc_row, b.add(c_column, at, "i32"), "i32")))
+        with b.loop(wave, b.index(p_count), b.index(waves)) as row:
+            p = b.to_i32(row.iv)
+            x = b.gload("xbc", b.add(xbc_row, b.add(x_column, p, "i32"), "i32"))
+            coef = b.fmul(dt, x)
+            state_row = _i32_mul_add(b, p, n_count, state_head)
+            partial = b.f32(0.0)
+            for (n, inside), b_value, c_value in zip(columns, b_values, c_values, strict=True):
+
+                def update(n: str = n, b_value: str = b_value, c_value: str = c_value) -> list[str]:
+                    at = b.add(state_row, n, "i32")
+                    old = b.gload("ssm_state", at, state_dtype)
+                    new = b.fadd(b.fmul(coef, b_value), b.fmul(decay, old))
+                    if state_dtype == "bf16":
+                        new = b.widen(b.narrow(new))  # what is stored, exactly (narrowing it again is exact)
+                    b.gstore(new, "ssm_state", at, state_dtype)
+                    return [b.fmul(new, c_value)]
+
+                if inside is None:
+                    (term,) = update()
+                else:
+                    (term,) = b.if_yield(inside, ["f32"], update, lambda: [b.f32(0.0)])
+                partial = b.fadd(partial, term)
+            total = b.wave_reduce(partial)
+            with b.if_else(b.let("p", f"arith.cmpi eq, {lane}, {b.index(0)} : index")):
+                out = _i32_mul_add(b, t, m.inner, b.add(x_column, p, "i32"))
+                b.gstore(b.fadd(b.fmul(d_head, x), total), "y", out)
+    return _finish(info, b, Grid(x=(m.heads, 1)))
+
+
+# --- gated_rmsnorm -----------------------------------------------------------------------------------------
+
+
+def emit_gated_rmsnorm(info: KernelInfo) -> GpuKernel:
+    m = _Mamba(info)
+    width = m.inner // m.groups
+    out_dtype = str(info.dims.get("out_dtype", "f32"))
+    threads = info.tile("threads")
+    assert threads == WAVE == info.arch.wave_size, f"{info.name}: one wave of 64 lanes per (token, group)"
+    b = GpuKernelBuilder(info.name, ["zxbcdt", "y", "norm_weight", "out"], info.lds, threads)
+    lane, token, group = b.thread_id(), b.to_i32(b.block_id("x")), b.block_id("y")
+    first = b.mul(b.to_i32(group), b.i32(width), "i32")
+    z_row, y_row = b.mul(token, b.i32(m.width), "i32"), b.mul(token, b.i32(m.inner), "i32")
+
+    def gated(column: str) -> tuple[str, str, str]:
+        """(g, the feature c = first + column, c's offset in y and out) for a column (index) of the group."""
+        c = b.add(first, b.to_i32(column), "i32")
+        at = b.add(y_row, c, "i32")
+        return b.fmul(b.gload("y", at), silu(b, b.gload("zxbcdt", b.add(z_row, c, "i32")))), c, at
+
+    with b.loop(lane, b.index(width), b.index(WAVE), [(b.f32(0.0), "f32")]) as column:
+        value, _, _ = gated(column.iv)
+        column.yield_(b.fadd(b.fmul(value, value), column.args[0]))
+    total = b.wave_reduce(column.results[0])
+    mean = b.let("f", f"arith.divf {total}, {b.f32(float(width))} : f32")
+    scale = b.math("rsqrt", b.fadd(mean, b.f32(float(info.dims["epsilon"]))))
+    with b.loop(lane, b.index(width), b.index(WAVE)) as column:
+        value, c, at = gated(column.iv)
+        b.gstore(b.fmul(b.fmul(value, scale), b.gload("norm_weight", c)), "out", at, out_dtype)
+    return _finish(info, b, Grid(x=("tokens", 1), y=(m.groups, 1)))
+
+
+EMITTERS: dict[str, Callable[[KernelInfo], GpuKernel]] = {
+    "conv_silu": emit_conv_silu,
+    "ssd_step": emit_ssd_step,
+    "gated_rmsnorm": emit_gated_rmsnorm,
+}
