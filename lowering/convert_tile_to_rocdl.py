@@ -27,8 +27,9 @@ from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo, LdsTile, k
 
 PROGRAM_FORMAT = "tessera-rocdl-program"
 ROCDL_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "amd")
-# Kinds whose weight operand (launch argument 1) a matrix instruction reads, staged as the MFMA element.
-_WEIGHT_READERS = {"matmul": 1, "moe_experts": 2}
+# The weight operands (launch argument indices) that matrix instructions read, per kind: converted once at
+# load to the MFMA element type.
+_WEIGHT_READERS = {"matmul": (1,), "moe_experts": (2, 3)}
 
 
 class RocdlLoweringError(TesseraError):
@@ -109,10 +110,8 @@ def lower_programs(module: ModuleOp, emitted: list[GpuKernel]) -> dict[str, Any]
     def launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
                       weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
         gpu = by_name[kernel.sym_name.data]
-        reader = _WEIGHT_READERS.get(kernel.kind.data)
-        if reader is not None:
-            info = kernel_info(kernel)
-            packing = {"layout": "rows", "dtype": info.mma_element or "f32"}
+        for reader in _WEIGHT_READERS.get(kernel.kind.data, ()):
+            packing = {"layout": "rows", "dtype": kernel_info(kernel).mma_element or "f32"}
             name = args[reader]["weight"]
             previous = weights[name].get("packing")
             if previous is not None and previous != packing:
