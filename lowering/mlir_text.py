@@ -81,8 +81,13 @@ class MlirBuilder:
         return self.const(float_literal(value), type_)
 
     @contextmanager
-    def loop(self, lo: str, hi: str, step: str, carried: list[tuple[str, str]] | None = None) -> Iterator[Loop]:
-        """scf.for lo..hi by step; `carried` = [(initial value, type)] per iter_arg, yielded by the block."""
+    def loop(
+        self, lo: str, hi: str, step: str, carried: list[tuple[str, str]] | None = None, unroll: bool = True
+    ) -> Iterator[Loop]:
+        """scf.for lo..hi by step; `carried` = [(initial value, type)] per iter_arg, yielded by the block.
+        unroll=False keeps LLVM from unrolling it (the annotation reaches the loop's back edge through
+        convert-scf-to-cf): for a body that is already a wide step, whose full unroll would hoist every
+        step's loads at once and run out of registers."""
         carried = carried or []
         loop = Loop(self.fresh("i"), [self.fresh("a") for _ in carried], [])
         header = f"scf.for {loop.iv} = {lo} to {hi} step {step}"
@@ -101,7 +106,7 @@ class MlirBuilder:
                 raise AssertionError(f"the loop carries {len(carried)} values but yields {len(loop.yielded)}")
             self.emit(f"scf.yield {', '.join(loop.yielded)} : {', '.join(type_ for _, type_ in carried)}")
         self.depth -= 1
-        self.emit("}")
+        self.emit("}" if unroll else "} {loop_annotation = #llvm.loop_annotation<unroll = <disable = true>>}")
 
     @contextmanager
     def if_else(self, cond: str) -> Iterator[Callable[[], None]]:
