@@ -42,8 +42,8 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
     instruction = arch.instruction(element)
     if arch.vendor == "amd":
         assert instruction is not None
-        # 4 waves as 2 x 2, each a 16 x 32 tile of y (two MFMA tiles along N).
-        block_m, block_n, block_k, threads, stages = 32, 64, 32, 4 * arch.wave_size, 1
+        # 4 waves as 2 x 2, each a 32 x 64 quadrant of y: 2 x 4 MFMA tiles, 6 fragment reads per 8 MFMAs.
+        block_m, block_n, block_k, threads, stages = 64, 128, 32, 4 * arch.wave_size, 1
     elif element == "bf16":
         # One consumer warpgroup's m64 WGMMA rows twice, 128 columns, 3-stage TMA pipeline.
         block_m, block_n, block_k, threads, stages = 128, 128, 64, 3 * 128, 3

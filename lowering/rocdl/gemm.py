@@ -4,11 +4,15 @@ Operands (launch order): x [tokens, K] (f32 | bf16), W [N, K] (the weight's own 
 bf16), [bias [N] f32], [row_scale [tokens] f32], y [tokens, N] (f32 | bf16). Epilogues: "store" y = acc,
 "accumulate" y += acc (the residual add), "relu2" y = max(acc, 0)^2.
 
-A workgroup of 4 waves computes a block_m x block_n tile of y (workgroup (bx, by): columns bx*block_n,
-rows by*block_m); wave w owns rows 16 (w / 2) and columns 32 (w % 2) of it, two 16x16 MFMA tiles. Per K
-step of block_k the threads stage x[block_m, block_k] and W[block_n, block_k] into LDS (K contiguous, each
-row padded by 8 bytes: the fragment reads of 16 rows hit distinct banks), converted to the MFMA element
-type; each wave then reads its fragments (lowering/rocdl/mfma.py) and issues block_k / mma_k MFMAs per tile.
+A workgroup of 4 waves (2 x 2) computes a block_m x block_n tile of y (workgroup (bx, by): columns
+bx*block_n, rows by*block_m); each wave owns a (block_m / 2) x (block_n / 2) quadrant of it, a grid of
+16x16 MFMA tiles whose accumulators stay in registers for the whole K loop. Per K step of block_k the
+threads stage x[block_m, block_k] and W[block_n, block_k] into LDS (K contiguous, each row padded by 8
+bytes: the fragment reads of 16 rows hit distinct banks), converted to the MFMA element type; each wave
+then reads one A fragment per tile row and one B fragment per tile column (lowering/rocdl/mfma.py) and
+issues tiles_m * tiles_n MFMAs per mma_k. The next K step's global loads are issued into registers before
+this step's MFMAs (software pipelining through the loop's carried values), so their latency overlaps the
+matrix work; LDS is written only after the barrier that ends the previous step's reads.
 Out-of-range rows, columns and K are zero-filled when staged and skipped when stored, so any M, N, K work.
 """
 
@@ -26,45 +30,62 @@ def emit_gemm(info: KernelInfo) -> GpuKernel:
     element = info.mma_element or "f32"
     op = mfma.Mfma.for_element(info.arch, element)
     block_m, block_n, block_k, threads = (info.tile(key) for key in ("block_m", "block_n", "block_k", "threads"))
-    assert (block_m, block_n, threads) == (32, 64, 256), "the wave arrangement below is 2 x 2 waves of 16 x 32"
+    assert threads == 4 * 64 and block_m % 32 == 0 and block_n % 32 == 0, "2 x 2 waves of 16x16 MFMA tiles"
+    tiles_m, tiles_n = block_m // 32, block_n // 32  # MFMA tiles per wave quadrant
     epilogue = str(info.dims["epilogue"])
     operands = ["x", "w", *(["bias"] if bias else []), *(["row_scale"] if row_scale else []), "y"]
     b = GpuKernelBuilder(info.name, operands, info.lds, threads)
 
     tid = b.thread_id()
-    col_block, row_block = b.block_id("x"), b.block_id("y")
-    n0 = b.mul(col_block, b.index(block_n))
-    m0 = b.mul(row_block, b.index(block_m))
+    n0 = b.mul(b.block_id("x"), b.index(block_n))
+    m0 = b.mul(b.block_id("y"), b.index(block_m))
     tokens = b.to_index(b.tokens)
     wave = b.div(tid, b.index(64))
     lanes = mfma.WaveLanes(b, b.rem(tid, b.index(64)))
-    wave_row = b.mul(b.div(wave, b.index(2)), b.index(16))
-    wave_col = b.mul(b.rem(wave, b.index(2)), b.index(32))
-    # Staging: thread t copies 4 consecutive K elements of row t / 8 (and of row t / 8 + 32 for W's 64 rows).
+    wave_row = b.mul(b.div(wave, b.index(2)), b.index(block_m // 2))
+    wave_col = b.mul(b.rem(wave, b.index(2)), b.index(block_n // 2))
+    # Staging: per pass, thread t copies 4 consecutive K elements of row t / (block_k / 4) of a tile.
+    rows_per_pass = threads // (block_k // 4)
     stage_row = b.div(tid, b.index(block_k // 4))
     stage_k = b.mul(b.rem(tid, b.index(block_k // 4)), b.index(4))
+    copies = [("x", "x", x_dtype, m0, tokens, r) for r in range(block_m // rows_per_pass)]
+    copies += [("w", "weight", weight_dtype, n0, b.index(n), r) for r in range(block_n // rows_per_pass)]
+    storage = "vector<4xi16>" if element == "bf16" else "vector<4xf32>"
+
+    def fetch(k0: str) -> list[str]:
+        """This thread's share of the K step at k0, in registers (as the LDS tiles store it)."""
+        return [
+            _fetch(b, operand, dtype, element, k, row0, rows, b.add(stage_row, b.index(r * rows_per_pass)), stage_k, k0)
+            for operand, _, dtype, row0, rows, r in copies
+        ]
 
     zero = mfma.zero_accumulator(b)
-    with b.loop(b.index(0), b.index(k), b.index(block_k), [(zero, mfma.ACC), (zero, mfma.ACC)]) as loop:
-        k0 = loop.iv
-        _stage(b, "x", "x", x_dtype, element, k, m0, tokens, stage_row, stage_k, k0)
-        for half in range(block_n // (threads // (block_k // 4))):
-            row = b.add(stage_row, b.index(half * (threads // (block_k // 4))))
-            _stage(b, "w", "weight", weight_dtype, element, k, n0, b.index(n), row, stage_k, k0)
+    accumulators = [(zero, mfma.ACC)] * (tiles_m * tiles_n)
+    prefetched = [(value, storage) for value in fetch(b.index(0))]
+    with b.loop(b.index(0), b.index(k), b.index(block_k), accumulators + prefetched) as loop:
+        accs, staged = list(loop.args[: len(accumulators)]), loop.args[len(accumulators) :]
+        for (_, tile, _, _, _, r), value in zip(copies, staged, strict=True):
+            b.lds_store_vector(value, tile, [b.add(stage_row, b.index(r * rows_per_pass)), stage_k], 4)
         b.barrier()
-        accs = list(loop.args)
+        upcoming = fetch(b.add(loop.iv, b.index(block_k)))  # past K: zero-filled, never stored
         for kk in range(0, block_k, op.k):
-            a = mfma.read_k_contiguous(b, op, "x", lanes, wave_row, b.index(kk))
-            for j in range(2):
+            a = [
+                mfma.read_k_contiguous(b, op, "x", lanes, b.add(wave_row, b.index(16 * i)), b.index(kk))
+                for i in range(tiles_m)
+            ]
+            for j in range(tiles_n):
                 w = mfma.read_k_contiguous(b, op, "weight", lanes, b.add(wave_col, b.index(16 * j)), b.index(kk))
-                accs[j] = mfma.multiply(b, op, a, w, accs[j])
-        b.barrier()
-        loop.yield_(*accs)
+                for i in range(tiles_m):
+                    accs[i * tiles_n + j] = mfma.multiply(b, op, a[i], w, accs[i * tiles_n + j])
+        b.barrier()  # every wave is done reading this step's tiles before the next step overwrites them
+        loop.yield_(*accs, *upcoming)
 
-    for j, acc in enumerate(loop.results):
+    for index in range(tiles_m * tiles_n):
+        i, j = divmod(index, tiles_n)
+        acc = loop.results[index]
         col = b.add(n0, b.add(wave_col, b.add(b.index(16 * j), lanes.col)))
         for item in range(4):
-            row = b.add(m0, b.add(wave_row, mfma.accumulator_row(b, lanes, item)))
+            row = b.add(m0, b.add(wave_row, b.add(b.index(16 * i), mfma.accumulator_row(b, lanes, item))))
             inside = b.let("p", f"arith.andi {b.lt(row, tokens)}, {b.lt(col, b.index(n))} : i1")
             with b.if_else(inside):
                 value = mfma.element(b, acc, item)
@@ -73,10 +94,9 @@ def emit_gemm(info: KernelInfo) -> GpuKernel:
     return GpuKernel(info.name, b.render(), threads, grid, sum(tile.bytes for tile in info.lds))
 
 
-def _stage(
+def _fetch(
     b: GpuKernelBuilder,
     operand: str,
-    tile: str,
     dtype: str,
     element: str,
     k: int,
@@ -85,8 +105,9 @@ def _stage(
     row: str,
     kk: str,
     k0: str,
-) -> None:
-    """Copy 4 K-consecutive elements of global row row0 + row (zeros outside rows / K) into LDS tile[row][kk]."""
+) -> str:
+    """4 K-consecutive elements of global row row0 + row from k0 + kk (zeros outside rows / K), converted to
+    the LDS tile's storage type."""
     global_row = b.add(row0, row)
     k_index = b.add(k0, kk)
     valid = b.let("p", f"arith.andi {b.lt(global_row, rows)}, {b.lt(k_index, b.index(k))} : i1")
@@ -110,7 +131,7 @@ def _stage(
         return [b.const("0" if element == "bf16" else "0.0", storage)]
 
     (fragment,) = b.if_yield(valid, [storage], loaded, zeros)
-    b.lds_store_vector(fragment, tile, [row, kk], 4)
+    return fragment
 
 
 def _convert_vector(b: GpuKernelBuilder, raw: str, dtype: str, element: str) -> str:
