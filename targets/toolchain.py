@@ -6,6 +6,7 @@
     link_shared(objects, path)        objects -> a shared library the runtime can dlopen
     gpu_module_to_llvm_ir(...)        a gpu.module's kernels -> LLVM IR for a GPU triple
     compile_gpu(llvm_ir, triple, chip) LLVM IR -> (assembly, relocatable object) for a GPU (llvmlite)
+    gpu_assembly(llvm_ir, triple, chip) LLVM IR -> assembly alone (PTX: NVPTX writes no objects)
     link_hsaco(objects, path)         AMDGPU objects -> a loadable HSA code object (ld.lld)
     host_cpu()                        the CPU name and features llvmlite detects, for JIT and cache keys
 
@@ -160,8 +161,19 @@ def compile_object(llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: 
     return bytes(machine.emit_object(module))
 
 
+def gpu_assembly(llvm_ir: str, triple: str, chip: str, features: str = "") -> str:
+    """LLVM IR text -> assembly for a GPU (O3): PTX for NVPTX, whose back end writes no object files."""
+    return _compile_gpu(llvm_ir, triple, chip, features, with_object=False)[0]
+
+
 def compile_gpu(llvm_ir: str, triple: str, chip: str, features: str = "") -> tuple[str, bytes]:
     """LLVM IR text -> (assembly, relocatable object) for a GPU (O3)."""
+    assembly, obj = _compile_gpu(llvm_ir, triple, chip, features, with_object=True)
+    assert obj is not None
+    return assembly, obj
+
+
+def _compile_gpu(llvm_ir: str, triple: str, chip: str, features: str, with_object: bool) -> tuple[str, bytes | None]:
     llvm = _llvm()
     try:
         module = llvm.parse_assembly(llvm_ir)
@@ -176,6 +188,8 @@ def compile_gpu(llvm_ir: str, triple: str, chip: str, features: str = "") -> tup
     # cannot select twice), so the object is made from a fresh copy of the optimized IR.
     optimized = str(module)
     assembly = str(machine.emit_assembly(module))
+    if not with_object:
+        return assembly, None
     return assembly, bytes(machine.emit_object(llvm.parse_assembly(optimized)))
 
 
