@@ -3,6 +3,8 @@ one target). A backend adds its own stages below Tile-IR."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
@@ -67,3 +69,24 @@ def memory_report(tile_module: ModuleOp, spec: ModelSpec) -> dict[str, Any]:
         "arena_bytes_per_token": per_token,
         "prefill_arena_bytes_at_max_seq_len": per_token.get("prefill", 0) * spec.compile.max_seq_len,
     }
+
+
+def stage_recorder(
+    texts: dict[str, str],
+    target: str,
+    stages: tuple[str, ...],
+    files: dict[str, str],
+    until: str,
+    dump_dir: Path | None,
+) -> Callable[[str, str], bool]:
+    """`done(stage, text)` for a backend's lowering: keeps the text by stage name, writes it to dump_dir as
+    NN-<target>-<file> (NN: the stage's index) as soon as it exists, and says whether to stop there."""
+
+    def done(stage: str, text: str) -> bool:
+        texts[stage] = text
+        if dump_dir is not None:
+            dump_dir.mkdir(parents=True, exist_ok=True)
+            (dump_dir / f"{stages.index(stage):02d}-{target}-{files[stage]}").write_text(text)
+        return stage == until
+
+    return done

@@ -147,17 +147,7 @@ X86_64_BASELINE = CPU("x86-64", "")
 
 def compile_object(llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: CPU = X86_64_BASELINE) -> bytes:
     """LLVM IR text -> a relocatable object for `cpu` (O3, position-independent)."""
-    llvm = _llvm()
-    try:
-        module = llvm.parse_assembly(llvm_ir)
-        module.verify()
-    except RuntimeError as exc:
-        raise ToolchainError(f"invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
-    target = llvm.Target.from_triple(triple)
-    machine = target.create_target_machine(cpu=cpu.name, features=cpu.features, opt=3, reloc="pic", codemodel="default")
-    module.triple = triple
-    module.data_layout = str(machine.target_data)
-    _optimize(llvm, module, machine)
+    module, machine = _optimized(llvm_ir, triple, cpu.name, cpu.features)
     return bytes(machine.emit_object(module))
 
 
@@ -174,23 +164,14 @@ def compile_gpu(llvm_ir: str, triple: str, chip: str, features: str = "") -> tup
 
 
 def _compile_gpu(llvm_ir: str, triple: str, chip: str, features: str, with_object: bool) -> tuple[str, bytes | None]:
-    llvm = _llvm()
-    try:
-        module = llvm.parse_assembly(llvm_ir)
-        module.verify()
-    except RuntimeError as exc:
-        raise ToolchainError(f"invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
-    target = llvm.Target.from_triple(triple)
-    machine = target.create_target_machine(cpu=chip, features=features, opt=3, reloc="pic", codemodel="default")
-    module.triple = triple
-    _optimize(llvm, module, machine)
+    module, machine = _optimized(llvm_ir, triple, chip, features)
     # Code generation rewrites the module it is given (AMDGPU annotates control flow with intrinsics it
     # cannot select twice), so the object is made from a fresh copy of the optimized IR.
     optimized = str(module)
     assembly = str(machine.emit_assembly(module))
     if not with_object:
         return assembly, None
-    return assembly, bytes(machine.emit_object(llvm.parse_assembly(optimized)))
+    return assembly, bytes(machine.emit_object(_llvm().parse_assembly(optimized)))
 
 
 # Where ld.lld may be: on PATH, or Debian's lld-22 package (`make install-lld` installs it).
@@ -213,6 +194,12 @@ def link_hsaco(objects: list[bytes], path: Path) -> Path:
             f"{path.name}: ld.lld not found (looked for {', '.join(_LLD_CANDIDATES)}); "
             "install Debian's lld-22 (make install-lld) to link loadable code objects"
         )
+    return _link([lld, "-shared"], objects, path)
+
+
+def _link(command: list[str], objects: list[bytes], path: Path, libraries: list[str] | None = None) -> Path:
+    """`command -o path objects... libraries...`, the objects written to a scratch folder, the output
+    written beside `path` and moved into place only when the linker succeeds."""
     with tempfile.TemporaryDirectory() as scratch:
         names = []
         for index, data in enumerate(objects):
@@ -220,7 +207,9 @@ def link_hsaco(objects: list[bytes], path: Path) -> Path:
             name.write_bytes(data)
             names.append(str(name))
         partial = path.with_name(f".{path.name}.partial")
-        result = subprocess.run([lld, "-shared", "-o", str(partial), *names], capture_output=True, text=True)
+        result = subprocess.run(
+            [*command, "-o", str(partial), *names, *(libraries or [])], capture_output=True, text=True
+        )
         if result.returncode != 0:
             first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
             raise ToolchainError(f"linking {path.name} failed: {first}")
@@ -241,31 +230,28 @@ def link_llvm_ir(modules: list[str]) -> str:
     return str(first)
 
 
-def _optimize(llvm: Any, module: Any, machine: Any) -> None:
-    options = llvm.create_pipeline_tuning_options(speed_level=3)
-    builder = llvm.create_pass_builder(machine, options)
+def _optimized(llvm_ir: str, triple: str, cpu: str, features: str) -> tuple[Any, Any]:
+    """LLVM IR parsed, verified and optimized at O3 for a target machine (position-independent): the
+    module and the machine that emits it."""
+    llvm = _llvm()
+    try:
+        module = llvm.parse_assembly(llvm_ir)
+        module.verify()
+    except RuntimeError as exc:
+        raise ToolchainError(f"invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
+    target = llvm.Target.from_triple(triple)
+    machine = target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default")
+    module.triple = triple
+    module.data_layout = str(machine.target_data)
+    builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
     builder.getModulePassManager().run(module, builder)
+    return module, machine
 
 
 def link_shared(objects: list[bytes], path: Path) -> Path:
     """Link objects into a shared library with the system C compiler driver (written atomically)."""
-    compiler = os.environ.get("CC", "cc")
-    with tempfile.TemporaryDirectory() as scratch:
-        names = []
-        for index, data in enumerate(objects):
-            name = Path(scratch) / f"part{index}.o"
-            name.write_bytes(data)
-            names.append(str(name))
-        partial = path.with_name(f".{path.name}.partial")
-        # -lm: kernels call libm's exp/log for scalar math; the library must not rely on its loader having it.
-        result = subprocess.run(
-            [compiler, "-shared", "-o", str(partial), *names, "-lm"], capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            first = (result.stderr.strip().splitlines() or ["(no message)"])[0]
-            raise ToolchainError(f"linking {path.name} failed: {first}")
-        os.replace(partial, path)
-    return path
+    # -lm: kernels call libm's exp/log for scalar math; the library must not rely on its loader having it.
+    return _link([os.environ.get("CC", "cc"), "-shared"], objects, path, ["-lm"])
 
 
 if __name__ == "__main__":  # a quick look at what this machine offers

@@ -30,7 +30,7 @@ from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec
 from tessera.targets import toolchain
 from tessera.targets.kernel_cache import KernelCache, cache_key
-from tessera.targets.stages import lower_to_schedule, lower_to_tile, memory_report
+from tessera.targets.stages import lower_to_schedule, lower_to_tile, memory_report, stage_recorder
 
 STAGES = ("graph", "schedule", "tile", "x86", "llvm", "so")
 # Where each stage's text goes in OUT/x86/ (and, numbered by stage, in --dump-ir DIR).
@@ -70,13 +70,7 @@ class X86Backend:
 
         self.check(spec)
         result = Lowering({})
-
-        def done(stage: str, text: str) -> bool:
-            result.texts[stage] = text
-            if dump_dir is not None:
-                dump_dir.mkdir(parents=True, exist_ok=True)
-                (dump_dir / f"{STAGES.index(stage):02d}-{self.name}-{STAGE_FILES[stage]}").write_text(text)
-            return stage == until
+        done = stage_recorder(result.texts, self.name, STAGES, STAGE_FILES, until, dump_dir)
 
         schedule_module = lower_to_schedule(graph, spec)
         if done("schedule", str(schedule_module) + "\n"):

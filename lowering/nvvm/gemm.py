@@ -480,9 +480,4 @@ def _epilogue(
                         if bias_value is not None:
                             value = b.fadd(value, bias_value)
                         offset = b.to_i32(b.add(b.mul(rows[half], b.index(n)), col))
-                        if epilogue == "relu2":
-                            positive = b.fmax(value, b.f32(0.0))
-                            value = b.fmul(positive, positive)
-                        elif epilogue == "accumulate":
-                            value = b.fadd(b.gload("y", offset, y_dtype), value)
-                        b.gstore(value, "y", offset, y_dtype)
+                        b.store_epilogue(value, "y", offset, epilogue, y_dtype)

@@ -168,10 +168,4 @@ def _epilogue(
         value = b.fmul(value, b.gload("row_scale", b.to_i32(row)))
     if bias:
         value = b.fadd(value, b.gload("bias", b.to_i32(col)))
-    offset = b.to_i32(b.add(b.mul(row, b.index(n)), col))
-    if epilogue == "relu2":
-        positive = b.fmax(value, b.f32(0.0))
-        value = b.fmul(positive, positive)
-    elif epilogue == "accumulate":
-        value = b.fadd(b.gload("y", offset, y_dtype), value)
-    b.gstore(value, "y", offset, y_dtype)
+    b.store_epilogue(value, "y", b.to_i32(b.add(b.mul(row, b.index(n)), col)), epilogue, y_dtype)

@@ -147,6 +147,16 @@ class GpuKernelBuilder(MlirBuilder):
         storage = _STORAGE[element]
         self.emit(f"llvm.store {stored}, {self.gaddr(operand, offset, element)} : {storage}, {GLOBAL}")
 
+    def store_epilogue(self, value: str, operand: str, offset: str, epilogue: str, element: str) -> None:
+        """A GEMM result into y[offset]: "store" y = value, "accumulate" y += value (the residual add),
+        "relu2" y = max(value, 0)^2; y of `element` type (bf16 rounded once, at the store)."""
+        if epilogue == "relu2":
+            positive = self.fmax(value, self.f32(0.0))
+            value = self.fmul(positive, positive)
+        elif epilogue == "accumulate":
+            value = self.fadd(self.gload(operand, offset, element), value)
+        self.gstore(value, operand, offset, element)
+
     # --- LDS -----------------------------------------------------------------------------------------------
 
     def lds_load(self, name: str, indices: list[str]) -> str:
