@@ -1,0 +1,1144 @@
+"""A lockstep SIMT simulator of the `gpu.func` text the ROCDL emitters write (lowering/rocdl/*.py), in numpy:
+the numerical evidence for kernels that no AMD GPU here can run. Test-only; nothing in the package imports it.
+
+    sim = Simulator(kernel.text)
+    report = sim.run((blocks_x, blocks_y), {"x": x, "w": w, "y": y}, {"tokens": 37, "position": 0})
+
+Buffers are numpy arrays, one per pointer argument by name, in their storage type (f32 float32, bf16 bits
+uint16, i64 int64, i32 int32); the kernel reads and writes them in place. The Report counts barriers, MFMAs
+and reads of LDS elements never written (harmless where the value is discarded, as for padding columns that
+only feed discarded outputs; the NaN they read shows up in the outputs otherwise).
+
+What it models (the documented semantics of the gpu / scf / arith / math / vector / memref / llvm ops and of
+the CDNA instructions the emitters use — a model of the ISA as documented, not of any chip):
+
+- Execution: every thread of every workgroup of a batch (workgroups are independent, so several run side
+  by side) is one lane of numpy arrays; a value is an array over lanes ([lanes] or [lanes, n] for a
+  vector). All lanes step through the ops in lockstep under an active mask: scf.if runs each branch under
+  its lanes, scf.for / scf.while keep iterating while any lane is active, with per-lane bounds and
+  per-lane carried values. Waves are 64 consecutive threads of a workgroup.
+- Global memory (`llvm.getelementptr` / `llvm.load` / `llvm.store`, scalars and vectors, i32 element
+  offsets): each active lane's access must lie inside its buffer and the element type must be the buffer's;
+  a declared alignment must hold (buffers start aligned). A store whose lanes write different values to one
+  element is a race, as is an element written by two workgroups of one launch, or read by one workgroup
+  after another wrote it (workgroups are unordered).
+- LDS (the `workgroup(...)` memrefs; memref.load / store, vector.load / store, any rank, row padding
+  included): one array per workgroup, filled with NaN (f32, and NaN bits in i16 / i32 / i64) at launch,
+  since LDS starts as anything; every index must be inside its dimension. Races between waves are
+  checked per barrier interval (the accesses between two `gpu.barrier`s of the workgroup): a read of an
+  element another wave wrote, a write of one another wave read, or a write of a different value over
+  another wave's write, in the same interval, is a missing barrier. Lanes of one wave may communicate
+  through LDS without a barrier (a wave executes in order, as the ISA guarantees).
+- `gpu.barrier`: every thread of the workgroup must reach it (a barrier under divergent control flow
+  fails), and it starts a new interval.
+- `gpu.shuffle` xor / up / down / idx within `width` lanes: reading an inactive lane fails; out-of-range
+  sources give NaN (floats) or 0xDEADBEEF bits, with `valid` false. `rocdl.readfirstlane`, `rocdl.ballot`
+  (active lanes only), `rocdl.mbcnt.lo/hi`.
+- MFMA, per wave of 64 lanes, the whole wave active (a wave with no active lane skips it), cbsz = abid =
+  blgp = 0, layouts as lowering/rocdl/mfma.py: lane l = 16 q + c holds A[c][kpl q + i], B[kpl q + i][c]
+  and D[4 q + i][c]. `rocdl.mfma.f32.16x16x16bf16.1k` (kpl 4, bf16 bits in i16) and
+  `rocdl.mfma.f32.16x16x4f32` (kpl 1). The products (exact) and the accumulator are summed in float64 and
+  rounded once to f32: the hardware's internal order and rounding may differ within f32 rounding error.
+- arith (integers wrap at their width; unsigned ops and predicates read the bits unsigned; division by
+  zero and over-wide shifts fail), math (exp, log, sqrt, rsqrt and ctpop: numpy's float32 functions, which
+  are correctly rounded or nearly so, where the AMDGPU instruction sequences are within a few ulp), f32 and
+  f64 arithmetic in IEEE round-to-nearest-even, NaN propagating through maximumf / minimumf.
+
+What it does not model: timing and anything that depends on it. Lockstep execution cannot itself exhibit a
+race: a missing barrier shows up only through the interval checks above, and only for LDS and for global
+memory across workgroups (global accesses of different threads of one workgroup are not ordered-checked).
+No caches, no memory consistency model beyond that, no denormal flushing, no register or LDS limits (the
+lowering and the AMDGCN build check those), no exceptions, no scalar/vector register distinction (a value
+that should be wave-uniform is not checked to be). An op the emitters do not use fails to load, naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[Any]
+Values = list[Array]
+Env = dict[str, Any]
+Step = Callable[[Env, Array], "Values | None"]
+
+WAVE = 64
+_MAX_TRIPS = 1_000_000  # a loop running longer than this is a bug in the kernel (or its bounds)
+_DTYPES: dict[str, type[np.generic]] = {
+    "f32": np.float32,
+    "f64": np.float64,
+    "i1": np.bool_,
+    "i16": np.uint16,
+    "i32": np.int32,
+    "i64": np.int64,
+    "index": np.int64,
+}
+_BITS = {"i1": 1, "i16": 16, "i32": 32, "i64": 64, "index": 64}
+_UNSIGNED: dict[str, type[np.generic]] = {"i16": np.uint16, "i32": np.uint32, "i64": np.uint64, "index": np.uint64}
+_SIGNED: dict[str, type[np.generic]] = {"i16": np.int16, "i32": np.int32, "i64": np.int64, "index": np.int64}
+_NAN_BITS = {"f32": 0x7FC0DEAD, "f64": 0x7FF8DEADDEADDEAD, "i16": 0x7FC1, "i32": 0x7FC0DEAD, "i64": 0x7FC0DEAD7FC0DEAD}
+_UNDEFINED_INT = 0xDEADBEEF
+_MFMA = {  # name -> (operand element, k per lane)
+    "rocdl.mfma.f32.16x16x16bf16.1k": ("i16", 4),
+    "rocdl.mfma.f32.16x16x4f32": ("f32", 1),
+}
+_NAME = r"%[\w#]+"
+_GLOBAL = "!llvm.ptr<1>"
+
+
+class SimulationError(AssertionError):
+    """A kernel broke the model: an out-of-bounds or racy access, a divergent barrier, an unknown op..."""
+
+
+class _Located(SimulationError):
+    """A SimulationError that already names the op and line it happened at."""
+
+
+@dataclass(frozen=True)
+class ValueType:
+    element: str  # f32 f64 i1 i16 i32 i64 index
+    count: int | None = None  # vector length; None for a scalar
+
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        return np.dtype(_DTYPES[self.element])
+
+    def shape(self, lanes: int) -> tuple[int, ...]:
+        return (lanes,) if self.count is None else (lanes, self.count)
+
+
+def parse_type(text: str) -> ValueType:
+    text = text.strip()
+    vector = re.fullmatch(r"vector<(\d+)x(\w+)>", text)
+    if vector:
+        element, count = vector.group(2), int(vector.group(1))
+    else:
+        element, count = text, None
+    if element not in _DTYPES:
+        raise SimulationError(f"type '{text}' is not modelled")
+    return ValueType(element, count)
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A global pointer per lane: element offsets into a named buffer (the element type from its GEP)."""
+
+    buffer: str
+    element: str | None
+    offset: Array
+
+
+@dataclass
+class _Region:
+    args: list[tuple[str, str]]  # block arguments (^bb0) as (name, type)
+    ops: list[_Node]
+
+
+@dataclass
+class _Node:
+    line: int
+    text: str
+    regions: list[_Region] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _LdsType:
+    shape: tuple[int, ...]
+    element: str
+
+
+@dataclass
+class _Lds:
+    """One LDS memref for the workgroups of a batch: data [workgroups, *shape] and the race bookkeeping
+    (the interval and wave of each element's last write, the interval of its reads and the waves that read)."""
+
+    data: Array
+    write_interval: Array
+    write_wave: Array
+    read_interval: Array
+    read_waves: Array
+
+
+@dataclass
+class Report:
+    """What a run saw, beyond the buffers it wrote."""
+
+    workgroups: int = 0
+    barriers: int = 0  # barrier instances over all workgroups
+    mfma: int = 0  # wave-level MFMA instructions executed
+    uninitialized_lds_reads: dict[str, int] = field(default_factory=dict)  # element reads before any write
+
+
+def _ints(value: Array) -> Array:
+    return value.astype(np.int64, copy=False)
+
+
+def _where(cond: Array, a: Array, b: Array) -> Array:
+    if a.ndim > cond.ndim:
+        cond = cond.reshape(cond.shape + (1,) * (a.ndim - cond.ndim))
+    return np.where(cond, a, b).astype(a.dtype, copy=False)
+
+
+def _bits(values: Array) -> Array:
+    """The raw bits of values (so that NaNs compare equal to themselves and -0.0 differs from 0.0)."""
+    size = values.dtype.itemsize
+    kind = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}[size]
+    return np.ascontiguousarray(values).view(kind)
+
+
+def _undefined(type_: ValueType, lanes: int) -> Array:
+    """A value nothing defined: NaN for floats, recognisable bits for integers."""
+    shape = type_.shape(lanes)
+    if type_.element in ("f32", "f64"):
+        return np.full(shape, np.nan, type_.dtype)
+    if type_.element == "i1":
+        return np.zeros(shape, np.bool_)
+    return np.full(shape, _UNDEFINED_INT & ((1 << _BITS[type_.element]) - 1), np.uint64).astype(type_.dtype)
+
+
+def _nan_fill(shape: tuple[int, ...], element: str) -> Array:
+    dtype = np.dtype(_DTYPES[element])
+    unsigned = {2: np.uint16, 4: np.uint32, 8: np.uint64}[dtype.itemsize]
+    return np.full(shape, _NAN_BITS[element], unsigned).view(dtype)
+
+
+def _constant(literal: str, type_: ValueType, lanes: int) -> Array:
+    dense = re.fullmatch(r"dense<(.*)>", literal)
+    if dense:
+        literal = dense.group(1)
+    element = type_.element
+    if element in ("f32", "f64"):
+        if literal.startswith("0x"):
+            bits = np.array(int(literal, 16), np.uint32 if element == "f32" else np.uint64)
+            value: Any = bits.view(type_.dtype)
+        else:
+            value = type_.dtype.type(float(literal))
+    elif element == "i1":
+        value = literal in ("true", "1")
+    else:
+        value = np.array(int(literal) & ((1 << _BITS[element]) - 1), np.uint64).astype(_UNSIGNED[element])
+        value = value.view(type_.dtype)
+    return np.full(type_.shape(lanes), value, type_.dtype)
+
+
+# --- parsing ----------------------------------------------------------------------------------------------------
+
+
+_HEADER = re.compile(
+    r"gpu\.func @(?P<name>\w+)\((?P<params>.*?)\)(?: workgroup\((?P<lds>.*?)\))? kernel attributes "
+    r"\{known_block_size = array<i32: (?P<threads>\d+), 1, 1>"
+)
+_LDS_ARG = re.compile(r"(%\w+): memref<([\dx]+)x(\w+), #gpu\.address_space<workgroup>>")
+
+
+def _parse_region(lines: list[tuple[int, str]], start: int) -> tuple[_Region, int, str]:
+    """Ops up to the line closing this region; returns (region, next line, the closing line)."""
+    region = _Region([], [])
+    i = start
+    while i < len(lines):
+        number, line = lines[i]
+        i += 1
+        if line.startswith("}"):
+            return region, i, line
+        if line.startswith("^bb"):
+            match = _parse(r"\^bb\d+\((.*)\):", line)
+            if not match or region.ops:
+                raise SimulationError(f"line {number}: unexpected block header '{line}'")
+            region.args = [(arg.split(":")[0].strip(), arg.split(":")[1].strip()) for arg in match.group(1).split(",")]
+            continue
+        node = _Node(number, line)
+        if line.endswith("{"):
+            while True:
+                body, i, closer = _parse_region(lines, i)
+                node.regions.append(body)
+                if closer not in ("} else {", "} do {"):
+                    break
+        region.ops.append(node)
+    return region, i, ""
+
+
+def _results(text: str) -> list[str]:
+    """The SSA names an op defines: `%a`, `%a, %b`, or `%r:3` (used as %r#0, %r#1, %r#2)."""
+    multiple = re.fullmatch(r"(%\w+):(\d+)", text)
+    if multiple:
+        return [f"{multiple.group(1)}#{i}" for i in range(int(multiple.group(2)))]
+    return [name.strip() for name in text.split(",")]
+
+
+def _parse(pattern: str, text: str) -> re.Match[str]:
+    match = re.fullmatch(pattern, text)
+    if not match:
+        raise SimulationError(f"cannot read '{text}'")
+    return match
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+# --- the simulator -----------------------------------------------------------------------------------------------
+
+
+class Simulator:
+    """One gpu.func, parsed and compiled to numpy closures once; `run` launches it on a grid."""
+
+    def __init__(self, text: str) -> None:
+        lines = [(number + 1, line.strip()) for number, line in enumerate(text.strip().splitlines())]
+        lines = [(number, line) for number, line in lines if line]
+        header = _HEADER.match(lines[0][1])
+        if not header:
+            raise SimulationError(f"not a gpu.func header: {lines[0][1][:120]}")
+        self.name = header.group("name")
+        self.threads = int(header.group("threads"))
+        if self.threads % WAVE:
+            raise SimulationError(f"@{self.name}: {self.threads} threads are not whole waves of {WAVE}")
+        self.params: list[tuple[str, str]] = []
+        for param in header.group("params").split(","):
+            name, type_ = param.split(":", 1)
+            self.params.append((name.strip().lstrip("%"), type_.strip()))
+        self.lds_types: dict[str, _LdsType] = {}
+        for match in _LDS_ARG.finditer(header.group("lds") or ""):
+            shape = tuple(int(dim) for dim in match.group(2).split("x"))
+            self.lds_types[match.group(1)] = _LdsType(shape, match.group(3))
+        region, end, closer = _parse_region(lines, 1)
+        if closer != "}" or end != len(lines):
+            raise SimulationError(f"@{self.name}: the function body does not close where the text ends")
+        self.body = self._compile_region(region)
+        self._reset(1)
+
+    # --- launch -----------------------------------------------------------------------------------------------
+
+    def run(
+        self,
+        grid: tuple[int, int],
+        buffers: Mapping[str, Array],
+        scalars: Mapping[str, int],
+        max_lanes: int = 1 << 14,
+    ) -> Report:
+        """Run every workgroup of grid (x, y) — batches of workgroups side by side — on `buffers` in place."""
+        pointers = [name for name, type_ in self.params if type_ == _GLOBAL]
+        if set(pointers) != set(buffers):
+            raise SimulationError(f"@{self.name}: buffers {sorted(buffers)} != pointer arguments {sorted(pointers)}")
+        for name in pointers:
+            array = buffers[name]
+            if not array.flags.c_contiguous:
+                raise SimulationError(f"buffer '{name}' is not contiguous")
+        self.buffers = {name: buffers[name].reshape(-1) for name in pointers}
+        self.writers = {name: np.full(self.buffers[name].size, -1, np.int32) for name in pointers}
+        self.report = Report(uninitialized_lds_reads={name.removeprefix("%lds_"): 0 for name in self.lds_types})
+        blocks_x, blocks_y = grid
+        total = blocks_x * blocks_y
+        per_batch = max(1, max_lanes // self.threads)
+        with np.errstate(all="ignore"):
+            for first in range(0, total, per_batch):
+                count = min(per_batch, total - first)
+                self._reset(count, first, blocks_x)
+                env: Env = {}
+                for name, type_ in self.params:
+                    if type_ == _GLOBAL:
+                        env[f"%{name}"] = Pointer(name, None, np.zeros(self.lanes, np.int64))
+                    else:
+                        if name not in scalars:
+                            raise SimulationError(f"@{self.name}: no value for the argument %{name}")
+                        env[f"%{name}"] = np.full(self.lanes, scalars[name], parse_type(type_).dtype)
+                for lds_name, lds in self.lds.items():
+                    env[lds_name] = lds
+                self._execute(self.body, env, np.ones(self.lanes, np.bool_))
+        self.report.workgroups = total
+        return self.report
+
+    def _reset(self, workgroups: int, first: int = 0, blocks_x: int = 1) -> None:
+        self.workgroups = workgroups
+        self.lanes = workgroups * self.threads
+        lane = np.arange(self.lanes, dtype=np.int64)
+        self.group = lane // self.threads  # the workgroup within the batch
+        self.global_group = (self.group + first).astype(np.int32)
+        self.tid = lane % self.threads
+        self.block_x = (self.group + first) % blocks_x
+        self.block_y = (self.group + first) // blocks_x
+        self.wave = self.tid // WAVE  # within the workgroup
+        self.lane_in_wave = lane % WAVE
+        self.interval = np.zeros(workgroups, np.int64)
+        self.lds: dict[str, _Lds] = {}
+        for name, type_ in self.lds_types.items():
+            shape = (workgroups, *type_.shape)
+            self.lds[name] = _Lds(
+                data=_nan_fill(shape, type_.element),
+                write_interval=np.full(shape, -1, np.int64),
+                write_wave=np.full(shape, -1, np.int64),
+                read_interval=np.full(shape, -1, np.int64),
+                read_waves=np.zeros(shape, np.int64),
+            )
+
+    # --- execution ----------------------------------------------------------------------------------------------
+
+    def _execute(self, region: list[tuple[Step, _Node]], env: Env, mask: Array) -> Values | None:
+        for step, node in region:
+            try:
+                out = step(env, mask)
+            except _Located:
+                raise
+            except SimulationError as error:
+                raise self._located(node, str(error)) from None
+            except KeyError as error:
+                raise self._located(node, f"{error} is used before it is defined") from None
+            if out is not None:
+                return out
+        return None
+
+    def _located(self, node: _Node, reason: str) -> _Located:
+        return _Located(f"@{self.name} line {node.line}: {node.text[:160]}\n  {reason}")
+
+    def _compile_region(self, region: _Region) -> list[tuple[Step, _Node]]:
+        return [(self._compile(node), node) for node in region.ops]
+
+    def _compile(self, node: _Node) -> Step:
+        match = re.fullmatch(r"(?:(?P<results>%[\w:]+(?:, %\w+)*) = )?(?P<name>[\w.]+)(?P<rest>.*)", node.text)
+        if not match:
+            raise self._located(node, "not an op")
+        name, rest = match.group("name"), match.group("rest").strip()
+        results = _results(match.group("results")) if match.group("results") else []
+        compiler = _COMPILERS.get(name, Simulator._mfma if name in _MFMA else None)
+        if compiler is None:
+            raise self._located(node, f"op '{name}' is not modelled by the simulator")
+        try:
+            return compiler(self, name, rest, results, node)
+        except _Located:
+            raise
+        except (SimulationError, AttributeError, IndexError, ValueError) as error:
+            raise self._located(node, f"cannot read it ({error})") from None
+
+    def _values(self, env: Env, names: list[str]) -> Values:
+        return [env[name] for name in names]
+
+    # --- scf ------------------------------------------------------------------------------------------------------
+
+    def _scf_for(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(
+            rf"(%\w+) = ({_NAME}) to ({_NAME}) step ({_NAME})(?: iter_args\((.*?)\) -> \((.*?)\))? \{{", rest
+        )
+        iv, lo, hi, step_name, carried, _ = match.groups()
+        pairs = [pair.split("=") for pair in _names(carried or "")]
+        args = [pair[0].strip() for pair in pairs]
+        inits = [pair[1].strip() for pair in pairs]
+        body = self._compile_region(node.regions[0])
+
+        def step(env: Env, mask: Array) -> None:
+            lo_value, hi_value, stride = env[lo], env[hi], env[step_name]
+            if (stride[mask] <= 0).any():
+                raise SimulationError("scf.for with a step <= 0")
+            values = self._values(env, inits)
+            index = lo_value
+            active = mask & (index < hi_value)
+            trips = 0
+            while active.any():
+                trips += 1
+                if trips > _MAX_TRIPS:
+                    raise SimulationError(f"scf.for ran {_MAX_TRIPS} iterations")
+                env[iv] = index
+                env.update(zip(args, values, strict=True))
+                out = self._execute(body, env, active)
+                if args:
+                    assert out is not None
+                    values = [_where(active, new, old) for new, old in zip(out, values, strict=True)]
+                index = index + stride
+                active = active & (index < hi_value)
+            env.update(zip(results, values, strict=True))
+            return None
+
+        return step
+
+    def _scf_if(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME})(?: -> \((.*?)\))? \{{", rest)
+        cond = match.group(1)
+        types = [parse_type(t) for t in _names(match.group(2) or "")]
+        then = self._compile_region(node.regions[0])
+        otherwise = self._compile_region(node.regions[1]) if len(node.regions) > 1 else None
+
+        def step(env: Env, mask: Array) -> None:
+            taken = env[cond]
+            then_mask, else_mask = mask & taken, mask & ~taken
+            then_values = self._execute(then, env, then_mask) if then_mask.any() else None
+            else_values = None
+            if otherwise is not None and else_mask.any():
+                else_values = self._execute(otherwise, env, else_mask)
+            if results:
+                undefined = [_undefined(t, self.lanes) for t in types]
+                chosen = zip(then_values or undefined, else_values or undefined, strict=True)
+                env.update(zip(results, [_where(taken, a, b) for a, b in chosen], strict=True))
+            return None
+
+        return step
+
+    def _scf_while(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(r"\((.*?)\) : \((.*?)\) -> \((.*?)\) \{", rest)
+        pairs = [pair.split("=") for pair in _names(match.group(1))]
+        args = [pair[0].strip() for pair in pairs]
+        inits = [pair[1].strip() for pair in pairs]
+        types = [parse_type(t) for t in _names(match.group(3))]
+        before = self._compile_region(node.regions[0])
+        after_region = node.regions[1]
+        after = self._compile_region(after_region)
+        after_args = [arg for arg, _ in after_region.args]
+
+        def step(env: Env, mask: Array) -> None:
+            values = self._values(env, inits)
+            final = [_undefined(t, self.lanes) for t in types]
+            active = mask.copy()
+            for _ in range(_MAX_TRIPS):
+                env.update(zip(args, values, strict=True))
+                condition = self._execute(before, env, active)
+                assert condition is not None
+                go, *forwarded = condition
+                leaving = active & ~go
+                final = [_where(leaving, f, old) for f, old in zip(forwarded, final, strict=True)]
+                active = active & go
+                if not active.any():
+                    env.update(zip(results, final, strict=True))
+                    return None
+                env.update(zip(after_args, forwarded, strict=True))
+                out = self._execute(after, env, active)
+                assert out is not None
+                values = out
+            raise SimulationError(f"scf.while ran {_MAX_TRIPS} iterations")
+
+        return step
+
+    def _scf_yield(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        operands = _names(rest.split(" : ")[0]) if rest else []
+        return lambda env, mask: self._values(env, operands)
+
+    def _scf_condition(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"\(({_NAME})\)(.*?) : .*", rest)
+        operands = [match.group(1), *_names(match.group(2))]
+        return lambda env, mask: self._values(env, operands)
+
+    def _gpu_return(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        return lambda env, mask: []
+
+    # --- arith and math ----------------------------------------------------------------------------------------
+
+    def _arith_constant(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        literal, type_text = rest.rsplit(" : ", 1)
+        type_ = parse_type(type_text)
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            # Built per launch (the lane count changes with the batch).
+            env[result] = _constant(literal, type_, self.lanes)
+
+        return step
+
+    def _binary(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME}), ({_NAME}) : (.+)", rest)
+        a, b = match.group(1), match.group(2)
+        type_ = parse_type(match.group(3))
+        element = type_.element
+        (result,) = results
+        op = name.removeprefix("arith.")
+        floating = element in ("f32", "f64")
+        if floating:
+            function = {
+                "addf": np.add, "subf": np.subtract, "mulf": np.multiply, "divf": np.divide,
+                "maximumf": np.maximum, "minimumf": np.minimum,
+            }[op]  # fmt: skip
+
+            def float_step(env: Env, mask: Array) -> None:
+                env[result] = function(env[a], env[b])
+
+            return float_step
+        unsigned = _UNSIGNED.get(element)
+        bits = _BITS[element]
+
+        def as_unsigned(value: Array) -> Array:
+            return value if unsigned is None else value.view(unsigned)
+
+        def int_step(env: Env, mask: Array) -> None:
+            x, y = env[a], env[b]
+            if op in ("addi", "subi", "muli", "andi", "ori", "xori"):
+                out = {"addi": np.add, "subi": np.subtract, "muli": np.multiply, "andi": np.bitwise_and,
+                       "ori": np.bitwise_or, "xori": np.bitwise_xor}[op](x, y)  # fmt: skip
+            elif op in ("divui", "remui"):
+                if (as_unsigned(y)[mask] == 0).any():
+                    raise SimulationError(f"arith.{op} by zero")
+                out = (np.floor_divide if op == "divui" else np.remainder)(as_unsigned(x), as_unsigned(y))
+                out = out.view(x.dtype)
+            elif op in ("minui", "maxui"):
+                out = (np.minimum if op == "minui" else np.maximum)(as_unsigned(x), as_unsigned(y)).view(x.dtype)
+            elif op in ("shli", "shrui"):
+                if (as_unsigned(y)[mask] >= bits).any():
+                    raise SimulationError(f"arith.{op} by {bits} bits or more (poison)")
+                amount = as_unsigned(y).astype(as_unsigned(x).dtype)
+                shifted = np.left_shift if op == "shli" else np.right_shift
+                out = shifted(as_unsigned(x), amount).view(x.dtype)
+            else:
+                raise SimulationError(f"arith.{op} is not modelled")
+            env[result] = out.astype(type_.dtype, copy=False)
+
+        return int_step
+
+    def _cast(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME}) : (.+) to (.+)", rest)
+        operand = match.group(1)
+        source, target = parse_type(match.group(2)), parse_type(match.group(3))
+        (result,) = results
+        op = name.removeprefix("arith.")
+        src, dst = source.element, target.element
+
+        def convert(value: Array) -> Array:
+            if op == "bitcast":
+                if source.dtype.itemsize != target.dtype.itemsize:
+                    raise SimulationError(f"bitcast {src} -> {dst} changes the width")
+                return np.ascontiguousarray(value).view(target.dtype)
+            if op == "index_cast":  # signed: sign-extends or truncates
+                return value.astype(target.dtype)
+            if op == "extui":
+                unsigned = value if src == "i1" else value.view(_UNSIGNED[src])
+                return unsigned.astype(_UNSIGNED.get(dst, np.uint64)).view(target.dtype)
+            if op == "extsi":
+                signed = value if src == "i1" else value.view(_SIGNED[src])
+                return signed.astype(target.dtype)
+            if op == "trunci":
+                unsigned = value.view(_UNSIGNED[src])
+                mask_bits = np.array((1 << _BITS[dst]) - 1, unsigned.dtype)
+                narrowed = (unsigned & mask_bits).astype(_UNSIGNED[dst] if dst != "i1" else np.bool_)
+                return narrowed if dst == "i1" else narrowed.view(target.dtype)
+            if op in ("extf", "truncf"):
+                return value.astype(target.dtype)
+            raise SimulationError(f"arith.{op} is not modelled")
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = convert(env[operand])
+
+        return step
+
+    def _compare(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"(\w+), ({_NAME}), ({_NAME}) : (.+)", rest)
+        predicate, a, b = match.group(1), match.group(2), match.group(3)
+        element = parse_type(match.group(4)).element
+        (result,) = results
+        if name == "arith.cmpf":
+            ordered = {"oeq": np.equal, "ogt": np.greater, "oge": np.greater_equal, "olt": np.less,
+                       "ole": np.less_equal, "one": np.not_equal}  # fmt: skip
+
+            def float_step(env: Env, mask: Array) -> None:
+                x, y = env[a], env[b]
+                nan = np.isnan(x) | np.isnan(y)
+                if predicate == "uno":
+                    env[result] = nan
+                elif predicate == "ord":
+                    env[result] = ~nan
+                elif predicate in ordered:
+                    env[result] = ordered[predicate](x, y) & ~nan
+                elif predicate.startswith("u") and "o" + predicate[1:] in ordered:
+                    env[result] = ordered["o" + predicate[1:]](x, y) | nan
+                else:
+                    raise SimulationError(f"arith.cmpf {predicate} is not modelled")
+
+            return float_step
+        functions = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal, "gt": np.greater,
+                     "ge": np.greater_equal}  # fmt: skip
+        function = functions[predicate[-2:]]
+        view = _UNSIGNED.get(element) if predicate[0] == "u" else _SIGNED.get(element)
+
+        def int_step(env: Env, mask: Array) -> None:
+            x, y = env[a], env[b]
+            if view is not None and element != "i1":
+                x, y = x.view(view), y.view(view)
+            env[result] = function(x, y)
+
+        return int_step
+
+    def _select(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME}), ({_NAME}), ({_NAME}) : .+", rest)
+        cond, a, b = match.groups()
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = _where(env[cond], env[a], env[b])
+
+        return step
+
+    def _unary(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME}) : (.+)", rest)
+        operand = match.group(1)
+        type_ = parse_type(match.group(2))
+        (result,) = results
+        if name == "math.ctpop":
+            unsigned = _UNSIGNED[type_.element]
+
+            def count_step(env: Env, mask: Array) -> None:
+                env[result] = np.bitwise_count(env[operand].view(unsigned)).astype(type_.dtype)
+
+            return count_step
+        functions: dict[str, Callable[[Array], Array]] = {
+            "arith.negf": np.negative,
+            "math.exp": np.exp,
+            "math.log": np.log,
+            "math.sqrt": np.sqrt,
+            "math.rsqrt": lambda x: type_.dtype.type(1) / np.sqrt(x),
+        }
+        function = functions[name]
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = function(env[operand]).astype(type_.dtype, copy=False)
+
+        return step
+
+    # --- vector ------------------------------------------------------------------------------------------------
+
+    def _from_elements(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        operands_text, type_text = rest.rsplit(" : ", 1)
+        operands = _names(operands_text)
+        type_ = parse_type(type_text)
+        assert type_.count == len(operands), rest
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = np.stack(self._values(env, operands), axis=1).astype(type_.dtype, copy=False)
+
+        return step
+
+    def _extract(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME})\[(\d+)\] : (\w+) from (.+)", rest)
+        operand, item = match.group(1), int(match.group(2))
+        count = parse_type(match.group(4)).count
+        assert count is not None and item < count, rest
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = np.ascontiguousarray(env[operand][:, item])
+
+        return step
+
+    def _broadcast(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME}) : (\w+) to (.+)", rest)
+        operand, count = match.group(1), parse_type(match.group(3)).count
+        assert count is not None
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = np.repeat(env[operand][:, None], count, axis=1)
+
+        return step
+
+    def _shuffle_vector(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME}), ({_NAME}) \[([\d, ]+)\] : (.+), (.+)", rest)
+        a, b = match.group(1), match.group(2)
+        picked = np.array([int(i) for i in match.group(3).split(",")])
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = np.ascontiguousarray(np.concatenate([env[a], env[b]], axis=1)[:, picked])
+
+        return step
+
+    # --- gpu and rocdl --------------------------------------------------------------------------------------------
+
+    def _thread_id(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        assert rest == "x", "blocks are one-dimensional (known_block_size = [threads, 1, 1])"
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = self.tid
+
+        return step
+
+    def _block_id(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        assert rest in ("x", "y", "z"), rest
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            if rest == "z":
+                env[result] = np.zeros(self.lanes, np.int64)
+            else:
+                env[result] = self.block_x if rest == "x" else self.block_y
+
+        return step
+
+    def _barrier(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        def step(env: Env, mask: Array) -> None:
+            arrived = mask.reshape(self.workgroups, self.threads)
+            some, every = arrived.any(axis=1), arrived.all(axis=1)
+            partial = np.flatnonzero(some & ~every)
+            if partial.size:
+                group = partial[0]
+                count = int(arrived[group].sum())
+                raise SimulationError(
+                    f"gpu.barrier reached by {count} of {self.threads} threads of workgroup "
+                    f"({self.block_x[group * self.threads]}, {self.block_y[group * self.threads]}) (divergent barrier)"
+                )
+            self.interval += some
+            self.report.barriers += int(some.sum())
+
+        return step
+
+    def _gpu_shuffle(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"(xor|up|down|idx) ({_NAME}), ({_NAME}), ({_NAME}) : (.+)", rest)
+        mode, operand, offset_name, width_name = match.groups()[:4]
+        type_ = parse_type(match.group(5))
+        value_name, valid_name = results
+
+        def step(env: Env, mask: Array) -> None:
+            value, offset, width = env[operand], _ints(env[offset_name]), _ints(env[width_name])
+            if ((width[mask] <= 0) | (width[mask] > WAVE) | (WAVE % np.maximum(width[mask], 1) != 0)).any():
+                raise SimulationError("gpu.shuffle width must divide the wave of 64")
+            within = self.lane_in_wave % width
+            if mode == "xor":
+                source = within ^ offset
+            elif mode == "up":
+                source = within - offset
+            elif mode == "down":
+                source = within + offset
+            else:
+                source = offset
+            valid = (source >= 0) & (source < width)
+            lane = np.arange(self.lanes) - within + np.where(valid, source, within)
+            reads_inactive = mask & valid & ~mask[lane]
+            if reads_inactive.any():
+                first = int(np.flatnonzero(reads_inactive)[0])
+                raise SimulationError(f"gpu.shuffle {mode}: active lane {first} reads inactive lane {lane[first]}")
+            env[value_name] = _where(valid, value[lane], _undefined(type_, self.lanes))
+            env[valid_name] = valid
+
+        return step
+
+    def _per_wave(self, values: Array) -> Array:
+        return values.reshape(self.lanes // WAVE, WAVE, *values.shape[1:])
+
+    def _readfirstlane(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        operand = rest.split(" : ")[0].strip()
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            active = self._per_wave(mask)
+            first = np.argmax(active, axis=1)  # lane 0 of a wave with no active lane: unused
+            picked = self._per_wave(env[operand])[np.arange(active.shape[0]), first]
+            env[result] = np.repeat(picked, WAVE, axis=0)
+
+        return step
+
+    def _ballot(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        operand = rest.split(" : ")[0].strip()
+        (result,) = results
+        weights = np.left_shift(np.uint64(1), np.arange(WAVE, dtype=np.uint64))
+
+        def step(env: Env, mask: Array) -> None:
+            votes = self._per_wave(env[operand] & mask).astype(np.uint64)
+            masks = np.bitwise_or.reduce(votes * weights, axis=1)
+            env[result] = np.repeat(masks, WAVE).view(np.int64)
+
+        return step
+
+    def _mbcnt(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME}), ({_NAME}) : .+", rest)
+        bits_name, base_name = match.groups()
+        (result,) = results
+        high = name.endswith(".hi")
+
+        def step(env: Env, mask: Array) -> None:
+            below = np.clip(self.lane_in_wave - (32 if high else 0), 0, 32).astype(np.uint64)
+            lower = (np.uint64(1) << below) - np.uint64(1)
+            counted = np.bitwise_count(env[bits_name].view(np.uint32).astype(np.uint64) & lower).astype(np.int32)
+            env[result] = (counted + env[base_name]).astype(np.int32)
+
+        return step
+
+    def _mfma(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        element, per_lane = _MFMA[name]
+        match = _parse(rf"({_NAME}), ({_NAME}), ({_NAME}), ({_NAME}), ({_NAME}), ({_NAME}) : \((.*)\) -> (.+)", rest)
+        a_name, b_name, acc_name, *controls = match.groups()[:6]
+        operand_type = parse_type(match.group(7).split(",")[0])
+        expected = ValueType(element, None if per_lane == 1 else per_lane)
+        if operand_type != expected or parse_type(match.group(8)) != ValueType("f32", 4):
+            raise SimulationError(f"{name}: operand types ({match.group(7)}) -> {match.group(8)} do not match it")
+        (result,) = results
+
+        def widen(value: Array) -> Array:
+            if element == "i16":
+                return (value.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+            return value.astype(np.float64)
+
+        def step(env: Env, mask: Array) -> None:
+            for control in controls:
+                if (env[control][mask] != 0).any():
+                    raise SimulationError(f"{name}: cbsz / abid / blgp must be 0")
+            active = self._per_wave(mask)
+            some, every = active.any(axis=1), active.all(axis=1)
+            if (some & ~every).any():
+                wave = int(np.flatnonzero(some & ~every)[0])
+                raise SimulationError(f"{name} in a partly active wave ({int(active[wave].sum())} of 64 lanes)")
+            waves = self.lanes // WAVE
+            a = widen(env[a_name]).reshape(waves, 4, 16, per_lane)  # [w, q, c, i]
+            b = widen(env[b_name]).reshape(waves, 4, 16, per_lane)
+            acc = env[acc_name]
+            a_matrix = a.transpose(0, 2, 1, 3).reshape(waves, 16, 4 * per_lane)  # A[c][kpl q + i]
+            b_matrix = b.transpose(0, 1, 3, 2).reshape(waves, 4 * per_lane, 16)  # B[kpl q + i][c]
+            d_matrix = acc.astype(np.float64).reshape(waves, 4, 16, 4).transpose(0, 1, 3, 2).reshape(waves, 16, 16)
+            out = (d_matrix + a_matrix @ b_matrix).astype(np.float32)  # D[4 q + i][c]
+            lanes = out.reshape(waves, 4, 4, 16).transpose(0, 1, 3, 2).reshape(self.lanes, 4)
+            env[result] = _where(mask, lanes, acc)
+            self.report.mfma += int(some.sum())
+
+        return step
+
+    # --- global memory ----------------------------------------------------------------------------------------
+
+    def _getelementptr(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME})\[({_NAME})\] : \(!llvm\.ptr<1>, (\w+)\) -> !llvm\.ptr<1>, (\w+)", rest)
+        base, offset_name, element = match.group(1), match.group(2), match.group(4)
+        parse_type(element)
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            pointer = env[base]
+            if not isinstance(pointer, Pointer) or pointer.element not in (None, element):
+                raise SimulationError(f"getelementptr on {base}, not a pointer argument of element {element}")
+            env[result] = Pointer(pointer.buffer, element, pointer.offset + _ints(env[offset_name]))
+
+        return step
+
+    def _global_access(self, pointer: Pointer, type_: ValueType, alignment: int | None, mask: Array) -> tuple[
+        Array, Array, Array
+    ]:  # fmt: skip
+        """(active lanes, element indices [active, count], the buffer) of a checked global access."""
+        if not isinstance(pointer, Pointer) or pointer.element is None:
+            raise SimulationError("a global access through a value that is not a getelementptr")
+        buffer = self.buffers[pointer.buffer]
+        if np.dtype(_DTYPES[pointer.element]) != buffer.dtype or type_.element != pointer.element:
+            raise SimulationError(
+                f"'{pointer.buffer}' holds {buffer.dtype}, accessed as {type_.element} (GEP {pointer.element})"
+            )
+        active = np.flatnonzero(mask)
+        count = type_.count or 1
+        start = pointer.offset[active]
+        outside = (start < 0) | (start + count > buffer.size)
+        if outside.any():
+            bad = start[outside]
+            raise SimulationError(
+                f"out of bounds on '{pointer.buffer}' ({buffer.size} elements): offsets {bad.min()}..{bad.max()} "
+                f"(x{count}) by {int(outside.sum())} lanes"
+            )
+        if alignment is not None and ((start * buffer.dtype.itemsize) % alignment != 0).any():
+            raise SimulationError(f"misaligned access on '{pointer.buffer}' (alignment {alignment})")
+        return active, start[:, None] + np.arange(count), buffer
+
+    def _alignment(self, rest: str) -> int | None:
+        match = re.search(r"\{alignment = (\d+) : i64\}", rest)
+        return int(match.group(1)) if match else None
+
+    def _llvm_load(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME})(?: \{{.*\}})? : !llvm\.ptr<1> -> (.+)", rest)
+        address, type_ = match.group(1), parse_type(match.group(2))
+        alignment = self._alignment(rest)
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            pointer: Pointer = env[address]
+            active, index, buffer = self._global_access(pointer, type_, alignment, mask)
+            writers = self.writers[pointer.buffer][index]
+            foreign = (writers >= 0) & (writers != self.global_group[active][:, None])
+            if foreign.any():
+                raise SimulationError(f"reads an element of '{pointer.buffer}' another workgroup wrote in this launch")
+            out = np.zeros((self.lanes, type_.count or 1), buffer.dtype)
+            out[active] = buffer[index]
+            env[result] = out if type_.count else out[:, 0]
+
+        return step
+
+    def _llvm_store(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        match = _parse(rf"({_NAME}), ({_NAME})(?: \{{.*\}})? : (.+), !llvm\.ptr<1>", rest)
+        value_name, address, type_ = match.group(1), match.group(2), parse_type(match.group(3))
+        alignment = self._alignment(rest)
+
+        def step(env: Env, mask: Array) -> None:
+            pointer: Pointer = env[address]
+            active, index, buffer = self._global_access(pointer, type_, alignment, mask)
+            value = env[value_name]
+            if value.dtype != buffer.dtype:
+                raise SimulationError(f"stores {value.dtype} into '{pointer.buffer}' of {buffer.dtype}")
+            values = value[active].reshape(index.shape)
+            groups = np.repeat(self.global_group[active][:, None], index.shape[1], axis=1)
+            flat_index, flat_values, flat_groups = index.reshape(-1), values.reshape(-1), groups.reshape(-1)
+            order = np.argsort(flat_index, kind="stable")
+            same = flat_index[order][1:] == flat_index[order][:-1]
+            if same.any():
+                bits, ordered_groups = _bits(flat_values[order]), flat_groups[order]
+                two_groups = same & (ordered_groups[1:] != ordered_groups[:-1])
+                if two_groups.any():
+                    at = int(flat_index[order][1:][two_groups][0])
+                    first = int(ordered_groups[1:][two_groups][0])
+                    raise SimulationError(
+                        f"racy store: '{pointer.buffer}'[{at}] written by workgroups {first} and "
+                        f"{int(ordered_groups[:-1][two_groups][0])} of one launch"
+                    )
+                if (same & (bits[1:] != bits[:-1])).any():
+                    at = int(flat_index[order][1:][same & (bits[1:] != bits[:-1])][0])
+                    raise SimulationError(f"racy store: lanes write different values to '{pointer.buffer}'[{at}]")
+            writers = self.writers[pointer.buffer]
+            previous = writers[flat_index]
+            foreign = (previous >= 0) & (previous != flat_groups)
+            if foreign.any():
+                at = int(flat_index[foreign][0])
+                raise SimulationError(
+                    f"racy store: '{pointer.buffer}'[{at}] written by workgroups {int(previous[foreign][0])} and "
+                    f"{int(flat_groups[foreign][0])} of one launch"
+                )
+            writers[flat_index] = flat_groups
+            buffer[flat_index] = flat_values
+
+        return step
+
+    # --- LDS ------------------------------------------------------------------------------------------------------
+
+    def _lds_access(self, rest: str, store: bool, vector: bool) -> tuple[str | None, str, list[str], ValueType]:
+        value = rf"({_NAME}), " if store else "()"
+        suffix = r", (.+)" if vector else "()"
+        match = _parse(rf"{value}(%\w+)\[(.*?)\] : memref<[^>]*>>{suffix}", rest)
+        memref = match.group(2)
+        if memref not in self.lds_types:
+            raise SimulationError(f"{memref} is not a workgroup memref of the function")
+        lds = self.lds_types[memref]
+        indices = _names(match.group(3))
+        if len(indices) != len(lds.shape):
+            raise SimulationError(f"{memref}: {len(indices)} indices for a rank-{len(lds.shape)} memref")
+        type_ = parse_type(match.group(4)) if vector else ValueType(lds.element)
+        if type_.element != lds.element:
+            raise SimulationError(f"{memref} holds {lds.element}, accessed as {type_.element}")
+        return match.group(1) if store else None, memref, indices, type_
+
+    def _lds_key(
+        self, env: Env, memref: str, indices: list[str], count: int, mask: Array
+    ) -> tuple[Array, tuple[Array, ...]]:
+        """(active lanes, the fancy index [workgroup, i0, ..., last + 0..count-1]) of a checked LDS access."""
+        shape = self.lds_types[memref].shape
+        active = np.flatnonzero(mask)
+        key: list[Array] = [self.group[active][:, None]]
+        for axis, (index_name, extent) in enumerate(zip(indices, shape, strict=True)):
+            index = _ints(env[index_name])[active]
+            last = axis == len(shape) - 1
+            span = count if last else 1
+            outside = (index < 0) | (index + span > extent)
+            if outside.any():
+                bad = index[outside]
+                raise SimulationError(
+                    f"out of bounds on {memref} {list(shape)}: index {axis} = {bad.min()}..{bad.max()}"
+                    f"{f' (+{count})' if last and count > 1 else ''} by {int(outside.sum())} lanes"
+                )
+            key.append(index[:, None] + np.arange(count) if last else index[:, None])
+        return active, tuple(key)
+
+    def _lds_load(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        _, memref, indices, type_ = self._lds_access(rest, store=False, vector=name == "vector.load")
+        count = type_.count or 1
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            lds: _Lds = env[memref]
+            active, key = self._lds_key(env, memref, indices, count, mask)
+            waves = self.wave[active][:, None]
+            interval = self.interval[self.group[active]][:, None]
+            raced = (lds.write_interval[key] == interval) & (lds.write_wave[key] != waves)
+            if raced.any():
+                lane = int(active[np.flatnonzero(raced.any(axis=1))[0]])
+                raise SimulationError(
+                    f"LDS race on {memref}: wave {self.wave[lane]} reads what another wave wrote with no barrier between"
+                )
+            self.report.uninitialized_lds_reads[memref.removeprefix("%lds_")] += int(
+                (lds.write_interval[key] < 0).sum()
+            )
+            stale = lds.read_interval[key] != interval
+            lds.read_waves[key] = np.where(stale, 0, lds.read_waves[key])
+            lds.read_interval[key] = np.broadcast_to(interval, stale.shape)
+            np.bitwise_or.at(lds.read_waves, key, np.broadcast_to(np.left_shift(1, waves), stale.shape))
+            out = np.zeros((self.lanes, count), lds.data.dtype)
+            out[active] = lds.data[key]
+            env[result] = out if type_.count else out[:, 0]
+
+        return step
+
+    def _lds_store(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        value_name, memref, indices, type_ = self._lds_access(rest, store=True, vector=name == "vector.store")
+        assert value_name is not None
+        count = type_.count or 1
+
+        def step(env: Env, mask: Array) -> None:
+            lds: _Lds = env[memref]
+            active, key = self._lds_key(env, memref, indices, count, mask)
+            value = env[value_name]
+            if value.dtype != lds.data.dtype:
+                raise SimulationError(f"stores {value.dtype} into {memref} of {lds.data.dtype}")
+            values = value[active].reshape(len(active), count)
+            waves = np.broadcast_to(self.wave[active][:, None], values.shape)
+            interval = np.broadcast_to(self.interval[self.group[active]][:, None], values.shape)
+            this_interval = lds.write_interval[key] == interval
+            overwritten = this_interval & (lds.write_wave[key] != waves) & (_bits(lds.data[key]) != _bits(values))
+            others_read = (lds.read_interval[key] == interval) & ((lds.read_waves[key] & ~np.left_shift(1, waves)) != 0)
+            for raced, what in ((overwritten, "overwrites with a different value"), (others_read, "overwrites what")):
+                if raced.any():
+                    lane = int(active[np.flatnonzero(raced.any(axis=1))[0]])
+                    detail = "another wave wrote" if raced is overwritten else "another wave read"
+                    raise SimulationError(
+                        f"LDS race on {memref}: wave {self.wave[lane]} {what} {detail} with no barrier between"
+                    )
+            flat = np.ravel_multi_index(tuple(np.broadcast_to(k, values.shape) for k in key), lds.data.shape)
+            flat, flat_values = flat.reshape(-1), values.reshape(-1)
+            order = np.argsort(flat, kind="stable")
+            same = flat[order][1:] == flat[order][:-1]
+            bits = _bits(flat_values[order])
+            if (same & (bits[1:] != bits[:-1])).any():
+                raise SimulationError(f"racy store: lanes write different values to one element of {memref}")
+            lds.data[key] = values
+            lds.write_interval[key] = interval
+            lds.write_wave[key] = waves
+
+        return step
+
+
+_BINARY = "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui remui minui maxui shli shrui"
+_CASTS = "bitcast index_cast extui extsi trunci extf truncf"
+_Compiler = Callable[[Simulator, str, str, list[str], _Node], Step]
+_COMPILERS: dict[str, _Compiler] = {
+    "scf.for": Simulator._scf_for,
+    "scf.if": Simulator._scf_if,
+    "scf.while": Simulator._scf_while,
+    "scf.yield": Simulator._scf_yield,
+    "scf.condition": Simulator._scf_condition,
+    "gpu.return": Simulator._gpu_return,
+    "gpu.thread_id": Simulator._thread_id,
+    "gpu.block_id": Simulator._block_id,
+    "gpu.barrier": Simulator._barrier,
+    "gpu.shuffle": Simulator._gpu_shuffle,
+    "rocdl.readfirstlane": Simulator._readfirstlane,
+    "rocdl.ballot": Simulator._ballot,
+    "rocdl.mbcnt.lo": Simulator._mbcnt,
+    "rocdl.mbcnt.hi": Simulator._mbcnt,
+    "arith.constant": Simulator._arith_constant,
+    "arith.cmpi": Simulator._compare,
+    "arith.cmpf": Simulator._compare,
+    "arith.select": Simulator._select,
+    "arith.negf": Simulator._unary,
+    "math.exp": Simulator._unary,
+    "math.log": Simulator._unary,
+    "math.sqrt": Simulator._unary,
+    "math.rsqrt": Simulator._unary,
+    "math.ctpop": Simulator._unary,
+    "vector.from_elements": Simulator._from_elements,
+    "vector.extract": Simulator._extract,
+    "vector.broadcast": Simulator._broadcast,
+    "vector.shuffle": Simulator._shuffle_vector,
+    "vector.load": Simulator._lds_load,
+    "vector.store": Simulator._lds_store,
+    "memref.load": Simulator._lds_load,
+    "memref.store": Simulator._lds_store,
+    "llvm.getelementptr": Simulator._getelementptr,
+    "llvm.load": Simulator._llvm_load,
+    "llvm.store": Simulator._llvm_store,
+    **{f"arith.{op}": Simulator._binary for op in _BINARY.split()},
+    **{f"arith.{op}": Simulator._cast for op in _CASTS.split()},
+}
