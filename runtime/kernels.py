@@ -1,11 +1,13 @@
 """Loading an artifact's x86 kernels: JIT for the exact host CPU when llvmlite is present, else the
-ahead-of-time library.
+ahead-of-time library of the ISA level this CPU has; AMX GEMMs from their own library where chosen.
 
 JIT: the artifact's LLVM IR (kernels.ll) is compiled by llvmlite's MCJIT for the CPU name and features
 detected at load; the machine code is cached on disk ($TESSERA_CACHE_DIR/jit, keyed by a hash of the IR
-and the CPU), so only the first load on a machine pays for code generation. Without llvmlite the
-baseline x86-64 library (kernels.so) is loaded with ctypes. Either way a kernel is a C function taking
-MLIR's expanded memref arguments (runtime/native.py).
+and the CPU), so only the first load on a machine pays for code generation. Without llvmlite (or with
+TESSERA_KERNELS=aot) the library of the level runtime/cpu_features.py chooses is loaded with ctypes:
+kernels.avx512.so or the x86-64 baseline kernels.so. When it chooses AMX (a bf16 artifact on a CPU with
+AMX tiles, permission granted), each GEMM with an AMX variant runs `<name>__amx` from kernels.amx.so.
+Either way a kernel is a C function taking MLIR's expanded memref arguments (runtime/native.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +41,36 @@ def cache_root() -> Path:
 
 
 class KernelSet:
-    """Kernels by name; `how` says which code runs (e.g. "jit znver5" or "aot x86-64")."""
+    """Kernels by name; `how` says which code runs (e.g. "jit znver5" or "aot avx512; avx512 GEMMs, ...");
+    `amx` names the kernels whose AMX variant runs (their weights are packed for it)."""
 
     def __init__(self, lookup: Callable[[str], Any], how: str, keepalive: Any = None) -> None:
         self._lookup = lookup
         self.how = how
         self._keepalive = keepalive  # the engine or library that owns the code
+        self.amx: frozenset[str] = frozenset()
 
     def function(self, name: str) -> Any:
         return self._lookup(name)
 
 
-def load_kernels(llvm_ir_path: Path, library_path: Path, mode: str = "auto") -> KernelSet:
-    """mode: auto (JIT if llvmlite imports, else AOT), jit, or aot."""
+def load_kernels(
+    llvm_ir_path: Path,
+    libraries: Mapping[str, Path],
+    mode: str = "auto",
+    precision: str = "fp32",
+    amx_kernels: Iterable[str] = (),
+) -> KernelSet:
+    """mode: auto (JIT if llvmlite imports, else AOT), jit, or aot. `libraries` by ISA level (generic,
+    avx512, amx: runtime/cpu_features.ISAS); `amx_kernels` the GEMMs that have an AMX variant."""
+    from tessera.runtime.cpu_features import choose_isa
+
     if mode not in ("auto", "jit", "aot"):
         raise NativeError(f"kernel loading mode must be auto, jit or aot, got '{mode}'")
-    if mode in ("auto", "jit"):
+    choice = choose_isa(precision)
+    kernels: KernelSet | None = None
+    # A forced ISA level (TESSERA_ISA) means that level's library, not code for whatever this CPU has.
+    if mode == "jit" or (mode == "auto" and not os.environ.get("TESSERA_ISA")):
         try:
             import llvmlite.binding  # noqa: F401
         except ImportError:
@@ -63,11 +79,25 @@ def load_kernels(llvm_ir_path: Path, library_path: Path, mode: str = "auto") -> 
                     "llvmlite is not installed: cannot JIT-compile the kernels (use the AOT library)"
                 ) from None
         else:
-            return _jit(llvm_ir_path)
-    return _aot(library_path)
+            kernels = _jit(llvm_ir_path)
+    if kernels is None:
+        level = choice.other if choice.other in libraries else "generic"
+        kernels = _aot(libraries[level], level)
+    amx = frozenset(amx_kernels) if choice.matrix == "amx" else frozenset()
+    if amx:
+        tiles = _aot(libraries["amx"], "amx")
+        base = kernels
+
+        def lookup(name: str) -> Any:
+            return tiles.function(f"{name}__amx") if name in amx else base.function(name)
+
+        kernels = KernelSet(lookup, base.how, (base, tiles))
+    kernels.how = f"{kernels.how}; {choice.describe()}"
+    kernels.amx = amx
+    return kernels
 
 
-def _aot(library_path: Path) -> KernelSet:
+def _aot(library_path: Path, level: str) -> KernelSet:
     if not library_path.is_file():
         raise NativeError(f"{library_path}: missing (the artifact has no ahead-of-time kernel library)")
     try:
@@ -83,7 +113,7 @@ def _aot(library_path: Path) -> KernelSet:
         function.restype = None
         return function
 
-    return KernelSet(lookup, "aot x86-64", library)
+    return KernelSet(lookup, f"aot {level}", library)
 
 
 def _jit(llvm_ir_path: Path) -> KernelSet:

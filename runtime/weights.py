@@ -63,9 +63,26 @@ def pack_panels(weight: np.ndarray, nr: int, dtype: str) -> np.ndarray:
     return out
 
 
+def pack_amx_vnni(weight: np.ndarray) -> np.ndarray:
+    """W [N, K] -> the bf16 VNNI tiles AMX's tdpbf16ps reads as B: packed[p, r, 2j + t] = bf16(W[16p + j,
+    2r + t]), shape [ceil(N/16), ceil(K/32) * 16, 32] uint16, zero past N and K, 64-byte aligned. Rows
+    [16 kb, 16 kb + 16) of panel p are one 16 x 64-byte tile: K block kb (32 values of k, in pairs) of the
+    panel's 16 output columns."""
+    n, k = weight.shape
+    panels, rows = -(-n // 16), -(-k // 32) * 16
+    padded = np.zeros((panels * 16, rows * 2), np.float32)
+    padded[:n, :k] = weight
+    values = bf16_bits(padded.reshape(panels, 16, rows, 2).transpose(0, 2, 1, 3).reshape(panels, rows, 32))
+    out = aligned_empty(values.shape, values.dtype)
+    out[...] = values
+    return out
+
+
 def prepare_weights(
-    entries: Mapping[str, Mapping[str, Any]], weights: Mapping[str, np.ndarray]
+    entries: Mapping[str, Mapping[str, Any]], weights: Mapping[str, np.ndarray], amx: frozenset[str] = frozenset()
 ) -> dict[str, np.ndarray]:
+    """Each weight the program reads: its parts concatenated, a folded norm applied, packed as its kernels
+    read it (`amx`: the weights read by AMX GEMMs, packed as bf16 VNNI tiles instead of panels)."""
     prepared: dict[str, np.ndarray] = {}
     for name, entry in entries.items():
         parts = entry.get("parts") or [name]
@@ -85,7 +102,9 @@ def prepare_weights(
                 raise WeightError(f"weight '{scale}' is missing (the program folds it into '{name}')")
             array = array * np.asarray(weights[scale], np.float32)[None, :]
         packing = entry.get("packing")
-        if packing is not None:
+        if name in amx:
+            array = pack_amx_vnni(array)
+        elif packing is not None:
             array = pack_panels(array, int(packing["nr"]), packing["dtype"])
         prepared[name] = array
     return prepared

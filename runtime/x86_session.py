@@ -62,7 +62,7 @@ class X86Session:
         self.program = program
         self.kernels = kernels
         self._functions: dict[str, Any] = {}
-        self.weights = prepare_weights(program["weights"], weights)
+        self.weights = prepare_weights(program["weights"], weights, amx=_amx_weights(program, kernels.amx))
         self.states = {
             name: np.zeros(entry["shape"], _DTYPES[entry["dtype"]]) for name, entry in program["states"].items()
         }
@@ -93,10 +93,13 @@ class X86Session:
             RunError,
             "x86/program.json missing (rebuild with tessera-compile --target x86)",
         )
+        libraries = entry.get("libraries") or {"generic": entry["library"]}
         kernels = load_kernels(
             artifact.file(entry["llvm_ir"]),
-            artifact.file(entry["library"]),
+            {isa: artifact.file(path) for isa, path in libraries.items()},
             kernel_mode or os.environ.get("TESSERA_KERNELS", "auto"),
+            precision=str(entry.get("precision", "fp32")),
+            amx_kernels=entry.get("amx_kernels", ()),
         )
         if artifact.weights.get("kind") == "checkpoint":
             weights = load_weights(artifact.file(artifact.weights["dir"]))
@@ -214,6 +217,16 @@ class X86Session:
             other = pool.submit(_call, launch, middle, extent)
             _call(launch, 0, middle)
             other.result()
+
+
+def _amx_weights(program: Mapping[str, Any], amx_kernels: frozenset[str]) -> frozenset[str]:
+    """The weights that AMX GEMMs read (packed for AMX tiles instead of AVX-512 panels)."""
+    return frozenset(
+        launch["args"][1]["weight"]
+        for listing in program["programs"].values()
+        for launch in listing["launches"]
+        if launch["kernel"] in amx_kernels
+    )
 
 
 def _call(launch: _Launch, begin: int, end: int) -> None:

@@ -141,8 +141,12 @@ def host_cpu() -> CPU:
     return CPU(llvm.get_host_cpu_name(), features)
 
 
-# What an ahead-of-time library assumes of any x86-64 machine it may be carried to.
+# What an ahead-of-time library assumes of any x86-64 machine it may be carried to, and the two richer
+# levels an artifact also carries (runtime/cpu_features.py picks one per machine): AVX-512 (x86-64-v4)
+# and AMX bf16 tiles (Sapphire Rapids and later, for the GEMMs).
 X86_64_BASELINE = CPU("x86-64", "")
+X86_64_AVX512 = CPU("x86-64-v4", "")
+X86_64_AMX = CPU("sapphirerapids", "+amx-tile,+amx-bf16,+avx512bf16,+avx512f,+avx512bw,+avx512vl")
 
 
 def compile_object(llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: CPU = X86_64_BASELINE) -> bytes:

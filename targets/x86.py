@@ -35,6 +35,8 @@ from tessera.targets.stages import lower_to_schedule, lower_to_tile, memory_repo
 STAGES = ("graph", "schedule", "tile", "x86", "llvm", "so")
 # Where each stage's text goes in OUT/x86/ (and, numbered by stage, in --dump-ir DIR).
 STAGE_FILES = {"schedule": "schedule.mlir", "tile": "tile.mlir", "x86": "kernels.mlir", "llvm": "kernels.ll"}
+# The ahead-of-time libraries an artifact carries, by the ISA level runtime/cpu_features.py chooses.
+LIBRARY_FILES = {"generic": "kernels.so", "avx512": "kernels.avx512.so", "amx": "kernels.amx.so"}
 # Bump when the kernel emitters or the pipeline change what a kernel's text compiles to.
 CODEGEN_VERSION = "x86-1"
 
@@ -120,9 +122,11 @@ class X86Backend:
         target_dir.mkdir(parents=True, exist_ok=True)
         for stage, name in STAGE_FILES.items():
             (target_dir / name).write_text(lowering.texts[stage])
-        self.progress("x86: machine code for the x86-64 baseline (ahead-of-time library)")
-        objects = self.objects(lowering.llvm_modules, toolchain.X86_64_BASELINE)
-        toolchain.link_shared(objects, target_dir / "kernels.so")
+        libraries = {}
+        for isa, cpu in (("generic", toolchain.X86_64_BASELINE), ("avx512", toolchain.X86_64_AVX512)):
+            self.progress(f"x86: machine code for {cpu.name} (ahead-of-time library, {isa})")
+            libraries[isa] = f"{self.name}/{LIBRARY_FILES[isa]}"
+            toolchain.link_shared(self.objects(lowering.llvm_modules, cpu), out_dir / libraries[isa])
         program = lower_programs(lowering.tile_module)
         (target_dir / "program.json").write_text(json.dumps(program, indent=1) + "\n")
         report = memory_report(lowering.tile_module, spec)
@@ -134,8 +138,9 @@ class X86Backend:
         return {
             "program": f"{self.name}/program.json",
             "llvm_ir": f"{self.name}/kernels.ll",
-            "library": f"{self.name}/kernels.so",
+            "library": libraries["generic"],
             "library_cpu": toolchain.X86_64_BASELINE.name,
+            "libraries": libraries,
             "precision": spec.compile.effective_precision,
             "ssm_state_dtype": spec.compile.ssm_state_dtype,
             "kv_cache_dtype": spec.compile.kv_cache_dtype,

@@ -78,10 +78,19 @@ def test_prefill_in_two_pieces_equals_prefill_at_once(tiny_artifact: Path, split
     assert relative_error(pieces.prefill(prompt[split:]), second) <= 1e-6
 
 
-def test_matches_the_reference_with_the_ahead_of_time_library(tiny_artifact: Path) -> None:
+@pytest.mark.parametrize("isa", ["generic", "avx512"])
+def test_matches_the_reference_with_each_ahead_of_time_library(
+    tiny_artifact: Path, isa: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tessera.runtime.cpu_features import AVX512, cpu_flags
+
+    if isa == "avx512" and not AVX512 <= cpu_flags():
+        pytest.skip("this CPU has no AVX-512: the avx512 library cannot run here")
     prompt = random_prompt(21)
+    monkeypatch.setenv("TESSERA_ISA", isa)
     aot = open_session(tiny_artifact, kernels="aot")
-    assert aot.kernels.how == "aot x86-64"
+    assert aot.kernels.how.startswith(f"aot {isa}; ")
+    monkeypatch.delenv("TESSERA_ISA")
     jit = open_session(tiny_artifact, kernels="jit")
     assert jit.kernels.how.startswith("jit ")
     reference = open_reference(tiny_artifact)
@@ -90,6 +99,16 @@ def test_matches_the_reference_with_the_ahead_of_time_library(tiny_artifact: Pat
     assert relative_error(jit.prefill(prompt), expected) <= 1e-4
     token = int(np.argmax(expected[-1]))
     assert relative_error(aot.decode(token), reference.decode(token)) <= 1e-4
+
+
+def test_the_session_says_which_variant_runs(tiny_artifact: Path) -> None:
+    """On a CPU without AMX (or an fp32 artifact) the GEMMs fall back, and the session says why."""
+    from tessera.runtime.cpu_features import AMX, cpu_flags
+
+    session = open_session(tiny_artifact, kernels="aot")
+    if not AMX <= cpu_flags():
+        assert "no AMX on this CPU" in session.kernels.how or "fp32" in session.kernels.how
+        assert session.kernels.amx == frozenset()
 
 
 def test_manifest_reports_state_and_kv_cache_bytes(tiny_artifact: Path) -> None:
@@ -218,7 +237,9 @@ def test_a_missing_kernel_is_named(tiny_artifact: Path, tmp_path: Path) -> None:
         )
         assert_one_line_error(result, "no kernel 'embedding_v2'")
     (copy / "x86" / "kernels.so").unlink()
-    result = run_tool("tessera_run", copy, "--input-ids", "1", ok=False, env={"TESSERA_KERNELS": "aot"})
+    result = run_tool(
+        "tessera_run", copy, "--input-ids", "1", ok=False, env={"TESSERA_KERNELS": "aot", "TESSERA_ISA": "generic"}
+    )
     assert_one_line_error(result, "kernels.so: missing")
 
 

@@ -1,0 +1,99 @@
+"""Which x86 kernel variant this CPU runs: the features Linux reports, AMX tile-data permission, the choice.
+
+An x86 artifact carries three builds of its kernels (targets/x86.py): `generic` (the x86-64 baseline),
+`avx512` (x86-64-v4) and, for the GEMMs, `amx` (bf16 AMX tiles, Sapphire Rapids and later). The choice
+is made once per session, here, from /proc/cpuinfo — not from the compiler's machine, and without
+llvmlite, so that an artifact built on one machine runs on another with numpy and ctypes alone:
+
+    matrix kernels   amx when the precision in effect is bf16 (AMX multiplies bf16 only), the CPU lists
+                     amx_tile and amx_bf16, and Linux grants tile data (arch_prctl); else as below
+    every kernel     avx512 when the CPU lists avx512f/bw/vl/dq/cd; else generic
+
+TESSERA_ISA=amx|avx512|generic forces a choice (refused, in one line, when the CPU cannot run it).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+from tessera.errors import TesseraError
+
+ISAS = ("amx", "avx512", "generic")
+AVX512 = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"})
+AMX = frozenset({"amx_tile", "amx_bf16"})
+# Linux x86-64: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) asks for the AMX tile-data state
+# (arch/x86/include/uapi/asm/prctl.h); without it the first tile instruction faults.
+_SYS_ARCH_PRCTL = 158
+_ARCH_REQ_XCOMP_PERM = 0x1023
+_XFEATURE_XTILEDATA = 18
+
+
+class IsaError(TesseraError):
+    """A kernel variant forced on a CPU that cannot run it."""
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The feature flags of the first CPU Linux lists (empty where there is no /proc/cpuinfo)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return frozenset()
+
+
+def request_amx_permission() -> bool:
+    """Ask Linux for AMX tile data for this process; False where it is refused or not Linux x86-64."""
+    if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return int(libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA)) == 0
+
+
+@dataclass(frozen=True)
+class IsaChoice:
+    matrix: str  # the variant of the GEMMs
+    other: str  # the variant of every other kernel
+    why: str  # one line: what was chosen and why
+
+    def describe(self) -> str:
+        return f"{self.matrix} GEMMs, {self.other} elsewhere ({self.why})"
+
+
+def choose_isa(precision: str, flags: frozenset[str] | None = None, forced: str | None = None) -> IsaChoice:
+    """The variants a session runs. `precision` is the artifact's (fp32 | bf16); `flags` default to this
+    CPU's; `forced` (default $TESSERA_ISA) names one variant for everything it applies to."""
+    flags = cpu_flags() if flags is None else flags
+    forced = forced if forced is not None else os.environ.get("TESSERA_ISA") or None
+    has_avx512 = AVX512 <= flags
+    other = "avx512" if has_avx512 else "generic"
+    if forced is not None:
+        if forced not in ISAS:
+            raise IsaError(f"TESSERA_ISA must be one of {', '.join(ISAS)}, got '{forced}'")
+        if forced == "generic":
+            return IsaChoice("generic", "generic", "forced by TESSERA_ISA")
+        if not has_avx512:
+            raise IsaError(f"TESSERA_ISA={forced}: this CPU has no AVX-512 (flags lack {sorted(AVX512 - flags)})")
+        if forced == "avx512":
+            return IsaChoice("avx512", "avx512", "forced by TESSERA_ISA")
+    if precision != "bf16":
+        reason = "AMX multiplies bf16 only; this artifact is fp32"
+        if forced == "amx":
+            raise IsaError(f"TESSERA_ISA=amx: {reason} (compile with --precision bf16)")
+        return IsaChoice(other, other, reason)
+    if not AMX <= flags:
+        if forced == "amx":
+            raise IsaError(f"TESSERA_ISA=amx: this CPU has no AMX (flags lack {sorted(AMX - flags)})")
+        return IsaChoice(other, other, "no AMX on this CPU")
+    if not request_amx_permission():
+        if forced == "amx":
+            raise IsaError("TESSERA_ISA=amx: Linux refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)")
+        return IsaChoice(other, other, "Linux refused AMX tile data")
+    return IsaChoice("amx", other, "bf16 artifact, AMX granted")
