@@ -127,6 +127,8 @@ def main(
         "tokens": tokens,
         "prompt_tokens": len(ids),
         "target": session.target,
+        # Which code ran (x86: JIT or which library, and the GEMM variant with the reason for it).
+        "kernels": getattr(getattr(session, "kernels", None), "how", None),
         "prefill_ms": round(prefill_s * 1e3, 3),
         "decode_tokens_per_s": round(len(tokens) / decode_s, 3) if decode_s > 0 and tokens else None,
         "text": text,
@@ -136,7 +138,8 @@ def main(
     else:
         click.echo(text if text is not None else " ".join(map(str, tokens)))
         click.echo(
-            f"[{session.target}] prompt {len(ids)} tokens in {result['prefill_ms']} ms, "
+            f"[{session.target}{'' if result['kernels'] is None else ': ' + result['kernels']}] "
+            f"prompt {len(ids)} tokens in {result['prefill_ms']} ms, "
             f"{len(tokens)} new tokens at {result['decode_tokens_per_s']} tokens/s",
             err=True,
         )
