@@ -87,8 +87,9 @@ def test_code_object_needs_ld_lld_or_says_so(tmp_path: Path) -> None:
         assert code_object is None and not (tmp_path / "rocdl" / "kernels.hsaco").exists()
 
 
-def test_nano_12b_compiles_for_gfx942(tmp_path: Path) -> None:
-    manifest = compile_rocdl(tmp_path, "nemotron_nano_12b_v2_base.yaml", "gfx942")
+@pytest.mark.parametrize("arch", ["gfx942", "gfx90a"])
+def test_nano_12b_compiles(tmp_path: Path, arch: str) -> None:
+    manifest = compile_rocdl(tmp_path, "nemotron_nano_12b_v2_base.yaml", arch)
     table = manifest["targets"]["rocdl"]["kernel_table"]
     assert all(row["lds_bytes"] <= 64 * 1024 for row in table.values())
     assert all(row["mfma"] > 0 for name, row in table.items() if name.startswith(MATRIX_KINDS))
