@@ -61,10 +61,7 @@ def request_amx_permission() -> bool:
 class IsaChoice:
     matrix: str  # the variant of the GEMMs
     other: str  # the variant of every other kernel
-    why: str  # one line: what was chosen and why
-
-    def describe(self) -> str:
-        return f"{self.matrix} GEMMs, {self.other} elsewhere ({self.why})"
+    why: str  # one line: why
 
 
 def choose_isa(precision: str, flags: frozenset[str] | None = None, forced: str | None = None) -> IsaChoice:

@@ -41,7 +41,8 @@ def cache_root() -> Path:
 
 
 class KernelSet:
-    """Kernels by name; `how` says which code runs (e.g. "jit znver5" or "aot avx512; avx512 GEMMs, ...");
+    """Kernels by name; `how` says which code runs and why (e.g. "aot avx512 + amx GEMMs (bf16 artifact,
+    AMX granted)" or "jit znver5 (no AMX GEMMs: no AMX on this CPU)");
     `amx` names the kernels whose AMX variant runs (their weights are packed for it)."""
 
     def __init__(self, lookup: Callable[[str], Any], how: str, keepalive: Any = None) -> None:
@@ -92,7 +93,7 @@ def load_kernels(
             return tiles.function(f"{name}__amx") if name in amx else base.function(name)
 
         kernels = KernelSet(lookup, base.how, (base, tiles))
-    kernels.how = f"{kernels.how}; {choice.describe()}"
+    kernels.how += f" + amx GEMMs ({choice.why})" if amx else f" (no AMX GEMMs: {choice.why})"
     kernels.amx = amx
     return kernels
 

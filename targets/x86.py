@@ -112,6 +112,32 @@ class X86Backend:
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(pool.map(one, llvm_ir_modules))
 
+    def amx_library(self, tile_module: ModuleOp, target_dir: Path, emulated: bool = False) -> list[str]:
+        """Every GEMM's AMX variant (`<name>__amx`, bf16 tiles) into kernels.amx.so, its MLIR beside it;
+        built whatever the precision, so that the artifact runs its best on whichever CPU it meets.
+        emulated: the same kernels with the tile operations as loops, for this CPU (tests on machines
+        without AMX run the whole AMX path through them)."""
+        from tessera.lowering.convert_tile_to_x86 import gemm_spec, gemm_tiles, kernels, kernels_module
+        from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE, AMX_TILES, EMULATED_TILES, emit_gemm_amx
+
+        matmuls = [kernel for kernel in kernels(tile_module) if kernel.kind.data == "matmul"]
+        tiles = EMULATED_TILES if emulated else AMX_TILES
+        functions = [emit_gemm_amx(k.sym_name.data, gemm_spec(k), gemm_tiles(k).nr, tiles) for k in matmuls]
+        (target_dir / "kernels.amx.mlir").write_text(kernels_module(functions))
+
+        def one(function: str) -> str:
+            text = kernels_module([function])
+            key = cache_key(CODEGEN_VERSION, "llvm-ir", AMX_LLVM_PIPELINE, text)
+            return self.cache.get_or_build(
+                "llvm", key, lambda: toolchain.mlir_to_llvm_ir(text, AMX_LLVM_PIPELINE).encode()
+            ).decode()
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            llvm_ir = list(pool.map(one, functions))
+        cpu = toolchain.X86_64_BASELINE if emulated else toolchain.X86_64_AMX
+        toolchain.link_shared(self.objects(llvm_ir, cpu), target_dir / LIBRARY_FILES["amx"])
+        return [kernel.sym_name.data for kernel in matmuls]
+
     def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
         from tessera.lowering.convert_tile_to_x86 import lower_programs
 
@@ -127,6 +153,9 @@ class X86Backend:
             self.progress(f"x86: machine code for {cpu.name} (ahead-of-time library, {isa})")
             libraries[isa] = f"{self.name}/{LIBRARY_FILES[isa]}"
             toolchain.link_shared(self.objects(lowering.llvm_modules, cpu), out_dir / libraries[isa])
+        self.progress(f"x86: AMX variants of the GEMMs for {toolchain.X86_64_AMX.name} (ahead-of-time library, amx)")
+        amx_kernels = self.amx_library(lowering.tile_module, target_dir)
+        libraries["amx"] = f"{self.name}/{LIBRARY_FILES['amx']}"
         program = lower_programs(lowering.tile_module)
         (target_dir / "program.json").write_text(json.dumps(program, indent=1) + "\n")
         report = memory_report(lowering.tile_module, spec)
@@ -141,6 +170,7 @@ class X86Backend:
             "library": libraries["generic"],
             "library_cpu": toolchain.X86_64_BASELINE.name,
             "libraries": libraries,
+            "amx_kernels": amx_kernels,
             "precision": spec.compile.effective_precision,
             "ssm_state_dtype": spec.compile.ssm_state_dtype,
             "kv_cache_dtype": spec.compile.kv_cache_dtype,

@@ -1,0 +1,239 @@
+"""The AMX checks and benchmarks, for a host whose CPU has AMX (the GPU machine's Xeon): one command there.
+
+    python benchmarks/amx_host.py prepare     # here: builds everything into out/amx_host (needs the test
+                                              # extra for transformers, and the MLIR toolchain)
+    python3 benchmarks/amx_host.py check      # there, from a copy of the checkout with out/amx_host carried
+                                              # (numpy; torch for the oneDNN baseline): prints one JSON line
+
+prepare writes:
+    tiny_bf16/, tiny_fp32/   a random tiny Nemotron-H checkpoint compiled for x86 in bf16 and in fp32
+    hf.npz                   its prompt, Hugging Face's float32 logits and greedy tokens (transformers here)
+    mid_bf16/                configs/nemotron_h_mid.yaml in bf16, weights drawn from a seed at load
+    gemm/                    the 2048x5120x20480 GEMM (M x K x N) as its AMX and AVX-512 variants
+check shows, and fails (exit 1) unless:
+    the bf16 artifact runs its GEMMs on AMX ("amx GEMMs" in the variant line) and its prompt logits are
+    within 2e-2 relative of HF's float32 logits; the fp32 artifact within 1e-4 (a float32 path);
+    and measures, in the same run: Tessera's AMX GEMM vs torch.matmul in bf16 (oneDNN, with the ISA its
+    verbose log names), and the mid model's prefill / decode tokens per second on AMX vs AVX-512.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _importable() -> None:
+    """`import tessera` from a bare copy of the checkout (the repository root is the package, whatever its
+    folder is called there): a link named tessera in a scratch folder on sys.path."""
+    try:
+        import tessera  # noqa: F401
+    except ImportError:
+        import tempfile
+
+        scratch = Path(tempfile.mkdtemp(prefix="tessera-path-"))
+        (scratch / "tessera").symlink_to(ROOT, target_is_directory=True)
+        sys.path.insert(0, str(scratch))
+
+
+_importable()
+OUT = ROOT / "out" / "amx_host"
+GEMM = {"m": 2048, "k": 5120, "n": 20480}
+PROMPT_LENGTH = 13
+
+
+def prepare(out: Path) -> None:
+    sys.path.insert(0, str(ROOT / "test"))
+    from test_hf_contract import hf_reference, make_checkpoint
+
+    from tessera.lowering.convert_tile_to_x86 import kernels_module
+    from tessera.lowering.x86 import gemm
+    from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE, emit_gemm_amx
+    from tessera.lowering.x86.pipeline import LLVM_PIPELINE
+    from tessera.targets import toolchain
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = make_checkpoint(out / "checkpoint")
+    prompt = [int(t) for t in np.random.default_rng(0).integers(0, 200, PROMPT_LENGTH)]
+    logits, tokens = hf_reference(checkpoint, prompt, uses_cache=True)
+    np.savez(out / "hf.npz", prompt=np.array(prompt), logits=logits, tokens=np.array(tokens))
+    compile_ = [sys.executable, "-m", "tessera.tools.tessera_compile", "--target", "x86", "-q"]
+    for precision in ("bf16", "fp32"):
+        target = out / f"tiny_{precision}"
+        subprocess.run([*compile_, str(checkpoint), "--precision", precision, "-o", str(target)], check=True)
+    mid = ROOT / "configs" / "nemotron_h_mid.yaml"
+    subprocess.run([*compile_, str(mid), "--precision", "bf16", "-o", str(out / "mid_bf16")], check=True)
+
+    spec = gemm.GemmSpec(n=GEMM["n"], k=GEMM["k"], epilogue="store", weight_dtype="bf16", x_dtype="bf16")
+    tiles = gemm.choose_tiles(spec)
+    (out / "gemm").mkdir(exist_ok=True)
+    variants = {
+        "amx": (emit_gemm_amx("gemm", spec, tiles.nr), AMX_LLVM_PIPELINE, toolchain.X86_64_AMX),
+        "avx512": (gemm.emit_gemm("gemm", spec, tiles), LLVM_PIPELINE, toolchain.X86_64_AVX512),
+    }
+    for name, (function, pipeline, cpu) in variants.items():
+        llvm_ir = toolchain.mlir_to_llvm_ir(kernels_module([function]), pipeline)
+        toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=cpu)], out / "gemm" / f"{name}.so")
+    (out / "gemm" / "spec.json").write_text(json.dumps({**GEMM, "nr": tiles.nr}))
+    print(f"prepared {out}: carry it to the AMX host and run `python3 benchmarks/amx_host.py check` there")
+
+
+def _relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    if not np.all(np.isfinite(actual)):
+        return float("inf")
+    return float(np.max(np.abs(actual - expected)) / max(float(np.max(np.abs(expected))), 1e-30))
+
+
+def _session(path: Path, isa: str):  # type: ignore[no-untyped-def]
+    from tessera.runtime.artifact import read_artifact
+    from tessera.runtime.x86_session import X86Session
+
+    os.environ["TESSERA_ISA"] = isa
+    return X86Session.open(read_artifact(path), kernel_mode="aot")
+
+
+def _median_seconds(run, repeats: int) -> float:  # type: ignore[no-untyped-def]
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _contract(out: Path) -> dict[str, object]:
+    hf = np.load(out / "hf.npz")
+    prompt = [int(t) for t in hf["prompt"]]
+    results: dict[str, object] = {}
+    for precision, isa, bound in (("bf16", "amx", 2e-2), ("fp32", "avx512", 1e-4)):
+        session = _session(out / f"tiny_{precision}", isa)
+        error = _relative_error(session.prefill(prompt), hf["logits"])
+        results[precision] = {"kernels": session.kernels.how, "relative_error": error, "bound": bound}
+        results[f"{precision}_ok"] = error <= bound and (precision != "bf16" or "amx GEMMs" in session.kernels.how)
+    return results
+
+
+def _gemm(out: Path, threads: int) -> dict[str, object]:
+    import ctypes
+
+    from tessera.runtime.native import memref_args
+    from tessera.runtime.weights import bf16_bits, pack_amx_vnni, pack_panels
+
+    spec = json.loads((out / "gemm" / "spec.json").read_text())
+    m, k, n, nr = spec["m"], spec["k"], spec["n"], spec["nr"]
+    rng = np.random.default_rng(0)
+    x = bf16_bits(rng.standard_normal((m, k), np.float32))
+    weight = rng.standard_normal((n, k), np.float32) / np.sqrt(k)
+    flops = 2.0 * m * n * k
+    measured: dict[str, object] = {}
+    for name, packed in (("amx", pack_amx_vnni(weight)), ("avx512", pack_panels(weight, nr, "bf16"))):
+        function = getattr(ctypes.CDLL(str(out / "gemm" / f"{name}.so")), "gemm__amx" if name == "amx" else "gemm")
+        y = np.empty((m, n), np.float32)
+        args = [*memref_args(x), *memref_args(packed), *memref_args(y)]
+        panels = -(-n // nr)
+        bounds = np.linspace(0, panels, threads + 1).astype(int)
+
+        def run(function=function, args=args, bounds=bounds) -> None:  # type: ignore[no-untyped-def]
+            with ThreadPoolExecutor(threads) as pool:
+                list(pool.map(lambda i: function(*args, ctypes.c_int64(bounds[i]), ctypes.c_int64(bounds[i + 1])),
+                              range(threads)))  # fmt: skip
+
+        seconds = _median_seconds(run, 5)
+        measured[name] = {"ms": seconds * 1e3, "tflops": flops / seconds / 1e12}
+    verbose = subprocess.run(
+        [sys.executable, "-c", _TORCH_GEMM.format(m=m, k=k, n=n, threads=threads)],
+        capture_output=True, text=True, env={**os.environ, "ONEDNN_VERBOSE": "1"},
+    )  # fmt: skip
+    lines = verbose.stdout.strip().splitlines()
+    torch_ms = float(lines[-1]) if lines else float("nan")
+    isa = sorted(
+        {
+            part
+            for line in lines
+            if line.startswith("onednn_verbose")
+            for part in line.split(",")
+            if "avx" in part or "amx" in part
+        }
+    )
+    measured["torch_bf16"] = {"ms": torch_ms, "tflops": flops / torch_ms / 1e9, "onednn_isa": isa}
+    measured["amx_vs_torch"] = torch_ms / measured["amx"]["ms"]  # type: ignore[index]
+    return measured
+
+
+_TORCH_GEMM = """
+import time, torch
+torch.set_num_threads({threads})
+a = torch.randn({m}, {k}, dtype=torch.bfloat16); b = torch.randn({k}, {n}, dtype=torch.bfloat16)
+torch.matmul(a, b)
+times = []
+for _ in range(5):
+    start = time.perf_counter(); torch.matmul(a, b); times.append(time.perf_counter() - start)
+times.sort(); print(times[2] * 1e3)
+"""
+
+
+def _end_to_end(out: Path) -> dict[str, object]:
+    prompt = list(range(1, 513))
+    measured: dict[str, object] = {}
+    for isa in ("amx", "avx512"):
+        session = _session(out / "mid_bf16", isa)
+
+        def prefill(session=session) -> None:  # type: ignore[no-untyped-def]
+            session.reset()
+            session.prefill(prompt)
+
+        prefill_s = _median_seconds(prefill, 3)
+        start = time.perf_counter()
+        for token in range(64):
+            session.decode(token)
+        decode_s = time.perf_counter() - start
+        measured[isa] = {
+            "kernels": session.kernels.how,
+            "prefill_tokens_per_s": len(prompt) / prefill_s,
+            "decode_tokens_per_s": 64 / decode_s,
+        }
+    return measured
+
+
+def check(out: Path) -> int:
+    threads = os.cpu_count() or 1
+    result = {"host": _cpu_model(), "date": time.strftime("%Y-%m-%d"), "threads": threads}
+    result["contract"] = _contract(out)
+    result["gemm_2048x5120x20480_bf16"] = _gemm(out, threads)
+    result["mid_bf16_end_to_end"] = _end_to_end(out)
+    print(json.dumps(result))
+    contract = result["contract"]
+    return 0 if contract["bf16_ok"] and contract["fp32_ok"] else 1  # type: ignore[index]
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=("prepare", "check"))
+    parser.add_argument("--out", type=Path, default=OUT)
+    options = parser.parse_args()
+    if options.step == "prepare":
+        prepare(options.out)
+    else:
+        sys.exit(check(options.out))
+
+
+if __name__ == "__main__":
+    main()

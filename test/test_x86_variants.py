@@ -1,0 +1,139 @@
+"""The x86 artifact's variants and the runtime's choice among them (issue 5): generic, AVX-512 and AMX.
+
+This machine has no AMX, so the AMX GEMMs are proven in three parts: their machine code (ldtilecfg,
+tdpbf16ps in the artifact's kernels.amx.so), the choice (which CPU flags, precision and permission lead
+to AMX), and the whole AMX path of a session — weight packing as VNNI tiles, the `__amx` kernels, their
+arguments and panel ranges — run end to end with the tile operations emulated, against the reference."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import NEEDS_MLIR, run_tool
+
+from tessera.runtime import cpu_features
+from tessera.runtime.cpu_features import AMX, AVX512, IsaError, choose_isa
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+BASE = frozenset({"sse2", "avx2"})
+
+
+def test_choice_follows_flags_precision_and_permission(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TESSERA_ISA", raising=False)
+    monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: True)
+    assert (choose_isa("bf16", BASE).matrix, choose_isa("bf16", BASE).other) == ("generic", "generic")
+    assert choose_isa("bf16", BASE | AVX512).matrix == "avx512"
+    assert choose_isa("bf16", BASE | AVX512 | AMX).matrix == "amx"
+    assert choose_isa("bf16", BASE | AVX512 | AMX).other == "avx512"
+    fp32 = choose_isa("fp32", BASE | AVX512 | AMX)
+    assert fp32.matrix == "avx512" and "bf16 only" in fp32.why
+    monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: False)
+    refused = choose_isa("bf16", BASE | AVX512 | AMX)
+    assert refused.matrix == "avx512" and "refused" in refused.why
+
+
+def test_forcing_a_level_the_cpu_lacks_is_one_line() -> None:
+    with pytest.raises(IsaError, match="TESSERA_ISA=amx: this CPU has no AMX"):
+        choose_isa("bf16", BASE | AVX512, forced="amx")
+    with pytest.raises(IsaError, match="TESSERA_ISA=avx512: this CPU has no AVX-512"):
+        choose_isa("bf16", BASE, forced="avx512")
+    with pytest.raises(IsaError, match="TESSERA_ISA=amx: AMX multiplies bf16 only"):
+        choose_isa("fp32", BASE | AVX512 | AMX, forced="amx")
+    with pytest.raises(IsaError, match="must be one of amx, avx512, generic"):
+        choose_isa("bf16", BASE, forced="sse")
+    assert choose_isa("bf16", BASE | AVX512 | AMX, forced="generic").matrix == "generic"
+
+
+def test_amx_permission_is_refused_here_without_amx() -> None:
+    if AMX <= cpu_features.cpu_flags():
+        pytest.skip("this CPU has AMX: permission may be granted")
+    assert cpu_features.request_amx_permission() is False
+
+
+@pytest.fixture(scope="module")
+def bf16_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("x86") / "tiny_bf16"
+    run_tool("tessera_compile", CONFIGS / "nemotron_h_tiny.yaml", "--target", "x86", "--precision", "bf16",
+             "--max-seq-len", "64", "-o", out, "-q")  # fmt: skip
+    return out
+
+
+@NEEDS_MLIR
+def test_every_gemm_has_an_amx_variant_in_the_artifact(bf16_artifact: Path) -> None:
+    entry = json.loads((bf16_artifact / "tessera.json").read_text())["targets"]["x86"]
+    assert set(entry["libraries"]) == {"generic", "avx512", "amx"}
+    program = json.loads((bf16_artifact / "x86" / "program.json").read_text())
+    matmuls = {launch["kernel"] for p in program["programs"].values() for launch in p["launches"]
+               if launch["kind"] == "matmul"}  # fmt: skip
+    assert set(entry["amx_kernels"]) == matmuls
+    library = ctypes.CDLL(str(bf16_artifact / entry["libraries"]["amx"]))  # loads anywhere; runs on AMX only
+    for name in matmuls:
+        assert getattr(library, f"{name}__amx")
+    from tessera.targets.toolchain import _site_file
+
+    listing = subprocess.run(
+        [str(_site_file("llvm", "bin", "llvm-objdump")), "-d", str(bf16_artifact / entry["libraries"]["amx"])],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for instruction in ("ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored"):
+        assert instruction in listing, instruction
+
+
+@NEEDS_MLIR
+def test_the_amx_path_end_to_end_with_emulated_tiles(
+    bf16_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session on 'an AMX CPU' (flags and permission faked), whose kernels.amx.so holds the same GEMMs
+    with the tile operations emulated: VNNI-packed weights, `__amx` kernels, the split panel ranges."""
+    import shutil
+
+    from tessera.frontend.config import load_model
+    from tessera.frontend.graph_builder import build_graph
+    from tessera.runtime.artifact import read_artifact
+    from tessera.runtime.x86_session import X86Session
+    from tessera.targets.reference import ReferenceSession
+    from tessera.targets.x86 import X86Backend
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bf16_artifact, copy)
+    spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
+    from dataclasses import replace
+
+    spec = replace(spec, compile=replace(spec.compile, precision="bf16", max_seq_len=64))
+    backend = X86Backend()
+    lowering = backend._lower(build_graph(spec.config, spec.source), spec, "tile", None)
+    assert lowering.tile_module is not None
+    backend.amx_library(lowering.tile_module, copy / "x86", emulated=True)
+
+    monkeypatch.delenv("TESSERA_ISA", raising=False)
+    monkeypatch.setattr(cpu_features, "cpu_flags", lambda cpuinfo=None: BASE | AVX512 | AMX)
+    monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: True)
+    session = X86Session.open(read_artifact(copy), kernel_mode="aot")
+    assert session.kernels.how.startswith("aot avx512 + amx GEMMs")
+    assert session.kernels.amx and all(session.weights[name].dtype == np.uint16 for name in _amx_weights(session))
+    monkeypatch.undo()
+    baseline = X86Session.open(read_artifact(bf16_artifact), kernel_mode="aot")
+    reference = ReferenceSession.open(read_artifact(bf16_artifact))
+    prompt = [int(t) for t in np.random.default_rng(0).integers(0, 64, 11)]
+    expected = reference.prefill(prompt)
+    for candidate in (session, baseline):
+        logits = candidate.prefill(prompt)
+        error = float(np.max(np.abs(logits - expected)) / np.max(np.abs(expected)))
+        assert np.isfinite(logits).all() and error <= 2e-2, (candidate.kernels.how, error)
+        token = int(np.argmax(expected[-1]))
+        decoded = candidate.decode(token)
+        assert np.isfinite(decoded).all()
+
+
+def _amx_weights(session) -> list[str]:  # type: ignore[no-untyped-def]
+    return [
+        launch["args"][1]["weight"]
+        for listing in session.program["programs"].values()
+        for launch in listing["launches"]
+        if launch["kernel"] in session.kernels.amx
+    ]
