@@ -139,6 +139,19 @@ def lower_kernels(module: ModuleOp) -> str:
     return kernels_module([emit_kernel(kernel) for kernel in kernels(module)])
 
 
+def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, str]:
+    """convert-tessera-tile-to-amx: every GEMM's AMX variant (`<name>__amx`: bf16 AMX tiles, VNNI weights;
+    lowering/x86/amx.py), by kernel name. emulated: the tile operations as loops, for CPUs without AMX."""
+    from tessera.lowering.x86.amx import AMX_TILES, EMULATED_TILES, emit_gemm_amx
+
+    tiles = EMULATED_TILES if emulated else AMX_TILES
+    return {
+        kernel.sym_name.data: emit_gemm_amx(kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel).nr, tiles)
+        for kernel in kernels(module)
+        if kernel.kind.data == "matmul"
+    }
+
+
 # Kinds whose emitter takes the operands in another order than the launch's ins + outs.
 _ARGUMENT_ORDER = {"gated_rmsnorm": (1, 0, 2, 3)}  # (y, zxbcdt, norm_weight, out)
 # Kinds that read the sequence position (tokens already in the KV cache) after their buffers.

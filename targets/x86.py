@@ -117,12 +117,11 @@ class X86Backend:
         built whatever the precision, so that the artifact runs its best on whichever CPU it meets.
         emulated: the same kernels with the tile operations as loops, for this CPU (tests on machines
         without AMX run the whole AMX path through them)."""
-        from tessera.lowering.convert_tile_to_x86 import gemm_spec, gemm_tiles, kernels, kernels_module
-        from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE, AMX_TILES, EMULATED_TILES, emit_gemm_amx
+        from tessera.lowering.convert_tile_to_x86 import amx_kernels, kernels_module
+        from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE
 
-        matmuls = [kernel for kernel in kernels(tile_module) if kernel.kind.data == "matmul"]
-        tiles = EMULATED_TILES if emulated else AMX_TILES
-        functions = [emit_gemm_amx(k.sym_name.data, gemm_spec(k), gemm_tiles(k).nr, tiles) for k in matmuls]
+        variants = amx_kernels(tile_module, emulated)
+        functions = list(variants.values())
         (target_dir / "kernels.amx.mlir").write_text(kernels_module(functions))
 
         def one(function: str) -> str:
@@ -136,7 +135,7 @@ class X86Backend:
             llvm_ir = list(pool.map(one, functions))
         cpu = toolchain.X86_64_BASELINE if emulated else toolchain.X86_64_AMX
         toolchain.link_shared(self.objects(llvm_ir, cpu), target_dir / LIBRARY_FILES["amx"])
-        return [kernel.sym_name.data for kernel in matmuls]
+        return list(variants)
 
     def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
         from tessera.lowering.convert_tile_to_x86 import lower_programs
