@@ -11,7 +11,6 @@ import importlib.util
 import re
 import subprocess
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,8 @@ import pytest
 
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
+
+from test_x86_gemm import UNWRITTEN_BF16, Case, finish_case
 
 from tessera.lowering.x86 import amx
 from tessera.lowering.x86.gemm import GemmSpec
@@ -28,7 +29,6 @@ from tessera.targets import toolchain
 
 TOLERANCE = 1e-5  # max |error| / max |reference|
 NR = 64  # the x86 kernel's panel width (gemm.choose_tiles), in which callers split the work
-UNWRITTEN_BF16 = 0xFFFF  # initial bf16 y: a NaN the kernel never stores for finite inputs
 TILE_INSTRUCTIONS = ("ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored")
 
 # The machine code: the sizes of the issue, tails in N (70, 200) and K (45), every epilogue factor.
@@ -133,15 +133,6 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
     return KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=toolchain.host_cpu())], path))
 
 
-@dataclass
-class Case:
-    """Random inputs of one call and the float64 result expected in y."""
-
-    args: list[np.ndarray]  # x (f32, or bf16 bits), packed weight, [bias], [row_scale]
-    y: np.ndarray  # initial y (NaN unless accumulating; float32, or uint16 bf16 bits)
-    expected: np.ndarray
-
-
 def make_case(spec: GemmSpec, rows: int) -> Case:
     rng = np.random.default_rng()
     x = rng.standard_normal((rows, spec.k), dtype=np.float32)
@@ -150,25 +141,7 @@ def make_case(spec: GemmSpec, rows: int) -> Case:
     weight = rng.standard_normal((spec.n, spec.k), dtype=np.float32)
     # The kernel multiplies bf16 values: the reference takes the same rounded operands.
     expected = bf16_to_f32(x_bits).astype(np.float64) @ bf16_to_f32(bf16_bits(weight)).astype(np.float64).T
-    args = [x_arg, amx.pack_weight_amx(weight, spec)]
-    if spec.row_scale:
-        row_scale = rng.uniform(0.5, 2.0, rows).astype(np.float32)
-        expected *= row_scale[:, None]
-    if spec.bias:
-        bias = rng.standard_normal(spec.n, dtype=np.float32)
-        args.append(bias)
-        expected += bias
-    if spec.row_scale:
-        args.append(row_scale)
-    y = np.full((rows, spec.n), np.nan, dtype=np.float32)
-    if spec.y_dtype == "bf16":
-        y = np.full((rows, spec.n), UNWRITTEN_BF16, dtype=np.uint16)
-    if spec.epilogue == "accumulate":
-        y = rng.standard_normal((rows, spec.n), dtype=np.float32)
-        expected += y
-    elif spec.epilogue == "relu2":
-        expected = np.maximum(expected, 0.0) ** 2
-    return Case(args, y, expected)
+    return finish_case(spec, rng, [x_arg, amx.pack_weight_amx(weight, spec)], expected)
 
 
 def assert_close(y: np.ndarray, expected: np.ndarray) -> None:

@@ -78,9 +78,15 @@ def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int) -> Case:
     if spec.weight_dtype == "bf16":  # the kernel sees the rounded weights
         weight = bf16_to_f32(bf16_bits(weight))
     expected = x.astype(np.float64) @ weight.astype(np.float64).T
-    args = [x_arg, packed]
+    return finish_case(spec, rng, [x_arg, packed], expected)
+
+
+def finish_case(spec: GemmSpec, rng: np.random.Generator, args: list[np.ndarray], expected: np.ndarray) -> Case:
+    """The rest of a case from x and the packed weight and their product: bias, row_scale, the initial y
+    and the epilogue, applied to `expected` as the kernel applies them (shared by every GEMM variant)."""
+    rows = expected.shape[0]
     if spec.row_scale:
-        row_scale = rng.uniform(0.5, 2.0, rows).astype(np.float32)
+        row_scale = np.asarray(rng.uniform(0.5, 2.0, rows), np.float32)
         expected *= row_scale[:, None]
     if spec.bias:
         bias = rng.standard_normal(spec.n, dtype=np.float32)
