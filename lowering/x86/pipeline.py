@@ -44,9 +44,10 @@ if __name__ == "__main__":  # kernels MLIR on stdin -> LLVM IR on stdout (lit te
     from tessera.errors import TesseraError
     from tessera.targets import toolchain
 
-    pipeline = LLVM_PIPELINE
-    if sys.argv[1:] == ["--amx"]:  # the AMX variants (tessera-opt -t x86-amx-mlir)
-        from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE as pipeline
+    from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE
+
+    # --amx: the AMX variants (tessera-opt -t x86-amx-mlir)
+    pipeline = AMX_LLVM_PIPELINE if sys.argv[1:] == ["--amx"] else LLVM_PIPELINE
     try:
         sys.stdout.write(toolchain.mlir_to_llvm_ir(sys.stdin.read(), pipeline))
     except TesseraError as exc:
