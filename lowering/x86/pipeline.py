@@ -42,9 +42,8 @@ if __name__ == "__main__":  # kernels MLIR on stdin -> LLVM IR on stdout (lit te
     import sys
 
     from tessera.errors import TesseraError
-    from tessera.targets import toolchain
-
     from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE
+    from tessera.targets import toolchain
 
     # --amx: the AMX variants (tessera-opt -t x86-amx-mlir)
     pipeline = AMX_LLVM_PIPELINE if sys.argv[1:] == ["--amx"] else LLVM_PIPELINE
