@@ -104,6 +104,8 @@ def prepare_weights(
         packing = entry.get("packing")
         if name in amx:
             array = pack_amx_vnni(array)
+        elif packing is not None and packing.get("layout") == "rows":  # GPU targets: [N, K] as it is
+            array = bf16_bits(array) if packing["dtype"] == "bf16" else array
         elif packing is not None:
             array = pack_panels(array, int(packing["nr"]), packing["dtype"])
         prepared[name] = array

@@ -1,0 +1,155 @@
+"""GpuSession: runs a GPU target's programs (program.json of rocdl) through a GpuDriver (runtime/gpu_module.py),
+with the weights uploaded once and the state (conv/SSM state, KV cache) kept on the device between calls.
+
+    session = GpuSession(program, driver, driver.load_module(code_object), weights)
+    logits = session.prefill([5, 7, 9])      # [3, vocab]; call again to continue the same sequence
+    next_logits = session.decode(11)         # [vocab]
+
+Each launch of a program: its arguments in order — a device pointer per operand (token ids, a weight, a
+state, or a [tokens, F] view of an arena slot), then the token count and the position as i32 — on a grid
+of ceil(extent / per) workgroups per axis ("tokens" = this call's token count), `threads` per workgroup.
+LDS is static (the code object's descriptor), so no dynamic shared memory is passed. The driver decides
+where it runs: HIP on an AMD GPU, or a simulator of the ISA in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tessera.errors import TesseraError
+from tessera.runtime.artifact import Artifact
+from tessera.runtime.gpu_module import DeviceBuffer, GpuDriver, GpuModule, KernelScalar
+from tessera.runtime.weights import prepare_weights
+
+_DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
+_DRIVERS = {"rocdl": "hip", "nvvm": "cuda"}
+
+
+class GpuRunError(TesseraError):
+    """A program that cannot run with the inputs given."""
+
+
+class GpuSession:
+    def __init__(
+        self,
+        program: Mapping[str, Any],
+        driver: GpuDriver,
+        module: GpuModule,
+        weights: Mapping[str, np.ndarray],
+        target: str = "rocdl",
+    ) -> None:
+        self.target = target
+        self.program = program
+        self.driver = driver
+        self.kernels = {
+            launch["kernel"]: module.function(launch["kernel"])
+            for listing in program["programs"].values()
+            for launch in listing["launches"]
+        }
+        self.weights = {
+            name: self._upload(array) for name, array in prepare_weights(program["weights"], weights).items()
+        }
+        self.states = {
+            name: self._upload(np.zeros(entry["shape"], _DTYPES[entry["dtype"]]))
+            for name, entry in program["states"].items()
+        }
+        self.vocab_size = int(program["weights"]["embedding.weight"]["shape"][0])
+        self.position = 0
+
+    @classmethod
+    def open(cls, artifact: Artifact, target: str = "rocdl") -> GpuSession:
+        """The artifact's program for `target` on this machine's GPU (HIP for rocdl): fails in one line where
+        there is no GPU runtime, before reading any weights."""
+        from tessera.frontend.checkpoint import load_weights, random_weights
+        from tessera.frontend.config import config_from_dict
+        from tessera.manifest_json import read_manifest_json
+        from tessera.runtime.gpu_module import open_driver
+
+        entry = artifact.targets[target]
+        driver = open_driver(_DRIVERS[target])
+        if entry.get("code_object") is None:
+            raise GpuRunError(f"{artifact.path}: no loadable code object (ld.lld was missing when it was compiled)")
+        program = read_manifest_json(
+            artifact.file(entry["program"]), f"tessera-{target}-program", 1, GpuRunError,
+            f"{target}/program.json missing (rebuild with tessera-compile --target {target})",
+        )  # fmt: skip
+        module = driver.load_module(artifact.file(entry["code_object"]).read_bytes())
+        if artifact.weights.get("kind") == "checkpoint":
+            weights = load_weights(artifact.file(artifact.weights["dir"]))
+        else:
+            config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
+            weights = random_weights(config, int(artifact.weights.get("seed", 0)))
+        return cls(program, driver, module, weights, target)
+
+    def _upload(self, array: np.ndarray) -> DeviceBuffer:
+        array = np.ascontiguousarray(array)
+        buffer = self.driver.alloc(array.nbytes)
+        self.driver.upload(buffer, array)
+        return buffer
+
+    # --- public API --------------------------------------------------------------------------------------
+    def prefill(self, input_ids: Sequence[int]) -> np.ndarray:
+        """Logits [T, vocab] for every position of `input_ids`, continuing the current sequence."""
+        return self._run("prefill", input_ids)
+
+    def decode(self, token_id: int) -> np.ndarray:
+        """Logits [vocab] after appending one token, by the single-step programs."""
+        return self._run("decode", [token_id])[0]
+
+    def reset(self) -> None:
+        for name, entry in self.program["states"].items():
+            self.driver.upload(self.states[name], np.zeros(entry["shape"], _DTYPES[entry["dtype"]]))
+        self.position = 0
+
+    # --- execution -----------------------------------------------------------------------------------------
+    def _run(self, program_name: str, input_ids: Sequence[int]) -> np.ndarray:
+        ids = np.asarray(input_ids, np.int64).reshape(-1)
+        if ids.size == 0:
+            raise GpuRunError("empty prompt")
+        bad = ids[(ids < 0) | (ids >= self.vocab_size)]
+        if bad.size:
+            raise GpuRunError(f"token id {int(bad[0])} is outside the vocabulary [0, {self.vocab_size})")
+        program = self.program["programs"][program_name]
+        tokens = int(ids.size)
+        arena = [self.driver.alloc(tokens * width) for width in program["slots"]]
+        id_buffer = self._upload(ids)
+        try:
+            for launch in program["launches"]:
+                args = [self._argument(arg, id_buffer, arena, tokens) for arg in launch["args"]]
+                grid = tuple(_blocks(launch["grid"][axis], tokens) for axis in ("x", "y"))
+                self.driver.launch(self.kernels[launch["kernel"]], (*grid, 1), (launch["threads"], 1, 1), 0, args)
+            self.driver.synchronize()
+            result = program["result"]
+            logits = np.empty((tokens, result["features"]), _DTYPES[result["dtype"]])
+            self.driver.download(arena[result["buffer"]], logits)
+        finally:
+            for buffer in (*arena, id_buffer):
+                self.driver.free(buffer)
+        self.position += tokens
+        return logits
+
+    def _argument(
+        self, arg: Mapping[str, Any], ids: DeviceBuffer, arena: list[DeviceBuffer], tokens: int
+    ) -> DeviceBuffer | KernelScalar:
+        if "ids" in arg:
+            return ids
+        if "weight" in arg:
+            return self.weights[arg["weight"]]
+        if "state" in arg:
+            return self.states[arg["state"]]
+        if "buffer" in arg:
+            return arena[arg["buffer"]]
+        if "tokens" in arg:
+            return KernelScalar(tokens, "i32")
+        if "position" in arg:
+            return KernelScalar(self.position, "i32")
+        raise GpuRunError(f"program.json: unknown launch argument {dict(arg)}")
+
+
+def _blocks(axis: Sequence[int | str], tokens: int) -> int:
+    extent, per = axis
+    count = tokens if extent == "tokens" else int(extent)
+    return -(-count // int(per))

@@ -1,0 +1,87 @@
+"""A GpuDriver (runtime/gpu_module.py) whose device is the ROCDL simulator (rocdl_sim.py): runs a whole
+compiled ROCDL program, launch by launch, as the HIP driver would on an AMD GPU. Test-only.
+
+The "code object" it loads is the kernels' gpu.module text (OUT/rocdl/kernels.mlir); device memory is
+numpy byte arrays, viewed at each launch with the element type each kernel argument is addressed in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from rocdl_sim import Simulator
+
+from tessera.runtime.gpu_module import DeviceBuffer, KernelArg, KernelHandle, KernelScalar
+
+_FUNCTION = re.compile(r"^  gpu\.func @(\w+)\(.*?^  \}$", re.M | re.S)
+_ELEMENT = {"f32": np.float32, "i16": np.uint16, "i64": np.int64, "i32": np.int32}
+
+
+class SimulatedModule:
+    def __init__(self, text: str) -> None:
+        self.kernels = {match.group(1): match.group(0) for match in _FUNCTION.finditer(text)}
+
+    def function(self, name: str) -> KernelHandle:
+        text = self.kernels[name]
+        elements = {
+            param: _ELEMENT[element]
+            for param, element in re.findall(
+                r"llvm\.getelementptr %(\w+)\[[^]]*\] : \([^)]*\) -> !llvm\.ptr<1>, (\w+)", text
+            )
+        }
+        return KernelHandle(name, (Simulator(text), elements))
+
+
+class SimulatedDriver:
+    name = "simulator"
+
+    def __init__(self) -> None:
+        self.memory: dict[int, np.ndarray] = {}
+        self.next = 1 << 12
+        self.launches = 0
+
+    def device_name(self) -> str:
+        return "ROCDL ISA simulator (test/kernels/rocdl_sim.py)"
+
+    def load_module(self, image: bytes) -> SimulatedModule:
+        return SimulatedModule(image.decode())
+
+    def alloc(self, nbytes: int) -> DeviceBuffer:
+        pointer = self.next
+        self.next += -(-max(nbytes, 1) // 256) * 256
+        self.memory[pointer] = np.zeros(nbytes, np.uint8)
+        return DeviceBuffer(pointer, nbytes)
+
+    def upload(self, buffer: DeviceBuffer, host: np.ndarray) -> None:
+        self.memory[buffer.pointer][: host.nbytes] = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
+
+    def download(self, buffer: DeviceBuffer, out: np.ndarray) -> None:
+        out.reshape(-1).view(np.uint8)[:] = self.memory[buffer.pointer][: out.nbytes]
+
+    def free(self, buffer: DeviceBuffer) -> None:
+        del self.memory[buffer.pointer]
+
+    def launch(
+        self,
+        kernel: KernelHandle,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        shared_bytes: int,
+        args: Sequence[KernelArg],
+    ) -> None:
+        simulator, elements = kernel.handle
+        assert block == (simulator.threads, 1, 1) and shared_bytes == 0 and grid[2] == 1, (kernel.name, block, grid)
+        buffers, scalars = {}, {}
+        for (name, _), arg in zip(simulator.params, args, strict=True):
+            if isinstance(arg, KernelScalar):
+                scalars[name] = int(arg.value)
+            else:
+                raw = self.memory[arg.pointer]
+                element = elements.get(name, np.uint8)
+                buffers[name] = raw[: raw.size // np.dtype(element).itemsize * np.dtype(element).itemsize].view(element)
+        simulator.run((grid[0], grid[1]), buffers, scalars)
+        self.launches += 1
+
+    def synchronize(self) -> None:
+        pass
