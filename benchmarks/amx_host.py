@@ -9,12 +9,15 @@ prepare writes:
     tiny_bf16/, tiny_fp32/   a random tiny Nemotron-H checkpoint compiled for x86 in bf16 and in fp32
     hf.npz                   its prompt, Hugging Face's float32 logits and greedy tokens (transformers here)
     mid_bf16/                configs/nemotron_h_mid.yaml in bf16, weights drawn from a seed at load
+    mid_config.json, wheels/ its HF config, and transformers' wheels for Python 3.12 (the end-to-end
+                             baseline, installed offline there)
     gemm/                    the 2048x5120x20480 GEMM (M x K x N) as its AMX and AVX-512 variants
 check shows, and fails (exit 1) unless:
     the bf16 artifact runs its GEMMs on AMX ("amx GEMMs" in the variant line) and its prompt logits are
     within 2e-2 relative of HF's float32 logits; the fp32 artifact within 1e-4 (a float32 path);
     and measures, in the same run: Tessera's AMX GEMM vs torch.matmul in bf16 (oneDNN, with the ISA its
-    verbose log names), and the mid model's prefill / decode tokens per second on AMX vs AVX-512.
+    verbose log names), and the mid model's prefill / decode tokens per second on AMX, on AVX-512, and
+    with transformers on torch CPU (bf16).
 """
 
 from __future__ import annotations
@@ -84,6 +87,22 @@ def prepare(out: Path) -> None:
         llvm_ir = toolchain.mlir_to_llvm_ir(kernels_module([function]), pipeline)
         toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=cpu)], out / "gemm" / f"{name}.so")
     (out / "gemm" / "spec.json").write_text(json.dumps({**GEMM, "nr": tiles.nr}))
+    # The end-to-end baseline there is transformers on its torch; the host reaches no registry, so the
+    # wheels (Python 3.12, this project's pins) travel with the rest and install offline there.
+    from tessera.frontend.config import hf_config_dict, load_model
+
+    (out / "mid_config.json").write_text(json.dumps(hf_config_dict(load_model(str(mid)).config)))
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.12",
+         "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64", "-d", str(out / "wheels"),
+         "transformers==5.23.0"],
+        check=True,
+    )  # fmt: skip
+    for heavy in (out / "wheels").glob("*"):  # torch, numpy, safetensors are installed there already
+        if heavy.name.split("-")[0].lower() in ("torch", "numpy", "safetensors", "triton") or heavy.name.startswith(
+            "nvidia"
+        ):
+            heavy.unlink()
     print(f"prepared {out}: carry it to the AMX host and run `python3 benchmarks/amx_host.py check` there")
 
 
@@ -207,6 +226,47 @@ def _end_to_end(out: Path, amx: bool) -> dict[str, object]:
     return measured
 
 
+def _transformers(out: Path, threads: int) -> dict[str, object]:
+    """transformers' NemotronH on torch CPU, bf16, on the mid config (its own random weights: a timing)."""
+    site = out / "site"
+    if not site.exists():
+        install = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(out / "wheels"),
+             "--target", str(site), "--no-deps", *map(str, (out / "wheels").glob("*.whl"))],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if install.returncode != 0:
+            return {"error": f"installing the carried wheels failed: {install.stderr.strip()[-300:]}"}
+    code = _HF_E2E.format(site=str(site), config=str(out / "mid_config.json"), threads=threads)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if run.returncode != 0:
+        return {"error": (run.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(run.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+_HF_E2E = """
+import json, sys, time
+sys.path.insert(0, {site!r})
+import torch, transformers
+torch.set_num_threads({threads})
+fields = {{k: v for k, v in json.load(open({config!r})).items() if k not in ("architectures", "model_type")}}
+torch.manual_seed(0)
+model = transformers.NemotronHForCausalLM(transformers.NemotronHConfig(**fields)).to(torch.bfloat16).eval()
+ids = torch.arange(1, 513).unsqueeze(0)
+def seconds(run):
+    run(); times = []
+    for _ in range(3):
+        start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
+    return sorted(times)[1]
+gen = lambda n: model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+with torch.no_grad():
+    prefill = seconds(lambda: model(ids, use_cache=True))
+    one, many = seconds(lambda: gen(1)), seconds(lambda: gen(17))
+print(json.dumps({{"prefill_tokens_per_s": 512 / prefill, "decode_tokens_per_s": 16 / (many - one),
+                  "torch": torch.__version__, "transformers": transformers.__version__}}))
+"""
+
+
 def check(out: Path) -> int:
     from tessera.runtime.cpu_features import AMX, cpu_flags
 
@@ -216,7 +276,7 @@ def check(out: Path) -> int:
     result["amx"] = amx  # without it the AMX parts are left out and the check fails, after the rest ran
     result["contract"] = _contract(out, amx)
     result["gemm_2048x5120x20480_bf16"] = _gemm(out, threads, amx)
-    result["mid_bf16_end_to_end"] = _end_to_end(out, amx)
+    result["mid_bf16_end_to_end"] = {**_end_to_end(out, amx), "transformers": _transformers(out, threads)}
     print(json.dumps(result))
     contract = result["contract"]
     return 0 if amx and contract["bf16_ok"] and contract["fp32_ok"] else 1  # type: ignore[index]
