@@ -33,10 +33,14 @@ test: install-test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/lit -q test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -n 2 test
 
+# mypy sees the repository as what it is, the `tessera` package (a link in a scratch folder), so that the
+# imports between its modules are checked; `mypy .` would resolve them to nothing.
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy .
+	@root=$$(mktemp -d) && ln -s "$(CURDIR)" "$$root/tessera" && cd "$$root" && \
+		"$(CURDIR)/$(BIN)/mypy" --config-file "$(CURDIR)/pyproject.toml" --cache-dir "$(CURDIR)/.mypy_cache" \
+		-p tessera; status=$$?; rm -rf "$$root"; exit $$status
 
 clean:
 	rm -rf out build *.egg-info test/**/Output

@@ -60,8 +60,8 @@ def prepare(out: Path) -> None:
 
     from tessera.lowering.convert_tile_to_x86 import kernels_module
     from tessera.lowering.x86 import gemm
-    from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE, emit_gemm_amx
-    from tessera.lowering.x86.pipeline import LLVM_PIPELINE
+    from tessera.lowering.x86.amx import emit_gemm_amx
+    from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE, LLVM_PIPELINE
     from tessera.targets import toolchain
 
     out.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def gemm_tiles(kernel: tile.KernelOp) -> gemm.GemmTiles:
     assert kernel.tiles is not None
     chosen = plain_dict(kernel.tiles)
     fields = {name for name in gemm.GemmTiles.__dataclass_fields__ if gemm.GemmTiles.__dataclass_fields__[name].init}
-    return gemm.GemmTiles(**{k: v for k, v in chosen.items() if k in fields})
+    return gemm.GemmTiles(**{k: int(v) for k, v in chosen.items() if k in fields})
 
 
 def gemm_spec(kernel: tile.KernelOp) -> gemm.GemmSpec:
@@ -75,8 +75,8 @@ def attention_dims(kernel: tile.KernelOp) -> attention.AttentionDims:
         num_kv_heads=d["num_kv_heads"],
         head_dim=d["head_dim"],
         max_seq_len=d["max_seq_len"],
-        block_q=tiles.get("block_q", 64),
-        block_k=tiles.get("block_k", 64),
+        block_q=int(tiles.get("block_q", 64)),
+        block_k=int(tiles.get("block_k", 64)),
     )
 
 

@@ -119,8 +119,8 @@ class GpuSession:
         try:
             for launch in program["launches"]:
                 args = [self._argument(arg, id_buffer, arena, tokens) for arg in launch["args"]]
-                grid = tuple(_blocks(launch["grid"][axis], tokens) for axis in ("x", "y"))
-                self.driver.launch(self.kernels[launch["kernel"]], (*grid, 1), (launch["threads"], 1, 1), 0, args)
+                grid = (_blocks(launch["grid"]["x"], tokens), _blocks(launch["grid"]["y"], tokens), 1)
+                self.driver.launch(self.kernels[launch["kernel"]], grid, (launch["threads"], 1, 1), 0, args)
             self.driver.synchronize()
             result = program["result"]
             logits = np.empty((tokens, result["features"]), _DTYPES[result["dtype"]])

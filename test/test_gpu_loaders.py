@@ -82,7 +82,7 @@ def test_unknown_driver_names_the_known_ones() -> None:
 
 
 def test_pack_kernel_args() -> None:
-    args = [
+    args: list[DeviceBuffer | KernelScalar] = [
         DeviceBuffer(0x7F00_1234_5678, 64),
         KernelScalar(-7, "i32"),
         KernelScalar(2**40 + 3, "i64"),

@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from conftest import TARGETS, make_hf_checkpoint
 torch = pytest.importorskip("torch", reason="the HF oracle needs torch (pip install -e '.[test]')")
 transformers = pytest.importorskip("transformers", reason="the HF oracle needs transformers")
 
-CASES = {
+CASES: dict[str, dict[str, Any]] = {
     "every_kind": dict(hybrid_override_pattern="M*-E"),
     "no_attention": dict(hybrid_override_pattern="M-ME"),
     "one_group_one_kv_head": dict(hybrid_override_pattern="MM*-", n_groups=1, num_key_value_heads=1),
@@ -172,7 +173,7 @@ def test_prompt_text_uses_the_checkpoint_tokenizer(tmp_path: Path) -> None:
     tokenizer.save(str(checkpoint / "tokenizer.json"))
     out = tmp_path / "out"
     tessera(out, [5, 7, 9], checkpoint, tmp_path)
-    command = [sys.executable, "-m", "tessera.tools.tessera_run", out, "--prompt", "w5 w7 w9"]
+    command = [sys.executable, "-m", "tessera.tools.tessera_run", str(out), "--prompt", "w5 w7 w9"]
     result = subprocess.run([*command, "--max-new-tokens", "4", "--json"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     by_text = json.loads(result.stdout.strip().splitlines()[-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -22,7 +24,7 @@ def _config(**overrides: object):  # type: ignore[no-untyped-def]
     return transformers.NemotronHConfig(**{**base, **overrides})
 
 
-def _randomize(module: torch.nn.Module, seed: int) -> None:
+def _randomize(module: Any, seed: int) -> None:  # a torch.nn.Module (torch is imported only if present)
     torch.manual_seed(seed)
     with torch.no_grad():
         for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
@@ -34,7 +36,7 @@ def _randomize(module: torch.nn.Module, seed: int) -> None:
                 tensor.copy_(torch.randn_like(tensor) * 0.3)
 
 
-def _np(t: torch.Tensor) -> np.ndarray:
+def _np(t: Any) -> np.ndarray:  # a torch.Tensor
     return t.detach().numpy().astype(np.float32)
 
 

@@ -198,7 +198,7 @@ def test_identical_kernels_compile_once(tmp_path: Path) -> None:
     env = {**os.environ, "TESSERA_CACHE_DIR": str(tmp_path / "cache")}
 
     def compile_once(out: Path) -> str:
-        command = [sys.executable, "-m", "tessera.tools.tessera_compile", TINY, "--target", "x86", "-o", out]
+        command = [sys.executable, "-m", "tessera.tools.tessera_compile", str(TINY), "--target", "x86", "-o", str(out)]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, result.stderr
         return result.stderr

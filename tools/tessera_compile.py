@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from xdsl.dialects.builtin import ModuleOp
@@ -90,7 +91,7 @@ def main(
         "ssm_state_dtype": ssm_state_dtype,
         "kv_cache_dtype": kv_cache_dtype,
     }
-    overrides = {k: v for k, v in given.items() if v is not None}
+    overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if overrides:
         spec = replace(spec, compile=replace(spec.compile, **overrides))
     if emit is None and out is None:

@@ -44,6 +44,7 @@ extra K columns are zeroed once, the extra Q elements are zeros, the extra outpu
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -225,11 +226,15 @@ def _load_queries(b: GpuKernelBuilder, s: _Shape, lane: _Lane) -> list[str]:
             else:  # the last k step of a padded D: lanes past head_dim read nothing
                 inside = b.lt(column, b.index(s.head_dim))
                 fragments += b.if_yield(
-                    inside, [op.operand_type], lambda offset=offset: [_q_bf16(b, offset)], lambda: [zero]
+                    inside, [op.operand_type], functools.partial(_q_bf16_list, b, offset), lambda: [zero]
                 )
         return fragments
 
     return b.if_yield(lane.valid, [op.operand_type] * len(steps), loaded, lambda: [zero] * len(steps))
+
+
+def _q_bf16_list(b: GpuKernelBuilder, offset: str) -> list[str]:
+    return [_q_bf16(b, offset)]
 
 
 def _q_bf16(b: GpuKernelBuilder, offset: str) -> str:

@@ -225,6 +225,7 @@ class _Kernel:
         slot32 = self.i32(slot)
         expert = b.gload("ids", self.select(inside, slot32, b.i32(0), "i32"), "i64")
         match = self.both(inside, b.let("p", f"arith.cmpi eq, {expert}, {self.expert_id} : i64"))
+        assert match is not None
         mask = b.let("m", f"rocdl.ballot {match} : i64")
         low = b.let("m", f"arith.trunci {mask} : i64 to i32")
         shifted = b.let("m", f"arith.shrui {mask}, {b.const('32', 'i64')} : i64")

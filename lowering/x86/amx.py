@@ -58,27 +58,8 @@ import numpy as np
 
 from tessera.lowering.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16_bits
 from tessera.lowering.x86.gemm import VEC, VECTOR, GemmSpec
-from tessera.lowering.x86.pipeline import LLVM_PIPELINE
 from tessera.runtime.weights import bf16_to_f32 as widen_bf16_bits
 from tessera.runtime.weights import pack_amx_vnni
-
-# LLVM_PIPELINE's passes that the AMX lowering replaces: `enable-amx` for the vector conversion, and
-# convert-to-llvm for convert-cf-to-llvm, whose type converter knows no !amx.tile: the accumulators that a
-# K loop carries become cf block arguments of that type, and convert-to-llvm takes the AMX dialect's type
-# conversion from its ConvertToLLVM interface.
-_AMX_PASSES = {"convert-vector-to-llvm": "convert-vector-to-llvm{enable-amx}", "convert-cf-to-llvm": "convert-to-llvm"}
-
-
-def _amx_pipeline(pipeline: str) -> str:
-    passes = pipeline.split(",")
-    for old, new in _AMX_PASSES.items():
-        if old not in passes:
-            raise AssertionError(f"LLVM_PIPELINE has no '{old}' pass to replace for AMX")
-        passes[passes.index(old)] = new
-    return ",".join(passes)
-
-
-AMX_LLVM_PIPELINE = _amx_pipeline(LLVM_PIPELINE)
 
 TILE_ROWS = 16  # rows of every tile (A, B and C)
 TILE_K = 32  # bf16 values in one 64-byte tile row: the k depth of one tdpbf16ps

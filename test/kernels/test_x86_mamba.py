@@ -242,6 +242,7 @@ def test_conv_silu(build: Build, rng: np.random.Generator, d: MambaDims, tokens:
     expected, expected_state = causal_conv(xbc_in, problem.weights, problem.conv_state)
     w = problem.weights
     state, out = problem.conv_state.copy(), nan_like((tokens, d.conv_channels))
+    assert w.conv_bias is not None
     split_call(build(d).kernel("conv_silu"), [problem.zx, w.conv_weight, w.conv_bias, state, out], d.conv_channels, rng)
     assert rel(out, expected) <= F32_TOLERANCE
     np.testing.assert_array_equal(state, expected_state)  # the carried inputs are copies
@@ -418,6 +419,7 @@ def run_mixer(library: KernelLibrary, problem: Problem, state: Mamba2State, deco
     d, w = problem.d, problem.weights
     tokens = len(problem.zx)
     xbc, y, out = nan_like((tokens, d.conv_channels)), nan_like((tokens, d.inner)), nan_like((tokens, d.inner))
+    assert w.conv_bias is not None
     conv_args = [problem.zx, w.conv_weight, w.conv_bias, state.conv_state, xbc]
     split_call(library.kernel("conv_silu"), conv_args, d.conv_channels, rng)
     scan = library.kernel("ssd_step" if decode else "ssd_scan")
@@ -476,7 +478,8 @@ def _benchmark() -> None:
             problem = draw(d, tokens, rng)
             xbc, y, out = nan_like(problem.xbc.shape), nan_like((tokens, d.inner)), nan_like((tokens, d.inner))
             w = problem.weights
-            calls = {
+            assert w.conv_bias is not None
+            calls: dict[str, tuple[list[np.ndarray], int]] = {
                 "conv_silu": ([problem.zx, w.conv_weight, w.conv_bias, problem.conv_state, xbc], d.conv_channels),
                 "ssd_scan" if tokens > 1 else "ssd_step": (problem.ssd_args(problem.ssm_state.copy(), y), d.num_heads),
                 "gated_rmsnorm": ([y, problem.zx, w.norm_weight, out], tokens),
