@@ -118,7 +118,7 @@ class X86Backend:
         emulated: the same kernels with the tile operations as loops, for this CPU (tests on machines
         without AMX run the whole AMX path through them)."""
         from tessera.lowering.convert_tile_to_x86 import amx_kernels, kernels_module
-        from tessera.lowering.x86.amx import AMX_LLVM_PIPELINE
+        from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE
 
         variants = amx_kernels(tile_module, emulated)
         functions = list(variants.values())
