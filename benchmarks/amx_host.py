@@ -32,24 +32,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from checkout import make_tessera_importable
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _importable() -> None:
-    """`import tessera` from a bare copy of the checkout (the repository root is the package, whatever its
-    folder is called there): a link named tessera in a scratch folder on sys.path."""
-    try:
-        import tessera  # noqa: F401
-    except ImportError:
-        import tempfile
-
-        scratch = Path(tempfile.mkdtemp(prefix="tessera-path-"))
-        (scratch / "tessera").symlink_to(ROOT, target_is_directory=True)
-        sys.path.insert(0, str(scratch))
-
-
-_importable()
+make_tessera_importable()
 OUT = ROOT / "out" / "amx_host"
 GEMM = {"m": 2048, "k": 5120, "n": 20480}
 

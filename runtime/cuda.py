@@ -7,10 +7,16 @@ import. It wraps the CUDA driver API one to one and returns every call's result 
 The device's primary context is used (cuDevicePrimaryCtxRetain + cuCtxSetCurrent), the one the CUDA
 runtime and other libraries in the process share, rather than a private context; it is made current on
 the thread that opens the driver. Launches go to the null stream.
+
+TMA kernels (the nvvm GEMM) take their operands as CUtensorMaps passed by value: `encode_tensor_map_2d`
+builds one with cuTensorMapEncodeTiled and returns its 128 bytes as a `KernelBytes` argument.
+`tensor_map_arguments` is that call's argument list alone, checked here against the driver's rules so
+that a bad shape fails as one line naming the field rather than as CUDA_ERROR_INVALID_VALUE.
 """
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +27,7 @@ from tessera.runtime.gpu_module import (
     GpuError,
     GpuRuntimeUnavailable,
     KernelArg,
+    KernelBytes,
     KernelHandle,
     check_download_target,
     launch_dims,
@@ -34,6 +41,24 @@ _NAME_LENGTH = 256
 # Code objects cuModuleLoadData takes as binary; anything else is PTX text, which must end in NUL.
 _ELF_MAGIC = b"\x7fELF"
 _FATBIN_MAGIC = (0xBA55ED50).to_bytes(4, "little")
+# A CUtensorMap: 128 opaque bytes, 64-aligned (the kernel declares `.param .align 64 .b8 [128]`).
+TENSOR_MAP_BYTES = 128
+TENSOR_MAP_ALIGNMENT = 64
+# element type -> (CUtensorMapDataType member, bytes)
+TENSOR_MAP_DTYPES = {
+    "bf16": ("CU_TENSOR_MAP_DATA_TYPE_BFLOAT16", 2),
+    "f16": ("CU_TENSOR_MAP_DATA_TYPE_FLOAT16", 2),
+    "f32": ("CU_TENSOR_MAP_DATA_TYPE_FLOAT32", 4),
+}
+# swizzle -> (CUtensorMapSwizzle member, the span in bytes a box's inner dimension may not exceed)
+TENSOR_MAP_SWIZZLES = {
+    "none": ("CU_TENSOR_MAP_SWIZZLE_NONE", None),
+    "32B": ("CU_TENSOR_MAP_SWIZZLE_32B", 32),
+    "64B": ("CU_TENSOR_MAP_SWIZZLE_64B", 64),
+    "128B": ("CU_TENSOR_MAP_SWIZZLE_128B", 128),
+}
+_TMA_GLOBAL_ALIGNMENT = 16  # the global address and every global stride: multiples of 16 bytes
+_TMA_MAX_BOX = 256
 
 
 def _first_line(exc: BaseException) -> str:
@@ -46,6 +71,62 @@ def as_module_image(image: bytes) -> bytes:
     if image.startswith((_ELF_MAGIC, _FATBIN_MAGIC)) or image.endswith(b"\0"):
         return image
     return image + b"\0"
+
+
+def tensor_map_arguments(
+    cu: Any,
+    pointer: int,
+    *,
+    dtype: str = "bf16",
+    rows: int,
+    cols: int,
+    box_rows: int,
+    box_cols: int,
+    swizzle: str = "128B",
+) -> tuple[Any, ...]:
+    """The arguments of `cu.cuTensorMapEncodeTiled` for a row-major [rows, cols] tensor at `pointer`
+    loaded in boxes of [box_rows, box_cols]: rank 2, dims {cols, rows} (innermost first), strides
+    {cols * element bytes}, element strides {1, 1}, no interleave, no L2 promotion, and OOB fill NONE
+    (elements past the tensor's end read as zeros)."""
+    if dtype not in TENSOR_MAP_DTYPES:
+        raise GpuError(f"tensor map dtype must be one of {', '.join(TENSOR_MAP_DTYPES)}, got '{dtype}'")
+    if swizzle not in TENSOR_MAP_SWIZZLES:
+        raise GpuError(f"tensor map swizzle must be one of {', '.join(TENSOR_MAP_SWIZZLES)}, got '{swizzle}'")
+    type_name, element_bytes = TENSOR_MAP_DTYPES[dtype]
+    swizzle_name, swizzle_span = TENSOR_MAP_SWIZZLES[swizzle]
+    row_bytes, box_row_bytes = cols * element_bytes, box_cols * element_bytes
+    align = _TMA_GLOBAL_ALIGNMENT
+    rules = [
+        (1 <= rows <= 2**32 and 1 <= cols <= 2**32, f"rows and cols must be in 1 .. 2^32, got {rows} x {cols}"),
+        (
+            1 <= box_rows <= _TMA_MAX_BOX and 1 <= box_cols <= _TMA_MAX_BOX,
+            f"box must be in 1 .. {_TMA_MAX_BOX} per dimension, got {box_rows} x {box_cols}",
+        ),
+        (pointer > 0 and pointer % align == 0, f"the address {pointer:#x} must be a multiple of {align} bytes"),
+        (row_bytes % align == 0, f"a row ({row_bytes} bytes) must be a multiple of {align} bytes"),
+        (box_row_bytes % 16 == 0, f"a box row ({box_row_bytes} bytes) must be a multiple of 16 bytes"),
+        (
+            swizzle_span is None or box_row_bytes <= swizzle_span,
+            f"a box row ({box_row_bytes} bytes) must fit the {swizzle} swizzle span",
+        ),
+    ]
+    broken = [rule for holds, rule in rules if not holds]
+    if broken:
+        raise GpuError(f"tensor map of a [{rows}, {cols}] {dtype} tensor: {broken[0]}")
+    u64, u32 = cu.cuuint64_t, cu.cuuint32_t
+    return (
+        getattr(cu.CUtensorMapDataType, type_name),
+        2,
+        pointer,
+        [u64(cols), u64(rows)],
+        [u64(row_bytes)],
+        [u32(box_cols), u32(box_rows)],
+        [u32(1), u32(1)],
+        cu.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+        getattr(cu.CUtensorMapSwizzle, swizzle_name),
+        cu.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_NONE,
+        cu.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE,
+    )
 
 
 class CudaModule:
@@ -193,3 +274,25 @@ class CudaDriver:
 
     def synchronize(self) -> None:
         self.call("cuCtxSynchronize", self.cu.cuCtxSynchronize())
+
+    def encode_tensor_map_2d(
+        self,
+        pointer: int,
+        *,
+        dtype: str = "bf16",
+        rows: int,
+        cols: int,
+        box_rows: int,
+        box_cols: int,
+        swizzle: str = "128B",
+    ) -> KernelBytes:
+        """The CUtensorMap of a row-major [rows, cols] device tensor at `pointer` (see tensor_map_arguments),
+        as the 128 bytes a kernel takes by value."""
+        arguments = tensor_map_arguments(
+            self.cu, pointer, dtype=dtype, rows=rows, cols=cols, box_rows=box_rows, box_cols=box_cols, swizzle=swizzle
+        )
+        tensor_map = self.call(
+            f"cuTensorMapEncodeTiled([{rows}, {cols}] {dtype}, box [{box_rows}, {box_cols}], swizzle {swizzle})",
+            self.cu.cuTensorMapEncodeTiled(*arguments),
+        )
+        return KernelBytes(ctypes.string_at(int(tensor_map.getPtr()), TENSOR_MAP_BYTES), TENSOR_MAP_ALIGNMENT)

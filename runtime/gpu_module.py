@@ -13,7 +13,9 @@ driver is opened, not when the package is imported.
 Kernel arguments are packed here, once for both vendors: hipModuleLaunchKernel and cuLaunchKernel both
 take `void** kernelParams`, an array of N pointers each pointing at one argument's bytes, and read each
 argument's size from the kernel image. Scalars carry their C type explicitly (`KernelScalar`), because
-a Python int alone does not say whether the kernel expects 4 or 8 bytes.
+a Python int alone does not say whether the kernel expects 4 or 8 bytes. A parameter passed by value
+as a struct (a 128-byte CUtensorMap grid constant) is `KernelBytes`: its bytes are copied into an
+aligned host buffer and the array holds that buffer's address, as for any other argument.
 """
 
 from __future__ import annotations
@@ -81,7 +83,23 @@ class KernelScalar:
                 raise GpuError(f"kernel scalar {self.value} does not fit in {self.ctype}")
 
 
-KernelArg = DeviceBuffer | KernelScalar
+@dataclass(frozen=True)
+class KernelBytes:
+    """A by-value struct parameter (e.g. a 128-byte CUtensorMap): its bytes, and the alignment the kernel
+    declares for it (`.param .align 64 .b8 p[128]`), which its host copy keeps too."""
+
+    data: bytes
+    align: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, bytes) or not self.data:
+            raise GpuError(f"kernel bytes argument needs non-empty bytes, got {type(self.data).__name__}")
+        if self.align < 1 or self.align & (self.align - 1):
+            raise GpuError(f"kernel bytes alignment must be a power of two, got {self.align}")
+
+
+KernelArg = DeviceBuffer | KernelScalar | KernelBytes
+ArgValue = ctypes.c_uint64 | ctypes.c_int32 | ctypes.c_int64 | ctypes.c_float | ctypes.Array[ctypes.c_char]
 
 
 @dataclass(frozen=True)
@@ -92,7 +110,7 @@ class PackedArgs:
     """
 
     pointers: ctypes.Array[ctypes.c_void_p]
-    values: tuple[ctypes.c_uint64 | ctypes.c_int32 | ctypes.c_int64 | ctypes.c_float, ...]
+    values: tuple[ArgValue, ...]
 
     @property
     def address(self) -> int:
@@ -105,9 +123,19 @@ class PackedArgs:
 
 def pack_kernel_args(args: Sequence[KernelArg]) -> PackedArgs:
     """Build the `void**` array both launch calls take: device pointers as 64-bit values (GPU
-    addresses are 64-bit whatever the host's pointer width), scalars as their declared C type."""
-    values: list[ctypes.c_uint64 | ctypes.c_int32 | ctypes.c_int64 | ctypes.c_float] = []
+    addresses are 64-bit whatever the host's pointer width), scalars as their declared C type, by-value
+    structs as an aligned copy of their bytes."""
+    values: list[ArgValue] = []
+    addresses: list[int] = []
     for index, arg in enumerate(args):
+        if isinstance(arg, KernelBytes):
+            # ctypes aligns a char array to 1 only: over-allocate and point at the first aligned byte.
+            buffer = ctypes.create_string_buffer(len(arg.data) + arg.align - 1)
+            address = -(-ctypes.addressof(buffer) // arg.align) * arg.align
+            ctypes.memmove(address, arg.data, len(arg.data))
+            values.append(buffer)
+            addresses.append(address)
+            continue
         if isinstance(arg, DeviceBuffer):
             values.append(ctypes.c_uint64(arg.pointer))
         elif isinstance(arg, KernelScalar) and arg.ctype == "f32":
@@ -115,8 +143,11 @@ def pack_kernel_args(args: Sequence[KernelArg]) -> PackedArgs:
         elif isinstance(arg, KernelScalar):
             values.append(SCALAR_TYPES[arg.ctype](int(arg.value)))
         else:
-            raise GpuError(f"kernel argument {index} must be a DeviceBuffer or KernelScalar, got {type(arg).__name__}")
-    pointers = (ctypes.c_void_p * len(values))(*(ctypes.addressof(value) for value in values))
+            raise GpuError(
+                f"kernel argument {index} must be a DeviceBuffer, KernelScalar or KernelBytes, got {type(arg).__name__}"
+            )
+        addresses.append(ctypes.addressof(values[-1]))
+    pointers = (ctypes.c_void_p * len(values))(*addresses)
     return PackedArgs(pointers, tuple(values))
 
 

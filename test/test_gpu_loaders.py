@@ -7,19 +7,23 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import importlib.util
+import json
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import NEEDS_MLIR
 
 from tessera.errors import TesseraError
 from tessera.runtime.gpu_module import (
     DeviceBuffer,
     GpuError,
     GpuRuntimeUnavailable,
+    KernelBytes,
     KernelHandle,
     KernelScalar,
     open_driver,
@@ -234,3 +238,272 @@ def test_hip_without_devices_is_one_line(fake_rocm: Path, monkeypatch: pytest.Mo
     with pytest.raises(GpuRuntimeUnavailable) as caught:
         open_driver("hip")
     _assert_one_line(caught.value, "no AMD GPU is visible", "no ROCm-capable device is detected")
+
+
+# --- by-value struct arguments and CUDA tensor maps ------------------------------------------------------
+
+
+@pytest.mark.parametrize("align", [1, 16, 64, 256])
+def test_pack_kernel_bytes_is_an_aligned_copy(align: int) -> None:
+    tensor_map = bytes(range(128))
+    packed = pack_kernel_args([KernelBytes(tensor_map, align), KernelScalar(5, "i32"), KernelBytes(b"\x01\x02", 8)])
+    array = ctypes.cast(packed.address, ctypes.POINTER(ctypes.c_void_p))
+    assert array[0] % align == 0 and array[2] % 8 == 0
+    assert ctypes.string_at(array[0], 128) == tensor_map  # the entry is the bytes' address, not a pointer to it
+    assert ctypes.cast(array[1], ctypes.POINTER(ctypes.c_int32))[0] == 5
+    assert ctypes.string_at(array[2], 2) == b"\x01\x02"
+
+
+@pytest.mark.parametrize(("data", "align", "phrase"), [(b"", 64, "non-empty"), (b"x", 48, "power of two")])
+def test_bad_kernel_bytes(data: bytes, align: int, phrase: str) -> None:
+    with pytest.raises(GpuError) as caught:
+        KernelBytes(data, align)
+    _assert_one_line(caught.value, phrase)
+
+
+def _fake_cuda_binding() -> types.SimpleNamespace:
+    """The names tensor_map_arguments takes from cuda.bindings.driver; enum members are their names."""
+
+    def enum(*names: str) -> types.SimpleNamespace:
+        return types.SimpleNamespace(**{name: name for name in names})
+
+    return types.SimpleNamespace(
+        cuuint64_t=lambda value: ("u64", value),
+        cuuint32_t=lambda value: ("u32", value),
+        CUtensorMapDataType=enum("CU_TENSOR_MAP_DATA_TYPE_BFLOAT16", "CU_TENSOR_MAP_DATA_TYPE_FLOAT16"),
+        CUtensorMapInterleave=enum("CU_TENSOR_MAP_INTERLEAVE_NONE"),
+        CUtensorMapSwizzle=enum("CU_TENSOR_MAP_SWIZZLE_NONE", "CU_TENSOR_MAP_SWIZZLE_128B"),
+        CUtensorMapL2promotion=enum("CU_TENSOR_MAP_L2_PROMOTION_NONE"),
+        CUtensorMapFloatOOBfill=enum("CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE"),
+    )
+
+
+def test_tensor_map_arguments_match_the_gemm_abi() -> None:
+    """gemm.py's docstring: bf16, rank 2, dims {K, rows}, strides {2K}, box {64, 128}, element strides
+    {1, 1}, no interleave, SWIZZLE_128B, no L2 promotion, OOB fill NONE (zeros)."""
+    from tessera.runtime.cuda import tensor_map_arguments
+
+    arguments = tensor_map_arguments(
+        _fake_cuda_binding(), 0x7F00_0000_0100, rows=200, cols=5120, box_rows=128, box_cols=64
+    )
+    assert arguments == (
+        "CU_TENSOR_MAP_DATA_TYPE_BFLOAT16",
+        2,
+        0x7F00_0000_0100,
+        [("u64", 5120), ("u64", 200)],
+        [("u64", 10240)],
+        [("u32", 64), ("u32", 128)],
+        [("u32", 1), ("u32", 1)],
+        "CU_TENSOR_MAP_INTERLEAVE_NONE",
+        "CU_TENSOR_MAP_SWIZZLE_128B",
+        "CU_TENSOR_MAP_L2_PROMOTION_NONE",
+        "CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE",
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "phrase"),
+    [
+        ({"cols": 60}, "a row (120 bytes) must be a multiple of 16 bytes"),
+        ({"pointer": 0x1008}, "address 0x1008 must be a multiple of 16"),
+        ({"box_cols": 128}, "must fit the 128B swizzle span"),
+        ({"box_rows": 512}, "box must be in 1 .. 256"),
+        ({"dtype": "f8"}, "dtype must be one of"),
+        ({"swizzle": "256B"}, "swizzle must be one of"),
+    ],
+)
+def test_tensor_map_rules(changes: dict[str, object], phrase: str) -> None:
+    from tessera.runtime.cuda import tensor_map_arguments
+
+    request: dict[str, object] = {"pointer": 0x1000, "rows": 200, "cols": 64, "box_rows": 128, "box_cols": 64}
+    with pytest.raises(GpuError) as caught:
+        tensor_map_arguments(_fake_cuda_binding(), **{**request, **changes})  # type: ignore[arg-type]
+    _assert_one_line(caught.value, phrase)
+
+
+# --- benchmarks/h100_gemm.py: build here, and its check against a fake CUDA driver that runs the GEMM's
+# contract in numpy (the kernel itself needs an H100: lowering/nvvm/__init__.py lists what stays open) ---
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "h100_gemm.py"
+SMALL_SPECS = ["small_200x200x64_bias_scale_f32", "small_100x200x64_relu2", "small_200x200x64_accumulate_bias"]
+
+
+def _h100_gemm() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("h100_gemm", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    if str(BENCHMARK.parent) not in sys.path:  # as when run as a script: its folder first (benchmarks/checkout.py)
+        sys.path.insert(0, str(BENCHMARK.parent))
+    spec.loader.exec_module(module)
+    return module
+
+
+class _FakeCuda:
+    """A CudaDriver stand-in: host memory plays device memory, tensor maps carry their pointer and shape,
+    and a launch computes y as the kernel's contract says (gemm.py's docstring) over the launched grid."""
+
+    name = "cuda"
+
+    def __init__(self, manifest: dict[str, object], unwritten_row: int | None = None) -> None:
+        self.memory: dict[int, np.ndarray] = {}
+        self.next_pointer = 0x1000
+        self.kernels = manifest["kernels"]
+        self.unwritten_row = unwritten_row
+        self.launches: list[tuple[str, tuple[int, int, int], tuple[int, int, int], int]] = []
+        success, not_ready = "CUDA_SUCCESS", "CUDA_ERROR_NOT_READY"
+        self.cu = types.SimpleNamespace(
+            CUresult=types.SimpleNamespace(CUDA_SUCCESS=success, CUDA_ERROR_NOT_READY=not_ready),
+            CUevent_flags=types.SimpleNamespace(CU_EVENT_DISABLE_TIMING=2),
+            cuEventCreate=lambda flags: (success, object()),
+            cuEventRecord=lambda event, stream: (success,),
+            cuEventQuery=lambda event: (success,),
+            cuEventDestroy=lambda event: (success,),
+            cuEventElapsedTime=lambda start, end: (success, 0.5),
+        )
+
+    def call(self, call: str, result: tuple[object, ...]) -> object:
+        assert result[0] == "CUDA_SUCCESS", call
+        return None if len(result) == 1 else result[1]
+
+    def device_name(self) -> str:
+        return "fake H100"
+
+    def load_module(self, image: bytes) -> types.SimpleNamespace:
+        assert image.startswith(b"\x7fELF")
+        return types.SimpleNamespace(function=lambda name: KernelHandle(name, name))
+
+    def alloc(self, nbytes: int) -> DeviceBuffer:
+        pointer, self.next_pointer = self.next_pointer, self.next_pointer + (nbytes + 255) // 256 * 256
+        self.memory[pointer] = np.zeros(nbytes, dtype=np.uint8)
+        return DeviceBuffer(pointer, nbytes)
+
+    def upload(self, buffer: DeviceBuffer, host: np.ndarray) -> None:
+        self.memory[buffer.pointer][: host.nbytes] = np.ascontiguousarray(host).view(np.uint8).ravel()
+
+    def download(self, buffer: DeviceBuffer, out: np.ndarray) -> None:
+        out.view(np.uint8).ravel()[:] = self.memory[buffer.pointer][: out.nbytes]
+
+    def free(self, buffer: DeviceBuffer) -> None:
+        del self.memory[buffer.pointer]
+
+    def encode_tensor_map_2d(self, pointer: int, **request: object) -> KernelBytes:
+        from tessera.runtime.cuda import tensor_map_arguments
+
+        arguments = tensor_map_arguments(_fake_cuda_binding(), pointer, **request)  # type: ignore[arg-type]
+        assert arguments[5] == [("u32", 64), ("u32", 128)] and arguments[8] == "CU_TENSOR_MAP_SWIZZLE_128B"
+        fields = (pointer, int(request["rows"]), int(request["cols"]))  # type: ignore[call-overload]
+        return KernelBytes(np.array(fields, dtype=np.uint64).tobytes().ljust(128, b"\0"), 64)
+
+    def launch(
+        self,
+        kernel: KernelHandle,
+        grid: tuple[int, int, int],
+        block: tuple[int, int, int],
+        shared_bytes: int,
+        args: list[object],
+    ) -> None:
+        packed = pack_kernel_args(args)  # type: ignore[arg-type]
+        array = ctypes.cast(packed.address, ctypes.POINTER(ctypes.c_void_p))
+        info = self.kernels[kernel.name]  # type: ignore[index]
+        self.launches.append((kernel.name, grid, block, shared_bytes))
+
+        def tensor_map(index: int) -> np.ndarray:
+            assert array[index] % 64 == 0
+            pointer, rows, cols = np.frombuffer(ctypes.string_at(array[index], 24), dtype=np.uint64)
+            return self.memory[int(pointer)][: int(rows) * int(cols) * 2].view(np.uint16).reshape(rows, cols)
+
+        def pointer(index: int) -> int:
+            return int(ctypes.cast(array[index], ctypes.POINTER(ctypes.c_uint64))[0])
+
+        def scalar(index: int) -> int:
+            return int(ctypes.cast(array[index], ctypes.POINTER(ctypes.c_int32))[0])
+
+        def widen(bits: np.ndarray) -> np.ndarray:
+            return (bits.astype(np.uint32) << 16).view(np.float32)
+
+        x, w = widen(tensor_map(0)), widen(tensor_map(1))
+        index = 2
+        tokens, n = x.shape[0], w.shape[0]
+        value = x.astype(np.float64) @ w.astype(np.float64).T
+        if info["bias"]:
+            bias_at, index = pointer(index), index + 1
+        if info["row_scale"]:
+            value *= self.memory[pointer(index)].view(np.float32)[:tokens, None]
+            index += 1
+        if info["bias"]:
+            value += self.memory[bias_at].view(np.float32)[None, :n]
+        y_memory = self.memory[pointer(index)]
+        assert scalar(index + 1) == tokens and scalar(index + 2) == 0 and len(packed) == index + 3
+        assert grid == (-(-n // 128), -(-tokens // 128), 1) and block == (384, 1, 1) and shared_bytes == 98352
+        bf16 = info["y_dtype"] == "bf16"
+        y = widen(y_memory.view(np.uint16)) if bf16 else y_memory.view(np.float32)
+        y = y.reshape(tokens, n).astype(np.float64)
+        if info["epilogue"] == "relu2":
+            value = np.maximum(value, 0) ** 2
+        elif info["epilogue"] == "accumulate":
+            value += y
+        rows = [row for row in range(tokens) if row != self.unwritten_row]
+        out = value.astype(np.float32)
+        if bf16:
+            bits = out.view(np.uint32)
+            rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+            y_memory.view(np.uint16).reshape(tokens, n)[rows] = rounded[rows]
+        else:
+            y_memory.view(np.float32).reshape(tokens, n)[rows] = out[rows]
+
+
+@NEEDS_MLIR
+@pytest.mark.parametrize("sampled", [False, True], ids=["all-rows", "sampled-rows"])
+def test_h100_gemm_build_and_check_against_a_fake_driver(
+    sampled: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tessera.lowering.nvvm.pipeline import find_ptxas
+
+    if find_ptxas() is None:
+        pytest.skip("ptxas is not installed: CUDA 12.3+ assembles the sm_90a cubins")
+    benchmark = _h100_gemm()
+    out = tmp_path / "h100_gemm"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), "build", "--out", str(out), "--only", *SMALL_SPECS, "store_200x5120x5120"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "spec.json").read_text())
+    assert sorted(manifest["specs"]) == sorted([*SMALL_SPECS, "store_200x5120x5120"])
+    for name, kernel in manifest["kernels"].items():
+        assert (out / f"{name}.cubin").read_bytes().startswith(b"\x7fELF")
+        assert "wgmma.mma_async" in (out / f"{name}.ptx").read_text()
+        assert kernel["threads"] == 384 and kernel["shared_bytes"] == 98352 and kernel["ptxas"]["spill_bytes"] == 0
+
+    # check, with the big spec left out (float64 on 200x5120x5120 is slow for a unit test)
+    del manifest["specs"]["store_200x5120x5120"]
+    (out / "spec.json").write_text(json.dumps(manifest))
+    fake = _FakeCuda(manifest)
+    monkeypatch.setattr("tessera.runtime.cuda.CudaDriver", lambda device: fake)
+    monkeypatch.setattr(benchmark, "_torch", lambda: None)
+    if sampled:  # the reference the big specs take: float64 on the first, last and sampled rows
+        monkeypatch.setattr(benchmark, "FULL_REFERENCE_FLOPS", 0)
+    assert benchmark.check(out, seed=1) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["ok"] and sorted(summary["specs"]) == sorted(SMALL_SPECS)
+    assert all(0 < spec["rel_error"] <= spec["tolerance"] for spec in summary["specs"].values())
+    assert all(spec["ms"] == 0.5 for spec in summary["specs"].values())
+    assert {launch[0] for launch in fake.launches} == set(manifest["kernels"]) - {"gemm_sm90_n5120_k5120_store_bf16"}
+
+    # a row the kernel never writes fails the check (sampled: row 0, always among the rows checked)
+    unwritten = 0 if sampled else 99
+    monkeypatch.setattr("tessera.runtime.cuda.CudaDriver", lambda device: _FakeCuda(manifest, unwritten))
+    assert benchmark.check(out, seed=1) == 1
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not summary["ok"] and not any(spec["ok"] for spec in summary["specs"].values())
+    assert summary["specs"]["small_200x200x64_bias_scale_f32"]["rel_error"] == "inf"  # the NaN prefill
+
+
+def test_h100_gemm_check_without_artifacts_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), "check", "--out", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert result.stdout.strip().count("\n") == 0 and "h100_gemm.py build" in result.stdout

@@ -77,6 +77,7 @@ class SimulatedDriver:
             if isinstance(arg, KernelScalar):
                 scalars[name] = int(arg.value)
             else:
+                assert isinstance(arg, DeviceBuffer), f"{kernel.name}: ROCDL kernels take no by-value structs"
                 raw = self.memory[arg.pointer]
                 element = elements.get(name, np.uint8)
                 buffers[name] = raw[: raw.size // np.dtype(element).itemsize * np.dtype(element).itemsize].view(element)

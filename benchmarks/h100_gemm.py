@@ -1,0 +1,418 @@
+"""The Hopper GEMM (lowering/nvvm, sm_90a: TMA + mbarriers + WGMMA) on an H100: one command there.
+
+    python benchmarks/h100_gemm.py build     # here (MLIR 22, LLVM, ptxas): out/h100_gemm/ (git-ignored)
+    python3 benchmarks/h100_gemm.py [check]  # there, from a copy of the checkout with out/h100_gemm carried
+                                             # (numpy, cuda-bindings; torch for the cuBLAS baseline)
+
+build writes one cubin and its PTX per kernel (N, K, epilogue, y dtype, bias, row_scale: tokens is a launch
+argument, so specs that differ only in tokens share one) and spec.json: the specs, the kernel each runs,
+its launch (384 threads, 98352 bytes of dynamic shared memory, grid (ceil(N/128), ceil(tokens/128))) and
+what ptxas reported. Shapes are named tokens x N x K; TOOLCHAIN.md's "8192×5120×20480 (Nano-12B MLP up)"
+is tokens x K x N, i.e. mlp_up here (N = 20480, K = 5120), and its "8192×20480×5120 (MLP down)" is mlp_down.
+
+check, per spec: random bf16 x [tokens, K] and W [N, K] (numpy, rounded to bf16 bits), bias / row_scale
+f32 when the kernel takes them, y prefilled with NaN (an element the kernel never writes fails), the two
+CUtensorMaps encoded as gemm.py's docstring says, one launch; y against float64 on the same bf16 operands
+(every row, or 130 sampled rows when the product is large, plus every element against torch in float32
+without TF32 when torch is there), relative error max|y - ref| / max|ref| <= 1e-2 for a bf16 y, 1e-3 for
+f32; NaN or inf fails. Then the median of 20 launches (CUDA events) against torch.matmul in bf16 (cuBLAS)
+on the same operands (the matmul alone: cuBLAS does no relu2 or row_scale). A launch that does not finish within HANG_SECONDS is reported as a hang. Prints a
+line per spec and one JSON line last; exit 1 if any numerics check fails or a kernel hangs or faults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from checkout import make_tessera_importable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+make_tessera_importable()
+OUT = ROOT / "out" / "h100_gemm"
+BLOCK_M, BLOCK_N, BOX_K = 128, 128, 64  # gemm.py's plan; the tensor-map box is {64, 128}
+HANG_SECONDS = 60.0
+TIMED_RUNS, WARMUP_RUNS = 20, 3
+FULL_REFERENCE_FLOPS = 2 * 2**31  # above this, float64 on sampled rows (and torch float32 on all)
+SAMPLED_ROWS = 128
+TOLERANCE = {"bf16": 1e-2, "f32": 1e-3}
+
+# name: tokens, N, K, epilogue, y dtype, bias, row_scale
+SPECS: dict[str, tuple[int, int, int, str, str, bool, bool]] = {
+    "store_200x5120x5120": (200, 5120, 5120, "store", "bf16", False, False),
+    "store_1024x5120x5120": (1024, 5120, 5120, "store", "bf16", False, False),
+    "store_8192x5120x5120": (8192, 5120, 5120, "store", "bf16", False, False),
+    "small_200x200x64_bias_scale_f32": (200, 200, 64, "store", "f32", True, True),
+    "small_100x200x64_relu2": (100, 200, 64, "relu2", "bf16", False, False),
+    "small_200x200x64_accumulate_bias": (200, 200, 64, "accumulate", "f32", True, False),
+    "mlp_up_8192x20480x5120_relu2": (8192, 20480, 5120, "relu2", "bf16", False, False),
+    "mlp_down_8192x5120x20480": (8192, 5120, 20480, "store", "bf16", False, False),
+}
+
+
+def _kernel_name(n: int, k: int, epilogue: str, y_dtype: str, bias: bool, row_scale: bool) -> str:
+    extras = ("_bias" if bias else "") + ("_scale" if row_scale else "")
+    return f"gemm_sm90_n{n}_k{k}_{epilogue}_{y_dtype}{extras}"
+
+
+# --- build (here) ------------------------------------------------------------------------------------------
+
+
+def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
+    from tessera.lowering.gpu.arch import gpu_arch
+    from tessera.lowering.gpu.tiling import policies
+    from tessera.lowering.nvvm import gemm
+    from tessera.lowering.nvvm.kernel_text import kernels_module
+    from tessera.lowering.nvvm.pipeline import compile_kernels
+
+    unknown = sorted(set(only or []) - set(SPECS))
+    if unknown:
+        raise SystemExit(f"unknown spec(s) {', '.join(unknown)}: known are {', '.join(SPECS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    specs: dict[str, Any] = {}
+    kernels: dict[str, Any] = {}
+    for name, (tokens, n, k, epilogue, y_dtype, bias, row_scale) in SPECS.items():
+        if only and name not in only:
+            continue
+        kernel_name = _kernel_name(n, k, epilogue, y_dtype, bias, row_scale)
+        specs[name] = {"tokens": tokens, "n": n, "k": k, "kernel": kernel_name}
+        if kernel_name in kernels:
+            continue
+        choice = policies()["matmul"](
+            {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype}, "bf16", gpu_arch("sm_90a")
+        )
+        kernel = gemm.gemm_sm90_kernel(kernel_name, n, k, bias, row_scale, epilogue, y_dtype, choice.tiles)
+        artifacts = compile_kernels(kernels_module([kernel.text]), kernel_name, sass=False)
+        (out / f"{kernel_name}.cubin").write_bytes(artifacts.cubin.data)
+        (out / f"{kernel_name}.ptx").write_text(artifacts.ptx)
+        report = artifacts.cubin.kernels[kernel_name]
+        kernels[kernel_name] = {
+            "n": n,
+            "k": k,
+            "epilogue": epilogue,
+            "y_dtype": y_dtype,
+            "bias": bias,
+            "row_scale": row_scale,
+            "threads": kernel.threads,
+            "shared_bytes": kernel.lds_bytes,
+            "block": [BLOCK_M, BLOCK_N],
+            "tiles": dict(choice.tiles),
+            "cubin_sha256": hashlib.sha256(artifacts.cubin.data).hexdigest(),
+            "ptxas": {"registers": report.registers, "spill_bytes": report.spill_stores + report.spill_loads},
+        }
+        print(f"{kernel_name}: {report.registers} registers, {len(artifacts.cubin.data)}-byte cubin")
+    manifest = {"arch": "sm_90a", "specs": specs, "kernels": kernels}
+    (out / "spec.json").write_text(json.dumps(manifest, indent=1))
+    print(f"built {len(kernels)} kernels for {len(specs)} specs into {out}: carry it to the H100 and run "
+          "`python3 benchmarks/h100_gemm.py` there")  # fmt: skip
+    return manifest
+
+
+# --- check (on the GPU) ------------------------------------------------------------------------------------
+
+
+def to_bf16_bits(values: np.ndarray) -> np.ndarray:
+    """float32 -> bf16 bit patterns (uint16), rounded to nearest even (finite inputs)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    rounded = bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))
+    return (rounded >> np.uint32(16)).astype(np.uint16)
+
+
+def from_bf16_bits(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << np.uint32(16)).view(np.float32)
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    if not np.all(np.isfinite(actual)):
+        return float("inf")
+    return float(np.max(np.abs(actual - expected)) / max(float(np.max(np.abs(expected))), 1e-30))
+
+
+def _json_safe(value: Any) -> Any:
+    """inf / NaN as strings, so the last line is strict JSON."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return value
+
+
+class KernelHang(Exception):
+    pass
+
+
+def _wait(driver: Any, what: str, seconds: float = HANG_SECONDS) -> None:
+    """Wait for the null stream by polling an event, so that a deadlocked kernel is reported rather than
+    blocking this process in cuCtxSynchronize forever."""
+    cu = driver.cu
+    event = driver.call("cuEventCreate", cu.cuEventCreate(cu.CUevent_flags.CU_EVENT_DISABLE_TIMING))
+    driver.call("cuEventRecord", cu.cuEventRecord(event, 0))
+    deadline = time.monotonic() + seconds
+    try:
+        while True:
+            (status,) = cu.cuEventQuery(event)
+            if status == cu.CUresult.CUDA_SUCCESS:
+                return
+            if status != cu.CUresult.CUDA_ERROR_NOT_READY:
+                driver.call(f"{what} (cuEventQuery)", (status,))
+            if time.monotonic() > deadline:
+                raise KernelHang(f"{what} did not finish within {seconds:.0f} s")
+            time.sleep(0.001)
+    finally:
+        cu.cuEventDestroy(event)
+
+
+def _median_ms(driver: Any, launch: Any) -> float:
+    cu = driver.cu
+    for _ in range(WARMUP_RUNS):
+        launch()
+    _wait(driver, "warm-up launches")
+    # CUDA 12.8 added cuEventElapsedTime_v2; take whichever name this binding has.
+    elapsed = getattr(cu, "cuEventElapsedTime", None) or cu.cuEventElapsedTime_v2
+    pairs = []
+    for _ in range(TIMED_RUNS):
+        start = driver.call("cuEventCreate", cu.cuEventCreate(0))
+        end = driver.call("cuEventCreate", cu.cuEventCreate(0))
+        driver.call("cuEventRecord", cu.cuEventRecord(start, 0))
+        launch()
+        driver.call("cuEventRecord", cu.cuEventRecord(end, 0))
+        pairs.append((start, end))
+    _wait(driver, "timed launches")
+    times = []
+    for start, end in pairs:
+        times.append(float(driver.call("cuEventElapsedTime", elapsed(start, end))))
+        cu.cuEventDestroy(start)
+        cu.cuEventDestroy(end)
+    return float(np.median(times))
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch if torch.cuda.is_available() else None
+
+
+def _torch_bf16(torch: Any, bits: np.ndarray) -> Any:
+    return torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16).cuda()
+
+
+def _torch_ms(torch: Any, x_bits: np.ndarray, w_bits: np.ndarray) -> float:
+    x, w = _torch_bf16(torch, x_bits), _torch_bf16(torch, w_bits)
+    for _ in range(WARMUP_RUNS):
+        torch.matmul(x, w.T)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(TIMED_RUNS):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        torch.matmul(x, w.T)
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return float(np.median(times))
+
+
+def _apply_epilogue(
+    acc: np.ndarray, rows: np.ndarray, kernel: dict[str, Any], bias: Any, row_scale: Any, y0: Any
+) -> np.ndarray:
+    value = acc
+    if row_scale is not None:
+        value = value * row_scale[rows, None].astype(np.float64)
+    if bias is not None:
+        value = value + bias[None, :].astype(np.float64)
+    if kernel["epilogue"] == "relu2":
+        return np.maximum(value, 0.0) ** 2
+    if kernel["epilogue"] == "accumulate":
+        return value + y0[rows].astype(np.float64)
+    return value
+
+
+def check_spec(
+    driver: Any, module: Any, name: str, spec: dict[str, Any], kernel: dict[str, Any], torch: Any, seed: int
+) -> dict[str, Any]:
+    """Run one spec: numerics, then timing; the result's "ok" is the numerics verdict."""
+    from tessera.errors import TesseraError
+    from tessera.runtime.gpu_module import KernelScalar
+
+    tokens, n, k, y_dtype = spec["tokens"], spec["n"], spec["k"], kernel["y_dtype"]
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    x_bits = to_bf16_bits(rng.standard_normal((tokens, k), dtype=np.float32))
+    w_bits = to_bf16_bits(rng.standard_normal((n, k), dtype=np.float32) / np.float32(np.sqrt(k)))
+    bias = rng.standard_normal(n, dtype=np.float32) if kernel["bias"] else None
+    row_scale = rng.uniform(0.5, 2.0, tokens).astype(np.float32) if kernel["row_scale"] else None
+    y_host_dtype = np.uint16 if y_dtype == "bf16" else np.float32
+    if kernel["epilogue"] == "accumulate":
+        y0 = rng.standard_normal((tokens, n), dtype=np.float32)
+        y_init = to_bf16_bits(y0) if y_dtype == "bf16" else y0
+        y0 = from_bf16_bits(y_init) if y_dtype == "bf16" else y0
+    else:
+        y0 = None
+        y_init = np.full((tokens, n), 0xFFFF if y_dtype == "bf16" else np.nan, dtype=y_host_dtype)  # NaN
+
+    buffers = []
+
+    def device(host: np.ndarray) -> Any:
+        buffer = driver.alloc(host.nbytes)
+        driver.upload(buffer, host)
+        buffers.append(buffer)
+        return buffer
+
+    try:
+        x_dev, w_dev, y_dev = device(x_bits), device(w_bits), device(y_init)
+        box = {"box_rows": BLOCK_M, "box_cols": BOX_K, "swizzle": "128B", "dtype": "bf16"}
+        x_map = driver.encode_tensor_map_2d(x_dev.pointer, rows=tokens, cols=k, **box)
+        w_map = driver.encode_tensor_map_2d(w_dev.pointer, rows=n, cols=k, **box)
+        args: list[Any] = [x_map, w_map]
+        args += [device(bias)] if bias is not None else []
+        args += [device(row_scale)] if row_scale is not None else []
+        args += [y_dev, KernelScalar(tokens, "i32"), KernelScalar(0, "i32")]
+        function = module.function(spec["kernel"])
+        grid = (-(-n // BLOCK_N), -(-tokens // BLOCK_M), 1)
+        block = (kernel["threads"], 1, 1)
+
+        def launch() -> None:
+            driver.launch(function, grid, block, kernel["shared_bytes"], args)
+
+        launch()
+        _wait(driver, f"{name}: the first launch")
+        y_raw = np.empty((tokens, n), dtype=y_host_dtype)
+        driver.download(y_dev, y_raw)
+        y = from_bf16_bits(y_raw) if y_dtype == "bf16" else y_raw
+
+        full = 2 * tokens * n * k <= FULL_REFERENCE_FLOPS
+        if full:
+            rows = np.arange(tokens)
+        else:  # the first and last rows (the M tail) and a random sample between
+            rows = np.unique(
+                np.concatenate([[0, tokens - 1], rng.choice(tokens, min(SAMPLED_ROWS, tokens), replace=False)])
+            )
+        x64, w64 = from_bf16_bits(x_bits[rows]).astype(np.float64), from_bf16_bits(w_bits).astype(np.float64)
+        expected = _apply_epilogue(x64 @ w64.T, rows, kernel, bias, row_scale, y0)
+        result: dict[str, Any] = {
+            "tokens": tokens,
+            "n": n,
+            "k": k,
+            "epilogue": kernel["epilogue"],
+            "y_dtype": y_dtype,
+            "rel_error": relative_error(y[rows].astype(np.float64), expected),
+            "reference": "float64, all rows" if full else f"float64, {len(rows)} rows",
+            "tolerance": TOLERANCE[y_dtype],
+        }
+        del x64, w64, expected
+        if not full:
+            result["all_finite"] = bool(np.all(np.isfinite(y)))
+            if torch is not None:  # every element, against torch in float32 (TF32 off)
+                torch.backends.cuda.matmul.allow_tf32 = False
+                xt, wt = _torch_bf16(torch, x_bits).float(), _torch_bf16(torch, w_bits).float()
+                all_rows = np.arange(tokens)
+                acc = torch.matmul(xt, wt.T).double().cpu().numpy()
+                del xt, wt
+                expected_all = _apply_epilogue(acc, all_rows, kernel, bias, row_scale, y0)
+                result["rel_error_all_vs_torch_f32"] = relative_error(y.astype(np.float64), expected_all)
+                del acc, expected_all
+        errors = [result["rel_error"], result.get("rel_error_all_vs_torch_f32", 0.0)]
+        result["ok"] = bool(result.get("all_finite", True)) and all(e <= result["tolerance"] for e in errors)
+
+        flops = 2.0 * tokens * n * k
+        result["ms"] = _median_ms(driver, launch)
+        result["tflops"] = flops / result["ms"] / 1e9
+        if torch is not None:
+            result["torch_ms"] = _torch_ms(torch, x_bits, w_bits)
+            result["torch_tflops"] = flops / result["torch_ms"] / 1e9
+            result["vs_torch"] = result["torch_ms"] / result["ms"]  # > 1: faster than cuBLAS
+        return result
+    finally:
+        for buffer in buffers:
+            try:
+                driver.free(buffer)
+            except TesseraError:
+                pass  # after a fault every call fails: keep the launch's error, not this one
+
+
+def check(out: Path, seed: int | None = None) -> int:
+    from tessera.errors import TesseraError
+    from tessera.runtime.cuda import CudaDriver
+
+    manifest_path = out / "spec.json"
+    if not manifest_path.is_file():
+        print(f"{manifest_path} is missing: run `python benchmarks/h100_gemm.py build` where MLIR is, and carry "
+              "out/h100_gemm")  # fmt: skip
+        return 1
+    manifest = json.loads(manifest_path.read_text())
+    seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
+    summary: dict[str, Any] = {"benchmark": "h100_gemm", "seed": seed, "specs": {}}
+    try:
+        driver = CudaDriver(0)
+    except TesseraError as error:
+        print(json.dumps({**summary, "ok": False, "error": str(error)}))
+        return 1
+    summary["device"] = driver.device_name()
+    torch = _torch()
+    summary["torch"] = None if torch is None else f"{torch.__version__} ({torch.cuda.get_device_name()})"
+    modules: dict[str, Any] = {}
+    ok = True
+    for name, spec in manifest["specs"].items():
+        kernel = manifest["kernels"][spec["kernel"]]
+        try:
+            if spec["kernel"] not in modules:
+                cubin = (out / f"{spec['kernel']}.cubin").read_bytes()
+                if hashlib.sha256(cubin).hexdigest() != kernel["cubin_sha256"]:
+                    raise TesseraError(f"{spec['kernel']}.cubin does not match spec.json: rebuild")
+                modules[spec["kernel"]] = driver.load_module(cubin)
+            result = check_spec(driver, modules[spec["kernel"]], name, spec, kernel, torch, seed)
+        except KernelHang as hang:
+            # The context is stuck behind the kernel: report and leave without tearing it down.
+            summary["specs"][name] = {"ok": False, "error": f"hang: {hang}"}
+            print(f"{name}: HANG ({hang})", flush=True)
+            print(json.dumps(_json_safe({**summary, "ok": False})), flush=True)
+            os._exit(1)
+        except TesseraError as error:
+            result = {"ok": False, "error": str(error)}
+        summary["specs"][name] = result
+        ok = ok and result["ok"]
+        if "error" in result:
+            print(f"{name}: FAILED {result['error']}", flush=True)
+            if any(sticky in result["error"] for sticky in ("ILLEGAL", "MISALIGNED", "LAUNCH_FAILED", "HARDWARE")):
+                break  # a fault poisons the context: later specs would fail the same way
+            continue
+        line = f"{name}: rel error {result['rel_error']:.2e} ({result['reference']}"
+        if "rel_error_all_vs_torch_f32" in result:
+            line += f"; all elements vs torch f32 {result['rel_error_all_vs_torch_f32']:.2e}"
+        line += f") <= {result['tolerance']:g}: {'ok' if result['ok'] else 'FAIL'}; "
+        line += f"{result['ms']:.3f} ms, {result['tflops']:.1f} TFLOP/s"
+        if "torch_ms" in result:
+            line += f"; torch.matmul {result['torch_ms']:.3f} ms, {result['torch_tflops']:.1f} TFLOP/s"
+            line += f"; tessera / cuBLAS speed {result['vs_torch']:.2f}x"
+        print(line, flush=True)
+    summary["ok"] = ok
+    print(json.dumps(_json_safe(summary)))
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/h100_gemm.py", description=__doc__.splitlines()[0])
+    parser.add_argument("mode", nargs="?", choices=["build", "check"], default="check")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--only", nargs="*", help="build only these specs (default: all)")
+    parser.add_argument("--seed", type=int, help="check: the inputs' seed (default: fresh; printed in the JSON)")
+    options = parser.parse_args()
+    if options.mode == "build":
+        build(options.out, options.only)
+        return 0
+    return check(options.out, options.seed)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
