@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
-from test_x86_gemm import UNWRITTEN_BF16, Case, finish_case
+from test_x86_gemm import Case, assert_close, finish_case
 
 from tessera.lowering.x86 import amx
 from tessera.lowering.x86.gemm import GemmSpec
@@ -28,7 +28,6 @@ from tessera.runtime.native import KernelLibrary
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
 from tessera.targets import toolchain
 
-TOLERANCE = 1e-5  # max |error| / max |reference|
 NR = 64  # the x86 kernel's panel width (gemm.choose_tiles), in which callers split the work
 TILE_INSTRUCTIONS = ("ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored")
 
@@ -143,24 +142,6 @@ def make_case(spec: GemmSpec, rows: int) -> Case:
     # The kernel multiplies bf16 values: the reference takes the same rounded operands.
     expected = bf16_to_f32(x_bits).astype(np.float64) @ bf16_to_f32(bf16_bits(weight)).astype(np.float64).T
     return finish_case(spec, rng, [x_arg, amx.pack_weight_amx(weight, spec)], expected)
-
-
-def assert_close(y: np.ndarray, expected: np.ndarray) -> None:
-    """f32 y: relative error within TOLERANCE, no NaN. bf16 y: within 1 bf16 ulp of the float64 result
-    rounded to bf16, plus TOLERANCE (where the sum cancels far below its terms), nothing unwritten."""
-    if y.dtype != np.uint16:
-        assert not np.isnan(y).any(), "NaN in the output (or an element left unwritten)"
-        error = np.abs(y - expected).max() / max(np.abs(expected).max(), 1e-30)
-        assert error <= TOLERANCE, f"relative error {error:.2e}"
-        return
-    assert (y != UNWRITTEN_BF16).all(), "an element left unwritten (or NaN)"
-    rounded = bf16_to_f32(bf16_bits(expected.astype(np.float32))).astype(np.float64)
-    _, exponent = np.frexp(rounded)
-    ulp = np.where(rounded == 0, 0.0, np.ldexp(1.0, exponent - 8))  # 8 significant bits
-    error = np.abs(bf16_to_f32(y) - rounded)
-    allowed = ulp + TOLERANCE * max(np.abs(expected).max(), 1e-30)
-    worst = np.unravel_index(np.argmax(error - allowed), error.shape)
-    assert (error <= allowed).all(), f"y{list(worst)} = {bf16_to_f32(y)[worst]}, expected {rounded[worst]}"
 
 
 @pytest.mark.parametrize("rows", ROWS)
