@@ -19,17 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from tessera.errors import TesseraError
 from tessera.runtime.artifact import Artifact
 from tessera.runtime.gpu_module import DeviceBuffer, GpuDriver, GpuModule, KernelScalar
+from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import prepare_weights
 
 _DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
 _DRIVERS = {"rocdl": "hip", "nvvm": "cuda"}
-
-
-class GpuRunError(TesseraError):
-    """A program that cannot run with the inputs given."""
 
 
 class GpuSession:
@@ -57,6 +53,7 @@ class GpuSession:
             for name, entry in program["states"].items()
         }
         self.vocab_size = int(program["weights"]["embedding.weight"]["shape"][0])
+        self.max_seq_len = kv_capacity(program["states"])
         self.position = 0
 
     @classmethod
@@ -71,9 +68,9 @@ class GpuSession:
         entry = artifact.targets[target]
         driver = open_driver(_DRIVERS[target])
         if entry.get("code_object") is None:
-            raise GpuRunError(f"{artifact.path}: no loadable code object (ld.lld was missing when it was compiled)")
+            raise RunError(f"{artifact.path}: no loadable code object (ld.lld was missing when it was compiled)")
         program = read_manifest_json(
-            artifact.file(entry["program"]), f"tessera-{target}-program", 1, GpuRunError,
+            artifact.file(entry["program"]), f"tessera-{target}-program", 1, RunError,
             f"{target}/program.json missing (rebuild with tessera-compile --target {target})",
         )  # fmt: skip
         module = driver.load_module(artifact.file(entry["code_object"]).read_bytes())
@@ -106,12 +103,7 @@ class GpuSession:
 
     # --- execution -----------------------------------------------------------------------------------------
     def _run(self, program_name: str, input_ids: Sequence[int]) -> np.ndarray:
-        ids = np.asarray(input_ids, np.int64).reshape(-1)
-        if ids.size == 0:
-            raise GpuRunError("empty prompt")
-        bad = ids[(ids < 0) | (ids >= self.vocab_size)]
-        if bad.size:
-            raise GpuRunError(f"token id {int(bad[0])} is outside the vocabulary [0, {self.vocab_size})")
+        ids = checked_ids(input_ids, self.vocab_size, self.position, self.max_seq_len)
         program = self.program["programs"][program_name]
         tokens = int(ids.size)
         arena = [self.driver.alloc(tokens * width) for width in program["slots"]]
@@ -146,7 +138,7 @@ class GpuSession:
             return KernelScalar(tokens, "i32")
         if "position" in arg:
             return KernelScalar(self.position, "i32")
-        raise GpuRunError(f"program.json: unknown launch argument {dict(arg)}")
+        raise RunError(f"program.json: unknown launch argument {dict(arg)}")
 
 
 def _blocks(axis: Sequence[int | str], tokens: int) -> int:

@@ -23,18 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from tessera.errors import TesseraError
 from tessera.manifest_json import read_manifest_json
 from tessera.runtime.artifact import Artifact
 from tessera.runtime.kernels import KernelSet, load_kernels
 from tessera.runtime.native import memref_args
+from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import prepare_weights
 
 _DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
-
-
-class RunError(TesseraError):
-    """A program that cannot run with the inputs given (token ids, sequence length, missing kernels)."""
 
 
 @dataclass
@@ -66,8 +62,7 @@ class X86Session:
         self.states = {
             name: np.zeros(entry["shape"], _DTYPES[entry["dtype"]]) for name, entry in program["states"].items()
         }
-        capacities = [entry["shape"][0] for entry in program["states"].values() if entry["kind"] == "k_cache"]
-        self.max_seq_len = min(capacities) if capacities else None
+        self.max_seq_len = kv_capacity(program["states"])
         self.vocab_size = int(program["weights"]["embedding.weight"]["shape"][0])
         self.position = 0
         self._position_arg = ctypes.c_int64(0)
@@ -148,18 +143,7 @@ class X86Session:
         return self._functions[name]
 
     def _check_ids(self, input_ids: Sequence[int]) -> np.ndarray:
-        ids = np.asarray(input_ids, np.int64).reshape(-1)
-        if ids.size == 0:
-            raise RunError("empty prompt")
-        bad = ids[(ids < 0) | (ids >= self.vocab_size)]
-        if bad.size:
-            raise RunError(f"token id {int(bad[0])} is outside the vocabulary [0, {self.vocab_size})")
-        if self.max_seq_len is not None and self.position + ids.size > self.max_seq_len:
-            raise RunError(
-                f"the sequence would reach {self.position + ids.size} tokens, beyond the compiled maximum of "
-                f"{self.max_seq_len} (compile with a larger --max-seq-len)"
-            )
-        return ids
+        return checked_ids(input_ids, self.vocab_size, self.position, self.max_seq_len)
 
     def _prepare(self, program_name: str, ids: np.ndarray) -> tuple[list[_Launch], np.ndarray]:
         """Bind every launch of a program to this call's buffers (an arena sized for len(ids) tokens)."""

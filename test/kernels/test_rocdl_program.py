@@ -54,3 +54,9 @@ def test_whole_program_matches_the_reference(tmp_path: Path, config: str, precis
     for token in (3, 4):
         assert relative_error(session.decode(token), reference.decode(token)) <= bound
     assert driver.launches == sum(len(p["launches"]) for p in program["programs"].values()) * 2
+    # Past the KV cache (32 positions here) is refused before any kernel runs, as on x86.
+    from tessera.runtime.token_ids import RunError
+
+    with pytest.raises(RunError, match="beyond the compiled maximum of 32"):
+        session.prefill(list(range(1, 20)))
+    assert driver.launches == sum(len(p["launches"]) for p in program["programs"].values()) * 2

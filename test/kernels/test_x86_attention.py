@@ -396,7 +396,7 @@ def _bench_decode(pool: ThreadPoolExecutor, kernels: Kernels, dtype: str, past: 
 def test_benchmark_against_torch_sdpa(tmp_path: Path) -> None:
     """Prefill T=512/2048 and a decode step at past=2048, Hq=8, Hkv=2, D=128, fp32, heads split over 2 threads,
     vs torch SDPA (is_causal, enable_gqa, fp32) on 2 threads. Best of several runs, in ms."""
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="the SDPA baseline needs torch (pip install -e '.[test]')")
     torch.set_num_threads(2)
     d = AttentionDims(8, 2, 128, 4096)
     library = build_library(_module({"bench": d}, ("bench",)), tmp_path / "bench.so")
