@@ -37,10 +37,11 @@ class RocdlLoweringError(TesseraError):
 
 
 def _emitters() -> dict[str, Callable[[KernelInfo], GpuKernel]]:
-    from tessera.lowering.rocdl import attention, gemm, moe, rows, ssd
+    from tessera.lowering.gpu import simt
+    from tessera.lowering.rocdl import attention, gemm, moe, ssd
 
-    table: dict[str, Callable[[KernelInfo], GpuKernel]] = {"matmul": gemm.emit_gemm}
-    for family in (rows, attention, ssd, moe):
+    table: dict[str, Callable[[KernelInfo], GpuKernel]] = {"matmul": gemm.emit_gemm, **simt.emitters()}
+    for family in (attention, ssd, moe):
         table |= family.EMITTERS
     return table
 

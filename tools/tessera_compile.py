@@ -35,13 +35,15 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
 @click.option("--target", "targets", multiple=True, help="Target to build (repeatable); default: compile.targets.")
 @click.option(
     "--emit",
-    type=click.Choice(["graph", "schedule", "tile", "x86", "rocdl", "llvm", "amdgcn"]),
+    type=click.Choice(["graph", "schedule", "tile", "x86", "rocdl", "nvvm", "llvm", "amdgcn", "ptx"]),
     help="Stop after this stage and print its IR (to -o if given); stages past graph need one compiled target.",
 )
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
 @click.option("--max-seq-len", type=click.IntRange(min=1), help="Override compile.max_seq_len.")
 @click.option("--batch", type=click.IntRange(min=1), help="Override compile.batch.")
-@click.option("--arch", help="The GPU a GPU target builds for (rocdl: gfx942, gfx90a); overrides compile.arch.")
+@click.option(
+    "--arch", help="The GPU a GPU target builds for (rocdl: gfx942, gfx90a; nvvm: sm_90a); overrides compile.arch."
+)
 @click.option(
     "--precision", type=click.Choice(["fp32", "bf16"]), help="Override compile.precision (default: from dtype)."
 )

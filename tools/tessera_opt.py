@@ -54,6 +54,8 @@ class TesseraOptMain(xDSLOptMain):
         self.available_targets["x86-amx-mlir"] = _emit_x86_amx_mlir
         self.available_targets["rocdl-mlir"] = _emit_rocdl_mlir
         self.available_targets["rocdl-program"] = _emit_rocdl_program
+        self.available_targets["nvvm-mlir"] = _emit_nvvm_mlir
+        self.available_targets["nvvm-program"] = _emit_nvvm_program
 
     def register_all_passes(self) -> None:
         super().register_all_passes()
@@ -87,6 +89,18 @@ def _emit_rocdl_mlir(module: ModuleOp, output: IO[str]) -> None:
 
 def _emit_rocdl_program(module: ModuleOp, output: IO[str]) -> None:
     from tessera.lowering.convert_tile_to_rocdl import emit_kernels, lower_programs
+
+    output.write(json.dumps(lower_programs(module, emit_kernels(module)), indent=1) + "\n")
+
+
+def _emit_nvvm_mlir(module: ModuleOp, output: IO[str]) -> None:
+    from tessera.lowering.convert_tile_to_nvvm import lower_kernels
+
+    output.write(lower_kernels(module))
+
+
+def _emit_nvvm_program(module: ModuleOp, output: IO[str]) -> None:
+    from tessera.lowering.convert_tile_to_nvvm import emit_kernels, lower_programs
 
     output.write(json.dumps(lower_programs(module, emit_kernels(module)), indent=1) + "\n")
 

@@ -47,14 +47,17 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
     elif element == "bf16":
         # One consumer warpgroup's m64 WGMMA rows twice, 128 columns, 3-stage TMA pipeline.
         block_m, block_n, block_k, threads, stages = 128, 128, 64, 3 * 128, 3
-    else:
-        block_m, block_n, block_k, threads, stages = 64, 64, 16, 256, 2
-    pad = bank_pad(element, arch)
+    else:  # no f32 matrix instruction: the SIMT GEMM (lowering/gpu/simt_gemm.py), 4 x 4 outputs a thread
+        block_m, block_n, block_k, threads, stages = 64, 64, 16, 256, 1
+    # TMA stages the matrix instruction's operands; the SIMT GEMM's threads stage theirs, one element of
+    # padding per row making its column reads conflict-free.
+    pad = bank_pad(element, arch) if instruction is not None else 1
+    is_async = arch.async_copies and instruction is not None
     space = arch.scratch_space
     staged = [stages] if stages > 1 else []
     body = [
-        load("x", [*staged, block_m, block_k], space, element, pad, is_async=arch.async_copies),
-        load("weight", [*staged, block_n, block_k], space, element, pad, is_async=arch.async_copies),
+        load("x", [*staged, block_m, block_k], space, element, pad, is_async=is_async),
+        load("weight", [*staged, block_n, block_k], space, element, pad, is_async=is_async),
         mma(block_m, block_n, block_k, element, element),
         elementwise(str(dims["epilogue"])),
         store("y", [block_m, block_n], element=y_dtype),

@@ -46,7 +46,9 @@ def _lds_pads(element: str, arch: GpuArch) -> tuple[int, int]:
     bf16 reads 8 bytes per lane (bank_pad); an f32 half-wave reads 16 rows x 2 columns, conflict-free
     when the row stride is 2 banks mod 16. V is read down its rows (4 rows apart between half-wave
     quads, 16 columns per row): an f32 stride of 4 banks mod 8 puts the two quads 16 banks apart."""
-    if arch.vendor != "amd" or element == "bf16":
+    if arch.vendor != "amd":
+        return 0, 0
+    if element == "bf16":
         pad = bank_pad(element, arch)
         return pad, pad
     return 2, 4
@@ -66,19 +68,22 @@ def _attention(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCh
         waves, block_q = cdna_waves(group)
         # K + V tiles ~16.5 KiB: three workgroups per CU (64 KiB LDS).
         block_k, threads, stages = (32 if element == "bf16" else 16), waves * arch.wave_size, 1
-    elif element == "bf16":
-        # Two consumer warpgroups of m64 WGMMA rows and a TMA producer, K/V double-buffered.
-        block_q, block_k, threads, stages = max(1, 128 // group), 128, 3 * 128, 2
     else:
-        block_q, block_k, threads, stages = max(1, 64 // group), 64, 256, 2
+        # Hopper, for now: the SIMT kernel (lowering/gpu/simt_attention.py), a warp per (token, query head)
+        # walking the keys with K and V streamed through registers, f32 arithmetic in either precision.
+        # The WGMMA plan (two consumer warpgroups of m64 rows, a TMA producer, K/V double-buffered in
+        # shared memory) comes with its emitter.
+        element, dim, group, instruction = "f32", head_dim, 1, None
+        block_q, block_k, threads, stages = 1, 1, arch.wave_size, 1
     rows = group * block_q
     k_pad, v_pad = _lds_pads(element, arch)
-    space = arch.scratch_space
+    space = arch.scratch_space if arch.vendor == "amd" else "registers"
     staged = [stages] if stages > 1 else []
+    is_async = arch.async_copies and instruction is not None
     body = [
         load("q", [rows, dim], "registers", element),
-        load("k_cache", [*staged, block_k, dim], space, element, k_pad, is_async=arch.async_copies),
-        load("v_cache", [*staged, block_k, dim], space, element, v_pad, is_async=arch.async_copies),
+        load("k_cache", [*staged, block_k, dim], space, element, k_pad, is_async=is_async),
+        load("v_cache", [*staged, block_k, dim], space, element, v_pad, is_async=is_async),
         mma(block_k, rows, dim, element, element),  # scores^T = K · Q^T
         elementwise("causal_mask"),
         reduce("max"),
@@ -92,7 +97,9 @@ def _attention(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCh
         tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
     if stages > 1:
         tiles["stages"] = stages
-    return TileChoice(tiles, body, grid=kv_heads, parallel="kv_heads")
+    if arch.vendor == "amd":
+        return TileChoice(tiles, body, grid=kv_heads, parallel="kv_heads")
+    return TileChoice(tiles, body, grid=heads, parallel="heads")
 
 
 POLICIES: dict[str, GpuPolicy] = {"attention": _attention}

@@ -29,9 +29,10 @@ from typing import Any
 from tessera.errors import TesseraError
 from tessera.lowering.gpu.arch import GpuArch
 from tessera.lowering.gpu.tiling import GpuPolicy, bank_pad, matrix_element
-from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, scan, store
+from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, reduce, scan, store
 
 _WAVES = 4  # CDNA: 4 waves share a workgroup's MFMA tiles
+RECURRENCE_THREADS = 256  # Hopper's scan, as ssd_step: 8 warps per head
 
 
 def _ceil_to(value: int, multiple: int) -> int:
@@ -70,6 +71,8 @@ def scan_tiles(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> dict[s
 
 
 def _ssd_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+    if arch.vendor == "nvidia":
+        return _ssd_recurrence(dims)
     tiles = scan_tiles(dims, precision, arch)
     rows, block_p, padded_n, padded_chunk = (
         tiles[k] for k in ("block_rows", "block_p", "padded_state", "padded_chunk")
@@ -100,6 +103,23 @@ def _ssd_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCho
     if instruction is not None:
         tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
     return TileChoice(tiles, body)
+
+
+def _ssd_recurrence(dims: Mapping[str, Any]) -> TileChoice:
+    """Hopper, for now: the scan as the recurrence of the decode step over the call's tokens
+    (lowering/gpu/simt_mamba.py), a workgroup of 8 warps per head whose f32 state [P, N] stays in shared
+    memory for the call. The chunked WGMMA plan comes with its emitter."""
+    head_dim, state_size = int(dims["head_dim"]), int(dims["state_size"])
+    body = [
+        load("ssm_state", [head_dim, state_size], "shared", "f32"),
+        elementwise("softplus"),
+        elementwise("decay_update"),
+        reduce("dot_C"),
+        store("y", [1, head_dim]),
+        store("ssm_state", [head_dim, state_size], element=str(dims["state_dtype"])),
+    ]
+    return TileChoice({"threads": RECURRENCE_THREADS, "heads_per_workgroup": 1}, body, grid=int(dims["num_heads"]),
+                      parallel="heads")  # fmt: skip
 
 
 POLICIES: dict[str, GpuPolicy] = {"ssd_scan": _ssd_scan}

@@ -24,7 +24,9 @@ Launch ABI of every NVVM kernel (after the tensor maps, as on ROCDL):
 
 from __future__ import annotations
 
-from tessera.lowering.rocdl.kernel_text import GLOBAL, GpuKernelBuilder
+from collections.abc import Sequence
+
+from tessera.lowering.rocdl.kernel_text import GLOBAL, GpuKernelBuilder, LdsTile
 
 SHARED = "!llvm.ptr<3>"
 SHARED_CLUSTER = "!llvm.ptr<7>"
@@ -32,6 +34,7 @@ TENSOR_MAP = "!llvm.ptr"
 DYNAMIC_SHARED = "tessera_dynamic_smem"
 SHARED_ALIGNMENT = 1024
 # LLVM 22's NVPTX data layout for nvptx64 (what llvmlite's sm_90a target machine reports).
+WARP_SIZE = 32
 NVPTX_DATA_LAYOUT = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"
 
 
@@ -39,12 +42,23 @@ class NvvmKernelBuilder(GpuKernelBuilder):
     """The body of one NVVM gpu.func. `operands` name its parameters in launch order; those also in
     `tensor_maps` are CUtensorMap grid constants, the rest global pointers."""
 
-    def __init__(self, name: str, operands: list[str], tensor_maps: list[str], threads: int) -> None:
-        super().__init__(name, operands, [], threads)
+    def __init__(
+        self, name: str, operands: list[str], tensor_maps: list[str], threads: int, shared: Sequence[LdsTile] = ()
+    ) -> None:
+        # Static shared tiles (SIMT kernels) are workgroup attributions, as on ROCDL; convert-gpu-to-nvvm
+        # makes them addrspace(3) globals. TMA kernels use the dynamic allocation below instead.
+        super().__init__(name, operands, list(shared), threads)
+        self.wave_size = WARP_SIZE
         missing = [operand for operand in tensor_maps if operand not in operands]
         if missing:
             raise AssertionError(f"{name}: tensor maps {missing} are not operands ({operands})")
         self.tensor_maps = tensor_maps
+
+    def math(self, fn: str, x: str) -> str:
+        """exp / log / sqrt / rsqrt written out in the kernel (lowering/nvvm/math.py says why and how)."""
+        from tessera.lowering.nvvm import math
+
+        return math.FUNCTIONS[fn](self, x)
 
     # --- dynamic shared memory ------------------------------------------------------------------------
 
@@ -75,10 +89,12 @@ class NvvmKernelBuilder(GpuKernelBuilder):
         if self.tensor_maps:
             indices = ", ".join(str(self.operands.index(op)) for op in self.tensor_maps)
             attrs.append(f"tessera.grid_constants = array<i32: {indices}>")
+        workgroup = ", ".join(f"%lds_{tile.name}: {tile.memref}" for tile in self.lds_tiles.values())
+        attribution = f" workgroup({workgroup})" if workgroup else ""
         body = "\n".join(["    " + definition for _, definition in self.constants.values()])
         lines = "\n".join("  " + line for line in self.lines)
         return (
-            f"  gpu.func @{self.name}({', '.join(params)}) kernel attributes {{{', '.join(attrs)}}} {{\n"
+            f"  gpu.func @{self.name}({', '.join(params)}){attribution} kernel attributes {{{', '.join(attrs)}}} {{\n"
             f"{body}\n{lines}\n    gpu.return\n  }}\n"
         )
 

@@ -55,7 +55,9 @@ def emit_gemm(info: KernelInfo) -> GpuKernel:
     def fetch(k0: str) -> list[str]:
         """This thread's share of the K step at k0, in registers (as the LDS tiles store it)."""
         return [
-            _fetch(b, operand, dtype, element, k, row0, rows, b.add(stage_row, b.index(r * rows_per_pass)), stage_k, k0)
+            fetch_k4(
+                b, operand, dtype, element, k, row0, rows, b.add(stage_row, b.index(r * rows_per_pass)), stage_k, k0
+            )
             for operand, _, dtype, row0, rows, r in copies
         ]
 
@@ -89,12 +91,12 @@ def emit_gemm(info: KernelInfo) -> GpuKernel:
             inside = b.let("p", f"arith.andi {b.lt(row, tokens)}, {b.lt(col, b.index(n))} : i1")
             with b.if_else(inside):
                 value = mfma.element(b, acc, item)
-                _epilogue(b, value, row, col, n, bias, row_scale, epilogue, y_dtype)
+                store_result(b, value, row, col, n, bias, row_scale, epilogue, y_dtype)
     grid = Grid(x=(n, block_n), y=("tokens", block_m))
     return GpuKernel(info.name, b.render(), threads, grid, sum(tile.bytes for tile in info.lds))
 
 
-def _fetch(
+def fetch_k4(
     b: GpuKernelBuilder,
     operand: str,
     dtype: str,
@@ -153,7 +155,7 @@ def _pack(b: GpuKernelBuilder, values: list[str], element: str) -> str:
     return b.let("v", f"vector.from_elements {', '.join(values)} : vector<4xf32>")
 
 
-def _epilogue(
+def store_result(
     b: GpuKernelBuilder,
     value: str,
     row: str,

@@ -23,6 +23,7 @@ from tessera.lowering.gpu.arch import GpuArch
 from tessera.lowering.mlir_text import MlirBuilder, f32_to_bf16_bits
 
 GLOBAL = "!llvm.ptr<1>"
+WAVE_SIZE = 64  # CDNA's wave64; the NVVM builder's warps are 32 (lowering/nvvm/kernel_text.py)
 WORKGROUP = "#gpu.address_space<workgroup>"
 _STORAGE = {"f32": "f32", "bf16": "i16", "i64": "i64", "i32": "i32"}
 
@@ -66,6 +67,7 @@ class GpuKernelBuilder(MlirBuilder):
         self.threads = threads
         self.tokens = "%tokens"
         self.position = "%position"
+        self.wave_size = WAVE_SIZE
 
     # --- arguments, ids, constants -----------------------------------------------------------------------
 
@@ -210,15 +212,22 @@ class GpuKernelBuilder(MlirBuilder):
         """math.exp / log / rsqrt / sqrt ...: the AMDGPU back end has each as an instruction sequence."""
         return self.let("m", f"math.{fn} {x} : f32")
 
-    def wave_reduce(self, value: str, op: str = "add", width: int = 64) -> str:
-        """The sum (op "add") or maximum ("max") of `value` over `width` consecutive lanes, in every lane."""
+    def shuffle_xor(self, value: str, offset: int, type_: str = "f32") -> str:
+        """The `value` of lane (this lane xor offset) of the wave."""
+        result = self.fresh("s")
+        self.emit(
+            f"{result}, {self.fresh('ok')} = gpu.shuffle xor {value}, {self.i32(offset)}, "
+            f"{self.i32(self.wave_size)} : {type_}"
+        )
+        return result
+
+    def wave_reduce(self, value: str, op: str = "add", width: int | None = None) -> str:
+        """The sum (op "add") or maximum ("max") of `value` over `width` consecutive lanes (default: the
+        whole wave), in every lane."""
         combine = {"add": "arith.addf", "max": "arith.maximumf"}[op]
-        offset = width // 2
+        offset = (width or self.wave_size) // 2
         while offset >= 1:
-            shuffled = self.fresh("s")
-            self.emit(
-                f"{shuffled}, {self.fresh('ok')} = gpu.shuffle xor {value}, {self.i32(offset)}, {self.i32(64)} : f32"
-            )
+            shuffled = self.shuffle_xor(value, offset)
             value = self.let("r", f"{combine} {value}, {shuffled} : f32")
             offset //= 2
         return value

@@ -16,7 +16,8 @@ the CDNA instructions the emitters use — a model of the ISA as documented, not
   by side) is one lane of numpy arrays; a value is an array over lanes ([lanes] or [lanes, n] for a
   vector). All lanes step through the ops in lockstep under an active mask: scf.if runs each branch under
   its lanes, scf.for / scf.while keep iterating while any lane is active, with per-lane bounds and
-  per-lane carried values. Waves are 64 consecutive threads of a workgroup.
+  per-lane carried values. Waves are 64 consecutive threads of a workgroup (`wave_size`: 32 for the NVVM
+  SIMT kernels, whose warps the same model covers).
 - Global memory (`llvm.getelementptr` / `llvm.load` / `llvm.store`, scalars and vectors, i32 element
   offsets): each active lane's access must lie inside its buffer and the element type must be the buffer's;
   a declared alignment must hold (buffers start aligned). A store whose lanes write different values to one
@@ -287,7 +288,8 @@ def _names(text: str) -> list[str]:
 class Simulator:
     """One gpu.func, parsed and compiled to numpy closures once; `run` launches it on a grid."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, wave_size: int = WAVE) -> None:
+        self.wave_size = wave_size  # 64 (CDNA) or a warp of 32 (the NVVM SIMT kernels)
         lines = [(number + 1, line.strip()) for number, line in enumerate(text.strip().splitlines())]
         lines = [(number, line) for number, line in lines if line]
         header = _HEADER.match(lines[0][1])
@@ -295,8 +297,8 @@ class Simulator:
             raise SimulationError(f"not a gpu.func header: {lines[0][1][:120]}")
         self.name = header.group("name")
         self.threads = int(header.group("threads"))
-        if self.threads % WAVE:
-            raise SimulationError(f"@{self.name}: {self.threads} threads are not whole waves of {WAVE}")
+        if self.threads % self.wave_size:
+            raise SimulationError(f"@{self.name}: {self.threads} threads are not whole waves of {self.wave_size}")
         self.params: list[tuple[str, str]] = []
         for param in header.group("params").split(","):
             name, type_ = param.split(":", 1)
@@ -361,8 +363,8 @@ class Simulator:
         self.tid = lane % self.threads
         self.block_x = (self.group + first) % blocks_x
         self.block_y = (self.group + first) // blocks_x
-        self.wave = self.tid // WAVE  # within the workgroup
-        self.lane_in_wave = lane % WAVE
+        self.wave = self.tid // self.wave_size  # within the workgroup
+        self.lane_in_wave = lane % self.wave_size
         self.interval = np.zeros(workgroups, np.int64)
         self.lds: dict[str, _Lds] = {}
         for name, type_ in self.lds_types.items():
@@ -690,6 +692,19 @@ class Simulator:
 
         return step
 
+    def _call_intrinsic(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        """The LLVM intrinsics the NVVM math (lowering/nvvm/math.py) calls: sqrt (correctly rounded, as
+        sqrt.rn.f32) and exp2 (numpy's, where ex2.approx.f32 is within about 2 ulp)."""
+        match = _parse(rf'"llvm\.(sqrt|exp2)\.f32"\(({_NAME})\) : \(f32\) -> f32', rest)
+        function = {"sqrt": np.sqrt, "exp2": np.exp2}[match.group(1)]
+        operand = match.group(2)
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = function(env[operand]).astype(np.float32, copy=False)
+
+        return step
+
     # --- vector ------------------------------------------------------------------------------------------------
 
     def _from_elements(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
@@ -786,8 +801,10 @@ class Simulator:
 
         def step(env: Env, mask: Array) -> None:
             value, offset, width = env[operand], _ints(env[offset_name]), _ints(env[width_name])
-            if ((width[mask] <= 0) | (width[mask] > WAVE) | (WAVE % np.maximum(width[mask], 1) != 0)).any():
-                raise SimulationError("gpu.shuffle width must divide the wave of 64")
+            if (
+                (width[mask] <= 0) | (width[mask] > self.wave_size) | (self.wave_size % np.maximum(width[mask], 1) != 0)
+            ).any():
+                raise SimulationError(f"gpu.shuffle width must divide the wave of {self.wave_size}")
             within = self.lane_in_wave % width
             if mode == "xor":
                 source = within ^ offset
@@ -809,7 +826,7 @@ class Simulator:
         return step
 
     def _per_wave(self, values: Array) -> Array:
-        return values.reshape(self.lanes // WAVE, WAVE, *values.shape[1:])
+        return values.reshape(self.lanes // self.wave_size, self.wave_size, *values.shape[1:])
 
     def _readfirstlane(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
         operand = rest.split(" : ")[0].strip()
@@ -819,19 +836,19 @@ class Simulator:
             active = self._per_wave(mask)
             first = np.argmax(active, axis=1)  # lane 0 of a wave with no active lane: unused
             picked = self._per_wave(env[operand])[np.arange(active.shape[0]), first]
-            env[result] = np.repeat(picked, WAVE, axis=0)
+            env[result] = np.repeat(picked, self.wave_size, axis=0)
 
         return step
 
     def _ballot(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
         operand = rest.split(" : ")[0].strip()
         (result,) = results
-        weights = np.left_shift(np.uint64(1), np.arange(WAVE, dtype=np.uint64))
+        weights = np.left_shift(np.uint64(1), np.arange(self.wave_size, dtype=np.uint64))
 
         def step(env: Env, mask: Array) -> None:
             votes = self._per_wave(env[operand] & mask).astype(np.uint64)
             masks = np.bitwise_or.reduce(votes * weights, axis=1)
-            env[result] = np.repeat(masks, WAVE).view(np.int64)
+            env[result] = np.repeat(masks, self.wave_size).view(np.int64)
 
         return step
 
@@ -873,7 +890,9 @@ class Simulator:
             if (some & ~every).any():
                 wave = int(np.flatnonzero(some & ~every)[0])
                 raise SimulationError(f"{name} in a partly active wave ({int(active[wave].sum())} of 64 lanes)")
-            waves = self.lanes // WAVE
+            if self.wave_size != WAVE:
+                raise SimulationError(f"{name} needs waves of {WAVE} lanes")
+            waves = self.lanes // self.wave_size
             a = widen(env[a_name]).reshape(waves, 4, 16, per_lane)  # [w, q, c, i]
             b = widen(env[b_name]).reshape(waves, 4, 16, per_lane)
             acc = env[acc_name]
@@ -1128,6 +1147,7 @@ _COMPILERS: dict[str, _Compiler] = {
     "math.sqrt": Simulator._unary,
     "math.rsqrt": Simulator._unary,
     "math.ctpop": Simulator._unary,
+    "llvm.call_intrinsic": Simulator._call_intrinsic,
     "vector.from_elements": Simulator._from_elements,
     "vector.extract": Simulator._extract,
     "vector.broadcast": Simulator._broadcast,

@@ -40,17 +40,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tessera.lowering.rocdl import mamba_simt
+from tessera.lowering.gpu import simt_mamba
+from tessera.lowering.gpu.simt import simt_builder
 from tessera.lowering.rocdl.kernel_text import GpuKernel, GpuKernelBuilder, Grid, KernelInfo
 
-WAVE = 64
 NEG_INF = "0xFF800000"
 
 
 def _builder(info: KernelInfo, operands: list[str]) -> GpuKernelBuilder:
-    threads = info.tile("threads")
-    assert threads == WAVE == info.arch.wave_size, f"{info.name}: a row kernel is one wave of 64 lanes"
-    return GpuKernelBuilder(info.name, operands, info.lds, threads)
+    b = simt_builder(info, operands)
+    assert b.threads == b.wave_size, f"{info.name}: a row kernel is one wave ({b.wave_size} lanes)"
+    return b
 
 
 def _finish(info: KernelInfo, b: GpuKernelBuilder, grid: Grid) -> GpuKernel:
@@ -69,7 +69,7 @@ def _row_base(b: GpuKernelBuilder, row: str, width: int) -> str:
 
 def _row_sum(b: GpuKernelBuilder, lane: str, width: int, term: Callable[[str], str]) -> str:
     """sum of term(c) over c in [0, width) (lane-strided partial sums, then the wave's butterfly)."""
-    with b.loop(lane, b.index(width), b.index(WAVE), [(b.f32(0.0), "f32")]) as column:
+    with b.loop(lane, b.index(width), b.index(b.wave_size), [(b.f32(0.0), "f32")]) as column:
         column.yield_(b.fadd(column.args[0], term(column.iv)))
     return b.wave_reduce(column.results[0])
 
@@ -91,10 +91,7 @@ def _icmp(b: GpuKernelBuilder, predicate: str, x: str, y: str) -> str:
 
 
 def _shuffle(b: GpuKernelBuilder, value: str, offset: int, type_: str) -> str:
-    """The `value` of lane (this lane xor offset)."""
-    result = b.fresh("s")
-    b.emit(f"{result}, {b.fresh('ok')} = gpu.shuffle xor {value}, {b.i32(offset)}, {b.i32(WAVE)} : {type_}")
-    return result
+    return b.shuffle_xor(value, offset, type_)
 
 
 # --- embedding, rms_scale, rmsnorm -------------------------------------------------------------------------
@@ -107,7 +104,7 @@ def emit_embedding(info: KernelInfo) -> GpuKernel:
     token_id = b.gload("ids", b.to_i32(token), "i64")
     table_base = b.mul(b.let("c", f"arith.trunci {token_id} : i64 to i32"), b.i32(hidden), "i32")
     out_base = _row_base(b, token, hidden)
-    with b.loop(lane, b.index(hidden), b.index(WAVE)) as column:
+    with b.loop(lane, b.index(hidden), b.index(b.wave_size)) as column:
         value = b.gload("table", _offset(b, table_base, column.iv))
         b.gstore(value, "out", _offset(b, out_base, column.iv))
     return _finish(info, b, Grid(x=("tokens", 1)))
@@ -143,7 +140,7 @@ def emit_rmsnorm(info: KernelInfo) -> GpuKernel:
     lane, token = b.thread_id(), b.block_id("x")
     base = _row_base(b, token, hidden)
     scale = _inverse_rms(b, "x", base, lane, hidden, float(info.dims["epsilon"]))
-    with b.loop(lane, b.index(hidden), b.index(WAVE)) as column:
+    with b.loop(lane, b.index(hidden), b.index(b.wave_size)) as column:
         at = _offset(b, base, column.iv)
         normalised = b.fmul(b.gload("x", at), scale)
         b.gstore(b.fmul(b.gload("weight", b.to_i32(column.iv)), normalised), "out", at, out_dtype)
@@ -164,7 +161,7 @@ def emit_kv_append(info: KernelInfo) -> GpuKernel:
     v_base = b.add(k_base, b.i32(kv_heads * head_dim), "i32")
     cache_row = b.add(b.position, b.to_i32(token), "i32")
     cache_base = b.add(b.mul(cache_row, b.i32(kv_heads * head_dim), "i32"), head_col, "i32")
-    with b.loop(lane, b.index(head_dim), b.index(WAVE)) as column:
+    with b.loop(lane, b.index(head_dim), b.index(b.wave_size)) as column:
         at = _offset(b, cache_base, column.iv)
         b.gstore(b.gload("qkv", _offset(b, k_base, column.iv)), "k_cache", at, cache)
         b.gstore(b.gload("qkv", _offset(b, v_base, column.iv)), "v_cache", at, cache)
@@ -182,7 +179,7 @@ def emit_moe_combine(info: KernelInfo) -> GpuKernel:
     weights_base = _row_base(b, token, top_k)
     weights = [b.gload("weights", b.add(weights_base, b.i32(j), "i32")) for j in range(top_k)]
     contrib_base, out_base = _row_base(b, token, top_k * latent), _row_base(b, token, latent)
-    with b.loop(lane, b.index(latent), b.index(WAVE)) as column:
+    with b.loop(lane, b.index(latent), b.index(b.wave_size)) as column:
         at = _offset(b, out_base, column.iv)
         acc = b.gload("out", at) if accumulate else b.f32(0.0)
         slot = _offset(b, contrib_base, column.iv)
@@ -204,7 +201,8 @@ class _Router:
         self.experts, self.top_k = info.dim("num_experts"), info.dim("top_k")
         self.groups, self.topk_group = info.dim("n_group"), info.dim("topk_group")
         self.per_group = self.experts // self.groups
-        self.slots = -(-self.experts // WAVE)
+        self.wave = b.wave_size
+        self.slots = -(-self.experts // self.wave)
         self.neg_inf = b.const(NEG_INF, "f32")
 
     def load(self, lane: str, token: str) -> tuple[list[str], list[str], list[str]]:
@@ -215,8 +213,8 @@ class _Router:
         lane32 = b.to_i32(lane)
         experts, scores, choices = [], [], []
         for r in range(self.slots):
-            expert = lane32 if r == 0 else b.add(lane32, b.i32(WAVE * r), "i32")
-            valid = None if WAVE * (r + 1) <= self.experts else _icmp(b, "ult", expert, b.i32(self.experts))
+            expert = lane32 if r == 0 else b.add(lane32, b.i32(self.wave * r), "i32")
+            valid = None if self.wave * (r + 1) <= self.experts else _icmp(b, "ult", expert, b.i32(self.experts))
             at = expert if valid is None else _select(b, valid, expert, b.i32(0), "i32")
             logit = b.gload("logits", b.add(base, at, "i32"))
             negated = b.let("f", f"arith.negf {logit} : f32")
@@ -267,7 +265,7 @@ class _Router:
             above_best, above_second = _fcmp(b, "ogt", value, best), _fcmp(b, "ogt", value, second)
             second = _select(b, above_best, best, _select(b, above_second, value, second))
             best = _select(b, above_best, value, best)
-        offset = WAVE // 2
+        offset = b.wave_size // 2
         while offset >= 1:  # the best two of the union of two lanes' best two
             other_best, other_second = _shuffle(b, best, offset, "f32"), _shuffle(b, second, offset, "f32")
             other_wins = _fcmp(b, "ogt", other_best, best)
@@ -287,7 +285,7 @@ class _Router:
             value = _select(b, better, choices[r], value)
             expert = _select(b, better, experts[r], expert, "i32")
             score = _select(b, better, scores[r], score)
-        offset = WAVE // 2
+        offset = b.wave_size // 2
         while offset >= 1:
             other_value = _shuffle(b, value, offset, "f32")
             other_expert = _shuffle(b, expert, offset, "i32")
@@ -340,5 +338,5 @@ EMITTERS: dict[str, Callable[[KernelInfo], GpuKernel]] = {
     "kv_append": emit_kv_append,
     "moe_router": emit_moe_router,
     "moe_combine": emit_moe_combine,
-    **mamba_simt.EMITTERS,
+    **simt_mamba.EMITTERS,
 }

@@ -43,9 +43,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from tessera.lowering.gpu.simt import simt_builder
 from tessera.lowering.rocdl.kernel_text import GpuKernel, GpuKernelBuilder, Grid, KernelInfo
-
-WAVE = 64
 
 
 def _finish(info: KernelInfo, b: GpuKernelBuilder, grid: Grid) -> GpuKernel:
@@ -104,7 +103,7 @@ def emit_conv_silu(info: KernelInfo) -> GpuKernel:
     has_bias = bool(int(info.dims.get("conv_bias", 0)))
     threads = info.tile("threads")
     operands = ["zxbcdt", "conv_weight", *(["conv_bias"] if has_bias else []), "conv_state", "xbc"]
-    b = GpuKernelBuilder(info.name, operands, info.lds, threads)
+    b = simt_builder(info, operands)
     channel = b.add(b.mul(b.block_id("x"), b.index(threads)), b.thread_id())
     with b.if_else(b.lt(channel, b.index(m.channels))):
         c = b.to_i32(channel)
@@ -131,21 +130,31 @@ def emit_conv_silu(info: KernelInfo) -> GpuKernel:
 
 
 def emit_ssd_step(info: KernelInfo) -> GpuKernel:
+    return _emit_recurrence(info, scan=False)
+
+
+def emit_ssd_scan_simt(info: KernelInfo) -> GpuKernel:
+    """The prefill scan as the recurrence (see the module docstring): the state in shared memory, f32."""
+    return _emit_recurrence(info, scan=True)
+
+
+def _emit_recurrence(info: KernelInfo, scan: bool) -> GpuKernel:
     m = _Mamba(info)
     p_count, n_count = m.head_dim, m.state_size
     state_dtype = str(info.dims.get("state_dtype", "f32"))
-    threads = info.tile("threads")
-    assert threads % WAVE == 0 and info.arch.wave_size == WAVE, f"{info.name}: whole waves of 64 lanes"
-    waves = threads // WAVE
-    b = GpuKernelBuilder(info.name, ["zxbcdt", "xbc", "dt_bias", "A_log", "D", "ssm_state", "y"], info.lds, threads)
+    b = simt_builder(info, ["zxbcdt", "xbc", "dt_bias", "A_log", "D", "ssm_state", "y"])
+    wave_size = b.wave_size
+    assert b.threads % wave_size == 0, f"{info.name}: whole waves of {wave_size} lanes"
+    waves = b.threads // wave_size
     tid = b.thread_id()
-    lane, wave = b.rem(tid, b.index(WAVE)), b.div(tid, b.index(WAVE))
+    lane, wave = b.rem(tid, b.index(wave_size)), b.div(tid, b.index(wave_size))
     head_index = b.block_id("x")
     head = b.to_i32(head_index)
     group = b.div(head, b.i32(m.heads // m.groups), "i32")
     a_log = b.gload("A_log", head)
     a = b.let("f", f"arith.negf {b.math('exp', a_log)} : f32")
     dt_bias, d_head = b.gload("dt_bias", head), b.gload("D", head)
+    time_step_min = b.f32(float(info.dims["time_step_min"])) if scan else None
     group_column = b.mul(group, b.i32(n_count), "i32")
     b_column = b.add(group_column, b.i32(m.inner), "i32")
     c_column = b.add(group_column, b.i32(m.inner + m.group_state), "i32")
@@ -153,15 +162,35 @@ def emit_ssd_step(info: KernelInfo) -> GpuKernel:
     state_head = b.mul(head, b.i32(p_count * n_count), "i32")
     lane32 = b.to_i32(lane)
     columns: list[tuple[str, str | None]] = []  # (n, in range) per slot of the lane; None: always in range
-    for r in range(-(-n_count // WAVE)):
-        n = lane32 if r == 0 else b.add(lane32, b.i32(WAVE * r), "i32")
-        columns.append((n, None if WAVE * (r + 1) <= n_count else b.lt(n, b.i32(n_count), "i32")))
+    for r in range(-(-n_count // wave_size)):
+        n = lane32 if r == 0 else b.add(lane32, b.i32(wave_size * r), "i32")
+        columns.append((n, None if wave_size * (r + 1) <= n_count else b.lt(n, b.i32(n_count), "i32")))
+
+    def each_owned(body: Callable[[str, str, str, str], None]) -> None:
+        """body(p as index, n as index, global offset) for every state element this thread owns."""
+        with b.loop(wave, b.index(p_count), b.index(waves)) as row:
+            state_row = _i32_mul_add(b, b.to_i32(row.iv), n_count, state_head)
+            for n, inside in columns:
+
+                def one(n: str = n) -> None:
+                    body(row.iv, b.to_index(n), b.add(state_row, n, "i32"), n)
+
+                if inside is None:
+                    one()
+                else:
+                    with b.if_else(inside):
+                        one()
+
+    if scan:  # the call's state lives in shared memory as f32 (each element read and written by its owner)
+        each_owned(lambda p, n, at, _: b.lds_store(b.gload("ssm_state", at, state_dtype), "ssm_state", [p, n]))
 
     with b.loop(b.index(0), b.to_index(b.tokens), b.index(1)) as token:
         t = b.to_i32(token.iv)
         xbc_row = b.mul(t, b.i32(m.channels), "i32")
         raw = b.gload("zxbcdt", _i32_mul_add(b, t, m.width, b.add(head, b.i32(m.inner + m.channels), "i32")))
         dt = softplus(b, b.fadd(raw, dt_bias))
+        if time_step_min is not None:
+            dt = b.fmax(dt, time_step_min)
         decay = b.math("exp", b.fmul(dt, a))
         b_values, c_values = [], []
         for n, inside in columns:
@@ -178,11 +207,15 @@ def emit_ssd_step(info: KernelInfo) -> GpuKernel:
 
                 def update(n: str = n, b_value: str = b_value, c_value: str = c_value) -> list[str]:
                     at = b.add(state_row, n, "i32")
-                    old = b.gload("ssm_state", at, state_dtype)
+                    where = [row.iv, b.to_index(n)]
+                    old = b.lds_load("ssm_state", where) if scan else b.gload("ssm_state", at, state_dtype)
                     new = b.fadd(b.fmul(coef, b_value), b.fmul(decay, old))
-                    if state_dtype == "bf16":
-                        new = b.widen(b.narrow(new))  # what is stored, exactly (narrowing it again is exact)
-                    b.gstore(new, "ssm_state", at, state_dtype)
+                    if scan:
+                        b.lds_store(new, "ssm_state", where)
+                    else:
+                        if state_dtype == "bf16":
+                            new = b.widen(b.narrow(new))  # what is stored, exactly (narrowing it again is exact)
+                        b.gstore(new, "ssm_state", at, state_dtype)
                     return [b.fmul(new, c_value)]
 
                 if inside is None:
@@ -194,6 +227,9 @@ def emit_ssd_step(info: KernelInfo) -> GpuKernel:
             with b.if_else(b.let("p", f"arith.cmpi eq, {lane}, {b.index(0)} : index")):
                 out = _i32_mul_add(b, t, m.inner, b.add(x_column, p, "i32"))
                 b.gstore(b.fadd(b.fmul(d_head, x), total), "y", out)
+
+    if scan:  # rounded once, at the end of the call (bf16), as the chunked scans do
+        each_owned(lambda p, n, at, _: b.gstore(b.lds_load("ssm_state", [p, n]), "ssm_state", at, state_dtype))
     return _finish(info, b, Grid(x=(m.heads, 1)))
 
 
@@ -204,9 +240,8 @@ def emit_gated_rmsnorm(info: KernelInfo) -> GpuKernel:
     m = _Mamba(info)
     width = m.inner // m.groups
     out_dtype = str(info.dims.get("out_dtype", "f32"))
-    threads = info.tile("threads")
-    assert threads == WAVE == info.arch.wave_size, f"{info.name}: one wave of 64 lanes per (token, group)"
-    b = GpuKernelBuilder(info.name, ["zxbcdt", "y", "norm_weight", "out"], info.lds, threads)
+    b = simt_builder(info, ["zxbcdt", "y", "norm_weight", "out"])
+    assert b.threads == b.wave_size, f"{info.name}: one wave ({b.wave_size} lanes) per (token, group)"
     lane, token, group = b.thread_id(), b.to_i32(b.block_id("x")), b.block_id("y")
     first = b.mul(b.to_i32(group), b.i32(width), "i32")
     z_row, y_row = b.mul(token, b.i32(m.width), "i32"), b.mul(token, b.i32(m.inner), "i32")
@@ -217,13 +252,13 @@ def emit_gated_rmsnorm(info: KernelInfo) -> GpuKernel:
         at = b.add(y_row, c, "i32")
         return b.fmul(b.gload("y", at), silu(b, b.gload("zxbcdt", b.add(z_row, c, "i32")))), c, at
 
-    with b.loop(lane, b.index(width), b.index(WAVE), [(b.f32(0.0), "f32")]) as column:
+    with b.loop(lane, b.index(width), b.index(b.wave_size), [(b.f32(0.0), "f32")]) as column:
         value, _, _ = gated(column.iv)
         column.yield_(b.fadd(b.fmul(value, value), column.args[0]))
     total = b.wave_reduce(column.results[0])
     mean = b.let("f", f"arith.divf {total}, {b.f32(float(width))} : f32")
     scale = b.math("rsqrt", b.fadd(mean, b.f32(float(info.dims["epsilon"]))))
-    with b.loop(lane, b.index(width), b.index(WAVE)) as column:
+    with b.loop(lane, b.index(width), b.index(b.wave_size)) as column:
         value, c, at = gated(column.iv)
         b.gstore(b.fmul(b.fmul(value, scale), b.gload("norm_weight", c)), "out", at, out_dtype)
     return _finish(info, b, Grid(x=("tokens", 1), y=(m.groups, 1)))

@@ -1,0 +1,214 @@
+"""convert-tessera-tile-to-nvvm: Tile-IR tiled for Hopper (target sm_90a) -> one `gpu.module` of NVVM kernels
+and the program the CUDA runtime launches.
+
+    emit_kernels(module) -> [NvvmKernel]   one `gpu.func` per `tessera.tile.kernel`, from the tiles chosen in
+                                           Tile-IR: bf16 projections on WGMMA with TMA-staged operands
+                                           (lowering/nvvm/gemm.py), the rest SIMT kernels shared with the
+                                           other GPU targets (lowering/gpu/simt*.py)
+    lower_kernels(module) -> str           their gpu.module (what `tessera-opt -t nvvm-mlir` prints)
+    lower_programs(module, kernels)        program.json: launches with grid, block size, dynamic shared
+                                           bytes, and the tensor maps the runtime encodes for TMA operands
+
+Shared memory is checked against Tile-IR: a SIMT kernel's static shared tiles (workgroup attributions) are
+exactly the body's `shared` loads, and a TMA kernel's dynamic allocation holds exactly the body's async
+`shared` operand tiles plus its mbarriers. Not yet lowered here: the MoE experts (kind moe_experts), and
+WGMMA versions of attention and the chunked scan (their Hopper plans are SIMT for now; lowering/gpu/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdsl.dialects.builtin import ModuleOp
+
+from tessera.dialects import tile
+from tessera.dialects.tile import plain_dict
+from tessera.errors import TesseraError
+from tessera.lowering.gpu.arch import GPU_ARCHS
+from tessera.lowering.programs import describe_programs
+from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo, LdsTile
+
+PROGRAM_FORMAT = "tessera-nvvm-program"
+NVVM_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "nvidia")
+# The weight operands (launch argument indices) that matrix kernels read, converted once at load.
+_WEIGHT_READERS = {"matmul": (1,)}
+
+
+class NvvmLoweringError(TesseraError):
+    """A Tile-IR module the NVVM target cannot lower (another target's tiles, a kind without a lowering)."""
+
+
+@dataclass(frozen=True)
+class TensorMap:
+    """A TMA operand: launch argument `arg` (a row-major [rows, cols] tensor of `dtype`) is passed as the
+    CUtensorMap of boxes [box_rows, box_cols] with `swizzle`; rows "tokens" = the call's token count."""
+
+    arg: int
+    dtype: str
+    cols: int
+    rows: int | str
+    box_rows: int
+    box_cols: int
+    swizzle: str = "128B"
+
+    def plain(self) -> dict[str, Any]:
+        return {
+            "arg": self.arg, "dtype": self.dtype, "rows": self.rows, "cols": self.cols,
+            "box_rows": self.box_rows, "box_cols": self.box_cols, "swizzle": self.swizzle,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NvvmKernel:
+    """An emitted kernel: the gpu.func and its geometry (kernel.lds_bytes: static shared bytes), the dynamic
+    shared bytes of a launch and the tensor maps it takes."""
+
+    kernel: GpuKernel
+    dynamic_shared_bytes: int = 0
+    tensor_maps: list[TensorMap] = field(default_factory=list)
+    uses_wgmma: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.kernel.name
+
+    @property
+    def text(self) -> str:
+        return self.kernel.text
+
+
+def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
+    """What the emitters read of a kernel; refuses one not tiled for sm_90a. `lds` holds the body's
+    synchronous shared tiles (those the threads stage: workgroup attributions)."""
+    name = kernel.sym_name.data
+    if kernel.target is None or kernel.tiles is None:
+        raise NvvmLoweringError(
+            f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=sm_90a}})"
+        )
+    if kernel.target.data not in NVVM_ARCHS:
+        raise NvvmLoweringError(
+            f"{kernel.name} @{name}: tiled for '{kernel.target.data}', not an NVVM arch ({', '.join(NVVM_ARCHS)})"
+        )
+    shared: list[LdsTile] = []
+    mma_element: str | None = None
+    for op in kernel.body.block.ops:
+        if isinstance(op, tile.LoadOp) and op.space.data == "shared":
+            pad = 0 if op.pad is None else int(op.pad.value.data)
+            shape = tuple(int(d) for d in op.shape.get_values())
+            shared.append(LdsTile(op.operand.data, shape, str(op.element), pad))
+        elif isinstance(op, tile.MmaOp) and mma_element is None:
+            mma_element = str(op.lhs)
+    return KernelInfo(
+        name=name,
+        kind=kernel.kind.data,
+        dims=dict(plain_dict(kernel.dims)),
+        tiles=dict(plain_dict(kernel.tiles)),
+        lds=shared,
+        arch=GPU_ARCHS[kernel.target.data],
+        mma_element=mma_element,
+    )
+
+
+def _emit_matmul(info: KernelInfo) -> NvvmKernel:
+    if "mma_m" not in info.tiles:  # no f32 matrix instruction: the SIMT GEMM
+        from tessera.lowering.gpu.simt_gemm import emit_gemm_simt
+
+        return NvvmKernel(emit_gemm_simt(info))
+    from tessera.lowering.nvvm.gemm import Sm90GemmPlan, gemm_sm90_kernel
+
+    n, k = info.dim("n"), info.dim("k")
+    x_dtype = str(info.dims.get("x_dtype", "f32"))
+    if x_dtype != "bf16":
+        raise NvvmLoweringError(
+            f"tessera.tile.kernel @{info.name}: the WGMMA GEMM reads bf16 activations, this projection's are {x_dtype}"
+        )
+    emitted = gemm_sm90_kernel(
+        info.name, n, k, bool(info.dims.get("bias", 0)), bool(info.dims.get("row_scale", 0)),
+        str(info.dims["epilogue"]), str(info.dims.get("y_dtype", "f32")), info.tiles,
+    )  # fmt: skip
+    plan = Sm90GemmPlan.from_tiles(info.tiles)
+    operand_bytes = sum(tile.bytes for tile in info.lds)
+    if operand_bytes != plan.operand_bytes:
+        raise NvvmLoweringError(
+            f"tessera.tile.kernel @{info.name}: TMA stages {plan.operand_bytes} operand bytes, Tile-IR planned {operand_bytes}"
+        )
+    maps = [
+        TensorMap(0, "bf16", k, "tokens", plan.block_m, plan.block_k),
+        TensorMap(1, "bf16", k, n, plan.block_n, plan.block_k),
+    ]
+    static = GpuKernel(emitted.name, emitted.text, emitted.threads, emitted.grid, 0)
+    return NvvmKernel(static, plan.shared_bytes, maps, uses_wgmma=True)
+
+
+def _simt(emit: Callable[[KernelInfo], GpuKernel]) -> Callable[[KernelInfo], NvvmKernel]:
+    return lambda info: NvvmKernel(emit(info))
+
+
+def _emitters() -> dict[str, Callable[[KernelInfo], NvvmKernel]]:
+    from tessera.lowering.gpu import simt
+    from tessera.lowering.gpu.simt_attention import emit_attention_simt
+    from tessera.lowering.gpu.simt_mamba import emit_ssd_scan_simt
+
+    table = {kind: _simt(emit) for kind, emit in simt.emitters().items()}
+    table |= {"matmul": _emit_matmul, "attention": _simt(emit_attention_simt), "ssd_scan": _simt(emit_ssd_scan_simt)}
+    return table
+
+
+def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:
+    info = kernel_info(kernel)
+    emitter = _emitters().get(info.kind)
+    if emitter is None:
+        raise NvvmLoweringError(f"{kernel.name} @{info.name}: kind '{info.kind}' has no NVVM lowering yet")
+    emitted = emitter(info)
+    footprint = 0 if kernel.footprint is None else int(kernel.footprint.value.data)
+    planned = emitted.kernel.lds_bytes if not emitted.tensor_maps else sum(tile.bytes for tile in info.lds)
+    if planned != footprint:
+        raise NvvmLoweringError(
+            f"{kernel.name} @{info.name}: the kernel allocates {planned} shared bytes, Tile-IR planned {footprint}"
+        )
+    return emitted
+
+
+def kernels(module: ModuleOp) -> list[tile.KernelOp]:
+    return [op for op in module.ops if isinstance(op, tile.KernelOp)]
+
+
+def emit_kernels(module: ModuleOp) -> list[NvvmKernel]:
+    return [emit_kernel(kernel) for kernel in kernels(module)]
+
+
+def lower_kernels(module: ModuleOp) -> str:
+    """The gpu.module holding every kernel of `module`."""
+    from tessera.lowering.nvvm.kernel_text import kernels_module
+
+    return kernels_module([kernel.text for kernel in emit_kernels(module)])
+
+
+def lower_programs(module: ModuleOp, emitted: list[NvvmKernel]) -> dict[str, Any]:
+    """The launch lists of every program: arguments in launch order, grid, block size, dynamic shared bytes,
+    tensor maps."""
+    by_name = {kernel.name: kernel for kernel in emitted}
+
+    def launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
+                      weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+        nvvm = by_name[kernel.sym_name.data]
+        for reader in _WEIGHT_READERS.get(kernel.kind.data, ()):
+            packing = {"layout": "rows", "dtype": kernel_info(kernel).mma_element or "f32"}
+            name = args[reader]["weight"]
+            previous = weights[name].get("packing")
+            if previous is not None and previous != packing:
+                raise NvvmLoweringError(f"weight '{name}': read by kernels with packings {previous} and {packing}")
+            weights[name]["packing"] = packing
+        fields: dict[str, Any] = {
+            "args": [*args, {"tokens": True}, {"position": True}],
+            "grid": nvvm.kernel.grid.plain(),
+            "threads": nvvm.kernel.threads,
+            "shared_bytes": nvvm.dynamic_shared_bytes,
+        }
+        if nvvm.tensor_maps:
+            fields["tensor_maps"] = [tensor_map.plain() for tensor_map in nvvm.tensor_maps]
+        return fields
+
+    return describe_programs(module, PROGRAM_FORMAT, launch_fields)
