@@ -29,6 +29,7 @@ from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, Module
 from xdsl.ir import Block, Region
 
 from tessera.dialects import tile
+from tessera.lowering.convert_tile_to_nvvm import emit_kernel as emit_nvvm_kernel
 from tessera.lowering.convert_tile_to_rocdl import _emitters, emit_kernel
 from tessera.lowering.rocdl.kernel_text import GLOBAL, GpuKernel, GpuKernelBuilder
 from tessera.passes.tile_choose_tiles import choose_tiles
@@ -39,6 +40,10 @@ from tessera.reference.mamba2 import Mamba2Weights, causal_conv, gated_rmsnorm, 
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
 ARCH = "gfx942"
+# The NVVM target's SIMT kernels (lowering/gpu/simt*.py: every kind but its WGMMA GEMM, which test_nvvm_gemm.py
+# checks at the machine-code level) run in the same simulator with warps of 32.
+NVVM_ARCH = "sm_90a"
+ARCHS = (ARCH, NVVM_ARCH)
 PRECISIONS = ("fp32", "bf16")
 F32_TOLERANCE = 1e-5
 # Against a reference rounding to bf16 what the kernel rounds: the MFMA operands (and the experts' hidden layer).
@@ -67,7 +72,8 @@ def _attribute(value: int | float | str) -> IntegerAttr | FloatAttr | StringAttr
 
 
 @functools.cache
-def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], precision: str) -> tuple[GpuKernel, Simulator]:
+def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], precision: str,
+           arch: str) -> tuple[GpuKernel, Simulator]:  # fmt: skip
     kernel = tile.KernelOp(
         properties={
             "sym_name": StringAttr(kind),
@@ -79,15 +85,18 @@ def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], precision
         regions=[Region(Block())],
     )
     module = ModuleOp([kernel])
-    choose_tiles(module, ARCH, precision)
+    choose_tiles(module, arch, precision)
     compute_footprints(module)
+    if arch == NVVM_ARCH:
+        emitted = emit_nvvm_kernel(kernel).kernel
+        return emitted, Simulator(emitted.text, wave_size=32)
     emitted = emit_kernel(kernel)
     return emitted, Simulator(emitted.text)
 
 
-def build(kind: str, dims: Dims, precision: str = "fp32") -> tuple[GpuKernel, Simulator]:
+def build(kind: str, dims: Dims, precision: str = "fp32", arch: str = ARCH) -> tuple[GpuKernel, Simulator]:
     """The kernel of `kind` through the compiler's own path, and its simulator."""
-    return _built(kind, tuple(sorted(dims.items())), precision)
+    return _built(kind, tuple(sorted(dims.items())), precision, arch)
 
 
 def workgroups(kernel: GpuKernel, tokens: int) -> tuple[int, int]:
@@ -100,9 +109,9 @@ def workgroups(kernel: GpuKernel, tokens: int) -> tuple[int, int]:
     return blocks(kernel.grid.x), blocks(kernel.grid.y)
 
 
-def launch(kind: str, dims: Dims, precision: str, buffers: Mapping[str, np.ndarray], tokens: int,
+def launch(arch: str, kind: str, dims: Dims, precision: str, buffers: Mapping[str, np.ndarray], tokens: int,
            position: int = 0) -> Report:  # fmt: skip
-    kernel, simulator = build(kind, dims, precision)
+    kernel, simulator = build(kind, dims, precision, arch)
     assert simulator.threads == kernel.threads, "known_block_size is the launch's block size"
     return simulator.run(workgroups(kernel, tokens), buffers, {"tokens": tokens, "position": position})
 
@@ -168,8 +177,8 @@ MATMULS: dict[str, Dims] = {
 
 @pytest.mark.parametrize("tokens", [*TOKENS, 70])
 @pytest.mark.parametrize("case", MATMULS)
-@pytest.mark.parametrize("precision", PRECISIONS)
-def test_matmul(rng: np.random.Generator, precision: str, case: str, tokens: int) -> None:
+@pytest.mark.parametrize(("arch", "precision"), [(ARCH, "fp32"), (ARCH, "bf16"), (NVVM_ARCH, "fp32")])
+def test_matmul(rng: np.random.Generator, arch: str, precision: str, case: str, tokens: int) -> None:
     dims = MATMULS[case]
     n, k = int(dims["n"]), int(dims["k"])
     x = f32(rng.standard_normal((tokens, k)))
@@ -185,7 +194,7 @@ def test_matmul(rng: np.random.Generator, precision: str, case: str, tokens: int
         buffers["row_scale"] = scale
     y = y0.copy() if dims["epilogue"] == "accumulate" else nan(tokens, n)
     buffers["y"] = bf16_bits(y) if bf16_y else y
-    launch("matmul", dims, precision, buffers, tokens)
+    launch(arch, "matmul", dims, precision, buffers, tokens)
 
     operand_x = rounded(x) if bf16_x or precision == "bf16" else x.astype(np.float64)
     operand_w = rounded(weight) if precision == "bf16" else weight.astype(np.float64)
@@ -209,35 +218,40 @@ def test_matmul(rng: np.random.Generator, precision: str, case: str, tokens: int
 
 
 @pytest.mark.parametrize("tokens", TOKENS)
-def test_embedding(rng: np.random.Generator, tokens: int) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_embedding(rng: np.random.Generator, arch: str, tokens: int) -> None:
     vocab, hidden = 50, 72
     ids = rng.integers(0, vocab, tokens).astype(np.int64)
     table = f32(rng.standard_normal((vocab, hidden)))
     out = nan(tokens, hidden)
-    launch("embedding", {"vocab": vocab, "hidden": hidden}, "fp32", {"ids": ids, "table": table, "out": out}, tokens)
+    launch(
+        arch, "embedding", {"vocab": vocab, "hidden": hidden}, "fp32", {"ids": ids, "table": table, "out": out}, tokens
+    )
     assert np.array_equal(out, table[ids])
 
 
 @pytest.mark.parametrize("tokens", TOKENS)
 @pytest.mark.parametrize("hidden", [64, 72, 130])
-def test_rms_scale_and_rmsnorm(rng: np.random.Generator, hidden: int, tokens: int) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_rms_scale_and_rmsnorm(rng: np.random.Generator, arch: str, hidden: int, tokens: int) -> None:
     x = f32(rng.standard_normal((tokens, hidden)) * 3)
     weight = f32(1 + 0.3 * rng.standard_normal(hidden))
     rstd = nan(tokens)
-    launch("rms_scale", {"hidden": hidden, "epsilon": 1e-5}, "fp32", {"h": x, "rstd": rstd}, tokens)
+    launch(arch, "rms_scale", {"hidden": hidden, "epsilon": 1e-5}, "fp32", {"h": x, "rstd": rstd}, tokens)
     check("rms_scale", rstd, 1 / np.sqrt(np.mean(x.astype(np.float64) ** 2, axis=-1) + 1e-5), F32_TOLERANCE)
     want = rmsnorm(x.astype(np.float64), weight, 1e-5)
     out = nan(tokens, hidden)
-    launch("rmsnorm", {"hidden": hidden, "epsilon": 1e-5}, "fp32", {"x": x, "weight": weight, "out": out}, tokens)
+    launch(arch, "rmsnorm", {"hidden": hidden, "epsilon": 1e-5}, "fp32", {"x": x, "weight": weight, "out": out}, tokens)
     check("rmsnorm", out, want, F32_TOLERANCE)
     bits = bf16_bits(nan(tokens, hidden))
     dims: Dims = {"hidden": hidden, "epsilon": 1e-5, "out_dtype": "bf16"}
-    launch("rmsnorm", dims, "fp32", {"x": x, "weight": weight, "out": bits}, tokens)
+    launch(arch, "rmsnorm", dims, "fp32", {"x": x, "weight": weight, "out": bits}, tokens)
     check_bf16("rmsnorm bf16 out", bits, want)
 
 
 @pytest.mark.parametrize("cache_dtype", ["f32", "bf16"])
-def test_kv_append_in_two_calls(rng: np.random.Generator, cache_dtype: str) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_kv_append_in_two_calls(rng: np.random.Generator, arch: str, cache_dtype: str) -> None:
     """Keys and values land at the call's position; rows outside it keep what they held; 5 + 1 rows == 6."""
     heads, kv_heads, head_dim, capacity = 4, 2, 12, 16
     dims: Dims = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim, "max_seq_len": capacity}
@@ -251,7 +265,7 @@ def test_kv_append_in_two_calls(rng: np.random.Generator, cache_dtype: str) -> N
     past = 3
     for start, stop in ((0, 5), (5, 6)):
         buffers = {"qkv": f32(qkv[start:stop]), "k_cache": caches[0], "v_cache": caches[1]}
-        launch("kv_append", dims, "fp32", buffers, stop - start, past + start)
+        launch(arch, "kv_append", dims, "fp32", buffers, stop - start, past + start)
     keys = qkv[:, heads * head_dim : (heads + kv_heads) * head_dim].reshape(6, kv_heads, head_dim)
     values = qkv[:, (heads + kv_heads) * head_dim :].reshape(6, kv_heads, head_dim)
     for cache, new in zip(caches, (keys, values), strict=True):
@@ -275,7 +289,8 @@ ROUTERS = {  # num_experts, top_k, n_group, topk_group, norm_topk_prob, routed_s
 
 
 @pytest.mark.parametrize("case", ROUTERS)
-def test_moe_router(rng: np.random.Generator, case: str) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_moe_router(rng: np.random.Generator, arch: str, case: str) -> None:
     experts, top_k, groups, kept, norm, scale, ties = ROUTERS[case]
     tokens = 5
     logits = f32(rng.standard_normal((tokens, experts)))
@@ -285,7 +300,7 @@ def test_moe_router(rng: np.random.Generator, case: str) -> None:
     ids, weights = np.full((tokens, top_k), -1, np.int64), nan(tokens, top_k)
     dims: Dims = {"num_experts": experts, "top_k": top_k, "n_group": groups, "topk_group": kept,
                   "norm_topk_prob": norm, "routed_scaling_factor": scale}  # fmt: skip
-    launch("moe_router", dims, "fp32", {"logits": logits, "bias": bias, "ids": ids, "weights": weights}, tokens)
+    launch(arch, "moe_router", dims, "fp32", {"logits": logits, "bias": bias, "ids": ids, "weights": weights}, tokens)
     params = moe.MoEParams(experts, top_k, groups, kept, bool(norm), scale)
     router = moe.MoEWeights(np.eye(experts, dtype=np.float32), bias, None, None, None, None)  # type: ignore[arg-type]
     want_ids, want_weights = moe.route(logits, router, params)
@@ -294,13 +309,14 @@ def test_moe_router(rng: np.random.Generator, case: str) -> None:
 
 
 @pytest.mark.parametrize("epilogue", ["store", "accumulate"])
-def test_moe_combine(rng: np.random.Generator, epilogue: str) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_moe_combine(rng: np.random.Generator, arch: str, epilogue: str) -> None:
     top_k, latent, tokens = 3, 70, 37
     contrib, weights = f32(rng.standard_normal((tokens, top_k * latent))), f32(rng.standard_normal((tokens, top_k)))
     before = f32(rng.standard_normal((tokens, latent)))
     out = before.copy() if epilogue == "accumulate" else nan(tokens, latent)
     dims: Dims = {"num_experts": 8, "top_k": top_k, "latent": latent, "epilogue": epilogue}
-    launch("moe_combine", dims, "fp32", {"contrib": contrib, "weights": weights, "out": out}, tokens)
+    launch(arch, "moe_combine", dims, "fp32", {"contrib": contrib, "weights": weights, "out": out}, tokens)
     want = np.einsum("tk,tkl->tl", weights.astype(np.float64), contrib.reshape(tokens, top_k, latent))
     check(f"moe_combine {epilogue}", out, want + (before if epilogue == "accumulate" else 0), F32_TOLERANCE)
 
@@ -389,13 +405,14 @@ def dt_raw(m: Mamba, inputs: MambaInputs) -> np.ndarray:
 
 @pytest.mark.parametrize("out_dtype", ["f32", "bf16"])
 @pytest.mark.parametrize("m", list(MAMBA.values()), ids=list(MAMBA))
-def test_gated_rmsnorm(rng: np.random.Generator, m: Mamba, out_dtype: str) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_gated_rmsnorm(rng: np.random.Generator, arch: str, m: Mamba, out_dtype: str) -> None:
     tokens = 37
     zxbcdt, y = f32(rng.standard_normal((tokens, m.width)) * 2), f32(rng.standard_normal((tokens, m.inner)))
     weight = f32(1 + 0.3 * rng.standard_normal(m.inner))
     dims = m.dims(*STEP_KEYS, "epsilon", **({"out_dtype": "bf16"} if out_dtype == "bf16" else {}))
     out = bf16_bits(nan(tokens, m.inner)) if out_dtype == "bf16" else nan(tokens, m.inner)
-    launch("gated_rmsnorm", dims, "fp32", {"zxbcdt": zxbcdt, "y": y, "norm_weight": weight, "out": out}, tokens)
+    launch(arch, "gated_rmsnorm", dims, "fp32", {"zxbcdt": zxbcdt, "y": y, "norm_weight": weight, "out": out}, tokens)
     z = zxbcdt[:, : m.inner].astype(np.float64)
     want = gated_rmsnorm(y.astype(np.float64), z, weight, m.groups, 1e-5)
     if out_dtype == "bf16":
@@ -406,7 +423,8 @@ def test_gated_rmsnorm(rng: np.random.Generator, m: Mamba, out_dtype: str) -> No
 
 @pytest.mark.parametrize("has_bias", [True, False])
 @pytest.mark.parametrize("m", list(MAMBA.values()), ids=list(MAMBA))
-def test_conv_silu_calls_equal_one(rng: np.random.Generator, m: Mamba, has_bias: bool) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_conv_silu_calls_equal_one(rng: np.random.Generator, arch: str, m: Mamba, has_bias: bool) -> None:
     """Calls of 5, 1, 0 and 3 tokens carrying conv_state == the causal conv of the 9 tokens at once."""
     lengths = (5, 1, 0, 3)
     total = sum(lengths)
@@ -419,7 +437,7 @@ def test_conv_silu_calls_equal_one(rng: np.random.Generator, m: Mamba, has_bias:
         xbc = nan(length, m.channels)
         buffers = {"zxbcdt": f32(zxbcdt[start : start + length]), "conv_weight": weight}
         buffers |= {"conv_bias": bias} if has_bias else {}
-        launch("conv_silu", dims, "fp32", buffers | {"conv_state": state, "xbc": xbc}, length)
+        launch(arch, "conv_silu", dims, "fp32", buffers | {"conv_state": state, "xbc": xbc}, length)
         outputs.append(xbc)
         start += length
     reference = Mamba2Weights(None, weight, None, None, None, None, None, conv_bias=bias if has_bias else None)  # type: ignore[arg-type]
@@ -447,7 +465,8 @@ STEPS = {**MAMBA, "h8_p9_g4_n128": Mamba(8, 9, 4, 128), "h2_p7_g1_n96": Mamba(2,
 
 @pytest.mark.parametrize("state_dtype", ["f32", "bf16"])
 @pytest.mark.parametrize("m", list(STEPS.values()), ids=list(STEPS))
-def test_ssd_step_calls(rng: np.random.Generator, m: Mamba, state_dtype: str) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_ssd_step_calls(rng: np.random.Generator, arch: str, m: Mamba, state_dtype: str) -> None:
     """Decode calls of 1, 1 and 3 rows (rows in order) against the recurrence, state included."""
     inputs = draw_mamba(m, 5, rng)
     state0 = f32(rng.standard_normal((m.heads, m.head_dim, m.state)))
@@ -458,7 +477,7 @@ def test_ssd_step_calls(rng: np.random.Generator, m: Mamba, state_dtype: str) ->
     for start, stop in ((0, 1), (1, 2), (2, 5)):
         part = nan(stop - start, m.inner)
         dims = m.dims(*STEP_KEYS, state_dtype=state_dtype)
-        launch("ssd_step", dims, "fp32", inputs.rows(start, stop).buffers(state, part), stop - start)
+        launch(arch, "ssd_step", dims, "fp32", inputs.rows(start, stop).buffers(state, part), stop - start)
         y[start:stop] = part
     tolerance = BF16_INTERMEDIATE_TOLERANCE if bf16 else F32_TOLERANCE
     check(f"ssd_step y {state_dtype}", y, want_y, tolerance)
@@ -511,50 +530,54 @@ SCANS = {
 @pytest.mark.parametrize("state_dtype", ["f32", "bf16"])
 @pytest.mark.parametrize("m", list(SCANS.values()), ids=list(SCANS))
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_ssd_scan_two_calls(rng: np.random.Generator, precision: str, m: Mamba, state_dtype: str) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_ssd_scan_two_calls(rng: np.random.Generator, arch: str, precision: str, m: Mamba, state_dtype: str) -> None:
     """A prefill of 2 chunks + 5 tokens in two calls cut 3 rows into the second chunk, each call against the
     reference from the state the kernel holds (a bf16 state is widened exactly on entry and rounded once at the
     end of the call): under bf16 the reference rounding where the kernel does, and float64 loosely. With
     an f32 state the two calls also equal one call over every token."""
+    rounds = precision == "bf16" and arch == ARCH  # MFMA operands are bf16; the SIMT kernels' math is f32
     tokens, cut = 2 * m.chunk + 5, m.chunk + 3
     inputs = draw_mamba(m, tokens, rng)
     state0 = f32(rng.standard_normal((m.heads, m.head_dim, m.state)))
     bf16_state = state_dtype == "bf16"
     state = bf16_bits(state0) if bf16_state else state0.copy()
     dims = m.dims(*SCAN_KEYS, state_dtype=state_dtype)
-    tolerance = F32_TOLERANCE if precision == "fp32" else BF16_INTERMEDIATE_TOLERANCE
+    tolerance = F32_TOLERANCE if not rounds else BF16_INTERMEDIATE_TOLERANCE
     y = nan(tokens, m.inner)
     for start, stop in ((0, cut), (cut, tokens)):
         entering, piece = bf16_to_f32(state) if bf16_state else state.copy(), inputs.rows(start, stop)
-        want_y, want_state = (scan_reference if precision == "fp32" else scan_reference_bf16)(m, piece, entering)
-        launch("ssd_scan", dims, precision, piece.buffers(state, y[start:stop]), stop - start)
+        want_y, want_state = (scan_reference_bf16 if rounds else scan_reference)(m, piece, entering)
+        launch(arch, "ssd_scan", dims, precision, piece.buffers(state, y[start:stop]), stop - start)
         what = f"ssd_scan {precision} {state_dtype} rows {start}..{stop}"
         check(f"{what} y", y[start:stop], want_y, tolerance)
         check(f"{what} state", state, want_state, BF16_INTERMEDIATE_TOLERANCE if bf16_state else tolerance)
-        if precision == "bf16":
+        if rounds:
             float64_y, float64_state = scan_reference(m, piece, entering)
             check(f"{what} y, float64", y[start:stop], float64_y, BF16_FLOAT64_TOLERANCE)
             check(f"{what} state, float64", state, float64_state, BF16_FLOAT64_TOLERANCE)
     if not bf16_state:
-        whole_y, whole_state = (scan_reference if precision == "fp32" else scan_reference_bf16)(m, inputs, state0)
+        whole_y, whole_state = (scan_reference_bf16 if rounds else scan_reference)(m, inputs, state0)
         check(f"ssd_scan {precision} two calls == one: y", y, whole_y, tolerance)
         check(f"ssd_scan {precision} two calls == one: state", state, whole_state, tolerance)
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_ssd_scan_clamps_dt_and_survives_strong_decay(rng: np.random.Generator, precision: str) -> None:
+@pytest.mark.parametrize("arch", ARCHS)
+def test_ssd_scan_clamps_dt_and_survives_strong_decay(rng: np.random.Generator, arch: str, precision: str) -> None:
     """dt below time_step_min is clamped; huge dt * A (cum down to about -1e4 in a chunk) neither overflows the
     masked entries nor loses the near-diagonal terms (x86's test of the same name)."""
+    rounds = precision == "bf16" and arch == ARCH  # MFMA operands are bf16; the SIMT kernels' math is f32
     m = Mamba(4, 12, 2, 16, chunk=32, time_step_min=1e-2)
     tokens = 2 * m.chunk + 5
     inputs = draw_mamba(m, tokens, rng)
     inputs.zxbcdt[:, m.inner + m.channels :] = rng.choice([-30.0, 25.0, 0.0], size=(tokens, m.heads))
     inputs.a_log[:] = np.log(rng.random(m.heads) * 40 + 0.5)
     state0 = f32(rng.standard_normal((m.heads, m.head_dim, m.state)))
-    want_y, want_state = (scan_reference if precision == "fp32" else scan_reference_bf16)(m, inputs, state0)
+    want_y, want_state = (scan_reference_bf16 if rounds else scan_reference)(m, inputs, state0)
     state, y = state0.copy(), nan(tokens, m.inner)
-    launch("ssd_scan", m.dims(*SCAN_KEYS, state_dtype="f32"), precision, inputs.buffers(state, y), tokens)
-    tolerance = F32_TOLERANCE if precision == "fp32" else BF16_INTERMEDIATE_TOLERANCE
+    launch(arch, "ssd_scan", m.dims(*SCAN_KEYS, state_dtype="f32"), precision, inputs.buffers(state, y), tokens)
+    tolerance = F32_TOLERANCE if not rounds else BF16_INTERMEDIATE_TOLERANCE
     check(f"ssd_scan strong decay y {precision}", y, want_y, tolerance)
     check(f"ssd_scan strong decay state {precision}", state, want_state, tolerance)
 
@@ -598,9 +621,11 @@ def attention_reference(
 @pytest.mark.parametrize(("cache_dtype", "out_dtype"), [("f32", "f32"), ("bf16", "bf16")])
 @pytest.mark.parametrize("case", ATTENTION)
 @pytest.mark.parametrize("precision", PRECISIONS)
-def test_attention_prefill_then_decode(rng: np.random.Generator, precision: str, case: str, cache_dtype: str,
+@pytest.mark.parametrize("arch", ARCHS)
+def test_attention_prefill_then_decode(rng: np.random.Generator, arch: str, precision: str, case: str, cache_dtype: str,
                                        out_dtype: str) -> None:  # fmt: skip
     """Calls of 37, 1 and 5 tokens over one cache (its rows past the call's last key are NaN: never read)."""
+    rounds = precision == "bf16" and arch == ARCH  # MFMA operands are bf16; the SIMT kernels' math is f32
     a = ATTENTION[case]
     dims: Dims = {"num_heads": a.heads, "num_kv_heads": a.kv_heads, "head_dim": a.head_dim, "max_seq_len": a.capacity}
     dims |= {"cache_dtype": "bf16"} if cache_dtype == "bf16" else {}
@@ -616,14 +641,14 @@ def test_attention_prefill_then_decode(rng: np.random.Generator, precision: str,
             cache[position : position + tokens] = bf16_bits(rows) if bf16_cache else rows
         out = nan(tokens, a.heads * a.head_dim)
         out = bf16_bits(out) if out_dtype == "bf16" else out
-        launch("attention", dims, precision, {"qkv": qkv, "k_cache": caches[0], "v_cache": caches[1], "out": out},
+        launch(arch, "attention", dims, precision, {"qkv": qkv, "k_cache": caches[0], "v_cache": caches[1], "out": out},
                tokens, position)  # fmt: skip
         operands = [qkv, *(bf16_to_f32(cache) if bf16_cache else cache for cache in caches)]
-        if precision == "bf16":  # Q, K and V are MFMA operands, rounded to bf16
+        if rounds:  # Q, K and V are MFMA operands, rounded to bf16
             operands = [rounded(operand) for operand in operands]
         want = attention_reference(a, operands[0], operands[1], operands[2], position)
         what = f"attention {case} {precision} cache {cache_dtype} T={tokens} position={position}"
-        if precision == "bf16":
+        if rounds:
             check(what, out, want, BF16_INTERMEDIATE_TOLERANCE)
         elif out_dtype == "bf16":
             check_bf16(what, out, want)
@@ -682,7 +707,7 @@ def test_moe_experts(rng: np.random.Generator, precision: str, case: str, tokens
     up_stored, down_stored = (bf16_bits(up), bf16_bits(down)) if bf16 else (up, down)  # the matrix element
     buffers = {"x": bf16_bits(x) if bf16_x else x, "ids": ids, "experts_up": up_stored, "experts_down": down_stored,
                "contrib": contrib}  # fmt: skip
-    launch("moe_experts", dims, precision, buffers, tokens)
+    launch(ARCH, "moe_experts", dims, precision, buffers, tokens)
     operands = [rounded(v) if bf16 else v.astype(np.float64) for v in (x, up, down)]
     want = experts_reference(e, operands[0], ids, operands[1], operands[2], bf16)
     unrouted = np.isnan(want)
