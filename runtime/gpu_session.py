@@ -1,4 +1,4 @@
-"""GpuSession: runs a GPU target's programs (program.json of rocdl) through a GpuDriver (runtime/gpu_module.py),
+"""GpuSession: runs a GPU target's programs (program.json of rocdl or nvvm) through a GpuDriver (runtime/gpu_module.py),
 with the weights uploaded once and the state (conv/SSM state, KV cache) kept on the device between calls.
 
     session = GpuSession(program, driver, driver.load_module(code_object), weights)
@@ -7,9 +7,12 @@ with the weights uploaded once and the state (conv/SSM state, KV cache) kept on 
 
 Each launch of a program: its arguments in order — a device pointer per operand (token ids, a weight, a
 state, or a [tokens, F] view of an arena slot), then the token count and the position as i32 — on a grid
-of ceil(extent / per) workgroups per axis ("tokens" = this call's token count), `threads` per workgroup.
-LDS is static (the code object's descriptor), so no dynamic shared memory is passed. The driver decides
-where it runs: HIP on an AMD GPU, or a simulator of the ISA in the tests.
+of ceil(extent / per) workgroups per axis ("tokens" = this call's token count), `threads` per workgroup,
+and the launch's dynamic shared bytes (`shared_bytes`; 0 on ROCDL, whose LDS is static). An NVVM launch's
+`tensor_maps` name the arguments a TMA kernel takes as CUtensorMaps: the session encodes each through the
+driver (`encode_tensor_map_2d`) for the buffer's address and rows (a weight's once, an arena buffer's per
+call) and passes the 128 bytes by value in the pointer's place. The driver decides where it runs: HIP on
+an AMD GPU, CUDA on an NVIDIA one, or a simulator of the ISA in the tests.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from tessera.runtime.artifact import Artifact
-from tessera.runtime.gpu_module import DeviceBuffer, GpuDriver, GpuModule, KernelScalar
+from tessera.runtime.gpu_module import DeviceBuffer, GpuDriver, GpuModule, KernelArg, KernelBytes, KernelScalar
 from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import prepare_weights
 
@@ -55,6 +58,7 @@ class GpuSession:
         self.vocab_size = int(program["weights"]["embedding.weight"]["shape"][0])
         self.max_seq_len = kv_capacity(program["states"])
         self.position = 0
+        self._tensor_maps: dict[tuple[Any, ...], KernelBytes] = {}  # of weights and states, encoded once
 
     @classmethod
     def open(cls, artifact: Artifact, target: str = "rocdl") -> GpuSession:
@@ -110,9 +114,13 @@ class GpuSession:
         id_buffer = self._upload(ids)
         try:
             for launch in program["launches"]:
-                args = [self._argument(arg, id_buffer, arena, tokens) for arg in launch["args"]]
+                args: list[KernelArg] = [self._argument(arg, id_buffer, arena, tokens) for arg in launch["args"]]
+                for tensor_map in launch.get("tensor_maps", ()):
+                    index = tensor_map["arg"]
+                    args[index] = self._tensor_map(tensor_map, args[index], "buffer" in launch["args"][index], tokens)
                 grid = (_blocks(launch["grid"]["x"], tokens), _blocks(launch["grid"]["y"], tokens), 1)
-                self.driver.launch(self.kernels[launch["kernel"]], grid, (launch["threads"], 1, 1), 0, args)
+                shared = int(launch.get("shared_bytes", 0))
+                self.driver.launch(self.kernels[launch["kernel"]], grid, (launch["threads"], 1, 1), shared, args)
             self.driver.synchronize()
             result = program["result"]
             logits = np.empty((tokens, result["features"]), _DTYPES[result["dtype"]])
@@ -122,6 +130,22 @@ class GpuSession:
                 self.driver.free(buffer)
         self.position += tokens
         return logits
+
+    def _tensor_map(self, entry: Mapping[str, Any], arg: KernelArg, per_call: bool, tokens: int) -> KernelBytes:
+        """The CUtensorMap of a TMA operand (program.json's `tensor_maps` entry) over its device buffer."""
+        encode = getattr(self.driver, "encode_tensor_map_2d", None)
+        if encode is None:
+            raise RunError(f"the {self.driver.name} driver cannot encode the tensor maps of a {self.target} program")
+        assert isinstance(arg, DeviceBuffer), entry
+        rows = tokens if entry["rows"] == "tokens" else int(entry["rows"])
+        shape = dict(dtype=entry["dtype"], rows=rows, cols=int(entry["cols"]), box_rows=int(entry["box_rows"]),
+                     box_cols=int(entry["box_cols"]), swizzle=entry["swizzle"])  # fmt: skip
+        if per_call:
+            return encode(arg.pointer, **shape)
+        key = (arg.pointer, *shape.values())
+        if key not in self._tensor_maps:
+            self._tensor_maps[key] = encode(arg.pointer, **shape)
+        return self._tensor_maps[key]
 
     def _argument(
         self, arg: Mapping[str, Any], ids: DeviceBuffer, arena: list[DeviceBuffer], tokens: int

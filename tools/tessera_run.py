@@ -49,10 +49,11 @@ def _open_session(artifact: Artifact, target: str) -> Any:
         from tessera.runtime.x86_session import X86Session
 
         return X86Session.open(artifact)
-    if target == "rocdl":
+    if target in ("rocdl", "nvvm"):
         from tessera.runtime.gpu_session import GpuSession
 
-        return GpuSession.open(artifact, target)  # HIP (runtime/hip.py); one line where there is none
+        # HIP (runtime/hip.py) or CUDA (runtime/cuda.py); one line where there is none
+        return GpuSession.open(artifact, target)
     raise TesseraError(f"target '{target}' has no runtime in this build of Tessera")
 
 

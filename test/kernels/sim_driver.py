@@ -1,7 +1,8 @@
 """A GpuDriver (runtime/gpu_module.py) whose device is the ROCDL simulator (rocdl_sim.py): runs a whole
-compiled ROCDL program, launch by launch, as the HIP driver would on an AMD GPU. Test-only.
+compiled ROCDL program, launch by launch, as the HIP driver would on an AMD GPU — or an NVVM program whose
+kernels are all SIMT (fp32: no WGMMA, no tensor maps) with warps of 32, as CUDA would. Test-only.
 
-The "code object" it loads is the kernels' gpu.module text (OUT/rocdl/kernels.mlir); device memory is
+The "code object" it loads is the kernels' gpu.module text (OUT/<target>/kernels.mlir); device memory is
 numpy byte arrays, viewed at each launch with the element type each kernel argument is addressed in."""
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ _ELEMENT = {"f32": np.float32, "i16": np.uint16, "i64": np.int64, "i32": np.int3
 
 
 class SimulatedModule:
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, wave_size: int) -> None:
+        self.wave_size = wave_size
         self.kernels = {match.group(1): match.group(0) for match in _FUNCTION.finditer(text)}
 
     def function(self, name: str) -> KernelHandle:
@@ -30,13 +32,14 @@ class SimulatedModule:
                 r"llvm\.getelementptr %(\w+)\[[^]]*\] : \([^)]*\) -> !llvm\.ptr<1>, (\w+)", text
             )
         }
-        return KernelHandle(name, (Simulator(text), elements))
+        return KernelHandle(name, (Simulator(text, self.wave_size), elements))
 
 
 class SimulatedDriver:
     name = "simulator"
 
-    def __init__(self) -> None:
+    def __init__(self, wave_size: int = 64) -> None:
+        self.wave_size = wave_size  # 64: ROCDL kernels; 32: the NVVM target's (SIMT) kernels
         self.memory: dict[int, np.ndarray] = {}
         self.next = 1 << 12
         self.launches = 0
@@ -45,7 +48,7 @@ class SimulatedDriver:
         return "ROCDL ISA simulator (test/kernels/rocdl_sim.py)"
 
     def load_module(self, image: bytes) -> SimulatedModule:
-        return SimulatedModule(image.decode())
+        return SimulatedModule(image.decode(), self.wave_size)
 
     def alloc(self, nbytes: int) -> DeviceBuffer:
         pointer = self.next

@@ -1,0 +1,88 @@
+"""A whole NVVM program under --precision fp32 — every kernel SIMT (the f32 projections have no tensor-core
+path on Hopper), in launch order, the state carried on the "device" between calls — run through GpuSession
+on the lockstep simulator with warps of 32, against the reference executor. This is what runtime/cuda.py
+runs on a Hopper GPU; the bf16 program's WGMMA GEMMs need the GPU itself (benchmarks/h100_nvvm.py).
+The model is the tiny config without its MoE layer (moe_experts has no NVVM lowering yet)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import NEEDS_MLIR, run_tool
+from sim_driver import SimulatedDriver
+
+pytestmark = NEEDS_MLIR
+
+CONFIGS = Path(__file__).parent.parent.parent / "configs"
+PROMPT = [5, 7, 9, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71]
+DENSE_PATTERN = "M-M*-"
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
+    assert np.isfinite(actual).all(), "NaN / inf in the logits"
+    return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+
+
+def dense_tiny(tmp_path: Path) -> Path:
+    config = yaml.safe_load((CONFIGS / "nemotron_h_tiny.yaml").read_text())
+    config |= {"name": "nemotron_h_tiny_dense", "hybrid_override_pattern": DENSE_PATTERN}
+    path = tmp_path / "tiny_dense.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_whole_fp32_program_matches_the_reference(tmp_path: Path) -> None:
+    from tessera.frontend.checkpoint import random_weights
+    from tessera.frontend.config import config_from_dict
+    from tessera.runtime.artifact import read_artifact
+    from tessera.runtime.gpu_session import GpuSession
+    from tessera.targets.reference import ReferenceSession
+
+    out = tmp_path / "out"
+    run_tool("tessera_compile", dense_tiny(tmp_path), "--target", "nvvm", "--target", "reference",
+             "--precision", "fp32", "--max-seq-len", "48", "-o", out, "-q")  # fmt: skip
+    artifact = read_artifact(out)
+    program = json.loads((out / "nvvm" / "program.json").read_text())
+    assert program["format"] == "tessera-nvvm-program"
+    launches = [launch for listing in program["programs"].values() for launch in listing["launches"]]
+    assert all(launch["shared_bytes"] == 0 and "tensor_maps" not in launch for launch in launches)
+    config = config_from_dict(artifact.config, str(out / "tessera.json"), strict=False)
+    weights = random_weights(config, int(artifact.weights.get("seed", 0)))
+    driver = SimulatedDriver(wave_size=32)
+    module = driver.load_module((out / "nvvm" / "kernels.mlir").read_bytes())
+    session = GpuSession(program, driver, module, weights, target="nvvm")
+    reference = ReferenceSession.open(artifact)
+
+    # 17 tokens: a chunk of 16 and one more (the scan's chunk boundary), then a piece and two decode steps.
+    assert relative_error(session.prefill(PROMPT[:17]), reference.prefill(PROMPT[:17])) <= 1e-4
+    assert relative_error(session.prefill(PROMPT[17:]), reference.prefill(PROMPT[17:])) <= 1e-4
+    for token in (3, 4):
+        assert relative_error(session.decode(token), reference.decode(token)) <= 1e-4
+
+
+def test_bf16_program_passes_its_tensor_maps(tmp_path: Path) -> None:
+    """The bf16 program: every projection is the WGMMA GEMM with its x and W as tensor maps (boxes of
+    128 x 64 bf16, 128-byte swizzle; x's rows the call's tokens) and 98352 bytes of dynamic shared memory."""
+    out = tmp_path / "out"
+    run_tool("tessera_compile", dense_tiny(tmp_path), "--target", "nvvm", "--max-seq-len", "48", "-o", out, "-q")
+    manifest = json.loads((out / "tessera.json").read_text())["targets"]["nvvm"]
+    assert manifest["precision"] == "bf16"  # the target's default
+    program = json.loads((out / "nvvm" / "program.json").read_text())
+    matmuls = [launch for launch in program["programs"]["prefill"]["launches"] if launch["kernel"].startswith("matmul")]
+    assert matmuls
+    for launch in matmuls:
+        assert launch["shared_bytes"] == 98352 and launch["threads"] == 384
+        x_map, w_map = launch["tensor_maps"]
+        assert (x_map["arg"], x_map["rows"], x_map["box_rows"], x_map["box_cols"]) == (0, "tokens", 128, 64)
+        assert (w_map["arg"], w_map["box_rows"], w_map["swizzle"]) == (1, 128, "128B")
+        assert w_map["rows"] == program["weights"][launch["args"][1]["weight"]]["shape"][0]
+    if manifest["sass"] is not None:
+        table = manifest["kernel_table"]
+        for name, row in table.items():
+            assert row.get("spills", 0) == 0, name
+            if row["wgmma"]:
+                assert row["hgmma"] > 0 and row["utmaldg"] > 0, name
