@@ -1,0 +1,60 @@
+// RUN: tessera-opt %root/graph_examples/mamba2.mlir -p 'convert-tessera-graph-to-schedule{max-seq-len=32 activation-dtype=bf16},tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=sm_90a precision=bf16},tessera-tile-compute-footprint' -o %t.mamba.mlir
+// RUN: tessera-opt %t.mamba.mlir -t nvvm-mlir | FileCheck %s
+// RUN: tessera-opt %t.mamba.mlir -t nvvm-mlir | %python -m tessera.lowering.nvvm.pipeline | FileCheck %s --check-prefix=PTX
+// RUN: tessera-opt %t.mamba.mlir -t nvvm-program | FileCheck %s --check-prefix=PROGRAM
+// RUN: tessera-opt %root/graph_examples/attention.mlir -p 'convert-tessera-graph-to-schedule{max-seq-len=32},tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=sm_90a precision=fp32},tessera-tile-compute-footprint' -t nvvm-mlir | FileCheck %s --check-prefix=FP32
+// RUN: not tessera-opt %root/graph_examples/moe.mlir -p 'convert-tessera-graph-to-schedule,tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=sm_90a},tessera-tile-compute-footprint' -t nvvm-mlir 2>&1 | FileCheck %s --check-prefix=MOE
+// RUN: not tessera-opt %root/graph_examples/mamba2.mlir -p 'convert-tessera-graph-to-schedule,tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=gfx942},tessera-tile-compute-footprint' -t nvvm-mlir 2>&1 | FileCheck %s --check-prefix=WRONG
+
+// One gpu.module with the NVPTX data layout and the dynamic shared memory TMA kernels address. bf16
+// projections take x and W as CUtensorMaps (grid constants), stage them by TMA on mbarriers and multiply on
+// WGMMA; the rest are SIMT kernels of warps of 32, the scan's state in a shared workgroup attribution.
+// CHECK:       gpu.module @kernels attributes {llvm.data_layout = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"}
+// CHECK:       llvm.mlir.global external @tessera_dynamic_smem() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
+// CHECK:       gpu.func @embedding_hidden32_vocab64(%ids: !llvm.ptr<1>, %table: !llvm.ptr<1>, %out: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 32, 1, 1>}
+// CHECK-LABEL: gpu.func @matmul_bias0_store_k32_n132_xbf16(%x_map: !llvm.ptr, %w_map: !llvm.ptr, %y: !llvm.ptr<1>, %tokens: i32, %position: i32)
+// CHECK-SAME:    known_block_size = array<i32: 384, 1, 1>, tessera.grid_constants = array<i32: 0, 1>
+// CHECK:         nvvm.mbarrier.init
+// CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global
+// CHECK:         nvvm.wgmma.mma_async
+// CHECK:         nvvm.wgmma.commit.group.sync.aligned
+// CHECK-LABEL: gpu.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
+// CHECK-SAME:    workgroup(%lds_ssm_state: memref<8x16xf32, #gpu.address_space<workgroup>>)
+// CHECK-SAME:    known_block_size = array<i32: 256, 1, 1>
+// CHECK:         gpu.shuffle xor {{.*}} : f32
+// CHECK:         llvm.call_intrinsic "llvm.exp2.f32"
+
+// PTX for sm_90a: the GEMM's TMA loads complete on mbarriers, its WGMMAs are bf16 x bf16 -> f32, the tensor
+// maps are 128-byte by-value parameters; no libdevice call is left (exp / log are written out, sqrt.rn).
+// PTX:       .target sm_90a
+// PTX-LABEL: .visible .entry matmul_bias0_store_k32_n132_xbf16(
+// PTX-NEXT:    .param .align 64 .b8 matmul_bias0_store_k32_n132_xbf16_param_0[128],
+// PTX-DAG:     mbarrier.try_wait.parity.shared.b64
+// PTX-DAG:     cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
+// PTX-DAG:     wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// PTX-LABEL: .visible .entry ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
+// PTX:         ex2.approx.f32
+// PTX-NOT:     __nv_
+
+// program.json: the GEMM launch carries its dynamic shared bytes and the two tensor maps the runtime encodes.
+// PROGRAM:       "format": "tessera-nvvm-program"
+// PROGRAM:       "kernel": "matmul_bias0_store_k32_n132_xbf16"
+// PROGRAM:       "threads": 384,
+// PROGRAM-NEXT:  "shared_bytes": 98352,
+// PROGRAM-NEXT:  "tensor_maps": [
+// PROGRAM:         "arg": 0,
+// PROGRAM:         "rows": "tokens",
+// PROGRAM:         "box_rows": 128,
+// PROGRAM-NEXT:    "box_cols": 64,
+// PROGRAM-NEXT:    "swizzle": "128B"
+
+// fp32 keeps float32 arithmetic: the SIMT GEMM (rows padded one element in shared memory) and attention
+// as a warp per (token, head).
+// FP32-LABEL: gpu.func @matmul_bias0_store_k32_n64_row_scale1(
+// FP32-SAME:    workgroup(%lds_x: memref<64x17xf32, #gpu.address_space<workgroup>>, %lds_weight: memref<64x17xf32, #gpu.address_space<workgroup>>)
+// FP32-NOT:     wgmma
+// FP32-LABEL: gpu.func @attention_p8_s32_h4_hkv2(
+// FP32-SAME:    known_block_size = array<i32: 32, 1, 1>
+
+// MOE: tessera-opt: error: tessera.tile.kernel @moe_experts_{{.*}}: kind 'moe_experts' has no NVVM lowering yet
+// WRONG: tessera-opt: error: tessera.tile.kernel @{{.*}}: tiled for 'gfx942', not an NVVM arch (sm_90a)
