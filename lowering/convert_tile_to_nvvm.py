@@ -24,11 +24,11 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.dialects import tile
-from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
+from tessera.lowering.convert_tile_to_rocdl import gpu_kernel_info
 from tessera.lowering.gpu.arch import GPU_ARCHS
 from tessera.lowering.programs import describe_programs
-from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo, LdsTile
+from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo
 
 PROGRAM_FORMAT = "tessera-nvvm-program"
 NVVM_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "nvidia")
@@ -80,35 +80,9 @@ class NvvmKernel:
 
 
 def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
-    """What the emitters read of a kernel; refuses one not tiled for sm_90a. `lds` holds the body's
-    synchronous shared tiles (those the threads stage: workgroup attributions)."""
-    name = kernel.sym_name.data
-    if kernel.target is None or kernel.tiles is None:
-        raise NvvmLoweringError(
-            f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=sm_90a}})"
-        )
-    if kernel.target.data not in NVVM_ARCHS:
-        raise NvvmLoweringError(
-            f"{kernel.name} @{name}: tiled for '{kernel.target.data}', not an NVVM arch ({', '.join(NVVM_ARCHS)})"
-        )
-    shared: list[LdsTile] = []
-    mma_element: str | None = None
-    for op in kernel.body.block.ops:
-        if isinstance(op, tile.LoadOp) and op.space.data == "shared":
-            pad = 0 if op.pad is None else int(op.pad.value.data)
-            shape = tuple(int(d) for d in op.shape.get_values())
-            shared.append(LdsTile(op.operand.data, shape, str(op.element), pad))
-        elif isinstance(op, tile.MmaOp) and mma_element is None:
-            mma_element = str(op.lhs)
-    return KernelInfo(
-        name=name,
-        kind=kernel.kind.data,
-        dims=dict(plain_dict(kernel.dims)),
-        tiles=dict(plain_dict(kernel.tiles)),
-        lds=shared,
-        arch=GPU_ARCHS[kernel.target.data],
-        mma_element=mma_element,
-    )
+    """What the emitters read of a kernel; refuses one not tiled for sm_90a. `lds` holds the body's shared
+    tiles (a SIMT kernel's workgroup attributions, or the TMA operand tiles of the GEMM's dynamic allocation)."""
+    return gpu_kernel_info(kernel, NVVM_ARCHS, "shared", NvvmLoweringError, "sm_90a")
 
 
 def _emit_matmul(info: KernelInfo) -> NvvmKernel:

@@ -48,19 +48,24 @@ def _emitters() -> dict[str, Callable[[KernelInfo], GpuKernel]]:
 
 def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
     """What the emitters read of a kernel; refuses one not tiled for a ROCDL arch."""
+    return gpu_kernel_info(kernel, ROCDL_ARCHS, "lds", RocdlLoweringError, "gfx942")
+
+
+def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], space: str, error: type[TesseraError],
+                    example_arch: str) -> KernelInfo:  # fmt: skip
+    """A GPU kernel's KernelInfo: its dims and tiles, and as `lds` the body's loads into the scratchpad
+    `space` (so the code allocates exactly what Tile-IR planned); `error` for one tiled for another arch."""
     name = kernel.sym_name.data
     if kernel.target is None or kernel.tiles is None:
-        raise RocdlLoweringError(
-            f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=gfx942}})"
-        )
-    if kernel.target.data not in ROCDL_ARCHS:
-        raise RocdlLoweringError(
-            f"{kernel.name} @{name}: tiled for '{kernel.target.data}', not a ROCDL arch ({', '.join(ROCDL_ARCHS)})"
+        raise error(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target={example_arch}}})")
+    if kernel.target.data not in archs:
+        raise error(
+            f"{kernel.name} @{name}: tiled for '{kernel.target.data}', not an arch of this target ({', '.join(archs)})"
         )
     lds: list[LdsTile] = []
     mma_element: str | None = None
     for op in kernel.body.block.ops:
-        if isinstance(op, tile.LoadOp) and op.space.data == "lds":
+        if isinstance(op, tile.LoadOp) and op.space.data == space:
             pad = 0 if op.pad is None else int(op.pad.value.data)
             shape = tuple(int(d) for d in op.shape.get_values())
             lds.append(LdsTile(op.operand.data, shape, str(op.element), pad))

@@ -1,7 +1,8 @@
 """The NVVM target's kernel emitters (Hopper, sm_90a): gpu.func text with TMA, mbarrier and WGMMA ops of the
 upstream nvvm dialect, lowered by MLIR 22 and LLVM 22's NVPTX back end, assembled by CUDA's ptxas.
 
-What exists (a spike, not yet wired into a backend):
+What is here (the backend is targets/nvvm.py; convert_tile_to_nvvm.py picks an emitter per kind, the
+SIMT ones shared with ROCDL living in lowering/gpu/simt*.py):
 
     kernel_text.py   NvvmKernelBuilder: the ROCDL gpu.func builder with the NVVM ABI (CUtensorMap grid
                      constants, one 1024-aligned dynamic shared allocation, the NVPTX data layout) and
@@ -11,6 +12,7 @@ What exists (a spike, not yet wired into a backend):
                      docstring has the layout, the phase logic, the descriptor and fragment encodings);
                      the plan's 98304 operand bytes + 48 bytes of mbarriers = 98352 bytes of dynamic
                      shared memory
+    math.py          f32 exp / log / sqrt / rsqrt written out in the kernel (no libdevice in the PTX)
     pipeline.py      gpu.module -> LLVM IR -> PTX (llvmlite, sm_90a, +ptx80) -> cubin (ptxas -v, with
                      registers / spills parsed) -> SASS (nvdisasm or cuobjdump, from PyPI's
                      nvidia-cuda-nvdisasm / nvidia-cuda-cuobjdump 13.5.37)

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 from conftest import NEEDS_MLIR, run_tool
 from sim_driver import SimulatedDriver

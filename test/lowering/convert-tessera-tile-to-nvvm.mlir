@@ -57,4 +57,4 @@
 // FP32-SAME:    known_block_size = array<i32: 32, 1, 1>
 
 // MOE: tessera-opt: error: tessera.tile.kernel @moe_experts_{{.*}}: kind 'moe_experts' has no NVVM lowering yet
-// WRONG: tessera-opt: error: tessera.tile.kernel @{{.*}}: tiled for 'gfx942', not an NVVM arch (sm_90a)
+// WRONG: tessera-opt: error: tessera.tile.kernel @{{.*}}: tiled for 'gfx942', not an arch of this target (sm_90a)

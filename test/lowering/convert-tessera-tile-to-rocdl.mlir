@@ -66,4 +66,4 @@
 // GFX90A:    .amdgcn_target "amdgcn-amd-amdhsa--gfx90a"
 // GFX90A:    v_mfma_f32_16x16x4f32
 
-// WRONG: tessera-opt: error: tessera.tile.kernel @embedding_hidden32_vocab64: tiled for 'x86', not a ROCDL arch (gfx942, gfx90a)
+// WRONG: tessera-opt: error: tessera.tile.kernel @embedding_hidden32_vocab64: tiled for 'x86', not an arch of this target (gfx942, gfx90a)
