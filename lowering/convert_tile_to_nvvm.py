@@ -25,8 +25,8 @@ from xdsl.dialects.builtin import ModuleOp
 
 from tessera.dialects import tile
 from tessera.errors import TesseraError
-from tessera.lowering.convert_tile_to_rocdl import gpu_kernel_info
 from tessera.lowering.gpu.arch import GPU_ARCHS
+from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_packing, tile_kernels
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo
 
@@ -69,6 +69,13 @@ class NvvmKernel:
     dynamic_shared_bytes: int = 0
     tensor_maps: list[TensorMap] = field(default_factory=list)
     uses_wgmma: bool = False
+    operand_shared_bytes: int | None = None  # the operand tiles of the dynamic allocation (TMA kernels)
+
+    @property
+    def planned_shared_bytes(self) -> int:
+        """The shared bytes that must equal Tile-IR's footprint: the static tiles, or the TMA operand tiles
+        (the mbarriers beside them are the kernel's own)."""
+        return self.kernel.lds_bytes if self.operand_shared_bytes is None else self.operand_shared_bytes
 
     @property
     def name(self) -> str:
@@ -103,17 +110,12 @@ def _emit_matmul(info: KernelInfo) -> NvvmKernel:
         str(info.dims["epilogue"]), str(info.dims.get("y_dtype", "f32")), info.tiles,
     )  # fmt: skip
     plan = Sm90GemmPlan.from_tiles(info.tiles)
-    operand_bytes = sum(tile.bytes for tile in info.lds)
-    if operand_bytes != plan.operand_bytes:
-        raise NvvmLoweringError(
-            f"tessera.tile.kernel @{info.name}: TMA stages {plan.operand_bytes} operand bytes, Tile-IR planned {operand_bytes}"
-        )
     maps = [
         TensorMap(0, "bf16", k, "tokens", plan.block_m, plan.block_k),
         TensorMap(1, "bf16", k, n, plan.block_n, plan.block_k),
     ]
     static = GpuKernel(emitted.name, emitted.text, emitted.threads, emitted.grid, 0)
-    return NvvmKernel(static, plan.shared_bytes, maps, uses_wgmma=True)
+    return NvvmKernel(static, plan.shared_bytes, maps, uses_wgmma=True, operand_shared_bytes=plan.operand_bytes)
 
 
 def _simt(emit: Callable[[KernelInfo], GpuKernel]) -> Callable[[KernelInfo], NvvmKernel]:
@@ -137,20 +139,16 @@ def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:
         raise NvvmLoweringError(f"{kernel.name} @{info.name}: kind '{info.kind}' has no NVVM lowering yet")
     emitted = emitter(info)
     footprint = 0 if kernel.footprint is None else int(kernel.footprint.value.data)
-    planned = emitted.kernel.lds_bytes if not emitted.tensor_maps else sum(tile.bytes for tile in info.lds)
-    if planned != footprint:
+    if emitted.planned_shared_bytes != footprint:
         raise NvvmLoweringError(
-            f"{kernel.name} @{info.name}: the kernel allocates {planned} shared bytes, Tile-IR planned {footprint}"
+            f"{kernel.name} @{info.name}: the kernel allocates {emitted.planned_shared_bytes} shared bytes, "
+            f"Tile-IR planned {footprint}"
         )
     return emitted
 
 
-def kernels(module: ModuleOp) -> list[tile.KernelOp]:
-    return [op for op in module.ops if isinstance(op, tile.KernelOp)]
-
-
 def emit_kernels(module: ModuleOp) -> list[NvvmKernel]:
-    return [emit_kernel(kernel) for kernel in kernels(module)]
+    return [emit_kernel(kernel) for kernel in tile_kernels(module)]
 
 
 def lower_kernels(module: ModuleOp) -> str:
@@ -168,13 +166,7 @@ def lower_programs(module: ModuleOp, emitted: list[NvvmKernel]) -> dict[str, Any
     def launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
                       weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
         nvvm = by_name[kernel.sym_name.data]
-        for reader in _WEIGHT_READERS.get(kernel.kind.data, ()):
-            packing = {"layout": "rows", "dtype": kernel_info(kernel).mma_element or "f32"}
-            name = args[reader]["weight"]
-            previous = weights[name].get("packing")
-            if previous is not None and previous != packing:
-                raise NvvmLoweringError(f"weight '{name}': read by kernels with packings {previous} and {packing}")
-            weights[name]["packing"] = packing
+        record_weight_packing(kernel_info(kernel), args, weights, _WEIGHT_READERS, NvvmLoweringError)
         fields: dict[str, Any] = {
             "args": [*args, {"tokens": True}, {"position": True}],
             "grid": nvvm.kernel.grid.plain(),

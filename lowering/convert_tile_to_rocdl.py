@@ -19,11 +19,11 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.dialects import tile
-from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 from tessera.lowering.gpu.arch import GPU_ARCHS
+from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_packing, tile_kernels
 from tessera.lowering.programs import describe_programs
-from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo, LdsTile, kernels_module
+from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo, kernels_module
 
 PROGRAM_FORMAT = "tessera-rocdl-program"
 ROCDL_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "amd")
@@ -51,37 +51,6 @@ def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
     return gpu_kernel_info(kernel, ROCDL_ARCHS, "lds", RocdlLoweringError, "gfx942")
 
 
-def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], space: str, error: type[TesseraError],
-                    example_arch: str) -> KernelInfo:  # fmt: skip
-    """A GPU kernel's KernelInfo: its dims and tiles, and as `lds` the body's loads into the scratchpad
-    `space` (so the code allocates exactly what Tile-IR planned); `error` for one tiled for another arch."""
-    name = kernel.sym_name.data
-    if kernel.target is None or kernel.tiles is None:
-        raise error(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target={example_arch}}})")
-    if kernel.target.data not in archs:
-        raise error(
-            f"{kernel.name} @{name}: tiled for '{kernel.target.data}', not an arch of this target ({', '.join(archs)})"
-        )
-    lds: list[LdsTile] = []
-    mma_element: str | None = None
-    for op in kernel.body.block.ops:
-        if isinstance(op, tile.LoadOp) and op.space.data == space:
-            pad = 0 if op.pad is None else int(op.pad.value.data)
-            shape = tuple(int(d) for d in op.shape.get_values())
-            lds.append(LdsTile(op.operand.data, shape, str(op.element), pad))
-        elif isinstance(op, tile.MmaOp) and mma_element is None:
-            mma_element = str(op.lhs)
-    return KernelInfo(
-        name=name,
-        kind=kernel.kind.data,
-        dims=dict(plain_dict(kernel.dims)),
-        tiles=dict(plain_dict(kernel.tiles)),
-        lds=lds,
-        arch=GPU_ARCHS[kernel.target.data],
-        mma_element=mma_element,
-    )
-
-
 def emit_kernel(kernel: tile.KernelOp) -> GpuKernel:
     info = kernel_info(kernel)
     emitter = _emitters().get(info.kind)
@@ -96,12 +65,8 @@ def emit_kernel(kernel: tile.KernelOp) -> GpuKernel:
     return emitted
 
 
-def kernels(module: ModuleOp) -> list[tile.KernelOp]:
-    return [op for op in module.ops if isinstance(op, tile.KernelOp)]
-
-
 def emit_kernels(module: ModuleOp) -> list[GpuKernel]:
-    return [emit_kernel(kernel) for kernel in kernels(module)]
+    return [emit_kernel(kernel) for kernel in tile_kernels(module)]
 
 
 def lower_kernels(module: ModuleOp) -> str:
@@ -116,13 +81,7 @@ def lower_programs(module: ModuleOp, emitted: list[GpuKernel]) -> dict[str, Any]
     def launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
                       weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
         gpu = by_name[kernel.sym_name.data]
-        for reader in _WEIGHT_READERS.get(kernel.kind.data, ()):
-            packing = {"layout": "rows", "dtype": kernel_info(kernel).mma_element or "f32"}
-            name = args[reader]["weight"]
-            previous = weights[name].get("packing")
-            if previous is not None and previous != packing:
-                raise RocdlLoweringError(f"weight '{name}': read by kernels with packings {previous} and {packing}")
-            weights[name]["packing"] = packing
+        record_weight_packing(kernel_info(kernel), args, weights, _WEIGHT_READERS, RocdlLoweringError)
         return {
             "args": [*args, {"tokens": True}, {"position": True}],
             "grid": gpu.grid.plain(),

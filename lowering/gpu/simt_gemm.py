@@ -16,8 +16,8 @@ step's arithmetic, as in the ROCDL GEMM. Sums run in K order per output, in f32.
 
 from __future__ import annotations
 
+from tessera.lowering.gpu.gemm_staging import fetch_k4, store_result
 from tessera.lowering.gpu.simt import simt_builder
-from tessera.lowering.rocdl.gemm import fetch_k4, store_result
 from tessera.lowering.rocdl.kernel_text import GpuKernel, Grid, KernelInfo
 
 OUTPUTS = 4  # per thread along rows and along columns

@@ -1,6 +1,8 @@
-"""ROCDL SIMT kernels of the Mamba-2 mixer around the scan: the causal conv + SiLU, the decode step of the
-SSD recurrence and the gated group RMSNorm (tiles: lowering/gpu/tiling_rows.py; registered through
-lowering/rocdl/rows.EMITTERS). The chunked prefill scan is lowering/rocdl/ssd.py.
+"""SIMT kernels of the Mamba-2 mixer around the scan, for every GPU target: the causal conv + SiLU, the decode
+step of the SSD recurrence and the gated group RMSNorm (tiles: lowering/gpu/tiling_rows.py; registered
+through lowering/gpu/simt_rows.EMITTERS), and on Hopper the prefill scan as that same recurrence
+(ssd_scan_simt below). The chunked prefill scan on MFMA is lowering/rocdl/ssd.py. Waves are the arch's
+(64 lanes on CDNA, warps of 32 on Hopper: "64" and "4 waves" below read W and 256 / W).
 
 Notation as lowering/x86/mamba.py: H heads of P channels, G groups of state size N (head h reads group
 h // (H/G)), I = H P, conv channels C = I + 2 G N, K conv taps, in_proj's row zxbcdt [T, W] with
@@ -29,6 +31,12 @@ uses f64 — no f64 exp/log on the GPU without a device library).
         y[t, h P + p] = D[h] x[p] + sum_n state[h, p, n] C[n] (the wave's shuffle butterfly; lane 0 stores).
         A state element is read and written by one thread only, so tokens need no barrier.
 
+    ssd_scan_simt(the same operands; dims time_step_min)  Grid x = (H, 1), 256 threads: Hopper's prefill scan
+        The decode step's recurrence over the call's tokens with dt = max(softplus(...), time_step_min) (the
+        chunked scan's clamp), the state held as f32 in a shared tile [P, N] for the call: each thread loads
+        the elements it owns, updates them per token, and stores them once at the end (bf16 rounded once,
+        as the chunked scans do). The same sums as the chunked scan in another order.
+
     gated_rmsnorm(zxbcdt, y f32 [T, I], norm_weight f32 [I], out (f32 | bf16) [T, I])
                                                          Grid x = tokens, y = G: one wave per (t, group)
         g = y[t, c] * silu(z[t, c]) over the group's I/G columns c (lane-strided); s = sum g^2 (butterfly);
@@ -36,7 +44,8 @@ uses f64 — no f64 exp/log on the GPU without a device library).
         pass recomputes g (the same ops give the same bits) rather than writing and re-reading it.
 
 silu(x) = x / (exp(-x) + 1). math.exp / log / sqrt / rsqrt are AMDGPU instruction sequences (v_exp_f32,
-v_log_f32 with range reduction; rsqrt as a correctly rounded sqrt and a division), no library calls.
+v_log_f32 with range reduction; rsqrt as a correctly rounded sqrt and a division), no library calls; on
+NVVM the builder writes them out (lowering/nvvm/math.py).
 """
 
 from __future__ import annotations
@@ -166,14 +175,14 @@ def _emit_recurrence(info: KernelInfo, scan: bool) -> GpuKernel:
         n = lane32 if r == 0 else b.add(lane32, b.i32(wave_size * r), "i32")
         columns.append((n, None if wave_size * (r + 1) <= n_count else b.lt(n, b.i32(n_count), "i32")))
 
-    def each_owned(body: Callable[[str, str, str, str], None]) -> None:
+    def each_owned(body: Callable[[str, str, str], None]) -> None:
         """body(p as index, n as index, global offset) for every state element this thread owns."""
         with b.loop(wave, b.index(p_count), b.index(waves)) as row:
             state_row = _i32_mul_add(b, b.to_i32(row.iv), n_count, state_head)
             for n, inside in columns:
 
                 def one(n: str = n) -> None:
-                    body(row.iv, b.to_index(n), b.add(state_row, n, "i32"), n)
+                    body(row.iv, b.to_index(n), b.add(state_row, n, "i32"))
 
                 if inside is None:
                     one()
@@ -182,7 +191,7 @@ def _emit_recurrence(info: KernelInfo, scan: bool) -> GpuKernel:
                         one()
 
     if scan:  # the call's state lives in shared memory as f32 (each element read and written by its owner)
-        each_owned(lambda p, n, at, _: b.lds_store(b.gload("ssm_state", at, state_dtype), "ssm_state", [p, n]))
+        each_owned(lambda p, n, at: b.lds_store(b.gload("ssm_state", at, state_dtype), "ssm_state", [p, n]))
 
     with b.loop(b.index(0), b.to_index(b.tokens), b.index(1)) as token:
         t = b.to_i32(token.iv)
@@ -229,7 +238,7 @@ def _emit_recurrence(info: KernelInfo, scan: bool) -> GpuKernel:
                 b.gstore(b.fadd(b.fmul(d_head, x), total), "y", out)
 
     if scan:  # rounded once, at the end of the call (bf16), as the chunked scans do
-        each_owned(lambda p, n, at, _: b.gstore(b.lds_load("ssm_state", [p, n]), "ssm_state", at, state_dtype))
+        each_owned(lambda p, n, at: b.gstore(b.lds_load("ssm_state", [p, n]), "ssm_state", at, state_dtype))
     return _finish(info, b, Grid(x=(m.heads, 1)))
 
 

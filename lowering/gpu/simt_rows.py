@@ -1,8 +1,10 @@
-"""ROCDL SIMT kernels of the per-token rows (tiles: lowering/gpu/tiling_rows.py), and the registry of every
-SIMT kernel without a matrix instruction (the Mamba ones are lowering/rocdl/mamba_simt.py).
+"""SIMT kernels of the per-token rows, for every GPU target (tiles: lowering/gpu/tiling_rows.py; the builder
+from lowering/gpu/simt.py), and the registry of the SIMT kernels both GPU targets share (the Mamba ones are
+lowering/gpu/simt_mamba.py).
 
-A row kernel is one wave of 64 lanes per token: workgroup x = the token's row t (Grid x = ("tokens", 1)),
-lane l handles features c = l, l + 64, l + 128, ... (consecutive lanes, consecutive addresses: every load
+A row kernel is one wave of W lanes per token (W = 64 on CDNA, a warp of 32 on Hopper; "64" below reads
+W): workgroup x = the token's row t (Grid x = ("tokens", 1)), lane l handles features c = l, l + W, ...
+(consecutive lanes, consecutive addresses: every load
 and store is coalesced), and sums over the row are a per-lane partial sum followed by a butterfly of
 `gpu.shuffle xor` (GpuKernelBuilder.wave_reduce), after which every lane holds the total. No LDS, no
 barrier. Global offsets are i32 element indices, row-major: element [t, c] of a [T, F] buffer is t*F + c.

@@ -723,6 +723,57 @@ def test_every_kind_is_covered() -> None:
     assert set(_emitters()) == tested
 
 
+def test_every_nvvm_kind_is_covered() -> None:
+    """Every NVVM emitter runs here in its sm_90a cases, but the WGMMA GEMM (bf16 matmul), whose machine code
+    test_nvvm_gemm.py checks and whose numerics need the GPU (benchmarks/h100_nvvm.py)."""
+    from tessera.lowering.convert_tile_to_nvvm import _emitters as nvvm_emitters
+
+    tested = {"matmul", "embedding", "rmsnorm", "rms_scale", "kv_append", "moe_router", "moe_combine",
+              "gated_rmsnorm", "conv_silu", "ssd_step", "attention", "ssd_scan"}  # fmt: skip
+    assert set(nvvm_emitters()) == tested
+
+
+@pytest.mark.parametrize("function", ["exp", "log", "sqrt", "rsqrt"])
+def test_nvvm_math_against_float64(rng: np.random.Generator, function: str) -> None:
+    """lowering/nvvm/math.py's written-out functions, run by the simulator (whose exp2 is numpy's, where the
+    GPU's ex2.approx is within about 2 ulp: this checks the range reduction and the series): within 2 ulp
+    of float64 over their whole f32 range, and the special values the kernels rely on."""
+    from tessera.lowering.nvvm.kernel_text import NvvmKernelBuilder
+
+    threads = 128
+    b = NvvmKernelBuilder("probe", ["x", "y"], [], threads)
+    index = b.add(b.mul(b.block_id("x"), b.index(threads)), b.thread_id())
+    with b.if_else(b.lt(index, b.to_index(b.tokens))):
+        at = b.to_i32(index)
+        b.gstore(b.math(function, b.gload("x", at)), "y", at)
+    simulator = Simulator(b.render(), wave_size=32)
+    if function == "exp":
+        x = rng.uniform(-87.0, 88.0, 4000)
+        specials = {-np.inf: 0.0, -200.0: 0.0, np.inf: np.inf, 0.0: 1.0}
+    else:  # positive normal floats across the exponent range (the kernels' log takes values >= 1)
+        x = np.exp(rng.uniform(-80.0, 80.0, 4000))
+        specials = (
+            {0.0: -np.inf, np.inf: np.inf, 1.0: 0.0} if function == "log" else {4.0: 2.0 if function == "sqrt" else 0.5}
+        )
+    x = f32(np.concatenate([x, list(specials)]))
+    y = nan(x.size)
+    simulator.run((-(-x.size // threads), 1), {"x": x, "y": y}, {"tokens": x.size, "position": 0})
+    wide = x.astype(np.float64)
+    want = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda v: 1 / np.sqrt(v)}[function](
+        wide[: -len(specials)]
+    )
+    got = y[: -len(specials)].astype(np.float64)
+    ulp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
+    worst = float(np.max(np.abs(got - want) / ulp))
+    LOG.info("nvvm %s: worst %.2f ulp", function, worst)
+    assert worst <= 2.0, f"{function}: {worst:.2f} ulp"
+    assert list(y[-len(specials) :]) == list(specials.values())
+    negative = f32([-1.0, np.nan])
+    out = nan(2)
+    simulator.run((1, 1), {"x": negative, "y": out}, {"tokens": 2, "position": 0})
+    assert np.isnan(out[1]) and (function == "exp" or np.isnan(out[0]))
+
+
 # --- the simulator's own checks -----------------------------------------------------------------------------------
 
 

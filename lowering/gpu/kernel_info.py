@@ -1,0 +1,64 @@
+"""What the two GPU lowerings (convert-tessera-tile-to-rocdl, convert-tessera-tile-to-nvvm) read of Tile-IR
+the same way: a kernel's KernelInfo, the module's kernels, and the weight packing their matrix kernels ask
+the runtime for."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from xdsl.dialects.builtin import ModuleOp
+
+from tessera.dialects import tile
+from tessera.dialects.tile import plain_dict
+from tessera.errors import TesseraError
+from tessera.lowering.gpu.arch import GPU_ARCHS
+from tessera.lowering.rocdl.kernel_text import KernelInfo, LdsTile
+
+
+def tile_kernels(module: ModuleOp) -> list[tile.KernelOp]:
+    return [op for op in module.ops if isinstance(op, tile.KernelOp)]
+
+
+def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], space: str, error: type[TesseraError],
+                    example_arch: str) -> KernelInfo:  # fmt: skip
+    """A GPU kernel's KernelInfo: its dims and tiles, and as `lds` the body's loads into the scratchpad
+    `space` (so the code allocates exactly what Tile-IR planned); `error` for one tiled for another arch."""
+    name = kernel.sym_name.data
+    if kernel.target is None or kernel.tiles is None:
+        raise error(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target={example_arch}}})")
+    if kernel.target.data not in archs:
+        raise error(
+            f"{kernel.name} @{name}: tiled for '{kernel.target.data}', not an arch of this target ({', '.join(archs)})"
+        )
+    lds: list[LdsTile] = []
+    mma_element: str | None = None
+    for op in kernel.body.block.ops:
+        if isinstance(op, tile.LoadOp) and op.space.data == space:
+            pad = 0 if op.pad is None else int(op.pad.value.data)
+            shape = tuple(int(d) for d in op.shape.get_values())
+            lds.append(LdsTile(op.operand.data, shape, str(op.element), pad))
+        elif isinstance(op, tile.MmaOp) and mma_element is None:
+            mma_element = str(op.lhs)
+    return KernelInfo(
+        name=name,
+        kind=kernel.kind.data,
+        dims=dict(plain_dict(kernel.dims)),
+        tiles=dict(plain_dict(kernel.tiles)),
+        lds=lds,
+        arch=GPU_ARCHS[kernel.target.data],
+        mma_element=mma_element,
+    )
+
+
+def record_weight_packing(info: KernelInfo, args: list[dict[str, Any]], weights: dict[str, dict[str, Any]],
+                          readers: Mapping[str, tuple[int, ...]], error: type[TesseraError]) -> None:  # fmt: skip
+    """Mark the weights a matrix kernel reads (launch argument indices `readers[kind]`) to be converted once at
+    load to its matrix element type, in their own row-major layout; one weight read two ways is refused."""
+    for reader in readers.get(info.kind, ()):
+        packing = {"layout": "rows", "dtype": info.mma_element or "f32"}
+        name = args[reader]["weight"]
+        previous = weights[name].get("packing")
+        if previous is not None and previous != packing:
+            raise error(f"weight '{name}': read by kernels with packings {previous} and {packing}")
+        weights[name]["packing"] = packing
