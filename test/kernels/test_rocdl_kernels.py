@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -759,16 +759,17 @@ def test_nvvm_math_against_float64(rng: np.random.Generator, function: str) -> N
     y = nan(x.size)
     simulator.run((-(-x.size // threads), 1), {"x": x, "y": y}, {"tokens": x.size, "position": 0})
     wide = x.astype(np.float64)
-    want = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda v: 1 / np.sqrt(v)}[function](
-        wide[: -len(specials)]
-    )
+    references: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda v: 1 / np.sqrt(v),
+    }  # fmt: skip
+    want = references[function](wide[: -len(specials)])
     got = y[: -len(specials)].astype(np.float64)
     ulp = np.spacing(np.abs(want).astype(np.float32)).astype(np.float64)
     worst = float(np.max(np.abs(got - want) / ulp))
     LOG.info("nvvm %s: worst %.2f ulp", function, worst)
     assert worst <= 2.0, f"{function}: {worst:.2f} ulp"
     assert list(y[-len(specials) :]) == list(specials.values())
-    negative = f32([-1.0, np.nan])
+    negative = f32(np.array([-1.0, np.nan]))
     out = nan(2)
     simulator.run((1, 1), {"x": negative, "y": out}, {"tokens": 2, "position": 0})
     assert np.isnan(out[1]) and (function == "exp" or np.isnan(out[0]))
