@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from tessera.errors import TesseraError
+from tessera.safe_io import read_json
 
 
 def read_manifest_json(
@@ -15,10 +15,7 @@ def read_manifest_json(
     """The manifest at `path`, checked for its format name and version; `missing` explains an absent file."""
     if not path.is_file():
         raise error(f"{path.parent}: {missing}")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise error(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    data = read_json(path, error=error)
     if not isinstance(data, dict) or data.get("format") != format_name:
         raise error(f"{path}: not a {format_name} manifest")
     if data.get("format_version") != version:

@@ -47,13 +47,16 @@ def staged_directory(out: Path, refuse: Callable[[Path], str | None]) -> Iterato
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """`path` holds either its old content or all of `data`, never a torn write (concurrent writers of the
-    same bytes, as cache entries are, may race harmlessly)."""
+    """`path` holds either its old content or all of `data`, never a torn write, even across a crash (the
+    bytes reach the disk before the rename); concurrent writers of the same bytes, as cache entries are,
+    may race harmlessly."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)

@@ -50,6 +50,7 @@ from tessera.frontend.safetensors_io import (
 )
 from tessera.frontend.weights_layout import HF_PREFIXES, TensorSpec, hf_shape, model_tensors
 from tessera.manifest_json import read_manifest_json
+from tessera.safe_io import MAX_JSON_BYTES, decode_text, parse_json_text, read_bytes
 from tessera.staging import staged_directory
 
 MANIFEST = "manifest.json"
@@ -83,12 +84,12 @@ def open_hf_checkpoint(directory: Path) -> HFCheckpoint:
     index_text = None
     weight_map: dict[str, str] = {}
     if index_path.is_file():
-        index_text = index_path.read_text()
-        try:
-            weight_map = json.loads(index_text)["weight_map"]
-            names = sorted(set(weight_map.values()))
-        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            raise CheckpointError(f"{index_path}: not a valid safetensors index (no weight_map)") from None
+        index_text = decode_text(read_bytes(index_path, MAX_JSON_BYTES, CheckpointError), str(index_path))
+        index = parse_json_text(index_text, str(index_path), error=CheckpointError)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise CheckpointError(f"{index_path}: not a valid safetensors index (no weight_map of file names)")
+        names = sorted(set(weight_map.values()))
     else:
         names = sorted(p.name for p in directory.glob("*.safetensors"))
     if not names:

@@ -14,7 +14,6 @@ Semantics follow transformers' `NemotronHConfig` defaults wherever a field is ab
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tessera.errors import TesseraError
+from tessera.safe_io import read_json, read_yaml
 
 # Layer kinds as they appear in `hybrid_override_pattern`, and their HF `layers_block_type` names.
 PATTERN_TO_BLOCK_TYPE = {"M": "linear_attention", "*": "full_attention", "-": "mlp", "E": "moe"}
@@ -415,21 +415,13 @@ def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> Com
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    def constant(name: str) -> float:
-        return float(name)  # NaN / Infinity as Python's json writes them
-
     def hooks(obj: dict[str, Any]) -> Any:
         # transformers 5 writes infinities as {"__float__": "Infinity"}.
         if set(obj) == {"__float__"}:
             return float(obj["__float__"])
         return obj
 
-    try:
-        data = json.loads(path.read_text(), parse_constant=constant, object_hook=hooks)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    data = read_json(path, error=ConfigError, allow_constants=True, object_hook=hooks)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a JSON object at the top level")
     return data
@@ -454,16 +446,7 @@ def load_hf_directory(directory: Path, source: str | None = None) -> ModelSpec:
 
 
 def load_yaml(path: Path) -> ModelSpec:
-    import yaml
-
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = read_yaml(path, error=ConfigError)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     source = str(path)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tessera.errors import TesseraError
+from tessera.safe_io import parse_json_text
 
 # safetensors dtype -> numpy storage dtype (bf16 is held as its raw bits).
 DTYPES: dict[str, np.dtype] = {
@@ -76,10 +77,7 @@ class SafetensorsFile:
                 self.header_text = handle.read(header_len)
         except OSError as exc:
             raise CheckpointError(f"{self.path}: cannot read: {exc.strerror}") from None
-        try:
-            header = json.loads(self.header_text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise self._error(f"corrupt header (invalid JSON: {exc})") from None
+        header = parse_json_text(self.header_text, f"{self.path}: corrupt header", error=CheckpointError)
         if not isinstance(header, dict):
             raise self._error("corrupt header (not a JSON object)")
         self.metadata: dict[str, str] | None = header.pop("__metadata__", None)
