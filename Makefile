@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= out/nemotron_h_tiny
 
-.PHONY: install install-test install-lld demo test lint clean
+.PHONY: install install-test install-lld demo test lint wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ demo: install
 test: install-test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/lit -q test
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pytest -q -n 2 test
+
+# The wheel route: build the wheel, install it with the mlir extra into a fresh venv, and from outside the
+# checkout import every module, compile the tiny model for every target and run it on reference and x86.
+wheel-check: $(BIN)/python
+	PYTHON="$(abspath $(BIN))/python" .ci/wheel-check
 
 # mypy sees the repository as what it is, the `tessera` package (a link in a scratch folder), so that the
 # imports between its modules are checked; `mypy .` would resolve them to nothing.
