@@ -6,21 +6,45 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tessera.errors import TesseraError
 
 
+def check_apart(
+    out: Path, inputs: Iterable[Path | None], *, error: type[TesseraError] = TesseraError, option: str = "-o"
+) -> None:
+    """Refuse an output that is one of a command's inputs, holds one, or lies inside one (paths resolved,
+    symlinks followed): replacing it would delete the input, or the output would be written into it."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source:
+            raise error(f"{option} {out}: is the input {given}; refusing to write over it")
+        if source.is_relative_to(target):
+            raise error(f"{option} {out}: holds the input {given}; refusing to write over it")
+        if target.is_relative_to(source):
+            raise error(f"{option} {out}: lies inside the input {given}; write it elsewhere")
+
+
 @contextmanager
-def staged_directory(out: Path, refuse: Callable[[Path], str | None]) -> Iterator[Path]:
+def staged_directory(
+    out: Path, refuse: Callable[[Path], str | None], inputs: Iterable[Path | None] = ()
+) -> Iterator[Path]:
     """Yield an empty staging directory next to `out`; on success it replaces `out`, on failure it vanishes.
 
-    `refuse(out)` is asked first, when `out` exists: a message means `out` must not be replaced (so a
-    typo in -o never deletes a user's directory), None means it may be.
+    `inputs`, the paths the command reads, must lie apart from `out` (check_apart), so that replacing
+    `out` can never delete one of them. `refuse(out)` is asked next, when `out` exists: a message means
+    `out` must not be replaced (so a typo in -o never deletes a user's directory), None means it may be.
     """
+    check_apart(out, inputs)
     out = Path(out).resolve()
+    if out.exists() and not out.is_dir():
+        raise TesseraError(f"{out}: exists and is not a directory; refusing to replace it")
     if out.exists():
         reason = refuse(out)
         if reason is not None:
@@ -34,9 +58,9 @@ def staged_directory(out: Path, refuse: Callable[[Path], str | None]) -> Iterato
     try:
         yield staging
         if out.exists():
-            backup = out.with_name(f".{out.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            out.rename(backup)
+            # A fresh name, never a fixed one: removing a leftover `.OUT.old` could remove someone's files.
+            backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            out.rename(backup)  # POSIX rename replaces the empty directory mkdtemp made
             staging.rename(out)
             shutil.rmtree(backup, ignore_errors=True)
         else:

@@ -9,7 +9,7 @@
 Tensors keep their stored dtype and bits (the layout only renames, squeezes and stacks), input files are
 memory-mapped and output written tensor by tensor, so memory stays bounded by the page cache.
 
-OUT/manifest.json:
+OUT/manifest.json (every file name in it relative, resolving inside OUT or the export's output; else refused):
     format, format_version       "tessera-weights", 1
     config                       the model as HF config.json fields (hf_config_dict)
     shards                       [{file, sha256, bytes}] of OUT/weights-0000i-of-0000n.safetensors
@@ -27,6 +27,7 @@ OUT/manifest.json:
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 from collections.abc import Callable
@@ -37,7 +38,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from tessera.frontend.config import ModelConfig, config_from_dict, hf_config_dict, load_model
+from tessera.frontend.config import (
+    ModelConfig,
+    checkpoint_file,
+    checkpoint_root,
+    config_from_dict,
+    hf_config_dict,
+    load_model,
+)
 from tessera.frontend.safetensors_io import (
     DTYPES,
     ByteRange,
@@ -50,8 +58,8 @@ from tessera.frontend.safetensors_io import (
 )
 from tessera.frontend.weights_layout import HF_PREFIXES, TensorSpec, hf_shape, model_tensors
 from tessera.manifest_json import read_manifest_json
-from tessera.safe_io import MAX_JSON_BYTES, decode_text, parse_json_text, read_bytes
-from tessera.staging import staged_directory
+from tessera.safe_io import MAX_JSON_BYTES, contained_path, decode_text, parse_json_text, read_bytes
+from tessera.staging import check_apart, staged_directory
 
 MANIFEST = "manifest.json"
 FORMAT = "tessera-weights"
@@ -75,23 +83,38 @@ class HFCheckpoint:
     index_text: str | None  # model.safetensors.index.json as written, when sharded
 
 
-def open_hf_checkpoint(directory: Path) -> HFCheckpoint:
-    """Open every *.safetensors of `directory` (those of the index's weight_map when it has one)."""
+def open_hf_checkpoint(directory: Path, root: Path | None = None) -> HFCheckpoint:
+    """Open every *.safetensors of `directory` (those of the index's weight_map when it has one).
+
+    Every file read must resolve, symlinks followed, inside `root` (default: checkpoint_root(directory),
+    the directory itself or a Hub snapshot's repo folder): an index naming ../elsewhere, or a link out of
+    the folder, is refused.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such checkpoint directory")
+    root = checkpoint_root(directory) if root is None else Path(root)
     index_path = directory / INDEX
     index_text = None
     weight_map: dict[str, str] = {}
     if index_path.is_file():
+        checkpoint_file(root, directory, INDEX, str(index_path), error=CheckpointError)
         index_text = decode_text(read_bytes(index_path, MAX_JSON_BYTES, CheckpointError), str(index_path))
         index = parse_json_text(index_text, str(index_path), error=CheckpointError)
-        weight_map = index.get("weight_map") if isinstance(index, dict) else None
-        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        listed = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
             raise CheckpointError(f"{index_path}: not a valid safetensors index (no weight_map of file names)")
-        names = sorted(set(weight_map.values()))
+        weight_map = listed
+        checked: set[str] = set()
+        for tensor, name in weight_map.items():
+            if name not in checked:  # each file once: an index lists thousands of tensors in a few files
+                checkpoint_file(root, directory, name, f"{index_path}: weight_map['{tensor}']", error=CheckpointError)
+                checked.add(name)
+        names = sorted(checked)
     else:
         names = sorted(p.name for p in directory.glob("*.safetensors"))
+        for name in names:
+            checkpoint_file(root, directory, name, str(directory / name), error=CheckpointError)
     if not names:
         pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
@@ -150,16 +173,21 @@ def convert_checkpoint(
     shard_bytes: int = 2**30,
     progress: bool = True,
     overwrite: bool = False,
+    root: Path | None = None,
 ) -> dict[str, Any]:
     """Convert an HF checkpoint directory into the Tessera layout at out_dir; returns the manifest.
 
     Every HF tensor is checked (present, shape, one dtype per stacked tensor) before anything is
-    written; out_dir appears whole or not at all. Tensors transformers skips on load (mtp.*) are
-    left out and listed in manifest["hf"]["ignored"]; any other tensor outside the layout is an error.
+    written; out_dir appears whole or not at all, and never where it could replace or sit in the
+    checkpoint. Tensors transformers skips on load (mtp.*) are left out and listed in
+    manifest["hf"]["ignored"]; any other tensor outside the layout is an error. root: the folder the
+    checkpoint's files must resolve inside (ModelSpec.root; default: checkpoint_root(hf_dir)).
     """
     hf_dir, out_dir = Path(hf_dir), Path(out_dir)
+    root = checkpoint_root(hf_dir) if root is None else Path(root)
+    check_apart(out_dir, [hf_dir, root], error=CheckpointError)
     config = config or load_model(hf_dir).config
-    checkpoint = open_hf_checkpoint(hf_dir)
+    checkpoint = open_hf_checkpoint(hf_dir, root)
     specs = model_tensors(config)
     tensors = []
     for spec in specs:
@@ -179,14 +207,20 @@ def convert_checkpoint(
         "files": [{"file": n, "header": f.header_text.decode()} for n, f in checkpoint.files.items()],
         "lm_head_stored": "lm_head.weight" in checkpoint.where,
         "ignored": unused,
-        "json_files": {p.name: p.read_text() for p in (hf_dir / n for n in SIDE_FILES) if p.is_file()},
+        "json_files": {n: _side_file(hf_dir, root, n) for n in SIDE_FILES if (hf_dir / n).is_file()},
     }
     shards = _plan_shards(tensors, shard_bytes)
-    with staged_directory(out_dir, _refuse_unless(overwrite)) as staging:
+    with staged_directory(out_dir, _refuse_unless(overwrite), inputs=[hf_dir, root]) as staging:
         manifest = _write_shards(staging, shards, config, progress)
         manifest["hf"] = hf_record
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest
+
+
+def _side_file(hf_dir: Path, root: Path, name: str) -> str:
+    """The text of a small JSON file of the checkpoint, kept for the export (inside root, size-bounded)."""
+    path = checkpoint_file(root, hf_dir, name, str(hf_dir / name), error=CheckpointError)
+    return decode_text(read_bytes(path, MAX_JSON_BYTES, CheckpointError), str(path), CheckpointError)
 
 
 def _refuse_unless(overwrite: bool) -> Callable[[Path], str | None]:
@@ -240,7 +274,28 @@ def _write_shards(
 
 def read_manifest(directory: Path) -> dict[str, Any]:
     missing = f"not a Tessera weight directory (no {MANIFEST})"
-    return read_manifest_json(Path(directory) / MANIFEST, FORMAT, FORMAT_VERSION, CheckpointError, missing)
+    manifest = read_manifest_json(Path(directory) / MANIFEST, FORMAT, FORMAT_VERSION, CheckpointError, missing)
+    _check_manifest_paths(Path(directory), manifest)
+    return manifest
+
+
+def _check_manifest_paths(directory: Path, manifest: dict[str, Any]) -> None:
+    """Every shard the manifest names lies inside its directory (symlinks followed), and every tensor is
+    in one of those shards: a manifest cannot make a reader open a file elsewhere."""
+    source = directory / MANIFEST
+    shards, tensors = manifest.get("shards"), manifest.get("tensors")
+    if not isinstance(shards, list) or not all(isinstance(shard, dict) for shard in shards):
+        raise CheckpointError(f"{source}: field 'shards': expected a list of {{file, sha256, bytes}}")
+    for i, shard in enumerate(shards):
+        contained_path(directory, shard.get("file"), f"{source}: field 'shards[{i}].file'", error=CheckpointError)
+    if not isinstance(tensors, dict) or not all(isinstance(entry, dict) for entry in tensors.values()):
+        raise CheckpointError(f"{source}: field 'tensors': expected a map of {{shard, dtype, shape}}")
+    files = {shard["file"] for shard in shards}
+    for name, entry in tensors.items():
+        if not isinstance(entry.get("shard"), str) or entry["shard"] not in files:
+            raise CheckpointError(
+                f"{source}: field 'tensors.{name}.shard': {entry.get('shard')!r} is not a listed shard"
+            )
 
 
 def _open_shards(directory: Path, manifest: dict[str, Any], verify: bool) -> dict[str, SafetensorsFile]:
@@ -287,65 +342,165 @@ def export_checkpoint(directory: Path, hf_out: Path, overwrite: bool = False) ->
     """Write the HF files the checkpoint was converted from: same names, headers, bytes and index.
 
     Tensors left out at conversion (manifest["hf"]["ignored"], e.g. mtp.*) stay out: their files
-    lose them, a file left empty is not written, and the index is rewritten to match.
+    lose them, a file left empty is not written, and the index is rewritten to match. Every name the
+    manifest gives a file must stay inside hf_out, and every stored header must describe the tensors
+    the shards hold, or nothing is written.
     """
     directory, hf_out = Path(directory), Path(hf_out)
+    check_apart(hf_out, [directory], error=CheckpointError)
     manifest = read_manifest(directory)
+    source_name = str(directory / MANIFEST)
+    hf = _hf_record(manifest, source_name)
     shards = _open_shards(directory, manifest, verify=True)
-    config = config_from_dict(manifest["config"], str(directory / MANIFEST), strict=False)
-    hf = manifest["hf"]
+    config = config_from_dict(manifest["config"], source_name, strict=False)
     source: dict[str, tuple[TensorSpec, int | None]] = {}  # HF name -> (Tessera tensor, stack index)
     for spec in model_tensors(config):
         for i, name in enumerate(spec.hf_names):
             hf_name = name if name == "lm_head.weight" else hf["prefix"] + name
             source[hf_name] = (spec, i if spec.transform == "stack" else None)
     weight_map: dict[str, str] = {}
-    with staged_directory(hf_out, _refuse_unless(overwrite)) as staging:
-        for entry in hf["files"]:
-            header = json.loads(entry["header"])
-            metadata = header.pop("__metadata__", None)
+    written: dict[str, int] = {}  # HF name -> bytes
+    with staged_directory(hf_out, _refuse_unless(overwrite), inputs=[directory]) as staging:
+        for i, entry in enumerate(hf["files"]):
+            where = f"{source_name}: field 'hf.files[{i}]"
+            path = _export_path(staging, entry["file"], f"{where}.file'")
+            header = parse_json_text(entry["header"], f"{where}.header'", error=CheckpointError)
+            metadata = _header_metadata(header, f"{where}.header'")
             tensors = []
-            for hf_name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            for hf_name, info in sorted(header.items(), key=lambda item: _offsets(item, where)[0]):
                 if hf_name not in source:
                     continue  # left out at conversion: not part of the model
                 spec, index = source[hf_name]
-                file = shards[manifest["tensors"][spec.name]["shard"]]
+                file = _stored_file(manifest, shards, spec, source_name)
+                _check_header_entry(hf_name, info, file.tensors[spec.name].dtype, hf_shape(spec), where)
                 part = file.byte_range(spec.name, index)
-                tensors.append(TensorToWrite(hf_name, info["dtype"], tuple(info["shape"]), [part]))
-                weight_map[hf_name] = entry["file"]
-            # The header as the source's writer wrote it (key order, spacing, padding) when every tensor
-            # is kept: the conversion checked that its tensors tile the data section, so it still holds.
-            original = entry["header"].encode()
-            verbatim = struct.pack("<Q", len(original)) + original if len(tensors) == len(header) else None
+                tensors.append(TensorToWrite(hf_name, info["dtype"], hf_shape(spec), [part]))
+                weight_map[hf_name], written[hf_name] = entry["file"], part.length
             if tensors:
-                write_safetensors(staging / entry["file"], tensors, metadata, header=verbatim)
+                write_safetensors(path, tensors, metadata, header=_verbatim_header(entry["header"], header, tensors))
         if hf["index_text"] is not None:
-            (staging / INDEX).write_text(_index_text(hf["index_text"], weight_map, manifest, source))
+            index_source = f"{source_name}: field 'hf.index_text'"
+            (staging / INDEX).write_text(_index_text(hf["index_text"], index_source, weight_map, written, source))
         for name, text in hf["json_files"].items():
-            (staging / name).write_text(text)
+            _export_path(staging, name, f"{source_name}: field 'hf.json_files' key {name!r}").write_text(text)
         if "config.json" not in hf["json_files"]:
             (staging / "config.json").write_text(json.dumps(manifest["config"], indent=2) + "\n")
 
 
+def _hf_record(manifest: dict[str, Any], source: str) -> dict[str, Any]:
+    """manifest["hf"], checked for the shape the export reads, one line naming the field otherwise."""
+    hf = manifest.get("hf")
+    if not isinstance(hf, dict):
+        raise CheckpointError(f"{source}: field 'hf' missing (what the export writes back; convert again)")
+
+    def fail(field_name: str, message: str) -> CheckpointError:
+        return CheckpointError(f"{source}: field 'hf.{field_name}': {message}")
+
+    if hf.get("prefix") not in ("", *HF_PREFIXES):
+        raise fail("prefix", f"expected one of {['', *HF_PREFIXES]}, got {hf.get('prefix')!r}")
+    files = hf.get("files")
+    if not isinstance(files, list):
+        raise fail("files", f"expected a list, got {type(files).__name__}")
+    for i, entry in enumerate(files):
+        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
+            raise fail(f"files[{i}]", "expected {file: name, header: text}")
+        if not isinstance(entry.get("header"), str):
+            raise fail(f"files[{i}].header", "expected the header's JSON text")
+    if hf.get("index_text") is not None and not isinstance(hf["index_text"], str):
+        raise fail("index_text", "expected the index's JSON text or null")
+    json_files = hf.get("json_files")
+    if not isinstance(json_files, dict) or not all(isinstance(t, str) for t in json_files.values()):
+        raise fail("json_files", "expected a map from file name to JSON text")
+    return {**hf, "index_text": hf.get("index_text")}
+
+
+def _export_path(staging: Path, name: object, source: str) -> Path:
+    """Where the export writes a file the manifest names: inside the output directory, and a file."""
+    path = contained_path(staging, name, source, error=CheckpointError)
+    if path == staging.resolve() or Path(str(name)).name in ("", ".", ".."):
+        raise CheckpointError(f"{source}: {name!r} is not a file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _header_metadata(header: Any, source: str) -> dict[str, str] | None:
+    """Pop and return a stored header's __metadata__, checking that the rest is a header's shape."""
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{source}: not a safetensors header (a JSON object)")
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise CheckpointError(f"{source}: __metadata__ is not a string-to-string map")
+    return metadata
+
+
+def _offsets(item: tuple[str, Any], where: str) -> list[int]:
+    name, info = item
+    offsets = info.get("data_offsets") if isinstance(info, dict) else None
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(type(o) is int for o in offsets)):
+        raise CheckpointError(f"{where}.header': tensor '{name}': malformed data_offsets")
+    return offsets
+
+
+def _verbatim_header(text: str, header: dict[str, Any], tensors: list[TensorToWrite]) -> bytes | None:
+    """The header as the source's writer wrote it (key order, spacing, padding), when every tensor is kept
+    and it places them where they are written; else None (a header is generated)."""
+    position = 0
+    for tensor in tensors:
+        if header[tensor.name]["data_offsets"] != [position, position + tensor.nbytes]:
+            return None
+        position += tensor.nbytes
+    if len(tensors) != len(header):
+        return None
+    original = text.encode()
+    return struct.pack("<Q", len(original)) + original
+
+
+def _check_header_entry(name: str, info: Any, dtype: str, shape: tuple[int, ...], where: str) -> None:
+    """A stored header entry must describe the tensor the shard holds: same dtype, same shape."""
+    if info.get("dtype") != dtype or info.get("shape") != list(shape):
+        raise CheckpointError(
+            f"{where}.header': tensor '{name}' is {info.get('dtype')}{info.get('shape')}, "
+            f"but the shard holds {dtype}{list(shape)}"
+        )
+
+
+def _stored_file(
+    manifest: dict[str, Any], shards: dict[str, SafetensorsFile], spec: TensorSpec, source: str
+) -> SafetensorsFile:
+    """The shard that holds `spec`, checked to hold it in the layout's shape."""
+    entry = manifest["tensors"].get(spec.name)
+    if not isinstance(entry, dict) or entry.get("shard") not in shards:
+        raise CheckpointError(f"{source}: tensor '{spec.name}' missing from field 'tensors'")
+    file = shards[entry["shard"]]
+    if spec.name not in file.tensors or file.tensors[spec.name].shape != spec.shape:
+        raise CheckpointError(f"{file.path}: tensor '{spec.name}' missing or not of shape {list(spec.shape)}")
+    return file
+
+
 def _index_text(
     original: str,
+    source: str,
     weight_map: dict[str, str],
-    manifest: dict[str, Any],
-    source: dict[str, tuple[TensorSpec, int | None]],
+    written: dict[str, int],
+    specs_by_name: dict[str, tuple[TensorSpec, int | None]],
 ) -> str:
-    index = json.loads(original)
+    index = parse_json_text(original, source, error=CheckpointError)
+    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        raise CheckpointError(f"{source}: not a safetensors index (no weight_map)")
     if weight_map == index["weight_map"]:
         return original
     # Some tensors were left out: list only those written, and total them as transformers does
     # (total_size: bytes of every tensor; total_parameters: elements of parameters, not buffers).
     index["weight_map"] = weight_map
     metadata = index.setdefault("metadata", {})
-    specs = [source[hf_name][0] for hf_name in weight_map]
-    numels = [int(np.prod(hf_shape(spec), dtype=np.int64)) for spec in specs]
-    itemsizes = [DTYPES[manifest["tensors"][spec.name]["dtype"]].itemsize for spec in specs]
-    metadata["total_size"] = sum(n * size for n, size in zip(numels, itemsizes, strict=True))
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{source}: metadata is not an object")
+    metadata["total_size"] = sum(written[hf_name] for hf_name in weight_map)
     if "total_parameters" in metadata:
-        metadata["total_parameters"] = sum(n for n, spec in zip(numels, specs, strict=True) if spec.parameter)
+        specs = [specs_by_name[hf_name][0] for hf_name in weight_map]
+        metadata["total_parameters"] = sum(math.prod(hf_shape(spec)) for spec in specs if spec.parameter)
     return json.dumps(index, indent=2, sort_keys=True) + "\n"
 
 

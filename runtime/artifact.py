@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,8 @@ from typing import Any
 
 from tessera.errors import TesseraError
 from tessera.manifest_json import read_manifest_json
-from tessera.staging import staged_directory
+from tessera.safe_io import contained_path
+from tessera.staging import check_apart, staged_directory
 
 MANIFEST_NAME = "tessera.json"
 FORMAT = "tessera-artifact"
@@ -46,8 +48,12 @@ class Artifact:
     tokenizer: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def file(self, relative: str) -> Path:
-        return self.path / relative
+    def file(self, relative: object, field: str = "path") -> Path:
+        """OUT/relative for a path tessera.json names in `field`: refused unless it is relative and
+        resolves inside OUT, symlinks followed (OUT is self-contained: a run reads nothing outside it)."""
+        source = f"{self.path / MANIFEST_NAME}: field '{field}'"
+        contained_path(self.path, relative, source, error=ArtifactError)
+        return self.path / str(relative)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -105,13 +111,16 @@ def _refuse_non_artifact(out: Path) -> str | None:
     return "exists and is not a Tessera artifact; refusing to overwrite it"
 
 
-def check_output_directory(out: Path) -> None:
-    """Refuse an -o that holds something other than a Tessera artifact (checked before any work)."""
+def check_output_directory(out: Path, inputs: Iterable[Path | None] = ()) -> None:
+    """Refuse an -o that is, holds or lies inside one of the `inputs` (the model's files), or holds
+    something other than a Tessera artifact (checked before any work)."""
+    check_apart(out, inputs, error=ArtifactError)
     reason = _refuse_non_artifact(out) if out.exists() else None
     if reason is not None:
         raise ArtifactError(f"{out}: {reason}")
 
 
-def staged_artifact(out: Path) -> AbstractContextManager[Path]:
-    """Build an artifact all or nothing; an existing OUT is replaced only if it is an artifact (a rebuild)."""
-    return staged_directory(out, _refuse_non_artifact)
+def staged_artifact(out: Path, inputs: Iterable[Path | None] = ()) -> AbstractContextManager[Path]:
+    """Build an artifact all or nothing; an existing OUT is replaced only if it is an artifact (a rebuild),
+    and never if it is, holds or lies inside one of the `inputs`."""
+    return staged_directory(out, _refuse_non_artifact, inputs=inputs)

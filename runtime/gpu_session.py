@@ -74,12 +74,12 @@ class GpuSession:
         if entry.get("code_object") is None:
             raise RunError(f"{artifact.path}: no loadable code object (ld.lld was missing when it was compiled)")
         program = read_manifest_json(
-            artifact.file(entry["program"]), f"tessera-{target}-program", 1, RunError,
+            artifact.file(entry["program"], f"targets.{target}.program"), f"tessera-{target}-program", 1, RunError,
             f"{target}/program.json missing (rebuild with tessera-compile --target {target})",
         )  # fmt: skip
-        module = driver.load_module(artifact.file(entry["code_object"]).read_bytes())
+        module = driver.load_module(artifact.file(entry["code_object"], f"targets.{target}.code_object").read_bytes())
         if artifact.weights.get("kind") == "checkpoint":
-            weights = load_weights(artifact.file(artifact.weights["dir"]))
+            weights = load_weights(artifact.file(artifact.weights["dir"], "weights.dir"))
         else:
             config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
             weights = random_weights(config, int(artifact.weights.get("seed", 0)))

@@ -80,7 +80,7 @@ class X86Session:
         from tessera.frontend.config import config_from_dict
 
         entry = artifact.targets["x86"]
-        program_path = artifact.file(entry["program"])
+        program_path = artifact.file(entry["program"], "targets.x86.program")
         program = read_manifest_json(
             program_path,
             "tessera-x86-program",
@@ -90,14 +90,14 @@ class X86Session:
         )
         libraries = entry.get("libraries") or {"generic": entry["library"]}
         kernels = load_kernels(
-            artifact.file(entry["llvm_ir"]),
-            {isa: artifact.file(path) for isa, path in libraries.items()},
+            artifact.file(entry["llvm_ir"], "targets.x86.llvm_ir"),
+            {isa: artifact.file(path, f"targets.x86.libraries.{isa}") for isa, path in libraries.items()},
             kernel_mode or os.environ.get("TESSERA_KERNELS", "auto"),
             precision=str(entry.get("precision", "fp32")),
             amx_kernels=entry.get("amx_kernels", ()),
         )
         if artifact.weights.get("kind") == "checkpoint":
-            weights = load_weights(artifact.file(artifact.weights["dir"]))
+            weights = load_weights(artifact.file(artifact.weights["dir"], "weights.dir"))
         else:
             config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
             weights = random_weights(config, int(artifact.weights.get("seed", 0)))

@@ -50,10 +50,11 @@ class ReferenceSession:
         from tessera.reference.executor import ReferenceExecutor
 
         # Every artifact carries graph.mlir, so any of them can be checked against the reference.
-        graph_path = artifact.file(artifact.targets.get("reference", {}).get("program", "graph.mlir"))
+        program = artifact.targets.get("reference", {}).get("program", "graph.mlir")
+        graph_path = artifact.file(program, "targets.reference.program")
         module = parse_module(graph_path.read_text(), str(graph_path))
         if artifact.weights.get("kind") == "checkpoint":
-            weights = load_weights(artifact.file(artifact.weights["dir"]))
+            weights = load_weights(artifact.file(artifact.weights["dir"], "weights.dir"))
         else:
             config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
             weights = random_weights(config, int(artifact.weights.get("seed", 0)))

@@ -98,10 +98,17 @@ def main(
         spec = replace(spec, compile=replace(spec.compile, **overrides))
     if emit is None and out is None:
         raise TesseraError("missing -o/--output (or use --emit=<stage> to print IR)")
-    if emit is None and out is not None:
-        from tessera.runtime.artifact import check_output_directory
+    # Nothing the model is read from may be written over or into: the yaml, the checkpoint, its folder.
+    from tessera.runtime.artifact import check_output_directory
+    from tessera.staging import check_apart
 
-        check_output_directory(out)
+    inputs = _model_inputs(model, spec)
+    if dump_ir is not None:
+        check_apart(dump_ir, inputs, option="--dump-ir")
+    if emit is None and out is not None:
+        check_output_directory(out, inputs)
+    elif out is not None:
+        check_apart(out, inputs)  # --emit writes one file
     from tessera.targets import get_backend
 
     backends = [get_backend(name) for name in (targets or spec.compile.targets)]
@@ -126,7 +133,14 @@ def main(
             click.echo(text, nl=False)
         return
     assert out is not None
-    _write_artifact(spec, graph, graph_text, backends, out, dump_ir, seed, quiet, steps)
+    _write_artifact(spec, graph, graph_text, backends, out, dump_ir, seed, quiet, steps, inputs)
+
+
+def _model_inputs(model: str, spec: ModelSpec) -> list[Path | None]:
+    """The paths a compile reads: the model file or directory as given, its weights, their containment
+    folder (a Hub repo's cache folder) and tokenizer."""
+    given = Path(model)
+    return [given if given.exists() else None, spec.weights_dir, spec.root, spec.tokenizer_path]
 
 
 def _progress_line(message: str, quiet: bool) -> None:
@@ -153,12 +167,13 @@ def _write_artifact(
     seed: int,
     quiet: bool,
     steps: int,
+    inputs: list[Path | None],
 ) -> None:
     from tessera.frontend.config import hf_config_dict
     from tessera.runtime.artifact import Artifact, staged_artifact, write_manifest
 
     step = 1
-    with staged_artifact(out) as staging:
+    with staged_artifact(out, inputs) as staging:
         (staging / "graph.mlir").write_text(graph_text)
         weights: dict[str, object]
         if spec.weights_dir is not None:
@@ -166,7 +181,9 @@ def _write_artifact(
 
             step += 1
             _progress(step, steps, f"weights: converting {spec.weights_dir}", quiet)
-            convert_checkpoint(spec.weights_dir, staging / "weights", config=spec.config, progress=not quiet)
+            convert_checkpoint(
+                spec.weights_dir, staging / "weights", config=spec.config, progress=not quiet, root=spec.root
+            )
             weights = {"kind": "checkpoint", "dir": "weights"}
         else:
             weights = {"kind": "random", "seed": seed}

@@ -43,7 +43,11 @@ def parse_size(text: str) -> int:
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory.")
 @one_line_errors(TOOL)
 def main(source: str, out: Path, export: bool, shard_size: str, no_progress: bool, force: bool) -> None:
-    """Convert SOURCE (an HF checkpoint directory or Hub repo id) into Tessera's weight layout."""
+    """Convert SOURCE (an HF checkpoint directory or Hub repo id) into Tessera's weight layout.
+
+    -o must lie apart from SOURCE (not SOURCE, not inside it, not holding it), --force or not: the
+    command never deletes or writes into its input.
+    """
     from tessera.frontend.checkpoint import convert_checkpoint, export_checkpoint
 
     if export:
@@ -56,7 +60,13 @@ def main(source: str, out: Path, export: bool, shard_size: str, no_progress: boo
     if spec.weights_dir is None:
         raise TesseraError(f"{source}: no weights to convert (no *.safetensors beside config.json)")
     manifest = convert_checkpoint(
-        spec.weights_dir, out, spec.config, parse_size(shard_size), progress=not no_progress, overwrite=force
+        spec.weights_dir,
+        out,
+        spec.config,
+        parse_size(shard_size),
+        progress=not no_progress,
+        overwrite=force,
+        root=spec.root,
     )
     ignored = manifest["hf"]["ignored"]
     if ignored:
