@@ -70,6 +70,17 @@ IGNORED_HF_TENSORS = re.compile(r"^(backbone\.|model\.)?mtp\.")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # Small JSON files of an HF checkpoint, kept verbatim in the manifest so that the export gives them back.
 SIDE_FILES = ("config.json", "generation_config.json")
+# Weights are floats: an integer tensor of the right byte count (a float relabelled I32) would read as
+# garbage. These are the dtypes to_float32 reads (F64 narrowed, the others widened exactly).
+WEIGHT_DTYPES = ("F32", "BF16", "F16", "F64")
+
+
+def _check_weight_dtype(path: Path, tensor: str, dtype: str) -> None:
+    if dtype not in WEIGHT_DTYPES:
+        raise CheckpointError(
+            f"{path}: tensor '{tensor}' has dtype {dtype}, not a float dtype of the weight layout "
+            f"({', '.join(WEIGHT_DTYPES)})"
+        )
 
 
 @dataclass
@@ -159,6 +170,7 @@ def _gather(checkpoint: HFCheckpoint, spec: TensorSpec, config: ModelConfig) -> 
             raise CheckpointError(
                 f"{file.path}: tensor '{name}' has shape {list(info.shape)}, expected {list(hf_shape(spec))}"
             )
+        _check_weight_dtype(file.path, name, info.dtype)
         dtypes.add(info.dtype)
         parts.append(file.byte_range(name))
     if len(dtypes) != 1:
@@ -330,7 +342,9 @@ def load_weights(
         file = shards[entry["shard"]]
         if spec.name not in file.tensors or file.tensors[spec.name].shape != spec.shape:
             raise CheckpointError(f"{file.path}: tensor '{spec.name}' missing or not of shape {list(spec.shape)}")
-        stored, stored_dtype = file.raw(spec.name), file.tensors[spec.name].dtype
+        stored_dtype = file.tensors[spec.name].dtype
+        _check_weight_dtype(file.path, spec.name, stored_dtype)
+        stored = file.raw(spec.name)
         if dtype is None:
             weights[spec.name] = stored
         else:

@@ -35,6 +35,15 @@ LAYER_KIND_NAMES = {"M": "mamba", "*": "attention", "-": "mlp", "E": "moe"}
 KNOWN_TARGETS = ("reference", "x86", "nvvm", "rocdl")
 KNOWN_DTYPES = ("float32", "bfloat16", "float16")
 
+# Sizes, counts and token ids become memref dims and i64 attributes in the IR, and the GPU kernels
+# compute positions and offsets in i32: every integer field must fit int32.
+MAX_INT32 = 2**31 - 1
+# Byte counts (a weight tensor, the decode state of a batch) are int64 in the safetensors headers, the
+# manifests (which safe_io reads back with int64 limits) and the memory report: each must fit int64.
+MAX_INT64 = 2**63 - 1
+# Weights are stored in at most 8 bytes an element (F64).
+MAX_WEIGHT_ITEMSIZE = 8
+
 
 class ConfigError(TesseraError):
     """A model config that cannot describe a valid model."""
@@ -253,7 +262,7 @@ def _pattern_from_block_types(source: str, block_types: Any) -> str:
         raise _fail(source, "layers_block_type", f"expected a non-empty list of layer kinds, got {block_types!r}")
     chars = []
     for i, kind in enumerate(block_types):
-        char = BLOCK_TYPE_TO_PATTERN.get(kind) or LEGACY_BLOCK_TYPES.get(kind)
+        char = (BLOCK_TYPE_TO_PATTERN.get(kind) or LEGACY_BLOCK_TYPES.get(kind)) if isinstance(kind, str) else None
         if char is None:
             known = ", ".join(sorted(BLOCK_TYPE_TO_PATTERN))
             raise _fail(source, f"layers_block_type[{i}]", f"unknown layer kind {kind!r} (known: {known})")
@@ -298,6 +307,8 @@ def config_from_dict(raw: dict[str, Any], source: str, *, strict: bool) -> Model
                 f"unknown layer character {char!r} at position {i} (known: M, *, -, E)",
             )
     layers = raw.get("num_hidden_layers")
+    if layers is not None:
+        _check_type(source, "num_hidden_layers", layers, int)
     if layers is not None and layers != len(pattern):
         raise _fail(
             source,
@@ -311,15 +322,96 @@ def config_from_dict(raw: dict[str, Any], source: str, *, strict: bool) -> Model
 
     for name, value in values.items():
         _check_type(source, name, value, _FIELD_TYPES.get(name, int))
+    _check_unread_fields(raw, source)
     config = ModelConfig(hybrid_override_pattern=pattern, **values)
     validate_config(config, source)
     return config
 
 
+def _check_unread_fields(raw: dict[str, Any], source: str) -> None:
+    """Fields Tessera does not read but that must still make sense, or the file is not a valid config."""
+    for key in ("time_step_limit", "mamba_dt_limit"):
+        # HF's (lower, upper) clamp of dt, default (0.0, inf): upper may be infinite, neither NaN.
+        if raw.get(key) is None:
+            continue
+        limit = raw[key]
+        if (
+            not isinstance(limit, list | tuple)
+            or len(limit) != 2
+            or not all(_is_number(v) and not math.isnan(v) for v in limit)
+            or not 0 <= limit[0] <= limit[1]
+            or math.isinf(limit[0])
+        ):
+            raise _fail(source, key, f"expected [lower, upper] with 0 <= lower <= upper, lower finite, got {limit!r}")
+    value = raw.get("initializer_range")
+    if value is not None and not (_is_number(value) and math.isfinite(value) and value >= 0):
+        raise _fail(source, "initializer_range", f"must be a finite number >= 0, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_bounds(config: ModelConfig, source: str) -> None:
+    """Every integer field within [0, MAX_INT32], every float field finite."""
+    for f in fields(ModelConfig):
+        value = getattr(config, f.name)
+        if _is_number(value) and isinstance(value, int) and not 0 <= value <= MAX_INT32:
+            raise _fail(source, f.name, f"must be in [0, {MAX_INT32}], got {value}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _fail(source, f.name, f"must be a finite number, got {value}")
+
+
+def _check_time_steps(config: ModelConfig, source: str) -> None:
+    # HF draws dt_bias from log-uniform [time_step_min, time_step_max] and floors it at time_step_floor.
+    if not config.time_step_min > 0:
+        raise _fail(source, "time_step_min", f"must be positive, got {config.time_step_min}")
+    if config.time_step_max < config.time_step_min:
+        raise _fail(source, "time_step_max", f"{config.time_step_max} is below time_step_min {config.time_step_min}")
+    if config.time_step_floor < 0:
+        raise _fail(source, "time_step_floor", f"must be >= 0, got {config.time_step_floor}")
+
+
+def _check_token_ids(config: ModelConfig, source: str) -> None:
+    """bos / pad: null or a token id; eos: null, a token id, or a non-empty list of them (as HF allows)."""
+    for name in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        value = getattr(config, name)
+        ids = value if isinstance(value, list) and name == "eos_token_id" else [value]
+        if value is None:
+            continue
+        if not ids:
+            raise _fail(source, name, "is an empty list (give null for none)")
+        for token in ids:
+            if not _is_number(token) or not isinstance(token, int) or not 0 <= token < config.vocab_size:
+                raise _fail(source, name, f"token id {token!r} is not an integer in [0, {config.vocab_size})")
+
+
+def _check_weight_bytes(config: ModelConfig, source: str) -> None:
+    """Each weight tensor, and all of them together, must have a byte count that fits int64."""
+    from tessera.frontend.weights_layout import TensorSpec, layer_tensors
+
+    pattern = config.hybrid_override_pattern
+    table = TensorSpec("embedding.weight", (config.vocab_size, config.hidden_size), ())
+    total = 2 * table.numel + config.hidden_size  # embedding, lm_head, final_norm
+    largest = table
+    # Layers of one kind have the same tensors: size the first of each kind, count the rest.
+    for kind in set(pattern):
+        specs = layer_tensors(config, pattern.index(kind))
+        largest = max([largest, *specs], key=lambda spec: spec.numel)
+        total += pattern.count(kind) * sum(spec.numel for spec in specs)
+    if largest.numel * MAX_WEIGHT_ITEMSIZE > MAX_INT64:
+        raise ConfigError(
+            f"{source}: tensor '{largest.name}' of shape {list(largest.shape)} is too large for int64 byte offsets"
+        )
+    if total * MAX_WEIGHT_ITEMSIZE > MAX_INT64:
+        raise ConfigError(f"{source}: the model's {total} weights are too many for int64 byte counts")
+
+
 def validate_config(config: ModelConfig, source: str) -> None:
     """Check every relation between fields that the model's shapes rely on."""
+    _check_bounds(config, source)
     kinds = set(config.hybrid_override_pattern)
-    positive = ["vocab_size", "hidden_size"]
+    positive = ["vocab_size", "hidden_size", "max_position_embeddings"]
     if "*" in kinds:
         positive += ["num_attention_heads", "num_key_value_heads", "head_dim"]
     if "-" in kinds:
@@ -372,6 +464,9 @@ def validate_config(config: ModelConfig, source: str) -> None:
             raise _fail(source, "topk_group", f"{config.topk_group} exceeds n_group {config.n_group}")
         if config.moe_latent_size is not None and config.moe_latent_size <= 0:
             raise _fail(source, "moe_latent_size", f"must be positive, got {config.moe_latent_size}")
+    _check_time_steps(config, source)
+    _check_token_ids(config, source)
+    _check_weight_bytes(config, source)
 
 
 def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> CompileOptions:
@@ -379,6 +474,7 @@ def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> Com
         dtype=config.dtype, max_seq_len=config.max_position_embeddings, chunk_size=config.chunk_size
     )
     if raw is None:
+        check_compile_options(defaults, source, config)
         return defaults
     if not isinstance(raw, dict):
         raise _fail(source, "compile", f"expected a mapping, got {raw!r}")
@@ -394,6 +490,12 @@ def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> Com
         if not isinstance(targets, list) or not targets:
             raise _fail(source, "compile.targets", f"expected a non-empty list, got {targets!r}")
         options = replace(options, targets=tuple(targets))
+    check_compile_options(options, source, config)
+    return options
+
+
+def check_compile_options(options: CompileOptions, source: str, config: ModelConfig) -> None:
+    """Every compile option of its kind and within the bounds the IR and the runtime need."""
     for target in options.targets:
         if target not in KNOWN_TARGETS:
             raise _fail(source, "compile.targets", f"unknown target {target!r} (known: {', '.join(KNOWN_TARGETS)})")
@@ -410,7 +512,27 @@ def compile_options_from_dict(raw: Any, source: str, config: ModelConfig) -> Com
         value = getattr(options, name)
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise _fail(source, f"compile.{name}", f"must be a positive integer, got {value!r}")
-    return options
+        if value > MAX_INT32:
+            raise _fail(source, f"compile.{name}", f"must be at most {MAX_INT32}, got {value}")
+    _check_state_bytes(options, source, config)
+
+
+def _check_state_bytes(options: CompileOptions, source: str, config: ModelConfig) -> None:
+    """The decode state of a batch (KV caches of max_seq_len positions, Mamba states) must fit int64 bytes."""
+    from tessera.frontend.model_specs import state_figures
+
+    # float32 is the widest state dtype: an upper bound whatever ssm_state_dtype / kv_cache_dtype say.
+    figures = state_figures(config, ssm_dtype="float32", activation_dtype="float32")
+    per_sequence = (
+        figures.ssm_state_bytes + figures.conv_state_bytes + figures.kv_cache_bytes_per_token * options.max_seq_len
+    )
+    if per_sequence * options.batch > MAX_INT64:
+        raise _fail(
+            source,
+            "compile.max_seq_len",
+            f"the decode state of {options.batch} x {options.max_seq_len} positions is "
+            f"{per_sequence * options.batch} bytes, too many for int64",
+        )
 
 
 # ---------------------------------------------------------------------------------------------

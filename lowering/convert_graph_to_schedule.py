@@ -2,10 +2,10 @@
 
 Options (tessera-opt `convert-tessera-graph-to-schedule{mode=both max-seq-len=4096 ssm-state-dtype=f32}`):
     mode             both | prefill | decode: which programs to build
-    max-seq-len      KV-cache capacity per attention layer (positions)
+    max-seq-len      KV-cache capacity per attention layer (positions, 1 to 2^31-1)
     ssm-state-dtype  f32 | bf16: element type of each Mamba layer's ssm_state (bf16 halves state memory)
     kv-cache-dtype   f32 | bf16: element type of each attention layer's K and V caches
-    chunk-size       the SSD scan's chunk length in prefill (0: the mixer's own chunk_size)
+    chunk-size       the SSD scan's chunk length in prefill (absent: the mixer's own chunk_size)
     activation-dtype f32 | bf16: element type of the buffers that feed a projection (norm outputs, the
                      gated Mamba output, attention's output, ReLU² hidden states); the residual stream,
                      the Mamba internals and the logits stay f32
@@ -31,6 +31,7 @@ What the conversion decides (and writes down as IR):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -59,7 +60,13 @@ from xdsl.passes import ModulePass
 from tessera.dialects import graph, nemotron, schedule
 from tessera.errors import TesseraError
 
+PASS_NAME = "convert-tessera-graph-to-schedule"
 MODES = ("both", "prefill", "decode")
+STATE_DTYPES = ("f32", "bf16")
+# Positions and chunk lengths are i32 in the GPU kernels; a state's bytes must fit int64 (memref sizes,
+# the memory report).
+MAX_POSITIONS = 2**31 - 1
+MAX_STATE_BYTES = 2**63 - 1
 
 
 class ScheduleConversionError(TesseraError):
@@ -104,7 +111,7 @@ class _ProgramBuilder:
         mode: str,
         states: dict[str, schedule.StateOp],
         forward: func.FuncOp,
-        chunk_size: int,
+        chunk_size: int | None,
         activation: Attribute,
     ) -> None:
         self.mode = mode
@@ -289,7 +296,7 @@ class _ProgramBuilder:
             for name in ("num_heads", "head_dim", "n_groups", "state_size", "conv_kernel", "chunk_size")
         }
         props: dict[str, Attribute] = {**dims, "epsilon": op.epsilon, "time_step_min": op.time_step_min}
-        if self.chunk_size:
+        if self.chunk_size is not None:
             props["chunk_size"] = _i64(self.chunk_size)
         heads, head_dim = _int(op.num_heads), _int(op.head_dim)
         inner = heads * head_dim
@@ -378,6 +385,11 @@ def declare_states(
     states: list[schedule.StateOp] = []
 
     def declare(name: str, kind: str, layer: int, shape: Sequence[int], element: Attribute = f32) -> None:
+        nbytes = math.prod(shape) * (2 if element == bf16 else 4)
+        if nbytes > MAX_STATE_BYTES:
+            raise ScheduleConversionError(
+                f"{PASS_NAME}: state {name} of shape {list(shape)} is {nbytes} bytes, beyond int64"
+            )
         props = {
             "sym_name": StringAttr(name),
             "type": MemRefType(element, list(shape)),
@@ -411,21 +423,12 @@ def convert_graph_to_schedule(
     mode: str = "both",
     max_seq_len: int = 4096,
     ssm_state_dtype: str = "f32",
-    chunk_size: int = 0,
+    chunk_size: int | None = None,
     activation_dtype: str = "f32",
     kv_cache_dtype: str = "f32",
 ) -> ModuleOp:
     """A new Schedule-IR module for the Graph-IR `module` (which is left untouched)."""
-    if mode not in MODES:
-        raise ScheduleConversionError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
-    dtypes = (
-        ("ssm-state-dtype", ssm_state_dtype),
-        ("activation-dtype", activation_dtype),
-        ("kv-cache-dtype", kv_cache_dtype),
-    )
-    for option, value in dtypes:
-        if value not in ("f32", "bf16"):
-            raise ScheduleConversionError(f"{option} must be f32 or bf16, got '{value}'")
+    check_options(mode, max_seq_len, ssm_state_dtype, chunk_size, activation_dtype, kv_cache_dtype)
     activation = bf16 if activation_dtype == "bf16" else f32
     forward = next((op for op in module.ops if isinstance(op, func.FuncOp) and op.sym_name.data == "forward"), None)
     if forward is None:
@@ -443,16 +446,56 @@ def convert_graph_to_schedule(
     return result
 
 
+def check_options(
+    mode: str,
+    max_seq_len: int,
+    ssm_state_dtype: str,
+    chunk_size: int | None,
+    activation_dtype: str,
+    kv_cache_dtype: str,
+) -> None:
+    """Refuse, in one line naming the pass and the option, an option the conversion cannot build with."""
+    choices = (
+        ("mode", mode, MODES),
+        ("ssm-state-dtype", ssm_state_dtype, STATE_DTYPES),
+        ("activation-dtype", activation_dtype, STATE_DTYPES),
+        ("kv-cache-dtype", kv_cache_dtype, STATE_DTYPES),
+    )
+    for option, value, known in choices:
+        if value not in known:
+            raise ScheduleConversionError(
+                f"{PASS_NAME}: option '{option}' must be one of {', '.join(known)}, got {value!r}"
+            )
+    for option, number in (("max-seq-len", max_seq_len), ("chunk-size", chunk_size)):
+        if number is None and option == "chunk-size":
+            continue
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= MAX_POSITIONS:
+            raise ScheduleConversionError(
+                f"{PASS_NAME}: option '{option}' must be an integer in [1, {MAX_POSITIONS}], got {number!r}"
+            )
+
+
 @dataclass(frozen=True)
 class ConvertTesseraGraphToSchedulePass(ModulePass):
-    name = "convert-tessera-graph-to-schedule"
+    name = PASS_NAME
 
     mode: str = "both"
     max_seq_len: int = 4096
     ssm_state_dtype: str = "f32"
-    chunk_size: int = 0
+    chunk_size: int | None = None
     activation_dtype: str = "f32"
     kv_cache_dtype: str = "f32"
+
+    def __post_init__(self) -> None:
+        # Checked when the pipeline is built, before any input is read.
+        check_options(
+            self.mode,
+            self.max_seq_len,
+            self.ssm_state_dtype,
+            self.chunk_size,
+            self.activation_dtype,
+            self.kv_cache_dtype,
+        )
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         converted = convert_graph_to_schedule(

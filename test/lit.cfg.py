@@ -15,6 +15,10 @@ config.excludes = ["inputs", "Output"]
 # The tools of the Python environment running lit (the project's venv).
 bin_dir = os.path.dirname(sys.executable)
 config.environment["PATH"] = os.pathsep.join([bin_dir, config.environment.get("PATH", os.environ.get("PATH", ""))])
+# lit passes few variables through: keep PYTHONPATH, so that the tools import the tessera this lit run is
+# testing (a worktree's, say) rather than whichever is installed.
+if "PYTHONPATH" in os.environ:
+    config.environment["PYTHONPATH"] = os.environ["PYTHONPATH"]
 config.substitutions.append(("%python", sys.executable))
 config.substitutions.append(("%root", os.path.dirname(config.test_source_root)))
 # The `filecheck` package is a Python FileCheck; LLVM's own is used where installed.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -12,6 +13,42 @@ import click
 from tessera.errors import TesseraError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Seeds go into JSON manifests, whose integers safe_io reads back within int64; numpy's default_rng
+# refuses negative seeds.
+SEED = click.IntRange(0, 2**63 - 1)
+# Token counts and positions: the GPU kernels compute positions in i32.
+MAX_COUNT = 2**31 - 1
+COUNT = click.IntRange(0, MAX_COUNT)
+POSITIVE_COUNT = click.IntRange(1, MAX_COUNT)
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and ±inf (nan compares false with every bound, so passes it)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+class OneLineCommand(click.Command):
+    """A command whose usage errors (bad option values, unknown options) are one line too:
+    `tool: error: Invalid value for '--seed': ...` instead of click's usage block."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            code = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.ClickException as exc:
+            message = exc.format_message().splitlines() or [type(exc).__name__]
+            fail(self.name or "tessera", message[0], exc.exit_code)
+        except click.exceptions.Abort:
+            fail(self.name or "tessera", "interrupted", 130)
+        # Without standalone mode click returns --help's exit code instead of exiting.
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 def fail(tool: str, message: str, code: int = 1) -> None:

@@ -17,9 +17,9 @@ import click
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.errors import TesseraError
-from tessera.frontend.config import ModelSpec
+from tessera.frontend.config import ModelSpec, check_compile_options
 from tessera.targets.backend import Backend
-from tessera.tools.cli_common import one_line_errors
+from tessera.tools.cli_common import POSITIVE_COUNT, SEED, OneLineCommand, one_line_errors
 
 TOOL = "tessera-compile"
 
@@ -29,7 +29,7 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
         click.echo(f"[{step}/{total}] {message}", err=True)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(TOOL, cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model")
 @click.option("-o", "--output", "out", type=click.Path(path_type=Path), help="Artifact directory to write.")
 @click.option("--target", "targets", multiple=True, help="Target to build (repeatable); default: compile.targets.")
@@ -39,8 +39,8 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
     help="Stop after this stage and print its IR (to -o if given); stages past graph need one compiled target.",
 )
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
-@click.option("--max-seq-len", type=click.IntRange(min=1), help="Override compile.max_seq_len.")
-@click.option("--batch", type=click.IntRange(min=1), help="Override compile.batch.")
+@click.option("--max-seq-len", type=POSITIVE_COUNT, help="Override compile.max_seq_len.")
+@click.option("--batch", type=POSITIVE_COUNT, help="Override compile.batch.")
 @click.option(
     "--arch", help="The GPU a GPU target builds for (rocdl: gfx942, gfx90a; nvvm: sm_90a); overrides compile.arch."
 )
@@ -59,7 +59,7 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
 )
 @click.option(
     "--seed",
-    type=int,
+    type=SEED,
     default=0,
     show_default=True,
     help="Seed for weights drawn at run time when the model names none.",
@@ -96,6 +96,9 @@ def main(
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     if overrides:
         spec = replace(spec, compile=replace(spec.compile, **overrides))
+        # The options' relations (the decode state's bytes) hold again with the overrides.
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in overrides)
+        check_compile_options(spec.compile, f"{spec.source} with {flags}", spec.config)
     if emit is None and out is None:
         raise TesseraError("missing -o/--output (or use --emit=<stage> to print IR)")
     # Nothing the model is read from may be written over or into: the yaml, the checkpoint, its folder.

@@ -13,13 +13,17 @@ tessera-opt tile.mlir -t rocdl-program   # the ROCDL launch lists (program.json)
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import sys
-from collections.abc import Sequence
-from typing import IO
+from collections.abc import Callable, Sequence
+from typing import IO, NoReturn, get_type_hints
 
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
+from xdsl.passes import ModulePass
+from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
+from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from tessera.dialects import TESSERA_DIALECTS, LocatingParser, diagnostic_line
@@ -43,9 +47,29 @@ class TesseraOptMain(xDSLOptMain):
         return super().parse_chunk(chunk, file_extension, start_offset)
 
     def _parse_mlir(self, io: IO[bytes]) -> ModuleOp:
+        name = self.get_input_name()
+        data = io.read()
+        try:
+            text = data.decode()
+        except UnicodeDecodeError as exc:
+            raise TesseraError(f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
         # Verified here, op by op, so a broken rule is reported at the op's file:line:col.
-        parser = LocatingParser(self.ctx, io.read(), self.get_input_name(), getattr(self, "_line_offset", 0))
-        return parser.parse_and_verify()
+        parser = LocatingParser(self.ctx, text, name, getattr(self, "_line_offset", 0))
+        try:
+            return parser.parse_and_verify()
+        except RecursionError:
+            # The parser recurses once per nested region, attribute or type.
+            raise TesseraError(f"{name}: nested too deeply to parse") from None
+        except ValueError as exc:  # e.g. an integer literal of more digits than Python converts
+            raise TesseraError(f"{name}: {diagnostic_line(exc)}") from None
+
+    def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
+        super().register_all_arguments(arg_parser)
+        arg_parser.error = _argument_error  # type: ignore[method-assign]
+
+    def setup_pipeline(self) -> None:
+        check_pipeline(self.available_passes, self.args.passes)
+        super().setup_pipeline()
 
     def register_all_targets(self) -> None:
         super().register_all_targets()
@@ -61,6 +85,47 @@ class TesseraOptMain(xDSLOptMain):
         super().register_all_passes()
         for name, factory in ALL_PASSES.items():
             self.register_pass(name, factory)
+
+
+def _argument_error(message: str) -> NoReturn:
+    # argparse prints its usage block and the error: one line instead.
+    raise TesseraError(message)
+
+
+def _spec_error(exc: ArgSpecParseError) -> str:
+    """xDSL's spec syntax error (a header, the spec, a caret line, the message) as `column N: message`."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    column = lines[1].rsplit(":", 1)[-1] if len(lines) > 1 else "?"
+    return f"column {column}: {lines[-1] if lines else 'malformed'}"
+
+
+def check_pipeline(available: dict[str, Callable[[], type[ModulePass]]], spec: str) -> None:
+    """Refuse a malformed -p pipeline in one line naming the pass and option, before any input is read.
+
+    xDSL's own errors are several lines (a syntax error is even a BaseException) and name no option.
+    """
+    try:
+        pass_specs = list(parse_pipeline(spec))
+    except ArgSpecParseError as exc:
+        raise TesseraError(f"-p {spec!r}: {_spec_error(exc)}") from None
+    for pass_spec in pass_specs:
+        if pass_spec.name not in available:
+            raise TesseraError(f"-p: unknown pass '{pass_spec.name}'")
+        pass_class = available[pass_spec.name]()
+        options = [f.name for f in dataclasses.fields(pass_class) if f.init]
+        for key, values in pass_spec.normalize_parameter_names().parameters.items():
+            option = key.replace("_", "-")
+            if key not in options:
+                known = ", ".join(name.replace("_", "-") for name in options) or "none"
+                raise TesseraError(f"{pass_spec.name}: unknown option '{option}' (options: {known})")
+            try:
+                # One option at a time, the others at their defaults: the pass's own bounds name it.
+                pass_class.from_pass_spec(ArgSpec(pass_spec.name, {key: values}))
+            except ValueError:
+                hint = get_type_hints(pass_class)[key]
+                expected = getattr(hint, "__name__", str(hint))
+                given = " ".join(map(repr, values)) or "no value"
+                raise TesseraError(f"{pass_spec.name}: option '{option}' expects {expected}, got {given}") from None
 
 
 def _emit_x86_mlir(module: ModuleOp, output: IO[str]) -> None:
@@ -109,14 +174,22 @@ def main(args: Sequence[str] | None = None) -> None:
     try:
         TesseraOptMain("Tessera modular optimizer driver", args).run()
     except TesseraError as exc:
-        print(f"tessera-opt: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        _fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
     except (ParseError, VerifyException, DiagnosticException, ValueError) as exc:
-        print(f"tessera-opt: error: {diagnostic_line(exc)}", file=sys.stderr)
-        sys.exit(1)
+        _fail(diagnostic_line(exc))
+    except ArgSpecParseError as exc:  # a BaseException; -p is checked before, so a malformed -t target spec
+        _fail(f"-t: {_spec_error(exc)}")
     except OSError as exc:
-        print(f"tessera-opt: error: {exc.filename or ''}: {exc.strerror}", file=sys.stderr)
-        sys.exit(1)
+        _fail(f"{exc.filename or ''}: {exc.strerror or exc}")
+    except RecursionError:
+        _fail("the IR is nested too deeply")
+    except MemoryError:
+        _fail("out of memory")
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"tessera-opt: error: {message}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

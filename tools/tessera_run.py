@@ -20,7 +20,7 @@ import numpy as np
 from tessera.errors import TesseraError
 from tessera.runtime.artifact import Artifact, read_artifact
 from tessera.runtime.sampling import Sampler, SamplingOptions
-from tessera.tools.cli_common import one_line_errors, parse_int_list
+from tessera.tools.cli_common import COUNT, SEED, FiniteFloatRange, OneLineCommand, one_line_errors, parse_int_list
 
 TOOL = "tessera-run"
 
@@ -57,17 +57,41 @@ def _open_session(artifact: Artifact, target: str) -> Any:
     raise TesseraError(f"target '{target}' has no runtime in this build of Tessera")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+def _check_capacity(session: Any, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse before any work a run that would outgrow the KV cache (the last new token is not fed back)."""
+    capacity = getattr(session, "max_seq_len", None)
+    if capacity is None:
+        return
+    if prompt_tokens > capacity:
+        raise TesseraError(
+            f"the prompt of {prompt_tokens} tokens is beyond the compiled maximum of {capacity} "
+            "(compile with a larger --max-seq-len)"
+        )
+    needed = prompt_tokens + max(max_new_tokens - 1, 0)
+    if needed > capacity:
+        raise TesseraError(
+            f"--max-new-tokens: the sequence would reach {needed} tokens, beyond the compiled maximum of "
+            f"{capacity} (ask for at most {capacity - prompt_tokens + 1} new tokens)"
+        )
+
+
+@click.command(TOOL, cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("artifact_dir", type=click.Path(path_type=Path))
 @click.option("--target", help="Which compiled target to run (default: the first one built).")
 @click.option("--input-ids", help="Prompt as comma-separated token ids, e.g. 5,7,9.")
 @click.option("--prompt", help="Prompt text, tokenized with the artifact's tokenizer.json.")
-@click.option("--max-new-tokens", type=click.IntRange(min=0), default=16, show_default=True)
+@click.option(
+    "--max-new-tokens",
+    type=COUNT,
+    default=16,
+    show_default=True,
+    help="At most the artifact's max_seq_len less the prompt.",
+)
 @click.option("--logits-out", type=click.Path(path_type=Path), help="Write prompt logits [T, vocab] float32 (.npy).")
-@click.option("--temperature", type=click.FloatRange(min=0.0), default=0.0, show_default=True, help="0 = greedy.")
-@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--top-p", type=click.FloatRange(min=0.0, max=1.0, min_open=True), default=1.0, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Sampling seed.")
+@click.option("--temperature", type=FiniteFloatRange(min=0.0), default=0.0, show_default=True, help="0 = greedy.")
+@click.option("--top-k", type=COUNT, default=0, show_default=True, help="0 = every token.")
+@click.option("--top-p", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True), default=1.0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed.")
 @click.option("--stop-at-eos", is_flag=True, help="Stop when the model emits its eos token.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON result as the last line.")
 @one_line_errors(TOOL)
@@ -98,8 +122,9 @@ def main(
     if not ids:
         raise TesseraError("the prompt is empty")
 
-    session = _open_session(artifact, target or next(iter(artifact.targets)))
     sampler = Sampler(SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
+    session = _open_session(artifact, target or next(iter(artifact.targets)))
+    _check_capacity(session, len(ids), max_new_tokens)
     eos = artifact.config.get("eos_token_id")
     eos_ids = set(eos if isinstance(eos, list) else [eos]) if stop_at_eos and eos is not None else set()
 
