@@ -40,7 +40,7 @@ def measure(path: Path) -> dict[str, object]:
     program_path = artifact.file(entry["program"])
     program = read_manifest_json(program_path, "tessera-x86-program", FORMAT_VERSION, RunError, "missing")
 
-    def check(names: list[str]) -> Callable[[], None]:
+    def check(names: list[str]) -> Callable[[], object]:
         return lambda: [artifact.checked(name) for name in names]
 
     def size(names: list[str]) -> int:
