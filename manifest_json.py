@@ -10,14 +10,18 @@ from tessera.safe_io import read_json
 
 
 def read_manifest_json(
-    path: Path, format_name: str, version: int, error: type[TesseraError], missing: str
+    path: Path, format_name: str, version: int, error: type[TesseraError], missing: str, stale: str | None = None
 ) -> dict[str, Any]:
-    """The manifest at `path`, checked for its format name and version; `missing` explains an absent file."""
+    """The manifest at `path`, checked for its format name and version; `missing` explains an absent file,
+    `stale` one of an older version (what to do about it)."""
     if not path.is_file():
         raise error(f"{path.parent}: {missing}")
     data = read_json(path, error=error)
     if not isinstance(data, dict) or data.get("format") != format_name:
         raise error(f"{path}: not a {format_name} manifest")
-    if data.get("format_version") != version:
-        raise error(f"{path}: format_version {data.get('format_version')!r}, this Tessera reads {version}")
+    found = data.get("format_version")
+    if found != version:
+        older = stale is not None and isinstance(found, int) and not isinstance(found, bool) and found < version
+        advice = f": {stale}" if older else ""
+        raise error(f"{path}: format_version {found!r}, this Tessera reads {version}{advice}")
     return data

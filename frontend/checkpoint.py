@@ -3,7 +3,7 @@
     convert_checkpoint(hf_dir, out)   HF safetensors (single or sharded, backbone./model. prefix,
                                       fp32/bf16/fp16) -> out/weights-0000i-of-0000n.safetensors + manifest.json
     export_checkpoint(out, hf_out)    back to the HF files, byte for byte
-    load_weights(out)                 float32 arrays by Tessera name, shard hashes checked
+    load_weights(out)                 float32 arrays by Tessera name, shard hashes checked as they stream in
     random_weights(config, seed)      weights drawn like HF's initialisation, for configs without any
 
 Tensors keep their stored dtype and bits (the layout only renames, squeezes and stacks), input files are
@@ -26,6 +26,8 @@ OUT/manifest.json (every file name in it relative, resolving inside OUT or the e
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import re
@@ -58,7 +60,7 @@ from tessera.frontend.safetensors_io import (
 )
 from tessera.frontend.weights_layout import HF_PREFIXES, TensorSpec, hf_shape, model_tensors
 from tessera.manifest_json import read_manifest_json
-from tessera.safe_io import MAX_JSON_BYTES, contained_path, decode_text, parse_json_text, read_bytes
+from tessera.safe_io import HASH_BLOCK, MAX_JSON_BYTES, contained_path, decode_text, parse_json_text, read_bytes
 from tessera.staging import check_apart, staged_directory
 
 MANIFEST = "manifest.json"
@@ -310,13 +312,20 @@ def _check_manifest_paths(directory: Path, manifest: dict[str, Any]) -> None:
             )
 
 
-def _open_shards(directory: Path, manifest: dict[str, Any], verify: bool) -> dict[str, SafetensorsFile]:
+def _open_shards(directory: Path, manifest: dict[str, Any], hash_now: bool) -> dict[str, SafetensorsFile]:
+    """Every shard, its size checked against the manifest and its header parsed (cheap: a truncated shard
+    is refused before anything is mapped); hash_now: its sha256 too, reading every byte once first."""
     shards = {}
     for shard in manifest["shards"]:
         path = Path(directory) / shard["file"]
         if not path.is_file():
             raise CheckpointError(f"{path}: shard missing")
-        if verify and sha256_file(path) != shard["sha256"]:
+        size = path.stat().st_size
+        if size != shard.get("bytes"):
+            raise CheckpointError(
+                f"{path}: {size} bytes, {MANIFEST} records {shard.get('bytes')} (truncated or modified shard)"
+            )
+        if hash_now and sha256_file(path) != shard["sha256"]:
             raise CheckpointError(f"{path}: sha256 does not match the manifest (corrupt or modified shard)")
         shards[shard["file"]] = SafetensorsFile(path)
     return shards
@@ -329,27 +338,72 @@ def load_weights(
 
     dtype: float32 (the default; bf16 and fp16 widen exactly) or another float dtype to cast to;
     None keeps the stored dtype (bf16 as its raw uint16 bits), memory-mapped.
-    verify: check each shard's sha256 against the manifest first (reads every byte once).
+    verify: check each shard's sha256 against the manifest. Each shard's size and header are checked at open
+    either way; with a dtype, each shard is read once, in file order, its blocks feeding both the hash and
+    the arrays, and a mismatch fails here, before any array is returned (with None, the shards are hashed
+    first, since their tensors are mapped, not read).
     """
     manifest = read_manifest(directory)
-    shards = _open_shards(directory, manifest, verify)
+    shards = _open_shards(directory, manifest, hash_now=verify and dtype is None)
     config = config_from_dict(manifest["config"], str(Path(directory) / MANIFEST), strict=False)
-    weights = {}
-    for spec in model_tensors(config):
+    specs = model_tensors(config)
+    for spec in specs:
         entry = manifest["tensors"].get(spec.name)
         if entry is None or entry.get("shard") not in shards:
             raise CheckpointError(f"{directory}: tensor '{spec.name}' missing from {MANIFEST}")
         file = shards[entry["shard"]]
         if spec.name not in file.tensors or file.tensors[spec.name].shape != spec.shape:
             raise CheckpointError(f"{file.path}: tensor '{spec.name}' missing or not of shape {list(spec.shape)}")
-        stored_dtype = file.tensors[spec.name].dtype
-        _check_weight_dtype(file.path, spec.name, stored_dtype)
-        stored = file.raw(spec.name)
-        if dtype is None:
-            weights[spec.name] = stored
-        else:
-            weights[spec.name] = to_float32(stored, stored_dtype).astype(dtype, copy=False)
-    return weights
+        _check_weight_dtype(file.path, spec.name, file.tensors[spec.name].dtype)
+    if dtype is None:
+        return {spec.name: shards[manifest["tensors"][spec.name]["shard"]].raw(spec.name) for spec in specs}
+    arrays: dict[str, np.ndarray] = {}
+    for shard in manifest["shards"]:
+        expected = shard.get("sha256")
+        if verify and not isinstance(expected, str):
+            raise CheckpointError(f"{Path(directory) / MANIFEST}: shard '{shard['file']}' has no sha256")
+        arrays |= _stream_shard(shards[shard["file"]], np.dtype(dtype), expected if verify else None)
+    return {spec.name: arrays[spec.name] for spec in specs}
+
+
+def _stream_shard(file: SafetensorsFile, dtype: np.dtype, sha256: str | None) -> dict[str, np.ndarray]:
+    """Every tensor of `file` as `dtype`, read once in file order; with `sha256`, every byte read is hashed
+    on the way and the shard refused, in one line, unless the digest is the manifest's."""
+    digest = hashlib.sha256()
+    arrays: dict[str, np.ndarray] = {}
+    with file.path.open("rb") as handle:
+        head = handle.read(file.data_start)  # length prefix and header: part of what the manifest hashed
+        digest.update(head)
+        for info in sorted(file.tensors.values(), key=lambda t: t.begin):
+            arrays[info.name] = _read_tensor(handle, file.path, info.dtype, info.shape, dtype, digest)
+        while tail := handle.read(HASH_BLOCK):  # bytes appended since the size check: in the hash too
+            digest.update(tail)
+    if sha256 is not None and digest.hexdigest() != sha256:
+        raise CheckpointError(f"{file.path}: sha256 does not match the manifest (corrupt or modified shard)")
+    return arrays
+
+
+def _read_tensor(
+    handle: io.BufferedIOBase, path: Path, stored: str, shape: tuple[int, ...], dtype: np.dtype, digest: Any
+) -> np.ndarray:
+    """The next tensor of an open shard as `dtype`, read and converted block by block (memory: the array
+    and one block); every block read also feeds `digest`."""
+    storage = DTYPES[stored]
+    out = np.empty(shape, dtype)
+    flat = out.reshape(-1)
+    per_block = max(1, HASH_BLOCK // storage.itemsize)
+    direct = storage == dtype  # stored as wanted (float32 weights): read straight into the array
+    scratch = None if direct else np.empty(min(flat.size, per_block), storage)
+    for begin in range(0, flat.size, per_block):
+        count = min(per_block, flat.size - begin)
+        target = flat[begin : begin + count] if scratch is None else scratch[:count]
+        buffer = target.view(np.uint8).data
+        if handle.readinto(buffer) != buffer.nbytes:
+            raise CheckpointError(f"{path}: truncated while reading")
+        digest.update(buffer)
+        if scratch is not None:
+            flat[begin : begin + count] = to_float32(target, stored)
+    return out
 
 
 def export_checkpoint(directory: Path, hf_out: Path, overwrite: bool = False) -> None:
@@ -365,7 +419,7 @@ def export_checkpoint(directory: Path, hf_out: Path, overwrite: bool = False) ->
     manifest = read_manifest(directory)
     source_name = str(directory / MANIFEST)
     hf = _hf_record(manifest, source_name)
-    shards = _open_shards(directory, manifest, verify=True)
+    shards = _open_shards(directory, manifest, hash_now=True)
     config = config_from_dict(manifest["config"], source_name, strict=False)
     source: dict[str, tuple[TensorSpec, int | None]] = {}  # HF name -> (Tessera tensor, stack index)
     for spec in model_tensors(config):

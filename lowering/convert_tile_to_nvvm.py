@@ -30,6 +30,8 @@ from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_pack
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo
 
+# The launch fields a kernel is compiled for (program.json records them per kernel; runtime/program_check.py).
+KERNEL_FIELDS = ("grid", "threads", "shared_bytes", "tensor_maps")
 PROGRAM_FORMAT = "tessera-nvvm-program"
 NVVM_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "nvidia")
 # The weight operands (launch argument indices) that matrix kernels read, converted once at load.
@@ -177,4 +179,4 @@ def lower_programs(module: ModuleOp, emitted: list[NvvmKernel]) -> dict[str, Any
             fields["tensor_maps"] = [tensor_map.plain() for tensor_map in nvvm.tensor_maps]
         return fields
 
-    return describe_programs(module, PROGRAM_FORMAT, launch_fields)
+    return describe_programs(module, PROGRAM_FORMAT, launch_fields, KERNEL_FIELDS)

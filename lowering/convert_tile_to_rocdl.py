@@ -25,6 +25,8 @@ from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_pack
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo, kernels_module
 
+# The launch fields a kernel is compiled for (program.json records them per kernel; runtime/program_check.py).
+KERNEL_FIELDS = ("grid", "threads", "lds_bytes")
 PROGRAM_FORMAT = "tessera-rocdl-program"
 ROCDL_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "amd")
 # The weight operands (launch argument indices) that matrix instructions read, per kind: converted once at
@@ -89,4 +91,4 @@ def lower_programs(module: ModuleOp, emitted: list[GpuKernel]) -> dict[str, Any]
             "lds_bytes": gpu.lds_bytes,
         }
 
-    return describe_programs(module, PROGRAM_FORMAT, launch_fields)
+    return describe_programs(module, PROGRAM_FORMAT, launch_fields, KERNEL_FIELDS)

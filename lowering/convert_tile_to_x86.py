@@ -24,6 +24,8 @@ from tessera.errors import TesseraError
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.x86 import attention, basic, gemm, mamba, moe, tiling
 
+# The launch fields a kernel is compiled for (program.json records them per kernel; runtime/program_check.py).
+KERNEL_FIELDS = ("grid", "parallel", "align")
 PROGRAM_FORMAT = "tessera-x86-program"
 
 
@@ -182,7 +184,7 @@ def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict
 
 def lower_programs(module: ModuleOp) -> dict[str, Any]:
     """The launch lists of every program, with the weights and state they use (program.json)."""
-    return describe_programs(module, PROGRAM_FORMAT, _launch_fields)
+    return describe_programs(module, PROGRAM_FORMAT, _launch_fields, KERNEL_FIELDS)
 
 
 # A second thread costs ~50 µs of dispatch from Python; for one token only GEMVs that stream at least a

@@ -4,6 +4,11 @@ launches need (argument order, scalars, grid geometry, weight packing) through `
 
 An argument is `{"ids": true}` (the token ids), `{"weight": name}`, `{"state": name}` or `{"buffer": slot,
 "features": F, "dtype": ...}` (a [tokens, F] view of an arena slot; rank 1 buffers say so).
+
+`kernels` records, per kernel, what it was compiled for: its kind and Tile-IR dims, the signature of each
+argument (runtime/program_check.arg_signature) and the launch fields that are the kernel's own (the
+target's `kernel_fields`: its grid, block size, shared bytes). The runtime checks every launch against it
+before any kernel runs.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from xdsl.ir import BlockArgument, SSAValue
 
 from tessera.dialects import schedule, tile
 from tessera.dialects.schedule import SLOT_BYTES
+from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
+from tessera.runtime.program_check import FORMAT_VERSION, kernel_signatures
 
 # (kernel, launch, described args in launch order, program name, weights table) -> the launch's fields
 LaunchFields = Callable[
@@ -48,8 +55,12 @@ def _describe(value: SSAValue, slots: dict[SSAValue, int]) -> dict[str, Any]:
     raise ProgramLoweringError(f"{owner}: operand of a launch is not a weight, state, buffer or the token ids")
 
 
-def describe_programs(module: ModuleOp, format_name: str, launch_fields: LaunchFields) -> dict[str, Any]:
-    """The launch lists of every program, with the weights and state they use."""
+def describe_programs(
+    module: ModuleOp, format_name: str, launch_fields: LaunchFields, kernel_fields: tuple[str, ...]
+) -> dict[str, Any]:
+    """The launch lists of every program, with the weights and state they use and the kernels' signatures;
+    `kernel_fields`: the fields `launch_fields` gives that a kernel was compiled for (the same in every
+    launch of it)."""
     by_name = {op.sym_name.data: op for op in module.ops if isinstance(op, tile.KernelOp)}
     weights: dict[str, dict[str, Any]] = {}
     states: dict[str, dict[str, Any]] = {}
@@ -93,7 +104,15 @@ def describe_programs(module: ModuleOp, format_name: str, launch_fields: LaunchF
             "slots": _slot_bytes(program),
             "result": _describe(returned.operands[0], slots),
         }
-    return {"format": format_name, "format_version": 1, "programs": programs, "weights": weights, "states": states}
+    described = {"format": format_name, "format_version": FORMAT_VERSION, "programs": programs,
+                 "weights": weights, "states": states}  # fmt: skip
+    # Signatures read the final weights table: a weight's packing is set by the launches that read it.
+    signatures = kernel_signatures(described, kernel_fields)
+    described["kernels"] = {
+        name: {"kind": by_name[name].kind.data, "dims": plain_dict(by_name[name].dims), **signature}
+        for name, signature in signatures.items()
+    }
+    return described
 
 
 def _slot_bytes(program: func.FuncOp) -> list[int]:

@@ -9,8 +9,10 @@
       tokenizer.json   the checkpoint's tokenizer, when it has one
       <target>/        what each target adds (machine code, launch metadata, ...)
 
-OUT is self-contained: nothing outside it is read at run time. Only json and the standard library
-are used here, so the runtime stays light.
+OUT is self-contained: nothing outside it is read at run time. tessera.json records, under `files`, the
+size and SHA-256 of every other file except the weight shards (whose hashes the recorded weights manifest
+holds); each is checked when a session is about to use it (runtime/integrity.py). Only json and the
+standard library are used here, so the runtime stays light.
 """
 
 from __future__ import annotations
@@ -25,12 +27,14 @@ from typing import Any
 
 from tessera.errors import TesseraError
 from tessera.manifest_json import read_manifest_json
-from tessera.safe_io import contained_path
+from tessera.runtime.integrity import check_bytes, check_file, check_records, record_files, record_for
+from tessera.safe_io import contained_path, read_json
 from tessera.staging import check_apart, staged_directory
 
 MANIFEST_NAME = "tessera.json"
 FORMAT = "tessera-artifact"
-FORMAT_VERSION = 1
+# 2: tessera.json records its files' hashes, program.json its kernels' compiled signatures.
+FORMAT_VERSION = 2
 
 
 class ArtifactError(TesseraError):
@@ -47,6 +51,7 @@ class Artifact:
     weights: dict[str, Any]  # {"kind": "checkpoint", "dir": "weights"} or {"kind": "random", "seed": N}
     tokenizer: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)  # relative path -> {sha256, bytes}
 
     def file(self, relative: object, field: str = "path") -> Path:
         """OUT/relative for a path tessera.json names in `field`: refused unless it is relative and
@@ -54,6 +59,25 @@ class Artifact:
         source = f"{self.path / MANIFEST_NAME}: field '{field}'"
         contained_path(self.path, relative, source, error=ArtifactError)
         return self.path / str(relative)
+
+    def checked(self, relative: str, field: str = "path") -> Path:
+        """The path of `relative` (named in `field`), once its size and SHA-256 are those tessera.json records."""
+        path = self.file(relative, field)
+        check_file(path, self.files, relative, self.path / MANIFEST_NAME)
+        return path
+
+    def checked_bytes(self, relative: str, field: str = "path") -> bytes:
+        """The bytes of `relative` (named in `field`), checked against tessera.json's record (hashed as read,
+        used as hashed)."""
+        path = self.file(relative, field)
+        manifest = self.path / MANIFEST_NAME
+        record = record_for(self.files, relative, manifest)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        check_bytes(data, record, path, str(manifest))
+        return data
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +90,7 @@ class Artifact:
             "weights": self.weights,
             "tokenizer": self.tokenizer,
             **self.extra,
+            "files": self.files,
         }
 
 
@@ -75,11 +100,12 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
         raise ArtifactError(f"{root}: no such directory")
     manifest = root / MANIFEST_NAME
     missing = f"not a Tessera artifact (no {MANIFEST_NAME}; build it with tessera-compile)"
-    data = read_manifest_json(manifest, FORMAT, FORMAT_VERSION, ArtifactError, missing)
-    for key in ("name", "config", "compile", "targets", "weights"):
+    stale = "built by an older Tessera: rebuild it with tessera-compile"
+    data = read_manifest_json(manifest, FORMAT, FORMAT_VERSION, ArtifactError, missing, stale=stale)
+    for key in ("name", "config", "compile", "targets", "weights", "files"):
         if key not in data:
             raise ArtifactError(f"{manifest}: field '{key}' missing")
-    known = {"format", "format_version", "name", "config", "compile", "targets", "weights", "tokenizer"}
+    known = {"format", "format_version", "name", "config", "compile", "targets", "weights", "tokenizer", "files"}
     return Artifact(
         path=root,
         name=data["name"],
@@ -89,12 +115,24 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
         weights=data["weights"],
         tokenizer=data.get("tokenizer"),
         extra={k: v for k, v in data.items() if k not in known},
+        files=check_records(data["files"], manifest),
     )
 
 
 def write_manifest(artifact: Artifact) -> None:
+    """Write tessera.json, recording first every file of the artifact but the weight shards."""
+    artifact.files = record_files(artifact.path, {MANIFEST_NAME, *_weight_shards(artifact)})
     text = json.dumps(artifact.to_json(), indent=2, sort_keys=False, default=_json_default) + "\n"
     (artifact.path / MANIFEST_NAME).write_text(text)
+
+
+def _weight_shards(artifact: Artifact) -> list[str]:
+    """The shards the weights manifest records (and checks as they stream in): not recorded again."""
+    if artifact.weights.get("kind") != "checkpoint":
+        return []
+    directory = str(artifact.weights["dir"])
+    manifest = read_json(artifact.path / directory / "manifest.json", error=ArtifactError)
+    return [f"{directory}/{shard['file']}" for shard in manifest["shards"]]
 
 
 def _json_default(value: Any) -> Any:

@@ -24,6 +24,9 @@ import numpy as np
 
 from tessera.runtime.artifact import Artifact
 from tessera.runtime.gpu_module import DeviceBuffer, GpuDriver, GpuModule, KernelArg, KernelBytes, KernelScalar
+from tessera.runtime.integrity import artifact_weights
+from tessera.runtime.program_check import FORMAT_VERSION as PROGRAM_VERSION
+from tessera.runtime.program_check import check_program
 from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import prepare_weights
 
@@ -39,7 +42,9 @@ class GpuSession:
         module: GpuModule,
         weights: Mapping[str, np.ndarray],
         target: str = "rocdl",
+        source: str = "program.json",
     ) -> None:
+        check_program(program, source, target)  # before anything is uploaded or launched from it
         self.target = target
         self.program = program
         self.driver = driver
@@ -63,9 +68,8 @@ class GpuSession:
     @classmethod
     def open(cls, artifact: Artifact, target: str = "rocdl") -> GpuSession:
         """The artifact's program for `target` on this machine's GPU (HIP for rocdl): fails in one line where
-        there is no GPU runtime, before reading any weights."""
-        from tessera.frontend.checkpoint import load_weights, random_weights
-        from tessera.frontend.config import config_from_dict
+        there is no GPU runtime, before reading any weights. Every file it uses is checked against
+        tessera.json's records before it is read, the program against its kernels before any launch."""
         from tessera.manifest_json import read_manifest_json
         from tessera.runtime.gpu_module import open_driver
 
@@ -73,17 +77,14 @@ class GpuSession:
         driver = open_driver(_DRIVERS[target])
         if entry.get("code_object") is None:
             raise RunError(f"{artifact.path}: no loadable code object (ld.lld was missing when it was compiled)")
+        program_path = artifact.checked(entry["program"])
         program = read_manifest_json(
-            artifact.file(entry["program"], f"targets.{target}.program"), f"tessera-{target}-program", 1, RunError,
+            program_path, f"tessera-{target}-program", PROGRAM_VERSION, RunError,
             f"{target}/program.json missing (rebuild with tessera-compile --target {target})",
         )  # fmt: skip
-        module = driver.load_module(artifact.file(entry["code_object"], f"targets.{target}.code_object").read_bytes())
-        if artifact.weights.get("kind") == "checkpoint":
-            weights = load_weights(artifact.file(artifact.weights["dir"], "weights.dir"))
-        else:
-            config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
-            weights = random_weights(config, int(artifact.weights.get("seed", 0)))
-        return cls(program, driver, module, weights, target)
+        check_program(program, str(program_path), target)  # before the code object is loaded
+        module = driver.load_module(artifact.checked_bytes(entry["code_object"], f"targets.{target}.code_object"))
+        return cls(program, driver, module, artifact_weights(artifact), target, source=str(program_path))
 
     def _upload(self, array: np.ndarray) -> DeviceBuffer:
         array = np.ascontiguousarray(array)

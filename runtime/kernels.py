@@ -3,11 +3,14 @@ ahead-of-time library of the ISA level this CPU has; AMX GEMMs from their own li
 
 JIT: the artifact's LLVM IR (kernels.ll) is compiled by llvmlite's MCJIT for the CPU name and features
 detected at load; the machine code is cached on disk ($TESSERA_CACHE_DIR/jit, keyed by a hash of the IR
-and the CPU), so only the first load on a machine pays for code generation. Without llvmlite (or with
+and the CPU; each entry sealed with the SHA-256 of the object, so a corrupt one is rebuilt, never handed to
+the JIT linker), so only the first load on a machine pays for code generation. Without llvmlite (or with
 TESSERA_KERNELS=aot) the library of the level runtime/cpu_features.py chooses is loaded with ctypes:
 kernels.avx512.so or the x86-64 baseline kernels.so. When it chooses AMX (a bf16 artifact on a CPU with
 AMX tiles, permission granted), each GEMM with an AMX variant runs `<name>__amx` from kernels.amx.so.
 Either way a kernel is a C function taking MLIR's expanded memref arguments (runtime/native.py).
+Given the artifact's file records, every file loaded here — LLVM IR or library — is checked against its
+size and SHA-256 first: nothing native runs from a truncated or modified file.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import ctypes
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tessera.runtime.integrity import IntegrityError, check_bytes, read_cache_entry, write_cache_entry
 from tessera.runtime.native import NativeError
-from tessera.staging import write_atomically
+from tessera.safe_io import check_file_record
 
 
 class _CFunction(ctypes._CFuncPtr):  # type: ignore[name-defined,misc]
@@ -38,6 +43,19 @@ def cache_root() -> Path:
         return Path(explicit)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "tessera"
+
+
+@dataclass(frozen=True)
+class FileRecords:
+    """The {sha256, bytes} records of an artifact's files by path, and the manifest that holds them."""
+
+    by_path: Mapping[Path, Any]
+    source: str
+
+    def record(self, path: Path) -> Any:
+        if path not in self.by_path:
+            raise IntegrityError(f"{self.source}: no sha256 recorded for {path} (rebuild it with tessera-compile)")
+        return self.by_path[path]
 
 
 class KernelSet:
@@ -61,9 +79,12 @@ def load_kernels(
     mode: str = "auto",
     precision: str = "fp32",
     amx_kernels: Iterable[str] = (),
+    records: FileRecords | None = None,
 ) -> KernelSet:
     """mode: auto (JIT if llvmlite imports, else AOT), jit, or aot. `libraries` by ISA level (generic,
-    avx512, amx: runtime/cpu_features.ISAS); `amx_kernels` the GEMMs that have an AMX variant."""
+    avx512, amx: runtime/cpu_features.ISAS); `amx_kernels` the GEMMs that have an AMX variant; `records`
+    the artifact's {sha256, bytes} of these files (and where they are recorded), checked before a file is
+    used — None only for files no manifest records (tests building libraries of their own)."""
     from tessera.runtime.cpu_features import choose_isa
 
     if mode not in ("auto", "jit", "aot"):
@@ -80,13 +101,13 @@ def load_kernels(
                     "llvmlite is not installed: cannot JIT-compile the kernels (use the AOT library)"
                 ) from None
         else:
-            kernels = _jit(llvm_ir_path)
+            kernels = _jit(llvm_ir_path, records)
     if kernels is None:
         level = choice.other if choice.other in libraries else "generic"
-        kernels = _aot(libraries[level], level)
+        kernels = _aot(libraries[level], level, records)
     amx = frozenset(amx_kernels) if choice.matrix == "amx" else frozenset()
     if amx:
-        tiles = _aot(libraries["amx"], "amx")
+        tiles = _aot(libraries["amx"], "amx", records)
         base = kernels
 
         def lookup(name: str) -> Any:
@@ -98,9 +119,12 @@ def load_kernels(
     return kernels
 
 
-def _aot(library_path: Path, level: str) -> KernelSet:
+def _aot(library_path: Path, level: str, records: FileRecords | None) -> KernelSet:
     if not library_path.is_file():
         raise NativeError(f"{library_path}: missing (the artifact has no ahead-of-time kernel library)")
+    if records is not None:
+        # dlopen maps the file: one truncated since it was written would fault (SIGBUS) in the loader.
+        check_file_record(library_path, records.record(library_path), records.source, error=IntegrityError)
     try:
         library = ctypes.CDLL(str(library_path))
     except OSError as exc:
@@ -117,14 +141,17 @@ def _aot(library_path: Path, level: str) -> KernelSet:
     return KernelSet(lookup, f"aot {level}", library)
 
 
-def _jit(llvm_ir_path: Path) -> KernelSet:
+def _jit(llvm_ir_path: Path, records: FileRecords | None) -> KernelSet:
     import llvmlite.binding as llvm
 
     if not llvm_ir_path.is_file():
         raise NativeError(f"{llvm_ir_path}: missing (the artifact has no LLVM IR to JIT-compile)")
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    text = llvm_ir_path.read_text()
+    data = llvm_ir_path.read_bytes()
+    if records is not None:
+        check_bytes(data, records.record(llvm_ir_path), llvm_ir_path, records.source)
+    text = data.decode("utf-8", errors="replace")  # not UTF-8: parse_assembly names the line
     cpu, features = llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
     try:
         module = llvm.parse_assembly(text)
@@ -135,19 +162,17 @@ def _jit(llvm_ir_path: Path) -> KernelSet:
     machine = target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
     cache_file = cache_root() / "jit" / (hashlib.sha256(f"{cpu}\0{features}\0{text}".encode()).hexdigest() + ".o")
 
+    # An object that does not check is never given to MCJIT (whose loader aborts the process on a corrupt
+    # one): it is compiled again, and notify() rewrites the entry.
+    cached_object = read_cache_entry(cache_file)
+
     def notify(_module: Any, data: bytes) -> None:
-        try:
-            write_atomically(cache_file, data)
-        except OSError:
-            pass  # a read-only or full cache only costs the next load its code generation
+        write_cache_entry(cache_file, data)
 
     def cached(_module: Any) -> bytes | None:
-        try:
-            return cache_file.read_bytes()
-        except OSError:
-            return None
+        return cached_object
 
-    if not cache_file.exists():
+    if cached_object is None:
         options = llvm.create_pipeline_tuning_options(speed_level=3)
         builder = llvm.create_pass_builder(machine, options)
         builder.getModulePassManager().run(module, builder)

@@ -25,8 +25,11 @@ import numpy as np
 
 from tessera.manifest_json import read_manifest_json
 from tessera.runtime.artifact import Artifact
-from tessera.runtime.kernels import KernelSet, load_kernels
+from tessera.runtime.integrity import artifact_weights
+from tessera.runtime.kernels import FileRecords, KernelSet, load_kernels
 from tessera.runtime.native import memref_args
+from tessera.runtime.program_check import FORMAT_VERSION as PROGRAM_VERSION
+from tessera.runtime.program_check import check_amx_kernels, check_program
 from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import prepare_weights
 
@@ -53,8 +56,14 @@ class X86Session:
     target = "x86"
 
     def __init__(
-        self, program: Mapping[str, Any], kernels: KernelSet, weights: Mapping[str, np.ndarray], threads: int = 2
+        self,
+        program: Mapping[str, Any],
+        kernels: KernelSet,
+        weights: Mapping[str, np.ndarray],
+        threads: int = 2,
+        source: str = "program.json",
     ):
+        check_program(program, source, self.target)  # before any array is sized or kernel looked up from it
         self.program = program
         self.kernels = kernels
         self._functions: dict[str, Any] = {}
@@ -76,32 +85,35 @@ class X86Session:
 
     @classmethod
     def open(cls, artifact: Artifact, kernel_mode: str | None = None) -> X86Session:
-        from tessera.frontend.checkpoint import load_weights, random_weights
-        from tessera.frontend.config import config_from_dict
-
+        """The artifact's x86 program: every file it uses is checked against tessera.json's records before
+        it is read or loaded, the program against its kernels before any launch."""
         entry = artifact.targets["x86"]
-        program_path = artifact.file(entry["program"], "targets.x86.program")
+        program_path = artifact.checked(entry["program"], "targets.x86.program")
         program = read_manifest_json(
             program_path,
             "tessera-x86-program",
-            1,
+            PROGRAM_VERSION,
             RunError,
             "x86/program.json missing (rebuild with tessera-compile --target x86)",
         )
+        check_program(program, str(program_path), cls.target)  # before any library is loaded
+        amx_kernels = entry.get("amx_kernels", [])
+        check_amx_kernels(program, amx_kernels, str(artifact.file("tessera.json")))
         libraries = entry.get("libraries") or {"generic": entry["library"]}
+        used = [entry["llvm_ir"], *libraries.values()]
+        records = FileRecords(
+            {artifact.file(name): artifact.files[name] for name in used if name in artifact.files},
+            str(artifact.file("tessera.json")),
+        )
         kernels = load_kernels(
             artifact.file(entry["llvm_ir"], "targets.x86.llvm_ir"),
             {isa: artifact.file(path, f"targets.x86.libraries.{isa}") for isa, path in libraries.items()},
             kernel_mode or os.environ.get("TESSERA_KERNELS", "auto"),
             precision=str(entry.get("precision", "fp32")),
-            amx_kernels=entry.get("amx_kernels", ()),
+            amx_kernels=amx_kernels,
+            records=records,
         )
-        if artifact.weights.get("kind") == "checkpoint":
-            weights = load_weights(artifact.file(artifact.weights["dir"], "weights.dir"))
-        else:
-            config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
-            weights = random_weights(config, int(artifact.weights.get("seed", 0)))
-        return cls(program, kernels, weights)
+        return cls(program, kernels, artifact_weights(artifact), source=str(program_path))
 
     # --- public API --------------------------------------------------------------------------
     def prefill(self, input_ids: Sequence[int]) -> np.ndarray:

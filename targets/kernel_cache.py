@@ -2,8 +2,10 @@
 
 Location: $TESSERA_CACHE_DIR, else $XDG_CACHE_HOME/tessera, else ~/.cache/tessera. Entries are keyed by
 a SHA-256 of everything that decides the bytes (kernel IR, pass pipeline, CPU name and features, the
-toolchain versions) and are written atomically (a temporary file renamed into place), so concurrent
-compiles and interrupted ones never leave a torn entry.
+toolchain versions) and are written atomically (fsync, then a temporary file renamed into place), so
+concurrent compiles and interrupted ones never leave a torn entry. Each entry carries the SHA-256 of its
+payload (runtime/integrity.py): one that is empty, truncated or corrupt — a full disk, a crash before the
+fsync on another filesystem, a stray edit — is rebuilt and rewritten, never compiled into an artifact.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+from tessera.runtime.integrity import read_cache_entry, write_cache_entry
 from tessera.runtime.kernels import cache_root
-from tessera.staging import write_atomically
 
 
 def cache_key(*parts: str) -> str:
@@ -34,16 +36,11 @@ class KernelCache:
 
     def get_or_build(self, kind: str, key: str, build: Callable[[], bytes]) -> bytes:
         path = self.root / kind / key[:2] / key
-        try:
-            data = path.read_bytes()
+        data = read_cache_entry(path)
+        if data is not None:
             self.hits += 1
             return data
-        except OSError:
-            pass
         data = build()
         self.misses += 1
-        try:
-            write_atomically(path, data)
-        except OSError:
-            pass  # a read-only or full cache directory only costs the next compile its time
+        write_cache_entry(path, data)
         return data

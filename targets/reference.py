@@ -45,20 +45,17 @@ class ReferenceSession:
     @classmethod
     def open(cls, artifact: Artifact) -> ReferenceSession:
         from tessera.dialects import parse_module
-        from tessera.frontend.checkpoint import load_weights, random_weights
-        from tessera.frontend.config import config_from_dict
         from tessera.reference.executor import ReferenceExecutor
+        from tessera.runtime.integrity import artifact_weights
+        from tessera.safe_io import decode_text
 
         # Every artifact carries graph.mlir, so any of them can be checked against the reference.
-        program = artifact.targets.get("reference", {}).get("program", "graph.mlir")
-        graph_path = artifact.file(program, "targets.reference.program")
-        module = parse_module(graph_path.read_text(), str(graph_path))
-        if artifact.weights.get("kind") == "checkpoint":
-            weights = load_weights(artifact.file(artifact.weights["dir"], "weights.dir"))
-        else:
-            config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
-            weights = random_weights(config, int(artifact.weights.get("seed", 0)))
-        return cls(ReferenceExecutor(module, weights))
+        relative = artifact.targets.get("reference", {}).get("program", "graph.mlir")
+        graph_path = artifact.file(relative, "targets.reference.program")
+        module = parse_module(
+            decode_text(artifact.checked_bytes(relative, "targets.reference.program"), str(graph_path)), str(graph_path)
+        )
+        return cls(ReferenceExecutor(module, artifact_weights(artifact)))
 
     def prefill(self, input_ids: Sequence[int]) -> np.ndarray:
         return self._executor.prefill(input_ids)

@@ -30,7 +30,7 @@ def _load_tokenizer(artifact: Artifact) -> Any:
         raise TesseraError(f"{artifact.path}: --prompt needs a tokenizer, and this artifact has none (use --input-ids)")
     from tokenizers import Tokenizer
 
-    path = artifact.file(artifact.tokenizer, "tokenizer")
+    path = artifact.checked(artifact.tokenizer, "tokenizer")  # its size and sha256 as tessera.json records them
     try:
         return Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises plain Exception subclasses from Rust
