@@ -19,6 +19,7 @@ import json
 import os
 import runpy
 import sys
+from collections.abc import Sequence
 
 # Events whose path arguments are written to (or removed); every other logged event only reads.
 WRITES = {
@@ -90,7 +91,7 @@ class Recorder:
             paths = [os.readlink(f"/proc/self/fd/{args[0]}")]
         self.log(event, paths, event in WRITES, dir_fd)
 
-    def log(self, event: str, paths: list[str | None], writes: bool, dir_fd: object = None) -> None:
+    def log(self, event: str, paths: Sequence[str | None], writes: bool, dir_fd: object = None) -> None:
         for path in paths:
             if path is None or path == "":
                 continue
