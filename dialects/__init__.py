@@ -85,12 +85,26 @@ class LocatingParser(Parser):
         return module
 
 
+# The largest IR text Tessera parses: a Nano-12B's Tile-IR is a few MB; a bound keeps a hostile file from
+# costing gigabytes before the parser sees its first op.
+MAX_MLIR_BYTES = 128 * 2**20
+
+
 def parse_module(text: str, filename: str) -> ModuleOp:
     """Parse and verify; any error becomes one TesseraError line naming file:line:col and the op."""
+    return parse_located(LocatingParser(context(), text, filename), filename)
+
+
+def parse_located(parser: LocatingParser, filename: str) -> ModuleOp:
+    """`parser.parse_and_verify()`, every way it can fail as one TesseraError line naming the file."""
     try:
-        return LocatingParser(context(), text, filename).parse_and_verify()
+        return parser.parse_and_verify()
     except (ParseError, VerifyException, DiagnosticException) as exc:
         raise TesseraError(diagnostic_line(exc)) from None
+    except RecursionError:  # the parser recurses once per nested region, attribute or type
+        raise TesseraError(f"{filename}: nested too deeply to parse") from None
+    except ValueError as exc:  # e.g. an integer literal of more digits than Python converts
+        raise TesseraError(f"{filename}: {diagnostic_line(exc)}") from None
 
 
 def diagnostic_line(exc: Exception) -> str:

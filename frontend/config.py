@@ -25,6 +25,9 @@ from typing import Any
 from tessera.errors import TesseraError
 from tessera.safe_io import contained_path, read_json, read_yaml
 
+# A bound on the depth of a model, so that a config cannot make the compiler build a graph for hours: the
+# deepest family member (Nemotron-H 56B) has 118 layers.
+MAX_LAYERS = 1024
 # Layer kinds as they appear in `hybrid_override_pattern`, and their HF `layers_block_type` names.
 PATTERN_TO_BLOCK_TYPE = {"M": "linear_attention", "*": "full_attention", "-": "mlp", "E": "moe"}
 BLOCK_TYPE_TO_PATTERN = {v: k for k, v in PATTERN_TO_BLOCK_TYPE.items()}
@@ -299,6 +302,8 @@ def config_from_dict(raw: dict[str, Any], source: str, *, strict: bool) -> Model
         raise _fail(source, "hybrid_override_pattern", "missing (give it or layers_block_type)")
     if not pattern:
         raise _fail(source, "hybrid_override_pattern", "is empty: a model needs at least one layer")
+    if len(pattern) > MAX_LAYERS:
+        raise _fail(source, "hybrid_override_pattern", f"has {len(pattern)} layers, more than the {MAX_LAYERS} allowed")
     for i, char in enumerate(pattern):
         if char not in PATTERN_TO_BLOCK_TYPE:
             raise _fail(

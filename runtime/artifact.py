@@ -28,10 +28,12 @@ from typing import Any
 from tessera.errors import TesseraError
 from tessera.manifest_json import read_manifest_json
 from tessera.runtime.integrity import check_bytes, check_file, check_records, record_files, record_for
-from tessera.safe_io import contained_path, read_json
+from tessera.safe_io import contained_path, read_bytes, read_json
 from tessera.staging import check_apart, staged_directory
 
 MANIFEST_NAME = "tessera.json"
+# What an artifact's small files (IR, programs, code objects, tokenizer) may weigh when read whole.
+MAX_SMALL_FILE_BYTES = 256 * 2**20
 FORMAT = "tessera-artifact"
 # 2: tessera.json records its files' hashes, program.json its kernels' compiled signatures.
 FORMAT_VERSION = 2
@@ -66,16 +68,13 @@ class Artifact:
         check_file(path, self.files, relative, self.path / MANIFEST_NAME)
         return path
 
-    def checked_bytes(self, relative: str, field: str = "path") -> bytes:
+    def checked_bytes(self, relative: str, field: str = "path", max_bytes: int = MAX_SMALL_FILE_BYTES) -> bytes:
         """The bytes of `relative` (named in `field`), checked against tessera.json's record (hashed as read,
-        used as hashed)."""
+        used as hashed); a file larger than `max_bytes` is refused before it is read."""
         path = self.file(relative, field)
         manifest = self.path / MANIFEST_NAME
         record = record_for(self.files, relative, manifest)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ArtifactError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        data = read_bytes(path, max_bytes, ArtifactError)
         check_bytes(data, record, path, str(manifest))
         return data
 
@@ -102,9 +101,7 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
     missing = f"not a Tessera artifact (no {MANIFEST_NAME}; build it with tessera-compile)"
     stale = "built by an older Tessera: rebuild it with tessera-compile"
     data = read_manifest_json(manifest, FORMAT, FORMAT_VERSION, ArtifactError, missing, stale=stale)
-    for key in ("name", "config", "compile", "targets", "weights", "files"):
-        if key not in data:
-            raise ArtifactError(f"{manifest}: field '{key}' missing")
+    _check_manifest(root, manifest, data)
     known = {"format", "format_version", "name", "config", "compile", "targets", "weights", "tokenizer", "files"}
     return Artifact(
         path=root,
@@ -117,6 +114,52 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
         extra={k: v for k, v in data.items() if k not in known},
         files=check_records(data["files"], manifest),
     )
+
+
+# Fields of a target's entry that name files of the artifact (libraries: a map of them, by ISA level).
+PATH_FIELDS = ("program", "llvm_ir", "library", "ptx", "code_object")
+SEED_LIMIT = 2**63  # numpy's generators take any non-negative seed; the manifest reader's integers are int64
+
+
+def _check_manifest(root: Path, manifest: Path, data: dict[str, Any]) -> None:
+    """tessera.json's fields, before anything they name is opened: each present and of its type, every path
+    relative and inside OUT, the weights' kind and seed, the model config as a config loader checks it."""
+    from tessera.frontend.config import config_from_dict
+
+    kinds = {"name": str, "config": dict, "compile": dict, "targets": dict, "weights": dict, "files": dict}
+    for key, kind in kinds.items():
+        if not isinstance(data.get(key), kind):
+            found = "missing" if key not in data else f"expected a {kind.__name__}, got {data[key]!r:.60}"
+            raise ArtifactError(f"{manifest}: field '{key}' {found}")
+
+    def path(relative: object, field: str) -> None:
+        contained_path(root, relative, f"{manifest}: field '{field}'", error=ArtifactError)
+
+    for target, entry in data["targets"].items():
+        if not isinstance(entry, dict):
+            raise ArtifactError(f"{manifest}: field 'targets.{target}': expected a map, got {entry!r:.60}")
+        for name in PATH_FIELDS:
+            if entry.get(name) is not None:
+                path(entry[name], f"targets.{target}.{name}")
+        libraries = entry.get("libraries") or {}
+        if not isinstance(libraries, dict):
+            raise ArtifactError(f"{manifest}: field 'targets.{target}.libraries': expected a map of paths")
+        for isa, library in libraries.items():
+            path(library, f"targets.{target}.libraries.{isa}")
+    weights = data["weights"]
+    if weights.get("kind") == "checkpoint":
+        path(weights.get("dir"), "weights.dir")
+    elif weights.get("kind") == "random":
+        seed = weights.get("seed")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < SEED_LIMIT:
+            raise ArtifactError(f"{manifest}: field 'weights.seed': expected an integer in [0, 2^63), got {seed!r}")
+    else:
+        raise ArtifactError(
+            f"{manifest}: field 'weights.kind': expected 'checkpoint' or 'random', got {weights.get('kind')!r:.60}"
+        )
+    if data.get("tokenizer") is not None:
+        path(data["tokenizer"], "tokenizer")
+    config_from_dict(data["config"], f"{manifest}: config", strict=False)
 
 
 def write_manifest(artifact: Artifact) -> None:

@@ -44,7 +44,7 @@ class ReferenceSession:
 
     @classmethod
     def open(cls, artifact: Artifact) -> ReferenceSession:
-        from tessera.dialects import parse_module
+        from tessera.dialects import MAX_MLIR_BYTES, parse_module
         from tessera.reference.executor import ReferenceExecutor
         from tessera.runtime.integrity import artifact_weights
         from tessera.safe_io import decode_text
@@ -53,7 +53,8 @@ class ReferenceSession:
         relative = artifact.targets.get("reference", {}).get("program", "graph.mlir")
         graph_path = artifact.file(relative, "targets.reference.program")
         module = parse_module(
-            decode_text(artifact.checked_bytes(relative, "targets.reference.program"), str(graph_path)), str(graph_path)
+            decode_text(artifact.checked_bytes(relative, "targets.reference.program", MAX_MLIR_BYTES), str(graph_path)),
+            str(graph_path),
         )
         return cls(ReferenceExecutor(module, artifact_weights(artifact)))
 

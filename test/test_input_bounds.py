@@ -328,7 +328,10 @@ def test_load_refuses_a_float_relabelled_as_integer(tmp_path: Path) -> None:
     _convert(hf, "-o", out)
     shard = next(out.glob("weights-*.safetensors"))
     _relabel(shard, "layers.1.attn_gqa.k_proj.weight", "I32")
-    # The shard hash would catch this edit; a manifest written for the relabelled shard would not.
+    # The shard's size and hash would catch this edit; a manifest written for the relabelled shard would not.
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["shards"][0]["bytes"] = shard.stat().st_size
+    (out / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CheckpointError, match=r"tensor 'layers.1.attn_gqa.k_proj.weight' has dtype I32") as info:
         load_weights(out, verify=False)
     assert shard.name in str(info.value)

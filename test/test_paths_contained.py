@@ -22,7 +22,7 @@ from conftest import assert_one_line_error, make_hf_checkpoint, run_tool
 from tessera.errors import TesseraError
 from tessera.frontend.checkpoint import convert_checkpoint, load_weights
 from tessera.frontend.config import load_model
-from tessera.runtime.artifact import Artifact, read_artifact
+from tessera.runtime.artifact import read_artifact
 from tessera.staging import staged_directory
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -258,13 +258,16 @@ def test_artifact_file_refuses_links_out_and_x86_fields_are_named(artifact: Path
     for bad in ("", "a\0b", "/x", "../x"):
         with pytest.raises(TesseraError, match=r"tessera\.json: field 'f'"):
             loaded.file(bad, "f")
-    # The x86 session checks every path before it loads any code.
-    from tessera.runtime.x86_session import X86Session
-
-    targets = {"x86": {"program": "x86/program.json", "llvm_ir": "x86/kernels.ll", "libraries": {"avx512": "/lib.so"}}}
-    fake = Artifact(out, "tiny", loaded.config, loaded.compile, targets, {"kind": "random", "seed": 0})
+    # Opening the artifact checks every path tessera.json names before any session reads one.
+    manifest = json.loads((out / "tessera.json").read_text())
+    manifest["targets"]["x86"] = {
+        "program": "x86/program.json",
+        "llvm_ir": "x86/kernels.ll",
+        "libraries": {"avx512": "/lib.so"},
+    }
+    (out / "tessera.json").write_text(json.dumps(manifest))
     with pytest.raises(TesseraError, match=r"field 'targets\.x86\.libraries\.avx512': path '/lib\.so' is absolute"):
-        X86Session.open(fake)
+        read_artifact(out)
 
 
 @pytest.mark.parametrize(

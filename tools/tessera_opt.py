@@ -26,7 +26,7 @@ from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from tessera.dialects import TESSERA_DIALECTS, LocatingParser, diagnostic_line
+from tessera.dialects import MAX_MLIR_BYTES, TESSERA_DIALECTS, LocatingParser, diagnostic_line, parse_located
 from tessera.errors import TesseraError
 from tessera.passes import ALL_PASSES
 
@@ -48,20 +48,15 @@ class TesseraOptMain(xDSLOptMain):
 
     def _parse_mlir(self, io: IO[bytes]) -> ModuleOp:
         name = self.get_input_name()
-        data = io.read()
+        data = io.read(MAX_MLIR_BYTES + 1)
+        if len(data) > MAX_MLIR_BYTES:
+            raise TesseraError(f"{name}: larger than the {MAX_MLIR_BYTES} bytes an IR file may have")
         try:
             text = data.decode()
         except UnicodeDecodeError as exc:
             raise TesseraError(f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
         # Verified here, op by op, so a broken rule is reported at the op's file:line:col.
-        parser = LocatingParser(self.ctx, text, name, getattr(self, "_line_offset", 0))
-        try:
-            return parser.parse_and_verify()
-        except RecursionError:
-            # The parser recurses once per nested region, attribute or type.
-            raise TesseraError(f"{name}: nested too deeply to parse") from None
-        except ValueError as exc:  # e.g. an integer literal of more digits than Python converts
-            raise TesseraError(f"{name}: {diagnostic_line(exc)}") from None
+        return parse_located(LocatingParser(self.ctx, text, name, getattr(self, "_line_offset", 0)), name)
 
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
         super().register_all_arguments(arg_parser)
