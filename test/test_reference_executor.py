@@ -30,50 +30,52 @@ def rel(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def executor() -> ReferenceExecutor:
+def executor(module_seed: int) -> ReferenceExecutor:
     config = load_model(TINY).config  # M-M*-ME, chunk 16, groups 2
     # Round-trip through text, as tessera-run reads graph.mlir.
     module = parse_module(str(build_graph(config)), "tiny.mlir")
-    return ReferenceExecutor(module, random_weights(config, seed=1))
+    return ReferenceExecutor(module, random_weights(config, seed=module_seed))
 
 
-PROMPT = [int(t) for t in np.random.default_rng(0).integers(0, 301, size=37)]
+@pytest.fixture
+def prompt(rng: np.random.Generator) -> list[int]:
+    return [int(t) for t in rng.integers(0, 301, size=37)]
 
 
-def test_prefill_then_decode_equals_prefill_of_everything(executor: ReferenceExecutor) -> None:
+def test_prefill_then_decode_equals_prefill_of_everything(executor: ReferenceExecutor, prompt: list[int]) -> None:
     executor.reset()
-    whole = executor.prefill(PROMPT)
+    whole = executor.prefill(prompt)
     executor.reset()
-    logits = [executor.prefill(PROMPT[:30])]
-    logits += [executor.decode(token)[None] for token in PROMPT[30:]]
-    assert executor.state.position == len(PROMPT)
+    logits = [executor.prefill(prompt[:30])]
+    logits += [executor.decode(token)[None] for token in prompt[30:]]
+    assert executor.state.position == len(prompt)
     assert rel(np.concatenate(logits), whole) < 1e-5
 
 
 @pytest.mark.parametrize("split", [1, 15, 16, 17, 31])
-def test_prefill_in_two_pieces_equals_one(executor: ReferenceExecutor, split: int) -> None:
+def test_prefill_in_two_pieces_equals_one(executor: ReferenceExecutor, prompt: list[int], split: int) -> None:
     executor.reset()
-    whole = executor.prefill(PROMPT)
+    whole = executor.prefill(prompt)
     executor.reset()
-    pieces = np.concatenate([executor.prefill(PROMPT[:split]), executor.prefill(PROMPT[split:])])
+    pieces = np.concatenate([executor.prefill(prompt[:split]), executor.prefill(prompt[split:])])
     assert rel(pieces, whole) < 1e-5
 
 
-def test_decode_token_by_token_from_the_start(executor: ReferenceExecutor) -> None:
+def test_decode_token_by_token_from_the_start(executor: ReferenceExecutor, prompt: list[int]) -> None:
     executor.reset()
-    whole = executor.prefill(PROMPT[:12])
+    whole = executor.prefill(prompt[:12])
     executor.reset()
-    steps = np.stack([executor.decode(token) for token in PROMPT[:12]])
+    steps = np.stack([executor.decode(token) for token in prompt[:12]])
     assert rel(steps, whole) < 1e-5
 
 
-def test_saved_state_restores(executor: ReferenceExecutor) -> None:
+def test_saved_state_restores(executor: ReferenceExecutor, prompt: list[int]) -> None:
     executor.reset()
-    executor.prefill(PROMPT[:10])
+    executor.prefill(prompt[:10])
     saved = executor.save_state()
-    first = executor.generate(PROMPT[10:12], 5)
+    first = executor.generate(prompt[10:12], 5)
     executor.restore_state(saved)
-    assert executor.generate(PROMPT[10:12], 5) == first
+    assert executor.generate(prompt[10:12], 5) == first
 
 
 def test_missing_and_misshaped_weights_are_named() -> None:
@@ -89,11 +91,11 @@ def test_missing_and_misshaped_weights_are_named() -> None:
         ReferenceExecutor(module, weights).prefill([1, 2])
 
 
-def test_chunk_size_does_not_change_the_result() -> None:
+def test_chunk_size_does_not_change_the_result(seed: int, prompt: list[int]) -> None:
     config = load_model(TINY).config
-    weights = random_weights(config, seed=2)
+    weights = random_weights(config, seed=seed)
     results = [
-        ReferenceExecutor(build_graph(replace(config, chunk_size=chunk)), weights).prefill(PROMPT)
+        ReferenceExecutor(build_graph(replace(config, chunk_size=chunk)), weights).prefill(prompt)
         for chunk in (1, 5, 16, 64)
     ]
     for result in results[1:]:
@@ -147,12 +149,12 @@ def _random_hf_model(overrides: dict[str, Any], seed: int) -> Any:
 
 
 @pytest.fixture(scope="module")
-def hf_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HFCase]:
+def hf_cases(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> dict[str, HFCase]:
     from tessera.frontend.checkpoint import convert_checkpoint, load_weights
 
     cases = {}
     for index, (name, overrides) in enumerate(sorted(HF_CASES.items())):
-        model = _random_hf_model(overrides, seed=index)
+        model = _random_hf_model(overrides, seed=module_seed + index)
         hf_dir, out_dir = tmp_path_factory.mktemp(f"{name}_hf"), tmp_path_factory.mktemp(f"{name}_tessera")
         model.save_pretrained(hf_dir)
         convert_checkpoint(hf_dir, out_dir / "weights", progress=False)
@@ -204,9 +206,9 @@ def _tessera_greedy(executor: ReferenceExecutor, prompt: list[int]) -> tuple[np.
 
 @pytest.mark.parametrize("length", [5, 13, 21])
 @pytest.mark.parametrize("case_name", sorted(HF_CASES))
-def test_matches_hf(hf_cases: dict[str, HFCase], case_name: str, length: int) -> None:
+def test_matches_hf(hf_cases: dict[str, HFCase], rng: np.random.Generator, case_name: str, length: int) -> None:
     case = hf_cases[case_name]
-    prompt = [int(t) for t in np.random.default_rng(length).integers(0, 101, size=length)]
+    prompt = [int(t) for t in rng.integers(0, 101, size=length)]
     hf_prompt, hf_tokens, hf_steps = _hf_greedy(case, prompt)
     prompt_logits, tokens, steps = _tessera_greedy(case.executor, prompt)
     errors = {"prompt": rel(prompt_logits, hf_prompt), "steps": rel(steps, hf_steps)}
@@ -222,12 +224,12 @@ def test_matches_hf(hf_cases: dict[str, HFCase], case_name: str, length: int) ->
     assert rel(pieces, hf_prompt) <= 1e-4
 
 
-def test_moe_routing_is_not_trivial(hf_cases: dict[str, HFCase]) -> None:
+def test_moe_routing_is_not_trivial(hf_cases: dict[str, HFCase], rng: np.random.Generator) -> None:
     """The random router must send different tokens to different experts, or the MoE tests prove little."""
     from tessera.reference.moe import MoEParams, MoEWeights, route
 
     moe = hf_cases["grouped_router_mamba_bias"].model.model.layers[0].mixer
-    hidden = np.random.default_rng(0).standard_normal((21, 32)).astype(np.float32)
+    hidden = rng.standard_normal((21, 32)).astype(np.float32)
     weights = MoEWeights(
         moe.gate.weight.detach().numpy(), moe.gate.e_score_correction_bias.numpy(), moe.experts.up_proj.detach().numpy(),
         moe.experts.down_proj.detach().numpy(), np.empty(0), np.empty(0),

@@ -227,11 +227,6 @@ def nan_like(shape: tuple[int, ...]) -> np.ndarray:
     return np.full(shape, np.nan, np.float32)
 
 
-@pytest.fixture
-def rng() -> np.random.Generator:
-    return np.random.default_rng()  # fresh inputs every run
-
-
 # --- conv_silu ----------------------------------------------------------------------------------------------------
 
 
@@ -471,7 +466,7 @@ def _benchmark() -> None:
     against the numpy reference and torch's mamba2_chunk_scan (transformers' NemotronH) when torch is installed."""
     import tempfile
 
-    d, rng = BENCH, np.random.default_rng()
+    d, rng = BENCH, np.random.default_rng(0)  # timings: any fixed draw
     with tempfile.TemporaryDirectory() as scratch:
         library = build_library(module_text(d), Path(scratch) / "mamba.so")
         for tokens in (1, 512, 2048):
