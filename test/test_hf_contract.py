@@ -66,7 +66,9 @@ def hf_reference(path: Path, prompt: list[int], uses_cache: bool) -> tuple[np.nd
         logits = model(ids, use_cache=False).logits[0].numpy()
         if uses_cache:
             # eos_token_id=None: HF must not stop at (or be steered away from) the eos token; Tessera does not either.
-            out = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None, pad_token_id=0)
+            # The explicit mask: without one generate masks every prompt token equal to pad_token_id (0).
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+                                 do_sample=False, eos_token_id=None, pad_token_id=0)  # fmt: skip
             tokens = out[0, len(prompt) :].tolist()
         else:
             # HF's cache needs an attention layer; greedy by recomputing the whole sequence instead.
