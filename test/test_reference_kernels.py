@@ -1,4 +1,4 @@
-"""The reference kernels against naive definitions, on fresh random inputs."""
+"""The reference kernels against naive definitions, on random inputs drawn from each test's seed."""
 
 from __future__ import annotations
 

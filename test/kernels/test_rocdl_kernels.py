@@ -4,7 +4,7 @@ GPU is here, so this is the numerical evidence for the AMD target.
 Each kernel is built the way the compiler builds it: a `tessera.tile.kernel` with the kind's dims (as
 convert-schedule-to-tile writes them) is tiled by the kind's GPU policy (tessera-tile-choose-tiles, gfx942),
 its footprint computed, and lowered by convert_tile_to_rocdl.emit_kernel (KernelInfo with the LDS tiles of
-the policy's body, the emitter, the LDS-bytes check). Inputs are fresh random draws at small odd sizes (a
+the policy's body, the emitter, the LDS-bytes check). Inputs are random draws from the test's seed at small odd sizes (a
 tail in every dimension); outputs start as NaN, so that an unwritten element fails, and cache rows past what
 a call may read hold NaN too. Errors are max |error| / max |reference|. Matrix kinds run in both precisions:
 fp32 (f32 MFMA) within 1e-5; bf16 (bf16 MFMA operands, f32 accumulation) against a reference rounding to

@@ -2,7 +2,7 @@
 
 This machine has no AMX, so the numbers come from the same kernel text with the four tile operations
 emulated (amx.EMULATED_TILES), built for this CPU and run against float64 references on bf16-rounded
-operands; inputs are fresh random draws on every run.
+operands; inputs are random draws from each test's seed (conftest).
 """
 
 from __future__ import annotations

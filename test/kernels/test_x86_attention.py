@@ -1,5 +1,5 @@
 """The x86 attention kernels (lowering/x86/attention.py) built to machine code and run against a float64
-numpy reference of HF NemotronHAttention's core (no RoPE, causal, GQA, scale head_dim**-0.5) on fresh random
+numpy reference of HF NemotronHAttention's core (no RoPE, causal, GQA, scale head_dim**-0.5) on random
 inputs: prefill at several cache offsets, decode after prefill, head ranges split across calls and threads,
 bf16 caches, odd dimensions and tile sizes, and a build for the x86-64 baseline."""
 

@@ -1,6 +1,6 @@
 """The x86 GEMM / GEMV kernels (lowering/x86/gemm.py) built for this CPU and run against float64 numpy.
 
-One library holds every kernel of the module (built once); inputs are fresh random draws on every run.
+One library holds every kernel of the module (built once); inputs are random draws from each test's seed (conftest).
 """
 
 from __future__ import annotations

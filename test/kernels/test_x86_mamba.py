@@ -1,6 +1,6 @@
 """The x86 Mamba-2 mixer kernels (lowering/x86/mamba.py) built to machine code and run against reference/mamba2.py.
 
-Each test draws fresh random inputs, prefills outputs with NaN (so that an unwritten element fails), compares
+Each test draws random inputs from its seed, prefills outputs with NaN (so that an unwritten element fails), compares
 by relative error (max abs error / max abs reference) against the float64 numpy reference, and splits the
 parallel range over two calls (two threads in some tests) as the runtime does. Libraries are built once per
 module. `python test/kernels/test_x86_mamba.py` times the prefill scan (see _benchmark).

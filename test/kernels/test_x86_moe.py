@@ -1,7 +1,7 @@
 """The expert-major x86 MoE kernels (lowering/x86/moe.py) built for this CPU and run against float64 numpy
 (reference.common.mlp_relu2).
 
-One library holds every kernel of the module (built once); inputs are fresh random draws on every run.
+One library holds every kernel of the module (built once); inputs are random draws from each test's seed (conftest).
 """
 
 from __future__ import annotations
