@@ -1,7 +1,16 @@
-"""Helpers the pytest files share: running a Tessera CLI, and the one-line error contract."""
+"""Helpers the pytest files share: running a Tessera CLI, the one-line error contract, and the one seed
+source every random test draws from.
+
+Seeds: a test that takes the `seed` fixture (or `rng`, a numpy Generator on it; module-scoped fixtures take
+`module_seed`) gets a seed derived from a base seed (TESSERA_TEST_SEED, default 0) and its own node id by a
+stable hash, so a run is reproducible and tests do not share streams. `pytest --seeds N` runs every seeded
+test for base seeds base .. base + N - 1 (ids seed0 .. seedN-1); a failing seeded test prints the line that
+replays it alone: `TESSERA_TEST_SEED=<base + i> pytest '<its node id without seed i>'`.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import subprocess
@@ -10,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 # Compiled kernels are cached across the tests of a run (and across runs on one machine): identical
@@ -51,6 +61,92 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], *phrases: st
         assert phrase in lines[0], lines[0]
 
 
+# --- seeds ------------------------------------------------------------------------------------------------
+
+SEED_ENV = "TESSERA_TEST_SEED"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--seeds", type=int, default=1, metavar="N",
+        help=f"run every seeded test for N seeds: base seeds ${SEED_ENV} (default 0) .. + N - 1",
+    )  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("seeds") < 1:
+        raise pytest.UsageError(f"--seeds {config.getoption('seeds')}: expected at least 1")
+    base_seed()
+
+
+def base_seed() -> int:
+    """TESSERA_TEST_SEED, a non-negative integer; 0 where unset."""
+    text = os.environ.get(SEED_ENV, "0")
+    if not text.isdigit():
+        raise pytest.UsageError(f"{SEED_ENV}={text!r}: expected a non-negative integer")
+    return int(text)
+
+
+def derive_seed(base: int, key: str) -> int:
+    """A 63-bit seed from the base seed and a test's (or module's) id: sha256, not hash(), which Python salts
+    per process."""
+    return int.from_bytes(hashlib.sha256(f"{base}:{key}".encode()).digest()[:8], "little") >> 1
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """--seeds N: every test that depends on `seed_index` (through seed, rng or module_seed) runs N times. The
+    parameter is module-scoped, so that module-scoped fixtures drawn from module_seed are drawn once per seed."""
+    count = metafunc.config.getoption("seeds")
+    if count > 1 and "seed_index" in metafunc.fixturenames:
+        metafunc.parametrize("seed_index", range(count), ids=[f"seed{i}" for i in range(count)], scope="module")
+
+
+@pytest.fixture(scope="module")
+def seed_index() -> int:
+    """Which seed of a --seeds sweep this is (0 without one); overridden by pytest_generate_tests."""
+    return 0
+
+
+def _replay(item: pytest.Item, index: int) -> tuple[int, str]:
+    """The base seed of a seeded test and its node id without the sweep's parameter (its id in a run
+    without --seeds): running that id with TESSERA_TEST_SEED=base replays the test."""
+    nodeid, tag = item.nodeid, f"seed{index}"
+    if item.config.getoption("seeds") > 1:
+        for old, new in ((f"[{tag}]", ""), (f"[{tag}-", "["), (f"-{tag}]", "]"), (f"-{tag}-", "-")):
+            if old in nodeid:
+                nodeid = nodeid.replace(old, new, 1)
+                break
+    return base_seed() + index, nodeid
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest, seed_index: int) -> int:
+    """This test's seed (see the module docstring)."""
+    return derive_seed(*_replay(request.node, seed_index))
+
+
+@pytest.fixture
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(scope="module")
+def module_seed(request: pytest.FixtureRequest, seed_index: int) -> int:
+    """The seed of module-scoped fixtures: from the base seed and the module's node id."""
+    return derive_seed(base_seed() + seed_index, request.node.nodeid)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed seeded test (in setup, call or teardown) ends its report with the line that replays it."""
+    report = yield
+    if report.failed and "seed_index" in getattr(item, "fixturenames", ()):
+        params = getattr(item, "callspec", None)
+        base, nodeid = _replay(item, params.params.get("seed_index", 0) if params else 0)
+        report.sections.append(("seed", f"replay with {SEED_ENV}={base} pytest '{nodeid}'"))
+    return report
+
+
 # --- small random Hugging Face checkpoints (need torch + transformers) -----------------------------
 
 # A tiny NemotronH with every layer kind: vocab 101, hidden 32, 4 heads x 8 (2 kv), Mamba 4 heads x 8,
@@ -86,16 +182,16 @@ def randomize_weights(model: Any) -> None:
 
 def make_hf_checkpoint(
     directory: Path,
+    seed: int,
     pattern: str = "M*-E",
     dtype: str = "float32",
     shard: str | None = None,
     randomize: bool = False,
-    seed: int = 0,
     **overrides: object,
 ) -> Path:
     """Write a random NemotronH checkpoint with transformers' save_pretrained into `directory`.
 
-    dtype: "float32", "bfloat16" or "float16"; shard: save_pretrained's max_shard_size (e.g. "20KB")
+    seed: torch's seed for HF's init and the draws (a test's `seed` fixture); dtype: "float32", "bfloat16" or "float16"; shard: save_pretrained's max_shard_size (e.g. "20KB")
     for a sharded checkpoint with an index; randomize: draw every parameter (A_log, norms, D, dt_bias,
     the router's correction bias included) instead of HF's init, whose near-constant values hide
     mistakes in numerical tests; overrides: NemotronHConfig fields over TINY_HF_CONFIG.

@@ -143,9 +143,9 @@ def test_a_modified_tokenizer_is_refused_before_it_is_read(tiny: Path, tmp_path:
 
 
 @pytest.fixture(scope="module")
-def checkpoint_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoint_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> Path:
     root = tmp_path_factory.mktemp("checkpoint")
-    hf = make_hf_checkpoint(root / "hf", dtype="bfloat16", randomize=True)
+    hf = make_hf_checkpoint(root / "hf", module_seed, dtype="bfloat16", randomize=True)
     out = root / "out"
     run_tool("tessera_compile", hf, "--target", "reference", "--max-seq-len", "32", "-o", out, "-q")
     return out

@@ -47,8 +47,8 @@ def assert_nothing_written(tmp_path: Path, *kept: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-def test_sharded_round_trip_is_byte_identical(tmp_path: Path, dtype: str) -> None:
-    hf = make_hf_checkpoint(tmp_path / "hf", dtype=dtype, shard="20KB", randomize=True)
+def test_sharded_round_trip_is_byte_identical(tmp_path: Path, seed: int, dtype: str) -> None:
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, dtype=dtype, shard="20KB", randomize=True)
     assert (hf / "model.safetensors.index.json").is_file() and len(safetensors_files(hf)) > 2
     convert(hf, "-o", tmp_path / "tessera", "--shard-size", "16KiB")
     manifest = read_manifest(tmp_path / "tessera")
@@ -72,15 +72,15 @@ def test_sharded_round_trip_is_byte_identical(tmp_path: Path, dtype: str) -> Non
     ],
     ids=["latent-moe-biases", "mamba-only", "grouped-moe"],
 )
-def test_single_file_round_trip_other_layouts(tmp_path: Path, overrides: dict[str, object]) -> None:
-    hf = make_hf_checkpoint(tmp_path / "hf", randomize=True, **overrides)
+def test_single_file_round_trip_other_layouts(tmp_path: Path, seed: int, overrides: dict[str, object]) -> None:
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, randomize=True, **overrides)
     convert(hf, "-o", tmp_path / "tessera")
     convert("--export", tmp_path / "tessera", "-o", tmp_path / "back")
     assert safetensors_files(tmp_path / "back") == safetensors_files(hf)
 
 
-def test_export_keeps_a_header_written_by_another_writer(tmp_path: Path) -> None:
-    hf = make_hf_checkpoint(tmp_path / "hf", randomize=True)
+def test_export_keeps_a_header_written_by_another_writer(tmp_path: Path, seed: int) -> None:
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, randomize=True)
     # Spaced JSON, tensors listed in reverse: not how the safetensors library writes, still valid.
     _with_header(hf / "model.safetensors", lambda h: None, reverse=True)
     convert(hf, "-o", tmp_path / "tessera")
@@ -88,8 +88,8 @@ def test_export_keeps_a_header_written_by_another_writer(tmp_path: Path) -> None
     assert safetensors_files(tmp_path / "back") == safetensors_files(hf)
 
 
-def test_weights_equal_the_hf_parameters(tmp_path: Path) -> None:
-    hf = make_hf_checkpoint(tmp_path / "hf", dtype="bfloat16", randomize=True)
+def test_weights_equal_the_hf_parameters(tmp_path: Path, seed: int) -> None:
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, dtype="bfloat16", randomize=True)
     convert(hf, "-o", tmp_path / "tessera")
     weights = load_weights(tmp_path / "tessera")
     model = transformers.NemotronHForCausalLM.from_pretrained(hf, dtype=torch.bfloat16)
@@ -112,10 +112,10 @@ def test_weights_equal_the_hf_parameters(tmp_path: Path) -> None:
     assert wide["final_norm.weight"].dtype == np.float64
 
 
-def test_tessera_shards_are_read_by_the_safetensors_library(tmp_path: Path) -> None:
+def test_tessera_shards_are_read_by_the_safetensors_library(tmp_path: Path, seed: int) -> None:
     from safetensors import safe_open
 
-    hf = make_hf_checkpoint(tmp_path / "hf", dtype="bfloat16", randomize=True)
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, dtype="bfloat16", randomize=True)
     convert(hf, "-o", tmp_path / "tessera", "--shard-size", "10KB")
     weights = load_weights(tmp_path / "tessera")
     seen = set()
@@ -128,10 +128,10 @@ def test_tessera_shards_are_read_by_the_safetensors_library(tmp_path: Path) -> N
     assert seen == set(weights)
 
 
-def test_model_prefix_and_mtp_tensors_are_left_out(tmp_path: Path) -> None:
+def test_model_prefix_and_mtp_tensors_are_left_out(tmp_path: Path, seed: int) -> None:
     from safetensors.numpy import load_file, save_file
 
-    hf = make_hf_checkpoint(tmp_path / "hf", randomize=True)
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, randomize=True)
     original = load_file(str(hf / "model.safetensors"))
     renamed = {k.replace("backbone.", "model.", 1): v for k, v in original.items()}
     save_file({**renamed, "mtp.layers.0.norm.weight": np.ones(32, np.float32)}, str(hf / "model.safetensors"))
@@ -146,10 +146,10 @@ def test_model_prefix_and_mtp_tensors_are_left_out(tmp_path: Path) -> None:
         assert back[name].tobytes() == value.tobytes(), name
 
 
-def test_sharded_checkpoint_with_an_mtp_file_exports_a_consistent_index(tmp_path: Path) -> None:
+def test_sharded_checkpoint_with_an_mtp_file_exports_a_consistent_index(tmp_path: Path, seed: int) -> None:
     from safetensors.numpy import save_file
 
-    hf = make_hf_checkpoint(tmp_path / "hf", shard="20KB")
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, shard="20KB")
     index_path = hf / "model.safetensors.index.json"
     original_index = index_path.read_bytes()
     index = json.loads(original_index)
@@ -163,10 +163,10 @@ def test_sharded_checkpoint_with_an_mtp_file_exports_a_consistent_index(tmp_path
     assert (tmp_path / "back" / "model.safetensors.index.json").read_bytes() == original_index
 
 
-def test_tied_embeddings_without_a_stored_lm_head(tmp_path: Path) -> None:
+def test_tied_embeddings_without_a_stored_lm_head(tmp_path: Path, seed: int) -> None:
     from safetensors.numpy import load_file, save_file
 
-    hf = make_hf_checkpoint(tmp_path / "hf", tie_word_embeddings=True, randomize=True)
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, tie_word_embeddings=True, randomize=True)
     tensors = load_file(str(hf / "model.safetensors"))
     del tensors["lm_head.weight"]  # as a checkpoint that relies on tying stores it
     save_file(tensors, str(hf / "model.safetensors"), metadata={"format": "pt"})
@@ -207,13 +207,13 @@ def test_param_count_equals_hf(pattern: str) -> None:
     assert param_count(ours) == sum(p.numel() for p in model.parameters())
 
 
-def test_random_weights_are_initialised_like_hf() -> None:
+def test_random_weights_are_initialised_like_hf(seed: int) -> None:
     config = config_from_dict({**TINY_HF_CONFIG, "hidden_size": 256, "vocab_size": 400}, "test", strict=False)
-    weights = random_weights(config, seed=3)
+    weights = random_weights(config, seed=seed)
     assert {s.name: s.shape for s in model_tensors(config)} == {k: v.shape for k, v in weights.items()}
     assert all(w.dtype == np.float32 and np.isfinite(w).all() for w in weights.values())
-    np.testing.assert_array_equal(weights["embedding.weight"], random_weights(config, seed=3)["embedding.weight"])
-    assert not np.array_equal(weights["embedding.weight"], random_weights(config, seed=4)["embedding.weight"])
+    np.testing.assert_array_equal(weights["embedding.weight"], random_weights(config, seed=seed)["embedding.weight"])
+    assert not np.array_equal(weights["embedding.weight"], random_weights(config, seed=seed + 1)["embedding.weight"])
     assert abs(float(weights["embedding.weight"].std()) - 0.02) < 0.002
     assert abs(float(weights["layers.3.moe.router.weight"].std()) - 0.02) < 0.004
     mixer = "layers.0.mamba2_mixer"
@@ -234,8 +234,8 @@ def test_random_weights_are_initialised_like_hf() -> None:
 
 
 @pytest.fixture
-def hf(tmp_path: Path) -> Path:
-    return make_hf_checkpoint(tmp_path / "hf")
+def hf(tmp_path: Path, seed: int) -> Path:
+    return make_hf_checkpoint(tmp_path / "hf", seed)
 
 
 def _rewrite(path: Path, change) -> None:  # type: ignore[no-untyped-def]
@@ -332,8 +332,8 @@ def test_experts_of_mixed_dtypes(hf: Path, tmp_path: Path) -> None:
     assert_one_line_error(convert(hf, "-o", tmp_path / "out", ok=False), "experts.up_proj", "mix dtypes")
 
 
-def test_index_naming_the_wrong_file(tmp_path: Path) -> None:
-    hf = make_hf_checkpoint(tmp_path / "hf", shard="20KB")
+def test_index_naming_the_wrong_file(tmp_path: Path, seed: int) -> None:
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, shard="20KB")
     index = json.loads((hf / "model.safetensors.index.json").read_text())
     files = sorted(set(index["weight_map"].values()))
     name = next(k for k, v in index["weight_map"].items() if v == files[0])

@@ -198,12 +198,12 @@ def fake_rocm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_hip_driver_against_fake_runtime(fake_rocm: Path) -> None:
+def test_hip_driver_against_fake_runtime(fake_rocm: Path, rng: np.random.Generator) -> None:
     driver = open_driver("hip")
     assert driver.name == "hip"
     assert driver.device_name() == "Fake gfx942"
     kernel = driver.load_module(b"\x7fELF fake code object").function("add_scalar")
-    data = np.random.default_rng().standard_normal(1000).astype(np.float32)
+    data = rng.standard_normal(1000).astype(np.float32)
     buffer = driver.alloc(data.nbytes)
     driver.upload(buffer, data)
     driver.launch(kernel, (4, 1, 1), (256, 1, 1), 0, [buffer, KernelScalar(data.size, "i32"), KernelScalar(2.5, "f32")])

@@ -116,9 +116,8 @@ def test_import_tessera_does_not_import_xdsl() -> None:
 
 
 @pytest.mark.parametrize("example", sorted((ROOT / "graph_examples").glob("*.mlir")), ids=lambda p: p.stem)
-def test_graph_examples_run(example: Path) -> None:
+def test_graph_examples_run(rng: np.random.Generator, example: Path) -> None:
     module = parse_module(example.read_text(), str(example))
-    rng = np.random.default_rng(0)
     weights = {}
     for op in module.walk():
         if isinstance(op, graph.WeightOp):

@@ -52,11 +52,11 @@ PROMPT = [5, 7, 9, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43]  # 13 tokens: not a m
 NEW_TOKENS = 16
 
 
-def make_checkpoint(path: Path, dtype: str = "float32", **overrides: object) -> Path:
+def make_checkpoint(path: Path, seed: int, dtype: str = "float32", **overrides: object) -> Path:
     """A random NemotronH checkpoint whose every parameter is drawn (not HF's near-constant init)."""
     pattern = str(overrides.pop("hybrid_override_pattern", "M*-E"))
     overrides.setdefault("routed_scaling_factor", 2.5)
-    return make_hf_checkpoint(path, pattern, dtype, randomize=True, **overrides)
+    return make_hf_checkpoint(path, seed, pattern, dtype, randomize=True, **overrides)
 
 
 def hf_reference(path: Path, prompt: list[int], uses_cache: bool) -> tuple[np.ndarray, list[int]]:
@@ -66,7 +66,9 @@ def hf_reference(path: Path, prompt: list[int], uses_cache: bool) -> tuple[np.nd
         logits = model(ids, use_cache=False).logits[0].numpy()
         if uses_cache:
             # eos_token_id=None: HF must not stop at (or be steered away from) the eos token; Tessera does not either.
-            out = model.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None, pad_token_id=0)
+            # The explicit mask: without one generate masks every prompt token equal to pad_token_id (0).
+            out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS,
+                                 do_sample=False, eos_token_id=None, pad_token_id=0)  # fmt: skip
             tokens = out[0, len(prompt) :].tolist()
         else:
             # HF's cache needs an attention layer; greedy by recomputing the whole sequence instead.
@@ -117,9 +119,9 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_matches_hf(case: str, target: str, tmp_path: Path) -> None:
+def test_matches_hf(seed: int, case: str, target: str, tmp_path: Path) -> None:
     overrides = CASES[case]
-    checkpoint = make_checkpoint(tmp_path / "hf", **overrides)
+    checkpoint = make_checkpoint(tmp_path / "hf", seed, **overrides)
     expected_logits, expected_tokens = hf_reference(
         checkpoint, PROMPT, "*" in str(overrides["hybrid_override_pattern"])
     )
@@ -130,9 +132,9 @@ def test_matches_hf(case: str, target: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("length", [1, 8, 21])
-def test_prompt_lengths(length: int, target: str, tmp_path: Path) -> None:
-    checkpoint = make_checkpoint(tmp_path / "hf", hybrid_override_pattern="M*ME")
-    prompt = [int(t) for t in np.random.default_rng(length).integers(0, 101, size=length)]
+def test_prompt_lengths(rng: np.random.Generator, seed: int, length: int, target: str, tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(tmp_path / "hf", seed, hybrid_override_pattern="M*ME")
+    prompt = [int(t) for t in rng.integers(0, 101, size=length)]
     expected_logits, expected_tokens = hf_reference(checkpoint, prompt, uses_cache=True)
     logits, tokens = tessera(tmp_path / "out", prompt, checkpoint, tmp_path, target)
     assert relative_error(logits, expected_logits) <= 1e-4
@@ -140,9 +142,9 @@ def test_prompt_lengths(length: int, target: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("target", TARGETS)
-def test_bf16_checkpoint(target: str, tmp_path: Path) -> None:
+def test_bf16_checkpoint(seed: int, target: str, tmp_path: Path) -> None:
     # Weights stored in bf16 are widened exactly to float32; HF's float32 run of the same bits agrees.
-    checkpoint = make_checkpoint(tmp_path / "hf", dtype="bfloat16", hybrid_override_pattern="M*-E")
+    checkpoint = make_checkpoint(tmp_path / "hf", seed, dtype="bfloat16", hybrid_override_pattern="M*-E")
     expected_logits, expected_tokens = hf_reference(checkpoint, PROMPT, uses_cache=True)
     # The float32 contract: fp32 arithmetic on the widened weights (a bf16 checkpoint defaults to bf16).
     options = ("--precision", "fp32") if target != "reference" else ()
@@ -152,10 +154,10 @@ def test_bf16_checkpoint(target: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t != "reference"])
-def test_bf16_checkpoint_runs_in_bf16_by_default(target: str, tmp_path: Path) -> None:
+def test_bf16_checkpoint_runs_in_bf16_by_default(seed: int, target: str, tmp_path: Path) -> None:
     # bf16 weights and activations, float32 accumulation, against HF's float32 run of the same weights.
     # No MoE layer: a near-tie in the router flipped by rounding moves logits more than rounding does.
-    checkpoint = make_checkpoint(tmp_path / "hf", dtype="bfloat16", hybrid_override_pattern="M*-M")
+    checkpoint = make_checkpoint(tmp_path / "hf", seed, dtype="bfloat16", hybrid_override_pattern="M*-M")
     expected_logits, _ = hf_reference(checkpoint, PROMPT, uses_cache=True)
     logits, _ = tessera(tmp_path / "out", PROMPT, checkpoint, tmp_path, target)
     manifest = json.loads((tmp_path / "out" / "tessera.json").read_text())
@@ -163,10 +165,10 @@ def test_bf16_checkpoint_runs_in_bf16_by_default(target: str, tmp_path: Path) ->
     assert relative_error(logits, expected_logits) <= 2e-2
 
 
-def test_prompt_text_uses_the_checkpoint_tokenizer(tmp_path: Path) -> None:
+def test_prompt_text_uses_the_checkpoint_tokenizer(seed: int, tmp_path: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    checkpoint = make_checkpoint(tmp_path / "hf", hybrid_override_pattern="M*")
+    checkpoint = make_checkpoint(tmp_path / "hf", seed, hybrid_override_pattern="M*")
     vocab = {f"w{i}": i for i in range(101)}
     tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
@@ -182,11 +184,11 @@ def test_prompt_text_uses_the_checkpoint_tokenizer(tmp_path: Path) -> None:
     assert by_text["text"] == " ".join(f"w{t}" for t in by_ids[:4])
 
 
-def test_hub_repo_id_from_the_local_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_repo_id_from_the_local_cache(seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A Hub cache laid out as huggingface_hub writes it; no network here, so the hub is offline.
     cache = tmp_path / "hub"
     snapshot = cache / "models--acme--tiny-nemotron" / "snapshots" / ("a" * 40)
-    make_checkpoint(snapshot, hybrid_override_pattern="M*")
+    make_checkpoint(snapshot, seed, hybrid_override_pattern="M*")
     (cache / "models--acme--tiny-nemotron" / "refs").mkdir()
     (cache / "models--acme--tiny-nemotron" / "refs" / "main").write_text("a" * 40)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))

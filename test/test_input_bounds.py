@@ -314,16 +314,16 @@ def _convert(*args: object, ok: bool = True) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize(("stored", "label"), [("float32", "I32"), ("bfloat16", "I16")])
-def test_convert_refuses_a_float_relabelled_as_integer(tmp_path: Path, stored: str, label: str) -> None:
-    hf = make_hf_checkpoint(tmp_path / "hf", dtype=stored)
+def test_convert_refuses_a_float_relabelled_as_integer(tmp_path: Path, seed: int, stored: str, label: str) -> None:
+    hf = make_hf_checkpoint(tmp_path / "hf", seed, dtype=stored)
     _relabel(hf / "model.safetensors", RELABELLED, label)
     result = _convert(hf, "-o", tmp_path / "out", ok=False)
     assert_one_line_error(result, "model.safetensors", RELABELLED, f"dtype {label}", "not a float dtype")
     assert not (tmp_path / "out").exists()
 
 
-def test_load_refuses_a_float_relabelled_as_integer(tmp_path: Path) -> None:
-    hf = make_hf_checkpoint(tmp_path / "hf")
+def test_load_refuses_a_float_relabelled_as_integer(tmp_path: Path, seed: int) -> None:
+    hf = make_hf_checkpoint(tmp_path / "hf", seed)
     out = tmp_path / "tessera"
     _convert(hf, "-o", out)
     shard = next(out.glob("weights-*.safetensors"))

@@ -190,9 +190,9 @@ def _run_protocol(k_blocks: int, seed: int) -> None:
 
 
 @pytest.mark.parametrize("k_blocks", [1, 2, 3, 4, 7, 80])
-def test_mbarrier_protocol_model(k_blocks: int) -> None:
-    for seed in range(20 if k_blocks < 80 else 3):
-        _run_protocol(k_blocks, seed)
+def test_mbarrier_protocol_model(seed: int, k_blocks: int) -> None:
+    for interleaving in range(20 if k_blocks < 80 else 3):
+        _run_protocol(k_blocks, seed + interleaving)
 
 
 def test_bad_shapes_fail_in_one_line() -> None:

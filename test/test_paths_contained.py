@@ -50,11 +50,11 @@ def edit_json(path: Path, change: Callable[[Any], None]) -> None:
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkpoints(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> Path:
     """A single-file and a sharded tiny HF checkpoint, and the single one converted; tests copy them."""
     base = tmp_path_factory.mktemp("checkpoints")
-    make_hf_checkpoint(base / "single")
-    make_hf_checkpoint(base / "sharded", shard="20KB")
+    make_hf_checkpoint(base / "single", module_seed)
+    make_hf_checkpoint(base / "sharded", module_seed, shard="20KB")
     convert_checkpoint(base / "single", base / "tessera", progress=False)
     return base
 

@@ -30,50 +30,52 @@ def rel(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def executor() -> ReferenceExecutor:
+def executor(module_seed: int) -> ReferenceExecutor:
     config = load_model(TINY).config  # M-M*-ME, chunk 16, groups 2
     # Round-trip through text, as tessera-run reads graph.mlir.
     module = parse_module(str(build_graph(config)), "tiny.mlir")
-    return ReferenceExecutor(module, random_weights(config, seed=1))
+    return ReferenceExecutor(module, random_weights(config, seed=module_seed))
 
 
-PROMPT = [int(t) for t in np.random.default_rng(0).integers(0, 301, size=37)]
+@pytest.fixture
+def prompt(rng: np.random.Generator) -> list[int]:
+    return [int(t) for t in rng.integers(0, 301, size=37)]
 
 
-def test_prefill_then_decode_equals_prefill_of_everything(executor: ReferenceExecutor) -> None:
+def test_prefill_then_decode_equals_prefill_of_everything(executor: ReferenceExecutor, prompt: list[int]) -> None:
     executor.reset()
-    whole = executor.prefill(PROMPT)
+    whole = executor.prefill(prompt)
     executor.reset()
-    logits = [executor.prefill(PROMPT[:30])]
-    logits += [executor.decode(token)[None] for token in PROMPT[30:]]
-    assert executor.state.position == len(PROMPT)
+    logits = [executor.prefill(prompt[:30])]
+    logits += [executor.decode(token)[None] for token in prompt[30:]]
+    assert executor.state.position == len(prompt)
     assert rel(np.concatenate(logits), whole) < 1e-5
 
 
 @pytest.mark.parametrize("split", [1, 15, 16, 17, 31])
-def test_prefill_in_two_pieces_equals_one(executor: ReferenceExecutor, split: int) -> None:
+def test_prefill_in_two_pieces_equals_one(executor: ReferenceExecutor, prompt: list[int], split: int) -> None:
     executor.reset()
-    whole = executor.prefill(PROMPT)
+    whole = executor.prefill(prompt)
     executor.reset()
-    pieces = np.concatenate([executor.prefill(PROMPT[:split]), executor.prefill(PROMPT[split:])])
+    pieces = np.concatenate([executor.prefill(prompt[:split]), executor.prefill(prompt[split:])])
     assert rel(pieces, whole) < 1e-5
 
 
-def test_decode_token_by_token_from_the_start(executor: ReferenceExecutor) -> None:
+def test_decode_token_by_token_from_the_start(executor: ReferenceExecutor, prompt: list[int]) -> None:
     executor.reset()
-    whole = executor.prefill(PROMPT[:12])
+    whole = executor.prefill(prompt[:12])
     executor.reset()
-    steps = np.stack([executor.decode(token) for token in PROMPT[:12]])
+    steps = np.stack([executor.decode(token) for token in prompt[:12]])
     assert rel(steps, whole) < 1e-5
 
 
-def test_saved_state_restores(executor: ReferenceExecutor) -> None:
+def test_saved_state_restores(executor: ReferenceExecutor, prompt: list[int]) -> None:
     executor.reset()
-    executor.prefill(PROMPT[:10])
+    executor.prefill(prompt[:10])
     saved = executor.save_state()
-    first = executor.generate(PROMPT[10:12], 5)
+    first = executor.generate(prompt[10:12], 5)
     executor.restore_state(saved)
-    assert executor.generate(PROMPT[10:12], 5) == first
+    assert executor.generate(prompt[10:12], 5) == first
 
 
 def test_missing_and_misshaped_weights_are_named() -> None:
@@ -89,11 +91,11 @@ def test_missing_and_misshaped_weights_are_named() -> None:
         ReferenceExecutor(module, weights).prefill([1, 2])
 
 
-def test_chunk_size_does_not_change_the_result() -> None:
+def test_chunk_size_does_not_change_the_result(seed: int, prompt: list[int]) -> None:
     config = load_model(TINY).config
-    weights = random_weights(config, seed=2)
+    weights = random_weights(config, seed=seed)
     results = [
-        ReferenceExecutor(build_graph(replace(config, chunk_size=chunk)), weights).prefill(PROMPT)
+        ReferenceExecutor(build_graph(replace(config, chunk_size=chunk)), weights).prefill(prompt)
         for chunk in (1, 5, 16, 64)
     ]
     for result in results[1:]:
@@ -112,7 +114,10 @@ HF_CASES: dict[str, dict[str, Any]] = {
     # time_step_min high enough that HF's prefill clamps many dt values (and its decode step does not).
     "every_kind": dict(hybrid_override_pattern="M*-E", time_step_min=0.05),
     "one_group_mlp_bias": dict(hybrid_override_pattern="MM*-", n_groups=1, num_key_value_heads=1, mlp_bias=True),
-    "no_attention": dict(hybrid_override_pattern="M-ME"),
+    # No attention layer, so HF's greedy steps recompute the sequence (clamping dt) where Tessera decodes (not
+    # clamping): time_step_min so low that no dt reaches it (softplus(raw) < 1e-9 needs raw < -20.7, about 12
+    # standard deviations below the raw dt's mean of -2).
+    "no_attention": dict(hybrid_override_pattern="M-ME", time_step_min=1e-9),
     "grouped_router_mamba_bias": dict(
         hybrid_override_pattern="E*M-", n_routed_experts=8, n_group=4, topk_group=2, num_experts_per_tok=3,
         use_bias=True, use_conv_bias=False, time_step_min=0.05,
@@ -147,12 +152,12 @@ def _random_hf_model(overrides: dict[str, Any], seed: int) -> Any:
 
 
 @pytest.fixture(scope="module")
-def hf_cases(tmp_path_factory: pytest.TempPathFactory) -> dict[str, HFCase]:
+def hf_cases(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> dict[str, HFCase]:
     from tessera.frontend.checkpoint import convert_checkpoint, load_weights
 
     cases = {}
     for index, (name, overrides) in enumerate(sorted(HF_CASES.items())):
-        model = _random_hf_model(overrides, seed=index)
+        model = _random_hf_model(overrides, seed=module_seed + index)
         hf_dir, out_dir = tmp_path_factory.mktemp(f"{name}_hf"), tmp_path_factory.mktemp(f"{name}_tessera")
         model.save_pretrained(hf_dir)
         convert_checkpoint(hf_dir, out_dir / "weights", progress=False)
@@ -171,10 +176,11 @@ def _hf_greedy(case: HFCase, prompt: list[int]) -> tuple[np.ndarray, list[int], 
         prompt_logits = case.model(ids, use_cache=False).logits[0].numpy()
         if case.has_attention:
             # Cached generation: HF's own decode path (single-step Mamba update, KV cache). No eos, so
-            # no logits processor touches the choice.
+            # no logits processor touches the choice. The explicit mask: without one generate masks every
+            # prompt token equal to pad_token_id (0), which Tessera, having no padding, attends to.
             out = case.model.generate(
-                ids, max_new_tokens=NEW_TOKENS, do_sample=False, eos_token_id=None, pad_token_id=0,
-                output_logits=True, return_dict_in_generate=True,
+                ids, attention_mask=torch.ones_like(ids), max_new_tokens=NEW_TOKENS, do_sample=False,
+                eos_token_id=None, pad_token_id=0, output_logits=True, return_dict_in_generate=True,
             )  # fmt: skip
             tokens = out.sequences[0, len(prompt) :].tolist()
             step_logits = torch.cat(out.logits).numpy()
@@ -204,9 +210,9 @@ def _tessera_greedy(executor: ReferenceExecutor, prompt: list[int]) -> tuple[np.
 
 @pytest.mark.parametrize("length", [5, 13, 21])
 @pytest.mark.parametrize("case_name", sorted(HF_CASES))
-def test_matches_hf(hf_cases: dict[str, HFCase], case_name: str, length: int) -> None:
+def test_matches_hf(hf_cases: dict[str, HFCase], rng: np.random.Generator, case_name: str, length: int) -> None:
     case = hf_cases[case_name]
-    prompt = [int(t) for t in np.random.default_rng(length).integers(0, 101, size=length)]
+    prompt = [int(t) for t in rng.integers(0, 101, size=length)]
     hf_prompt, hf_tokens, hf_steps = _hf_greedy(case, prompt)
     prompt_logits, tokens, steps = _tessera_greedy(case.executor, prompt)
     errors = {"prompt": rel(prompt_logits, hf_prompt), "steps": rel(steps, hf_steps)}
@@ -222,12 +228,12 @@ def test_matches_hf(hf_cases: dict[str, HFCase], case_name: str, length: int) ->
     assert rel(pieces, hf_prompt) <= 1e-4
 
 
-def test_moe_routing_is_not_trivial(hf_cases: dict[str, HFCase]) -> None:
+def test_moe_routing_is_not_trivial(hf_cases: dict[str, HFCase], rng: np.random.Generator) -> None:
     """The random router must send different tokens to different experts, or the MoE tests prove little."""
     from tessera.reference.moe import MoEParams, MoEWeights, route
 
     moe = hf_cases["grouped_router_mamba_bias"].model.model.layers[0].mixer
-    hidden = np.random.default_rng(0).standard_normal((21, 32)).astype(np.float32)
+    hidden = rng.standard_normal((256, 32)).astype(np.float32)
     weights = MoEWeights(
         moe.gate.weight.detach().numpy(), moe.gate.e_score_correction_bias.numpy(), moe.experts.up_proj.detach().numpy(),
         moe.experts.down_proj.detach().numpy(), np.empty(0), np.empty(0),
@@ -237,20 +243,45 @@ def test_moe_routing_is_not_trivial(hf_cases: dict[str, HFCase]) -> None:
     assert len({tuple(sorted(row)) for row in experts.tolist()}) >= 5
 
 
-def test_mode_is_chosen_by_the_caller(hf_cases: dict[str, HFCase]) -> None:
-    """A one-token prefill takes the chunked scan (dt clamped, as HF's forward), not the decode step."""
+def _most_clamped_token(model: Any) -> tuple[int, float]:  # a NemotronHForCausalLM whose layer 0 is Mamba
+    """The token whose one-token prefill has the smallest dt in layer 0 (embedding, norm, in_proj's dt columns
+    + dt_bias, softplus), and that dt."""
     import torch
 
-    case = hf_cases["every_kind"]  # time_step_min 0.05: the clamp changes the result
-    token = 17
+    layer = model.model.layers[0]
     with torch.no_grad():
-        hf = case.model(torch.tensor([[token]]), use_cache=False).logits[0].numpy()
+        projected = layer.mixer.in_proj(layer.norm(model.model.embeddings.weight))
+        dt = torch.nn.functional.softplus(projected[:, -layer.mixer.num_heads :] + layer.mixer.dt_bias).amin(dim=1)
+    token = int(dt.argmin())
+    return token, float(dt[token])
+
+
+def test_mode_is_chosen_by_the_caller(hf_cases: dict[str, HFCase]) -> None:
+    """A one-token prefill takes the chunked scan (dt clamped to time_step_min, as HF's forward), a decode step
+    does not: on the token whose dt the clamp at least doubles, each agrees with HF's forward computed its way
+    (the clamp lifted for the decode step) and is nearer that than the other way."""
+    import torch
+
+    case = hf_cases["every_kind"]
+    token, dt = _most_clamped_token(case.model)
+    assert dt <= case.model.config.time_step_min / 2, f"no token's dt is below time_step_min / 2 (least {dt:.3g})"
+    mixers = [layer.mixer for layer in case.model.model.layers if hasattr(layer.mixer, "time_step_limit")]
+    with torch.no_grad():
+        clamped = case.model(torch.tensor([[token]]), use_cache=False).logits[0].numpy()
+        limits = [mixer.time_step_limit for mixer in mixers]
+        for mixer in mixers:
+            mixer.time_step_limit = (0.0, float("inf"))
+        try:
+            free = case.model(torch.tensor([[token]]), use_cache=False).logits[0].numpy()
+        finally:
+            for mixer, limit in zip(mixers, limits, strict=True):
+                mixer.time_step_limit = limit
     case.executor.reset()
     prefilled = case.executor.prefill([token])
     case.executor.reset()
     decoded = case.executor.decode(token)[None]
-    assert rel(prefilled, hf) <= 1e-4
-    assert rel(decoded, hf) > 1e-3
+    assert rel(prefilled, clamped) <= 1e-4 and rel(decoded, free) <= 1e-4
+    assert rel(prefilled, clamped) < rel(prefilled, free) and rel(decoded, free) < rel(decoded, clamped)
 
 
 def test_unknown_op_is_refused_when_built() -> None:

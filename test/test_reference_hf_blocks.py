@@ -46,10 +46,10 @@ def rel(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize("tokens", [5, 8, 21])
-def test_mamba2_mixer_matches_hf(tokens: int) -> None:
+def test_mamba2_mixer_matches_hf(seed: int, tokens: int) -> None:
     config = _config()
     mixer = nemotron_h.NemotronHMamba2Mixer(config, layer_idx=0).eval()
-    _randomize(mixer, tokens)
+    _randomize(mixer, seed)
     x = torch.randn(1, tokens, 32)
     expected = _np(mixer(x)[0])
     weights = Mamba2Weights(
@@ -63,10 +63,10 @@ def test_mamba2_mixer_matches_hf(tokens: int) -> None:
 
 
 @pytest.mark.parametrize(("n_group", "topk_group"), [(1, 1), (4, 2)])
-def test_moe_matches_hf(n_group: int, topk_group: int) -> None:
+def test_moe_matches_hf(seed: int, n_group: int, topk_group: int) -> None:
     config = _config(n_group=n_group, topk_group=topk_group)
     block = nemotron_h.NemotronHMoE(config, layer_idx=1).eval()
-    _randomize(block, n_group)
+    _randomize(block, seed)
     x = torch.randn(13, 32)
     expected = _np(block(x[None])[0])
     weights = MoEWeights(

@@ -1,4 +1,4 @@
-"""The reference kernels against naive definitions, on fresh random inputs."""
+"""The reference kernels against naive definitions, on random inputs drawn from each test's seed."""
 
 from __future__ import annotations
 
@@ -34,8 +34,7 @@ def rel(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 @pytest.mark.parametrize(("tokens", "chunk"), [(1, 4), (7, 4), (8, 4), (13, 8), (30, 128)])
-def test_chunked_ssd_equals_recurrence(tokens: int, chunk: int) -> None:
-    rng = np.random.default_rng(tokens * 100 + chunk)
+def test_chunked_ssd_equals_recurrence(rng: np.random.Generator, tokens: int, chunk: int) -> None:
     x = rng.standard_normal((tokens, H, P))
     dt = rng.uniform(0.01, 0.5, (tokens, H))
     a = -rng.uniform(0.5, 3.0, H)
@@ -65,8 +64,7 @@ def _mamba(rng: np.random.Generator, chunk: int = 4) -> tuple[Mamba2Weights, Mam
 
 
 @pytest.mark.parametrize("split", [1, 3, 4, 9])
-def test_mamba_prefill_in_two_pieces_equals_one(split: int) -> None:
-    rng = np.random.default_rng(split)
+def test_mamba_prefill_in_two_pieces_equals_one(rng: np.random.Generator, split: int) -> None:
     weights, params = _mamba(rng)
     hidden = rng.standard_normal((11, D))
     whole, whole_state = mamba2_prefill(hidden, weights, params, Mamba2State.zeros(params))
@@ -78,8 +76,7 @@ def test_mamba_prefill_in_two_pieces_equals_one(split: int) -> None:
     np.testing.assert_array_equal(state.conv_state, whole_state.conv_state)
 
 
-def test_mamba_decode_steps_equal_prefill() -> None:
-    rng = np.random.default_rng(7)
+def test_mamba_decode_steps_equal_prefill(rng: np.random.Generator) -> None:
     weights, params = _mamba(rng)
     hidden = rng.standard_normal((9, D))
     whole, _ = mamba2_prefill(hidden, weights, params, Mamba2State.zeros(params))
@@ -91,8 +88,7 @@ def test_mamba_decode_steps_equal_prefill() -> None:
     assert rel(np.concatenate(steps), whole) < 1e-6
 
 
-def test_attention_decode_reads_the_cache() -> None:
-    rng = np.random.default_rng(3)
+def test_attention_decode_reads_the_cache(rng: np.random.Generator) -> None:
     params = AttentionParams(num_heads=4, num_kv_heads=2, head_dim=8)
     q, k, v, o = (rng.standard_normal(shape) * 0.3 for shape in [(32, D), (16, D), (16, D), (D, 32)])
     hidden = rng.standard_normal((6, D))

@@ -29,12 +29,11 @@ PIPELINE = ",".join(
 
 
 @pytest.mark.parametrize("cpu", ["baseline", "host"])
-def test_rmsnorm_kernel_runs_as_machine_code(cpu: str, tmp_path: Path) -> None:
+def test_rmsnorm_kernel_runs_as_machine_code(rng: np.random.Generator, cpu: str, tmp_path: Path) -> None:
     llvm_ir = toolchain.mlir_to_llvm_ir(KERNEL.read_text(), PIPELINE)
     assert "define void @rmsnorm(" in llvm_ir
     target = toolchain.X86_64_BASELINE if cpu == "baseline" else toolchain.host_cpu()
     library = KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=target)], tmp_path / "k.so"))
-    rng = np.random.default_rng()
     rows = int(rng.integers(1, 9))
     x = rng.standard_normal((rows, 72)).astype(np.float32)
     weight = rng.standard_normal(72).astype(np.float32)

@@ -21,9 +21,10 @@ TINY = ROOT / "configs" / "nemotron_h_tiny.yaml"  # every layer kind, chunk 16, 
 
 
 @pytest.fixture(scope="module")
-def tiny_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> Path:
     out = tmp_path_factory.mktemp("tiny") / "out"
-    run_tool("tessera_compile", TINY, "--target", "x86", "--max-seq-len", "256", "-o", out, "-q")
+    run_tool("tessera_compile", TINY, "--target", "x86", "--max-seq-len", "256", "--seed", module_seed % 2**31, "-o",
+             out, "-q")  # fmt: skip
     return out
 
 
@@ -47,12 +48,12 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
 
 
-def random_prompt(length: int) -> list[int]:
-    return [int(t) for t in np.random.default_rng().integers(0, 301, size=length)]
+def random_prompt(rng: np.random.Generator, length: int) -> list[int]:
+    return [int(t) for t in rng.integers(0, 301, size=length)]
 
 
-def test_prefill_then_decode_equals_decoding_every_token(tiny_artifact: Path) -> None:
-    prompt, continuation = random_prompt(37), random_prompt(5)  # 37: two chunks of 16 and a tail
+def test_prefill_then_decode_equals_decoding_every_token(tiny_artifact: Path, rng: np.random.Generator) -> None:
+    prompt, continuation = random_prompt(rng, 37), random_prompt(rng, 5)  # 37: two chunks of 16 and a tail
     session = open_session(tiny_artifact)
     logits = [session.prefill(prompt)[-1]] + [session.decode(t) for t in continuation]
     stepwise = open_session(tiny_artifact)
@@ -62,8 +63,10 @@ def test_prefill_then_decode_equals_decoding_every_token(tiny_artifact: Path) ->
 
 
 @pytest.mark.parametrize("split", [1, 7, 16, 23])  # inside a chunk, on a chunk boundary, past one
-def test_prefill_in_two_pieces_equals_prefill_at_once(tiny_artifact: Path, split: int) -> None:
-    prompt = random_prompt(40)
+def test_prefill_in_two_pieces_equals_prefill_at_once(
+    tiny_artifact: Path, rng: np.random.Generator, split: int
+) -> None:
+    prompt = random_prompt(rng, 40)
     whole = open_session(tiny_artifact)
     expected = whole.prefill(prompt)
     pieces = open_session(tiny_artifact)
@@ -80,13 +83,13 @@ def test_prefill_in_two_pieces_equals_prefill_at_once(tiny_artifact: Path, split
 
 @pytest.mark.parametrize("isa", ["generic", "avx512"])
 def test_matches_the_reference_with_each_ahead_of_time_library(
-    tiny_artifact: Path, isa: str, monkeypatch: pytest.MonkeyPatch
+    tiny_artifact: Path, rng: np.random.Generator, isa: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tessera.runtime.cpu_features import AVX512, cpu_flags
 
     if isa == "avx512" and not AVX512 <= cpu_flags():
         pytest.skip("this CPU has no AVX-512: the avx512 library cannot run here")
-    prompt = random_prompt(21)
+    prompt = random_prompt(rng, 21)
     monkeypatch.setenv("TESSERA_ISA", isa)
     aot = open_session(tiny_artifact, kernels="aot")
     assert aot.kernels.how.startswith(f"aot {isa} (no AMX GEMMs: ")
@@ -131,19 +134,20 @@ def without_moe(tmp_path: Path) -> Path:
     return dense
 
 
-def compile_tiny(model: Path, out: Path, *options: str) -> Path:
-    run_tool("tessera_compile", model, "--target", "x86", "--max-seq-len", "256", *options, "-o", out, "-q")
+def compile_tiny(model: Path, out: Path, seed: int, *options: str) -> Path:
+    run_tool("tessera_compile", model, "--target", "x86", "--max-seq-len", "256", "--seed", seed % 2**31, *options,
+             "-o", out, "-q")  # fmt: skip
     return out
 
 
-def test_bf16_ssm_state_halves_the_state_and_stays_close(tmp_path: Path) -> None:
+def test_bf16_ssm_state_halves_the_state_and_stays_close(tmp_path: Path, seed: int, rng: np.random.Generator) -> None:
     dense = without_moe(tmp_path)
-    exact_out = compile_tiny(dense, tmp_path / "f32_state")
-    out = compile_tiny(dense, tmp_path / "bf16_state", "--ssm-state-dtype", "bfloat16")
+    exact_out = compile_tiny(dense, tmp_path / "f32_state", seed)
+    out = compile_tiny(dense, tmp_path / "bf16_state", seed, "--ssm-state-dtype", "bfloat16")
     full = json.loads((exact_out / "tessera.json").read_text())["targets"]["x86"]
     half = json.loads((out / "tessera.json").read_text())["targets"]["x86"]
     assert half["state_bytes"] == full["state_bytes"] - 3 * 8 * 8 * 16 * 2  # 3 Mamba layers, half of 8x8x16 floats
-    prompt, continuation = random_prompt(30), random_prompt(4)
+    prompt, continuation = random_prompt(rng, 30), random_prompt(rng, 4)
     exact, rounded = open_session(exact_out), open_session(out)
     assert rounded.states["layers.0.ssm_state"].dtype == np.uint16
     assert relative_error(rounded.prefill(prompt), exact.prefill(prompt)) <= 2e-2
@@ -151,14 +155,14 @@ def test_bf16_ssm_state_halves_the_state_and_stays_close(tmp_path: Path) -> None
         assert relative_error(rounded.decode(token), exact.decode(token)) <= 2e-2
 
 
-def test_bf16_kv_cache_halves_the_cache_and_stays_close(tmp_path: Path) -> None:
+def test_bf16_kv_cache_halves_the_cache_and_stays_close(tmp_path: Path, seed: int, rng: np.random.Generator) -> None:
     dense = without_moe(tmp_path)
-    exact_out = compile_tiny(dense, tmp_path / "f32_cache")
-    out = compile_tiny(dense, tmp_path / "bf16_cache", "--kv-cache-dtype", "bfloat16")
+    exact_out = compile_tiny(dense, tmp_path / "f32_cache", seed)
+    out = compile_tiny(dense, tmp_path / "bf16_cache", seed, "--kv-cache-dtype", "bfloat16")
     full = json.loads((exact_out / "tessera.json").read_text())["targets"]["x86"]
     half = json.loads((out / "tessera.json").read_text())["targets"]["x86"]
     assert half["kv_cache_bytes"] * 2 == full["kv_cache_bytes"]
-    prompt, continuation = random_prompt(30), random_prompt(4)
+    prompt, continuation = random_prompt(rng, 30), random_prompt(rng, 4)
     exact, rounded = open_session(exact_out), open_session(out)
     assert rounded.states["layers.3.k_cache"].dtype == np.uint16
     assert relative_error(rounded.prefill(prompt), exact.prefill(prompt)) <= 2e-2
@@ -166,11 +170,14 @@ def test_bf16_kv_cache_halves_the_cache_and_stays_close(tmp_path: Path) -> None:
         assert relative_error(rounded.decode(token), exact.decode(token)) <= 2e-2
 
 
-def test_bf16_precision_stays_close_to_fp32(tmp_path: Path) -> None:
+def test_bf16_precision_stays_close_to_fp32(tmp_path: Path, seed: int, rng: np.random.Generator) -> None:
     dense = without_moe(tmp_path)
-    exact, out = compile_tiny(dense, tmp_path / "fp32"), compile_tiny(dense, tmp_path / "bf16", "--precision", "bf16")
+    exact, out = (
+        compile_tiny(dense, tmp_path / "fp32", seed),
+        compile_tiny(dense, tmp_path / "bf16", seed, "--precision", "bf16"),
+    )
     assert json.loads((out / "tessera.json").read_text())["targets"]["x86"]["precision"] == "bf16"
-    prompt = random_prompt(25)
+    prompt = random_prompt(rng, 25)
     assert relative_error(open_session(out).prefill(prompt), open_session(exact).prefill(prompt)) <= 2e-2
 
 

@@ -450,10 +450,11 @@ def write_tokenizer(path: Path) -> Path:
 @functools.cache
 def hf_checkpoint() -> Path:
     """A random single-file HF checkpoint of the tiny model, with a tokenizer.json."""
-    from conftest import make_hf_checkpoint
+    from conftest import base_seed, derive_seed, make_hf_checkpoint
 
     fields_ = tiny_hf_fields()
-    path = make_hf_checkpoint(session_dir() / "hf", fields_.pop("hybrid_override_pattern"), **fields_)
+    seed = derive_seed(base_seed(), "hostile/hf")
+    path = make_hf_checkpoint(session_dir() / "hf", seed, fields_.pop("hybrid_override_pattern"), **fields_)
     write_tokenizer(path / "tokenizer.json")
     return path
 
@@ -461,11 +462,12 @@ def hf_checkpoint() -> Path:
 @functools.cache
 def hf_sharded() -> Path:
     """The same model saved in several shards with a model.safetensors.index.json."""
-    from conftest import make_hf_checkpoint
+    from conftest import base_seed, derive_seed, make_hf_checkpoint
 
     fields_ = tiny_hf_fields()
+    seed = derive_seed(base_seed(), "hostile/hf")  # the same model as hf_checkpoint(), in shards
     return make_hf_checkpoint(
-        session_dir() / "hf_sharded", fields_.pop("hybrid_override_pattern"), shard="300KB", **fields_
+        session_dir() / "hf_sharded", seed, fields_.pop("hybrid_override_pattern"), shard="300KB", **fields_
     )
 
 

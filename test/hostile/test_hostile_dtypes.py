@@ -40,11 +40,12 @@ def box(tmp_path: Path) -> Box:
 
 @functools.cache
 def bf16_checkpoint() -> Path:
-    from conftest import make_hf_checkpoint
+    from conftest import base_seed, derive_seed, make_hf_checkpoint
 
     fields = tiny_hf_fields()
+    seed = derive_seed(base_seed(), "hostile/hf_bf16")
     return make_hf_checkpoint(
-        session_dir() / "hf_bf16", fields.pop("hybrid_override_pattern"), dtype="bfloat16", **fields
+        session_dir() / "hf_bf16", seed, fields.pop("hybrid_override_pattern"), dtype="bfloat16", **fields
     )
 
 

@@ -2,7 +2,7 @@
 
 This machine has no AMX, so the numbers come from the same kernel text with the four tile operations
 emulated (amx.EMULATED_TILES), built for this CPU and run against float64 references on bf16-rounded
-operands; inputs are fresh random draws on every run.
+operands; inputs are random draws from each test's seed (conftest).
 """
 
 from __future__ import annotations
@@ -133,8 +133,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
     return KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=toolchain.host_cpu())], path))
 
 
-def make_case(spec: GemmSpec, rows: int) -> Case:
-    rng = np.random.default_rng()
+def make_case(spec: GemmSpec, rows: int, rng: np.random.Generator) -> Case:
     x = rng.standard_normal((rows, spec.k), dtype=np.float32)
     x_bits = bf16_bits(x)
     x_arg = x_bits if spec.x_dtype == "bf16" else x
@@ -146,27 +145,27 @@ def make_case(spec: GemmSpec, rows: int) -> Case:
 
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("name", SPECS)
-def test_emulated_matches_float64(library: KernelLibrary, name: str, rows: int) -> None:
+def test_emulated_matches_float64(library: KernelLibrary, rng: np.random.Generator, name: str, rows: int) -> None:
     spec = SPECS[name]
-    case = make_case(spec, rows)
+    case = make_case(spec, rows, rng)
     library.kernel(f"{name}__amx")(*case.args, case.y, 0, _panels(spec))
     assert_close(case.y, case.expected)
 
 
 @pytest.mark.parametrize("nr", [NR, 16])
 @pytest.mark.parametrize("name", ["odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias"])
-def test_panel_ranges_split_the_work(library: KernelLibrary, name: str, nr: int) -> None:
+def test_panel_ranges_split_the_work(library: KernelLibrary, rng: np.random.Generator, name: str, nr: int) -> None:
     """Calls on ranges that cover [0, P) (one of them maybe empty) give exactly the one call's y; each
     writes its own columns only."""
     spec = SPECS[name]
     panels = _panels(spec, nr)
     assert panels >= 2
     kernel = library.kernel(f"{name}__amx" if nr == NR else f"{name}_nr16__amx")
-    case = make_case(spec, 37)
+    case = make_case(spec, 37, rng)
     whole = case.y.copy()
     kernel(*case.args, whole, 0, panels)
     assert_close(whole, case.expected)
-    cuts = sorted(int(c) for c in np.random.default_rng().integers(0, panels + 1, 2))
+    cuts = sorted(int(c) for c in rng.integers(0, panels + 1, 2))
     ranges = [(0, cuts[0]), (cuts[0], cuts[1]), (cuts[1], panels)]
     y = case.y.copy()
     for begin, end in reversed(ranges):
@@ -179,9 +178,11 @@ def test_panel_ranges_split_the_work(library: KernelLibrary, name: str, nr: int)
 
 
 @pytest.mark.parametrize("name", ["odd_store", "xy16_store_bias"])
-def test_empty_or_past_the_end_range_writes_nothing(library: KernelLibrary, name: str) -> None:
+def test_empty_or_past_the_end_range_writes_nothing(
+    library: KernelLibrary, rng: np.random.Generator, name: str
+) -> None:
     spec = SPECS[name]
-    case = make_case(spec, 5)
+    case = make_case(spec, 5, rng)
     initial = case.y.copy()
     kernel = library.kernel(f"{name}__amx")
     for begin, end in ((2, 2), (3, 1), (_panels(spec), _panels(spec) + 3)):
@@ -189,11 +190,10 @@ def test_empty_or_past_the_end_range_writes_nothing(library: KernelLibrary, name
     np.testing.assert_array_equal(case.y, initial)
 
 
-def test_emulated_tdpbf16ps_follows_the_sdm(tmp_path: Path) -> None:
+def test_emulated_tdpbf16ps_follows_the_sdm(tmp_path: Path, rng: np.random.Generator) -> None:
     """One 16x16 C tile over two K blocks (x and W bf16, so y = C exactly) equals, bit for bit, Intel's SDM
     order: per instruction, even and odd products summed apart from zero, then C += even + odd."""
     spec = GemmSpec(16, 64, "store", x_dtype="bf16")
-    rng = np.random.default_rng()
     x = bf16_bits(rng.standard_normal((16, 64), dtype=np.float32))
     weight = bf16_bits(rng.standard_normal((16, 64), dtype=np.float32))
     text = amx.emit_gemm_amx("one", spec, 16, amx.EMULATED_TILES)
@@ -215,10 +215,10 @@ def test_emulated_tdpbf16ps_follows_the_sdm(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
-def test_pack_weight_amx_layout(dtype: str) -> None:
+def test_pack_weight_amx_layout(rng: np.random.Generator, dtype: str) -> None:
     """packed[p, r, 2j + t] = bf16(W[16p + j, 32 (r // 16) + 2 (r % 16) + t]), zero past N and K."""
     spec = GemmSpec(70, 45, "store")
-    weight = np.random.default_rng().standard_normal((70, 45), dtype=np.float32)
+    weight = rng.standard_normal((70, 45), dtype=np.float32)
     given = bf16_bits(weight) if dtype == "bf16" else weight
     packed = amx.pack_weight_amx(given, spec)
     assert packed.shape == amx.amx_weight_shape(spec) == (5, 32, 32)

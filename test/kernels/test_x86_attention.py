@@ -1,5 +1,5 @@
 """The x86 attention kernels (lowering/x86/attention.py) built to machine code and run against a float64
-numpy reference of HF NemotronHAttention's core (no RoPE, causal, GQA, scale head_dim**-0.5) on fresh random
+numpy reference of HF NemotronHAttention's core (no RoPE, causal, GQA, scale head_dim**-0.5) on random
 inputs: prefill at several cache offsets, decode after prefill, head ranges split across calls and threads,
 bf16 caches, odd dimensions and tile sizes, and a build for the x86-64 baseline."""
 
@@ -174,8 +174,8 @@ def kernels_for(library: KernelLibrary, key: str, dtype: str = "f32") -> Kernels
 
 @pytest.mark.parametrize("key", DIMS)
 @pytest.mark.parametrize(("tokens", "past"), CASES)
-def test_prefill_matches_reference(library: KernelLibrary, key: str, tokens: int, past: int) -> None:
-    rng = np.random.default_rng()
+def test_prefill_matches_reference(library: KernelLibrary, rng: np.random.Generator, key: str, tokens: int,
+                                   past: int) -> None:  # fmt: skip
     kernels = kernels_for(library, key)
     d = kernels.dims
     cache = Cache.empty(d)
@@ -188,8 +188,8 @@ def test_prefill_matches_reference(library: KernelLibrary, key: str, tokens: int
     assert relative_error(out, reference(qkv, cache.k, cache.v, d, past)) <= TOLERANCE
 
 
-def _prefill_then_decode(kernels: Kernels, dtype: str, splits: tuple[int, ...], prompt: int, steps: int) -> None:
-    rng = np.random.default_rng()
+def _prefill_then_decode(rng: np.random.Generator, kernels: Kernels, dtype: str, splits: tuple[int, ...], prompt: int,
+                         steps: int) -> None:  # fmt: skip
     d = kernels.dims
     cache = Cache.empty(d, dtype)
     position = 0
@@ -206,23 +206,24 @@ def _prefill_then_decode(kernels: Kernels, dtype: str, splits: tuple[int, ...], 
 
 
 @pytest.mark.parametrize("key", DIMS)
-def test_decode_after_prefill_with_split_head_ranges(library: KernelLibrary, key: str) -> None:
+def test_decode_after_prefill_with_split_head_ranges(
+    library: KernelLibrary, rng: np.random.Generator, key: str
+) -> None:
     d = DIMS[key]
     # one cut inside a kv group where groups have more than one head, one on a group boundary
     splits = tuple(sorted({d.num_heads // 2 + (1 if d.group > 1 else 0), d.group})) if d.num_heads > 1 else ()
-    _prefill_then_decode(kernels_for(library, key), "f32", splits, prompt=37, steps=4)
-    _prefill_then_decode(kernels_for(library, key), "f32", (), prompt=1, steps=3)  # decode from an empty cache
+    _prefill_then_decode(rng, kernels_for(library, key), "f32", splits, prompt=37, steps=4)
+    _prefill_then_decode(rng, kernels_for(library, key), "f32", (), prompt=1, steps=3)  # decode from an empty cache
 
 
 @pytest.mark.parametrize("key", BF16_DIMS)
-def test_bf16_cache(library: KernelLibrary, key: str) -> None:
-    _prefill_then_decode(kernels_for(library, key, "bf16"), "bf16", (1,), prompt=70, steps=3)
+def test_bf16_cache(library: KernelLibrary, rng: np.random.Generator, key: str) -> None:
+    _prefill_then_decode(rng, kernels_for(library, key, "bf16"), "bf16", (1,), prompt=70, steps=3)
 
 
-def _check_bf16_output(library: KernelLibrary, key: str, dtype: str) -> None:
+def _check_bf16_output(rng: np.random.Generator, library: KernelLibrary, key: str, dtype: str) -> None:
     """out_dtype="bf16" over a prefill and decode steps (odd token counts, head ranges split inside a kv group and
     on a group boundary): the f32-output kernel's result rounded to nearest even, within one bf16 ulp."""
-    rng = np.random.default_rng()
     kernels = kernels_for(library, key, dtype)
     d = kernels.dims
     attend_bf16 = library.kernel(f"attention_{kernels.suffix}_out_bf16")
@@ -250,12 +251,11 @@ def _check_bf16_output(library: KernelLibrary, key: str, dtype: str) -> None:
 @pytest.mark.parametrize(
     ("key", "dtype"), [("kv1_d10", "f32"), ("odd_tiles_d72", "f32"), ("d33_bk40", "f32"), ("kv1_d10", "bf16")]
 )
-def test_bf16_output(library: KernelLibrary, key: str, dtype: str) -> None:
-    _check_bf16_output(library, key, dtype)
+def test_bf16_output(library: KernelLibrary, rng: np.random.Generator, key: str, dtype: str) -> None:
+    _check_bf16_output(rng, library, key, dtype)
 
 
-def test_ranges_write_only_their_heads(library: KernelLibrary) -> None:
-    rng = np.random.default_rng()
+def test_ranges_write_only_their_heads(library: KernelLibrary, rng: np.random.Generator) -> None:
     kernels = kernels_for(library, "gqa4_d16")
     d = kernels.dims
     cache = Cache.empty(d)
@@ -275,9 +275,8 @@ def test_ranges_write_only_their_heads(library: KernelLibrary) -> None:
     assert relative_error(heads[:, written], expected[:, written]) <= TOLERANCE
 
 
-def test_two_threads_on_disjoint_ranges(library: KernelLibrary) -> None:
+def test_two_threads_on_disjoint_ranges(library: KernelLibrary, rng: np.random.Generator) -> None:
     """The runtime's split: two threads call one kernel at once (ctypes releases the GIL)."""
-    rng = np.random.default_rng()
     kernels = kernels_for(library, "gqa4_d128")
     d = kernels.dims
     cache = Cache.empty(d)
@@ -292,13 +291,13 @@ def test_two_threads_on_disjoint_ranges(library: KernelLibrary) -> None:
 
 
 @pytest.mark.parametrize(("key", "dtype"), [("kv1_d10", "f32"), ("kv1_d10", "bf16"), ("gqa4_d128", "f32")])
-def test_baseline_x86_64_build(baseline_library: KernelLibrary, key: str, dtype: str) -> None:
+def test_baseline_x86_64_build(baseline_library: KernelLibrary, rng: np.random.Generator, key: str, dtype: str) -> None:
     kernels = kernels_for(baseline_library, key, dtype)
-    _prefill_then_decode(kernels, dtype, (1,), prompt=67, steps=2)
+    _prefill_then_decode(rng, kernels, dtype, (1,), prompt=67, steps=2)
 
 
-def test_baseline_x86_64_bf16_output(baseline_library: KernelLibrary) -> None:
-    _check_bf16_output(baseline_library, "kv1_d10", "f32")
+def test_baseline_x86_64_bf16_output(baseline_library: KernelLibrary, rng: np.random.Generator) -> None:
+    _check_bf16_output(rng, baseline_library, "kv1_d10", "f32")
 
 
 def test_footprint() -> None:
@@ -357,10 +356,10 @@ def _torch_heads(x: np.ndarray) -> Any:
     return torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2)))[None]
 
 
-def _bench_prefill(pool: ThreadPoolExecutor, kernels: Kernels, tokens: int) -> str:
+def _bench_prefill(rng: np.random.Generator, pool: ThreadPoolExecutor, kernels: Kernels, tokens: int) -> str:
     import torch
 
-    d, rng = kernels.dims, np.random.default_rng()
+    d = kernels.dims
     cache, qkv = Cache.empty(d), draw_qkv(rng, d, tokens)
     out = np.empty((tokens, d.out_cols), np.float32)
     kernels.append(qkv, cache.k, cache.v, 0, 0, d.num_kv_heads)
@@ -372,10 +371,10 @@ def _bench_prefill(pool: ThreadPoolExecutor, kernels: Kernels, tokens: int) -> s
     return f"prefill T={tokens}: tessera {ours:.2f} ms (half the heads on 1 thread {one:.2f}), torch {_best_ms(sdpa, 10):.2f} ms"  # fmt: skip
 
 
-def _bench_decode(pool: ThreadPoolExecutor, kernels: Kernels, dtype: str, past: int) -> str:
+def _bench_decode(rng: np.random.Generator, pool: ThreadPoolExecutor, kernels: Kernels, dtype: str, past: int) -> str:
     import torch
 
-    d, rng = kernels.dims, np.random.default_rng()
+    d = kernels.dims
     cache = Cache.empty(d, dtype)
     cache.fill(rng, past)
     qkv, out = draw_qkv(rng, d, 1), np.empty((1, d.out_cols), np.float32)
@@ -393,7 +392,7 @@ def _bench_decode(pool: ThreadPoolExecutor, kernels: Kernels, dtype: str, past: 
 
 
 @pytest.mark.skipif(not os.environ.get("TESSERA_BENCH"), reason="set TESSERA_BENCH=1 to time the kernels")
-def test_benchmark_against_torch_sdpa(tmp_path: Path) -> None:
+def test_benchmark_against_torch_sdpa(tmp_path: Path, rng: np.random.Generator) -> None:
     """Prefill T=512/2048 and a decode step at past=2048, Hq=8, Hkv=2, D=128, fp32, heads split over 2 threads,
     vs torch SDPA (is_causal, enable_gqa, fp32) on 2 threads. Best of several runs, in ms."""
     torch = pytest.importorskip("torch", reason="the SDPA baseline needs torch (pip install -e '.[test]')")
@@ -401,6 +400,6 @@ def test_benchmark_against_torch_sdpa(tmp_path: Path) -> None:
     d = AttentionDims(8, 2, 128, 4096)
     library = build_library(_module({"bench": d}, ("bench",)), tmp_path / "bench.so")
     with ThreadPoolExecutor(2) as pool:
-        lines = [_bench_prefill(pool, Kernels(d, library, "bench"), tokens) for tokens in (512, 2048)]
-        lines += [_bench_decode(pool, Kernels(d, library, f"bench{suffix}"), dtype, 2048) for dtype, suffix in (("f32", ""), ("bf16", "_bf16"))]  # fmt: skip
+        lines = [_bench_prefill(rng, pool, Kernels(d, library, "bench"), tokens) for tokens in (512, 2048)]
+        lines += [_bench_decode(rng, pool, Kernels(d, library, f"bench{suffix}"), dtype, 2048) for dtype, suffix in (("f32", ""), ("bf16", "_bf16"))]  # fmt: skip
     print("\n" + "\n".join(lines))

@@ -1,6 +1,6 @@
 """The x86 GEMM / GEMV kernels (lowering/x86/gemm.py) built for this CPU and run against float64 numpy.
 
-One library holds every kernel of the module (built once); inputs are fresh random draws on every run.
+One library holds every kernel of the module (built once); inputs are random draws from each test's seed (conftest).
 """
 
 from __future__ import annotations
@@ -67,8 +67,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
     return build_library(text, tmp_path_factory.mktemp("gemm") / "gemm.so")
 
 
-def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int) -> Case:
-    rng = np.random.default_rng()
+def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int, rng: np.random.Generator) -> Case:
     x = x_arg = rng.standard_normal((rows, spec.k), dtype=np.float32)
     if spec.x_dtype == "bf16":  # the kernel sees the rounded activations
         x_arg = bf16_bits(x)
@@ -129,10 +128,10 @@ def assert_close_bf16(bits: np.ndarray, expected: np.ndarray) -> None:
 
 @pytest.mark.parametrize("rows", ROWS)
 @pytest.mark.parametrize("name", ALL_SPECS)
-def test_gemm_matches_float64(library: KernelLibrary, name: str, rows: int) -> None:
+def test_gemm_matches_float64(library: KernelLibrary, rng: np.random.Generator, name: str, rows: int) -> None:
     spec = ALL_SPECS[name]
     tiles = gemm.choose_tiles(spec)
-    case = make_case(spec, tiles, rows)
+    case = make_case(spec, tiles, rows, rng)
     library.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
     assert_close(case.y, case.expected)
 
@@ -141,10 +140,10 @@ def test_gemm_matches_float64(library: KernelLibrary, name: str, rows: int) -> N
 @pytest.mark.parametrize(
     "name", ["blocked_accumulate", "blocked_relu2_bf16", "odd_store", "x16_w16_blocked_accumulate", "y16_w16_long_k"]
 )
-def test_gemm_many_rows(library: KernelLibrary, name: str, rows: int) -> None:
+def test_gemm_many_rows(library: KernelLibrary, rng: np.random.Generator, name: str, rows: int) -> None:
     spec = ALL_SPECS[name]
     tiles = gemm.choose_tiles(spec)
-    case = make_case(spec, tiles, rows)
+    case = make_case(spec, tiles, rows, rng)
     library.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
     assert_close(case.y, case.expected)
 
@@ -153,14 +152,14 @@ def test_gemm_many_rows(library: KernelLibrary, name: str, rows: int) -> None:
     "name",
     ["odd_store", "blocked_accumulate", "blocked_relu2_bf16", "x16_w16_blocked_accumulate", "xy16_w16_odd_relu2"],
 )
-def test_panel_ranges_split_the_work(library: KernelLibrary, name: str) -> None:
+def test_panel_ranges_split_the_work(library: KernelLibrary, rng: np.random.Generator, name: str) -> None:
     """Two calls on [0, p) and [p, P) give the full result; each writes its own columns only."""
     spec = ALL_SPECS[name]
     tiles = gemm.choose_tiles(spec)
     panels = gemm.panel_count(spec, tiles)
     assert panels >= 2
-    split = int(np.random.default_rng().integers(1, panels))
-    case = make_case(spec, tiles, 37)
+    split = int(rng.integers(1, panels))
+    case = make_case(spec, tiles, 37, rng)
     kernel = library.kernel(name)
     initial = case.y.copy()
     kernel(*case.args, case.y, split, panels)
@@ -172,15 +171,15 @@ def test_panel_ranges_split_the_work(library: KernelLibrary, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["odd_store", "xy16_w16_odd_relu2"])
-def test_empty_panel_range_writes_nothing(library: KernelLibrary, name: str) -> None:
+def test_empty_panel_range_writes_nothing(library: KernelLibrary, rng: np.random.Generator, name: str) -> None:
     spec = ALL_SPECS[name]
-    case = make_case(spec, gemm.choose_tiles(spec), 3)
+    case = make_case(spec, gemm.choose_tiles(spec), 3, rng)
     initial = case.y.copy()
     library.kernel(name)(*case.args, case.y, 2, 2)
     np.testing.assert_array_equal(case.y, initial)
 
 
-def test_baseline_x86_64_build(tmp_path: Path) -> None:
+def test_baseline_x86_64_build(tmp_path: Path, rng: np.random.Generator) -> None:
     """The same kernels compile for the x86-64 baseline (SSE2 only) and compute the same results (a bf16
     y's masked last panel must not need an f32 -> bf16 conversion libcall)."""
     specs = {
@@ -192,15 +191,15 @@ def test_baseline_x86_64_build(tmp_path: Path) -> None:
     baseline = build_library(text, tmp_path / "baseline.so", host=False)
     for name, spec in specs.items():
         tiles = gemm.choose_tiles(spec)
-        case = make_case(spec, tiles, 37)
+        case = make_case(spec, tiles, 37, rng)
         baseline.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
         assert_close(case.y, case.expected)
 
 
-def test_pack_weight_layout() -> None:
+def test_pack_weight_layout(rng: np.random.Generator) -> None:
     spec = GemmSpec(70, 5, "store")
     tiles = gemm.choose_tiles(spec)
-    weight = np.random.default_rng().standard_normal((70, 5), dtype=np.float32)
+    weight = rng.standard_normal((70, 5), dtype=np.float32)
     packed = gemm.pack_weight(weight, spec, tiles)
     assert packed.shape == gemm.packed_weight_shape(spec, tiles) == (2, 5, tiles.nr)
     assert packed.dtype == np.float32 and packed.flags.c_contiguous and packed.ctypes.data % 64 == 0
@@ -219,12 +218,11 @@ def test_bf16_packing_rounds_to_nearest_even() -> None:
     assert packed.ctypes.data % 64 == 0 and packed.flags.c_contiguous
 
 
-def test_bf16_y_is_rounded_to_nearest_even(library: KernelLibrary) -> None:
+def test_bf16_y_is_rounded_to_nearest_even(library: KernelLibrary, rng: np.random.Generator) -> None:
     """A bf16 y holds exactly weights.bf16_bits of the f32 result: ties to even, no flush of denormals,
     overflow to inf, NaN kept (also in the masked last panel)."""
     spec = BF16_SPECS["y16_w16_long_k"]  # y = row_scale * (x @ W^T) + bias; x = 0 leaves y = bias exactly
     tiles = gemm.choose_tiles(spec)
-    rng = np.random.default_rng()
     bias = rng.standard_normal(spec.n, dtype=np.float32)
     special = [1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8 + 2**-20), 1e-40, -3e-39, 3.4e38, -np.inf, np.nan, 0.0, 2**-120]
     bias[:10] = bias[-10:] = special

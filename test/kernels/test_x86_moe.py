@@ -1,7 +1,7 @@
 """The expert-major x86 MoE kernels (lowering/x86/moe.py) built for this CPU and run against float64 numpy
 (reference.common.mlp_relu2).
 
-One library holds every kernel of the module (built once); inputs are fresh random draws on every run.
+One library holds every kernel of the module (built once); inputs are random draws from each test's seed (conftest).
 """
 
 from __future__ import annotations
@@ -72,8 +72,7 @@ class Case:
         return [self.x, self.ids, self.up, self.down]
 
 
-def make_case(d: ExpertDims, tokens: int) -> Case:
-    rng = np.random.default_rng()
+def make_case(d: ExpertDims, tokens: int, rng: np.random.Generator) -> Case:
     e, k, f, lat = d.num_experts, d.top_k, d.ffn, d.latent
     x = x_arg = rng.standard_normal((tokens, lat), dtype=np.float32)
     if d.x_dtype == "bf16":  # the kernel sees the rounded activations
@@ -105,29 +104,29 @@ def unwritten(case: Case) -> np.ndarray:
 
 @pytest.mark.parametrize("tokens", TOKENS)
 @pytest.mark.parametrize("name", DIMS)
-def test_experts_and_combine_match_float64(library: KernelLibrary, name: str, tokens: int) -> None:
+def test_experts_and_combine_match_float64(library: KernelLibrary, rng: np.random.Generator, name: str,
+                                           tokens: int) -> None:  # fmt: skip
     d = DIMS[name]
-    case = make_case(d, tokens)
+    case = make_case(d, tokens, rng)
     contrib = unwritten(case)  # every slot is routed: all must be written
     library.kernel(f"{name}_experts")(*case.args, contrib, 0, d.num_experts)
     assert_close(contrib, case.contrib)
     out = np.full((tokens, d.latent), np.nan, dtype=np.float32)
     library.kernel(f"{name}_store")(contrib, case.weights, out, 0, tokens)
     assert_close(out, case.out)
-    residual = np.asarray(np.random.default_rng().standard_normal(out.shape, dtype=np.float32))
+    residual = np.asarray(rng.standard_normal(out.shape, dtype=np.float32))
     out = residual.copy()
     library.kernel(f"{name}_accumulate")(contrib, case.weights, out, 0, tokens)
     assert_close(out, case.out + residual)
 
 
 @pytest.mark.parametrize("name", ["e8k2_mid", "e16k3_wide", "e4k3_tiny_bf16"])
-def test_expert_and_token_ranges_split_the_work(library: KernelLibrary, name: str) -> None:
+def test_expert_and_token_ranges_split_the_work(library: KernelLibrary, rng: np.random.Generator, name: str) -> None:
     """Experts [0, s) then [s, E): the first call writes exactly the slots routed to its experts. Tokens
     [0, u) then [u, T) in the combine: the first call writes only its tokens' rows."""
     d = DIMS[name]
     tokens = 37
-    case = make_case(d, tokens)
-    rng = np.random.default_rng()
+    case = make_case(d, tokens, rng)
     split = int(rng.integers(case.ids.min() + 1, case.ids.max() + 1))  # slots routed to both sides (K >= 2)
     contrib = unwritten(case)
     experts = library.kernel(f"{name}_experts")
@@ -150,16 +149,16 @@ def test_expert_and_token_ranges_split_the_work(library: KernelLibrary, name: st
     assert_close(out, case.out)
 
 
-def test_two_threads_on_disjoint_ranges(library: KernelLibrary) -> None:
+def test_two_threads_on_disjoint_ranges(library: KernelLibrary, rng: np.random.Generator) -> None:
     name, tokens = "e16k3_wide", 200
     d = DIMS[name]
-    case = make_case(d, tokens)
+    case = make_case(d, tokens, rng)
     contrib = unwritten(case)
     experts = library.kernel(f"{name}_experts")
     halves = [(0, d.num_experts // 2 - 3), (d.num_experts // 2 - 3, d.num_experts)]
     run_threads([lambda lo=lo, hi=hi: experts(*case.args, contrib, lo, hi) for lo, hi in halves])
     assert_close(contrib, case.contrib)
-    out = np.random.default_rng().standard_normal((tokens, d.latent), dtype=np.float32)
+    out = rng.standard_normal((tokens, d.latent), dtype=np.float32)
     expected = case.out + out
     combine = library.kernel(f"{name}_accumulate")
     run_threads(
@@ -176,11 +175,11 @@ def run_threads(calls: list) -> None:  # type: ignore[type-arg]
         thread.join()
 
 
-def test_ids_of_no_expert_in_range_are_skipped(library: KernelLibrary) -> None:
+def test_ids_of_no_expert_in_range_are_skipped(library: KernelLibrary, rng: np.random.Generator) -> None:
     """Slots whose id is outside [begin, end) (here: -1 and E, as for padding) are neither read nor written."""
     name = "e8k2_mid"
     d = DIMS[name]
-    case = make_case(d, 5)
+    case = make_case(d, 5, rng)
     ids = case.ids.copy()
     ids[1, 0], ids[3, 1] = -1, d.num_experts
     contrib = unwritten(case)
@@ -190,11 +189,11 @@ def test_ids_of_no_expert_in_range_are_skipped(library: KernelLibrary) -> None:
     assert_close(contrib[~skipped], case.contrib[~skipped])
 
 
-def test_calls_do_not_leak(library: KernelLibrary) -> None:
+def test_calls_do_not_leak(library: KernelLibrary, rng: np.random.Generator) -> None:
     """Each call frees its slot list and scratch rows (~40 KB here): 1000 calls leave the RSS flat."""
     name = "e16k3_wide"
     d = DIMS[name]
-    case = make_case(d, 200)
+    case = make_case(d, 200, rng)
     contrib = unwritten(case)
     experts = library.kernel(f"{name}_experts")
     experts(*case.args, contrib, 0, d.num_experts)
@@ -209,13 +208,13 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * 4096
 
 
-def test_baseline_x86_64_build(tmp_path: Path) -> None:
+def test_baseline_x86_64_build(tmp_path: Path, rng: np.random.Generator) -> None:
     """The same kernels compile for the x86-64 baseline (SSE2 only: masked loads, bf16 widening) and agree."""
     dims = {f"base_{name}": DIMS[name] for name in ("e4k1_tiny", "e8k2_mid_bf16")}
     baseline = build_library(emit_all(dims), tmp_path / "baseline.so", host=False)
     for name, d in dims.items():
         tokens = 37
-        case = make_case(d, tokens)
+        case = make_case(d, tokens, rng)
         contrib = unwritten(case)
         baseline.kernel(f"{name}_experts")(*case.args, contrib, 0, d.num_experts)
         assert_close(contrib, case.contrib)
