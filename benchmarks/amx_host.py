@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 make_tessera_importable()
 OUT = ROOT / "out" / "amx_host"
 GEMM = {"m": 2048, "k": 5120, "n": 20480}
+SEED = 0  # the random checkpoint's weights (test/test_hf_contract.make_checkpoint)
 
 
 def prepare(out: Path) -> None:
@@ -53,7 +54,7 @@ def prepare(out: Path) -> None:
     from tessera.targets import toolchain
 
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = make_checkpoint(out / "checkpoint")
+    checkpoint = make_checkpoint(out / "checkpoint", SEED)
     prompt = list(PROMPT)
     logits, tokens = hf_reference(checkpoint, prompt, uses_cache=True)
     np.savez(out / "hf.npz", prompt=np.array(prompt), logits=logits, tokens=np.array(tokens))

@@ -6,8 +6,8 @@
 The simulator test (test/kernels/test_nvvm_math.py) runs the same kernels with numpy's exp2 where the GPU has
 ex2.approx.f32; this runs them on the hardware over the same dense deterministic sweep of float32 (every
 exponent, evenly spaced mantissas, both signs, the special values), against float64 numpy, and reports the
-worst error in units in the last place next to the bound: the simulator test's, and for exp 1.5 ulp more
-(ex2.approx.f32 is within 2 ulp where the simulator's exp2 is within 0.5). Outside each function's range
+worst error in units in the last place next to the bound test_nvvm_math.GPU_BOUNDS derives (exp through
+ex2.approx.f32 is looser on the GPU than in the simulator; log, sqrt and rsqrt give the simulator's bits). Outside each function's range
 every value must be exactly the documented one. One JSON line last; exit 1 if a bound is broken.
 """
 
@@ -28,11 +28,7 @@ THREADS = 128
 make_tessera_importable()
 sys.path.insert(0, str(ROOT / "test" / "kernels"))
 
-from test_nvvm_math import BOUNDS, MANTISSAS, expected, float32_sweep, probe_kernel, ulp  # noqa: E402
-
-# ex2.approx.f32 (PTX ISA: max relative error 2^-22.5 over the reduced range) against the simulator's correctly
-# rounded exp2: at most 1.5 ulp more in exp's result; the others use no approximate instruction.
-GPU_BOUNDS = {**BOUNDS, "exp": BOUNDS["exp"] + 1.5}
+from test_nvvm_math import GPU_BOUNDS, MANTISSAS, expected, float32_sweep, probe_kernel, ulp  # noqa: E402
 
 
 def prepare(out: Path) -> None:

@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "h100_nvvm"
 PATTERN = "M*-M"
 BOUNDS = {"fp32": 1e-4, "bf16": 2e-2}
+SEED = 0  # the random checkpoint's weights (test/test_hf_contract.make_checkpoint)
 
 make_tessera_importable()
 
@@ -43,7 +44,7 @@ def prepare(out: Path) -> None:
     from test_hf_contract import PROMPT, hf_reference, make_checkpoint
 
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = make_checkpoint(out / "checkpoint", hybrid_override_pattern=PATTERN)
+    checkpoint = make_checkpoint(out / "checkpoint", SEED, hybrid_override_pattern=PATTERN)
     prompt = list(PROMPT)
     logits, tokens = hf_reference(checkpoint, prompt, uses_cache=True)
     np.savez(out / "hf.npz", prompt=np.array(prompt), logits=logits, tokens=np.array(tokens))
