@@ -92,18 +92,21 @@ MAX_MLIR_BYTES = 128 * 2**20
 
 def parse_module(text: str, filename: str) -> ModuleOp:
     """Parse and verify; any error becomes one TesseraError line naming file:line:col and the op."""
-    return parse_located(LocatingParser(context(), text, filename), filename)
-
-
-def parse_located(parser: LocatingParser, filename: str) -> ModuleOp:
-    """`parser.parse_and_verify()`, every way it can fail as one TesseraError line naming the file."""
     try:
-        return parser.parse_and_verify()
+        return parse_guarded(LocatingParser(context(), text, filename), filename)
     except (ParseError, VerifyException, DiagnosticException) as exc:
         raise TesseraError(diagnostic_line(exc)) from None
+
+
+def parse_guarded(parser: LocatingParser, filename: str) -> ModuleOp:
+    """`parser.parse_and_verify()`, with the failures that are no diagnostic of the IR — nesting deeper than
+    Python recurses, an integer literal longer than Python converts — as one TesseraError line naming the
+    file. Parse and verify errors pass through (tessera-opt --verify-diagnostics matches them)."""
+    try:
+        return parser.parse_and_verify()
     except RecursionError:  # the parser recurses once per nested region, attribute or type
         raise TesseraError(f"{filename}: nested too deeply to parse") from None
-    except ValueError as exc:  # e.g. an integer literal of more digits than Python converts
+    except ValueError as exc:
         raise TesseraError(f"{filename}: {diagnostic_line(exc)}") from None
 
 

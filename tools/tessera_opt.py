@@ -26,7 +26,7 @@ from xdsl.utils.arg_spec import ArgSpec, parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
-from tessera.dialects import MAX_MLIR_BYTES, TESSERA_DIALECTS, LocatingParser, diagnostic_line, parse_located
+from tessera.dialects import MAX_MLIR_BYTES, TESSERA_DIALECTS, LocatingParser, diagnostic_line, parse_guarded
 from tessera.errors import TesseraError
 from tessera.passes import ALL_PASSES
 
@@ -56,7 +56,7 @@ class TesseraOptMain(xDSLOptMain):
         except UnicodeDecodeError as exc:
             raise TesseraError(f"{name}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
         # Verified here, op by op, so a broken rule is reported at the op's file:line:col.
-        return parse_located(LocatingParser(self.ctx, text, name, getattr(self, "_line_offset", 0)), name)
+        return parse_guarded(LocatingParser(self.ctx, text, name, getattr(self, "_line_offset", 0)), name)
 
     def register_all_arguments(self, arg_parser: argparse.ArgumentParser) -> None:
         super().register_all_arguments(arg_parser)
