@@ -13,13 +13,12 @@ every value must be exactly the documented one. One JSON line last; exit 1 if a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from checkout import make_tessera_importable
+from checkout import make_tessera_importable, prepare_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "gpu_math_sweep"
@@ -78,16 +77,5 @@ def check(out: Path) -> int:
     return 1 if failed else 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/gpu_math_sweep.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["prepare", "check"], nargs="?", default="check")
-    parser.add_argument("--out", type=Path, default=OUT)
-    options = parser.parse_args()
-    if options.command == "prepare":
-        prepare(options.out)
-        return 0
-    return check(options.out)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(prepare_or_check("gpu_math_sweep.py", __doc__, OUT, prepare, check))

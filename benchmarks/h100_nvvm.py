@@ -20,7 +20,6 @@ then timed against cuBLAS). One JSON line last.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from checkout import make_tessera_importable
+from checkout import make_tessera_importable, prepare_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "h100_nvvm"
@@ -107,16 +106,5 @@ def check(out: Path) -> int:
     return 1 if failed else 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/h100_nvvm.py", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["prepare", "check"], nargs="?", default="check")
-    parser.add_argument("--out", type=Path, default=OUT)
-    options = parser.parse_args()
-    if options.command == "prepare":
-        prepare(options.out)
-        return 0
-    return check(options.out)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(prepare_or_check("h100_nvvm.py", __doc__, OUT, prepare, check))

@@ -487,8 +487,10 @@ class ConvertTesseraGraphToSchedulePass(ModulePass):
     kv_cache_dtype: str = "f32"
 
     def __post_init__(self) -> None:
-        # Checked when the pipeline is built, before any input is read.
-        check_options(
+        check_options(*self._options())  # when the pipeline is built, before any input is read
+
+    def _options(self) -> tuple[str, int, str, int | None, str, str]:
+        return (
             self.mode,
             self.max_seq_len,
             self.ssm_state_dtype,
@@ -498,15 +500,7 @@ class ConvertTesseraGraphToSchedulePass(ModulePass):
         )
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        converted = convert_graph_to_schedule(
-            op,
-            self.mode,
-            self.max_seq_len,
-            self.ssm_state_dtype,
-            self.chunk_size,
-            self.activation_dtype,
-            self.kv_cache_dtype,
-        )
+        converted = convert_graph_to_schedule(op, *self._options())
         for old in list(op.ops):
             old.detach()
             old.erase()
