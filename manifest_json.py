@@ -6,17 +6,23 @@ from pathlib import Path
 from typing import Any
 
 from tessera.errors import TesseraError
-from tessera.safe_io import read_json
+from tessera.safe_io import MAX_JSON_BYTES, read_json
 
 
 def read_manifest_json(
-    path: Path, format_name: str, version: int, error: type[TesseraError], missing: str, stale: str | None = None
+    path: Path,
+    format_name: str,
+    version: int,
+    error: type[TesseraError],
+    missing: str,
+    stale: str | None = None,
+    max_bytes: int = MAX_JSON_BYTES,
 ) -> dict[str, Any]:
     """The manifest at `path`, checked for its format name and version; `missing` explains an absent file,
     `stale` one of an older version (what to do about it)."""
-    if not path.is_file():
+    if not path.exists():
         raise error(f"{path.parent}: {missing}")
-    data = read_json(path, error=error)
+    data = read_json(path, error=error, max_bytes=max_bytes)
     if not isinstance(data, dict) or data.get("format") != format_name:
         raise error(f"{path}: not a {format_name} manifest")
     found = data.get("format_version")

@@ -14,14 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tessera.errors import TesseraError
 
-MAX_JSON_BYTES = 256 * 2**20  # a weights manifest keeps every HF header verbatim: tens of MB at most
+# A manifest, program.json or config.json is at most a few MB (Nano-12B's program.json: ~1.5 MB); a bound keeps a
+# file of tiny nodes (`[{},{},...]`, ~50 bytes of memory per input byte) within a second and a gigabyte.
+MAX_JSON_BYTES = 16 * 2**20
+# A weights manifest keeps every HF safetensors header verbatim, as strings: cheap to parse per byte.
+MAX_WEIGHTS_MANIFEST_BYTES = 64 * 2**20
 MAX_YAML_BYTES = 2**20  # model.yaml files are a few KB
 MAX_DEPTH = 64  # Tessera's own files nest 6 deep; HF configs a few more
 MAX_INT_DIGITS = 19  # everything Tessera counts fits in an int64
@@ -30,16 +36,42 @@ HASH_BLOCK = 16 * 2**20
 ErrorType = type[TesseraError]
 
 
-def read_bytes(path: Path, max_bytes: int, error: ErrorType = TesseraError) -> bytes:
-    """The file's bytes, refusing one larger than `max_bytes` without reading past the limit."""
+def check_regular_file(path: Path, error: ErrorType = TesseraError) -> None:
+    """Refuse, without opening it, a path that is not a regular file (a FIFO, a device, a directory)."""
     try:
-        with Path(path).open("rb") as handle:
-            data = handle.read(max_bytes + 1)
-    except IsADirectoryError:
-        raise error(f"{path}: is a directory, not a file") from None
+        mode = os.stat(path).st_mode
     except OSError as exc:
         raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(data) > max_bytes:
+    if stat.S_ISDIR(mode):
+        raise error(f"{path}: is a directory, not a file")
+    if not stat.S_ISREG(mode):
+        raise error(f"{path}: not a regular file")
+
+
+def read_bytes(path: Path, max_bytes: int, error: ErrorType = TesseraError) -> bytes:
+    """The bytes of the regular file `path`, refusing one larger than `max_bytes` before reading it, and
+    anything that is not a regular file (a FIFO would block the reader forever, a device never end)."""
+    try:
+        # O_NONBLOCK: opening a FIFO with no writer returns at once, so the type check below can refuse it.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    status = os.fstat(descriptor)
+    problem = (
+        "is a directory, not a file" if stat.S_ISDIR(status.st_mode)
+        else "not a regular file" if not stat.S_ISREG(status.st_mode)
+        else f"larger than the {max_bytes} bytes such a file may have" if status.st_size > max_bytes
+        else None
+    )  # fmt: skip
+    if problem is not None:
+        os.close(descriptor)
+        raise error(f"{path}: {problem}")
+    with os.fdopen(descriptor, "rb") as handle:
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:  # grew while being read
         raise error(f"{path}: larger than the {max_bytes} bytes such a file may have")
     return data
 
@@ -79,7 +111,16 @@ def parse_json_text(
     def parse_int(digits: str) -> int:
         if len(digits.lstrip("-")) > MAX_INT_DIGITS:
             raise error(f"{source}: integer of {len(digits)} digits (at most {MAX_INT_DIGITS})")
-        return int(digits)
+        value = int(digits)
+        if not -(2**63) <= value < 2**63:
+            raise error(f"{source}: integer {digits} does not fit in 64 bits")
+        return value
+
+    def parse_float(digits: str) -> float:
+        value = float(digits)
+        if not allow_constants and not math.isfinite(value):  # 1e400 reads as inf
+            raise error(f"{source}: number {digits[:40]} is not finite")
+        return value
 
     def parse_constant(name: str) -> float:
         if not allow_constants:
@@ -87,7 +128,9 @@ def parse_json_text(
         return float(name)
 
     try:
-        value = json.loads(text, parse_int=parse_int, parse_constant=parse_constant, object_hook=object_hook)
+        value = json.loads(
+            text, parse_int=parse_int, parse_float=parse_float, parse_constant=parse_constant, object_hook=object_hook
+        )
     except json.JSONDecodeError as exc:
         raise error(f"{source}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except RecursionError:
@@ -101,8 +144,9 @@ def read_yaml(path: Path, *, max_bytes: int = MAX_YAML_BYTES, error: ErrorType =
     import yaml
 
     text = decode_text(read_bytes(path, max_bytes, error), str(path), error)
-    loader = _BoundedLoader(text, str(path), error)
+    loader = None
     try:
+        loader = _BoundedLoader(text, str(path), error)  # its reader refuses control characters at once
         value = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -115,7 +159,8 @@ def read_yaml(path: Path, *, max_bytes: int = MAX_YAML_BYTES, error: ErrorType =
     except RecursionError:
         raise error(f"{path}: nested more than {MAX_DEPTH} deep") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     check_tree(value, str(path), error)
     return value
 
@@ -167,21 +212,25 @@ _BoundedLoader = _LazyLoader()
 
 
 def check_tree(value: Any, source: str, error: ErrorType = TesseraError) -> None:
-    """Refuse a parsed value nested deeper than MAX_DEPTH or holding an integer wider than an int64."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = list(item.values()) + list(item.keys())
-        elif isinstance(item, list | tuple):
-            children = list(item)
-        else:
-            if isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**63:
-                raise error(f"{source}: integer {str(item)[:24]}... does not fit in 64 bits")
-            continue
-        if depth > MAX_DEPTH:
+    """Refuse a parsed value nested deeper than MAX_DEPTH or holding an integer wider than an int64 (YAML's
+    integers; JSON's are checked as they are parsed). Only containers are visited one by one."""
+    if not isinstance(value, dict | list | tuple):
+        value = [value]
+    level: list[Any] = [value]
+    for depth in range(1, MAX_DEPTH + 1):
+        containers: list[Any] = []
+        for item in level:
+            children = (*item.keys(), *item.values()) if isinstance(item, dict) else item
+            for child in children:
+                if isinstance(child, dict | list | tuple):
+                    containers.append(child)
+                elif type(child) is int and not -(2**63) <= child < 2**63:
+                    raise error(f"{source}: integer {str(child)[:24]}... does not fit in 64 bits")
+        if not containers:
+            return
+        if depth == MAX_DEPTH:  # the containers found are one level deeper
             raise error(f"{source}: nested more than {MAX_DEPTH} deep")
-        stack.extend((child, depth + 1) for child in children)
+        level = containers
 
 
 def contained_path(root: Path, relative: object, source: str, *, error: ErrorType = TesseraError) -> Path:

@@ -54,13 +54,21 @@ from tessera.frontend.safetensors_io import (
     CheckpointError,
     SafetensorsFile,
     TensorToWrite,
-    sha256_file,
     to_float32,
     write_safetensors,
 )
 from tessera.frontend.weights_layout import HF_PREFIXES, TensorSpec, hf_shape, model_tensors
 from tessera.manifest_json import read_manifest_json
-from tessera.safe_io import HASH_BLOCK, MAX_JSON_BYTES, contained_path, decode_text, parse_json_text, read_bytes
+from tessera.safe_io import (
+    HASH_BLOCK,
+    MAX_JSON_BYTES,
+    MAX_WEIGHTS_MANIFEST_BYTES,
+    contained_path,
+    decode_text,
+    parse_json_text,
+    read_bytes,
+    sha256_file,
+)
 from tessera.staging import check_apart, staged_directory
 
 MANIFEST = "manifest.json"
@@ -288,20 +296,33 @@ def _write_shards(
 
 def read_manifest(directory: Path) -> dict[str, Any]:
     missing = f"not a Tessera weight directory (no {MANIFEST})"
-    manifest = read_manifest_json(Path(directory) / MANIFEST, FORMAT, FORMAT_VERSION, CheckpointError, missing)
-    _check_manifest_paths(Path(directory), manifest)
+    manifest = read_manifest_json(
+        Path(directory) / MANIFEST,
+        FORMAT,
+        FORMAT_VERSION,
+        CheckpointError,
+        missing,
+        max_bytes=MAX_WEIGHTS_MANIFEST_BYTES,
+    )
+    _check_manifest(Path(directory), manifest)
     return manifest
 
 
-def _check_manifest_paths(directory: Path, manifest: dict[str, Any]) -> None:
-    """Every shard the manifest names lies inside its directory (symlinks followed), and every tensor is
-    in one of those shards: a manifest cannot make a reader open a file elsewhere."""
+def _check_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """The fields every reader relies on, before any is used: the config a map, every shard a relative file
+    inside the directory (symlinks followed) with its sha256 and size, every tensor in one of those shards —
+    a manifest can make a reader neither open a file elsewhere nor fail on a missing field."""
     source = directory / MANIFEST
+    if not isinstance(manifest.get("config"), dict):
+        raise CheckpointError(f"{source}: field 'config': expected a map of HF config fields")
     shards, tensors = manifest.get("shards"), manifest.get("tensors")
     if not isinstance(shards, list) or not all(isinstance(shard, dict) for shard in shards):
         raise CheckpointError(f"{source}: field 'shards': expected a list of {{file, sha256, bytes}}")
     for i, shard in enumerate(shards):
         contained_path(directory, shard.get("file"), f"{source}: field 'shards[{i}].file'", error=CheckpointError)
+        digest, size = shard.get("sha256"), shard.get("bytes")
+        if not isinstance(digest, str) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise CheckpointError(f"{source}: field 'shards[{i}]': expected a sha256 string and a byte count")
     if not isinstance(tensors, dict) or not all(isinstance(entry, dict) for entry in tensors.values()):
         raise CheckpointError(f"{source}: field 'tensors': expected a map of {{shard, dtype, shape}}")
     files = {shard["file"] for shard in shards}
@@ -354,15 +375,18 @@ def load_weights(
         file = shards[entry["shard"]]
         if spec.name not in file.tensors or file.tensors[spec.name].shape != spec.shape:
             raise CheckpointError(f"{file.path}: tensor '{spec.name}' missing or not of shape {list(spec.shape)}")
-        _check_weight_dtype(file.path, spec.name, file.tensors[spec.name].dtype)
+        stored = file.tensors[spec.name].dtype
+        _check_weight_dtype(file.path, spec.name, stored)
+        if entry.get("dtype") != stored:  # the manifest and the shard it names must tell the same story
+            raise CheckpointError(
+                f"{Path(directory) / MANIFEST}: field 'tensors.{spec.name}.dtype' is {entry.get('dtype')!r}, "
+                f"the shard holds {stored}"
+            )
     if dtype is None:
         return {spec.name: shards[manifest["tensors"][spec.name]["shard"]].raw(spec.name) for spec in specs}
     arrays: dict[str, np.ndarray] = {}
-    for shard in manifest["shards"]:
-        expected = shard.get("sha256")
-        if verify and not isinstance(expected, str):
-            raise CheckpointError(f"{Path(directory) / MANIFEST}: shard '{shard['file']}' has no sha256")
-        arrays |= _stream_shard(shards[shard["file"]], np.dtype(dtype), expected if verify else None)
+    for shard in manifest["shards"]:  # read_manifest checked each has its sha256
+        arrays |= _stream_shard(shards[shard["file"]], np.dtype(dtype), shard["sha256"] if verify else None)
     return {spec.name: arrays[spec.name] for spec in specs}
 
 
@@ -373,6 +397,8 @@ def _stream_shard(file: SafetensorsFile, dtype: np.dtype, sha256: str | None) ->
     arrays: dict[str, np.ndarray] = {}
     with file.path.open("rb") as handle:
         head = handle.read(file.data_start)  # length prefix and header: part of what the manifest hashed
+        if head[8:] != file.header_text:  # the tensors are sliced by the header read at open
+            raise CheckpointError(f"{file.path}: changed while being read")
         digest.update(head)
         for info in sorted(file.tensors.values(), key=lambda t: t.begin):
             arrays[info.name] = _read_tensor(handle, file.path, info.dtype, info.shape, dtype, digest)

@@ -279,6 +279,8 @@ def config_from_dict(raw: dict[str, Any], source: str, *, strict: bool) -> Model
     strict: reject unknown fields (model.yaml, where a typo must not pass silently); an HF
     config.json carries many fields Tessera does not need and is read leniently.
     """
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a map of config fields, got {type(raw).__name__}")
     values: dict[str, Any] = {}
     for key, value in raw.items():
         name = _HF_ALIASES.get(key, key)

@@ -245,11 +245,3 @@ def _blocks(tensors: Sequence[TensorToWrite], metadata: dict[str, str] | None, h
     for tensor in tensors:
         for part in tensor.parts:
             yield from part.blocks()
-
-
-def sha256_file(path: Path, block_bytes: int = 2**24) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(block_bytes):
-            digest.update(block)
-    return digest.hexdigest()

@@ -11,8 +11,9 @@
 
 OUT is self-contained: nothing outside it is read at run time. tessera.json records, under `files`, the
 size and SHA-256 of every other file except the weight shards (whose hashes the recorded weights manifest
-holds); each is checked when a session is about to use it (runtime/integrity.py). Only json and the
-standard library are used here, so the runtime stays light.
+holds); each is checked when a session is about to use it (runtime/integrity.py). tessera.json itself is
+checked whole when it is read: every path it names, the weights' kind and seed, the model config. Nothing
+here needs the compiler (numpy, the standard library, and frontend's config checks), so the runtime stays light.
 """
 
 from __future__ import annotations
@@ -116,15 +117,17 @@ def read_artifact(path: str | os.PathLike[str]) -> Artifact:
     )
 
 
-# Fields of a target's entry that name files of the artifact (libraries: a map of them, by ISA level).
+# Fields of a target's entry that name files of the artifact (libraries: a map of them, by ISA level), and
+# those each target's session needs.
 PATH_FIELDS = ("program", "llvm_ir", "library", "ptx", "code_object")
+REQUIRED_FIELDS = {"x86": ("program", "llvm_ir"), "rocdl": ("program",), "nvvm": ("program",)}
 SEED_LIMIT = 2**63  # numpy's generators take any non-negative seed; the manifest reader's integers are int64
 
 
 def _check_manifest(root: Path, manifest: Path, data: dict[str, Any]) -> None:
     """tessera.json's fields, before anything they name is opened: each present and of its type, every path
     relative and inside OUT, the weights' kind and seed, the model config as a config loader checks it."""
-    from tessera.frontend.config import config_from_dict
+    from tessera.frontend.config import compile_options_from_dict, config_from_dict
 
     kinds = {"name": str, "config": dict, "compile": dict, "targets": dict, "weights": dict, "files": dict}
     for key, kind in kinds.items():
@@ -138,6 +141,9 @@ def _check_manifest(root: Path, manifest: Path, data: dict[str, Any]) -> None:
     for target, entry in data["targets"].items():
         if not isinstance(entry, dict):
             raise ArtifactError(f"{manifest}: field 'targets.{target}': expected a map, got {entry!r:.60}")
+        for name in REQUIRED_FIELDS.get(target, ()):
+            if name not in entry:
+                raise ArtifactError(f"{manifest}: field 'targets.{target}.{name}' missing")
         for name in PATH_FIELDS:
             if entry.get(name) is not None:
                 path(entry[name], f"targets.{target}.{name}")
@@ -146,6 +152,13 @@ def _check_manifest(root: Path, manifest: Path, data: dict[str, Any]) -> None:
             raise ArtifactError(f"{manifest}: field 'targets.{target}.libraries': expected a map of paths")
         for isa, library in libraries.items():
             path(library, f"targets.{target}.libraries.{isa}")
+        # The runtime falls back to the baseline library, and runs AMX variants from their own.
+        needed = [isa for isa, wanted in (("generic", libraries), ("amx", entry.get("amx_kernels"))) if wanted]
+        if target == "x86" and not libraries and "library" not in entry:
+            raise ArtifactError(f"{manifest}: field 'targets.x86.libraries' missing")
+        for isa in needed:
+            if isa not in libraries:
+                raise ArtifactError(f"{manifest}: field 'targets.{target}.libraries.{isa}' missing")
     weights = data["weights"]
     if weights.get("kind") == "checkpoint":
         path(weights.get("dir"), "weights.dir")
@@ -159,7 +172,8 @@ def _check_manifest(root: Path, manifest: Path, data: dict[str, Any]) -> None:
         )
     if data.get("tokenizer") is not None:
         path(data["tokenizer"], "tokenizer")
-    config_from_dict(data["config"], f"{manifest}: config", strict=False)
+    config = config_from_dict(data["config"], f"{manifest}: config", strict=False)
+    compile_options_from_dict(data["compile"], f"{manifest}: compile", config)  # as a model.yaml's are
 
 
 def write_manifest(artifact: Artifact) -> None:

@@ -77,7 +77,7 @@ class GpuSession:
         driver = open_driver(_DRIVERS[target])
         if entry.get("code_object") is None:
             raise RunError(f"{artifact.path}: no loadable code object (ld.lld was missing when it was compiled)")
-        program_path = artifact.checked(entry["program"])
+        program_path = artifact.checked(entry["program"], f"targets.{target}.program")
         program = read_manifest_json(
             program_path, f"tessera-{target}-program", PROGRAM_VERSION, RunError,
             f"{target}/program.json missing (rebuild with tessera-compile --target {target})",

@@ -54,7 +54,9 @@ class Sampler:
         scaled = logits.astype(np.float64) / opts.temperature
         if not np.isfinite(scaled).all():
             # inf - inf is NaN in the softmax below; a greedy choice is still defined.
-            raise SamplingError("the model produced infinite logits; only greedy decoding (temperature 0) can use them")
+            raise SamplingError(
+                "the model produced non-finite logits (inf or NaN); only greedy decoding (temperature 0) can use them"
+            )
         order = np.argsort(-scaled, kind="stable")
         if opts.top_k > 0:
             order = order[: opts.top_k]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -56,8 +57,13 @@ def fail(tool: str, message: str, code: int = 1) -> None:
     sys.exit(code)
 
 
+# Set to 1 to see the traceback of an internal error (a bug in Tessera, not in the input).
+TRACEBACK_ENV = "TESSERA_TRACEBACK"
+
+
 def one_line_errors(tool: str) -> Callable[[F], F]:
-    """Turn TesseraError / OSError / MemoryError into `tool: error: ...` and exit 1, never a traceback."""
+    """Turn TesseraError / OSError / MemoryError into `tool: error: ...` and exit 1, never a traceback; any
+    other exception is a bug of Tessera's, reported as one line too (TESSERA_TRACEBACK=1 shows it whole)."""
 
     def decorate(function: F) -> F:
         @functools.wraps(function)
@@ -73,6 +79,11 @@ def one_line_errors(tool: str) -> Callable[[F], F]:
                 fail(tool, "out of memory")
             except KeyboardInterrupt:
                 fail(tool, "interrupted", 130)
+            except Exception as exc:
+                if os.environ.get(TRACEBACK_ENV) == "1":
+                    raise
+                detail = str(exc).splitlines()[0] if str(exc) else ""
+                fail(tool, f"internal error ({type(exc).__name__}: {detail[:200]}); {TRACEBACK_ENV}=1 shows where")
 
         return wrapper  # type: ignore[return-value]
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, NoReturn, get_type_hints
 
 from xdsl.dialects.builtin import ModuleOp
@@ -29,9 +31,34 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 from tessera.dialects import MAX_MLIR_BYTES, TESSERA_DIALECTS, LocatingParser, diagnostic_line, parse_guarded
 from tessera.errors import TesseraError
 from tessera.passes import ALL_PASSES
+from tessera.safe_io import check_regular_file
+from tessera.staging import check_apart, write_atomically
 
 
 class TesseraOptMain(xDSLOptMain):
+    _output: io.StringIO | None = None
+
+    def prepare_input(self) -> tuple[list[tuple[IO[bytes], int]], str]:
+        # Only a regular file: opening a FIFO would block for ever, a device never end.
+        if self.args.input_file is not None:
+            check_regular_file(Path(self.args.input_file))
+        return super().prepare_input()
+
+    def prepare_output(self) -> IO[str]:
+        """-o is written whole, on success, by rename (never truncated before the input is read: -o may name
+        the input itself, which is refused)."""
+        if self.args.output_file is None:
+            return super().prepare_output()
+        if self.args.input_file is not None:
+            check_apart(Path(self.args.output_file), [Path(self.args.input_file)])
+        self._output = io.StringIO()
+        return self._output
+
+    def run(self) -> None:
+        super().run()
+        if self._output is not None:
+            write_atomically(Path(self.args.output_file), self._output.getvalue().encode())
+
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
         # Loaded eagerly: lazy registration splits "tessera.graph" at its first dot.

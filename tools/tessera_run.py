@@ -9,6 +9,7 @@ With --json the last stdout line is a JSON object with "tokens" (the generated i
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ import numpy as np
 from tessera.errors import TesseraError
 from tessera.runtime.artifact import Artifact, read_artifact
 from tessera.runtime.sampling import Sampler, SamplingOptions
+from tessera.staging import check_apart, write_atomically
 from tessera.tools.cli_common import COUNT, SEED, FiniteFloatRange, OneLineCommand, one_line_errors, parse_int_list
 
 TOOL = "tessera-run"
@@ -111,14 +113,19 @@ def main(
 ) -> None:
     """Run ARTIFACT_DIR (built by tessera-compile): prefill the prompt, then decode."""
     artifact = read_artifact(artifact_dir)
+    if logits_out is not None:
+        # np.save's name (".npy" added), written apart from the artifact: a run never writes into its input.
+        logits_out = logits_out if logits_out.suffix == ".npy" else logits_out.with_name(logits_out.name + ".npy")
+        check_apart(logits_out, [artifact_dir], option="--logits-out")
     if (input_ids is None) == (prompt is None):
         raise TesseraError("give exactly one of --input-ids and --prompt")
     tokenizer = _load_tokenizer(artifact) if prompt is not None else None
     ids = tokenizer.encode(prompt).ids if tokenizer is not None else parse_int_list(input_ids or "", "--input-ids")
     vocab = int(artifact.config["vocab_size"])
+    source = "--input-ids" if tokenizer is None else f"{artifact.file(str(artifact.tokenizer), 'tokenizer')}"
     for token in ids:
         if not 0 <= token < vocab:
-            raise TesseraError(f"--input-ids: token {token} outside the vocabulary [0, {vocab})")
+            raise TesseraError(f"{source}: token {token} outside the vocabulary [0, {vocab})")
     if not ids:
         raise TesseraError("the prompt is empty")
 
@@ -132,7 +139,9 @@ def main(
     logits = session.prefill(ids)
     prefill_s = time.perf_counter() - start
     if logits_out is not None:
-        np.save(logits_out, np.asarray(logits, dtype=np.float32))
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(logits, dtype=np.float32))
+        write_atomically(logits_out, buffer.getvalue())
     tokens: list[int] = []
     start = time.perf_counter()
     next_logits = logits[-1]
