@@ -10,7 +10,9 @@ kernels.avx512.so or the x86-64 baseline kernels.so. When it chooses AMX (a bf16
 AMX tiles, permission granted), each GEMM with an AMX variant runs `<name>__amx` from kernels.amx.so.
 Either way a kernel is a C function taking MLIR's expanded memref arguments (runtime/native.py).
 Given the artifact's file records, every file loaded here — LLVM IR or library — is checked against its
-size and SHA-256 first: nothing native runs from a truncated or modified file.
+size and SHA-256 first: nothing native runs from a truncated or modified file. Each loaded file also says
+which program.json kernel table it was compiled with (the constant runtime/program_check.KERNEL_TABLE_SYMBOL,
+read into `KernelSet.table_digests`), for the session to compare before any launch.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 
 from tessera.runtime.integrity import IntegrityError, check_bytes, read_cache_entry, write_cache_entry
 from tessera.runtime.native import NativeError
+from tessera.runtime.program_check import KERNEL_TABLE_SYMBOL
 from tessera.safe_io import check_file_record
 
 
@@ -61,13 +64,21 @@ class FileRecords:
 class KernelSet:
     """Kernels by name; `how` says which code runs and why (e.g. "aot avx512 + amx GEMMs (bf16 artifact,
     AMX granted)" or "jit znver5 (no AMX GEMMs: no AMX on this CPU)");
-    `amx` names the kernels whose AMX variant runs (their weights are packed for it)."""
+    `amx` names the kernels whose AMX variant runs (their weights are packed for it); `table_digests` the
+    kernel-table digest each file of code was compiled with, by its path (None: the file has none)."""
 
-    def __init__(self, lookup: Callable[[str], Any], how: str, keepalive: Any = None) -> None:
+    def __init__(
+        self,
+        lookup: Callable[[str], Any],
+        how: str,
+        keepalive: Any = None,
+        table_digests: Mapping[str, str | None] | None = None,
+    ) -> None:
         self._lookup = lookup
         self.how = how
         self._keepalive = keepalive  # the engine or library that owns the code
         self.amx: frozenset[str] = frozenset()
+        self.table_digests: dict[str, str | None] = dict(table_digests or {})
 
     def function(self, name: str) -> Any:
         return self._lookup(name)
@@ -113,7 +124,7 @@ def load_kernels(
         def lookup(name: str) -> Any:
             return tiles.function(f"{name}__amx") if name in amx else base.function(name)
 
-        kernels = KernelSet(lookup, base.how, (base, tiles))
+        kernels = KernelSet(lookup, base.how, (base, tiles), {**base.table_digests, **tiles.table_digests})
     kernels.how += f" + amx GEMMs ({choice.why})" if amx else f" (no AMX GEMMs: {choice.why})"
     kernels.amx = amx
     return kernels
@@ -138,7 +149,19 @@ def _aot(library_path: Path, level: str, records: FileRecords | None) -> KernelS
         function.restype = None
         return function
 
-    return KernelSet(lookup, f"aot {level}", library)
+    return KernelSet(lookup, f"aot {level}", library, {str(library_path): _library_digest(library)})
+
+
+def _library_digest(library: ctypes.CDLL) -> str | None:
+    """The kernel-table digest a library was compiled with (64 hex digits), None when it has none."""
+    try:
+        return _digest_text((ctypes.c_char * 64).in_dll(library, KERNEL_TABLE_SYMBOL).raw)
+    except ValueError:  # ctypes: symbol not found
+        return None
+
+
+def _digest_text(data: bytes) -> str:
+    return data.decode("ascii", errors="replace")  # not ASCII: compares unequal, named in one line
 
 
 def _jit(llvm_ir_path: Path, records: FileRecords | None) -> KernelSet:
@@ -158,6 +181,11 @@ def _jit(llvm_ir_path: Path, records: FileRecords | None) -> KernelSet:
         module.verify()
     except RuntimeError as exc:
         raise NativeError(f"{llvm_ir_path}: invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
+    try:
+        module.get_global_variable(KERNEL_TABLE_SYMBOL)
+        bound = True
+    except NameError:  # an artifact built before kernels were bound to program.json
+        bound = False
     target = llvm.Target.from_default_triple()
     machine = target.create_target_machine(cpu=cpu, features=features, opt=3, codemodel="jitdefault")
     cache_file = cache_root() / "jit" / (hashlib.sha256(f"{cpu}\0{features}\0{text}".encode()).hexdigest() + ".o")
@@ -186,4 +214,6 @@ def _jit(llvm_ir_path: Path, records: FileRecords | None) -> KernelSet:
             raise NativeError(f"{llvm_ir_path}: no kernel '{name}'")
         return _CFunction(address)
 
-    return KernelSet(lookup, f"jit {cpu}", (engine, module))
+    # MCJIT aborts the process when asked for the address of a symbol it lacks: asked only when it has it.
+    digest = _digest_text(ctypes.string_at(engine.get_global_value_address(KERNEL_TABLE_SYMBOL), 64)) if bound else None
+    return KernelSet(lookup, f"jit {cpu}", (engine, module), {str(llvm_ir_path): digest})

@@ -29,7 +29,7 @@ from tessera.runtime.integrity import artifact_weights
 from tessera.runtime.kernels import FileRecords, KernelSet, load_kernels
 from tessera.runtime.native import memref_args
 from tessera.runtime.program_check import FORMAT_VERSION as PROGRAM_VERSION
-from tessera.runtime.program_check import check_amx_kernels, check_program
+from tessera.runtime.program_check import check_amx_kernels, check_kernel_table, check_program
 from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import prepare_weights
 
@@ -86,7 +86,8 @@ class X86Session:
     @classmethod
     def open(cls, artifact: Artifact, kernel_mode: str | None = None) -> X86Session:
         """The artifact's x86 program: every file it uses is checked against tessera.json's records before
-        it is read or loaded, the program against its kernels before any launch."""
+        it is read or loaded, the program against its kernels' signatures, and its kernel table against
+        the one the loaded code was compiled with, before any launch."""
         entry = artifact.targets["x86"]
         program_path = artifact.checked(entry["program"], "targets.x86.program")
         program = read_manifest_json(
@@ -113,6 +114,8 @@ class X86Session:
             amx_kernels=amx_kernels,
             records=records,
         )
+        # The table checked above must be the one the loaded code was compiled for (before weights load).
+        check_kernel_table(program, kernels.table_digests, str(program_path))
         return cls(program, kernels, artifact_weights(artifact), source=str(program_path))
 
     # --- public API --------------------------------------------------------------------------

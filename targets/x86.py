@@ -12,6 +12,10 @@ OUT/x86/ holds kernels.ll (the runtime JIT-compiles it for the exact host CPU wh
 kernels.so (loaded where it is not), program.json (the launch lists, weights, state) and the IR of every
 stage. Each kernel is compiled separately through the on-disk kernel cache, so identical kernels — across
 layers, models and runs — compile once.
+
+Every library and kernels.ll also define `tessera_kernel_table_sha256`: the digest of program.json's
+`kernels` table (runtime/program_check.kernel_table_digest), which the runtime compares with the table it
+reads before any launch — a program.json rewritten to match kernels it was not compiled with is refused.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from xdsl.dialects.builtin import ModuleOp
 
 from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec
+from tessera.runtime.program_check import KERNEL_TABLE_SYMBOL, kernel_table_digest
 from tessera.targets import toolchain
 from tessera.targets.kernel_cache import KernelCache, cache_key
 from tessera.targets.stages import lower_to_schedule, lower_to_tile, memory_report, stage_recorder
@@ -48,6 +53,7 @@ class Lowering:
     texts: dict[str, str]
     tile_module: ModuleOp | None = None
     llvm_modules: list[str] = field(default_factory=list)  # one per kernel, as the kernel cache keys them
+    program: dict[str, Any] | None = None  # program.json, made before the code it is bound to
 
 
 class X86Backend:
@@ -68,7 +74,7 @@ class X86Backend:
 
     def _lower(self, graph: ModuleOp, spec: ModelSpec, until: str, dump_dir: Path | None) -> Lowering:
         """Every stage up to `until`, stopping early for --emit; each stage's text dumped as it is made."""
-        from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels, kernels_module
+        from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels, kernels_module, lower_programs
 
         self.check(spec)
         result = Lowering({})
@@ -84,7 +90,8 @@ class X86Backend:
         if done("x86", kernels_module(functions)):
             return result
         result.llvm_modules = self.llvm_ir(functions)
-        done("llvm", toolchain.link_llvm_ir(result.llvm_modules))
+        result.program = lower_programs(result.tile_module)
+        done("llvm", toolchain.link_llvm_ir([*result.llvm_modules, kernel_table_ir(result.program)]))
         return result
 
     def llvm_ir(self, functions: list[str]) -> list[str]:
@@ -112,9 +119,12 @@ class X86Backend:
         with ThreadPoolExecutor(max_workers=2) as pool:
             return list(pool.map(one, llvm_ir_modules))
 
-    def amx_library(self, tile_module: ModuleOp, target_dir: Path, emulated: bool = False) -> list[str]:
+    def amx_library(
+        self, tile_module: ModuleOp, target_dir: Path, program: dict[str, Any], emulated: bool = False
+    ) -> list[str]:
         """Every GEMM's AMX variant (`<name>__amx`, bf16 tiles) into kernels.amx.so, its MLIR beside it;
-        built whatever the precision, so that the artifact runs its best on whichever CPU it meets.
+        built whatever the precision, so that the artifact runs its best on whichever CPU it meets; bound
+        to `program`'s kernel table like the other libraries.
         emulated: the same kernels with the tile operations as loops, for this CPU (tests on machines
         without AMX run the whole AMX path through them)."""
         from tessera.lowering.convert_tile_to_x86 import amx_kernels, kernels_module
@@ -134,15 +144,20 @@ class X86Backend:
         with ThreadPoolExecutor(max_workers=2) as pool:
             llvm_ir = list(pool.map(one, functions))
         cpu = toolchain.X86_64_BASELINE if emulated else toolchain.X86_64_AMX
-        toolchain.link_shared(self.objects(llvm_ir, cpu), target_dir / LIBRARY_FILES["amx"])
+        self.link_library(llvm_ir, program, cpu, target_dir / LIBRARY_FILES["amx"])
         return list(variants)
 
-    def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
-        from tessera.lowering.convert_tile_to_x86 import lower_programs
+    def link_library(self, llvm_ir_modules: list[str], program: dict[str, Any], cpu: toolchain.CPU, path: Path) -> None:
+        """The kernels' objects for `cpu` and the kernel-table digest of `program`, linked into one library.
+        The digest's object is not cached: it takes milliseconds, and each program has its own."""
+        table = toolchain.compile_object(kernel_table_ir(program), cpu=cpu)
+        toolchain.link_shared([*self.objects(llvm_ir_modules, cpu), table], path)
 
+    def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
         started = time.perf_counter()
         lowering = self._lower(graph, spec, "llvm", dump_dir)
-        assert lowering.tile_module is not None
+        assert lowering.tile_module is not None and lowering.program is not None
+        program = lowering.program
         target_dir = out_dir / self.name
         target_dir.mkdir(parents=True, exist_ok=True)
         for stage, name in STAGE_FILES.items():
@@ -151,11 +166,10 @@ class X86Backend:
         for isa, cpu in (("generic", toolchain.X86_64_BASELINE), ("avx512", toolchain.X86_64_AVX512)):
             self.progress(f"x86: machine code for {cpu.name} (ahead-of-time library, {isa})")
             libraries[isa] = f"{self.name}/{LIBRARY_FILES[isa]}"
-            toolchain.link_shared(self.objects(lowering.llvm_modules, cpu), out_dir / libraries[isa])
+            self.link_library(lowering.llvm_modules, program, cpu, out_dir / libraries[isa])
         self.progress(f"x86: AMX variants of the GEMMs for {toolchain.X86_64_AMX.name} (ahead-of-time library, amx)")
-        amx_kernels = self.amx_library(lowering.tile_module, target_dir)
+        amx_kernels = self.amx_library(lowering.tile_module, target_dir, program)
         libraries["amx"] = f"{self.name}/{LIBRARY_FILES['amx']}"
-        program = lower_programs(lowering.tile_module)
         (target_dir / "program.json").write_text(json.dumps(program, indent=1) + "\n")
         report = memory_report(lowering.tile_module, spec)
         seconds = time.perf_counter() - started
@@ -176,3 +190,10 @@ class X86Backend:
             "stages": list(STAGES),
             **report,
         }
+
+
+def kernel_table_ir(program: dict[str, Any]) -> str:
+    """An LLVM IR module exporting the digest of `program`'s kernel table as 64 ASCII hex digits, linked
+    beside the kernels so that the runtime can tell which program.json the code was compiled with."""
+    digest = kernel_table_digest(program["kernels"])
+    return f'@{KERNEL_TABLE_SYMBOL} = constant [64 x i8] c"{digest}", align 1\n'

@@ -7,13 +7,15 @@
   c  kernel-cache and JIT-cache entries that are empty, truncated or corrupt are rebuilt, never used
   d  a truncated AOT library is refused in one line, not loaded (it died with SIGBUS)
   e  program.json is checked against its schema and its kernels' compiled signatures before any launch,
-     also when its sha256 record was rewritten to match (someone who rewrites both files)
+     also when its sha256 record was rewritten to match (someone who rewrites both files); and its kernel
+     table against the digest linked into the code, also when the table was regenerated to match the edit
 
 Every failure is one stderr line and exit 1 — never a traceback or a signal.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import shutil
 from collections.abc import Callable
@@ -449,6 +451,57 @@ def test_the_unedited_program_checks_and_amx_kernels_must_be_gemms(tiny: Path) -
     check_amx_kernels(program, gemms, "tessera.json")
     with pytest.raises(ProgramError, match="amx_kernels names 'embedding_"):
         check_amx_kernels(program, [_first(program, lambda launch: True)["kernel"]], "tessera.json")
+
+
+def _shrunk_states(program: dict[str, Any]) -> None:
+    """The reviewer's attack: every conv/SSM state shrunk to [1] and the kernel table regenerated to match,
+    so that the program agrees with its own table (only the digest in the code can tell)."""
+    from tessera.lowering.convert_tile_to_x86 import KERNEL_FIELDS
+    from tessera.runtime.program_check import check_program, kernel_signatures
+
+    for entry in program["states"].values():
+        if entry["kind"] in ("conv_state", "ssm_state"):
+            entry["shape"] = [1]
+    compiled = program["kernels"]
+    program["kernels"] = {
+        name: {"kind": compiled[name]["kind"], "dims": compiled[name]["dims"], **signature}
+        for name, signature in kernel_signatures(program, KERNEL_FIELDS).items()
+    }
+    check_program(program, "program.json", "x86")  # consistent: the signature check alone would pass it
+
+
+@NEEDS_MLIR
+def test_a_kernel_table_regenerated_to_match_is_refused(tiny: Path, tmp_path: Path) -> None:
+    copy = copy_of(tiny, tmp_path)
+    path = copy / "x86" / "program.json"
+    program = json.loads(path.read_text())
+    _shrunk_states(program)
+    path.write_text(json.dumps(program))
+    record_again(copy, "x86/program.json")
+    for kernels in ("aot", "jit"):  # it died with SIGABRT (heap corruption) in the first launch
+        result = run_tool("tessera_run", copy, *RUN, ok=False, env={"TESSERA_KERNELS": kernels})
+        assert result.returncode == 1, kernels
+        library = "kernels.ll" if kernels == "jit" else "kernels."
+        assert_one_line_error(result, "program.json: its kernel table is not the one", library)
+
+
+@NEEDS_MLIR
+def test_every_library_carries_the_digest_of_its_kernel_table(tiny: Path) -> None:
+    from tessera.runtime.kernels import load_kernels
+    from tessera.runtime.program_check import ProgramError, check_kernel_table, kernel_table_digest
+
+    program = json.loads((tiny / "x86" / "program.json").read_text())
+    digest = kernel_table_digest(program["kernels"])
+    for name in ("kernels.so", "kernels.avx512.so", "kernels.amx.so"):
+        library = ctypes.CDLL(str(tiny / "x86" / name))
+        assert (ctypes.c_char * 64).in_dll(library, "tessera_kernel_table_sha256").raw == digest.encode(), name
+    jit = load_kernels(tiny / "x86" / "kernels.ll", {}, "jit", records=None)
+    assert jit.table_digests == {str(tiny / "x86" / "kernels.ll"): digest}
+    check_kernel_table(program, jit.table_digests, "program.json")
+    with pytest.raises(ProgramError, match=r"^old\.so: no kernel table digest .*rebuild with tessera-compile"):
+        check_kernel_table(program, {"old.so": None}, "program.json")  # an artifact built before the binding
+    with pytest.raises(ProgramError, match=r"^program\.json: its kernel table is not the one k\.so was compiled"):
+        check_kernel_table(program, {"k.so": "0" * 64}, "program.json")
 
 
 GPU_PROGRAMS = {

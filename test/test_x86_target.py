@@ -225,16 +225,22 @@ def _copy(artifact: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_a_missing_kernel_is_named(tiny_artifact: Path, tmp_path: Path) -> None:
+def test_a_missing_kernel_is_named(tiny_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tessera.runtime.kernels import load_kernels
+    from tessera.runtime.native import NativeError
+
     copy = _copy(tiny_artifact, tmp_path)
     program_path = copy / "x86" / "program.json"
     program = json.loads(program_path.read_text())
     launch = program["programs"]["decode"]["launches"][0]
-    # A kernel the program declares (so program.json checks) that the library does not hold.
+    # A kernel the program declares (so program.json checks) that the library does not hold: the kernel
+    # table is no longer the one the code was compiled with, which the session refuses before any lookup.
     program["kernels"]["embedding_v2"] = program["kernels"][launch["kernel"]]
     launch["kernel"] = "embedding_v2"
     program_path.write_text(json.dumps(program))
     record_again(copy, "x86/program.json")
+    monkeypatch.setenv("TESSERA_ISA", "generic")
+    libraries = {"generic": copy / "x86" / "kernels.so"}
     for kernels in ("aot", "jit"):
         result = run_tool(
             "tessera_run",
@@ -246,7 +252,10 @@ def test_a_missing_kernel_is_named(tiny_artifact: Path, tmp_path: Path) -> None:
             ok=False,
             env={"TESSERA_KERNELS": kernels},
         )
-        assert_one_line_error(result, "no kernel 'embedding_v2'")
+        assert_one_line_error(result, "program.json: its kernel table is not the one")
+        # The lookup behind it names a kernel the code lacks in one line too.
+        with pytest.raises(NativeError, match="no kernel 'embedding_v2'"):
+            load_kernels(copy / "x86" / "kernels.ll", libraries, kernels).function("embedding_v2")
     (copy / "x86" / "kernels.so").unlink()
     result = run_tool(
         "tessera_run", copy, "--input-ids", "1", ok=False, env={"TESSERA_KERNELS": "aot", "TESSERA_ISA": "generic"}
