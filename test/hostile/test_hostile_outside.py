@@ -106,7 +106,7 @@ def test_weights_manifest_dtype_against_its_shard(box: Box) -> None:
 
 def test_weights_manifest_without_its_config(box: Box) -> None:
     artifact = box.copy_in(checkpoint_artifact().path, "artifact")
-    edit_json(artifact / "weights" / "manifest.json", lambda m: m.pop("config"))
+    edit_json(artifact / "weights" / "manifest.json", lambda m: m.__delitem__("config"))
     rerecord(artifact, "weights/manifest.json")
     refused(run(box, artifact), "manifest.json", "config")
 
