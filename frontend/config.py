@@ -685,7 +685,7 @@ def load_model(source: str | os.PathLike[str]) -> ModelSpec:
     path = Path(text)
     if path.is_dir():
         return load_hf_directory(path)
-    if path.is_file():
+    if path.exists():  # a FIFO or device too: the reader refuses it by name
         if path.suffix in {".yaml", ".yml"}:
             return load_yaml(path)
         if path.name == "config.json":

@@ -231,6 +231,10 @@ class _Checker:
         for index, launch in enumerate(launches):
             where = f"programs.{name}.launches[{index}]"
             self.launch(self.mapping(launch, where), where, top, slots)
+        # The logits are the last launch's output (lm_head): a program that never writes them would return
+        # whatever the arena held.
+        if not launches or not any(arg.get("buffer") == result["buffer"] for arg in launches[-1]["args"]):
+            raise self.fail(f"programs.{name}.launches", "the last launch does not write the result (the logits)")
 
     def launch(self, launch: dict[str, Any], where: str, top: dict[str, Any], slots: list[int]) -> None:
         kernel = self.string(launch.get("kernel"), f"{where}.kernel")

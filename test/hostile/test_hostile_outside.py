@@ -114,3 +114,17 @@ def test_weights_manifest_without_its_config(box: Box) -> None:
 def test_logits_written_into_the_artifact(box: Box) -> None:
     artifact = box.copy_in(tiny_artifact().path, "artifact")
     refused(run(box, artifact, "--logits-out", artifact / "graph.mlir"), "--logits-out")
+
+
+@pytest.mark.parametrize("program", ["prefill", "decode"])
+def test_a_program_that_never_writes_its_logits(box: Box, program: str) -> None:
+    built = tiny_artifact()
+    if "x86" not in built.targets:
+        pytest.skip("the x86 target needs the MLIR 22 / llvmlite toolchain")
+    artifact = box.copy_in(built.path, "artifact")
+    edit_json(artifact / "x86" / "program.json", lambda p: p["programs"][program].update(launches=[]))
+    rerecord(artifact, "x86/program.json")
+    outcome = box.run(
+        "tessera-run", artifact, "--target", "x86", "--input-ids", PROMPT_IDS, "--max-new-tokens", NEW_TOKENS
+    )
+    refused(outcome, "program.json", f"programs.{program}.launches")
