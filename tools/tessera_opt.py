@@ -35,8 +35,18 @@ from tessera.safe_io import check_regular_file
 from tessera.staging import check_apart, write_atomically
 
 
+class _Collected(io.StringIO):
+    """The output, kept when xDSL closes its stream, so it can be written whole once the run succeeds."""
+
+    text = ""
+
+    def close(self) -> None:
+        self.text = self.getvalue()
+        super().close()
+
+
 class TesseraOptMain(xDSLOptMain):
-    _output: io.StringIO | None = None
+    _output: _Collected | None = None
 
     def prepare_input(self) -> tuple[list[tuple[IO[bytes], int]], str]:
         # Only a regular file: opening a FIFO would block for ever, a device never end.
@@ -51,13 +61,14 @@ class TesseraOptMain(xDSLOptMain):
             return super().prepare_output()
         if self.args.input_file is not None:
             check_apart(Path(self.args.output_file), [Path(self.args.input_file)])
-        self._output = io.StringIO()
+        self._output = _Collected()
         return self._output
 
     def run(self) -> None:
         super().run()
         if self._output is not None:
-            write_atomically(Path(self.args.output_file), self._output.getvalue().encode())
+            text = self._output.text if self._output.closed else self._output.getvalue()
+            write_atomically(Path(self.args.output_file), text.encode())
 
     def register_all_dialects(self) -> None:
         super().register_all_dialects()
