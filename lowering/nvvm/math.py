@@ -105,12 +105,14 @@ def exp(b: MlirBuilder, x: str) -> str:
 
 
 def log(b: MlirBuilder, x: str) -> str:
-    bits = _bits(b, x)
-    tiny = b.let("m", f"arith.cmpi ult, {bits}, {_i32(b, SMALLEST_NORMAL_BITS)} : i32")  # +0 and subnormals
+    # +0 and subnormals (negative x ends in `special` below, whatever happens to it here)
+    tiny = _cmp(b, "olt", x, _float(b, _i32(b, SMALLEST_NORMAL_BITS)))
     scaled = _select(b, tiny, _f(b, "mulf", x, _c(b, SUBNORMAL_SCALE)), x)
-    bias = b.let("m", f"arith.select {tiny}, {_i32(b, 127 + 25)}, {_i32(b, 127)} : i32")
     shifted = _i(b, "addi", _bits(b, scaled), _i32(b, ONE_BITS - SQRT_HALF_BITS))
-    k = _i(b, "subi", _i(b, "shrui", shifted, _i32(b, 23)), bias)
+    # k = biased exponent - bias, in f32 (exact: small integers); the exponent made a float by ROUNDING
+    biased = _i(b, "addi", _i(b, "shrui", shifted, _i32(b, 23)), _i32(b, ROUNDING_BITS))
+    bias = _select(b, tiny, _c(b, 127.0 + 25), _c(b, 127.0))
+    k_float = _f(b, "subf", _f(b, "subf", _float(b, biased), _c(b, ROUNDING)), bias)
     m = _float(b, _i(b, "addi", _i(b, "andi", shifted, _i32(b, 0x007FFFFF)), _i32(b, SQRT_HALF_BITS)))
     f = _f(b, "subf", m, _c(b, 1.0))
     s = _f(b, "divf", f, _f(b, "addf", f, _c(b, 2.0)))
@@ -120,7 +122,6 @@ def log(b: MlirBuilder, x: str) -> str:
         series = _f(b, "addf", _c(b, coefficient), _f(b, "mulf", z, series))
     r = _f(b, "mulf", z, series)
     half_f_squared = _f(b, "mulf", _f(b, "mulf", f, _c(b, 0.5)), f)
-    k_float = _f(b, "subf", _float(b, _i(b, "addi", k, _i32(b, ROUNDING_BITS))), _c(b, ROUNDING))
     correction = _f(b, "mulf", s, _f(b, "addf", half_f_squared, r))
     small = _f(b, "subf", _f(b, "addf", correction, _f(b, "mulf", k_float, _c(b, LN2_LO))), half_f_squared)
     result = _f(b, "addf", _f(b, "addf", small, f), _f(b, "mulf", k_float, _c(b, LN2_HI)))

@@ -406,6 +406,10 @@ def has_mlir() -> bool:
     return HAS_MLIR
 
 
+# The one skip of the suite: cases that run the x86 target where its toolchain is absent.
+NEEDS_X86 = pytest.mark.skipif(not has_mlir(), reason="the x86 target needs the MLIR 22 / llvmlite toolchain")
+
+
 def compiled_targets() -> tuple[str, ...]:
     return ("x86", "reference") if has_mlir() else ("reference",)
 

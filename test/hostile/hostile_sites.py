@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hostile_run import (
     BIG_INT,
     HUGE_BYTES,
+    NEEDS_X86,
     NEW_TOKENS,
     PROMPT_IDS,
     ROOT,
@@ -25,7 +27,6 @@ from hostile_run import (
     Outcome,
     checkpoint_artifact,
     deep_json,
-    has_mlir,
     hf_checkpoint,
     hf_sharded,
     rerecord,
@@ -198,5 +199,6 @@ def after_corruption(site: Site, path: Path) -> None:
         rerecord(artifact_root(path, site.recorded), site.recorded)
 
 
-def skip_reason(site: Site) -> str | None:
-    return "the x86 target needs the MLIR 22 / llvmlite toolchain" if site.needs_x86 and not has_mlir() else None
+def site_param(site: str, *values: object) -> Any:
+    """A parametrize entry for a case at `site`, skipped (saying why) where the site needs the x86 target."""
+    return pytest.param(site, *values, marks=[NEEDS_X86] if SITES[site].needs_x86 else [])

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from hostile_run import (
+    NEEDS_X86,
     NEW_TOKENS,
     PROMPT_IDS,
     REBUILD_TIMEOUT_S,
@@ -41,7 +42,6 @@ from hostile_run import (
     truncate_to,
 )
 
-needs_x86 = pytest.mark.skipif(not has_mlir(), reason="the x86 target needs the MLIR 22 / llvmlite toolchain")
 RECORDS = ["as-found", "rerecorded"]
 
 
@@ -65,7 +65,7 @@ def refused_before_any_token(outcome: Outcome, *phrases: str) -> None:
 # --- kernel libraries, LLVM IR, graph.mlir ------------------------------------------------------------------
 
 
-@needs_x86
+@NEEDS_X86
 @pytest.mark.parametrize("cut", ["half", "first-page"])
 def test_truncated_kernel_library_under_aot(box: Box, cut: str) -> None:
     artifact = box.copy_in(tiny_artifact().path, "artifact")
@@ -74,7 +74,7 @@ def test_truncated_kernel_library_under_aot(box: Box, cut: str) -> None:
     refused(run(box, artifact, "x86", {"TESSERA_KERNELS": "aot"}), "kernels", ".so")
 
 
-@needs_x86
+@NEEDS_X86
 @pytest.mark.parametrize("record", RECORDS)
 def test_truncated_llvm_ir_under_jit(box: Box, record: str) -> None:
     artifact = box.copy_in(tiny_artifact().path, "artifact")
@@ -117,7 +117,7 @@ def _entries(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file())
 
 
-@needs_x86
+@NEEDS_X86
 @pytest.mark.parametrize("damage", ["garbage", "empty", "truncated"])
 def test_corrupt_jit_cache_entry_is_rebuilt(box: Box, damage: str) -> None:
     built = tiny_artifact()
@@ -135,7 +135,7 @@ def test_corrupt_jit_cache_entry_is_rebuilt(box: Box, damage: str) -> None:
         assert tokens_of(outcome) == built.tokens["x86"]
 
 
-@needs_x86
+@NEEDS_X86
 def test_empty_and_truncated_kernel_cache_entries_are_rebuilt(box: Box) -> None:
     built: Built = tiny_artifact()
     cache = _private_cache(box, lambda kind: not _is_jit(kind))
@@ -181,7 +181,7 @@ PROGRAM_CHANGES: dict[str, Callable[[dict[str, Any]], None]] = {
 }
 
 
-@needs_x86
+@NEEDS_X86
 @pytest.mark.parametrize("record", RECORDS)
 @pytest.mark.parametrize("change", list(PROGRAM_CHANGES))
 def test_program_json_disagreeing_with_its_kernels(box: Box, change: str, record: str) -> None:
