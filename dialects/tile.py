@@ -3,56 +3,79 @@
 Each Schedule-IR step becomes a `tessera.tile.launch` of a `tessera.tile.kernel`; identical steps (same
 kind, dimensions and epilogue) launch the same kernel, so a 62-layer model compiles a few dozen kernels.
 A kernel records:
-    kind, dims       what it computes (the Schedule-IR step it came from) and its static dimensions
+    kind, dims       what it computes (the Schedule-IR step it came from): provenance for names and caches
     parallel, grid   the dimension the runtime splits across threads / CTAs / workgroups, and its extent
     target, tiles    chosen once by `tessera-tile-choose-tiles{target=...}`; later passes only read them
-    body             the tile-level steps: loads into a memory space (sync or async), matrix multiply-
-                     accumulates with m/n/k and element types, elementwise ops, reductions and scans
+    body             what one program (one index of the grid) computes, in dataflow form (below) for the
+                     kinds written in kernels/, else the planned steps of dialects/tile_plan.py
     footprint        bytes of fast memory (cache / shared memory / LDS) per worker, computed from the body
                      by `tessera-tile-compute-footprint` and checked here against the target's limit
 
+A dataflow body's block takes the launch operands (memrefs, the token dimension dynamic), then the scalars
+the kernel reads (`scalars`, e.g. the sequence position, as index), then the program id (index). Tiles are
+SSA values of `!tessera.tile.tile<16xf32>` (shape, element type); the ops below take and return them, loops
+are `scf.for` carrying tiles, index arithmetic is `arith`:
+
 ```mlir
-tessera.tile.kernel @matmul_n200_k64_store {kind = "matmul", dims = {n = 200 : i64, k = 64 : i64, ...},
-    parallel = "panels", grid = 7 : i64, target = "x86", tiles = {mr = 6 : i64, nr = 32 : i64, kc = 64 : i64},
-    footprint = 9216 : i64} {
-  tessera.tile.load "weight" [64, 32] f32 {space = "cache"}
-  tessera.tile.mma m = 6 n = 32 k = 64 (f32, f32) -> f32
-  tessera.tile.store "y" [6, 32] f32 {space = "global"}
+tessera.tile.kernel @rms_scale_d64 {kind = "rms_scale", dims = {hidden = 64 : i64, epsilon = 1.0e-05 : f64},
+    parallel = "tokens", grid = 0 : i64, target = "x86", tiles = {block = 64 : i64}} {
+^0(%h : memref<?x64xf32>, %rstd : memref<?xf32>, %t : index):
+  %c0 = arith.constant 0 : index
+  %row = tessera.tile.load %h[%t, %c0] : memref<?x64xf32> -> !tessera.tile.tile<64xf32>
+  %squares = tessera.tile.map %row : !tessera.tile.tile<64xf32> -> !tessera.tile.tile<64xf32> {
+  ^1(%v : f32):
+    %s = arith.mulf %v, %v : f32
+    tessera.tile.yield %s : f32
+  }
+  %sum = tessera.tile.reduce add %squares : !tessera.tile.tile<64xf32> -> f32
+  ...
+  tessera.tile.store %scale, %rstd[%t] : f32, memref<?xf32>
 }
 ```
+The target lowerings (lowering/tile_to_x86.py, lowering/tile_to_simt.py) see only these ops, never `kind`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from xdsl.dialects.builtin import (
     I64,
-    DenseArrayBase,
+    ArrayAttr,
     DictionaryAttr,
     FloatAttr,
+    IndexType,
+    IntAttr,
     IntegerAttr,
     MemRefType,
     StringAttr,
     SymbolNameConstraint,
     SymbolRefAttr,
-    UnitAttr,
     i64,
 )
-from xdsl.ir import Attribute, Dialect, TypeAttribute
+from xdsl.ir import Attribute, Block, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
     ParsePropInAttrDict,
+    irdl_attr_definition,
     irdl_op_definition,
+    operand_def,
+    opt_operand_def,
     opt_prop_def,
     prop_def,
     region_def,
+    result_def,
     traits_def,
     var_operand_def,
 )
-from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface
+from xdsl.parser import AttrParser
+from xdsl.printer import Printer
+from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, Pure, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from tessera.dialects.schedule import element_bytes
+from tessera.dialects.tile_plan import PLAN_OPS
 
 # Fast memory per worker that a kernel's footprint must fit (bytes): an x86 core's L2 (a conservative
 # 1 MiB), Hopper's opt-in shared memory per block (227 KiB), CDNA's LDS per workgroup (64 KiB).
@@ -62,6 +85,9 @@ FAST_MEMORY_LIMITS = {"x86": 1 << 20, "sm_90a": 227 * 1024, "gfx942": 64 * 1024,
 # cache holds tiles and accumulators alike.
 SCRATCHPAD_TARGETS = ("sm_90a", "gfx942", "gfx90a")
 MEMORY_SPACES = ("global", "cache", "shared", "lds", "registers")
+# The scalars a kernel may read besides its buffers (block arguments of type index, in this order).
+KERNEL_SCALARS = ("position",)
+COMBINERS = ("add", "max", "min")
 
 
 def _int(attr: Attribute) -> int:
@@ -82,6 +108,59 @@ def plain_dict(attr: DictionaryAttr) -> dict[str, int | float | str]:
     return plain
 
 
+# --- the tile type ---------------------------------------------------------------------------------------
+
+
+@irdl_attr_definition
+class TileType(ParametrizedAttribute, TypeAttribute):
+    """A tile value: `!tessera.tile.tile<16xf32>`, a static shape of scalar elements. Where its elements live
+    (registers of one core, lanes of a wave) is the target lowering's choice."""
+
+    name = "tessera.tile.tile"
+    shape: ArrayAttr[IntAttr]
+    element_type: Attribute
+
+    def __init__(self, shape: Sequence[int], element_type: Attribute) -> None:
+        super().__init__(ArrayAttr([IntAttr(d) for d in shape]), element_type)
+
+    def get_shape(self) -> tuple[int, ...]:
+        return tuple(d.data for d in self.shape.data)
+
+    def element_count(self) -> int:
+        count = 1
+        for d in self.get_shape():
+            count *= d
+        return count
+
+    def print_parameters(self, printer: Printer) -> None:
+        printer.print_string("<" + "".join(f"{d}x" for d in self.get_shape()))
+        printer.print_attribute(self.element_type)
+        printer.print_string(">")
+
+    @classmethod
+    def parse_parameters(cls, parser: AttrParser) -> list[Attribute]:
+        with parser.in_angle_brackets():
+            shape, element = parser.parse_ranked_shape()
+        return [ArrayAttr([IntAttr(d) for d in shape]), element]
+
+    def verify(self) -> None:
+        if not self.shape.data or any(d.data <= 0 for d in self.shape.data):
+            raise VerifyException(f"{self.name}: a tile has a non-empty shape of positive sizes")
+
+
+def element_of(type_: Attribute) -> Attribute:
+    """The element type of a tile, or a scalar type itself."""
+    return type_.element_type if isinstance(type_, TileType) else type_
+
+
+def with_element(type_: Attribute, element: Attribute) -> Attribute:
+    """type_ (a tile or a scalar) holding `element` instead."""
+    return TileType(type_.get_shape(), element) if isinstance(type_, TileType) else element
+
+
+# --- kernels and launches ----------------------------------------------------------------------------------
+
+
 @irdl_op_definition
 class KernelOp(IRDLOperation):
     name = "tessera.tile.kernel"
@@ -93,15 +172,37 @@ class KernelOp(IRDLOperation):
     target = opt_prop_def(StringAttr)
     tiles = opt_prop_def(DictionaryAttr)
     footprint = opt_prop_def(IntegerAttr[I64])
+    # The scalars a dataflow body reads (KERNEL_SCALARS), as index block arguments after the buffers.
+    scalars = opt_prop_def(ArrayAttr[StringAttr])
     body = region_def("single_block")
     traits = traits_def(SymbolOpInterface(), IsolatedFromAbove(), NoTerminator())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$sym_name attr-dict-with-keyword $body"
 
+    def is_dataflow(self) -> bool:
+        """Whether the body is dataflow Tile-IR (written in kernels/) rather than planned steps."""
+        return bool(self.body.block.args)
+
+    def scalar_names(self) -> tuple[str, ...]:
+        return () if self.scalars is None else tuple(s.data for s in self.scalars.data)
+
+    def buffers(self) -> tuple[SSAValue, ...]:
+        """The block arguments of the launch operands."""
+        return tuple(self.body.block.args[: len(self.body.block.args) - len(self.scalar_names()) - 1])
+
+    def scalar_args(self) -> tuple[SSAValue, ...]:
+        args = self.body.block.args
+        return tuple(args[len(args) - len(self.scalar_names()) - 1 : -1])
+
+    def program_id(self) -> SSAValue:
+        return self.body.block.args[-1]
+
     def verify_(self) -> None:
         where = f"{self.name} @{self.sym_name.data}"
         if _int(self.grid) < 0:
             raise VerifyException(f"{where}: grid must be >= 0 (0: the call's token count), got {_int(self.grid)}")
+        if self.is_dataflow():
+            self._verify_arguments(where)
         if self.footprint is None or self.target is None:
             return
         limit = FAST_MEMORY_LIMITS.get(self.target.data)
@@ -114,95 +215,19 @@ class KernelOp(IRDLOperation):
                 f"{where}: footprint {_int(self.footprint)} bytes exceeds the {self.target.data} limit of {limit} bytes"
             )
 
-
-class _Transfer(IRDLOperation):
-    operand = prop_def(StringAttr)
-    shape = prop_def(DenseArrayBase.constr(i64))
-    element = prop_def(TypeAttribute)
-    space = prop_def(StringAttr)
-    # Elements after each row in `space` (a padded, bank-conflict-free shared-memory / LDS layout).
-    pad = opt_prop_def(IntegerAttr[I64])
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$operand $shape $element attr-dict"
-
-    def verify_(self) -> None:
-        if self.space.data not in MEMORY_SPACES:
-            raise VerifyException(f"{self.name} '{self.operand.data}': space must be one of {MEMORY_SPACES}")
-        if any(d <= 0 for d in self.shape.get_values()):
-            raise VerifyException(f"{self.name} '{self.operand.data}': tile dimensions must be positive")
-        if self.pad is not None and _int(self.pad) < 0:
-            raise VerifyException(f"{self.name} '{self.operand.data}': pad must be >= 0")
-
-    def tile_bytes(self) -> int:
-        """Bytes the tile occupies in its space, row padding included."""
-        *outer, row = (int(dim) for dim in self.shape.get_values())
-        count = row + (0 if self.pad is None else _int(self.pad))
-        for dim in outer:
-            count *= dim
-        return count * element_bytes(self.element)
-
-
-@irdl_op_definition
-class LoadOp(_Transfer):
-    """A tile of an operand brought into `space`; `async` marks a prefetch overlapped with compute."""
-
-    name = "tessera.tile.load"
-    is_async = opt_prop_def(UnitAttr, prop_name="async")
-
-
-@irdl_op_definition
-class StoreOp(_Transfer):
-    """A tile of a result written from registers to `space` (usually global)."""
-
-    name = "tessera.tile.store"
-
-
-@irdl_op_definition
-class MmaOp(IRDLOperation):
-    """A matrix multiply-accumulate on tiles: acc[m, n] += lhs[m, k] * rhs[k, n]."""
-
-    name = "tessera.tile.mma"
-    m = prop_def(IntegerAttr[I64])
-    n = prop_def(IntegerAttr[I64])
-    k = prop_def(IntegerAttr[I64])
-    lhs = prop_def(TypeAttribute)
-    rhs = prop_def(TypeAttribute)
-    acc = prop_def(TypeAttribute)
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "`m` `=` $m `n` `=` $n `k` `=` $k `(` $lhs `,` $rhs `)` `->` $acc attr-dict"
-
-    def accumulator_bytes(self) -> int:
-        return _int(self.m) * _int(self.n) * element_bytes(self.acc)
-
-
-@irdl_op_definition
-class ElementwiseOp(IRDLOperation):
-    """An elementwise function over the current tile (silu, softplus, relu2, exp, scale, ...)."""
-
-    name = "tessera.tile.elementwise"
-    fn = prop_def(StringAttr)
-    assembly_format = "$fn attr-dict"
-
-
-class _AlongAxis(IRDLOperation):
-    fn = prop_def(StringAttr)
-    axis = prop_def(IntegerAttr[I64])
-    irdl_options = (ParsePropInAttrDict(),)
-    assembly_format = "$fn attr-dict"
-
-
-@irdl_op_definition
-class ReduceOp(_AlongAxis):
-    """A reduction of the current tile along `axis` (sum of squares for a norm, max/sum for softmax)."""
-
-    name = "tessera.tile.reduce"
-
-
-@irdl_op_definition
-class ScanOp(_AlongAxis):
-    """A prefix scan along `axis` (the cumulative log-decay of a Mamba chunk; the recurrence across chunks)."""
-
-    name = "tessera.tile.scan"
+    def _verify_arguments(self, where: str) -> None:
+        unknown = [name for name in self.scalar_names() if name not in KERNEL_SCALARS]
+        if unknown:
+            raise VerifyException(f"{where}: unknown scalars {unknown} (known: {', '.join(KERNEL_SCALARS)})")
+        args = self.body.block.args
+        if len(args) < len(self.scalar_names()) + 1:
+            raise VerifyException(f"{where}: the body takes its buffers, its scalars and the program id")
+        for arg in (*self.scalar_args(), self.program_id()):
+            if not isinstance(arg.type, IndexType):
+                raise VerifyException(f"{where}: scalars and the program id are index arguments, got {arg.type}")
+        for arg in self.buffers():
+            if not isinstance(arg.type, MemRefType):
+                raise VerifyException(f"{where}: launch operands are memref arguments, got {arg.type}")
 
 
 @irdl_op_definition
@@ -217,7 +242,222 @@ class LaunchOp(IRDLOperation):
     assembly_format = "$kernel `ins` `(` $ins `:` type($ins) `)` `outs` `(` $outs `:` type($outs) `)` attr-dict"
 
 
+# --- dataflow ops ------------------------------------------------------------------------------------------
+
+
+def _scalar_or_tile(type_: Attribute) -> bool:
+    return isinstance(type_, TileType) or not isinstance(type_, MemRefType)
+
+
+def _verify_access(op: LoadOp | StoreOp, value_type: Attribute) -> None:
+    """A tile's worth of a buffer at `indices`: a tile of rank r spans the buffer's last r dimensions from
+    those indices; a scalar is one element. `bound` masks the last dimension: elements at index >= bound are
+    not read (they read as 0) or written."""
+    memref = op.memref.type
+    assert isinstance(memref, MemRefType)
+    where = f"{op.name}"
+    if len(op.indices) != len(memref.get_shape()):
+        raise VerifyException(f"{where}: {len(op.indices)} indices into a rank-{len(memref.get_shape())} buffer")
+    if element_of(value_type) != memref.element_type:
+        raise VerifyException(f"{where}: element {element_of(value_type)} of a {memref.element_type} buffer")
+    if isinstance(value_type, TileType):
+        shape = value_type.get_shape()
+        if len(shape) > len(memref.get_shape()):
+            raise VerifyException(f"{where}: a rank-{len(shape)} tile of a rank-{len(memref.get_shape())} buffer")
+    elif op.bound is not None:
+        raise VerifyException(f"{where}: a scalar access has no bound")
+    if op.space is not None and op.space.data not in MEMORY_SPACES:
+        raise VerifyException(f"{where}: space must be one of {MEMORY_SPACES}")
+
+
+@irdl_op_definition
+class LoadOp(IRDLOperation):
+    """`%t = tessera.tile.load %buf[%i, %j] bound %n : memref<?x64xf32> -> !tessera.tile.tile<16xf32>`"""
+
+    name = "tessera.tile.load"
+    memref = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    bound = opt_operand_def(IndexType)
+    space = opt_prop_def(StringAttr)
+    result = result_def()
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = (
+        "$memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($memref) `->` type($result)"
+    )
+
+    def __init__(self, memref: SSAValue, indices: Sequence[SSAValue], result_type: Attribute,
+                 bound: SSAValue | None = None) -> None:  # fmt: skip
+        super().__init__(
+            operands=[memref, list(indices), [] if bound is None else [bound]], result_types=[result_type]
+        )
+
+    def verify_(self) -> None:
+        _verify_access(self, self.result.type)
+
+    def tile_bytes(self) -> int:
+        type_ = self.result.type
+        count = type_.element_count() if isinstance(type_, TileType) else 1
+        return count * element_bytes(element_of(type_))
+
+
+@irdl_op_definition
+class StoreOp(IRDLOperation):
+    """`tessera.tile.store %t, %buf[%i, %j] bound %n : !tessera.tile.tile<16xf32>, memref<?x64xf32>`; a
+    scalar is stored once per program (by one lane on a GPU)."""
+
+    name = "tessera.tile.store"
+    value = operand_def()
+    memref = operand_def(MemRefType)
+    indices = var_operand_def(IndexType)
+    bound = opt_operand_def(IndexType)
+    space = opt_prop_def(StringAttr)
+    irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
+    assembly_format = (
+        "$value `,` $memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($value) `,` type($memref)"
+    )
+
+    def __init__(self, value: SSAValue, memref: SSAValue, indices: Sequence[SSAValue],
+                 bound: SSAValue | None = None) -> None:  # fmt: skip
+        super().__init__(operands=[value, memref, list(indices), [] if bound is None else [bound]])
+
+    def verify_(self) -> None:
+        _verify_access(self, self.value.type)
+
+
+@irdl_op_definition
+class SplatOp(IRDLOperation):
+    """A tile of one scalar: `%t = tessera.tile.splat %x : f32 -> !tessera.tile.tile<16xf32>`."""
+
+    name = "tessera.tile.splat"
+    scalar = operand_def()
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = "$scalar attr-dict `:` type($scalar) `->` type($result)"
+
+    def __init__(self, scalar: SSAValue, shape: Sequence[int]) -> None:
+        super().__init__(operands=[scalar], result_types=[TileType(shape, scalar.type)])
+
+    def verify_(self) -> None:
+        assert isinstance(self.result.type, TileType)
+        if self.result.type.element_type != self.scalar.type:
+            raise VerifyException(f"{self.name}: a {self.scalar.type} scalar splat to {self.result.type}")
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """The element a map computes."""
+
+    name = "tessera.tile.yield"
+    values = var_operand_def()
+    traits = traits_def(IsTerminator(), HasParent(lambda: MapOp), Pure())
+    assembly_format = "$values attr-dict `:` type($values)"
+
+    def __init__(self, *values: SSAValue) -> None:
+        super().__init__(operands=[list(values)])
+
+
+@irdl_op_definition
+class MapOp(IRDLOperation):
+    """An elementwise function: its region maps the elements of its tile operands (a scalar operand is the
+    same element everywhere) to one element of the result, with arith and math ops."""
+
+    name = "tessera.tile.map"
+    inputs = var_operand_def()
+    result = result_def(TileType)
+    body = region_def("single_block")
+    traits = traits_def(Pure())
+    assembly_format = "$inputs attr-dict `:` type($inputs) `->` type($result) $body"
+
+    def __init__(self, inputs: Sequence[SSAValue], result_type: TileType, body: Region) -> None:
+        super().__init__(operands=[list(inputs)], result_types=[result_type], regions=[body])
+
+    def verify_(self) -> None:
+        assert isinstance(self.result.type, TileType)
+        shape = self.result.type.get_shape()
+        block = self.body.block
+        if len(block.args) != len(self.inputs):
+            raise VerifyException(f"{self.name}: {len(self.inputs)} inputs but {len(block.args)} block arguments")
+        for value, arg in zip(self.inputs, block.args, strict=True):
+            if isinstance(value.type, TileType) and value.type.get_shape() != shape:
+                raise VerifyException(f"{self.name}: input {value.type} is not of the result's shape {list(shape)}")
+            if arg.type != element_of(value.type):
+                raise VerifyException(f"{self.name}: block argument {arg.type} for an input of {value.type}")
+        last = block.last_op
+        if not isinstance(last, YieldOp) or len(last.values) != 1:
+            raise VerifyException(f"{self.name}: the region ends in tessera.tile.yield of one element")
+        if last.values[0].type != self.result.type.element_type:
+            raise VerifyException(f"{self.name}: yields {last.values[0].type} for a {self.result.type}")
+
+
+@irdl_op_definition
+class ReduceOp(IRDLOperation):
+    """A reduction of a tile along `axis` with a combiner (add, max, min): a rank-1 tile reduces to a scalar."""
+
+    name = "tessera.tile.reduce"
+    combiner = prop_def(StringAttr)
+    axis = prop_def(IntegerAttr[I64])
+    input = operand_def(TileType)
+    result = result_def()
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$combiner $input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, combiner: str, input: SSAValue, axis: int = 0) -> None:
+        assert isinstance(input.type, TileType)
+        shape = list(input.type.get_shape())
+        del shape[axis]
+        result = TileType(shape, input.type.element_type) if shape else input.type.element_type
+        super().__init__(
+            operands=[input],
+            result_types=[result],
+            properties={"combiner": StringAttr(combiner), "axis": IntegerAttr(axis, i64)},
+        )
+
+    def verify_(self) -> None:
+        if self.combiner.data not in COMBINERS:
+            raise VerifyException(f"{self.name}: combiner must be one of {COMBINERS}, got '{self.combiner.data}'")
+        assert isinstance(self.input.type, TileType)
+        shape = list(self.input.type.get_shape())
+        axis = _int(self.axis)
+        if not 0 <= axis < len(shape):
+            raise VerifyException(f"{self.name}: axis {axis} of a rank-{len(shape)} tile")
+        del shape[axis]
+        element = self.input.type.element_type
+        expected = TileType(shape, element) if shape else element
+        if self.result.type != expected:
+            raise VerifyException(f"{self.name}: reducing {self.input.type} along {axis} gives {expected}")
+
+
+@irdl_op_definition
+class ConvertOp(IRDLOperation):
+    """A tile or scalar in another element type: f32 -> bf16 rounds to nearest even (NaN stays a quiet NaN,
+    as runtime/weights.py rounds), bf16 -> f32 is exact, an integer -> index is a cast."""
+
+    name = "tessera.tile.convert"
+    input = operand_def()
+    result = result_def()
+    traits = traits_def(Pure())
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, element: Attribute) -> None:
+        super().__init__(operands=[input], result_types=[with_element(input.type, element)])
+
+    def verify_(self) -> None:
+        source, target = self.input.type, self.result.type
+        if isinstance(source, TileType) != isinstance(target, TileType) or (
+            isinstance(source, TileType) and isinstance(target, TileType) and source.get_shape() != target.get_shape()
+        ):
+            raise VerifyException(f"{self.name}: {source} -> {target} changes the shape")
+
+
+def dataflow_block(arg_types: Sequence[Attribute]) -> Block:
+    """An empty kernel body taking `arg_types` (buffers, scalars, then the program id)."""
+    return Block(arg_types=list(arg_types))
+
+
 TesseraTile = Dialect(
     "tessera.tile",
-    [KernelOp, LoadOp, StoreOp, MmaOp, ElementwiseOp, ReduceOp, ScanOp, LaunchOp],
+    [KernelOp, LaunchOp, LoadOp, StoreOp, SplatOp, MapOp, YieldOp, ReduceOp, ConvertOp, *PLAN_OPS],
+    [TileType],
 )
+

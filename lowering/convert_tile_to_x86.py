@@ -18,7 +18,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from tessera.dialects import tile
+from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 from tessera.lowering.programs import describe_programs
@@ -48,7 +48,7 @@ def gemm_spec(kernel: tile.KernelOp) -> gemm.GemmSpec:
     """The GEMM a matmul kernel is: its dims, and the weight element type its tile body loads."""
     weight_dtype = "f32"
     for op in kernel.body.block.ops:
-        if isinstance(op, tile.LoadOp) and op.operand.data == "weight":
+        if isinstance(op, tile_plan.PlanLoadOp) and op.operand.data == "weight":
             weight_dtype = str(op.element)
     return tiling.gemm_spec(_dims(kernel), weight_dtype)
 

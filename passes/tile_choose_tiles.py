@@ -31,7 +31,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation
 from xdsl.passes import ModulePass
 
-from tessera.dialects import tile
+from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 from tessera.lowering.tile_choice import TileChoice
@@ -58,12 +58,12 @@ def _attr(value: object) -> Attribute:
 
 def _tile_op(kind: str, props: dict[str, object]) -> Operation:
     ops: dict[str, type[Operation]] = {
-        "load": tile.LoadOp,
-        "store": tile.StoreOp,
-        "mma": tile.MmaOp,
-        "elementwise": tile.ElementwiseOp,
-        "reduce": tile.ReduceOp,
-        "scan": tile.ScanOp,
+        "load": tile_plan.PlanLoadOp,
+        "store": tile_plan.PlanStoreOp,
+        "mma": tile_plan.PlanMmaOp,
+        "elementwise": tile_plan.PlanElementwiseOp,
+        "reduce": tile_plan.PlanReduceOp,
+        "scan": tile_plan.PlanScanOp,
     }
     converted: dict[str, Attribute] = {}
     for key, value in props.items():

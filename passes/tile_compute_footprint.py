@@ -20,7 +20,7 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp, i64
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.dialects import tile
+from tessera.dialects import tile, tile_plan
 from tessera.errors import TesseraError
 
 FAST_SPACES = ("cache", "shared", "lds", "registers")
@@ -32,13 +32,13 @@ def kernel_footprint(kernel: tile.KernelOp) -> int:
         return sum(
             op.tile_bytes()
             for op in kernel.body.block.ops
-            if isinstance(op, tile.LoadOp) and op.space.data in SCRATCHPAD_SPACES
+            if isinstance(op, tile_plan.PlanLoadOp) and op.space.data in SCRATCHPAD_SPACES
         )
     total = 0
     for op in kernel.body.block.ops:
-        if isinstance(op, tile.LoadOp) and op.space.data in FAST_SPACES:
+        if isinstance(op, tile_plan.PlanLoadOp) and op.space.data in FAST_SPACES:
             total += op.tile_bytes()
-        elif isinstance(op, tile.MmaOp):
+        elif isinstance(op, tile_plan.PlanMmaOp):
             total += op.accumulator_bytes()
     return total
 

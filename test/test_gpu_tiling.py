@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from xdsl.dialects.builtin import ModuleOp
 
-from tessera.dialects import tile
+from tessera.dialects import tile, tile_plan
 from tessera.frontend.config import ModelSpec, load_model
 from tessera.frontend.graph_builder import build_graph
 from tessera.targets.stages import lower_to_schedule, lower_to_tile
@@ -88,7 +88,7 @@ def test_gpu_scratchpad_footprint_is_the_lds_the_body_plans() -> None:
     _, tiled = _tiled("nemotron_h_tiny.yaml", "bf16")
     for kernel in _kernels(tiled["gfx942"]).values():
         planned = sum(
-            op.tile_bytes() for op in kernel.body.block.ops if isinstance(op, tile.LoadOp) and op.space.data == "lds"
+            op.tile_bytes() for op in kernel.body.block.ops if isinstance(op, tile_plan.PlanLoadOp) and op.space.data == "lds"
         )
         assert kernel.footprint is not None and int(kernel.footprint.value.data) == planned
 

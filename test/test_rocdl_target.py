@@ -124,7 +124,7 @@ def test_an_lds_plan_over_the_limit_is_refused() -> None:
     """A kernel whose planned LDS exceeds 64 KiB fails at Tile-IR, naming the kernel and the limit."""
     from xdsl.dialects.builtin import IntegerAttr, i64
 
-    from tessera.dialects import tile
+    from tessera.dialects import tile, tile_plan
     from tessera.errors import TesseraError
     from tessera.frontend.config import load_model
     from tessera.frontend.graph_builder import build_graph
@@ -134,7 +134,7 @@ def test_an_lds_plan_over_the_limit_is_refused() -> None:
     spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
     module = lower_to_tile(lower_to_schedule(build_graph(spec.config, spec.source), spec), spec, "gfx942")
     kernel = next(op for op in module.ops if isinstance(op, tile.KernelOp) and op.kind.data == "matmul")
-    load = next(op for op in kernel.body.block.ops if isinstance(op, tile.LoadOp))
+    load = next(op for op in kernel.body.block.ops if isinstance(op, tile_plan.PlanLoadOp))
     load.properties["pad"] = IntegerAttr(4096, i64)
     with pytest.raises(TesseraError, match=rf"@{kernel.sym_name.data}: footprint \d+ bytes exceeds the gfx942 limit"):
         compute_footprints(module)

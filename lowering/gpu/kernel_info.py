@@ -9,7 +9,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from tessera.dialects import tile
+from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 from tessera.lowering.gpu.arch import GPU_ARCHS
@@ -34,11 +34,11 @@ def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], space: str, e
     lds: list[LdsTile] = []
     mma_element: str | None = None
     for op in kernel.body.block.ops:
-        if isinstance(op, tile.LoadOp) and op.space.data == space:
+        if isinstance(op, tile_plan.PlanLoadOp) and op.space.data == space:
             pad = 0 if op.pad is None else int(op.pad.value.data)
             shape = tuple(int(d) for d in op.shape.get_values())
             lds.append(LdsTile(op.operand.data, shape, str(op.element), pad))
-        elif isinstance(op, tile.MmaOp) and mma_element is None:
+        elif isinstance(op, tile_plan.PlanMmaOp) and mma_element is None:
             mma_element = str(op.lhs)
     return KernelInfo(
         name=name,

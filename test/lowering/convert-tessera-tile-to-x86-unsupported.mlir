@@ -3,5 +3,5 @@
 
 // CHECK: tessera-opt: error: tessera.tile.kernel @fft_k: kind 'fft' has no x86 lowering
 tessera.tile.kernel @fft_k attributes {kind = "fft", dims = {}, parallel = "tokens", grid = 0 : i64, target = "x86", tiles = {}, footprint = 0 : i64} {
-  tessera.tile.elementwise "fft"
+  tessera.tile.plan_elementwise "fft"
 }

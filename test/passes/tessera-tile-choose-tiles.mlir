@@ -6,18 +6,18 @@
 // weight micro-panel into cache and accumulates an mr x nr register block. (This one also scales its rows:
 // the RMSNorm before it is folded in.)
 // CHECK:      tessera.tile.kernel @matmul_bias0_store_k32_n132_row_scale1 attributes {kind = "matmul", {{.*}}parallel = "panels", grid = [[PANELS:[0-9]+]] : i64, target = "x86", tiles = {nr = [[NR:[0-9]+]] : i64, mr = [[MR:[0-9]+]] : i64
-// CHECK-NEXT:   tessera.tile.load "x" [[[MR]], 32] f32 {space = "cache"}
-// CHECK-NEXT:   tessera.tile.load "weight" [32, [[NR]]] f32 {space = "cache"}
-// CHECK-NEXT:   tessera.tile.mma m = [[MR]] n = [[NR]] k = 32(f32, f32) -> f32
-// CHECK-NEXT:   tessera.tile.elementwise "store"
-// CHECK-NEXT:   tessera.tile.store "y"
+// CHECK-NEXT:   tessera.tile.plan_load "x" [[[MR]], 32] f32 {space = "cache"}
+// CHECK-NEXT:   tessera.tile.plan_load "weight" [32, [[NR]]] f32 {space = "cache"}
+// CHECK-NEXT:   tessera.tile.plan_mma m = [[MR]] n = [[NR]] k = 32(f32, f32) -> f32
+// CHECK-NEXT:   tessera.tile.plan_elementwise "store"
+// CHECK-NEXT:   tessera.tile.plan_store "y"
 // The SSD scan works chunk by chunk: C·Bᵀ, the masked decay, and the state in and out of the chunk.
 // CHECK:      tessera.tile.kernel @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001 attributes {{.*}}tiles = {chunk = 8 : i64}
-// CHECK:        tessera.tile.scan "cumsum_log_decay"
-// CHECK-NEXT:   tessera.tile.mma m = 8 n = 8 k = 16(f32, f32) -> f32
+// CHECK:        tessera.tile.plan_scan "cumsum_log_decay"
+// CHECK-NEXT:   tessera.tile.plan_mma m = 8 n = 8 k = 16(f32, f32) -> f32
 // CHECK:      tessera.tile.kernel @attention_p8_s32_h4_hkv2 attributes {{.*}}tiles = {block_q = 64 : i64, block_k = 64 : i64}
 
-// BF16: tessera.tile.load "weight" [32, {{[0-9]+}}] bf16 {space = "cache"}
-// BF16: tessera.tile.mma m = {{[0-9]+}} n = {{[0-9]+}} k = 32(f32, bf16) -> f32
+// BF16: tessera.tile.plan_load "weight" [32, {{[0-9]+}}] bf16 {space = "cache"}
+// BF16: tessera.tile.plan_mma m = {{[0-9]+}} n = {{[0-9]+}} k = 32(f32, bf16) -> f32
 
 // UNKNOWN: tessera-opt: error: tessera-tile-choose-tiles: target 'tpu' has no tiling policy (known: x86, gfx942, gfx90a, sm_90a)

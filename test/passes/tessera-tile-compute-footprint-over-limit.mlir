@@ -3,5 +3,5 @@
 // 512 x 1024 floats of weight tile: 2 MiB, over the 1 MiB an x86 core's L2 is planned with.
 // CHECK: tessera-opt: error: tessera.tile.kernel @huge: footprint 2097152 bytes exceeds the x86 limit of 1048576 bytes
 tessera.tile.kernel @huge attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, target = "x86", tiles = {}} {
-  tessera.tile.load "weight" [512, 1024] f32 {space = "cache"}
+  tessera.tile.plan_load "weight" [512, 1024] f32 {space = "cache"}
 }
