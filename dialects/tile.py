@@ -344,19 +344,6 @@ class SplatOp(IRDLOperation):
 
 
 @irdl_op_definition
-class YieldOp(IRDLOperation):
-    """The element a map computes."""
-
-    name = "tessera.tile.yield"
-    values = var_operand_def()
-    traits = traits_def(IsTerminator(), HasParent(lambda: MapOp), Pure())
-    assembly_format = "$values attr-dict `:` type($values)"
-
-    def __init__(self, *values: SSAValue) -> None:
-        super().__init__(operands=[list(values)])
-
-
-@irdl_op_definition
 class MapOp(IRDLOperation):
     """An elementwise function: its region maps the elements of its tile operands (a scalar operand is the
     same element everywhere) to one element of the result, with arith and math ops."""
@@ -387,6 +374,19 @@ class MapOp(IRDLOperation):
             raise VerifyException(f"{self.name}: the region ends in tessera.tile.yield of one element")
         if last.values[0].type != self.result.type.element_type:
             raise VerifyException(f"{self.name}: yields {last.values[0].type} for a {self.result.type}")
+
+
+@irdl_op_definition
+class YieldOp(IRDLOperation):
+    """The element a map computes."""
+
+    name = "tessera.tile.yield"
+    values = var_operand_def()
+    traits = traits_def(IsTerminator(), HasParent(MapOp), Pure())
+    assembly_format = "$values attr-dict `:` type($values)"
+
+    def __init__(self, *values: SSAValue) -> None:
+        super().__init__(operands=[list(values)])
 
 
 @irdl_op_definition

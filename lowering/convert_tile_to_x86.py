@@ -21,7 +21,9 @@ from xdsl.dialects.builtin import ModuleOp
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
+from tessera.dialects.upstream import upstream_text
 from tessera.lowering.programs import describe_programs
+from tessera.lowering.tile_to_x86 import lower_to_x86
 from tessera.lowering.x86 import attention, basic, gemm, mamba, moe, tiling
 
 # The launch fields a kernel is compiled for (program.json records them per kernel; runtime/program_check.py).
@@ -86,6 +88,8 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
     name, kind, d = kernel.sym_name.data, kernel.kind.data, _dims(kernel)
     if kernel.tiles is None:
         raise X86LoweringError(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=x86}})")
+    if kernel.is_dataflow():
+        return _lower_dataflow(kernel)
     if kind == "matmul":
         return gemm.emit_gemm(name, gemm_spec(kernel), gemm_tiles(kernel))
     if kind == "embedding":
@@ -118,6 +122,13 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         out_dtype = d.get("out_dtype", "f32")
         return attention.emit_attention(name, attention_dims(kernel), cache_dtype=cache_dtype, out_dtype=out_dtype)
     raise X86LoweringError(f"{kernel.name} @{name}: kind '{kind}' has no x86 lowering")
+
+
+def _lower_dataflow(kernel: tile.KernelOp) -> str:
+    """A kernel written in kernels/: convert-tessera-tile-to-x86 on a copy of it, as MLIR 22 text."""
+    module = ModuleOp([kernel.clone()])
+    lower_to_x86(module)
+    return upstream_text(module.body.block.first_op)  # type: ignore[arg-type]
 
 
 _MAMBA_EMITTERS = {

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
+    ArrayAttr,
+    MemRefType,
     DenseArrayBase,
     DictionaryAttr,
     IntegerAttr,
@@ -82,6 +84,7 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
     if precision not in PRECISIONS:
         raise TesseraError(f"tessera-tile-choose-tiles: precision must be fp32 or bf16, got '{precision}'")
     policies = _policies(target)
+    buffer_types = _launch_buffer_types(module)
     for kernel in [op for op in module.ops if isinstance(op, tile.KernelOp)]:
         policy = policies.get(kernel.kind.data)
         if policy is None:
@@ -95,12 +98,44 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
             kernel.properties["grid"] = IntegerAttr(choice.grid, i64)
         if choice.parallel is not None:
             kernel.properties["parallel"] = StringAttr(choice.parallel)
+        write_body(kernel, choice, buffer_types.get(kernel.sym_name.data, []))
+
+
+def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[MemRefType]) -> None:
+    """The kernel's body: dataflow Tile-IR from kernels/ for the kinds written there (built from its dims,
+    the chosen tiles and its launches' buffer types), else the policy's planned steps."""
+    from tessera.kernels import KERNELS, SCALARS
+
+    build = KERNELS.get(kernel.kind.data)
+    if build is None:
         block = kernel.body.block
         for old in list(block.ops):
             old.detach()
             old.erase()
         for kind, props in choice.body:
             block.add_op(_tile_op(kind, props))
+        return
+    if not buffer_types:
+        raise TesseraError(f"{kernel.name} @{kernel.sym_name.data}: no tessera.tile.launch of it gives its buffers")
+    body = build(dict(plain_dict(kernel.dims)), dict(choice.tiles), buffer_types)
+    kernel.body.detach_block(kernel.body.block).erase()
+    kernel.body.add_block(body)
+    scalars = SCALARS.get(kernel.kind.data, ())
+    if scalars:
+        kernel.properties["scalars"] = ArrayAttr([StringAttr(name) for name in scalars])
+
+
+def _launch_buffer_types(module: ModuleOp) -> dict[str, list[MemRefType]]:
+    """Each kernel's buffer types: the operand types of its first launch (ins, then outs); launches of one
+    kernel agree, since Tile-IR deduplicates kernels by kind and dims."""
+    found: dict[str, list[MemRefType]] = {}
+    for op in module.walk():
+        if isinstance(op, tile.LaunchOp):
+            name = op.kernel.root_reference.data
+            types = [value.type for value in (*op.ins, *op.outs)]
+            if found.setdefault(name, types) != types:  # type: ignore[arg-type]
+                raise TesseraError(f"{op.name} @{name}: launched with buffers {types} and {found[name]}")
+    return found  # type: ignore[return-value]
 
 
 Policy = Callable[[dict[str, Any], str], TileChoice]

@@ -28,6 +28,8 @@ SCRATCHPAD_SPACES = ("shared", "lds")
 
 
 def kernel_footprint(kernel: tile.KernelOp) -> int:
+    if kernel.is_dataflow():
+        return _dataflow_footprint(kernel)
     if kernel.target is not None and kernel.target.data in tile.SCRATCHPAD_TARGETS:
         return sum(
             op.tile_bytes()
@@ -40,6 +42,19 @@ def kernel_footprint(kernel: tile.KernelOp) -> int:
             total += op.tile_bytes()
         elif isinstance(op, tile_plan.PlanMmaOp):
             total += op.accumulator_bytes()
+    return total
+
+
+def _dataflow_footprint(kernel: tile.KernelOp) -> int:
+    """A dataflow body: the tiles its loads bring into the scratchpad (GPU) or into any fast space (CPU: a
+    load without a space is held in registers)."""
+    scratchpad = kernel.target is not None and kernel.target.data in tile.SCRATCHPAD_TARGETS
+    total = 0
+    for op in kernel.body.walk():
+        if isinstance(op, tile.LoadOp):
+            space = "registers" if op.space is None else op.space.data
+            if space in (SCRATCHPAD_SPACES if scratchpad else FAST_SPACES):
+                total += op.tile_bytes()
     return total
 
 

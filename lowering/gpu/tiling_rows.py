@@ -31,28 +31,9 @@ def _row_tiles(arch: GpuArch) -> dict[str, int]:
     return {"threads": arch.wave_size, "rows_per_workgroup": 1}
 
 
-def _embedding(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    hidden = int(dims["hidden"])
-    body = [load("table", [1, hidden], REGISTERS), store("out", [1, hidden])]
-    return TileChoice(_row_tiles(arch), body)
-
-
-def _rmsnorm(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    hidden = int(dims["hidden"])
-    body = [
-        load("x", [1, hidden], REGISTERS),
-        reduce("sum_squares"),
-        load("weight", [1, hidden], REGISTERS),
-        elementwise("scale"),
-        store("out", [1, hidden], element=str(dims.get("out_dtype", "f32"))),
-    ]
-    return TileChoice(_row_tiles(arch), body)
-
-
-def _rms_scale(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    hidden = int(dims["hidden"])
-    body = [load("h", [1, hidden], REGISTERS), reduce("sum_squares"), store("rstd", [1, 1])]
-    return TileChoice(_row_tiles(arch), body)
+def _row_block(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+    """A kernel written in kernels/rows.py: one wave per row, a feature per lane per step."""
+    return TileChoice({"threads": arch.wave_size, "block": arch.wave_size})
 
 
 def _gated_rmsnorm(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
@@ -134,9 +115,9 @@ def _ssd_step(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCho
 
 
 POLICIES: dict[str, GpuPolicy] = {
-    "embedding": _embedding,
-    "rmsnorm": _rmsnorm,
-    "rms_scale": _rms_scale,
+    "embedding": _row_block,
+    "rmsnorm": _row_block,
+    "rms_scale": _row_block,
     "gated_rmsnorm": _gated_rmsnorm,
     "moe_router": _moe_router,
     "moe_combine": _moe_combine,

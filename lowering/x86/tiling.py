@@ -107,6 +107,17 @@ def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[Mapping[str, Any], 
     return choose
 
 
+def _row_block(width_key: str) -> Callable[[Mapping[str, Any], str], TileChoice]:
+    """A kernel written in kernels/rows.py: `block` features per step, four AVX-512 vectors (so that a
+    reduction keeps four partial sums) or the row rounded up to a power of two when it is shorter."""
+
+    def choose(dims: Mapping[str, Any], precision: str) -> TileChoice:
+        width = int(dims[width_key])
+        return TileChoice({"block": 64 if width >= 64 else max(8, 1 << (width - 1).bit_length())})
+
+    return choose
+
+
 def _gated(dims: Mapping[str, Any], precision: str) -> TileChoice:
     inner = int(dims["num_heads"]) * int(dims["head_dim"])
     body = [
@@ -148,9 +159,9 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], str], TileChoice]] = {
     "ssd_step": _ssd_step,
     "attention": _attention,
     "kv_append": _rows("head_dim", ()),
-    "embedding": _rows("hidden", ()),
-    "rmsnorm": _rows("hidden", ("sum_squares", "scale")),
-    "rms_scale": _rows("hidden", ("sum_squares",)),
+    "embedding": _row_block("hidden"),
+    "rmsnorm": _row_block("hidden"),
+    "rms_scale": _row_block("hidden"),
     "gated_rmsnorm": _gated,
     "conv_silu": _conv,
     "moe_router": _rows("num_experts", ("sigmoid", "group_topk")),

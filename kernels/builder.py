@@ -1,0 +1,184 @@
+"""KernelBuilder: what a kernel in kernels/ is written with — xDSL's Builder over a dataflow Tile-IR body
+(dialects/tile.py), with the index and float arithmetic, tile ops, loops and element functions a kernel
+needs, so that a kernel reads as its algorithm.
+
+    k = KernelBuilder([x_type, out_type], scalars=())
+    x, out = k.buffers
+    row = k.load(x, [k.program_id, k.index(0)], [64])
+    squares = k.map([row], lambda e, v: e.mulf(v, v))
+    total = k.reduce("add", squares)
+    ...
+    body = k.finish()          # the block for a tessera.tile.kernel
+
+Element functions (`map`'s lambda and scalar code alike) use the same methods: inside a map they build the
+region's element ops, outside it scalar ops of the kernel body. Constants are created once per block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from xdsl.builder import Builder, InsertPoint
+from xdsl.dialects import arith, math, scf
+from xdsl.dialects.builtin import Float32Type, FloatAttr, IndexType, IntegerAttr, MemRefType, f32
+from xdsl.ir import Attribute, Block, Region, SSAValue
+
+from tessera.dialects import tile
+from tessera.dialects.tile import TileType, element_of
+
+INDEX = IndexType()
+
+
+@dataclass
+class Loop:
+    """An open scf.for: its induction variable and carried values; `yield_` sets what the body carries on."""
+
+    iv: SSAValue
+    args: list[SSAValue]
+    results: list[SSAValue] = field(default_factory=list)
+    yielded: list[SSAValue] = field(default_factory=list)
+
+    def yield_(self, *values: SSAValue) -> None:
+        self.yielded = list(values)
+
+
+class KernelBuilder:
+    """The body of one dataflow kernel: block arguments `buffers` (memrefs, launch order), `scalars` (index,
+    named by KERNEL_SCALARS) and `program_id`."""
+
+    def __init__(self, buffer_types: Sequence[MemRefType], scalars: Sequence[str] = ()) -> None:
+        self.block = tile.dataflow_block([*buffer_types, *(INDEX for _ in scalars), INDEX])
+        args = self.block.args
+        self.buffers = list(args[: len(buffer_types)])
+        self.scalars = dict(zip(scalars, args[len(buffer_types) : -1], strict=True))
+        self.program_id = args[-1]
+        self._builder = Builder(InsertPoint.at_end(self.block))
+        self._constants: dict[tuple[Block, str, float | int], SSAValue] = {}
+
+    def finish(self) -> Block:
+        return self.block
+
+    # --- insertion -----------------------------------------------------------------------------------------
+
+    def _insert(self, op: object) -> SSAValue:
+        self._builder.insert(op)  # type: ignore[arg-type]
+        return op.results[0] if op.results else None  # type: ignore[attr-defined, return-value]
+
+    @contextmanager
+    def _at_end(self, block: Block) -> Iterator[None]:
+        saved = self._builder.insertion_point
+        self._builder.insertion_point = InsertPoint.at_end(block)
+        try:
+            yield
+        finally:
+            self._builder.insertion_point = saved
+
+    def _constant(self, value: float | int, type_: Attribute) -> SSAValue:
+        """One constant per (innermost function-like block, type, value), placed at that block's start."""
+        block = self.block
+        key = (block, str(type_), value)
+        if key not in self._constants:
+            attr = IntegerAttr(int(value), type_) if isinstance(type_, IndexType) else FloatAttr(float(value), type_)
+            op = arith.ConstantOp(attr, type_)
+            first = block.first_op
+            if first is None:
+                block.add_op(op)
+            else:
+                block.insert_op_before(op, first)
+            self._constants[key] = op.result
+        return self._constants[key]
+
+    # --- scalars ----------------------------------------------------------------------------------------
+
+    def index(self, value: int) -> SSAValue:
+        return self._constant(value, INDEX)
+
+    def f32(self, value: float) -> SSAValue:
+        return self._constant(value, f32)
+
+    def addi(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.AddiOp(x, y))
+
+    def muli(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.MuliOp(x, y))
+
+    def addf(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.AddfOp(x, y))
+
+    def subf(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.SubfOp(x, y))
+
+    def mulf(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.MulfOp(x, y))
+
+    def divf(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.DivfOp(x, y))
+
+    def sqrt(self, x: SSAValue) -> SSAValue:
+        return self._insert(math.SqrtOp(x))
+
+    def exp(self, x: SSAValue) -> SSAValue:
+        return self._insert(math.ExpOp(x))
+
+    # --- tiles ------------------------------------------------------------------------------------------
+
+    def load(self, buffer: SSAValue, indices: Sequence[SSAValue], shape: Sequence[int] | None = None,
+             bound: SSAValue | None = None) -> SSAValue:  # fmt: skip
+        """A tile of `shape` from `buffer` at `indices` (shape None: one element), masked past `bound`."""
+        assert isinstance(buffer.type, MemRefType)
+        element = buffer.type.element_type
+        result: Attribute = element if shape is None else TileType(shape, element)
+        return self._insert(tile.LoadOp(buffer, indices, result, bound))
+
+    def store(self, value: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue],
+              bound: SSAValue | None = None) -> None:  # fmt: skip
+        self._insert(tile.StoreOp(value, buffer, indices, bound))
+
+    def splat(self, scalar: SSAValue, shape: Sequence[int]) -> SSAValue:
+        return self._insert(tile.SplatOp(scalar, shape))
+
+    def convert(self, value: SSAValue, element: Attribute) -> SSAValue:
+        if element_of(value.type) == element:
+            return value
+        return self._insert(tile.ConvertOp(value, element))
+
+    def reduce(self, combiner: str, value: SSAValue, axis: int = 0) -> SSAValue:
+        return self._insert(tile.ReduceOp(combiner, value, axis))
+
+    def map(self, inputs: Sequence[SSAValue], fn: Callable[..., SSAValue],
+            element: Attribute | None = None) -> SSAValue:  # fmt: skip
+        """The tile fn(elements...) over `inputs` (tiles of one shape; scalars broadcast): fn gets this builder
+        and one element per input, and builds the element ops with the same methods."""
+        shape = next(value.type.get_shape() for value in inputs if isinstance(value.type, TileType))
+        block = Block(arg_types=[element_of(value.type) for value in inputs])
+        outer_block = self.block
+        self.block = block  # constants of the region live in the region
+        try:
+            with self._at_end(block):
+                result = fn(self, *block.args)
+                self._insert(tile.YieldOp(result))
+        finally:
+            self.block = outer_block
+        result_type = TileType(shape, element or result.type)
+        return self._insert(tile.MapOp(inputs, result_type, Region(block)))
+
+    @contextmanager
+    def loop(self, lo: SSAValue, hi: SSAValue, step: SSAValue,
+             carried: Sequence[SSAValue] = ()) -> Iterator[Loop]:  # fmt: skip
+        """scf.for lo..hi by step, carrying `carried`; the body yields `loop.yielded` (set by loop.yield_)."""
+        body = Block(arg_types=[INDEX, *(value.type for value in carried)])
+        loop = Loop(body.args[0], list(body.args[1:]))
+        with self._at_end(body):
+            yield loop
+            if len(loop.yielded) != len(carried):
+                raise AssertionError(f"the loop carries {len(carried)} values but yields {len(loop.yielded)}")
+            self._insert(scf.YieldOp(*loop.yielded))
+        op = scf.ForOp(lo, hi, step, list(carried), body)
+        self._builder.insert(op)
+        loop.results = list(op.results)
+
+
+def is_f32(type_: Attribute) -> bool:
+    return isinstance(element_of(type_), Float32Type)

@@ -1,0 +1,241 @@
+"""What every target lowering of dataflow Tile-IR shares: how a tile becomes the values one worker holds, and
+the patterns for the ops that only compute on those values (splat, map, convert).
+
+A tile of B elements distributed over `lanes` workers (1 on a CPU core; a wave's 32 or 64 lanes on a GPU,
+element e in lane e mod lanes) is, per worker, a vector<(B / lanes) x element>, or the element itself where
+that is one. bf16 is held as its bits (i16) from load to store, so that no target needs bf16 arithmetic:
+`tessera.tile.convert` widens exactly and rounds to nearest even in integer ops (runtime/weights.py's
+rounding, NaN kept quiet) — not arith.truncf, whose x86 baseline form is a libcall missing from the link and
+whose AVX512-BF16 form flushes denormals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects import arith, vector
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    i64,
+    BFloat16Type,
+    DenseIntOrFPElementsAttr,
+    Float32Type,
+    FloatAttr,
+    IndexType,
+    IntegerAttr,
+    IntegerType,
+    VectorType,
+    f32,
+    i16,
+    i32,
+)
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    RewritePattern,
+    TypeConversionPattern,
+    attr_type_rewrite_pattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import InsertPoint
+
+from tessera.dialects import tile
+from tessera.dialects.tile import TileType
+
+
+def storage(element: Attribute) -> Attribute:
+    """The type a target computes an element in: bf16 as its bits."""
+    return i16 if isinstance(element, BFloat16Type) else element
+
+
+def lowered_type(type_: Attribute, lanes: int) -> Attribute:
+    """A tile type as one worker's value (scalars: their storage type)."""
+    if not isinstance(type_, TileType):
+        return storage(type_)
+    count = type_.element_count()
+    if count % lanes:
+        raise AssertionError(f"a {type_} is not distributed evenly over {lanes} lanes")
+    per_worker = count // lanes
+    element = storage(type_.element_type)
+    return element if per_worker == 1 else VectorType(element, [per_worker])
+
+
+def with_shape_of(like: Attribute, element: Attribute) -> Attribute:
+    """A scalar `element`, or a vector of it shaped like `like`."""
+    return VectorType(element, like.get_shape()) if isinstance(like, VectorType) else element
+
+
+class Emitter:
+    """Inserts ops before `anchor` (the op being rewritten) and returns their first result."""
+
+    def __init__(self, rewriter: PatternRewriter, anchor: Operation) -> None:
+        self.rewriter = rewriter
+        self.anchor = anchor
+
+    def __call__(self, op: Operation) -> SSAValue:
+        self.rewriter.insert_op(op, InsertPoint.before(self.anchor))
+        return op.results[0] if op.results else None  # type: ignore[return-value]
+
+    def constant(self, value: int | float, type_: Attribute) -> SSAValue:
+        """A constant of a scalar type, or a splat of one when type_ is a vector."""
+        element = type_.element_type if isinstance(type_, VectorType) else type_
+        if isinstance(element, (IntegerType, IndexType)):
+            attr: Attribute = IntegerAttr(int(value), element)
+        else:
+            attr = FloatAttr(float(value), element)  # type: ignore[arg-type]
+        if isinstance(type_, VectorType):
+            attr = _splat(type_, value)
+        return self(arith.ConstantOp(attr, type_))
+
+    def broadcast(self, scalar: SSAValue, like: Attribute) -> SSAValue:
+        """`scalar` as a value of type `like` (itself when `like` is a scalar type)."""
+        if not isinstance(like, VectorType):
+            return scalar
+        return self(vector.BroadcastOp(scalar, VectorType(scalar.type, like.get_shape())))
+
+    # --- bf16 <-> f32 ------------------------------------------------------------------------------------
+    #
+    # xDSL 0.74's arith.extui / arith.trunci take scalars only; on vectors the halves of each 32-bit lane are
+    # placed by a vector.shuffle of the i16 view (little-endian: the high half is the odd element), which
+    # LLVM selects as the same widening / narrowing instructions.
+
+    def widen_bf16(self, bits: SSAValue) -> SSAValue:
+        """bf16 bits (i16, or a vector) -> f32 exactly: the bits are the high half of the f32."""
+        if not isinstance(bits.type, VectorType):
+            wide = self(arith.ExtUIOp(bits, i32))
+            return self(arith.BitcastOp(self(arith.ShLIOp(wide, self.constant(16, i32))), f32))
+        n = bits.type.element_count()
+        zeros = self.constant(0, bits.type)
+        interleave = [i for lane in range(n) for i in (lane, n + lane)]
+        halves = self(
+            vector.ShuffleOp(
+                zeros, bits, DenseArrayBase.from_list(i64, interleave), result_type=VectorType(i16, [2 * n])
+            )
+        )
+        return self(vector.BitcastOp(halves, VectorType(f32, [n])))
+
+    def round_to_bf16(self, value: SSAValue) -> SSAValue:
+        """f32 (or a vector) -> bf16 bits (i16), to nearest even; a NaN stays a quiet NaN."""
+        int_type = with_shape_of(value.type, i32)
+        bits = self(arith.BitcastOp(value, int_type))
+        high = self(arith.ShRUIOp(bits, self.constant(16, int_type)))
+        odd = self(arith.AndIOp(high, self.constant(1, int_type)))
+        rounded = self(arith.AddiOp(bits, self(arith.AddiOp(odd, self.constant(0x7FFF, int_type)))))
+        # A NaN (magnitude bits above infinity's) keeps its high bits with the quiet bit set. Branch-free in
+        # integer ops (xDSL's arith.cmpf and arith.select are scalar-only): the sign of inf - |bits| spread
+        # over the word is all ones exactly for a NaN.
+        magnitude = self(arith.AndIOp(bits, self.constant(0x7FFFFFFF, int_type)))
+        beyond = self(arith.SubiOp(self.constant(0x7F800000, int_type), magnitude))
+        is_nan = self(arith.ShRSIOp(beyond, self.constant(31, int_type)))
+        quieted = self(arith.OrIOp(bits, self.constant(0x400000, int_type)))
+        difference = self(arith.AndIOp(self(arith.XOrIOp(rounded, quieted)), is_nan))
+        chosen = self(arith.XOrIOp(rounded, difference))
+        if not isinstance(chosen.type, VectorType):
+            return self(arith.TruncIOp(self(arith.ShRUIOp(chosen, self.constant(16, i32))), i16))
+        n = chosen.type.element_count()
+        halves = self(vector.BitcastOp(chosen, VectorType(i16, [2 * n])))
+        high_halves = DenseArrayBase.from_list(i64, [2 * lane + 1 for lane in range(n)])
+        return self(vector.ShuffleOp(halves, halves, high_halves, result_type=VectorType(i16, [n])))
+
+
+def _splat(type_: VectorType, value: int | float) -> DenseIntOrFPElementsAttr:
+    element = type_.element_type
+    if isinstance(element, (IntegerType, IndexType)):
+        return DenseIntOrFPElementsAttr.from_list(type_, [int(value)] * type_.element_count())
+    return DenseIntOrFPElementsAttr.from_list(type_, [float(value)] * type_.element_count())
+
+
+# --- patterns ------------------------------------------------------------------------------------------------
+#
+# The op patterns run first and read the tile types their ops still carry; the values they create have the
+# worker's types. LowerTileTypes then converts what is left (loop-carried tiles, loop results).
+
+
+class TilePattern(RewritePattern):
+    """A pattern of a target lowering: `lanes` workers share each tile."""
+
+    def __init__(self, lanes: int) -> None:
+        self.lanes = lanes
+
+
+class LowerTileTypes(TypeConversionPattern):
+    """Every tile-typed result and block argument (loop-carried tiles included) becomes the worker's value."""
+
+    def __init__(self, lanes: int) -> None:
+        super().__init__(recursive=False)
+        self.lanes = lanes
+
+    @attr_type_rewrite_pattern
+    def convert_type(self, typ: TileType) -> Attribute:
+        return lowered_type(typ, self.lanes)
+
+
+class LowerSplat(TilePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.SplatOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        rewriter.replace_matched_op([], [emit.broadcast(op.scalar, lowered_type(op.result.type, self.lanes))])
+
+
+def is_scalar_operand(value: SSAValue) -> bool:
+    """Whether a tile op's operand is a scalar (to broadcast) rather than a tile, lowered or not yet."""
+    return not isinstance(value.type, (TileType, VectorType))
+
+
+class LowerMap(TilePattern):
+    """The region's element ops, re-created on the worker's values (vectors of the same length; scalar
+    inputs broadcast; constants splat)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.MapOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        like = lowered_type(op.result.type, self.lanes)
+        values: dict[SSAValue, SSAValue] = {}
+        for arg, value in zip(op.body.block.args, op.inputs, strict=True):
+            values[arg] = emit.broadcast(value, like) if is_scalar_operand(value) else value
+        for element_op in op.body.block.ops:
+            if isinstance(element_op, tile.YieldOp):
+                rewriter.replace_matched_op([], [values[element_op.values[0]]])
+                return
+            if isinstance(element_op, arith.ConstantOp):
+                attr = element_op.value
+                assert isinstance(attr, (IntegerAttr, FloatAttr))
+                values[element_op.result] = emit.constant(attr.value.data, with_shape_of(like, element_op.result.type))
+                continue
+            if element_op.regions:
+                raise AssertionError(f"{op.name}: element op {element_op.name} has regions")
+            new = type(element_op).create(
+                operands=[values[operand] for operand in element_op.operands],
+                result_types=[with_shape_of(like, r.type) for r in element_op.results],
+                properties=dict(element_op.properties),
+                attributes=dict(element_op.attributes),
+            )
+            emit(new)
+            values.update(zip(element_op.results, new.results, strict=True))
+
+
+class LowerConvert(TilePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.ConvertOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        source = _element(op.input.type)  # i16: bf16 bits already lowered
+        target = _element(op.result.type)
+        value = op.input
+        if isinstance(source, Float32Type) and isinstance(target, BFloat16Type):
+            result = emit.round_to_bf16(value)
+        elif isinstance(source, (BFloat16Type, IntegerType)) and isinstance(target, Float32Type) and (
+            isinstance(source, BFloat16Type) or source == i16
+        ):
+            result = emit.widen_bf16(value)
+        elif isinstance(source, IntegerType) and isinstance(target, IndexType):
+            result = emit(arith.IndexCastOp(value, with_shape_of(value.type, target)))
+        else:
+            raise AssertionError(f"{op.name}: no conversion from {source} to {target}")
+        rewriter.replace_matched_op([], [result])
+
+
+def _element(type_: Attribute) -> Attribute:
+    return type_.element_type if isinstance(type_, (TileType, VectorType)) else type_
+
+
+SHARED_PATTERNS: Sequence[type[TilePattern]] = (LowerSplat, LowerMap, LowerConvert)

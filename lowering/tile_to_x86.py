@@ -1,0 +1,159 @@
+"""convert-tessera-tile-to-x86: dataflow Tile-IR -> upstream func/scf/arith/memref/vector, one `func.func` per
+kernel, each program a core runs being one iteration of a loop over its range of the grid.
+
+    kernel(buffers..., scalars...) with program id %t
+        -> func.func @kernel(buffers..., scalars..., %begin: index, %end: index)
+               scf.for %t = %begin to %end { body }
+
+A tile is one core's vector (lanes = 1): `tessera.tile.load` is vector.load, or vector.maskedload with a
+vector.create_mask of the elements before `bound`; stores likewise; a reduction is vector.reduction with
+reassociation allowed (LLVM then keeps partial sums in several registers); map, splat and convert are the
+shared patterns of lowering/tile_elements.py. Scalars are memref.load / memref.store. Kernels written in
+planned steps (dialects/tile_plan.py) are left alone: lowering/convert_tile_to_x86.py emits those.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects import arith, func, memref, scf, vector
+from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType, ModuleOp, VectorType, i1
+from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.pattern_rewriter import (
+    GreedyRewritePatternApplier,
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+from tessera.dialects import tile
+from tessera.dialects.tile import TileType
+from tessera.lowering.tile_elements import SHARED_PATTERNS, Emitter, LowerTileTypes, TilePattern, lowered_type, storage
+
+LANES = 1
+REASSOCIATE = arith.FastMathFlagsAttr(["reassoc", "contract"])
+_COMBINERS = {"add": "add", "max": "maxnumf", "min": "minnumf"}
+
+
+def _as_storage(emit: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
+    """A value read from a buffer of `element` as the target holds it (bf16 as i16 bits)."""
+    if not isinstance(element, BFloat16Type):
+        return value
+    return emit(arith.BitcastOp(value, _same_shape(value.type, storage(element))))
+
+
+def _as_element(emit: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
+    """The inverse of _as_storage, before a store into a buffer of `element`."""
+    if not isinstance(element, BFloat16Type):
+        return value
+    return emit(arith.BitcastOp(value, _same_shape(value.type, element)))
+
+
+def _same_shape(like: Attribute, element: Attribute) -> Attribute:
+    return VectorType(element, like.get_shape()) if isinstance(like, VectorType) else element
+
+
+def _mask(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes_type: VectorType) -> SSAValue:
+    """The elements of the access before its bound: vector.create_mask(bound - last index)."""
+    assert op.bound is not None
+    remaining = emit(arith.SubiOp(op.bound, op.indices[-1]))
+    return emit(vector.CreateMaskOp([remaining], VectorType(i1, lanes_type.get_shape())))
+
+
+class LowerLoad(TilePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.LoadOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        buffer_type = op.memref.type
+        assert isinstance(buffer_type, MemRefType)
+        element = buffer_type.element_type
+        if not isinstance(op.result.type, TileType):
+            value = emit(memref.LoadOp.get(op.memref, list(op.indices)))
+        else:
+            lowered = lowered_type(op.result.type, LANES)
+            assert isinstance(lowered, VectorType)
+            loaded = VectorType(element, lowered.get_shape())
+            if op.bound is None:
+                value = emit(vector.LoadOp(op.memref, list(op.indices), loaded))
+            else:
+                zeros = emit.constant(0, loaded) if not isinstance(element, BFloat16Type) else None
+                if zeros is None:
+                    zeros = emit(arith.BitcastOp(emit.constant(0, lowered), loaded))
+                value = emit(vector.MaskedLoadOp(op.memref, list(op.indices), _mask(emit, op, loaded), zeros))
+        rewriter.replace_matched_op([], [_as_storage(emit, value, element)])
+
+
+class LowerStore(TilePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        buffer_type = op.memref.type
+        assert isinstance(buffer_type, MemRefType)
+        value = _as_element(emit, op.value, buffer_type.element_type)
+        if not isinstance(value.type, VectorType):
+            emit(memref.StoreOp.get(value, op.memref, list(op.indices)))
+        elif op.bound is None:
+            emit(vector.StoreOp(value, op.memref, list(op.indices)))
+        else:
+            emit(vector.MaskedStoreOp(op.memref, list(op.indices), _mask(emit, op, value.type), value))
+        rewriter.erase_op(op)
+
+
+class LowerReduce(TilePattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        kind = vector.CombiningKindAttr(vector.CombiningKindFlag(_COMBINERS[op.combiner.data]))
+        reduced = vector.ReductionOp.create(
+            operands=[op.input],
+            result_types=[op.result.type],
+            properties={"kind": kind, "fastmath": REASSOCIATE},
+        )
+        rewriter.replace_matched_op([], [emit(reduced)])
+
+
+class LowerKernel(RewritePattern):
+    """A dataflow kernel -> func.func(buffers, scalars, %begin, %end) looping its programs over [begin, end)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.KernelOp, rewriter: PatternRewriter) -> None:
+        if not op.is_dataflow():
+            return
+        old = op.body.block
+        arg_types = [arg.type for arg in old.args[:-1]]
+        entry = Block(arg_types=[*arg_types, IndexType(), IndexType()])
+        begin, end = entry.args[-2:]
+        one = arith.ConstantOp.from_int_and_width(1, IndexType())
+        body = Block(arg_types=[IndexType()])
+        for new_arg, old_arg in zip(entry.args, old.args[:-1], strict=False):
+            old_arg.replace_all_uses_with(new_arg)
+        old.args[-1].replace_all_uses_with(body.args[0])
+        for inner in list(old.ops):
+            inner.detach()
+            body.add_op(inner)
+        body.add_op(scf.YieldOp())
+        entry.add_ops([one, scf.ForOp(begin, end, one.result, [], body), func.ReturnOp()])
+        function = func.FuncOp(op.sym_name.data, (entry.arg_types, []), Region(entry))
+        rewriter.replace_matched_op(function)
+
+
+PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerLoad, LowerStore, LowerReduce)
+
+
+def lower_to_x86(module: ModuleOp) -> None:
+    """Lower every dataflow kernel of `module` in place (planned-step kernels are left as they are)."""
+    walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(LANES) for pattern in PATTERNS]))
+    walker.rewrite_module(module)
+    PatternRewriteWalker(LowerTileTypes(LANES)).rewrite_module(module)
+    PatternRewriteWalker(LowerKernel(), apply_recursively=False).rewrite_module(module)
+
+
+@dataclass(frozen=True)
+class ConvertTileToX86Pass(ModulePass):
+    name = "convert-tessera-tile-to-x86"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        lower_to_x86(op)
