@@ -281,15 +281,11 @@ class LoadOp(IRDLOperation):
     space = opt_prop_def(StringAttr)
     result = result_def()
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
-    assembly_format = (
-        "$memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($memref) `->` type($result)"
-    )
+    assembly_format = "$memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($memref) `->` type($result)"
 
     def __init__(self, memref: SSAValue, indices: Sequence[SSAValue], result_type: Attribute,
                  bound: SSAValue | None = None) -> None:  # fmt: skip
-        super().__init__(
-            operands=[memref, list(indices), [] if bound is None else [bound]], result_types=[result_type]
-        )
+        super().__init__(operands=[memref, list(indices), [] if bound is None else [bound]], result_types=[result_type])
 
     def verify_(self) -> None:
         _verify_access(self, self.result.type)
@@ -460,4 +456,3 @@ TesseraTile = Dialect(
     [KernelOp, LaunchOp, LoadOp, StoreOp, SplatOp, MapOp, YieldOp, ReduceOp, ConvertOp, *PLAN_OPS],
     [TileType],
 )
-

@@ -1,19 +1,18 @@
 """Kernels written once in dataflow Tile-IR (dialects/tile.py), for every target: each kind's builder takes
-the kernel's dims, its chosen tiles and its buffer types (those of its launches) and returns the body
-block. `tessera-tile-choose-tiles` writes that body into the `tessera.tile.kernel`; the target lowerings
+the kernel's dims and its chosen tiles and returns the body block, whose arguments (the buffers, named, in
+launch order) are the kernel's signature; tessera-tile-choose-tiles checks every launch against it. `tessera-tile-choose-tiles` writes that body into the `tessera.tile.kernel`; the target lowerings
 (lowering/tile_to_x86.py, lowering/tile_to_simt.py) then see tile ops only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
-from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Block
 
 from tessera.kernels import rows
 
-KernelBody = Callable[[Mapping[str, object], Mapping[str, int], Sequence[MemRefType]], Block]
+KernelBody = Callable[[Mapping[str, object], Mapping[str, int]], Block]
 
 KERNELS: dict[str, KernelBody] = {**rows.KERNELS}
 # The scalars each kind reads after its buffers (dialects/tile.py KERNEL_SCALARS).

@@ -2,7 +2,7 @@
 (dialects/tile.py), with the index and float arithmetic, tile ops, loops and element functions a kernel
 needs, so that a kernel reads as its algorithm.
 
-    k = KernelBuilder([x_type, out_type], scalars=())
+    k = KernelBuilder({"x": x_type, "out": out_type}, scalars=())
     x, out = k.buffers
     row = k.load(x, [k.program_id, k.index(0)], [64])
     squares = k.map([row], lambda e, v: e.mulf(v, v))
@@ -16,13 +16,13 @@ region's element ops, outside it scalar ops of the kernel body. Constants are cr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from xdsl.builder import Builder, InsertPoint
 from xdsl.dialects import arith, math, scf
-from xdsl.dialects.builtin import Float32Type, FloatAttr, IndexType, IntegerAttr, MemRefType, f32
+from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32
 from xdsl.ir import Attribute, Block, Region, SSAValue
 
 from tessera.dialects import tile
@@ -48,11 +48,15 @@ class KernelBuilder:
     """The body of one dataflow kernel: block arguments `buffers` (memrefs, launch order), `scalars` (index,
     named by KERNEL_SCALARS) and `program_id`."""
 
-    def __init__(self, buffer_types: Sequence[MemRefType], scalars: Sequence[str] = ()) -> None:
-        self.block = tile.dataflow_block([*buffer_types, *(INDEX for _ in scalars), INDEX])
+    def __init__(self, buffers: Mapping[str, MemRefType], scalars: Sequence[str] = ()) -> None:
+        """`buffers`: the launch operands by name, in launch order (the names are the block arguments' and,
+        on a GPU, the kernel parameters')."""
+        self.block = tile.dataflow_block([*buffers.values(), *(INDEX for _ in scalars), INDEX])
         args = self.block.args
-        self.buffers = list(args[: len(buffer_types)])
-        self.scalars = dict(zip(scalars, args[len(buffer_types) : -1], strict=True))
+        for arg, name in zip(args, [*buffers, *scalars, "t"], strict=True):
+            arg.name_hint = name
+        self.buffers = list(args[: len(buffers)])
+        self.scalars = dict(zip(scalars, args[len(buffers) : -1], strict=True))
         self.program_id = args[-1]
         self._builder = Builder(InsertPoint.at_end(self.block))
         self._constants: dict[tuple[Block, str, float | int], SSAValue] = {}
@@ -178,7 +182,3 @@ class KernelBuilder:
         op = scf.ForOp(lo, hi, step, list(carried), body)
         self._builder.insert(op)
         loop.results = list(op.results)
-
-
-def is_f32(type_: Attribute) -> bool:
-    return isinstance(element_of(type_), Float32Type)

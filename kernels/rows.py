@@ -15,12 +15,19 @@ the 1e-4 contract, and what lets every target vectorise them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
-from xdsl.dialects.builtin import MemRefType
-from xdsl.ir import Block, SSAValue
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32, i64
+from xdsl.ir import Attribute, Block, SSAValue
 
 from tessera.kernels.builder import KernelBuilder
+
+TOKENS_F32 = MemRefType(f32, [DYNAMIC_INDEX])
+
+
+def _rows(width: int, element: Attribute) -> MemRefType:
+    """A [tokens, width] buffer."""
+    return MemRefType(element, [DYNAMIC_INDEX, width])
 
 
 def _columns(k: KernelBuilder, width: int, block: int) -> tuple[SSAValue, SSAValue, SSAValue | None]:
@@ -40,18 +47,20 @@ def inverse_rms(k: KernelBuilder, rows: SSAValue, width: int, block: int, epsilo
     return k.divf(k.f32(1.0), k.sqrt(k.addf(mean, k.f32(epsilon))))
 
 
-def rms_scale(dims: Mapping[str, object], tiles: Mapping[str, int], buffers: Sequence[MemRefType]) -> Block:
-    k = KernelBuilder(buffers)
+def rms_scale(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
+    hidden = int(dims["hidden"])  # type: ignore[call-overload]
+    k = KernelBuilder({"h": _rows(hidden, f32), "rstd": TOKENS_F32})
     h, rstd = k.buffers
     scale = inverse_rms(k, h, int(dims["hidden"]), tiles["block"], float(dims["epsilon"]))  # type: ignore[arg-type]
     k.store(scale, rstd, [k.program_id])
     return k.finish()
 
 
-def rmsnorm(dims: Mapping[str, object], tiles: Mapping[str, int], buffers: Sequence[MemRefType]) -> Block:
-    k = KernelBuilder(buffers)
-    x, weight, out = k.buffers
+def rmsnorm(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
     hidden, block = int(dims["hidden"]), tiles["block"]  # type: ignore[call-overload]
+    out_type = _rows(hidden, bf16 if dims.get("out_dtype", "f32") == "bf16" else f32)
+    k = KernelBuilder({"x": _rows(hidden, f32), "weight": MemRefType(f32, [hidden]), "out": out_type})
+    x, weight, out = k.buffers
     scale = inverse_rms(k, x, hidden, block, float(dims["epsilon"]))  # type: ignore[arg-type]
     start, stop, bound = _columns(k, hidden, block)
     with k.loop(start, stop, k.index(block)) as columns:
@@ -62,10 +71,12 @@ def rmsnorm(dims: Mapping[str, object], tiles: Mapping[str, int], buffers: Seque
     return k.finish()
 
 
-def embedding(dims: Mapping[str, object], tiles: Mapping[str, int], buffers: Sequence[MemRefType]) -> Block:
-    k = KernelBuilder(buffers)
+def embedding(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
+    hidden, block, vocab = int(dims["hidden"]), tiles["block"], int(dims["vocab"])  # type: ignore[call-overload]
+    k = KernelBuilder(
+        {"ids": MemRefType(i64, [DYNAMIC_INDEX]), "table": MemRefType(f32, [vocab, hidden]), "out": _rows(hidden, f32)}
+    )
     ids, table, out = k.buffers
-    hidden, block = int(dims["hidden"]), tiles["block"]  # type: ignore[call-overload]
     row = k.convert(k.load(ids, [k.program_id]), k.index(0).type)
     start, stop, bound = _columns(k, hidden, block)
     with k.loop(start, stop, k.index(block)) as columns:

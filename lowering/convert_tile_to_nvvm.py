@@ -136,6 +136,10 @@ def _emitters() -> dict[str, Callable[[KernelInfo], NvvmKernel]]:
 
 def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:
     info = kernel_info(kernel)
+    if kernel.is_dataflow():
+        from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
+
+        return NvvmKernel(lower_dataflow_kernel(kernel, info.arch, kernel.target.data))  # type: ignore[union-attr]
     emitter = _emitters().get(info.kind)
     if emitter is None:
         raise NvvmLoweringError(f"{kernel.name} @{info.name}: kind '{info.kind}' has no NVVM lowering yet")

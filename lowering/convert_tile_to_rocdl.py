@@ -55,6 +55,10 @@ def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
 
 def emit_kernel(kernel: tile.KernelOp) -> GpuKernel:
     info = kernel_info(kernel)
+    if kernel.is_dataflow():
+        from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
+
+        return lower_dataflow_kernel(kernel, info.arch, kernel.target.data)  # type: ignore[union-attr]
     emitter = _emitters().get(info.kind)
     if emitter is None:
         raise RocdlLoweringError(f"{kernel.name} @{info.name}: kind '{info.kind}' has no ROCDL lowering")

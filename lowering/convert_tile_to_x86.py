@@ -20,8 +20,8 @@ from xdsl.dialects.builtin import ModuleOp
 
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
-from tessera.errors import TesseraError
 from tessera.dialects.upstream import upstream_text
+from tessera.errors import TesseraError
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.tile_to_x86 import lower_to_x86
 from tessera.lowering.x86 import attention, basic, gemm, mamba, moe, tiling
@@ -92,12 +92,6 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         return _lower_dataflow(kernel)
     if kind == "matmul":
         return gemm.emit_gemm(name, gemm_spec(kernel), gemm_tiles(kernel))
-    if kind == "embedding":
-        return basic.emit_embedding(name, d["vocab"], d["hidden"])
-    if kind == "rms_scale":
-        return basic.emit_rms_scale(name, d["hidden"], d["epsilon"])
-    if kind == "rmsnorm":
-        return basic.emit_rmsnorm(name, d["hidden"], d["epsilon"], d.get("out_dtype", "f32"))
     if kind == "moe_router":
         router = basic.RouterDims(
             d["num_experts"],

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 
 from xdsl.dialects import arith, vector
 from xdsl.dialects.builtin import (
-    DenseArrayBase,
-    i64,
     BFloat16Type,
+    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     Float32Type,
     FloatAttr,
@@ -28,6 +27,7 @@ from xdsl.dialects.builtin import (
     f32,
     i16,
     i32,
+    i64,
 )
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.pattern_rewriter import (
@@ -223,8 +223,10 @@ class LowerConvert(TilePattern):
         value = op.input
         if isinstance(source, Float32Type) and isinstance(target, BFloat16Type):
             result = emit.round_to_bf16(value)
-        elif isinstance(source, (BFloat16Type, IntegerType)) and isinstance(target, Float32Type) and (
-            isinstance(source, BFloat16Type) or source == i16
+        elif (
+            isinstance(source, (BFloat16Type, IntegerType))
+            and isinstance(target, Float32Type)
+            and (isinstance(source, BFloat16Type) or source == i16)
         ):
             result = emit.widen_bf16(value)
         elif isinstance(source, IntegerType) and isinstance(target, IndexType):

@@ -46,10 +46,10 @@ def _as_storage(emit: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
 
 
 def _as_element(emit: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
-    """The inverse of _as_storage, before a store into a buffer of `element`."""
+    """The inverse of _as_storage, before a store into a buffer of `element` (value: not yet lowered)."""
     if not isinstance(element, BFloat16Type):
         return value
-    return emit(arith.BitcastOp(value, _same_shape(value.type, element)))
+    return emit(arith.BitcastOp(value, _same_shape(lowered_type(value.type, LANES), element)))
 
 
 def _same_shape(like: Attribute, element: Attribute) -> Attribute:
@@ -93,12 +93,14 @@ class LowerStore(TilePattern):
         buffer_type = op.memref.type
         assert isinstance(buffer_type, MemRefType)
         value = _as_element(emit, op.value, buffer_type.element_type)
-        if not isinstance(value.type, VectorType):
+        if not isinstance(op.value.type, TileType):
             emit(memref.StoreOp.get(value, op.memref, list(op.indices)))
         elif op.bound is None:
             emit(vector.StoreOp(value, op.memref, list(op.indices)))
         else:
-            emit(vector.MaskedStoreOp(op.memref, list(op.indices), _mask(emit, op, value.type), value))
+            lowered = lowered_type(op.value.type, LANES)
+            assert isinstance(lowered, VectorType)
+            emit(vector.MaskedStoreOp(op.memref, list(op.indices), _mask(emit, op, lowered), value))
         rewriter.erase_op(op)
 
 
@@ -140,13 +142,17 @@ class LowerKernel(RewritePattern):
         rewriter.replace_matched_op(function)
 
 
-PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerLoad, LowerStore, LowerReduce)
+# Stores first, while every value they store still has its tile type; then loads; then the ops that compute.
+STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
+LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce)
 
 
 def lower_to_x86(module: ModuleOp) -> None:
     """Lower every dataflow kernel of `module` in place (planned-step kernels are left as they are)."""
-    walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(LANES) for pattern in PATTERNS]))
-    walker.rewrite_module(module)
+    for patterns in (STORE_PATTERNS, LOAD_PATTERNS, COMPUTE_PATTERNS):
+        walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(LANES) for pattern in patterns]))
+        walker.rewrite_module(module)
     PatternRewriteWalker(LowerTileTypes(LANES)).rewrite_module(module)
     PatternRewriteWalker(LowerKernel(), apply_recursively=False).rewrite_module(module)
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    MemRefType,
     DenseArrayBase,
     DictionaryAttr,
     IntegerAttr,
+    MemRefType,
     ModuleOp,
     StringAttr,
     UnitAttr,
@@ -102,8 +102,8 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
 
 
 def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[MemRefType]) -> None:
-    """The kernel's body: dataflow Tile-IR from kernels/ for the kinds written there (built from its dims,
-    the chosen tiles and its launches' buffer types), else the policy's planned steps."""
+    """The kernel's body: dataflow Tile-IR from kernels/ for the kinds written there (built from its dims and
+    the chosen tiles; its launches must pass the buffers it takes), else the policy's planned steps."""
     from tessera.kernels import KERNELS, SCALARS
 
     build = KERNELS.get(kernel.kind.data)
@@ -115,9 +115,13 @@ def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[Mem
         for kind, props in choice.body:
             block.add_op(_tile_op(kind, props))
         return
-    if not buffer_types:
-        raise TesseraError(f"{kernel.name} @{kernel.sym_name.data}: no tessera.tile.launch of it gives its buffers")
-    body = build(dict(plain_dict(kernel.dims)), dict(choice.tiles), buffer_types)
+    body = build(dict(plain_dict(kernel.dims)), dict(choice.tiles))
+    signature = [arg.type for arg in body.args[: len(body.args) - len(SCALARS.get(kernel.kind.data, ())) - 1]]
+    if buffer_types and buffer_types != signature:
+        raise TesseraError(
+            f"{kernel.name} @{kernel.sym_name.data}: launched with buffers {buffer_types}, "
+            f"its {kernel.kind.data} kernel takes {signature}"
+        )
     kernel.body.detach_block(kernel.body.block).erase()
     kernel.body.add_block(body)
     scalars = SCALARS.get(kernel.kind.data, ())

@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import functools
 import importlib.util
+import io
 import os
 import shutil
 import subprocess
@@ -77,6 +78,32 @@ def run_pipeline(text: str, pipeline: str) -> str:
         except Exception as exc:  # the bindings raise MLIRError / ValueError with diagnostics attached
             raise ToolchainError(f"MLIR pipeline failed: {_first_error(str(exc))}") from None
         return str(module)
+
+
+def gpu_functions_text(text: str, parameter_names: dict[str, list[str]]) -> list[str]:
+    """The gpu.funcs of a module (generic form, as Tessera prints IR for MLIR) in MLIR 22's own custom
+    form, one text each, their parameters named (`parameter_names` by function): how GPU kernels built as
+    typed IR join the gpu.module the target assembles."""
+    ir = mlir().ir
+    with ir.Context() as context:
+        try:
+            module = ir.Module.parse(text)
+        except Exception as exc:
+            raise ToolchainError(f"MLIR could not read the lowered kernels: {_first_error(str(exc))}") from None
+        texts = []
+        for op in module.body.operations:
+            if op.operation.name != "gpu.module":
+                continue
+            for function in op.regions[0].blocks[0].operations:
+                name = ir.StringAttr(function.attributes["sym_name"]).value
+                for arg, arg_name in zip(
+                    function.regions[0].blocks[0].arguments, parameter_names.get(name, []), strict=False
+                ):
+                    arg.set_location(ir.Location.name(arg_name, context=context))
+                stream = io.StringIO()
+                function.operation.print(file=stream, use_name_loc_as_prefix=True)
+                texts.append(stream.getvalue())
+        return texts
 
 
 def _first_error(message: str) -> str:

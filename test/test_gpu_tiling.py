@@ -88,7 +88,9 @@ def test_gpu_scratchpad_footprint_is_the_lds_the_body_plans() -> None:
     _, tiled = _tiled("nemotron_h_tiny.yaml", "bf16")
     for kernel in _kernels(tiled["gfx942"]).values():
         planned = sum(
-            op.tile_bytes() for op in kernel.body.block.ops if isinstance(op, tile_plan.PlanLoadOp) and op.space.data == "lds"
+            op.tile_bytes()
+            for op in kernel.body.block.ops
+            if isinstance(op, tile_plan.PlanLoadOp) and op.space.data == "lds"
         )
         assert kernel.footprint is not None and int(kernel.footprint.value.data) == planned
 

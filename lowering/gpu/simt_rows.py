@@ -13,12 +13,6 @@ order of float operations is defined there; sums over a row are reassociated (x8
 
 Operands (launch order, then %tokens, %position):
 
-    embedding(ids i64 [T], table f32 [V, D], out f32 [T, D])
-        out[t, c] = table[ids[t], c]   (the runtime checks ids against [0, V) before the call)
-    rms_scale(h f32 [T, D], rstd f32 [T])
-        rstd[t] = 1 / sqrt(sum_c h[t, c]^2 / D + eps)   (lane 0 stores)
-    rmsnorm(x f32 [T, D], weight f32 [D], out (f32 | bf16) [T, D])
-        out[t, c] = weight[c] * (x[t, c] * rstd[t]), rounded to nearest even once when out is bf16
     kv_append(qkv f32 [T, (Hq + 2 Hkv) D], k_cache, v_cache (f32 | bf16) [S, Hkv, D])
         a workgroup per (t, kv head g) (Grid x = tokens, y = Hkv); lane l copies d = l, l + 64, ...:
         k_cache[position + t, g, d] = qkv[t, (Hq + g) D + d],
@@ -94,62 +88,6 @@ def _icmp(b: GpuKernelBuilder, predicate: str, x: str, y: str) -> str:
 
 def _shuffle(b: GpuKernelBuilder, value: str, offset: int, type_: str) -> str:
     return b.shuffle_xor(value, offset, type_)
-
-
-# --- embedding, rms_scale, rmsnorm -------------------------------------------------------------------------
-
-
-def emit_embedding(info: KernelInfo) -> GpuKernel:
-    hidden = info.dim("hidden")
-    b = _builder(info, ["ids", "table", "out"])
-    lane, token = b.thread_id(), b.block_id("x")
-    token_id = b.gload("ids", b.to_i32(token), "i64")
-    table_base = b.mul(b.let("c", f"arith.trunci {token_id} : i64 to i32"), b.i32(hidden), "i32")
-    out_base = _row_base(b, token, hidden)
-    with b.loop(lane, b.index(hidden), b.index(b.wave_size)) as column:
-        value = b.gload("table", _offset(b, table_base, column.iv))
-        b.gstore(value, "out", _offset(b, out_base, column.iv))
-    return _finish(info, b, Grid(x=("tokens", 1)))
-
-
-def _inverse_rms(b: GpuKernelBuilder, operand: str, base: str, lane: str, hidden: int, epsilon: float) -> str:
-    """1 / sqrt(mean(row^2) + eps), as x86's _inverse_rms: divide, add, sqrt, reciprocal by division."""
-
-    def square(column: str) -> str:
-        value = b.gload(operand, _offset(b, base, column))
-        return b.fmul(value, value)
-
-    total = _row_sum(b, lane, hidden, square)
-    mean = b.let("f", f"arith.divf {total}, {b.f32(float(hidden))} : f32")
-    root = b.math("sqrt", b.fadd(mean, b.f32(epsilon)))
-    return b.let("f", f"arith.divf {b.f32(1.0)}, {root} : f32")
-
-
-def emit_rms_scale(info: KernelInfo) -> GpuKernel:
-    hidden = info.dim("hidden")
-    b = _builder(info, ["h", "rstd"])
-    lane, token = b.thread_id(), b.block_id("x")
-    scale = _inverse_rms(b, "h", _row_base(b, token, hidden), lane, hidden, float(info.dims["epsilon"]))
-    with b.if_else(_is_lane0(b, lane)):
-        b.gstore(scale, "rstd", b.to_i32(token))
-    return _finish(info, b, Grid(x=("tokens", 1)))
-
-
-def emit_rmsnorm(info: KernelInfo) -> GpuKernel:
-    hidden = info.dim("hidden")
-    out_dtype = str(info.dims.get("out_dtype", "f32"))
-    b = _builder(info, ["x", "weight", "out"])
-    lane, token = b.thread_id(), b.block_id("x")
-    base = _row_base(b, token, hidden)
-    scale = _inverse_rms(b, "x", base, lane, hidden, float(info.dims["epsilon"]))
-    with b.loop(lane, b.index(hidden), b.index(b.wave_size)) as column:
-        at = _offset(b, base, column.iv)
-        normalised = b.fmul(b.gload("x", at), scale)
-        b.gstore(b.fmul(b.gload("weight", b.to_i32(column.iv)), normalised), "out", at, out_dtype)
-    return _finish(info, b, Grid(x=("tokens", 1)))
-
-
-# --- kv_append ---------------------------------------------------------------------------------------------
 
 
 def emit_kv_append(info: KernelInfo) -> GpuKernel:
@@ -334,9 +272,6 @@ def emit_moe_router(info: KernelInfo) -> GpuKernel:
 
 
 EMITTERS: dict[str, Callable[[KernelInfo], GpuKernel]] = {
-    "embedding": emit_embedding,
-    "rms_scale": emit_rms_scale,
-    "rmsnorm": emit_rmsnorm,
     "kv_append": emit_kv_append,
     "moe_router": emit_moe_router,
     "moe_combine": emit_moe_combine,

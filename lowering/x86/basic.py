@@ -1,16 +1,10 @@
-"""Row-parallel x86 kernels: embedding gather, RMSNorm and its folded form, and the MoE router
-(the experts are lowering/x86/moe.py).
+"""The MoE router as an x86 kernel (the experts are lowering/x86/moe.py; embedding and the norms are written
+once in kernels/rows.py).
 
 Every kernel takes a row (token) range [begin, end) last, so the runtime can split tokens over threads.
 Reductions carry `fastmath<reassoc, contract>` so that LLVM may vectorise them (float32 sums in a
 different order: well inside the 1e-4 contract).
 
-    embedding(ids: memref<?xi64>, table: memref<VxDxf32>, out: memref<?xDxf32>, begin, end)
-        ids are checked against [0, V) by the runtime before the call
-    rms_scale(h: memref<?xDxf32>, rstd: memref<?xf32>, begin, end)
-        rstd[t] = 1 / sqrt(mean(h[t]^2) + epsilon): an RMSNorm folded into the next projection
-    rmsnorm(x: memref<?xDxf32>, weight: memref<Dxf32>, out: memref<?xDx(f32|bf16)>, begin, end)
-        a bf16 `out` (what the next GEMM reads under --precision bf16) is rounded to nearest even
     moe_router(logits: memref<?xExf32>, bias: memref<Exf32>, ids: memref<?xKxi64>, weights: memref<?xKxf32>,
                begin, end)
         sigmoid scores; groups ranked by the sum of their best two (score + bias); the best topk_group
@@ -22,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tessera.lowering.mlir_text import MlirBuilder, f32_to_bf16_bits
 from tessera.lowering.mlir_text import float_literal as f32_literal
 
 FM = "fastmath<reassoc,contract>"
@@ -36,110 +29,6 @@ def _header(name: str, args: list[str]) -> list[str]:
         "  %zero = arith.constant 0.0 : f32",
         "  %one = arith.constant 1.0 : f32",
     ]
-
-
-def emit_embedding(name: str, vocab: int, hidden: int) -> str:
-    return "\n".join(
-        [
-            *_header(
-                name, ["%ids: memref<?xi64>", f"%table: memref<{vocab}x{hidden}xf32>", f"%out: memref<?x{hidden}xf32>"]
-            ),
-            f"  %hidden = arith.constant {hidden} : index",
-            "  scf.for %t = %begin to %end step %c1 {",
-            "    %id64 = memref.load %ids[%t] : memref<?xi64>",
-            "    %id = arith.index_cast %id64 : i64 to index",
-            "    scf.for %c = %c0 to %hidden step %c1 {",
-            f"      %v = memref.load %table[%id, %c] : memref<{vocab}x{hidden}xf32>",
-            f"      memref.store %v, %out[%t, %c] : memref<?x{hidden}xf32>",
-            "    }",
-            "  }",
-            "  return",
-            "}",
-        ]
-    )
-
-
-def _sum_of_squares(buffer: str, row: str, start: str, stop: str, mem: str, result: str) -> list[str]:
-    return [
-        f"    {result} = scf.for %c = {start} to {stop} step %c1 iter_args(%acc = %zero) -> (f32) {{",
-        f"      %v = memref.load {buffer}[{row}, %c] : {mem}",
-        f"      %sq = arith.mulf %v, %v {FM} : f32",
-        f"      %next = arith.addf %acc, %sq {FM} : f32",
-        "      scf.yield %next : f32",
-        "    }",
-    ]
-
-
-def round_to_bf16(value: str, result: str, indent: str) -> list[str]:
-    """f32 -> bf16 by integer rounding to nearest even (no bf16 instructions: runs on any x86-64), as lines at
-    `indent` whose names start with result's and whose constants are defined inline."""
-    b = MlirBuilder(prefix=f"{result.lstrip('%')}_")
-    b.depth = 0
-    bits = f32_to_bf16_bits(b, value, "f32")
-    lines = [*b.constant_lines(), *b.lines, f"{result} = arith.bitcast {bits} : i16 to bf16"]
-    return [indent + line for line in lines]
-
-
-def _inverse_rms(buffer: str, mem: str) -> list[str]:
-    """%scale = 1 / sqrt(mean(buffer[%t, :]^2) + %eps), inside the token loop."""
-    return [
-        *_sum_of_squares(buffer, "%t", "%c0", "%hidden", mem, "%sum"),
-        "    %mean = arith.divf %sum, %count : f32",
-        "    %shifted = arith.addf %mean, %eps : f32",
-        "    %root = math.sqrt %shifted : f32",
-        "    %scale = arith.divf %one, %root : f32",
-    ]
-
-
-def _norm_constants(hidden: int, epsilon: float) -> list[str]:
-    return [
-        f"  %hidden = arith.constant {hidden} : index",
-        f"  %count = arith.constant {f32_literal(hidden)} : f32",
-        f"  %eps = arith.constant {f32_literal(epsilon)} : f32",
-    ]
-
-
-def emit_rms_scale(name: str, hidden: int, epsilon: float) -> str:
-    mem = f"memref<?x{hidden}xf32>"
-    return "\n".join(
-        [
-            *_header(name, [f"%h: {mem}", "%rstd: memref<?xf32>"]),
-            *_norm_constants(hidden, epsilon),
-            "  scf.for %t = %begin to %end step %c1 {",
-            *_inverse_rms("%h", mem),
-            "    memref.store %scale, %rstd[%t] : memref<?xf32>",
-            "  }",
-            "  return",
-            "}",
-        ]
-    )
-
-
-def emit_rmsnorm(name: str, hidden: int, epsilon: float, out_dtype: str = "f32") -> str:
-    mem = f"memref<?x{hidden}xf32>"
-    out = f"memref<?x{hidden}x{out_dtype}>"
-    if out_dtype == "bf16":
-        store = [*round_to_bf16("%o", "%ob", "      "), f"      memref.store %ob, %out[%t, %c] : {out}"]
-    else:
-        store = [f"      memref.store %o, %out[%t, %c] : {out}"]
-    return "\n".join(
-        [
-            *_header(name, [f"%x: {mem}", f"%weight: memref<{hidden}xf32>", f"%out: {out}"]),
-            *_norm_constants(hidden, epsilon),
-            "  scf.for %t = %begin to %end step %c1 {",
-            *_inverse_rms("%x", mem),
-            "    scf.for %c = %c0 to %hidden step %c1 {",
-            f"      %v = memref.load %x[%t, %c] : {mem}",
-            f"      %g = memref.load %weight[%c] : memref<{hidden}xf32>",
-            "      %n = arith.mulf %v, %scale : f32",
-            "      %o = arith.mulf %g, %n : f32",
-            *store,
-            "    }",
-            "  }",
-            "  return",
-            "}",
-        ]
-    )
 
 
 @dataclass(frozen=True)

@@ -578,6 +578,10 @@ class Simulator:
                 amount = as_unsigned(y).astype(as_unsigned(x).dtype)
                 shifted = np.left_shift if op == "shli" else np.right_shift
                 out = shifted(as_unsigned(x), amount).view(x.dtype)
+            elif op == "shrsi":  # arithmetic: the sign bit fills in (x's dtype is signed)
+                if (as_unsigned(y)[mask] >= bits).any():
+                    raise SimulationError(f"arith.{op} by {bits} bits or more (poison)")
+                out = np.right_shift(x, as_unsigned(y).astype(x.dtype))
             else:
                 raise SimulationError(f"arith.{op} is not modelled")
             env[result] = out.astype(type_.dtype, copy=False)
@@ -1123,7 +1127,7 @@ class Simulator:
         return step
 
 
-_BINARY = "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui remui minui maxui shli shrui"
+_BINARY = "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui remui minui maxui shli shrui shrsi"
 _CASTS = "bitcast index_cast extui extsi trunci extf truncf"
 _Compiler = Callable[[Simulator, str, str, list[str], _Node], Step]
 _COMPILERS: dict[str, _Compiler] = {

@@ -1,0 +1,30 @@
+"""A kernel written in kernels/ as one GPU target's gpu.func: convert-tessera-tile-to-simt and
+tessera-expand-math on a copy of it, printed once for MLIR 22 and read back in MLIR's own form (the form the
+gpu.module text, the NVVM pipeline and the lockstep simulator read)."""
+
+from __future__ import annotations
+
+from xdsl.dialects import gpu
+from xdsl.dialects.builtin import ModuleOp
+
+from tessera.dialects import tile
+from tessera.dialects.upstream import upstream_text
+from tessera.lowering.expand_math import expand_math
+from tessera.lowering.gpu.arch import GpuArch
+from tessera.lowering.rocdl.kernel_text import GpuKernel, Grid
+from tessera.lowering.tile_to_simt import lower_to_simt, wrap_in_gpu_module
+
+
+def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> GpuKernel:
+    from tessera.targets.toolchain import gpu_functions_text
+
+    module = ModuleOp([kernel.clone()])
+    lower_to_simt(module, arch)
+    expand_math(module, target)
+    wrap_in_gpu_module(module)
+    module.verify()
+    (function,) = (op for op in module.walk() if isinstance(op, gpu.FuncOp))
+    names = [arg.name_hint or f"arg{arg.index}" for arg in function.body.block.args]
+    (text,) = gpu_functions_text(upstream_text(module), {kernel.sym_name.data: names})
+    grid = Grid(x=("tokens", 1)) if int(kernel.grid.value.data) == 0 else Grid(x=(int(kernel.grid.value.data), 1))
+    return GpuKernel(kernel.sym_name.data, "  " + text.replace("\n", "\n  ") + "\n", arch.wave_size, grid, 0)
