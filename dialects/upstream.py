@@ -57,6 +57,8 @@ class ShuffleOp(IRDLOperation):
             raise VerifyException(f"{self.name}: shuffles 32- or 64-bit values, got {type_}")
 
 
+# Not registered with tessera-opt's context, where xDSL's own gpu dialect holds the namespace: these ops are
+# built by the lowerings and printed, never parsed back by xDSL.
 UpstreamGpu = Dialect("gpu", [ShuffleOp], [ShuffleModeAttr])
 
 

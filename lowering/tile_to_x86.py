@@ -128,6 +128,7 @@ class LowerKernel(RewritePattern):
         arg_types = [arg.type for arg in old.args[:-1]]
         entry = Block(arg_types=[*arg_types, IndexType(), IndexType()])
         begin, end = entry.args[-2:]
+        begin.name_hint, end.name_hint = "begin", "end"
         one = arith.ConstantOp.from_int_and_width(1, IndexType())
         body = Block(arg_types=[IndexType()])
         for new_arg, old_arg in zip(entry.args, old.args[:-1], strict=False):

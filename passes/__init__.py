@@ -43,6 +43,24 @@ def _compute_footprint() -> type[ModulePass]:
     return TileComputeFootprintPass
 
 
+def _tile_to_x86() -> type[ModulePass]:
+    from tessera.lowering.tile_to_x86 import ConvertTileToX86Pass
+
+    return ConvertTileToX86Pass
+
+
+def _tile_to_simt() -> type[ModulePass]:
+    from tessera.lowering.tile_to_simt import ConvertTileToSimtPass
+
+    return ConvertTileToSimtPass
+
+
+def _expand_math() -> type[ModulePass]:
+    from tessera.lowering.expand_math import ExpandMathPass
+
+    return ExpandMathPass
+
+
 # Same-level passes live here; conversions between levels live in lowering/ and are registered here too,
 # so that every pass of every target pipeline runs alone under tessera-opt.
 ALL_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
@@ -52,4 +70,7 @@ ALL_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "convert-tessera-schedule-to-tile": _schedule_to_tile,
     "tessera-tile-choose-tiles": _choose_tiles,
     "tessera-tile-compute-footprint": _compute_footprint,
+    "convert-tessera-tile-to-x86": _tile_to_x86,
+    "convert-tessera-tile-to-simt": _tile_to_simt,
+    "tessera-expand-math": _expand_math,
 }
