@@ -737,20 +737,24 @@ def test_moe_experts(rng: np.random.Generator, precision: str, case: str, tokens
 
 
 def test_every_kind_is_covered() -> None:
-    """A kind registered for ROCDL without a test here fails (its emitter would go unsimulated)."""
+    """A kind registered for ROCDL (an emitter, or a kernel of kernels/) without a test here fails (it would go
+    unsimulated)."""
+    from tessera.kernels import KERNELS
+
     tested = {"matmul", "embedding", "rmsnorm", "rms_scale", "kv_append", "moe_router", "moe_combine",
               "gated_rmsnorm", "conv_silu", "ssd_step", "attention", "ssd_scan", "moe_experts"}  # fmt: skip
-    assert set(_emitters()) == tested
+    assert set(_emitters()) | set(KERNELS) == tested
 
 
 def test_every_nvvm_kind_is_covered() -> None:
     """Every NVVM emitter runs here in its sm_90a cases, but the WGMMA GEMM (bf16 matmul), whose machine code
     test_nvvm_gemm.py checks and whose numerics need the GPU (benchmarks/h100_nvvm.py)."""
+    from tessera.kernels import KERNELS
     from tessera.lowering.convert_tile_to_nvvm import _emitters as nvvm_emitters
 
     tested = {"matmul", "embedding", "rmsnorm", "rms_scale", "kv_append", "moe_router", "moe_combine",
               "gated_rmsnorm", "conv_silu", "ssd_step", "attention", "ssd_scan"}  # fmt: skip
-    assert set(nvvm_emitters()) == tested
+    assert set(nvvm_emitters()) | set(KERNELS) == tested
 
 
 # --- the simulator's own checks -----------------------------------------------------------------------------------
