@@ -20,36 +20,36 @@ from collections.abc import Mapping
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32, i64
 from xdsl.ir import Attribute, Block, SSAValue
 
-from tessera.kernels.builder import KernelBuilder
+from tessera.kernels.builder import INDEX, KernelBuilder
 
 TOKENS_F32 = MemRefType(f32, [DYNAMIC_INDEX])
 
 
-def _rows(width: int, element: Attribute) -> MemRefType:
+def rows(width: int, element: Attribute) -> MemRefType:
     """A [tokens, width] buffer."""
     return MemRefType(element, [DYNAMIC_INDEX, width])
 
 
-def _columns(k: KernelBuilder, width: int, block: int) -> tuple[SSAValue, SSAValue, SSAValue | None]:
+def columns(k: KernelBuilder, width: int, block: int) -> tuple[SSAValue, SSAValue, SSAValue | None]:
     """(0, width, the mask bound or None when `block` divides `width`) of a loop over a row in tiles."""
     bound = None if width % block == 0 else k.index(width)
     return k.index(0), k.index(width), bound
 
 
-def inverse_rms(k: KernelBuilder, rows: SSAValue, width: int, block: int, epsilon: float) -> SSAValue:
-    """1 / sqrt(mean(rows[t, :]^2) + eps) of the program's row t."""
-    start, stop, bound = _columns(k, width, block)
-    with k.loop(start, stop, k.index(block), [k.splat(k.f32(0.0), [block])]) as columns:
-        values = k.load(rows, [k.program_id, columns.iv], [block], bound)
-        columns.yield_(k.map([columns.args[0], values], lambda e, acc, v: e.addf(acc, e.mulf(v, v))))
-    total = k.reduce("add", columns.results[0])
+def inverse_rms(k: KernelBuilder, buffer: SSAValue, width: int, block: int, epsilon: float) -> SSAValue:
+    """1 / sqrt(mean(buffer[t, :]^2) + eps) of the program's row t."""
+    start, stop, bound = columns(k, width, block)
+    with k.loop(start, stop, k.index(block), [k.splat(k.f32(0.0), [block])]) as chunk:
+        values = k.load(buffer, [k.program_id, chunk.iv], [block], bound)
+        chunk.yield_(k.map([chunk.args[0], values], lambda e, acc, v: e.addf(acc, e.mulf(v, v))))
+    total = k.reduce("add", chunk.results[0])
     mean = k.divf(total, k.f32(float(width)))
     return k.divf(k.f32(1.0), k.sqrt(k.addf(mean, k.f32(epsilon))))
 
 
 def rms_scale(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
     hidden = int(dims["hidden"])  # type: ignore[call-overload]
-    k = KernelBuilder({"h": _rows(hidden, f32), "rstd": TOKENS_F32})
+    k = KernelBuilder({"h": rows(hidden, f32), "rstd": TOKENS_F32})
     h, rstd = k.buffers
     scale = inverse_rms(k, h, int(dims["hidden"]), tiles["block"], float(dims["epsilon"]))  # type: ignore[arg-type]
     k.store(scale, rstd, [k.program_id])
@@ -58,30 +58,30 @@ def rms_scale(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
 
 def rmsnorm(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
     hidden, block = int(dims["hidden"]), tiles["block"]  # type: ignore[call-overload]
-    out_type = _rows(hidden, bf16 if dims.get("out_dtype", "f32") == "bf16" else f32)
-    k = KernelBuilder({"x": _rows(hidden, f32), "weight": MemRefType(f32, [hidden]), "out": out_type})
+    out_type = rows(hidden, bf16 if dims.get("out_dtype", "f32") == "bf16" else f32)
+    k = KernelBuilder({"x": rows(hidden, f32), "weight": MemRefType(f32, [hidden]), "out": out_type})
     x, weight, out = k.buffers
     scale = inverse_rms(k, x, hidden, block, float(dims["epsilon"]))  # type: ignore[arg-type]
-    start, stop, bound = _columns(k, hidden, block)
-    with k.loop(start, stop, k.index(block)) as columns:
-        values = k.load(x, [k.program_id, columns.iv], [block], bound)
-        gains = k.load(weight, [columns.iv], [block], bound)
+    start, stop, bound = columns(k, hidden, block)
+    with k.loop(start, stop, k.index(block)) as chunk:
+        values = k.load(x, [k.program_id, chunk.iv], [block], bound)
+        gains = k.load(weight, [chunk.iv], [block], bound)
         normed = k.map([values, gains, scale], lambda e, v, g, s: e.mulf(g, e.mulf(v, s)))
-        k.store(k.convert(normed, out.type.element_type), out, [k.program_id, columns.iv], bound)  # type: ignore[attr-defined]
+        k.store(k.convert(normed, out.type.element_type), out, [k.program_id, chunk.iv], bound)  # type: ignore[attr-defined]
     return k.finish()
 
 
 def embedding(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
     hidden, block, vocab = int(dims["hidden"]), tiles["block"], int(dims["vocab"])  # type: ignore[call-overload]
     k = KernelBuilder(
-        {"ids": MemRefType(i64, [DYNAMIC_INDEX]), "table": MemRefType(f32, [vocab, hidden]), "out": _rows(hidden, f32)}
+        {"ids": MemRefType(i64, [DYNAMIC_INDEX]), "table": MemRefType(f32, [vocab, hidden]), "out": rows(hidden, f32)}
     )
     ids, table, out = k.buffers
-    row = k.convert(k.load(ids, [k.program_id]), k.index(0).type)
-    start, stop, bound = _columns(k, hidden, block)
-    with k.loop(start, stop, k.index(block)) as columns:
-        values = k.load(table, [row, columns.iv], [block], bound)
-        k.store(values, out, [k.program_id, columns.iv], bound)
+    row = k.convert(k.load(ids, [k.program_id]), INDEX)
+    start, stop, bound = columns(k, hidden, block)
+    with k.loop(start, stop, k.index(block)) as chunk:
+        values = k.load(table, [row, chunk.iv], [block], bound)
+        k.store(values, out, [k.program_id, chunk.iv], bound)
     return k.finish()
 
 

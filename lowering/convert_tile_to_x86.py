@@ -102,11 +102,9 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
             d["routed_scaling_factor"],
         )
         return basic.emit_moe_router(name, router)
-    if kind in ("moe_experts", "moe_combine"):
+    if kind == "moe_experts":
         experts = moe.ExpertDims(d["num_experts"], d["top_k"], d.get("ffn", 1), d["latent"], d.get("x_dtype", "f32"))
-        if kind == "moe_experts":
-            return moe.emit_moe_expert_outputs(name, experts)
-        return moe.emit_moe_combine(name, experts, d["epilogue"] == "accumulate")
+        return moe.emit_moe_expert_outputs(name, experts)
     if kind in _MAMBA_EMITTERS:
         return _MAMBA_EMITTERS[kind](name, mamba_dims(kernel))
     cache_dtype = d.get("cache_dtype", "f32")

@@ -28,8 +28,6 @@ Operands (launch order, then %tokens, %position):
         larger choice, the lower expert on equal choices (x86's stable order, and its expert 0 when every
         choice is -inf) — whose winner's choice becomes -inf. weights = score / (sum + 1e-20) when
         norm_topk_prob (sum in pick order), times routed_scaling_factor; lane 0 stores ids and weights.
-    moe_combine(contrib f32 [T, K L], weights f32 [T, K], out f32 [T, L])
-        out[t, c] = (out[t, c] if epilogue == "accumulate" else 0) + w[t, j] contrib[t, j L + c], j = 0..K-1
 """
 
 from __future__ import annotations
@@ -106,28 +104,6 @@ def emit_kv_append(info: KernelInfo) -> GpuKernel:
         b.gstore(b.gload("qkv", _offset(b, k_base, column.iv)), "k_cache", at, cache)
         b.gstore(b.gload("qkv", _offset(b, v_base, column.iv)), "v_cache", at, cache)
     return _finish(info, b, Grid(x=("tokens", 1), y=(kv_heads, 1)))
-
-
-# --- moe_combine -------------------------------------------------------------------------------------------
-
-
-def emit_moe_combine(info: KernelInfo) -> GpuKernel:
-    top_k, latent = info.dim("top_k"), info.dim("latent")
-    accumulate = info.dims["epilogue"] == "accumulate"
-    b = _builder(info, ["contrib", "weights", "out"])
-    lane, token = b.thread_id(), b.block_id("x")
-    weights_base = _row_base(b, token, top_k)
-    weights = [b.gload("weights", b.add(weights_base, b.i32(j), "i32")) for j in range(top_k)]
-    contrib_base, out_base = _row_base(b, token, top_k * latent), _row_base(b, token, latent)
-    with b.loop(lane, b.index(latent), b.index(b.wave_size)) as column:
-        at = _offset(b, out_base, column.iv)
-        acc = b.gload("out", at) if accumulate else b.f32(0.0)
-        slot = _offset(b, contrib_base, column.iv)
-        for j, weight in enumerate(weights):
-            contrib = b.gload("contrib", slot if j == 0 else b.add(slot, b.i32(j * latent), "i32"))
-            acc = b.fadd(b.fmul(weight, contrib), acc)
-        b.gstore(acc, "out", at)
-    return _finish(info, b, Grid(x=("tokens", 1)))
 
 
 # --- moe_router --------------------------------------------------------------------------------------------
@@ -274,6 +250,5 @@ def emit_moe_router(info: KernelInfo) -> GpuKernel:
 EMITTERS: dict[str, Callable[[KernelInfo], GpuKernel]] = {
     "kv_append": emit_kv_append,
     "moe_router": emit_moe_router,
-    "moe_combine": emit_moe_combine,
     **simt_mamba.EMITTERS,
 }

@@ -62,17 +62,6 @@ def _moe_router(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileC
     return TileChoice(_row_tiles(arch), body)
 
 
-def _moe_combine(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    top_k, latent = int(dims["top_k"]), int(dims["latent"])
-    body = [
-        load("weights", [1, top_k], REGISTERS),
-        load("contrib", [top_k, latent], REGISTERS),
-        elementwise("weighted_sum"),
-        store("out", [1, latent]),
-    ]
-    return TileChoice(_row_tiles(arch), body)
-
-
 def _kv_append(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
     """A workgroup per (token, kv head): its K and V rows of head_dim."""
     head_dim = int(dims["head_dim"])
@@ -120,7 +109,7 @@ POLICIES: dict[str, GpuPolicy] = {
     "rms_scale": _row_block,
     "gated_rmsnorm": _gated_rmsnorm,
     "moe_router": _moe_router,
-    "moe_combine": _moe_combine,
+    "moe_combine": _row_block,
     "kv_append": _kv_append,
     "conv_silu": _conv_silu,
     "ssd_step": _ssd_step,

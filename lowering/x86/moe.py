@@ -14,12 +14,8 @@ Kernel ABI (every kernel returns nothing; the last two arguments are the paralle
         No other element of contrib is read or written: each slot belongs to exactly one expert, so two threads
         on disjoint expert ranges never race. Ids outside [begin, end) (other experts, or invalid) are skipped.
 
-    moe_combine(%contrib: memref<?x(K*L)xf32>, %weights: memref<?xKxf32>, %out: memref<?xLxf32>,
-                %begin: index, %end: index)
-        For tokens t in [begin, end): out[t] = (out[t] if accumulate else 0) + sum_j weights[t, j] * contrib[t, j]
-        (j ascending), vectorised along L. Every slot of those tokens must have been written.
-
-Together they compute `basic.emit_moe_experts` (out (+)= sum_j weights[t, j] * down[e] @ relu(up[e] @ x[t])^2).
+The combine that follows (out (+)= sum_j weights[t, j] * contrib[t, j], j ascending) is written once in
+kernels/moe.py. Together they compute `basic.emit_moe_experts` (out (+)= sum_j weights[t, j] * down[e] @ relu(up[e] @ x[t])^2).
 
 moe_expert_outputs, per call (0 <= begin <= end <= E):
   1. Counting sort of the slots routed to [begin, end): counts per expert, segment starts (prefix sums, and the
@@ -63,7 +59,7 @@ OUTS = 4  # outputs (up rows / down rows) of one register tile: ROWS * OUTS = 16
 # znver5 (E=16, K=6, L=2688, F=1856; 2 threads): 384 beat 256, 448, 512, 768, 1024 and L (no blocking) by 2-48%.
 KC = 384
 V4 = f"vector<{OUTS}xf32>"
-KINDS = ("moe_expert_outputs", "moe_combine")
+KINDS = ("moe_expert_outputs",)
 
 
 @dataclass(frozen=True)
@@ -386,64 +382,15 @@ def _clamped(b: MlirBuilder, start: str, size: int, last: str) -> list[str]:
     return [start] + [_min(b, _add(b, start, b.index(i)), last) for i in range(1, size)]
 
 
-# --- moe_combine ----------------------------------------------------------------------------------------------
-
-
-def emit_moe_combine(name: str, d: ExpertDims, accumulate: bool) -> str:
-    """The moe_combine kernel (ABI in the module docstring)."""
-    ty = _Types.of(d)
-    b = MlirBuilder()
-    with b.loop("%begin", "%end", b.index(1)) as token:
-        t = token.iv
-        scales = []
-        for j in range(d.top_k):
-            w = b.let("w", f"memref.load %weights[{t}, {b.index(j)}] : {ty.weights}")
-            scales.append(b.let("w", f"vector.broadcast {w} : f32 to {VF32}"))
-
-        def chunk(column: int | str, mask: str | None) -> None:
-            col = b.index(column) if isinstance(column, int) else column
-            zero = b.f32(0.0, VF32)
-
-            def load(memref: str, type_: str, at: str) -> str:
-                if mask is None:
-                    return b.let("v", f"vector.load {memref}[{t}, {at}] : {type_}, {VF32}")
-                return b.let(
-                    "v", f"vector.maskedload {memref}[{t}, {at}], {mask}, {zero} : {type_}, {VMASK}, {VF32} into {VF32}"
-                )
-
-            acc = load("%out", ty.out, col) if accumulate else zero
-            for j, scale in enumerate(scales):
-                at = col if j == 0 else _add(b, col, b.index(j * d.latent))
-                acc = _fma(b, scale, load("%contrib", ty.contrib, at), acc)
-            if mask is None:
-                b.emit(f"vector.store {acc}, %out[{t}, {col}] : {ty.out}, {VF32}")
-            else:
-                b.emit(f"vector.maskedstore %out[{t}, {col}], {mask}, {acc} : {ty.out}, {VMASK}, {VF32}")
-
-        full = d.latent // VEC * VEC
-        if full:
-            with b.loop(b.index(0), b.index(full), b.index(VEC)) as column:
-                chunk(column.iv, None)
-        if d.latent > full:
-            chunk(full, _mask(b, d.latent - full))
-    params = f"%contrib: {ty.contrib}, %weights: {ty.weights}, %out: {ty.out}, %begin: index, %end: index"
-    return b.function(name, params)
-
-
-# --- footprints -----------------------------------------------------------------------------------------------
-
-
 def footprint_bytes(kind: str, d: ExpertDims) -> int:
     """Fast-memory bytes one call keeps live (per thread).
 
     moe_expert_outputs: one K block of the products' register tile: OUTS weight rows (held in L1 while the row
     blocks stream past), ROWS scratch rows and the ROWS x OUTS accumulators, plus the per-expert counts and
     segment ends. The K block of an expert's scratch rows (n' x KC floats, n' dynamic) is streamed from L2 once
-    per output block and not counted. moe_combine: one token's K contrib rows, its out row and weights.
+    per output block and not counted.
     """
     if kind == "moe_expert_outputs":
         block = min(KC, max(d.padded_latent, d.padded_ffn)) * 4
         return (OUTS + ROWS) * block + ROWS * OUTS * VEC * 4 + 2 * d.num_experts * 8
-    if kind == "moe_combine":
-        return (d.top_k + 1) * d.latent * 4 + d.top_k * 4
     raise ValueError(f"unknown MoE kernel kind {kind!r} (expected one of {', '.join(KINDS)})")

@@ -166,5 +166,5 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], str], TileChoice]] = {
     "conv_silu": _conv,
     "moe_router": _rows("num_experts", ("sigmoid", "group_topk")),
     "moe_experts": _experts,
-    "moe_combine": _rows("latent", ("weighted_sum",)),
+    "moe_combine": _row_block("latent"),
 }

@@ -26,15 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from rocdl_sim import Report, SimulationError, Simulator
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, f64, i64
-from xdsl.ir import Block, Region
+from tile_kernels import tile_kernel
 
-from tessera.dialects import tile
 from tessera.lowering.convert_tile_to_nvvm import emit_kernel as emit_nvvm_kernel
 from tessera.lowering.convert_tile_to_rocdl import _emitters, emit_kernel
 from tessera.lowering.rocdl.kernel_text import GLOBAL, GpuKernel, GpuKernelBuilder
-from tessera.passes.tile_choose_tiles import choose_tiles
-from tessera.passes.tile_compute_footprint import compute_footprints
 from tessera.reference import moe
 from tessera.reference.common import rmsnorm, softplus
 from tessera.reference.mamba2 import Mamba2Weights, causal_conv, gated_rmsnorm, ssd_chunked
@@ -65,30 +61,10 @@ Dims = dict[str, int | float | str]
 # --- building and running -------------------------------------------------------------------------------------
 
 
-def _attribute(value: int | float | str) -> IntegerAttr | FloatAttr | StringAttr:
-    if isinstance(value, str):
-        return StringAttr(value)
-    if isinstance(value, float):
-        return FloatAttr(value, f64)
-    return IntegerAttr(value, i64)
-
-
 @functools.cache
 def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], precision: str,
            arch: str) -> tuple[GpuKernel, Simulator]:  # fmt: skip
-    kernel = tile.KernelOp(
-        properties={
-            "sym_name": StringAttr(kind),
-            "kind": StringAttr(kind),
-            "dims": DictionaryAttr({key: _attribute(value) for key, value in dims}),
-            "parallel": StringAttr("tokens"),
-            "grid": IntegerAttr(0, i64),
-        },
-        regions=[Region(Block())],
-    )
-    module = ModuleOp([kernel])
-    choose_tiles(module, arch, precision)
-    compute_footprints(module)
+    kernel = tile_kernel(kind, dict(dims), arch, precision)
     if arch == NVVM_ARCH:
         emitted = emit_nvvm_kernel(kernel).kernel
         return emitted, Simulator(emitted.text, wave_size=32)
