@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping
 
 from xdsl.ir import Block
 
-from tessera.kernels import moe, rows
+from tessera.kernels import attention, moe, rows
 
 KernelBody = Callable[[Mapping[str, object], Mapping[str, int]], Block]
 
-KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS}
+KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS, **attention.KERNELS}
 # The scalars each kind reads after its buffers (dialects/tile.py KERNEL_SCALARS).
-SCALARS: dict[str, tuple[str, ...]] = {}
+SCALARS: dict[str, tuple[str, ...]] = {**attention.SCALARS}

@@ -38,7 +38,7 @@ _KINDS: dict[type[schedule.StepOp], tuple[str, str, str | None]] = {
     schedule.SSDScanOp: ("ssd_scan", "heads", "num_heads"),
     schedule.SSDStepOp: ("ssd_step", "heads", "num_heads"),
     schedule.GatedRMSNormOp: ("gated_rmsnorm", "tokens", None),
-    schedule.KVAppendOp: ("kv_append", "kv_heads", "num_kv_heads"),
+    schedule.KVAppendOp: ("kv_append", "tokens", None),
     schedule.AttentionOp: ("attention", "heads", "num_heads"),
     schedule.MoERouterOp: ("moe_router", "tokens", None),
     schedule.MoEExpertsOp: ("moe_experts", "experts", "num_experts"),

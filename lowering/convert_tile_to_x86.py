@@ -108,8 +108,6 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
     if kind in _MAMBA_EMITTERS:
         return _MAMBA_EMITTERS[kind](name, mamba_dims(kernel))
     cache_dtype = d.get("cache_dtype", "f32")
-    if kind == "kv_append":
-        return attention.emit_kv_append(name, attention_dims(kernel), cache_dtype=cache_dtype)
     if kind == "attention":
         out_dtype = d.get("out_dtype", "f32")
         return attention.emit_attention(name, attention_dims(kernel), cache_dtype=cache_dtype, out_dtype=out_dtype)
@@ -159,8 +157,9 @@ def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, str]:
 
 # Kinds whose emitter takes the operands in another order than the launch's ins + outs.
 _ARGUMENT_ORDER = {"gated_rmsnorm": (1, 0, 2, 3)}  # (y, zxbcdt, norm_weight, out)
-# Kinds that read the sequence position (tokens already in the KV cache) after their buffers.
-_POSITION_KINDS = ("kv_append", "attention")
+# Hand-emitted kinds that read the sequence position (tokens already in the KV cache) after their buffers
+# (a kernel of kernels/ names its scalars itself).
+_POSITION_KINDS = ("attention",)
 
 
 def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
@@ -169,8 +168,8 @@ def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict
     order = _ARGUMENT_ORDER.get(kernel.kind.data)
     if order is not None:
         args = [args[i] for i in order]
-    if kernel.kind.data in _POSITION_KINDS:
-        args.append({"position": True})
+    scalars = kernel.scalar_names() if kernel.is_dataflow() else ("position",) * (kernel.kind.data in _POSITION_KINDS)
+    args += [{name: True} for name in scalars]
     if kernel.kind.data == "matmul":
         _note_packing(weights, args[1]["weight"], kernel)
     if kernel.kind.data == "conv_silu" and len(launch.ins) == 2:

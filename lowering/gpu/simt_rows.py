@@ -13,10 +13,6 @@ order of float operations is defined there; sums over a row are reassociated (x8
 
 Operands (launch order, then %tokens, %position):
 
-    kv_append(qkv f32 [T, (Hq + 2 Hkv) D], k_cache, v_cache (f32 | bf16) [S, Hkv, D])
-        a workgroup per (t, kv head g) (Grid x = tokens, y = Hkv); lane l copies d = l, l + 64, ...:
-        k_cache[position + t, g, d] = qkv[t, (Hq + g) D + d],
-        v_cache[position + t, g, d] = qkv[t, (Hq + Hkv + g) D + d]   (flat: ((position + t) Hkv + g) D + d)
     moe_router(logits f32 [T, E], bias f32 [E], ids i64 [T, K], weights f32 [T, K])
         lane l owns experts e = l + 64 r (r < ceil(E / 64), held in registers: score = 1 / (1 + exp(-logit)),
         choice = score + bias, -inf past E). Groups (when topk_group < n_group): per group g of E / n_group
@@ -86,24 +82,6 @@ def _icmp(b: GpuKernelBuilder, predicate: str, x: str, y: str) -> str:
 
 def _shuffle(b: GpuKernelBuilder, value: str, offset: int, type_: str) -> str:
     return b.shuffle_xor(value, offset, type_)
-
-
-def emit_kv_append(info: KernelInfo) -> GpuKernel:
-    heads, kv_heads, head_dim = info.dim("num_heads"), info.dim("num_kv_heads"), info.dim("head_dim")
-    cache = str(info.dims.get("cache_dtype", "f32"))
-    b = _builder(info, ["qkv", "k_cache", "v_cache"])
-    lane, token, kv_head = b.thread_id(), b.block_id("x"), b.block_id("y")
-    row = _row_base(b, token, (heads + 2 * kv_heads) * head_dim)
-    head_col = b.mul(b.to_i32(kv_head), b.i32(head_dim), "i32")
-    k_base = b.add(row, b.add(head_col, b.i32(heads * head_dim), "i32"), "i32")
-    v_base = b.add(k_base, b.i32(kv_heads * head_dim), "i32")
-    cache_row = b.add(b.position, b.to_i32(token), "i32")
-    cache_base = b.add(b.mul(cache_row, b.i32(kv_heads * head_dim), "i32"), head_col, "i32")
-    with b.loop(lane, b.index(head_dim), b.index(b.wave_size)) as column:
-        at = _offset(b, cache_base, column.iv)
-        b.gstore(b.gload("qkv", _offset(b, k_base, column.iv)), "k_cache", at, cache)
-        b.gstore(b.gload("qkv", _offset(b, v_base, column.iv)), "v_cache", at, cache)
-    return _finish(info, b, Grid(x=("tokens", 1), y=(kv_heads, 1)))
 
 
 # --- moe_router --------------------------------------------------------------------------------------------
@@ -248,7 +226,6 @@ def emit_moe_router(info: KernelInfo) -> GpuKernel:
 
 
 EMITTERS: dict[str, Callable[[KernelInfo], GpuKernel]] = {
-    "kv_append": emit_kv_append,
     "moe_router": emit_moe_router,
     **simt_mamba.EMITTERS,
 }

@@ -62,18 +62,6 @@ def _moe_router(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileC
     return TileChoice(_row_tiles(arch), body)
 
 
-def _kv_append(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    """A workgroup per (token, kv head): its K and V rows of head_dim."""
-    head_dim = int(dims["head_dim"])
-    cache = str(dims.get("cache_dtype", "f32"))
-    body = [
-        load("qkv", [2, head_dim], REGISTERS),
-        store("k_cache", [1, head_dim], element=cache),
-        store("v_cache", [1, head_dim], element=cache),
-    ]
-    return TileChoice({"threads": arch.wave_size, "rows_per_workgroup": 1, "kv_heads_per_workgroup": 1}, body)
-
-
 def _conv_silu(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
     """A thread per channel walks the call's tokens with its taps and carried inputs in registers."""
     taps = int(dims["conv_kernel"])
@@ -110,7 +98,7 @@ POLICIES: dict[str, GpuPolicy] = {
     "gated_rmsnorm": _gated_rmsnorm,
     "moe_router": _moe_router,
     "moe_combine": _row_block,
-    "kv_append": _kv_append,
+    "kv_append": _row_block,
     "conv_silu": _conv_silu,
     "ssd_step": _ssd_step,
 }

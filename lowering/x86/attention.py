@@ -1,4 +1,5 @@
-"""Causal grouped-query attention kernels for x86: KV-cache append and tiled online-softmax (flash) attention.
+"""Causal grouped-query attention for x86: tiled online-softmax (flash) attention (the KV-cache append is
+written once in kernels/attention.py).
 
 Semantics are HF's NemotronHAttention (no RoPE, no QK norm, no bias): query head h reads kv head
 h // (Hq / Hkv); query t of this call sits at absolute position past + t and sees cached positions <= past + t;
@@ -11,11 +12,6 @@ bf16 caches are passed as numpy uint16 arrays of bfloat16 bits).
 
 Kernel ABI (every kernel returns nothing; the last two arguments are the parallel range, so two threads can
 call one kernel on disjoint ranges):
-
-    kv_append(%qkv: memref<?xQKVxf32>, %k_cache: memref<SxHkvxDxDT>, %v_cache: memref<SxHkvxDxDT>,
-              %past: index, %begin: index, %end: index)
-        For kv heads g in [begin, end): k_cache[past + t, g, :] = k[t, g, :] and likewise v, t in [0, T)
-        (bf16 caches round to nearest even). The caller guarantees past + T <= S.
 
     attention(%qkv: memref<?xQKVxf32>, %k_cache, %v_cache, %out: memref<?x(Hq*D)xOT>,
               %past: index, %begin: index, %end: index)
@@ -117,10 +113,8 @@ def _out_type(d: AttentionDims, out_dtype: str) -> str:
 
 def footprint_bytes(kind: str, d: AttentionDims, cache_dtype: str = "f32") -> int:
     """Fast-memory bytes one call keeps live: for attention the q tile, acc, score tile, transposed K block,
-    m/l/alpha and the K and V blocks read from the cache; for kv_append one key and one value row."""
+    m/l/alpha and the K and V blocks read from the cache."""
     element = 4 if cache_dtype == "f32" else 2
-    if kind == "kv_append":
-        return 2 * d.head_dim * (4 + element)
     if kind != "attention":
         raise ValueError(f"unknown attention kernel kind {kind!r}")
     rows, padded_dim, padded_keys = d.tile_rows, d.dim_chunks * VEC, d.key_vecs * VEC
@@ -215,29 +209,6 @@ def _store_chunk(
     else:
         mask = _chunk_mask(b, width)
         b.emit(f"vector.maskedstore {memref}[{indices}], {mask}, {value} : {type_}, vector<{VEC}xi1>, {vec_type}")
-
-
-# --- kv_append ----------------------------------------------------------------------------------------------
-
-
-def emit_kv_append(name: str, d: AttentionDims, cache_dtype: str = "f32") -> str:
-    """The kv_append kernel (see the module docstring): a vectorised copy of T rows per kv head."""
-    cache = _cache_type(d, cache_dtype)
-    qkv = f"memref<?x{d.qkv_cols}xf32>"
-    b = MlirBuilder()
-    tokens = b.let("T", f"memref.dim %qkv, {b.index(0)} : {qkv}")
-    with b.loop("%begin", "%end", b.index(1)) as head:
-        k_col = b.let("col", f"arith.muli {head.iv}, {b.index(d.head_dim)} : index")
-        with b.loop(b.index(0), tokens, b.index(1)) as token:
-            row = b.let("row", f"arith.addi %past, {token.iv} : index")
-            for memref, base in (("%k_cache", d.num_heads), ("%v_cache", d.num_heads + d.num_kv_heads)):
-                for chunk in range(d.dim_chunks):
-                    col = b.let("col", f"arith.addi {k_col}, {b.index(base * d.head_dim + chunk * VEC)} : index")
-                    value = _load_chunk(b, d, "%qkv", qkv, f"{token.iv}, {col}", chunk)
-                    indices = f"{row}, {head.iv}, {b.index(chunk * VEC)}"
-                    _store_chunk(b, d, value, memref, cache, indices, chunk)
-    params = f"%qkv: {qkv}, %k_cache: {cache}, %v_cache: {cache}, %past: index, %begin: index, %end: index"
-    return b.function(name, params)
 
 
 # --- attention ----------------------------------------------------------------------------------------------

@@ -158,7 +158,7 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], str], TileChoice]] = {
     "ssd_scan": _ssd,
     "ssd_step": _ssd_step,
     "attention": _attention,
-    "kv_append": _rows("head_dim", ()),
+    "kv_append": _row_block("head_dim"),
     "embedding": _row_block("hidden"),
     "rmsnorm": _row_block("hidden"),
     "rms_scale": _row_block("hidden"),

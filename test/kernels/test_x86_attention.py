@@ -18,11 +18,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tile_kernels import tile_kernel
 
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
-from tessera.lowering.x86.attention import AttentionDims, emit_attention, emit_kv_append, footprint_bytes
+from tessera.lowering.convert_tile_to_x86 import emit_kernel
+from tessera.lowering.x86.attention import AttentionDims, emit_attention, footprint_bytes
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.native import KernelLibrary
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
@@ -52,10 +54,18 @@ class Kernels:
     suffix: str
 
     def append(self, qkv: np.ndarray, k: np.ndarray, v: np.ndarray, past: int, begin: int, end: int) -> None:
+        """Tokens [begin, end) of the call into the cache (kv_append's programs are tokens)."""
         self.library.kernel(f"kv_append_{self.suffix}")(qkv, k, v, past, begin, end)
 
     def attend(self, qkv: np.ndarray, k: np.ndarray, v: np.ndarray, out: np.ndarray, past: int, begin: int, end: int) -> None:  # fmt: skip
         self.library.kernel(f"attention_{self.suffix}")(qkv, k, v, out, past, begin, end)
+
+
+def emit_kv_append(name: str, d: AttentionDims, cache_dtype: str = "f32") -> str:
+    """kv_append, written once in kernels/attention.py, through the x86 lowering."""
+    dims = {"num_heads": d.num_heads, "num_kv_heads": d.num_kv_heads, "head_dim": d.head_dim,
+            "max_seq_len": d.max_seq_len, "cache_dtype": cache_dtype}  # fmt: skip
+    return emit_kernel(tile_kernel("kv_append", dims, "x86", name=name))
 
 
 def _module(dims: dict[str, AttentionDims], bf16: tuple[str, ...], bf16_out: tuple[str, ...] = ()) -> str:
@@ -152,11 +162,11 @@ def relative_error(out: np.ndarray, expected: np.ndarray) -> float:
 
 
 def run_step(kernels: Kernels, cache: Cache, qkv: np.ndarray, past: int, splits: tuple[int, ...] = ()) -> np.ndarray:
-    """Append this call's keys/values, then attend; head ranges cut at `splits` (kv heads: the same cuts
-    scaled down), each range its own call."""
+    """Append this call's keys/values (its tokens in two calls), then attend; head ranges cut at `splits`,
+    each range its own call."""
     d = kernels.dims
-    kv_cuts = sorted({0, d.num_kv_heads, *(cut * d.num_kv_heads // d.num_heads for cut in splits)})
-    for begin, end in itertools.pairwise(kv_cuts):
+    tokens = qkv.shape[0]
+    for begin, end in itertools.pairwise(sorted({0, tokens // 2, tokens})):
         kernels.append(qkv, cache.k, cache.v, past, begin, end)
     out = np.full((qkv.shape[0], d.out_cols), np.nan, np.float32)
     cuts = sorted({0, d.num_heads, *splits})
@@ -260,9 +270,9 @@ def test_ranges_write_only_their_heads(library: KernelLibrary, rng: np.random.Ge
     d = kernels.dims
     cache = Cache.empty(d)
     qkv = draw_qkv(rng, d, 9)
-    kernels.append(qkv, cache.k, cache.v, 0, 1, 2)  # kv head 1 only
-    assert np.isnan(cache.k[:, 0]).all() and not np.isnan(cache.k[:9, 1]).any()
-    kernels.append(qkv, cache.k, cache.v, 0, 0, 1)
+    kernels.append(qkv, cache.k, cache.v, 0, 4, 9)  # tokens 4..8 only
+    assert np.isnan(cache.k[:4]).all() and not np.isnan(cache.k[4:9]).any() and np.isnan(cache.k[9:]).all()
+    kernels.append(qkv, cache.k, cache.v, 0, 0, 4)
     out = np.full((9, d.out_cols), np.nan, np.float32)
     kernels.attend(qkv, cache.k, cache.v, out, 0, 3, 3)  # empty range
     assert np.isnan(out).all()
@@ -285,7 +295,7 @@ def test_two_threads_on_disjoint_ranges(library: KernelLibrary, rng: np.random.G
     qkv = draw_qkv(rng, d, 150)
     out = np.full((150, d.out_cols), np.nan, np.float32)
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda r: kernels.append(qkv, cache.k, cache.v, past, *r), [(0, 1), (1, 2)]))
+        list(pool.map(lambda r: kernels.append(qkv, cache.k, cache.v, past, *r), [(0, 75), (75, 150)]))
         list(pool.map(lambda r: kernels.attend(qkv, cache.k, cache.v, out, past, *r), [(0, 4), (4, 8)]))
     assert relative_error(out, reference(qkv, cache.k, cache.v, d, past)) <= TOLERANCE
 
@@ -307,7 +317,6 @@ def test_footprint() -> None:
     expected = 4 * (2 * 256 * 128 + 256 * 64 + 128 * 64 + 3 * 256) + 2 * 64 * 128 * 4
     assert footprint_bytes("attention", large) == expected
     assert footprint_bytes("attention", large, "bf16") < expected
-    assert footprint_bytes("kv_append", large) > 0
     with pytest.raises(ValueError, match="unknown"):
         footprint_bytes("matmul", large)
 
@@ -325,7 +334,7 @@ def test_invalid_dims_and_dtype() -> None:
 
 def test_kernel_text_is_upstream_mlir_only() -> None:
     d = AttentionDims(8, 2, 128, 4096)
-    text = emit_kv_append("kv_append", d) + emit_attention("attention", d) + emit_attention("o", d, out_dtype="bf16")
+    text = emit_attention("attention", d) + emit_attention("o", d, out_dtype="bf16")
     dialects = set(re.findall(r"(?:^|= )\s*([a-z]+)\.[a-z_]+", text, re.MULTILINE))
     assert (
         {"func", "scf", "arith", "memref", "vector"} <= dialects <= {"func", "scf", "arith", "memref", "vector", "math"}
@@ -362,7 +371,7 @@ def _bench_prefill(rng: np.random.Generator, pool: ThreadPoolExecutor, kernels: 
     d = kernels.dims
     cache, qkv = Cache.empty(d), draw_qkv(rng, d, tokens)
     out = np.empty((tokens, d.out_cols), np.float32)
-    kernels.append(qkv, cache.k, cache.v, 0, 0, d.num_kv_heads)
+    kernels.append(qkv, cache.k, cache.v, 0, 0, tokens)
     ours = _best_ms(partial(_on_two_threads, pool, kernels.attend, d.num_heads, qkv, cache.k, cache.v, out, 0), 10)
     one = _best_ms(partial(kernels.attend, qkv, cache.k, cache.v, out, 0, 0, d.num_heads // 2), 5)
     q = _torch_heads(qkv[:, : d.out_cols].reshape(tokens, d.num_heads, d.head_dim))
@@ -378,7 +387,7 @@ def _bench_decode(rng: np.random.Generator, pool: ThreadPoolExecutor, kernels: K
     cache = Cache.empty(d, dtype)
     cache.fill(rng, past)
     qkv, out = draw_qkv(rng, d, 1), np.empty((1, d.out_cols), np.float32)
-    append = partial(_on_two_threads, pool, kernels.append, d.num_kv_heads, qkv, cache.k, cache.v, past)
+    append = partial(kernels.append, qkv, cache.k, cache.v, past, 0, 1)
     attend = partial(_on_two_threads, pool, kernels.attend, d.num_heads, qkv, cache.k, cache.v, out, past)
     step = _best_ms(lambda: (append(), attend()), 200)
     single = _best_ms(partial(kernels.attend, qkv, cache.k, cache.v, out, past, 0, d.num_heads), 200)
