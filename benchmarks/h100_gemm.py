@@ -69,7 +69,7 @@ def _kernel_name(n: int, k: int, epilogue: str, y_dtype: str, bias: bool, row_sc
 
 
 def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
-    from tessera.lowering.gpu.arch import gpu_arch
+    from tessera.arch import gpu_arch
     from tessera.lowering.gpu.tiling import policies
     from tessera.lowering.nvvm import gemm
     from tessera.lowering.nvvm.kernel_text import kernels_module

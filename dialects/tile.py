@@ -9,7 +9,7 @@ A kernel records:
     body             what one program (one index of the grid) computes, in dataflow form (below) for the
                      kinds written in kernels/, else the planned steps of dialects/tile_plan.py
     footprint        bytes of fast memory (cache / shared memory / LDS) per worker, computed from the body
-                     by `tessera-tile-compute-footprint` and checked here against the target's limit
+                     by `tessera-tile-compute-footprint`, which checks it against the target's limit (arch.py)
 
 A dataflow body's block takes the launch operands (memrefs, the token dimension dynamic), then the scalars
 the kernel reads (`scalars`, e.g. the sequence position, as index), then the program id (index). Tiles are
@@ -77,13 +77,6 @@ from xdsl.utils.exceptions import VerifyException
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile_plan import PLAN_OPS
 
-# Fast memory per worker that a kernel's footprint must fit (bytes): an x86 core's L2 (a conservative
-# 1 MiB), Hopper's opt-in shared memory per block (227 KiB), CDNA's LDS per workgroup (64 KiB).
-FAST_MEMORY_LIMITS = {"x86": 1 << 20, "sm_90a": 227 * 1024, "gfx942": 64 * 1024, "gfx90a": 64 * 1024}
-# Targets whose fast memory is a scratchpad the kernel allocates (shared memory, LDS) beside a register file:
-# their footprint is the scratchpad bytes alone, the number a kernel descriptor reports. On a CPU the
-# cache holds tiles and accumulators alike.
-SCRATCHPAD_TARGETS = ("sm_90a", "gfx942", "gfx90a")
 MEMORY_SPACES = ("global", "cache", "shared", "lds", "registers")
 # The scalars a kernel may read besides its buffers (block arguments of type index, in this order).
 KERNEL_SCALARS = ("position",)
@@ -203,17 +196,8 @@ class KernelOp(IRDLOperation):
             raise VerifyException(f"{where}: grid must be >= 0 (0: the call's token count), got {_int(self.grid)}")
         if self.is_dataflow():
             self._verify_arguments(where)
-        if self.footprint is None or self.target is None:
-            return
-        limit = FAST_MEMORY_LIMITS.get(self.target.data)
-        if limit is None:
-            raise VerifyException(
-                f"{where}: unknown target '{self.target.data}' (known: {', '.join(FAST_MEMORY_LIMITS)})"
-            )
-        if _int(self.footprint) > limit:
-            raise VerifyException(
-                f"{where}: footprint {_int(self.footprint)} bytes exceeds the {self.target.data} limit of {limit} bytes"
-            )
+        if self.footprint is not None and _int(self.footprint) < 0:
+            raise VerifyException(f"{where}: footprint must be >= 0, got {_int(self.footprint)}")
 
     def _verify_arguments(self, where: str) -> None:
         unknown = [name for name in self.scalar_names() if name not in KERNEL_SCALARS]

@@ -23,9 +23,9 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
+from tessera.arch import GPU_ARCHS
 from tessera.dialects import tile
 from tessera.errors import TesseraError
-from tessera.lowering.gpu.arch import GPU_ARCHS
 from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_packing, tile_kernels
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo

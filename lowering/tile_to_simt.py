@@ -31,10 +31,10 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
+from tessera.arch import GpuArch, gpu_arch
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import ShuffleOp
-from tessera.lowering.gpu.arch import GpuArch, gpu_arch
 from tessera.lowering.tile_elements import SHARED_PATTERNS, Emitter, LowerTileTypes, TilePattern, lowered_type, storage
 
 GLOBAL = llvm.LLVMPointerType(builtin.IntAttr(1))

@@ -33,16 +33,16 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Operation
 from xdsl.passes import ModulePass
 
+from tessera.arch import TARGETS
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 from tessera.lowering.tile_choice import TileChoice
 
 if TYPE_CHECKING:
-    from tessera.lowering.gpu.arch import GpuArch
+    from tessera.arch import GpuArch
     from tessera.lowering.gpu.tiling import GpuPolicy
 
-TARGETS = ("x86", "gfx942", "gfx90a", "sm_90a")
 PRECISIONS = ("fp32", "bf16")
 _ELEMENTS: dict[str, Attribute] = {"f32": f32, "bf16": bf16}
 
@@ -151,7 +151,7 @@ def _policies(target: str) -> dict[str, Policy]:
         from tessera.lowering.x86.tiling import POLICIES
 
         return dict(POLICIES)
-    from tessera.lowering.gpu.arch import gpu_arch
+    from tessera.arch import gpu_arch
     from tessera.lowering.gpu.tiling import policies
 
     arch = gpu_arch(target)

@@ -7,7 +7,7 @@ On a GPU (sm_90a, gfx942, gfx90a) accumulators live in the register file and the
 scratchpad the kernel allocates: bytes of every tile loaded into shared memory / LDS, row padding included.
 That is the number the kernel descriptor reports (the ROCDL target checks the two agree).
 Written as `footprint` on every `tessera.tile.kernel`; the kernel verifier then checks it against the
-target's limit (dialects/tile.py FAST_MEMORY_LIMITS), so an over-sized tile choice fails here, with the
+target's limit (arch.py FAST_MEMORY_LIMITS), so an over-sized tile choice fails here, with the
 kernel named, rather than as a slow or failing kernel later. Options: none.
 """
 
@@ -20,6 +20,7 @@ from xdsl.dialects.builtin import IntegerAttr, ModuleOp, i64
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
+from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS
 from tessera.dialects import tile, tile_plan
 from tessera.errors import TesseraError
 
@@ -30,7 +31,7 @@ SCRATCHPAD_SPACES = ("shared", "lds")
 def kernel_footprint(kernel: tile.KernelOp) -> int:
     if kernel.is_dataflow():
         return _dataflow_footprint(kernel)
-    if kernel.target is not None and kernel.target.data in tile.SCRATCHPAD_TARGETS:
+    if kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS:
         return sum(
             op.tile_bytes()
             for op in kernel.body.block.ops
@@ -48,7 +49,7 @@ def kernel_footprint(kernel: tile.KernelOp) -> int:
 def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     """A dataflow body: the tiles its loads bring into the scratchpad (GPU) or into any fast space (CPU: a
     load without a space is held in registers)."""
-    scratchpad = kernel.target is not None and kernel.target.data in tile.SCRATCHPAD_TARGETS
+    scratchpad = kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS
     total = 0
     for op in kernel.body.walk():
         if isinstance(op, tile.LoadOp):
@@ -64,11 +65,19 @@ def compute_footprints(module: ModuleOp) -> None:
             raise TesseraError(
                 f"{kernel.name} @{kernel.sym_name.data}: no tiles chosen (run tessera-tile-choose-tiles first)"
             )
-        kernel.properties["footprint"] = IntegerAttr(kernel_footprint(kernel), i64)
+        footprint = kernel_footprint(kernel)
+        kernel.properties["footprint"] = IntegerAttr(footprint, i64)
         try:
             kernel.verify()
         except VerifyException as exc:
             raise TesseraError(str(exc).splitlines()[0]) from None
+        target = kernel.target.data
+        limit = FAST_MEMORY_LIMITS.get(target)
+        where = f"{kernel.name} @{kernel.sym_name.data}"
+        if limit is None:
+            raise TesseraError(f"{where}: unknown target '{target}' (known: {', '.join(FAST_MEMORY_LIMITS)})")
+        if footprint > limit:
+            raise TesseraError(f"{where}: footprint {footprint} bytes exceeds the {target} limit of {limit} bytes")
 
 
 @dataclass(frozen=True)

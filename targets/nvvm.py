@@ -33,7 +33,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from tessera.dialects.tile import FAST_MEMORY_LIMITS
+from tessera.arch import FAST_MEMORY_LIMITS
 from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec
 from tessera.targets import toolchain

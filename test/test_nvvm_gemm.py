@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 from conftest import NEEDS_MLIR
 
+from tessera.arch import gpu_arch
 from tessera.errors import TesseraError
-from tessera.lowering.gpu.arch import gpu_arch
 from tessera.lowering.gpu.tiling import policies
 from tessera.lowering.nvvm import gemm
 from tessera.lowering.nvvm.gemm import Sm90GemmPlan, accumulator_coordinate, smem_descriptor, stage_and_parity

@@ -7,10 +7,10 @@ from __future__ import annotations
 from xdsl.dialects import gpu
 from xdsl.dialects.builtin import ModuleOp
 
+from tessera.arch import GpuArch
 from tessera.dialects import tile
 from tessera.dialects.upstream import upstream_text
 from tessera.lowering.expand_math import expand_math
-from tessera.lowering.gpu.arch import GpuArch
 from tessera.lowering.rocdl.kernel_text import GpuKernel, Grid
 from tessera.lowering.tile_to_simt import lower_to_simt, wrap_in_gpu_module
 

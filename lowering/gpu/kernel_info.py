@@ -9,10 +9,10 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
+from tessera.arch import GPU_ARCHS
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
-from tessera.lowering.gpu.arch import GPU_ARCHS
 from tessera.lowering.rocdl.kernel_text import KernelInfo, LdsTile
 
 

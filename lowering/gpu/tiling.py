@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tessera.lowering.gpu.arch import GpuArch
+from tessera.arch import GpuArch
 from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, store
 
 GpuPolicy = Callable[[Mapping[str, Any], str, GpuArch], TileChoice]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tessera.lowering.gpu.arch import GpuArch
+from tessera.arch import GpuArch
 from tessera.lowering.gpu.tiling import GpuPolicy
 from tessera.lowering.tile_choice import TileChoice, elementwise, load, reduce, store
 

@@ -26,8 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tessera.arch import GpuArch
 from tessera.errors import TesseraError
-from tessera.lowering.gpu.arch import GpuArch
 from tessera.lowering.gpu.tiling import GpuPolicy, bank_pad, matrix_element
 from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, reduce, scan, store
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tessera.lowering.gpu.arch import GpuArch
+from tessera.arch import GpuArch
 from tessera.lowering.mlir_text import MlirBuilder, f32_to_bf16_bits
 
 GLOBAL = "!llvm.ptr<1>"

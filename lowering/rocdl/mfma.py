@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tessera.lowering.gpu.arch import GpuArch, MatrixInstruction
+from tessera.arch import GpuArch, MatrixInstruction
 from tessera.lowering.rocdl.kernel_text import GpuKernelBuilder
 
 ACC = "vector<4xf32>"

@@ -5,3 +5,4 @@
 tessera.tile.kernel @huge attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, target = "x86", tiles = {}} {
   tessera.tile.plan_load "weight" [512, 1024] f32 {space = "cache"}
 }
+

@@ -1,25 +1,12 @@
 // RUN: tessera-opt %s --split-input-file --verify-diagnostics | FileCheck %s
 // One case per verifier rule of tessera.tile.
 
-// A footprint over the target's fast-memory limit (x86: 1 MiB of L2 per core).
-tessera.tile.kernel @big attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, target = "x86", tiles = {}, footprint = 2000000 : i64} {
-  tessera.tile.plan_load "weight" [1000, 500] f32 {space = "cache"}
-}
-// CHECK: tessera.tile.kernel @big: footprint 2000000 bytes exceeds the x86 limit of 1048576 bytes
-
-// -----
-
-tessera.tile.kernel @lds attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, target = "gfx942", tiles = {}, footprint = 70000 : i64} {
+// Target facts (fast-memory limits, known targets) are arch.py's, checked by tessera-tile-compute-footprint
+// (test/passes/tessera-tile-compute-footprint-over-limit.mlir); the dialect checks what holds on any target.
+tessera.tile.kernel @k attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, footprint = -1 : i64} {
   tessera.tile.plan_elementwise "silu"
 }
-// CHECK: tessera.tile.kernel @lds: footprint 70000 bytes exceeds the gfx942 limit of 65536 bytes
-
-// -----
-
-tessera.tile.kernel @k attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, target = "tpu", tiles = {}, footprint = 1 : i64} {
-  tessera.tile.plan_elementwise "silu"
-}
-// CHECK: tessera.tile.kernel @k: unknown target 'tpu'
+// CHECK: tessera.tile.kernel @k: footprint must be >= 0
 
 // -----
 
@@ -41,3 +28,42 @@ tessera.tile.kernel @k attributes {kind = "matmul", dims = {}, parallel = "panel
   tessera.tile.plan_load "x" [4, 4] f32 {space = "texture"}
 }
 // CHECK: tessera.tile.plan_load 'x': space must be one of
+
+// -----
+
+// A dataflow body: buffers, then the program id (index).
+tessera.tile.kernel @k attributes {kind = "rms_scale", dims = {}, parallel = "tokens", grid = 0 : i64} {
+^bb0(%h: memref<?x64xf32>, %t: f32):
+}
+// CHECK: tessera.tile.kernel @k: scalars and the program id are index arguments, got f32
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "rms_scale", dims = {}, parallel = "tokens", grid = 0 : i64} {
+^bb0(%h: memref<?x64xf32>, %t: index):
+  %v = tessera.tile.load %h[%t] : memref<?x64xf32> -> !tessera.tile.tile<16xf32>
+}
+// CHECK: tessera.tile.load: 1 indices into a rank-2 buffer
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "rms_scale", dims = {}, parallel = "tokens", grid = 0 : i64} {
+^bb0(%h: memref<?x64xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %h[%t, %c0] : memref<?x64xf32> -> !tessera.tile.tile<16xf32>
+  %s = tessera.tile.reduce "mul" %v {axis = 0 : i64} : !tessera.tile.tile<16xf32> -> f32
+}
+// CHECK: tessera.tile.reduce: combiner must be one of ('add', 'max', 'min'), got 'mul'
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "rms_scale", dims = {}, parallel = "tokens", grid = 0 : i64} {
+^bb0(%h: memref<?x64xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %h[%t, %c0] : memref<?x64xf32> -> !tessera.tile.tile<16xf32>
+  %w = tessera.tile.map %v : !tessera.tile.tile<16xf32> -> !tessera.tile.tile<16xf32> {
+  ^bb1(%x: f32, %y: f32):
+    tessera.tile.yield %x : f32
+  }
+}
+// CHECK: tessera.tile.map: 1 inputs but 2 block arguments

@@ -1,5 +1,6 @@
-"""The GPU architectures Tessera tiles for, and the facts about each that the tiling policies and the
-lowerings read: wave size, the scratchpad (LDS / shared memory) and its limit, the matrix instructions.
+"""The targets Tessera tiles for, and the facts about each that the tiling policies, the footprint pass and
+the lowerings read: fast memory per worker, and for the GPUs wave size, the scratchpad (LDS / shared memory)
+and its limit, the matrix instructions. The dialects know no target: what a target has is here.
 
 One table for NVIDIA and AMD so that a policy is written once and differs between targets only in what
 it reads here (the comparison test in test/test_gpu_tiling.py holds it to that).
@@ -9,8 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tessera.dialects.tile import FAST_MEMORY_LIMITS
 from tessera.errors import TesseraError
+
+# Fast memory per worker that a kernel's footprint must fit (bytes): an x86 core's L2 (a conservative
+# 1 MiB), Hopper's opt-in shared memory per block (227 KiB), CDNA's LDS per workgroup (64 KiB).
+FAST_MEMORY_LIMITS = {"x86": 1 << 20, "gfx942": 64 * 1024, "gfx90a": 64 * 1024, "sm_90a": 227 * 1024}
+TARGETS = tuple(FAST_MEMORY_LIMITS)
+# Targets whose fast memory is a scratchpad the kernel allocates (shared memory, LDS) beside a register file:
+# their footprint is the scratchpad bytes alone, the number a kernel descriptor reports. On a CPU the
+# cache holds tiles and accumulators alike.
+SCRATCHPAD_TARGETS = ("sm_90a", "gfx942", "gfx90a")
 
 
 @dataclass(frozen=True)
