@@ -52,6 +52,7 @@ def prepare(out: Path) -> None:
     from tessera.lowering.x86.amx import emit_gemm_amx
     from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE, LLVM_PIPELINE
     from tessera.targets import toolchain
+    from tessera.tiling import x86_gemm
 
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = make_checkpoint(out / "checkpoint", SEED)
@@ -65,8 +66,8 @@ def prepare(out: Path) -> None:
     mid = ROOT / "configs" / "nemotron_h_mid.yaml"
     subprocess.run([*compile_, str(mid), "--precision", "bf16", "-o", str(out / "mid_bf16")], check=True)
 
-    spec = gemm.GemmSpec(n=GEMM["n"], k=GEMM["k"], epilogue="store", weight_dtype="bf16", x_dtype="bf16")
-    tiles = gemm.choose_tiles(spec)
+    spec = x86_gemm.GemmSpec(n=GEMM["n"], k=GEMM["k"], epilogue="store", weight_dtype="bf16", x_dtype="bf16")
+    tiles = x86_gemm.choose_tiles(spec)
     (out / "gemm").mkdir(exist_ok=True)
     variants = {
         "amx": (emit_gemm_amx("gemm", spec, tiles.nr), AMX_LLVM_PIPELINE, toolchain.X86_64_AMX),

@@ -70,10 +70,10 @@ def _kernel_name(n: int, k: int, epilogue: str, y_dtype: str, bias: bool, row_sc
 
 def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
     from tessera.arch import gpu_arch
-    from tessera.lowering.gpu.tiling import policies
     from tessera.lowering.nvvm import gemm
     from tessera.lowering.nvvm.kernel_text import kernels_module
     from tessera.lowering.nvvm.pipeline import compile_kernels
+    from tessera.tiling.gpu import policies
 
     unknown = sorted(set(only or []) - set(SPECS))
     if unknown:

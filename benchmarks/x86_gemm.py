@@ -34,6 +34,7 @@ from tessera.lowering.x86 import gemm
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.weights import bf16_bits
 from tessera.targets import toolchain
+from tessera.tiling import x86_gemm
 
 SHAPES = ((6176, 1024), (4096, 1024), (1024, 4096), (32000, 1024))  # (N, K) of the model's projections
 PREFILL_M = (512, 2048)
@@ -44,7 +45,7 @@ STREAM_BYTES = 160 * 2**20  # weight bytes one decode row cycles through: well p
 Runner = Callable[[], object]
 
 
-def build_kernel(spec: gemm.GemmSpec, tiles: gemm.GemmTiles, scratch: Path) -> Callable[..., None]:
+def build_kernel(spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles, scratch: Path) -> Callable[..., None]:
     library = build_library(gemm.emit_gemm("gemm", spec, tiles), scratch / f"gemm_{id(spec)}_{id(tiles)}.so")
     return library.kernel("gemm")
 
@@ -81,12 +82,12 @@ def best_times(runners: list[Runner], reps: int, rounds: int = 3) -> list[float]
 
 
 def prefill_row(
-    n: int, k: int, m: int, run: Callable[..., None], tiles: gemm.GemmTiles, reps: int, activations: str = "f32"
+    n: int, k: int, m: int, run: Callable[..., None], tiles: x86_gemm.GemmTiles, reps: int, activations: str = "f32"
 ) -> str:
     rng = np.random.default_rng()
     weight = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((m, k), dtype=np.float32)
-    packed = gemm.pack_weight(weight, gemm.GemmSpec(n, k, "store"), tiles)
+    packed = gemm.pack_weight(weight, x86_gemm.GemmSpec(n, k, "store"), tiles)
     y = np.empty((m, n), dtype=np.float32)
     x_t, w_t = torch.from_numpy(x), torch.from_numpy(weight)
     label = "f32"
@@ -97,8 +98,8 @@ def prefill_row(
     return _row(f"{m}x{n}x{k}", label, ours, theirs, f"{flops / ours / 1e9:.0f} / {flops / theirs / 1e9:.0f} GFLOP/s")
 
 
-def decode_row(n: int, k: int, dtype: str, run: Callable[..., None], tiles: gemm.GemmTiles, reps: int) -> str:
-    spec = gemm.GemmSpec(n, k, "store", weight_dtype=dtype)
+def decode_row(n: int, k: int, dtype: str, run: Callable[..., None], tiles: x86_gemm.GemmTiles, reps: int) -> str:
+    spec = x86_gemm.GemmSpec(n, k, "store", weight_dtype=dtype)
     rng = np.random.default_rng()
     weight = rng.standard_normal((n, k), dtype=np.float32)
     packed = gemm.pack_weight(weight, spec, tiles)
@@ -146,11 +147,11 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
     return [(int(n), int(k)) for n, k in (item.split("x") for item in text.split(","))]
 
 
-def parse_tiles(text: str | None, spec: gemm.GemmSpec) -> gemm.GemmTiles:
+def parse_tiles(text: str | None, spec: x86_gemm.GemmSpec) -> x86_gemm.GemmTiles:
     if text is None:
-        return gemm.choose_tiles(spec)
+        return x86_gemm.choose_tiles(spec)
     mr, nr, kc, mc, ku = map(int, text.split(","))
-    return gemm.GemmTiles(nr=nr, mr=mr, kc=kc, mc=mc, ku=ku)
+    return x86_gemm.GemmTiles(nr=nr, mr=mr, kc=kc, mc=mc, ku=ku)
 
 
 def main() -> None:
@@ -170,16 +171,16 @@ def main() -> None:
         for n, k in parse_shapes(args.shapes):
             dtypes = ("f32",) if args.no_decode else ("f32", "bf16")
             for dtype in dtypes:
-                spec = gemm.GemmSpec(n, k, "store", weight_dtype=dtype)
+                spec = x86_gemm.GemmSpec(n, k, "store", weight_dtype=dtype)
                 tiles = parse_tiles(args.tiles, spec)
-                run = threaded(build_kernel(spec, tiles, Path(scratch)), pool, gemm.panel_count(spec, tiles))
+                run = threaded(build_kernel(spec, tiles, Path(scratch)), pool, x86_gemm.panel_count(spec, tiles))
                 if dtype == "f32":
                     prefill, prefill_tiles = run, tiles
                     if args.activations == "bf16":
-                        act = gemm.GemmSpec(n, k, "store", x_dtype="bf16", y_dtype="bf16")
+                        act = x86_gemm.GemmSpec(n, k, "store", x_dtype="bf16", y_dtype="bf16")
                         prefill_tiles = parse_tiles(args.tiles, act)
                         kernel = build_kernel(act, prefill_tiles, Path(scratch))
-                        prefill = threaded(kernel, pool, gemm.panel_count(act, prefill_tiles))
+                        prefill = threaded(kernel, pool, x86_gemm.panel_count(act, prefill_tiles))
                     for m in map(int, args.m.split(",")):
                         print(prefill_row(n, k, m, prefill, prefill_tiles, args.reps, args.activations), flush=True)
                 if not args.no_decode:

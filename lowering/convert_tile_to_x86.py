@@ -24,7 +24,9 @@ from tessera.dialects.upstream import upstream_text
 from tessera.errors import TesseraError
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.tile_to_x86 import lower_to_x86
-from tessera.lowering.x86 import attention, basic, gemm, mamba, moe, tiling
+from tessera.lowering.x86 import attention, basic, gemm, mamba, moe
+from tessera.tiling import x86 as tiling
+from tessera.tiling import x86_gemm
 
 # The launch fields a kernel is compiled for (program.json records them per kernel; runtime/program_check.py).
 KERNEL_FIELDS = ("grid", "parallel", "align")
@@ -39,14 +41,16 @@ def _dims(kernel: tile.KernelOp) -> dict[str, Any]:
     return dict(plain_dict(kernel.dims))
 
 
-def gemm_tiles(kernel: tile.KernelOp) -> gemm.GemmTiles:
+def gemm_tiles(kernel: tile.KernelOp) -> x86_gemm.GemmTiles:
     assert kernel.tiles is not None
     chosen = plain_dict(kernel.tiles)
-    fields = {name for name in gemm.GemmTiles.__dataclass_fields__ if gemm.GemmTiles.__dataclass_fields__[name].init}
-    return gemm.GemmTiles(**{k: int(v) for k, v in chosen.items() if k in fields})
+    fields = {
+        name for name in x86_gemm.GemmTiles.__dataclass_fields__ if x86_gemm.GemmTiles.__dataclass_fields__[name].init
+    }
+    return x86_gemm.GemmTiles(**{k: int(v) for k, v in chosen.items() if k in fields})
 
 
-def gemm_spec(kernel: tile.KernelOp) -> gemm.GemmSpec:
+def gemm_spec(kernel: tile.KernelOp) -> x86_gemm.GemmSpec:
     """The GEMM a matmul kernel is: its dims, and the weight element type its tile body loads."""
     weight_dtype = "f32"
     for op in kernel.body.block.ops:

@@ -2,8 +2,8 @@
 
 Options: target (x86, or a GPU: gfx942, gfx90a, sm_90a), precision (fp32 | bf16: the element type of
 weights the matrix tiles read; on a GPU, of the matrix instructions' operands).
-Policies: lowering/x86/tiling.py for x86, lowering/gpu/tiling.py (one per kind for every GPU, reading the
-arch table lowering/gpu/arch.py) for the GPUs.
+Policies: tiling/x86.py for x86, tiling/gpu.py (one per kind for every GPU, reading the
+arch table arch.py) for the GPUs.
 Writes on every `tessera.tile.kernel`: `target`, `tiles`, the body of tile ops, and — for kernels whose
 parallel unit is a tile (GEMM panels) — `parallel` and `grid`. Later passes and the lowering read these
 and never re-derive them (IREE's "choose, then lower").
@@ -37,11 +37,11 @@ from tessera.arch import TARGETS
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
-from tessera.lowering.tile_choice import TileChoice
+from tessera.tiling.choice import TileChoice
 
 if TYPE_CHECKING:
     from tessera.arch import GpuArch
-    from tessera.lowering.gpu.tiling import GpuPolicy
+    from tessera.tiling.gpu import GpuPolicy
 
 PRECISIONS = ("fp32", "bf16")
 _ELEMENTS: dict[str, Attribute] = {"f32": f32, "bf16": bf16}
@@ -148,11 +148,11 @@ Policy = Callable[[dict[str, Any], str], TileChoice]
 def _policies(target: str) -> dict[str, Policy]:
     """The target's policy for each kernel kind, as (dims, precision) -> TileChoice."""
     if target == "x86":
-        from tessera.lowering.x86.tiling import POLICIES
+        from tessera.tiling.x86 import POLICIES
 
         return dict(POLICIES)
     from tessera.arch import gpu_arch
-    from tessera.lowering.gpu.tiling import policies
+    from tessera.tiling.gpu import policies
 
     arch = gpu_arch(target)
     return {kind: functools.partial(_with_arch, policy, arch) for kind, policy in policies().items()}

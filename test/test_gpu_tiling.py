@@ -75,7 +75,7 @@ def test_one_schedule_and_tile_ir_that_differs_only_in_choices(config: str, prec
             assert kernel.target is not None and kernel.target.data == target
 
     # Between GPUs even the tile bodies have one shape of plan: the same steps over the same operands —
-    # except Hopper's scan, for now the recurrence rather than the chunked scan (lowering/gpu/tiling_ssd.py).
+    # except Hopper's scan, for now the recurrence rather than the chunked scan (tiling/gpu_ssd.py).
     first = _kernels(tiled[GPUS[0]])
     for target in GPUS[1:]:
         for name, kernel in _kernels(tiled[target]).items():

@@ -16,9 +16,9 @@ from conftest import NEEDS_MLIR
 
 from tessera.arch import gpu_arch
 from tessera.errors import TesseraError
-from tessera.lowering.gpu.tiling import policies
 from tessera.lowering.nvvm import gemm
 from tessera.lowering.nvvm.gemm import Sm90GemmPlan, accumulator_coordinate, smem_descriptor, stage_and_parity
+from tessera.tiling.gpu import policies
 
 Shape = tuple[int, int, str, str, bool, bool, int | None]
 if TYPE_CHECKING:

@@ -30,7 +30,8 @@ from xdsl.xdsl_opt_main import xDSLOptMain
 
 from tessera.dialects import MAX_MLIR_BYTES, TESSERA_DIALECTS, LocatingParser, diagnostic_line, parse_guarded
 from tessera.errors import TesseraError
-from tessera.passes import ALL_PASSES
+from tessera.lowering import CONVERSIONS
+from tessera.passes import PASSES
 from tessera.safe_io import check_regular_file
 from tessera.staging import check_apart, write_atomically
 
@@ -116,7 +117,7 @@ class TesseraOptMain(xDSLOptMain):
 
     def register_all_passes(self) -> None:
         super().register_all_passes()
-        for name, factory in ALL_PASSES.items():
+        for name, factory in {**PASSES, **CONVERSIONS}.items():
             self.register_pass(name, factory)
 
 

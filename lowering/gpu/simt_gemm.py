@@ -1,6 +1,6 @@
 """The SIMT GEMM (FMA, no matrix instruction): what a GPU runs for a projection whose operands the arch's
 matrix unit does not take in float32 — on Hopper under --precision fp32, since its only f32 tensor-core path
-is tf32 (lowering/gpu/arch.py). Semantics and operands are lowering/rocdl/gemm.py's: x [tokens, K],
+is tf32 (arch.py). Semantics and operands are lowering/rocdl/gemm.py's: x [tokens, K],
 W [N, K] (f32), [bias [N]], [row_scale [tokens]], y [tokens, N] (f32 | bf16); epilogues store, accumulate,
 relu2.
 

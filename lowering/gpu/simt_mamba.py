@@ -1,5 +1,5 @@
 """SIMT kernels of the Mamba-2 mixer around the scan, for every GPU target: the causal conv + SiLU, the decode
-step of the SSD recurrence and the gated group RMSNorm (tiles: lowering/gpu/tiling_rows.py; registered
+step of the SSD recurrence and the gated group RMSNorm (tiles: tiling/gpu_rows.py; registered
 through lowering/gpu/simt_rows.EMITTERS), and on Hopper the prefill scan as that same recurrence
 (ssd_scan_simt below). The chunked prefill scan on MFMA is lowering/rocdl/ssd.py. Waves are the arch's
 (64 lanes on CDNA, warps of 32 on Hopper: "64" and "4 waves" below read W and 256 / W).

@@ -1,4 +1,4 @@
-"""SIMT kernels of the per-token rows, for every GPU target (tiles: lowering/gpu/tiling_rows.py; the builder
+"""SIMT kernels of the per-token rows, for every GPU target (tiles: tiling/gpu_rows.py; the builder
 from lowering/gpu/simt.py), and the registry of the SIMT kernels both GPU targets share (the Mamba ones are
 lowering/gpu/simt_mamba.py).
 

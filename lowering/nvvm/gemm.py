@@ -4,7 +4,7 @@ TMA loads, mbarriers and WGMMA. The semantics are lowering/rocdl/gemm.py's: x bf
 [N] f32 and row_scale [tokens] f32, y [tokens, N] f32 | bf16 (rounded to nearest even); epilogues "store"
 y = v, "accumulate" y += v, "relu2" y = max(v, 0)^2, where v = row_scale[m] * acc + bias[n].
 
-Launch (the Tile-IR plan of lowering/gpu/tiling.py `_matmul` for sm_90a: block 128 x 128 x 64, 3 stages,
+Launch (the Tile-IR plan of tiling/gpu.py `_matmul` for sm_90a: block 128 x 128 x 64, 3 stages,
 384 threads): grid (ceil(N / 128), ceil(tokens / 128)); CTA (bx, by) computes y rows by*128 .. +128 and
 columns bx*128 .. +128. Parameters, in order (lowering/nvvm/kernel_text.py):
 

@@ -1,4 +1,4 @@
-"""ROCDL kernels: attention (see lowering/gpu/tiling_attention.py for their tiles).
+"""ROCDL kernels: attention (see tiling/gpu_attention.py for their tiles).
 
 attention: causal grouped-query attention of this call's queries over the KV cache, flash-style.
 

@@ -1,4 +1,4 @@
-"""ROCDL kernels: moe (tiles: lowering/gpu/tiling_moe.py). moe_experts, the routed experts of an MoE layer,
+"""ROCDL kernels: moe (tiles: tiling/gpu_moe.py). moe_experts, the routed experts of an MoE layer,
 expert-major, with the semantics of the x86 kernel (lowering/x86/moe.py, moe_expert_outputs):
 
     for every slot (t, j) with ids[t, j] == e:  contrib[t, j*L:(j+1)*L] = down[e] @ relu(up[e] @ x[t])^2

@@ -1,4 +1,4 @@
-"""ROCDL kernels: ssd (see lowering/gpu/tiling_ssd.py for their tiles).
+"""ROCDL kernels: ssd (see tiling/gpu_ssd.py for their tiles).
 
 ssd_scan — a prefill's chunked SSD (reference.mamba2.ssd_chunked; lowering/x86/mamba.py emit_ssd_scan), resuming
 from ssm_state and writing the final state back:

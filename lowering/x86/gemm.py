@@ -43,96 +43,21 @@ y is read or written, so two threads may run disjoint panel ranges at once.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from tessera.lowering.mlir_text import MlirBuilder, f32_to_bf16_bits
 from tessera.runtime.weights import pack_panels
+from tessera.tiling.x86_gemm import (
+    VECTOR,
+    GemmSpec,
+    GemmTiles,
+    packed_weight_shape,
+    panel_count,
+)
 
-EPILOGUES = ("store", "accumulate", "relu2")
-DTYPES = ("f32", "bf16")  # element types of x, the weight and y (bf16: numpy uint16 bfloat16 bits)
-WEIGHT_DTYPES = DTYPES
-VECTOR = 16  # f32 lanes of one 512-bit register
 VEC = f"vector<{VECTOR}xf32>"
-
-
-@dataclass(frozen=True)
-class GemmSpec:
-    """One projection y[T, n] (op)= x[T, k] @ W[n, k]^T; T is dynamic."""
-
-    n: int  # output features
-    k: int  # input features
-    epilogue: str  # "store": y = acc ; "accumulate": y += acc ; "relu2": y = relu(acc)**2
-    bias: bool = False  # acc += bias[n] before the epilogue
-    row_scale: bool = False  # acc *= row_scale[m] before the bias
-    weight_dtype: str = "f32"  # or "bf16": bfloat16 weights widened to f32, f32 accumulation
-    x_dtype: str = "f32"  # or "bf16": bfloat16 activations x, each widened to f32 where it is broadcast
-    y_dtype: str = "f32"  # or "bf16": the f32 result rounded to bfloat16 (nearest even) when stored
-
-    def __post_init__(self) -> None:
-        if self.n < 1 or self.k < 1:
-            raise ValueError(f"GEMM sizes must be positive, got n={self.n}, k={self.k}")
-        if self.epilogue not in EPILOGUES:
-            raise ValueError(f"unknown GEMM epilogue '{self.epilogue}' (expected one of {', '.join(EPILOGUES)})")
-        for role in ("weight", "x", "y"):
-            dtype = getattr(self, f"{role}_dtype")
-            if dtype not in DTYPES:
-                raise ValueError(f"unknown GEMM {role} dtype '{dtype}' (expected f32 or bf16)")
-        if self.y_dtype == "bf16" and self.epilogue == "accumulate":
-            raise ValueError("GEMM epilogue 'accumulate' needs an f32 y (a bf16 y only with 'store' or 'relu2')")
-
-
-@dataclass(frozen=True)
-class GemmTiles:
-    """Blocking of one GEMM for one target; chosen once by `choose_tiles`, later code only reads it."""
-
-    nr: int  # columns per packed weight panel (a multiple of 16)
-    mr: int  # rows of the register block (mr * nr / 16 accumulators)
-    kc: int  # K block: a panel's weight block (kc x nr) stays in L2 while a row group streams past it
-    mc: int  # rows per group whose x block (mc x kc) every panel reuses from L3 (a multiple of mr)
-    ku: int  # k steps unrolled in the micro-kernel's loop body
-    min_chains: int = 8  # independent FMA chains a row block keeps (FMA latency x FMA ports)
-    tail_rows: tuple[int, ...] = field(init=False)  # row-block sizes of the M tail (powers of two below mr)
-
-    def __post_init__(self) -> None:
-        if self.nr < VECTOR or self.nr % VECTOR:
-            raise ValueError(f"nr must be a positive multiple of {VECTOR}, got {self.nr}")
-        if self.mr < 1 or self.kc < 1 or self.ku < 1 or self.mc < self.mr or self.mc % self.mr:
-            raise ValueError(f"invalid GEMM tiles {self}")
-        tails = tuple(1 << b for b in reversed(range(self.mr.bit_length())) if (1 << b) < self.mr)
-        object.__setattr__(self, "tail_rows", tails)
-
-
-MAX_KC = 1024  # the f32 weight block of one panel, kc x 64 x 4 bytes = 256 KiB, stays in the 1 MiB L2
-
-
-def choose_tiles(spec: GemmSpec) -> GemmTiles:
-    """Tiles for AVX-512 (32 zmm registers; znver5: 2 FMA pipes of 4 cycles, 48 KiB L1d, 1 MiB L2 per core).
-
-    6 x 64 keeps 24 accumulators, 4 weight vectors and a broadcast in registers (14 x 32 with 28
-    accumulators measured slower: the register allocator spills one). K is cut into equal blocks of at
-    most MAX_KC so that a panel's weight block stays in L2 while the row blocks of a group stream past
-    it; a group of mc = 516 rows of x (516 x 1024 x 4 = 2 MiB) is reused from L3 by every panel. Measured
-    on znver5 (benchmarks/x86_gemm.py, 2 threads): mc = 516 beat 192 and 2046 by 3-7%, kc = 1024 beat
-    512 and K, 6 x 64 beat 14 x 32, 12 x 32 and 8 x 48.
-    """
-    ku = 4
-    if spec.y_dtype == "bf16":  # partial sums may not go through a bf16 y: one K block (see emit_gemm)
-        return GemmTiles(nr=64, mr=6, kc=spec.k, mc=516, ku=ku)
-    blocks = -(-spec.k // MAX_KC)
-    per_block = -(-spec.k // blocks)
-    kc = min(spec.k, -(-per_block // ku) * ku)  # a multiple of ku, so that only the last block has a k tail
-    return GemmTiles(nr=64, mr=6, kc=kc, mc=516, ku=ku)
-
-
-def panel_count(spec: GemmSpec, tiles: GemmTiles) -> int:
-    """Number of nr-column weight panels, ceil(n / nr)."""
-    return -(-spec.n // tiles.nr)
-
-
-def packed_weight_shape(spec: GemmSpec, tiles: GemmTiles) -> tuple[int, ...]:
-    return (panel_count(spec, tiles), spec.k, tiles.nr)
 
 
 def pack_weight(weight: np.ndarray, spec: GemmSpec, tiles: GemmTiles) -> np.ndarray:

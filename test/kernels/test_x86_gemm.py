@@ -15,10 +15,11 @@ pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip 
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
 from tessera.lowering.x86 import gemm
-from tessera.lowering.x86.gemm import GemmSpec, GemmTiles
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.native import KernelLibrary
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
+from tessera.tiling import x86_gemm
+from tessera.tiling.x86_gemm import GemmSpec, GemmTiles
 
 TOLERANCE = 1e-5  # max |error| / max |reference|
 
@@ -63,7 +64,7 @@ class Case:
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
-    text = "\n".join(gemm.emit_gemm(name, spec, gemm.choose_tiles(spec)) for name, spec in ALL_SPECS.items())
+    text = "\n".join(gemm.emit_gemm(name, spec, x86_gemm.choose_tiles(spec)) for name, spec in ALL_SPECS.items())
     return build_library(text, tmp_path_factory.mktemp("gemm") / "gemm.so")
 
 
@@ -130,9 +131,9 @@ def assert_close_bf16(bits: np.ndarray, expected: np.ndarray) -> None:
 @pytest.mark.parametrize("name", ALL_SPECS)
 def test_gemm_matches_float64(library: KernelLibrary, rng: np.random.Generator, name: str, rows: int) -> None:
     spec = ALL_SPECS[name]
-    tiles = gemm.choose_tiles(spec)
+    tiles = x86_gemm.choose_tiles(spec)
     case = make_case(spec, tiles, rows, rng)
-    library.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
+    library.kernel(name)(*case.args, case.y, 0, x86_gemm.panel_count(spec, tiles))
     assert_close(case.y, case.expected)
 
 
@@ -142,9 +143,9 @@ def test_gemm_matches_float64(library: KernelLibrary, rng: np.random.Generator, 
 )
 def test_gemm_many_rows(library: KernelLibrary, rng: np.random.Generator, name: str, rows: int) -> None:
     spec = ALL_SPECS[name]
-    tiles = gemm.choose_tiles(spec)
+    tiles = x86_gemm.choose_tiles(spec)
     case = make_case(spec, tiles, rows, rng)
-    library.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
+    library.kernel(name)(*case.args, case.y, 0, x86_gemm.panel_count(spec, tiles))
     assert_close(case.y, case.expected)
 
 
@@ -155,8 +156,8 @@ def test_gemm_many_rows(library: KernelLibrary, rng: np.random.Generator, name: 
 def test_panel_ranges_split_the_work(library: KernelLibrary, rng: np.random.Generator, name: str) -> None:
     """Two calls on [0, p) and [p, P) give the full result; each writes its own columns only."""
     spec = ALL_SPECS[name]
-    tiles = gemm.choose_tiles(spec)
-    panels = gemm.panel_count(spec, tiles)
+    tiles = x86_gemm.choose_tiles(spec)
+    panels = x86_gemm.panel_count(spec, tiles)
     assert panels >= 2
     split = int(rng.integers(1, panels))
     case = make_case(spec, tiles, 37, rng)
@@ -173,7 +174,7 @@ def test_panel_ranges_split_the_work(library: KernelLibrary, rng: np.random.Gene
 @pytest.mark.parametrize("name", ["odd_store", "xy16_w16_odd_relu2"])
 def test_empty_panel_range_writes_nothing(library: KernelLibrary, rng: np.random.Generator, name: str) -> None:
     spec = ALL_SPECS[name]
-    case = make_case(spec, gemm.choose_tiles(spec), 3, rng)
+    case = make_case(spec, x86_gemm.choose_tiles(spec), 3, rng)
     initial = case.y.copy()
     library.kernel(name)(*case.args, case.y, 2, 2)
     np.testing.assert_array_equal(case.y, initial)
@@ -187,21 +188,21 @@ def test_baseline_x86_64_build(tmp_path: Path, rng: np.random.Generator) -> None
         "base_bf16": SPECS["blocked_relu2_bf16"],
         "base_xy16": BF16_SPECS["xy16_w16_odd_relu2"],
     }
-    text = "\n".join(gemm.emit_gemm(name, spec, gemm.choose_tiles(spec)) for name, spec in specs.items())
+    text = "\n".join(gemm.emit_gemm(name, spec, x86_gemm.choose_tiles(spec)) for name, spec in specs.items())
     baseline = build_library(text, tmp_path / "baseline.so", host=False)
     for name, spec in specs.items():
-        tiles = gemm.choose_tiles(spec)
+        tiles = x86_gemm.choose_tiles(spec)
         case = make_case(spec, tiles, 37, rng)
-        baseline.kernel(name)(*case.args, case.y, 0, gemm.panel_count(spec, tiles))
+        baseline.kernel(name)(*case.args, case.y, 0, x86_gemm.panel_count(spec, tiles))
         assert_close(case.y, case.expected)
 
 
 def test_pack_weight_layout(rng: np.random.Generator) -> None:
     spec = GemmSpec(70, 5, "store")
-    tiles = gemm.choose_tiles(spec)
+    tiles = x86_gemm.choose_tiles(spec)
     weight = rng.standard_normal((70, 5), dtype=np.float32)
     packed = gemm.pack_weight(weight, spec, tiles)
-    assert packed.shape == gemm.packed_weight_shape(spec, tiles) == (2, 5, tiles.nr)
+    assert packed.shape == x86_gemm.packed_weight_shape(spec, tiles) == (2, 5, tiles.nr)
     assert packed.dtype == np.float32 and packed.flags.c_contiguous and packed.ctypes.data % 64 == 0
     for n in (0, 63, 64, 69):
         np.testing.assert_array_equal(packed[n // tiles.nr, :, n % tiles.nr], weight[n])
@@ -213,7 +214,7 @@ def test_bf16_packing_rounds_to_nearest_even() -> None:
     expected = np.array([1.0, 1 + 2**-6, 1 + 2**-7, -2.5, np.inf], dtype=np.float32)
     np.testing.assert_array_equal(bf16_to_f32(bf16_bits(values)), expected)
     spec = GemmSpec(5, 3, "store", weight_dtype="bf16")
-    packed = gemm.pack_weight(np.ones((5, 3), dtype=np.float32), spec, gemm.choose_tiles(spec))
+    packed = gemm.pack_weight(np.ones((5, 3), dtype=np.float32), spec, x86_gemm.choose_tiles(spec))
     assert packed.dtype == np.uint16 and packed[0, 0, 0] == 0x3F80 and packed[0, 0, 5] == 0
     assert packed.ctypes.data % 64 == 0 and packed.flags.c_contiguous
 
@@ -222,7 +223,7 @@ def test_bf16_y_is_rounded_to_nearest_even(library: KernelLibrary, rng: np.rando
     """A bf16 y holds exactly weights.bf16_bits of the f32 result: ties to even, no flush of denormals,
     overflow to inf, NaN kept (also in the masked last panel)."""
     spec = BF16_SPECS["y16_w16_long_k"]  # y = row_scale * (x @ W^T) + bias; x = 0 leaves y = bias exactly
-    tiles = gemm.choose_tiles(spec)
+    tiles = x86_gemm.choose_tiles(spec)
     bias = rng.standard_normal(spec.n, dtype=np.float32)
     special = [1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8 + 2**-20), 1e-40, -3e-39, 3.4e38, -np.inf, np.nan, 0.0, 2**-120]
     bias[:10] = bias[-10:] = special
@@ -235,14 +236,14 @@ def test_bf16_y_is_rounded_to_nearest_even(library: KernelLibrary, rng: np.rando
 
 def test_tiles_fit_the_registers_and_caches() -> None:
     for spec in SPECS.values():
-        tiles = gemm.choose_tiles(spec)
+        tiles = x86_gemm.choose_tiles(spec)
         assert tiles.nr % 16 == 0 and tiles.mr * tiles.nr // 16 <= 28 and tiles.mc % tiles.mr == 0
-        assert tiles.kc <= spec.k and tiles.kc <= gemm.MAX_KC
-        assert gemm.panel_count(spec, tiles) == -(-spec.n // tiles.nr)
+        assert tiles.kc <= spec.k and tiles.kc <= x86_gemm.MAX_KC
+        assert x86_gemm.panel_count(spec, tiles) == -(-spec.n // tiles.nr)
         assert 0 < gemm.footprint_bytes(spec, tiles) <= 2**20  # the L2 of one znver5 core
     for spec in BF16_SPECS.values():  # a bf16 y keeps its sums in registers: one K block
-        tiles = gemm.choose_tiles(spec)
-        assert tiles.kc == spec.k if spec.y_dtype == "bf16" else tiles.kc <= gemm.MAX_KC
+        tiles = x86_gemm.choose_tiles(spec)
+        assert tiles.kc == spec.k if spec.y_dtype == "bf16" else tiles.kc <= x86_gemm.MAX_KC
 
 
 def test_spec_validation() -> None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, reduce, scan, store
-from tessera.lowering.x86 import gemm
+from tessera.tiling import x86_gemm as gemm
+from tessera.tiling.choice import TileChoice, elementwise, load, mma, reduce, scan, store
 
 
 def gemm_spec(dims: Mapping[str, Any], weight_dtype: str) -> gemm.GemmSpec:

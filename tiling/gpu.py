@@ -1,5 +1,5 @@
 """GPU tiling policies (sm_90a, gfx942, gfx90a) for tessera-tile-choose-tiles: one policy per kernel kind,
-written once for every GPU and reading only the arch table (lowering/gpu/arch.py) — so the Tile-IR of two
+written once for every GPU and reading only the arch table (arch.py) — so the Tile-IR of two
 GPU targets differs only in what that table says (tile sizes, memory space, matrix instruction).
 
 A policy returns the kernel's tiles and its tile-level body. On a GPU the body's loads into the scratchpad
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tessera.arch import GpuArch
-from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, store
+from tessera.tiling.choice import TileChoice, elementwise, load, mma, store
 
 GpuPolicy = Callable[[Mapping[str, Any], str, GpuArch], TileChoice]
 
@@ -72,9 +72,9 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
 
 def policies() -> dict[str, GpuPolicy]:
     """Every kind's GPU policy (the family modules register theirs)."""
-    from tessera.lowering.gpu import tiling_attention, tiling_moe, tiling_rows, tiling_ssd
+    from tessera.tiling import gpu_attention, gpu_moe, gpu_rows, gpu_ssd
 
     table: dict[str, GpuPolicy] = {"matmul": _matmul}
-    for family in (tiling_rows, tiling_attention, tiling_ssd, tiling_moe):
+    for family in (gpu_rows, gpu_attention, gpu_ssd, gpu_moe):
         table |= family.POLICIES
     return table

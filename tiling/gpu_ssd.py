@@ -28,8 +28,8 @@ from typing import Any
 
 from tessera.arch import GpuArch
 from tessera.errors import TesseraError
-from tessera.lowering.gpu.tiling import GpuPolicy, bank_pad, matrix_element
-from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, reduce, scan, store
+from tessera.tiling.choice import TileChoice, elementwise, load, mma, reduce, scan, store
+from tessera.tiling.gpu import GpuPolicy, bank_pad, matrix_element
 
 _WAVES = 4  # CDNA: 4 waves share a workgroup's MFMA tiles
 RECURRENCE_THREADS = 256  # Hopper's scan, as ssd_step: 8 warps per head

@@ -25,8 +25,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.arch import GpuArch
-from tessera.lowering.gpu.tiling import GpuPolicy, matrix_element
-from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, reduce, store
+from tessera.tiling.choice import TileChoice, elementwise, load, mma, reduce, store
+from tessera.tiling.gpu import GpuPolicy, matrix_element
 
 ROWS = 16  # routed rows per block: the M of one 16x16 matrix tile
 WAVES = 8  # waves (warps) per workgroup

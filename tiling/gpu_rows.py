@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.arch import GpuArch
-from tessera.lowering.gpu.tiling import GpuPolicy
-from tessera.lowering.tile_choice import TileChoice, elementwise, load, reduce, store
+from tessera.tiling.choice import TileChoice, elementwise, load, reduce, store
+from tessera.tiling.gpu import GpuPolicy
 
 REGISTERS = "registers"
 CONV_THREADS = 64  # a thread per channel, a workgroup of 64 channels

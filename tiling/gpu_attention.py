@@ -19,8 +19,8 @@ from typing import Any
 
 from tessera.arch import GpuArch
 from tessera.errors import TesseraError
-from tessera.lowering.gpu.tiling import GpuPolicy, bank_pad, matrix_element
-from tessera.lowering.tile_choice import TileChoice, elementwise, load, mma, reduce, store
+from tessera.tiling.choice import TileChoice, elementwise, load, mma, reduce, store
+from tessera.tiling.gpu import GpuPolicy, bank_pad, matrix_element
 
 MFMA_ROWS = 16  # query rows of one wave: the N side of a 16x16 MFMA tile
 

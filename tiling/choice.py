@@ -1,6 +1,6 @@
 """What a tiling policy returns for one kernel: its tile sizes, its tile-level body and (optionally) a new
-grid; and the constructors of the body's ops. Every target's policies (lowering/x86/tiling.py,
-lowering/gpu/tiling.py) build these; tessera-tile-choose-tiles writes them into Tile-IR."""
+grid; and the constructors of the body's ops. Every target's policies (tiling/x86.py,
+tiling/gpu.py) build these; tessera-tile-choose-tiles writes them into Tile-IR."""
 
 from __future__ import annotations
 
