@@ -1,0 +1,261 @@
+"""The Tile-IR interpreter: runs the body of a dataflow `tessera.tile.kernel` (dialects/tile.py) on the CPU,
+one program id at a time over its grid, with numpy arrays as the buffers — so that every kernel of kernels/
+is checked against a float64 reference once, for every target's tile choice, before any target lowering.
+
+    run_kernel(kernel, [x, weight, out], tokens=5)     # writes out in place, as the target's code would
+
+It is xDSL's Interpreter running xDSL's scf and index arith functions, interpreters/elements.py's
+ElementFunctions (float arith and math; how values are represented: a tile is a numpy array, bf16 is held
+as uint16 bits as the runtime stores it) and TileFunctions below, one method per tile op:
+
+    load / store   a tile of shape S at `indices` spans the buffer's last len(S) dims from them; elements at
+                   a last-dim index >= `bound` read 0 and are not written; every element accessed must lie
+                   in the buffer. A scalar access is one element.
+    splat, map     map's region runs once on whole tiles when each of its ops is elementwise on arrays
+                   (elements.ELEMENTWISE_OPS), else element by element: the same values either way.
+    reduce         add: the float64 sum rounded once — each target reassociates the sum in its own order,
+                   and this is the value they all approximate; max, min: exact.
+    convert        one rounding (f32 -> bf16 as runtime/weights.py rounds), or integer wrapping.
+
+Grid 0 means one program per token: `tokens`, or else the rows of the first buffer whose leading dimension is
+dynamic. Errors — an op without an implementation, an access outside a buffer, buffers or scalars that do
+not match the kernel's signature — are one-line TileInterpreterErrors naming the kernel, the program id and
+the op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, ModuleOp
+from xdsl.interpreter import (
+    Interpreter,
+    InterpreterFunctions,
+    PythonValues,
+    ReturnedValues,
+    TerminatorValue,
+    impl,
+    impl_terminator,
+    register_impls,
+)
+from xdsl.interpreters.scf import ScfFunctions
+from xdsl.ir import Operation
+from xdsl.utils.exceptions import InterpretationError, VerifyException
+
+from tessera.dialects import tile
+from tessera.dialects.tile import TileType, element_of
+from tessera.interpreters import elements
+from tessera.interpreters.elements import (
+    ELEMENTWISE_OPS,
+    ElementFunctions,
+    TileInterpreterError,
+    is_float,
+    narrow,
+    storage_dtype,
+    unwrap,
+    widen,
+    wrap,
+)
+
+# --- the tile ops -------------------------------------------------------------------------------------------
+
+Window = tuple[tuple[Any, ...], tuple[slice, ...]]
+# tessera.tile.reduce's combiners; float sums run in float64 (pairwise) and round once.
+_COMBINERS: dict[str, np.ufunc] = {"add": np.add, "max": np.maximum, "min": np.minimum}
+
+
+def _split_access(op: tile.LoadOp | tile.StoreOp, args: Sequence[Any]) -> tuple[list[int], int | None]:
+    """An access's indices and bound from its operand values (after the memref)."""
+    count = len(op.indices)
+    return list(args[:count]), (args[count] if op.bound is not None else None)
+
+
+def _window(op: tile.LoadOp | tile.StoreOp, buffer: np.ndarray, indices: list[int], tile_shape: Sequence[int],
+            bound: int | None) -> Window | None:  # fmt: skip
+    """Where a load or store touches its buffer: (the buffer's elements, their place in the tile), or None
+    when `bound` masks the whole tile. Every element it touches must lie in the buffer."""
+    lead = len(indices) - len(tile_shape)
+    extents = [1] * lead + list(tile_shape)
+    if bound is not None:
+        extents[-1] = min(extents[-1], bound - indices[-1])
+        if extents[-1] <= 0:
+            return None
+    for axis, (start, extent, size) in enumerate(zip(indices, extents, buffer.shape, strict=True)):
+        if start < 0 or start + extent > size:
+            span = f"index {start}" if extent == 1 else f"indices [{start}, {start + extent})"
+            of = f" of '{op.memref.name_hint}'" if op.memref.name_hint else ""
+            at = f"{indices}" if bound is None else f"{indices} bound {bound}"
+            raise TileInterpreterError(f"{op.name}{of} at {at}: {span} of dimension {axis} is outside its size {size}")
+    inside = (
+        *indices[:lead],
+        *(slice(start, start + n) for start, n in zip(indices[lead:], extents[lead:], strict=True)),
+    )
+    return inside, tuple(slice(0, n) for n in extents[lead:])
+
+
+@register_impls
+class TileFunctions(InterpreterFunctions):
+    """tessera.tile's dataflow ops on numpy values (the module docstring says what each does)."""
+
+    @impl(tile.LoadOp)
+    def run_load(self, interpreter: Interpreter, op: tile.LoadOp, args: PythonValues) -> PythonValues:
+        buffer, *rest = args
+        indices, bound = _split_access(op, rest)
+        type_ = op.result.type
+        if not isinstance(type_, TileType):
+            window = _window(op, buffer, indices, (), None)
+            assert window is not None
+            return (unwrap(buffer[window[0]], type_),)
+        values = np.zeros(type_.get_shape(), buffer.dtype)
+        window = _window(op, buffer, indices, type_.get_shape(), bound)
+        if window is not None:
+            inside, within = window
+            values[within] = buffer[inside]
+        return (values,)
+
+    @impl(tile.StoreOp)
+    def run_store(self, interpreter: Interpreter, op: tile.StoreOp, args: PythonValues) -> PythonValues:
+        value, buffer, *rest = args
+        indices, bound = _split_access(op, rest)
+        shape = op.value.type.get_shape() if isinstance(op.value.type, TileType) else ()
+        window = _window(op, buffer, indices, shape, bound)
+        if window is not None:
+            inside, within = window
+            buffer[inside] = value[within] if shape else value
+        return ()
+
+    @impl(tile.SplatOp)
+    def run_splat(self, interpreter: Interpreter, op: tile.SplatOp, args: PythonValues) -> PythonValues:
+        assert isinstance(op.result.type, TileType)
+        return (np.full(op.result.type.get_shape(), args[0], storage_dtype(op.result.type.element_type)),)
+
+    @impl(tile.MapOp)
+    def run_map(self, interpreter: Interpreter, op: tile.MapOp, args: PythonValues) -> PythonValues:
+        result_type = op.result.type
+        assert isinstance(result_type, TileType)
+        shape, dtype = result_type.get_shape(), storage_dtype(result_type.element_type)
+        region_ops = [element_op for element_op in op.body.block.ops if not isinstance(element_op, tile.YieldOp)]
+        if all(type(element_op) in ELEMENTWISE_OPS for element_op in region_ops):
+            (value,) = interpreter.run_ssacfg_region(op.body, tuple(args), op.name)
+            return (np.broadcast_to(np.asarray(value, dtype), shape).copy(),)
+        result = np.empty(shape, dtype)
+        for index in np.ndindex(*shape):
+            element_args = tuple(
+                unwrap(arg[index], value.type.element_type) if isinstance(value.type, TileType) else arg
+                for arg, value in zip(args, op.inputs, strict=True)
+            )
+            (result[index],) = interpreter.run_ssacfg_region(op.body, element_args, op.name)
+        return (result,)
+
+    @impl_terminator(tile.YieldOp)
+    def run_yield(
+        self, interpreter: Interpreter, op: tile.YieldOp, args: PythonValues
+    ) -> tuple[TerminatorValue, PythonValues]:
+        return ReturnedValues(args), ()
+
+    @impl(tile.ReduceOp)
+    def run_reduce(self, interpreter: Interpreter, op: tile.ReduceOp, args: PythonValues) -> PythonValues:
+        assert isinstance(op.input.type, TileType)
+        element = op.input.type.element_type
+        combine = _COMBINERS[op.combiner.data]
+        axis = int(op.axis.value.data)
+        if is_float(element):
+            return (narrow(combine.reduce(widen(args[0], element), axis=axis), element),)
+        return (wrap(combine.reduce(np.asarray(args[0], np.int64), axis=axis), element),)
+
+    @impl(tile.ConvertOp)
+    def run_convert(self, interpreter: Interpreter, op: tile.ConvertOp, args: PythonValues) -> PythonValues:
+        return (elements.convert(args[0], element_of(op.input.type), element_of(op.result.type)),)
+
+
+# --- running a kernel ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Running(Interpreter.Listener):
+    """The ops being interpreted, innermost last: the op an error names."""
+
+    ops: list[Operation] = field(default_factory=list)
+
+    def will_interpret_op(self, op: Operation, args: PythonValues) -> None:
+        self.ops.append(op)
+
+    def did_interpret_op(self, op: Operation, results: PythonValues) -> None:
+        self.ops.pop()
+
+
+def run_kernel(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: int | None = None,
+               scalars: Mapping[str, int] | None = None) -> None:  # fmt: skip
+    """Run every program of `kernel` over `buffers` (its launch operands, in order; written in place).
+
+    tokens: the call's token count, the grid of a kernel with grid 0 (default: the rows of the first buffer
+    whose leading dimension is dynamic); scalars: the values of the scalars the kernel reads, by name."""
+    where = f"{kernel.name} @{kernel.sym_name.data}"
+    if not kernel.is_dataflow():
+        raise TileInterpreterError(f"{where}: kind '{kernel.kind.data}' has no dataflow body to interpret")
+    try:
+        kernel.verify()
+    except VerifyException as error:
+        raise TileInterpreterError(f"{where}: {_first_line(error)}") from None
+    _check_buffers(kernel, buffers, where)
+    arguments = (*buffers, *_scalar_values(kernel, scalars or {}, where))
+    grid = int(kernel.grid.value.data) or _token_count(kernel, buffers, tokens, where)
+    running = _Running()
+    interpreter = Interpreter(ModuleOp([]), index_bitwidth=64, listeners=(running,))
+    for functions in (ElementFunctions(), ScfFunctions(), TileFunctions()):
+        interpreter.register_implementations(functions)
+    # Overflow to inf and NaN are IEEE results every target computes too, not interpreter failures.
+    with np.errstate(all="ignore"):
+        for program in range(grid):
+            try:
+                interpreter.run_ssacfg_region(kernel.body, (*arguments, program), where)
+            except TileInterpreterError as error:
+                raise TileInterpreterError(f"{where}, program {program}: {_first_line(error)}") from None
+            except Exception as error:
+                op = running.ops[-1].name if running.ops else "?"
+                kind = "" if isinstance(error, InterpretationError) else f"{type(error).__name__}: "
+                raise TileInterpreterError(f"{where}, program {program}: {op}: {kind}{_first_line(error)}") from error
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _check_buffers(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], where: str) -> None:
+    """Each buffer an array of its memref's element storage (elements.py), rank and static sizes."""
+    params = kernel.buffers()
+    names = [arg.name_hint or f"#{i}" for i, arg in enumerate(params)]
+    if len(buffers) != len(params):
+        raise TileInterpreterError(f"{where}: {len(buffers)} buffers for a kernel taking {len(params)} ({names})")
+    for name, arg, array in zip(names, params, buffers, strict=True):
+        memref = arg.type
+        assert isinstance(memref, MemRefType)
+        dtype = storage_dtype(memref.element_type)
+        shape = memref.get_shape()
+        fits = isinstance(array, np.ndarray) and array.dtype == dtype and array.ndim == len(shape)
+        if not fits or any(want not in (DYNAMIC_INDEX, got) for want, got in zip(shape, array.shape, strict=True)):
+            got = f"{array.dtype} {list(array.shape)}" if isinstance(array, np.ndarray) else type(array).__name__
+            raise TileInterpreterError(f"{where}: buffer '{name}' is {got}, the kernel takes a {memref} ({dtype})")
+
+
+def _scalar_values(kernel: tile.KernelOp, scalars: Mapping[str, int], where: str) -> list[int]:
+    names = kernel.scalar_names()
+    if sorted(scalars) != sorted(names):
+        raise TileInterpreterError(f"{where}: takes the scalars {list(names)}, given {sorted(scalars)}")
+    return [int(scalars[name]) for name in names]
+
+
+def _token_count(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: int | None, where: str) -> int:
+    if tokens is not None:
+        if tokens < 0:
+            raise TileInterpreterError(f"{where}: tokens must be >= 0, got {tokens}")
+        return tokens
+    for arg, array in zip(kernel.buffers(), buffers, strict=True):
+        shape = arg.type.get_shape()  # type: ignore[attr-defined]
+        if shape and shape[0] == DYNAMIC_INDEX:
+            return int(array.shape[0])
+    raise TileInterpreterError(f"{where}: one program per token, but no buffer has a dynamic leading dimension")

@@ -1,0 +1,294 @@
+"""Every kernel of kernels/ run by the Tile-IR interpreter (interpreters/tile.py) against a float64 reference:
+the kernel's algorithm checked once, before any target lowering, for each target's tile choice.
+
+Each kernel is built the way the compiler builds it (a `tessera.tile.kernel` of the kind's dims, given its
+body by tessera-tile-choose-tiles for x86 and for the GPUs: 64-wide tiles on x86 and gfx942, 32-wide on
+sm_90a), at hidden sizes that leave a masked tail (72, 130) and one that does not (64), for several token
+counts. Inputs are drawn from the test's seed; outputs start as NaN, so an unwritten element fails, and are
+exactly as wide as the kernel's memrefs, so a tail written past its bound is an access the interpreter
+rejects. Every kind of kernels.KERNELS must have a check here (test_every_kernel_kind_is_interpreted).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from xdsl.dialects import test as test_dialect
+from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
+    DictionaryAttr,
+    FloatAttr,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    bf16,
+    f32,
+    f64,
+    i64,
+)
+from xdsl.ir import Block, Region
+
+from tessera.dialects import tile
+from tessera.dialects.tile import plain_dict
+from tessera.errors import TesseraError
+from tessera.interpreters import TileInterpreterError, run_kernel
+from tessera.interpreters.elements import narrow
+from tessera.kernels import KERNELS
+from tessera.kernels.builder import KernelBuilder
+from tessera.passes.tile_choose_tiles import choose_tiles
+from tessera.reference.common import embedding, rmsnorm
+from tessera.runtime.weights import bf16_bits, bf16_to_f32
+
+TARGETS = ("x86", "gfx942", "sm_90a")
+TOKENS = (1, 5, 37)
+HIDDENS = (64, 72, 130)
+EPSILON = 1e-5
+F32_UNIT = 2.0**-24  # f32's unit roundoff: one rounding's relative error is at most this
+
+Dims = dict[str, int | float | str]
+
+
+# --- building -------------------------------------------------------------------------------------------------
+
+
+def _attribute(value: int | float | str) -> IntegerAttr | FloatAttr | StringAttr:
+    if isinstance(value, str):
+        return StringAttr(value)
+    if isinstance(value, float):
+        return FloatAttr(value, f64)
+    return IntegerAttr(value, i64)
+
+
+@functools.cache
+def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], target: str) -> tile.KernelOp:
+    kernel = tile.KernelOp(
+        properties={
+            "sym_name": StringAttr(kind),
+            "kind": StringAttr(kind),
+            "dims": DictionaryAttr({key: _attribute(value) for key, value in dims}),
+            "parallel": StringAttr("tokens"),
+            "grid": IntegerAttr(0, i64),
+        },
+        regions=[Region(Block())],
+    )
+    choose_tiles(ModuleOp([kernel]), target, "fp32")
+    return kernel
+
+
+def build(kind: str, dims: Dims, target: str) -> tile.KernelOp:
+    """The kernel of `kind` with its body for `target`, through tessera-tile-choose-tiles."""
+    return _built(kind, tuple(sorted(dims.items())), target)
+
+
+def nan(*shape: int) -> np.ndarray:
+    return np.full(shape, np.nan, np.float32)
+
+
+# --- bounds -----------------------------------------------------------------------------------------------------
+#
+# The kernels compute in f32 from f32 inputs, the references in float64 from the same inputs (their own error,
+# about 1e-16, is negligible). Each rounding has a relative error of at most u; to first order, errors add.
+# rstd: each lane of the tile squares (1 rounding) and adds (the first add, to 0, is exact) over the row's
+# `chain` = ceil(hidden / block) tiles, and the tile's sum is rounded once (the interpreter's reduce): all terms
+# are non-negative, so the sum is within (chain + 1) u. The mean and + eps add 2 u, sqrt halves it all and
+# rounds (u), the reciprocal rounds (u): (chain + 3) / 2 u + 2 u. One more u covers the second-order terms and
+# eps's own rounding to f32 (relative to the mean, 1e-6 of a u). rmsnorm's x * rstd * weight rounds twice more,
+# elementwise (products: no cancellation).
+
+
+def chain(kernel: tile.KernelOp) -> int:
+    """The tiles of a row: the adds on each lane's chain of partial sums."""
+    assert kernel.tiles is not None
+    hidden, block = int(plain_dict(kernel.dims)["hidden"]), int(plain_dict(kernel.tiles)["block"])
+    return -(-hidden // block)
+
+
+def rstd_bound(kernel: tile.KernelOp) -> float:
+    return ((chain(kernel) + 3) / 2 + 3) * F32_UNIT
+
+
+def rmsnorm_bound(kernel: tile.KernelOp) -> float:
+    return rstd_bound(kernel) + 2 * F32_UNIT
+
+
+def check_relative(what: str, got: np.ndarray, want: np.ndarray, bound: float) -> None:
+    """Elementwise |got - want| <= bound |want|; NaN (an unwritten element) fails."""
+    assert np.isfinite(got).all(), f"{what}: {int((~np.isfinite(got)).sum())} elements unwritten or not finite"
+    error = np.abs(got.astype(np.float64) - want) / np.abs(want)
+    assert error.max() <= bound, f"{what}: relative error {error.max():.2e} > {bound:.2e}"
+
+
+def check_bf16(what: str, bits: np.ndarray, want: np.ndarray, bound: float) -> None:
+    """bf16 bits equal to the reference rounded by runtime/weights.py, or, where not, the bf16 neighbour on
+    the other side of a rounding boundary that lies within the f32 computation's error (`bound` |want|, plus
+    the reference's own rounding to f32 on its way to bf16) of the reference."""
+    expected_bits = bf16_bits(want.astype(np.float32))
+    got, expected = (bf16_to_f32(b).astype(np.float64) for b in (bits, expected_bits))
+    assert np.isfinite(got).all(), f"{what}: elements unwritten or not finite"
+    differ = bits != expected_bits
+    neighbours = np.abs(bits.astype(np.int32) - expected_bits.astype(np.int32)) == 1
+    assert (neighbours | ~differ).all(), f"{what}: {int((differ & ~neighbours).sum())} elements off by > 1 bf16 ulp"
+    boundary = (got + expected) / 2
+    near = np.abs(boundary - want) <= (bound + F32_UNIT) * np.abs(want)
+    assert (near | ~differ).all(), f"{what}: {int((differ & ~near).sum())} elements rounded away from the reference"
+
+
+# --- the kernels of kernels/ ---------------------------------------------------------------------------------------
+
+
+def check_embedding(rng: np.random.Generator, target: str, tokens: int) -> None:
+    vocab = 50
+    for hidden in HIDDENS:
+        ids = rng.integers(0, vocab, tokens).astype(np.int64)
+        table = rng.standard_normal((vocab, hidden)).astype(np.float32)
+        out = nan(tokens, hidden)
+        run_kernel(build("embedding", {"vocab": vocab, "hidden": hidden}, target), [ids, table, out], tokens)
+        assert np.array_equal(out.astype(np.float64), embedding(ids, table)), f"embedding hidden {hidden}"
+
+
+def check_rms_scale(rng: np.random.Generator, target: str, tokens: int) -> None:
+    for hidden in HIDDENS:
+        h = (rng.standard_normal((tokens, hidden)) * 3).astype(np.float32)
+        rstd = nan(tokens)
+        kernel = build("rms_scale", {"hidden": hidden, "epsilon": EPSILON}, target)
+        run_kernel(kernel, [h, rstd], tokens)
+        want = 1 / np.sqrt(np.mean(h.astype(np.float64) ** 2, axis=-1) + EPSILON)
+        check_relative(f"rms_scale hidden {hidden}", rstd, want, rstd_bound(kernel))
+
+
+def check_rmsnorm(rng: np.random.Generator, target: str, tokens: int) -> None:
+    for hidden in HIDDENS:
+        x = (rng.standard_normal((tokens, hidden)) * 3).astype(np.float32)
+        weight = (1 + 0.3 * rng.standard_normal(hidden)).astype(np.float32)
+        want = rmsnorm(x, weight.astype(np.float64), EPSILON)
+        out = nan(tokens, hidden)
+        kernel = build("rmsnorm", {"hidden": hidden, "epsilon": EPSILON}, target)
+        run_kernel(kernel, [x, weight, out], tokens)
+        check_relative(f"rmsnorm hidden {hidden}", out, want, rmsnorm_bound(kernel))
+        bits = bf16_bits(nan(tokens, hidden))
+        bf16_kernel = build("rmsnorm", {"hidden": hidden, "epsilon": EPSILON, "out_dtype": "bf16"}, target)
+        run_kernel(bf16_kernel, [x, weight, bits], tokens)
+        check_bf16(f"rmsnorm bf16 out hidden {hidden}", bits, want, rmsnorm_bound(bf16_kernel))
+
+
+CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
+    "embedding": check_embedding,
+    "rms_scale": check_rms_scale,
+    "rmsnorm": check_rmsnorm,
+}
+
+
+@pytest.mark.parametrize("tokens", TOKENS)
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("kind", sorted(CHECKS))
+def test_kernel_against_reference(rng: np.random.Generator, kind: str, target: str, tokens: int) -> None:
+    CHECKS[kind](rng, target, tokens)
+
+
+def test_every_kernel_kind_is_interpreted() -> None:
+    missing = sorted(set(KERNELS) - set(CHECKS))
+    assert not missing, f"kinds of kernels/ without an interpreter check in CHECKS: {missing}"
+
+
+# --- the interpreter's own semantics ---------------------------------------------------------------------------
+
+
+def test_row_softmax_reduces_with_max_and_exp(rng: np.random.Generator) -> None:
+    """max, exp, subf and divf on tiles and scalars (ops the attention and MoE kernels will use)."""
+    width = 40
+    k = KernelBuilder({"x": MemRefType(f32, [DYNAMIC_INDEX, width]), "y": MemRefType(f32, [DYNAMIC_INDEX, width])})
+    x, y = k.buffers
+    row = k.load(x, [k.program_id, k.index(0)], [width])
+    largest = k.reduce("max", row)
+    exps = k.map([row, largest], lambda e, v, m: e.exp(e.subf(v, m)))
+    total = k.reduce("add", exps)
+    k.store(k.map([exps, total], lambda e, v, s: e.divf(v, s)), y, [k.program_id, k.index(0)])
+    values = rng.uniform(0, 2, (7, width)).astype(np.float32)
+    out = nan(7, width)
+    run_kernel(_kernel_of(k.finish()), [values, out])
+    wide = values.astype(np.float64)
+    want = np.exp(wide - wide.max(-1, keepdims=True))
+    want /= want.sum(-1, keepdims=True)
+    # d = v - max lies in (-2, 0]: subf's rounding (u) becomes an error of |d| u <= 2 u through exp, which rounds
+    # once more: 3 u per term. The sum of those positive terms rounds once (4 u), the division once: 8 u, and a
+    # u for the second-order terms.
+    check_relative("softmax", out, want, 9 * F32_UNIT)
+
+
+def test_map_with_integer_ops_runs_element_by_element(rng: np.random.Generator) -> None:
+    k = KernelBuilder({"a": MemRefType(i64, [DYNAMIC_INDEX, 8]), "b": MemRefType(i64, [DYNAMIC_INDEX, 8])})
+    a, b = k.buffers
+    values = k.load(a, [k.program_id, k.index(0)], [8])
+    k.store(k.map([values], lambda e, v: e.muli(v, e.addi(v, v))), b, [k.program_id, k.index(0)])
+    got = np.zeros((3, 8), np.int64)
+    source = rng.integers(-1000, 1000, (3, 8)).astype(np.int64)
+    run_kernel(_kernel_of(k.finish()), [source, got])
+    assert np.array_equal(got, 2 * source * source)
+
+
+def test_narrow_rounds_once_to_bf16() -> None:
+    """float64 -> bf16 in one rounding: 1 + 2^-8 + 2^-40 lies above the midpoint of 1 and 1 + 2^-7, which
+    rounding to f32 first would land on exactly (and then round to even, down)."""
+    above, below = 1 + 2.0**-8 + 2.0**-40, 1 + 2.0**-8 - 2.0**-40
+    bits = narrow(np.array([above, below, 1 + 2.0**-8, np.nan, -np.inf]), bf16)
+    assert list(bits[:3]) == [0x3F81, 0x3F80, 0x3F80]
+    assert bits[3] & 0x7FC0 == 0x7FC0 and bits[4] == 0xFF80
+
+
+# --- errors -----------------------------------------------------------------------------------------------------
+
+
+def _kernel_of(body: Block, kind: str = "test") -> tile.KernelOp:
+    return tile.KernelOp(
+        properties={
+            "sym_name": StringAttr(kind),
+            "kind": StringAttr(kind),
+            "dims": DictionaryAttr({}),
+            "parallel": StringAttr("tokens"),
+            "grid": IntegerAttr(0, i64),
+        },
+        regions=[Region(body)],
+    )
+
+
+def _one_line_error(call: Callable[[], None], *phrases: str) -> None:
+    with pytest.raises(TesseraError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message, message
+    for phrase in phrases:
+        assert phrase in message, message
+
+
+def test_an_op_without_an_implementation_is_one_line() -> None:
+    kernel = build("rms_scale", {"hidden": 72, "epsilon": EPSILON}, "x86").clone()
+    store = next(op for op in kernel.body.walk() if isinstance(op, tile.StoreOp))
+    kernel.body.block.insert_op_before(test_dialect.TestOp(), store)
+    h, rstd = np.ones((2, 72), np.float32), nan(2)
+    _one_line_error(lambda: run_kernel(kernel, [h, rstd]), "@rms_scale", "program 0", "test.op")
+
+
+def test_an_access_outside_a_buffer_is_one_line(rng: np.random.Generator) -> None:
+    kernel = build("embedding", {"vocab": 50, "hidden": 72}, "x86")
+    table = rng.standard_normal((50, 72)).astype(np.float32)
+    ids = np.array([3, 50, 7], np.int64)  # the runtime checks ids before a call; the interpreter checks every access
+    _one_line_error(
+        lambda: run_kernel(kernel, [ids, table, nan(3, 72)]), "program 1", "tessera.tile.load of 'table'", "index 50"
+    )
+    _one_line_error(  # more programs than the buffers have rows
+        lambda: run_kernel(kernel, [ids, table, nan(2, 72)], tokens=3), "program", "outside its size"
+    )
+
+
+def test_buffers_not_matching_the_kernel_are_one_line() -> None:
+    kernel = build("rms_scale", {"hidden": 72, "epsilon": EPSILON}, "x86")
+    h = np.ones((2, 72), np.float32)
+    _one_line_error(lambda: run_kernel(kernel, [h.astype(np.float64), nan(2)]), "buffer 'h'", "memref<?x72xf32>")
+    _one_line_error(lambda: run_kernel(kernel, [np.ones((2, 64), np.float32), nan(2)]), "buffer 'h'")
+    _one_line_error(lambda: run_kernel(kernel, [h]), "1 buffers for a kernel taking 2")
+    _one_line_error(lambda: run_kernel(kernel, [h, nan(2)], scalars={"position": 3}), "scalars")
+    assert issubclass(TileInterpreterError, TesseraError)
