@@ -16,18 +16,16 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from tile_kernels import tile_kernel
 from xdsl.dialects import test as test_dialect
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     DictionaryAttr,
-    FloatAttr,
     IntegerAttr,
     MemRefType,
-    ModuleOp,
     StringAttr,
     bf16,
     f32,
-    f64,
     i64,
 )
 from xdsl.ir import Block, Region
@@ -39,7 +37,6 @@ from tessera.interpreters import TileInterpreterError, run_kernel
 from tessera.interpreters.elements import narrow
 from tessera.kernels import KERNELS
 from tessera.kernels.builder import KernelBuilder
-from tessera.passes.tile_choose_tiles import choose_tiles
 from tessera.reference.common import embedding, rmsnorm
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
@@ -55,28 +52,9 @@ Dims = dict[str, int | float | str]
 # --- building -------------------------------------------------------------------------------------------------
 
 
-def _attribute(value: int | float | str) -> IntegerAttr | FloatAttr | StringAttr:
-    if isinstance(value, str):
-        return StringAttr(value)
-    if isinstance(value, float):
-        return FloatAttr(value, f64)
-    return IntegerAttr(value, i64)
-
-
 @functools.cache
 def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], target: str) -> tile.KernelOp:
-    kernel = tile.KernelOp(
-        properties={
-            "sym_name": StringAttr(kind),
-            "kind": StringAttr(kind),
-            "dims": DictionaryAttr({key: _attribute(value) for key, value in dims}),
-            "parallel": StringAttr("tokens"),
-            "grid": IntegerAttr(0, i64),
-        },
-        regions=[Region(Block())],
-    )
-    choose_tiles(ModuleOp([kernel]), target, "fp32")
-    return kernel
+    return tile_kernel(kind, dict(dims), target)
 
 
 def build(kind: str, dims: Dims, target: str) -> tile.KernelOp:
@@ -175,10 +153,53 @@ def check_rmsnorm(rng: np.random.Generator, target: str, tokens: int) -> None:
         check_bf16(f"rmsnorm bf16 out hidden {hidden}", bits, want, rmsnorm_bound(bf16_kernel))
 
 
+def check_moe_combine(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """out (+)= sum_j w[t, j] contrib[t, j]: K products and K adds per element, each rounded (u), on terms of
+    either sign: bounded against the sum of |terms| rather than the result."""
+    top_k = 3
+    for latent, epilogue in ((72, "store"), (130, "accumulate")):
+        contrib = rng.standard_normal((tokens, top_k * latent)).astype(np.float32)
+        weights = rng.random((tokens, top_k)).astype(np.float32)
+        start = rng.standard_normal((tokens, latent)).astype(np.float32)
+        out = start.copy() if epilogue == "accumulate" else nan(tokens, latent)
+        dims = {"num_experts": 8, "top_k": top_k, "latent": latent, "epilogue": epilogue}
+        run_kernel(build("moe_combine", dims, target), [contrib, weights, out], tokens)
+        terms = contrib.astype(np.float64).reshape(tokens, top_k, latent) * weights[:, :, None]
+        want = terms.sum(axis=1) + (start if epilogue == "accumulate" else 0)
+        scale = np.abs(terms).sum(axis=1) + (np.abs(start) if epilogue == "accumulate" else 0)
+        assert np.isfinite(out).all(), f"moe_combine latent {latent}: elements unwritten"
+        error = np.abs(out - want) / scale
+        assert error.max() <= 2 * top_k * F32_UNIT, f"moe_combine latent {latent}: error {error.max():.2e}"
+
+
+def check_kv_append(rng: np.random.Generator, target: str, tokens: int) -> None:
+    heads, kv_heads, head_dim, position = 6, 2, 72, 3
+    capacity = position + tokens + 2
+    qkv = rng.standard_normal((tokens, (heads + 2 * kv_heads) * head_dim)).astype(np.float32)
+    keys = qkv[:, heads * head_dim : (heads + kv_heads) * head_dim].reshape(tokens, kv_heads, head_dim)
+    values = qkv[:, (heads + kv_heads) * head_dim :].reshape(tokens, kv_heads, head_dim)
+    for dtype in ("f32", "bf16"):
+        dims = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim, "max_seq_len": capacity,
+                "cache_dtype": dtype}  # fmt: skip
+        caches = [nan(capacity, kv_heads, head_dim) for _ in range(2)]
+        if dtype == "bf16":
+            caches = [bf16_bits(cache) for cache in caches]
+        run_kernel(build("kv_append", dims, target), [qkv, *caches], tokens, {"position": position})
+        for cache, want in zip(caches, (keys, values), strict=True):
+            written = cache[position : position + tokens]
+            expected = bf16_bits(want) if dtype == "bf16" else want
+            assert np.array_equal(written, expected), f"kv_append {dtype} cache rows"
+            outside = np.concatenate([cache[:position], cache[position + tokens :]])
+            as_float = bf16_to_f32(outside) if dtype == "bf16" else outside
+            assert np.isnan(as_float).all(), f"kv_append {dtype}: rows outside the call written"
+
+
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
     "embedding": check_embedding,
     "rms_scale": check_rms_scale,
     "rmsnorm": check_rmsnorm,
+    "moe_combine": check_moe_combine,
+    "kv_append": check_kv_append,
 }
 
 
