@@ -11,8 +11,9 @@ from collections.abc import Callable, Mapping
 from xdsl.ir import Block
 
 from tessera.kernels import attention, moe, rows
+from tessera.kernels.builder import Dims
 
-KernelBody = Callable[[Mapping[str, object], Mapping[str, int]], Block]
+KernelBody = Callable[[Dims, Mapping[str, int]], Block]
 
 KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS, **attention.KERNELS}
 # The scalars each kind reads after its buffers (dialects/tile.py KERNEL_SCALARS).

@@ -14,15 +14,15 @@ from collections.abc import Mapping
 from xdsl.dialects.builtin import MemRefType, bf16, f32
 from xdsl.ir import Block
 
-from tessera.kernels.builder import KernelBuilder
+from tessera.kernels.builder import Dims, KernelBuilder
 from tessera.kernels.rows import columns, rows
 
 
-def kv_append(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
-    heads, kv_heads, head_dim = (int(dims[key]) for key in ("num_heads", "num_kv_heads", "head_dim"))  # type: ignore[call-overload]
+def kv_append(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    heads, kv_heads, head_dim = (int(dims[key]) for key in ("num_heads", "num_kv_heads", "head_dim"))
     block = tiles["block"]
     cache_element = bf16 if dims.get("cache_dtype", "f32") == "bf16" else f32
-    cache = MemRefType(cache_element, [int(dims["max_seq_len"]), kv_heads, head_dim])  # type: ignore[call-overload]
+    cache = MemRefType(cache_element, [int(dims["max_seq_len"]), kv_heads, head_dim])
     qkv_type = rows((heads + 2 * kv_heads) * head_dim, f32)
     k = KernelBuilder({"qkv": qkv_type, "k_cache": cache, "v_cache": cache}, scalars=("position",))
     qkv, k_cache, v_cache = k.buffers

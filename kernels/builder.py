@@ -22,13 +22,15 @@ from dataclasses import dataclass, field
 
 from xdsl.builder import Builder, InsertPoint
 from xdsl.dialects import arith, math, scf
-from xdsl.dialects.builtin import FloatAttr, IndexType, IntegerAttr, MemRefType, f32
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.dialects.builtin import AnyFloat, FloatAttr, IndexType, IntegerAttr, MemRefType, f32
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType, element_of
 
 INDEX = IndexType()
+# A kernel's Tile-IR dims (sizes, epsilon, dtype names), as its builder reads them.
+Dims = Mapping[str, int | float | str]
 
 
 @dataclass
@@ -66,9 +68,10 @@ class KernelBuilder:
 
     # --- insertion -----------------------------------------------------------------------------------------
 
-    def _insert(self, op: object) -> SSAValue:
-        self._builder.insert(op)  # type: ignore[arg-type]
-        return op.results[0] if op.results else None  # type: ignore[attr-defined, return-value]
+    def _insert(self, op: Operation) -> SSAValue:
+        """Insert `op` and return its result (ops without one are inserted for their effect)."""
+        self._builder.insert(op)
+        return op.results[0] if op.results else None  # type: ignore[return-value]
 
     @contextmanager
     def _at_end(self, block: Block) -> Iterator[None]:
@@ -84,7 +87,12 @@ class KernelBuilder:
         block = self.block
         key = (block, str(type_), value)
         if key not in self._constants:
-            attr = IntegerAttr(int(value), type_) if isinstance(type_, IndexType) else FloatAttr(float(value), type_)
+            attr: IntegerAttr | FloatAttr
+            if isinstance(type_, IndexType):
+                attr = IntegerAttr(int(value), type_)
+            else:
+                assert isinstance(type_, AnyFloat)
+                attr = FloatAttr(float(value), type_)
             op = arith.ConstantOp(attr, type_)
             first = block.first_op
             if first is None:

@@ -12,12 +12,12 @@ from collections.abc import Mapping
 from xdsl.dialects.builtin import f32
 from xdsl.ir import Block
 
-from tessera.kernels.builder import KernelBuilder
+from tessera.kernels.builder import Dims, KernelBuilder
 from tessera.kernels.rows import columns, rows
 
 
-def moe_combine(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
-    top_k, latent, block = int(dims["top_k"]), int(dims["latent"]), tiles["block"]  # type: ignore[call-overload]
+def moe_combine(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    top_k, latent, block = int(dims["top_k"]), int(dims["latent"]), tiles["block"]
     k = KernelBuilder({"contrib": rows(top_k * latent, f32), "weights": rows(top_k, f32), "out": rows(latent, f32)})
     contrib, weights, out = k.buffers
     t = k.program_id

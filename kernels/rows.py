@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32, i64
 from xdsl.ir import Attribute, Block, SSAValue
 
-from tessera.kernels.builder import INDEX, KernelBuilder
+from tessera.kernels.builder import INDEX, Dims, KernelBuilder
 
 TOKENS_F32 = MemRefType(f32, [DYNAMIC_INDEX])
 
@@ -47,32 +47,32 @@ def inverse_rms(k: KernelBuilder, buffer: SSAValue, width: int, block: int, epsi
     return k.divf(k.f32(1.0), k.sqrt(k.addf(mean, k.f32(epsilon))))
 
 
-def rms_scale(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
-    hidden = int(dims["hidden"])  # type: ignore[call-overload]
+def rms_scale(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    hidden = int(dims["hidden"])
     k = KernelBuilder({"h": rows(hidden, f32), "rstd": TOKENS_F32})
     h, rstd = k.buffers
-    scale = inverse_rms(k, h, int(dims["hidden"]), tiles["block"], float(dims["epsilon"]))  # type: ignore[arg-type]
+    scale = inverse_rms(k, h, int(dims["hidden"]), tiles["block"], float(dims["epsilon"]))
     k.store(scale, rstd, [k.program_id])
     return k.finish()
 
 
-def rmsnorm(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
-    hidden, block = int(dims["hidden"]), tiles["block"]  # type: ignore[call-overload]
+def rmsnorm(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    hidden, block = int(dims["hidden"]), tiles["block"]
     out_type = rows(hidden, bf16 if dims.get("out_dtype", "f32") == "bf16" else f32)
     k = KernelBuilder({"x": rows(hidden, f32), "weight": MemRefType(f32, [hidden]), "out": out_type})
     x, weight, out = k.buffers
-    scale = inverse_rms(k, x, hidden, block, float(dims["epsilon"]))  # type: ignore[arg-type]
+    scale = inverse_rms(k, x, hidden, block, float(dims["epsilon"]))
     start, stop, bound = columns(k, hidden, block)
     with k.loop(start, stop, k.index(block)) as chunk:
         values = k.load(x, [k.program_id, chunk.iv], [block], bound)
         gains = k.load(weight, [chunk.iv], [block], bound)
         normed = k.map([values, gains, scale], lambda e, v, g, s: e.mulf(g, e.mulf(v, s)))
-        k.store(k.convert(normed, out.type.element_type), out, [k.program_id, chunk.iv], bound)  # type: ignore[attr-defined]
+        k.store(k.convert(normed, out_type.element_type), out, [k.program_id, chunk.iv], bound)
     return k.finish()
 
 
-def embedding(dims: Mapping[str, object], tiles: Mapping[str, int]) -> Block:
-    hidden, block, vocab = int(dims["hidden"]), tiles["block"], int(dims["vocab"])  # type: ignore[call-overload]
+def embedding(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    hidden, block, vocab = int(dims["hidden"]), tiles["block"], int(dims["vocab"])
     k = KernelBuilder(
         {"ids": MemRefType(i64, [DYNAMIC_INDEX]), "table": MemRefType(f32, [vocab, hidden]), "out": rows(hidden, f32)}
     )

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from xdsl.dialects import arith, vector
 from xdsl.dialects.builtin import (
+    AnyFloat,
     BFloat16Type,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
@@ -79,12 +80,14 @@ class Emitter:
     def constant(self, value: int | float, type_: Attribute) -> SSAValue:
         """A constant of a scalar type, or a splat of one when type_ is a vector."""
         element = type_.element_type if isinstance(type_, VectorType) else type_
-        if isinstance(element, (IntegerType, IndexType)):
-            attr: Attribute = IntegerAttr(int(value), element)
-        else:
-            attr = FloatAttr(float(value), element)  # type: ignore[arg-type]
+        attr: IntegerAttr | FloatAttr | DenseIntOrFPElementsAttr
         if isinstance(type_, VectorType):
             attr = _splat(type_, value)
+        elif isinstance(element, (IntegerType, IndexType)):
+            attr = IntegerAttr(int(value), element)
+        else:
+            assert isinstance(element, AnyFloat)
+            attr = FloatAttr(float(value), element)
         return self(arith.ConstantOp(attr, type_))
 
     def broadcast(self, scalar: SSAValue, like: Attribute) -> SSAValue:
@@ -140,9 +143,11 @@ class Emitter:
 
 def _splat(type_: VectorType, value: int | float) -> DenseIntOrFPElementsAttr:
     element = type_.element_type
+    count = type_.element_count()
     if isinstance(element, (IntegerType, IndexType)):
-        return DenseIntOrFPElementsAttr.from_list(type_, [int(value)] * type_.element_count())
-    return DenseIntOrFPElementsAttr.from_list(type_, [float(value)] * type_.element_count())
+        return DenseIntOrFPElementsAttr.from_list(VectorType(element, type_.get_shape()), [int(value)] * count)
+    assert isinstance(element, AnyFloat)
+    return DenseIntOrFPElementsAttr.from_list(VectorType(element, type_.get_shape()), [float(value)] * count)
 
 
 # --- patterns ------------------------------------------------------------------------------------------------

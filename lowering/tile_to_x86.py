@@ -34,7 +34,7 @@ from tessera.dialects.tile import TileType
 from tessera.lowering.tile_elements import SHARED_PATTERNS, Emitter, LowerTileTypes, TilePattern, lowered_type, storage
 
 LANES = 1
-REASSOCIATE = arith.FastMathFlagsAttr(["reassoc", "contract"])
+REASSOCIATE = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC, arith.FastMathFlag.ALLOW_CONTRACT])
 _COMBINERS = {"add": "add", "max": "maxnumf", "min": "minnumf"}
 
 

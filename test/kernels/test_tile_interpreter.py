@@ -12,7 +12,7 @@ rejects. Every kind of kernels.KERNELS must have a check here (test_every_kernel
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
@@ -57,7 +57,7 @@ def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], target: s
     return tile_kernel(kind, dict(dims), target)
 
 
-def build(kind: str, dims: Dims, target: str) -> tile.KernelOp:
+def build(kind: str, dims: Mapping[str, int | float | str], target: str) -> tile.KernelOp:
     """The kernel of `kind` with its body for `target`, through tessera-tile-choose-tiles."""
     return _built(kind, tuple(sorted(dims.items())), target)
 
@@ -162,7 +162,7 @@ def check_moe_combine(rng: np.random.Generator, target: str, tokens: int) -> Non
         weights = rng.random((tokens, top_k)).astype(np.float32)
         start = rng.standard_normal((tokens, latent)).astype(np.float32)
         out = start.copy() if epilogue == "accumulate" else nan(tokens, latent)
-        dims = {"num_experts": 8, "top_k": top_k, "latent": latent, "epilogue": epilogue}
+        dims: dict[str, int | float | str] = {"num_experts": 8, "top_k": top_k, "latent": latent, "epilogue": epilogue}
         run_kernel(build("moe_combine", dims, target), [contrib, weights, out], tokens)
         terms = contrib.astype(np.float64).reshape(tokens, top_k, latent) * weights[:, :, None]
         want = terms.sum(axis=1) + (start if epilogue == "accumulate" else 0)
