@@ -3,16 +3,30 @@ Tessera builds them as typed IR and prints them once, in generic form, for MLIR 
 (targets/toolchain.to_upstream_text). Each is the subset Tessera emits, with its verifier.
 
     gpu.shuffle   a value of another lane of the wave (mode xor | down | up | idx), and whether it was valid
+    arith.cmpf, arith.select on vectors (xDSL's take i1 conditions only): an i1 per element, and the choice
+                  it makes per element (built for vectors only; scalars use xDSL's own ops)
 """
 
 from __future__ import annotations
 
 import io
 from enum import auto
+from typing import ClassVar
 
-from xdsl.dialects.builtin import IntegerType, i1, i32
+from xdsl.dialects.arith import CMPF_COMPARISON_OPERATIONS, FastMathFlagsAttr
+from xdsl.dialects.arith import CmpfOp as XdslCmpfOp
+from xdsl.dialects.builtin import AnyFloat, IntegerAttr, IntegerType, VectorType, i1, i32, i64
 from xdsl.ir import Attribute, Dialect, EnumAttribute, Operation, SpacedOpaqueSyntaxAttribute, SSAValue
-from xdsl.irdl import IRDLOperation, irdl_attr_definition, irdl_op_definition, operand_def, prop_def, result_def
+from xdsl.irdl import (
+    IRDLOperation,
+    VarConstraint,
+    base,
+    irdl_attr_definition,
+    irdl_op_definition,
+    operand_def,
+    prop_def,
+    result_def,
+)
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
 from xdsl.utils.str_enum import StrEnum
@@ -57,9 +71,74 @@ class ShuffleOp(IRDLOperation):
             raise VerifyException(f"{self.name}: shuffles 32- or 64-bit values, got {type_}")
 
 
-# Not registered with tessera-opt's context, where xDSL's own gpu dialect holds the namespace: these ops are
-# built by the lowerings and printed, never parsed back by xDSL.
+def _mask_of(type_: Attribute) -> VectorType:
+    """vector<N x i1> for a vector<N x T>."""
+    assert isinstance(type_, VectorType)
+    return VectorType(i1, type_.get_shape())
+
+
+@irdl_op_definition
+class CmpfOp(IRDLOperation):
+    """`arith.cmpf <predicate>, %a, %b : vector<N x f32>` -> vector<N x i1>."""
+
+    name = "arith.cmpf"
+    T: ClassVar = VarConstraint("T", base(VectorType))
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    result = result_def(VectorType)
+    predicate = prop_def(IntegerAttr)
+    fastmath = prop_def(FastMathFlagsAttr)
+
+    print = XdslCmpfOp.print  # MLIR's custom form, as xDSL prints scalar comparisons
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, predicate: str) -> None:
+        super().__init__(
+            operands=[lhs, rhs],
+            result_types=[_mask_of(lhs.type)],
+            properties={
+                "predicate": IntegerAttr(CMPF_COMPARISON_OPERATIONS.index(predicate), i64),
+                "fastmath": FastMathFlagsAttr("none"),
+            },
+        )
+
+    def verify_(self) -> None:
+        type_ = self.lhs.type
+        assert isinstance(type_, VectorType)
+        if not isinstance(type_.element_type, AnyFloat):
+            raise VerifyException(f"{self.name}: compares vectors of floats, got {type_}")
+        if self.result.type != _mask_of(type_):
+            raise VerifyException(
+                f"{self.name}: the result of comparing {type_} is {_mask_of(type_)}, not {self.result.type}"
+            )
+        if not 0 <= self.predicate.value.data < len(CMPF_COMPARISON_OPERATIONS):
+            raise VerifyException(f"{self.name}: unknown predicate {self.predicate.value.data}")
+
+
+@irdl_op_definition
+class SelectOp(IRDLOperation):
+    """`arith.select %mask, %a, %b : vector<N x i1>, vector<N x T>`: a's element where the mask is set, else b's."""
+
+    name = "arith.select"
+    T: ClassVar = VarConstraint("T", base(VectorType))
+    condition = operand_def(VectorType)
+    true_value = operand_def(T)
+    false_value = operand_def(T)
+    result = result_def(T)
+    assembly_format = "$condition `,` $true_value `,` $false_value attr-dict `:` type($condition) `,` type($result)"
+
+    def __init__(self, condition: SSAValue, true_value: SSAValue, false_value: SSAValue) -> None:
+        super().__init__(operands=[condition, true_value, false_value], result_types=[true_value.type])
+
+    def verify_(self) -> None:
+        type_ = self.true_value.type
+        if self.condition.type != _mask_of(type_):
+            raise VerifyException(f"{self.name}: a {type_} is chosen by a {_mask_of(type_)}, not {self.condition.type}")
+
+
+# Not registered with tessera-opt's context, where xDSL's own gpu and arith dialects hold the namespaces: these
+# ops are built by the lowerings and printed, never parsed back by xDSL.
 UpstreamGpu = Dialect("gpu", [ShuffleOp], [ShuffleModeAttr])
+UpstreamArith = Dialect("arith", [CmpfOp, SelectOp])
 
 
 def upstream_text(op: Operation) -> str:

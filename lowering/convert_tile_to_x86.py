@@ -22,6 +22,7 @@ from tessera.dialects import tile, tile_plan
 from tessera.dialects.tile import plain_dict
 from tessera.dialects.upstream import upstream_text
 from tessera.errors import TesseraError
+from tessera.lowering.expand_math import expand_math
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.tile_to_x86 import lower_to_x86
 from tessera.lowering.x86 import attention, basic, gemm, mamba, moe
@@ -119,9 +120,11 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
 
 
 def _lower_dataflow(kernel: tile.KernelOp) -> str:
-    """A kernel written in kernels/: convert-tessera-tile-to-x86 on a copy of it, as MLIR 22 text."""
+    """A kernel written in kernels/: convert-tessera-tile-to-x86 and tessera-expand-math on a copy of it, as
+    MLIR 22 text."""
     module = ModuleOp([kernel.clone()])
     lower_to_x86(module)
+    expand_math(module, "x86")
     return upstream_text(module.body.block.first_op)  # type: ignore[arg-type]
 
 

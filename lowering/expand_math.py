@@ -1,43 +1,98 @@
 """tessera-expand-math{target}: the math functions a target has no instruction or library call for, written
-out as ops it has — one pass for every target, run after the tile lowering.
+out as ops it has — one pass for every target, run after the tile lowering. The algorithms and their error
+bounds are lowering/math/'s.
 
-    sm_90a   math.sqrt (f32) -> llvm.call_intrinsic "llvm.sqrt.f32" (sqrt.rn.f32, correctly rounded):
-             convert-gpu-to-nvvm would call libdevice's __nv_sqrtf, which the PTX cannot carry
-    x86, gfx942, gfx90a
-             nothing: LLVM's x86 and AMDGPU back ends have sqrt
-
-exp and log of the kernels still emitted as text are lowering/nvvm/math.py's; they move here with the
-kernels that use them.
+    sm_90a   math.exp, math.log, math.sqrt, math.rsqrt of f32 (the SIMT lowering holds one element per lane):
+             exp_by_exp2, log_fdlibm, sqrt_intrinsic, rsqrt_by_division. convert-gpu-to-nvvm would call
+             libdevice (__nv_expf, ...), which the PTX cannot carry, and LLVM's NVPTX back end has no exp or
+             log of its own; other element types are an error.
+    x86      math.exp, math.log of f32 and vectors of f32: exp_cephes, log_fdlibm (LLVM would call libm's
+             expf / logf, once per element of a vector). f64 (scalars per token or head) stays with libm;
+             sqrt and rsqrt are instructions (convert-math-to-llvm writes rsqrt as 1 / sqrt).
+    gfx942, gfx90a
+             nothing: convert-gpu-to-rocdl makes f32 exp, log, sqrt and rsqrt LLVM intrinsics that the AMDGPU
+             back end selects as instruction sequences (v_exp_f32, v_log_f32 with range reduction,
+             v_sqrt_f32), no library calls.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import llvm, math
-from xdsl.dialects.builtin import Float32Type, ModuleOp
+from xdsl.dialects import math
+from xdsl.dialects.builtin import Float32Type, ModuleOp, VectorType
+from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
 
 from tessera.errors import TesseraError
+from tessera.lowering.math.emitter import MathEmitter
+from tessera.lowering.math.exp import exp_by_exp2, exp_cephes
+from tessera.lowering.math.log import log_fdlibm
+from tessera.lowering.math.sqrt import rsqrt_by_division, sqrt_intrinsic
 
-TARGETS = ("x86", "gfx942", "gfx90a", "sm_90a")
+Expansion = Callable[[MathEmitter, SSAValue], SSAValue]
 
 
-class SqrtAsIntrinsic(RewritePattern):
-    @op_type_rewrite_pattern
-    def match_and_rewrite(self, op: math.SqrtOp, rewriter: PatternRewriter) -> None:
-        if not isinstance(op.operand.type, Float32Type):
-            raise TesseraError(f"{op.name}: sm_90a kernels take the square root of f32 only, got {op.operand.type}")
-        rewriter.replace_matched_op(llvm.CallIntrinsicOp("llvm.sqrt.f32", [op.operand], [op.result.type]))
+@dataclass(frozen=True)
+class TargetMath:
+    """What a target expands: `functions` by op, on f32 and (`vectors`) vectors of f32. Other types are left
+    to the target's library, or, where it has none (`library` False), an error."""
+
+    functions: Mapping[type[Operation], Expansion]
+    vectors: bool
+    library: bool
+
+
+TARGETS: dict[str, TargetMath] = {
+    "x86": TargetMath({math.ExpOp: exp_cephes, math.LogOp: log_fdlibm}, vectors=True, library=True),
+    "gfx942": TargetMath({}, vectors=True, library=True),
+    "gfx90a": TargetMath({}, vectors=True, library=True),
+    "sm_90a": TargetMath(
+        {
+            math.ExpOp: exp_by_exp2,
+            math.LogOp: log_fdlibm,
+            math.SqrtOp: sqrt_intrinsic,
+            math.RsqrtOp: rsqrt_by_division,
+        },
+        vectors=False,
+        library=False,
+    ),
+}
+
+
+class ExpandMathOp(RewritePattern):
+    """A math op of the target's table, replaced by its expansion on the op's operand."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self.math = TARGETS[target]
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        expansion = self.math.functions.get(type(op))
+        if expansion is None:
+            return
+        (operand,) = op.operands
+        if not self._expands(op, operand.type):
+            return
+        rewriter.replace_matched_op([], [expansion(MathEmitter(rewriter, op, operand.type), operand)])
+
+    def _expands(self, op: Operation, type_: Attribute) -> bool:
+        vector_of_f32 = isinstance(type_, VectorType) and isinstance(type_.element_type, Float32Type)
+        if isinstance(type_, Float32Type) or (vector_of_f32 and self.math.vectors):
+            return True
+        if self.math.library:
+            return False
+        shape = "f32, one element per lane," if not self.math.vectors else "f32 or vectors of f32"
+        raise TesseraError(f"{op.name}: {self.target} kernels compute it on {shape} got {type_}")
 
 
 def expand_math(module: ModuleOp, target: str) -> None:
     if target not in TARGETS:
         raise TesseraError(f"tessera-expand-math: unknown target '{target}' (known: {', '.join(TARGETS)})")
-    if target == "sm_90a":
-        PatternRewriteWalker(SqrtAsIntrinsic()).rewrite_module(module)
+    PatternRewriteWalker(ExpandMathOp(target)).rewrite_module(module)
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,12 @@ def _fma(b: MlirBuilder, x: str, y: str, acc: str, type_: str = VF32) -> str:
 
 def _exp(b: MlirBuilder, x: str, type_: str) -> str:
     """exp(x) for x <= 0 (f32 or vector): 2^n * p(r) with n = round(x*log2 e), r = x - n ln2 (Cephes expf).
-    x <= -87 (or NaN, or -inf) gives exactly 0; rounding uses the 1.5*2^23 trick (no SSE4.1 floor)."""
+    x <= -87 (or NaN, or -inf) gives exactly 0; rounding uses the 1.5*2^23 trick (no SSE4.1 floor).
+
+    The kernels of kernels/ use tessera-expand-math's typed pattern (lowering/math/exp.py exp_cephes): this
+    algorithm op for op, with its bits wherever this one is defined (test/kernels/test_expand_math.py), and
+    defined for every x (NaN stays NaN, +inf above 88.376). This text copy goes away with the last
+    hand-written x86 emitter that calls it (this file's attention, mamba.py's `_exp` being a variant)."""
     int_type = type_.replace("f32", "i32")
     floor = b.f32(-87.0, type_)
     above = b.let("c", f"arith.cmpf ogt, {x}, {floor} : {type_}")

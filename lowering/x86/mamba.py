@@ -219,6 +219,11 @@ def _exp(b: _Body, x: str, type_: str = VF32) -> str:
     """exp(x) for f32 or vector<16xf32> without libm (Cephes' expf): x = n ln2 + r, exp = 2^n p(r), |r| <= ln2/2.
 
     Inputs are clamped to [-87.34, 88] so that 2^n stays a normal f32; below -87.34 the result is 0.
+
+    A variant of attention.py's `_exp` (other clamps; x - n ln2 and the last Horner step rounded differently, so
+    the last bit can differ). The kernels of kernels/ use tessera-expand-math's typed pattern
+    (lowering/math/exp.py exp_cephes, attention.py's op for op); this text copy goes away with the last
+    hand-written x86 emitter that calls it.
     """
     lowest, highest = b.f32(-87.33654, type_), b.f32(88.0, type_)
     low = b.fcmp("olt", x, lowest, type_)

@@ -4,7 +4,7 @@ each with MANTISSAS evenly spaced mantissas and the extremes, both signs, and +-
 
 Where a function is defined and finite the error is measured in ulps of the float64 result's f32 binade,
 ulp(w) = 2^(floor(log2 |w|) - 23) (2^-149 at the least), against a bound derived from the arithmetic
-(lowering/nvvm/math.py's docstring derives each; the simulator's exp2 is float64 rounded once to f32, within
+(lowering/math/'s docstrings derive each; the simulator's exp2 is float64 rounded once to f32, within
 0.5 + 2^-29 ulp, where an H200's ex2.approx.f32 is within 2.055 ulp: exp on the GPU is 1.56 ulp looser than
 here, 2.43 ulp). Elsewhere every value must be exactly the documented one (exp: 0 below -87 and +inf above 88; log:
 -inf at +-0, NaN below 0; NaN in, NaN out).
@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 from rocdl_sim import Simulator
 
-from tessera.lowering.nvvm import math as nvvm_math
+from tessera.lowering.math.exp import EXP_HIGH, EXP_LOW
 
 LOG = logging.getLogger(__name__)
 
 # Mantissas per exponent: 2.1M points per function (both signs), about 4 s for all four on this 2-core machine.
 MANTISSAS = 4096
-# The bounds lowering/nvvm/math.py derives, in ulps: exp 0.874 with the simulator's exp2, log 0.947 (0.840
+# The bounds lowering/math/ derives, in ulps: exp 0.874 with the simulator's exp2, log 0.947 (0.840
 # exhaustively), sqrt correctly rounded, rsqrt 1.5.
 BOUNDS = {"exp": 0.875, "log": 0.95, "sqrt": 0.5, "rsqrt": 1.5}
 # On the GPU (benchmarks/gpu_math_sweep.py): exp through ex2.approx.f32 (within 2.055 ulp, measured over all its
@@ -59,8 +59,8 @@ def expected(function: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     wide = x.astype(np.float64)
     with np.errstate(all="ignore"):
         if function == "exp":
-            inside = (wide >= nvvm_math.EXP_LOW) & (wide <= nvvm_math.EXP_HIGH)
-            want = np.where(wide < nvvm_math.EXP_LOW, 0.0, np.where(wide > nvvm_math.EXP_HIGH, np.inf, np.exp(wide)))
+            inside = (wide >= EXP_LOW) & (wide <= EXP_HIGH)
+            want = np.where(wide < EXP_LOW, 0.0, np.where(wide > EXP_HIGH, np.inf, np.exp(wide)))
             return want, inside
         finite_positive = (wide > 0) & np.isfinite(wide)
         references: dict[str, Callable[[np.ndarray], np.ndarray]] = {
