@@ -41,10 +41,10 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
+from tessera.arch import gpu_arch
 from tessera.dialects import tile, upstream
 from tessera.kernels.builder import KernelBuilder
 from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels_module
-from tessera.lowering.gpu.arch import gpu_arch
 from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
 from tessera.lowering.math.exp import CEPHES_HIGH, CEPHES_LOW
 from tessera.lowering.mlir_text import MlirBuilder
