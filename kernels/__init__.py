@@ -10,11 +10,11 @@ from collections.abc import Callable, Mapping
 
 from xdsl.ir import Block
 
-from tessera.kernels import attention, moe, rows
+from tessera.kernels import attention, mamba, moe, rows
 from tessera.kernels.builder import Dims
 
 KernelBody = Callable[[Dims, Mapping[str, int]], Block]
 
-KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS, **attention.KERNELS}
+KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS, **attention.KERNELS, **mamba.KERNELS}
 # The scalars each kind reads after its buffers (dialects/tile.py KERNEL_SCALARS).
 SCALARS: dict[str, tuple[str, ...]] = {**attention.SCALARS}

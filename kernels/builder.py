@@ -128,8 +128,18 @@ class KernelBuilder:
     def divf(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.DivfOp(x, y))
 
+    def negf(self, x: SSAValue) -> SSAValue:
+        return self._insert(arith.NegfOp(x))
+
     def sqrt(self, x: SSAValue) -> SSAValue:
         return self._insert(math.SqrtOp(x))
+
+    def rsqrt(self, x: SSAValue) -> SSAValue:
+        return self._insert(math.RsqrtOp(x))
+
+    def silu(self, x: SSAValue) -> SSAValue:
+        """x * sigmoid(x), as x / (exp(-x) + 1)."""
+        return self.divf(x, self.addf(self.exp(self.negf(x)), self.f32(1.0)))
 
     def exp(self, x: SSAValue) -> SSAValue:
         return self._insert(math.ExpOp(x))

@@ -172,7 +172,7 @@ _POSITION_KINDS = ("attention",)
 def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
                    weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """The x86 launch: the emitter's argument order and scalars, thread-split hints, weight packing."""
-    order = _ARGUMENT_ORDER.get(kernel.kind.data)
+    order = None if kernel.is_dataflow() else _ARGUMENT_ORDER.get(kernel.kind.data)
     if order is not None:
         args = [args[i] for i in order]
     scalars = kernel.scalar_names() if kernel.is_dataflow() else ("position",) * (kernel.kind.data in _POSITION_KINDS)

@@ -36,20 +36,6 @@ def _row_block(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCh
     return TileChoice({"threads": arch.wave_size, "block": arch.wave_size})
 
 
-def _gated_rmsnorm(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    """A workgroup per (token, norm group): the group's y and z stream through registers twice."""
-    width = int(dims["num_heads"]) * int(dims["head_dim"]) // int(dims["n_groups"])
-    body = [
-        load("y", [1, width], REGISTERS),
-        load("z", [1, width], REGISTERS),
-        elementwise("silu_gate"),
-        reduce("sum_squares"),
-        load("norm_weight", [1, width], REGISTERS),
-        store("out", [1, width], element=str(dims.get("out_dtype", "f32"))),
-    ]
-    return TileChoice({**_row_tiles(arch), "groups_per_workgroup": 1}, body)
-
-
 def _moe_router(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
     experts, top_k = int(dims["num_experts"]), int(dims["top_k"])
     body = [
@@ -95,7 +81,7 @@ POLICIES: dict[str, GpuPolicy] = {
     "embedding": _row_block,
     "rmsnorm": _row_block,
     "rms_scale": _row_block,
-    "gated_rmsnorm": _gated_rmsnorm,
+    "gated_rmsnorm": _row_block,
     "moe_router": _moe_router,
     "moe_combine": _row_block,
     "kv_append": _row_block,

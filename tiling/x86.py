@@ -107,27 +107,22 @@ def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[Mapping[str, Any], 
     return choose
 
 
+def _row_width(dims: Mapping[str, Any], key: str) -> int:
+    """The row a row kernel strides over: a dim, or a gated RMSNorm group's I / G columns."""
+    if key == "group_width":
+        return int(dims["num_heads"]) * int(dims["head_dim"]) // int(dims["n_groups"])
+    return int(dims[key])
+
+
 def _row_block(width_key: str) -> Callable[[Mapping[str, Any], str], TileChoice]:
     """A kernel written in kernels/rows.py: `block` features per step, four AVX-512 vectors (so that a
     reduction keeps four partial sums) or the row rounded up to a power of two when it is shorter."""
 
     def choose(dims: Mapping[str, Any], precision: str) -> TileChoice:
-        width = int(dims[width_key])
+        width = _row_width(dims, width_key)
         return TileChoice({"block": 64 if width >= 64 else max(8, 1 << (width - 1).bit_length())})
 
     return choose
-
-
-def _gated(dims: Mapping[str, Any], precision: str) -> TileChoice:
-    inner = int(dims["num_heads"]) * int(dims["head_dim"])
-    body = [
-        load("y", [1, inner]),
-        load("z", [1, inner]),
-        elementwise("silu_gate"),
-        reduce("sum_squares"),
-        store("out", [1, inner]),
-    ]
-    return TileChoice({"rows_per_step": 1}, body)
 
 
 def _conv(dims: Mapping[str, Any], precision: str) -> TileChoice:
@@ -162,7 +157,7 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], str], TileChoice]] = {
     "embedding": _row_block("hidden"),
     "rmsnorm": _row_block("hidden"),
     "rms_scale": _row_block("hidden"),
-    "gated_rmsnorm": _gated,
+    "gated_rmsnorm": _row_block("group_width"),
     "conv_silu": _conv,
     "moe_router": _rows("num_experts", ("sigmoid", "group_topk")),
     "moe_experts": _experts,
