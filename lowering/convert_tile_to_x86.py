@@ -132,7 +132,6 @@ _MAMBA_EMITTERS = {
     "conv_silu": mamba.emit_conv_silu,
     "ssd_scan": mamba.emit_ssd_scan,
     "ssd_step": mamba.emit_ssd_step,
-    "gated_rmsnorm": mamba.emit_gated_rmsnorm,
 }
 
 
@@ -162,8 +161,6 @@ def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, str]:
     }
 
 
-# Kinds whose emitter takes the operands in another order than the launch's ins + outs.
-_ARGUMENT_ORDER = {"gated_rmsnorm": (1, 0, 2, 3)}  # (y, zxbcdt, norm_weight, out)
 # Hand-emitted kinds that read the sequence position (tokens already in the KV cache) after their buffers
 # (a kernel of kernels/ names its scalars itself).
 _POSITION_KINDS = ("attention",)
@@ -172,9 +169,6 @@ _POSITION_KINDS = ("attention",)
 def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
                    weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """The x86 launch: the emitter's argument order and scalars, thread-split hints, weight packing."""
-    order = None if kernel.is_dataflow() else _ARGUMENT_ORDER.get(kernel.kind.data)
-    if order is not None:
-        args = [args[i] for i in order]
     scalars = kernel.scalar_names() if kernel.is_dataflow() else ("position",) * (kernel.kind.data in _POSITION_KINDS)
     args += [{name: True} for name in scalars]
     if kernel.kind.data == "matmul":

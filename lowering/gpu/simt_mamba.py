@@ -1,5 +1,5 @@
 """SIMT kernels of the Mamba-2 mixer around the scan, for every GPU target: the causal conv + SiLU, the decode
-step of the SSD recurrence and the gated group RMSNorm (tiles: tiling/gpu_rows.py; registered
+step of the SSD recurrence (the gated group RMSNorm is kernels/mamba.py) (tiles: tiling/gpu_rows.py; registered
 through lowering/gpu/simt_rows.EMITTERS), and on Hopper the prefill scan as that same recurrence
 (ssd_scan_simt below). The chunked prefill scan on MFMA is lowering/rocdl/ssd.py. Waves are the arch's
 (64 lanes on CDNA, warps of 32 on Hopper: "64" and "4 waves" below read W and 256 / W).
@@ -36,12 +36,6 @@ uses f64 — no f64 exp/log on the GPU without a device library).
         chunked scan's clamp), the state held as f32 in a shared tile [P, N] for the call: each thread loads
         the elements it owns, updates them per token, and stores them once at the end (bf16 rounded once,
         as the chunked scans do). The same sums as the chunked scan in another order.
-
-    gated_rmsnorm(zxbcdt, y f32 [T, I], norm_weight f32 [I], out (f32 | bf16) [T, I])
-                                                         Grid x = tokens, y = G: one wave per (t, group)
-        g = y[t, c] * silu(z[t, c]) over the group's I/G columns c (lane-strided); s = sum g^2 (butterfly);
-        out[t, c] = (g * rsqrt(s / (I/G) + eps)) * norm_weight[c], rounded once when out is bf16. The second
-        pass recomputes g (the same ops give the same bits) rather than writing and re-reading it.
 
 silu(x) = x / (exp(-x) + 1). math.exp / log / sqrt / rsqrt are AMDGPU instruction sequences (v_exp_f32,
 v_log_f32 with range reduction; rsqrt as a correctly rounded sqrt and a division), no library calls; on
@@ -242,39 +236,7 @@ def _emit_recurrence(info: KernelInfo, scan: bool) -> GpuKernel:
     return _finish(info, b, Grid(x=(m.heads, 1)))
 
 
-# --- gated_rmsnorm -----------------------------------------------------------------------------------------
-
-
-def emit_gated_rmsnorm(info: KernelInfo) -> GpuKernel:
-    m = _Mamba(info)
-    width = m.inner // m.groups
-    out_dtype = str(info.dims.get("out_dtype", "f32"))
-    b = simt_builder(info, ["zxbcdt", "y", "norm_weight", "out"])
-    assert b.threads == b.wave_size, f"{info.name}: one wave ({b.wave_size} lanes) per (token, group)"
-    lane, token, group = b.thread_id(), b.to_i32(b.block_id("x")), b.block_id("y")
-    first = b.mul(b.to_i32(group), b.i32(width), "i32")
-    z_row, y_row = b.mul(token, b.i32(m.width), "i32"), b.mul(token, b.i32(m.inner), "i32")
-
-    def gated(column: str) -> tuple[str, str, str]:
-        """(g, the feature c = first + column, c's offset in y and out) for a column (index) of the group."""
-        c = b.add(first, b.to_i32(column), "i32")
-        at = b.add(y_row, c, "i32")
-        return b.fmul(b.gload("y", at), silu(b, b.gload("zxbcdt", b.add(z_row, c, "i32")))), c, at
-
-    with b.loop(lane, b.index(width), b.index(b.wave_size), [(b.f32(0.0), "f32")]) as column:
-        value, _, _ = gated(column.iv)
-        column.yield_(b.fadd(b.fmul(value, value), column.args[0]))
-    total = b.wave_reduce(column.results[0])
-    mean = b.let("f", f"arith.divf {total}, {b.f32(float(width))} : f32")
-    scale = b.math("rsqrt", b.fadd(mean, b.f32(float(info.dims["epsilon"]))))
-    with b.loop(lane, b.index(width), b.index(b.wave_size)) as column:
-        value, c, at = gated(column.iv)
-        b.gstore(b.fmul(b.fmul(value, scale), b.gload("norm_weight", c)), "out", at, out_dtype)
-    return _finish(info, b, Grid(x=("tokens", 1), y=(m.groups, 1)))
-
-
 EMITTERS: dict[str, Callable[[KernelInfo], GpuKernel]] = {
     "conv_silu": emit_conv_silu,
     "ssd_step": emit_ssd_step,
-    "gated_rmsnorm": emit_gated_rmsnorm,
 }

@@ -35,11 +35,7 @@ call over threads on disjoint ranges; arguments are memrefs (MLIR's expanded ABI
         state = exp(dt A) state + dt x ⊗ B, y = state·C + D x (state read and written in place; with a bf16
         state the stored, rounded value is the one y uses).
 
-    gated_rmsnorm(y: memref<?xIxf32>, zxbcdt, norm_weight: memref<Ixf32>, out: memref<?xIx(f32|bf16)>,
-                  begin, end)                                                                  range: rows
-        out = g / sqrt(mean_group(g^2) + eps) * weight with g = y * silu(z), over G groups of I/G channels.
-        out's element type is MambaDims.out_dtype (bf16: what a bf16 GEMM reads). Pass 1 keeps g in out (f32)
-        or in a one-group f32 stack scratch (bf16); pass 2 computes in f32 and rounds once when it stores.
+The gated group RMSNorm after the scan is written once in kernels/mamba.py.
 
 bf16 states and outputs are stored with round-to-nearest-even and read by widening, both with integer bit
 operations (no libcalls: arith.truncf to bf16 becomes a __truncsfbf2 call on the x86-64 baseline); exp in the
@@ -444,9 +440,6 @@ class _ConvEmitter:
                 b.store(value, "%state", [c, b.index(j)], self.state_t)
 
 
-# --- gated_rmsnorm ----------------------------------------------------------------------------------------------
-
-
 def _along(b: _Body, start: str, width: int, visit: Callable[[str, str | None, str], str], acc: str) -> str:
     """acc = visit(column, mask, acc) over the 16-wide pieces of [start, start + width): a loop over the whole
     vectors, then one masked piece for the static tail."""
@@ -457,52 +450,6 @@ def _along(b: _Body, start: str, width: int, visit: Callable[[str, str | None, s
     if tail:
         acc = visit(b.offset(start, whole * LANES), b.static_mask(tail), acc)
     return acc
-
-
-def emit_gated_rmsnorm(name: str, d: MambaDims) -> str:
-    """Group RMSNorm of y * silu(z) over rows [begin, end) (see the module docstring for the ABI)."""
-    inner, width = d.inner, d.inner // d.n_groups
-    y_t, zx_t, w_t = _memref(["?", inner]), _memref(["?", d.proj_width]), _memref([inner])
-    out_t = _memref(["?", inner], d.out_dtype)
-    bf16 = d.out_dtype == "bf16"
-    b = _Body()
-    zero = b.const("0.0", VF32)
-    scratch_t = _memref([width])
-    if bf16:  # g of one group, in f32 (a bf16 out cannot hold it between the passes)
-        b.emit(f"%g = memref.alloca() {{alignment = 64 : i64}} : {scratch_t}")
-    with b.loop("%begin", "%end", b.index(1)) as row, b.loop(b.index(0), b.index(inner), b.index(width)) as group:
-        t = row.iv
-
-        def gated_place(column: str) -> _Place:
-            return ("%g", [b.sub(column, group.iv)], scratch_t) if bf16 else ("%out", [t, column], y_t)
-
-        def gate(column: str, mask: str | None, acc: str) -> str:
-            z = b.vload("%zx", [t, column], zx_t, mask)
-            gated = b.mul(b.vload("%y", [t, column], y_t, mask), _silu(b, z), VF32)
-            b.vstore(gated, *gated_place(column), mask)
-            return b.fma(gated, gated, acc)
-
-        b.comment(f"pass 1: {'g' if bf16 else 'out'} = y * silu(z), and the group's sum of squares")
-        total = b.let("v", f"vector.reduction <add>, {_along(b, group.iv, width, gate, zero)} : {VF32} into f32")
-        mean = b.op("arith.divf", total, b.f32(width, "f32"), type_="f32")
-        scale = b.splat(b.op("math.rsqrt", b.add(mean, b.f32(d.epsilon, "f32"), "f32"), type_="f32"))
-
-        def normalise(column: str, mask: str | None, acc: str) -> str:
-            value = b.mul(b.vload(*gated_place(column), mask), scale, VF32)
-            value = b.mul(value, b.vload("%w", [column], w_t, mask), VF32)
-            if bf16:
-                value = f32_to_bf16(b, value, VF32)
-            b.vstore(value, "%out", [t, column], out_t, mask, f"vector<{LANES}x{d.out_dtype}>")
-            return acc
-
-        b.comment(
-            "pass 2: out = bf16(g * rsqrt(mean + eps) * weight)"
-            if bf16
-            else "pass 2: out *= rsqrt(mean + eps) * weight"
-        )
-        _along(b, group.iv, width, normalise, zero)
-    params = [("y", y_t), ("zx", zx_t), ("w", w_t), ("out", out_t), ("begin", "index"), ("end", "index")]
-    return _function(name, params, b)
 
 
 # --- ssd_scan / ssd_step shared -----------------------------------------------------------------------------------
@@ -886,8 +833,7 @@ def footprint_bytes(kind: str, d: MambaDims) -> int:
 
     ssd_scan: its scratch buffers (group states [H/G, N, P], B^T, C·B^T, scores, x tiles, decay columns);
     ssd_step: one head's state (f32 or bf16) plus its B and C rows; conv_silu: its transposed taps and carried
-    inputs [2K-1, C] plus the K rows of input a row reads; gated_rmsnorm: one group of out and its y, z and weight
-    (with a bf16 out: its f32 scratch and the bf16 out).
+    inputs [2K-1, C] plus the K rows of input a row reads.
     """
     if kind == "ssd_scan":
         return sum(_bytes(type_) for type_ in _scan_scratch(d).values())
@@ -896,6 +842,4 @@ def footprint_bytes(kind: str, d: MambaDims) -> int:
         return d.head_dim * d.state_size * element + 2 * d.state_size * 4
     if kind == "conv_silu":
         return (2 * d.conv_kernel - 1) * d.conv_channels * 4 + d.conv_kernel * d.proj_width * 4
-    if kind == "gated_rmsnorm":
-        return (4 * 4 if d.out_dtype == "f32" else 3 * 4 + 4 + 2) * (d.inner // d.n_groups)
-    raise ValueError(f"unknown Mamba kernel kind {kind!r} (conv_silu, ssd_scan, ssd_step, gated_rmsnorm)")
+    raise ValueError(f"unknown Mamba kernel kind {kind!r} (conv_silu, ssd_scan, ssd_step)")

@@ -38,6 +38,7 @@ from tessera.interpreters.elements import narrow
 from tessera.kernels import KERNELS
 from tessera.kernels.builder import KernelBuilder
 from tessera.reference.common import embedding, rmsnorm
+from tessera.reference.mamba2 import gated_rmsnorm
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
 TARGETS = ("x86", "gfx942", "sm_90a")
@@ -194,7 +195,36 @@ def check_kv_append(rng: np.random.Generator, target: str, tokens: int) -> None:
             assert np.isnan(as_float).all(), f"kv_append {dtype}: rows outside the call written"
 
 
+def check_gated_rmsnorm(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """gated = y * silu(z) carries 4 roundings (exp, + 1, the division, the product: each u; exp's error
+    reaches silu scaled by e / (1 + e) < 1) and squaring one more; the group's sum, rstd and the two final
+    products then as rmsnorm over a row of the group's width: rstd_bound's terms plus 4 u + 1 u + 2 u."""
+    heads, head_dim, groups, state = 4, 18, 2, 8  # groups of 36 channels: a masked tail on every target
+    inner = heads * head_dim
+    width = 2 * inner + 2 * groups * state + heads
+    for dtype in ("f32", "bf16"):
+        zxbcdt = rng.standard_normal((tokens, width)).astype(np.float32)
+        y = rng.standard_normal((tokens, inner)).astype(np.float32)
+        weight = (1 + 0.3 * rng.standard_normal(inner)).astype(np.float32)
+        dims: dict[str, int | float | str] = {"num_heads": heads, "head_dim": head_dim, "n_groups": groups,
+                                              "state_size": state, "epsilon": EPSILON, "out_dtype": dtype}  # fmt: skip
+        kernel = build("gated_rmsnorm", dims, target)
+        assert kernel.tiles is not None
+        chain = -(-(inner // groups) // int(plain_dict(kernel.tiles)["block"]))
+        bound = ((chain + 3) / 2 + 3 + 7) * F32_UNIT
+        want = gated_rmsnorm(y.astype(np.float64), zxbcdt[:, :inner].astype(np.float64), weight, groups, EPSILON)
+        if dtype == "f32":
+            out = nan(tokens, inner)
+            run_kernel(kernel, [zxbcdt, y, weight, out], tokens)
+            check_relative("gated_rmsnorm", out, want, bound)
+        else:
+            bits = bf16_bits(nan(tokens, inner))
+            run_kernel(kernel, [zxbcdt, y, weight, bits], tokens)
+            check_bf16("gated_rmsnorm bf16 out", bits, want, bound)
+
+
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
+    "gated_rmsnorm": check_gated_rmsnorm,
     "embedding": check_embedding,
     "rms_scale": check_rms_scale,
     "rmsnorm": check_rmsnorm,
