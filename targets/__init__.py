@@ -1,4 +1,5 @@
-"""Targets: one backend per hardware family, each an ordered list of stages from Graph-IR down.
+"""Targets: one backend per hardware family, each an ordered list of stages from Graph-IR down
+(targets/backend.py), all run by one compiler (targets/compiler.py).
 
 A backend is looked up by the name users pass to `--target`; the registry maps names to classes
 lazily so that asking for one target never imports another's toolchain.
@@ -7,6 +8,7 @@ lazily so that asking for one target never imports another's toolchain.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from tessera.errors import TesseraError
 from tessera.targets.backend import Backend
@@ -25,7 +27,7 @@ def target_names() -> tuple[str, ...]:
     return tuple(_BACKENDS)
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str) -> Backend[Any]:
     target = _BACKENDS.get(name)
     if target is None:
         if name in _PLANNED:
@@ -34,5 +36,5 @@ def get_backend(name: str) -> Backend:
             )
         raise TesseraError(f"unknown target '{name}' (known: {', '.join(_BACKENDS)})")
     module_name, class_name = target.split(":")
-    backend: Backend = getattr(importlib.import_module(module_name), class_name)()
+    backend: Backend[Any] = getattr(importlib.import_module(module_name), class_name)()
     return backend
