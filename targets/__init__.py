@@ -35,6 +35,19 @@ def get_backend(name: str) -> Backend[Any]:
                 f"target '{name}' is not available in this build of Tessera (available: {', '.join(_BACKENDS)})"
             )
         raise TesseraError(f"unknown target '{name}' (known: {', '.join(_BACKENDS)})")
+    return _backend_class(target)()
+
+
+def emittable_stages() -> tuple[str, ...]:
+    """Every stage whose IR some target prints (`tessera-compile --emit`): graph, then each target's in order.
+    It imports every target's module, which is cheap: their toolchains load only when a stage runs."""
+    names = dict.fromkeys(["graph"])
+    for target in _BACKENDS.values():
+        names.update(dict.fromkeys(stage.name for stage in _backend_class(target).stages if stage.file is not None))
+    return tuple(names)
+
+
+def _backend_class(target: str) -> type[Backend[Any]]:
     module_name, class_name = target.split(":")
-    backend: Backend[Any] = getattr(importlib.import_module(module_name), class_name)()
+    backend: type[Backend[Any]] = getattr(importlib.import_module(module_name), class_name)
     return backend

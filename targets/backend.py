@@ -2,15 +2,16 @@
 
     class X86Backend(Backend[X86Job]):
         name = "x86"
-        stages = (SCHEDULE, TILE, Stage("x86", "kernels.mlir", kernels), Stage("llvm", "kernels.ll", llvm_ir), ...)
+        stages = (SCHEDULE, TILE, Stage("x86", "kernels.mlir", kernels_mlir), Stage("llvm", "kernels.ll", llvm_ir),
+                  Stage("so", None, libraries))
 
 A stage is a name (what `tessera-compile --emit=<name>` asks for), the file its text goes to in OUT/<target>/
 (None for a stage that writes machine code only) and a function of the job returning that text. The job
 (the target's subclass of `Job`) carries what every stage reads — the spec, the arch, the kernel cache —
 and what earlier stages left for later ones: the Tile-IR module, the emitted kernels, the object.
 
-Everything around the stages belongs to the compiler (targets/compiler.py): running them in order, stopping for
---emit, --dump-ir, writing the files, the manifest's common fields, program.json and the progress report.
+Everything around the stages belongs to the compiler (targets/compiler.py): running them in order,
+stopping for --emit, --dump-ir, writing the files, program.json, the memory report and the progress line.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec
 from tessera.staging import write_atomically
-from tessera.targets.kernel_cache import KernelCache, cache_key
+
+if TYPE_CHECKING:  # the cache reads runtime/integrity (numpy): paid by compiles, not by `--help`
+    from tessera.targets.kernel_cache import KernelCache
 
 # Kernels compiled at once. The MLIR passes and LLVM code generation release the GIL; two keeps a compile
 # from taking every core of a shared machine.
@@ -37,7 +40,6 @@ WORKERS = 2
 class Job:
     """One target's compile of one model: the inputs of every stage, and what the shared stages make."""
 
-    target: str
     spec: ModelSpec  # with the target's defaults (Backend.configure)
     graph: ModuleOp
     arch: str  # what the Tile-IR is tiled for: x86, gfx942, gfx90a, sm_90a
@@ -45,7 +47,7 @@ class Job:
     cache: KernelCache
     progress: Callable[[str], None]
     target_dir: Path | None  # OUT/<target>/ inside the staged artifact; None under --emit
-    file_mode: int = 0o644  # what open() would give a new file under the process's umask
+    file_mode: int  # what open() would give a new file under the process's umask
     texts: dict[str, str] = field(default_factory=dict)  # each stage's text, by stage name
     ran: list[str] = field(default_factory=lambda: ["graph"])  # the stages run, in order
     schedule_module: ModuleOp | None = None
@@ -73,6 +75,8 @@ class Job:
 
     def compile_one(self, kind: str, parts: Sequence[str], build: Callable[[], bytes]) -> bytes:
         """build() through the kernel cache, keyed by the codegen version and `parts`."""
+        from tessera.targets.kernel_cache import cache_key
+
         return self.cache.get_or_build(kind, cache_key(self.codegen_version, *parts), build)
 
     def path(self, name: str) -> Path:

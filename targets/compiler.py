@@ -26,7 +26,6 @@ from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec
 from tessera.staging import write_atomically
 from tessera.targets.backend import Backend, J
-from tessera.targets.kernel_cache import KernelCache
 
 
 def _new_file_mode() -> int:
@@ -37,6 +36,8 @@ def _new_file_mode() -> int:
 
 
 class Compiler:
+    """One model's Graph-IR through the stages of one or more targets (dumped as 00-graph.mlir at once)."""
+
     def __init__(
         self,
         spec: ModelSpec,
@@ -56,7 +57,7 @@ class Compiler:
         """The text of `stage` from the one target that has it (Graph-IR is every target's)."""
         if stage == "graph":
             return self.graph_text
-        having = [backend for backend in backends if stage in backend.stage_names()]
+        having = [b for b in backends if any(s.name == stage and s.file is not None for s in b.stages)]
         if len(having) != 1:
             names = ", ".join(backend.name for backend in backends)
             raise TesseraError(f"--emit={stage} needs exactly one target that has that stage (given: {names})")
@@ -69,9 +70,10 @@ class Compiler:
     def lower(self, backend: Backend[J], until: str | None = None, target_dir: Path | None = None) -> J:
         """Run `backend`'s stages in order, through `until` (every one when None). Each stage's text is
         dumped, and written to target_dir (OUT/<target>/ when an artifact is built) under its file name."""
+        from tessera.targets.kernel_cache import KernelCache
+
         backend.check(self.spec)
         job = backend.job_type(
-            target=backend.name,
             spec=backend.configure(self.spec),
             graph=self.graph,
             arch=backend.arch(self.spec),

@@ -27,7 +27,6 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tessera.dialects.tile import FAST_MEMORY_LIMITS
 from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec
 from tessera.targets import toolchain
@@ -44,7 +43,7 @@ class NvvmJob(Job):
     sass: str | None = None  # kernels.sass (None without nvdisasm or cuobjdump)
 
 
-def kernels(job: NvvmJob) -> str:
+def kernels_mlir(job: NvvmJob) -> str:
     """convert-tessera-tile-to-nvvm: every kernel as a gpu.func of one gpu.module."""
     from tessera.lowering.convert_tile_to_nvvm import emit_kernels
     from tessera.lowering.nvvm.kernel_text import kernels_module
@@ -103,7 +102,7 @@ class NvvmBackend(Backend[NvvmJob]):
     stages = (
         SCHEDULE,
         TILE,
-        Stage("nvvm", "kernels.mlir", kernels),
+        Stage("nvvm", "kernels.mlir", kernels_mlir),
         Stage("llvm", "kernels.ll", llvm_ir),
         Stage("ptx", "kernels.ptx", ptx),
         Stage("cubin", None, cubin, unavailable=_without_ptxas),
@@ -150,6 +149,7 @@ def kernel_sass(sass: str) -> dict[str, str]:
 def kernel_table(kernels: list[Any], reports: dict[str, Any], sass: str | None, arch: str) -> dict[str, dict[str, Any]]:
     """Per kernel: launch geometry, shared memory (static + dynamic, within sm_90a's limit), ptxas's resource
     report (absent without ptxas) and the Hopper instructions in its SASS (absent without a disassembler)."""
+    from tessera.dialects.tile import FAST_MEMORY_LIMITS
     from tessera.lowering.nvvm.pipeline import sass_opcodes
 
     bodies = kernel_sass(sass) if sass is not None else {}

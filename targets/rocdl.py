@@ -32,7 +32,7 @@ class RocdlJob(Job):
     object: bytes = b""  # kernels.o
 
 
-def kernels(job: RocdlJob) -> str:
+def kernels_mlir(job: RocdlJob) -> str:
     """convert-tessera-tile-to-rocdl: every kernel as a gpu.func of one gpu.module."""
     from tessera.lowering.convert_tile_to_rocdl import emit_kernels
     from tessera.lowering.rocdl.kernel_text import kernels_module
@@ -91,7 +91,7 @@ class RocdlBackend(Backend[RocdlJob]):
     stages = (
         SCHEDULE,
         TILE,
-        Stage("rocdl", "kernels.mlir", kernels),
+        Stage("rocdl", "kernels.mlir", kernels_mlir),
         Stage("llvm", "kernels.ll", llvm_ir),
         Stage("amdgcn", "kernels.s", machine_code),
         Stage("hsaco", None, code_object, unavailable=_without_lld),

@@ -41,7 +41,7 @@ class X86Job(Job):
     amx_kernels: list[str] = field(default_factory=list)  # the GEMMs with an AMX variant in kernels.amx.so
 
 
-def kernels(job: X86Job) -> str:
+def kernels_mlir(job: X86Job) -> str:
     """convert-tessera-tile-to-x86: every kernel as an upstream func.func (func, scf, arith, memref, vector)."""
     from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels, kernels_module
 
@@ -126,7 +126,7 @@ class X86Backend(Backend[X86Job]):
     stages = (
         SCHEDULE,
         TILE,
-        Stage("x86", "kernels.mlir", kernels),
+        Stage("x86", "kernels.mlir", kernels_mlir),
         Stage("llvm", "kernels.ll", llvm_ir),
         Stage("so", None, libraries),
     )

@@ -17,6 +17,7 @@ import click
 
 from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec, check_compile_options
+from tessera.targets import emittable_stages
 from tessera.targets.backend import Backend
 from tessera.targets.compiler import Compiler
 from tessera.tools.cli_common import POSITIVE_COUNT, SEED, OneLineCommand, one_line_errors
@@ -35,7 +36,7 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
 @click.option("--target", "targets", multiple=True, help="Target to build (repeatable); default: compile.targets.")
 @click.option(
     "--emit",
-    type=click.Choice(["graph", "schedule", "tile", "x86", "rocdl", "nvvm", "llvm", "amdgcn", "ptx"]),
+    type=click.Choice(emittable_stages()),
     help="Stop after this stage and print its IR (to -o if given); stages past graph need one compiled target.",
 )
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
