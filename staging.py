@@ -70,13 +70,15 @@ def staged_directory(
         raise
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, mode: int | None = None) -> None:
     """`path` holds either its old content or all of `data`, never a torn write, even across a crash (the
     bytes reach the disk before the rename); concurrent writers of the same bytes, as cache entries are,
-    may race harmlessly."""
+    may race harmlessly. mode: the file's permissions (default: mkstemp's private 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if mode is not None:
+            os.fchmod(handle, mode)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()

@@ -1,4 +1,5 @@
-"""Targets: one backend per hardware family, each an ordered list of stages from Graph-IR down.
+"""Targets: one backend per hardware family, each an ordered list of stages from Graph-IR down
+(targets/backend.py), all run by one compiler (targets/compiler.py).
 
 A backend is looked up by the name users pass to `--target`; the registry maps names to classes
 lazily so that asking for one target never imports another's toolchain.
@@ -7,6 +8,7 @@ lazily so that asking for one target never imports another's toolchain.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from tessera.errors import TesseraError
 from tessera.targets.backend import Backend
@@ -25,7 +27,7 @@ def target_names() -> tuple[str, ...]:
     return tuple(_BACKENDS)
 
 
-def get_backend(name: str) -> Backend:
+def get_backend(name: str) -> Backend[Any]:
     target = _BACKENDS.get(name)
     if target is None:
         if name in _PLANNED:
@@ -33,6 +35,19 @@ def get_backend(name: str) -> Backend:
                 f"target '{name}' is not available in this build of Tessera (available: {', '.join(_BACKENDS)})"
             )
         raise TesseraError(f"unknown target '{name}' (known: {', '.join(_BACKENDS)})")
+    return _backend_class(target)()
+
+
+def emittable_stages() -> tuple[str, ...]:
+    """Every stage whose IR some target prints (`tessera-compile --emit`): graph, then each target's in order.
+    It imports every target's module, which is cheap: their toolchains load only when a stage runs."""
+    names = dict.fromkeys(["graph"])
+    for target in _BACKENDS.values():
+        names.update(dict.fromkeys(stage.name for stage in _backend_class(target).stages if stage.file is not None))
+    return tuple(names)
+
+
+def _backend_class(target: str) -> type[Backend[Any]]:
     module_name, class_name = target.split(":")
-    backend: Backend = getattr(importlib.import_module(module_name), class_name)()
+    backend: type[Backend[Any]] = getattr(importlib.import_module(module_name), class_name)
     return backend

@@ -6,32 +6,27 @@ its program is graph.mlir itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from xdsl.dialects.builtin import ModuleOp
 
 from tessera.frontend.config import ModelSpec
 from tessera.runtime.artifact import Artifact
+from tessera.targets.backend import Backend, Job
 
 
-class ReferenceBackend:
+class ReferenceBackend(Backend[Job]):
+    """No stages: its program is graph.mlir itself, which every artifact carries."""
+
     name = "reference"
-    stages = ("graph",)
-
-    def __init__(self) -> None:
-        self.progress: Callable[[str], None] = lambda message: None
+    job_type = Job
 
     def check(self, spec: ModelSpec) -> None:
         pass  # the executor runs whatever Graph-IR the builder accepted
 
-    def lower(self, graph: ModuleOp, spec: ModelSpec, until: str, dump_dir: Path | None) -> dict[str, str]:
-        return {}  # nothing past Graph-IR
-
-    def compile(self, graph: ModuleOp, spec: ModelSpec, out_dir: Path, dump_dir: Path | None) -> dict[str, Any]:
-        return {"program": "graph.mlir", "stages": list(self.stages)}
+    def manifest(self, job: Job) -> dict[str, Any]:
+        return {"program": "graph.mlir", "stages": list(self.stage_names())}
 
 
 class ReferenceSession:

@@ -1,15 +1,14 @@
 """The stages every compiled target shares: Graph-IR -> Schedule-IR (target-independent) -> Tile-IR (tiled for
-one target). A backend adds its own stages below Tile-IR."""
+one target). A backend adds its own stages below Tile-IR (targets/backend.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.frontend.config import ModelSpec
+from tessera.targets.backend import Job, Stage
 
 
 def _element(dtype: str) -> str:
@@ -71,22 +70,17 @@ def memory_report(tile_module: ModuleOp, spec: ModelSpec) -> dict[str, Any]:
     }
 
 
-def stage_recorder(
-    texts: dict[str, str],
-    target: str,
-    stages: tuple[str, ...],
-    files: dict[str, str],
-    until: str,
-    dump_dir: Path | None,
-) -> Callable[[str, str], bool]:
-    """`done(stage, text)` for a backend's lowering: keeps the text by stage name, writes it to dump_dir as
-    NN-<target>-<file> (NN: the stage's index) as soon as it exists, and says whether to stop there."""
+def _schedule(job: Job) -> str:
+    job.schedule_module = lower_to_schedule(job.graph, job.spec)
+    return str(job.schedule_module) + "\n"
 
-    def done(stage: str, text: str) -> bool:
-        texts[stage] = text
-        if dump_dir is not None:
-            dump_dir.mkdir(parents=True, exist_ok=True)
-            (dump_dir / f"{stages.index(stage):02d}-{target}-{files[stage]}").write_text(text)
-        return stage == until
 
-    return done
+def _tile(job: Job) -> str:
+    assert job.schedule_module is not None
+    job.tile_module = lower_to_tile(job.schedule_module, job.spec, job.arch)
+    return str(job.tile_module) + "\n"
+
+
+# The first two stages of every compiled target.
+SCHEDULE: Stage[Job] = Stage("schedule", "schedule.mlir", _schedule)
+TILE: Stage[Job] = Stage("tile", "tile.mlir", _tile)

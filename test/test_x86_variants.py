@@ -96,8 +96,9 @@ def test_the_amx_path_end_to_end_with_emulated_tiles(
     from tessera.frontend.graph_builder import build_graph
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.x86_session import X86Session
+    from tessera.targets.compiler import Compiler
     from tessera.targets.reference import ReferenceSession
-    from tessera.targets.x86 import X86Backend
+    from tessera.targets.x86 import X86Backend, amx_library
 
     copy = tmp_path / "copy"
     shutil.copytree(bf16_artifact, copy)
@@ -105,11 +106,10 @@ def test_the_amx_path_end_to_end_with_emulated_tiles(
     from dataclasses import replace
 
     spec = replace(spec, compile=replace(spec.compile, precision="bf16", max_seq_len=64))
-    backend = X86Backend()
-    lowering = backend._lower(build_graph(spec.config, spec.source), spec, "tile", None)
-    assert lowering.tile_module is not None
-    program = json.loads((copy / "x86" / "program.json").read_text())  # the table the rebuilt library binds to
-    backend.amx_library(lowering.tile_module, copy / "x86", program, emulated=True)
+    job = Compiler(spec, build_graph(spec.config, spec.source)).lower(X86Backend(), "tile")
+    job.program = json.loads((copy / "x86" / "program.json").read_text())  # the table the rebuilt library binds to
+    job.target_dir = copy / "x86"
+    amx_library(job, emulated=True)
     record_again(copy, "x86/kernels.amx.so", "x86/kernels.amx.mlir")  # rebuilt on purpose: its new sha256
 
     monkeypatch.delenv("TESSERA_ISA", raising=False)

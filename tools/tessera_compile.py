@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import click
-from xdsl.dialects.builtin import ModuleOp
 
 from tessera.errors import TesseraError
 from tessera.frontend.config import ModelSpec, check_compile_options
+from tessera.targets import emittable_stages
 from tessera.targets.backend import Backend
+from tessera.targets.compiler import Compiler
 from tessera.tools.cli_common import POSITIVE_COUNT, SEED, OneLineCommand, one_line_errors
 
 TOOL = "tessera-compile"
@@ -35,7 +36,7 @@ def _progress(step: int, total: int, message: str, quiet: bool) -> None:
 @click.option("--target", "targets", multiple=True, help="Target to build (repeatable); default: compile.targets.")
 @click.option(
     "--emit",
-    type=click.Choice(["graph", "schedule", "tile", "x86", "rocdl", "nvvm", "llvm", "amdgcn", "ptx"]),
+    type=click.Choice(emittable_stages()),
     help="Stop after this stage and print its IR (to -o if given); stages past graph need one compiled target.",
 )
 @click.option("--dump-ir", type=click.Path(path_type=Path), help="Write every stage's IR into this directory.")
@@ -117,26 +118,21 @@ def main(
     backends = [get_backend(name) for name in (targets or spec.compile.targets)]
     for backend in backends:
         backend.check(spec)
-        backend.progress = lambda message: _progress_line(message, quiet)
 
     from tessera.frontend.graph_builder import build_graph
 
     steps = 1 if emit else 2 + len(backends) + (1 if spec.weights_dir else 0)
     _progress(1, steps, f"graph: building Graph-IR for {spec.name} ({spec.config.num_hidden_layers} layers)", quiet)
-    graph = build_graph(spec.config, spec.source)
-    graph_text = str(graph) + "\n"
-    if dump_ir is not None:
-        dump_ir.mkdir(parents=True, exist_ok=True)
-        (dump_ir / "00-graph.mlir").write_text(graph_text)
+    compiler = Compiler(spec, build_graph(spec.config, spec.source), dump_ir, lambda line: _progress_line(line, quiet))
     if emit is not None:
-        text = graph_text if emit == "graph" else _lower_until(backends, graph, spec, emit, dump_ir)
+        text = compiler.emit(backends, emit)
         if out is not None:
-            out.write_text(text)
+            compiler.write(out, text)
         else:
             click.echo(text, nl=False)
         return
     assert out is not None
-    _write_artifact(spec, graph, graph_text, backends, out, dump_ir, seed, quiet, steps, inputs)
+    _write_artifact(spec, compiler, backends, out, seed, quiet, steps, inputs)
 
 
 def _model_inputs(model: str, spec: ModelSpec) -> list[Path | None]:
@@ -151,22 +147,11 @@ def _progress_line(message: str, quiet: bool) -> None:
         click.echo(f"      {message}", err=True)
 
 
-def _lower_until(backends: list[Backend], graph: ModuleOp, spec: ModelSpec, stage: str, dump_ir: Path | None) -> str:
-    """The IR of `stage` from the one target that has it."""
-    lowering = [b for b in backends if stage in b.stages]
-    if len(lowering) != 1:
-        names = ", ".join(b.name for b in backends)
-        raise TesseraError(f"--emit={stage} needs exactly one target that has that stage (given: {names})")
-    return lowering[0].lower(graph, spec, stage, dump_ir)[stage]
-
-
 def _write_artifact(
     spec: ModelSpec,
-    graph: ModuleOp,
-    graph_text: str,
-    backends: list[Backend],
+    compiler: Compiler,
+    backends: list[Backend[Any]],
     out: Path,
-    dump_ir: Path | None,
     seed: int,
     quiet: bool,
     steps: int,
@@ -177,7 +162,7 @@ def _write_artifact(
 
     step = 1
     with staged_artifact(out, inputs) as staging:
-        (staging / "graph.mlir").write_text(graph_text)
+        (staging / "graph.mlir").write_text(compiler.graph_text)
         weights: dict[str, object]
         if spec.weights_dir is not None:
             from tessera.frontend.checkpoint import convert_checkpoint
@@ -197,8 +182,8 @@ def _write_artifact(
         built = {}
         for backend in backends:
             step += 1
-            _progress(step, steps, f"{backend.name}: {' -> '.join(backend.stages)}", quiet)
-            built[backend.name] = backend.compile(graph, spec, staging, dump_ir)
+            _progress(step, steps, f"{backend.name}: {' -> '.join(backend.stage_names())}", quiet)
+            built[backend.name] = compiler.compile(backend, staging)
         artifact = Artifact(
             path=staging,
             name=spec.name,
