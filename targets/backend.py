@@ -16,6 +16,7 @@ stopping for --emit, --dump-ir, writing the files, program.json, the memory repo
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ class Stage(Generic[J_contra]):
     unavailable: Callable[[], str | None] | None = None
 
 
-class Backend(Generic[J]):
+class Backend(ABC, Generic[J]):
     """A target: its stages after Graph-IR, in order, and what its manifest entry says about them."""
 
     name: ClassVar[str]
@@ -148,9 +149,9 @@ class Backend(Generic[J]):
         """program.json (the launch lists), made once every stage has run; None: the target has none."""
         return job.program
 
+    @abstractmethod
     def manifest(self, job: J) -> dict[str, Any]:
         """This target's entry of tessera.json (the compiler adds the memory report)."""
-        raise NotImplementedError
 
     def common_fields(self, job: J) -> dict[str, Any]:
         """The fields every compiled target's entry has, after its files."""
