@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
+    DenseArrayBase,
     DictionaryAttr,
     FloatAttr,
     IndexType,
@@ -233,23 +234,47 @@ def _scalar_or_tile(type_: Attribute) -> bool:
     return isinstance(type_, TileType) or not isinstance(type_, MemRefType)
 
 
+def _axes_property(axes: Sequence[int] | None) -> dict[str, Attribute]:
+    return {} if axes is None else {"axes": DenseArrayBase.from_list(i64, list(axes))}
+
+
+def access_axes(op: LoadOp | StoreOp) -> tuple[int, ...]:
+    """The buffer dimension each axis of the accessed tile runs along: `axes` when given, else the buffer's
+    last dimensions (a row-major tile of its innermost elements); () for a scalar."""
+    value_type = op.result.type if isinstance(op, LoadOp) else op.value.type
+    if not isinstance(value_type, TileType):
+        return ()
+    if op.axes is not None:
+        return tuple(op.axes.get_values())
+    rank = len(op.memref.type.get_shape())  # type: ignore[attr-defined]
+    return tuple(range(rank - len(value_type.get_shape()), rank))
+
+
 def _verify_access(op: LoadOp | StoreOp, value_type: Attribute) -> None:
-    """A tile's worth of a buffer at `indices`: a tile of rank r spans the buffer's last r dimensions from
-    those indices; a scalar is one element. `bound` masks the last dimension: elements at index >= bound are
-    not read (they read as 0) or written."""
+    """A tile's worth of a buffer at `indices`: tile axis i runs along buffer dimension axes[i] from those
+    indices (by default the buffer's last dimensions; `axes = array<i64: 0>` reads a column); a scalar is
+    one element. `bound` masks the tile's last axis: elements whose index along it is >= bound are not read
+    (they read as 0) or written."""
     memref = op.memref.type
     assert isinstance(memref, MemRefType)
     where = f"{op.name}"
-    if len(op.indices) != len(memref.get_shape()):
-        raise VerifyException(f"{where}: {len(op.indices)} indices into a rank-{len(memref.get_shape())} buffer")
+    rank = len(memref.get_shape())
+    if len(op.indices) != rank:
+        raise VerifyException(f"{where}: {len(op.indices)} indices into a rank-{rank} buffer")
     if element_of(value_type) != memref.element_type:
         raise VerifyException(f"{where}: element {element_of(value_type)} of a {memref.element_type} buffer")
     if isinstance(value_type, TileType):
         shape = value_type.get_shape()
-        if len(shape) > len(memref.get_shape()):
-            raise VerifyException(f"{where}: a rank-{len(shape)} tile of a rank-{len(memref.get_shape())} buffer")
-    elif op.bound is not None:
-        raise VerifyException(f"{where}: a scalar access has no bound")
+        if len(shape) > rank:
+            raise VerifyException(f"{where}: a rank-{len(shape)} tile of a rank-{rank} buffer")
+        if op.axes is not None:
+            axes = op.axes.get_values()
+            if len(axes) != len(shape) or len(set(axes)) != len(axes) or not all(0 <= a < rank for a in axes):
+                raise VerifyException(
+                    f"{where}: axes {list(axes)} must name {len(shape)} distinct dimensions of a rank-{rank} buffer"
+                )
+    elif op.bound is not None or op.axes is not None:
+        raise VerifyException(f"{where}: a scalar access has no bound or axes")
     if op.space is not None and op.space.data not in MEMORY_SPACES:
         raise VerifyException(f"{where}: space must be one of {MEMORY_SPACES}")
 
@@ -263,13 +288,18 @@ class LoadOp(IRDLOperation):
     indices = var_operand_def(IndexType)
     bound = opt_operand_def(IndexType)
     space = opt_prop_def(StringAttr)
+    axes = opt_prop_def(DenseArrayBase.constr(I64))
     result = result_def()
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = "$memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($memref) `->` type($result)"
 
     def __init__(self, memref: SSAValue, indices: Sequence[SSAValue], result_type: Attribute,
-                 bound: SSAValue | None = None) -> None:  # fmt: skip
-        super().__init__(operands=[memref, list(indices), [] if bound is None else [bound]], result_types=[result_type])
+                 bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> None:  # fmt: skip
+        super().__init__(
+            operands=[memref, list(indices), [] if bound is None else [bound]],
+            result_types=[result_type],
+            properties=_axes_property(axes),
+        )
 
     def verify_(self) -> None:
         _verify_access(self, self.result.type)
@@ -291,14 +321,18 @@ class StoreOp(IRDLOperation):
     indices = var_operand_def(IndexType)
     bound = opt_operand_def(IndexType)
     space = opt_prop_def(StringAttr)
+    axes = opt_prop_def(DenseArrayBase.constr(I64))
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = (
         "$value `,` $memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($value) `,` type($memref)"
     )
 
     def __init__(self, value: SSAValue, memref: SSAValue, indices: Sequence[SSAValue],
-                 bound: SSAValue | None = None) -> None:  # fmt: skip
-        super().__init__(operands=[value, memref, list(indices), [] if bound is None else [bound]])
+                 bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> None:  # fmt: skip
+        super().__init__(
+            operands=[value, memref, list(indices), [] if bound is None else [bound]],
+            properties=_axes_property(axes),
+        )
 
     def verify_(self) -> None:
         _verify_access(self, self.value.type)

@@ -8,9 +8,10 @@ It is xDSL's Interpreter running xDSL's scf and index arith functions, interpret
 ElementFunctions (float arith and math; how values are represented: a tile is a numpy array, bf16 is held
 as uint16 bits as the runtime stores it) and TileFunctions below, one method per tile op:
 
-    load / store   a tile of shape S at `indices` spans the buffer's last len(S) dims from them; elements at
-                   a last-dim index >= `bound` read 0 and are not written; every element accessed must lie
-                   in the buffer. A scalar access is one element.
+    load / store   a tile of shape S at `indices` spans the buffer dims `axes` (default: the last len(S)) from
+                   them; elements whose index along the last of them is >= `bound` read 0 and are not
+                   written; every element accessed must lie in the buffer. A scalar access is one element.
+    memref.dim     the buffer's size (the token count of a dynamic leading dimension).
     splat, map     map's region runs once on whole tiles when each of its ops is elementwise on arrays
                    (elements.ELEMENTWISE_OPS), else element by element: the same values either way.
     reduce         add: the float64 sum rounded once — each target reassociates the sum in its own order,
@@ -30,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from xdsl.dialects import memref
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, ModuleOp
 from xdsl.interpreter import (
     Interpreter,
@@ -62,7 +64,7 @@ from tessera.interpreters.elements import (
 
 # --- the tile ops -------------------------------------------------------------------------------------------
 
-Window = tuple[tuple[Any, ...], tuple[slice, ...]]
+Window = tuple[tuple[Any, ...], tuple[slice, ...], tuple[int, ...]]
 # tessera.tile.reduce's combiners; float sums run in float64 (pairwise) and round once.
 _COMBINERS: dict[str, np.ufunc] = {"add": np.add, "max": np.maximum, "min": np.minimum}
 
@@ -75,13 +77,16 @@ def _split_access(op: tile.LoadOp | tile.StoreOp, args: Sequence[Any]) -> tuple[
 
 def _window(op: tile.LoadOp | tile.StoreOp, buffer: np.ndarray, indices: list[int], tile_shape: Sequence[int],
             bound: int | None) -> Window | None:  # fmt: skip
-    """Where a load or store touches its buffer: (the buffer's elements, their place in the tile), or None
-    when `bound` masks the whole tile. Every element it touches must lie in the buffer."""
-    lead = len(indices) - len(tile_shape)
-    extents = [1] * lead + list(tile_shape)
+    """Where a load or store touches its buffer: (the buffer's elements, their place in the tile, the order of
+    the tile's axes among the buffer's), or None when `bound` masks the whole tile. Every element it touches
+    must lie in the buffer."""
+    axes = tile.access_axes(op)
+    extents = [1] * len(indices)
+    for axis, size in zip(axes, tile_shape, strict=True):
+        extents[axis] = size
     if bound is not None:
-        extents[-1] = min(extents[-1], bound - indices[-1])
-        if extents[-1] <= 0:
+        extents[axes[-1]] = min(extents[axes[-1]], bound - indices[axes[-1]])
+        if extents[axes[-1]] <= 0:
             return None
     for axis, (start, extent, size) in enumerate(zip(indices, extents, buffer.shape, strict=True)):
         if start < 0 or start + extent > size:
@@ -89,11 +94,12 @@ def _window(op: tile.LoadOp | tile.StoreOp, buffer: np.ndarray, indices: list[in
             of = f" of '{op.memref.name_hint}'" if op.memref.name_hint else ""
             at = f"{indices}" if bound is None else f"{indices} bound {bound}"
             raise TileInterpreterError(f"{op.name}{of} at {at}: {span} of dimension {axis} is outside its size {size}")
-    inside = (
-        *indices[:lead],
-        *(slice(start, start + n) for start, n in zip(indices[lead:], extents[lead:], strict=True)),
+    inside = tuple(
+        slice(start, start + extent) if axis in axes else start
+        for axis, (start, extent) in enumerate(zip(indices, extents, strict=True))
     )
-    return inside, tuple(slice(0, n) for n in extents[lead:])
+    within = tuple(slice(0, extents[axis]) for axis in axes)
+    return inside, within, tuple(int(i) for i in np.argsort(axes))
 
 
 @register_impls
@@ -112,8 +118,8 @@ class TileFunctions(InterpreterFunctions):
         values = np.zeros(type_.get_shape(), buffer.dtype)
         window = _window(op, buffer, indices, type_.get_shape(), bound)
         if window is not None:
-            inside, within = window
-            values[within] = buffer[inside]
+            inside, within, order = window
+            values[within] = np.transpose(buffer[inside], order)
         return (values,)
 
     @impl(tile.StoreOp)
@@ -123,9 +129,14 @@ class TileFunctions(InterpreterFunctions):
         shape = op.value.type.get_shape() if isinstance(op.value.type, TileType) else ()
         window = _window(op, buffer, indices, shape, bound)
         if window is not None:
-            inside, within = window
-            buffer[inside] = value[within] if shape else value
+            inside, within, order = window
+            buffer[inside] = np.transpose(value[within], np.argsort(order)) if shape else value
         return ()
+
+    @impl(memref.DimOp)
+    def run_dim(self, interpreter: Interpreter, op: memref.DimOp, args: PythonValues) -> PythonValues:
+        buffer, dimension = args
+        return (int(buffer.shape[dimension]),)
 
     @impl(tile.SplatOp)
     def run_splat(self, interpreter: Interpreter, op: tile.SplatOp, args: PythonValues) -> PythonValues:

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from xdsl.builder import Builder, InsertPoint
-from xdsl.dialects import arith, math, scf
+from xdsl.dialects import arith, math, memref, scf
 from xdsl.dialects.builtin import AnyFloat, FloatAttr, IndexType, IntegerAttr, MemRefType, f32
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
@@ -116,6 +116,9 @@ class KernelBuilder:
     def muli(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.MuliOp(x, y))
 
+    def divsi(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.DivSIOp(x, y))
+
     def addf(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.AddfOp(x, y))
 
@@ -131,6 +134,19 @@ class KernelBuilder:
     def negf(self, x: SSAValue) -> SSAValue:
         return self._insert(arith.NegfOp(x))
 
+    def maximumf(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.MaximumfOp(x, y))
+
+    def minimumf(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.MinimumfOp(x, y))
+
+    def cmpf(self, predicate: str, x: SSAValue, y: SSAValue) -> SSAValue:
+        """An i1: `predicate` (MLIR's: "ogt", "oeq", ...) of x and y."""
+        return self._insert(arith.CmpfOp(x, y, predicate))
+
+    def select(self, condition: SSAValue, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.SelectOp(condition, x, y))
+
     def sqrt(self, x: SSAValue) -> SSAValue:
         return self._insert(math.SqrtOp(x))
 
@@ -144,19 +160,40 @@ class KernelBuilder:
     def exp(self, x: SSAValue) -> SSAValue:
         return self._insert(math.ExpOp(x))
 
+    def log(self, x: SSAValue) -> SSAValue:
+        return self._insert(math.LogOp(x))
+
+    def softplus(self, x: SSAValue) -> SSAValue:
+        """torch's softplus: x above the threshold 20, else log1p(e), e = exp(x), as log(u) * e / (u - 1) with
+        u = 1 + e (Goldberg's log1p: exact to a few ulp for small e, where log(u) alone loses e's low bits),
+        and e itself when u rounds to 1."""
+        threshold, one = self.f32(20.0), self.f32(1.0)
+        e = self.exp(self.minimumf(x, threshold))
+        u = self.addf(e, one)
+        log1p = self.mulf(self.log(u), self.divf(e, self.subf(u, one)))
+        log1p = self.select(self.cmpf("oeq", u, one), e, log1p)
+        return self.select(self.cmpf("ogt", x, threshold), x, log1p)
+
+    # --- buffers --------------------------------------------------------------------------------------------
+
+    def size(self, buffer: SSAValue, dimension: int = 0) -> SSAValue:
+        """The buffer's size along `dimension` (dimension 0 of a token-major buffer: the call's tokens)."""
+        return self._insert(memref.DimOp(buffer, self.index(dimension)))
+
     # --- tiles ------------------------------------------------------------------------------------------
 
     def load(self, buffer: SSAValue, indices: Sequence[SSAValue], shape: Sequence[int] | None = None,
-             bound: SSAValue | None = None) -> SSAValue:  # fmt: skip
-        """A tile of `shape` from `buffer` at `indices` (shape None: one element), masked past `bound`."""
+             bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> SSAValue:  # fmt: skip
+        """A tile of `shape` from `buffer` at `indices` (shape None: one element), masked past `bound`, along
+        the buffer dimensions `axes` (default: its last ones)."""
         assert isinstance(buffer.type, MemRefType)
         element = buffer.type.element_type
         result: Attribute = element if shape is None else TileType(shape, element)
-        return self._insert(tile.LoadOp(buffer, indices, result, bound))
+        return self._insert(tile.LoadOp(buffer, indices, result, bound, axes))
 
     def store(self, value: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue],
-              bound: SSAValue | None = None) -> None:  # fmt: skip
-        self._insert(tile.StoreOp(value, buffer, indices, bound))
+              bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> None:  # fmt: skip
+        self._insert(tile.StoreOp(value, buffer, indices, bound, axes))
 
     def splat(self, scalar: SSAValue, shape: Sequence[int]) -> SSAValue:
         return self._insert(tile.SplatOp(scalar, shape))

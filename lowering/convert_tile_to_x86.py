@@ -110,8 +110,8 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
     if kind == "moe_experts":
         experts = moe.ExpertDims(d["num_experts"], d["top_k"], d.get("ffn", 1), d["latent"], d.get("x_dtype", "f32"))
         return moe.emit_moe_expert_outputs(name, experts)
-    if kind in _MAMBA_EMITTERS:
-        return _MAMBA_EMITTERS[kind](name, mamba_dims(kernel))
+    if kind == "ssd_scan":
+        return mamba.emit_ssd_scan(name, mamba_dims(kernel))
     cache_dtype = d.get("cache_dtype", "f32")
     if kind == "attention":
         out_dtype = d.get("out_dtype", "f32")
@@ -126,13 +126,6 @@ def _lower_dataflow(kernel: tile.KernelOp) -> str:
     lower_to_x86(module)
     expand_math(module, "x86")
     return upstream_text(module.body.block.first_op)  # type: ignore[arg-type]
-
-
-_MAMBA_EMITTERS = {
-    "conv_silu": mamba.emit_conv_silu,
-    "ssd_scan": mamba.emit_ssd_scan,
-    "ssd_step": mamba.emit_ssd_step,
-}
 
 
 def kernels(module: ModuleOp) -> list[tile.KernelOp]:
@@ -173,12 +166,10 @@ def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict
     args += [{name: True} for name in scalars]
     if kernel.kind.data == "matmul":
         _note_packing(weights, args[1]["weight"], kernel)
-    if kernel.kind.data == "conv_silu" and len(launch.ins) == 2:
-        args.insert(2, {"zeros": int(_dims(kernel)["channels"])})  # no conv bias: a zero vector
     fields: dict[str, Any] = {"args": args, "parallel": kernel.parallel.data, "grid": int(kernel.grid.value.data)}
     if program == "decode" and not _worth_splitting_one_token(kernel):
         fields["threads"] = 1
-    if kernel.kind.data in ("ssd_scan", "ssd_step"):
+    if kernel.kind.data == "ssd_scan":
         # Split heads on group boundaries: the heads of a group share one C·Bᵀ per chunk.
         dims = _dims(kernel)
         fields["align"] = dims["num_heads"] // dims["n_groups"]

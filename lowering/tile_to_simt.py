@@ -9,9 +9,10 @@ targets lower the result with upstream convert-gpu-to-rocdl / convert-gpu-to-nvv
 A tile of B elements is spread over the wave's W lanes, element e in lane e mod W (consecutive lanes touch
 consecutive addresses: loads and stores coalesce); each lane holds B / W of them (one, as the policies
 choose today). A load or store is llvm.getelementptr + llvm.load / llvm.store at an i32 element offset
-(row-major; the token dimension is the outermost), guarded by scf.if past `bound`; a scalar load is made by
-every lane, a scalar store by lane 0. A reduction combines the lane's elements, then a butterfly of
-`gpu.shuffle xor` gives every lane the total. Map, splat and convert are lowering/tile_elements.py's.
+(row-major; the token dimension is the outermost; the lane steps along the tile's axis, a column's too),
+guarded by scf.if past `bound`; a scalar load is made by every lane, a scalar store by lane 0. memref.dim
+of the token dimension is the %tokens parameter. A reduction combines the lane's elements, then a butterfly
+of `gpu.shuffle xor` gives every lane the total. Map, splat and convert are lowering/tile_elements.py's.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, builtin, gpu, llvm, scf
+from xdsl.dialects import arith, builtin, gpu, llvm, memref, scf
 from xdsl.dialects.builtin import IndexType, MemRefType, ModuleOp, StringAttr, i32
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
@@ -94,8 +95,11 @@ class _Access:
             per_lane = lowered_type(op.result.type if isinstance(op, tile.LoadOp) else op.value.type, lanes)
             if per_lane != storage(tile.element_of(per_lane)):
                 raise AssertionError(f"{op.name}: the SIMT lowering holds one element of a tile per lane")
-            column = emit(arith.AddiOp(indices[-1], _lane(op)))
-            indices[-1] = column
+            axes = tile.access_axes(op)
+            if len(axes) != 1:
+                raise AssertionError(f"{op.name}: the SIMT lowering spreads rank-1 tiles over the lanes")
+            column = emit(arith.AddiOp(indices[axes[0]], _lane(op)))
+            indices[axes[0]] = column
             if op.bound is not None:
                 self.valid = emit(arith.CmpiOp(column, op.bound, "ult"))
         assert isinstance(op.memref.type, MemRefType)
@@ -161,6 +165,25 @@ class LowerStore(TilePattern):
         else:
             emit(scf.IfOp(guard, [], [body]))
         rewriter.erase_op(op)
+
+
+class LowerDim(RewritePattern):
+    """memref.dim of a buffer: its static size, or the %tokens parameter for the dynamic leading one."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: memref.DimOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        index_op = op.index.owner
+        assert isinstance(index_op, arith.ConstantOp) and isinstance(index_op.value, builtin.IntegerAttr)
+        dimension = int(index_op.value.value.data)
+        assert isinstance(op.source.type, MemRefType)
+        size = op.source.type.get_shape()[dimension]
+        if size != builtin.DYNAMIC_INDEX:
+            rewriter.replace_matched_op([], [emit.constant(size, IndexType())])
+            return
+        assert dimension == 0, "only the leading (token) dimension of a buffer is dynamic"
+        tokens = _function(op).body.block.args[-2]
+        rewriter.replace_matched_op([], [emit(arith.IndexCastOp(tokens, IndexType()))])
 
 
 class LowerReduce(TilePattern):
@@ -238,6 +261,7 @@ COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     """Lower every dataflow kernel of `module` to a gpu.func in place; returns them (in module order)."""
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
+    PatternRewriteWalker(LowerDim()).rewrite_module(module)
     lanes = arch.wave_size
     for patterns in (STORE_PATTERNS, LOAD_PATTERNS, COMPUTE_PATTERNS):
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(lanes) for pattern in patterns]))

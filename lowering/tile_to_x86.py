@@ -6,7 +6,8 @@ kernel, each program a core runs being one iteration of a loop over its range of
                scf.for %t = %begin to %end { body }
 
 A tile is one core's vector (lanes = 1): `tessera.tile.load` is vector.load, or vector.maskedload with a
-vector.create_mask of the elements before `bound`; stores likewise; a reduction is vector.reduction with
+vector.create_mask of the elements before `bound`, or — for a tile along other `axes` than the buffer's
+innermost (a column) — vector.transfer_read with that permutation map; stores likewise; a reduction is vector.reduction with
 reassociation allowed (LLVM then keeps partial sums in several registers); map, splat and convert are the
 shared patterns of lowering/tile_elements.py. Scalars are memref.load / memref.store. Kernels written in
 planned steps (dialects/tile_plan.py) are left alone: lowering/convert_tile_to_x86.py emits those.
@@ -18,8 +19,19 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects import arith, func, memref, scf, vector
-from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType, ModuleOp, VectorType, i1
+from xdsl.dialects.builtin import (
+    AffineMapAttr,
+    ArrayAttr,
+    BFloat16Type,
+    BoolAttr,
+    IndexType,
+    MemRefType,
+    ModuleOp,
+    VectorType,
+    i1,
+)
 from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir.affine import AffineExpr, AffineMap
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -57,10 +69,26 @@ def _same_shape(like: Attribute, element: Attribute) -> Attribute:
 
 
 def _mask(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes_type: VectorType) -> SSAValue:
-    """The elements of the access before its bound: vector.create_mask(bound - last index)."""
+    """The elements of the access before its bound: vector.create_mask(bound - index along the tile's last
+    axis)."""
     assert op.bound is not None
-    remaining = emit(arith.SubiOp(op.bound, op.indices[-1]))
+    remaining = emit(arith.SubiOp(op.bound, op.indices[tile.access_axes(op)[-1]]))
     return emit(vector.CreateMaskOp([remaining], VectorType(i1, lanes_type.get_shape())))
+
+
+def _strided(op: tile.LoadOp | tile.StoreOp) -> AffineMapAttr | None:
+    """The permutation map of a tile that does not span its buffer's innermost elements in order (a column,
+    a transposed tile), or None for a plain row-major access."""
+    axes = tile.access_axes(op)
+    rank = len(op.indices)
+    if axes == tuple(range(rank - len(axes), rank)):
+        return None
+    return AffineMapAttr(AffineMap(rank, 0, tuple(AffineExpr.dimension(axis) for axis in axes)))
+
+
+def _in_bounds(op: tile.LoadOp | tile.StoreOp) -> ArrayAttr[BoolAttr]:
+    """Unmasked accesses lie in their buffer (the kernel's contract); masked ones are checked per element."""
+    return ArrayAttr([BoolAttr.from_bool(op.bound is None)] * len(tile.access_axes(op)))
 
 
 class LowerLoad(TilePattern):
@@ -76,7 +104,17 @@ class LowerLoad(TilePattern):
             lowered = lowered_type(op.result.type, LANES)
             assert isinstance(lowered, VectorType)
             loaded = VectorType(element, lowered.get_shape())
-            if op.bound is None:
+            permutation = _strided(op)
+            if permutation is not None:  # vector.transfer_read: upstream lowers it element by element
+                mask = None if op.bound is None else _mask(emit, op, loaded)
+                padding = emit.constant(0, element) if not isinstance(element, BFloat16Type) else None
+                if padding is None:
+                    padding = emit(arith.BitcastOp(emit.constant(0, storage(element)), element))
+                read = vector.TransferReadOp(
+                    op.memref, list(op.indices), padding, loaded, _in_bounds(op), permutation, mask
+                )
+                value = emit(read)
+            elif op.bound is None:
                 value = emit(vector.LoadOp(op.memref, list(op.indices), loaded))
             else:
                 zeros = emit.constant(0, loaded) if not isinstance(element, BFloat16Type) else None
@@ -93,8 +131,14 @@ class LowerStore(TilePattern):
         buffer_type = op.memref.type
         assert isinstance(buffer_type, MemRefType)
         value = _as_element(emit, op.value, buffer_type.element_type)
+        permutation = _strided(op) if isinstance(op.value.type, TileType) else None
         if not isinstance(op.value.type, TileType):
             emit(memref.StoreOp.get(value, op.memref, list(op.indices)))
+        elif permutation is not None:  # vector.transfer_write: upstream lowers it element by element
+            lowered = lowered_type(op.value.type, LANES)
+            assert isinstance(lowered, VectorType)
+            mask = None if op.bound is None else _mask(emit, op, lowered)
+            emit(vector.TransferWriteOp(value, op.memref, list(op.indices), _in_bounds(op), mask, permutation))
         elif op.bound is None:
             emit(vector.StoreOp(value, op.memref, list(op.indices)))
         else:

@@ -254,15 +254,13 @@ class _Checker:
         self.against_kernel(launch, where, kernel, record, top)
 
     def arg(self, arg: dict[str, Any], where: str, top: dict[str, Any], slots: list[int]) -> None:
-        kinds = [key for key in ("weight", "state", "buffer", "zeros", *_SCALARS) if key in arg]
+        kinds = [key for key in ("weight", "state", "buffer", *_SCALARS) if key in arg]
         if len(kinds) != 1:
             raise self.fail(where, f"unknown launch argument {arg}")
         kind = kinds[0]
         if kind in _SCALARS:
             if arg[kind] is not True or len(arg) != 1:
                 raise self.fail(where, f"unknown launch argument {arg}")
-        elif kind == "zeros":
-            self.integer(arg["zeros"], f"{where}.zeros", 1)
         elif kind in ("weight", "state"):
             table = top[f"{kind}s"]
             if self.string(arg[kind], f"{where}.{kind}") not in table:

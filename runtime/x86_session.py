@@ -180,10 +180,6 @@ class X86Session:
                 size = tokens * arg["features"] * dtype.itemsize
                 view = arena[arg["buffer"]][:size].view(dtype)
                 return view if arg.get("rank") == 1 else view.reshape(tokens, arg["features"])
-            if "zeros" in arg:
-                zeros = np.zeros(arg["zeros"], np.float32)
-                keep.append(zeros)
-                return zeros
             if "position" in arg:
                 return self._position_arg
             raise RunError(f"program.json: unknown launch argument {dict(arg)}")

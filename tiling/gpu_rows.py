@@ -1,16 +1,15 @@
-"""GPU tiling policies of the SIMT kernels without a matrix instruction (written with their ROCDL emitters in
-lowering/rocdl/rows.py and lowering/rocdl/mamba_simt.py): the per-token row kernels (embedding, rmsnorm,
-rms_scale, gated_rmsnorm, moe_router, moe_combine), the KV-cache append, and the Mamba decode pieces
-(conv_silu, ssd_step).
+"""GPU tiling policies of the SIMT kernels without a matrix instruction: the per-token row kernels (embedding,
+rmsnorm, rms_scale, gated_rmsnorm, moe_combine; kernels/rows.py, kernels/moe.py, kernels/mamba.py), the
+KV-cache append (kernels/attention.py), the Mamba decode pieces (conv_silu, ssd_step; kernels/mamba.py) and
+the MoE router (still emitted by lowering/gpu/simt_rows.py).
 
-None of them allocates LDS: a row kernel is one wave (warp) per token striding over the row's features and
-reducing with lane shuffles, conv_silu is a thread per channel, ssd_step a workgroup per head whose waves
-each reduce one state row with shuffles. So every tile they load lives in "registers" (streamed through the
-threads' registers, never counted as scratchpad) and their footprint is 0 on every GPU.
+None of them allocates LDS: a kernel of kernels/ is one wave (warp) per program, a tile of `block` = W
+elements one per lane (a row kernel strides over the row's features and reduces with lane shuffles; conv_silu
+is a channel per lane; ssd_step a wave per head reducing each state row with shuffles). So every tile they
+load lives in registers and their footprint is 0 on every GPU.
 
-Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopper, for the row kernels;
-64 for conv_silu, a thread per channel; 256 for ssd_step, 4 waves / 8 warps per head), and
-`rows_per_workgroup` / `channels_per_workgroup` / `heads_per_workgroup` for the unit one workgroup owns.
+Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopper) and `block`; the router's
+`rows_per_workgroup`.
 """
 
 from __future__ import annotations
@@ -19,12 +18,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.arch import GpuArch
-from tessera.tiling.choice import TileChoice, elementwise, load, reduce, store
+from tessera.tiling.choice import TileChoice, elementwise, load, store
 from tessera.tiling.gpu import GpuPolicy
 
 REGISTERS = "registers"
-CONV_THREADS = 64  # a thread per channel, a workgroup of 64 channels
-SSD_STEP_THREADS = 256  # per head: 4 waves (CDNA) / 8 warps (Hopper), each reducing whole state rows
 
 
 def _row_tiles(arch: GpuArch) -> dict[str, int]:
@@ -49,32 +46,11 @@ def _moe_router(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileC
 
 
 def _conv_silu(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    """A thread per channel walks the call's tokens with its taps and carried inputs in registers."""
-    taps = int(dims["conv_kernel"])
-    carried = [load("conv_state", [CONV_THREADS, taps - 1], REGISTERS)] if taps > 1 else []
-    body = [
-        load("conv_weight", [CONV_THREADS, taps], REGISTERS),
-        *carried,
-        elementwise("silu"),
-        store("xbc", [1, CONV_THREADS]),
-        *([store("conv_state", [CONV_THREADS, taps - 1])] if taps > 1 else []),
-    ]
-    return TileChoice({"threads": CONV_THREADS, "channels_per_workgroup": CONV_THREADS}, body)
-
-
-def _ssd_step(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    """A workgroup per head: the head's state [P, N] is read and written once per token, by waves of rows."""
-    head_dim, state_size = int(dims["head_dim"]), int(dims["state_size"])
-    state = str(dims.get("state_dtype", "f32"))
-    body = [
-        load("ssm_state", [head_dim, state_size], REGISTERS, state),
-        elementwise("softplus"),
-        elementwise("decay_update"),
-        reduce("dot_C"),
-        store("ssm_state", [head_dim, state_size], element=state),
-        store("y", [1, head_dim]),
-    ]
-    return TileChoice({"threads": SSD_STEP_THREADS, "heads_per_workgroup": 1}, body)
+    """kernels/mamba.py's conv_silu: a wave per block of W channels, a channel per lane walking the call's
+    tokens with its taps and carried inputs in registers; the grid counts channel blocks."""
+    channels = int(dims["channels"])
+    tiles = {"threads": arch.wave_size, "block": arch.wave_size}
+    return TileChoice(tiles, grid=-(-channels // arch.wave_size), parallel="channel_blocks")
 
 
 POLICIES: dict[str, GpuPolicy] = {
@@ -86,5 +62,5 @@ POLICIES: dict[str, GpuPolicy] = {
     "moe_combine": _row_block,
     "kv_append": _row_block,
     "conv_silu": _conv_silu,
-    "ssd_step": _ssd_step,
+    "ssd_step": _row_block,
 }

@@ -65,19 +65,6 @@ def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:
     return TileChoice({"chunk": chunk}, body)
 
 
-def _ssd_step(dims: Mapping[str, Any], precision: str) -> TileChoice:
-    p, n = int(dims["head_dim"]), int(dims["state_size"])
-    state = str(dims["state_dtype"])
-    body = [
-        load("ssm_state", [p, n], element=state),
-        elementwise("softplus"),
-        elementwise("decay_update"),
-        reduce("dot_C"),
-        store("y", [1, p]),
-    ]
-    return TileChoice({"heads_per_call": 1}, body)
-
-
 def _attention(dims: Mapping[str, Any], precision: str) -> TileChoice:
     d = int(dims["head_dim"])
     cache = str(dims.get("cache_dtype", "f32"))
@@ -126,14 +113,12 @@ def _row_block(width_key: str) -> Callable[[Mapping[str, Any], str], TileChoice]
 
 
 def _conv(dims: Mapping[str, Any], precision: str) -> TileChoice:
-    width = int(dims["conv_kernel"])
-    body = [
-        load("conv_weight", [16, width]),
-        load("conv_state", [16, width - 1]),
-        elementwise("silu"),
-        store("xbc", [1, 16]),
-    ]
-    return TileChoice({"channels_per_vector": 16}, body)
+    """kernels/mamba.py's conv_silu: a program per `block` channels, whose taps, carried inputs, bias and sum
+    stay in registers across the tokens (32 channels: two AVX-512 vectors each, 18 of the 32 registers at
+    four taps); the grid counts channel blocks."""
+    channels = int(dims["channels"])
+    block = min(32, max(8, 1 << (channels - 1).bit_length()))
+    return TileChoice({"block": block}, grid=-(-channels // block), parallel="channel_blocks")
 
 
 def _experts(dims: Mapping[str, Any], precision: str) -> TileChoice:
@@ -151,7 +136,7 @@ def _experts(dims: Mapping[str, Any], precision: str) -> TileChoice:
 POLICIES: dict[str, Callable[[Mapping[str, Any], str], TileChoice]] = {
     "matmul": _matmul,
     "ssd_scan": _ssd,
-    "ssd_step": _ssd_step,
+    "ssd_step": _row_block("state_size"),
     "attention": _attention,
     "kv_append": _row_block("head_dim"),
     "embedding": _row_block("hidden"),

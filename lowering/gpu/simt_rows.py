@@ -1,6 +1,5 @@
 """SIMT kernels of the per-token rows, for every GPU target (tiles: tiling/gpu_rows.py; the builder
-from lowering/gpu/simt.py), and the registry of the SIMT kernels both GPU targets share (the Mamba ones are
-lowering/gpu/simt_mamba.py).
+from lowering/gpu/simt.py), and the registry of the hand-emitted SIMT kernels both GPU targets share.
 
 A row kernel is one wave of W lanes per token (W = 64 on CDNA, a warp of 32 on Hopper; "64" below reads
 W): workgroup x = the token's row t (Grid x = ("tokens", 1)), lane l handles features c = l, l + W, ...
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tessera.lowering.gpu import simt_mamba
 from tessera.lowering.gpu.simt import simt_builder
 from tessera.lowering.rocdl.kernel_text import GpuKernel, GpuKernelBuilder, Grid, KernelInfo
 
@@ -227,5 +225,4 @@ def emit_moe_router(info: KernelInfo) -> GpuKernel:
 
 EMITTERS: dict[str, Callable[[KernelInfo], GpuKernel]] = {
     "moe_router": emit_moe_router,
-    **simt_mamba.EMITTERS,
 }

@@ -1,21 +1,14 @@
-"""The Mamba-2 mixer between in_proj and out_proj as x86 kernels: upstream MLIR text (func, scf, arith, memref,
-vector, math) with the model's dimensions baked in and the token count T dynamic.
+"""The chunked SSD scan of the Mamba-2 mixer (prefill) as an x86 kernel: upstream MLIR text (func, scf, arith,
+memref, vector, math) with the model's dimensions baked in and the token count T dynamic. The mixer's other
+kernels (conv_silu, ssd_step, gated_rmsnorm) are written once in kernels/mamba.py.
 
 Notation: H heads of P channels, G groups of state size N (head h reads group h // (H/G)), I = H*P, conv channels
 C = I + 2*G*N, conv taps K, chunk L. in_proj writes zxbcdt [T, W], W = 2*I + 2*G*N + H: z = cols [0, I),
 xBC = [I, I+C) (x = [0, I), B = [I, I+G*N), C = [I+G*N, I+2*G*N) within xBC), dt_raw = [I+C, I+C+H).
 
-Every kernel takes the index range [begin, end) of its parallel dimension last, so that the runtime can split one
+The kernel takes the index range [begin, end) of its parallel dimension last, so that the runtime can split one
 call over threads on disjoint ranges; arguments are memrefs (MLIR's expanded ABI, see runtime/native.py) and
-`index` integers; kernels return nothing.
-
-    conv_silu(zxbcdt: memref<?xWxf32>, conv_weight: memref<CxKxf32>, conv_bias: memref<Cxf32>,
-              conv_state: memref<Cx(K-1)xf32>, xbc: memref<?xCxf32>, begin, end)          range: channels
-        xbc[t, c] = silu(bias[c] + sum_k w[c, k] * in[t - (K-1) + k, c]) over in = [conv_state^T ; xBC], then
-        conv_state (in place) := the last K-1 rows of in (T = 1 decode and T < K-1 included). Row by row,
-        16 channels at a time (zxbcdt rows are contiguous); taps and carried inputs, strided per channel, are
-        transposed once per call into scratch [K, C] and [K-1, C]; the first K-1 rows pick each tap's input from
-        zxbcdt or the carried rows.
+`index` integers; it returns nothing.
 
     ssd_scan(zxbcdt, xbc, dt_bias: memref<Hxf32>, A_log: memref<Hxf32>, D: memref<Hxf32>,
              ssm_state: memref<HxPxNx(f32|bf16)>, y: memref<?xIxf32>, begin, end)             range: heads
@@ -29,13 +22,6 @@ call over threads on disjoint ranges; arguments are memrefs (MLIR's expanded ABI
         4 rows x up to 4 vector<16xf32> accumulators, vectorised along P (along s for C·B^T). The heads' states of
         one group live transposed ([N, P], f32) in a scratch buffer for the whole call; the cumulative log-decay is
         summed in f64 and kept as an f32 hi/lo pair so that cum[l] - cum[s] keeps its precision.
-
-    ssd_step(same arguments as ssd_scan)                                                      range: heads
-        Decode, for each row t in order: dt = softplus(dt_raw + dt_bias) (no clamp, as HF),
-        state = exp(dt A) state + dt x ⊗ B, y = state·C + D x (state read and written in place; with a bf16
-        state the stored, rounded value is the one y uses).
-
-The gated group RMSNorm after the scan is written once in kernels/mamba.py.
 
 bf16 states and outputs are stored with round-to-nearest-even and read by widening, both with integer bit
 operations (no libcalls: arith.truncf to bf16 becomes a __truncsfbf2 call on the x86-64 baseline); exp in the
@@ -118,7 +104,6 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-_Place = tuple[str, list[str], str]  # (memref, indices, memref type)
 
 
 class _Body(MlirBuilder):
@@ -133,17 +118,6 @@ class _Body(MlirBuilder):
 
     def cast(self, name: str, value: str, source: str, target: str) -> str:
         return self.let("v", f"{name} {value} : {source} to {target}")
-
-    def load_either(self, cond: str, then: _Place, otherwise: _Place, mask: str | None, type_: str = VF32) -> str:
-        """scf.if cond: a load from `then`, else from `otherwise` (vector loads when type_ is VF32)."""
-
-        def load(place: _Place) -> list[str]:
-            ref, indices, ref_type = place
-            return [self.vload(ref, indices, ref_type, mask) if type_ == VF32 else self.load(ref, indices, ref_type)]
-
-        return self.if_yield(cond, [type_], lambda: load(then), lambda: load(otherwise))[0]
-
-    # --- small arithmetic helpers -----------------------------------------------------------------------------
 
     def add(self, a: str, b: str, type_: str = "index") -> str:
         op = "arith.addi" if type_ == "index" or "xi" in type_ or type_.startswith("i") else "arith.addf"
@@ -252,13 +226,6 @@ def _exp(b: _Body, x: str, type_: str = VF32) -> str:
     return b.select(low, b.const("0.0", type_), b.mul(poly, power, type_), type_)
 
 
-def _silu(b: _Body, x: str, type_: str = VF32) -> str:
-    """x * sigmoid(x) = x / (1 + exp(-x))."""
-    negated = b.let("v", f"arith.negf {x} : {type_}")
-    denominator = b.add(_exp(b, negated, type_), b.f32(1.0, type_), type_)
-    return b.let("v", f"arith.divf {x}, {denominator} : {type_}")
-
-
 def _softplus64(b: _Body, x: str) -> str:
     """softplus in f64 with torch's threshold 20: x above it, else log1p(exp(x)) with log1p(e) computed as
     log(u) * e / (u - 1), u = 1 + e, which keeps full precision for small e (e itself when u rounds to 1)."""
@@ -270,12 +237,6 @@ def _softplus64(b: _Body, x: str) -> str:
     log1p = b.mul(b.let("v", f"math.log {u} : f64"), ratio, "f64")
     log1p = b.select(b.fcmp("oeq", u, one, "f64"), e, log1p, "f64")
     return b.select(b.fcmp("ogt", x, threshold, "f64"), x, log1p, "f64")
-
-
-def _bf16_round_trip(b: _Body, value: str, type_: str) -> tuple[str, str]:
-    """(the bf16 value to store, that value widened back to f32)."""
-    stored = f32_to_bf16(b, value, type_)
-    return stored, bf16_to_f32(b, stored, type_.replace("f32", "bf16"))
 
 
 def _function(name: str, params: list[tuple[str, str]], body: _Body) -> str:
@@ -342,114 +303,6 @@ def _lane_offsets(b: _Body, stride: int) -> str:
 
 def _memref(shape: list[int | str], element: str = "f32") -> str:
     return f"memref<{'x'.join(str(dim) for dim in shape)}x{element}>"
-
-
-# --- conv_silu --------------------------------------------------------------------------------------------------
-
-
-def emit_conv_silu(name: str, d: MambaDims) -> str:
-    """The depthwise causal conv + SiLU over channels [begin, end) (see the module docstring for the ABI)."""
-    return _ConvEmitter(d).function(name)
-
-
-class _ConvEmitter:
-    """Row by row (rows of zxbcdt are contiguous, columns 24 KB apart at the model's width: walking a channel
-    block down the rows would miss the TLB on every row), 16 channels at a time. The taps and carried inputs,
-    strided per channel, are transposed once per call into scratch [K, C] and [K-1, C] rows."""
-
-    def __init__(self, d: MambaDims) -> None:
-        self.d, self.b = d, _Body()
-        self.taps, channels = d.conv_kernel, d.conv_channels
-        self.zx_t, self.xbc_t = _memref(["?", d.proj_width]), _memref(["?", channels])
-        self.w_t, self.bias_t = _memref([channels, self.taps]), _memref([channels])
-        self.state_t = _memref([channels, self.taps - 1])
-        self.wt_t, self.hist_t = _memref([self.taps, channels]), _memref([max(self.taps - 1, 1), channels])
-
-    def function(self, name: str) -> str:
-        b = self.b
-        self.tokens = b.let("T", f"memref.dim %xbc, {b.index(0)} : {self.xbc_t}")
-        b.emit(f"%wt = memref.alloc() {{alignment = 64 : i64}} : {self.wt_t}")
-        b.emit(f"%hist = memref.alloc() {{alignment = 64 : i64}} : {self.hist_t}")
-        self.transpose_inputs()
-        warm = b.min_index(self.tokens, b.index(self.taps - 1))
-        b.comment("the first K-1 rows reach back into the carried inputs; the others read zxbcdt only")
-        self.rows(b.index(0), warm, warm=True)
-        self.rows(warm, self.tokens, warm=False)
-        self.carry_state()
-        b.emit(f"memref.dealloc %wt : {self.wt_t}")
-        b.emit(f"memref.dealloc %hist : {self.hist_t}")
-        params = [("zx", self.zx_t), ("w", self.w_t), ("bias", self.bias_t), ("state", self.state_t)]
-        return _function(name, [*params, ("xbc", self.xbc_t), ("begin", "index"), ("end", "index")], b)
-
-    def transpose_inputs(self) -> None:
-        b = self.b
-        b.comment("wt[k, c] = w[c, k], hist[j, c] = conv_state[c, j] for the channels in range")
-        with b.loop("%begin", "%end", b.index(1)) as channel:
-            c = channel.iv
-            for k in range(self.taps):
-                b.store(b.load("%w", [c, b.index(k)], self.w_t), "%wt", [b.index(k), c], self.wt_t)
-            for j in range(self.taps - 1):
-                b.store(b.load("%state", [c, b.index(j)], self.state_t), "%hist", [b.index(j), c], self.hist_t)
-
-    def rows(self, lo: str, hi: str, warm: bool) -> None:
-        """Rows [lo, hi): whole 16-channel vectors of [begin, end), then the masked rest (at most one)."""
-        b = self.b
-        span = b.sub("%end", "%begin")
-        full = b.sub("%end", b.let("v", f"arith.remui {span}, {b.index(LANES)} : index"))
-        with b.loop(lo, hi, b.index(1)) as row:
-            with b.loop("%begin", full, b.index(LANES)) as vector:
-                self.vector(row.iv, vector.iv, None, warm)
-            with b.loop(full, "%end", b.index(LANES)) as rest:
-                mask = b.let("m", f"vector.create_mask {b.sub('%end', rest.iv)} : {VMASK}")
-                self.vector(row.iv, rest.iv, mask, warm)
-
-    def vector(self, t: str, c: str, mask: str | None, warm: bool) -> None:
-        """xbc[t, c:c+16] = silu(bias + sum_k wt[k] * input[t - (K-1) + k]), input rows < 0 from hist."""
-        b, taps = self.b, self.taps
-        column = b.offset(c, self.d.inner)
-        acc = b.vload("%bias", [c], self.bias_t, mask)
-        for k in range(taps):
-            back = taps - 1 - k
-            if back == 0:
-                value = b.vload("%zx", [t, column], self.zx_t, mask)
-            elif not warm:
-                value = b.vload("%zx", [b.sub(t, b.index(back)), column], self.zx_t, mask)
-            else:
-                source = b.sub(t, b.index(back))
-                in_call = b.let("v", f"arith.cmpi sge, {source}, {b.index(0)} : index")
-                carried = [b.offset(t, k), c]  # hist row K-1 + source
-                value = b.load_either(
-                    in_call, ("%zx", [source, column], self.zx_t), ("%hist", carried, self.hist_t), mask
-                )
-            acc = b.fma(b.vload("%wt", [b.index(k), c], self.wt_t, mask), value, acc)
-        b.vstore(_silu(b, acc), "%xbc", [t, c], self.xbc_t, mask)
-
-    def carry_state(self) -> None:
-        """conv_state[c, j] = input[T - (K-1) + j, c]: the last K-1 rows of [old state ; xBC] (from hist when the
-        call had fewer than K-1 rows)."""
-        b = self.b
-        b.comment("conv_state := the last K-1 inputs, oldest first")
-        with b.loop("%begin", "%end", b.index(1)) as channel:
-            c = channel.iv
-            column = b.offset(c, self.d.inner)
-            for j in range(self.taps - 1):
-                source = b.sub(self.tokens, b.index(self.taps - 1 - j))
-                in_call = b.let("v", f"arith.cmpi sge, {source}, {b.index(0)} : index")
-                carried = ("%hist", [b.offset(self.tokens, j), c], self.hist_t)
-                value = b.load_either(in_call, ("%zx", [source, column], self.zx_t), carried, None, "f32")
-                b.store(value, "%state", [c, b.index(j)], self.state_t)
-
-
-def _along(b: _Body, start: str, width: int, visit: Callable[[str, str | None, str], str], acc: str) -> str:
-    """acc = visit(column, mask, acc) over the 16-wide pieces of [start, start + width): a loop over the whole
-    vectors, then one masked piece for the static tail."""
-    whole, tail = divmod(width, LANES)
-    with b.loop(start, b.offset(start, whole * LANES), b.index(LANES), [(acc, VF32)]) as vector:
-        vector.yield_(visit(vector.iv, None, vector.args[0]))
-    acc = vector.results[0]
-    if tail:
-        acc = visit(b.offset(start, whole * LANES), b.static_mask(tail), acc)
-    return acc
 
 
 # --- ssd_scan / ssd_step shared -----------------------------------------------------------------------------------
@@ -781,65 +634,12 @@ def emit_ssd_scan(name: str, d: MambaDims) -> str:
     return _function(name, _ssd_params(d), b)
 
 
-# --- ssd_step -----------------------------------------------------------------------------------------------------
-
-
-def emit_ssd_step(name: str, d: MambaDims) -> str:
-    """Decode: the single-step recurrence for each row in order, over heads [begin, end)."""
-    b = _Body()
-    common = _SsdCommon(d, b)
-    state_vector = f"vector<{LANES}x{d.state_dtype}>"
-    tokens = b.let("T", f"memref.dim %xbc, {b.index(0)} : {common.xbc_t}")
-    with b.loop("%begin", "%end", b.index(1)) as head:
-        a, bias, d_h = common.head_scalars(head.iv)
-        b_col, c_col = common.group_columns(b.let("v", f"arith.divui {head.iv}, {b.index(d.heads_per_group)} : index"))
-        head_col = b.mul(head.iv, b.index(d.head_dim))
-        with b.loop(b.index(0), tokens, b.index(1)) as row:
-            t = row.iv
-            dt = common.dt(t, head.iv, bias)
-            decay = b.op("math.exp", b.mul(dt, a, "f64"), type_="f64")
-            decay = b.splat(b.cast("arith.truncf", decay, "f64", "f32"))
-            dt32 = b.let("v", f"arith.truncf {dt} : f64 to f32")
-            with b.loop(b.index(0), b.index(d.head_dim), b.index(1)) as channel:
-                p = channel.iv
-                x = b.load("%xbc", [t, b.add(head_col, p)], common.xbc_t)
-                coef = b.splat(b.mul(dt32, x, "f32"))
-
-                def update(n: str, mask: str | None, acc: str) -> str:
-                    """state[h, p, n:n+16] = decay state + coef B; returns acc + state C."""
-                    where = [head.iv, p, n]
-                    old = b.vload("%state", where, common.state_t, mask, state_vector)
-                    if d.state_dtype == "bf16":
-                        old = bf16_to_f32(b, old, state_vector)
-                    b_vec = b.vload("%xbc", [t, b.add(b_col, n)], common.xbc_t, mask)
-                    new = b.fma(coef, b_vec, b.mul(decay, old, VF32))
-                    stored = new
-                    if d.state_dtype == "bf16":
-                        stored, new = _bf16_round_trip(b, new, VF32)
-                    b.vstore(stored, "%state", where, common.state_t, mask, state_vector)
-                    return b.fma(new, b.vload("%xbc", [t, b.add(c_col, n)], common.xbc_t, mask), acc)
-
-                acc = _along(b, b.index(0), d.state_size, update, b.const("0.0", VF32))
-                total = b.let("v", f"vector.reduction <add>, {acc} : {VF32} into f32")
-                b.store(b.fma(d_h, x, total, "f32"), "%y", [t, b.add(head_col, p)], common.y_t)
-    return _function(name, _ssd_params(d), b)
-
-
 # --- footprints ---------------------------------------------------------------------------------------------------
 
 
 def footprint_bytes(kind: str, d: MambaDims) -> int:
-    """Fast-memory bytes a kernel keeps live per call (per thread):
-
-    ssd_scan: its scratch buffers (group states [H/G, N, P], B^T, C·B^T, scores, x tiles, decay columns);
-    ssd_step: one head's state (f32 or bf16) plus its B and C rows; conv_silu: its transposed taps and carried
-    inputs [2K-1, C] plus the K rows of input a row reads.
-    """
-    if kind == "ssd_scan":
-        return sum(_bytes(type_) for type_ in _scan_scratch(d).values())
-    if kind == "ssd_step":
-        element = 2 if d.state_dtype == "bf16" else 4
-        return d.head_dim * d.state_size * element + 2 * d.state_size * 4
-    if kind == "conv_silu":
-        return (2 * d.conv_kernel - 1) * d.conv_channels * 4 + d.conv_kernel * d.proj_width * 4
-    raise ValueError(f"unknown Mamba kernel kind {kind!r} (conv_silu, ssd_scan, ssd_step)")
+    """Fast-memory bytes ssd_scan keeps live per call (per thread): its scratch buffers (group states
+    [H/G, N, P], B^T, C·B^T, scores, x tiles, decay columns)."""
+    if kind != "ssd_scan":
+        raise ValueError(f"unknown Mamba kernel kind {kind!r} (ssd_scan; the others are written in kernels/)")
+    return sum(_bytes(type_) for type_ in _scan_scratch(d).values())

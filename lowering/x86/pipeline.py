@@ -23,6 +23,8 @@ LLVM_PIPELINE = ",".join(
         "convert-index-to-llvm",
         "convert-func-to-llvm",
         "convert-cf-to-llvm",
+        # the element-by-element transfers of a column (vector-to-scf) start from ub.poison vectors
+        "convert-ub-to-llvm",
         "reconcile-unrealized-casts",
     ]
 )

@@ -37,7 +37,7 @@ from tessera.interpreters import TileInterpreterError, run_kernel
 from tessera.interpreters.elements import narrow
 from tessera.kernels import KERNELS
 from tessera.kernels.builder import KernelBuilder
-from tessera.reference.common import embedding, rmsnorm
+from tessera.reference.common import embedding, rmsnorm, softplus
 from tessera.reference.mamba2 import gated_rmsnorm
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
@@ -54,13 +54,14 @@ Dims = dict[str, int | float | str]
 
 
 @functools.cache
-def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], target: str) -> tile.KernelOp:
-    return tile_kernel(kind, dict(dims), target)
+def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], target: str, grid: int) -> tile.KernelOp:
+    return tile_kernel(kind, dict(dims), target, grid=grid)
 
 
-def build(kind: str, dims: Mapping[str, int | float | str], target: str) -> tile.KernelOp:
-    """The kernel of `kind` with its body for `target`, through tessera-tile-choose-tiles."""
-    return _built(kind, tuple(sorted(dims.items())), target)
+def build(kind: str, dims: Mapping[str, int | float | str], target: str, grid: int = 0) -> tile.KernelOp:
+    """The kernel of `kind` with its body for `target`, through tessera-tile-choose-tiles (grid 0: a program
+    per token, unless the tiling sets it)."""
+    return _built(kind, tuple(sorted(dims.items())), target, grid)
 
 
 def nan(*shape: int) -> np.ndarray:
@@ -223,7 +224,93 @@ def check_gated_rmsnorm(rng: np.random.Generator, target: str, tokens: int) -> N
             check_bf16("gated_rmsnorm bf16 out", bits, want, bound)
 
 
+# A mixer whose conv channels (C = 72 + 32 = 104) and state rows (N = 8) leave a masked tail on every target.
+MIXER: Dims = {"num_heads": 4, "head_dim": 18, "n_groups": 2, "state_size": 8}
+MIXER_INNER, MIXER_CHANNELS, MIXER_WIDTH = 72, 104, 2 * 72 + 32 + 4
+
+
+def check_conv_silu(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """acc = bias + sum_k w_k v_k: K products and K adds, each rounded (u), on terms of either sign: within
+    2 K u of the sum of |terms|; silu's slope is below 1.1, and its own exp, + 1 and division add 3 u of the
+    result. The carried state is copied, exactly."""
+    taps = 4
+    for has_bias in (True, False):
+        dims: Dims = {**MIXER, "conv_kernel": taps, "channels": MIXER_CHANNELS, "conv_bias": int(has_bias)}
+        zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)
+        weight = rng.standard_normal((MIXER_CHANNELS, taps)).astype(np.float32)
+        bias = rng.standard_normal(MIXER_CHANNELS).astype(np.float32)
+        state = rng.standard_normal((MIXER_CHANNELS, taps - 1)).astype(np.float32)
+        xbc = nan(tokens, MIXER_CHANNELS)
+        new_state = state.copy()
+        run_kernel(build("conv_silu", dims, target), [zxbcdt, weight, *([bias] * has_bias), new_state, xbc], tokens)
+        inputs = np.concatenate([state.T, zxbcdt[:, MIXER_INNER : MIXER_INNER + MIXER_CHANNELS]]).astype(np.float64)
+        terms = np.stack([inputs[k : k + tokens] * weight[:, k] for k in range(taps)])
+        acc = terms.sum(axis=0) + (bias if has_bias else 0)
+        scale = np.abs(terms).sum(axis=0) + (np.abs(bias) if has_bias else 0)
+        want = acc / (1 + np.exp(-acc))
+        assert np.isfinite(xbc).all(), f"conv_silu bias {has_bias}: elements unwritten"
+        error = np.abs(xbc - want)
+        bound = 1.1 * 2 * taps * F32_UNIT * scale + 3 * F32_UNIT * np.abs(want)
+        assert (error <= bound).all(), f"conv_silu bias {has_bias}: error {(error / bound).max():.2f} of its bound"
+        assert np.array_equal(new_state, inputs[tokens:].T.astype(np.float32)), "conv_silu: conv_state"
+
+
+def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """The decode recurrence over the call's tokens. dt = softplus(raw + bias) is within 8 u (the add, then
+    exp, + 1, log, the division and the product); decay = exp(dt A) within 11 u |dt A| + u (A = -exp(A_log):
+    u; the product: u); a new state element decay s + (dt x) B within 12 u ((1 + |dt A|) |decay s| + |dt x B|),
+    and the errors carried in s shrink by decay. y = D x + sum_n s_n C_n: the per-element errors times |C|,
+    plus (N / block + 3) u of the sum of |terms| (the lanes' chains, the reduction, the product and add of
+    D x). A bf16 state may round to the other neighbour of a boundary: one bf16 ulp (2^-8) more per token."""
+    heads, head_dim, state_size = (int(MIXER[key]) for key in ("num_heads", "head_dim", "state_size"))
+    groups = int(MIXER["n_groups"])
+    for dtype in ("f32", "bf16"):
+        kernel = build("ssd_step", {**MIXER, "state_dtype": dtype}, target, grid=heads)
+        assert kernel.tiles is not None
+        pieces = -(-state_size // int(plain_dict(kernel.tiles)["block"]))
+        zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)
+        xbc = rng.standard_normal((tokens, MIXER_CHANNELS)).astype(np.float32)
+        dt_bias = rng.uniform(-4, 1, heads).astype(np.float32)
+        a_log = np.log(rng.uniform(1, 8, heads)).astype(np.float32)
+        d = rng.standard_normal(heads).astype(np.float32)
+        state = rng.standard_normal((heads, head_dim, state_size)).astype(np.float32)
+        if dtype == "bf16":
+            state = bf16_to_f32(bf16_bits(state))
+        buffer = bf16_bits(state) if dtype == "bf16" else state.copy()
+        y = nan(tokens, MIXER_INNER)
+        run_kernel(kernel, [zxbcdt, xbc, dt_bias, a_log, d, buffer, y])
+        want, error_bound = state.astype(np.float64), np.zeros(state.shape)
+        a = -np.exp(a_log.astype(np.float64))
+        per_group = heads // groups
+        for t in range(tokens):
+            dt = softplus(zxbcdt[t, MIXER_INNER + MIXER_CHANNELS :].astype(np.float64) + dt_bias)
+            decay = np.exp(dt * a)[:, None, None]
+            x = xbc[t, :MIXER_INNER].astype(np.float64).reshape(heads, head_dim)
+            b, c = (
+                np.repeat(xbc[t, start : start + groups * state_size].reshape(groups, state_size), per_group, 0)
+                for start in (MIXER_INNER, MIXER_INNER + groups * state_size)
+            )
+            decayed, update = decay * want, (dt[:, None] * x)[:, :, None] * b[:, None, :]
+            want = decayed + update
+            dta = np.abs(dt * a)[:, None, None]
+            error_bound = decay * error_bound + 12 * F32_UNIT * ((1 + dta) * np.abs(decayed) + np.abs(update))
+            if dtype == "bf16":
+                error_bound += 2.0**-8 * np.abs(want)
+                want = bf16_to_f32(bf16_bits(want.astype(np.float32))).astype(np.float64)
+            terms = want * c[:, None, :]
+            y_want = terms.sum(-1) + d[:, None] * x
+            y_scale = np.abs(terms).sum(-1) + np.abs(d[:, None] * x)
+            y_bound = (error_bound * np.abs(c[:, None, :])).sum(-1) + (pieces + 3) * F32_UNIT * y_scale
+            got_y = y[t].reshape(heads, head_dim)
+            assert np.isfinite(got_y).all(), f"ssd_step {dtype}: y of token {t} unwritten"
+            assert (np.abs(got_y - y_want) <= y_bound).all(), f"ssd_step {dtype}: y of token {t}"
+        got = bf16_to_f32(buffer) if dtype == "bf16" else buffer
+        assert (np.abs(got - want) <= error_bound).all(), f"ssd_step {dtype}: the final state"
+
+
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
+    "conv_silu": check_conv_silu,
+    "ssd_step": check_ssd_step,
     "gated_rmsnorm": check_gated_rmsnorm,
     "embedding": check_embedding,
     "rms_scale": check_rms_scale,
