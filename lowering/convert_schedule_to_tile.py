@@ -45,6 +45,9 @@ _KINDS: dict[type[schedule.StepOp], tuple[str, str, str | None]] = {
     schedule.MoECombineOp: ("moe_combine", "tokens", None),
 }
 
+# Kernel kind -> the dimension whose extent is its grid (None: one program per token).
+GRID_DIMS: dict[str, str | None] = {kind: grid_dim for kind, _, grid_dim in _KINDS.values()}
+
 
 def _element(value: object) -> str:
     assert isinstance(value, MemRefType)

@@ -117,7 +117,7 @@ def _conv(dims: Mapping[str, Any], precision: str) -> TileChoice:
     stay in registers across the tokens (32 channels: two AVX-512 vectors each, 18 of the 32 registers at
     four taps); the grid counts channel blocks."""
     channels = int(dims["channels"])
-    block = min(32, max(8, 1 << (channels - 1).bit_length()))
+    block = min(128, max(8, 1 << (channels - 1).bit_length()))
     return TileChoice({"block": block}, grid=-(-channels // block), parallel="channel_blocks")
 
 

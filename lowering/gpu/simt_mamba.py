@@ -163,6 +163,3 @@ def emit_ssd_scan_simt(info: KernelInfo) -> GpuKernel:
     # Rounded once, at the end of the call (bf16), as the chunked scans do.
     each_owned(lambda p, n, at: b.gstore(b.lds_load("ssm_state", [p, n]), "ssm_state", at, state_dtype))
     return _finish(info, b, Grid(x=(m.heads, 1)))
-
-
-

@@ -104,8 +104,6 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-
-
 class _Body(MlirBuilder):
     """MlirBuilder with the arithmetic and memory-access shorthands of the Mamba kernels."""
 

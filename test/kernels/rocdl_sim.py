@@ -570,6 +570,11 @@ class Simulator:
                     raise SimulationError(f"arith.{op} by zero")
                 out = (np.floor_divide if op == "divui" else np.remainder)(as_unsigned(x), as_unsigned(y))
                 out = out.view(x.dtype)
+            elif op == "divsi":  # rounds toward zero
+                if (y[mask] == 0).any():
+                    raise SimulationError("arith.divsi by zero")
+                safe = np.where(y == 0, 1, y)
+                out = (np.sign(x) * np.sign(safe) * (np.abs(x) // np.abs(safe))).astype(x.dtype)
             elif op in ("minui", "maxui"):
                 out = (np.minimum if op == "minui" else np.maximum)(as_unsigned(x), as_unsigned(y)).view(x.dtype)
             elif op in ("shli", "shrui"):
@@ -1127,7 +1132,9 @@ class Simulator:
         return step
 
 
-_BINARY = "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui remui minui maxui shli shrui shrsi"
+_BINARY = (
+    "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui divsi remui minui maxui shli shrui shrsi"
+)
 _CASTS = "bitcast index_cast extui extsi trunci extf truncf"
 _Compiler = Callable[[Simulator, str, str, list[str], _Node], Step]
 _COMPILERS: dict[str, _Compiler] = {

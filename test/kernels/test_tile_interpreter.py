@@ -54,14 +54,13 @@ Dims = dict[str, int | float | str]
 
 
 @functools.cache
-def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], target: str, grid: int) -> tile.KernelOp:
-    return tile_kernel(kind, dict(dims), target, grid=grid)
+def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], target: str) -> tile.KernelOp:
+    return tile_kernel(kind, dict(dims), target)
 
 
-def build(kind: str, dims: Mapping[str, int | float | str], target: str, grid: int = 0) -> tile.KernelOp:
-    """The kernel of `kind` with its body for `target`, through tessera-tile-choose-tiles (grid 0: a program
-    per token, unless the tiling sets it)."""
-    return _built(kind, tuple(sorted(dims.items())), target, grid)
+def build(kind: str, dims: Mapping[str, int | float | str], target: str) -> tile.KernelOp:
+    """The kernel of `kind` with its body (and grid) for `target`, as the compiler builds it."""
+    return _built(kind, tuple(sorted(dims.items())), target)
 
 
 def nan(*shape: int) -> np.ndarray:
@@ -265,7 +264,7 @@ def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
     heads, head_dim, state_size = (int(MIXER[key]) for key in ("num_heads", "head_dim", "state_size"))
     groups = int(MIXER["n_groups"])
     for dtype in ("f32", "bf16"):
-        kernel = build("ssd_step", {**MIXER, "state_dtype": dtype}, target, grid=heads)
+        kernel = build("ssd_step", {**MIXER, "state_dtype": dtype}, target)
         assert kernel.tiles is not None
         pieces = -(-state_size // int(plain_dict(kernel.tiles)["block"]))
         zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)

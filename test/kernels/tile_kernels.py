@@ -9,6 +9,7 @@ from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, Module
 from xdsl.ir import Block, Region
 
 from tessera.dialects import tile
+from tessera.lowering.convert_schedule_to_tile import GRID_DIMS
 from tessera.passes.tile_choose_tiles import choose_tiles
 from tessera.passes.tile_compute_footprint import compute_footprints
 
@@ -22,8 +23,13 @@ def _attribute(value: int | float | str) -> IntegerAttr | FloatAttr | StringAttr
 
 
 def tile_kernel(kind: str, dims: Mapping[str, int | float | str], target: str, precision: str = "fp32",
-                name: str | None = None, grid: int = 0) -> tile.KernelOp:  # fmt: skip
-    """The `tessera.tile.kernel` of `kind` with `dims`, tiled for `target` (named `name`, default the kind)."""
+                name: str | None = None, grid: int | None = None) -> tile.KernelOp:  # fmt: skip
+    """The `tessera.tile.kernel` of `kind` with `dims`, tiled for `target` (named `name`, default the kind);
+    its grid as convert-tessera-schedule-to-tile sets it (the extent of the kind's grid dimension, 0 for one
+    program per token) unless given."""
+    if grid is None:
+        grid_dim = GRID_DIMS[kind]
+        grid = 0 if grid_dim is None or grid_dim not in dims else int(dims[grid_dim])
     kernel = tile.KernelOp(
         properties={
             "sym_name": StringAttr(name or kind),
