@@ -49,6 +49,7 @@ from xdsl.dialects.builtin import (
     IntAttr,
     IntegerAttr,
     MemRefType,
+    NoneAttr,
     StringAttr,
     SymbolNameConstraint,
     SymbolRefAttr,
@@ -339,6 +340,36 @@ class StoreOp(IRDLOperation):
 
 
 @irdl_op_definition
+class AllocOp(IRDLOperation):
+    """A program's scratch buffer, its contents undefined until the program stores into it:
+    `%s = tessera.tile.alloc : memref<4x32xf32>`. Where it lives is the target's choice (a core's cache on a
+    CPU, the workgroup's shared memory / LDS on a GPU); it counts in the kernel's footprint."""
+
+    name = "tessera.tile.alloc"
+    result = result_def(MemRefType)
+    assembly_format = "attr-dict `:` type($result)"
+
+    def __init__(self, result_type: MemRefType) -> None:
+        super().__init__(result_types=[result_type])
+
+    def verify_(self) -> None:
+        type_ = self.result.type
+        assert isinstance(type_, MemRefType)
+        if any(size < 0 for size in type_.get_shape()):
+            raise VerifyException(f"{self.name}: a scratch buffer has a static shape, got {type_}")
+        if not isinstance(type_.memory_space, NoneAttr):
+            raise VerifyException(f"{self.name}: the target places a scratch buffer, got memory space {type_}")
+
+    def bytes(self) -> int:
+        type_ = self.result.type
+        assert isinstance(type_, MemRefType)
+        count = 1
+        for size in type_.get_shape():
+            count *= size
+        return count * element_bytes(type_.element_type)
+
+
+@irdl_op_definition
 class SplatOp(IRDLOperation):
     """A tile of one scalar: `%t = tessera.tile.splat %x : f32 -> !tessera.tile.tile<16xf32>`."""
 
@@ -471,6 +502,6 @@ def dataflow_block(arg_types: Sequence[Attribute]) -> Block:
 
 TesseraTile = Dialect(
     "tessera.tile",
-    [KernelOp, LaunchOp, LoadOp, StoreOp, SplatOp, MapOp, YieldOp, ReduceOp, ConvertOp, *PLAN_OPS],
+    [KernelOp, LaunchOp, AllocOp, LoadOp, StoreOp, SplatOp, MapOp, YieldOp, ReduceOp, ConvertOp, *PLAN_OPS],
     [TileType],
 )

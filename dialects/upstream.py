@@ -5,6 +5,9 @@ Tessera builds them as typed IR and prints them once, in generic form, for MLIR 
     gpu.shuffle   a value of another lane of the wave (mode xor | down | up | idx), and whether it was valid
     arith.cmpf, arith.select on vectors (xDSL's take i1 conditions only): an i1 per element, and the choice
                   it makes per element (built for vectors only; scalars use xDSL's own ops)
+    #gpu.address_space<workgroup>, and gpu.func with workgroup attributions (xDSL's gpu.func takes exactly
+                  its function arguments as entry-block arguments): the workgroup's shared memory / LDS
+                  buffers, entry-block arguments after the function's, counted by `workgroup_attributions`
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import ClassVar
 
 from xdsl.dialects.arith import CMPF_COMPARISON_OPERATIONS, FastMathFlagsAttr
 from xdsl.dialects.arith import CmpfOp as XdslCmpfOp
-from xdsl.dialects.builtin import AnyFloat, IntegerAttr, IntegerType, VectorType, i1, i32, i64
+from xdsl.dialects import gpu
+from xdsl.dialects.builtin import AnyFloat, IntegerAttr, IntegerType, MemRefType, VectorType, i1, i32, i64
 from xdsl.ir import Attribute, Dialect, EnumAttribute, Operation, SpacedOpaqueSyntaxAttribute, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
@@ -44,6 +48,55 @@ class ShuffleModeAttr(EnumAttribute[ShuffleModeEnum], SpacedOpaqueSyntaxAttribut
     """`#gpu<shuffle_mode xor>`"""
 
     name = "gpu.shuffle_mode"
+
+
+class AddressSpaceEnum(StrEnum):
+    GLOBAL = auto()
+    WORKGROUP = auto()
+    PRIVATE = auto()
+
+
+@irdl_attr_definition
+class AddressSpaceAttr(EnumAttribute[AddressSpaceEnum]):
+    """`#gpu.address_space<workgroup>`: a memref's memory on a GPU."""
+
+    name = "gpu.address_space"
+
+    def print_parameter(self, printer: Printer) -> None:
+        printer.print_string(f"<{self.data}>")
+
+
+WORKGROUP = AddressSpaceAttr(AddressSpaceEnum.WORKGROUP)
+
+
+class WorkgroupFuncOp(gpu.FuncOp):
+    """xDSL's gpu.func (its definition, a subclass only to replace the verifier), whose entry block may also
+    take workgroup attributions: the last `workgroup_attributions` block arguments, memrefs in
+    #gpu.address_space<workgroup>."""
+
+    def attributions(self) -> int:
+        count = self.attributes.get("workgroup_attributions")
+        return 0 if count is None else int(count.value.data)  # type: ignore[attr-defined]
+
+    def add_workgroup_buffer(self, type_: MemRefType) -> SSAValue:
+        """A new workgroup attribution of `type_` (its memory space set to workgroup)."""
+        shared = MemRefType(type_.element_type, type_.get_shape(), memory_space=WORKGROUP)
+        argument = self.body.block.insert_arg(shared, len(self.body.block.args))
+        self.attributes["workgroup_attributions"] = IntegerAttr(self.attributions() + 1, i64)
+        return argument
+
+    def verify_(self) -> None:
+        self.get_irdl_definition().verify(self)
+        args = self.body.block.arg_types
+        inputs = self.function_type.inputs.data
+        count = self.attributions()
+        if tuple(args[: len(args) - count]) != tuple(inputs):
+            raise VerifyException(f"{self.name}: the entry block's first arguments are the function's {inputs}")
+        for type_ in args[len(args) - count :]:
+            if not isinstance(type_, MemRefType) or type_.memory_space != WORKGROUP:
+                raise VerifyException(f"{self.name}: a workgroup attribution is a workgroup memref, got {type_}")
+        if self.kernel is not None and self.function_type.outputs.data:
+            raise VerifyException(f"{self.name}: a kernel returns nothing")
 
 
 @irdl_op_definition
@@ -137,7 +190,7 @@ class SelectOp(IRDLOperation):
 
 # Not registered with tessera-opt's context, where xDSL's own gpu and arith dialects hold the namespaces: these
 # ops are built by the lowerings and printed, never parsed back by xDSL.
-UpstreamGpu = Dialect("gpu", [ShuffleOp], [ShuffleModeAttr])
+UpstreamGpu = Dialect("gpu", [ShuffleOp], [ShuffleModeAttr, AddressSpaceAttr])
 UpstreamArith = Dialect("arith", [CmpfOp, SelectOp])
 
 

@@ -245,6 +245,14 @@ class ElementFunctions(ArithFunctions):
         chosen = np.asarray(np.where(condition, if_true, if_false), storage_dtype(element))
         return (unwrap(chosen, element),)
 
+    @impl(arith.MinSIOp)
+    def run_minsi(self, interpreter: Interpreter, op: arith.MinSIOp, args: PythonValues) -> PythonValues:
+        return (min(args),)
+
+    @impl(arith.MaxSIOp)
+    def run_maxsi(self, interpreter: Interpreter, op: arith.MaxSIOp, args: PythonValues) -> PythonValues:
+        return (max(args),)
+
     @impl(arith.SIToFPOp)
     def run_sitofp(self, interpreter: Interpreter, op: arith.SIToFPOp, args: PythonValues) -> PythonValues:
         return (narrow(np.asarray(args[0], np.float64), element_of(op.result.type)),)

@@ -12,6 +12,7 @@ as uint16 bits as the runtime stores it) and TileFunctions below, one method per
                    them; elements whose index along the last of them is >= `bound` read 0 and are not
                    written; every element accessed must lie in the buffer. A scalar access is one element.
     memref.dim     the buffer's size (the token count of a dynamic leading dimension).
+    alloc          a program's scratch buffer, NaN until stored into.
     splat, map     map's region runs once on whole tiles when each of its ops is elementwise on arrays
                    (elements.ELEMENTWISE_OPS), else element by element: the same values either way.
     reduce         add: the float64 sum rounded once — each target reassociates the sum in its own order,
@@ -132,6 +133,16 @@ class TileFunctions(InterpreterFunctions):
             inside, within, order = window
             buffer[inside] = np.transpose(value[within], np.argsort(order)) if shape else value
         return ()
+
+    @impl(tile.AllocOp)
+    def run_alloc(self, interpreter: Interpreter, op: tile.AllocOp, args: PythonValues) -> PythonValues:
+        type_ = op.result.type
+        assert isinstance(type_, MemRefType)
+        element = type_.element_type
+        dtype = storage_dtype(element)
+        # Undefined contents: NaN (bf16's quiet NaN bits), so that a read before any store shows.
+        fill: float | int = np.nan if np.issubdtype(dtype, np.floating) else (0x7FC0 if is_float(element) else 0)
+        return (np.full(type_.get_shape(), fill, dtype),)
 
     @impl(memref.DimOp)
     def run_dim(self, interpreter: Interpreter, op: memref.DimOp, args: PythonValues) -> PythonValues:

@@ -29,6 +29,9 @@ from tessera.dialects import tile
 from tessera.dialects.tile import TileType, element_of
 
 INDEX = IndexType()
+# A product and the sum it feeds may fuse into one FMA where the target has it (one rounding instead of two:
+# never less accurate; each kernel's bounds assume the two).
+CONTRACT = arith.FastMathFlagsAttr(["contract"])
 # A kernel's Tile-IR dims (sizes, epsilon, dtype names), as its builder reads them.
 Dims = Mapping[str, int | float | str]
 
@@ -116,17 +119,30 @@ class KernelBuilder:
     def muli(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.MuliOp(x, y))
 
+    def subi(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.SubiOp(x, y))
+
+    def minsi(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.MinSIOp(x, y))
+
+    def maxsi(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.MaxSIOp(x, y))
+
+    def cmpi(self, predicate: str, x: SSAValue, y: SSAValue) -> SSAValue:
+        """An i1: `predicate` (MLIR's: "slt", "ult", ...) of x and y."""
+        return self._insert(arith.CmpiOp(x, y, predicate))
+
     def divsi(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.DivSIOp(x, y))
 
     def addf(self, x: SSAValue, y: SSAValue) -> SSAValue:
-        return self._insert(arith.AddfOp(x, y))
+        return self._insert(arith.AddfOp(x, y, CONTRACT))
 
     def subf(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.SubfOp(x, y))
 
     def mulf(self, x: SSAValue, y: SSAValue) -> SSAValue:
-        return self._insert(arith.MulfOp(x, y))
+        return self._insert(arith.MulfOp(x, y, CONTRACT))
 
     def divf(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.DivfOp(x, y))
@@ -145,6 +161,7 @@ class KernelBuilder:
         return self._insert(arith.CmpfOp(x, y, predicate))
 
     def select(self, condition: SSAValue, x: SSAValue, y: SSAValue) -> SSAValue:
+        """x where `condition` (an i1) holds, else y: scalars, or whole tiles chosen by one scalar condition."""
         return self._insert(arith.SelectOp(condition, x, y))
 
     def sqrt(self, x: SSAValue) -> SSAValue:
@@ -175,6 +192,12 @@ class KernelBuilder:
         return self.select(self.cmpf("ogt", x, threshold), x, log1p)
 
     # --- buffers --------------------------------------------------------------------------------------------
+
+    def alloc(self, name: str, shape: Sequence[int], element: Attribute) -> SSAValue:
+        """A scratch buffer of the program (tessera.tile.alloc), its contents undefined until stored."""
+        buffer = self._insert(tile.AllocOp(MemRefType(element, list(shape))))
+        buffer.name_hint = name
+        return buffer
 
     def size(self, buffer: SSAValue, dimension: int = 0) -> SSAValue:
         """The buffer's size along `dimension` (dimension 0 of a token-major buffer: the call's tokens)."""

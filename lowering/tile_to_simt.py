@@ -11,7 +11,9 @@ consecutive addresses: loads and stores coalesce); each lane holds B / W of them
 choose today). A load or store is llvm.getelementptr + llvm.load / llvm.store at an i32 element offset
 (row-major; the token dimension is the outermost; the lane steps along the tile's axis, a column's too),
 guarded by scf.if past `bound`; a scalar load is made by every lane, a scalar store by lane 0. memref.dim
-of the token dimension is the %tokens parameter. A reduction combines the lane's elements, then a butterfly
+of the token dimension is the %tokens parameter. A scratch buffer (`tessera.tile.alloc`) is a workgroup
+attribution of the gpu.func, read and written with memref.load / memref.store; a store into it is followed
+by gpu.barrier, so that any lane may read what another wrote. A reduction combines the lane's elements, then a butterfly
 of `gpu.shuffle xor` gives every lane the total. Map, splat and convert are lowering/tile_elements.py's.
 """
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, gpu, llvm, memref, scf
 from xdsl.dialects.builtin import IndexType, MemRefType, ModuleOp, StringAttr, i32
-from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -35,7 +37,7 @@ from xdsl.pattern_rewriter import (
 from tessera.arch import GpuArch, gpu_arch
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
-from tessera.dialects.upstream import ShuffleOp
+from tessera.dialects.upstream import WORKGROUP, ShuffleOp, WorkgroupFuncOp
 from tessera.lowering.tile_elements import SHARED_PATTERNS, Emitter, LowerTileTypes, TilePattern, lowered_type, storage
 
 GLOBAL = llvm.LLVMPointerType(builtin.IntAttr(1))
@@ -76,20 +78,17 @@ def _linear_offset(emit: Emitter, buffer_type: MemRefType, indices: list[SSAValu
     return offset
 
 
-def _address(emit: Emitter, buffer: SSAValue, offset: SSAValue) -> SSAValue:
-    assert isinstance(buffer.type, MemRefType)
-    return emit(
-        llvm.GEPOp.from_mixed_indices(
-            _pointer(buffer), [offset], pointee_type=storage(buffer.type.element_type), result_type=GLOBAL
-        )
-    )
+def _in_workgroup(buffer: SSAValue) -> bool:
+    """A program's scratch buffer (a workgroup attribution), rather than a kernel parameter."""
+    return isinstance(buffer.type, MemRefType) and buffer.type.memory_space == WORKGROUP
 
 
 class _Access:
-    """The lane's element of a tile access: its offset, and whether it lies before the bound."""
+    """The lane's element of a tile access: its indices, and whether it lies before the bound."""
 
     def __init__(self, emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes: int, tiled: bool) -> None:
-        indices = list(op.indices)
+        self.op = op
+        self.indices = list(op.indices)
         self.valid: SSAValue | None = None
         if tiled:
             per_lane = lowered_type(op.result.type if isinstance(op, tile.LoadOp) else op.value.type, lanes)
@@ -98,12 +97,30 @@ class _Access:
             axes = tile.access_axes(op)
             if len(axes) != 1:
                 raise AssertionError(f"{op.name}: the SIMT lowering spreads rank-1 tiles over the lanes")
-            column = emit(arith.AddiOp(indices[axes[0]], _lane(op)))
-            indices[axes[0]] = column
+            column = emit(arith.AddiOp(self.indices[axes[0]], _lane(op)))
+            self.indices[axes[0]] = column
             if op.bound is not None:
                 self.valid = emit(arith.CmpiOp(column, op.bound, "ult"))
-        assert isinstance(op.memref.type, MemRefType)
-        self.offset = _linear_offset(emit, op.memref.type, indices)
+        if not _in_workgroup(op.memref):
+            assert isinstance(op.memref.type, MemRefType)
+            self.offset = _linear_offset(emit, op.memref.type, self.indices)
+
+    def load(self, element: Attribute) -> list[Operation]:
+        """The ops that read the element (the value is the last one's result)."""
+        if _in_workgroup(self.op.memref):
+            return [memref.LoadOp.get(self.op.memref, self.indices)]
+        gep = llvm.GEPOp.from_mixed_indices(
+            _pointer(self.op.memref), [self.offset], pointee_type=element, result_type=GLOBAL
+        )
+        return [gep, llvm.LoadOp(gep.result, element)]
+
+    def store(self, value: SSAValue, element: Attribute) -> list[Operation]:
+        if _in_workgroup(self.op.memref):
+            return [memref.StoreOp.get(value, self.op.memref, self.indices)]
+        gep = llvm.GEPOp.from_mixed_indices(
+            _pointer(self.op.memref), [self.offset], pointee_type=element, result_type=GLOBAL
+        )
+        return [gep, llvm.StoreOp(value, gep.result)]
 
 
 class LowerLoad(TilePattern):
@@ -114,18 +131,11 @@ class LowerLoad(TilePattern):
         element = storage(op.memref.type.element_type)
         access = _Access(emit, op, self.lanes, isinstance(op.result.type, TileType))
         if access.valid is None:
-            value = emit(llvm.LoadOp(_address(emit, op.memref, access.offset), element))
+            value = [emit(inner) for inner in access.load(element)][-1]
         else:
             then, otherwise = Block(), Block()
-            then.add_ops(
-                [
-                    gep := llvm.GEPOp.from_mixed_indices(
-                        _pointer(op.memref), [access.offset], pointee_type=element, result_type=GLOBAL
-                    ),
-                    load := llvm.LoadOp(gep.result, element),
-                    scf.YieldOp(load.results[0]),
-                ]
-            )
+            reads = access.load(element)
+            then.add_ops([*reads, scf.YieldOp(reads[-1].results[0])])
             zero_op = (
                 arith.ConstantOp(builtin.FloatAttr(0.0, builtin.f32))
                 if element == builtin.f32
@@ -137,6 +147,9 @@ class LowerLoad(TilePattern):
 
 
 class LowerStore(TilePattern):
+    """A store; one into a scratch buffer is followed by a workgroup barrier, so that every lane's later
+    reads see it whichever lane wrote it (every lane reaches the barrier: the guard covers the store only)."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
@@ -145,26 +158,29 @@ class LowerStore(TilePattern):
         guard = access.valid
         if not tiled:  # a scalar: lane 0 stores it
             guard = emit(arith.CmpiOp(_lane(op), emit.constant(0, IndexType()), "eq"))
-        body = Block()
-        body.add_ops(
-            [
-                gep := llvm.GEPOp.from_mixed_indices(
-                    _pointer(op.memref),
-                    [access.offset],
-                    pointee_type=storage(op.memref.type.element_type),  # type: ignore[attr-defined]
-                    result_type=GLOBAL,
-                ),
-                llvm.StoreOp(op.value, gep.result),
-                scf.YieldOp(),
-            ]
-        )
+        assert isinstance(op.memref.type, MemRefType)
+        writes = access.store(op.value, storage(op.memref.type.element_type))
         if guard is None:
-            for inner in list(body.ops)[:-1]:
-                inner.detach()
+            for inner in writes:
                 emit(inner)
         else:
-            emit(scf.IfOp(guard, [], [body]))
+            emit(scf.IfOp(guard, [], [Block([*writes, scf.YieldOp()])]))
+        if _in_workgroup(op.memref):
+            emit(gpu.BarrierOp())
         rewriter.erase_op(op)
+
+
+class LowerAlloc(RewritePattern):
+    """A scratch buffer -> a workgroup attribution of the gpu.func (shared memory / LDS), bf16 held as i16."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.AllocOp, rewriter: PatternRewriter) -> None:
+        function = _function(op)
+        assert isinstance(function, WorkgroupFuncOp) and isinstance(op.result.type, MemRefType)
+        type_ = MemRefType(storage(op.result.type.element_type), op.result.type.get_shape())
+        buffer = function.add_workgroup_buffer(type_)
+        buffer.name_hint = f"lds_{op.result.name_hint or f'scratch{function.attributions() - 1}'}"
+        rewriter.replace_matched_op([], [buffer])
 
 
 class LowerDim(RewritePattern):
@@ -236,7 +252,7 @@ class LowerKernel(RewritePattern):
             inner.detach()
             entry.add_op(inner)
         entry.add_op(gpu.ReturnOp([]))
-        function = gpu.FuncOp(op.sym_name.data, (entry.arg_types, []), Region(entry), kernel=True)
+        function = WorkgroupFuncOp(op.sym_name.data, (entry.arg_types, []), Region(entry), kernel=True)
         function.attributes["gpu.kernel"] = builtin.UnitAttr()
         function.attributes["known_block_size"] = builtin.DenseArrayBase.from_list(i32, [threads, 1, 1])
         if self.arch.vendor == "amd":
@@ -261,7 +277,7 @@ COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     """Lower every dataflow kernel of `module` to a gpu.func in place; returns them (in module order)."""
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
-    PatternRewriteWalker(LowerDim()).rewrite_module(module)
+    PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc()])).rewrite_module(module)
     lanes = arch.wave_size
     for patterns in (STORE_PATTERNS, LOAD_PATTERNS, COMPUTE_PATTERNS):
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(lanes) for pattern in patterns]))

@@ -7,7 +7,8 @@ kernel, each program a core runs being one iteration of a loop over its range of
 
 A tile is one core's vector (lanes = 1): `tessera.tile.load` is vector.load, or vector.maskedload with a
 vector.create_mask of the elements before `bound`, or — for a tile along other `axes` than the buffer's
-innermost (a column) — vector.transfer_read with that permutation map; stores likewise; a reduction is vector.reduction with
+innermost (a column) — vector.transfer_read with that permutation map; stores likewise; a scratch buffer
+is memref.alloc'd and freed by the program that uses it; a reduction is vector.reduction with
 reassociation allowed (LLVM then keeps partial sums in several registers); map, splat and convert are the
 shared patterns of lowering/tile_elements.py. Scalars are memref.load / memref.store. Kernels written in
 planned steps (dialects/tile_plan.py) are left alone: lowering/convert_tile_to_x86.py emits those.
@@ -33,6 +34,7 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 from xdsl.passes import ModulePass
+from xdsl.traits import IsTerminator
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
     PatternRewriter,
@@ -148,6 +150,25 @@ class LowerStore(TilePattern):
         rewriter.erase_op(op)
 
 
+class LowerAlloc(RewritePattern):
+    """A scratch buffer -> memref.alloc (64-byte aligned: whole cache lines, aligned vector loads), freed at the
+    end of the program that allocated it."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.AllocOp, rewriter: PatternRewriter) -> None:
+        assert isinstance(op.result.type, MemRefType)
+        alloc = memref.AllocOp.get(op.result.type.element_type, 64, op.result.type.get_shape())
+        block = op.parent_block()
+        assert block is not None
+        terminator = block.last_op if block.last_op is not None and block.last_op.has_trait(IsTerminator) else None
+        free = memref.DeallocOp.get(alloc.memref)
+        if terminator is None:
+            block.add_op(free)
+        else:
+            block.insert_op_before(free, terminator)
+        rewriter.replace_matched_op(alloc)
+
+
 class LowerReduce(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
@@ -195,6 +216,7 @@ COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce
 
 def lower_to_x86(module: ModuleOp) -> None:
     """Lower every dataflow kernel of `module` in place (planned-step kernels are left as they are)."""
+    PatternRewriteWalker(LowerAlloc()).rewrite_module(module)
     for patterns in (STORE_PATTERNS, LOAD_PATTERNS, COMPUTE_PATTERNS):
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(LANES) for pattern in patterns]))
         walker.rewrite_module(module)

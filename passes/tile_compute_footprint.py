@@ -47,12 +47,15 @@ def kernel_footprint(kernel: tile.KernelOp) -> int:
 
 
 def _dataflow_footprint(kernel: tile.KernelOp) -> int:
-    """A dataflow body: the tiles its loads bring into the scratchpad (GPU) or into any fast space (CPU: a
-    load without a space is held in registers)."""
+    """A dataflow body: its scratch buffers (shared memory / LDS on a GPU, cache on a CPU), and the tiles its
+    loads bring into the scratchpad (GPU) or into any fast space (CPU: a load without a space is held in
+    registers)."""
     scratchpad = kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS
     total = 0
     for op in kernel.body.walk():
-        if isinstance(op, tile.LoadOp):
+        if isinstance(op, tile.AllocOp):
+            total += op.bytes()
+        elif isinstance(op, tile.LoadOp):
             space = "registers" if op.space is None else op.space.data
             if space in (SCRATCHPAD_SPACES if scratchpad else FAST_SPACES):
                 total += op.tile_bytes()

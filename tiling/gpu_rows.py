@@ -3,10 +3,10 @@ rmsnorm, rms_scale, gated_rmsnorm, moe_combine; kernels/rows.py, kernels/moe.py,
 KV-cache append (kernels/attention.py), the Mamba decode pieces (conv_silu, ssd_step; kernels/mamba.py) and
 the MoE router (still emitted by lowering/gpu/simt_rows.py).
 
-None of them allocates LDS: a kernel of kernels/ is one wave (warp) per program, a tile of `block` = W
-elements one per lane (a row kernel strides over the row's features and reduces with lane shuffles; conv_silu
-is a channel per lane; ssd_step a wave per head reducing each state row with shuffles). So every tile they
-load lives in registers and their footprint is 0 on every GPU.
+A kernel of kernels/ is one wave (warp) per program, a tile of `block` = W elements one per lane (a row
+kernel strides over the row's features and reduces with lane shuffles; conv_silu is a channel per lane; ssd_step
+a wave per head reducing each state row with shuffles). Every tile they load lives in registers; only conv_silu
+allocates LDS / shared memory (its staged taps and carried inputs, (2 K - 1) W floats).
 
 Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopper) and `block`; the router's
 `rows_per_workgroup`.
@@ -46,11 +46,12 @@ def _moe_router(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileC
 
 
 def _conv_silu(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    """kernels/mamba.py's conv_silu: a wave per block of W channels, a channel per lane walking the call's
-    tokens with its taps and carried inputs in registers; the grid counts channel blocks."""
+    """kernels/mamba.py's conv_silu: a wave per panel of W channels, a channel per lane walking the call's
+    tokens (its taps and carried inputs staged in the workgroup's LDS / shared memory); the grid counts
+    panels."""
     channels = int(dims["channels"])
-    tiles = {"threads": arch.wave_size, "block": arch.wave_size}
-    return TileChoice(tiles, grid=-(-channels // arch.wave_size), parallel="channel_blocks")
+    tiles = {"threads": arch.wave_size, "block": arch.wave_size, "panel": arch.wave_size}
+    return TileChoice(tiles, grid=-(-channels // arch.wave_size), parallel="channel_panels")
 
 
 POLICIES: dict[str, GpuPolicy] = {

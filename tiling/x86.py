@@ -112,13 +112,20 @@ def _row_block(width_key: str) -> Callable[[Mapping[str, Any], str], TileChoice]
     return choose
 
 
+# conv_silu's programs per call: enough for the runtime's threads to share, few enough that each streams long
+# stretches of every row.
+CONV_PROGRAMS = 2
+
+
 def _conv(dims: Mapping[str, Any], precision: str) -> TileChoice:
-    """kernels/mamba.py's conv_silu: a program per `block` channels, whose taps, carried inputs, bias and sum
-    stay in registers across the tokens (32 channels: two AVX-512 vectors each, 18 of the 32 registers at
-    four taps); the grid counts channel blocks."""
+    """kernels/mamba.py's conv_silu: `block` channels at a time (two AVX-512 vectors: the taps, the K inputs,
+    the bias and the sum fit the registers), over panels of whole blocks that split the channels into
+    CONV_PROGRAMS programs; the grid counts panels."""
     channels = int(dims["channels"])
-    block = min(128, max(8, 1 << (channels - 1).bit_length()))
-    return TileChoice({"block": block}, grid=-(-channels // block), parallel="channel_blocks")
+    block = min(32, max(8, 1 << (channels - 1).bit_length()))
+    blocks = -(-channels // block)
+    panel = block * -(-blocks // CONV_PROGRAMS)
+    return TileChoice({"block": block, "panel": panel}, grid=-(-channels // panel), parallel="channel_panels")
 
 
 def _experts(dims: Mapping[str, Any], precision: str) -> TileChoice:

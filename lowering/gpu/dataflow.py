@@ -1,6 +1,7 @@
 """A kernel written in kernels/ as one GPU target's gpu.func: convert-tessera-tile-to-simt and
 tessera-expand-math on a copy of it, printed once for MLIR 22 and read back in MLIR's own form (the form the
-gpu.module text, the NVVM pipeline and the lockstep simulator read)."""
+gpu.module text, the NVVM pipeline and the lockstep simulator read). Its scratch buffers are workgroup
+attributions: the kernel's LDS / static shared bytes."""
 
 from __future__ import annotations
 
@@ -27,4 +28,5 @@ def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> 
     names = [arg.name_hint or f"arg{arg.index}" for arg in function.body.block.args]
     (text,) = gpu_functions_text(upstream_text(module), {kernel.sym_name.data: names})
     grid = Grid(x=("tokens", 1)) if int(kernel.grid.value.data) == 0 else Grid(x=(int(kernel.grid.value.data), 1))
-    return GpuKernel(kernel.sym_name.data, "  " + text.replace("\n", "\n  ") + "\n", arch.wave_size, grid, 0)
+    shared_bytes = sum(op.bytes() for op in kernel.body.walk() if isinstance(op, tile.AllocOp))
+    return GpuKernel(kernel.sym_name.data, "  " + text.replace("\n", "\n  ") + "\n", arch.wave_size, grid, shared_bytes)

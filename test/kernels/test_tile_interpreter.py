@@ -231,18 +231,23 @@ MIXER_INNER, MIXER_CHANNELS, MIXER_WIDTH = 72, 104, 2 * 72 + 32 + 4
 def check_conv_silu(rng: np.random.Generator, target: str, tokens: int) -> None:
     """acc = bias + sum_k w_k v_k: K products and K adds, each rounded (u), on terms of either sign: within
     2 K u of the sum of |terms|; silu's slope is below 1.1, and its own exp, + 1 and division add 3 u of the
-    result. The carried state is copied, exactly."""
+    result. The carried state is copied, exactly. The second mixer (340 channels) gives x86 panels of two
+    blocks, the last panel partial."""
     taps = 4
-    for has_bias in (True, False):
-        dims: Dims = {**MIXER, "conv_kernel": taps, "channels": MIXER_CHANNELS, "conv_bias": int(has_bias)}
-        zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)
-        weight = rng.standard_normal((MIXER_CHANNELS, taps)).astype(np.float32)
-        bias = rng.standard_normal(MIXER_CHANNELS).astype(np.float32)
-        state = rng.standard_normal((MIXER_CHANNELS, taps - 1)).astype(np.float32)
-        xbc = nan(tokens, MIXER_CHANNELS)
+    wide = {"num_heads": 4, "head_dim": 77, "n_groups": 2, "state_size": 8}
+    for mixer, has_bias in ((MIXER, True), (MIXER, False), (wide, True)):
+        heads, head_dim, groups, size = (int(mixer[key]) for key in ("num_heads", "head_dim", "n_groups", "state_size"))
+        inner = heads * head_dim
+        channels = inner + 2 * groups * size
+        dims: Dims = {**mixer, "conv_kernel": taps, "channels": channels, "conv_bias": int(has_bias)}
+        zxbcdt = rng.standard_normal((tokens, inner + channels + heads)).astype(np.float32)
+        weight = rng.standard_normal((channels, taps)).astype(np.float32)
+        bias = rng.standard_normal(channels).astype(np.float32)
+        state = rng.standard_normal((channels, taps - 1)).astype(np.float32)
+        xbc = nan(tokens, channels)
         new_state = state.copy()
         run_kernel(build("conv_silu", dims, target), [zxbcdt, weight, *([bias] * has_bias), new_state, xbc], tokens)
-        inputs = np.concatenate([state.T, zxbcdt[:, MIXER_INNER : MIXER_INNER + MIXER_CHANNELS]]).astype(np.float64)
+        inputs = np.concatenate([state.T, zxbcdt[:, inner : inner + channels]]).astype(np.float64)
         terms = np.stack([inputs[k : k + tokens] * weight[:, k] for k in range(taps)])
         acc = terms.sum(axis=0) + (bias if has_bias else 0)
         scale = np.abs(terms).sum(axis=0) + (np.abs(bias) if has_bias else 0)
