@@ -16,9 +16,9 @@ import io
 from enum import auto
 from typing import ClassVar
 
+from xdsl.dialects import gpu
 from xdsl.dialects.arith import CMPF_COMPARISON_OPERATIONS, FastMathFlagsAttr
 from xdsl.dialects.arith import CmpfOp as XdslCmpfOp
-from xdsl.dialects import gpu
 from xdsl.dialects.builtin import AnyFloat, IntegerAttr, IntegerType, MemRefType, VectorType, i1, i32, i64
 from xdsl.ir import Attribute, Dialect, EnumAttribute, Operation, SpacedOpaqueSyntaxAttribute, SSAValue
 from xdsl.irdl import (

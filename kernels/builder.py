@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from xdsl.builder import Builder, InsertPoint
 from xdsl.dialects import arith, math, memref, scf
 from xdsl.dialects.builtin import AnyFloat, FloatAttr, IndexType, IntegerAttr, MemRefType, f32
+from xdsl.dialects.utils import FastMathFlag
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
 from tessera.dialects import tile
@@ -31,7 +32,7 @@ from tessera.dialects.tile import TileType, element_of
 INDEX = IndexType()
 # A product and the sum it feeds may fuse into one FMA where the target has it (one rounding instead of two:
 # never less accurate; each kernel's bounds assume the two).
-CONTRACT = arith.FastMathFlagsAttr(["contract"])
+CONTRACT = arith.FastMathFlagsAttr([FastMathFlag.ALLOW_CONTRACT])
 # A kernel's Tile-IR dims (sizes, epsilon, dtype names), as its builder reads them.
 Dims = Mapping[str, int | float | str]
 

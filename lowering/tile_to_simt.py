@@ -198,7 +198,8 @@ class LowerDim(RewritePattern):
             rewriter.replace_matched_op([], [emit.constant(size, IndexType())])
             return
         assert dimension == 0, "only the leading (token) dimension of a buffer is dynamic"
-        tokens = _function(op).body.block.args[-2]
+        function = _function(op)
+        tokens = function.body.block.args[len(function.function_type.inputs) - 2]  # before any attribution
         rewriter.replace_matched_op([], [emit(arith.IndexCastOp(tokens, IndexType()))])
 
 

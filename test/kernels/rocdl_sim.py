@@ -1136,9 +1136,7 @@ class Simulator:
         return step
 
 
-_BINARY = (
-    "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui divsi remui minsi maxsi minui maxui shli shrui shrsi"
-)
+_BINARY = "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui divsi remui minsi maxsi minui maxui shli shrui shrsi"
 _CASTS = "bitcast index_cast extui extsi trunci extf truncf"
 _Compiler = Callable[[Simulator, str, str, list[str], _Node], Step]
 _COMPILERS: dict[str, _Compiler] = {

@@ -67,3 +67,29 @@ tessera.tile.kernel @k attributes {kind = "rms_scale", dims = {}, parallel = "to
   }
 }
 // CHECK: tessera.tile.map: 1 inputs but 2 block arguments
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
+^bb0(%w: memref<64x4xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %w[%c0, %c0] {axes = array<i64: 2>} : memref<64x4xf32> -> !tessera.tile.tile<16xf32>
+}
+// CHECK: tessera.tile.load: axes [2] must name 1 distinct dimensions of a rank-2 buffer
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
+^bb0(%w: memref<64x4xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %w[%c0, %c0] {axes = array<i64: 0>} : memref<64x4xf32> -> f32
+}
+// CHECK: tessera.tile.load: a scalar access has no bound or axes
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
+^bb0(%n: index, %t: index):
+  %s = tessera.tile.alloc : memref<?x4xf32>
+}
+// CHECK: tessera.tile.alloc: a scratch buffer has a static shape, got memref<?x4xf32>
