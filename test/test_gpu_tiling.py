@@ -92,10 +92,11 @@ def test_one_schedule_and_tile_ir_that_differs_only_in_choices(config: str, prec
 def test_gpu_scratchpad_footprint_is_the_lds_the_body_plans() -> None:
     _, tiled = _tiled("nemotron_h_tiny.yaml", "bf16")
     for kernel in _kernels(tiled["gfx942"]).values():
+        # A plan body names its LDS tiles; a dataflow body allocates its scratch (workgroup memory).
         planned = sum(
-            op.tile_bytes()
-            for op in kernel.body.block.ops
-            if isinstance(op, tile_plan.PlanLoadOp) and op.space.data == "lds"
+            op.bytes() if isinstance(op, tile.AllocOp) else op.tile_bytes()
+            for op in kernel.body.walk()
+            if isinstance(op, tile.AllocOp) or (isinstance(op, tile_plan.PlanLoadOp) and op.space.data == "lds")
         )
         assert kernel.footprint is not None and int(kernel.footprint.value.data) == planned
 
