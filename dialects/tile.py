@@ -53,6 +53,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     SymbolNameConstraint,
     SymbolRefAttr,
+    i32,
     i64,
 )
 from xdsl.ir import Attribute, Block, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
@@ -389,6 +390,25 @@ class SplatOp(IRDLOperation):
 
 
 @irdl_op_definition
+class IotaOp(IRDLOperation):
+    """The tile of element positions 0, 1, ..., B - 1 (a rank-1 tile of i32): with a map, the buffer index of each
+    element of a loaded tile (to mask a range, or to find where a reduction's value came from)."""
+
+    name = "tessera.tile.iota"
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = "attr-dict `:` type($result)"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(result_types=[TileType([size], i32)])
+
+    def verify_(self) -> None:
+        assert isinstance(self.result.type, TileType)
+        if len(self.result.type.get_shape()) != 1 or self.result.type.element_type != i32:
+            raise VerifyException(f"{self.name}: an iota is a rank-1 tile of i32, not {self.result.type}")
+
+
+@irdl_op_definition
 class MapOp(IRDLOperation):
     """An elementwise function: its region maps the elements of its tile operands (a scalar operand is the
     same element everywhere) to one element of the result, with arith and math ops."""
@@ -397,7 +417,7 @@ class MapOp(IRDLOperation):
     inputs = var_operand_def()
     result = result_def(TileType)
     body = region_def("single_block")
-    traits = traits_def(Pure())
+    traits = traits_def(Pure(), IsolatedFromAbove())  # values from outside enter as inputs
     assembly_format = "$inputs attr-dict `:` type($inputs) `->` type($result) $body"
 
     def __init__(self, inputs: Sequence[SSAValue], result_type: TileType, body: Region) -> None:
@@ -436,7 +456,8 @@ class YieldOp(IRDLOperation):
 
 @irdl_op_definition
 class ReduceOp(IRDLOperation):
-    """A reduction of a tile along `axis` with a combiner (add, max, min): a rank-1 tile reduces to a scalar."""
+    """A reduction of a tile along `axis` with a combiner (add, max, min; of floats, or signed integers): a rank-1
+    tile reduces to a scalar."""
 
     name = "tessera.tile.reduce"
     combiner = prop_def(StringAttr)
@@ -502,6 +523,6 @@ def dataflow_block(arg_types: Sequence[Attribute]) -> Block:
 
 TesseraTile = Dialect(
     "tessera.tile",
-    [KernelOp, LaunchOp, AllocOp, LoadOp, StoreOp, SplatOp, MapOp, YieldOp, ReduceOp, ConvertOp, *PLAN_OPS],
+    [KernelOp, LaunchOp, AllocOp, LoadOp, StoreOp, SplatOp, IotaOp, MapOp, YieldOp, ReduceOp, ConvertOp, *PLAN_OPS],
     [TileType],
 )

@@ -3,8 +3,8 @@ Tessera builds them as typed IR and prints them once, in generic form, for MLIR 
 (targets/toolchain.to_upstream_text). Each is the subset Tessera emits, with its verifier.
 
     gpu.shuffle   a value of another lane of the wave (mode xor | down | up | idx), and whether it was valid
-    arith.cmpf, arith.select on vectors (xDSL's take i1 conditions only): an i1 per element, and the choice
-                  it makes per element (built for vectors only; scalars use xDSL's own ops)
+    arith.cmpf, arith.cmpi, arith.select on vectors (xDSL's give and take i1 only): an i1 per element, and
+                  the choice it makes per element (built for vectors only; scalars use xDSL's own ops)
     #gpu.address_space<workgroup>, and gpu.func with workgroup attributions (xDSL's gpu.func takes exactly
                   its function arguments as entry-block arguments): the workgroup's shared memory / LDS
                   buffers, entry-block arguments after the function's, counted by `workgroup_attributions`
@@ -16,9 +16,10 @@ import io
 from enum import auto
 from typing import ClassVar
 
-from xdsl.dialects import gpu
+from xdsl.dialects import arith, gpu
 from xdsl.dialects.arith import CMPF_COMPARISON_OPERATIONS, FastMathFlagsAttr
 from xdsl.dialects.arith import CmpfOp as XdslCmpfOp
+from xdsl.dialects.arith import CmpiOp as XdslCmpiOp
 from xdsl.dialects.builtin import AnyFloat, IntegerAttr, IntegerType, MemRefType, VectorType, i1, i32, i64
 from xdsl.ir import Attribute, Dialect, EnumAttribute, Operation, SpacedOpaqueSyntaxAttribute, SSAValue
 from xdsl.irdl import (
@@ -168,6 +169,36 @@ class CmpfOp(IRDLOperation):
 
 
 @irdl_op_definition
+class CmpiOp(IRDLOperation):
+    """`arith.cmpi <predicate>, %a, %b : vector<N x i32>` -> vector<N x i1>."""
+
+    name = "arith.cmpi"
+    T: ClassVar = VarConstraint("T", base(VectorType))
+    lhs = operand_def(T)
+    rhs = operand_def(T)
+    result = result_def(VectorType)
+    predicate = prop_def(IntegerAttr)
+
+    print = XdslCmpiOp.print  # MLIR's custom form, as xDSL prints scalar comparisons
+
+    def verify_(self) -> None:
+        type_ = self.lhs.type
+        assert isinstance(type_, VectorType)
+        if not isinstance(type_.element_type, IntegerType):
+            raise VerifyException(f"{self.name}: compares vectors of integers, got {type_}")
+        if self.result.type != _mask_of(type_):
+            raise VerifyException(
+                f"{self.name}: the result of comparing {type_} is {_mask_of(type_)}, not {self.result.type}"
+            )
+        if not 0 <= self.predicate.value.data < len(CMPI_PREDICATES):
+            raise VerifyException(f"{self.name}: unknown predicate {self.predicate.value.data}")
+
+
+# MLIR's arith.cmpi predicates, in the order of their integer values.
+CMPI_PREDICATES = ("eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge")
+
+
+@irdl_op_definition
 class SelectOp(IRDLOperation):
     """`arith.select %mask, %a, %b : vector<N x i1>, vector<N x T>`: a's element where the mask is set, else b's."""
 
@@ -191,7 +222,13 @@ class SelectOp(IRDLOperation):
 # Not registered with tessera-opt's context, where xDSL's own gpu and arith dialects hold the namespaces: these
 # ops are built by the lowerings and printed, never parsed back by xDSL.
 UpstreamGpu = Dialect("gpu", [ShuffleOp], [ShuffleModeAttr, AddressSpaceAttr])
-UpstreamArith = Dialect("arith", [CmpfOp, SelectOp])
+UpstreamArith = Dialect("arith", [CmpfOp, CmpiOp, SelectOp])
+# The element ops of a tile map whose vector forms are the mirrors above (tile_elements.LowerMap).
+VECTOR_FORMS: dict[type[Operation], type[IRDLOperation]] = {
+    arith.CmpfOp: CmpfOp,
+    arith.CmpiOp: CmpiOp,
+    arith.SelectOp: SelectOp,
+}
 
 
 def upstream_text(op: Operation) -> str:

@@ -253,6 +253,14 @@ class ElementFunctions(ArithFunctions):
     def run_maxsi(self, interpreter: Interpreter, op: arith.MaxSIOp, args: PythonValues) -> PythonValues:
         return (max(args),)
 
+    @impl(arith.ExtSIOp)
+    def run_extsi(self, interpreter: Interpreter, op: arith.ExtSIOp, args: PythonValues) -> PythonValues:
+        return (int(args[0]),)  # integers are Python ints: widening keeps the value
+
+    @impl(arith.TruncIOp)
+    def run_trunci(self, interpreter: Interpreter, op: arith.TruncIOp, args: PythonValues) -> PythonValues:
+        return (wrap(np.int64(args[0]), element_of(op.result.type)),)
+
     @impl(arith.SIToFPOp)
     def run_sitofp(self, interpreter: Interpreter, op: arith.SIToFPOp, args: PythonValues) -> PythonValues:
         return (narrow(np.asarray(args[0], np.float64), element_of(op.result.type)),)

@@ -154,6 +154,11 @@ class TileFunctions(InterpreterFunctions):
         assert isinstance(op.result.type, TileType)
         return (np.full(op.result.type.get_shape(), args[0], storage_dtype(op.result.type.element_type)),)
 
+    @impl(tile.IotaOp)
+    def run_iota(self, interpreter: Interpreter, op: tile.IotaOp, args: PythonValues) -> PythonValues:
+        assert isinstance(op.result.type, TileType)
+        return (np.arange(op.result.type.get_shape()[0], dtype=np.int32),)
+
     @impl(tile.MapOp)
     def run_map(self, interpreter: Interpreter, op: tile.MapOp, args: PythonValues) -> PythonValues:
         result_type = op.result.type

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from xdsl.builder import Builder, InsertPoint
 from xdsl.dialects import arith, math, memref, scf
-from xdsl.dialects.builtin import AnyFloat, FloatAttr, IndexType, IntegerAttr, MemRefType, f32
+from xdsl.dialects.builtin import AnyFloat, FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i32
 from xdsl.dialects.utils import FastMathFlag
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
@@ -92,7 +92,7 @@ class KernelBuilder:
         key = (block, str(type_), value)
         if key not in self._constants:
             attr: IntegerAttr | FloatAttr
-            if isinstance(type_, IndexType):
+            if isinstance(type_, (IndexType, IntegerType)):
                 attr = IntegerAttr(int(value), type_)
             else:
                 assert isinstance(type_, AnyFloat)
@@ -114,6 +114,21 @@ class KernelBuilder:
     def f32(self, value: float) -> SSAValue:
         return self._constant(value, f32)
 
+    def i32(self, value: int) -> SSAValue:
+        return self._constant(value, i32)
+
+    def cast(self, x: SSAValue, type_: Attribute) -> SSAValue:
+        """An integer or index value as another integer or index type (index_cast to or from index; signed
+        widening or truncation between integers)."""
+        if x.type == type_:
+            return x
+        if isinstance(x.type, IndexType) or isinstance(type_, IndexType):
+            return self._insert(arith.IndexCastOp(x, type_))
+        assert isinstance(x.type, IntegerType) and isinstance(type_, IntegerType)
+        if type_.width.data > x.type.width.data:
+            return self._insert(arith.ExtSIOp(x, type_))
+        return self._insert(arith.TruncIOp(x, type_))
+
     def addi(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.AddiOp(x, y))
 
@@ -128,6 +143,9 @@ class KernelBuilder:
 
     def maxsi(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.MaxSIOp(x, y))
+
+    def andi(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.AndIOp(x, y))
 
     def cmpi(self, predicate: str, x: SSAValue, y: SSAValue) -> SSAValue:
         """An i1: `predicate` (MLIR's: "slt", "ult", ...) of x and y."""
@@ -218,6 +236,10 @@ class KernelBuilder:
     def store(self, value: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue],
               bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> None:  # fmt: skip
         self._insert(tile.StoreOp(value, buffer, indices, bound, axes))
+
+    def iota(self, size: int) -> SSAValue:
+        """The i32 tile 0, 1, ..., size - 1."""
+        return self._insert(tile.IotaOp(size))
 
     def splat(self, scalar: SSAValue, shape: Sequence[int]) -> SSAValue:
         return self._insert(tile.SplatOp(scalar, shape))

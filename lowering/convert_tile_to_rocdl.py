@@ -39,10 +39,9 @@ class RocdlLoweringError(TesseraError):
 
 
 def _emitters() -> dict[str, Callable[[KernelInfo], GpuKernel]]:
-    from tessera.lowering.gpu import simt
     from tessera.lowering.rocdl import attention, gemm, moe, ssd
 
-    table: dict[str, Callable[[KernelInfo], GpuKernel]] = {"matmul": gemm.emit_gemm, **simt.emitters()}
+    table: dict[str, Callable[[KernelInfo], GpuKernel]] = {"matmul": gemm.emit_gemm}
     for family in (attention, ssd, moe):
         table |= family.EMITTERS
     return table

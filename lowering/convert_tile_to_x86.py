@@ -25,7 +25,7 @@ from tessera.errors import TesseraError
 from tessera.lowering.expand_math import expand_math
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.tile_to_x86 import lower_to_x86
-from tessera.lowering.x86 import attention, basic, gemm, mamba, moe
+from tessera.lowering.x86 import attention, gemm, mamba, moe
 from tessera.tiling import x86 as tiling
 from tessera.tiling import x86_gemm
 
@@ -97,16 +97,6 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         return _lower_dataflow(kernel)
     if kind == "matmul":
         return gemm.emit_gemm(name, gemm_spec(kernel), gemm_tiles(kernel))
-    if kind == "moe_router":
-        router = basic.RouterDims(
-            d["num_experts"],
-            d["top_k"],
-            d["n_group"],
-            d["topk_group"],
-            bool(d["norm_topk_prob"]),
-            d["routed_scaling_factor"],
-        )
-        return basic.emit_moe_router(name, router)
     if kind == "moe_experts":
         experts = moe.ExpertDims(d["num_experts"], d["top_k"], d.get("ffn", 1), d["latent"], d.get("x_dtype", "f32"))
         return moe.emit_moe_expert_outputs(name, experts)

@@ -42,6 +42,7 @@ from xdsl.rewriter import InsertPoint
 
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
+from tessera.dialects.upstream import VECTOR_FORMS
 
 
 def storage(element: Attribute) -> Attribute:
@@ -209,7 +210,10 @@ class LowerMap(TilePattern):
                 continue
             if element_op.regions:
                 raise AssertionError(f"{op.name}: element op {element_op.name} has regions")
-            new = type(element_op).create(
+            op_type = type(element_op)
+            if isinstance(like, VectorType):  # comparisons and selects of xDSL's own ops are scalar-only
+                op_type = VECTOR_FORMS.get(op_type, op_type)
+            new = op_type.create(
                 operands=[values[operand] for operand in element_op.operands],
                 result_types=[with_shape_of(like, r.type) for r in element_op.results],
                 properties=dict(element_op.properties),

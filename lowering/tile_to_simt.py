@@ -41,7 +41,8 @@ from tessera.dialects.upstream import WORKGROUP, ShuffleOp, WorkgroupFuncOp
 from tessera.lowering.tile_elements import SHARED_PATTERNS, Emitter, LowerTileTypes, TilePattern, lowered_type, storage
 
 GLOBAL = llvm.LLVMPointerType(builtin.IntAttr(1))
-_COMBINE = {"add": arith.AddfOp, "max": arith.MaximumfOp, "min": arith.MinimumfOp}
+_FLOAT_COMBINE = {"add": arith.AddfOp, "max": arith.MaximumfOp, "min": arith.MinimumfOp}
+_INTEGER_COMBINE = {"add": arith.AddiOp, "max": arith.MaxSIOp, "min": arith.MinSIOp}
 
 
 def _function(op: Operation) -> gpu.FuncOp:
@@ -207,7 +208,8 @@ class LowerReduce(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        combine = _COMBINE[op.combiner.data]
+        floats = isinstance(tile.element_of(op.result.type), builtin.AnyFloat)
+        combine = (_FLOAT_COMBINE if floats else _INTEGER_COMBINE)[op.combiner.data]
         value = op.input
         width = emit.constant(self.lanes, i32)
         offset = self.lanes // 2
@@ -216,6 +218,16 @@ class LowerReduce(TilePattern):
             value = emit(combine(value, shuffled))
             offset //= 2
         rewriter.replace_matched_op([], [value])
+
+
+class LowerIota(TilePattern):
+    """Element e of a tile lives in lane e: the position is the lane."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.IotaOp, rewriter: PatternRewriter) -> None:
+        if lowered_type(op.result.type, self.lanes) != i32:
+            raise AssertionError(f"{op.name}: the SIMT lowering holds one element of a tile per lane")
+        rewriter.replace_matched_op(arith.IndexCastOp(_lane(op), i32))
 
 
 @dataclass
@@ -272,7 +284,7 @@ class EraseBufferCasts(RewritePattern):
 # lane looks like a scalar); then loads; then the ops that compute.
 STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
 LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
-COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerIota)
 
 
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:

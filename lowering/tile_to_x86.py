@@ -22,14 +22,17 @@ from xdsl.context import Context
 from xdsl.dialects import arith, func, memref, scf, vector
 from xdsl.dialects.builtin import (
     AffineMapAttr,
+    AnyFloat,
     ArrayAttr,
     BFloat16Type,
     BoolAttr,
+    DenseIntOrFPElementsAttr,
     IndexType,
     MemRefType,
     ModuleOp,
     VectorType,
     i1,
+    i32,
 )
 from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
@@ -49,7 +52,8 @@ from tessera.lowering.tile_elements import SHARED_PATTERNS, Emitter, LowerTileTy
 
 LANES = 1
 REASSOCIATE = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC, arith.FastMathFlag.ALLOW_CONTRACT])
-_COMBINERS = {"add": "add", "max": "maxnumf", "min": "minnumf"}
+_FLOAT_COMBINERS = {"add": "add", "max": "maxnumf", "min": "minnumf"}
+_INTEGER_COMBINERS = {"add": "add", "max": "maxsi", "min": "minsi"}
 
 
 def _as_storage(emit: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
@@ -173,13 +177,28 @@ class LowerReduce(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        kind = vector.CombiningKindAttr(vector.CombiningKindFlag(_COMBINERS[op.combiner.data]))
-        reduced = vector.ReductionOp.create(
-            operands=[op.input],
-            result_types=[op.result.type],
-            properties={"kind": kind, "fastmath": REASSOCIATE},
-        )
+        floats = isinstance(tile.element_of(op.result.type), AnyFloat)
+        combiners = _FLOAT_COMBINERS if floats else _INTEGER_COMBINERS
+        properties: dict[str, Attribute] = {
+            "kind": vector.CombiningKindAttr(vector.CombiningKindFlag(combiners[op.combiner.data]))
+        }
+        if floats:
+            properties["fastmath"] = REASSOCIATE
+        reduced = vector.ReductionOp.create(operands=[op.input], result_types=[op.result.type], properties=properties)
         rewriter.replace_matched_op([], [emit(reduced)])
+
+
+class LowerIota(TilePattern):
+    """The positions 0..B-1: one constant vector."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.IotaOp, rewriter: PatternRewriter) -> None:
+        type_ = lowered_type(op.result.type, LANES)
+        if not isinstance(type_, VectorType):
+            rewriter.replace_matched_op(arith.ConstantOp.from_int_and_width(0, i32))
+            return
+        positions = DenseIntOrFPElementsAttr.from_list(type_, list(range(type_.element_count())))
+        rewriter.replace_matched_op(arith.ConstantOp(positions, type_))
 
 
 class LowerKernel(RewritePattern):
@@ -211,7 +230,7 @@ class LowerKernel(RewritePattern):
 # Stores first, while every value they store still has its tile type; then loads; then the ops that compute.
 STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
 LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
-COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerIota)
 
 
 def lower_to_x86(module: ModuleOp) -> None:

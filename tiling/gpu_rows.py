@@ -1,15 +1,15 @@
-"""GPU tiling policies of the SIMT kernels without a matrix instruction: the per-token row kernels (embedding,
-rmsnorm, rms_scale, gated_rmsnorm, moe_combine; kernels/rows.py, kernels/moe.py, kernels/mamba.py), the
-KV-cache append (kernels/attention.py), the Mamba decode pieces (conv_silu, ssd_step; kernels/mamba.py) and
-the MoE router (still emitted by lowering/gpu/simt_rows.py).
+"""GPU tiling policies of the SIMT kernels without a matrix instruction, all written in kernels/: the per-token
+row kernels (embedding, rmsnorm, rms_scale, gated_rmsnorm, moe_combine, moe_router; kernels/rows.py,
+kernels/moe.py, kernels/mamba.py), the KV-cache append (kernels/attention.py) and the Mamba decode pieces
+(conv_silu, ssd_step; kernels/mamba.py).
 
 A kernel of kernels/ is one wave (warp) per program, a tile of `block` = W elements one per lane (a row
 kernel strides over the row's features and reduces with lane shuffles; conv_silu is a channel per lane; ssd_step
-a wave per head reducing each state row with shuffles). Every tile they load lives in registers; only conv_silu
-allocates LDS / shared memory (its staged taps and carried inputs, (2 K - 1) W floats).
+a wave per head reducing each state row with shuffles). Tiles they load live in registers; conv_silu and the
+router allocate LDS / shared memory (conv_silu's staged taps and carried inputs, (2 K - 1) W floats; the
+router's scores and choices, 2 (E + W) floats, and a few per group and per pick).
 
-Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopper) and `block`; the router's
-`rows_per_workgroup`.
+Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopper) and `block`.
 """
 
 from __future__ import annotations
@@ -18,31 +18,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from tessera.arch import GpuArch
-from tessera.tiling.choice import TileChoice, elementwise, load, store
+from tessera.tiling.choice import TileChoice
 from tessera.tiling.gpu import GpuPolicy
-
-REGISTERS = "registers"
-
-
-def _row_tiles(arch: GpuArch) -> dict[str, int]:
-    return {"threads": arch.wave_size, "rows_per_workgroup": 1}
 
 
 def _row_block(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
     """A kernel written in kernels/rows.py: one wave per row, a feature per lane per step."""
     return TileChoice({"threads": arch.wave_size, "block": arch.wave_size})
-
-
-def _moe_router(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    experts, top_k = int(dims["num_experts"]), int(dims["top_k"])
-    body = [
-        load("logits", [1, experts], REGISTERS),
-        load("bias", [1, experts], REGISTERS),
-        elementwise("sigmoid"),
-        elementwise("group_topk"),
-        store("weights", [1, top_k]),
-    ]
-    return TileChoice(_row_tiles(arch), body)
 
 
 def _conv_silu(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
@@ -59,7 +41,7 @@ POLICIES: dict[str, GpuPolicy] = {
     "rmsnorm": _row_block,
     "rms_scale": _row_block,
     "gated_rmsnorm": _row_block,
-    "moe_router": _moe_router,
+    "moe_router": _row_block,
     "moe_combine": _row_block,
     "kv_append": _row_block,
     "conv_silu": _conv_silu,

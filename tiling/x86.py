@@ -151,7 +151,7 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], str], TileChoice]] = {
     "rms_scale": _row_block("hidden"),
     "gated_rmsnorm": _row_block("group_width"),
     "conv_silu": _conv,
-    "moe_router": _rows("num_experts", ("sigmoid", "group_topk")),
+    "moe_router": _row_block("num_experts"),
     "moe_experts": _experts,
     "moe_combine": _row_block("latent"),
 }

@@ -1,5 +1,5 @@
 """Expert-major MoE kernels for x86: each routed expert's weights are read once per call for all the tokens
-routed to it (the token-by-token `basic.emit_moe_experts` streams every routed expert's weights per token).
+routed to it (a token-by-token loop would stream every routed expert's weights per token).
 
 Notation: E experts, K = top_k, F = ffn, L = latent, T the (dynamic) token count; Lp / Fp are L / F rounded up
 to a multiple of 16. A routed slot (t, j) is token t's j-th choice, ids[t, j], with the flat number s = t*K + j.
@@ -15,7 +15,7 @@ Kernel ABI (every kernel returns nothing; the last two arguments are the paralle
         on disjoint expert ranges never race. Ids outside [begin, end) (other experts, or invalid) are skipped.
 
 The combine that follows (out (+)= sum_j weights[t, j] * contrib[t, j], j ascending) is written once in
-kernels/moe.py. Together they compute `basic.emit_moe_experts` (out (+)= sum_j weights[t, j] * down[e] @ relu(up[e] @ x[t])^2).
+kernels/moe.py. Together they compute the MoE layer's routed part (out (+)= sum_j weights[t, j] * down[e] @ relu(up[e] @ x[t])^2).
 
 moe_expert_outputs, per call (0 <= begin <= end <= E):
   1. Counting sort of the slots routed to [begin, end): counts per expert, segment starts (prefix sums, and the

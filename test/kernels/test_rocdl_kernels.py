@@ -26,12 +26,12 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from rocdl_sim import Report, SimulationError, Simulator
+from router_cases import ROUTERS, router_case
 from tile_kernels import tile_kernel
 
 from tessera.lowering.convert_tile_to_nvvm import emit_kernel as emit_nvvm_kernel
 from tessera.lowering.convert_tile_to_rocdl import _emitters, emit_kernel
 from tessera.lowering.rocdl.kernel_text import GLOBAL, GpuKernel, GpuKernelBuilder
-from tessera.reference import moe
 from tessera.reference.common import rmsnorm, softplus
 from tessera.reference.mamba2 import Mamba2Weights, causal_conv, gated_rmsnorm, ssd_chunked
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
@@ -248,37 +248,15 @@ def test_kv_append_in_two_calls(rng: np.random.Generator, arch: str, cache_dtype
         assert (np.delete(got, np.s_[past : past + 6], axis=0) == sentinel).all()
 
 
-ROUTERS = {  # num_experts, top_k, n_group, topk_group, norm_topk_prob, routed_scaling_factor, ties
-    "e8_groups": (8, 2, 4, 2, 1, 2.5, False),
-    "e16": (16, 4, 1, 1, 1, 2.5, False),
-    "e16_ties": (16, 4, 1, 1, 1, 2.5, True),
-    "e130_unnormalised": (130, 6, 5, 2, 0, 1.5, False),
-    "e130_groups_ties": (130, 6, 5, 2, 1, 1.0, True),
-    "e128_groups_ties": (128, 8, 8, 4, 1, 2.5, True),
-    "e4": (4, 2, 1, 1, 1, 2.5, False),
-    "e12_one_per_group": (12, 3, 12, 3, 1, 1.0, True),
-    "e64_unnormalised_ties": (64, 5, 4, 4, 0, 1.0, True),
-}
-
-
 @pytest.mark.parametrize("case", ROUTERS)
 @pytest.mark.parametrize("arch", ARCHS)
 def test_moe_router(rng: np.random.Generator, arch: str, case: str) -> None:
-    experts, top_k, groups, kept, norm, scale, ties = ROUTERS[case]
-    tokens = 5
-    logits = f32(rng.standard_normal((tokens, experts)))
-    bias = f32(rng.standard_normal(experts) * 0.1)
-    if ties:  # many exact ties among scores and choices
-        logits, bias = f32(np.round(logits * 2) / 2), f32(np.round(bias * 10) / 20)
-    ids, weights = np.full((tokens, top_k), -1, np.int64), nan(tokens, top_k)
-    dims: Dims = {"num_experts": experts, "top_k": top_k, "n_group": groups, "topk_group": kept,
-                  "norm_topk_prob": norm, "routed_scaling_factor": scale}  # fmt: skip
-    launch(arch, "moe_router", dims, "fp32", {"logits": logits, "bias": bias, "ids": ids, "weights": weights}, tokens)
-    params = moe.MoEParams(experts, top_k, groups, kept, bool(norm), scale)
-    router = moe.MoEWeights(np.eye(experts, dtype=np.float32), bias, None, None, None, None)  # type: ignore[arg-type]
-    want_ids, want_weights = moe.route(logits, router, params)
-    assert np.array_equal(ids, want_ids)
-    check(f"moe_router {case}", weights, want_weights, F32_TOLERANCE)
+    want = router_case(case, 5, rng)
+    ids, weights = np.full(want.ids.shape, -1, np.int64), nan(*want.ids.shape)
+    buffers = {"logits": want.logits, "bias": want.bias, "ids": ids, "weights": weights}
+    launch(arch, "moe_router", want.dims, "fp32", buffers, 5)
+    assert np.array_equal(ids, want.ids)
+    check(f"moe_router {case}", weights, want.weights, F32_TOLERANCE)
 
 
 @pytest.mark.parametrize("epilogue", ["store", "accumulate"])

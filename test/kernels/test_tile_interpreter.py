@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
+from router_cases import router_case
 from tile_kernels import tile_kernel
 from xdsl.dialects import test as test_dialect
 from xdsl.dialects.builtin import (
@@ -173,6 +174,20 @@ def check_moe_combine(rng: np.random.Generator, target: str, tokens: int) -> Non
         assert error.max() <= 2 * top_k * F32_UNIT, f"moe_combine latent {latent}: error {error.max():.2e}"
 
 
+def check_moe_router(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """Ids exactly, ties included. A weight is a sigmoid (exp, + 1, the division: 3 roundings and exp's
+    error), over a sum of at most 8 such scores (8 more), divided and scaled (2): within 16 u of the largest.
+    Each token is a program of its own: a few show it (the interpreter runs integer maps element by element)."""
+    tokens = min(tokens, 5)
+    for name in ("e8_groups", "e130_groups_ties", "e12_one_per_group"):
+        want = router_case(name, tokens, rng)
+        ids, weights = np.full(want.ids.shape, -1, np.int64), nan(*want.ids.shape)
+        run_kernel(build("moe_router", want.dims, target), [want.logits, want.bias, ids, weights], tokens)
+        assert np.array_equal(ids, want.ids), f"moe_router {name}: ids"
+        error = np.abs(weights - want.weights).max() / np.abs(want.weights).max()
+        assert error <= 16 * F32_UNIT, f"moe_router {name}: weights error {error:.2e}"
+
+
 def check_kv_append(rng: np.random.Generator, target: str, tokens: int) -> None:
     heads, kv_heads, head_dim, position = 6, 2, 72, 3
     capacity = position + tokens + 2
@@ -320,6 +335,7 @@ CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
     "rms_scale": check_rms_scale,
     "rmsnorm": check_rmsnorm,
     "moe_combine": check_moe_combine,
+    "moe_router": check_moe_router,
     "kv_append": check_kv_append,
 }
 

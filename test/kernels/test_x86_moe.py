@@ -1,5 +1,6 @@
-"""The expert-major x86 MoE kernels (lowering/x86/moe.py) built for this CPU and run against float64 numpy
-(reference.common.mlp_relu2).
+"""The x86 MoE kernels built for this CPU and run against the reference: the expert-major experts
+(lowering/x86/moe.py) and the combine against float64 numpy (reference.common.mlp_relu2), the router (written
+once in kernels/moe.py) against reference/moe.py's route.
 
 One library holds every kernel of the module (built once); inputs are random draws from each test's seed (conftest).
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from router_cases import ROUTERS, router_case
 from tile_kernels import tile_kernel
 
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
@@ -49,6 +51,9 @@ def emit_all(dims: dict[str, ExpertDims]) -> str:
         for epilogue in ("store", "accumulate"):
             combine = {"num_experts": d.num_experts, "top_k": d.top_k, "latent": d.latent, "epilogue": epilogue}
             text.append(emit_kernel(tile_kernel("moe_combine", combine, "x86", name=f"{name}_{epilogue}")))
+    for name in ROUTERS:
+        dims = router_case(name, 1, np.random.default_rng(0)).dims
+        text.append(emit_kernel(tile_kernel("moe_router", dims, "x86", name=f"router_{name}")))
     return "\n".join(text)
 
 
@@ -245,3 +250,16 @@ def test_dims_validation() -> None:
         ExpertDims(0, 1, 4, 4)
     with pytest.raises(ValueError, match="dtype"):
         ExpertDims(4, 1, 4, 4, x_dtype="f16")
+
+
+@pytest.mark.parametrize("name", ROUTERS)
+def test_router_matches_the_reference(library: KernelLibrary, rng: np.random.Generator, name: str) -> None:
+    """Ids exactly (ties included), weights within 1e-5; tokens [0, u) then [u, T) as two calls."""
+    tokens = 37
+    want = router_case(name, tokens, rng)
+    ids, weights = np.full(want.ids.shape, -1, np.int64), np.full(want.ids.shape, np.nan, np.float32)
+    cut = int(rng.integers(0, tokens + 1))
+    for begin, end in ((0, cut), (cut, tokens)):
+        library.kernel(f"router_{name}")(want.logits, want.bias, ids, weights, begin, end)
+    assert np.array_equal(ids, want.ids)
+    assert_close(weights, want.weights)

@@ -93,3 +93,26 @@ tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "ch
   %s = tessera.tile.alloc : memref<?x4xf32>
 }
 // CHECK: tessera.tile.alloc: a scratch buffer has a static shape, got memref<?x4xf32>
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "moe_router", dims = {}, parallel = "tokens", grid = 0 : i64} {
+^bb0(%t: index):
+  %p = tessera.tile.iota : !tessera.tile.tile<16xf32>
+}
+// CHECK: tessera.tile.iota: an iota is a rank-1 tile of i32, not !tessera.tile.tile<16xf32>
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "moe_router", dims = {}, parallel = "tokens", grid = 0 : i64} {
+^bb0(%x: memref<?x16xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %x[%t, %c0] : memref<?x16xf32> -> !tessera.tile.tile<16xf32>
+  %m = arith.constant 1.0 : f32
+  %y = tessera.tile.map %v : !tessera.tile.tile<16xf32> -> !tessera.tile.tile<16xf32> {
+  ^bb1(%e: f32):
+    %s = arith.mulf %e, %m : f32
+    tessera.tile.yield %s : f32
+  }
+}
+// CHECK: Operation using value defined out of its IsolatedFromAbove parent
