@@ -18,11 +18,11 @@ __version__ = "0.1.0"
 # public name -> "module:attribute", resolved on first use
 _LAZY = {
     "TesseraError": "tessera.errors:TesseraError",
-    "ModelConfig": "tessera.frontend.config:ModelConfig",
-    "ModelSpec": "tessera.frontend.config:ModelSpec",
-    "CompileOptions": "tessera.frontend.config:CompileOptions",
+    "ModelConfig": "tessera.model.config:ModelConfig",
+    "ModelSpec": "tessera.model.config:ModelSpec",
+    "CompileOptions": "tessera.model.config:CompileOptions",
     "load_model": "tessera.frontend.config:load_model",
-    "param_count": "tessera.frontend.weights_layout:param_count",
+    "param_count": "tessera.model.weights_layout:param_count",
     "build_graph": "tessera.frontend.graph_builder:build_graph",
     "convert_checkpoint": "tessera.frontend.checkpoint:convert_checkpoint",
     "export_checkpoint": "tessera.frontend.checkpoint:export_checkpoint",

@@ -47,11 +47,11 @@ def prepare(out: Path) -> None:
     sys.path.insert(0, str(ROOT / "test"))
     from test_hf_contract import PROMPT, hf_reference, make_checkpoint
 
+    from tessera import toolchain
     from tessera.lowering.convert_tile_to_x86 import kernels_module
     from tessera.lowering.x86 import gemm
     from tessera.lowering.x86.amx import emit_gemm_amx
     from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE, LLVM_PIPELINE
-    from tessera.targets import toolchain
     from tessera.tiling import x86_gemm
 
     out.mkdir(parents=True, exist_ok=True)
@@ -79,7 +79,8 @@ def prepare(out: Path) -> None:
     (out / "gemm" / "spec.json").write_text(json.dumps({**GEMM, "nr": tiles.nr}))
     # The end-to-end baseline there is transformers on its torch; the host reaches no registry, so the
     # wheels (Python 3.12, this project's pins) travel with the rest and install offline there.
-    from tessera.frontend.config import hf_config_dict, load_model
+    from tessera.frontend.config import load_model
+    from tessera.model.config import hf_config_dict
 
     (out / "mid_config.json").write_text(json.dumps(hf_config_dict(load_model(str(mid)).config)))
     subprocess.run(

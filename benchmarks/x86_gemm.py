@@ -30,10 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tessera import toolchain
 from tessera.lowering.x86 import gemm
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.weights import bf16_bits
-from tessera.targets import toolchain
 from tessera.tiling import x86_gemm
 
 SHAPES = ((6176, 1024), (4096, 1024), (1024, 4096), (32000, 1024))  # (N, K) of the model's projections

@@ -50,7 +50,8 @@ def hf_checkpoint(model_yaml: Path, directory: Path) -> None:
     import torch
     import transformers
 
-    from tessera.frontend.config import hf_config_dict, load_model
+    from tessera.frontend.config import load_model
+    from tessera.model.config import hf_config_dict
 
     spec = load_model(str(model_yaml))
     torch.manual_seed(0)

@@ -1,6 +1,6 @@
 """Upstream MLIR ops that xDSL 0.74 lacks, mirrored with MLIR 22's names, operands and properties so that
 Tessera builds them as typed IR and prints them once, in generic form, for MLIR to read
-(targets/toolchain.to_upstream_text). Each is the subset Tessera emits, with its verifier.
+(toolchain.to_upstream_text). Each is the subset Tessera emits, with its verifier.
 
     gpu.shuffle   a value of another lane of the wave (mode xor | down | up | idx), and whether it was valid
     arith.cmpf, arith.cmpi, arith.select on vectors (xDSL's give and take i1 only): an i1 per element, and

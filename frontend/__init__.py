@@ -1,1 +1,1 @@
-"""Frontend: model.yaml / HF config.json / checkpoints -> ModelSpec -> tessera.graph."""
+"""Frontend: model.yaml / HF config.json / Hub ids -> ModelSpec (model/) -> tessera.graph; HF checkpoints <-> Tessera weight directories."""

@@ -1,7 +1,7 @@
 """Config -> Graph-IR: one `func.func @forward(%input_ids) -> logits`, driven by the layer pattern.
 
 Each layer is `h = h + mixer(rmsnorm(h))`; weights are `tessera.graph.weight` ops named by the Tessera
-weight layout (frontend/weights_layout.py), so the IR, the converter and the executor agree on names.
+weight layout (model/weights_layout.py), so the IR, the converter and the executor agree on names.
 
     python -m tessera.frontend.graph_builder configs/nemotron_h_tiny.yaml   # prints the module
 """
@@ -29,8 +29,8 @@ from xdsl.irdl import IRDLOperation
 from xdsl.utils.exceptions import DiagnosticException, VerifyException
 
 from tessera.dialects import graph, nemotron
-from tessera.frontend.config import ConfigError, ModelConfig
-from tessera.frontend.weights_layout import MIXER_OP_NAMES, TensorSpec, model_tensors
+from tessera.model.config import ConfigError, ModelConfig
+from tessera.model.weights_layout import MIXER_OP_NAMES, TensorSpec, model_tensors
 
 
 def _int(value: int) -> IntegerAttr:

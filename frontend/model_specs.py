@@ -8,13 +8,13 @@ A test regenerates the file and compares, so the table can never drift from the 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from tessera.frontend.config import LAYER_KIND_NAMES, ModelConfig, load_model
-from tessera.frontend.weights_layout import param_count, param_count_by_kind
+from tessera.frontend.config import load_model
+from tessera.model.config import LAYER_KIND_NAMES
+from tessera.model.sizes import active_params_per_token, state_figures
+from tessera.model.weights_layout import param_count, param_count_by_kind
 
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 FAMILY = (
     "nemotron_h_4b",
@@ -25,38 +25,6 @@ FAMILY = (
     "nemotron_nano_12b_v2_base",
     "nemotron_3_nano_30b_a3b",
 )
-
-
-@dataclass(frozen=True)
-class StateFigures:
-    """Bytes of decode state that one sequence needs."""
-
-    ssm_state_bytes: int  # all Mamba layers, [heads, head_dim, state] each
-    conv_state_bytes: int  # all Mamba layers, [conv_dim, conv_kernel - 1] each
-    kv_cache_bytes_per_token: int  # all attention layers, K and V
-
-
-def state_figures(
-    config: ModelConfig, *, ssm_dtype: str = "float32", activation_dtype: str | None = None
-) -> StateFigures:
-    """Decode-state sizes. The SSM state is float32 by default (HF's mamba_ssm_cache_dtype); the conv
-    state and KV cache hold activations, in the model's dtype unless told otherwise."""
-    act_bytes = DTYPE_BYTES[activation_dtype or config.dtype]
-    mamba_layers = config.hybrid_override_pattern.count("M")
-    attention_layers = config.hybrid_override_pattern.count("*")
-    ssm = mamba_layers * config.mamba_num_heads * config.mamba_head_dim * config.ssm_state_size
-    conv = mamba_layers * config.mamba_conv_dim * (config.conv_kernel - 1)
-    kv = attention_layers * 2 * config.num_key_value_heads * config.head_dim
-    return StateFigures(ssm * DTYPE_BYTES[ssm_dtype], conv * act_bytes, kv * act_bytes)
-
-
-def active_params_per_token(config: ModelConfig) -> int:
-    """Parameters one token touches: all but the routed experts it is not sent to."""
-    total = param_count(config)
-    moe_layers = config.hybrid_override_pattern.count("E")
-    idle = config.n_routed_experts - config.num_experts_per_tok
-    per_expert = 2 * config.moe_intermediate_size * config.moe_input_size
-    return total - moe_layers * idle * per_expert
 
 
 def _human(count: float, unit: str = "") -> str:

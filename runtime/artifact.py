@@ -13,7 +13,7 @@ OUT is self-contained: nothing outside it is read at run time. tessera.json reco
 size and SHA-256 of every other file except the weight shards (whose hashes the recorded weights manifest
 holds); each is checked when a session is about to use it (runtime/integrity.py). tessera.json itself is
 checked whole when it is read: every path it names, the weights' kind and seed, the model config. Nothing
-here needs the compiler (numpy, the standard library, and frontend's config checks), so the runtime stays light.
+here needs the compiler (numpy, the standard library, and model/'s config checks), so the runtime stays light.
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ SEED_LIMIT = 2**63  # numpy's generators take any non-negative seed; the manifes
 def _check_manifest(root: Path, manifest: Path, data: dict[str, Any]) -> None:
     """tessera.json's fields, before anything they name is opened: each present and of its type, every path
     relative and inside OUT, the weights' kind and seed, the model config as a config loader checks it."""
-    from tessera.frontend.config import compile_options_from_dict, config_from_dict
+    from tessera.model.config import compile_options_from_dict, config_from_dict
 
     kinds = {"name": str, "config": dict, "compile": dict, "targets": dict, "weights": dict, "files": dict}
     for key, kind in kinds.items():

@@ -3,7 +3,7 @@ weights it streams in, and the entries of the on-disk code caches.
 
 An artifact's tessera.json holds `files`: {relative path: {sha256, bytes}} for every file the compiler wrote
 except the weight shards (the weights manifest, itself recorded, holds their hashes; they are checked while
-they stream in, frontend/checkpoint.load_weights). A session checks each file it is about to use —
+they stream in, model/checkpoint.load_weights). A session checks each file it is about to use —
 program.json, the LLVM IR or kernel library, the code object, the weights manifest, the tokenizer — before
 reading or loading it, so a truncated library is refused in one line instead of dying in ctypes with SIGBUS.
 
@@ -93,8 +93,8 @@ def artifact_weights(artifact: Artifact, verify: bool | None = None) -> dict[str
     """The artifact's weights as float32 arrays: its checkpoint (manifest checked against tessera.json,
     shards size- and header-checked at open and hashed as they stream in, unless `verify` is False or
     TESSERA_VERIFY_WEIGHTS=0), or weights drawn from its seed."""
-    from tessera.frontend.checkpoint import MANIFEST, load_weights, random_weights
-    from tessera.frontend.config import config_from_dict
+    from tessera.model.checkpoint import MANIFEST, load_weights, random_weights
+    from tessera.model.config import config_from_dict
 
     if artifact.weights.get("kind") == "checkpoint":
         directory = str(artifact.weights["dir"])

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.errors import TesseraError
-from tessera.frontend.config import ModelSpec
+from tessera.model.config import ModelSpec
 from tessera.staging import write_atomically
 
 if TYPE_CHECKING:  # the cache reads runtime/integrity (numpy): paid by compiles, not by `--help`

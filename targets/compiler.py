@@ -23,7 +23,7 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.errors import TesseraError
-from tessera.frontend.config import ModelSpec
+from tessera.model.config import ModelSpec
 from tessera.staging import write_atomically
 from tessera.targets.backend import Backend, J
 

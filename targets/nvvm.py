@@ -27,9 +27,9 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tessera import toolchain
 from tessera.errors import TesseraError
-from tessera.frontend.config import ModelSpec
-from tessera.targets import toolchain
+from tessera.model.config import ModelSpec
 from tessera.targets.backend import Backend, Job, Stage
 from tessera.targets.stages import SCHEDULE, TILE
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tessera.frontend.config import ModelSpec
+from tessera.model.config import ModelSpec
 from tessera.runtime.artifact import Artifact
 from tessera.targets.backend import Backend, Job
 

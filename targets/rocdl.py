@@ -20,8 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tessera import toolchain
 from tessera.errors import TesseraError
-from tessera.targets import toolchain
 from tessera.targets.backend import Backend, Job, Stage
 from tessera.targets.stages import SCHEDULE, TILE
 

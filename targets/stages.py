@@ -7,7 +7,7 @@ from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
 
-from tessera.frontend.config import ModelSpec
+from tessera.model.config import ModelSpec
 from tessera.targets.backend import Job, Stage
 
 

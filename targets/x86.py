@@ -25,8 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tessera import toolchain
 from tessera.runtime.program_check import KERNEL_TABLE_SYMBOL, kernel_table_digest
-from tessera.targets import toolchain
 from tessera.targets.backend import Backend, Job, Stage
 from tessera.targets.stages import SCHEDULE, TILE
 

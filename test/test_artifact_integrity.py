@@ -189,8 +189,8 @@ def test_a_modified_weights_manifest_is_refused(checkpoint_artifact: Path, tmp_p
 
 
 def test_streamed_weights_equal_the_mapped_ones_and_are_hashed(checkpoint_artifact: Path, tmp_path: Path) -> None:
-    from tessera.frontend.checkpoint import load_weights
-    from tessera.frontend.safetensors_io import CheckpointError, to_float32
+    from tessera.model.checkpoint import load_weights
+    from tessera.model.safetensors_io import CheckpointError, to_float32
 
     copy = copy_of(checkpoint_artifact, tmp_path) / "weights"
     streamed, raw = load_weights(copy), load_weights(copy, dtype=None)

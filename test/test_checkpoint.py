@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 from conftest import TINY_HF_CONFIG, assert_one_line_error, make_hf_checkpoint, run_tool, safetensors_files
 
-from tessera.frontend.checkpoint import load_weights, random_weights, read_manifest
-from tessera.frontend.config import config_from_dict, load_model
-from tessera.frontend.safetensors_io import SafetensorsFile, to_float32
-from tessera.frontend.weights_layout import model_tensors, param_count
+from tessera.frontend.config import load_model
+from tessera.model.checkpoint import load_weights, random_weights, read_manifest
+from tessera.model.config import config_from_dict
+from tessera.model.safetensors_io import SafetensorsFile, to_float32
+from tessera.model.weights_layout import model_tensors, param_count
 
 torch = pytest.importorskip("torch", reason="checkpoints are made with transformers (pip install -e '.[test]')")
 transformers = pytest.importorskip("transformers", reason="checkpoints are made with transformers")

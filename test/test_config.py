@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tessera.frontend.config import ConfigError, load_model
-from tessera.frontend.model_specs import FAMILY, render, state_figures
-from tessera.frontend.weights_layout import param_count
+from tessera.frontend.config import load_model
+from tessera.frontend.model_specs import FAMILY, render
+from tessera.model.config import ConfigError
+from tessera.model.sizes import state_figures
+from tessera.model.weights_layout import param_count
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "configs" / "nemotron_h_tiny.yaml"

@@ -12,8 +12,9 @@ import pytest
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.dialects import tile, tile_plan
-from tessera.frontend.config import ModelSpec, load_model
+from tessera.frontend.config import load_model
 from tessera.frontend.graph_builder import build_graph
+from tessera.model.config import ModelSpec
 from tessera.targets.stages import lower_to_schedule, lower_to_tile
 
 CONFIGS = Path(__file__).parent.parent / "configs"

@@ -13,8 +13,9 @@ from xdsl.dialects.builtin import TensorType
 
 from tessera.dialects import graph, parse_module
 from tessera.errors import TesseraError
-from tessera.frontend.config import ConfigError, load_model
+from tessera.frontend.config import load_model
 from tessera.frontend.graph_builder import build_graph
+from tessera.model.config import ConfigError
 from tessera.reference.executor import ReferenceExecutor
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,10 +13,11 @@ import pytest
 import yaml
 from conftest import NEEDS_MLIR, assert_one_line_error, make_hf_checkpoint, run_tool
 
-from tessera.frontend.checkpoint import CheckpointError, load_weights
-from tessera.frontend.config import ConfigError, config_from_dict, load_model
+from tessera.frontend.config import load_model
 from tessera.frontend.graph_builder import build_graph
 from tessera.lowering.convert_graph_to_schedule import ScheduleConversionError, convert_graph_to_schedule
+from tessera.model.checkpoint import CheckpointError, load_weights
+from tessera.model.config import ConfigError, config_from_dict
 from tessera.runtime.sampling import SamplingError, SamplingOptions
 from tessera.tools.tessera_convert import parse_size
 

@@ -219,7 +219,7 @@ def test_grid_constant_marking() -> None:
 
 def test_missing_cuda_tools_fail_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from tessera.lowering.nvvm import pipeline
-    from tessera.targets.toolchain import ToolchainError
+    from tessera.toolchain import ToolchainError
 
     monkeypatch.setattr(pipeline, "_find", lambda tool, candidates=(): None)
     with pytest.raises(ToolchainError, match="ptxas not found") as error:

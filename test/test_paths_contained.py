@@ -20,8 +20,9 @@ import pytest
 from conftest import assert_one_line_error, make_hf_checkpoint, run_tool
 
 from tessera.errors import TesseraError
-from tessera.frontend.checkpoint import convert_checkpoint, load_weights
+from tessera.frontend.checkpoint import convert_checkpoint
 from tessera.frontend.config import load_model
+from tessera.model.checkpoint import load_weights
 from tessera.runtime.artifact import read_artifact
 from tessera.staging import staged_directory
 

@@ -16,9 +16,9 @@ import pytest
 from conftest import randomize_weights
 
 from tessera.dialects import parse_module
-from tessera.frontend.checkpoint import random_weights
 from tessera.frontend.config import load_model
 from tessera.frontend.graph_builder import build_graph
+from tessera.model.checkpoint import random_weights
 from tessera.reference.executor import ExecutionError, ReferenceExecutor
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "nemotron_h_tiny.yaml"
@@ -153,7 +153,8 @@ def _random_hf_model(overrides: dict[str, Any], seed: int) -> Any:
 
 @pytest.fixture(scope="module")
 def hf_cases(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> dict[str, HFCase]:
-    from tessera.frontend.checkpoint import convert_checkpoint, load_weights
+    from tessera.frontend.checkpoint import convert_checkpoint
+    from tessera.model.checkpoint import load_weights
 
     cases = {}
     for index, (name, overrides) in enumerate(sorted(HF_CASES.items())):

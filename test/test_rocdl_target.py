@@ -23,7 +23,7 @@ def compile_rocdl(out: Path, config: str, arch: str, *extra: str) -> dict:  # ty
 
 
 def _lld_present() -> bool:
-    from tessera.targets.toolchain import find_lld
+    from tessera.toolchain import find_lld
 
     return find_lld() is not None
 

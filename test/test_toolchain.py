@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
+from tessera import toolchain
 from tessera.runtime.native import KernelLibrary, NativeError
-from tessera.targets import toolchain
 
 KERNEL = Path(__file__).parent / "inputs" / "rmsnorm_kernel.mlir"
 PIPELINE = ",".join(

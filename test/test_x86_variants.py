@@ -74,7 +74,7 @@ def test_every_gemm_has_an_amx_variant_in_the_artifact(bf16_artifact: Path) -> N
     library = ctypes.CDLL(str(bf16_artifact / entry["libraries"]["amx"]))  # loads anywhere; runs on AMX only
     for name in matmuls:
         assert getattr(library, f"{name}__amx")
-    from tessera.targets.toolchain import _site_file
+    from tessera.toolchain import _site_file
 
     listing = subprocess.run(
         [str(_site_file("llvm", "bin", "llvm-objdump")), "-d", str(bf16_artifact / entry["libraries"]["amx"])],

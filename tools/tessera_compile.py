@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from tessera.errors import TesseraError
-from tessera.frontend.config import ModelSpec, check_compile_options
+from tessera.model.config import ModelSpec, check_compile_options
 from tessera.targets import emittable_stages
 from tessera.targets.backend import Backend
 from tessera.targets.compiler import Compiler
@@ -157,7 +157,7 @@ def _write_artifact(
     steps: int,
     inputs: list[Path | None],
 ) -> None:
-    from tessera.frontend.config import hf_config_dict
+    from tessera.model.config import hf_config_dict
     from tessera.runtime.artifact import Artifact, staged_artifact, write_manifest
 
     step = 1

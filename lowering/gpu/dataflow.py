@@ -17,7 +17,7 @@ from tessera.lowering.tile_to_simt import lower_to_simt, wrap_in_gpu_module
 
 
 def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> GpuKernel:
-    from tessera.targets.toolchain import gpu_functions_text
+    from tessera.toolchain import gpu_functions_text
 
     module = ModuleOp([kernel.clone()])
     lower_to_simt(module, arch)

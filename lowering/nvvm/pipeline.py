@@ -23,8 +23,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tessera.targets import toolchain
-from tessera.targets.toolchain import ToolchainError
+from tessera import toolchain
+from tessera.toolchain import ToolchainError
 
 TRIPLE = "nvptx64-nvidia-cuda"
 CHIP = "sm_90a"

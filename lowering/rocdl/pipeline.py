@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from io import BytesIO
 
-from tessera.targets import toolchain
+from tessera import toolchain
 
 TRIPLE = "amdgcn-amd-amdhsa"
 

@@ -52,8 +52,8 @@ AMX_LLVM_PIPELINE = _amx_pipeline(LLVM_PIPELINE)
 
 def build_library(kernels_mlir: str, path: Path, host: bool = True):  # type: ignore[no-untyped-def]
     """Kernel MLIR text -> a shared library at `path` (for the host CPU, or the x86-64 baseline)."""
+    from tessera import toolchain
     from tessera.runtime.native import KernelLibrary
-    from tessera.targets import toolchain
 
     llvm_ir = toolchain.mlir_to_llvm_ir(kernels_mlir, LLVM_PIPELINE)
     cpu = toolchain.host_cpu() if host else toolchain.X86_64_BASELINE
@@ -63,8 +63,8 @@ def build_library(kernels_mlir: str, path: Path, host: bool = True):  # type: ig
 if __name__ == "__main__":  # kernels MLIR on stdin -> LLVM IR on stdout (lit tests pipe tessera-opt into it)
     import sys
 
+    from tessera import toolchain
     from tessera.errors import TesseraError
-    from tessera.targets import toolchain
 
     # --amx: the AMX variants (tessera-opt -t x86-amx-mlir)
     pipeline = AMX_LLVM_PIPELINE if sys.argv[1:] == ["--amx"] else LLVM_PIPELINE

@@ -35,8 +35,8 @@ def dense_tiny(tmp_path: Path) -> Path:
 
 
 def test_whole_fp32_program_matches_the_reference(tmp_path: Path) -> None:
-    from tessera.frontend.checkpoint import random_weights
-    from tessera.frontend.config import config_from_dict
+    from tessera.model.checkpoint import random_weights
+    from tessera.model.config import config_from_dict
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.gpu_session import GpuSession
     from tessera.targets.reference import ReferenceSession

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tessera.frontend.config import ModelConfig
+from tessera.model.config import ModelConfig
 
 # How a Tessera tensor is made from its HF source tensors.
 Transform = Literal["same", "squeeze_middle", "stack"]
