@@ -68,12 +68,16 @@ def moe_router(dims: Dims, tiles: Mapping[str, int]) -> Block:
     minus_inf = k.f32(float("-inf"))
     positions = k.iota(block)
 
+    def positions_from(start: SSAValue) -> SSAValue:
+        """The buffer positions (i32) of a tile loaded at `start`."""
+        return k.map([positions, k.cast(start, i32)], lambda e, p, first: e.addi(p, first))
+
     def best(buffer: SSAValue, lo: SSAValue, hi: SSAValue, excluded: SSAValue | None = None) -> list[SSAValue]:
         """(the largest of buffer[lo:hi] but position `excluded`, its first position as i32). Tiles start
         at lo + j block and may reach past hi: the scratch buffers hold a block more than they use."""
         end = k.cast(hi, i32)
         with k.loop(lo, hi, k.index(block), [minus_inf, k.cast(lo, i32)]) as piece:
-            at = k.map([positions, k.cast(piece.iv, i32)], lambda e, p, start: e.addi(p, start))
+            at = positions_from(piece.iv)
             values = k.load(buffer, [piece.iv], [block])
 
             def live(e: KernelBuilder, v: SSAValue, a: SSAValue, stop: SSAValue, *excluded_at: SSAValue) -> SSAValue:
@@ -122,7 +126,7 @@ def moe_router(dims: Dims, tiles: Mapping[str, int]) -> Block:
             dropped = k.cmpf("oeq", k.load(kept, [group.iv]), k.f32(0.0))
             end = k.cast(hi, i32)
             with k.loop(lo, hi, k.index(block)) as piece:
-                at = k.map([positions, k.cast(piece.iv, i32)], lambda e, p, start: e.addi(p, start))
+                at = positions_from(piece.iv)
                 values = k.load(choice, [piece.iv], [block])
                 # A tile reaching past the group keeps the next group's choices as they are.
                 masked = k.map(
