@@ -106,6 +106,48 @@ def gpu_functions_text(text: str, parameter_names: dict[str, list[str]]) -> list
         return texts
 
 
+def mark_by_value_parameters(text: str, marker: str, byte_count: int, alignment: int) -> str:
+    """In lowered llvm-dialect IR: every llvm.func naming parameters in its `marker` attribute (an
+    array<i32>) gets those parameters, each a plain `!llvm.ptr`, as by-value grid constants (`llvm.byval =
+    !llvm.array<byte_count x i8>`, `llvm.align`, `nvvm.grid_constant`: a CUDA tensor map passed at launch),
+    and loses the marker. Done on the bindings' IR, after convert-gpu-to-nvvm (which drops `llvm.byval` from
+    a gpu.func, while MLIR's verifier allows `nvvm.grid_constant` only on an llvm.func kernel)."""
+    ir = mlir().ir
+    with ir.Context():
+        module = ir.Module.parse(text)
+        pointer = ir.Type.parse("!llvm.ptr")
+        by_value = {
+            "llvm.align": ir.IntegerAttr.get(ir.IntegerType.get_signless(64), alignment),
+            "llvm.byval": ir.TypeAttr.get(ir.Type.parse(f"!llvm.array<{byte_count} x i8>")),
+            "nvvm.grid_constant": ir.UnitAttr.get(),
+        }
+
+        functions: list[Any] = []
+
+        def collect(op: Any) -> Any:
+            if op.name == "llvm.func" and marker in op.attributes:
+                functions.append(op)
+            return ir.WalkResult.ADVANCE
+
+        module.operation.walk(collect)  # (an exception inside the walk's callback would not keep its type)
+        for op in functions:
+            attributes = op.attributes
+            arguments = op.regions[0].blocks[0].arguments
+            old = attributes["arg_attrs"] if "arg_attrs" in attributes else None
+            entries = [
+                {} if old is None else {named.name: named.attr for named in ir.DictAttr(old[i])}
+                for i in range(len(arguments))
+            ]
+            for index in ir.DenseI32ArrayAttr(attributes[marker]):
+                if not 0 <= index < len(arguments) or arguments[index].type != pointer:
+                    name = ir.StringAttr(attributes["sym_name"]).value
+                    raise ToolchainError(f"@{name}: parameter {index} is not a plain !llvm.ptr tensor map")
+                entries[index] |= by_value
+            attributes["arg_attrs"] = ir.ArrayAttr.get([ir.DictAttr.get(entry) for entry in entries])
+            del attributes[marker]
+        return str(module)
+
+
 def _first_error(message: str) -> str:
     """The first diagnostic line of a multi-line MLIR error ("error: <file>:line:col: ...")."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]

@@ -31,6 +31,8 @@ CHIP = "sm_90a"
 FEATURES = "+ptx80"
 TENSOR_MAP_BYTES = 128
 TENSOR_MAP_ALIGNMENT = 64
+# The gpu.func attribute naming the tensor-map parameters (lowering/nvvm/kernel_text.py).
+GRID_CONSTANTS = "tessera.grid_constants"
 
 NVVM_PIPELINE = ",".join(
     [
@@ -47,36 +49,9 @@ def to_llvm_ir(kernels_mlir: str) -> str:
         raise ToolchainError(
             "the gpu.module has no llvm.data_layout (build it with lowering.nvvm.kernel_text.kernels_module)"
         )
-    lowered = mark_grid_constants(toolchain.run_pipeline(kernels_mlir, NVVM_PIPELINE))
+    lowered = toolchain.run_pipeline(kernels_mlir, NVVM_PIPELINE)
+    lowered = toolchain.mark_by_value_parameters(lowered, GRID_CONSTANTS, TENSOR_MAP_BYTES, TENSOR_MAP_ALIGNMENT)
     return toolchain.gpu_module_to_llvm_ir(lowered, "reconcile-unrealized-casts", TRIPLE)
-
-
-_KERNEL = re.compile(r"^(\s*llvm\.func @[\w$.]+\()(.*)(\) attributes \{)(.*)(\}\s*\{)$", re.M)
-_GRID_CONSTANTS = re.compile(r",?\s*tessera\.grid_constants = array<i32(?::\s*([\d,\s]*))?>")
-
-
-def mark_grid_constants(lowered: str) -> str:
-    """In llvm-dialect text: give each parameter a kernel names in `tessera.grid_constants` the attributes
-    of a by-value CUtensorMap (`llvm.byval`, `llvm.align`, `nvvm.grid_constant`), and drop that list."""
-
-    def mark(match: re.Match[str]) -> str:
-        head, params, middle, attributes, tail = match.groups()
-        found = _GRID_CONSTANTS.search(attributes)
-        if found is None:
-            return match.group(0)
-        for index in [int(i) for i in (found.group(1) or "").replace(",", " ").split()]:
-            plain = re.compile(rf"(%arg{index}: !llvm\.ptr)(?=[,)]|$)")
-            params, count = plain.subn(
-                rf"\1 {{llvm.align = {TENSOR_MAP_ALIGNMENT} : i64, "
-                rf"llvm.byval = !llvm.array<{TENSOR_MAP_BYTES} x i8>, nvvm.grid_constant}}",
-                params,
-            )
-            if count != 1:
-                raise ToolchainError(f"{head.strip()}: parameter {index} is not a plain !llvm.ptr tensor map")
-        attributes = _GRID_CONSTANTS.sub("", attributes).lstrip(", ")
-        return f"{head}{params}{middle}{attributes}{tail}"
-
-    return _KERNEL.sub(mark, lowered)
 
 
 def to_ptx(llvm_ir: str) -> str:
