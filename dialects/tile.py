@@ -42,8 +42,10 @@ from collections.abc import Sequence
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
+    BFloat16Type,
     DenseArrayBase,
     DictionaryAttr,
+    Float32Type,
     FloatAttr,
     IndexType,
     IntAttr,
@@ -495,6 +497,42 @@ class ReduceOp(IRDLOperation):
 
 
 @irdl_op_definition
+class MmaOp(IRDLOperation):
+    """A matrix multiply-accumulate of tiles: `%d = tessera.tile.mma %a, %b, %c : !tessera.tile.tile<MxKxT>,
+    !tessera.tile.tile<KxNxT>, !tessera.tile.tile<MxNxf32> -> !tessera.tile.tile<MxNxf32>`, d = c + a b with
+    T f32 or bf16 (widened exactly) and float32 accumulation: each product added to its sum, k ascending (a
+    multiply-add, fused where the target has FMA), or as a target's matrix instruction accumulates. Which instruction computes it (FMAs on vectors, AMX, MFMA, WGMMA) is the target lowering's
+    choice."""
+
+    name = "tessera.tile.mma"
+    lhs = operand_def(TileType)
+    rhs = operand_def(TileType)
+    acc = operand_def(TileType)
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = "$lhs `,` $rhs `,` $acc attr-dict `:` type($lhs) `,` type($rhs) `,` type($acc) `->` type($result)"
+
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue) -> None:
+        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type])
+
+    def verify_(self) -> None:
+        lhs, rhs, acc = self.lhs.type, self.rhs.type, self.acc.type
+        assert isinstance(lhs, TileType) and isinstance(rhs, TileType) and isinstance(acc, TileType)
+        shapes = [t.get_shape() for t in (lhs, rhs, acc)]
+        if any(len(shape) != 2 for shape in shapes):
+            raise VerifyException(f"{self.name}: operands are rank-2 tiles, got {lhs}, {rhs}, {acc}")
+        (m, k), (k2, n), (m2, n2) = shapes
+        if k != k2 or (m, n) != (m2, n2):
+            raise VerifyException(f"{self.name}: {m}x{k} times {k2}x{n} does not accumulate into {m2}x{n2}")
+        if lhs.element_type != rhs.element_type or not isinstance(lhs.element_type, Float32Type | BFloat16Type):
+            raise VerifyException(f"{self.name}: operands are both f32 or both bf16, got {lhs} and {rhs}")
+        if not isinstance(acc.element_type, Float32Type):
+            raise VerifyException(f"{self.name}: the accumulator is f32, got {acc}")
+        if self.result.type != acc:
+            raise VerifyException(f"{self.name}: the result {self.result.type} is not the accumulator's {acc}")
+
+
+@irdl_op_definition
 class ConvertOp(IRDLOperation):
     """A tile or scalar in another element type: f32 -> bf16 rounds to nearest even (NaN stays a quiet NaN,
     as runtime/weights.py rounds), bf16 -> f32 is exact, an integer -> index is a cast."""
@@ -523,6 +561,20 @@ def dataflow_block(arg_types: Sequence[Attribute]) -> Block:
 
 TesseraTile = Dialect(
     "tessera.tile",
-    [KernelOp, LaunchOp, AllocOp, LoadOp, StoreOp, SplatOp, IotaOp, MapOp, YieldOp, ReduceOp, ConvertOp, *PLAN_OPS],
+    [
+        KernelOp,
+        LaunchOp,
+        AllocOp,
+        LoadOp,
+        StoreOp,
+        SplatOp,
+        IotaOp,
+        MapOp,
+        YieldOp,
+        ReduceOp,
+        MmaOp,
+        ConvertOp,
+        *PLAN_OPS,
+    ],
     [TileType],
 )

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 from xdsl.dialects import memref
-from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, ModuleOp
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, ModuleOp, f32
 from xdsl.interpreter import (
     Interpreter,
     InterpreterFunctions,
@@ -192,6 +192,14 @@ class TileFunctions(InterpreterFunctions):
         if is_float(element):
             return (narrow(combine.reduce(widen(args[0], element), axis=axis), element),)
         return (wrap(combine.reduce(np.asarray(args[0], np.int64), axis=axis), element),)
+
+    @impl(tile.MmaOp)
+    def run_mma(self, interpreter: Interpreter, op: tile.MmaOp, args: PythonValues) -> PythonValues:
+        """c + a b in float64, rounded once to f32 (a target's FMAs round at each k: its bounds say so)."""
+        a, b, c = args
+        element = element_of(op.lhs.type)
+        product = widen(a, element).astype(np.float64) @ widen(b, element).astype(np.float64)
+        return (narrow(widen(c, f32) + product, f32),)
 
     @impl(tile.ConvertOp)
     def run_convert(self, interpreter: Interpreter, op: tile.ConvertOp, args: PythonValues) -> PythonValues:

@@ -249,6 +249,10 @@ class KernelBuilder:
             return value
         return self._insert(tile.ConvertOp(value, element))
 
+    def mma(self, a: SSAValue, b: SSAValue, acc: SSAValue) -> SSAValue:
+        """acc + a b: tiles [M, K] and [K, N] (f32 or bf16) into an f32 [M, N]."""
+        return self._insert(tile.MmaOp(a, b, acc))
+
     def reduce(self, combiner: str, value: SSAValue, axis: int = 0) -> SSAValue:
         return self._insert(tile.ReduceOp(combiner, value, axis))
 

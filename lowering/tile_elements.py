@@ -43,6 +43,11 @@ from xdsl.rewriter import InsertPoint
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import VECTOR_FORMS
+from tessera.errors import TesseraError
+
+
+class TileLoweringError(TesseraError):
+    """A dataflow kernel a target lowering does not take (yet): an op or a tile shape, named in one line."""
 
 
 def storage(element: Attribute) -> Attribute:
@@ -56,9 +61,11 @@ def lowered_type(type_: Attribute, lanes: int) -> Attribute:
         return storage(type_)
     count = type_.element_count()
     if count % lanes:
-        raise AssertionError(f"a {type_} is not distributed evenly over {lanes} lanes")
+        raise TileLoweringError(f"a {type_} is not distributed evenly over {lanes} lanes")
     per_worker = count // lanes
     element = storage(type_.element_type)
+    if lanes == 1 and len(type_.get_shape()) > 1:  # a core's matrix tile keeps its shape: rows are vectors
+        return VectorType(element, type_.get_shape())
     return element if per_worker == 1 else VectorType(element, [per_worker])
 
 
@@ -209,7 +216,7 @@ class LowerMap(TilePattern):
                 values[element_op.result] = emit.constant(attr.value.data, with_shape_of(like, element_op.result.type))
                 continue
             if element_op.regions:
-                raise AssertionError(f"{op.name}: element op {element_op.name} has regions")
+                raise TileLoweringError(f"{op.name}: element op {element_op.name} has regions")
             op_type = type(element_op)
             if isinstance(like, VectorType):  # comparisons and selects of xDSL's own ops are scalar-only
                 op_type = VECTOR_FORMS.get(op_type, op_type)
@@ -230,6 +237,8 @@ class LowerConvert(TilePattern):
         source = _element(op.input.type)  # i16: bf16 bits already lowered
         target = _element(op.result.type)
         value = op.input
+        if isinstance(value.type, VectorType) and len(value.type.get_shape()) > 1:
+            raise TileLoweringError(f"{op.name}: converts rank-1 tiles only (a matrix tile's rows: not yet)")
         if isinstance(source, Float32Type) and isinstance(target, BFloat16Type):
             result = emit.round_to_bf16(value)
         elif (
@@ -241,7 +250,7 @@ class LowerConvert(TilePattern):
         elif isinstance(source, IntegerType) and isinstance(target, IndexType):
             result = emit(arith.IndexCastOp(value, with_shape_of(value.type, target)))
         else:
-            raise AssertionError(f"{op.name}: no conversion from {source} to {target}")
+            raise TileLoweringError(f"{op.name}: no conversion from {source} to {target}")
         rewriter.replace_matched_op([], [result])
 
 

@@ -31,6 +31,7 @@ from xdsl.dialects.builtin import (
     MemRefType,
     ModuleOp,
     VectorType,
+    f32,
     i1,
     i32,
 )
@@ -48,7 +49,15 @@ from xdsl.traits import IsTerminator
 
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
-from tessera.lowering.tile_elements import SHARED_PATTERNS, Emitter, LowerTileTypes, TilePattern, lowered_type, storage
+from tessera.lowering.tile_elements import (
+    SHARED_PATTERNS,
+    Emitter,
+    LowerTileTypes,
+    TileLoweringError,
+    TilePattern,
+    lowered_type,
+    storage,
+)
 
 LANES = 1
 REASSOCIATE = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC, arith.FastMathFlag.ALLOW_CONTRACT])
@@ -76,18 +85,20 @@ def _same_shape(like: Attribute, element: Attribute) -> Attribute:
 
 def _mask(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes_type: VectorType) -> SSAValue:
     """The elements of the access before its bound: vector.create_mask(bound - index along the tile's last
-    axis)."""
+    axis; every row of a matrix tile alike)."""
     assert op.bound is not None
     remaining = emit(arith.SubiOp(op.bound, op.indices[tile.access_axes(op)[-1]]))
-    return emit(vector.CreateMaskOp([remaining], VectorType(i1, lanes_type.get_shape())))
+    rows = [emit.constant(size, IndexType()) for size in lanes_type.get_shape()[:-1]]
+    return emit(vector.CreateMaskOp([*rows, remaining], VectorType(i1, lanes_type.get_shape())))
 
 
 def _strided(op: tile.LoadOp | tile.StoreOp) -> AffineMapAttr | None:
     """The permutation map of a tile that does not span its buffer's innermost elements in order (a column,
-    a transposed tile), or None for a plain row-major access."""
+    a transposed tile) or that spans several rows (a matrix tile: vector-to-scf unrolls it into row
+    accesses), or None for a plain access of one row."""
     axes = tile.access_axes(op)
     rank = len(op.indices)
-    if axes == tuple(range(rank - len(axes), rank)):
+    if len(axes) == 1 and axes == (rank - 1,):
         return None
     return AffineMapAttr(AffineMap(rank, 0, tuple(AffineExpr.dimension(axis) for axis in axes)))
 
@@ -111,7 +122,7 @@ class LowerLoad(TilePattern):
             assert isinstance(lowered, VectorType)
             loaded = VectorType(element, lowered.get_shape())
             permutation = _strided(op)
-            if permutation is not None:  # vector.transfer_read: upstream lowers it element by element
+            if permutation is not None:  # vector.transfer_read: upstream lowers it by rows, or by elements
                 mask = None if op.bound is None else _mask(emit, op, loaded)
                 padding = emit.constant(0, element) if not isinstance(element, BFloat16Type) else None
                 if padding is None:
@@ -140,7 +151,7 @@ class LowerStore(TilePattern):
         permutation = _strided(op) if isinstance(op.value.type, TileType) else None
         if not isinstance(op.value.type, TileType):
             emit(memref.StoreOp.get(value, op.memref, list(op.indices)))
-        elif permutation is not None:  # vector.transfer_write: upstream lowers it element by element
+        elif permutation is not None:  # vector.transfer_write: upstream lowers it by rows, or by elements
             lowered = lowered_type(op.value.type, LANES)
             assert isinstance(lowered, VectorType)
             mask = None if op.bound is None else _mask(emit, op, lowered)
@@ -177,6 +188,8 @@ class LowerReduce(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
+        if isinstance(op.result.type, TileType):
+            raise TileLoweringError(f"{op.name}: the x86 lowering reduces rank-1 tiles (to a scalar) only")
         floats = isinstance(tile.element_of(op.result.type), AnyFloat)
         combiners = _FLOAT_COMBINERS if floats else _INTEGER_COMBINERS
         properties: dict[str, Attribute] = {
@@ -186,6 +199,35 @@ class LowerReduce(TilePattern):
             properties["fastmath"] = REASSOCIATE
         reduced = vector.ReductionOp.create(operands=[op.input], result_types=[op.result.type], properties=properties)
         rewriter.replace_matched_op([], [emit(reduced)])
+
+
+class LowerMma(TilePattern):
+    """c + a b on a core's vectors: for each k, each row of c gains a[m, k] (broadcast) times row k of b in
+    one vector FMA (LLVM selects vfmadd231ps with a broadcast operand); bf16 operands are widened exactly
+    first. The AMX form of the same op is the next pattern to join this one."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.MmaOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        # The operands may be lowered already (a load's vector) or not yet (a loop-carried tile).
+        lhs = op.lhs.type if isinstance(op.lhs.type, VectorType) else lowered_type(op.lhs.type, LANES)
+        assert isinstance(lhs, VectorType) and isinstance(op.result.type, TileType)
+        (m, k), n = lhs.get_shape(), op.result.type.get_shape()[1]
+        element = lhs.element_type
+        bf16 = element == storage(BFloat16Type())
+        row_type = VectorType(f32, [n])
+        rows = [emit(vector.ExtractOp(op.acc, [i], row_type)) for i in range(m)]
+        for j in range(k):
+            b_row = emit(vector.ExtractOp(op.rhs, [j], VectorType(element, [n])))
+            b_row = emit.widen_bf16(b_row) if bf16 else b_row
+            for i in range(m):
+                a_ij = emit(vector.ExtractOp(op.lhs, [i, j], element))
+                a_ij = emit.widen_bf16(a_ij) if bf16 else a_ij
+                rows[i] = emit(vector.FMAOp(emit.broadcast(a_ij, row_type), b_row, rows[i]))
+        result = op.acc
+        for i, row in enumerate(rows):
+            result = emit(vector.InsertOp(row, result, [i]))
+        rewriter.replace_matched_op([], [result])
 
 
 class LowerIota(TilePattern):
@@ -230,7 +272,7 @@ class LowerKernel(RewritePattern):
 # Stores first, while every value they store still has its tile type; then loads; then the ops that compute.
 STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
 LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
-COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerIota)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerIota, LowerMma)
 
 
 def lower_to_x86(module: ModuleOp) -> None:

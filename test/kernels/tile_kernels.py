@@ -1,14 +1,27 @@
 """One kernel of a kind, built through the compiler's own path (Tile-IR kernel, tessera-tile-choose-tiles
-and tessera-tile-compute-footprint for a target), for the kernel tests of every target."""
+and tessera-tile-compute-footprint for a target), for the kernel tests of every target; and the kernels the
+tests of Tile-IR ops build themselves (ops no production kernel uses yet)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, f64, i64
-from xdsl.ir import Block, Region
+from xdsl.dialects.builtin import (
+    DYNAMIC_INDEX,
+    DictionaryAttr,
+    FloatAttr,
+    IntegerAttr,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    f32,
+    f64,
+    i64,
+)
+from xdsl.ir import Attribute, Block, Region
 
 from tessera.dialects import tile
+from tessera.kernels.builder import KernelBuilder
 from tessera.lowering.convert_schedule_to_tile import GRID_DIMS
 from tessera.passes.tile_choose_tiles import choose_tiles
 from tessera.passes.tile_compute_footprint import compute_footprints
@@ -45,3 +58,32 @@ def tile_kernel(kind: str, dims: Mapping[str, int | float | str], target: str, p
     compute_footprints(module)
     kernel.detach()
     return kernel
+
+
+def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attribute, name: str = "gemm",
+                     target: str = "x86", programs: int = 1) -> tile.KernelOp:  # fmt: skip
+    """A small GEMM written with tessera.tile.mma, for the tests of the op (the production GEMM is still a
+    per-target emitter): y[T, cols] = x[T, depth] w[depth, cols], a program per `rows` rows of y, the whole
+    width at once, depth in steps of `step` (a [rows, step] tile of x times a [step, cols] tile of w); its
+    grid: `programs` row blocks."""
+    x_type, w_type = MemRefType(element, [DYNAMIC_INDEX, depth]), MemRefType(element, [depth, cols])
+    k = KernelBuilder({"x": x_type, "w": w_type, "y": MemRefType(f32, [DYNAMIC_INDEX, cols])})
+    x, w, y = k.buffers
+    first = k.muli(k.program_id, k.index(rows))
+    with k.loop(k.index(0), k.index(depth), k.index(step), [k.splat(k.f32(0.0), [rows, cols])]) as piece:
+        a = k.load(x, [first, piece.iv], [rows, step])
+        b = k.load(w, [piece.iv, k.index(0)], [step, cols])
+        piece.yield_(k.mma(a, b, piece.args[0]))
+    k.store(piece.results[0], y, [first, k.index(0)])
+    return tile.KernelOp(
+        properties={
+            "sym_name": StringAttr(name),
+            "kind": StringAttr("gemm_test"),
+            "dims": DictionaryAttr({}),
+            "parallel": StringAttr("row_blocks"),
+            "grid": IntegerAttr(programs, i64),
+            "target": StringAttr(target),
+            "tiles": DictionaryAttr({"rows": IntegerAttr(rows, i64)}),
+        },
+        regions=[Region(k.finish())],
+    )

@@ -116,3 +116,28 @@ tessera.tile.kernel @k attributes {kind = "moe_router", dims = {}, parallel = "t
   }
 }
 // CHECK: Operation using value defined out of its IsolatedFromAbove parent
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%t: index):
+  %zero = arith.constant 0.0 : f32
+  %a = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<2x4xf32>
+  %b = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<8x16xf32>
+  %c = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<2x16xf32>
+  %d = tessera.tile.mma %a, %b, %c : !tessera.tile.tile<2x4xf32>, !tessera.tile.tile<8x16xf32>, !tessera.tile.tile<2x16xf32> -> !tessera.tile.tile<2x16xf32>
+}
+// CHECK: tessera.tile.mma: 2x4 times 8x16 does not accumulate into 2x16
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%t: index):
+  %zero = arith.constant 0.0 : f32
+  %a = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<2x4xf32>
+  %b = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<4x16xf32>
+  %h = arith.constant 0.0 : bf16
+  %c = tessera.tile.splat %h : bf16 -> !tessera.tile.tile<2x16xbf16>
+  %d = tessera.tile.mma %a, %b, %c : !tessera.tile.tile<2x4xf32>, !tessera.tile.tile<4x16xf32>, !tessera.tile.tile<2x16xbf16> -> !tessera.tile.tile<2x16xbf16>
+}
+// CHECK: tessera.tile.mma: the accumulator is f32, got !tessera.tile.tile<2x16xbf16>

@@ -1,0 +1,70 @@
+"""tessera.tile.mma through convert-tessera-tile-to-x86 (vector FMAs), built for this CPU and run against
+float64, in f32 and bf16 (a test GEMM of tile_kernels.py: the production GEMM is still an emitter).
+
+Bound: each of the K products is added to its row's sum by a multiply-add (fused on this CPU: one rounding;
+two where it is not), so an element's error is at most (K + 1) u sum_k |x_k w_k| (u = 2^-24), whichever;
+bf16 operands widen exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from tile_kernels import gemm_test_kernel
+from xdsl.dialects.builtin import bf16, f32
+
+pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
+pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
+
+from tessera.interpreters import run_kernel
+from tessera.lowering.convert_tile_to_x86 import emit_kernel
+from tessera.lowering.x86.pipeline import build_library
+from tessera.runtime.native import KernelLibrary
+from tessera.runtime.weights import bf16_bits, bf16_to_f32
+
+UNIT = 2.0**-24
+# rows, cols, depth, step: one K step or several, a row of one, widths of a vector and more
+SHAPES = {"r4_c32_k24_s8": (4, 32, 24, 8), "r1_c16_k4_s4": (1, 16, 4, 4), "r6_c64_k40_s5": (6, 64, 40, 5)}
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
+    text = [
+        emit_kernel(gemm_test_kernel(*shape, element, name=f"{name}_{element}"))
+        for name, shape in SHAPES.items()
+        for element in (f32, bf16)
+    ]
+    return build_library("\n".join(text), tmp_path_factory.mktemp("mma") / "mma.so")
+
+
+@pytest.mark.parametrize("element", ["f32", "bf16"])
+@pytest.mark.parametrize("name", SHAPES)
+def test_mma_matches_float64(library: KernelLibrary, rng: np.random.Generator, name: str, element: str) -> None:
+    rows, cols, depth, _ = SHAPES[name]
+    programs = 3
+    x = rng.standard_normal((programs * rows, depth)).astype(np.float32)
+    w = rng.standard_normal((depth, cols)).astype(np.float32)
+    if element == "bf16":  # the kernel reads bf16 bits: compare against the rounded operands
+        x_arg, w_arg = bf16_bits(x), bf16_bits(w)
+        x, w = bf16_to_f32(x_arg), bf16_to_f32(w_arg)
+    else:
+        x_arg, w_arg = x, w
+    y = np.full((programs * rows, cols), np.nan, np.float32)
+    kernel = library.kernel(f"{name}_{element}")
+    kernel(x_arg, w_arg, y, 0, 1)
+    kernel(x_arg, w_arg, y, 1, programs)  # the program range split as the runtime splits it
+    want = x.astype(np.float64) @ w.astype(np.float64)
+    bound = (depth + 1) * UNIT * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))
+    assert not np.isnan(y).any(), "an element left unwritten"
+    assert (np.abs(y - want) <= bound).all(), f"error {np.abs(y - want).max():.2e} above the bound"
+
+
+def test_the_interpreter_agrees(rng: np.random.Generator) -> None:
+    """The Tile-IR interpreter runs the same kernel (rounding once: within the same bound)."""
+    rows, cols, depth, step = SHAPES["r6_c64_k40_s5"]
+    x = rng.standard_normal((2 * rows, depth)).astype(np.float32)
+    w = rng.standard_normal((depth, cols)).astype(np.float32)
+    y = np.full((2 * rows, cols), np.nan, np.float32)
+    run_kernel(gemm_test_kernel(rows, cols, depth, step, f32, programs=2), [x, w, y])
+    want = x.astype(np.float64) @ w.astype(np.float64)
+    bound = depth * UNIT * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))
+    assert (np.abs(y - want) <= bound).all()
