@@ -218,9 +218,10 @@ def _float_impl(function: Callable[..., Any]) -> Callable[..., PythonValues]:
 
 class ElementFunctions(ArithFunctions):
     """arith and math on the representation above, elementwise on arrays. It subclasses xDSL's
-    ArithFunctions (xDSL's documented way to override an op's implementation): integer and index ops stay
-    xDSL's, on Python ints; constants, float ops, cmpf, select and the int <-> float casts are redefined,
-    since xDSL's compute on Python floats (float64) and on scalars only."""
+    ArithFunctions (xDSL's documented way to override an op's implementation): integer and index scalars
+    stay xDSL's, on Python ints, and integer ops on tiles run in numpy (INTEGER_OPS); constants, float ops,
+    cmpf, select and the int <-> float casts are redefined, since xDSL's compute on Python floats (float64)
+    and on scalars only."""
 
     @impl(arith.ConstantOp)
     def run_constant(self, interpreter: Interpreter, op: arith.ConstantOp, args: PythonValues) -> PythonValues:
@@ -271,12 +272,79 @@ class ElementFunctions(ArithFunctions):
         return (wrap(truncated.astype(np.int64), element_of(op.result.type)),)
 
 
+def _unsigned(values: np.ndarray, element: Attribute) -> np.ndarray:
+    """Integers of `element`'s width (held signed) as their unsigned values."""
+    width = 64 if isinstance(element, IndexType) else element.width.data  # type: ignore[attr-defined]
+    return values.astype(np.uint64) if width == 64 else values & ((1 << width) - 1)
+
+
+# Integer ops on tiles (their scalars stay Python ints, as xDSL's scf and arith interpreters keep them):
+# computed in int64, then wrapped to the result's width. arith.cmpi's predicates by number (CmpIPredicate).
+INTEGER_OPS: dict[type[Operation], Callable[..., Any]] = {
+    arith.AddiOp: np.add,
+    arith.SubiOp: np.subtract,
+    arith.MuliOp: np.multiply,
+    arith.AndIOp: np.bitwise_and,
+    arith.OrIOp: np.bitwise_or,
+    arith.XOrIOp: np.bitwise_xor,
+    arith.MinSIOp: np.minimum,
+    arith.MaxSIOp: np.maximum,
+    arith.ExtSIOp: np.asarray,
+    arith.TruncIOp: np.asarray,
+    arith.IndexCastOp: np.asarray,
+}
+_CMPI: tuple[Callable[[np.ndarray, np.ndarray], np.ndarray], ...] = (
+    np.equal, np.not_equal, np.less, np.less_equal, np.greater, np.greater_equal,
+    np.less, np.less_equal, np.greater, np.greater_equal,
+)  # fmt: skip
+
+
+def _integer_impl(
+    on_arrays: Callable[[Any, list[np.ndarray]], Any], scalar: Callable[..., Any]
+) -> Callable[..., PythonValues]:
+    """An integer op: on tiles, `on_arrays(op, operands as int64)`; on scalars, the implementation it replaces."""
+
+    def run(self: InterpreterFunctions, interpreter: Interpreter, op: Operation, args: PythonValues) -> PythonValues:
+        if not any(isinstance(arg, np.ndarray) for arg in args):
+            return scalar(self, interpreter, op, args)[0]  # the registered impl's (values, terminator)
+        return (on_arrays(op, [np.asarray(arg).astype(np.int64) for arg in args]),)
+
+    return run
+
+
+def _wrapped(function: Callable[..., np.ndarray]) -> Callable[[Any, list[np.ndarray]], Any]:
+    return lambda op, wide: wrap(function(*wide), element_of(op.results[0].type))
+
+
+def _cmpi(op: arith.CmpiOp, wide: list[np.ndarray]) -> Any:
+    x, y = wide
+    predicate = op.predicate.value.data
+    if predicate >= 6:  # ult, ule, ugt, uge
+        x, y = _unsigned(x, element_of(op.lhs.type)), _unsigned(y, element_of(op.lhs.type))
+    return unwrap(_CMPI[predicate](x, y), op.result.type)
+
+
 for _op_type, _function in FLOAT_OPS.items():
     setattr(ElementFunctions, f"run_{_op_type.name.replace('.', '_')}", impl(_op_type)(_float_impl(_function)))
+for _op_type, _function in INTEGER_OPS.items():
+    _name = f"run_{_op_type.name.split('.')[1].replace('_', '')}"  # xDSL's names: run_addi, run_indexcast...
+    setattr(
+        ElementFunctions, _name, impl(_op_type)(_integer_impl(_wrapped(_function), getattr(ElementFunctions, _name)))
+    )
+ElementFunctions.run_cmpi = impl(arith.CmpiOp)(_integer_impl(_cmpi, ElementFunctions.run_cmpi))  # type: ignore[method-assign]
 register_impls(ElementFunctions)
 
 # The ops a map's region may hold for it to run once on whole tiles: each computes elementwise on arrays.
-# A region with any other op (integer arithmetic, which xDSL runs on Python ints) runs element by element.
+# A region with any other op runs element by element.
 ELEMENTWISE_OPS: frozenset[type[Operation]] = frozenset(
-    {*FLOAT_OPS, arith.ConstantOp, arith.CmpfOp, arith.SelectOp, arith.SIToFPOp, arith.FPToSIOp}
+    {
+        *FLOAT_OPS,
+        *INTEGER_OPS,
+        arith.CmpiOp,
+        arith.ConstantOp,
+        arith.CmpfOp,
+        arith.SelectOp,
+        arith.SIToFPOp,
+        arith.FPToSIOp,
+    }
 )
