@@ -6,13 +6,14 @@ dt_raw = [I + C, I + C + H).
 
     conv_silu(zxbcdt f32 [T, W], conv_weight f32 [C, K], [conv_bias f32 [C]], conv_state f32 [C, K - 1],
               xbc f32 [T, C])
-        one program per panel of `panel` channels (`block` at a time), walking the call's tokens row by row
-        over the whole panel (rows are contiguous: a CPU streams them; a GPU's panel is one wave's block):
-        with input = [conv_state^T ; xBC] (the carried inputs, oldest first, then this call's rows),
-        xbc[t, c] = silu(bias[c] + sum_k w[c, k] input[t + k, c]) (k ascending), then
-        conv_state[c, :] := the last K - 1 rows of input, for any T (T < K - 1 and T = 0 included). The taps
-        and the carried inputs, columns of their buffers (tiles along dimension 0), are staged once per
-        program as rows of two scratch buffers.
+        one program per panel of `panel` channels, `block` at a time (a CPU's panel is several blocks, a GPU's
+        one wave's block): with input = [conv_state^T ; xBC] (the carried inputs, oldest first, then this
+        call's rows), xbc[t, c] = silu(bias[c] + sum_k w[c, k] input[t + k, c]) (k ascending), then
+        conv_state[c, :] := the last K - 1 rows of input, for any T (T < K - 1 and T = 0 included). The rows
+        pass in chunks of `chunk`; within a chunk each block walks the rows holding its taps and a sliding
+        window of its last K - 1 inputs in registers (loop-carried tiles), so each input is read once, and
+        leaves its window in scratch for the next chunk. The taps and the carried inputs, columns of their
+        buffers (tiles along dimension 0), are staged once as rows of the panel's scratch.
 
     ssd_step(zxbcdt, xbc f32 [T, C], dt_bias, A_log, D f32 [H], ssm_state (f32 | bf16) [H, P, N], y f32 [T, I])
         the decode step of the SSD recurrence, one program per head h, for each token t in order:
@@ -30,7 +31,7 @@ dt_raw = [I + C, I + C + H).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -74,6 +75,7 @@ def _element(dims: Dims, key: str) -> Attribute:
 def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
     m, taps, block = _Mixer.of(dims), int(dims["conv_kernel"]), tiles["block"]
     panel, channels, carried = tiles.get("panel", block), m.channels, taps - 1
+    chunk = tiles.get("chunk", 2**30)  # rows a block walks before the next block (default: all of them)
     has_bias = bool(int(dims.get("conv_bias", 1)))
     buffers = {"zxbcdt": rows(m.width, f32), "conv_weight": MemRefType(f32, [channels, taps])}
     if has_bias:
@@ -85,7 +87,10 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
     last = k.minsi(k.addi(first, k.index(panel)), k.index(channels))
     bound = None if channels % block == 0 else k.index(channels)
     input_bound = None if bound is None else k.index(m.inner + channels)
-    tokens = k.size(xbc)
+
+    def column(buffer: SSAValue, c: SSAValue, j: int) -> SSAValue:
+        """Column j of a [C, n] buffer at channels c.. (a tile along dimension 0)."""
+        return k.load(buffer, [c, k.index(j)], [block], bound, axes=[0])
 
     @contextmanager
     def blocks() -> Iterator[tuple[SSAValue, SSAValue]]:
@@ -93,51 +98,42 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
         with k.loop(first, last, k.index(block)) as each:
             yield each.iv, k.subi(each.iv, first)
 
-    def inputs(row: SSAValue, c: SSAValue, row_bound: SSAValue | None = None) -> SSAValue:
-        return k.load(zxbcdt, [row, k.addi(c, k.index(m.inner))], [block], row_bound or input_bound)
-
-    def carried_or_input(back: int, row: SSAValue, c: SSAValue, column: SSAValue) -> SSAValue:
-        """Input row `row - back` of [carried ; this call's rows]: history[K - 1 + row - back] while that is
-        negative. Both are loaded at clamped rows and the select keeps the right one; the call's row is
-        masked whole when not wanted (the call may have no rows at all)."""
-        from_history = k.cmpi("ult", row, k.index(back))
-        history_row = k.minsi(k.addi(row, k.index(carried - back)), k.index(carried - 1))
-        input_row = k.subi(k.maxsi(row, k.index(back)), k.index(back))
-        row_bound = k.select(from_history, k.index(0), input_bound or k.index(m.inner + channels))
-        carried_value = k.load(history, [history_row, column], [block])
-        return k.select(from_history, carried_value, inputs(input_row, c, row_bound))
-
-    def convolve(row: SSAValue, tap_input: Callable[[int, SSAValue, SSAValue], SSAValue]) -> None:
-        with blocks() as (c, column):
-            acc = k.load(bias_buffer[0], [c], [block], bound) if has_bias else None
-            for j in range(taps):
-                w, value = k.load(taps_t, [k.index(j), column], [block]), tap_input(j, c, column)
-                if acc is None:
-                    acc = k.map([w, value], lambda e, w, v: e.mulf(w, v))
-                else:
-                    acc = k.map([acc, w, value], lambda e, a, w, v: e.addf(a, e.mulf(w, v)))
-            assert acc is not None
-            k.store(k.map([acc], lambda e, a: e.silu(a)), xbc, [row, c], bound)
-
-    # The taps and the carried inputs, columns of their buffers, staged once as rows of the panel's scratch.
+    # The taps and the window of each block (its last K - 1 inputs, oldest first; the carried ones to start),
+    # columns of their buffers, staged once as rows of the panel's scratch.
     taps_t, history = k.alloc("taps", [taps, panel], f32), k.alloc("history", [max(carried, 1), panel], f32)
-    with blocks() as (c, column):
+    with blocks() as (c, col):
         for j in range(taps):
-            k.store(k.load(weight, [c, k.index(j)], [block], bound, axes=[0]), taps_t, [k.index(j), column])
+            k.store(column(weight, c, j), taps_t, [k.index(j), col])
         for j in range(carried):
-            k.store(k.load(state, [c, k.index(j)], [block], bound, axes=[0]), history, [k.index(j), column])
-    # Row by row over the whole panel (rows of zxbcdt and xbc are contiguous); the first K - 1 rows reach back
-    # into the carried inputs.
-    warm = k.minsi(tokens, k.index(carried))
-    with k.loop(k.index(0), warm, k.index(1)) as row:
-        convolve(row.iv, lambda j, c, column: carried_or_input(carried - j, row.iv, c, column))
-    with k.loop(warm, tokens, k.index(1)) as row:
-        convolve(row.iv, lambda j, c, column: inputs(k.subi(row.iv, k.index(carried - j)), c))
-    # conv_state := the last K - 1 inputs of [carried ; this call's rows], oldest first.
-    with blocks() as (c, column):
-        kept = [carried_or_input(carried - j, tokens, c, column) for j in range(carried)]
-        for j, value in enumerate(kept):
-            k.store(value, state, [c, k.index(j)], bound, axes=[0])
+            k.store(column(state, c, j), history, [k.index(j), col])
+    # Chunks of `chunk` rows, block by block within a chunk (the chunk's rows of the panel stay in cache
+    # while its blocks pass): each block walks the chunk with its taps and its window in registers
+    # (loop-carried tiles), so that each input is read once, whatever K.
+    tokens = k.size(xbc)
+    with k.loop(k.index(0), tokens, k.index(chunk)) as rows_from:
+        rows_to = k.minsi(k.addi(rows_from.iv, k.index(chunk)), tokens)
+        with blocks() as (c, col):
+            w = [k.load(taps_t, [k.index(j), col], [block]) for j in range(taps)]
+            bias = k.load(bias_buffer[0], [c], [block], bound) if has_bias else None
+            window = [k.load(history, [k.index(j), col], [block]) for j in range(carried)]
+            with k.loop(rows_from.iv, rows_to, k.index(1), window) as row:
+                newest = k.load(zxbcdt, [row.iv, k.addi(c, k.index(m.inner))], [block], input_bound)
+                inputs = [*row.args, newest]
+                acc = bias
+                for tap, value in zip(w, inputs, strict=True):
+                    if acc is None:
+                        acc = k.map([tap, value], lambda e, t, v: e.mulf(t, v))
+                    else:
+                        acc = k.map([acc, tap, value], lambda e, a, t, v: e.addf(a, e.mulf(t, v)))
+                assert acc is not None
+                k.store(k.map([acc], lambda e, a: e.silu(a)), xbc, [row.iv, c], bound)
+                row.yield_(*inputs[1:])
+            for j, value in enumerate(row.results):
+                k.store(value, history, [k.index(j), col])
+    # conv_state := the last K - 1 inputs of [carried ; this call's rows] (the carried ones when T = 0).
+    with blocks() as (c, col):
+        for j in range(carried):
+            k.store(k.load(history, [k.index(j), col], [block]), state, [c, k.index(j)], bound, axes=[0])
     return k.finish()
 
 

@@ -6,8 +6,9 @@ kernels/moe.py, kernels/mamba.py), the KV-cache append (kernels/attention.py) an
 A kernel of kernels/ is one wave (warp) per program, a tile of `block` = W elements one per lane (a row
 kernel strides over the row's features and reduces with lane shuffles; conv_silu is a channel per lane; ssd_step
 a wave per head reducing each state row with shuffles). Tiles they load live in registers; conv_silu and the
-router allocate LDS / shared memory (conv_silu's staged taps and carried inputs, (2 K - 1) W floats; the
-router's scores and choices, 2 (E + W) floats, and a few per group and per pick).
+router allocate LDS / shared memory (conv_silu's staged taps and carried inputs, (2 K - 1) W floats, read
+once: a lane walks every row of its channel in one chunk, its taps and window in registers; the router's
+scores and choices, 2 (E + W) floats, and a few per group and per pick).
 
 Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopper) and `block`.
 """
