@@ -13,8 +13,10 @@ choose today). A load or store is llvm.getelementptr + llvm.load / llvm.store at
 guarded by scf.if past `bound`; a scalar load is made by every lane, a scalar store by lane 0. memref.dim
 of the token dimension is the %tokens parameter. A scratch buffer (`tessera.tile.alloc`) is a workgroup
 attribution of the gpu.func, read and written with memref.load / memref.store; a store into it is followed
-by gpu.barrier, so that any lane may read what another wrote. A reduction combines the lane's elements, then a butterfly
-of `gpu.shuffle xor` gives every lane the total. Map, splat and convert are lowering/tile_elements.py's.
+by gpu.barrier, so that any lane may read what another wrote. A reduction combines the lane's elements,
+then a butterfly of `gpu.shuffle xor` gives every lane the total; an iota is the lane. Map, splat and
+convert are lowering/tile_elements.py's. Matrix tiles and `mma` are refused in one line (TileLoweringError):
+their MFMA / WGMMA fragments are the next step.
 """
 
 from __future__ import annotations

@@ -5,13 +5,15 @@ kernel, each program a core runs being one iteration of a loop over its range of
         -> func.func @kernel(buffers..., scalars..., %begin: index, %end: index)
                scf.for %t = %begin to %end { body }
 
-A tile is one core's vector (lanes = 1): `tessera.tile.load` is vector.load, or vector.maskedload with a
-vector.create_mask of the elements before `bound`, or — for a tile along other `axes` than the buffer's
-innermost (a column) — vector.transfer_read with that permutation map; stores likewise; a scratch buffer
-is memref.alloc'd and freed by the program that uses it; a reduction is vector.reduction with
-reassociation allowed (LLVM then keeps partial sums in several registers); map, splat and convert are the
-shared patterns of lowering/tile_elements.py. Scalars are memref.load / memref.store. Kernels written in
-planned steps (dialects/tile_plan.py) are left alone: lowering/convert_tile_to_x86.py emits those.
+A tile is one core's vector (lanes = 1; a matrix tile a 2-D vector, its rows 1-D vectors):
+`tessera.tile.load` is vector.load, or vector.maskedload with a vector.create_mask of the elements before
+`bound`, or — for a tile along other `axes` than the buffer's innermost (a column), or a matrix tile —
+vector.transfer_read with that map; stores likewise; a scratch buffer is memref.alloc'd and freed by the
+program that uses it; a reduction is vector.reduction (floats with reassociation allowed: LLVM then keeps
+partial sums in several registers); an iota is a constant vector; `mma` is a vector FMA per (k, row) with
+a[m, k] broadcast; map, splat and convert are the shared patterns of lowering/tile_elements.py. Scalars
+are memref.load / memref.store. Kernels written in planned steps (dialects/tile_plan.py) are left alone:
+lowering/convert_tile_to_x86.py emits those.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _mask(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes_type: VectorType)
     return emit(vector.CreateMaskOp([*rows, remaining], VectorType(i1, lanes_type.get_shape())))
 
 
-def _strided(op: tile.LoadOp | tile.StoreOp) -> AffineMapAttr | None:
+def _transfer_map(op: tile.LoadOp | tile.StoreOp) -> AffineMapAttr | None:
     """The permutation map of a tile that does not span its buffer's innermost elements in order (a column,
     a transposed tile) or that spans several rows (a matrix tile: vector-to-scf unrolls it into row
     accesses), or None for a plain access of one row."""
@@ -121,7 +123,7 @@ class LowerLoad(TilePattern):
             lowered = lowered_type(op.result.type, LANES)
             assert isinstance(lowered, VectorType)
             loaded = VectorType(element, lowered.get_shape())
-            permutation = _strided(op)
+            permutation = _transfer_map(op)
             if permutation is not None:  # vector.transfer_read: upstream lowers it by rows, or by elements
                 mask = None if op.bound is None else _mask(emit, op, loaded)
                 padding = emit.constant(0, element) if not isinstance(element, BFloat16Type) else None
@@ -148,7 +150,7 @@ class LowerStore(TilePattern):
         buffer_type = op.memref.type
         assert isinstance(buffer_type, MemRefType)
         value = _as_element(emit, op.value, buffer_type.element_type)
-        permutation = _strided(op) if isinstance(op.value.type, TileType) else None
+        permutation = _transfer_map(op) if isinstance(op.value.type, TileType) else None
         if not isinstance(op.value.type, TileType):
             emit(memref.StoreOp.get(value, op.memref, list(op.indices)))
         elif permutation is not None:  # vector.transfer_write: upstream lowers it by rows, or by elements
