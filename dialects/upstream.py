@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from enum import auto
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from xdsl.dialects import arith, gpu
 from xdsl.dialects.arith import CMPF_COMPARISON_OPERATIONS, FastMathFlagsAttr
@@ -131,6 +131,26 @@ def _mask_of(type_: Attribute) -> VectorType:
     return VectorType(i1, type_.get_shape())
 
 
+# MLIR's arith.cmpi predicates, in the order of their integer values.
+CMPI_PREDICATES = ("eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge")
+
+
+def _verify_comparison(op: IRDLOperation, elements: Any, kind: str, predicates: int) -> None:
+    """A comparison of two vectors of `elements`: an i1 per element, a known predicate."""
+    type_ = op.operands[0].type
+    assert isinstance(type_, VectorType)
+    if not isinstance(type_.element_type, elements):
+        raise VerifyException(f"{op.name}: compares vectors of {kind}, got {type_}")
+    if op.results[0].type != _mask_of(type_):
+        raise VerifyException(
+            f"{op.name}: the result of comparing {type_} is {_mask_of(type_)}, not {op.results[0].type}"
+        )
+    predicate = op.properties["predicate"]
+    assert isinstance(predicate, IntegerAttr)
+    if not 0 <= predicate.value.data < predicates:
+        raise VerifyException(f"{op.name}: unknown predicate {predicate.value.data}")
+
+
 @irdl_op_definition
 class CmpfOp(IRDLOperation):
     """`arith.cmpf <predicate>, %a, %b : vector<N x f32>` -> vector<N x i1>."""
@@ -156,16 +176,7 @@ class CmpfOp(IRDLOperation):
         )
 
     def verify_(self) -> None:
-        type_ = self.lhs.type
-        assert isinstance(type_, VectorType)
-        if not isinstance(type_.element_type, AnyFloat):
-            raise VerifyException(f"{self.name}: compares vectors of floats, got {type_}")
-        if self.result.type != _mask_of(type_):
-            raise VerifyException(
-                f"{self.name}: the result of comparing {type_} is {_mask_of(type_)}, not {self.result.type}"
-            )
-        if not 0 <= self.predicate.value.data < len(CMPF_COMPARISON_OPERATIONS):
-            raise VerifyException(f"{self.name}: unknown predicate {self.predicate.value.data}")
+        _verify_comparison(self, AnyFloat, "floats", len(CMPF_COMPARISON_OPERATIONS))
 
 
 @irdl_op_definition
@@ -182,20 +193,7 @@ class CmpiOp(IRDLOperation):
     print = XdslCmpiOp.print  # MLIR's custom form, as xDSL prints scalar comparisons
 
     def verify_(self) -> None:
-        type_ = self.lhs.type
-        assert isinstance(type_, VectorType)
-        if not isinstance(type_.element_type, IntegerType):
-            raise VerifyException(f"{self.name}: compares vectors of integers, got {type_}")
-        if self.result.type != _mask_of(type_):
-            raise VerifyException(
-                f"{self.name}: the result of comparing {type_} is {_mask_of(type_)}, not {self.result.type}"
-            )
-        if not 0 <= self.predicate.value.data < len(CMPI_PREDICATES):
-            raise VerifyException(f"{self.name}: unknown predicate {self.predicate.value.data}")
-
-
-# MLIR's arith.cmpi predicates, in the order of their integer values.
-CMPI_PREDICATES = ("eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge")
+        _verify_comparison(self, IntegerType, "integers", len(CMPI_PREDICATES))
 
 
 @irdl_op_definition
