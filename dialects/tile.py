@@ -392,6 +392,41 @@ class SplatOp(IRDLOperation):
 
 
 @irdl_op_definition
+class BroadcastOp(IRDLOperation):
+    """A tile repeated along a new axis: `%m = tessera.tile.broadcast %rows {axis = 1 : i64} :
+    !tessera.tile.tile<4xf32> -> !tessera.tile.tile<4x64xf32>` (m[i, j] = rows[i]): how a row's statistic (its
+    max, its sum) meets the row's elements in a map."""
+
+    name = "tessera.tile.broadcast"
+    input = operand_def(TileType)
+    axis = prop_def(IntegerAttr[I64])
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, input: SSAValue, axis: int, size: int) -> None:
+        assert isinstance(input.type, TileType)
+        shape = list(input.type.get_shape())
+        shape.insert(axis, size)
+        super().__init__(
+            operands=[input],
+            result_types=[TileType(shape, input.type.element_type)],
+            properties={"axis": IntegerAttr(axis, i64)},
+        )
+
+    def verify_(self) -> None:
+        source, result = self.input.type, self.result.type
+        assert isinstance(source, TileType) and isinstance(result, TileType)
+        axis, shape = _int(self.axis), list(result.get_shape())
+        if not 0 <= axis < len(shape):
+            raise VerifyException(f"{self.name}: axis {axis} of a rank-{len(shape)} result")
+        del shape[axis]
+        if tuple(shape) != source.get_shape() or source.element_type != result.element_type:
+            raise VerifyException(f"{self.name}: {source} does not broadcast to {result} along axis {axis}")
+
+
+@irdl_op_definition
 class IotaOp(IRDLOperation):
     """The tile of element positions 0, 1, ..., B - 1 (a rank-1 tile of i32): with a map, the buffer index of each
     element of a loaded tile (to mask a range, or to find where a reduction's value came from)."""
@@ -568,6 +603,7 @@ TesseraTile = Dialect(
         LoadOp,
         StoreOp,
         SplatOp,
+        BroadcastOp,
         IotaOp,
         MapOp,
         YieldOp,

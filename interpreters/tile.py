@@ -154,6 +154,12 @@ class TileFunctions(InterpreterFunctions):
         assert isinstance(op.result.type, TileType)
         return (np.full(op.result.type.get_shape(), args[0], storage_dtype(op.result.type.element_type)),)
 
+    @impl(tile.BroadcastOp)
+    def run_broadcast(self, interpreter: Interpreter, op: tile.BroadcastOp, args: PythonValues) -> PythonValues:
+        assert isinstance(op.result.type, TileType)
+        expanded = np.expand_dims(args[0], int(op.axis.value.data))
+        return (np.broadcast_to(expanded, op.result.type.get_shape()).copy(),)
+
     @impl(tile.IotaOp)
     def run_iota(self, interpreter: Interpreter, op: tile.IotaOp, args: PythonValues) -> PythonValues:
         assert isinstance(op.result.type, TileType)

@@ -237,6 +237,10 @@ class KernelBuilder:
               bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> None:  # fmt: skip
         self._insert(tile.StoreOp(value, buffer, indices, bound, axes))
 
+    def broadcast(self, value: SSAValue, axis: int, size: int) -> SSAValue:
+        """`value` repeated `size` times along a new axis `axis` (a row statistic against its row)."""
+        return self._insert(tile.BroadcastOp(value, axis, size))
+
     def iota(self, size: int) -> SSAValue:
         """The i32 tile 0, 1, ..., size - 1."""
         return self._insert(tile.IotaOp(size))

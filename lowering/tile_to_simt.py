@@ -299,9 +299,14 @@ COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce
 
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     """Lower every dataflow kernel of `module` to a gpu.func in place; returns them (in module order)."""
-    for op in module.walk():
-        if isinstance(op, tile.MmaOp):  # named before its operands' accesses fail
+    # Refused in one line before any pattern runs: mma first (the reason for its operands), then matrix tiles.
+    ops = list(module.walk())
+    for op in ops:
+        if isinstance(op, tile.MmaOp):
             raise TileLoweringError(f"{op.name}: no GPU lowering yet (its MFMA and WGMMA patterns come next)")
+    for op in ops:
+        if any(isinstance(r.type, TileType) and len(r.type.get_shape()) > 1 for r in op.results):
+            raise TileLoweringError(f"{op.name}: matrix tiles have no GPU lowering yet (fragment layouts come next)")
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
     PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc()])).rewrite_module(module)
     lanes = arch.wave_size

@@ -65,6 +65,9 @@ LANES = 1
 REASSOCIATE = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC, arith.FastMathFlag.ALLOW_CONTRACT])
 _FLOAT_COMBINERS = {"add": "add", "max": "maxnumf", "min": "minnumf"}
 _INTEGER_COMBINERS = {"add": "add", "max": "maxsi", "min": "minsi"}
+# The same combiners on two vectors (a matrix tile's rows combined along axis 0).
+_FLOAT_ELEMENTWISE = {"add": arith.AddfOp, "max": arith.MaxnumfOp, "min": arith.MinnumfOp}
+_INTEGER_ELEMENTWISE = {"add": arith.AddiOp, "max": arith.MaxSIOp, "min": arith.MinSIOp}
 
 
 def _as_storage(emit: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
@@ -186,12 +189,19 @@ class LowerAlloc(RewritePattern):
         rewriter.replace_matched_op(alloc)
 
 
+def _worker_type(value: SSAValue) -> Attribute:
+    """A tile operand's type as the core holds it: lowered already (a load's vector) or not yet (a
+    loop-carried tile, converted last)."""
+    return lowered_type(value.type, LANES) if isinstance(value.type, TileType) else value.type
+
+
 class LowerReduce(TilePattern):
+    """A rank-1 tile: vector.reduction (floats reassociated). A matrix tile along axis 1: each row's
+    vector.reduction, inserted into the result; along axis 0: the rows combined elementwise."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        if isinstance(op.result.type, TileType):
-            raise TileLoweringError(f"{op.name}: the x86 lowering reduces rank-1 tiles (to a scalar) only")
         floats = isinstance(tile.element_of(op.result.type), AnyFloat)
         combiners = _FLOAT_COMBINERS if floats else _INTEGER_COMBINERS
         properties: dict[str, Attribute] = {
@@ -199,8 +209,61 @@ class LowerReduce(TilePattern):
         }
         if floats:
             properties["fastmath"] = REASSOCIATE
-        reduced = vector.ReductionOp.create(operands=[op.input], result_types=[op.result.type], properties=properties)
-        rewriter.replace_matched_op([], [emit(reduced)])
+
+        def reduction(value: SSAValue, element: Attribute) -> SSAValue:
+            return emit(vector.ReductionOp.create(operands=[value], result_types=[element], properties=properties))
+
+        source = _worker_type(op.input)
+        if not isinstance(op.result.type, TileType):
+            rewriter.replace_matched_op([], [reduction(op.input, op.result.type)])
+            return
+        assert isinstance(source, VectorType) and len(source.get_shape()) == 2
+        (rows, cols), element = source.get_shape(), source.element_type
+        result = lowered_type(op.result.type, LANES)
+        if int(op.axis.value.data) == 1:
+            per_row = [
+                reduction(emit(vector.ExtractOp(op.input, [i], VectorType(element, [cols]))), element)
+                for i in range(rows)
+            ]
+            if not isinstance(result, VectorType):  # a single row: its reduction is the result
+                rewriter.replace_matched_op([], per_row)
+                return
+            value = emit.constant(0, result)
+            for i, row in enumerate(per_row):
+                value = emit(vector.InsertOp(row, value, [i]))
+            rewriter.replace_matched_op([], [value])
+            return
+        combine = (_FLOAT_ELEMENTWISE if floats else _INTEGER_ELEMENTWISE)[op.combiner.data]
+        value = emit(vector.ExtractOp(op.input, [0], VectorType(element, [cols])))
+        for i in range(1, rows):
+            value = emit(combine(value, emit(vector.ExtractOp(op.input, [i], VectorType(element, [cols])))))
+        rewriter.replace_matched_op([], [value])
+
+
+class LowerBroadcast(TilePattern):
+    """A new leading axis: vector.broadcast; a new trailing axis: each element broadcast to its row."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.BroadcastOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        result = lowered_type(op.result.type, LANES)
+        assert isinstance(result, VectorType) and isinstance(op.result.type, TileType)
+        if len(op.result.type.get_shape()) != 2:
+            raise TileLoweringError(f"{op.name}: the x86 lowering broadcasts rank-1 tiles to matrix tiles only")
+        rows, cols = result.get_shape()
+        if int(op.axis.value.data) == 0:
+            rewriter.replace_matched_op([], [emit(vector.BroadcastOp(op.input, result))])
+            return
+        source = _worker_type(op.input)
+        value = emit.constant(0, result)
+        for i in range(rows):
+            scalar = (
+                op.input
+                if not isinstance(source, VectorType)
+                else emit(vector.ExtractOp(op.input, [i], source.element_type))
+            )
+            value = emit(vector.InsertOp(emit.broadcast(scalar, VectorType(result.element_type, [cols])), value, [i]))
+        rewriter.replace_matched_op([], [value])
 
 
 class LowerMma(TilePattern):
@@ -211,8 +274,7 @@ class LowerMma(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.MmaOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        # The operands may be lowered already (a load's vector) or not yet (a loop-carried tile).
-        lhs = op.lhs.type if isinstance(op.lhs.type, VectorType) else lowered_type(op.lhs.type, LANES)
+        lhs = _worker_type(op.lhs)
         assert isinstance(lhs, VectorType) and isinstance(op.result.type, TileType)
         (m, k), n = lhs.get_shape(), op.result.type.get_shape()[1]
         element = lhs.element_type
@@ -274,7 +336,7 @@ class LowerKernel(RewritePattern):
 # Stores first, while every value they store still has its tile type; then loads; then the ops that compute.
 STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
 LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
-COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerIota, LowerMma)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerBroadcast, LowerIota, LowerMma)
 
 
 def lower_to_x86(module: ModuleOp) -> None:

@@ -1,5 +1,6 @@
-"""tessera.tile.mma through convert-tessera-tile-to-x86 (vector FMAs), built for this CPU and run against
-float64, in f32 and bf16 (a test GEMM of tile_kernels.py: the production GEMM is still an emitter).
+"""Matrix tiles through convert-tessera-tile-to-x86, built for this CPU and run against float64: tessera.tile.mma
+(vector FMAs) in f32 and bf16 (a test GEMM of tile_kernels.py: the production GEMM is still an emitter), and
+reductions along either axis with broadcasts (a row softmax of scores, attention's inner step).
 
 Bound: each of the K products is added to its row's sum by a multiply-add (fused on this CPU: one rounding;
 two where it is not), so an element's error is at most (K + 1) u sum_k |x_k w_k| (u = 2^-24), whichever;
@@ -7,9 +8,11 @@ bf16 operands widen exactly."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
-from tile_kernels import gemm_test_kernel
+from tile_kernels import gemm_test_kernel, softmax_test_kernel
 from xdsl.dialects.builtin import bf16, f32
 
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
@@ -68,3 +71,26 @@ def test_the_interpreter_agrees(rng: np.random.Generator) -> None:
     want = x.astype(np.float64) @ w.astype(np.float64)
     bound = depth * UNIT * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))
     assert (np.abs(y - want) <= bound).all()
+
+
+@pytest.mark.parametrize("how", ["x86", "interpreter"])
+def test_row_softmax_of_matrix_tiles(tmp_path: Path, rng: np.random.Generator, how: str) -> None:
+    """p = softmax over rows of s = x w, colmax = column maxima of s. s carries the mma's bound d = (depth + 1)
+    u sum |x||w|; exp(s - max) then errs by a relative 2 d (s and its max both off by d), a ratio of such
+    terms by 4 d, and exp, the row sum of `cols` terms and the division add (cols + 8) u."""
+    rows, cols, depth, programs = 4, 40, 12, 3
+    x = rng.standard_normal((programs * rows, depth)).astype(np.float32)
+    w = rng.standard_normal((depth, cols)).astype(np.float32)
+    p, colmax = np.full((programs * rows, cols), np.nan, np.float32), np.full((programs, cols), np.nan, np.float32)
+    kernel = softmax_test_kernel(rows, cols, depth, programs=programs)
+    if how == "x86":
+        build_library(emit_kernel(kernel), tmp_path / "softmax.so").kernel("softmax")(x, w, p, colmax, 0, programs)
+    else:
+        run_kernel(kernel, [x, w, p, colmax])
+    s = x.astype(np.float64) @ w.astype(np.float64)
+    s_error = ((depth + 1) * UNIT * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))).max()
+    want = np.exp(s - s.max(axis=1, keepdims=True))
+    want /= want.sum(axis=1, keepdims=True)
+    assert np.isfinite(p).all() and np.isfinite(colmax).all(), "an element left unwritten"
+    assert (np.abs(p - want) <= (4 * s_error + (cols + 8) * UNIT) * want).all()
+    assert (np.abs(colmax - s.reshape(programs, rows, cols).max(axis=1)) <= s_error).all()

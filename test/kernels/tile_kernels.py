@@ -87,3 +87,39 @@ def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attri
         },
         regions=[Region(k.finish())],
     )
+
+
+def softmax_test_kernel(rows: int, cols: int, depth: int, name: str = "softmax", target: str = "x86",
+                        programs: int = 1) -> tile.KernelOp:  # fmt: skip
+    """Attention's inner step on matrix tiles, for the tests of reduce-along-an-axis and broadcast: s = x w
+    ([rows, depth] times [depth, cols], one mma), p = the row softmax of s (exp(s - rowmax) / rowsum), and
+    colmax = the max of each column of s; a program per `rows` rows."""
+    k = KernelBuilder(
+        {
+            "x": MemRefType(f32, [DYNAMIC_INDEX, depth]),
+            "w": MemRefType(f32, [depth, cols]),
+            "p": MemRefType(f32, [DYNAMIC_INDEX, cols]),
+            "colmax": MemRefType(f32, [DYNAMIC_INDEX, cols]),
+        }
+    )
+    x, w, p, colmax = k.buffers
+    first, zero = k.muli(k.program_id, k.index(rows)), k.index(0)
+    scores = k.mma(k.load(x, [first, zero], [rows, depth]), k.load(w, [zero, zero], [depth, cols]),
+                   k.splat(k.f32(0.0), [rows, cols]))  # fmt: skip
+    peak = k.broadcast(k.reduce("max", scores, axis=1), 1, cols)
+    exps = k.map([scores, peak], lambda e, s, m: e.exp(e.subf(s, m)))
+    total = k.broadcast(k.reduce("add", exps, axis=1), 1, cols)
+    k.store(k.map([exps, total], lambda e, v, z: e.divf(v, z)), p, [first, zero])
+    k.store(k.reduce("max", scores, axis=0), colmax, [k.program_id, zero])
+    return tile.KernelOp(
+        properties={
+            "sym_name": StringAttr(name),
+            "kind": StringAttr("softmax_test"),
+            "dims": DictionaryAttr({}),
+            "parallel": StringAttr("row_blocks"),
+            "grid": IntegerAttr(programs, i64),
+            "target": StringAttr(target),
+            "tiles": DictionaryAttr({"rows": IntegerAttr(rows, i64)}),
+        },
+        regions=[Region(k.finish())],
+    )

@@ -141,3 +141,13 @@ tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "ro
   %d = tessera.tile.mma %a, %b, %c : !tessera.tile.tile<2x4xf32>, !tessera.tile.tile<4x16xf32>, !tessera.tile.tile<2x16xbf16> -> !tessera.tile.tile<2x16xbf16>
 }
 // CHECK: tessera.tile.mma: the accumulator is f32, got !tessera.tile.tile<2x16xbf16>
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "softmax_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%t: index):
+  %zero = arith.constant 0.0 : f32
+  %rows = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<4xf32>
+  %m = tessera.tile.broadcast %rows {axis = 0 : i64} : !tessera.tile.tile<4xf32> -> !tessera.tile.tile<4x64xf32>
+}
+// CHECK: tessera.tile.broadcast: !tessera.tile.tile<4xf32> does not broadcast to !tessera.tile.tile<4x64xf32> along axis 0
