@@ -122,10 +122,11 @@ def mark_by_value_parameters(text: str, marker: str, byte_count: int, alignment:
             "nvvm.grid_constant": ir.UnitAttr.get(),
         }
 
+        llvm_func = importlib.import_module("mlir.dialects.llvm").LLVMFuncOp
         functions: list[Any] = []
 
         def collect(op: Any) -> Any:
-            if op.name == "llvm.func" and marker in op.attributes:
+            if isinstance(op.opview, llvm_func) and marker in op.attributes:
                 functions.append(op)
             return ir.WalkResult.ADVANCE
 

@@ -219,24 +219,22 @@ class LowerReduce(TilePattern):
             return
         assert isinstance(source, VectorType) and len(source.get_shape()) == 2
         (rows, cols), element = source.get_shape(), source.element_type
-        result = lowered_type(op.result.type, LANES)
-        if int(op.axis.value.data) == 1:
-            per_row = [
-                reduction(emit(vector.ExtractOp(op.input, [i], VectorType(element, [cols]))), element)
-                for i in range(rows)
-            ]
-            if not isinstance(result, VectorType):  # a single row: its reduction is the result
-                rewriter.replace_matched_op([], per_row)
-                return
-            value = emit.constant(0, result)
-            for i, row in enumerate(per_row):
-                value = emit(vector.InsertOp(row, value, [i]))
+        row_values = [emit(vector.ExtractOp(op.input, [i], VectorType(element, [cols]))) for i in range(rows)]
+        if int(op.axis.value.data) == 0:
+            combine = (_FLOAT_ELEMENTWISE if floats else _INTEGER_ELEMENTWISE)[op.combiner.data]
+            value = row_values[0]
+            for row in row_values[1:]:
+                value = emit(combine(value, row))
             rewriter.replace_matched_op([], [value])
             return
-        combine = (_FLOAT_ELEMENTWISE if floats else _INTEGER_ELEMENTWISE)[op.combiner.data]
-        value = emit(vector.ExtractOp(op.input, [0], VectorType(element, [cols])))
-        for i in range(1, rows):
-            value = emit(combine(value, emit(vector.ExtractOp(op.input, [i], VectorType(element, [cols])))))
+        per_row = [reduction(row, element) for row in row_values]
+        result = lowered_type(op.result.type, LANES)
+        if not isinstance(result, VectorType):  # a single row: its reduction is the result
+            rewriter.replace_matched_op([], per_row)
+            return
+        value = emit.constant(0, result)
+        for i, row_value in enumerate(per_row):
+            value = emit(vector.InsertOp(row_value, value, [i]))
         rewriter.replace_matched_op([], [value])
 
 

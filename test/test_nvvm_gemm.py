@@ -207,21 +207,33 @@ def test_bad_shapes_fail_in_one_line() -> None:
 def test_grid_constant_marking() -> None:
     """The tensor-map parameters a lowered kernel names become by-value grid constants; others stay."""
     pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
+    from xdsl.dialects import llvm
+    from xdsl.dialects.builtin import DenseArrayBase, IntAttr, ModuleOp, UnitAttr, i32
+    from xdsl.ir import Block, Region
+
     from tessera import toolchain
+    from tessera.dialects.upstream import upstream_text
     from tessera.toolchain import ToolchainError
 
-    def kernel(marker: str) -> str:
-        return (
-            "llvm.func @g(%arg0: !llvm.ptr, %arg1: !llvm.ptr, %arg2: !llvm.ptr<1> {llvm.noalias}, %arg3: i32) "
-            f"attributes {{nvvm.kernel, tessera.grid_constants = array<i32: {marker}>}} {{\n  llvm.return\n}}\n"
+    def kernel(marked: list[int]) -> str:
+        generic, global_ = llvm.LLVMPointerType(), llvm.LLVMPointerType(IntAttr(1))
+        body = Block(arg_types=[generic, generic, global_, i32])
+        body.add_op(llvm.ReturnOp())
+        function = llvm.FuncOp(
+            "g",
+            llvm.LLVMFunctionType([generic, generic, global_, i32]),
+            linkage=llvm.LinkageAttr("external"),
+            body=Region(body),
+            extra_attrs={"nvvm.kernel": UnitAttr(), "tessera.grid_constants": DenseArrayBase.from_list(i32, marked)},
         )
+        return upstream_text(ModuleOp([function]))
 
-    marked = toolchain.mark_by_value_parameters(kernel("0, 1"), "tessera.grid_constants", 128, 64)
+    marked = toolchain.mark_by_value_parameters(kernel([0, 1]), "tessera.grid_constants", 128, 64)
     by_value = "{llvm.align = 64 : i64, llvm.byval = !llvm.array<128 x i8>, nvvm.grid_constant}"
     assert f"%arg0: !llvm.ptr {by_value}, %arg1: !llvm.ptr {by_value}" in marked
-    assert "%arg2: !llvm.ptr<1> {llvm.noalias}, %arg3: i32" in marked and "tessera.grid_constants" not in marked
+    assert "%arg2: !llvm.ptr<1>, %arg3: i32" in marked and "tessera.grid_constants" not in marked
     with pytest.raises(ToolchainError, match=r"@g: parameter 2 is not a plain !llvm\.ptr tensor map"):
-        toolchain.mark_by_value_parameters(kernel("2"), "tessera.grid_constants", 128, 64)
+        toolchain.mark_by_value_parameters(kernel([2]), "tessera.grid_constants", 128, 64)
 
 
 def test_missing_cuda_tools_fail_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,6 +60,22 @@ def tile_kernel(kind: str, dims: Mapping[str, int | float | str], target: str, p
     return kernel
 
 
+def _row_block_kernel(body: Block, name: str, kind: str, target: str, rows: int, programs: int) -> tile.KernelOp:
+    """A test kernel of `programs` programs, each a block of `rows` rows, tiled for `target`."""
+    return tile.KernelOp(
+        properties={
+            "sym_name": StringAttr(name),
+            "kind": StringAttr(kind),
+            "dims": DictionaryAttr({}),
+            "parallel": StringAttr("row_blocks"),
+            "grid": IntegerAttr(programs, i64),
+            "target": StringAttr(target),
+            "tiles": DictionaryAttr({"rows": IntegerAttr(rows, i64)}),
+        },
+        regions=[Region(body)],
+    )
+
+
 def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attribute, name: str = "gemm",
                      target: str = "x86", programs: int = 1) -> tile.KernelOp:  # fmt: skip
     """A small GEMM written with tessera.tile.mma, for the tests of the op (the production GEMM is still a
@@ -75,18 +91,7 @@ def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attri
         b = k.load(w, [piece.iv, k.index(0)], [step, cols])
         piece.yield_(k.mma(a, b, piece.args[0]))
     k.store(piece.results[0], y, [first, k.index(0)])
-    return tile.KernelOp(
-        properties={
-            "sym_name": StringAttr(name),
-            "kind": StringAttr("gemm_test"),
-            "dims": DictionaryAttr({}),
-            "parallel": StringAttr("row_blocks"),
-            "grid": IntegerAttr(programs, i64),
-            "target": StringAttr(target),
-            "tiles": DictionaryAttr({"rows": IntegerAttr(rows, i64)}),
-        },
-        regions=[Region(k.finish())],
-    )
+    return _row_block_kernel(k.finish(), name, "gemm_test", target, rows, programs)
 
 
 def softmax_test_kernel(rows: int, cols: int, depth: int, name: str = "softmax", target: str = "x86",
@@ -111,15 +116,4 @@ def softmax_test_kernel(rows: int, cols: int, depth: int, name: str = "softmax",
     total = k.broadcast(k.reduce("add", exps, axis=1), 1, cols)
     k.store(k.map([exps, total], lambda e, v, z: e.divf(v, z)), p, [first, zero])
     k.store(k.reduce("max", scores, axis=0), colmax, [k.program_id, zero])
-    return tile.KernelOp(
-        properties={
-            "sym_name": StringAttr(name),
-            "kind": StringAttr("softmax_test"),
-            "dims": DictionaryAttr({}),
-            "parallel": StringAttr("row_blocks"),
-            "grid": IntegerAttr(programs, i64),
-            "target": StringAttr(target),
-            "tiles": DictionaryAttr({"rows": IntegerAttr(rows, i64)}),
-        },
-        regions=[Region(k.finish())],
-    )
+    return _row_block_kernel(k.finish(), name, "softmax_test", target, rows, programs)
