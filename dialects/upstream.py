@@ -3,6 +3,7 @@ Tessera builds them as typed IR and prints them once, in generic form, for MLIR 
 (toolchain.to_upstream_text). Each is the subset Tessera emits, with its verifier.
 
     gpu.shuffle   a value of another lane of the wave (mode xor | down | up | idx), and whether it was valid
+    vector.from_elements   a vector of scalars (a GPU lane's elements of a tile)
     arith.cmpf, arith.cmpi, arith.select on vectors (xDSL's give and take i1 only): an i1 per element, and
                   the choice it makes per element (built for vectors only; scalars use xDSL's own ops)
     #gpu.address_space<workgroup>, and gpu.func with workgroup attributions (xDSL's gpu.func takes exactly
@@ -13,6 +14,7 @@ Tessera builds them as typed IR and prints them once, in generic form, for MLIR 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from enum import auto
 from typing import Any, ClassVar
 
@@ -31,6 +33,7 @@ from xdsl.irdl import (
     operand_def,
     prop_def,
     result_def,
+    var_operand_def,
 )
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import VerifyException
@@ -217,10 +220,32 @@ class SelectOp(IRDLOperation):
             raise VerifyException(f"{self.name}: a {type_} is chosen by a {_mask_of(type_)}, not {self.condition.type}")
 
 
+@irdl_op_definition
+class FromElementsOp(IRDLOperation):
+    """`%v = vector.from_elements %a, %b : vector<2xf32>`: a rank-1 vector of its scalar operands, in order."""
+
+    name = "vector.from_elements"
+    elements = var_operand_def()
+    result = result_def(VectorType)
+
+    def __init__(self, elements: Sequence[SSAValue]) -> None:
+        assert elements, "a vector has at least one element"
+        super().__init__(operands=[list(elements)], result_types=[VectorType(elements[0].type, [len(elements)])])
+
+    def verify_(self) -> None:
+        type_ = self.result.type
+        assert isinstance(type_, VectorType)
+        if len(type_.get_shape()) != 1 or type_.element_count() != len(self.elements):
+            raise VerifyException(f"{self.name}: {len(self.elements)} elements do not make a {type_}")
+        if any(element.type != type_.element_type for element in self.elements):
+            raise VerifyException(f"{self.name}: every element of a {type_} is a {type_.element_type}")
+
+
 # Not registered with tessera-opt's context, where xDSL's own gpu and arith dialects hold the namespaces: these
 # ops are built by the lowerings and printed, never parsed back by xDSL.
 UpstreamGpu = Dialect("gpu", [ShuffleOp], [ShuffleModeAttr, AddressSpaceAttr])
 UpstreamArith = Dialect("arith", [CmpfOp, CmpiOp, SelectOp])
+UpstreamVector = Dialect("vector", [FromElementsOp])
 # The element ops of a tile map whose vector forms are the mirrors above (tile_elements.LowerMap).
 VECTOR_FORMS: dict[type[Operation], type[IRDLOperation]] = {
     arith.CmpfOp: CmpfOp,

@@ -2,10 +2,11 @@
 out as ops it has — one pass for every target, run after the tile lowering. The algorithms and their error
 bounds are lowering/math/'s.
 
-    sm_90a   math.exp, math.log, math.sqrt, math.rsqrt of f32 (the SIMT lowering holds one element per lane):
-             exp_by_exp2, log_fdlibm, sqrt_intrinsic, rsqrt_by_division. convert-gpu-to-nvvm would call
-             libdevice (__nv_expf, ...), which the PTX cannot carry, and LLVM's NVPTX back end has no exp or
-             log of its own; other element types are an error.
+    sm_90a   math.exp, math.log, math.sqrt, math.rsqrt of f32: exp_by_exp2, log_fdlibm, sqrt_intrinsic,
+             rsqrt_by_division, element by element (a lane's several elements of a tile are a vector: each is
+             extracted, expanded, and the results gathered again). convert-gpu-to-nvvm would call libdevice
+             (__nv_expf, ...), which the PTX cannot carry, and LLVM's NVPTX back end has no exp or log of its
+             own; other element types are an error.
     x86      math.exp, math.log of f32 and vectors of f32: exp_cephes, log_fdlibm (LLVM would call libm's
              expf / logf, once per element of a vector). f64 (scalars per token or head) stays with libm;
              sqrt and rsqrt are instructions (convert-math-to-llvm writes rsqrt as 1 / sqrt).
@@ -21,12 +22,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import math
+from xdsl.dialects import math, vector
 from xdsl.dialects.builtin import Float32Type, ModuleOp, VectorType
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
+from xdsl.rewriter import InsertPoint
 
+from tessera.dialects.upstream import FromElementsOp
 from tessera.errors import TesseraError
 from tessera.lowering.math.emitter import MathEmitter
 from tessera.lowering.math.exp import exp_by_exp2, exp_cephes
@@ -38,8 +41,9 @@ Expansion = Callable[[MathEmitter, SSAValue], SSAValue]
 
 @dataclass(frozen=True)
 class TargetMath:
-    """What a target expands: `functions` by op, on f32 and (`vectors`) vectors of f32. Other types are left
-    to the target's library, or, where it has none (`library` False), an error."""
+    """What a target expands: `functions` by op, on f32 and vectors of f32 (whole where `vectors`, else element
+    by element). Other types are left to the target's library, or, where it has none (`library` False), an
+    error."""
 
     functions: Mapping[type[Operation], Expansion]
     vectors: bool
@@ -77,16 +81,24 @@ class ExpandMathOp(RewritePattern):
         (operand,) = op.operands
         if not self._expands(op, operand.type):
             return
-        rewriter.replace_matched_op([], [expansion(MathEmitter(rewriter, op, operand.type), operand)])
+        type_ = operand.type
+        if isinstance(type_, VectorType) and not self.math.vectors:  # element by element
+            results = []
+            for item in range(type_.element_count()):
+                element = vector.ExtractOp(operand, [item], type_.element_type)
+                rewriter.insert_op(element, InsertPoint.before(op))
+                results.append(expansion(MathEmitter(rewriter, op, type_.element_type), element.result))
+            rewriter.replace_matched_op(FromElementsOp(results))
+            return
+        rewriter.replace_matched_op([], [expansion(MathEmitter(rewriter, op, type_), operand)])
 
     def _expands(self, op: Operation, type_: Attribute) -> bool:
         vector_of_f32 = isinstance(type_, VectorType) and isinstance(type_.element_type, Float32Type)
-        if isinstance(type_, Float32Type) or (vector_of_f32 and self.math.vectors):
+        if isinstance(type_, Float32Type) or vector_of_f32:
             return True
         if self.math.library:
             return False
-        shape = "f32, one element per lane," if not self.math.vectors else "f32 or vectors of f32"
-        raise TesseraError(f"{op.name}: {self.target} kernels compute it on {shape} got {type_}")
+        raise TesseraError(f"{op.name}: {self.target} kernels compute it on f32 or vectors of f32, got {type_}")
 
 
 def expand_math(module: ModuleOp, target: str) -> None:

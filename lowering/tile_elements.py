@@ -2,8 +2,8 @@
 the patterns for the ops that only compute on those values (splat, map, convert).
 
 A tile of B elements distributed over `lanes` workers (1 on a CPU core; a wave's 32 or 64 lanes on a GPU,
-element e in lane e mod lanes) is, per worker, a vector<(B / lanes) x element>, or the element itself where
-that is one. bf16 is held as its bits (i16) from load to store, so that no target needs bf16 arithmetic:
+element e in lane e mod lanes: lowering/simt_lanes.py) is, per worker, a vector<ceil(B / lanes) x element>,
+or the element itself where that is one. bf16 is held as its bits (i16) from load to store, so that no target needs bf16 arithmetic:
 `tessera.tile.convert` widens exactly and rounds to nearest even in integer ops (runtime/weights.py's
 rounding, NaN kept quiet) — not arith.truncf, whose x86 baseline form is a libcall missing from the link and
 whose AVX512-BF16 form flushes denormals.
@@ -30,7 +30,7 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.pattern_rewriter import (
     PatternRewriter,
     RewritePattern,
@@ -59,10 +59,7 @@ def lowered_type(type_: Attribute, lanes: int) -> Attribute:
     """A tile type as one worker's value (scalars: their storage type)."""
     if not isinstance(type_, TileType):
         return storage(type_)
-    count = type_.element_count()
-    if count % lanes:
-        raise TileLoweringError(f"a {type_} is not distributed evenly over {lanes} lanes")
-    per_worker = count // lanes
+    per_worker = -(-type_.element_count() // lanes)  # lowering/simt_lanes.py: the last slot may be padded
     element = storage(type_.element_type)
     if lanes == 1 and len(type_.get_shape()) > 1:  # a core's matrix tile keeps its shape: rows are vectors
         return VectorType(element, type_.get_shape())
@@ -84,6 +81,10 @@ class Emitter:
     def __call__(self, op: Operation) -> SSAValue:
         self.rewriter.insert_op(op, InsertPoint.before(self.anchor))
         return op.results[0] if op.results else None  # type: ignore[return-value]
+
+    def at_end_of(self, block: Block) -> BlockEmitter:
+        """An emitter of the same kind that appends to `block` (a loop body being built)."""
+        return BlockEmitter(self.rewriter, self.anchor, block)
 
     def constant(self, value: int | float, type_: Attribute) -> SSAValue:
         """A constant of a scalar type, or a splat of one when type_ is a vector."""
@@ -147,6 +148,18 @@ class Emitter:
         halves = self(vector.BitcastOp(chosen, VectorType(i16, [2 * n])))
         high_halves = DenseArrayBase.from_list(i64, [2 * lane + 1 for lane in range(n)])
         return self(vector.ShuffleOp(halves, halves, high_halves, result_type=VectorType(i16, [n])))
+
+
+class BlockEmitter(Emitter):
+    """An Emitter that appends to a block under construction instead of inserting before the anchor."""
+
+    def __init__(self, rewriter: PatternRewriter, anchor: Operation, block: Block) -> None:
+        super().__init__(rewriter, anchor)
+        self.block = block
+
+    def __call__(self, op: Operation) -> SSAValue:
+        self.block.add_op(op)
+        return op.results[0] if op.results else None  # type: ignore[return-value]
 
 
 def _splat(type_: VectorType, value: int | float) -> DenseIntOrFPElementsAttr:

@@ -6,17 +6,18 @@ targets lower the result with upstream convert-gpu-to-rocdl / convert-gpu-to-nvv
         -> gpu.func @kernel(%b0: !llvm.ptr<1>, ..., %tokens: i32, %position: i32) kernel
                %t = gpu.block_id x      one workgroup (a single wave) per program
 
-A tile of B elements is spread over the wave's W lanes, element e in lane e mod W (consecutive lanes touch
-consecutive addresses: loads and stores coalesce); each lane holds B / W of them (one, as the policies
-choose today). A load or store is llvm.getelementptr + llvm.load / llvm.store at an i32 element offset
-(row-major; the token dimension is the outermost; the lane steps along the tile's axis, a column's too),
-guarded by scf.if past `bound`; a scalar load is made by every lane, a scalar store by lane 0. memref.dim
-of the token dimension is the %tokens parameter. A scratch buffer (`tessera.tile.alloc`) is a workgroup
-attribution of the gpu.func, read and written with memref.load / memref.store; a store into it is followed
-by gpu.barrier, so that any lane may read what another wrote. A reduction combines the lane's elements,
-then a butterfly of `gpu.shuffle xor` gives every lane the total; an iota is the lane. Map, splat and
-convert are lowering/tile_elements.py's. Matrix tiles and `mma` are refused in one line (TileLoweringError):
-their MFMA / WGMMA fragments are the next step.
+A tile's elements are spread over the wave's W lanes in slots, element j W + l in lane l's slot j
+(lowering/simt_lanes.py: consecutive lanes touch consecutive addresses, so loads and stores coalesce; a tile
+smaller than the wave is replicated). A load or store is, per slot, llvm.getelementptr + llvm.load /
+llvm.store at an i32 element offset (row-major; the token dimension is the outermost; the tile's axes walk
+the buffer dimensions `axes` names), guarded by scf.if past `bound`; a scalar load is made by every lane, a
+scalar store by lane 0. memref.dim of the token dimension is the %tokens parameter. A scratch buffer
+(`tessera.tile.alloc`) is a workgroup attribution of the gpu.func, read and written with memref.load /
+memref.store; a store into it is followed by gpu.barrier, so that any lane may read what another wrote. A
+rank-1 reduction combines the lane's slots, then a butterfly of `gpu.shuffle xor` gives every lane the
+total; an iota is the element numbers. A matrix tile's reduction, a broadcast and `mma` stage their operands
+through shared memory (lowering/simt_matrix.py), the generic form until MFMA / WGMMA patterns keep matrix
+fragments in registers. Map, splat and convert are lowering/tile_elements.py's.
 """
 
 from __future__ import annotations
@@ -40,36 +41,27 @@ from tessera.arch import GpuArch, gpu_arch
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import WORKGROUP, ShuffleOp, WorkgroupFuncOp
+from tessera.lowering.simt_lanes import (
+    SimtPattern,
+    Spread,
+    combiner,
+    function_of,
+    lane_of,
+    operand_types_of,
+    packed,
+    slot_values,
+)
+from tessera.lowering.simt_matrix import MATRIX_PATTERNS
 from tessera.lowering.tile_elements import (
     SHARED_PATTERNS,
     Emitter,
     LowerTileTypes,
-    TileLoweringError,
     TilePattern,
     lowered_type,
     storage,
 )
 
 GLOBAL = llvm.LLVMPointerType(builtin.IntAttr(1))
-_FLOAT_COMBINE = {"add": arith.AddfOp, "max": arith.MaximumfOp, "min": arith.MinimumfOp}
-_INTEGER_COMBINE = {"add": arith.AddiOp, "max": arith.MaxSIOp, "min": arith.MinSIOp}
-
-
-def _function(op: Operation) -> gpu.FuncOp:
-    parent = op.parent_op()
-    while not isinstance(parent, gpu.FuncOp):
-        assert parent is not None, f"{op.name} outside a gpu.func"
-        parent = parent.parent_op()
-    return parent
-
-
-def _lane(op: Operation) -> SSAValue:
-    """This lane's index in the wave: the gpu.thread_id x that LowerKernel put at the function's entry."""
-    entry = _function(op).body.block
-    for candidate in entry.ops:
-        if isinstance(candidate, gpu.ThreadIdOp):
-            return candidate.result
-    raise AssertionError("LowerKernel places gpu.thread_id at every gpu.func's entry")
 
 
 def _pointer(buffer: SSAValue) -> SSAValue:
@@ -95,26 +87,16 @@ def _in_workgroup(buffer: SSAValue) -> bool:
 
 
 class _Access:
-    """The lane's element of a tile access: its indices, and whether it lies before the bound."""
+    """One element of an access: its indices, and whether it lies before the bound (None: it does)."""
 
-    def __init__(self, emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes: int, tiled: bool) -> None:
+    def __init__(self, emit: Emitter, op: tile.LoadOp | tile.StoreOp, indices: list[SSAValue],
+                 valid: SSAValue | None) -> None:  # fmt: skip
         self.op = op
-        self.indices = list(op.indices)
-        self.valid: SSAValue | None = None
-        if tiled:
-            per_lane = lowered_type(op.result.type if isinstance(op, tile.LoadOp) else op.value.type, lanes)
-            if per_lane != storage(tile.element_of(per_lane)):
-                raise TileLoweringError(f"{op.name}: the SIMT lowering holds one element of a tile per lane")
-            axes = tile.access_axes(op)
-            if len(axes) != 1:
-                raise TileLoweringError(f"{op.name}: the SIMT lowering spreads rank-1 tiles over the lanes")
-            column = emit(arith.AddiOp(self.indices[axes[0]], _lane(op)))
-            self.indices[axes[0]] = column
-            if op.bound is not None:
-                self.valid = emit(arith.CmpiOp(column, op.bound, "ult"))
+        self.indices = indices
+        self.valid = valid
         if not _in_workgroup(op.memref):
             assert isinstance(op.memref.type, MemRefType)
-            self.offset = _linear_offset(emit, op.memref.type, self.indices)
+            self.offset = _linear_offset(emit, op.memref.type, indices)
 
     def load(self, element: Attribute) -> list[Operation]:
         """The ops that read the element (the value is the last one's result)."""
@@ -134,51 +116,81 @@ class _Access:
         return [gep, llvm.StoreOp(value, gep.result)]
 
 
+def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes: int) -> tuple[list[_Access], Spread | None]:
+    """The lane's elements of a load or store, one per slot (a scalar access: one, no spread): tile axis i
+    walks buffer dimension axes[i] from the op's indices; `bound` limits the last axis."""
+    value_type = op.result.type if isinstance(op, tile.LoadOp) else op.value.type
+    if not isinstance(value_type, TileType):
+        return [_Access(emit, op, list(op.indices), None)], None
+    spread = Spread.of(value_type, lanes)
+    axes, lane = tile.access_axes(op), lane_of(op)
+    accesses = []
+    for slot in range(spread.slots):
+        indices = list(op.indices)
+        for axis, position in zip(axes, spread.coordinates(emit, lane, slot), strict=True):
+            indices[axis] = emit(arith.AddiOp(indices[axis], position))
+        valid = None if op.bound is None else emit(arith.CmpiOp(indices[axes[-1]], op.bound, "ult"))
+        accesses.append(_Access(emit, op, indices, valid))
+    return accesses, spread
+
+
 class LowerLoad(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.LoadOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
         assert isinstance(op.memref.type, MemRefType)
         element = storage(op.memref.type.element_type)
-        access = _Access(emit, op, self.lanes, isinstance(op.result.type, TileType))
-        if access.valid is None:
-            value = [emit(inner) for inner in access.load(element)][-1]
-        else:
-            then, otherwise = Block(), Block()
+        accesses, _ = _accesses(emit, op, self.lanes)
+        values = []
+        for access in accesses:
             reads = access.load(element)
-            then.add_ops([*reads, scf.YieldOp(reads[-1].results[0])])
+            if access.valid is None:
+                values.append([emit(inner) for inner in reads][-1])
+                continue
             zero_op = (
                 arith.ConstantOp(builtin.FloatAttr(0.0, builtin.f32))
                 if element == builtin.f32
                 else arith.ConstantOp.from_int_and_width(0, element)  # type: ignore[arg-type]
             )
-            otherwise.add_ops([zero_op, scf.YieldOp(zero_op.result)])
-            value = emit(scf.IfOp(access.valid, [element], [then], [otherwise]))
-        rewriter.replace_matched_op([], [value])
+            then = Block([*reads, scf.YieldOp(reads[-1].results[0])])
+            values.append(emit(scf.IfOp(access.valid, [element], [then], [Block([zero_op, scf.YieldOp(zero_op)])])))
+        rewriter.replace_matched_op([], [packed(emit, values)])
 
 
 class LowerStore(TilePattern):
     """A store; one into a scratch buffer is followed by a workgroup barrier, so that every lane's later
-    reads see it whichever lane wrote it (every lane reaches the barrier: the guard covers the store only)."""
+    reads see it whichever lane wrote it (every lane reaches the barrier: the guard covers the store only).
+    A replicated tile is stored by the lanes that own its elements, a scalar by lane 0."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        tiled = isinstance(op.value.type, TileType)
-        access = _Access(emit, op, self.lanes, tiled)
-        guard = access.valid
-        if not tiled:  # a scalar: lane 0 stores it
-            guard = emit(arith.CmpiOp(_lane(op), emit.constant(0, IndexType()), "eq"))
+        accesses, spread = _accesses(emit, op, self.lanes)
         assert isinstance(op.memref.type, MemRefType)
-        writes = access.store(op.value, storage(op.memref.type.element_type))
-        if guard is None:
-            for inner in writes:
-                emit(inner)
+        element = storage(op.memref.type.element_type)
+        if spread is None:
+            owners: list[SSAValue | None] = [emit(arith.CmpiOp(lane_of(op), emit.constant(0, IndexType()), "eq"))]
+            values = [op.value]
         else:
-            emit(scf.IfOp(guard, [], [Block([*writes, scf.YieldOp()])]))
+            owners = [spread.owner(emit, lane_of(op), slot) for slot in range(spread.slots)]
+            values = slot_values(emit, op.value, spread.slots, element)
+        for access, value, owner in zip(accesses, values, owners, strict=True):
+            guard = _both(emit, access.valid, owner)
+            writes = access.store(value, element)
+            if guard is None:
+                for inner in writes:
+                    emit(inner)
+            else:
+                emit(scf.IfOp(guard, [], [Block([*writes, scf.YieldOp()])]))
         if _in_workgroup(op.memref):
             emit(gpu.BarrierOp())
         rewriter.erase_op(op)
+
+
+def _both(emit: Emitter, first: SSAValue | None, second: SSAValue | None) -> SSAValue | None:
+    if first is None or second is None:
+        return first or second
+    return emit(arith.AndIOp(first, second))
 
 
 class LowerAlloc(RewritePattern):
@@ -186,7 +198,7 @@ class LowerAlloc(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.AllocOp, rewriter: PatternRewriter) -> None:
-        function = _function(op)
+        function = function_of(op)
         assert isinstance(function, WorkgroupFuncOp) and isinstance(op.result.type, MemRefType)
         type_ = MemRefType(storage(op.result.type.element_type), op.result.type.get_shape())
         buffer = function.add_workgroup_buffer(type_)
@@ -209,20 +221,36 @@ class LowerDim(RewritePattern):
             rewriter.replace_matched_op([], [emit.constant(size, IndexType())])
             return
         assert dimension == 0, "only the leading (token) dimension of a buffer is dynamic"
-        function = _function(op)
+        function = function_of(op)
         tokens = function.body.block.args[len(function.function_type.inputs) - 2]  # before any attribution
         rewriter.replace_matched_op([], [emit(arith.IndexCastOp(tokens, IndexType()))])
 
 
-class LowerReduce(TilePattern):
+class LowerReduce(SimtPattern):
+    """A rank-1 tile's reduction: the lane's slots combined, then a butterfly of `gpu.shuffle xor` over the
+    lanes holding different elements gives every lane the total. (A matrix tile's: lowering/simt_matrix.py.)"""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
+        (input_type,) = self.operand_types[op]
+        spread = Spread.of(input_type, self.lanes)
+        if len(spread.shape) != 1:
+            return
         emit = Emitter(rewriter, op)
-        floats = isinstance(tile.element_of(op.result.type), builtin.AnyFloat)
-        combine = (_FLOAT_COMBINE if floats else _INTEGER_COMBINE)[op.combiner.data]
-        value = op.input
+        element = lowered_type(op.result.type, self.lanes)
+        combine = combiner(op)
+        values = slot_values(emit, op.input, spread.slots, element)
+        if op.combiner.data == "add":  # a padded slot's copies of the last element add nothing
+            lane = lane_of(op)
+            for slot in range(spread.slots):
+                owner = spread.owner(emit, lane, slot) if not spread.replicated else None
+                if owner is not None:
+                    values[slot] = emit(arith.SelectOp(owner, values[slot], emit.constant(0, element)))
+        value = values[0]
+        for other in values[1:]:
+            value = emit(combine(value, other))
         width = emit.constant(self.lanes, i32)
-        offset = self.lanes // 2
+        offset = (spread.count if spread.replicated else self.lanes) // 2
         while offset >= 1:
             shuffled = emit(ShuffleOp(value, emit.constant(offset, i32), width, "xor"))
             value = emit(combine(value, shuffled))
@@ -231,13 +259,14 @@ class LowerReduce(TilePattern):
 
 
 class LowerIota(TilePattern):
-    """Element e of a tile lives in lane e: the position is the lane."""
+    """A position is the number of the element the lane holds in each slot."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.IotaOp, rewriter: PatternRewriter) -> None:
-        if lowered_type(op.result.type, self.lanes) != i32:
-            raise TileLoweringError(f"{op.name}: the SIMT lowering holds one element of a tile per lane")
-        rewriter.replace_matched_op(arith.IndexCastOp(_lane(op), i32))
+        emit = Emitter(rewriter, op)
+        spread, lane = Spread.of(op.result.type, self.lanes), lane_of(op)
+        positions = [emit(arith.IndexCastOp(spread.element(emit, lane, slot), i32)) for slot in range(spread.slots)]
+        rewriter.replace_matched_op([], [packed(emit, positions)])
 
 
 @dataclass
@@ -291,28 +320,26 @@ class EraseBufferCasts(RewritePattern):
 
 
 # Stores first, while every value they store still has its tile type (a lowered tile of one element per
-# lane looks like a scalar); then loads; then the ops that compute.
+# lane looks like a scalar); then loads; then the ops that compute. The patterns that read their operands'
+# shapes get the operand types from before the lowering.
 STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
 LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
-COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerIota)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerIota)
+SHAPE_READING_PATTERNS: tuple[type[SimtPattern], ...] = (LowerReduce, *MATRIX_PATTERNS)
 
 
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     """Lower every dataflow kernel of `module` to a gpu.func in place; returns them (in module order)."""
-    # Refused in one line before any pattern runs: mma first (the reason for its operands), then matrix tiles.
-    ops = list(module.walk())
-    for op in ops:
-        if isinstance(op, tile.MmaOp):
-            raise TileLoweringError(f"{op.name}: no GPU lowering yet (its MFMA and WGMMA patterns come next)")
-    for op in ops:
-        if any(isinstance(r.type, TileType) and len(r.type.get_shape()) > 1 for r in op.results):
-            raise TileLoweringError(f"{op.name}: matrix tiles have no GPU lowering yet (fragment layouts come next)")
+    operand_types = operand_types_of(module, (tile.ReduceOp, tile.BroadcastOp, tile.MmaOp))
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
     PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc()])).rewrite_module(module)
     lanes = arch.wave_size
-    for patterns in (STORE_PATTERNS, LOAD_PATTERNS, COMPUTE_PATTERNS):
+    for patterns in (STORE_PATTERNS, LOAD_PATTERNS):
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(lanes) for pattern in patterns]))
         walker.rewrite_module(module)
+    compute: list[RewritePattern] = [pattern(lanes) for pattern in COMPUTE_PATTERNS]
+    compute += [pattern(lanes, operand_types) for pattern in SHAPE_READING_PATTERNS]
+    PatternRewriteWalker(GreedyRewritePatternApplier(compute)).rewrite_module(module)
     PatternRewriteWalker(LowerTileTypes(lanes)).rewrite_module(module)
     PatternRewriteWalker(EraseBufferCasts()).rewrite_module(module)
     return [op for op in module.ops if isinstance(op, gpu.FuncOp)]

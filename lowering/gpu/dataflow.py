@@ -1,15 +1,18 @@
 """A kernel written in kernels/ as one GPU target's gpu.func: convert-tessera-tile-to-simt and
 tessera-expand-math on a copy of it, printed once for MLIR 22 and read back in MLIR's own form (the form the
 gpu.module text, the NVVM pipeline and the lockstep simulator read). Its scratch buffers are workgroup
-attributions: the kernel's LDS / static shared bytes."""
+attributions (its own and those the lowering stages operands through): the kernel's LDS / static shared
+bytes."""
 
 from __future__ import annotations
 
 from xdsl.dialects import gpu
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import MemRefType, ModuleOp
+from xdsl.ir import Attribute
 
 from tessera.arch import GpuArch
 from tessera.dialects import tile
+from tessera.dialects.schedule import element_bytes
 from tessera.dialects.upstream import upstream_text
 from tessera.lowering.expand_math import expand_math
 from tessera.lowering.rocdl.kernel_text import GpuKernel, Grid
@@ -28,5 +31,13 @@ def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> 
     names = [arg.name_hint or f"arg{arg.index}" for arg in function.body.block.args]
     (text,) = gpu_functions_text(upstream_text(module), {kernel.sym_name.data: names})
     grid = Grid(x=("tokens", 1)) if int(kernel.grid.value.data) == 0 else Grid(x=(int(kernel.grid.value.data), 1))
-    shared_bytes = sum(op.bytes() for op in kernel.body.walk() if isinstance(op, tile.AllocOp))
+    shared_bytes = sum(_bytes(buffer.type) for buffer in function.body.block.args[len(function.function_type.inputs) :])
     return GpuKernel(kernel.sym_name.data, "  " + text.replace("\n", "\n  ") + "\n", arch.wave_size, grid, shared_bytes)
+
+
+def _bytes(type_: Attribute) -> int:
+    assert isinstance(type_, MemRefType)
+    count = 1
+    for size in type_.get_shape():
+        count *= size
+    return count * element_bytes(type_.element_type)

@@ -1,8 +1,29 @@
-// convert-tessera-tile-to-simt has no lowering of tessera.tile.mma yet: one line naming the op, exit 1.
-// RUN: not tessera-opt %s -p 'convert-tessera-tile-to-simt{arch=sm_90a}' 2>&1 | FileCheck %s
+// convert-tessera-tile-to-simt{arch=sm_90a} on tessera.tile.mma (bf16 operands): a [2, 2] tile of 4 elements
+// is replicated over the 32 lanes (lane l holds element l mod 4; lanes below 4 own them); the [2, 16] tiles
+// hold one element per lane. mma stages both operands through workgroup buffers (a barrier, the owners'
+// stores, a barrier), then each lane walks k for its element of the accumulator: bf16 widened exactly
+// (its bits the high half of an f32), each product added to the running sum.
+// RUN: tessera-opt %s -p 'convert-tessera-tile-to-simt{arch=sm_90a}' | FileCheck %s
 
-// CHECK: tessera-opt: error: tessera.tile.mma: no GPU lowering yet (its MFMA and WGMMA patterns come next)
-// CHECK-NOT: Traceback
+// CHECK:      ^bb0(%x: !llvm.ptr<1>, %w: !llvm.ptr<1>, %y: !llvm.ptr<1>, %tokens: i32, %position: i32, %lds_mma0: memref<2x2xi16, #gpu.address_space<workgroup>>, %lds_mma1: memref<2x16xi16, #gpu.address_space<workgroup>>):
+// CHECK:      %[[LANE:.*]] = "gpu.thread_id"()
+// CHECK:      %a = llvm.load %{{.*}} : !llvm.ptr<1> -> i16
+// CHECK:      %b = llvm.load %{{.*}} : !llvm.ptr<1> -> i16
+// CHECK:      "gpu.barrier"()
+// CHECK:      %[[OWNS:.*]] = arith.cmpi ult, %[[LANE]], %{{.*}} : index
+// CHECK:      scf.if %[[OWNS]] {
+// CHECK-NEXT:   memref.store %a, %lds_mma0[%{{.*}}, %{{.*}}] : memref<2x2xi16, #gpu.address_space<workgroup>>
+// CHECK:      memref.store %b, %lds_mma1[%{{.*}}, %{{.*}}] : memref<2x16xi16, #gpu.address_space<workgroup>>
+// CHECK-NEXT: "gpu.barrier"()
+// CHECK:      %d = scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[SUM:.*]] = %zero) -> (f32) {
+// CHECK:        memref.load %lds_mma0[%{{.*}}, %[[K]]]
+// CHECK:        arith.bitcast %{{.*}} : i32 to f32
+// CHECK:        memref.load %lds_mma1[%[[K]], %{{.*}}]
+// CHECK:        %[[P:.*]] = arith.mulf
+// CHECK:        %[[NEXT:.*]] = arith.addf %[[SUM]], %[[P]] : f32
+// CHECK:        scf.yield %[[NEXT]] : f32
+// CHECK:      llvm.store %d, %{{.*}} : f32, !llvm.ptr<1>
+// CHECK-NOT:  tessera.tile
 
 builtin.module {
   tessera.tile.kernel @mma attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64, target = "sm_90a", tiles = {rows = 2 : i64, threads = 32 : i64}} {

@@ -2,13 +2,24 @@
 // vector<16xf32> and f64 (the second: x86 vectors and libm's scalars). sm_90a writes exp, log, sqrt and rsqrt
 // out with the PTX's correctly rounded sqrt and ex2.approx; x86 writes exp (Cephes) and log (fdlibm) out on
 // scalars and vectors, leaves sqrt / rsqrt to its instructions and f64 to libm; gfx942 expands nothing. The
-// sm_90a run takes the first case alone (sed stops at the separator): on vectors it is an error.
+// first sm_90a run takes the first case alone (sed stops at the separator); the second the vectors of the
+// second, which sm_90a expands element by element (a GPU lane's several elements of a tile); f64 it has no
+// library for: an error.
 // RUN: sed '/^\/\/ -----/q' %s | tessera-opt -p 'tessera-expand-math{target=sm_90a}' | FileCheck %s --check-prefix=SM90A
-// RUN: not tessera-opt %s --split-input-file -p 'tessera-expand-math{target=sm_90a}' 2>&1 | FileCheck %s --check-prefix=SM90A-VECTOR
+// RUN: sed -n '/^\/\/ -----/,/exp_f64/p' %s | sed '$d' | tessera-opt -p 'tessera-expand-math{target=sm_90a}' | FileCheck %s --check-prefix=SM90A-V16
+// RUN: not tessera-opt %s --split-input-file -p 'tessera-expand-math{target=sm_90a}' 2>&1 | FileCheck %s --check-prefix=SM90A-F64
 // RUN: tessera-opt %s --split-input-file -p 'tessera-expand-math{target=x86}' | FileCheck %s --check-prefix=X86
 // RUN: tessera-opt %s --split-input-file -p 'tessera-expand-math{target=gfx942}' | FileCheck %s --check-prefix=GFX942
 
-// SM90A-VECTOR: tessera-opt: error: math.exp: sm_90a kernels compute it on f32, one element per lane, got vector<16xf32>
+// SM90A-F64: tessera-opt: error: math.exp: sm_90a kernels compute it on f32 or vectors of f32, got f64
+
+// SM90A-V16-LABEL: func.func @exp_v16
+// SM90A-V16:         vector.extract %x[0] : f32 from vector<16xf32>
+// SM90A-V16:         llvm.call_intrinsic "llvm.exp2.f32"
+// SM90A-V16:         vector.extract %x[15] : f32 from vector<16xf32>
+// SM90A-V16:         %y = "vector.from_elements"(%{{.*}}) : ({{(f32, ){15}f32}}) -> vector<16xf32>
+// SM90A-V16-LABEL: func.func @log_v16
+// SM90A-V16-NOT:     math.
 
 // SM90A-LABEL: func.func @exp_f32
 // SM90A-NOT:     math.

@@ -1,0 +1,140 @@
+"""Where a tile's elements live in a GPU wave, for convert-tessera-tile-to-simt (lowering/tile_to_simt.py and
+lowering/simt_matrix.py).
+
+A tile of C elements (row-major: element e of a [M, N] tile is (e // N, e % N)) is spread over the W lanes of
+a wave in slots: lane l's slot j holds element j W + l, so consecutive lanes hold consecutive elements (their
+loads and stores coalesce). A lane holds ceil(C / W) of them (a vector of that length, the element itself
+where it is one). A tile smaller than the wave with W a multiple of C is replicated: lane l holds element
+l mod C. Otherwise, where C is not a multiple of W, the last slot is padded: past C a lane holds a copy of
+element C - 1 (every access stays in bounds). Only one lane owns each element: a store or a staging writes
+the owned ones (lanes l < C of a replicated tile; the elements below C of a padded slot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from xdsl.dialects import arith, gpu, vector
+from xdsl.dialects.builtin import AnyFloat, IndexType, ModuleOp
+from xdsl.ir import Attribute, Operation, SSAValue
+
+from tessera.dialects import tile
+from tessera.dialects.tile import TileType
+from tessera.dialects.upstream import FromElementsOp
+from tessera.lowering.tile_elements import Emitter, TilePattern
+
+INDEX = IndexType()
+Combine = Callable[[SSAValue, SSAValue], Operation]
+_FLOAT_COMBINE: dict[str, Combine] = {"add": arith.AddfOp, "max": arith.MaximumfOp, "min": arith.MinimumfOp}
+_INTEGER_COMBINE: dict[str, Combine] = {"add": arith.AddiOp, "max": arith.MaxSIOp, "min": arith.MinSIOp}
+
+
+def function_of(op: Operation) -> gpu.FuncOp:
+    parent = op.parent_op()
+    while not isinstance(parent, gpu.FuncOp):
+        assert parent is not None, f"{op.name} outside a gpu.func"
+        parent = parent.parent_op()
+    return parent
+
+
+def lane_of(op: Operation) -> SSAValue:
+    """This lane's index in the wave: the gpu.thread_id x that LowerKernel put at the function's entry."""
+    for candidate in function_of(op).body.block.ops:
+        if isinstance(candidate, gpu.ThreadIdOp):
+            return candidate.result
+    raise AssertionError("LowerKernel places gpu.thread_id at every gpu.func's entry")
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A tile's elements over the lanes of a wave (see the module docstring)."""
+
+    shape: tuple[int, ...]
+    lanes: int
+
+    @staticmethod
+    def of(type_: Attribute, lanes: int) -> Spread:
+        assert isinstance(type_, TileType)
+        return Spread(tuple(type_.get_shape()), lanes)
+
+    @property
+    def count(self) -> int:
+        total = 1
+        for size in self.shape:
+            total *= size
+        return total
+
+    @property
+    def slots(self) -> int:
+        return -(-self.count // self.lanes)
+
+    @property
+    def replicated(self) -> bool:
+        return self.count < self.lanes and self.lanes % self.count == 0
+
+    def padded(self, slot: int) -> bool:
+        """Whether some lanes hold no element of their own in `slot`."""
+        return not self.replicated and (slot + 1) * self.lanes > self.count
+
+    def element(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue:
+        """The (index) number of the element that `lane` holds in `slot`."""
+        if self.replicated:
+            return emit(arith.RemUIOp(lane, emit.constant(self.count, INDEX)))
+        number = lane if slot == 0 else emit(arith.AddiOp(lane, emit.constant(slot * self.lanes, INDEX)))
+        if self.padded(slot):
+            number = emit(arith.MinUIOp(number, emit.constant(self.count - 1, INDEX)))
+        return number
+
+    def coordinates(self, emit: Emitter, lane: SSAValue, slot: int) -> list[SSAValue]:
+        """The element's position along each axis of the tile (row-major)."""
+        element = self.element(emit, lane, slot)
+        positions: list[SSAValue] = []
+        for size in reversed(self.shape[1:]):
+            positions.append(emit(arith.RemUIOp(element, emit.constant(size, INDEX))))
+            element = emit(arith.DivUIOp(element, emit.constant(size, INDEX)))
+        positions.append(element)
+        return positions[::-1]
+
+    def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
+        """Whether `lane` owns its element of `slot` (None: every lane does)."""
+        if self.replicated:
+            return emit(arith.CmpiOp(lane, emit.constant(self.count, INDEX), "ult"))
+        if self.padded(slot):
+            return emit(arith.CmpiOp(lane, emit.constant(self.count - slot * self.lanes, INDEX), "ult"))
+        return None
+
+
+def slot_values(emit: Emitter, value: SSAValue, slots: int, element: Attribute) -> list[SSAValue]:
+    """A lane's elements of a tile, one scalar (of type `element`) per slot. The tile may not be lowered yet
+    (a loop-carried one keeps its tile type until LowerTileTypes): the extracts then read its lowered value."""
+    if slots == 1:
+        return [value]
+    return [emit(vector.ExtractOp(value, [slot], element)) for slot in range(slots)]
+
+
+def packed(emit: Emitter, values: list[SSAValue]) -> SSAValue:
+    """A lane's elements as its lowered tile value (the scalar itself for one slot)."""
+    if len(values) == 1:
+        return values[0]
+    return emit(FromElementsOp(values))
+
+
+class SimtPattern(TilePattern):
+    """A pattern that reads the tile types its op's operands had before the lowering began (an operand
+    lowered already has lost its shape; a loop-carried one keeps its tile type until LowerTileTypes)."""
+
+    def __init__(self, lanes: int, operand_types: Mapping[Operation, tuple[Attribute, ...]]) -> None:
+        super().__init__(lanes)
+        self.operand_types = operand_types
+
+
+def operand_types_of(module: ModuleOp, kinds: tuple[type[Operation], ...]) -> dict[Operation, tuple[Attribute, ...]]:
+    """The operand types of every op of `kinds` in `module`, before anything is lowered."""
+    return {op: tuple(operand.type for operand in op.operands) for op in module.walk() if isinstance(op, kinds)}
+
+
+def combiner(op: tile.ReduceOp) -> Combine:
+    """The arith op that combines two elements of a reduction."""
+    floats = isinstance(tile.element_of(op.result.type), AnyFloat)
+    return (_FLOAT_COMBINE if floats else _INTEGER_COMBINE)[op.combiner.data]

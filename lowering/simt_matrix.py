@@ -1,0 +1,160 @@
+"""The ops of convert-tessera-tile-to-simt that move elements between lanes: a matrix tile's reduction along
+an axis, a broadcast along a new axis, and `mma`. Each stages its operands through the workgroup's shared
+memory (a workgroup attribution per op, as the tile's shape: the kernel's LDS / static shared bytes grow by
+them): a barrier, every lane stores the elements it owns, a barrier, then each lane reads what its own
+elements need. The first barrier keeps a loop's next stores from overwriting what another lane still reads.
+
+    reduce(x[M, N], axis 1)[m] = the combiner over x_s[m, 0..N-1], read by the lanes holding element m
+    broadcast(v[R], axis a)[i0, i1] = v_s[i_(1-a)]
+    mma(a[M, K], b[K, N], c)[m, n] = c[m, n] + sum over k ascending of a_s[m, k] b_s[k, n]   (bf16 widened)
+
+These are the generic forms every GPU can run (CUDA cores, VALU), the stand-in until the MFMA and WGMMA
+patterns keep fragments in registers; their loops walk the reduced dimension with one scf.for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from xdsl.dialects import arith, gpu, memref, scf
+from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType
+from xdsl.ir import Attribute, Block, SSAValue
+from xdsl.pattern_rewriter import PatternRewriter, op_type_rewrite_pattern
+
+from tessera.dialects import tile
+from tessera.dialects.upstream import WorkgroupFuncOp
+from tessera.lowering.simt_lanes import (
+    SimtPattern,
+    Spread,
+    combiner,
+    function_of,
+    lane_of,
+    packed,
+    slot_values,
+)
+from tessera.lowering.tile_elements import Emitter, TileLoweringError, lowered_type, storage
+
+INDEX = IndexType()
+
+
+def _staged(emit: Emitter, anchor: tile.MmaOp | tile.ReduceOp | tile.BroadcastOp, value: SSAValue,
+            type_: Attribute, lanes: int) -> SSAValue:  # fmt: skip
+    """A workgroup buffer shaped like the tile `value` (of `type_`), holding it once every lane has stored
+    the elements it owns (the caller emits the barrier that ends the stores)."""
+    assert isinstance(type_, tile.TileType)
+    function = function_of(anchor)
+    assert isinstance(function, WorkgroupFuncOp)
+    spread = Spread.of(type_, lanes)
+    element = storage(type_.element_type)
+    buffer = function.add_workgroup_buffer(MemRefType(element, type_.get_shape()))
+    buffer.name_hint = f"lds_{anchor.name.removeprefix('tessera.tile.')}{function.attributions() - 1}"
+    lane = lane_of(anchor)
+    for slot, item in enumerate(slot_values(emit, value, spread.slots, element)):
+        owner = spread.owner(emit, lane, slot)
+        store = memref.StoreOp.get(item, buffer, spread.coordinates(emit, lane, slot))
+        if owner is None:
+            emit(store)
+        else:
+            emit(scf.IfOp(owner, [], [Block([store, scf.YieldOp()])]))
+    return buffer
+
+
+Step = Callable[[Emitter, SSAValue, list[SSAValue]], list[SSAValue]]
+
+
+def _fold(emit: Emitter, extent: int, first: list[SSAValue], step: Step) -> list[SSAValue]:
+    """scf.for over [0, extent) carrying `first`; step(body_emitter, i, carried) gives the next values."""
+    body = Block(arg_types=[INDEX, *(value.type for value in first)])
+    inner = emit.at_end_of(body)
+    following = step(inner, body.args[0], list(body.args[1:]))
+    body.add_op(scf.YieldOp(*following))
+    loop = scf.ForOp(emit.constant(0, INDEX), emit.constant(extent, INDEX), emit.constant(1, INDEX), first, body)
+    emit(loop)
+    return list(loop.results)
+
+
+class LowerMatrixReduce(SimtPattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
+        (input_type,) = self.operand_types[op]
+        assert isinstance(input_type, tile.TileType)
+        shape = input_type.get_shape()
+        if len(shape) != 2:
+            return
+        emit, axis = Emitter(rewriter, op), int(op.axis.value.data)
+        emit(gpu.BarrierOp())
+        buffer = _staged(emit, op, op.input, input_type, self.lanes)
+        emit(gpu.BarrierOp())
+        spread, lane = Spread.of(op.result.type, self.lanes), lane_of(op)
+        positions = [spread.element(emit, lane, slot) for slot in range(spread.slots)]
+        element = lowered_type(tile.element_of(op.result.type), 1)
+        combine = combiner(op)
+
+        def read(e: Emitter, position: SSAValue, along: SSAValue) -> SSAValue:
+            indices = [along, position] if axis == 0 else [position, along]
+            return e(memref.LoadOp.get(buffer, indices))
+
+        zero = emit.constant(0, INDEX)
+        first = [read(emit, position, zero) for position in positions]
+        assert all(value.type == element for value in first)
+
+        def step(e: Emitter, i: SSAValue, carried: list[SSAValue]) -> list[SSAValue]:
+            along = e(arith.AddiOp(i, e.constant(1, INDEX)))
+            return [e(combine(value, read(e, p, along))) for value, p in zip(carried, positions, strict=True)]
+
+        totals = _fold(emit, shape[axis] - 1, first, step) if shape[axis] > 1 else first
+        rewriter.replace_matched_op([], [packed(emit, totals)])
+
+
+class LowerBroadcast(SimtPattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.BroadcastOp, rewriter: PatternRewriter) -> None:
+        (input_type,) = self.operand_types[op]
+        result_type = op.result.type
+        assert isinstance(input_type, tile.TileType) and isinstance(result_type, tile.TileType)
+        if len(result_type.get_shape()) != 2:
+            raise TileLoweringError(f"{op.name}: the SIMT lowering broadcasts rank-1 tiles into matrix tiles")
+        emit, axis = Emitter(rewriter, op), int(op.axis.value.data)
+        emit(gpu.BarrierOp())
+        buffer = _staged(emit, op, op.input, input_type, self.lanes)
+        emit(gpu.BarrierOp())
+        spread, lane = Spread.of(result_type, self.lanes), lane_of(op)
+        values = []
+        for slot in range(spread.slots):
+            position = spread.coordinates(emit, lane, slot)[1 - axis]
+            values.append(emit(memref.LoadOp.get(buffer, [position])))
+        rewriter.replace_matched_op([], [packed(emit, values)])
+
+
+class LowerMma(SimtPattern):
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.MmaOp, rewriter: PatternRewriter) -> None:
+        lhs_type, rhs_type, acc_type = self.operand_types[op]
+        assert isinstance(lhs_type, tile.TileType) and isinstance(acc_type, tile.TileType)
+        emit = Emitter(rewriter, op)
+        emit(gpu.BarrierOp())
+        a = _staged(emit, op, op.lhs, lhs_type, self.lanes)
+        b = _staged(emit, op, op.rhs, rhs_type, self.lanes)
+        emit(gpu.BarrierOp())
+        spread, lane = Spread.of(acc_type, self.lanes), lane_of(op)
+        places = [spread.coordinates(emit, lane, slot) for slot in range(spread.slots)]
+        element = storage(acc_type.element_type)
+        widen = isinstance(lhs_type.element_type, BFloat16Type)
+
+        def operand(e: Emitter, buffer: SSAValue, indices: list[SSAValue]) -> SSAValue:
+            value = e(memref.LoadOp.get(buffer, indices))
+            return e.widen_bf16(value) if widen else value
+
+        def step(e: Emitter, k: SSAValue, carried: list[SSAValue]) -> list[SSAValue]:
+            sums = []
+            for total, (m, n) in zip(carried, places, strict=True):
+                product = e(arith.MulfOp(operand(e, a, [m, k]), operand(e, b, [k, n])))
+                sums.append(e(arith.AddfOp(total, product)))
+            return sums
+
+        first = slot_values(emit, op.acc, spread.slots, element)
+        sums = _fold(emit, lhs_type.get_shape()[1], first, step)
+        rewriter.replace_matched_op([], [packed(emit, sums)])
+
+
+MATRIX_PATTERNS = (LowerMatrixReduce, LowerBroadcast, LowerMma)
