@@ -55,6 +55,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     SymbolNameConstraint,
     SymbolRefAttr,
+    UnitAttr,
     i32,
     i64,
 )
@@ -238,8 +239,22 @@ def _scalar_or_tile(type_: Attribute) -> bool:
     return isinstance(type_, TileType) or not isinstance(type_, MemRefType)
 
 
-def _axes_property(axes: Sequence[int] | None) -> dict[str, Attribute]:
-    return {} if axes is None else {"axes": DenseArrayBase.from_list(i64, list(axes))}
+def _access_properties(axes: Sequence[int] | None, bound_axis: int | None) -> dict[str, Attribute]:
+    properties: dict[str, Attribute] = {}
+    if axes is not None:
+        properties["axes"] = DenseArrayBase.from_list(i64, list(axes))
+    if bound_axis is not None:
+        properties["bound_axis"] = IntegerAttr(bound_axis, i64)
+    return properties
+
+
+def bound_axis(op: LoadOp | StoreOp) -> int:
+    """The tile axis that `bound` limits: `bound_axis` when given, else the last."""
+    if op.bound_axis is not None:
+        return _int(op.bound_axis)
+    value_type = op.result.type if isinstance(op, LoadOp) else op.value.type
+    assert isinstance(value_type, TileType)
+    return len(value_type.get_shape()) - 1
 
 
 def access_axes(op: LoadOp | StoreOp) -> tuple[int, ...]:
@@ -257,8 +272,8 @@ def access_axes(op: LoadOp | StoreOp) -> tuple[int, ...]:
 def _verify_access(op: LoadOp | StoreOp, value_type: Attribute) -> None:
     """A tile's worth of a buffer at `indices`: tile axis i runs along buffer dimension axes[i] from those
     indices (by default the buffer's last dimensions; `axes = array<i64: 0>` reads a column); a scalar is
-    one element. `bound` masks the tile's last axis: elements whose index along it is >= bound are not read
-    (they read as 0) or written."""
+    one element. `bound` masks the tile's axis `bound_axis` (by default its last): elements whose buffer index
+    along it is >= bound are not read (they read as 0) or written."""
     memref = op.memref.type
     assert isinstance(memref, MemRefType)
     where = f"{op.name}"
@@ -277,7 +292,9 @@ def _verify_access(op: LoadOp | StoreOp, value_type: Attribute) -> None:
                 raise VerifyException(
                     f"{where}: axes {list(axes)} must name {len(shape)} distinct dimensions of a rank-{rank} buffer"
                 )
-    elif op.bound is not None or op.axes is not None:
+        if op.bound_axis is not None and (op.bound is None or not 0 <= _int(op.bound_axis) < len(shape)):
+            raise VerifyException(f"{where}: bound_axis {_int(op.bound_axis)} needs a bound and names a tile axis")
+    elif op.bound is not None or op.axes is not None or op.bound_axis is not None:
         raise VerifyException(f"{where}: a scalar access has no bound or axes")
     if op.space is not None and op.space.data not in MEMORY_SPACES:
         raise VerifyException(f"{where}: space must be one of {MEMORY_SPACES}")
@@ -293,16 +310,18 @@ class LoadOp(IRDLOperation):
     bound = opt_operand_def(IndexType)
     space = opt_prop_def(StringAttr)
     axes = opt_prop_def(DenseArrayBase.constr(I64))
+    bound_axis = opt_prop_def(IntegerAttr[I64])
     result = result_def()
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = "$memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($memref) `->` type($result)"
 
     def __init__(self, memref: SSAValue, indices: Sequence[SSAValue], result_type: Attribute,
-                 bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> None:  # fmt: skip
+                 bound: SSAValue | None = None, axes: Sequence[int] | None = None,
+                 bound_axis: int | None = None) -> None:  # fmt: skip
         super().__init__(
             operands=[memref, list(indices), [] if bound is None else [bound]],
             result_types=[result_type],
-            properties=_axes_property(axes),
+            properties=_access_properties(axes, bound_axis),
         )
 
     def verify_(self) -> None:
@@ -326,16 +345,18 @@ class StoreOp(IRDLOperation):
     bound = opt_operand_def(IndexType)
     space = opt_prop_def(StringAttr)
     axes = opt_prop_def(DenseArrayBase.constr(I64))
+    bound_axis = opt_prop_def(IntegerAttr[I64])
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = (
         "$value `,` $memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($value) `,` type($memref)"
     )
 
     def __init__(self, value: SSAValue, memref: SSAValue, indices: Sequence[SSAValue],
-                 bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> None:  # fmt: skip
+                 bound: SSAValue | None = None, axes: Sequence[int] | None = None,
+                 bound_axis: int | None = None) -> None:  # fmt: skip
         super().__init__(
             operands=[value, memref, list(indices), [] if bound is None else [bound]],
-            properties=_axes_property(axes),
+            properties=_access_properties(axes, bound_axis),
         )
 
     def verify_(self) -> None:
@@ -536,19 +557,30 @@ class MmaOp(IRDLOperation):
     """A matrix multiply-accumulate of tiles: `%d = tessera.tile.mma %a, %b, %c : !tessera.tile.tile<MxKxT>,
     !tessera.tile.tile<KxNxT>, !tessera.tile.tile<MxNxf32> -> !tessera.tile.tile<MxNxf32>`, d = c + a b with
     T f32 or bf16 (widened exactly) and float32 accumulation: each product added to its sum, k ascending (a
-    multiply-add, fused where the target has FMA), or as a target's matrix instruction accumulates. Which instruction computes it (FMAs on vectors, AMX, MFMA, WGMMA) is the target lowering's
-    choice."""
+    multiply-add, fused where the target has FMA), or as a target's matrix instruction accumulates. With
+    `rhs_transposed`, b is given as its transpose, a [N, K] tile (d = c + a bᵀ: rows of keys against rows of
+    queries, both read along K). Which instruction computes it (FMAs on vectors, dot products, AMX, MFMA,
+    WGMMA) is the target lowering's choice."""
 
     name = "tessera.tile.mma"
     lhs = operand_def(TileType)
     rhs = operand_def(TileType)
     acc = operand_def(TileType)
+    rhs_transposed = opt_prop_def(UnitAttr)
     result = result_def(TileType)
     traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$lhs `,` $rhs `,` $acc attr-dict `:` type($lhs) `,` type($rhs) `,` type($acc) `->` type($result)"
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue) -> None:
-        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type])
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, rhs_transposed: bool = False) -> None:
+        properties: dict[str, Attribute] = {"rhs_transposed": UnitAttr()} if rhs_transposed else {}
+        super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type], properties=properties)
+
+    def rhs_shape(self) -> tuple[int, int]:
+        """b's shape as [K, N], whichever way it is given."""
+        assert isinstance(self.rhs.type, TileType)
+        rows, cols = self.rhs.type.get_shape()
+        return (cols, rows) if self.rhs_transposed is not None else (rows, cols)
 
     def verify_(self) -> None:
         lhs, rhs, acc = self.lhs.type, self.rhs.type, self.acc.type
@@ -556,9 +588,10 @@ class MmaOp(IRDLOperation):
         shapes = [t.get_shape() for t in (lhs, rhs, acc)]
         if any(len(shape) != 2 for shape in shapes):
             raise VerifyException(f"{self.name}: operands are rank-2 tiles, got {lhs}, {rhs}, {acc}")
-        (m, k), (k2, n), (m2, n2) = shapes
+        (m, k), (k2, n), (m2, n2) = shapes[0], self.rhs_shape(), shapes[2]
         if k != k2 or (m, n) != (m2, n2):
-            raise VerifyException(f"{self.name}: {m}x{k} times {k2}x{n} does not accumulate into {m2}x{n2}")
+            given = f"{k2}x{n} (given transposed)" if self.rhs_transposed is not None else f"{k2}x{n}"
+            raise VerifyException(f"{self.name}: {m}x{k} times {given} does not accumulate into {m2}x{n2}")
         if lhs.element_type != rhs.element_type or not isinstance(lhs.element_type, Float32Type | BFloat16Type):
             raise VerifyException(f"{self.name}: operands are both f32 or both bf16, got {lhs} and {rhs}")
         if not isinstance(acc.element_type, Float32Type):

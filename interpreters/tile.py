@@ -86,8 +86,9 @@ def _window(op: tile.LoadOp | tile.StoreOp, buffer: np.ndarray, indices: list[in
     for axis, size in zip(axes, tile_shape, strict=True):
         extents[axis] = size
     if bound is not None:
-        extents[axes[-1]] = min(extents[axes[-1]], bound - indices[axes[-1]])
-        if extents[axes[-1]] <= 0:
+        limited = axes[tile.bound_axis(op)]
+        extents[limited] = min(extents[limited], bound - indices[limited])
+        if extents[limited] <= 0:
             return None
     for axis, (start, extent, size) in enumerate(zip(indices, extents, buffer.shape, strict=True)):
         if start < 0 or start + extent > size:
@@ -204,6 +205,7 @@ class TileFunctions(InterpreterFunctions):
         """c + a b in float64, rounded once to f32 (a target's FMAs round at each k: its bounds say so)."""
         a, b, c = args
         element = element_of(op.lhs.type)
+        b = b.T if op.rhs_transposed is not None else b
         product = widen(a, element).astype(np.float64) @ widen(b, element).astype(np.float64)
         return (narrow(widen(c, f32) + product, f32),)
 

@@ -225,17 +225,19 @@ class KernelBuilder:
     # --- tiles ------------------------------------------------------------------------------------------
 
     def load(self, buffer: SSAValue, indices: Sequence[SSAValue], shape: Sequence[int] | None = None,
-             bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> SSAValue:  # fmt: skip
-        """A tile of `shape` from `buffer` at `indices` (shape None: one element), masked past `bound`, along
-        the buffer dimensions `axes` (default: its last ones)."""
+             bound: SSAValue | None = None, axes: Sequence[int] | None = None,
+             bound_axis: int | None = None) -> SSAValue:  # fmt: skip
+        """A tile of `shape` from `buffer` at `indices` (shape None: one element), masked past `bound` along
+        tile axis `bound_axis` (default: the last), along the buffer dimensions `axes` (default: its last
+        ones)."""
         assert isinstance(buffer.type, MemRefType)
         element = buffer.type.element_type
         result: Attribute = element if shape is None else TileType(shape, element)
-        return self._insert(tile.LoadOp(buffer, indices, result, bound, axes))
+        return self._insert(tile.LoadOp(buffer, indices, result, bound, axes, bound_axis))
 
-    def store(self, value: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue],
-              bound: SSAValue | None = None, axes: Sequence[int] | None = None) -> None:  # fmt: skip
-        self._insert(tile.StoreOp(value, buffer, indices, bound, axes))
+    def store(self, value: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue], bound: SSAValue | None = None,
+              axes: Sequence[int] | None = None, bound_axis: int | None = None) -> None:  # fmt: skip
+        self._insert(tile.StoreOp(value, buffer, indices, bound, axes, bound_axis))
 
     def broadcast(self, value: SSAValue, axis: int, size: int) -> SSAValue:
         """`value` repeated `size` times along a new axis `axis` (a row statistic against its row)."""
@@ -253,9 +255,10 @@ class KernelBuilder:
             return value
         return self._insert(tile.ConvertOp(value, element))
 
-    def mma(self, a: SSAValue, b: SSAValue, acc: SSAValue) -> SSAValue:
-        """acc + a b: tiles [M, K] and [K, N] (f32 or bf16) into an f32 [M, N]."""
-        return self._insert(tile.MmaOp(a, b, acc))
+    def mma(self, a: SSAValue, b: SSAValue, acc: SSAValue, rhs_transposed: bool = False) -> SSAValue:
+        """acc + a b: tiles [M, K] and [K, N] (f32 or bf16) into an f32 [M, N]; with `rhs_transposed`, b is
+        given as its transpose [N, K] (keys by rows: attention's scores)."""
+        return self._insert(tile.MmaOp(a, b, acc, rhs_transposed))
 
     def reduce(self, combiner: str, value: SSAValue, axis: int = 0) -> SSAValue:
         return self._insert(tile.ReduceOp(combiner, value, axis))

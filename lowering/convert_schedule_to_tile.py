@@ -39,7 +39,7 @@ _KINDS: dict[type[schedule.StepOp], tuple[str, str, str | None]] = {
     schedule.SSDStepOp: ("ssd_step", "heads", "num_heads"),
     schedule.GatedRMSNormOp: ("gated_rmsnorm", "tokens", None),
     schedule.KVAppendOp: ("kv_append", "tokens", None),
-    schedule.AttentionOp: ("attention", "heads", "num_heads"),
+    schedule.AttentionOp: ("attention", "tokens", None),
     schedule.MoERouterOp: ("moe_router", "tokens", None),
     schedule.MoEExpertsOp: ("moe_experts", "experts", "num_experts"),
     schedule.MoECombineOp: ("moe_combine", "tokens", None),

@@ -125,10 +125,9 @@ def _simt(emit: Callable[[KernelInfo], GpuKernel]) -> Callable[[KernelInfo], Nvv
 
 
 def _emitters() -> dict[str, Callable[[KernelInfo], NvvmKernel]]:
-    from tessera.lowering.gpu.simt_attention import emit_attention_simt
     from tessera.lowering.gpu.simt_mamba import emit_ssd_scan_simt
 
-    return {"matmul": _emit_matmul, "attention": _simt(emit_attention_simt), "ssd_scan": _simt(emit_ssd_scan_simt)}
+    return {"matmul": _emit_matmul, "ssd_scan": _simt(emit_ssd_scan_simt)}
 
 
 def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:

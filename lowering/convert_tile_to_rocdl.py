@@ -39,10 +39,10 @@ class RocdlLoweringError(TesseraError):
 
 
 def _emitters() -> dict[str, Callable[[KernelInfo], GpuKernel]]:
-    from tessera.lowering.rocdl import attention, gemm, moe, ssd
+    from tessera.lowering.rocdl import gemm, moe, ssd
 
     table: dict[str, Callable[[KernelInfo], GpuKernel]] = {"matmul": gemm.emit_gemm}
-    for family in (attention, ssd, moe):
+    for family in (ssd, moe):
         table |= family.EMITTERS
     return table
 

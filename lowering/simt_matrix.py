@@ -6,7 +6,8 @@ elements need. The first barrier keeps a loop's next stores from overwriting wha
 
     reduce(x[M, N], axis 1)[m] = the combiner over x_s[m, 0..N-1], read by the lanes holding element m
     broadcast(v[R], axis a)[i0, i1] = v_s[i_(1-a)]
-    mma(a[M, K], b[K, N], c)[m, n] = c[m, n] + sum over k ascending of a_s[m, k] b_s[k, n]   (bf16 widened)
+    mma(a[M, K], b[K, N], c)[m, n] = c[m, n] + sum over k ascending of a_s[m, k] b_s[k, n]   (bf16 widened;
+                                     b_s[n, k] where b is given transposed)
 
 These are the generic forms every GPU can run (CUDA cores, VALU), the stand-in until the MFMA and WGMMA
 patterns keep fragments in registers; their loops walk the reduced dimension with one scf.for.
@@ -140,6 +141,7 @@ class LowerMma(SimtPattern):
         places = [spread.coordinates(emit, lane, slot) for slot in range(spread.slots)]
         element = storage(acc_type.element_type)
         widen = isinstance(lhs_type.element_type, BFloat16Type)
+        transposed = op.rhs_transposed is not None  # b staged as given: [N, K]
 
         def operand(e: Emitter, buffer: SSAValue, indices: list[SSAValue]) -> SSAValue:
             value = e(memref.LoadOp.get(buffer, indices))
@@ -148,7 +150,7 @@ class LowerMma(SimtPattern):
         def step(e: Emitter, k: SSAValue, carried: list[SSAValue]) -> list[SSAValue]:
             sums = []
             for total, (m, n) in zip(carried, places, strict=True):
-                product = e(arith.MulfOp(operand(e, a, [m, k]), operand(e, b, [k, n])))
+                product = e(arith.MulfOp(operand(e, a, [m, k]), operand(e, b, [n, k] if transposed else [k, n])))
                 sums.append(e(arith.AddfOp(total, product)))
             return sums
 

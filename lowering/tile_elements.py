@@ -103,7 +103,9 @@ class Emitter:
         """`scalar` as a value of type `like` (itself when `like` is a scalar type)."""
         if not isinstance(like, VectorType):
             return scalar
-        return self(vector.BroadcastOp(scalar, VectorType(scalar.type, like.get_shape())))
+        # A one-element tile not lowered yet (a loop's result, converted last) is its element.
+        element = storage(scalar.type.element_type) if isinstance(scalar.type, TileType) else scalar.type
+        return self(vector.BroadcastOp(scalar, VectorType(element, like.get_shape())))
 
     # --- bf16 <-> f32 ------------------------------------------------------------------------------------
     #
@@ -244,27 +246,37 @@ class LowerMap(TilePattern):
 
 
 class LowerConvert(TilePattern):
+    """A conversion on the worker's value; a core's matrix tile (a 2-D vector) row by row."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ConvertOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
         source = _element(op.input.type)  # i16: bf16 bits already lowered
         target = _element(op.result.type)
         value = op.input
-        if isinstance(value.type, VectorType) and len(value.type.get_shape()) > 1:
-            raise TileLoweringError(f"{op.name}: converts rank-1 tiles only (a matrix tile's rows: not yet)")
-        if isinstance(source, Float32Type) and isinstance(target, BFloat16Type):
-            result = emit.round_to_bf16(value)
-        elif (
-            isinstance(source, (BFloat16Type, IntegerType))
-            and isinstance(target, Float32Type)
-            and (isinstance(source, BFloat16Type) or source == i16)
-        ):
-            result = emit.widen_bf16(value)
-        elif isinstance(source, IntegerType) and isinstance(target, IndexType):
-            result = emit(arith.IndexCastOp(value, with_shape_of(value.type, target)))
-        else:
-            raise TileLoweringError(f"{op.name}: no conversion from {source} to {target}")
+        if not (isinstance(value.type, VectorType) and len(value.type.get_shape()) > 1):
+            rewriter.replace_matched_op([], [_converted(emit, op, value, source, target)])
+            return
+        rows, cols = value.type.get_shape()
+        result = emit.constant(0, VectorType(storage(target), [rows, cols]))
+        for i in range(rows):
+            row = emit(vector.ExtractOp(value, [i], VectorType(value.type.element_type, [cols])))
+            result = emit(vector.InsertOp(_converted(emit, op, row, source, target), result, [i]))
         rewriter.replace_matched_op([], [result])
+
+
+def _converted(emit: Emitter, op: tile.ConvertOp, value: SSAValue, source: Attribute, target: Attribute) -> SSAValue:
+    if isinstance(source, Float32Type) and isinstance(target, BFloat16Type):
+        return emit.round_to_bf16(value)
+    if (
+        isinstance(source, (BFloat16Type, IntegerType))
+        and isinstance(target, Float32Type)
+        and (isinstance(source, BFloat16Type) or source == i16)
+    ):
+        return emit.widen_bf16(value)
+    if isinstance(source, IntegerType) and isinstance(target, IndexType):
+        return emit(arith.IndexCastOp(value, with_shape_of(value.type, target)))
+    raise TileLoweringError(f"{op.name}: no conversion from {source} to {target}")
 
 
 def _element(type_: Attribute) -> Attribute:

@@ -118,7 +118,7 @@ class _Access:
 
 def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes: int) -> tuple[list[_Access], Spread | None]:
     """The lane's elements of a load or store, one per slot (a scalar access: one, no spread): tile axis i
-    walks buffer dimension axes[i] from the op's indices; `bound` limits the last axis."""
+    walks buffer dimension axes[i] from the op's indices; `bound` limits axis `bound_axis`."""
     value_type = op.result.type if isinstance(op, tile.LoadOp) else op.value.type
     if not isinstance(value_type, TileType):
         return [_Access(emit, op, list(op.indices), None)], None
@@ -129,7 +129,9 @@ def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes: int) -> tupl
         indices = list(op.indices)
         for axis, position in zip(axes, spread.coordinates(emit, lane, slot), strict=True):
             indices[axis] = emit(arith.AddiOp(indices[axis], position))
-        valid = None if op.bound is None else emit(arith.CmpiOp(indices[axes[-1]], op.bound, "ult"))
+        valid = None
+        if op.bound is not None:
+            valid = emit(arith.CmpiOp(indices[axes[tile.bound_axis(op)]], op.bound, "ult"))
         accesses.append(_Access(emit, op, indices, valid))
     return accesses, spread
 

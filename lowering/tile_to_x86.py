@@ -37,7 +37,7 @@ from xdsl.dialects.builtin import (
     i1,
     i32,
 )
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -51,6 +51,7 @@ from xdsl.traits import IsTerminator
 
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
+from tessera.dialects.upstream import FromElementsOp
 from tessera.lowering.tile_elements import (
     SHARED_PATTERNS,
     Emitter,
@@ -89,12 +90,14 @@ def _same_shape(like: Attribute, element: Attribute) -> Attribute:
 
 
 def _mask(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes_type: VectorType) -> SSAValue:
-    """The elements of the access before its bound: vector.create_mask(bound - index along the tile's last
-    axis; every row of a matrix tile alike)."""
+    """The elements of the access before its bound: vector.create_mask(bound - index along the bounded axis,
+    the whole size along the others)."""
     assert op.bound is not None
-    remaining = emit(arith.SubiOp(op.bound, op.indices[tile.access_axes(op)[-1]]))
-    rows = [emit.constant(size, IndexType()) for size in lanes_type.get_shape()[:-1]]
-    return emit(vector.CreateMaskOp([*rows, remaining], VectorType(i1, lanes_type.get_shape())))
+    limited = tile.bound_axis(op)
+    remaining = emit(arith.SubiOp(op.bound, op.indices[tile.access_axes(op)[limited]]))
+    sizes: list[SSAValue | Operation] = [emit.constant(size, IndexType()) for size in lanes_type.get_shape()]
+    sizes[limited] = remaining
+    return emit(vector.CreateMaskOp(sizes, VectorType(i1, lanes_type.get_shape())))
 
 
 def _transfer_map(op: tile.LoadOp | tile.StoreOp) -> AffineMapAttr | None:
@@ -267,7 +270,10 @@ class LowerBroadcast(TilePattern):
 class LowerMma(TilePattern):
     """c + a b on a core's vectors: for each k, each row of c gains a[m, k] (broadcast) times row k of b in
     one vector FMA (LLVM selects vfmadd231ps with a broadcast operand); bf16 operands are widened exactly
-    first. The AMX form of the same op is the next pattern to join this one."""
+    first. With b given transposed ([N, K]: rows of keys), each element of c gains the dot product of row m
+    of a and row n of b: their product as one vector along K, summed by a reassociated vector.reduction (a
+    tree of vector adds, then one horizontal sum). The AMX form of the same op is the next pattern to join
+    these."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.MmaOp, rewriter: PatternRewriter) -> None:
@@ -279,6 +285,13 @@ class LowerMma(TilePattern):
         bf16 = element == storage(BFloat16Type())
         row_type = VectorType(f32, [n])
         rows = [emit(vector.ExtractOp(op.acc, [i], row_type)) for i in range(m)]
+        if op.rhs_transposed is not None:
+            rows = self._dot_products(emit, op, rows, m, k, n, element)
+            result = op.acc
+            for i, row in enumerate(rows):
+                result = emit(vector.InsertOp(row, result, [i]))
+            rewriter.replace_matched_op([], [result])
+            return
         for j in range(k):
             b_row = emit(vector.ExtractOp(op.rhs, [j], VectorType(element, [n])))
             b_row = emit.widen_bf16(b_row) if bf16 else b_row
@@ -290,6 +303,33 @@ class LowerMma(TilePattern):
         for i, row in enumerate(rows):
             result = emit(vector.InsertOp(row, result, [i]))
         rewriter.replace_matched_op([], [result])
+
+    @staticmethod
+    def _dot_products(emit: Emitter, op: tile.MmaOp, rows: list[SSAValue], m: int, k: int, n: int,
+                      element: Attribute) -> list[SSAValue]:  # fmt: skip
+        bf16 = element == storage(BFloat16Type())
+
+        def row_of(matrix: SSAValue, i: int) -> SSAValue:
+            row = emit(vector.ExtractOp(matrix, [i], VectorType(element, [k])))
+            return emit.widen_bf16(row) if bf16 else row
+
+        a_rows = [row_of(op.lhs, i) for i in range(m)]
+        b_rows = [row_of(op.rhs, j) for j in range(n)]
+        add = vector.CombiningKindAttr(vector.CombiningKindFlag.ADD)
+        sums = []
+        for i in range(m):
+            dots = []
+            for j in range(n):
+                product = emit(arith.MulfOp(a_rows[i], b_rows[j]))
+                dots.append(
+                    emit(
+                        vector.ReductionOp.create(
+                            operands=[product], result_types=[f32], properties={"kind": add, "fastmath": REASSOCIATE}
+                        )
+                    )
+                )
+            sums.append(emit(arith.AddfOp(rows[i], emit(FromElementsOp(dots)))))
+        return sums
 
 
 class LowerIota(TilePattern):

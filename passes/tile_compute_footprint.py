@@ -4,7 +4,8 @@ On a CPU (x86):
     footprint = bytes of every tile loaded into a fast space (cache, registers)
               + bytes of every matrix-multiply accumulator (kept in registers / cache).
 On a GPU (sm_90a, gfx942, gfx90a) accumulators live in the register file and the footprint is the
-scratchpad the kernel allocates: bytes of every tile loaded into shared memory / LDS, row padding included.
+scratchpad the kernel allocates: bytes of every tile loaded into shared memory / LDS, row padding included;
+for a kernel of kernels/, its scratch buffers and the operands its SIMT lowering stages there.
 That is the number the kernel descriptor reports (the ROCDL target checks the two agree).
 Written as `footprint` on every `tessera.tile.kernel`; the kernel verifier then checks it against the
 target's limit (arch.py FAST_MEMORY_LIMITS), so an over-sized tile choice fails here, with the
@@ -17,11 +18,14 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import IntegerAttr, ModuleOp, i64
+from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
 from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS
 from tessera.dialects import tile, tile_plan
+from tessera.dialects.schedule import element_bytes
+from tessera.dialects.tile import TileType
 from tessera.errors import TesseraError
 
 FAST_SPACES = ("cache", "shared", "lds", "registers")
@@ -53,6 +57,8 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     scratchpad = kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS
     total = 0
     for op in kernel.body.walk():
+        if scratchpad:
+            total += sum(_tile_bytes(operand.type) for operand in _staged_operands(op))
         if isinstance(op, tile.AllocOp):
             total += op.bytes()
         elif isinstance(op, tile.LoadOp):
@@ -60,6 +66,24 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
             if space in (SCRATCHPAD_SPACES if scratchpad else FAST_SPACES):
                 total += op.tile_bytes()
     return total
+
+
+def _staged_operands(op: Operation) -> list[SSAValue]:
+    """The operands a GPU's SIMT lowering passes between lanes through the scratchpad, one buffer each
+    (lowering/simt_matrix.py): both operands of an mma, a matrix tile reduced along an axis, a broadcast's
+    input."""
+    if isinstance(op, tile.MmaOp):
+        return [op.lhs, op.rhs]
+    if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
+        return [op.input]
+    if isinstance(op, tile.BroadcastOp):
+        return [op.input]
+    return []
+
+
+def _tile_bytes(type_: Attribute) -> int:
+    assert isinstance(type_, TileType)
+    return type_.element_count() * element_bytes(type_.element_type)
 
 
 def compute_footprints(module: ModuleOp) -> None:

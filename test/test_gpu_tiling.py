@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, bf16
 
 from tessera.dialects import tile, tile_plan
 from tessera.frontend.config import load_model
@@ -22,7 +22,8 @@ TARGETS = ("x86", "gfx942", "gfx90a", "sm_90a")
 GPUS = TARGETS[1:]
 HOPPER_RECURRENCE_TARGETS = ("sm_90a",)
 # What a target may choose on a kernel, and on the ops of its tile body.
-KERNEL_CHOICES = {"target", "tiles", "footprint", "grid", "parallel"}
+# `scalars` comes with a body of kernels/, which a target may still decline for its emitter (x86 attention).
+KERNEL_CHOICES = {"target", "tiles", "footprint", "grid", "parallel", "scalars"}
 BODY_CHOICES = {"shape", "element", "space", "pad", "async", "m", "n", "k", "lhs", "rhs"}
 
 
@@ -93,12 +94,21 @@ def test_one_schedule_and_tile_ir_that_differs_only_in_choices(config: str, prec
 def test_gpu_scratchpad_footprint_is_the_lds_the_body_plans() -> None:
     _, tiled = _tiled("nemotron_h_tiny.yaml", "bf16")
     for kernel in _kernels(tiled["gfx942"]).values():
-        # A plan body names its LDS tiles; a dataflow body allocates its scratch (workgroup memory).
+        # A plan body names its LDS tiles; a dataflow body allocates its scratch (workgroup memory) and stages
+        # the operands of its mma, matrix reductions and broadcasts there (test_rocdl_target.py checks that
+        # the lowered kernels' descriptors agree).
         planned = sum(
             op.bytes() if isinstance(op, tile.AllocOp) else op.tile_bytes()
             for op in kernel.body.walk()
             if isinstance(op, tile.AllocOp) or (isinstance(op, tile_plan.PlanLoadOp) and op.space.data == "lds")
         )
+        for op in kernel.body.walk():
+            staged = [op.lhs, op.rhs] if isinstance(op, tile.MmaOp) else []
+            if isinstance(op, tile.BroadcastOp) or (
+                isinstance(op, tile.ReduceOp) and len(op.input.type.get_shape()) == 2  # type: ignore[attr-defined]
+            ):
+                staged = [op.input]
+            planned += sum(v.type.element_count() * (2 if v.type.element_type == bf16 else 4) for v in staged)  # type: ignore[attr-defined]
         assert kernel.footprint is not None and int(kernel.footprint.value.data) == planned
 
 

@@ -80,7 +80,12 @@ def _attention(dims: Mapping[str, Any], precision: str) -> TileChoice:
         mma(block_q, d, block_k),
         store("out", [block_q, d]),
     ]
-    return TileChoice({"block_q": block_q, "block_k": block_k}, body)
+    # The emitter (lowering/x86/attention.py) groups a kv head's query heads and block_q tokens into the rows of
+    # one tile, so that each K/V block serves all of them, and keeps the tiles in memory: kernels/attention.py
+    # through the x86 lowering (a query row per program, tiles as registers) measured 2.5-10x slower on the
+    # 2-core EPYC (benchmarks/x86_attention_paths.py; docs/lowering.md has the numbers).
+    heads = int(dims["num_heads"])
+    return TileChoice({"block_q": block_q, "block_k": block_k}, body, grid=heads, parallel="heads", emitter=True)
 
 
 def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[Mapping[str, Any], str], TileChoice]:

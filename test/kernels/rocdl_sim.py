@@ -770,6 +770,17 @@ class Simulator:
 
         return step
 
+    def _bitcast_vector(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        """The same bytes read as another vector type (little-endian, as both targets are)."""
+        match = _parse(rf"({_NAME}) : (.+) to (.+)", rest)
+        operand, target = match.group(1), parse_type(match.group(3))
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            env[result] = np.ascontiguousarray(env[operand]).view(target.dtype)
+
+        return step
+
     # --- gpu and rocdl --------------------------------------------------------------------------------------------
 
     def _thread_id(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
@@ -1169,6 +1180,7 @@ _COMPILERS: dict[str, _Compiler] = {
     "vector.extract": Simulator._extract,
     "vector.broadcast": Simulator._broadcast,
     "vector.shuffle": Simulator._shuffle_vector,
+    "vector.bitcast": Simulator._bitcast_vector,
     "vector.load": Simulator._lds_load,
     "vector.store": Simulator._lds_store,
     "memref.load": Simulator._lds_load,

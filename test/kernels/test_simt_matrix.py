@@ -1,6 +1,8 @@
 """Matrix tiles through convert-tessera-tile-to-simt (lowering/simt_lanes.py, simt_matrix.py), run in the
 lockstep simulator with waves of 64 (gfx942) and 32 (sm_90a) against float64: tessera.tile.mma in f32 and
-bf16 (tile_kernels.py's test GEMM), reductions along either axis and broadcasts (its row softmax). The shapes
+bf16, its right operand given as is or transposed (tile_kernels.py's test GEMM, its last row block cut short
+by the token count: loads and stores masked along their rows), reductions along either axis and broadcasts
+(its row softmax). The shapes
 take every way a tile spreads over a wave: several elements per lane, fewer elements than lanes
 (replicated), and counts that are neither (the last slot padded). The same kernels go through each target's
 toolchain to machine code, with no spills.
@@ -38,27 +40,29 @@ def _simulated(kernel, arch: str) -> tuple[Simulator, int]:  # type: ignore[no-u
     return Simulator(lowered.text, wave_size=gpu_arch(arch).wave_size), lowered.lds_bytes
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["w", "w_transposed"])
 @pytest.mark.parametrize("element", ["f32", "bf16"])
 @pytest.mark.parametrize("name", SHAPES)
 @pytest.mark.parametrize("arch", ARCHS)
-def test_mma_matches_float64(rng: np.random.Generator, arch: str, name: str, element: str) -> None:
+def test_mma_matches_float64(rng: np.random.Generator, arch: str, name: str, element: str, transposed: bool) -> None:
     rows, cols, depth, step = SHAPES[name]
     programs = 3
-    simulator, lds_bytes = _simulated(
-        gemm_test_kernel(rows, cols, depth, step, bf16 if element == "bf16" else f32, target=arch, programs=programs),
-        arch,
-    )
-    # The two staged operands, [rows, step] and [step, cols], in their storage type.
+    kernel = gemm_test_kernel(rows, cols, depth, step, bf16 if element == "bf16" else f32, target=arch,
+                              programs=programs, transposed=transposed)  # fmt: skip
+    simulator, lds_bytes = _simulated(kernel, arch)
+    # The two staged operands, [rows, step] and [step, cols] (or [cols, step]), in their storage type.
     assert lds_bytes == (rows * step + step * cols) * (2 if element == "bf16" else 4)
-    x = rng.standard_normal((programs * rows, depth)).astype(np.float32)
+    tokens = programs * rows - (rows > 1)  # the last block one row short where blocks have several
+    x = rng.standard_normal((tokens, depth)).astype(np.float32)
     w = rng.standard_normal((depth, cols)).astype(np.float32)
     if element == "bf16":  # the kernel reads bf16 bits: compare against the rounded operands
         x_arg, w_arg = bf16_bits(x), bf16_bits(w)
         x, w = bf16_to_f32(x_arg), bf16_to_f32(w_arg)
     else:
         x_arg, w_arg = x, w
-    y = np.full((programs * rows, cols), np.nan, np.float32)
-    simulator.run((programs, 1), {"x": x_arg, "w": w_arg, "y": y}, {"tokens": programs * rows, "position": 0})
+    y = np.full((tokens, cols), np.nan, np.float32)
+    w_arg = np.ascontiguousarray(w_arg.T) if transposed else w_arg
+    simulator.run((programs, 1), {"x": x_arg, "w": w_arg, "y": y}, {"tokens": tokens, "position": 0})
     want = x.astype(np.float64) @ w.astype(np.float64)
     bound = (depth + 1) * UNIT * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))
     assert not np.isnan(y).any(), "an element left unwritten"

@@ -326,7 +326,55 @@ def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
         assert (np.abs(got - want) <= error_bound).all(), f"ssd_step {dtype}: the final state"
 
 
+def check_attention(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """Causal GQA over a cache already holding `position` rows and this call's keys (rows past them NaN: never
+    read), with a bf16 cache and output too. Bound, per output element o = sum_s p_s v_s / sum_s p_s (p_s =
+    exp(s_s - max)): each score is a D-term dot product of pre-scaled queries, off by at most (D + 2) u
+    sum_d |q_d k_d| / sqrt(D) = ds; exp turns that into a relative error of ds plus exp's own (a few u) in
+    each p; the online softmax rescales the running sums once per key block (two roundings and an exp each)
+    and adds S terms: |o - want| <= (2 ds + (S + 3 blocks + 12) u) (sum_s p_s |v_s|) / sum_s p_s."""
+    heads, kv_heads, head_dim, position = 6, 2, 72, 3
+    group, seen = heads // kv_heads, position + tokens
+    capacity = seen + 2
+    for cache_dtype, out_dtype in (("f32", "f32"), ("bf16", "bf16")):
+        dims: dict[str, int | float | str] = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim,
+                                              "max_seq_len": capacity, "cache_dtype": cache_dtype,
+                                              "out_dtype": out_dtype}  # fmt: skip
+        kernel = build("attention", dims, target)
+        if not kernel.is_dataflow():
+            pytest.skip(f"attention on {target} is the target's emitter (tiling/x86.py keeps it: faster there)")
+        assert kernel.tiles is not None
+        block = int(plain_dict(kernel.tiles)["block_k"])
+        qkv = rng.standard_normal((tokens, (heads + 2 * kv_heads) * head_dim)).astype(np.float32)
+        keys, values = nan(capacity, kv_heads, head_dim), nan(capacity, kv_heads, head_dim)
+        keys[:seen], values[:seen] = (rng.standard_normal((seen, kv_heads, head_dim)).astype(np.float32) for _ in "kv")
+        caches = [keys, values]
+        if cache_dtype == "bf16":
+            caches = [bf16_bits(cache) for cache in caches]
+            keys, values = (bf16_to_f32(cache) for cache in caches)
+        out = nan(tokens, heads * head_dim)
+        out = bf16_bits(out) if out_dtype == "bf16" else out
+        run_kernel(kernel, [qkv, *caches, out], tokens, {"position": position})
+        q = qkv[:, : heads * head_dim].reshape(tokens, heads, head_dim).astype(np.float64) * head_dim**-0.5
+        k = np.repeat(keys[:seen].astype(np.float64), group, axis=1)
+        v = np.repeat(values[:seen].astype(np.float64), group, axis=1)
+        scores = np.einsum("thd,shd->ths", q, k)
+        visible = np.arange(seen)[None, None, :] <= (position + np.arange(tokens))[:, None, None]
+        p = np.where(visible, np.exp(np.where(visible, scores, -np.inf) - scores.max(axis=2, keepdims=True)), 0.0)
+        want = np.einsum("ths,shd->thd", p, v) / p.sum(axis=2, keepdims=True)
+        ds = (head_dim + 2) * F32_UNIT * np.einsum("thd,shd->ths", np.abs(q), np.abs(k)).max(axis=2, keepdims=True)
+        blocks = -(-seen // block)
+        scale = np.einsum("ths,shd->thd", p, np.abs(v)) / p.sum(axis=2, keepdims=True)
+        bound = (2 * ds + (seen + 3 * blocks + 12) * F32_UNIT) * scale
+        got = (bf16_to_f32(out) if out_dtype == "bf16" else out).reshape(tokens, heads, head_dim).astype(np.float64)
+        assert np.isfinite(got).all(), f"attention {cache_dtype}: elements unwritten or not finite"
+        if out_dtype == "bf16":  # one rounding of the f32 result to bf16: half a bf16 ulp, 2^-9 relative
+            bound = bound + 2.0**-8 * np.abs(want)
+        assert (np.abs(got - want) <= bound).all(), f"attention {cache_dtype}: error {np.abs(got - want).max():.2e}"
+
+
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
+    "attention": check_attention,
     "conv_silu": check_conv_silu,
     "ssd_step": check_ssd_step,
     "gated_rmsnorm": check_gated_rmsnorm,

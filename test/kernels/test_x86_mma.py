@@ -1,6 +1,8 @@
 """Matrix tiles through convert-tessera-tile-to-x86, built for this CPU and run against float64: tessera.tile.mma
-(vector FMAs) in f32 and bf16 (a test GEMM of tile_kernels.py: the production GEMM is still an emitter), and
-reductions along either axis with broadcasts (a row softmax of scores, attention's inner step).
+(vector FMAs; dot products where the right operand is given transposed) in f32 and bf16 (a test GEMM of
+tile_kernels.py: the production GEMM is still an emitter), with a last row block cut short by the token count
+(loads and stores masked along their rows: bound_axis 0), and reductions along either axis with broadcasts (a
+row softmax of scores, attention's inner step).
 
 Bound: each of the K products is added to its row's sum by a multiply-add (fused on this CPU: one rounding;
 two where it is not), so an element's error is at most (K + 1) u sum_k |x_k w_k| (u = 2^-24), whichever;
@@ -32,27 +34,33 @@ SHAPES = {"r4_c32_k24_s8": (4, 32, 24, 8), "r1_c16_k4_s4": (1, 16, 4, 4), "r6_c6
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
     text = [
-        emit_kernel(gemm_test_kernel(*shape, element, name=f"{name}_{element}"))
+        emit_kernel(gemm_test_kernel(*shape, element, name=f"{name}_{element}{'_t' * t}", transposed=t))
         for name, shape in SHAPES.items()
         for element in (f32, bf16)
+        for t in (False, True)
     ]
     return build_library("\n".join(text), tmp_path_factory.mktemp("mma") / "mma.so")
 
 
+@pytest.mark.parametrize("transposed", [False, True], ids=["w", "w_transposed"])
 @pytest.mark.parametrize("element", ["f32", "bf16"])
 @pytest.mark.parametrize("name", SHAPES)
-def test_mma_matches_float64(library: KernelLibrary, rng: np.random.Generator, name: str, element: str) -> None:
+def test_mma_matches_float64(library: KernelLibrary, rng: np.random.Generator, name: str, element: str,
+                             transposed: bool) -> None:  # fmt: skip
     rows, cols, depth, _ = SHAPES[name]
     programs = 3
-    x = rng.standard_normal((programs * rows, depth)).astype(np.float32)
+    tokens = programs * rows - (rows > 1)  # the last block one row short where blocks have several
+    x = rng.standard_normal((tokens, depth)).astype(np.float32)
     w = rng.standard_normal((depth, cols)).astype(np.float32)
     if element == "bf16":  # the kernel reads bf16 bits: compare against the rounded operands
         x_arg, w_arg = bf16_bits(x), bf16_bits(w)
         x, w = bf16_to_f32(x_arg), bf16_to_f32(w_arg)
     else:
         x_arg, w_arg = x, w
-    y = np.full((programs * rows, cols), np.nan, np.float32)
-    kernel = library.kernel(f"{name}_{element}")
+    y = np.full((tokens, cols), np.nan, np.float32)
+    kernel = library.kernel(f"{name}_{element}{'_t' * transposed}")
+    if transposed:
+        w_arg = np.ascontiguousarray(w_arg.T)
     kernel(x_arg, w_arg, y, 0, 1)
     kernel(x_arg, w_arg, y, 1, programs)  # the program range split as the runtime splits it
     want = x.astype(np.float64) @ w.astype(np.float64)
@@ -61,13 +69,15 @@ def test_mma_matches_float64(library: KernelLibrary, rng: np.random.Generator, n
     assert (np.abs(y - want) <= bound).all(), f"error {np.abs(y - want).max():.2e} above the bound"
 
 
-def test_the_interpreter_agrees(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("transposed", [False, True], ids=["w", "w_transposed"])
+def test_the_interpreter_agrees(rng: np.random.Generator, transposed: bool) -> None:
     """The Tile-IR interpreter runs the same kernel (rounding once: within the same bound)."""
     rows, cols, depth, step = SHAPES["r6_c64_k40_s5"]
-    x = rng.standard_normal((2 * rows, depth)).astype(np.float32)
+    x = rng.standard_normal((2 * rows - 1, depth)).astype(np.float32)
     w = rng.standard_normal((depth, cols)).astype(np.float32)
-    y = np.full((2 * rows, cols), np.nan, np.float32)
-    run_kernel(gemm_test_kernel(rows, cols, depth, step, f32, programs=2), [x, w, y])
+    y = np.full((2 * rows - 1, cols), np.nan, np.float32)
+    w_arg = np.ascontiguousarray(w.T) if transposed else w
+    run_kernel(gemm_test_kernel(rows, cols, depth, step, f32, programs=2, transposed=transposed), [x, w_arg, y])
     want = x.astype(np.float64) @ w.astype(np.float64)
     bound = depth * UNIT * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))
     assert (np.abs(y - want) <= bound).all()

@@ -77,20 +77,25 @@ def _row_block_kernel(body: Block, name: str, kind: str, target: str, rows: int,
 
 
 def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attribute, name: str = "gemm",
-                     target: str = "x86", programs: int = 1) -> tile.KernelOp:  # fmt: skip
+                     target: str = "x86", programs: int = 1, transposed: bool = False) -> tile.KernelOp:  # fmt: skip
     """A small GEMM written with tessera.tile.mma, for the tests of the op (the production GEMM is still a
     per-target emitter): y[T, cols] = x[T, depth] w[depth, cols], a program per `rows` rows of y, the whole
     width at once, depth in steps of `step` (a [rows, step] tile of x times a [step, cols] tile of w); its
-    grid: `programs` row blocks."""
-    x_type, w_type = MemRefType(element, [DYNAMIC_INDEX, depth]), MemRefType(element, [depth, cols])
+    grid: `programs` row blocks. The last block's rows past T are masked (bound_axis 0 on x and y).
+    `transposed`: w is given as wᵀ [cols, depth] and read by rows (mma's rhs_transposed)."""
+    w_shape = [cols, depth] if transposed else [depth, cols]
+    x_type, w_type = MemRefType(element, [DYNAMIC_INDEX, depth]), MemRefType(element, w_shape)
     k = KernelBuilder({"x": x_type, "w": w_type, "y": MemRefType(f32, [DYNAMIC_INDEX, cols])})
     x, w, y = k.buffers
-    first = k.muli(k.program_id, k.index(rows))
+    first, tokens = k.muli(k.program_id, k.index(rows)), k.size(x)
     with k.loop(k.index(0), k.index(depth), k.index(step), [k.splat(k.f32(0.0), [rows, cols])]) as piece:
-        a = k.load(x, [first, piece.iv], [rows, step])
-        b = k.load(w, [piece.iv, k.index(0)], [step, cols])
-        piece.yield_(k.mma(a, b, piece.args[0]))
-    k.store(piece.results[0], y, [first, k.index(0)])
+        a = k.load(x, [first, piece.iv], [rows, step], tokens, bound_axis=0)
+        if transposed:
+            b = k.load(w, [k.index(0), piece.iv], [cols, step])
+        else:
+            b = k.load(w, [piece.iv, k.index(0)], [step, cols])
+        piece.yield_(k.mma(a, b, piece.args[0], rhs_transposed=transposed))
+    k.store(piece.results[0], y, [first, k.index(0)], tokens, bound_axis=0)
     return _row_block_kernel(k.finish(), name, "gemm_test", target, rows, programs)
 
 

@@ -6,8 +6,9 @@
 // RUN: not tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule,tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=x86},tessera-tile-compute-footprint' -t rocdl-mlir 2>&1 | FileCheck %s --check-prefix=WRONG
 
 // One gpu.module; every kernel takes a pointer per launch operand, then the token count and the position.
-// Matrix kernels stage their operands in LDS (workgroup attributions, bf16 as i16, rows padded) and multiply
-// on MFMA; the rest are SIMT kernels of one wave per row.
+// The GEMM, the chunked scan and the experts stage their operands in LDS (workgroup attributions, bf16 as i16,
+// rows padded) and multiply on MFMA; attention (kernels/attention.py) stages its mma operands in LDS too and
+// multiplies in the SIMT lowering's loops (no MFMA pattern yet); the rest are SIMT kernels of one wave per row.
 // CHECK:       gpu.module @kernels
 // CHECK:       gpu.func @embedding_hidden32_vocab64(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 64, 1, 1>, rocdl.flat_work_group_size = "64,64"}
 // CHECK-LABEL: gpu.func @matmul_bias0_store_k32_n132_row_scale1(
@@ -19,7 +20,8 @@
 // CHECK:         rocdl.mfma.f32.16x16x16bf16.1k
 // CHECK-LABEL: gpu.func @attention_p8_s32_h4_hkv2(
 // CHECK-SAME:    workgroup(
-// CHECK:         rocdl.mfma.f32.16x16x16bf16.1k
+// CHECK-NOT:     rocdl.mfma
+// CHECK:         gpu.return
 // CHECK-LABEL: gpu.func @moe_experts_ffn24_latent16_e4_topk2(
 // CHECK-SAME:    workgroup(
 // CHECK:         rocdl.mfma.f32.16x16x16bf16.1k
@@ -40,7 +42,8 @@
 // ASM-NEXT:    .amdhsa_group_segment_fixed_size {{[1-9][0-9]*}}
 // ASM-LABEL: attention_p8_s32_h4_hkv2:
 // ASM:         ds_write
-// ASM:         v_mfma_f32_16x16x16_bf16
+// ASM:         ds_read
+// ASM-NOT:     v_mfma
 // ASM:       .amdhsa_kernel attention_p8_s32_h4_hkv2
 // ASM-NEXT:    .amdhsa_group_segment_fixed_size {{[1-9][0-9]*}}
 // ASM-LABEL: moe_experts_ffn24_latent16_e4_topk2:

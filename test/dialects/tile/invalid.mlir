@@ -89,6 +89,24 @@ tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "ch
 // -----
 
 tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
+^bb0(%w: memref<64x4xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %w[%c0, %c0] {bound_axis = 0 : i64} : memref<64x4xf32> -> !tessera.tile.tile<2x4xf32>
+}
+// CHECK: tessera.tile.load: bound_axis 0 needs a bound and names a tile axis
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
+^bb0(%w: memref<64x4xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %w[%c0, %c0] bound %t {bound_axis = 2 : i64} : memref<64x4xf32> -> !tessera.tile.tile<2x4xf32>
+}
+// CHECK: tessera.tile.load: bound_axis 2 needs a bound and names a tile axis
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
 ^bb0(%n: index, %t: index):
   %s = tessera.tile.alloc : memref<?x4xf32>
 }
@@ -128,6 +146,18 @@ tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "ro
   %d = tessera.tile.mma %a, %b, %c : !tessera.tile.tile<2x4xf32>, !tessera.tile.tile<8x16xf32>, !tessera.tile.tile<2x16xf32> -> !tessera.tile.tile<2x16xf32>
 }
 // CHECK: tessera.tile.mma: 2x4 times 8x16 does not accumulate into 2x16
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%t: index):
+  %zero = arith.constant 0.0 : f32
+  %a = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<2x4xf32>
+  %b = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<4x16xf32>
+  %c = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<2x16xf32>
+  %d = tessera.tile.mma %a, %b, %c {rhs_transposed} : !tessera.tile.tile<2x4xf32>, !tessera.tile.tile<4x16xf32>, !tessera.tile.tile<2x16xf32> -> !tessera.tile.tile<2x16xf32>
+}
+// CHECK: tessera.tile.mma: 2x4 times 16x4 (given transposed) does not accumulate into 2x16
 
 // -----
 
