@@ -86,9 +86,48 @@ class Spread:
             number = emit(arith.MinUIOp(number, emit.constant(self.count - 1, INDEX)))
         return number
 
-    def coordinates(self, emit: Emitter, lane: SSAValue, slot: int) -> list[SSAValue]:
-        """The element's position along each axis of the tile (row-major)."""
-        element = self.element(emit, lane, slot)
+    def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
+        """Per slot, the position along each axis of the tile of the element `lane` holds (row-major). Where
+        the wave covers whole rows (W a multiple of a row's N) or a row whole waves (N a multiple of W), a
+        slot's position is the lane's own plus a constant: the lane is split once, not per slot."""
+        if len(self.shape) == 2 and not self.replicated and not any(map(self.padded, range(self.slots))):
+            cols = self.shape[1]
+            if self.lanes % cols == 0 or cols % self.lanes == 0:
+                return self._by_rows(emit, lane, cols)
+        return [self._positions(emit, self.element(emit, lane, slot)) for slot in range(self.slots)]
+
+    def steps(self) -> list[list[int]] | None:
+        """Per slot, its element's position minus slot 0's along each axis, where that is the same constant
+        for every lane (an access then computes one address and adds a constant per slot); else None."""
+        if self.replicated or any(map(self.padded, range(self.slots))):
+            return None
+        if len(self.shape) == 1:
+            return [[slot * self.lanes] for slot in range(self.slots)]
+        if len(self.shape) != 2:
+            return None
+        cols = self.shape[1]
+        if cols % self.lanes == 0:
+            per_row = cols // self.lanes
+            return [[slot // per_row, (slot % per_row) * self.lanes] for slot in range(self.slots)]
+        if self.lanes % cols == 0:
+            return [[slot * (self.lanes // cols), 0] for slot in range(self.slots)]
+        return None
+
+    def _by_rows(self, emit: Emitter, lane: SSAValue, cols: int) -> list[list[SSAValue]]:
+        def plus(value: SSAValue, offset: int) -> SSAValue:
+            return value if offset == 0 else emit(arith.AddiOp(value, emit.constant(offset, INDEX)))
+
+        if cols % self.lanes == 0:  # a row spans cols / W slots: the lane is the column within each
+            per_row = cols // self.lanes
+            return [
+                [emit.constant(slot // per_row, INDEX), plus(lane, (slot % per_row) * self.lanes)]
+                for slot in range(self.slots)
+            ]
+        row = emit(arith.DivUIOp(lane, emit.constant(cols, INDEX)))  # W / cols rows per slot
+        col = emit(arith.RemUIOp(lane, emit.constant(cols, INDEX)))
+        return [[plus(row, slot * (self.lanes // cols)), col] for slot in range(self.slots)]
+
+    def _positions(self, emit: Emitter, element: SSAValue) -> list[SSAValue]:
         positions: list[SSAValue] = []
         for size in reversed(self.shape[1:]):
             positions.append(emit(arith.RemUIOp(element, emit.constant(size, INDEX))))

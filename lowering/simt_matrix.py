@@ -50,9 +50,10 @@ def _staged(emit: Emitter, anchor: tile.MmaOp | tile.ReduceOp | tile.BroadcastOp
     buffer = function.add_workgroup_buffer(MemRefType(element, type_.get_shape()))
     buffer.name_hint = f"lds_{anchor.name.removeprefix('tessera.tile.')}{function.attributions() - 1}"
     lane = lane_of(anchor)
+    places = spread.coordinates(emit, lane)
     for slot, item in enumerate(slot_values(emit, value, spread.slots, element)):
         owner = spread.owner(emit, lane, slot)
-        store = memref.StoreOp.get(item, buffer, spread.coordinates(emit, lane, slot))
+        store = memref.StoreOp.get(item, buffer, places[slot])
         if owner is None:
             emit(store)
         else:
@@ -120,10 +121,7 @@ class LowerBroadcast(SimtPattern):
         buffer = _staged(emit, op, op.input, input_type, self.lanes)
         emit(gpu.BarrierOp())
         spread, lane = Spread.of(result_type, self.lanes), lane_of(op)
-        values = []
-        for slot in range(spread.slots):
-            position = spread.coordinates(emit, lane, slot)[1 - axis]
-            values.append(emit(memref.LoadOp.get(buffer, [position])))
+        values = [emit(memref.LoadOp.get(buffer, [place[1 - axis]])) for place in spread.coordinates(emit, lane)]
         rewriter.replace_matched_op([], [packed(emit, values)])
 
 
@@ -138,7 +136,7 @@ class LowerMma(SimtPattern):
         b = _staged(emit, op, op.rhs, rhs_type, self.lanes)
         emit(gpu.BarrierOp())
         spread, lane = Spread.of(acc_type, self.lanes), lane_of(op)
-        places = [spread.coordinates(emit, lane, slot) for slot in range(spread.slots)]
+        places = spread.coordinates(emit, lane)
         element = storage(acc_type.element_type)
         widen = isinstance(lhs_type.element_type, BFloat16Type)
         transposed = op.rhs_transposed is not None  # b staged as given: [N, K]

@@ -90,13 +90,13 @@ class _Access:
     """One element of an access: its indices, and whether it lies before the bound (None: it does)."""
 
     def __init__(self, emit: Emitter, op: tile.LoadOp | tile.StoreOp, indices: list[SSAValue],
-                 valid: SSAValue | None) -> None:  # fmt: skip
+                 valid: SSAValue | None, offset: SSAValue | None = None) -> None:  # fmt: skip
         self.op = op
         self.indices = indices
         self.valid = valid
         if not _in_workgroup(op.memref):
             assert isinstance(op.memref.type, MemRefType)
-            self.offset = _linear_offset(emit, op.memref.type, indices)
+            self.offset = offset if offset is not None else _linear_offset(emit, op.memref.type, indices)
 
     def load(self, element: Attribute) -> list[Operation]:
         """The ops that read the element (the value is the last one's result)."""
@@ -124,16 +124,48 @@ def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes: int) -> tupl
         return [_Access(emit, op, list(op.indices), None)], None
     spread = Spread.of(value_type, lanes)
     axes, lane = tile.access_axes(op), lane_of(op)
+    steps = spread.steps()
+    if steps is not None and not _in_workgroup(op.memref):
+        return _stepped_accesses(emit, op, spread, steps), spread
     accesses = []
-    for slot in range(spread.slots):
+    for place in spread.coordinates(emit, lane):
         indices = list(op.indices)
-        for axis, position in zip(axes, spread.coordinates(emit, lane, slot), strict=True):
+        for axis, position in zip(axes, place, strict=True):
             indices[axis] = emit(arith.AddiOp(indices[axis], position))
         valid = None
         if op.bound is not None:
             valid = emit(arith.CmpiOp(indices[axes[tile.bound_axis(op)]], op.bound, "ult"))
         accesses.append(_Access(emit, op, indices, valid))
     return accesses, spread
+
+
+def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, spread: Spread,
+                      steps: list[list[int]]) -> list[_Access]:  # fmt: skip
+    """A global access whose slots lie at constant distances from slot 0's element: one address, then a
+    constant added per slot (and, under a bound, a constant compared with the room left along its axis)."""
+    axes = tile.access_axes(op)
+    buffer = op.memref.type
+    assert isinstance(buffer, MemRefType)
+    shape = buffer.get_shape()
+    strides = [1] * len(shape)
+    for dimension in range(len(shape) - 2, -1, -1):
+        strides[dimension] = strides[dimension + 1] * shape[dimension + 1]
+    indices = list(op.indices)
+    for axis, position in zip(axes, spread.coordinates(emit, lane_of(op))[0], strict=True):
+        indices[axis] = emit(arith.AddiOp(indices[axis], position))
+    base = _linear_offset(emit, buffer, indices)
+    room = None
+    if op.bound is not None:
+        room = emit(arith.SubiOp(op.bound, indices[axes[tile.bound_axis(op)]]))
+    accesses = []
+    for step in steps:
+        distance = sum(delta * strides[axis] for axis, delta in zip(axes, step, strict=True))
+        offset = base if distance == 0 else emit(arith.AddiOp(base, emit.constant(distance, i32)))
+        valid = None
+        if room is not None:
+            valid = emit(arith.CmpiOp(emit.constant(step[tile.bound_axis(op)], IndexType()), room, "slt"))
+        accesses.append(_Access(emit, op, [], valid, offset))
+    return accesses
 
 
 class LowerLoad(TilePattern):

@@ -16,12 +16,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rocdl_sim import Simulator
-from tile_kernels import gemm_test_kernel, softmax_test_kernel
+from tile_kernels import gemm_test_kernel, gemm_test_operands, softmax_test_kernel
 from xdsl.dialects.builtin import bf16, f32
 
 from tessera.arch import gpu_arch
 from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
-from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
 UNIT = 2.0**-24
 ARCHS = ("gfx942", "sm_90a")
@@ -53,15 +52,8 @@ def test_mma_matches_float64(rng: np.random.Generator, arch: str, name: str, ele
     # The two staged operands, [rows, step] and [step, cols] (or [cols, step]), in their storage type.
     assert lds_bytes == (rows * step + step * cols) * (2 if element == "bf16" else 4)
     tokens = programs * rows - (rows > 1)  # the last block one row short where blocks have several
-    x = rng.standard_normal((tokens, depth)).astype(np.float32)
-    w = rng.standard_normal((depth, cols)).astype(np.float32)
-    if element == "bf16":  # the kernel reads bf16 bits: compare against the rounded operands
-        x_arg, w_arg = bf16_bits(x), bf16_bits(w)
-        x, w = bf16_to_f32(x_arg), bf16_to_f32(w_arg)
-    else:
-        x_arg, w_arg = x, w
+    x_arg, w_arg, x, w = gemm_test_operands(rng, tokens, depth, cols, element, transposed)
     y = np.full((tokens, cols), np.nan, np.float32)
-    w_arg = np.ascontiguousarray(w_arg.T) if transposed else w_arg
     simulator.run((programs, 1), {"x": x_arg, "w": w_arg, "y": y}, {"tokens": tokens, "position": 0})
     want = x.astype(np.float64) @ w.astype(np.float64)
     bound = (depth + 1) * UNIT * (np.abs(x).astype(np.float64) @ np.abs(w).astype(np.float64))

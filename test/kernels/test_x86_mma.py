@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tile_kernels import gemm_test_kernel, softmax_test_kernel
+from tile_kernels import gemm_test_kernel, gemm_test_operands, softmax_test_kernel
 from xdsl.dialects.builtin import bf16, f32
 
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
@@ -24,7 +24,6 @@ from tessera.interpreters import run_kernel
 from tessera.lowering.convert_tile_to_x86 import emit_kernel
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.native import KernelLibrary
-from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
 UNIT = 2.0**-24
 # rows, cols, depth, step: one K step or several, a row of one, widths of a vector and more
@@ -50,17 +49,9 @@ def test_mma_matches_float64(library: KernelLibrary, rng: np.random.Generator, n
     rows, cols, depth, _ = SHAPES[name]
     programs = 3
     tokens = programs * rows - (rows > 1)  # the last block one row short where blocks have several
-    x = rng.standard_normal((tokens, depth)).astype(np.float32)
-    w = rng.standard_normal((depth, cols)).astype(np.float32)
-    if element == "bf16":  # the kernel reads bf16 bits: compare against the rounded operands
-        x_arg, w_arg = bf16_bits(x), bf16_bits(w)
-        x, w = bf16_to_f32(x_arg), bf16_to_f32(w_arg)
-    else:
-        x_arg, w_arg = x, w
+    x_arg, w_arg, x, w = gemm_test_operands(rng, tokens, depth, cols, element, transposed)
     y = np.full((tokens, cols), np.nan, np.float32)
     kernel = library.kernel(f"{name}_{element}{'_t' * transposed}")
-    if transposed:
-        w_arg = np.ascontiguousarray(w_arg.T)
     kernel(x_arg, w_arg, y, 0, 1)
     kernel(x_arg, w_arg, y, 1, programs)  # the program range split as the runtime splits it
     want = x.astype(np.float64) @ w.astype(np.float64)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 from xdsl.dialects.builtin import (
     DYNAMIC_INDEX,
     DictionaryAttr,
@@ -25,6 +26,7 @@ from tessera.kernels.builder import KernelBuilder
 from tessera.lowering.convert_schedule_to_tile import GRID_DIMS
 from tessera.passes.tile_choose_tiles import choose_tiles
 from tessera.passes.tile_compute_footprint import compute_footprints
+from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
 
 def _attribute(value: int | float | str) -> IntegerAttr | FloatAttr | StringAttr:
@@ -97,6 +99,20 @@ def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attri
         piece.yield_(k.mma(a, b, piece.args[0], rhs_transposed=transposed))
     k.store(piece.results[0], y, [first, k.index(0)], tokens, bound_axis=0)
     return _row_block_kernel(k.finish(), name, "gemm_test", target, rows, programs)
+
+
+def gemm_test_operands(rng: np.random.Generator, tokens: int, depth: int, cols: int, element: str,
+                       transposed: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Random x [tokens, depth] and w [depth, cols] for gemm_test_kernel: (x, w) as the kernel receives them
+    (bf16 bits for bf16; w as wᵀ when transposed), and their float32 values (rounded to bf16 for bf16)."""
+    x = rng.standard_normal((tokens, depth)).astype(np.float32)
+    w = rng.standard_normal((depth, cols)).astype(np.float32)
+    if element == "bf16":  # the kernel reads bf16 bits: compare against the rounded operands
+        x_arg, w_arg = bf16_bits(x), bf16_bits(w)
+        x, w = bf16_to_f32(x_arg), bf16_to_f32(w_arg)
+    else:
+        x_arg, w_arg = x, w
+    return x_arg, np.ascontiguousarray(w_arg.T) if transposed else w_arg, x, w
 
 
 def softmax_test_kernel(rows: int, cols: int, depth: int, name: str = "softmax", target: str = "x86",
