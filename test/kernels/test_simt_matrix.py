@@ -107,7 +107,7 @@ def test_matrix_kernels_build_without_spills(arch: str) -> None:
 
         ptx = nvvm.to_ptx(nvvm.to_llvm_ir(nvvm_text.kernels_module([k.text for k in kernels])))
         if nvvm.find_ptxas() is None:
-            pytest.skip("ptxas is not installed: the PTX was built, not assembled")
+            pytest.skip(reason="ptxas is not installed: the PTX was built, not assembled")
         reports = nvvm.assemble(ptx).kernels
         assert set(reports) == {"gemm_f32", "gemm_bf16", "softmax"}
         assert all(r.spill_stores == r.spill_loads == 0 for r in reports.values()), reports

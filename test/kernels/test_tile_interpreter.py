@@ -342,7 +342,7 @@ def check_attention(rng: np.random.Generator, target: str, tokens: int) -> None:
                                               "out_dtype": out_dtype}  # fmt: skip
         kernel = build("attention", dims, target)
         if not kernel.is_dataflow():
-            pytest.skip(f"attention on {target} is the target's emitter (tiling/x86.py keeps it: faster there)")
+            pytest.skip(reason=f"attention on {target} is the target's emitter (tiling/x86.py keeps it: faster there)")
         assert kernel.tiles is not None
         block = int(plain_dict(kernel.tiles)["block_k"])
         qkv = rng.standard_normal((tokens, (heads + 2 * kv_heads) * head_dim)).astype(np.float32)
