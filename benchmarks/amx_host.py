@@ -48,8 +48,7 @@ def prepare(out: Path) -> None:
     from test_hf_contract import PROMPT, hf_reference, make_checkpoint
 
     from tessera import toolchain
-    from tessera.lowering.convert_tile_to_x86 import kernels_module
-    from tessera.lowering.x86 import gemm
+    from tessera.lowering.convert_tile_to_x86 import emit_kernel, gemm_kernel, kernels_module
     from tessera.lowering.x86.amx import emit_gemm_amx
     from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE, LLVM_PIPELINE
     from tessera.tiling import x86_gemm
@@ -71,7 +70,7 @@ def prepare(out: Path) -> None:
     (out / "gemm").mkdir(exist_ok=True)
     variants = {
         "amx": (emit_gemm_amx("gemm", spec, tiles.nr), AMX_LLVM_PIPELINE, toolchain.X86_64_AMX),
-        "avx512": (gemm.emit_gemm("gemm", spec, tiles), LLVM_PIPELINE, toolchain.X86_64_AVX512),
+        "avx512": (emit_kernel(gemm_kernel("gemm", spec, tiles)), LLVM_PIPELINE, toolchain.X86_64_AVX512),
     }
     for name, (function, pipeline, cpu) in variants.items():
         llvm_ir = toolchain.mlir_to_llvm_ir(kernels_module([function]), pipeline)

@@ -1,4 +1,4 @@
-"""Tessera's x86 GEMM / GEMV kernels (lowering/x86/gemm.py) against torch.matmul fp32 on this CPU.
+"""Tessera's GEMM / GEMV kernels (kernels/gemm.py, lowered for x86) against torch.matmul fp32 on this CPU.
 
     python benchmarks/x86_gemm.py [--reps N] [--shapes 6176x1024,4096x1024] [--m 512,2048] [--tiles mr,nr,kc,mc,ku]
                                   [--activations bf16]
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from tessera import toolchain
-from tessera.lowering.x86 import gemm
+from tessera.lowering.convert_tile_to_x86 import emit_kernel, gemm_kernel
 from tessera.lowering.x86.pipeline import build_library
-from tessera.runtime.weights import bf16_bits
+from tessera.runtime.weights import bf16_bits, pack_panels
 from tessera.tiling import x86_gemm
 
 SHAPES = ((6176, 1024), (4096, 1024), (1024, 4096), (32000, 1024))  # (N, K) of the model's projections
@@ -46,7 +46,7 @@ Runner = Callable[[], object]
 
 
 def build_kernel(spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles, scratch: Path) -> Callable[..., None]:
-    library = build_library(gemm.emit_gemm("gemm", spec, tiles), scratch / f"gemm_{id(spec)}_{id(tiles)}.so")
+    library = build_library(emit_kernel(gemm_kernel("gemm", spec, tiles)), scratch / f"gemm_{id(spec)}_{id(tiles)}.so")
     return library.kernel("gemm")
 
 
@@ -87,7 +87,7 @@ def prefill_row(
     rng = np.random.default_rng()
     weight = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((m, k), dtype=np.float32)
-    packed = gemm.pack_weight(weight, x86_gemm.GemmSpec(n, k, "store"), tiles)
+    packed = pack_panels(weight, tiles.nr, "f32")
     y = np.empty((m, n), dtype=np.float32)
     x_t, w_t = torch.from_numpy(x), torch.from_numpy(weight)
     label = "f32"
@@ -102,7 +102,7 @@ def decode_row(n: int, k: int, dtype: str, run: Callable[..., None], tiles: x86_
     spec = x86_gemm.GemmSpec(n, k, "store", weight_dtype=dtype)
     rng = np.random.default_rng()
     weight = rng.standard_normal((n, k), dtype=np.float32)
-    packed = gemm.pack_weight(weight, spec, tiles)
+    packed = pack_panels(weight, tiles.nr, spec.weight_dtype)
     copies = max(1, -(-STREAM_BYTES // packed.nbytes))
     ours_weights = [packed.copy() for _ in range(copies)]
     torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32

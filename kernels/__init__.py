@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Block
 
-from tessera.kernels import attention, mamba, moe, rows
+from tessera.kernels import attention, gemm, mamba, moe, rows
 from tessera.kernels.builder import Dims
 
 KernelBody = Callable[[Dims, Mapping[str, int]], Block]
 
-KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS, **attention.KERNELS, **mamba.KERNELS}
+KERNELS: dict[str, KernelBody] = {
+    **rows.KERNELS, **moe.KERNELS, **attention.KERNELS, **mamba.KERNELS, **gemm.KERNELS
+}
 # The scalars each kind reads after its buffers (dialects/tile.py KERNEL_SCALARS).
 SCALARS: dict[str, tuple[str, ...]] = {**attention.SCALARS}
+# Launch buffers (by name) that the runtime packs once at load into the layout the kernel takes, instead of
+# the launch's own type: the layout as a function of the dims and tiles.
+PACKED: dict[str, dict[str, Callable[[Dims, Mapping[str, int]], MemRefType]]] = {**gemm.PACKED}

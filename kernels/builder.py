@@ -281,6 +281,15 @@ class KernelBuilder:
         return self._insert(tile.MapOp(inputs, result_type, Region(block)))
 
     @contextmanager
+    def when(self, condition: SSAValue) -> Iterator[None]:
+        """scf.if `condition` (an i1) with no results: the body runs where it holds."""
+        body = Block()
+        with self._at_end(body):
+            yield
+            self._insert(scf.YieldOp())
+        self._builder.insert(scf.IfOp(condition, [], Region(body), Region(Block([scf.YieldOp()]))))
+
+    @contextmanager
     def loop(self, lo: SSAValue, hi: SSAValue, step: SSAValue,
              carried: Sequence[SSAValue] = ()) -> Iterator[Loop]:  # fmt: skip
         """scf.for lo..hi by step, carrying `carried`; the body yields `loop.yielded` (set by loop.yield_)."""

@@ -16,16 +16,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
+from xdsl.ir import Region
 
-from tessera.dialects import tile, tile_plan
+from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
 from tessera.dialects.upstream import upstream_text
 from tessera.errors import TesseraError
 from tessera.lowering.expand_math import expand_math
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.tile_to_x86 import lower_to_x86
-from tessera.lowering.x86 import attention, gemm, mamba, moe
+from tessera.lowering.x86 import attention, mamba, moe
 from tessera.tiling import x86 as tiling
 from tessera.tiling import x86_gemm
 
@@ -52,12 +53,38 @@ def gemm_tiles(kernel: tile.KernelOp) -> x86_gemm.GemmTiles:
 
 
 def gemm_spec(kernel: tile.KernelOp) -> x86_gemm.GemmSpec:
-    """The GEMM a matmul kernel is: its dims, and the weight element type its tile body loads."""
-    weight_dtype = "f32"
-    for op in kernel.body.block.ops:
-        if isinstance(op, tile_plan.PlanLoadOp) and op.operand.data == "weight":
-            weight_dtype = str(op.element)
-    return tiling.gemm_spec(_dims(kernel), weight_dtype)
+    """The GEMM a matmul kernel is: its dims, and the weight element type its tiles read (kernels/gemm.py)."""
+    assert kernel.tiles is not None
+    weight_bf16 = int(plain_dict(kernel.tiles).get("weight_bf16", 0))
+    return tiling.gemm_spec(_dims(kernel), "bf16" if weight_bf16 else "f32")
+
+
+def gemm_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles | None = None) -> tile.KernelOp:
+    """The x86 `tessera.tile.kernel` of one projection (kernels/gemm.py), with `tiles` or the policy's: what
+    tessera-tile-choose-tiles makes of a matmul, for the GEMM's tests and benchmarks."""
+    from tessera.kernels.gemm import matmul
+
+    tiles = tiles or x86_gemm.choose_tiles(spec)
+    dims: dict[str, int | str] = {"n": spec.n, "k": spec.k, "epilogue": spec.epilogue, "bias": int(spec.bias),
+                                  "row_scale": int(spec.row_scale), "x_dtype": spec.x_dtype, "y_dtype": spec.y_dtype}  # fmt: skip
+    chosen = {key: value for key, value in vars(tiles).items() if isinstance(value, int)}
+    chosen["weight_bf16"] = int(spec.weight_dtype == "bf16")
+    return tile.KernelOp(
+        properties={
+            "sym_name": StringAttr(name),
+            "kind": StringAttr("matmul"),
+            "dims": DictionaryAttr({key: _attribute(value) for key, value in dims.items()}),
+            "parallel": StringAttr("panels"),
+            "grid": IntegerAttr(x86_gemm.panel_count(spec, tiles), i64),
+            "target": StringAttr("x86"),
+            "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in chosen.items()}),
+        },
+        regions=[Region(matmul(dims, chosen))],
+    )
+
+
+def _attribute(value: int | str) -> IntegerAttr | StringAttr:
+    return StringAttr(value) if isinstance(value, str) else IntegerAttr(value, i64)
 
 
 def mamba_dims(kernel: tile.KernelOp) -> mamba.MambaDims:
@@ -95,8 +122,6 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         raise X86LoweringError(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=x86}})")
     if kernel.is_dataflow():
         return _lower_dataflow(kernel)
-    if kind == "matmul":
-        return gemm.emit_gemm(name, gemm_spec(kernel), gemm_tiles(kernel))
     if kind == "moe_experts":
         experts = moe.ExpertDims(d["num_experts"], d["top_k"], d.get("ffn", 1), d["latent"], d.get("x_dtype", "f32"))
         return moe.emit_moe_expert_outputs(name, experts)

@@ -254,13 +254,14 @@ class LowerConvert(TilePattern):
         source = _element(op.input.type)  # i16: bf16 bits already lowered
         target = _element(op.result.type)
         value = op.input
-        if not (isinstance(value.type, VectorType) and len(value.type.get_shape()) > 1):
+        held = lowered_type(value.type, self.lanes)  # a loop's tile result keeps its tile type until the end
+        if not (isinstance(held, VectorType) and len(held.get_shape()) > 1):
             rewriter.replace_matched_op([], [_converted(emit, op, value, source, target)])
             return
-        rows, cols = value.type.get_shape()
+        rows, cols = held.get_shape()
         result = emit.constant(0, VectorType(storage(target), [rows, cols]))
         for i in range(rows):
-            row = emit(vector.ExtractOp(value, [i], VectorType(value.type.element_type, [cols])))
+            row = emit(vector.ExtractOp(value, [i], VectorType(held.element_type, [cols])))
             result = emit(vector.InsertOp(_converted(emit, op, row, source, target), result, [i]))
         rewriter.replace_matched_op([], [result])
 

@@ -18,10 +18,11 @@ lowering/convert_tile_to_x86.py emits those.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, func, memref, scf, vector
+from xdsl.dialects import arith, func, llvm, memref, scf, vector
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     AnyFloat,
@@ -35,7 +36,9 @@ from xdsl.dialects.builtin import (
     VectorType,
     f32,
     i1,
+    i16,
     i32,
+    i64,
 )
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.ir.affine import AffineExpr, AffineMap
@@ -123,11 +126,14 @@ class LowerLoad(TilePattern):
         buffer_type = op.memref.type
         assert isinstance(buffer_type, MemRefType)
         element = buffer_type.element_type
-        if not isinstance(op.result.type, TileType):
-            value = emit(memref.LoadOp.get(op.memref, list(op.indices)))
+        lowered = lowered_type(op.result.type, LANES)
+        if not isinstance(op.result.type, TileType) or (op.bound is None and not isinstance(lowered, VectorType)):
+            value = emit(memref.LoadOp.get(op.memref, list(op.indices)))  # a scalar, or a tile of one element
+        elif op.bound is None and isinstance(lowered, VectorType) and lowered.get_shape()[1:] == (1,):
+            rewriter.replace_matched_op([], [_load_column(emit, op, lowered)])
+            return
         else:
-            lowered = lowered_type(op.result.type, LANES)
-            assert isinstance(lowered, VectorType)
+            assert isinstance(lowered, VectorType), f"{op.name}: a masked tile of one element"
             loaded = VectorType(element, lowered.get_shape())
             permutation = _transfer_map(op)
             if permutation is not None:  # vector.transfer_read: upstream lowers it by rows, or by elements
@@ -149,12 +155,31 @@ class LowerLoad(TilePattern):
         rewriter.replace_matched_op([], [_as_storage(emit, value, element)])
 
 
+def _load_column(emit: Emitter, op: tile.LoadOp, lowered: VectorType) -> SSAValue:
+    """A column tile [rows, 1] as one scalar load per row (what an mma broadcasts: LLVM folds each into a
+    broadcast from memory), never a vector of bf16 elements (which LLVM would round-trip through f32)."""
+    element = op.memref.type.element_type  # type: ignore[attr-defined]
+    row_axis = tile.access_axes(op)[0]
+    value = emit.constant(0, lowered)
+    for i in range(lowered.get_shape()[0]):
+        indices = list(op.indices)
+        if i:
+            indices[row_axis] = emit(arith.AddiOp(indices[row_axis], emit.constant(i, IndexType())))
+        scalar = _as_storage(emit, emit(memref.LoadOp.get(op.memref, indices)), element)
+        value = emit(vector.InsertOp(scalar, value, [i, 0]))
+    return value
+
+
 class LowerStore(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
         buffer_type = op.memref.type
         assert isinstance(buffer_type, MemRefType)
+        if isinstance(buffer_type.element_type, BFloat16Type) and op.bound is not None:
+            _store_bf16_bounded(emit, op)
+            rewriter.erase_op(op)
+            return
         value = _as_element(emit, op.value, buffer_type.element_type)
         permutation = _transfer_map(op) if isinstance(op.value.type, TileType) else None
         if not isinstance(op.value.type, TileType):
@@ -171,6 +196,74 @@ class LowerStore(TilePattern):
             assert isinstance(lowered, VectorType)
             emit(vector.MaskedStoreOp(op.memref, list(op.indices), _mask(emit, op, lowered), value))
         rewriter.erase_op(op)
+
+
+def _store_bf16_bounded(emit: Emitter, op: tile.StoreOp) -> None:
+    """A bf16 tile stored up to its bound: one unmasked store where the whole tile lies before the bound, else
+    its elements before the bound one by one, as i16 bits through the buffer's pointer. A masked store or an
+    element extracted as bf16 is widened to f32 and narrowed back by LLVM's legalisation, which on x86 without
+    AVX512-BF16 is a __truncsfbf2 libcall the kernels do not link; bits never pass through a float here."""
+    assert isinstance(op.value.type, TileType) and op.bound is not None
+    buffer_type = op.memref.type
+    assert isinstance(buffer_type, MemRefType)
+    lowered = lowered_type(op.value.type, LANES)
+    assert isinstance(lowered, VectorType)
+    shape, axes, limited = lowered.get_shape(), tile.access_axes(op), tile.bound_axis(op)
+    start = op.indices[axes[limited]]
+    end = emit(arith.AddiOp(start, emit.constant(shape[limited], IndexType())))
+    whole = emit(arith.CmpiOp(end, op.bound, "ule"))
+    within, edge = Block(), Block()
+    inside = emit.at_end_of(within)
+    bf16_value = inside(arith.BitcastOp(op.value, VectorType(BFloat16Type(), shape)))
+    permutation = _transfer_map(op)
+    if permutation is None:
+        inside(vector.StoreOp(bf16_value, op.memref, list(op.indices)))
+    else:
+        every = ArrayAttr([BoolAttr.from_bool(True)] * len(shape))
+        inside(vector.TransferWriteOp(bf16_value, op.memref, list(op.indices), every, None, permutation))
+    inside(scf.YieldOp())
+    outside = emit.at_end_of(edge)
+    address = outside(arith.IndexCastOp(outside(memref.ExtractAlignedPointerAsIndexOp.get(op.memref)), i64))
+    pointer = outside(llvm.IntToPtrOp(address))
+    count = outside(
+        arith.MinSIOp(outside(arith.SubiOp(op.bound, start)), outside.constant(shape[limited], IndexType()))
+    )
+    zero, one = outside.constant(0, IndexType()), outside.constant(1, IndexType())
+    strides = _row_major_strides(buffer_type)
+    for fixed in itertools.product(*(range(size) if axis != limited else [0] for axis, size in enumerate(shape))):
+        body = Block(arg_types=[IndexType()])
+        inner = emit.at_end_of(body)
+        position: list[SSAValue | int] = [
+            body.args[0] if axis == limited else fixed[axis] for axis in range(len(shape))
+        ]
+        bits = inner(vector.ExtractOp(op.value, position, storage(BFloat16Type())))
+        offset = inner.constant(0, IndexType())
+        for axis, at in enumerate(position):
+            index = op.indices[axes[axis]]
+            index = inner(arith.AddiOp(index, at if isinstance(at, SSAValue) else inner.constant(at, IndexType())))
+            offset = inner(
+                arith.AddiOp(offset, inner(arith.MuliOp(index, inner.constant(strides[axes[axis]], IndexType()))))
+            )
+        for dim in set(range(len(strides))) - set(axes):
+            scaled = inner(arith.MuliOp(op.indices[dim], inner.constant(strides[dim], IndexType())))
+            offset = inner(arith.AddiOp(offset, scaled))
+        element = inner(
+            llvm.GEPOp.from_mixed_indices(pointer, [inner(arith.IndexCastOp(offset, i64))], pointee_type=i16)
+        )
+        inner(llvm.StoreOp(bits, element))
+        inner(scf.YieldOp())
+        outside(scf.ForOp(zero, count, one, [], body))
+    outside(scf.YieldOp())
+    emit(scf.IfOp(whole, [], Region(within), Region(edge)))
+
+
+def _row_major_strides(buffer_type: MemRefType) -> list[int]:
+    """Element strides of a row-major buffer (only its outermost size may be dynamic)."""
+    strides, size = [], 1
+    for extent in reversed(buffer_type.get_shape()):
+        strides.append(size)
+        size *= extent
+    return strides[::-1]
 
 
 class LowerAlloc(RewritePattern):
@@ -282,22 +375,24 @@ class LowerMma(TilePattern):
         assert isinstance(lhs, VectorType) and isinstance(op.result.type, TileType)
         (m, k), n = lhs.get_shape(), op.result.type.get_shape()[1]
         element = lhs.element_type
-        bf16 = element == storage(BFloat16Type())
+        rhs = _worker_type(op.rhs)
+        assert isinstance(rhs, VectorType)
+        bits = storage(BFloat16Type())
         row_type = VectorType(f32, [n])
         rows = [emit(vector.ExtractOp(op.acc, [i], row_type)) for i in range(m)]
         if op.rhs_transposed is not None:
-            rows = self._dot_products(emit, op, rows, m, k, n, element)
+            rows = self._dot_products(emit, op, rows, m, k, n)
             result = op.acc
             for i, row in enumerate(rows):
                 result = emit(vector.InsertOp(row, result, [i]))
             rewriter.replace_matched_op([], [result])
             return
         for j in range(k):
-            b_row = emit(vector.ExtractOp(op.rhs, [j], VectorType(element, [n])))
-            b_row = emit.widen_bf16(b_row) if bf16 else b_row
+            b_row = emit(vector.ExtractOp(op.rhs, [j], VectorType(rhs.element_type, [n])))
+            b_row = emit.widen_bf16(b_row) if rhs.element_type == bits else b_row
             for i in range(m):
                 a_ij = emit(vector.ExtractOp(op.lhs, [i, j], element))
-                a_ij = emit.widen_bf16(a_ij) if bf16 else a_ij
+                a_ij = emit.widen_bf16(a_ij) if element == bits else a_ij
                 rows[i] = emit(vector.FMAOp(emit.broadcast(a_ij, row_type), b_row, rows[i]))
         result = op.acc
         for i, row in enumerate(rows):
@@ -305,13 +400,12 @@ class LowerMma(TilePattern):
         rewriter.replace_matched_op([], [result])
 
     @staticmethod
-    def _dot_products(emit: Emitter, op: tile.MmaOp, rows: list[SSAValue], m: int, k: int, n: int,
-                      element: Attribute) -> list[SSAValue]:  # fmt: skip
-        bf16 = element == storage(BFloat16Type())
-
+    def _dot_products(emit: Emitter, op: tile.MmaOp, rows: list[SSAValue], m: int, k: int,
+                      n: int) -> list[SSAValue]:  # fmt: skip
         def row_of(matrix: SSAValue, i: int) -> SSAValue:
+            element = _worker_type(matrix).element_type  # type: ignore[attr-defined]
             row = emit(vector.ExtractOp(matrix, [i], VectorType(element, [k])))
-            return emit.widen_bf16(row) if bf16 else row
+            return emit.widen_bf16(row) if element == storage(BFloat16Type()) else row
 
         a_rows = [row_of(op.lhs, i) for i in range(m)]
         b_rows = [row_of(op.rhs, j) for j in range(n)]

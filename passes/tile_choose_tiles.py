@@ -105,7 +105,7 @@ def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[Mem
     """The kernel's body: dataflow Tile-IR from kernels/ for the kinds written there (built from its dims and
     the chosen tiles; its launches must pass the buffers it takes), else — or where the policy keeps the
     target's emitter — the policy's planned steps."""
-    from tessera.kernels import KERNELS, SCALARS
+    from tessera.kernels import KERNELS, PACKED, SCALARS
 
     build = KERNELS.get(kernel.kind.data)
     if build is None or choice.emitter:
@@ -116,9 +116,17 @@ def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[Mem
         for kind, props in choice.body:
             block.add_op(_tile_op(kind, props))
         return
-    body = build(dict(plain_dict(kernel.dims)), dict(choice.tiles))
-    signature = [arg.type for arg in body.args[: len(body.args) - len(SCALARS.get(kernel.kind.data, ())) - 1]]
-    if buffer_types and buffer_types != signature:
+    dims = dict(plain_dict(kernel.dims))
+    body = build(dims, dict(choice.tiles))
+    buffers = body.args[: len(body.args) - len(SCALARS.get(kernel.kind.data, ())) - 1]
+    signature = [arg.type for arg in buffers]
+    # A buffer the runtime packs at load is launched in its model layout: the kernel takes the packed one.
+    packed = PACKED.get(kernel.kind.data, {})
+    expected = [
+        packed[arg.name_hint](dims, choice.tiles) if arg.name_hint in packed else launched
+        for arg, launched in zip(buffers, buffer_types, strict=False)
+    ]
+    if buffer_types and (len(buffer_types) != len(signature) or expected != signature):
         raise TesseraError(
             f"{kernel.name} @{kernel.sym_name.data}: launched with buffers {buffer_types}, "
             f"its {kernel.kind.data} kernel takes {signature}"

@@ -67,7 +67,10 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
         tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
     if stages > 1:
         tiles["stages"] = stages
-    return TileChoice(tiles, body, grid=-(-n // block_n), parallel="column_blocks")
+    # kernels/gemm.py writes the GEMM once; the GPUs keep their emitters (lowering/rocdl/gemm.py MFMA,
+    # lowering/nvvm/gemm.py WGMMA + TMA, lowering/gpu/simt_gemm.py) until the MFMA / WGMMA patterns of
+    # tessera.tile.mma and a panel-free weight layout land.
+    return TileChoice(tiles, body, grid=-(-n // block_n), parallel="column_blocks", emitter=True)
 
 
 def policies() -> dict[str, GpuPolicy]:

@@ -29,19 +29,13 @@ def gemm_spec(dims: Mapping[str, Any], weight_dtype: str) -> gemm.GemmSpec:
 
 
 def _matmul(dims: Mapping[str, Any], precision: str) -> TileChoice:
+    """kernels/gemm.py's blocking (tiling/x86_gemm.py choose_tiles says why these sizes), a program per
+    weight panel; `weight_bf16` is the element type the packed weight is read in (the precision)."""
     spec = gemm_spec(dims, "bf16" if precision == "bf16" else "f32")
     tiles = gemm.choose_tiles(spec)
-    mr, nr, kc = tiles.mr, tiles.nr, min(tiles.kc, spec.k)
-    weight = "bf16" if precision == "bf16" else "f32"
-    body = [
-        load("x", [mr, kc], element=spec.x_dtype),
-        load("weight", [kc, nr], element=weight),
-        mma(mr, nr, kc, spec.x_dtype, weight),
-        elementwise(spec.epilogue),
-        store("y", [mr, nr], element=spec.y_dtype),
-    ]
     chosen = {name: value for name, value in vars(tiles).items() if isinstance(value, int)}
-    return TileChoice(chosen, body, grid=gemm.panel_count(spec, tiles), parallel="panels")
+    chosen["weight_bf16"] = int(spec.weight_dtype == "bf16")
+    return TileChoice(chosen, grid=gemm.panel_count(spec, tiles), parallel="panels")
 
 
 def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:

@@ -1,6 +1,6 @@
 """The x86 GEMM's problem and blocking: GemmSpec (one projection), GemmTiles and the policy that chooses
-them (`choose_tiles`), read by tessera-tile-choose-tiles (tiling/x86.py) and by the GEMM emitters
-(lowering/x86/gemm.py, amx.py), which implement the blocking described there."""
+them (`choose_tiles`), read by tessera-tile-choose-tiles (tiling/x86.py); kernels/gemm.py implements the
+blocking (and lowering/x86/amx.py its AMX variant)."""
 
 from __future__ import annotations
 
@@ -88,3 +88,12 @@ def panel_count(spec: GemmSpec, tiles: GemmTiles) -> int:
 
 def packed_weight_shape(spec: GemmSpec, tiles: GemmTiles) -> tuple[int, ...]:
     return (panel_count(spec, tiles), spec.k, tiles.nr)
+
+
+def footprint_bytes(spec: GemmSpec, tiles: GemmTiles) -> int:
+    """Fast memory one program's inner loop keeps live: a panel's weight block (kc x nr, held in L2 while the
+    row blocks stream past), one row block's x (mr x kc, L1) and the accumulators (mr x nr, registers). The
+    x group (mc x kc) is reused from L3 and not counted."""
+    weight_bytes = 2 if spec.weight_dtype == "bf16" else 4
+    x_bytes = 2 if spec.x_dtype == "bf16" else 4
+    return tiles.kc * tiles.nr * weight_bytes + tiles.mr * tiles.kc * x_bytes + tiles.mr * tiles.nr * 4

@@ -1,7 +1,7 @@
-"""The AMX variant of the x86 GEMM (lowering/x86/gemm.py): bf16 products on AMX tiles, f32 accumulation.
+"""The AMX variant of the x86 GEMM (kernels/gemm.py): bf16 products on AMX tiles, f32 accumulation.
 
 `emit_gemm_amx(name, spec, nr)` writes `func.func @{name}__amx` with the SAME arguments and [begin, end)
-panel semantics as `gemm.emit_gemm(name, spec, tiles)` with `tiles.nr == nr`, so that the runtime may call
+panel semantics as the x86 lowering of kernels/gemm.py's matmul with `tiles.nr == nr`, so that the runtime may call
 either with the same buffers, except the weight, which the AMX kernel reads packed as VNNI tiles:
 
     %w: memref<P x R x 32 x bf16>    amx_weight_shape(spec) = (ceil(N/16), ceil(K/32) * 16, 32)
@@ -57,9 +57,9 @@ from typing import Protocol
 import numpy as np
 
 from tessera.lowering.mlir_text import MlirBuilder, bf16_to_f32, f32_to_bf16_bits
-from tessera.lowering.x86.gemm import VEC, VECTOR, GemmSpec
 from tessera.runtime.weights import bf16_to_f32 as widen_bf16_bits
 from tessera.runtime.weights import pack_amx_vnni
+from tessera.tiling.x86_gemm import VECTOR, GemmSpec
 
 TILE_ROWS = 16  # rows of every tile (A, B and C)
 TILE_K = 32  # bf16 values in one 64-byte tile row: the k depth of one tdpbf16ps
@@ -71,6 +71,7 @@ MAX_GROUP_ROWS = 128
 
 TILE_A = f"!amx.tile<{TILE_ROWS}x{TILE_K}xbf16>"
 TILE_C = f"!amx.tile<{TILE_ROWS}x{PANEL}xf32>"
+VEC = f"vector<{VECTOR}xf32>"
 C_BUFFER = f"memref<{TILE_ROWS}x{PANEL}xf32>"  # a C tile in memory (the epilogue's scratch)
 INPUT_BUFFER = f"memref<{TILE_ROWS}x{TILE_K}xbf16>"  # an A or B tile in memory (emulation)
 

@@ -1,4 +1,4 @@
-"""The x86 GEMM / GEMV kernels (lowering/x86/gemm.py) built for this CPU and run against float64 numpy.
+"""The GEMM / GEMV kernels (kernels/gemm.py) lowered for x86, built for this CPU and run against float64 numpy.
 
 One library holds every kernel of the module (built once); inputs are random draws from each test's seed (conftest).
 """
@@ -14,10 +14,10 @@ import pytest
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
-from tessera.lowering.x86 import gemm
+from tessera.lowering.convert_tile_to_x86 import emit_kernel, gemm_kernel
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.native import KernelLibrary
-from tessera.runtime.weights import bf16_bits, bf16_to_f32
+from tessera.runtime.weights import bf16_bits, bf16_to_f32, pack_panels
 from tessera.tiling import x86_gemm
 from tessera.tiling.x86_gemm import GemmSpec, GemmTiles
 
@@ -64,8 +64,15 @@ class Case:
 
 @pytest.fixture(scope="module")
 def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
-    text = "\n".join(gemm.emit_gemm(name, spec, x86_gemm.choose_tiles(spec)) for name, spec in ALL_SPECS.items())
-    return build_library(text, tmp_path_factory.mktemp("gemm") / "gemm.so")
+    return build_library(kernels_text(ALL_SPECS), tmp_path_factory.mktemp("gemm") / "gemm.so")
+
+
+def kernels_text(specs: dict[str, GemmSpec]) -> str:
+    return "\n".join(emit_kernel(gemm_kernel(name, spec)) for name, spec in specs.items())
+
+
+def pack_weight(weight: np.ndarray, spec: GemmSpec, tiles: GemmTiles) -> np.ndarray:
+    return pack_panels(weight, tiles.nr, spec.weight_dtype)
 
 
 def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int, rng: np.random.Generator) -> Case:
@@ -74,7 +81,7 @@ def make_case(spec: GemmSpec, tiles: GemmTiles, rows: int, rng: np.random.Genera
         x_arg = bf16_bits(x)
         x = bf16_to_f32(x_arg)
     weight = rng.standard_normal((spec.n, spec.k), dtype=np.float32)
-    packed = gemm.pack_weight(weight, spec, tiles)
+    packed = pack_weight(weight, spec, tiles)
     if spec.weight_dtype == "bf16":  # the kernel sees the rounded weights
         weight = bf16_to_f32(bf16_bits(weight))
     expected = x.astype(np.float64) @ weight.astype(np.float64).T
@@ -188,8 +195,7 @@ def test_baseline_x86_64_build(tmp_path: Path, rng: np.random.Generator) -> None
         "base_bf16": SPECS["blocked_relu2_bf16"],
         "base_xy16": BF16_SPECS["xy16_w16_odd_relu2"],
     }
-    text = "\n".join(gemm.emit_gemm(name, spec, x86_gemm.choose_tiles(spec)) for name, spec in specs.items())
-    baseline = build_library(text, tmp_path / "baseline.so", host=False)
+    baseline = build_library(kernels_text(specs), tmp_path / "baseline.so", host=False)
     for name, spec in specs.items():
         tiles = x86_gemm.choose_tiles(spec)
         case = make_case(spec, tiles, 37, rng)
@@ -201,7 +207,7 @@ def test_pack_weight_layout(rng: np.random.Generator) -> None:
     spec = GemmSpec(70, 5, "store")
     tiles = x86_gemm.choose_tiles(spec)
     weight = rng.standard_normal((70, 5), dtype=np.float32)
-    packed = gemm.pack_weight(weight, spec, tiles)
+    packed = pack_weight(weight, spec, tiles)
     assert packed.shape == x86_gemm.packed_weight_shape(spec, tiles) == (2, 5, tiles.nr)
     assert packed.dtype == np.float32 and packed.flags.c_contiguous and packed.ctypes.data % 64 == 0
     for n in (0, 63, 64, 69):
@@ -214,7 +220,7 @@ def test_bf16_packing_rounds_to_nearest_even() -> None:
     expected = np.array([1.0, 1 + 2**-6, 1 + 2**-7, -2.5, np.inf], dtype=np.float32)
     np.testing.assert_array_equal(bf16_to_f32(bf16_bits(values)), expected)
     spec = GemmSpec(5, 3, "store", weight_dtype="bf16")
-    packed = gemm.pack_weight(np.ones((5, 3), dtype=np.float32), spec, x86_gemm.choose_tiles(spec))
+    packed = pack_weight(np.ones((5, 3), dtype=np.float32), spec, x86_gemm.choose_tiles(spec))
     assert packed.dtype == np.uint16 and packed[0, 0, 0] == 0x3F80 and packed[0, 0, 5] == 0
     assert packed.ctypes.data % 64 == 0 and packed.flags.c_contiguous
 
@@ -230,7 +236,7 @@ def test_bf16_y_is_rounded_to_nearest_even(library: KernelLibrary, rng: np.rando
     weight = rng.standard_normal((spec.n, spec.k), dtype=np.float32)
     y = np.zeros((2, spec.n), dtype=np.uint16)
     x, row_scale = np.zeros((2, spec.k), np.float32), np.ones(2, np.float32)
-    library.kernel("y16_w16_long_k")(x, gemm.pack_weight(weight, spec, tiles), bias, row_scale, y, 0, 4)
+    library.kernel("y16_w16_long_k")(x, pack_weight(weight, spec, tiles), bias, row_scale, y, 0, 4)
     np.testing.assert_array_equal(y, np.broadcast_to(bf16_bits(bias), y.shape))
 
 
@@ -240,7 +246,7 @@ def test_tiles_fit_the_registers_and_caches() -> None:
         assert tiles.nr % 16 == 0 and tiles.mr * tiles.nr // 16 <= 28 and tiles.mc % tiles.mr == 0
         assert tiles.kc <= spec.k and tiles.kc <= x86_gemm.MAX_KC
         assert x86_gemm.panel_count(spec, tiles) == -(-spec.n // tiles.nr)
-        assert 0 < gemm.footprint_bytes(spec, tiles) <= 2**20  # the L2 of one znver5 core
+        assert 0 < x86_gemm.footprint_bytes(spec, tiles) <= 2**20  # the L2 of one znver5 core
     for spec in BF16_SPECS.values():  # a bf16 y keeps its sums in registers: one K block
         tiles = x86_gemm.choose_tiles(spec)
         assert tiles.kc == spec.k if spec.y_dtype == "bf16" else tiles.kc <= x86_gemm.MAX_KC
@@ -259,10 +265,8 @@ def test_spec_validation() -> None:
         GemmSpec(4, 4, "accumulate", y_dtype="bf16")
     blocked = GemmSpec(64, 2048, "store", y_dtype="bf16")
     with pytest.raises(ValueError, match="single K block"):
-        gemm.emit_gemm("g", blocked, GemmTiles(nr=64, mr=6, kc=1024, mc=516, ku=4))
+        gemm_kernel("g", blocked, GemmTiles(nr=64, mr=6, kc=1024, mc=516, ku=4))
     with pytest.raises(ValueError, match="positive"):
         GemmSpec(0, 4, "store")
     with pytest.raises(ValueError, match="multiple of 16"):
         GemmTiles(nr=24, mr=4, kc=8, mc=8, ku=4)
-    with pytest.raises(ValueError, match="does not match"):
-        gemm.pack_weight(np.zeros((3, 4), dtype=np.float32), GemmSpec(4, 3, "store"), GemmTiles(16, 4, 8, 8, 4))

@@ -1,0 +1,186 @@
+"""The GEMM written once: every projection of the model, y[T, N] (op)= x[T, K] @ W[N, K]ᵀ.
+
+matmul(x (f32 | bf16) [T, K], w, [bias f32 [N]], [row_scale f32 [T]], y (f32 | bf16) [T, N])
+    for t < T, n < N, in f32 (bf16 operands widened exactly):
+        acc = row_scale[t] * sum_k x[t, k] W[n, k] + bias[n]        (the factors the dims name)
+        "store": y = acc;  "accumulate": y += acc;  "relu2": y = max(acc, 0)^2
+    rounded to nearest even once when y is bf16 (then a single K block: no partial sum is ever rounded).
+
+The weight is read in the layout the runtime packs it into once at load (`weight_layout`): panels of `nr`
+output columns, w[p, k, j] = W[p nr + j, k], zero past N (program.json records the packing, nr and dtype).
+One program per panel p (GotoBLAS/BLIS blocking, the roles of the operands chosen for a row-major y):
+
+    for each group of mc rows:                   x[group, K block] is reused by every row block of the group
+      for each K block of kc:                    the panel's [kc, nr] weight block stays in L2 meanwhile
+        for each block of mr rows, then the group's tail as blocks of the powers of two below mr (4, 2, 1
+        for mr = 6), one per bit of the tail's length:
+          acc [rows, nr] = sum over the block's k of x[rows, k] (a column) times w[p, k, :] (a row): one
+          mma per k step, ku steps unrolled; a block of few rows keeps several accumulators (the unrolled
+          step u feeding accumulator u mod sets) so that the FMA latency never bounds the weight stream
+          y tile = prev + row_scale acc, prev being 0 in the first K block of "store" / "relu2", else y;
+          the last K block adds the bias and applies relu2
+    y columns past N are masked off (the last panel's zero padding).
+
+No element of y outside the program's panel is read or written, so programs may run on any threads at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32
+from xdsl.ir import Attribute, Block, SSAValue
+
+from tessera.kernels.builder import Dims, KernelBuilder
+from tessera.kernels.rows import TOKENS_F32, rows
+
+
+def _element(name: object) -> Attribute:
+    return bf16 if str(name) == "bf16" else f32
+
+
+def weight_layout(dims: Dims, tiles: Mapping[str, int]) -> MemRefType:
+    """The packed weight [ceil(N / nr), K, nr] the kernel reads, in the tiles' weight element type."""
+    n, k, nr = int(dims["n"]), int(dims["k"]), tiles["nr"]
+    return MemRefType(bf16 if tiles.get("weight_bf16", 0) else f32, [-(-n // nr), k, nr])
+
+
+def tail_rows(mr: int) -> tuple[int, ...]:
+    """The row-block sizes of a group's tail: the powers of two below mr, largest first."""
+    return tuple(1 << b for b in reversed(range(mr.bit_length())) if (1 << b) < mr)
+
+
+def accumulator_sets(rows: int, tiles: Mapping[str, int], lanes: int = 16) -> int:
+    """Accumulators a block of `rows` keeps: enough independent FMA chains (rows nr / lanes vectors each, at
+    least min_chains in all), a power of two dividing ku."""
+    per_set, sets = rows * tiles["nr"] // lanes, 1
+    while sets * per_set < tiles["min_chains"] and sets < tiles["ku"] and tiles["ku"] % (sets * 2) == 0:
+        sets *= 2
+    return sets
+
+
+class _Gemm:
+    """One matmul body; the methods follow the module docstring's loops."""
+
+    def __init__(self, dims: Dims, tiles: Mapping[str, int]) -> None:
+        self.n, self.k_size = int(dims["n"]), int(dims["k"])
+        self.epilogue = str(dims["epilogue"])
+        self.tiles = tiles
+        self.nr, self.mr, self.kc, self.mc, self.ku = (tiles[key] for key in ("nr", "mr", "kc", "mc", "ku"))
+        self.y_element = _element(dims.get("y_dtype", "f32"))
+        if self.y_element == bf16 and self.kc < self.k_size:
+            raise ValueError(f"matmul: a bf16 y needs a single K block (kc >= k = {self.k_size}, got kc {self.kc})")
+        buffers = {"x": rows(self.k_size, _element(dims.get("x_dtype", "f32"))), "w": weight_layout(dims, tiles)}
+        if int(dims.get("bias", 0)):
+            buffers["bias"] = MemRefType(f32, [self.n])
+        if int(dims.get("row_scale", 0)):
+            buffers["row_scale"] = TOKENS_F32
+        buffers["y"] = MemRefType(self.y_element, [DYNAMIC_INDEX, self.n])
+        self.kb = KernelBuilder(buffers)
+        named = dict(zip(buffers, self.kb.buffers, strict=True))
+        self.x, self.w, self.y = named["x"], named["w"], named["y"]
+        self.bias, self.row_scale = named.get("bias"), named.get("row_scale")
+        k = self.kb
+        self.panel = k.program_id
+        self.column = k.muli(self.panel, k.index(self.nr))
+        # Columns past N exist only in the last panel: masks where nr does not divide N.
+        self.column_bound = None if self.n % self.nr == 0 else k.index(self.n)
+        self.column_axis = None if self.column_bound is None else 1
+
+    def build(self) -> Block:
+        k = self.kb
+        tokens = k.size(self.x)
+        with k.loop(k.index(0), tokens, k.index(self.mc)) as group:
+            end = k.minsi(k.addi(group.iv, k.index(self.mc)), tokens)
+            blocks = -(-self.k_size // self.kc)
+            if blocks == 1:
+                self.row_blocks(group.iv, end, k.index(0), self.k_size, first=True, last=True)
+            else:
+                self.k_blocks(group.iv, end, blocks)
+        return k.finish()
+
+    def k_blocks(self, start: SSAValue, end: SSAValue, blocks: int) -> None:
+        """K blocks of kc (the last one shorter where kc does not divide K): the first and the last are
+        written out, those between them a loop."""
+        k, kc = self.kb, self.kc
+        self.row_blocks(start, end, k.index(0), kc, first=True, last=False)
+        if blocks > 2:
+            with k.loop(k.index(kc), k.index((blocks - 1) * kc), k.index(kc)) as block:
+                self.row_blocks(start, end, block.iv, kc, first=False, last=False)
+        last_start = (blocks - 1) * kc
+        self.row_blocks(start, end, k.index(last_start), self.k_size - last_start, first=False, last=True)
+
+    def row_blocks(self, start: SSAValue, end: SSAValue, k0: SSAValue, length: int, first: bool, last: bool) -> None:
+        """The rows [start, end) in blocks of mr, then the tail's power-of-two blocks."""
+        k, mr = self.kb, self.mr
+        count = k.subi(end, start)
+        tail = k.subi(count, k.muli(k.divsi(count, k.index(mr)), k.index(mr)))
+        full_end = k.subi(end, tail)
+        with k.loop(start, full_end, k.index(mr)) as block:
+            self.row_block(block.iv, mr, k0, length, first, last)
+        for size in tail_rows(mr):
+            with k.when(k.cmpi("ne", k.andi(tail, k.index(size)), k.index(0))):
+                done = k.andi(tail, k.index(-2 * size))  # the larger blocks before this one: tail's higher bits
+                self.row_block(k.addi(full_end, done), size, k0, length, first, last)
+
+    def row_block(self, row: SSAValue, count: int, k0: SSAValue, length: int, first: bool, last: bool) -> None:
+        k = self.kb
+        sets = accumulator_sets(count, self.tiles)
+        zero = k.splat(k.f32(0.0), [count, self.nr])
+        unrolled = length - length % self.ku
+        with k.loop(k0, k.addi(k0, k.index(unrolled)), k.index(self.ku), [zero] * sets) as steps:
+            accs = list(steps.args)
+            for u in range(self.ku):
+                accs[u % sets] = self.k_step(row, count, k.addi(steps.iv, k.index(u)), accs[u % sets])
+            steps.yield_(*accs)
+        acc = self.sum_sets(steps.results)
+        if unrolled < length:
+            rest_start = k.addi(k0, k.index(unrolled))
+            with k.loop(rest_start, k.addi(k0, k.index(length)), k.index(1), [acc]) as rest:
+                rest.yield_(self.k_step(row, count, rest.iv, rest.args[0]))
+            acc = rest.results[0]
+        self.epilogue_store(row, count, acc, first, last)
+
+    def k_step(self, row: SSAValue, count: int, step: SSAValue, acc: SSAValue) -> SSAValue:
+        """acc + x[row : row + count, step] (a column) times w[panel, step, :] (a row)."""
+        k = self.kb
+        column = k.load(self.x, [row, step], [count, 1])
+        weights = k.load(self.w, [self.panel, step, k.index(0)], [1, self.nr], axes=(1, 2))
+        return k.mma(column, weights, acc)
+
+    def sum_sets(self, sets: list[SSAValue]) -> SSAValue:
+        """The accumulator sets summed pairwise."""
+        while len(sets) > 1:
+            half = len(sets) // 2
+            sets = [self.kb.map([a, b], lambda e, x, y: e.addf(x, y)) for a, b in zip(sets[:half], sets[half:])]
+        return sets[0]
+
+    def epilogue_store(self, row: SSAValue, count: int, acc: SSAValue, first: bool, last: bool) -> None:
+        k = self.kb
+        at = [row, self.column]
+        if self.row_scale is not None:
+            scale = k.broadcast(k.load(self.row_scale, [row], [count]), 1, self.nr)
+            acc = k.map([acc, scale], lambda e, a, s: e.mulf(a, s))
+        if not first or self.epilogue == "accumulate":
+            previous = k.load(self.y, at, [count, self.nr], self.column_bound, bound_axis=self.column_axis)
+            acc = k.map([acc, previous], lambda e, a, p: e.addf(a, p))
+        if last and self.bias is not None:
+            bias = k.broadcast(k.load(self.bias, [self.column], [self.nr], self.column_bound), 0, count)
+            acc = k.map([acc, bias], lambda e, a, b: e.addf(a, b))
+        if last and self.epilogue == "relu2":
+            acc = k.map([acc], _relu2)
+        k.store(k.convert(acc, self.y_element), self.y, at, self.column_bound, bound_axis=self.column_axis)
+
+
+def _relu2(e: KernelBuilder, a: SSAValue) -> SSAValue:
+    positive = e.maximumf(a, e.f32(0.0))
+    return e.mulf(positive, positive)
+
+
+def matmul(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    return _Gemm(dims, tiles).build()
+
+
+KERNELS = {"matmul": matmul}
+# Launch buffers the runtime packs once at load into the layout the kernel reads (program.json records it).
+PACKED = {"matmul": {"w": weight_layout}}
