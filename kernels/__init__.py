@@ -16,9 +16,7 @@ from tessera.kernels.builder import Dims
 
 KernelBody = Callable[[Dims, Mapping[str, int]], Block]
 
-KERNELS: dict[str, KernelBody] = {
-    **rows.KERNELS, **moe.KERNELS, **attention.KERNELS, **mamba.KERNELS, **gemm.KERNELS
-}
+KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS, **attention.KERNELS, **mamba.KERNELS, **gemm.KERNELS}
 # The scalars each kind reads after its buffers (dialects/tile.py KERNEL_SCALARS).
 SCALARS: dict[str, tuple[str, ...]] = {**attention.SCALARS}
 # Launch buffers (by name) that the runtime packs once at load into the layout the kernel takes, instead of

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32
 from xdsl.ir import Attribute, Block, SSAValue
 
+from tessera.dialects.tile import element_of
 from tessera.kernels.builder import Dims, KernelBuilder
 from tessera.kernels.rows import TOKENS_F32, rows
 
@@ -146,13 +147,17 @@ class _Gemm:
         k = self.kb
         column = k.load(self.x, [row, step], [count, 1])
         weights = k.load(self.w, [self.panel, step, k.index(0)], [1, self.nr], axes=(1, 2))
+        if element_of(column.type) != element_of(weights.type):  # an mma multiplies like operands
+            column, weights = k.convert(column, f32), k.convert(weights, f32)
         return k.mma(column, weights, acc)
 
     def sum_sets(self, sets: list[SSAValue]) -> SSAValue:
         """The accumulator sets summed pairwise."""
         while len(sets) > 1:
             half = len(sets) // 2
-            sets = [self.kb.map([a, b], lambda e, x, y: e.addf(x, y)) for a, b in zip(sets[:half], sets[half:])]
+            sets = [
+                self.kb.map([a, b], lambda e, x, y: e.addf(x, y)) for a, b in zip(sets[:half], sets[half:], strict=True)
+            ]
         return sets[0]
 
     def epilogue_store(self, row: SSAValue, count: int, acc: SSAValue, first: bool, last: bool) -> None:

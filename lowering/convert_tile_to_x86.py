@@ -209,7 +209,7 @@ def _worth_splitting_one_token(kernel: tile.KernelOp) -> bool:
 
 
 def _note_packing(weights: dict[str, dict[str, Any]], name: str, kernel: tile.KernelOp) -> None:
-    """A GEMM reads its weight in panels (lowering/x86/gemm.py); the runtime packs it once at load."""
+    """A GEMM reads its weight in panels (kernels/gemm.py); the runtime packs it once at load."""
     tiles, spec = gemm_tiles(kernel), gemm_spec(kernel)
     packing = {"layout": "gemm_panels", "nr": tiles.nr, "dtype": spec.weight_dtype}
     previous = weights[name].get("packing")

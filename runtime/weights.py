@@ -4,7 +4,7 @@ program.json says, per weight, its shape, whether it is a concatenation of layou
 fused QKV projection), whether an RMSNorm's scale is folded into its columns (`column_scale`: W diag(g),
 one multiply per weight at load), and how a GEMM reads it (`packing`: panels of `nr` output columns,
 [panels, K, nr], zero past N; float32 or bfloat16 bits). The layout itself is the GEMM kernel's
-(lowering/x86/gemm.py), recorded in program.json, so no compiler import is needed here.
+(kernels/gemm.py), recorded in program.json, so no compiler import is needed here.
 """
 
 from __future__ import annotations

@@ -373,6 +373,68 @@ def check_attention(rng: np.random.Generator, target: str, tokens: int) -> None:
         assert (np.abs(got - want) <= bound).all(), f"attention {cache_dtype}: error {np.abs(got - want).max():.2e}"
 
 
+# The GEMM's shapes: masked last panels (N 130, 20), a k tail (K 74 in steps of 4), K blocks (2100: partial
+# sums through y, bias and relu2 on the last block), bf16 operands and a bf16 y, every epilogue and factor.
+GEMMS: tuple[Dims, ...] = (
+    {"n": 130, "k": 74, "epilogue": "store", "bias": 1, "row_scale": 1},
+    {"n": 64, "k": 72, "epilogue": "accumulate", "bias": 0, "x_dtype": "bf16"},
+    {"n": 20, "k": 2100, "epilogue": "relu2", "bias": 1, "row_scale": 1},
+    {"n": 130, "k": 40, "epilogue": "relu2", "bias": 1, "x_dtype": "bf16", "y_dtype": "bf16"},
+)
+
+
+def check_matmul(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """y (op)= row_scale (x Wᵀ) + bias against float64 on the same (bf16-rounded) operands. The f32 sum of K
+    products carries at most K + 1 roundings of the running sum's magnitude (Higham's gamma_K, first order),
+    so each element is within (K + 4) u of S = row_scale |x| |W|ᵀ + |bias| + |y0| (the scale, bias and prior
+    y add three); relu2 squares a value a within e = that bound: |a'² - a²| <= 2 |a| e + e² plus the square's
+    rounding; a bf16 y adds half an ulp (at most 2^-8 relative: 8 significant bits) of its rounding. On the GPUs the GEMM is still the
+    targets' emitter (tiling/gpu.py): only the x86 body is dataflow."""
+    from tessera.runtime.weights import pack_panels
+
+    if target != "x86":
+        return
+    for dims in GEMMS:
+        kernel = build("matmul", dims, target)
+        assert kernel.tiles is not None
+        tiles = plain_dict(kernel.tiles)
+        n, k = int(dims["n"]), int(dims["k"])
+        x = rng.standard_normal((tokens, k)).astype(np.float32)
+        x_arg = x
+        if dims.get("x_dtype") == "bf16":
+            x_arg = bf16_bits(x)
+            x = bf16_to_f32(x_arg)
+        weight = rng.standard_normal((n, k)).astype(np.float32)
+        buffers = [x_arg, pack_panels(weight, int(tiles["nr"]), "f32")]
+        want = x.astype(np.float64) @ weight.astype(np.float64).T
+        magnitude = np.abs(x.astype(np.float64)) @ np.abs(weight.astype(np.float64)).T
+        if dims.get("row_scale"):
+            scale = rng.uniform(0.5, 2.0, tokens).astype(np.float32)
+            want, magnitude = want * scale[:, None], magnitude * scale[:, None]
+        if dims.get("bias"):
+            bias = rng.standard_normal(n).astype(np.float32)
+            buffers.append(bias)
+            want, magnitude = want + bias, magnitude + np.abs(bias)
+        if dims.get("row_scale"):
+            buffers.append(scale)
+        y = nan(tokens, n)
+        if dims["epilogue"] == "accumulate":
+            y = rng.standard_normal((tokens, n)).astype(np.float32)
+            want, magnitude = want + y, magnitude + np.abs(y)
+        error = (k + 4) * F32_UNIT * magnitude
+        if dims["epilogue"] == "relu2":
+            error = 2 * np.abs(want) * error + error**2 + 2 * F32_UNIT * want**2
+            want = np.maximum(want, 0.0) ** 2
+        if dims.get("y_dtype") == "bf16":
+            y = bf16_bits(y)
+            error = error + 2.0**-8 * np.abs(want)
+        run_kernel(kernel, [*buffers, y], tokens)
+        got = bf16_to_f32(y) if y.dtype == np.uint16 else y
+        assert np.isfinite(got).all(), f"matmul {dims}: elements unwritten or not finite"
+        worst = np.max(np.abs(got.astype(np.float64) - want) - error)
+        assert worst <= 0, f"matmul {dims}: an element is {worst:.2e} beyond its bound"
+
+
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
     "attention": check_attention,
     "conv_silu": check_conv_silu,
@@ -384,6 +446,7 @@ CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
     "moe_combine": check_moe_combine,
     "moe_router": check_moe_router,
     "kv_append": check_kv_append,
+    "matmul": check_matmul,
 }
 
 

@@ -23,10 +23,10 @@ from test_x86_gemm import Case, assert_close, finish_case
 
 from tessera import toolchain
 from tessera.lowering.x86 import amx
-from tessera.lowering.x86.gemm import GemmSpec
 from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE
 from tessera.runtime.native import KernelLibrary
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
+from tessera.tiling.x86_gemm import GemmSpec
 
 NR = 64  # the x86 kernel's panel width (gemm.choose_tiles), in which callers split the work
 TILE_INSTRUCTIONS = ("ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored")

@@ -5,19 +5,20 @@
 // RUN: not tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule,convert-tessera-schedule-to-tile' -t x86-mlir 2>&1 | FileCheck %s --check-prefix=UNTILED
 
 // Every kernel is an upstream func over memrefs with the token count dynamic, ending in its [begin, end) range;
-// GEMMs read packed weight panels and accumulate in 512-bit vectors. The kernels of kernels/ are built as IR
-// and printed in generic form (test/lowering/convert-tessera-tile-to-x86-dataflow.mlir shows their lowering).
+// GEMMs read packed weight panels and accumulate in rows of nr lanes (LLVM splits them into 512-bit vectors).
+// The kernels of kernels/ are built as IR and printed in generic form
+// (test/lowering/convert-tessera-tile-to-x86-dataflow.mlir shows their lowering).
 // CHECK:      "func.func"() <{sym_name = "embedding_hidden32_vocab64", function_type = (memref<?xi64>, memref<64x32xf32>, memref<?x32xf32>, index, index) -> ()}>
 // CHECK-NEXT: ^bb0(%ids: memref<?xi64>, %table: memref<64x32xf32>, %out: memref<?x32xf32>, %begin: index, %end: index):
 // CHECK:      "func.func"() <{sym_name = "rms_scale_eps1em05_hidden32", function_type = (memref<?x32xf32>, memref<?xf32>, index, index) -> ()}>
-// CHECK:     func.func @matmul_bias0_store_k32_n132_row_scale1(%{{.*}}: memref<?x32xf32>, %{{.*}}: memref<{{[0-9]+}}x32x{{[0-9]+}}xf32>, %{{.*}}: memref<?xf32>, %{{.*}}: memref<?x132xf32>, %{{.*}}: index, %{{.*}}: index)
-// CHECK:     vector.fma {{.*}} : vector<16xf32>
+// CHECK:      "func.func"() <{sym_name = "matmul_bias0_store_k32_n132_row_scale1", function_type = (memref<?x32xf32>, memref<3x32x64xf32>, memref<?xf32>, memref<?x132xf32>, index, index) -> ()}>
+// CHECK:      "vector.fma"({{.*}}) : (vector<64xf32>, vector<64xf32>, vector<64xf32>) -> vector<64xf32>
 // CHECK:     func.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
 // CHECK:     func.func @attention_p8_s32_h4_hkv2(
 // CHECK-NOT: tessera.
 
 // LLVM: define void @matmul_bias0_store_k32_n132_row_scale1(
-// LLVM: fmul <16 x float>
+// LLVM: call <64 x float> @llvm.fmuladd.v64f32(
 // LLVM: define void @ssd_step_p8_g2_h4_statef32_n16(
 
 // The runtime's view: launches with their arguments, weights with their packing, state by name.

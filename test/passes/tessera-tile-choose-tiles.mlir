@@ -2,22 +2,21 @@
 // RUN: tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule{max-seq-len=32},tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=x86 precision=bf16}' | FileCheck %s --check-prefix=BF16
 // RUN: not tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=tpu}' 2>&1 | FileCheck %s --check-prefix=UNKNOWN
 
-// A GEMM's parallel unit becomes its weight panels: ceil(132 / nr) of them; the body reads an x block and a
-// weight micro-panel into cache and accumulates an mr x nr register block. (This one also scales its rows:
-// the RMSNorm before it is folded in.)
-// CHECK:      tessera.tile.kernel @matmul_bias0_store_k32_n132_row_scale1 attributes {kind = "matmul", {{.*}}parallel = "panels", grid = [[PANELS:[0-9]+]] : i64, target = "x86", tiles = {nr = [[NR:[0-9]+]] : i64, mr = [[MR:[0-9]+]] : i64
-// CHECK-NEXT:   tessera.tile.plan_load "x" [[[MR]], 32] f32 {space = "cache"}
-// CHECK-NEXT:   tessera.tile.plan_load "weight" [32, [[NR]]] f32 {space = "cache"}
-// CHECK-NEXT:   tessera.tile.plan_mma m = [[MR]] n = [[NR]] k = 32(f32, f32) -> f32
-// CHECK-NEXT:   tessera.tile.plan_elementwise "store"
-// CHECK-NEXT:   tessera.tile.plan_store "y"
+// A GEMM's parallel unit becomes its weight panels: ceil(132 / nr) of them; its body is kernels/gemm.py's,
+// taking the weight packed in panels [panels, K, nr] (the runtime packs it at load), a column of x times a
+// row of the panel per k step into an mr x nr accumulator. (This one also scales its rows: the RMSNorm
+// before it is folded in.)
+// CHECK:      tessera.tile.kernel @matmul_bias0_store_k32_n132_row_scale1 attributes {kind = "matmul", {{.*}}parallel = "panels", grid = [[PANELS:[0-9]+]] : i64, target = "x86", tiles = {nr = [[NR:[0-9]+]] : i64, mr = [[MR:[0-9]+]] : i64{{.*}}weight_bf16 = 0 : i64}
+// CHECK-NEXT: ^bb0(%x: memref<?x32xf32>, %w: memref<[[PANELS]]x32x[[NR]]xf32>, %row_scale: memref<?xf32>, %y: memref<?x132xf32>, %t: index):
+// CHECK:        tessera.tile.load %x[{{.*}}] : memref<?x32xf32> -> !tessera.tile.tile<[[MR]]x1xf32>
+// CHECK-NEXT:   tessera.tile.load %w[%t, {{.*}}] {axes = array<i64: 1, 2>} : memref<[[PANELS]]x32x[[NR]]xf32> -> !tessera.tile.tile<1x[[NR]]xf32>
+// CHECK-NEXT:   tessera.tile.mma
 // The SSD scan works chunk by chunk: C·Bᵀ, the masked decay, and the state in and out of the chunk.
 // CHECK:      tessera.tile.kernel @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001 attributes {{.*}}tiles = {chunk = 8 : i64}
 // CHECK:        tessera.tile.plan_scan "cumsum_log_decay"
 // CHECK-NEXT:   tessera.tile.plan_mma m = 8 n = 8 k = 16(f32, f32) -> f32
 // CHECK:      tessera.tile.kernel @attention_p8_s32_h4_hkv2 attributes {{.*}}tiles = {block_q = 64 : i64, block_k = 64 : i64}
 
-// BF16: tessera.tile.plan_load "weight" [32, {{[0-9]+}}] bf16 {space = "cache"}
-// BF16: tessera.tile.plan_mma m = {{[0-9]+}} n = {{[0-9]+}} k = 32(f32, bf16) -> f32
+// BF16: ^bb0(%x: memref<?x32xf32>, %w: memref<3x32x64xbf16>, %row_scale: memref<?xf32>, %y: memref<?x132xf32>, %t: index):
 
 // UNKNOWN: tessera-opt: error: tessera-tile-choose-tiles: target 'tpu' has no tiling policy (known: x86, gfx942, gfx90a, sm_90a)
