@@ -221,6 +221,27 @@ class SelectOp(IRDLOperation):
 
 
 @irdl_op_definition
+class ExtUIOp(IRDLOperation):
+    """`arith.extui %v : vector<N x i16> to vector<N x i32>`: each element zero-extended."""
+
+    name = "arith.extui"
+    input = operand_def(VectorType)
+    result = result_def(VectorType)
+
+    def __init__(self, value: SSAValue, result_type: VectorType) -> None:
+        super().__init__(operands=[value], result_types=[result_type])
+
+    def verify_(self) -> None:
+        source, target = self.input.type, self.result.type
+        assert isinstance(source, VectorType) and isinstance(target, VectorType)
+        elements = (source.element_type, target.element_type)
+        if source.get_shape() != target.get_shape() or not all(isinstance(e, IntegerType) for e in elements):
+            raise VerifyException(f"{self.name}: {source} to {target} is not one integer vector to another")
+        if elements[1].width.data <= elements[0].width.data:  # type: ignore[attr-defined]
+            raise VerifyException(f"{self.name}: {target} is not wider than {source}")
+
+
+@irdl_op_definition
 class FromElementsOp(IRDLOperation):
     """`%v = vector.from_elements %a, %b : vector<2xf32>`: a rank-1 vector of its scalar operands, in order."""
 
@@ -244,7 +265,7 @@ class FromElementsOp(IRDLOperation):
 # Not registered with tessera-opt's context, where xDSL's own gpu and arith dialects hold the namespaces: these
 # ops are built by the lowerings and printed, never parsed back by xDSL.
 UpstreamGpu = Dialect("gpu", [ShuffleOp], [ShuffleModeAttr, AddressSpaceAttr])
-UpstreamArith = Dialect("arith", [CmpfOp, CmpiOp, SelectOp])
+UpstreamArith = Dialect("arith", [CmpfOp, CmpiOp, ExtUIOp, SelectOp])
 UpstreamVector = Dialect("vector", [FromElementsOp])
 # The element ops of a tile map whose vector forms are the mirrors above (tile_elements.LowerMap).
 VECTOR_FORMS: dict[type[Operation], type[IRDLOperation]] = {

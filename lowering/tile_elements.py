@@ -42,7 +42,7 @@ from xdsl.rewriter import InsertPoint
 
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
-from tessera.dialects.upstream import VECTOR_FORMS
+from tessera.dialects.upstream import VECTOR_FORMS, ExtUIOp
 from tessera.errors import TesseraError
 
 
@@ -109,24 +109,22 @@ class Emitter:
 
     # --- bf16 <-> f32 ------------------------------------------------------------------------------------
     #
-    # xDSL 0.74's arith.extui / arith.trunci take scalars only; on vectors the halves of each 32-bit lane are
-    # placed by a vector.shuffle of the i16 view (little-endian: the high half is the odd element), which
-    # LLVM selects as the same widening / narrowing instructions.
+    # xDSL 0.74's arith.extui / arith.trunci take scalars only: widening uses the vector form of extui
+    # (dialects/upstream.py; x86 selects vpmovzxwd, a shuffle interleaving zeros became lane-crossing
+    # vpermt2w); narrowing takes the high halves of the 32-bit lanes by a vector.shuffle of the i16 view
+    # (little-endian: the high half is the odd element).
 
     def widen_bf16(self, bits: SSAValue) -> SSAValue:
         """bf16 bits (i16, or a vector) -> f32 exactly: the bits are the high half of the f32."""
-        if not isinstance(bits.type, VectorType):
+        wide_type = with_shape_of(bits.type, i32)
+        if isinstance(bits.type, VectorType):
+            assert isinstance(wide_type, VectorType)
+            wide = self(ExtUIOp(bits, wide_type))
+        else:
             wide = self(arith.ExtUIOp(bits, i32))
-            return self(arith.BitcastOp(self(arith.ShLIOp(wide, self.constant(16, i32))), f32))
-        n = bits.type.element_count()
-        zeros = self.constant(0, bits.type)
-        interleave = [i for lane in range(n) for i in (lane, n + lane)]
-        halves = self(
-            vector.ShuffleOp(
-                zeros, bits, DenseArrayBase.from_list(i64, interleave), result_type=VectorType(i16, [2 * n])
-            )
+        return self(
+            arith.BitcastOp(self(arith.ShLIOp(wide, self.constant(16, wide_type))), with_shape_of(bits.type, f32))
         )
-        return self(vector.BitcastOp(halves, VectorType(f32, [n])))
 
     def round_to_bf16(self, value: SSAValue) -> SSAValue:
         """f32 (or a vector) -> bf16 bits (i16), to nearest even; a NaN stays a quiet NaN."""

@@ -1,7 +1,7 @@
 // convert-tessera-tile-to-x86 on tessera.tile.mma (bf16 operands): a matrix tile is a 2-D vector whose rows
 // are read by vector.transfer_read (vector-to-scf unrolls it into row loads); for each k, each accumulator
-// row gains a[m, k] (widened from its bf16 bits, broadcast) times row k of b (widened by an interleaving
-// shuffle) in one vector.fma, which LLVM receives as llvm.fmuladd.
+// row gains a[m, k] (widened from its bf16 bits, broadcast) times row k of b (its bits zero-extended and
+// shifted into the high half) in one vector.fma, which LLVM receives as llvm.fmuladd.
 // RUN: tessera-opt %s -p convert-tessera-tile-to-x86 | FileCheck %s
 // RUN: tessera-opt %s -t x86-mlir | %python -m tessera.lowering.x86.pipeline | FileCheck %s --check-prefix=LLVM
 
@@ -10,7 +10,7 @@
 // CHECK:      %c = vector.broadcast %zero : f32 to vector<2x16xf32>
 // CHECK:      %[[ROW0:.*]] = vector.extract %c[0] : vector<16xf32> from vector<2x16xf32>
 // CHECK:      %[[B0:.*]] = vector.extract %b[0] : vector<16xi16> from vector<2x16xi16>
-// CHECK:      vector.shuffle %{{.*}}, %[[B0]] [0, 16, 1, 17
+// CHECK:      "arith.extui"(%[[B0]]) : (vector<16xi16>) -> vector<16xi32>
 // CHECK:      %[[A00:.*]] = vector.extract %a[0, 0] : i16 from vector<2x2xi16>
 // CHECK:      %[[SUM:.*]] = vector.fma %{{.*}}, %{{.*}}, %[[ROW0]] : vector<16xf32>
 // CHECK:      vector.fma %{{.*}}, %{{.*}}, %[[SUM]] : vector<16xf32>
