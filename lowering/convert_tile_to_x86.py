@@ -65,10 +65,7 @@ def gemm_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles | 
     from tessera.kernels.gemm import matmul
 
     tiles = tiles or x86_gemm.choose_tiles(spec)
-    dims: dict[str, int | str] = {"n": spec.n, "k": spec.k, "epilogue": spec.epilogue, "bias": int(spec.bias),
-                                  "row_scale": int(spec.row_scale), "x_dtype": spec.x_dtype, "y_dtype": spec.y_dtype}  # fmt: skip
-    chosen = {key: value for key, value in vars(tiles).items() if isinstance(value, int)}
-    chosen["weight_bf16"] = int(spec.weight_dtype == "bf16")
+    dims, chosen = tiling.gemm_dims(spec), tiling.gemm_tile_sizes(spec, tiles)
     return tile.KernelOp(
         properties={
             "sym_name": StringAttr(name),

@@ -28,14 +28,23 @@ def gemm_spec(dims: Mapping[str, Any], weight_dtype: str) -> gemm.GemmSpec:
     )
 
 
+def gemm_dims(spec: gemm.GemmSpec) -> dict[str, int | str]:
+    """A matmul kernel's Tile-IR dims for a GEMM (the inverse of gemm_spec; the weight dtype is a tile)."""
+    return {"n": spec.n, "k": spec.k, "epilogue": spec.epilogue, "bias": int(spec.bias),
+            "row_scale": int(spec.row_scale), "x_dtype": spec.x_dtype, "y_dtype": spec.y_dtype}  # fmt: skip
+
+
+def gemm_tile_sizes(spec: gemm.GemmSpec, tiles: gemm.GemmTiles) -> dict[str, int]:
+    """kernels/gemm.py's tiles: the blocking, and `weight_bf16`, the element type the packed weight is read in."""
+    return {**{name: value for name, value in vars(tiles).items()}, "weight_bf16": int(spec.weight_dtype == "bf16")}
+
+
 def _matmul(dims: Mapping[str, Any], precision: str) -> TileChoice:
     """kernels/gemm.py's blocking (tiling/x86_gemm.py choose_tiles says why these sizes), a program per
-    weight panel; `weight_bf16` is the element type the packed weight is read in (the precision)."""
+    weight panel; the weight read in bf16 under the bf16 precision."""
     spec = gemm_spec(dims, "bf16" if precision == "bf16" else "f32")
     tiles = gemm.choose_tiles(spec)
-    chosen = {name: value for name, value in vars(tiles).items() if isinstance(value, int)}
-    chosen["weight_bf16"] = int(spec.weight_dtype == "bf16")
-    return TileChoice(chosen, grid=gemm.panel_count(spec, tiles), parallel="panels")
+    return TileChoice(gemm_tile_sizes(spec, tiles), grid=gemm.panel_count(spec, tiles), parallel="panels")
 
 
 def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:

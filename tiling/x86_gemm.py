@@ -4,7 +4,7 @@ blocking (and lowering/x86/amx.py its AMX variant)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 EPILOGUES = ("store", "accumulate", "relu2")
 DTYPES = ("f32", "bf16")  # element types of x, the weight and y (bf16: numpy uint16 bfloat16 bits)
@@ -48,15 +48,12 @@ class GemmTiles:
     mc: int  # rows per group whose x block (mc x kc) every panel reuses from L3 (a multiple of mr)
     ku: int  # k steps unrolled in the micro-kernel's loop body
     min_chains: int = 8  # independent FMA chains a row block keeps (FMA latency x FMA ports)
-    tail_rows: tuple[int, ...] = field(init=False)  # row-block sizes of the M tail (powers of two below mr)
 
     def __post_init__(self) -> None:
         if self.nr < VECTOR or self.nr % VECTOR:
             raise ValueError(f"nr must be a positive multiple of {VECTOR}, got {self.nr}")
         if self.mr < 1 or self.kc < 1 or self.ku < 1 or self.mc < self.mr or self.mc % self.mr:
             raise ValueError(f"invalid GEMM tiles {self}")
-        tails = tuple(1 << b for b in reversed(range(self.mr.bit_length())) if (1 << b) < self.mr)
-        object.__setattr__(self, "tail_rows", tails)
 
 
 MAX_KC = 1024  # the f32 weight block of one panel, kc x 64 x 4 bytes = 256 KiB, stays in the 1 MiB L2
