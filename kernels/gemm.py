@@ -35,6 +35,9 @@ from tessera.dialects.tile import element_of
 from tessera.kernels.builder import Dims, KernelBuilder
 from tessera.kernels.rows import TOKENS_F32, rows
 
+# Whether a row block is in the first (or last) K block: known when the kernel is built, or an i1 value.
+Flag = bool | SSAValue
+
 
 def _element(name: object) -> Attribute:
     return bf16 if str(name) == "bf16" else f32
@@ -93,25 +96,25 @@ class _Gemm:
         tokens = k.size(self.x)
         with k.loop(k.index(0), tokens, k.index(self.mc)) as group:
             end = k.minsi(k.addi(group.iv, k.index(self.mc)), tokens)
-            blocks = -(-self.k_size // self.kc)
-            if blocks == 1:
-                self.row_blocks(group.iv, end, k.index(0), self.k_size, first=True, last=True)
+            if self.kc >= self.k_size:
+                self.row_blocks(group.iv, end, k.index(0), k.index(self.k_size), first=True, last=True)
             else:
-                self.k_blocks(group.iv, end, blocks)
+                self.k_blocks(group.iv, end)
         return k.finish()
 
-    def k_blocks(self, start: SSAValue, end: SSAValue, blocks: int) -> None:
-        """K blocks of kc (the last one shorter where kc does not divide K): the first and the last are
-        written out, those between them a loop."""
-        k, kc = self.kb, self.kc
-        self.row_blocks(start, end, k.index(0), kc, first=True, last=False)
-        if blocks > 2:
-            with k.loop(k.index(kc), k.index((blocks - 1) * kc), k.index(kc)) as block:
-                self.row_blocks(start, end, block.iv, kc, first=False, last=False)
-        last_start = (blocks - 1) * kc
-        self.row_blocks(start, end, k.index(last_start), self.k_size - last_start, first=False, last=True)
+    def k_blocks(self, start: SSAValue, end: SSAValue) -> None:
+        """K blocks of kc (the last one shorter where kc does not divide K), one loop: whether a block is the
+        first or the last is a value the epilogue reads (one copy of the row blocks, not one per block)."""
+        k = self.kb
+        size = k.index(self.k_size)
+        with k.loop(k.index(0), size, k.index(self.kc)) as block:
+            length = k.minsi(k.index(self.kc), k.subi(size, block.iv))
+            first = k.cmpi("eq", block.iv, k.index(0))
+            last = k.cmpi("eq", k.addi(block.iv, length), size)
+            self.row_blocks(start, end, block.iv, length, first, last)
 
-    def row_blocks(self, start: SSAValue, end: SSAValue, k0: SSAValue, length: int, first: bool, last: bool) -> None:
+    def row_blocks(self, start: SSAValue, end: SSAValue, k0: SSAValue, length: SSAValue, first: Flag,
+                   last: Flag) -> None:  # fmt: skip
         """The rows [start, end) in blocks of mr, then the tail's power-of-two blocks."""
         k, mr = self.kb, self.mr
         count = k.subi(end, start)
@@ -124,20 +127,22 @@ class _Gemm:
                 done = k.andi(tail, k.index(-2 * size))  # the larger blocks before this one: tail's higher bits
                 self.row_block(k.addi(full_end, done), size, k0, length, first, last)
 
-    def row_block(self, row: SSAValue, count: int, k0: SSAValue, length: int, first: bool, last: bool) -> None:
-        k = self.kb
+    def row_block(self, row: SSAValue, count: int, k0: SSAValue, length: SSAValue, first: Flag, last: Flag) -> None:
+        k, ku = self.kb, self.ku
         sets = accumulator_sets(count, self.tiles)
         zero = k.splat(k.f32(0.0), [count, self.nr])
-        unrolled = length - length % self.ku
-        with k.loop(k0, k.addi(k0, k.index(unrolled)), k.index(self.ku), [zero] * sets) as steps:
+        # Every K block is a multiple of ku long unless K or kc is not: only then a loop of single steps.
+        ragged = self.k_size % ku != 0 or self.kc % ku != 0
+        end = k.addi(k0, length)
+        unrolled_end = k.subi(end, k.subi(length, k.muli(k.divsi(length, k.index(ku)), k.index(ku)))) if ragged else end
+        with k.loop(k0, unrolled_end, k.index(ku), [zero] * sets) as steps:
             accs = list(steps.args)
-            for u in range(self.ku):
+            for u in range(ku):
                 accs[u % sets] = self.k_step(row, count, k.addi(steps.iv, k.index(u)), accs[u % sets])
             steps.yield_(*accs)
         acc = self.sum_sets(steps.results)
-        if unrolled < length:
-            rest_start = k.addi(k0, k.index(unrolled))
-            with k.loop(rest_start, k.addi(k0, k.index(length)), k.index(1), [acc]) as rest:
+        if ragged:
+            with k.loop(unrolled_end, end, k.index(1), [acc]) as rest:
                 rest.yield_(self.k_step(row, count, rest.iv, rest.args[0]))
             acc = rest.results[0]
         self.epilogue_store(row, count, acc, first, last)
@@ -160,20 +165,31 @@ class _Gemm:
             ]
         return sets[0]
 
-    def epilogue_store(self, row: SSAValue, count: int, acc: SSAValue, first: bool, last: bool) -> None:
+    def epilogue_store(self, row: SSAValue, count: int, acc: SSAValue, first: Flag, last: Flag) -> None:
+        """y tile = prev + row_scale acc (prev: y, or 0 in the first K block of "store" / "relu2"); the last
+        K block adds the bias and applies relu2. A flag known only at run time selects per element (y is read
+        anyway: its elements exist, and what they hold is not used), so that no branch or mask is needed."""
         k = self.kb
         at = [row, self.column]
         if self.row_scale is not None:
             scale = k.broadcast(k.load(self.row_scale, [row], [count]), 1, self.nr)
             acc = k.map([acc, scale], lambda e, a, s: e.mulf(a, s))
-        if not first or self.epilogue == "accumulate":
+        if first is not True or self.epilogue == "accumulate":
             previous = k.load(self.y, at, [count, self.nr], self.column_bound, bound_axis=self.column_axis)
-            acc = k.map([acc, previous], lambda e, a, p: e.addf(a, p))
-        if last and self.bias is not None:
+            if isinstance(first, SSAValue) and self.epilogue != "accumulate":
+                acc = k.map([acc, previous, first], lambda e, a, p, starts: e.select(starts, a, e.addf(a, p)))
+            else:
+                acc = k.map([acc, previous], lambda e, a, p: e.addf(a, p))
+        if last is not False and self.bias is not None:
             bias = k.broadcast(k.load(self.bias, [self.column], [self.nr], self.column_bound), 0, count)
-            acc = k.map([acc, bias], lambda e, a, b: e.addf(a, b))
-        if last and self.epilogue == "relu2":
+            if isinstance(last, SSAValue):
+                acc = k.map([acc, bias, last], lambda e, a, b, ends: e.select(ends, e.addf(a, b), a))
+            else:
+                acc = k.map([acc, bias], lambda e, a, b: e.addf(a, b))
+        if last is True and self.epilogue == "relu2":
             acc = k.map([acc], _relu2)
+        elif isinstance(last, SSAValue) and self.epilogue == "relu2":
+            acc = k.map([acc, last], lambda e, a, ends: e.select(ends, _relu2(e, a), a))
         k.store(k.convert(acc, self.y_element), self.y, at, self.column_bound, bound_axis=self.column_axis)
 
 
