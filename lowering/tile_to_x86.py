@@ -230,23 +230,19 @@ def _store_bf16_bounded(emit: Emitter, op: tile.StoreOp) -> None:
     )
     zero, one = outside.constant(0, IndexType()), outside.constant(1, IndexType())
     strides = _row_major_strides(buffer_type)
+    base = outside.constant(0, IndexType())  # the tile's first element, as an element offset
+    for index, stride in zip(op.indices, strides, strict=True):
+        base = outside(arith.AddiOp(base, outside(arith.MuliOp(index, outside.constant(stride, IndexType())))))
+    along = strides[axes[limited]]  # the step between elements along the bounded axis
     for fixed in itertools.product(*(range(size) if axis != limited else [0] for axis, size in enumerate(shape))):
+        first = base if not any(fixed) else outside(
+            arith.AddiOp(base, outside.constant(sum(p * strides[axes[a]] for a, p in enumerate(fixed)), IndexType()))
+        )  # fmt: skip
         body = Block(arg_types=[IndexType()])
         inner = emit.at_end_of(body)
-        position: list[SSAValue | int] = [
-            body.args[0] if axis == limited else fixed[axis] for axis in range(len(shape))
-        ]
+        position = [body.args[0] if axis == limited else fixed[axis] for axis in range(len(shape))]
         bits = inner(vector.ExtractOp(op.value, position, storage(BFloat16Type())))
-        offset = inner.constant(0, IndexType())
-        for axis, at in enumerate(position):
-            index = op.indices[axes[axis]]
-            index = inner(arith.AddiOp(index, at if isinstance(at, SSAValue) else inner.constant(at, IndexType())))
-            offset = inner(
-                arith.AddiOp(offset, inner(arith.MuliOp(index, inner.constant(strides[axes[axis]], IndexType()))))
-            )
-        for dim in set(range(len(strides))) - set(axes):
-            scaled = inner(arith.MuliOp(op.indices[dim], inner.constant(strides[dim], IndexType())))
-            offset = inner(arith.AddiOp(offset, scaled))
+        offset = inner(arith.AddiOp(first, inner(arith.MuliOp(body.args[0], inner.constant(along, IndexType())))))
         element = inner(
             llvm.GEPOp.from_mixed_indices(pointer, [inner(arith.IndexCastOp(offset, i64))], pointee_type=i16)
         )
@@ -375,24 +371,22 @@ class LowerMma(TilePattern):
         assert isinstance(lhs, VectorType) and isinstance(op.result.type, TileType)
         (m, k), n = lhs.get_shape(), op.result.type.get_shape()[1]
         element = lhs.element_type
-        rhs = _worker_type(op.rhs)
-        assert isinstance(rhs, VectorType)
-        bits = storage(BFloat16Type())
+        bf16 = element == storage(BFloat16Type())
         row_type = VectorType(f32, [n])
         rows = [emit(vector.ExtractOp(op.acc, [i], row_type)) for i in range(m)]
         if op.rhs_transposed is not None:
-            rows = self._dot_products(emit, op, rows, m, k, n)
+            rows = self._dot_products(emit, op, rows, m, k, n, element)
             result = op.acc
             for i, row in enumerate(rows):
                 result = emit(vector.InsertOp(row, result, [i]))
             rewriter.replace_matched_op([], [result])
             return
         for j in range(k):
-            b_row = emit(vector.ExtractOp(op.rhs, [j], VectorType(rhs.element_type, [n])))
-            b_row = emit.widen_bf16(b_row) if rhs.element_type == bits else b_row
+            b_row = emit(vector.ExtractOp(op.rhs, [j], VectorType(element, [n])))
+            b_row = emit.widen_bf16(b_row) if bf16 else b_row
             for i in range(m):
                 a_ij = emit(vector.ExtractOp(op.lhs, [i, j], element))
-                a_ij = emit.widen_bf16(a_ij) if element == bits else a_ij
+                a_ij = emit.widen_bf16(a_ij) if bf16 else a_ij
                 rows[i] = emit(vector.FMAOp(emit.broadcast(a_ij, row_type), b_row, rows[i]))
         result = op.acc
         for i, row in enumerate(rows):
@@ -400,12 +394,13 @@ class LowerMma(TilePattern):
         rewriter.replace_matched_op([], [result])
 
     @staticmethod
-    def _dot_products(emit: Emitter, op: tile.MmaOp, rows: list[SSAValue], m: int, k: int,
-                      n: int) -> list[SSAValue]:  # fmt: skip
+    def _dot_products(emit: Emitter, op: tile.MmaOp, rows: list[SSAValue], m: int, k: int, n: int,
+                      element: Attribute) -> list[SSAValue]:  # fmt: skip
+        bf16 = element == storage(BFloat16Type())
+
         def row_of(matrix: SSAValue, i: int) -> SSAValue:
-            element = _worker_type(matrix).element_type  # type: ignore[attr-defined]
             row = emit(vector.ExtractOp(matrix, [i], VectorType(element, [k])))
-            return emit.widen_bf16(row) if element == storage(BFloat16Type()) else row
+            return emit.widen_bf16(row) if bf16 else row
 
         a_rows = [row_of(op.lhs, i) for i in range(m)]
         b_rows = [row_of(op.rhs, j) for j in range(n)]
