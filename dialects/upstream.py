@@ -224,7 +224,7 @@ class SelectOp(IRDLOperation):
 class ExtUIOp(IRDLOperation):
     """`arith.extui %v : vector<N x i16> to vector<N x i32>`: each element zero-extended."""
 
-    name = "arith.extui"
+    name = arith.ExtUIOp.name  # xDSL's own op, whose operands are scalars only
     input = operand_def(VectorType)
     result = result_def(VectorType)
 
