@@ -367,14 +367,18 @@ class StoreOp(IRDLOperation):
 class AllocOp(IRDLOperation):
     """A program's scratch buffer, its contents undefined until the program stores into it:
     `%s = tessera.tile.alloc : memref<4x32xf32>`. Where it lives is the target's choice (a core's cache on a
-    CPU, the workgroup's shared memory / LDS on a GPU); it counts in the kernel's footprint."""
+    CPU, the workgroup's shared memory / LDS on a GPU); it counts in the kernel's footprint. With
+    `{space = "global"}` it is a program's buffer in main memory instead (rows a CPU kernel gathers and
+    streams, larger than any cache): not in the footprint, and only where the target has a heap (x86)."""
 
     name = "tessera.tile.alloc"
     result = result_def(MemRefType)
+    space = opt_prop_def(StringAttr)
+    irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "attr-dict `:` type($result)"
 
-    def __init__(self, result_type: MemRefType) -> None:
-        super().__init__(result_types=[result_type])
+    def __init__(self, result_type: MemRefType, space: str | None = None) -> None:
+        super().__init__(result_types=[result_type], properties={} if space is None else {"space": StringAttr(space)})
 
     def verify_(self) -> None:
         type_ = self.result.type
@@ -383,6 +387,11 @@ class AllocOp(IRDLOperation):
             raise VerifyException(f"{self.name}: a scratch buffer has a static shape, got {type_}")
         if not isinstance(type_.memory_space, NoneAttr):
             raise VerifyException(f"{self.name}: the target places a scratch buffer, got memory space {type_}")
+        if self.space is not None and self.space.data != "global":
+            raise VerifyException(f'{self.name}: space is the target\'s fast memory (no space) or "global"')
+
+    def in_fast_memory(self) -> bool:
+        return self.space is None
 
     def bytes(self) -> int:
         type_ = self.result.type

@@ -21,4 +21,4 @@ KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS, **attention.KER
 SCALARS: dict[str, tuple[str, ...]] = {**attention.SCALARS}
 # Launch buffers (by name) that the runtime packs once at load into the layout the kernel takes, instead of
 # the launch's own type: the layout as a function of the dims and tiles.
-PACKED: dict[str, dict[str, Callable[[Dims, Mapping[str, int]], MemRefType]]] = {**gemm.PACKED}
+PACKED: dict[str, dict[str, Callable[[Dims, Mapping[str, int]], MemRefType]]] = {**gemm.PACKED, **moe.PACKED}

@@ -147,6 +147,9 @@ class KernelBuilder:
     def andi(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.AndIOp(x, y))
 
+    def ori(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.OrIOp(x, y))
+
     def cmpi(self, predicate: str, x: SSAValue, y: SSAValue) -> SSAValue:
         """An i1: `predicate` (MLIR's: "slt", "ult", ...) of x and y."""
         return self._insert(arith.CmpiOp(x, y, predicate))
@@ -212,9 +215,10 @@ class KernelBuilder:
 
     # --- buffers --------------------------------------------------------------------------------------------
 
-    def alloc(self, name: str, shape: Sequence[int], element: Attribute) -> SSAValue:
-        """A scratch buffer of the program (tessera.tile.alloc), its contents undefined until stored."""
-        buffer = self._insert(tile.AllocOp(MemRefType(element, list(shape))))
+    def alloc(self, name: str, shape: Sequence[int], element: Attribute, space: str | None = None) -> SSAValue:
+        """A scratch buffer of the program (tessera.tile.alloc), its contents undefined until stored; in the
+        target's fast memory, or in main memory with space "global"."""
+        buffer = self._insert(tile.AllocOp(MemRefType(element, list(shape)), space))
         buffer.name_hint = name
         return buffer
 

@@ -27,6 +27,7 @@ No element of y outside the program's panel is read or written, so programs may 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32
 from xdsl.ir import Attribute, Block, SSAValue
@@ -63,44 +64,51 @@ def accumulator_sets(rows: int, tiles: Mapping[str, int], lanes: int = 16) -> in
     return sets
 
 
-class _Gemm:
-    """One matmul body; the methods follow the module docstring's loops."""
+@dataclass(frozen=True)
+class GemmOperands:
+    """The buffers one GEMM reads and writes: x [rows, K] (f32 | bf16); w packed [..., panels, K, nr] with
+    `w_at` the indices of its leading dimensions (an expert's stack; none for a plain weight); y [rows, >= N]
+    (f32 | bf16: columns up to the last panel's end are stored unmasked where y is that wide); bias [N] and
+    row_scale [rows] where the GEMM has them."""
 
-    def __init__(self, dims: Dims, tiles: Mapping[str, int]) -> None:
-        self.n, self.k_size = int(dims["n"]), int(dims["k"])
-        self.epilogue = str(dims["epilogue"])
-        self.tiles = tiles
+    x: SSAValue
+    w: SSAValue
+    y: SSAValue
+    w_at: tuple[SSAValue, ...] = ()
+    bias: SSAValue | None = None
+    row_scale: SSAValue | None = None
+
+
+class Gemm:
+    """The loops of the module docstring for one weight panel, built into a kernel's body with `k`: a matmul
+    program's whole body, or one step of a kernel that runs GEMMs on buffers of its own (the MoE experts)."""
+
+    def __init__(self, k: KernelBuilder, n: int, k_size: int, epilogue: str, tiles: Mapping[str, int],
+                 operands: GemmOperands, panel: SSAValue) -> None:  # fmt: skip
+        self.kb, self.n, self.k_size, self.epilogue, self.tiles = k, n, k_size, epilogue, tiles
         self.nr, self.mr, self.kc, self.mc, self.ku = (tiles[key] for key in ("nr", "mr", "kc", "mc", "ku"))
-        self.y_element = _element(dims.get("y_dtype", "f32"))
+        assert isinstance(operands.y.type, MemRefType)
+        self.y_element = operands.y.type.element_type
         if self.y_element == bf16 and self.kc < self.k_size:
             raise ValueError(f"matmul: a bf16 y needs a single K block (kc >= k = {self.k_size}, got kc {self.kc})")
-        buffers = {"x": rows(self.k_size, _element(dims.get("x_dtype", "f32"))), "w": weight_layout(dims, tiles)}
-        if int(dims.get("bias", 0)):
-            buffers["bias"] = MemRefType(f32, [self.n])
-        if int(dims.get("row_scale", 0)):
-            buffers["row_scale"] = TOKENS_F32
-        buffers["y"] = MemRefType(self.y_element, [DYNAMIC_INDEX, self.n])
-        self.kb = KernelBuilder(buffers)
-        named = dict(zip(buffers, self.kb.buffers, strict=True))
-        self.x, self.w, self.y = named["x"], named["w"], named["y"]
-        self.bias, self.row_scale = named.get("bias"), named.get("row_scale")
-        k = self.kb
-        self.panel = k.program_id
-        self.column = k.muli(self.panel, k.index(self.nr))
-        # Columns past N exist only in the last panel: masks where nr does not divide N.
-        self.column_bound = None if self.n % self.nr == 0 else k.index(self.n)
+        self.x, self.w, self.y, self.w_at = operands.x, operands.w, operands.y, list(operands.w_at)
+        self.bias, self.row_scale = operands.bias, operands.row_scale
+        self.panel = panel
+        self.column = k.muli(panel, k.index(self.nr))
+        # Columns past N exist only in the last panel: masked where nr does not divide N, unless y has room.
+        padded = -(-n // self.nr) * self.nr
+        self.column_bound = None if operands.y.type.get_shape()[-1] >= padded else k.index(n)
         self.column_axis = None if self.column_bound is None else 1
 
-    def build(self) -> Block:
+    def rows(self, start: SSAValue, end: SSAValue) -> None:
+        """y[start:end, the panel's columns]: in groups of mc rows, each group's K blocks, each block's rows."""
         k = self.kb
-        tokens = k.size(self.x)
-        with k.loop(k.index(0), tokens, k.index(self.mc)) as group:
-            end = k.minsi(k.addi(group.iv, k.index(self.mc)), tokens)
+        with k.loop(start, end, k.index(self.mc)) as group:
+            group_end = k.minsi(k.addi(group.iv, k.index(self.mc)), end)
             if self.kc >= self.k_size:
-                self.row_blocks(group.iv, end, k.index(0), k.index(self.k_size), first=True, last=True)
+                self.row_blocks(group.iv, group_end, k.index(0), k.index(self.k_size), first=True, last=True)
             else:
-                self.k_blocks(group.iv, end)
-        return k.finish()
+                self.k_blocks(group.iv, group_end)
 
     def k_blocks(self, start: SSAValue, end: SSAValue) -> None:
         """K blocks of kc (the last one shorter where kc does not divide K), one loop: whether a block is the
@@ -151,7 +159,8 @@ class _Gemm:
         """acc + x[row : row + count, step] (a column) times w[panel, step, :] (a row)."""
         k = self.kb
         column = k.load(self.x, [row, step], [count, 1])
-        weights = k.load(self.w, [self.panel, step, k.index(0)], [1, self.nr], axes=(1, 2))
+        at = len(self.w_at)
+        weights = k.load(self.w, [*self.w_at, self.panel, step, k.index(0)], [1, self.nr], axes=(at + 1, at + 2))
         if element_of(column.type) != element_of(weights.type):  # an mma multiplies like operands
             column, weights = k.convert(column, f32), k.convert(weights, f32)
         return k.mma(column, weights, acc)
@@ -199,7 +208,22 @@ def _relu2(e: KernelBuilder, a: SSAValue) -> SSAValue:
 
 
 def matmul(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    return _Gemm(dims, tiles).build()
+    """One program per weight panel, over every row of x."""
+    n, k_size = int(dims["n"]), int(dims["k"])
+    buffers = {"x": rows(k_size, _element(dims.get("x_dtype", "f32"))), "w": weight_layout(dims, tiles)}
+    if int(dims.get("bias", 0)):
+        buffers["bias"] = MemRefType(f32, [n])
+    if int(dims.get("row_scale", 0)):
+        buffers["row_scale"] = TOKENS_F32
+    buffers["y"] = MemRefType(_element(dims.get("y_dtype", "f32")), [DYNAMIC_INDEX, n])
+    k = KernelBuilder(buffers)
+    named = dict(zip(buffers, k.buffers, strict=True))
+    operands = GemmOperands(
+        named["x"], named["w"], named["y"], bias=named.get("bias"), row_scale=named.get("row_scale")
+    )
+    gemm = Gemm(k, n, k_size, str(dims["epilogue"]), tiles, operands, k.program_id)
+    gemm.rows(k.index(0), k.size(named["x"]))
+    return k.finish()
 
 
 KERNELS = {"matmul": matmul}

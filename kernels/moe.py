@@ -1,4 +1,4 @@
-"""The MoE kernels written once (the experts are still per-target emitters).
+"""The MoE kernels written once (the GPUs still run their own experts emitter, lowering/rocdl/moe.py).
 
 moe_router(logits f32 [T, E], bias f32 [E], ids i64 [T, K], weights f32 [T, K])
     one program per token: score = sigmoid(logit) = 1 / (1 + exp(-logit)), choice = score + bias (HF's
@@ -13,16 +13,31 @@ moe_router(logits f32 [T, E], bias f32 [E], ids i64 [T, K], weights f32 [T, K])
 moe_combine(contrib f32 [T, K L], weights f32 [T, K], out f32 [T, L])
     out[t, c] = (out[t, c] if epilogue == "accumulate" else 0) + sum_j weights[t, j] contrib[t, j L + c],
     j = 0..K-1 in order (the residual add fused when the combine ends the layer)
+
+moe_experts(x (f32 | bf16) [T, L], ids i64 [T, K], up [E, F, L], down [E, L, F], contrib f32 [T, K L])
+    contrib[t, j L:(j+1) L] = down[e] relu(up[e] x[t])^2 for e = ids[t, j], in f32 (bf16 widened exactly).
+    Expert-major, one program per expert e, so that each expert's weights stream once per group of its
+    slots (not once per token): the ids are scanned token by token, the slots s = t K + j routed to e
+    listed; whenever the list may not take another token's K (or the tokens end), the group is run —
+        gather   xg[r, :] = x[slot r's token, :]                          (f32, a main-memory scratch)
+        up       hid = relu2(xg upᵀ)     the GEMM of kernels/gemm.py, over up's panels, into hid [group, F']
+        down     yo = hid downᵀ          likewise into yo [group, L']
+        scatter  contrib[t, j L:(j+1) L] = yo[r, :L] for each listed slot r = (t, j)
+    F', L' are F, L rounded up to whole panels (the GEMMs store whole panels; what lies past F is relu2 of
+    the zero padding, and the down GEMM reads only F columns). up and down are read packed in panels as the
+    GEMM reads its weight, one stack per expert (`expert_weight_layout`). No slot routed to another expert
+    (or to no expert: ids outside [0, E)) is read or written, so experts may run on any threads at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from xdsl.dialects.builtin import MemRefType, f32, i32, i64
+from xdsl.dialects.builtin import MemRefType, bf16, f32, i32, i64
 from xdsl.ir import Block, SSAValue
 
 from tessera.kernels.builder import INDEX, Dims, KernelBuilder
+from tessera.kernels.gemm import Gemm, GemmOperands
 from tessera.kernels.rows import columns, rows
 
 
@@ -154,4 +169,94 @@ def moe_router(dims: Dims, tiles: Mapping[str, int]) -> Block:
     return k.finish()
 
 
-KERNELS = {"moe_router": moe_router, "moe_combine": moe_combine}
+def expert_weight_layout(role: str) -> Callable[[Dims, Mapping[str, int]], MemRefType]:
+    """The packed stack moe_experts reads for `role` ("up": [E, F, L]; "down": [E, L, F]): each expert's
+    matrix in panels of nr output columns, [E, ceil(N / nr), K, nr], zero past N."""
+
+    def layout(dims: Dims, tiles: Mapping[str, int]) -> MemRefType:
+        ffn, latent, nr = int(dims["ffn"]), int(dims["latent"]), tiles["nr"]
+        n, k = (ffn, latent) if role == "up" else (latent, ffn)
+        element = bf16 if tiles.get("weight_bf16", 0) else f32
+        return MemRefType(element, [int(dims["num_experts"]), -(-n // nr), k, nr])
+
+    return layout
+
+
+def _whole_panels(size: int, tiles: Mapping[str, int]) -> int:
+    return -(-size // tiles["nr"]) * tiles["nr"]
+
+
+def moe_experts(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    top_k, latent, ffn = int(dims["top_k"]), int(dims["latent"]), int(dims["ffn"])
+    group, block = tiles["group"], tiles["block"]
+    if group < top_k:
+        raise ValueError(f"moe_experts: a group of {group} slots cannot take one token's {top_k}")
+    x_element = bf16 if str(dims.get("x_dtype", "f32")) == "bf16" else f32
+    k = KernelBuilder(
+        {
+            "x": rows(latent, x_element),
+            "ids": rows(top_k, i64),
+            "up": expert_weight_layout("up")(dims, tiles),
+            "down": expert_weight_layout("down")(dims, tiles),
+            "contrib": rows(top_k * latent, f32),
+        }
+    )
+    x, ids, up, down, contrib = k.buffers
+    expert = k.program_id
+    slots = k.alloc("slots", [group], i32)
+    xg = k.alloc("xg", [group, latent], f32, space="global")
+    hid = k.alloc("hid", [group, _whole_panels(ffn, tiles)], f32, space="global")
+    yo = k.alloc("yo", [group, _whole_panels(latent, tiles)], f32, space="global")
+    start, stop, bound = columns(k, latent, block)
+
+    def slot_token(r: SSAValue) -> tuple[SSAValue, SSAValue]:
+        """(token, choice j) of listed slot r."""
+        s = k.cast(k.load(slots, [r]), INDEX)
+        t = k.divsi(s, k.index(top_k))
+        return t, k.subi(s, k.muli(t, k.index(top_k)))
+
+    def run_group(count: SSAValue) -> None:
+        with k.loop(k.index(0), count, k.index(1)) as row:
+            t = slot_token(row.iv)[0]
+            with k.loop(start, stop, k.index(block)) as column:
+                values = k.convert(k.load(x, [t, column.iv], [block], bound), f32)
+                k.store(values, xg, [row.iv, column.iv], bound)
+        products = (
+            (up, xg, hid, ffn, latent, "relu2", tiles["up_kc"]),
+            (down, hid, yo, latent, ffn, "store", tiles["down_kc"]),
+        )
+        for weight, lhs, out, n, k_size, epilogue, kc in products:
+            with k.loop(k.index(0), k.index(-(-n // tiles["nr"])), k.index(1)) as panel:
+                operands = GemmOperands(lhs, weight, out, w_at=(expert,))
+                Gemm(k, n, k_size, epilogue, {**tiles, "kc": kc}, operands, panel.iv).rows(k.index(0), count)
+        with k.loop(k.index(0), count, k.index(1)) as row:
+            t, j = slot_token(row.iv)
+            first = k.muli(j, k.index(latent))
+            slot_bound = None if bound is None else k.addi(first, k.index(latent))
+            with k.loop(start, stop, k.index(block)) as column:
+                values = k.load(yo, [row.iv, column.iv], [block])
+                k.store(values, contrib, [t, k.addi(first, column.iv)], slot_bound)
+
+    tokens = k.size(ids)
+    mine = k.cast(expert, i64)
+    last = k.subi(tokens, k.index(1))
+    with k.loop(k.index(0), tokens, k.index(1), [k.index(0)]) as token:
+        count = token.args[0]
+        for j in range(top_k):
+            # Listed unconditionally, counted only when routed here: the next slot overwrites one that is not.
+            slot = k.addi(k.muli(token.iv, k.index(top_k)), k.index(j))
+            k.store(k.cast(slot, i32), slots, [count])
+            routed = k.cmpi("eq", k.load(ids, [token.iv, k.index(j)]), mine)
+            count = k.select(routed, k.addi(count, k.index(1)), count)
+        full = k.cmpi("sgt", count, k.index(group - top_k))
+        ends = k.andi(k.cmpi("eq", token.iv, last), k.cmpi("sgt", count, k.index(0)))
+        flush = k.ori(full, ends)
+        with k.when(flush):
+            run_group(count)
+        token.yield_(k.select(flush, k.index(0), count))
+    return k.finish()
+
+
+KERNELS = {"moe_router": moe_router, "moe_combine": moe_combine, "moe_experts": moe_experts}
+# Launch buffers the runtime packs once at load into the layout the kernel reads (program.json records it).
+PACKED = {"moe_experts": {"up": expert_weight_layout("up"), "down": expert_weight_layout("down")}}

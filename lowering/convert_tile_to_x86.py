@@ -26,7 +26,7 @@ from tessera.errors import TesseraError
 from tessera.lowering.expand_math import expand_math
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.tile_to_x86 import lower_to_x86
-from tessera.lowering.x86 import attention, mamba, moe
+from tessera.lowering.x86 import attention, mamba
 from tessera.tiling import x86 as tiling
 from tessera.tiling import x86_gemm
 
@@ -119,9 +119,6 @@ def emit_kernel(kernel: tile.KernelOp) -> str:
         raise X86LoweringError(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=x86}})")
     if kernel.is_dataflow():
         return _lower_dataflow(kernel)
-    if kind == "moe_experts":
-        experts = moe.ExpertDims(d["num_experts"], d["top_k"], d.get("ffn", 1), d["latent"], d.get("x_dtype", "f32"))
-        return moe.emit_moe_expert_outputs(name, experts)
     if kind == "ssd_scan":
         return mamba.emit_ssd_scan(name, mamba_dims(kernel))
     cache_dtype = d.get("cache_dtype", "f32")
@@ -176,8 +173,7 @@ def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict
     """The x86 launch: the emitter's argument order and scalars, thread-split hints, weight packing."""
     scalars = kernel.scalar_names() if kernel.is_dataflow() else ("position",) * (kernel.kind.data in _POSITION_KINDS)
     args += [{name: True} for name in scalars]
-    if kernel.kind.data == "matmul":
-        _note_packing(weights, args[1]["weight"], kernel)
+    _note_packing(weights, args, kernel)
     fields: dict[str, Any] = {"args": args, "parallel": kernel.parallel.data, "grid": int(kernel.grid.value.data)}
     if program == "decode" and not _worth_splitting_one_token(kernel):
         fields["threads"] = 1
@@ -205,11 +201,22 @@ def _worth_splitting_one_token(kernel: tile.KernelOp) -> bool:
     return spec.n * spec.k * (2 if spec.weight_dtype == "bf16" else 4) >= _SPLIT_ONE_TOKEN_BYTES
 
 
-def _note_packing(weights: dict[str, dict[str, Any]], name: str, kernel: tile.KernelOp) -> None:
-    """A GEMM reads its weight in panels (kernels/gemm.py); the runtime packs it once at load."""
-    tiles, spec = gemm_tiles(kernel), gemm_spec(kernel)
-    packing = {"layout": "gemm_panels", "nr": tiles.nr, "dtype": spec.weight_dtype}
-    previous = weights[name].get("packing")
-    if previous is not None and previous != packing:
-        raise X86LoweringError(f"weight '{name}': read by GEMMs with different packings {previous} and {packing}")
-    weights[name]["packing"] = packing
+def _note_packing(weights: dict[str, dict[str, Any]], args: list[dict[str, Any]], kernel: tile.KernelOp) -> None:
+    """The weights a kernel of kernels/ reads in panels (kernels.PACKED: a GEMM's weight, the MoE experts'
+    stacks): the runtime packs them once at load as program.json's `packing` says."""
+    from tessera.kernels import PACKED
+
+    packed = PACKED.get(kernel.kind.data, {})
+    if not packed or not kernel.is_dataflow():
+        return
+    assert kernel.tiles is not None
+    tiles = plain_dict(kernel.tiles)
+    packing = {"layout": "gemm_panels", "nr": int(tiles["nr"]), "dtype": "bf16" if tiles.get("weight_bf16") else "f32"}
+    for arg, buffer in zip(args, kernel.body.block.args, strict=False):
+        if buffer.name_hint not in packed:
+            continue
+        name = arg["weight"]
+        previous = weights[name].get("packing")
+        if previous is not None and previous != packing:
+            raise X86LoweringError(f"weight '{name}': read by kernels with different packings {previous} and {packing}")
+        weights[name]["packing"] = packing

@@ -56,6 +56,7 @@ from tessera.lowering.tile_elements import (
     SHARED_PATTERNS,
     Emitter,
     LowerTileTypes,
+    TileLoweringError,
     TilePattern,
     lowered_type,
     storage,
@@ -232,6 +233,8 @@ class LowerAlloc(RewritePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.AllocOp, rewriter: PatternRewriter) -> None:
+        if not op.in_fast_memory():
+            raise TileLoweringError(f'{op.name}: a GPU program has no heap for a "global" scratch buffer')
         function = function_of(op)
         assert isinstance(function, WorkgroupFuncOp) and isinstance(op.result.type, MemRefType)
         type_ = MemRefType(storage(op.result.type.element_type), op.result.type.get_shape())

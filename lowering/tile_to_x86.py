@@ -132,27 +132,111 @@ class LowerLoad(TilePattern):
         elif op.bound is None and isinstance(lowered, VectorType) and lowered.get_shape()[1:] == (1,):
             rewriter.replace_matched_op([], [_load_column(emit, op, lowered)])
             return
+        elif isinstance(element, BFloat16Type) and op.bound is not None:
+            assert isinstance(lowered, VectorType), f"{op.name}: a masked tile of one element"
+            rewriter.replace_matched_op([], [_load_bf16_bounded(emit, op, lowered)])
+            return
         else:
             assert isinstance(lowered, VectorType), f"{op.name}: a masked tile of one element"
             loaded = VectorType(element, lowered.get_shape())
             permutation = _transfer_map(op)
             if permutation is not None:  # vector.transfer_read: upstream lowers it by rows, or by elements
-                mask = None if op.bound is None else _mask(emit, op, loaded)
-                padding = emit.constant(0, element) if not isinstance(element, BFloat16Type) else None
-                if padding is None:
-                    padding = emit(arith.BitcastOp(emit.constant(0, storage(element)), element))
-                read = vector.TransferReadOp(
-                    op.memref, list(op.indices), padding, loaded, _in_bounds(op), permutation, mask
-                )
-                value = emit(read)
+                value = emit(_transfer_read(emit, op, loaded, permutation))
             elif op.bound is None:
                 value = emit(vector.LoadOp(op.memref, list(op.indices), loaded))
             else:
-                zeros = emit.constant(0, loaded) if not isinstance(element, BFloat16Type) else None
-                if zeros is None:
-                    zeros = emit(arith.BitcastOp(emit.constant(0, lowered), loaded))
+                zeros = emit.constant(0, loaded)
                 value = emit(vector.MaskedLoadOp(op.memref, list(op.indices), _mask(emit, op, loaded), zeros))
         rewriter.replace_matched_op([], [_as_storage(emit, value, element)])
+
+
+def _transfer_read(emit: Emitter, op: tile.LoadOp, loaded: VectorType, permutation: AffineMapAttr) -> Operation:
+    """vector.transfer_read of the tile (masked past its bound where it has one; zero padding)."""
+    element = loaded.element_type
+    if isinstance(element, BFloat16Type):  # unmasked only (_load_bf16_bounded): the padding is never read
+        padding = emit(arith.BitcastOp(emit.constant(0, storage(element)), element))
+    else:
+        padding = emit.constant(0, element)
+    mask = None if op.bound is None else _mask(emit, op, loaded)
+    return vector.TransferReadOp(op.memref, list(op.indices), padding, loaded, _in_bounds(op), permutation, mask)
+
+
+def _load_bf16_bounded(emit: Emitter, op: tile.LoadOp, lowered: VectorType) -> SSAValue:
+    """A bf16 tile loaded up to its bound, as i16 bits: one unmasked load where the whole tile lies before
+    the bound, else zeros with its elements before the bound loaded one by one through the buffer's pointer
+    (_store_bf16_bounded's mirror: a masked load of bf16 lanes goes through f32 in LLVM's legalisation, a
+    __truncsfbf2 libcall on x86 without AVX512-BF16)."""
+    buffer_type = op.memref.type
+    assert isinstance(buffer_type, MemRefType) and op.bound is not None
+    shape, axes, limited = lowered.get_shape(), tile.access_axes(op), tile.bound_axis(op)
+    start = op.indices[axes[limited]]
+    end = emit(arith.AddiOp(start, emit.constant(shape[limited], IndexType())))
+    whole = emit(arith.CmpiOp(end, op.bound, "ule"))
+    within, edge = Block(), Block()
+    inside = emit.at_end_of(within)
+    loaded = VectorType(BFloat16Type(), shape)
+    permutation = _transfer_map(op)
+    if permutation is None:
+        bf16_value = inside(vector.LoadOp(op.memref, list(op.indices), loaded))
+    else:
+        every = ArrayAttr([BoolAttr.from_bool(True)] * len(shape))
+        padding = inside(arith.BitcastOp(inside.constant(0, i16), BFloat16Type()))
+        bf16_value = inside(vector.TransferReadOp(op.memref, list(op.indices), padding, loaded, every, permutation))
+    inside(scf.YieldOp(inside(arith.BitcastOp(bf16_value, lowered))))
+    outside = emit.at_end_of(edge)
+    pointer, count, first_offsets, along = _element_walk(outside, op, shape)
+    value = outside.constant(0, lowered)
+    line_type = VectorType(i16, [shape[limited]])
+    zero, one = outside.constant(0, IndexType()), outside.constant(1, IndexType())
+    for fixed, first in first_offsets:
+        # The elements before the bound along the bounded axis, as a vector of their own (LLVM inserts at a
+        # run-time position into a 1-D vector only), then placed into the tile at static positions.
+        body = Block(arg_types=[IndexType(), line_type])
+        inner = emit.at_end_of(body)
+        offset = inner(arith.AddiOp(first, inner(arith.MuliOp(body.args[0], inner.constant(along, IndexType())))))
+        address = inner(
+            llvm.GEPOp.from_mixed_indices(pointer, [inner(arith.IndexCastOp(offset, i64))], pointee_type=i16)
+        )
+        bits = inner(llvm.LoadOp(address, i16))
+        inner(scf.YieldOp(inner(vector.InsertOp(bits, body.args[1], [body.args[0]]))))
+        line = outside(scf.ForOp(zero, count, one, [outside.constant(0, line_type)], body))
+        if len(shape) == 1:
+            value = line
+        elif limited == len(shape) - 1:
+            value = outside(vector.InsertOp(line, value, list(fixed[:-1])))
+        else:
+            for i in range(shape[limited]):
+                position = [i if axis == limited else fixed[axis] for axis in range(len(shape))]
+                element = outside(vector.ExtractOp(line, [i], i16))
+                value = outside(vector.InsertOp(element, value, position))
+    outside(scf.YieldOp(value))
+    return emit(scf.IfOp(whole, [lowered], Region(within), Region(edge)))
+
+
+def _element_walk(
+    emit: Emitter, op: tile.LoadOp | tile.StoreOp, shape: tuple[int, ...]
+) -> tuple[SSAValue, SSAValue, list[tuple[tuple[int, ...], SSAValue]], int]:
+    """How a bounded bf16 access reaches its elements one by one, as i16 through the buffer's pointer: (the
+    pointer, the elements before the bound along the bounded axis (at most the tile's), for each position of
+    the other axes its first element's offset, the offset's step along the bounded axis)."""
+    buffer_type = op.memref.type
+    assert isinstance(buffer_type, MemRefType) and op.bound is not None
+    axes, limited = tile.access_axes(op), tile.bound_axis(op)
+    start = op.indices[axes[limited]]
+    address = emit(arith.IndexCastOp(emit(memref.ExtractAlignedPointerAsIndexOp.get(op.memref)), i64))
+    pointer = emit(llvm.IntToPtrOp(address))
+    count = emit(arith.MinSIOp(emit(arith.SubiOp(op.bound, start)), emit.constant(shape[limited], IndexType())))
+    strides = _row_major_strides(buffer_type)
+    base = emit.constant(0, IndexType())  # the tile's first element, as an element offset
+    for index, stride in zip(op.indices, strides, strict=True):
+        base = emit(arith.AddiOp(base, emit(arith.MuliOp(index, emit.constant(stride, IndexType())))))
+    firsts = []
+    for fixed in itertools.product(*(range(size) if axis != limited else [0] for axis, size in enumerate(shape))):
+        first = base if not any(fixed) else emit(
+            arith.AddiOp(base, emit.constant(sum(p * strides[axes[a]] for a, p in enumerate(fixed)), IndexType()))
+        )  # fmt: skip
+        firsts.append((fixed, first))
+    return pointer, count, firsts, strides[axes[limited]]
 
 
 def _load_column(emit: Emitter, op: tile.LoadOp, lowered: VectorType) -> SSAValue:
@@ -223,21 +307,9 @@ def _store_bf16_bounded(emit: Emitter, op: tile.StoreOp) -> None:
         inside(vector.TransferWriteOp(bf16_value, op.memref, list(op.indices), every, None, permutation))
     inside(scf.YieldOp())
     outside = emit.at_end_of(edge)
-    address = outside(arith.IndexCastOp(outside(memref.ExtractAlignedPointerAsIndexOp.get(op.memref)), i64))
-    pointer = outside(llvm.IntToPtrOp(address))
-    count = outside(
-        arith.MinSIOp(outside(arith.SubiOp(op.bound, start)), outside.constant(shape[limited], IndexType()))
-    )
+    pointer, count, first_offsets, along = _element_walk(outside, op, shape)
     zero, one = outside.constant(0, IndexType()), outside.constant(1, IndexType())
-    strides = _row_major_strides(buffer_type)
-    base = outside.constant(0, IndexType())  # the tile's first element, as an element offset
-    for index, stride in zip(op.indices, strides, strict=True):
-        base = outside(arith.AddiOp(base, outside(arith.MuliOp(index, outside.constant(stride, IndexType())))))
-    along = strides[axes[limited]]  # the step between elements along the bounded axis
-    for fixed in itertools.product(*(range(size) if axis != limited else [0] for axis, size in enumerate(shape))):
-        first = base if not any(fixed) else outside(
-            arith.AddiOp(base, outside.constant(sum(p * strides[axes[a]] for a, p in enumerate(fixed)), IndexType()))
-        )  # fmt: skip
+    for fixed, first in first_offsets:
         body = Block(arg_types=[IndexType()])
         inner = emit.at_end_of(body)
         position = [body.args[0] if axis == limited else fixed[axis] for axis in range(len(shape))]

@@ -51,7 +51,8 @@ def kernel_footprint(kernel: tile.KernelOp) -> int:
 
 
 def _dataflow_footprint(kernel: tile.KernelOp) -> int:
-    """A dataflow body: its scratch buffers (shared memory / LDS on a GPU, cache on a CPU), and the tiles its
+    """A dataflow body: its scratch buffers in fast memory (shared memory / LDS on a GPU, cache on a CPU; not
+    the "global" ones), and the tiles its
     loads bring into the scratchpad (GPU) or into any fast space (CPU: a load without a space is held in
     registers)."""
     scratchpad = kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS
@@ -59,7 +60,7 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     for op in kernel.body.walk():
         if scratchpad:
             total += sum(_tile_bytes(operand.type) for operand in _staged_operands(op))
-        if isinstance(op, tile.AllocOp):
+        if isinstance(op, tile.AllocOp) and op.in_fast_memory():
             total += op.bytes()
         elif isinstance(op, tile.LoadOp):
             space = "registers" if op.space is None else op.space.data

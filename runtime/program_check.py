@@ -213,9 +213,9 @@ class _Checker:
             packing = self.mapping(entry["packing"], f"{where}.packing")
             layout = self.string(packing.get("layout"), f"{where}.packing.layout", PACKING_LAYOUTS)
             self.string(packing.get("dtype"), f"{where}.packing.dtype", ("f32", "bf16"))
-            if layout == "gemm_panels":  # panels of nr output columns of a [N, K] matrix
+            if layout == "gemm_panels":  # panels of nr output columns of a [N, K] matrix, or of each of a stack
                 self.integer(packing.get("nr"), f"{where}.packing.nr", 1, 4096)
-                if len(entry["shape"]) != 2:
+                if len(entry["shape"]) < 2:
                     raise self.fail(f"{where}.shape", f"a weight packed in panels is a matrix, got {entry['shape']}")
 
     def one_program(self, name: str, body: dict[str, Any], top: dict[str, Any]) -> None:

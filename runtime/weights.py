@@ -3,7 +3,7 @@
 program.json says, per weight, its shape, whether it is a concatenation of layout tensors (`parts`: the
 fused QKV projection), whether an RMSNorm's scale is folded into its columns (`column_scale`: W diag(g),
 one multiply per weight at load), and how a GEMM reads it (`packing`: panels of `nr` output columns,
-[panels, K, nr], zero past N; float32 or bfloat16 bits). The layout itself is the GEMM kernel's
+[panels, K, nr], zero past N, for each matrix of a stack; float32 or bfloat16 bits). The layout itself is the GEMM kernel's
 (kernels/gemm.py), recorded in program.json, so no compiler import is needed here.
 """
 
@@ -51,12 +51,13 @@ def bf16_bits(values: np.ndarray) -> np.ndarray:
 
 def pack_panels(weight: np.ndarray, nr: int, dtype: str) -> np.ndarray:
     """W [N, K] (nn.Linear layout) -> packed[p, k, j] = W[p * nr + j, k], zero past N, 64-byte aligned;
-    float32, or for "bf16" uint16 bfloat16 bits rounded to nearest even."""
-    n, k = weight.shape
+    float32, or for "bf16" uint16 bfloat16 bits rounded to nearest even. A stack of matrices [..., N, K] (the
+    MoE experts') packs each: [..., panels, K, nr]."""
+    *stack, n, k = weight.shape
     panels = -(-n // nr)
-    padded = np.zeros((panels * nr, k), np.float32)
-    padded[:n] = weight
-    packed = padded.reshape(panels, nr, k).transpose(0, 2, 1)
+    padded = np.zeros((*stack, panels * nr, k), np.float32)
+    padded[..., :n, :] = weight
+    packed = np.swapaxes(padded.reshape(*stack, panels, nr, k), -1, -2)
     values = bf16_bits(packed) if dtype == "bf16" else packed
     out = aligned_empty(values.shape, values.dtype)
     out[...] = values

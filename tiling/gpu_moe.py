@@ -83,7 +83,9 @@ def _moe_experts(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> Tile
     instruction = arch.instruction(element)
     if instruction is not None:
         tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
-    return TileChoice(tiles, body)
+    # kernels/moe.py's moe_experts is written for a CPU (whole-GEMM steps over main-memory scratch rows): the
+    # GPUs keep their emitter (lowering/rocdl/moe.py) until the experts are a grouped GEMM of tile mmas.
+    return TileChoice(tiles, body, emitter=True)
 
 
 POLICIES: dict[str, GpuPolicy] = {"moe_experts": _moe_experts}

@@ -146,15 +146,16 @@ def _conv(dims: Mapping[str, Any], precision: str) -> TileChoice:
 
 
 def _experts(dims: Mapping[str, Any], precision: str) -> TileChoice:
+    """kernels/moe.py's moe_experts: a program per expert, its GEMMs blocked as the projections' (the up and
+    down products' own K blocks), in groups of mc slots; the slot rows gathered and copied `block` features
+    at a time (four AVX-512 vectors)."""
     ffn, latent = int(dims["ffn"]), int(dims["latent"])
-    body = [
-        load("x", [1, latent]),
-        mma(1, ffn, latent),
-        elementwise("relu2"),
-        mma(1, latent, ffn),
-        store("out", [1, latent]),
-    ]
-    return TileChoice({"rows_per_step": 1}, body)
+    weight = "bf16" if precision == "bf16" else "f32"
+    up = gemm.choose_tiles(gemm.GemmSpec(n=ffn, k=latent, epilogue="relu2", weight_dtype=weight))
+    down = gemm.choose_tiles(gemm.GemmSpec(n=latent, k=ffn, epilogue="store", weight_dtype=weight))
+    tiles = {name: value for name, value in vars(up).items() if name != "kc"}
+    tiles |= {"up_kc": up.kc, "down_kc": down.kc, "group": up.mc, "block": 64, "weight_bf16": int(weight == "bf16")}
+    return TileChoice(tiles, grid=int(dims["num_experts"]), parallel="experts")
 
 
 POLICIES: dict[str, Callable[[Mapping[str, Any], str], TileChoice]] = {

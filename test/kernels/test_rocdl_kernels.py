@@ -704,7 +704,9 @@ def test_every_nvvm_kind_is_covered() -> None:
 
     tested = {"matmul", "embedding", "rmsnorm", "rms_scale", "kv_append", "moe_router", "moe_combine",
               "gated_rmsnorm", "conv_silu", "ssd_step", "attention", "ssd_scan"}  # fmt: skip
-    assert set(nvvm_emitters()) | set(KERNELS) == tested
+    # The MoE experts: kernels/moe.py's is the CPU's, and sm_90a has no emitter for them (refused in one line).
+    refused = {"moe_experts"}
+    assert (set(nvvm_emitters()) | set(KERNELS)) - refused == tested
 
 
 # --- the simulator's own checks -----------------------------------------------------------------------------------

@@ -435,6 +435,47 @@ def check_matmul(rng: np.random.Generator, target: str, tokens: int) -> None:
         assert worst <= 0, f"matmul {dims}: an element is {worst:.2e} beyond its bound"
 
 
+def check_moe_experts(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """contrib[t, j] = down[e] relu2(up[e] x[t]) for e = ids[t, j], against float64 on the same (bf16-rounded)
+    operands, element by element: the up product within (L + 2) u |x| |up|ᵀ (check_matmul's bound), relu2
+    turning an error e of a into at most 2 |a| e + e² plus its own rounding, the down product adding
+    (F + 2) u |down| |h| to the error it carries, |down| e_h. Ids outside [0, E) (-1 here) leave their
+    slot unwritten. On the GPUs the experts are still the targets' emitter (tiling/gpu_moe.py)."""
+    from tessera.runtime.weights import pack_panels
+
+    if target != "x86":
+        return
+    experts, top_k = 5, 2
+    for ffn, latent, x_dtype in ((70, 72, "f32"), (40, 130, "bf16")):
+        dims: Dims = {"num_experts": experts, "top_k": top_k, "ffn": ffn, "latent": latent, "x_dtype": x_dtype}
+        kernel = build("moe_experts", dims, target)
+        assert kernel.tiles is not None
+        nr = int(plain_dict(kernel.tiles)["nr"])
+        x = x_arg = rng.standard_normal((tokens, latent)).astype(np.float32)
+        if x_dtype == "bf16":
+            x_arg = bf16_bits(x)
+            x = bf16_to_f32(x_arg)
+        ids = np.stack([rng.permutation(experts)[:top_k] for _ in range(tokens)]).astype(np.int64)
+        ids[0, -1] = -1  # a slot routed to no expert
+        up = (rng.standard_normal((experts, ffn, latent)) / np.sqrt(latent)).astype(np.float32)
+        down = (rng.standard_normal((experts, latent, ffn)) / np.sqrt(ffn)).astype(np.float32)
+        contrib = nan(tokens, top_k * latent)
+        run_kernel(kernel, [x_arg, ids, pack_panels(up, nr, "f32"), pack_panels(down, nr, "f32"), contrib], experts)
+        got = contrib.reshape(tokens, top_k, latent)
+        assert np.isnan(got[0, -1]).all(), "moe_experts: a slot of no expert was written"
+        for expert in range(experts):
+            rows, slots = np.nonzero(ids == expert)
+            xe, upe, downe = (a.astype(np.float64) for a in (x[rows], up[expert], down[expert]))
+            a = xe @ upe.T
+            error_a = (latent + 2) * F32_UNIT * (np.abs(xe) @ np.abs(upe).T)
+            hidden = np.maximum(a, 0.0) ** 2
+            error_h = 2 * np.abs(a) * error_a + error_a**2 + 2 * F32_UNIT * hidden
+            want = hidden @ downe.T
+            bound = error_h @ np.abs(downe).T + (ffn + 2) * F32_UNIT * ((hidden + error_h) @ np.abs(downe).T)
+            worst = np.max(np.abs(got[rows, slots] - want) - bound, initial=-1.0)
+            assert worst <= 0, f"moe_experts {dims} expert {expert}: an element is {worst:.2e} beyond its bound"
+
+
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
     "attention": check_attention,
     "conv_silu": check_conv_silu,
@@ -445,6 +486,7 @@ CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
     "rmsnorm": check_rmsnorm,
     "moe_combine": check_moe_combine,
     "moe_router": check_moe_router,
+    "moe_experts": check_moe_experts,
     "kv_append": check_kv_append,
     "matmul": check_matmul,
 }

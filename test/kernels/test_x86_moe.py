@@ -1,6 +1,6 @@
-"""The x86 MoE kernels built for this CPU and run against the reference: the expert-major experts
-(lowering/x86/moe.py) and the combine against float64 numpy (reference.common.mlp_relu2), the router (written
-once in kernels/moe.py) against reference/moe.py's route.
+"""The x86 MoE kernels (written once in kernels/moe.py) built for this CPU and run against the reference: the
+expert-major experts and the combine against float64 numpy (reference.common.mlp_relu2), the router against
+reference/moe.py's route.
 
 One library holds every kernel of the module (built once); inputs are random draws from each test's seed (conftest).
 """
@@ -19,35 +19,54 @@ from tile_kernels import tile_kernel
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
+from tessera.dialects.tile import plain_dict
 from tessera.lowering.convert_tile_to_x86 import emit_kernel
-from tessera.lowering.x86 import moe
-from tessera.lowering.x86.moe import ExpertDims
 from tessera.lowering.x86.pipeline import build_library
 from tessera.reference.common import mlp_relu2
 from tessera.runtime.native import KernelLibrary
-from tessera.runtime.weights import bf16_bits, bf16_to_f32
+from tessera.runtime.weights import bf16_bits, bf16_to_f32, pack_panels
 
 TOLERANCE = 1e-5  # max |error| / max |reference|
 
-# Odd L / F (masked last chunks, clamped partial output blocks), E in {4, 8, 16}, K in {1, 2, 3}, bf16 x.
+
+@dataclass(frozen=True)
+class ExpertDims:
+    num_experts: int
+    top_k: int
+    ffn: int
+    latent: int
+    x_dtype: str = "f32"  # "f32" or "bf16" (x passed as bfloat16 bits)
+
+    def dims(self) -> dict[str, int | str]:
+        return {"num_experts": self.num_experts, "top_k": self.top_k, "ffn": self.ffn, "latent": self.latent,
+                "x_dtype": self.x_dtype}  # fmt: skip
+
+
+# Odd L / F (masked last columns, partial last panels), E in {4, 8, 16}, K in {1, 2, 3}, bf16 x.
 DIMS = {
     "e4k1_tiny": ExpertDims(4, 1, ffn=10, latent=12),
     "e8k2_mid": ExpertDims(8, 2, ffn=40, latent=72),
     "e16k3_wide": ExpertDims(16, 3, ffn=96, latent=64),
     "e4k3_tiny_bf16": ExpertDims(4, 3, ffn=10, latent=12, x_dtype="bf16"),
     "e8k2_mid_bf16": ExpertDims(8, 2, ffn=40, latent=72, x_dtype="bf16"),
-    # L, F > moe.KC (384: L = 4 KC + 14, F = 2 KC + 22): K blocks added up in scratch, a partial last block
-    # ending in a partial 16-column chunk
+    # L above the GEMM's K block (1024): the up product in two K blocks; F = 790 one block whose k steps end
+    # in a tail past the unrolled ones; neither a multiple of the panel (64) or the copy block
     "e4k2_long": ExpertDims(4, 2, ffn=790, latent=1550),
 }
 TOKENS = (1, 5, 37, 200)
+# The weights the kernels read in each precision (bf16: packed as bfloat16, as the runtime packs them).
+WEIGHT_DTYPES = {"fp32": "f32", "bf16": "bf16"}
+
+
+def experts_kernel(name: str, d: ExpertDims, precision: str = "fp32"):  # type: ignore[no-untyped-def]
+    return tile_kernel("moe_experts", d.dims(), "x86", precision, name=f"{name}_experts_{precision}")
 
 
 def emit_all(dims: dict[str, ExpertDims]) -> str:
-    """The experts' emitter, and the combine written once in kernels/moe.py through the x86 lowering."""
+    """The experts (in both precisions), the combine and the routers, through the x86 lowering."""
     text = []
     for name, d in dims.items():
-        text.append(moe.emit_moe_expert_outputs(f"{name}_experts", d))
+        text += [emit_kernel(experts_kernel(name, d, precision)) for precision in WEIGHT_DTYPES]
         for epilogue in ("store", "accumulate"):
             combine = {"num_experts": d.num_experts, "top_k": d.top_k, "latent": d.latent, "epilogue": epilogue}
             text.append(emit_kernel(tile_kernel("moe_combine", combine, "x86", name=f"{name}_{epilogue}")))
@@ -69,7 +88,7 @@ class Case:
     x: np.ndarray  # f32, or bf16 bits
     ids: np.ndarray  # [T, K] int64, distinct per token; some experts get no tokens
     weights: np.ndarray  # [T, K] f32
-    up: np.ndarray
+    up: np.ndarray  # packed as the kernel reads it
     down: np.ndarray
     contrib: np.ndarray  # [T, K*L] float64: each slot's expert output
     out: np.ndarray  # [T, L] float64: sum_j weights * contrib
@@ -79,7 +98,7 @@ class Case:
         return [self.x, self.ids, self.up, self.down]
 
 
-def make_case(d: ExpertDims, tokens: int, rng: np.random.Generator) -> Case:
+def make_case(d: ExpertDims, tokens: int, rng: np.random.Generator, precision: str = "fp32") -> Case:
     e, k, f, lat = d.num_experts, d.top_k, d.ffn, d.latent
     x = x_arg = rng.standard_normal((tokens, lat), dtype=np.float32)
     if d.x_dtype == "bf16":  # the kernel sees the rounded activations
@@ -91,12 +110,17 @@ def make_case(d: ExpertDims, tokens: int, rng: np.random.Generator) -> Case:
     weights = rng.uniform(0.1, 1.0, (tokens, k)).astype(np.float32)
     up = (rng.standard_normal((e, f, lat)) / np.sqrt(lat)).astype(np.float32)
     down = (rng.standard_normal((e, lat, f)) / np.sqrt(f)).astype(np.float32)
+    dtype = WEIGHT_DTYPES[precision]
+    nr = int(plain_dict(experts_kernel("probe", d, precision).tiles)["nr"])  # type: ignore[arg-type]
+    packed_up, packed_down = pack_panels(up, nr, dtype), pack_panels(down, nr, dtype)
+    if dtype == "bf16":  # the reference multiplies the rounded weights
+        up, down = bf16_to_f32(bf16_bits(up)), bf16_to_f32(bf16_bits(down))
     contrib = np.zeros((tokens, k, lat))
     for expert in np.unique(ids):
         rows, slots = np.nonzero(ids == expert)
         contrib[rows, slots] = mlp_relu2(x[rows], up[expert], down[expert])
     out = np.einsum("tk,tkl->tl", weights.astype(np.float64), contrib)
-    return Case(x_arg, ids, weights, up, down, contrib.reshape(tokens, k * lat), out)
+    return Case(x_arg, ids, weights, packed_up, packed_down, contrib.reshape(tokens, k * lat), out)
 
 
 def assert_close(y: np.ndarray, expected: np.ndarray) -> None:
@@ -116,7 +140,7 @@ def test_experts_and_combine_match_float64(library: KernelLibrary, rng: np.rando
     d = DIMS[name]
     case = make_case(d, tokens, rng)
     contrib = unwritten(case)  # every slot is routed: all must be written
-    library.kernel(f"{name}_experts")(*case.args, contrib, 0, d.num_experts)
+    library.kernel(f"{name}_experts_fp32")(*case.args, contrib, 0, d.num_experts)
     assert_close(contrib, case.contrib)
     out = np.full((tokens, d.latent), np.nan, dtype=np.float32)
     library.kernel(f"{name}_store")(contrib, case.weights, out, 0, tokens)
@@ -136,7 +160,7 @@ def test_expert_and_token_ranges_split_the_work(library: KernelLibrary, rng: np.
     case = make_case(d, tokens, rng)
     split = int(rng.integers(case.ids.min() + 1, case.ids.max() + 1))  # slots routed to both sides (K >= 2)
     contrib = unwritten(case)
-    experts = library.kernel(f"{name}_experts")
+    experts = library.kernel(f"{name}_experts_fp32")
     experts(*case.args, contrib, split, d.num_experts)
     mine = np.repeat(case.ids >= split, d.latent, axis=1)
     assert np.isnan(contrib[~mine]).all(), "a slot of another expert was written"
@@ -161,7 +185,7 @@ def test_two_threads_on_disjoint_ranges(library: KernelLibrary, rng: np.random.G
     d = DIMS[name]
     case = make_case(d, tokens, rng)
     contrib = unwritten(case)
-    experts = library.kernel(f"{name}_experts")
+    experts = library.kernel(f"{name}_experts_fp32")
     halves = [(0, d.num_experts // 2 - 3), (d.num_experts // 2 - 3, d.num_experts)]
     run_threads([lambda lo=lo, hi=hi: experts(*case.args, contrib, lo, hi) for lo, hi in halves])
     assert_close(contrib, case.contrib)
@@ -190,7 +214,7 @@ def test_ids_of_no_expert_in_range_are_skipped(library: KernelLibrary, rng: np.r
     ids = case.ids.copy()
     ids[1, 0], ids[3, 1] = -1, d.num_experts
     contrib = unwritten(case)
-    library.kernel(f"{name}_experts")(case.x, ids, case.up, case.down, contrib, 0, d.num_experts)
+    library.kernel(f"{name}_experts_fp32")(case.x, ids, case.up, case.down, contrib, 0, d.num_experts)
     skipped = np.repeat((ids < 0) | (ids >= d.num_experts), d.latent, axis=1)
     assert np.isnan(contrib[skipped]).all()
     assert_close(contrib[~skipped], case.contrib[~skipped])
@@ -202,7 +226,7 @@ def test_calls_do_not_leak(library: KernelLibrary, rng: np.random.Generator) -> 
     d = DIMS[name]
     case = make_case(d, 200, rng)
     contrib = unwritten(case)
-    experts = library.kernel(f"{name}_experts")
+    experts = library.kernel(f"{name}_experts_fp32")
     experts(*case.args, contrib, 0, d.num_experts)
     before = resident_bytes()
     for _ in range(1000):
@@ -223,7 +247,7 @@ def test_baseline_x86_64_build(tmp_path: Path, rng: np.random.Generator) -> None
         tokens = 37
         case = make_case(d, tokens, rng)
         contrib = unwritten(case)
-        baseline.kernel(f"{name}_experts")(*case.args, contrib, 0, d.num_experts)
+        baseline.kernel(f"{name}_experts_fp32")(*case.args, contrib, 0, d.num_experts)
         assert_close(contrib, case.contrib)
         out = np.full((tokens, d.latent), np.nan, dtype=np.float32)
         baseline.kernel(f"{name}_store")(contrib, case.weights, out, 0, tokens)
@@ -232,24 +256,39 @@ def test_baseline_x86_64_build(tmp_path: Path, rng: np.random.Generator) -> None
 
 def test_long_dims_span_several_k_blocks() -> None:
     d = DIMS["e4k2_long"]
-    for length in (d.latent, d.ffn):
-        assert length > moe.KC and length % moe.KC % 16
+    tiles = {key: int(value) for key, value in plain_dict(experts_kernel("long", d).tiles).items()}  # type: ignore[arg-type]
+    assert tiles["up_kc"] < d.latent and d.ffn % tiles["ku"]
+    assert d.latent % tiles["nr"] and d.ffn % tiles["nr"] and d.latent % tiles["block"]
 
 
-def test_footprints() -> None:
-    small, large = DIMS["e4k1_tiny"], ExpertDims(128, 6, ffn=1856, latent=2688)
-    for kind in moe.KINDS:
-        assert 0 < moe.footprint_bytes(kind, small) < moe.footprint_bytes(kind, large)
-    assert moe.footprint_bytes("moe_expert_outputs", large) <= 2**20  # one core's L2
-    with pytest.raises(ValueError, match="kind"):
-        moe.footprint_bytes("moe_experts", small)
+@pytest.mark.parametrize("name", ["e8k2_mid", "e4k3_tiny_bf16"])
+def test_bf16_weights(library: KernelLibrary, rng: np.random.Generator, name: str) -> None:
+    """Under the bf16 precision the experts read their weights packed as bfloat16 (widened exactly)."""
+    d = DIMS[name]
+    case = make_case(d, 37, rng, "bf16")
+    contrib = unwritten(case)
+    library.kernel(f"{name}_experts_bf16")(*case.args, contrib, 0, d.num_experts)
+    assert_close(contrib, case.contrib)
 
 
-def test_dims_validation() -> None:
-    with pytest.raises(ValueError, match="positive"):
-        ExpertDims(0, 1, 4, 4)
-    with pytest.raises(ValueError, match="dtype"):
-        ExpertDims(4, 1, 4, 4, x_dtype="f16")
+def test_an_expert_with_more_slots_than_a_group(library: KernelLibrary, rng: np.random.Generator) -> None:
+    """2000 tokens of K = 2 over six experts: about 670 slots each, more than one group's rows (the scan runs
+    the group when the slot list is full, then goes on from an empty list)."""
+    name = "e8k2_mid"
+    d = DIMS[name]
+    case = make_case(d, 2000, rng)
+    assert np.bincount(case.ids.ravel()).max() > plain_dict(experts_kernel(name, d).tiles)["group"]  # type: ignore[arg-type]
+    contrib = unwritten(case)
+    library.kernel(f"{name}_experts_fp32")(*case.args, contrib, 0, d.num_experts)
+    assert_close(contrib, case.contrib)
+
+
+def test_footprint_leaves_the_slot_rows_in_main_memory() -> None:
+    """The slot list is the only fast-memory scratch; the gathered rows and the products are "global" ones,
+    however many features (a Nemotron-3-Nano-sized layer fits a core's L2)."""
+    small = experts_kernel("small", DIMS["e4k1_tiny"])
+    large = experts_kernel("large", ExpertDims(128, 6, ffn=1856, latent=2688))
+    assert 0 < small.footprint.value.data <= large.footprint.value.data <= 2**20  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("name", ROUTERS)
