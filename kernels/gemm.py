@@ -55,10 +55,10 @@ def tail_rows(mr: int) -> tuple[int, ...]:
     return tuple(1 << b for b in reversed(range(mr.bit_length())) if (1 << b) < mr)
 
 
-def accumulator_sets(rows: int, tiles: Mapping[str, int], lanes: int = 16) -> int:
+def accumulator_sets(rows: int, tiles: Mapping[str, int]) -> int:
     """Accumulators a block of `rows` keeps: enough independent FMA chains (rows nr / lanes vectors each, at
-    least min_chains in all), a power of two dividing ku."""
-    per_set, sets = rows * tiles["nr"] // lanes, 1
+    least min_chains in all; both the target's facts, chosen with the tiles), a power of two dividing ku."""
+    per_set, sets = rows * tiles["nr"] // tiles["lanes"], 1
     while sets * per_set < tiles["min_chains"] and sets < tiles["ku"] and tiles["ku"] % (sets * 2) == 0:
         sets *= 2
     return sets

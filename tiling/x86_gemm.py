@@ -48,6 +48,7 @@ class GemmTiles:
     mc: int  # rows per group whose x block (mc x kc) every panel reuses from L3 (a multiple of mr)
     ku: int  # k steps unrolled in the micro-kernel's loop body
     min_chains: int = 8  # independent FMA chains a row block keeps (FMA latency x FMA ports)
+    lanes: int = VECTOR  # f32 lanes of one vector register: an FMA chain's width
 
     def __post_init__(self) -> None:
         if self.nr < VECTOR or self.nr % VECTOR:
