@@ -195,10 +195,16 @@ _SPLIT_ONE_TOKEN_BYTES = 4 << 20
 
 
 def _worth_splitting_one_token(kernel: tile.KernelOp) -> bool:
-    if kernel.kind.data != "matmul":
-        return False
-    spec = gemm_spec(kernel)
-    return spec.n * spec.k * (2 if spec.weight_dtype == "bf16" else 4) >= _SPLIT_ONE_TOKEN_BYTES
+    """Whether one token's launch streams enough weights: a GEMV's matrix, or the top-k experts' up and down
+    (split by expert ranges, so the chosen experts fall to either thread)."""
+    if kernel.kind.data == "matmul":
+        spec = gemm_spec(kernel)
+        return spec.n * spec.k * (2 if spec.weight_dtype == "bf16" else 4) >= _SPLIT_ONE_TOKEN_BYTES
+    if kernel.kind.data == "moe_experts" and kernel.is_dataflow():
+        d = _dims(kernel)
+        element = 2 if plain_dict(kernel.tiles).get("weight_bf16") else 4  # type: ignore[arg-type]
+        return int(d["top_k"]) * 2 * int(d["ffn"]) * int(d["latent"]) * element >= _SPLIT_ONE_TOKEN_BYTES
+    return False
 
 
 def _note_packing(weights: dict[str, dict[str, Any]], args: list[dict[str, Any]], kernel: tile.KernelOp) -> None:
