@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import tempfile
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from x86_gemm import THREADS, best_times, machine
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
 from xdsl.ir import Attribute, Block, Region
 
@@ -41,8 +41,6 @@ CASES = (
     ("mid (E 16, K 4, F 1024, L 1024)", 16, 4, 1024, 1024, (512, 1)),
     ("30B-A3B experts (32 of 128, K 6, F 1856, L 2688)", 32, 6, 1856, 2688, (512, 128, 1)),
 )
-THREADS = 2
-SETTLE_S = 0.3
 
 
 def tiled_kernel(kind: str, dims: dict[str, int | str], precision: str, grid: int) -> tile.KernelOp:
@@ -60,19 +58,6 @@ def tiled_kernel(kind: str, dims: dict[str, int | str], precision: str, grid: in
     choose_tiles(ModuleOp([kernel]), "x86", precision)
     kernel.detach()
     return kernel
-
-
-def best_times(runners: list[Callable[[], object]], reps: int, rounds: int = 3) -> list[float]:
-    best = [float("inf")] * len(runners)
-    for _ in range(rounds):
-        for index, runner in enumerate(runners):
-            time.sleep(SETTLE_S)
-            runner()  # warm-up
-            for _ in range(reps):
-                start = time.perf_counter()
-                runner()
-                best[index] = min(best[index], time.perf_counter() - start)
-    return best
 
 
 def split(pool: ThreadPoolExecutor, kernel: Callable[..., None], args: list[np.ndarray], extent: int) -> None:
@@ -152,8 +137,6 @@ def rows(precision: str, reps: int, pool: ThreadPoolExecutor, scratch: Path) -> 
 
 
 def main() -> None:
-    from x86_gemm import machine
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32", "bf16"])

@@ -166,12 +166,8 @@ def _load_bf16_bounded(emit: Emitter, op: tile.LoadOp, lowered: VectorType) -> S
     the bound, else zeros with its elements before the bound loaded one by one through the buffer's pointer
     (_store_bf16_bounded's mirror: a masked load of bf16 lanes goes through f32 in LLVM's legalisation, a
     __truncsfbf2 libcall on x86 without AVX512-BF16)."""
-    buffer_type = op.memref.type
-    assert isinstance(buffer_type, MemRefType) and op.bound is not None
-    shape, axes, limited = lowered.get_shape(), tile.access_axes(op), tile.bound_axis(op)
-    start = op.indices[axes[limited]]
-    end = emit(arith.AddiOp(start, emit.constant(shape[limited], IndexType())))
-    whole = emit(arith.CmpiOp(end, op.bound, "ule"))
+    shape, limited = lowered.get_shape(), tile.bound_axis(op)
+    whole = _before_bound(emit, op, shape)
     within, edge = Block(), Block()
     inside = emit.at_end_of(within)
     loaded = VectorType(BFloat16Type(), shape)
@@ -211,6 +207,15 @@ def _load_bf16_bounded(emit: Emitter, op: tile.LoadOp, lowered: VectorType) -> S
                 value = outside(vector.InsertOp(element, value, position))
     outside(scf.YieldOp(value))
     return emit(scf.IfOp(whole, [lowered], Region(within), Region(edge)))
+
+
+def _before_bound(emit: Emitter, op: tile.LoadOp | tile.StoreOp, shape: tuple[int, ...]) -> SSAValue:
+    """An i1: whether the whole tile lies before the access's bound along its bounded axis."""
+    assert op.bound is not None
+    limited = tile.bound_axis(op)
+    start = op.indices[tile.access_axes(op)[limited]]
+    end = emit(arith.AddiOp(start, emit.constant(shape[limited], IndexType())))
+    return emit(arith.CmpiOp(end, op.bound, "ule"))
 
 
 def _element_walk(
@@ -288,14 +293,10 @@ def _store_bf16_bounded(emit: Emitter, op: tile.StoreOp) -> None:
     element extracted as bf16 is widened to f32 and narrowed back by LLVM's legalisation, which on x86 without
     AVX512-BF16 is a __truncsfbf2 libcall the kernels do not link; bits never pass through a float here."""
     assert isinstance(op.value.type, TileType) and op.bound is not None
-    buffer_type = op.memref.type
-    assert isinstance(buffer_type, MemRefType)
     lowered = lowered_type(op.value.type, LANES)
     assert isinstance(lowered, VectorType)
-    shape, axes, limited = lowered.get_shape(), tile.access_axes(op), tile.bound_axis(op)
-    start = op.indices[axes[limited]]
-    end = emit(arith.AddiOp(start, emit.constant(shape[limited], IndexType())))
-    whole = emit(arith.CmpiOp(end, op.bound, "ule"))
+    shape, limited = lowered.get_shape(), tile.bound_axis(op)
+    whole = _before_bound(emit, op, shape)
     within, edge = Block(), Block()
     inside = emit.at_end_of(within)
     bf16_value = inside(arith.BitcastOp(op.value, VectorType(BFloat16Type(), shape)))
