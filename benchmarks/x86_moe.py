@@ -80,12 +80,15 @@ def run_hf(module: torch.nn.Module, x: torch.Tensor, ids: torch.Tensor, weights:
 
 
 def hf_experts(experts: int, ffn: int, latent: int, up: np.ndarray, down: np.ndarray, dtype: torch.dtype):  # type: ignore[no-untyped-def]
-    """HF's module with these weights, in its default experts implementation."""
+    """HF's module with these weights, in its eager experts loop: on torch CPU the fastest of its experts
+    implementations (mid layer, T 512, 2 threads: eager 47 / 17 ms in fp32 / bf16, grouped_mm 53 / 18,
+    batched_mm 12.6 / 4.9 s)."""
     import transformers
     from transformers.models.nemotron_h.modeling_nemotron_h import NemotronHExperts
 
     config = transformers.NemotronHConfig(n_routed_experts=experts, hidden_size=latent, moe_intermediate_size=ffn,
                                           moe_latent_size=None, mlp_hidden_act="relu2")  # fmt: skip
+    config._experts_implementation = "eager"
     module = NemotronHExperts(config).eval()
     with torch.no_grad():
         module.up_proj.copy_(torch.from_numpy(up))
