@@ -5,7 +5,7 @@
 One routed-expert layer call, from the hidden states and the router's ids and weights to the weighted sum of
 the experts' outputs: Tessera's moe_experts (a program per expert, the experts split in two halves over 2
 Python threads, as the runtime splits them) then moe_combine (tokens split likewise), against HF's
-NemotronHExperts.forward on torch with 2 threads, same weights and routing. fp32: both in float32. bf16:
+NemotronHExperts.forward (its eager experts loop, the fastest here) on torch with 2 threads, same weights and routing. fp32: both in float32. bf16:
 Tessera reads the experts' weights packed as bfloat16 and computes in float32 (its bf16 precision); HF runs
 the module in bfloat16. Each row is the best of 3 rounds of --reps calls, the sides taking turns by rounds
 after a pause (torch's OpenMP threads spin for a while after each call). Prints a markdown table with the
