@@ -151,7 +151,8 @@ class LowerLoad(TilePattern):
 
 
 def _transfer_read(emit: Emitter, op: tile.LoadOp, loaded: VectorType, permutation: AffineMapAttr) -> Operation:
-    """vector.transfer_read of the tile (masked past its bound where it has one; zero padding)."""
+    """The tile as one transfer read (vector.TransferReadOp): masked past its bound where it has one, zero
+    padding."""
     element = loaded.element_type
     if isinstance(element, BFloat16Type):  # unmasked only (_load_bf16_bounded): the padding is never read
         padding = emit(arith.BitcastOp(emit.constant(0, storage(element)), element))

@@ -52,9 +52,8 @@ def kernel_footprint(kernel: tile.KernelOp) -> int:
 
 def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     """A dataflow body: its scratch buffers in fast memory (shared memory / LDS on a GPU, cache on a CPU; not
-    the "global" ones), and the tiles its
-    loads bring into the scratchpad (GPU) or into any fast space (CPU: a load without a space is held in
-    registers)."""
+    the "global" ones), and the tiles its loads bring into the scratchpad (GPU) or into any fast space (CPU:
+    a load without a space is held in registers)."""
     scratchpad = kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS
     total = 0
     for op in kernel.body.walk():
