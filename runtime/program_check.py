@@ -216,7 +216,10 @@ class _Checker:
             if layout == "gemm_panels":  # panels of nr output columns of a [N, K] matrix, or of each of a stack
                 self.integer(packing.get("nr"), f"{where}.packing.nr", 1, 4096)
                 if len(entry["shape"]) < 2:
-                    raise self.fail(f"{where}.shape", f"a weight packed in panels is a matrix or a stack of them, got {entry['shape']}")
+                    raise self.fail(
+                        f"{where}.shape",
+                        f"a weight packed in panels is a matrix or a stack of them, got {entry['shape']}",
+                    )
 
     def one_program(self, name: str, body: dict[str, Any], top: dict[str, Any]) -> None:
         slots = [
