@@ -62,6 +62,11 @@ _CDNA2_MFMA = (
 )
 _CDNA3_MFMA = (*_CDNA2_MFMA, "rocdl.mfma.f32.16x16x8.xf32", "rocdl.mfma.f32.32x32x4.xf32")
 
+# x86's matrix unit: AMX's tdpbf16ps (amx.tile_mulf) multiplies a 16 x 32 bf16 tile by 32 x 16 (given as 16 rows
+# of k pairs, VNNI) into a 16 x 16 f32 tile; a core has 8 tile registers (tmm0-7) of 16 rows x 64 bytes.
+AMX_BF16 = MatrixInstruction("amx.tile_mulf", 16, 16, 32)
+AMX_TILE_REGISTERS = 8
+
 GPU_ARCHS: dict[str, GpuArch] = {
     "gfx942": GpuArch(
         "gfx942", "amd", 64, "lds", FAST_MEMORY_LIMITS["gfx942"], {"bf16": _MFMA_BF16, "f32": _MFMA_F32},

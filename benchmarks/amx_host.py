@@ -46,10 +46,11 @@ SEED = 0  # the random checkpoint's weights (test/test_hf_contract.make_checkpoi
 def prepare(out: Path) -> None:
     sys.path.insert(0, str(ROOT / "test"))
     from test_hf_contract import PROMPT, hf_reference, make_checkpoint
+    from xdsl.dialects.builtin import ModuleOp
 
     from tessera import toolchain
-    from tessera.lowering.convert_tile_to_x86 import emit_kernel, gemm_kernel, kernels_module
-    from tessera.lowering.x86.amx import emit_gemm_amx
+    from tessera.dialects.upstream import upstream_text
+    from tessera.lowering.convert_tile_to_x86 import amx_kernel, emit_kernel, gemm_kernel, kernels_module, lower_to_x86
     from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE, LLVM_PIPELINE
     from tessera.tiling import x86_gemm
 
@@ -68,8 +69,12 @@ def prepare(out: Path) -> None:
     spec = x86_gemm.GemmSpec(n=GEMM["n"], k=GEMM["k"], epilogue="store", weight_dtype="bf16", x_dtype="bf16")
     tiles = x86_gemm.choose_tiles(spec)
     (out / "gemm").mkdir(exist_ok=True)
+    amx = ModuleOp([amx_kernel("gemm", spec, tiles)])
+    lower_to_x86(amx, amx=True)
+    amx_function = amx.body.block.first_op
+    assert amx_function is not None
     variants = {
-        "amx": (emit_gemm_amx("gemm", spec, tiles.nr), AMX_LLVM_PIPELINE, toolchain.X86_64_AMX),
+        "amx": (upstream_text(amx_function), AMX_LLVM_PIPELINE, toolchain.X86_64_AMX),
         "avx512": (emit_kernel(gemm_kernel("gemm", spec, tiles)), LLVM_PIPELINE, toolchain.X86_64_AVX512),
     }
     for name, (function, pipeline, cpu) in variants.items():

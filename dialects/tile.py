@@ -173,6 +173,9 @@ class KernelOp(IRDLOperation):
     footprint = opt_prop_def(IntegerAttr[I64])
     # The scalars a dataflow body reads (KERNEL_SCALARS), as index block arguments after the buffers.
     scalars = opt_prop_def(ArrayAttr[StringAttr])
+    # A ranged body runs a range [first, end) of the grid per call (its last two block arguments) instead of
+    # one program: work that every program of a call would repeat is done once (the AMX GEMM stages x once).
+    ranged = opt_prop_def(UnitAttr)
     body = region_def("single_block")
     traits = traits_def(SymbolOpInterface(), IsolatedFromAbove(), NoTerminator())
     irdl_options = (ParsePropInAttrDict(),)
@@ -185,15 +188,22 @@ class KernelOp(IRDLOperation):
     def scalar_names(self) -> tuple[str, ...]:
         return () if self.scalars is None else tuple(s.data for s in self.scalars.data)
 
+    def program_args(self) -> tuple[SSAValue, ...]:
+        """The program id, or a ranged body's [first, end) of the grid."""
+        return tuple(self.body.block.args[-2:] if self.ranged is not None else self.body.block.args[-1:])
+
     def buffers(self) -> tuple[SSAValue, ...]:
         """The block arguments of the launch operands."""
-        return tuple(self.body.block.args[: len(self.body.block.args) - len(self.scalar_names()) - 1])
+        args = self.body.block.args
+        return tuple(args[: len(args) - len(self.scalar_names()) - len(self.program_args())])
 
     def scalar_args(self) -> tuple[SSAValue, ...]:
         args = self.body.block.args
-        return tuple(args[len(args) - len(self.scalar_names()) - 1 : -1])
+        programs = len(self.program_args())
+        return tuple(args[len(args) - len(self.scalar_names()) - programs : len(args) - programs])
 
     def program_id(self) -> SSAValue:
+        assert self.ranged is None, "a ranged kernel's body takes [first, end), not one program id"
         return self.body.block.args[-1]
 
     def verify_(self) -> None:
@@ -210,9 +220,10 @@ class KernelOp(IRDLOperation):
         if unknown:
             raise VerifyException(f"{where}: unknown scalars {unknown} (known: {', '.join(KERNEL_SCALARS)})")
         args = self.body.block.args
-        if len(args) < len(self.scalar_names()) + 1:
-            raise VerifyException(f"{where}: the body takes its buffers, its scalars and the program id")
-        for arg in (*self.scalar_args(), self.program_id()):
+        if len(args) < len(self.scalar_names()) + len(self.program_args()):
+            programs = "[first, end) of its grid" if self.ranged is not None else "the program id"
+            raise VerifyException(f"{where}: the body takes its buffers, its scalars and {programs}")
+        for arg in (*self.scalar_args(), *self.program_args()):
             if not isinstance(arg.type, IndexType):
                 raise VerifyException(f"{where}: scalars and the program id are index arguments, got {arg.type}")
         for arg in self.buffers():
@@ -568,27 +579,35 @@ class MmaOp(IRDLOperation):
     T f32 or bf16 (widened exactly) and float32 accumulation: each product added to its sum, k ascending (a
     multiply-add, fused where the target has FMA), or as a target's matrix instruction accumulates. With
     `rhs_transposed`, b is given as its transpose, a [N, K] tile (d = c + a bᵀ: rows of keys against rows of
-    queries, both read along K). Which instruction computes it (FMAs on vectors, dot products, AMX, MFMA,
-    WGMMA) is the target lowering's choice."""
+    queries, both read along K). With `rhs_pairs` (bf16 only), b is given with its k in pairs, as a matrix
+    unit reads it from memory (AMX's VNNI layout): a [K/2, 2N] tile, given[i, 2n + t] = b[2i + t, n]. Which
+    instruction computes it (FMAs on vectors, dot products, AMX, MFMA, WGMMA) is the target lowering's
+    choice."""
 
     name = "tessera.tile.mma"
     lhs = operand_def(TileType)
     rhs = operand_def(TileType)
     acc = operand_def(TileType)
     rhs_transposed = opt_prop_def(UnitAttr)
+    rhs_pairs = opt_prop_def(UnitAttr)
     result = result_def(TileType)
     traits = traits_def(Pure())
     irdl_options = (ParsePropInAttrDict(),)
     assembly_format = "$lhs `,` $rhs `,` $acc attr-dict `:` type($lhs) `,` type($rhs) `,` type($acc) `->` type($result)"
 
-    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, rhs_transposed: bool = False) -> None:
+    def __init__(self, lhs: SSAValue, rhs: SSAValue, acc: SSAValue, rhs_transposed: bool = False,
+                 rhs_pairs: bool = False) -> None:  # fmt: skip
         properties: dict[str, Attribute] = {"rhs_transposed": UnitAttr()} if rhs_transposed else {}
+        if rhs_pairs:
+            properties["rhs_pairs"] = UnitAttr()
         super().__init__(operands=[lhs, rhs, acc], result_types=[acc.type], properties=properties)
 
     def rhs_shape(self) -> tuple[int, int]:
         """b's shape as [K, N], whichever way it is given."""
         assert isinstance(self.rhs.type, TileType)
         rows, cols = self.rhs.type.get_shape()
+        if self.rhs_pairs is not None:
+            return (rows * 2, cols // 2)
         return (cols, rows) if self.rhs_transposed is not None else (rows, cols)
 
     def verify_(self) -> None:
@@ -597,6 +616,10 @@ class MmaOp(IRDLOperation):
         shapes = [t.get_shape() for t in (lhs, rhs, acc)]
         if any(len(shape) != 2 for shape in shapes):
             raise VerifyException(f"{self.name}: operands are rank-2 tiles, got {lhs}, {rhs}, {acc}")
+        if self.rhs_pairs is not None and (
+            self.rhs_transposed is not None or not isinstance(rhs.element_type, BFloat16Type) or shapes[1][1] % 2
+        ):
+            raise VerifyException(f"{self.name}: b in k pairs is a bf16 [K/2, 2N] tile, not transposed, got {rhs}")
         (m, k), (k2, n), (m2, n2) = shapes[0], self.rhs_shape(), shapes[2]
         if k != k2 or (m, n) != (m2, n2):
             given = f"{k2}x{n} (given transposed)" if self.rhs_transposed is not None else f"{k2}x{n}"

@@ -19,7 +19,7 @@ as uint16 bits as the runtime stores it) and TileFunctions below, one method per
                    and this is the value they all approximate; max, min: exact.
     convert        one rounding (f32 -> bf16 as runtime/weights.py rounds), or integer wrapping.
 
-Grid 0 means one program per token: `tokens`, or else the rows of the first buffer whose leading dimension is
+A ranged kernel's body runs once, over [0, grid). Grid 0 means one program per token: `tokens`, or else the rows of the first buffer whose leading dimension is
 dynamic. Errors — an op without an implementation, an access outside a buffer, buffers or scalars that do
 not match the kernel's signature — are one-line TileInterpreterErrors naming the kernel, the program id and
 the op.
@@ -206,6 +206,9 @@ class TileFunctions(InterpreterFunctions):
         a, b, c = args
         element = element_of(op.lhs.type)
         b = b.T if op.rhs_transposed is not None else b
+        if op.rhs_pairs is not None:  # given[i, 2n + t] = b[2i + t, n]
+            pairs, columns = b.shape
+            b = b.reshape(pairs, columns // 2, 2).transpose(0, 2, 1).reshape(pairs * 2, columns // 2)
         product = widen(a, element).astype(np.float64) @ widen(b, element).astype(np.float64)
         return (narrow(widen(c, f32) + product, f32),)
 
@@ -252,15 +255,18 @@ def run_kernel(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: int
         interpreter.register_implementations(functions)
     # Overflow to inf and NaN are IEEE results every target computes too, not interpreter failures.
     with np.errstate(all="ignore"):
-        for program in range(grid):
+        # A ranged body runs the whole grid in one call.
+        calls = [(0, grid)] if kernel.ranged is not None else [(program,) for program in range(grid)]
+        for programs in calls:
+            program = f"programs [0, {grid})" if kernel.ranged is not None else f"program {programs[0]}"
             try:
-                interpreter.run_ssacfg_region(kernel.body, (*arguments, program), where)
+                interpreter.run_ssacfg_region(kernel.body, (*arguments, *programs), where)
             except TileInterpreterError as error:
-                raise TileInterpreterError(f"{where}, program {program}: {_first_line(error)}") from None
+                raise TileInterpreterError(f"{where}, {program}: {_first_line(error)}") from None
             except Exception as error:
                 op = running.ops[-1].name if running.ops else "?"
                 kind = "" if isinstance(error, InterpretationError) else f"{type(error).__name__}: "
-                raise TileInterpreterError(f"{where}, program {program}: {op}: {kind}{_first_line(error)}") from error
+                raise TileInterpreterError(f"{where}, {program}: {op}: {kind}{_first_line(error)}") from error
 
 
 def _first_line(error: Exception) -> str:

@@ -54,18 +54,27 @@ class KernelBuilder:
     """The body of one dataflow kernel: block arguments `buffers` (memrefs, launch order), `scalars` (index,
     named by KERNEL_SCALARS) and `program_id`."""
 
-    def __init__(self, buffers: Mapping[str, MemRefType], scalars: Sequence[str] = ()) -> None:
+    def __init__(self, buffers: Mapping[str, MemRefType], scalars: Sequence[str] = (), ranged: bool = False) -> None:
         """`buffers`: the launch operands by name, in launch order (the names are the block arguments' and,
-        on a GPU, the kernel parameters')."""
-        self.block = tile.dataflow_block([*buffers.values(), *(INDEX for _ in scalars), INDEX])
+        on a GPU, the kernel parameters'). `ranged`: the body runs the programs [first, end) of its grid
+        (`program_range`; its kernel op is marked `ranged`) instead of the one `program_id`."""
+        programs = ["first", "end"] if ranged else ["t"]
+        self.block = tile.dataflow_block([*buffers.values(), *(INDEX for _ in scalars), *(INDEX for _ in programs)])
         args = self.block.args
-        for arg, name in zip(args, [*buffers, *scalars, "t"], strict=True):
+        for arg, name in zip(args, [*buffers, *scalars, *programs], strict=True):
             arg.name_hint = name
+        self.ranged = ranged
         self.buffers = list(args[: len(buffers)])
-        self.scalars = dict(zip(scalars, args[len(buffers) : -1], strict=True))
-        self.program_id = args[-1]
+        self.scalars = dict(zip(scalars, args[len(buffers) : len(args) - len(programs)], strict=True))
+        self.program_range = tuple(args[-2:]) if ranged else ()
+        self._programs = args[-1]
         self._builder = Builder(InsertPoint.at_end(self.block))
         self._constants: dict[tuple[Block, str, float | int], SSAValue] = {}
+
+    @property
+    def program_id(self) -> SSAValue:
+        assert not self.ranged, "a ranged body runs program_range, not one program id"
+        return self._programs
 
     def finish(self) -> Block:
         return self.block
@@ -259,10 +268,12 @@ class KernelBuilder:
             return value
         return self._insert(tile.ConvertOp(value, element))
 
-    def mma(self, a: SSAValue, b: SSAValue, acc: SSAValue, rhs_transposed: bool = False) -> SSAValue:
+    def mma(self, a: SSAValue, b: SSAValue, acc: SSAValue, rhs_transposed: bool = False,
+            rhs_pairs: bool = False) -> SSAValue:  # fmt: skip
         """acc + a b: tiles [M, K] and [K, N] (f32 or bf16) into an f32 [M, N]; with `rhs_transposed`, b is
-        given as its transpose [N, K] (keys by rows: attention's scores)."""
-        return self._insert(tile.MmaOp(a, b, acc, rhs_transposed))
+        given as its transpose [N, K] (keys by rows: attention's scores); with `rhs_pairs`, as k pairs
+        [K/2, 2N] (bf16 weights packed for a matrix unit)."""
+        return self._insert(tile.MmaOp(a, b, acc, rhs_transposed, rhs_pairs))
 
     def reduce(self, combiner: str, value: SSAValue, axis: int = 0) -> SSAValue:
         return self._insert(tile.ReduceOp(combiner, value, axis))

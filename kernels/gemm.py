@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32
 from xdsl.ir import Attribute, Block, SSAValue
 
-from tessera.dialects.tile import element_of
+from tessera.dialects.tile import TileType, element_of
 from tessera.kernels.builder import Dims, KernelBuilder
 from tessera.kernels.rows import TOKENS_F32, rows
 
@@ -85,20 +85,14 @@ class Gemm:
 
     def __init__(self, k: KernelBuilder, n: int, k_size: int, epilogue: str, tiles: Mapping[str, int],
                  operands: GemmOperands, panel: SSAValue) -> None:  # fmt: skip
-        self.kb, self.n, self.k_size, self.epilogue, self.tiles = k, n, k_size, epilogue, tiles
+        self.kb, self.n, self.k_size, self.tiles = k, n, k_size, tiles
         self.nr, self.mr, self.kc, self.mc, self.ku = (tiles[key] for key in ("nr", "mr", "kc", "mc", "ku"))
-        assert isinstance(operands.y.type, MemRefType)
-        self.y_element = operands.y.type.element_type
-        if self.y_element == bf16 and self.kc < self.k_size:
+        self.epilogue = Epilogue(k, epilogue, operands, n, self.nr)
+        if self.epilogue.y_element == bf16 and self.kc < self.k_size:
             raise ValueError(f"matmul: a bf16 y needs a single K block (kc >= k = {self.k_size}, got kc {self.kc})")
-        self.x, self.w, self.y, self.w_at = operands.x, operands.w, operands.y, list(operands.w_at)
-        self.bias, self.row_scale = operands.bias, operands.row_scale
+        self.x, self.w, self.w_at = operands.x, operands.w, list(operands.w_at)
         self.panel = panel
         self.column = k.muli(panel, k.index(self.nr))
-        # Columns past N exist only in the last panel: masked where nr does not divide N, unless y has room.
-        padded = -(-n // self.nr) * self.nr
-        self.column_bound = None if operands.y.type.get_shape()[-1] >= padded else k.index(n)
-        self.column_axis = None if self.column_bound is None else 1
 
     def rows(self, start: SSAValue, end: SSAValue) -> None:
         """y[start:end, the panel's columns]: in groups of mc rows, each group's K blocks, each block's rows."""
@@ -153,7 +147,7 @@ class Gemm:
             with k.loop(unrolled_end, end, k.index(1), [acc]) as rest:
                 rest.yield_(self.k_step(row, count, rest.iv, rest.args[0]))
             acc = rest.results[0]
-        self.epilogue_store(row, count, acc, first, last)
+        self.epilogue.store(row, self.column, acc, first, last)
 
     def k_step(self, row: SSAValue, count: int, step: SSAValue, acc: SSAValue) -> SSAValue:
         """acc + x[row : row + count, step] (a column) times w[panel, step, :] (a row)."""
@@ -174,32 +168,48 @@ class Gemm:
             ]
         return sets[0]
 
-    def epilogue_store(self, row: SSAValue, count: int, acc: SSAValue, first: Flag, last: Flag) -> None:
+
+class Epilogue:
+    """y[rows, columns] (op)= row_scale acc + bias, as the module docstring says, for an accumulator tile of any
+    [rows, columns] at (row, column): y's columns past N are masked unless y has room up to a multiple of
+    `unit` (the widest column block written)."""
+
+    def __init__(self, k: KernelBuilder, kind: str, operands: GemmOperands, n: int, unit: int) -> None:
+        assert isinstance(operands.y.type, MemRefType)
+        self.kb, self.kind, self.operands = k, kind, operands
+        self.y_element = operands.y.type.element_type
+        padded = -(-n // unit) * unit
+        self.column_bound = None if operands.y.type.get_shape()[-1] >= padded else k.index(n)
+        self.column_axis = None if self.column_bound is None else 1
+
+    def store(self, row: SSAValue, column: SSAValue, acc: SSAValue, first: Flag, last: Flag) -> None:
         """y tile = prev + row_scale acc (prev: y, or 0 in the first K block of "store" / "relu2"); the last
         K block adds the bias and applies relu2. A flag known only at run time selects per element (y is read
         anyway: its elements exist, and what they hold is not used), so that no branch or mask is needed."""
-        k = self.kb
-        at = [row, self.column]
-        if self.row_scale is not None:
-            scale = k.broadcast(k.load(self.row_scale, [row], [count]), 1, self.nr)
+        k, y = self.kb, self.operands.y
+        assert isinstance(acc.type, TileType)
+        count, width = acc.type.get_shape()
+        at = [row, column]
+        if self.operands.row_scale is not None:
+            scale = k.broadcast(k.load(self.operands.row_scale, [row], [count]), 1, width)
             acc = k.map([acc, scale], lambda e, a, s: e.mulf(a, s))
-        if first is not True or self.epilogue == "accumulate":
-            previous = k.load(self.y, at, [count, self.nr], self.column_bound, bound_axis=self.column_axis)
-            if isinstance(first, SSAValue) and self.epilogue != "accumulate":
+        if first is not True or self.kind == "accumulate":
+            previous = k.load(y, at, [count, width], self.column_bound, bound_axis=self.column_axis)
+            if isinstance(first, SSAValue) and self.kind != "accumulate":
                 acc = k.map([acc, previous, first], lambda e, a, p, starts: e.select(starts, a, e.addf(a, p)))
             else:
                 acc = k.map([acc, previous], lambda e, a, p: e.addf(a, p))
-        if last is not False and self.bias is not None:
-            bias = k.broadcast(k.load(self.bias, [self.column], [self.nr], self.column_bound), 0, count)
+        if last is not False and self.operands.bias is not None:
+            bias = k.broadcast(k.load(self.operands.bias, [column], [width], self.column_bound), 0, count)
             if isinstance(last, SSAValue):
                 acc = k.map([acc, bias, last], lambda e, a, b, ends: e.select(ends, e.addf(a, b), a))
             else:
                 acc = k.map([acc, bias], lambda e, a, b: e.addf(a, b))
-        if last is True and self.epilogue == "relu2":
+        if last is True and self.kind == "relu2":
             acc = k.map([acc], _relu2)
-        elif isinstance(last, SSAValue) and self.epilogue == "relu2":
+        elif isinstance(last, SSAValue) and self.kind == "relu2":
             acc = k.map([acc, last], lambda e, a, ends: e.select(ends, _relu2(e, a), a))
-        k.store(k.convert(acc, self.y_element), self.y, at, self.column_bound, bound_axis=self.column_axis)
+        k.store(k.convert(acc, self.y_element), y, at, self.column_bound, bound_axis=self.column_axis)
 
 
 def _relu2(e: KernelBuilder, a: SSAValue) -> SSAValue:
@@ -207,22 +217,130 @@ def _relu2(e: KernelBuilder, a: SSAValue) -> SSAValue:
     return e.mulf(positive, positive)
 
 
+def pairs_weight_layout(dims: Dims, tiles: Mapping[str, int]) -> MemRefType:
+    """The weight a matrix unit reads (AMX's VNNI tiles): panels of nt columns, k in pairs,
+    w[p, i, 2j + t] = W[p nt + j, 2i + t], zero past N and K: [ceil(N / nt), ceil(K / kt) kt / 2, 2 nt] bf16."""
+    n, k, nt, kt = int(dims["n"]), int(dims["k"]), tiles["nt"], tiles["kt"]
+    return MemRefType(bf16, [-(-n // nt), -(-k // kt) * kt // 2, 2 * nt])
+
+
+class MatrixUnitGemm:
+    """The GEMM as a matrix unit runs it, for a ranged body: the panels [first, end) of nr columns (the vector
+    blocking's grid, so that a caller splits the work alike), in weight panels of nt columns:
+
+        for each group of `group` rows of x:
+          stage x[group] as bf16 into a scratch [group, lda] (k past K and the rows of the last mt-row block
+          past the group zero: every tile read lies in it), once for all the range's panels
+          for each pair of weight panels (then the odd last one), for each pair of mt-row blocks (then the odd
+          last one): acc[i][j] = sum over K in steps of kt of a_i (mt x kt, staged) times b_j (k pairs);
+          each acc through a scratch [2 mt, 2 nt] f32, then the epilogue row by row (rows below M only)
+
+    2 x 2 accumulators, two row tiles and two weight tiles are AMX's 8 tile registers (arch.AMX_TILE_REGISTERS).
+    lda is K rounded up to kt, plus kt where that row length is an even number of cache lines, so that the mt
+    rows of a tile fall in different L1 sets."""
+
+    def __init__(self, k: KernelBuilder, n: int, k_size: int, epilogue: str, tiles: Mapping[str, int],
+                 operands: GemmOperands) -> None:  # fmt: skip
+        self.kb, self.n, self.k_size = k, n, k_size
+        self.nr, self.kt, self.mt, self.nt = (tiles[key] for key in ("nr", "kt", "mt", "nt"))
+        self.group, self.lda = tiles["group"], tiles["lda"]
+        self.padded_k = -(-k_size // self.kt) * self.kt
+        self.x, self.w = operands.x, operands.w
+        self.epilogue = Epilogue(k, epilogue, operands, n, self.nt)
+        self.staged = k.alloc("xs", [self.group, self.lda], bf16)
+        self.results = k.alloc("cs", [2 * self.mt, 2 * self.nt], f32)
+
+    def panels(self, first: SSAValue, end: SSAValue) -> None:
+        """y[:, the columns of the nr-panels first..end]."""
+        k = self.kb
+        per_panel, weight_panels = k.index(self.nr // self.nt), k.index(-(-self.n // self.nt))
+        start = k.muli(first, per_panel)
+        stop = k.maxsi(k.minsi(k.muli(end, per_panel), weight_panels), start)
+        count = k.subi(stop, start)
+        with k.when(k.cmpi("sgt", count, k.index(0))):  # no panel: stage nothing either
+            rows = k.size(self.x)
+            with k.loop(k.index(0), rows, k.index(self.group)) as group:
+                length = k.minsi(k.index(self.group), k.subi(rows, group.iv))
+                blocks = k.divsi(k.addi(length, k.index(self.mt - 1)), k.index(self.mt))
+                self.stage(group.iv, length, blocks)
+                two = k.index(2)
+                with k.loop(k.index(0), k.divsi(count, two), k.index(1)) as pair:
+                    self.row_blocks(group.iv, length, blocks, k.addi(start, k.muli(pair.iv, two)), 2)
+                with k.when(k.cmpi("ne", k.andi(count, k.index(1)), k.index(0))):
+                    self.row_blocks(group.iv, length, blocks, k.subi(stop, k.index(1)), 1)
+
+    def stage(self, row: SSAValue, length: SSAValue, blocks: SSAValue) -> None:
+        """staged[r] = bf16(x[row + r]) for r < length, zero past K and on the rows up to blocks * mt."""
+        k, kt = self.kb, self.kt
+        whole = self.k_size // kt * kt
+        with k.loop(k.index(0), length, k.index(1)) as r:
+            source = k.addi(row, r.iv)
+            with k.loop(k.index(0), k.index(whole), k.index(kt)) as chunk:
+                values = k.load(self.x, [source, chunk.iv], [kt])
+                k.store(k.convert(values, bf16), self.staged, [r.iv, chunk.iv])
+            if whole < self.padded_k:  # the last chunk, zero past K
+                values = k.load(self.x, [source, k.index(whole)], [kt], k.index(self.k_size))
+                k.store(k.convert(values, bf16), self.staged, [r.iv, k.index(whole)])
+        zeros = k.convert(k.splat(k.f32(0.0), [kt]), bf16)
+        with k.loop(length, k.muli(blocks, k.index(self.mt)), k.index(1)) as r:
+            with k.loop(k.index(0), k.index(self.padded_k), k.index(kt)) as chunk:
+                k.store(zeros, self.staged, [r.iv, chunk.iv])
+
+    def row_blocks(self, row: SSAValue, length: SSAValue, blocks: SSAValue, panel: SSAValue, panels: int) -> None:
+        """The group's mt-row blocks, in pairs then the odd last one, for `panels` weight panels from `panel`."""
+        k, two = self.kb, self.kb.index(2)
+        with k.loop(k.index(0), k.divsi(blocks, two), k.index(1)) as pair:
+            self.tile_block(row, length, k.muli(pair.iv, k.index(2 * self.mt)), 2, panel, panels)
+        with k.when(k.cmpi("ne", k.andi(blocks, k.index(1)), k.index(0))):
+            last = k.muli(k.subi(blocks, k.index(1)), k.index(self.mt))
+            self.tile_block(row, length, last, 1, panel, panels)
+
+    def tile_block(self, row: SSAValue, length: SSAValue, block: SSAValue, row_tiles: int, panel: SSAValue,
+                   panels: int) -> None:  # fmt: skip
+        """acc[j] (row_tiles mt x nt) = the staged rows [block, ...) times weight panel panel + j, over K; then
+        the epilogue of the block's rows below the group's length."""
+        k, mt, nt, kt = self.kb, self.mt, self.nt, self.kt
+        zero = k.splat(k.f32(0.0), [row_tiles * mt, nt])
+        weight_panels = [panel] + [k.addi(panel, k.index(j)) for j in range(1, panels)]
+        with k.loop(k.index(0), k.index(self.padded_k), k.index(kt), [zero] * panels) as step:
+            a = k.load(self.staged, [block, step.iv], [row_tiles * mt, kt])
+            pair_row = k.divsi(step.iv, k.index(2))
+            accs = [
+                k.mma(a, k.load(self.w, [p, pair_row, k.index(0)], [kt // 2, 2 * nt]), acc, rhs_pairs=True)
+                for p, acc in zip(weight_panels, step.args, strict=True)
+            ]
+            step.yield_(*accs)
+        for j, acc in enumerate(step.results):
+            k.store(acc, self.results, [k.index(0), k.index(j * nt)])
+        valid = k.minsi(k.index(row_tiles * mt), k.subi(length, block))
+        first_row, column = k.addi(row, block), k.muli(panel, k.index(nt))
+        with k.loop(k.index(0), valid, k.index(1)) as r:
+            values = k.load(self.results, [r.iv, k.index(0)], [1, panels * nt])
+            self.epilogue.store(k.addi(first_row, r.iv), column, values, first=True, last=True)
+
+
 def matmul(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    """One program per weight panel, over every row of x."""
+    """One program per weight panel, over every row of x; with tiles for a matrix unit (`kt`: its k depth),
+    a ranged body of MatrixUnitGemm."""
     n, k_size = int(dims["n"]), int(dims["k"])
-    buffers = {"x": rows(k_size, _element(dims.get("x_dtype", "f32"))), "w": weight_layout(dims, tiles)}
+    matrix_unit = "kt" in tiles
+    weight = pairs_weight_layout(dims, tiles) if matrix_unit else weight_layout(dims, tiles)
+    buffers = {"x": rows(k_size, _element(dims.get("x_dtype", "f32"))), "w": weight}
     if int(dims.get("bias", 0)):
         buffers["bias"] = MemRefType(f32, [n])
     if int(dims.get("row_scale", 0)):
         buffers["row_scale"] = TOKENS_F32
     buffers["y"] = MemRefType(_element(dims.get("y_dtype", "f32")), [DYNAMIC_INDEX, n])
-    k = KernelBuilder(buffers)
+    k = KernelBuilder(buffers, ranged=matrix_unit)
     named = dict(zip(buffers, k.buffers, strict=True))
     operands = GemmOperands(
         named["x"], named["w"], named["y"], bias=named.get("bias"), row_scale=named.get("row_scale")
     )
-    gemm = Gemm(k, n, k_size, str(dims["epilogue"]), tiles, operands, k.program_id)
-    gemm.rows(k.index(0), k.size(named["x"]))
+    epilogue = str(dims["epilogue"])
+    if matrix_unit:
+        MatrixUnitGemm(k, n, k_size, epilogue, tiles, operands).panels(*k.program_range)
+    else:
+        Gemm(k, n, k_size, epilogue, tiles, operands, k.program_id).rows(k.index(0), k.size(named["x"]))
     return k.finish()
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
-from xdsl.ir import Region
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, UnitAttr, i64
+from xdsl.ir import Attribute, Region
 
 from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
@@ -150,17 +150,37 @@ def lower_kernels(module: ModuleOp) -> str:
     return kernels_module([emit_kernel(kernel) for kernel in kernels(module)])
 
 
-def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, str]:
-    """convert-tessera-tile-to-amx: every GEMM's AMX variant (`<name>__amx`: bf16 AMX tiles, VNNI weights;
-    lowering/x86/amx.py), by kernel name. emulated: the tile operations as loops, for CPUs without AMX."""
-    from tessera.lowering.x86.amx import AMX_TILES, EMULATED_TILES, emit_gemm_amx
+def amx_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) -> tile.KernelOp:
+    """The AMX variant of a GEMM as Tile-IR: kernels/gemm.py's matrix-unit blocking (a ranged body over the
+    vector kernel's panels, bf16 weights in k pairs), `<name>__amx`."""
+    from tessera.kernels.gemm import matmul
 
-    tiles = EMULATED_TILES if emulated else AMX_TILES
-    return {
-        kernel.sym_name.data: emit_gemm_amx(kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel).nr, tiles)
-        for kernel in kernels(module)
-        if kernel.kind.data == "matmul"
+    chosen = x86_gemm.matrix_unit_tiles(spec, tiles)
+    properties: dict[str, Attribute] = {
+        "sym_name": StringAttr(f"{name}__amx"),
+        "kind": StringAttr("matmul"),
+        "dims": DictionaryAttr({key: _attribute(value) for key, value in tiling.gemm_dims(spec).items()}),
+        "parallel": StringAttr("panels"),
+        "grid": IntegerAttr(x86_gemm.panel_count(spec, tiles), i64),
+        "target": StringAttr("x86"),
+        "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in chosen.items()}),
+        "ranged": UnitAttr(),
     }
+    return tile.KernelOp(properties=properties, regions=[Region(matmul(tiling.gemm_dims(spec), chosen))])
+
+
+def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, str]:
+    """Every GEMM's AMX variant (amx_kernel) through convert-tessera-tile-to-x86{amx=true}, by kernel name, as
+    MLIR 22 text. emulated: lowered without the AMX pattern (its products as vector FMAs), for CPUs without
+    AMX: the same kernel, its numbers testable anywhere."""
+    variants = {}
+    for kernel in kernels(module):
+        if kernel.kind.data == "matmul":
+            variant = ModuleOp([amx_kernel(kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel))])
+            lower_to_x86(variant, amx=not emulated)
+            expand_math(variant, "x86")
+            variants[kernel.sym_name.data] = upstream_text(variant.body.block.first_op)  # type: ignore[arg-type]
+    return variants
 
 
 # Hand-emitted kinds that read the sequence position (tokens already in the KV cache) after their buffers

@@ -316,6 +316,8 @@ class LowerKernel(RewritePattern):
     def match_and_rewrite(self, op: tile.KernelOp, rewriter: PatternRewriter) -> None:
         if not op.is_dataflow():
             return
+        if op.ranged is not None:  # persistent workgroups over the grid: the Hopper GEMM's (issue 14)
+            raise TileLoweringError(f"{op.name} @{op.sym_name.data}: a ranged body has no SIMT lowering yet")
         threads = self.arch.wave_size
         buffers = op.buffers()
         entry = Block(arg_types=[*(GLOBAL for _ in buffers), i32, i32])

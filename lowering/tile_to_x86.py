@@ -64,6 +64,7 @@ from tessera.lowering.tile_elements import (
     lowered_type,
     storage,
 )
+from tessera.lowering.tile_to_amx import PromoteAccumulatorsToAmx
 
 LANES = 1
 REASSOCIATE = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC, arith.FastMathFlag.ALLOW_CONTRACT])
@@ -435,8 +436,8 @@ class LowerMma(TilePattern):
     one vector FMA (LLVM selects vfmadd231ps with a broadcast operand); bf16 operands are widened exactly
     first. With b given transposed ([N, K]: rows of keys), each element of c gains the dot product of row m
     of a and row n of b: their product as one vector along K, summed by a reassociated vector.reduction (a
-    tree of vector adds, then one horizontal sum). The AMX form of the same op is the next pattern to join
-    these."""
+    tree of vector adds, then one horizontal sum). With b in k pairs, its rows are the halves of each pair
+    row's 32-bit words. The AMX form of the op is lowering/tile_to_amx.py, run first where enabled."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.MmaOp, rewriter: PatternRewriter) -> None:
@@ -455,9 +456,13 @@ class LowerMma(TilePattern):
                 result = emit(vector.InsertOp(row, result, [i]))
             rewriter.replace_matched_op([], [result])
             return
+        b_rows = _pair_rows(emit, op.rhs, k, n) if op.rhs_pairs is not None else None
         for j in range(k):
-            b_row = emit(vector.ExtractOp(op.rhs, [j], VectorType(element, [n])))
-            b_row = emit.widen_bf16(b_row) if bf16 else b_row
+            if b_rows is not None:
+                b_row = b_rows[j]
+            else:
+                b_row = emit(vector.ExtractOp(op.rhs, [j], VectorType(element, [n])))
+                b_row = emit.widen_bf16(b_row) if bf16 else b_row
             for i in range(m):
                 a_ij = emit(vector.ExtractOp(op.lhs, [i, j], element))
                 a_ij = emit.widen_bf16(a_ij) if bf16 else a_ij
@@ -495,6 +500,19 @@ class LowerMma(TilePattern):
         return sums
 
 
+def _pair_rows(emit: Emitter, pairs: SSAValue, k: int, n: int) -> list[SSAValue]:
+    """The K rows of a b given as k pairs ([K/2, 2N] bf16 bits), as f32 vectors: each pair row viewed as N
+    32-bit words, row 2i + 0 being their low halves (shifted up) and row 2i + 1 their high halves."""
+    words_type, row_type = VectorType(i32, [n]), VectorType(f32, [n])
+    rows = []
+    for i in range(k // 2):
+        words = emit(vector.BitcastOp(emit(vector.ExtractOp(pairs, [i], VectorType(i16, [2 * n]))), words_type))
+        low = emit(arith.ShLIOp(words, emit.constant(16, words_type)))
+        high = emit(arith.AndIOp(words, emit.constant(-65536, words_type)))
+        rows += [emit(arith.BitcastOp(low, row_type)), emit(arith.BitcastOp(high, row_type))]
+    return rows
+
+
 class LowerIota(TilePattern):
     """The positions 0..B-1: one constant vector."""
 
@@ -516,10 +534,19 @@ class LowerKernel(RewritePattern):
         if not op.is_dataflow():
             return
         old = op.body.block
-        arg_types = [arg.type for arg in old.args[:-1]]
+        arg_types = [arg.type for arg in old.args[: len(old.args) - len(op.program_args())]]
         entry = Block(arg_types=[*arg_types, IndexType(), IndexType()])
         begin, end = entry.args[-2:]
         begin.name_hint, end.name_hint = "begin", "end"
+        if op.ranged is not None:  # the body runs [begin, end) itself
+            for new_arg, old_arg in zip(entry.args, old.args, strict=True):
+                old_arg.replace_all_uses_with(new_arg)
+            for inner in list(old.ops):
+                inner.detach()
+                entry.add_op(inner)
+            entry.add_op(func.ReturnOp())
+            rewriter.replace_matched_op(func.FuncOp(op.sym_name.data, (entry.arg_types, []), Region(entry)))
+            return
         one = arith.ConstantOp.from_int_and_width(1, IndexType())
         body = Block(arg_types=[IndexType()])
         for new_arg, old_arg in zip(entry.args, old.args[:-1], strict=False):
@@ -540,8 +567,11 @@ LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
 COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerBroadcast, LowerIota, LowerMma)
 
 
-def lower_to_x86(module: ModuleOp) -> None:
-    """Lower every dataflow kernel of `module` in place (planned-step kernels are left as they are)."""
+def lower_to_x86(module: ModuleOp, amx: bool = False) -> None:
+    """Lower every dataflow kernel of `module` in place (planned-step kernels are left as they are); with
+    `amx`, the accumulators of loops that fit AMX tiles first (lowering/tile_to_amx.py)."""
+    if amx:
+        PatternRewriteWalker(PromoteAccumulatorsToAmx()).rewrite_module(module)
     PatternRewriteWalker(LowerAlloc()).rewrite_module(module)
     for patterns in (STORE_PATTERNS, LOAD_PATTERNS, COMPUTE_PATTERNS):
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(LANES) for pattern in patterns]))
@@ -552,7 +582,10 @@ def lower_to_x86(module: ModuleOp) -> None:
 
 @dataclass(frozen=True)
 class ConvertTileToX86Pass(ModulePass):
+    """amx: products of bf16 tiles whose accumulators a loop carries run on AMX tiles where they fit."""
+
     name = "convert-tessera-tile-to-x86"
+    amx: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        lower_to_x86(op)
+        lower_to_x86(op, self.amx)

@@ -1,9 +1,9 @@
 """The x86 artifact's variants and the runtime's choice among them (issue 5): generic, AVX-512 and AMX.
 
-This machine has no AMX, so the AMX GEMMs are proven in three parts: their machine code (ldtilecfg,
-tdpbf16ps in the artifact's kernels.amx.so), the choice (which CPU flags, precision and permission lead
-to AMX), and the whole AMX path of a session — weight packing as VNNI tiles, the `__amx` kernels, their
-arguments and panel ranges — run end to end with the tile operations emulated, against the reference."""
+The AMX GEMMs are proven in three parts: their machine code (ldtilecfg, tdpbf16ps in the artifact's
+kernels.amx.so), the choice (which CPU flags, precision and permission lead to AMX), and the whole AMX path
+of a session — weight packing as VNNI tiles, the `__amx` kernels, their arguments and panel ranges — run end
+to end against the reference: on AMX where the CPU has it, else the same kernels lowered to vector FMAs."""
 
 from __future__ import annotations
 
@@ -85,41 +85,28 @@ def test_every_gemm_has_an_amx_variant_in_the_artifact(bf16_artifact: Path) -> N
 
 
 @NEEDS_MLIR
-def test_the_amx_path_end_to_end_with_emulated_tiles(
+def test_the_amx_path_end_to_end(
     bf16_artifact: Path, tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The session on 'an AMX CPU' (flags and permission faked), whose kernels.amx.so holds the same GEMMs
-    with the tile operations emulated: VNNI-packed weights, `__amx` kernels, the split panel ranges."""
-    import shutil
-
-    from tessera.frontend.config import load_model
-    from tessera.frontend.graph_builder import build_graph
+    """A session whose GEMMs run their AMX variants: VNNI-packed weights, `__amx` kernels, the split panel
+    ranges. On a CPU with AMX, the artifact's own kernels.amx.so; elsewhere 'an AMX CPU' (flags and
+    permission faked) whose kernels.amx.so holds the same Tile-IR kernels lowered without the AMX pattern."""
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.x86_session import X86Session
-    from tessera.targets.compiler import Compiler
     from tessera.targets.reference import ReferenceSession
-    from tessera.targets.x86 import X86Backend, amx_library
-
-    copy = tmp_path / "copy"
-    shutil.copytree(bf16_artifact, copy)
-    spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
-    from dataclasses import replace
-
-    spec = replace(spec, compile=replace(spec.compile, precision="bf16", max_seq_len=64))
-    job = Compiler(spec, build_graph(spec.config, spec.source)).lower(X86Backend(), "tile")
-    job.program = json.loads((copy / "x86" / "program.json").read_text())  # the table the rebuilt library binds to
-    job.target_dir = copy / "x86"
-    amx_library(job, emulated=True)
-    record_again(copy, "x86/kernels.amx.so", "x86/kernels.amx.mlir")  # rebuilt on purpose: its new sha256
 
     monkeypatch.delenv("TESSERA_ISA", raising=False)
-    monkeypatch.setattr(cpu_features, "cpu_flags", lambda cpuinfo=None: BASE | AVX512 | AMX)
-    monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: True)
-    session = X86Session.open(read_artifact(copy), kernel_mode="aot")
-    assert session.kernels.how.startswith("aot avx512 + amx GEMMs")
+    artifact = bf16_artifact
+    if not (AMX <= cpu_features.cpu_flags() and cpu_features.request_amx_permission()):
+        artifact = _with_fma_lowered_amx_library(bf16_artifact, tmp_path / "copy")
+        monkeypatch.setattr(cpu_features, "cpu_flags", lambda cpuinfo=None: BASE | AVX512 | AMX)
+        monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: True)
+    session = X86Session.open(read_artifact(artifact), kernel_mode="aot")
+    assert " + amx GEMMs" in session.kernels.how
     assert session.kernels.amx and all(session.weights[name].dtype == np.uint16 for name in _amx_weights(session))
-    monkeypatch.undo()
+    monkeypatch.setenv("TESSERA_ISA", "avx512")
     baseline = X86Session.open(read_artifact(bf16_artifact), kernel_mode="aot")
+    assert not baseline.kernels.amx
     reference = ReferenceSession.open(read_artifact(bf16_artifact))
     prompt = [int(t) for t in rng.integers(0, 64, 11)]
     expected = reference.prefill(prompt)
@@ -130,6 +117,27 @@ def test_the_amx_path_end_to_end_with_emulated_tiles(
         token = int(np.argmax(expected[-1]))
         decoded = candidate.decode(token)
         assert np.isfinite(decoded).all()
+
+
+def _with_fma_lowered_amx_library(artifact: Path, copy: Path) -> Path:
+    """A copy of the artifact whose kernels.amx.so is rebuilt for this CPU from the same kernels."""
+    import shutil
+    from dataclasses import replace
+
+    from tessera.frontend.config import load_model
+    from tessera.frontend.graph_builder import build_graph
+    from tessera.targets.compiler import Compiler
+    from tessera.targets.x86 import X86Backend, amx_library
+
+    shutil.copytree(artifact, copy)
+    spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
+    spec = replace(spec, compile=replace(spec.compile, precision="bf16", max_seq_len=64))
+    job = Compiler(spec, build_graph(spec.config, spec.source)).lower(X86Backend(), "tile")
+    job.program = json.loads((copy / "x86" / "program.json").read_text())  # the table the rebuilt library binds to
+    job.target_dir = copy / "x86"
+    amx_library(job, emulated=True)
+    record_again(copy, "x86/kernels.amx.so", "x86/kernels.amx.mlir")  # rebuilt on purpose: its new sha256
+    return copy
 
 
 def _amx_weights(session) -> list[str]:  # type: ignore[no-untyped-def]

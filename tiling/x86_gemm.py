@@ -1,6 +1,6 @@
 """The x86 GEMM's problem and blocking: GemmSpec (one projection), GemmTiles and the policy that chooses
-them (`choose_tiles`), read by tessera-tile-choose-tiles (tiling/x86.py); kernels/gemm.py implements the
-blocking (and lowering/x86/amx.py its AMX variant)."""
+them (`choose_tiles`), read by tessera-tile-choose-tiles (tiling/x86.py), and the tiles of its AMX variant
+(`matrix_unit_tiles`); kernels/gemm.py implements both blockings."""
 
 from __future__ import annotations
 
@@ -95,3 +95,24 @@ def footprint_bytes(spec: GemmSpec, tiles: GemmTiles) -> int:
     weight_bytes = 2 if spec.weight_dtype == "bf16" else 4
     x_bytes = 2 if spec.x_dtype == "bf16" else 4
     return tiles.kc * tiles.nr * weight_bytes + tiles.mr * tiles.kc * x_bytes + tiles.mr * tiles.nr * 4
+
+
+# The AMX variant stages a group of rows of x as bf16 once per call: at most this much (it stays in L2 while
+# every weight panel of the call passes it), and at most MAX_GROUP_ROWS rows.
+STAGED_BYTES = 1 << 20
+MAX_GROUP_ROWS = 128
+
+
+def matrix_unit_tiles(spec: GemmSpec, tiles: GemmTiles) -> dict[str, int]:
+    """kernels/gemm.py's MatrixUnitGemm tiles for AMX (arch.AMX_BF16): the vector blocking's panel `nr` as the
+    unit of the range a call runs; the instruction's m, n, k; the staged row group and its row length lda
+    (K rounded up to k, plus k where that is an even number of 64-byte lines: the 16 rows of a tile then
+    fall in 16 different L1 sets instead of one or two)."""
+    from tessera.arch import AMX_BF16
+
+    kt = AMX_BF16.k
+    padded = -(-spec.k // kt) * kt
+    lda = padded if (padded * 2 // 64) % 2 else padded + kt
+    block = 2 * AMX_BF16.m
+    group = max(block, min(MAX_GROUP_ROWS, STAGED_BYTES // (lda * 2) // block * block))
+    return {"nr": tiles.nr, "kt": kt, "mt": AMX_BF16.m, "nt": AMX_BF16.n, "group": group, "lda": lda}

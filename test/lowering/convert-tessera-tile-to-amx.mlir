@@ -2,13 +2,16 @@
 // RUN: tessera-opt %t.tile.mlir -t x86-amx-mlir | FileCheck %s
 // RUN: tessera-opt %t.tile.mlir -t x86-amx-mlir | %python -m tessera.lowering.x86.pipeline --amx | FileCheck %s --check-prefix=LLVM
 
-// convert-tessera-tile-to-amx: each GEMM's AMX variant takes the x86 GEMM's arguments, its weight as bf16
-// VNNI tiles [ceil(N/16), ceil(K/32)*16, 32]; a K loop of tile loads into tdpbf16ps on 16x16 f32 tiles.
-// CHECK-LABEL: func.func @matmul_bias0_store_k32_n132_row_scale1__amx(%x: memref<?x32xf32>, %w: memref<9x16x32xbf16>, %row_scale: memref<?xf32>, %y: memref<?x132xf32>, %begin: index, %end: index)
-// CHECK:         amx.tile_zero : !amx.tile<16x16xf32>
-// CHECK:         amx.tile_load {{.*}} into !amx.tile<16x32xbf16>
-// CHECK:         amx.tile_mulf {{.*}} : !amx.tile<16x32xbf16>, !amx.tile<16x32xbf16>, !amx.tile<16x16xf32>
-// CHECK:         amx.tile_store
+// Each GEMM's AMX variant: kernels/gemm.py's matrix-unit blocking through convert-tessera-tile-to-x86{amx=true}.
+// It takes the x86 GEMM's arguments, its weight in k pairs [ceil(N/16), ceil(K/32)*16, 32] bf16, and runs
+// the range [begin, end) of the GEMM's panels itself: x staged once as bf16, then K loops of tile loads into
+// tdpbf16ps on 16x16 f32 tiles (four accumulators for a 32 x 32 block).
+// CHECK-LABEL: "func.func"() <{sym_name = "matmul_bias0_store_k32_n132_row_scale1__amx", function_type = (memref<?x32xf32>, memref<9x16x32xbf16>, memref<?xf32>, memref<?x132xf32>, index, index) -> ()}>
+// CHECK:         "amx.tile_zero"() : () -> !amx.tile<16x16xf32>
+// CHECK:         "amx.tile_load"(%w, {{.*}}) -> !amx.tile<16x32xbf16>
+// CHECK:         "amx.tile_load"(%xs, {{.*}}) -> !amx.tile<16x32xbf16>
+// CHECK:         "amx.tile_mulf"({{.*}}) : (!amx.tile<16x32xbf16>, !amx.tile<16x32xbf16>, !amx.tile<16x16xf32>) -> !amx.tile<16x16xf32>
+// CHECK:         "amx.tile_store"(%cs, {{.*}})
 
 // LLVM: define void @matmul_bias0_store_k32_n132_row_scale1__amx(
 // LLVM:   call x86_amx @llvm.x86.tileloadd64.internal(
