@@ -8,8 +8,8 @@ kernel, each program a core runs being one iteration of a loop over its range of
 A tile is one core's vector (lanes = 1; a matrix tile a 2-D vector, its rows 1-D vectors):
 `tessera.tile.load` is vector.load, or vector.maskedload with a vector.create_mask of the elements before
 `bound`, or — for a tile along other `axes` than the buffer's innermost (a column), or a matrix tile —
-vector.transfer_read with that map; stores likewise; a scratch buffer is memref.alloc'd and freed by the
-program that uses it; a reduction is vector.reduction (floats with reassociation allowed: LLVM then keeps
+vector.transfer_read with that map; stores likewise; a scratch buffer is a stack buffer of the call (a
+"global" one memref.alloc'd and freed by the program that uses it); a reduction is vector.reduction (floats with reassociation allowed: LLVM then keeps
 partial sums in several registers); an iota is a constant vector; `mma` is a vector FMA per (k, row) with
 a[m, k] broadcast; map, splat and convert are the shared patterns of lowering/tile_elements.py. Scalars
 are memref.load / memref.store. Kernels written in planned steps (dialects/tile_plan.py) are left alone:
@@ -50,6 +50,7 @@ from xdsl.pattern_rewriter import (
     RewritePattern,
     op_type_rewrite_pattern,
 )
+from xdsl.rewriter import InsertPoint
 from xdsl.traits import IsTerminator
 
 from tessera.dialects import tile
@@ -338,13 +339,27 @@ def _row_major_strides(buffer_type: MemRefType) -> list[int]:
 
 
 class LowerAlloc(RewritePattern):
-    """A scratch buffer -> memref.alloc (64-byte aligned: whole cache lines, aligned vector loads), freed at the
-    end of the program that allocated it."""
+    """A scratch buffer in fast memory -> memref.alloca (64-byte aligned: whole cache lines, aligned vector
+    loads) at the start of the kernel, so that LowerKernel keeps it out of the program loop: one stack buffer
+    per call, reused by every program (its contents are undefined at each alloc anyway); no heap call and
+    no page faults per program (a megabyte from malloc is a fresh mmap each time). Its size is bounded by
+    the footprint (1 MiB on x86), which a thread's stack holds. A "global" buffer -> memref.alloc, freed at
+    the end of the block that allocated it."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.AllocOp, rewriter: PatternRewriter) -> None:
         assert isinstance(op.result.type, MemRefType)
-        alloc = memref.AllocOp.get(op.result.type.element_type, 64, op.result.type.get_shape())
+        element, shape = op.result.type.element_type, op.result.type.get_shape()
+        if op.in_fast_memory():
+            kernel = op.parent_op()
+            while kernel is not None and not isinstance(kernel, tile.KernelOp):
+                kernel = kernel.parent_op()
+            assert kernel is not None, f"{op.name} outside a kernel"
+            alloca = memref.AllocaOp.get(element, 64, shape)
+            rewriter.insert_op(alloca, InsertPoint.at_start(kernel.body.block))
+            rewriter.replace_matched_op([], [alloca.memref])
+            return
+        alloc = memref.AllocOp.get(element, 64, shape)
         block = op.parent_block()
         assert block is not None
         terminator = block.last_op if block.last_op is not None and block.last_op.has_trait(IsTerminator) else None
@@ -554,7 +569,7 @@ class LowerKernel(RewritePattern):
         old.args[-1].replace_all_uses_with(body.args[0])
         for inner in list(old.ops):
             inner.detach()
-            body.add_op(inner)
+            (entry if isinstance(inner, memref.AllocaOp) else body).add_op(inner)  # scratch: once per call
         body.add_op(scf.YieldOp())
         entry.add_ops([one, scf.ForOp(begin, end, one.result, [], body), func.ReturnOp()])
         function = func.FuncOp(op.sym_name.data, (entry.arg_types, []), Region(entry))

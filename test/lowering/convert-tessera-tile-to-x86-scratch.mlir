@@ -1,22 +1,23 @@
 // convert-tessera-tile-to-x86 on a kernel with a scratch buffer, a column tile and the call's token count
-// (the shape of kernels/mamba.py's conv_silu): tessera.tile.alloc is memref.alloc'd and freed by its program;
+// (the shape of kernels/mamba.py's conv_silu): tessera.tile.alloc is a memref.alloca before the program loop
+// (one stack buffer per call, which every program reuses);
 // the column (tile axis along dimension 0) is a masked vector.transfer_read with that permutation map, which
 // the upstream pipeline lowers element by element (its ub.poison start included); memref.dim stays.
 // RUN: tessera-opt %s -p convert-tessera-tile-to-x86 | FileCheck %s
 // RUN: tessera-opt %s -t x86-mlir | %python -m tessera.lowering.x86.pipeline | FileCheck %s --check-prefix=LLVM
 
 // CHECK:      func.func @columns(%w: memref<40x4xf32>, %out: memref<?x40xf32>, %begin: index, %end: index)
+// CHECK-NEXT:   %taps = memref.alloca() {alignment = 64 : i64} : memref<1x32xf32>
 // CHECK:        scf.for %t = %begin to %end
-// CHECK:          %taps = memref.alloc() {alignment = 64 : i64} : memref<1x32xf32>
 // CHECK:          vector.transfer_read %w[%c, %c1], %{{.*}}, %{{.*}} {permutation_map = affine_map<(d0, d1) -> (d0)>} : memref<40x4xf32>, vector<32xf32>
 // CHECK:          vector.store %col, %taps[%c0, %c0]
 // CHECK:          %rows = memref.dim %out, %c0
-// CHECK:          memref.dealloc %taps
+// CHECK-NOT:      memref.dealloc
 // CHECK-NOT:  tessera.tile
 
 // LLVM: define void @columns(
-// LLVM: call ptr @malloc(
-// LLVM: call void @free(
+// LLVM: alloca float, i64 {{.*}}, align 64
+// LLVM-NOT: @malloc(
 
 builtin.module {
   tessera.tile.kernel @columns attributes {kind = "conv_silu", dims = {channels = 40 : i64}, parallel = "channel_panels", grid = 2 : i64, target = "x86", tiles = {block = 32 : i64}} {
