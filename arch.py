@@ -26,7 +26,7 @@ SCRATCHPAD_TARGETS = ("sm_90a", "gfx942", "gfx90a")
 class MatrixInstruction:
     """One matrix multiply-accumulate instruction: D[m, n] += A[m, k] * B[k, n], f32 accumulation."""
 
-    name: str  # the MLIR op (rocdl.mfma.*) or PTX shape family (wgmma.m64nNk16)
+    name: str  # the MLIR op (rocdl.mfma.*), PTX shape family (wgmma.m64nNk16) or x86 instruction
     m: int
     n: int
     k: int
@@ -62,9 +62,9 @@ _CDNA2_MFMA = (
 )
 _CDNA3_MFMA = (*_CDNA2_MFMA, "rocdl.mfma.f32.16x16x8.xf32", "rocdl.mfma.f32.32x32x4.xf32")
 
-# x86's matrix unit: AMX's tdpbf16ps (amx.tile_mulf) multiplies a 16 x 32 bf16 tile by 32 x 16 (given as 16 rows
+# x86's matrix unit: AMX's tdpbf16ps (dialects/amx.py TileMulFOp) multiplies a 16 x 32 bf16 tile by 32 x 16 (given as 16 rows
 # of k pairs, VNNI) into a 16 x 16 f32 tile; a core has 8 tile registers (tmm0-7) of 16 rows x 64 bytes.
-AMX_BF16 = MatrixInstruction("amx.tile_mulf", 16, 16, 32)
+AMX_BF16 = MatrixInstruction("tdpbf16ps", 16, 16, 32)
 AMX_TILE_REGISTERS = 8
 
 GPU_ARCHS: dict[str, GpuArch] = {

@@ -1,11 +1,11 @@
 """The subset of MLIR 22's `amx` dialect that Tessera emits (xDSL 0.74 has none), mirrored with MLIR's names,
 operands and properties so that the x86 lowering builds it as typed IR and prints it once, in generic form.
 
-    !amx.tile<RxCxT>   an AMX tile register: R <= 16 rows of at most 64 bytes (bf16 inputs, f32 accumulators)
-    amx.tile_zero      tilezero: a tile of zeros
-    amx.tile_load      tileloadd: R rows of a memref from [indices], rows along its second-last dimension
-    amx.tile_mulf      tdpbf16ps: acc[M, N] += a[M, K] times b, b given as k pairs (VNNI): a [K/2, 2N] tile
-    amx.tile_store     tilestored: the tile's rows into a memref at [indices]
+    TileType      an AMX tile register: R <= 16 rows of at most 64 bytes (bf16 inputs, f32 accumulators)
+    TileZeroOp    tilezero: a tile of zeros
+    TileLoadOp    tileloadd: R rows of a memref from [indices], rows along its second-last dimension
+    TileMulFOp    tdpbf16ps: acc[M, N] += a[M, K] times b, b given as k pairs (VNNI): a [K/2, 2N] tile
+    TileStoreOp   tilestored: the tile's rows into a memref at [indices]
 
 LLVM's X86 back end configures the tiles (ldtilecfg) from the shapes; lowering/x86/pipeline.py's
 AMX_LLVM_PIPELINE converts these ops (convert-vector-to-llvm{enable-amx}, convert-to-llvm for the tile type).
@@ -37,7 +37,8 @@ ROW_BYTES = 64  # the most bytes of one of its rows
 
 @irdl_attr_definition
 class TileType(ParametrizedAttribute, TypeAttribute):
-    """`!amx.tile<16x32xbf16>`: rows x columns of bf16 (an input) or f32 (an accumulator)."""
+    """An AMX tile (printed as MLIR's, e.g. 16x32 of bf16): rows x columns of bf16 (an input) or f32 (an
+    accumulator)."""
 
     name = "amx.tile"
     rows: IntAttr

@@ -1,16 +1,14 @@
 """The AMX pattern of `tessera.tile.mma` in convert-tessera-tile-to-x86{amx=true}: accumulators that a loop
 carries live in AMX tile registers (dialects/amx.py), on dataflow Tile-IR before the vector patterns.
 
-It takes an `scf.for` whose carried tiles are all accumulators of this shape:
+It takes a loop (scf.ForOp) whose carried tiles are all accumulators of this shape:
 
-    %zero = tessera.tile.splat %c0 : f32 -> tile<MxNxf32>           (0.0: amx.tile_zero)
-    scf.for ... iter_args(%acc = %zero) {
-      %a = tessera.tile.load %s[%r, %k] : memref<..xbf16> -> tile<Mx32xbf16>     (rows: M/16 tile loads)
-      %b = tessera.tile.load %w[%p, %i, %c0] : memref<..xbf16> -> tile<16x32xbf16>   (k pairs: one tile load)
-      %d = tessera.tile.mma %a, %b, %acc {rhs_pairs}                   (M/16 amx.tile_mulf)
-      scf.yield %d
-    }
-    tessera.tile.store %result, %buf[%i, %j] : tile<MxNxf32>, memref<..xf32>       (M/16 amx.tile_store)
+    zero = splat of 0.0 as an f32 [M, N] tile                      (TileZeroOp per row tile)
+    loop carrying acc = zero:
+      a = load of a bf16 [M, 32] tile from a buffer              (TileLoadOp per 16-row tile)
+      b = load of a bf16 [16, 32] tile: weights in k pairs        (one TileLoadOp)
+      acc = mma(a, b, acc) with rhs_pairs                         (TileMulFOp per row tile)
+    store of the loop's result, whole, into an f32 buffer         (TileStoreOp per row tile)
 
 with N the matrix instruction's n (arch.AMX_BF16: 16 x 16 f32 tiles, k 32), M a multiple of its m, loads
 without bounds along their buffer's last two axes, used by such mmas only, and at most

@@ -9,7 +9,7 @@ A tile is one core's vector (lanes = 1; a matrix tile a 2-D vector, its rows 1-D
 `tessera.tile.load` is vector.load, or vector.maskedload with a vector.create_mask of the elements before
 `bound`, or — for a tile along other `axes` than the buffer's innermost (a column), or a matrix tile —
 vector.transfer_read with that map; stores likewise; a scratch buffer is a stack buffer of the call (a
-"global" one memref.alloc'd and freed by the program that uses it); a reduction is vector.reduction (floats with reassociation allowed: LLVM then keeps
+"global" one allocated on the heap and freed by the program that uses it); a reduction is vector.reduction (floats with reassociation allowed: LLVM then keeps
 partial sums in several registers); an iota is a constant vector; `mma` is a vector FMA per (k, row) with
 a[m, k] broadcast; map, splat and convert are the shared patterns of lowering/tile_elements.py. Scalars
 are memref.load / memref.store. Kernels written in planned steps (dialects/tile_plan.py) are left alone:
@@ -339,11 +339,11 @@ def _row_major_strides(buffer_type: MemRefType) -> list[int]:
 
 
 class LowerAlloc(RewritePattern):
-    """A scratch buffer in fast memory -> memref.alloca (64-byte aligned: whole cache lines, aligned vector
+    """A scratch buffer in fast memory -> a stack buffer (AllocaOp, 64-byte aligned: whole cache lines, aligned vector
     loads) at the start of the kernel, so that LowerKernel keeps it out of the program loop: one stack buffer
     per call, reused by every program (its contents are undefined at each alloc anyway); no heap call and
     no page faults per program (a megabyte from malloc is a fresh mmap each time). Its size is bounded by
-    the footprint (1 MiB on x86), which a thread's stack holds. A "global" buffer -> memref.alloc, freed at
+    the footprint (1 MiB on x86), which a thread's stack holds. A "global" buffer -> the heap (AllocOp), freed at
     the end of the block that allocated it."""
 
     @op_type_rewrite_pattern
