@@ -1,8 +1,8 @@
 // convert-tessera-tile-to-x86{amx=true}: the AMX pattern of tessera.tile.mma (lowering/tile_to_amx.py). A loop
 // carrying a zero-started f32 [32, 16] accumulator, updated by an mma of a bf16 [32, 32] tile and a weight
 // given as k pairs ([16, 32]: VNNI), then stored whole, keeps the accumulator in two AMX tiles: tile_zero
-// before the loop, per k step one tile_load of the weight and one per 16-row tile of a (each where its first
-// product reads it), one tile_mulf per row tile, and one tile_store per row tile after the loop. The body
+// before the loop, per k step one tile_load per 16-row tile of a and one of the weight (each where its first
+// product reads it: row tile by row tile), one tile_mulf per row tile, one tile_store per row tile after. The body
 // is ranged: the function runs [begin, end) of the grid itself (no program loop).
 // Without {amx=true} the same mma is vector FMAs, the weight's rows being the halves of each pair row's words.
 // RUN: tessera-opt %s -p 'convert-tessera-tile-to-x86{amx=true}' | FileCheck %s
@@ -13,8 +13,8 @@
 // CHECK:      %[[C0:.*]] = "amx.tile_zero"() : () -> !amx.tile<16x16xf32>
 // CHECK-NEXT: %[[C1:.*]] = "amx.tile_zero"() : () -> !amx.tile<16x16xf32>
 // CHECK-NEXT: %[[R0:.*]], %[[R1:.*]] = scf.for %[[K:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args(%[[A0:.*]] = %[[C0]], %[[A1:.*]] = %[[C1]]) -> (!amx.tile<16x16xf32>, !amx.tile<16x16xf32>) {
-// CHECK:        %[[B:.*]] = "amx.tile_load"(%w, %begin, %{{.*}}, %{{.*}}) <{operandSegmentSizes = array<i32: 1, 3, 0>}> : (memref<2x16x32xbf16>, index, index, index) -> !amx.tile<16x32xbf16>
-// CHECK-NEXT:   %[[X0:.*]] = "amx.tile_load"(%x, %{{.*}}, %[[K]]) <{operandSegmentSizes = array<i32: 1, 2, 0>}> : (memref<64x32xbf16>, index, index) -> !amx.tile<16x32xbf16>
+// CHECK:        %[[X0:.*]] = "amx.tile_load"(%x, %{{.*}}, %[[K]]) <{operandSegmentSizes = array<i32: 1, 2, 0>}> : (memref<64x32xbf16>, index, index) -> !amx.tile<16x32xbf16>
+// CHECK-NEXT:   %[[B:.*]] = "amx.tile_load"(%w, %begin, %{{.*}}, %{{.*}}) <{operandSegmentSizes = array<i32: 1, 3, 0>}> : (memref<2x16x32xbf16>, index, index, index) -> !amx.tile<16x32xbf16>
 // CHECK-NEXT:   %[[P0:.*]] = "amx.tile_mulf"(%[[X0]], %[[B]], %[[A0]]) : (!amx.tile<16x32xbf16>, !amx.tile<16x32xbf16>, !amx.tile<16x16xf32>) -> !amx.tile<16x16xf32>
 // CHECK:        %[[X1:.*]] = "amx.tile_load"(%x, %{{.*}}, %[[K]])
 // CHECK-NEXT:   %[[P1:.*]] = "amx.tile_mulf"(%[[X1]], %[[B]], %[[A1]])
