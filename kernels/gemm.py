@@ -182,6 +182,11 @@ class Epilogue:
         self.column_bound = None if operands.y.type.get_shape()[-1] >= padded else k.index(n)
         self.column_axis = None if self.column_bound is None else 1
 
+    def plain(self) -> bool:
+        """Whether y = acc exactly: "store" into an f32 y, no row scale, no bias."""
+        ops = self.operands
+        return self.kind == "store" and self.y_element == f32 and ops.bias is None and ops.row_scale is None
+
     def store(self, row: SSAValue, column: SSAValue, acc: SSAValue, first: Flag, last: Flag) -> None:
         """y tile = prev + row_scale acc (prev: y, or 0 in the first K block of "store" / "relu2"); the last
         K block adds the bias and applies relu2. A flag known only at run time selects per element (y is read
@@ -233,7 +238,8 @@ class MatrixUnitGemm:
           past the group zero: every tile read lies in it), once for all the range's panels
           for each pair of weight panels (then the odd last one), for each pair of mt-row blocks (then the odd
           last one): acc[i][j] = sum over K in steps of kt of a_i (mt x kt, staged) times b_j (k pairs);
-          each acc through a scratch [2 mt, 2 nt] f32, then the epilogue row by row (rows below M only)
+          each acc through a scratch [2 mt, 2 nt] f32, then the epilogue row by row (rows below M only) —
+          or, for a plain "store" into an f32 y, straight into y wherever the block lies in it
 
     2 x 2 accumulators, two row tiles and two weight tiles are AMX's 8 tile registers (arch.AMX_TILE_REGISTERS).
     lda is K rounded up to kt, plus kt where that row length is an even number of cache lines, so that the mt
@@ -310,12 +316,32 @@ class MatrixUnitGemm:
                 for p, acc in zip(weight_panels, step.args, strict=True)
             ]
             step.yield_(*accs)
-        for j, acc in enumerate(step.results):
-            k.store(acc, self.results, [k.index(0), k.index(j * nt)])
         valid = k.minsi(k.index(row_tiles * mt), k.subi(length, block))
         first_row, column = k.addi(row, block), k.muli(panel, k.index(nt))
+        if not self.epilogue.plain():
+            self.through_scratch(step.results, first_row, column, valid)
+            return
+        # y = acc: the accumulators straight into y where the block lies in it, else row by row as above.
+        whole_rows = k.cmpi("eq", valid, k.index(row_tiles * mt))
+        inside = k.cmpi("sle", k.addi(column, k.index(panels * nt)), k.index(self.n))
+        with k.when(k.andi(whole_rows, inside)):
+            for j, acc in enumerate(step.results):
+                k.store(acc, self.epilogue.operands.y, [first_row, k.addi(column, k.index(j * nt))])
+        with k.when(
+            k.ori(
+                k.cmpi("ne", valid, k.index(row_tiles * mt)),
+                k.cmpi("sgt", k.addi(column, k.index(panels * nt)), k.index(self.n)),
+            )
+        ):
+            self.through_scratch(step.results, first_row, column, valid)
+
+    def through_scratch(self, accs: list[SSAValue], first_row: SSAValue, column: SSAValue, valid: SSAValue) -> None:
+        """Each accumulator into the scratch, then the epilogue of its first `valid` rows, row by row."""
+        k, nt = self.kb, self.nt
+        for j, acc in enumerate(accs):
+            k.store(acc, self.results, [k.index(0), k.index(j * nt)])
         with k.loop(k.index(0), valid, k.index(1)) as r:
-            values = k.load(self.results, [r.iv, k.index(0)], [1, panels * nt])
+            values = k.load(self.results, [r.iv, k.index(0)], [1, len(accs) * nt])
             self.epilogue.store(k.addi(first_row, r.iv), column, values, first=True, last=True)
 
 
