@@ -322,17 +322,11 @@ class MatrixUnitGemm:
             self.through_scratch(step.results, first_row, column, valid)
             return
         # y = acc: the accumulators straight into y where the block lies in it, else row by row as above.
-        whole_rows = k.cmpi("eq", valid, k.index(row_tiles * mt))
-        inside = k.cmpi("sle", k.addi(column, k.index(panels * nt)), k.index(self.n))
-        with k.when(k.andi(whole_rows, inside)):
+        full, right, n = k.index(row_tiles * mt), k.addi(column, k.index(panels * nt)), k.index(self.n)
+        with k.when(k.andi(k.cmpi("eq", valid, full), k.cmpi("sle", right, n))):
             for j, acc in enumerate(step.results):
                 k.store(acc, self.epilogue.operands.y, [first_row, k.addi(column, k.index(j * nt))])
-        with k.when(
-            k.ori(
-                k.cmpi("ne", valid, k.index(row_tiles * mt)),
-                k.cmpi("sgt", k.addi(column, k.index(panels * nt)), k.index(self.n)),
-            )
-        ):
+        with k.when(k.ori(k.cmpi("ne", valid, full), k.cmpi("sgt", right, n))):
             self.through_scratch(step.results, first_row, column, valid)
 
     def through_scratch(self, accs: list[SSAValue], first_row: SSAValue, column: SSAValue, valid: SSAValue) -> None:
