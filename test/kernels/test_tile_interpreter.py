@@ -388,51 +388,64 @@ def check_matmul(rng: np.random.Generator, target: str, tokens: int) -> None:
     products carries at most K + 1 roundings of the running sum's magnitude (Higham's gamma_K, first order),
     so each element is within (K + 4) u of S = row_scale |x| |W|ᵀ + |bias| + |y0| (the scale, bias and prior
     y add three); relu2 squares a value a within e = that bound: |a'² - a²| <= 2 |a| e + e² plus the square's
-    rounding; a bf16 y adds half an ulp (at most 2^-8 relative: 8 significant bits) of its rounding. On the GPUs the GEMM is still the
-    targets' emitter (tiling/gpu.py): only the x86 body is dataflow."""
-    from tessera.runtime.weights import pack_panels
+    rounding; a bf16 y adds half an ulp (at most 2^-8 relative: 8 significant bits) of its rounding. Both x86
+    bodies: the vector blocking (weights in panels) and the AMX variant's matrix-unit blocking (a ranged body,
+    x and W rounded to bf16, W in k pairs). On the GPUs the GEMM is still the targets' emitter (tiling/gpu.py):
+    only the x86 bodies are dataflow."""
+    from tessera.lowering.convert_tile_to_x86 import amx_kernel, gemm_spec, gemm_tiles
+    from tessera.runtime.weights import pack_amx_vnni, pack_panels
 
     if target != "x86":
         return
     for dims in GEMMS:
         kernel = build("matmul", dims, target)
         assert kernel.tiles is not None
-        tiles = plain_dict(kernel.tiles)
-        n, k = int(dims["n"]), int(dims["k"])
-        x = rng.standard_normal((tokens, k)).astype(np.float32)
-        x_arg = x
-        if dims.get("x_dtype") == "bf16":
-            x_arg = bf16_bits(x)
-            x = bf16_to_f32(x_arg)
-        weight = rng.standard_normal((n, k)).astype(np.float32)
-        buffers = [x_arg, pack_panels(weight, int(tiles["nr"]), "f32")]
-        want = x.astype(np.float64) @ weight.astype(np.float64).T
-        magnitude = np.abs(x.astype(np.float64)) @ np.abs(weight.astype(np.float64)).T
-        if dims.get("row_scale"):
-            scale = rng.uniform(0.5, 2.0, tokens).astype(np.float32)
-            want, magnitude = want * scale[:, None], magnitude * scale[:, None]
-        if dims.get("bias"):
-            bias = rng.standard_normal(n).astype(np.float32)
-            buffers.append(bias)
-            want, magnitude = want + bias, magnitude + np.abs(bias)
-        if dims.get("row_scale"):
-            buffers.append(scale)
-        y = nan(tokens, n)
-        if dims["epilogue"] == "accumulate":
-            y = rng.standard_normal((tokens, n)).astype(np.float32)
-            want, magnitude = want + y, magnitude + np.abs(y)
-        error = (k + 4) * F32_UNIT * magnitude
-        if dims["epilogue"] == "relu2":
-            error = 2 * np.abs(want) * error + error**2 + 2 * F32_UNIT * want**2
-            want = np.maximum(want, 0.0) ** 2
-        if dims.get("y_dtype") == "bf16":
-            y = bf16_bits(y)
-            error = error + 2.0**-8 * np.abs(want)
-        run_kernel(kernel, [*buffers, y], tokens)
-        got = bf16_to_f32(y) if y.dtype == np.uint16 else y
-        assert np.isfinite(got).all(), f"matmul {dims}: elements unwritten or not finite"
-        worst = np.max(np.abs(got.astype(np.float64) - want) - error)
-        assert worst <= 0, f"matmul {dims}: an element is {worst:.2e} beyond its bound"
+        nr = int(plain_dict(kernel.tiles)["nr"])
+        _check_gemm(rng, kernel, dims, tokens, lambda w, nr=nr: pack_panels(w, nr, "f32"), bf16_operands=False)
+        variant = amx_kernel(kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel))
+        _check_gemm(rng, variant, dims, tokens, pack_amx_vnni, bf16_operands=True)
+
+
+def _check_gemm(rng: np.random.Generator, kernel: tile.KernelOp, dims: Mapping[str, int | str], tokens: int,
+                pack: Callable[[np.ndarray], np.ndarray], bf16_operands: bool) -> None:  # fmt: skip
+    n, k = int(dims["n"]), int(dims["k"])
+    x = rng.standard_normal((tokens, k)).astype(np.float32)
+    x_arg = x
+    if dims.get("x_dtype") == "bf16":
+        x_arg = bf16_bits(x)
+        x = bf16_to_f32(x_arg)
+    weight = rng.standard_normal((n, k)).astype(np.float32)
+    buffers = [x_arg, pack(weight)]
+    if bf16_operands:  # the products the kernel computes: of x and W rounded to bf16
+        x, weight = bf16_to_f32(bf16_bits(x)), bf16_to_f32(bf16_bits(weight))
+    want = x.astype(np.float64) @ weight.astype(np.float64).T
+    magnitude = np.abs(x.astype(np.float64)) @ np.abs(weight.astype(np.float64)).T
+    if dims.get("row_scale"):
+        scale = rng.uniform(0.5, 2.0, tokens).astype(np.float32)
+        want, magnitude = want * scale[:, None], magnitude * scale[:, None]
+    if dims.get("bias"):
+        bias = rng.standard_normal(n).astype(np.float32)
+        buffers.append(bias)
+        want, magnitude = want + bias, magnitude + np.abs(bias)
+    if dims.get("row_scale"):
+        buffers.append(scale)
+    y = nan(tokens, n)
+    if dims["epilogue"] == "accumulate":
+        y = rng.standard_normal((tokens, n)).astype(np.float32)
+        want, magnitude = want + y, magnitude + np.abs(y)
+    error = (k + 4) * F32_UNIT * magnitude
+    if dims["epilogue"] == "relu2":
+        error = 2 * np.abs(want) * error + error**2 + 2 * F32_UNIT * want**2
+        want = np.maximum(want, 0.0) ** 2
+    if dims.get("y_dtype") == "bf16":
+        y = bf16_bits(y)
+        error = error + 2.0**-8 * np.abs(want)
+    run_kernel(kernel, [*buffers, y], tokens)
+    got = bf16_to_f32(y) if y.dtype == np.uint16 else y
+    where = f"{kernel.sym_name.data} {dims}"
+    assert np.isfinite(got).all(), f"{where}: elements unwritten or not finite"
+    worst = np.max(np.abs(got.astype(np.float64) - want) - error)
+    assert worst <= 0, f"{where}: an element is {worst:.2e} beyond its bound"
 
 
 def check_moe_experts(rng: np.random.Generator, target: str, tokens: int) -> None:
