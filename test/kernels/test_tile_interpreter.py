@@ -401,12 +401,16 @@ def check_matmul(rng: np.random.Generator, target: str, tokens: int) -> None:
         kernel = build("matmul", dims, target)
         assert kernel.tiles is not None
         nr = int(plain_dict(kernel.tiles)["nr"])
-        _check_gemm(rng, kernel, dims, tokens, lambda w, nr=nr: pack_panels(w, nr, "f32"), bf16_operands=False)
+
+        def panels(weight: np.ndarray, nr: int = nr) -> np.ndarray:
+            return pack_panels(weight, nr, "f32")
+
+        _check_gemm(rng, kernel, dims, tokens, panels, bf16_operands=False)
         variant = amx_kernel(kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel))
         _check_gemm(rng, variant, dims, tokens, pack_amx_vnni, bf16_operands=True)
 
 
-def _check_gemm(rng: np.random.Generator, kernel: tile.KernelOp, dims: Mapping[str, int | str], tokens: int,
+def _check_gemm(rng: np.random.Generator, kernel: tile.KernelOp, dims: Mapping[str, int | float | str], tokens: int,
                 pack: Callable[[np.ndarray], np.ndarray], bf16_operands: bool) -> None:  # fmt: skip
     n, k = int(dims["n"]), int(dims["k"])
     x = rng.standard_normal((tokens, k)).astype(np.float32)
