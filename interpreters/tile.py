@@ -19,8 +19,8 @@ as uint16 bits as the runtime stores it) and TileFunctions below, one method per
                    and this is the value they all approximate; max, min: exact.
     convert        one rounding (f32 -> bf16 as runtime/weights.py rounds), or integer wrapping.
 
-A ranged kernel's body runs once, over [0, grid). Grid 0 means one program per token: `tokens`, or else the rows of the first buffer whose leading dimension is
-dynamic. Errors — an op without an implementation, an access outside a buffer, buffers or scalars that do
+A ranged kernel's body runs once, over [0, grid). Grid 0 means one program per token: `tokens`, or else the
+rows of the first buffer whose leading dimension is dynamic. Errors — an op without an implementation, an access outside a buffer, buffers or scalars that do
 not match the kernel's signature — are one-line TileInterpreterErrors naming the kernel, the program id and
 the op.
 """

@@ -62,22 +62,28 @@ def gemm_spec(kernel: tile.KernelOp) -> x86_gemm.GemmSpec:
 def gemm_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles | None = None) -> tile.KernelOp:
     """The x86 `tessera.tile.kernel` of one projection (kernels/gemm.py), with `tiles` or the policy's: what
     tessera-tile-choose-tiles makes of a matmul, for the GEMM's tests and benchmarks."""
+    tiles = tiles or x86_gemm.choose_tiles(spec)
+    return _matmul_kernel(name, spec, tiles, tiling.gemm_tile_sizes(spec, tiles))
+
+
+def _matmul_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles, chosen: dict[str, int],
+                   ranged: bool = False) -> tile.KernelOp:  # fmt: skip
+    """A matmul kernel over the vector blocking's grid of panels, its body built from `chosen` tiles."""
     from tessera.kernels.gemm import matmul
 
-    tiles = tiles or x86_gemm.choose_tiles(spec)
-    dims, chosen = tiling.gemm_dims(spec), tiling.gemm_tile_sizes(spec, tiles)
-    return tile.KernelOp(
-        properties={
-            "sym_name": StringAttr(name),
-            "kind": StringAttr("matmul"),
-            "dims": DictionaryAttr({key: _attribute(value) for key, value in dims.items()}),
-            "parallel": StringAttr("panels"),
-            "grid": IntegerAttr(x86_gemm.panel_count(spec, tiles), i64),
-            "target": StringAttr("x86"),
-            "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in chosen.items()}),
-        },
-        regions=[Region(matmul(dims, chosen))],
-    )
+    dims = tiling.gemm_dims(spec)
+    properties: dict[str, Attribute] = {
+        "sym_name": StringAttr(name),
+        "kind": StringAttr("matmul"),
+        "dims": DictionaryAttr({key: _attribute(value) for key, value in dims.items()}),
+        "parallel": StringAttr("panels"),
+        "grid": IntegerAttr(x86_gemm.panel_count(spec, tiles), i64),
+        "target": StringAttr("x86"),
+        "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in chosen.items()}),
+    }
+    if ranged:
+        properties["ranged"] = UnitAttr()
+    return tile.KernelOp(properties=properties, regions=[Region(matmul(dims, chosen))])
 
 
 def _attribute(value: int | str) -> IntegerAttr | StringAttr:
@@ -153,20 +159,7 @@ def lower_kernels(module: ModuleOp) -> str:
 def amx_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) -> tile.KernelOp:
     """The AMX variant of a GEMM as Tile-IR: kernels/gemm.py's matrix-unit blocking (a ranged body over the
     vector kernel's panels, bf16 weights in k pairs), `<name>__amx`."""
-    from tessera.kernels.gemm import matmul
-
-    chosen = x86_gemm.matrix_unit_tiles(spec, tiles)
-    properties: dict[str, Attribute] = {
-        "sym_name": StringAttr(f"{name}__amx"),
-        "kind": StringAttr("matmul"),
-        "dims": DictionaryAttr({key: _attribute(value) for key, value in tiling.gemm_dims(spec).items()}),
-        "parallel": StringAttr("panels"),
-        "grid": IntegerAttr(x86_gemm.panel_count(spec, tiles), i64),
-        "target": StringAttr("x86"),
-        "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in chosen.items()}),
-        "ranged": UnitAttr(),
-    }
-    return tile.KernelOp(properties=properties, regions=[Region(matmul(tiling.gemm_dims(spec), chosen))])
+    return _matmul_kernel(f"{name}__amx", spec, tiles, x86_gemm.matrix_unit_tiles(spec, tiles), ranged=True)
 
 
 def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, str]:

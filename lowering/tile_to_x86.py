@@ -8,12 +8,14 @@ kernel, each program a core runs being one iteration of a loop over its range of
 A tile is one core's vector (lanes = 1; a matrix tile a 2-D vector, its rows 1-D vectors):
 `tessera.tile.load` is vector.load, or vector.maskedload with a vector.create_mask of the elements before
 `bound`, or — for a tile along other `axes` than the buffer's innermost (a column), or a matrix tile —
-vector.transfer_read with that map; stores likewise; a scratch buffer is a stack buffer of the call (a
-"global" one allocated on the heap and freed by the program that uses it); a reduction is vector.reduction (floats with reassociation allowed: LLVM then keeps
-partial sums in several registers); an iota is a constant vector; `mma` is a vector FMA per (k, row) with
-a[m, k] broadcast; map, splat and convert are the shared patterns of lowering/tile_elements.py. Scalars
-are memref.load / memref.store. Kernels written in planned steps (dialects/tile_plan.py) are left alone:
-lowering/convert_tile_to_x86.py emits those.
+a transfer read with that permutation map; stores likewise; a scratch buffer is a stack buffer of the call
+(a "global" one allocated on the heap and freed by the program that uses it); a reduction is one
+ReductionOp of the vector dialect (floats with reassociation allowed: LLVM then keeps partial sums in
+several registers); an iota is a constant vector; `mma` is a vector FMA per (k, row) with a[m, k]
+broadcast (with {amx=true}, first the AMX pattern of lowering/tile_to_amx.py); map, splat and convert are
+the shared patterns of lowering/tile_elements.py. Scalars are the memref dialect's element loads and
+stores. Kernels written in planned steps (dialects/tile_plan.py) are left alone: lowering/convert_tile_to_x86.py
+emits those.
 """
 
 from __future__ import annotations
