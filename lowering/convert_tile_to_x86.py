@@ -1,15 +1,16 @@
 """Tile-IR -> the x86 target: upstream MLIR kernels (func/scf/arith/memref/vector/math) and the program
 that sequences them.
 
-    lower_kernels(module) -> str       one `func.func` per `tessera.tile.kernel`, written by the kernel
-                                       family's emitter (lowering/x86/*.py) with the tiles chosen in Tile-IR
+    lower_kernels(module) -> str       one `func.func` per `tessera.tile.kernel`: a kernel of kernels/ through
+                                       convert-tessera-tile-to-x86, the chunked SSD scan by its emitter
+                                       (lowering/x86/mamba.py) with the tiles chosen in Tile-IR
     lower_programs(module) -> dict     each program (@prefill, @decode) as the list of launches the runtime
                                        makes: kernel symbol, argument list, parallel grid; the buffer plan's
                                        slots; the weights (with their packing) and the state
 
 `tessera-opt file.mlir -t x86-mlir` prints lower_kernels' output; tessera-compile writes both into OUT/x86/.
-A kernel's argument list is its launch's ins then outs (some kinds permute them to the emitter's order),
-then the scalars its kind needs (the sequence position), then the [begin, end) range of its grid.
+A kernel's argument list is its launch's ins then outs (the SSD scan permutes them to its emitter's order),
+then the scalars its body reads (the sequence position), then the [begin, end) range of its grid.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tessera.errors import TesseraError
 from tessera.lowering.expand_math import expand_math
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.tile_to_x86 import lower_to_x86
-from tessera.lowering.x86 import attention, mamba
+from tessera.lowering.x86 import mamba
 from tessera.tiling import x86 as tiling
 from tessera.tiling import x86_gemm
 
@@ -106,31 +107,14 @@ def mamba_dims(kernel: tile.KernelOp) -> mamba.MambaDims:
     )
 
 
-def attention_dims(kernel: tile.KernelOp) -> attention.AttentionDims:
-    d = _dims(kernel)
-    tiles = plain_dict(kernel.tiles) if kernel.tiles is not None else {}
-    return attention.AttentionDims(
-        num_heads=d["num_heads"],
-        num_kv_heads=d["num_kv_heads"],
-        head_dim=d["head_dim"],
-        max_seq_len=d["max_seq_len"],
-        block_q=int(tiles.get("block_q", 64)),
-        block_k=int(tiles.get("block_k", 64)),
-    )
-
-
 def emit_kernel(kernel: tile.KernelOp) -> str:
-    name, kind, d = kernel.sym_name.data, kernel.kind.data, _dims(kernel)
+    name, kind = kernel.sym_name.data, kernel.kind.data
     if kernel.tiles is None:
         raise X86LoweringError(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=x86}})")
     if kernel.is_dataflow():
         return _lower_dataflow(kernel)
     if kind == "ssd_scan":
         return mamba.emit_ssd_scan(name, mamba_dims(kernel))
-    cache_dtype = d.get("cache_dtype", "f32")
-    if kind == "attention":
-        out_dtype = d.get("out_dtype", "f32")
-        return attention.emit_attention(name, attention_dims(kernel), cache_dtype=cache_dtype, out_dtype=out_dtype)
     raise X86LoweringError(f"{kernel.name} @{name}: kind '{kind}' has no x86 lowering")
 
 
@@ -176,15 +160,10 @@ def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, str]:
     return variants
 
 
-# Hand-emitted kinds that read the sequence position (tokens already in the KV cache) after their buffers
-# (a kernel of kernels/ names its scalars itself).
-_POSITION_KINDS = ("attention",)
-
-
 def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
                    weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """The x86 launch: the emitter's argument order and scalars, thread-split hints, weight packing."""
-    scalars = kernel.scalar_names() if kernel.is_dataflow() else ("position",) * (kernel.kind.data in _POSITION_KINDS)
+    scalars = kernel.scalar_names()
     args += [{name: True} for name in scalars]
     _note_packing(weights, args, kernel)
     fields: dict[str, Any] = {"args": args, "parallel": kernel.parallel.data, "grid": int(kernel.grid.value.data)}

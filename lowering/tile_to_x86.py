@@ -31,6 +31,7 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     BFloat16Type,
     BoolAttr,
+    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     IndexType,
     MemRefType,
@@ -70,6 +71,7 @@ from tessera.lowering.tile_elements import (
 from tessera.lowering.tile_to_amx import PromoteAccumulatorsToAmx
 
 LANES = 1
+TRANSPOSE_BLOCK = 16  # lanes of one 512-bit f32 vector: a transposed load moves blocks of 16 x 16
 REASSOCIATE = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC, arith.FastMathFlag.ALLOW_CONTRACT])
 _FLOAT_COMBINERS = {"add": "add", "max": "maxnumf", "min": "minnumf"}
 _INTEGER_COMBINERS = {"add": "add", "max": "maxsi", "min": "minsi"}
@@ -264,6 +266,59 @@ def _load_column(emit: Emitter, op: tile.LoadOp, lowered: VectorType) -> SSAValu
     return value
 
 
+def _is_transposed_block(op: tile.StoreOp) -> bool:
+    """Whether the store is of an unmasked [16, b <= 16] tile whose axis 0 runs along the buffer's innermost
+    dimension and axis 1 along an outer one (a block of keys stored transposed for attention's scores)."""
+    axes, rank = tile.access_axes(op), len(op.indices)
+    if op.bound is not None or len(axes) != 2 or axes[0] != rank - 1 or axes[1] == rank - 1:
+        return False
+    assert isinstance(op.value.type, TileType)
+    rows, columns = op.value.type.get_shape()
+    return rows == TRANSPOSE_BLOCK and columns <= TRANSPOSE_BLOCK
+
+
+def _store_transposed(emit: Emitter, op: tile.StoreOp, value: SSAValue) -> None:
+    """A transposed block: its 16 rows (padded to 16 lanes) transposed by shuffles, each column then one
+    vector store along the buffer's innermost dimension (a transfer write with this permutation map would
+    store it element by element)."""
+    lowered = lowered_type(op.value.type, LANES)  # `value` is converted to it once every op is rewritten
+    assert isinstance(lowered, VectorType)
+    columns, element = lowered.get_shape()[1], lowered.element_type
+    rows = []
+    for i in range(TRANSPOSE_BLOCK):
+        row = emit(vector.ExtractOp(value, [i], VectorType(element, [columns])))
+        if columns < TRANSPOSE_BLOCK:  # lanes past the tile's columns become rows of the transpose not stored
+            row = _shuffle(emit, row, row, [*range(columns), *([-1] * (TRANSPOSE_BLOCK - columns))])
+        rows.append(row)
+    outer_axis = tile.access_axes(op)[1]
+    for j, column in enumerate(transpose16(emit, rows)[:columns]):
+        indices = list(op.indices)
+        if j:
+            indices[outer_axis] = emit(arith.AddiOp(indices[outer_axis], emit.constant(j, IndexType())))
+        emit(vector.StoreOp(column, op.memref, indices))
+
+
+def transpose16(emit: Emitter, rows: list[SSAValue]) -> list[SSAValue]:
+    """16 vectors of 16 lanes transposed: at each level k = 8, 4, 2, 1 the off-diagonal k x k blocks swap
+    (element [i][j + k] with [i + k][j] where bit k of i and j is clear), one two-input shuffle per row."""
+    rows, k = list(rows), TRANSPOSE_BLOCK // 2
+    while k:
+        low = [j if not j & k else TRANSPOSE_BLOCK + j - k for j in range(TRANSPOSE_BLOCK)]
+        high = [j + k if not j & k else TRANSPOSE_BLOCK + j for j in range(TRANSPOSE_BLOCK)]
+        for i in (i for i in range(TRANSPOSE_BLOCK) if not i & k):
+            a, b = rows[i], rows[i + k]
+            rows[i], rows[i + k] = _shuffle(emit, a, b, low), _shuffle(emit, a, b, high)
+        k //= 2
+    return rows
+
+
+def _shuffle(emit: Emitter, a: SSAValue, b: SSAValue, lanes: list[int]) -> SSAValue:
+    """The vector of `lanes` of a and b concatenated (vector.shuffle; -1: a lane whose value is not used)."""
+    assert isinstance(a.type, VectorType)
+    result = VectorType(a.type.element_type, [len(lanes)])
+    return emit(vector.ShuffleOp(a, b, DenseArrayBase.from_list(i64, lanes), result_type=result))
+
+
 class LowerStore(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
@@ -278,6 +333,8 @@ class LowerStore(TilePattern):
         permutation = _transfer_map(op) if isinstance(op.value.type, TileType) else None
         if not isinstance(op.value.type, TileType):
             emit(memref.StoreOp.get(value, op.memref, list(op.indices)))
+        elif _is_transposed_block(op):
+            _store_transposed(emit, op, value)
         elif permutation is not None:  # vector.transfer_write: upstream lowers it by rows, or by elements
             lowered = lowered_type(op.value.type, LANES)
             assert isinstance(lowered, VectorType)
@@ -395,6 +452,8 @@ class LowerReduce(TilePattern):
             properties["fastmath"] = REASSOCIATE
 
         def reduction(value: SSAValue, element: Attribute) -> SSAValue:
+            if floats and op.combiner.data != "add":
+                value = _halving_tree(emit, value, _FLOAT_ELEMENTWISE[op.combiner.data])
             return emit(vector.ReductionOp.create(operands=[value], result_types=[element], properties=properties))
 
         source = _worker_type(op.input)
@@ -420,6 +479,19 @@ class LowerReduce(TilePattern):
         for i, row_value in enumerate(per_row):
             value = emit(vector.InsertOp(row_value, value, [i]))
         rewriter.replace_matched_op([], [value])
+
+
+def _halving_tree(emit: Emitter, value: SSAValue, combine: type[Operation]) -> SSAValue:
+    """A float max or min's vector combined with its upper half while its width is even (log2 steps): LLVM
+    expands a vector.reduction of maxnumf / minnumf that may see NaN into a serial chain, a NaN check per
+    lane (the combines here keep maxnum's NaN semantics, and the reduction finishes what is left)."""
+    assert isinstance(value.type, VectorType)
+    width = value.type.get_shape()[0]
+    while width % 2 == 0 and width > 1:
+        half = width // 2
+        halves = [_shuffle(emit, value, value, list(lanes)) for lanes in (range(half), range(half, width))]
+        value, width = emit(combine(*halves)), half
+    return value
 
 
 class LowerBroadcast(TilePattern):

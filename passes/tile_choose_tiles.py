@@ -118,7 +118,8 @@ def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[Mem
         return
     dims = dict(plain_dict(kernel.dims))
     body = build(dims, dict(choice.tiles))
-    buffers = body.args[: len(body.args) - len(SCALARS.get(kernel.kind.data, ())) - 1]
+    programs = 2 if choice.ranged else 1  # [first, end) of the grid, or the program id
+    buffers = body.args[: len(body.args) - len(SCALARS.get(kernel.kind.data, ())) - programs]
     signature = [arg.type for arg in buffers]
     # A buffer the runtime packs at load is launched in its model layout: the kernel takes the packed one.
     packed = PACKED.get(kernel.kind.data, {})
@@ -133,6 +134,8 @@ def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[Mem
         )
     kernel.body.detach_block(kernel.body.block).erase()
     kernel.body.add_block(body)
+    if choice.ranged:
+        kernel.properties["ranged"] = UnitAttr()
     scalars = SCALARS.get(kernel.kind.data, ())
     if scalars:
         kernel.properties["scalars"] = ArrayAttr([StringAttr(name) for name in scalars])

@@ -16,6 +16,8 @@ class TileChoice:
     # The target's hand-written emitter implements this kind although kernels/ writes it (its Tile-IR form is
     # not yet as fast there): the body is the planned steps above, not the kernel of kernels/.
     emitter: bool = False
+    # The kernel's body runs a range [first, end) of the grid per call (tessera.tile.kernel's `ranged`).
+    ranged: bool = False
 
 
 def load(

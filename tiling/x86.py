@@ -68,27 +68,23 @@ def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:
     return TileChoice({"chunk": chunk}, body)
 
 
+# The scratch of one attention query block (queries, output rows and scores, f32) fits in half of L2, so that
+# the K / V blocks streaming through keep the rest.
+ATTENTION_SCRATCH_BYTES = 512 * 1024
+
+
 def _attention(dims: Mapping[str, Any], precision: str) -> TileChoice:
-    d = int(dims["head_dim"])
-    cache = str(dims.get("cache_dtype", "f32"))
-    block_q, block_k = 64, 64
-    body = [
-        load("q", [block_q, d]),
-        load("k_cache", [block_k, d], element=cache),
-        load("v_cache", [block_k, d], element=cache),
-        mma(block_q, block_k, d),
-        reduce("max"),
-        elementwise("exp_rescale"),
-        reduce("sum"),
-        mma(block_q, d, block_k),
-        store("out", [block_q, d]),
-    ]
-    # The emitter (lowering/x86/attention.py) groups a kv head's query heads and block_q tokens into the rows of
-    # one tile, so that each K/V block serves all of them, and keeps the tiles in memory: kernels/attention.py
-    # through the x86 lowering (a query row per program, tiles as registers) measured 2.5-10x slower on the
-    # 2-core EPYC (benchmarks/x86_attention_paths.py; docs/lowering.md has the numbers).
-    heads = int(dims["num_heads"])
-    return TileChoice({"block_q": block_q, "block_k": block_k}, body, grid=heads, parallel="heads", emitter=True)
+    """kernels/attention.py's row-blocked form: a kv group's query heads times block_q tokens are the rows
+    of one tile (block_q at most 64 and as ATTENTION_SCRATCH_BYTES allows), scores and p · V in the GEMM's
+    register blocks (x86_gemm's 6 rows x 64 columns), scores of fewer than 4 rows as dot products (measured
+    on the emitter this replaced: transposing a K block pays from about 3 rows)."""
+    d, block_k = int(dims["head_dim"]), 64
+    group = int(dims["num_heads"]) // int(dims["num_kv_heads"])
+    block_q = max(1, min(64, ATTENTION_SCRATCH_BYTES // (group * (2 * d + block_k) * 4)))
+    tiles = gemm.GemmTiles(nr=64, mr=6, kc=d, mc=6, ku=4)
+    choice = {"block_q": block_q, "block_k": block_k, "mr": tiles.mr, "nr": tiles.nr, "ku": tiles.ku,
+              "lanes": tiles.lanes, "min_chains": tiles.min_chains, "dot_rows": 4}  # fmt: skip
+    return TileChoice(choice, grid=int(dims["num_heads"]), parallel="heads", ranged=True)
 
 
 def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[Mapping[str, Any], str], TileChoice]:

@@ -1,4 +1,5 @@
-"""The x86 attention kernels (lowering/x86/attention.py) built to machine code and run against a float64
+"""The x86 attention kernel (kernels/attention.py's row-blocked form through convert-tessera-tile-to-x86) built
+to machine code and run against a float64
 numpy reference of HF NemotronHAttention's core (no RoPE, causal, GQA, scale head_dim**-0.5) on random
 inputs: prefill at several cache offsets, decode after prefill, head ranges split across calls and threads,
 bf16 caches, odd dimensions and tile sizes, and a build for the x86-64 baseline."""
@@ -23,13 +24,41 @@ from tile_kernels import tile_kernel
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
+from tessera.dialects.tile import plain_dict
 from tessera.lowering.convert_tile_to_x86 import emit_kernel
-from tessera.lowering.x86.attention import AttentionDims, emit_attention, footprint_bytes
 from tessera.lowering.x86.pipeline import build_library
+from tessera.passes.tile_choose_tiles import write_body
 from tessera.runtime.native import KernelLibrary
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
+from tessera.tiling.choice import TileChoice
 
 TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class AttentionDims:
+    """One test shape; block_q / block_k replace the x86 policy's tiles where given."""
+
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    max_seq_len: int
+    block_q: int | None = None
+    block_k: int | None = None
+
+    @property
+    def group(self) -> int:
+        return self.num_heads // self.num_kv_heads
+
+    @property
+    def qkv_cols(self) -> int:
+        return (self.num_heads + 2 * self.num_kv_heads) * self.head_dim
+
+    @property
+    def out_cols(self) -> int:
+        return self.num_heads * self.head_dim
+
+
 CASES = [(tokens, past) for tokens in (1, 7, 64, 130) for past in (0, 5, 100)]
 CAPACITY = max(tokens + past for tokens, past in CASES)  # the largest case fills the cache exactly
 
@@ -61,11 +90,27 @@ class Kernels:
         self.library.kernel(f"attention_{self.suffix}")(qkv, k, v, out, past, begin, end)
 
 
+def _dims(d: AttentionDims, cache_dtype: str, out_dtype: str = "f32") -> dict[str, int | float | str]:
+    return {"num_heads": d.num_heads, "num_kv_heads": d.num_kv_heads, "head_dim": d.head_dim,
+            "max_seq_len": d.max_seq_len, "cache_dtype": cache_dtype, "out_dtype": out_dtype}  # fmt: skip
+
+
 def emit_kv_append(name: str, d: AttentionDims, cache_dtype: str = "f32") -> str:
-    """kv_append, written once in kernels/attention.py, through the x86 lowering."""
-    dims = {"num_heads": d.num_heads, "num_kv_heads": d.num_kv_heads, "head_dim": d.head_dim,
-            "max_seq_len": d.max_seq_len, "cache_dtype": cache_dtype}  # fmt: skip
-    return emit_kernel(tile_kernel("kv_append", dims, "x86", name=name))
+    return emit_kernel(tile_kernel("kv_append", _dims(d, cache_dtype), "x86", name=name))
+
+
+def attention_kernel(name: str, d: AttentionDims, cache_dtype: str = "f32", out_dtype: str = "f32") -> Any:
+    """The x86 attention kernel, its block sizes replaced where `d` gives them."""
+    kernel = tile_kernel("attention", _dims(d, cache_dtype, out_dtype), "x86", name=name)
+    assert kernel.tiles is not None
+    tiles = {key: int(value) for key, value in plain_dict(kernel.tiles).items()}
+    tiles.update({key: value for key, value in (("block_q", d.block_q), ("block_k", d.block_k)) if value})
+    write_body(kernel, TileChoice(tiles, ranged=True), [])
+    return kernel
+
+
+def emit_attention(name: str, d: AttentionDims, cache_dtype: str = "f32", out_dtype: str = "f32") -> str:
+    return emit_kernel(attention_kernel(name, d, cache_dtype, out_dtype))
 
 
 def _module(dims: dict[str, AttentionDims], bf16: tuple[str, ...], bf16_out: tuple[str, ...] = ()) -> str:
@@ -310,32 +355,23 @@ def test_baseline_x86_64_bf16_output(baseline_library: KernelLibrary, rng: np.ra
     _check_bf16_output(rng, baseline_library, "kv1_d10", "f32")
 
 
-def test_footprint() -> None:
-    small, large = AttentionDims(8, 2, 128, 4096, 32, 32), AttentionDims(8, 2, 128, 4096, 64, 64)
-    assert 0 < footprint_bytes("attention", small) < footprint_bytes("attention", large)
-    # q tile, acc (4 heads x 64 rows x 128), scores (256 x 64), kt (128 x 64), stats, K and V blocks
-    expected = 4 * (2 * 256 * 128 + 256 * 64 + 128 * 64 + 3 * 256) + 2 * 64 * 128 * 4
-    assert footprint_bytes("attention", large) == expected
-    assert footprint_bytes("attention", large, "bf16") < expected
-    with pytest.raises(ValueError, match="unknown"):
-        footprint_bytes("matmul", large)
+def test_scratch_fits_the_policy() -> None:
+    """The policy's block_q keeps a query block's scratch (queries, output rows, scores) in half of L2, for a
+    group of 4 (64 tokens) and of 16 (fewer)."""
+    from tessera.tiling.x86 import ATTENTION_SCRATCH_BYTES
 
-
-def test_invalid_dims_and_dtype() -> None:
-    with pytest.raises(ValueError, match="multiple"):
-        AttentionDims(6, 4, 16, 32)
-    with pytest.raises(ValueError, match="positive"):
-        AttentionDims(4, 2, 16, 32, block_q=0)
-    with pytest.raises(ValueError, match="cache_dtype"):
-        emit_attention("a", AttentionDims(4, 2, 16, 32), "f16")
-    with pytest.raises(ValueError, match="out_dtype"):
-        emit_attention("a", AttentionDims(4, 2, 16, 32), out_dtype="f16")
+    for heads, block_q in ((8, 64), (32, 25)):
+        kernel = attention_kernel("a", AttentionDims(heads, 2, 128, 4096))
+        assert kernel.tiles is not None and plain_dict(kernel.tiles)["block_q"] == block_q
+        assert kernel.ranged is not None
+        rows = heads // 2 * block_q
+        assert rows * (2 * 128 + 64) * 4 <= ATTENTION_SCRATCH_BYTES
 
 
 def test_kernel_text_is_upstream_mlir_only() -> None:
     d = AttentionDims(8, 2, 128, 4096)
     text = emit_attention("attention", d) + emit_attention("o", d, out_dtype="bf16")
-    dialects = set(re.findall(r"(?:^|= )\s*([a-z]+)\.[a-z_]+", text, re.MULTILINE))
+    dialects = set(re.findall(r'"([a-z]+)\.[a-z_]+"\(', text))  # generic form: "dialect.op"(
     assert (
         {"func", "scf", "arith", "memref", "vector"} <= dialects <= {"func", "scf", "arith", "memref", "vector", "math"}
     )

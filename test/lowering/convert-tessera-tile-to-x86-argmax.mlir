@@ -1,11 +1,17 @@
 // convert-tessera-tile-to-x86 on an arg-max (the shape of kernels/moe.py's router): tessera.tile.iota is a
-// constant vector of positions, an integer reduce is vector.reduction <minsi> (no fastmath: integers are
-// exact), and the map's comparison and select become their vector forms (vector<16xi1> masks).
+// constant vector of positions, a float max halves its vector with maxnumf while the width is even (LLVM
+// would expand a reduction of maxnumf that may see NaN lane by lane), an integer reduce is vector.reduction
+// <minsi> (no fastmath: integers are exact), and the map's comparison and select become their vector forms
+// (vector<16xi1> masks).
 // RUN: tessera-opt %s -p convert-tessera-tile-to-x86 | FileCheck %s
 // RUN: tessera-opt %s -t x86-mlir | %python -m tessera.lowering.x86.pipeline | FileCheck %s --check-prefix=LLVM
 
 // CHECK:      %at = arith.constant dense<[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]> : vector<16xi32>
-// CHECK:      %top = vector.reduction <maxnumf>, %v fastmath<reassoc,contract> : vector<16xf32> into f32
+// CHECK:      %[[LOW:.*]] = vector.shuffle %v, %v [0, 1, 2, 3, 4, 5, 6, 7] : vector<16xf32>, vector<16xf32>
+// CHECK-NEXT: %[[HIGH:.*]] = vector.shuffle %v, %v [8, 9, 10, 11, 12, 13, 14, 15] : vector<16xf32>, vector<16xf32>
+// CHECK-NEXT: arith.maxnumf %[[LOW]], %[[HIGH]] : vector<8xf32>
+// CHECK:      %[[ONE:.*]] = arith.maxnumf %{{.*}}, %{{.*}} : vector<1xf32>
+// CHECK-NEXT: %top = vector.reduction <maxnumf>, %[[ONE]] fastmath<reassoc,contract> : vector<1xf32> into f32
 // CHECK:      %[[IS_TOP:.*]] = arith.cmpf oeq, %v, %{{.*}} : vector<16xf32>
 // CHECK:      %holders = arith.select %[[IS_TOP]], %at, %{{.*}} : vector<16xi1>, vector<16xi32>
 // CHECK:      %where = vector.reduction <minsi>, %holders : vector<16xi32> into i32

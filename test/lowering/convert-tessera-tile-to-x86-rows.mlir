@@ -1,13 +1,15 @@
 // convert-tessera-tile-to-x86 on reductions of a matrix tile and a broadcast (attention's row statistics):
-// along axis 1 each row's vector.reduction is inserted into the result; along axis 0 the rows combine
-// elementwise (arith.maxnumf: the max of vector.reduction <maxnumf>); a broadcast along a new trailing axis
-// gives each row its element.
+// along axis 1 each row's reduction is inserted into the result (a max halves the row with arith.maxnumf
+// down to one lane, whose vector.reduction is its value); along axis 0 the rows combine elementwise
+// (arith.maxnumf); a broadcast along a new trailing axis gives each row its element.
 // RUN: tessera-opt %s -p convert-tessera-tile-to-x86 | FileCheck %s
 // RUN: tessera-opt %s -t x86-mlir | %python -m tessera.lowering.x86.pipeline | FileCheck %s --check-prefix=LLVM
 
 // CHECK:      %v = vector.transfer_read %s[%r, %c0], %{{.*}} {in_bounds = [true, true]} : memref<?x16xf32>, vector<2x16xf32>
 // CHECK:      %[[ROW0:.*]] = vector.extract %v[0] : vector<16xf32> from vector<2x16xf32>
-// CHECK:      %[[MAX0:.*]] = vector.reduction <maxnumf>, %[[ROW0]]
+// CHECK:      %[[LOW:.*]] = vector.shuffle %[[ROW0]], %[[ROW0]] [0, 1, 2, 3, 4, 5, 6, 7] : vector<16xf32>, vector<16xf32>
+// CHECK:      %[[LANE:.*]] = arith.maxnumf %{{.*}}, %{{.*}} : vector<1xf32>
+// CHECK-NEXT: %[[MAX0:.*]] = vector.reduction <maxnumf>, %[[LANE]] fastmath<reassoc,contract> : vector<1xf32> into f32
 // CHECK:      %[[PART:.*]] = vector.insert %[[MAX0]], %{{.*}} [0] : f32 into vector<2xf32>
 // CHECK:      %rowmax = vector.insert %{{.*}}, %[[PART]] [1] : f32 into vector<2xf32>
 // CHECK:      %[[M0:.*]] = vector.extract %rowmax[0] : f32 from vector<2xf32>
@@ -17,7 +19,7 @@
 // CHECK-NOT:  tessera.tile
 
 // LLVM: define void @rows(
-// LLVM-COUNT-2: call reassoc contract float @llvm.vector.reduce.fmax.v16f32(
+// LLVM-COUNT-2: call <8 x float> @llvm.maxnum.v8f32(
 // LLVM: call <16 x float> @llvm.maxnum.v16f32(
 
 builtin.module {

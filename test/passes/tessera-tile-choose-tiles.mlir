@@ -15,7 +15,10 @@
 // CHECK:      tessera.tile.kernel @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001 attributes {{.*}}tiles = {chunk = 8 : i64}
 // CHECK:        tessera.tile.plan_scan "cumsum_log_decay"
 // CHECK-NEXT:   tessera.tile.plan_mma m = 8 n = 8 k = 16(f32, f32) -> f32
-// CHECK:      tessera.tile.kernel @attention_p8_s32_h4_hkv2 attributes {{.*}}tiles = {block_q = 64 : i64, block_k = 64 : i64}
+// Attention on x86 is kernels/attention.py's row-blocked form: a ranged body over query heads (a kv group's
+// heads times block_q tokens are the rows of one tile), the position scalar before [first, end).
+// CHECK:      tessera.tile.kernel @attention_p8_s32_h4_hkv2 attributes {{.*}}parallel = "heads", grid = 4 : i64, target = "x86", tiles = {block_q = 64 : i64, block_k = 64 : i64, mr = 6 : i64, nr = 64 : i64{{.*}}}, ranged, scalars = ["position"]}
+// CHECK-NEXT: ^bb0(%qkv: memref<?x64xf32>, %k_cache: memref<32x2x8xf32>, %v_cache: memref<32x2x8xf32>, %out: memref<?x32xf32>, %position: index, %first: index, %end: index):
 
 // BF16: ^bb0(%x: memref<?x32xf32>, %w: memref<3x32x64xbf16>, %row_scale: memref<?xf32>, %y: memref<?x132xf32>, %t: index):
 
