@@ -573,6 +573,42 @@ class ReduceOp(IRDLOperation):
 
 
 @irdl_op_definition
+class ScanOp(IRDLOperation):
+    """An inclusive scan of a tile along `axis` with a combiner (add, max, min; of floats, or signed integers):
+    element i along the axis combines the input's elements 0..i (a cumulative sum: the chunked SSD scan's
+    log-decay). The result has the input's type. Floats may be combined in any order (a target scans a
+    vector in log2 steps)."""
+
+    name = "tessera.tile.scan"
+    combiner = prop_def(StringAttr)
+    axis = prop_def(IntegerAttr[I64])
+    input = operand_def(TileType)
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    irdl_options = (ParsePropInAttrDict(),)
+    assembly_format = "$combiner $input attr-dict `:` type($input) `->` type($result)"
+
+    def __init__(self, combiner: str, input: SSAValue, axis: int = 0) -> None:
+        super().__init__(
+            operands=[input],
+            result_types=[input.type],
+            properties={"combiner": StringAttr(combiner), "axis": IntegerAttr(axis, i64)},
+        )
+
+    def verify_(self) -> None:
+        if self.combiner.data not in COMBINERS:
+            raise VerifyException(f"{self.name}: combiner must be one of {COMBINERS}, got '{self.combiner.data}'")
+        assert isinstance(self.input.type, TileType)
+        rank, axis = len(self.input.type.get_shape()), _int(self.axis)
+        if not 0 <= axis < rank:
+            raise VerifyException(f"{self.name}: axis {axis} of a rank-{rank} tile")
+        if self.result.type != self.input.type:
+            raise VerifyException(
+                f"{self.name}: a scan of {self.input.type} gives the same type, not {self.result.type}"
+            )
+
+
+@irdl_op_definition
 class MmaOp(IRDLOperation):
     """A matrix multiply-accumulate of tiles: `%d = tessera.tile.mma %a, %b, %c : !tessera.tile.tile<MxKxT>,
     !tessera.tile.tile<KxNxT>, !tessera.tile.tile<MxNxf32> -> !tessera.tile.tile<MxNxf32>`, d = c + a b with
@@ -673,6 +709,7 @@ TesseraTile = Dialect(
         MapOp,
         YieldOp,
         ReduceOp,
+        ScanOp,
         MmaOp,
         ConvertOp,
         *PLAN_OPS,

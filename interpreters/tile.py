@@ -200,6 +200,18 @@ class TileFunctions(InterpreterFunctions):
             return (narrow(combine.reduce(widen(args[0], element), axis=axis), element),)
         return (wrap(combine.reduce(np.asarray(args[0], np.int64), axis=axis), element),)
 
+    @impl(tile.ScanOp)
+    def run_scan(self, interpreter: Interpreter, op: tile.ScanOp, args: PythonValues) -> PythonValues:
+        """Each prefix combined exactly (float64), rounded once to the element type (a target's log-step
+        order rounds at each step: its bounds say so)."""
+        assert isinstance(op.input.type, TileType)
+        element = op.input.type.element_type
+        combine = _COMBINERS[op.combiner.data]
+        axis = int(op.axis.value.data)
+        if is_float(element):
+            return (narrow(combine.accumulate(widen(args[0], element), axis=axis), element),)
+        return (wrap(combine.accumulate(np.asarray(args[0], np.int64), axis=axis), element),)
+
     @impl(tile.MmaOp)
     def run_mma(self, interpreter: Interpreter, op: tile.MmaOp, args: PythonValues) -> PythonValues:
         """c + a b in float64, rounded once to f32 (a target's FMAs round at each k: its bounds say so)."""

@@ -278,6 +278,10 @@ class KernelBuilder:
     def reduce(self, combiner: str, value: SSAValue, axis: int = 0) -> SSAValue:
         return self._insert(tile.ReduceOp(combiner, value, axis))
 
+    def scan(self, combiner: str, value: SSAValue, axis: int = 0) -> SSAValue:
+        """The inclusive scan of `value` along `axis` (combiner "add": a cumulative sum)."""
+        return self._insert(tile.ScanOp(combiner, value, axis))
+
     def map(self, inputs: Sequence[SSAValue], fn: Callable[..., SSAValue],
             element: Attribute | None = None) -> SSAValue:  # fmt: skip
         """The tile fn(elements...) over `inputs` (tiles of one shape; scalars broadcast): fn gets this builder

@@ -295,6 +295,14 @@ class LowerReduce(SimtPattern):
         rewriter.replace_matched_op([], [value])
 
 
+class RefuseScan(TilePattern):
+    """No kernel scans on a GPU yet: the lanes' shuffle-up steps and the carry between slots are to come."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.ScanOp, rewriter: PatternRewriter) -> None:
+        raise TileLoweringError(f"{op.name}: a scan has no SIMT lowering yet")
+
+
 class LowerIota(TilePattern):
     """A position is the number of the element the lane holds in each slot."""
 
@@ -363,7 +371,7 @@ class EraseBufferCasts(RewritePattern):
 # shapes get the operand types from before the lowering.
 STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
 LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
-COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerIota)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerIota, RefuseScan)
 SHAPE_READING_PATTERNS: tuple[type[SimtPattern], ...] = (LowerReduce, *MATRIX_PATTERNS)
 
 

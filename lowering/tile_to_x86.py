@@ -34,6 +34,7 @@ from xdsl.dialects.builtin import (
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
     IndexType,
+    IntegerType,
     MemRefType,
     ModuleOp,
     VectorType,
@@ -314,8 +315,9 @@ def transpose16(emit: Emitter, rows: list[SSAValue]) -> list[SSAValue]:
 
 def _shuffle(emit: Emitter, a: SSAValue, b: SSAValue, lanes: list[int]) -> SSAValue:
     """The vector of `lanes` of a and b concatenated (vector.shuffle; -1: a lane whose value is not used)."""
-    assert isinstance(a.type, VectorType)
-    result = VectorType(a.type.element_type, [len(lanes)])
+    held = _worker_type(a)
+    assert isinstance(held, VectorType)
+    result = VectorType(held.element_type, [len(lanes)])
     return emit(vector.ShuffleOp(a, b, DenseArrayBase.from_list(i64, lanes), result_type=result))
 
 
@@ -485,12 +487,71 @@ def _halving_tree(emit: Emitter, value: SSAValue, combine: type[Operation]) -> S
     """A float max or min's vector combined with its upper half while its width is even (log2 steps): LLVM
     expands a vector.reduction of maxnumf / minnumf that may see NaN into a serial chain, a NaN check per
     lane (the combines here keep maxnum's NaN semantics, and the reduction finishes what is left)."""
-    assert isinstance(value.type, VectorType)
-    width = value.type.get_shape()[0]
+    held = _worker_type(value)
+    assert isinstance(held, VectorType)
+    width = held.get_shape()[0]
     while width % 2 == 0 and width > 1:
         half = width // 2
         halves = [_shuffle(emit, value, value, list(lanes)) for lanes in (range(half), range(half, width))]
         value, width = emit(combine(*halves)), half
+    return value
+
+
+def _identity(combiner: str, element: Attribute) -> float | int:
+    """What combines with nothing: a scan brings it in below its first lane."""
+    if combiner == "add":
+        return 0
+    if isinstance(element, AnyFloat):
+        return float("-inf") if combiner == "max" else float("inf")
+    assert isinstance(element, IntegerType)
+    bits = element.width.data
+    return -(1 << (bits - 1)) if combiner == "max" else (1 << (bits - 1)) - 1
+
+
+class LowerScan(TilePattern):
+    """An inclusive scan. A vector's in log2 steps (Hillis and Steele): at step s each lane combines with the
+    lane s below it (a vector.shuffle that brings the combiner's identity in below lane s); a matrix tile
+    along axis 1 scans each row so, along axis 0 combines each row with the previous row's result."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.ScanOp, rewriter: PatternRewriter) -> None:
+        emit = Emitter(rewriter, op)
+        element = tile.element_of(op.result.type)  # (the input may be lowered already)
+        if isinstance(element, BFloat16Type):
+            raise TileLoweringError(f"{op.name}: a scan of bf16 elements (convert the tile to f32 first)")
+        floats = isinstance(element, AnyFloat)
+        combine = (_FLOAT_ELEMENTWISE if floats else _INTEGER_ELEMENTWISE)[op.combiner.data]
+        held = _worker_type(op.input)
+        if not isinstance(held, VectorType):  # one element: its own scan
+            rewriter.replace_matched_op([], [op.input])
+            return
+        identity = _identity(op.combiner.data, element)
+        if len(held.get_shape()) == 1:
+            rewriter.replace_matched_op([], [_scan_vector(emit, op.input, combine, identity)])
+            return
+        rows, columns = held.get_shape()
+        row_type = VectorType(held.element_type, [columns])
+        values = [emit(vector.ExtractOp(op.input, [i], row_type)) for i in range(rows)]
+        if int(op.axis.value.data) == 0:
+            for i in range(1, rows):
+                values[i] = emit(combine(values[i - 1], values[i]))
+        else:
+            values = [_scan_vector(emit, row, combine, identity) for row in values]
+        result = emit.constant(0, held)
+        for i, row in enumerate(values):
+            result = emit(vector.InsertOp(row, result, [i]))
+        rewriter.replace_matched_op([], [result])
+
+
+def _scan_vector(emit: Emitter, value: SSAValue, combine: type[Operation], identity: float | int) -> SSAValue:
+    held = _worker_type(value)
+    assert isinstance(held, VectorType)
+    width = held.get_shape()[0]
+    fill = emit.constant(identity, held)
+    step = 1
+    while step < width:  # lane i takes lane i - step of the value, or (below lane step) the identity
+        below = _shuffle(emit, value, fill, [width + i if i < step else i - step for i in range(width)])
+        value, step = emit(combine(value, below)), 2 * step
     return value
 
 
@@ -653,7 +714,14 @@ class LowerKernel(RewritePattern):
 # Stores first, while every value they store still has its tile type; then loads; then the ops that compute.
 STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
 LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
-COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerReduce, LowerBroadcast, LowerIota, LowerMma)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (
+    *SHARED_PATTERNS,
+    LowerReduce,
+    LowerScan,
+    LowerBroadcast,
+    LowerIota,
+    LowerMma,
+)
 
 
 def lower_to_x86(module: ModuleOp, amx: bool = False) -> None:

@@ -1,8 +1,8 @@
 """Matrix tiles through convert-tessera-tile-to-x86, built for this CPU and run against float64: tessera.tile.mma
 (vector FMAs; dot products where the right operand is given transposed) in f32 and bf16 (a test GEMM of
 tile_kernels.py: the production GEMM is still an emitter), with a last row block cut short by the token count
-(loads and stores masked along their rows: bound_axis 0), and reductions along either axis with broadcasts (a
-row softmax of scores, attention's inner step).
+(loads and stores masked along their rows: bound_axis 0), reductions along either axis with broadcasts (a
+row softmax of scores, attention's inner step), and inclusive scans along either axis (f32 and i32).
 
 Bound: each of the K products is added to its row's sum by a multiply-add (fused on this CPU: one rounding;
 two where it is not), so an element's error is at most (K + 1) u sum_k |x_k w_k| (u = 2^-24), whichever;
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tile_kernels import gemm_test_kernel, gemm_test_operands, softmax_test_kernel
+from tile_kernels import gemm_test_kernel, gemm_test_operands, scan_test_kernel, softmax_test_kernel
 from xdsl.dialects.builtin import bf16, f32
 
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
@@ -95,3 +95,25 @@ def test_row_softmax_of_matrix_tiles(tmp_path: Path, rng: np.random.Generator, h
     assert np.isfinite(p).all() and np.isfinite(colmax).all(), "an element left unwritten"
     assert (np.abs(p - want) <= (4 * s_error + (cols + 8) * UNIT) * want).all()
     assert (np.abs(colmax - s.reshape(programs, rows, cols).max(axis=1)) <= s_error).all()
+
+
+@pytest.mark.parametrize("how", ["x86", "interpreter"])
+def test_scans_along_either_axis(tmp_path: Path, rng: np.random.Generator, how: str) -> None:
+    """Prefix sums along rows (x86: log2 steps, so each sum has been rounded at most ceil(log2 cols) times:
+    error <= ceil(log2 cols) u times the prefix sum of |x|; the interpreter rounds once), running maxima
+    down columns and integer prefix counts (exact)."""
+    rows, cols, programs = 3, 24, 2
+    x = rng.standard_normal((programs * rows, cols)).astype(np.float32)
+    sums, peaks = (np.full(x.shape, np.nan, np.float32) for _ in range(2))
+    counts = np.full(x.shape, -1, np.int32)
+    kernel = scan_test_kernel(rows, cols, programs)
+    if how == "x86":
+        build_library(emit_kernel(kernel), tmp_path / "scan.so").kernel("scan")(x, sums, peaks, counts, 0, programs)
+    else:
+        run_kernel(kernel, [x, sums, peaks, counts])
+    wide = x.astype(np.float64)
+    bound = int(np.ceil(np.log2(cols))) * UNIT * np.cumsum(np.abs(wide), axis=1)
+    assert (np.abs(sums - np.cumsum(wide, axis=1)) <= bound).all()
+    blocks = x.reshape(programs, rows, cols)
+    assert np.array_equal(peaks, np.maximum.accumulate(blocks, axis=1).reshape(x.shape))
+    assert np.array_equal(counts, np.cumsum(x > 0, axis=1))

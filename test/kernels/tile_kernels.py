@@ -17,6 +17,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     f32,
     f64,
+    i32,
     i64,
 )
 from xdsl.ir import Attribute, Block, Region
@@ -138,3 +139,25 @@ def softmax_test_kernel(rows: int, cols: int, depth: int, name: str = "softmax",
     k.store(k.map([exps, total], lambda e, v, z: e.divf(v, z)), p, [first, zero])
     k.store(k.reduce("max", scores, axis=0), colmax, [k.program_id, zero])
     return _row_block_kernel(k.finish(), name, "softmax_test", target, rows, programs)
+
+
+def scan_test_kernel(rows: int, cols: int, programs: int = 1) -> tile.KernelOp:
+    """Inclusive scans of an f32 [rows, cols] tile per program, for the tests of tessera.tile.scan: sums =
+    each row's prefix sums (axis 1), peaks = the running max down each column (axis 0), counts = each row's
+    prefix sums of i32 ones where x > 0."""
+    k = KernelBuilder(
+        {
+            "x": MemRefType(f32, [DYNAMIC_INDEX, cols]),
+            "sums": MemRefType(f32, [DYNAMIC_INDEX, cols]),
+            "peaks": MemRefType(f32, [DYNAMIC_INDEX, cols]),
+            "counts": MemRefType(i32, [DYNAMIC_INDEX, cols]),
+        }
+    )
+    x, sums, peaks, counts = k.buffers
+    first, zero = k.muli(k.program_id, k.index(rows)), k.index(0)
+    values = k.load(x, [first, zero], [rows, cols])
+    k.store(k.scan("add", values, axis=1), sums, [first, zero])
+    k.store(k.scan("max", values, axis=0), peaks, [first, zero])
+    positive = k.map([values], lambda e, v: e.select(e.cmpf("ogt", v, e.f32(0.0)), e.i32(1), e.i32(0)), i32)
+    k.store(k.scan("add", positive, axis=1), counts, [first, zero])
+    return _row_block_kernel(k.finish(), "scan", "scan_test", "x86", rows, programs)

@@ -61,6 +61,26 @@ tessera.tile.kernel @k attributes {kind = "rms_scale", dims = {}, parallel = "to
 ^bb0(%h: memref<?x64xf32>, %t: index):
   %c0 = arith.constant 0 : index
   %v = tessera.tile.load %h[%t, %c0] : memref<?x64xf32> -> !tessera.tile.tile<16xf32>
+  %s = tessera.tile.scan "add" %v {axis = 1 : i64} : !tessera.tile.tile<16xf32> -> !tessera.tile.tile<16xf32>
+}
+// CHECK: tessera.tile.scan: axis 1 of a rank-1 tile
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "rms_scale", dims = {}, parallel = "tokens", grid = 0 : i64} {
+^bb0(%h: memref<?x64xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %h[%t, %c0] : memref<?x64xf32> -> !tessera.tile.tile<16xf32>
+  %s = tessera.tile.scan "add" %v {axis = 0 : i64} : !tessera.tile.tile<16xf32> -> !tessera.tile.tile<8xf32>
+}
+// CHECK: tessera.tile.scan: a scan of !tessera.tile.tile<16xf32> gives the same type, not !tessera.tile.tile<8xf32>
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "rms_scale", dims = {}, parallel = "tokens", grid = 0 : i64} {
+^bb0(%h: memref<?x64xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %h[%t, %c0] : memref<?x64xf32> -> !tessera.tile.tile<16xf32>
   %w = tessera.tile.map %v : !tessera.tile.tile<16xf32> -> !tessera.tile.tile<16xf32> {
   ^bb1(%x: f32, %y: f32):
     tessera.tile.yield %x : f32
