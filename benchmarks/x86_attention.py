@@ -18,11 +18,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, Region, StringAttr, i64
-from xdsl.ir import Block
+from xdsl.ir import Attribute, Block
 
 from tessera.dialects import tile
 from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels_module
@@ -35,9 +36,9 @@ CAPACITY = 8192
 
 def attention_kernel(name: str, heads: int, kv_heads: int, head_dim: int, cache_dtype: str) -> str:
     """The attention kernel as tessera-compile builds it for x86 (the policy's tiles), as MLIR 22 text."""
-    dims = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim, "max_seq_len": CAPACITY,
-            "cache_dtype": cache_dtype}  # fmt: skip
-    attributes = {key: StringAttr(v) if isinstance(v, str) else IntegerAttr(v, i64) for key, v in dims.items()}
+    sizes = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim, "max_seq_len": CAPACITY}
+    attributes: dict[str, Attribute] = {key: IntegerAttr(value, i64) for key, value in sizes.items()}
+    attributes["cache_dtype"] = StringAttr(cache_dtype)
     kernel = tile.KernelOp(
         properties={
             "sym_name": StringAttr(name),
@@ -59,6 +60,15 @@ def best_ms(call: Callable[[], object], repeats: int) -> float:
         call()
         times.append(time.perf_counter() - start)
     return min(times) * 1e3
+
+
+def _on_threads(pool: ThreadPoolExecutor, kernel: Callable[..., None], args: tuple[object, ...],
+                ranges: list[tuple[int, int]]) -> None:  # fmt: skip
+    """kernel(*args, begin, end) over each range: on the pool's threads at once, or here for one range."""
+    if len(ranges) == 1:
+        kernel(*args, *ranges[0])
+    else:
+        list(pool.map(lambda r: kernel(*args, *r), ranges))
 
 
 def main() -> None:
@@ -86,16 +96,13 @@ def main() -> None:
         times = {}
         for cache_dtype, (keys, values) in caches.items():
             kernel, args = library.kernel(f"attention_{cache_dtype}"), (qkv, keys, values, out, past)
-            if tokens > 1:
-                halves = [(0, heads // 2), (heads // 2, heads)]
-                call = lambda: list(pool.map(lambda r: kernel(*args, *r), halves))  # noqa: B023, E731
-            else:
-                call = lambda: kernel(*args, 0, heads)  # noqa: B023, E731
+            ranges = [(0, heads // 2), (heads // 2, heads)] if tokens > 1 else [(0, heads)]
+            call = partial(_on_threads, pool, kernel, args, ranges)
             times[f"tessera, {cache_dtype} cache"] = best_ms(call, 10 if tokens > 1 else 200)
         k, v = (torch.from_numpy(c[: past + tokens].transpose(1, 0, 2).copy())[None] for c in cache)
-        sdpa = torch.nn.functional.scaled_dot_product_attention
-        call = lambda: sdpa(q[None], k, v, is_causal=tokens > 1, enable_gqa=True)  # noqa: B023, E731
-        times["torch SDPA (f32)"] = best_ms(call, 10 if tokens > 1 else 200)
+        sdpa = partial(torch.nn.functional.scaled_dot_product_attention, q[None], k, v, is_causal=tokens > 1,
+                       enable_gqa=True)  # fmt: skip
+        times["torch SDPA (f32)"] = best_ms(sdpa, 10 if tokens > 1 else 200)
         rows += [f"| {label} T={tokens} past={past} | {name} | {ms:.3f} | {times['torch SDPA (f32)'] / ms:.2f}x |"
                  for name, ms in times.items()]  # fmt: skip
     print(f"{platform.processor() or platform.machine()}, {datetime.date.today()}, 2 threads, "

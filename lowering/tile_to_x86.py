@@ -21,6 +21,7 @@ emits those.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -77,8 +78,9 @@ REASSOCIATE = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC, arith.FastMat
 _FLOAT_COMBINERS = {"add": "add", "max": "maxnumf", "min": "minnumf"}
 _INTEGER_COMBINERS = {"add": "add", "max": "maxsi", "min": "minsi"}
 # The same combiners on two vectors (a matrix tile's rows combined along axis 0).
-_FLOAT_ELEMENTWISE = {"add": arith.AddfOp, "max": arith.MaxnumfOp, "min": arith.MinnumfOp}
-_INTEGER_ELEMENTWISE = {"add": arith.AddiOp, "max": arith.MaxSIOp, "min": arith.MinSIOp}
+Combine = Callable[[SSAValue, SSAValue], Operation]
+_FLOAT_ELEMENTWISE: dict[str, Combine] = {"add": arith.AddfOp, "max": arith.MaxnumfOp, "min": arith.MinnumfOp}
+_INTEGER_ELEMENTWISE: dict[str, Combine] = {"add": arith.AddiOp, "max": arith.MaxSIOp, "min": arith.MinSIOp}
 
 
 def _as_storage(emit: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
@@ -483,7 +485,7 @@ class LowerReduce(TilePattern):
         rewriter.replace_matched_op([], [value])
 
 
-def _halving_tree(emit: Emitter, value: SSAValue, combine: type[Operation]) -> SSAValue:
+def _halving_tree(emit: Emitter, value: SSAValue, combine: Combine) -> SSAValue:
     """A float max or min's vector combined with its upper half while its width is even (log2 steps): LLVM
     expands a vector.reduction of maxnumf / minnumf that may see NaN into a serial chain, a NaN check per
     lane (the combines here keep maxnum's NaN semantics, and the reduction finishes what is left)."""
@@ -543,7 +545,7 @@ class LowerScan(TilePattern):
         rewriter.replace_matched_op([], [result])
 
 
-def _scan_vector(emit: Emitter, value: SSAValue, combine: type[Operation], identity: float | int) -> SSAValue:
+def _scan_vector(emit: Emitter, value: SSAValue, combine: Combine, identity: float | int) -> SSAValue:
     held = _worker_type(value)
     assert isinstance(held, VectorType)
     width = held.get_shape()[0]
