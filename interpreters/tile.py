@@ -192,25 +192,13 @@ class TileFunctions(InterpreterFunctions):
 
     @impl(tile.ReduceOp)
     def run_reduce(self, interpreter: Interpreter, op: tile.ReduceOp, args: PythonValues) -> PythonValues:
-        assert isinstance(op.input.type, TileType)
-        element = op.input.type.element_type
-        combine = _COMBINERS[op.combiner.data]
-        axis = int(op.axis.value.data)
-        if is_float(element):
-            return (narrow(combine.reduce(widen(args[0], element), axis=axis), element),)
-        return (wrap(combine.reduce(np.asarray(args[0], np.int64), axis=axis), element),)
+        return (_along_axis(op, args[0], "reduce"),)
 
     @impl(tile.ScanOp)
     def run_scan(self, interpreter: Interpreter, op: tile.ScanOp, args: PythonValues) -> PythonValues:
-        """Each prefix combined exactly (float64), rounded once to the element type (a target's log-step
-        order rounds at each step: its bounds say so)."""
-        assert isinstance(op.input.type, TileType)
-        element = op.input.type.element_type
-        combine = _COMBINERS[op.combiner.data]
-        axis = int(op.axis.value.data)
-        if is_float(element):
-            return (narrow(combine.accumulate(widen(args[0], element), axis=axis), element),)
-        return (wrap(combine.accumulate(np.asarray(args[0], np.int64), axis=axis), element),)
+        """Each prefix combined exactly, rounded once (a target's log-step order rounds at each step: its
+        bounds say so)."""
+        return (_along_axis(op, args[0], "accumulate"),)
 
     @impl(tile.MmaOp)
     def run_mma(self, interpreter: Interpreter, op: tile.MmaOp, args: PythonValues) -> PythonValues:
@@ -320,3 +308,15 @@ def _token_count(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: i
         if shape and shape[0] == DYNAMIC_INDEX:
             return int(array.shape[0])
     raise TileInterpreterError(f"{where}: one program per token, but no buffer has a dynamic leading dimension")
+
+
+def _along_axis(op: tile.ReduceOp | tile.ScanOp, value: Any, method: str) -> Any:
+    """The op's combiner along its axis (numpy's ufunc `method`: reduce or accumulate), exactly (floats in
+    float64, integers in int64), rounded once to the element type."""
+    assert isinstance(op.input.type, TileType)
+    element = op.input.type.element_type
+    combine = getattr(_COMBINERS[op.combiner.data], method)
+    axis = int(op.axis.value.data)
+    if is_float(element):
+        return narrow(combine(widen(value, element), axis=axis), element)
+    return wrap(combine(np.asarray(value, np.int64), axis=axis), element)
