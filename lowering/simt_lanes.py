@@ -173,7 +173,7 @@ def operand_types_of(module: ModuleOp, kinds: tuple[type[Operation], ...]) -> di
     return {op: tuple(operand.type for operand in op.operands) for op in module.walk() if isinstance(op, kinds)}
 
 
-def combiner(op: tile.ReduceOp) -> Combine:
-    """The arith op that combines two elements of a reduction."""
+def combiner(op: tile.ReduceOp | tile.ScanOp) -> Combine:
+    """The arith op that combines two elements of a reduction or a scan."""
     floats = isinstance(tile.element_of(op.result.type), AnyFloat)
     return (_FLOAT_COMBINE if floats else _INTEGER_COMBINE)[op.combiner.data]

@@ -295,12 +295,41 @@ class LowerReduce(SimtPattern):
         rewriter.replace_matched_op([], [value])
 
 
-class RefuseScan(TilePattern):
-    """No kernel scans on a GPU yet: the lanes' shuffle-up steps and the carry between slots are to come."""
+class LowerScan(SimtPattern):
+    """A rank-1 tile's inclusive scan: within each slot, log2 steps of `gpu.shuffle up` (a lane combines with
+    the lane `offset` below it where that lane holds an earlier element: the lane's position in its group of
+    the wave, or of C lanes for a replicated tile, is at least `offset`); then each slot after the first
+    combines with the running total of the slots before it, the last lane's value (`gpu.shuffle idx`). A
+    padded slot is the last: its lanes past the tile's end scan copies nobody reads."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ScanOp, rewriter: PatternRewriter) -> None:
-        raise TileLoweringError(f"{op.name}: a scan has no SIMT lowering yet")
+        (input_type,) = self.operand_types[op]
+        spread = Spread.of(input_type, self.lanes)
+        if len(spread.shape) != 1:
+            raise TileLoweringError(f"{op.name}: a matrix tile's scan has no SIMT lowering yet")
+        emit = Emitter(rewriter, op)
+        element = tile.element_of(op.result.type)
+        combine = combiner(op)
+        lane = lane_of(op)
+        group = spread.count if spread.replicated else self.lanes
+        position = emit(arith.RemUIOp(lane, emit.constant(group, IndexType()))) if spread.replicated else lane
+        width = emit.constant(self.lanes, i32)
+        values = slot_values(emit, op.input, spread.slots, element)
+        total: SSAValue | None = None
+        for slot, value in enumerate(values):
+            offset = 1
+            while offset < group:
+                below = emit(ShuffleOp(value, emit.constant(offset, i32), width, "up"))
+                has_below = emit(arith.CmpiOp(position, emit.constant(offset, IndexType()), "uge"))
+                value = emit(arith.SelectOp(has_below, emit(combine(value, below)), value))
+                offset *= 2
+            if total is not None:
+                value = emit(combine(total, value))
+            values[slot] = value
+            if slot + 1 < len(values):
+                total = emit(ShuffleOp(value, emit.constant(self.lanes - 1, i32), width, "idx"))
+        rewriter.replace_matched_op([], [packed(emit, values)])
 
 
 class LowerIota(TilePattern):
@@ -371,13 +400,13 @@ class EraseBufferCasts(RewritePattern):
 # shapes get the operand types from before the lowering.
 STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
 LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
-COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerIota, RefuseScan)
-SHAPE_READING_PATTERNS: tuple[type[SimtPattern], ...] = (LowerReduce, *MATRIX_PATTERNS)
+COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerIota)
+SHAPE_READING_PATTERNS: tuple[type[SimtPattern], ...] = (LowerReduce, LowerScan, *MATRIX_PATTERNS)
 
 
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     """Lower every dataflow kernel of `module` to a gpu.func in place; returns them (in module order)."""
-    operand_types = operand_types_of(module, (tile.ReduceOp, tile.BroadcastOp, tile.MmaOp))
+    operand_types = operand_types_of(module, (tile.ReduceOp, tile.ScanOp, tile.BroadcastOp, tile.MmaOp))
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
     PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc()])).rewrite_module(module)
     lanes = arch.wave_size

@@ -2,7 +2,7 @@
 lockstep simulator with waves of 64 (gfx942) and 32 (sm_90a) against float64: tessera.tile.mma in f32 and
 bf16, its right operand given as is or transposed (tile_kernels.py's test GEMM, its last row block cut short
 by the token count: loads and stores masked along their rows), reductions along either axis and broadcasts
-(its row softmax). The shapes
+(its row softmax), and inclusive scans of rank-1 tiles. The shapes
 take every way a tile spreads over a wave: several elements per lane, fewer elements than lanes
 (replicated), and counts that are neither (the last slot padded). The same kernels go through each target's
 toolchain to machine code, with no spills.
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from rocdl_sim import Simulator
-from tile_kernels import gemm_test_kernel, gemm_test_operands, softmax_test_kernel
+from tile_kernels import gemm_test_kernel, gemm_test_operands, row_scan_test_kernel, softmax_test_kernel
 from xdsl.dialects.builtin import bf16, f32
 
 from tessera.arch import gpu_arch
@@ -120,3 +120,25 @@ def test_matrix_kernels_build_without_spills(arch: str) -> None:
         usage = rocdl.register_usage(rocdl.to_machine_code(llvm_ir, arch).assembly)
         assert set(usage) == {"gemm_f32", "gemm_bf16", "softmax"}
         assert all(u.vgpr_spills == 0 and u.sgpr_spills == 0 for u in usage.values()), usage
+
+
+@pytest.mark.parametrize("cols", [16, 24, 100], ids=["replicated", "padded", "slots"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_row_scans(rng: np.random.Generator, arch: str, cols: int) -> None:
+    """Prefix sums (log2 shuffle steps within a slot, then the slots before it: each sum rounded at most
+    ceil(log2 W) + slots times), running maxima and integer prefix counts (exact), for a row that the wave
+    replicates (16 lanes' worth), pads (24) or spreads over several slots (100)."""
+    programs = 3
+    simulator, _ = _simulated(row_scan_test_kernel(cols, arch, programs), arch)
+    x = rng.standard_normal((programs, cols)).astype(np.float32)
+    sums, peaks = (np.full(x.shape, np.nan, np.float32) for _ in range(2))
+    counts = np.full(x.shape, -1, np.int32)
+    buffers = {"x": x, "sums": sums, "peaks": peaks, "counts": counts}
+    simulator.run((programs, 1), buffers, {"tokens": programs, "position": 0})
+    lanes = gpu_arch(arch).wave_size
+    roundings = int(np.ceil(np.log2(lanes))) + -(-cols // lanes)
+    wide = x.astype(np.float64)
+    bound = roundings * UNIT * np.cumsum(np.abs(wide), axis=1)
+    assert (np.abs(sums - np.cumsum(wide, axis=1)) <= bound).all()
+    assert np.array_equal(peaks, np.maximum.accumulate(x, axis=1))
+    assert np.array_equal(counts, np.cumsum(x > 0, axis=1))

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tile_kernels import gemm_test_kernel, gemm_test_operands, scan_test_kernel, softmax_test_kernel
+from tile_kernels import (
+    gemm_test_kernel,
+    gemm_test_operands,
+    row_scan_test_kernel,
+    scan_test_kernel,
+    softmax_test_kernel,
+)
 from xdsl.dialects.builtin import bf16, f32
 
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
@@ -116,4 +122,19 @@ def test_scans_along_either_axis(tmp_path: Path, rng: np.random.Generator, how: 
     assert (np.abs(sums - np.cumsum(wide, axis=1)) <= bound).all()
     blocks = x.reshape(programs, rows, cols)
     assert np.array_equal(peaks, np.maximum.accumulate(blocks, axis=1).reshape(x.shape))
+    assert np.array_equal(counts, np.cumsum(x > 0, axis=1))
+
+
+def test_row_scans(tmp_path: Path, rng: np.random.Generator) -> None:
+    """The rank-1 form (test_simt_matrix.py runs the same kernel on the GPUs' lowering): a row of 100 scans
+    in 7 log2 steps."""
+    programs, cols = 3, 100
+    x = rng.standard_normal((programs, cols)).astype(np.float32)
+    sums, peaks = (np.full(x.shape, np.nan, np.float32) for _ in range(2))
+    counts = np.full(x.shape, -1, np.int32)
+    library = build_library(emit_kernel(row_scan_test_kernel(cols, "x86", programs)), tmp_path / "scan.so")
+    library.kernel("row_scan")(x, sums, peaks, counts, 0, programs)
+    wide = x.astype(np.float64)
+    assert (np.abs(sums - np.cumsum(wide, axis=1)) <= 7 * UNIT * np.cumsum(np.abs(wide), axis=1)).all()
+    assert np.array_equal(peaks, np.maximum.accumulate(x, axis=1))
     assert np.array_equal(counts, np.cumsum(x > 0, axis=1))

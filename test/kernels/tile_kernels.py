@@ -161,3 +161,24 @@ def scan_test_kernel(rows: int, cols: int, programs: int = 1) -> tile.KernelOp:
     positive = k.map([values], lambda e, v: e.select(e.cmpf("ogt", v, e.f32(0.0)), e.i32(1), e.i32(0)), i32)
     k.store(k.scan("add", positive, axis=1), counts, [first, zero])
     return _row_block_kernel(k.finish(), "scan", "scan_test", "x86", rows, programs)
+
+
+def row_scan_test_kernel(cols: int, target: str, programs: int) -> tile.KernelOp:
+    """Inclusive scans of one row of x per program as a rank-1 [cols] tile (what every target lowers): sums =
+    prefix sums, peaks = running maxima, counts = prefix counts (i32) of the positive elements."""
+    k = KernelBuilder(
+        {
+            "x": MemRefType(f32, [DYNAMIC_INDEX, cols]),
+            "sums": MemRefType(f32, [DYNAMIC_INDEX, cols]),
+            "peaks": MemRefType(f32, [DYNAMIC_INDEX, cols]),
+            "counts": MemRefType(i32, [DYNAMIC_INDEX, cols]),
+        }
+    )
+    x, sums, peaks, counts = k.buffers
+    at = [k.program_id, k.index(0)]
+    values = k.load(x, at, [cols])
+    k.store(k.scan("add", values), sums, at)
+    k.store(k.scan("max", values), peaks, at)
+    positive = k.map([values], lambda e, v: e.select(e.cmpf("ogt", v, e.f32(0.0)), e.i32(1), e.i32(0)), i32)
+    k.store(k.scan("add", positive), counts, at)
+    return _row_block_kernel(k.finish(), "row_scan", "scan_test", target, 1, programs)

@@ -2,7 +2,7 @@
 // cumulative sum needs): a vector scans in log2 steps, each lane combining with the lane `step` below it, a
 // vector.shuffle bringing the combiner's identity (0 for add, the smallest integer for max) in below lane
 // `step`; a matrix tile along axis 0 combines each row with the previous row's result. The GPUs refuse it
-// in one line (no SIMT lowering yet).
+// in one line for a matrix tile (test/lowering/convert-tessera-tile-to-simt-scan.mlir: a rank-1 one).
 // RUN: tessera-opt %s -p convert-tessera-tile-to-x86 | FileCheck %s
 // RUN: tessera-opt %s -t x86-mlir | %python -m tessera.lowering.x86.pipeline | FileCheck %s --check-prefix=LLVM
 // RUN: not tessera-opt %s -p convert-tessera-tile-to-simt 2>&1 | FileCheck %s --check-prefix=SIMT
@@ -25,7 +25,7 @@
 
 // LLVM: define void @scan(
 
-// SIMT: tessera.tile.scan: a scan has no SIMT lowering yet
+// SIMT: tessera.tile.scan: a matrix tile's scan has no SIMT lowering yet
 
 builtin.module {
   tessera.tile.kernel @scan attributes {kind = "scan_test", dims = {}, parallel = "tokens", grid = 0 : i64, target = "x86", tiles = {}} {
