@@ -220,18 +220,19 @@ class RowBlockedAttention:
             k.store(k.convert(row, f32), self.keys_t, [zero, zero, key.iv], axes=(1,))
 
     def dot_scores(self, g: SSAValue, rows: SSAValue, k0: SSAValue, keys: SSAValue) -> None:
-        """scores[r, j] = q_r · K[k0 + j] for each row, 16 keys at a time (keys past the block read as 0)."""
+        """scores[r, j] = q_r · K[k0 + j] for each row: 16 keys at a time, then the last keys one by one (no
+        masked loads: a CPU without them would load element by element)."""
         k, dim, zero = self.kb, self.dim, self.kb.index(0)
         width = min(16, self.block_k)
-        end = k.addi(k0, keys)
-        column_bound = None if self.block_k % width == 0 else k.index(self.block_k)
+        whole = k.muli(k.divsi(keys, k.index(width)), k.index(width))
         with k.loop(zero, rows, k.index(1)) as row:
             query = k.load(self.q, [row.iv, zero], [1, dim])
-            with k.loop(zero, keys, k.index(width)) as chunk:
-                block = k.load(self.k_cache, [k.addi(k0, chunk.iv), g, zero], [width, dim], end, axes=(0, 2),
-                               bound_axis=0)  # fmt: skip
-                scores = k.mma(query, k.convert(block, f32), k.splat(k.f32(0.0), [1, width]), rhs_transposed=True)
-                k.store(scores, self.scores, [row.iv, chunk.iv], column_bound)
+            for start, end, count in ((zero, whole, width), (whole, keys, 1)):
+                with k.loop(start, end, k.index(count)) as chunk:
+                    block = k.load(self.k_cache, [k.addi(k0, chunk.iv), g, zero], [count, dim], axes=(0, 2))
+                    zeros = k.splat(k.f32(0.0), [1, count])
+                    scores = k.mma(query, k.convert(block, f32), zeros, rhs_transposed=True)
+                    k.store(scores, self.scores, [row.iv, chunk.iv])
 
     def softmax(self, row: SSAValue, token: SSAValue, k0: SSAValue) -> None:
         """The online-softmax step of one row: keys k0 + j <= position + token are visible."""
