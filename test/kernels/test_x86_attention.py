@@ -7,14 +7,9 @@ bf16 caches, odd dimensions and tile sizes, and a build for the x86-64 baseline.
 from __future__ import annotations
 
 import itertools
-import os
 import re
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -375,76 +370,3 @@ def test_kernel_text_is_upstream_mlir_only() -> None:
     assert (
         {"func", "scf", "arith", "memref", "vector"} <= dialects <= {"func", "scf", "arith", "memref", "vector", "math"}
     )
-
-
-# --- benchmark (opt-in: TESSERA_BENCH=1 pytest -s -k benchmark) ----------------------------------------------
-
-
-def _best_ms(call: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
-
-
-def _on_two_threads(pool: ThreadPoolExecutor, kernel: Callable[..., None], count: int, *args: object) -> None:
-    """kernel(*args, begin, end) on [0, count/2) and [count/2, count) at once, as the runtime splits work."""
-    list(pool.map(lambda r: kernel(*args, *r), [(0, count // 2), (count // 2, count)]))
-
-
-def _torch_heads(x: np.ndarray) -> Any:
-    """[T, H, D] numpy -> [1, H, T, D] contiguous torch tensor."""
-    import torch
-
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(1, 0, 2)))[None]
-
-
-def _bench_prefill(rng: np.random.Generator, pool: ThreadPoolExecutor, kernels: Kernels, tokens: int) -> str:
-    import torch
-
-    d = kernels.dims
-    cache, qkv = Cache.empty(d), draw_qkv(rng, d, tokens)
-    out = np.empty((tokens, d.out_cols), np.float32)
-    kernels.append(qkv, cache.k, cache.v, 0, 0, tokens)
-    ours = _best_ms(partial(_on_two_threads, pool, kernels.attend, d.num_heads, qkv, cache.k, cache.v, out, 0), 10)
-    one = _best_ms(partial(kernels.attend, qkv, cache.k, cache.v, out, 0, 0, d.num_heads // 2), 5)
-    q = _torch_heads(qkv[:, : d.out_cols].reshape(tokens, d.num_heads, d.head_dim))
-    k, v = (_torch_heads(x) for x in new_keys_values(qkv, d))
-    sdpa = partial(torch.nn.functional.scaled_dot_product_attention, q, k, v, is_causal=True, enable_gqa=True)
-    return f"prefill T={tokens}: tessera {ours:.2f} ms (half the heads on 1 thread {one:.2f}), torch {_best_ms(sdpa, 10):.2f} ms"  # fmt: skip
-
-
-def _bench_decode(rng: np.random.Generator, pool: ThreadPoolExecutor, kernels: Kernels, dtype: str, past: int) -> str:
-    import torch
-
-    d = kernels.dims
-    cache = Cache.empty(d, dtype)
-    cache.fill(rng, past)
-    qkv, out = draw_qkv(rng, d, 1), np.empty((1, d.out_cols), np.float32)
-    append = partial(kernels.append, qkv, cache.k, cache.v, past, 0, 1)
-    attend = partial(_on_two_threads, pool, kernels.attend, d.num_heads, qkv, cache.k, cache.v, out, past)
-    step = _best_ms(lambda: (append(), attend()), 200)
-    single = _best_ms(partial(kernels.attend, qkv, cache.k, cache.v, out, past, 0, d.num_heads), 200)
-    q = _torch_heads(qkv[:, : d.out_cols].reshape(1, d.num_heads, d.head_dim))
-    k, v = (_torch_heads(x[: past + 1]) for x in cache.f32())
-    sdpa = partial(torch.nn.functional.scaled_dot_product_attention, q, k, v, enable_gqa=True)
-    return (
-        f"decode past={past} {dtype} cache: append+attention {step:.3f} ms, attention {_best_ms(attend, 200):.3f} ms, "
-        f"all heads on 1 thread {single:.3f} ms; torch (f32) {_best_ms(sdpa, 200):.3f} ms"
-    )
-
-
-@pytest.mark.skipif(not os.environ.get("TESSERA_BENCH"), reason="set TESSERA_BENCH=1 to time the kernels")
-def test_benchmark_against_torch_sdpa(tmp_path: Path, rng: np.random.Generator) -> None:
-    """Prefill T=512/2048 and a decode step at past=2048, Hq=8, Hkv=2, D=128, fp32, heads split over 2 threads,
-    vs torch SDPA (is_causal, enable_gqa, fp32) on 2 threads. Best of several runs, in ms."""
-    torch = pytest.importorskip("torch", reason="the SDPA baseline needs torch (pip install -e '.[test]')")
-    torch.set_num_threads(2)
-    d = AttentionDims(8, 2, 128, 4096)
-    library = build_library(_module({"bench": d}, ("bench",)), tmp_path / "bench.so")
-    with ThreadPoolExecutor(2) as pool:
-        lines = [_bench_prefill(rng, pool, Kernels(d, library, "bench"), tokens) for tokens in (512, 2048)]
-        lines += [_bench_decode(rng, pool, Kernels(d, library, f"bench{suffix}"), dtype, 2048) for dtype, suffix in (("f32", ""), ("bf16", "_bf16"))]  # fmt: skip
-    print("\n" + "\n".join(lines))

@@ -20,7 +20,7 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.ir import Attribute, Block, Region
+from xdsl.ir import Attribute, Block, Region, SSAValue
 
 from tessera.dialects import tile
 from tessera.kernels.builder import KernelBuilder
@@ -141,44 +141,39 @@ def softmax_test_kernel(rows: int, cols: int, depth: int, name: str = "softmax",
     return _row_block_kernel(k.finish(), name, "softmax_test", target, rows, programs)
 
 
+def _scan_builder(cols: int) -> KernelBuilder:
+    """The scan test kernels' buffers: x, its f32 sums and peaks, its i32 counts, [tokens, cols] each."""
+    rows = {"x": f32, "sums": f32, "peaks": f32, "counts": i32}
+    return KernelBuilder({name: MemRefType(element, [DYNAMIC_INDEX, cols]) for name, element in rows.items()})
+
+
 def scan_test_kernel(rows: int, cols: int, programs: int = 1) -> tile.KernelOp:
     """Inclusive scans of an f32 [rows, cols] tile per program, for the tests of tessera.tile.scan: sums =
     each row's prefix sums (axis 1), peaks = the running max down each column (axis 0), counts = each row's
     prefix sums of i32 ones where x > 0."""
-    k = KernelBuilder(
-        {
-            "x": MemRefType(f32, [DYNAMIC_INDEX, cols]),
-            "sums": MemRefType(f32, [DYNAMIC_INDEX, cols]),
-            "peaks": MemRefType(f32, [DYNAMIC_INDEX, cols]),
-            "counts": MemRefType(i32, [DYNAMIC_INDEX, cols]),
-        }
-    )
+    k = _scan_builder(cols)
     x, sums, peaks, counts = k.buffers
     first, zero = k.muli(k.program_id, k.index(rows)), k.index(0)
     values = k.load(x, [first, zero], [rows, cols])
     k.store(k.scan("add", values, axis=1), sums, [first, zero])
     k.store(k.scan("max", values, axis=0), peaks, [first, zero])
-    positive = k.map([values], lambda e, v: e.select(e.cmpf("ogt", v, e.f32(0.0)), e.i32(1), e.i32(0)), i32)
-    k.store(k.scan("add", positive, axis=1), counts, [first, zero])
+    k.store(k.scan("add", _positive(k, values), axis=1), counts, [first, zero])
     return _row_block_kernel(k.finish(), "scan", "scan_test", "x86", rows, programs)
 
 
 def row_scan_test_kernel(cols: int, target: str, programs: int) -> tile.KernelOp:
     """Inclusive scans of one row of x per program as a rank-1 [cols] tile (what every target lowers): sums =
     prefix sums, peaks = running maxima, counts = prefix counts (i32) of the positive elements."""
-    k = KernelBuilder(
-        {
-            "x": MemRefType(f32, [DYNAMIC_INDEX, cols]),
-            "sums": MemRefType(f32, [DYNAMIC_INDEX, cols]),
-            "peaks": MemRefType(f32, [DYNAMIC_INDEX, cols]),
-            "counts": MemRefType(i32, [DYNAMIC_INDEX, cols]),
-        }
-    )
+    k = _scan_builder(cols)
     x, sums, peaks, counts = k.buffers
     at = [k.program_id, k.index(0)]
     values = k.load(x, at, [cols])
     k.store(k.scan("add", values), sums, at)
     k.store(k.scan("max", values), peaks, at)
-    positive = k.map([values], lambda e, v: e.select(e.cmpf("ogt", v, e.f32(0.0)), e.i32(1), e.i32(0)), i32)
-    k.store(k.scan("add", positive), counts, at)
+    k.store(k.scan("add", _positive(k, values)), counts, at)
     return _row_block_kernel(k.finish(), "row_scan", "scan_test", target, 1, programs)
+
+
+def _positive(k: KernelBuilder, values: SSAValue) -> SSAValue:
+    """1 (i32) where the element is above 0, else 0."""
+    return k.map([values], lambda e, v: e.select(e.cmpf("ogt", v, e.f32(0.0)), e.i32(1), e.i32(0)), i32)
