@@ -50,11 +50,18 @@ from tessera.kernels.gemm import Gemm, GemmOperands, tail_rows
 from tessera.kernels.rows import columns, rows
 
 
+def _cache_types(dims: Dims) -> tuple[MemRefType, Attribute, Attribute]:
+    """The KV cache's type, its element type and the output's element type."""
+    kv_heads, head_dim = int(dims["num_kv_heads"]), int(dims["head_dim"])
+    cache_element = bf16 if dims.get("cache_dtype", "f32") == "bf16" else f32
+    out_element = bf16 if dims.get("out_dtype", "f32") == "bf16" else f32
+    return MemRefType(cache_element, [int(dims["max_seq_len"]), kv_heads, head_dim]), cache_element, out_element
+
+
 def kv_append(dims: Dims, tiles: Mapping[str, int]) -> Block:
     heads, kv_heads, head_dim = (int(dims[key]) for key in ("num_heads", "num_kv_heads", "head_dim"))
     block = tiles["block"]
-    cache_element = bf16 if dims.get("cache_dtype", "f32") == "bf16" else f32
-    cache = MemRefType(cache_element, [int(dims["max_seq_len"]), kv_heads, head_dim])
+    cache, cache_element, _ = _cache_types(dims)
     qkv_type = rows((heads + 2 * kv_heads) * head_dim, f32)
     k = KernelBuilder({"qkv": qkv_type, "k_cache": cache, "v_cache": cache}, scalars=("position",))
     qkv, k_cache, v_cache = k.buffers
@@ -75,9 +82,7 @@ def kv_append(dims: Dims, tiles: Mapping[str, int]) -> Block:
 def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
     heads, kv_heads, head_dim = (int(dims[key]) for key in ("num_heads", "num_kv_heads", "head_dim"))
     group, block = heads // kv_heads, tiles["block_k"]
-    cache_element = bf16 if dims.get("cache_dtype", "f32") == "bf16" else f32
-    out_element = bf16 if dims.get("out_dtype", "f32") == "bf16" else f32
-    cache = MemRefType(cache_element, [int(dims["max_seq_len"]), kv_heads, head_dim])
+    cache, _, out_element = _cache_types(dims)
     buffers = {
         "qkv": rows((heads + 2 * kv_heads) * head_dim, f32),
         "k_cache": cache,
@@ -118,13 +123,6 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
         result = k.map([acc, k.broadcast(total, 1, head_dim)], lambda e, x, z: e.divf(x, z))
         k.store(k.convert(result, out_element), out, [t, column])
     return k.finish()
-
-
-def _cache_types(dims: Dims) -> tuple[MemRefType, Attribute, Attribute]:
-    kv_heads, head_dim = int(dims["num_kv_heads"]), int(dims["head_dim"])
-    cache_element = bf16 if dims.get("cache_dtype", "f32") == "bf16" else f32
-    out_element = bf16 if dims.get("out_dtype", "f32") == "bf16" else f32
-    return MemRefType(cache_element, [int(dims["max_seq_len"]), kv_heads, head_dim]), cache_element, out_element
 
 
 class RowBlockedAttention:
