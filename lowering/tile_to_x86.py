@@ -8,14 +8,16 @@ kernel, each program a core runs being one iteration of a loop over its range of
 A tile is one core's vector (lanes = 1; a matrix tile a 2-D vector, its rows 1-D vectors):
 `tessera.tile.load` is vector.load, or vector.maskedload with a vector.create_mask of the elements before
 `bound`, or — for a tile along other `axes` than the buffer's innermost (a column), or a matrix tile —
-a transfer read with that permutation map; stores likewise; a scratch buffer is a stack buffer of the call
-(a "global" one allocated on the heap and freed by the program that uses it); a reduction is one
-ReductionOp of the vector dialect (floats with reassociation allowed: LLVM then keeps partial sums in
-several registers); an iota is a constant vector; `mma` is a vector FMA per (k, row) with a[m, k]
-broadcast (with {amx=true}, first the AMX pattern of lowering/tile_to_amx.py); map, splat and convert are
-the shared patterns of lowering/tile_elements.py. Scalars are the memref dialect's element loads and
-stores. Kernels written in planned steps (dialects/tile_plan.py) are left alone: lowering/convert_tile_to_x86.py
-emits those.
+a transfer read with that permutation map; stores likewise (a [16, <= 16] tile stored with its axis 0
+along the innermost dimension: a shuffle transpose and a vector store per column); a scratch buffer is a
+stack buffer of the call (a "global" one allocated on the heap and freed by the program that uses it); a
+reduction is one ReductionOp of the vector dialect (floats with reassociation allowed: LLVM then keeps
+partial sums in several registers; a float max / min halves its vector first); a scan is log2 shuffle
+steps; an iota is a constant vector; `mma` is a vector FMA per (k, row) with a[m, k] broadcast (with
+{amx=true}, first the AMX pattern of lowering/tile_to_amx.py); map, splat and convert are the shared
+patterns of lowering/tile_elements.py. Scalars are the memref dialect's element loads and stores. Kernels
+written in planned steps (dialects/tile_plan.py) are left alone: lowering/convert_tile_to_x86.py emits
+those.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ from tessera.lowering.tile_elements import (
 from tessera.lowering.tile_to_amx import PromoteAccumulatorsToAmx
 
 LANES = 1
-TRANSPOSE_BLOCK = 16  # lanes of one 512-bit f32 vector: a transposed load moves blocks of 16 x 16
+TRANSPOSE_BLOCK = 16  # lanes of one 512-bit f32 vector: a transposed store moves blocks of 16 x 16
 REASSOCIATE = arith.FastMathFlagsAttr([arith.FastMathFlag.REASSOC, arith.FastMathFlag.ALLOW_CONTRACT])
 _FLOAT_COMBINERS = {"add": "add", "max": "maxnumf", "min": "minnumf"}
 _INTEGER_COMBINERS = {"add": "add", "max": "maxsi", "min": "minsi"}
@@ -294,14 +296,14 @@ def _store_transposed(emit: Emitter, op: tile.StoreOp, value: SSAValue) -> None:
             row = _shuffle(emit, row, row, [*range(columns), *([-1] * (TRANSPOSE_BLOCK - columns))])
         rows.append(row)
     outer_axis = tile.access_axes(op)[1]
-    for j, column in enumerate(transpose16(emit, rows)[:columns]):
+    for j, column in enumerate(_transpose16(emit, rows)[:columns]):
         indices = list(op.indices)
         if j:
             indices[outer_axis] = emit(arith.AddiOp(indices[outer_axis], emit.constant(j, IndexType())))
         emit(vector.StoreOp(column, op.memref, indices))
 
 
-def transpose16(emit: Emitter, rows: list[SSAValue]) -> list[SSAValue]:
+def _transpose16(emit: Emitter, rows: list[SSAValue]) -> list[SSAValue]:
     """16 vectors of 16 lanes transposed: at each level k = 8, 4, 2, 1 the off-diagonal k x k blocks swap
     (element [i][j + k] with [i + k][j] where bit k of i and j is clear), one two-input shuffle per row."""
     rows, k = list(rows), TRANSPOSE_BLOCK // 2
