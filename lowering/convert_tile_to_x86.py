@@ -1,7 +1,7 @@
 """Tile-IR -> the x86 target: upstream MLIR kernels (func/scf/arith/memref/vector/math) and the program
 that sequences them.
 
-    lower_kernels(module) -> str       one `func.func` per `tessera.tile.kernel`: a kernel of kernels/ through
+    lower_kernels(module) -> str       one function per `tessera.tile.kernel`: a kernel of kernels/ through
                                        convert-tessera-tile-to-x86, the chunked SSD scan by its emitter
                                        (lowering/x86/mamba.py) with the tiles chosen in Tile-IR
     lower_programs(module) -> dict     each program (@prefill, @decode) as the list of launches the runtime

@@ -296,10 +296,10 @@ class LowerReduce(SimtPattern):
 
 
 class LowerScan(SimtPattern):
-    """A rank-1 tile's inclusive scan: within each slot, log2 steps of `gpu.shuffle up` (a lane combines with
+    """A rank-1 tile's inclusive scan: within each slot, log2 steps of ShuffleOp in mode up (a lane combines with
     the lane `offset` below it where that lane holds an earlier element: the lane's position in its group of
     the wave, or of C lanes for a replicated tile, is at least `offset`); then each slot after the first
-    combines with the running total of the slots before it, the last lane's value (`gpu.shuffle idx`). A
+    combines with the running total of the slots before it, the last lane's value (a ShuffleOp in mode idx). A
     padded slot is the last: its lanes past the tile's end scan copies nobody reads."""
 
     @op_type_rewrite_pattern

@@ -318,7 +318,7 @@ def _transpose16(emit: Emitter, rows: list[SSAValue]) -> list[SSAValue]:
 
 
 def _shuffle(emit: Emitter, a: SSAValue, b: SSAValue, lanes: list[int]) -> SSAValue:
-    """The vector of `lanes` of a and b concatenated (vector.shuffle; -1: a lane whose value is not used)."""
+    """The vector of `lanes` of a and b concatenated (a ShuffleOp; -1: a lane whose value is not used)."""
     held = _worker_type(a)
     assert isinstance(held, VectorType)
     result = VectorType(held.element_type, [len(lanes)])
@@ -489,7 +489,7 @@ class LowerReduce(TilePattern):
 
 def _halving_tree(emit: Emitter, value: SSAValue, combine: Combine) -> SSAValue:
     """A float max or min's vector combined with its upper half while its width is even (log2 steps): LLVM
-    expands a vector.reduction of maxnumf / minnumf that may see NaN into a serial chain, a NaN check per
+    expands a ReductionOp of maxnumf / minnumf that may see NaN into a serial chain, a NaN check per
     lane (the combines here keep maxnum's NaN semantics, and the reduction finishes what is left)."""
     held = _worker_type(value)
     assert isinstance(held, VectorType)
@@ -514,7 +514,7 @@ def _identity(combiner: str, element: Attribute) -> float | int:
 
 class LowerScan(TilePattern):
     """An inclusive scan. A vector's in log2 steps (Hillis and Steele): at step s each lane combines with the
-    lane s below it (a vector.shuffle that brings the combiner's identity in below lane s); a matrix tile
+    lane s below it (a ShuffleOp that brings the combiner's identity in below lane s); a matrix tile
     along axis 1 scans each row so, along axis 0 combines each row with the previous row's result."""
 
     @op_type_rewrite_pattern
