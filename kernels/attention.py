@@ -46,7 +46,7 @@ from xdsl.dialects.builtin import MemRefType, bf16, f32, i32
 from xdsl.ir import Attribute, Block, SSAValue
 
 from tessera.kernels.builder import Dims, KernelBuilder
-from tessera.kernels.gemm import Gemm, GemmOperands, tail_rows
+from tessera.kernels.gemm import Gemm, GemmOperands, row_blocks
 from tessera.kernels.rows import columns, rows
 
 
@@ -82,15 +82,10 @@ def kv_append(dims: Dims, tiles: Mapping[str, int]) -> Block:
 def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
     heads, kv_heads, head_dim = (int(dims[key]) for key in ("num_heads", "num_kv_heads", "head_dim"))
     group, block = heads // kv_heads, tiles["block_k"]
-    cache, _, out_element = _cache_types(dims)
-    buffers = {
-        "qkv": rows((heads + 2 * kv_heads) * head_dim, f32),
-        "k_cache": cache,
-        "v_cache": cache,
-        "out": rows(heads * head_dim, out_element),
-    }
+    buffers = _attention_buffers(dims)
     k = KernelBuilder(buffers, scalars=("position",))
     qkv, k_cache, v_cache, out = k.buffers
+    _, _, out_element = _cache_types(dims)
     t, zero = k.program_id, k.index(0)
     seen = k.addi(k.addi(k.scalars["position"], t), k.index(1))  # keys [0, position + t]
     scale, minus_infinity = head_dim**-0.5, float("-inf")
@@ -123,6 +118,14 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
         result = k.map([acc, k.broadcast(total, 1, head_dim)], lambda e, x, z: e.divf(x, z))
         k.store(k.convert(result, out_element), out, [t, column])
     return k.finish()
+
+
+def _attention_buffers(dims: Dims) -> dict[str, MemRefType]:
+    """Both attention forms' launch buffers: qkv, the two caches and out."""
+    heads, kv_heads, head_dim = (int(dims[key]) for key in ("num_heads", "num_kv_heads", "head_dim"))
+    cache, _, out_element = _cache_types(dims)
+    qkv = rows((heads + 2 * kv_heads) * head_dim, f32)
+    return {"qkv": qkv, "k_cache": cache, "v_cache": cache, "out": rows(heads * head_dim, out_element)}
 
 
 class RowBlockedAttention:
@@ -194,7 +197,7 @@ class RowBlockedAttention:
                 self.transpose_keys(g, block.iv, keys)
                 self.score_gemm.rows(zero, rows)
             self.rows(heads, count, lambda row, _, token: self.softmax(row, k.addi(t0, token), block.iv))
-            self.row_blocks(rows, lambda row, size: self.update(g, row, size, block.iv, keys))
+            row_blocks(k, zero, rows, self.mr, lambda row, size: self.update(g, row, size, block.iv, keys))
 
         def finish(row: SSAValue, head: SSAValue, token: SSAValue) -> None:
             total = k.load(self.total, [row])
@@ -249,17 +252,6 @@ class RowBlockedAttention:
         k.store(new_peak, self.peak, [row])
         k.store(alpha, self.alpha, [row])
 
-    def row_blocks(self, rows: SSAValue, body: Callable[[SSAValue, int], None]) -> None:
-        """body(first row, size) over [0, rows): blocks of mr rows, then the tail's power-of-two blocks."""
-        k, mr = self.kb, self.mr
-        tail = k.subi(rows, k.muli(k.divsi(rows, k.index(mr)), k.index(mr)))
-        full_end = k.subi(rows, tail)
-        with k.loop(k.index(0), full_end, k.index(mr)) as block:
-            body(block.iv, mr)
-        for size in tail_rows(mr):
-            with k.when(k.cmpi("ne", k.andi(tail, k.index(size)), k.index(0))):
-                body(k.addi(full_end, k.andi(tail, k.index(-2 * size))), size)
-
     def update(self, g: SSAValue, row: SSAValue, size: int, k0: SSAValue, keys: SSAValue) -> None:
         """acc[row : row + size] = acc alpha + p · V[k0 : k0 + keys], nr columns of D at a time."""
         k = self.kb
@@ -277,14 +269,7 @@ class RowBlockedAttention:
 
 def attention_rows(dims: Dims, tiles: Mapping[str, int]) -> Block:
     """attention for a core's vectors: the module docstring's second form."""
-    heads, kv_heads, head_dim = (int(dims[key]) for key in ("num_heads", "num_kv_heads", "head_dim"))
-    cache, _, out_element = _cache_types(dims)
-    buffers = {
-        "qkv": rows((heads + 2 * kv_heads) * head_dim, f32),
-        "k_cache": cache,
-        "v_cache": cache,
-        "out": rows(heads * head_dim, out_element),
-    }
+    buffers = _attention_buffers(dims)
     k = KernelBuilder(buffers, scalars=("position",), ranged=True)
     RowBlockedAttention(k, dims, tiles).heads_of(*k.program_range)
     return k.finish()

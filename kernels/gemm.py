@@ -26,7 +26,7 @@ No element of y outside the program's panel is read or written, so programs may 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32
@@ -53,6 +53,21 @@ def weight_layout(dims: Dims, tiles: Mapping[str, int]) -> MemRefType:
 def tail_rows(mr: int) -> tuple[int, ...]:
     """The row-block sizes of a group's tail: the powers of two below mr, largest first."""
     return tuple(1 << b for b in reversed(range(mr.bit_length())) if (1 << b) < mr)
+
+
+def row_blocks(k: KernelBuilder, start: SSAValue, end: SSAValue, mr: int,
+               body: Callable[[SSAValue, int], None]) -> None:  # fmt: skip
+    """body(first row, size) over [start, end): blocks of mr rows, then the tail as one block of each power of
+    two it contains (5 = 4 + 1), so that few rows never run one at a time."""
+    count = k.subi(end, start)
+    tail = k.subi(count, k.muli(k.divsi(count, k.index(mr)), k.index(mr)))
+    full_end = k.subi(end, tail)
+    with k.loop(start, full_end, k.index(mr)) as block:
+        body(block.iv, mr)
+    for size in tail_rows(mr):
+        with k.when(k.cmpi("ne", k.andi(tail, k.index(size)), k.index(0))):
+            done = k.andi(tail, k.index(-2 * size))  # the larger blocks before this one: tail's higher bits
+            body(k.addi(full_end, done), size)
 
 
 def accumulator_sets(rows: int, tiles: Mapping[str, int]) -> int:
@@ -118,16 +133,7 @@ class Gemm:
     def row_blocks(self, start: SSAValue, end: SSAValue, k0: SSAValue, length: SSAValue, first: Flag,
                    last: Flag) -> None:  # fmt: skip
         """The rows [start, end) in blocks of mr, then the tail's power-of-two blocks."""
-        k, mr = self.kb, self.mr
-        count = k.subi(end, start)
-        tail = k.subi(count, k.muli(k.divsi(count, k.index(mr)), k.index(mr)))
-        full_end = k.subi(end, tail)
-        with k.loop(start, full_end, k.index(mr)) as block:
-            self.row_block(block.iv, mr, k0, length, first, last)
-        for size in tail_rows(mr):
-            with k.when(k.cmpi("ne", k.andi(tail, k.index(size)), k.index(0))):
-                done = k.andi(tail, k.index(-2 * size))  # the larger blocks before this one: tail's higher bits
-                self.row_block(k.addi(full_end, done), size, k0, length, first, last)
+        row_blocks(self.kb, start, end, self.mr, lambda row, size: self.row_block(row, size, k0, length, first, last))
 
     def row_block(self, row: SSAValue, count: int, k0: SSAValue, length: SSAValue, first: Flag, last: Flag) -> None:
         k, ku = self.kb, self.ku
