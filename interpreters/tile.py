@@ -234,11 +234,12 @@ class _Running(Interpreter.Listener):
 
 
 def run_kernel(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: int | None = None,
-               scalars: Mapping[str, int] | None = None) -> None:  # fmt: skip
+               scalars: Mapping[str, int] | None = None, program_range: tuple[int, int] | None = None) -> None:  # fmt: skip
     """Run every program of `kernel` over `buffers` (its launch operands, in order; written in place).
 
     tokens: the call's token count, the grid of a kernel with grid 0 (default: the rows of the first buffer
-    whose leading dimension is dynamic); scalars: the values of the scalars the kernel reads, by name."""
+    whose leading dimension is dynamic); scalars: the values of the scalars the kernel reads, by name;
+    program_range: the programs [first, end) one call of a ranged body runs (default: the whole grid)."""
     where = f"{kernel.name} @{kernel.sym_name.data}"
     if not kernel.is_dataflow():
         raise TileInterpreterError(f"{where}: kind '{kernel.kind.data}' has no dataflow body to interpret")
@@ -255,10 +256,11 @@ def run_kernel(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: int
         interpreter.register_implementations(functions)
     # Overflow to inf and NaN are IEEE results every target computes too, not interpreter failures.
     with np.errstate(all="ignore"):
-        # A ranged body runs the whole grid in one call.
-        calls = [(0, grid)] if kernel.ranged is not None else [(program,) for program in range(grid)]
+        # A ranged body runs its range (the whole grid unless given) in one call.
+        ranged = kernel.ranged is not None
+        calls = [program_range or (0, grid)] if ranged else [(program,) for program in range(grid)]
         for programs in calls:
-            program = f"programs [0, {grid})" if kernel.ranged is not None else f"program {programs[0]}"
+            program = f"programs [{programs[0]}, {programs[1]})" if ranged else f"program {programs[0]}"
             try:
                 interpreter.run_ssacfg_region(kernel.body, (*arguments, *programs), where)
             except TileInterpreterError as error:

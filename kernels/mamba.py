@@ -1,8 +1,7 @@
-"""The Mamba-2 mixer's kernels written once (the chunked prefill scan is still a per-target emitter).
-Notation as lowering/x86/mamba.py: H heads of P channels, G groups of state size N (head h reads group
-h // (H / G)), I = H P, conv channels C = I + 2 G N, K conv taps; in_proj's row zxbcdt [T, W],
-W = 2 I + 2 G N + H: z = columns [0, I), xBC = [I, I + C) (x, then B = [I, I + G N) and C within xBC),
-dt_raw = [I + C, I + C + H).
+"""The Mamba-2 mixer's kernels written once. Notation: H heads of P channels, G groups of state size N (head
+h reads group h // (H / G)), I = H P, conv channels C = I + 2 G N, K conv taps, chunk L; in_proj's row zxbcdt
+[T, W], W = 2 I + 2 G N + H: z = columns [0, I), xBC = [I, I + C) (x, then B = [I, I + G N) and C within
+xBC), dt_raw = [I + C, I + C + H).
 
     conv_silu(zxbcdt f32 [T, W], conv_weight f32 [C, K], [conv_bias f32 [C]], conv_state f32 [C, K - 1],
               xbc f32 [T, C])
@@ -14,6 +13,20 @@ dt_raw = [I + C, I + C + H).
         window of its last K - 1 inputs in registers (loop-carried tiles), so each input is read once, and
         leaves its window in scratch for the next chunk. The taps and the carried inputs, columns of their
         buffers (tiles along dimension 0), are staged once as rows of the panel's scratch.
+
+    ssd_scan(zxbcdt, xbc f32 [T, C], dt_bias, A_log, D f32 [H], ssm_state (f32 | bf16) [H, P, N], y f32 [T, I])
+        prefill: the chunked SSD (reference.mamba2.ssd_chunked) of the heads [first, end) (a ranged body; the
+        runtime splits it on group boundaries), resuming from ssm_state and writing the final state back:
+        dt = max(softplus(dt_raw + dt_bias), time_step_min), A = -exp(A_log), y = ssd + D[h] x. Loop order:
+        group, chunk, head. The group's head states live transposed, st [H / G, N, P] f32, for the call.
+        Per (group, chunk): bt = Bᵀ [N, L] and cb = C·Bᵀ [L, L] (rows of `mr`, columns in pieces of `nr` up
+        to the diagonal), shared by the group's heads. Per head: cum = the cumulative dt A, summed as an f32
+        pair hi + lo (Knuth's TwoSum: each segment sum cum[l] - cum[s] = (hi_l - hi_s) + (lo_l - lo_s) keeps
+        its precision however large |cum| grows); scores S[l, s] = cb[l, s] exp(cum[l] - cum[s]) for s <= l,
+        else 0 (the exponent selected to 0 first: never exp of a positive difference), `lanes` columns at a
+        time up to the diagonal; y rows = exp(cum[l]) C[l]·st + S·(x dt) + D x; then st = exp(cum[-1]) st +
+        Bᵀ·(x dt exp(cum[-1] - cum)). Each product is register blocks of mr rows x nr columns, one mma per
+        step of its reduction. A bf16 state is widened on entry and rounded once at the end of the call.
 
     ssd_step(zxbcdt, xbc f32 [T, C], dt_bias, A_log, D f32 [H], ssm_state (f32 | bf16) [H, P, N], y f32 [T, I])
         the decode step of the SSD recurrence, one program per head h, for each token t in order:
@@ -35,10 +48,12 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import MemRefType, bf16, f32
+from xdsl.dialects.builtin import MemRefType, bf16, f32, i32
 from xdsl.ir import Attribute, Block, SSAValue
 
+from tessera.dialects.tile import TileType
 from tessera.kernels.builder import Dims, KernelBuilder
+from tessera.kernels.gemm import row_blocks
 from tessera.kernels.rows import rows
 
 
@@ -137,6 +152,247 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
     return k.finish()
 
 
+@dataclass(frozen=True)
+class _Walk:
+    """A product's operand along its reduction index j: the tiles of `buffer` at `start` with j added to the
+    index of dimension `axis`."""
+
+    buffer: SSAValue
+    start: list[SSAValue]
+    axis: int
+
+    def at(self, k: KernelBuilder, j: SSAValue) -> list[SSAValue]:
+        return [k.addi(index, j) if i == self.axis else index for i, index in enumerate(self.start)]
+
+
+class ChunkedScan:
+    """ssd_scan as the module docstring says: `heads_of(first, end)` builds the body of a ranged kernel."""
+
+    def __init__(self, k: KernelBuilder, dims: Dims, tiles: Mapping[str, int]) -> None:
+        self.kb, self.m = k, _Mixer.of(dims)
+        self.chunk, self.mr, self.nr, self.lanes = (tiles[key] for key in ("chunk", "mr", "nr", "lanes"))
+        # A row's scores reach its lanes block's end: a row block must not straddle two (powers of two).
+        assert self.lanes % self.mr == 0 and self.mr & (self.mr - 1) == 0, f"ssd_scan: mr {self.mr}, lanes {self.lanes}"
+        self.state_element = _element(dims, "state_dtype")
+        self.time_step_min = float(dims["time_step_min"])
+        self.per_group = self.m.heads // self.m.groups
+        self.padded_p = -(-self.m.head_dim // self.lanes) * self.lanes
+        padded_chunk = -(-self.chunk // self.lanes) * self.lanes
+        self.zxbcdt, self.xbc, self.dt_bias, self.a_log, self.d, self.state, self.y = k.buffers
+        m, chunk = self.m, self.chunk
+        self.st = k.alloc("st", [self.per_group, m.state, self.padded_p], f32)  # the group's states, [N, P] each
+        self.bt = k.alloc("bt", [m.state, padded_chunk], f32)  # Bᵀ of the chunk
+        self.cb = k.alloc("cb", [chunk, padded_chunk], f32)  # C·Bᵀ of the chunk, up to the diagonal
+        self.scores = k.alloc("sc", [chunk, padded_chunk], f32)  # one head's C·Bᵀ ∘ decay
+        self.xs = k.alloc("xs", [chunk, self.padded_p], f32)  # x dt
+        self.xw = k.alloc("xw", [chunk, self.padded_p], f32)  # x dt exp(cum[-1] - cum)
+        self.hi, self.lo = (k.alloc(name, [padded_chunk], f32) for name in ("hi", "lo"))  # cum = hi + lo
+        self.decay = k.alloc("ecum", [chunk], f32)  # exp(cum)
+        self.dt = k.alloc("dt", [chunk], f32)
+
+    def heads_of(self, first: SSAValue, end: SSAValue) -> None:
+        """The heads [first, end), a group at a time."""
+        k, per_group = self.kb, self.kb.index(self.per_group)
+        first_group = k.divsi(first, per_group)
+        last_group = k.divsi(k.addi(end, k.index(self.per_group - 1)), per_group)
+        last_group = k.select(k.cmpi("slt", first, end), last_group, first_group)  # an empty range: no group
+        with k.loop(first_group, last_group, k.index(1)) as g:
+            base = k.muli(g.iv, per_group)
+            heads = (k.maxsi(first, base), k.minsi(end, k.addi(base, per_group)))
+            self.move_states(heads, base, load=True)
+            tokens = k.size(self.xbc)
+            with k.loop(k.index(0), tokens, k.index(self.chunk)) as chunk:
+                length = k.minsi(k.index(self.chunk), k.subi(tokens, chunk.iv))
+                b_column = k.addi(k.muli(g.iv, k.index(self.m.state)), k.index(self.m.inner))
+                c_column = k.addi(b_column, k.index(self.m.groups * self.m.state))
+                self.transpose_b(chunk.iv, length, b_column)
+                self.chunk_cb(chunk.iv, length, c_column)
+                with k.loop(*heads, k.index(1)) as head:
+                    local = k.subi(head.iv, base)
+                    end_decay = self.head_decay(head.iv, chunk.iv, length)
+                    self.causal_scores(length)
+                    self.outputs(head.iv, local, chunk.iv, length, c_column)
+                    self.update_state(local, length, end_decay)
+            self.move_states(heads, base, load=False)
+
+    def move_states(self, heads: tuple[SSAValue, SSAValue], base: SSAValue, load: bool) -> None:
+        """ssm_state[h, p, :] (f32 or bf16) <-> st[h - base, :, p] (f32) for the group's heads in range."""
+        k, m = self.kb, self.m
+        zero = k.index(0)
+        with k.loop(*heads, k.index(1)) as head:
+            local = k.subi(head.iv, base)
+            with k.loop(zero, k.index(m.head_dim), k.index(1)) as p:
+                if load:
+                    row = k.convert(k.load(self.state, [head.iv, p.iv, zero], [m.state]), f32)
+                    k.store(row, self.st, [local, zero, p.iv], axes=(1,))
+                else:
+                    row = k.load(self.st, [local, zero, p.iv], [m.state], axes=(1,))
+                    k.store(k.convert(row, self.state_element), self.state, [head.iv, p.iv, zero])
+
+    def transpose_b(self, start: SSAValue, length: SSAValue, b_column: SSAValue) -> None:
+        """bt[n, s] = B[start + s, n] for s < length: blocks of 16 tokens by 16 states, then tokens alone."""
+        k, n, zero = self.kb, self.m.state, self.kb.index(0)
+        whole = k.muli(k.divsi(length, k.index(16)), k.index(16))
+        with k.loop(zero, whole, k.index(16)) as block:
+            for n0 in range(0, n, 16):
+                values = k.load(
+                    self.xbc, [k.addi(start, block.iv), k.addi(b_column, k.index(n0))], [16, min(16, n - n0)]
+                )
+                k.store(values, self.bt, [k.index(n0), block.iv], axes=(1, 0))
+        with k.loop(whole, length, k.index(1)) as s:
+            row = k.load(self.xbc, [k.addi(start, s.iv), b_column], [n])
+            k.store(row, self.bt, [zero, s.iv], axes=(0,))
+
+    def product(self, acc: SSAValue, lo: SSAValue, hi: SSAValue, column: _Walk, row: _Walk) -> SSAValue:
+        """acc [rows, columns] + the sum over j in [lo, hi) of column's tile [rows, 1] times row's [1, columns]
+        at j: a register block, one mma per step."""
+        k = self.kb
+        assert isinstance(acc.type, TileType)
+        rows, columns = acc.type.get_shape()
+        with k.loop(lo, hi, k.index(1), [acc]) as step:
+            a = k.load(column.buffer, column.at(k, step.iv), [rows, 1])
+            b = k.load(row.buffer, row.at(k, step.iv), [1, columns])
+            step.yield_(k.mma(a, b, step.args[0]))
+        return step.results[0]
+
+    def pieces(self, width: int) -> list[tuple[int, int]]:
+        """[first column, columns) of the register blocks across `width` columns."""
+        return [(c0, min(self.nr, width - c0)) for c0 in range(0, width, self.nr)]
+
+    def chunk_cb(self, start: SSAValue, length: SSAValue, c_column: SSAValue) -> None:
+        """cb[l, s] = C[start + l]·B[start + s] for the column pieces at or left of each row block's diagonal."""
+        k = self.kb
+        assert isinstance(self.cb.type, MemRefType)
+        zero = k.index(0)
+
+        def block(l0: SSAValue, size: int) -> None:
+            rows = k.addi(start, l0)
+            for c0, width in self.pieces(self.cb.type.get_shape()[1]):
+                with k.when(k.cmpi("slt", k.index(c0), k.addi(l0, k.index(size)))):
+                    acc = self.product(
+                        k.splat(k.f32(0.0), [size, width]), zero, k.index(self.m.state),
+                        _Walk(self.xbc, [rows, c_column], 1), _Walk(self.bt, [zero, k.index(c0)], 0),
+                    )  # fmt: skip
+                    k.store(acc, self.cb, [l0, k.index(c0)])
+
+        row_blocks(k, zero, length, self.mr, block)
+
+    def head_decay(self, head: SSAValue, start: SSAValue, length: SSAValue) -> SSAValue:
+        """dt, cum (hi, lo) and exp(cum) of the chunk's rows, then x dt and x dt exp(cum[-1] - cum); returns
+        exp(cum[-1])."""
+        k, m = self.kb, self.m
+        zero = k.f32(0.0)
+        a = k.negf(k.exp(k.load(self.a_log, [head])))
+        bias = k.load(self.dt_bias, [head])
+        raw_column = k.addi(head, k.index(m.inner + m.channels))
+        with k.loop(k.index(0), length, k.index(1), [zero, zero]) as row:
+            raw = k.load(self.zxbcdt, [k.addi(start, row.iv), raw_column])
+            dt = k.maximumf(k.softplus(k.addf(raw, bias)), k.f32(self.time_step_min))
+            step, (hi, lo) = k.mulf(dt, a), row.args
+            # TwoSum: total + error = hi + step exactly; the errors gather in lo.
+            total = k.addf(hi, step)
+            step_part = k.subf(total, hi)
+            error = k.addf(k.subf(hi, k.subf(total, step_part)), k.subf(step, step_part))
+            lo = k.addf(lo, error)
+            for value, buffer in ((dt, self.dt), (total, self.hi), (lo, self.lo), (k.exp(total), self.decay)):
+                k.store(value, buffer, [row.iv])
+            row.yield_(total, lo)
+        end_hi, end_lo = row.results
+        head_column = k.muli(head, k.index(m.head_dim))
+        bound = None if m.head_dim == self.padded_p else k.addi(head_column, k.index(m.head_dim))
+        with k.loop(k.index(0), length, k.index(1)) as row:
+            to_end = k.addf(k.subf(end_hi, k.load(self.hi, [row.iv])), k.subf(end_lo, k.load(self.lo, [row.iv])))
+            x = k.load(self.xbc, [k.addi(start, row.iv), head_column], [self.padded_p], bound)
+            xs = k.map([x, k.load(self.dt, [row.iv])], lambda e, v, dt: e.mulf(v, dt))
+            k.store(xs, self.xs, [row.iv, k.index(0)])
+            k.store(k.map([xs, k.exp(to_end)], lambda e, v, w: e.mulf(v, w)), self.xw, [row.iv, k.index(0)])
+        return k.exp(end_hi)
+
+    def causal_scores(self, length: SSAValue) -> None:
+        """scores[l, s] = cb[l, s] exp((hi_l - hi_s) + (lo_l - lo_s)) for s <= l, else 0, `lanes` columns at a
+        time up to the diagonal."""
+        k, lanes = self.kb, self.lanes
+        with k.loop(k.index(0), length, k.index(1)) as row:
+            l = row.iv  # noqa: E741
+            hi, lo, diagonal = k.load(self.hi, [l]), k.load(self.lo, [l]), k.cast(l, i32)
+            blocks = k.addi(k.divsi(l, k.index(lanes)), k.index(1))
+            with k.loop(k.index(0), blocks, k.index(1)) as block:
+                s0 = k.muli(block.iv, k.index(lanes))
+                first = k.cast(s0, i32)
+                inputs = [k.load(self.cb, [l, s0], [lanes]), k.load(self.hi, [s0], [lanes]),
+                          k.load(self.lo, [s0], [lanes]), k.iota(lanes), hi, lo, first, diagonal]  # fmt: skip
+
+                def score(e: KernelBuilder, cb: SSAValue, hi_s: SSAValue, lo_s: SSAValue, at: SSAValue,
+                          hi_l: SSAValue, lo_l: SSAValue, s0: SSAValue, l: SSAValue) -> SSAValue:  # noqa: E741  # fmt: skip
+                    causal = e.cmpi("sle", e.addi(at, s0), l)
+                    exponent = e.select(causal, e.addf(e.subf(hi_l, hi_s), e.subf(lo_l, lo_s)), e.f32(0.0))
+                    return e.select(causal, e.mulf(cb, e.exp(exponent)), e.f32(0.0))
+
+                k.store(k.map(inputs, score), self.scores, [l, s0])
+
+    def outputs(self, head: SSAValue, local: SSAValue, start: SSAValue, length: SSAValue,
+                c_column: SSAValue) -> None:  # fmt: skip
+        """y[start + l] = exp(cum[l]) C[l]·st + sum_{s <= l} scores[l, s] xs[s] + D x[l]."""
+        k, m = self.kb, self.m
+        zero = k.index(0)
+        d = k.load(self.d, [head])
+        head_column = k.muli(head, k.index(m.head_dim))
+        bound = None if m.head_dim == self.padded_p else k.addi(head_column, k.index(m.head_dim))
+
+        def block(l0: SSAValue, size: int) -> None:
+            rows, diagonal_end = k.addi(start, l0), k.addi(l0, k.index(size))
+            decays = k.load(self.decay, [l0], [size])
+            for c0, width in self.pieces(self.padded_p):
+                acc = self.product(
+                    k.splat(k.f32(0.0), [size, width]), zero, k.index(m.state),
+                    _Walk(self.xbc, [rows, c_column], 1), _Walk(self.st, [local, zero, k.index(c0)], 1),
+                )  # fmt: skip
+                acc = k.map([acc, k.broadcast(decays, 1, width)], lambda e, a, w: e.mulf(a, w))
+                acc = self.product(
+                    acc, zero, diagonal_end, _Walk(self.scores, [l0, zero], 1), _Walk(self.xs, [zero, k.index(c0)], 0)
+                )
+                column = k.addi(head_column, k.index(c0))
+                x = k.load(self.xbc, [rows, column], [size, width], bound)
+                k.store(k.map([acc, x, d], lambda e, a, v, d: e.addf(a, e.mulf(d, v))), self.y, [rows, column], bound)
+
+        row_blocks(k, zero, length, self.mr, block)
+
+    def update_state(self, local: SSAValue, length: SSAValue, end_decay: SSAValue) -> None:
+        """st[n, p] = exp(cum[-1]) st[n, p] + sum_s bt[n, s] xw[s, p]."""
+        k = self.kb
+        zero = k.index(0)
+
+        def block(n0: SSAValue, size: int) -> None:
+            for c0, width in self.pieces(self.padded_p):
+                at = [local, n0, k.index(c0)]
+                acc = k.map([k.load(self.st, at, [size, width]), end_decay], lambda e, s, w: e.mulf(s, w))
+                acc = self.product(
+                    acc, zero, length, _Walk(self.bt, [n0, zero], 1), _Walk(self.xw, [zero, k.index(c0)], 0)
+                )
+                k.store(acc, self.st, at)
+
+        row_blocks(k, zero, k.index(self.m.state), self.mr, block)
+
+
+def ssd_scan(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    m = _Mixer.of(dims)
+    heads = MemRefType(f32, [m.heads])
+    k = KernelBuilder(
+        {
+            "zxbcdt": rows(m.width, f32),
+            "xbc": rows(m.channels, f32),
+            "dt_bias": heads,
+            "A_log": heads,
+            "D": heads,
+            "ssm_state": MemRefType(_element(dims, "state_dtype"), [m.heads, m.head_dim, m.state]),
+            "y": rows(m.inner, f32),
+        },
+        ranged=True,
+    )
+    ChunkedScan(k, dims, tiles).heads_of(*k.program_range)
+    return k.finish()
+
+
 def ssd_step(dims: Dims, tiles: Mapping[str, int]) -> Block:
     m, block = _Mixer.of(dims), tiles["block"]
     state_element = _element(dims, "state_dtype")
@@ -222,4 +478,4 @@ def gated_rmsnorm(dims: Dims, tiles: Mapping[str, int]) -> Block:
     return k.finish()
 
 
-KERNELS = {"conv_silu": conv_silu, "ssd_step": ssd_step, "gated_rmsnorm": gated_rmsnorm}
+KERNELS = {"conv_silu": conv_silu, "ssd_scan": ssd_scan, "ssd_step": ssd_step, "gated_rmsnorm": gated_rmsnorm}

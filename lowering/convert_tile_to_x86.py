@@ -1,16 +1,15 @@
 """Tile-IR -> the x86 target: upstream MLIR kernels (func/scf/arith/memref/vector/math) and the program
 that sequences them.
 
-    lower_kernels(module) -> str       one function per `tessera.tile.kernel`: a kernel of kernels/ through
-                                       convert-tessera-tile-to-x86, the chunked SSD scan by its emitter
-                                       (lowering/x86/mamba.py) with the tiles chosen in Tile-IR
+    lower_kernels(module) -> str       one function per `tessera.tile.kernel` (each written in kernels/)
+                                       through convert-tessera-tile-to-x86 and tessera-expand-math
     lower_programs(module) -> dict     each program (@prefill, @decode) as the list of launches the runtime
                                        makes: kernel symbol, argument list, parallel grid; the buffer plan's
                                        slots; the weights (with their packing) and the state
 
 `tessera-opt file.mlir -t x86-mlir` prints lower_kernels' output; tessera-compile writes both into OUT/x86/.
-A kernel's argument list is its launch's ins then outs (the SSD scan permutes them to its emitter's order),
-then the scalars its body reads (the sequence position), then the [begin, end) range of its grid.
+A kernel's argument list is its launch's ins then outs, then the scalars its body reads (the sequence
+position), then the [begin, end) range of its grid.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from tessera.errors import TesseraError
 from tessera.lowering.expand_math import expand_math
 from tessera.lowering.programs import describe_programs
 from tessera.lowering.tile_to_x86 import lower_to_x86
-from tessera.lowering.x86 import mamba
 from tessera.tiling import x86 as tiling
 from tessera.tiling import x86_gemm
 
@@ -91,30 +89,12 @@ def _attribute(value: int | str) -> IntegerAttr | StringAttr:
     return StringAttr(value) if isinstance(value, str) else IntegerAttr(value, i64)
 
 
-def mamba_dims(kernel: tile.KernelOp) -> mamba.MambaDims:
-    d = _dims(kernel)
-    return mamba.MambaDims(
-        num_heads=d["num_heads"],
-        head_dim=d["head_dim"],
-        n_groups=d["n_groups"],
-        state_size=d["state_size"],
-        conv_kernel=d.get("conv_kernel", 4),
-        chunk_size=d.get("chunk_size", 1),
-        epsilon=d.get("epsilon", 1e-5),
-        time_step_min=d.get("time_step_min", 0.0),
-        state_dtype=d.get("state_dtype", "f32"),
-        out_dtype=d.get("out_dtype", "f32"),
-    )
-
-
 def emit_kernel(kernel: tile.KernelOp) -> str:
     name, kind = kernel.sym_name.data, kernel.kind.data
     if kernel.tiles is None:
         raise X86LoweringError(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target=x86}})")
     if kernel.is_dataflow():
         return _lower_dataflow(kernel)
-    if kind == "ssd_scan":
-        return mamba.emit_ssd_scan(name, mamba_dims(kernel))
     raise X86LoweringError(f"{kernel.name} @{name}: kind '{kind}' has no x86 lowering")
 
 

@@ -1,10 +1,9 @@
 """What the kernel emitters of every target share to write MLIR text: a function-body builder (fresh SSA names,
 indentation, constants hoisted to the entry block, scf.for / scf.if regions), the float literal, and the
-bf16 <-> f32 conversions.
+f32 -> bf16 rounding (the GPU emitters left: lowering/rocdl/, lowering/nvvm/math.py).
 
-The bf16 conversions are integer bit operations: widening puts the bf16 bits in the high half of an f32,
-rounding is to nearest even. Not arith.truncf: without AVX512-BF16 (the x86-64 baseline build) it becomes
-a __truncsfbf2 libcall, missing from the link, and AVX512-BF16's vcvtneps2bf16 flushes denormals to zero.
+The bf16 rounding is integer bit operations, to nearest even (not arith.truncf, whose lowering differs
+per target: a libcall on CPUs without AVX512-BF16, denormals flushed by vcvtneps2bf16).
 """
 
 from __future__ import annotations
@@ -143,21 +142,12 @@ class MlirBuilder:
         return f"func.func @{name}({params}) {{\n{body}\n  return\n}}\n"
 
 
-# --- bf16 <-> f32 (scalar or vector types) -----------------------------------------------------------------
+# --- f32 -> bf16 (scalar or vector types) -----------------------------------------------------------------
 
 
 def _element(type_: str, old: str, new: str) -> str:
     """type_ with its element type replaced: f32 -> i32, vector<16xbf16> -> vector<16xi16>."""
     return type_[: -len(old) - 1] + new + ">" if type_.startswith("vector") else new
-
-
-def bf16_to_f32(b: MlirBuilder, value: str, type_: str) -> str:
-    """Widen bf16 (type_: bf16 or a vector of it) to f32 exactly: its bits are the high half of the f32."""
-    i16, i32, f32 = (_element(type_, "bf16", element) for element in ("i16", "i32", "f32"))
-    bits = b.let("h", f"arith.bitcast {value} : {type_} to {i16}")
-    wide = b.let("h", f"arith.extui {bits} : {i16} to {i32}")
-    high = b.let("h", f"arith.shli {wide}, {b.const('16', i32)} : {i32}")
-    return b.let("h", f"arith.bitcast {high} : {i32} to {f32}")
 
 
 def f32_to_bf16_bits(b: MlirBuilder, value: str, type_: str, quiet_nan: bool = False) -> str:
@@ -178,9 +168,3 @@ def f32_to_bf16_bits(b: MlirBuilder, value: str, type_: str, quiet_nan: bool = F
         mask = f"{_element(type_, 'f32', 'i1')}, " if type_.startswith("vector") else ""
         rounded = b.let("y", f"arith.select {nan}, {quiet}, {rounded} : {mask}{i32}")
     return b.let("y", f"arith.trunci {rounded} : {i32} to {i16}")
-
-
-def f32_to_bf16(b: MlirBuilder, value: str, type_: str, quiet_nan: bool = False) -> str:
-    """f32_to_bf16_bits as bf16 (type_: f32 or a vector of it)."""
-    i16, bf16 = _element(type_, "f32", "i16"), _element(type_, "f32", "bf16")
-    return b.let("y", f"arith.bitcast {f32_to_bf16_bits(b, value, type_, quiet_nan)} : {i16} to {bf16}")

@@ -102,7 +102,7 @@ def _ssd_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCho
     instruction = arch.instruction(element)
     if instruction is not None:
         tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
-    return TileChoice(tiles, body)
+    return TileChoice(tiles, body, emitter=True)
 
 
 def _ssd_recurrence(dims: Mapping[str, Any]) -> TileChoice:
@@ -119,7 +119,7 @@ def _ssd_recurrence(dims: Mapping[str, Any]) -> TileChoice:
         store("ssm_state", [head_dim, state_size], element=str(dims["state_dtype"])),
     ]
     return TileChoice({"threads": RECURRENCE_THREADS, "heads_per_workgroup": 1}, body, grid=int(dims["num_heads"]),
-                      parallel="heads")  # fmt: skip
+                      parallel="heads", emitter=True)  # fmt: skip
 
 
 POLICIES: dict[str, GpuPolicy] = {"ssd_scan": _ssd_scan}

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tessera.tiling import x86_gemm as gemm
-from tessera.tiling.choice import TileChoice, elementwise, load, mma, reduce, scan, store
+from tessera.tiling.choice import TileChoice, elementwise, load, reduce, store
 
 
 def gemm_spec(dims: Mapping[str, Any], weight_dtype: str) -> gemm.GemmSpec:
@@ -48,24 +48,11 @@ def _matmul(dims: Mapping[str, Any], precision: str) -> TileChoice:
 
 
 def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:
-    chunk = int(dims["chunk_size"])
-    p, n = int(dims["head_dim"]), int(dims["state_size"])
-    state = str(dims["state_dtype"])
-    body = [
-        load("x", [chunk, p]),
-        load("B", [chunk, n]),
-        load("C", [chunk, n]),
-        load("ssm_state", [p, n], element=state),
-        elementwise("softplus"),
-        scan("cumsum_log_decay"),
-        mma(chunk, chunk, n),  # C·Bᵀ within the chunk
-        elementwise("decay_causal_mask"),
-        mma(chunk, p, chunk),  # (scores ∘ decay) · (dt x)
-        mma(chunk, p, n),  # C · state entering the chunk
-        mma(n, p, chunk),  # state leaving the chunk
-        store("y", [chunk, p]),
-    ]
-    return TileChoice({"chunk": chunk}, body)
+    """kernels/mamba.py's ssd_scan: a ranged body over heads (the runtime splits it on group boundaries), its
+    products in register blocks of 4 rows x 64 columns (16 accumulators, as the GEMM's), scores 16 lanes at a
+    time."""
+    tiles = {"chunk": int(dims["chunk_size"]), "mr": 4, "nr": 64, "lanes": 16}
+    return TileChoice(tiles, grid=int(dims["num_heads"]), parallel="heads", ranged=True)
 
 
 # The scratch of one attention query block (queries, output rows and scores, f32) fits in half of L2, so that

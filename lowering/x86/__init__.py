@@ -1,2 +1,2 @@
-"""Kernel emitters for the x86 target: each module writes upstream MLIR (func, scf, arith, memref, vector,
-math) for one family of Tile-IR kernels, with the tile sizes the Tile-IR chose."""
+"""The x86 target's toolchain leg: pipeline.py takes the upstream MLIR that convert-tessera-tile-to-x86 builds
+(func/scf/arith/memref/vector/math, amx) to LLVM IR and a loadable library."""

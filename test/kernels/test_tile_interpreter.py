@@ -326,6 +326,63 @@ def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
         assert (np.abs(got - want) <= error_bound).all(), f"ssd_step {dtype}: the final state"
 
 
+def check_ssd_scan(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """The chunked scan (chunks of 16: 37 tokens are two whole chunks and a partial one) of the heads in two
+    ranges, f32 and bf16 states, against the recurrence in float64. Bound: each output and state element is a
+    sum of terms c decay(segment) (dt x B C products of the chunk's or the carried state's), each computed with
+    at most N + 2 L + 32 roundings of the f32 products, sums and exps (u each), and its decay exp(segment) off
+    by the segment's own rounding, at most 16 u |segment| relative (dt: 8 u; the TwoSum keeps each segment
+    sum to u of itself). With (1 + |x|) e^(-|x|) <= 1.22 e^(-|x| / 2) the error is within (N + 2 L + 64) u times
+    1.22 times the same recurrence in absolute values with half the decay. A bf16 state is widened exactly on
+    entry and rounded once at the end: one bf16 ulp (2^-8) of it more."""
+    heads, head_dim, state_size = (int(MIXER[key]) for key in ("num_heads", "head_dim", "state_size"))
+    groups, chunk, time_step_min = int(MIXER["n_groups"]), 16, 1e-3
+    for dtype in ("f32", "bf16"):
+        dims = {**MIXER, "chunk_size": chunk, "time_step_min": time_step_min, "state_dtype": dtype}
+        kernel = build("ssd_scan", dims, target)
+        if not kernel.is_dataflow():
+            pytest.skip(
+                reason=f"ssd_scan on {target} is the target's emitter (lowering/rocdl/ssd.py, gpu/simt_mamba.py)"
+            )
+        zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)
+        xbc = rng.standard_normal((tokens, MIXER_CHANNELS)).astype(np.float32)
+        dt_bias = rng.uniform(-4, 1, heads).astype(np.float32)
+        a_log = np.log(rng.uniform(1, 8, heads)).astype(np.float32)
+        d = rng.standard_normal(heads).astype(np.float32)
+        state = rng.standard_normal((heads, head_dim, state_size)).astype(np.float32)
+        if dtype == "bf16":
+            state = bf16_to_f32(bf16_bits(state))
+        buffer = bf16_bits(state) if dtype == "bf16" else state.copy()
+        y = nan(tokens, MIXER_INNER)
+        cut = int(rng.integers(0, groups + 1)) * (heads // groups)  # the runtime splits on group boundaries
+        for first, end in ((0, cut), (cut, heads)):
+            run_kernel(kernel, [zxbcdt, xbc, dt_bias, a_log, d, buffer, y], program_range=(first, end))
+        want, scale = state.astype(np.float64), np.abs(state.astype(np.float64))
+        a = -np.exp(a_log.astype(np.float64))
+        per_group = heads // groups
+        roundings = (state_size + 2 * chunk + 64) * F32_UNIT * 1.22
+        for t in range(tokens):
+            dt = np.maximum(softplus(zxbcdt[t, MIXER_INNER + MIXER_CHANNELS :].astype(np.float64) + dt_bias),
+                            time_step_min)  # fmt: skip
+            x = xbc[t, :MIXER_INNER].astype(np.float64).reshape(heads, head_dim)
+            b, c = (
+                np.repeat(xbc[t, start : start + groups * state_size].reshape(groups, state_size), per_group, 0)
+                for start in (MIXER_INNER, MIXER_INNER + groups * state_size)
+            )
+            update = (dt[:, None] * x)[:, :, None] * b[:, None, :]
+            want = np.exp(dt * a)[:, None, None] * want + update
+            scale = np.exp(dt * a / 2)[:, None, None] * scale + np.abs(update)
+            y_want = (want * c[:, None, :]).sum(-1) + d[:, None] * x
+            y_scale = (scale * np.abs(c[:, None, :])).sum(-1) + np.abs(d[:, None] * x)
+            got_y = y[t].reshape(heads, head_dim)
+            assert np.isfinite(got_y).all(), f"ssd_scan {dtype}: y of token {t} unwritten"
+            assert (np.abs(got_y - y_want) <= roundings * y_scale).all(), f"ssd_scan {dtype}: y of token {t}"
+        got, bound = (bf16_to_f32(buffer) if dtype == "bf16" else buffer), roundings * scale
+        if dtype == "bf16":
+            bound = bound + 2.0**-8 * np.abs(want)
+        assert (np.abs(got - want) <= bound).all(), f"ssd_scan {dtype}: the final state"
+
+
 def check_attention(rng: np.random.Generator, target: str, tokens: int) -> None:
     """Causal GQA over a cache already holding `position` rows and this call's keys (rows past them NaN: never
     read), with a bf16 cache and output too. Bound, per output element o = sum_s p_s v_s / sum_s p_s (p_s =
@@ -496,6 +553,7 @@ def check_moe_experts(rng: np.random.Generator, target: str, tokens: int) -> Non
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
     "attention": check_attention,
     "conv_silu": check_conv_silu,
+    "ssd_scan": check_ssd_scan,
     "ssd_step": check_ssd_step,
     "gated_rmsnorm": check_gated_rmsnorm,
     "embedding": check_embedding,

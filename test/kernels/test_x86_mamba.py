@@ -1,6 +1,5 @@
-"""The x86 Mamba-2 mixer kernels (the ssd_scan of lowering/x86/mamba.py; conv_silu, ssd_step and gated_rmsnorm
-written once in kernels/mamba.py, through the x86 lowering) built to machine code and run against
-reference/mamba2.py.
+"""The x86 Mamba-2 mixer kernels (conv_silu, ssd_scan, ssd_step and gated_rmsnorm, written once in
+kernels/mamba.py, through the x86 lowering) built to machine code and run against reference/mamba2.py.
 
 Each test draws random inputs from its seed, prefills outputs with NaN (so that an unwritten element fails), compares
 by relative error (max abs error / max abs reference) against the float64 numpy reference, and splits the
@@ -26,7 +25,6 @@ pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -
 
 from tessera.dialects import tile
 from tessera.lowering.convert_tile_to_x86 import emit_kernel
-from tessera.lowering.x86.mamba import MambaDims, emit_ssd_scan, footprint_bytes
 from tessera.lowering.x86.pipeline import build_library
 from tessera.reference.common import softplus
 from tessera.reference.mamba2 import (
@@ -45,6 +43,43 @@ from tessera.runtime.weights import bf16_bits, bf16_to_f32
 
 F32_TOLERANCE = 1e-5
 BF16_TOLERANCE = 1e-2
+
+
+@dataclass(frozen=True)
+class MambaDims:
+    """One mixer's sizes (kernels/mamba.py's notation) and the dtypes its kernels are built for."""
+
+    num_heads: int
+    head_dim: int
+    n_groups: int
+    state_size: int
+    conv_kernel: int
+    chunk_size: int
+    epsilon: float
+    time_step_min: float
+    state_dtype: str = "f32"
+    out_dtype: str = "f32"
+
+    @property
+    def inner(self) -> int:  # I
+        return self.num_heads * self.head_dim
+
+    @property
+    def group_state(self) -> int:  # G N
+        return self.n_groups * self.state_size
+
+    @property
+    def conv_channels(self) -> int:  # C
+        return self.inner + 2 * self.group_state
+
+    @property
+    def proj_width(self) -> int:  # W
+        return 2 * self.inner + 2 * self.group_state + self.num_heads
+
+    @property
+    def heads_per_group(self) -> int:
+        return self.num_heads // self.n_groups
+
 
 SMALL = MambaDims(4, 10, 2, 12, 4, 8, epsilon=1e-5, time_step_min=1e-3)
 MID = MambaDims(8, 8, 1, 16, 4, 16, epsilon=1e-6, time_step_min=1e-2)
@@ -85,6 +120,13 @@ def conv_programs(d: MambaDims) -> int:
     return int(conv_kernel(d).grid.value.data)
 
 
+def scan_kernel(d: MambaDims, name: str = "ssd_scan") -> tile.KernelOp:
+    """ssd_scan (launch order: zxbcdt, xbc, dt_bias, A_log, D, ssm_state, y; its range: heads)."""
+    dims = {**mixer_dims(d), "chunk_size": d.chunk_size, "time_step_min": d.time_step_min,
+            "state_dtype": d.state_dtype}  # fmt: skip
+    return tile_kernel("ssd_scan", dims, "x86", name=name)
+
+
 def emit_ssd_step(name: str, d: MambaDims) -> str:
     """ssd_step (launch order as ssd_scan's; its range: heads)."""
     return emit_kernel(tile_kernel("ssd_step", {**mixer_dims(d), "state_dtype": d.state_dtype}, "x86", name=name))
@@ -94,7 +136,7 @@ def module_text(d: MambaDims) -> str:
     return "\n".join(
         [
             emit_kernel(conv_kernel(d)),
-            emit_ssd_scan("ssd_scan", d),
+            emit_kernel(scan_kernel(d)),
             emit_ssd_step("ssd_step", d),
             emit_gated_rmsnorm("gated_rmsnorm", d),
         ]
@@ -467,15 +509,11 @@ def test_mixer_prefill_then_decode(build: Build, rng: np.random.Generator, host:
     np.testing.assert_array_equal(state.conv_state, reference_state.conv_state)
 
 
-def test_footprints() -> None:
-    scan = footprint_bytes("ssd_scan", LARGE)
-    assert scan >= 4 * (2 * 128 * 64 + 128 * 128 + 3 * 128 * 128)  # states of a group, B^T, C·B^T, scores
-    with pytest.raises(ValueError, match="unknown Mamba kernel kind"):
-        footprint_bytes("attention", SMALL)
-    with pytest.raises(ValueError, match="do not split"):
-        MambaDims(3, 8, 2, 16, 4, 8, 1e-5, 1e-3)
-    with pytest.raises(ValueError, match="out_dtype"):
-        replace(SMALL, out_dtype="f16")
+def test_scan_footprint() -> None:
+    """The scan's scratch (its footprint): the states of a group, Bᵀ, C·Bᵀ, the scores and the x tiles."""
+    footprint = scan_kernel(LARGE).footprint
+    assert footprint is not None
+    assert int(footprint.value.data) >= 4 * (2 * 128 * 64 + 128 * 128 + 2 * 128 * 128 + 2 * 128 * 64)
 
 
 # --- benchmark (python test/kernels/test_x86_mamba.py) -----------------------------------------------------------

@@ -13,8 +13,8 @@
 // CHECK:      "func.func"() <{sym_name = "rms_scale_eps1em05_hidden32", function_type = (memref<?x32xf32>, memref<?xf32>, index, index) -> ()}>
 // CHECK:      "func.func"() <{sym_name = "matmul_bias0_store_k32_n132_row_scale1", function_type = (memref<?x32xf32>, memref<3x32x64xf32>, memref<?xf32>, memref<?x132xf32>, index, index) -> ()}>
 // CHECK:      "vector.fma"({{.*}}) : (vector<64xf32>, vector<64xf32>, vector<64xf32>) -> vector<64xf32>
-// CHECK:     func.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
-// CHECK:     "func.func"() <{sym_name = "attention_p8_s32_h4_hkv2", function_type = (memref<?x64xf32>, memref<32x2x8xf32>, memref<32x2x8xf32>, memref<?x32xf32>, index, index, index) -> ()}>
+// CHECK:      "func.func"() <{sym_name = "ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001", function_type = (memref<?x132xf32>, memref<?x96xf32>, memref<4xf32>, memref<4xf32>, memref<4xf32>, memref<4x8x16xf32>, memref<?x32xf32>, index, index) -> ()}>
+// CHECK:      "func.func"() <{sym_name = "attention_p8_s32_h4_hkv2", function_type = (memref<?x64xf32>, memref<32x2x8xf32>, memref<32x2x8xf32>, memref<?x32xf32>, index, index, index) -> ()}>
 // CHECK-NOT: tessera.
 
 // LLVM: define void @matmul_bias0_store_k32_n132_row_scale1(
