@@ -44,7 +44,7 @@ xBC), dt_raw = [I + C, I + C + H).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -374,42 +374,29 @@ class ChunkedScan:
         row_blocks(k, zero, k.index(self.m.state), self.mr, block)
 
 
-def ssd_scan(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    m = _Mixer.of(dims)
+def _ssd_buffers(m: _Mixer, state_element: Attribute) -> dict[str, MemRefType]:
+    """ssd_scan's and ssd_step's launch buffers."""
     heads = MemRefType(f32, [m.heads])
-    k = KernelBuilder(
-        {
-            "zxbcdt": rows(m.width, f32),
-            "xbc": rows(m.channels, f32),
-            "dt_bias": heads,
-            "A_log": heads,
-            "D": heads,
-            "ssm_state": MemRefType(_element(dims, "state_dtype"), [m.heads, m.head_dim, m.state]),
-            "y": rows(m.inner, f32),
-        },
-        ranged=True,
-    )
-    ChunkedScan(k, dims, tiles).heads_of(*k.program_range)
-    return k.finish()
+    return {
+        "zxbcdt": rows(m.width, f32),
+        "xbc": rows(m.channels, f32),
+        "dt_bias": heads,
+        "A_log": heads,
+        "D": heads,
+        "ssm_state": MemRefType(state_element, [m.heads, m.head_dim, m.state]),
+        "y": rows(m.inner, f32),
+    }
 
 
-def ssd_step(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    m, block = _Mixer.of(dims), tiles["block"]
-    state_element = _element(dims, "state_dtype")
-    heads = MemRefType(f32, [m.heads])
-    k = KernelBuilder(
-        {
-            "zxbcdt": rows(m.width, f32),
-            "xbc": rows(m.channels, f32),
-            "dt_bias": heads,
-            "A_log": heads,
-            "D": heads,
-            "ssm_state": MemRefType(state_element, [m.heads, m.head_dim, m.state]),
-            "y": rows(m.inner, f32),
-        }
-    )
-    zxbcdt, xbc, dt_bias, a_log, d, state, y = k.buffers
-    h = k.program_id
+def _recurrence(k: KernelBuilder, m: _Mixer, block: int, h: SSAValue, state_rows: tuple[SSAValue, SSAValue],
+                state: SSAValue, state_at: Callable[[SSAValue, SSAValue], list[SSAValue]],
+                time_step_min: float | None) -> None:  # fmt: skip
+    """The SSD recurrence over the call's tokens, in order, for the state rows [first, end) of head h, as the
+    module docstring's ssd_step says (dt clamped to `time_step_min` where given); `state` at state_at(p, n)
+    holds row p's states n.. (stored each token, rounded when its element is bf16)."""
+    zxbcdt, xbc, dt_bias, a_log, d, _, y = k.buffers
+    assert isinstance(state.type, MemRefType)
+    element = state.type.element_type
     a = k.negf(k.exp(k.load(a_log, [h])))
     bias, d_head = k.load(dt_bias, [h]), k.load(d, [h])
     group_start = k.muli(k.divsi(h, k.index(m.heads // m.groups)), k.index(m.state))
@@ -422,24 +409,75 @@ def ssd_step(dims: Dims, tiles: Mapping[str, int]) -> Block:
         t = token.iv
         raw = k.load(zxbcdt, [t, k.addi(h, k.index(m.inner + m.channels))])
         dt = k.softplus(k.addf(raw, bias))
+        if time_step_min is not None:
+            dt = k.maximumf(dt, k.f32(time_step_min))
         decay = k.exp(k.mulf(dt, a))
-        with k.loop(k.index(0), k.index(m.head_dim), k.index(1)) as row:
+        with k.loop(*state_rows, k.index(1)) as row:
             column = k.addi(head_column, row.iv)
             x = k.load(xbc, [t, column])
             coefficient = k.mulf(dt, x)
             with k.loop(k.index(0), k.index(m.state), k.index(block), [k.splat(k.f32(0.0), [block])]) as piece:
                 n = piece.iv
+                at = state_at(row.iv, n)
                 b_column, c_column = k.addi(b_start, n), k.addi(c_start, n)
-                old = k.convert(k.load(state, [h, row.iv, n], [block], state_bound), f32)
+                old = k.convert(k.load(state, at, [block], state_bound), f32)
                 b = k.load(xbc, [t, b_column], [block], k.addi(b_start, k.index(m.state)) if masked else None)
                 c = k.load(xbc, [t, c_column], [block], k.addi(c_start, k.index(m.state)) if masked else None)
                 new = k.map([old, b, decay, coefficient], lambda e, s, b, g, q: e.addf(e.mulf(g, s), e.mulf(q, b)))
-                stored = k.convert(new, state_element)
-                k.store(stored, state, [h, row.iv, n], state_bound)
+                stored = k.convert(new, element)
+                k.store(stored, state, at, state_bound)
                 kept = k.convert(stored, f32)
                 piece.yield_(k.map([piece.args[0], kept, c], lambda e, acc, s, c: e.addf(acc, e.mulf(s, c))))
             total = k.reduce("add", piece.results[0])
             k.store(k.addf(k.mulf(d_head, x), total), y, [t, column])
+
+
+def ssd_scan_recurrence(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    """ssd_scan as the recurrence (where a target has no chunked form yet: Hopper until its WGMMA scan), a
+    program per head and block of `rows` state rows (heads x ceil(P / rows) programs), its rows staged as f32
+    in scratch for the call: each element widened once on entry and rounded once at the end, as the chunked
+    form does."""
+    m, block, state_rows = _Mixer.of(dims), tiles["block"], tiles["rows"]
+    state_element = _element(dims, "state_dtype")
+    k = KernelBuilder(_ssd_buffers(m, state_element))
+    state = k.buffers[5]
+    blocks = k.index(-(-m.head_dim // state_rows))
+    h = k.divsi(k.program_id, blocks)
+    first = k.muli(k.subi(k.program_id, k.muli(h, blocks)), k.index(state_rows))
+    end = k.minsi(k.addi(first, k.index(state_rows)), k.index(m.head_dim))
+    staged = k.alloc("state_rows", [state_rows, m.state], f32)
+    bound = k.index(m.state) if m.state % block else None
+
+    def copy(to_scratch: bool) -> None:
+        with k.loop(first, end, k.index(1)) as row:
+            with k.loop(k.index(0), k.index(m.state), k.index(block)) as piece:
+                at, local = [h, row.iv, piece.iv], [k.subi(row.iv, first), piece.iv]
+                if to_scratch:
+                    k.store(k.convert(k.load(state, at, [block], bound), f32), staged, local, bound)
+                else:
+                    k.store(k.convert(k.load(staged, local, [block], bound), state_element), state, at, bound)
+
+    copy(to_scratch=True)
+    _recurrence(k, m, block, h, (first, end), staged, lambda p, n: [k.subi(p, first), n], float(dims["time_step_min"]))
+    copy(to_scratch=False)
+    return k.finish()
+
+
+def ssd_scan(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    """The form the tiles ask for: chunked (`chunk`), or the recurrence (`rows`)."""
+    if "chunk" not in tiles:
+        return ssd_scan_recurrence(dims, tiles)
+    k = KernelBuilder(_ssd_buffers(_Mixer.of(dims), _element(dims, "state_dtype")), ranged=True)
+    ChunkedScan(k, dims, tiles).heads_of(*k.program_range)
+    return k.finish()
+
+
+def ssd_step(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    m = _Mixer.of(dims)
+    k = KernelBuilder(_ssd_buffers(m, _element(dims, "state_dtype")))
+    h = k.program_id
+    state = k.buffers[5]
+    _recurrence(k, m, tiles["block"], h, (k.index(0), k.index(m.head_dim)), state, lambda p, n: [h, p, n], None)
     return k.finish()
 
 

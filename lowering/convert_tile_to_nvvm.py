@@ -120,14 +120,8 @@ def _emit_matmul(info: KernelInfo) -> NvvmKernel:
     return NvvmKernel(static, plan.shared_bytes, maps, uses_wgmma=True, operand_shared_bytes=plan.operand_bytes)
 
 
-def _simt(emit: Callable[[KernelInfo], GpuKernel]) -> Callable[[KernelInfo], NvvmKernel]:
-    return lambda info: NvvmKernel(emit(info))
-
-
 def _emitters() -> dict[str, Callable[[KernelInfo], NvvmKernel]]:
-    from tessera.lowering.gpu.simt_mamba import emit_ssd_scan_simt
-
-    return {"matmul": _emit_matmul, "ssd_scan": _simt(emit_ssd_scan_simt)}
+    return {"matmul": _emit_matmul}
 
 
 def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:

@@ -1,4 +1,5 @@
-"""GPU tiling policies: ssd kernels (written with their ROCDL emitters, lowering/rocdl/ssd.py).
+"""GPU tiling policies: ssd_scan (CDNA: the chunked scan of its ROCDL emitter, lowering/rocdl/ssd.py; Hopper:
+kernels/mamba.py's recurrence form until its WGMMA scan).
 
 ssd_scan (the chunked SSD of a prefill): a workgroup owns one head and `block_p` of its P channels (columns
 of y and rows of the state are independent of one another) and walks the call's chunks of L tokens in order.
@@ -28,11 +29,13 @@ from typing import Any
 
 from tessera.arch import GpuArch
 from tessera.errors import TesseraError
-from tessera.tiling.choice import TileChoice, elementwise, load, mma, reduce, scan, store
+from tessera.tiling.choice import TileChoice, elementwise, load, mma, scan, store
 from tessera.tiling.gpu import GpuPolicy, bank_pad, matrix_element
 
 _WAVES = 4  # CDNA: 4 waves share a workgroup's MFMA tiles
-RECURRENCE_THREADS = 256  # Hopper's scan, as ssd_step: 8 warps per head
+# Hopper's scan as the recurrence: state rows per program (a warp); 8 keeps as many warps busy per head as
+# the 8-warp workgroup per head it replaced.
+RECURRENCE_ROWS = 8
 
 
 def _ceil_to(value: int, multiple: int) -> int:
@@ -72,7 +75,7 @@ def scan_tiles(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> dict[s
 
 def _ssd_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
     if arch.vendor == "nvidia":
-        return _ssd_recurrence(dims)
+        return _ssd_recurrence(dims, arch)
     tiles = scan_tiles(dims, precision, arch)
     rows, block_p, padded_n, padded_chunk = (
         tiles[k] for k in ("block_rows", "block_p", "padded_state", "padded_chunk")
@@ -105,21 +108,13 @@ def _ssd_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCho
     return TileChoice(tiles, body, emitter=True)
 
 
-def _ssd_recurrence(dims: Mapping[str, Any]) -> TileChoice:
-    """Hopper, for now: the scan as the recurrence of the decode step over the call's tokens
-    (lowering/gpu/simt_mamba.py), a workgroup of 8 warps per head whose f32 state [P, N] stays in shared
-    memory for the call. The chunked WGMMA plan comes with its emitter."""
-    head_dim, state_size = int(dims["head_dim"]), int(dims["state_size"])
-    body = [
-        load("ssm_state", [head_dim, state_size], "shared", "f32"),
-        elementwise("softplus"),
-        elementwise("decay_update"),
-        reduce("dot_C"),
-        store("y", [1, head_dim]),
-        store("ssm_state", [head_dim, state_size], element=str(dims["state_dtype"])),
-    ]
-    return TileChoice({"threads": RECURRENCE_THREADS, "heads_per_workgroup": 1}, body, grid=int(dims["num_heads"]),
-                      parallel="heads", emitter=True)  # fmt: skip
+def _ssd_recurrence(dims: Mapping[str, Any], arch: GpuArch) -> TileChoice:
+    """Hopper, for now: kernels/mamba.py's ssd_scan_recurrence, a warp per head and RECURRENCE_ROWS of its
+    state rows, a state element per lane, the rows staged as f32 in shared memory for the call. The chunked
+    WGMMA scan replaces it (issue 14)."""
+    blocks = -(-int(dims["head_dim"]) // RECURRENCE_ROWS)
+    tiles = {"threads": arch.wave_size, "block": arch.wave_size, "rows": RECURRENCE_ROWS}
+    return TileChoice(tiles, grid=int(dims["num_heads"]) * blocks, parallel="head_rows")
 
 
 POLICIES: dict[str, GpuPolicy] = {"ssd_scan": _ssd_scan}

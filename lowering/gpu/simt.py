@@ -1,7 +1,7 @@
-"""The builder of the hand-written SIMT kernels the GPU targets share (simt_gemm.py, simt_attention.py,
-simt_mamba.py), written against GpuKernelBuilder and the wave size it reports (64 lanes on CDNA, a warp of 32
-on Hopper), so that ROCDL and NVVM differ only in the builder they get here: the kernel ABI, the function
-attributes and the module each target's pipeline lowers.
+"""The builder of the hand-written SIMT kernel the GPU targets still share (simt_gemm.py), written against
+GpuKernelBuilder and the wave size it reports (64 lanes on CDNA, a warp of 32 on Hopper), so that ROCDL and
+NVVM differ only in the builder they get here: the kernel ABI, the function attributes and the module each
+target's pipeline lowers.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """ROCDL kernels: ssd (see tiling/gpu_ssd.py for their tiles).
 
-ssd_scan — a prefill's chunked SSD (reference.mamba2.ssd_chunked; lowering/x86/mamba.py emit_ssd_scan), resuming
+ssd_scan — a prefill's chunked SSD (reference.mamba2.ssd_chunked; kernels/mamba.py ChunkedScan on x86), resuming
 from ssm_state and writing the final state back:
 
     operands (launch order)  zxbcdt [T, W] f32, xbc [T, C] f32, dt_bias [H], A_log [H], D [H] f32,

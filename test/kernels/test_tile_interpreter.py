@@ -328,7 +328,8 @@ def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
 
 def check_ssd_scan(rng: np.random.Generator, target: str, tokens: int) -> None:
     """The chunked scan (chunks of 16: 37 tokens are two whole chunks and a partial one) of the heads in two
-    ranges, f32 and bf16 states, against the recurrence in float64. Bound: each output and state element is a
+    ranges (or, where the target takes the recurrence form, its programs), f32 and bf16 states, against the
+    recurrence in float64. Bound: each output and state element is a
     sum of terms c decay(segment) (dt x B C products of the chunk's or the carried state's), each computed with
     at most N + 2 L + 32 roundings of the f32 products, sums and exps (u each), and its decay exp(segment) off
     by the segment's own rounding, at most 16 u |segment| relative (dt: 8 u; the TwoSum keeps each segment
@@ -341,9 +342,7 @@ def check_ssd_scan(rng: np.random.Generator, target: str, tokens: int) -> None:
         dims = {**MIXER, "chunk_size": chunk, "time_step_min": time_step_min, "state_dtype": dtype}
         kernel = build("ssd_scan", dims, target)
         if not kernel.is_dataflow():
-            pytest.skip(
-                reason=f"ssd_scan on {target} is the target's emitter (lowering/rocdl/ssd.py, gpu/simt_mamba.py)"
-            )
+            pytest.skip(reason=f"ssd_scan on {target} is the target's emitter (lowering/rocdl/ssd.py)")
         zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)
         xbc = rng.standard_normal((tokens, MIXER_CHANNELS)).astype(np.float32)
         dt_bias = rng.uniform(-4, 1, heads).astype(np.float32)
@@ -354,9 +353,13 @@ def check_ssd_scan(rng: np.random.Generator, target: str, tokens: int) -> None:
             state = bf16_to_f32(bf16_bits(state))
         buffer = bf16_bits(state) if dtype == "bf16" else state.copy()
         y = nan(tokens, MIXER_INNER)
-        cut = int(rng.integers(0, groups + 1)) * (heads // groups)  # the runtime splits on group boundaries
-        for first, end in ((0, cut), (cut, heads)):
-            run_kernel(kernel, [zxbcdt, xbc, dt_bias, a_log, d, buffer, y], program_range=(first, end))
+        buffers = [zxbcdt, xbc, dt_bias, a_log, d, buffer, y]
+        if kernel.ranged is None:  # the recurrence form (Hopper's): a program per head and block of rows
+            run_kernel(kernel, buffers)
+        else:
+            cut = int(rng.integers(0, groups + 1)) * (heads // groups)  # the runtime splits on group boundaries
+            for first, end in ((0, cut), (cut, heads)):
+                run_kernel(kernel, buffers, program_range=(first, end))
         want, scale = state.astype(np.float64), np.abs(state.astype(np.float64))
         a = -np.exp(a_log.astype(np.float64))
         per_group = heads // groups
