@@ -212,10 +212,13 @@ class RowBlockedAttention:
         k, dim, zero = self.kb, self.dim, self.kb.index(0)
         whole = k.muli(k.divsi(keys, k.index(16)), k.index(16))
         with k.loop(zero, whole, k.index(16)) as chunk:
-            for d0 in range(0, dim, 16):
-                block = k.load(self.k_cache, [k.addi(k0, chunk.iv), g, k.index(d0)], [16, min(16, dim - d0)],
-                               axes=(0, 2))  # fmt: skip
-                k.store(k.convert(block, f32), self.keys_t, [zero, k.index(d0), chunk.iv], axes=(2, 1))
+            keys_at = k.addi(k0, chunk.iv)
+
+            def transpose(d0: SSAValue, width: int) -> None:
+                block = k.load(self.k_cache, [keys_at, g, d0], [16, width], axes=(0, 2))
+                k.store(k.convert(block, f32), self.keys_t, [zero, d0, chunk.iv], axes=(2, 1))
+
+            k.blocks(dim, 16, transpose)  # a loop: each 16 x 16 block is 64 shuffles, costly to compile unrolled
         with k.loop(whole, keys, k.index(1)) as key:
             row = k.load(self.k_cache, [k.addi(k0, key.iv), g, zero], [dim])
             k.store(k.convert(row, f32), self.keys_t, [zero, zero, key.iv], axes=(1,))

@@ -115,6 +115,14 @@ class KernelBuilder:
             self._constants[key] = op.result
         return self._constants[key]
 
+    @staticmethod
+    def known(value: SSAValue) -> int | None:
+        """The integer `value` holds when it is a constant (what the kernel knows when it is built), else None."""
+        op = value.owner
+        if isinstance(op, arith.ConstantOp) and isinstance(op.value, IntegerAttr):
+            return op.value.value.data
+        return None
+
     # --- scalars ----------------------------------------------------------------------------------------
 
     def index(self, value: int) -> SSAValue:
@@ -307,6 +315,16 @@ class KernelBuilder:
             yield
             self._insert(scf.YieldOp())
         self._builder.insert(scf.IfOp(condition, [], Region(body), Region(Block([scf.YieldOp()]))))
+
+    def blocks(self, extent: int, width: int, body: Callable[[SSAValue, int], None]) -> None:
+        """body(first, size) over [0, extent) (known when the kernel is built): a loop over the whole blocks
+        of `width` (one copy of the body, however many), then the narrower last one."""
+        whole = extent // width * width
+        if whole:
+            with self.loop(self.index(0), self.index(whole), self.index(width)) as block:
+                body(block.iv, width)
+        if whole < extent:
+            body(self.index(whole), extent - whole)
 
     @contextmanager
     def loop(self, lo: SSAValue, hi: SSAValue, step: SSAValue,

@@ -58,7 +58,20 @@ def tail_rows(mr: int) -> tuple[int, ...]:
 def row_blocks(k: KernelBuilder, start: SSAValue, end: SSAValue, mr: int,
                body: Callable[[SSAValue, int], None]) -> None:  # fmt: skip
     """body(first row, size) over [start, end): blocks of mr rows, then the tail as one block of each power of
-    two it contains (5 = 4 + 1), so that few rows never run one at a time."""
+    two it contains (5 = 4 + 1), so that few rows never run one at a time; only the tail's blocks where the
+    rows are known when the kernel is built."""
+    first, last = k.known(start), k.known(end)
+    if first is not None and last is not None:
+        whole = (last - first) // mr * mr
+        if whole:
+            with k.loop(start, k.index(first + whole), k.index(mr)) as block:
+                body(block.iv, mr)
+        done = first + whole
+        for size in tail_rows(mr):
+            if (last - first - whole) & size:
+                body(k.index(done), size)
+                done += size
+        return
     count = k.subi(end, start)
     tail = k.subi(count, k.muli(k.divsi(count, k.index(mr)), k.index(mr)))
     full_end = k.subi(end, tail)

@@ -234,11 +234,13 @@ class ChunkedScan:
         k, n, zero = self.kb, self.m.state, self.kb.index(0)
         whole = k.muli(k.divsi(length, k.index(16)), k.index(16))
         with k.loop(zero, whole, k.index(16)) as block:
-            for n0 in range(0, n, 16):
-                values = k.load(
-                    self.xbc, [k.addi(start, block.iv), k.addi(b_column, k.index(n0))], [16, min(16, n - n0)]
-                )
-                k.store(values, self.bt, [k.index(n0), block.iv], axes=(1, 0))
+            rows = k.addi(start, block.iv)
+
+            def transpose(n0: SSAValue, width: int) -> None:
+                values = k.load(self.xbc, [rows, k.addi(b_column, n0)], [16, width])
+                k.store(values, self.bt, [n0, block.iv], axes=(1, 0))
+
+            k.blocks(n, 16, transpose)  # a loop: each 16 x 16 block is 64 shuffles, costly to compile unrolled
         with k.loop(whole, length, k.index(1)) as s:
             row = k.load(self.xbc, [k.addi(start, s.iv), b_column], [n])
             k.store(row, self.bt, [zero, s.iv], axes=(0,))
@@ -256,8 +258,15 @@ class ChunkedScan:
         return step.results[0]
 
     def pieces(self, width: int) -> list[tuple[int, int]]:
-        """[first column, columns) of the register blocks across `width` columns."""
-        return [(c0, min(self.nr, width - c0)) for c0 in range(0, width, self.nr)]
+        """(first column, columns) of the register blocks across `width` columns (a multiple of the lanes): nr
+        wide, then the rest in powers of two (80 = 64 + 16, 48 = 32 + 16: a row of another width costs the x86
+        lowering several times over, LLVM splitting it in halves down to partial vectors)."""
+        pieces, c0 = [], 0
+        while c0 < width:
+            size = min(self.nr, 1 << (width - c0).bit_length() - 1)
+            pieces.append((c0, size))
+            c0 += size
+        return pieces
 
     def chunk_cb(self, start: SSAValue, length: SSAValue, c_column: SSAValue) -> None:
         """cb[l, s] = C[start + l]·B[start + s] for the column pieces at or left of each row block's diagonal."""

@@ -49,8 +49,8 @@ def _matmul(dims: Mapping[str, Any], precision: str) -> TileChoice:
 
 def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:
     """kernels/mamba.py's ssd_scan: a ranged body over heads (the runtime splits it on group boundaries), its
-    products in register blocks of 4 rows x 64 columns (16 accumulators, as the GEMM's), scores 16 lanes at a
-    time."""
+    products in register blocks of 4 rows x up to 80 columns (4 x 5 accumulators, five operand vectors and a
+    broadcast in the 32 AVX-512 registers: a head of 80 channels in one block), scores 16 lanes at a time."""
     tiles = {"chunk": int(dims["chunk_size"]), "mr": 4, "nr": 64, "lanes": 16}
     return TileChoice(tiles, grid=int(dims["num_heads"]), parallel="heads", ranged=True)
 
