@@ -16,10 +16,14 @@ stopping for --emit, --dump-ir, writing the files, program.json, the memory repo
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -32,9 +36,33 @@ from tessera.staging import write_atomically
 if TYPE_CHECKING:  # the cache reads runtime/integrity (numpy): paid by compiles, not by `--help`
     from tessera.targets.kernel_cache import KernelCache
 
-# Kernels compiled at once. The MLIR passes and LLVM code generation release the GIL; two keeps a compile
-# from taking every core of a shared machine.
-WORKERS = 2
+# Kernels compiled at once, in worker processes: llvmlite serialises every LLVM call on one lock and the MLIR
+# bindings hold the GIL, so threads ran one build at a time (measured: two threads took as long as one).
+# At most 8: enough to keep a compile short, few enough not to take every core of a big shared machine.
+WORKERS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+_POOL: ProcessPoolExecutor | None = None
+
+
+def _workers() -> ProcessPoolExecutor:
+    """The compile's worker processes, started at the first build that has more than one piece and kept for
+    the process's life (each imports the toolchain once). Spawned, not forked: the parent holds MLIR and
+    LLVM state and threads that a fork would copy mid-use."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"))
+    return _POOL
+
+
+def _forget_workers() -> None:
+    """Drop a pool whose worker died (the next build starts a new one)."""
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=False, cancel_futures=True)
+        _POOL = None
+
+
+def _encoded(build: Callable[[str], str], piece: str) -> bytes:
+    return build(piece).encode()
 
 
 @dataclass
@@ -58,20 +86,31 @@ class Job:
     def compile_each(
         self, kind: str, parts: Sequence[str], pieces: Sequence[str], build: Callable[[str], bytes]
     ) -> list[bytes]:
-        """build(piece) for every piece, WORKERS at a time, through the kernel cache: an entry of `kind` keyed
-        by the codegen version, `parts` (the pipeline, the CPU: whatever else decides the bytes) and the piece."""
+        """build(piece) for every piece through the kernel cache (an entry of `kind` keyed by the codegen
+        version, `parts` — the pipeline, the CPU: whatever else decides the bytes — and the piece), the
+        pieces the cache lacks WORKERS at a time in worker processes: `build` must pickle (a module-level
+        function, or a functools.partial of one)."""
+        from tessera.targets.kernel_cache import cache_key
 
-        def one(piece: str) -> bytes:
-            return self.compile_one(kind, [*parts, piece], lambda: build(piece))
-
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            return list(pool.map(one, pieces))
+        keys = [cache_key(self.codegen_version, *parts, piece) for piece in pieces]
+        built: list[bytes | None] = [self.cache.get(kind, key) for key in keys]
+        missing = [index for index, data in enumerate(built) if data is None]
+        sources = [pieces[index] for index in missing]
+        made = _workers().map(build, sources) if len(sources) > 1 and WORKERS > 1 else map(build, sources)
+        try:
+            for index, data in zip(missing, made, strict=True):
+                self.cache.put(kind, keys[index], data)
+                built[index] = data
+        except BrokenProcessPool:
+            _forget_workers()
+            raise TesseraError(f"a compile worker died building {kind} (out of memory?)") from None
+        return [data for data in built if data is not None]
 
     def compile_texts(
         self, kind: str, parts: Sequence[str], pieces: Sequence[str], build: Callable[[str], str]
     ) -> list[str]:
         """compile_each for builds that make text (LLVM IR, assembly)."""
-        built = self.compile_each(kind, parts, pieces, lambda piece: build(piece).encode())
+        built = self.compile_each(kind, parts, pieces, partial(_encoded, build))
         return [data.decode() for data in built]
 
     def compile_one(self, kind: str, parts: Sequence[str], build: Callable[[], bytes]) -> bytes:

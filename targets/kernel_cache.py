@@ -27,7 +27,8 @@ def cache_key(*parts: str) -> str:
 
 
 class KernelCache:
-    """get_or_build(kind, key, build) -> bytes, counting hits and misses for the compile report."""
+    """get_or_build(kind, key, build) -> bytes (or get, then put what was built), counting hits and misses for
+    the compile report."""
 
     def __init__(self, root: Path | None = None) -> None:
         self.root = root or cache_root()
@@ -35,12 +36,23 @@ class KernelCache:
         self.misses = 0
 
     def get_or_build(self, kind: str, key: str, build: Callable[[], bytes]) -> bytes:
-        path = self.root / kind / key[:2] / key
-        data = read_cache_entry(path)
+        data = self.get(kind, key)
+        if data is None:
+            data = build()
+            self.put(kind, key, data)
+        return data
+
+    def get(self, kind: str, key: str) -> bytes | None:
+        """The entry's bytes (a hit), or None where it is missing or unreadable."""
+        data = read_cache_entry(self._path(kind, key))
         if data is not None:
             self.hits += 1
-            return data
-        data = build()
-        self.misses += 1
-        write_cache_entry(path, data)
         return data
+
+    def put(self, kind: str, key: str, data: bytes) -> None:
+        """A freshly built entry (a miss)."""
+        self.misses += 1
+        write_cache_entry(self._path(kind, key), data)
+
+    def _path(self, kind: str, key: str) -> Path:
+        return self.root / kind / key[:2] / key

@@ -18,6 +18,7 @@ its Tile-IR footprint; registers and spills come from the assembly. All of it is
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tessera import toolchain
@@ -50,7 +51,7 @@ def llvm_ir(job: RocdlJob) -> str:
     job.progress(f"rocdl: {len(job.kernels)} kernels through MLIR 22 (convert-gpu-to-rocdl, {job.arch}) to LLVM IR")
     pieces = [kernels_module([kernel.text]) for kernel in job.kernels]
     modules = job.compile_texts(
-        "llvm", ("llvm-ir", pipeline.rocdl_pipeline(job.arch)), pieces, lambda text: pipeline.to_llvm_ir(text, job.arch)
+        "llvm", ("llvm-ir", pipeline.rocdl_pipeline(job.arch)), pieces, partial(pipeline.to_llvm_ir, chip=job.arch)
     )
     return toolchain.link_llvm_ir(modules)
 

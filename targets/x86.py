@@ -23,6 +23,7 @@ reads before any launch — a program.json rewritten to match kernels it was not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from tessera import toolchain
@@ -97,7 +98,7 @@ def _llvm_ir(job: X86Job, functions: list[str], pipeline: str) -> list[str]:
 
     pieces = [kernels_module([function]) for function in functions]
     return job.compile_texts(
-        "llvm", ("llvm-ir", pipeline), pieces, lambda text: toolchain.mlir_to_llvm_ir(text, pipeline)
+        "llvm", ("llvm-ir", pipeline), pieces, partial(toolchain.mlir_to_llvm_ir, pipeline=pipeline)
     )
 
 
@@ -107,7 +108,7 @@ def link_library(job: X86Job, llvm_ir_modules: list[str], cpu: toolchain.CPU, na
     has its own."""
     assert job.program is not None
     objects = job.compile_each(
-        "obj", ("object", cpu.name, cpu.features), llvm_ir_modules, lambda text: toolchain.compile_object(text, cpu=cpu)
+        "obj", ("object", cpu.name, cpu.features), llvm_ir_modules, partial(toolchain.compile_object, cpu=cpu)
     )
     table = toolchain.compile_object(kernel_table_ir(job.program), cpu=cpu)
     toolchain.link_shared([*objects, table], job.path(name))

@@ -1,0 +1,56 @@
+"""The compile's worker processes (targets/backend.py Job.compile_each): the pieces the kernel cache lacks are
+built in spawned workers, returned in order and cached; a worker that dies is a one-line error, and the next
+build starts new workers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tessera.errors import TesseraError
+from tessera.targets import backend
+from tessera.targets.kernel_cache import KernelCache
+
+
+def _tagged(piece: str) -> bytes:
+    """A build the workers can import (a module-level function): its bytes say which process made them."""
+    return f"{piece}@{os.getpid()}".encode()
+
+
+def _dies(piece: str) -> bytes:
+    os._exit(3)  # what a worker killed for memory looks like to the parent
+
+
+def _job(cache: KernelCache) -> backend.Job:
+    job = backend.Job.__new__(backend.Job)  # compile_each reads only these two fields
+    job.codegen_version, job.cache = "test", cache
+    return job
+
+
+@pytest.mark.skipif(backend.WORKERS < 2, reason="this machine gives the compile one worker: nothing runs apart")
+def test_misses_are_built_in_workers_in_order_and_cached(tmp_path: Path) -> None:
+    job = _job(KernelCache(tmp_path))
+    pieces = [f"kernel {index}" for index in range(5)]
+    built = job.compile_each("obj", ("pipeline",), pieces, _tagged)
+    assert [data.decode().split("@")[0] for data in built] == pieces
+    assert all(int(data.decode().split("@")[1]) != os.getpid() for data in built), "built in this process"
+    assert (job.cache.hits, job.cache.misses) == (0, 5)
+    assert job.compile_each("obj", ("pipeline",), pieces, _tagged) == built  # now from the cache
+    assert job.cache.hits == 5
+
+
+def test_one_miss_is_built_here(tmp_path: Path) -> None:
+    """A single piece is not worth a worker's start-up."""
+    built = _job(KernelCache(tmp_path)).compile_each("obj", ("pipeline",), ["only"], _tagged)
+    assert built == [f"only@{os.getpid()}".encode()]
+
+
+@pytest.mark.skipif(backend.WORKERS < 2, reason="this machine gives the compile one worker: nothing runs apart")
+def test_a_worker_that_dies_is_one_line_and_the_next_build_recovers(tmp_path: Path) -> None:
+    job = _job(KernelCache(tmp_path))
+    with pytest.raises(TesseraError, match=r"^a compile worker died building obj \(out of memory\?\)$"):
+        job.compile_each("obj", ("pipeline",), ["a", "b"], _dies)
+    assert not list(tmp_path.rglob("*")) or all(path.is_dir() for path in tmp_path.rglob("*")), "an entry was cached"
+    assert [data.split(b"@")[0] for data in job.compile_each("obj", ("pipeline",), ["a", "b"], _tagged)] == [b"a", b"b"]
