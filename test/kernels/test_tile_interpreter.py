@@ -273,6 +273,39 @@ def check_conv_silu(rng: np.random.Generator, target: str, tokens: int) -> None:
         assert np.array_equal(new_state, inputs[tokens:].T.astype(np.float32)), "conv_silu: conv_state"
 
 
+class _SsdProblem:
+    """ssd_step's and ssd_scan's launch buffers drawn at MIXER's sizes (a bf16 state as its bits; `state` the
+    f32 values it holds), and each token's inputs as the float64 references read them."""
+
+    def __init__(self, rng: np.random.Generator, tokens: int, dtype: str) -> None:
+        heads, head_dim, state_size = (int(MIXER[key]) for key in ("num_heads", "head_dim", "state_size"))
+        self.zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)
+        self.xbc = rng.standard_normal((tokens, MIXER_CHANNELS)).astype(np.float32)
+        self.dt_bias = rng.uniform(-4, 1, heads).astype(np.float32)
+        self.a_log = np.log(rng.uniform(1, 8, heads)).astype(np.float32)
+        self.d = rng.standard_normal(heads).astype(np.float32)
+        state = rng.standard_normal((heads, head_dim, state_size)).astype(np.float32)
+        self.state = bf16_to_f32(bf16_bits(state)) if dtype == "bf16" else state
+        self.buffer = bf16_bits(self.state) if dtype == "bf16" else self.state.copy()
+        self.y = nan(tokens, MIXER_INNER)
+        self.a = -np.exp(self.a_log.astype(np.float64))
+
+    def buffers(self) -> list[np.ndarray]:
+        return [self.zxbcdt, self.xbc, self.dt_bias, self.a_log, self.d, self.buffer, self.y]
+
+    def token(self, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """softplus(raw + dt_bias) [H] (unclamped), x [H, P], B and C [H, N] (each head its group's)."""
+        heads, head_dim, groups, state_size = (int(MIXER[key]) for key in ("num_heads", "head_dim", "n_groups",
+                                                                           "state_size"))  # fmt: skip
+        dt = softplus(self.zxbcdt[t, MIXER_INNER + MIXER_CHANNELS :].astype(np.float64) + self.dt_bias)
+        x = self.xbc[t, :MIXER_INNER].astype(np.float64).reshape(heads, head_dim)
+        b, c = (
+            np.repeat(self.xbc[t, start : start + groups * state_size].reshape(groups, state_size), heads // groups, 0)
+            for start in (MIXER_INNER, MIXER_INNER + groups * state_size)
+        )
+        return dt, x, b, c
+
+
 def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
     """The decode recurrence over the call's tokens. dt = softplus(raw + bias) is within 8 u (the add, then
     exp, + 1, log, the division and the product); decay = exp(dt A) within 11 u |dt A| + u (A = -exp(A_log):
@@ -280,34 +313,18 @@ def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
     and the errors carried in s shrink by decay. y = D x + sum_n s_n C_n: the per-element errors times |C|,
     plus (N / block + 3) u of the sum of |terms| (the lanes' chains, the reduction, the product and add of
     D x). A bf16 state may round to the other neighbour of a boundary: one bf16 ulp (2^-8) more per token."""
-    heads, head_dim, state_size = (int(MIXER[key]) for key in ("num_heads", "head_dim", "state_size"))
-    groups = int(MIXER["n_groups"])
+    state_size = int(MIXER["state_size"])
     for dtype in ("f32", "bf16"):
         kernel = build("ssd_step", {**MIXER, "state_dtype": dtype}, target)
         assert kernel.tiles is not None
         pieces = -(-state_size // int(plain_dict(kernel.tiles)["block"]))
-        zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)
-        xbc = rng.standard_normal((tokens, MIXER_CHANNELS)).astype(np.float32)
-        dt_bias = rng.uniform(-4, 1, heads).astype(np.float32)
-        a_log = np.log(rng.uniform(1, 8, heads)).astype(np.float32)
-        d = rng.standard_normal(heads).astype(np.float32)
-        state = rng.standard_normal((heads, head_dim, state_size)).astype(np.float32)
-        if dtype == "bf16":
-            state = bf16_to_f32(bf16_bits(state))
-        buffer = bf16_bits(state) if dtype == "bf16" else state.copy()
-        y = nan(tokens, MIXER_INNER)
-        run_kernel(kernel, [zxbcdt, xbc, dt_bias, a_log, d, buffer, y])
-        want, error_bound = state.astype(np.float64), np.zeros(state.shape)
-        a = -np.exp(a_log.astype(np.float64))
-        per_group = heads // groups
+        problem = _SsdProblem(rng, tokens, dtype)
+        run_kernel(kernel, problem.buffers())
+        a, d, y = problem.a, problem.d, problem.y
+        want, error_bound = problem.state.astype(np.float64), np.zeros(problem.state.shape)
         for t in range(tokens):
-            dt = softplus(zxbcdt[t, MIXER_INNER + MIXER_CHANNELS :].astype(np.float64) + dt_bias)
+            dt, x, b, c = problem.token(t)
             decay = np.exp(dt * a)[:, None, None]
-            x = xbc[t, :MIXER_INNER].astype(np.float64).reshape(heads, head_dim)
-            b, c = (
-                np.repeat(xbc[t, start : start + groups * state_size].reshape(groups, state_size), per_group, 0)
-                for start in (MIXER_INNER, MIXER_INNER + groups * state_size)
-            )
             decayed, update = decay * want, (dt[:, None] * x)[:, :, None] * b[:, None, :]
             want = decayed + update
             dta = np.abs(dt * a)[:, None, None]
@@ -319,10 +336,10 @@ def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
             y_want = terms.sum(-1) + d[:, None] * x
             y_scale = np.abs(terms).sum(-1) + np.abs(d[:, None] * x)
             y_bound = (error_bound * np.abs(c[:, None, :])).sum(-1) + (pieces + 3) * F32_UNIT * y_scale
-            got_y = y[t].reshape(heads, head_dim)
+            got_y = y[t].reshape(x.shape)
             assert np.isfinite(got_y).all(), f"ssd_step {dtype}: y of token {t} unwritten"
             assert (np.abs(got_y - y_want) <= y_bound).all(), f"ssd_step {dtype}: y of token {t}"
-        got = bf16_to_f32(buffer) if dtype == "bf16" else buffer
+        got = bf16_to_f32(problem.buffer) if dtype == "bf16" else problem.buffer
         assert (np.abs(got - want) <= error_bound).all(), f"ssd_step {dtype}: the final state"
 
 
@@ -336,51 +353,35 @@ def check_ssd_scan(rng: np.random.Generator, target: str, tokens: int) -> None:
     sum to u of itself). With (1 + |x|) e^(-|x|) <= 1.22 e^(-|x| / 2) the error is within (N + 2 L + 64) u times
     1.22 times the same recurrence in absolute values with half the decay. A bf16 state is widened exactly on
     entry and rounded once at the end: one bf16 ulp (2^-8) of it more."""
-    heads, head_dim, state_size = (int(MIXER[key]) for key in ("num_heads", "head_dim", "state_size"))
-    groups, chunk, time_step_min = int(MIXER["n_groups"]), 16, 1e-3
+    heads, groups, state_size = (int(MIXER[key]) for key in ("num_heads", "n_groups", "state_size"))
+    chunk, time_step_min = 16, 1e-3
     for dtype in ("f32", "bf16"):
         dims = {**MIXER, "chunk_size": chunk, "time_step_min": time_step_min, "state_dtype": dtype}
         kernel = build("ssd_scan", dims, target)
         if not kernel.is_dataflow():
             pytest.skip(reason=f"ssd_scan on {target} is the target's emitter (lowering/rocdl/ssd.py)")
-        zxbcdt = rng.standard_normal((tokens, MIXER_WIDTH)).astype(np.float32)
-        xbc = rng.standard_normal((tokens, MIXER_CHANNELS)).astype(np.float32)
-        dt_bias = rng.uniform(-4, 1, heads).astype(np.float32)
-        a_log = np.log(rng.uniform(1, 8, heads)).astype(np.float32)
-        d = rng.standard_normal(heads).astype(np.float32)
-        state = rng.standard_normal((heads, head_dim, state_size)).astype(np.float32)
-        if dtype == "bf16":
-            state = bf16_to_f32(bf16_bits(state))
-        buffer = bf16_bits(state) if dtype == "bf16" else state.copy()
-        y = nan(tokens, MIXER_INNER)
-        buffers = [zxbcdt, xbc, dt_bias, a_log, d, buffer, y]
+        problem = _SsdProblem(rng, tokens, dtype)
         if kernel.ranged is None:  # the recurrence form (Hopper's): a program per head and block of rows
-            run_kernel(kernel, buffers)
+            run_kernel(kernel, problem.buffers())
         else:
             cut = int(rng.integers(0, groups + 1)) * (heads // groups)  # the runtime splits on group boundaries
             for first, end in ((0, cut), (cut, heads)):
-                run_kernel(kernel, buffers, program_range=(first, end))
-        want, scale = state.astype(np.float64), np.abs(state.astype(np.float64))
-        a = -np.exp(a_log.astype(np.float64))
-        per_group = heads // groups
+                run_kernel(kernel, problem.buffers(), program_range=(first, end))
+        want, scale = problem.state.astype(np.float64), np.abs(problem.state.astype(np.float64))
         roundings = (state_size + 2 * chunk + 64) * F32_UNIT * 1.22
         for t in range(tokens):
-            dt = np.maximum(softplus(zxbcdt[t, MIXER_INNER + MIXER_CHANNELS :].astype(np.float64) + dt_bias),
-                            time_step_min)  # fmt: skip
-            x = xbc[t, :MIXER_INNER].astype(np.float64).reshape(heads, head_dim)
-            b, c = (
-                np.repeat(xbc[t, start : start + groups * state_size].reshape(groups, state_size), per_group, 0)
-                for start in (MIXER_INNER, MIXER_INNER + groups * state_size)
-            )
+            dt, x, b, c = problem.token(t)
+            dt = np.maximum(dt, time_step_min)
             update = (dt[:, None] * x)[:, :, None] * b[:, None, :]
-            want = np.exp(dt * a)[:, None, None] * want + update
-            scale = np.exp(dt * a / 2)[:, None, None] * scale + np.abs(update)
-            y_want = (want * c[:, None, :]).sum(-1) + d[:, None] * x
-            y_scale = (scale * np.abs(c[:, None, :])).sum(-1) + np.abs(d[:, None] * x)
-            got_y = y[t].reshape(heads, head_dim)
+            want = np.exp(dt * problem.a)[:, None, None] * want + update
+            scale = np.exp(dt * problem.a / 2)[:, None, None] * scale + np.abs(update)
+            dx = problem.d[:, None] * x
+            y_want = (want * c[:, None, :]).sum(-1) + dx
+            y_scale = (scale * np.abs(c[:, None, :])).sum(-1) + np.abs(dx)
+            got_y = problem.y[t].reshape(x.shape)
             assert np.isfinite(got_y).all(), f"ssd_scan {dtype}: y of token {t} unwritten"
             assert (np.abs(got_y - y_want) <= roundings * y_scale).all(), f"ssd_scan {dtype}: y of token {t}"
-        got, bound = (bf16_to_f32(buffer) if dtype == "bf16" else buffer), roundings * scale
+        got, bound = (bf16_to_f32(problem.buffer) if dtype == "bf16" else problem.buffer), roundings * scale
         if dtype == "bf16":
             bound = bound + 2.0**-8 * np.abs(want)
         assert (np.abs(got - want) <= bound).all(), f"ssd_scan {dtype}: the final state"
