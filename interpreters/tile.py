@@ -257,10 +257,11 @@ def run_kernel(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: int
     # Overflow to inf and NaN are IEEE results every target computes too, not interpreter failures.
     with np.errstate(all="ignore"):
         # A ranged body runs its range (the whole grid unless given) in one call.
-        ranged = kernel.ranged is not None
-        calls = [program_range or (0, grid)] if ranged else [(program,) for program in range(grid)]
+        calls: list[tuple[int, ...]] = (
+            [program_range or (0, grid)] if kernel.ranged is not None else [(program,) for program in range(grid)]
+        )
         for programs in calls:
-            program = f"programs [{programs[0]}, {programs[1]})" if ranged else f"program {programs[0]}"
+            program = "programs [{}, {})".format(*programs) if len(programs) == 2 else f"program {programs[0]}"
             try:
                 interpreter.run_ssacfg_region(kernel.body, (*arguments, *programs), where)
             except TileInterpreterError as error:

@@ -66,11 +66,11 @@ def row_blocks(k: KernelBuilder, start: SSAValue, end: SSAValue, mr: int,
         if whole:
             with k.loop(start, k.index(first + whole), k.index(mr)) as block:
                 body(block.iv, mr)
-        done = first + whole
+        row = first + whole
         for size in tail_rows(mr):
             if (last - first - whole) & size:
-                body(k.index(done), size)
-                done += size
+                body(k.index(row), size)
+                row += size
         return
     count = k.subi(end, start)
     tail = k.subi(count, k.muli(k.divsi(count, k.index(mr)), k.index(mr)))

@@ -272,11 +272,11 @@ class ChunkedScan:
         """cb[l, s] = C[start + l]·B[start + s] for the column pieces at or left of each row block's diagonal."""
         k = self.kb
         assert isinstance(self.cb.type, MemRefType)
-        zero = k.index(0)
+        zero, columns = k.index(0), self.cb.type.get_shape()[1]
 
         def block(l0: SSAValue, size: int) -> None:
             rows = k.addi(start, l0)
-            for c0, width in self.pieces(self.cb.type.get_shape()[1]):
+            for c0, width in self.pieces(columns):
                 with k.when(k.cmpi("slt", k.index(c0), k.addi(l0, k.index(size)))):
                     acc = self.product(
                         k.splat(k.f32(0.0), [size, width]), zero, k.index(self.m.state),

@@ -41,15 +41,20 @@ if TYPE_CHECKING:  # the cache reads runtime/integrity (numpy): paid by compiles
 # At most 8: enough to keep a compile short, few enough not to take every core of a big shared machine.
 WORKERS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _POOL: ProcessPoolExecutor | None = None
+_NO_POOL = False  # this machine cannot start one (no POSIX semaphores, e.g. a sandbox without /dev/shm)
 
 
-def _workers() -> ProcessPoolExecutor:
+def _workers() -> ProcessPoolExecutor | None:
     """The compile's worker processes, started at the first build that has more than one piece and kept for
-    the process's life (each imports the toolchain once). Spawned, not forked: the parent holds MLIR and
-    LLVM state and threads that a fork would copy mid-use."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"))
+    the process's life (each imports the toolchain once); None where processes cannot be started here, and
+    the builds run in this process. Spawned, not forked: the parent holds MLIR and LLVM state and threads
+    that a fork would copy mid-use."""
+    global _POOL, _NO_POOL
+    if _POOL is None and not _NO_POOL:
+        try:
+            _POOL = ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"))
+        except (OSError, NotImplementedError, ImportError):
+            _NO_POOL = True
     return _POOL
 
 
@@ -96,7 +101,8 @@ class Job:
         built: list[bytes | None] = [self.cache.get(kind, key) for key in keys]
         missing = [index for index, data in enumerate(built) if data is None]
         sources = [pieces[index] for index in missing]
-        made = _workers().map(build, sources) if len(sources) > 1 and WORKERS > 1 else map(build, sources)
+        pool = _workers() if len(sources) > 1 and WORKERS > 1 else None
+        made = pool.map(build, sources) if pool is not None else map(build, sources)
         try:
             for index, data in zip(missing, made, strict=True):
                 self.cache.put(kind, keys[index], data)

@@ -54,3 +54,16 @@ def test_a_worker_that_dies_is_one_line_and_the_next_build_recovers(tmp_path: Pa
         job.compile_each("obj", ("pipeline",), ["a", "b"], _dies)
     assert not list(tmp_path.rglob("*")) or all(path.is_dir() for path in tmp_path.rglob("*")), "an entry was cached"
     assert [data.split(b"@")[0] for data in job.compile_each("obj", ("pipeline",), ["a", "b"], _tagged)] == [b"a", b"b"]
+
+
+def test_a_machine_that_cannot_start_processes_builds_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where no process pool can be made (no POSIX semaphores: some sandboxes), the builds run in this one."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(backend, "_POOL", None)
+    monkeypatch.setattr(backend, "_NO_POOL", False)
+    monkeypatch.setattr(backend, "ProcessPoolExecutor", refuse)
+    built = _job(KernelCache(tmp_path)).compile_each("obj", ("pipeline",), ["a", "b"], _tagged)
+    assert built == [f"{piece}@{os.getpid()}".encode() for piece in "ab"]
