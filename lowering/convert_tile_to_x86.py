@@ -149,10 +149,9 @@ def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict
     fields: dict[str, Any] = {"args": args, "parallel": kernel.parallel.data, "grid": int(kernel.grid.value.data)}
     if program == "decode" and not _worth_splitting_one_token(kernel):
         fields["threads"] = 1
-    if kernel.kind.data == "ssd_scan":
-        # Split heads on group boundaries: the heads of a group share one C·Bᵀ per chunk.
-        dims = _dims(kernel)
-        fields["align"] = dims["num_heads"] // dims["n_groups"]
+    align = int(plain_dict(kernel.tiles).get("align", 1)) if kernel.tiles is not None else 1
+    if align > 1:  # the kernel's programs share work in runs of `align` (the heads of an SSM group)
+        fields["align"] = align
     return fields
 
 

@@ -23,6 +23,9 @@
 
 // The runtime's view: launches with their arguments, weights with their packing, state by name.
 // PROGRAM:      "kernel": "embedding_hidden32_vocab64",
+// The scan's range splits only at a group's heads (its tiles' `align`).
+// PROGRAM:      "kernel": "ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001",
+// PROGRAM:      "align": 2
 // PROGRAM:      "layout": "gemm_panels",
 // PROGRAM:      "layers.0.ssm_state": {
 // PROGRAM-NEXT:   "shape": [
