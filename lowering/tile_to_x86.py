@@ -610,7 +610,10 @@ class LowerMma(TilePattern):
                 result = emit(vector.InsertOp(row, result, [i]))
             rewriter.replace_matched_op([], [result])
             return
-        b_rows = _pair_rows(emit, op.rhs, k, n) if op.rhs_pairs is not None else None
+        if m * k > LOOPED_PRODUCT_FMAS:
+            rows = _k_loop(rewriter, emit, op, rows, m, k, n, element)
+            k = 0  # every step done in the loop
+        b_rows = _pair_rows(emit, op.rhs, k, n) if op.rhs_pairs is not None and k else None
         for j in range(k):
             if b_rows is not None:
                 b_row = b_rows[j]
@@ -652,6 +655,62 @@ class LowerMma(TilePattern):
                 )
             sums.append(emit(arith.AddfOp(rows[i], emit(FromElementsOp(dots)))))
         return sums
+
+
+# Above this many broadcast FMAs an mma's k steps are a loop, not unrolled: the AMX blocking's 32 x 32 x 32
+# products lowered without AMX (1024 each) took LLVM about 9 s per kernel to compile.
+LOOPED_PRODUCT_FMAS = 256
+
+
+def _k_loop(rewriter: PatternRewriter, emit: Emitter, op: tile.MmaOp, rows: list[SSAValue], m: int, k: int,
+            n: int, element: Attribute) -> list[SSAValue]:  # fmt: skip
+    """The accumulator rows after the k steps of c + a b as an scf.for: a and b stored once into stack
+    buffers of the kernel (placed at its start, as LowerAlloc places scratch), each step m scalar loads of
+    a's column broadcast against one row of b (k pairs: a pair row, two steps)."""
+    bf16 = element == storage(BFloat16Type())
+    kernel = op.parent_op()
+    while not isinstance(kernel, tile.KernelOp):
+        assert kernel is not None, f"{op.name} outside a kernel"
+        kernel = kernel.parent_op()
+    buffers = []
+    for value in (op.lhs, op.rhs):
+        type_ = _worker_type(value)
+        assert isinstance(type_, VectorType)
+        alloca = memref.AllocaOp.get(type_.element_type, 64, type_.get_shape())
+        rewriter.insert_op(alloca, InsertPoint.at_start(kernel.body.block))
+        (count, width), zero = type_.get_shape(), emit.constant(0, IndexType())
+        for row in range(count):  # row by row: the LLVM lowering stores 1-D vectors only
+            values = emit(vector.ExtractOp(value, [row], VectorType(type_.element_type, [width])))
+            emit(vector.StoreOp(values, alloca.memref, [emit.constant(row, IndexType()), zero]))
+        buffers.append(alloca.memref)
+    a, b = buffers
+    row_type = VectorType(f32, [n])
+    pairs = op.rhs_pairs is not None
+    body = Block(arg_types=[IndexType(), *(row.type for row in rows)])
+    inner = emit.at_end_of(body)
+    step = body.args[0]
+    if pairs:  # one pair row: the steps 2 step and 2 step + 1
+        bits = inner(vector.LoadOp(b, [step, inner.constant(0, IndexType())], VectorType(i16, [2 * n])))
+        words = inner(vector.BitcastOp(bits, VectorType(i32, [n])))
+        low = inner(arith.ShLIOp(words, inner.constant(16, words.type)))
+        high = inner(arith.AndIOp(words, inner.constant(-65536, words.type)))
+        first = inner(arith.MuliOp(step, inner.constant(2, IndexType())))
+        steps = [(first, inner(arith.BitcastOp(low, row_type))),
+                 (inner(arith.AddiOp(first, inner.constant(1, IndexType()))), inner(arith.BitcastOp(high, row_type)))]  # fmt: skip
+    else:
+        b_row = inner(vector.LoadOp(b, [step, inner.constant(0, IndexType())], VectorType(element, [n])))
+        steps = [(step, inner.widen_bf16(b_row) if bf16 else b_row)]
+    accumulators = list(body.args[1:])
+    for j, b_row in steps:
+        for i in range(m):
+            a_ij = inner(memref.LoadOp.get(a, [inner.constant(i, IndexType()), j]))
+            a_ij = inner.widen_bf16(a_ij) if bf16 else a_ij
+            accumulators[i] = inner(vector.FMAOp(inner.broadcast(a_ij, row_type), b_row, accumulators[i]))
+    inner(scf.YieldOp(*accumulators))
+    count = emit.constant(k // 2 if pairs else k, IndexType())
+    loop = scf.ForOp(emit.constant(0, IndexType()), count, emit.constant(1, IndexType()), rows, body)
+    emit(loop)
+    return list(loop.results)
 
 
 def _pair_rows(emit: Emitter, pairs: SSAValue, k: int, n: int) -> list[SSAValue]:

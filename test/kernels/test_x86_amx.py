@@ -143,8 +143,9 @@ def _innermost_tile_loops(instructions: list[tuple[int, str, str]]) -> list[list
     ]
 
 
-# The FMA-lowered kernels unroll every 32 x 32 x 16 product into vector FMAs (about 9 s each to build): the
-# numbers on every CPU come from these, the AMX ones from every spec where the CPU has AMX.
+# The FMA-lowered kernels run each 32 x 32 x 32 product as a loop of vector FMAs over k (LOOPED_PRODUCT_FMAS;
+# unrolled, they took about 9 s each to build): the numbers on every CPU come from these, the AMX ones from
+# every spec where the CPU has AMX.
 FMA_SPECS = ("odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias", "two_groups")
 SPLIT_SPECS = ("odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias")
 

@@ -1,6 +1,7 @@
 """Matrix tiles through convert-tessera-tile-to-x86, built for this CPU and run against float64: tessera.tile.mma
-(vector FMAs; dot products where the right operand is given transposed) in f32 and bf16 (a test GEMM of
-tile_kernels.py: the production GEMM is still an emitter), with a last row block cut short by the token count
+(vector FMAs, unrolled or, for a large product, a loop over k; dot products where the right operand is given
+transposed) in f32 and bf16 (a test GEMM of
+tile_kernels.py), with a last row block cut short by the token count
 (loads and stores masked along their rows: bound_axis 0), reductions along either axis with broadcasts (a
 row softmax of scores, attention's inner step), and inclusive scans along either axis (f32 and i32).
 
@@ -32,8 +33,10 @@ from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.native import KernelLibrary
 
 UNIT = 2.0**-24
-# rows, cols, depth, step: one K step or several, a row of one, widths of a vector and more
-SHAPES = {"r4_c32_k24_s8": (4, 32, 24, 8), "r1_c16_k4_s4": (1, 16, 4, 4), "r6_c64_k40_s5": (6, 64, 40, 5)}
+# rows, cols, depth, step: one K step or several, a row of one, widths of a vector and more, and a product
+# large enough (32 rows x 16 steps) that its k steps are a loop (LOOPED_PRODUCT_FMAS)
+SHAPES = {"r4_c32_k24_s8": (4, 32, 24, 8), "r1_c16_k4_s4": (1, 16, 4, 4), "r6_c64_k40_s5": (6, 64, 40, 5),
+          "r32_c16_k48_s16": (32, 16, 48, 16)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
