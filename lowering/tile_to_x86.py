@@ -700,15 +700,15 @@ def _k_loop(rewriter: PatternRewriter, emit: Emitter, op: tile.MmaOp, rows: list
     else:
         b_row = inner(vector.LoadOp(b, [step, inner.constant(0, IndexType())], VectorType(element, [n])))
         steps = [(step, inner.widen_bf16(b_row) if bf16 else b_row)]
-    accumulators = list(body.args[1:])
+    accumulators: list[SSAValue] = list(body.args[1:])
     for j, b_row in steps:
         for i in range(m):
             a_ij = inner(memref.LoadOp.get(a, [inner.constant(i, IndexType()), j]))
             a_ij = inner.widen_bf16(a_ij) if bf16 else a_ij
             accumulators[i] = inner(vector.FMAOp(inner.broadcast(a_ij, row_type), b_row, accumulators[i]))
     inner(scf.YieldOp(*accumulators))
-    count = emit.constant(k // 2 if pairs else k, IndexType())
-    loop = scf.ForOp(emit.constant(0, IndexType()), count, emit.constant(1, IndexType()), rows, body)
+    trips = emit.constant(k // 2 if pairs else k, IndexType())
+    loop = scf.ForOp(emit.constant(0, IndexType()), trips, emit.constant(1, IndexType()), rows, body)
     emit(loop)
     return list(loop.results)
 
