@@ -25,8 +25,8 @@ xBC), dt_raw = [I + C, I + C + H).
         its precision however large |cum| grows); scores S[l, s] = cb[l, s] exp(cum[l] - cum[s]) for s <= l,
         else 0 (the exponent selected to 0 first: never exp of a positive difference), `lanes` columns at a
         time up to the diagonal; y rows = exp(cum[l]) C[l]·st + S·(x dt) + D x; then st = exp(cum[-1]) st +
-        Bᵀ·(x dt exp(cum[-1] - cum)). Each product is register blocks of mr rows x nr columns, one mma per
-        step of its reduction. A bf16 state is widened on entry and rounded once at the end of the call.
+        Bᵀ·(x dt exp(cum[-1] - cum)). Each product is register blocks of mr rows x nr columns (a narrower
+        piece of P, more rows: as many accumulators), one mma per step of its reduction. A bf16 state is widened on entry and rounded once at the end of the call.
 
     ssd_step(zxbcdt, xbc f32 [T, C], dt_bias, A_log, D f32 [H], ssm_state (f32 | bf16) [H, P, N], y f32 [T, I])
         the decode step of the SSD recurrence, one program per head h, for each token t in order:
@@ -268,6 +268,11 @@ class ChunkedScan:
             c0 += size
         return pieces
 
+    def rows_for(self, width: int) -> int:
+        """The rows of a register block `width` columns wide: as many accumulators as mr x nr (a narrow
+        piece takes more rows, so that its FMA chains still cover the latency), at most `lanes`."""
+        return min(self.lanes, self.mr * max(1, self.nr // width))
+
     def chunk_cb(self, start: SSAValue, length: SSAValue, c_column: SSAValue) -> None:
         """cb[l, s] = C[start + l]·B[start + s] for the column pieces at or left of each row block's diagonal."""
         k = self.kb
@@ -348,15 +353,15 @@ class ChunkedScan:
         head_column = k.muli(head, k.index(m.head_dim))
         bound = None if m.head_dim == self.padded_p else k.addi(head_column, k.index(m.head_dim))
 
-        def block(l0: SSAValue, size: int) -> None:
-            rows, diagonal_end = k.addi(start, l0), k.addi(l0, k.index(size))
-            decays = k.load(self.decay, [l0], [size])
-            for c0, width in self.pieces(self.padded_p):
+        def piece(c0: int, width: int) -> Callable[[SSAValue, int], None]:
+            def block(l0: SSAValue, size: int) -> None:
+                rows, diagonal_end = k.addi(start, l0), k.addi(l0, k.index(size))
                 acc = self.product(
                     k.splat(k.f32(0.0), [size, width]), zero, k.index(m.state),
                     _Walk(self.xbc, [rows, c_column], 1), _Walk(self.st, [local, zero, k.index(c0)], 1),
                 )  # fmt: skip
-                acc = k.map([acc, k.broadcast(decays, 1, width)], lambda e, a, w: e.mulf(a, w))
+                decays = k.broadcast(k.load(self.decay, [l0], [size]), 1, width)
+                acc = k.map([acc, decays], lambda e, a, w: e.mulf(a, w))
                 acc = self.product(
                     acc, zero, diagonal_end, _Walk(self.scores, [l0, zero], 1), _Walk(self.xs, [zero, k.index(c0)], 0)
                 )
@@ -364,15 +369,18 @@ class ChunkedScan:
                 x = k.load(self.xbc, [rows, column], [size, width], bound)
                 k.store(k.map([acc, x, d], lambda e, a, v, d: e.addf(a, e.mulf(d, v))), self.y, [rows, column], bound)
 
-        row_blocks(k, zero, length, self.mr, block)
+            return block
+
+        for c0, width in self.pieces(self.padded_p):
+            row_blocks(k, zero, length, self.rows_for(width), piece(c0, width))
 
     def update_state(self, local: SSAValue, length: SSAValue, end_decay: SSAValue) -> None:
         """st[n, p] = exp(cum[-1]) st[n, p] + sum_s bt[n, s] xw[s, p]."""
         k = self.kb
         zero = k.index(0)
 
-        def block(n0: SSAValue, size: int) -> None:
-            for c0, width in self.pieces(self.padded_p):
+        def piece(c0: int, width: int) -> Callable[[SSAValue, int], None]:
+            def block(n0: SSAValue, size: int) -> None:
                 at = [local, n0, k.index(c0)]
                 acc = k.map([k.load(self.st, at, [size, width]), end_decay], lambda e, s, w: e.mulf(s, w))
                 acc = self.product(
@@ -380,7 +388,10 @@ class ChunkedScan:
                 )
                 k.store(acc, self.st, at)
 
-        row_blocks(k, zero, k.index(self.m.state), self.mr, block)
+            return block
+
+        for c0, width in self.pieces(self.padded_p):
+            row_blocks(k, zero, k.index(self.m.state), self.rows_for(width), piece(c0, width))
 
 
 def _ssd_buffers(m: _Mixer, state_element: Attribute) -> dict[str, MemRefType]:

@@ -50,7 +50,8 @@ def _matmul(dims: Mapping[str, Any], precision: str) -> TileChoice:
 def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:
     """kernels/mamba.py's ssd_scan: a ranged body over heads that the runtime splits only at multiples of
     `align`, a group's heads (they share one C·Bᵀ per chunk); its products in register blocks of 4 rows x 64
-    columns (16 accumulators, as the GEMM's; a head of 80 channels as 64 + 16), scores 16 lanes at a time."""
+    columns (16 accumulators, as the GEMM's; a head of 80 channels as 64 + 16 columns, the 16 in blocks of
+    16 rows), scores 16 lanes at a time."""
     align = int(dims["num_heads"]) // int(dims["n_groups"])
     tiles = {"chunk": int(dims["chunk_size"]), "mr": 4, "nr": 64, "lanes": 16, "align": align}
     return TileChoice(tiles, grid=int(dims["num_heads"]), parallel="heads", ranged=True)
