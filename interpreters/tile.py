@@ -234,7 +234,8 @@ class _Running(Interpreter.Listener):
 
 
 def run_kernel(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: int | None = None,
-               scalars: Mapping[str, int] | None = None, program_range: tuple[int, int] | None = None) -> None:  # fmt: skip
+               scalars: Mapping[str, int] | None = None,
+               program_range: tuple[int, int] | None = None) -> None:  # fmt: skip
     """Run every program of `kernel` over `buffers` (its launch operands, in order; written in place).
 
     tokens: the call's token count, the grid of a kernel with grid 0 (default: the rows of the first buffer

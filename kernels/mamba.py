@@ -26,7 +26,8 @@ xBC), dt_raw = [I + C, I + C + H).
         else 0 (the exponent selected to 0 first: never exp of a positive difference), `lanes` columns at a
         time up to the diagonal; y rows = exp(cum[l]) C[l]·st + S·(x dt) + D x; then st = exp(cum[-1]) st +
         Bᵀ·(x dt exp(cum[-1] - cum)). Each product is register blocks of mr rows x nr columns (a narrower
-        piece of P, more rows: as many accumulators), one mma per step of its reduction. A bf16 state is widened on entry and rounded once at the end of the call.
+        piece of P, more rows: as many accumulators), one mma per step of its reduction. A bf16 state is
+        widened on entry and rounded once at the end of the call.
 
     ssd_step(zxbcdt, xbc f32 [T, C], dt_bias, A_log, D f32 [H], ssm_state (f32 | bf16) [H, P, N], y f32 [T, I])
         the decode step of the SSD recurrence, one program per head h, for each token t in order:
@@ -337,8 +338,8 @@ class ChunkedScan:
                           k.load(self.lo, [s0], [lanes]), k.iota(lanes), hi, lo, first, diagonal]  # fmt: skip
 
                 def score(e: KernelBuilder, cb: SSAValue, hi_s: SSAValue, lo_s: SSAValue, at: SSAValue,
-                          hi_l: SSAValue, lo_l: SSAValue, s0: SSAValue, l: SSAValue) -> SSAValue:  # noqa: E741  # fmt: skip
-                    causal = e.cmpi("sle", e.addi(at, s0), l)
+                          hi_l: SSAValue, lo_l: SSAValue, s0: SSAValue, row: SSAValue) -> SSAValue:  # fmt: skip
+                    causal = e.cmpi("sle", e.addi(at, s0), row)
                     exponent = e.select(causal, e.addf(e.subf(hi_l, hi_s), e.subf(lo_l, lo_s)), e.f32(0.0))
                     return e.select(causal, e.mulf(cb, e.exp(exponent)), e.f32(0.0))
 

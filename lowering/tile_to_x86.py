@@ -695,8 +695,8 @@ def _k_loop(rewriter: PatternRewriter, emit: Emitter, op: tile.MmaOp, rows: list
         low = inner(arith.ShLIOp(words, inner.constant(16, words.type)))
         high = inner(arith.AndIOp(words, inner.constant(-65536, words.type)))
         first = inner(arith.MuliOp(step, inner.constant(2, IndexType())))
-        steps = [(first, inner(arith.BitcastOp(low, row_type))),
-                 (inner(arith.AddiOp(first, inner.constant(1, IndexType()))), inner(arith.BitcastOp(high, row_type)))]  # fmt: skip
+        second = inner(arith.AddiOp(first, inner.constant(1, IndexType())))
+        steps = [(first, inner(arith.BitcastOp(low, row_type))), (second, inner(arith.BitcastOp(high, row_type)))]
     else:
         b_row = inner(vector.LoadOp(b, [step, inner.constant(0, IndexType())], VectorType(element, [n])))
         steps = [(step, inner.widen_bf16(b_row) if bf16 else b_row)]
