@@ -33,7 +33,7 @@ from tessera.tiling.choice import TileChoice, elementwise, load, mma, scan, stor
 from tessera.tiling.gpu import GpuPolicy, bank_pad, matrix_element
 
 _WAVES = 4  # CDNA: 4 waves share a workgroup's MFMA tiles
-# Hopper's scan as the recurrence: state rows per program (a warp); 8 keeps as many warps busy per head as
+# Hopper's scan as the recurrence: state rows per program (a warp); 8 keeps about as many warps busy per head as
 # the 8-warp workgroup per head it replaced.
 RECURRENCE_ROWS = 8
 
