@@ -285,10 +285,11 @@ def _is_transposed_block(op: tile.StoreOp) -> bool:
 def _store_transposed(emit: Emitter, op: tile.StoreOp, value: SSAValue) -> None:
     """A transposed block: its 16 rows (padded to 16 lanes) transposed by shuffles, each column then one
     vector store along the buffer's innermost dimension (a transfer write with this permutation map would
-    store it element by element)."""
+    store it element by element). bf16 is shuffled as its bits and each column bitcast for the store."""
     lowered = lowered_type(op.value.type, LANES)  # `value` is converted to it once every op is rewritten
-    assert isinstance(lowered, VectorType)
+    assert isinstance(lowered, VectorType) and isinstance(op.memref.type, MemRefType)
     columns, element = lowered.get_shape()[1], lowered.element_type
+    buffer_element = op.memref.type.element_type
     rows = []
     for i in range(TRANSPOSE_BLOCK):
         row = emit(vector.ExtractOp(value, [i], VectorType(element, [columns])))
@@ -300,6 +301,8 @@ def _store_transposed(emit: Emitter, op: tile.StoreOp, value: SSAValue) -> None:
         indices = list(op.indices)
         if j:
             indices[outer_axis] = emit(arith.AddiOp(indices[outer_axis], emit.constant(j, IndexType())))
+        if isinstance(buffer_element, BFloat16Type):
+            column = emit(arith.BitcastOp(column, VectorType(buffer_element, [TRANSPOSE_BLOCK])))
         emit(vector.StoreOp(column, op.memref, indices))
 
 
@@ -340,7 +343,7 @@ class LowerStore(TilePattern):
         if not isinstance(op.value.type, TileType):
             emit(memref.StoreOp.get(value, op.memref, list(op.indices)))
         elif _is_transposed_block(op):
-            _store_transposed(emit, op, value)
+            _store_transposed(emit, op, op.value)
         elif permutation is not None:  # vector.transfer_write: upstream lowers it by rows, or by elements
             lowered = lowered_type(op.value.type, LANES)
             assert isinstance(lowered, VectorType)

@@ -396,9 +396,10 @@ def test_ssd_step(build: Build, rng: np.random.Generator, d: MambaDims) -> None:
 # --- bf16 state ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("d", [SMALL, ODD], ids=["small", "odd"])
+@pytest.mark.parametrize("d", [SMALL, ODD, LARGE], ids=["small", "odd", "large"])
 def test_bf16_state_scan(build: Build, rng: np.random.Generator, d: MambaDims) -> None:
-    """The state is widened on entry and rounded once at the end of the call."""
+    """The state is widened on entry and rounded once at the end of the call (element by element for P or N
+    not a multiple of 16, else in 16 x 16 blocks stored transposed)."""
     d = replace(d, state_dtype="bf16")
     problem = draw(d, 2 * d.chunk_size + 3, rng)
     state = to_bf16(problem.ssm_state)
