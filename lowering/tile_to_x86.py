@@ -694,12 +694,9 @@ def _k_loop(rewriter: PatternRewriter, emit: Emitter, op: tile.MmaOp, rows: list
     step = body.args[0]
     if pairs:  # one pair row: the steps 2 step and 2 step + 1
         bits = inner(vector.LoadOp(b, [step, inner.constant(0, IndexType())], VectorType(i16, [2 * n])))
-        words = inner(vector.BitcastOp(bits, VectorType(i32, [n])))
-        low = inner(arith.ShLIOp(words, inner.constant(16, words.type)))
-        high = inner(arith.AndIOp(words, inner.constant(-65536, words.type)))
         first = inner(arith.MuliOp(step, inner.constant(2, IndexType())))
         second = inner(arith.AddiOp(first, inner.constant(1, IndexType())))
-        steps = [(first, inner(arith.BitcastOp(low, row_type))), (second, inner(arith.BitcastOp(high, row_type)))]
+        steps = list(zip((first, second), _split_pair_row(inner, bits, n), strict=True))
     else:
         b_row = inner(vector.LoadOp(b, [step, inner.constant(0, IndexType())], VectorType(element, [n])))
         steps = [(step, inner.widen_bf16(b_row) if bf16 else b_row)]
@@ -719,14 +716,19 @@ def _k_loop(rewriter: PatternRewriter, emit: Emitter, op: tile.MmaOp, rows: list
 def _pair_rows(emit: Emitter, pairs: SSAValue, k: int, n: int) -> list[SSAValue]:
     """The K rows of a b given as k pairs ([K/2, 2N] bf16 bits), as f32 vectors: each pair row viewed as N
     32-bit words, row 2i + 0 being their low halves (shifted up) and row 2i + 1 their high halves."""
-    words_type, row_type = VectorType(i32, [n]), VectorType(f32, [n])
     rows = []
     for i in range(k // 2):
-        words = emit(vector.BitcastOp(emit(vector.ExtractOp(pairs, [i], VectorType(i16, [2 * n]))), words_type))
-        low = emit(arith.ShLIOp(words, emit.constant(16, words_type)))
-        high = emit(arith.AndIOp(words, emit.constant(-65536, words_type)))
-        rows += [emit(arith.BitcastOp(low, row_type)), emit(arith.BitcastOp(high, row_type))]
+        rows += _split_pair_row(emit, emit(vector.ExtractOp(pairs, [i], VectorType(i16, [2 * n]))), n)
     return rows
+
+
+def _split_pair_row(emit: Emitter, bits: SSAValue, n: int) -> list[SSAValue]:
+    """One pair row (2N bf16 bits) as its two f32 rows: the low and the high halves of its N 32-bit words."""
+    words_type, row_type = VectorType(i32, [n]), VectorType(f32, [n])
+    words = emit(vector.BitcastOp(bits, words_type))
+    low = emit(arith.ShLIOp(words, emit.constant(16, words_type)))
+    high = emit(arith.AndIOp(words, emit.constant(-65536, words_type)))
+    return [emit(arith.BitcastOp(low, row_type)), emit(arith.BitcastOp(high, row_type))]
 
 
 class LowerIota(TilePattern):
