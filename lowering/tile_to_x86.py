@@ -667,7 +667,7 @@ LOOPED_PRODUCT_FMAS = 256
 
 def _k_loop(rewriter: PatternRewriter, emit: Emitter, op: tile.MmaOp, rows: list[SSAValue], m: int, k: int,
             n: int, element: Attribute) -> list[SSAValue]:  # fmt: skip
-    """The accumulator rows after the k steps of c + a b as an scf.for: a and b stored once into stack
+    """The accumulator rows after the k steps of c + a b as one loop (ForOp): a and b stored once into stack
     buffers of the kernel (placed at its start, as LowerAlloc places scratch), each step m scalar loads of
     a's column broadcast against one row of b (k pairs: a pair row, two steps)."""
     bf16 = element == storage(BFloat16Type())

@@ -53,7 +53,7 @@ def _workers() -> ProcessPoolExecutor | None:
     if _POOL is None and not _NO_POOL:
         try:
             _POOL = ProcessPoolExecutor(max_workers=WORKERS, mp_context=multiprocessing.get_context("spawn"))
-        except (OSError, NotImplementedError, ImportError):
+        except (OSError, ImportError):  # no sem_open (ImportError) or no /dev/shm (OSError)
             _NO_POOL = True
     return _POOL
 
