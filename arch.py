@@ -84,6 +84,20 @@ GPU_ARCHS: dict[str, GpuArch] = {
 }  # fmt: skip
 
 
+# Shared memory / LDS serves a wave's reads from banks of 4 bytes (32 of them on both vendors' GPUs).
+SCRATCH_BANK_BYTES = 4
+
+
+def conflict_free_row(elements: int, element_bytes: int) -> int:
+    """The row length (elements, padding included) of a scratchpad tile whose lanes read one column down
+    different rows: the smallest at least `elements` whose bytes are an odd number of banks, so that those
+    reads fall in different banks."""
+    row = elements
+    while (row * element_bytes) % SCRATCH_BANK_BYTES or (row * element_bytes // SCRATCH_BANK_BYTES) % 2 == 0:
+        row += 1
+    return row
+
+
 def gpu_arch(name: str) -> GpuArch:
     arch = GPU_ARCHS.get(name)
     if arch is None:

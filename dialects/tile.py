@@ -67,7 +67,6 @@ from xdsl.irdl import (
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
-    opt_operand_def,
     opt_prop_def,
     prop_def,
     region_def,
@@ -176,6 +175,9 @@ class KernelOp(IRDLOperation):
     # A ranged body runs a range [first, end) of the grid per call (its last two block arguments) instead of
     # one program: work that every program of a call would repeat is done once (the AMX GEMM stages x once).
     ranged = opt_prop_def(UnitAttr)
+    # A second grid dimension over the call's tokens: ceil(tokens / token_block) programs along it for each of
+    # the grid's (a GPU GEMM's row blocks); the body then takes two program ids, the grid's and this one's.
+    token_block = opt_prop_def(IntegerAttr[I64])
     body = region_def("single_block")
     traits = traits_def(SymbolOpInterface(), IsolatedFromAbove(), NoTerminator())
     irdl_options = (ParsePropInAttrDict(),)
@@ -189,8 +191,9 @@ class KernelOp(IRDLOperation):
         return () if self.scalars is None else tuple(s.data for s in self.scalars.data)
 
     def program_args(self) -> tuple[SSAValue, ...]:
-        """The program id, or a ranged body's [first, end) of the grid."""
-        return tuple(self.body.block.args[-2:] if self.ranged is not None else self.body.block.args[-1:])
+        """The program id (two over a grid with a token_block), or a ranged body's [first, end) of the grid."""
+        two = self.ranged is not None or self.token_block is not None
+        return tuple(self.body.block.args[-2:] if two else self.body.block.args[-1:])
 
     def buffers(self) -> tuple[SSAValue, ...]:
         """The block arguments of the launch operands."""
@@ -204,7 +207,7 @@ class KernelOp(IRDLOperation):
 
     def program_id(self) -> SSAValue:
         assert self.ranged is None, "a ranged kernel's body takes [first, end), not one program id"
-        return self.body.block.args[-1]
+        return self.program_args()[0]
 
     def verify_(self) -> None:
         where = f"{self.name} @{self.sym_name.data}"
@@ -212,6 +215,8 @@ class KernelOp(IRDLOperation):
             raise VerifyException(f"{where}: grid must be >= 0 (0: the call's token count), got {_int(self.grid)}")
         if self.is_dataflow():
             self._verify_arguments(where)
+        if self.token_block is not None and (_int(self.token_block) <= 0 or self.ranged is not None):
+            raise VerifyException(f"{where}: token_block must be > 0, on a body that is not ranged")
         if self.footprint is not None and _int(self.footprint) < 0:
             raise VerifyException(f"{where}: footprint must be >= 0, got {_int(self.footprint)}")
 
@@ -250,22 +255,33 @@ def _scalar_or_tile(type_: Attribute) -> bool:
     return isinstance(type_, TileType) or not isinstance(type_, MemRefType)
 
 
-def _access_properties(axes: Sequence[int] | None, bound_axis: int | None) -> dict[str, Attribute]:
+def _access_properties(axes: Sequence[int] | None, bound_axes: Sequence[int] | None) -> dict[str, Attribute]:
     properties: dict[str, Attribute] = {}
     if axes is not None:
         properties["axes"] = DenseArrayBase.from_list(i64, list(axes))
-    if bound_axis is not None:
-        properties["bound_axis"] = IntegerAttr(bound_axis, i64)
+    if bound_axes is not None:
+        properties["bound_axes"] = DenseArrayBase.from_list(i64, list(bound_axes))
     return properties
 
 
-def bound_axis(op: LoadOp | StoreOp) -> int:
-    """The tile axis that `bound` limits: `bound_axis` when given, else the last."""
-    if op.bound_axis is not None:
-        return _int(op.bound_axis)
+def access_bounds(op: LoadOp | StoreOp) -> list[tuple[int, SSAValue]]:
+    """(tile axis, bound) per bound of an access: the axes `bound_axes` names, else the tile's last axis
+    (one bound)."""
+    if op.bound_axes is not None:
+        return list(zip(op.bound_axes.get_values(), op.bounds, strict=True))
+    if not op.bounds:
+        return []
     value_type = op.result.type if isinstance(op, LoadOp) else op.value.type
     assert isinstance(value_type, TileType)
-    return len(value_type.get_shape()) - 1
+    return [(len(value_type.get_shape()) - 1, bound) for bound in op.bounds]
+
+
+def single_bound(op: LoadOp | StoreOp) -> tuple[int, SSAValue] | None:
+    """The one (tile axis, bound) of an access masked along at most one axis (what a lowering that masks
+    one axis reads; the caller refuses several)."""
+    bounds = access_bounds(op)
+    assert len(bounds) <= 1, f"{op.name}: masked along {len(bounds)} axes"
+    return bounds[0] if bounds else None
 
 
 def access_axes(op: LoadOp | StoreOp) -> tuple[int, ...]:
@@ -283,8 +299,8 @@ def access_axes(op: LoadOp | StoreOp) -> tuple[int, ...]:
 def _verify_access(op: LoadOp | StoreOp, value_type: Attribute) -> None:
     """A tile's worth of a buffer at `indices`: tile axis i runs along buffer dimension axes[i] from those
     indices (by default the buffer's last dimensions; `axes = array<i64: 0>` reads a column); a scalar is
-    one element. `bound` masks the tile's axis `bound_axis` (by default its last): elements whose buffer index
-    along it is >= bound are not read (they read as 0) or written."""
+    one element. Each `bound` masks a tile axis (`bound_axes`, by default the last for one bound): elements
+    whose buffer index along it is >= its bound are not read (they read as 0) or written."""
     memref = op.memref.type
     assert isinstance(memref, MemRefType)
     where = f"{op.name}"
@@ -303,9 +319,20 @@ def _verify_access(op: LoadOp | StoreOp, value_type: Attribute) -> None:
                 raise VerifyException(
                     f"{where}: axes {list(axes)} must name {len(shape)} distinct dimensions of a rank-{rank} buffer"
                 )
-        if op.bound_axis is not None and (op.bound is None or not 0 <= _int(op.bound_axis) < len(shape)):
-            raise VerifyException(f"{where}: bound_axis {_int(op.bound_axis)} needs a bound and names a tile axis")
-    elif op.bound is not None or op.axes is not None or op.bound_axis is not None:
+        if op.bound_axes is not None:
+            bound_axes = op.bound_axes.get_values()
+            if (
+                len(bound_axes) != len(op.bounds)
+                or len(set(bound_axes)) != len(bound_axes)
+                or not all(0 <= a < len(shape) for a in bound_axes)
+            ):
+                raise VerifyException(
+                    f"{where}: bound_axes {list(bound_axes)} must name a distinct tile axis per bound "
+                    f"({len(op.bounds)})"
+                )
+        elif len(op.bounds) > 1:
+            raise VerifyException(f"{where}: {len(op.bounds)} bounds need bound_axes")
+    elif op.bounds or op.axes is not None or op.bound_axes is not None:
         raise VerifyException(f"{where}: a scalar access has no bound or axes")
     if op.space is not None and op.space.data not in MEMORY_SPACES:
         raise VerifyException(f"{where}: space must be one of {MEMORY_SPACES}")
@@ -318,21 +345,21 @@ class LoadOp(IRDLOperation):
     name = "tessera.tile.load"
     memref = operand_def(MemRefType)
     indices = var_operand_def(IndexType)
-    bound = opt_operand_def(IndexType)
+    bounds = var_operand_def(IndexType)
     space = opt_prop_def(StringAttr)
     axes = opt_prop_def(DenseArrayBase.constr(I64))
-    bound_axis = opt_prop_def(IntegerAttr[I64])
+    bound_axes = opt_prop_def(DenseArrayBase.constr(I64))
     result = result_def()
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
-    assembly_format = "$memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($memref) `->` type($result)"
+    assembly_format = "$memref `[` $indices `]` (`bound` $bounds^)? attr-dict `:` type($memref) `->` type($result)"
 
     def __init__(self, memref: SSAValue, indices: Sequence[SSAValue], result_type: Attribute,
-                 bound: SSAValue | None = None, axes: Sequence[int] | None = None,
-                 bound_axis: int | None = None) -> None:  # fmt: skip
+                 bounds: Sequence[SSAValue] = (), axes: Sequence[int] | None = None,
+                 bound_axes: Sequence[int] | None = None) -> None:  # fmt: skip
         super().__init__(
-            operands=[memref, list(indices), [] if bound is None else [bound]],
+            operands=[memref, list(indices), list(bounds)],
             result_types=[result_type],
-            properties=_access_properties(axes, bound_axis),
+            properties=_access_properties(axes, bound_axes),
         )
 
     def verify_(self) -> None:
@@ -353,21 +380,21 @@ class StoreOp(IRDLOperation):
     value = operand_def()
     memref = operand_def(MemRefType)
     indices = var_operand_def(IndexType)
-    bound = opt_operand_def(IndexType)
+    bounds = var_operand_def(IndexType)
     space = opt_prop_def(StringAttr)
     axes = opt_prop_def(DenseArrayBase.constr(I64))
-    bound_axis = opt_prop_def(IntegerAttr[I64])
+    bound_axes = opt_prop_def(DenseArrayBase.constr(I64))
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = (
-        "$value `,` $memref `[` $indices `]` (`bound` $bound^)? attr-dict `:` type($value) `,` type($memref)"
+        "$value `,` $memref `[` $indices `]` (`bound` $bounds^)? attr-dict `:` type($value) `,` type($memref)"
     )
 
     def __init__(self, value: SSAValue, memref: SSAValue, indices: Sequence[SSAValue],
-                 bound: SSAValue | None = None, axes: Sequence[int] | None = None,
-                 bound_axis: int | None = None) -> None:  # fmt: skip
+                 bounds: Sequence[SSAValue] = (), axes: Sequence[int] | None = None,
+                 bound_axes: Sequence[int] | None = None) -> None:  # fmt: skip
         super().__init__(
-            operands=[value, memref, list(indices), [] if bound is None else [bound]],
-            properties=_access_properties(axes, bound_axis),
+            operands=[value, memref, list(indices), list(bounds)],
+            properties=_access_properties(axes, bound_axes),
         )
 
     def verify_(self) -> None:

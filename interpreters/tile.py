@@ -9,7 +9,7 @@ ElementFunctions (float arith and math; how values are represented: a tile is a 
 as uint16 bits as the runtime stores it) and TileFunctions below, one method per tile op:
 
     load / store   a tile of shape S at `indices` spans the buffer dims `axes` (default: the last len(S)) from
-                   them; elements whose index along the last of them is >= `bound` read 0 and are not
+                   them; elements whose index along a bounded axis is >= its bound read 0 and are not
                    written; every element accessed must lie in the buffer. A scalar access is one element.
     memref.dim     the buffer's size (the token count of a dynamic leading dimension).
     alloc          a program's scratch buffer, NaN until stored into.
@@ -70,23 +70,24 @@ Window = tuple[tuple[Any, ...], tuple[slice, ...], tuple[int, ...]]
 _COMBINERS: dict[str, np.ufunc] = {"add": np.add, "max": np.maximum, "min": np.minimum}
 
 
-def _split_access(op: tile.LoadOp | tile.StoreOp, args: Sequence[Any]) -> tuple[list[int], int | None]:
-    """An access's indices and bound from its operand values (after the memref)."""
+def _split_access(op: tile.LoadOp | tile.StoreOp, args: Sequence[Any]) -> tuple[list[int], dict[int, int]]:
+    """An access's indices and its bounds by tile axis, from its operand values (after the memref)."""
     count = len(op.indices)
-    return list(args[:count]), (args[count] if op.bound is not None else None)
+    axes = [axis for axis, _ in tile.access_bounds(op)]
+    return list(args[:count]), dict(zip(axes, args[count:], strict=True))
 
 
 def _window(op: tile.LoadOp | tile.StoreOp, buffer: np.ndarray, indices: list[int], tile_shape: Sequence[int],
-            bound: int | None) -> Window | None:  # fmt: skip
+            bounds: dict[int, int]) -> Window | None:  # fmt: skip
     """Where a load or store touches its buffer: (the buffer's elements, their place in the tile, the order of
-    the tile's axes among the buffer's), or None when `bound` masks the whole tile. Every element it touches
+    the tile's axes among the buffer's), or None when a bound masks the whole tile. Every element it touches
     must lie in the buffer."""
     axes = tile.access_axes(op)
     extents = [1] * len(indices)
     for axis, size in zip(axes, tile_shape, strict=True):
         extents[axis] = size
-    if bound is not None:
-        limited = axes[tile.bound_axis(op)]
+    for tile_axis, bound in bounds.items():
+        limited = axes[tile_axis]
         extents[limited] = min(extents[limited], bound - indices[limited])
         if extents[limited] <= 0:
             return None
@@ -94,7 +95,7 @@ def _window(op: tile.LoadOp | tile.StoreOp, buffer: np.ndarray, indices: list[in
         if start < 0 or start + extent > size:
             span = f"index {start}" if extent == 1 else f"indices [{start}, {start + extent})"
             of = f" of '{op.memref.name_hint}'" if op.memref.name_hint else ""
-            at = f"{indices}" if bound is None else f"{indices} bound {bound}"
+            at = f"{indices}" if not bounds else f"{indices} bound {list(bounds.values())}"
             raise TileInterpreterError(f"{op.name}{of} at {at}: {span} of dimension {axis} is outside its size {size}")
     inside = tuple(
         slice(start, start + extent) if axis in axes else start
@@ -111,14 +112,14 @@ class TileFunctions(InterpreterFunctions):
     @impl(tile.LoadOp)
     def run_load(self, interpreter: Interpreter, op: tile.LoadOp, args: PythonValues) -> PythonValues:
         buffer, *rest = args
-        indices, bound = _split_access(op, rest)
+        indices, bounds = _split_access(op, rest)
         type_ = op.result.type
         if not isinstance(type_, TileType):
-            window = _window(op, buffer, indices, (), None)
+            window = _window(op, buffer, indices, (), {})
             assert window is not None
             return (unwrap(buffer[window[0]], type_),)
         values = np.zeros(type_.get_shape(), buffer.dtype)
-        window = _window(op, buffer, indices, type_.get_shape(), bound)
+        window = _window(op, buffer, indices, type_.get_shape(), bounds)
         if window is not None:
             inside, within, order = window
             values[within] = np.transpose(buffer[inside], order)
@@ -127,9 +128,9 @@ class TileFunctions(InterpreterFunctions):
     @impl(tile.StoreOp)
     def run_store(self, interpreter: Interpreter, op: tile.StoreOp, args: PythonValues) -> PythonValues:
         value, buffer, *rest = args
-        indices, bound = _split_access(op, rest)
+        indices, bounds = _split_access(op, rest)
         shape = op.value.type.get_shape() if isinstance(op.value.type, TileType) else ()
-        window = _window(op, buffer, indices, shape, bound)
+        window = _window(op, buffer, indices, shape, bounds)
         if window is not None:
             inside, within, order = window
             buffer[inside] = np.transpose(value[within], np.argsort(order)) if shape else value
@@ -261,8 +262,15 @@ def run_kernel(kernel: tile.KernelOp, buffers: Sequence[np.ndarray], tokens: int
         calls: list[tuple[int, ...]] = (
             [program_range or (0, grid)] if kernel.ranged is not None else [(program,) for program in range(grid)]
         )
+        if kernel.token_block is not None:  # a second grid dimension: the call's token blocks
+            block = int(kernel.token_block.value.data)
+            blocks = -(-_token_count(kernel, buffers, tokens, where) // block)
+            calls = [(program, row) for (program,) in calls for row in range(blocks)]
         for programs in calls:
-            program = "programs [{}, {})".format(*programs) if len(programs) == 2 else f"program {programs[0]}"
+            if kernel.ranged is not None:
+                program = "programs [{}, {})".format(*programs)
+            else:
+                program = "program " + ", ".join(map(str, programs))
             try:
                 interpreter.run_ssacfg_region(kernel.body, (*arguments, *programs), where)
             except TileInterpreterError as error:

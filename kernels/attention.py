@@ -13,7 +13,7 @@ attention(qkv f32 [T, (Hq + 2 Hkv) D], k_cache, v_cache (f32 | bf16) [S, Hkv, D]
                                                alpha = exp(-inf) = 0 there and m is finite from then on)
     out[t, h D : (h + 1) D] = acc / l, rounded once when out is bf16; K and V widened exactly from bf16, all
     arithmetic f32. The K and V blocks are [block_k, D] tiles of the cache along its dimensions 0 and 2, masked
-    along their rows (bound_axis 0) at q + 1.
+    along their rows (bounded along axis 0) at q + 1.
 
 attention with tiles for a core's vectors (`block_q` chosen: x86), a ranged body over query heads [first, end)
     the same result as above, shaped for registers and caches rather than lanes: the query heads of the range
@@ -97,7 +97,7 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
         with k.loop(zero, seen, k.index(block), carried) as keys:
             peak, total, acc = keys.args
             rows_at = [keys.iv, g, zero]
-            key_rows = k.load(k_cache, rows_at, [block, head_dim], seen, axes=(0, 2), bound_axis=0)
+            key_rows = k.load(k_cache, rows_at, [block, head_dim], {0: seen}, axes=(0, 2))
             scores = k.mma(query, k.convert(key_rows, f32), k.splat(k.f32(0.0), [1, block]), rhs_transposed=True)
             visible = k.cast(k.subi(seen, keys.iv), i32)  # keys of the block before this are visible
             positions = k.broadcast(k.iota(block), 0, 1)
@@ -111,7 +111,7 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
             total = k.map(
                 [total, alpha, k.reduce("add", probabilities, axis=1)], lambda e, z, a, p: e.addf(e.mulf(z, a), p)
             )
-            value_rows = k.load(v_cache, rows_at, [block, head_dim], seen, axes=(0, 2), bound_axis=0)
+            value_rows = k.load(v_cache, rows_at, [block, head_dim], {0: seen}, axes=(0, 2))
             rescaled = k.map([acc, k.broadcast(alpha, 1, head_dim)], lambda e, x, a: e.mulf(x, a))
             keys.yield_(new_peak, total, k.mma(probabilities, k.convert(value_rows, f32), rescaled))
         _, total, acc = keys.results

@@ -35,6 +35,17 @@ INDEX = IndexType()
 CONTRACT = arith.FastMathFlagsAttr([FastMathFlag.ALLOW_CONTRACT])
 # A kernel's Tile-IR dims (sizes, epsilon, dtype names), as its builder reads them.
 Dims = Mapping[str, int | float | str]
+# An access's mask: none, one bound on the tile's last axis, or {tile axis: bound}.
+Bound = SSAValue | Mapping[int, SSAValue] | None
+
+
+def _bounds(bound: Bound) -> tuple[list[SSAValue], list[int] | None]:
+    """The bounds operands and bound_axes of an access (none for one bound on the last axis)."""
+    if bound is None:
+        return [], None
+    if isinstance(bound, SSAValue):
+        return [bound], None
+    return list(bound.values()), list(bound)
 
 
 @dataclass
@@ -54,11 +65,14 @@ class KernelBuilder:
     """The body of one dataflow kernel: block arguments `buffers` (memrefs, launch order), `scalars` (index,
     named by KERNEL_SCALARS) and `program_id`."""
 
-    def __init__(self, buffers: Mapping[str, MemRefType], scalars: Sequence[str] = (), ranged: bool = False) -> None:
+    def __init__(self, buffers: Mapping[str, MemRefType], scalars: Sequence[str] = (), ranged: bool = False,
+                 token_blocks: bool = False) -> None:  # fmt: skip
         """`buffers`: the launch operands by name, in launch order (the names are the block arguments' and,
         on a GPU, the kernel parameters'). `ranged`: the body runs the programs [first, end) of its grid
-        (`program_range`; its kernel op is marked `ranged`) instead of the one `program_id`."""
-        programs = ["first", "end"] if ranged else ["t"]
+        (`program_range`; its kernel op is marked `ranged`) instead of the one `program_id`. `token_blocks`:
+        the grid has a second dimension over blocks of the call's tokens (`token_block_id`; the kernel op's
+        `token_block` says how many tokens a block holds)."""
+        programs = ["first", "end"] if ranged else ["t", "r"] if token_blocks else ["t"]
         self.block = tile.dataflow_block([*buffers.values(), *(INDEX for _ in scalars), *(INDEX for _ in programs)])
         args = self.block.args
         for arg, name in zip(args, [*buffers, *scalars, *programs], strict=True):
@@ -67,14 +81,19 @@ class KernelBuilder:
         self.buffers = list(args[: len(buffers)])
         self.scalars = dict(zip(scalars, args[len(buffers) : len(args) - len(programs)], strict=True))
         self.program_range = tuple(args[-2:]) if ranged else ()
-        self._programs = args[-1]
+        self._programs = args[len(args) - len(programs) :]
         self._builder = Builder(InsertPoint.at_end(self.block))
         self._constants: dict[tuple[Block, str, float | int], SSAValue] = {}
 
     @property
     def program_id(self) -> SSAValue:
         assert not self.ranged, "a ranged body runs program_range, not one program id"
-        return self._programs
+        return self._programs[0]
+
+    @property
+    def token_block_id(self) -> SSAValue:
+        assert len(self._programs) == 2 and not self.ranged, "a body over token blocks (token_blocks=True)"
+        return self._programs[1]
 
     def finish(self) -> Block:
         return self.block
@@ -246,19 +265,20 @@ class KernelBuilder:
     # --- tiles ------------------------------------------------------------------------------------------
 
     def load(self, buffer: SSAValue, indices: Sequence[SSAValue], shape: Sequence[int] | None = None,
-             bound: SSAValue | None = None, axes: Sequence[int] | None = None,
-             bound_axis: int | None = None) -> SSAValue:  # fmt: skip
-        """A tile of `shape` from `buffer` at `indices` (shape None: one element), masked past `bound` along
-        tile axis `bound_axis` (default: the last), along the buffer dimensions `axes` (default: its last
-        ones)."""
+             bound: Bound = None, axes: Sequence[int] | None = None) -> SSAValue:  # fmt: skip
+        """A tile of `shape` from `buffer` at `indices` (shape None: one element), along the buffer dimensions
+        `axes` (default: its last ones), masked past `bound`: a value limiting the tile's last axis, or
+        {tile axis: bound}."""
         assert isinstance(buffer.type, MemRefType)
         element = buffer.type.element_type
         result: Attribute = element if shape is None else TileType(shape, element)
-        return self._insert(tile.LoadOp(buffer, indices, result, bound, axes, bound_axis))
+        bounds, bound_axes = _bounds(bound)
+        return self._insert(tile.LoadOp(buffer, indices, result, bounds, axes, bound_axes))
 
-    def store(self, value: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue], bound: SSAValue | None = None,
-              axes: Sequence[int] | None = None, bound_axis: int | None = None) -> None:  # fmt: skip
-        self._insert(tile.StoreOp(value, buffer, indices, bound, axes, bound_axis))
+    def store(self, value: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue], bound: Bound = None,
+              axes: Sequence[int] | None = None) -> None:  # fmt: skip
+        bounds, bound_axes = _bounds(bound)
+        self._insert(tile.StoreOp(value, buffer, indices, bounds, axes, bound_axes))
 
     def broadcast(self, value: SSAValue, axis: int, size: int) -> SSAValue:
         """`value` repeated `size` times along a new axis `axis` (a row statistic against its row)."""

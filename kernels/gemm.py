@@ -199,7 +199,6 @@ class Epilogue:
         self.y_element = operands.y.type.element_type
         padded = -(-n // unit) * unit
         self.column_bound = None if operands.y.type.get_shape()[-1] >= padded else k.index(n)
-        self.column_axis = None if self.column_bound is None else 1
 
     def plain(self) -> bool:
         """Whether y = acc exactly: "store" into an f32 y, no row scale, no bias."""
@@ -218,7 +217,7 @@ class Epilogue:
             scale = k.broadcast(k.load(self.operands.row_scale, [row], [count]), 1, width)
             acc = k.map([acc, scale], lambda e, a, s: e.mulf(a, s))
         if first is not True or self.kind == "accumulate":
-            previous = k.load(y, at, [count, width], self.column_bound, bound_axis=self.column_axis)
+            previous = k.load(y, at, [count, width], self.column_bound)
             if isinstance(first, SSAValue) and self.kind != "accumulate":
                 acc = k.map([acc, previous, first], lambda e, a, p, starts: e.select(starts, a, e.addf(a, p)))
             else:
@@ -233,7 +232,7 @@ class Epilogue:
             acc = k.map([acc], _relu2)
         elif isinstance(last, SSAValue) and self.kind == "relu2":
             acc = k.map([acc, last], lambda e, a, ends: e.select(ends, _relu2(e, a), a))
-        k.store(k.convert(acc, self.y_element), y, at, self.column_bound, bound_axis=self.column_axis)
+        k.store(k.convert(acc, self.y_element), y, at, self.column_bound)
 
 
 def _relu2(e: KernelBuilder, a: SSAValue) -> SSAValue:

@@ -12,10 +12,10 @@ the owned ones (lanes l < C of a replicated tile; the elements below C of a padd
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from xdsl.dialects import arith, gpu, vector
+from xdsl.dialects import arith, gpu, scf, vector
 from xdsl.dialects.builtin import AnyFloat, IndexType, ModuleOp
 from xdsl.ir import Attribute, Operation, SSAValue
 
@@ -144,6 +144,80 @@ class Spread:
         return None
 
 
+@dataclass(frozen=True)
+class Blocked:
+    """A matrix tile [M, N] over a wave's W lanes as a grid of rows x cols lanes (rows cols = W): lane
+    l = cols ty + tx holds the (M / rows) x (N / cols) elements at rows ty + rows i and columns tx + cols j,
+    slot i (N / cols) + j. An mma's accumulator lives so (choose_blocked): per step of K a lane reads
+    M / rows elements of a and N / cols of b for (M / rows)(N / cols) multiply-adds, where a row-major
+    spread would read two per multiply-add; consecutive lanes hold consecutive columns (stores coalesce)."""
+
+    shape: tuple[int, int]
+    lanes: int
+    grid: tuple[int, int]  # lanes along rows, along columns
+
+    @property
+    def count(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def slots(self) -> int:
+        return self.count // self.lanes
+
+    @property
+    def per_lane(self) -> tuple[int, int]:
+        return self.shape[0] // self.grid[0], self.shape[1] // self.grid[1]
+
+    def lane_position(self, emit: Emitter, lane: SSAValue) -> tuple[SSAValue, SSAValue]:
+        """(ty, tx): the lane's first row and column."""
+        cols = emit.constant(self.grid[1], INDEX)
+        return emit(arith.DivUIOp(lane, cols)), emit(arith.RemUIOp(lane, cols))
+
+    def rows(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
+        """The rows the lane holds, in slot order."""
+        first, _ = self.lane_position(emit, lane)
+        return [_plus(emit, first, self.grid[0] * i) for i in range(self.per_lane[0])]
+
+    def cols(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
+        _, first = self.lane_position(emit, lane)
+        return [_plus(emit, first, self.grid[1] * j) for j in range(self.per_lane[1])]
+
+    def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
+        rows, cols = self.rows(emit, lane), self.cols(emit, lane)
+        return [[row, col] for row in rows for col in cols]
+
+    def steps(self) -> list[list[int]]:
+        return [[self.grid[0] * i, self.grid[1] * j] for i in range(self.per_lane[0]) for j in range(self.per_lane[1])]
+
+    def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
+        return None  # every lane holds elements of its own
+
+
+Layout = Spread | Blocked
+
+
+def choose_blocked(shape: tuple[int, ...], lanes: int) -> Blocked | None:
+    """The lane grid for an mma accumulator of `shape`: the fewest operand reads per step of K (M / rows +
+    N / cols), the wider grid along columns on a tie; None where no grid divides the tile."""
+    if len(shape) != 2:
+        return None
+    best: Blocked | None = None
+    rows = 1
+    while rows <= lanes:
+        cols = lanes // rows
+        if shape[0] % rows == 0 and shape[1] % cols == 0:
+            candidate = Blocked((shape[0], shape[1]), lanes, (rows, cols))
+            reads = sum(candidate.per_lane)
+            if best is None or reads < sum(best.per_lane):
+                best = candidate
+        rows *= 2
+    return best
+
+
+def _plus(emit: Emitter, value: SSAValue, offset: int) -> SSAValue:
+    return value if offset == 0 else emit(arith.AddiOp(value, emit.constant(offset, INDEX)))
+
+
 def slot_values(emit: Emitter, value: SSAValue, slots: int, element: Attribute) -> list[SSAValue]:
     """A lane's elements of a tile, one scalar (of type `element`) per slot. The tile may not be lowered yet
     (a loop-carried one keeps its tile type until LowerTileTypes): the extracts then read its lowered value."""
@@ -159,18 +233,81 @@ def packed(emit: Emitter, values: list[SSAValue]) -> SSAValue:
     return emit(FromElementsOp(values))
 
 
+class Before:
+    """What the SIMT patterns read of the kernels as written, before any op is lowered (an operand lowered
+    already has lost its shape; a loop-carried one keeps its tile type until LowerTileTypes): each op's
+    operands, and where each tile value's elements live — a Spread, except along an mma accumulator's chain
+    (the values the accumulator flows through unchanged in shape: loop-carried copies, maps, converts, and the
+    loads, splats and broadcasts feeding them), which is Blocked (choose_blocked), so that no lane moves an
+    element from the mma to the store."""
+
+    def __init__(self, module: ModuleOp, lanes: int) -> None:
+        self.lanes = lanes
+        self._operands = {op: tuple(op.operands) for op in module.walk()}
+        parent: dict[SSAValue, SSAValue] = {}
+
+        def find(value: SSAValue) -> SSAValue:
+            while parent.get(value, value) is not value:
+                value = parent[value]
+            return value
+
+        def union(*values: SSAValue) -> None:
+            tiles = [find(value) for value in values if isinstance(value.type, TileType)]
+            for value in tiles[1:]:
+                if value is not tiles[0]:
+                    parent[value] = tiles[0]
+
+        accumulators: list[SSAValue] = []
+        for op in module.walk():
+            if isinstance(op, tile.MapOp):
+                union(op.result, *op.inputs)
+            elif isinstance(op, tile.ConvertOp):
+                union(op.result, op.input)
+            elif isinstance(op, tile.MmaOp):
+                union(op.result, op.acc)
+                accumulators.append(op.result)
+            elif isinstance(op, scf.ForOp):
+                yielded = op.body.block.last_op
+                assert isinstance(yielded, scf.YieldOp)
+                for chain in zip(op.iter_args, op.body.block.args[1:], yielded.arguments, op.results, strict=True):
+                    union(*chain)
+            elif isinstance(op, scf.IfOp):
+                for region in op.regions:
+                    if region.blocks:
+                        last = region.block.last_op
+                        assert isinstance(last, scf.YieldOp)
+                        for result, value in zip(op.results, last.arguments, strict=True):
+                            union(result, value)
+        chosen: dict[SSAValue, Blocked] = {}
+        for accumulator in accumulators:
+            assert isinstance(accumulator.type, TileType)
+            layout = choose_blocked(accumulator.type.get_shape(), lanes)
+            if layout is not None:
+                chosen[find(accumulator)] = layout
+        self._blocked = {value: chosen[find(value)] for value in [*parent, *chosen] if find(value) in chosen}
+
+    def operands(self, op: Operation) -> tuple[SSAValue, ...]:
+        return self._operands[op]
+
+    def operand_types(self, op: Operation) -> tuple[Attribute, ...]:
+        return tuple(operand.type for operand in self._operands[op])
+
+    def layout(self, value: SSAValue) -> Layout:
+        """Where the elements of a tile value as written (an op's result before it is replaced, or one of
+        `operands(op)`) live."""
+        blocked = self._blocked.get(value)
+        return blocked if blocked is not None else Spread.of(value.type, self.lanes)
+
+    def operand_layout(self, op: Operation, index: int) -> Layout:
+        return self.layout(self._operands[op][index])
+
+
 class SimtPattern(TilePattern):
-    """A pattern that reads the tile types its op's operands had before the lowering began (an operand
-    lowered already has lost its shape; a loop-carried one keeps its tile type until LowerTileTypes)."""
+    """A pattern that reads the kernel as it was before the lowering began (Before)."""
 
-    def __init__(self, lanes: int, operand_types: Mapping[Operation, tuple[Attribute, ...]]) -> None:
+    def __init__(self, lanes: int, before: Before) -> None:
         super().__init__(lanes)
-        self.operand_types = operand_types
-
-
-def operand_types_of(module: ModuleOp, kinds: tuple[type[Operation], ...]) -> dict[Operation, tuple[Attribute, ...]]:
-    """The operand types of every op of `kinds` in `module`, before anything is lowered."""
-    return {op: tuple(operand.type for operand in op.operands) for op in module.walk() if isinstance(op, kinds)}
+        self.before = before
 
 
 def combiner(op: tile.ReduceOp | tile.ScanOp) -> Combine:

@@ -22,9 +22,13 @@ from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType
 from xdsl.ir import Attribute, Block, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, op_type_rewrite_pattern
 
+from tessera.arch import conflict_free_row
 from tessera.dialects import tile
+from tessera.dialects.schedule import element_bytes
 from tessera.dialects.upstream import WorkgroupFuncOp
 from tessera.lowering.simt_lanes import (
+    Blocked,
+    Layout,
     SimtPattern,
     Spread,
     combiner,
@@ -39,20 +43,22 @@ INDEX = IndexType()
 
 
 def _staged(emit: Emitter, anchor: tile.MmaOp | tile.ReduceOp | tile.BroadcastOp, value: SSAValue,
-            type_: Attribute, lanes: int) -> SSAValue:  # fmt: skip
-    """A workgroup buffer shaped like the tile `value` (of `type_`), holding it once every lane has stored
-    the elements it owns (the caller emits the barrier that ends the stores)."""
-    assert isinstance(type_, tile.TileType)
+            type_: Attribute, layout: Layout, padded: bool = False) -> SSAValue:  # fmt: skip
+    """A workgroup buffer shaped like the tile `value` (of `type_`, elements where `layout` puts them), holding it once
+    every lane has stored the elements it owns (the caller emits the barrier that ends the stores). A
+    `padded` buffer's rows are conflict_free_row long, for lanes that read one column down different rows."""
     function = function_of(anchor)
     assert isinstance(function, WorkgroupFuncOp)
-    spread = Spread.of(type_, lanes)
-    element = storage(type_.element_type)
-    buffer = function.add_workgroup_buffer(MemRefType(element, type_.get_shape()))
+    shape = list(layout.shape)
+    element = storage(tile.element_of(type_))
+    if padded:
+        shape[-1] = conflict_free_row(shape[-1], element_bytes(tile.element_of(type_)))
+    buffer = function.add_workgroup_buffer(MemRefType(element, shape))
     buffer.name_hint = f"lds_{anchor.name.removeprefix('tessera.tile.')}{function.attributions() - 1}"
     lane = lane_of(anchor)
-    places = spread.coordinates(emit, lane)
-    for slot, item in enumerate(slot_values(emit, value, spread.slots, element)):
-        owner = spread.owner(emit, lane, slot)
+    places = layout.coordinates(emit, lane)
+    for slot, item in enumerate(slot_values(emit, value, layout.slots, element)):
+        owner = layout.owner(emit, lane, slot)
         store = memref.StoreOp.get(item, buffer, places[slot])
         if owner is None:
             emit(store)
@@ -78,14 +84,14 @@ def _fold(emit: Emitter, extent: int, first: list[SSAValue], step: Step) -> list
 class LowerMatrixReduce(SimtPattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
-        (input_type,) = self.operand_types[op]
+        (input_type,) = self.before.operand_types(op)
         assert isinstance(input_type, tile.TileType)
         shape = input_type.get_shape()
         if len(shape) != 2:
             return
         emit, axis = Emitter(rewriter, op), int(op.axis.value.data)
         emit(gpu.BarrierOp())
-        buffer = _staged(emit, op, op.input, input_type, self.lanes)
+        buffer = _staged(emit, op, op.input, input_type, self.before.operand_layout(op, 0))
         emit(gpu.BarrierOp())
         spread, lane = Spread.of(op.result.type, self.lanes), lane_of(op)
         positions = [spread.element(emit, lane, slot) for slot in range(spread.slots)]
@@ -111,48 +117,68 @@ class LowerMatrixReduce(SimtPattern):
 class LowerBroadcast(SimtPattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.BroadcastOp, rewriter: PatternRewriter) -> None:
-        (input_type,) = self.operand_types[op]
+        (input_type,) = self.before.operand_types(op)
         result_type = op.result.type
         assert isinstance(input_type, tile.TileType) and isinstance(result_type, tile.TileType)
         if len(result_type.get_shape()) != 2:
             raise TileLoweringError(f"{op.name}: the SIMT lowering broadcasts rank-1 tiles into matrix tiles")
         emit, axis = Emitter(rewriter, op), int(op.axis.value.data)
         emit(gpu.BarrierOp())
-        buffer = _staged(emit, op, op.input, input_type, self.lanes)
+        buffer = _staged(emit, op, op.input, input_type, self.before.operand_layout(op, 0))
         emit(gpu.BarrierOp())
-        spread, lane = Spread.of(result_type, self.lanes), lane_of(op)
-        values = [emit(memref.LoadOp.get(buffer, [place[1 - axis]])) for place in spread.coordinates(emit, lane)]
+        layout = self.before.layout(op.result)
+        values = [emit(memref.LoadOp.get(buffer, [place[1 - axis]])) for place in layout.coordinates(emit, lane_of(op))]
         rewriter.replace_matched_op([], [packed(emit, values)])
 
 
 class LowerMma(SimtPattern):
+    """Both operands staged, each row of a (and of b given transposed) padded to a conflict-free length; then
+    per k, in order, each lane's accumulators gain a[m, k] b[k, n]: a Blocked accumulator reads its rows' a
+    and its columns' b once per k, a Spread one reads both per element."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.MmaOp, rewriter: PatternRewriter) -> None:
-        lhs_type, rhs_type, acc_type = self.operand_types[op]
+        lhs_type, rhs_type, acc_type = self.before.operand_types(op)
         assert isinstance(lhs_type, tile.TileType) and isinstance(acc_type, tile.TileType)
         emit = Emitter(rewriter, op)
+        transposed = op.rhs_transposed is not None  # b staged as given: [N, K]
         emit(gpu.BarrierOp())
-        a = _staged(emit, op, op.lhs, lhs_type, self.lanes)
-        b = _staged(emit, op, op.rhs, rhs_type, self.lanes)
+        a = _staged(emit, op, op.lhs, lhs_type, self.before.operand_layout(op, 0), padded=True)
+        b = _staged(emit, op, op.rhs, rhs_type, self.before.operand_layout(op, 1), padded=transposed)
         emit(gpu.BarrierOp())
-        spread, lane = Spread.of(acc_type, self.lanes), lane_of(op)
-        places = spread.coordinates(emit, lane)
+        layout, lane = self.before.operand_layout(op, 2), lane_of(op)
         element = storage(acc_type.element_type)
         widen = isinstance(lhs_type.element_type, BFloat16Type)
-        transposed = op.rhs_transposed is not None  # b staged as given: [N, K]
 
         def operand(e: Emitter, buffer: SSAValue, indices: list[SSAValue]) -> SSAValue:
             value = e(memref.LoadOp.get(buffer, indices))
             return e.widen_bf16(value) if widen else value
 
-        def step(e: Emitter, k: SSAValue, carried: list[SSAValue]) -> list[SSAValue]:
-            sums = []
-            for total, (m, n) in zip(carried, places, strict=True):
-                product = e(arith.MulfOp(operand(e, a, [m, k]), operand(e, b, [n, k] if transposed else [k, n])))
-                sums.append(e(arith.AddfOp(total, product)))
-            return sums
+        def b_at(e: Emitter, n: SSAValue, k: SSAValue) -> SSAValue:
+            return operand(e, b, [n, k] if transposed else [k, n])
 
-        first = slot_values(emit, op.acc, spread.slots, element)
+        if isinstance(layout, Blocked):
+            rows, cols = layout.rows(emit, lane), layout.cols(emit, lane)
+            places = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
+
+            def step(e: Emitter, k: SSAValue, carried: list[SSAValue]) -> list[SSAValue]:
+                a_k = [operand(e, a, [row, k]) for row in rows]
+                b_k = [b_at(e, col, k) for col in cols]
+                return [
+                    e(arith.AddfOp(total, e(arith.MulfOp(a_k[i], b_k[j]))))
+                    for total, (i, j) in zip(carried, places, strict=True)
+                ]
+
+        else:
+            coordinates = layout.coordinates(emit, lane)
+
+            def step(e: Emitter, k: SSAValue, carried: list[SSAValue]) -> list[SSAValue]:
+                return [
+                    e(arith.AddfOp(total, e(arith.MulfOp(operand(e, a, [m, k]), b_at(e, n, k)))))
+                    for total, (m, n) in zip(carried, coordinates, strict=True)
+                ]
+
+        first = slot_values(emit, op.acc, layout.slots, element)
         sums = _fold(emit, lhs_type.get_shape()[1], first, step)
         rewriter.replace_matched_op([], [packed(emit, sums)])
 

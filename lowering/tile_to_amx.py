@@ -50,7 +50,7 @@ class _Plan:
 def _plain_load(value: SSAValue, body: Block) -> tile.LoadOp | None:
     """The load of a bf16 input tile along its buffer's last two axes, unbounded, in the loop body."""
     op = value.owner
-    if not isinstance(op, tile.LoadOp) or op.parent_block() is not body or op.bound is not None:
+    if not isinstance(op, tile.LoadOp) or op.parent_block() is not body or op.bounds:
         return None
     buffer = op.memref.type
     assert isinstance(buffer, MemRefType)
@@ -62,7 +62,7 @@ def _plain_load(value: SSAValue, body: Block) -> tile.LoadOp | None:
 
 def _plain_store(op: Operation, value: SSAValue) -> bool:
     """A store of `value` whole, unbounded, along the last two axes of an f32 buffer."""
-    if not isinstance(op, tile.StoreOp) or op.value is not value or op.bound is not None:
+    if not isinstance(op, tile.StoreOp) or op.value is not value or op.bounds:
         return False
     buffer = op.memref.type
     assert isinstance(buffer, MemRefType)

@@ -42,12 +42,13 @@ from tessera.dialects import tile
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import WORKGROUP, ShuffleOp, WorkgroupFuncOp
 from tessera.lowering.simt_lanes import (
+    Before,
+    Layout,
     SimtPattern,
     Spread,
     combiner,
     function_of,
     lane_of,
-    operand_types_of,
     packed,
     slot_values,
 )
@@ -117,33 +118,31 @@ class _Access:
         return [gep, llvm.StoreOp(value, gep.result)]
 
 
-def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes: int) -> tuple[list[_Access], Spread | None]:
-    """The lane's elements of a load or store, one per slot (a scalar access: one, no spread): tile axis i
-    walks buffer dimension axes[i] from the op's indices; `bound` limits axis `bound_axis`."""
-    value_type = op.result.type if isinstance(op, tile.LoadOp) else op.value.type
-    if not isinstance(value_type, TileType):
-        return [_Access(emit, op, list(op.indices), None)], None
-    spread = Spread.of(value_type, lanes)
-    axes, lane = tile.access_axes(op), lane_of(op)
-    steps = spread.steps()
+def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Layout | None) -> list[_Access]:
+    """The lane's elements of a load or store, one per slot of the tile's `layout` (a scalar access: one, no
+    layout): tile axis i walks buffer dimension axes[i] from the op's indices; each bound limits its axis."""
+    if layout is None:
+        return [_Access(emit, op, list(op.indices), None)]
+    steps = layout.steps()
     if steps is not None and not _in_workgroup(op.memref):
-        return _stepped_accesses(emit, op, spread, steps), spread
+        return _stepped_accesses(emit, op, layout, steps)
+    axes = tile.access_axes(op)
     accesses = []
-    for place in spread.coordinates(emit, lane):
+    for place in layout.coordinates(emit, lane_of(op)):
         indices = list(op.indices)
         for axis, position in zip(axes, place, strict=True):
             indices[axis] = emit(arith.AddiOp(indices[axis], position))
         valid = None
-        if op.bound is not None:
-            valid = emit(arith.CmpiOp(indices[axes[tile.bound_axis(op)]], op.bound, "ult"))
+        for axis, bound in tile.access_bounds(op):
+            valid = _both(emit, valid, emit(arith.CmpiOp(indices[axes[axis]], bound, "ult")))
         accesses.append(_Access(emit, op, indices, valid))
-    return accesses, spread
+    return accesses
 
 
-def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, spread: Spread,
+def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Layout,
                       steps: list[list[int]]) -> list[_Access]:  # fmt: skip
     """A global access whose slots lie at constant distances from slot 0's element: one address, then a
-    constant added per slot (and, under a bound, a constant compared with the room left along its axis)."""
+    constant added per slot (and, per bound, a constant compared with the room left along its axis)."""
     axes = tile.access_axes(op)
     buffer = op.memref.type
     assert isinstance(buffer, MemRefType)
@@ -152,30 +151,30 @@ def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, spread: Spr
     for dimension in range(len(shape) - 2, -1, -1):
         strides[dimension] = strides[dimension + 1] * shape[dimension + 1]
     indices = list(op.indices)
-    for axis, position in zip(axes, spread.coordinates(emit, lane_of(op))[0], strict=True):
+    for axis, position in zip(axes, layout.coordinates(emit, lane_of(op))[0], strict=True):
         indices[axis] = emit(arith.AddiOp(indices[axis], position))
     base = _linear_offset(emit, buffer, indices)
-    room = None
-    if op.bound is not None:
-        room = emit(arith.SubiOp(op.bound, indices[axes[tile.bound_axis(op)]]))
+    rooms = [(axis, emit(arith.SubiOp(bound, indices[axes[axis]]))) for axis, bound in tile.access_bounds(op)]
     accesses = []
     for step in steps:
         distance = sum(delta * strides[axis] for axis, delta in zip(axes, step, strict=True))
         offset = base if distance == 0 else emit(arith.AddiOp(base, emit.constant(distance, i32)))
         valid = None
-        if room is not None:
-            valid = emit(arith.CmpiOp(emit.constant(step[tile.bound_axis(op)], IndexType()), room, "slt"))
+        for axis, room in rooms:
+            inside = emit(arith.CmpiOp(emit.constant(step[axis], IndexType()), room, "slt"))
+            valid = _both(emit, valid, inside)
         accesses.append(_Access(emit, op, [], valid, offset))
     return accesses
 
 
-class LowerLoad(TilePattern):
+class LowerLoad(SimtPattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.LoadOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
         assert isinstance(op.memref.type, MemRefType)
         element = storage(op.memref.type.element_type)
-        accesses, _ = _accesses(emit, op, self.lanes)
+        layout = self.before.layout(op.result) if isinstance(op.result.type, TileType) else None
+        accesses = _accesses(emit, op, layout)
         values = []
         for access in accesses:
             reads = access.load(element)
@@ -192,7 +191,7 @@ class LowerLoad(TilePattern):
         rewriter.replace_matched_op([], [packed(emit, values)])
 
 
-class LowerStore(TilePattern):
+class LowerStore(SimtPattern):
     """A store; one into a scratch buffer is followed by a workgroup barrier, so that every lane's later
     reads see it whichever lane wrote it (every lane reaches the barrier: the guard covers the store only).
     A replicated tile is stored by the lanes that own its elements, a scalar by lane 0."""
@@ -200,15 +199,16 @@ class LowerStore(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        accesses, spread = _accesses(emit, op, self.lanes)
+        layout = self.before.layout(op.value) if isinstance(op.value.type, TileType) else None
+        accesses = _accesses(emit, op, layout)
         assert isinstance(op.memref.type, MemRefType)
         element = storage(op.memref.type.element_type)
-        if spread is None:
+        if layout is None:
             owners: list[SSAValue | None] = [emit(arith.CmpiOp(lane_of(op), emit.constant(0, IndexType()), "eq"))]
             values = [op.value]
         else:
-            owners = [spread.owner(emit, lane_of(op), slot) for slot in range(spread.slots)]
-            values = slot_values(emit, op.value, spread.slots, element)
+            owners = [layout.owner(emit, lane_of(op), slot) for slot in range(layout.slots)]
+            values = slot_values(emit, op.value, layout.slots, element)
         for access, value, owner in zip(accesses, values, owners, strict=True):
             guard = _both(emit, access.valid, owner)
             writes = access.store(value, element)
@@ -269,7 +269,7 @@ class LowerReduce(SimtPattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ReduceOp, rewriter: PatternRewriter) -> None:
-        (input_type,) = self.operand_types[op]
+        (input_type,) = self.before.operand_types(op)
         spread = Spread.of(input_type, self.lanes)
         if len(spread.shape) != 1:
             return
@@ -304,7 +304,7 @@ class LowerScan(SimtPattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ScanOp, rewriter: PatternRewriter) -> None:
-        (input_type,) = self.operand_types[op]
+        (input_type,) = self.before.operand_types(op)
         spread = Spread.of(input_type, self.lanes)
         if len(spread.shape) != 1:
             raise TileLoweringError(f"{op.name}: a matrix tile's scan has no SIMT lowering yet")
@@ -363,8 +363,9 @@ class LowerKernel(RewritePattern):
         ):
             arg.name_hint = name
         ops: list[Operation] = [gpu.ThreadIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X))]
-        program = gpu.BlockIdOp(gpu.DimensionAttr(gpu.DimensionEnum.X))
-        ops.append(program)
+        # The grid's program id along x; a token block's (tessera.tile.kernel's token_block) along y.
+        programs = [gpu.BlockIdOp(gpu.DimensionAttr(d)) for d in (gpu.DimensionEnum.X, gpu.DimensionEnum.Y)]
+        ops += programs[: len(op.program_args())]
         for pointer, buffer in zip(entry.args, buffers, strict=False):
             cast = builtin.UnrealizedConversionCastOp.get([pointer], [buffer.type])
             ops.append(cast)
@@ -374,7 +375,8 @@ class LowerKernel(RewritePattern):
             position = arith.IndexCastOp(entry.args[-1], IndexType())
             ops.append(position)
             scalar.replace_all_uses_with(position.result)
-        op.program_id().replace_all_uses_with(program.result)
+        for program_arg, program in zip(op.program_args(), programs, strict=False):
+            program_arg.replace_all_uses_with(program.result)
         entry.add_ops(ops)
         for inner in list(op.body.block.ops):
             inner.detach()
@@ -396,25 +398,25 @@ class EraseBufferCasts(RewritePattern):
 
 
 # Stores first, while every value they store still has its tile type (a lowered tile of one element per
-# lane looks like a scalar); then loads; then the ops that compute. The patterns that read their operands'
-# shapes get the operand types from before the lowering.
-STORE_PATTERNS: tuple[type[TilePattern], ...] = (LowerStore,)
-LOAD_PATTERNS: tuple[type[TilePattern], ...] = (LowerLoad,)
+# lane looks like a scalar); then loads; then the ops that compute. The patterns read the kernel as written
+# (Before: operand shapes, layouts).
+STORE_PATTERNS: tuple[type[SimtPattern], ...] = (LowerStore,)
+LOAD_PATTERNS: tuple[type[SimtPattern], ...] = (LowerLoad,)
 COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerIota)
 SHAPE_READING_PATTERNS: tuple[type[SimtPattern], ...] = (LowerReduce, LowerScan, *MATRIX_PATTERNS)
 
 
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     """Lower every dataflow kernel of `module` to a gpu.func in place; returns them (in module order)."""
-    operand_types = operand_types_of(module, (tile.ReduceOp, tile.ScanOp, tile.BroadcastOp, tile.MmaOp))
+    lanes = arch.wave_size
+    before = Before(module, lanes)
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
     PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc()])).rewrite_module(module)
-    lanes = arch.wave_size
     for patterns in (STORE_PATTERNS, LOAD_PATTERNS):
-        walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(lanes) for pattern in patterns]))
+        walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(lanes, before) for pattern in patterns]))
         walker.rewrite_module(module)
     compute: list[RewritePattern] = [pattern(lanes) for pattern in COMPUTE_PATTERNS]
-    compute += [pattern(lanes, operand_types) for pattern in SHAPE_READING_PATTERNS]
+    compute += [pattern(lanes, before) for pattern in SHAPE_READING_PATTERNS]
     PatternRewriteWalker(GreedyRewritePatternApplier(compute)).rewrite_module(module)
     PatternRewriteWalker(LowerTileTypes(lanes)).rewrite_module(module)
     PatternRewriteWalker(EraseBufferCasts()).rewrite_module(module)

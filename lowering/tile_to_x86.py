@@ -99,6 +99,29 @@ def _as_element(emit: Emitter, value: SSAValue, element: Attribute) -> SSAValue:
     return emit(arith.BitcastOp(value, _same_shape(lowered_type(value.type, LANES), element)))
 
 
+def _bound(op: tile.LoadOp | tile.StoreOp) -> SSAValue | None:
+    """The access's bound: x86 masks one axis (LowerLoad and LowerStore refuse more)."""
+    found = tile.single_bound(op)
+    return None if found is None else found[1]
+
+
+def _bound_axis(op: tile.LoadOp | tile.StoreOp) -> int:
+    found = tile.single_bound(op)
+    assert found is not None
+    return found[0]
+
+
+def _bound_value(op: tile.LoadOp | tile.StoreOp) -> SSAValue:
+    found = tile.single_bound(op)
+    assert found is not None
+    return found[1]
+
+
+def _refuse_several_bounds(op: tile.LoadOp | tile.StoreOp) -> None:
+    if len(op.bounds) > 1:
+        raise TileLoweringError(f"{op.name}: the x86 lowering masks one axis, this access bounds {len(op.bounds)}")
+
+
 def _same_shape(like: Attribute, element: Attribute) -> Attribute:
     return VectorType(element, like.get_shape()) if isinstance(like, VectorType) else element
 
@@ -106,9 +129,9 @@ def _same_shape(like: Attribute, element: Attribute) -> Attribute:
 def _mask(emit: Emitter, op: tile.LoadOp | tile.StoreOp, lanes_type: VectorType) -> SSAValue:
     """The elements of the access before its bound: vector.create_mask(bound - index along the bounded axis,
     the whole size along the others)."""
-    assert op.bound is not None
-    limited = tile.bound_axis(op)
-    remaining = emit(arith.SubiOp(op.bound, op.indices[tile.access_axes(op)[limited]]))
+    assert _bound(op) is not None
+    limited = _bound_axis(op)
+    remaining = emit(arith.SubiOp(_bound_value(op), op.indices[tile.access_axes(op)[limited]]))
     sizes: list[SSAValue | Operation] = [emit.constant(size, IndexType()) for size in lanes_type.get_shape()]
     sizes[limited] = remaining
     return emit(vector.CreateMaskOp(sizes, VectorType(i1, lanes_type.get_shape())))
@@ -127,23 +150,24 @@ def _transfer_map(op: tile.LoadOp | tile.StoreOp) -> AffineMapAttr | None:
 
 def _in_bounds(op: tile.LoadOp | tile.StoreOp) -> ArrayAttr[BoolAttr]:
     """Unmasked accesses lie in their buffer (the kernel's contract); masked ones are checked per element."""
-    return ArrayAttr([BoolAttr.from_bool(op.bound is None)] * len(tile.access_axes(op)))
+    return ArrayAttr([BoolAttr.from_bool(_bound(op) is None)] * len(tile.access_axes(op)))
 
 
 class LowerLoad(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.LoadOp, rewriter: PatternRewriter) -> None:
+        _refuse_several_bounds(op)
         emit = Emitter(rewriter, op)
         buffer_type = op.memref.type
         assert isinstance(buffer_type, MemRefType)
         element = buffer_type.element_type
         lowered = lowered_type(op.result.type, LANES)
-        if not isinstance(op.result.type, TileType) or (op.bound is None and not isinstance(lowered, VectorType)):
+        if not isinstance(op.result.type, TileType) or (_bound(op) is None and not isinstance(lowered, VectorType)):
             value = emit(memref.LoadOp.get(op.memref, list(op.indices)))  # a scalar, or a tile of one element
-        elif op.bound is None and isinstance(lowered, VectorType) and lowered.get_shape()[1:] == (1,):
+        elif _bound(op) is None and isinstance(lowered, VectorType) and lowered.get_shape()[1:] == (1,):
             rewriter.replace_matched_op([], [_load_column(emit, op, lowered)])
             return
-        elif isinstance(element, BFloat16Type) and op.bound is not None:
+        elif isinstance(element, BFloat16Type) and _bound(op) is not None:
             assert isinstance(lowered, VectorType), f"{op.name}: a masked tile of one element"
             rewriter.replace_matched_op([], [_load_bf16_bounded(emit, op, lowered)])
             return
@@ -153,7 +177,7 @@ class LowerLoad(TilePattern):
             permutation = _transfer_map(op)
             if permutation is not None:  # vector.transfer_read: upstream lowers it by rows, or by elements
                 value = emit(_transfer_read(emit, op, loaded, permutation))
-            elif op.bound is None:
+            elif _bound(op) is None:
                 value = emit(vector.LoadOp(op.memref, list(op.indices), loaded))
             else:
                 zeros = emit.constant(0, loaded)
@@ -169,7 +193,7 @@ def _transfer_read(emit: Emitter, op: tile.LoadOp, loaded: VectorType, permutati
         padding = emit(arith.BitcastOp(emit.constant(0, storage(element)), element))
     else:
         padding = emit.constant(0, element)
-    mask = None if op.bound is None else _mask(emit, op, loaded)
+    mask = None if _bound(op) is None else _mask(emit, op, loaded)
     return vector.TransferReadOp(op.memref, list(op.indices), padding, loaded, _in_bounds(op), permutation, mask)
 
 
@@ -178,7 +202,7 @@ def _load_bf16_bounded(emit: Emitter, op: tile.LoadOp, lowered: VectorType) -> S
     the bound, else zeros with its elements before the bound loaded one by one through the buffer's pointer
     (_store_bf16_bounded's mirror: a masked load of bf16 lanes goes through f32 in LLVM's legalisation, a
     __truncsfbf2 libcall on x86 without AVX512-BF16)."""
-    shape, limited = lowered.get_shape(), tile.bound_axis(op)
+    shape, limited = lowered.get_shape(), _bound_axis(op)
     whole = _before_bound(emit, op, shape)
     within, edge = Block(), Block()
     inside = emit.at_end_of(within)
@@ -223,11 +247,11 @@ def _load_bf16_bounded(emit: Emitter, op: tile.LoadOp, lowered: VectorType) -> S
 
 def _before_bound(emit: Emitter, op: tile.LoadOp | tile.StoreOp, shape: tuple[int, ...]) -> SSAValue:
     """An i1: whether the whole tile lies before the access's bound along its bounded axis."""
-    assert op.bound is not None
-    limited = tile.bound_axis(op)
+    assert _bound(op) is not None
+    limited = _bound_axis(op)
     start = op.indices[tile.access_axes(op)[limited]]
     end = emit(arith.AddiOp(start, emit.constant(shape[limited], IndexType())))
-    return emit(arith.CmpiOp(end, op.bound, "ule"))
+    return emit(arith.CmpiOp(end, _bound_value(op), "ule"))
 
 
 def _element_walk(
@@ -237,12 +261,12 @@ def _element_walk(
     pointer, the elements before the bound along the bounded axis (at most the tile's), for each position of
     the other axes its first element's offset, the offset's step along the bounded axis)."""
     buffer_type = op.memref.type
-    assert isinstance(buffer_type, MemRefType) and op.bound is not None
-    axes, limited = tile.access_axes(op), tile.bound_axis(op)
+    assert isinstance(buffer_type, MemRefType) and _bound(op) is not None
+    axes, limited = tile.access_axes(op), _bound_axis(op)
     start = op.indices[axes[limited]]
     address = emit(arith.IndexCastOp(emit(memref.ExtractAlignedPointerAsIndexOp.get(op.memref)), i64))
     pointer = emit(llvm.IntToPtrOp(address))
-    count = emit(arith.MinSIOp(emit(arith.SubiOp(op.bound, start)), emit.constant(shape[limited], IndexType())))
+    count = emit(arith.MinSIOp(emit(arith.SubiOp(_bound_value(op), start)), emit.constant(shape[limited], IndexType())))
     strides = _row_major_strides(buffer_type)
     base = emit.constant(0, IndexType())  # the tile's first element, as an element offset
     for index, stride in zip(op.indices, strides, strict=True):
@@ -275,7 +299,7 @@ def _is_transposed_block(op: tile.StoreOp) -> bool:
     """Whether the store is of an unmasked [16, b <= 16] tile whose axis 0 runs along the buffer's innermost
     dimension and axis 1 along an outer one (a block of keys stored transposed for attention's scores)."""
     axes, rank = tile.access_axes(op), len(op.indices)
-    if op.bound is not None or len(axes) != 2 or axes[0] != rank - 1 or axes[1] == rank - 1:
+    if _bound(op) is not None or len(axes) != 2 or axes[0] != rank - 1 or axes[1] == rank - 1:
         return False
     assert isinstance(op.value.type, TileType)
     rows, columns = op.value.type.get_shape()
@@ -331,10 +355,11 @@ def _shuffle(emit: Emitter, a: SSAValue, b: SSAValue, lanes: list[int]) -> SSAVa
 class LowerStore(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
+        _refuse_several_bounds(op)
         emit = Emitter(rewriter, op)
         buffer_type = op.memref.type
         assert isinstance(buffer_type, MemRefType)
-        if isinstance(buffer_type.element_type, BFloat16Type) and op.bound is not None:
+        if isinstance(buffer_type.element_type, BFloat16Type) and _bound(op) is not None:
             _store_bf16_bounded(emit, op)
             rewriter.erase_op(op)
             return
@@ -347,9 +372,9 @@ class LowerStore(TilePattern):
         elif permutation is not None:  # vector.transfer_write: upstream lowers it by rows, or by elements
             lowered = lowered_type(op.value.type, LANES)
             assert isinstance(lowered, VectorType)
-            mask = None if op.bound is None else _mask(emit, op, lowered)
+            mask = None if _bound(op) is None else _mask(emit, op, lowered)
             emit(vector.TransferWriteOp(value, op.memref, list(op.indices), _in_bounds(op), mask, permutation))
-        elif op.bound is None:
+        elif _bound(op) is None:
             emit(vector.StoreOp(value, op.memref, list(op.indices)))
         else:
             lowered = lowered_type(op.value.type, LANES)
@@ -363,10 +388,10 @@ def _store_bf16_bounded(emit: Emitter, op: tile.StoreOp) -> None:
     its elements before the bound one by one, as i16 bits through the buffer's pointer. A masked store or an
     element extracted as bf16 is widened to f32 and narrowed back by LLVM's legalisation, which on x86 without
     AVX512-BF16 is a __truncsfbf2 libcall the kernels do not link; bits never pass through a float here."""
-    assert isinstance(op.value.type, TileType) and op.bound is not None
+    assert isinstance(op.value.type, TileType) and _bound(op) is not None
     lowered = lowered_type(op.value.type, LANES)
     assert isinstance(lowered, VectorType)
-    shape, limited = lowered.get_shape(), tile.bound_axis(op)
+    shape, limited = lowered.get_shape(), _bound_axis(op)
     whole = _before_bound(emit, op, shape)
     within, edge = Block(), Block()
     inside = emit.at_end_of(within)
@@ -751,6 +776,8 @@ class LowerKernel(RewritePattern):
     def match_and_rewrite(self, op: tile.KernelOp, rewriter: PatternRewriter) -> None:
         if not op.is_dataflow():
             return
+        if op.token_block is not None:
+            raise TileLoweringError(f"{op.name} @{op.sym_name.data}: x86 runs a one-dimensional grid (no token_block)")
         old = op.body.block
         arg_types = [arg.type for arg in old.args[: len(old.args) - len(op.program_args())]]
         entry = Block(arg_types=[*arg_types, IndexType(), IndexType()])

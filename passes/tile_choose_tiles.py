@@ -118,7 +118,8 @@ def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[Mem
         return
     dims = dict(plain_dict(kernel.dims))
     body = build(dims, dict(choice.tiles))
-    programs = 2 if choice.ranged else 1  # [first, end) of the grid, or the program id
+    # [first, end) of the grid, the program ids along the grid and the token blocks, or the program id
+    programs = 2 if choice.ranged or choice.token_block is not None else 1
     buffers = body.args[: len(body.args) - len(SCALARS.get(kernel.kind.data, ())) - programs]
     signature = [arg.type for arg in buffers]
     # A buffer the runtime packs at load is launched in its model layout: the kernel takes the packed one.
@@ -136,6 +137,8 @@ def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[Mem
     kernel.body.add_block(body)
     if choice.ranged:
         kernel.properties["ranged"] = UnitAttr()
+    if choice.token_block is not None:
+        kernel.properties["token_block"] = IntegerAttr(choice.token_block, i64)
     scalars = SCALARS.get(kernel.kind.data, ())
     if scalars:
         kernel.properties["scalars"] = ArrayAttr([StringAttr(name) for name in scalars])

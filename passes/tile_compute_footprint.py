@@ -22,7 +22,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS
+from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS, conflict_free_row
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -58,7 +58,7 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     total = 0
     for op in kernel.body.walk():
         if scratchpad:
-            total += sum(_tile_bytes(operand.type) for operand in _staged_operands(op))
+            total += sum(_staged_bytes(operand.type, padded) for operand, padded in _staged_operands(op))
         if isinstance(op, tile.AllocOp) and op.in_fast_memory():
             total += op.bytes()
         elif isinstance(op, tile.LoadOp):
@@ -68,22 +68,25 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     return total
 
 
-def _staged_operands(op: Operation) -> list[SSAValue]:
+def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
     """The operands a GPU's SIMT lowering passes between lanes through the scratchpad, one buffer each
-    (lowering/simt_matrix.py): both operands of an mma, a matrix tile reduced along an axis, a broadcast's
+    (lowering/simt_matrix.py), and whether its rows are padded: both operands of an mma (a's rows and b's
+    where given transposed are read down a column), a matrix tile reduced along an axis, a broadcast's
     input."""
     if isinstance(op, tile.MmaOp):
-        return [op.lhs, op.rhs]
+        return [(op.lhs, True), (op.rhs, op.rhs_transposed is not None)]
     if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
-        return [op.input]
+        return [(op.input, False)]
     if isinstance(op, tile.BroadcastOp):
-        return [op.input]
+        return [(op.input, False)]
     return []
 
 
-def _tile_bytes(type_: Attribute) -> int:
+def _staged_bytes(type_: Attribute, padded: bool) -> int:
     assert isinstance(type_, TileType)
-    return type_.element_count() * element_bytes(type_.element_type)
+    shape, size = type_.get_shape(), element_bytes(type_.element_type)
+    row = conflict_free_row(shape[-1], size) if padded else shape[-1]
+    return type_.element_count() // shape[-1] * row * size
 
 
 def compute_footprints(module: ModuleOp) -> None:

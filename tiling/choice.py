@@ -18,6 +18,9 @@ class TileChoice:
     emitter: bool = False
     # The kernel's body runs a range [first, end) of the grid per call (tessera.tile.kernel's `ranged`).
     ranged: bool = False
+    # Tokens per program along a second grid dimension over the call's tokens (tessera.tile.kernel's
+    # `token_block`; the body takes that dimension's program id too).
+    token_block: int | None = None
 
 
 def load(

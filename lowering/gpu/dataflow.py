@@ -30,7 +30,11 @@ def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> 
     (function,) = (op for op in module.walk() if isinstance(op, gpu.FuncOp))
     names = [arg.name_hint or f"arg{arg.index}" for arg in function.body.block.args]
     (text,) = gpu_functions_text(upstream_text(module), {kernel.sym_name.data: names})
-    grid = Grid(x=("tokens", 1)) if int(kernel.grid.value.data) == 0 else Grid(x=(int(kernel.grid.value.data), 1))
+    extent = int(kernel.grid.value.data)
+    if kernel.token_block is not None:  # programs over the grid (x) and over blocks of the call's tokens (y)
+        grid = Grid(x=(extent, 1), y=("tokens", int(kernel.token_block.value.data)))
+    else:
+        grid = Grid(x=("tokens", 1)) if extent == 0 else Grid(x=(extent, 1))
     shared_bytes = sum(_bytes(buffer.type) for buffer in function.body.block.args[len(function.function_type.inputs) :])
     return GpuKernel(kernel.sym_name.data, "  " + text.replace("\n", "\n  ") + "\n", arch.wave_size, grid, shared_bytes)
 

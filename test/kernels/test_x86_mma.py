@@ -2,7 +2,7 @@
 (vector FMAs, unrolled or, for a large product, a loop over k; dot products where the right operand is given
 transposed) in f32 and bf16 (a test GEMM of
 tile_kernels.py), with a last row block cut short by the token count
-(loads and stores masked along their rows: bound_axis 0), reductions along either axis with broadcasts (a
+(loads and stores masked along their rows: bounded along axis 0), reductions along either axis with broadcasts (a
 row softmax of scores, attention's inner step), and inclusive scans along either axis (f32 and i32).
 
 Bound: each of the K products is added to its row's sum by a multiply-add (fused on this CPU: one rounding;

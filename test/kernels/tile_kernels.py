@@ -84,7 +84,7 @@ def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attri
     """A small GEMM written with tessera.tile.mma, for the tests of the op (the production GEMM is still a
     per-target emitter): y[T, cols] = x[T, depth] w[depth, cols], a program per `rows` rows of y, the whole
     width at once, depth in steps of `step` (a [rows, step] tile of x times a [step, cols] tile of w); its
-    grid: `programs` row blocks. The last block's rows past T are masked (bound_axis 0 on x and y).
+    grid: `programs` row blocks. The last block's rows past T are masked (bounded along axis 0 on x and y).
     `transposed`: w is given as wᵀ [cols, depth] and read by rows (mma's rhs_transposed)."""
     w_shape = [cols, depth] if transposed else [depth, cols]
     x_type, w_type = MemRefType(element, [DYNAMIC_INDEX, depth]), MemRefType(element, w_shape)
@@ -92,13 +92,13 @@ def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attri
     x, w, y = k.buffers
     first, tokens = k.muli(k.program_id, k.index(rows)), k.size(x)
     with k.loop(k.index(0), k.index(depth), k.index(step), [k.splat(k.f32(0.0), [rows, cols])]) as piece:
-        a = k.load(x, [first, piece.iv], [rows, step], tokens, bound_axis=0)
+        a = k.load(x, [first, piece.iv], [rows, step], {0: tokens})
         if transposed:
             b = k.load(w, [k.index(0), piece.iv], [cols, step])
         else:
             b = k.load(w, [piece.iv, k.index(0)], [step, cols])
         piece.yield_(k.mma(a, b, piece.args[0], rhs_transposed=transposed))
-    k.store(piece.results[0], y, [first, k.index(0)], tokens, bound_axis=0)
+    k.store(piece.results[0], y, [first, k.index(0)], {0: tokens})
     return _row_block_kernel(k.finish(), name, "gemm_test", target, rows, programs)
 
 

@@ -42,6 +42,6 @@ builtin.module {
     %c = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<2x16xf32>
     %d = tessera.tile.mma %a, %b, %c : !tessera.tile.tile<2x1xbf16>, !tessera.tile.tile<1x16xbf16>, !tessera.tile.tile<2x16xf32> -> !tessera.tile.tile<2x16xf32>
     %e = tessera.tile.convert %d : !tessera.tile.tile<2x16xf32> -> !tessera.tile.tile<2x16xbf16>
-    tessera.tile.store %e, %y[%r, %c0] bound %c10 {bound_axis = 1 : i64} : !tessera.tile.tile<2x16xbf16>, memref<?x10xbf16>
+    tessera.tile.store %e, %y[%r, %c0] bound %c10 {bound_axes = array<i64: 1>} : !tessera.tile.tile<2x16xbf16>, memref<?x10xbf16>
   }
 }

@@ -29,10 +29,10 @@ builtin.module {
     %zero = arith.constant 0.0 : f32
     %r = arith.muli %t, %c2 : index
     %n = memref.dim %x, %c0 : memref<?x16xf32>
-    %a = tessera.tile.load %x[%r, %c0] bound %n {bound_axis = 0 : i64} : memref<?x16xf32> -> !tessera.tile.tile<2x16xf32>
+    %a = tessera.tile.load %x[%r, %c0] bound %n {bound_axes = array<i64: 0>} : memref<?x16xf32> -> !tessera.tile.tile<2x16xf32>
     %b = tessera.tile.load %w[%c0, %c0] : memref<3x16xf32> -> !tessera.tile.tile<3x16xf32>
     %c = tessera.tile.splat %zero : f32 -> !tessera.tile.tile<2x3xf32>
     %d = tessera.tile.mma %a, %b, %c {rhs_transposed} : !tessera.tile.tile<2x16xf32>, !tessera.tile.tile<3x16xf32>, !tessera.tile.tile<2x3xf32> -> !tessera.tile.tile<2x3xf32>
-    tessera.tile.store %d, %y[%r, %c0] bound %n {bound_axis = 0 : i64} : !tessera.tile.tile<2x3xf32>, memref<?x3xf32>
+    tessera.tile.store %d, %y[%r, %c0] bound %n {bound_axes = array<i64: 0>} : !tessera.tile.tile<2x3xf32>, memref<?x3xf32>
   }
 }

@@ -111,18 +111,27 @@ tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "ch
 tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
 ^bb0(%w: memref<64x4xf32>, %t: index):
   %c0 = arith.constant 0 : index
-  %v = tessera.tile.load %w[%c0, %c0] {bound_axis = 0 : i64} : memref<64x4xf32> -> !tessera.tile.tile<2x4xf32>
+  %v = tessera.tile.load %w[%c0, %c0] {bound_axes = array<i64: 0>} : memref<64x4xf32> -> !tessera.tile.tile<2x4xf32>
 }
-// CHECK: tessera.tile.load: bound_axis 0 needs a bound and names a tile axis
+// CHECK: tessera.tile.load: bound_axes [0] must name a distinct tile axis per bound (0)
 
 // -----
 
 tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
 ^bb0(%w: memref<64x4xf32>, %t: index):
   %c0 = arith.constant 0 : index
-  %v = tessera.tile.load %w[%c0, %c0] bound %t {bound_axis = 2 : i64} : memref<64x4xf32> -> !tessera.tile.tile<2x4xf32>
+  %v = tessera.tile.load %w[%c0, %c0] bound %t {bound_axes = array<i64: 2>} : memref<64x4xf32> -> !tessera.tile.tile<2x4xf32>
 }
-// CHECK: tessera.tile.load: bound_axis 2 needs a bound and names a tile axis
+// CHECK: tessera.tile.load: bound_axes [2] must name a distinct tile axis per bound (1)
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "conv_silu", dims = {}, parallel = "channel_panels", grid = 1 : i64} {
+^bb0(%w: memref<64x4xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %v = tessera.tile.load %w[%c0, %c0] bound %t, %t : memref<64x4xf32> -> !tessera.tile.tile<2x4xf32>
+}
+// CHECK: tessera.tile.load: 2 bounds need bound_axes
 
 // -----
 
