@@ -33,7 +33,8 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, bf16, f32
 from xdsl.ir import Attribute, Block, SSAValue
 
 from tessera.dialects.tile import TileType, element_of
-from tessera.kernels.builder import Dims, KernelBuilder
+from tessera.kernels.builder import Bound, Dims, KernelBuilder
+from tessera.kernels.gemm_blocks import block_gemm
 from tessera.kernels.rows import TOKENS_F32, rows
 
 # Whether a row block is in the first (or last) K block: known when the kernel is built, or an i1 value.
@@ -45,9 +46,13 @@ def _element(name: object) -> Attribute:
 
 
 def weight_layout(dims: Dims, tiles: Mapping[str, int]) -> MemRefType:
-    """The packed weight [ceil(N / nr), K, nr] the kernel reads, in the tiles' weight element type."""
-    n, k, nr = int(dims["n"]), int(dims["k"]), tiles["nr"]
-    return MemRefType(bf16 if tiles.get("weight_bf16", 0) else f32, [-(-n // nr), k, nr])
+    """The packed weight [ceil(N / nr), K, nr] the kernel reads, in the tiles' weight element type; a GPU's
+    block GEMM (tiles with block_m) reads W [N, K] itself."""
+    n, k = int(dims["n"]), int(dims["k"])
+    element = bf16 if tiles.get("weight_bf16", 0) else f32
+    if "block_m" in tiles:
+        return MemRefType(element, [n, k])
+    return MemRefType(element, [-(-n // tiles["nr"]), k, tiles["nr"]])
 
 
 def tail_rows(mr: int) -> tuple[int, ...]:
@@ -193,12 +198,18 @@ class Epilogue:
     [rows, columns] at (row, column): y's columns past N are masked unless y has room up to a multiple of
     `unit` (the widest column block written)."""
 
-    def __init__(self, k: KernelBuilder, kind: str, operands: GemmOperands, n: int, unit: int) -> None:
+    def __init__(self, k: KernelBuilder, kind: str, operands: GemmOperands, n: int, unit: int,
+                 row_bound: SSAValue | None = None) -> None:  # fmt: skip
+        """`row_bound`: the rows of y, where a tile may reach past them (a GPU's last block of tokens)."""
         assert isinstance(operands.y.type, MemRefType)
         self.kb, self.kind, self.operands = k, kind, operands
         self.y_element = operands.y.type.element_type
         padded = -(-n // unit) * unit
         self.column_bound = None if operands.y.type.get_shape()[-1] >= padded else k.index(n)
+        self.row_bound = row_bound
+        self.y_bounds: Bound = self.column_bound  # y's last axis, or both
+        if row_bound is not None:
+            self.y_bounds = {0: row_bound} if self.column_bound is None else {0: row_bound, 1: self.column_bound}
 
     def plain(self) -> bool:
         """Whether y = acc exactly: "store" into an f32 y, no row scale, no bias."""
@@ -214,10 +225,10 @@ class Epilogue:
         count, width = acc.type.get_shape()
         at = [row, column]
         if self.operands.row_scale is not None:
-            scale = k.broadcast(k.load(self.operands.row_scale, [row], [count]), 1, width)
+            scale = k.broadcast(k.load(self.operands.row_scale, [row], [count], self.row_bound), 1, width)
             acc = k.map([acc, scale], lambda e, a, s: e.mulf(a, s))
         if first is not True or self.kind == "accumulate":
-            previous = k.load(y, at, [count, width], self.column_bound)
+            previous = k.load(y, at, [count, width], self.y_bounds)
             if isinstance(first, SSAValue) and self.kind != "accumulate":
                 acc = k.map([acc, previous, first], lambda e, a, p, starts: e.select(starts, a, e.addf(a, p)))
             else:
@@ -232,7 +243,7 @@ class Epilogue:
             acc = k.map([acc], _relu2)
         elif isinstance(last, SSAValue) and self.kind == "relu2":
             acc = k.map([acc, last], lambda e, a, ends: e.select(ends, _relu2(e, a), a))
-        k.store(k.convert(acc, self.y_element), y, at, self.column_bound)
+        k.store(k.convert(acc, self.y_element), y, at, self.y_bounds)
 
 
 def _relu2(e: KernelBuilder, a: SSAValue) -> SSAValue:
@@ -359,9 +370,10 @@ class MatrixUnitGemm:
 
 def matmul(dims: Dims, tiles: Mapping[str, int]) -> Block:
     """One program per weight panel, over every row of x; with tiles for a matrix unit (`kt`: its k depth),
-    a ranged body of MatrixUnitGemm."""
+    a ranged body of MatrixUnitGemm; with a GPU's (`block_m`), one program per tile of y
+    (kernels/gemm_blocks.py)."""
     n, k_size = int(dims["n"]), int(dims["k"])
-    matrix_unit = "kt" in tiles
+    matrix_unit, blocks = "kt" in tiles, "block_m" in tiles
     weight = pairs_weight_layout(dims, tiles) if matrix_unit else weight_layout(dims, tiles)
     buffers = {"x": rows(k_size, _element(dims.get("x_dtype", "f32"))), "w": weight}
     if int(dims.get("bias", 0)):
@@ -369,13 +381,17 @@ def matmul(dims: Dims, tiles: Mapping[str, int]) -> Block:
     if int(dims.get("row_scale", 0)):
         buffers["row_scale"] = TOKENS_F32
     buffers["y"] = MemRefType(_element(dims.get("y_dtype", "f32")), [DYNAMIC_INDEX, n])
-    k = KernelBuilder(buffers, ranged=matrix_unit)
+    k = KernelBuilder(buffers, ranged=matrix_unit, token_blocks=blocks)
     named = dict(zip(buffers, k.buffers, strict=True))
     operands = GemmOperands(
         named["x"], named["w"], named["y"], bias=named.get("bias"), row_scale=named.get("row_scale")
     )
     epilogue = str(dims["epilogue"])
-    if matrix_unit:
+    if blocks:
+        tokens = k.size(named["x"])
+        block_epilogue = Epilogue(k, epilogue, operands, n, tiles["block_n"], row_bound=tokens)
+        block_gemm(k, n, k_size, tiles, named["x"], named["w"], block_epilogue)
+    elif matrix_unit:
         MatrixUnitGemm(k, n, k_size, epilogue, tiles, operands).panels(*k.program_range)
     else:
         Gemm(k, n, k_size, epilogue, tiles, operands, k.program_id).rows(k.index(0), k.size(named["x"]))

@@ -3,8 +3,8 @@ and the program the CUDA runtime launches.
 
     emit_kernels(module) -> [NvvmKernel]   one `gpu.func` per `tessera.tile.kernel`, from the tiles chosen in
                                            Tile-IR: bf16 projections on WGMMA with TMA-staged operands
-                                           (lowering/nvvm/gemm.py), the rest SIMT kernels shared with the
-                                           other GPU targets (lowering/gpu/simt*.py)
+                                           (lowering/nvvm/gemm.py), the rest kernels of kernels/ through
+                                           the SIMT lowering shared with the other GPU targets
     lower_kernels(module) -> str           their gpu.module (what `tessera-opt -t nvvm-mlir` prints)
     lower_programs(module, kernels)        program.json: launches with grid, block size, dynamic shared
                                            bytes, and the tensor maps the runtime encodes for TMA operands
@@ -95,10 +95,7 @@ def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
 
 
 def _emit_matmul(info: KernelInfo) -> NvvmKernel:
-    if "mma_m" not in info.tiles:  # no f32 matrix instruction: the SIMT GEMM
-        from tessera.lowering.gpu.simt_gemm import emit_gemm_simt
-
-        return NvvmKernel(emit_gemm_simt(info))
+    """The bf16 GEMM on WGMMA (an f32 one has no matrix instruction: kernels/gemm.py's GPU blocks, SIMT)."""
     from tessera.lowering.nvvm.gemm import Sm90GemmPlan, gemm_sm90_kernel
 
     n, k = info.dim("n"), info.dim("k")

@@ -67,6 +67,16 @@ def _staged(emit: Emitter, anchor: tile.MmaOp | tile.ReduceOp | tile.BroadcastOp
     return buffer
 
 
+# The back end may fuse an mma's product and sum into one multiply-add (FFMA, v_fma_f32): one rounding where it
+# does, two where not, both within the bounds the tests derive.
+CONTRACT = arith.FastMathFlagsAttr([arith.FastMathFlag.ALLOW_CONTRACT])
+
+
+def fma(emit: Emitter, a: SSAValue, b: SSAValue, total: SSAValue) -> SSAValue:
+    """total + a b, contractible."""
+    return emit(arith.AddfOp(total, emit(arith.MulfOp(a, b, CONTRACT)), CONTRACT))
+
+
 Step = Callable[[Emitter, SSAValue, list[SSAValue]], list[SSAValue]]
 
 
@@ -164,17 +174,14 @@ class LowerMma(SimtPattern):
             def step(e: Emitter, k: SSAValue, carried: list[SSAValue]) -> list[SSAValue]:
                 a_k = [operand(e, a, [row, k]) for row in rows]
                 b_k = [b_at(e, col, k) for col in cols]
-                return [
-                    e(arith.AddfOp(total, e(arith.MulfOp(a_k[i], b_k[j]))))
-                    for total, (i, j) in zip(carried, places, strict=True)
-                ]
+                return [fma(e, a_k[i], b_k[j], total) for total, (i, j) in zip(carried, places, strict=True)]
 
         else:
             coordinates = layout.coordinates(emit, lane)
 
             def step(e: Emitter, k: SSAValue, carried: list[SSAValue]) -> list[SSAValue]:
                 return [
-                    e(arith.AddfOp(total, e(arith.MulfOp(operand(e, a, [m, k]), b_at(e, n, k)))))
+                    fma(e, operand(e, a, [m, k]), b_at(e, n, k), total)
                     for total, (m, n) in zip(carried, coordinates, strict=True)
                 ]
 

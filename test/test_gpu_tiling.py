@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from xdsl.dialects.builtin import ModuleOp, bf16
 
+from tessera.arch import conflict_free_row
 from tessera.dialects import tile, tile_plan
 from tessera.frontend.config import load_model
 from tessera.frontend.graph_builder import build_graph
@@ -23,7 +24,7 @@ GPUS = TARGETS[1:]
 HOPPER_RECURRENCE_TARGETS = ("sm_90a",)
 # What a target may choose on a kernel, and on the ops of its tile body.
 # `scalars` comes with a body of kernels/, which a target may still decline for its emitter (x86 attention).
-KERNEL_CHOICES = {"target", "tiles", "footprint", "grid", "parallel", "scalars"}
+KERNEL_CHOICES = {"target", "tiles", "footprint", "grid", "parallel", "scalars", "token_block"}
 BODY_CHOICES = {"shape", "element", "space", "pad", "async", "m", "n", "k", "lhs", "rhs"}
 
 
@@ -103,12 +104,16 @@ def test_gpu_scratchpad_footprint_is_the_lds_the_body_plans() -> None:
             if isinstance(op, tile.AllocOp) or (isinstance(op, tile_plan.PlanLoadOp) and op.space.data == "lds")
         )
         for op in kernel.body.walk():
-            staged = [op.lhs, op.rhs] if isinstance(op, tile.MmaOp) else []
+            # (operand, whether its rows are padded: an mma's a, and its b where given transposed)
+            staged = [(op.lhs, True), (op.rhs, op.rhs_transposed is not None)] if isinstance(op, tile.MmaOp) else []
             if isinstance(op, tile.BroadcastOp) or (
                 isinstance(op, tile.ReduceOp) and len(op.input.type.get_shape()) == 2  # type: ignore[attr-defined]
             ):
-                staged = [op.input]
-            planned += sum(v.type.element_count() * (2 if v.type.element_type == bf16 else 4) for v in staged)  # type: ignore[attr-defined]
+                staged = [(op.input, False)]
+            for value, padded in staged:
+                shape, size = value.type.get_shape(), 2 if value.type.element_type == bf16 else 4  # type: ignore[attr-defined]
+                row = conflict_free_row(shape[-1], size) if padded else shape[-1]
+                planned += value.type.element_count() // shape[-1] * row * size  # type: ignore[attr-defined]
         assert kernel.footprint is not None and int(kernel.footprint.value.data) == planned
 
 

@@ -40,19 +40,16 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
     element = matrix_element(precision)
     y_dtype = str(dims.get("y_dtype", "f32"))
     instruction = arch.instruction(element)
+    if instruction is None:
+        return _simt_matmul(n, arch)
     if arch.vendor == "amd":
-        assert instruction is not None
         # 4 waves as 2 x 2, each a 32 x 64 quadrant of y: 2 x 4 MFMA tiles, 6 fragment reads per 8 MFMAs.
         block_m, block_n, block_k, threads, stages = 64, 128, 32, 4 * arch.wave_size, 1
-    elif element == "bf16":
+    else:
         # One consumer warpgroup's m64 WGMMA rows twice, 128 columns, 3-stage TMA pipeline.
         block_m, block_n, block_k, threads, stages = 128, 128, 64, 3 * 128, 3
-    else:  # no f32 matrix instruction: the SIMT GEMM (lowering/gpu/simt_gemm.py), 4 x 4 outputs a thread
-        block_m, block_n, block_k, threads, stages = 64, 64, 16, 256, 1
-    # TMA stages the matrix instruction's operands; the SIMT GEMM's threads stage theirs, one element of
-    # padding per row making its column reads conflict-free.
-    pad = bank_pad(element, arch) if instruction is not None else 1
-    is_async = arch.async_copies and instruction is not None
+    pad = bank_pad(element, arch)
+    is_async = arch.async_copies
     space = arch.scratch_space
     staged = [stages] if stages > 1 else []
     body = [
@@ -63,14 +60,25 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
         store("y", [block_m, block_n], element=y_dtype),
     ]
     tiles = {"block_m": block_m, "block_n": block_n, "block_k": block_k, "threads": threads}
-    if instruction is not None:
-        tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
+    tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
     if stages > 1:
         tiles["stages"] = stages
-    # kernels/gemm.py writes the GEMM once; the GPUs keep their emitters (lowering/rocdl/gemm.py MFMA,
-    # lowering/nvvm/gemm.py WGMMA + TMA, lowering/gpu/simt_gemm.py) until the MFMA / WGMMA patterns of
-    # tessera.tile.mma and a panel-free weight layout land.
+    # kernels/gemm.py writes the GEMM once; the matrix units keep their emitters (lowering/rocdl/gemm.py MFMA,
+    # lowering/nvvm/gemm.py WGMMA + TMA) until the MFMA / WGMMA patterns of tessera.tile.mma land.
     return TileChoice(tiles, body, grid=-(-n // block_n), parallel="column_blocks", emitter=True)
+
+
+# The SIMT GEMM's tile of y per wave: the lowering's Blocked accumulator gives each lane of a 32-lane wave
+# 8 x 8 outputs (64 lanes: 4 x 8), reading 8 + 8 (4 + 8) staged operands per 64 (32) multiply-adds.
+SIMT_BLOCK_M, SIMT_BLOCK_N, SIMT_BLOCK_K = 32, 64, 16
+
+
+def _simt_matmul(n: int, arch: GpuArch) -> TileChoice:
+    """No matrix instruction for the operands (Hopper under --precision fp32: its only f32 tensor-core path is
+    tf32): kernels/gemm.py's GEMM in GPU blocks (kernels/gemm_blocks.py), one wave per tile of y, the grid
+    its column blocks by the call's token blocks."""
+    tiles = {"block_m": SIMT_BLOCK_M, "block_n": SIMT_BLOCK_N, "block_k": SIMT_BLOCK_K, "threads": arch.wave_size}
+    return TileChoice(tiles, grid=-(-n // SIMT_BLOCK_N), parallel="column_blocks", token_block=SIMT_BLOCK_M)
 
 
 def policies() -> dict[str, GpuPolicy]:

@@ -1,7 +1,6 @@
-"""What every GPU GEMM that stages its operands through the threads shares (the ROCDL MFMA GEMM,
-lowering/rocdl/gemm.py, and the SIMT GEMM, lowering/gpu/simt_gemm.py): fetching 4 K-consecutive elements
-of an operand row into registers, zero-filled outside the tensor, in the staged tile's element type; and
-storing one result through the epilogue (row_scale, bias, then store / accumulate / relu2)."""
+"""What the ROCDL MFMA GEMM (lowering/rocdl/gemm.py) stages its operands with: fetching 4 K-consecutive
+elements of an operand row into registers, zero-filled outside the tensor, in the staged tile's element type;
+and storing one result through the epilogue (row_scale, bias, then store / accumulate / relu2)."""
 
 from __future__ import annotations
 

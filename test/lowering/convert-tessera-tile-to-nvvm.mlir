@@ -49,10 +49,18 @@
 // PROGRAM-NEXT:    "box_cols": 64,
 // PROGRAM-NEXT:    "swizzle": "128B"
 
-// fp32 keeps float32 arithmetic: the SIMT GEMM (rows padded one element in shared memory) and attention
-// as a warp per (token, head).
+// fp32 keeps float32 arithmetic: kernels/gemm.py's GEMM in GPU blocks through the SIMT lowering, a warp per
+// 32 x 64 tile of y (the grid: column blocks by token blocks), x and W staged per K step of 16 with rows
+// padded to 17 words (conflict-free column reads), each lane's 8 x 8 accumulators fed by 8 + 8 shared reads
+// per k; the row scale broadcast through shared memory; y stored masked past the tokens. Attention is a warp
+// per (token, head).
 // FP32-LABEL: gpu.func @matmul_bias0_store_k32_n64_row_scale1(
-// FP32-SAME:    workgroup(%lds_x: memref<64x17xf32, #gpu.address_space<workgroup>>, %lds_weight: memref<64x17xf32, #gpu.address_space<workgroup>>)
+// FP32-SAME:    workgroup(%lds_mma0 : memref<32x17xf32, #gpu.address_space<workgroup>>, %lds_mma1 : memref<64x17xf32, #gpu.address_space<workgroup>>, %lds_broadcast2 : memref<32xf32, #gpu.address_space<workgroup>>)
+// FP32:         gpu.block_id y
+// FP32:         scf.for
+// FP32-COUNT-16: memref.load
+// FP32-NOT:     memref.load
+// FP32-COUNT-64: arith.mulf
 // FP32-NOT:     wgmma
 // FP32-LABEL: gpu.func @attention_p8_s32_h4_hkv2(
 // FP32-SAME:    known_block_size = array<i32: 32, 1, 1>

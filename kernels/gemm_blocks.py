@@ -1,0 +1,51 @@
+"""The GEMM as a GPU workgroup runs it (kernels/gemm.py's semantics and epilogues; that module's matmul
+builds this body for tiles with `block_m`): y[T, N] (op)= x[T, K] @ W[N, K]ᵀ, W in its own row-major layout
+(converted once at load to the kernel's weight element type), one program per block_m x block_n tile of y —
+the grid's column blocks by the call's token blocks (tessera.tile.kernel's token_block):
+
+    acc [block_m, block_n] = 0
+    for each K step of block_k:                     a, b masked past the tokens, N and K (they read as 0)
+        a = x[rows, step] [block_m, block_k];  b = W[columns, step] [block_n, block_k]
+        acc = mma(a, bᵀ, acc)                       bf16 operands widened exactly, f32 sums in K order
+    y tile = row_scale acc + bias, stored / accumulated / relu2, masked past the tokens and N
+
+Where a matrix tile's elements live is the target lowering's choice (lowering/simt_lanes.py: the SIMT lowering
+keeps the accumulator in a Blocked lane grid and stages a and b through shared memory / LDS per step)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from xdsl.dialects.builtin import f32
+from xdsl.ir import SSAValue
+
+from tessera.dialects.tile import element_of
+from tessera.kernels.builder import Bound, KernelBuilder
+
+if TYPE_CHECKING:
+    from tessera.kernels.gemm import Epilogue
+
+
+def block_gemm(k: KernelBuilder, n: int, k_size: int, tiles: Mapping[str, int], x: SSAValue, w: SSAValue,
+               epilogue: Epilogue) -> None:  # fmt: skip
+    """The program's tile of y; `epilogue` masks y's rows past the call's tokens (its row_bound)."""
+    block_m, block_n, block_k = (tiles[key] for key in ("block_m", "block_n", "block_k"))
+    row, column = k.muli(k.token_block_id, k.index(block_m)), k.muli(k.program_id, k.index(block_n))
+    ragged_k = k.index(k_size) if k_size % block_k else None
+    x_bound = _bounds({0: k.size(x), 1: ragged_k})
+    w_bound = _bounds({0: k.index(n) if n % block_n else None, 1: ragged_k})
+    zero = k.splat(k.f32(0.0), [block_m, block_n])
+    with k.loop(k.index(0), k.index(k_size), k.index(block_k), [zero]) as step:
+        a = k.load(x, [row, step.iv], [block_m, block_k], x_bound)
+        b = k.load(w, [column, step.iv], [block_n, block_k], w_bound)
+        if element_of(a.type) != element_of(b.type):  # an mma multiplies like operands
+            a, b = k.convert(a, f32), k.convert(b, f32)
+        step.yield_(k.mma(a, b, step.args[0], rhs_transposed=True))
+    epilogue.store(row, column, step.results[0], first=True, last=True)
+
+
+def _bounds(bounds: Mapping[int, SSAValue | None]) -> Bound:
+    """The bounds that apply, by tile axis (None where none does)."""
+    present = {axis: bound for axis, bound in bounds.items() if bound is not None}
+    return present or None
