@@ -84,18 +84,31 @@ GPU_ARCHS: dict[str, GpuArch] = {
 }  # fmt: skip
 
 
-# Shared memory / LDS serves a wave's reads from banks of 4 bytes (32 of them on both vendors' GPUs).
+# Shared memory / LDS serves a wave's reads from banks of 4 bytes (32 of them on both vendors' GPUs); a lane
+# reads at most 8 bytes of a bf16 row at once (4 elements: an MFMA fragment), one word of an f32 row.
 SCRATCH_BANK_BYTES = 4
 
 
 def conflict_free_row(elements: int, element_bytes: int) -> int:
     """The row length (elements, padding included) of a scratchpad tile whose lanes read one column down
-    different rows: the smallest at least `elements` whose bytes are an odd number of banks, so that those
-    reads fall in different banks."""
+    different rows: the smallest at least `elements` that is an odd number of a lane's reads (8 bytes of bf16,
+    4 of f32), so that the reads of different rows fall in different banks."""
+    read = 2 * SCRATCH_BANK_BYTES if element_bytes == 2 else SCRATCH_BANK_BYTES
     row = elements
-    while (row * element_bytes) % SCRATCH_BANK_BYTES or (row * element_bytes // SCRATCH_BANK_BYTES) % 2 == 0:
+    while (row * element_bytes) % read or (row * element_bytes // read) % 2 == 0:
         row += 1
     return row
+
+
+def staged_shape(shape: tuple[int, ...], element_bytes: int) -> tuple[int, ...]:
+    """A tile staged in the scratchpad for reads down its columns: its rows conflict_free_row long where it
+    has several (one row has no other row to conflict with)."""
+    rows = 1
+    for size in shape[:-1]:
+        rows *= size
+    if rows == 1:
+        return shape
+    return (*shape[:-1], conflict_free_row(shape[-1], element_bytes))
 
 
 def gpu_arch(name: str) -> GpuArch:

@@ -22,7 +22,7 @@ from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType
 from xdsl.ir import Attribute, Block, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, op_type_rewrite_pattern
 
-from tessera.arch import conflict_free_row
+from tessera.arch import staged_shape
 from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.upstream import WorkgroupFuncOp
@@ -46,13 +46,11 @@ def _staged(emit: Emitter, anchor: tile.MmaOp | tile.ReduceOp | tile.BroadcastOp
             type_: Attribute, layout: Layout, padded: bool = False) -> SSAValue:  # fmt: skip
     """A workgroup buffer shaped like the tile `value` (of `type_`, elements where `layout` puts them), holding it once
     every lane has stored the elements it owns (the caller emits the barrier that ends the stores). A
-    `padded` buffer's rows are conflict_free_row long, for lanes that read one column down different rows."""
+    `padded` buffer is arch.staged_shape, for lanes that read one column down different rows."""
     function = function_of(anchor)
     assert isinstance(function, WorkgroupFuncOp)
-    shape = list(layout.shape)
     element = storage(tile.element_of(type_))
-    if padded:
-        shape[-1] = conflict_free_row(shape[-1], element_bytes(tile.element_of(type_)))
+    shape = staged_shape(layout.shape, element_bytes(tile.element_of(type_))) if padded else layout.shape
     buffer = function.add_workgroup_buffer(MemRefType(element, shape))
     buffer.name_hint = f"lds_{anchor.name.removeprefix('tessera.tile.')}{function.attributions() - 1}"
     lane = lane_of(anchor)

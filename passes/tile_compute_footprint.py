@@ -22,7 +22,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS, conflict_free_row
+from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS, staged_shape
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -84,9 +84,12 @@ def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
 
 def _staged_bytes(type_: Attribute, padded: bool) -> int:
     assert isinstance(type_, TileType)
-    shape, size = type_.get_shape(), element_bytes(type_.element_type)
-    row = conflict_free_row(shape[-1], size) if padded else shape[-1]
-    return type_.element_count() // shape[-1] * row * size
+    size = element_bytes(type_.element_type)
+    shape = staged_shape(type_.get_shape(), size) if padded else type_.get_shape()
+    count = 1
+    for extent in shape:
+        count *= extent
+    return count * size
 
 
 def compute_footprints(module: ModuleOp) -> None:

@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from xdsl.dialects.builtin import ModuleOp, bf16
 
-from tessera.arch import conflict_free_row
+from tessera.arch import staged_shape
 from tessera.dialects import tile, tile_plan
 from tessera.frontend.config import load_model
 from tessera.frontend.graph_builder import build_graph
@@ -112,8 +113,7 @@ def test_gpu_scratchpad_footprint_is_the_lds_the_body_plans() -> None:
                 staged = [(op.input, False)]
             for value, padded in staged:
                 shape, size = value.type.get_shape(), 2 if value.type.element_type == bf16 else 4  # type: ignore[attr-defined]
-                row = conflict_free_row(shape[-1], size) if padded else shape[-1]
-                planned += value.type.element_count() // shape[-1] * row * size  # type: ignore[attr-defined]
+                planned += int(np.prod(staged_shape(shape, size) if padded else shape)) * size
         assert kernel.footprint is not None and int(kernel.footprint.value.data) == planned
 
 

@@ -19,7 +19,7 @@ from rocdl_sim import Simulator
 from tile_kernels import gemm_test_kernel, gemm_test_operands, row_scan_test_kernel, softmax_test_kernel
 from xdsl.dialects.builtin import bf16, f32
 
-from tessera.arch import conflict_free_row, gpu_arch
+from tessera.arch import gpu_arch, staged_shape
 from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
 
 UNIT = 2.0**-24
@@ -52,8 +52,9 @@ def test_mma_matches_float64(rng: np.random.Generator, arch: str, name: str, ele
     # The two staged operands, [rows, step] and [step, cols] (or [cols, step]), in their storage type; the
     # rows read down a column (x's, w's given transposed) padded to a conflict-free length.
     size = 2 if element == "bf16" else 4
-    padded = conflict_free_row(step, size)
-    assert lds_bytes == (rows * padded + (cols * padded if transposed else step * cols)) * size
+    x_staged = staged_shape((rows, step), size)
+    w_staged = staged_shape((cols, step), size) if transposed else (step, cols)
+    assert lds_bytes == (int(np.prod(x_staged)) + int(np.prod(w_staged))) * size
     tokens = programs * rows - (rows > 1)  # the last block one row short where blocks have several
     x_arg, w_arg, x, w = gemm_test_operands(rng, tokens, depth, cols, element, transposed)
     y = np.full((tokens, cols), np.nan, np.float32)

@@ -1,20 +1,21 @@
 // convert-tessera-tile-to-simt{arch=sm_90a} on tessera.tile.mma (bf16 operands): a [2, 2] tile of 4 elements
 // is replicated over the 32 lanes (lane l holds element l mod 4; lanes below 4 own them); the [2, 16] b tile
 // holds one element per lane. mma stages both operands through workgroup buffers (a barrier, the owners'
-// stores, a barrier), then each lane walks k for its elements of the accumulator, which lives in a Blocked
+// stores, a barrier; a's rows padded to 4 elements, 8 bytes: lanes reading down a column of different rows
+// hit different banks), then each lane walks k for its elements of the accumulator, which lives in a Blocked
 // lane grid (2 x 16 lanes: lane l holds row l / 16, column l mod 16): per k it reads its row of a and its
 // column of b once, bf16 widened exactly (its bits the high half of an f32), each product added to the
 // running sum, contractible into one multiply-add. The store walks the same grid.
 // RUN: tessera-opt %s -p 'convert-tessera-tile-to-simt{arch=sm_90a}' | FileCheck %s
 
-// CHECK:      ^bb0(%x: !llvm.ptr<1>, %w: !llvm.ptr<1>, %y: !llvm.ptr<1>, %tokens: i32, %position: i32, %lds_mma0: memref<2x2xi16, #gpu.address_space<workgroup>>, %lds_mma1: memref<2x16xi16, #gpu.address_space<workgroup>>):
+// CHECK:      ^bb0(%x: !llvm.ptr<1>, %w: !llvm.ptr<1>, %y: !llvm.ptr<1>, %tokens: i32, %position: i32, %lds_mma0: memref<2x4xi16, #gpu.address_space<workgroup>>, %lds_mma1: memref<2x16xi16, #gpu.address_space<workgroup>>):
 // CHECK:      %[[LANE:.*]] = "gpu.thread_id"()
 // CHECK:      %a = llvm.load %{{.*}} : !llvm.ptr<1> -> i16
 // CHECK:      %b = llvm.load %{{.*}} : !llvm.ptr<1> -> i16
 // CHECK:      "gpu.barrier"()
 // CHECK:      %[[OWNS:.*]] = arith.cmpi ult, %[[LANE]], %{{.*}} : index
 // CHECK:      scf.if %[[OWNS]] {
-// CHECK-NEXT:   memref.store %a, %lds_mma0[%{{.*}}, %{{.*}}] : memref<2x2xi16, #gpu.address_space<workgroup>>
+// CHECK-NEXT:   memref.store %a, %lds_mma0[%{{.*}}, %{{.*}}] : memref<2x4xi16, #gpu.address_space<workgroup>>
 // CHECK:      memref.store %b, %lds_mma1[%{{.*}}, %{{.*}}] : memref<2x16xi16, #gpu.address_space<workgroup>>
 // CHECK-NEXT: "gpu.barrier"()
 // CHECK:      %[[ROW:.*]] = arith.divui %[[LANE]], %[[SIXTEEN:.*]] : index
