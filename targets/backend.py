@@ -102,8 +102,9 @@ class Job:
         missing = [index for index, data in enumerate(built) if data is None]
         sources = [pieces[index] for index in missing]
         pool = _workers() if len(sources) > 1 and WORKERS > 1 else None
-        made = pool.map(build, sources) if pool is not None else map(build, sources)
         try:
+            # Inside the try: a worker may die while the later pieces are still being submitted.
+            made = pool.map(build, sources) if pool is not None else map(build, sources)
             for index, data in zip(missing, made, strict=True):
                 self.cache.put(kind, keys[index], data)
                 built[index] = data
