@@ -23,6 +23,17 @@ SCRATCHPAD_TARGETS = ("sm_90a", "gfx942", "gfx90a")
 
 
 @dataclass(frozen=True)
+class WaveFragments:
+    """Where one wave holds a matrix instruction's tiles (CDNA's 16x16 MFMA; AMD's matrix instruction
+    calculator): lane l = group q + c (c < group) holds A[c][k_per_lane q + i] and B[k_per_lane q + i][c]
+    for i < k_per_lane, and D[acc_per_lane q + i][c] for i < acc_per_lane."""
+
+    group: int
+    k_per_lane: int
+    acc_per_lane: int
+
+
+@dataclass(frozen=True)
 class MatrixInstruction:
     """One matrix multiply-accumulate instruction: D[m, n] += A[m, k] * B[k, n], f32 accumulation."""
 
@@ -30,6 +41,9 @@ class MatrixInstruction:
     m: int
     n: int
     k: int
+    # Its operands and accumulator in one wave's registers, where a wave issues it alone (not WGMMA's
+    # warpgroup, not AMX's tile registers).
+    fragments: WaveFragments | None = None
 
 
 @dataclass(frozen=True)
@@ -52,8 +66,8 @@ class GpuArch:
 
 # CDNA2 (MI200) and CDNA3 (MI300) both have the 16x16 bf16 "_1k" MFMA (4 bf16 of K per lane) and the f32
 # 16x16x4 MFMA; CDNA3 adds xf32 and fp8 shapes that Tessera does not choose (xf32 is not float32).
-_MFMA_BF16 = MatrixInstruction("rocdl.mfma.f32.16x16x16bf16.1k", 16, 16, 16)
-_MFMA_F32 = MatrixInstruction("rocdl.mfma.f32.16x16x4f32", 16, 16, 4)
+_MFMA_BF16 = MatrixInstruction("rocdl.mfma.f32.16x16x16bf16.1k", 16, 16, 16, WaveFragments(16, 4, 4))
+_MFMA_F32 = MatrixInstruction("rocdl.mfma.f32.16x16x4f32", 16, 16, 4, WaveFragments(16, 1, 4))
 _CDNA2_MFMA = (
     "rocdl.mfma.f32.32x32x8bf16.1k",
     "rocdl.mfma.f32.16x16x16bf16.1k",

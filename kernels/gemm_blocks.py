@@ -6,7 +6,8 @@ the grid's column blocks by the call's token blocks (tessera.tile.kernel's token
     acc [block_m, block_n] = 0
     for each K step of block_k:                     a, b masked past the tokens, N and K (they read as 0)
         a = x[rows, step] [block_m, block_k];  b = W[columns, step] [block_n, block_k]
-        acc = mma(a, bᵀ, acc)                       bf16 operands widened exactly, f32 sums in K order
+        acc = mma(a, bᵀ, acc)                       a converted to W's element where they differ (bf16
+                                                    operands under --precision bf16); f32 sums
     y tile = row_scale acc + bias, stored / accumulated / relu2, masked past the tokens and N
 
 Where a matrix tile's elements live is the target lowering's choice (lowering/simt_lanes.py: the SIMT lowering
@@ -17,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from xdsl.dialects.builtin import f32
 from xdsl.ir import SSAValue
 
 from tessera.dialects.tile import element_of
@@ -39,8 +39,8 @@ def block_gemm(k: KernelBuilder, n: int, k_size: int, tiles: Mapping[str, int], 
     with k.loop(k.index(0), k.index(k_size), k.index(block_k), [zero]) as step:
         a = k.load(x, [row, step.iv], [block_m, block_k], x_bound)
         b = k.load(w, [column, step.iv], [block_n, block_k], w_bound)
-        if element_of(a.type) != element_of(b.type):  # an mma multiplies like operands
-            a, b = k.convert(a, f32), k.convert(b, f32)
+        if element_of(a.type) != element_of(b.type):  # x as the weight's element, the mma's operands
+            a = k.convert(a, element_of(b.type))
         step.yield_(k.mma(a, b, step.args[0], rhs_transposed=True))
     epilogue.store(row, column, step.results[0], first=True, last=True)
 

@@ -39,9 +39,9 @@ class RocdlLoweringError(TesseraError):
 
 
 def _emitters() -> dict[str, Callable[[KernelInfo], GpuKernel]]:
-    from tessera.lowering.rocdl import gemm, moe, ssd
+    from tessera.lowering.rocdl import moe, ssd
 
-    table: dict[str, Callable[[KernelInfo], GpuKernel]] = {"matmul": gemm.emit_gemm}
+    table: dict[str, Callable[[KernelInfo], GpuKernel]] = {}
     for family in (ssd, moe):
         table |= family.EMITTERS
     return table

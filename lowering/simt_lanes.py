@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.dialects import arith, gpu, scf, vector
-from xdsl.dialects.builtin import AnyFloat, IndexType, ModuleOp
+from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, ModuleOp
 from xdsl.ir import Attribute, Operation, SSAValue
 
+from tessera.arch import GpuArch, MatrixInstruction, WaveFragments
 from tessera.dialects import tile
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import FromElementsOp
@@ -193,7 +194,63 @@ class Blocked:
         return None  # every lane holds elements of its own
 
 
-Layout = Spread | Blocked
+@dataclass(frozen=True)
+class Fragments:
+    """A matrix tile [M, N] as the accumulators of a wave's matrix instruction (arch.WaveFragments), one per
+    instruction-sized block: block (bm, bn) of the M / m x N / n, element i of lane l = group q + c at row
+    bm m + acc_per_lane q + i, column bn n + c; slot (bm (N / n) + bn) acc_per_lane + i."""
+
+    shape: tuple[int, int]
+    lanes: int
+    instruction: MatrixInstruction
+
+    @property
+    def fragments(self) -> WaveFragments:
+        assert self.instruction.fragments is not None
+        return self.instruction.fragments
+
+    @property
+    def blocks(self) -> tuple[int, int]:
+        return self.shape[0] // self.instruction.m, self.shape[1] // self.instruction.n
+
+    @property
+    def slots(self) -> int:
+        return self.blocks[0] * self.blocks[1] * self.fragments.acc_per_lane
+
+    def lane_position(self, emit: Emitter, lane: SSAValue) -> tuple[SSAValue, SSAValue]:
+        """(q, c): the lane's quad and its column in a block."""
+        group = emit.constant(self.fragments.group, INDEX)
+        return emit(arith.DivUIOp(lane, group)), emit(arith.RemUIOp(lane, group))
+
+    def steps(self) -> list[list[int]]:
+        m, n, per_lane = self.instruction.m, self.instruction.n, self.fragments.acc_per_lane
+        rows, cols = self.blocks
+        return [[bm * m + i, bn * n] for bm in range(rows) for bn in range(cols) for i in range(per_lane)]
+
+    def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
+        quad, column = self.lane_position(emit, lane)
+        first_row = emit(arith.MuliOp(quad, emit.constant(self.fragments.acc_per_lane, INDEX)))
+        return [[_plus(emit, first_row, row), _plus(emit, column, col)] for row, col in self.steps()]
+
+    def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
+        return None  # every lane holds elements of its own
+
+
+Layout = Spread | Blocked | Fragments
+
+
+def choose_fragments(shape: tuple[int, ...], depth: int, element: Attribute, arch: GpuArch) -> Fragments | None:
+    """The accumulator layout of the arch's matrix instruction for operands of `element`, where the wave
+    issues one alone and the tile ([M, N], depth K) is made of whole instruction tiles; else None."""
+    instruction = arch.instruction("bf16" if isinstance(element, BFloat16Type) else "f32")
+    if instruction is None or instruction.fragments is None or len(shape) != 2:
+        return None
+    fragments = instruction.fragments
+    if fragments.group * instruction.m // fragments.acc_per_lane != arch.wave_size:
+        return None
+    if shape[0] % instruction.m or shape[1] % instruction.n or depth % instruction.k:
+        return None
+    return Fragments((shape[0], shape[1]), arch.wave_size, instruction)
 
 
 def choose_blocked(shape: tuple[int, ...], lanes: int) -> Blocked | None:
@@ -238,11 +295,12 @@ class Before:
     already has lost its shape; a loop-carried one keeps its tile type until LowerTileTypes): each op's
     operands, and where each tile value's elements live — a Spread, except along an mma accumulator's chain
     (the values the accumulator flows through unchanged in shape: loop-carried copies, maps, converts, and the
-    loads, splats and broadcasts feeding them), which is Blocked (choose_blocked), so that no lane moves an
-    element from the mma to the store."""
+    loads, splats and broadcasts feeding them), which holds the matrix instruction's Fragments where the arch
+    has one for the operands and the tile is made of its tiles, else is Blocked (choose_blocked): no lane
+    moves an element from the mma to the store."""
 
-    def __init__(self, module: ModuleOp, lanes: int) -> None:
-        self.lanes = lanes
+    def __init__(self, module: ModuleOp, arch: GpuArch) -> None:
+        lanes = self.lanes = arch.wave_size
         self._operands = {op: tuple(op.operands) for op in module.walk()}
         parent: dict[SSAValue, SSAValue] = {}
 
@@ -257,7 +315,7 @@ class Before:
                 if value is not tiles[0]:
                     parent[value] = tiles[0]
 
-        accumulators: list[SSAValue] = []
+        accumulators: list[tile.MmaOp] = []
         for op in module.walk():
             if isinstance(op, tile.MapOp):
                 union(op.result, *op.inputs)
@@ -265,7 +323,7 @@ class Before:
                 union(op.result, op.input)
             elif isinstance(op, tile.MmaOp):
                 union(op.result, op.acc)
-                accumulators.append(op.result)
+                accumulators.append(op)
             elif isinstance(op, scf.ForOp):
                 yielded = op.body.block.last_op
                 assert isinstance(yielded, scf.YieldOp)
@@ -278,13 +336,15 @@ class Before:
                         assert isinstance(last, scf.YieldOp)
                         for result, value in zip(op.results, last.arguments, strict=True):
                             union(result, value)
-        chosen: dict[SSAValue, Blocked] = {}
-        for accumulator in accumulators:
-            assert isinstance(accumulator.type, TileType)
-            layout = choose_blocked(accumulator.type.get_shape(), lanes)
+        chosen: dict[SSAValue, Blocked | Fragments] = {}
+        for mma in accumulators:
+            acc_type, lhs_type = mma.result.type, mma.lhs.type
+            assert isinstance(acc_type, TileType) and isinstance(lhs_type, TileType)
+            shape, depth = acc_type.get_shape(), lhs_type.get_shape()[1]
+            layout = choose_fragments(shape, depth, lhs_type.element_type, arch) or choose_blocked(shape, lanes)
             if layout is not None:
-                chosen[find(accumulator)] = layout
-        self._blocked = {value: chosen[find(value)] for value in [*parent, *chosen] if find(value) in chosen}
+                chosen[find(mma.result)] = layout
+        self._chosen = {value: chosen[find(value)] for value in [*parent, *chosen] if find(value) in chosen}
 
     def operands(self, op: Operation) -> tuple[SSAValue, ...]:
         return self._operands[op]
@@ -295,8 +355,8 @@ class Before:
     def layout(self, value: SSAValue) -> Layout:
         """Where the elements of a tile value as written (an op's result before it is replaced, or one of
         `operands(op)`) live."""
-        blocked = self._blocked.get(value)
-        return blocked if blocked is not None else Spread.of(value.type, self.lanes)
+        chosen = self._chosen.get(value)
+        return chosen if chosen is not None else Spread.of(value.type, self.lanes)
 
     def operand_layout(self, op: Operation, index: int) -> Layout:
         return self.layout(self._operands[op][index])

@@ -17,17 +17,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from xdsl.dialects import arith, gpu, memref, scf
-from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType
+from xdsl.dialects import arith, gpu, memref, scf, vector
+from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType, VectorType, f32, i16, i32
 from xdsl.ir import Attribute, Block, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, op_type_rewrite_pattern
 
 from tessera.arch import staged_shape
 from tessera.dialects import tile
+from tessera.dialects.rocdl import MFMA_OPS
 from tessera.dialects.schedule import element_bytes
-from tessera.dialects.upstream import WorkgroupFuncOp
+from tessera.dialects.upstream import FromElementsOp, WorkgroupFuncOp
 from tessera.lowering.simt_lanes import (
     Blocked,
+    Fragments,
     Layout,
     SimtPattern,
     Spread,
@@ -165,6 +167,10 @@ class LowerMma(SimtPattern):
         def b_at(e: Emitter, n: SSAValue, k: SSAValue) -> SSAValue:
             return operand(e, b, [n, k] if transposed else [k, n])
 
+        if isinstance(layout, Fragments):
+            sums = _matrix_instruction(emit, layout, lane, a, b, transposed, lhs_type.get_shape()[1], op.acc)
+            rewriter.replace_matched_op([], [packed(emit, sums)])
+            return
         if isinstance(layout, Blocked):
             rows, cols = layout.rows(emit, lane), layout.cols(emit, lane)
             places = [(i, j) for i in range(len(rows)) for j in range(len(cols))]
@@ -186,6 +192,48 @@ class LowerMma(SimtPattern):
         first = slot_values(emit, op.acc, layout.slots, element)
         sums = _fold(emit, lhs_type.get_shape()[1], first, step)
         rewriter.replace_matched_op([], [packed(emit, sums)])
+
+
+def _matrix_instruction(emit: Emitter, layout: Fragments, lane: SSAValue, a: SSAValue, b: SSAValue,
+                        transposed: bool, depth: int, acc: SSAValue) -> list[SSAValue]:  # fmt: skip
+    """The accumulator's blocks through the wave's matrix instruction, its K steps in order: per step, each
+    block row's A fragment and each block column's B fragment read from the staged tiles (arch.WaveFragments:
+    lane group q + c reads k_per_lane consecutive k at k_per_lane q of row c; a vector load where that is
+    several bf16), one instruction per block. Returns the lane's slots."""
+    instruction, fragments = layout.instruction, layout.fragments
+    op_type = MFMA_OPS[instruction.name]
+    per_lane, rows, cols = fragments.acc_per_lane, *layout.blocks
+    quad, column = layout.lane_position(emit, lane)
+    first_k = emit(arith.MuliOp(quad, emit.constant(fragments.k_per_lane, INDEX)))
+    zero = emit.constant(0, i32)
+
+    def along_k(buffer: SSAValue, row: SSAValue, k: SSAValue) -> SSAValue:
+        """k_per_lane elements of a row from k (a [rows, K] tile: a's, or b's given transposed)."""
+        if fragments.k_per_lane == 1:
+            return emit(memref.LoadOp.get(buffer, [row, k]))
+        return emit(vector.LoadOp(buffer, [row, k], VectorType(i16, [fragments.k_per_lane])))
+
+    def down_k(buffer: SSAValue, k: SSAValue, col: SSAValue) -> SSAValue:
+        """k_per_lane elements of a column from k (b's [K, N] tile)."""
+        values = [emit(memref.LoadOp.get(buffer, [_plus(emit, k, i), col])) for i in range(fragments.k_per_lane)]
+        return values[0] if len(values) == 1 else emit(FromElementsOp(values))
+
+    slots = slot_values(emit, acc, layout.slots, f32)
+    accs = [emit(FromElementsOp(slots[block * per_lane : (block + 1) * per_lane])) for block in range(rows * cols)]
+    for k0 in range(0, depth, instruction.k):
+        k = _plus(emit, first_k, k0)
+        a_k = [along_k(a, _plus(emit, column, bm * instruction.m), k) for bm in range(rows)]
+        b_k = [
+            along_k(b, _plus(emit, column, bn * instruction.n), k) if transposed
+            else down_k(b, k, _plus(emit, column, bn * instruction.n))
+            for bn in range(cols)
+        ]  # fmt: skip
+        accs = [emit(op_type(a_k[block // cols], b_k[block % cols], accs[block], zero)) for block in range(rows * cols)]
+    return [emit(vector.ExtractOp(value, [i], f32)) for value in accs for i in range(per_lane)]
+
+
+def _plus(emit: Emitter, value: SSAValue, offset: int) -> SSAValue:
+    return value if offset == 0 else emit(arith.AddiOp(value, emit.constant(offset, INDEX)))
 
 
 MATRIX_PATTERNS = (LowerMatrixReduce, LowerBroadcast, LowerMma)

@@ -409,7 +409,7 @@ SHAPE_READING_PATTERNS: tuple[type[SimtPattern], ...] = (LowerReduce, LowerScan,
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     """Lower every dataflow kernel of `module` to a gpu.func in place; returns them (in module order)."""
     lanes = arch.wave_size
-    before = Before(module, lanes)
+    before = Before(module, arch)
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
     PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc()])).rewrite_module(module)
     for patterns in (STORE_PATTERNS, LOAD_PATTERNS):

@@ -100,7 +100,7 @@ def test_nano_12b_compiles(tmp_path: Path, arch: str) -> None:
 def test_emit_stages_show_rocdl_and_amdgcn() -> None:
     rocdl = run_tool("tessera_compile", CONFIGS / "nemotron_h_tiny.yaml", "--target", "rocdl", "--emit=rocdl").stdout
     assert "gpu.module @kernels" in rocdl and "rocdl.mfma.f32.16x16x4f32" in rocdl
-    assert "#gpu.address_space<workgroup>" in rocdl and 'rocdl.flat_work_group_size = "256,256"' in rocdl
+    assert "#gpu.address_space<workgroup>" in rocdl and 'rocdl.flat_work_group_size = "64,64"' in rocdl
     asm = run_tool(
         "tessera_compile", CONFIGS / "nemotron_h_tiny.yaml", "--target", "rocdl", "--arch", "gfx90a", "--emit=amdgcn"
     ).stdout
@@ -135,7 +135,7 @@ def test_an_lds_plan_over_the_limit_is_refused() -> None:
 
     spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
     module = lower_to_tile(lower_to_schedule(build_graph(spec.config, spec.source), spec), spec, "gfx942")
-    kernel = next(op for op in module.ops if isinstance(op, tile.KernelOp) and op.kind.data == "matmul")
+    kernel = next(op for op in module.ops if isinstance(op, tile.KernelOp) and op.kind.data == "ssd_scan")
     load = next(op for op in kernel.body.block.ops if isinstance(op, tile_plan.PlanLoadOp))
     load.properties["pad"] = IntegerAttr(4096, i64)
     with pytest.raises(TesseraError, match=rf"@{kernel.sym_name.data}: footprint \d+ bytes exceeds the gfx942 limit"):

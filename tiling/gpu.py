@@ -35,50 +35,43 @@ def bank_pad(element: str, arch: GpuArch) -> int:
 
 def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
     """y[M, N] (op)= x[M, K] @ W[N, K]^T: a workgroup computes a block_m x block_n tile of y, staging
-    x[block_m, block_k] and W[block_n, block_k] (both K-contiguous) in the scratchpad per K step."""
+    x[block_m, block_k] and W[block_n, block_k] (both K-contiguous) in the scratchpad per K step: kernels/
+    gemm.py's GEMM in GPU blocks, except Hopper's bf16 one (WGMMA + TMA, lowering/nvvm/gemm.py)."""
     n = int(dims["n"])
     element = matrix_element(precision)
-    y_dtype = str(dims.get("y_dtype", "f32"))
     instruction = arch.instruction(element)
-    if instruction is None:
-        return _simt_matmul(n, arch)
-    if arch.vendor == "amd":
-        # 4 waves as 2 x 2, each a 32 x 64 quadrant of y: 2 x 4 MFMA tiles, 6 fragment reads per 8 MFMAs.
-        block_m, block_n, block_k, threads, stages = 64, 128, 32, 4 * arch.wave_size, 1
-    else:
-        # One consumer warpgroup's m64 WGMMA rows twice, 128 columns, 3-stage TMA pipeline.
-        block_m, block_n, block_k, threads, stages = 128, 128, 64, 3 * 128, 3
-    pad = bank_pad(element, arch)
-    is_async = arch.async_copies
+    if instruction is None or instruction.fragments is not None:
+        return _block_matmul(n, element, arch)
+    # One consumer warpgroup's m64 WGMMA rows twice, 128 columns, 3-stage TMA pipeline.
+    block_m, block_n, block_k, threads, stages = 128, 128, 64, 3 * 128, 3
     space = arch.scratch_space
-    staged = [stages] if stages > 1 else []
     body = [
-        load("x", [*staged, block_m, block_k], space, element, pad, is_async=is_async),
-        load("weight", [*staged, block_n, block_k], space, element, pad, is_async=is_async),
+        load("x", [stages, block_m, block_k], space, element, is_async=True),
+        load("weight", [stages, block_n, block_k], space, element, is_async=True),
         mma(block_m, block_n, block_k, element, element),
         elementwise(str(dims["epilogue"])),
-        store("y", [block_m, block_n], element=y_dtype),
+        store("y", [block_m, block_n], element=str(dims.get("y_dtype", "f32"))),
     ]
-    tiles = {"block_m": block_m, "block_n": block_n, "block_k": block_k, "threads": threads}
+    tiles = {"block_m": block_m, "block_n": block_n, "block_k": block_k, "threads": threads, "stages": stages}
     tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
-    if stages > 1:
-        tiles["stages"] = stages
-    # kernels/gemm.py writes the GEMM once; the matrix units keep their emitters (lowering/rocdl/gemm.py MFMA,
-    # lowering/nvvm/gemm.py WGMMA + TMA) until the MFMA / WGMMA patterns of tessera.tile.mma land.
+    # The WGMMA GEMM keeps its emitter until the WGMMA pattern of tessera.tile.mma lands.
     return TileChoice(tiles, body, grid=-(-n // block_n), parallel="column_blocks", emitter=True)
 
 
-# The SIMT GEMM's tile of y per wave: the lowering's Blocked accumulator gives each lane of a 32-lane wave
-# 8 x 8 outputs (64 lanes: 4 x 8), reading 8 + 8 (4 + 8) staged operands per 64 (32) multiply-adds.
-SIMT_BLOCK_M, SIMT_BLOCK_N, SIMT_BLOCK_K = 32, 64, 16
+# A wave's tile of y: 32 x 64, its K step 32 where a matrix instruction takes it (CDNA's MFMA: 2 x 4 blocks of
+# 16 x 16, 6 fragment reads per 8 instructions per bf16 step), else 16 (the SIMT lowering's Blocked
+# accumulator: each lane of a 32-lane wave 8 x 8 outputs, 8 + 8 staged reads per 64 multiply-adds).
+BLOCK_M, BLOCK_N = 32, 64
 
 
-def _simt_matmul(n: int, arch: GpuArch) -> TileChoice:
-    """No matrix instruction for the operands (Hopper under --precision fp32: its only f32 tensor-core path is
-    tf32): kernels/gemm.py's GEMM in GPU blocks (kernels/gemm_blocks.py), one wave per tile of y, the grid
-    its column blocks by the call's token blocks."""
-    tiles = {"block_m": SIMT_BLOCK_M, "block_n": SIMT_BLOCK_N, "block_k": SIMT_BLOCK_K, "threads": arch.wave_size}
-    return TileChoice(tiles, grid=-(-n // SIMT_BLOCK_N), parallel="column_blocks", token_block=SIMT_BLOCK_M)
+def _block_matmul(n: int, element: str, arch: GpuArch) -> TileChoice:
+    """kernels/gemm.py's GEMM in GPU blocks (kernels/gemm_blocks.py), one wave per tile of y, the grid its
+    column blocks by the call's token blocks; the weight converted at load to the operand element."""
+    block_k = 16 if arch.instruction(element) is None else 32
+    tiles = {"block_m": BLOCK_M, "block_n": BLOCK_N, "block_k": block_k, "threads": arch.wave_size}
+    if element == "bf16":
+        tiles["weight_bf16"] = 1
+    return TileChoice(tiles, grid=-(-n // BLOCK_N), parallel="column_blocks", token_block=BLOCK_M)
 
 
 def policies() -> dict[str, GpuPolicy]:

@@ -71,7 +71,7 @@ def choose_tiles(spec: GemmSpec) -> GemmTiles:
     512 and K, 6 x 64 beat 14 x 32, 12 x 32 and 8 x 48.
     """
     ku = 4
-    if spec.y_dtype == "bf16":  # partial sums may not go through a bf16 y: one K block (see emit_gemm)
+    if spec.y_dtype == "bf16":  # partial sums may not go through a bf16 y: one K block (kernels/gemm.py)
         return GemmTiles(nr=64, mr=6, kc=spec.k, mc=516, ku=ku)
     blocks = -(-spec.k // MAX_KC)
     per_block = -(-spec.k // blocks)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import BFloat16Type, ModuleOp
 
 from tessera.arch import GPU_ARCHS
 from tessera.dialects import tile, tile_plan
@@ -40,6 +40,11 @@ def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], space: str, e
             lds.append(LdsTile(op.operand.data, shape, str(op.element), pad))
         elif isinstance(op, tile_plan.PlanMmaOp) and mma_element is None:
             mma_element = str(op.lhs)
+    if kernel.is_dataflow():  # the element its mmas read the weight (their right operand) in
+        mmas = (op for op in kernel.body.walk() if isinstance(op, tile.MmaOp))
+        first = next(mmas, None)
+        if first is not None:
+            mma_element = "bf16" if isinstance(tile.element_of(first.rhs.type), BFloat16Type) else "f32"
     return KernelInfo(
         name=name,
         kind=kernel.kind.data,

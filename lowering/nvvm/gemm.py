@@ -1,5 +1,5 @@
 """The Hopper (sm_90a) GEMM: y[M, N] (op)= row_scale[m] * (x[M, K] @ W[N, K]^T) + bias[n], as one gpu.func of
-TMA loads, mbarriers and WGMMA. The semantics are lowering/rocdl/gemm.py's: x bf16 [tokens, K] and W bf16
+TMA loads, mbarriers and WGMMA. The semantics are kernels/gemm.py's: x bf16 [tokens, K] and W bf16
 [N, K], both row-major (K contiguous: the K-major operands WGMMA reads without a transpose), optional bias
 [N] f32 and row_scale [tokens] f32, y [tokens, N] f32 | bf16 (rounded to nearest even); epilogues "store"
 y = v, "accumulate" y += v, "relu2" y = max(v, 0)^2, where v = row_scale[m] * acc + bias[n].

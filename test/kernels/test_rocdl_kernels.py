@@ -757,19 +757,28 @@ def test_simulator_refuses_a_divergent_barrier_and_an_unknown_op() -> None:
         Simulator(_kernel_text("  %c = arith.constant 1 : i32\n  %d = arith.floordivsi %c, %c : i32"))
 
 
-def test_simulator_finds_the_races_of_a_gemm_without_its_barriers(rng: np.random.Generator) -> None:
-    """Each barrier of the real GEMM, removed alone, is reported as an LDS race."""
-    dims = MATMULS["bias_n200_k45"]
-    kernel, _ = build("matmul", dims, "fp32")
+def test_simulator_finds_the_races_of_a_kernel_without_its_barriers(rng: np.random.Generator) -> None:
+    """Each barrier of a real kernel whose workgroup has several waves (the MoE experts: 8 waves sharing
+    slot lists, x blocks and partial sums in LDS), removed alone, is reported as an LDS race. 150 tokens all
+    routed to expert 0 reach the list shift too (test_moe_experts). The simulator checks races between waves:
+    the kernels of kernels/ are one wave per workgroup, their barriers ordering lanes that a lockstep wave
+    orders anyway."""
+    e = EXPERTS[next(iter(EXPERTS))]
+    dims: Dims = {"num_experts": e.experts, "top_k": e.top_k, "ffn": e.ffn, "latent": e.latent}
+    kernel, _ = build("moe_experts", dims, "fp32")
     lines = kernel.text.splitlines()
     barriers = [i for i, line in enumerate(lines) if line.strip() == "gpu.barrier"]
     assert barriers
+    tokens = 150
     for index in barriers:
         text = "\n".join(lines[:index] + lines[index + 1 :])
-        buffers = {"x": f32(rng.standard_normal((70, 45))), "w": f32(rng.standard_normal((200, 45))),
-                   "bias": f32(rng.standard_normal(200)), "y": nan(70, 200)}  # fmt: skip
+        ids = np.stack([np.zeros(tokens, np.int64), rng.integers(1, e.experts, tokens)], axis=1)
+        buffers = {"x": f32(rng.standard_normal((tokens, e.latent))), "ids": ids,
+                   "experts_up": f32(rng.standard_normal((e.experts, e.ffn, e.latent))),
+                   "experts_down": f32(rng.standard_normal((e.experts, e.latent, e.ffn))),
+                   "contrib": nan(tokens, e.top_k * e.latent)}  # fmt: skip
         with pytest.raises(SimulationError, match="LDS race"):
-            Simulator(text).run(workgroups(kernel, 70), buffers, {"tokens": 70, "position": 0})
+            Simulator(text).run(workgroups(kernel, tokens), buffers, {"tokens": tokens, "position": 0})
 
 
 @pytest.mark.parametrize("element", ["bf16", "f32"])

@@ -6,15 +6,20 @@
 // RUN: not tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule,tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=x86},tessera-tile-compute-footprint' -t rocdl-mlir 2>&1 | FileCheck %s --check-prefix=WRONG
 
 // One gpu.module; every kernel takes a pointer per launch operand, then the token count and the position.
-// The GEMM, the chunked scan and the experts stage their operands in LDS (workgroup attributions, bf16 as i16,
-// rows padded) and multiply on MFMA; attention (kernels/attention.py) stages its mma operands in LDS too and
-// multiplies in the SIMT lowering's loops (no MFMA pattern yet); the rest are SIMT kernels of one wave per row.
+// The GEMM (kernels/gemm_blocks.py) is a dataflow kernel: a grid of 64-column blocks by 32-token blocks, one
+// wave each; the SIMT lowering stages its mma operands in LDS (bf16 as i16, rows padded conflict-free) and the
+// MFMA pattern reads four-element fragments from them. The chunked scan and the experts still come from their
+// emitters (MFMA); attention (kernels/attention.py) stages its mma operands in LDS and multiplies in the SIMT
+// lowering's loops (its blocks are not whole 16x16 tiles); the rest are SIMT kernels of one wave per row.
 // CHECK:       gpu.module @kernels
 // CHECK:       gpu.func @embedding_hidden32_vocab64(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 64, 1, 1>, rocdl.flat_work_group_size = "64,64"}
 // CHECK-LABEL: gpu.func @matmul_bias0_store_k32_n132_row_scale1(
-// CHECK-SAME:    workgroup(%lds_x: memref<64x36xi16, #gpu.address_space<workgroup>>, %lds_weight: memref<128x36xi16, #gpu.address_space<workgroup>>)
-// CHECK-SAME:    rocdl.flat_work_group_size = "256,256"
-// CHECK:         rocdl.mfma.f32.16x16x16bf16.1k
+// CHECK-SAME:    workgroup(%lds_mma0 : memref<32x36xi16, #gpu.address_space<workgroup>>, %lds_mma1 : memref<64x36xi16, #gpu.address_space<workgroup>>, %lds_broadcast2 : memref<32xf32, #gpu.address_space<workgroup>>)
+// CHECK-SAME:    rocdl.flat_work_group_size = "64,64"
+// CHECK:         gpu.block_id  y
+// CHECK:         vector.load %lds_mma0[{{.*}}] : memref<32x36xi16, #gpu.address_space<workgroup>>, vector<4xi16>
+// CHECK-COUNT-16: rocdl.mfma.f32.16x16x16bf16.1k
+// CHECK:         gpu.return
 // CHECK-LABEL: gpu.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
 // CHECK-SAME:    workgroup(
 // CHECK:         rocdl.mfma.f32.16x16x16bf16.1k
@@ -30,11 +35,11 @@
 // exactly the LDS Tile-IR planned (tile.mlir footprint), and its metadata says wave64 and its block size.
 // ASM:       .amdgcn_target "amdgcn-amd-amdhsa--gfx942"
 // ASM-LABEL: matmul_bias0_store_k32_n132_row_scale1:
-// ASM:         ds_write_b64
-// ASM:         ds_read
-// ASM:         v_mfma_f32_16x16x16_bf16
+// ASM:         ds_write
+// ASM:         ds_read2_b64
+// ASM-COUNT-16: v_mfma_f32_16x16x16_bf16
 // ASM:       .amdhsa_kernel matmul_bias0_store_k32_n132_row_scale1
-// ASM-NEXT:    .amdhsa_group_segment_fixed_size 13824
+// ASM-NEXT:    .amdhsa_group_segment_fixed_size 7040
 // ASM-LABEL: ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001:
 // ASM:         ds_write
 // ASM:         v_mfma_f32_16x16x16_bf16
@@ -60,8 +65,8 @@
 // PROGRAM:     "format": "tessera-rocdl-program"
 // PROGRAM:     "kernel": "matmul_bias0_store_k32_n132_row_scale1"
 // PROGRAM:     "grid": {
-// PROGRAM:     "threads": 256,
-// PROGRAM-NEXT: "lds_bytes": 13824
+// PROGRAM:     "threads": 64,
+// PROGRAM-NEXT: "lds_bytes": 7040
 // PROGRAM:     "layout": "rows",
 // PROGRAM-NEXT: "dtype": "bf16"
 
