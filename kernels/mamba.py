@@ -56,10 +56,11 @@ from tessera.dialects.tile import TileType
 from tessera.kernels.builder import Dims, KernelBuilder
 from tessera.kernels.gemm import row_blocks
 from tessera.kernels.rows import rows
+from tessera.kernels.ssd_blocks import BlockScan
 
 
 @dataclass(frozen=True)
-class _Mixer:
+class Mixer:
     """The mixer's sizes, read from a kernel's dims."""
 
     heads: int
@@ -68,7 +69,7 @@ class _Mixer:
     state: int
 
     @classmethod
-    def of(cls, dims: Dims) -> _Mixer:
+    def of(cls, dims: Dims) -> Mixer:
         return cls(*(int(dims[key]) for key in ("num_heads", "head_dim", "n_groups", "state_size")))
 
     @property
@@ -89,7 +90,7 @@ def _element(dims: Dims, key: str) -> Attribute:
 
 
 def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    m, taps, block = _Mixer.of(dims), int(dims["conv_kernel"]), tiles["block"]
+    m, taps, block = Mixer.of(dims), int(dims["conv_kernel"]), tiles["block"]
     panel, channels, carried = tiles.get("panel", block), m.channels, taps - 1
     chunk = tiles.get("chunk", 2**30)  # rows a block walks before the next block (default: all of them)
     has_bias = bool(int(dims.get("conv_bias", 1)))
@@ -170,7 +171,7 @@ class ChunkedScan:
     """ssd_scan as the module docstring says: `heads_of(first, end)` builds the body of a ranged kernel."""
 
     def __init__(self, k: KernelBuilder, dims: Dims, tiles: Mapping[str, int]) -> None:
-        self.kb, self.m = k, _Mixer.of(dims)
+        self.kb, self.m = k, Mixer.of(dims)
         self.chunk, self.mr, self.nr, self.lanes = (tiles[key] for key in ("chunk", "mr", "nr", "lanes"))
         # A row's scores reach its lanes block's end: a row block must not straddle two (powers of two).
         assert self.lanes % self.mr == 0 and self.mr & (self.mr - 1) == 0, f"ssd_scan: mr {self.mr}, lanes {self.lanes}"
@@ -419,7 +420,7 @@ class ChunkedScan:
             row_blocks(k, zero, k.index(self.m.state), self.rows_for(width), piece(c0, width))
 
 
-def _ssd_buffers(m: _Mixer, state_element: Attribute) -> dict[str, MemRefType]:
+def _ssd_buffers(m: Mixer, state_element: Attribute) -> dict[str, MemRefType]:
     """ssd_scan's and ssd_step's launch buffers."""
     heads = MemRefType(f32, [m.heads])
     return {
@@ -433,13 +434,12 @@ def _ssd_buffers(m: _Mixer, state_element: Attribute) -> dict[str, MemRefType]:
     }
 
 
-def _recurrence(k: KernelBuilder, m: _Mixer, block: int, h: SSAValue, state_rows: tuple[SSAValue, SSAValue],
-                state: SSAValue, state_at: Callable[[SSAValue, SSAValue], list[SSAValue]],
-                time_step_min: float | None) -> None:  # fmt: skip
-    """The SSD recurrence over the call's tokens, in order, for the state rows [first, end) of head h, as the
-    module docstring's ssd_step says (dt clamped to `time_step_min` where given); `state` at state_at(p, n)
-    holds row p's states n.. (stored each token, rounded when its element is bf16)."""
-    zxbcdt, xbc, dt_bias, a_log, d, _, y = k.buffers
+def ssd_step(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    """The decode recurrence of the module docstring, a program per head."""
+    m, block = Mixer.of(dims), tiles["block"]
+    k = KernelBuilder(_ssd_buffers(m, _element(dims, "state_dtype")))
+    zxbcdt, xbc, dt_bias, a_log, d, state, y = k.buffers
+    h = k.program_id
     assert isinstance(state.type, MemRefType)
     element = state.type.element_type
     a = k.negf(k.exp(k.load(a_log, [h])))
@@ -454,16 +454,14 @@ def _recurrence(k: KernelBuilder, m: _Mixer, block: int, h: SSAValue, state_rows
         t = token.iv
         raw = k.load(zxbcdt, [t, k.addi(h, k.index(m.inner + m.channels))])
         dt = k.softplus(k.addf(raw, bias))
-        if time_step_min is not None:
-            dt = k.maximumf(dt, k.f32(time_step_min))
         decay = k.exp(k.mulf(dt, a))
-        with k.loop(*state_rows, k.index(1)) as row:
+        with k.loop(k.index(0), k.index(m.head_dim), k.index(1)) as row:
             column = k.addi(head_column, row.iv)
             x = k.load(xbc, [t, column])
             coefficient = k.mulf(dt, x)
             with k.loop(k.index(0), k.index(m.state), k.index(block), [k.splat(k.f32(0.0), [block])]) as piece:
                 n = piece.iv
-                at = state_at(row.iv, n)
+                at = [h, row.iv, n]
                 b_column, c_column = k.addi(b_start, n), k.addi(c_start, n)
                 old = k.convert(k.load(state, at, [block], state_bound), f32)
                 b = k.load(xbc, [t, b_column], [block], k.addi(b_start, k.index(m.state)) if masked else None)
@@ -475,59 +473,24 @@ def _recurrence(k: KernelBuilder, m: _Mixer, block: int, h: SSAValue, state_rows
                 piece.yield_(k.map([piece.args[0], kept, c], lambda e, acc, s, c: e.addf(acc, e.mulf(s, c))))
             total = k.reduce("add", piece.results[0])
             k.store(k.addf(k.mulf(d_head, x), total), y, [t, column])
-
-
-def ssd_scan_recurrence(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    """ssd_scan as the recurrence (where a target has no chunked form yet: Hopper until its WGMMA scan), a
-    program per head and block of `rows` state rows (heads x ceil(P / rows) programs), its rows staged as f32
-    in scratch for the call: each element widened once on entry and rounded once at the end, as the chunked
-    form does."""
-    m, block, state_rows = _Mixer.of(dims), tiles["block"], tiles["rows"]
-    state_element = _element(dims, "state_dtype")
-    k = KernelBuilder(_ssd_buffers(m, state_element))
-    state = k.buffers[5]
-    blocks = k.index(-(-m.head_dim // state_rows))
-    h = k.divsi(k.program_id, blocks)
-    first = k.muli(k.subi(k.program_id, k.muli(h, blocks)), k.index(state_rows))
-    end = k.minsi(k.addi(first, k.index(state_rows)), k.index(m.head_dim))
-    staged = k.alloc("state_rows", [state_rows, m.state], f32)
-    bound = k.index(m.state) if m.state % block else None
-
-    def copy(to_scratch: bool) -> None:
-        with k.loop(first, end, k.index(1)) as row:
-            with k.loop(k.index(0), k.index(m.state), k.index(block)) as piece:
-                at, local = [h, row.iv, piece.iv], [k.subi(row.iv, first), piece.iv]
-                if to_scratch:
-                    k.store(k.convert(k.load(state, at, [block], bound), f32), staged, local, bound)
-                else:
-                    k.store(k.convert(k.load(staged, local, [block], bound), state_element), state, at, bound)
-
-    copy(to_scratch=True)
-    _recurrence(k, m, block, h, (first, end), staged, lambda p, n: [k.subi(p, first), n], float(dims["time_step_min"]))
-    copy(to_scratch=False)
     return k.finish()
 
 
 def ssd_scan(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    """The form the tiles ask for: chunked (`chunk`), or the recurrence (`rows`)."""
-    if "chunk" not in tiles:
-        return ssd_scan_recurrence(dims, tiles)
-    k = KernelBuilder(_ssd_buffers(_Mixer.of(dims), _element(dims, "state_dtype")), ranged=True)
+    """The form the tiles ask for: a GPU's matrix tiles (`block_rows`: kernels/ssd_blocks.py, a program per
+    head and block of channels), or a CPU's (a ranged body over heads)."""
+    m, state_element = Mixer.of(dims), _element(dims, "state_dtype")
+    if "block_rows" in tiles:
+        k = KernelBuilder(_ssd_buffers(m, state_element))
+        BlockScan(k, m, state_element, float(dims["time_step_min"]), tiles).scan()
+        return k.finish()
+    k = KernelBuilder(_ssd_buffers(m, state_element), ranged=True)
     ChunkedScan(k, dims, tiles).heads_of(*k.program_range)
     return k.finish()
 
 
-def ssd_step(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    m = _Mixer.of(dims)
-    k = KernelBuilder(_ssd_buffers(m, _element(dims, "state_dtype")))
-    h = k.program_id
-    state = k.buffers[5]
-    _recurrence(k, m, tiles["block"], h, (k.index(0), k.index(m.head_dim)), state, lambda p, n: [h, p, n], None)
-    return k.finish()
-
-
 def gated_rmsnorm(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    m, block = _Mixer.of(dims), tiles["block"]
+    m, block = Mixer.of(dims), tiles["block"]
     width = m.inner // m.groups
     out_element = _element(dims, "out_dtype")
     k = KernelBuilder(

@@ -1,9 +1,10 @@
 """convert-tessera-tile-to-rocdl: Tile-IR tiled for a CDNA GPU (target gfx942 | gfx90a) -> one `gpu.module`
 of ROCDL kernels and the program the runtime launches.
 
-    emit_kernels(module) -> [GpuKernel]   one `gpu.func` per `tessera.tile.kernel`, written by the kernel
-                                          family's emitter (lowering/rocdl/*.py) from the tiles and the LDS
-                                          tiles chosen in Tile-IR; matrix work on MFMA, the rest SIMT
+    emit_kernels(module) -> [GpuKernel]   one `gpu.func` per `tessera.tile.kernel`: a dataflow kernel (kernels/)
+                                          through convert-tessera-tile-to-simt, its mmas on MFMA where they
+                                          are whole 16x16 blocks; the experts (moe_experts) still written by
+                                          their emitter (lowering/rocdl/moe.py) from the planned LDS tiles
     lower_kernels(module) -> str          their gpu.module (what `tessera-opt -t rocdl-mlir` prints)
     lower_programs(module, kernels)       program.json: launches with their workgroup grid, block size, LDS
 
@@ -39,12 +40,9 @@ class RocdlLoweringError(TesseraError):
 
 
 def _emitters() -> dict[str, Callable[[KernelInfo], GpuKernel]]:
-    from tessera.lowering.rocdl import moe, ssd
+    from tessera.lowering.rocdl import moe
 
-    table: dict[str, Callable[[KernelInfo], GpuKernel]] = {}
-    for family in (ssd, moe):
-        table |= family.EMITTERS
-    return table
+    return dict(moe.EMITTERS)
 
 
 def kernel_info(kernel: tile.KernelOp) -> KernelInfo:

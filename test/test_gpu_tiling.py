@@ -22,7 +22,6 @@ from tessera.targets.stages import lower_to_schedule, lower_to_tile
 CONFIGS = Path(__file__).parent.parent / "configs"
 TARGETS = ("x86", "gfx942", "gfx90a", "sm_90a")
 GPUS = TARGETS[1:]
-HOPPER_RECURRENCE_TARGETS = ("sm_90a",)
 # What a target may choose on a kernel, and on the ops of its tile body.
 # `scalars` comes with a body of kernels/, which a target may still decline for its emitter (x86 attention).
 KERNEL_CHOICES = {"target", "tiles", "footprint", "grid", "parallel", "scalars", "token_block"}
@@ -78,13 +77,10 @@ def test_one_schedule_and_tile_ir_that_differs_only_in_choices(config: str, prec
             assert differing <= KERNEL_CHOICES, (target, name, differing - KERNEL_CHOICES)
             assert kernel.target is not None and kernel.target.data == target
 
-    # Between GPUs even the tile bodies have one shape of plan: the same steps over the same operands —
-    # except Hopper's scan, for now the recurrence rather than the chunked scan (tiling/gpu_ssd.py).
+    # Between GPUs even the tile bodies have one shape of plan: the same steps over the same operands.
     first = _kernels(tiled[GPUS[0]])
     for target in GPUS[1:]:
         for name, kernel in _kernels(tiled[target]).items():
-            if target in HOPPER_RECURRENCE_TARGETS and kernel.kind.data == "ssd_scan":
-                continue
             if kernel.is_dataflow() != first[name].is_dataflow():
                 # Hopper's bf16 GEMM keeps its WGMMA emitter (a plan body), CDNA's is kernels/gemm.py's.
                 assert kernel.kind.data == "matmul" and "sm_90a" in (target, GPUS[0]), (target, name)

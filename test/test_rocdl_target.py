@@ -135,8 +135,8 @@ def test_an_lds_plan_over_the_limit_is_refused() -> None:
 
     spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
     module = lower_to_tile(lower_to_schedule(build_graph(spec.config, spec.source), spec), spec, "gfx942")
-    kernel = next(op for op in module.ops if isinstance(op, tile.KernelOp) and op.kind.data == "ssd_scan")
-    load = next(op for op in kernel.body.block.ops if isinstance(op, tile_plan.PlanLoadOp))
+    kernel = next(op for op in module.ops if isinstance(op, tile.KernelOp) and op.kind.data == "moe_experts")
+    load = next(op for op in kernel.body.block.ops if isinstance(op, tile_plan.PlanLoadOp) and op.operand.data == "x")
     load.properties["pad"] = IntegerAttr(4096, i64)
     with pytest.raises(TesseraError, match=rf"@{kernel.sym_name.data}: footprint \d+ bytes exceeds the gfx942 limit"):
         compute_footprints(module)

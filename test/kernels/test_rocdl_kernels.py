@@ -448,7 +448,7 @@ def scan_reference(m: Mamba, inputs: MambaInputs, state: np.ndarray) -> tuple[np
 
 
 def scan_reference_bf16(m: Mamba, inputs: MambaInputs, state: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ssd_chunked rounding to bf16 where the bf16 kernel does (lowering/rocdl/ssd.py): its MFMA operands C, B,
+    """ssd_chunked rounding to bf16 where the bf16 kernel does (kernels/ssd_blocks.py): its mma operands C, B,
     dt x (and dt x exp(cum[end] - cum[s]) for the state update), the masked decayed scores and the state read
     by C·stateᵀ; the state itself is carried unrounded. Otherwise float64."""
     x, b, c = split_xbc(m, inputs.xbc)
@@ -487,7 +487,7 @@ def test_ssd_scan_two_calls(rng: np.random.Generator, arch: str, precision: str,
     reference from the state the kernel holds (a bf16 state is widened exactly on entry and rounded once at the
     end of the call): under bf16 the reference rounding where the kernel does, and float64 loosely. With
     an f32 state the two calls also equal one call over every token."""
-    rounds = precision == "bf16" and arch == ARCH  # MFMA operands are bf16; the SIMT kernels' math is f32
+    rounds = precision == "bf16"  # every GPU rounds the scan's mma operands to bf16 (tiling/gpu_ssd.py)
     tokens, cut = 2 * m.chunk + 5, m.chunk + 3
     inputs = draw_mamba(m, tokens, rng)
     state0 = f32(rng.standard_normal((m.heads, m.head_dim, m.state)))
@@ -518,7 +518,7 @@ def test_ssd_scan_two_calls(rng: np.random.Generator, arch: str, precision: str,
 def test_ssd_scan_clamps_dt_and_survives_strong_decay(rng: np.random.Generator, arch: str, precision: str) -> None:
     """dt below time_step_min is clamped; huge dt * A (cum down to about -1e4 in a chunk) neither overflows the
     masked entries nor loses the near-diagonal terms (x86's test of the same name)."""
-    rounds = precision == "bf16" and arch == ARCH  # MFMA operands are bf16; the SIMT kernels' math is f32
+    rounds = precision == "bf16"  # every GPU rounds the scan's mma operands to bf16 (tiling/gpu_ssd.py)
     m = Mamba(4, 12, 2, 16, chunk=32, time_step_min=1e-2)
     tokens = 2 * m.chunk + 5
     inputs = draw_mamba(m, tokens, rng)

@@ -345,7 +345,7 @@ def check_ssd_step(rng: np.random.Generator, target: str, tokens: int) -> None:
 
 def check_ssd_scan(rng: np.random.Generator, target: str, tokens: int) -> None:
     """The chunked scan (chunks of 16: 37 tokens are two whole chunks and a partial one) of the heads in two
-    ranges (or, where the target takes the recurrence form, its programs), f32 and bf16 states, against the
+    ranges (or, on a GPU, its programs), f32 and bf16 states, against the
     recurrence in float64. Bound: each output and state element is a
     sum of terms c decay(segment) (dt x B C products of the chunk's or the carried state's), each computed with
     at most N + 2 L + 32 roundings of the f32 products, sums and exps (u each), and its decay exp(segment) off
@@ -358,10 +358,8 @@ def check_ssd_scan(rng: np.random.Generator, target: str, tokens: int) -> None:
     for dtype in ("f32", "bf16"):
         dims = {**MIXER, "chunk_size": chunk, "time_step_min": time_step_min, "state_dtype": dtype}
         kernel = build("ssd_scan", dims, target)
-        if not kernel.is_dataflow():
-            pytest.skip(reason=f"ssd_scan on {target} is the target's emitter (lowering/rocdl/ssd.py)")
         problem = _SsdProblem(rng, tokens, dtype)
-        if kernel.ranged is None:  # the recurrence form (Hopper's): a program per head and block of rows
+        if kernel.ranged is None:  # the GPUs' form (kernels/ssd_blocks.py): a program per head and channel block
             run_kernel(kernel, problem.buffers())
         else:
             cut = int(rng.integers(0, groups + 1)) * (heads // groups)  # the runtime splits on group boundaries

@@ -8,8 +8,9 @@
 
 // One gpu.module with the NVPTX data layout and the dynamic shared memory TMA kernels address. bf16
 // projections take x and W as CUtensorMaps (grid constants), stage them by TMA on mbarriers and multiply on
-// WGMMA; the rest are SIMT kernels of warps of 32 (the scan, kernels/mamba.py's recurrence form: a warp per
-// head and 8 state rows, staged as f32 in a shared workgroup attribution).
+// WGMMA; the rest are SIMT kernels of warps of 32. The chunked scan (kernels/ssd_blocks.py) is a warp per head
+// and block of channels: its state, dt and the cumulative decay (hi, lo) in shared scratch, its mma operands
+// rounded to bf16 and staged in shared memory (bf16 as i16, rows padded).
 // CHECK:       gpu.module @kernels attributes {llvm.data_layout = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"}
 // CHECK:       llvm.mlir.global external @tessera_dynamic_smem() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
 // CHECK:       gpu.func @embedding_hidden32_vocab64(%ids: !llvm.ptr<1>, %table: !llvm.ptr<1>, %out: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 32, 1, 1>}
@@ -20,9 +21,8 @@
 // CHECK:         nvvm.wgmma.mma_async
 // CHECK:         nvvm.wgmma.commit.group.sync.aligned
 // CHECK-LABEL: gpu.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
-// CHECK-SAME:    workgroup(%lds_state_rows : memref<8x16xf32, #gpu.address_space<workgroup>>)
+// CHECK-SAME:    workgroup(%lds_state : memref<16x16xf32, #gpu.address_space<workgroup>>, %lds_dt : memref<16xf32, #gpu.address_space<workgroup>>, %lds_hi : memref<16xf32, #gpu.address_space<workgroup>>, %lds_lo : memref<16xf32, #gpu.address_space<workgroup>>, %lds_mma4 : memref<16x20xi16, #gpu.address_space<workgroup>>
 // CHECK-SAME:    known_block_size = array<i32: 32, 1, 1>
-// CHECK:         gpu.shuffle xor {{.*}} : f32
 // CHECK:         llvm.call_intrinsic "llvm.exp2.f32"
 
 // PTX for sm_90a: the GEMM's TMA loads complete on mbarriers, its WGMMAs are bf16 x bf16 -> f32, the tensor
