@@ -230,6 +230,13 @@ def gpu_assembly(llvm_ir: str, triple: str, chip: str, features: str = "") -> st
     return _compile_gpu(llvm_ir, triple, chip, features, with_object=False)[0]
 
 
+def gpu_object(llvm_ir: str, triple: str, chip: str, features: str = "") -> bytes:
+    """LLVM IR text -> a relocatable object for a GPU (O3) alone: one code generation, where compile_gpu
+    runs two (a compile makes the assembly and the object side by side in its workers)."""
+    module, machine = _optimized(llvm_ir, triple, chip, features)
+    return bytes(machine.emit_object(module))
+
+
 def compile_gpu(llvm_ir: str, triple: str, chip: str, features: str = "") -> tuple[str, bytes]:
     """LLVM IR text -> (assembly, relocatable object) for a GPU (O3)."""
     assembly, obj = _compile_gpu(llvm_ir, triple, chip, features, with_object=True)

@@ -20,12 +20,19 @@ from tessera.errors import TesseraError
 TESSERA_DIALECTS = (TesseraGraph, Nemotron, TesseraSchedule, TesseraTile)
 
 
-def context() -> Context:
+def context(upstream: bool = False) -> Context:
     """Builtin, func, arith and every Tessera dialect, loaded eagerly (xDSL's lazy loading would
-    split `tessera.graph` at the first dot)."""
+    split `tessera.graph` at the first dot); with `upstream`, every other dialect xDSL has too, loaded on
+    first use (what a dataflow kernel's body holds: scf, memref, math...)."""
     ctx = Context()
     for dialect in (Builtin, Func, Arith, *TESSERA_DIALECTS):
         ctx.load_dialect(dialect)
+    if upstream:
+        from xdsl.dialects import get_all_dialects
+
+        for name, load in get_all_dialects().items():
+            if name not in ctx.registered_dialect_names:
+                ctx.register_dialect(name, load)
     return ctx
 
 
@@ -96,6 +103,14 @@ def parse_module(text: str, filename: str) -> ModuleOp:
         return parse_guarded(LocatingParser(context(), text, filename), filename)
     except (ParseError, VerifyException, DiagnosticException) as exc:
         raise TesseraError(diagnostic_line(exc)) from None
+
+
+def parse_kernel(text: str) -> Operation:
+    """The one op of `text`, a kernel as Tessera printed it (a compile worker's input)."""
+    module = Parser(context(upstream=True), text).parse_module()
+    (op,) = module.ops
+    op.detach()
+    return op
 
 
 def parse_guarded(parser: LocatingParser, filename: str) -> ModuleOp:

@@ -72,16 +72,18 @@ class BlockScan:
         self.move_state(first_channel, load=False)
 
     def move_state(self, first_channel: SSAValue, load: bool) -> None:
-        """ssm_state[h, channels, :] (f32 or bf16) <-> s (f32), masked past P and N."""
+        """ssm_state[h, channels, :] (f32 or bf16) <-> s (f32), masked past P and N, bn state columns at a time."""
         k, m = self.kb, self.m
-        at, zero = [self.h, first_channel, k.index(0)], k.index(0)
-        bound = {0: k.index(m.head_dim), 1: k.index(m.state)}
-        if load:
-            rows = k.load(self.state, at, [self.block_p, self.padded_n], bound)
-            k.store(k.convert(rows, f32), self.s, [zero, zero])
-        else:
-            rows = k.load(self.s, [zero, zero], [self.block_p, self.padded_n])
-            k.store(k.convert(rows, self.state_element), self.state, at, bound)
+        bound = (
+            {0: k.index(m.head_dim)} if m.state % self.block_n == 0 else {0: k.index(m.head_dim), 1: k.index(m.state)}
+        )
+        shape = [self.block_p, self.block_n]
+        with k.loop(k.index(0), k.index(self.padded_n), k.index(self.block_n)) as piece:
+            at, local = [self.h, first_channel, piece.iv], [k.index(0), piece.iv]
+            if load:
+                k.store(k.convert(k.load(self.state, at, shape, bound), f32), self.s, local)
+            else:
+                k.store(k.convert(k.load(self.s, local, shape), self.state_element), self.state, at, bound)
 
     def cumulative_decay(self) -> tuple[SSAValue, SSAValue]:
         """dt of the chunk's rows into scratch (0 past the tokens), then hi + lo = the cumulative dt A by Knuth's
@@ -111,18 +113,18 @@ class BlockScan:
         end_hi, end_lo = row.results
         return end_hi, end_lo
 
-    def rows_at(self, first: SSAValue, column: SSAValue, width: int, limit: SSAValue) -> SSAValue:
-        """xbc[start + first .. + R, column .. + width], masked past the chunk's tokens and `limit`."""
+    def rows_at(self, first: SSAValue, column: SSAValue, width: int, limit: SSAValue | None) -> SSAValue:
+        """xbc[start + first .. + R, column .. + width], masked past the chunk's tokens and `limit` (None: the
+        columns never pass it)."""
         k = self.kb
-        return k.load(self.xbc, [k.addi(self.start, first), column], [self.rows, width],
-                      {0: self.end_row, 1: limit})  # fmt: skip
+        bound = {0: self.end_row} if limit is None else {0: self.end_row, 1: limit}
+        return k.load(self.xbc, [k.addi(self.start, first), column], [self.rows, width], bound)
 
     def group_rows(self, row: SSAValue, column: SSAValue, n0: SSAValue) -> SSAValue:
         """B or C (the group's columns from `column`): rows [row, row + R), state columns [n0, n0 + bn)."""
         k = self.kb
-        return k.convert(
-            self.rows_at(row, k.addi(column, n0), self.block_n, k.addi(column, k.index(self.m.state))), self.operand
-        )
+        limit = None if self.m.state % self.block_n == 0 else k.addi(column, k.index(self.m.state))
+        return k.convert(self.rows_at(row, k.addi(column, n0), self.block_n, limit), self.operand)
 
     def x_rows(self, row: SSAValue) -> SSAValue:
         """The channels' x of rows [row, row + R): [R, block_p]."""

@@ -20,7 +20,7 @@ from typing import Any
 from xdsl.dialects.builtin import ModuleOp
 
 from tessera.arch import GPU_ARCHS
-from tessera.dialects import tile
+from tessera.dialects import parse_kernel, tile
 from tessera.errors import TesseraError
 from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_packing, tile_kernels
 from tessera.lowering.programs import describe_programs
@@ -70,6 +70,14 @@ def emit_kernel(kernel: tile.KernelOp) -> GpuKernel:
 
 def emit_kernels(module: ModuleOp) -> list[GpuKernel]:
     return [emit_kernel(kernel) for kernel in tile_kernels(module)]
+
+
+def emit_printed_kernel(text: str) -> GpuKernel:
+    """emit_kernel of a kernel as Tessera printed it: what a compile worker is given (targets/backend.py
+    in_workers), since IR objects do not cross processes."""
+    kernel = parse_kernel(text)
+    assert isinstance(kernel, tile.KernelOp)
+    return emit_kernel(kernel)
 
 
 def lower_kernels(module: ModuleOp) -> str:

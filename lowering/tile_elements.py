@@ -76,6 +76,9 @@ class Emitter:
     def __init__(self, rewriter: PatternRewriter, anchor: Operation) -> None:
         self.rewriter = rewriter
         self.anchor = anchor
+        # Each constant once per emitter (one op's expansion: its slots ask for the same ones many times);
+        # keyed by repr so that -0.0 and 0.0 stay two constants.
+        self._constants: dict[tuple[str, Attribute], SSAValue] = {}
 
     def __call__(self, op: Operation) -> SSAValue:
         self.rewriter.insert_op(op, InsertPoint.before(self.anchor))
@@ -87,6 +90,12 @@ class Emitter:
 
     def constant(self, value: int | float, type_: Attribute) -> SSAValue:
         """A constant of a scalar type, or a splat of one when type_ is a vector."""
+        key = (repr(value), type_)
+        if key not in self._constants:
+            self._constants[key] = self._new_constant(value, type_)
+        return self._constants[key]
+
+    def _new_constant(self, value: int | float, type_: Attribute) -> SSAValue:
         element = type_.element_type if isinstance(type_, VectorType) else type_
         attr: IntegerAttr | FloatAttr | DenseIntOrFPElementsAttr
         if isinstance(type_, VectorType):

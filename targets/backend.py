@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the cache reads runtime/integrity (numpy): paid by compiles
 WORKERS = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 _POOL: ProcessPoolExecutor | None = None
 _NO_POOL = False  # this machine cannot start one (no POSIX semaphores, e.g. a sandbox without /dev/shm)
+T = TypeVar("T")
 
 
 def _workers() -> ProcessPoolExecutor | None:
@@ -64,6 +65,19 @@ def _forget_workers() -> None:
     if _POOL is not None:
         _POOL.shutdown(wait=False, cancel_futures=True)
         _POOL = None
+
+
+def in_workers(what: str, build: Callable[[str], T], pieces: Sequence[str]) -> list[T]:
+    """build(piece) for every piece, WORKERS at a time in worker processes where there are several (here
+    otherwise): `build` must pickle (a module-level function, or a functools.partial of one), and so must
+    what it returns. `what` names the work in the error a dying worker gives."""
+    pool = _workers() if len(pieces) > 1 and WORKERS > 1 else None
+    try:
+        # Inside the try: a worker may die while the later pieces are still being submitted.
+        return list(pool.map(build, pieces)) if pool is not None else [build(piece) for piece in pieces]
+    except BrokenProcessPool:
+        _forget_workers()
+        raise TesseraError(f"a compile worker died building {what} (out of memory?)") from None
 
 
 def _encoded(build: Callable[[str], str], piece: str) -> bytes:
@@ -100,17 +114,10 @@ class Job:
         keys = [cache_key(self.codegen_version, *parts, piece) for piece in pieces]
         built: list[bytes | None] = [self.cache.get(kind, key) for key in keys]
         missing = [index for index, data in enumerate(built) if data is None]
-        sources = [pieces[index] for index in missing]
-        pool = _workers() if len(sources) > 1 and WORKERS > 1 else None
-        try:
-            # Inside the try: a worker may die while the later pieces are still being submitted.
-            made = pool.map(build, sources) if pool is not None else map(build, sources)
-            for index, data in zip(missing, made, strict=True):
-                self.cache.put(kind, keys[index], data)
-                built[index] = data
-        except BrokenProcessPool:
-            _forget_workers()
-            raise TesseraError(f"a compile worker died building {kind} (out of memory?)") from None
+        made = in_workers(kind, build, [pieces[index] for index in missing])
+        for index, data in zip(missing, made, strict=True):
+            self.cache.put(kind, keys[index], data)
+            built[index] = data
         return [data for data in built if data is not None]
 
     def compile_texts(

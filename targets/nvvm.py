@@ -30,7 +30,7 @@ from typing import Any
 from tessera import toolchain
 from tessera.errors import TesseraError
 from tessera.model.config import ModelSpec
-from tessera.targets.backend import Backend, Job, Stage
+from tessera.targets.backend import Backend, Job, Stage, in_workers
 from tessera.targets.stages import SCHEDULE, TILE
 
 DEFAULT_PRECISION = "bf16"
@@ -45,11 +45,14 @@ class NvvmJob(Job):
 
 def kernels_mlir(job: NvvmJob) -> str:
     """convert-tessera-tile-to-nvvm: every kernel as a gpu.func of one gpu.module."""
-    from tessera.lowering.convert_tile_to_nvvm import emit_kernels
+    from tessera.lowering.convert_tile_to_nvvm import emit_printed_kernel
+    from tessera.lowering.gpu.kernel_info import tile_kernels
     from tessera.lowering.nvvm.kernel_text import kernels_module
 
     assert job.tile_module is not None
-    job.kernels = emit_kernels(job.tile_module)
+    # Each kernel's lowering (Python: the SIMT patterns) in the compile workers, a printed kernel each.
+    kernels = [str(kernel) for kernel in tile_kernels(job.tile_module)]
+    job.kernels = in_workers("nvvm kernels", emit_printed_kernel, kernels)
     return kernels_module([kernel.text for kernel in job.kernels])
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from tessera import toolchain
 from tessera.errors import TesseraError
-from tessera.targets.backend import Backend, Job, Stage
+from tessera.targets.backend import Backend, Job, Stage, in_workers
 from tessera.targets.stages import SCHEDULE, TILE
 
 
@@ -35,11 +35,14 @@ class RocdlJob(Job):
 
 def kernels_mlir(job: RocdlJob) -> str:
     """convert-tessera-tile-to-rocdl: every kernel as a gpu.func of one gpu.module."""
-    from tessera.lowering.convert_tile_to_rocdl import emit_kernels
+    from tessera.lowering.convert_tile_to_rocdl import emit_printed_kernel
+    from tessera.lowering.gpu.kernel_info import tile_kernels
     from tessera.lowering.rocdl.kernel_text import kernels_module
 
     assert job.tile_module is not None
-    job.kernels = emit_kernels(job.tile_module)
+    # Each kernel's lowering (Python: the SIMT patterns) in the compile workers, a printed kernel each.
+    kernels = [str(kernel) for kernel in tile_kernels(job.tile_module)]
+    job.kernels = in_workers("rocdl kernels", emit_printed_kernel, kernels)
     return kernels_module([kernel.text for kernel in job.kernels])
 
 
@@ -58,21 +61,15 @@ def llvm_ir(job: RocdlJob) -> str:
 
 def machine_code(job: RocdlJob) -> str:
     """AMDGCN assembly (the stage's text) and relocatable object (kernels.o) of all kernels at once: one
-    module, one metadata note."""
+    module, one metadata note; the two code generations side by side in the compile's workers."""
     from tessera.lowering.rocdl import pipeline
 
     job.progress(f"rocdl: AMDGCN for {job.arch} (llvmlite)")
-    parts = ("amdgcn", job.arch, job.texts["llvm"])
-    built: list[pipeline.MachineCode] = []
-
-    def compiled() -> pipeline.MachineCode:  # one code generation makes both, whichever the cache lacks
-        if not built:
-            built.append(pipeline.to_machine_code(job.texts["llvm"], job.arch))
-        return built[0]
-
-    job.object = job.compile_one("obj", parts, lambda: compiled().object)
+    llvm_ir = job.texts["llvm"]
+    build = partial(pipeline.machine_code_part, llvm_ir=llvm_ir, chip=job.arch)
+    assembly, job.object = job.compile_each("amdgcn", (job.arch, llvm_ir), ["asm", "obj"], build)
     job.write("kernels.o", job.object)
-    return job.compile_one("asm", parts, lambda: compiled().assembly.encode()).decode()
+    return assembly.decode()
 
 
 def code_object(job: RocdlJob) -> None:

@@ -28,21 +28,14 @@ class MathEmitter(Emitter):
         super().__init__(rewriter, anchor)
         self.like = like
         self.bits_type = with_shape_of(like, i32)
-        self._constants: dict[tuple[str, str], SSAValue] = {}
 
-    # --- constants (each defined once per expansion) ---------------------------------------------------------
+    # --- constants (each defined once per expansion: Emitter.constant) -------------------------------------
 
     def f32(self, value: float) -> SSAValue:
-        return self._once(value, self.like)
+        return self.constant(value, self.like)
 
     def i32(self, value: int) -> SSAValue:
-        return self._once(value, self.bits_type)
-
-    def _once(self, value: float, type_: Attribute) -> SSAValue:
-        key = (repr(value), str(type_))  # repr: a NaN is equal to itself
-        if key not in self._constants:
-            self._constants[key] = self.constant(value, type_)
-        return self._constants[key]
+        return self.constant(value, self.bits_type)
 
     # --- float arithmetic (IEEE, each rounded once) ----------------------------------------------------------
 

@@ -47,6 +47,15 @@ def to_machine_code(llvm_ir: str, chip: str) -> MachineCode:
     return MachineCode(assembly, obj)
 
 
+def machine_code_part(part: str, llvm_ir: str, chip: str) -> bytes:
+    """One half of to_machine_code, "asm" (the assembly, encoded) or "obj": each a code generation of its own,
+    so that a compile runs the two at once in its workers."""
+    if part == "asm":
+        return toolchain.gpu_assembly(llvm_ir, TRIPLE, chip).encode()
+    assert part == "obj", part
+    return toolchain.gpu_object(llvm_ir, TRIPLE, chip)
+
+
 @dataclass(frozen=True)
 class KernelDescriptor:
     """The fields of an AMDHSA kernel descriptor (`<kernel>.kd`, 64 bytes) that Tessera checks."""
