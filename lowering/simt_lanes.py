@@ -8,19 +8,25 @@ where it is one). A tile smaller than the wave with W a multiple of C is replica
 l mod C. Otherwise, where C is not a multiple of W, the last slot is padded: past C a lane holds a copy of
 element C - 1 (every access stays in bounds). Only one lane owns each element: a store or a staging writes
 the owned ones (lanes l < C of a replicated tile; the elements below C of a padded slot).
+
+Matrix tiles an mma reads or writes take other layouts (Before chooses them): its accumulator's chain is
+Blocked (a lane grid) or the matrix instruction's Fragments; an operand loaded from a buffer only to be
+converted and multiplied is in Runs of up to 16 bytes of a row, each one vector load.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.dialects import arith, gpu, scf, vector
-from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, ModuleOp
-from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, IntegerAttr, MemRefType, ModuleOp
+from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 
 from tessera.arch import GpuArch, MatrixInstruction, WaveFragments
 from tessera.dialects import tile
+from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import FromElementsOp
 from tessera.lowering.tile_elements import Emitter, TilePattern
@@ -236,7 +242,111 @@ class Fragments:
         return None  # every lane holds elements of its own
 
 
-Layout = Spread | Blocked | Fragments
+# The widest global access a lane makes: 16 bytes (global_load_dwordx4, ld.global.v4.f32).
+VECTOR_BYTES = 16
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A matrix tile [M, N] in runs of `width` consecutive elements of a row: run r (row-major, N / width
+    runs a row) in lane r mod W, whose slots j width .. (j + 1) width - 1 hold its run j W + l. An mma operand
+    read from a buffer lives so (Before): each run is one vector load. Every lane holds whole runs of its own
+    (M N / width a multiple of W), and a row spans whole waves of runs or a wave whole rows."""
+
+    shape: tuple[int, int]
+    lanes: int
+    width: int
+
+    @property
+    def slots(self) -> int:
+        return self.shape[0] * self.shape[1] // self.lanes
+
+    def run_steps(self) -> list[list[int]]:
+        """Per run of a lane, its first element's position minus that of the lane's first run."""
+        per_row, runs = self.shape[1] // self.width, self.slots // self.width
+        if self.lanes % per_row == 0:
+            return [[run * (self.lanes // per_row), 0] for run in range(runs)]
+        waves = per_row // self.lanes  # waves of runs a row
+        return [[run // waves, (run % waves) * self.lanes * self.width] for run in range(runs)]
+
+    def steps(self) -> list[list[int]]:
+        return [[row, column + i] for row, column in self.run_steps() for i in range(self.width)]
+
+    def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
+        per_row = self.shape[1] // self.width
+        if self.lanes % per_row == 0:
+            row = emit(arith.DivUIOp(lane, emit.constant(per_row, INDEX)))
+            run = emit(arith.RemUIOp(lane, emit.constant(per_row, INDEX)))
+        else:
+            row, run = emit.constant(0, INDEX), lane
+        column = emit(arith.MuliOp(run, emit.constant(self.width, INDEX)))
+        return [[_plus(emit, row, dr), _plus(emit, column, dc)] for dr, dc in self.steps()]
+
+    def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
+        return None  # every lane holds elements of its own
+
+
+def choose_runs(values: list[SSAValue], lanes: int) -> Runs | None:
+    """Runs for a class of tile values (one layout: Before's union) that are loads from kernel buffers, and
+    converts and maps of them, used only by one another and as mma operands (staged, whatever their layout):
+    the widest runs, at most VECTOR_BYTES of the narrowest element loaded, that every load reads as aligned
+    vectors — along the buffer's innermost dimension, unmasked along it, from a column and a row length that
+    are multiples of the run. None where the class is anything else or no runs fit."""
+    loads: list[tile.LoadOp] = []
+    for value in values:
+        owner = value.owner
+        if isinstance(owner, tile.LoadOp) and not isinstance(owner.memref.owner, tile.AllocOp):
+            loads.append(owner)
+        elif not isinstance(owner, (tile.ConvertOp, tile.MapOp)):
+            return None
+        for use in value.uses:
+            user = use.operation
+            if not isinstance(user, (tile.ConvertOp, tile.MapOp)) and not (
+                isinstance(user, tile.MmaOp) and use.index < 2
+            ):
+                return None
+    if not loads or not isinstance(loads[0].result.type, TileType) or len(loads[0].result.type.get_shape()) != 2:
+        return None
+    rows, columns = loads[0].result.type.get_shape()
+    narrowest = min(element_bytes(tile.element_of(load.result.type)) for load in loads)
+    width = VECTOR_BYTES // narrowest
+    while width >= 2:
+        per_row = columns // width
+        fits = columns % width == 0 and (rows * per_row) % lanes == 0
+        if fits and (lanes % per_row == 0 or per_row % lanes == 0) and all(_reads_runs(load, width) for load in loads):
+            return Runs((rows, columns), lanes, width)
+        width //= 2
+    return None
+
+
+def _reads_runs(load: tile.LoadOp, width: int) -> bool:
+    """Whether every run of `width` elements of the load's rows is an aligned vector of its buffer."""
+    buffer = load.memref.type
+    assert isinstance(buffer, MemRefType)
+    last = len(buffer.get_shape()) - 1
+    if tile.access_axes(load)[-1] != last or any(axis == 1 for axis, _ in tile.access_bounds(load)):
+        return False
+    return buffer.get_shape()[last] % width == 0 and known_multiple(load.indices[last]) % width == 0
+
+
+def known_multiple(value: SSAValue) -> int:
+    """A number an index is a multiple of, as far as its definition shows (constants, loop variables, sums
+    and products of them); 0 for 0, a multiple of every number."""
+    owner = value.owner
+    if isinstance(owner, arith.ConstantOp) and isinstance(owner.value, IntegerAttr):
+        return abs(owner.value.value.data)
+    if isinstance(owner, (arith.AddiOp, arith.SubiOp)):
+        return math.gcd(known_multiple(owner.lhs), known_multiple(owner.rhs))
+    if isinstance(owner, arith.MuliOp):
+        return known_multiple(owner.lhs) * known_multiple(owner.rhs)
+    if isinstance(value, BlockArgument) and value.index == 0 and isinstance(owner.parent_op(), scf.ForOp):
+        loop = owner.parent_op()
+        assert isinstance(loop, scf.ForOp)
+        return math.gcd(known_multiple(loop.lb), known_multiple(loop.step))
+    return 1
+
+
+Layout = Spread | Blocked | Fragments | Runs
 
 
 def choose_fragments(shape: tuple[int, ...], depth: int, element: Attribute, arch: GpuArch) -> Fragments | None:
@@ -297,7 +407,8 @@ class Before:
     (the values the accumulator flows through unchanged in shape: loop-carried copies, maps, converts, and the
     loads, splats and broadcasts feeding them), which holds the matrix instruction's Fragments where the arch
     has one for the operands and the tile is made of its tiles, else is Blocked (choose_blocked): no lane
-    moves an element from the mma to the store."""
+    moves an element from the mma to the store; and along an operand's chain of loads, converts and maps
+    used only by the mma, which is in Runs where its loads read aligned vectors (choose_runs)."""
 
     def __init__(self, module: ModuleOp, arch: GpuArch) -> None:
         lanes = self.lanes = arch.wave_size
@@ -336,7 +447,7 @@ class Before:
                         assert isinstance(last, scf.YieldOp)
                         for result, value in zip(op.results, last.arguments, strict=True):
                             union(result, value)
-        chosen: dict[SSAValue, Blocked | Fragments] = {}
+        chosen: dict[SSAValue, Layout] = {}
         for mma in accumulators:
             acc_type, lhs_type = mma.result.type, mma.lhs.type
             assert isinstance(acc_type, TileType) and isinstance(lhs_type, TileType)
@@ -344,6 +455,23 @@ class Before:
             layout = choose_fragments(shape, depth, lhs_type.element_type, arch) or choose_blocked(shape, lanes)
             if layout is not None:
                 chosen[find(mma.result)] = layout
+        members: dict[SSAValue, list[SSAValue]] = {}
+        for op in module.walk():
+            for value in [
+                *op.results,
+                *(arg for region in op.regions for block in region.blocks for arg in block.args),
+            ]:
+                if isinstance(value.type, TileType):
+                    members.setdefault(find(value), []).append(value)
+        runs: dict[SSAValue, Layout] = {}
+        for mma in accumulators:
+            for operand in (mma.lhs, mma.rhs):
+                root = find(operand)
+                if root not in chosen and root not in runs:
+                    operand_layout = choose_runs(members[root], lanes)
+                    if operand_layout is not None:
+                        runs[root] = operand_layout
+        chosen |= runs
         self._chosen = {value: chosen[find(value)] for value in [*parent, *chosen] if find(value) in chosen}
 
     def operands(self, op: Operation) -> tuple[SSAValue, ...]:

@@ -10,14 +10,15 @@ A tile's elements are spread over the wave's W lanes in slots, element j W + l i
 (lowering/simt_lanes.py: consecutive lanes touch consecutive addresses, so loads and stores coalesce; a tile
 smaller than the wave is replicated). A load or store is, per slot, llvm.getelementptr + llvm.load /
 llvm.store at an i32 element offset (row-major; the token dimension is the outermost; the tile's axes walk
-the buffer dimensions `axes` names), guarded by scf.if past `bound`; a scalar load is made by every lane, a
+the buffer dimensions `axes` names), guarded by scf.if past `bound` (a tile in Runs: one aligned vector
+llvm.load per run, guarded as a whole); a scalar load is made by every lane, a
 scalar store by lane 0. memref.dim of the token dimension is the %tokens parameter. A scratch buffer
 (`tessera.tile.alloc`) is a workgroup attribution of the gpu.func, read and written with memref.load /
 memref.store; a store into it is followed by gpu.barrier, so that any lane may read what another wrote. A
 rank-1 reduction combines the lane's slots, then a butterfly of `gpu.shuffle xor` gives every lane the
 total; an iota is the element numbers. A matrix tile's reduction, a broadcast and `mma` stage their operands
-through shared memory (lowering/simt_matrix.py), the generic form until MFMA / WGMMA patterns keep matrix
-fragments in registers. Map, splat and convert are lowering/tile_elements.py's.
+through shared memory (lowering/simt_matrix.py: an mma then multiplies on FMAs, or on the arch's matrix
+instruction where it has wave fragments — CDNA's MFMA). Map, splat and convert are lowering/tile_elements.py's.
 """
 
 from __future__ import annotations
@@ -25,8 +26,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects import arith, builtin, gpu, llvm, memref, scf
-from xdsl.dialects.builtin import IndexType, MemRefType, ModuleOp, StringAttr, i32
+from xdsl.dialects import arith, builtin, gpu, llvm, memref, scf, vector
+from xdsl.dialects.builtin import (
+    IndexType,
+    MemRefType,
+    ModuleOp,
+    StringAttr,
+    VectorType,
+    i32,
+)
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
@@ -42,8 +50,10 @@ from tessera.dialects import tile
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import WORKGROUP, ShuffleOp, WorkgroupFuncOp
 from tessera.lowering.simt_lanes import (
+    VECTOR_BYTES,
     Before,
     Layout,
+    Runs,
     SimtPattern,
     Spread,
     combiner,
@@ -174,6 +184,9 @@ class LowerLoad(SimtPattern):
         assert isinstance(op.memref.type, MemRefType)
         element = storage(op.memref.type.element_type)
         layout = self.before.layout(op.result) if isinstance(op.result.type, TileType) else None
+        if isinstance(layout, Runs) and not _in_workgroup(op.memref):
+            rewriter.replace_matched_op([], [packed(emit, _load_runs(emit, op, layout, element))])
+            return
         accesses = _accesses(emit, op, layout)
         values = []
         for access in accesses:
@@ -189,6 +202,28 @@ class LowerLoad(SimtPattern):
             then = Block([*reads, scf.YieldOp(reads[-1].results[0])])
             values.append(emit(scf.IfOp(access.valid, [element], [then], [Block([zero_op, scf.YieldOp(zero_op)])])))
         rewriter.replace_matched_op([], [packed(emit, values)])
+
+
+def _load_runs(emit: Emitter, op: tile.LoadOp, layout: Runs, element: Attribute) -> list[SSAValue]:
+    """The lane's runs, one aligned vector load each (zeros past the bounds: they mask whole runs), as its
+    slots."""
+    run = VectorType(element, [layout.width])
+    alignment = min(VECTOR_BYTES, layout.width * element.bitwidth // 8)  # type: ignore[attr-defined]
+    values: list[SSAValue] = []
+    for access in _stepped_accesses(emit, op, layout, layout.run_steps()):
+        gep = llvm.GEPOp.from_mixed_indices(
+            _pointer(op.memref), [access.offset], pointee_type=element, result_type=GLOBAL
+        )
+        load = llvm.LoadOp(gep.result, run, alignment=alignment)
+        if access.valid is None:
+            emit(gep)
+            vector_value = emit(load)
+        else:
+            then = Block([gep, load, scf.YieldOp(load.dereferenced_value)])
+            otherwise = Block([scf.YieldOp(emit.constant(0, run))])
+            vector_value = emit(scf.IfOp(access.valid, [run], [then], [otherwise]))
+        values.extend(emit(vector.ExtractOp(vector_value, [i], element)) for i in range(layout.width))
+    return values
 
 
 class LowerStore(SimtPattern):

@@ -1,13 +1,17 @@
 // convert-tessera-tile-to-simt{arch=gfx942}, the MFMA pattern of tessera.tile.mma: a [16, 32] x [32, 32] bf16
 // product (b given transposed, [N, K]: a weight) into a [16, 32] accumulator is two 16x16 blocks of CDNA's
-// bf16 MFMA, two K steps of 16 each. Both operands are staged in LDS (bf16 as i16, rows padded to 36
-// elements: conflict-free fragment reads); the accumulator's Fragments layout is arch.WaveFragments as data
+// bf16 MFMA, two K steps of 16 each. The operands, loaded only to be multiplied, are read in runs of 8 bf16
+// (lowering/simt_lanes.py Runs: one aligned 16-byte load each, a run per lane of a, two of b), then staged
+// in LDS (bf16 as i16, rows padded to 36 elements: conflict-free fragment reads); the accumulator's Fragments layout is arch.WaveFragments as data
 // (lane l = 16 q + c holds rows 4 q .. 4 q + 3 of column c of each block), so each lane reads, per K step, a
 // four-element fragment of its a row and of each block's b row with one vector load, and issues one
 // rocdl.mfma.f32.16x16x16bf16.1k per block; the store walks the same layout.
 // RUN: tessera-opt %s -p 'convert-tessera-tile-to-simt{arch=gfx942}' | FileCheck %s
 
 // CHECK:      %lds_mma0: memref<16x36xi16, #gpu.address_space<workgroup>>, %lds_mma1: memref<32x36xi16, #gpu.address_space<workgroup>>
+// CHECK:      llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xi16>
+// CHECK-COUNT-2: llvm.load %{{.*}} {alignment = 16 : i64} : !llvm.ptr<1> -> vector<8xi16>
+// CHECK-NOT:  llvm.load
 // CHECK:      "gpu.barrier"()
 // CHECK:      memref.store %{{.*}}, %lds_mma0
 // CHECK:      memref.store %{{.*}}, %lds_mma1
