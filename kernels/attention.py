@@ -4,16 +4,20 @@ attention(qkv f32 [T, (Hq + 2 Hkv) D], k_cache, v_cache (f32 | bf16) [S, Hkv, D]
           position)
     causal grouped-query attention of this call's queries over the KV cache (HF's NemotronHAttention: no
     RoPE, no QK norm, no bias; kv_append ran first, so rows [0, position + T) of the caches hold every key
-    this call's queries see). One program per token t, at absolute position q = position + t; for each query
-    head h (kv head g = h / (Hq / Hkv)) it walks the keys [0, q] in blocks of block_k with the online softmax:
-        s = (q_h D^-0.5) · K_blockᵀ            a [1, block_k] mma with K given by rows (rhs_transposed)
-        s = -inf where the key is past q       (a block's keys past the cache's rows read as 0, then masked)
-        m' = max(m, max s), alpha = exp(m - m'), p = exp(s - m'), l' = l alpha + sum p
+    this call's queries see). As a GPU runs it (`query_rows` chosen): one program per query head h (kv head
+    g = h / (Hq / Hkv)) and block of R = query_rows tokens t0.. (a grid over heads by the call's token
+    blocks); token t sits at position q = position + t. The program walks the keys [0, position + min(t0 + R,
+    T)) in blocks of block_k with the online softmax, a row per query:
+        s = (Q D^-0.5) · K_blockᵀ              an [R, block_k] mma with K given by rows (rhs_transposed)
+        s = -inf where the key is past the row's q (a block's keys past the cache's rows read as 0, then
+                                               masked)
+        m' = max(m, max s), alpha = exp(m - m'), p = exp(s - m'), l' = l alpha + sum p   (per row)
         acc' = acc alpha + p · V_block         (m starts at -inf: key 0 is in every query's first block, so
                                                alpha = exp(-inf) = 0 there and m is finite from then on)
     out[t, h D : (h + 1) D] = acc / l, rounded once when out is bf16; K and V widened exactly from bf16, all
-    arithmetic f32. The K and V blocks are [block_k, D] tiles of the cache along its dimensions 0 and 2, masked
-    along their rows (bounded along axis 0) at q + 1.
+    arithmetic f32 (so the GPUs' matrix instructions are their f32 ones). The K and V blocks are [block_k, D]
+    tiles of the cache along its dimensions 0 and 2, masked along their rows at the block's last key; the
+    queries past the call's tokens read as 0 and are not stored.
 
 attention with tiles for a core's vectors (`block_q` chosen: x86), a ranged body over query heads [first, end)
     the same result as above, shaped for registers and caches rather than lanes: the query heads of the range
@@ -80,43 +84,45 @@ def kv_append(dims: Dims, tiles: Mapping[str, int]) -> Block:
 
 
 def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    """The GPU form of the module docstring."""
     heads, kv_heads, head_dim = (int(dims[key]) for key in ("num_heads", "num_kv_heads", "head_dim"))
-    group, block = heads // kv_heads, tiles["block_k"]
-    buffers = _attention_buffers(dims)
-    k = KernelBuilder(buffers, scalars=("position",))
-    qkv, k_cache, v_cache, out = k.buffers
+    group, query_rows, block = heads // kv_heads, tiles["query_rows"], tiles["block_k"]
     _, _, out_element = _cache_types(dims)
-    t, zero = k.program_id, k.index(0)
-    seen = k.addi(k.addi(k.scalars["position"], t), k.index(1))  # keys [0, position + t]
+    k = KernelBuilder(_attention_buffers(dims), scalars=("position",), token_blocks=True)
+    qkv, k_cache, v_cache, out = k.buffers
+    head, first = k.program_id, k.muli(k.token_block_id, k.index(query_rows))
+    tokens, zero, position = k.size(qkv), k.index(0), k.scalars["position"]
+    g, column = k.divsi(head, k.index(group)), k.muli(head, k.index(head_dim))
+    seen = k.addi(position, k.minsi(k.addi(first, k.index(query_rows)), tokens))  # keys [0, seen)
     scale, minus_infinity = head_dim**-0.5, float("-inf")
-    with k.loop(zero, k.index(heads), k.index(1)) as head:
-        g = k.divsi(head.iv, k.index(group))
-        column = k.muli(head.iv, k.index(head_dim))
-        query = k.map([k.load(qkv, [t, column], [1, head_dim])], lambda e, v: e.mulf(v, e.f32(scale)))
-        carried = [k.splat(k.f32(minus_infinity), [1]), k.splat(k.f32(0.0), [1]), k.splat(k.f32(0.0), [1, head_dim])]
-        with k.loop(zero, seen, k.index(block), carried) as keys:
-            peak, total, acc = keys.args
-            rows_at = [keys.iv, g, zero]
-            key_rows = k.load(k_cache, rows_at, [block, head_dim], {0: seen}, axes=(0, 2))
-            scores = k.mma(query, k.convert(key_rows, f32), k.splat(k.f32(0.0), [1, block]), rhs_transposed=True)
-            visible = k.cast(k.subi(seen, keys.iv), i32)  # keys of the block before this are visible
-            positions = k.broadcast(k.iota(block), 0, 1)
-            scores = k.map(
-                [scores, positions, visible],
-                lambda e, s, at, limit: e.select(e.cmpi("slt", at, limit), s, e.f32(minus_infinity)),
-            )
-            new_peak = k.map([peak, k.reduce("max", scores, axis=1)], lambda e, m, b: e.maximumf(m, b))
-            alpha = k.map([peak, new_peak], lambda e, m, n: e.exp(e.subf(m, n)))
-            probabilities = k.map([scores, k.broadcast(new_peak, 1, block)], lambda e, s, m: e.exp(e.subf(s, m)))
-            total = k.map(
-                [total, alpha, k.reduce("add", probabilities, axis=1)], lambda e, z, a, p: e.addf(e.mulf(z, a), p)
-            )
-            value_rows = k.load(v_cache, rows_at, [block, head_dim], {0: seen}, axes=(0, 2))
-            rescaled = k.map([acc, k.broadcast(alpha, 1, head_dim)], lambda e, x, a: e.mulf(x, a))
-            keys.yield_(new_peak, total, k.mma(probabilities, k.convert(value_rows, f32), rescaled))
-        _, total, acc = keys.results
-        result = k.map([acc, k.broadcast(total, 1, head_dim)], lambda e, x, z: e.divf(x, z))
-        k.store(k.convert(result, out_element), out, [t, column])
+    query = k.load(qkv, [first, column], [query_rows, head_dim], {0: tokens})
+    query = k.map([query], lambda e, v: e.mulf(v, e.f32(scale)))
+    query_rowsat = k.broadcast(k.iota(query_rows), 1, block)  # row i of a block
+    keys_at = k.broadcast(k.iota(block), 0, query_rows)  # key j of a block
+    carried = [k.splat(k.f32(minus_infinity), [query_rows]), k.splat(k.f32(0.0), [query_rows]),
+               k.splat(k.f32(0.0), [query_rows, head_dim])]  # fmt: skip
+    with k.loop(zero, seen, k.index(block), carried) as keys:
+        peak, total, acc = keys.args
+        at = [keys.iv, g, zero]
+        key_rows = k.convert(k.load(k_cache, at, [block, head_dim], {0: seen}, axes=(0, 2)), f32)
+        scores = k.mma(query, key_rows, k.splat(k.f32(0.0), [query_rows, block]), rhs_transposed=True)
+        reach = k.cast(k.subi(k.addi(position, first), keys.iv), i32)  # key j of row i is visible: j - i <= reach
+        scores = k.map(
+            [scores, query_rowsat, keys_at, reach],
+            lambda e, s, i, j, limit: e.select(e.cmpi("sle", e.subi(j, i), limit), s, e.f32(minus_infinity)),
+        )
+        new_peak = k.map([peak, k.reduce("max", scores, axis=1)], lambda e, m, b: e.maximumf(m, b))
+        alpha = k.map([peak, new_peak], lambda e, m, n: e.exp(e.subf(m, n)))
+        probabilities = k.map([scores, k.broadcast(new_peak, 1, block)], lambda e, s, m: e.exp(e.subf(s, m)))
+        total = k.map(
+            [total, alpha, k.reduce("add", probabilities, axis=1)], lambda e, z, a, p: e.addf(e.mulf(z, a), p)
+        )
+        value_rows = k.convert(k.load(v_cache, at, [block, head_dim], {0: seen}, axes=(0, 2)), f32)
+        rescaled = k.map([acc, k.broadcast(alpha, 1, head_dim)], lambda e, x, a: e.mulf(x, a))
+        keys.yield_(new_peak, total, k.mma(probabilities, value_rows, rescaled))
+    _, total, acc = keys.results
+    result = k.map([acc, k.broadcast(total, 1, head_dim)], lambda e, x, z: e.divf(x, z))
+    k.store(k.convert(result, out_element), out, [first, column], {0: tokens})
     return k.finish()
 
 
@@ -279,7 +285,8 @@ def attention_rows(dims: Dims, tiles: Mapping[str, int]) -> Block:
 
 
 def attention_kernel(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    """The form the tiles ask for: rows of query heads and tokens (`block_q`), or a program per token."""
+    """The form the tiles ask for: rows of query heads and tokens (`block_q`: x86), or a program per query
+    head and block of tokens (`query_rows`: the GPUs)."""
     return attention_rows(dims, tiles) if "block_q" in tiles else attention(dims, tiles)
 
 

@@ -1,12 +1,14 @@
-"""GPU tiling policy: attention (kernels/attention.py, written once; one program per token walking each query
-head's keys in blocks of `block_k`).
+"""GPU tiling policy: attention (kernels/attention.py's GPU form, written once: one program per query head and
+block of `query_rows` tokens, walking the keys in blocks of `block_k` with the online softmax).
 
-Through the SIMT lowering each of the kernel's two mma stages its operands in shared memory / LDS: the query
-and a [block_k, head_dim] K block, then the probabilities and the V block, about 8 block_k head_dim bytes in
-all (f32), plus a few hundred bytes for the row statistics. `block_k` is the largest power of two up to 64
-that keeps that within STAGED_BYTES, below the 48 KiB of static shared memory a Hopper kernel may declare and
-the 64 KiB of a CDNA workgroup's LDS with room for a second workgroup per CU. MFMA / WGMMA patterns will
-keep the fragments in registers and choose larger blocks.
+Through the SIMT lowering each of the kernel's products stages its operands in shared memory / LDS (the
+queries [R, D] and a K block [block_k, D], rows padded; the probabilities [R, block_k] and the V block
+[block_k, D]) and so do its two row reductions ([R, block_k] each): about 4 (R (D + 1) + block_k (2 D + 1)
++ 3 R block_k) bytes, f32. R is 32 on a 64-lane wave, 16 on a 32-lane one (an accumulator [R, D] of D R / W
+registers a lane); `block_k` the largest power of two up to 64 that keeps the staging within STAGED_BYTES,
+below the 48 KiB of static shared memory a Hopper kernel may declare and the 64 KiB of a CDNA workgroup's
+LDS. The products' operands are f32 (K and V widened exactly), so CDNA multiplies on its f32 MFMA where the
+tiles are whole 16 x 16 blocks, Hopper on FMAs until its WGMMA pattern.
 """
 
 from __future__ import annotations
@@ -18,15 +20,21 @@ from tessera.arch import GpuArch
 from tessera.tiling.choice import TileChoice
 from tessera.tiling.gpu import GpuPolicy
 
-STAGED_BYTES = 24 * 1024
+STAGED_BYTES = 40 * 1024
+
+
+def _staged_bytes(rows: int, block_k: int, head_dim: int) -> int:
+    return 4 * (rows * (head_dim + 1) + block_k * (2 * head_dim + 1) + 3 * rows * block_k)
 
 
 def _attention(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
     head_dim = int(dims["head_dim"])
+    rows = 32 if arch.wave_size >= 64 else 16
     block_k = 64
-    while block_k > 1 and 8 * block_k * head_dim > STAGED_BYTES:
+    while block_k > 1 and _staged_bytes(rows, block_k, head_dim) > STAGED_BYTES:
         block_k //= 2
-    return TileChoice({"threads": arch.wave_size, "block_k": block_k})
+    tiles = {"threads": arch.wave_size, "query_rows": rows, "block_k": block_k}
+    return TileChoice(tiles, grid=int(dims["num_heads"]), parallel="heads", token_block=rows)
 
 
 POLICIES: dict[str, GpuPolicy] = {"attention": _attention}

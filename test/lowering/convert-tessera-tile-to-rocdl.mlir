@@ -8,9 +8,10 @@
 // One gpu.module; every kernel takes a pointer per launch operand, then the token count and the position.
 // The GEMM (kernels/gemm_blocks.py) is a dataflow kernel: a grid of 64-column blocks by 32-token blocks, one
 // wave each; the SIMT lowering stages its mma operands in LDS (bf16 as i16, rows padded conflict-free) and the
-// MFMA pattern reads four-element fragments from them. The chunked scan and the experts still come from their
-// emitters (MFMA); attention (kernels/attention.py) stages its mma operands in LDS and multiplies in the SIMT
-// lowering's loops (its blocks are not whole 16x16 tiles); the rest are SIMT kernels of one wave per row.
+// MFMA pattern reads four-element fragments from them. The chunked scan (kernels/ssd_blocks.py) multiplies
+// the same way; attention (kernels/attention.py, a program per head and block of 32 queries) too, on the f32
+// MFMA (its operands are f32); the experts still come from their emitter (MFMA); the rest are SIMT kernels of
+// one wave per row.
 // CHECK:       gpu.module @kernels
 // CHECK:       gpu.func @embedding_hidden32_vocab64(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 64, 1, 1>, rocdl.flat_work_group_size = "64,64"}
 // CHECK-LABEL: gpu.func @matmul_bias0_store_k32_n132_row_scale1(
@@ -25,7 +26,8 @@
 // CHECK:         rocdl.mfma.f32.16x16x16bf16.1k
 // CHECK-LABEL: gpu.func @attention_p8_s32_h4_hkv2(
 // CHECK-SAME:    workgroup(
-// CHECK-NOT:     rocdl.mfma
+// CHECK:         gpu.block_id  y
+// CHECK:         rocdl.mfma.f32.16x16x4f32
 // CHECK:         gpu.return
 // CHECK-LABEL: gpu.func @moe_experts_ffn24_latent16_e4_topk2(
 // CHECK-SAME:    workgroup(
@@ -48,7 +50,7 @@
 // ASM-LABEL: attention_p8_s32_h4_hkv2:
 // ASM:         ds_write
 // ASM:         ds_read
-// ASM-NOT:     v_mfma
+// ASM:         v_mfma_f32_16x16x4_f32
 // ASM:       .amdhsa_kernel attention_p8_s32_h4_hkv2
 // ASM-NEXT:    .amdhsa_group_segment_fixed_size {{[1-9][0-9]*}}
 // ASM-LABEL: moe_experts_ffn24_latent16_e4_topk2:
