@@ -236,7 +236,8 @@ class Fragments:
     def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
         quad, column = self.lane_position(emit, lane)
         first_row = emit(arith.MuliOp(quad, emit.constant(self.fragments.acc_per_lane, INDEX)))
-        return [[_plus(emit, first_row, row), _plus(emit, column, col)] for row, col in self.steps()]
+        row_at, column_at = _shifts(emit, first_row), _shifts(emit, column)
+        return [[row_at(row), column_at(col)] for row, col in self.steps()]
 
     def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
         return None  # every lane holds elements of its own
@@ -280,7 +281,8 @@ class Runs:
         else:
             row, run = emit.constant(0, INDEX), lane
         column = emit(arith.MuliOp(run, emit.constant(self.width, INDEX)))
-        return [[_plus(emit, row, dr), _plus(emit, column, dc)] for dr, dc in self.steps()]
+        row_at, column_at = _shifts(emit, row), _shifts(emit, column)
+        return [[row_at(dr), column_at(dc)] for dr, dc in self.steps()]
 
     def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
         return None  # every lane holds elements of its own
@@ -383,6 +385,18 @@ def choose_blocked(shape: tuple[int, ...], lanes: int) -> Blocked | None:
 
 def _plus(emit: Emitter, value: SSAValue, offset: int) -> SSAValue:
     return value if offset == 0 else emit(arith.AddiOp(value, emit.constant(offset, INDEX)))
+
+
+def _shifts(emit: Emitter, value: SSAValue) -> Callable[[int], SSAValue]:
+    """offset -> value + offset, each sum made once (slots sharing a row share its index, and so its reads)."""
+    made: dict[int, SSAValue] = {}
+
+    def shifted(offset: int) -> SSAValue:
+        if offset not in made:
+            made[offset] = _plus(emit, value, offset)
+        return made[offset]
+
+    return shifted
 
 
 def slot_values(emit: Emitter, value: SSAValue, slots: int, element: Attribute) -> list[SSAValue]:

@@ -137,7 +137,12 @@ class LowerBroadcast(SimtPattern):
         buffer = _staged(emit, op, op.input, input_type, self.before.operand_layout(op, 0))
         emit(gpu.BarrierOp())
         layout = self.before.layout(op.result)
-        values = [emit(memref.LoadOp.get(buffer, [place[1 - axis]])) for place in layout.coordinates(emit, lane_of(op))]
+        read: dict[SSAValue, SSAValue] = {}  # one read per position along the input (a row's slots share it)
+        values = []
+        for place in layout.coordinates(emit, lane_of(op)):
+            if place[1 - axis] not in read:
+                read[place[1 - axis]] = emit(memref.LoadOp.get(buffer, [place[1 - axis]]))
+            values.append(read[place[1 - axis]])
         rewriter.replace_matched_op([], [packed(emit, values)])
 
 

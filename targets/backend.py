@@ -72,12 +72,18 @@ def in_workers(what: str, build: Callable[[str], T], pieces: Sequence[str]) -> l
     otherwise): `build` must pickle (a module-level function, or a functools.partial of one), and so must
     what it returns. `what` names the work in the error a dying worker gives."""
     pool = _workers() if len(pieces) > 1 and WORKERS > 1 else None
+    if pool is None:
+        return [build(piece) for piece in pieces]
+    # The longest pieces first (their text's length: the work it takes), so that no worker starts a large one
+    # as the others run out; the results back in the pieces' order.
+    order = sorted(range(len(pieces)), key=lambda index: -len(pieces[index]))
     try:
         # Inside the try: a worker may die while the later pieces are still being submitted.
-        return list(pool.map(build, pieces)) if pool is not None else [build(piece) for piece in pieces]
+        made = dict(zip(order, pool.map(build, [pieces[index] for index in order]), strict=True))
     except BrokenProcessPool:
         _forget_workers()
         raise TesseraError(f"a compile worker died building {what} (out of memory?)") from None
+    return [made[index] for index in range(len(pieces))]
 
 
 def _encoded(build: Callable[[str], str], piece: str) -> bytes:

@@ -2,10 +2,11 @@
 written once for every GPU and reading only the arch table (arch.py) — so the Tile-IR of two
 GPU targets differs only in what that table says (tile sizes, memory space, matrix instruction).
 
-A policy returns the kernel's tiles and its tile-level body. On a GPU the body's loads into the scratchpad
-("lds" on CDNA, "shared" on Hopper) are exactly the buffers the kernel allocates there, row padding
-included, and the ROCDL lowering allocates them from the body (lowering/rocdl/kernel_text.KernelInfo).
-Tiles every GPU kernel has: `threads` (the workgroup size).
+A policy returns the kernel's tiles (and a grid, a token block): the kernel of kernels/ is built from them.
+The two kinds still emitted by hand (Hopper's bf16 GEMM, the experts) return a planned body instead, whose
+loads into the scratchpad ("lds" on CDNA, "shared" on Hopper) are exactly the buffers the emitter allocates
+there, row padding included (lowering/rocdl/kernel_text.KernelInfo reads them). Tiles every GPU kernel has:
+`threads` (the workgroup size).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""A lockstep SIMT simulator of the `gpu.func` text the ROCDL emitters write (lowering/rocdl/*.py), in numpy:
+"""A lockstep SIMT simulator of the `gpu.func` text of the GPU kernels (convert-tessera-tile-to-simt and the
+emitters left in lowering/rocdl/ and lowering/nvvm/), in numpy:
 the numerical evidence for kernels that no AMD GPU here can run. Test-only; nothing in the package imports it.
 
     sim = Simulator(kernel.text)
