@@ -74,9 +74,9 @@ class BlockScan:
     def move_state(self, first_channel: SSAValue, load: bool) -> None:
         """ssm_state[h, channels, :] (f32 or bf16) <-> s (f32), masked past P and N, bn state columns at a time."""
         k, m = self.kb, self.m
-        bound = (
-            {0: k.index(m.head_dim)} if m.state % self.block_n == 0 else {0: k.index(m.head_dim), 1: k.index(m.state)}
-        )
+        bound = {0: k.index(m.head_dim)}
+        if m.state % self.block_n:
+            bound[1] = k.index(m.state)
         shape = [self.block_p, self.block_n]
         with k.loop(k.index(0), k.index(self.padded_n), k.index(self.block_n)) as piece:
             at, local = [self.h, first_channel, piece.iv], [k.index(0), piece.iv]
