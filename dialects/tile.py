@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from xdsl.dialects import arith
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
@@ -262,6 +263,28 @@ def _access_properties(axes: Sequence[int] | None, bound_axes: Sequence[int] | N
     if bound_axes is not None:
         properties["bound_axes"] = DenseArrayBase.from_list(i64, list(bound_axes))
     return properties
+
+
+def read_in_place(mma: MmaOp, index: int) -> AllocOp | None:
+    """The scratch buffer an mma operand (index 0: lhs, 1: rhs) is, where it is only that: a load of the whole
+    buffer (from its origin, along its own dimensions, unmasked) used by this mma alone. A lowering that stages
+    mma operands in fast memory may then read the buffer itself; None otherwise."""
+    value = mma.operands[index]
+    load = value.owner
+    if not isinstance(load, LoadOp) or not isinstance(load.memref.owner, AllocOp) or not value.has_one_use():
+        return None
+    alloc = load.memref.owner
+    buffer = alloc.result.type
+    assert isinstance(buffer, MemRefType) and isinstance(value.type, TileType)
+    if not alloc.in_fast_memory() or load.bounds or load.axes is not None:
+        return None
+    if tuple(value.type.get_shape()) != tuple(buffer.get_shape()):
+        return None
+    origin = all(
+        isinstance(index_op := index.owner, arith.ConstantOp) and index_op.value == IntegerAttr(0, IndexType())
+        for index in load.indices
+    )
+    return alloc if origin else None
 
 
 def access_bounds(op: LoadOp | StoreOp) -> list[tuple[int, SSAValue]]:

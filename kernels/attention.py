@@ -96,7 +96,8 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
     seen = k.addi(position, k.minsi(k.addi(first, k.index(query_rows)), tokens))  # keys [0, seen)
     scale, minus_infinity = head_dim**-0.5, float("-inf")
     query = k.load(qkv, [first, column], [query_rows, head_dim], {0: tokens})
-    query = k.map([query], lambda e, v: e.mulf(v, e.f32(scale)))
+    queries = k.alloc("q", [query_rows, head_dim], f32)  # scaled once; every key block's product reads it
+    k.store(k.map([query], lambda e, v: e.mulf(v, e.f32(scale))), queries, [zero, zero])
     query_rowsat = k.broadcast(k.iota(query_rows), 1, block)  # row i of a block
     keys_at = k.broadcast(k.iota(block), 0, query_rows)  # key j of a block
     carried = [k.splat(k.f32(minus_infinity), [query_rows]), k.splat(k.f32(0.0), [query_rows]),
@@ -105,6 +106,7 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
         peak, total, acc = keys.args
         at = [keys.iv, g, zero]
         key_rows = k.convert(k.load(k_cache, at, [block, head_dim], {0: seen}, axes=(0, 2)), f32)
+        query = k.load(queries, [zero, zero], [query_rows, head_dim])
         scores = k.mma(query, key_rows, k.splat(k.f32(0.0), [query_rows, block]), rhs_transposed=True)
         reach = k.cast(k.subi(k.addi(position, first), keys.iv), i32)  # key j of row i is visible: j - i <= reach
         scores = k.map(

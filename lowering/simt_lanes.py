@@ -290,7 +290,8 @@ class Runs:
 
 def choose_runs(values: list[SSAValue], lanes: int) -> Runs | None:
     """Runs for a class of tile values (one layout: Before's union) that are loads from kernel buffers, and
-    converts and maps of them, used only by one another and as mma operands (staged, whatever their layout):
+    converts and maps of them, used only by one another, as mma operands (staged, whatever their layout) and
+    as stored values (a store writes any layout's elements where they belong):
     the widest runs, at most VECTOR_BYTES of the narrowest element loaded, that every load reads as aligned
     vectors — along the buffer's innermost dimension, unmasked along it, from a column and a row length that
     are multiples of the run. None where the class is anything else or no runs fit."""
@@ -304,7 +305,7 @@ def choose_runs(values: list[SSAValue], lanes: int) -> Runs | None:
         for use in value.uses:
             user = use.operation
             if not isinstance(user, (tile.ConvertOp, tile.MapOp)) and not (
-                isinstance(user, tile.MmaOp) and use.index < 2
+                (isinstance(user, tile.MmaOp) and use.index < 2) or (isinstance(user, tile.StoreOp) and use.index == 0)
             ):
                 return None
     if not loads or not isinstance(loads[0].result.type, TileType) or len(loads[0].result.type.get_shape()) != 2:
@@ -478,8 +479,15 @@ class Before:
                 if isinstance(value.type, TileType):
                     members.setdefault(find(value), []).append(value)
         runs: dict[SSAValue, Layout] = {}
-        for mma in accumulators:
-            for operand in (mma.lhs, mma.rhs):
+        for mma in accumulators:  # the operands, and what is stored into a scratch buffer an mma reads in place
+            operands = [mma.lhs, mma.rhs]
+            for index in (0, 1):
+                alloc = tile.read_in_place(mma, index)
+                if alloc is not None:
+                    operands += [
+                        use.operation.value for use in alloc.result.uses if isinstance(use.operation, tile.StoreOp)
+                    ]
+            for operand in operands:
                 root = find(operand)
                 if root not in chosen and root not in runs:
                     operand_layout = choose_runs(members[root], lanes)
@@ -487,6 +495,19 @@ class Before:
                         runs[root] = operand_layout
         chosen |= runs
         self._chosen = {value: chosen[find(value)] for value in [*parent, *chosen] if find(value) in chosen}
+        # mma operands read from their scratch buffer in place (tile.read_in_place): by (mma, operand index);
+        # the buffers whose rows are read down a column (a's, b's given transposed) get padded rows.
+        self.in_place: dict[tuple[tile.MmaOp, int], tile.AllocOp] = {}
+        self.padded_allocs: set[tile.AllocOp] = set()
+        for mma in accumulators:
+            for index, padded in enumerate((True, mma.rhs_transposed is not None)):
+                alloc = tile.read_in_place(mma, index)
+                if alloc is not None:
+                    self.in_place[mma, index] = alloc
+                    if padded:
+                        self.padded_allocs.add(alloc)
+        self.loads_in_place = {mma.operands[index].owner for mma, index in self.in_place}
+        self.buffers: dict[tile.AllocOp, SSAValue] = {}  # each alloc's workgroup buffer, as LowerAlloc makes it
 
     def operands(self, op: Operation) -> tuple[SSAValue, ...]:
         return self._operands[op]

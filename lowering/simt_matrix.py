@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from xdsl.dialects import arith, gpu, memref, scf, vector
 from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType, VectorType, f32, i16, i32
-from xdsl.ir import Attribute, Block, SSAValue
+from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, op_type_rewrite_pattern
 
 from tessera.arch import staged_shape
@@ -157,10 +157,21 @@ class LowerMma(SimtPattern):
         assert isinstance(lhs_type, tile.TileType) and isinstance(acc_type, tile.TileType)
         emit = Emitter(rewriter, op)
         transposed = op.rhs_transposed is not None  # b staged as given: [N, K]
-        emit(gpu.BarrierOp())
-        a = _staged(emit, op, op.lhs, lhs_type, self.before.operand_layout(op, 0), padded=True)
-        b = _staged(emit, op, op.rhs, rhs_type, self.before.operand_layout(op, 1), padded=transposed)
-        emit(gpu.BarrierOp())
+        in_place = [self.before.in_place.get((op, index)) for index in (0, 1)]
+        if None in in_place:
+            emit(gpu.BarrierOp())
+        a = (
+            _staged(emit, op, op.lhs, lhs_type, self.before.operand_layout(op, 0), padded=True)
+            if in_place[0] is None
+            else self.before.buffers[in_place[0]]
+        )
+        b = (
+            _staged(emit, op, op.rhs, rhs_type, self.before.operand_layout(op, 1), padded=transposed)
+            if in_place[1] is None
+            else self.before.buffers[in_place[1]]
+        )
+        if None in in_place:
+            emit(gpu.BarrierOp())
         layout, lane = self.before.operand_layout(op, 2), lane_of(op)
         element = storage(acc_type.element_type)
         widen = isinstance(lhs_type.element_type, BFloat16Type)
@@ -172,9 +183,10 @@ class LowerMma(SimtPattern):
         def b_at(e: Emitter, n: SSAValue, k: SSAValue) -> SSAValue:
             return operand(e, b, [n, k] if transposed else [k, n])
 
+        loads = [self.before.operands(op)[index].owner for index in (0, 1) if in_place[index] is not None]
         if isinstance(layout, Fragments):
             sums = _matrix_instruction(emit, layout, lane, a, b, transposed, lhs_type.get_shape()[1], op.acc)
-            rewriter.replace_matched_op([], [packed(emit, sums)])
+            _replace(rewriter, packed(emit, sums), loads)
             return
         if isinstance(layout, Blocked):
             rows, cols = layout.rows(emit, lane), layout.cols(emit, lane)
@@ -196,7 +208,15 @@ class LowerMma(SimtPattern):
 
         first = slot_values(emit, op.acc, layout.slots, element)
         sums = _fold(emit, lhs_type.get_shape()[1], first, step)
-        rewriter.replace_matched_op([], [packed(emit, sums)])
+        _replace(rewriter, packed(emit, sums), loads)
+
+
+def _replace(rewriter: PatternRewriter, result: SSAValue, loads: list[Operation | Block]) -> None:
+    """The mma's result, and the loads it read in place erased (LowerLoad left them for it)."""
+    rewriter.replace_matched_op([], [result])
+    for load in loads:
+        assert isinstance(load, tile.LoadOp)
+        rewriter.erase_op(load)
 
 
 def _matrix_instruction(emit: Emitter, layout: Fragments, lane: SSAValue, a: SSAValue, b: SSAValue,

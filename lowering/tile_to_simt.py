@@ -45,8 +45,9 @@ from xdsl.pattern_rewriter import (
     op_type_rewrite_pattern,
 )
 
-from tessera.arch import GpuArch, gpu_arch
+from tessera.arch import GpuArch, gpu_arch, staged_shape
 from tessera.dialects import tile
+from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import WORKGROUP, ShuffleOp, WorkgroupFuncOp
 from tessera.lowering.simt_lanes import (
@@ -180,6 +181,8 @@ def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Lay
 class LowerLoad(SimtPattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.LoadOp, rewriter: PatternRewriter) -> None:
+        if op in self.before.loads_in_place:
+            return  # its mma reads the buffer itself (LowerMma), then erases it
         emit = Emitter(rewriter, op)
         assert isinstance(op.memref.type, MemRefType)
         element = storage(op.memref.type.element_type)
@@ -263,8 +266,9 @@ def _both(emit: Emitter, first: SSAValue | None, second: SSAValue | None) -> SSA
     return emit(arith.AndIOp(first, second))
 
 
-class LowerAlloc(RewritePattern):
-    """A scratch buffer -> a workgroup attribution of the gpu.func (shared memory / LDS), bf16 held as i16."""
+class LowerAlloc(SimtPattern):
+    """A scratch buffer -> a workgroup attribution of the gpu.func (shared memory / LDS), bf16 held as i16; its
+    rows padded as a staged operand's (arch.staged_shape) where an mma reads them down a column in place."""
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.AllocOp, rewriter: PatternRewriter) -> None:
@@ -272,9 +276,12 @@ class LowerAlloc(RewritePattern):
             raise TileLoweringError(f'{op.name}: a GPU program has no heap for a "global" scratch buffer')
         function = function_of(op)
         assert isinstance(function, WorkgroupFuncOp) and isinstance(op.result.type, MemRefType)
-        type_ = MemRefType(storage(op.result.type.element_type), op.result.type.get_shape())
-        buffer = function.add_workgroup_buffer(type_)
+        element, shape = op.result.type.element_type, op.result.type.get_shape()
+        if op in self.before.padded_allocs:
+            shape = staged_shape(shape, element_bytes(element))
+        buffer = function.add_workgroup_buffer(MemRefType(storage(element), shape))
         buffer.name_hint = f"lds_{op.result.name_hint or f'scratch{function.attributions() - 1}'}"
+        self.before.buffers[op] = buffer
         rewriter.replace_matched_op([], [buffer])
 
 
@@ -446,7 +453,7 @@ def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     lanes = arch.wave_size
     before = Before(module, arch)
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
-    PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc()])).rewrite_module(module)
+    PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc(lanes, before)])).rewrite_module(module)
     for patterns in (STORE_PATTERNS, LOAD_PATTERNS):
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(lanes, before) for pattern in patterns]))
         walker.rewrite_module(module)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import IntegerAttr, ModuleOp, i64
+from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, i64
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
@@ -55,12 +55,13 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     the "global" ones), and the tiles its loads bring into the scratchpad (GPU) or into any fast space (CPU:
     a load without a space is held in registers)."""
     scratchpad = kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS
+    padded_in_place = {alloc for alloc, padded in _read_in_place(kernel) if padded} if scratchpad else set()
     total = 0
     for op in kernel.body.walk():
         if scratchpad:
             total += sum(_staged_bytes(operand.type, padded) for operand, padded in _staged_operands(op))
         if isinstance(op, tile.AllocOp) and op.in_fast_memory():
-            total += op.bytes()
+            total += _staged_bytes(op.result.type, True) if op in padded_in_place else op.bytes()
         elif isinstance(op, tile.LoadOp):
             space = "registers" if op.space is None else op.space.data
             if space in (SCRATCHPAD_SPACES if scratchpad else FAST_SPACES):
@@ -74,7 +75,8 @@ def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
     where given transposed are read down a column), a matrix tile reduced along an axis, a broadcast's
     input."""
     if isinstance(op, tile.MmaOp):
-        return [(op.lhs, True), (op.rhs, op.rhs_transposed is not None)]
+        padded = _rows_padded(op)
+        return [(op.operands[i], padded[i]) for i in range(2) if tile.read_in_place(op, i) is None]
     if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
         return [(op.input, False)]
     if isinstance(op, tile.BroadcastOp):
@@ -82,8 +84,27 @@ def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
     return []
 
 
+def _rows_padded(op: tile.MmaOp) -> tuple[bool, bool]:
+    """Whether the SIMT lowering reads each operand's rows down a column (a's; b's where given transposed), so
+    that the rows of its buffer are padded (arch.staged_shape)."""
+    return True, op.rhs_transposed is not None
+
+
+def _read_in_place(kernel: tile.KernelOp) -> list[tuple[tile.AllocOp, bool]]:
+    """The scratch buffers mma operands are read from in place (tile.read_in_place), and whether the operand's
+    rows are read down a column (then the buffer's rows are padded as a staged operand's would be)."""
+    found = []
+    for op in kernel.body.walk():
+        if isinstance(op, tile.MmaOp):
+            for index, padded in enumerate(_rows_padded(op)):
+                alloc = tile.read_in_place(op, index)
+                if alloc is not None:
+                    found.append((alloc, padded))
+    return found
+
+
 def _staged_bytes(type_: Attribute, padded: bool) -> int:
-    assert isinstance(type_, TileType)
+    assert isinstance(type_, TileType | MemRefType)
     size = element_bytes(type_.element_type)
     shape = staged_shape(type_.get_shape(), size) if padded else type_.get_shape()
     count = 1

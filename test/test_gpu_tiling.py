@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from xdsl.dialects.builtin import ModuleOp, bf16
+from xdsl.ir import Attribute
 
 from tessera.arch import staged_shape
 from tessera.dialects import tile, tile_plan
@@ -99,21 +100,41 @@ def test_gpu_scratchpad_footprint_is_the_lds_the_body_plans() -> None:
         # A plan body names its LDS tiles; a dataflow body allocates its scratch (workgroup memory) and stages
         # the operands of its mma, matrix reductions and broadcasts there (test_rocdl_target.py checks that
         # the lowered kernels' descriptors agree).
+        # An mma operand that is a scratch buffer's whole contents is read from it in place: not staged, the
+        # buffer's rows padded where the operand's would be.
+        in_place = {
+            (op, index): padded
+            for op in kernel.body.walk()
+            if isinstance(op, tile.MmaOp)
+            for index, padded in enumerate((True, op.rhs_transposed is not None))
+            if tile.read_in_place(op, index) is not None
+        }
+        padded_allocs = {tile.read_in_place(op, index) for (op, index), padded in in_place.items() if padded}
+
+        def bytes_of(type_: Attribute, padded: bool) -> int:
+            shape, size = type_.get_shape(), 2 if type_.element_type == bf16 else 4  # type: ignore[attr-defined]
+            return int(np.prod(staged_shape(shape, size) if padded else shape)) * size
+
         planned = sum(
-            op.bytes() if isinstance(op, tile.AllocOp) else op.tile_bytes()
+            bytes_of(op.result.type, op in padded_allocs) if isinstance(op, tile.AllocOp) else op.tile_bytes()
             for op in kernel.body.walk()
             if isinstance(op, tile.AllocOp) or (isinstance(op, tile_plan.PlanLoadOp) and op.space.data == "lds")
         )
         for op in kernel.body.walk():
             # (operand, whether its rows are padded: an mma's a, and its b where given transposed)
-            staged = [(op.lhs, True), (op.rhs, op.rhs_transposed is not None)] if isinstance(op, tile.MmaOp) else []
+            staged = []
+            if isinstance(op, tile.MmaOp):
+                staged = [
+                    (operand, padded)
+                    for index, (operand, padded) in enumerate(((op.lhs, True), (op.rhs, op.rhs_transposed is not None)))
+                    if (op, index) not in in_place
+                ]
             if isinstance(op, tile.BroadcastOp) or (
                 isinstance(op, tile.ReduceOp) and len(op.input.type.get_shape()) == 2  # type: ignore[attr-defined]
             ):
                 staged = [(op.input, False)]
             for value, padded in staged:
-                shape, size = value.type.get_shape(), 2 if value.type.element_type == bf16 else 4  # type: ignore[attr-defined]
-                planned += int(np.prod(staged_shape(shape, size) if padded else shape)) * size
+                planned += bytes_of(value.type, padded)
         assert kernel.footprint is not None and int(kernel.footprint.value.data) == planned
 
 

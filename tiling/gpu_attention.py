@@ -1,9 +1,10 @@
 """GPU tiling policy: attention (kernels/attention.py's GPU form, written once: one program per query head and
 block of `query_rows` tokens, walking the keys in blocks of `block_k` with the online softmax).
 
-Through the SIMT lowering each of the kernel's products stages its operands in shared memory / LDS (the
-queries [R, D] and a K block [block_k, D], rows padded; the probabilities [R, block_k] and the V block
-[block_k, D]) and so do its two row reductions ([R, block_k] each): about 4 (R (D + 1) + block_k (2 D + 1)
+Through the SIMT lowering the kernel's products read their operands from shared memory / LDS (the queries
+[R, D], scaled once into a scratch buffer the scores' product reads in place, and a K block [block_k, D],
+rows padded; the probabilities [R, block_k] and the V block [block_k, D], staged per key block) and so do
+its two row reductions ([R, block_k] each): about 4 (R (D + 1) + block_k (2 D + 1)
 + 3 R block_k) bytes, f32. R is 32 on a 64-lane wave, 16 on a 32-lane one (an accumulator [R, D] of D R / W
 registers a lane); `block_k` the largest power of two up to 64 that keeps the staging within STAGED_BYTES,
 below the 48 KiB of static shared memory a Hopper kernel may declare and the 64 KiB of a CDNA workgroup's
