@@ -103,6 +103,12 @@ class Spread:
                 return self._by_rows(emit, lane, cols)
         return [self._positions(emit, self.element(emit, lane, slot)) for slot in range(self.slots)]
 
+    def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
+        """The position of the element `lane` holds in slot 0 (what steps() are relative to)."""
+        if len(self.shape) == 2 and self.shape[1] % self.lanes == 0 and not self.replicated:
+            return [emit.constant(0, INDEX), lane]
+        return self._positions(emit, self.element(emit, lane, 0))
+
     def steps(self) -> list[list[int]] | None:
         """Per slot, its element's position minus slot 0's along each axis, where that is the same constant
         for every lane (an access then computes one address and adds a constant per slot); else None."""
@@ -193,6 +199,9 @@ class Blocked:
         rows, cols = self.rows(emit, lane), self.cols(emit, lane)
         return [[row, col] for row in rows for col in cols]
 
+    def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
+        return list(self.lane_position(emit, lane))
+
     def steps(self) -> list[list[int]]:
         return [[self.grid[0] * i, self.grid[1] * j] for i in range(self.per_lane[0]) for j in range(self.per_lane[1])]
 
@@ -234,10 +243,13 @@ class Fragments:
         return [[bm * m + i, bn * n] for bm in range(rows) for bn in range(cols) for i in range(per_lane)]
 
     def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
-        quad, column = self.lane_position(emit, lane)
-        first_row = emit(arith.MuliOp(quad, emit.constant(self.fragments.acc_per_lane, INDEX)))
+        first_row, column = self.origin(emit, lane)
         row_at, column_at = _shifts(emit, first_row), _shifts(emit, column)
         return [[row_at(row), column_at(col)] for row, col in self.steps()]
+
+    def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
+        quad, column = self.lane_position(emit, lane)
+        return [emit(arith.MuliOp(quad, emit.constant(self.fragments.acc_per_lane, INDEX))), column]
 
     def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
         return None  # every lane holds elements of its own
@@ -274,15 +286,18 @@ class Runs:
         return [[row, column + i] for row, column in self.run_steps() for i in range(self.width)]
 
     def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
+        row, column = self.origin(emit, lane)
+        row_at, column_at = _shifts(emit, row), _shifts(emit, column)
+        return [[row_at(dr), column_at(dc)] for dr, dc in self.steps()]
+
+    def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
         per_row = self.shape[1] // self.width
         if self.lanes % per_row == 0:
             row = emit(arith.DivUIOp(lane, emit.constant(per_row, INDEX)))
             run = emit(arith.RemUIOp(lane, emit.constant(per_row, INDEX)))
         else:
             row, run = emit.constant(0, INDEX), lane
-        column = emit(arith.MuliOp(run, emit.constant(self.width, INDEX)))
-        row_at, column_at = _shifts(emit, row), _shifts(emit, column)
-        return [[row_at(dr), column_at(dc)] for dr, dc in self.steps()]
+        return [row, emit(arith.MuliOp(run, emit.constant(self.width, INDEX)))]
 
     def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
         return None  # every lane holds elements of its own

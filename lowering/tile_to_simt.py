@@ -162,7 +162,7 @@ def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Lay
     for dimension in range(len(shape) - 2, -1, -1):
         strides[dimension] = strides[dimension + 1] * shape[dimension + 1]
     indices = list(op.indices)
-    for axis, position in zip(axes, layout.coordinates(emit, lane_of(op))[0], strict=True):
+    for axis, position in zip(axes, layout.origin(emit, lane_of(op)), strict=True):
         indices[axis] = emit(arith.AddiOp(indices[axis], position))
     base = _linear_offset(emit, buffer, indices)
     rooms = [(axis, emit(arith.SubiOp(bound, indices[axes[axis]]))) for axis, bound in tile.access_bounds(op)]
