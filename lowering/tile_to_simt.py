@@ -10,8 +10,8 @@ A tile's elements are spread over the wave's W lanes in slots, element j W + l i
 (lowering/simt_lanes.py: consecutive lanes touch consecutive addresses, so loads and stores coalesce; a tile
 smaller than the wave is replicated). A load or store is, per slot, llvm.getelementptr + llvm.load /
 llvm.store at an i32 element offset (row-major; the token dimension is the outermost; the tile's axes walk
-the buffer dimensions `axes` names), guarded by scf.if past `bound` (a tile in Runs: one aligned vector
-llvm.load per run, guarded as a whole); a scalar load is made by every lane, a
+the buffer dimensions `axes` names), guarded by an scf.IfOp past `bound` (a tile in Runs: one aligned
+llvm.LoadOp of a vector per run, guarded as a whole); a scalar load is made by every lane, a
 scalar store by lane 0. memref.dim of the token dimension is the %tokens parameter. A scratch buffer
 (`tessera.tile.alloc`) is a workgroup attribution of the gpu.func, read and written with memref.load /
 memref.store; a store into it is followed by gpu.barrier, so that any lane may read what another wrote. A
