@@ -125,6 +125,13 @@ def staged_shape(shape: tuple[int, ...], element_bytes: int) -> tuple[int, ...]:
     return (*shape[:-1], conflict_free_row(shape[-1], element_bytes))
 
 
+def mma_rows_padded(rhs_transposed: bool) -> tuple[bool, bool]:
+    """Whether a GPU's mma reads each operand's rows down a column — a's always, b's where given transposed
+    ([N, K]) — so that the scratchpad holds those rows padded (staged_shape): the SIMT lowering and the
+    footprint pass both ask here."""
+    return True, rhs_transposed
+
+
 def gpu_arch(name: str) -> GpuArch:
     arch = GPU_ARCHS.get(name)
     if arch is None:

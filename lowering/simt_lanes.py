@@ -24,7 +24,7 @@ from xdsl.dialects import arith, gpu, scf, vector
 from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, IntegerAttr, MemRefType, ModuleOp
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 
-from tessera.arch import GpuArch, MatrixInstruction, WaveFragments
+from tessera.arch import GpuArch, MatrixInstruction, WaveFragments, mma_rows_padded
 from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -515,7 +515,7 @@ class Before:
         self.in_place: dict[tuple[tile.MmaOp, int], tile.AllocOp] = {}
         self.padded_allocs: set[tile.AllocOp] = set()
         for mma in accumulators:
-            for index, padded in enumerate((True, mma.rhs_transposed is not None)):
+            for index, padded in enumerate(mma_rows_padded(mma.rhs_transposed is not None)):
                 alloc = tile.read_in_place(mma, index)
                 if alloc is not None:
                     self.in_place[mma, index] = alloc

@@ -22,7 +22,7 @@ from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType, VectorTyp
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, op_type_rewrite_pattern
 
-from tessera.arch import staged_shape
+from tessera.arch import mma_rows_padded, staged_shape
 from tessera.dialects import tile
 from tessera.dialects.rocdl import MFMA_OPS
 from tessera.dialects.schedule import element_bytes
@@ -160,15 +160,13 @@ class LowerMma(SimtPattern):
         in_place = [self.before.in_place.get((op, index)) for index in (0, 1)]
         if None in in_place:
             emit(gpu.BarrierOp())
-        a = (
-            _staged(emit, op, op.lhs, lhs_type, self.before.operand_layout(op, 0), padded=True)
-            if in_place[0] is None
-            else self.before.buffers[in_place[0]]
-        )
-        b = (
-            _staged(emit, op, op.rhs, rhs_type, self.before.operand_layout(op, 1), padded=transposed)
-            if in_place[1] is None
-            else self.before.buffers[in_place[1]]
+        a, b = (
+            _staged(emit, op, operand, type_, self.before.operand_layout(op, index), padded)
+            if alloc is None
+            else self.before.buffers[alloc]
+            for index, (operand, type_, alloc, padded) in enumerate(
+                zip((op.lhs, op.rhs), (lhs_type, rhs_type), in_place, mma_rows_padded(transposed), strict=True)
+            )
         )
         if None in in_place:
             emit(gpu.BarrierOp())

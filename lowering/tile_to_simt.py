@@ -111,14 +111,16 @@ class _Access:
             assert isinstance(op.memref.type, MemRefType)
             self.offset = offset if offset is not None else _linear_offset(emit, op.memref.type, indices)
 
-    def load(self, element: Attribute) -> list[Operation]:
-        """The ops that read the element (the value is the last one's result)."""
+    def load(self, element: Attribute, run: VectorType | None = None, alignment: int | None = None) -> list[Operation]:
+        """The ops that read the element, or the `run` of elements from it (a global vector load of that
+        alignment); the value is the last one's result."""
         if _in_workgroup(self.op.memref):
+            assert run is None
             return [memref.LoadOp.get(self.op.memref, self.indices)]
         gep = llvm.GEPOp.from_mixed_indices(
             _pointer(self.op.memref), [self.offset], pointee_type=element, result_type=GLOBAL
         )
-        return [gep, llvm.LoadOp(gep.result, element)]
+        return [gep, llvm.LoadOp(gep.result, element if run is None else run, alignment=alignment)]
 
     def store(self, value: SSAValue, element: Attribute) -> list[Operation]:
         if _in_workgroup(self.op.memref):
@@ -214,15 +216,11 @@ def _load_runs(emit: Emitter, op: tile.LoadOp, layout: Runs, element: Attribute)
     alignment = min(VECTOR_BYTES, layout.width * element.bitwidth // 8)  # type: ignore[attr-defined]
     values: list[SSAValue] = []
     for access in _stepped_accesses(emit, op, layout, layout.run_steps()):
-        gep = llvm.GEPOp.from_mixed_indices(
-            _pointer(op.memref), [access.offset], pointee_type=element, result_type=GLOBAL
-        )
-        load = llvm.LoadOp(gep.result, run, alignment=alignment)
+        reads = access.load(element, run, alignment)
         if access.valid is None:
-            emit(gep)
-            vector_value = emit(load)
+            vector_value = [emit(read) for read in reads][-1]
         else:
-            then = Block([gep, load, scf.YieldOp(load.dereferenced_value)])
+            then = Block([*reads, scf.YieldOp(reads[-1].results[0])])
             otherwise = Block([scf.YieldOp(emit.constant(0, run))])
             vector_value = emit(scf.IfOp(access.valid, [run], [then], [otherwise]))
         values.extend(emit(vector.ExtractOp(vector_value, [i], element)) for i in range(layout.width))

@@ -22,7 +22,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS, staged_shape
+from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS, mma_rows_padded, staged_shape
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -75,7 +75,7 @@ def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
     where given transposed are read down a column), a matrix tile reduced along an axis, a broadcast's
     input."""
     if isinstance(op, tile.MmaOp):
-        padded = _rows_padded(op)
+        padded = mma_rows_padded(op.rhs_transposed is not None)
         return [(op.operands[i], padded[i]) for i in range(2) if tile.read_in_place(op, i) is None]
     if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
         return [(op.input, False)]
@@ -84,19 +84,13 @@ def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
     return []
 
 
-def _rows_padded(op: tile.MmaOp) -> tuple[bool, bool]:
-    """Whether the SIMT lowering reads each operand's rows down a column (a's; b's where given transposed), so
-    that the rows of its buffer are padded (arch.staged_shape)."""
-    return True, op.rhs_transposed is not None
-
-
 def _read_in_place(kernel: tile.KernelOp) -> list[tuple[tile.AllocOp, bool]]:
     """The scratch buffers mma operands are read from in place (tile.read_in_place), and whether the operand's
     rows are read down a column (then the buffer's rows are padded as a staged operand's would be)."""
     found = []
     for op in kernel.body.walk():
         if isinstance(op, tile.MmaOp):
-            for index, padded in enumerate(_rows_padded(op)):
+            for index, padded in enumerate(mma_rows_padded(op.rhs_transposed is not None)):
                 alloc = tile.read_in_place(op, index)
                 if alloc is not None:
                     found.append((alloc, padded))

@@ -100,7 +100,7 @@ def test_nano_12b_compiles(tmp_path: Path, arch: str) -> None:
 def test_emit_stages_show_rocdl_and_amdgcn() -> None:
     rocdl = run_tool("tessera_compile", CONFIGS / "nemotron_h_tiny.yaml", "--target", "rocdl", "--emit=rocdl").stdout
     assert "gpu.module @kernels" in rocdl and "rocdl.mfma.f32.16x16x4f32" in rocdl
-    assert "#gpu.address_space<workgroup>" in rocdl and 'rocdl.flat_work_group_size = "64,64"' in rocdl
+    assert "#gpu.address_space<workgroup>" in rocdl and 'flat_work_group_size = "64,64"' in rocdl
     asm = run_tool(
         "tessera_compile", CONFIGS / "nemotron_h_tiny.yaml", "--target", "rocdl", "--arch", "gfx90a", "--emit=amdgcn"
     ).stdout
