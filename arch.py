@@ -33,6 +33,29 @@ class WaveFragments:
     acc_per_lane: int
 
 
+# Threads that issue one WGMMA together: 4 warps of 32.
+WARPGROUP = 128
+
+
+@dataclass(frozen=True)
+class WarpgroupFragments:
+    """Where a warpgroup holds a WGMMA m64nNk16 f32 accumulator (PTX ISA "Register Fragments", wgmma D): warp w
+    holds rows 16 w .. 16 w + 15; its lane l, register i (0 .. N/2 - 1) holds row 16 w + l / 4 + 8 ((i / 2)
+    mod 2), column 8 (i / 4) + 2 (l mod 4) + i mod 2 — the mma.m16n8 C fragment every 8 columns. A and B are
+    read from shared memory through descriptors, not held by lanes."""
+
+    warps: int = 4
+    rows_per_warp: int = 16
+    lanes_per_row: int = 4  # lanes sharing a row: each holds 2 adjacent columns of every 8
+
+    def coordinate(self, thread: int, register: int) -> tuple[int, int]:
+        """(row, column) in the warpgroup's [64, N] result of `register` of warpgroup thread `thread`."""
+        warp, lane = divmod(thread, 32)
+        row = self.rows_per_warp * warp + lane // self.lanes_per_row + 8 * ((register // 2) % 2)
+        column = 8 * (register // 4) + 2 * (lane % self.lanes_per_row) + register % 2
+        return row, column
+
+
 @dataclass(frozen=True)
 class MatrixInstruction:
     """One matrix multiply-accumulate instruction: D[m, n] += A[m, k] * B[k, n], f32 accumulation."""
@@ -44,6 +67,9 @@ class MatrixInstruction:
     # Its operands and accumulator in one wave's registers, where a wave issues it alone (not WGMMA's
     # warpgroup, not AMX's tile registers).
     fragments: WaveFragments | None = None
+    # Its accumulator in a warpgroup's registers, where a warpgroup issues it (Hopper's WGMMA; n is then the
+    # plan's N of one instruction, a multiple of 8 up to 256).
+    warpgroup: WarpgroupFragments | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +118,8 @@ GPU_ARCHS: dict[str, GpuArch] = {
     ),
     "sm_90a": GpuArch(
         "sm_90a", "nvidia", 32, "shared", FAST_MEMORY_LIMITS["sm_90a"],
-        {"bf16": MatrixInstruction("wgmma.m64nNk16.f32.bf16.bf16", 64, 64, 16), "f32": None},
+        {"bf16": MatrixInstruction("wgmma.m64nNk16.f32.bf16.bf16", 64, 64, 16, warpgroup=WarpgroupFragments()),
+         "f32": None},
         ("wgmma.m64nNk16.f32.bf16.bf16",), async_copies=True,
     ),
 }  # fmt: skip

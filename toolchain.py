@@ -95,6 +95,8 @@ def gpu_functions_text(text: str, parameter_names: dict[str, list[str]]) -> list
             if op.operation.name != "gpu.module":
                 continue
             for function in op.regions[0].blocks[0].operations:
+                if function.operation.name != "gpu.func":
+                    continue  # a global the functions address: the target's gpu.module declares it once
                 name = ir.StringAttr(function.attributes["sym_name"]).value
                 for arg, arg_name in zip(
                     function.regions[0].blocks[0].arguments, parameter_names.get(name, []), strict=False

@@ -1,4 +1,4 @@
-"""The NVVM kernels' written-out f32 math (lowering/nvvm/math.py) swept on the GPU itself (issue 12).
+"""The NVVM target's f32 math (tessera-expand-math: lowering/math/) swept on the GPU itself (issue 12).
 
     python benchmarks/gpu_math_sweep.py prepare   # here: one cubin (and its PTX) per function, out/gpu_math_sweep/
     python3 benchmarks/gpu_math_sweep.py check    # there, with out/gpu_math_sweep carried (numpy, cuda-bindings)
@@ -22,20 +22,18 @@ from checkout import make_tessera_importable, prepare_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "gpu_math_sweep"
-THREADS = 128
 
 make_tessera_importable()
 sys.path.insert(0, str(ROOT / "test" / "kernels"))
 
-from test_nvvm_math import GPU_BOUNDS, MANTISSAS, expected, float32_sweep, probe_kernel, ulp  # noqa: E402
+from test_nvvm_math import ELEMENTS, GPU_BOUNDS, MANTISSAS, expected, float32_sweep, probe_kernel, ulp  # noqa: E402
 
 
 def prepare(out: Path) -> None:
-    from tessera.lowering.nvvm.kernel_text import kernels_module
-    from tessera.lowering.nvvm.pipeline import compile_kernels
+    from tessera.lowering.nvvm.pipeline import compile_kernels, kernels_module
 
     out.mkdir(parents=True, exist_ok=True)
-    functions = [probe_kernel(function, f"sweep_{function}") for function in GPU_BOUNDS]
+    functions = [probe_kernel(function, f"sweep_{function}").text for function in GPU_BOUNDS]
     artifacts = compile_kernels(kernels_module(functions), "math_sweep", sass=False)
     (out / "math_sweep.ptx").write_text(artifacts.ptx)
     (out / "math_sweep.cubin").write_bytes(artifacts.cubin.data)
@@ -57,8 +55,8 @@ def check(out: Path) -> int:
         driver.upload(source, x)
         driver.upload(result, y)
         scalars = [KernelScalar(int(x.size), "i32"), KernelScalar(0, "i32")]
-        grid = (-(-x.size // THREADS), 1, 1)
-        driver.launch(module.function(f"sweep_{function}"), grid, (THREADS, 1, 1), 0, [source, result, *scalars])
+        grid = (-(-x.size // ELEMENTS), 1, 1)  # a warp per program of ELEMENTS
+        driver.launch(module.function(f"sweep_{function}"), grid, (32, 1, 1), 0, [source, result, *scalars])
         driver.synchronize()
         driver.download(result, y)
         driver.free(source)

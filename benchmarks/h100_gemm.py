@@ -1,4 +1,5 @@
-"""The Hopper GEMM (lowering/nvvm, sm_90a: TMA + mbarriers + WGMMA) on an H100: one command there.
+"""The Hopper GEMM (kernels/gemm_blocks.py through lowering/nvvm/wgmma.py, sm_90a: TMA + mbarriers + WGMMA) on
+an H100 or H200: one command there.
 
     python benchmarks/h100_gemm.py build     # here (MLIR 22, LLVM, ptxas): out/h100_gemm/ (git-ignored)
     python3 benchmarks/h100_gemm.py [check]  # there, from a copy of the checkout with out/h100_gemm carried
@@ -12,7 +13,7 @@ is tokens x K x N, i.e. mlp_up here (N = 20480, K = 5120), and its "8192Ã—20480Ã
 
 check, per spec: random bf16 x [tokens, K] and W [N, K] (numpy, rounded to bf16 bits), bias / row_scale
 f32 when the kernel takes them, y prefilled with NaN (an element the kernel never writes fails), the two
-CUtensorMaps encoded as gemm.py's docstring says, one launch; y against float64 on the same bf16 operands
+CUtensorMaps encoded as program.json's tensor maps say (lowering/nvvm/wgmma.py), one launch; y against float64 on the same bf16 operands
 (every row, or 130 sampled rows when the product is large, plus every element against torch in float32
 without TF32 when torch is there), relative error max|y - ref| / max|ref| <= 1e-2 for a bf16 y, 1e-3 for
 f32; NaN or inf fails. Then the median of 20 launches (CUDA events) against torch.matmul in bf16 (cuBLAS)
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 make_tessera_importable()
 OUT = ROOT / "out" / "h100_gemm"
-BLOCK_M, BLOCK_N, BOX_K = 128, 128, 64  # gemm.py's plan; the tensor-map box is {64, 128}
+BLOCK_M, BLOCK_N, BOX_K = 128, 128, 64  # the sm_90a tiling policy's block; the tensor-map box is {64, 128}
 HANG_SECONDS = 60.0
 TIMED_RUNS, WARMUP_RUNS = 20, 3
 FULL_REFERENCE_FLOPS = 2 * 2**31  # above this, float64 on sampled rows (and torch float32 on all)
@@ -69,11 +70,12 @@ def _kernel_name(n: int, k: int, epilogue: str, y_dtype: str, bias: bool, row_sc
 
 
 def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
-    from tessera.arch import gpu_arch
-    from tessera.lowering.nvvm import gemm
-    from tessera.lowering.nvvm.kernel_text import kernels_module
-    from tessera.lowering.nvvm.pipeline import compile_kernels
-    from tessera.tiling.gpu import policies
+    sys.path.insert(0, str(ROOT / "test" / "kernels"))
+    from tile_kernels import tile_kernel
+
+    from tessera.dialects import tile
+    from tessera.lowering.convert_tile_to_nvvm import emit_kernel
+    from tessera.lowering.nvvm.pipeline import compile_kernels, kernels_module
 
     unknown = sorted(set(only or []) - set(SPECS))
     if unknown:
@@ -88,10 +90,10 @@ def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
         specs[name] = {"tokens": tokens, "n": n, "k": k, "kernel": kernel_name}
         if kernel_name in kernels:
             continue
-        choice = policies()["matmul"](
-            {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype}, "bf16", gpu_arch("sm_90a")
-        )
-        kernel = gemm.gemm_sm90_kernel(kernel_name, n, k, bias, row_scale, epilogue, y_dtype, choice.tiles)
+        dims = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "x_dtype": "bf16", "bias": int(bias),
+                "row_scale": int(row_scale)}  # fmt: skip
+        tiled = tile_kernel("matmul", dims, "sm_90a", "bf16", name=kernel_name)
+        kernel = emit_kernel(tiled)
         artifacts = compile_kernels(kernels_module([kernel.text]), kernel_name, sass=False)
         (out / f"{kernel_name}.cubin").write_bytes(artifacts.cubin.data)
         (out / f"{kernel_name}.ptx").write_text(artifacts.ptx)
@@ -103,10 +105,10 @@ def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
             "y_dtype": y_dtype,
             "bias": bias,
             "row_scale": row_scale,
-            "threads": kernel.threads,
-            "shared_bytes": kernel.lds_bytes,
+            "threads": kernel.kernel.threads,
+            "shared_bytes": kernel.dynamic_shared_bytes,
             "block": [BLOCK_M, BLOCK_N],
-            "tiles": dict(choice.tiles),
+            "tiles": dict(tile.plain_dict(tiled.tiles)) if tiled.tiles is not None else {},
             "cubin_sha256": hashlib.sha256(artifacts.cubin.data).hexdigest(),
             "ptxas": {"registers": report.registers, "spill_bytes": report.spill_stores + report.spill_loads},
         }

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from xdsl.dialects import arith
+from xdsl.dialects import arith, scf
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
@@ -60,7 +60,17 @@ from xdsl.dialects.builtin import (
     i32,
     i64,
 )
-from xdsl.ir import Attribute, Block, Dialect, ParametrizedAttribute, Region, SSAValue, TypeAttribute
+from xdsl.ir import (
+    Attribute,
+    Block,
+    BlockArgument,
+    Dialect,
+    Operation,
+    ParametrizedAttribute,
+    Region,
+    SSAValue,
+    TypeAttribute,
+)
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -84,6 +94,10 @@ from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile_plan import PLAN_OPS
 
 MEMORY_SPACES = ("global", "cache", "shared", "lds", "registers")
+SCRATCHPAD_SPACES = ("shared", "lds")
+SWIZZLES = (32, 64, 128)
+# The pipelining annotation of an scf.ForOp of a kernel body (pipeline_stages).
+STAGES = "tessera.tile.stages"
 # The scalars a kernel may read besides its buffers (block arguments of type index, in this order).
 KERNEL_SCALARS = ("position",)
 COMBINERS = ("add", "max", "min")
@@ -216,10 +230,19 @@ class KernelOp(IRDLOperation):
             raise VerifyException(f"{where}: grid must be >= 0 (0: the call's token count), got {_int(self.grid)}")
         if self.is_dataflow():
             self._verify_arguments(where)
+            self._verify_pipelines(where)
         if self.token_block is not None and (_int(self.token_block) <= 0 or self.ranged is not None):
             raise VerifyException(f"{where}: token_block must be > 0, on a body that is not ranged")
         if self.footprint is not None and _int(self.footprint) < 0:
             raise VerifyException(f"{where}: footprint must be >= 0, got {_int(self.footprint)}")
+
+    def _verify_pipelines(self, where: str) -> None:
+        for op in self.body.walk():
+            if STAGES not in op.attributes:
+                continue
+            stages = op.attributes[STAGES]
+            if not isinstance(op, scf.ForOp) or not isinstance(stages, IntegerAttr) or _int(stages) < 1:
+                raise VerifyException(f"{where}: {STAGES} is a count >= 1 of pipeline stages, on an scf.ForOp")
 
     def _verify_arguments(self, where: str) -> None:
         unknown = [name for name in self.scalar_names() if name not in KERNEL_SCALARS]
@@ -285,6 +308,24 @@ def read_in_place(mma: MmaOp, index: int) -> AllocOp | None:
         for index in load.indices
     )
     return alloc if origin else None
+
+
+def read_directly(broadcast: BroadcastOp) -> LoadOp | None:
+    """The load a broadcast may read itself: a rank-1 load of a launch operand (main memory, no staging) used
+    by this broadcast alone and just before it (nothing between them stores). A lowering that places elements
+    on lanes may then read each lane's positions straight from memory instead of passing them between lanes;
+    None otherwise."""
+    load = broadcast.input.owner
+    if not isinstance(load, LoadOp) or not broadcast.input.has_one_use() or load.space is not None:
+        return None
+    if not isinstance(load.memref, BlockArgument) or load.parent_block() is not broadcast.parent_block():
+        return None
+    between = load.next_op
+    while between is not None and between is not broadcast:
+        if between.regions or isinstance(between, StoreOp):
+            return None
+        between = between.next_op
+    return load
 
 
 def access_bounds(op: LoadOp | StoreOp) -> list[tuple[int, SSAValue]]:
@@ -361,6 +402,33 @@ def _verify_access(op: LoadOp | StoreOp, value_type: Attribute) -> None:
         raise VerifyException(f"{where}: space must be one of {MEMORY_SPACES}")
 
 
+def _verify_staging(op: LoadOp) -> None:
+    """An `async` load is a copy engine's (TMA) into the scratchpad, of a matrix tile of a launch operand; a
+    `swizzle` of S bytes permutes the 16-byte chunks of each S-byte row of the staged tile (chunk j of row r at
+    j ^ (r mod S / 16)), so its rows are exactly S bytes."""
+    where = f"{op.name}"
+    staged = op.space is not None and op.space.data in SCRATCHPAD_SPACES
+    if op.is_async is not None:
+        if not staged or not isinstance(op.result.type, TileType) or len(op.result.type.get_shape()) != 2:
+            raise VerifyException(f"{where}: an async load stages a matrix tile in {' or '.join(SCRATCHPAD_SPACES)}")
+        if not isinstance(op.memref, BlockArgument) or not isinstance(op.memref.owner.parent_op(), KernelOp):
+            raise VerifyException(f"{where}: an async load reads a launch operand (a copy engine's descriptor)")
+    if op.swizzle is not None:
+        swizzle, type_ = _int(op.swizzle), op.result.type
+        if not staged or swizzle not in SWIZZLES or not isinstance(type_, TileType):
+            raise VerifyException(f"{where}: swizzle is one of {SWIZZLES} bytes, of a tile staged in the scratchpad")
+        row_bytes = type_.get_shape()[-1] * element_bytes(type_.element_type)
+        if row_bytes != swizzle:
+            raise VerifyException(f"{where}: a {swizzle}-byte swizzle needs rows of {swizzle} bytes, got {row_bytes}")
+
+
+def pipeline_stages(loop: Operation) -> int | None:
+    """The stages of a software-pipelined loop (`tessera.tile.stages` on an scf.ForOp): its async loads are
+    staged in that many buffers, issued up to stages - 1 iterations ahead of the iteration that reads them."""
+    stages = loop.attributes.get(STAGES)
+    return None if stages is None else _int(stages)
+
+
 @irdl_op_definition
 class LoadOp(IRDLOperation):
     """`%t = tessera.tile.load %buf[%i, %j] bound %n : memref<?x64xf32> -> !tessera.tile.tile<16xf32>`"""
@@ -372,21 +440,29 @@ class LoadOp(IRDLOperation):
     space = opt_prop_def(StringAttr)
     axes = opt_prop_def(DenseArrayBase.constr(I64))
     bound_axes = opt_prop_def(DenseArrayBase.constr(I64))
+    is_async = opt_prop_def(UnitAttr, prop_name="async")
+    swizzle = opt_prop_def(IntegerAttr[I64])
     result = result_def()
     irdl_options = (AttrSizedOperandSegments(as_property=True), ParsePropInAttrDict())
     assembly_format = "$memref `[` $indices `]` (`bound` $bounds^)? attr-dict `:` type($memref) `->` type($result)"
 
     def __init__(self, memref: SSAValue, indices: Sequence[SSAValue], result_type: Attribute,
                  bounds: Sequence[SSAValue] = (), axes: Sequence[int] | None = None,
-                 bound_axes: Sequence[int] | None = None) -> None:  # fmt: skip
-        super().__init__(
-            operands=[memref, list(indices), list(bounds)],
-            result_types=[result_type],
-            properties=_access_properties(axes, bound_axes),
-        )
+                 bound_axes: Sequence[int] | None = None, space: str | None = None, is_async: bool = False,
+                 swizzle: int | None = None) -> None:  # fmt: skip
+        properties = _access_properties(axes, bound_axes)
+        if space is not None:
+            properties["space"] = StringAttr(space)
+        if is_async:
+            properties["async"] = UnitAttr()
+        if swizzle is not None:
+            properties["swizzle"] = IntegerAttr(swizzle, i64)
+        super().__init__(operands=[memref, list(indices), list(bounds)], result_types=[result_type],
+                         properties=properties)  # fmt: skip
 
     def verify_(self) -> None:
         _verify_access(self, self.result.type)
+        _verify_staging(self)
 
     def tile_bytes(self) -> int:
         type_ = self.result.type

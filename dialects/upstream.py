@@ -4,6 +4,7 @@ Tessera builds them as typed IR and prints them once, in generic form, for MLIR 
 
     gpu.shuffle   a value of another lane of the wave (mode xor | down | up | idx), and whether it was valid
     vector.from_elements   a vector of scalars (a GPU lane's elements of a tile)
+    AddrSpaceCastOp        a pointer into another address space (shared::cta to shared::cluster)
     arith.cmpf, arith.cmpi, arith.select on vectors (xDSL's give and take i1 only): an i1 per element, and
                   the choice it makes per element (built for vectors only; scalars use xDSL's own ops)
     #gpu.address_space<workgroup>, and gpu.func with workgroup attributions (xDSL's gpu.func takes exactly
@@ -23,6 +24,7 @@ from xdsl.dialects.arith import CMPF_COMPARISON_OPERATIONS, FastMathFlagsAttr
 from xdsl.dialects.arith import CmpfOp as XdslCmpfOp
 from xdsl.dialects.arith import CmpiOp as XdslCmpiOp
 from xdsl.dialects.builtin import AnyFloat, IntegerAttr, IntegerType, MemRefType, VectorType, i1, i32, i64
+from xdsl.dialects.llvm import LLVMPointerType
 from xdsl.ir import Attribute, Dialect, EnumAttribute, Operation, SpacedOpaqueSyntaxAttribute, SSAValue
 from xdsl.irdl import (
     IRDLOperation,
@@ -262,11 +264,29 @@ class FromElementsOp(IRDLOperation):
             raise VerifyException(f"{self.name}: every element of a {type_} is a {type_.element_type}")
 
 
+@irdl_op_definition
+class AddrSpaceCastOp(IRDLOperation):
+    """A pointer as the same bytes' pointer in another address space (a CTA's shared memory as the cluster's
+    shared window, where an async copy writes)."""
+
+    name = "llvm.addrspacecast"
+    arg = operand_def(LLVMPointerType)
+    res = result_def(LLVMPointerType)
+
+    def __init__(self, pointer: SSAValue, result_type: LLVMPointerType) -> None:
+        super().__init__(operands=[pointer], result_types=[result_type])
+
+    def verify_(self) -> None:
+        if self.arg.type == self.res.type:
+            raise VerifyException(f"{self.name}: casts between two address spaces, got {self.arg.type} twice")
+
+
 # Not registered with tessera-opt's context, where xDSL's own gpu and arith dialects hold the namespaces: these
 # ops are built by the lowerings and printed, never parsed back by xDSL.
 UpstreamGpu = Dialect("gpu", [ShuffleOp], [ShuffleModeAttr, AddressSpaceAttr])
 UpstreamArith = Dialect("arith", [CmpfOp, CmpiOp, ExtUIOp, SelectOp])
 UpstreamVector = Dialect("vector", [FromElementsOp])
+UpstreamLlvm = Dialect("llvm", [AddrSpaceCastOp])
 # The element ops of a tile map whose vector forms are the mirrors above (tile_elements.LowerMap).
 VECTOR_FORMS: dict[type[Operation], type[IRDLOperation]] = {
     arith.CmpfOp: CmpfOp,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from xdsl.builder import Builder, InsertPoint
 from xdsl.dialects import arith, math, memref, scf
-from xdsl.dialects.builtin import AnyFloat, FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i32
+from xdsl.dialects.builtin import AnyFloat, FloatAttr, IndexType, IntegerAttr, IntegerType, MemRefType, f32, i32, i64
 from xdsl.dialects.utils import FastMathFlag
 from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 
@@ -37,6 +37,8 @@ CONTRACT = arith.FastMathFlagsAttr([FastMathFlag.ALLOW_CONTRACT])
 Dims = Mapping[str, int | float | str]
 # An access's mask: none, one bound on the tile's last axis, or {tile axis: bound}.
 Bound = SSAValue | Mapping[int, SSAValue] | None
+# How a load stages its tile in the scratchpad: (memory space, asynchronous, swizzle bytes or None).
+Staging = tuple[str, bool, int | None]
 
 
 def _bounds(bound: Bound) -> tuple[list[SSAValue], list[int] | None]:
@@ -265,15 +267,16 @@ class KernelBuilder:
     # --- tiles ------------------------------------------------------------------------------------------
 
     def load(self, buffer: SSAValue, indices: Sequence[SSAValue], shape: Sequence[int] | None = None,
-             bound: Bound = None, axes: Sequence[int] | None = None) -> SSAValue:  # fmt: skip
+             bound: Bound = None, axes: Sequence[int] | None = None, staged: Staging | None = None) -> SSAValue:  # fmt: skip
         """A tile of `shape` from `buffer` at `indices` (shape None: one element), along the buffer dimensions
         `axes` (default: its last ones), masked past `bound`: a value limiting the tile's last axis, or
-        {tile axis: bound}."""
+        {tile axis: bound}; `staged`: brought into the scratchpad as that says."""
         assert isinstance(buffer.type, MemRefType)
         element = buffer.type.element_type
         result: Attribute = element if shape is None else TileType(shape, element)
         bounds, bound_axes = _bounds(bound)
-        return self._insert(tile.LoadOp(buffer, indices, result, bounds, axes, bound_axes))
+        space, is_async, swizzle = (None, False, None) if staged is None else staged
+        return self._insert(tile.LoadOp(buffer, indices, result, bounds, axes, bound_axes, space, is_async, swizzle))
 
     def store(self, value: SSAValue, buffer: SSAValue, indices: Sequence[SSAValue], bound: Bound = None,
               axes: Sequence[int] | None = None) -> None:  # fmt: skip
@@ -348,8 +351,9 @@ class KernelBuilder:
 
     @contextmanager
     def loop(self, lo: SSAValue, hi: SSAValue, step: SSAValue,
-             carried: Sequence[SSAValue] = ()) -> Iterator[Loop]:  # fmt: skip
-        """scf.for lo..hi by step, carrying `carried`; the body yields `loop.yielded` (set by loop.yield_)."""
+             carried: Sequence[SSAValue] = (), stages: int | None = None) -> Iterator[Loop]:  # fmt: skip
+        """scf.for lo..hi by step, carrying `carried`; the body yields `loop.yielded` (set by loop.yield_).
+        `stages`: software-pipelined (tile.pipeline_stages), its async loads issued that many deep."""
         body = Block(arg_types=[INDEX, *(value.type for value in carried)])
         loop = Loop(body.args[0], list(body.args[1:]))
         with self._at_end(body):
@@ -358,5 +362,7 @@ class KernelBuilder:
                 raise AssertionError(f"the loop carries {len(carried)} values but yields {len(loop.yielded)}")
             self._insert(scf.YieldOp(*loop.yielded))
         op = scf.ForOp(lo, hi, step, list(carried), body)
+        if stages is not None:
+            op.attributes[tile.STAGES] = IntegerAttr(stages, i64)
         self._builder.insert(op)
         loop.results = list(op.results)

@@ -227,18 +227,20 @@ class Epilogue:
         if self.operands.row_scale is not None:
             scale = k.broadcast(k.load(self.operands.row_scale, [row], [count], self.row_bound), 1, width)
             acc = k.map([acc, scale], lambda e, a, s: e.mulf(a, s))
-        if first is not True or self.kind == "accumulate":
-            previous = k.load(y, at, [count, width], self.y_bounds)
-            if isinstance(first, SSAValue) and self.kind != "accumulate":
-                acc = k.map([acc, previous, first], lambda e, a, p, starts: e.select(starts, a, e.addf(a, p)))
-            else:
-                acc = k.map([acc, previous], lambda e, a, p: e.addf(a, p))
+        # The bias before y's previous values, so that y is read only where it is written back: a GPU lowering
+        # then updates y element by element (a warpgroup thread holds 64 accumulators; 64 of y besides spill).
         if last is not False and self.operands.bias is not None:
             bias = k.broadcast(k.load(self.operands.bias, [column], [width], self.column_bound), 0, count)
             if isinstance(last, SSAValue):
                 acc = k.map([acc, bias, last], lambda e, a, b, ends: e.select(ends, e.addf(a, b), a))
             else:
                 acc = k.map([acc, bias], lambda e, a, b: e.addf(a, b))
+        if first is not True or self.kind == "accumulate":
+            previous = k.load(y, at, [count, width], self.y_bounds)
+            if isinstance(first, SSAValue) and self.kind != "accumulate":
+                acc = k.map([acc, previous, first], lambda e, a, p, starts: e.select(starts, a, e.addf(a, p)))
+            else:
+                acc = k.map([acc, previous], lambda e, a, p: e.addf(a, p))
         if last is True and self.kind == "relu2":
             acc = k.map([acc], _relu2)
         elif isinstance(last, SSAValue) and self.kind == "relu2":

@@ -10,6 +10,9 @@ the grid's column blocks by the call's token blocks (tessera.tile.kernel's token
                                                     operands under --precision bf16); f32 sums
     y tile = row_scale acc + bias, stored / accumulated / relu2, masked past the tokens and N
 
+Where the tiles name `stages` (Hopper's bf16 GEMM), the K loop is software-pipelined that deep and a and b are
+async loads into shared memory with the tiles' `swizzle`: a copy engine streams them ahead of the mma.
+
 Where a matrix tile's elements live is the target lowering's choice (lowering/simt_lanes.py: the SIMT lowering
 keeps the accumulator in a Blocked lane grid and stages a and b through shared memory / LDS per step)."""
 
@@ -21,7 +24,7 @@ from typing import TYPE_CHECKING
 from xdsl.ir import SSAValue
 
 from tessera.dialects.tile import element_of
-from tessera.kernels.builder import Bound, KernelBuilder
+from tessera.kernels.builder import Bound, KernelBuilder, Staging
 
 if TYPE_CHECKING:
     from tessera.kernels.gemm import Epilogue
@@ -36,13 +39,22 @@ def block_gemm(k: KernelBuilder, n: int, k_size: int, tiles: Mapping[str, int], 
     x_bound = _bounds({0: k.size(x), 1: ragged_k})
     w_bound = _bounds({0: k.index(n) if n % block_n else None, 1: ragged_k})
     zero = k.splat(k.f32(0.0), [block_m, block_n])
-    with k.loop(k.index(0), k.index(k_size), k.index(block_k), [zero]) as step:
-        a = k.load(x, [row, step.iv], [block_m, block_k], x_bound)
-        b = k.load(w, [column, step.iv], [block_n, block_k], w_bound)
+    stages, staged = _staging(tiles)
+    with k.loop(k.index(0), k.index(k_size), k.index(block_k), [zero], stages) as step:
+        a = k.load(x, [row, step.iv], [block_m, block_k], x_bound, staged=staged)
+        b = k.load(w, [column, step.iv], [block_n, block_k], w_bound, staged=staged)
         if element_of(a.type) != element_of(b.type):  # x as the weight's element, the mma's operands
             a = k.convert(a, element_of(b.type))
         step.yield_(k.mma(a, b, step.args[0], rhs_transposed=True))
     epilogue.store(row, column, step.results[0], first=True, last=True)
+
+
+def _staging(tiles: Mapping[str, int]) -> tuple[int | None, Staging | None]:
+    """The K loop's pipeline stages and how its operands are staged, where the tiles pipeline it (Hopper: a
+    copy engine streams a and b into `stages` swizzled buffers of shared memory ahead of the mma)."""
+    if "stages" not in tiles:
+        return None, None
+    return tiles["stages"], ("shared", True, tiles["swizzle"])
 
 
 def _bounds(bounds: Mapping[int, SSAValue | None]) -> Bound:

@@ -17,11 +17,10 @@ WGMMA versions of attention and the chunked scan (their Hopper plans are SIMT fo
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import MemRefType, ModuleOp
 
 from tessera.arch import GPU_ARCHS
 from tessera.dialects import parse_kernel, tile
@@ -94,43 +93,21 @@ def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
     return gpu_kernel_info(kernel, NVVM_ARCHS, "shared", NvvmLoweringError, "sm_90a")
 
 
-def _emit_matmul(info: KernelInfo) -> NvvmKernel:
-    """The bf16 GEMM on WGMMA (an f32 one has no matrix instruction: kernels/gemm.py's GPU blocks, SIMT)."""
-    from tessera.lowering.nvvm.gemm import Sm90GemmPlan, gemm_sm90_kernel
-
-    n, k = info.dim("n"), info.dim("k")
-    x_dtype = str(info.dims.get("x_dtype", "f32"))
-    if x_dtype != "bf16":
-        raise NvvmLoweringError(
-            f"tessera.tile.kernel @{info.name}: the WGMMA GEMM reads bf16 activations, this projection's are {x_dtype}"
-        )
-    emitted = gemm_sm90_kernel(
-        info.name, n, k, bool(info.dims.get("bias", 0)), bool(info.dims.get("row_scale", 0)),
-        str(info.dims["epilogue"]), str(info.dims.get("y_dtype", "f32")), info.tiles,
-    )  # fmt: skip
-    plan = Sm90GemmPlan.from_tiles(info.tiles)
-    maps = [
-        TensorMap(0, "bf16", k, "tokens", plan.block_m, plan.block_k),
-        TensorMap(1, "bf16", k, n, plan.block_n, plan.block_k),
-    ]
-    static = GpuKernel(emitted.name, emitted.text, emitted.threads, emitted.grid, 0)
-    return NvvmKernel(static, plan.shared_bytes, maps, uses_wgmma=True, operand_shared_bytes=plan.operand_bytes)
-
-
-def _emitters() -> dict[str, Callable[[KernelInfo], NvvmKernel]]:
-    return {"matmul": _emit_matmul}
-
-
 def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:
+    """A kernel of kernels/ through the SIMT lowering (its pipelined loops through the WGMMA + TMA pattern,
+    lowering/nvvm/wgmma.py), with the dynamic shared memory and tensor maps its launch needs."""
     info = kernel_info(kernel)
-    if kernel.is_dataflow():
-        from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
-
-        return NvvmKernel(lower_dataflow_kernel(kernel, info.arch, kernel.target.data))  # type: ignore[union-attr]
-    emitter = _emitters().get(info.kind)
-    if emitter is None:
+    if not kernel.is_dataflow():
         raise NvvmLoweringError(f"{kernel.name} @{info.name}: kind '{info.kind}' has no NVVM lowering yet")
-    emitted = emitter(info)
+    from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
+    from tessera.lowering.nvvm.wgmma import pipeline_ring
+
+    lowered = lower_dataflow_kernel(kernel, info.arch, info.arch.name)
+    ring = pipeline_ring(kernel)
+    emitted = NvvmKernel(lowered)
+    if ring is not None:
+        operand_bytes = lowered.lds_bytes + ring.operand_bytes
+        emitted = NvvmKernel(lowered, ring.shared_bytes, tensor_maps(kernel), True, operand_bytes)
     footprint = 0 if kernel.footprint is None else int(kernel.footprint.value.data)
     if emitted.planned_shared_bytes != footprint:
         raise NvvmLoweringError(
@@ -138,6 +115,27 @@ def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:
             f"Tile-IR planned {footprint}"
         )
     return emitted
+
+
+def tensor_maps(kernel: tile.KernelOp) -> list[TensorMap]:
+    """The CUtensorMap of each launch operand that async loads read: its rows (the call's tokens where
+    dynamic) and columns, the box a load brings (its tile), 128-byte swizzle."""
+    maps: dict[int, TensorMap] = {}
+    buffers = kernel.buffers()
+    for op in kernel.body.walk():
+        if not isinstance(op, tile.LoadOp) or op.is_async is None:
+            continue
+        buffer, box = op.memref.type, op.result.type
+        assert isinstance(buffer, MemRefType) and isinstance(box, tile.TileType)
+        rows, cols = buffer.get_shape()
+        index = buffers.index(op.memref)
+        swizzle = "none" if op.swizzle is None else f"{int(op.swizzle.value.data)}B"
+        box_rows, box_cols = box.get_shape()
+        extent = "tokens" if rows < 0 else rows
+        found = TensorMap(index, str(buffer.element_type), cols, extent, box_rows, box_cols, swizzle)
+        if maps.setdefault(index, found) != found:
+            raise NvvmLoweringError(f"{kernel.name} @{kernel.sym_name.data}: operand {index} is copied as two boxes")
+    return [maps[index] for index in sorted(maps)]
 
 
 def emit_kernels(module: ModuleOp) -> list[NvvmKernel]:
@@ -154,7 +152,7 @@ def emit_printed_kernel(text: str) -> NvvmKernel:
 
 def lower_kernels(module: ModuleOp) -> str:
     """The gpu.module holding every kernel of `module`."""
-    from tessera.lowering.nvvm.kernel_text import kernels_module
+    from tessera.lowering.nvvm.pipeline import kernels_module
 
     return kernels_module([kernel.text for kernel in emit_kernels(module)])
 

@@ -1,6 +1,6 @@
 """What the kernel emitters of every target share to write MLIR text: a function-body builder (fresh SSA names,
 indentation, constants hoisted to the entry block, scf.for / scf.if regions), the float literal, and the
-f32 -> bf16 rounding (the GPU emitters left: lowering/rocdl/, lowering/nvvm/math.py).
+f32 -> bf16 rounding (the GPU emitters left: lowering/rocdl/).
 
 The bf16 rounding is integer bit operations, to nearest even (not arith.truncf, whose lowering differs
 per target: a libcall on CPUs without AVX512-BF16, denormals flushed by vcvtneps2bf16).

@@ -24,7 +24,7 @@ from xdsl.dialects import arith, gpu, scf, vector
 from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, IntegerAttr, MemRefType, ModuleOp
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 
-from tessera.arch import GpuArch, MatrixInstruction, WaveFragments, mma_rows_padded
+from tessera.arch import WARPGROUP, GpuArch, MatrixInstruction, WarpgroupFragments, WaveFragments, mma_rows_padded
 from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -255,6 +255,121 @@ class Fragments:
         return None  # every lane holds elements of its own
 
 
+@dataclass(frozen=True)
+class Warpgroups:
+    """A matrix tile [M, N] as the accumulators of warpgroup WGMMAs (arch.WarpgroupFragments): warpgroup g
+    (threads 128 g ..) holds rows 64 g .. 64 g + 63, in N / n instructions' results of n / 2 registers each;
+    slot c (n / 2) + i is register i of the result of columns c n .. c n + n - 1."""
+
+    shape: tuple[int, int]
+    instruction: MatrixInstruction
+
+    @property
+    def fragments(self) -> WarpgroupFragments:
+        assert self.instruction.warpgroup is not None
+        return self.instruction.warpgroup
+
+    @property
+    def warpgroups(self) -> int:
+        return self.shape[0] // self.instruction.m
+
+    @property
+    def registers(self) -> int:
+        """Registers of one instruction's result per thread."""
+        return self.instruction.n // 2
+
+    @property
+    def slots(self) -> int:
+        return self.shape[1] // self.instruction.n * self.registers
+
+    def steps(self) -> list[list[int]]:
+        origin = self.fragments.coordinate(0, 0)
+        places = []
+        for chunk in range(self.shape[1] // self.instruction.n):
+            for register in range(self.registers):
+                row, column = self.fragments.coordinate(0, register)
+                places.append([row - origin[0], chunk * self.instruction.n + column - origin[1]])
+        return places
+
+    def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
+        """Thread t = 128 g + 32 w + l: row 64 g + 16 w + l / 4, column 2 (l mod 4)."""
+        fragments = self.fragments
+        warp = emit(arith.DivUIOp(lane, emit.constant(32, INDEX)))  # 4 g + w
+        in_warp = emit(arith.RemUIOp(lane, emit.constant(32, INDEX)))
+        row = emit(arith.AddiOp(
+            emit(arith.MuliOp(warp, emit.constant(fragments.rows_per_warp, INDEX))),
+            emit(arith.DivUIOp(in_warp, emit.constant(fragments.lanes_per_row, INDEX))),
+        ))  # fmt: skip
+        pair = emit(arith.RemUIOp(in_warp, emit.constant(fragments.lanes_per_row, INDEX)))
+        return [row, emit(arith.MuliOp(pair, emit.constant(2, INDEX)))]
+
+    def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
+        first_row, column = self.origin(emit, lane)
+        row_at, column_at = _shifts(emit, first_row), _shifts(emit, column)
+        return [[row_at(row), column_at(col)] for row, col in self.steps()]
+
+    def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
+        return None  # every thread of the multiplying warpgroups holds elements of its own
+
+
+def choose_warpgroups(mma: tile.MmaOp, arch: GpuArch) -> Warpgroups | None:
+    """The accumulator layout of a warpgroup matrix instruction (WGMMA), for an mma whose operands a copy
+    engine stages in shared memory (async loads: the pipelined loop the NVVM lowering turns into producer and
+    consumer warpgroups) and whose tile is whole instructions; else None."""
+    instruction = arch.instruction("bf16")
+    operands = [operand.owner for operand in (mma.lhs, mma.rhs)]
+    if instruction is None or instruction.warpgroup is None:
+        return None
+    if not all(isinstance(load, tile.LoadOp) and load.is_async is not None for load in operands):
+        return None
+    acc = mma.result.type
+    assert isinstance(acc, TileType)
+    rows, cols = acc.get_shape()
+    if rows % instruction.m or cols % instruction.n:
+        return None
+    return Warpgroups((rows, cols), instruction)
+
+
+@dataclass(frozen=True)
+class Along:
+    """What a lane of `layout` (a matrix tile's) needs of a rank-1 tile broadcast into it along the other axis:
+    its positions along `axis`, each once where the layout's steps are constants (`slot_of` maps the matrix
+    tile's slots to them)."""
+
+    layout: Layout
+    axis: int
+
+    def _distinct(self) -> list[int] | None:
+        steps = self.layout.steps()
+        return None if steps is None else list(dict.fromkeys(step[self.axis] for step in steps))
+
+    @property
+    def slots(self) -> int:
+        distinct = self._distinct()
+        return self.layout.slots if distinct is None else len(distinct)
+
+    def slot_of(self, slot: int) -> int:
+        steps, distinct = self.layout.steps(), self._distinct()
+        return slot if steps is None or distinct is None else distinct.index(steps[slot][self.axis])
+
+    def steps(self) -> list[list[int]] | None:
+        distinct = self._distinct()
+        return None if distinct is None else [[position] for position in distinct]
+
+    def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
+        return [self.layout.origin(emit, lane)[self.axis]]
+
+    def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
+        distinct = self._distinct()
+        if distinct is None:
+            return [[place[self.axis]] for place in self.layout.coordinates(emit, lane)]
+        at = _shifts(emit, self.origin(emit, lane)[0])
+        return [[at(position)] for position in distinct]
+
+    def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
+        return None
+
+
 # The widest global access a lane makes: 16 bytes (global_load_dwordx4, ld.global.v4.f32).
 VECTOR_BYTES = 16
 
@@ -364,7 +479,9 @@ def known_multiple(value: SSAValue) -> int:
     return 1
 
 
-Layout = Spread | Blocked | Fragments | Runs
+Layout = Spread | Blocked | Fragments | Runs | Warpgroups
+# What an access walks: a tile's layout, or the positions along one axis of one (what a broadcast reads).
+Places = Layout | Along
 
 
 def choose_fragments(shape: tuple[int, ...], depth: int, element: Attribute, arch: GpuArch) -> Fragments | None:
@@ -482,7 +599,11 @@ class Before:
             acc_type, lhs_type = mma.result.type, mma.lhs.type
             assert isinstance(acc_type, TileType) and isinstance(lhs_type, TileType)
             shape, depth = acc_type.get_shape(), lhs_type.get_shape()[1]
-            layout = choose_fragments(shape, depth, lhs_type.element_type, arch) or choose_blocked(shape, lanes)
+            layout = (
+                choose_warpgroups(mma, arch)
+                or choose_fragments(shape, depth, lhs_type.element_type, arch)
+                or choose_blocked(shape, lanes)
+            )
             if layout is not None:
                 chosen[find(mma.result)] = layout
         members: dict[SSAValue, list[SSAValue]] = {}
@@ -509,6 +630,10 @@ class Before:
                     if operand_layout is not None:
                         runs[root] = operand_layout
         chosen |= runs
+        warpgroups = {layout.warpgroups for layout in chosen.values() if isinstance(layout, Warpgroups)}
+        if warpgroups:  # the tiles live in the multiplying warpgroups' threads (their epilogue's), not a wave's
+            assert len(warpgroups) == 1, "one warpgroup accumulator shape per kernel"
+            self.lanes = lanes = WARPGROUP * warpgroups.pop()
         self._chosen = {value: chosen[find(value)] for value in [*parent, *chosen] if find(value) in chosen}
         # mma operands read from their scratch buffer in place (tile.read_in_place): by (mma, operand index);
         # the buffers whose rows are read down a column (a's, b's given transposed) get padded rows.
@@ -522,6 +647,10 @@ class Before:
                     if padded:
                         self.padded_allocs.add(alloc)
         self.loads_in_place = {mma.operands[index].owner for mma, index in self.in_place}
+        # Rank-1 loads a broadcast reads itself, at the positions its result's lanes hold (tile.read_directly).
+        self.read_by_broadcast = {
+            op: load for op in module.walk() if isinstance(op, tile.BroadcastOp) and (load := tile.read_directly(op))
+        }
         self.buffers: dict[tile.AllocOp, SSAValue] = {}  # each alloc's workgroup buffer, as LowerAlloc makes it
 
     def operands(self, op: Operation) -> tuple[SSAValue, ...]:

@@ -212,6 +212,12 @@ class LowerSplat(TilePattern):
         rewriter.replace_matched_op([], [emit.broadcast(op.scalar, lowered_type(op.result.type, self.lanes))])
 
 
+def element_of_held(value: SSAValue) -> Attribute:
+    """The element type a worker holds of a tile value, lowered (a vector) or not yet."""
+    type_ = value.type
+    return type_.element_type if isinstance(type_, VectorType) else storage(tile.element_of(type_))
+
+
 def is_scalar_operand(value: SSAValue) -> bool:
     """Whether a tile op's operand is a scalar (to broadcast) rather than a tile, lowered or not yet."""
     return not isinstance(value.type, (TileType, VectorType))
@@ -224,32 +230,37 @@ class LowerMap(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.MapOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        like = lowered_type(op.result.type, self.lanes)
-        values: dict[SSAValue, SSAValue] = {}
-        for arg, value in zip(op.body.block.args, op.inputs, strict=True):
-            values[arg] = emit.broadcast(value, like) if is_scalar_operand(value) else value
-        for element_op in op.body.block.ops:
-            if isinstance(element_op, tile.YieldOp):
-                rewriter.replace_matched_op([], [values[element_op.values[0]]])
-                return
-            if isinstance(element_op, arith.ConstantOp):
-                attr = element_op.value
-                assert isinstance(attr, (IntegerAttr, FloatAttr))
-                values[element_op.result] = emit.constant(attr.value.data, with_shape_of(like, element_op.result.type))
-                continue
-            if element_op.regions:
-                raise TileLoweringError(f"{op.name}: element op {element_op.name} has regions")
-            op_type = type(element_op)
-            if isinstance(like, VectorType):  # comparisons and selects of xDSL's own ops are scalar-only
-                op_type = VECTOR_FORMS.get(op_type, op_type)
-            new = op_type.create(
-                operands=[values[operand] for operand in element_op.operands],
-                result_types=[with_shape_of(like, r.type) for r in element_op.results],
-                properties=dict(element_op.properties),
-                attributes=dict(element_op.attributes),
-            )
-            emit(new)
-            values.update(zip(element_op.results, new.results, strict=True))
+        rewriter.replace_matched_op([], [mapped(emit, op, list(op.inputs), lowered_type(op.result.type, self.lanes))])
+
+
+def mapped(emit: Emitter, op: tile.MapOp, inputs: list[SSAValue], like: Attribute) -> SSAValue:
+    """The map's region re-created on `inputs`: the worker's values of type `like` (a vector, or one element
+    of each input: a scalar `like`), scalar inputs broadcast to it."""
+    values: dict[SSAValue, SSAValue] = {}
+    for arg, value in zip(op.body.block.args, inputs, strict=True):
+        values[arg] = emit.broadcast(value, like) if is_scalar_operand(value) else value
+    for element_op in op.body.block.ops:
+        if isinstance(element_op, tile.YieldOp):
+            return values[element_op.values[0]]
+        if isinstance(element_op, arith.ConstantOp):
+            attr = element_op.value
+            assert isinstance(attr, (IntegerAttr, FloatAttr))
+            values[element_op.result] = emit.constant(attr.value.data, with_shape_of(like, element_op.result.type))
+            continue
+        if element_op.regions:
+            raise TileLoweringError(f"{op.name}: element op {element_op.name} has regions")
+        op_type = type(element_op)
+        if isinstance(like, VectorType):  # comparisons and selects of xDSL's own ops are scalar-only
+            op_type = VECTOR_FORMS.get(op_type, op_type)
+        new = op_type.create(
+            operands=[values[operand] for operand in element_op.operands],
+            result_types=[with_shape_of(like, r.type) for r in element_op.results],
+            properties=dict(element_op.properties),
+            attributes=dict(element_op.attributes),
+        )
+        emit(new)
+        values.update(zip(element_op.results, new.results, strict=True))
+    raise AssertionError(f"{op.name}: a map region ends in its yield")
 
 
 class LowerConvert(TilePattern):
@@ -258,19 +269,23 @@ class LowerConvert(TilePattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.ConvertOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        source = _element(op.input.type)  # i16: bf16 bits already lowered
-        target = _element(op.result.type)
         value = op.input
         held = lowered_type(value.type, self.lanes)  # a loop's tile result keeps its tile type until the end
         if not (isinstance(held, VectorType) and len(held.get_shape()) > 1):
-            rewriter.replace_matched_op([], [_converted(emit, op, value, source, target)])
+            rewriter.replace_matched_op([], [converted(emit, op, value)])
             return
+        source, target = _element(op.input.type), _element(op.result.type)
         rows, cols = held.get_shape()
         result = emit.constant(0, VectorType(storage(target), [rows, cols]))
         for i in range(rows):
             row = emit(vector.ExtractOp(value, [i], VectorType(held.element_type, [cols])))
             result = emit(vector.InsertOp(_converted(emit, op, row, source, target), result, [i]))
         rewriter.replace_matched_op([], [result])
+
+
+def converted(emit: Emitter, op: tile.ConvertOp, value: SSAValue) -> SSAValue:
+    """`value` (the worker's value of the op's input, or one element of it) converted as the op says."""
+    return _converted(emit, op, value, _element(op.input.type), _element(op.result.type))
 
 
 def _converted(emit: Emitter, op: tile.ConvertOp, value: SSAValue, source: Attribute, target: Attribute) -> SSAValue:

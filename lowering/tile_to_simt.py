@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects import arith, builtin, gpu, llvm, memref, scf, vector
 from xdsl.dialects.builtin import (
+    AnyFloat,
     IndexType,
     MemRefType,
     ModuleOp,
@@ -50,10 +51,13 @@ from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import WORKGROUP, ShuffleOp, WorkgroupFuncOp
+from tessera.lowering.nvvm.pipeline import GRID_CONSTANTS
 from tessera.lowering.simt_lanes import (
     VECTOR_BYTES,
+    Along,
     Before,
     Layout,
+    Places,
     Runs,
     SimtPattern,
     Spread,
@@ -70,11 +74,16 @@ from tessera.lowering.tile_elements import (
     LowerTileTypes,
     TileLoweringError,
     TilePattern,
+    converted,
+    element_of_held,
+    is_scalar_operand,
     lowered_type,
+    mapped,
     storage,
 )
 
 GLOBAL = llvm.LLVMPointerType(builtin.IntAttr(1))
+TENSOR_MAP = llvm.LLVMPointerType()
 
 
 def _pointer(buffer: SSAValue) -> SSAValue:
@@ -131,7 +140,7 @@ class _Access:
         return [gep, llvm.StoreOp(value, gep.result)]
 
 
-def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Layout | None) -> list[_Access]:
+def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Places | None) -> list[_Access]:
     """The lane's elements of a load or store, one per slot of the tile's `layout` (a scalar access: one, no
     layout): tile axis i walks buffer dimension axes[i] from the op's indices; each bound limits its axis."""
     if layout is None:
@@ -152,7 +161,7 @@ def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Layout | No
     return accesses
 
 
-def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Layout,
+def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Places,
                       steps: list[list[int]]) -> list[_Access]:  # fmt: skip
     """A global access whose slots lie at constant distances from slot 0's element: one address, then a
     constant added per slot (and, per bound, a constant compared with the room left along its axis)."""
@@ -183,8 +192,8 @@ def _stepped_accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Lay
 class LowerLoad(SimtPattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.LoadOp, rewriter: PatternRewriter) -> None:
-        if op in self.before.loads_in_place:
-            return  # its mma reads the buffer itself (LowerMma), then erases it
+        if op in self.before.loads_in_place or op in self.before.read_by_broadcast.values():
+            return  # its mma reads the buffer itself (LowerMma), or its broadcast (LowerReadBroadcast)
         emit = Emitter(rewriter, op)
         assert isinstance(op.memref.type, MemRefType)
         element = storage(op.memref.type.element_type)
@@ -192,21 +201,40 @@ class LowerLoad(SimtPattern):
         if isinstance(layout, Runs) and not _in_workgroup(op.memref):
             rewriter.replace_matched_op([], [packed(emit, _load_runs(emit, op, layout, element))])
             return
-        accesses = _accesses(emit, op, layout)
-        values = []
-        for access in accesses:
-            reads = access.load(element)
-            if access.valid is None:
-                values.append([emit(inner) for inner in reads][-1])
-                continue
-            zero_op = (
-                arith.ConstantOp(builtin.FloatAttr(0.0, builtin.f32))
-                if element == builtin.f32
-                else arith.ConstantOp.from_int_and_width(0, element)  # type: ignore[arg-type]
-            )
-            then = Block([*reads, scf.YieldOp(reads[-1].results[0])])
-            values.append(emit(scf.IfOp(access.valid, [element], [then], [Block([zero_op, scf.YieldOp(zero_op)])])))
-        rewriter.replace_matched_op([], [packed(emit, values)])
+        rewriter.replace_matched_op([], [packed(emit, _read(emit, op, layout, element))])
+
+
+def _read(emit: Emitter, op: tile.LoadOp, layout: Places | None, element: Attribute) -> list[SSAValue]:
+    """The lane's elements of a load in `layout` (zeros past the bounds), one per slot."""
+    values = []
+    for access in _accesses(emit, op, layout):
+        reads = access.load(element)
+        if access.valid is None:
+            values.append([emit(inner) for inner in reads][-1])
+            continue
+        zero = emit.constant(0.0, element) if isinstance(element, AnyFloat) else emit.constant(0, element)
+        then = Block([*reads, scf.YieldOp(reads[-1].results[0])])
+        values.append(emit(scf.IfOp(access.valid, [element], [then], [Block([scf.YieldOp(zero)])])))
+    return values
+
+
+class LowerReadBroadcast(SimtPattern):
+    """A broadcast of a rank-1 load it may read itself (tile.read_directly): each lane reads the positions
+    along the kept axis that its elements of the result need, straight from memory (a row's bias, a column's
+    scale), with no pass through the scratchpad and no barrier."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.BroadcastOp, rewriter: PatternRewriter) -> None:
+        load = self.before.read_by_broadcast.get(op)
+        if load is None:
+            return
+        emit = Emitter(rewriter, op)
+        assert isinstance(load.memref.type, MemRefType)
+        layout = self.before.layout(op.result)
+        along = Along(layout, 1 - int(op.axis.value.data))
+        values = _read(emit, load, along, storage(load.memref.type.element_type))
+        rewriter.replace_matched_op([], [packed(emit, [values[along.slot_of(slot)] for slot in range(layout.slots)])])
+        rewriter.erase_op(load)
 
 
 def _load_runs(emit: Emitter, op: tile.LoadOp, layout: Runs, element: Attribute) -> list[SSAValue]:
@@ -236,6 +264,12 @@ class LowerStore(SimtPattern):
     def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
         layout = self.before.layout(op.value) if isinstance(op.value.type, TileType) else None
+        update = _read_modify_write(op)
+        if update is not None and layout is not None:
+            _update_each(emit, op, *update, layout)
+            for done in (op, *reversed(update[1]), update[0]):
+                rewriter.erase_op(done)
+            return
         accesses = _accesses(emit, op, layout)
         assert isinstance(op.memref.type, MemRefType)
         element = storage(op.memref.type.element_type)
@@ -262,6 +296,76 @@ def _both(emit: Emitter, first: SSAValue | None, second: SSAValue | None) -> SSA
     if first is None or second is None:
         return first or second
     return emit(arith.AndIOp(first, second))
+
+
+Updates = list[tile.MapOp | tile.ConvertOp]
+
+
+def _read_modify_write(op: tile.StoreOp) -> tuple[tile.LoadOp, Updates] | None:
+    """Where a store writes back what it read — value = convert?(map(..., load of the same place, ...)), each
+    used once, into a global buffer — the load and the ops from it to the stored value, in order; else
+    None."""
+    chain: list[tile.MapOp | tile.ConvertOp] = []
+    value = op.value
+    while value.has_one_use():
+        owner = value.owner
+        if isinstance(owner, tile.ConvertOp):
+            chain.append(owner)
+            value = owner.input
+            continue
+        if not isinstance(owner, tile.MapOp):
+            return None
+        chain.append(owner)
+        for operand in owner.inputs:
+            load = operand.owner
+            if isinstance(load, tile.LoadOp) and operand.has_one_use() and _same_place(load, op):
+                return load, chain[::-1]
+        return None
+    return None
+
+
+def _same_place(load: tile.LoadOp, store: tile.StoreOp) -> bool:
+    return (
+        load.memref is store.memref
+        and not _in_workgroup(load.memref)
+        and list(load.indices) == list(store.indices)
+        and list(load.bounds) == list(store.bounds)
+        and (load.axes, load.bound_axes) == (store.axes, store.bound_axes)
+    )
+
+
+def _update_each(emit: Emitter, op: tile.StoreOp, load: tile.LoadOp, updates: Updates, layout: Layout) -> None:
+    """A read-modify-write element by element: each element read, updated and written back in turn (under one
+    guard), so that a lane holds one element of the buffer at a time rather than its whole tile (64 per thread
+    of a warpgroup accumulator) — a read of the next element cannot be moved above a write that may alias it."""
+    assert isinstance(op.memref.type, MemRefType)
+    element = storage(op.memref.type.element_type)
+    inputs = {  # the slots of every other tile the updates read
+        value: slot_values(emit, value, layout.slots, element_of_held(value))
+        for update in updates
+        for value in update.operands
+        if not is_scalar_operand(value) and value is not load.result and value.owner not in updates
+    }
+    lane = lane_of(op)
+    for slot, access in enumerate(_accesses(emit, op, layout)):
+        guard = _both(emit, access.valid, layout.owner(emit, lane, slot))
+        block = Block()
+        inner = emit if guard is None else emit.at_end_of(block)
+        value = [inner(read) for read in access.load(element)][-1]
+        for update in updates:
+            if isinstance(update, tile.ConvertOp):
+                value = converted(inner, update, value)
+                continue
+            operands = [
+                value if operand.owner in (load, *updates) else inputs[operand][slot] if operand in inputs else operand
+                for operand in update.inputs
+            ]
+            value = mapped(inner, update, operands, storage(tile.element_of(update.result.type)))
+        for write in access.store(value, element):
+            inner(write)
+        if guard is not None:
+            inner(scf.YieldOp())
+            emit(scf.IfOp(guard, [], [block]))
 
 
 class LowerAlloc(SimtPattern):
@@ -383,6 +487,12 @@ class LowerIota(TilePattern):
         rewriter.replace_matched_op([], [packed(emit, positions)])
 
 
+def workgroup_threads(kernel: tile.KernelOp, arch: GpuArch) -> int:
+    """The threads of a kernel's workgroup: its tiles' `threads`, else one wave."""
+    tiles = {} if kernel.tiles is None else tile.plain_dict(kernel.tiles)
+    return int(tiles.get("threads", arch.wave_size))
+
+
 @dataclass
 class LowerKernel(RewritePattern):
     """A dataflow kernel -> gpu.func(pointers, %tokens, %position) with one wave per program."""
@@ -395,9 +505,12 @@ class LowerKernel(RewritePattern):
             return
         if op.ranged is not None:  # persistent workgroups over the grid: the Hopper GEMM's (issue 14)
             raise TileLoweringError(f"{op.name} @{op.sym_name.data}: a ranged body has no SIMT lowering yet")
-        threads = self.arch.wave_size
+        threads = workgroup_threads(op, self.arch)
         buffers = op.buffers()
-        entry = Block(arg_types=[*(GLOBAL for _ in buffers), i32, i32])
+        # A launch operand that only async loads read is given as its copy engine's descriptor (a CUtensorMap
+        # passed by value: a grid constant), not as a pointer.
+        described = [bool(buffer.uses) and all(_copied(use.operation) for use in buffer.uses) for buffer in buffers]
+        entry = Block(arg_types=[*(TENSOR_MAP if copied else GLOBAL for copied in described), i32, i32])
         for arg, name in zip(
             entry.args, [*(buffer.name_hint for buffer in buffers), "tokens", "position"], strict=True
         ):
@@ -425,9 +538,17 @@ class LowerKernel(RewritePattern):
         function = WorkgroupFuncOp(op.sym_name.data, (entry.arg_types, []), Region(entry), kernel=True)
         function.attributes["gpu.kernel"] = builtin.UnitAttr()
         function.attributes["known_block_size"] = builtin.DenseArrayBase.from_list(i32, [threads, 1, 1])
+        if any(described):
+            indices = [index for index, copied in enumerate(described) if copied]
+            function.attributes[GRID_CONSTANTS] = builtin.DenseArrayBase.from_list(i32, indices)
         if self.arch.vendor == "amd":
             function.attributes["rocdl.flat_work_group_size"] = StringAttr(f"{threads},{threads}")
         rewriter.replace_matched_op(function)
+
+
+def _copied(op: Operation) -> bool:
+    """Whether an op reading a buffer is an async load (a copy engine's) or a dim of it."""
+    return isinstance(op, memref.DimOp) or (isinstance(op, tile.LoadOp) and op.is_async is not None)
 
 
 class EraseBufferCasts(RewritePattern):
@@ -441,16 +562,20 @@ class EraseBufferCasts(RewritePattern):
 # lane looks like a scalar); then loads; then the ops that compute. The patterns read the kernel as written
 # (Before: operand shapes, layouts).
 STORE_PATTERNS: tuple[type[SimtPattern], ...] = (LowerStore,)
-LOAD_PATTERNS: tuple[type[SimtPattern], ...] = (LowerLoad,)
+LOAD_PATTERNS: tuple[type[SimtPattern], ...] = (LowerLoad, LowerReadBroadcast)
 COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (*SHARED_PATTERNS, LowerIota)
 SHAPE_READING_PATTERNS: tuple[type[SimtPattern], ...] = (LowerReduce, LowerScan, *MATRIX_PATTERNS)
 
 
 def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     """Lower every dataflow kernel of `module` to a gpu.func in place; returns them (in module order)."""
-    lanes = arch.wave_size
     before = Before(module, arch)
+    lanes = before.lanes
     PatternRewriteWalker(LowerKernel(arch), apply_recursively=False).rewrite_module(module)
+    if arch.async_copies:  # pipelined loops of async copies: the target's own pattern (Hopper: WGMMA + TMA)
+        from tessera.lowering.nvvm.wgmma import LowerPipelinedMma
+
+        PatternRewriteWalker(LowerPipelinedMma(before), apply_recursively=False).rewrite_module(module)
     PatternRewriteWalker(GreedyRewritePatternApplier([LowerDim(), LowerAlloc(lanes, before)])).rewrite_module(module)
     for patterns in (STORE_PATTERNS, LOAD_PATTERNS):
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(lanes, before) for pattern in patterns]))
@@ -464,8 +589,9 @@ def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
 
 
 def wrap_in_gpu_module(module: ModuleOp) -> None:
-    """The lowered gpu.funcs of `module` moved into one `gpu.module @kernels` (what tessera-opt prints)."""
-    functions = [op for op in module.ops if isinstance(op, gpu.FuncOp)]
+    """The lowered gpu.funcs of `module`, and the globals they address, moved into one `gpu.module @kernels`
+    (what tessera-opt prints)."""
+    functions = [op for op in module.ops if isinstance(op, gpu.FuncOp | llvm.GlobalOp)]
     if not functions:
         return
     for function in functions:

@@ -5,7 +5,8 @@ On a CPU (x86):
               + bytes of every matrix-multiply accumulator (kept in registers / cache).
 On a GPU (sm_90a, gfx942, gfx90a) accumulators live in the register file and the footprint is the
 scratchpad the kernel allocates: bytes of every tile loaded into shared memory / LDS, row padding included;
-for a kernel of kernels/, its scratch buffers and the operands its SIMT lowering stages there.
+for a kernel of kernels/, its scratch buffers, the tiles it loads there (an async load of a pipelined loop
+once per stage) and the operands its SIMT lowering stages there.
 That is the number the kernel descriptor reports (the ROCDL target checks the two agree).
 Written as `footprint` on every `tessera.tile.kernel`; the kernel verifier then checks it against the
 target's limit (arch.py FAST_MEMORY_LIMITS), so an over-sized tile choice fails here, with the
@@ -65,8 +66,15 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
         elif isinstance(op, tile.LoadOp):
             space = "registers" if op.space is None else op.space.data
             if space in (SCRATCHPAD_SPACES if scratchpad else FAST_SPACES):
-                total += op.tile_bytes()
+                total += op.tile_bytes() * _buffers(op)
     return total
+
+
+def _buffers(load: tile.LoadOp) -> int:
+    """Buffers a load's tile occupies at once: an async load in a pipelined loop has one per stage."""
+    loop = load.parent_op()
+    stages = tile.pipeline_stages(loop) if loop is not None and load.is_async is not None else None
+    return 1 if stages is None else stages
 
 
 def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
@@ -76,12 +84,20 @@ def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
     input."""
     if isinstance(op, tile.MmaOp):
         padded = mma_rows_padded(op.rhs_transposed is not None)
-        return [(op.operands[i], padded[i]) for i in range(2) if tile.read_in_place(op, i) is None]
+        return [(op.operands[i], padded[i]) for i in range(2) if _lane_staged(op, i)]
     if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
         return [(op.input, False)]
-    if isinstance(op, tile.BroadcastOp):
+    if isinstance(op, tile.BroadcastOp) and tile.read_directly(op) is None:
         return [(op.input, False)]
     return []
+
+
+def _lane_staged(mma: tile.MmaOp, index: int) -> bool:
+    """Whether the lanes stage an mma operand: not one read in place, nor one a load already brought into the
+    scratchpad (counted there)."""
+    load = mma.operands[index].owner
+    in_scratchpad = isinstance(load, tile.LoadOp) and load.space is not None and load.space.data in SCRATCHPAD_SPACES
+    return tile.read_in_place(mma, index) is None and not in_scratchpad
 
 
 def _read_in_place(kernel: tile.KernelOp) -> list[tuple[tile.AllocOp, bool]]:

@@ -3,10 +3,10 @@ written once for every GPU and reading only the arch table (arch.py) — so the 
 GPU targets differs only in what that table says (tile sizes, memory space, matrix instruction).
 
 A policy returns the kernel's tiles (and a grid, a token block): the kernel of kernels/ is built from them.
-The two kinds still emitted by hand (Hopper's bf16 GEMM, the experts) return a planned body instead, whose
-loads into the scratchpad ("lds" on CDNA, "shared" on Hopper) are exactly the buffers the emitter allocates
-there, row padding included (lowering/rocdl/kernel_text.KernelInfo reads them). Tiles every GPU kernel has:
-`threads` (the workgroup size).
+The one kind still emitted by hand (the experts) returns a planned body instead, whose loads into the
+scratchpad ("lds" on CDNA, "shared" on Hopper) are exactly the buffers the emitter allocates there, row
+padding included (lowering/rocdl/kernel_text.KernelInfo reads them). Tiles every GPU kernel has: `threads`
+(the workgroup size).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tessera.arch import GpuArch
-from tessera.tiling.choice import TileChoice, elementwise, load, mma, store
+from tessera.arch import WARPGROUP, GpuArch
+from tessera.tiling.choice import TileChoice
 
 GpuPolicy = Callable[[Mapping[str, Any], str, GpuArch], TileChoice]
 
@@ -35,28 +35,22 @@ def bank_pad(element: str, arch: GpuArch) -> int:
 
 
 def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    """y[M, N] (op)= x[M, K] @ W[N, K]^T: a workgroup computes a block_m x block_n tile of y, staging
-    x[block_m, block_k] and W[block_n, block_k] (both K-contiguous) in the scratchpad per K step: kernels/
-    gemm.py's GEMM in GPU blocks, except Hopper's bf16 one (WGMMA + TMA, lowering/nvvm/gemm.py)."""
+    """y[M, N] (op)= x[M, K] @ W[N, K]^T: kernels/gemm.py's GEMM in GPU blocks, a workgroup per block_m x
+    block_n tile of y. Where the arch's matrix instruction belongs to a warpgroup (Hopper's WGMMA) and x is
+    bf16, the K loop is pipelined: a copy engine (TMA) streams x and W blocks into 3 stages of 128-byte-
+    swizzled shared memory, one warpgroup per 64 rows multiplies, one more issues the copies."""
     n = int(dims["n"])
     element = matrix_element(precision)
     instruction = arch.instruction(element)
-    if instruction is None or instruction.fragments is not None:
+    # TMA reads rows whose stride is a multiple of 16 bytes: K a multiple of 8 bf16.
+    copyable = dims.get("x_dtype") == "bf16" and int(dims["k"]) % 8 == 0
+    if instruction is None or instruction.warpgroup is None or not copyable:
         return _block_matmul(n, element, arch)
-    # One consumer warpgroup's m64 WGMMA rows twice, 128 columns, 3-stage TMA pipeline.
-    block_m, block_n, block_k, threads, stages = 128, 128, 64, 3 * 128, 3
-    space = arch.scratch_space
-    body = [
-        load("x", [stages, block_m, block_k], space, element, is_async=True),
-        load("weight", [stages, block_n, block_k], space, element, is_async=True),
-        mma(block_m, block_n, block_k, element, element),
-        elementwise(str(dims["epilogue"])),
-        store("y", [block_m, block_n], element=str(dims.get("y_dtype", "f32"))),
-    ]
-    tiles = {"block_m": block_m, "block_n": block_n, "block_k": block_k, "threads": threads, "stages": stages}
+    block_m, block_n, block_k, stages = 128, 128, 64, 3
+    tiles = {"block_m": block_m, "block_n": block_n, "block_k": block_k, "stages": stages, "weight_bf16": 1}
+    tiles |= {"swizzle": block_k * 2, "threads": WARPGROUP * (block_m // instruction.m + 1)}
     tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
-    # The WGMMA GEMM keeps its emitter until the WGMMA pattern of tessera.tile.mma lands.
-    return TileChoice(tiles, body, grid=-(-n // block_n), parallel="column_blocks", emitter=True)
+    return TileChoice(tiles, grid=-(-n // block_n), parallel="column_blocks", token_block=block_m)
 
 
 # A wave's tile of y: 32 x 64, its K step 32 where a matrix instruction takes it (CDNA's MFMA: 2 x 4 blocks of

@@ -2,8 +2,8 @@
 
     to_llvm_ir     upstream MLIR 22: convert-scf-to-cf, convert-gpu-to-nvvm (index 32-bit),
                    convert-nvvm-to-llvm (wgmma / mbarrier ops become inline PTX), reconcile casts; then
-                   the tensor-map parameters are marked byval + nvvm.grid_constant (kernel_text.py says
-                   why here) and the gpu.module is translated (toolchain.gpu_module_to_llvm_ir)
+                   the tensor-map parameters are marked byval + nvvm.grid_constant (GRID_CONSTANTS says
+                   why) and the gpu.module is translated (toolchain.gpu_module_to_llvm_ir)
     to_ptx         LLVM's NVPTX back end through llvmlite, sm_90a, +ptx80 (PTX ISA 8.0)
     assemble       ptxas -arch=sm_90a -v: the cubin, and registers / stack / spills / barriers per kernel
     disassemble    nvdisasm (or cuobjdump -sass): the SASS, where HGMMA and UTMALDG show
@@ -31,8 +31,18 @@ CHIP = "sm_90a"
 FEATURES = "+ptx80"
 TENSOR_MAP_BYTES = 128
 TENSOR_MAP_ALIGNMENT = 64
-# The gpu.func attribute naming the tensor-map parameters (lowering/nvvm/kernel_text.py).
+# The gpu.func attribute naming the CUtensorMap parameters (lowering/tile_to_simt.py LowerKernel): MLIR 22's
+# verifier allows nvvm.grid_constant only on an llvm.func kernel and gpu.func lowering drops llvm.byval, so
+# they are marked once the gpu.func is an llvm.func, and reach PTX as `.param .align 64 .b8 [128]`.
 GRID_CONSTANTS = "tessera.grid_constants"
+
+# The one dynamic shared allocation TMA kernels address (lowering/nvvm/wgmma.py), declared once per gpu.module:
+# external, of 0 bytes (a launch gives its size), 1024-aligned (the 128-byte swizzle repeats every 8 rows).
+DYNAMIC_SHARED = "tessera_dynamic_smem"
+SHARED_ALIGNMENT = 1024
+# LLVM 22's NVPTX data layout for nvptx64 (what llvmlite's sm_90a target machine reports), which
+# convert-gpu-to-nvvm (unlike convert-gpu-to-rocdl) does not set and the translation needs.
+NVPTX_DATA_LAYOUT = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"
 
 NVVM_PIPELINE = ",".join(
     [
@@ -43,11 +53,27 @@ NVVM_PIPELINE = ",".join(
 )
 
 
+def kernels_module(functions: list[str]) -> str:
+    """NVVM kernels (gpu.func as MLIR 22 printed them) as one gpu.module, the unit convert-gpu-to-nvvm
+    lowers, with the NVPTX data layout and the dynamic shared memory."""
+    shared = (
+        f"  llvm.mlir.global external @{DYNAMIC_SHARED}() "
+        f"{{addr_space = 3 : i32, alignment = {SHARED_ALIGNMENT} : i64}} : !llvm.array<0 x i8>\n"
+    )
+    return (
+        "module attributes {gpu.container_module} {\n"
+        f'gpu.module @kernels attributes {{llvm.data_layout = "{NVPTX_DATA_LAYOUT}"}} {{\n'
+        + shared
+        + "\n".join(functions)
+        + "}\n}\n"
+    )
+
+
 def to_llvm_ir(kernels_mlir: str) -> str:
     """A module holding one gpu.module of NVVM kernels -> the LLVM IR of its kernels (nvptx64-nvidia-cuda)."""
     if "llvm.data_layout" not in kernels_mlir:
         raise ToolchainError(
-            "the gpu.module has no llvm.data_layout (build it with lowering.nvvm.kernel_text.kernels_module)"
+            "the gpu.module has no llvm.data_layout (build it with lowering.nvvm.pipeline.kernels_module)"
         )
     lowered = toolchain.run_pipeline(kernels_mlir, NVVM_PIPELINE)
     lowered = toolchain.mark_by_value_parameters(lowered, GRID_CONSTANTS, TENSOR_MAP_BYTES, TENSOR_MAP_ALIGNMENT)

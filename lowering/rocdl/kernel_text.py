@@ -23,7 +23,7 @@ from tessera.arch import GpuArch
 from tessera.lowering.mlir_text import MlirBuilder, f32_to_bf16_bits
 
 GLOBAL = "!llvm.ptr<1>"
-WAVE_SIZE = 64  # CDNA's wave64; the NVVM builder's warps are 32 (lowering/nvvm/kernel_text.py)
+WAVE_SIZE = 64  # CDNA's wave64
 WORKGROUP = "#gpu.address_space<workgroup>"
 _STORAGE = {"f32": "f32", "bf16": "i16", "i64": "i64", "i32": "i32"}
 

@@ -707,7 +707,7 @@ class Simulator:
         return step
 
     def _call_intrinsic(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        """The LLVM intrinsics the NVVM math (lowering/nvvm/math.py) calls: sqrt (correctly rounded, as
+        """The LLVM intrinsics the NVVM math (tessera-expand-math, lowering/math/) calls: sqrt (correctly rounded, as
         sqrt.rn.f32) and exp2 in float64 rounded once to f32: within 0.5 ulp + 2^-29 ulp on every platform
         (numpy's float32 exp2 is the C library's or a SIMD one), where ex2.approx.f32 is within about 2 ulp."""
         match = _parse(rf'"llvm\.(sqrt|exp2)\.f32"\(({_NAME})\) : \(f32\) -> f32', rest)

@@ -1,4 +1,4 @@
-"""lowering/nvvm/math.py's written-out exp, log, sqrt and rsqrt, run by the SIMT simulator over a dense
+"""tessera-expand-math's exp, log, sqrt and rsqrt as the NVVM target lowers them, run by the SIMT simulator over a dense
 deterministic sweep of float32 against float64 numpy: every exponent (the 254 normal ones and the subnormals'),
 each with MANTISSAS evenly spaced mantissas and the extremes, both signs, and +-0, +-inf and NaN.
 
@@ -18,8 +18,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from rocdl_sim import Simulator
+from tile_kernels import row_block_kernel
+from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, f32
 
+from tessera.arch import gpu_arch
+from tessera.kernels.builder import KernelBuilder
+from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
 from tessera.lowering.math.exp import EXP_HIGH, EXP_LOW
+from tessera.lowering.rocdl.kernel_text import GpuKernel
 
 LOG = logging.getLogger(__name__)
 
@@ -32,7 +38,8 @@ BOUNDS = {"exp": 0.875, "log": 0.95, "sqrt": 0.5, "rsqrt": 1.5}
 # arguments on an H200) is within 2.43 ulp; log, sqrt and rsqrt use only correctly rounded instructions and
 # give the simulator's bits.
 GPU_BOUNDS = {**BOUNDS, "exp": 2.43}
-THREADS = 128
+ELEMENTS = 128  # per program: 4 per lane of a warp
+ARCH = "sm_90a"
 
 
 def float32_sweep(mantissas: int) -> np.ndarray:
@@ -69,24 +76,24 @@ def expected(function: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return references[function](wide), finite_positive  # IEEE's values at 0, inf, below 0 and NaN
 
 
-def probe_kernel(function: str, name: str = "probe") -> str:
-    """A kernel computing y[i] = function(x[i]) for i < tokens, as the NVVM builder writes it (the GPU sweep,
-    benchmarks/gpu_math_sweep.py, compiles the same kernel)."""
-    from tessera.lowering.nvvm.kernel_text import NvvmKernelBuilder
-
-    b = NvvmKernelBuilder(name, ["x", "y"], [], THREADS)
-    index = b.add(b.mul(b.block_id("x"), b.index(THREADS)), b.thread_id())
-    with b.if_else(b.lt(index, b.to_index(b.tokens))):
-        at = b.to_i32(index)
-        b.gstore(b.math(function, b.gload("x", at)), "y", at)
-    return b.render()
+def probe_kernel(function: str, name: str = "probe") -> GpuKernel:
+    """y[i] = function(x[i]) for i < tokens, a program per ELEMENTS of them: a tessera.tile.map of the math op
+    through the compiler's path for sm_90a (convert-tessera-tile-to-simt, tessera-expand-math). The GPU sweep,
+    benchmarks/gpu_math_sweep.py, compiles the same kernel."""
+    k = KernelBuilder({"x": MemRefType(f32, [DYNAMIC_INDEX]), "y": MemRefType(f32, [DYNAMIC_INDEX])})
+    x, y = k.buffers
+    first, count = k.muli(k.program_id, k.index(ELEMENTS)), k.size(x)
+    values = k.map([k.load(x, [first], [ELEMENTS], count)], lambda e, v: getattr(e, function)(v))
+    k.store(values, y, [first], count)
+    kernel = row_block_kernel(k.finish(), name, "math_probe", ARCH, ELEMENTS, 1)
+    return lower_dataflow_kernel(kernel, gpu_arch(ARCH), ARCH)
 
 
 def run_probe(function: str, x: np.ndarray) -> np.ndarray:
     """y[i] = function(x[i]) by probe_kernel, in the simulator."""
     y = np.full(x.size, 12345.0, np.float32)  # not NaN: an unwritten element fails where NaN is expected too
-    Simulator(probe_kernel(function), wave_size=32).run(
-        (-(-x.size // THREADS), 1), {"x": x, "y": y}, {"tokens": x.size, "position": 0}
+    Simulator(probe_kernel(function).text, wave_size=32).run(
+        (-(-x.size // ELEMENTS), 1), {"x": x, "y": y}, {"tokens": x.size, "position": 0}
     )
     return y
 

@@ -697,16 +697,15 @@ def test_every_kind_is_covered() -> None:
 
 
 def test_every_nvvm_kind_is_covered() -> None:
-    """Every NVVM emitter runs here in its sm_90a cases, but the WGMMA GEMM (bf16 matmul), whose machine code
-    test_nvvm_gemm.py checks and whose numerics need the GPU (benchmarks/h100_nvvm.py)."""
+    """Every kernel of kernels/ runs here in its sm_90a cases, the WGMMA GEMM (bf16 matmul) aside: its machine
+    code test_nvvm_gemm.py checks, its numerics need the GPU (benchmarks/h100_gemm.py)."""
     from tessera.kernels import KERNELS
-    from tessera.lowering.convert_tile_to_nvvm import _emitters as nvvm_emitters
 
     tested = {"matmul", "embedding", "rmsnorm", "rms_scale", "kv_append", "moe_router", "moe_combine",
               "gated_rmsnorm", "conv_silu", "ssd_step", "attention", "ssd_scan"}  # fmt: skip
-    # The MoE experts: kernels/moe.py's is the CPU's, and sm_90a has no emitter for them (refused in one line).
+    # The MoE experts: kernels/moe.py's is the CPU's, with no GPU lowering on sm_90a (refused in one line).
     refused = {"moe_experts"}
-    assert (set(nvvm_emitters()) | set(KERNELS)) - refused == tested
+    assert set(KERNELS) - refused == tested
 
 
 # --- the simulator's own checks -----------------------------------------------------------------------------------

@@ -106,10 +106,9 @@ def test_matrix_kernels_build_without_spills(arch: str) -> None:
     ]
     kernels.append(lower_dataflow_kernel(softmax_test_kernel(8, 64, 16, target=arch), target, arch))
     if arch == "sm_90a":
-        from tessera.lowering.nvvm import kernel_text as nvvm_text
         from tessera.lowering.nvvm import pipeline as nvvm
 
-        ptx = nvvm.to_ptx(nvvm.to_llvm_ir(nvvm_text.kernels_module([k.text for k in kernels])))
+        ptx = nvvm.to_ptx(nvvm.to_llvm_ir(nvvm.kernels_module([k.text for k in kernels])))
         if nvvm.find_ptxas() is None:
             pytest.skip(reason="ptxas is not installed: the PTX was built, not assembled")
         reports = nvvm.assemble(ptx).kernels

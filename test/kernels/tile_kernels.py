@@ -63,7 +63,7 @@ def tile_kernel(kind: str, dims: Mapping[str, int | float | str], target: str, p
     return kernel
 
 
-def _row_block_kernel(body: Block, name: str, kind: str, target: str, rows: int, programs: int) -> tile.KernelOp:
+def row_block_kernel(body: Block, name: str, kind: str, target: str, rows: int, programs: int) -> tile.KernelOp:
     """A test kernel of `programs` programs, each a block of `rows` rows, tiled for `target`."""
     return tile.KernelOp(
         properties={
@@ -99,7 +99,7 @@ def gemm_test_kernel(rows: int, cols: int, depth: int, step: int, element: Attri
             b = k.load(w, [piece.iv, k.index(0)], [step, cols])
         piece.yield_(k.mma(a, b, piece.args[0], rhs_transposed=transposed))
     k.store(piece.results[0], y, [first, k.index(0)], {0: tokens})
-    return _row_block_kernel(k.finish(), name, "gemm_test", target, rows, programs)
+    return row_block_kernel(k.finish(), name, "gemm_test", target, rows, programs)
 
 
 def gemm_test_operands(rng: np.random.Generator, tokens: int, depth: int, cols: int, element: str,
@@ -138,7 +138,7 @@ def softmax_test_kernel(rows: int, cols: int, depth: int, name: str = "softmax",
     total = k.broadcast(k.reduce("add", exps, axis=1), 1, cols)
     k.store(k.map([exps, total], lambda e, v, z: e.divf(v, z)), p, [first, zero])
     k.store(k.reduce("max", scores, axis=0), colmax, [k.program_id, zero])
-    return _row_block_kernel(k.finish(), name, "softmax_test", target, rows, programs)
+    return row_block_kernel(k.finish(), name, "softmax_test", target, rows, programs)
 
 
 def _scan_builder(cols: int) -> KernelBuilder:
@@ -158,7 +158,7 @@ def scan_test_kernel(rows: int, cols: int, programs: int = 1) -> tile.KernelOp:
     k.store(k.scan("add", values, axis=1), sums, [first, zero])
     k.store(k.scan("max", values, axis=0), peaks, [first, zero])
     k.store(k.scan("add", _positive(k, values), axis=1), counts, [first, zero])
-    return _row_block_kernel(k.finish(), "scan", "scan_test", "x86", rows, programs)
+    return row_block_kernel(k.finish(), "scan", "scan_test", "x86", rows, programs)
 
 
 def row_scan_test_kernel(cols: int, target: str, programs: int) -> tile.KernelOp:
@@ -171,7 +171,7 @@ def row_scan_test_kernel(cols: int, target: str, programs: int) -> tile.KernelOp
     k.store(k.scan("add", values), sums, at)
     k.store(k.scan("max", values), peaks, at)
     k.store(k.scan("add", _positive(k, values)), counts, at)
-    return _row_block_kernel(k.finish(), "row_scan", "scan_test", target, 1, programs)
+    return row_block_kernel(k.finish(), "row_scan", "scan_test", target, 1, programs)
 
 
 def _positive(k: KernelBuilder, values: SSAValue) -> SSAValue:

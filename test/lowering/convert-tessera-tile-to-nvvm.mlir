@@ -14,7 +14,7 @@
 // CHECK:       gpu.module @kernels attributes {llvm.data_layout = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"}
 // CHECK:       llvm.mlir.global external @tessera_dynamic_smem() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
 // CHECK:       gpu.func @embedding_hidden32_vocab64(%ids: !llvm.ptr<1>, %table: !llvm.ptr<1>, %out: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 32, 1, 1>}
-// CHECK-LABEL: gpu.func @matmul_bias0_store_k32_n132_xbf16(%x_map: !llvm.ptr, %w_map: !llvm.ptr, %y: !llvm.ptr<1>, %tokens: i32, %position: i32)
+// CHECK-LABEL: gpu.func @matmul_bias0_store_k32_n132_xbf16(%x: !llvm.ptr, %w: !llvm.ptr, %y: !llvm.ptr<1>, %tokens: i32, %position: i32)
 // CHECK-SAME:    known_block_size = array<i32: 384, 1, 1>, tessera.grid_constants = array<i32: 0, 1>
 // CHECK:         nvvm.mbarrier.init
 // CHECK:         nvvm.cp.async.bulk.tensor.shared.cluster.global
@@ -52,10 +52,10 @@
 // fp32 keeps float32 arithmetic: kernels/gemm.py's GEMM in GPU blocks through the SIMT lowering, a warp per
 // 32 x 64 tile of y (the grid: column blocks by token blocks), x and W staged per K step of 16 with rows
 // padded to 17 words (conflict-free column reads), each lane's 8 x 8 accumulators fed by 8 + 8 shared reads
-// per k; the row scale broadcast through shared memory; y stored masked past the tokens. Attention is a warp
+// per k; each lane reads the row scales of its own rows; y stored masked past the tokens. Attention is a warp
 // per (token, head).
 // FP32-LABEL: gpu.func @matmul_bias0_store_k32_n64_row_scale1(
-// FP32-SAME:    workgroup(%lds_mma0 : memref<32x17xf32, #gpu.address_space<workgroup>>, %lds_mma1 : memref<64x17xf32, #gpu.address_space<workgroup>>, %lds_broadcast2 : memref<32xf32, #gpu.address_space<workgroup>>)
+// FP32-SAME:    workgroup(%lds_mma0 : memref<32x17xf32, #gpu.address_space<workgroup>>, %lds_mma1 : memref<64x17xf32, #gpu.address_space<workgroup>>)
 // FP32:         gpu.block_id y
 // FP32:         scf.for
 // FP32-COUNT-16: memref.load

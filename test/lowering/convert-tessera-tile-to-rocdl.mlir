@@ -15,7 +15,7 @@
 // CHECK:       gpu.module @kernels
 // CHECK:       gpu.func @embedding_hidden32_vocab64(%{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %{{.*}}: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 64, 1, 1>, rocdl.flat_work_group_size = "64,64"}
 // CHECK-LABEL: gpu.func @matmul_bias0_store_k32_n132_row_scale1(
-// CHECK-SAME:    workgroup(%lds_mma0 : memref<32x36xi16, #gpu.address_space<workgroup>>, %lds_mma1 : memref<64x36xi16, #gpu.address_space<workgroup>>, %lds_broadcast2 : memref<32xf32, #gpu.address_space<workgroup>>)
+// CHECK-SAME:    workgroup(%lds_mma0 : memref<32x36xi16, #gpu.address_space<workgroup>>, %lds_mma1 : memref<64x36xi16, #gpu.address_space<workgroup>>)
 // CHECK-SAME:    rocdl.flat_work_group_size = "64,64"
 // CHECK:         gpu.block_id  y
 // CHECK:         vector.load %lds_mma0[{{.*}}] : memref<32x36xi16, #gpu.address_space<workgroup>>, vector<4xi16>
@@ -41,7 +41,7 @@
 // ASM:         ds_read2_b64
 // ASM-COUNT-16: v_mfma_f32_16x16x16_bf16
 // ASM:       .amdhsa_kernel matmul_bias0_store_k32_n132_row_scale1
-// ASM-NEXT:    .amdhsa_group_segment_fixed_size 7040
+// ASM-NEXT:    .amdhsa_group_segment_fixed_size 6912
 // ASM-LABEL: ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001:
 // ASM:         ds_write
 // ASM:         v_mfma_f32_16x16x16_bf16
@@ -68,7 +68,7 @@
 // PROGRAM:     "kernel": "matmul_bias0_store_k32_n132_row_scale1"
 // PROGRAM:     "grid": {
 // PROGRAM:     "threads": 64,
-// PROGRAM-NEXT: "lds_bytes": 7040
+// PROGRAM-NEXT: "lds_bytes": 6912
 // PROGRAM:     "layout": "rows",
 // PROGRAM-NEXT: "dtype": "bf16"
 

@@ -210,3 +210,51 @@ tessera.tile.kernel @k attributes {kind = "softmax_test", dims = {}, parallel = 
   %m = tessera.tile.broadcast %rows {axis = 0 : i64} : !tessera.tile.tile<4xf32> -> !tessera.tile.tile<4x64xf32>
 }
 // CHECK: tessera.tile.broadcast: !tessera.tile.tile<4xf32> does not broadcast to !tessera.tile.tile<4x64xf32> along axis 0
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%x: memref<?x64xbf16>, %t: index):
+  %c0 = arith.constant 0 : index
+  %a = tessera.tile.load %x[%t, %c0] {async} : memref<?x64xbf16> -> !tessera.tile.tile<16x64xbf16>
+}
+// CHECK: tessera.tile.load: an async load stages a matrix tile in shared or lds
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%x: memref<?x64xbf16>, %t: index):
+  %c0 = arith.constant 0 : index
+  %s = tessera.tile.alloc : memref<16x64xbf16>
+  %a = tessera.tile.load %s[%c0, %c0] {space = "shared", async} : memref<16x64xbf16> -> !tessera.tile.tile<16x64xbf16>
+}
+// CHECK: tessera.tile.load: an async load reads a launch operand (a copy engine's descriptor)
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%x: memref<?x64xbf16>, %t: index):
+  %c0 = arith.constant 0 : index
+  %a = tessera.tile.load %x[%t, %c0] {space = "shared", async, swizzle = 128 : i64} : memref<?x64xbf16> -> !tessera.tile.tile<16x32xbf16>
+}
+// CHECK: tessera.tile.load: a 128-byte swizzle needs rows of 128 bytes, got 64
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%x: memref<?x64xbf16>, %t: index):
+  %c0 = arith.constant 0 : index
+  %a = tessera.tile.load %x[%t, %c0] {swizzle = 48 : i64} : memref<?x64xbf16> -> !tessera.tile.tile<16x64xbf16>
+}
+// CHECK: tessera.tile.load: swizzle is one of (32, 64, 128) bytes, of a tile staged in the scratchpad
+
+// -----
+
+tessera.tile.kernel @k attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64} {
+^bb0(%t: index):
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  scf.for %i = %c0 to %c1 step %c1 {
+  } {tessera.tile.stages = 0 : i64}
+}
+// CHECK: tessera.tile.kernel @k: tessera.tile.stages is a count >= 1 of pipeline stages, on an scf.ForOp
