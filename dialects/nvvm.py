@@ -12,11 +12,11 @@ prints them once, in generic form (upstream.upstream_text), for MLIR to read.
     WgmmaFenceAlignedOp, WgmmaCommitGroupSyncAlignedOp, WgmmaWaitGroupSyncAlignedOp   order, batch and await
                               a warpgroup's asynchronous MMAs
     WgmmaMmaAsyncOp           acc' = A B (+ acc): a warpgroup's m64nNkK MMA of two shared-memory operands
-                              named by 64-bit matrix descriptors; the accumulator is an llvm.struct of registers
+                              named by 64-bit matrix descriptors; the accumulator is an LLVM struct of registers
 
 Their enum properties (MemScopeAttr, TmaLoadModeAttr, MmaLayoutAttr, MmaIntOverflowAttr, WgmmaScaleInAttr,
 WgmmaScaleOutAttr, WgmmaTypeAttr) print as MLIR's `#<dialect>.<name><case>`; MmaShapeAttr as
-`<m = 64, n = 64, k = 16>`. Pointers are llvm.ptr in NVPTX address spaces: 3 is the CTA's shared memory,
+`<m = 64, n = 64, k = 16>`. Pointers are LLVM pointers in NVPTX address spaces: 3 is the CTA's shared memory,
 7 shared::cluster (where TMA writes), none generic (the tensor map).
 """
 
@@ -313,7 +313,7 @@ class WgmmaWaitGroupSyncAlignedOp(IRDLOperation):
 class WgmmaMmaAsyncOp(IRDLOperation):
     """acc' = A B, or A B + acc with scale_d "one": one warpgroup's MMA of the shared-memory operands that
     `descriptor_a` and `descriptor_b` describe. For an f32 (or s32) accumulator of shape m64nNkK each thread
-    holds N/2 of its elements, the members of the llvm.struct accumulator and result."""
+    holds N/2 of its elements, the members of the LLVM struct accumulator and result."""
 
     name = "nvvm.wgmma.mma_async"
     inouts = operand_def(LLVMStructType)

@@ -352,7 +352,7 @@ class KernelBuilder:
     @contextmanager
     def loop(self, lo: SSAValue, hi: SSAValue, step: SSAValue,
              carried: Sequence[SSAValue] = (), stages: int | None = None) -> Iterator[Loop]:  # fmt: skip
-        """scf.for lo..hi by step, carrying `carried`; the body yields `loop.yielded` (set by loop.yield_).
+        """An scf.ForOp lo..hi by step, carrying `carried`; the body yields `loop.yielded` (set by loop.yield_).
         `stages`: software-pipelined (tile.pipeline_stages), its async loads issued that many deep."""
         body = Block(arg_types=[INDEX, *(value.type for value in carried)])
         loop = Loop(body.args[0], list(body.args[1:]))

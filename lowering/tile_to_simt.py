@@ -589,8 +589,8 @@ def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
 
 
 def wrap_in_gpu_module(module: ModuleOp) -> None:
-    """The lowered gpu.funcs of `module`, and the globals they address, moved into one `gpu.module @kernels`
-    (what tessera-opt prints)."""
+    """The lowered GPU functions of `module`, and the globals they address, moved into one GPU module
+    `@kernels` (what tessera-opt prints)."""
     functions = [op for op in module.ops if isinstance(op, gpu.FuncOp | llvm.GlobalOp)]
     if not functions:
         return

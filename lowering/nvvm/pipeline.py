@@ -2,8 +2,8 @@
 
     to_llvm_ir     upstream MLIR 22: convert-scf-to-cf, convert-gpu-to-nvvm (index 32-bit),
                    convert-nvvm-to-llvm (wgmma / mbarrier ops become inline PTX), reconcile casts; then
-                   the tensor-map parameters are marked byval + nvvm.grid_constant (GRID_CONSTANTS says
-                   why) and the gpu.module is translated (toolchain.gpu_module_to_llvm_ir)
+                   the tensor-map parameters are marked by value and grid constant (GRID_CONSTANTS
+                   says why) and the gpu.module is translated (toolchain.gpu_module_to_llvm_ir)
     to_ptx         LLVM's NVPTX back end through llvmlite, sm_90a, +ptx80 (PTX ISA 8.0)
     assemble       ptxas -arch=sm_90a -v: the cubin, and registers / stack / spills / barriers per kernel
     disassemble    nvdisasm (or cuobjdump -sass): the SASS, where HGMMA and UTMALDG show
@@ -32,8 +32,9 @@ FEATURES = "+ptx80"
 TENSOR_MAP_BYTES = 128
 TENSOR_MAP_ALIGNMENT = 64
 # The gpu.func attribute naming the CUtensorMap parameters (lowering/tile_to_simt.py LowerKernel): MLIR 22's
-# verifier allows nvvm.grid_constant only on an llvm.func kernel and gpu.func lowering drops llvm.byval, so
-# they are marked once the gpu.func is an llvm.func, and reach PTX as `.param .align 64 .b8 [128]`.
+# verifier allows the grid-constant attribute only on an LLVM function kernel and the GPU function lowering drops
+# the by-value one, so they are marked once the kernel is an LLVM function, and reach PTX as
+# `.param .align 64 .b8 [128]`.
 GRID_CONSTANTS = "tessera.grid_constants"
 
 # The one dynamic shared allocation TMA kernels address (lowering/nvvm/wgmma.py), declared once per gpu.module:
@@ -54,7 +55,7 @@ NVVM_PIPELINE = ",".join(
 
 
 def kernels_module(functions: list[str]) -> str:
-    """NVVM kernels (gpu.func as MLIR 22 printed them) as one gpu.module, the unit convert-gpu-to-nvvm
+    """NVVM kernels (GPU functions as MLIR 22 printed them) as one GPU module, the unit convert-gpu-to-nvvm
     lowers, with the NVPTX data layout and the dynamic shared memory."""
     shared = (
         f"  llvm.mlir.global external @{DYNAMIC_SHARED}() "

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from xdsl.dialects import arith, builtin, gpu, llvm, memref, scf
 from xdsl.dialects.builtin import IndexType, IntegerAttr, MemRefType, i32, i64
-from xdsl.ir import Block, Operation, SSAValue
+from xdsl.ir import Block, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, RewritePattern, op_type_rewrite_pattern
 
 from tessera.arch import WARPGROUP
@@ -212,11 +212,21 @@ class LowerPipelinedMma(RewritePattern):
             return
         parts = _read(op, self.before)
         ring = parts.ring
+        consumers = parts.layout.warpgroups
+        function = op.parent_op()
+        if not isinstance(function, gpu.FuncOp):
+            raise TileLoweringError(f"{op.name} with {tile.STAGES}: a pipelined loop is at the kernel's top level")
+        threads = function.attributes["known_block_size"]
+        assert isinstance(threads, builtin.DenseArrayBase)
+        if threads.get_values()[0] != WARPGROUP * (consumers + 1):
+            raise TileLoweringError(
+                f"{op.name} with {tile.STAGES}: {consumers} consumer warpgroups and a producer need "
+                f"{WARPGROUP * (consumers + 1)} threads, the kernel has {threads.get_values()[0]}"
+            )
         emit = Emitter(rewriter, op)
         tid = lane_of(op)
-        consumers = parts.layout.warpgroups
         smem = emit(llvm.AddressOfOp(DYNAMIC_SHARED, SHARED))
-        _declare_dynamic_shared(op)
+        _declare_dynamic_shared(function)
 
         first_thread = emit(arith.CmpiOp(tid, emit.constant(0, INDEX), "eq"))
         init = emit.at_end_of(Block())
@@ -264,13 +274,9 @@ class LowerPipelinedMma(RewritePattern):
         rewriter.erase_op(op, safe_erase=False)
 
 
-def _declare_dynamic_shared(op: Operation) -> None:
+def _declare_dynamic_shared(function: gpu.FuncOp) -> None:
     """The dynamic shared allocation every TMA kernel addresses, declared once in the module holding it: an
     external addrspace(3) array of 0 bytes (its size is the launch's), 1024-aligned."""
-    function = op.parent_op()
-    while function is not None and not isinstance(function.parent_op(), builtin.ModuleOp | gpu.ModuleOp):
-        function = function.parent_op()
-    assert function is not None and function.parent_block() is not None
     block = function.parent_block()
     assert block is not None
     if any(isinstance(global_, llvm.GlobalOp) and global_.sym_name.data == DYNAMIC_SHARED for global_ in block.ops):
