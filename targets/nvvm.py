@@ -39,6 +39,7 @@ DEFAULT_PRECISION = "bf16"
 @dataclass
 class NvvmJob(Job):
     kernels: list[Any] = field(default_factory=list)  # NvvmKernel, in Tile-IR order
+    modules: list[str] = field(default_factory=list)  # each kernel's LLVM IR, in the same order
     reports: dict[str, Any] = field(default_factory=dict)  # ptxas -v, by kernel (empty without ptxas)
     sass: str | None = None  # kernels.sass (None without nvdisasm or cuobjdump)
 
@@ -63,18 +64,17 @@ def llvm_ir(job: NvvmJob) -> str:
 
     job.progress(f"nvvm: {len(job.kernels)} kernels through MLIR 22 (convert-gpu-to-nvvm, {job.arch}) to LLVM IR")
     pieces = [kernels_module([kernel.text]) for kernel in job.kernels]
-    return toolchain.link_llvm_ir(
-        job.compile_texts("llvm", ("llvm-ir", pipeline.NVVM_PIPELINE), pieces, pipeline.to_llvm_ir)
-    )
+    job.modules = job.compile_texts("llvm", ("llvm-ir", pipeline.NVVM_PIPELINE), pieces, pipeline.to_llvm_ir)
+    return toolchain.link_llvm_ir(job.modules)
 
 
 def ptx(job: NvvmJob) -> str:
+    """Each kernel's PTX in the compile workers (LLVM's NVPTX back end is one thread a module), joined."""
     from tessera.lowering.nvvm import pipeline
 
     job.progress(f"nvvm: PTX for {job.arch} (llvmlite NVPTX)")
-    llvm_ir = job.texts["llvm"]
-    parts = ("ptx", pipeline.CHIP, pipeline.FEATURES, llvm_ir)
-    return job.compile_one("ptx", parts, lambda: pipeline.to_ptx(llvm_ir).encode()).decode()
+    parts = ("ptx", pipeline.CHIP, pipeline.FEATURES)
+    return pipeline.join_ptx(job.compile_texts("ptx", parts, job.modules, pipeline.to_ptx))
 
 
 def cubin(job: NvvmJob) -> None:
@@ -110,7 +110,7 @@ class NvvmBackend(Backend[NvvmJob]):
         Stage("ptx", "kernels.ptx", ptx),
         Stage("cubin", None, cubin, unavailable=_without_ptxas),
     )
-    codegen_version = "nvvm-1"
+    codegen_version = "nvvm-2"
 
     def configure(self, spec: ModelSpec) -> ModelSpec:
         """bf16 unless the model or the command line chose a precision."""
