@@ -259,7 +259,10 @@ class LowerPipelinedMma(RewritePattern):
             for struct in structs
             for i in range(parts.layout.registers)
         ]
-        accumulator = consumer(FromElementsOp(registers))
+        # The accumulator keeps its tile type for the patterns still to lower the epilogue (LowerTileTypes
+        # makes the cast an identity, which MLIR folds).
+        lowered = consumer(FromElementsOp(registers))
+        accumulator = consumer(builtin.UnrealizedConversionCastOp.get([lowered], [op.results[0].type]))
         epilogue = []
         following = op.next_op
         while following is not None and not isinstance(following, gpu.ReturnOp):
