@@ -263,7 +263,8 @@ class LowerStore(SimtPattern):
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: tile.StoreOp, rewriter: PatternRewriter) -> None:
         emit = Emitter(rewriter, op)
-        layout = self.before.layout(op.value) if isinstance(op.value.type, TileType) else None
+        written = self.before.operands(op)[0]  # the value as written: another pattern may have replaced it
+        layout = self.before.layout(written) if isinstance(written.type, TileType) else None
         update = _read_modify_write(op)
         if update is not None and layout is not None:
             _update_each(emit, op, *update, layout)

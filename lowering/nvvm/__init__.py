@@ -19,14 +19,18 @@ and the tensor maps as `.param .align 64 .b8 [128]`; ptxas reports no spills and
 warpgroup.arrive / wait of its own (so the WGMMAs are not serialized); the SASS has HGMMA and UTMALDG; the
 descriptor addresses agree with the TMA 128-byte swizzle (a model of both), every accumulator element has
 one owner, and a randomized model of the mbarrier protocol neither deadlocks nor lets a stage be
-overwritten before every consumer warp has released it.
+overwritten before every consumer warp has released it; and y matches float64 in the lockstep simulator
+(test/kernels/rocdl_sim.py models TMA boxes, mbarrier phases, WGMMA descriptors and fragments, and the
+producer and consumer warps taking turns at their waits) for ragged M, N and K, a wrapping ring and every
+epilogue.
 
 What a GPU run must verify (benchmarks/h100_gemm.py and the nvvm HF contract; the text emitter this pattern
 replaced passed both on an H200, with the producer as warpgroup 0 — here it is the last warpgroup, so that
 the consumers' thread ids are the accumulator layout's):
 
-1. Numerics: y against a float64 reference for M not a multiple of 128 (and M < 128), N = 200, K = 64
-   and K = 5120, every epilogue and y dtype, with and without bias / row_scale.
+1. Numerics on the hardware: y against a float64 reference for M not a multiple of 128 (and M < 128),
+   N = 200, K = 64 and K = 5120, every epilogue and y dtype, with and without bias / row_scale (the
+   simulator follows the PTX ISA as documented; the chip is the judge).
 2. The launch: the tensor maps program.json lists (bf16, dims {K, rows}, box {64, 128}, SWIZZLE_128B, OOB
    fill zeros) passed by value as the first two parameters, 98352 bytes of dynamic shared memory, 384
    threads, grid (ceil(N/128), ceil(tokens/128)).

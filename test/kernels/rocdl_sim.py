@@ -1,6 +1,6 @@
-"""A lockstep SIMT simulator of the `gpu.func` text of the GPU kernels (convert-tessera-tile-to-simt and the
-emitters left in lowering/rocdl/ and lowering/nvvm/), in numpy:
-the numerical evidence for kernels that no AMD GPU here can run. Test-only; nothing in the package imports it.
+"""A lockstep SIMT simulator of the `gpu.func` text of the GPU kernels (convert-tessera-tile-to-simt with its WGMMA +
+TMA pattern, and the experts' emitter left in lowering/rocdl/), in numpy: the numerical evidence for kernels that
+no GPU here can run. Test-only; nothing in the package imports it.
 
     sim = Simulator(kernel.text)
     report = sim.run((blocks_x, blocks_y), {"x": x, "w": w, "y": y}, {"tokens": 37, "position": 0})
@@ -41,6 +41,17 @@ the CDNA instructions the emitters use — a model of the ISA as documented, not
   and D[4 q + i][c]. `rocdl.mfma.f32.16x16x16bf16.1k` (kpl 4, bf16 bits in i16) and
   `rocdl.mfma.f32.16x16x4f32` (kpl 1). The products (exact) and the accumulator are summed in float64 and
   rounded once to f32: the hardware's internal order and rounding may differ within f32 rounding error.
+- Hopper (sm_90a): the dynamic shared memory (`@tessera_dynamic_smem`, bytes, 0xFF until written: bf16 NaN),
+  addressed by byte offsets (shared::cta and shared::cluster alike; llvm.ptrtoint gives SHARED_WINDOW_BASE +
+  offset); mbarriers (init, arrive, arrive.expect_tx, try_wait.parity: a phase completes when its arrivals and
+  transaction bytes are done; a wait returns once the phase of the given parity has completed); bulk tensor
+  copies of a TensorMap's box (row-major bf16, 128-byte swizzle: 16-byte chunk j of row r at j ^ (r mod 8),
+  elements past the tensor zero, the whole box's bytes completing on the mbarrier); WGMMA m64nNk16 bf16 -> f32
+  with A and B read through 128-byte-swizzle descriptors (start, stride byte offset) and D in the registers of
+  a warpgroup as the PTX ISA lays them out, summed in float64 and rounded once. Copies and WGMMAs complete when
+  issued; what models the asynchrony is the waiting: an scf.if whose branches both have lanes runs them side
+  by side, each until its lanes wait on an mbarrier (a producer warp and its consumers take turns there), and
+  lanes waiting while nothing else can run is a deadlock.
 - arith (integers wrap at their width; unsigned ops and predicates read the bits unsigned; division by
   zero and over-wide shifts fail), math (exp, log, sqrt, rsqrt and ctpop: numpy's float32 functions, which
   are correctly rounded or nearly so, where the AMDGPU instruction sequences are within a few ulp), f32 and
@@ -57,7 +68,7 @@ that should be wave-uniform is not checked to be). An op the emitters do not use
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +78,8 @@ from numpy.typing import NDArray
 Array = NDArray[Any]
 Values = list[Array]
 Env = dict[str, Any]
-Step = Callable[[Env, Array], "Values | None"]
+Run = Generator[None, None, "Values | None"]
+Step = Callable[[Env, Array], "Values | Run | None"]
 
 WAVE = 64
 _MAX_TRIPS = 1_000_000  # a loop running longer than this is a bug in the kernel (or its bounds)
@@ -91,6 +103,11 @@ _MFMA = {  # name -> (operand element, k per lane)
 }
 _NAME = r"%[\w#]+"
 _GLOBAL = "!llvm.ptr<1>"
+_TENSOR_MAP = "!llvm.ptr"
+_SHARED = "!llvm.ptr<3>"
+# Where the dynamic shared memory starts in the shared window (1 KiB is reserved below it on sm_90): the address
+# llvm.ptrtoint gives and WGMMA descriptors encode.
+SHARED_WINDOW_BASE = 0x400
 
 
 class SimulationError(AssertionError):
@@ -117,8 +134,14 @@ class ValueType:
 def parse_type(text: str) -> ValueType:
     text = text.strip()
     vector = re.fullmatch(r"vector<(\d+)x(\w+)>", text)
+    struct = re.fullmatch(r"!llvm\.struct<\((.*)\)>", text)
     if vector:
         element, count = vector.group(2), int(vector.group(1))
+    elif struct:  # an LLVM struct of one element type (a WGMMA accumulator): held as a vector
+        members = _names(struct.group(1))
+        if len(set(members)) != 1:
+            raise SimulationError(f"type '{text}' is not modelled (a struct of several element types)")
+        element, count = members[0], len(members)
     else:
         element, count = text, None
     if element not in _DTYPES:
@@ -133,6 +156,40 @@ class Pointer:
     buffer: str
     element: str | None
     offset: Array
+
+
+@dataclass(frozen=True)
+class SharedPointer:
+    """A pointer into the workgroup's dynamic shared memory per lane: byte offsets (the shared::cta and
+    shared::cluster windows of one CTA address the same bytes)."""
+
+    offset: Array
+
+
+@dataclass(frozen=True)
+class TensorMap:
+    """A CUtensorMap as the host encodes it (cuTensorMapEncodeTiled): a row-major 2-D tensor of bf16 bits, its
+    box [box_rows, box_cols], a 128-byte swizzle, out-of-bounds elements filled with zeros."""
+
+    array: Array  # [rows, cols] uint16
+    box_rows: int
+    box_cols: int
+
+
+@dataclass
+class _Mbarrier:
+    """An mbarrier (PTX ISA): the arrivals pending and transaction bytes outstanding of its current phase."""
+
+    count: int
+    pending: int
+    tx: int = 0
+    phase: int = 0
+
+    def complete(self) -> None:
+        if self.pending < 0:
+            raise SimulationError("more arrivals on an mbarrier than its count")
+        if self.pending == 0 and self.tx == 0:
+            self.phase, self.pending = self.phase + 1, self.count
 
 
 @dataclass
@@ -174,6 +231,12 @@ class Report:
     barriers: int = 0  # barrier instances over all workgroups
     mfma: int = 0  # wave-level MFMA instructions executed
     uninitialized_lds_reads: dict[str, int] = field(default_factory=dict)  # element reads before any write
+
+
+def _nothing() -> Run:
+    """A region no lane runs."""
+    return None
+    yield  # a generator function
 
 
 def _ints(value: Array) -> Array:
@@ -312,6 +375,8 @@ class Simulator:
         if closer != "}" or end != len(lines):
             raise SimulationError(f"@{self.name}: the function body does not close where the text ends")
         self.body = self._compile_region(region)
+        self.progress = 0  # ops executed: a deadlock is lanes waiting while it stands still
+        self.shared_bytes = 0
         self._reset(1)
 
     # --- launch -----------------------------------------------------------------------------------------------
@@ -322,11 +387,18 @@ class Simulator:
         buffers: Mapping[str, Array],
         scalars: Mapping[str, int],
         max_lanes: int = 1 << 14,
+        tensor_maps: Mapping[str, TensorMap] | None = None,
+        shared_bytes: int = 0,
     ) -> Report:
-        """Run every workgroup of grid (x, y) — batches of workgroups side by side — on `buffers` in place."""
+        """Run every workgroup of grid (x, y) — batches of workgroups side by side — on `buffers` in place;
+        `tensor_maps` for the CUtensorMap parameters, `shared_bytes` of dynamic shared memory."""
         pointers = [name for name, type_ in self.params if type_ == _GLOBAL]
         if set(pointers) != set(buffers):
             raise SimulationError(f"@{self.name}: buffers {sorted(buffers)} != pointer arguments {sorted(pointers)}")
+        described = [name for name, type_ in self.params if type_ == _TENSOR_MAP]
+        if set(described) != set(tensor_maps or {}):
+            raise SimulationError(f"@{self.name}: tensor maps {sorted(tensor_maps or {})} != {sorted(described)}")
+        self.shared_bytes = shared_bytes
         for name in pointers:
             array = buffers[name]
             if not array.flags.c_contiguous:
@@ -345,13 +417,15 @@ class Simulator:
                 for name, type_ in self.params:
                     if type_ == _GLOBAL:
                         env[f"%{name}"] = Pointer(name, None, np.zeros(self.lanes, np.int64))
+                    elif type_ == _TENSOR_MAP:
+                        env[f"%{name}"] = tensor_maps[name]  # type: ignore[index]
                     else:
                         if name not in scalars:
                             raise SimulationError(f"@{self.name}: no value for the argument %{name}")
                         env[f"%{name}"] = np.full(self.lanes, scalars[name], parse_type(type_).dtype)
                 for lds_name, lds in self.lds.items():
                     env[lds_name] = lds
-                self._execute(self.body, env, np.ones(self.lanes, np.bool_))
+                self._drive(self._execute(self.body, env, np.ones(self.lanes, np.bool_)))
         self.report.workgroups = total
         return self.report
 
@@ -367,6 +441,9 @@ class Simulator:
         self.wave = self.tid // self.wave_size  # within the workgroup
         self.lane_in_wave = lane % self.wave_size
         self.interval = np.zeros(workgroups, np.int64)
+        # Dynamic shared memory, as bytes: 0xFF until written (a bf16 NaN wherever an operand is read unwritten).
+        self.shared = np.full((workgroups, self.shared_bytes), 0xFF, np.uint8)
+        self.mbarriers: dict[tuple[int, int], _Mbarrier] = {}
         self.lds: dict[str, _Lds] = {}
         for name, type_ in self.lds_types.items():
             shape = (workgroups, *type_.shape)
@@ -380,19 +457,53 @@ class Simulator:
 
     # --- execution ----------------------------------------------------------------------------------------------
 
-    def _execute(self, region: list[tuple[Step, _Node]], env: Env, mask: Array) -> Values | None:
+    def _execute(self, region: list[tuple[Step, _Node]], env: Env, mask: Array) -> Run:
+        """The region's ops in order under `mask`; a generator that yields where its lanes wait (an mbarrier)
+        and returns what the region yields."""
         for step, node in region:
             try:
                 out = step(env, mask)
+                if isinstance(out, Generator):
+                    out = yield from out
             except _Located:
                 raise
             except SimulationError as error:
                 raise self._located(node, str(error)) from None
             except KeyError as error:
                 raise self._located(node, f"{error} is used before it is defined") from None
+            self.progress += 1
             if out is not None:
                 return out
         return None
+
+    def _drive(self, run: Run) -> Values | None:
+        """Run a region to its end; lanes waiting with nothing else left to run is a deadlock."""
+        stalled, seen = 0, -1
+        while True:
+            try:
+                next(run)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            stalled = stalled + 1 if self.progress == seen else 0
+            seen = self.progress
+            if stalled > 2:
+                raise SimulationError(f"@{self.name}: deadlock: every lane waits on an mbarrier no lane can complete")
+
+    def _interleaved(self, runs: list[Run]) -> Generator[None, None, list[Values | None]]:
+        """Regions of different lanes (an scf.if's branches) side by side: each runs until it waits, then the
+        next (the warps of a workgroup are independent: a producer warp and its consumers)."""
+        results: list[Values | None] = [None] * len(runs)
+        pending = dict(enumerate(runs))
+        while pending:
+            for index, run in list(pending.items()):
+                try:
+                    next(run)
+                except StopIteration as stop:
+                    results[index] = stop.value
+                    del pending[index]
+            if pending:
+                yield
+        return results
 
     def _located(self, node: _Node, reason: str) -> _Located:
         return _Located(f"@{self.name} line {node.line}: {node.text[:160]}\n  {reason}")
@@ -431,7 +542,7 @@ class Simulator:
         inits = [pair[1].strip() for pair in pairs]
         body = self._compile_region(node.regions[0])
 
-        def step(env: Env, mask: Array) -> None:
+        def step(env: Env, mask: Array) -> Run:
             lo_value, hi_value, stride = env[lo], env[hi], env[step_name]
             if (stride[mask] <= 0).any():
                 raise SimulationError("scf.for with a step <= 0")
@@ -445,7 +556,7 @@ class Simulator:
                     raise SimulationError(f"scf.for ran {_MAX_TRIPS} iterations")
                 env[iv] = index
                 env.update(zip(args, values, strict=True))
-                out = self._execute(body, env, active)
+                out = yield from self._execute(body, env, active)
                 if args:
                     assert out is not None
                     values = [_where(active, new, old) for new, old in zip(out, values, strict=True)]
@@ -463,13 +574,14 @@ class Simulator:
         then = self._compile_region(node.regions[0])
         otherwise = self._compile_region(node.regions[1]) if len(node.regions) > 1 else None
 
-        def step(env: Env, mask: Array) -> None:
+        def step(env: Env, mask: Array) -> Run:
             taken = env[cond]
             then_mask, else_mask = mask & taken, mask & ~taken
-            then_values = self._execute(then, env, then_mask) if then_mask.any() else None
-            else_values = None
+            runs = [self._execute(then, env, then_mask) if then_mask.any() else _nothing()]
             if otherwise is not None and else_mask.any():
-                else_values = self._execute(otherwise, env, else_mask)
+                # Its own names: MLIR numbers the values of sibling regions alike, and the branches interleave.
+                runs.append(self._execute(otherwise, dict(env) if then_mask.any() else env, else_mask))
+            then_values, else_values, *_ = [*(yield from self._interleaved(runs)), None]
             if results:
                 undefined = [_undefined(t, self.lanes) for t in types]
                 chosen = zip(then_values or undefined, else_values or undefined, strict=True)
@@ -489,13 +601,13 @@ class Simulator:
         after = self._compile_region(after_region)
         after_args = [arg for arg, _ in after_region.args]
 
-        def step(env: Env, mask: Array) -> None:
+        def step(env: Env, mask: Array) -> Run:
             values = self._values(env, inits)
             final = [_undefined(t, self.lanes) for t in types]
             active = mask.copy()
             for _ in range(_MAX_TRIPS):
                 env.update(zip(args, values, strict=True))
-                condition = self._execute(before, env, active)
+                condition = yield from self._execute(before, env, active)
                 assert condition is not None
                 go, *forwarded = condition
                 leaving = active & ~go
@@ -505,7 +617,7 @@ class Simulator:
                     env.update(zip(results, final, strict=True))
                     return None
                 env.update(zip(after_args, forwarded, strict=True))
-                out = self._execute(after, env, active)
+                out = yield from self._execute(after, env, active)
                 assert out is not None
                 values = out
             raise SimulationError(f"scf.while ran {_MAX_TRIPS} iterations")
@@ -938,6 +1050,8 @@ class Simulator:
     # --- global memory ----------------------------------------------------------------------------------------
 
     def _getelementptr(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        if _SHARED in rest:
+            return self._shared_getelementptr(rest, results)
         match = _parse(rf"({_NAME})\[({_NAME})\] : \(!llvm\.ptr<1>, (\w+)\) -> !llvm\.ptr<1>, (\w+)", rest)
         base, offset_name, element = match.group(1), match.group(2), match.group(4)
         parse_type(element)
@@ -1147,6 +1261,244 @@ class Simulator:
 
         return step
 
+    # --- Hopper: dynamic shared memory, mbarriers, TMA, WGMMA ----------------------------------------------------
+    #
+    # The model is synchronous: a bulk tensor copy lands when issued (completing its bytes on its mbarrier), a
+    # WGMMA's result is ready when issued (fence, commit and wait are checks only); what makes it a model of the
+    # asynchrony is that lanes wait on mbarriers, and an scf.if's branches run side by side (_interleaved), so
+    # a producer warp and its consumers take turns exactly where they wait.
+
+    def _shared_getelementptr(self, rest: str, results: list[str]) -> Step:
+        match = _parse(rf"({_NAME})\[({_NAME}|\d+)\] : \(!llvm\.ptr<3>(?:, i32)?\) -> !llvm\.ptr<3>, i8", rest)
+        base, offset = match.groups()
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            pointer = env[base]
+            if not isinstance(pointer, SharedPointer):
+                raise SimulationError(f"getelementptr on {base}, not a shared pointer")
+            delta = int(offset) if offset.isdigit() else _ints(env[offset])
+            env[result] = SharedPointer(pointer.offset + delta)
+
+        return step
+
+    def _addressof(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        _parse(rf"@tessera_dynamic_smem : {re.escape(_SHARED)}", rest)
+        (result,) = results
+        return lambda env, mask: env.__setitem__(result, SharedPointer(np.zeros(self.lanes, np.int64)))
+
+    def _addrspacecast(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        operand = _parse(rf"({_NAME}) : !llvm\.ptr<3> to !llvm\.ptr<7>", rest).group(1)
+        (result,) = results
+        return lambda env, mask: env.__setitem__(result, env[operand])
+
+    def _ptrtoint(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        operand = _parse(rf"({_NAME}) : !llvm\.ptr<3> to i32", rest).group(1)
+        (result,) = results
+        return lambda env, mask: env.__setitem__(result, (SHARED_WINDOW_BASE + env[operand].offset).astype(np.int32))
+
+    def _undef(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        type_ = parse_type(rest.removeprefix(": "))
+        (result,) = results
+        return lambda env, mask: env.__setitem__(result, _undefined(type_, self.lanes))
+
+    def _extractvalue(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        operand, position = _parse(rf"({_NAME})\[(\d+)\] : !llvm\.struct<.*>", rest).groups()
+        (result,) = results
+        return lambda env, mask: env.__setitem__(result, env[operand][:, int(position)].copy())
+
+    def _identity_cast(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        operand, source, target = _parse(rf"({_NAME}) : (.+) to (.+)", rest).groups()
+        if source != target:
+            raise SimulationError(f"an unrealized conversion from {source} to {target} left in the kernel")
+        (result,) = results
+        return lambda env, mask: env.__setitem__(result, env[operand])
+
+    def _barriers(self, env: Env, name: str, mask: Array) -> list[tuple[int, _Mbarrier | None, int]]:
+        """(lane, its mbarrier or None before init, its key's offset) for every active lane."""
+        pointer = env[name]
+        if not isinstance(pointer, SharedPointer):
+            raise SimulationError(f"{name} is not a shared pointer")
+        found = []
+        for lane in np.flatnonzero(mask):
+            offset = int(pointer.offset[lane])
+            if offset % 8 or not 0 <= offset < self.shared_bytes:
+                raise SimulationError(f"an mbarrier at shared byte {offset}: not 8-aligned inside {self.shared_bytes}")
+            found.append((int(lane), self.mbarriers.get((int(self.group[lane]), offset)), offset))
+        return found
+
+    def _mbarrier_init(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        barrier, count = _parse(rf"({_NAME}), ({_NAME}) : !llvm\.ptr<3>, i32", rest).groups()
+
+        def step(env: Env, mask: Array) -> None:
+            for lane, _, offset in self._barriers(env, barrier, mask):
+                arrivals = int(env[count][lane])
+                self.mbarriers[int(self.group[lane]), offset] = _Mbarrier(arrivals, arrivals)
+
+        return step
+
+    def _mbarrier_arrive(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        """One arrival per active lane; expect_tx also adds its transaction bytes to the current phase."""
+        expect = name.endswith("expect_tx")
+        pattern = rf"({_NAME}), ({_NAME}) : !llvm\.ptr<3>, i32" if expect else rf"({_NAME}) : !llvm\.ptr<3>"
+        operands = _parse(pattern, rest).groups()
+
+        def step(env: Env, mask: Array) -> None:
+            for lane, mbarrier, _ in self._barriers(env, operands[0], mask):
+                if mbarrier is None:
+                    raise SimulationError("arrives on an mbarrier never initialised")
+                if expect:
+                    mbarrier.tx += int(env[operands[1]][lane])
+                mbarrier.pending -= 1
+                mbarrier.complete()
+
+        return step
+
+    def _mbarrier_try_wait(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        """Waits until the phase of the given parity has completed (the current phase's parity differs)."""
+        barrier, parity = _parse(rf"({_NAME}), ({_NAME}), {_NAME} : !llvm\.ptr<3>, i32, i32", rest).groups()
+
+        def step(env: Env, mask: Array) -> Run:
+            while True:
+                waiting = [
+                    lane for lane, mbarrier, _ in self._barriers(env, barrier, mask)
+                    if mbarrier is None or mbarrier.phase % 2 == int(env[parity][lane])
+                ]  # fmt: skip
+                if not waiting:
+                    return None
+                yield
+
+        return step
+
+    def _bulk_tensor_copy(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        """A box of the tensor map at (column, row) into shared memory at the destination, 128-byte-swizzled, the
+        elements past the tensor zero; its bytes (the whole box's) complete on the mbarrier."""
+        match = _parse(
+            rf"({_NAME}), ({_NAME}), ({_NAME}), box\[({_NAME}), ({_NAME})\] : !llvm\.ptr<7>, !llvm\.ptr", rest
+        )
+        destination, map_name, barrier, column_name, row_name = match.groups()
+
+        def step(env: Env, mask: Array) -> None:
+            tensor_map = env[map_name]
+            if not isinstance(tensor_map, TensorMap) or tensor_map.box_cols * 2 != 128:
+                raise SimulationError(f"{map_name}: not a tensor map of 128-byte box rows")
+            rows, cols = tensor_map.array.shape
+            r = np.arange(tensor_map.box_rows)[:, None]
+            c = np.arange(tensor_map.box_cols)[None, :]
+            for lane, mbarrier, _ in self._barriers(env, barrier, mask):
+                if mbarrier is None:
+                    raise SimulationError("a bulk copy completes on an mbarrier never initialised")
+                row0, col0 = int(env[row_name][lane]), int(env[column_name][lane])
+                inside = (row0 + r < rows) & (col0 + c < cols)
+                values = np.where(
+                    inside, tensor_map.array[np.minimum(row0 + r, rows - 1), np.minimum(col0 + c, cols - 1)], 0
+                )
+                start = int(env[destination].offset[lane])
+                if start % 1024 or start + values.size * 2 > self.shared_bytes:
+                    raise SimulationError(
+                        f"a swizzled box at shared byte {start}: not 1024-aligned inside the allocation"
+                    )
+                where = _swizzled(SHARED_WINDOW_BASE + start + r * 128 + c * 2) - SHARED_WINDOW_BASE
+                shared = self.shared[self.group[lane]]
+                shared[where] = (values & 0xFF).astype(np.uint8)
+                shared[where + 1] = (values >> 8).astype(np.uint8)
+                mbarrier.tx -= values.size * 2
+                mbarrier.complete()
+
+        return step
+
+    def _warpgroups(self, mask: Array) -> Array:
+        """The warpgroups (128 threads: workgroup-global numbers) with active lanes, each wholly active."""
+        groups = (np.arange(self.lanes) // 128).reshape(-1, 128)
+        active = mask.reshape(-1, 128)
+        partial = active.any(axis=1) & ~active.all(axis=1)
+        if partial.any():
+            raise SimulationError("a warpgroup instruction with part of a warpgroup active (they are .aligned)")
+        return groups[active.all(axis=1), 0]
+
+    def _wgmma_sync(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        """A WGMMA fence, commit or wait: each result is ready when issued here, so only the alignment (every
+        thread of a warpgroup executes it) is checked."""
+
+        def step(env: Env, mask: Array) -> None:
+            self._warpgroups(mask)
+
+        return step
+
+    def _fence(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        """The mbarrier-init fence: initialisations are visible at once in this model."""
+        return lambda env, mask: None
+
+    def _wgmma(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+        """D (64 x N, f32) = A (64 x 16 bf16) Bᵀ (B: N x 16, K-major) [+ D]: A and B read from shared memory
+        through 128-byte-swizzle descriptors; D in the warpgroup's registers as the PTX ISA lays it out."""
+        match = _parse(
+            rf"({_NAME}), ({_NAME}), ({_NAME}), <m = 64, n = (\d+), k = 16>, D\[<f32>, <(zero|one)>, <wrapped>\], "
+            r"A\[<bf16>, <one>, <row>\], B\[<bf16>, <one>, <col>\] : .*",
+            rest,
+        )
+        a_name, b_name, acc_name, n_text, scale = match.groups()
+        n = int(n_text)
+        (result,) = results
+
+        def step(env: Env, mask: Array) -> None:
+            out = env[acc_name].copy()
+            for warpgroup in self._warpgroups(mask):
+                lanes = np.arange(warpgroup * 128, warpgroup * 128 + 128)
+                shared = self.shared[self.group[lanes[0]]]
+                a = self._operand(shared, env[a_name][lanes], 64)
+                b = self._operand(shared, env[b_name][lanes], n)
+                product = a @ b.T
+                if scale == "one":
+                    product = product + _from_fragments(env[acc_name][lanes].astype(np.float64), n)
+                out[lanes] = _to_fragments(product.astype(np.float32), n)
+            env[result] = out
+
+        return step
+
+    def _operand(self, shared: Array, descriptors: Array, rows: int) -> Array:
+        """A K-major bf16 operand [rows, 16] (as float64) that a warpgroup-uniform descriptor describes: row r,
+        element k at start + (r / 8) * stride + (r mod 8) * 128 + 2 k, swizzled (128-byte mode)."""
+        if (descriptors != descriptors[0]).any():
+            raise SimulationError("a WGMMA descriptor differs between the lanes of a warpgroup")
+        descriptor = int(descriptors[0])
+        if descriptor >> 62 != 1:
+            raise SimulationError(f"WGMMA descriptor {descriptor:#x}: not the 128-byte swizzle mode")
+        start, stride = (descriptor & 0x3FFF) << 4, ((descriptor >> 32) & 0x3FFF) << 4
+        r, k = np.arange(rows)[:, None], np.arange(16)[None, :]
+        address = _swizzled(start + (r // 8) * stride + (r % 8) * 128 + 2 * k) - SHARED_WINDOW_BASE
+        if (address < 0).any() or (address + 1 >= shared.size).any():
+            raise SimulationError("a WGMMA operand outside the dynamic shared memory")
+        bits = shared[address].astype(np.uint32) | (shared[address + 1].astype(np.uint32) << 8)
+        return (bits << 16).view(np.float32).astype(np.float64)
+
+
+def _swizzled(address: Array | int) -> Array:
+    """The 128-byte swizzle of a shared address: its 16-byte chunk (bits 4-6) XOR its row in the pattern (bits 7-9)."""
+    address = np.asarray(address)
+    return address ^ (((address >> 7) & 7) << 4)
+
+
+def _fragment_places(n: int) -> tuple[Array, Array]:
+    """(row, column) of register i of thread t of a warpgroup's m64nN f32 accumulator, [128, N/2] each (PTX
+    ISA, "Register Fragments" of wgmma D): warp w = t / 32 has rows 16 w ..; lane l's register i is at row
+    16 w + l / 4 + 8 ((i / 2) mod 2), column 8 (i / 4) + 2 (l mod 4) + (i mod 2)."""
+    t, i = np.arange(128)[:, None], np.arange(n // 2)[None, :]
+    warp, lane = t // 32, t % 32
+    return 16 * warp + lane // 4 + 8 * ((i // 2) % 2), 8 * (i // 4) + 2 * (lane % 4) + i % 2
+
+
+def _to_fragments(matrix: Array, n: int) -> Array:
+    rows, cols = _fragment_places(n)
+    return matrix[rows, cols]
+
+
+def _from_fragments(registers: Array, n: int) -> Array:
+    rows, cols = _fragment_places(n)
+    matrix = np.full((64, n), np.nan)
+    matrix[rows, cols] = registers
+    return matrix
+
 
 _BINARY = "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui divsi remui minsi maxsi minui maxui shli shrui shrsi"
 _CASTS = "bitcast index_cast extui extsi trunci extf truncf"
@@ -1187,6 +1539,22 @@ _COMPILERS: dict[str, _Compiler] = {
     "memref.load": Simulator._lds_load,
     "memref.store": Simulator._lds_store,
     "llvm.getelementptr": Simulator._getelementptr,
+    "llvm.mlir.addressof": Simulator._addressof,
+    "llvm.addrspacecast": Simulator._addrspacecast,
+    "llvm.ptrtoint": Simulator._ptrtoint,
+    "llvm.mlir.undef": Simulator._undef,
+    "llvm.extractvalue": Simulator._extractvalue,
+    "builtin.unrealized_conversion_cast": Simulator._identity_cast,
+    "nvvm.mbarrier.init": Simulator._mbarrier_init,
+    "nvvm.fence.mbarrier.init": Simulator._fence,
+    "nvvm.mbarrier.arrive": Simulator._mbarrier_arrive,
+    "nvvm.mbarrier.arrive.expect_tx": Simulator._mbarrier_arrive,
+    "nvvm.mbarrier.try_wait.parity": Simulator._mbarrier_try_wait,
+    "nvvm.cp.async.bulk.tensor.shared.cluster.global": Simulator._bulk_tensor_copy,
+    "nvvm.wgmma.fence.aligned": Simulator._wgmma_sync,
+    "nvvm.wgmma.commit.group.sync.aligned": Simulator._wgmma_sync,
+    "nvvm.wgmma.wait.group.sync.aligned": Simulator._wgmma_sync,
+    "nvvm.wgmma.mma_async": Simulator._wgmma,
     "llvm.load": Simulator._llvm_load,
     "llvm.store": Simulator._llvm_store,
     **{f"arith.{op}": Simulator._binary for op in _BINARY.split()},

@@ -1,19 +1,22 @@
 """A GpuDriver (runtime/gpu_module.py) whose device is the ROCDL simulator (rocdl_sim.py): runs a whole
-compiled ROCDL program, launch by launch, as the HIP driver would on an AMD GPU — or an NVVM program whose
-kernels are all SIMT (fp32: no WGMMA, no tensor maps) with warps of 32, as CUDA would. Test-only.
+compiled ROCDL program, launch by launch, as the HIP driver would on an AMD GPU — or an NVVM program with warps
+of 32 (its WGMMA GEMMs' tensor maps and dynamic shared memory included), as CUDA would. Test-only.
 
 The "code object" it loads is the kernels' gpu.module text (OUT/<target>/kernels.mlir); device memory is
-numpy byte arrays, viewed at each launch with the element type each kernel argument is addressed in."""
+numpy byte arrays, viewed at each launch with the element type each kernel argument is addressed in. A tensor
+map is 128 bytes naming an entry of the driver's table (the tensor's buffer, shape and box), as a
+CUtensorMap's bytes stand for the descriptor the driver encoded."""
 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import Sequence
 
 import numpy as np
-from rocdl_sim import Simulator
+from rocdl_sim import Simulator, TensorMap
 
-from tessera.runtime.gpu_module import DeviceBuffer, KernelArg, KernelHandle, KernelScalar
+from tessera.runtime.gpu_module import DeviceBuffer, KernelArg, KernelBytes, KernelHandle, KernelScalar
 
 _FUNCTION = re.compile(r"^  gpu\.func @(\w+)\(.*?^  \}$", re.M | re.S)
 _ELEMENT = {"f32": np.float32, "i16": np.uint16, "i64": np.int64, "i32": np.int32}
@@ -43,6 +46,7 @@ class SimulatedDriver:
         self.memory: dict[int, np.ndarray] = {}
         self.next = 1 << 12
         self.launches = 0
+        self.tensor_maps: list[tuple[int, int, int, int, int]] = []  # what each encoded map's bytes name
 
     def device_name(self) -> str:
         return "ROCDL ISA simulator (test/kernels/rocdl_sim.py)"
@@ -74,18 +78,32 @@ class SimulatedDriver:
         args: Sequence[KernelArg],
     ) -> None:
         simulator, elements = kernel.handle
-        assert block == (simulator.threads, 1, 1) and shared_bytes == 0 and grid[2] == 1, (kernel.name, block, grid)
-        buffers, scalars = {}, {}
+        assert block == (simulator.threads, 1, 1) and grid[2] == 1, (kernel.name, block, grid)
+        buffers, scalars, maps = {}, {}, {}
         for (name, _), arg in zip(simulator.params, args, strict=True):
             if isinstance(arg, KernelScalar):
                 scalars[name] = int(arg.value)
+            elif isinstance(arg, KernelBytes):
+                maps[name] = self._tensor_map(arg)
             else:
-                assert isinstance(arg, DeviceBuffer), f"{kernel.name}: ROCDL kernels take no by-value structs"
+                assert isinstance(arg, DeviceBuffer), f"{kernel.name}: a kernel argument of {type(arg).__name__}"
                 raw = self.memory[arg.pointer]
                 element = elements.get(name, np.uint8)
                 buffers[name] = raw[: raw.size // np.dtype(element).itemsize * np.dtype(element).itemsize].view(element)
-        simulator.run((grid[0], grid[1]), buffers, scalars)
+        simulator.run((grid[0], grid[1]), buffers, scalars, tensor_maps=maps, shared_bytes=shared_bytes)
         self.launches += 1
+
+    def encode_tensor_map_2d(self, pointer: int, *, dtype: str = "bf16", rows: int, cols: int, box_rows: int,
+                             box_cols: int, swizzle: str = "128B") -> KernelBytes:  # fmt: skip
+        """A tensor map of a row-major [rows, cols] bf16 tensor at `pointer` (as runtime/cuda.py's), 128 bytes."""
+        assert dtype == "bf16" and swizzle == "128B", (dtype, swizzle)
+        self.tensor_maps.append((pointer, rows, cols, box_rows, box_cols))
+        return KernelBytes(struct.pack("<Q", len(self.tensor_maps) - 1).ljust(128, b"\0"), 64)
+
+    def _tensor_map(self, arg: KernelBytes) -> TensorMap:
+        pointer, rows, cols, box_rows, box_cols = self.tensor_maps[struct.unpack("<Q", arg.data[:8])[0]]
+        tensor = self.memory[pointer][: rows * cols * 2].view(np.uint16).reshape(rows, cols)
+        return TensorMap(tensor, box_rows, box_cols)
 
     def synchronize(self) -> None:
         pass

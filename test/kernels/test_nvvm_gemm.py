@@ -1,7 +1,9 @@
 """The sm_90a GEMM — kernels/gemm_blocks.py's pipelined K loop through the WGMMA + TMA pattern
 (lowering/nvvm/wgmma.py) — proven without a GPU: its descriptor, swizzle, fragment and mbarrier reasoning
 checked in Python; the kernel through MLIR 22, LLVM's NVPTX back end and ptxas, with WGMMA, TMA and mbarriers
-in the PTX, HGMMA and UTMALDG in the SASS and no spills. Numerics need a GPU (see lowering/nvvm/__init__.py)."""
+in the PTX, HGMMA and UTMALDG in the SASS and no spills; and its numbers against float64 in the lockstep
+simulator (rocdl_sim.py's Hopper model: TMA boxes, mbarrier phases, WGMMA fragments, producer and consumer
+warps taking turns). What only a GPU shows is listed in lowering/nvvm/__init__.py."""
 
 from __future__ import annotations
 
@@ -11,14 +13,17 @@ import random
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from conftest import NEEDS_MLIR
+from rocdl_sim import Simulator, TensorMap
 from tile_kernels import tile_kernel
 
 from tessera.arch import WARPGROUP, WarpgroupFragments, gpu_arch
 from tessera.dialects import tile
 from tessera.lowering.nvvm import wgmma
 from tessera.lowering.nvvm.wgmma import Ring, smem_descriptor, stage_and_parity
+from tessera.runtime.weights import bf16_bits, bf16_to_f32
 from tessera.tiling.gpu import policies
 
 # (n, k, epilogue, y dtype, bias, row_scale)
@@ -317,3 +322,57 @@ def test_cubin_has_no_spills_and_sass_has_hgmma_and_utmaldg(shape: Shape) -> Non
     assert counts["UTMALDG"] >= 2, counts
     assert f"HGMMA.64x{MMA_N}x16.F32.BF16" in sass
     assert "UTMALDG.2D" in sass and "WARPGROUP.ARRIVE" in sass
+
+
+# --- numerics, in the lockstep simulator (producer and consumer warps taking turns at their mbarrier waits) ---
+
+# (n, k, epilogue, y dtype, bias, row_scale): two column blocks with a tail (N = 200), K of one ragged box (72:
+# the copy engine zero-fills past K) and of four k-blocks (200: the 3-stage ring wraps, so both parities).
+SIMULATED: list[Shape] = [
+    (200, 72, "store", "f32", False, False),
+    (200, 200, "accumulate", "f32", True, True),
+    (128, 200, "relu2", "bf16", True, False),
+    (200, 64, "store", "bf16", False, True),
+]
+
+
+@NEEDS_MLIR
+@pytest.mark.parametrize("tokens", [1, 70, 130])
+@pytest.mark.parametrize("shape", SIMULATED, ids=lambda shape: "-".join(map(str, shape)))
+def test_gemm_matches_float64_in_the_simulator(rng: np.random.Generator, shape: Shape, tokens: int) -> None:
+    """y against float64 on the same bf16 operands: TMA boxes (swizzle, zero fill past the tokens, N and K),
+    the mbarrier ring, WGMMA's descriptors and accumulator fragments, the epilogue in the consumers."""
+    n, k, epilogue, y_dtype, bias, row_scale = shape
+    emitted = _kernel(shape)[1]
+    x = bf16_bits(rng.standard_normal((tokens, k)).astype(np.float32))
+    w = bf16_bits((rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32))
+    buffers: dict[str, np.ndarray] = {}
+    if bias:
+        buffers["bias"] = rng.standard_normal(n).astype(np.float32)
+    if row_scale:
+        buffers["row_scale"] = (rng.random(tokens) + 0.5).astype(np.float32)
+    y0 = rng.standard_normal((tokens, n)).astype(np.float32)
+    y = y0.copy() if epilogue == "accumulate" else np.full((tokens, n), np.nan, np.float32)
+    buffers["y"] = bf16_bits(y) if y_dtype == "bf16" else y
+    maps = {name: TensorMap(array, 128, 64) for name, array in (("x", x), ("w", w))}
+    grid = (-(-n // 128), -(-tokens // 128))
+    Simulator(emitted.text, wave_size=32).run(
+        grid, buffers, {"tokens": tokens, "position": 0}, tensor_maps=maps, shared_bytes=emitted.dynamic_shared_bytes
+    )
+    want = bf16_to_f32(x).astype(np.float64) @ bf16_to_f32(w).astype(np.float64).T
+    if row_scale:
+        want *= buffers["row_scale"][:, None]
+    if bias:
+        want += buffers["bias"]
+    if epilogue == "accumulate":
+        want += y0
+    elif epilogue == "relu2":
+        want = np.maximum(want, 0) ** 2
+    got = bf16_to_f32(buffers["y"]) if y_dtype == "bf16" else buffers["y"]
+    assert not np.isnan(got).any(), "an element of y left unwritten"
+    # f32 sums of k exact products (bf16 x bf16), then the epilogue's few roundings; a bf16 y rounds once more.
+    unit = 2.0**-8 if y_dtype == "bf16" else 2.0**-24
+    bound = (k + 4) * 2.0**-24 * (np.abs(want) + np.abs(bf16_to_f32(x)) @ np.abs(bf16_to_f32(w)).T) + unit * np.abs(
+        want
+    )
+    assert (np.abs(got - want) <= bound).all(), f"error {np.abs(got - want).max():.2e} above the bound"
