@@ -243,9 +243,7 @@ class Fragments:
         return [[bm * m + i, bn * n] for bm in range(rows) for bn in range(cols) for i in range(per_lane)]
 
     def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
-        first_row, column = self.origin(emit, lane)
-        row_at, column_at = _shifts(emit, first_row), _shifts(emit, column)
-        return [[row_at(row), column_at(col)] for row, col in self.steps()]
+        return _stepped_places(emit, self.origin(emit, lane), self.steps())
 
     def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
         quad, column = self.lane_position(emit, lane)
@@ -304,9 +302,7 @@ class Warpgroups:
         return [row, emit(arith.MuliOp(pair, emit.constant(2, INDEX)))]
 
     def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
-        first_row, column = self.origin(emit, lane)
-        row_at, column_at = _shifts(emit, first_row), _shifts(emit, column)
-        return [[row_at(row), column_at(col)] for row, col in self.steps()]
+        return _stepped_places(emit, self.origin(emit, lane), self.steps())
 
     def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
         return None  # every thread of the multiplying warpgroups holds elements of its own
@@ -518,6 +514,12 @@ def choose_blocked(shape: tuple[int, ...], lanes: int) -> Blocked | None:
 
 def _plus(emit: Emitter, value: SSAValue, offset: int) -> SSAValue:
     return value if offset == 0 else emit(arith.AddiOp(value, emit.constant(offset, INDEX)))
+
+
+def _stepped_places(emit: Emitter, origin: list[SSAValue], steps: list[list[int]]) -> list[list[SSAValue]]:
+    """Per slot, origin + its step along each axis (each sum made once)."""
+    shifted = [_shifts(emit, first) for first in origin]
+    return [[at(delta) for at, delta in zip(shifted, step, strict=True)] for step in steps]
 
 
 def _shifts(emit: Emitter, value: SSAValue) -> Callable[[int], SSAValue]:

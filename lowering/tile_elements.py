@@ -24,6 +24,7 @@ from xdsl.dialects.builtin import (
     IndexType,
     IntegerAttr,
     IntegerType,
+    UnrealizedConversionCastOp,
     VectorType,
     f32,
     i16,
@@ -272,6 +273,8 @@ class LowerConvert(TilePattern):
         value = op.input
         held = lowered_type(value.type, self.lanes)  # a loop's tile result keeps its tile type until the end
         if not (isinstance(held, VectorType) and len(held.get_shape()) > 1):
+            if isinstance(value.type, TileType):  # the conversion's ops are typed by their operand: the held one
+                value = emit(UnrealizedConversionCastOp.get([value], [held]))
             rewriter.replace_matched_op([], [converted(emit, op, value)])
             return
         source, target = _element(op.input.type), _element(op.result.type)

@@ -553,10 +553,15 @@ def _copied(op: Operation) -> bool:
 
 
 class EraseBufferCasts(RewritePattern):
+    """The casts of buffers to their memrefs once nothing reads them, and the casts of a tile not lowered yet to
+    its lowered type (what a pattern that needs the held value makes) once LowerTileTypes made them identities."""
+
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: builtin.UnrealizedConversionCastOp, rewriter: PatternRewriter) -> None:
         if not op.results[0].uses:
             rewriter.erase_op(op)
+        elif len(op.inputs) == 1 and op.inputs[0].type == op.results[0].type:
+            rewriter.replace_matched_op([], [op.inputs[0]])
 
 
 # Stores first, while every value they store still has its tile type (a lowered tile of one element per

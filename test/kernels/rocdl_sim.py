@@ -1307,13 +1307,6 @@ class Simulator:
         (result,) = results
         return lambda env, mask: env.__setitem__(result, env[operand][:, int(position)].copy())
 
-    def _identity_cast(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        operand, source, target = _parse(rf"({_NAME}) : (.+) to (.+)", rest).groups()
-        if source != target:
-            raise SimulationError(f"an unrealized conversion from {source} to {target} left in the kernel")
-        (result,) = results
-        return lambda env, mask: env.__setitem__(result, env[operand])
-
     def _barriers(self, env: Env, name: str, mask: Array) -> list[tuple[int, _Mbarrier | None, int]]:
         """(lane, its mbarrier or None before init, its key's offset) for every active lane."""
         pointer = env[name]
@@ -1544,7 +1537,6 @@ _COMPILERS: dict[str, _Compiler] = {
     "llvm.ptrtoint": Simulator._ptrtoint,
     "llvm.mlir.undef": Simulator._undef,
     "llvm.extractvalue": Simulator._extractvalue,
-    "builtin.unrealized_conversion_cast": Simulator._identity_cast,
     "nvvm.mbarrier.init": Simulator._mbarrier_init,
     "nvvm.fence.mbarrier.init": Simulator._fence,
     "nvvm.mbarrier.arrive": Simulator._mbarrier_arrive,

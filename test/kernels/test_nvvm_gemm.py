@@ -333,6 +333,7 @@ SIMULATED: list[Shape] = [
     (200, 200, "accumulate", "f32", True, True),
     (128, 200, "relu2", "bf16", True, False),
     (200, 64, "store", "bf16", False, True),
+    (200, 72, "store", "bf16", False, False),  # the accumulator converted and stored as it comes from the loop
 ]
 
 
