@@ -326,13 +326,23 @@ def _read_modify_write(op: tile.StoreOp) -> tuple[tile.LoadOp, Updates] | None:
 
 
 def _same_place(load: tile.LoadOp, store: tile.StoreOp) -> bool:
-    return (
+    """Whether the store writes exactly what the load read, in one block with no other store between them (so
+    that each element may be read where it is written)."""
+    if not (
         load.memref is store.memref
         and not _in_workgroup(load.memref)
         and list(load.indices) == list(store.indices)
         and list(load.bounds) == list(store.bounds)
         and (load.axes, load.bound_axes) == (store.axes, store.bound_axes)
-    )
+        and load.parent_block() is store.parent_block()
+    ):
+        return False
+    between = load.next_op
+    while between is not None and between is not store:
+        if isinstance(between, tile.StoreOp) or (between.regions and not isinstance(between, tile.MapOp)):
+            return False
+        between = between.next_op
+    return between is store
 
 
 def _update_each(emit: Emitter, op: tile.StoreOp, load: tile.LoadOp, updates: Updates, layout: Layout) -> None:
@@ -496,7 +506,8 @@ def workgroup_threads(kernel: tile.KernelOp, arch: GpuArch) -> int:
 
 @dataclass
 class LowerKernel(RewritePattern):
-    """A dataflow kernel -> gpu.func(pointers, %tokens, %position) with one wave per program."""
+    """A dataflow kernel -> gpu.func(pointers, %tokens, %position), a workgroup of its tiles' `threads` (one
+    wave unless they say otherwise) per program."""
 
     arch: GpuArch
 
