@@ -228,20 +228,7 @@ class LowerPipelinedMma(RewritePattern):
         smem = emit(llvm.AddressOfOp(DYNAMIC_SHARED, SHARED))
         _declare_dynamic_shared(function)
 
-        first_thread = emit(arith.CmpiOp(tid, emit.constant(0, INDEX), "eq"))
-        init = emit.at_end_of(Block())
-        for stage in range(ring.stages):
-            init(nvvm.MBarrierInitOp(_at(init, smem, ring.full(stage)), init.constant(1, i32)))
-            init(
-                nvvm.MBarrierInitOp(
-                    _at(init, smem, ring.empty(stage)), init.constant(RELEASES_PER_CONSUMER * consumers, i32)
-                )
-            )
-        init(nvvm.FenceMbarrierInitOp())
-        init(scf.YieldOp())
-        emit(scf.IfOp(first_thread, [], [init.block]))
-        emit(gpu.BarrierOp())
-
+        _initialise_barriers(emit, ring, smem, tid, consumers)
         warpgroup = emit(arith.DivUIOp(tid, emit.constant(WARPGROUP, INDEX)))
         producing = emit(arith.CmpiOp(warpgroup, emit.constant(consumers, INDEX), "eq"))
         producer = emit.at_end_of(Block())
@@ -260,21 +247,38 @@ class LowerPipelinedMma(RewritePattern):
             for i in range(parts.layout.registers)
         ]
         # The accumulator keeps its tile type for the patterns still to lower the epilogue (LowerTileTypes
-        # makes the cast an identity, which MLIR folds).
+        # makes the cast an identity, which the SIMT lowering then folds).
         lowered = consumer(FromElementsOp(registers))
         accumulator = consumer(builtin.UnrealizedConversionCastOp.get([lowered], [op.results[0].type]))
-        epilogue = []
-        following = op.next_op
-        while following is not None and not isinstance(following, gpu.ReturnOp):
-            epilogue.append(following)
-            following = following.next_op
-        for moved in epilogue:
-            moved.detach()
-            consumer.block.add_op(moved)
+        _move_rest_of_kernel(op, consumer.block)
         consumer(scf.YieldOp())
         emit(scf.IfOp(producing, [], [producer.block], [consumer.block]))
         op.results[0].replace_all_uses_with(accumulator)
         rewriter.erase_op(op, safe_erase=False)
+
+
+def _initialise_barriers(emit: Emitter, ring: Ring, smem: SSAValue, tid: SSAValue, consumers: int) -> None:
+    """Thread 0 initialises each stage's full (1 arrival: the producer's) and empty (one per consumer warp)
+    mbarriers and fences them; a workgroup barrier publishes them before the roles split."""
+    init = emit.at_end_of(Block())
+    for stage in range(ring.stages):
+        init(nvvm.MBarrierInitOp(_at(init, smem, ring.full(stage)), init.constant(1, i32)))
+        releases = init.constant(RELEASES_PER_CONSUMER * consumers, i32)
+        init(nvvm.MBarrierInitOp(_at(init, smem, ring.empty(stage)), releases))
+    init(nvvm.FenceMbarrierInitOp())
+    init(scf.YieldOp())
+    emit(scf.IfOp(emit(arith.CmpiOp(tid, emit.constant(0, INDEX), "eq")), [], [init.block]))
+    emit(gpu.BarrierOp())
+
+
+def _move_rest_of_kernel(op: scf.ForOp, block: Block) -> None:
+    """The ops after the loop (its epilogue, up to the kernel's return) moved to the end of `block`: the
+    consumers' branch, where the accumulator is."""
+    following = op.next_op
+    while following is not None and not isinstance(following, gpu.ReturnOp):
+        moved, following = following, following.next_op
+        moved.detach()
+        block.add_op(moved)
 
 
 def _declare_dynamic_shared(function: gpu.FuncOp) -> None:
