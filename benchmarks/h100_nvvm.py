@@ -6,8 +6,8 @@
                                              # (numpy, safetensors, cuda-bindings; torch for cuBLAS)
 
 prepare writes, in out/h100_nvvm/:
-    tiny_fp32/, tiny_bf16/   a random dense Nemotron-H checkpoint (pattern M*-M: Mamba, attention, MLP;
-                             moe_experts has no NVVM lowering yet) compiled with --target nvvm, --precision
+    tiny_fp32/, tiny_bf16/   a random dense Nemotron-H checkpoint (pattern M*-M: Mamba, attention, MLP; the
+                             MoE experts are checked in the simulator) compiled with --target nvvm, --precision
                              fp32 (every kernel SIMT, float32 arithmetic) and bf16 (WGMMA + TMA projections)
     hf.npz                   its prompt, Hugging Face's float32 prompt logits and 16 greedy tokens
 and runs benchmarks/h100_gemm.py build (the GEMM specs, out/h100_gemm/).

@@ -1,4 +1,4 @@
-"""The MoE kernels written once (the GPUs still run their own experts emitter, lowering/rocdl/moe.py).
+"""The MoE kernels written once (the experts' GPU blocking in kernels/moe_blocks.py).
 
 moe_router(logits f32 [T, E], bias f32 [E], ids i64 [T, K], weights f32 [T, K])
     one program per token: score = sigmoid(logit) = 1 / (1 + exp(-logit)), choice = score + bias (HF's
@@ -38,6 +38,7 @@ from xdsl.ir import Block, SSAValue
 
 from tessera.kernels.builder import INDEX, Dims, KernelBuilder
 from tessera.kernels.gemm import Gemm, GemmOperands
+from tessera.kernels.moe_blocks import block_experts
 from tessera.kernels.rows import columns, rows
 
 
@@ -171,12 +172,15 @@ def moe_router(dims: Dims, tiles: Mapping[str, int]) -> Block:
 
 def expert_weight_layout(role: str) -> Callable[[Dims, Mapping[str, int]], MemRefType]:
     """The packed stack moe_experts reads for `role` ("up": [E, F, L]; "down": [E, L, F]): each expert's
-    matrix in panels of nr output columns, [E, ceil(N / nr), K, nr], zero past N."""
+    matrix in panels of nr output columns, [E, ceil(N / nr), K, nr], zero past N; a GPU's, the stack itself."""
 
     def layout(dims: Dims, tiles: Mapping[str, int]) -> MemRefType:
-        ffn, latent, nr = int(dims["ffn"]), int(dims["latent"]), tiles["nr"]
+        ffn, latent = int(dims["ffn"]), int(dims["latent"])
         n, k = (ffn, latent) if role == "up" else (latent, ffn)
         element = bf16 if tiles.get("weight_bf16", 0) else f32
+        if "rows" in tiles:  # a GPU's block experts read the stack in its own row-major layout
+            return MemRefType(element, [int(dims["num_experts"]), n, k])
+        nr = tiles["nr"]
         return MemRefType(element, [int(dims["num_experts"]), -(-n // nr), k, nr])
 
     return layout
@@ -187,6 +191,8 @@ def _whole_panels(size: int, tiles: Mapping[str, int]) -> int:
 
 
 def moe_experts(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    if "rows" in tiles:  # a GPU's: kernels/moe_blocks.py
+        return _gpu_experts(dims, tiles)
     top_k, latent, ffn = int(dims["top_k"]), int(dims["latent"]), int(dims["ffn"])
     group, block = tiles["group"], tiles["block"]
     if group < top_k:
@@ -254,6 +260,23 @@ def moe_experts(dims: Dims, tiles: Mapping[str, int]) -> Block:
         with k.when(flush):
             run_group(count)
         token.yield_(k.select(flush, k.index(0), count))
+    return k.finish()
+
+
+def _gpu_experts(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    top_k, latent = int(dims["top_k"]), int(dims["latent"])
+    x_element = bf16 if str(dims.get("x_dtype", "f32")) == "bf16" else f32
+    k = KernelBuilder(
+        {
+            "x": rows(latent, x_element),
+            "ids": rows(top_k, i64),
+            "up": expert_weight_layout("up")(dims, tiles),
+            "down": expert_weight_layout("down")(dims, tiles),
+            "contrib": rows(top_k * latent, f32),
+        },
+        token_blocks=True,
+    )
+    block_experts(k, dims, tiles)
     return k.finish()
 
 

@@ -11,8 +11,8 @@ and the program the CUDA runtime launches.
 
 Shared memory is checked against Tile-IR: a SIMT kernel's static shared tiles (workgroup attributions) are
 exactly the body's `shared` loads, and a TMA kernel's dynamic allocation holds exactly the body's async
-`shared` operand tiles plus its mbarriers. Not yet lowered here: the MoE experts (kind moe_experts), and
-WGMMA versions of attention and the chunked scan (their Hopper plans are SIMT for now; lowering/gpu/).
+`shared` operand tiles plus its mbarriers. Attention, the chunked scan and the MoE experts are SIMT kernels
+here for now (their WGMMA versions are issue 14's).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ KERNEL_FIELDS = ("grid", "threads", "shared_bytes", "tensor_maps")
 PROGRAM_FORMAT = "tessera-nvvm-program"
 NVVM_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "nvidia")
 # The weight operands (launch argument indices) that matrix kernels read, converted once at load.
-_WEIGHT_READERS = {"matmul": (1,)}
+_WEIGHT_READERS = {"matmul": (1,), "moe_experts": (2, 3)}
 
 
 class NvvmLoweringError(TesseraError):

@@ -1,10 +1,9 @@
 """convert-tessera-tile-to-rocdl: Tile-IR tiled for a CDNA GPU (target gfx942 | gfx90a) -> one `gpu.module`
 of ROCDL kernels and the program the runtime launches.
 
-    emit_kernels(module) -> [GpuKernel]   one `gpu.func` per `tessera.tile.kernel`: a dataflow kernel (kernels/)
+    emit_kernels(module) -> [GpuKernel]   one `gpu.func` per `tessera.tile.kernel` (each written in kernels/)
                                           through convert-tessera-tile-to-simt, its mmas on MFMA where they
-                                          are whole 16x16 blocks; the experts (moe_experts) still written by
-                                          their emitter (lowering/rocdl/moe.py) from the planned LDS tiles
+                                          are whole 16x16 blocks
     lower_kernels(module) -> str          their gpu.module (what `tessera-opt -t rocdl-mlir` prints)
     lower_programs(module, kernels)       program.json: launches with their workgroup grid, block size, LDS
 
@@ -14,7 +13,6 @@ token count and the sequence position).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from xdsl.dialects.builtin import ModuleOp
@@ -39,27 +37,19 @@ class RocdlLoweringError(TesseraError):
     """A Tile-IR module the ROCDL target cannot lower (another target's tiles, an unknown kind, ...)."""
 
 
-def _emitters() -> dict[str, Callable[[KernelInfo], GpuKernel]]:
-    from tessera.lowering.rocdl import moe
-
-    return dict(moe.EMITTERS)
-
-
 def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
     """What the emitters read of a kernel; refuses one not tiled for a ROCDL arch."""
     return gpu_kernel_info(kernel, ROCDL_ARCHS, "lds", RocdlLoweringError, "gfx942")
 
 
 def emit_kernel(kernel: tile.KernelOp) -> GpuKernel:
+    """A kernel of kernels/ through the SIMT lowering; its LDS must be what Tile-IR planned."""
     info = kernel_info(kernel)
-    if kernel.is_dataflow():
-        from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
-
-        return lower_dataflow_kernel(kernel, info.arch, kernel.target.data)  # type: ignore[union-attr]
-    emitter = _emitters().get(info.kind)
-    if emitter is None:
+    if not kernel.is_dataflow():
         raise RocdlLoweringError(f"{kernel.name} @{info.name}: kind '{info.kind}' has no ROCDL lowering")
-    emitted = emitter(info)
+    from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
+
+    emitted = lower_dataflow_kernel(kernel, info.arch, info.arch.name)
     footprint = 0 if kernel.footprint is None else int(kernel.footprint.value.data)
     if emitted.lds_bytes != footprint:
         raise RocdlLoweringError(

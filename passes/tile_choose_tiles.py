@@ -103,12 +103,11 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
 
 def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[MemRefType]) -> None:
     """The kernel's body: dataflow Tile-IR from kernels/ for the kinds written there (built from its dims and
-    the chosen tiles; its launches must pass the buffers it takes), else — or where the policy keeps the
-    target's emitter — the policy's planned steps."""
+    the chosen tiles; its launches must pass the buffers it takes), else the policy's planned steps."""
     from tessera.kernels import KERNELS, PACKED, SCALARS
 
     build = KERNELS.get(kernel.kind.data)
-    if build is None or choice.emitter:
+    if build is None:
         block = kernel.body.block
         for old in list(block.ops):
             old.detach()

@@ -123,10 +123,10 @@ def test_run_says_there_is_no_hip_runtime(tmp_path: Path) -> None:
 
 
 def test_an_lds_plan_over_the_limit_is_refused() -> None:
-    """A kernel whose planned LDS exceeds 64 KiB fails at Tile-IR, naming the kernel and the limit."""
-    from xdsl.dialects.builtin import IntegerAttr, i64
+    """A kernel whose scratch exceeds 64 KiB of LDS fails at Tile-IR, naming the kernel and the limit."""
+    from xdsl.dialects.builtin import MemRefType, f32
 
-    from tessera.dialects import tile, tile_plan
+    from tessera.dialects import tile
     from tessera.errors import TesseraError
     from tessera.frontend.config import load_model
     from tessera.frontend.graph_builder import build_graph
@@ -136,7 +136,6 @@ def test_an_lds_plan_over_the_limit_is_refused() -> None:
     spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
     module = lower_to_tile(lower_to_schedule(build_graph(spec.config, spec.source), spec), spec, "gfx942")
     kernel = next(op for op in module.ops if isinstance(op, tile.KernelOp) and op.kind.data == "moe_experts")
-    load = next(op for op in kernel.body.block.ops if isinstance(op, tile_plan.PlanLoadOp) and op.operand.data == "x")
-    load.properties["pad"] = IntegerAttr(4096, i64)
+    kernel.body.block.insert_op_before(tile.AllocOp(MemRefType(f32, [64, 1024])), kernel.body.block.first_op)
     with pytest.raises(TesseraError, match=rf"@{kernel.sym_name.data}: footprint \d+ bytes exceeds the gfx942 limit"):
         compute_footprints(module)

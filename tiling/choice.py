@@ -13,9 +13,6 @@ class TileChoice:
     body: list[tuple[str, dict[str, object]]] = field(default_factory=list)  # (op, properties)
     grid: int | None = None  # a new grid (e.g. GEMM panels instead of columns); None keeps it
     parallel: str | None = None
-    # The target's hand-written emitter implements this kind although kernels/ writes it (its Tile-IR form is
-    # not yet as fast there): the body is the planned steps above, not the kernel of kernels/.
-    emitter: bool = False
     # The kernel's body runs a range [first, end) of the grid per call (tessera.tile.kernel's `ranged`).
     ranged: bool = False
     # Tokens per program along a second grid dimension over the call's tokens (tessera.tile.kernel's

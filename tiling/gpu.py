@@ -3,10 +3,7 @@ written once for every GPU and reading only the arch table (arch.py) — so the 
 GPU targets differs only in what that table says (tile sizes, memory space, matrix instruction).
 
 A policy returns the kernel's tiles (and a grid, a token block): the kernel of kernels/ is built from them.
-The one kind still emitted by hand (the experts) returns a planned body instead, whose loads into the
-scratchpad ("lds" on CDNA, "shared" on Hopper) are exactly the buffers the emitter allocates there, row
-padding included (lowering/rocdl/kernel_text.KernelInfo reads them). Tiles every GPU kernel has: `threads`
-(the workgroup size).
+Tiles every GPU kernel has: `threads` (the workgroup size).
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 on Hopper), under bf16 the projections on the WGMMA GEMM — in launch order, the state carried on the "device"
 between calls, run through GpuSession on the lockstep simulator with warps of 32 (its Hopper model: TMA,
 mbarriers, WGMMA), against the reference executor. This is what runtime/cuda.py runs on a Hopper GPU
-(benchmarks/h100_nvvm.py runs it there). The model is the tiny config without its MoE layer (moe_experts has
-no NVVM lowering yet)."""
+(benchmarks/h100_nvvm.py runs it there). The model is the tiny config: every layer kind, MoE included."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 from conftest import NEEDS_MLIR, run_tool
 from sim_driver import SimulatedDriver
 
@@ -21,20 +19,12 @@ pytestmark = NEEDS_MLIR
 
 CONFIGS = Path(__file__).parent.parent.parent / "configs"
 PROMPT = [5, 7, 9, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71]
-DENSE_PATTERN = "M-M*-"
+TINY = CONFIGS / "nemotron_h_tiny.yaml"  # Mamba, MLP, attention and MoE layers
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     assert np.isfinite(actual).all(), "NaN / inf in the logits"
     return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
-
-
-def dense_tiny(tmp_path: Path) -> Path:
-    config = yaml.safe_load((CONFIGS / "nemotron_h_tiny.yaml").read_text())
-    config |= {"name": "nemotron_h_tiny_dense", "hybrid_override_pattern": DENSE_PATTERN}
-    path = tmp_path / "tiny_dense.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def _sessions(tmp_path: Path, precision: str) -> tuple[Any, Any, dict[str, Any]]:
@@ -46,7 +36,7 @@ def _sessions(tmp_path: Path, precision: str) -> tuple[Any, Any, dict[str, Any]]
     from tessera.targets.reference import ReferenceSession
 
     out = tmp_path / "out"
-    run_tool("tessera_compile", dense_tiny(tmp_path), "--target", "nvvm", "--target", "reference",
+    run_tool("tessera_compile", TINY, "--target", "nvvm", "--target", "reference",
              "--precision", precision, "--max-seq-len", "48", "-o", out, "-q")  # fmt: skip
     artifact = read_artifact(out)
     program = json.loads((out / "nvvm" / "program.json").read_text())
@@ -77,7 +67,7 @@ def test_bf16_program_passes_its_tensor_maps(tmp_path: Path) -> None:
     """The bf16 program: every projection is the WGMMA GEMM with its x and W as tensor maps (boxes of
     128 x 64 bf16, 128-byte swizzle; x's rows the call's tokens) and 98352 bytes of dynamic shared memory."""
     out = tmp_path / "out"
-    run_tool("tessera_compile", dense_tiny(tmp_path), "--target", "nvvm", "--max-seq-len", "48", "-o", out, "-q")
+    run_tool("tessera_compile", TINY, "--target", "nvvm", "--max-seq-len", "48", "-o", out, "-q")
     manifest = json.loads((out / "tessera.json").read_text())["targets"]["nvvm"]
     assert manifest["precision"] == "bf16"  # the target's default
     program = json.loads((out / "nvvm" / "program.json").read_text())
