@@ -85,6 +85,13 @@ class GpuArch:
     supported_mma: tuple[str, ...]  # every matrix instruction of the arch Tessera may choose among
     async_copies: bool  # operands staged by an asynchronous bulk copy (TMA) rather than by the threads
     max_threads: int = 1024
+    # Bytes a kernel may declare statically (a SIMT kernel's scratch: workgroup attributions); more needs the
+    # dynamic allocation a TMA kernel makes (CUDA: 48 KiB static per block, the rest opt-in dynamic).
+    static_scratch_limit: int | None = None
+
+    @property
+    def static_limit(self) -> int:
+        return self.scratch_limit if self.static_scratch_limit is None else self.static_scratch_limit
 
     def instruction(self, element: str) -> MatrixInstruction | None:
         return self.mma[element]
@@ -120,7 +127,7 @@ GPU_ARCHS: dict[str, GpuArch] = {
         "sm_90a", "nvidia", 32, "shared", FAST_MEMORY_LIMITS["sm_90a"],
         {"bf16": MatrixInstruction("wgmma.m64nNk16.f32.bf16.bf16", 64, 64, 16, warpgroup=WarpgroupFragments()),
          "f32": None},
-        ("wgmma.m64nNk16.f32.bf16.bf16",), async_copies=True,
+        ("wgmma.m64nNk16.f32.bf16.bf16",), async_copies=True, static_scratch_limit=48 * 1024,
     ),
 }  # fmt: skip
 

@@ -9,7 +9,8 @@ for a kernel of kernels/, its scratch buffers, the tiles it loads there (an asyn
 once per stage) and the operands its SIMT lowering stages there.
 That is the number the kernel descriptor reports (the ROCDL target checks the two agree).
 Written as `footprint` on every `tessera.tile.kernel`; the kernel verifier then checks it against the
-target's limit (arch.py FAST_MEMORY_LIMITS), so an over-sized tile choice fails here, with the
+target's limit (arch.py FAST_MEMORY_LIMITS; a GPU kernel without async copies declares its scratch
+statically, against the arch's static limit: 48 KiB on Hopper), so an over-sized tile choice fails here, with the
 kernel named, rather than as a slow or failing kernel later. Options: none.
 """
 
@@ -23,7 +24,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.arch import FAST_MEMORY_LIMITS, SCRATCHPAD_TARGETS, mma_rows_padded, staged_shape
+from tessera.arch import FAST_MEMORY_LIMITS, GPU_ARCHS, SCRATCHPAD_TARGETS, mma_rows_padded, staged_shape
 from tessera.dialects import tile, tile_plan
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -140,8 +141,15 @@ def compute_footprints(module: ModuleOp) -> None:
         where = f"{kernel.name} @{kernel.sym_name.data}"
         if limit is None:
             raise TesseraError(f"{where}: unknown target '{target}' (known: {', '.join(FAST_MEMORY_LIMITS)})")
+        if target in GPU_ARCHS and not _copies_asynchronously(kernel):  # its scratch is declared statically
+            limit = GPU_ARCHS[target].static_limit
         if footprint > limit:
             raise TesseraError(f"{where}: footprint {footprint} bytes exceeds the {target} limit of {limit} bytes")
+
+
+def _copies_asynchronously(kernel: tile.KernelOp) -> bool:
+    """Whether the kernel stages operands by async copies (its scratchpad is then one dynamic allocation)."""
+    return any(isinstance(op, tile.LoadOp) and op.is_async is not None for op in kernel.body.walk())
 
 
 @dataclass(frozen=True)

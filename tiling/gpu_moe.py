@@ -47,7 +47,7 @@ def _moe_experts(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> Tile
         + 4 * ROWS * BLOCK_L
     )
     whole = -(-ffn // BLOCK_F) * BLOCK_F
-    fits = (arch.scratch_limit - rest) // (ROWS * size) // BLOCK_F * BLOCK_F
+    fits = (arch.static_limit - rest) // (ROWS * size) // BLOCK_F * BLOCK_F
     group = -(-ROWS_PER_GROUP * experts // top_k // 64) * 64
     tiles = {"threads": arch.wave_size, "rows": ROWS, "group": group, "chunk": min(whole, fits)}
     tiles |= {"block_k": BLOCK_K, "block_f": BLOCK_F, "block_l": BLOCK_L, "weight_bf16": int(element == "bf16")}
