@@ -25,9 +25,9 @@ from xdsl.dialects.builtin import MemRefType, ModuleOp
 from tessera.arch import GPU_ARCHS
 from tessera.dialects import parse_kernel, tile
 from tessera.errors import TesseraError
+from tessera.lowering.gpu.kernel import GpuKernel, KernelInfo
 from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_packing, tile_kernels
 from tessera.lowering.programs import describe_programs
-from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo
 
 # The launch fields a kernel is compiled for (program.json records them per kernel; runtime/program_check.py).
 KERNEL_FIELDS = ("grid", "threads", "shared_bytes", "tensor_maps")
@@ -88,9 +88,8 @@ class NvvmKernel:
 
 
 def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
-    """What the emitters read of a kernel; refuses one not tiled for sm_90a. `lds` holds the body's shared
-    tiles (a SIMT kernel's workgroup attributions, or the TMA operand tiles of the GEMM's dynamic allocation)."""
-    return gpu_kernel_info(kernel, NVVM_ARCHS, "shared", NvvmLoweringError, "sm_90a")
+    """What the lowering reads of a kernel beside its body; refuses one not tiled for sm_90a."""
+    return gpu_kernel_info(kernel, NVVM_ARCHS, NvvmLoweringError, "sm_90a")
 
 
 def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:

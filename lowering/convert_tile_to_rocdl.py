@@ -7,8 +7,8 @@ of ROCDL kernels and the program the runtime launches.
     lower_kernels(module) -> str          their gpu.module (what `tessera-opt -t rocdl-mlir` prints)
     lower_programs(module, kernels)       program.json: launches with their workgroup grid, block size, LDS
 
-The ABI every kernel follows is in lowering/rocdl/kernel_text.py (pointers in launch order, then the
-token count and the sequence position).
+The ABI every kernel follows is in lowering/gpu/kernel.py (pointers in launch order, then the token count
+and the sequence position).
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from xdsl.dialects.builtin import ModuleOp
 from tessera.arch import GPU_ARCHS
 from tessera.dialects import parse_kernel, tile
 from tessera.errors import TesseraError
+from tessera.lowering.gpu.kernel import GpuKernel, KernelInfo
 from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_packing, tile_kernels
 from tessera.lowering.programs import describe_programs
-from tessera.lowering.rocdl.kernel_text import GpuKernel, KernelInfo, kernels_module
+from tessera.lowering.rocdl.pipeline import kernels_module
 
 # The launch fields a kernel is compiled for (program.json records them per kernel; runtime/program_check.py).
 KERNEL_FIELDS = ("grid", "threads", "lds_bytes")
@@ -38,8 +39,8 @@ class RocdlLoweringError(TesseraError):
 
 
 def kernel_info(kernel: tile.KernelOp) -> KernelInfo:
-    """What the emitters read of a kernel; refuses one not tiled for a ROCDL arch."""
-    return gpu_kernel_info(kernel, ROCDL_ARCHS, "lds", RocdlLoweringError, "gfx942")
+    """What the lowering reads of a kernel beside its body; refuses one not tiled for a ROCDL arch."""
+    return gpu_kernel_info(kernel, ROCDL_ARCHS, RocdlLoweringError, "gfx942")
 
 
 def emit_kernel(kernel: tile.KernelOp) -> GpuKernel:

@@ -37,7 +37,7 @@ def kernels_mlir(job: RocdlJob) -> str:
     """convert-tessera-tile-to-rocdl: every kernel as a gpu.func of one gpu.module."""
     from tessera.lowering.convert_tile_to_rocdl import emit_printed_kernel
     from tessera.lowering.gpu.kernel_info import tile_kernels
-    from tessera.lowering.rocdl.kernel_text import kernels_module
+    from tessera.lowering.rocdl.pipeline import kernels_module
 
     assert job.tile_module is not None
     # Each kernel's lowering (Python: the SIMT patterns) in the compile workers, a printed kernel each.
@@ -49,7 +49,7 @@ def kernels_mlir(job: RocdlJob) -> str:
 def llvm_ir(job: RocdlJob) -> str:
     """LLVM IR of each kernel (a gpu.module of its own, the unit the kernel cache keys), linked."""
     from tessera.lowering.rocdl import pipeline
-    from tessera.lowering.rocdl.kernel_text import kernels_module
+    from tessera.lowering.rocdl.pipeline import kernels_module
 
     job.progress(f"rocdl: {len(job.kernels)} kernels through MLIR 22 (convert-gpu-to-rocdl, {job.arch}) to LLVM IR")
     pieces = [kernels_module([kernel.text]) for kernel in job.kernels]

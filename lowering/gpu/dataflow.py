@@ -15,7 +15,7 @@ from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.upstream import upstream_text
 from tessera.lowering.expand_math import expand_math
-from tessera.lowering.rocdl.kernel_text import GpuKernel, Grid
+from tessera.lowering.gpu.kernel import GpuKernel, Grid
 from tessera.lowering.tile_to_simt import lower_to_simt, workgroup_threads, wrap_in_gpu_module
 
 

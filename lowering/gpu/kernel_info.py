@@ -10,20 +10,20 @@ from typing import Any
 from xdsl.dialects.builtin import BFloat16Type, ModuleOp
 
 from tessera.arch import GPU_ARCHS
-from tessera.dialects import tile, tile_plan
+from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
-from tessera.lowering.rocdl.kernel_text import KernelInfo, LdsTile
+from tessera.lowering.gpu.kernel import KernelInfo
 
 
 def tile_kernels(module: ModuleOp) -> list[tile.KernelOp]:
     return [op for op in module.ops if isinstance(op, tile.KernelOp)]
 
 
-def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], space: str, error: type[TesseraError],
+def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], error: type[TesseraError],
                     example_arch: str) -> KernelInfo:  # fmt: skip
-    """A GPU kernel's KernelInfo: its dims and tiles, and as `lds` the body's loads into the scratchpad
-    `space` (so the code allocates exactly what Tile-IR planned); `error` for one tiled for another arch."""
+    """A GPU kernel's KernelInfo (its dims, tiles and arch, the element its mmas read the weight in); `error`
+    for one not tiled, or tiled for another arch."""
     name = kernel.sym_name.data
     if kernel.target is None or kernel.tiles is None:
         raise error(f"{kernel.name} @{name}: no tiles chosen (run tessera-tile-choose-tiles{{target={example_arch}}})")
@@ -31,26 +31,15 @@ def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], space: str, e
         raise error(
             f"{kernel.name} @{name}: tiled for '{kernel.target.data}', not an arch of this target ({', '.join(archs)})"
         )
-    lds: list[LdsTile] = []
-    mma_element: str | None = None
-    for op in kernel.body.block.ops:
-        if isinstance(op, tile_plan.PlanLoadOp) and op.space.data == space:
-            pad = 0 if op.pad is None else int(op.pad.value.data)
-            shape = tuple(int(d) for d in op.shape.get_values())
-            lds.append(LdsTile(op.operand.data, shape, str(op.element), pad))
-        elif isinstance(op, tile_plan.PlanMmaOp) and mma_element is None:
-            mma_element = str(op.lhs)
-    if kernel.is_dataflow():  # the element its mmas read the weight (their right operand) in
-        mmas = (op for op in kernel.body.walk() if isinstance(op, tile.MmaOp))
-        first = next(mmas, None)
-        if first is not None:
-            mma_element = "bf16" if isinstance(tile.element_of(first.rhs.type), BFloat16Type) else "f32"
+    first = next((op for op in kernel.body.walk() if isinstance(op, tile.MmaOp)), None)
+    mma_element = None
+    if first is not None:  # the element its mmas read the weight (their right operand) in
+        mma_element = "bf16" if isinstance(tile.element_of(first.rhs.type), BFloat16Type) else "f32"
     return KernelInfo(
         name=name,
         kind=kernel.kind.data,
         dims=dict(plain_dict(kernel.dims)),
         tiles=dict(plain_dict(kernel.tiles)),
-        lds=lds,
         arch=GPU_ARCHS[kernel.target.data],
         mma_element=mma_element,
     )

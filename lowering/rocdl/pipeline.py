@@ -19,6 +19,12 @@ from tessera import toolchain
 TRIPLE = "amdgcn-amd-amdhsa"
 
 
+def kernels_module(functions: list[str]) -> str:
+    """ROCDL kernels (GPU functions as MLIR 22 printed them) as one GPU module, the unit convert-gpu-to-rocdl
+    lowers."""
+    return "module attributes {gpu.container_module} {\ngpu.module @kernels {\n" + "\n".join(functions) + "}\n}\n"
+
+
 def rocdl_pipeline(chip: str) -> str:
     """gpu.module kernels (scf/arith/math/vector/memref + rocdl) -> the llvm dialect, for one chip."""
     return ",".join(

@@ -24,8 +24,8 @@ from xdsl.dialects.builtin import DYNAMIC_INDEX, MemRefType, f32
 from tessera.arch import gpu_arch
 from tessera.kernels.builder import KernelBuilder
 from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
+from tessera.lowering.gpu.kernel import GpuKernel
 from tessera.lowering.math.exp import EXP_HIGH, EXP_LOW
-from tessera.lowering.rocdl.kernel_text import GpuKernel
 
 LOG = logging.getLogger(__name__)
 

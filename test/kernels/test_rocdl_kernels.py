@@ -31,7 +31,7 @@ from tile_kernels import tile_kernel
 
 from tessera.lowering.convert_tile_to_nvvm import emit_kernel as emit_nvvm_kernel
 from tessera.lowering.convert_tile_to_rocdl import emit_kernel
-from tessera.lowering.rocdl.kernel_text import GLOBAL, GpuKernel, GpuKernelBuilder
+from tessera.lowering.gpu.kernel import GpuKernel
 from tessera.reference.common import rmsnorm, softplus
 from tessera.reference.mamba2 import Mamba2Weights, causal_conv, gated_rmsnorm, ssd_chunked
 from tessera.runtime.weights import bf16_bits, bf16_to_f32
@@ -773,36 +773,70 @@ def test_simulator_finds_a_race_between_waves_without_their_barrier() -> None:
 
 @pytest.mark.parametrize("element", ["bf16", "f32"])
 def test_simulator_mfma_layout(rng: np.random.Generator, element: str) -> None:
-    """D = C + A B for one wave whose operands are placed by the layout mfma.py documents, written here with
-    the plain builder: lane l = 16 q + c holds A[c][kpl q + i] and B[kpl q + i][c], and D[4 q + i][c]."""
+    """D = C + A B for one wave whose operands are placed by the layout arch.WaveFragments documents, the kernel
+    written out here by hand: lane l = 16 q + c holds A[c][kpl q + i] and B[kpl q + i][c], and D[4 q + i][c]."""
     per_lane = 4 if element == "bf16" else 1
     depth = 4 * per_lane
     instruction = "rocdl.mfma.f32.16x16x16bf16.1k" if element == "bf16" else "rocdl.mfma.f32.16x16x4f32"
-    operand = "vector<4xi16>" if element == "bf16" else "f32"
-    b = GpuKernelBuilder("probe", ["a", "b", "d"], [], 64)
-    lane = b.thread_id()
-    c, q = b.rem(lane, b.index(16)), b.div(lane, b.index(16))
+    scalar, operand = ("i16", "vector<4xi16>") if element == "bf16" else ("f32", "f32")
+    lines = [
+        "%lane = gpu.thread_id x",
+        "%c16 = arith.constant 16 : index",
+        "%c = arith.remui %lane, %c16 : index",
+        "%q = arith.divui %lane, %c16 : index",
+    ]
+
+    def element_at(name: str, row: str, col: str, columns: int, kind: str) -> str:
+        """Lines loading name[row, col] of a row-major [*, columns] buffer of `kind`; returns its SSA name."""
+        value = f"%{name}_{row[1:]}_{col[1:]}"
+        lines.extend([
+            f"%{name}_w{value[1:]} = arith.constant {columns} : index",
+            f"%{name}_r{value[1:]} = arith.muli {row}, %{name}_w{value[1:]} : index",
+            f"%{name}_o{value[1:]} = arith.addi %{name}_r{value[1:]}, {col} : index",
+            f"%{name}_i{value[1:]} = arith.index_cast %{name}_o{value[1:]} : index to i32",
+            f"%{name}_g{value[1:]} = llvm.getelementptr %{name}[%{name}_i{value[1:]}] : (!llvm.ptr<1>, i32) -> !llvm.ptr<1>, {kind}",
+            f"{value} = llvm.load %{name}_g{value[1:]} : !llvm.ptr<1> -> {kind}",
+        ])  # fmt: skip
+        return value
+
     fragments = []
     for matrix in ("a", "b"):
         items = []
         for i in range(per_lane):
-            k = b.add(b.mul(q, b.index(per_lane)), b.index(i))
-            offset = b.add(b.mul(c, b.index(depth)), k) if matrix == "a" else b.add(b.mul(k, b.index(16)), c)
-            items.append(b.let("v", f"llvm.load {b.gaddr(matrix, b.to_i32(offset), element)} : {GLOBAL} -> "
-                                    f"{'i16' if element == 'bf16' else 'f32'}"))  # fmt: skip
-        vector = f"vector.from_elements {', '.join(items)} : {operand}"
-        fragments.append(b.let("frag", vector) if element == "bf16" else items[0])
-    zero, accumulator = b.i32(0), b.const("0.0", "vector<4xf32>")
-    acc = b.let("acc", f"{instruction} {fragments[0]}, {fragments[1]}, {accumulator}, {zero}, {zero}, {zero} : "
-                       f"({operand}, {operand}, vector<4xf32>, i32, i32, i32) -> vector<4xf32>")  # fmt: skip
+            lines += [f"%k{matrix}{i}_s = arith.constant {per_lane} : index", f"%k{matrix}{i}_t = arith.muli %q, %k{matrix}{i}_s : index",
+                      f"%k{matrix}{i}_i = arith.constant {i} : index", f"%k{matrix}{i} = arith.addi %k{matrix}{i}_t, %k{matrix}{i}_i : index"]  # fmt: skip
+            at = ("%c", f"%k{matrix}{i}", depth) if matrix == "a" else (f"%k{matrix}{i}", "%c", 16)
+            items.append(element_at(matrix, *at, scalar))
+        if element == "bf16":
+            lines.append(f"%frag_{matrix} = vector.from_elements {', '.join(items)} : {operand}")
+            fragments.append(f"%frag_{matrix}")
+        else:
+            fragments.append(items[0])
+    lines += [
+        "%zero = arith.constant 0 : i32",
+        "%c0 = arith.constant dense<0.0> : vector<4xf32>",
+        f"%acc = {instruction} {fragments[0]}, {fragments[1]}, %c0, %zero, %zero, %zero : "
+        f"({operand}, {operand}, vector<4xf32>, i32, i32, i32) -> vector<4xf32>",
+        "%c4 = arith.constant 4 : index",
+        "%r0 = arith.muli %q, %c4 : index",
+    ]
     for i in range(4):
-        row = b.add(b.mul(q, b.index(4)), b.index(i))
-        value = b.let("e", f"vector.extract {acc}[{i}] : f32 from vector<4xf32>")
-        b.gstore(value, "d", b.to_i32(b.add(b.mul(row, b.index(16)), c)))
+        lines += [
+            f"%e{i} = vector.extract %acc[{i}] : f32 from vector<4xf32>",
+            f"%ri{i} = arith.constant {i} : index",
+            f"%row{i} = arith.addi %r0, %ri{i} : index",
+            f"%d_r{i} = arith.muli %row{i}, %c16 : index",
+            f"%d_o{i} = arith.addi %d_r{i}, %c : index",
+            f"%d_i{i} = arith.index_cast %d_o{i} : index to i32",
+            f"%d_g{i} = llvm.getelementptr %d[%d_i{i}] : (!llvm.ptr<1>, i32) -> !llvm.ptr<1>, f32",
+            f"llvm.store %e{i}, %d_g{i} : f32, !llvm.ptr<1>",
+        ]
+    params = "%a: !llvm.ptr<1>, %b: !llvm.ptr<1>, %d: !llvm.ptr<1>"
+    text = _kernel_text("\n".join("  " + line for line in lines), params=params, threads=64)
     a, b_matrix = f32(rng.standard_normal((16, depth))), f32(rng.standard_normal((depth, 16)))
     if element == "bf16":
         a, b_matrix = bf16_to_f32(bf16_bits(a)), bf16_to_f32(bf16_bits(b_matrix))
     stored = {"a": bf16_bits(a), "b": bf16_bits(b_matrix)} if element == "bf16" else {"a": a, "b": b_matrix}
     out = nan(16, 16)
-    Simulator(b.render()).run((1, 1), {**stored, "d": out}, {"tokens": 1, "position": 0})
+    Simulator(text).run((1, 1), {**stored, "d": out}, {"tokens": 1, "position": 0})
     check(instruction, out, a.astype(np.float64) @ b_matrix, F32_TOLERANCE)

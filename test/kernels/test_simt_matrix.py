@@ -116,10 +116,9 @@ def test_matrix_kernels_build_without_spills(arch: str) -> None:
         assert all(r.spill_stores == r.spill_loads == 0 for r in reports.values()), reports
         assert [reports[k.name].shared_bytes for k in kernels] == [k.lds_bytes for k in kernels]
     else:
-        from tessera.lowering.rocdl import kernel_text as rocdl_text
         from tessera.lowering.rocdl import pipeline as rocdl
 
-        llvm_ir = rocdl.to_llvm_ir(rocdl_text.kernels_module([k.text for k in kernels]), arch)
+        llvm_ir = rocdl.to_llvm_ir(rocdl.kernels_module([k.text for k in kernels]), arch)
         usage = rocdl.register_usage(rocdl.to_machine_code(llvm_ir, arch).assembly)
         assert set(usage) == {"gemm_f32", "gemm_bf16", "softmax"}
         assert all(u.vgpr_spills == 0 and u.sgpr_spills == 0 for u in usage.values()), usage

@@ -1,0 +1,49 @@
+"""A lowered GPU kernel and what a GPU lowering reads of its Tile-IR kernel.
+
+Kernel ABI (every GPU kernel; docs/lowering.md): one pointer per launch operand, ins then outs (Tile-IR order;
+on Hopper a CUtensorMap by value for an operand only async loads read), then `%tokens: i32` (rows of this
+call) and `%position: i32` (the sequence position of its first token); scratch buffers are workgroup
+attributions (LDS / static shared memory), a TMA kernel's operand stages one dynamic allocation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tessera.arch import GpuArch
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Workgroups per launch along x and y: ceil(extent / per) for each (extent, per), where an extent is a
+    number or "tokens" (the call's token count)."""
+
+    x: tuple[int | str, int]
+    y: tuple[int | str, int] = (1, 1)
+
+    def plain(self) -> dict[str, list[int | str]]:
+        return {"x": list(self.x), "y": list(self.y)}
+
+
+@dataclass(frozen=True)
+class KernelInfo:
+    """What a lowering reads of one Tile-IR kernel beside its body: its identity, dims and tiles, the arch, and
+    the element its matrix instructions read the weight in."""
+
+    name: str
+    kind: str
+    dims: dict[str, int | float | str]
+    tiles: dict[str, int | float | str]
+    arch: GpuArch
+    mma_element: str | None  # the element type of the body's matrix tiles ("bf16" | "f32"), if any
+
+
+@dataclass(frozen=True)
+class GpuKernel:
+    """A lowered kernel: its gpu.func text (MLIR 22's form) and launch geometry."""
+
+    name: str
+    text: str
+    threads: int
+    grid: Grid
+    lds_bytes: int
