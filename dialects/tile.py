@@ -6,8 +6,8 @@ A kernel records:
     kind, dims       what it computes (the Schedule-IR step it came from): provenance for names and caches
     parallel, grid   the dimension the runtime splits across threads / CTAs / workgroups, and its extent
     target, tiles    chosen once by `tessera-tile-choose-tiles{target=...}`; later passes only read them
-    body             what one program (one index of the grid) computes, in dataflow form (below) for the
-                     kinds written in kernels/, else the planned steps of dialects/tile_plan.py
+    body             what one program (one index of the grid) computes, in dataflow form (below): the kernel
+                     of kernels/ built from the tiles (empty until they are chosen)
     footprint        bytes of fast memory (cache / shared memory / LDS) per worker, computed from the body
                      by `tessera-tile-compute-footprint`, which checks it against the target's limit (arch.py)
 
@@ -91,7 +91,6 @@ from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator
 from xdsl.utils.exceptions import VerifyException
 
 from tessera.dialects.schedule import element_bytes
-from tessera.dialects.tile_plan import PLAN_OPS
 
 MEMORY_SPACES = ("global", "cache", "shared", "lds", "registers")
 SCRATCHPAD_SPACES = ("shared", "lds")
@@ -199,7 +198,7 @@ class KernelOp(IRDLOperation):
     assembly_format = "$sym_name attr-dict-with-keyword $body"
 
     def is_dataflow(self) -> bool:
-        """Whether the body is dataflow Tile-IR (written in kernels/) rather than planned steps."""
+        """Whether the body is written (the kernel of kernels/, built once the tiles are chosen)."""
         return bool(self.body.block.args)
 
     def scalar_names(self) -> tuple[str, ...]:
@@ -838,7 +837,6 @@ TesseraTile = Dialect(
         ScanOp,
         MmaOp,
         ConvertOp,
-        *PLAN_OPS,
     ],
     [TileType],
 )

@@ -15,9 +15,7 @@ reduction is one ReductionOp of the vector dialect (floats with reassociation al
 partial sums in several registers; a float max / min halves its vector first); a scan is log2 shuffle
 steps; an iota is a constant vector; `mma` is a vector FMA per (k, row) with a[m, k] broadcast (with
 {amx=true}, first the AMX pattern of lowering/tile_to_amx.py); map, splat and convert are the shared
-patterns of lowering/tile_elements.py. Scalars are the memref dialect's element loads and stores. Kernels
-written in planned steps (dialects/tile_plan.py) are left alone: lowering/convert_tile_to_x86.py emits
-those.
+patterns of lowering/tile_elements.py. Scalars are the memref dialect's element loads and stores.
 """
 
 from __future__ import annotations
@@ -820,7 +818,7 @@ COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (
 
 
 def lower_to_x86(module: ModuleOp, amx: bool = False) -> None:
-    """Lower every dataflow kernel of `module` in place (planned-step kernels are left as they are); with
+    """Lower every dataflow kernel of `module` in place (a kernel without a body is left as it is); with
     `amx`, the accumulators of loops that fit AMX tiles first (lowering/tile_to_amx.py)."""
     if amx:
         PatternRewriteWalker(PromoteAccumulatorsToAmx()).rewrite_module(module)

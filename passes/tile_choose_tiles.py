@@ -19,22 +19,18 @@ from typing import TYPE_CHECKING, Any
 from xdsl.context import Context
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    DenseArrayBase,
     DictionaryAttr,
     IntegerAttr,
     MemRefType,
     ModuleOp,
     StringAttr,
     UnitAttr,
-    bf16,
-    f32,
     i64,
 )
-from xdsl.ir import Attribute, Operation
 from xdsl.passes import ModulePass
 
 from tessera.arch import TARGETS
-from tessera.dialects import tile, tile_plan
+from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
 from tessera.tiling.choice import TileChoice
@@ -44,36 +40,6 @@ if TYPE_CHECKING:
     from tessera.tiling.gpu import GpuPolicy
 
 PRECISIONS = ("fp32", "bf16")
-_ELEMENTS: dict[str, Attribute] = {"f32": f32, "bf16": bf16}
-
-
-def _attr(value: object) -> Attribute:
-    if isinstance(value, bool):
-        return UnitAttr() if value else IntegerAttr(0, i64)
-    if isinstance(value, int):
-        return IntegerAttr(value, i64)
-    if isinstance(value, list):
-        return DenseArrayBase.from_list(i64, value)
-    assert isinstance(value, str)
-    return StringAttr(value)
-
-
-def _tile_op(kind: str, props: dict[str, object]) -> Operation:
-    ops: dict[str, type[Operation]] = {
-        "load": tile_plan.PlanLoadOp,
-        "store": tile_plan.PlanStoreOp,
-        "mma": tile_plan.PlanMmaOp,
-        "elementwise": tile_plan.PlanElementwiseOp,
-        "reduce": tile_plan.PlanReduceOp,
-        "scan": tile_plan.PlanScanOp,
-    }
-    converted: dict[str, Attribute] = {}
-    for key, value in props.items():
-        if key in ("element", "lhs", "rhs", "acc"):
-            converted[key] = _ELEMENTS[str(value)]
-        else:
-            converted[key] = _attr(value)
-    return ops[kind](properties=converted)
 
 
 def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32") -> None:
@@ -102,19 +68,15 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
 
 
 def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[MemRefType]) -> None:
-    """The kernel's body: dataflow Tile-IR from kernels/ for the kinds written there (built from its dims and
-    the chosen tiles; its launches must pass the buffers it takes), else the policy's planned steps."""
+    """The kernel's body: the dataflow Tile-IR of kernels/, built from its dims and the chosen tiles (its
+    launches must pass the buffers it takes)."""
     from tessera.kernels import KERNELS, PACKED, SCALARS
 
     build = KERNELS.get(kernel.kind.data)
     if build is None:
-        block = kernel.body.block
-        for old in list(block.ops):
-            old.detach()
-            old.erase()
-        for kind, props in choice.body:
-            block.add_op(_tile_op(kind, props))
-        return
+        raise TesseraError(
+            f"{kernel.name} @{kernel.sym_name.data}: kind '{kernel.kind.data}' has no kernel in kernels/"
+        )
     dims = dict(plain_dict(kernel.dims))
     body = build(dims, dict(choice.tiles))
     # [first, end) of the grid, the program ids along the grid and the token blocks, or the program id

@@ -1,12 +1,10 @@
 """tessera-tile-compute-footprint: each kernel's fast-memory bytes per worker, from its tile-level body.
 
-On a CPU (x86):
-    footprint = bytes of every tile loaded into a fast space (cache, registers)
-              + bytes of every matrix-multiply accumulator (kept in registers / cache).
-On a GPU (sm_90a, gfx942, gfx90a) accumulators live in the register file and the footprint is the
-scratchpad the kernel allocates: bytes of every tile loaded into shared memory / LDS, row padding included;
-for a kernel of kernels/, its scratch buffers, the tiles it loads there (an async load of a pipelined loop
-once per stage) and the operands its SIMT lowering stages there.
+On a CPU (x86): bytes of every tile loaded into a fast space (registers unless a load names another) and of
+its scratch buffers in fast memory (not the "global" ones).
+On a GPU (sm_90a, gfx942, gfx90a) the footprint is the scratchpad the kernel allocates (accumulators live
+in the register file): its scratch buffers, the tiles it loads there (an async load of a pipelined loop once
+per stage) and the operands its SIMT lowering stages there, row padding included.
 That is the number the kernel descriptor reports (the ROCDL target checks the two agree).
 Written as `footprint` on every `tessera.tile.kernel`; the kernel verifier then checks it against the
 target's limit (arch.py FAST_MEMORY_LIMITS; a GPU kernel without async copies declares its scratch
@@ -25,7 +23,7 @@ from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
 from tessera.arch import FAST_MEMORY_LIMITS, GPU_ARCHS, SCRATCHPAD_TARGETS, mma_rows_padded, staged_shape
-from tessera.dialects import tile, tile_plan
+from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
 from tessera.errors import TesseraError
@@ -35,21 +33,8 @@ SCRATCHPAD_SPACES = ("shared", "lds")
 
 
 def kernel_footprint(kernel: tile.KernelOp) -> int:
-    if kernel.is_dataflow():
-        return _dataflow_footprint(kernel)
-    if kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS:
-        return sum(
-            op.tile_bytes()
-            for op in kernel.body.block.ops
-            if isinstance(op, tile_plan.PlanLoadOp) and op.space.data in SCRATCHPAD_SPACES
-        )
-    total = 0
-    for op in kernel.body.block.ops:
-        if isinstance(op, tile_plan.PlanLoadOp) and op.space.data in FAST_SPACES:
-            total += op.tile_bytes()
-        elif isinstance(op, tile_plan.PlanMmaOp):
-            total += op.accumulator_bytes()
-    return total
+    """A kernel's fast-memory bytes per worker: nothing for a kernel without a body yet."""
+    return _dataflow_footprint(kernel) if kernel.is_dataflow() else 0
 
 
 def _dataflow_footprint(kernel: tile.KernelOp) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tessera.tiling import x86_gemm as gemm
-from tessera.tiling.choice import TileChoice, elementwise, load, reduce, store
+from tessera.tiling.choice import TileChoice
 
 
 def gemm_spec(dims: Mapping[str, Any], weight_dtype: str) -> gemm.GemmSpec:
@@ -74,17 +74,6 @@ def _attention(dims: Mapping[str, Any], precision: str) -> TileChoice:
     choice = {"block_q": block_q, "block_k": block_k, "mr": tiles.mr, "nr": tiles.nr, "ku": tiles.ku,
               "lanes": tiles.lanes, "min_chains": tiles.min_chains, "dot_rows": 4}  # fmt: skip
     return TileChoice(choice, grid=int(dims["num_heads"]), parallel="heads", ranged=True)
-
-
-def _rows(width_key: str, fns: tuple[str, ...]) -> Callable[[Mapping[str, Any], str], TileChoice]:
-    def choose(dims: Mapping[str, Any], precision: str) -> TileChoice:
-        width = int(dims[width_key]) if width_key in dims else 1
-        body: list[tuple[str, dict[str, object]]] = [load("row", [1, width])]
-        body += [elementwise(fn) if fn != "sum_squares" else reduce(fn) for fn in fns]
-        body.append(store("out", [1, width]))
-        return TileChoice({"rows_per_step": 1}, body)
-
-    return choose
 
 
 def _row_width(dims: Mapping[str, Any], key: str) -> int:

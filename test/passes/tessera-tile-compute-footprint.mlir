@@ -1,11 +1,14 @@
 // RUN: tessera-opt %s -p tessera-tile-compute-footprint | FileCheck %s
 
-// Fast-memory loads plus the accumulator: 6x64 + 64x32 floats loaded, a 6x32 accumulator:
-// (384 + 2048 + 192) * 4 = 10496 bytes. The global store does not count.
+// On x86 a kernel's fast memory is what it loads into a fast space (registers by default) and its scratch:
+// a 6x64 and a 64x32 f32 tile loaded, a 6x32 scratch: (384 + 2048 + 192) * 4 = 10496 bytes. Main-memory
+// buffers (launch operands, "global" scratch) do not count.
 // CHECK: tessera.tile.kernel @gemm attributes {{.*}}footprint = 10496 : i64}
-tessera.tile.kernel @gemm attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, target = "x86", tiles = {}} {
-  tessera.tile.plan_load "x" [6, 64] f32 {space = "cache"}
-  tessera.tile.plan_load "weight" [64, 32] f32 {space = "cache"}
-  tessera.tile.plan_mma m = 6 n = 32 k = 64(f32, f32) -> f32
-  tessera.tile.plan_store "y" [6, 32] f32 {space = "global"}
+tessera.tile.kernel @gemm attributes {kind = "gemm_test", dims = {}, parallel = "row_blocks", grid = 1 : i64, target = "x86", tiles = {}} {
+^bb0(%x: memref<?x64xf32>, %w: memref<64x32xf32>, %t: index):
+  %c0 = arith.constant 0 : index
+  %a = tessera.tile.load %x[%t, %c0] : memref<?x64xf32> -> !tessera.tile.tile<6x64xf32>
+  %b = tessera.tile.load %w[%c0, %c0] : memref<64x32xf32> -> !tessera.tile.tile<64x32xf32>
+  %s = tessera.tile.alloc : memref<6x32xf32>
+  %g = tessera.tile.alloc {space = "global"} : memref<6x32xf32>
 }

@@ -4,30 +4,16 @@
 // Target facts (fast-memory limits, known targets) are arch.py's, checked by tessera-tile-compute-footprint
 // (test/passes/tessera-tile-compute-footprint-over-limit.mlir); the dialect checks what holds on any target.
 tessera.tile.kernel @k attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 4 : i64, footprint = -1 : i64} {
-  tessera.tile.plan_elementwise "silu"
+^bb0(%t: index):
 }
 // CHECK: tessera.tile.kernel @k: footprint must be >= 0
 
 // -----
 
 tessera.tile.kernel @k attributes {kind = "matmul", dims = {}, parallel = "panels", grid = -1 : i64} {
-  tessera.tile.plan_elementwise "silu"
+^bb0(%t: index):
 }
 // CHECK: tessera.tile.kernel @k: grid must be >= 0
-
-// -----
-
-tessera.tile.kernel @k attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 1 : i64} {
-  tessera.tile.plan_load "x" [4, 0] f32 {space = "cache"}
-}
-// CHECK: tessera.tile.plan_load 'x': tile dimensions must be positive
-
-// -----
-
-tessera.tile.kernel @k attributes {kind = "matmul", dims = {}, parallel = "panels", grid = 1 : i64} {
-  tessera.tile.plan_load "x" [4, 4] f32 {space = "texture"}
-}
-// CHECK: tessera.tile.plan_load 'x': space must be one of
 
 // -----
 
