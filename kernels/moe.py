@@ -38,7 +38,7 @@ from xdsl.ir import Block, SSAValue
 
 from tessera.kernels.builder import INDEX, Dims, KernelBuilder
 from tessera.kernels.gemm import Gemm, GemmOperands
-from tessera.kernels.moe_blocks import block_experts
+from tessera.kernels.moe_blocks import block_experts, route
 from tessera.kernels.rows import columns, rows
 
 
@@ -197,16 +197,7 @@ def moe_experts(dims: Dims, tiles: Mapping[str, int]) -> Block:
     group, block = tiles["group"], tiles["block"]
     if group < top_k:
         raise ValueError(f"moe_experts: a group of {group} slots cannot take one token's {top_k}")
-    x_element = bf16 if str(dims.get("x_dtype", "f32")) == "bf16" else f32
-    k = KernelBuilder(
-        {
-            "x": rows(latent, x_element),
-            "ids": rows(top_k, i64),
-            "up": expert_weight_layout("up")(dims, tiles),
-            "down": expert_weight_layout("down")(dims, tiles),
-            "contrib": rows(top_k * latent, f32),
-        }
-    )
+    k = KernelBuilder(_experts_buffers(dims, tiles))
     x, ids, up, down, contrib = k.buffers
     expert = k.program_id
     slots = k.alloc("slots", [group], i32)
@@ -243,41 +234,26 @@ def moe_experts(dims: Dims, tiles: Mapping[str, int]) -> Block:
                 values = k.load(yo, [row.iv, column.iv], [block])
                 k.store(values, contrib, [t, k.addi(first, column.iv)], slot_bound)
 
-    tokens = k.size(ids)
-    mine = k.cast(expert, i64)
-    last = k.subi(tokens, k.index(1))
-    with k.loop(k.index(0), tokens, k.index(1), [k.index(0)]) as token:
-        count = token.args[0]
-        for j in range(top_k):
-            # Listed unconditionally, counted only when routed here: the next slot overwrites one that is not.
-            slot = k.addi(k.muli(token.iv, k.index(top_k)), k.index(j))
-            k.store(k.cast(slot, i32), slots, [count])
-            routed = k.cmpi("eq", k.load(ids, [token.iv, k.index(j)]), mine)
-            count = k.select(routed, k.addi(count, k.index(1)), count)
-        full = k.cmpi("sgt", count, k.index(group - top_k))
-        ends = k.andi(k.cmpi("eq", token.iv, last), k.cmpi("sgt", count, k.index(0)))
-        flush = k.ori(full, ends)
-        with k.when(flush):
-            run_group(count)
-        token.yield_(k.select(flush, k.index(0), count))
+    route(k, ids, slots, expert, k.index(0), k.size(ids), top_k, run_group)
     return k.finish()
 
 
 def _gpu_experts(dims: Dims, tiles: Mapping[str, int]) -> Block:
-    top_k, latent = int(dims["top_k"]), int(dims["latent"])
-    x_element = bf16 if str(dims.get("x_dtype", "f32")) == "bf16" else f32
-    k = KernelBuilder(
-        {
-            "x": rows(latent, x_element),
-            "ids": rows(top_k, i64),
-            "up": expert_weight_layout("up")(dims, tiles),
-            "down": expert_weight_layout("down")(dims, tiles),
-            "contrib": rows(top_k * latent, f32),
-        },
-        token_blocks=True,
-    )
+    k = KernelBuilder(_experts_buffers(dims, tiles), token_blocks=True)
     block_experts(k, dims, tiles)
     return k.finish()
+
+
+def _experts_buffers(dims: Dims, tiles: Mapping[str, int]) -> dict[str, MemRefType]:
+    """moe_experts' launch operands: x, ids, the up and down stacks (in the tiles' layout), contrib."""
+    top_k, latent = int(dims["top_k"]), int(dims["latent"])
+    return {
+        "x": rows(latent, bf16 if str(dims.get("x_dtype", "f32")) == "bf16" else f32),
+        "ids": rows(top_k, i64),
+        "up": expert_weight_layout("up")(dims, tiles),
+        "down": expert_weight_layout("down")(dims, tiles),
+        "contrib": rows(top_k * latent, f32),
+    }
 
 
 KERNELS = {"moe_router": moe_router, "moe_combine": moe_combine, "moe_experts": moe_experts}

@@ -18,12 +18,35 @@ to another expert (or to no expert) is read or written, so programs run in any o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from xdsl.dialects.builtin import bf16, f32, i32, i64
 from xdsl.ir import SSAValue
 
 from tessera.kernels.builder import INDEX, KernelBuilder
+
+
+def route(k: KernelBuilder, ids: SSAValue, slots: SSAValue, expert: SSAValue, first: SSAValue, end: SSAValue,
+          top_k: int, run: Callable[[SSAValue], None]) -> None:  # fmt: skip
+    """List the slots s = t K + j of tokens [first, end) routed to `expert` into `slots`, token by token, and
+    run(count) whenever the list may not take another token's K (or the tokens end)."""
+    capacity = slots.type.get_shape()[0]  # type: ignore[attr-defined]
+    last = k.subi(end, k.index(1))
+    mine = k.cast(expert, i64)
+    with k.loop(first, end, k.index(1), [k.index(0)]) as token:
+        count = token.args[0]
+        for j in range(top_k):
+            # Listed unconditionally, counted only when routed here: the next slot overwrites one that is not.
+            slot = k.addi(k.muli(token.iv, k.index(top_k)), k.index(j))
+            k.store(k.cast(slot, i32), slots, [count])
+            routed = k.cmpi("eq", k.load(ids, [token.iv, k.index(j)]), mine)
+            count = k.select(routed, k.addi(count, k.index(1)), count)
+        full = k.cmpi("sgt", count, k.index(capacity - top_k))
+        ends = k.andi(k.cmpi("eq", token.iv, last), k.cmpi("sgt", count, k.index(0)))
+        flush = k.ori(full, ends)
+        with k.when(flush):
+            run(count)
+        token.yield_(k.select(flush, k.index(0), count))
 
 
 def _relu2(e: KernelBuilder, v: SSAValue) -> SSAValue:
@@ -93,19 +116,5 @@ def block_experts(k: KernelBuilder, dims: Mapping[str, int | float | str], tiles
 
     tokens = k.size(ids)
     first_token = k.muli(k.token_block_id, k.index(group))
-    last_token = k.subi(k.minsi(k.addi(first_token, k.index(group)), tokens), k.index(1))
-    mine = k.cast(expert, i64)
-    with k.loop(first_token, k.addi(last_token, k.index(1)), k.index(1), [k.index(0)]) as token:
-        count = token.args[0]
-        for j in range(top_k):
-            # Listed unconditionally, counted only when routed here: the next slot overwrites one that is not.
-            slot = k.addi(k.muli(token.iv, k.index(top_k)), k.index(j))
-            k.store(k.cast(slot, i32), slots, [count])
-            routed = k.cmpi("eq", k.load(ids, [token.iv, k.index(j)]), mine)
-            count = k.select(routed, k.addi(count, k.index(1)), count)
-        full = k.cmpi("sgt", count, k.index(rows - top_k))
-        ends = k.andi(k.cmpi("eq", token.iv, last_token), k.cmpi("sgt", count, k.index(0)))
-        flush = k.ori(full, ends)
-        with k.when(flush):
-            run(count)
-        token.yield_(k.select(flush, k.index(0), count))
+    end = k.minsi(k.addi(first_token, k.index(group)), tokens)
+    route(k, ids, slots, expert, first_token, end, top_k, run)
