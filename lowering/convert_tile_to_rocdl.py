@@ -1,7 +1,7 @@
 """convert-tessera-tile-to-rocdl: Tile-IR tiled for a CDNA GPU (target gfx942 | gfx90a) -> one `gpu.module`
 of ROCDL kernels and the program the runtime launches.
 
-    emit_kernels(module) -> [GpuKernel]   one `gpu.func` per `tessera.tile.kernel` (each written in kernels/)
+    emit_kernels(module) -> [GpuKernel]   one GPU function per `tessera.tile.kernel` (each written in kernels/)
                                           through convert-tessera-tile-to-simt, its mmas on MFMA where they
                                           are whole 16x16 blocks
     lower_kernels(module) -> str          their gpu.module (what `tessera-opt -t rocdl-mlir` prints)

@@ -506,7 +506,7 @@ def workgroup_threads(kernel: tile.KernelOp, arch: GpuArch) -> int:
 
 @dataclass
 class LowerKernel(RewritePattern):
-    """A dataflow kernel -> gpu.func(pointers, %tokens, %position), a workgroup of its tiles' `threads` (one
+    """A dataflow kernel -> a GPU function (pointers, %tokens, %position), a workgroup of its tiles' `threads` (one
     wave unless they say otherwise) per program."""
 
     arch: GpuArch

@@ -40,7 +40,7 @@ class KernelInfo:
 
 @dataclass(frozen=True)
 class GpuKernel:
-    """A lowered kernel: its gpu.func text (MLIR 22's form) and launch geometry."""
+    """A lowered kernel: its GPU function's text (MLIR 22's form) and launch geometry."""
 
     name: str
     text: str

@@ -9,7 +9,7 @@ lowers every kernel of kernels/ and describes its launch.
                    stages (its docstring has the layout, the phase logic and the descriptor encoding); the
                    GEMM's ring is 98304 operand bytes + 48 bytes of mbarriers = 98352 bytes of dynamic
                    shared memory
-    pipeline.py    gpu.module -> LLVM IR -> PTX (llvmlite, sm_90a, +ptx80) -> cubin (ptxas -v, with
+    pipeline.py    the GPU module -> LLVM IR -> PTX (llvmlite, sm_90a, +ptx80) -> cubin (ptxas -v, with
                    registers / spills parsed) -> SASS (nvdisasm or cuobjdump, from PyPI's
                    nvidia-cuda-nvdisasm / nvidia-cuda-cuobjdump 13.5.37)
 

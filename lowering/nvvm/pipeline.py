@@ -3,7 +3,7 @@
     to_llvm_ir     upstream MLIR 22: convert-scf-to-cf, convert-gpu-to-nvvm (index 32-bit),
                    convert-nvvm-to-llvm (wgmma / mbarrier ops become inline PTX), reconcile casts; then
                    the tensor-map parameters are marked by value and grid constant (GRID_CONSTANTS
-                   says why) and the gpu.module is translated (toolchain.gpu_module_to_llvm_ir)
+                   says why) and the GPU module is translated (toolchain.gpu_module_to_llvm_ir)
     to_ptx         LLVM's NVPTX back end through llvmlite, sm_90a, +ptx80 (PTX ISA 8.0)
     assemble       ptxas -arch=sm_90a -v: the cubin, and registers / stack / spills / barriers per kernel
     disassemble    nvdisasm (or cuobjdump -sass): the SASS, where HGMMA and UTMALDG show
@@ -31,13 +31,13 @@ CHIP = "sm_90a"
 FEATURES = "+ptx80"
 TENSOR_MAP_BYTES = 128
 TENSOR_MAP_ALIGNMENT = 64
-# The gpu.func attribute naming the CUtensorMap parameters (lowering/tile_to_simt.py LowerKernel): MLIR 22's
+# The GPU function's attribute naming the CUtensorMap parameters (lowering/tile_to_simt.py LowerKernel): MLIR 22's
 # verifier allows the grid-constant attribute only on an LLVM function kernel and the GPU function lowering drops
 # the by-value one, so they are marked once the kernel is an LLVM function, and reach PTX as
 # `.param .align 64 .b8 [128]`.
 GRID_CONSTANTS = "tessera.grid_constants"
 
-# The one dynamic shared allocation TMA kernels address (lowering/nvvm/wgmma.py), declared once per gpu.module:
+# The one dynamic shared allocation TMA kernels address (lowering/nvvm/wgmma.py), declared once per GPU module:
 # external, of 0 bytes (a launch gives its size), 1024-aligned (the 128-byte swizzle repeats every 8 rows).
 DYNAMIC_SHARED = "tessera_dynamic_smem"
 SHARED_ALIGNMENT = 1024
