@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -96,7 +97,7 @@ def gpu_functions_text(text: str, parameter_names: dict[str, list[str]]) -> list
                 continue
             for function in op.regions[0].blocks[0].operations:
                 if function.operation.name != "gpu.func":
-                    continue  # a global the functions address: the target's gpu.module declares it once
+                    continue  # a global the functions address: the target's GPU module declares it once
                 name = ir.StringAttr(function.attributes["sym_name"]).value
                 for arg, arg_name in zip(
                     function.regions[0].blocks[0].arguments, parameter_names.get(name, []), strict=False
@@ -106,6 +107,15 @@ def gpu_functions_text(text: str, parameter_names: dict[str, list[str]]) -> list
                 function.operation.print(file=stream, use_name_loc_as_prefix=True)
                 texts.append(stream.getvalue())
         return texts
+
+
+def gpu_module_text(functions: Sequence[str], declarations: Sequence[str] = (), data_layout: str | None = None) -> str:
+    """GPU functions as MLIR 22 printed them, and the declarations they address (printed ops), as the one GPU
+    module of a container module: the unit the GPU conversions lower. Text because the functions arrive as
+    text from the compile workers (IR objects do not cross processes)."""
+    layout = "" if data_layout is None else f' attributes {{llvm.data_layout = "{data_layout}"}}'
+    body = "\n".join([*declarations, *functions])
+    return f"module attributes {{gpu.container_module}} {{\ngpu.module @kernels{layout} {{\n{body}\n}}\n}}\n"
 
 
 def mark_by_value_parameters(text: str, marker: str, byte_count: int, alignment: int) -> str:

@@ -380,7 +380,7 @@ def _update_each(emit: Emitter, op: tile.StoreOp, load: tile.LoadOp, updates: Up
 
 
 class LowerAlloc(SimtPattern):
-    """A scratch buffer -> a workgroup attribution of the gpu.func (shared memory / LDS), bf16 held as i16; its
+    """A scratch buffer -> a workgroup attribution of the GPU function (shared memory / LDS), bf16 held as i16; its
     rows padded as a staged operand's (arch.staged_shape) where an mma reads them down a column in place."""
 
     @op_type_rewrite_pattern

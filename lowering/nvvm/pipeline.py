@@ -55,27 +55,18 @@ NVVM_PIPELINE = ",".join(
 
 
 def kernels_module(functions: list[str]) -> str:
-    """NVVM kernels (GPU functions as MLIR 22 printed them) as one GPU module, the unit convert-gpu-to-nvvm
-    lowers, with the NVPTX data layout and the dynamic shared memory."""
-    shared = (
-        f"  llvm.mlir.global external @{DYNAMIC_SHARED}() "
-        f"{{addr_space = 3 : i32, alignment = {SHARED_ALIGNMENT} : i64}} : !llvm.array<0 x i8>\n"
-    )
-    return (
-        "module attributes {gpu.container_module} {\n"
-        f'gpu.module @kernels attributes {{llvm.data_layout = "{NVPTX_DATA_LAYOUT}"}} {{\n'
-        + shared
-        + "\n".join(functions)
-        + "}\n}\n"
-    )
+    """NVVM kernels (GPU functions as MLIR 22 printed them) as one GPU module, with the NVPTX data layout and
+    the dynamic shared memory's declaration (a typed op, printed for MLIR)."""
+    from tessera.dialects.upstream import upstream_text
+    from tessera.lowering.nvvm.wgmma import dynamic_shared
+
+    return toolchain.gpu_module_text(functions, [upstream_text(dynamic_shared())], NVPTX_DATA_LAYOUT)
 
 
 def to_llvm_ir(kernels_mlir: str) -> str:
     """A module holding one gpu.module of NVVM kernels -> the LLVM IR of its kernels (nvptx64-nvidia-cuda)."""
     if "llvm.data_layout" not in kernels_mlir:
-        raise ToolchainError(
-            "the gpu.module has no llvm.data_layout (build it with lowering.nvvm.pipeline.kernels_module)"
-        )
+        raise ToolchainError("the GPU module has no data layout (build it with lowering.nvvm.pipeline.kernels_module)")
     lowered = toolchain.run_pipeline(kernels_mlir, NVVM_PIPELINE)
     lowered = toolchain.mark_by_value_parameters(lowered, GRID_CONSTANTS, TENSOR_MAP_BYTES, TENSOR_MAP_ALIGNMENT)
     return toolchain.gpu_module_to_llvm_ir(lowered, "reconcile-unrealized-casts", TRIPLE)

@@ -288,9 +288,14 @@ def _declare_dynamic_shared(function: gpu.FuncOp) -> None:
     assert block is not None
     if any(isinstance(global_, llvm.GlobalOp) and global_.sym_name.data == DYNAMIC_SHARED for global_ in block.ops):
         return
+    block.insert_op_before(dynamic_shared(), function)
+
+
+def dynamic_shared() -> llvm.GlobalOp:
+    """The dynamic shared allocation's declaration: an external addrspace(3) array of 0 bytes (a launch gives
+    its size), 1024-aligned (the 128-byte swizzle repeats every 8 rows)."""
     array = llvm.LLVMArrayType(builtin.IntAttr(0), builtin.IntegerType(8))
-    declared = llvm.GlobalOp(array, DYNAMIC_SHARED, "external", addr_space=3, alignment=SHARED_ALIGNMENT)
-    block.insert_op_before(declared, function)
+    return llvm.GlobalOp(array, DYNAMIC_SHARED, "external", addr_space=3, alignment=SHARED_ALIGNMENT)
 
 
 def _at(emit: Emitter, smem: SSAValue, offset: int | SSAValue) -> SSAValue:

@@ -20,9 +20,8 @@ TRIPLE = "amdgcn-amd-amdhsa"
 
 
 def kernels_module(functions: list[str]) -> str:
-    """ROCDL kernels (GPU functions as MLIR 22 printed them) as one GPU module, the unit convert-gpu-to-rocdl
-    lowers."""
-    return "module attributes {gpu.container_module} {\ngpu.module @kernels {\n" + "\n".join(functions) + "}\n}\n"
+    """ROCDL kernels (GPU functions as MLIR 22 printed them) as one GPU module."""
+    return toolchain.gpu_module_text(functions)
 
 
 def rocdl_pipeline(chip: str) -> str:
