@@ -38,7 +38,10 @@ def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> 
         grid = Grid(x=("tokens", 1)) if extent == 0 else Grid(x=(extent, 1))
     shared_bytes = sum(_bytes(buffer.type) for buffer in function.body.block.args[len(function.function_type.inputs) :])
     threads = workgroup_threads(kernel, arch)
-    return GpuKernel(kernel.sym_name.data, "  " + text.replace("\n", "\n  ") + "\n", threads, grid, shared_bytes)
+    params = tuple(names[: len(function.function_type.inputs)])
+    return GpuKernel(
+        kernel.sym_name.data, "  " + text.replace("\n", "\n  ") + "\n", params, threads, grid, shared_bytes
+    )
 
 
 def _bytes(type_: Attribute) -> int:

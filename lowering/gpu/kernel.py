@@ -40,10 +40,12 @@ class KernelInfo:
 
 @dataclass(frozen=True)
 class GpuKernel:
-    """A lowered kernel: its GPU function's text (MLIR 22's form) and launch geometry."""
+    """A lowered kernel: its GPU function's text (MLIR 22's form), its parameters' names (the kernel ABI's, in
+    order: what the text names them, which MLIR forgets once it parses it) and launch geometry."""
 
     name: str
     text: str
+    params: tuple[str, ...]
     threads: int
     grid: Grid
     lds_bytes: int

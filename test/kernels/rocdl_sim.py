@@ -1,14 +1,16 @@
-"""A lockstep SIMT simulator of the `gpu.func` text of the GPU kernels (convert-tessera-tile-to-simt with its WGMMA +
-TMA pattern, and the experts' emitter left in lowering/rocdl/), in numpy: the numerical evidence for kernels that
-no GPU here can run. Test-only; nothing in the package imports it.
+"""A lockstep SIMT simulator of the GPU functions Tessera's GPU targets compile (convert-tessera-tile-to-simt with its
+WGMMA + TMA pattern), in numpy: the numerical evidence for kernels that no GPU here can run. It reads MLIR 22's
+own IR objects (the Python bindings' operations, types and attributes, as MLIR parsed and verified the module the
+target compiles), never its own reading of the text. Test-only; nothing in the package imports it.
 
-    sim = Simulator(kernel.text)
+    sim = Simulator.of(kernel, wave_size=32)  # a lowered GpuKernel; or Simulator(KernelModule(text), name)
     report = sim.run((blocks_x, blocks_y), {"x": x, "w": w, "y": y}, {"tokens": 37, "position": 0})
 
-Buffers are numpy arrays, one per pointer argument by name, in their storage type (f32 float32, bf16 bits
-uint16, i64 int64, i32 int32); the kernel reads and writes them in place. The Report counts barriers, MFMAs
-and reads of LDS elements never written (harmless where the value is discarded, as for padding columns that
-only feed discarded outputs; the NaN they read shows up in the outputs otherwise).
+Buffers are numpy arrays, one per pointer parameter by name (the kernel ABI's names, or arg0, arg1...), in their
+storage type (f32 float32, bf16 bits uint16, i64 int64, i32 int32); the kernel reads and writes them in place.
+The Report counts barriers, MFMAs and reads of LDS elements never written (harmless where the value is
+discarded, as for padding columns that only feed discarded outputs; the NaN they read shows up in the outputs
+otherwise).
 
 What it models (the documented semantics of the gpu / scf / arith / math / vector / memref / llvm ops and of
 the CDNA instructions the emitters use — a model of the ISA as documented, not of any chip):
@@ -62,22 +64,26 @@ race: a missing barrier shows up only through the interval checks above, and onl
 memory across workgroups (global accesses of different threads of one workgroup are not ordered-checked).
 No caches, no memory consistency model beyond that, no denormal flushing, no register or LDS limits (the
 lowering and the AMDGCN build check those), no exceptions, no scalar/vector register distinction (a value
-that should be wave-uniform is not checked to be). An op the emitters do not use fails to load, naming it.
+that should be wave-uniform is not checked to be). An op the lowerings do not emit fails to load, naming it.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Generator, Mapping
+import importlib
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from tessera import toolchain
+from tessera.lowering.gpu.kernel import GpuKernel
+
 Array = NDArray[Any]
 Values = list[Array]
-Env = dict[str, Any]
+Env = dict[int, Any]  # values by slot: each SSA value of the function is numbered once, when it is compiled
+Op = Any  # an operation of MLIR's Python bindings (mlir.ir.Operation)
 Run = Generator[None, None, "Values | None"]
 Step = Callable[[Env, Array], "Values | Run | None"]
 
@@ -101,10 +107,10 @@ _MFMA = {  # name -> (operand element, k per lane)
     "rocdl.mfma.f32.16x16x16bf16.1k": ("i16", 4),
     "rocdl.mfma.f32.16x16x4f32": ("f32", 1),
 }
-_NAME = r"%[\w#]+"
-_GLOBAL = "!llvm.ptr<1>"
-_TENSOR_MAP = "!llvm.ptr"
-_SHARED = "!llvm.ptr<3>"
+_GLOBAL, _SHARED, _SHARED_CLUSTER = 1, 3, 7  # LLVM address spaces (NVPTX / AMDGPU numbering of global and shared)
+_CMPI = ("eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge")  # arith.cmpi's predicate values
+_CMPF = ("false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno",
+         "true")  # fmt: skip
 # Where the dynamic shared memory starts in the shared window (1 KiB is reserved below it on sm_90): the address
 # llvm.ptrtoint gives and WGMMA descriptors encode.
 SHARED_WINDOW_BASE = 0x400
@@ -131,22 +137,85 @@ class ValueType:
         return (lanes,) if self.count is None else (lanes, self.count)
 
 
-def parse_type(text: str) -> ValueType:
-    text = text.strip()
-    vector = re.fullmatch(r"vector<(\d+)x(\w+)>", text)
-    struct = re.fullmatch(r"!llvm\.struct<\((.*)\)>", text)
-    if vector:
-        element, count = vector.group(2), int(vector.group(1))
-    elif struct:  # an LLVM struct of one element type (a WGMMA accumulator): held as a vector
-        members = _names(struct.group(1))
-        if len(set(members)) != 1:
-            raise SimulationError(f"type '{text}' is not modelled (a struct of several element types)")
-        element, count = members[0], len(members)
-    else:
-        element, count = text, None
-    if element not in _DTYPES:
-        raise SimulationError(f"type '{text}' is not modelled")
-    return ValueType(element, count)
+def _ir() -> Any:
+    return toolchain.mlir().ir
+
+
+def _llvm() -> Any:
+    return importlib.import_module("mlir.dialects.llvm")
+
+
+def _element(type_: Any) -> str:
+    ir = _ir()
+    if isinstance(type_, ir.F32Type):
+        return "f32"
+    if isinstance(type_, ir.F64Type):
+        return "f64"
+    if isinstance(type_, ir.IndexType):
+        return "index"
+    if isinstance(type_, ir.IntegerType) and f"i{type_.width}" in _DTYPES:
+        return f"i{type_.width}"
+    raise SimulationError(f"type {type_} is not modelled")
+
+
+def value_type(type_: Any) -> ValueType:
+    """The model of an MLIR type: a scalar, a vector, or an LLVM struct of one element type (a WGMMA
+    accumulator), held as a vector."""
+    ir, llvm = _ir(), _llvm()
+    if isinstance(type_, ir.VectorType):  # (the bindings give a value's type as its own class)
+        if type_.rank != 1:
+            raise SimulationError(f"type {type_} is not modelled (vectors are rank 1)")
+        return ValueType(_element(type_.element_type), type_.shape[0])
+    if isinstance(type_, llvm.StructType):
+        members = {_element(member) for member in type_.body}
+        if len(members) != 1:
+            raise SimulationError(f"type {type_} is not modelled (a struct of several element types)")
+        return ValueType(members.pop(), len(type_.body))
+    return ValueType(_element(type_))
+
+
+def _address_space(type_: Any) -> int | None:
+    """The address space of an LLVM pointer type; None for any other type."""
+    llvm = _llvm()
+    return int(type_.address_space) if isinstance(type_, llvm.PointerType) else None
+
+
+def _keyword(attr: Any) -> str:
+    """The keyword(s) of a dialect enum attribute (`#gpu<dim x>` -> "x", `#nvvm.wgmma_scale_out<one>` -> "one"):
+    the bindings give such attributes no typed accessor, so this is the one place an attribute's spelling is read."""
+    spelled = str(attr)
+    inner = spelled[spelled.index("<") + 1 : spelled.rindex(">")]
+    return inner.split(" ", 1)[1] if inner.startswith(("dim ", "shuffle_mode ")) else inner
+
+
+class KernelModule:
+    """A module of GPU functions (what a GPU target writes, OUT/<target>/kernels.mlir) as MLIR 22 parsed and
+    verified it: its functions by name. The bindings' operations live only as long as their module, which this
+    holds (and every Simulator of it holds this)."""
+
+    def __init__(self, text: str) -> None:
+        ir = _ir()
+        with ir.Context():
+            try:
+                self.module = ir.Module.parse(text)
+            except Exception as exc:  # MLIR's diagnostics: the text is not a valid module
+                raise SimulationError(f"MLIR cannot read the kernels: {exc}") from None
+        self.functions: dict[str, Op] = {}
+
+        def collect(op: Op) -> Any:
+            if op.name == "gpu.func":
+                self.functions[ir.StringAttr(op.attributes["sym_name"]).value] = op
+            return ir.WalkResult.ADVANCE
+
+        self.module.operation.walk(collect)
+
+    @classmethod
+    def of_function(cls, text: str) -> KernelModule:
+        """One GPU function as MLIR 22 prints it, in the GPU module the NVVM target builds around its kernels (the
+        dynamic shared memory's declaration included)."""
+        from tessera.lowering.nvvm.pipeline import kernels_module
+
+        return cls(kernels_module([text]))
 
 
 @dataclass(frozen=True)
@@ -192,23 +261,11 @@ class _Mbarrier:
             self.phase, self.pending = self.phase + 1, self.count
 
 
-@dataclass
-class _Region:
-    args: list[tuple[str, str]]  # block arguments (^bb0) as (name, type)
-    ops: list[_Node]
-
-
-@dataclass
-class _Node:
-    line: int
-    text: str
-    regions: list[_Region] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class _LdsType:
     shape: tuple[int, ...]
     element: str
+    label: str  # "workgroup<i>": the function's i-th workgroup attribution (errors and the Report name it so)
 
 
 @dataclass
@@ -272,112 +329,93 @@ def _nan_fill(shape: tuple[int, ...], element: str) -> Array:
     return np.full(shape, _NAN_BITS[element], unsigned).view(dtype)
 
 
-def _constant(literal: str, type_: ValueType, lanes: int) -> Array:
-    dense = re.fullmatch(r"dense<(.*)>", literal)
-    if dense:
-        literal = dense.group(1)
-    element = type_.element
-    if element in ("f32", "f64"):
-        if literal.startswith("0x"):
-            bits = np.array(int(literal, 16), np.uint32 if element == "f32" else np.uint64)
-            value: Any = bits.view(type_.dtype)
-        else:
-            value = type_.dtype.type(float(literal))
-    elif element == "i1":
-        value = literal in ("true", "1")
-    else:
-        value = np.array(int(literal) & ((1 << _BITS[element]) - 1), np.uint64).astype(_UNSIGNED[element])
-        value = value.view(type_.dtype)
-    return np.full(type_.shape(lanes), value, type_.dtype)
-
-
-# --- parsing ----------------------------------------------------------------------------------------------------
-
-
-_HEADER = re.compile(
-    r"gpu\.func @(?P<name>\w+)\((?P<params>.*?)\)(?: workgroup\((?P<lds>.*?)\))? kernel attributes "
-    r"\{known_block_size = array<i32: (?P<threads>\d+), 1, 1>"
-)
-_LDS_ARG = re.compile(r"(%\w+)\s*:\s*memref<([\dx]+)x(\w+), #gpu\.address_space<workgroup>>")
-
-
-def _parse_region(lines: list[tuple[int, str]], start: int) -> tuple[_Region, int, str]:
-    """Ops up to the line closing this region; returns (region, next line, the closing line)."""
-    region = _Region([], [])
-    i = start
-    while i < len(lines):
-        number, line = lines[i]
-        i += 1
-        if line.startswith("}"):
-            return region, i, line
-        if line.startswith("^bb"):
-            match = _parse(r"\^bb\d+\((.*)\):", line)
-            if not match or region.ops:
-                raise SimulationError(f"line {number}: unexpected block header '{line}'")
-            region.args = [(arg.split(":")[0].strip(), arg.split(":")[1].strip()) for arg in match.group(1).split(",")]
-            continue
-        node = _Node(number, line)
-        if line.endswith("{"):
-            while True:
-                body, i, closer = _parse_region(lines, i)
-                node.regions.append(body)
-                if closer not in ("} else {", "} do {"):
-                    break
-        region.ops.append(node)
-    return region, i, ""
-
-
-def _results(text: str) -> list[str]:
-    """The SSA names an op defines: `%a`, `%a, %b`, or `%r:3` (used as %r#0, %r#1, %r#2)."""
-    multiple = re.fullmatch(r"(%\w+):(\d+)", text)
-    if multiple:
-        return [f"{multiple.group(1)}#{i}" for i in range(int(multiple.group(2)))]
-    return [name.strip() for name in text.split(",")]
-
-
-def _parse(pattern: str, text: str) -> re.Match[str]:
-    match = re.fullmatch(pattern, text)
-    if not match:
-        raise SimulationError(f"cannot read '{text}'")
-    return match
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
+def _constant(attr: Any, type_: ValueType) -> Any:
+    """The scalar an arith.constant's value attribute holds (a vector constant is a splat), in the model's dtype."""
+    ir = _ir()
+    if isinstance(attr, ir.DenseElementsAttr):  # (the bindings give an op's attribute as its own class)
+        if not attr.is_splat:
+            raise SimulationError("a vector constant that is not a splat is not modelled")
+        attr = attr.get_splat_value()
+    if isinstance(attr, ir.FloatAttr):  # a double holds every f32 exactly
+        return type_.dtype.type(attr.value)
+    if isinstance(attr, ir.BoolAttr):
+        return np.bool_(attr.value)
+    value = ir.IntegerAttr(attr).value
+    if type_.element == "i1":
+        return np.bool_(value != 0)
+    return (
+        np.array(value & ((1 << _BITS[type_.element]) - 1), np.uint64)
+        .astype(_UNSIGNED[type_.element])
+        .view(type_.dtype)
+    )
 
 
 # --- the simulator -----------------------------------------------------------------------------------------------
 
 
 class Simulator:
-    """One gpu.func, parsed and compiled to numpy closures once; `run` launches it on a grid."""
+    """One GPU function of a KernelModule, compiled to numpy closures once; `run` launches it on a grid. `names`
+    names its parameters (default arg0, arg1, ...): MLIR does not keep the names of the values it parses."""
 
-    def __init__(self, text: str, wave_size: int = WAVE) -> None:
-        self.wave_size = wave_size  # 64 (CDNA) or a warp of 32 (the NVVM SIMT kernels)
-        lines = [(number + 1, line.strip()) for number, line in enumerate(text.strip().splitlines())]
-        lines = [(number, line) for number, line in lines if line]
-        header = _HEADER.match(lines[0][1])
-        if not header:
-            raise SimulationError(f"not a gpu.func header: {lines[0][1][:120]}")
-        self.name = header.group("name")
-        self.threads = int(header.group("threads"))
+    def __init__(
+        self, module: KernelModule, name: str, wave_size: int = WAVE, names: Sequence[str] | None = None
+    ) -> None:
+        ir = _ir()
+        self.module = module  # (keeps the IR, and so every op the closures' error messages name, alive)
+        function = module.functions[name].operation
+        self.function = function
+        self.wave_size = wave_size  # 64 (CDNA) or a warp of 32 (the NVVM kernels)
+        self.name = ir.StringAttr(function.attributes["sym_name"]).value
+        if "known_block_size" not in function.attributes:
+            raise SimulationError(f"@{self.name}: no known_block_size (the workgroup's threads)")
+        threads, *rest = ir.DenseI32ArrayAttr(function.attributes["known_block_size"])
+        if list(rest) != [1, 1]:
+            raise SimulationError(
+                f"@{self.name}: workgroups are one-dimensional ([threads, 1, 1]), not {threads, *rest}"
+            )
+        self.threads = int(threads)
         if self.threads % self.wave_size:
             raise SimulationError(f"@{self.name}: {self.threads} threads are not whole waves of {self.wave_size}")
-        self.params: list[tuple[str, str]] = []
-        for param in header.group("params").split(","):
-            name, type_ = param.split(":", 1)
-            self.params.append((name.strip().lstrip("%"), type_.strip()))
-        self.lds_types: dict[str, _LdsType] = {}
-        for match in _LDS_ARG.finditer(header.group("lds") or ""):
-            shape = tuple(int(dim) for dim in match.group(2).split("x"))
-            self.lds_types[match.group(1)] = _LdsType(shape, match.group(3))
-        region, end, closer = _parse_region(lines, 1)
-        if closer != "}" or end != len(lines):
-            raise SimulationError(f"@{self.name}: the function body does not close where the text ends")
-        self.body = self._compile_region(region)
+        self._slots: dict[Any, int] = {}
+        block = function.regions[0].blocks[0]
+        inputs = len(ir.FunctionType(ir.TypeAttr(function.attributes["function_type"]).value).inputs)
+        names = list(names) if names is not None else [f"arg{i}" for i in range(inputs)]
+        if len(names) != inputs:
+            raise SimulationError(f"@{self.name}: {len(names)} names for {inputs} parameters")
+        # (name, slot, kind): a global buffer's pointer, a tensor map's (generic) pointer, or a scalar's type.
+        self.params: list[tuple[str, Any]] = []
+        self._param_slots: list[int] = []
+        for name, arg in zip(names, list(block.arguments)[:inputs], strict=True):
+            space = _address_space(arg.type)
+            kind = {_GLOBAL: "pointer", 0: "tensor_map"}.get(space) if space is not None else value_type(arg.type)
+            if kind is None:
+                raise SimulationError(f"@{self.name}: parameter {name} in address space {space} is not modelled")
+            self.params.append((name, kind))
+            self._param_slots.append(self._slot(arg))
+        self.lds_types: dict[int, _LdsType] = {}  # the workgroup attributions (LDS / static shared memory) by slot
+        for arg in list(block.arguments)[inputs:]:
+            memref = ir.MemRefType(arg.type)
+            if "workgroup" not in str(memref.memory_space):
+                raise SimulationError(f"@{self.name}: an attribution in {memref.memory_space}, not workgroup memory")
+            label = f"workgroup{len(self.lds_types)}"
+            self.lds_types[self._slot(arg)] = _LdsType(tuple(memref.shape), _element(memref.element_type), label)
+        self.elements: dict[str, str] = {}  # pointer parameter -> the element type its accesses address
+        self.body = self._compile_block(block)
         self.progress = 0  # ops executed: a deadlock is lanes waiting while it stands still
         self.shared_bytes = 0
         self._reset(1)
+
+    @classmethod
+    def parse(cls, text: str, wave_size: int = WAVE, names: Sequence[str] | None = None) -> Simulator:
+        """One GPU function's text (MLIR 22's form), read by MLIR."""
+        module = KernelModule.of_function(text)
+        (name,) = module.functions
+        return cls(module, name, wave_size, names)
+
+    @classmethod
+    def of(cls, kernel: GpuKernel, wave_size: int = WAVE) -> Simulator:
+        """A lowered kernel, its parameters named as the kernel ABI names them."""
+        return cls.parse(kernel.text, wave_size, kernel.params)
 
     # --- launch -----------------------------------------------------------------------------------------------
 
@@ -392,10 +430,10 @@ class Simulator:
     ) -> Report:
         """Run every workgroup of grid (x, y) — batches of workgroups side by side — on `buffers` in place;
         `tensor_maps` for the CUtensorMap parameters, `shared_bytes` of dynamic shared memory."""
-        pointers = [name for name, type_ in self.params if type_ == _GLOBAL]
+        pointers = [name for name, kind in self.params if kind == "pointer"]
         if set(pointers) != set(buffers):
             raise SimulationError(f"@{self.name}: buffers {sorted(buffers)} != pointer arguments {sorted(pointers)}")
-        described = [name for name, type_ in self.params if type_ == _TENSOR_MAP]
+        described = [name for name, kind in self.params if kind == "tensor_map"]
         if set(described) != set(tensor_maps or {}):
             raise SimulationError(f"@{self.name}: tensor maps {sorted(tensor_maps or {})} != {sorted(described)}")
         self.shared_bytes = shared_bytes
@@ -405,7 +443,7 @@ class Simulator:
                 raise SimulationError(f"buffer '{name}' is not contiguous")
         self.buffers = {name: buffers[name].reshape(-1) for name in pointers}
         self.writers = {name: np.full(self.buffers[name].size, -1, np.int32) for name in pointers}
-        self.report = Report(uninitialized_lds_reads={name.removeprefix("%lds_"): 0 for name in self.lds_types})
+        self.report = Report(uninitialized_lds_reads={lds.label: 0 for lds in self.lds_types.values()})
         blocks_x, blocks_y = grid
         total = blocks_x * blocks_y
         per_batch = max(1, max_lanes // self.threads)
@@ -414,17 +452,16 @@ class Simulator:
                 count = min(per_batch, total - first)
                 self._reset(count, first, blocks_x)
                 env: Env = {}
-                for name, type_ in self.params:
-                    if type_ == _GLOBAL:
-                        env[f"%{name}"] = Pointer(name, None, np.zeros(self.lanes, np.int64))
-                    elif type_ == _TENSOR_MAP:
-                        env[f"%{name}"] = tensor_maps[name]  # type: ignore[index]
+                for (name, kind), slot in zip(self.params, self._param_slots, strict=True):
+                    if kind == "pointer":
+                        env[slot] = Pointer(name, None, np.zeros(self.lanes, np.int64))
+                    elif kind == "tensor_map":
+                        env[slot] = tensor_maps[name]  # type: ignore[index]
                     else:
                         if name not in scalars:
-                            raise SimulationError(f"@{self.name}: no value for the argument %{name}")
-                        env[f"%{name}"] = np.full(self.lanes, scalars[name], parse_type(type_).dtype)
-                for lds_name, lds in self.lds.items():
-                    env[lds_name] = lds
+                            raise SimulationError(f"@{self.name}: no value for the parameter {name}")
+                        env[slot] = np.full(self.lanes, scalars[name], kind.dtype)
+                env.update(self.lds)
                 self._drive(self._execute(self.body, env, np.ones(self.lanes, np.bool_)))
         self.report.workgroups = total
         return self.report
@@ -444,7 +481,7 @@ class Simulator:
         # Dynamic shared memory, as bytes: 0xFF until written (a bf16 NaN wherever an operand is read unwritten).
         self.shared = np.full((workgroups, self.shared_bytes), 0xFF, np.uint8)
         self.mbarriers: dict[tuple[int, int], _Mbarrier] = {}
-        self.lds: dict[str, _Lds] = {}
+        self.lds: dict[int, _Lds] = {}
         for name, type_ in self.lds_types.items():
             shape = (workgroups, *type_.shape)
             self.lds[name] = _Lds(
@@ -457,10 +494,10 @@ class Simulator:
 
     # --- execution ----------------------------------------------------------------------------------------------
 
-    def _execute(self, region: list[tuple[Step, _Node]], env: Env, mask: Array) -> Run:
+    def _execute(self, region: list[tuple[Step, Op]], env: Env, mask: Array) -> Run:
         """The region's ops in order under `mask`; a generator that yields where its lanes wait (an mbarrier)
         and returns what the region yields."""
-        for step, node in region:
+        for step, op in region:
             try:
                 out = step(env, mask)
                 if isinstance(out, Generator):
@@ -468,9 +505,9 @@ class Simulator:
             except _Located:
                 raise
             except SimulationError as error:
-                raise self._located(node, str(error)) from None
-            except KeyError as error:
-                raise self._located(node, f"{error} is used before it is defined") from None
+                raise self._located(op, str(error)) from None
+            except KeyError:
+                raise self._located(op, "uses a value no lane defined (a branch or loop none of them ran)") from None
             self.progress += 1
             if out is not None:
                 return out
@@ -505,42 +542,48 @@ class Simulator:
                 yield
         return results
 
-    def _located(self, node: _Node, reason: str) -> _Located:
-        return _Located(f"@{self.name} line {node.line}: {node.text[:160]}\n  {reason}")
+    def _located(self, op: Op, reason: str) -> _Located:
+        location = op.location
+        line = f" line {location.start_line}" if location.is_a_file() else ""
+        first = str(op).split("\n", 1)[0]
+        return _Located(f"@{self.name}{line}: {first[:160]}\n  {reason}")
 
-    def _compile_region(self, region: _Region) -> list[tuple[Step, _Node]]:
-        return [(self._compile(node), node) for node in region.ops]
+    def _compile_block(self, block: Any) -> list[tuple[Step, Op]]:
+        return [(self._compile(op), op) for op in block.operations]
 
-    def _compile(self, node: _Node) -> Step:
-        match = re.fullmatch(r"(?:(?P<results>%[\w:]+(?:, %\w+)*) = )?(?P<name>[\w.]+)(?P<rest>.*)", node.text)
-        if not match:
-            raise self._located(node, "not an op")
-        name, rest = match.group("name"), match.group("rest").strip()
-        results = _results(match.group("results")) if match.group("results") else []
-        compiler = _COMPILERS.get(name, Simulator._mfma if name in _MFMA else None)
+    def _compile(self, op: Op) -> Step:
+        op = op.operation
+        compiler = _COMPILERS.get(op.name, Simulator._mfma if op.name in _MFMA else None)
         if compiler is None:
-            raise self._located(node, f"op '{name}' is not modelled by the simulator")
+            raise self._located(op, f"op '{op.name}' is not modelled by the simulator")
         try:
-            return compiler(self, name, rest, results, node)
+            return compiler(self, op)
         except _Located:
             raise
         except (SimulationError, AttributeError, IndexError, ValueError) as error:
-            raise self._located(node, f"cannot read it ({error})") from None
+            raise self._located(op, f"cannot read it ({error})") from None
 
-    def _values(self, env: Env, names: list[str]) -> Values:
-        return [env[name] for name in names]
+    def _slot(self, value: Any) -> int:
+        """The env slot of an SSA value (numbered as first seen: MLIR's values hash by identity)."""
+        return self._slots.setdefault(value, len(self._slots))
+
+    def _ins(self, op: Op) -> list[int]:
+        return [self._slot(value) for value in op.operands]
+
+    def _outs(self, op: Op) -> list[int]:
+        return [self._slot(value) for value in op.results]
+
+    def _values(self, env: Env, slots: list[int]) -> Values:
+        return [env[slot] for slot in slots]
 
     # --- scf ------------------------------------------------------------------------------------------------------
 
-    def _scf_for(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(
-            rf"(%\w+) = ({_NAME}) to ({_NAME}) step ({_NAME})(?: iter_args\((.*?)\) -> \((.*?)\))? \{{", rest
-        )
-        iv, lo, hi, step_name, carried, _ = match.groups()
-        pairs = [pair.split("=") for pair in _names(carried or "")]
-        args = [pair[0].strip() for pair in pairs]
-        inits = [pair[1].strip() for pair in pairs]
-        body = self._compile_region(node.regions[0])
+    def _scf_for(self, op: Op) -> Step:
+        lo, hi, step_name, *inits = self._ins(op)
+        block = op.regions[0].blocks[0]
+        iv, *args = [self._slot(arg) for arg in block.arguments]
+        results = self._outs(op)
+        body = self._compile_block(block)
 
         def step(env: Env, mask: Array) -> Run:
             lo_value, hi_value, stride = env[lo], env[hi], env[step_name]
@@ -567,20 +610,19 @@ class Simulator:
 
         return step
 
-    def _scf_if(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME})(?: -> \((.*?)\))? \{{", rest)
-        cond = match.group(1)
-        types = [parse_type(t) for t in _names(match.group(2) or "")]
-        then = self._compile_region(node.regions[0])
-        otherwise = self._compile_region(node.regions[1]) if len(node.regions) > 1 else None
+    def _scf_if(self, op: Op) -> Step:
+        (cond,) = self._ins(op)
+        types = [value_type(result.type) for result in op.results]
+        results = self._outs(op)
+        then = self._compile_block(op.regions[0].blocks[0])
+        otherwise = self._compile_block(op.regions[1].blocks[0]) if len(op.regions[1].blocks) else None
 
         def step(env: Env, mask: Array) -> Run:
             taken = env[cond]
             then_mask, else_mask = mask & taken, mask & ~taken
             runs = [self._execute(then, env, then_mask) if then_mask.any() else _nothing()]
             if otherwise is not None and else_mask.any():
-                # Its own names: MLIR numbers the values of sibling regions alike, and the branches interleave.
-                runs.append(self._execute(otherwise, dict(env) if then_mask.any() else env, else_mask))
+                runs.append(self._execute(otherwise, env, else_mask))
             then_values, else_values, *_ = [*(yield from self._interleaved(runs)), None]
             if results:
                 undefined = [_undefined(t, self.lanes) for t in types]
@@ -590,16 +632,15 @@ class Simulator:
 
         return step
 
-    def _scf_while(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(r"\((.*?)\) : \((.*?)\) -> \((.*?)\) \{", rest)
-        pairs = [pair.split("=") for pair in _names(match.group(1))]
-        args = [pair[0].strip() for pair in pairs]
-        inits = [pair[1].strip() for pair in pairs]
-        types = [parse_type(t) for t in _names(match.group(3))]
-        before = self._compile_region(node.regions[0])
-        after_region = node.regions[1]
-        after = self._compile_region(after_region)
-        after_args = [arg for arg, _ in after_region.args]
+    def _scf_while(self, op: Op) -> Step:
+        inits = self._ins(op)
+        types = [value_type(result.type) for result in op.results]
+        results = self._outs(op)
+        before_block, after_block = op.regions[0].blocks[0], op.regions[1].blocks[0]
+        args = [self._slot(arg) for arg in before_block.arguments]
+        after_args = [self._slot(arg) for arg in after_block.arguments]
+        before = self._compile_block(before_block)
+        after = self._compile_block(after_block)
 
         def step(env: Env, mask: Array) -> Run:
             values = self._values(env, inits)
@@ -624,46 +665,44 @@ class Simulator:
 
         return step
 
-    def _scf_yield(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        operands = _names(rest.split(" : ")[0]) if rest else []
+    def _scf_yield(self, op: Op) -> Step:
+        operands = self._ins(op)
         return lambda env, mask: self._values(env, operands)
 
-    def _scf_condition(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"\(({_NAME})\)(.*?) : .*", rest)
-        operands = [match.group(1), *_names(match.group(2))]
+    def _scf_condition(self, op: Op) -> Step:
+        operands = self._ins(op)
         return lambda env, mask: self._values(env, operands)
 
-    def _gpu_return(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _gpu_return(self, op: Op) -> Step:
         return lambda env, mask: []
 
     # --- arith and math ----------------------------------------------------------------------------------------
 
-    def _arith_constant(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        literal, type_text = rest.rsplit(" : ", 1)
-        type_ = parse_type(type_text)
-        (result,) = results
+    def _arith_constant(self, op: Op) -> Step:
+        (result,) = self._outs(op)
+        type_ = value_type(op.results[0].type)
+        value = _constant(op.attributes["value"], type_)
 
         def step(env: Env, mask: Array) -> None:
             # Built per launch (the lane count changes with the batch).
-            env[result] = _constant(literal, type_, self.lanes)
+            env[result] = np.full(type_.shape(self.lanes), value, type_.dtype)
 
         return step
 
-    def _binary(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _binary(self, op: Op) -> Step:
         # fastmath<contract> lets the back end fuse a product into the sum it feeds (one rounding instead of
         # two); the simulator rounds both, which the tests' bounds allow either way.
-        match = _parse(rf"({_NAME}), ({_NAME})(?: fastmath<[\w,]+>)? : (.+)", rest)
-        a, b = match.group(1), match.group(2)
-        type_ = parse_type(match.group(3))
+        a, b = self._ins(op)
+        (result,) = self._outs(op)
+        type_ = value_type(op.results[0].type)
         element = type_.element
-        (result,) = results
-        op = name.removeprefix("arith.")
+        kind = op.name.removeprefix("arith.")
         floating = element in ("f32", "f64")
         if floating:
             function = {
                 "addf": np.add, "subf": np.subtract, "mulf": np.multiply, "divf": np.divide,
                 "maximumf": np.maximum, "minimumf": np.minimum,
-            }[op]  # fmt: skip
+            }[kind]  # fmt: skip
 
             def float_step(env: Env, mask: Array) -> None:
                 env[result] = function(env[a], env[b])
@@ -677,80 +716,80 @@ class Simulator:
 
         def int_step(env: Env, mask: Array) -> None:
             x, y = env[a], env[b]
-            if op in ("addi", "subi", "muli", "andi", "ori", "xori"):
+            if kind in ("addi", "subi", "muli", "andi", "ori", "xori"):
                 out = {"addi": np.add, "subi": np.subtract, "muli": np.multiply, "andi": np.bitwise_and,
-                       "ori": np.bitwise_or, "xori": np.bitwise_xor}[op](x, y)  # fmt: skip
-            elif op in ("divui", "remui"):
+                       "ori": np.bitwise_or, "xori": np.bitwise_xor}[kind](x, y)  # fmt: skip
+            elif kind in ("divui", "remui"):
                 if (as_unsigned(y)[mask] == 0).any():
-                    raise SimulationError(f"arith.{op} by zero")
-                out = (np.floor_divide if op == "divui" else np.remainder)(as_unsigned(x), as_unsigned(y))
+                    raise SimulationError(f"arith.{kind} by zero")
+                out = (np.floor_divide if kind == "divui" else np.remainder)(as_unsigned(x), as_unsigned(y))
                 out = out.view(x.dtype)
-            elif op == "divsi":  # rounds toward zero
+            elif kind == "divsi":  # rounds toward zero
                 if (y[mask] == 0).any():
                     raise SimulationError("arith.divsi by zero")
                 safe = np.where(y == 0, 1, y)
                 out = (np.sign(x) * np.sign(safe) * (np.abs(x) // np.abs(safe))).astype(x.dtype)
-            elif op in ("minsi", "maxsi"):
-                out = (np.minimum if op == "minsi" else np.maximum)(x, y)
-            elif op in ("minui", "maxui"):
-                out = (np.minimum if op == "minui" else np.maximum)(as_unsigned(x), as_unsigned(y)).view(x.dtype)
-            elif op in ("shli", "shrui"):
+            elif kind in ("minsi", "maxsi"):
+                out = (np.minimum if kind == "minsi" else np.maximum)(x, y)
+            elif kind in ("minui", "maxui"):
+                out = (np.minimum if kind == "minui" else np.maximum)(as_unsigned(x), as_unsigned(y)).view(x.dtype)
+            elif kind in ("shli", "shrui"):
                 if (as_unsigned(y)[mask] >= bits).any():
-                    raise SimulationError(f"arith.{op} by {bits} bits or more (poison)")
+                    raise SimulationError(f"arith.{kind} by {bits} bits or more (poison)")
                 amount = as_unsigned(y).astype(as_unsigned(x).dtype)
-                shifted = np.left_shift if op == "shli" else np.right_shift
+                shifted = np.left_shift if kind == "shli" else np.right_shift
                 out = shifted(as_unsigned(x), amount).view(x.dtype)
-            elif op == "shrsi":  # arithmetic: the sign bit fills in (x's dtype is signed)
+            elif kind == "shrsi":  # arithmetic: the sign bit fills in (x's dtype is signed)
                 if (as_unsigned(y)[mask] >= bits).any():
-                    raise SimulationError(f"arith.{op} by {bits} bits or more (poison)")
+                    raise SimulationError(f"arith.{kind} by {bits} bits or more (poison)")
                 out = np.right_shift(x, as_unsigned(y).astype(x.dtype))
             else:
-                raise SimulationError(f"arith.{op} is not modelled")
+                raise SimulationError(f"arith.{kind} is not modelled")
             env[result] = out.astype(type_.dtype, copy=False)
 
         return int_step
 
-    def _cast(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME}) : (.+) to (.+)", rest)
-        operand = match.group(1)
-        source, target = parse_type(match.group(2)), parse_type(match.group(3))
-        (result,) = results
-        op = name.removeprefix("arith.")
+    def _cast(self, op: Op) -> Step:
+        (operand,) = self._ins(op)
+        (result,) = self._outs(op)
+        source, target = value_type(op.operands[0].type), value_type(op.results[0].type)
+        kind = op.name.removeprefix("arith.")
         src, dst = source.element, target.element
 
         def convert(value: Array) -> Array:
-            if op == "bitcast":
+            if kind == "bitcast":
                 if source.dtype.itemsize != target.dtype.itemsize:
                     raise SimulationError(f"bitcast {src} -> {dst} changes the width")
                 return np.ascontiguousarray(value).view(target.dtype)
-            if op == "index_cast":  # signed: sign-extends or truncates
+            if kind == "index_cast":  # signed: sign-extends or truncates
                 return value.astype(target.dtype)
-            if op == "extui":
+            if kind == "extui":
                 unsigned = value if src == "i1" else value.view(_UNSIGNED[src])
                 return unsigned.astype(_UNSIGNED.get(dst, np.uint64)).view(target.dtype)
-            if op == "extsi":
+            if kind == "extsi":
                 signed = value if src == "i1" else value.view(_SIGNED[src])
                 return signed.astype(target.dtype)
-            if op == "trunci":
+            if kind == "trunci":
                 unsigned = value.view(_UNSIGNED[src])
                 mask_bits = np.array((1 << _BITS[dst]) - 1, unsigned.dtype)
                 narrowed = (unsigned & mask_bits).astype(_UNSIGNED[dst] if dst != "i1" else np.bool_)
                 return narrowed if dst == "i1" else narrowed.view(target.dtype)
-            if op in ("extf", "truncf"):
+            if kind in ("extf", "truncf"):
                 return value.astype(target.dtype)
-            raise SimulationError(f"arith.{op} is not modelled")
+            raise SimulationError(f"arith.{kind} is not modelled")
 
         def step(env: Env, mask: Array) -> None:
             env[result] = convert(env[operand])
 
         return step
 
-    def _compare(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"(\w+), ({_NAME}), ({_NAME}) : (.+)", rest)
-        predicate, a, b = match.group(1), match.group(2), match.group(3)
-        element = parse_type(match.group(4)).element
-        (result,) = results
-        if name == "arith.cmpf":
+    def _compare(self, op: Op) -> Step:
+        a, b = self._ins(op)
+        (result,) = self._outs(op)
+        element = value_type(op.operands[0].type).element
+        value = _ir().IntegerAttr(op.attributes["predicate"]).value
+        predicate = (_CMPF if op.name == "arith.cmpf" else _CMPI)[value]
+        if op.name == "arith.cmpf":
             ordered = {"oeq": np.equal, "ogt": np.greater, "oge": np.greater_equal, "olt": np.less,
                        "ole": np.less_equal, "one": np.not_equal}  # fmt: skip
 
@@ -782,22 +821,20 @@ class Simulator:
 
         return int_step
 
-    def _select(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME}), ({_NAME}), ({_NAME}) : .+", rest)
-        cond, a, b = match.groups()
-        (result,) = results
+    def _select(self, op: Op) -> Step:
+        cond, a, b = self._ins(op)
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             env[result] = _where(env[cond], env[a], env[b])
 
         return step
 
-    def _unary(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME}) : (.+)", rest)
-        operand = match.group(1)
-        type_ = parse_type(match.group(2))
-        (result,) = results
-        if name == "math.ctpop":
+    def _unary(self, op: Op) -> Step:
+        (operand,) = self._ins(op)
+        (result,) = self._outs(op)
+        type_ = value_type(op.results[0].type)
+        if op.name == "math.ctpop":
             unsigned = _UNSIGNED[type_.element]
 
             def count_step(env: Env, mask: Array) -> None:
@@ -811,24 +848,26 @@ class Simulator:
             "math.sqrt": np.sqrt,
             "math.rsqrt": lambda x: type_.dtype.type(1) / np.sqrt(x),
         }
-        function = functions[name]
+        function = functions[op.name]
 
         def step(env: Env, mask: Array) -> None:
             env[result] = function(env[operand]).astype(type_.dtype, copy=False)
 
         return step
 
-    def _call_intrinsic(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _call_intrinsic(self, op: Op) -> Step:
         """The LLVM intrinsics the NVVM math (tessera-expand-math, lowering/math/) calls: sqrt (correctly rounded, as
         sqrt.rn.f32) and exp2 in float64 rounded once to f32: within 0.5 ulp + 2^-29 ulp on every platform
         (numpy's float32 exp2 is the C library's or a SIMD one), where ex2.approx.f32 is within about 2 ulp."""
-        match = _parse(rf'"llvm\.(sqrt|exp2)\.f32"\(({_NAME})\) : \(f32\) -> f32', rest)
         functions: dict[str, Callable[[Array], Array]] = {
-            "sqrt": np.sqrt, "exp2": lambda x: np.exp2(x.astype(np.float64)),
+            "llvm.sqrt.f32": np.sqrt, "llvm.exp2.f32": lambda x: np.exp2(x.astype(np.float64)),
         }  # fmt: skip
-        function = functions[match.group(1)]
-        operand = match.group(2)
-        (result,) = results
+        intrinsic = _ir().StringAttr(op.attributes["intrin"]).value
+        if intrinsic not in functions:
+            raise SimulationError(f"the intrinsic {intrinsic} is not modelled")
+        function = functions[intrinsic]
+        (operand,) = self._ins(op)
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             env[result] = function(env[operand]).astype(np.float32, copy=False)
@@ -837,57 +876,56 @@ class Simulator:
 
     # --- vector ------------------------------------------------------------------------------------------------
 
-    def _from_elements(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        operands_text, type_text = rest.rsplit(" : ", 1)
-        operands = _names(operands_text)
-        type_ = parse_type(type_text)
-        assert type_.count == len(operands), rest
-        (result,) = results
+    def _from_elements(self, op: Op) -> Step:
+        operands = self._ins(op)
+        type_ = value_type(op.results[0].type)
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             env[result] = np.stack(self._values(env, operands), axis=1).astype(type_.dtype, copy=False)
 
         return step
 
-    def _extract(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME})\[(\d+)\] : (\w+) from (.+)", rest)
-        operand, item = match.group(1), int(match.group(2))
-        count = parse_type(match.group(4)).count
-        assert count is not None and item < count, rest
-        (result,) = results
+    def _extract(self, op: Op) -> Step:
+        operand, *dynamic = self._ins(op)
+        position = list(_ir().DenseI64ArrayAttr(op.attributes["static_position"]))
+        if dynamic or len(position) != 1:
+            raise SimulationError("an extract at a dynamic or multi-dimensional position is not modelled")
+        (item,) = position
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             env[result] = np.ascontiguousarray(env[operand][:, item])
 
         return step
 
-    def _broadcast(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME}) : (\w+) to (.+)", rest)
-        operand, count = match.group(1), parse_type(match.group(3)).count
-        assert count is not None
-        (result,) = results
+    def _broadcast(self, op: Op) -> Step:
+        (operand,) = self._ins(op)
+        count = value_type(op.results[0].type).count
+        if count is None or value_type(op.operands[0].type).count is not None:
+            raise SimulationError("only a scalar broadcast to a vector is modelled")
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             env[result] = np.repeat(env[operand][:, None], count, axis=1)
 
         return step
 
-    def _shuffle_vector(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME}), ({_NAME}) \[([\d, ]+)\] : (.+), (.+)", rest)
-        a, b = match.group(1), match.group(2)
-        picked = np.array([int(i) for i in match.group(3).split(",")])
-        (result,) = results
+    def _shuffle_vector(self, op: Op) -> Step:
+        a, b = self._ins(op)
+        picked = np.array(list(_ir().DenseI64ArrayAttr(op.attributes["mask"])))
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             env[result] = np.ascontiguousarray(np.concatenate([env[a], env[b]], axis=1)[:, picked])
 
         return step
 
-    def _bitcast_vector(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _bitcast_vector(self, op: Op) -> Step:
         """The same bytes read as another vector type (little-endian, as both targets are)."""
-        match = _parse(rf"({_NAME}) : (.+) to (.+)", rest)
-        operand, target = match.group(1), parse_type(match.group(3))
-        (result,) = results
+        (operand,) = self._ins(op)
+        target = value_type(op.results[0].type)
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             env[result] = np.ascontiguousarray(env[operand]).view(target.dtype)
@@ -896,28 +934,29 @@ class Simulator:
 
     # --- gpu and rocdl --------------------------------------------------------------------------------------------
 
-    def _thread_id(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        assert rest == "x", "blocks are one-dimensional (known_block_size = [threads, 1, 1])"
-        (result,) = results
+    def _thread_id(self, op: Op) -> Step:
+        if _keyword(op.attributes["dimension"]) != "x":
+            raise SimulationError("workgroups are one-dimensional (known_block_size = [threads, 1, 1])")
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             env[result] = self.tid
 
         return step
 
-    def _block_id(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        assert rest in ("x", "y", "z"), rest
-        (result,) = results
+    def _block_id(self, op: Op) -> Step:
+        dimension = _keyword(op.attributes["dimension"])
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
-            if rest == "z":
+            if dimension == "z":
                 env[result] = np.zeros(self.lanes, np.int64)
             else:
-                env[result] = self.block_x if rest == "x" else self.block_y
+                env[result] = self.block_x if dimension == "x" else self.block_y
 
         return step
 
-    def _barrier(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _barrier(self, op: Op) -> Step:
         def step(env: Env, mask: Array) -> None:
             arrived = mask.reshape(self.workgroups, self.threads)
             some, every = arrived.any(axis=1), arrived.all(axis=1)
@@ -934,11 +973,11 @@ class Simulator:
 
         return step
 
-    def _gpu_shuffle(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"(xor|up|down|idx) ({_NAME}), ({_NAME}), ({_NAME}) : (.+)", rest)
-        mode, operand, offset_name, width_name = match.groups()[:4]
-        type_ = parse_type(match.group(5))
-        value_name, valid_name = results
+    def _gpu_shuffle(self, op: Op) -> Step:
+        mode = _keyword(op.attributes["mode"])
+        operand, offset_name, width_name = self._ins(op)
+        type_ = value_type(op.operands[0].type)
+        value_name, valid_name = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             value, offset, width = env[operand], _ints(env[offset_name]), _ints(env[width_name])
@@ -969,9 +1008,9 @@ class Simulator:
     def _per_wave(self, values: Array) -> Array:
         return values.reshape(self.lanes // self.wave_size, self.wave_size, *values.shape[1:])
 
-    def _readfirstlane(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        operand = rest.split(" : ")[0].strip()
-        (result,) = results
+    def _readfirstlane(self, op: Op) -> Step:
+        (operand,) = self._ins(op)
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             active = self._per_wave(mask)
@@ -981,9 +1020,9 @@ class Simulator:
 
         return step
 
-    def _ballot(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        operand = rest.split(" : ")[0].strip()
-        (result,) = results
+    def _ballot(self, op: Op) -> Step:
+        (operand,) = self._ins(op)
+        (result,) = self._outs(op)
         weights = np.left_shift(np.uint64(1), np.arange(self.wave_size, dtype=np.uint64))
 
         def step(env: Env, mask: Array) -> None:
@@ -993,11 +1032,10 @@ class Simulator:
 
         return step
 
-    def _mbcnt(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME}), ({_NAME}) : .+", rest)
-        bits_name, base_name = match.groups()
-        (result,) = results
-        high = name.endswith(".hi")
+    def _mbcnt(self, op: Op) -> Step:
+        bits_name, base_name = self._ins(op)
+        (result,) = self._outs(op)
+        high = op.name.endswith(".hi")
 
         def step(env: Env, mask: Array) -> None:
             below = np.clip(self.lane_in_wave - (32 if high else 0), 0, 32).astype(np.uint64)
@@ -1007,15 +1045,17 @@ class Simulator:
 
         return step
 
-    def _mfma(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _mfma(self, op: Op) -> Step:
+        name = op.name
         element, per_lane = _MFMA[name]
-        match = _parse(rf"({_NAME}), ({_NAME}), ({_NAME}), ({_NAME}), ({_NAME}), ({_NAME}) : \((.*)\) -> (.+)", rest)
-        a_name, b_name, acc_name, *controls = match.groups()[:6]
-        operand_type = parse_type(match.group(7).split(",")[0])
+        a_name, b_name, acc_name, *controls = self._ins(op)
+        if len(controls) != 3:
+            raise SimulationError(f"{name}: {len(op.operands)} operands, not a, b, c, cbsz, abid, blgp")
+        operand_type = value_type(op.operands[0].type)
         expected = ValueType(element, None if per_lane == 1 else per_lane)
-        if operand_type != expected or parse_type(match.group(8)) != ValueType("f32", 4):
-            raise SimulationError(f"{name}: operand types ({match.group(7)}) -> {match.group(8)} do not match it")
-        (result,) = results
+        if operand_type != expected or value_type(op.results[0].type) != ValueType("f32", 4):
+            raise SimulationError(f"{name}: operand types {operand_type} -> {op.results[0].type} do not match it")
+        (result,) = self._outs(op)
 
         def widen(value: Array) -> Array:
             if element == "i16":
@@ -1049,18 +1089,29 @@ class Simulator:
 
     # --- global memory ----------------------------------------------------------------------------------------
 
-    def _getelementptr(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        if _SHARED in rest:
-            return self._shared_getelementptr(rest, results)
-        match = _parse(rf"({_NAME})\[({_NAME})\] : \(!llvm\.ptr<1>, (\w+)\) -> !llvm\.ptr<1>, (\w+)", rest)
-        base, offset_name, element = match.group(1), match.group(2), match.group(4)
-        parse_type(element)
-        (result,) = results
+    def _getelementptr(self, op: Op) -> Step:
+        ir = _ir()
+        space = _address_space(op.operands[0].type)
+        raw = list(ir.DenseI32ArrayAttr(op.attributes["rawConstantIndices"]))
+        element_type = ir.TypeAttr(op.attributes["elem_type"]).value
+        if len(raw) != 1:
+            raise SimulationError("a getelementptr of several indices is not modelled")
+        if space == _SHARED:
+            return self._shared_getelementptr(op, element_type, raw[0])
+        element = _element(element_type)
+        if space != _GLOBAL or len(op.operands) != 2:
+            raise SimulationError("only a global getelementptr by one dynamic index is modelled")
+        base, offset_name = self._ins(op)
+        (result,) = self._outs(op)
+        if base in self._param_slots:
+            name, _ = self.params[self._param_slots.index(base)]
+            if self.elements.setdefault(name, element) != element:
+                raise SimulationError(f"{name} addressed as {self.elements[name]} and {element}")
 
         def step(env: Env, mask: Array) -> None:
             pointer = env[base]
             if not isinstance(pointer, Pointer) or pointer.element not in (None, element):
-                raise SimulationError(f"getelementptr on {base}, not a pointer argument of element {element}")
+                raise SimulationError(f"getelementptr on a value that is not a pointer parameter of element {element}")
             env[result] = Pointer(pointer.buffer, element, pointer.offset + _ints(env[offset_name]))
 
         return step
@@ -1090,15 +1141,22 @@ class Simulator:
             raise SimulationError(f"misaligned access on '{pointer.buffer}' (alignment {alignment})")
         return active, start[:, None] + np.arange(count), buffer
 
-    def _alignment(self, rest: str) -> int | None:
-        match = re.search(r"\{alignment = (\d+) : i64\}", rest)
-        return int(match.group(1)) if match else None
+    def _memory_access(self, op: Op, address: Any) -> int | None:
+        """A plain global load or store's declared alignment (None: the element's own); anything else refused."""
+        ir = _ir()
+        if _address_space(address.type) != _GLOBAL:
+            raise SimulationError("a load or store outside global memory (address space 1) is not modelled")
+        if "ordering" in op.attributes and ir.IntegerAttr(op.attributes["ordering"]).value != 0:
+            raise SimulationError("an atomic load or store is not modelled")
+        if "volatile_" in op.attributes:
+            raise SimulationError("a volatile load or store is not modelled")
+        return ir.IntegerAttr(op.attributes["alignment"]).value if "alignment" in op.attributes else None
 
-    def _llvm_load(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME})(?: \{{.*\}})? : !llvm\.ptr<1> -> (.+)", rest)
-        address, type_ = match.group(1), parse_type(match.group(2))
-        alignment = self._alignment(rest)
-        (result,) = results
+    def _llvm_load(self, op: Op) -> Step:
+        (address,) = self._ins(op)
+        type_ = value_type(op.results[0].type)
+        alignment = self._memory_access(op, op.operands[0])
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             pointer: Pointer = env[address]
@@ -1113,10 +1171,10 @@ class Simulator:
 
         return step
 
-    def _llvm_store(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        match = _parse(rf"({_NAME}), ({_NAME})(?: \{{.*\}})? : (.+), !llvm\.ptr<1>", rest)
-        value_name, address, type_ = match.group(1), match.group(2), parse_type(match.group(3))
-        alignment = self._alignment(rest)
+    def _llvm_store(self, op: Op) -> Step:
+        value_name, address = self._ins(op)
+        type_ = value_type(op.operands[0].type)
+        alignment = self._memory_access(op, op.operands[1])
 
         def step(env: Env, mask: Array) -> None:
             pointer: Pointer = env[address]
@@ -1158,27 +1216,25 @@ class Simulator:
 
     # --- LDS ------------------------------------------------------------------------------------------------------
 
-    def _lds_access(self, rest: str, store: bool, vector: bool) -> tuple[str | None, str, list[str], ValueType]:
-        value = rf"({_NAME}), " if store else "()"
-        suffix = r", (.+)" if vector else "()"
-        match = _parse(rf"{value}(%\w+)\[(.*?)\] : memref<[^>]*>>{suffix}", rest)
-        memref = match.group(2)
+    def _lds_access(self, op: Op, store: bool) -> tuple[int | None, int, list[int], ValueType]:
+        """(the stored value, the memref, the indices, the type accessed) of a memref / vector load or store."""
+        slots = self._ins(op)
+        value, (memref, *indices) = (slots[0], slots[1:]) if store else (None, slots)
         if memref not in self.lds_types:
-            raise SimulationError(f"{memref} is not a workgroup memref of the function")
+            raise SimulationError("an access to a memref that is not a workgroup attribution of the function")
         lds = self.lds_types[memref]
-        indices = _names(match.group(3))
         if len(indices) != len(lds.shape):
-            raise SimulationError(f"{memref}: {len(indices)} indices for a rank-{len(lds.shape)} memref")
-        type_ = parse_type(match.group(4)) if vector else ValueType(lds.element)
+            raise SimulationError(f"{lds.label}: {len(indices)} indices for a rank-{len(lds.shape)} memref")
+        type_ = value_type((op.operands[0] if store else op.results[0]).type)
         if type_.element != lds.element:
-            raise SimulationError(f"{memref} holds {lds.element}, accessed as {type_.element}")
-        return match.group(1) if store else None, memref, indices, type_
+            raise SimulationError(f"{lds.label} holds {lds.element}, accessed as {type_.element}")
+        return value, memref, indices, type_
 
     def _lds_key(
-        self, env: Env, memref: str, indices: list[str], count: int, mask: Array
+        self, env: Env, memref: int, indices: list[int], count: int, mask: Array
     ) -> tuple[Array, tuple[Array, ...]]:
         """(active lanes, the fancy index [workgroup, i0, ..., last + 0..count-1]) of a checked LDS access."""
-        shape = self.lds_types[memref].shape
+        shape, label = self.lds_types[memref].shape, self.lds_types[memref].label
         active = np.flatnonzero(mask)
         key: list[Array] = [self.group[active][:, None]]
         for axis, (index_name, extent) in enumerate(zip(indices, shape, strict=True)):
@@ -1189,16 +1245,17 @@ class Simulator:
             if outside.any():
                 bad = index[outside]
                 raise SimulationError(
-                    f"out of bounds on {memref} {list(shape)}: index {axis} = {bad.min()}..{bad.max()}"
+                    f"out of bounds on {label} {list(shape)}: index {axis} = {bad.min()}..{bad.max()}"
                     f"{f' (+{count})' if last and count > 1 else ''} by {int(outside.sum())} lanes"
                 )
             key.append(index[:, None] + np.arange(count) if last else index[:, None])
         return active, tuple(key)
 
-    def _lds_load(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        _, memref, indices, type_ = self._lds_access(rest, store=False, vector=name == "vector.load")
+    def _lds_load(self, op: Op) -> Step:
+        _, memref, indices, type_ = self._lds_access(op, store=False)
+        label = self.lds_types[memref].label
         count = type_.count or 1
-        (result,) = results
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             lds: _Lds = env[memref]
@@ -1209,11 +1266,9 @@ class Simulator:
             if raced.any():
                 lane = int(active[np.flatnonzero(raced.any(axis=1))[0]])
                 raise SimulationError(
-                    f"LDS race on {memref}: wave {self.wave[lane]} reads what another wave wrote with no barrier between"
+                    f"LDS race on {label}: wave {self.wave[lane]} reads what another wave wrote with no barrier between"
                 )
-            self.report.uninitialized_lds_reads[memref.removeprefix("%lds_")] += int(
-                (lds.write_interval[key] < 0).sum()
-            )
+            self.report.uninitialized_lds_reads[label] += int((lds.write_interval[key] < 0).sum())
             stale = lds.read_interval[key] != interval
             lds.read_waves[key] = np.where(stale, 0, lds.read_waves[key])
             lds.read_interval[key] = np.broadcast_to(interval, stale.shape)
@@ -1224,9 +1279,10 @@ class Simulator:
 
         return step
 
-    def _lds_store(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        value_name, memref, indices, type_ = self._lds_access(rest, store=True, vector=name == "vector.store")
+    def _lds_store(self, op: Op) -> Step:
+        value_name, memref, indices, type_ = self._lds_access(op, store=True)
         assert value_name is not None
+        label = self.lds_types[memref].label
         count = type_.count or 1
 
         def step(env: Env, mask: Array) -> None:
@@ -1234,7 +1290,7 @@ class Simulator:
             active, key = self._lds_key(env, memref, indices, count, mask)
             value = env[value_name]
             if value.dtype != lds.data.dtype:
-                raise SimulationError(f"stores {value.dtype} into {memref} of {lds.data.dtype}")
+                raise SimulationError(f"stores {value.dtype} into {label} of {lds.data.dtype}")
             values = value[active].reshape(len(active), count)
             waves = np.broadcast_to(self.wave[active][:, None], values.shape)
             interval = np.broadcast_to(self.interval[self.group[active]][:, None], values.shape)
@@ -1246,7 +1302,7 @@ class Simulator:
                     lane = int(active[np.flatnonzero(raced.any(axis=1))[0]])
                     detail = "another wave wrote" if raced is overwritten else "another wave read"
                     raise SimulationError(
-                        f"LDS race on {memref}: wave {self.wave[lane]} {what} {detail} with no barrier between"
+                        f"LDS race on {label}: wave {self.wave[lane]} {what} {detail} with no barrier between"
                     )
             flat = np.ravel_multi_index(tuple(np.broadcast_to(k, values.shape) for k in key), lds.data.shape)
             flat, flat_values = flat.reshape(-1), values.reshape(-1)
@@ -1254,7 +1310,7 @@ class Simulator:
             same = flat[order][1:] == flat[order][:-1]
             bits = _bits(flat_values[order])
             if (same & (bits[1:] != bits[:-1])).any():
-                raise SimulationError(f"racy store: lanes write different values to one element of {memref}")
+                raise SimulationError(f"racy store: lanes write different values to one element of {label}")
             lds.data[key] = values
             lds.write_interval[key] = interval
             lds.write_wave[key] = waves
@@ -1268,50 +1324,73 @@ class Simulator:
     # asynchrony is that lanes wait on mbarriers, and an scf.if's branches run side by side (_interleaved), so
     # a producer warp and its consumers take turns exactly where they wait.
 
-    def _shared_getelementptr(self, rest: str, results: list[str]) -> Step:
-        match = _parse(rf"({_NAME})\[({_NAME}|\d+)\] : \(!llvm\.ptr<3>(?:, i32)?\) -> !llvm\.ptr<3>, i8", rest)
-        base, offset = match.groups()
-        (result,) = results
+    def _shared_getelementptr(self, op: Op, element: Any, constant: int) -> Step:
+        """A byte offset into the dynamic shared memory: a constant index, or one dynamic index."""
+        if not (isinstance(element, _ir().IntegerType) and element.width == 8):
+            raise SimulationError(f"a shared getelementptr over {element}, not bytes, is not modelled")
+        base, *dynamic = self._ins(op)
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             pointer = env[base]
             if not isinstance(pointer, SharedPointer):
-                raise SimulationError(f"getelementptr on {base}, not a shared pointer")
-            delta = int(offset) if offset.isdigit() else _ints(env[offset])
+                raise SimulationError("getelementptr on a value that is not a shared pointer")
+            delta = _ints(env[dynamic[0]]) if dynamic else constant
             env[result] = SharedPointer(pointer.offset + delta)
 
         return step
 
-    def _addressof(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        _parse(rf"@tessera_dynamic_smem : {re.escape(_SHARED)}", rest)
-        (result,) = results
+    def _addressof(self, op: Op) -> Step:
+        """The dynamic shared memory: an external global of address space 3 (its bytes sized at launch)."""
+        ir = _ir()
+        symbol = ir.FlatSymbolRefAttr(op.attributes["global_name"]).value
+        declared = [
+            candidate for candidate in self.function.parent.regions[0].blocks[0].operations
+            if candidate.operation.name == "llvm.mlir.global"
+            and ir.StringAttr(candidate.attributes["sym_name"]).value == symbol
+        ]  # fmt: skip
+        if len(declared) != 1:
+            raise SimulationError(f"@{symbol} is not a global of the GPU module")
+        attributes = declared[0].attributes
+        dynamic = (
+            "addr_space" in attributes and ir.IntegerAttr(attributes["addr_space"]).value == _SHARED
+            and _keyword(attributes["linkage"]) == "external" and "value" not in attributes
+        )  # fmt: skip
+        if not dynamic:
+            raise SimulationError(f"@{symbol} is not the dynamic shared memory (an external shared global)")
+        (result,) = self._outs(op)
         return lambda env, mask: env.__setitem__(result, SharedPointer(np.zeros(self.lanes, np.int64)))
 
-    def _addrspacecast(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        operand = _parse(rf"({_NAME}) : !llvm\.ptr<3> to !llvm\.ptr<7>", rest).group(1)
-        (result,) = results
+    def _addrspacecast(self, op: Op) -> Step:
+        (operand,) = self._ins(op)
+        if (_address_space(op.operands[0].type), _address_space(op.results[0].type)) != (_SHARED, _SHARED_CLUSTER):
+            raise SimulationError("only a cast of a shared::cta pointer to shared::cluster is modelled")
+        (result,) = self._outs(op)
         return lambda env, mask: env.__setitem__(result, env[operand])
 
-    def _ptrtoint(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        operand = _parse(rf"({_NAME}) : !llvm\.ptr<3> to i32", rest).group(1)
-        (result,) = results
+    def _ptrtoint(self, op: Op) -> Step:
+        (operand,) = self._ins(op)
+        if _address_space(op.operands[0].type) != _SHARED or value_type(op.results[0].type) != ValueType("i32"):
+            raise SimulationError("only a shared pointer's 32-bit address is modelled")
+        (result,) = self._outs(op)
         return lambda env, mask: env.__setitem__(result, (SHARED_WINDOW_BASE + env[operand].offset).astype(np.int32))
 
-    def _undef(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        type_ = parse_type(rest.removeprefix(": "))
-        (result,) = results
+    def _undef(self, op: Op) -> Step:
+        type_ = value_type(op.results[0].type)
+        (result,) = self._outs(op)
         return lambda env, mask: env.__setitem__(result, _undefined(type_, self.lanes))
 
-    def _extractvalue(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        operand, position = _parse(rf"({_NAME})\[(\d+)\] : !llvm\.struct<.*>", rest).groups()
-        (result,) = results
+    def _extractvalue(self, op: Op) -> Step:
+        (operand,) = self._ins(op)
+        (position,) = _ir().DenseI64ArrayAttr(op.attributes["position"])
+        (result,) = self._outs(op)
         return lambda env, mask: env.__setitem__(result, env[operand][:, int(position)].copy())
 
-    def _barriers(self, env: Env, name: str, mask: Array) -> list[tuple[int, _Mbarrier | None, int]]:
+    def _barriers(self, env: Env, slot: int, mask: Array) -> list[tuple[int, _Mbarrier | None, int]]:
         """(lane, its mbarrier or None before init, its key's offset) for every active lane."""
-        pointer = env[name]
+        pointer = env[slot]
         if not isinstance(pointer, SharedPointer):
-            raise SimulationError(f"{name} is not a shared pointer")
+            raise SimulationError("an mbarrier address that is not a shared pointer")
         found = []
         for lane in np.flatnonzero(mask):
             offset = int(pointer.offset[lane])
@@ -1320,8 +1399,8 @@ class Simulator:
             found.append((int(lane), self.mbarriers.get((int(self.group[lane]), offset)), offset))
         return found
 
-    def _mbarrier_init(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
-        barrier, count = _parse(rf"({_NAME}), ({_NAME}) : !llvm\.ptr<3>, i32", rest).groups()
+    def _mbarrier_init(self, op: Op) -> Step:
+        barrier, count = self._ins(op)  # (no predicate operand)
 
         def step(env: Env, mask: Array) -> None:
             for lane, _, offset in self._barriers(env, barrier, mask):
@@ -1330,11 +1409,12 @@ class Simulator:
 
         return step
 
-    def _mbarrier_arrive(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _mbarrier_arrive(self, op: Op) -> Step:
         """One arrival per active lane; expect_tx also adds its transaction bytes to the current phase."""
-        expect = name.endswith("expect_tx")
-        pattern = rf"({_NAME}), ({_NAME}) : !llvm\.ptr<3>, i32" if expect else rf"({_NAME}) : !llvm\.ptr<3>"
-        operands = _parse(pattern, rest).groups()
+        expect = op.name.endswith("expect_tx")
+        operands = self._ins(op)
+        if len(operands) != (2 if expect else 1) or op.results:
+            raise SimulationError(f"{op.name} with a predicate or a state result is not modelled")
 
         def step(env: Env, mask: Array) -> None:
             for lane, mbarrier, _ in self._barriers(env, operands[0], mask):
@@ -1347,9 +1427,11 @@ class Simulator:
 
         return step
 
-    def _mbarrier_try_wait(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _mbarrier_try_wait(self, op: Op) -> Step:
         """Waits until the phase of the given parity has completed (the current phase's parity differs)."""
-        barrier, parity = _parse(rf"({_NAME}), ({_NAME}), {_NAME} : !llvm\.ptr<3>, i32, i32", rest).groups()
+        barrier, parity, _ticks = self._ins(
+            op
+        )  # (a wait that gives up after its ticks is retried: it does not time out)
 
         def step(env: Env, mask: Array) -> Run:
             while True:
@@ -1363,13 +1445,17 @@ class Simulator:
 
         return step
 
-    def _bulk_tensor_copy(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _bulk_tensor_copy(self, op: Op) -> Step:
         """A box of the tensor map at (column, row) into shared memory at the destination, 128-byte-swizzled, the
         elements past the tensor zero; its bytes (the whole box's) complete on the mbarrier."""
-        match = _parse(
-            rf"({_NAME}), ({_NAME}), ({_NAME}), box\[({_NAME}), ({_NAME})\] : !llvm\.ptr<7>, !llvm\.ptr", rest
-        )
-        destination, map_name, barrier, column_name, row_name = match.groups()
+        view = op.opview
+        coordinates = list(view.coordinates)
+        if len(coordinates) != 2 or len(op.operands) != 5:
+            raise SimulationError(
+                "only a 2-D tile-mode copy (no im2col, multicast, cache hint or predicate) is modelled"
+            )
+        destination, map_name, barrier = (self._slot(value) for value in (view.dstMem, view.tmaDescriptor, view.mbar))
+        column_name, row_name = (self._slot(value) for value in coordinates)
 
         def step(env: Env, mask: Array) -> None:
             tensor_map = env[map_name]
@@ -1409,7 +1495,7 @@ class Simulator:
             raise SimulationError("a warpgroup instruction with part of a warpgroup active (they are .aligned)")
         return groups[active.all(axis=1), 0]
 
-    def _wgmma_sync(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _wgmma_sync(self, op: Op) -> Step:
         """A WGMMA fence, commit or wait: each result is ready when issued here, so only the alignment (every
         thread of a warpgroup executes it) is checked."""
 
@@ -1418,21 +1504,25 @@ class Simulator:
 
         return step
 
-    def _fence(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _fence(self, op: Op) -> Step:
         """The mbarrier-init fence: initialisations are visible at once in this model."""
         return lambda env, mask: None
 
-    def _wgmma(self, name: str, rest: str, results: list[str], node: _Node) -> Step:
+    def _wgmma(self, op: Op) -> Step:
         """D (64 x N, f32) = A (64 x 16 bf16) Bᵀ (B: N x 16, K-major) [+ D]: A and B read from shared memory
         through 128-byte-swizzle descriptors; D in the warpgroup's registers as the PTX ISA lays it out."""
-        match = _parse(
-            rf"({_NAME}), ({_NAME}), ({_NAME}), <m = 64, n = (\d+), k = 16>, D\[<f32>, <(zero|one)>, <wrapped>\], "
-            r"A\[<bf16>, <one>, <row>\], B\[<bf16>, <one>, <col>\] : .*",
-            rest,
-        )
-        a_name, b_name, acc_name, n_text, scale = match.groups()
-        n = int(n_text)
-        (result,) = results
+        view = op.opview
+        a_name, b_name, acc_name = (self._slot(value) for value in (view.descriptorA, view.descriptorB, view.inouts))
+        words = {name: _keyword(op.attributes[name]) for name in ("typeA", "typeB", "typeD", "scaleA", "scaleB",
+                                                                   "layoutA", "layoutB", "satfinite")}  # fmt: skip
+        expected = {"typeA": "bf16", "typeB": "bf16", "typeD": "f32", "scaleA": "one", "scaleB": "one",
+                    "layoutA": "row", "layoutB": "col", "satfinite": "wrapped"}  # fmt: skip
+        shape = dict(item.split(" = ") for item in _keyword(op.attributes["shape"]).split(", "))
+        if words != expected or shape["m"] != "64" or shape["k"] != "16":
+            raise SimulationError("only m64nNk16 bf16 x bf16 -> f32, A row-major and B column-major, is modelled")
+        n = int(shape["n"])
+        scale = _keyword(op.attributes["scaleD"])
+        (result,) = self._outs(op)
 
         def step(env: Env, mask: Array) -> None:
             out = env[acc_name].copy()
@@ -1495,7 +1585,7 @@ def _from_fragments(registers: Array, n: int) -> Array:
 
 _BINARY = "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui divsi remui minsi maxsi minui maxui shli shrui shrsi"
 _CASTS = "bitcast index_cast extui extsi trunci extf truncf"
-_Compiler = Callable[[Simulator, str, str, list[str], _Node], Step]
+_Compiler = Callable[[Simulator, Op], Step]
 _COMPILERS: dict[str, _Compiler] = {
     "scf.for": Simulator._scf_for,
     "scf.if": Simulator._scf_if,

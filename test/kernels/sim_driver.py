@@ -2,40 +2,33 @@
 compiled ROCDL program, launch by launch, as the HIP driver would on an AMD GPU — or an NVVM program with warps
 of 32 (its WGMMA GEMMs' tensor maps and dynamic shared memory included), as CUDA would. Test-only.
 
-The "code object" it loads is the kernels' gpu.module text (OUT/<target>/kernels.mlir); device memory is
-numpy byte arrays, viewed at each launch with the element type each kernel argument is addressed in. A tensor
-map is 128 bytes naming an entry of the driver's table (the tensor's buffer, shape and box), as a
+The "code object" it loads is the kernels' GPU module text (OUT/<target>/kernels.mlir), which MLIR parses; device
+memory is numpy byte arrays, viewed at each launch with the element type each kernel parameter is addressed in.
+A tensor map is 128 bytes naming an entry of the driver's table (the tensor's buffer, shape and box), as a
 CUtensorMap's bytes stand for the descriptor the driver encoded."""
 
 from __future__ import annotations
 
-import re
 import struct
 from collections.abc import Sequence
 
 import numpy as np
-from rocdl_sim import Simulator, TensorMap
+from rocdl_sim import KernelModule, Simulator, TensorMap
 
 from tessera.runtime.gpu_module import DeviceBuffer, KernelArg, KernelBytes, KernelHandle, KernelScalar
 
-_FUNCTION = re.compile(r"^  gpu\.func @(\w+)\(.*?^  \}$", re.M | re.S)
 _ELEMENT = {"f32": np.float32, "i16": np.uint16, "i64": np.int64, "i32": np.int32}
 
 
 class SimulatedModule:
     def __init__(self, text: str, wave_size: int) -> None:
         self.wave_size = wave_size
-        self.kernels = {match.group(1): match.group(0) for match in _FUNCTION.finditer(text)}
+        self.kernels = KernelModule(text)
 
     def function(self, name: str) -> KernelHandle:
-        text = self.kernels[name]
-        elements = {
-            param: _ELEMENT[element]
-            for param, element in re.findall(
-                r"llvm\.getelementptr %(\w+)\[[^]]*\] : \([^)]*\) -> !llvm\.ptr<1>, (\w+)", text
-            )
-        }
-        return KernelHandle(name, (Simulator(text, self.wave_size), elements))
+        simulator = Simulator(self.kernels, name, self.wave_size)
+        elements = {param: _ELEMENT[element] for param, element in simulator.elements.items()}
+        return KernelHandle(name, (simulator, elements))
 
 
 class SimulatedDriver:

@@ -357,7 +357,7 @@ def test_gemm_matches_float64_in_the_simulator(rng: np.random.Generator, shape: 
     buffers["y"] = bf16_bits(y) if y_dtype == "bf16" else y
     maps = {name: TensorMap(array, 128, 64) for name, array in (("x", x), ("w", w))}
     grid = (-(-n // 128), -(-tokens // 128))
-    Simulator(emitted.text, wave_size=32).run(
+    Simulator.of(emitted.kernel, wave_size=32).run(
         grid, buffers, {"tokens": tokens, "position": 0}, tensor_maps=maps, shared_bytes=emitted.dynamic_shared_bytes
     )
     want = bf16_to_f32(x).astype(np.float64) @ bf16_to_f32(w).astype(np.float64).T

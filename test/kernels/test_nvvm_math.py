@@ -92,7 +92,7 @@ def probe_kernel(function: str, name: str = "probe") -> GpuKernel:
 def run_probe(function: str, x: np.ndarray) -> np.ndarray:
     """y[i] = function(x[i]) by probe_kernel, in the simulator."""
     y = np.full(x.size, 12345.0, np.float32)  # not NaN: an unwritten element fails where NaN is expected too
-    Simulator(probe_kernel(function).text, wave_size=32).run(
+    Simulator.of(probe_kernel(function), wave_size=32).run(
         (-(-x.size // ELEMENTS), 1), {"x": x, "y": y}, {"tokens": x.size, "position": 0}
     )
     return y

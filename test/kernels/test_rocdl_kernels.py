@@ -67,9 +67,9 @@ def _built(kind: str, dims: tuple[tuple[str, int | float | str], ...], precision
     kernel = tile_kernel(kind, dict(dims), arch, precision)
     if arch == NVVM_ARCH:
         emitted = emit_nvvm_kernel(kernel).kernel
-        return emitted, Simulator(emitted.text, wave_size=32)
+        return emitted, Simulator.of(emitted, wave_size=32)
     emitted = emit_kernel(kernel)
-    return emitted, Simulator(emitted.text)
+    return emitted, Simulator.of(emitted)
 
 
 def build(kind: str, dims: Dims, precision: str = "fp32", arch: str = ARCH) -> tuple[GpuKernel, Simulator]:
@@ -699,13 +699,17 @@ def test_every_kind_is_covered() -> None:
 # --- the simulator's own checks -----------------------------------------------------------------------------------
 
 
-def _kernel_text(body: str, params: str = "%out: !llvm.ptr<1>", threads: int = 128, lds: str = "") -> str:
+def _probe(body: str, buffers: tuple[str, ...] = ("out",), threads: int = 128, lds: str = "") -> Simulator:
+    """A GPU function written here, MLIR 22's form, as the simulator reads it: `buffers` global pointers, then
+    the ABI's tokens and position."""
+    params = ", ".join(f"%{name}: !llvm.ptr<1>" for name in buffers)
     workgroup = f" workgroup({lds})" if lds else ""
-    return (
+    text = (
         f"gpu.func @probe({params}, %tokens: i32, %position: i32){workgroup} kernel attributes "
         f'{{known_block_size = array<i32: {threads}, 1, 1>, rocdl.flat_work_group_size = "{threads},{threads}"}} {{\n'
         f"{body}\n  gpu.return\n}}\n"
     )
+    return Simulator.parse(text, names=[*buffers, "tokens", "position"])
 
 
 _STORE_TID = """
@@ -717,17 +721,17 @@ _STORE_TID = """
 
 def test_simulator_runs_a_plain_store() -> None:
     out = np.zeros(128, np.int32)
-    Simulator(_kernel_text(_STORE_TID)).run((1, 1), {"out": out}, {"tokens": 1, "position": 0})
+    _probe(_STORE_TID).run((1, 1), {"out": out}, {"tokens": 1, "position": 0})
     assert np.array_equal(out, np.arange(128))
 
 
 def test_simulator_refuses_out_of_bounds_and_racy_stores() -> None:
     with pytest.raises(SimulationError, match="out of bounds"):
-        Simulator(_kernel_text(_STORE_TID)).run((1, 1), {"out": np.zeros(100, np.int32)}, {"tokens": 1, "position": 0})
+        _probe(_STORE_TID).run((1, 1), {"out": np.zeros(100, np.int32)}, {"tokens": 1, "position": 0})
     with pytest.raises(
         SimulationError, match=r"racy store: .* written by workgroups 1 and 0"
     ):  # both workgroups write out[tid]
-        Simulator(_kernel_text(_STORE_TID)).run((2, 1), {"out": np.zeros(128, np.int32)}, {"tokens": 1, "position": 0})
+        _probe(_STORE_TID).run((2, 1), {"out": np.zeros(128, np.int32)}, {"tokens": 1, "position": 0})
 
 
 def test_simulator_refuses_a_divergent_barrier_and_an_unknown_op() -> None:
@@ -739,9 +743,9 @@ def test_simulator_refuses_a_divergent_barrier_and_an_unknown_op() -> None:
     gpu.barrier
   }"""
     with pytest.raises(SimulationError, match="divergent barrier"):
-        Simulator(_kernel_text(body)).run((1, 1), {"out": np.zeros(1, np.int32)}, {"tokens": 1, "position": 0})
+        _probe(body).run((1, 1), {"out": np.zeros(1, np.int32)}, {"tokens": 1, "position": 0})
     with pytest.raises(SimulationError, match=r"'arith\.floordivsi' is not modelled"):
-        Simulator(_kernel_text("  %c = arith.constant 1 : i32\n  %d = arith.floordivsi %c, %c : i32"))
+        _probe("  %c = arith.constant 1 : i32\n  %d = arith.floordivsi %c, %c : i32")
 
 
 def test_simulator_finds_a_race_between_waves_without_their_barrier() -> None:
@@ -761,12 +765,10 @@ def test_simulator_finds_a_race_between_waves_without_their_barrier() -> None:
   llvm.store %w, %g : i32, !llvm.ptr<1>"""
     lds = "%lds_s : memref<128xi32, #gpu.address_space<workgroup>>"
     out = np.zeros(128, np.int32)
-    Simulator(_kernel_text(exchange.format(barrier="gpu.barrier"), lds=lds)).run(
-        (1, 1), {"out": out}, {"tokens": 1, "position": 0}
-    )
+    _probe(exchange.format(barrier="gpu.barrier"), lds=lds).run((1, 1), {"out": out}, {"tokens": 1, "position": 0})
     assert np.array_equal(out, np.arange(127, -1, -1, dtype=np.int32))
     with pytest.raises(SimulationError, match="LDS race"):
-        Simulator(_kernel_text(exchange.format(barrier=""), lds=lds)).run(
+        _probe(exchange.format(barrier=""), lds=lds).run(
             (1, 1), {"out": np.zeros(128, np.int32)}, {"tokens": 1, "position": 0}
         )
 
@@ -831,12 +833,11 @@ def test_simulator_mfma_layout(rng: np.random.Generator, element: str) -> None:
             f"%d_g{i} = llvm.getelementptr %d[%d_i{i}] : (!llvm.ptr<1>, i32) -> !llvm.ptr<1>, f32",
             f"llvm.store %e{i}, %d_g{i} : f32, !llvm.ptr<1>",
         ]
-    params = "%a: !llvm.ptr<1>, %b: !llvm.ptr<1>, %d: !llvm.ptr<1>"
-    text = _kernel_text("\n".join("  " + line for line in lines), params=params, threads=64)
+    simulator = _probe("\n".join("  " + line for line in lines), buffers=("a", "b", "d"), threads=64)
     a, b_matrix = f32(rng.standard_normal((16, depth))), f32(rng.standard_normal((depth, 16)))
     if element == "bf16":
         a, b_matrix = bf16_to_f32(bf16_bits(a)), bf16_to_f32(bf16_bits(b_matrix))
     stored = {"a": bf16_bits(a), "b": bf16_bits(b_matrix)} if element == "bf16" else {"a": a, "b": b_matrix}
     out = nan(16, 16)
-    Simulator(text).run((1, 1), {**stored, "d": out}, {"tokens": 1, "position": 0})
+    simulator.run((1, 1), {**stored, "d": out}, {"tokens": 1, "position": 0})
     check(instruction, out, a.astype(np.float64) @ b_matrix, F32_TOLERANCE)

@@ -36,7 +36,7 @@ SHAPES = {
 
 def _simulated(kernel, arch: str) -> tuple[Simulator, int]:  # type: ignore[no-untyped-def]
     lowered = lower_dataflow_kernel(kernel, gpu_arch(arch), arch)
-    return Simulator(lowered.text, wave_size=gpu_arch(arch).wave_size), lowered.lds_bytes
+    return Simulator.of(lowered, wave_size=gpu_arch(arch).wave_size), lowered.lds_bytes
 
 
 @pytest.mark.parametrize("transposed", [False, True], ids=["w", "w_transposed"])
