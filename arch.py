@@ -88,6 +88,9 @@ class GpuArch:
     # Bytes a kernel may declare statically (a SIMT kernel's scratch: workgroup attributions); more needs the
     # dynamic allocation a TMA kernel makes (CUDA: 48 KiB static per block, the rest opt-in dynamic).
     static_scratch_limit: int | None = None
+    # The LLVM data layout its GPU module declares, where the upstream conversion does not set one (NVPTX:
+    # convert-gpu-to-nvvm leaves it to the translation, which needs it; convert-gpu-to-rocdl sets AMDGPU's).
+    data_layout: str | None = None
 
     @property
     def static_limit(self) -> int:
@@ -114,6 +117,9 @@ _CDNA3_MFMA = (*_CDNA2_MFMA, "rocdl.mfma.f32.16x16x8.xf32", "rocdl.mfma.f32.32x3
 AMX_BF16 = MatrixInstruction("tdpbf16ps", 16, 16, 32)
 AMX_TILE_REGISTERS = 8
 
+# LLVM 22's NVPTX data layout for nvptx64 (what llvmlite's sm_90a target machine reports).
+NVPTX_DATA_LAYOUT = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"
+
 GPU_ARCHS: dict[str, GpuArch] = {
     "gfx942": GpuArch(
         "gfx942", "amd", 64, "lds", FAST_MEMORY_LIMITS["gfx942"], {"bf16": _MFMA_BF16, "f32": _MFMA_F32},
@@ -128,6 +134,7 @@ GPU_ARCHS: dict[str, GpuArch] = {
         {"bf16": MatrixInstruction("wgmma.m64nNk16.f32.bf16.bf16", 64, 64, 16, warpgroup=WarpgroupFragments()),
          "f32": None},
         ("wgmma.m64nNk16.f32.bf16.bf16",), async_copies=True, static_scratch_limit=48 * 1024,
+        data_layout=NVPTX_DATA_LAYOUT,
     ),
 }  # fmt: skip
 

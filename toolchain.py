@@ -4,6 +4,7 @@
                                       `mlir-translate --mlir-to-llvmir` (the bindings do not expose it)
     compile_object(llvm_ir, ...)      LLVM IR -> relocatable object for a named CPU (llvmlite)
     link_shared(objects, path)        objects -> a shared library the runtime can dlopen
+    join_modules(texts, names)        kernels' modules -> one module (the bindings' IR), parameters named
     gpu_module_to_llvm_ir(...)        a gpu.module's kernels -> LLVM IR for a GPU triple
     compile_gpu(llvm_ir, triple, chip) LLVM IR -> (assembly, relocatable object) for a GPU (llvmlite)
     gpu_assembly(llvm_ir, triple, chip) LLVM IR -> assembly alone (PTX: NVPTX writes no objects)
@@ -25,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -81,41 +82,73 @@ def run_pipeline(text: str, pipeline: str) -> str:
         return str(module)
 
 
-def gpu_functions_text(text: str, parameter_names: dict[str, list[str]]) -> list[str]:
-    """The gpu.funcs of a module (generic form, as Tessera prints IR for MLIR) in MLIR 22's own custom
-    form, one text each, their parameters named (`parameter_names` by function): how GPU kernels built as
-    typed IR join the gpu.module the target assembles."""
+def join_modules(texts: Sequence[str], parameter_names: Mapping[str, Sequence[str]] | None = None) -> str:
+    """Modules (MLIR text, generic or custom; each a kernel's, say) as one, in MLIR 22's own custom form: every
+    top-level op of each joins the first module, a GPU module's ops join the GPU module of the same name; a
+    symbol several define alike (a global the kernels address) is kept once, one defined differently is an
+    error. Functions' parameters are named by `parameter_names` (by function: MLIR does not keep the names of
+    values it parses). Built on the bindings' IR: how kernels lowered in separate compile workers (IR objects
+    do not cross processes) become the module a target writes and lowers."""
     ir = mlir().ir
     with ir.Context() as context:
-        try:
-            module = ir.Module.parse(text)
-        except Exception as exc:
-            raise ToolchainError(f"MLIR could not read the lowered kernels: {_first_error(str(exc))}") from None
-        texts = []
-        for op in module.body.operations:
-            if op.operation.name != "gpu.module":
-                continue
-            for function in op.regions[0].blocks[0].operations:
-                if function.operation.name != "gpu.func":
-                    continue  # a global the functions address: the target's GPU module declares it once
-                name = ir.StringAttr(function.attributes["sym_name"]).value
-                for arg, arg_name in zip(
-                    function.regions[0].blocks[0].arguments, parameter_names.get(name, []), strict=False
-                ):
-                    arg.set_location(ir.Location.name(arg_name, context=context))
-                stream = io.StringIO()
-                function.operation.print(file=stream, use_name_loc_as_prefix=True)
-                texts.append(stream.getvalue())
-        return texts
+        modules = []
+        for text in texts:
+            try:
+                modules.append(ir.Module.parse(text))
+            except Exception as exc:
+                raise ToolchainError(f"MLIR could not read the lowered kernels: {_first_error(str(exc))}") from None
+        if not modules:
+            return str(ir.Module.create())
+        joined = modules[0]
+        for module in modules[1:]:
+            _join_block(ir, joined.body, module.body)
+        for name, function in _functions(ir, joined.body).items():
+            names = (parameter_names or {}).get(name, ())
+            for arg, arg_name in zip(
+                function.regions[0].blocks[0].arguments, names, strict=False
+            ):  # (as many as named)
+                arg.set_location(ir.Location.name(arg_name, context=context))
+        stream = io.StringIO()
+        joined.operation.print(file=stream, use_name_loc_as_prefix=True, assume_verified=True)  # (parsed: verified)
+        return stream.getvalue()
 
 
-def gpu_module_text(functions: Sequence[str], declarations: Sequence[str] = (), data_layout: str | None = None) -> str:
-    """GPU functions as MLIR 22 printed them, and the declarations they address (printed ops), as the one GPU
-    module of a container module: the unit the GPU conversions lower. Text because the functions arrive as
-    text from the compile workers (IR objects do not cross processes)."""
-    layout = "" if data_layout is None else f' attributes {{llvm.data_layout = "{data_layout}"}}'
-    body = "\n".join([*declarations, *functions])
-    return f"module attributes {{gpu.container_module}} {{\ngpu.module @kernels{layout} {{\n{body}\n}}\n}}\n"
+def _symbol(ir: Any, op: Any) -> str | None:
+    return ir.StringAttr(op.attributes["sym_name"]).value if "sym_name" in op.attributes else None
+
+
+def _join_block(ir: Any, into: Any, block: Any) -> None:
+    gpu, llvm = importlib.import_module("mlir.dialects.gpu"), importlib.import_module("mlir.dialects.llvm")
+    present = {_symbol(ir, op): op for op in into.operations if _symbol(ir, op) is not None}
+    for op in list(block.operations):
+        name = _symbol(ir, op)
+        existing = present.get(name) if name is not None else None
+        if existing is not None and all(isinstance(x.opview, gpu.GPUModuleOp) for x in (op, existing)):
+            _join_block(ir, existing.regions[0].blocks[0], op.regions[0].blocks[0])
+        elif existing is not None:
+            if str(existing) != str(op):
+                raise ToolchainError(f"@{name} is defined twice, differently, by the kernels being joined")
+        else:
+            op.detach_from_parent()
+            first = next(iter(into.operations), None)  # a global goes before the functions that address it
+            at_top = isinstance(op.opview, llvm.GlobalOp) and first is not None
+            (ir.InsertionPoint(first) if at_top else ir.InsertionPoint(into)).insert(op)
+            if name is not None:
+                present[name] = op
+
+
+def _functions(ir: Any, block: Any) -> dict[str, Any]:
+    """The functions (of the gpu, func and llvm dialects) of a module's block and of its GPU modules, by name
+    (two levels: a walk of every op would cost a Python call each)."""
+    gpu, func, llvm = (importlib.import_module(f"mlir.dialects.{name}") for name in ("gpu", "func", "llvm"))
+    found: dict[str, Any] = {}
+    for op in block.operations:
+        view = op.operation.opview
+        if isinstance(view, gpu.GPUModuleOp):
+            found.update(_functions(ir, op.regions[0].blocks[0]))
+        elif isinstance(view, gpu.GPUFuncOp | func.FuncOp | llvm.LLVMFuncOp):
+            found[ir.StringAttr(op.attributes["sym_name"]).value] = op
+    return found
 
 
 def mark_by_value_parameters(text: str, marker: str, byte_count: int, alignment: int) -> str:

@@ -30,11 +30,12 @@ from test_nvvm_math import ELEMENTS, GPU_BOUNDS, MANTISSAS, expected, float32_sw
 
 
 def prepare(out: Path) -> None:
-    from tessera.lowering.nvvm.pipeline import compile_kernels, kernels_module
+    from tessera.lowering.gpu.kernel import kernels_module
+    from tessera.lowering.nvvm.pipeline import compile_kernels
 
     out.mkdir(parents=True, exist_ok=True)
-    functions = [probe_kernel(function, f"sweep_{function}").text for function in GPU_BOUNDS]
-    artifacts = compile_kernels(kernels_module(functions), "math_sweep", sass=False)
+    kernels = [probe_kernel(function, f"sweep_{function}") for function in GPU_BOUNDS]
+    artifacts = compile_kernels(kernels_module(kernels), "math_sweep", sass=False)
     (out / "math_sweep.ptx").write_text(artifacts.ptx)
     (out / "math_sweep.cubin").write_bytes(artifacts.cubin.data)
     print(f"prepared {out}: {', '.join(GPU_BOUNDS)} ({len(artifacts.cubin.data)}-byte cubin)")

@@ -75,7 +75,7 @@ def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
 
     from tessera.dialects import tile
     from tessera.lowering.convert_tile_to_nvvm import emit_kernel
-    from tessera.lowering.nvvm.pipeline import compile_kernels, kernels_module
+    from tessera.lowering.nvvm.pipeline import compile_kernels
 
     unknown = sorted(set(only or []) - set(SPECS))
     if unknown:
@@ -94,7 +94,7 @@ def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
                 "row_scale": int(row_scale)}  # fmt: skip
         tiled = tile_kernel("matmul", dims, "sm_90a", "bf16", name=kernel_name)
         kernel = emit_kernel(tiled)
-        artifacts = compile_kernels(kernels_module([kernel.text]), kernel_name, sass=False)
+        artifacts = compile_kernels(kernel.text, kernel_name, sass=False)
         (out / f"{kernel_name}.cubin").write_bytes(artifacts.cubin.data)
         (out / f"{kernel_name}.ptx").write_text(artifacts.ptx)
         report = artifacts.cubin.kernels[kernel_name]

@@ -151,9 +151,9 @@ def emit_printed_kernel(text: str) -> NvvmKernel:
 
 def lower_kernels(module: ModuleOp) -> str:
     """The gpu.module holding every kernel of `module`."""
-    from tessera.lowering.nvvm.pipeline import kernels_module
+    from tessera.lowering.gpu.kernel import kernels_module
 
-    return kernels_module([kernel.text for kernel in emit_kernels(module)])
+    return kernels_module([kernel.kernel for kernel in emit_kernels(module)])
 
 
 def lower_programs(module: ModuleOp, emitted: list[NvvmKernel]) -> dict[str, Any]:

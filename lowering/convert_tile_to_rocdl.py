@@ -20,10 +20,9 @@ from xdsl.dialects.builtin import ModuleOp
 from tessera.arch import GPU_ARCHS
 from tessera.dialects import parse_kernel, tile
 from tessera.errors import TesseraError
-from tessera.lowering.gpu.kernel import GpuKernel, KernelInfo
+from tessera.lowering.gpu.kernel import GpuKernel, KernelInfo, kernels_module
 from tessera.lowering.gpu.kernel_info import gpu_kernel_info, record_weight_packing, tile_kernels
 from tessera.lowering.programs import describe_programs
-from tessera.lowering.rocdl.pipeline import kernels_module
 
 # The launch fields a kernel is compiled for (program.json records them per kernel; runtime/program_check.py).
 KERNEL_FIELDS = ("grid", "threads", "lds_bytes")
@@ -73,7 +72,7 @@ def emit_printed_kernel(text: str) -> GpuKernel:
 
 def lower_kernels(module: ModuleOp) -> str:
     """The gpu.module holding every kernel of `module`."""
-    return kernels_module([kernel.text for kernel in emit_kernels(module)])
+    return kernels_module(emit_kernels(module))
 
 
 def lower_programs(module: ModuleOp, emitted: list[GpuKernel]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ position), then the [begin, end) range of its grid.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, UnitAttr, i64
@@ -111,13 +112,27 @@ def kernels(module: ModuleOp) -> list[tile.KernelOp]:
     return [op for op in module.ops if isinstance(op, tile.KernelOp)]
 
 
-def kernels_module(functions: list[str]) -> str:
-    return "module {\n" + "\n\n".join(functions) + "\n}\n"
+def parameter_names(kernel: tile.KernelOp) -> list[str]:
+    """The parameters of the function convert-tessera-tile-to-x86 makes of `kernel`: its operands and scalars as
+    Tile-IR names them, then the range of programs a call runs, [begin, end)."""
+    args = kernel.body.block.args
+    operands = args[: len(args) - len(kernel.program_args())]
+    return [arg.name_hint or f"arg{index}" for index, arg in enumerate(operands)] + ["begin", "end"]
+
+
+def kernels_module(functions: list[str], names: Mapping[str, Sequence[str]] | None = None) -> str:
+    """Kernels' functions (emit_kernel's) as one module in MLIR 22's form, parameters named by function."""
+    from tessera import toolchain
+
+    return toolchain.join_modules(functions, names)
 
 
 def lower_kernels(module: ModuleOp) -> str:
     """The upstream MLIR module holding every kernel of `module`."""
-    return kernels_module([emit_kernel(kernel) for kernel in kernels(module)])
+    found = kernels(module)
+    return kernels_module(
+        [emit_kernel(kernel) for kernel in found], {k.sym_name.data: parameter_names(k) for k in found}
+    )
 
 
 def amx_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) -> tile.KernelOp:
@@ -126,18 +141,27 @@ def amx_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) ->
     return _matmul_kernel(f"{name}__amx", spec, tiles, x86_gemm.matrix_unit_tiles(spec, tiles), ranged=True)
 
 
-def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, str]:
-    """Every GEMM's AMX variant (amx_kernel) through convert-tessera-tile-to-x86{amx=true}, by kernel name, as
-    MLIR 22 text. emulated: lowered without the AMX pattern (its products as vector FMAs), for CPUs without
-    AMX: the same kernel, its numbers testable anywhere."""
+def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, tuple[str, list[str]]]:
+    """Every GEMM's AMX variant (amx_kernel) through convert-tessera-tile-to-x86{amx=true}, by kernel name: its
+    function as MLIR 22 text and its parameter names. emulated: lowered without the AMX pattern (its products
+    as vector FMAs), for CPUs without AMX: the same kernel, its numbers testable anywhere."""
     variants = {}
     for kernel in kernels(module):
         if kernel.kind.data == "matmul":
-            variant = ModuleOp([amx_kernel(kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel))])
+            tiled = amx_kernel(kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel))
+            names = parameter_names(tiled)
+            variant = ModuleOp([tiled])
             lower_to_x86(variant, amx=not emulated)
             expand_math(variant, "x86")
-            variants[kernel.sym_name.data] = upstream_text(variant.body.block.first_op)  # type: ignore[arg-type]
+            variants[kernel.sym_name.data] = upstream_text(variant.body.block.first_op), names  # type: ignore[arg-type]
     return variants
+
+
+def amx_module(variants: Mapping[str, tuple[str, list[str]]]) -> str:
+    """The AMX variants (amx_kernels') as one module, parameters named."""
+    return kernels_module(
+        [text for text, _ in variants.values()], {f"{name}__amx": names for name, (_, names) in variants.items()}
+    )
 
 
 def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,

@@ -605,15 +605,18 @@ def lower_to_simt(module: ModuleOp, arch: GpuArch) -> list[gpu.FuncOp]:
     return [op for op in module.ops if isinstance(op, gpu.FuncOp)]
 
 
-def wrap_in_gpu_module(module: ModuleOp) -> None:
+def wrap_in_gpu_module(module: ModuleOp, arch: GpuArch) -> None:
     """The lowered GPU functions of `module`, and the globals they address, moved into one GPU module
-    `@kernels` (what tessera-opt prints)."""
+    `@kernels` (what tessera-opt prints), with the arch's data layout where the upstream conversion sets none."""
     functions = [op for op in module.ops if isinstance(op, gpu.FuncOp | llvm.GlobalOp)]
     if not functions:
         return
     for function in functions:
         function.detach()
-    module.body.block.add_op(gpu.ModuleOp(StringAttr("kernels"), Region(Block(functions))))  # type: ignore[arg-type]
+    kernels = gpu.ModuleOp(StringAttr("kernels"), Region(Block(functions)))  # type: ignore[arg-type]
+    if arch.data_layout is not None:
+        kernels.attributes["llvm.data_layout"] = StringAttr(arch.data_layout)
+    module.body.block.add_op(kernels)
 
 
 @dataclass(frozen=True)
@@ -624,4 +627,4 @@ class ConvertTileToSimtPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         lower_to_simt(op, gpu_arch(self.arch))
-        wrap_in_gpu_module(op)
+        wrap_in_gpu_module(op, gpu_arch(self.arch))

@@ -47,23 +47,22 @@ class NvvmJob(Job):
 def kernels_mlir(job: NvvmJob) -> str:
     """convert-tessera-tile-to-nvvm: every kernel as a gpu.func of one gpu.module."""
     from tessera.lowering.convert_tile_to_nvvm import emit_printed_kernel
+    from tessera.lowering.gpu.kernel import kernels_module
     from tessera.lowering.gpu.kernel_info import tile_kernels
-    from tessera.lowering.nvvm.pipeline import kernels_module
 
     assert job.tile_module is not None
     # Each kernel's lowering (Python: the SIMT patterns) in the compile workers, a printed kernel each.
     kernels = [str(kernel) for kernel in tile_kernels(job.tile_module)]
     job.kernels = in_workers("nvvm kernels", emit_printed_kernel, kernels)
-    return kernels_module([kernel.text for kernel in job.kernels])
+    return kernels_module([kernel.kernel for kernel in job.kernels])
 
 
 def llvm_ir(job: NvvmJob) -> str:
     """LLVM IR of each kernel (a gpu.module of its own, the unit the kernel cache keys), linked."""
     from tessera.lowering.nvvm import pipeline
-    from tessera.lowering.nvvm.pipeline import kernels_module
 
     job.progress(f"nvvm: {len(job.kernels)} kernels through MLIR 22 (convert-gpu-to-nvvm, {job.arch}) to LLVM IR")
-    pieces = [kernels_module([kernel.text]) for kernel in job.kernels]
+    pieces = [kernel.text for kernel in job.kernels]
     job.modules = job.compile_texts("llvm", ("llvm-ir", pipeline.NVVM_PIPELINE), pieces, pipeline.to_llvm_ir)
     return toolchain.link_llvm_ir(job.modules)
 

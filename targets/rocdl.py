@@ -36,23 +36,22 @@ class RocdlJob(Job):
 def kernels_mlir(job: RocdlJob) -> str:
     """convert-tessera-tile-to-rocdl: every kernel as a gpu.func of one gpu.module."""
     from tessera.lowering.convert_tile_to_rocdl import emit_printed_kernel
+    from tessera.lowering.gpu.kernel import kernels_module
     from tessera.lowering.gpu.kernel_info import tile_kernels
-    from tessera.lowering.rocdl.pipeline import kernels_module
 
     assert job.tile_module is not None
     # Each kernel's lowering (Python: the SIMT patterns) in the compile workers, a printed kernel each.
     kernels = [str(kernel) for kernel in tile_kernels(job.tile_module)]
     job.kernels = in_workers("rocdl kernels", emit_printed_kernel, kernels)
-    return kernels_module([kernel.text for kernel in job.kernels])
+    return kernels_module(job.kernels)
 
 
 def llvm_ir(job: RocdlJob) -> str:
     """LLVM IR of each kernel (a gpu.module of its own, the unit the kernel cache keys), linked."""
     from tessera.lowering.rocdl import pipeline
-    from tessera.lowering.rocdl.pipeline import kernels_module
 
     job.progress(f"rocdl: {len(job.kernels)} kernels through MLIR 22 (convert-gpu-to-rocdl, {job.arch}) to LLVM IR")
-    pieces = [kernels_module([kernel.text]) for kernel in job.kernels]
+    pieces = [kernel.text for kernel in job.kernels]
     modules = job.compile_texts(
         "llvm", ("llvm-ir", pipeline.rocdl_pipeline(job.arch)), pieces, partial(pipeline.to_llvm_ir, chip=job.arch)
     )

@@ -37,18 +37,19 @@ LIBRARY_FILES = {"generic": "kernels.so", "avx512": "kernels.avx512.so", "amx": 
 
 @dataclass
 class X86Job(Job):
-    functions: list[str] = field(default_factory=list)  # one func.func per kernel, in Tile-IR order
+    functions: list[str] = field(default_factory=list)  # one function per kernel, in Tile-IR order
     llvm_modules: list[str] = field(default_factory=list)  # one per kernel, as the kernel cache keys them
     amx_kernels: list[str] = field(default_factory=list)  # the GEMMs with an AMX variant in kernels.amx.so
 
 
 def kernels_mlir(job: X86Job) -> str:
     """convert-tessera-tile-to-x86: every kernel as an upstream func.func (func, scf, arith, memref, vector)."""
-    from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels, kernels_module
+    from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels, kernels_module, parameter_names
 
     assert job.tile_module is not None
-    job.functions = [emit_kernel(kernel) for kernel in kernels(job.tile_module)]
-    return kernels_module(job.functions)
+    found = kernels(job.tile_module)
+    job.functions = [emit_kernel(kernel) for kernel in found]
+    return kernels_module(job.functions, {kernel.sym_name.data: parameter_names(kernel) for kernel in found})
 
 
 def llvm_ir(job: X86Job) -> str:
@@ -80,25 +81,23 @@ def amx_library(job: X86Job, emulated: bool = False) -> list[str]:
     to job.program's kernel table like the other libraries. Returns the kernels that have a variant.
     emulated: the same kernels with the tile operations as loops, for this CPU (tests on machines
     without AMX run the whole AMX path through them)."""
-    from tessera.lowering.convert_tile_to_x86 import amx_kernels, kernels_module
+    from tessera.lowering.convert_tile_to_x86 import amx_kernels, amx_module
     from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE
 
     assert job.tile_module is not None
     variants = amx_kernels(job.tile_module, emulated)
-    functions = list(variants.values())
-    job.write("kernels.amx.mlir", kernels_module(functions))
+    functions = [text for text, _ in variants.values()]
+    job.write("kernels.amx.mlir", amx_module(variants))
     cpu = toolchain.X86_64_BASELINE if emulated else toolchain.X86_64_AMX
     link_library(job, _llvm_ir(job, functions, AMX_LLVM_PIPELINE), cpu, LIBRARY_FILES["amx"])
     return list(variants)
 
 
 def _llvm_ir(job: X86Job, functions: list[str], pipeline: str) -> list[str]:
-    """LLVM IR of each function, compiled as a module of its own through the kernel cache."""
-    from tessera.lowering.convert_tile_to_x86 import kernels_module
-
-    pieces = [kernels_module([function]) for function in functions]
+    """LLVM IR of each function, compiled as a module of its own (MLIR reads a lone function as one) through
+    the kernel cache."""
     return job.compile_texts(
-        "llvm", ("llvm-ir", pipeline), pieces, partial(toolchain.mlir_to_llvm_ir, pipeline=pipeline)
+        "llvm", ("llvm-ir", pipeline), functions, partial(toolchain.mlir_to_llvm_ir, pipeline=pipeline)
     )
 
 

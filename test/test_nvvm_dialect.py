@@ -16,9 +16,9 @@ from xdsl.ir import Attribute, Block, Region, SSAValue
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import VerifyException
 
+from tessera.arch import NVPTX_DATA_LAYOUT
 from tessera.dialects import nvvm
 from tessera.dialects.upstream import upstream_text
-from tessera.lowering.nvvm.pipeline import NVPTX_DATA_LAYOUT
 
 ACCUMULATOR = llvm.LLVMStructType.from_type_list([f32] * 32)  # m64n64, f32: 64 / 2 registers per thread
 # The kernel's parameters: the tensor map, the TMA destination, the mbarrier, two coordinates and the

@@ -175,9 +175,9 @@ def _emit_x86_program(module: ModuleOp, output: IO[str]) -> None:
 
 
 def _emit_x86_amx_mlir(module: ModuleOp, output: IO[str]) -> None:
-    from tessera.lowering.convert_tile_to_x86 import amx_kernels, kernels_module
+    from tessera.lowering.convert_tile_to_x86 import amx_kernels, amx_module
 
-    output.write(kernels_module(list(amx_kernels(module).values())))
+    output.write(amx_module(amx_kernels(module)))
 
 
 def _emit_rocdl_mlir(module: ModuleOp, output: IO[str]) -> None:

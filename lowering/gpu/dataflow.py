@@ -1,8 +1,8 @@
-"""A kernel written in kernels/ as one GPU target's gpu.func: convert-tessera-tile-to-simt and
-tessera-expand-math on a copy of it, printed once for MLIR 22 and read back in MLIR's own form (the form the
-gpu.module text, the NVVM pipeline and the lockstep simulator read). Its scratch buffers are workgroup
-attributions (its own and those the lowering stages operands through): the kernel's LDS / static shared
-bytes."""
+"""A kernel written in kernels/ as one GPU target's GPU function: convert-tessera-tile-to-simt and
+tessera-expand-math on a copy of it, in a GPU module of its own (with the globals it addresses and the arch's
+data layout), printed once for MLIR 22 and read back in MLIR's own form (what the target joins, the GPU
+pipelines lower and the lockstep simulator reads). Its scratch buffers are workgroup attributions (its own and
+those the lowering stages operands through): the kernel's LDS / static shared bytes."""
 
 from __future__ import annotations
 
@@ -20,28 +20,27 @@ from tessera.lowering.tile_to_simt import lower_to_simt, workgroup_threads, wrap
 
 
 def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> GpuKernel:
-    from tessera.toolchain import gpu_functions_text
+    from tessera.toolchain import join_modules
 
     module = ModuleOp([kernel.clone()])
     lower_to_simt(module, arch)
     expand_math(module, target)
-    wrap_in_gpu_module(module)
-    # Not verified here: MLIR 22 verifies the function as it reads it (gpu_functions_text), a tenth of a second
-    # sooner for the largest kernel.
+    wrap_in_gpu_module(module, arch)
     (function,) = (op for op in module.walk() if isinstance(op, gpu.FuncOp))
+    # Every block argument named (the workgroup attributions too, for the reader); the parameters are the ABI.
     names = [arg.name_hint or f"arg{arg.index}" for arg in function.body.block.args]
-    (text,) = gpu_functions_text(upstream_text(module), {kernel.sym_name.data: names})
+    # Not verified here: MLIR 22 verifies the module as it reads it (join_modules), a tenth of a second sooner
+    # for the largest kernel.
+    text = join_modules([upstream_text(module)], {kernel.sym_name.data: names})
+    inputs = len(function.function_type.inputs)
     extent = int(kernel.grid.value.data)
     if kernel.token_block is not None:  # programs over the grid (x) and over blocks of the call's tokens (y)
         grid = Grid(x=(extent, 1), y=("tokens", int(kernel.token_block.value.data)))
     else:
         grid = Grid(x=("tokens", 1)) if extent == 0 else Grid(x=(extent, 1))
-    shared_bytes = sum(_bytes(buffer.type) for buffer in function.body.block.args[len(function.function_type.inputs) :])
+    shared_bytes = sum(_bytes(buffer.type) for buffer in function.body.block.args[inputs:])
     threads = workgroup_threads(kernel, arch)
-    params = tuple(names[: len(function.function_type.inputs)])
-    return GpuKernel(
-        kernel.sym_name.data, "  " + text.replace("\n", "\n  ") + "\n", params, threads, grid, shared_bytes
-    )
+    return GpuKernel(kernel.sym_name.data, text, tuple(names), inputs, threads, grid, shared_bytes)
 
 
 def _bytes(type_: Attribute) -> int:

@@ -8,6 +8,7 @@ attributions (LDS / static shared memory), a TMA kernel's operand stages one dyn
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tessera.arch import GpuArch
@@ -40,12 +41,29 @@ class KernelInfo:
 
 @dataclass(frozen=True)
 class GpuKernel:
-    """A lowered kernel: its GPU function's text (MLIR 22's form), its parameters' names (the kernel ABI's, in
-    order: what the text names them, which MLIR forgets once it parses it) and launch geometry."""
+    """A lowered kernel: the text of its GPU module (MLIR 22's form: its function and the globals it
+    addresses), the names of its function's block arguments (what the text names them, which MLIR forgets once
+    it parses it: the kernel ABI's parameters, then the workgroup attributions) and launch geometry."""
 
     name: str
     text: str
-    params: tuple[str, ...]
+    names: tuple[str, ...]
+    inputs: int  # how many of `names` are parameters
     threads: int
     grid: Grid
     lds_bytes: int
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """The kernel ABI's parameter names, in order."""
+        return self.names[: self.inputs]
+
+
+def kernels_module(kernels: Sequence[GpuKernel]) -> str:
+    """Kernels' GPU modules as one (a global they share declared once), their values named: the module a GPU
+    target writes (OUT/<target>/kernels.mlir) and lowers."""
+    from tessera import toolchain
+
+    return toolchain.join_modules(
+        [kernel.text for kernel in kernels], {kernel.name: kernel.names for kernel in kernels}
+    )

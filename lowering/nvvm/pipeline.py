@@ -41,9 +41,6 @@ GRID_CONSTANTS = "tessera.grid_constants"
 # external, of 0 bytes (a launch gives its size), 1024-aligned (the 128-byte swizzle repeats every 8 rows).
 DYNAMIC_SHARED = "tessera_dynamic_smem"
 SHARED_ALIGNMENT = 1024
-# LLVM 22's NVPTX data layout for nvptx64 (what llvmlite's sm_90a target machine reports), which
-# convert-gpu-to-nvvm (unlike convert-gpu-to-rocdl) does not set and the translation needs.
-NVPTX_DATA_LAYOUT = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"
 
 NVVM_PIPELINE = ",".join(
     [
@@ -54,19 +51,10 @@ NVVM_PIPELINE = ",".join(
 )
 
 
-def kernels_module(functions: list[str]) -> str:
-    """NVVM kernels (GPU functions as MLIR 22 printed them) as one GPU module, with the NVPTX data layout and
-    the dynamic shared memory's declaration (a typed op, printed for MLIR)."""
-    from tessera.dialects.upstream import upstream_text
-    from tessera.lowering.nvvm.wgmma import dynamic_shared
-
-    return toolchain.gpu_module_text(functions, [upstream_text(dynamic_shared())], NVPTX_DATA_LAYOUT)
-
-
 def to_llvm_ir(kernels_mlir: str) -> str:
     """A module holding one gpu.module of NVVM kernels -> the LLVM IR of its kernels (nvptx64-nvidia-cuda)."""
     if "llvm.data_layout" not in kernels_mlir:
-        raise ToolchainError("the GPU module has no data layout (build it with lowering.nvvm.pipeline.kernels_module)")
+        raise ToolchainError("the GPU module has no data layout (lower kernels for sm_90a: arch.data_layout)")
     lowered = toolchain.run_pipeline(kernels_mlir, NVVM_PIPELINE)
     lowered = toolchain.mark_by_value_parameters(lowered, GRID_CONSTANTS, TENSOR_MAP_BYTES, TENSOR_MAP_ALIGNMENT)
     return toolchain.gpu_module_to_llvm_ir(lowered, "reconcile-unrealized-casts", TRIPLE)

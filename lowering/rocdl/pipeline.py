@@ -19,11 +19,6 @@ from tessera import toolchain
 TRIPLE = "amdgcn-amd-amdhsa"
 
 
-def kernels_module(functions: list[str]) -> str:
-    """ROCDL kernels (GPU functions as MLIR 22 printed them) as one GPU module."""
-    return toolchain.gpu_module_text(functions)
-
-
 def rocdl_pipeline(chip: str) -> str:
     """gpu.module kernels (scf/arith/math/vector/memref + rocdl) -> the llvm dialect, for one chip."""
     return ",".join(

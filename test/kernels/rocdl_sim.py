@@ -202,20 +202,14 @@ class KernelModule:
                 raise SimulationError(f"MLIR cannot read the kernels: {exc}") from None
         self.functions: dict[str, Op] = {}
 
+        gpu = importlib.import_module("mlir.dialects.gpu")
+
         def collect(op: Op) -> Any:
-            if op.name == "gpu.func":
+            if isinstance(op.opview, gpu.GPUFuncOp):
                 self.functions[ir.StringAttr(op.attributes["sym_name"]).value] = op
             return ir.WalkResult.ADVANCE
 
         self.module.operation.walk(collect)
-
-    @classmethod
-    def of_function(cls, text: str) -> KernelModule:
-        """One GPU function as MLIR 22 prints it, in the GPU module the NVVM target builds around its kernels (the
-        dynamic shared memory's declaration included)."""
-        from tessera.lowering.nvvm.pipeline import kernels_module
-
-        return cls(kernels_module([text]))
 
 
 @dataclass(frozen=True)
@@ -407,15 +401,15 @@ class Simulator:
 
     @classmethod
     def parse(cls, text: str, wave_size: int = WAVE, names: Sequence[str] | None = None) -> Simulator:
-        """One GPU function's text (MLIR 22's form), read by MLIR."""
-        module = KernelModule.of_function(text)
+        """The one GPU function of a module's text, read by MLIR."""
+        module = KernelModule(text)
         (name,) = module.functions
         return cls(module, name, wave_size, names)
 
     @classmethod
     def of(cls, kernel: GpuKernel, wave_size: int = WAVE) -> Simulator:
-        """A lowered kernel, its parameters named as the kernel ABI names them."""
-        return cls.parse(kernel.text, wave_size, kernel.params)
+        """A lowered kernel (its GPU module), its parameters named as the kernel ABI names them."""
+        return cls(KernelModule(kernel.text), kernel.name, wave_size, kernel.params)
 
     # --- launch -----------------------------------------------------------------------------------------------
 
@@ -1346,7 +1340,7 @@ class Simulator:
         symbol = ir.FlatSymbolRefAttr(op.attributes["global_name"]).value
         declared = [
             candidate for candidate in self.function.parent.regions[0].blocks[0].operations
-            if candidate.operation.name == "llvm.mlir.global"
+            if isinstance(candidate.operation.opview, _llvm().GlobalOp)
             and ir.StringAttr(candidate.attributes["sym_name"]).value == symbol
         ]  # fmt: skip
         if len(declared) != 1:

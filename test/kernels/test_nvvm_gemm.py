@@ -262,9 +262,9 @@ def test_missing_cuda_tools_fail_in_one_line(monkeypatch: pytest.MonkeyPatch) ->
 
 @functools.cache
 def _ptx(shape: Shape) -> str:
-    from tessera.lowering.nvvm.pipeline import kernels_module, to_llvm_ir, to_ptx
+    from tessera.lowering.nvvm.pipeline import to_llvm_ir, to_ptx
 
-    return to_ptx(to_llvm_ir(kernels_module([_kernel(shape)[1].text])))
+    return to_ptx(to_llvm_ir(_kernel(shape)[1].text))
 
 
 @functools.cache

@@ -700,14 +700,15 @@ def test_every_kind_is_covered() -> None:
 
 
 def _probe(body: str, buffers: tuple[str, ...] = ("out",), threads: int = 128, lds: str = "") -> Simulator:
-    """A GPU function written here, MLIR 22's form, as the simulator reads it: `buffers` global pointers, then
-    the ABI's tokens and position."""
+    """A GPU function written here (in a GPU module: MLIR 22's form), as the simulator reads it: `buffers`
+    global pointers, then the ABI's tokens and position."""
     params = ", ".join(f"%{name}: !llvm.ptr<1>" for name in buffers)
     workgroup = f" workgroup({lds})" if lds else ""
     text = (
+        "module attributes {gpu.container_module} {\ngpu.module @kernels {\n"
         f"gpu.func @probe({params}, %tokens: i32, %position: i32){workgroup} kernel attributes "
         f'{{known_block_size = array<i32: {threads}, 1, 1>, rocdl.flat_work_group_size = "{threads},{threads}"}} {{\n'
-        f"{body}\n  gpu.return\n}}\n"
+        f"{body}\n  gpu.return\n}}\n}}\n}}\n"
     )
     return Simulator.parse(text, names=[*buffers, "tokens", "position"])
 

@@ -21,6 +21,7 @@ from xdsl.dialects.builtin import bf16, f32
 
 from tessera.arch import gpu_arch, staged_shape
 from tessera.lowering.gpu.dataflow import lower_dataflow_kernel
+from tessera.lowering.gpu.kernel import kernels_module
 
 UNIT = 2.0**-24
 ARCHS = ("gfx942", "sm_90a")
@@ -108,7 +109,7 @@ def test_matrix_kernels_build_without_spills(arch: str) -> None:
     if arch == "sm_90a":
         from tessera.lowering.nvvm import pipeline as nvvm
 
-        ptx = nvvm.to_ptx(nvvm.to_llvm_ir(nvvm.kernels_module([k.text for k in kernels])))
+        ptx = nvvm.to_ptx(nvvm.to_llvm_ir(kernels_module(kernels)))
         if nvvm.find_ptxas() is None:
             pytest.skip(reason="ptxas is not installed: the PTX was built, not assembled")
         reports = nvvm.assemble(ptx).kernels
@@ -118,7 +119,7 @@ def test_matrix_kernels_build_without_spills(arch: str) -> None:
     else:
         from tessera.lowering.rocdl import pipeline as rocdl
 
-        llvm_ir = rocdl.to_llvm_ir(rocdl.kernels_module([k.text for k in kernels]), arch)
+        llvm_ir = rocdl.to_llvm_ir(kernels_module(kernels), arch)
         usage = rocdl.register_usage(rocdl.to_machine_code(llvm_ir, arch).assembly)
         assert set(usage) == {"gemm_f32", "gemm_bf16", "softmax"}
         assert all(u.vgpr_spills == 0 and u.sgpr_spills == 0 for u in usage.values()), usage

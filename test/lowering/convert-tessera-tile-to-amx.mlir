@@ -6,12 +6,14 @@
 // It takes the x86 GEMM's arguments, its weight in k pairs [ceil(N/16), ceil(K/32)*16, 32] bf16, and runs
 // the range [begin, end) of the GEMM's panels itself: x staged once as bf16, then K loops of tile loads into
 // tdpbf16ps on 16x16 f32 tiles (four accumulators for a 32 x 32 block).
-// CHECK-LABEL: "func.func"() <{sym_name = "matmul_bias0_store_k32_n132_row_scale1__amx", function_type = (memref<?x32xf32>, memref<9x16x32xbf16>, memref<?xf32>, memref<?x132xf32>, index, index) -> ()}>
-// CHECK:         "amx.tile_zero"() : () -> !amx.tile<16x16xf32>
-// CHECK:         "amx.tile_load"(%w, {{.*}}) -> !amx.tile<16x32xbf16>
-// CHECK:         "amx.tile_load"(%xs, {{.*}}) -> !amx.tile<16x32xbf16>
-// CHECK:         "amx.tile_mulf"({{.*}}) : (!amx.tile<16x32xbf16>, !amx.tile<16x32xbf16>, !amx.tile<16x16xf32>) -> !amx.tile<16x16xf32>
-// CHECK:         "amx.tile_store"(%cs, {{.*}})
+// CHECK-LABEL: func.func @matmul_bias0_store_k32_n132_row_scale1__amx(%x: memref<?x32xf32>, %w: memref<9x16x32xbf16>, %row_scale: memref<?xf32>, %y: memref<?x132xf32>, %begin: index, %end: index)
+// CHECK:         memref.alloca() {{.*}} : memref<32x32xf32>
+// CHECK:         %[[XS:.*]] = memref.alloca() {{.*}} : memref<128x32xbf16>
+// CHECK:         amx.tile_zero : !amx.tile<16x16xf32>
+// CHECK:         amx.tile_load %[[XS]][{{.*}}] : memref<128x32xbf16> into !amx.tile<16x32xbf16>
+// CHECK:         amx.tile_load %w[{{.*}}] : memref<9x16x32xbf16> into !amx.tile<16x32xbf16>
+// CHECK:         amx.tile_mulf {{.*}} : !amx.tile<16x32xbf16>, !amx.tile<16x32xbf16>, !amx.tile<16x16xf32>
+// CHECK:         amx.tile_store {{.*}} : memref<32x32xf32>, !amx.tile<16x16xf32>
 
 // LLVM: define void @matmul_bias0_store_k32_n132_row_scale1__amx(
 // LLVM:   call x86_amx @llvm.x86.tileloadd64.internal(

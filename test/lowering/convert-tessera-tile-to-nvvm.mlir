@@ -12,7 +12,7 @@
 // and block of channels: its state, dt and the cumulative decay (hi, lo) in shared scratch, its mma operands
 // rounded to bf16 and staged in shared memory (bf16 as i16, rows padded).
 // CHECK:       gpu.module @kernels attributes {llvm.data_layout = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"}
-// CHECK:       "llvm.mlir.global"() <{global_type = !llvm.array<0 x i8>, sym_name = "tessera_dynamic_smem", linkage = #llvm.linkage<"external">, addr_space = 3 : i32, alignment = 1024 : i64}>
+// CHECK-NEXT:    llvm.mlir.global external @tessera_dynamic_smem() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
 // CHECK:       gpu.func @embedding_hidden32_vocab64(%ids: !llvm.ptr<1>, %table: !llvm.ptr<1>, %out: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 32, 1, 1>}
 // CHECK-LABEL: gpu.func @matmul_bias0_store_k32_n132_xbf16(%x: !llvm.ptr, %w: !llvm.ptr, %y: !llvm.ptr<1>, %tokens: i32, %position: i32)
 // CHECK-SAME:    known_block_size = array<i32: 384, 1, 1>, tessera.grid_constants = array<i32: 0, 1>

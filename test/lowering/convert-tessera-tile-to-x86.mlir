@@ -6,15 +6,15 @@
 
 // Every kernel is an upstream func over memrefs with the token count dynamic, ending in its [begin, end) range;
 // GEMMs read packed weight panels and accumulate in rows of nr lanes (LLVM splits them into 512-bit vectors).
-// The kernels of kernels/ are built as IR and printed in generic form
+// The kernels of kernels/ are built as IR, each lowered function printed for MLIR 22 and joined into one module
+// on MLIR's own IR, in its custom form, the parameters named as Tile-IR names them
 // (test/lowering/convert-tessera-tile-to-x86-dataflow.mlir shows their lowering).
-// CHECK:      "func.func"() <{sym_name = "embedding_hidden32_vocab64", function_type = (memref<?xi64>, memref<64x32xf32>, memref<?x32xf32>, index, index) -> ()}>
-// CHECK-NEXT: ^bb0(%ids: memref<?xi64>, %table: memref<64x32xf32>, %out: memref<?x32xf32>, %begin: index, %end: index):
-// CHECK:      "func.func"() <{sym_name = "rms_scale_eps1em05_hidden32", function_type = (memref<?x32xf32>, memref<?xf32>, index, index) -> ()}>
-// CHECK:      "func.func"() <{sym_name = "matmul_bias0_store_k32_n132_row_scale1", function_type = (memref<?x32xf32>, memref<3x32x64xf32>, memref<?xf32>, memref<?x132xf32>, index, index) -> ()}>
-// CHECK:      "vector.fma"({{.*}}) : (vector<64xf32>, vector<64xf32>, vector<64xf32>) -> vector<64xf32>
-// CHECK:      "func.func"() <{sym_name = "ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001", function_type = (memref<?x132xf32>, memref<?x96xf32>, memref<4xf32>, memref<4xf32>, memref<4xf32>, memref<4x8x16xf32>, memref<?x32xf32>, index, index) -> ()}>
-// CHECK:      "func.func"() <{sym_name = "attention_p8_s32_h4_hkv2", function_type = (memref<?x64xf32>, memref<32x2x8xf32>, memref<32x2x8xf32>, memref<?x32xf32>, index, index, index) -> ()}>
+// CHECK:      func.func @embedding_hidden32_vocab64(%ids: memref<?xi64>, %table: memref<64x32xf32>, %out: memref<?x32xf32>, %begin: index, %end: index)
+// CHECK:      func.func @rms_scale_eps1em05_hidden32(%h: memref<?x32xf32>, %rstd: memref<?xf32>, %begin: index, %end: index)
+// CHECK:      func.func @matmul_bias0_store_k32_n132_row_scale1(%x: memref<?x32xf32>, %w: memref<3x32x64xf32>, %row_scale: memref<?xf32>, %y: memref<?x132xf32>, %begin: index, %end: index)
+// CHECK:      vector.fma {{.*}} : vector<64xf32>
+// CHECK:      func.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001({{.*}}: memref<?x132xf32>, {{.*}}: memref<?x96xf32>, {{.*}}: memref<4xf32>, {{.*}}: memref<4xf32>, {{.*}}: memref<4xf32>, {{.*}}: memref<4x8x16xf32>, {{.*}}: memref<?x32xf32>, %begin: index, %end: index)
+// CHECK:      func.func @attention_p8_s32_h4_hkv2({{.*}}: memref<?x64xf32>, {{.*}}: memref<32x2x8xf32>, {{.*}}: memref<32x2x8xf32>, {{.*}}: memref<?x32xf32>, {{.*}}: index, %begin: index, %end: index)
 // CHECK-NOT: tessera.
 
 // LLVM: define void @matmul_bias0_store_k32_n132_row_scale1(
