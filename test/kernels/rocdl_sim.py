@@ -782,8 +782,9 @@ class Simulator:
         (result,) = self._outs(op)
         element = value_type(op.operands[0].type).element
         value = _ir().IntegerAttr(op.attributes["predicate"]).value
-        predicate = (_CMPF if op.name == "arith.cmpf" else _CMPI)[value]
-        if op.name == "arith.cmpf":
+        floating = element in ("f32", "f64")  # (cmpf compares floats, cmpi integers and indices)
+        predicate = (_CMPF if floating else _CMPI)[value]
+        if floating:
             ordered = {"oeq": np.equal, "ogt": np.greater, "oge": np.greater_equal, "olt": np.less,
                        "ole": np.less_equal, "one": np.not_equal}  # fmt: skip
 
@@ -828,7 +829,7 @@ class Simulator:
         (operand,) = self._ins(op)
         (result,) = self._outs(op)
         type_ = value_type(op.results[0].type)
-        if op.name == "math.ctpop":
+        if type_.element not in ("f32", "f64"):  # the one integer op among them: a population count
             unsigned = _UNSIGNED[type_.element]
 
             def count_step(env: Env, mask: Array) -> None:
@@ -854,12 +855,13 @@ class Simulator:
         sqrt.rn.f32) and exp2 in float64 rounded once to f32: within 0.5 ulp + 2^-29 ulp on every platform
         (numpy's float32 exp2 is the C library's or a SIMD one), where ex2.approx.f32 is within about 2 ulp."""
         functions: dict[str, Callable[[Array], Array]] = {
-            "llvm.sqrt.f32": np.sqrt, "llvm.exp2.f32": lambda x: np.exp2(x.astype(np.float64)),
+            "sqrt": np.sqrt, "exp2": lambda x: np.exp2(x.astype(np.float64)),
         }  # fmt: skip
         intrinsic = _ir().StringAttr(op.attributes["intrin"]).value
-        if intrinsic not in functions:
+        prefix, base, suffix = [*intrinsic.split("."), "", ""][:3]
+        if (prefix, suffix) != ("llvm", "f32") or base not in functions:
             raise SimulationError(f"the intrinsic {intrinsic} is not modelled")
-        function = functions[intrinsic]
+        function = functions[base]
         (operand,) = self._ins(op)
         (result,) = self._outs(op)
 
