@@ -26,7 +26,7 @@ from tessera.dialects.upstream import upstream_text
 from tessera.errors import TesseraError
 from tessera.lowering.expand_math import expand_math
 from tessera.lowering.programs import describe_programs
-from tessera.lowering.tile_to_x86 import lower_to_x86
+from tessera.lowering.tile_to_x86 import PROGRAM_RANGE, lower_to_x86
 from tessera.tiling import x86 as tiling
 from tessera.tiling import x86_gemm
 
@@ -117,7 +117,7 @@ def parameter_names(kernel: tile.KernelOp) -> list[str]:
     Tile-IR names them, then the range of programs a call runs, [begin, end)."""
     args = kernel.body.block.args
     operands = args[: len(args) - len(kernel.program_args())]
-    return [arg.name_hint or f"arg{index}" for index, arg in enumerate(operands)] + ["begin", "end"]
+    return [*(arg.name_hint or f"arg{index}" for index, arg in enumerate(operands)), *PROGRAM_RANGE]
 
 
 def kernels_module(functions: list[str], names: Mapping[str, Sequence[str]] | None = None) -> str:

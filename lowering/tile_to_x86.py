@@ -767,6 +767,10 @@ class LowerIota(TilePattern):
         rewriter.replace_matched_op(arith.ConstantOp(positions, type_))
 
 
+# The parameters a lowered kernel's function ends with: the range of programs one call runs.
+PROGRAM_RANGE = ("begin", "end")
+
+
 class LowerKernel(RewritePattern):
     """A dataflow kernel -> func.func(buffers, scalars, %begin, %end) looping its programs over [begin, end)."""
 
@@ -780,7 +784,7 @@ class LowerKernel(RewritePattern):
         arg_types = [arg.type for arg in old.args[: len(old.args) - len(op.program_args())]]
         entry = Block(arg_types=[*arg_types, IndexType(), IndexType()])
         begin, end = entry.args[-2:]
-        begin.name_hint, end.name_hint = "begin", "end"
+        begin.name_hint, end.name_hint = PROGRAM_RANGE
         if op.ranged is not None:  # the body runs [begin, end) itself
             for new_arg, old_arg in zip(entry.args, old.args, strict=True):
                 old_arg.replace_all_uses_with(new_arg)
