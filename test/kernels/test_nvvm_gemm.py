@@ -124,6 +124,29 @@ def test_the_kernel_forms_those_descriptors() -> None:
     assert text.count("<zero>") == 128 // MMA_N
 
 
+def test_upstream_text_is_xdsls_generic_print() -> None:
+    """dialects/upstream.py's printer (each distinct attribute rendered once, text written straight to the
+    stream) prints the lowered WGMMA GEMM — builtin, llvm and nvvm attributes, nested regions — byte for byte
+    as xDSL's own generic printer does."""
+    import io
+
+    from xdsl.dialects.builtin import ModuleOp
+    from xdsl.printer import Printer
+
+    from tessera.dialects.upstream import upstream_text
+    from tessera.lowering.expand_math import expand_math
+    from tessera.lowering.tile_to_simt import lower_to_simt, wrap_in_gpu_module
+
+    arch = gpu_arch("sm_90a")
+    module = ModuleOp([_kernel(SHAPES[2])[0].clone()])
+    lower_to_simt(module, arch)
+    expand_math(module, "sm_90a")
+    wrap_in_gpu_module(module, arch)
+    stream = io.StringIO()
+    Printer(stream=stream, print_generic_format=True).print_op(module)
+    assert upstream_text(module) == stream.getvalue() + "\n"
+
+
 @pytest.mark.parametrize("n", [64, 128])
 def test_every_accumulator_element_has_one_owner(n: int) -> None:
     fragments = WarpgroupFragments()
