@@ -3,7 +3,7 @@ WGMMA + TMA pattern), in numpy: the numerical evidence for kernels that no GPU h
 own IR objects (the Python bindings' operations, types and attributes, as MLIR parsed and verified the module the
 target compiles), never its own reading of the text. Test-only; nothing in the package imports it.
 
-    sim = Simulator.of(kernel, wave_size=32)  # a lowered GpuKernel; or Simulator(KernelModule(text), name)
+    sim = Simulator.of(kernel, wave_size=32)  # a lowered GpuKernel; or Simulator(KernelModule(text), name, names=...)
     report = sim.run((blocks_x, blocks_y), {"x": x, "w": w, "y": y}, {"tokens": 37, "position": 0})
 
 Buffers are numpy arrays, one per pointer parameter by name (the kernel ABI's names, or arg0, arg1...), in their
@@ -108,7 +108,7 @@ _MFMA = {  # name -> (operand element, k per lane)
     "rocdl.mfma.f32.16x16x4f32": ("f32", 1),
 }
 _GLOBAL, _SHARED, _SHARED_CLUSTER = 1, 3, 7  # LLVM address spaces (NVPTX / AMDGPU numbering of global and shared)
-_CMPI = ("eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge")  # arith.cmpi's predicate values
+_CMPI = ("eq", "ne", "slt", "sle", "sgt", "sge", "ult", "ule", "ugt", "uge")  # an integer compare's predicate values
 _CMPF = ("false", "oeq", "ogt", "oge", "olt", "ole", "one", "ord", "ueq", "ugt", "uge", "ult", "ule", "une", "uno",
          "true")  # fmt: skip
 # Where the dynamic shared memory starts in the shared window (1 KiB is reserved below it on sm_90): the address
@@ -324,7 +324,7 @@ def _nan_fill(shape: tuple[int, ...], element: str) -> Array:
 
 
 def _constant(attr: Any, type_: ValueType) -> Any:
-    """The scalar an arith.constant's value attribute holds (a vector constant is a splat), in the model's dtype."""
+    """The scalar a constant op's value attribute holds (a vector constant is a splat), in the model's dtype."""
     ir = _ir()
     if isinstance(attr, ir.DenseElementsAttr):  # (the bindings give an op's attribute as its own class)
         if not attr.is_splat:
@@ -389,7 +389,7 @@ class Simulator:
         self.lds_types: dict[int, _LdsType] = {}  # the workgroup attributions (LDS / static shared memory) by slot
         for arg in list(block.arguments)[inputs:]:
             memref = ir.MemRefType(arg.type)
-            if "workgroup" not in str(memref.memory_space):
+            if memref.memory_space is None or _keyword(memref.memory_space) != "workgroup":
                 raise SimulationError(f"@{self.name}: an attribution in {memref.memory_space}, not workgroup memory")
             label = f"workgroup{len(self.lds_types)}"
             self.lds_types[self._slot(arg)] = _LdsType(tuple(memref.shape), _element(memref.element_type), label)
@@ -398,13 +398,6 @@ class Simulator:
         self.progress = 0  # ops executed: a deadlock is lanes waiting while it stands still
         self.shared_bytes = 0
         self._reset(1)
-
-    @classmethod
-    def parse(cls, text: str, wave_size: int = WAVE, names: Sequence[str] | None = None) -> Simulator:
-        """The one GPU function of a module's text, read by MLIR."""
-        module = KernelModule(text)
-        (name,) = module.functions
-        return cls(module, name, wave_size, names)
 
     @classmethod
     def of(cls, kernel: GpuKernel, wave_size: int = WAVE) -> Simulator:

@@ -22,10 +22,11 @@ import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
-from rocdl_sim import Report, SimulationError, Simulator
+from rocdl_sim import KernelModule, Report, SimulationError, Simulator
 from router_cases import ROUTERS, router_case
 from tile_kernels import tile_kernel
 
@@ -699,54 +700,39 @@ def test_every_kind_is_covered() -> None:
 # --- the simulator's own checks -----------------------------------------------------------------------------------
 
 
-def _probe(body: str, buffers: tuple[str, ...] = ("out",), threads: int = 128, lds: str = "") -> Simulator:
-    """A GPU function written here (in a GPU module: MLIR 22's form), as the simulator reads it: `buffers`
-    global pointers, then the ABI's tokens and position."""
-    params = ", ".join(f"%{name}: !llvm.ptr<1>" for name in buffers)
-    workgroup = f" workgroup({lds})" if lds else ""
-    text = (
-        "module attributes {gpu.container_module} {\ngpu.module @kernels {\n"
-        f"gpu.func @probe({params}, %tokens: i32, %position: i32){workgroup} kernel attributes "
-        f'{{known_block_size = array<i32: {threads}, 1, 1>, rocdl.flat_work_group_size = "{threads},{threads}"}} {{\n'
-        f"{body}\n  gpu.return\n}}\n}}\n}}\n"
-    )
-    return Simulator.parse(text, names=[*buffers, "tokens", "position"])
+PROBES = Path(__file__).parent.parent / "inputs" / "simulator_probes.mlir"  # GPU functions written by hand
 
 
-_STORE_TID = """
-  %tid = gpu.thread_id x
-  %t = arith.index_cast %tid : index to i32
-  %g = llvm.getelementptr %out[%t] : (!llvm.ptr<1>, i32) -> !llvm.ptr<1>, i32
-  llvm.store %t, %g : i32, !llvm.ptr<1>"""
+@functools.cache
+def _probes() -> KernelModule:
+    return KernelModule(PROBES.read_text())
+
+
+def _probe(name: str, *buffers: str) -> Simulator:
+    """A function of simulator_probes.mlir, its parameters named: `buffers`, then the ABI's tokens and position."""
+    return Simulator(_probes(), name, names=[*buffers, "tokens", "position"])
 
 
 def test_simulator_runs_a_plain_store() -> None:
     out = np.zeros(128, np.int32)
-    _probe(_STORE_TID).run((1, 1), {"out": out}, {"tokens": 1, "position": 0})
+    _probe("store_tid", "out").run((1, 1), {"out": out}, {"tokens": 1, "position": 0})
     assert np.array_equal(out, np.arange(128))
 
 
 def test_simulator_refuses_out_of_bounds_and_racy_stores() -> None:
     with pytest.raises(SimulationError, match="out of bounds"):
-        _probe(_STORE_TID).run((1, 1), {"out": np.zeros(100, np.int32)}, {"tokens": 1, "position": 0})
+        _probe("store_tid", "out").run((1, 1), {"out": np.zeros(100, np.int32)}, {"tokens": 1, "position": 0})
     with pytest.raises(
         SimulationError, match=r"racy store: .* written by workgroups 1 and 0"
     ):  # both workgroups write out[tid]
-        _probe(_STORE_TID).run((2, 1), {"out": np.zeros(128, np.int32)}, {"tokens": 1, "position": 0})
+        _probe("store_tid", "out").run((2, 1), {"out": np.zeros(128, np.int32)}, {"tokens": 1, "position": 0})
 
 
 def test_simulator_refuses_a_divergent_barrier_and_an_unknown_op() -> None:
-    body = """
-  %tid = gpu.thread_id x
-  %c64 = arith.constant 64 : index
-  %p = arith.cmpi ult, %tid, %c64 : index
-  scf.if %p {
-    gpu.barrier
-  }"""
     with pytest.raises(SimulationError, match="divergent barrier"):
-        _probe(body).run((1, 1), {"out": np.zeros(1, np.int32)}, {"tokens": 1, "position": 0})
+        _probe("divergent_barrier", "out").run((1, 1), {"out": np.zeros(1, np.int32)}, {"tokens": 1, "position": 0})
     with pytest.raises(SimulationError, match=r"'arith\.floordivsi' is not modelled"):
-        _probe("  %c = arith.constant 1 : i32\n  %d = arith.floordivsi %c, %c : i32")
+        _probe("unknown_op", "out")
 
 
 def test_simulator_finds_a_race_between_waves_without_their_barrier() -> None:
@@ -754,22 +740,11 @@ def test_simulator_finds_a_race_between_waves_without_their_barrier() -> None:
     127 - tid (the other wave's); with the barrier between it is a clean exchange, without it a race. (Every
     kernel of kernels/ is one wave a workgroup, whose barriers order lanes that a lockstep wave orders anyway;
     this keeps the check honest for the kernels with several.)"""
-    exchange = """
-  %tid = gpu.thread_id x
-  %t = arith.index_cast %tid : index to i32
-  memref.store %t, %lds_s[%tid] : memref<128xi32, #gpu.address_space<workgroup>>
-  {barrier}
-  %c127 = arith.constant 127 : index
-  %other = arith.subi %c127, %tid : index
-  %w = memref.load %lds_s[%other] : memref<128xi32, #gpu.address_space<workgroup>>
-  %g = llvm.getelementptr %out[%t] : (!llvm.ptr<1>, i32) -> !llvm.ptr<1>, i32
-  llvm.store %w, %g : i32, !llvm.ptr<1>"""
-    lds = "%lds_s : memref<128xi32, #gpu.address_space<workgroup>>"
     out = np.zeros(128, np.int32)
-    _probe(exchange.format(barrier="gpu.barrier"), lds=lds).run((1, 1), {"out": out}, {"tokens": 1, "position": 0})
+    _probe("exchange", "out").run((1, 1), {"out": out}, {"tokens": 1, "position": 0})
     assert np.array_equal(out, np.arange(127, -1, -1, dtype=np.int32))
     with pytest.raises(SimulationError, match="LDS race"):
-        _probe(exchange.format(barrier=""), lds=lds).run(
+        _probe("exchange_without_barrier", "out").run(
             (1, 1), {"out": np.zeros(128, np.int32)}, {"tokens": 1, "position": 0}
         )
 
@@ -777,68 +752,14 @@ def test_simulator_finds_a_race_between_waves_without_their_barrier() -> None:
 @pytest.mark.parametrize("element", ["bf16", "f32"])
 def test_simulator_mfma_layout(rng: np.random.Generator, element: str) -> None:
     """D = C + A B for one wave whose operands are placed by the layout arch.WaveFragments documents, the kernel
-    written out here by hand: lane l = 16 q + c holds A[c][kpl q + i] and B[kpl q + i][c], and D[4 q + i][c]."""
-    per_lane = 4 if element == "bf16" else 1
-    depth = 4 * per_lane
-    instruction = "rocdl.mfma.f32.16x16x16bf16.1k" if element == "bf16" else "rocdl.mfma.f32.16x16x4f32"
-    scalar, operand = ("i16", "vector<4xi16>") if element == "bf16" else ("f32", "f32")
-    lines = [
-        "%lane = gpu.thread_id x",
-        "%c16 = arith.constant 16 : index",
-        "%c = arith.remui %lane, %c16 : index",
-        "%q = arith.divui %lane, %c16 : index",
-    ]
-
-    def element_at(name: str, row: str, col: str, columns: int, kind: str) -> str:
-        """Lines loading name[row, col] of a row-major [*, columns] buffer of `kind`; returns its SSA name."""
-        value = f"%{name}_{row[1:]}_{col[1:]}"
-        lines.extend([
-            f"%{name}_w{value[1:]} = arith.constant {columns} : index",
-            f"%{name}_r{value[1:]} = arith.muli {row}, %{name}_w{value[1:]} : index",
-            f"%{name}_o{value[1:]} = arith.addi %{name}_r{value[1:]}, {col} : index",
-            f"%{name}_i{value[1:]} = arith.index_cast %{name}_o{value[1:]} : index to i32",
-            f"%{name}_g{value[1:]} = llvm.getelementptr %{name}[%{name}_i{value[1:]}] : (!llvm.ptr<1>, i32) -> !llvm.ptr<1>, {kind}",
-            f"{value} = llvm.load %{name}_g{value[1:]} : !llvm.ptr<1> -> {kind}",
-        ])  # fmt: skip
-        return value
-
-    fragments = []
-    for matrix in ("a", "b"):
-        items = []
-        for i in range(per_lane):
-            lines += [f"%k{matrix}{i}_s = arith.constant {per_lane} : index", f"%k{matrix}{i}_t = arith.muli %q, %k{matrix}{i}_s : index",
-                      f"%k{matrix}{i}_i = arith.constant {i} : index", f"%k{matrix}{i} = arith.addi %k{matrix}{i}_t, %k{matrix}{i}_i : index"]  # fmt: skip
-            at = ("%c", f"%k{matrix}{i}", depth) if matrix == "a" else (f"%k{matrix}{i}", "%c", 16)
-            items.append(element_at(matrix, *at, scalar))
-        if element == "bf16":
-            lines.append(f"%frag_{matrix} = vector.from_elements {', '.join(items)} : {operand}")
-            fragments.append(f"%frag_{matrix}")
-        else:
-            fragments.append(items[0])
-    lines += [
-        "%zero = arith.constant 0 : i32",
-        "%c0 = arith.constant dense<0.0> : vector<4xf32>",
-        f"%acc = {instruction} {fragments[0]}, {fragments[1]}, %c0, %zero, %zero, %zero : "
-        f"({operand}, {operand}, vector<4xf32>, i32, i32, i32) -> vector<4xf32>",
-        "%c4 = arith.constant 4 : index",
-        "%r0 = arith.muli %q, %c4 : index",
-    ]
-    for i in range(4):
-        lines += [
-            f"%e{i} = vector.extract %acc[{i}] : f32 from vector<4xf32>",
-            f"%ri{i} = arith.constant {i} : index",
-            f"%row{i} = arith.addi %r0, %ri{i} : index",
-            f"%d_r{i} = arith.muli %row{i}, %c16 : index",
-            f"%d_o{i} = arith.addi %d_r{i}, %c : index",
-            f"%d_i{i} = arith.index_cast %d_o{i} : index to i32",
-            f"%d_g{i} = llvm.getelementptr %d[%d_i{i}] : (!llvm.ptr<1>, i32) -> !llvm.ptr<1>, f32",
-            f"llvm.store %e{i}, %d_g{i} : f32, !llvm.ptr<1>",
-        ]
-    simulator = _probe("\n".join("  " + line for line in lines), buffers=("a", "b", "d"), threads=64)
+    written out by hand (test/inputs/simulator_probes.mlir): lane l = 16 q + c holds A[c][kpl q + i] and B[kpl q + i][c],
+    and D[4 q + i][c]."""
+    depth = 16 if element == "bf16" else 4
+    simulator = _probe(f"mfma_{element}", "a", "b", "d")
     a, b_matrix = f32(rng.standard_normal((16, depth))), f32(rng.standard_normal((depth, 16)))
     if element == "bf16":
         a, b_matrix = bf16_to_f32(bf16_bits(a)), bf16_to_f32(bf16_bits(b_matrix))
     stored = {"a": bf16_bits(a), "b": bf16_bits(b_matrix)} if element == "bf16" else {"a": a, "b": b_matrix}
     out = nan(16, 16)
     simulator.run((1, 1), {**stored, "d": out}, {"tokens": 1, "position": 0})
-    check(instruction, out, a.astype(np.float64) @ b_matrix, F32_TOLERANCE)
+    check(f"mfma {element}", out, a.astype(np.float64) @ b_matrix, F32_TOLERANCE)
