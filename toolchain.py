@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -69,16 +69,19 @@ def mlir() -> ModuleType:
     return package
 
 
-def run_pipeline(text: str, pipeline: str) -> str:
-    """Parse MLIR text, run an upstream pass pipeline (textual, as mlir-opt's --pass-pipeline), print it."""
+def run_pipeline(text: str, pipeline: str, then: Callable[[Any], None] | None = None) -> str:
+    """Parse MLIR text, run an upstream pass pipeline (textual, as mlir-opt's --pass-pipeline), print it.
+    `then(module)`, if given, edits the lowered module (the bindings' ir.Module, in its context) first."""
     ir = mlir().ir
     passmanager = mlir().passmanager
-    with ir.Context():
+    with ir.Context(), ir.Location.unknown():
         try:
             module = ir.Module.parse(text)
             passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
         except Exception as exc:  # the bindings raise MLIRError / ValueError with diagnostics attached
             raise ToolchainError(f"MLIR pipeline failed: {_first_error(str(exc))}") from None
+        if then is not None:
+            then(module)
         return str(module)
 
 
@@ -210,8 +213,8 @@ def translate_to_llvm_ir(text: str) -> str:
     return result.stdout
 
 
-def mlir_to_llvm_ir(text: str, pipeline: str) -> str:
-    return translate_to_llvm_ir(run_pipeline(text, pipeline))
+def mlir_to_llvm_ir(text: str, pipeline: str, then: Callable[[Any], None] | None = None) -> str:
+    return translate_to_llvm_ir(run_pipeline(text, pipeline, then))
 
 
 def gpu_module_to_llvm_ir(text: str, pipeline: str, triple: str) -> str:
@@ -374,10 +377,11 @@ def _optimized(llvm_ir: str, triple: str, cpu: str, features: str) -> tuple[Any,
     return module, machine
 
 
-def link_shared(objects: list[bytes], path: Path) -> Path:
-    """Link objects into a shared library with the system C compiler driver (written atomically)."""
+def link_shared(objects: list[bytes], path: Path, libraries: Sequence[str] = ()) -> Path:
+    """Link objects into a shared library with the system C compiler driver (written atomically), needing
+    `libraries` (paths of shared libraries: each recorded by its soname, found at load by the loader)."""
     # -lm: kernels call libm's exp/log for scalar math; the library must not rely on its loader having it.
-    return _link([os.environ.get("CC", "cc"), "-shared"], objects, path, ["-lm"])
+    return _link([os.environ.get("CC", "cc"), "-shared"], objects, path, [*libraries, "-lm"])
 
 
 if __name__ == "__main__":  # a quick look at what this machine offers

@@ -11,8 +11,8 @@ AMX tiles, permission granted), each GEMM with an AMX variant runs `<name>__amx`
 Either way a kernel is a C function taking MLIR's expanded memref arguments (runtime/native.py).
 Given the artifact's file records, every file loaded here — LLVM IR or library — is checked against its
 size and SHA-256 first: nothing native runs from a truncated or modified file. Each loaded file also says
-which program.json kernel table it was compiled with (the constant runtime/program_check.KERNEL_TABLE_SYMBOL,
-read into `KernelSet.table_digests`), for the session to compare before any launch.
+which program.json kernel table it was compiled with (the constant runtime/program_check.PROGRAM_DIGEST_SYMBOL,
+read into `KernelSet.program_digests`), for the session to compare before any launch.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tessera.runtime import openmp
 from tessera.runtime.integrity import IntegrityError, check_bytes, read_cache_entry, write_cache_entry
-from tessera.runtime.native import NativeError
-from tessera.runtime.program_check import KERNEL_TABLE_SYMBOL
+from tessera.runtime.native import LAUNCH_SUFFIX, NativeError
+from tessera.runtime.program_check import PROGRAM_DIGEST_SYMBOL
 from tessera.safe_io import check_file_record
 
 
@@ -64,7 +65,7 @@ class FileRecords:
 class KernelSet:
     """Kernels by name; `how` says which code runs and why (e.g. "aot avx512 + amx GEMMs (bf16 artifact,
     AMX granted)" or "jit znver5 (no AMX GEMMs: no AMX on this CPU)");
-    `amx` names the kernels whose AMX variant runs (their weights are packed for it); `table_digests` the
+    `amx` names the kernels whose AMX variant runs (their weights are packed for it); `program_digests` the
     kernel-table digest each file of code was compiled with, by its path (None: the file has none)."""
 
     def __init__(
@@ -72,16 +73,22 @@ class KernelSet:
         lookup: Callable[[str], Any],
         how: str,
         keepalive: Any = None,
-        table_digests: Mapping[str, str | None] | None = None,
+        program_digests: Mapping[str, str | None] | None = None,
     ) -> None:
         self._lookup = lookup
         self.how = how
         self._keepalive = keepalive  # the engine or library that owns the code
         self.amx: frozenset[str] = frozenset()
-        self.table_digests: dict[str, str | None] = dict(table_digests or {})
+        self.program_digests: dict[str, str | None] = dict(program_digests or {})
 
     def function(self, name: str) -> Any:
         return self._lookup(name)
+
+    def address(self, name: str) -> int:
+        """Where function `name` starts (the native programs call kernels through these)."""
+        address = ctypes.cast(self._lookup(name), ctypes.c_void_p).value
+        assert address is not None
+        return address
 
 
 def load_kernels(
@@ -100,6 +107,7 @@ def load_kernels(
 
     if mode not in ("auto", "jit", "aot"):
         raise NativeError(f"kernel loading mode must be auto, jit or aot, got '{mode}'")
+    openmp.load()  # before any library that needs it is loaded (found then by its soname)
     choice = choose_isa(precision)
     kernels: KernelSet | None = None
     # A forced ISA level (TESSERA_ISA) means that level's library, not code for whatever this CPU has.
@@ -121,10 +129,11 @@ def load_kernels(
         tiles = _aot(libraries["amx"], "amx", records)
         base = kernels
 
-        def lookup(name: str) -> Any:
-            return tiles.function(f"{name}__amx") if name in amx else base.function(name)
+        def lookup(name: str) -> Any:  # a kernel, or its launch entry (<kernel>__amx__launch for the variant)
+            kernel = name.removesuffix(LAUNCH_SUFFIX)
+            return tiles.function(f"{kernel}__amx{name[len(kernel) :]}") if kernel in amx else base.function(name)
 
-        kernels = KernelSet(lookup, base.how, (base, tiles), {**base.table_digests, **tiles.table_digests})
+        kernels = KernelSet(lookup, base.how, (base, tiles), {**base.program_digests, **tiles.program_digests})
     kernels.how += f" + amx GEMMs ({choice.why})" if amx else f" (no AMX GEMMs: {choice.why})"
     kernels.amx = amx
     return kernels
@@ -155,7 +164,7 @@ def _aot(library_path: Path, level: str, records: FileRecords | None) -> KernelS
 def _library_digest(library: ctypes.CDLL) -> str | None:
     """The kernel-table digest a library was compiled with (64 hex digits), None when it has none."""
     try:
-        return _digest_text((ctypes.c_char * 64).in_dll(library, KERNEL_TABLE_SYMBOL).raw)
+        return _digest_text((ctypes.c_char * 64).in_dll(library, PROGRAM_DIGEST_SYMBOL).raw)
     except ValueError:  # ctypes: symbol not found
         return None
 
@@ -182,7 +191,7 @@ def _jit(llvm_ir_path: Path, records: FileRecords | None) -> KernelSet:
     except RuntimeError as exc:
         raise NativeError(f"{llvm_ir_path}: invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
     try:
-        module.get_global_variable(KERNEL_TABLE_SYMBOL)
+        module.get_global_variable(PROGRAM_DIGEST_SYMBOL)
         bound = True
     except NameError:  # an artifact built before kernels were bound to program.json
         bound = False
@@ -204,6 +213,10 @@ def _jit(llvm_ir_path: Path, records: FileRecords | None) -> KernelSet:
         options = llvm.create_pipeline_tuning_options(speed_level=3)
         builder = llvm.create_pass_builder(machine, options)
         builder.getModulePassManager().run(module, builder)
+    # The native programs' OpenMP calls: bound to libiomp5, which is kept out of the global symbol scope.
+    for function in module.functions:
+        if function.is_declaration and function.name.startswith("__kmpc_"):
+            llvm.add_symbol(function.name, openmp.symbol_address(function.name))
     engine = llvm.create_mcjit_compiler(module, machine)
     engine.set_object_cache(notify, cached)
     engine.finalize_object()
@@ -215,5 +228,7 @@ def _jit(llvm_ir_path: Path, records: FileRecords | None) -> KernelSet:
         return _CFunction(address)
 
     # MCJIT aborts the process when asked for the address of a symbol it lacks: asked only when it has it.
-    digest = _digest_text(ctypes.string_at(engine.get_global_value_address(KERNEL_TABLE_SYMBOL), 64)) if bound else None
+    digest = (
+        _digest_text(ctypes.string_at(engine.get_global_value_address(PROGRAM_DIGEST_SYMBOL), 64)) if bound else None
+    )
     return KernelSet(lookup, f"jit {cpu}", (engine, module), {str(llvm_ir_path): digest})

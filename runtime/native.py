@@ -20,14 +20,29 @@ class NativeError(TesseraError):
     """A compiled library or kernel that cannot be loaded or called."""
 
 
-def memref_args(array: np.ndarray) -> list[Any]:
-    """The expanded memref arguments for a numpy array (which must stay alive during the call)."""
+# The native programs' ABI (lowering/x86/native_program.py builds it, runtime/x86_session.py calls it).
+LAUNCH_SUFFIX = "__launch"  # void <kernel>__launch(const uint64_t *words, int64_t begin, int64_t end)
+PROFILE_SUFFIX = "__profile"  # the instrumented entry of a program
+
+
+def entry_symbol(program: str, profile: bool = False) -> str:
+    """void tessera_<program>(const uint64_t *launches, int64_t tokens, int64_t threads[, uint64_t *ticks])"""
+    return f"tessera_{program}{PROFILE_SUFFIX if profile else ''}"
+
+
+def memref_words(array: np.ndarray) -> list[int]:
+    """A numpy array as MLIR's expanded memref arguments, as 64-bit words: allocated and aligned pointer,
+    offset, sizes, strides (in elements). The array must stay alive while the words are used."""
     if array.strides and any(stride % array.itemsize for stride in array.strides):
         raise NativeError(f"array strides {array.strides} are not multiples of its element size")
-    pointer = ctypes.c_void_p(array.ctypes.data)
-    sizes = [ctypes.c_int64(dim) for dim in array.shape]
-    strides = [ctypes.c_int64(stride // array.itemsize) for stride in array.strides]
-    return [pointer, pointer, ctypes.c_int64(0), *sizes, *strides]
+    pointer = array.ctypes.data
+    return [pointer, pointer, 0, *array.shape, *(stride // array.itemsize for stride in array.strides)]
+
+
+def memref_args(array: np.ndarray) -> list[Any]:
+    """The expanded memref arguments for a numpy array, as ctypes values (the array must stay alive)."""
+    pointer, _, *rest = memref_words(array)
+    return [ctypes.c_void_p(pointer), ctypes.c_void_p(pointer), *(ctypes.c_int64(word) for word in rest)]
 
 
 class KernelLibrary:

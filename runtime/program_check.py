@@ -15,10 +15,10 @@ it was compiled for (grid; threads and shared bytes on a GPU; the thread-split a
           edited to disagree with the compiled code ends in one line naming the launch and the field.
 The first failure is raised as one line naming program.json and where in it.
 
-The table itself is bound to the machine code: the x86 compiler links the SHA-256 of its canonical JSON
-(`kernel_table_digest`) into every kernel library and into kernels.ll as the exported constant
-`tessera_kernel_table_sha256`, and `check_kernel_table` compares it with the table program.json carries —
-so a program.json rewritten consistently (states shrunk, the table regenerated to match, its sha256
+The table and the launch lists are bound to the machine code: the x86 compiler links the SHA-256 of their
+canonical JSON (`program_digest`) into every kernel library and into kernels.ll as the exported constant
+`tessera_program_sha256`, and `check_program_digest` compares it with what program.json carries — so a
+program.json rewritten consistently (states shrunk, the table regenerated to match, its sha256
 re-recorded in tessera.json) is refused in one line instead of running kernels past its arrays.
 """
 
@@ -45,8 +45,8 @@ SWIZZLES = ("none", "32B", "64B", "128B")
 # the thread-split hint, which may differ between prefill and decode).
 _LAUNCH_OWN = ("kernel", "kind", "args")
 _SCALARS = ("ids", "position", "tokens")
-# The exported constant that holds, as 64 hex digits, the digest of the kernel table a library was compiled with.
-KERNEL_TABLE_SYMBOL = "tessera_kernel_table_sha256"
+# The exported constant that holds, as 64 hex digits, the digest of the program a library was compiled for.
+PROGRAM_DIGEST_SYMBOL = "tessera_program_sha256"
 
 
 class ProgramError(RunError):
@@ -92,27 +92,30 @@ def kernel_signatures(program: Mapping[str, Any], kernel_fields: Iterable[str]) 
     return table
 
 
-def kernel_table_digest(kernels: Mapping[str, Any]) -> str:
-    """SHA-256 (hex) of a program's `kernels` table as canonical JSON: keys sorted, no spaces. The compiler
-    computes it from the table it writes and the runtime from the table it read; JSON's round trip keeps
-    this text (lists stay lists, floats print as they parsed), so the two agree exactly when the tables do."""
-    canonical = json.dumps(kernels, sort_keys=True, separators=(",", ":"))
+def program_digest(program: Mapping[str, Any]) -> str:
+    """SHA-256 (hex) of what x86 code is compiled for — a program's `kernels` table and its launch lists
+    (the native programs bake each launch's grid and cost in) — as canonical JSON: keys sorted, no spaces.
+    The compiler computes it from the program it writes and the runtime from the one it read; JSON's round
+    trip keeps this text (lists stay lists, floats print as they parsed), so the two agree exactly when the
+    programs do."""
+    bound = {"kernels": program["kernels"], "programs": program["programs"]}
+    canonical = json.dumps(bound, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def check_kernel_table(program: Mapping[str, Any], compiled_with: Mapping[str, str | None], source: str) -> None:
-    """Refuse, in one line, a program whose `kernels` table is not the one each loaded kernel file was
-    compiled with. compiled_with: the digest read from each file (by name), None where it has none."""
-    expected = kernel_table_digest(program["kernels"])
+def check_program_digest(program: Mapping[str, Any], compiled_with: Mapping[str, str | None], source: str) -> None:
+    """Refuse, in one line, a program whose kernel table or launch lists are not the ones each loaded file
+    of code was compiled with. compiled_with: the digest read from each file (by name), None where it has none."""
+    expected = program_digest(program)
     for name, digest in compiled_with.items():
         if digest is None:
             raise ProgramError(
-                f"{name}: no kernel table digest ({KERNEL_TABLE_SYMBOL}): built before kernels were bound to "
+                f"{name}: no program digest ({PROGRAM_DIGEST_SYMBOL}): built before its code was bound to "
                 "program.json (rebuild with tessera-compile)"
             )
         if digest != expected:
             raise ProgramError(
-                f"{source}: its kernel table is not the one {name} was compiled with (rebuild with tessera-compile)"
+                f"{source}: its kernels or launches are not the ones {name} was compiled for (rebuild with tessera-compile)"
             )
 
 

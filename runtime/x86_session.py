@@ -1,37 +1,41 @@
 """X86Session: runs an artifact's compiled x86 programs, carrying the state between calls.
 
-Python only sequences launches and moves buffers: every step of `@prefill` / `@decode` (program.json) is a
-compiled kernel. A launch whose grid has two or more units (GEMM panels, heads, channels, tokens) is split
-in two halves, one per core: ctypes releases the GIL during the call, so the two halves run in parallel.
-The decode program always runs one token, so its argument lists are built once and reused; only the
-sequence position changes (a shared ctypes integer).
+Each program (`@prefill`, `@decode`) is one native function (lowering/x86/native_program.py) that runs its
+whole launch list, splitting each kernel's grid over the threads of an OpenMP team (runtime/openmp.py):
+a prefill or a decoded token is one call from Python. Python binds the call once per token count: a table
+of each launch's kernel entry and argument words (MLIR's expanded memrefs over the weights, the state and
+an arena allocated once per session, grown for a longer prompt); a decode step only writes the sequence
+position into its words. TESSERA_THREADS caps the threads (default: the CPUs this process may use).
 
     session = X86Session.open(read_artifact("out/tiny"))
     logits = session.prefill([5, 7, 9])      # [3, vocab]; call again to continue the same sequence
     next_logits = session.decode(11)         # [vocab]
     saved = session.save_state(); ...; session.restore_state(saved)
+    profiler = session.start_profiling()     # the instrumented programs from now on: profiler.report()
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tessera.manifest_json import read_manifest_json
+from tessera.runtime import openmp
 from tessera.runtime.artifact import Artifact
 from tessera.runtime.integrity import artifact_weights
 from tessera.runtime.kernels import FileRecords, KernelSet, load_kernels
-from tessera.runtime.native import memref_args
+from tessera.runtime.native import LAUNCH_SUFFIX, entry_symbol, memref_words
+from tessera.runtime.profile import Profiler
 from tessera.runtime.program_check import FORMAT_VERSION as PROGRAM_VERSION
-from tessera.runtime.program_check import check_amx_kernels, check_kernel_table, check_program
+from tessera.runtime.program_check import PROGRAMS, check_amx_kernels, check_program, check_program_digest
 from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
-from tessera.runtime.weights import prepare_weights
+from tessera.runtime.weights import aligned_empty, prepare_weights
 
 _DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
 
@@ -43,13 +47,15 @@ class SessionState:
 
 
 @dataclass
-class _Launch:
-    function: Any
-    args: list[Any]  # expanded memref / integer arguments, without the [begin, end) range
-    extent: int  # grid units to split: panels, heads, channels or tokens
-    name: str
-    align: int = 1  # split only at multiples of this (e.g. the heads of one SSM group)
-    threads: int = 2  # 1: too little work to pay for a second thread (the compiler's call)
+class _Bound:
+    """A program bound to this session's buffers for one token count: the table its native function reads."""
+
+    tokens: int
+    table: np.ndarray  # uint64 [launches, 2]: each launch's entry, its argument words
+    words: np.ndarray  # uint64: every launch's argument words, end to end
+    position_words: np.ndarray  # indices into `words` of the sequence position
+    result: np.ndarray  # the logits, a view of the arena
+    ids: np.ndarray  # the token ids its words point at (kept alive with them)
 
 
 class X86Session:
@@ -60,13 +66,13 @@ class X86Session:
         program: Mapping[str, Any],
         kernels: KernelSet,
         weights: Mapping[str, np.ndarray],
-        threads: int = 2,
+        threads: int | None = None,
         source: str = "program.json",
     ):
         check_program(program, source, self.target)  # before any array is sized or kernel looked up from it
         self.program = program
         self.kernels = kernels
-        self._functions: dict[str, Any] = {}
+        self.threads = openmp.threads() if threads is None else threads
         self.weights = prepare_weights(program["weights"], weights, amx=_amx_weights(program, kernels.amx))
         self.states = {
             name: np.zeros(entry["shape"], _DTYPES[entry["dtype"]]) for name, entry in program["states"].items()
@@ -74,14 +80,26 @@ class X86Session:
         self.max_seq_len = kv_capacity(program["states"])
         self.vocab_size = int(program["weights"]["embedding.weight"]["shape"][0])
         self.position = 0
-        self._position_arg = ctypes.c_int64(0)
-        self._pool = ThreadPoolExecutor(max_workers=1) if threads > 1 else None
+        self.profiler: Profiler | None = None
+        # Every function is looked up now: a missing kernel or entry fails at open, not mid-run.
+        self._entries = {
+            (name, profile): kernels.function(entry_symbol(name, profile))
+            for name in PROGRAMS
+            for profile in (False, True)
+        }
+        for entry in self._entries.values():
+            entry.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+            entry.restype = None
+        for name in PROGRAMS:
+            self._entries[name, True].argtypes += (ctypes.c_void_p,)
+        self._launch_entries = {
+            launch["kernel"]: kernels.address(launch["kernel"] + LAUNCH_SUFFIX)
+            for name in PROGRAMS
+            for launch in program["programs"][name]["launches"]
+        }
+        self._arenas: dict[str, list[np.ndarray]] = {}
+        self._bound: dict[str, _Bound] = {}
         self._decode_ids = np.zeros(1, np.int64)
-        self._decode: tuple[list[_Launch], np.ndarray] | None = None
-        self._buffers: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        for program_name in ("prefill", "decode"):
-            for launch in program["programs"][program_name]["launches"]:
-                self._function(launch["kernel"])  # a missing kernel fails at open, not mid-run
 
     @classmethod
     def open(cls, artifact: Artifact, kernel_mode: str | None = None) -> X86Session:
@@ -115,28 +133,31 @@ class X86Session:
             records=records,
         )
         # The table checked above must be the one the loaded code was compiled for (before weights load).
-        check_kernel_table(program, kernels.table_digests, str(program_path))
+        check_program_digest(program, kernels.program_digests, str(program_path))
         return cls(program, kernels, artifact_weights(artifact), source=str(program_path))
 
     # --- public API --------------------------------------------------------------------------
     def prefill(self, input_ids: Sequence[int]) -> np.ndarray:
         """Logits [T, vocab] for every position of `input_ids`, continuing the current sequence."""
         ids = self._check_ids(input_ids)
-        launches, logits = self._prepare("prefill", ids)
-        self._run(launches)
+        bound = self._bind("prefill", ids)
+        self._call("prefill", bound)
         self.position += len(ids)
-        return logits.copy()
+        return bound.result.copy()
 
     def decode(self, token_id: int) -> np.ndarray:
-        """Logits [vocab] after appending one token, by the single-step programs."""
+        """Logits [vocab] after appending one token, by the single-step program."""
         self._decode_ids[0] = self._check_ids([token_id])[0]
-        if self._decode is None:
-            self._decode = self._prepare("decode", self._decode_ids)
-        launches, logits = self._decode
-        self._position_arg.value = self.position
-        self._run(launches)
+        bound = self._bind("decode", self._decode_ids)
+        self._call("decode", bound)
         self.position += 1
-        return logits[0].copy()
+        return bound.result[0].copy()
+
+    def start_profiling(self) -> Profiler:
+        """Run the instrumented programs from now on; the Profiler returned accumulates what they measure."""
+        launches = {name: self.program["programs"][name]["launches"] for name in PROGRAMS}
+        self.profiler = Profiler(launches, self.threads)
+        return self.profiler
 
     def reset(self) -> None:
         for array in self.states.values():
@@ -148,70 +169,73 @@ class X86Session:
 
     def restore_state(self, state: SessionState) -> None:
         for name, array in state.states.items():
-            self.states[name][...] = array  # in place: prepared launches hold these buffers
+            self.states[name][...] = array  # in place: bound programs hold these buffers
         self.position = state.position
 
     # --- execution ---------------------------------------------------------------------------
-    def _function(self, name: str) -> Any:
-        if name not in self._functions:
-            self._functions[name] = self.kernels.function(name)
-        return self._functions[name]
-
     def _check_ids(self, input_ids: Sequence[int]) -> np.ndarray:
         return checked_ids(input_ids, self.vocab_size, self.position, self.max_seq_len)
 
-    def _prepare(self, program_name: str, ids: np.ndarray) -> tuple[list[_Launch], np.ndarray]:
-        """Bind every launch of a program to this call's buffers (an arena sized for len(ids) tokens)."""
+    def _call(self, program_name: str, bound: _Bound) -> None:
+        bound.words[bound.position_words] = self.position
+        table = bound.table.ctypes.data
+        if self.profiler is None:
+            self._entries[program_name, False](table, bound.tokens, self.threads)
+            return
+        ticks = np.zeros(1 + len(bound.table) + self.threads, np.uint64)
+        began = time.perf_counter()
+        self._entries[program_name, True](table, bound.tokens, self.threads, ticks.ctypes.data)
+        self.profiler.record(program_name, bound.tokens, ticks, time.perf_counter() - began)
+
+    def _bind(self, program_name: str, ids: np.ndarray) -> _Bound:
+        """The program's table for len(ids) tokens: kept while the token count repeats (every decode step)."""
+        bound = self._bound.get(program_name)
+        if bound is not None and bound.tokens == len(ids) and program_name == "decode":
+            return bound
         program = self.program["programs"][program_name]
         tokens = len(ids)
-        arena = [np.empty(tokens * width, np.uint8) for width in program["slots"]]
-        self._position_arg.value = self.position
-        keep: list[np.ndarray] = [ids]
+        arena = self._arena(program_name, program["slots"], tokens)
+        launches = program["launches"]
+        words: list[int] = []
+        position_words: list[int] = []
+        offsets: list[int] = []
 
-        def resolve(arg: Mapping[str, Any]) -> np.ndarray | ctypes.c_int64:
-            if "ids" in arg:
-                return ids
-            if "weight" in arg:
-                return self.weights[arg["weight"]]
-            if "state" in arg:
-                return self.states[arg["state"]]
-            if "buffer" in arg:
-                dtype = np.dtype(_DTYPES[arg["dtype"]])
-                size = tokens * arg["features"] * dtype.itemsize
-                view = arena[arg["buffer"]][:size].view(dtype)
-                return view if arg.get("rank") == 1 else view.reshape(tokens, arg["features"])
-            if "position" in arg:
-                return self._position_arg
-            raise RunError(f"program.json: unknown launch argument {dict(arg)}")
+        def view(arg: Mapping[str, Any]) -> np.ndarray:
+            dtype = np.dtype(_DTYPES[arg["dtype"]])
+            flat = arena[arg["buffer"]][: tokens * arg["features"] * dtype.itemsize].view(dtype)
+            return flat if arg.get("rank") == 1 else flat.reshape(tokens, arg["features"])
 
-        launches = []
-        for launch in program["launches"]:
-            expanded: list[Any] = []
-            for arg in launch["args"]:
-                value = resolve(arg)
-                expanded += memref_args(value) if isinstance(value, np.ndarray) else [value]
-            extent = launch["grid"] or tokens
-            function = self._function(launch["kernel"])
-            threads, align = int(launch.get("threads", 2)), int(launch.get("align", 1))
-            launches.append(_Launch(function, expanded, extent, launch["kernel"], align, threads))
-        result = resolve(program["result"])
-        assert isinstance(result, np.ndarray)
-        self._buffers[program_name] = (arena, keep)  # alive as long as the launches bound to them
-        return launches, result
-
-    def _run(self, launches: list[_Launch]) -> None:
-        pool = self._pool
         for launch in launches:
-            extent = launch.extent
-            if pool is None or launch.threads < 2 or extent < 2:
-                _call(launch, 0, extent)
-                continue
-            middle = (extent + 1) // 2
-            if launch.align > 1 and extent >= 2 * launch.align:
-                middle = (extent // launch.align + 1) // 2 * launch.align
-            other = pool.submit(_call, launch, middle, extent)
-            _call(launch, 0, middle)
-            other.result()
+            offsets.append(len(words))
+            for arg in launch["args"]:
+                if "position" in arg:
+                    position_words.append(len(words))
+                    words.append(0)
+                elif "ids" in arg:
+                    words += memref_words(ids)
+                elif "weight" in arg:
+                    words += memref_words(self.weights[arg["weight"]])
+                elif "state" in arg:
+                    words += memref_words(self.states[arg["state"]])
+                elif "buffer" in arg:
+                    words += memref_words(view(arg))
+                else:
+                    raise RunError(f"program.json: unknown launch argument {dict(arg)}")
+        word_array = np.array(words, np.uint64)
+        table = np.empty((len(launches), 2), np.uint64)
+        for index, launch in enumerate(launches):
+            table[index] = (self._launch_entries[launch["kernel"]], word_array.ctypes.data + 8 * offsets[index])
+        bound = _Bound(tokens, table, word_array, np.array(position_words, np.intp), view(program["result"]), ids)
+        self._bound[program_name] = bound
+        return bound
+
+    def _arena(self, program_name: str, slots: Sequence[int], tokens: int) -> list[np.ndarray]:
+        """The program's buffers: allocated once, grown (never shrunk) when a call needs more tokens."""
+        arena = self._arenas.get(program_name)
+        if arena is None or len(arena[0]) < tokens * slots[0]:
+            arena = [aligned_empty((tokens * width,), np.uint8) for width in slots]
+            self._arenas[program_name] = arena
+        return arena
 
 
 def _amx_weights(program: Mapping[str, Any], amx_kernels: frozenset[str]) -> frozenset[str]:
@@ -222,7 +246,3 @@ def _amx_weights(program: Mapping[str, Any], amx_kernels: frozenset[str]) -> fro
         for launch in listing["launches"]
         if launch["kernel"] in amx_kernels
     )
-
-
-def _call(launch: _Launch, begin: int, end: int) -> None:
-    launch.function(*launch.args, ctypes.c_int64(begin), ctypes.c_int64(end))

@@ -6,18 +6,21 @@ and `--dump-ir DIR`):
     tile       convert-tessera-schedule-to-tile, tessera-tile-choose-tiles{target=x86},
                tessera-tile-compute-footprint
     x86        the kernels in upstream MLIR (func, scf, arith, memref, vector, math)
-    llvm       MLIR 22's conversions to the llvm dialect, mlir-translate: LLVM IR
+    llvm       MLIR 22's conversions to the llvm dialect, mlir-translate: LLVM IR — the kernels, each with its
+               launch entry, and the native programs (tessera_prefill / tessera_decode, plain and
+               instrumented: lowering/x86/native_program.py, MLIR's OpenMP lowering)
     so         ahead-of-time shared libraries: the x86-64 baseline, x86-64-v4 and the GEMMs' AMX variants
-               (llvmlite + the C compiler driver)
+               (llvmlite + the C compiler driver; the first two with the native programs, linked against
+               libiomp5)
 
 OUT/x86/ holds kernels.ll (the runtime JIT-compiles it for the exact host CPU when llvmlite is present),
 kernels.so, kernels.avx512.so and kernels.amx.so (loaded where it is not), program.json (the launch lists,
 weights, state) and the IR of every stage. Each kernel is compiled separately through the on-disk kernel
 cache, so identical kernels — across layers, models and runs — compile once.
 
-Every library and kernels.ll also define `tessera_kernel_table_sha256`: the digest of program.json's
-`kernels` table (runtime/program_check.kernel_table_digest), which the runtime compares with the table it
-reads before any launch — a program.json rewritten to match kernels it was not compiled with is refused.
+Every library and kernels.ll also define `tessera_program_sha256`: the digest of program.json's
+`kernels` table and launch lists (native_program.program_digest), which the runtime compares with the
+program.json it reads before any launch — one rewritten to match code it was not compiled with is refused.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from functools import partial
 from typing import Any
 
 from tessera import toolchain
-from tessera.runtime.program_check import KERNEL_TABLE_SYMBOL, kernel_table_digest
 from tessera.targets.backend import Backend, Job, Stage
 from tessera.targets.stages import SCHEDULE, TILE
 
@@ -40,6 +42,7 @@ class X86Job(Job):
     functions: list[str] = field(default_factory=list)  # one function per kernel, in Tile-IR order
     llvm_modules: list[str] = field(default_factory=list)  # one per kernel, as the kernel cache keys them
     amx_kernels: list[str] = field(default_factory=list)  # the GEMMs with an AMX variant in kernels.amx.so
+    programs_ir: str = ""  # LLVM IR of the native programs and the program digest
 
 
 def kernels_mlir(job: X86Job) -> str:
@@ -54,15 +57,19 @@ def kernels_mlir(job: X86Job) -> str:
 
 def llvm_ir(job: X86Job) -> str:
     """Each kernel through MLIR 22 to LLVM IR as a module of its own (the unit the kernel cache keys), then
-    linked with the digest of program.json's kernel table, which is made here: the code is bound to it."""
+    linked with the native programs, made here from program.json's launch lists, and their digest: the
+    code is bound to the program.json written beside it."""
     from tessera.lowering.convert_tile_to_x86 import lower_programs
+    from tessera.lowering.x86.native_program import programs_llvm_ir
     from tessera.lowering.x86.pipeline import LLVM_PIPELINE
 
     assert job.tile_module is not None
     job.progress(f"x86: {len(job.functions)} kernels through MLIR 22 to LLVM IR")
     job.llvm_modules = _llvm_ir(job, job.functions, LLVM_PIPELINE)
     job.program = lower_programs(job.tile_module)
-    return toolchain.link_llvm_ir([*job.llvm_modules, kernel_table_ir(job.program)])
+    job.progress("x86: the native programs (MLIR's OpenMP lowering)")
+    job.programs_ir = programs_llvm_ir(job.program)
+    return toolchain.link_llvm_ir([*job.llvm_modules, job.programs_ir])
 
 
 def libraries(job: X86Job) -> None:
@@ -70,7 +77,7 @@ def libraries(job: X86Job) -> None:
     assert job.program is not None
     for isa, cpu in (("generic", toolchain.X86_64_BASELINE), ("avx512", toolchain.X86_64_AVX512)):
         job.progress(f"x86: machine code for {cpu.name} (ahead-of-time library, {isa})")
-        link_library(job, job.llvm_modules, cpu, LIBRARY_FILES[isa])
+        link_library(job, job.llvm_modules, cpu, LIBRARY_FILES[isa], with_programs=True)
     job.progress(f"x86: AMX variants of the GEMMs for {toolchain.X86_64_AMX.name} (ahead-of-time library, amx)")
     job.amx_kernels = amx_library(job)
 
@@ -96,28 +103,29 @@ def amx_library(job: X86Job, emulated: bool = False) -> list[str]:
 def _llvm_ir(job: X86Job, functions: list[str], pipeline: str) -> list[str]:
     """LLVM IR of each function, compiled as a module of its own (MLIR reads a lone function as one) through
     the kernel cache."""
+    from tessera.lowering.x86.native_program import ABI_VERSION
+    from tessera.lowering.x86.pipeline import kernel_llvm_ir
+
     return job.compile_texts(
-        "llvm", ("llvm-ir", pipeline), functions, partial(toolchain.mlir_to_llvm_ir, pipeline=pipeline)
+        "llvm", ("llvm-ir", pipeline, ABI_VERSION), functions, partial(kernel_llvm_ir, pipeline=pipeline)
     )
 
 
-def link_library(job: X86Job, llvm_ir_modules: list[str], cpu: toolchain.CPU, name: str) -> None:
-    """The kernels' objects for `cpu` (through the kernel cache) and the kernel-table digest of job.program,
-    linked into OUT/x86/<name>. The digest's object is not cached: it takes milliseconds, and each program
-    has its own."""
+def link_library(
+    job: X86Job, llvm_ir_modules: list[str], cpu: toolchain.CPU, name: str, with_programs: bool = False
+) -> None:
+    """The kernels' objects for `cpu` (through the kernel cache) and job.program's digest — with the native
+    programs, linked against libiomp5, where `with_programs` — into OUT/x86/<name>. That last object is not
+    cached: each program has its own."""
+    from tessera.lowering.x86.native_program import digest_llvm_ir
+    from tessera.runtime.openmp import library_path
+
     assert job.program is not None
     objects = job.compile_each(
         "obj", ("object", cpu.name, cpu.features), llvm_ir_modules, partial(toolchain.compile_object, cpu=cpu)
     )
-    table = toolchain.compile_object(kernel_table_ir(job.program), cpu=cpu)
-    toolchain.link_shared([*objects, table], job.path(name))
-
-
-def kernel_table_ir(program: dict[str, Any]) -> str:
-    """An LLVM IR module exporting the digest of `program`'s kernel table as 64 ASCII hex digits, linked
-    beside the kernels so that the runtime can tell which program.json the code was compiled with."""
-    digest = kernel_table_digest(program["kernels"])
-    return f'@{KERNEL_TABLE_SYMBOL} = constant [64 x i8] c"{digest}", align 1\n'
+    own = toolchain.compile_object(job.programs_ir if with_programs else digest_llvm_ir(job.program), cpu=cpu)
+    toolchain.link_shared([*objects, own], job.path(name), [str(library_path())] if with_programs else [])
 
 
 class X86Backend(Backend[X86Job]):

@@ -482,26 +482,33 @@ def test_a_kernel_table_regenerated_to_match_is_refused(tiny: Path, tmp_path: Pa
         result = run_tool("tessera_run", copy, *RUN, ok=False, env={"TESSERA_KERNELS": kernels})
         assert result.returncode == 1, kernels
         library = "kernels.ll" if kernels == "jit" else "kernels."
-        assert_one_line_error(result, "program.json: its kernel table is not the one", library)
+        assert_one_line_error(result, "program.json: its kernels or launches are not the ones", library)
 
 
 @NEEDS_MLIR
-def test_every_library_carries_the_digest_of_its_kernel_table(tiny: Path) -> None:
+def test_every_library_carries_the_digest_of_its_program(tiny: Path) -> None:
+    from tessera.runtime import openmp
     from tessera.runtime.kernels import load_kernels
-    from tessera.runtime.program_check import ProgramError, check_kernel_table, kernel_table_digest
+    from tessera.runtime.program_check import ProgramError, check_program_digest, program_digest
 
     program = json.loads((tiny / "x86" / "program.json").read_text())
-    digest = kernel_table_digest(program["kernels"])
+    digest = program_digest(program)
+    openmp.load()  # the libraries with the native programs need it
     for name in ("kernels.so", "kernels.avx512.so", "kernels.amx.so"):
         library = ctypes.CDLL(str(tiny / "x86" / name))
-        assert (ctypes.c_char * 64).in_dll(library, "tessera_kernel_table_sha256").raw == digest.encode(), name
+        assert (ctypes.c_char * 64).in_dll(library, "tessera_program_sha256").raw == digest.encode(), name
     jit = load_kernels(tiny / "x86" / "kernels.ll", {}, "jit", records=None)
-    assert jit.table_digests == {str(tiny / "x86" / "kernels.ll"): digest}
-    check_kernel_table(program, jit.table_digests, "program.json")
-    with pytest.raises(ProgramError, match=r"^old\.so: no kernel table digest .*rebuild with tessera-compile"):
-        check_kernel_table(program, {"old.so": None}, "program.json")  # an artifact built before the binding
-    with pytest.raises(ProgramError, match=r"^program\.json: its kernel table is not the one k\.so was compiled"):
-        check_kernel_table(program, {"k.so": "0" * 64}, "program.json")
+    assert jit.program_digests == {str(tiny / "x86" / "kernels.ll"): digest}
+    check_program_digest(program, jit.program_digests, "program.json")
+    with pytest.raises(ProgramError, match=r"^old\.so: no program digest .*rebuild with tessera-compile"):
+        check_program_digest(program, {"old.so": None}, "program.json")  # an artifact built before the binding
+    with pytest.raises(ProgramError, match=r"^program\.json: its kernels or launches are not the ones k\.so was"):
+        check_program_digest(program, {"k.so": "0" * 64}, "program.json")
+    # Launches reordered, the kernel table untouched: the native programs bake each launch's grid in.
+    launches = program["programs"]["prefill"]["launches"]
+    launches[0], launches[1] = launches[1], launches[0]
+    with pytest.raises(ProgramError, match=r"its kernels or launches are not the ones"):
+        check_program_digest(program, jit.program_digests, "program.json")
 
 
 GPU_PROGRAMS = {

@@ -252,7 +252,7 @@ def test_a_missing_kernel_is_named(tiny_artifact: Path, tmp_path: Path, monkeypa
             ok=False,
             env={"TESSERA_KERNELS": kernels},
         )
-        assert_one_line_error(result, "program.json: its kernel table is not the one")
+        assert_one_line_error(result, "program.json: its kernels or launches are not the ones")
         # The lookup behind it names a kernel the code lacks in one line too.
         with pytest.raises(NativeError, match="no kernel 'embedding_v2'"):
             load_kernels(copy / "x86" / "kernels.ll", libraries, kernels).function("embedding_v2")

@@ -1,5 +1,6 @@
 """The upstream MLIR 22 pass pipeline that takes x86 kernels (func/scf/arith/memref/vector/math) to the
-llvm dialect, and a helper that builds a loadable library from kernel text (tests, benchmarks)."""
+llvm dialect, the kernels' LLVM IR with their launch entries, and a helper that builds a loadable library
+from kernel text (tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,15 @@ def _amx_pipeline(pipeline: str) -> str:
 
 # The AMX GEMM variants (convert-tessera-tile-to-x86{amx=true}: lowering/tile_to_amx.py).
 AMX_LLVM_PIPELINE = _amx_pipeline(LLVM_PIPELINE)
+
+
+def kernel_llvm_ir(text: str, pipeline: str) -> str:
+    """Kernels (MLIR) through `pipeline` to the llvm dialect, each given its launch entry
+    (`<kernel>__launch`, the native programs' calling convention: native_program.py), then LLVM IR."""
+    from tessera import toolchain
+    from tessera.lowering.x86.native_program import add_launch_entries
+
+    return toolchain.mlir_to_llvm_ir(text, pipeline, add_launch_entries)
 
 
 def build_library(kernels_mlir: str, path: Path, host: bool = True):  # type: ignore[no-untyped-def]

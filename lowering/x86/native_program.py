@@ -1,0 +1,309 @@
+"""The x86 native program: each program of program.json (@prefill, @decode) lowered to one exported function
+that runs its whole launch list, each kernel grid split over threads by MLIR's OpenMP lowering (the omp
+dialect's parallel + wsloop, translated to the LLVM OpenMP runtime's `__kmpc_*` calls; libiomp5 runs them).
+Decoding a token is one call from Python.
+
+The ABI (runtime/x86_session.py binds it):
+
+    void <kernel>__launch(const uint64_t *words, int64_t begin, int64_t end)
+        The kernel's launch entry: calls <kernel> with its arguments read from `words` (each memref
+        argument as MLIR's LLVM lowering expands it: allocated and aligned pointers, offset, sizes, strides;
+        each scalar one word) and the [begin, end) range of its grid. Every kernel and AMX variant has one, so
+        a program calls every kernel through one function type and the runtime binds whichever variant runs.
+
+    void tessera_<program>(const uint64_t *launches, int64_t tokens, int64_t threads)
+        launches[2i] is launch i's entry (a __launch function), launches[2i + 1] its words.
+    void tessera_<program>__profile(const uint64_t *launches, int64_t tokens, int64_t threads, uint64_t *ticks)
+        The instrumented mode (tessera-run --profile): adds the cycle counter's ticks of the call to ticks[0],
+        of launch i to ticks[1 + i], and of thread t's time inside kernels to ticks[1 + L + t].
+
+Threads per launch, decided at run time from constants the compiler bakes in: the launch's cost estimate —
+the bytes it streams, its weights and state whole and its activations per token — over GRAIN_BYTES, capped by
+its grid's units (runs of `align`) and the threads the runtime allows. One thread is a plain call (no fork);
+otherwise thread t of n runs units [t * units / n, (t + 1) * units / n).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from tessera import toolchain
+from tessera.runtime.native import LAUNCH_SUFFIX, entry_symbol
+from tessera.runtime.program_check import PROGRAMS
+
+# A thread pays for its fork and join (a few microseconds in libiomp5) once it has this many bytes to
+# stream: ~5 µs at one core's ~12 GB/s.
+GRAIN_BYTES = 64 << 10
+_DTYPE_BYTES = {"f32": 4, "bf16": 2, "i64": 8}
+# Bumped whenever the ABI above changes: part of the kernel cache's key for code that carries it.
+ABI_VERSION = "launch-1"
+
+
+@dataclass(frozen=True)
+class LaunchCost:
+    """A launch as the program entry sees it: its grid (0: one unit per token), the run length its units
+    split at, and the bytes it streams (fixed + per_token * tokens)."""
+
+    grid: int
+    align: int
+    fixed_bytes: int
+    per_token_bytes: int
+
+    def may_split(self, program: str) -> bool:
+        """Whether any call could use two threads (decode runs one token: its cost is known here)."""
+        tokens = 1 if program == "decode" else None
+        units = self.grid if self.grid else (tokens or 2)
+        if units // self.align < 2:
+            return False
+        return tokens is None or self.fixed_bytes + self.per_token_bytes >= 2 * GRAIN_BYTES
+
+
+def launch_costs(program: Mapping[str, Any], name: str) -> list[LaunchCost]:
+    """Each launch of program `name`, with the cost estimate made from its arguments' shapes."""
+    costs = []
+    for launch in program["programs"][name]["launches"]:
+        fixed = per_token = 0
+        for arg in launch["args"]:
+            if "weight" in arg:
+                entry = program["weights"][arg["weight"]]
+                element = 2 if entry.get("packing", {}).get("dtype") == "bf16" else 4
+                fixed += _count(entry["shape"]) * element
+            elif "state" in arg:
+                entry = program["states"][arg["state"]]
+                fixed += _count(entry["shape"]) * _DTYPE_BYTES[entry["dtype"]]
+            elif "buffer" in arg:
+                per_token += int(arg["features"]) * _DTYPE_BYTES[arg["dtype"]]
+        costs.append(LaunchCost(int(launch["grid"]), int(launch.get("align", 1)), fixed, per_token))
+    return costs
+
+
+def _count(shape: list[int]) -> int:
+    total = 1
+    for dim in shape:
+        total *= int(dim)
+    return total
+
+
+# --- IR -----------------------------------------------------------------------------------------------
+
+
+class _Builder:
+    """The llvm-dialect ops the entries are made of, at one insertion point (MLIR 22's bindings)."""
+
+    def __init__(self, ir: Any, llvm: Any, ip: Any) -> None:
+        self.ir, self.llvm, self.ip = ir, llvm, ip
+        self.i32, self.i64 = ir.IntegerType.get_signless(32), ir.IntegerType.get_signless(64)
+        self.ptr = llvm.PointerType.get()
+        self._none = ir.Attribute.parse("#llvm.overflow<none>")
+
+    def const(self, value: int, width: int = 64) -> Any:
+        kind = self.i64 if width == 64 else self.i32
+        return self.llvm.mlir_constant(self.ir.IntegerAttr.get(kind, value), ip=self.ip)
+
+    def add(self, a: Any, b: Any) -> Any:
+        return self.llvm.AddOp(a, b, self._none, ip=self.ip).result
+
+    def sub(self, a: Any, b: Any) -> Any:
+        return self.llvm.SubOp(a, b, self._none, ip=self.ip).result
+
+    def mul(self, a: Any, b: Any) -> Any:
+        return self.llvm.MulOp(a, b, self._none, ip=self.ip).result
+
+    def div(self, a: Any, b: Any) -> Any:
+        return self.llvm.SDivOp(a, b, ip=self.ip).result
+
+    def less(self, a: Any, b: Any) -> Any:
+        return self.llvm.ICmpOp(self.llvm.ICmpPredicate.slt, a, b, ip=self.ip).result
+
+    def min(self, a: Any, b: Any) -> Any:
+        return self.llvm.SelectOp(self.less(a, b), a, b, ip=self.ip).result
+
+    def max(self, a: Any, b: Any) -> Any:
+        return self.llvm.SelectOp(self.less(a, b), b, a, ip=self.ip).result
+
+    def element(self, base: Any, index: Any, kind: Any) -> Any:
+        """&base[index] for 8-byte elements of `kind`."""
+        return self.llvm.GEPOp(self.ptr, base, [index], [_DYNAMIC_INDEX], kind, [], ip=self.ip).result
+
+    def load(self, base: Any, index: int | Any, kind: Any) -> Any:
+        at = self.element(base, self.const(index) if isinstance(index, int) else index, kind)
+        return self.llvm.LoadOp(kind, at, ip=self.ip).result
+
+    def store(self, value: Any, base: Any, index: Any) -> None:
+        self.llvm.StoreOp(value, self.element(base, index, self.i64), ip=self.ip)
+
+    def call(self, callee: Any, args: list[Any]) -> None:
+        """An indirect call of a `void (ptr, i64, i64)` function: every launch entry has that type."""
+        self.llvm.CallOp(None, [callee, *args], [], [], ip=self.ip)
+
+    def ticks(self) -> Any:
+        return self.llvm.CallIntrinsicOp(self.i64, "llvm.readcyclecounter", [], [], [], ip=self.ip).result
+
+
+# GEP's raw constant index that means "the next dynamic index" (LLVM::GEPOp::kDynamicIndex).
+_DYNAMIC_INDEX = -(2**31)
+
+
+def _launch_type(ir: Any) -> Any:
+    # The bindings have no constructor for an LLVM function type; MLIR reads this one.
+    return ir.TypeAttr.get(ir.Type.parse("!llvm.func<void (ptr, i64, i64)>"))
+
+
+def _entry_type(ir: Any, profile: bool) -> Any:
+    return ir.TypeAttr.get(ir.Type.parse(f"!llvm.func<void (ptr, i64, i64{', ptr' if profile else ''})>"))
+
+
+def add_launch_entries(module: Any) -> None:
+    """Beside every kernel (a public llvm.func with a body, after MLIR's lowering to the llvm dialect) its
+    launch entry `<kernel>__launch(words, begin, end)`. Called with the bindings' module, in its context."""
+    ir, llvm = toolchain.mlir().ir, _llvm_dialect()
+    body = module.body
+    for op in list(body.operations):
+        if not isinstance(op.opview, llvm.LLVMFuncOp) or not op.regions[0].blocks:
+            continue
+        name = ir.StringAttr(op.attributes["sym_name"]).value
+        if name.endswith(LAUNCH_SUFFIX) or "sym_visibility" in op.attributes:
+            continue
+        params = [arg.type for arg in op.regions[0].blocks[0].arguments]
+        entry = llvm.LLVMFuncOp(f"{name}{LAUNCH_SUFFIX}", _launch_type(ir), ip=ir.InsertionPoint(body))
+        block = entry.body.blocks.append(*_launch_params(ir, llvm))
+        b = _Builder(ir, llvm, ir.InsertionPoint(block))
+        words, begin, end = block.arguments
+        args = []
+        for index, kind in enumerate(params[:-2]):  # the last two are [begin, end)
+            if not (kind.typeid == llvm.PointerType.static_typeid or kind == b.i64):
+                raise toolchain.ToolchainError(f"@{name}: parameter {index} is {kind}, not a pointer or i64 word")
+            args.append(b.load(words, index, kind))
+        llvm.CallOp(None, [*args, begin, end], [], [], callee=ir.FlatSymbolRefAttr.get(name), ip=b.ip)
+        llvm.ReturnOp(ip=b.ip)
+
+
+def _launch_params(ir: Any, llvm: Any) -> list[Any]:
+    i64 = ir.IntegerType.get_signless(64)
+    return [llvm.PointerType.get(), i64, i64]
+
+
+def _llvm_dialect() -> Any:
+    import importlib
+
+    toolchain.mlir()
+    return importlib.import_module("mlir.dialects.llvm")
+
+
+def programs_llvm_ir(program: Mapping[str, Any]) -> str:
+    """LLVM IR of every program's entries (plain and instrumented) and of the program digest."""
+    return _translated(program, with_entries=True)
+
+
+def digest_llvm_ir(program: Mapping[str, Any]) -> str:
+    """LLVM IR of the program digest alone (for a library of kernel variants the programs do not name)."""
+    return _translated(program, with_entries=False)
+
+
+def _translated(program: Mapping[str, Any], with_entries: bool) -> str:
+    return toolchain.translate_to_llvm_ir(
+        toolchain.run_pipeline(
+            entries_module(program, with_entries), "convert-openmp-to-llvm,reconcile-unrealized-casts"
+        )
+    )
+
+
+def entries_module(program: Mapping[str, Any], with_entries: bool = True) -> str:
+    """The program entries of every program (plain and instrumented) and the exported digest, as MLIR in the
+    llvm and omp dialects (MLIR 22's custom form)."""
+    import importlib
+
+    from tessera.runtime.program_check import PROGRAM_DIGEST_SYMBOL, program_digest
+
+    ir, llvm = toolchain.mlir().ir, _llvm_dialect()
+    omp = importlib.import_module("mlir.dialects.openmp")
+    with ir.Context(), ir.Location.unknown():
+        module = ir.Module.create()
+        digest = program_digest(program)
+        kind = ir.Type.parse(f"!llvm.array<{len(digest)} x i8>")  # (the bindings have no constructor for it)
+        linkage = ir.Attribute.parse("#llvm.linkage<external>")
+        top = ir.InsertionPoint(module.body)
+        llvm.GlobalOp(kind, PROGRAM_DIGEST_SYMBOL, linkage, value=ir.StringAttr.get(digest), constant=True, ip=top)
+        for name in PROGRAMS if with_entries else ():
+            costs = launch_costs(program, name)
+            for profile in (False, True):
+                _entry(ir, llvm, omp, module.body, name, costs, profile)
+        module.operation.verify()
+        return str(module)
+
+
+def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, costs: list[LaunchCost], profile: bool) -> None:
+    function = llvm.LLVMFuncOp(entry_symbol(name, profile), _entry_type(ir, profile), ip=ir.InsertionPoint(body))
+    params = [llvm.PointerType.get(), *[ir.IntegerType.get_signless(64)] * 2] + (
+        [llvm.PointerType.get()] if profile else []
+    )
+    block = function.body.blocks.append(*params)
+    launches, tokens, threads = block.arguments[:3]
+    ticks = block.arguments[3] if profile else None
+    b = _Builder(ir, llvm, ir.InsertionPoint(block))
+    start = b.ticks() if profile else None
+    for index, cost in enumerate(costs):
+        callee = b.load(launches, 2 * index, b.ptr)
+        words = b.load(launches, 2 * index + 1, b.ptr)
+        extent = b.const(cost.grid) if cost.grid else tokens
+        began = b.ticks() if profile else None
+        if not cost.may_split(name):
+            _timed_call(b, callee, [words, b.const(0), extent], ticks, b.const(1 + len(costs)))
+        else:
+            block = _split(ir, llvm, omp, b, function, cost, callee, words, extent, tokens, threads, ticks, len(costs))
+            b = _Builder(ir, llvm, ir.InsertionPoint(block))
+        if profile:
+            _add_ticks(b, ticks, b.const(1 + index), began)
+    if profile:
+        _add_ticks(b, ticks, b.const(0), start)
+    llvm.ReturnOp(ip=b.ip)
+
+
+def _split(ir: Any, llvm: Any, omp: Any, b: _Builder, function: Any, cost: LaunchCost, callee: Any, words: Any,
+           extent: Any, tokens: Any, threads: Any, ticks: Any, launch_count: int) -> Any:  # fmt: skip
+    """The launch over n threads, n from the cost estimate; returns the block after it."""
+    align = b.const(cost.align)
+    units = b.div(b.add(extent, b.const(cost.align - 1)), align)
+    work = b.add(b.const(cost.fixed_bytes), b.mul(b.const(cost.per_token_bytes), tokens))
+    wanted = b.max(b.div(work, b.const(GRAIN_BYTES)), b.const(1))
+    count = b.min(b.min(threads, units), wanted)
+    one, many, after = (function.body.blocks.append() for _ in range(3))
+    llvm.CondBrOp(b.less(b.const(1), count), [], [], many, one, ip=b.ip)
+    alone = _Builder(ir, llvm, ir.InsertionPoint(one))
+    _timed_call(alone, callee, [words, alone.const(0), extent], ticks, alone.const(1 + launch_count))
+    llvm.BrOp([], after, ip=alone.ip)
+
+    fork = _Builder(ir, llvm, ir.InsertionPoint(many))
+    zero, step = fork.const(0), fork.const(1)  # outside the loop wrapper, which holds the loop nest alone
+    parallel = omp.ParallelOp(
+        [], [], [], [], num_threads=llvm.TruncOp(fork.i32, count, fork._none, ip=fork.ip).result, ip=fork.ip
+    )
+    team = _Builder(ir, llvm, ir.InsertionPoint(parallel.region.blocks.append()))
+    loop = omp.WsloopOp([], [], [], [], [], [], ip=team.ip)
+    omp.TerminatorOp(ip=team.ip)
+    wrapper = _Builder(ir, llvm, ir.InsertionPoint(loop.region.blocks.append()))
+    nest = omp.LoopNestOp([zero], [count], [step], ip=wrapper.ip)
+    inner = _Builder(ir, llvm, ir.InsertionPoint(nest.region.blocks.append(b.i64)))
+    part = nest.region.blocks[0].arguments[0]
+    begin = inner.mul(inner.div(inner.mul(part, units), count), align)
+    end = inner.min(inner.mul(inner.div(inner.mul(inner.add(part, inner.const(1)), units), count), align), extent)
+    _timed_call(inner, callee, [words, begin, end], ticks, inner.add(inner.const(1 + launch_count), part))
+    omp.YieldOp([], ip=inner.ip)
+    llvm.BrOp([], after, ip=fork.ip)
+    return after
+
+
+def _timed_call(b: _Builder, callee: Any, args: list[Any], ticks: Any, slot: Any) -> None:
+    """The call; in the instrumented mode its ticks are added to the thread's busy slot."""
+    began = b.ticks() if ticks is not None else None
+    b.call(callee, args)
+    if ticks is not None:
+        _add_ticks(b, ticks, slot, began)
+
+
+def _add_ticks(b: _Builder, ticks: Any, slot: Any, began: Any) -> None:
+    at = b.element(ticks, slot, b.i64)
+    total = b.add(b.llvm.LoadOp(b.i64, at, ip=b.ip).result, b.sub(b.ticks(), began))
+    b.llvm.StoreOp(total, at, ip=b.ip)
