@@ -1,4 +1,5 @@
-"""Tessera's x86 target against Hugging Face transformers on torch CPU, same weights, same run (not a test).
+"""Tessera's x86 target against Hugging Face transformers on torch CPU, same weights, same run (not a test),
+and both against what this machine can do.
 
     python benchmarks/x86_vs_transformers.py [MODEL_YAML] [--prompt 512] [--new-tokens 32] [--precision fp32 bf16]
 
@@ -8,6 +9,16 @@ generation from the same prompt. Prefill: the prompt in one call (tokens/s). Dec
 generation after the prompt, (N - 1) / (time to generate N - time to generate 1), so prefill is excluded
 the same way for both. Each system runs in its own process (torch's OpenMP threads keep spinning after
 its calls and would steal the cores from the other); torch gets the same 2 threads Tessera's runtime uses.
+
+The machine, measured in the same run (its own process, torch with 2 threads): the read bandwidth (the best
+of torch.sum over 1 GiB of float32 and torch.mv streaming a 1 GiB float32 matrix) and oneDNN's GEMM rate
+(torch.matmul, [prompt x hidden] @ [hidden x intermediate], fp32 and bf16). Against them:
+    decode  tokens/s over the weight-streaming limit: bandwidth / bytes a token reads — every weight of
+            the compiled program once (the embedding table: one row), the SSM and conv state read and
+            written, the KV cache read up to the mean decode position
+    prefill the model's FLOP rate — 2 * (the GEMM weights' elements; MoE experts at top_k / experts) per
+            token, plus attention's 4 * head_dim * heads * (position + 1) per token and layer — over
+            oneDNN's GEMM rate in the same precision
 Prints a markdown table with the machine and date.
 """
 
@@ -24,6 +35,7 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,6 +126,74 @@ def measure_tessera(artifact: Path, prompt: list[int], new_tokens: int, repeats:
     }
 
 
+_MACHINE = """
+import json, time, torch
+torch.set_num_threads(2)
+def best(run, nbytes_or_flops, repeats=5):
+    run(); run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter(); run(); times.append(time.perf_counter() - start)
+    return nbytes_or_flops / min(times)
+x = torch.ones(1 << 28)
+a = torch.ones(16384, 16384); v = torch.ones(16384)
+bandwidth = max(best(lambda: x.sum(), 4 << 28), best(lambda: torch.mv(a, v), 4 * a.numel()))
+del x, a
+m, k, n = {m}, {k}, {n}
+rates = {{}}
+for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    p, q = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    rates[name] = best(lambda: torch.matmul(p, q), 2.0 * m * k * n)
+print(json.dumps({{"read_bytes_per_s": bandwidth, "gemm_flops_per_s": rates, "gemm": [m, k, n]}}))
+"""
+
+
+def measure_machine(prompt: int, hidden: int, intermediate: int) -> dict[str, Any]:
+    """This machine's read bandwidth and oneDNN's fp32 / bf16 GEMM rates (torch, 2 threads, own process)."""
+    code = _MACHINE.format(m=prompt, k=hidden, n=intermediate)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def model_costs(artifact: Path, prompt: int, new_tokens: int) -> dict[str, float]:
+    """Bytes one decoded token reads and FLOPs one prompt token costs, from the compiled program.json."""
+    program = json.loads((artifact / "x86" / "program.json").read_text())
+    element = {"f32": 4, "bf16": 2, "i64": 8}
+
+    def weight_bytes(name: str) -> int:
+        entry = program["weights"][name]
+        size = 2 if entry.get("packing", {}).get("dtype") == "bf16" else 4
+        if name == "embedding.weight":  # a decode step gathers one row
+            return int(entry["shape"][-1]) * size
+        return int(np.prod(entry["shape"])) * size
+
+    mean_position = prompt + new_tokens / 2
+    state_bytes = 0.0
+    for entry in program["states"].values():
+        full = float(np.prod(entry["shape"])) * element[entry["dtype"]]
+        if entry["kind"] in ("k_cache", "v_cache"):
+            state_bytes += full * mean_position / entry["shape"][0]
+        else:
+            state_bytes += 2 * full  # read and written back
+    flops = 0.0
+    for launch in program["programs"]["prefill"]["launches"]:
+        record = program["kernels"][launch["kernel"]]
+        dims = record["dims"]
+        if launch["kind"] == "matmul":
+            flops += 2.0 * np.prod(program["weights"][launch["args"][1]["weight"]]["shape"])
+        elif launch["kind"] == "moe_experts":
+            share = dims["top_k"] / dims["experts"]
+            for arg in launch["args"]:
+                if "weight" in arg:
+                    flops += 2.0 * np.prod(program["weights"][arg["weight"]]["shape"]) * share
+        elif launch["kind"] == "attention":
+            flops += 4.0 * dims["head_dim"] * dims["num_heads"] * (prompt + 1) / 2
+    return {
+        "decode_bytes": sum(weight_bytes(name) for name in program["weights"]) + state_bytes,
+        "prefill_flops_per_token": flops,
+    }
+
+
 def _in_process(system: str, path: Path, args: argparse.Namespace, precision: str) -> dict[str, object]:
     """One system's measurement in a fresh process (its JSON result is the last stdout line)."""
     command = [sys.executable, __file__, args.model, "--worker", system, str(path), "--precision", precision]
@@ -143,6 +223,10 @@ def main() -> None:
 
     import torch
 
+    from tessera.frontend.config import load_model
+
+    config = load_model(args.model).config
+    machine = measure_machine(args.prompt, config.hidden_size, config.intermediate_size)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         checkpoint = Path(scratch) / "hf"
@@ -162,24 +246,33 @@ def main() -> None:
             subprocess.run(command, check=True, env={**os.environ})
             ours = _in_process("tessera", artifact, args, precision)
             theirs = _in_process("hf", checkpoint, args, precision)
-            rows.append((precision, ours, theirs))
+            rows.append((precision, ours, theirs, model_costs(artifact, args.prompt, args.new_tokens)))
     name = Path(args.model).stem
+    bandwidth = machine["read_bytes_per_s"]
     print(
         f"\n{name}, prompt {args.prompt} tokens, {args.new_tokens} new tokens; {_cpu_name()}, 2 threads; {date.today()}"
     )
     print(
-        f"Tessera kernels: {rows[0][1]['kernels']}; transformers {__import__('transformers').__version__}, torch {torch.__version__}\n"
+        f"Tessera kernels: {rows[0][1]['kernels']}; transformers {__import__('transformers').__version__}, torch {torch.__version__}"
     )
+    rates = ", ".join(f"{p} {r / 1e9:.0f} GFLOP/s" for p, r in machine["gemm_flops_per_s"].items())
+    print(f"Machine: read bandwidth {bandwidth / 1e9:.1f} GB/s; oneDNN GEMM {machine['gemm']}: {rates}\n")
     print(
-        "| precision | Tessera prefill tok/s | HF prefill tok/s | ratio | Tessera decode tok/s | HF decode tok/s | ratio |"
+        "| precision | Tessera prefill tok/s | HF prefill tok/s | ratio | of oneDNN GEMM rate "
+        "| Tessera decode tok/s | HF decode tok/s | ratio | of weight-streaming limit |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for precision, ours, theirs in rows:
+    print("|---|---|---|---|---|---|---|---|---|")
+    for precision, ours, theirs, costs in rows:
+        prefill_rate = float(ours["prefill_tps"]) * costs["prefill_flops_per_token"]  # type: ignore[arg-type]
+        limit = bandwidth / costs["decode_bytes"]
         print(
             f"| {precision} | {ours['prefill_tps']:.0f} | {theirs['prefill_tps']:.0f} "
             f"| {ours['prefill_tps'] / theirs['prefill_tps']:.2f}x "  # type: ignore[operator]
+            f"| {prefill_rate / machine['gemm_flops_per_s'][precision]:.0%} "
+            f"({prefill_rate / 1e9:.0f} GFLOP/s) "
             f"| {ours['decode_tps']:.1f} | {theirs['decode_tps']:.1f} "
-            f"| {ours['decode_tps'] / theirs['decode_tps']:.2f}x |"  # type: ignore[operator]
+            f"| {ours['decode_tps'] / theirs['decode_tps']:.2f}x "  # type: ignore[operator]
+            f"| {float(ours['decode_tps']) / limit:.0%} (limit {limit:.1f} tok/s) |"  # type: ignore[arg-type]
         )
 
 

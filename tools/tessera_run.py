@@ -5,6 +5,8 @@
 
 With --json the last stdout line is a JSON object with "tokens" (the generated ids).
 --logits-out writes the prompt's logits, float32, shape [prompt_length, vocab].
+--profile (x86) runs the instrumented native programs and reports, on stderr (and as "profile" in --json),
+each program's time per kernel kind and each thread's busy share.
 """
 
 from __future__ import annotations
@@ -96,6 +98,11 @@ def _check_capacity(session: Any, prompt_tokens: int, max_new_tokens: int) -> No
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Sampling seed.")
 @click.option("--stop-at-eos", is_flag=True, help="Stop when the model emits its eos token.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON result as the last line.")
+@click.option(
+    "--profile",
+    is_flag=True,
+    help="x86: run the instrumented programs; report time per kernel kind and each thread's busy share.",
+)
 @one_line_errors(TOOL)
 def main(
     artifact_dir: Path,
@@ -110,6 +117,7 @@ def main(
     seed: int,
     stop_at_eos: bool,
     as_json: bool,
+    profile: bool,
 ) -> None:
     """Run ARTIFACT_DIR (built by tessera-compile): prefill the prompt, then decode."""
     artifact = read_artifact(artifact_dir)
@@ -132,6 +140,9 @@ def main(
     sampler = Sampler(SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
     session = _open_session(artifact, target or next(iter(artifact.targets)))
     _check_capacity(session, len(ids), max_new_tokens)
+    if profile and not hasattr(session, "start_profiling"):
+        raise TesseraError(f"--profile: the {session.target} target has no instrumented programs yet (x86 has)")
+    profiler = session.start_profiling() if profile else None
     eos = artifact.config.get("eos_token_id")
     eos_ids = set(eos if isinstance(eos, list) else [eos]) if stop_at_eos and eos is not None else set()
 
@@ -164,6 +175,9 @@ def main(
         "decode_tokens_per_s": round(len(tokens) / decode_s, 3) if decode_s > 0 and tokens else None,
         "text": text,
     }
+    if profiler is not None:
+        result["profile"] = profiler.summary()
+        click.echo(profiler.report(), err=True)
     if as_json:
         click.echo(json.dumps(result))
     else:
