@@ -12,12 +12,15 @@ prepare writes:
     mid_config.json, wheels/ its HF config, and transformers' wheels for Python 3.12 (the end-to-end
                              baseline, installed offline there)
     gemm/                    the 2048x5120x20480 GEMM (M x K x N) as its AMX and AVX-512 variants
+    openmp/libiomp5.so       the OpenMP runtime the native programs fork on (the host's torch has libgomp)
 check shows, and fails (exit 1) unless:
     the bf16 artifact runs its GEMMs on AMX ("amx GEMMs" in the variant line) and its prompt logits are
     within 2e-2 relative of HF's float32 logits; the fp32 artifact within 1e-4 (a float32 path);
     and measures, in the same run: Tessera's AMX GEMM vs torch.matmul in bf16 (oneDNN, with the ISA its
-    verbose log names), and the mid model's prefill / decode tokens per second on AMX, on AVX-512, and
-    with transformers on torch CPU (bf16).
+    verbose log names), the host's read bandwidth and oneDNN's GEMM rates (x86_vs_transformers'
+    measure_machine), and the mid model's prefill / decode tokens per second on AMX, on AVX-512, and with
+    transformers on torch CPU (bf16); Tessera's prefill also as a fraction of oneDNN's bf16 GEMM rate, its
+    decode of the weight-streaming limit, and each thread's busy share in an instrumented prefill.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -81,6 +85,10 @@ def prepare(out: Path) -> None:
         llvm_ir = toolchain.mlir_to_llvm_ir(kernels_module([function]), pipeline)
         toolchain.link_shared([toolchain.compile_object(llvm_ir, cpu=cpu)], out / "gemm" / f"{name}.so")
     (out / "gemm" / "spec.json").write_text(json.dumps({**GEMM, "nr": tiles.nr}))
+    from tessera.runtime.openmp import library_path
+
+    (out / "openmp").mkdir(exist_ok=True)
+    shutil.copy2(library_path(), out / "openmp" / "libiomp5.so")
     # The end-to-end baseline there is transformers on its torch; the host reaches no registry, so the
     # wheels (Python 3.12, this project's pins) travel with the rest and install offline there.
     from tessera.frontend.config import load_model
@@ -198,9 +206,14 @@ times.sort(); print(times[2] * 1e3)
 """
 
 
-def _end_to_end(out: Path, amx: bool) -> dict[str, object]:
+def _end_to_end(out: Path, amx: bool, threads: int) -> dict[str, object]:
+    from x86_vs_transformers import measure_machine, model_costs
+
     prompt = list(range(1, 513))
-    measured: dict[str, object] = {}
+    config = json.loads((out / "mid_config.json").read_text())
+    machine = measure_machine(len(prompt), config["hidden_size"], config["intermediate_size"], threads)
+    costs = model_costs(out / "mid_bf16", len(prompt), 64)
+    measured: dict[str, object] = {"machine": machine}
     for isa in ("amx", "avx512") if amx else ("avx512",):
         session = _session(out / "mid_bf16", isa)
 
@@ -213,10 +226,18 @@ def _end_to_end(out: Path, amx: bool) -> dict[str, object]:
         for token in range(64):
             session.decode(token)
         decode_s = time.perf_counter() - start
+        profiler = session.start_profiling()
+        prefill()
+        prefill_tps, decode_tps = len(prompt) / prefill_s, 64 / decode_s
         measured[isa] = {
             "kernels": session.kernels.how,
-            "prefill_tokens_per_s": len(prompt) / prefill_s,
-            "decode_tokens_per_s": 64 / decode_s,
+            "prefill_tokens_per_s": prefill_tps,
+            "decode_tokens_per_s": decode_tps,
+            "prefill_of_onednn_bf16_gemm_rate": prefill_tps
+            * costs["prefill_flops_per_token"]
+            / machine["gemm_flops_per_s"]["bf16"],
+            "decode_of_weight_streaming_limit": decode_tps * costs["decode_bytes"] / machine["read_bytes_per_s"],
+            "prefill_thread_busy": profiler.summary()["prefill"]["thread_busy"],
         }
     return measured
 
@@ -265,13 +286,17 @@ print(json.dumps({{"prefill_tokens_per_s": 512 / prefill, "decode_tokens_per_s":
 def check(out: Path) -> int:
     from tessera.runtime.cpu_features import AMX, cpu_flags
 
+    carried = out / "openmp" / "libiomp5.so"
+    if carried.is_file() and not (Path(sys.prefix) / "lib" / "libiomp5.so").is_file():
+        os.environ.setdefault("TESSERA_OPENMP_LIB", str(carried))
+
     threads = os.cpu_count() or 1
     amx = AMX <= cpu_flags()
     result: dict[str, object] = {"host": _cpu_model(), "date": time.strftime("%Y-%m-%d"), "threads": threads}
     result["amx"] = amx  # without it the AMX parts are left out and the check fails, after the rest ran
     result["contract"] = _contract(out, amx)
     result["gemm_2048x5120x20480_bf16"] = _gemm(out, threads, amx)
-    result["mid_bf16_end_to_end"] = {**_end_to_end(out, amx), "transformers": _transformers(out, threads)}
+    result["mid_bf16_end_to_end"] = {**_end_to_end(out, amx, threads), "transformers": _transformers(out, threads)}
     print(json.dumps(result))
     contract = result["contract"]
     return 0 if amx and contract["bf16_ok"] and contract["fp32_ok"] else 1  # type: ignore[index]

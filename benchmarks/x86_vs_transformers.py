@@ -128,7 +128,7 @@ def measure_tessera(artifact: Path, prompt: list[int], new_tokens: int, repeats:
 
 _MACHINE = """
 import json, time, torch
-torch.set_num_threads(2)
+torch.set_num_threads({threads})
 def best(run, nbytes_or_flops, repeats=5):
     run(); run()
     times = []
@@ -148,9 +148,9 @@ print(json.dumps({{"read_bytes_per_s": bandwidth, "gemm_flops_per_s": rates, "ge
 """
 
 
-def measure_machine(prompt: int, hidden: int, intermediate: int) -> dict[str, Any]:
-    """This machine's read bandwidth and oneDNN's fp32 / bf16 GEMM rates (torch, 2 threads, own process)."""
-    code = _MACHINE.format(m=prompt, k=hidden, n=intermediate)
+def measure_machine(prompt: int, hidden: int, intermediate: int, threads: int = 2) -> dict[str, Any]:
+    """This machine's read bandwidth and oneDNN's fp32 / bf16 GEMM rates (torch on `threads`, own process)."""
+    code = _MACHINE.format(m=prompt, k=hidden, n=intermediate, threads=threads)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 

@@ -15,8 +15,9 @@ and `--dump-ir DIR`):
 
 OUT/x86/ holds kernels.ll (the runtime JIT-compiles it for the exact host CPU when llvmlite is present),
 kernels.so, kernels.avx512.so and kernels.amx.so (loaded where it is not), program.json (the launch lists,
-weights, state) and the IR of every stage. Each kernel is compiled separately through the on-disk kernel
-cache, so identical kernels — across layers, models and runs — compile once.
+weights, state), programs.mlir (the native programs in the llvm and omp dialects) and the IR of every
+stage. Each kernel is compiled separately through the on-disk kernel cache, so identical kernels — across
+layers, models and runs — compile once.
 
 Every library and kernels.ll also define `tessera_program_sha256`: the digest of program.json's
 `kernels` table and launch lists (native_program.program_digest), which the runtime compares with the
@@ -60,7 +61,7 @@ def llvm_ir(job: X86Job) -> str:
     linked with the native programs, made here from program.json's launch lists, and their digest: the
     code is bound to the program.json written beside it."""
     from tessera.lowering.convert_tile_to_x86 import lower_programs
-    from tessera.lowering.x86.native_program import programs_llvm_ir
+    from tessera.lowering.x86.native_program import entries_module, to_llvm_ir
     from tessera.lowering.x86.pipeline import LLVM_PIPELINE
 
     assert job.tile_module is not None
@@ -68,7 +69,9 @@ def llvm_ir(job: X86Job) -> str:
     job.llvm_modules = _llvm_ir(job, job.functions, LLVM_PIPELINE)
     job.program = lower_programs(job.tile_module)
     job.progress("x86: the native programs (MLIR's OpenMP lowering)")
-    job.programs_ir = programs_llvm_ir(job.program)
+    entries = entries_module(job.program)
+    job.write("programs.mlir", entries)
+    job.programs_ir = to_llvm_ir(entries)
     return toolchain.link_llvm_ir([*job.llvm_modules, job.programs_ir])
 
 

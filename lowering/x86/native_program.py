@@ -192,22 +192,18 @@ def _llvm_dialect() -> Any:
     return importlib.import_module("mlir.dialects.llvm")
 
 
-def programs_llvm_ir(program: Mapping[str, Any]) -> str:
-    """LLVM IR of every program's entries (plain and instrumented) and of the program digest."""
-    return _translated(program, with_entries=True)
+# The entries' omp ops to LLVM's OpenMP runtime calls (the OpenMPIRBuilder outlines each parallel region).
+OPENMP_PIPELINE = "convert-openmp-to-llvm,reconcile-unrealized-casts"
+
+
+def to_llvm_ir(entries: str) -> str:
+    """entries_module's MLIR -> LLVM IR."""
+    return toolchain.translate_to_llvm_ir(toolchain.run_pipeline(entries, OPENMP_PIPELINE))
 
 
 def digest_llvm_ir(program: Mapping[str, Any]) -> str:
     """LLVM IR of the program digest alone (for a library of kernel variants the programs do not name)."""
-    return _translated(program, with_entries=False)
-
-
-def _translated(program: Mapping[str, Any], with_entries: bool) -> str:
-    return toolchain.translate_to_llvm_ir(
-        toolchain.run_pipeline(
-            entries_module(program, with_entries), "convert-openmp-to-llvm,reconcile-unrealized-casts"
-        )
-    )
+    return to_llvm_ir(entries_module(program, with_entries=False))
 
 
 def entries_module(program: Mapping[str, Any], with_entries: bool = True) -> str:

@@ -1,0 +1,121 @@
+"""The x86 native programs (lowering/x86/native_program.py): each program one native call whose kernel grids
+an OpenMP team splits; the same logits on any number of threads; the instrumented mode; the cost estimate;
+bad thread counts and a missing OpenMP runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import NEEDS_MLIR, assert_one_line_error, run_tool
+
+pytestmark = NEEDS_MLIR
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "configs" / "nemotron_h_tiny.yaml"  # every layer kind; hidden 64, so prefill splits past ~14 tokens
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> Path:
+    out = tmp_path_factory.mktemp("tiny") / "out"
+    run_tool("tessera_compile", TINY, "--target", "x86", "--max-seq-len", "128", "--seed", module_seed % 2**31, "-o",
+             out, "-q")  # fmt: skip
+    return out
+
+
+def _session(out: Path, threads: int | None = None):  # type: ignore[no-untyped-def]
+    from tessera.runtime.artifact import read_artifact
+    from tessera.runtime.x86_session import X86Session
+
+    session = X86Session.open(read_artifact(out))
+    if threads is not None:
+        session.threads = threads
+    return session
+
+
+def _generate(session, prompt: list[int], continuation: list[int]) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+    return [session.prefill(prompt), *(session.decode(token) for token in continuation)]
+
+
+def test_every_thread_count_computes_the_same_logits(tiny_artifact: Path, rng: np.random.Generator) -> None:
+    # Threads split grids (panels, heads, channels, tokens) without changing any element's arithmetic: the
+    # logits agree to the bit, whether the team has one thread, as many as the cores, or more.
+    prompt, continuation = [int(t) for t in rng.integers(0, 301, 45)], [int(t) for t in rng.integers(0, 301, 4)]
+    one = _generate(_session(tiny_artifact, 1), prompt, continuation)
+    for threads in (2, 3):
+        many = _generate(_session(tiny_artifact, threads), prompt, continuation)
+        for a, b in zip(one, many, strict=True):
+            assert np.isfinite(a).all()
+            np.testing.assert_array_equal(a, b)
+
+
+def test_the_instrumented_programs_compute_the_same_logits_and_account_for_the_time(
+    tiny_artifact: Path, rng: np.random.Generator
+) -> None:
+    prompt, continuation = [int(t) for t in rng.integers(0, 301, 40)], [int(t) for t in rng.integers(0, 301, 3)]
+    plain = _generate(_session(tiny_artifact, 2), prompt, continuation)
+    session = _session(tiny_artifact, 2)
+    profiler = session.start_profiling()
+    for a, b in zip(plain, _generate(session, prompt, continuation), strict=True):
+        np.testing.assert_array_equal(a, b)
+    summary = profiler.summary()
+    assert summary["prefill"]["calls"] == 1 and summary["prefill"]["tokens"] == 40
+    assert summary["decode"]["calls"] == 3
+    for program in ("prefill", "decode"):
+        entry = summary[program]
+        launches = len(session.program["programs"][program]["launches"])
+        assert sum(row["launches"] for row in entry["kinds"].values()) == launches * entry["calls"]
+        # Launches run one after another inside the call: their time is part of the call's.
+        assert 0 < sum(row["share"] for row in entry["kinds"].values()) <= 1.0 + 1e-9
+        assert len(entry["thread_busy"]) == 2
+        assert all(0.0 <= share <= 1.0 + 1e-9 for share in entry["thread_busy"])
+        assert entry["thread_busy"][0] > 0  # the calling thread runs every unsplit launch
+    assert "matmul" in profiler.report() and "thread busy share" in profiler.report()
+
+
+def test_tessera_run_profile_reports_kinds_and_threads(tiny_artifact: Path) -> None:
+    result = run_tool("tessera_run", tiny_artifact, "--input-ids", ",".join(["3"] * 30), "--max-new-tokens", "3",
+                      "--profile", "--json", env={"TESSERA_THREADS": "2"})  # fmt: skip
+    profile = json.loads(result.stdout.strip().splitlines()[-1])["profile"]
+    assert set(profile) == {"prefill", "decode"}
+    assert len(profile["prefill"]["thread_busy"]) == 2
+    assert "thread busy share" in result.stderr
+
+
+def test_small_launches_stay_on_one_thread() -> None:
+    from tessera.lowering.x86.native_program import GRAIN_BYTES, LaunchCost
+
+    # Decode runs one token: a launch splits only if its bytes pay for a second thread.
+    assert not LaunchCost(grid=8, align=1, fixed_bytes=GRAIN_BYTES, per_token_bytes=256).may_split("decode")
+    assert LaunchCost(grid=8, align=1, fixed_bytes=8 * GRAIN_BYTES, per_token_bytes=256).may_split("decode")
+    # A grid of one run of `align` units has nothing to split; a grid over tokens may, in prefill.
+    assert not LaunchCost(grid=4, align=4, fixed_bytes=1 << 30, per_token_bytes=0).may_split("prefill")
+    assert LaunchCost(grid=0, align=1, fixed_bytes=0, per_token_bytes=4).may_split("prefill")
+
+
+def test_the_programs_are_observable(tiny_artifact: Path) -> None:
+    # The native programs as MLIR (llvm + omp dialects) beside the kernels, and in kernels.ll.
+    text = (tiny_artifact / "x86" / "programs.mlir").read_text()
+    assert "tessera_prefill" in text and "tessera_decode__profile" in text and "omp.parallel" in text
+    llvm_ir = (tiny_artifact / "x86" / "kernels.ll").read_text()
+    assert "__kmpc_fork_call" in llvm_ir and "define void @tessera_decode(" in llvm_ir
+
+
+@pytest.mark.parametrize(
+    ("env", "phrase"),
+    [
+        ({"TESSERA_THREADS": "two"}, "TESSERA_THREADS must be a whole number"),
+        ({"TESSERA_THREADS": "0"}, "TESSERA_THREADS must be a whole number"),
+        (
+            {"TESSERA_OPENMP_LIB": "/nonexistent/libiomp5.so"},
+            "TESSERA_OPENMP_LIB=/nonexistent/libiomp5.so: no such file",
+        ),
+    ],
+)
+def test_bad_thread_counts_and_a_missing_runtime_are_one_line(
+    tiny_artifact: Path, env: dict[str, str], phrase: str
+) -> None:
+    result = run_tool("tessera_run", tiny_artifact, "--input-ids", "1,2", ok=False, env=env)
+    assert_one_line_error(result, phrase)
