@@ -166,13 +166,12 @@ def amx_module(variants: Mapping[str, tuple[str, list[str]]]) -> str:
 
 def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
                    weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
-    """The x86 launch: the emitter's argument order and scalars, thread-split hints, weight packing."""
+    """The x86 launch: the emitter's argument order and scalars, the thread split's alignment, weight packing.
+    How many threads a launch takes is the native program's call (lowering/x86/native_program.py)."""
     scalars = kernel.scalar_names()
     args += [{name: True} for name in scalars]
     _note_packing(weights, args, kernel)
     fields: dict[str, Any] = {"args": args, "parallel": kernel.parallel.data, "grid": int(kernel.grid.value.data)}
-    if program == "decode" and not _worth_splitting_one_token(kernel):
-        fields["threads"] = 1
     align = int(plain_dict(kernel.tiles).get("align", 1)) if kernel.tiles is not None else 1
     if align > 1:  # the kernel's programs share work in runs of `align` (the heads of an SSM group)
         fields["align"] = align
@@ -182,24 +181,6 @@ def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict
 def lower_programs(module: ModuleOp) -> dict[str, Any]:
     """The launch lists of every program, with the weights and state they use (program.json)."""
     return describe_programs(module, PROGRAM_FORMAT, _launch_fields, KERNEL_FIELDS)
-
-
-# A second thread costs ~50 µs of dispatch from Python; for one token only GEMVs that stream at least a
-# few megabytes of weights win it back (measured: below about 4 MB one thread is faster).
-_SPLIT_ONE_TOKEN_BYTES = 4 << 20
-
-
-def _worth_splitting_one_token(kernel: tile.KernelOp) -> bool:
-    """Whether one token's launch streams enough weights: a GEMV's matrix, or the top-k experts' up and down
-    (split by expert ranges, so the chosen experts fall to either thread)."""
-    if kernel.kind.data == "matmul":
-        spec = gemm_spec(kernel)
-        return spec.n * spec.k * (2 if spec.weight_dtype == "bf16" else 4) >= _SPLIT_ONE_TOKEN_BYTES
-    if kernel.kind.data == "moe_experts" and kernel.is_dataflow():
-        d = _dims(kernel)
-        element = 2 if plain_dict(kernel.tiles).get("weight_bf16") else 4  # type: ignore[arg-type]
-        return int(d["top_k"]) * 2 * int(d["ffn"]) * int(d["latent"]) * element >= _SPLIT_ONE_TOKEN_BYTES
-    return False
 
 
 def _note_packing(weights: dict[str, dict[str, Any]], args: list[dict[str, Any]], kernel: tile.KernelOp) -> None:

@@ -41,8 +41,7 @@ MAX_THREADS = 1024  # per workgroup / block on every GPU Tessera targets
 MAX_SHARED_BYTES = 2**20
 PACKING_LAYOUTS = ("gemm_panels", "rows")
 SWIZZLES = ("none", "32B", "64B", "128B")
-# The fields of a launch that describe it rather than its kernel (which launch, its arguments, and on x86
-# the thread-split hint, which may differ between prefill and decode).
+# The fields of a launch that describe it rather than its kernel (which launch and its arguments).
 _LAUNCH_OWN = ("kernel", "kind", "args")
 _SCALARS = ("ids", "position", "tokens")
 # The exported constant that holds, as 64 hex digits, the digest of the program a library was compiled for.
@@ -285,8 +284,6 @@ class _Checker:
     def x86_fields(self, launch: dict[str, Any], where: str) -> None:
         self.integer(launch.get("grid"), f"{where}.grid")
         self.string(launch.get("parallel"), f"{where}.parallel")
-        if "threads" in launch:
-            self.integer(launch["threads"], f"{where}.threads", 1, 2)
         if "align" in launch:
             self.integer(launch["align"], f"{where}.align", 1)
 
