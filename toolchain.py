@@ -101,7 +101,7 @@ def join_modules(texts: Sequence[str], parameter_names: Mapping[str, Sequence[st
             except Exception as exc:
                 raise ToolchainError(f"MLIR could not read the lowered kernels: {_first_error(str(exc))}") from None
         if not modules:
-            return str(ir.Module.create())
+            return str(ir.Module.create(ir.Location.unknown()))
         joined = modules[0]
         for module in modules[1:]:
             _join_block(ir, joined.body, module.body)
@@ -259,12 +259,14 @@ def host_cpu() -> CPU:
     return CPU(llvm.get_host_cpu_name(), features)
 
 
-# What an ahead-of-time library assumes of any x86-64 machine it may be carried to, and the two richer
-# levels an artifact also carries (runtime/cpu_features.py picks one per machine): AVX-512 (x86-64-v4)
-# and AMX bf16 tiles (Sapphire Rapids and later, for the GEMMs).
+# What an ahead-of-time library assumes of any x86-64 machine it may be carried to, and the richer levels
+# an artifact also carries (runtime/cpu_features.py picks one per machine): AVX-512 (x86-64-v4), and for the
+# GEMMs AMX bf16 tiles (Sapphire Rapids and later) and AVX-512 BF16 dot products.
 X86_64_BASELINE = CPU("x86-64", "")
 X86_64_AVX512 = CPU("x86-64-v4", "")
 X86_64_AMX = CPU("sapphirerapids", "+amx-tile,+amx-bf16,+avx512bf16,+avx512f,+avx512bw,+avx512vl")
+X86_64_AVX512_BF16 = CPU("x86-64-v4", "+avx512bf16")  # Cooper Lake, Zen 4 and later (vdpbf16ps)
+VARIANT_CPUS = {"amx": X86_64_AMX, "avx512bf16": X86_64_AVX512_BF16}
 
 
 def compile_object(llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: CPU = X86_64_BASELINE) -> bytes:

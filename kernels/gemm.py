@@ -46,12 +46,15 @@ def _element(name: object) -> Attribute:
 
 
 def weight_layout(dims: Dims, tiles: Mapping[str, int]) -> MemRefType:
-    """The packed weight [ceil(N / nr), K, nr] the kernel reads, in the tiles' weight element type; a GPU's
+    """The packed weight [ceil(N / nr), K, nr] the kernel reads, in the tiles' weight element type; with
+    `pairs` (bf16 dot products), [ceil(N / nr), K / 2, 2 nr]: w[p, i, 2j + t] = W[p nr + j, 2i + t]; a GPU's
     block GEMM (tiles with block_m) reads W [N, K] itself."""
     n, k = int(dims["n"]), int(dims["k"])
     element = bf16 if tiles.get("weight_bf16", 0) else f32
     if "block_m" in tiles:
         return MemRefType(element, [n, k])
+    if tiles.get("pairs", 0):
+        return MemRefType(bf16, [-(-n // tiles["nr"]), k // 2, 2 * tiles["nr"]])
     return MemRefType(element, [-(-n // tiles["nr"]), k, tiles["nr"]])
 
 
@@ -120,6 +123,13 @@ class Gemm:
                  operands: GemmOperands, panel: SSAValue) -> None:  # fmt: skip
         self.kb, self.n, self.k_size, self.tiles = k, n, k_size, tiles
         self.nr, self.mr, self.kc, self.mc, self.ku = (tiles[key] for key in ("nr", "mr", "kc", "mc", "ku"))
+        # With `pairs`, a k step is a pair of k (bf16 x and weights: one dot product per pair): the loops
+        # count pairs, so K and the K block are halved.
+        self.pairs = bool(tiles.get("pairs", 0))
+        if self.pairs:
+            if k_size % 2 or self.kc % 2:
+                raise ValueError(f"matmul: k pairs need an even K and K block, got K {k_size}, kc {self.kc}")
+            self.k_size, self.kc = k_size // 2, self.kc // 2
         self.epilogue = Epilogue(k, epilogue, operands, n, self.nr)
         if self.epilogue.y_element == bf16 and self.kc < self.k_size:
             raise ValueError(f"matmul: a bf16 y needs a single K block (kc >= k = {self.k_size}, got kc {self.kc})")
@@ -174,10 +184,17 @@ class Gemm:
         self.epilogue.store(row, self.column, acc, first, last)
 
     def k_step(self, row: SSAValue, count: int, step: SSAValue, acc: SSAValue) -> SSAValue:
-        """acc + x[row : row + count, step] (a column) times w[panel, step, :] (a row)."""
+        """acc + x[row : row + count, step] (a column) times w[panel, step, :] (a row); with pairs, the two
+        columns 2 step, 2 step + 1 times the pair row w[panel, step, :]."""
         k = self.kb
-        column = k.load(self.x, [row, step], [count, 1])
         at = len(self.w_at)
+        if self.pairs:
+            columns = k.load(self.x, [row, k.muli(step, k.index(2))], [count, 2])
+            pair_row = k.load(
+                self.w, [*self.w_at, self.panel, step, k.index(0)], [1, 2 * self.nr], axes=(at + 1, at + 2)
+            )
+            return k.mma(columns, pair_row, acc, rhs_pairs=True)
+        column = k.load(self.x, [row, step], [count, 1])
         weights = k.load(self.w, [*self.w_at, self.panel, step, k.index(0)], [1, self.nr], axes=(at + 1, at + 2))
         if element_of(column.type) != element_of(weights.type):  # an mma multiplies like operands
             column, weights = k.convert(column, f32), k.convert(weights, f32)

@@ -141,26 +141,48 @@ def amx_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) ->
     return _matmul_kernel(f"{name}__amx", spec, tiles, x86_gemm.matrix_unit_tiles(spec, tiles), ranged=True)
 
 
-def amx_kernels(module: ModuleOp, emulated: bool = False) -> dict[str, tuple[str, list[str]]]:
-    """Every GEMM's AMX variant (amx_kernel) through convert-tessera-tile-to-x86{amx=true}, by kernel name: its
-    function as MLIR 22 text and its parameter names. emulated: lowered without the AMX pattern (its products
-    as vector FMAs), for CPUs without AMX: the same kernel, its numbers testable anywhere."""
+def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) -> tile.KernelOp | None:
+    """The AVX-512 BF16 variant of a GEMM as Tile-IR: the vector blocking with k in pairs (bf16 weights packed
+    as pair panels, one dot product per pair), `<name>__avx512bf16`; None where the GEMM has none (x or the
+    weight not bf16, or K or the K block odd)."""
+    if spec.weight_dtype != "bf16" or spec.x_dtype != "bf16" or spec.k % 2 or tiles.kc % 2:
+        return None
+    chosen = {**tiling.gemm_tile_sizes(spec, tiles), "pairs": 1}
+    return _matmul_kernel(f"{name}__avx512bf16", spec, tiles, chosen)
+
+
+# The matrix variants of the GEMMs an artifact carries beside the vector kernels, each in a library of its
+# own (runtime/cpu_features.py picks one per CPU): AMX tiles, and AVX-512 BF16 dot products.
+MATRIX_VARIANTS = ("amx", "avx512bf16")
+
+
+def matrix_variants(module: ModuleOp, isa: str, emulated: bool = False) -> dict[str, tuple[str, list[str]]]:
+    """Every GEMM's `isa` variant (amx_kernel / bf16_dot_kernel) through convert-tessera-tile-to-x86 with
+    that pattern, by kernel name: its function as MLIR 22 text and its parameter names (GEMMs without one
+    are left out). emulated (AMX only): lowered without the AMX pattern (its products as vector FMAs), for
+    CPUs without AMX: the same kernel, its numbers testable anywhere."""
+    if isa not in MATRIX_VARIANTS:
+        raise X86LoweringError(f"unknown matrix variant '{isa}' (expected one of {', '.join(MATRIX_VARIANTS)})")
     variants = {}
     for kernel in kernels(module):
-        if kernel.kind.data == "matmul":
-            tiled = amx_kernel(kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel))
-            names = parameter_names(tiled)
-            variant = ModuleOp([tiled])
-            lower_to_x86(variant, amx=not emulated)
-            expand_math(variant, "x86")
-            variants[kernel.sym_name.data] = upstream_text(variant.body.block.first_op), names  # type: ignore[arg-type]
+        if kernel.kind.data != "matmul":
+            continue
+        name, spec, tiles = kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel)
+        tiled = amx_kernel(name, spec, tiles) if isa == "amx" else bf16_dot_kernel(name, spec, tiles)
+        if tiled is None:
+            continue
+        names = parameter_names(tiled)
+        variant = ModuleOp([tiled])
+        lower_to_x86(variant, amx=isa == "amx" and not emulated, bf16_dot=isa == "avx512bf16")
+        expand_math(variant, "x86")
+        variants[name] = upstream_text(variant.body.block.first_op), names  # type: ignore[arg-type]
     return variants
 
 
-def amx_module(variants: Mapping[str, tuple[str, list[str]]]) -> str:
-    """The AMX variants (amx_kernels') as one module, parameters named."""
+def variants_module(isa: str, variants: Mapping[str, tuple[str, list[str]]]) -> str:
+    """The `isa` variants (matrix_variants') as one module, parameters named."""
     return kernels_module(
-        [text for text, _ in variants.values()], {f"{name}__amx": names for name, (_, names) in variants.items()}
+        [text for text, _ in variants.values()], {f"{name}__{isa}": names for name, (_, names) in variants.items()}
     )
 
 

@@ -14,7 +14,8 @@ stack buffer of the call (a "global" one allocated on the heap and freed by the 
 reduction is one ReductionOp of the vector dialect (floats with reassociation allowed: LLVM then keeps
 partial sums in several registers; a float max / min halves its vector first); a scan is log2 shuffle
 steps; an iota is a constant vector; `mma` is a vector FMA per (k, row) with a[m, k] broadcast (with
-{amx=true}, first the AMX pattern of lowering/tile_to_amx.py); map, splat and convert are the shared
+{amx=true}, first the AMX pattern of lowering/tile_to_amx.py; with {bf16-dot=true}, b in k pairs as
+AVX-512 BF16 dot products, LowerMmaBF16Dot); map, splat and convert are the shared
 patterns of lowering/tile_elements.py. Scalars are the memref dialect's element loads and stores.
 """
 
@@ -58,7 +59,7 @@ from xdsl.pattern_rewriter import (
 from xdsl.rewriter import InsertPoint
 from xdsl.traits import IsTerminator
 
-from tessera.dialects import tile
+from tessera.dialects import tile, x86vector
 from tessera.dialects.tile import TileType
 from tessera.dialects.upstream import FromElementsOp
 from tessera.lowering.tile_elements import (
@@ -683,6 +684,62 @@ class LowerMma(TilePattern):
         return sums
 
 
+class LowerMmaBF16Dot(TilePattern):
+    """c + a b with b in k pairs, on AVX-512 BF16 (convert-tessera-tile-to-x86{bf16-dot=true}): for each pair
+    row of b and each row of c, one vdpbf16ps per 16 columns (dialects/x86vector.py), a's two values of the
+    pair broadcast as one 32-bit word — half the instructions of widening both to f32 for two FMAs, and no
+    widening at all. Each product pair is summed in f32 before it is added, so sums differ from LowerMma's
+    FMA order by f32 rounding. A shape it does not take (N not a multiple of 16) is left to LowerMma."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.MmaOp, rewriter: PatternRewriter) -> None:
+        lhs = _worker_type(op.lhs)
+        assert isinstance(lhs, VectorType) and isinstance(op.result.type, TileType)
+        (m, k), n = lhs.get_shape(), op.result.type.get_shape()[1]
+        if op.rhs_pairs is None or n % x86vector.LANES or k % 2:
+            return
+        emit = Emitter(rewriter, op)
+        lanes, pair_lanes = x86vector.LANES, 2 * x86vector.LANES
+        pair_type = VectorType(BFloat16Type(), [pair_lanes])
+        words_type = VectorType(i32, [lanes])
+        chunks = []  # per row of c, its columns 16 at a time
+        for i in range(m):
+            row = emit(vector.ExtractOp(op.acc, [i], VectorType(f32, [n])))
+            chunks.append([_shuffle(emit, row, row, list(range(c, c + lanes))) for c in range(0, n, lanes)])
+        a_words = [
+            emit(vector.BitcastOp(emit(vector.ExtractOp(op.lhs, [i], VectorType(i16, [k]))), VectorType(i32, [k // 2])))
+            for i in range(m)
+        ]
+        for j in range(k // 2):
+            bits = emit(vector.ExtractOp(op.rhs, [j], VectorType(i16, [2 * n])))
+            b_pairs = [
+                emit(vector.BitcastOp(_shuffle(emit, bits, bits, list(range(c, c + pair_lanes))), pair_type))
+                for c in range(0, 2 * n, pair_lanes)
+            ]
+            for i in range(m):
+                word = emit(vector.ExtractOp(a_words[i], [j], i32))
+                a_pair = emit(vector.BitcastOp(emit.broadcast(word, words_type), pair_type))
+                chunks[i] = [emit(x86vector.DotBF16Op(c, a_pair, b)) for c, b in zip(chunks[i], b_pairs, strict=True)]
+        result = op.acc
+        for i, row_chunks in enumerate(chunks):
+            result = emit(vector.InsertOp(_concatenate(emit, row_chunks), result, [i]))
+        rewriter.replace_matched_op([], [result])
+
+
+def _concatenate(emit: Emitter, parts: list[SSAValue]) -> SSAValue:
+    """Equal vectors end to end, joined pairwise by shuffles (LLVM keeps the 512-bit parts as registers)."""
+    while len(parts) > 1:
+        joined = []
+        for a, b in itertools.zip_longest(parts[::2], parts[1::2]):
+            if b is None:
+                joined.append(a)
+                continue
+            size = _worker_type(a).get_shape()[0]  # type: ignore[attr-defined]
+            joined.append(_shuffle(emit, a, b, list(range(2 * size))))
+        parts = joined
+    return parts[0]
+
+
 # Above this many broadcast FMAs an mma's k steps are a loop, not unrolled: the AMX blocking's 32 x 32 x 32
 # products lowered without AMX (1024 each) took LLVM about 9 s per kernel to compile.
 LOOPED_PRODUCT_FMAS = 256
@@ -821,13 +878,15 @@ COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (
 )
 
 
-def lower_to_x86(module: ModuleOp, amx: bool = False) -> None:
+def lower_to_x86(module: ModuleOp, amx: bool = False, bf16_dot: bool = False) -> None:
     """Lower every dataflow kernel of `module` in place (a kernel without a body is left as it is); with
-    `amx`, the accumulators of loops that fit AMX tiles first (lowering/tile_to_amx.py)."""
+    `amx`, the accumulators of loops that fit AMX tiles first (lowering/tile_to_amx.py); with `bf16_dot`,
+    products of b in k pairs as AVX-512 BF16 dot products (LowerMmaBF16Dot) where they fit."""
     if amx:
         PatternRewriteWalker(PromoteAccumulatorsToAmx()).rewrite_module(module)
     PatternRewriteWalker(LowerAlloc()).rewrite_module(module)
-    for patterns in (STORE_PATTERNS, LOAD_PATTERNS, COMPUTE_PATTERNS):
+    compute: tuple[type[TilePattern], ...] = (LowerMmaBF16Dot, *COMPUTE_PATTERNS) if bf16_dot else COMPUTE_PATTERNS
+    for patterns in (STORE_PATTERNS, LOAD_PATTERNS, compute):
         walker = PatternRewriteWalker(GreedyRewritePatternApplier([pattern(LANES) for pattern in patterns]))
         walker.rewrite_module(module)
     PatternRewriteWalker(LowerTileTypes(LANES)).rewrite_module(module)
@@ -836,10 +895,12 @@ def lower_to_x86(module: ModuleOp, amx: bool = False) -> None:
 
 @dataclass(frozen=True)
 class ConvertTileToX86Pass(ModulePass):
-    """amx: products of bf16 tiles whose accumulators a loop carries run on AMX tiles where they fit."""
+    """amx: products of bf16 tiles whose accumulators a loop carries run on AMX tiles where they fit;
+    bf16_dot: products of b in k pairs run as AVX-512 BF16 dot products (vdpbf16ps)."""
 
     name = "convert-tessera-tile-to-x86"
     amx: bool = False
+    bf16_dot: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        lower_to_x86(op, self.amx)
+        lower_to_x86(op, self.amx, self.bf16_dot)

@@ -28,6 +28,7 @@ from typing import Any
 
 from tessera.errors import TesseraError
 from tessera.manifest_json import read_manifest_json
+from tessera.runtime.cpu_features import MATRIX_VARIANTS
 from tessera.runtime.integrity import check_bytes, check_file, check_records, record_files, record_for
 from tessera.safe_io import contained_path, read_bytes, read_json
 from tessera.staging import check_apart, staged_directory
@@ -152,8 +153,9 @@ def _check_manifest(root: Path, manifest: Path, data: dict[str, Any]) -> None:
             raise ArtifactError(f"{manifest}: field 'targets.{target}.libraries': expected a map of paths")
         for isa, library in libraries.items():
             path(library, f"targets.{target}.libraries.{isa}")
-        # The runtime falls back to the baseline library, and runs AMX variants from their own.
-        needed = [isa for isa, wanted in (("generic", libraries), ("amx", entry.get("amx_kernels"))) if wanted]
+        # The runtime falls back to the baseline library, and runs matrix variants from their own.
+        variants = [(isa, entry.get(f"{isa}_kernels")) for isa in MATRIX_VARIANTS]
+        needed = [isa for isa, wanted in (("generic", libraries), *variants) if wanted]
         if target == "x86" and not libraries and "library" not in entry:
             raise ArtifactError(f"{manifest}: field 'targets.x86.libraries' missing")
         for isa in needed:

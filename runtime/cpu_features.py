@@ -1,15 +1,17 @@
 """Which x86 kernel variant this CPU runs: the features Linux reports, AMX tile-data permission, the choice.
 
-An x86 artifact carries three builds of its kernels (targets/x86.py): `generic` (the x86-64 baseline),
-`avx512` (x86-64-v4) and, for the GEMMs, `amx` (bf16 AMX tiles, Sapphire Rapids and later). The choice
-is made once per session, here, from /proc/cpuinfo — not from the compiler's machine, and without
-llvmlite, so that an artifact built on one machine runs on another with numpy and ctypes alone:
+An x86 artifact carries builds of its kernels (targets/x86.py): `generic` (the x86-64 baseline), `avx512`
+(x86-64-v4) and, for the GEMMs, two matrix variants: `amx` (bf16 AMX tiles, Sapphire Rapids and later) and
+`avx512bf16` (vdpbf16ps dot products: Cooper Lake, Zen 4 and later). The choice is made once per session,
+here, from /proc/cpuinfo — not from the compiler's machine, and without llvmlite, so that an artifact built
+on one machine runs on another with numpy, ctypes and libiomp5 alone:
 
-    matrix kernels   amx when the precision in effect is bf16 (AMX multiplies bf16 only), the CPU lists
-                     amx_tile and amx_bf16, and Linux grants tile data (arch_prctl); else as below
+    matrix kernels   when the precision in effect is bf16 (both variants multiply bf16 only): amx where the
+                     CPU lists amx_tile and amx_bf16 and Linux grants tile data (arch_prctl), else
+                     avx512bf16 where it lists avx512_bf16; else as below
     every kernel     avx512 when the CPU lists avx512f/bw/vl/dq/cd; else generic
 
-TESSERA_ISA=amx|avx512|generic forces a choice (refused, in one line, when the CPU cannot run it).
+TESSERA_ISA=amx|avx512bf16|avx512|generic forces a choice (refused, in one line, when the CPU cannot run it).
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from pathlib import Path
 
 from tessera.errors import TesseraError
 
-ISAS = ("amx", "avx512", "generic")
+ISAS = ("amx", "avx512bf16", "avx512", "generic")
+MATRIX_VARIANTS = ("amx", "avx512bf16")  # the GEMM variants, best first
 AVX512 = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"})
 AMX = frozenset({"amx_tile", "amx_bf16"})
+AVX512_BF16 = AVX512 | {"avx512_bf16"}
 # Linux x86-64: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) asks for the AMX tile-data state
 # (arch/x86/include/uapi/asm/prctl.h); without it the first tile instruction faults.
 _SYS_ARCH_PRCTL = 158
@@ -81,16 +85,23 @@ def choose_isa(precision: str, flags: frozenset[str] | None = None, forced: str 
         if forced == "avx512":
             return IsaChoice("avx512", "avx512", "forced by TESSERA_ISA")
     if precision != "bf16":
-        reason = "AMX multiplies bf16 only; this artifact is fp32"
-        if forced == "amx":
-            raise IsaError(f"TESSERA_ISA=amx: {reason} (compile with --precision bf16)")
+        reason = "the matrix variants multiply bf16 only; this artifact is fp32"
+        if forced is not None:
+            raise IsaError(f"TESSERA_ISA={forced}: {reason} (compile with --precision bf16)")
         return IsaChoice(other, other, reason)
-    if not AMX <= flags:
-        if forced == "amx":
-            raise IsaError(f"TESSERA_ISA=amx: this CPU has no AMX (flags lack {sorted(AMX - flags)})")
-        return IsaChoice(other, other, "no AMX on this CPU")
-    if not request_amx_permission():
-        if forced == "amx":
-            raise IsaError("TESSERA_ISA=amx: Linux refused AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM)")
-        return IsaChoice(other, other, "Linux refused AMX tile data")
-    return IsaChoice("amx", other, "bf16 artifact, AMX granted")
+    if forced == "avx512bf16":
+        if not AVX512_BF16 <= flags:
+            raise IsaError(
+                f"TESSERA_ISA=avx512bf16: this CPU has no AVX-512 BF16 (flags lack {sorted(AVX512_BF16 - flags)})"
+            )
+        return IsaChoice("avx512bf16", other, "forced by TESSERA_ISA")
+    refused = ""
+    if AMX <= flags:
+        if request_amx_permission():
+            return IsaChoice("amx", other, "bf16 artifact, AMX granted")
+        refused = "Linux refused AMX tile data"
+    if forced == "amx":
+        raise IsaError(f"TESSERA_ISA=amx: {refused or f'this CPU has no AMX (flags lack {sorted(AMX - flags)})'}")
+    if AVX512_BF16 <= flags:
+        return IsaChoice("avx512bf16", other, f"bf16 artifact, AVX-512 BF16{', ' + refused if refused else ', no AMX'}")
+    return IsaChoice(other, other, refused or "no AMX or AVX-512 BF16 on this CPU")

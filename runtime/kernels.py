@@ -1,18 +1,20 @@
 """Loading an artifact's x86 kernels: JIT for the exact host CPU when llvmlite is present, else the
-ahead-of-time library of the ISA level this CPU has; AMX GEMMs from their own library where chosen.
+ahead-of-time library of the ISA level this CPU has; the GEMMs' matrix variant from its own library where
+chosen.
 
 JIT: the artifact's LLVM IR (kernels.ll) is compiled by llvmlite's MCJIT for the CPU name and features
 detected at load; the machine code is cached on disk ($TESSERA_CACHE_DIR/jit, keyed by a hash of the IR
 and the CPU; each entry sealed with the SHA-256 of the object, so a corrupt one is rebuilt, never handed to
 the JIT linker), so only the first load on a machine pays for code generation. Without llvmlite (or with
 TESSERA_KERNELS=aot) the library of the level runtime/cpu_features.py chooses is loaded with ctypes:
-kernels.avx512.so or the x86-64 baseline kernels.so. When it chooses AMX (a bf16 artifact on a CPU with
-AMX tiles, permission granted), each GEMM with an AMX variant runs `<name>__amx` from kernels.amx.so.
-Either way a kernel is a C function taking MLIR's expanded memref arguments (runtime/native.py).
+kernels.avx512.so or the x86-64 baseline kernels.so. When it chooses a matrix variant for a bf16 artifact
+(AMX: tiles, permission granted; else AVX-512 BF16 dot products), each GEMM with that variant runs
+`<name>__<isa>` from kernels.<isa>.so. Either way a kernel is a C function taking MLIR's expanded memref
+arguments (runtime/native.py), with a launch entry `<kernel>__launch` the native programs call.
 Given the artifact's file records, every file loaded here — LLVM IR or library — is checked against its
 size and SHA-256 first: nothing native runs from a truncated or modified file. Each loaded file also says
-which program.json kernel table it was compiled with (the constant runtime/program_check.PROGRAM_DIGEST_SYMBOL,
-read into `KernelSet.program_digests`), for the session to compare before any launch.
+which program.json it was compiled for (the constant runtime/program_check.PROGRAM_DIGEST_SYMBOL, read into
+`KernelSet.program_digests`), for the session to compare before any launch.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ class FileRecords:
 
 class KernelSet:
     """Kernels by name; `how` says which code runs and why (e.g. "aot avx512 + amx GEMMs (bf16 artifact,
-    AMX granted)" or "jit znver5 (no AMX GEMMs: no AMX on this CPU)");
-    `amx` names the kernels whose AMX variant runs (their weights are packed for it); `program_digests` the
-    kernel-table digest each file of code was compiled with, by its path (None: the file has none)."""
+    AMX granted)" or "jit znver5 (no matrix GEMMs: ...)"); `matrix` the GEMMs' matrix variant that runs and
+    `matrix_kernels` the GEMMs that run it (their weights are packed for it); `program_digests` the program
+    digest each file of code was compiled for, by its path (None: the file has none)."""
 
     def __init__(
         self,
@@ -78,7 +80,8 @@ class KernelSet:
         self._lookup = lookup
         self.how = how
         self._keepalive = keepalive  # the engine or library that owns the code
-        self.amx: frozenset[str] = frozenset()
+        self.matrix: str | None = None  # the GEMMs' matrix variant that runs (amx, avx512bf16), if any
+        self.matrix_kernels: frozenset[str] = frozenset()  # the GEMMs that run it (their weights repacked)
         self.program_digests: dict[str, str | None] = dict(program_digests or {})
 
     def function(self, name: str) -> Any:
@@ -96,14 +99,15 @@ def load_kernels(
     libraries: Mapping[str, Path],
     mode: str = "auto",
     precision: str = "fp32",
-    amx_kernels: Iterable[str] = (),
+    variant_kernels: Mapping[str, Iterable[str]] | None = None,
     records: FileRecords | None = None,
 ) -> KernelSet:
     """mode: auto (JIT if llvmlite imports, else AOT), jit, or aot. `libraries` by ISA level (generic,
-    avx512, amx: runtime/cpu_features.ISAS); `amx_kernels` the GEMMs that have an AMX variant; `records`
+    avx512, amx, avx512bf16: runtime/cpu_features.ISAS); `variant_kernels` by matrix variant (amx,
+    avx512bf16) the GEMMs that have one; `records`
     the artifact's {sha256, bytes} of these files (and where they are recorded), checked before a file is
     used — None only for files no manifest records (tests building libraries of their own)."""
-    from tessera.runtime.cpu_features import choose_isa
+    from tessera.runtime.cpu_features import MATRIX_VARIANTS, choose_isa
 
     if mode not in ("auto", "jit", "aot"):
         raise NativeError(f"kernel loading mode must be auto, jit or aot, got '{mode}'")
@@ -124,18 +128,22 @@ def load_kernels(
     if kernels is None:
         level = choice.other if choice.other in libraries else "generic"
         kernels = _aot(libraries[level], level, records)
-    amx = frozenset(amx_kernels) if choice.matrix == "amx" else frozenset()
-    if amx:
-        tiles = _aot(libraries["amx"], "amx", records)
+    isa = choice.matrix
+    variants = frozenset((variant_kernels or {}).get(isa, ())) if isa in MATRIX_VARIANTS else frozenset()
+    if variants:
+        matrix = _aot(libraries[isa], isa, records)
         base = kernels
 
-        def lookup(name: str) -> Any:  # a kernel, or its launch entry (<kernel>__amx__launch for the variant)
+        def lookup(name: str) -> Any:  # a kernel, or its launch entry (<kernel>__<isa>__launch for the variant)
             kernel = name.removesuffix(LAUNCH_SUFFIX)
-            return tiles.function(f"{kernel}__amx{name[len(kernel) :]}") if kernel in amx else base.function(name)
+            return (
+                matrix.function(f"{kernel}__{isa}{name[len(kernel) :]}") if kernel in variants else base.function(name)
+            )
 
-        kernels = KernelSet(lookup, base.how, (base, tiles), {**base.program_digests, **tiles.program_digests})
-    kernels.how += f" + amx GEMMs ({choice.why})" if amx else f" (no AMX GEMMs: {choice.why})"
-    kernels.amx = amx
+        kernels = KernelSet(lookup, base.how, (base, matrix), {**base.program_digests, **matrix.program_digests})
+        kernels.matrix = isa
+    kernels.how += f" + {isa} GEMMs ({choice.why})" if variants else f" (no matrix GEMMs: {choice.why})"
+    kernels.matrix_kernels = variants
     return kernels
 
 

@@ -64,6 +64,20 @@ def pack_panels(weight: np.ndarray, nr: int, dtype: str) -> np.ndarray:
     return out
 
 
+def pack_pair_panels(weight: np.ndarray, nr: int) -> np.ndarray:
+    """W [N, K] (K even) -> panels of nr columns with k in pairs, as AVX-512 BF16 dot products read them:
+    packed[p, i, 2j + t] = bf16(W[p nr + j, 2i + t]), shape [ceil(N/nr), K/2, 2 nr] uint16, zero past N,
+    64-byte aligned (kernels/gemm.py weight_layout with `pairs`)."""
+    n, k = weight.shape
+    panels = -(-n // nr)
+    padded = np.zeros((panels * nr, k), np.float32)
+    padded[:n] = weight
+    values = bf16_bits(padded.reshape(panels, nr, k // 2, 2).transpose(0, 2, 1, 3).reshape(panels, k // 2, 2 * nr))
+    out = aligned_empty(values.shape, values.dtype)
+    out[...] = values
+    return out
+
+
 def pack_amx_vnni(weight: np.ndarray) -> np.ndarray:
     """W [N, K] -> the bf16 VNNI tiles AMX's tdpbf16ps reads as B: packed[p, r, 2j + t] = bf16(W[16p + j,
     2r + t]), shape [ceil(N/16), ceil(K/32) * 16, 32] uint16, zero past N and K, 64-byte aligned. Rows
@@ -80,10 +94,14 @@ def pack_amx_vnni(weight: np.ndarray) -> np.ndarray:
 
 
 def prepare_weights(
-    entries: Mapping[str, Mapping[str, Any]], weights: Mapping[str, np.ndarray], amx: frozenset[str] = frozenset()
+    entries: Mapping[str, Mapping[str, Any]],
+    weights: Mapping[str, np.ndarray],
+    matrix: str | None = None,
+    matrix_weights: frozenset[str] = frozenset(),
 ) -> dict[str, np.ndarray]:
     """Each weight the program reads: its parts concatenated, a folded norm applied, packed as its kernels
-    read it (`amx`: the weights read by AMX GEMMs, packed as bf16 VNNI tiles instead of panels)."""
+    read it (`matrix_weights`: those read by the GEMMs' `matrix` variant, packed for it instead of in panels:
+    amx as bf16 VNNI tiles, avx512bf16 as pair panels)."""
     prepared: dict[str, np.ndarray] = {}
     for name, entry in entries.items():
         parts = entry.get("parts") or [name]
@@ -103,8 +121,10 @@ def prepare_weights(
                 raise WeightError(f"weight '{scale}' is missing (the program folds it into '{name}')")
             array = array * np.asarray(weights[scale], np.float32)[None, :]
         packing = entry.get("packing")
-        if name in amx:
+        if name in matrix_weights and matrix == "amx":
             array = pack_amx_vnni(array)
+        elif name in matrix_weights and matrix == "avx512bf16":
+            array = pack_pair_panels(array, int(packing["nr"]) if packing else 64)
         elif packing is not None and packing.get("layout") == "rows":  # GPU targets: [N, K] as it is
             array = bf16_bits(array) if packing["dtype"] == "bf16" else array
         elif packing is not None:

@@ -28,12 +28,13 @@ import numpy as np
 from tessera.manifest_json import read_manifest_json
 from tessera.runtime import openmp
 from tessera.runtime.artifact import Artifact
+from tessera.runtime.cpu_features import MATRIX_VARIANTS
 from tessera.runtime.integrity import artifact_weights
 from tessera.runtime.kernels import FileRecords, KernelSet, load_kernels
 from tessera.runtime.native import LAUNCH_SUFFIX, entry_symbol, memref_words
 from tessera.runtime.profile import Profiler
 from tessera.runtime.program_check import FORMAT_VERSION as PROGRAM_VERSION
-from tessera.runtime.program_check import PROGRAMS, check_amx_kernels, check_program, check_program_digest
+from tessera.runtime.program_check import PROGRAMS, check_matrix_kernels, check_program, check_program_digest
 from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import aligned_empty, prepare_weights
 
@@ -73,7 +74,8 @@ class X86Session:
         self.program = program
         self.kernels = kernels
         self.threads = openmp.threads() if threads is None else threads
-        self.weights = prepare_weights(program["weights"], weights, amx=_amx_weights(program, kernels.amx))
+        matrix_weights = _matrix_weights(program, kernels.matrix_kernels)
+        self.weights = prepare_weights(program["weights"], weights, kernels.matrix, matrix_weights)
         self.states = {
             name: np.zeros(entry["shape"], _DTYPES[entry["dtype"]]) for name, entry in program["states"].items()
         }
@@ -116,8 +118,9 @@ class X86Session:
             "x86/program.json missing (rebuild with tessera-compile --target x86)",
         )
         check_program(program, str(program_path), cls.target)  # before any library is loaded
-        amx_kernels = entry.get("amx_kernels", [])
-        check_amx_kernels(program, amx_kernels, str(artifact.file("tessera.json")))
+        variant_kernels = {isa: entry.get(f"{isa}_kernels", []) for isa in MATRIX_VARIANTS}
+        for isa, names in variant_kernels.items():
+            check_matrix_kernels(program, f"{isa}_kernels", names, str(artifact.file("tessera.json")))
         libraries = entry.get("libraries") or {"generic": entry["library"]}
         used = [entry["llvm_ir"], *libraries.values()]
         records = FileRecords(
@@ -129,7 +132,7 @@ class X86Session:
             {isa: artifact.file(path, f"targets.x86.libraries.{isa}") for isa, path in libraries.items()},
             kernel_mode or os.environ.get("TESSERA_KERNELS", "auto"),
             precision=str(entry.get("precision", "fp32")),
-            amx_kernels=amx_kernels,
+            variant_kernels=variant_kernels,
             records=records,
         )
         # The table checked above must be the one the loaded code was compiled for (before weights load).
@@ -238,11 +241,11 @@ class X86Session:
         return arena
 
 
-def _amx_weights(program: Mapping[str, Any], amx_kernels: frozenset[str]) -> frozenset[str]:
-    """The weights that AMX GEMMs read (packed for AMX tiles instead of AVX-512 panels)."""
+def _matrix_weights(program: Mapping[str, Any], matrix_kernels: frozenset[str]) -> frozenset[str]:
+    """The weights that the GEMMs' matrix variant reads (packed for it instead of in panels)."""
     return frozenset(
         launch["args"][1]["weight"]
         for listing in program["programs"].values()
         for launch in listing["launches"]
-        if launch["kernel"] in amx_kernels
+        if launch["kernel"] in matrix_kernels
     )

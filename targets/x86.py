@@ -9,14 +9,14 @@ and `--dump-ir DIR`):
     llvm       MLIR 22's conversions to the llvm dialect, mlir-translate: LLVM IR — the kernels, each with its
                launch entry, and the native programs (tessera_prefill / tessera_decode, plain and
                instrumented: lowering/x86/native_program.py, MLIR's OpenMP lowering)
-    so         ahead-of-time shared libraries: the x86-64 baseline, x86-64-v4 and the GEMMs' AMX variants
-               (llvmlite + the C compiler driver; the first two with the native programs, linked against
-               libiomp5)
+    so         ahead-of-time shared libraries: the x86-64 baseline, x86-64-v4 and the GEMMs' matrix variants
+               (AMX, AVX-512 BF16) (llvmlite + the C compiler driver; the first two with the native
+               programs, linked against libiomp5)
 
 OUT/x86/ holds kernels.ll (the runtime JIT-compiles it for the exact host CPU when llvmlite is present),
-kernels.so, kernels.avx512.so and kernels.amx.so (loaded where it is not), program.json (the launch lists,
-weights, state), programs.mlir (the native programs in the llvm and omp dialects) and the IR of every
-stage. Each kernel is compiled separately through the on-disk kernel cache, so identical kernels — across
+kernels.so, kernels.avx512.so (loaded where it is not), kernels.amx.so and kernels.avx512bf16.so (the GEMMs'
+matrix variants), program.json (the launch lists, weights, state), programs.mlir (the native programs in the
+llvm and omp dialects) and the IR of every stage. Each kernel is compiled separately through the on-disk kernel cache, so identical kernels — across
 layers, models and runs — compile once.
 
 Every library and kernels.ll also define `tessera_program_sha256`: the digest of program.json's
@@ -35,14 +35,19 @@ from tessera.targets.backend import Backend, Job, Stage
 from tessera.targets.stages import SCHEDULE, TILE
 
 # The ahead-of-time libraries an artifact carries, by the ISA level runtime/cpu_features.py chooses.
-LIBRARY_FILES = {"generic": "kernels.so", "avx512": "kernels.avx512.so", "amx": "kernels.amx.so"}
+LIBRARY_FILES = {
+    "generic": "kernels.so",
+    "avx512": "kernels.avx512.so",
+    "amx": "kernels.amx.so",
+    "avx512bf16": "kernels.avx512bf16.so",
+}
 
 
 @dataclass
 class X86Job(Job):
     functions: list[str] = field(default_factory=list)  # one function per kernel, in Tile-IR order
     llvm_modules: list[str] = field(default_factory=list)  # one per kernel, as the kernel cache keys them
-    amx_kernels: list[str] = field(default_factory=list)  # the GEMMs with an AMX variant in kernels.amx.so
+    variant_kernels: dict[str, list[str]] = field(default_factory=dict)  # by matrix variant: the GEMMs it has
     programs_ir: str = ""  # LLVM IR of the native programs and the program digest
 
 
@@ -76,30 +81,36 @@ def llvm_ir(job: X86Job) -> str:
 
 
 def libraries(job: X86Job) -> None:
-    """The ahead-of-time libraries: the x86-64 baseline, x86-64-v4 (AVX-512), and the GEMMs' AMX variants."""
+    """The ahead-of-time libraries: the x86-64 baseline, x86-64-v4 (AVX-512), and the GEMMs' matrix variants
+    (AMX tiles, AVX-512 BF16 dot products)."""
+    from tessera.lowering.convert_tile_to_x86 import MATRIX_VARIANTS
+
     assert job.program is not None
     for isa, cpu in (("generic", toolchain.X86_64_BASELINE), ("avx512", toolchain.X86_64_AVX512)):
         job.progress(f"x86: machine code for {cpu.name} (ahead-of-time library, {isa})")
         link_library(job, job.llvm_modules, cpu, LIBRARY_FILES[isa], with_programs=True)
-    job.progress(f"x86: AMX variants of the GEMMs for {toolchain.X86_64_AMX.name} (ahead-of-time library, amx)")
-    job.amx_kernels = amx_library(job)
+    for isa in MATRIX_VARIANTS:
+        job.progress(f"x86: {isa} variants of the GEMMs (ahead-of-time library, {isa})")
+        job.variant_kernels[isa] = variant_library(job, isa)
 
 
-def amx_library(job: X86Job, emulated: bool = False) -> list[str]:
-    """Every GEMM's AMX variant (`<name>__amx`, bf16 tiles) into kernels.amx.so, its MLIR beside it;
-    built whatever the precision, so that the artifact runs its best on whichever CPU it meets; bound
-    to job.program's kernel table like the other libraries. Returns the kernels that have a variant.
-    emulated: the same kernels with the tile operations as loops, for this CPU (tests on machines
-    without AMX run the whole AMX path through them)."""
-    from tessera.lowering.convert_tile_to_x86 import amx_kernels, amx_module
-    from tessera.lowering.x86.pipeline import AMX_LLVM_PIPELINE
+def variant_library(job: X86Job, isa: str, emulated: bool = False) -> list[str]:
+    """Every GEMM's `isa` variant (`<name>__<isa>`) into kernels.<isa>.so, its MLIR beside it; built whatever
+    the precision, so that the artifact runs its best on whichever CPU it meets; bound to job.program's
+    digest like the other libraries. Returns the kernels that have a variant. emulated (AMX): the same
+    kernels with the tile operations as loops, for this CPU (tests on machines without AMX run the whole
+    AMX path through them)."""
+    from tessera.lowering.convert_tile_to_x86 import matrix_variants, variants_module
+    from tessera.lowering.x86.pipeline import VARIANT_PIPELINES
 
     assert job.tile_module is not None
-    variants = amx_kernels(job.tile_module, emulated)
+    variants = matrix_variants(job.tile_module, isa, emulated)
+    if not variants:  # (an fp32 model has no GEMM that dot products take): no library
+        return []
     functions = [text for text, _ in variants.values()]
-    job.write("kernels.amx.mlir", amx_module(variants))
-    cpu = toolchain.X86_64_BASELINE if emulated else toolchain.X86_64_AMX
-    link_library(job, _llvm_ir(job, functions, AMX_LLVM_PIPELINE), cpu, LIBRARY_FILES["amx"])
+    job.write(f"kernels.{isa}.mlir", variants_module(isa, variants))
+    cpu = toolchain.X86_64_BASELINE if emulated else toolchain.VARIANT_CPUS[isa]
+    link_library(job, _llvm_ir(job, functions, VARIANT_PIPELINES[isa]), cpu, LIBRARY_FILES[isa])
     return list(variants)
 
 
@@ -144,13 +155,14 @@ class X86Backend(Backend[X86Job]):
     codegen_version = "x86-1"
 
     def manifest(self, job: X86Job) -> dict[str, Any]:
-        libraries = {isa: f"{self.name}/{name}" for isa, name in LIBRARY_FILES.items()}
+        built = {"generic", "avx512", *(isa for isa, names in job.variant_kernels.items() if names)}
+        libraries = {isa: f"{self.name}/{name}" for isa, name in LIBRARY_FILES.items() if isa in built}
         return {
             "program": f"{self.name}/program.json",
             "llvm_ir": self.file("llvm"),
             "library": libraries["generic"],
             "library_cpu": toolchain.X86_64_BASELINE.name,
             "libraries": libraries,
-            "amx_kernels": job.amx_kernels,
+            **{f"{isa}_kernels": names for isa, names in job.variant_kernels.items()},
             **self.common_fields(job),
         }

@@ -443,14 +443,14 @@ def test_every_program_edit_is_refused_before_kernels_load(
 
 @NEEDS_MLIR
 def test_the_unedited_program_checks_and_amx_kernels_must_be_gemms(tiny: Path) -> None:
-    from tessera.runtime.program_check import ProgramError, check_amx_kernels, check_program
+    from tessera.runtime.program_check import ProgramError, check_matrix_kernels, check_program
 
     program = json.loads((tiny / "x86" / "program.json").read_text())
     check_program(program, "program.json", "x86")
     gemms = [name for name, record in program["kernels"].items() if record["kind"] == "matmul"]
-    check_amx_kernels(program, gemms, "tessera.json")
+    check_matrix_kernels(program, "amx_kernels", gemms, "tessera.json")
     with pytest.raises(ProgramError, match="amx_kernels names 'embedding_"):
-        check_amx_kernels(program, [_first(program, lambda launch: True)["kernel"]], "tessera.json")
+        check_matrix_kernels(program, "amx_kernels", [_first(program, lambda launch: True)["kernel"]], "tessera.json")
 
 
 def _shrunk_states(program: dict[str, Any]) -> None:
@@ -494,7 +494,7 @@ def test_every_library_carries_the_digest_of_its_program(tiny: Path) -> None:
     program = json.loads((tiny / "x86" / "program.json").read_text())
     digest = program_digest(program)
     openmp.load()  # the libraries with the native programs need it
-    for name in ("kernels.so", "kernels.avx512.so", "kernels.amx.so"):
+    for name in ("kernels.so", "kernels.avx512.so", "kernels.amx.so"):  # (fp32: no avx512bf16 variants)
         library = ctypes.CDLL(str(tiny / "x86" / name))
         assert (ctypes.c_char * 64).in_dll(library, "tessera_program_sha256").raw == digest.encode(), name
     jit = load_kernels(tiny / "x86" / "kernels.ll", {}, "jit", records=None)

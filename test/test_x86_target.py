@@ -92,7 +92,7 @@ def test_matches_the_reference_with_each_ahead_of_time_library(
     prompt = random_prompt(rng, 21)
     monkeypatch.setenv("TESSERA_ISA", isa)
     aot = open_session(tiny_artifact, kernels="aot")
-    assert aot.kernels.how.startswith(f"aot {isa} (no AMX GEMMs: ")
+    assert aot.kernels.how.startswith(f"aot {isa} (no matrix GEMMs: ")
     monkeypatch.delenv("TESSERA_ISA")
     jit = open_session(tiny_artifact, kernels="jit")
     assert jit.kernels.how.startswith("jit ")
@@ -111,7 +111,7 @@ def test_the_session_says_which_variant_runs(tiny_artifact: Path) -> None:
     session = open_session(tiny_artifact, kernels="aot")
     if not AMX <= cpu_flags():
         assert "no AMX on this CPU" in session.kernels.how or "fp32" in session.kernels.how
-        assert session.kernels.amx == frozenset()
+        assert session.kernels.matrix_kernels == frozenset()
 
 
 def test_manifest_reports_state_and_kv_cache_bytes(tiny_artifact: Path) -> None:

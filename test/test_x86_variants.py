@@ -1,7 +1,7 @@
 """The x86 artifact's variants and the runtime's choice among them (issue 5): generic, AVX-512 and AMX.
 
 The AMX GEMMs are proven in three parts: their machine code (ldtilecfg, tdpbf16ps in the artifact's
-kernels.amx.so), the choice (which CPU flags, precision and permission lead to AMX), and the whole AMX path
+kernels.matrix_kernels.so), the choice (which CPU flags, precision and permission lead to AMX), and the whole AMX path
 of a session — weight packing as VNNI tiles, the `__amx` kernels, their arguments and panel ranges — run end
 to end against the reference: on AMX where the CPU has it, else the same kernels lowered to vector FMAs."""
 
@@ -17,7 +17,7 @@ import pytest
 from conftest import NEEDS_MLIR, record_again, run_tool
 
 from tessera.runtime import cpu_features
-from tessera.runtime.cpu_features import AMX, AVX512, IsaError, choose_isa
+from tessera.runtime.cpu_features import AMX, AVX512, AVX512_BF16, IsaError, choose_isa
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 BASE = frozenset({"sse2", "avx2"})
@@ -28,6 +28,8 @@ def test_choice_follows_flags_precision_and_permission(monkeypatch: pytest.Monke
     monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: True)
     assert (choose_isa("bf16", BASE).matrix, choose_isa("bf16", BASE).other) == ("generic", "generic")
     assert choose_isa("bf16", BASE | AVX512).matrix == "avx512"
+    assert choose_isa("bf16", BASE | AVX512_BF16).matrix == "avx512bf16"  # no AMX: dot products
+    assert choose_isa("bf16", BASE | AVX512_BF16 | AMX).matrix == "amx"
     assert choose_isa("bf16", BASE | AVX512 | AMX).matrix == "amx"
     assert choose_isa("bf16", BASE | AVX512 | AMX).other == "avx512"
     fp32 = choose_isa("fp32", BASE | AVX512 | AMX)
@@ -35,6 +37,8 @@ def test_choice_follows_flags_precision_and_permission(monkeypatch: pytest.Monke
     monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: False)
     refused = choose_isa("bf16", BASE | AVX512 | AMX)
     assert refused.matrix == "avx512" and "refused" in refused.why
+    fallback = choose_isa("bf16", BASE | AVX512_BF16 | AMX)
+    assert fallback.matrix == "avx512bf16" and "refused" in fallback.why
 
 
 def test_forcing_a_level_the_cpu_lacks_is_one_line() -> None:
@@ -42,9 +46,9 @@ def test_forcing_a_level_the_cpu_lacks_is_one_line() -> None:
         choose_isa("bf16", BASE | AVX512, forced="amx")
     with pytest.raises(IsaError, match="TESSERA_ISA=avx512: this CPU has no AVX-512"):
         choose_isa("bf16", BASE, forced="avx512")
-    with pytest.raises(IsaError, match="TESSERA_ISA=amx: AMX multiplies bf16 only"):
+    with pytest.raises(IsaError, match="TESSERA_ISA=amx: the matrix variants multiply bf16 only"):
         choose_isa("fp32", BASE | AVX512 | AMX, forced="amx")
-    with pytest.raises(IsaError, match="must be one of amx, avx512, generic"):
+    with pytest.raises(IsaError, match="must be one of amx, avx512bf16, avx512, generic"):
         choose_isa("bf16", BASE, forced="sse")
     assert choose_isa("bf16", BASE | AVX512 | AMX, forced="generic").matrix == "generic"
 
@@ -66,7 +70,7 @@ def bf16_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int) ->
 @NEEDS_MLIR
 def test_every_gemm_has_an_amx_variant_in_the_artifact(bf16_artifact: Path) -> None:
     entry = json.loads((bf16_artifact / "tessera.json").read_text())["targets"]["x86"]
-    assert set(entry["libraries"]) == {"generic", "avx512", "amx"}
+    assert set(entry["libraries"]) == {"generic", "avx512", "amx", "avx512bf16"}
     program = json.loads((bf16_artifact / "x86" / "program.json").read_text())
     matmuls = {launch["kernel"] for p in program["programs"].values() for launch in p["launches"]
                if launch["kind"] == "matmul"}  # fmt: skip
@@ -89,8 +93,8 @@ def test_the_amx_path_end_to_end(
     bf16_artifact: Path, tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A session whose GEMMs run their AMX variants: VNNI-packed weights, `__amx` kernels, the split panel
-    ranges. On a CPU with AMX, the artifact's own kernels.amx.so; elsewhere 'an AMX CPU' (flags and
-    permission faked) whose kernels.amx.so holds the same Tile-IR kernels lowered without the AMX pattern."""
+    ranges. On a CPU with AMX, the artifact's own kernels.matrix_kernels.so; elsewhere 'an AMX CPU' (flags and
+    permission faked) whose kernels.matrix_kernels.so holds the same Tile-IR kernels lowered without the AMX pattern."""
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.x86_session import X86Session
     from tessera.targets.reference import ReferenceSession
@@ -103,10 +107,12 @@ def test_the_amx_path_end_to_end(
         monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: True)
     session = X86Session.open(read_artifact(artifact), kernel_mode="aot")
     assert " + amx GEMMs" in session.kernels.how
-    assert session.kernels.amx and all(session.weights[name].dtype == np.uint16 for name in _amx_weights(session))
+    assert session.kernels.matrix_kernels and all(
+        session.weights[name].dtype == np.uint16 for name in _amx_weights(session)
+    )
     monkeypatch.setenv("TESSERA_ISA", "avx512")
     baseline = X86Session.open(read_artifact(bf16_artifact), kernel_mode="aot")
-    assert not baseline.kernels.amx
+    assert not baseline.kernels.matrix_kernels
     reference = ReferenceSession.open(read_artifact(bf16_artifact))
     prompt = [int(t) for t in rng.integers(0, 64, 11)]
     expected = reference.prefill(prompt)
@@ -119,15 +125,53 @@ def test_the_amx_path_end_to_end(
         assert np.isfinite(decoded).all()
 
 
+@NEEDS_MLIR
+def test_the_avx512_bf16_path_end_to_end(
+    bf16_artifact: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session whose GEMMs run their AVX-512 BF16 variants (`__avx512bf16`, pair-panel weights), as a CPU with
+    AVX-512 BF16 and no AMX runs them: the same logits as the reference within the bf16 contract."""
+    if not AVX512_BF16 <= cpu_features.cpu_flags():
+        pytest.skip("this CPU has no AVX-512 BF16 (avx512_bf16): the variant cannot run here")
+    from tessera.runtime.artifact import read_artifact
+    from tessera.runtime.x86_session import X86Session
+    from tessera.targets.reference import ReferenceSession
+
+    monkeypatch.setenv("TESSERA_ISA", "avx512bf16")
+    session = X86Session.open(read_artifact(bf16_artifact), kernel_mode="aot")
+    assert session.kernels.matrix == "avx512bf16" and " + avx512bf16 GEMMs" in session.kernels.how
+    program = session.program
+    for launch in (launch for p in program["programs"].values() for launch in p["launches"]):
+        if launch["kernel"] in session.kernels.matrix_kernels:
+            name = launch["args"][1]["weight"]
+            n, k = program["weights"][name]["shape"]
+            assert session.weights[name].shape == (-(-n // 64), k // 2, 128)  # pair panels
+    reference = ReferenceSession.open(read_artifact(bf16_artifact))
+    prompt = [int(t) for t in rng.integers(0, 64, 11)]
+    expected = reference.prefill(prompt)
+    logits = session.prefill(prompt)
+    error = float(np.max(np.abs(logits - expected)) / np.max(np.abs(expected)))
+    assert np.isfinite(logits).all() and error <= 2e-2, error
+    assert np.isfinite(session.decode(int(np.argmax(expected[-1])))).all()
+
+
+def test_forcing_avx512_bf16_needs_the_flag() -> None:
+    with pytest.raises(IsaError, match="TESSERA_ISA=avx512bf16: this CPU has no AVX-512 BF16"):
+        choose_isa("bf16", BASE | AVX512, forced="avx512bf16")
+    with pytest.raises(IsaError, match="TESSERA_ISA=avx512bf16: the matrix variants multiply bf16 only"):
+        choose_isa("fp32", BASE | AVX512_BF16, forced="avx512bf16")
+    assert choose_isa("bf16", BASE | AVX512_BF16 | AMX, forced="avx512bf16").matrix == "avx512bf16"
+
+
 def _with_fma_lowered_amx_library(artifact: Path, copy: Path) -> Path:
-    """A copy of the artifact whose kernels.amx.so is rebuilt for this CPU from the same kernels."""
+    """A copy of the artifact whose kernels.matrix_kernels.so is rebuilt for this CPU from the same kernels."""
     import shutil
     from dataclasses import replace
 
     from tessera.frontend.config import load_model
     from tessera.frontend.graph_builder import build_graph
     from tessera.targets.compiler import Compiler
-    from tessera.targets.x86 import X86Backend, amx_library
+    from tessera.targets.x86 import X86Backend, variant_library
 
     shutil.copytree(artifact, copy)
     spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
@@ -135,8 +179,10 @@ def _with_fma_lowered_amx_library(artifact: Path, copy: Path) -> Path:
     job = Compiler(spec, build_graph(spec.config, spec.source)).lower(X86Backend(), "tile")
     job.program = json.loads((copy / "x86" / "program.json").read_text())  # the table the rebuilt library binds to
     job.target_dir = copy / "x86"
-    amx_library(job, emulated=True)
-    record_again(copy, "x86/kernels.amx.so", "x86/kernels.amx.mlir")  # rebuilt on purpose: its new sha256
+    variant_library(job, "amx", emulated=True)
+    record_again(
+        copy, "x86/kernels.matrix_kernels.so", "x86/kernels.matrix_kernels.mlir"
+    )  # rebuilt on purpose: its new sha256
     return copy
 
 
@@ -145,5 +191,5 @@ def _amx_weights(session) -> list[str]:  # type: ignore[no-untyped-def]
         launch["args"][1]["weight"]
         for listing in session.program["programs"].values()
         for launch in listing["launches"]
-        if launch["kernel"] in session.kernels.amx
+        if launch["kernel"] in session.kernels.matrix_kernels
     ]

@@ -6,6 +6,7 @@ tessera-opt model.mlir -p convert-tessera-graph-to-schedule,tessera-schedule-pla
 tessera-opt tile.mlir -t x86-mlir        # the x86 kernels in upstream MLIR (what mlir-opt takes next)
 tessera-opt tile.mlir -t x86-program     # the launch lists the runtime executes (program.json)
 tessera-opt tile.mlir -t x86-amx-mlir    # convert-tessera-tile-to-amx: each GEMM's AMX variant (amx dialect)
+tessera-opt tile.mlir -t x86-avx512bf16-mlir   # each bf16 GEMM's AVX-512 BF16 variant (x86vector dot products)
 tessera-opt tile.mlir -t rocdl-mlir      # convert-tessera-tile-to-rocdl: Tile-IR tiled for gfx942 / gfx90a ->
                                          # a gpu.module of ROCDL kernels (what convert-gpu-to-rocdl takes next)
 tessera-opt tile.mlir -t rocdl-program   # the ROCDL launch lists (program.json)
@@ -110,6 +111,7 @@ class TesseraOptMain(xDSLOptMain):
         self.available_targets["x86-mlir"] = _emit_x86_mlir
         self.available_targets["x86-program"] = _emit_x86_program
         self.available_targets["x86-amx-mlir"] = _emit_x86_amx_mlir
+        self.available_targets["x86-avx512bf16-mlir"] = _emit_x86_avx512bf16_mlir
         self.available_targets["rocdl-mlir"] = _emit_rocdl_mlir
         self.available_targets["rocdl-program"] = _emit_rocdl_program
         self.available_targets["nvvm-mlir"] = _emit_nvvm_mlir
@@ -175,9 +177,15 @@ def _emit_x86_program(module: ModuleOp, output: IO[str]) -> None:
 
 
 def _emit_x86_amx_mlir(module: ModuleOp, output: IO[str]) -> None:
-    from tessera.lowering.convert_tile_to_x86 import amx_kernels, amx_module
+    from tessera.lowering.convert_tile_to_x86 import matrix_variants, variants_module
 
-    output.write(amx_module(amx_kernels(module)))
+    output.write(variants_module("amx", matrix_variants(module, "amx")))
+
+
+def _emit_x86_avx512bf16_mlir(module: ModuleOp, output: IO[str]) -> None:
+    from tessera.lowering.convert_tile_to_x86 import matrix_variants, variants_module
+
+    output.write(variants_module("avx512bf16", matrix_variants(module, "avx512bf16")))
 
 
 def _emit_rocdl_mlir(module: ModuleOp, output: IO[str]) -> None:

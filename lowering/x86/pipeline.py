@@ -49,6 +49,9 @@ def _amx_pipeline(pipeline: str) -> str:
 
 # The AMX GEMM variants (convert-tessera-tile-to-x86{amx=true}: lowering/tile_to_amx.py).
 AMX_LLVM_PIPELINE = _amx_pipeline(LLVM_PIPELINE)
+# The AVX-512 BF16 GEMM variants (convert-tessera-tile-to-x86{bf16_dot=true}: x86vector dot products).
+AVX512BF16_LLVM_PIPELINE = LLVM_PIPELINE.replace("convert-vector-to-llvm,", "convert-vector-to-llvm{enable-x86vector},")
+VARIANT_PIPELINES = {"amx": AMX_LLVM_PIPELINE, "avx512bf16": AVX512BF16_LLVM_PIPELINE}
 
 
 def kernel_llvm_ir(text: str, pipeline: str) -> str:
@@ -76,8 +79,9 @@ if __name__ == "__main__":  # kernels MLIR on stdin -> LLVM IR on stdout (lit te
     from tessera import toolchain
     from tessera.errors import TesseraError
 
-    # --amx: the AMX variants (tessera-opt -t x86-amx-mlir)
-    pipeline = AMX_LLVM_PIPELINE if sys.argv[1:] == ["--amx"] else LLVM_PIPELINE
+    # --amx / --avx512bf16: those variants (tessera-opt -t x86-amx-mlir / -t x86-avx512bf16-mlir)
+    flags = [arg.removeprefix("--") for arg in sys.argv[1:]]
+    pipeline = VARIANT_PIPELINES[flags[0]] if flags and flags[0] in VARIANT_PIPELINES else LLVM_PIPELINE
     try:
         sys.stdout.write(toolchain.mlir_to_llvm_ir(sys.stdin.read(), pipeline))
     except TesseraError as exc:
