@@ -5,6 +5,7 @@ tessera-opt test/dialects/nemotron/invalid.mlir --split-input-file --verify-diag
 tessera-opt model.mlir -p convert-tessera-graph-to-schedule,tessera-schedule-plan-buffers
 tessera-opt tile.mlir -t x86-mlir        # the x86 kernels in upstream MLIR (what mlir-opt takes next)
 tessera-opt tile.mlir -t x86-program     # the launch lists the runtime executes (program.json)
+tessera-opt tile.mlir -t x86-native-mlir # those launch lists as native programs (llvm + omp dialects)
 tessera-opt tile.mlir -t x86-amx-mlir    # convert-tessera-tile-to-amx: each GEMM's AMX variant (amx dialect)
 tessera-opt tile.mlir -t x86-avx512bf16-mlir   # each bf16 GEMM's AVX-512 BF16 variant (x86vector dot products)
 tessera-opt tile.mlir -t rocdl-mlir      # convert-tessera-tile-to-rocdl: Tile-IR tiled for gfx942 / gfx90a ->
@@ -110,6 +111,7 @@ class TesseraOptMain(xDSLOptMain):
         super().register_all_targets()
         self.available_targets["x86-mlir"] = _emit_x86_mlir
         self.available_targets["x86-program"] = _emit_x86_program
+        self.available_targets["x86-native-mlir"] = _emit_x86_native_mlir
         self.available_targets["x86-amx-mlir"] = _emit_x86_amx_mlir
         self.available_targets["x86-avx512bf16-mlir"] = _emit_x86_avx512bf16_mlir
         self.available_targets["rocdl-mlir"] = _emit_rocdl_mlir
@@ -174,6 +176,13 @@ def _emit_x86_program(module: ModuleOp, output: IO[str]) -> None:
     from tessera.lowering.convert_tile_to_x86 import lower_programs
 
     output.write(json.dumps(lower_programs(module), indent=1) + "\n")
+
+
+def _emit_x86_native_mlir(module: ModuleOp, output: IO[str]) -> None:
+    from tessera.lowering.convert_tile_to_x86 import lower_programs
+    from tessera.lowering.x86.native_program import entries_module
+
+    output.write(entries_module(lower_programs(module)))
 
 
 def _emit_x86_amx_mlir(module: ModuleOp, output: IO[str]) -> None:

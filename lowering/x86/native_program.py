@@ -25,6 +25,7 @@ otherwise thread t of n runs units [t * units / n, (t + 1) * units / n).
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -227,7 +228,9 @@ def entries_module(program: Mapping[str, Any], with_entries: bool = True) -> str
             for profile in (False, True):
                 _entry(ir, llvm, omp, module.body, name, costs, profile)
         module.operation.verify()
-        return str(module)
+        stream = io.StringIO()
+        module.operation.print(file=stream, use_name_loc_as_prefix=True)
+        return stream.getvalue()
 
 
 def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, costs: list[LaunchCost], profile: bool) -> None:
@@ -236,6 +239,8 @@ def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, costs: list[Launc
         [llvm.PointerType.get()] if profile else []
     )
     block = function.body.blocks.append(*params)
+    for arg, name in zip(block.arguments, ("launches", "tokens", "threads", "ticks"), strict=False):
+        arg.set_location(ir.Location.name(name))  # printed as the parameter's name
     launches, tokens, threads = block.arguments[:3]
     ticks = block.arguments[3] if profile else None
     b = _Builder(ir, llvm, ir.InsertionPoint(block))
@@ -246,7 +251,7 @@ def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, costs: list[Launc
         extent = b.const(cost.grid) if cost.grid else tokens
         began = b.ticks() if profile else None
         if not cost.may_split(name):
-            _timed_call(b, callee, [words, b.const(0), extent], ticks, b.const(1 + len(costs)))
+            _timed_call(b, callee, [words, b.const(0), extent], ticks, 1 + len(costs))
         else:
             block = _split(ir, llvm, omp, b, function, cost, callee, words, extent, tokens, threads, ticks, len(costs))
             b = _Builder(ir, llvm, ir.InsertionPoint(block))
@@ -261,14 +266,14 @@ def _split(ir: Any, llvm: Any, omp: Any, b: _Builder, function: Any, cost: Launc
            extent: Any, tokens: Any, threads: Any, ticks: Any, launch_count: int) -> Any:  # fmt: skip
     """The launch over n threads, n from the cost estimate; returns the block after it."""
     align = b.const(cost.align)
-    units = b.div(b.add(extent, b.const(cost.align - 1)), align)
+    units = b.div(b.add(extent, b.const(cost.align - 1)), align) if cost.align > 1 else extent
     work = b.add(b.const(cost.fixed_bytes), b.mul(b.const(cost.per_token_bytes), tokens))
     wanted = b.max(b.div(work, b.const(GRAIN_BYTES)), b.const(1))
     count = b.min(b.min(threads, units), wanted)
     one, many, after = (function.body.blocks.append() for _ in range(3))
     llvm.CondBrOp(b.less(b.const(1), count), [], [], many, one, ip=b.ip)
     alone = _Builder(ir, llvm, ir.InsertionPoint(one))
-    _timed_call(alone, callee, [words, alone.const(0), extent], ticks, alone.const(1 + launch_count))
+    _timed_call(alone, callee, [words, alone.const(0), extent], ticks, 1 + launch_count)
     llvm.BrOp([], after, ip=alone.ip)
 
     fork = _Builder(ir, llvm, ir.InsertionPoint(many))
@@ -283,19 +288,26 @@ def _split(ir: Any, llvm: Any, omp: Any, b: _Builder, function: Any, cost: Launc
     nest = omp.LoopNestOp([zero], [count], [step], ip=wrapper.ip)
     inner = _Builder(ir, llvm, ir.InsertionPoint(nest.region.blocks.append(b.i64)))
     part = nest.region.blocks[0].arguments[0]
-    begin = inner.mul(inner.div(inner.mul(part, units), count), align)
-    end = inner.min(inner.mul(inner.div(inner.mul(inner.add(part, inner.const(1)), units), count), align), extent)
-    _timed_call(inner, callee, [words, begin, end], ticks, inner.add(inner.const(1 + launch_count), part))
+
+    def unit_start(index: Any) -> Any:
+        start = inner.div(inner.mul(index, units), count)
+        return inner.mul(start, align) if cost.align > 1 else start
+
+    begin = unit_start(part)
+    end = inner.min(unit_start(inner.add(part, inner.const(1))), extent)
+    _timed_call(inner, callee, [words, begin, end], ticks, 1 + launch_count, part)
     omp.YieldOp([], ip=inner.ip)
     llvm.BrOp([], after, ip=fork.ip)
     return after
 
 
-def _timed_call(b: _Builder, callee: Any, args: list[Any], ticks: Any, slot: Any) -> None:
-    """The call; in the instrumented mode its ticks are added to the thread's busy slot."""
+def _timed_call(b: _Builder, callee: Any, args: list[Any], ticks: Any, first_busy: int, part: Any = None) -> None:
+    """The call; in the instrumented mode its ticks are added to its thread's busy slot (first_busy + part,
+    the calling thread's where the launch is not split)."""
     began = b.ticks() if ticks is not None else None
     b.call(callee, args)
     if ticks is not None:
+        slot = b.const(first_busy) if part is None else b.add(b.const(first_busy), part)
         _add_ticks(b, ticks, slot, began)
 
 

@@ -1,0 +1,35 @@
+// RUN: tessera-opt %root/graph_examples/hybrid.mlir -p 'convert-tessera-graph-to-schedule{max-seq-len=32},tessera-schedule-plan-buffers,convert-tessera-schedule-to-tile,tessera-tile-choose-tiles{target=x86},tessera-tile-compute-footprint' -o %t.tile.mlir
+// RUN: tessera-opt %t.tile.mlir -t x86-native-mlir | FileCheck %s
+// RUN: tessera-opt %t.tile.mlir -t x86-native-mlir | %python -c "from tessera.lowering.x86.native_program import to_llvm_ir; import sys; sys.stdout.write(to_llvm_ir(sys.stdin.read()))" | FileCheck %s --check-prefix=LLVM
+
+// The launch lists as native programs (lowering/x86/native_program.py): each program one function over a
+// table of launch entries and argument words. The first prefill launch (the embedding, one unit per token,
+// 8192 bytes of table and 128 per token) takes n = min(threads, tokens, max(bytes / 65536, 1)) threads:
+// one is a plain call, more an OpenMP team whose thread t runs tokens [t T / n, (t + 1) T / n).
+// CHECK:       llvm.mlir.global external constant @tessera_program_sha256("{{[0-9a-f]+}}")
+// CHECK-LABEL: llvm.func @tessera_prefill(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
+// CHECK:         %[[ENTRY:.*]] = llvm.load {{.*}} : !llvm.ptr -> !llvm.ptr
+// CHECK:         %[[WORDS:.*]] = llvm.load {{.*}} : !llvm.ptr -> !llvm.ptr
+// CHECK:         llvm.mlir.constant(8192 : i64)
+// CHECK:         llvm.mlir.constant(128 : i64)
+// CHECK:         llvm.mlir.constant(65536 : i64)
+// CHECK:         llvm.icmp "slt" %threads, %tokens
+// CHECK:         llvm.cond_br %{{.*}}, ^[[MANY:.*]], ^[[ONE:.*]]
+// CHECK:       ^[[ONE]]:
+// CHECK:         llvm.call %[[ENTRY]](%[[WORDS]], %{{.*}}, %tokens) : !llvm.ptr, (!llvm.ptr, i64, i64) -> ()
+// CHECK:       ^[[MANY]]:
+// CHECK:         omp.parallel num_threads(%{{.*}} : i32) {
+// CHECK-NEXT:      omp.wsloop {
+// CHECK-NEXT:        omp.loop_nest (%[[PART:.*]]) : i64 = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
+// CHECK:               llvm.mul %[[PART]], %tokens : i64
+// CHECK:               llvm.call %[[ENTRY]](%[[WORDS]], %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i64, i64) -> ()
+// CHECK-NEXT:          omp.yield
+// CHECK-LABEL: llvm.func @tessera_prefill__profile(%launches: !llvm.ptr, %tokens: i64, %threads: i64, %ticks: !llvm.ptr)
+// CHECK:         llvm.call_intrinsic "llvm.readcyclecounter"() : () -> i64
+// CHECK-LABEL: llvm.func @tessera_decode(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
+// CHECK-LABEL: llvm.func @tessera_decode__profile(
+
+// LLVM: define void @tessera_prefill(ptr %0, i64 %1, i64 %2)
+// LLVM:   call void {{.*}}@__kmpc_fork_call(
+// LLVM: define internal void @tessera_prefill..omp_par
+// LLVM:   call void @__kmpc_for_static_init_8u(
