@@ -93,7 +93,7 @@ def tessera_seconds(isa: str, m: int, k: int, n: int, threads: int, reps: int, s
     with ThreadPoolExecutor(threads) as pool:
 
         def run() -> None:
-            list(pool.map(lambda i: function(*args, ctypes.c_int64(bounds[i]), ctypes.c_int64(bounds[i + 1])),
+            list(pool.map(lambda i: function(*args, ctypes.c_int64(int(bounds[i])), ctypes.c_int64(int(bounds[i + 1]))),
                           range(threads)))  # fmt: skip
 
         run()
