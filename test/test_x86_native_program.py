@@ -75,6 +75,16 @@ def test_the_instrumented_programs_compute_the_same_logits_and_account_for_the_t
     assert "matmul" in profiler.report() and "thread busy share" in profiler.report()
 
 
+def test_the_callers_floating_point_mode_is_restored(tiny_artifact: Path, rng: np.random.Generator) -> None:
+    # Kernels run flushing denormals (MXCSR FTZ | DAZ); the calling thread gets its own mode back, so numpy
+    # on it still computes denormals after a call.
+    session = _session(tiny_artifact, 2)
+    session.prefill([int(t) for t in rng.integers(0, 301, 20)])
+    session.decode(3)
+    tiny = np.array([1e-38], np.float32) * np.float32(0.25)
+    assert tiny[0] != 0 and tiny[0] < np.finfo(np.float32).tiny
+
+
 def test_tessera_run_profile_reports_kinds_and_threads(tiny_artifact: Path) -> None:
     result = run_tool("tessera_run", tiny_artifact, "--input-ids", ",".join(["3"] * 30), "--max-new-tokens", "3",
                       "--profile", "--json", env={"TESSERA_THREADS": "2"})  # fmt: skip

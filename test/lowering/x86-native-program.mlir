@@ -6,8 +6,12 @@
 // table of launch entries and argument words. The first prefill launch (the embedding, one unit per token,
 // 8192 bytes of table and 128 per token) takes n = min(threads, tokens, max(bytes / 65536, 1)) threads:
 // one is a plain call, more an OpenMP team whose thread t runs tokens [t T / n, (t + 1) T / n).
+// Every thread runs kernels with MXCSR flushing denormals (FTZ | DAZ: 0x8040 = 32832), the caller's restored.
 // CHECK:       llvm.mlir.global external constant @tessera_program_sha256("{{[0-9a-f]+}}")
 // CHECK-LABEL: llvm.func @tessera_prefill(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
+// CHECK:         llvm.call_intrinsic "llvm.x86.sse.stmxcsr"(%[[CALLER:.*]]) : (!llvm.ptr) -> ()
+// CHECK:         llvm.mlir.constant(32832 : i32)
+// CHECK:         llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
 // CHECK:         %[[ENTRY:.*]] = llvm.load {{.*}} : !llvm.ptr -> !llvm.ptr
 // CHECK:         %[[WORDS:.*]] = llvm.load {{.*}} : !llvm.ptr -> !llvm.ptr
 // CHECK:         llvm.mlir.constant(8192 : i64)
@@ -22,8 +26,12 @@
 // CHECK-NEXT:      omp.wsloop {
 // CHECK-NEXT:        omp.loop_nest (%[[PART:.*]]) : i64 = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
 // CHECK:               llvm.mul %[[PART]], %tokens : i64
+// CHECK:               llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
 // CHECK:               llvm.call %[[ENTRY]](%[[WORDS]], %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i64, i64) -> ()
+// CHECK-NEXT:          llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
 // CHECK-NEXT:          omp.yield
+// CHECK:         llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"(%[[CALLER]]) : (!llvm.ptr) -> ()
+// CHECK-NEXT:    llvm.return
 // CHECK-LABEL: llvm.func @tessera_prefill__profile(%launches: !llvm.ptr, %tokens: i64, %threads: i64, %ticks: !llvm.ptr)
 // CHECK:         llvm.call_intrinsic "llvm.readcyclecounter"() : () -> i64
 // CHECK-LABEL: llvm.func @tessera_decode(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
