@@ -8,8 +8,8 @@ The ABI (runtime/x86_session.py binds it):
     void <kernel>__launch(const uint64_t *words, int64_t begin, int64_t end)
         The kernel's launch entry: calls <kernel> with its arguments read from `words` (each memref
         argument as MLIR's LLVM lowering expands it: allocated and aligned pointers, offset, sizes, strides;
-        each scalar one word) and the [begin, end) range of its grid. Every kernel and AMX variant has one, so
-        a program calls every kernel through one function type and the runtime binds whichever variant runs.
+        each scalar one word) and the [begin, end) range of its grid. Every kernel and matrix variant has one,
+        so a program calls every kernel through one function type and the runtime binds whichever runs.
 
     void tessera_<program>(const uint64_t *launches, int64_t tokens, int64_t threads)
         launches[2i] is launch i's entry (a __launch function), launches[2i + 1] its words.
@@ -20,12 +20,14 @@ The ABI (runtime/x86_session.py binds it):
 Threads per launch, decided at run time from constants the compiler bakes in: the launch's cost estimate —
 the bytes it streams, its weights and state whole and its activations per token — over GRAIN_BYTES, capped by
 its grid's units (runs of `align`) and the threads the runtime allows. One thread is a plain call (no fork);
-otherwise thread t of n runs units [t * units / n, (t + 1) * units / n).
+otherwise thread t of n runs units [t * units / n, (t + 1) * units / n). Every thread runs kernels with
+denormals flushed (MXCSR FTZ | DAZ), the caller's MXCSR restored on return.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -70,21 +72,14 @@ def launch_costs(program: Mapping[str, Any], name: str) -> list[LaunchCost]:
             if "weight" in arg:
                 entry = program["weights"][arg["weight"]]
                 element = 2 if entry.get("packing", {}).get("dtype") == "bf16" else 4
-                fixed += _count(entry["shape"]) * element
+                fixed += math.prod(entry["shape"]) * element
             elif "state" in arg:
                 entry = program["states"][arg["state"]]
-                fixed += _count(entry["shape"]) * _DTYPE_BYTES[entry["dtype"]]
+                fixed += math.prod(entry["shape"]) * _DTYPE_BYTES[entry["dtype"]]
             elif "buffer" in arg:
                 per_token += int(arg["features"]) * _DTYPE_BYTES[arg["dtype"]]
         costs.append(LaunchCost(int(launch["grid"]), int(launch.get("align", 1)), fixed, per_token))
     return costs
-
-
-def _count(shape: list[int]) -> int:
-    total = 1
-    for dim in shape:
-        total *= int(dim)
-    return total
 
 
 # --- IR -----------------------------------------------------------------------------------------------
@@ -172,20 +167,13 @@ _FTZ, _DAZ = 0x8000, 0x0040
 _DYNAMIC_INDEX = -(2**31)
 
 
-def _launch_type(ir: Any) -> Any:
-    # The bindings have no constructor for an LLVM function type; MLIR reads this one.
-    return ir.TypeAttr.get(ir.Type.parse("!llvm.func<void (ptr, i64, i64)>"))
-
-
-def _entry_type(ir: Any, profile: bool) -> Any:
-    return ir.TypeAttr.get(ir.Type.parse(f"!llvm.func<void (ptr, i64, i64{', ptr' if profile else ''})>"))
-
-
 def add_launch_entries(module: Any) -> None:
-    """Beside every kernel (a public llvm.func with a body, after MLIR's lowering to the llvm dialect) its
-    launch entry `<kernel>__launch(words, begin, end)`. Called with the bindings' module, in its context."""
-    ir, llvm = toolchain.mlir().ir, _llvm_dialect()
+    """Beside every kernel (a public function with a body, after MLIR's lowering to the llvm dialect) its
+    launch entry `<kernel>__launch(words, begin, end)`, built in the func dialect and lowered with the
+    kernels' own conversion. Called with the bindings' module, in its context."""
+    ir, llvm, func = toolchain.mlir().ir, _dialect("llvm"), _dialect("func")
     body = module.body
+    i64, ptr = ir.IntegerType.get_signless(64), llvm.PointerType.get()
     for op in list(body.operations):
         if not isinstance(op.opview, llvm.LLVMFuncOp) or not op.regions[0].blocks:
             continue
@@ -193,8 +181,10 @@ def add_launch_entries(module: Any) -> None:
         if name.endswith(LAUNCH_SUFFIX) or "sym_visibility" in op.attributes:
             continue
         params = [arg.type for arg in op.regions[0].blocks[0].arguments]
-        entry = llvm.LLVMFuncOp(f"{name}{LAUNCH_SUFFIX}", _launch_type(ir), ip=ir.InsertionPoint(body))
-        block = entry.body.blocks.append(*_launch_params(ir, llvm))
+        entry = func.FuncOp(
+            f"{name}{LAUNCH_SUFFIX}", ir.FunctionType.get([ptr, i64, i64], []), ip=ir.InsertionPoint(body)
+        )
+        block = entry.add_entry_block()
         b = _Builder(ir, llvm, ir.InsertionPoint(block))
         words, begin, end = block.arguments
         args = []
@@ -203,23 +193,21 @@ def add_launch_entries(module: Any) -> None:
                 raise toolchain.ToolchainError(f"@{name}: parameter {index} is {kind}, not a pointer or i64 word")
             args.append(b.load(words, index, kind))
         llvm.CallOp(None, [*args, begin, end], [], [], callee=ir.FlatSymbolRefAttr.get(name), ip=b.ip)
-        llvm.ReturnOp(ip=b.ip)
+        func.ReturnOp([], ip=b.ip)
+    toolchain.mlir().passmanager.PassManager.parse("builtin.module(convert-func-to-llvm)").run(module.operation)
 
 
-def _launch_params(ir: Any, llvm: Any) -> list[Any]:
-    i64 = ir.IntegerType.get_signless(64)
-    return [llvm.PointerType.get(), i64, i64]
-
-
-def _llvm_dialect() -> Any:
+def _dialect(name: str) -> Any:
+    """An upstream dialect's Python module of MLIR 22's bindings (importable once toolchain.mlir() ran)."""
     import importlib
 
     toolchain.mlir()
-    return importlib.import_module("mlir.dialects.llvm")
+    return importlib.import_module(f"mlir.dialects.{name}")
 
 
-# The entries' omp ops to LLVM's OpenMP runtime calls (the OpenMPIRBuilder outlines each parallel region).
-OPENMP_PIPELINE = "convert-openmp-to-llvm,reconcile-unrealized-casts"
+# The entries' omp ops to LLVM's OpenMP runtime calls (the OpenMPIRBuilder outlines each parallel region),
+# their functions to the llvm dialect.
+OPENMP_PIPELINE = "convert-openmp-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts"
 
 
 def to_llvm_ir(entries: str) -> str:
@@ -235,12 +223,9 @@ def digest_llvm_ir(program: Mapping[str, Any]) -> str:
 def entries_module(program: Mapping[str, Any], with_entries: bool = True) -> str:
     """The program entries of every program (plain and instrumented) and the exported digest, as MLIR in the
     llvm and omp dialects (MLIR 22's custom form)."""
-    import importlib
-
     from tessera.runtime.program_check import PROGRAM_DIGEST_SYMBOL, program_digest
 
-    ir, llvm = toolchain.mlir().ir, _llvm_dialect()
-    omp = importlib.import_module("mlir.dialects.openmp")
+    ir, llvm, omp = toolchain.mlir().ir, _dialect("llvm"), _dialect("openmp")
     with ir.Context(), ir.Location.unknown():
         module = ir.Module.create()
         digest = program_digest(program)
@@ -259,13 +244,13 @@ def entries_module(program: Mapping[str, Any], with_entries: bool = True) -> str
 
 
 def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, costs: list[LaunchCost], profile: bool) -> None:
-    function = llvm.LLVMFuncOp(entry_symbol(name, profile), _entry_type(ir, profile), ip=ir.InsertionPoint(body))
-    params = [llvm.PointerType.get(), *[ir.IntegerType.get_signless(64)] * 2] + (
-        [llvm.PointerType.get()] if profile else []
-    )
-    block = function.body.blocks.append(*params)
-    for arg, name in zip(block.arguments, ("launches", "tokens", "threads", "ticks"), strict=False):
-        arg.set_location(ir.Location.name(name))  # printed as the parameter's name
+    ptr, i64 = llvm.PointerType.get(), ir.IntegerType.get_signless(64)
+    params = [ptr, i64, i64, *([ptr] if profile else [])]
+    function = _dialect("func").FuncOp(entry_symbol(name, profile), ir.FunctionType.get(params, []),
+                                       ip=ir.InsertionPoint(body))  # fmt: skip
+    block = function.add_entry_block()
+    for arg, label in zip(block.arguments, ("launches", "tokens", "threads", "ticks"), strict=False):
+        arg.set_location(ir.Location.name(label))  # printed as the parameter's name
     launches, tokens, threads = block.arguments[:3]
     ticks = block.arguments[3] if profile else None
     b = _Builder(ir, llvm, ir.InsertionPoint(block))
@@ -286,7 +271,7 @@ def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, costs: list[Launc
     if profile:
         _add_ticks(b, ticks, b.const(0), start)
     b.restore_mxcsr(caller_mxcsr)
-    llvm.ReturnOp(ip=b.ip)
+    _dialect("func").ReturnOp([], ip=b.ip)
 
 
 def _split(ir: Any, llvm: Any, omp: Any, b: _Builder, function: Any, cost: LaunchCost, callee: Any, words: Any,

@@ -8,7 +8,7 @@
 // one is a plain call, more an OpenMP team whose thread t runs tokens [t T / n, (t + 1) T / n).
 // Every thread runs kernels with MXCSR flushing denormals (FTZ | DAZ: 0x8040 = 32832), the caller's restored.
 // CHECK:       llvm.mlir.global external constant @tessera_program_sha256("{{[0-9a-f]+}}")
-// CHECK-LABEL: llvm.func @tessera_prefill(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
+// CHECK-LABEL: func.func @tessera_prefill(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
 // CHECK:         llvm.call_intrinsic "llvm.x86.sse.stmxcsr"(%[[CALLER:.*]]) : (!llvm.ptr) -> ()
 // CHECK:         llvm.mlir.constant(32832 : i32)
 // CHECK:         llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
@@ -31,11 +31,11 @@
 // CHECK-NEXT:          llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
 // CHECK-NEXT:          omp.yield
 // CHECK:         llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"(%[[CALLER]]) : (!llvm.ptr) -> ()
-// CHECK-NEXT:    llvm.return
-// CHECK-LABEL: llvm.func @tessera_prefill__profile(%launches: !llvm.ptr, %tokens: i64, %threads: i64, %ticks: !llvm.ptr)
+// CHECK-NEXT:    return
+// CHECK-LABEL: func.func @tessera_prefill__profile(%launches: !llvm.ptr, %tokens: i64, %threads: i64, %ticks: !llvm.ptr)
 // CHECK:         llvm.call_intrinsic "llvm.readcyclecounter"() : () -> i64
-// CHECK-LABEL: llvm.func @tessera_decode(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
-// CHECK-LABEL: llvm.func @tessera_decode__profile(
+// CHECK-LABEL: func.func @tessera_decode(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
+// CHECK-LABEL: func.func @tessera_decode__profile(
 
 // LLVM: define void @tessera_prefill(ptr %0, i64 %1, i64 %2)
 // LLVM:   call void {{.*}}@__kmpc_fork_call(
