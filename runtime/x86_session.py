@@ -4,8 +4,9 @@ Each program (`@prefill`, `@decode`) is one native function (lowering/x86/native
 whole launch list, splitting each kernel's grid over the threads of an OpenMP team (runtime/openmp.py):
 a prefill or a decoded token is one call from Python. Python binds the call once per token count: a table
 of each launch's kernel entry and argument words (MLIR's expanded memrefs over the weights, the state and
-an arena allocated once per session, grown for a longer prompt); a decode step only writes the sequence
-position into its words. TESSERA_THREADS caps the threads (default: the CPUs this process may use).
+an arena allocated once per session, grown for a longer prompt, which holds the token ids too); a call then
+only copies its ids into the arena and writes the sequence position into the words. TESSERA_THREADS caps
+the threads (default: the CPUs this process may use).
 
     session = X86Session.open(read_artifact("out/tiny"))
     logits = session.prefill([5, 7, 9])      # [3, vocab]; call again to continue the same sequence
@@ -48,6 +49,14 @@ class SessionState:
 
 
 @dataclass
+class _Arena:
+    """A program's buffers for up to len(ids) tokens: its arena slots and the token ids it reads."""
+
+    slots: list[np.ndarray]
+    ids: np.ndarray
+
+
+@dataclass
 class _Bound:
     """A program bound to this session's buffers for one token count: the table its native function reads."""
 
@@ -56,7 +65,6 @@ class _Bound:
     words: np.ndarray  # uint64: every launch's argument words, end to end
     position_words: np.ndarray  # indices into `words` of the sequence position
     result: np.ndarray  # the logits, a view of the arena
-    ids: np.ndarray  # the token ids its words point at (kept alive with them)
 
 
 class X86Session:
@@ -99,9 +107,8 @@ class X86Session:
             for name in PROGRAMS
             for launch in program["programs"][name]["launches"]
         }
-        self._arenas: dict[str, list[np.ndarray]] = {}
+        self._arenas: dict[str, _Arena] = {}
         self._bound: dict[str, _Bound] = {}
-        self._decode_ids = np.zeros(1, np.int64)
 
     @classmethod
     def open(cls, artifact: Artifact, kernel_mode: str | None = None) -> X86Session:
@@ -150,8 +157,7 @@ class X86Session:
 
     def decode(self, token_id: int) -> np.ndarray:
         """Logits [vocab] after appending one token, by the single-step program."""
-        self._decode_ids[0] = self._check_ids([token_id])[0]
-        bound = self._bind("decode", self._decode_ids)
+        bound = self._bind("decode", self._check_ids([token_id]))
         self._call("decode", bound)
         self.position += 1
         return bound.result[0].copy()
@@ -191,13 +197,15 @@ class X86Session:
         self.profiler.record(program_name, bound.tokens, ticks, time.perf_counter() - began)
 
     def _bind(self, program_name: str, ids: np.ndarray) -> _Bound:
-        """The program's table for len(ids) tokens: kept while the token count repeats (every decode step)."""
-        bound = self._bound.get(program_name)
-        if bound is not None and bound.tokens == len(ids) and program_name == "decode":
-            return bound
+        """The program's table for len(ids) tokens, `ids` copied into its arena: the table is kept while the
+        token count repeats (every decode step; prompts of one length) and the arena does not grow."""
         program = self.program["programs"][program_name]
         tokens = len(ids)
         arena = self._arena(program_name, program["slots"], tokens)
+        arena.ids[:tokens] = ids
+        bound = self._bound.get(program_name)
+        if bound is not None and bound.tokens == tokens:
+            return bound
         launches = program["launches"]
         words: list[int] = []
         position_words: list[int] = []
@@ -205,7 +213,7 @@ class X86Session:
 
         def view(arg: Mapping[str, Any]) -> np.ndarray:
             dtype = np.dtype(_DTYPES[arg["dtype"]])
-            flat = arena[arg["buffer"]][: tokens * arg["features"] * dtype.itemsize].view(dtype)
+            flat = arena.slots[arg["buffer"]][: tokens * arg["features"] * dtype.itemsize].view(dtype)
             return flat if arg.get("rank") == 1 else flat.reshape(tokens, arg["features"])
 
         for launch in launches:
@@ -215,7 +223,7 @@ class X86Session:
                     position_words.append(len(words))
                     words.append(0)
                 elif "ids" in arg:
-                    words += memref_words(ids)
+                    words += memref_words(arena.ids[:tokens])
                 elif "weight" in arg:
                     words += memref_words(self.weights[arg["weight"]])
                 elif "state" in arg:
@@ -228,16 +236,18 @@ class X86Session:
         table = np.empty((len(launches), 2), np.uint64)
         for index, launch in enumerate(launches):
             table[index] = (self._launch_entries[launch["kernel"]], word_array.ctypes.data + 8 * offsets[index])
-        bound = _Bound(tokens, table, word_array, np.array(position_words, np.intp), view(program["result"]), ids)
+        bound = _Bound(tokens, table, word_array, np.array(position_words, np.intp), view(program["result"]))
         self._bound[program_name] = bound
         return bound
 
-    def _arena(self, program_name: str, slots: Sequence[int], tokens: int) -> list[np.ndarray]:
-        """The program's buffers: allocated once, grown (never shrunk) when a call needs more tokens."""
+    def _arena(self, program_name: str, slots: Sequence[int], tokens: int) -> _Arena:
+        """The program's buffers: allocated once, grown (never shrunk) when a call needs more tokens — which
+        unbinds the program's table."""
         arena = self._arenas.get(program_name)
-        if arena is None or len(arena[0]) < tokens * slots[0]:
-            arena = [aligned_empty((tokens * width,), np.uint8) for width in slots]
+        if arena is None or len(arena.ids) < tokens:
+            arena = _Arena([aligned_empty((tokens * width,), np.uint8) for width in slots], np.zeros(tokens, np.int64))
             self._arenas[program_name] = arena
+            self._bound.pop(program_name, None)
         return arena
 
 

@@ -75,6 +75,16 @@ def test_the_instrumented_programs_compute_the_same_logits_and_account_for_the_t
     assert "matmul" in profiler.report() and "thread busy share" in profiler.report()
 
 
+def test_a_reused_binding_reads_the_new_prompt(tiny_artifact: Path, rng: np.random.Generator) -> None:
+    # Prompts of one length reuse the bound table (their ids are copied into the arena); a longer one grows
+    # the arena and binds again; a shorter one binds views of the grown arena.
+    prompts = [[int(t) for t in rng.integers(0, 301, length)] for length in (20, 20, 33, 7)]
+    session = _session(tiny_artifact, 2)
+    for prompt in prompts:
+        session.reset()
+        np.testing.assert_array_equal(session.prefill(prompt), _session(tiny_artifact, 2).prefill(prompt))
+
+
 def test_the_callers_floating_point_mode_is_restored(tiny_artifact: Path, rng: np.random.Generator) -> None:
     # Kernels run flushing denormals (MXCSR FTZ | DAZ); the calling thread gets its own mode back, so numpy
     # on it still computes denormals after a call.
