@@ -269,9 +269,11 @@ X86_64_AVX512_BF16 = CPU("x86-64-v4", "+avx512bf16")  # Cooper Lake, Zen 4 and l
 VARIANT_CPUS = {"amx": X86_64_AMX, "avx512bf16": X86_64_AVX512_BF16}
 
 
-def compile_object(llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: CPU = X86_64_BASELINE) -> bytes:
-    """LLVM IR text -> a relocatable object for `cpu` (O3, position-independent)."""
-    module, machine = _optimized(llvm_ir, triple, cpu.name, cpu.features)
+def compile_object(
+    llvm_ir: str, triple: str = "x86_64-unknown-linux-gnu", cpu: CPU = X86_64_BASELINE, opt: int = 3
+) -> bytes:
+    """LLVM IR text -> a relocatable object for `cpu` (position-independent), optimized at level `opt`."""
+    module, machine = _optimized(llvm_ir, triple, cpu.name, cpu.features, opt)
     return bytes(machine.emit_object(module))
 
 
@@ -361,9 +363,9 @@ def link_llvm_ir(modules: list[str]) -> str:
     return str(first)
 
 
-def _optimized(llvm_ir: str, triple: str, cpu: str, features: str) -> tuple[Any, Any]:
-    """LLVM IR parsed, verified and optimized at O3 for a target machine (position-independent): the
-    module and the machine that emits it."""
+def _optimized(llvm_ir: str, triple: str, cpu: str, features: str, opt: int = 3) -> tuple[Any, Any]:
+    """LLVM IR parsed, verified and optimized at level `opt` (default O3) for a target machine
+    (position-independent): the module and the machine that emits it."""
     llvm = _llvm()
     try:
         module = llvm.parse_assembly(llvm_ir)
@@ -371,10 +373,10 @@ def _optimized(llvm_ir: str, triple: str, cpu: str, features: str) -> tuple[Any,
     except RuntimeError as exc:
         raise ToolchainError(f"invalid LLVM IR: {str(exc).strip().splitlines()[0]}") from None
     target = llvm.Target.from_triple(triple)
-    machine = target.create_target_machine(cpu=cpu, features=features, opt=3, reloc="pic", codemodel="default")
+    machine = target.create_target_machine(cpu=cpu, features=features, opt=opt, reloc="pic", codemodel="default")
     module.triple = triple
     module.data_layout = str(machine.target_data)
-    builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=3))
+    builder = llvm.create_pass_builder(machine, llvm.create_pipeline_tuning_options(speed_level=opt))
     builder.getModulePassManager().run(module, builder)
     return module, machine
 

@@ -86,9 +86,13 @@ def libraries(job: X86Job) -> None:
     from tessera.lowering.convert_tile_to_x86 import MATRIX_VARIANTS
 
     assert job.program is not None
+    # The programs only sequence calls and fork: one object for every library (the baseline, O1), cached.
+    programs_object = job.compile_one(
+        "obj", ("programs", "O1", job.programs_ir), lambda: toolchain.compile_object(job.programs_ir, opt=1)
+    )
     for isa, cpu in (("generic", toolchain.X86_64_BASELINE), ("avx512", toolchain.X86_64_AVX512)):
         job.progress(f"x86: machine code for {cpu.name} (ahead-of-time library, {isa})")
-        link_library(job, job.llvm_modules, cpu, LIBRARY_FILES[isa], with_programs=True)
+        link_library(job, job.llvm_modules, cpu, LIBRARY_FILES[isa], programs_object, programs=True)
     for isa in MATRIX_VARIANTS:
         job.progress(f"x86: {isa} variants of the GEMMs (ahead-of-time library, {isa})")
         job.variant_kernels[isa] = variant_library(job, isa)
@@ -101,6 +105,7 @@ def variant_library(job: X86Job, isa: str, emulated: bool = False) -> list[str]:
     kernels with the tile operations as loops, for this CPU (tests on machines without AMX run the whole
     AMX path through them)."""
     from tessera.lowering.convert_tile_to_x86 import matrix_variants, variants_module
+    from tessera.lowering.x86.native_program import digest_llvm_ir
     from tessera.lowering.x86.pipeline import VARIANT_PIPELINES
 
     assert job.tile_module is not None
@@ -110,7 +115,9 @@ def variant_library(job: X86Job, isa: str, emulated: bool = False) -> list[str]:
     functions = [text for text, _ in variants.values()]
     job.write(f"kernels.{isa}.mlir", variants_module(isa, variants))
     cpu = toolchain.X86_64_BASELINE if emulated else toolchain.VARIANT_CPUS[isa]
-    link_library(job, _llvm_ir(job, functions, VARIANT_PIPELINES[isa]), cpu, LIBRARY_FILES[isa])
+    assert job.program is not None
+    digest = toolchain.compile_object(digest_llvm_ir(job.program), cpu=cpu)  # (variants: no programs)
+    link_library(job, _llvm_ir(job, functions, VARIANT_PIPELINES[isa]), cpu, LIBRARY_FILES[isa], digest)
     return list(variants)
 
 
@@ -125,21 +132,16 @@ def _llvm_ir(job: X86Job, functions: list[str], pipeline: str) -> list[str]:
     )
 
 
-def link_library(
-    job: X86Job, llvm_ir_modules: list[str], cpu: toolchain.CPU, name: str, with_programs: bool = False
-) -> None:
-    """The kernels' objects for `cpu` (through the kernel cache) and job.program's digest — with the native
-    programs, linked against libiomp5, where `with_programs` — into OUT/x86/<name>. That last object is not
-    cached: each program has its own."""
-    from tessera.lowering.x86.native_program import digest_llvm_ir
+def link_library(job: X86Job, llvm_ir_modules: list[str], cpu: toolchain.CPU, name: str, own: bytes,
+                 programs: bool = False) -> None:  # fmt: skip
+    """The kernels' objects for `cpu` (through the kernel cache) and the library's own object — the native
+    programs (`programs`: then linked against libiomp5) or the program digest alone — into OUT/x86/<name>."""
     from tessera.runtime.openmp import library_path
 
-    assert job.program is not None
     objects = job.compile_each(
         "obj", ("object", cpu.name, cpu.features), llvm_ir_modules, partial(toolchain.compile_object, cpu=cpu)
     )
-    own = toolchain.compile_object(job.programs_ir if with_programs else digest_llvm_ir(job.program), cpu=cpu)
-    toolchain.link_shared([*objects, own], job.path(name), [str(library_path())] if with_programs else [])
+    toolchain.link_shared([*objects, own], job.path(name), [str(library_path())] if programs else [])
 
 
 class X86Backend(Backend[X86Job]):

@@ -104,15 +104,28 @@ def test_tessera_run_profile_reports_kinds_and_threads(tiny_artifact: Path) -> N
     assert "thread busy share" in result.stderr
 
 
-def test_small_launches_stay_on_one_thread() -> None:
-    from tessera.lowering.x86.native_program import GRAIN_BYTES, LaunchCost
+def test_small_launches_stay_on_one_thread(tiny_artifact: Path, rng: np.random.Generator) -> None:
+    # The tiny model's decode launches stream a few kilobytes each: no launch pays for a second thread, so
+    # the second thread never runs a kernel; its prefill of 60 tokens splits the token grids.
+    session = _session(tiny_artifact, 2)
+    profiler = session.start_profiling()
+    session.prefill([int(t) for t in rng.integers(0, 301, 60)])
+    session.decode(5)
+    summary = profiler.summary()
+    assert summary["decode"]["thread_busy"][1] == 0.0
+    assert summary["prefill"]["thread_busy"][1] > 0.0
 
-    # Decode runs one token: a launch splits only if its bytes pay for a second thread.
-    assert not LaunchCost(grid=8, align=1, fixed_bytes=GRAIN_BYTES, per_token_bytes=256).may_split("decode")
-    assert LaunchCost(grid=8, align=1, fixed_bytes=8 * GRAIN_BYTES, per_token_bytes=256).may_split("decode")
-    # A grid of one run of `align` units has nothing to split; a grid over tokens may, in prefill.
-    assert not LaunchCost(grid=4, align=4, fixed_bytes=1 << 30, per_token_bytes=0).may_split("prefill")
-    assert LaunchCost(grid=0, align=1, fixed_bytes=0, per_token_bytes=4).may_split("prefill")
+
+def test_the_launch_table_holds_each_launchs_cost(tiny_artifact: Path) -> None:
+    from tessera.lowering.x86.native_program import launch_costs
+
+    program = json.loads((tiny_artifact / "x86" / "program.json").read_text())
+    costs = launch_costs(program, "prefill")
+    launches = program["programs"]["prefill"]["launches"]
+    assert len(costs) == len(launches)
+    first = costs[0]  # the embedding: a grid of tokens, its table whole, 64 floats out per token
+    assert (first.grid, first.align) == (0, 1)
+    assert first.fixed_bytes == 301 * 64 * 4 and first.per_token_bytes == 64 * 4
 
 
 def test_the_programs_are_observable(tiny_artifact: Path) -> None:

@@ -17,7 +17,8 @@ The ABI (runtime/x86_session.py binds it):
         The instrumented mode (tessera-run --profile): adds the cycle counter's ticks of the call to ticks[0],
         of launch i to ticks[1 + i], and of thread t's time inside kernels to ticks[1 + L + t].
 
-Threads per launch, decided at run time from constants the compiler bakes in: the launch's cost estimate —
+Each entry is a loop over the program's launch table (a constant of the library: per launch its grid, align
+and cost). Threads per launch, decided at run time from those constants: the launch's cost estimate —
 the bytes it streams, its weights and state whole and its activations per token — over GRAIN_BYTES, capped by
 its grid's units (runs of `align`) and the threads the runtime allows. One thread is a plain call (no fork);
 otherwise thread t of n runs units [t * units / n, (t + 1) * units / n). Every thread runs kernels with
@@ -31,6 +32,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from tessera import toolchain
 from tessera.runtime.native import LAUNCH_SUFFIX, entry_symbol
@@ -46,21 +49,13 @@ ABI_VERSION = "launch-1"
 
 @dataclass(frozen=True)
 class LaunchCost:
-    """A launch as the program entry sees it: its grid (0: one unit per token), the run length its units
-    split at, and the bytes it streams (fixed + per_token * tokens)."""
+    """A launch as the program entry sees it (a row of its launch table): its grid (0: one unit per token),
+    the run length its units split at, and the bytes it streams (fixed + per_token * tokens)."""
 
     grid: int
     align: int
     fixed_bytes: int
     per_token_bytes: int
-
-    def may_split(self, program: str) -> bool:
-        """Whether any call could use two threads (decode runs one token: its cost is known here)."""
-        tokens = 1 if program == "decode" else None
-        units = self.grid if self.grid else (tokens or 2)
-        if units // self.align < 2:
-            return False
-        return tokens is None or self.fixed_bytes + self.per_token_bytes >= 2 * GRAIN_BYTES
 
 
 def launch_costs(program: Mapping[str, Any], name: str) -> list[LaunchCost]:
@@ -112,6 +107,9 @@ class _Builder:
 
     def less(self, a: Any, b: Any) -> Any:
         return self.llvm.ICmpOp(self.llvm.ICmpPredicate.slt, a, b, ip=self.ip).result
+
+    def equal(self, a: Any, b: Any) -> Any:
+        return self.llvm.ICmpOp(self.llvm.ICmpPredicate.eq, a, b, ip=self.ip).result
 
     def min(self, a: Any, b: Any) -> Any:
         return self.llvm.SelectOp(self.less(a, b), a, b, ip=self.ip).result
@@ -207,7 +205,9 @@ def _dialect(name: str) -> Any:
 
 # The entries' omp ops to LLVM's OpenMP runtime calls (the OpenMPIRBuilder outlines each parallel region),
 # their functions to the llvm dialect.
-OPENMP_PIPELINE = "convert-openmp-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts"
+OPENMP_PIPELINE = (
+    "convert-scf-to-cf,convert-openmp-to-llvm,convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts"
+)
 
 
 def to_llvm_ir(entries: str) -> str:
@@ -235,19 +235,38 @@ def entries_module(program: Mapping[str, Any], with_entries: bool = True) -> str
         llvm.GlobalOp(kind, PROGRAM_DIGEST_SYMBOL, linkage, value=ir.StringAttr.get(digest), constant=True, ip=top)
         for name in PROGRAMS if with_entries else ():
             costs = launch_costs(program, name)
+            table = _launch_table(ir, llvm, module.body, name, costs)
             for profile in (False, True):
-                _entry(ir, llvm, omp, module.body, name, costs, profile)
+                _entry(ir, llvm, omp, module.body, name, len(costs), table, profile)
         module.operation.verify()
         stream = io.StringIO()
         module.operation.print(file=stream, use_name_loc_as_prefix=True)
         return stream.getvalue()
 
 
-def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, costs: list[LaunchCost], profile: bool) -> None:
+def _launch_table(ir: Any, llvm: Any, body: Any, name: str, costs: list[LaunchCost]) -> str:
+    """The program's launches as constants the entry loops over: per launch its grid (0: the token count),
+    align, fixed bytes and bytes per token (COST_FIELDS), an internal global of the library."""
+    symbol = f"tessera_{name}_launch_costs"
+    values = [value for cost in costs for value in (cost.grid, cost.align, cost.fixed_bytes, cost.per_token_bytes)]
+    i64 = ir.IntegerType.get_signless(64)
+    kind = ir.Type.parse(f"!llvm.array<{len(values)} x i64>")  # (the bindings have no constructor for it)
+    data = ir.DenseElementsAttr.get(np.array(values, np.int64), type=ir.RankedTensorType.get([len(values)], i64))
+    linkage = ir.Attribute.parse("#llvm.linkage<internal>")
+    llvm.GlobalOp(kind, symbol, linkage, value=data, constant=True, ip=ir.InsertionPoint(body))
+    return symbol
+
+
+COST_FIELDS = 4  # grid, align, fixed bytes, bytes per token
+
+
+def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, count: int, table: str, profile: bool) -> None:
+    """The program's entry: a loop over its `count` launches (their costs in the global `table`), each a
+    plain call or an OpenMP team as its cost says."""
+    scf, func = _dialect("scf"), _dialect("func")
     ptr, i64 = llvm.PointerType.get(), ir.IntegerType.get_signless(64)
     params = [ptr, i64, i64, *([ptr] if profile else [])]
-    function = _dialect("func").FuncOp(entry_symbol(name, profile), ir.FunctionType.get(params, []),
-                                       ip=ir.InsertionPoint(body))  # fmt: skip
+    function = func.FuncOp(entry_symbol(name, profile), ir.FunctionType.get(params, []), ip=ir.InsertionPoint(body))
     block = function.add_entry_block()
     for arg, label in zip(block.arguments, ("launches", "tokens", "threads", "ticks"), strict=False):
         arg.set_location(ir.Location.name(label))  # printed as the parameter's name
@@ -256,63 +275,61 @@ def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, costs: list[Launc
     b = _Builder(ir, llvm, ir.InsertionPoint(block))
     caller_mxcsr = b.flush_denormals()  # restored before returning to the caller
     start = b.ticks() if profile else None
-    for index, cost in enumerate(costs):
-        callee = b.load(launches, 2 * index, b.ptr)
-        words = b.load(launches, 2 * index + 1, b.ptr)
-        extent = b.const(cost.grid) if cost.grid else tokens
-        began = b.ticks() if profile else None
-        if not cost.may_split(name):
-            _timed_call(b, callee, [words, b.const(0), extent], ticks, 1 + len(costs))
-        else:
-            block = _split(ir, llvm, omp, b, function, cost, callee, words, extent, tokens, threads, ticks, len(costs))
-            b = _Builder(ir, llvm, ir.InsertionPoint(block))
-        if profile:
-            _add_ticks(b, ticks, b.const(1 + index), began)
+    loop = scf.ForOp(b.const(0), b.const(count), b.const(1), ip=b.ip)
+    step = _Builder(ir, llvm, ir.InsertionPoint(loop.body))
+    index = loop.induction_variable
+    costs_at = llvm.AddressOfOp(ptr, table, ip=step.ip).result
+    grid, align, fixed, per_token = (
+        step.load(costs_at, step.add(step.mul(index, step.const(COST_FIELDS)), step.const(field)), i64)
+        for field in range(COST_FIELDS)
+    )
+    callee = step.load(launches, step.mul(index, step.const(2)), ptr)
+    words = step.load(launches, step.add(step.mul(index, step.const(2)), step.const(1)), ptr)
+    extent = llvm.SelectOp(step.equal(grid, step.const(0)), tokens, grid, ip=step.ip).result
+    units = step.div(step.add(extent, step.sub(align, step.const(1))), align)
+    work = step.add(fixed, step.mul(per_token, tokens))
+    team = step.min(step.min(threads, units), step.max(step.div(work, step.const(GRAIN_BYTES)), step.const(1)))
+    began = step.ticks() if profile else None
+    first_busy = 1 + count
+    split = scf.IfOp(step.less(step.const(1), team), has_else=True, ip=step.ip)
+    fork = _Builder(ir, llvm, ir.InsertionPoint(split.then_block))
+    _team(ir, llvm, omp, fork, callee, words, extent, units, align, team, ticks, first_busy)
+    scf.YieldOp([], ip=fork.ip)
+    alone = _Builder(ir, llvm, ir.InsertionPoint(split.else_block))
+    _timed_call(alone, callee, [words, alone.const(0), extent], ticks, first_busy)
+    scf.YieldOp([], ip=alone.ip)
+    if profile:
+        _add_ticks(step, ticks, step.add(index, step.const(1)), began)
+    scf.YieldOp([], ip=step.ip)
     if profile:
         _add_ticks(b, ticks, b.const(0), start)
     b.restore_mxcsr(caller_mxcsr)
-    _dialect("func").ReturnOp([], ip=b.ip)
+    func.ReturnOp([], ip=b.ip)
 
 
-def _split(ir: Any, llvm: Any, omp: Any, b: _Builder, function: Any, cost: LaunchCost, callee: Any, words: Any,
-           extent: Any, tokens: Any, threads: Any, ticks: Any, launch_count: int) -> Any:  # fmt: skip
-    """The launch over n threads, n from the cost estimate; returns the block after it."""
-    align = b.const(cost.align)
-    units = b.div(b.add(extent, b.const(cost.align - 1)), align) if cost.align > 1 else extent
-    work = b.add(b.const(cost.fixed_bytes), b.mul(b.const(cost.per_token_bytes), tokens))
-    wanted = b.max(b.div(work, b.const(GRAIN_BYTES)), b.const(1))
-    count = b.min(b.min(threads, units), wanted)
-    one, many, after = (function.body.blocks.append() for _ in range(3))
-    llvm.CondBrOp(b.less(b.const(1), count), [], [], many, one, ip=b.ip)
-    alone = _Builder(ir, llvm, ir.InsertionPoint(one))
-    _timed_call(alone, callee, [words, alone.const(0), extent], ticks, 1 + launch_count)
-    llvm.BrOp([], after, ip=alone.ip)
-
-    fork = _Builder(ir, llvm, ir.InsertionPoint(many))
-    zero, step = fork.const(0), fork.const(1)  # outside the loop wrapper, which holds the loop nest alone
-    parallel = omp.ParallelOp(
-        [], [], [], [], num_threads=llvm.TruncOp(fork.i32, count, fork._none, ip=fork.ip).result, ip=fork.ip
-    )
+def _team(ir: Any, llvm: Any, omp: Any, fork: _Builder, callee: Any, words: Any, extent: Any, units: Any,
+          align: Any, count: Any, ticks: Any, first_busy: int) -> None:  # fmt: skip
+    """The launch over a team of `count` threads: thread t runs its units [t units / n, (t + 1) units / n)."""
+    zero, one = fork.const(0), fork.const(1)  # outside the loop wrapper, which holds the loop nest alone
+    threads = llvm.TruncOp(fork.i32, count, fork._none, ip=fork.ip).result
+    parallel = omp.ParallelOp([], [], [], [], num_threads=threads, ip=fork.ip)
     team = _Builder(ir, llvm, ir.InsertionPoint(parallel.region.blocks.append()))
     loop = omp.WsloopOp([], [], [], [], [], [], ip=team.ip)
     omp.TerminatorOp(ip=team.ip)
     wrapper = _Builder(ir, llvm, ir.InsertionPoint(loop.region.blocks.append()))
-    nest = omp.LoopNestOp([zero], [count], [step], ip=wrapper.ip)
-    inner = _Builder(ir, llvm, ir.InsertionPoint(nest.region.blocks.append(b.i64)))
+    nest = omp.LoopNestOp([zero], [count], [one], ip=wrapper.ip)
+    inner = _Builder(ir, llvm, ir.InsertionPoint(nest.region.blocks.append(fork.i64)))
     part = nest.region.blocks[0].arguments[0]
 
-    def unit_start(index: Any) -> Any:
-        start = inner.div(inner.mul(index, units), count)
-        return inner.mul(start, align) if cost.align > 1 else start
+    def unit_start(part: Any) -> Any:
+        return inner.mul(inner.div(inner.mul(part, units), count), align)
 
     begin = unit_start(part)
     end = inner.min(unit_start(inner.add(part, inner.const(1))), extent)
     worker_mxcsr = inner.flush_denormals()  # each thread of the team has its own MXCSR
-    _timed_call(inner, callee, [words, begin, end], ticks, 1 + launch_count, part)
+    _timed_call(inner, callee, [words, begin, end], ticks, first_busy, part)
     inner.restore_mxcsr(worker_mxcsr)
     omp.YieldOp([], ip=inner.ip)
-    llvm.BrOp([], after, ip=fork.ip)
-    return after
 
 
 def _timed_call(b: _Builder, callee: Any, args: list[Any], ticks: Any, first_busy: int, part: Any = None) -> None:

@@ -2,38 +2,38 @@
 // RUN: tessera-opt %t.tile.mlir -t x86-native-mlir | FileCheck %s
 // RUN: tessera-opt %t.tile.mlir -t x86-native-mlir | %python -c "from tessera.lowering.x86.native_program import to_llvm_ir; import sys; sys.stdout.write(to_llvm_ir(sys.stdin.read()))" | FileCheck %s --check-prefix=LLVM
 
-// The launch lists as native programs (lowering/x86/native_program.py): each program one function over a
-// table of launch entries and argument words. The first prefill launch (the embedding, one unit per token,
-// 8192 bytes of table and 128 per token) takes n = min(threads, tokens, max(bytes / 65536, 1)) threads:
-// one is a plain call, more an OpenMP team whose thread t runs tokens [t T / n, (t + 1) T / n).
-// Every thread runs kernels with MXCSR flushing denormals (FTZ | DAZ: 0x8040 = 32832), the caller's restored.
+// The launch lists as native programs (lowering/x86/native_program.py): each program one function that loops
+// over its launch table (per launch: grid, align, fixed bytes, bytes per token) and a table of launch entries
+// and argument words. A launch takes n = min(threads, units, max(bytes / 65536, 1)) threads: one is a plain
+// call, more an OpenMP team whose thread t runs units [t u / n, (t + 1) u / n). Every thread runs kernels with
+// MXCSR flushing denormals (FTZ | DAZ: 0x8040 = 32832), the caller's restored.
 // CHECK:       llvm.mlir.global external constant @tessera_program_sha256("{{[0-9a-f]+}}")
+// CHECK:       llvm.mlir.global internal constant @tessera_prefill_launch_costs(dense<"0x{{[0-9A-F]+}}"> : tensor<{{[0-9]+}}xi64>)
 // CHECK-LABEL: func.func @tessera_prefill(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
 // CHECK:         llvm.call_intrinsic "llvm.x86.sse.stmxcsr"(%[[CALLER:.*]]) : (!llvm.ptr) -> ()
 // CHECK:         llvm.mlir.constant(32832 : i32)
 // CHECK:         llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
-// CHECK:         %[[ENTRY:.*]] = llvm.load {{.*}} : !llvm.ptr -> !llvm.ptr
-// CHECK:         %[[WORDS:.*]] = llvm.load {{.*}} : !llvm.ptr -> !llvm.ptr
-// CHECK:         llvm.mlir.constant(8192 : i64)
-// CHECK:         llvm.mlir.constant(128 : i64)
-// CHECK:         llvm.mlir.constant(65536 : i64)
-// CHECK:         llvm.icmp "slt" %threads, %tokens
-// CHECK:         llvm.cond_br %{{.*}}, ^[[MANY:.*]], ^[[ONE:.*]]
-// CHECK:       ^[[ONE]]:
-// CHECK:         llvm.call %[[ENTRY]](%[[WORDS]], %{{.*}}, %tokens) : !llvm.ptr, (!llvm.ptr, i64, i64) -> ()
-// CHECK:       ^[[MANY]]:
-// CHECK:         omp.parallel num_threads(%{{.*}} : i32) {
-// CHECK-NEXT:      omp.wsloop {
-// CHECK-NEXT:        omp.loop_nest (%[[PART:.*]]) : i64 = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
-// CHECK:               llvm.mul %[[PART]], %tokens : i64
-// CHECK:               llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
-// CHECK:               llvm.call %[[ENTRY]](%[[WORDS]], %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i64, i64) -> ()
-// CHECK-NEXT:          llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
-// CHECK-NEXT:          omp.yield
+// CHECK:         scf.for %[[LAUNCH:.*]] = %{{.*}} to %{{.*}} step %{{.*}} : i64 {
+// CHECK:           llvm.mlir.addressof @tessera_prefill_launch_costs
+// CHECK:           %[[ENTRY:.*]] = llvm.load %{{.*}} : !llvm.ptr -> !llvm.ptr
+// CHECK:           %[[WORDS:.*]] = llvm.load %{{.*}} : !llvm.ptr -> !llvm.ptr
+// CHECK:           %[[EXTENT:.*]] = llvm.select %{{.*}}, %tokens, %{{.*}} : i1, i64
+// CHECK:           llvm.mlir.constant(65536 : i64)
+// CHECK:           scf.if %{{.*}} {
+// CHECK:             omp.parallel num_threads(%{{.*}} : i32) {
+// CHECK-NEXT:          omp.wsloop {
+// CHECK-NEXT:            omp.loop_nest (%[[PART:.*]]) : i64 = (%{{.*}}) to (%{{.*}}) step (%{{.*}}) {
+// CHECK:                   llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
+// CHECK-NEXT:              llvm.call %[[ENTRY]](%[[WORDS]], %{{.*}}, %{{.*}}) : !llvm.ptr, (!llvm.ptr, i64, i64) -> ()
+// CHECK-NEXT:              llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
+// CHECK-NEXT:              omp.yield
+// CHECK:           } else {
+// CHECK:             llvm.call %[[ENTRY]](%[[WORDS]], %{{.*}}, %[[EXTENT]]) : !llvm.ptr, (!llvm.ptr, i64, i64) -> ()
 // CHECK:         llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"(%[[CALLER]]) : (!llvm.ptr) -> ()
 // CHECK-NEXT:    return
 // CHECK-LABEL: func.func @tessera_prefill__profile(%launches: !llvm.ptr, %tokens: i64, %threads: i64, %ticks: !llvm.ptr)
 // CHECK:         llvm.call_intrinsic "llvm.readcyclecounter"() : () -> i64
+// CHECK:       llvm.mlir.global internal constant @tessera_decode_launch_costs
 // CHECK-LABEL: func.func @tessera_decode(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
 // CHECK-LABEL: func.func @tessera_decode__profile(
 
