@@ -14,7 +14,8 @@ position), then the [begin, end) range of its grid.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, UnitAttr, i64
@@ -156,26 +157,50 @@ def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTile
 MATRIX_VARIANTS = ("amx", "avx512bf16")
 
 
-def matrix_variants(module: ModuleOp, isa: str, emulated: bool = False) -> dict[str, tuple[str, list[str]]]:
-    """Every GEMM's `isa` variant (amx_kernel / bf16_dot_kernel) through convert-tessera-tile-to-x86 with
-    that pattern, by kernel name: its function as MLIR 22 text and its parameter names (GEMMs without one
-    are left out). emulated (AMX only): lowered without the AMX pattern (its products as vector FMAs), for
-    CPUs without AMX: the same kernel, its numbers testable anywhere."""
+def matrix_variant_pieces(module: ModuleOp, isa: str, emulated: bool = False) -> list[str]:
+    """What building each GEMM's `isa` variant takes, one JSON text per matmul kernel (its name, GEMM spec and
+    tiles): the unit `matrix_variant` builds from, in a worker process, and the kernel cache keys."""
     if isa not in MATRIX_VARIANTS:
         raise X86LoweringError(f"unknown matrix variant '{isa}' (expected one of {', '.join(MATRIX_VARIANTS)})")
+    return [
+        json.dumps({"name": kernel.sym_name.data, "isa": isa, "emulated": emulated,
+                    "spec": vars(gemm_spec(kernel)), "tiles": vars(gemm_tiles(kernel))}, sort_keys=True)
+        for kernel in kernels(module)
+        if kernel.kind.data == "matmul"
+    ]  # fmt: skip
+
+
+def matrix_variant(piece: str) -> str:
+    """One GEMM's variant (amx_kernel / bf16_dot_kernel) through convert-tessera-tile-to-x86 with that pattern,
+    as JSON: its function as MLIR 22 text and its parameter names ({} where the GEMM has no such variant).
+    emulated (AMX only): lowered without the AMX pattern (its products as vector FMAs), for CPUs without
+    AMX: the same kernel, its numbers testable anywhere."""
+    request = json.loads(piece)
+    name, isa = request["name"], request["isa"]
+    spec, tiles = x86_gemm.GemmSpec(**request["spec"]), x86_gemm.GemmTiles(**request["tiles"])
+    tiled = amx_kernel(name, spec, tiles) if isa == "amx" else bf16_dot_kernel(name, spec, tiles)
+    if tiled is None:
+        return "{}"
+    names = parameter_names(tiled)
+    variant = ModuleOp([tiled])
+    lower_to_x86(variant, amx=isa == "amx" and not request["emulated"], bf16_dot=isa == "avx512bf16")
+    expand_math(variant, "x86")
+    return json.dumps({"name": name, "text": upstream_text(variant.body.block.first_op), "names": names})  # type: ignore[arg-type]
+
+
+def matrix_variants(module: ModuleOp, isa: str, emulated: bool = False) -> dict[str, tuple[str, list[str]]]:
+    """Every GEMM's `isa` variant (matrix_variant of each piece, here in this process), by kernel name: its
+    function as MLIR 22 text and its parameter names; GEMMs without one are left out."""
+    return variants_by_name(matrix_variant(piece) for piece in matrix_variant_pieces(module, isa, emulated))
+
+
+def variants_by_name(built: Iterable[str]) -> dict[str, tuple[str, list[str]]]:
+    """matrix_variant's results by kernel name, those without a variant left out."""
     variants = {}
-    for kernel in kernels(module):
-        if kernel.kind.data != "matmul":
-            continue
-        name, spec, tiles = kernel.sym_name.data, gemm_spec(kernel), gemm_tiles(kernel)
-        tiled = amx_kernel(name, spec, tiles) if isa == "amx" else bf16_dot_kernel(name, spec, tiles)
-        if tiled is None:
-            continue
-        names = parameter_names(tiled)
-        variant = ModuleOp([tiled])
-        lower_to_x86(variant, amx=isa == "amx" and not emulated, bf16_dot=isa == "avx512bf16")
-        expand_math(variant, "x86")
-        variants[name] = upstream_text(variant.body.block.first_op), names  # type: ignore[arg-type]
+    for text in built:
+        variant = json.loads(text)
+        if variant:
+            variants[variant["name"]] = variant["text"], variant["names"]
     return variants
 
 

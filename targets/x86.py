@@ -26,8 +26,11 @@ program.json it reads before any launch — one rewritten to match code it was n
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from tessera import toolchain
@@ -104,12 +107,20 @@ def variant_library(job: X86Job, isa: str, emulated: bool = False) -> list[str]:
     digest like the other libraries. Returns the kernels that have a variant. emulated (AMX): the same
     kernels with the tile operations as loops, for this CPU (tests on machines without AMX run the whole
     AMX path through them)."""
-    from tessera.lowering.convert_tile_to_x86 import matrix_variants, variants_module
+    from tessera.lowering.convert_tile_to_x86 import (
+        matrix_variant,
+        matrix_variant_pieces,
+        variants_by_name,
+        variants_module,
+    )
     from tessera.lowering.x86.native_program import digest_llvm_ir
     from tessera.lowering.x86.pipeline import VARIANT_PIPELINES
 
     assert job.tile_module is not None
-    variants = matrix_variants(job.tile_module, isa, emulated)
+    # Each GEMM's variant lowered in the worker processes, through the kernel cache.
+    pieces = matrix_variant_pieces(job.tile_module, isa, emulated)
+    parts = ("variant", isa, lowering_fingerprint())
+    variants = variants_by_name(job.compile_texts("tile-variant", parts, pieces, matrix_variant))
     if not variants:  # (an fp32 model has no GEMM that dot products take): no library
         return []
     functions = [text for text, _ in variants.values()]
@@ -119,6 +130,21 @@ def variant_library(job: X86Job, isa: str, emulated: bool = False) -> list[str]:
     digest = toolchain.compile_object(digest_llvm_ir(job.program), cpu=cpu)  # (variants: no programs)
     link_library(job, _llvm_ir(job, functions, VARIANT_PIPELINES[isa]), cpu, LIBRARY_FILES[isa], digest)
     return list(variants)
+
+
+@functools.cache
+def lowering_fingerprint() -> str:
+    """SHA-256 of the Python that turns Tile-IR kernels into upstream MLIR (kernels/, lowering/, tiling/,
+    dialects/, arch.py): part of the key of whatever the kernel cache keeps of Tessera's own lowering, so that
+    a change to it never reuses what the old code made."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in [
+        root / "arch.py",
+        *(p for d in ("kernels", "lowering", "tiling", "dialects") for p in sorted((root / d).rglob("*.py"))),
+    ]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _llvm_ir(job: X86Job, functions: list[str], pipeline: str) -> list[str]:
