@@ -51,6 +51,16 @@ def run_tool(
     return result
 
 
+def compile_tiny_x86(tmp_path_factory: pytest.TempPathFactory, seed: int, max_seq_len: int) -> Path:
+    """configs/nemotron_h_tiny.yaml (every layer kind, chunk 16, odd vocab 301) compiled for x86 with random
+    weights drawn from `seed`, as tessera-compile does it: the artifact's directory."""
+    out = tmp_path_factory.mktemp("tiny") / "out"
+    tiny = Path(__file__).resolve().parent.parent / "configs" / "nemotron_h_tiny.yaml"
+    run_tool("tessera_compile", tiny, "--target", "x86", "--max-seq-len", max_seq_len, "--seed", seed % 2**31,
+             "-o", out, "-q")  # fmt: skip
+    return out
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
     """Bad input: a non-zero exit, no traceback, and exactly one stderr line holding every phrase."""
     assert result.returncode != 0

@@ -9,20 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NEEDS_MLIR, assert_one_line_error, run_tool
+from conftest import NEEDS_MLIR, assert_one_line_error, compile_tiny_x86, run_tool
 
 pytestmark = NEEDS_MLIR
-
-ROOT = Path(__file__).resolve().parent.parent
-TINY = ROOT / "configs" / "nemotron_h_tiny.yaml"  # every layer kind; hidden 64, so prefill splits past ~14 tokens
 
 
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "out"
-    run_tool("tessera_compile", TINY, "--target", "x86", "--max-seq-len", "128", "--seed", module_seed % 2**31, "-o",
-             out, "-q")  # fmt: skip
-    return out
+    return compile_tiny_x86(tmp_path_factory, module_seed, 128)  # hidden 64: prefill splits past ~14 tokens
 
 
 def _session(out: Path, threads: int | None = None):  # type: ignore[no-untyped-def]

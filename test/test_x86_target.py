@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NEEDS_MLIR, assert_one_line_error, record_again, run_tool
+from conftest import NEEDS_MLIR, assert_one_line_error, compile_tiny_x86, record_again, run_tool
 
 pytestmark = NEEDS_MLIR
 
@@ -22,10 +22,7 @@ TINY = ROOT / "configs" / "nemotron_h_tiny.yaml"  # every layer kind, chunk 16, 
 
 @pytest.fixture(scope="module")
 def tiny_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> Path:
-    out = tmp_path_factory.mktemp("tiny") / "out"
-    run_tool("tessera_compile", TINY, "--target", "x86", "--max-seq-len", "256", "--seed", module_seed % 2**31, "-o",
-             out, "-q")  # fmt: skip
-    return out
+    return compile_tiny_x86(tmp_path_factory, module_seed, 256)
 
 
 def open_session(out: Path, kernels: str = "auto"):  # type: ignore[no-untyped-def]
