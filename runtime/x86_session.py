@@ -113,8 +113,8 @@ class X86Session:
     @classmethod
     def open(cls, artifact: Artifact, kernel_mode: str | None = None) -> X86Session:
         """The artifact's x86 program: every file it uses is checked against tessera.json's records before
-        it is read or loaded, the program against its kernels' signatures, and its kernel table against
-        the one the loaded code was compiled with, before any launch."""
+        it is read or loaded, the program against its kernels' signatures, and its kernels and launches
+        against what the loaded code was compiled for, before any launch."""
         entry = artifact.targets["x86"]
         program_path = artifact.checked(entry["program"], "targets.x86.program")
         program = read_manifest_json(
