@@ -85,6 +85,14 @@ def run_pipeline(text: str, pipeline: str, then: Callable[[Any], None] | None = 
         return str(module)
 
 
+def run_passes(module: Any, pipeline: str) -> None:
+    """An upstream pass pipeline (mlir-opt's textual form) on a bindings module, in place, in its context."""
+    try:
+        mlir().passmanager.PassManager.parse(f"builtin.module({pipeline})").run(module.operation)
+    except Exception as exc:  # the bindings raise MLIRError / ValueError with diagnostics attached
+        raise ToolchainError(f"MLIR pipeline failed: {_first_error(str(exc))}") from None
+
+
 def join_modules(texts: Sequence[str], parameter_names: Mapping[str, Sequence[str]] | None = None) -> str:
     """Modules (MLIR text, generic or custom; each a kernel's, say) as one, in MLIR 22's own custom form: every
     top-level op of each joins the first module, a GPU module's ops join the GPU module of the same name; a

@@ -300,8 +300,8 @@ VECTOR_FORMS: dict[type[Operation], type[IRDLOperation]] = {
 class _GenericPrinter(Printer):
     """xDSL's printer in generic form, faster where a lowered kernel spends its printing time: text without a
     newline goes straight to the stream (not through print()), and each distinct attribute (types above all:
-    i32, index, !llvm.ptr<1> on every op) is rendered once. Equal attributes print alike, so the text is the
-    same byte for byte (test_upstream_text_is_xdsls_generic_print); 0.47 -> 0.27 s for Nano-12B's NVVM kernels."""
+    i32, index, the global-memory pointer type on every op) is rendered once. Equal attributes print alike, so
+    the text is the same byte for byte (test_upstream_text_is_xdsls_generic_print); 0.47 -> 0.27 s for Nano-12B's NVVM kernels."""
 
     _attribute_texts: dict[Attribute, str] = field(default_factory=dict)
 

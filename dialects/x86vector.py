@@ -5,7 +5,7 @@ name, operands and types so that the x86 lowering builds it as typed IR and prin
                 b[32 bf16], lane i += a[2i] b[2i] + a[2i + 1] b[2i + 1]
 
 lowering/x86/pipeline.py's AVX512BF16_LLVM_PIPELINE converts it (convert-vector-to-llvm{enable-x86vector}) to
-LLVM's llvm.x86.avx512bf16.dpbf16ps.512.
+LLVM's 512-bit AVX-512 BF16 dot-product intrinsic.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ stack buffer of the call (a "global" one allocated on the heap and freed by the 
 reduction is one ReductionOp of the vector dialect (floats with reassociation allowed: LLVM then keeps
 partial sums in several registers; a float max / min halves its vector first); a scan is log2 shuffle
 steps; an iota is a constant vector; `mma` is a vector FMA per (k, row) with a[m, k] broadcast (with
-{amx=true}, first the AMX pattern of lowering/tile_to_amx.py; with {bf16-dot=true}, b in k pairs as
+{amx=true}, first the AMX pattern of lowering/tile_to_amx.py; with {bf16_dot=true}, b in k pairs as
 AVX-512 BF16 dot products, LowerMmaBF16Dot); map, splat and convert are the shared
 patterns of lowering/tile_elements.py. Scalars are the memref dialect's element loads and stores.
 """

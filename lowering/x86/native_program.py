@@ -87,7 +87,7 @@ class _Builder:
         self.ir, self.llvm, self.ip = ir, llvm, ip
         self.i32, self.i64 = ir.IntegerType.get_signless(32), ir.IntegerType.get_signless(64)
         self.ptr = llvm.PointerType.get()
-        self._none = ir.Attribute.parse("#llvm.overflow<none>")
+        self._none = llvm.IntegerOverflowFlags.none
 
     def const(self, value: int, width: int = 64) -> Any:
         kind = self.i64 if width == 64 else self.i32
@@ -192,7 +192,7 @@ def add_launch_entries(module: Any) -> None:
             args.append(b.load(words, index, kind))
         llvm.CallOp(None, [*args, begin, end], [], [], callee=ir.FlatSymbolRefAttr.get(name), ip=b.ip)
         func.ReturnOp([], ip=b.ip)
-    toolchain.mlir().passmanager.PassManager.parse("builtin.module(convert-func-to-llvm)").run(module.operation)
+    toolchain.run_passes(module, "convert-func-to-llvm")
 
 
 def _dialect(name: str) -> Any:
