@@ -35,7 +35,14 @@ from tessera.runtime.cpu_features import AMX, cpu_flags, request_amx_permission
 from tessera.runtime.native import KernelLibrary
 from tessera.runtime.weights import bf16_bits, bf16_to_f32, pack_amx_vnni
 from tessera.tiling import x86 as tiling
-from tessera.tiling.x86_gemm import GemmSpec, GemmTiles, choose_tiles, matrix_unit_tiles
+from tessera.tiling.x86_gemm import (
+    MAX_GROUP_ROWS,
+    WEIGHT_BLOCK_BYTES,
+    GemmSpec,
+    GemmTiles,
+    choose_tiles,
+    matrix_unit_tiles,
+)
 
 NR = 64  # the x86 kernel's panel width (gemm.choose_tiles), in which callers split the work
 TILE_INSTRUCTIONS = ("ldtilecfg", "tileloadd", "tdpbf16ps", "tilestored")
@@ -53,7 +60,9 @@ MACHINE_CODE_SPECS = {
 }
 # The numbers: odd N and K (masked last columns, k tails within and past a 16-value vector), N and K
 # multiples of the tiles (no masks), N = 1, every epilogue, x and y f32 or bf16; "two_groups" has K so
-# long that a row group is 32 rows, so that 37 rows take two groups.
+# long that a row group is 32 rows, so that 37 rows take two groups; "in_place_*" have bf16 x and K a multiple
+# of 32 that is an odd number of 64-byte lines, so that whole pairs of 16-row tiles are read from x in place and the rest staged (37 rows: one pair
+# and 5 staged, 64: two pairs and none), "in_place_blocks" so long a K that its 5 weight panels take 3 blocks.
 SPECS = {
     "odd_store": GemmSpec(301, 72, "store"),
     "odd_k_x16": GemmSpec(77, 45, "store", x_dtype="bf16"),
@@ -64,8 +73,11 @@ SPECS = {
     "one_column": GemmSpec(1, 5, "accumulate", row_scale=True, x_dtype="bf16"),
     "aligned_store_bias": GemmSpec(128, 64, "store", bias=True),
     "two_groups": GemmSpec(35, 16001, "accumulate", bias=True, row_scale=True),
+    "in_place_x16": GemmSpec(150, 96, "store", x_dtype="bf16"),
+    "in_place_relu2": GemmSpec(40, 32, "relu2", bias=True, row_scale=True, x_dtype="bf16", y_dtype="bf16"),
+    "in_place_blocks": GemmSpec(70, 8224, "accumulate", bias=True, x_dtype="bf16"),
 }
-ROWS = (1, 5, 37)
+ROWS = (1, 5, 37, 64)
 
 
 def amx_text(name: str, spec: GemmSpec, nr: int = NR, emulated: bool = False) -> str:
@@ -146,8 +158,8 @@ def _innermost_tile_loops(instructions: list[tuple[int, str, str]]) -> list[list
 # The FMA-lowered kernels run each 32 x 32 x 32 product as a loop of vector FMAs over k (LOOPED_PRODUCT_FMAS;
 # unrolled, they took about 9 s each to build): the numbers on every CPU come from these, the AMX ones from
 # every spec where the CPU has AMX.
-FMA_SPECS = ("odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias", "two_groups")
-SPLIT_SPECS = ("odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias")
+FMA_SPECS = ("odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias", "two_groups", "in_place_x16")
+SPLIT_SPECS = ("odd_store", "accumulate_scaled_bias", "relu2_scaled_y16", "xy16_store_bias", "in_place_x16")
 
 
 def _library(path: Path, emulated: bool) -> KernelLibrary:
@@ -292,12 +304,15 @@ def test_pack_amx_vnni_is_the_kernels_layout(rng: np.random.Generator, dtype: st
 
 
 def test_tiles_fit_the_tile_registers() -> None:
-    """Staged row groups: whole pairs of 16-row tiles, 32 to 128 rows, at most 1 MiB of bf16."""
+    """Staged row groups: whole pairs of 16-row tiles, 32 to MAX_GROUP_ROWS rows, at most 1 MiB of bf16; weight
+    blocks: an even count of panels, at most WEIGHT_BLOCK_BYTES of weights or 2 panels."""
     assert "convert-vector-to-llvm{enable-amx}" in AMX_LLVM_PIPELINE
     assert "convert-to-llvm" in AMX_LLVM_PIPELINE.split(",")
     for spec in (*SPECS.values(), *MACHINE_CODE_SPECS.values()):
         tiles = matrix_unit_tiles(spec, choose_tiles(spec))
-        assert tiles["group"] % 32 == 0 and 32 <= tiles["group"] <= 128
+        assert tiles["group"] % 32 == 0 and 32 <= tiles["group"] <= MAX_GROUP_ROWS
+        weights = tiles["block"] * tiles["nt"] * -(-spec.k // 32) * 32 * 2
+        assert tiles["block"] % 2 == 0 and (weights <= WEIGHT_BLOCK_BYTES or tiles["block"] == 2)
         assert tiles["group"] * tiles["lda"] * 2 <= 1 << 20 or tiles["group"] == 32
         assert tiles["lda"] % 32 == 0 and (tiles["lda"] * 2 // 64) % 2 == 1
     assert matrix_unit_tiles(GemmSpec(64, 5120, "store"), choose_tiles(GemmSpec(64, 5120, "store")))["group"] == 96
