@@ -79,6 +79,27 @@ def test_a_reused_binding_reads_the_new_prompt(tiny_artifact: Path, rng: np.rand
         np.testing.assert_array_equal(session.prefill(prompt), _session(tiny_artifact, 2).prefill(prompt))
 
 
+def test_the_caller_owns_the_logits(tiny_artifact: Path, rng: np.random.Generator) -> None:
+    # Each call writes its logits into memory the caller then owns: logits held across later calls keep
+    # their values; the memory of logits nobody holds any more is written again (no copy, no fresh pages).
+    session = _session(tiny_artifact, 2)
+    prompts = [[int(t) for t in rng.integers(0, 301, 20)] for _ in range(2)]
+    first = session.prefill(prompts[0])
+    kept = first.copy()
+    session.reset()
+    second = session.prefill(prompts[1])
+    step = session.decode(5)
+    session.decode(7)
+    np.testing.assert_array_equal(first, kept)
+    assert not np.array_equal(first, second) and step.shape == (first.shape[1],)
+    memory = second.ctypes.data
+    del first, second
+    session.reset()
+    again = session.prefill(prompts[0])
+    np.testing.assert_array_equal(again, kept)
+    assert again.ctypes.data == memory
+
+
 def test_the_callers_floating_point_mode_is_restored(tiny_artifact: Path, rng: np.random.Generator) -> None:
     # Kernels run flushing denormals (MXCSR FTZ | DAZ); the calling thread gets its own mode back, so numpy
     # on it still computes denormals after a call.
