@@ -132,6 +132,15 @@ class _Builder:
         """An indirect call of a `void (ptr, i64, i64)` function: every launch entry has that type."""
         self.llvm.CallOp(None, [callee, *args], [], [], ip=self.ip)
 
+    def global_address(self, symbol: str, size: int) -> Any:
+        """The address of the constant table `symbol` of `size` i64 (a memref global), as a pointer."""
+        memref, arith = _dialect("memref"), _dialect("arith")
+        table = memref.GetGlobalOp(self.ir.MemRefType.get([size], self.i64), symbol, ip=self.ip).result
+        address = memref.ExtractAlignedPointerAsIndexOp(table, ip=self.ip).result
+        return self.llvm.IntToPtrOp(
+            self.ptr, arith.IndexCastOp(self.i64, address, ip=self.ip).result, ip=self.ip
+        ).result
+
     def ticks(self) -> Any:
         return self.llvm.CallIntrinsicOp(self.i64, "llvm.readcyclecounter", [], [], [], ip=self.ip).result
 
@@ -204,9 +213,10 @@ def _dialect(name: str) -> Any:
 
 
 # The entries' omp ops to LLVM's OpenMP runtime calls (the OpenMPIRBuilder outlines each parallel region),
-# their functions to the llvm dialect.
+# their constant tables (memref globals) and functions to the llvm dialect.
 OPENMP_PIPELINE = (
-    "convert-scf-to-cf,convert-openmp-to-llvm,convert-cf-to-llvm,convert-func-to-llvm,reconcile-unrealized-casts"
+    "convert-scf-to-cf,finalize-memref-to-llvm,convert-arith-to-llvm,convert-openmp-to-llvm,convert-cf-to-llvm,"
+    "convert-func-to-llvm,reconcile-unrealized-casts"
 )
 
 
@@ -228,14 +238,11 @@ def entries_module(program: Mapping[str, Any], with_entries: bool = True) -> str
     ir, llvm, omp = toolchain.mlir().ir, _dialect("llvm"), _dialect("openmp")
     with ir.Context(), ir.Location.unknown():
         module = ir.Module.create()
-        digest = program_digest(program)
-        kind = ir.Type.parse(f"!llvm.array<{len(digest)} x i8>")  # (the bindings have no constructor for it)
-        linkage = ir.Attribute.parse("#llvm.linkage<external>")
-        top = ir.InsertionPoint(module.body)
-        llvm.GlobalOp(kind, PROGRAM_DIGEST_SYMBOL, linkage, value=ir.StringAttr.get(digest), constant=True, ip=top)
+        digest = np.frombuffer(program_digest(program).encode("ascii"), np.int8)  # 64 hex characters
+        _constant_table(ir, module.body, PROGRAM_DIGEST_SYMBOL, digest, exported=True)
         for name in PROGRAMS if with_entries else ():
             costs = launch_costs(program, name)
-            table = _launch_table(ir, llvm, module.body, name, costs)
+            table = _launch_table(ir, module.body, name, costs)
             for profile in (False, True):
                 _entry(ir, llvm, omp, module.body, name, len(costs), table, profile)
         module.operation.verify()
@@ -244,16 +251,24 @@ def entries_module(program: Mapping[str, Any], with_entries: bool = True) -> str
         return stream.getvalue()
 
 
-def _launch_table(ir: Any, llvm: Any, body: Any, name: str, costs: list[LaunchCost]) -> str:
+def _constant_table(ir: Any, body: Any, symbol: str, values: np.ndarray, exported: bool = False) -> None:
+    """A constant global of the library holding `values` (a memref global, lowered to an LLVM global of the
+    same name: external where exported, else internal)."""
+    memref = _dialect("memref")
+    element = ir.IntegerType.get_signless(values.dtype.itemsize * 8)
+    data = ir.DenseElementsAttr.get(values, type=ir.RankedTensorType.get([len(values)], element))
+    kind = ir.MemRefType.get([len(values)], element)
+    visibility = "public" if exported else "private"
+    memref.GlobalOp(symbol, ir.TypeAttr.get(kind), sym_visibility=visibility, initial_value=data, constant=True,
+                    alignment=8, ip=ir.InsertionPoint(body))  # fmt: skip
+
+
+def _launch_table(ir: Any, body: Any, name: str, costs: list[LaunchCost]) -> str:
     """The program's launches as constants the entry loops over: per launch its grid (0: the token count),
     align, fixed bytes and bytes per token (COST_FIELDS), an internal global of the library."""
     symbol = f"tessera_{name}_launch_costs"
     values = [value for cost in costs for value in (cost.grid, cost.align, cost.fixed_bytes, cost.per_token_bytes)]
-    i64 = ir.IntegerType.get_signless(64)
-    kind = ir.Type.parse(f"!llvm.array<{len(values)} x i64>")  # (the bindings have no constructor for it)
-    data = ir.DenseElementsAttr.get(np.array(values, np.int64), type=ir.RankedTensorType.get([len(values)], i64))
-    linkage = ir.Attribute.parse("#llvm.linkage<internal>")
-    llvm.GlobalOp(kind, symbol, linkage, value=data, constant=True, ip=ir.InsertionPoint(body))
+    _constant_table(ir, body, symbol, np.array(values, np.int64))
     return symbol
 
 
@@ -275,10 +290,10 @@ def _entry(ir: Any, llvm: Any, omp: Any, body: Any, name: str, count: int, table
     b = _Builder(ir, llvm, ir.InsertionPoint(block))
     caller_mxcsr = b.flush_denormals()  # restored before returning to the caller
     start = b.ticks() if profile else None
+    costs_at = b.global_address(table, count * COST_FIELDS)
     loop = scf.ForOp(b.const(0), b.const(count), b.const(1), ip=b.ip)
     step = _Builder(ir, llvm, ir.InsertionPoint(loop.body))
     index = loop.induction_variable
-    costs_at = llvm.AddressOfOp(ptr, table, ip=step.ip).result
     grid, align, fixed, per_token = (
         step.load(costs_at, step.add(step.mul(index, step.const(COST_FIELDS)), step.const(field)), i64)
         for field in range(COST_FIELDS)

@@ -7,14 +7,14 @@
 // and argument words. A launch takes n = min(threads, units, max(bytes / 65536, 1)) threads: one is a plain
 // call, more an OpenMP team whose thread t runs units [t u / n, (t + 1) u / n). Every thread runs kernels with
 // MXCSR flushing denormals (FTZ | DAZ: 0x8040 = 32832), the caller's restored.
-// CHECK:       llvm.mlir.global external constant @tessera_program_sha256("{{[0-9a-f]+}}")
-// CHECK:       llvm.mlir.global internal constant @tessera_prefill_launch_costs(dense<"0x{{[0-9A-F]+}}"> : tensor<{{[0-9]+}}xi64>)
+// CHECK:       memref.global "public" constant @tessera_program_sha256 : memref<64xi8> = dense<[{{[0-9, ]+}}]>
+// CHECK:       memref.global "private" constant @tessera_prefill_launch_costs : memref<[[COSTS:[0-9]+]]xi64> = dense<"0x{{[0-9A-F]+}}">
 // CHECK-LABEL: func.func @tessera_prefill(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
 // CHECK:         llvm.call_intrinsic "llvm.x86.sse.stmxcsr"(%[[CALLER:.*]]) : (!llvm.ptr) -> ()
 // CHECK:         llvm.mlir.constant(32832 : i32)
 // CHECK:         llvm.call_intrinsic "llvm.x86.sse.ldmxcsr"
+// CHECK:         memref.get_global @tessera_prefill_launch_costs : memref<[[COSTS]]xi64>
 // CHECK:         scf.for %[[LAUNCH:.*]] = %{{.*}} to %{{.*}} step %{{.*}} : i64 {
-// CHECK:           llvm.mlir.addressof @tessera_prefill_launch_costs
 // CHECK:           %[[ENTRY:.*]] = llvm.load %{{.*}} : !llvm.ptr -> !llvm.ptr
 // CHECK:           %[[WORDS:.*]] = llvm.load %{{.*}} : !llvm.ptr -> !llvm.ptr
 // CHECK:           %[[EXTENT:.*]] = llvm.select %{{.*}}, %tokens, %{{.*}} : i1, i64
@@ -33,7 +33,7 @@
 // CHECK-NEXT:    return
 // CHECK-LABEL: func.func @tessera_prefill__profile(%launches: !llvm.ptr, %tokens: i64, %threads: i64, %ticks: !llvm.ptr)
 // CHECK:         llvm.call_intrinsic "llvm.readcyclecounter"() : () -> i64
-// CHECK:       llvm.mlir.global internal constant @tessera_decode_launch_costs
+// CHECK:       memref.global "private" constant @tessera_decode_launch_costs
 // CHECK-LABEL: func.func @tessera_decode(%launches: !llvm.ptr, %tokens: i64, %threads: i64)
 // CHECK-LABEL: func.func @tessera_decode__profile(
 
