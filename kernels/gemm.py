@@ -291,7 +291,8 @@ class MatrixUnitGemm:
           M only) — or, for a plain "store" into an f32 y, straight into y wherever the block lies in it
 
     Otherwise (an f32 x, or K not lda) each group of `group` rows is first staged as bf16 into a
-    scratch [group, lda] and the weight blocks pass the group's rows alike.
+    scratch [group, lda] (in main memory where the tiles say `staged_heap`) and the weight blocks pass the
+    group's rows alike.
 
     2 x 2 accumulators, two row tiles and two weight tiles are AMX's 8 tile registers (arch.AMX_TILE_REGISTERS).
     lda is K rounded up to kt, plus kt where that row length is an even number of cache lines, so that the mt
@@ -311,7 +312,8 @@ class MatrixUnitGemm:
         self.in_place = x_type.element_type == bf16 and k_size == self.lda
         self.group = 2 * self.mt if self.in_place else tiles["group"]
         self.epilogue = Epilogue(k, epilogue, operands, n, self.nt)
-        self.staged = k.alloc("xs", [self.group, self.lda], bf16)
+        space = "global" if tiles["staged_heap"] and not self.in_place else None
+        self.staged = k.alloc("xs", [self.group, self.lda], bf16, space)
         self.results = k.alloc("cs", [2 * self.mt, 2 * self.nt], f32)
 
     def panels(self, first: SSAValue, end: SSAValue) -> None:

@@ -97,13 +97,17 @@ def footprint_bytes(spec: GemmSpec, tiles: GemmTiles) -> int:
     return tiles.kc * tiles.nr * weight_bytes + tiles.mr * tiles.kc * x_bytes + tiles.mr * tiles.nr * 4
 
 
-# The AMX variant stages a group of rows of x as bf16 once per call: at most this much (a stack buffer that
-# stays in L2) and at most MAX_GROUP_ROWS rows. Each block of weight panels (at most WEIGHT_BLOCK_BYTES of
-# weights) then stays in L2 while every row of the group passes it: the weights stream from memory once per
-# group, not once per row block. Measured on a 2-core Xeon with AMX (benchmarks/x86_bf16_gemm.py shapes, 2
-# threads, 2026-12-07): 512 x 1024 x 32000 (an LM head) 0.94-1.01 -> 1.38-1.54 TFLOP/s against panel pairs
-# over the group's rows; 512 x 1024 x 6176 +5%, 512 x 1024 x 4096 and 512 x 4096 x 1024 within the noise.
-STAGED_BYTES = 1 << 20
+# The AMX variant stages a group of rows of x as bf16 once per call: at most STAGED_BYTES (it stays in L2)
+# and at most MAX_GROUP_ROWS rows; on the stack up to STACK_STAGED_BYTES (the x86 footprint a thread's stack
+# holds), beyond it on the heap (a malloc per call, which the allocator serves from memory it keeps after the
+# first). Each block of weight panels (at most WEIGHT_BLOCK_BYTES of weights) then stays in L2 while every row
+# of the group passes it: the weights stream from memory once per group, not once per row block. Measured on
+# a 2-core Xeon with AMX (benchmarks/x86_bf16_gemm.py shapes, 2 threads, 2026-12-07): 512 x 1024 x 32000 (an
+# LM head) 0.94-1.01 -> 1.38-1.54 TFLOP/s against panel pairs over the group's rows; 512 x 1024 x 6176 +5%,
+# 512 x 1024 x 4096 and 512 x 4096 x 1024 within the noise; 2048 x 5120 x 20480 1.15-1.19 -> 1.50-1.52 with
+# groups of 384 rows (4 MiB) instead of 96 (1 MiB).
+STAGED_BYTES = 4 << 20
+STACK_STAGED_BYTES = 1 << 20
 MAX_GROUP_ROWS = 512
 WEIGHT_BLOCK_BYTES = 768 << 10
 
@@ -112,7 +116,8 @@ def matrix_unit_tiles(spec: GemmSpec, tiles: GemmTiles) -> dict[str, int]:
     """kernels/gemm.py's MatrixUnitGemm tiles for AMX (arch.AMX_BF16): the vector blocking's panel `nr` as the
     unit of the range a call runs; the instruction's m, n, k; the staged row group and its row length lda
     (K rounded up to k, plus k where that is an even number of 64-byte lines: the 16 rows of a tile then
-    fall in 16 different L1 sets instead of one or two); the weight panels per block (an even count)."""
+    fall in 16 different L1 sets instead of one or two), whether that group lies on the heap (`staged_heap`);
+    the weight panels per block (an even count)."""
     from tessera.arch import AMX_BF16
 
     kt = AMX_BF16.k
@@ -121,4 +126,6 @@ def matrix_unit_tiles(spec: GemmSpec, tiles: GemmTiles) -> dict[str, int]:
     rows = 2 * AMX_BF16.m
     group = max(rows, min(MAX_GROUP_ROWS, STAGED_BYTES // (lda * 2) // rows * rows))
     block = max(2, WEIGHT_BLOCK_BYTES // (padded * AMX_BF16.n * 2) // 2 * 2)
-    return {"nr": tiles.nr, "kt": kt, "mt": AMX_BF16.m, "nt": AMX_BF16.n, "group": group, "lda": lda, "block": block}
+    heap = int(group * lda * 2 > STACK_STAGED_BYTES)
+    return {"nr": tiles.nr, "kt": kt, "mt": AMX_BF16.m, "nt": AMX_BF16.n, "group": group, "lda": lda, "block": block,
+            "staged_heap": heap}  # fmt: skip

@@ -37,6 +37,8 @@ from tessera.runtime.weights import bf16_bits, bf16_to_f32, pack_amx_vnni
 from tessera.tiling import x86 as tiling
 from tessera.tiling.x86_gemm import (
     MAX_GROUP_ROWS,
+    STACK_STAGED_BYTES,
+    STAGED_BYTES,
     WEIGHT_BLOCK_BYTES,
     GemmSpec,
     GemmTiles,
@@ -60,7 +62,7 @@ MACHINE_CODE_SPECS = {
 }
 # The numbers: odd N and K (masked last columns, k tails within and past a 16-value vector), N and K
 # multiples of the tiles (no masks), N = 1, every epilogue, x and y f32 or bf16; "two_groups" has K so
-# long that a row group is 32 rows, so that 37 rows take two groups; "in_place_*" have bf16 x and K a multiple
+# long that a row group is 32 rows (on the heap), so that 37 rows take two groups; "in_place_*" have bf16 x and K a multiple
 # of 32 that is an odd number of 64-byte lines, so that whole pairs of 16-row tiles are read from x in place and the rest staged (37 rows: one pair
 # and 5 staged, 64: two pairs and none), "in_place_blocks" so long a K that its 5 weight panels take 3 blocks.
 SPECS = {
@@ -72,7 +74,7 @@ SPECS = {
     "xy16_store_bias": GemmSpec(200, 129, "store", bias=True, x_dtype="bf16", y_dtype="bf16"),
     "one_column": GemmSpec(1, 5, "accumulate", row_scale=True, x_dtype="bf16"),
     "aligned_store_bias": GemmSpec(128, 64, "store", bias=True),
-    "two_groups": GemmSpec(35, 16001, "accumulate", bias=True, row_scale=True),
+    "two_groups": GemmSpec(35, 40001, "accumulate", bias=True, row_scale=True),
     "in_place_x16": GemmSpec(150, 96, "store", x_dtype="bf16"),
     "in_place_relu2": GemmSpec(40, 32, "relu2", bias=True, row_scale=True, x_dtype="bf16", y_dtype="bf16"),
     "in_place_blocks": GemmSpec(70, 8224, "accumulate", bias=True, x_dtype="bf16"),
@@ -304,8 +306,9 @@ def test_pack_amx_vnni_is_the_kernels_layout(rng: np.random.Generator, dtype: st
 
 
 def test_tiles_fit_the_tile_registers() -> None:
-    """Staged row groups: whole pairs of 16-row tiles, 32 to MAX_GROUP_ROWS rows, at most 1 MiB of bf16; weight
-    blocks: an even count of panels, at most WEIGHT_BLOCK_BYTES of weights or 2 panels."""
+    """Staged row groups: whole pairs of 16-row tiles, 32 to MAX_GROUP_ROWS rows, at most STAGED_BYTES of bf16,
+    on the heap past STACK_STAGED_BYTES; weight blocks: an even count of panels, at most WEIGHT_BLOCK_BYTES of
+    weights or 2 panels."""
     assert "convert-vector-to-llvm{enable-amx}" in AMX_LLVM_PIPELINE
     assert "convert-to-llvm" in AMX_LLVM_PIPELINE.split(",")
     for spec in (*SPECS.values(), *MACHINE_CODE_SPECS.values()):
@@ -313,6 +316,8 @@ def test_tiles_fit_the_tile_registers() -> None:
         assert tiles["group"] % 32 == 0 and 32 <= tiles["group"] <= MAX_GROUP_ROWS
         weights = tiles["block"] * tiles["nt"] * -(-spec.k // 32) * 32 * 2
         assert tiles["block"] % 2 == 0 and (weights <= WEIGHT_BLOCK_BYTES or tiles["block"] == 2)
-        assert tiles["group"] * tiles["lda"] * 2 <= 1 << 20 or tiles["group"] == 32
+        staged = tiles["group"] * tiles["lda"] * 2
+        assert staged <= STAGED_BYTES or tiles["group"] == 32
+        assert tiles["staged_heap"] == (staged > STACK_STAGED_BYTES)
         assert tiles["lda"] % 32 == 0 and (tiles["lda"] * 2 // 64) % 2 == 1
-    assert matrix_unit_tiles(GemmSpec(64, 5120, "store"), choose_tiles(GemmSpec(64, 5120, "store")))["group"] == 96
+    assert matrix_unit_tiles(GemmSpec(64, 5120, "store"), choose_tiles(GemmSpec(64, 5120, "store")))["group"] == 384
