@@ -1,6 +1,6 @@
 """Tessera's bf16 GEMM variants against torch.matmul in bf16 (oneDNN) on this CPU (not a test).
 
-    python benchmarks/x86_bf16_gemm.py [--threads 2] [--shapes 512x1024x4096,...] [--reps 5]
+    python benchmarks/x86_bf16_gemm.py [--threads 2] [--shapes 512x1024x4096,...] [--reps 5] [--rounds 3]
 
 Each shape M x K x N (x [M, K] bf16, W [N, K] bf16, y f32) runs as the artifact runs it: the GEMM's matrix
 variants (kernels/gemm.py) — `amx` (AMX tiles, where this CPU has them and Linux grants tile data) and
@@ -8,16 +8,20 @@ variants (kernels/gemm.py) — `amx` (AMX tiles, where this CPU has them and Lin
 over --threads Python threads (ctypes releases the GIL; the native programs split the same way), against
 torch.matmul of bf16 operands on as many threads in its own process, once with oneDNN's best ISA here and once
 capped at AVX-512 BF16 (ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16: the like-for-like baseline of the dot-product
-variant on a CPU that also has AMX). Medians of --reps calls after a warm-up; prints a markdown table with
-the machine and date.
+variant on a CPU that also has AMX). Each measurement is the median of --reps calls after a warm-up; the two
+sides alternate for --rounds rounds (a VM's rate drifts between runs by more than the gaps measured here), and
+the table shows the median of each side over the rounds and the range of the per-round ratios, with the
+machine and date.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
+import functools
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,8 +55,10 @@ def torch_seconds(m: int, k: int, n: int, threads: int, reps: int, isa: str | No
     return float(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
+@functools.cache
 def variant_library(isa: str, m: int, k: int, n: int, scratch: Path) -> tuple[ctypes.CDLL, int]:
-    """The `isa` variant of an n x k GEMM (bf16 x and weight, f32 y), built for this CPU; its panel count."""
+    """The `isa` variant of an n x k GEMM (bf16 x and weight, f32 y), built for this CPU (once per run); its
+    panel count."""
     from xdsl.dialects.builtin import ModuleOp
 
     from tessera import toolchain
@@ -111,6 +117,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--shapes", default=",".join("x".join(map(str, s)) for s in SHAPES), help="MxKxN,...")
     args = parser.parse_args()
     shapes = [tuple(int(v) for v in shape.split("x")) for shape in args.shapes.split(",")]
@@ -119,19 +126,25 @@ def main() -> None:
                                     ("avx512bf16", AVX512_BF16 <= flags)) if ok]  # fmt: skip
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")  # fmt: skip
-    print(f"bf16 GEMMs, {cpu}, {args.threads} threads, medians of {args.reps}; {date.today()}\n")
-    print("| M x K x N | variant | Tessera TFLOP/s | oneDNN TFLOP/s (same ISA class) | ratio |")
+    print(f"bf16 GEMMs, {cpu}, {args.threads} threads, medians of {args.reps} calls, {args.rounds} rounds; "
+          f"{date.today()}\n")  # fmt: skip
+    print("| M x K x N | variant | Tessera TFLOP/s | oneDNN TFLOP/s (same ISA class) | ratio (range over rounds) |")
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as scratch:
         for m, k, n in shapes:
             flops = 2.0 * m * k * n
             for isa in variants:
-                ours = tessera_seconds(isa, m, k, n, args.threads, args.reps, Path(scratch))
                 onednn_isa = None if isa == "amx" else "AVX512_CORE_BF16"
-                theirs = torch_seconds(m, k, n, args.threads, args.reps, onednn_isa)
+                rounds = [
+                    (tessera_seconds(isa, m, k, n, args.threads, args.reps, Path(scratch)),
+                     torch_seconds(m, k, n, args.threads, args.reps, onednn_isa))
+                    for _ in range(args.rounds)
+                ]  # fmt: skip
+                ours, theirs = (statistics.median(side) for side in zip(*rounds, strict=True))
+                ratios = sorted(t / o for o, t in rounds)
                 baseline = "default (AMX)" if isa == "amx" else "AVX512_CORE_BF16"
                 print(f"| {m}x{k}x{n} | {isa} | {flops / ours / 1e12:.2f} | {flops / theirs / 1e12:.2f} "
-                      f"({baseline}) | {theirs / ours:.2f}x |")  # fmt: skip
+                      f"({baseline}) | {statistics.median(ratios):.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}) |")  # fmt: skip
 
 
 if __name__ == "__main__":
