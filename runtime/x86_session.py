@@ -69,19 +69,24 @@ class _Bound:
     result_bytes: int  # that slot's size for this token count
     result_view: Callable[[np.ndarray], np.ndarray]  # the logits in a buffer of result_bytes
 
-    spare: np.ndarray | None = None  # the memory of the last logits returned
+    spare: np.ndarray  # the memory of the last logits returned (before the first call: untouched memory)
 
     def fresh_result(self) -> np.ndarray:
         """The logits buffer that the next call writes, owned by the caller: the last one's memory where
         nothing holds a view of it any more (its only reference is `spare`), else new memory. Copying the
         logits out of the arena cost as much as the LM head (a prefill's [T, vocab] float32: 16 ms of 99 for
         512 tokens of the mid model on a 2-core VM), and fresh memory per call its page faults (5 ms)."""
-        if self.spare is None or sys.getrefcount(self.spare) > 2:  # the attribute and the argument
+        if sys.getrefcount(self.spare) > 2:  # the attribute and the argument
             self.spare = np.empty(self.result_bytes + CACHE_LINE, np.uint8)
-        start = -self.spare.ctypes.data % CACHE_LINE
-        buffer = self.spare[start : start + self.result_bytes]
+        buffer = _aligned(self.spare, self.result_bytes)
         self.words[self.result_pointers] = buffer.ctypes.data
         return self.result_view(buffer)
+
+
+def _aligned(memory: np.ndarray, size: int) -> np.ndarray:
+    """`size` bytes of `memory` (CACHE_LINE bytes longer) from its first cache-line boundary."""
+    start = -memory.ctypes.data % CACHE_LINE
+    return memory[start : start + size]
 
 
 class X86Session:
@@ -220,7 +225,8 @@ class X86Session:
         token count repeats (every decode step; prompts of one length) and the arena does not grow."""
         program = self.program["programs"][program_name]
         tokens = len(ids)
-        arena = self._arena(program_name, program["slots"], tokens)
+        result_slot = program["result"]["buffer"]
+        arena = self._arena(program_name, program["slots"], tokens, result_slot)
         arena.ids[:tokens] = ids
         bound = self._bound.get(program_name)
         if bound is not None and bound.tokens == tokens:
@@ -230,7 +236,8 @@ class X86Session:
         position_words: list[int] = []
         result_pointers: list[int] = []
         offsets: list[int] = []
-        result_slot = program["result"]["buffer"]
+        result_bytes = tokens * program["slots"][result_slot]
+        first_result = np.empty(result_bytes + CACHE_LINE, np.uint8)  # the first call's logits (untouched here)
 
         def view(arg: Mapping[str, Any], slot: np.ndarray | None = None) -> np.ndarray:
             dtype = np.dtype(_DTYPES[arg["dtype"]])
@@ -251,16 +258,17 @@ class X86Session:
                 elif "state" in arg:
                     words += memref_words(self.states[arg["state"]])
                 elif "buffer" in arg:
-                    if arg["buffer"] == result_slot:  # both pointers: each call's own logits (fresh_result)
-                        result_pointers += [len(words), len(words) + 1]
-                    words += memref_words(view(arg))
+                    if arg["buffer"] != result_slot:
+                        words += memref_words(view(arg))
+                        continue
+                    result_pointers += [len(words), len(words) + 1]  # both pointers: each call's own logits
+                    words += memref_words(view(arg, _aligned(first_result, result_bytes)))
                 else:
                     raise RunError(f"program.json: unknown launch argument {dict(arg)}")
         word_array = np.array(words, np.uint64)
         table = np.empty((len(launches), 2), np.uint64)
         for index, launch in enumerate(launches):
             table[index] = (self._launch_entries[launch["kernel"]], word_array.ctypes.data + 8 * offsets[index])
-        result_bytes = tokens * program["slots"][result_slot]
         bound = _Bound(
             tokens,
             table,
@@ -269,16 +277,18 @@ class X86Session:
             np.array(result_pointers, np.intp),
             result_bytes,
             lambda buffer: view(program["result"], buffer),
+            first_result,
         )
         self._bound[program_name] = bound
         return bound
 
-    def _arena(self, program_name: str, slots: Sequence[int], tokens: int) -> _Arena:
+    def _arena(self, program_name: str, slots: Sequence[int], tokens: int, result_slot: int) -> _Arena:
         """The program's buffers: allocated once, grown (never shrunk) when a call needs more tokens — which
-        unbinds the program's table."""
+        unbinds the program's table; none for the logits' slot, which each call's own logits are."""
         arena = self._arenas.get(program_name)
         if arena is None or len(arena.ids) < tokens:
-            arena = _Arena([aligned_empty((tokens * width,), np.uint8) for width in slots], np.zeros(tokens, np.int64))
+            sizes = [0 if slot == result_slot else tokens * width for slot, width in enumerate(slots)]
+            arena = _Arena([aligned_empty((size,), np.uint8) for size in sizes], np.zeros(tokens, np.int64))
             self._arenas[program_name] = arena
             self._bound.pop(program_name, None)
         return arena
