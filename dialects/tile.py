@@ -815,6 +815,35 @@ class ConvertOp(IRDLOperation):
             raise VerifyException(f"{self.name}: {source} -> {target} changes the shape")
 
 
+@irdl_op_definition
+class InterleaveOp(IRDLOperation):
+    """Two rank-1 tiles [J] as one [2 J], element by element: `%r = tessera.tile.interleave %even, %odd :
+    !tessera.tile.tile<64xbf16>, !tessera.tile.tile<64xbf16> -> !tessera.tile.tile<128xbf16>` (r[2 j] =
+    even[j], r[2 j + 1] = odd[j]). Rows 2 i and 2 i + 1 of a matrix [K, N] interleaved are row i of its k
+    pairs [K / 2, 2 N]: the layout an `mma` with rhs_pairs reads (a matrix unit's right operand), built by a
+    kernel from values it computes."""
+
+    name = "tessera.tile.interleave"
+    even = operand_def(TileType)
+    odd = operand_def(TileType)
+    result = result_def(TileType)
+    traits = traits_def(Pure())
+    assembly_format = "$even `,` $odd attr-dict `:` type($even) `,` type($odd) `->` type($result)"
+
+    def __init__(self, even: SSAValue, odd: SSAValue) -> None:
+        assert isinstance(even.type, TileType)
+        (size,) = even.type.get_shape()
+        super().__init__(operands=[even, odd], result_types=[TileType([2 * size], even.type.element_type)])
+
+    def verify_(self) -> None:
+        even, odd, result = self.even.type, self.odd.type, self.result.type
+        assert isinstance(even, TileType) and isinstance(result, TileType)
+        if even != odd or len(even.get_shape()) != 1:
+            raise VerifyException(f"{self.name}: interleaves two rank-1 tiles of one type, not {even} and {odd}")
+        if result != TileType([2 * even.get_shape()[0]], even.element_type):
+            raise VerifyException(f"{self.name}: {even} interleaved is not {result}")
+
+
 def dataflow_block(arg_types: Sequence[Attribute]) -> Block:
     """An empty kernel body taking `arg_types` (buffers, scalars, then the program id)."""
     return Block(arg_types=list(arg_types))
@@ -837,6 +866,7 @@ TesseraTile = Dialect(
         ScanOp,
         MmaOp,
         ConvertOp,
+        InterleaveOp,
     ],
     [TileType],
 )

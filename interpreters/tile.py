@@ -162,6 +162,10 @@ class TileFunctions(InterpreterFunctions):
         expanded = np.expand_dims(args[0], int(op.axis.value.data))
         return (np.broadcast_to(expanded, op.result.type.get_shape()).copy(),)
 
+    @impl(tile.InterleaveOp)
+    def run_interleave(self, interpreter: Interpreter, op: tile.InterleaveOp, args: PythonValues) -> PythonValues:
+        return (np.stack(args, axis=-1).reshape(-1),)
+
     @impl(tile.IotaOp)
     def run_iota(self, interpreter: Interpreter, op: tile.IotaOp, args: PythonValues) -> PythonValues:
         assert isinstance(op.result.type, TileType)

@@ -299,6 +299,11 @@ class KernelBuilder:
             return value
         return self._insert(tile.ConvertOp(value, element))
 
+    def interleave(self, even: SSAValue, odd: SSAValue) -> SSAValue:
+        """The rank-1 tile [2 J] of even's and odd's elements alternately ([J] each): rows 2 i and 2 i + 1 of
+        a matrix as row i of its k pairs (mma's rhs_pairs)."""
+        return self._insert(tile.InterleaveOp(even, odd))
+
     def mma(self, a: SSAValue, b: SSAValue, acc: SSAValue, rhs_transposed: bool = False,
             rhs_pairs: bool = False) -> SSAValue:  # fmt: skip
         """acc + a b: tiles [M, K] and [K, N] (f32 or bf16) into an f32 [M, N]; with `rhs_transposed`, b is

@@ -45,7 +45,7 @@ xBC), dt_raw = [I + C, I + C + H).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -154,6 +154,69 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
     return k.finish()
 
 
+def move_states(k: KernelBuilder, m: Mixer, buffers: tuple[SSAValue, SSAValue], heads: tuple[SSAValue, SSAValue],
+                base: SSAValue, load: bool) -> None:  # fmt: skip
+    """ssm_state[h, p, :] (f32 or bf16) <-> st[h - base, :, p] (f32) for the heads [heads) of the group from
+    `base`; `buffers`: (ssm_state, st). Where P and N are multiples of 16, by 16 x 16 blocks, each stored
+    transposed (16 vector shuffles' worth of work, where a row stored along a strided dimension is an element
+    at a time: measured, a prompt of 5 tokens took 1.6x the emitter's time that way)."""
+    state, st = buffers
+    assert isinstance(state.type, MemRefType)
+    state_element, zero = state.type.element_type, k.index(0)
+
+    def by_rows(head: SSAValue, local: SSAValue) -> None:
+        with k.loop(zero, k.index(m.head_dim), k.index(1)) as p:
+            if load:
+                row = k.convert(k.load(state, [head, p.iv, zero], [m.state]), f32)
+                k.store(row, st, [local, zero, p.iv], axes=(1,))
+            else:
+                row = k.load(st, [local, zero, p.iv], [m.state], axes=(1,))
+                k.store(k.convert(row, state_element), state, [head, p.iv, zero])
+
+    def by_blocks(head: SSAValue, local: SSAValue) -> None:
+        def rows(p0: SSAValue, _: int) -> None:
+            def block(n0: SSAValue, _: int) -> None:
+                if load:
+                    values = k.convert(k.load(state, [head, p0, n0], [16, 16]), f32)
+                    k.store(values, st, [local, n0, p0], axes=(2, 1))
+                else:
+                    values = k.convert(k.load(st, [local, n0, p0], [16, 16]), state_element)
+                    k.store(values, state, [head, p0, n0], axes=(2, 1))
+
+            k.blocks(m.state, 16, block)
+
+        k.blocks(m.head_dim, 16, rows)
+
+    with k.loop(*heads, k.index(1)) as head:
+        move = by_rows if m.head_dim % 16 or m.state % 16 else by_blocks
+        move(head.iv, k.subi(head.iv, base))
+
+
+def cumulative_decay(k: KernelBuilder, m: Mixer, buffers: Sequence[SSAValue], head: SSAValue, start: SSAValue,
+                     length: SSAValue, time_step_min: float, rows: Sequence[SSAValue]) -> tuple[SSAValue, SSAValue]:  # fmt: skip
+    """Into `rows` (dt, hi, lo, exp(cum): f32 [>= length] each), for the chunk's rows l < length of head:
+    dt = max(softplus(dt_raw + dt_bias), time_step_min) and cum = the cumulative dt A as hi + lo; returns
+    the chunk's last (hi, lo). `buffers`: ssd_scan's launch buffers."""
+    zxbcdt, _, dt_bias, a_log = buffers[:4]
+    zero = k.f32(0.0)
+    a = k.negf(k.exp(k.load(a_log, [head])))
+    bias = k.load(dt_bias, [head])
+    raw_column = k.addi(head, k.index(m.inner + m.channels))
+    with k.loop(k.index(0), length, k.index(1), [zero, zero]) as row:
+        raw = k.load(zxbcdt, [k.addi(start, row.iv), raw_column])
+        dt = k.maximumf(k.softplus(k.addf(raw, bias)), k.f32(time_step_min))
+        step, (hi, lo) = k.mulf(dt, a), row.args
+        # TwoSum: total + error = hi + step exactly; the errors gather in lo.
+        total = k.addf(hi, step)
+        step_part = k.subf(total, hi)
+        error = k.addf(k.subf(hi, k.subf(total, step_part)), k.subf(step, step_part))
+        lo = k.addf(lo, error)
+        for value, buffer in zip((dt, total, lo, k.exp(total)), rows, strict=True):
+            k.store(value, buffer, [row.iv])
+        row.yield_(total, lo)
+    return row.results[0], row.results[1]
+
+
 @dataclass(frozen=True)
 class _Walk:
     """A product's operand along its reduction index j: the tiles of `buffer` at `start` with j added to the
@@ -218,42 +281,7 @@ class ChunkedScan:
             self.move_states(heads, base, load=False)
 
     def move_states(self, heads: tuple[SSAValue, SSAValue], base: SSAValue, load: bool) -> None:
-        """ssm_state[h, p, :] (f32 or bf16) <-> st[h - base, :, p] (f32) for the group's heads in range."""
-        k, m = self.kb, self.m
-        zero = k.index(0)
-        if m.head_dim % 16 == 0 and m.state % 16 == 0:
-            self.move_state_blocks(heads, base, load)
-            return
-        with k.loop(*heads, k.index(1)) as head:
-            local = k.subi(head.iv, base)
-            with k.loop(zero, k.index(m.head_dim), k.index(1)) as p:
-                if load:
-                    row = k.convert(k.load(self.state, [head.iv, p.iv, zero], [m.state]), f32)
-                    k.store(row, self.st, [local, zero, p.iv], axes=(1,))
-                else:
-                    row = k.load(self.st, [local, zero, p.iv], [m.state], axes=(1,))
-                    k.store(k.convert(row, self.state_element), self.state, [head.iv, p.iv, zero])
-
-    def move_state_blocks(self, heads: tuple[SSAValue, SSAValue], base: SSAValue, load: bool) -> None:
-        """move_states by 16 x 16 blocks, each stored transposed (16 vector shuffles' worth of work, where a
-        row stored along a strided dimension is an element at a time: measured, a prompt of 5 tokens took
-        1.6x the emitter's time that way)."""
-        k, m = self.kb, self.m
-        with k.loop(*heads, k.index(1)) as head:
-            local = k.subi(head.iv, base)
-
-            def rows(p0: SSAValue, _: int) -> None:
-                def block(n0: SSAValue, _: int) -> None:
-                    if load:
-                        values = k.convert(k.load(self.state, [head.iv, p0, n0], [16, 16]), f32)
-                        k.store(values, self.st, [local, n0, p0], axes=(2, 1))
-                    else:
-                        values = k.convert(k.load(self.st, [local, n0, p0], [16, 16]), self.state_element)
-                        k.store(values, self.state, [head.iv, p0, n0], axes=(2, 1))
-
-                k.blocks(m.state, 16, block)
-
-            k.blocks(m.head_dim, 16, rows)
+        move_states(self.kb, self.m, (self.state, self.st), heads, base, load)
 
     def transpose_b(self, start: SSAValue, length: SSAValue, b_column: SSAValue) -> None:
         """bt[n, s] = B[start + s, n] for s < length: blocks of 16 tokens by 16 states, then tokens alone."""
@@ -321,23 +349,8 @@ class ChunkedScan:
         """dt, cum (hi, lo) and exp(cum) of the chunk's rows, then x dt and x dt exp(cum[-1] - cum); returns
         exp(cum[-1])."""
         k, m = self.kb, self.m
-        zero = k.f32(0.0)
-        a = k.negf(k.exp(k.load(self.a_log, [head])))
-        bias = k.load(self.dt_bias, [head])
-        raw_column = k.addi(head, k.index(m.inner + m.channels))
-        with k.loop(k.index(0), length, k.index(1), [zero, zero]) as row:
-            raw = k.load(self.zxbcdt, [k.addi(start, row.iv), raw_column])
-            dt = k.maximumf(k.softplus(k.addf(raw, bias)), k.f32(self.time_step_min))
-            step, (hi, lo) = k.mulf(dt, a), row.args
-            # TwoSum: total + error = hi + step exactly; the errors gather in lo.
-            total = k.addf(hi, step)
-            step_part = k.subf(total, hi)
-            error = k.addf(k.subf(hi, k.subf(total, step_part)), k.subf(step, step_part))
-            lo = k.addf(lo, error)
-            for value, buffer in ((dt, self.dt), (total, self.hi), (lo, self.lo), (k.exp(total), self.decay)):
-                k.store(value, buffer, [row.iv])
-            row.yield_(total, lo)
-        end_hi, end_lo = row.results
+        rows = (self.dt, self.hi, self.lo, self.decay)
+        end_hi, end_lo = cumulative_decay(k, m, self.kb.buffers, head, start, length, self.time_step_min, rows)
         head_column = k.muli(head, k.index(m.head_dim))
         bound = None if m.head_dim == self.padded_p else k.addi(head_column, k.index(m.head_dim))
         with k.loop(k.index(0), length, k.index(1)) as row:
@@ -478,14 +491,18 @@ def ssd_step(dims: Dims, tiles: Mapping[str, int]) -> Block:
 
 def ssd_scan(dims: Dims, tiles: Mapping[str, int]) -> Block:
     """The form the tiles ask for: a GPU's matrix tiles (`block_rows`: kernels/ssd_blocks.py, a program per
-    head and block of channels), or a CPU's (a ranged body over heads)."""
+    head and block of channels), or a CPU's, a ranged body over heads: on its matrix unit (`kt`, its k depth:
+    kernels/ssd_matrix.py) or its vectors."""
+    from tessera.kernels.ssd_matrix import MatrixScan  # it builds on this module's pieces
+
     m, state_element = Mixer.of(dims), _element(dims, "state_dtype")
     if "block_rows" in tiles:
         k = KernelBuilder(_ssd_buffers(m, state_element))
         BlockScan(k, m, state_element, float(dims["time_step_min"]), tiles).scan()
         return k.finish()
     k = KernelBuilder(_ssd_buffers(m, state_element), ranged=True)
-    ChunkedScan(k, dims, tiles).heads_of(*k.program_range)
+    scan = MatrixScan(k, dims, tiles) if "kt" in tiles else ChunkedScan(k, dims, tiles)
+    scan.heads_of(*k.program_range)
     return k.finish()
 
 

@@ -18,7 +18,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, UnitAttr, i64
+from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, UnitAttr, f64, i64
 from xdsl.ir import Attribute, Region
 
 from tessera.dialects import tile
@@ -87,8 +87,10 @@ def _matmul_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles
     return tile.KernelOp(properties=properties, regions=[Region(matmul(dims, chosen))])
 
 
-def _attribute(value: int | str) -> IntegerAttr | StringAttr:
-    return StringAttr(value) if isinstance(value, str) else IntegerAttr(value, i64)
+def _attribute(value: int | float | str) -> IntegerAttr | FloatAttr | StringAttr:
+    if isinstance(value, str):
+        return StringAttr(value)
+    return FloatAttr(value, f64) if isinstance(value, float) else IntegerAttr(value, i64)
 
 
 def emit_kernel(kernel: tile.KernelOp) -> str:
@@ -142,6 +144,27 @@ def amx_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) ->
     return _matmul_kernel(f"{name}__amx", spec, tiles, x86_gemm.matrix_unit_tiles(spec, tiles), ranged=True)
 
 
+def amx_scan_kernel(name: str, dims: Mapping[str, Any]) -> tile.KernelOp | None:
+    """The AMX variant of an ssd_scan as Tile-IR (kernels/ssd_matrix.py: its products bf16 on the matrix
+    unit, a ranged body over heads as the vector kernel's), `<name>__amx`; None where its N and P do not fit."""
+    from tessera.kernels.mamba import ssd_scan
+
+    tiles = tiling.matrix_scan_tiles(dims)
+    if tiles is None:
+        return None
+    properties: dict[str, Attribute] = {
+        "sym_name": StringAttr(f"{name}__amx"),
+        "kind": StringAttr("ssd_scan"),
+        "dims": DictionaryAttr({key: _attribute(value) for key, value in dims.items()}),
+        "parallel": StringAttr("heads"),
+        "grid": IntegerAttr(int(dims["num_heads"]), i64),
+        "target": StringAttr("x86"),
+        "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in tiles.items()}),
+        "ranged": UnitAttr(),
+    }
+    return tile.KernelOp(properties=properties, regions=[Region(ssd_scan(dims, tiles))])
+
+
 def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) -> tile.KernelOp | None:
     """The AVX-512 BF16 variant of a GEMM as Tile-IR: the vector blocking with k in pairs (bf16 weights packed
     as pair panels, one dot product per pair), `<name>__avx512bf16`; None where the GEMM has none (x or the
@@ -162,12 +185,22 @@ def matrix_variant_pieces(module: ModuleOp, isa: str, emulated: bool = False) ->
     tiles): the unit `matrix_variant` builds from, in a worker process, and the kernel cache keys."""
     if isa not in MATRIX_VARIANTS:
         raise X86LoweringError(f"unknown matrix variant '{isa}' (expected one of {', '.join(MATRIX_VARIANTS)})")
-    return [
-        json.dumps({"name": kernel.sym_name.data, "isa": isa, "emulated": emulated,
-                    "spec": vars(gemm_spec(kernel)), "tiles": vars(gemm_tiles(kernel))}, sort_keys=True)
-        for kernel in kernels(module)
-        if kernel.kind.data == "matmul"
-    ]  # fmt: skip
+    pieces = []
+    for kernel in kernels(module):
+        request: dict[str, Any] = {"name": kernel.sym_name.data, "isa": isa, "emulated": emulated}
+        if kernel.kind.data == "matmul":
+            request.update(spec=vars(gemm_spec(kernel)), tiles=vars(gemm_tiles(kernel)))
+        elif kernel.kind.data == "ssd_scan" and isa == "amx" and _scan_rounds_to_bf16(kernel):
+            request.update(kind="ssd_scan", dims=_dims(kernel))
+        else:
+            continue
+        pieces.append(json.dumps(request, sort_keys=True))
+    return pieces
+
+
+def _scan_rounds_to_bf16(kernel: tile.KernelOp) -> bool:
+    """Whether an ssd_scan's artifact is bf16, so that its AMX variant may round the products' operands."""
+    return kernel.tiles is not None and bool(plain_dict(kernel.tiles).get("operand_bf16", 0))
 
 
 def matrix_variant(piece: str) -> str:
@@ -177,8 +210,11 @@ def matrix_variant(piece: str) -> str:
     AMX: the same kernel, its numbers testable anywhere."""
     request = json.loads(piece)
     name, isa = request["name"], request["isa"]
-    spec, tiles = x86_gemm.GemmSpec(**request["spec"]), x86_gemm.GemmTiles(**request["tiles"])
-    tiled = amx_kernel(name, spec, tiles) if isa == "amx" else bf16_dot_kernel(name, spec, tiles)
+    if request.get("kind") == "ssd_scan":
+        tiled = amx_scan_kernel(name, request["dims"])
+    else:
+        spec, tiles = x86_gemm.GemmSpec(**request["spec"]), x86_gemm.GemmTiles(**request["tiles"])
+        tiled = amx_kernel(name, spec, tiles) if isa == "amx" else bf16_dot_kernel(name, spec, tiles)
     if tiled is None:
         return "{}"
     names = parameter_names(tiled)

@@ -13,7 +13,7 @@ along the innermost dimension: a shuffle transpose and a vector store per column
 stack buffer of the call (a "global" one allocated on the heap and freed by the program that uses it); a
 reduction is one ReductionOp of the vector dialect (floats with reassociation allowed: LLVM then keeps
 partial sums in several registers; a float max / min halves its vector first); a scan is log2 shuffle
-steps; an iota is a constant vector; `mma` is a vector FMA per (k, row) with a[m, k] broadcast (with
+steps; an iota is a constant vector; an interleave one shuffle; `mma` is a vector FMA per (k, row) with a[m, k] broadcast (with
 {amx=true}, first the AMX pattern of lowering/tile_to_amx.py; with {bf16_dot=true}, b in k pairs as
 AVX-512 BF16 dot products, LowerMmaBF16Dot); map, splat and convert are the shared
 patterns of lowering/tile_elements.py. Scalars are the memref dialect's element loads and stores.
@@ -811,6 +811,18 @@ def _split_pair_row(emit: Emitter, bits: SSAValue, n: int) -> list[SSAValue]:
     return [emit(arith.BitcastOp(low, row_type)), emit(arith.BitcastOp(high, row_type))]
 
 
+class LowerInterleave(TilePattern):
+    """Two rank-1 tiles alternately: one two-input shuffle (bf16 as its bits)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: tile.InterleaveOp, rewriter: PatternRewriter) -> None:
+        held = _worker_type(op.even)
+        assert isinstance(held, VectorType)
+        (size,) = held.get_shape()
+        lanes = [lane for j in range(size) for lane in (j, size + j)]
+        rewriter.replace_matched_op([], [_shuffle(Emitter(rewriter, op), op.even, op.odd, lanes)])
+
+
 class LowerIota(TilePattern):
     """The positions 0..B-1: one constant vector."""
 
@@ -874,6 +886,7 @@ COMPUTE_PATTERNS: tuple[type[TilePattern], ...] = (
     LowerScan,
     LowerBroadcast,
     LowerIota,
+    LowerInterleave,
     LowerMma,
 )
 

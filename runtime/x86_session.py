@@ -300,5 +300,5 @@ def _matrix_weights(program: Mapping[str, Any], matrix_kernels: frozenset[str]) 
         launch["args"][1]["weight"]
         for listing in program["programs"].values()
         for launch in listing["launches"]
-        if launch["kernel"] in matrix_kernels
+        if launch["kernel"] in matrix_kernels and program["kernels"][launch["kernel"]]["kind"] == "matmul"
     )

@@ -60,23 +60,42 @@ def test_amx_permission_is_refused_here_without_amx() -> None:
 
 
 @pytest.fixture(scope="module")
-def bf16_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int) -> Path:
+def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with Mamba heads of 16 channels and a state of 32, so that its SSD scan has an AMX variant
+    too (kernels/ssd_matrix.py: N a whole number of row pairs, P of panels), and no MoE layer: on random
+    weights, bf16 rounding may flip a router's top-k choice (seen at some seeds: 0.14 relative on every
+    path, AMX or not), a discrete change the bf16 contract's 2e-2 does not describe."""
+    text = (CONFIGS / "nemotron_h_tiny.yaml").read_text()
+    edits = (("mamba_head_dim: 8", "mamba_head_dim: 16"), ("ssm_state_size: 16", "ssm_state_size: 32"),
+             ('"M-M*-ME"', '"M-M*-M-"'))  # fmt: skip
+    for old, new in edits:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path_factory.mktemp("config") / "nemotron_h_tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bf16_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int, tiny_config: Path) -> Path:
     out = tmp_path_factory.mktemp("x86") / "tiny_bf16"
-    run_tool("tessera_compile", CONFIGS / "nemotron_h_tiny.yaml", "--target", "x86", "--precision", "bf16",
+    run_tool("tessera_compile", tiny_config, "--target", "x86", "--precision", "bf16",
              "--max-seq-len", "64", "--seed", module_seed % 2**31, "-o", out, "-q")  # fmt: skip
     return out
 
 
 @NEEDS_MLIR
-def test_every_gemm_has_an_amx_variant_in_the_artifact(bf16_artifact: Path) -> None:
+def test_every_gemm_and_scan_has_an_amx_variant_in_the_artifact(bf16_artifact: Path) -> None:
     entry = json.loads((bf16_artifact / "tessera.json").read_text())["targets"]["x86"]
     assert set(entry["libraries"]) == {"generic", "avx512", "amx", "avx512bf16"}
     program = json.loads((bf16_artifact / "x86" / "program.json").read_text())
-    matmuls = {launch["kernel"] for p in program["programs"].values() for launch in p["launches"]
-               if launch["kind"] == "matmul"}  # fmt: skip
-    assert set(entry["amx_kernels"]) == matmuls
+    launches = [launch for p in program["programs"].values() for launch in p["launches"]]
+    matmuls = {launch["kernel"] for launch in launches if launch["kind"] == "matmul"}
+    scans = {launch["kernel"] for launch in launches if launch["kind"] == "ssd_scan"}
+    assert scans and set(entry["amx_kernels"]) == matmuls | scans
+    assert set(entry["avx512bf16_kernels"]) <= matmuls
     library = ctypes.CDLL(str(bf16_artifact / entry["libraries"]["amx"]))  # loads anywhere; runs on AMX only
-    for name in matmuls:
+    for name in matmuls | scans:
         assert getattr(library, f"{name}__amx")
     from tessera.toolchain import _site_file
 
@@ -90,10 +109,10 @@ def test_every_gemm_has_an_amx_variant_in_the_artifact(bf16_artifact: Path) -> N
 
 @NEEDS_MLIR
 def test_the_amx_path_end_to_end(
-    bf16_artifact: Path, tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+    bf16_artifact: Path, tiny_config: Path, tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A session whose GEMMs run their AMX variants: VNNI-packed weights, `__amx` kernels, the split panel
-    ranges. On a CPU with AMX, the artifact's own kernels.matrix_kernels.so; elsewhere 'an AMX CPU' (flags and
+    """A session whose GEMMs and SSD scans run their AMX variants: VNNI-packed weights, `__amx` kernels, the
+    split panel and head ranges, a prompt of several scan chunks. On a CPU with AMX, the artifact's own kernels.matrix_kernels.so; elsewhere 'an AMX CPU' (flags and
     permission faked) whose kernels.matrix_kernels.so holds the same Tile-IR kernels lowered without the AMX pattern."""
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.x86_session import X86Session
@@ -102,7 +121,7 @@ def test_the_amx_path_end_to_end(
     monkeypatch.delenv("TESSERA_ISA", raising=False)
     artifact = bf16_artifact
     if not (AMX <= cpu_features.cpu_flags() and cpu_features.request_amx_permission()):
-        artifact = _with_fma_lowered_amx_library(bf16_artifact, tmp_path / "copy")
+        artifact = _with_fma_lowered_amx_library(bf16_artifact, tiny_config, tmp_path / "copy")
         monkeypatch.setattr(cpu_features, "cpu_flags", lambda cpuinfo=None: BASE | AVX512 | AMX)
         monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: True)
     session = X86Session.open(read_artifact(artifact), kernel_mode="aot")
@@ -114,7 +133,7 @@ def test_the_amx_path_end_to_end(
     baseline = X86Session.open(read_artifact(bf16_artifact), kernel_mode="aot")
     assert not baseline.kernels.matrix_kernels
     reference = ReferenceSession.open(read_artifact(bf16_artifact))
-    prompt = [int(t) for t in rng.integers(0, 64, 11)]
+    prompt = [int(t) for t in rng.integers(0, 64, 37)]
     expected = reference.prefill(prompt)
     for candidate in (session, baseline):
         logits = candidate.prefill(prompt)
@@ -163,7 +182,7 @@ def test_forcing_avx512_bf16_needs_the_flag() -> None:
     assert choose_isa("bf16", BASE | AVX512_BF16 | AMX, forced="avx512bf16").matrix == "avx512bf16"
 
 
-def _with_fma_lowered_amx_library(artifact: Path, copy: Path) -> Path:
+def _with_fma_lowered_amx_library(artifact: Path, config: Path, copy: Path) -> Path:
     """A copy of the artifact whose kernels.matrix_kernels.so is rebuilt for this CPU from the same kernels."""
     import shutil
     from dataclasses import replace
@@ -174,7 +193,7 @@ def _with_fma_lowered_amx_library(artifact: Path, copy: Path) -> Path:
     from tessera.targets.x86 import X86Backend, variant_library
 
     shutil.copytree(artifact, copy)
-    spec = load_model(str(CONFIGS / "nemotron_h_tiny.yaml"))
+    spec = load_model(str(config))
     spec = replace(spec, compile=replace(spec.compile, precision="bf16", max_seq_len=64))
     job = Compiler(spec, build_graph(spec.config, spec.source)).lower(X86Backend(), "tile")
     job.program = json.loads((copy / "x86" / "program.json").read_text())  # the table the rebuilt library binds to
@@ -191,5 +210,5 @@ def _amx_weights(session) -> list[str]:  # type: ignore[no-untyped-def]
         launch["args"][1]["weight"]
         for listing in session.program["programs"].values()
         for launch in listing["launches"]
-        if launch["kernel"] in session.kernels.matrix_kernels
+        if launch["kernel"] in session.kernels.matrix_kernels and launch["kind"] == "matmul"
     ]

@@ -54,7 +54,20 @@ def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:
     16 rows), scores 16 lanes at a time."""
     align = int(dims["num_heads"]) // int(dims["n_groups"])
     tiles = {"chunk": int(dims["chunk_size"]), "mr": 4, "nr": 64, "lanes": 16, "align": align}
+    if precision == "bf16":  # its AMX variant may round the products' operands (matrix_scan_tiles)
+        tiles["operand_bf16"] = 1
     return TileChoice(tiles, grid=int(dims["num_heads"]), parallel="heads", ranged=True)
+
+
+def matrix_scan_tiles(dims: Mapping[str, Any]) -> dict[str, int] | None:
+    """kernels/ssd_matrix.py's tiles (its AMX variant, for a bf16 artifact): the instruction's m, n, k (its
+    products in row pairs of 2 m); None where N is not a whole number of row pairs or P of n."""
+    from tessera.arch import AMX_BF16
+    from tessera.kernels.ssd_matrix import fits
+
+    tiles = {"chunk": int(dims["chunk_size"]), "mt": AMX_BF16.m, "nt": AMX_BF16.n, "kt": AMX_BF16.k,
+             "align": int(dims["num_heads"]) // int(dims["n_groups"])}  # fmt: skip
+    return tiles if fits(dims, tiles) else None
 
 
 # The scratch of one attention query block (queries, output rows and scores, f32) fits in half of L2, so that

@@ -31,6 +31,7 @@ from xdsl.dialects.builtin import (
     i64,
 )
 from xdsl.ir import Block, Region
+from xdsl.utils.exceptions import VerifyException
 
 from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
@@ -622,6 +623,23 @@ def test_map_with_integer_ops_runs_on_whole_tiles_and_wraps(rng: np.random.Gener
         run_kernel(_kernel_of(k.finish()), [source, got])
         want = (2 * source.astype(np.int64) * source.astype(np.int64)).astype(dtype)  # numpy wraps the cast
         assert np.array_equal(got, want), element
+
+
+def test_interleave_alternates_two_rows_and_checks_its_operands(rng: np.random.Generator) -> None:
+    """Two rows as one row of k pairs (the layout an mma with rhs_pairs reads): out[2j + t] = row t [j]; two
+    tiles of different types, or not rank-1, are refused by the verifier."""
+    k = KernelBuilder({"a": MemRefType(f32, [DYNAMIC_INDEX, 2, 8]), "b": MemRefType(f32, [DYNAMIC_INDEX, 16])})
+    a, b = k.buffers
+    rows = [k.load(a, [k.program_id, k.index(t), k.index(0)], [8]) for t in (0, 1)]
+    k.store(k.interleave(*rows), b, [k.program_id, k.index(0)])
+    source, got = rng.standard_normal((3, 2, 8)).astype(np.float32), nan(3, 16)
+    run_kernel(_kernel_of(k.finish()), [source, got])
+    assert np.array_equal(got, source.transpose(0, 2, 1).reshape(3, 16))
+    for shapes in (([8], [4]), ([2, 4], [2, 4])):
+        k = KernelBuilder({"a": MemRefType(f32, [2, 8])})
+        even, odd = (k.load(k.buffers[0], [k.index(0), k.index(0)], shape) for shape in shapes)
+        with pytest.raises(VerifyException, match="interleaves two rank-1 tiles of one type"):
+            tile.InterleaveOp.create(operands=[even, odd], result_types=[even.type]).verify()
 
 
 def test_narrow_rounds_once_to_bf16() -> None:

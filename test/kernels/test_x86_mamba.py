@@ -524,12 +524,16 @@ BENCH = MambaDims(32, 64, 8, 128, 4, 128, epsilon=1e-5, time_step_min=1e-3)  # a
 
 def _benchmark() -> None:
     """Each kernel at H=32, P=64, G=8, N=128, L=128 on 2 threads (1 thread for comparison); the prefill scan also
-    against the numpy reference and torch's mamba2_chunk_scan (transformers' NemotronH) when torch is installed."""
+    as its AMX variant (a bf16 artifact's, where this CPU has AMX), against the numpy reference and torch's
+    mamba2_chunk_scan (transformers' NemotronH) when torch is installed."""
     import tempfile
+
+    from test_x86_ssd_matrix import HAS_AMX, amx_library
 
     d, rng = BENCH, np.random.default_rng(0)  # timings: any fixed draw
     with tempfile.TemporaryDirectory() as scratch:
         library = build_library(module_text(d), Path(scratch) / "mamba.so")
+        matrix = amx_library(d, Path(scratch) / "amx.so") if HAS_AMX else None
         for tokens in (1, 512, 2048):
             problem = draw(d, tokens, rng)
             xbc, y, out = nan_like(problem.xbc.shape), nan_like((tokens, d.inner)), nan_like((tokens, d.inner))
@@ -540,8 +544,10 @@ def _benchmark() -> None:
                 "ssd_scan" if tokens > 1 else "ssd_step": (problem.ssd_args(problem.ssm_state.copy(), y), d.num_heads),
                 "gated_rmsnorm": ([problem.zx, y, w.norm_weight, out], tokens),
             }
+            if matrix is not None and tokens > 1:
+                calls["ssd_scan__amx"] = calls["ssd_scan"]
             for name, (args, total) in calls.items():
-                kernel = library.kernel(name)
+                kernel = matrix.kernel("scan_f32__amx") if name == "ssd_scan__amx" and matrix else library.kernel(name)
                 # Timed calls keep advancing the states: only their time counts here.
                 one = _best_ms(partial(kernel, *args, 0, total))
                 two = _best_ms(partial(_two_threads, kernel, args, total))
