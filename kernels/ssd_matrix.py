@@ -222,14 +222,19 @@ class MatrixScan:
 
     def scores(self, padded: SSAValue) -> None:
         """ya[l, N + s] = bf16(cb[l, s] exp((hi_l - hi_s) + (lo_l - lo_s))) for s <= l, else 0, over the
-        columns of l's row pair up to its end (what the outputs' product reads)."""
+        columns of l's row pair up to its end (what the outputs' product reads): blocks of 16 up to the one
+        holding the diagonal, then one block of zeros where the pair's end lies past it."""
         k, lanes, step = self.kb, 16, self.pair
         n = self.m.state
+        zeros = k.convert(k.splat(k.f32(0.0), [lanes]), bf16)
         with k.loop(k.index(0), padded, k.index(1)) as row:
             l = row.iv  # noqa: E741
             hi, lo, diagonal = k.load(self.hi, [l]), k.load(self.lo, [l]), k.cast(l, i32)
+            diagonal_end = k.muli(k.addi(k.divsi(l, k.index(lanes)), k.index(1)), k.index(lanes))
             pair_end = k.muli(k.addi(k.divsi(l, k.index(step)), k.index(1)), k.index(step))
-            with k.loop(k.index(0), pair_end, k.index(lanes)) as block:
+            with k.when(k.cmpi("slt", diagonal_end, pair_end)):  # one block (a loop of stores: a memset call,
+                k.store(zeros, self.ya, [l, k.addi(diagonal_end, k.index(n))])  # and AMX's ldtilecfg after it)
+            with k.loop(k.index(0), diagonal_end, k.index(lanes)) as block:
                 s0 = block.iv
                 inputs = [k.load(self.cb, [l, s0], [lanes]), k.load(self.hi, [s0], [lanes]),
                           k.load(self.lo, [s0], [lanes]), k.iota(lanes), hi, lo, k.cast(s0, i32), diagonal]  # fmt: skip
