@@ -176,13 +176,15 @@ def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTile
 
 
 # The matrix variants of the GEMMs an artifact carries beside the vector kernels, each in a library of its
-# own (runtime/cpu_features.py picks one per CPU): AMX tiles, and AVX-512 BF16 dot products.
+# own (runtime/cpu_features.py picks one per CPU): AMX tiles, and AVX-512 BF16 dot products. The AMX library
+# also holds a bf16 artifact's SSD scans (amx_scan_kernel).
 MATRIX_VARIANTS = ("amx", "avx512bf16")
 
 
 def matrix_variant_pieces(module: ModuleOp, isa: str, emulated: bool = False) -> list[str]:
     """What building each GEMM's `isa` variant takes, one JSON text per matmul kernel (its name, GEMM spec and
-    tiles): the unit `matrix_variant` builds from, in a worker process, and the kernel cache keys."""
+    tiles), and for AMX each bf16 ssd_scan's (its name and dims): the unit `matrix_variant` builds from, in a
+    worker process, and the kernel cache keys."""
     if isa not in MATRIX_VARIANTS:
         raise X86LoweringError(f"unknown matrix variant '{isa}' (expected one of {', '.join(MATRIX_VARIANTS)})")
     pieces = []
@@ -204,8 +206,9 @@ def _scan_rounds_to_bf16(kernel: tile.KernelOp) -> bool:
 
 
 def matrix_variant(piece: str) -> str:
-    """One GEMM's variant (amx_kernel / bf16_dot_kernel) through convert-tessera-tile-to-x86 with that pattern,
-    as JSON: its function as MLIR 22 text and its parameter names ({} where the GEMM has no such variant).
+    """One GEMM's or scan's variant (amx_kernel or amx_scan_kernel / bf16_dot_kernel) through
+    convert-tessera-tile-to-x86 with that pattern, as JSON: its function as MLIR 22 text and its parameter
+    names ({} where the kernel has no such variant).
     emulated (AMX only): lowered without the AMX pattern (its products as vector FMAs), for CPUs without
     AMX: the same kernel, its numbers testable anywhere."""
     request = json.loads(piece)

@@ -97,14 +97,14 @@ def libraries(job: X86Job) -> None:
         job.progress(f"x86: machine code for {cpu.name} (ahead-of-time library, {isa})")
         link_library(job, job.llvm_modules, cpu, LIBRARY_FILES[isa], programs_object, programs=True)
     for isa in MATRIX_VARIANTS:
-        job.progress(f"x86: {isa} variants of the GEMMs (ahead-of-time library, {isa})")
+        job.progress(f"x86: {isa} variants of the GEMMs and scans (ahead-of-time library, {isa})")
         job.variant_kernels[isa] = variant_library(job, isa)
 
 
 def variant_library(job: X86Job, isa: str, emulated: bool = False) -> list[str]:
-    """Every GEMM's `isa` variant (`<name>__<isa>`) into kernels.<isa>.so, its MLIR beside it; built whatever
-    the precision, so that the artifact runs its best on whichever CPU it meets; bound to job.program's
-    digest like the other libraries. Returns the kernels that have a variant. emulated (AMX): the same
+    """Every GEMM's `isa` variant (`<name>__<isa>`; for AMX, a bf16 artifact's SSD scans too) into
+    kernels.<isa>.so, its MLIR beside it; built whatever the precision, so that the artifact runs its best on
+    whichever CPU it meets; bound to job.program's digest like the other libraries. Returns the kernels that have a variant. emulated (AMX): the same
     kernels with the tile operations as loops, for this CPU (tests on machines without AMX run the whole
     AMX path through them)."""
     from tessera.lowering.convert_tile_to_x86 import (
