@@ -154,6 +154,20 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
     return k.finish()
 
 
+@contextmanager
+def groups_of(k: KernelBuilder, per_group: int, first: SSAValue,
+              end: SSAValue) -> Iterator[tuple[SSAValue, SSAValue, tuple[SSAValue, SSAValue]]]:  # fmt: skip
+    """A loop over the groups holding the heads [first, end) (groups of `per_group`): yields the group, its
+    first head and the range's heads in it."""
+    size = k.index(per_group)
+    first_group = k.divsi(first, size)
+    last_group = k.divsi(k.addi(end, k.index(per_group - 1)), size)
+    last_group = k.select(k.cmpi("slt", first, end), last_group, first_group)  # an empty range: no group
+    with k.loop(first_group, last_group, k.index(1)) as g:
+        base = k.muli(g.iv, size)
+        yield g.iv, base, (k.maxsi(first, base), k.minsi(end, k.addi(base, size)))
+
+
 def move_states(k: KernelBuilder, m: Mixer, buffers: tuple[SSAValue, SSAValue], heads: tuple[SSAValue, SSAValue],
                 base: SSAValue, load: bool) -> None:  # fmt: skip
     """ssm_state[h, p, :] (f32 or bf16) <-> st[h - base, :, p] (f32) for the heads [heads) of the group from
@@ -265,18 +279,13 @@ class ChunkedScan:
 
     def heads_of(self, first: SSAValue, end: SSAValue) -> None:
         """The heads [first, end), a group at a time."""
-        k, per_group = self.kb, self.kb.index(self.per_group)
-        first_group = k.divsi(first, per_group)
-        last_group = k.divsi(k.addi(end, k.index(self.per_group - 1)), per_group)
-        last_group = k.select(k.cmpi("slt", first, end), last_group, first_group)  # an empty range: no group
-        with k.loop(first_group, last_group, k.index(1)) as g:
-            base = k.muli(g.iv, per_group)
-            heads = (k.maxsi(first, base), k.minsi(end, k.addi(base, per_group)))
+        k = self.kb
+        with groups_of(k, self.per_group, first, end) as (group, base, heads):
             self.move_states(heads, base, load=True)
             tokens = k.size(self.xbc)
             with k.loop(k.index(0), tokens, k.index(self.chunk)) as chunk:
                 length = k.minsi(k.index(self.chunk), k.subi(tokens, chunk.iv))
-                b_column = k.addi(k.muli(g.iv, k.index(self.m.state)), k.index(self.m.inner))
+                b_column = k.addi(k.muli(group, k.index(self.m.state)), k.index(self.m.inner))
                 c_column = k.addi(b_column, k.index(self.m.groups * self.m.state))
                 self.transpose_b(chunk.iv, length, b_column)
                 self.chunk_cb(chunk.iv, length, c_column)

@@ -31,7 +31,7 @@ from xdsl.dialects.builtin import bf16, f32, i32
 from xdsl.ir import SSAValue
 
 from tessera.kernels.builder import Dims, KernelBuilder
-from tessera.kernels.mamba import Mixer, cumulative_decay, move_states
+from tessera.kernels.mamba import Mixer, cumulative_decay, groups_of, move_states
 
 
 def fits(dims: Dims, tiles: Mapping[str, int]) -> bool:
@@ -66,19 +66,14 @@ class MatrixScan:
 
     def heads_of(self, first: SSAValue, end: SSAValue) -> None:
         """The heads [first, end), a group at a time."""
-        k, m, per_group = self.kb, self.m, self.kb.index(self.per_group)
-        first_group = k.divsi(first, per_group)
-        last_group = k.divsi(k.addi(end, k.index(self.per_group - 1)), per_group)
-        last_group = k.select(k.cmpi("slt", first, end), last_group, first_group)  # an empty range: no group
-        with k.loop(first_group, last_group, k.index(1)) as g:
-            base = k.muli(g.iv, per_group)
-            heads = (k.maxsi(first, base), k.minsi(end, k.addi(base, per_group)))
+        k, m = self.kb, self.m
+        with groups_of(k, self.per_group, first, end) as (group, base, heads):
             move_states(k, m, (self.state, self.st), heads, base, load=True)
             tokens = k.size(self.xbc)
             with k.loop(k.index(0), tokens, k.index(self.chunk)) as chunk:
                 length = k.minsi(k.index(self.chunk), k.subi(tokens, chunk.iv))
                 padded = k.muli(k.divsi(k.addi(length, k.index(self.pair - 1)), k.index(self.pair)), k.index(self.pair))
-                b_column = k.addi(k.muli(g.iv, k.index(m.state)), k.index(m.inner))
+                b_column = k.addi(k.muli(group, k.index(m.state)), k.index(m.inner))
                 c_column = k.addi(b_column, k.index(m.groups * m.state))
                 self.stage_group(chunk.iv, length, padded, b_column, c_column)
                 self.chunk_cb(padded)
