@@ -189,7 +189,8 @@ class X86Session:
     def start_profiling(self) -> Profiler:
         """Run the instrumented programs from now on; the Profiler returned accumulates what they measure."""
         launches = {name: self.program["programs"][name]["launches"] for name in PROGRAMS}
-        self.profiler = Profiler(launches, self.threads)
+        shapes = {name: weight["shape"] for name, weight in self.program["weights"].items()}
+        self.profiler = Profiler(launches, self.threads, shapes)
         return self.profiler
 
     def reset(self) -> None:

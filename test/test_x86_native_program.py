@@ -66,7 +66,16 @@ def test_the_instrumented_programs_compute_the_same_logits_and_account_for_the_t
         assert len(entry["thread_busy"]) == 2
         assert all(0.0 <= share <= 1.0 + 1e-9 for share in entry["thread_busy"])
         assert entry["thread_busy"][0] > 0  # the calling thread runs every unsplit launch
+        # The GEMMs' achieved rate: 2 x tokens x each weight's elements over their time, and only theirs.
+        gemms = [launch for launch in session.program["programs"][program]["launches"] if launch["kind"] == "matmul"]
+        flops = entry["tokens"] * sum(
+            2.0 * np.prod(session.program["weights"][launch["args"][1]["weight"]]["shape"]) for launch in gemms
+        )
+        matmul = entry["kinds"]["matmul"]
+        assert matmul["flops_per_s"] == pytest.approx(flops / matmul["seconds"])
+        assert all("flops_per_s" not in row for kind, row in entry["kinds"].items() if kind != "matmul")
     assert "matmul" in profiler.report() and "thread busy share" in profiler.report()
+    assert "GFLOP/s" in profiler.report()
 
 
 def test_a_reused_binding_reads_the_new_prompt(tiny_artifact: Path, rng: np.random.Generator) -> None:
