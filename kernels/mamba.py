@@ -154,6 +154,18 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
     return k.finish()
 
 
+def row_pieces(width: int, widest: int) -> list[tuple[int, int]]:
+    """(first column, columns) of the blocks across a row of `width` columns (a multiple of the lanes): `widest`
+    wide, then the rest in powers of two (80 = 64 + 16, 48 = 32 + 16: a row of another width costs the x86
+    lowering several times over, LLVM splitting it in halves down to partial vectors)."""
+    pieces, c0 = [], 0
+    while c0 < width:
+        size = min(widest, 1 << (width - c0).bit_length() - 1)
+        pieces.append((c0, size))
+        c0 += size
+    return pieces
+
+
 @contextmanager
 def groups_of(k: KernelBuilder, per_group: int, first: SSAValue,
               end: SSAValue) -> Iterator[tuple[SSAValue, SSAValue, tuple[SSAValue, SSAValue]]]:  # fmt: skip
@@ -281,7 +293,7 @@ class ChunkedScan:
         """The heads [first, end), a group at a time."""
         k = self.kb
         with groups_of(k, self.per_group, first, end) as (group, base, heads):
-            self.move_states(heads, base, load=True)
+            move_states(k, self.m, (self.state, self.st), heads, base, load=True)
             tokens = k.size(self.xbc)
             with k.loop(k.index(0), tokens, k.index(self.chunk)) as chunk:
                 length = k.minsi(k.index(self.chunk), k.subi(tokens, chunk.iv))
@@ -295,10 +307,7 @@ class ChunkedScan:
                     self.causal_scores(length)
                     self.outputs(head.iv, local, chunk.iv, length, c_column)
                     self.update_state(local, length, end_decay)
-            self.move_states(heads, base, load=False)
-
-    def move_states(self, heads: tuple[SSAValue, SSAValue], base: SSAValue, load: bool) -> None:
-        move_states(self.kb, self.m, (self.state, self.st), heads, base, load)
+            move_states(k, self.m, (self.state, self.st), heads, base, load=False)
 
     def transpose_b(self, start: SSAValue, length: SSAValue, b_column: SSAValue) -> None:
         """bt[n, s] = B[start + s, n] for s < length: blocks of 16 tokens by 16 states, then tokens alone."""
@@ -329,15 +338,7 @@ class ChunkedScan:
         return step.results[0]
 
     def pieces(self, width: int) -> list[tuple[int, int]]:
-        """(first column, columns) of the register blocks across `width` columns (a multiple of the lanes): nr
-        wide, then the rest in powers of two (80 = 64 + 16, 48 = 32 + 16: a row of another width costs the x86
-        lowering several times over, LLVM splitting it in halves down to partial vectors)."""
-        pieces, c0 = [], 0
-        while c0 < width:
-            size = min(self.nr, 1 << (width - c0).bit_length() - 1)
-            pieces.append((c0, size))
-            c0 += size
-        return pieces
+        return row_pieces(width, self.nr)
 
     def rows_for(self, width: int) -> int:
         """The rows of a register block `width` columns wide: as many accumulators as mr x nr (a narrow

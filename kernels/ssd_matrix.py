@@ -31,7 +31,9 @@ from xdsl.dialects.builtin import bf16, f32, i32
 from xdsl.ir import SSAValue
 
 from tessera.kernels.builder import Dims, KernelBuilder
-from tessera.kernels.mamba import Mixer, cumulative_decay, groups_of, move_states
+from tessera.kernels.mamba import Mixer, cumulative_decay, groups_of, move_states, row_pieces
+
+WIDEST = 64  # columns of the epilogues' and operands' row blocks (a head of 80: 64 + 16)
 
 
 def fits(dims: Dims, tiles: Mapping[str, int]) -> bool:
@@ -112,18 +114,10 @@ class MatrixScan:
             k.store(zeros, self.cs, [s.iv, zero])
             k.store(zeros, self.bt, [zero, s.iv], axes=(0,))
         with k.loop(zero, k.index(n // 2), k.index(1)) as i:
-            self.pairs(self.bt, k.muli(i.iv, k.index(2)), padded, self.bp, i.iv, zero)
-
-    def pairs(self, source: SSAValue, row: SSAValue, width: SSAValue, target: SSAValue, target_row: SSAValue,
-              target_column: SSAValue) -> None:  # fmt: skip
-        """target[target_row, target_column + 2 j + t] = source[row + t, j] for j < width (a multiple of the
-        pair of row tiles, 2 mt): two bf16 rows as one row of k pairs."""
-        k, step = self.kb, self.pair
-        with k.loop(k.index(0), width, k.index(step)) as j:
-            even = k.load(source, [row, j.iv], [step])
-            odd = k.load(source, [k.addi(row, k.index(1)), j.iv], [step])
-            column = k.addi(target_column, k.muli(j.iv, k.index(2)))
-            k.store(k.interleave(even, odd), target, [target_row, column])
+            with k.loop(zero, padded, k.index(self.pair)) as j:  # bp[i, 2 s + t] = bt[2 i + t, s]
+                even = k.load(self.bt, [k.muli(i.iv, k.index(2)), j.iv], [self.pair])
+                odd = k.load(self.bt, [k.addi(k.muli(i.iv, k.index(2)), k.index(1)), j.iv], [self.pair])
+                k.store(k.interleave(even, odd), self.bp, [i.iv, k.muli(j.iv, k.index(2))])
 
     def chunk_cb(self, padded: SSAValue) -> None:
         """cb[l, s] = C_l·B_s for each row pair's column pairs up to its diagonal."""
@@ -188,7 +182,7 @@ class MatrixScan:
             k.store(k.convert(scaled, bf16), self.ya, [row.iv, zero])
         self.scores(padded)
         with k.loop(zero, k.index(n // 2), k.index(1)) as i:  # yb's top: the state's k pairs
-            for c0, width in _pieces(p):
+            for c0, width in row_pieces(p, WIDEST):
                 even, odd = (k.load(self.st, [local, k.addi(k.muli(i.iv, k.index(2)), k.index(t)), k.index(c0)], [width])
                              for t in (0, 1))  # fmt: skip
                 pair = k.interleave(k.convert(even, bf16), k.convert(odd, bf16))
@@ -205,7 +199,7 @@ class MatrixScan:
                     k.subf(end_hi, k.load(self.hi, [chunk_row])), k.subf(end_lo, k.load(self.lo, [chunk_row]))
                 )
                 weights.append(k.exp(to_end))
-            for c0, width in _pieces(p):
+            for c0, width in row_pieces(p, WIDEST):
                 xs, xw = [], []
                 for source, dt, weight in zip(sources, dts, weights, strict=True):
                     x = k.load(self.xbc, [source, k.addi(head_column, k.index(c0))], [width])
@@ -254,7 +248,7 @@ class MatrixScan:
             with k.loop(k.index(0), rows, k.index(1)) as r:
                 row = k.addi(pair.iv, r.iv)
                 token = k.addi(start, row)
-                for c0, width in _pieces(m.head_dim):
+                for c0, width in row_pieces(m.head_dim, WIDEST):
                     column = k.addi(head_column, k.index(c0))
                     acc = k.load(self.out, [r.iv, k.index(c0)], [width])
                     x = k.load(self.xbc, [token, column], [width])
@@ -267,18 +261,7 @@ class MatrixScan:
             self.column_products(self.bt, pair.iv, self.xw, padded)
             with k.loop(k.index(0), k.index(self.pair), k.index(1)) as r:
                 n = k.addi(pair.iv, r.iv)
-                for c0, width in _pieces(m.head_dim):
+                for c0, width in row_pieces(m.head_dim, WIDEST):
                     at = [local, n, k.index(c0)]
                     old, new = k.load(self.st, at, [width]), k.load(self.out, [r.iv, k.index(c0)], [width])
                     k.store(k.map([old, new, end_decay], lambda e, s, u, w: e.addf(e.mulf(w, s), u)), self.st, at)
-
-
-def _pieces(width: int) -> list[tuple[int, int]]:
-    """(first column, columns) of a row of `width` (a multiple of 16) in powers of two up to 64: a row of
-    another width costs the x86 lowering several times over (80 = 64 + 16)."""
-    pieces, c0 = [], 0
-    while c0 < width:
-        size = min(64, 1 << (width - c0).bit_length() - 1)
-        pieces.append((c0, size))
-        c0 += size
-    return pieces

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp, StringAttr, UnitAttr, f64, i64
-from xdsl.ir import Attribute, Region
+from xdsl.ir import Attribute, Block, Region
 
 from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
@@ -73,18 +73,27 @@ def _matmul_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles
     from tessera.kernels.gemm import matmul
 
     dims = tiling.gemm_dims(spec)
+    grid = x86_gemm.panel_count(spec, tiles)
+    return _x86_kernel(name, "matmul", dims, ("panels", grid), chosen, matmul(dims, chosen), ranged)
+
+
+def _x86_kernel(name: str, kind: str, dims: Mapping[str, Any], grid: tuple[str, int], tiles: Mapping[str, int],
+                body: Block, ranged: bool) -> tile.KernelOp:  # fmt: skip
+    """A `tessera.tile.kernel` for x86 built here (a variant or a test's kernel): `grid` its parallel dimension
+    and extent, `body` built from `tiles`."""
+    parallel, extent = grid
     properties: dict[str, Attribute] = {
         "sym_name": StringAttr(name),
-        "kind": StringAttr("matmul"),
+        "kind": StringAttr(kind),
         "dims": DictionaryAttr({key: _attribute(value) for key, value in dims.items()}),
-        "parallel": StringAttr("panels"),
-        "grid": IntegerAttr(x86_gemm.panel_count(spec, tiles), i64),
+        "parallel": StringAttr(parallel),
+        "grid": IntegerAttr(extent, i64),
         "target": StringAttr("x86"),
-        "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in chosen.items()}),
+        "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in tiles.items()}),
     }
     if ranged:
         properties["ranged"] = UnitAttr()
-    return tile.KernelOp(properties=properties, regions=[Region(matmul(dims, chosen))])
+    return tile.KernelOp(properties=properties, regions=[Region(body)])
 
 
 def _attribute(value: int | float | str) -> IntegerAttr | FloatAttr | StringAttr:
@@ -152,17 +161,8 @@ def amx_scan_kernel(name: str, dims: Mapping[str, Any]) -> tile.KernelOp | None:
     tiles = tiling.matrix_scan_tiles(dims)
     if tiles is None:
         return None
-    properties: dict[str, Attribute] = {
-        "sym_name": StringAttr(f"{name}__amx"),
-        "kind": StringAttr("ssd_scan"),
-        "dims": DictionaryAttr({key: _attribute(value) for key, value in dims.items()}),
-        "parallel": StringAttr("heads"),
-        "grid": IntegerAttr(int(dims["num_heads"]), i64),
-        "target": StringAttr("x86"),
-        "tiles": DictionaryAttr({key: IntegerAttr(value, i64) for key, value in tiles.items()}),
-        "ranged": UnitAttr(),
-    }
-    return tile.KernelOp(properties=properties, regions=[Region(ssd_scan(dims, tiles))])
+    grid = ("heads", int(dims["num_heads"]))
+    return _x86_kernel(f"{name}__amx", "ssd_scan", dims, grid, tiles, ssd_scan(dims, tiles), ranged=True)
 
 
 def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) -> tile.KernelOp | None:

@@ -35,7 +35,7 @@ class Profiler:
 
     launches: Mapping[str, list[Mapping[str, Any]]]  # program -> its launch list (program.json)
     threads: int
-    weight_shapes: Mapping[str, list[int]] = field(default_factory=dict)  # a GEMM's weight -> [N, K]
+    weight_shapes: Mapping[str, list[int]]  # program.json weights: a GEMM's weight -> [N, K]
     programs: dict[str, ProgramProfile] = field(default_factory=lambda: defaultdict(ProgramProfile))
 
     def record(self, program: str, tokens: int, ticks: np.ndarray, seconds: float) -> None:
