@@ -1,7 +1,7 @@
 """The x86 artifact's variants and the runtime's choice among them (issue 5): generic, AVX-512 and AMX.
 
 The AMX GEMMs are proven in three parts: their machine code (ldtilecfg, tdpbf16ps in the artifact's
-kernels.matrix_kernels.so), the choice (which CPU flags, precision and permission lead to AMX), and the whole AMX path
+kernels.amx.so), the choice (which CPU flags, precision and permission lead to AMX), and the whole AMX path
 of a session — weight packing as VNNI tiles, the `__amx` kernels, their arguments and panel ranges — run end
 to end against the reference: on AMX where the CPU has it, else the same kernels lowered to vector FMAs."""
 
@@ -112,8 +112,8 @@ def test_the_amx_path_end_to_end(
     bf16_artifact: Path, tiny_config: Path, tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A session whose GEMMs and SSD scans run their AMX variants: VNNI-packed weights, `__amx` kernels, the
-    split panel and head ranges, a prompt of several scan chunks. On a CPU with AMX, the artifact's own kernels.matrix_kernels.so; elsewhere 'an AMX CPU' (flags and
-    permission faked) whose kernels.matrix_kernels.so holds the same Tile-IR kernels lowered without the AMX pattern."""
+    split panel and head ranges, a prompt of several scan chunks. On a CPU with AMX, the artifact's own kernels.amx.so; elsewhere 'an AMX CPU' (flags and
+    permission faked) whose kernels.amx.so holds the same Tile-IR kernels lowered without the AMX pattern."""
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.x86_session import X86Session
     from tessera.targets.reference import ReferenceSession
@@ -122,14 +122,15 @@ def test_the_amx_path_end_to_end(
     artifact = bf16_artifact
     if not (AMX <= cpu_features.cpu_flags() and cpu_features.request_amx_permission()):
         artifact = _with_fma_lowered_amx_library(bf16_artifact, tiny_config, tmp_path / "copy")
-        monkeypatch.setattr(cpu_features, "cpu_flags", lambda cpuinfo=None: BASE | AVX512 | AMX)
+        flags = cpu_features.cpu_flags() | AMX  # this CPU's own vector level for every other kernel
+        monkeypatch.setattr(cpu_features, "cpu_flags", lambda cpuinfo=None: flags)
         monkeypatch.setattr(cpu_features, "request_amx_permission", lambda: True)
     session = X86Session.open(read_artifact(artifact), kernel_mode="aot")
     assert " + amx GEMMs" in session.kernels.how
     assert session.kernels.matrix_kernels and all(
         session.weights[name].dtype == np.uint16 for name in _amx_weights(session)
     )
-    monkeypatch.setenv("TESSERA_ISA", "avx512")
+    monkeypatch.setenv("TESSERA_ISA", "avx512" if AVX512 <= cpu_features.cpu_flags() else "generic")
     baseline = X86Session.open(read_artifact(bf16_artifact), kernel_mode="aot")
     assert not baseline.kernels.matrix_kernels
     reference = ReferenceSession.open(read_artifact(bf16_artifact))
@@ -183,7 +184,7 @@ def test_forcing_avx512_bf16_needs_the_flag() -> None:
 
 
 def _with_fma_lowered_amx_library(artifact: Path, config: Path, copy: Path) -> Path:
-    """A copy of the artifact whose kernels.matrix_kernels.so is rebuilt for this CPU from the same kernels."""
+    """A copy of the artifact whose kernels.amx.so is rebuilt for this CPU from the same kernels."""
     import shutil
     from dataclasses import replace
 
@@ -199,9 +200,7 @@ def _with_fma_lowered_amx_library(artifact: Path, config: Path, copy: Path) -> P
     job.program = json.loads((copy / "x86" / "program.json").read_text())  # the table the rebuilt library binds to
     job.target_dir = copy / "x86"
     variant_library(job, "amx", emulated=True)
-    record_again(
-        copy, "x86/kernels.matrix_kernels.so", "x86/kernels.matrix_kernels.mlir"
-    )  # rebuilt on purpose: its new sha256
+    record_again(copy, "x86/kernels.amx.so", "x86/kernels.amx.mlir")  # rebuilt on purpose: its new sha256
     return copy
 
 
