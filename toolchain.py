@@ -274,7 +274,8 @@ X86_64_BASELINE = CPU("x86-64", "")
 X86_64_AVX512 = CPU("x86-64-v4", "")
 X86_64_AMX = CPU("sapphirerapids", "+amx-tile,+amx-bf16,+avx512bf16,+avx512f,+avx512bw,+avx512vl")
 X86_64_AVX512_BF16 = CPU("x86-64-v4", "+avx512bf16")  # Cooper Lake, Zen 4 and later (vdpbf16ps)
-VARIANT_CPUS = {"amx": X86_64_AMX, "avx512bf16": X86_64_AVX512_BF16}
+X86_64_AVX2 = CPU("x86-64-v3", "")  # AVX2 + FMA: Haswell, Zen 1 and later (the GEMMs' avx2 variant)
+VARIANT_CPUS = {"amx": X86_64_AMX, "avx512bf16": X86_64_AVX512_BF16, "avx2": X86_64_AVX2}
 
 
 def compile_object(

@@ -150,8 +150,9 @@ def parse_shapes(text: str) -> list[tuple[int, int]]:
 def parse_tiles(text: str | None, spec: x86_gemm.GemmSpec) -> x86_gemm.GemmTiles:
     if text is None:
         return x86_gemm.choose_tiles(spec)
-    mr, nr, kc, mc, ku = map(int, text.split(","))
-    return x86_gemm.GemmTiles(nr=nr, mr=mr, kc=kc, mc=mc, ku=ku)
+    mr, nr, kc, mc, ku, *registers = map(int, text.split(","))
+    lanes, accumulators = registers or (x86_gemm.VECTOR, 24)
+    return x86_gemm.GemmTiles(nr=nr, mr=mr, kc=kc, mc=mc, ku=ku, lanes=lanes, accumulators=accumulators)
 
 
 def main() -> None:
@@ -159,7 +160,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="timed calls per round (prefill; 4x for decode)")
     parser.add_argument("--shapes", default=",".join(f"{n}x{k}" for n, k in SHAPES), help="NxK,NxK,...")
     parser.add_argument("--m", default=",".join(map(str, PREFILL_M)), help="prefill token counts")
-    parser.add_argument("--tiles", default=None, help="mr,nr,kc,mc,ku instead of choose_tiles (tuning)")
+    parser.add_argument(
+        "--tiles", default=None, help="mr,nr,kc,mc,ku[,lanes,accumulators] instead of choose_tiles (tuning)"
+    )
     parser.add_argument("--no-decode", action="store_true", help="skip the M = 1 rows")
     parser.add_argument("--activations", choices=("f32", "bf16"), default="f32", help="x / y dtype of prefill rows")
     args = parser.parse_args()

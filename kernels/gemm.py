@@ -91,11 +91,28 @@ def row_blocks(k: KernelBuilder, start: SSAValue, end: SSAValue, mr: int,
             body(k.addi(full_end, done), size)
 
 
-def accumulator_sets(rows: int, tiles: Mapping[str, int]) -> int:
-    """Accumulators a block of `rows` keeps: enough independent FMA chains (rows nr / lanes vectors each, at
-    least min_chains in all; both the target's facts, chosen with the tiles), a power of two dividing ku."""
-    per_set, sets = rows * tiles["nr"] // tiles["lanes"], 1
-    while sets * per_set < tiles["min_chains"] and sets < tiles["ku"] and tiles["ku"] % (sets * 2) == 0:
+def stripe_width(rows: int, tiles: Mapping[str, int]) -> int:
+    """The columns of the panel a block of `rows` accumulates at once: the whole panel (nr) where its
+    accumulators, rows nr / lanes vector registers, fit the target's `accumulators` budget, else the widest
+    power-of-two share of it (nr / 2, nr / 4, ...; at least one vector) that does. AVX-512 (24 of 32 registers)
+    takes 6 x 64 whole; AVX2 (12 of 16) 6 x 16, 4 x 16, 2 x 32 and 1 x 64."""
+    width = tiles["nr"]
+    while rows * width // tiles["lanes"] > tiles["accumulators"] and width > tiles["lanes"] and width % 2 == 0:
+        width //= 2
+    return width
+
+
+def accumulator_sets(rows: int, tiles: Mapping[str, int], width: int | None = None) -> int:
+    """Accumulators a block of `rows` x `width` (default the panel, nr) keeps: enough independent FMA chains
+    (rows width / lanes vectors each, at least min_chains in all; both the target's facts, chosen with the
+    tiles), a power of two dividing ku, within the target's `accumulators` budget."""
+    per_set, sets = rows * (width or tiles["nr"]) // tiles["lanes"], 1
+    while (
+        sets * per_set < tiles["min_chains"]
+        and 2 * sets * per_set <= tiles["accumulators"]
+        and sets < tiles["ku"]
+        and tiles["ku"] % (sets * 2) == 0
+    ):
         sets *= 2
     return sets
 
@@ -113,6 +130,20 @@ class GemmOperands:
     w_at: tuple[SSAValue, ...] = ()
     bias: SSAValue | None = None
     row_scale: SSAValue | None = None
+
+
+WIDEN = 16  # bf16 x values widened to f32 at a time (Gemm.widen)
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Where a row block's x is read: `buffer` from row `at` (x itself, or the widened copy from row 0), its
+    column k at k - `origin`; `first` the block's first row of x (and of y)."""
+
+    buffer: SSAValue
+    at: SSAValue
+    first: SSAValue
+    origin: SSAValue
 
 
 class Gemm:
@@ -136,6 +167,13 @@ class Gemm:
         self.x, self.w, self.w_at = operands.x, operands.w, list(operands.w_at)
         self.panel = panel
         self.column = k.muli(panel, k.index(self.nr))
+        # A bf16 x that a row block reads once per stripe is widened once, into [mr, kc] f32: each k step then
+        # broadcasts an f32 from memory (one load) instead of widening a bf16 (a load, a shift, a broadcast).
+        self.widened = None
+        x_type = self.x.type
+        assert isinstance(x_type, MemRefType)
+        if x_type.element_type == bf16 and not self.pairs and stripe_width(self.mr, tiles) < self.nr:
+            self.widened = k.alloc("xw", [self.mr, -(-min(self.kc, self.k_size) // WIDEN) * WIDEN], f32)
 
     def rows(self, start: SSAValue, end: SSAValue) -> None:
         """y[start:end, the panel's columns]: in groups of mc rows, each group's K blocks, each block's rows."""
@@ -164,9 +202,41 @@ class Gemm:
         row_blocks(self.kb, start, end, self.mr, lambda row, size: self.row_block(row, size, k0, length, first, last))
 
     def row_block(self, row: SSAValue, count: int, k0: SSAValue, length: SSAValue, first: Flag, last: Flag) -> None:
+        """y[row : row + count, the panel] over one K block: the whole panel at once, or stripe by stripe where
+        its accumulators would not fit the registers (stripe_width); stripes wholly past N are skipped."""
+        k, width = self.kb, stripe_width(count, self.tiles)
+        rows = Rows(self.x, row, row, k.index(0))
+        if width == self.nr:
+            self.stripe(rows, count, k.index(0), width, k0, length, first, last)
+            return
+        if self.widened is not None:
+            self.widen(row, count, k0, length)
+            rows = Rows(self.widened, k.index(0), row, k0)
+        with k.loop(k.index(0), k.index(self.nr), k.index(width)) as stripe:
+            if self.n % self.nr:  # the last panel is padded past N
+                with k.when(k.cmpi("slt", k.addi(self.column, stripe.iv), k.index(self.n))):
+                    self.stripe(rows, count, stripe.iv, width, k0, length, first, last)
+            else:
+                self.stripe(rows, count, stripe.iv, width, k0, length, first, last)
+
+    def widen(self, row: SSAValue, count: int, k0: SSAValue, length: SSAValue) -> None:
+        """widened[r, :length] = f32(x[row + r, k0 : k0 + length]) for r < count, WIDEN values at a time (the
+        last chunk masked past the block)."""
+        assert self.widened is not None
+        k, step = self.kb, self.kb.index(WIDEN)
+        end = k.addi(k0, length)
+        for r in range(count):
+            source = k.addi(row, k.index(r))
+            with k.loop(k.index(0), length, step) as chunk:
+                values = k.load(self.x, [source, k.addi(k0, chunk.iv)], [WIDEN], end)
+                k.store(k.convert(values, f32), self.widened, [k.index(r), chunk.iv])
+
+    def stripe(self, rows: Rows, count: int, offset: SSAValue, width: int, k0: SSAValue, length: SSAValue,
+               first: Flag, last: Flag) -> None:  # fmt: skip
+        """y[rows.first : rows.first + count, the panel's columns offset .. offset + width] over one K block."""
         k, ku = self.kb, self.ku
-        sets = accumulator_sets(count, self.tiles)
-        zero = k.splat(k.f32(0.0), [count, self.nr])
+        sets = accumulator_sets(count, self.tiles, width)
+        zero = k.splat(k.f32(0.0), [count, width])
         # Every K block is a multiple of ku long unless K or kc is not: only then a loop of single steps.
         ragged = self.k_size % ku != 0 or self.kc % ku != 0
         end = k.addi(k0, length)
@@ -174,28 +244,29 @@ class Gemm:
         with k.loop(k0, unrolled_end, k.index(ku), [zero] * sets) as steps:
             accs = list(steps.args)
             for u in range(ku):
-                accs[u % sets] = self.k_step(row, count, k.addi(steps.iv, k.index(u)), accs[u % sets])
+                step = k.addi(steps.iv, k.index(u))
+                accs[u % sets] = self.k_step(rows, count, step, offset, accs[u % sets])
             steps.yield_(*accs)
         acc = self.sum_sets(steps.results)
         if ragged:
             with k.loop(unrolled_end, end, k.index(1), [acc]) as rest:
-                rest.yield_(self.k_step(row, count, rest.iv, rest.args[0]))
+                rest.yield_(self.k_step(rows, count, rest.iv, offset, rest.args[0]))
             acc = rest.results[0]
-        self.epilogue.store(row, self.column, acc, first, last)
+        self.epilogue.store(rows.first, k.addi(self.column, offset), acc, first, last)
 
-    def k_step(self, row: SSAValue, count: int, step: SSAValue, acc: SSAValue) -> SSAValue:
-        """acc + x[row : row + count, step] (a column) times w[panel, step, :] (a row); with pairs, the two
-        columns 2 step, 2 step + 1 times the pair row w[panel, step, :]."""
+    def k_step(self, rows: Rows, count: int, step: SSAValue, offset: SSAValue, acc: SSAValue) -> SSAValue:
+        """acc + x[rows, step] (a column, read where `rows` says) times w[panel, step, offset:] (a row as wide
+        as acc); with pairs, the two columns 2 step, 2 step + 1 times the pair row w[panel, step, 2 offset:]."""
         k = self.kb
-        at = len(self.w_at)
+        at, width = len(self.w_at), _columns(acc)
+        row = rows.at
         if self.pairs:
             columns = k.load(self.x, [row, k.muli(step, k.index(2))], [count, 2])
-            pair_row = k.load(
-                self.w, [*self.w_at, self.panel, step, k.index(0)], [1, 2 * self.nr], axes=(at + 1, at + 2)
-            )
+            at_pair = [*self.w_at, self.panel, step, k.muli(offset, k.index(2))]
+            pair_row = k.load(self.w, at_pair, [1, 2 * width], axes=(at + 1, at + 2))
             return k.mma(columns, pair_row, acc, rhs_pairs=True)
-        column = k.load(self.x, [row, step], [count, 1])
-        weights = k.load(self.w, [*self.w_at, self.panel, step, k.index(0)], [1, self.nr], axes=(at + 1, at + 2))
+        column = k.load(rows.buffer, [row, k.subi(step, rows.origin)], [count, 1])
+        weights = k.load(self.w, [*self.w_at, self.panel, step, offset], [1, width], axes=(at + 1, at + 2))
         if element_of(column.type) != element_of(weights.type):  # an mma multiplies like operands
             column, weights = k.convert(column, f32), k.convert(weights, f32)
         return k.mma(column, weights, acc)
@@ -208,6 +279,11 @@ class Gemm:
                 self.kb.map([a, b], lambda e, x, y: e.addf(x, y)) for a, b in zip(sets[:half], sets[half:], strict=True)
             ]
         return sets[0]
+
+
+def _columns(tile: SSAValue) -> int:
+    assert isinstance(tile.type, TileType)
+    return tile.type.get_shape()[1]
 
 
 class Epilogue:

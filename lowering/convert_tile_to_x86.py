@@ -175,10 +175,19 @@ def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTile
     return _matmul_kernel(f"{name}__avx512bf16", spec, tiles, chosen)
 
 
-# The matrix variants of the GEMMs an artifact carries beside the vector kernels, each in a library of its
-# own (runtime/cpu_features.py picks one per CPU): AMX tiles, and AVX-512 BF16 dot products. The AMX library
-# also holds a bf16 artifact's SSD scans (amx_scan_kernel).
-MATRIX_VARIANTS = ("amx", "avx512bf16")
+def avx2_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) -> tile.KernelOp:
+    """The AVX2 variant of a GEMM as Tile-IR: the vector blocking with its register blocks sized for 16 ymm
+    registers (x86_gemm.avx2_tiles: 6 rows x 16 columns, the panel in stripes), the same packed weights and
+    grid, `<name>__avx2`."""
+    chosen = x86_gemm.avx2_tiles(tiles)
+    return _matmul_kernel(f"{name}__avx2", spec, chosen, tiling.gemm_tile_sizes(spec, chosen))
+
+
+# The variants of the GEMMs an artifact carries beside the vector kernels, each in a library of its own
+# (runtime/cpu_features.py picks one per CPU): for bf16, AMX tiles and AVX-512 BF16 dot products (the matrix
+# variants; the AMX library also holds a bf16 artifact's SSD scans: amx_scan_kernel); for CPUs with AVX2 and
+# no AVX-512, any precision's GEMMs in register blocks that fit 16 ymm registers.
+MATRIX_VARIANTS = ("amx", "avx512bf16", "avx2")
 
 
 def matrix_variant_pieces(module: ModuleOp, isa: str, emulated: bool = False) -> list[str]:
@@ -217,7 +226,7 @@ def matrix_variant(piece: str) -> str:
         tiled = amx_scan_kernel(name, request["dims"])
     else:
         spec, tiles = x86_gemm.GemmSpec(**request["spec"]), x86_gemm.GemmTiles(**request["tiles"])
-        tiled = amx_kernel(name, spec, tiles) if isa == "amx" else bf16_dot_kernel(name, spec, tiles)
+        tiled = {"amx": amx_kernel, "avx512bf16": bf16_dot_kernel, "avx2": avx2_kernel}[isa](name, spec, tiles)
     if tiled is None:
         return "{}"
     names = parameter_names(tiled)

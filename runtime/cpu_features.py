@@ -1,17 +1,20 @@
 """Which x86 kernel variant this CPU runs: the features Linux reports, AMX tile-data permission, the choice.
 
 An x86 artifact carries builds of its kernels (targets/x86.py): `generic` (the x86-64 baseline), `avx512`
-(x86-64-v4) and, for the GEMMs, two matrix variants: `amx` (bf16 AMX tiles, Sapphire Rapids and later) and
-`avx512bf16` (vdpbf16ps dot products: Cooper Lake, Zen 4 and later). The choice is made once per session,
-here, from /proc/cpuinfo — not from the compiler's machine, and without llvmlite, so that an artifact built
-on one machine runs on another with numpy, ctypes and libiomp5 alone:
+(x86-64-v4) and, for the GEMMs, three variants: `amx` (bf16 AMX tiles, Sapphire Rapids and later),
+`avx512bf16` (vdpbf16ps dot products: Cooper Lake, Zen 4 and later) and `avx2` (x86-64-v3: register blocks
+for 16 ymm registers, any precision). The choice is made once per session, here, from /proc/cpuinfo — not
+from the compiler's machine, and without llvmlite, so that an artifact built on one machine runs on another
+with numpy, ctypes and libiomp5 alone:
 
-    matrix kernels   when the precision in effect is bf16 (both variants multiply bf16 only): amx where the
-                     CPU lists amx_tile and amx_bf16 and Linux grants tile data (arch_prctl), else
-                     avx512bf16 where it lists avx512_bf16; else as below
+    GEMMs            when the precision in effect is bf16 (the matrix variants multiply bf16 only): amx where
+                     the CPU lists amx_tile and amx_bf16 and Linux grants tile data (arch_prctl), else
+                     avx512bf16 where it lists avx512_bf16; else avx2 where it lists avx2 and fma but not
+                     AVX-512; else as below
     every kernel     avx512 when the CPU lists avx512f/bw/vl/dq/cd; else generic
 
-TESSERA_ISA=amx|avx512bf16|avx512|generic forces a choice (refused, in one line, when the CPU cannot run it).
+TESSERA_ISA=amx|avx512bf16|avx512|avx2|generic forces a choice (refused, in one line, when the CPU cannot run
+it).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from pathlib import Path
 
 from tessera.errors import TesseraError
 
-ISAS = ("amx", "avx512bf16", "avx512", "generic")
-MATRIX_VARIANTS = ("amx", "avx512bf16")  # the GEMM variants, best first
+ISAS = ("amx", "avx512bf16", "avx512", "avx2", "generic")
+MATRIX_VARIANTS = ("amx", "avx512bf16", "avx2")  # the GEMM variants, best first
+AVX2 = frozenset({"avx2", "fma"})
 AVX512 = frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"})
 AMX = frozenset({"amx_tile", "amx_bf16"})
 AVX512_BF16 = AVX512 | {"avx512_bf16"}
@@ -63,7 +67,7 @@ def request_amx_permission() -> bool:
 
 @dataclass(frozen=True)
 class IsaChoice:
-    matrix: str  # the variant of the GEMMs
+    matrix: str  # the variant of the GEMMs (a matrix variant, avx2, or the level of every other kernel)
     other: str  # the variant of every other kernel
     why: str  # one line: why
 
@@ -80,6 +84,10 @@ def choose_isa(precision: str, flags: frozenset[str] | None = None, forced: str 
             raise IsaError(f"TESSERA_ISA must be one of {', '.join(ISAS)}, got '{forced}'")
         if forced == "generic":
             return IsaChoice("generic", "generic", "forced by TESSERA_ISA")
+        if forced == "avx2":
+            if not AVX2 <= flags:
+                raise IsaError(f"TESSERA_ISA=avx2: this CPU has no AVX2 and FMA (flags lack {sorted(AVX2 - flags)})")
+            return IsaChoice("avx2", other, "forced by TESSERA_ISA")
         if not has_avx512:
             raise IsaError(f"TESSERA_ISA={forced}: this CPU has no AVX-512 (flags lack {sorted(AVX512 - flags)})")
         if forced == "avx512":
@@ -88,7 +96,7 @@ def choose_isa(precision: str, flags: frozenset[str] | None = None, forced: str 
         reason = "the matrix variants multiply bf16 only; this artifact is fp32"
         if forced is not None:
             raise IsaError(f"TESSERA_ISA={forced}: {reason} (compile with --precision bf16)")
-        return IsaChoice(other, other, reason)
+        return _vector_gemms(flags, other, reason)
     if forced == "avx512bf16":
         if not AVX512_BF16 <= flags:
             raise IsaError(
@@ -104,4 +112,12 @@ def choose_isa(precision: str, flags: frozenset[str] | None = None, forced: str 
         raise IsaError(f"TESSERA_ISA=amx: {refused or f'this CPU has no AMX (flags lack {sorted(AMX - flags)})'}")
     if AVX512_BF16 <= flags:
         return IsaChoice("avx512bf16", other, f"bf16 artifact, AVX-512 BF16{', ' + refused if refused else ', no AMX'}")
-    return IsaChoice(other, other, refused or "no AMX or AVX-512 BF16 on this CPU")
+    return _vector_gemms(flags, other, refused or "no AMX or AVX-512 BF16 on this CPU")
+
+
+def _vector_gemms(flags: frozenset[str], other: str, why: str) -> IsaChoice:
+    """No matrix variant: the GEMMs' avx2 variant on a CPU with AVX2 and FMA but no AVX-512 (the vector
+    kernels' register blocks are sized for 32 zmm registers), else every kernel's own level."""
+    if other == "generic" and AVX2 <= flags:
+        return IsaChoice("avx2", other, f"{why}; AVX2 without AVX-512")
+    return IsaChoice(other, other, why)

@@ -9,13 +9,13 @@ and `--dump-ir DIR`):
     llvm       MLIR 22's conversions to the llvm dialect, mlir-translate: LLVM IR — the kernels, each with its
                launch entry, and the native programs (tessera_prefill / tessera_decode, plain and
                instrumented: lowering/x86/native_program.py, MLIR's OpenMP lowering)
-    so         ahead-of-time shared libraries: the x86-64 baseline, x86-64-v4 and the GEMMs' matrix variants
-               (AMX, AVX-512 BF16) (llvmlite + the C compiler driver; the first two with the native
+    so         ahead-of-time shared libraries: the x86-64 baseline, x86-64-v4 and the GEMMs' variants
+               (AMX, AVX-512 BF16, AVX2) (llvmlite + the C compiler driver; the first two with the native
                programs, linked against libiomp5)
 
 OUT/x86/ holds kernels.ll (the runtime JIT-compiles it for the exact host CPU when llvmlite is present),
-kernels.so, kernels.avx512.so (loaded where it is not), kernels.amx.so and kernels.avx512bf16.so (the GEMMs'
-matrix variants), program.json (the launch lists, weights, state), programs.mlir (the native programs in the
+kernels.so, kernels.avx512.so (loaded where it is not), kernels.amx.so, kernels.avx512bf16.so and
+kernels.avx2.so (the GEMMs' variants), program.json (the launch lists, weights, state), programs.mlir (the native programs in the
 llvm and omp dialects) and the IR of every stage. Each kernel is compiled separately through the on-disk kernel cache, so identical kernels — across
 layers, models and runs — compile once.
 
@@ -43,6 +43,7 @@ LIBRARY_FILES = {
     "avx512": "kernels.avx512.so",
     "amx": "kernels.amx.so",
     "avx512bf16": "kernels.avx512bf16.so",
+    "avx2": "kernels.avx2.so",
 }
 
 
@@ -50,7 +51,7 @@ LIBRARY_FILES = {
 class X86Job(Job):
     functions: list[str] = field(default_factory=list)  # one function per kernel, in Tile-IR order
     llvm_modules: list[str] = field(default_factory=list)  # one per kernel, as the kernel cache keys them
-    variant_kernels: dict[str, list[str]] = field(default_factory=dict)  # by matrix variant: the GEMMs it has
+    variant_kernels: dict[str, list[str]] = field(default_factory=dict)  # by GEMM variant: the GEMMs it has
     programs_ir: str = ""  # LLVM IR of the native programs and the program digest
 
 
@@ -84,8 +85,8 @@ def llvm_ir(job: X86Job) -> str:
 
 
 def libraries(job: X86Job) -> None:
-    """The ahead-of-time libraries: the x86-64 baseline, x86-64-v4 (AVX-512), and the GEMMs' matrix variants
-    (AMX tiles, AVX-512 BF16 dot products)."""
+    """The ahead-of-time libraries: the x86-64 baseline, x86-64-v4 (AVX-512), and the GEMMs' variants (AMX
+    tiles, AVX-512 BF16 dot products, AVX2 register blocks)."""
     from tessera.lowering.convert_tile_to_x86 import MATRIX_VARIANTS
 
     assert job.program is not None

@@ -17,7 +17,7 @@ import pytest
 from conftest import NEEDS_MLIR, record_again, run_tool
 
 from tessera.runtime import cpu_features
-from tessera.runtime.cpu_features import AMX, AVX512, AVX512_BF16, IsaError, choose_isa
+from tessera.runtime.cpu_features import AMX, AVX2, AVX512, AVX512_BF16, IsaError, choose_isa
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 BASE = frozenset({"sse2", "avx2"})
@@ -41,6 +41,22 @@ def test_choice_follows_flags_precision_and_permission(monkeypatch: pytest.Monke
     assert fallback.matrix == "avx512bf16" and "refused" in fallback.why
 
 
+def test_avx2_gemms_where_there_is_no_avx512(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AVX2 + FMA without AVX-512: the GEMMs' avx2 variant in either precision, every other kernel generic;
+    with AVX-512 the vector kernels' own blocking (sized for 32 zmm registers) is the better one."""
+    monkeypatch.delenv("TESSERA_ISA", raising=False)
+    for precision in ("fp32", "bf16"):
+        choice = choose_isa(precision, BASE | AVX2)
+        assert (choice.matrix, choice.other) == ("avx2", "generic") and "AVX2 without AVX-512" in choice.why
+        assert choose_isa(precision, BASE | AVX2 | AVX512).matrix == "avx512"
+    assert choose_isa("bf16", BASE | AVX2 | AVX512_BF16).matrix == "avx512bf16"
+    assert choose_isa("fp32", BASE | AVX2 | AVX512, forced="avx2") == cpu_features.IsaChoice(
+        "avx2", "avx512", "forced by TESSERA_ISA"
+    )
+    with pytest.raises(IsaError, match="TESSERA_ISA=avx2: this CPU has no AVX2 and FMA"):
+        choose_isa("fp32", frozenset({"sse2"}), forced="avx2")
+
+
 def test_forcing_a_level_the_cpu_lacks_is_one_line() -> None:
     with pytest.raises(IsaError, match="TESSERA_ISA=amx: this CPU has no AMX"):
         choose_isa("bf16", BASE | AVX512, forced="amx")
@@ -48,7 +64,7 @@ def test_forcing_a_level_the_cpu_lacks_is_one_line() -> None:
         choose_isa("bf16", BASE, forced="avx512")
     with pytest.raises(IsaError, match="TESSERA_ISA=amx: the matrix variants multiply bf16 only"):
         choose_isa("fp32", BASE | AVX512 | AMX, forced="amx")
-    with pytest.raises(IsaError, match="must be one of amx, avx512bf16, avx512, generic"):
+    with pytest.raises(IsaError, match="must be one of amx, avx512bf16, avx512, avx2, generic"):
         choose_isa("bf16", BASE, forced="sse")
     assert choose_isa("bf16", BASE | AVX512 | AMX, forced="generic").matrix == "generic"
 
@@ -87,13 +103,14 @@ def bf16_artifact(tmp_path_factory: pytest.TempPathFactory, module_seed: int, ti
 @NEEDS_MLIR
 def test_every_gemm_and_scan_has_an_amx_variant_in_the_artifact(bf16_artifact: Path) -> None:
     entry = json.loads((bf16_artifact / "tessera.json").read_text())["targets"]["x86"]
-    assert set(entry["libraries"]) == {"generic", "avx512", "amx", "avx512bf16"}
+    assert set(entry["libraries"]) == {"generic", "avx512", "amx", "avx512bf16", "avx2"}
     program = json.loads((bf16_artifact / "x86" / "program.json").read_text())
     launches = [launch for p in program["programs"].values() for launch in p["launches"]]
     matmuls = {launch["kernel"] for launch in launches if launch["kind"] == "matmul"}
     scans = {launch["kernel"] for launch in launches if launch["kind"] == "ssd_scan"}
     assert scans and set(entry["amx_kernels"]) == matmuls | scans
     assert set(entry["avx512bf16_kernels"]) <= matmuls
+    assert set(entry["avx2_kernels"]) == matmuls
     library = ctypes.CDLL(str(bf16_artifact / entry["libraries"]["amx"]))  # loads anywhere; runs on AMX only
     for name in matmuls | scans:
         assert getattr(library, f"{name}__amx")
@@ -168,6 +185,34 @@ def test_the_avx512_bf16_path_end_to_end(
             assert session.weights[name].shape == (-(-n // 64), k // 2, 128)  # pair panels
     reference = ReferenceSession.open(read_artifact(bf16_artifact))
     prompt = [int(t) for t in rng.integers(0, 64, 11)]
+    expected = reference.prefill(prompt)
+    logits = session.prefill(prompt)
+    error = float(np.max(np.abs(logits - expected)) / np.max(np.abs(expected)))
+    assert np.isfinite(logits).all() and error <= 2e-2, error
+    assert np.isfinite(session.decode(int(np.argmax(expected[-1])))).all()
+
+
+@NEEDS_MLIR
+def test_the_avx2_path_end_to_end(
+    bf16_artifact: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session whose GEMMs run their AVX2 variants (`__avx2`, x86-64-v3 code, the panels' own packing):
+    the reference's logits within the bf16 contract, prefill then decode."""
+    if not AVX2 <= cpu_features.cpu_flags():
+        pytest.skip("this CPU has no AVX2 and FMA: the variant cannot run here")
+    from tessera.runtime.artifact import read_artifact
+    from tessera.runtime.x86_session import X86Session
+    from tessera.targets.reference import ReferenceSession
+
+    monkeypatch.setenv("TESSERA_ISA", "avx2")
+    session = X86Session.open(read_artifact(bf16_artifact), kernel_mode="aot")
+    assert session.kernels.matrix == "avx2" and " + avx2 GEMMs" in session.kernels.how
+    assert session.kernels.matrix_kernels == {
+        launch["kernel"] for p in session.program["programs"].values() for launch in p["launches"]
+        if launch["kind"] == "matmul"
+    }  # fmt: skip
+    reference = ReferenceSession.open(read_artifact(bf16_artifact))
+    prompt = [int(t) for t in rng.integers(0, 64, 23)]
     expected = reference.prefill(prompt)
     logits = session.prefill(prompt)
     error = float(np.max(np.abs(logits - expected)) / np.max(np.abs(expected)))

@@ -85,7 +85,8 @@ def _attention(dims: Mapping[str, Any], precision: str) -> TileChoice:
     block_q = max(1, min(64, ATTENTION_SCRATCH_BYTES // (group * (2 * d + block_k) * 4)))
     tiles = gemm.GemmTiles(nr=64, mr=6, kc=d, mc=6, ku=4)
     choice = {"block_q": block_q, "block_k": block_k, "mr": tiles.mr, "nr": tiles.nr, "ku": tiles.ku,
-              "lanes": tiles.lanes, "min_chains": tiles.min_chains, "dot_rows": 4}  # fmt: skip
+              "lanes": tiles.lanes, "min_chains": tiles.min_chains, "accumulators": tiles.accumulators,
+              "dot_rows": 4}  # fmt: skip
     return TileChoice(choice, grid=int(dims["num_heads"]), parallel="heads", ranged=True)
 
 

@@ -4,7 +4,7 @@ them (`choose_tiles`), read by tessera-tile-choose-tiles (tiling/x86.py), and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 EPILOGUES = ("store", "accumulate", "relu2")
 DTYPES = ("f32", "bf16")  # element types of x, the weight and y (bf16: numpy uint16 bfloat16 bits)
@@ -49,6 +49,7 @@ class GemmTiles:
     ku: int  # k steps unrolled in the micro-kernel's loop body
     min_chains: int = 8  # independent FMA chains a row block keeps (FMA latency x FMA ports)
     lanes: int = VECTOR  # f32 lanes of one vector register: an FMA chain's width
+    accumulators: int = 24  # vector registers a row block's accumulators may take (the rest: weights, x)
 
     def __post_init__(self) -> None:
         if self.nr < VECTOR or self.nr % VECTOR:
@@ -77,6 +78,22 @@ def choose_tiles(spec: GemmSpec) -> GemmTiles:
     per_block = -(-spec.k // blocks)
     kc = min(spec.k, -(-per_block // ku) * ku)  # a multiple of ku, so that only the last block has a k tail
     return GemmTiles(nr=64, mr=6, kc=kc, mc=516, ku=ku)
+
+
+# AVX2 (x86-64-v3: Haswell, Zen 1-3): 16 ymm registers of 8 f32 lanes. A block of 6 rows keeps 12
+# accumulators (6 x 16 columns: the panel in four stripes), two weight vectors and a broadcast; blocks of
+# fewer rows take wider stripes (kernels/gemm.py stripe_width). Measured on a 2-core Zen 3 (EPYC, 2.45 GHz,
+# benchmarks/x86_gemm.py --tiles, 2026-12-07): 512 x 4096 x 1024 and 512 x 1024 x 4096 fp32 at 150-156
+# GFLOP/s with these tiles against 56-60 with AVX-512's (6 x 64: 48 ymm accumulators, spilled); kc 512 or
+# 1024 alike, 256 -13%; 4 x 16 -13%, 3 x 32 -30%.
+AVX2_LANES = 8
+AVX2_ACCUMULATORS = 12
+
+
+def avx2_tiles(tiles: GemmTiles) -> GemmTiles:
+    """The AVX2 variant's tiles: `tiles`' panels, K blocks and row groups (the same packed weights and grid),
+    register blocks for 16 ymm registers."""
+    return replace(tiles, lanes=AVX2_LANES, accumulators=AVX2_ACCUMULATORS)
 
 
 def panel_count(spec: GemmSpec, tiles: GemmTiles) -> int:

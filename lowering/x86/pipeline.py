@@ -51,7 +51,7 @@ def _amx_pipeline(pipeline: str) -> str:
 AMX_LLVM_PIPELINE = _amx_pipeline(LLVM_PIPELINE)
 # The AVX-512 BF16 GEMM variants (convert-tessera-tile-to-x86{bf16_dot=true}: x86vector dot products).
 AVX512BF16_LLVM_PIPELINE = LLVM_PIPELINE.replace("convert-vector-to-llvm,", "convert-vector-to-llvm{enable-x86vector},")
-VARIANT_PIPELINES = {"amx": AMX_LLVM_PIPELINE, "avx512bf16": AVX512BF16_LLVM_PIPELINE}
+VARIANT_PIPELINES = {"amx": AMX_LLVM_PIPELINE, "avx512bf16": AVX512BF16_LLVM_PIPELINE, "avx2": LLVM_PIPELINE}
 
 
 def kernel_llvm_ir(text: str, pipeline: str) -> str:

@@ -14,7 +14,8 @@ import pytest
 pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip install -e '.[mlir]')")
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
-from tessera.lowering.convert_tile_to_x86 import emit_kernel, gemm_kernel
+from tessera.kernels.gemm import stripe_width
+from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel, gemm_kernel
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.native import KernelLibrary
 from tessera.runtime.weights import bf16_bits, bf16_to_f32, pack_panels
@@ -185,6 +186,40 @@ def test_empty_panel_range_writes_nothing(library: KernelLibrary, rng: np.random
     initial = case.y.copy()
     library.kernel(name)(*case.args, case.y, 2, 2)
     np.testing.assert_array_equal(case.y, initial)
+
+
+@pytest.fixture(scope="module")
+def avx2_library(tmp_path_factory: pytest.TempPathFactory) -> KernelLibrary:
+    """Every spec's AVX2 variant, built for this CPU (its blocking runs anywhere; the artifact's for x86-64-v3)."""
+    text = "\n".join(
+        emit_kernel(avx2_kernel(name, spec, x86_gemm.choose_tiles(spec))) for name, spec in ALL_SPECS.items()
+    )
+    return build_library(text, tmp_path_factory.mktemp("gemm_avx2") / "gemm_avx2.so")
+
+
+@pytest.mark.parametrize("rows", (*ROWS, 200))  # 200 = 33 x 6 + 2: whole blocks in stripes, a 2-row tail
+@pytest.mark.parametrize("name", ALL_SPECS)
+def test_avx2_variant_matches_float64(avx2_library: KernelLibrary, rng: np.random.Generator, name: str,
+                                      rows: int) -> None:  # fmt: skip
+    """The AVX2 variant reads the same packed weights over the same grid: its stripes, the skipped ones past N
+    (N = 301, 10, 200) and every row tail give the vector kernel's results."""
+    spec = ALL_SPECS[name]
+    tiles = x86_gemm.choose_tiles(spec)
+    case = make_case(spec, tiles, rows, rng)
+    panels = x86_gemm.panel_count(spec, tiles)
+    split = panels // 2
+    kernel = avx2_library.kernel(f"{name}__avx2")
+    kernel(*case.args, case.y, split, panels)  # in two ranges, as the runtime splits a grid
+    kernel(*case.args, case.y, 0, split)
+    assert_close(case.y, case.expected)
+
+
+def test_stripes_fit_the_register_file() -> None:
+    """AVX-512 keeps whole 64-column panels; AVX2 cuts them so that at most 12 ymm accumulators are live."""
+    tiles = x86_gemm.choose_tiles(SPECS["odd_store"])
+    assert {rows: stripe_width(rows, vars(tiles)) for rows in (6, 4, 2, 1)} == {6: 64, 4: 64, 2: 64, 1: 64}
+    avx2 = vars(x86_gemm.avx2_tiles(tiles))
+    assert {rows: stripe_width(rows, avx2) for rows in (6, 4, 2, 1)} == {6: 16, 4: 16, 2: 32, 1: 64}
 
 
 def test_baseline_x86_64_build(tmp_path: Path, rng: np.random.Generator) -> None:
