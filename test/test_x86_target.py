@@ -102,12 +102,16 @@ def test_matches_the_reference_with_each_ahead_of_time_library(
 
 
 def test_the_session_says_which_variant_runs(tiny_artifact: Path) -> None:
-    """On a CPU without AMX (or an fp32 artifact) the GEMMs fall back, and the session says why."""
-    from tessera.runtime.cpu_features import AMX, cpu_flags
+    """The tiny (fp32) artifact's GEMMs run no matrix variant; the AVX2 one where the CPU has AVX2 and no AVX-512,
+    else the vector kernels themselves; the session says which, and why."""
+    from tessera.runtime.cpu_features import AVX2, AVX512, cpu_flags
 
     session = open_session(tiny_artifact, kernels="aot")
-    if not AMX <= cpu_flags():
-        assert "no AMX on this CPU" in session.kernels.how or "fp32" in session.kernels.how
+    assert "the matrix variants multiply bf16 only; this artifact is fp32" in session.kernels.how
+    if AVX2 <= cpu_flags() and not AVX512 <= cpu_flags():
+        assert session.kernels.matrix == "avx2" and "AVX2 without AVX-512" in session.kernels.how
+        assert session.kernels.matrix_kernels  # every GEMM
+    else:
         assert session.kernels.matrix_kernels == frozenset()
 
 
