@@ -30,9 +30,10 @@ from xdsl.ir import Attribute, Block, Region
 
 from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
-from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels_module
+from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel, kernels_module
 from tessera.lowering.x86.pipeline import build_library
 from tessera.passes.tile_choose_tiles import choose_tiles
+from tessera.runtime.cpu_features import choose_isa
 from tessera.runtime.weights import pack_panels
 
 # (label, experts, top_k, ffn, latent, tokens): the mid MoE config's layer, and Nemotron-3-Nano-30B-A3B's expert
@@ -101,11 +102,13 @@ def rows(precision: str, reps: int, pool: ThreadPoolExecutor, scratch: Path) -> 
     for label, experts, top_k, ffn, latent, token_counts in CASES:
         dims: dict[str, int | str] = {"num_experts": experts, "top_k": top_k, "ffn": ffn, "latent": latent}
         experts_kernel = tiled_kernel("moe_experts", {**dims, "x_dtype": "f32"}, precision, experts)
+        if choose_isa(precision).matrix == "avx2":  # the variant a session runs on this CPU
+            experts_kernel = avx2_kernel(experts_kernel)
         combine_kernel = tiled_kernel("moe_combine", {**dims, "epilogue": "store"}, precision, 0)
         text = kernels_module([emit_kernel(experts_kernel), emit_kernel(combine_kernel)])
         library = build_library(text, scratch / f"moe_{experts}_{precision}.so")
         run_experts, run_combine = (
-            library.kernel(f"moe_experts_{precision}"),
+            library.kernel(experts_kernel.sym_name.data),
             library.kernel(f"moe_combine_{precision}"),
         )
         tiles = plain_dict(experts_kernel.tiles)  # type: ignore[arg-type]

@@ -175,18 +175,40 @@ def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTile
     return _matmul_kernel(f"{name}__avx512bf16", spec, tiles, chosen)
 
 
-def avx2_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles) -> tile.KernelOp:
-    """The AVX2 variant of a GEMM as Tile-IR: the vector blocking with its register blocks sized for 16 ymm
-    registers (x86_gemm.avx2_tiles: 6 rows x 16 columns, the panel in stripes), the same packed weights and
-    grid, `<name>__avx2`."""
-    chosen = x86_gemm.avx2_tiles(tiles)
-    return _matmul_kernel(f"{name}__avx2", spec, chosen, tiling.gemm_tile_sizes(spec, chosen))
+# The kinds whose kernels run kernels/gemm.py's register blocks (the GEMMs, the MoE experts' GEMMs): those
+# that have an AVX2 variant.
+AVX2_KINDS = ("matmul", "moe_experts")
+
+
+def avx2_kernel(kernel: tile.KernelOp) -> tile.KernelOp:
+    """The AVX2 variant of a kernel of AVX2_KINDS as Tile-IR: the same kernel body, grid and buffers (the same
+    packed weights) built from its tiles with register blocks for 16 ymm registers (x86_gemm.avx2_tiles: a
+    6-row block takes its 64-column panel in 16-column stripes), `<name>__avx2`."""
+    assert kernel.tiles is not None
+    return _avx2_variant(_variant_request(kernel, "avx2"))
+
+
+def _variant_request(kernel: tile.KernelOp, isa: str) -> dict[str, Any]:
+    """What rebuilding `kernel` with other tiles takes, as JSON values."""
+    assert kernel.tiles is not None
+    return {"name": kernel.sym_name.data, "isa": isa, "kind": kernel.kind.data, "dims": _dims(kernel),
+            "tiles": dict(plain_dict(kernel.tiles)), "grid": kernel.grid.value.data,
+            "parallel": kernel.parallel.data, "ranged": kernel.ranged is not None}  # fmt: skip
+
+
+def _avx2_variant(request: Mapping[str, Any]) -> tile.KernelOp:
+    from tessera.kernels import KERNELS
+
+    kind, dims, tiles = request["kind"], request["dims"], x86_gemm.avx2_tiles(request["tiles"])
+    grid = (request["parallel"], request["grid"])
+    body = KERNELS[kind](dims, tiles)
+    return _x86_kernel(f"{request['name']}__avx2", kind, dims, grid, tiles, body, request["ranged"])
 
 
 # The variants of the GEMMs an artifact carries beside the vector kernels, each in a library of its own
 # (runtime/cpu_features.py picks one per CPU): for bf16, AMX tiles and AVX-512 BF16 dot products (the matrix
 # variants; the AMX library also holds a bf16 artifact's SSD scans: amx_scan_kernel); for CPUs with AVX2 and
-# no AVX-512, any precision's GEMMs in register blocks that fit 16 ymm registers.
+# no AVX-512, any precision's AVX2_KINDS in register blocks that fit 16 ymm registers.
 MATRIX_VARIANTS = ("amx", "avx512bf16", "avx2")
 
 
@@ -199,7 +221,11 @@ def matrix_variant_pieces(module: ModuleOp, isa: str, emulated: bool = False) ->
     pieces = []
     for kernel in kernels(module):
         request: dict[str, Any] = {"name": kernel.sym_name.data, "isa": isa, "emulated": emulated}
-        if kernel.kind.data == "matmul":
+        if isa == "avx2":
+            if kernel.kind.data not in AVX2_KINDS:
+                continue
+            request.update(_variant_request(kernel, isa))
+        elif kernel.kind.data == "matmul":
             request.update(spec=vars(gemm_spec(kernel)), tiles=vars(gemm_tiles(kernel)))
         elif kernel.kind.data == "ssd_scan" and isa == "amx" and _scan_rounds_to_bf16(kernel):
             request.update(kind="ssd_scan", dims=_dims(kernel))
@@ -222,11 +248,13 @@ def matrix_variant(piece: str) -> str:
     AMX: the same kernel, its numbers testable anywhere."""
     request = json.loads(piece)
     name, isa = request["name"], request["isa"]
-    if request.get("kind") == "ssd_scan":
+    if isa == "avx2":
+        tiled: tile.KernelOp | None = _avx2_variant(request)
+    elif request.get("kind") == "ssd_scan":
         tiled = amx_scan_kernel(name, request["dims"])
     else:
         spec, tiles = x86_gemm.GemmSpec(**request["spec"]), x86_gemm.GemmTiles(**request["tiles"])
-        tiled = {"amx": amx_kernel, "avx512bf16": bf16_dot_kernel, "avx2": avx2_kernel}[isa](name, spec, tiles)
+        tiled = amx_kernel(name, spec, tiles) if isa == "amx" else bf16_dot_kernel(name, spec, tiles)
     if tiled is None:
         return "{}"
     names = parameter_names(tiled)

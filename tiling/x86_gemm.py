@@ -4,7 +4,8 @@ them (`choose_tiles`), read by tessera-tile-choose-tiles (tiling/x86.py), and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 EPILOGUES = ("store", "accumulate", "relu2")
 DTYPES = ("f32", "bf16")  # element types of x, the weight and y (bf16: numpy uint16 bfloat16 bits)
@@ -90,10 +91,10 @@ AVX2_LANES = 8
 AVX2_ACCUMULATORS = 12
 
 
-def avx2_tiles(tiles: GemmTiles) -> GemmTiles:
-    """The AVX2 variant's tiles: `tiles`' panels, K blocks and row groups (the same packed weights and grid),
-    register blocks for 16 ymm registers."""
-    return replace(tiles, lanes=AVX2_LANES, accumulators=AVX2_ACCUMULATORS)
+def avx2_tiles(tiles: Mapping[str, int]) -> dict[str, int]:
+    """The AVX2 variant's tiles of a kernel on the GEMM's register blocks: `tiles`' panels, K blocks and row
+    groups (the same packed weights and grid), register blocks for 16 ymm registers."""
+    return {**tiles, "lanes": AVX2_LANES, "accumulators": AVX2_ACCUMULATORS}
 
 
 def panel_count(spec: GemmSpec, tiles: GemmTiles) -> int:

@@ -20,7 +20,7 @@ pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip 
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
 from tessera.dialects.tile import plain_dict
-from tessera.lowering.convert_tile_to_x86 import emit_kernel
+from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel
 from tessera.lowering.x86.pipeline import build_library
 from tessera.reference.common import mlp_relu2
 from tessera.runtime.native import KernelLibrary
@@ -252,6 +252,22 @@ def test_baseline_x86_64_build(tmp_path: Path, rng: np.random.Generator) -> None
         out = np.full((tokens, d.latent), np.nan, dtype=np.float32)
         baseline.kernel(f"{name}_store")(contrib, case.weights, out, 0, tokens)
         assert_close(out, case.out)
+
+
+@pytest.mark.parametrize("precision", WEIGHT_DTYPES)
+@pytest.mark.parametrize("name", ["e8k2_mid", "e16k3_wide", "e8k2_mid_bf16", "e4k2_long"])
+def test_avx2_variant_matches_float64(tmp_path: Path, rng: np.random.Generator, name: str, precision: str) -> None:
+    """The experts' AVX2 variant (16-column stripes of each panel, a bf16 x widened once per row block):
+    the same weights and slots as the vector kernel, in two expert ranges."""
+    d = DIMS[name]
+    kernel = avx2_kernel(experts_kernel(name, d, precision))
+    library = build_library(emit_kernel(kernel), tmp_path / "avx2.so")
+    case = make_case(d, 200, rng, precision)
+    contrib = unwritten(case)
+    run = library.kernel(kernel.sym_name.data)
+    run(*case.args, contrib, d.num_experts // 2, d.num_experts)
+    run(*case.args, contrib, 0, d.num_experts // 2)
+    assert_close(contrib, case.contrib)
 
 
 def test_long_dims_span_several_k_blocks() -> None:
