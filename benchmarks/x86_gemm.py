@@ -1,4 +1,5 @@
-"""Tessera's GEMM / GEMV kernels (kernels/gemm.py, lowered for x86) against torch.matmul fp32 on this CPU.
+"""Tessera's GEMM / GEMV kernels (kernels/gemm.py, lowered for x86) against torch.matmul fp32 on this CPU: the
+vector kernel, or where a session would run it (AVX2 without AVX-512) its AVX2 variant.
 
     python benchmarks/x86_gemm.py [--reps N] [--shapes 6176x1024,4096x1024] [--m 512,2048] [--tiles mr,nr,kc,mc,ku]
                                   [--activations bf16]
@@ -31,8 +32,9 @@ import numpy as np
 import torch
 
 from tessera import toolchain
-from tessera.lowering.convert_tile_to_x86 import emit_kernel, gemm_kernel
+from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel, gemm_kernel
 from tessera.lowering.x86.pipeline import build_library
+from tessera.runtime.cpu_features import choose_isa
 from tessera.runtime.weights import bf16_bits, pack_panels
 from tessera.tiling import x86_gemm
 
@@ -46,8 +48,13 @@ Runner = Callable[[], object]
 
 
 def build_kernel(spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles, scratch: Path) -> Callable[..., None]:
-    library = build_library(emit_kernel(gemm_kernel("gemm", spec, tiles)), scratch / f"gemm_{id(spec)}_{id(tiles)}.so")
-    return library.kernel("gemm")
+    """The GEMM a session runs on this CPU: the vector kernel, or its AVX2 variant where the runtime picks
+    that (AVX2 without AVX-512; --tiles' lanes and accumulators replaced by the variant's)."""
+    kernel = gemm_kernel("gemm", spec, tiles)
+    if choose_isa("fp32").matrix == "avx2":  # (either precision: only CPUs without AVX-512 pick it)
+        kernel = avx2_kernel(kernel)
+    library = build_library(emit_kernel(kernel), scratch / f"gemm_{id(spec)}_{id(tiles)}.so")
+    return library.kernel(kernel.sym_name.data)
 
 
 def threaded(kernel: Callable[..., None], pool: ThreadPoolExecutor, panels: int) -> Callable[..., None]:
@@ -140,7 +147,10 @@ def machine() -> str:
     except OSError:
         pass
     load = Path("/proc/loadavg").read_text().split()[0] if Path("/proc/loadavg").exists() else "?"
-    return f"{model} ({toolchain.host_cpu().name}), {THREADS} threads, torch {torch.__version__}, load {load}"
+    variant = "AVX2 variant" if choose_isa("fp32").matrix == "avx2" else "vector kernel"
+    return (
+        f"{model} ({toolchain.host_cpu().name}, {variant}), {THREADS} threads, torch {torch.__version__}, load {load}"
+    )
 
 
 def parse_shapes(text: str) -> list[tuple[int, int]]:

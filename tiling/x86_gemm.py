@@ -86,7 +86,8 @@ def choose_tiles(spec: GemmSpec) -> GemmTiles:
 # fewer rows take wider stripes (kernels/gemm.py stripe_width). Measured on a 2-core Zen 3 (EPYC, 2.45 GHz,
 # benchmarks/x86_gemm.py --tiles, 2026-12-07): 512 x 4096 x 1024 and 512 x 1024 x 4096 fp32 at 150-156
 # GFLOP/s with these tiles against 56-60 with AVX-512's (6 x 64: 48 ymm accumulators, spilled); kc 512 or
-# 1024 alike, 256 -13%; 4 x 16 -13%, 3 x 32 -30%.
+# 1024 alike, 256 -13%; 4 x 16 -13%, 3 x 32 -30%. With bf16 x and y (512 x 4096 x 1024): 81 GFLOP/s widening
+# each x value per stripe, 138 widened once per row block (kernels/gemm.py Gemm.widen).
 AVX2_LANES = 8
 AVX2_ACCUMULATORS = 12
 
