@@ -156,7 +156,8 @@ class RowBlockedAttention:
         self.keys_t = k.alloc("kt", [1, self.dim, self.block_k], f32)  # the K block transposed: one GEMM panel
         self.peak, self.total, self.alpha = (k.alloc(name, [rows], f32) for name in ("m", "l", "alpha"))
         gemm_tiles = {"nr": self.block_k, "mr": self.mr, "kc": self.dim, "ku": tiles["ku"], "lanes": tiles["lanes"],
-                      "min_chains": tiles["min_chains"], "accumulators": tiles["accumulators"], "mc": -(-rows // self.mr) * self.mr}  # fmt: skip
+                      "min_chains": tiles["min_chains"], "accumulators": tiles["accumulators"],
+                      "mc": -(-rows // self.mr) * self.mr}  # fmt: skip
         operands = GemmOperands(self.q, self.keys_t, self.scores)
         self.score_gemm = Gemm(k, self.block_k, self.dim, "store", gemm_tiles, operands, k.index(0))
 

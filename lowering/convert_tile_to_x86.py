@@ -184,7 +184,6 @@ def avx2_kernel(kernel: tile.KernelOp) -> tile.KernelOp:
     """The AVX2 variant of a kernel of AVX2_KINDS as Tile-IR: the same kernel body, grid and buffers (the same
     packed weights) built from its tiles with register blocks for 16 ymm registers (x86_gemm.avx2_tiles: a
     6-row block takes its 64-column panel in 16-column stripes), `<name>__avx2`."""
-    assert kernel.tiles is not None
     return _avx2_variant(_variant_request(kernel, "avx2"))
 
 
