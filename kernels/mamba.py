@@ -54,7 +54,7 @@ from xdsl.ir import Attribute, Block, SSAValue
 
 from tessera.dialects.tile import TileType
 from tessera.kernels.builder import Dims, KernelBuilder
-from tessera.kernels.gemm import row_blocks
+from tessera.kernels.gemm import row_blocks, stripe_width
 from tessera.kernels.rows import rows
 from tessera.kernels.ssd_blocks import BlockScan
 
@@ -269,7 +269,10 @@ class ChunkedScan:
 
     def __init__(self, k: KernelBuilder, dims: Dims, tiles: Mapping[str, int]) -> None:
         self.kb, self.m = k, Mixer.of(dims)
-        self.chunk, self.mr, self.nr, self.lanes = (tiles[key] for key in ("chunk", "mr", "nr", "lanes"))
+        self.chunk, self.mr, self.lanes = (tiles[key] for key in ("chunk", "mr", "lanes"))
+        # The products' register blocks: mr x nr where their accumulators fit the target's registers, else
+        # narrower (AVX2's 16 ymm registers: 4 x 16).
+        self.nr = stripe_width(self.mr, tiles)
         # A row's scores reach its lanes block's end: a row block must not straddle two (powers of two).
         assert self.lanes % self.mr == 0 and self.mr & (self.mr - 1) == 0, f"ssd_scan: mr {self.mr}, lanes {self.lanes}"
         self.state_element = _element(dims, "state_dtype")

@@ -175,9 +175,9 @@ def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTile
     return _matmul_kernel(f"{name}__avx512bf16", spec, tiles, chosen)
 
 
-# The kinds whose kernels run kernels/gemm.py's register blocks (the GEMMs, the MoE experts' GEMMs): those
-# that have an AVX2 variant.
-AVX2_KINDS = ("matmul", "moe_experts")
+# The kinds whose kernels size their register blocks by the tiles' `lanes` and `accumulators` (the GEMMs and
+# the MoE experts' GEMMs, kernels/gemm.py's; the SSD scan's products): those that have an AVX2 variant.
+AVX2_KINDS = ("matmul", "moe_experts", "ssd_scan")
 
 
 def avx2_kernel(kernel: tile.KernelOp) -> tile.KernelOp:

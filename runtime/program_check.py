@@ -124,16 +124,20 @@ def check_program(program: object, source: str, target: str) -> None:
     _Checker(source, target).program(program)
 
 
+# The variants (tessera.json field, kernel kind) of kernels that are not GEMMs.
+VARIANT_KINDS = (("amx_kernels", "ssd_scan"), ("avx2_kernels", "ssd_scan"), ("avx2_kernels", "moe_experts"))
+
+
 def check_matrix_kernels(program: Mapping[str, Any], field: str, names: object, source: str) -> None:
     """The GEMM variants tessera.json lists (`field`: amx_kernels, avx512bf16_kernels, avx2_kernels) must be
-    GEMMs of this program (their weights are packed for the variant) or, for AMX, its SSD scans, for AVX2 its
-    MoE experts (the same packing as their vector kernels)."""
+    GEMMs of this program (their weights are packed for the variant) or its SSD scans (AMX, AVX2), for AVX2
+    also its MoE experts (the same packing as their vector kernels)."""
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise ProgramError(f"{source}: field '{field}' is not a list of kernel names")
     for name in names:
         record = program["kernels"].get(name, {})
         args = record.get("args", [])
-        if (field, record.get("kind")) in (("amx_kernels", "ssd_scan"), ("avx2_kernels", "moe_experts")):
+        if (field, record.get("kind")) in VARIANT_KINDS:
             continue
         # The session packs the weight a GEMM takes second for the variant.
         if record.get("kind") != "matmul" or len(args) < 2 or "weight" not in args[1]:

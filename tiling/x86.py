@@ -51,9 +51,10 @@ def _ssd(dims: Mapping[str, Any], precision: str) -> TileChoice:
     """kernels/mamba.py's ssd_scan: a ranged body over heads that the runtime splits only at multiples of
     `align`, a group's heads (they share one C·Bᵀ per chunk); its products in register blocks of 4 rows x 64
     columns (16 accumulators, as the GEMM's; a head of 80 channels as 64 + 16 columns, the 16 in blocks of
-    16 rows), scores 16 lanes at a time."""
+    16 rows) where `accumulators` allows (AVX2's variant: 4 x 16), scores `lanes` at a time."""
     align = int(dims["num_heads"]) // int(dims["n_groups"])
-    tiles = {"chunk": int(dims["chunk_size"]), "mr": 4, "nr": 64, "lanes": 16, "align": align}
+    tiles = {"chunk": int(dims["chunk_size"]), "mr": 4, "nr": 64, "lanes": gemm.VECTOR,
+             "accumulators": gemm.AVX512_ACCUMULATORS, "align": align}  # fmt: skip
     if precision == "bf16":  # its AMX variant may round the products' operands (matrix_scan_tiles)
         tiles["operand_bf16"] = 1
     return TileChoice(tiles, grid=int(dims["num_heads"]), parallel="heads", ranged=True)

@@ -11,6 +11,7 @@ EPILOGUES = ("store", "accumulate", "relu2")
 DTYPES = ("f32", "bf16")  # element types of x, the weight and y (bf16: numpy uint16 bfloat16 bits)
 WEIGHT_DTYPES = DTYPES
 VECTOR = 16  # f32 lanes of one 512-bit register
+AVX512_ACCUMULATORS = 24  # of the 32 zmm registers (the rest: weight vectors, a broadcast x)
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class GemmTiles:
     ku: int  # k steps unrolled in the micro-kernel's loop body
     min_chains: int = 8  # independent FMA chains a row block keeps (FMA latency x FMA ports)
     lanes: int = VECTOR  # f32 lanes of one vector register: an FMA chain's width
-    accumulators: int = 24  # vector registers a row block's accumulators may take (the rest: weights, x)
+    accumulators: int = AVX512_ACCUMULATORS  # vector registers a row block's accumulators may take
 
     def __post_init__(self) -> None:
         if self.nr < VECTOR or self.nr % VECTOR:

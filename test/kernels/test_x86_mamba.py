@@ -24,7 +24,7 @@ pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip 
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
 from tessera.dialects import tile
-from tessera.lowering.convert_tile_to_x86 import emit_kernel
+from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel
 from tessera.lowering.x86.pipeline import build_library
 from tessera.reference.common import softplus
 from tessera.reference.mamba2 import (
@@ -339,6 +339,21 @@ def test_ssd_scan(build: Build, rng: np.random.Generator, d: MambaDims, tokens: 
     assert rel(state, expected_state) <= F32_TOLERANCE
 
 
+@pytest.mark.parametrize("d", [ODD, EDGE, LARGE], ids=["odd", "edge", "large"])
+def test_ssd_scan_avx2_variant(tmp_path: Path, rng: np.random.Generator, d: MambaDims) -> None:
+    """The scan's AVX2 variant (its products in 4 x 16 register blocks, scores 8 lanes at a time) against the
+    same reference, over heads split in two ranges (P = 80: a head in five pieces; 64: four)."""
+    kernel = avx2_kernel(scan_kernel(d))
+    library = build_library(emit_kernel(kernel), tmp_path / "avx2.so")
+    tokens = d.chunk_size + 37
+    problem = draw(d, tokens, rng)
+    expected_y, expected_state = scan_reference(problem, problem.ssm_state)
+    state, y = problem.ssm_state.copy(), nan_like((tokens, d.inner))
+    split_call(library.kernel(kernel.sym_name.data), problem.ssd_args(state, y), d.num_heads, rng)
+    assert rel(y, expected_y) <= F32_TOLERANCE
+    assert rel(state, expected_state) <= F32_TOLERANCE
+
+
 @pytest.mark.parametrize("d", [SMALL, MID, ODD, EDGE], ids=["small", "mid", "odd", "edge"])
 def test_ssd_scan_in_two_pieces_equals_one_call(build: Build, rng: np.random.Generator, d: MambaDims) -> None:
     """A prompt prefilled in two pieces (the second resuming from the state the first wrote) equals one call."""
@@ -524,8 +539,8 @@ BENCH = MambaDims(32, 64, 8, 128, 4, 128, epsilon=1e-5, time_step_min=1e-3)  # a
 
 def _benchmark() -> None:
     """Each kernel at H=32, P=64, G=8, N=128, L=128 on 2 threads (1 thread for comparison); the prefill scan also
-    as its AMX variant (a bf16 artifact's, where this CPU has AMX), against the numpy reference and torch's
-    mamba2_chunk_scan (transformers' NemotronH) when torch is installed."""
+    as its AVX2 variant and its AMX variant (a bf16 artifact's, where this CPU has AMX), against the numpy
+    reference and torch's mamba2_chunk_scan (transformers' NemotronH) when torch is installed."""
     import tempfile
 
     from test_x86_ssd_matrix import HAS_AMX, amx_library
@@ -534,6 +549,7 @@ def _benchmark() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         library = build_library(module_text(d), Path(scratch) / "mamba.so")
         matrix = amx_library(d, Path(scratch) / "amx.so") if HAS_AMX else None
+        avx2 = build_library(emit_kernel(avx2_kernel(scan_kernel(d))), Path(scratch) / "avx2.so")
         for tokens in (1, 512, 2048):
             problem = draw(d, tokens, rng)
             xbc, y, out = nan_like(problem.xbc.shape), nan_like((tokens, d.inner)), nan_like((tokens, d.inner))
@@ -544,10 +560,13 @@ def _benchmark() -> None:
                 "ssd_scan" if tokens > 1 else "ssd_step": (problem.ssd_args(problem.ssm_state.copy(), y), d.num_heads),
                 "gated_rmsnorm": ([problem.zx, y, w.norm_weight, out], tokens),
             }
-            if matrix is not None and tokens > 1:
-                calls["ssd_scan__amx"] = calls["ssd_scan"]
+            variants = {"ssd_scan__avx2": avx2.kernel("ssd_scan__avx2")}
+            if matrix is not None:
+                variants["ssd_scan__amx"] = matrix.kernel("scan_f32__amx")
+            if tokens > 1:
+                calls |= dict.fromkeys(variants, calls["ssd_scan"])
             for name, (args, total) in calls.items():
-                kernel = matrix.kernel("scan_f32__amx") if name == "ssd_scan__amx" and matrix else library.kernel(name)
+                kernel = variants[name] if name in variants else library.kernel(name)
                 # Timed calls keep advancing the states: only their time counts here.
                 one = _best_ms(partial(kernel, *args, 0, total))
                 two = _best_ms(partial(_two_threads, kernel, args, total))
