@@ -50,7 +50,7 @@ from xdsl.dialects.builtin import MemRefType, bf16, f32, i32
 from xdsl.ir import Attribute, Block, SSAValue
 
 from tessera.kernels.builder import Dims, KernelBuilder
-from tessera.kernels.gemm import Gemm, GemmOperands, row_blocks
+from tessera.kernels.gemm import Gemm, GemmOperands, row_blocks, stripe_width
 from tessera.kernels.rows import columns, rows
 
 
@@ -146,6 +146,7 @@ class RowBlockedAttention:
         self.group = self.heads // self.kv_heads
         self.block_q, self.block_k, self.mr, self.nr = (tiles[key] for key in ("block_q", "block_k", "mr", "nr"))
         self.dot_rows = tiles["dot_rows"]
+        self.tiles = tiles
         _, self.cache_element, self.out_element = _cache_types(dims)
         self.qkv, self.k_cache, self.v_cache, self.out = k.buffers
         self.position = k.scalars["position"]
@@ -265,11 +266,12 @@ class RowBlockedAttention:
         k.store(alpha, self.alpha, [row])
 
     def update(self, g: SSAValue, row: SSAValue, size: int, k0: SSAValue, keys: SSAValue) -> None:
-        """acc[row : row + size] = acc alpha + p · V[k0 : k0 + keys], nr columns of D at a time."""
-        k = self.kb
+        """acc[row : row + size] = acc alpha + p · V[k0 : k0 + keys], nr columns of D at a time (fewer where
+        size x nr accumulators would not fit the registers: stripe_width)."""
+        k, columns = self.kb, stripe_width(size, self.tiles)
         alpha = k.load(self.alpha, [row], [size])
-        for c0 in range(0, self.dim, self.nr):
-            width, column = min(self.nr, self.dim - c0), k.index(c0)
+        for c0 in range(0, self.dim, columns):
+            width, column = min(columns, self.dim - c0), k.index(c0)
             previous = k.load(self.acc, [row, column], [size, width])
             rescaled = k.map([previous, k.broadcast(alpha, 1, width)], lambda e, a, s: e.mulf(a, s))
             with k.loop(k.index(0), keys, k.index(1), [rescaled]) as key:

@@ -176,8 +176,9 @@ def bf16_dot_kernel(name: str, spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTile
 
 
 # The kinds whose kernels size their register blocks by the tiles' `lanes` and `accumulators` (the GEMMs and
-# the MoE experts' GEMMs, kernels/gemm.py's; the SSD scan's products): those that have an AVX2 variant.
-AVX2_KINDS = ("matmul", "moe_experts", "ssd_scan")
+# the MoE experts' GEMMs, kernels/gemm.py's; the SSD scan's products; attention's scores and p · V): those
+# that have an AVX2 variant.
+AVX2_KINDS = ("matmul", "moe_experts", "ssd_scan", "attention")
 
 
 def avx2_kernel(kernel: tile.KernelOp) -> tile.KernelOp:

@@ -125,13 +125,16 @@ def check_program(program: object, source: str, target: str) -> None:
 
 
 # The variants (tessera.json field, kernel kind) of kernels that are not GEMMs.
-VARIANT_KINDS = (("amx_kernels", "ssd_scan"), ("avx2_kernels", "ssd_scan"), ("avx2_kernels", "moe_experts"))
+VARIANT_KINDS = (
+    ("amx_kernels", "ssd_scan"),
+    *(("avx2_kernels", kind) for kind in ("ssd_scan", "moe_experts", "attention")),
+)
 
 
 def check_matrix_kernels(program: Mapping[str, Any], field: str, names: object, source: str) -> None:
     """The GEMM variants tessera.json lists (`field`: amx_kernels, avx512bf16_kernels, avx2_kernels) must be
     GEMMs of this program (their weights are packed for the variant) or its SSD scans (AMX, AVX2), for AVX2
-    also its MoE experts (the same packing as their vector kernels)."""
+    also its MoE experts and attention (the same buffers as their vector kernels)."""
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
         raise ProgramError(f"{source}: field '{field}' is not a list of kernel names")
     for name in names:

@@ -110,7 +110,10 @@ def test_every_gemm_and_scan_has_an_amx_variant_in_the_artifact(bf16_artifact: P
     scans = {launch["kernel"] for launch in launches if launch["kind"] == "ssd_scan"}
     assert scans and set(entry["amx_kernels"]) == matmuls | scans
     assert set(entry["avx512bf16_kernels"]) <= matmuls
-    assert set(entry["avx2_kernels"]) == matmuls | scans
+    from tessera.lowering.convert_tile_to_x86 import AVX2_KINDS
+
+    assert set(entry["avx2_kernels"]) == {launch["kernel"] for launch in launches if launch["kind"] in AVX2_KINDS}
+    assert {"matmul", "ssd_scan", "attention"} <= set(AVX2_KINDS)
     library = ctypes.CDLL(str(bf16_artifact / entry["libraries"]["amx"]))  # loads anywhere; runs on AMX only
     for name in matmuls | scans:
         assert getattr(library, f"{name}__amx")
@@ -189,8 +192,8 @@ def test_the_avx512_bf16_path_end_to_end(
 def test_the_avx2_path_end_to_end(
     bf16_artifact: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A session whose GEMMs and scans run their AVX2 variants (`__avx2`, x86-64-v3 code, the panels' own packing):
-    the reference's logits within the bf16 contract, prefill then decode."""
+    """A session whose GEMMs, scans and attention run their AVX2 variants (`__avx2`, x86-64-v3 code, the same
+    packed weights): the reference's logits within the bf16 contract, prefill then decode."""
     if not AVX2 <= cpu_features.cpu_flags():
         pytest.skip("this CPU has no AVX2 and FMA: the variant cannot run here")
     from tessera.runtime.artifact import read_artifact
@@ -201,7 +204,7 @@ def test_the_avx2_path_end_to_end(
     assert session.kernels.matrix == "avx2" and " + avx2 GEMMs" in session.kernels.how
     assert session.kernels.matrix_kernels == {
         launch["kernel"] for p in session.program["programs"].values() for launch in p["launches"]
-        if launch["kind"] in ("matmul", "ssd_scan")
+        if launch["kind"] in ("matmul", "ssd_scan", "attention")
     }  # fmt: skip
     assert_bf16_contract(session, bf16_artifact, [int(t) for t in rng.integers(0, 64, 23)])
 

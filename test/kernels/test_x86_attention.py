@@ -10,6 +10,7 @@ import itertools
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ pytest.importorskip("mlir", reason="the MLIR 22 bindings are not installed (pip 
 pytest.importorskip("llvmlite", reason="llvmlite is not installed (pip install -e '.[mlir]')")
 
 from tessera.dialects.tile import plain_dict
-from tessera.lowering.convert_tile_to_x86 import emit_kernel
+from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel
 from tessera.lowering.x86.pipeline import build_library
 from tessera.passes.tile_choose_tiles import write_body
 from tessera.runtime.native import KernelLibrary
@@ -344,6 +345,17 @@ def test_two_threads_on_disjoint_ranges(library: KernelLibrary, rng: np.random.G
 def test_baseline_x86_64_build(baseline_library: KernelLibrary, rng: np.random.Generator, key: str, dtype: str) -> None:
     kernels = kernels_for(baseline_library, key, dtype)
     _prefill_then_decode(rng, kernels, dtype, (1,), prompt=67, steps=2)
+
+
+@pytest.mark.parametrize("key", ["gqa4_d128", "odd_tiles_d72", "kv1_d10"])
+def test_avx2_variant(tmp_path: Path, rng: np.random.Generator, key: str) -> None:
+    """The AVX2 variant (p · V in 16-column stripes of D: 128 in eight, 72 in four and a narrow one, 10 in
+    one; scores as the GEMM's AVX2 blocks): prefill, then decode, heads split."""
+    d = DIMS[key]
+    variant = avx2_kernel(attention_kernel(f"attention_{key}", d))
+    text = "\n".join([emit_kv_append(f"kv_append_{key}__avx2", d), emit_kernel(variant)])
+    kernels = Kernels(d, build_library(text, tmp_path / "avx2.so"), f"{key}__avx2")
+    _prefill_then_decode(rng, kernels, "f32", (1,), prompt=67, steps=2)
 
 
 def test_baseline_x86_64_bf16_output(baseline_library: KernelLibrary, rng: np.random.Generator) -> None:
