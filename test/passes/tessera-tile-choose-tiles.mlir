@@ -15,7 +15,7 @@
 // `align`: a group's heads share C·Bᵀ), chunk by chunk: the group's states (transposed, P padded to the
 // lanes), Bᵀ, C·Bᵀ, the scores and the x tiles in scratch; each of its products a register block of up to
 // mr rows times a row of up to nr columns per step.
-// CHECK:      tessera.tile.kernel @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001 attributes {{.*}}parallel = "heads", grid = 4 : i64, target = "x86", tiles = {chunk = 8 : i64, mr = 4 : i64, nr = 64 : i64, lanes = 16 : i64, align = 2 : i64}, ranged}
+// CHECK:      tessera.tile.kernel @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001 attributes {{.*}}parallel = "heads", grid = 4 : i64, target = "x86", tiles = {chunk = 8 : i64, mr = 4 : i64, nr = 64 : i64, lanes = 16 : i64, accumulators = 24 : i64, align = 2 : i64}, ranged}
 // CHECK-NEXT: ^bb0(%zxbcdt: memref<?x132xf32>, %xbc: memref<?x96xf32>, %dt_bias: memref<4xf32>, %A_log: memref<4xf32>, %D: memref<4xf32>, %ssm_state: memref<4x8x16xf32>, %y: memref<?x32xf32>, %first: index, %end: index):
 // CHECK:        %st = tessera.tile.alloc : memref<2x16x16xf32>
 // CHECK:        tessera.tile.mma {{.*}} : !tessera.tile.tile<4x1xf32>, !tessera.tile.tile<1x16xf32>, !tessera.tile.tile<4x16xf32> -> !tessera.tile.tile<4x16xf32>
