@@ -22,21 +22,22 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from x86_gemm import as_a_session_runs
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, Region, StringAttr, i64
 from xdsl.ir import Attribute, Block
 
 from tessera.dialects import tile
-from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel, kernels_module
+from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels_module
 from tessera.lowering.x86.pipeline import build_library
 from tessera.passes.tile_choose_tiles import choose_tiles
-from tessera.runtime.cpu_features import choose_isa
 from tessera.runtime.weights import bf16_bits
 
 CAPACITY = 8192
 
 
-def attention_kernel(name: str, heads: int, kv_heads: int, head_dim: int, cache_dtype: str) -> str:
-    """The attention kernel as tessera-compile builds it for x86 (the policy's tiles), as MLIR 22 text."""
+def attention_kernel(name: str, heads: int, kv_heads: int, head_dim: int, cache_dtype: str) -> tile.KernelOp:
+    """The attention kernel as tessera-compile builds it for x86 (the policy's tiles), as a session on this CPU
+    runs it (x86_gemm.as_a_session_runs: its AVX2 variant without AVX-512)."""
     sizes = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim, "max_seq_len": CAPACITY}
     attributes: dict[str, Attribute] = {key: IntegerAttr(value, i64) for key, value in sizes.items()}
     attributes["cache_dtype"] = StringAttr(cache_dtype)
@@ -51,11 +52,7 @@ def attention_kernel(name: str, heads: int, kv_heads: int, head_dim: int, cache_
         regions=[Region(Block())],
     )
     choose_tiles(ModuleOp([kernel]), "x86", "fp32")
-    return emit_kernel(avx2_kernel(kernel) if VARIANT else kernel)
-
-
-# The kernel a session runs on this CPU: on AVX2 without AVX-512 (or TESSERA_ISA=avx2), its AVX2 variant.
-VARIANT = "__avx2" if choose_isa("fp32").matrix == "avx2" else ""
+    return as_a_session_runs(kernel)
 
 
 def best_ms(call: Callable[[], object], repeats: int) -> float:
@@ -86,7 +83,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    text = kernels_module([attention_kernel(f"attention_{c}", heads, kv_heads, head_dim, c) for c in ("f32", "bf16")])
+    kernels = {c: attention_kernel(f"attention_{c}", heads, kv_heads, head_dim, c) for c in ("f32", "bf16")}
+    text = kernels_module([emit_kernel(kernel) for kernel in kernels.values()])
     library = build_library(text, Path(tempfile.mkdtemp()) / "attention.so")
     rng = np.random.default_rng(0)
     width = (heads + 2 * kv_heads) * head_dim
@@ -100,7 +98,7 @@ def main() -> None:
         q = torch.from_numpy(qkv[:, : heads * head_dim].reshape(tokens, heads, head_dim).transpose(1, 0, 2).copy())
         times = {}
         for cache_dtype, (keys, values) in caches.items():
-            kernel, args = library.kernel(f"attention_{cache_dtype}{VARIANT}"), (qkv, keys, values, out, past)
+            kernel, args = library.kernel(kernels[cache_dtype].sym_name.data), (qkv, keys, values, out, past)
             ranges = [(0, heads // 2), (heads // 2, heads)] if tokens > 1 else [(0, heads)]
             call = partial(_on_threads, pool, kernel, args, ranges)
             times[f"tessera, {cache_dtype} cache"] = best_ms(call, 10 if tokens > 1 else 200)
@@ -110,7 +108,7 @@ def main() -> None:
         times["torch SDPA (f32)"] = best_ms(sdpa, 10 if tokens > 1 else 200)
         rows += [f"| {label} T={tokens} past={past} | {name} | {ms:.3f} | {times['torch SDPA (f32)'] / ms:.2f}x |"
                  for name, ms in times.items()]  # fmt: skip
-    print(f"{platform.processor() or platform.machine()}, {datetime.date.today()}, 2 threads, {VARIANT or 'vector'} kernel, "
+    print(f"{platform.processor() or platform.machine()}, {datetime.date.today()}, 2 threads, {kernels['f32'].sym_name.data} kernel, "
           f"{heads} query / {kv_heads} KV heads x {head_dim}\n")  # fmt: skip
     print("| case | kernel | ms | torch / this |\n|---|---|---|---|\n" + "\n".join(rows))
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from tessera import toolchain
+from tessera.dialects import tile
 from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel, gemm_kernel
 from tessera.lowering.x86.pipeline import build_library
 from tessera.runtime.cpu_features import choose_isa
@@ -47,12 +48,15 @@ STREAM_BYTES = 160 * 2**20  # weight bytes one decode row cycles through: well p
 Runner = Callable[[], object]
 
 
+def as_a_session_runs(kernel: tile.KernelOp) -> tile.KernelOp:
+    """The kernel a session runs on this CPU: the vector kernel, or its AVX2 variant where the runtime picks
+    that (AVX2 without AVX-512, in either precision; or TESSERA_ISA=avx2)."""
+    return avx2_kernel(kernel) if choose_isa("fp32").matrix == "avx2" else kernel
+
+
 def build_kernel(spec: x86_gemm.GemmSpec, tiles: x86_gemm.GemmTiles, scratch: Path) -> Callable[..., None]:
-    """The GEMM a session runs on this CPU: the vector kernel, or its AVX2 variant where the runtime picks
-    that (AVX2 without AVX-512; --tiles' lanes and accumulators replaced by the variant's)."""
-    kernel = gemm_kernel("gemm", spec, tiles)
-    if choose_isa("fp32").matrix == "avx2":  # (either precision: only CPUs without AVX-512 pick it)
-        kernel = avx2_kernel(kernel)
+    """The GEMM as a session runs it (--tiles' lanes and accumulators replaced by the AVX2 variant's)."""
+    kernel = as_a_session_runs(gemm_kernel("gemm", spec, tiles))
     library = build_library(emit_kernel(kernel), scratch / f"gemm_{id(spec)}_{id(tiles)}.so")
     return library.kernel(kernel.sym_name.data)
 

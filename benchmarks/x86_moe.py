@@ -24,16 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from x86_gemm import THREADS, best_times, machine
+from x86_gemm import THREADS, as_a_session_runs, best_times, machine
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
 from xdsl.ir import Attribute, Block, Region
 
 from tessera.dialects import tile
 from tessera.dialects.tile import plain_dict
-from tessera.lowering.convert_tile_to_x86 import avx2_kernel, emit_kernel, kernels_module
+from tessera.lowering.convert_tile_to_x86 import emit_kernel, kernels_module
 from tessera.lowering.x86.pipeline import build_library
 from tessera.passes.tile_choose_tiles import choose_tiles
-from tessera.runtime.cpu_features import choose_isa
 from tessera.runtime.weights import pack_panels
 
 # (label, experts, top_k, ffn, latent, tokens): the mid MoE config's layer, and Nemotron-3-Nano-30B-A3B's expert
@@ -101,9 +100,7 @@ def rows(precision: str, reps: int, pool: ThreadPoolExecutor, scratch: Path) -> 
     out = []
     for label, experts, top_k, ffn, latent, token_counts in CASES:
         dims: dict[str, int | str] = {"num_experts": experts, "top_k": top_k, "ffn": ffn, "latent": latent}
-        experts_kernel = tiled_kernel("moe_experts", {**dims, "x_dtype": "f32"}, precision, experts)
-        if choose_isa(precision).matrix == "avx2":  # the variant a session runs on this CPU
-            experts_kernel = avx2_kernel(experts_kernel)
+        experts_kernel = as_a_session_runs(tiled_kernel("moe_experts", {**dims, "x_dtype": "f32"}, precision, experts))
         combine_kernel = tiled_kernel("moe_combine", {**dims, "epilogue": "store"}, precision, 0)
         text = kernels_module([emit_kernel(experts_kernel), emit_kernel(combine_kernel)])
         library = build_library(text, scratch / f"moe_{experts}_{precision}.so")

@@ -197,12 +197,16 @@ def _variant_request(kernel: tile.KernelOp, isa: str) -> dict[str, Any]:
 
 
 def _avx2_variant(request: Mapping[str, Any]) -> tile.KernelOp:
-    from tessera.kernels import KERNELS
+    """The kernel `request` describes, its body written by tessera-tile-choose-tiles' write_body from the
+    AVX2 tiles (so that its scalars and range are the vector kernel's)."""
+    from tessera.passes.tile_choose_tiles import write_body
+    from tessera.tiling.choice import TileChoice
 
-    kind, dims, tiles = request["kind"], request["dims"], x86_gemm.avx2_tiles(request["tiles"])
+    tiles = x86_gemm.avx2_tiles(request["tiles"])
     grid = (request["parallel"], request["grid"])
-    body = KERNELS[kind](dims, tiles)
-    return _x86_kernel(f"{request['name']}__avx2", kind, dims, grid, tiles, body, request["ranged"])
+    kernel = _x86_kernel(f"{request['name']}__avx2", request["kind"], request["dims"], grid, tiles, Block(), False)
+    write_body(kernel, TileChoice(tiles, ranged=request["ranged"]), [])
+    return kernel
 
 
 # The variants of the GEMMs an artifact carries beside the vector kernels, each in a library of its own
@@ -213,9 +217,10 @@ MATRIX_VARIANTS = ("amx", "avx512bf16", "avx2")
 
 
 def matrix_variant_pieces(module: ModuleOp, isa: str, emulated: bool = False) -> list[str]:
-    """What building each GEMM's `isa` variant takes, one JSON text per matmul kernel (its name, GEMM spec and
-    tiles), and for AMX each bf16 ssd_scan's (its name and dims): the unit `matrix_variant` builds from, in a
-    worker process, and the kernel cache keys."""
+    """What building each kernel's `isa` variant takes, one JSON text per kernel that has one: a matmul's name,
+    GEMM spec and tiles, for AMX each bf16 ssd_scan's name and dims, for AVX2 each AVX2_KINDS kernel's
+    properties (_variant_request): the unit `matrix_variant` builds from, in a worker process, and the kernel
+    cache keys."""
     if isa not in MATRIX_VARIANTS:
         raise X86LoweringError(f"unknown matrix variant '{isa}' (expected one of {', '.join(MATRIX_VARIANTS)})")
     pieces = []
@@ -241,7 +246,7 @@ def _scan_rounds_to_bf16(kernel: tile.KernelOp) -> bool:
 
 
 def matrix_variant(piece: str) -> str:
-    """One GEMM's or scan's variant (amx_kernel or amx_scan_kernel / bf16_dot_kernel) through
+    """One kernel's variant (amx_kernel or amx_scan_kernel / bf16_dot_kernel / avx2_kernel) through
     convert-tessera-tile-to-x86 with that pattern, as JSON: its function as MLIR 22 text and its parameter
     names ({} where the kernel has no such variant).
     emulated (AMX only): lowered without the AMX pattern (its products as vector FMAs), for CPUs without

@@ -1,9 +1,10 @@
 """Which x86 kernel variant this CPU runs: the features Linux reports, AMX tile-data permission, the choice.
 
 An x86 artifact carries builds of its kernels (targets/x86.py): `generic` (the x86-64 baseline), `avx512`
-(x86-64-v4) and, for the GEMMs, three variants: `amx` (bf16 AMX tiles, Sapphire Rapids and later),
-`avx512bf16` (vdpbf16ps dot products: Cooper Lake, Zen 4 and later) and `avx2` (x86-64-v3: register blocks
-for 16 ymm registers, any precision). The choice is made once per session, here, from /proc/cpuinfo — not
+(x86-64-v4) and, for the GEMMs, three variants: `amx` (bf16 AMX tiles, Sapphire Rapids and later; a bf16
+artifact's SSD scans too), `avx512bf16` (vdpbf16ps dot products: Cooper Lake, Zen 4 and later) and `avx2`
+(x86-64-v3: register blocks for 16 ymm registers, any precision; the MoE experts, SSD scans and attention
+too). The choice is made once per session, here, from /proc/cpuinfo — not
 from the compiler's machine, and without llvmlite, so that an artifact built on one machine runs on another
 with numpy, ctypes and libiomp5 alone:
 

@@ -124,7 +124,8 @@ def check_program(program: object, source: str, target: str) -> None:
     _Checker(source, target).program(program)
 
 
-# The variants (tessera.json field, kernel kind) of kernels that are not GEMMs.
+# The variants (tessera.json field, kernel kind) of kernels that are not GEMMs: for AVX2, the kinds of
+# lowering/convert_tile_to_x86.py's AVX2_KINDS (not imported: the runtime needs no MLIR stack; a test compares).
 VARIANT_KINDS = (
     ("amx_kernels", "ssd_scan"),
     *(("avx2_kernels", kind) for kind in ("ssd_scan", "moe_experts", "attention")),

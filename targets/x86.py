@@ -9,14 +9,14 @@ and `--dump-ir DIR`):
     llvm       MLIR 22's conversions to the llvm dialect, mlir-translate: LLVM IR — the kernels, each with its
                launch entry, and the native programs (tessera_prefill / tessera_decode, plain and
                instrumented: lowering/x86/native_program.py, MLIR's OpenMP lowering)
-    so         ahead-of-time shared libraries: the x86-64 baseline, x86-64-v4 and the GEMMs' variants
+    so         ahead-of-time shared libraries: the x86-64 baseline, x86-64-v4 and the kernels' variants
                (AMX, AVX-512 BF16, AVX2) (llvmlite + the C compiler driver; the first two with the native
                programs, linked against libiomp5)
 
 OUT/x86/ holds kernels.ll (the runtime JIT-compiles it for the exact host CPU when llvmlite is present),
 kernels.so, kernels.avx512.so (loaded where it is not), kernels.amx.so, kernels.avx512bf16.so and
-kernels.avx2.so (the GEMMs' variants), program.json (the launch lists, weights, state), programs.mlir (the native programs in the
-llvm and omp dialects) and the IR of every stage. Each kernel is compiled separately through the on-disk kernel cache, so identical kernels — across
+kernels.avx2.so (the variants), program.json (the launch lists, weights, state), programs.mlir (the native
+programs in the llvm and omp dialects) and the IR of every stage. Each kernel is compiled separately through the on-disk kernel cache, so identical kernels — across
 layers, models and runs — compile once.
 
 Every library and kernels.ll also define `tessera_program_sha256`: the digest of program.json's
@@ -51,7 +51,7 @@ LIBRARY_FILES = {
 class X86Job(Job):
     functions: list[str] = field(default_factory=list)  # one function per kernel, in Tile-IR order
     llvm_modules: list[str] = field(default_factory=list)  # one per kernel, as the kernel cache keys them
-    variant_kernels: dict[str, list[str]] = field(default_factory=dict)  # by GEMM variant: the GEMMs it has
+    variant_kernels: dict[str, list[str]] = field(default_factory=dict)  # by variant: the kernels it has
     programs_ir: str = ""  # LLVM IR of the native programs and the program digest
 
 
@@ -85,7 +85,7 @@ def llvm_ir(job: X86Job) -> str:
 
 
 def libraries(job: X86Job) -> None:
-    """The ahead-of-time libraries: the x86-64 baseline, x86-64-v4 (AVX-512), and the GEMMs' variants (AMX
+    """The ahead-of-time libraries: the x86-64 baseline, x86-64-v4 (AVX-512), and the kernels' variants (AMX
     tiles, AVX-512 BF16 dot products, AVX2 register blocks)."""
     from tessera.lowering.convert_tile_to_x86 import MATRIX_VARIANTS
 
@@ -98,14 +98,15 @@ def libraries(job: X86Job) -> None:
         job.progress(f"x86: machine code for {cpu.name} (ahead-of-time library, {isa})")
         link_library(job, job.llvm_modules, cpu, LIBRARY_FILES[isa], programs_object, programs=True)
     for isa in MATRIX_VARIANTS:
-        job.progress(f"x86: {isa} variants of the GEMMs and scans (ahead-of-time library, {isa})")
+        job.progress(f"x86: {isa} variants (ahead-of-time library, {isa})")
         job.variant_kernels[isa] = variant_library(job, isa)
 
 
 def variant_library(job: X86Job, isa: str, emulated: bool = False) -> list[str]:
-    """Every GEMM's `isa` variant (`<name>__<isa>`; for AMX, a bf16 artifact's SSD scans too) into
-    kernels.<isa>.so, its MLIR beside it; built whatever the precision, so that the artifact runs its best on
-    whichever CPU it meets; bound to job.program's digest like the other libraries. Returns the kernels that have a variant. emulated (AMX): the same
+    """Every `isa` variant (`<name>__<isa>`: the GEMMs'; for AMX a bf16 artifact's SSD scans too, for AVX2 every
+    kernel of AVX2_KINDS) into kernels.<isa>.so, its MLIR beside it; built whatever the precision, so that the
+    artifact runs its best on whichever CPU it meets; bound to job.program's digest like the other libraries.
+    Returns the kernels that have a variant. emulated (AMX): the same
     kernels with the tile operations as loops, for this CPU (tests on machines without AMX run the whole
     AMX path through them)."""
     from tessera.lowering.convert_tile_to_x86 import (

@@ -222,6 +222,14 @@ def assert_bf16_contract(session, artifact: Path, prompt: list[int]) -> None:  #
     assert np.isfinite(session.decode(int(np.argmax(expected[-1])))).all()
 
 
+def test_the_runtime_accepts_every_avx2_kind() -> None:
+    """runtime/program_check's list of non-GEMM variant kinds names exactly the compiler's AVX2_KINDS."""
+    from tessera.lowering.convert_tile_to_x86 import AVX2_KINDS
+    from tessera.runtime.program_check import VARIANT_KINDS
+
+    assert {kind for field, kind in VARIANT_KINDS if field == "avx2_kernels"} | {"matmul"} == set(AVX2_KINDS)
+
+
 def test_forcing_avx512_bf16_needs_the_flag() -> None:
     with pytest.raises(IsaError, match="TESSERA_ISA=avx512bf16: this CPU has no AVX-512 BF16"):
         choose_isa("bf16", BASE | AVX512, forced="avx512bf16")
