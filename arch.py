@@ -8,7 +8,7 @@ it reads here (the comparison test in test/test_gpu_tiling.py holds it to that).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tessera.errors import TesseraError
 
@@ -171,6 +171,35 @@ def mma_rows_padded(rhs_transposed: bool) -> tuple[bool, bool]:
     ([N, K]) — so that the scratchpad holds those rows padded (staged_shape): the SIMT lowering and the
     footprint pass both ask here."""
     return True, rhs_transposed
+
+
+# The WGMMA operand layout Tessera stages: K-major rows of 128 bytes (64 bf16) with the 128-byte swizzle, 8 rows
+# to a 1024-byte swizzle period; a K wider than 64 takes several such [rows, 64] atoms one after another.
+SWIZZLE_ROW_BYTES = 128
+SWIZZLE_ROW_ELEMENTS = SWIZZLE_ROW_BYTES // 2
+
+
+def warpgroup_instruction(arch: GpuArch, element: str, shape: tuple[int, int], depth: int,
+                          threads: int) -> MatrixInstruction | None:  # fmt: skip
+    """The WGMMA that multiplies a [rows, cols] accumulator over `depth` (K) in a workgroup of `threads`, where
+    the lanes stage its operands in shared memory themselves (not a copy engine): the arch's warpgroup
+    instruction for `element` with N the whole width where it fits one instruction (else 64-column ones), when
+    the workgroup is exactly one warpgroup per 64 rows and depth is whole K steps; else None."""
+    instruction = arch.instruction(element)
+    if instruction is None or instruction.warpgroup is None:
+        return None
+    rows, cols = shape
+    if rows % instruction.m or threads != WARPGROUP * (rows // instruction.m) or depth % instruction.k:
+        return None
+    if cols <= 256 and cols % 8 == 0:
+        return replace(instruction, n=cols)
+    return instruction if cols % instruction.n == 0 else None
+
+
+def warpgroup_staged_bytes(rows: int, depth: int) -> int:
+    """Shared bytes of a [rows, depth] bf16 WGMMA operand staged K-major with the 128-byte swizzle: whole
+    128-byte rows per 64 of K (rows a multiple of 8, so every operand stays 1024-aligned after another)."""
+    return rows * -(-depth // SWIZZLE_ROW_ELEMENTS) * SWIZZLE_ROW_BYTES
 
 
 def gpu_arch(name: str) -> GpuArch:

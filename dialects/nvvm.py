@@ -9,12 +9,15 @@ prints them once, in generic form (upstream.upstream_text), for MLIR to read.
     MBarrierArriveOp          arrives
     CpAsyncBulkTensorSharedClusterGlobalOp   a TMA tile load, from global memory through a CUtensorMap into
                               shared memory at `coordinates` (innermost first), completing on an mbarrier
+    FenceProxyOp              makes this thread's generic-proxy writes of shared memory visible to the async
+                              proxy (WGMMA's operand reads, TMA): threads that stage an operand fence, then
+                              meet at a barrier
     WgmmaFenceAlignedOp, WgmmaCommitGroupSyncAlignedOp, WgmmaWaitGroupSyncAlignedOp   order, batch and await
                               a warpgroup's asynchronous MMAs
     WgmmaMmaAsyncOp           acc' = A B (+ acc): a warpgroup's m64nNkK MMA of two shared-memory operands
                               named by 64-bit matrix descriptors; the accumulator is an LLVM struct of registers
 
-Their enum properties (MemScopeAttr, TmaLoadModeAttr, MmaLayoutAttr, MmaIntOverflowAttr, WgmmaScaleInAttr,
+Their enum properties (MemScopeAttr, ProxyKindAttr, SharedSpaceAttr, TmaLoadModeAttr, MmaLayoutAttr, MmaIntOverflowAttr, WgmmaScaleInAttr,
 WgmmaScaleOutAttr, WgmmaTypeAttr) print as MLIR's `#<dialect>.<name><case>`; MmaShapeAttr as
 `<m = 64, n = 64, k = 16>`. Pointers are LLVM pointers in NVPTX address spaces: 3 is the CTA's shared memory,
 7 shared::cluster (where TMA writes), none generic (the tensor map).
@@ -54,6 +57,14 @@ ACCUMULATOR_ELEMENT: dict[str, Attribute] = {"f32": f32, "s32": i32}
 
 class MemScope(StrEnum):
     CTA, CLUSTER, GPU, SYS = "cta", "cluster", "gpu", "sys"
+
+
+class ProxyKind(StrEnum):
+    ALIAS, ASYNC, ASYNC_GLOBAL, ASYNC_SHARED = "alias", "async", "async.global", "async.shared"
+
+
+class SharedSpace(StrEnum):
+    CTA, CLUSTER = "cta", "cluster"
 
 
 class TmaLoadMode(StrEnum):
@@ -101,6 +112,16 @@ class _AngleBrackets(Generic[_Case]):
 @irdl_attr_definition
 class MemScopeAttr(_AngleBrackets[MemScope], EnumAttribute[MemScope]):
     name = "nvvm.mem_scope"
+
+
+@irdl_attr_definition
+class ProxyKindAttr(_AngleBrackets[ProxyKind], EnumAttribute[ProxyKind]):
+    name = "nvvm.proxy_kind"
+
+
+@irdl_attr_definition
+class SharedSpaceAttr(_AngleBrackets[SharedSpace], EnumAttribute[SharedSpace]):
+    name = "nvvm.shared_space"
 
 
 @irdl_attr_definition
@@ -281,6 +302,19 @@ class CpAsyncBulkTensorSharedClusterGlobalOp(IRDLOperation):
 
 
 @irdl_op_definition
+class FenceProxyOp(IRDLOperation):
+    """A proxy fence: with kind async.shared and space cta (the one Tessera emits), this thread's earlier writes of
+    the CTA's shared memory become visible to the async proxy that WGMMA reads its operands through."""
+
+    name = "nvvm.fence.proxy"
+    kind = prop_def(ProxyKindAttr)
+    space = prop_def(SharedSpaceAttr)
+
+    def __init__(self, kind: str = "async.shared", space: str = "cta") -> None:
+        super().__init__(properties={"kind": ProxyKindAttr(ProxyKind(kind)), "space": SharedSpaceAttr(SharedSpace(space))})
+
+
+@irdl_op_definition
 class WgmmaFenceAlignedOp(IRDLOperation):
     """Orders the warpgroup's register and shared-memory accesses before the WGMMAs that follow."""
 
@@ -387,12 +421,13 @@ NVVM_OPS: list[type[Operation]] = [
     MBarrierArriveExpectTxOp,
     MBarrierArriveOp,
     CpAsyncBulkTensorSharedClusterGlobalOp,
+    FenceProxyOp,
     WgmmaFenceAlignedOp,
     WgmmaCommitGroupSyncAlignedOp,
     WgmmaWaitGroupSyncAlignedOp,
     WgmmaMmaAsyncOp,
 ]
-NVVM_ATTRS: list[type[Attribute]] = [MemScopeAttr, TmaLoadModeAttr, MmaLayoutAttr, MmaIntOverflowAttr, WgmmaScaleInAttr]
+NVVM_ATTRS: list[type[Attribute]] = [MemScopeAttr, ProxyKindAttr, SharedSpaceAttr, TmaLoadModeAttr, MmaLayoutAttr, MmaIntOverflowAttr, WgmmaScaleInAttr]
 NVVM_ATTRS += [WgmmaScaleOutAttr, WgmmaTypeAttr, MmaShapeAttr]
 # Not registered with tessera-opt's context: these ops are built by the NVVM lowering and printed, never parsed
 # back by xDSL.

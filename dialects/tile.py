@@ -90,6 +90,7 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, Pure, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
+from tessera.arch import GpuArch, MatrixInstruction, warpgroup_instruction, warpgroup_staged_bytes
 from tessera.dialects.schedule import element_bytes
 
 MEMORY_SPACES = ("global", "cache", "shared", "lds", "registers")
@@ -307,6 +308,53 @@ def read_in_place(mma: MmaOp, index: int) -> AllocOp | None:
         for index in load.indices
     )
     return alloc if origin else None
+
+
+def kernel_of(op: Operation) -> KernelOp:
+    """The tessera.tile.kernel whose body holds `op`."""
+    parent = op.parent_op()
+    while not isinstance(parent, KernelOp):
+        assert parent is not None, f"{op.name} outside a tessera.tile.kernel"
+        parent = parent.parent_op()
+    return parent
+
+
+def workgroup_threads(kernel: KernelOp, wave_size: int) -> int:
+    """The threads of a kernel's GPU workgroup: its tiles' `threads`, else one wave."""
+    tiles = {} if kernel.tiles is None else plain_dict(kernel.tiles)
+    return int(tiles.get("threads", wave_size))
+
+
+def warpgroup_staged(mma: MmaOp, arch: GpuArch) -> MatrixInstruction | None:
+    """The WGMMA an mma runs as where its workgroup's lanes stage both bf16 operands in shared memory
+    themselves (arch.warpgroup_instruction; operands a copy engine loads are the pipelined loop's); else None."""
+    lhs, rhs, acc = (operand.type for operand in mma.operands)
+    assert isinstance(lhs, TileType) and isinstance(rhs, TileType) and isinstance(acc, TileType)
+    if not (isinstance(lhs.element_type, BFloat16Type) and isinstance(rhs.element_type, BFloat16Type)):
+        return None
+    if any(isinstance(load := operand.owner, LoadOp) and load.is_async is not None for operand in mma.operands[:2]):
+        return None
+    rows, cols = acc.get_shape()
+    threads = workgroup_threads(kernel_of(mma), arch.wave_size)
+    return warpgroup_instruction(arch, "bf16", (rows, cols), lhs.get_shape()[1], threads)
+
+
+def warpgroup_staging(root: Operation, arch: GpuArch) -> tuple[dict[tuple[MmaOp, int], int], int]:
+    """Where the lane-staged WGMMA operands of the mmas under `root` live in the dynamic shared memory: the
+    byte offset of each (mma, operand index), one after another from 0 in program order (a's [M, K], then b's
+    as [N, K] whichever way it is given; arch.warpgroup_staged_bytes each), and their total bytes."""
+    offsets: dict[tuple[MmaOp, int], int] = {}
+    total = 0
+    for op in root.walk():
+        if not isinstance(op, MmaOp) or warpgroup_staged(op, arch) is None:
+            continue
+        lhs, acc = op.lhs.type, op.result.type
+        assert isinstance(lhs, TileType) and isinstance(acc, TileType)
+        (rows, depth), cols = lhs.get_shape(), acc.get_shape()[1]
+        for index, extent in ((0, rows), (1, cols)):
+            offsets[op, index] = total
+            total += warpgroup_staged_bytes(extent, depth)
+    return offsets, total
 
 
 def read_directly(broadcast: BroadcastOp) -> LoadOp | None:

@@ -15,7 +15,10 @@ attention(qkv f32 [T, (Hq + 2 Hkv) D], k_cache, v_cache (f32 | bf16) [S, Hkv, D]
         acc' = acc alpha + p · V_block         (m starts at -inf: key 0 is in every query's first block, so
                                                alpha = exp(-inf) = 0 there and m is finite from then on)
     out[t, h D : (h + 1) D] = acc / l, rounded once when out is bf16; K and V widened exactly from bf16, all
-    arithmetic f32 (so the GPUs' matrix instructions are their f32 ones). The K and V blocks are [block_k, D]
+    arithmetic f32 (so the GPUs' matrix instructions are their f32 ones) — unless the tiles ask for
+    `bf16_operands` (Hopper under bf16, a bf16 cache: its WGMMA): then the products' operands are bf16, the
+    scaled queries and each block's probabilities rounded once to nearest even, K and V as cached, sums f32
+    (FlashAttention's numerics). The K and V blocks are [block_k, D]
     tiles of the cache along its dimensions 0 and 2, masked along their rows at the block's last key; the
     queries past the call's tokens read as 0 and are not stored.
 
@@ -96,8 +99,14 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
     seen = k.addi(position, k.minsi(k.addi(first, k.index(query_rows)), tokens))  # keys [0, seen)
     scale, minus_infinity = head_dim**-0.5, float("-inf")
     query = k.load(qkv, [first, column], [query_rows, head_dim], {0: tokens})
-    queries = k.alloc("q", [query_rows, head_dim], f32)  # scaled once; every key block's product reads it
-    k.store(k.map([query], lambda e, v: e.mulf(v, e.f32(scale))), queries, [zero, zero])
+    scaled = k.map([query], lambda e, v: e.mulf(v, e.f32(scale)))
+    bf16_operands = bool(tiles.get("bf16_operands", 0))
+    operand = bf16 if bf16_operands else f32
+    if bf16_operands:  # a tile value: the lowering stages it once for every key block's product
+        bf16_queries = k.convert(scaled, bf16)
+    else:
+        queries = k.alloc("q", [query_rows, head_dim], f32)  # scaled once; every key block's product reads it
+        k.store(scaled, queries, [zero, zero])
     query_rowsat = k.broadcast(k.iota(query_rows), 1, block)  # row i of a block
     keys_at = k.broadcast(k.iota(block), 0, query_rows)  # key j of a block
     carried = [k.splat(k.f32(minus_infinity), [query_rows]), k.splat(k.f32(0.0), [query_rows]),
@@ -105,8 +114,8 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
     with k.loop(zero, seen, k.index(block), carried) as keys:
         peak, total, acc = keys.args
         at = [keys.iv, g, zero]
-        key_rows = k.convert(k.load(k_cache, at, [block, head_dim], {0: seen}, axes=(0, 2)), f32)
-        query = k.load(queries, [zero, zero], [query_rows, head_dim])
+        key_rows = k.convert(k.load(k_cache, at, [block, head_dim], {0: seen}, axes=(0, 2)), operand)
+        query = bf16_queries if bf16_operands else k.load(queries, [zero, zero], [query_rows, head_dim])
         scores = k.mma(query, key_rows, k.splat(k.f32(0.0), [query_rows, block]), rhs_transposed=True)
         reach = k.cast(k.subi(k.addi(position, first), keys.iv), i32)  # key j of row i is visible: j - i <= reach
         scores = k.map(
@@ -119,9 +128,9 @@ def attention(dims: Dims, tiles: Mapping[str, int]) -> Block:
         total = k.map(
             [total, alpha, k.reduce("add", probabilities, axis=1)], lambda e, z, a, p: e.addf(e.mulf(z, a), p)
         )
-        value_rows = k.convert(k.load(v_cache, at, [block, head_dim], {0: seen}, axes=(0, 2)), f32)
+        value_rows = k.convert(k.load(v_cache, at, [block, head_dim], {0: seen}, axes=(0, 2)), operand)
         rescaled = k.map([acc, k.broadcast(alpha, 1, head_dim)], lambda e, x, a: e.mulf(x, a))
-        keys.yield_(new_peak, total, k.mma(probabilities, value_rows, rescaled))
+        keys.yield_(new_peak, total, k.mma(k.convert(probabilities, operand), value_rows, rescaled))
     _, total, acc = keys.results
     result = k.map([acc, k.broadcast(total, 1, head_dim)], lambda e, x, z: e.divf(x, z))
     k.store(k.convert(result, out_element), out, [first, column], {0: tokens})

@@ -3,16 +3,19 @@ and the program the CUDA runtime launches.
 
     emit_kernels(module) -> [NvvmKernel]   one `gpu.func` per `tessera.tile.kernel`, from the tiles chosen in
                                            Tile-IR: bf16 projections on WGMMA with TMA-staged operands
-                                           (lowering/nvvm/gemm.py), the rest kernels of kernels/ through
-                                           the SIMT lowering shared with the other GPU targets
+                                           (lowering/nvvm/wgmma.py), bf16 attention on WGMMA with operands
+                                           the lanes stage (lowering/nvvm/warpgroup_mma.py), the rest
+                                           kernels of kernels/ through the SIMT lowering shared with the
+                                           other GPU targets
     lower_kernels(module) -> str           their gpu.module (what `tessera-opt -t nvvm-mlir` prints)
     lower_programs(module, kernels)        program.json: launches with grid, block size, dynamic shared
                                            bytes, and the tensor maps the runtime encodes for TMA operands
 
 Shared memory is checked against Tile-IR: a SIMT kernel's static shared tiles (workgroup attributions) are
 exactly the body's `shared` loads, and a TMA kernel's dynamic allocation holds exactly the body's async
-`shared` operand tiles plus its mbarriers. Attention, the chunked scan and the MoE experts are SIMT kernels
-here for now (their WGMMA versions are issue 14's).
+`shared` operand tiles plus its mbarriers, a kernel with lane-staged WGMMA operands one dynamic allocation of
+them (beside its static tiles). The chunked scan and the MoE experts are SIMT kernels here for now, and so
+is attention in fp32 (Hopper's only f32 tensor-core path is tf32).
 """
 
 from __future__ import annotations
@@ -103,10 +106,17 @@ def emit_kernel(kernel: tile.KernelOp) -> NvvmKernel:
 
     lowered = lower_dataflow_kernel(kernel, info.arch, info.arch.name)
     ring = pipeline_ring(kernel)
+    _, staged_bytes = tile.warpgroup_staging(kernel, info.arch)
     emitted = NvvmKernel(lowered)
+    if ring is not None and staged_bytes:
+        raise NvvmLoweringError(
+            f"{kernel.name} @{info.name}: a pipelined loop and lane-staged WGMMA operands in one kernel"
+        )
     if ring is not None:
         operand_bytes = lowered.lds_bytes + ring.operand_bytes
         emitted = NvvmKernel(lowered, ring.shared_bytes, tensor_maps(kernel), True, operand_bytes)
+    elif staged_bytes:
+        emitted = NvvmKernel(lowered, staged_bytes, [], True, lowered.lds_bytes + staged_bytes)
     footprint = 0 if kernel.footprint is None else int(kernel.footprint.value.data)
     if emitted.planned_shared_bytes != footprint:
         raise NvvmLoweringError(

@@ -309,9 +309,16 @@ class Warpgroups:
 
 
 def choose_warpgroups(mma: tile.MmaOp, arch: GpuArch) -> Warpgroups | None:
-    """The accumulator layout of a warpgroup matrix instruction (WGMMA), for an mma whose operands a copy
-    engine stages in shared memory (async loads: the pipelined loop the NVVM lowering turns into producer and
-    consumer warpgroups) and whose tile is whole instructions; else None."""
+    """The accumulator layout of a warpgroup matrix instruction (WGMMA), for an mma whose tile is whole
+    instructions and whose operands are either both staged by a copy engine (async loads: the pipelined loop
+    the NVVM lowering turns into producer and consumer warpgroups) or both staged by the workgroup's lanes
+    (tile.warpgroup_staged: a workgroup of one warpgroup per 64 rows); else None."""
+    staged = tile.warpgroup_staged(mma, arch)
+    if staged is not None:
+        acc = mma.result.type
+        assert isinstance(acc, TileType)
+        rows, cols = acc.get_shape()
+        return Warpgroups((rows, cols), staged)
     instruction = arch.instruction("bf16")
     operands = [operand.owner for operand in (mma.lhs, mma.rhs)]
     if instruction is None or instruction.warpgroup is None:
@@ -608,6 +615,10 @@ class Before:
             )
             if layout is not None:
                 chosen[find(mma.result)] = layout
+        warpgroups = {layout.warpgroups for layout in chosen.values() if isinstance(layout, Warpgroups)}
+        if warpgroups:  # the tiles live in the multiplying warpgroups' threads (their epilogue's), not a wave's
+            assert len(warpgroups) == 1, "one warpgroup accumulator shape per kernel"
+            self.lanes = lanes = WARPGROUP * warpgroups.pop()
         members: dict[SSAValue, list[SSAValue]] = {}
         for op in module.walk():
             for value in [
@@ -632,16 +643,16 @@ class Before:
                     if operand_layout is not None:
                         runs[root] = operand_layout
         chosen |= runs
-        warpgroups = {layout.warpgroups for layout in chosen.values() if isinstance(layout, Warpgroups)}
-        if warpgroups:  # the tiles live in the multiplying warpgroups' threads (their epilogue's), not a wave's
-            assert len(warpgroups) == 1, "one warpgroup accumulator shape per kernel"
-            self.lanes = lanes = WARPGROUP * warpgroups.pop()
         self._chosen = {value: chosen[find(value)] for value in [*parent, *chosen] if find(value) in chosen}
         # mma operands read from their scratch buffer in place (tile.read_in_place): by (mma, operand index);
         # the buffers whose rows are read down a column (a's, b's given transposed) get padded rows.
         self.in_place: dict[tuple[tile.MmaOp, int], tile.AllocOp] = {}
         self.padded_allocs: set[tile.AllocOp] = set()
+        # The operands of lane-staged WGMMAs: each at its offset in the dynamic shared memory (never in place).
+        self.warpgroup_offsets, self.warpgroup_bytes = tile.warpgroup_staging(module, arch)
         for mma in accumulators:
+            if (mma, 0) in self.warpgroup_offsets:
+                continue
             for index, padded in enumerate(mma_rows_padded(mma.rhs_transposed is not None)):
                 alloc = tile.read_in_place(mma, index)
                 if alloc is not None:

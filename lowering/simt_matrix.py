@@ -9,8 +9,10 @@ elements need. The first barrier keeps a loop's next stores from overwriting wha
     mma(a[M, K], b[K, N], c)[m, n] = c[m, n] + sum over k ascending of a_s[m, k] b_s[k, n]   (bf16 widened;
                                      b_s[n, k] where b is given transposed)
 
-These are the generic forms every GPU can run (CUDA cores, VALU), the stand-in until the MFMA and WGMMA
-patterns keep fragments in registers; their loops walk the reduced dimension with one scf.for.
+These are the generic forms every GPU can run (CUDA cores, VALU); their loops walk the reduced dimension with
+one scf.for. An mma whose accumulator is in a matrix instruction's layout runs on it instead: CDNA's MFMA
+(Fragments, its operands read from the staged tiles here), Hopper's WGMMA (Warpgroups: lowering/nvvm/
+warpgroup_mma.py stages the operands in the swizzled layout WGMMA reads).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from tessera.lowering.simt_lanes import (
     Layout,
     SimtPattern,
     Spread,
+    Warpgroups,
     combiner,
     function_of,
     lane_of,
@@ -155,6 +158,12 @@ class LowerMma(SimtPattern):
     def match_and_rewrite(self, op: tile.MmaOp, rewriter: PatternRewriter) -> None:
         lhs_type, rhs_type, acc_type = self.before.operand_types(op)
         assert isinstance(lhs_type, tile.TileType) and isinstance(acc_type, tile.TileType)
+        layout = self.before.operand_layout(op, 2)
+        if isinstance(layout, Warpgroups):  # Hopper's WGMMA, the lanes staging its operands
+            from tessera.lowering.nvvm.warpgroup_mma import lower_staged_mma
+
+            rewriter.replace_matched_op([], [lower_staged_mma(rewriter, op, self.before, layout)])
+            return
         emit = Emitter(rewriter, op)
         transposed = op.rhs_transposed is not None  # b staged as given: [N, K]
         in_place = [self.before.in_place.get((op, index)) for index in (0, 1)]
@@ -170,7 +179,7 @@ class LowerMma(SimtPattern):
         )
         if None in in_place:
             emit(gpu.BarrierOp())
-        layout, lane = self.before.operand_layout(op, 2), lane_of(op)
+        lane = lane_of(op)
         element = storage(acc_type.element_type)
         widen = isinstance(lhs_type.element_type, BFloat16Type)
 

@@ -500,8 +500,7 @@ class LowerIota(TilePattern):
 
 def workgroup_threads(kernel: tile.KernelOp, arch: GpuArch) -> int:
     """The threads of a kernel's workgroup: its tiles' `threads`, else one wave."""
-    tiles = {} if kernel.tiles is None else tile.plain_dict(kernel.tiles)
-    return int(tiles.get("threads", arch.wave_size))
+    return tile.workgroup_threads(kernel, arch.wave_size)
 
 
 @dataclass

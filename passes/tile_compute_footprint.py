@@ -4,7 +4,8 @@ On a CPU (x86): bytes of every tile loaded into a fast space (registers unless a
 its scratch buffers in fast memory (not the "global" ones).
 On a GPU (sm_90a, gfx942, gfx90a) the footprint is the scratchpad the kernel allocates (accumulators live
 in the register file): its scratch buffers, the tiles it loads there (an async load of a pipelined loop once
-per stage) and the operands its SIMT lowering stages there, row padding included.
+per stage) and the operands its SIMT lowering stages there, row padding included (a WGMMA's operands that
+the lanes stage: K-major in the 128-byte swizzle, tile.warpgroup_staging).
 That is the number the kernel descriptor reports (the ROCDL target checks the two agree).
 Written as `footprint` on every `tessera.tile.kernel`; the kernel verifier then checks it against the
 target's limit (arch.py FAST_MEMORY_LIMITS; a GPU kernel without async copies declares its scratch
@@ -22,7 +23,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.arch import FAST_MEMORY_LIMITS, GPU_ARCHS, SCRATCHPAD_TARGETS, mma_rows_padded, staged_shape
+from tessera.arch import FAST_MEMORY_LIMITS, GPU_ARCHS, GpuArch, SCRATCHPAD_TARGETS, mma_rows_padded, staged_shape
 from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -42,11 +43,15 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     the "global" ones), and the tiles its loads bring into the scratchpad (GPU) or into any fast space (CPU:
     a load without a space is held in registers)."""
     scratchpad = kernel.target is not None and kernel.target.data in SCRATCHPAD_TARGETS
+    arch = GPU_ARCHS.get(kernel.target.data) if kernel.target is not None else None
     padded_in_place = {alloc for alloc, padded in _read_in_place(kernel) if padded} if scratchpad else set()
     total = 0
+    if arch is not None:  # the operands lane-staged for WGMMA, in their swizzled layout
+        total += tile.warpgroup_staging(kernel, arch)[1]
     for op in kernel.body.walk():
         if scratchpad:
-            total += sum(_staged_bytes(operand.type, padded) for operand, padded in _staged_operands(op))
+            staged = _staged_operands(op) if arch is None or not _warpgroup_staged(op, arch) else []
+            total += sum(_staged_bytes(operand.type, padded) for operand, padded in staged)
         if isinstance(op, tile.AllocOp) and op.in_fast_memory():
             total += _staged_bytes(op.result.type, True) if op in padded_in_place else op.bytes()
         elif isinstance(op, tile.LoadOp):
@@ -78,6 +83,10 @@ def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
     return []
 
 
+def _warpgroup_staged(op: Operation, arch: GpuArch) -> bool:
+    return isinstance(op, tile.MmaOp) and tile.warpgroup_staged(op, arch) is not None
+
+
 def _lane_staged(mma: tile.MmaOp, index: int) -> bool:
     """Whether the lanes stage an mma operand: not one read in place, nor one a load already brought into the
     scratchpad (counted there)."""
@@ -90,8 +99,9 @@ def _read_in_place(kernel: tile.KernelOp) -> list[tuple[tile.AllocOp, bool]]:
     """The scratch buffers mma operands are read from in place (tile.read_in_place), and whether the operand's
     rows are read down a column (then the buffer's rows are padded as a staged operand's would be)."""
     found = []
+    arch = GPU_ARCHS.get(kernel.target.data) if kernel.target is not None else None
     for op in kernel.body.walk():
-        if isinstance(op, tile.MmaOp):
+        if isinstance(op, tile.MmaOp) and not (arch is not None and _warpgroup_staged(op, arch)):
             for index, padded in enumerate(mma_rows_padded(op.rhs_transposed is not None)):
                 alloc = tile.read_in_place(op, index)
                 if alloc is not None:
@@ -133,8 +143,13 @@ def compute_footprints(module: ModuleOp) -> None:
 
 
 def _copies_asynchronously(kernel: tile.KernelOp) -> bool:
-    """Whether the kernel stages operands by async copies (its scratchpad is then one dynamic allocation)."""
-    return any(isinstance(op, tile.LoadOp) and op.is_async is not None for op in kernel.body.walk())
+    """Whether the kernel stages operands by async copies or for WGMMA (its scratchpad is then mostly one
+    dynamic allocation)."""
+    arch = GPU_ARCHS[kernel.target.data] if kernel.target is not None else None
+    return any(
+        (isinstance(op, tile.LoadOp) and op.is_async is not None) or (arch is not None and _warpgroup_staged(op, arch))
+        for op in kernel.body.walk()
+    )
 
 
 @dataclass(frozen=True)

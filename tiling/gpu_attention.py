@@ -9,7 +9,13 @@ its two row reductions ([R, block_k] each): about 4 (R (D + 1) + block_k (2 D + 
 registers a lane); `block_k` the largest power of two up to 64 that keeps the staging within STAGED_BYTES,
 below the 48 KiB of static shared memory a Hopper kernel may declare and the 64 KiB of a CDNA workgroup's
 LDS. The products' operands are f32 (K and V widened exactly), so CDNA multiplies on its f32 MFMA where the
-tiles are whole 16 x 16 blocks, Hopper on FMAs until its WGMMA pattern.
+tiles are whole 16 x 16 blocks, Hopper on FMAs.
+
+Hopper under bf16 with a bf16 cache takes the `bf16_operands` form on WGMMA instead (head dims that are whole
+K steps of 16, up to 256): one warpgroup (128 threads) per 64 query rows, key blocks of 64; the lanes stage
+the products' operands for WGMMA in dynamic shared memory (in 128-byte rows: the queries once and each K
+block 8 KiB per 64 of D, the probabilities 8 KiB, the V block as [D, 64] D x 128 bytes: 56 KiB at D = 128),
+the softmax's reductions through static shared memory as before.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tessera.arch import GpuArch
+from tessera.arch import WARPGROUP, GpuArch, warpgroup_instruction
 from tessera.tiling.choice import TileChoice
 from tessera.tiling.gpu import GpuPolicy
 
@@ -28,7 +34,26 @@ def _staged_bytes(rows: int, block_k: int, head_dim: int) -> int:
     return 4 * (rows * (head_dim + 1) + block_k * (2 * head_dim + 1) + 3 * rows * block_k)
 
 
+def _warpgroup_attention(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice | None:
+    """The bf16-operand form on a warpgroup matrix instruction (Hopper's WGMMA), where the model runs in bf16
+    with a bf16 cache and the head dimension is whole K steps of one instruction: a warpgroup per 64 query
+    rows, key blocks of 64."""
+    head_dim, rows, block_k = int(dims["head_dim"]), 64, 64
+    if precision != "bf16" or dims.get("cache_dtype", "f32") != "bf16":
+        return None
+    threads = WARPGROUP * (rows // 64)
+    fits = [warpgroup_instruction(arch, "bf16", shape, depth, threads)
+            for shape, depth in (((rows, block_k), head_dim), ((rows, head_dim), block_k))]  # fmt: skip
+    if None in fits:
+        return None
+    tiles = {"threads": threads, "query_rows": rows, "block_k": block_k, "bf16_operands": 1}
+    return TileChoice(tiles, grid=int(dims["num_heads"]), parallel="heads", token_block=rows)
+
+
 def _attention(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+    warpgroups = _warpgroup_attention(dims, precision, arch)
+    if warpgroups is not None:
+        return warpgroups
     head_dim = int(dims["head_dim"])
     rows = 32 if arch.wave_size >= 64 else 16
     block_k = 64

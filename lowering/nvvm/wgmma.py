@@ -226,7 +226,7 @@ class LowerPipelinedMma(RewritePattern):
         emit = Emitter(rewriter, op)
         tid = lane_of(op)
         smem = emit(llvm.AddressOfOp(DYNAMIC_SHARED, SHARED))
-        _declare_dynamic_shared(function)
+        declare_dynamic_shared(function)
 
         _initialise_barriers(emit, ring, smem, tid, consumers)
         warpgroup = emit(arith.DivUIOp(tid, emit.constant(WARPGROUP, INDEX)))
@@ -262,9 +262,9 @@ def _initialise_barriers(emit: Emitter, ring: Ring, smem: SSAValue, tid: SSAValu
     mbarriers and fences them; a workgroup barrier publishes them before the roles split."""
     init = emit.at_end_of(Block())
     for stage in range(ring.stages):
-        init(nvvm.MBarrierInitOp(_at(init, smem, ring.full(stage)), init.constant(1, i32)))
+        init(nvvm.MBarrierInitOp(shared_at(init, smem, ring.full(stage)), init.constant(1, i32)))
         releases = init.constant(RELEASES_PER_CONSUMER * consumers, i32)
-        init(nvvm.MBarrierInitOp(_at(init, smem, ring.empty(stage)), releases))
+        init(nvvm.MBarrierInitOp(shared_at(init, smem, ring.empty(stage)), releases))
     init(nvvm.FenceMbarrierInitOp())
     init(scf.YieldOp())
     emit(scf.IfOp(emit(arith.CmpiOp(tid, emit.constant(0, INDEX), "eq")), [], [init.block]))
@@ -281,7 +281,7 @@ def _move_rest_of_kernel(op: scf.ForOp, block: Block) -> None:
         block.add_op(moved)
 
 
-def _declare_dynamic_shared(function: gpu.FuncOp) -> None:
+def declare_dynamic_shared(function: gpu.FuncOp) -> None:
     """The dynamic shared allocation every TMA kernel addresses, declared once in the module holding it: an
     external addrspace(3) array of 0 bytes (its size is the launch's), 1024-aligned."""
     block = function.parent_block()
@@ -298,7 +298,7 @@ def dynamic_shared() -> llvm.GlobalOp:
     return llvm.GlobalOp(array, DYNAMIC_SHARED, "external", addr_space=3, alignment=SHARED_ALIGNMENT)
 
 
-def _at(emit: Emitter, smem: SSAValue, offset: int | SSAValue) -> SSAValue:
+def shared_at(emit: Emitter, smem: SSAValue, offset: int | SSAValue) -> SSAValue:
     """The shared pointer `offset` bytes (a constant or an i32 value) past `smem`."""
     return emit(llvm.GEPOp.from_mixed_indices(smem, [offset], pointee_type=builtin.IntegerType(8), result_type=SHARED))
 
@@ -316,7 +316,7 @@ def _barrier(emit: Emitter, smem: SSAValue, first: int, stage: SSAValue) -> SSAV
     offset = emit(
         arith.AddiOp(emit.constant(first, i32), emit(arith.MuliOp(stage, emit.constant(MBARRIER_BYTES, i32))))
     )
-    return _at(emit, smem, offset)
+    return shared_at(emit, smem, offset)
 
 
 def _wait(emit: Emitter, barrier: SSAValue, parity: SSAValue) -> None:
@@ -348,20 +348,20 @@ def _produce(emit: Emitter, parts: _Loop, ring: Ring, smem: SSAValue) -> None:
         offset = inner(
             arith.AddiOp(inner.constant(first, i32), inner(arith.MuliOp(stage, inner.constant(tile_bytes, i32))))
         )
-        destination = inner(AddrSpaceCastOp(_at(inner, smem, offset), SHARED_CLUSTER))
+        destination = inner(AddrSpaceCastOp(shared_at(inner, smem, offset), SHARED_CLUSTER))
         row = emit(arith.IndexCastOp(load.indices[0], i32))
         inner(nvvm.CpAsyncBulkTensorSharedClusterGlobalOp(destination, _tensor_map(load), [k, row], full))
     inner(scf.YieldOp())
     emit(scf.ForOp(emit.constant(0, INDEX), emit.constant(parts.k_blocks, INDEX), emit.constant(1, INDEX), [], body))
 
 
-def _descriptor(emit: Emitter, address: SSAValue) -> SSAValue:
+def descriptor_of(emit: Emitter, address: SSAValue) -> SSAValue:
     """The WGMMA descriptor (i64) of an operand at a shared address (i32): 128-byte swizzle, stride 1024."""
     start = emit(arith.ShRUIOp(emit(arith.AndIOp(address, emit.constant(0x3FFFF, i32))), emit.constant(4, i32)))
     return emit(arith.OrIOp(emit(arith.ExtUIOp(start, i64)), emit.constant(smem_descriptor(0), i64)))
 
 
-def _advance(emit: Emitter, descriptor: SSAValue, units: int | SSAValue) -> SSAValue:
+def advance(emit: Emitter, descriptor: SSAValue, units: int | SSAValue) -> SSAValue:
     """A descriptor whose start address is `units` x 16 bytes later."""
     if isinstance(units, int):
         if units == 0:
@@ -378,10 +378,10 @@ def _consume(emit: Emitter, parts: _Loop, ring: Ring, smem: SSAValue, tid: SSAVa
     rows = emit(
         arith.MuliOp(emit(arith.IndexCastOp(warpgroup, i32)), emit.constant(layout.instruction.m * SWIZZLE_BYTES, i32))
     )
-    a_descriptor = _descriptor(
+    a_descriptor = descriptor_of(
         emit, emit(arith.AddiOp(emit(arith.AddiOp(base, emit.constant(ring.a_offset(0), i32))), rows))
     )
-    b_descriptor = _descriptor(emit, emit(arith.AddiOp(base, emit.constant(ring.b_offset(0), i32))))
+    b_descriptor = descriptor_of(emit, emit(arith.AddiOp(base, emit.constant(ring.b_offset(0), i32))))
     lane = emit(arith.RemUIOp(tid, emit.constant(32, INDEX)))
     leader = emit(arith.CmpiOp(lane, emit.constant(0, INDEX), "eq"))
     struct = llvm.LLVMStructType.from_type_list([builtin.f32] * layout.registers)
@@ -409,16 +409,16 @@ def _k_block(emit: Emitter, parts: _Loop, ring: Ring, smem: SSAValue, k_block: S
     stage, parity = _stage_and_parity(emit, k_block, ring.stages)
     _wait(emit, _barrier(emit, smem, ring.full(0), stage), parity)
     stage_wide = emit(arith.ExtUIOp(stage, i64))
-    a_stage = _advance(emit, descriptors[0], emit(arith.MuliOp(stage_wide, emit.constant(ring.a_bytes >> 4, i64))))
-    b_stage = _advance(emit, descriptors[1], emit(arith.MuliOp(stage_wide, emit.constant(ring.b_bytes >> 4, i64))))
+    a_stage = advance(emit, descriptors[0], emit(arith.MuliOp(stage_wide, emit.constant(ring.a_bytes >> 4, i64))))
+    b_stage = advance(emit, descriptors[1], emit(arith.MuliOp(stage_wide, emit.constant(ring.b_bytes >> 4, i64))))
     emit(nvvm.WgmmaFenceAlignedOp())
     accumulators = list(accumulators)
     n = layout.instruction.n
     for step in range(parts.block_k // WGMMA_K):
         k_units = step * K_STEP_BYTES >> 4
-        a = _advance(emit, a_stage, k_units)
+        a = advance(emit, a_stage, k_units)
         for chunk in range(len(accumulators)):
-            b = _advance(emit, b_stage, (chunk * n * SWIZZLE_BYTES >> 4) + k_units)
+            b = advance(emit, b_stage, (chunk * n * SWIZZLE_BYTES >> 4) + k_units)
             scale_d = "zero" if first and step == 0 else "one"
             accumulators[chunk] = emit(
                 nvvm.WgmmaMmaAsyncOp(accumulators[chunk], a, b, (layout.instruction.m, n, WGMMA_K), scale_d=scale_d)

@@ -467,6 +467,10 @@ class Simulator:
         self.interval = np.zeros(workgroups, np.int64)
         # Dynamic shared memory, as bytes: 0xFF until written (a bf16 NaN wherever an operand is read unwritten).
         self.shared = np.full((workgroups, self.shared_bytes), 0xFF, np.uint8)
+        # Per byte, the thread that stored it through the generic proxy (llvm.store) and has not fenced since
+        # (-1: none), and the barrier interval of that store: WGMMA reads through the async proxy.
+        self.unfenced = np.full((workgroups, self.shared_bytes), -1, np.int64)
+        self.stored_interval = np.full((workgroups, self.shared_bytes), -1, np.int64)
         self.mbarriers: dict[tuple[int, int], _Mbarrier] = {}
         self.lds: dict[int, _Lds] = {}
         for name, type_ in self.lds_types.items():
@@ -1163,6 +1167,8 @@ class Simulator:
     def _llvm_store(self, op: Op) -> Step:
         value_name, address = self._ins(op)
         type_ = value_type(op.operands[0].type)
+        if _address_space(op.operands[1].type) == _SHARED:
+            return self._shared_store(value_name, address, type_)
         alignment = self._memory_access(op, op.operands[1])
 
         def step(env: Env, mask: Array) -> None:
@@ -1326,6 +1332,58 @@ class Simulator:
                 raise SimulationError("getelementptr on a value that is not a shared pointer")
             delta = _ints(env[dynamic[0]]) if dynamic else constant
             env[result] = SharedPointer(pointer.offset + delta)
+
+        return step
+
+    def _shared_store(self, value_name: int, address: int, type_: ValueType) -> Step:
+        """A store into the dynamic shared memory (little-endian bytes, naturally aligned, inside the launch's
+        bytes), remembered as unfenced for the async proxy; lanes storing different bytes to one address race."""
+        size = type_.dtype.itemsize * (type_.count or 1)
+
+        def step(env: Env, mask: Array) -> None:
+            pointer = env[address]
+            if not isinstance(pointer, SharedPointer):
+                raise SimulationError("a shared store through a value that is not a shared pointer")
+            active = np.flatnonzero(mask)
+            offsets = pointer.offset[active]
+            if (offsets % type_.dtype.itemsize).any() or (offsets < 0).any() or (offsets + size > self.shared_bytes).any():
+                raise SimulationError(f"a shared store of {size} bytes outside or misaligned in {self.shared_bytes}")
+            values = np.ascontiguousarray(env[value_name][active]).view(np.uint8).reshape(len(active), size)
+            groups = self.group[active]
+            at = offsets[:, None] + np.arange(size)[None, :]
+            flat = groups[:, None] * self.shared_bytes + at
+            order = np.argsort(flat.reshape(-1), kind="stable")
+            keys, data = flat.reshape(-1)[order], values.reshape(-1)[order]
+            if ((keys[1:] == keys[:-1]) & (data[1:] != data[:-1])).any():
+                raise SimulationError("racy shared store: lanes write different values to one byte")
+            rows = np.repeat(groups, size)
+            self.shared[rows, at.reshape(-1)] = values.reshape(-1)
+            self.unfenced[rows, at.reshape(-1)] = np.repeat(self.tid[active], size)
+            self.stored_interval[rows, at.reshape(-1)] = np.repeat(self.interval[groups], size)
+
+        return step
+
+    def _fence_proxy(self, op: Op) -> Step:
+        """fence.proxy.async.shared::cta: each active thread's stores become visible to the async proxy."""
+        if (_keyword(op.attributes["kind"]), _keyword(op.attributes["space"])) != ("async.shared", "cta"):
+            raise SimulationError("only fence.proxy.async.shared::cta is modelled")
+
+        def step(env: Env, mask: Array) -> None:
+            for group in np.unique(self.group[mask]):
+                fencing = self.tid[mask & (self.group == group)]
+                self.unfenced[group][np.isin(self.unfenced[group], fencing)] = -1
+
+        return step
+
+    def _insertvalue(self, op: Op) -> Step:
+        container, value = self._ins(op)
+        (position,) = _ir().DenseI64ArrayAttr(op.attributes["position"])
+        (result,) = self._outs(op)
+
+        def step(env: Env, mask: Array) -> None:
+            out = env[container].copy()
+            out[:, int(position)] = env[value]
+            env[result] = out
 
         return step
 
@@ -1517,9 +1575,9 @@ class Simulator:
             out = env[acc_name].copy()
             for warpgroup in self._warpgroups(mask):
                 lanes = np.arange(warpgroup * 128, warpgroup * 128 + 128)
-                shared = self.shared[self.group[lanes[0]]]
-                a = self._operand(shared, env[a_name][lanes], 64)
-                b = self._operand(shared, env[b_name][lanes], n)
+                group = int(self.group[lanes[0]])
+                a = self._operand(group, env[a_name][lanes], 64)
+                b = self._operand(group, env[b_name][lanes], n)
                 product = a @ b.T
                 if scale == "one":
                     product = product + _from_fragments(env[acc_name][lanes].astype(np.float64), n)
@@ -1528,7 +1586,7 @@ class Simulator:
 
         return step
 
-    def _operand(self, shared: Array, descriptors: Array, rows: int) -> Array:
+    def _operand(self, group: int, descriptors: Array, rows: int) -> Array:
         """A K-major bf16 operand [rows, 16] (as float64) that a warpgroup-uniform descriptor describes: row r,
         element k at start + (r / 8) * stride + (r mod 8) * 128 + 2 k, swizzled (128-byte mode)."""
         if (descriptors != descriptors[0]).any():
@@ -1537,10 +1595,16 @@ class Simulator:
         if descriptor >> 62 != 1:
             raise SimulationError(f"WGMMA descriptor {descriptor:#x}: not the 128-byte swizzle mode")
         start, stride = (descriptor & 0x3FFF) << 4, ((descriptor >> 32) & 0x3FFF) << 4
+        shared = self.shared[group]
         r, k = np.arange(rows)[:, None], np.arange(16)[None, :]
         address = _swizzled(start + (r // 8) * stride + (r % 8) * 128 + 2 * k) - SHARED_WINDOW_BASE
         if (address < 0).any() or (address + 1 >= shared.size).any():
             raise SimulationError("a WGMMA operand outside the dynamic shared memory")
+        read = np.concatenate([address.reshape(-1), address.reshape(-1) + 1])
+        if (self.unfenced[group][read] >= 0).any():
+            raise SimulationError("a WGMMA reads shared bytes stored without a fence.proxy.async since")
+        if (self.stored_interval[group][read] == self.interval[group]).any():
+            raise SimulationError("a WGMMA reads shared bytes stored since the last barrier (a missing barrier)")
         bits = shared[address].astype(np.uint32) | (shared[address + 1].astype(np.uint32) << 8)
         return (bits << 16).view(np.float32).astype(np.float64)
 
@@ -1616,6 +1680,8 @@ _COMPILERS: dict[str, _Compiler] = {
     "llvm.ptrtoint": Simulator._ptrtoint,
     "llvm.mlir.undef": Simulator._undef,
     "llvm.extractvalue": Simulator._extractvalue,
+    "llvm.insertvalue": Simulator._insertvalue,
+    "nvvm.fence.proxy": Simulator._fence_proxy,
     "nvvm.mbarrier.init": Simulator._mbarrier_init,
     "nvvm.fence.mbarrier.init": Simulator._fence,
     "nvvm.mbarrier.arrive": Simulator._mbarrier_arrive,
