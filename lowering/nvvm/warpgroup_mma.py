@@ -30,7 +30,8 @@ from tessera.arch import SWIZZLE_ROW_BYTES, SWIZZLE_ROW_ELEMENTS, WARPGROUP
 from tessera.dialects import nvvm, tile
 from tessera.lowering.nvvm.pipeline import DYNAMIC_SHARED
 from tessera.lowering.nvvm.wgmma import SHARED, WGMMA_K, advance, declare_dynamic_shared, descriptor_of, shared_at
-from tessera.lowering.simt_lanes import Before, Layout, Warpgroups, function_of, lane_of, packed, slot_values
+from tessera.dialects.upstream import FromElementsOp
+from tessera.lowering.simt_lanes import Before, Layout, Runs, Warpgroups, function_of, lane_of, packed, slot_values
 from tessera.lowering.tile_elements import Emitter
 
 INDEX = IndexType()
@@ -83,15 +84,24 @@ def _stage(emit: Emitter, value: SSAValue, layout: Layout, lane: SSAValue, base:
     smem = emit(llvm.AddressOfOp(DYNAMIC_SHARED, SHARED))
     emit(gpu.BarrierOp())
     places = layout.coordinates(emit, lane)
-    for slot, item in enumerate(slot_values(emit, value, layout.slots, i16)):
-        k, row = places[slot] if swap else reversed(places[slot])
+    items = slot_values(emit, value, layout.slots, i16)
+    # Runs along K stay in one 16-byte chunk of a row (the swizzle moves whole chunks): one store each. A
+    # WGMMA accumulator (the probabilities of attention) holds pairs of adjacent columns.
+    width = 1
+    if not swap and isinstance(layout, Runs):
+        width = layout.width
+    elif not swap and isinstance(layout, Warpgroups):
+        width = 2
+    for first in range(0, layout.slots, width):
+        row, k = places[first] if not swap else reversed(places[first])
         pointer = shared_at(emit, smem, _swizzled(emit, base, row, k, rows))
-        owner = layout.owner(emit, lane, slot)
+        run = items[first] if width == 1 else emit(FromElementsOp(items[first : first + width]))
+        owner = layout.owner(emit, lane, first)
         if owner is None:
-            emit(llvm.StoreOp(item, pointer))
+            emit(llvm.StoreOp(run, pointer, alignment=2 * width))
         else:
             guarded = emit.at_end_of(Block())
-            guarded(llvm.StoreOp(item, pointer))
+            guarded(llvm.StoreOp(run, pointer, alignment=2 * width))
             guarded(scf.YieldOp())
             emit(scf.IfOp(owner, [], [guarded.block]))
     emit(nvvm.FenceProxyOp())
