@@ -16,8 +16,8 @@ attention(qkv f32 [T, (Hq + 2 Hkv) D], k_cache, v_cache (f32 | bf16) [S, Hkv, D]
                                                alpha = exp(-inf) = 0 there and m is finite from then on)
     out[t, h D : (h + 1) D] = acc / l, rounded once when out is bf16; K and V widened exactly from bf16, all
     arithmetic f32 (so the GPUs' matrix instructions are their f32 ones) — unless the tiles ask for
-    `bf16_operands` (Hopper under bf16, a bf16 cache: its WGMMA): then the products' operands are bf16, the
-    scaled queries and each block's probabilities rounded once to nearest even, K and V as cached, sums f32
+    `bf16_operands` (Hopper under bf16: its WGMMA): then the products' operands are bf16, the scaled queries,
+    each block's probabilities and an f32 cache's K and V rounded once to nearest even, sums f32
     (FlashAttention's numerics). The K and V blocks are [block_k, D]
     tiles of the cache along its dimensions 0 and 2, masked along their rows at the block's last key; the
     queries past the call's tokens read as 0 and are not stored.

@@ -11,7 +11,7 @@ below the 48 KiB of static shared memory a Hopper kernel may declare and the 64 
 LDS. The products' operands are f32 (K and V widened exactly), so CDNA multiplies on its f32 MFMA where the
 tiles are whole 16 x 16 blocks, Hopper on FMAs.
 
-Hopper under bf16 with a bf16 cache takes the `bf16_operands` form on WGMMA instead (head dims that are whole
+Hopper under bf16 takes the `bf16_operands` form on WGMMA instead (head dims that are whole
 K steps of 16, up to 256): one warpgroup (128 threads) per 64 query rows, key blocks of 64; the lanes stage
 the products' operands for WGMMA in dynamic shared memory (in 128-byte rows: the queries once and each K
 block 8 KiB per 64 of D, the probabilities 8 KiB, the V block as [D, 64] D x 128 bytes: 56 KiB at D = 128),
@@ -36,10 +36,10 @@ def _staged_bytes(rows: int, block_k: int, head_dim: int) -> int:
 
 def _warpgroup_attention(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice | None:
     """The bf16-operand form on a warpgroup matrix instruction (Hopper's WGMMA), where the model runs in bf16
-    with a bf16 cache and the head dimension is whole K steps of one instruction: a warpgroup per 64 query
-    rows, key blocks of 64."""
+    (an f32 cache's K and V rounded as they are read) and the head dimension is whole K steps of one
+    instruction: a warpgroup per 64 query rows, key blocks of 64."""
     head_dim, rows, block_k = int(dims["head_dim"]), 64, 64
-    if precision != "bf16" or dims.get("cache_dtype", "f32") != "bf16":
+    if precision != "bf16":
         return None
     threads = WARPGROUP * (rows // 64)
     fits = [warpgroup_instruction(arch, "bf16", shape, depth, threads)

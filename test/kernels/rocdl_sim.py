@@ -281,6 +281,10 @@ class Report:
     workgroups: int = 0
     barriers: int = 0  # barrier instances over all workgroups
     mfma: int = 0  # wave-level MFMA instructions executed
+    # Multiply-adds done by matrix instructions (WGMMA, MFMA) and by lanes (contractible f32 products: the
+    # SIMT mma's), over all workgroups: the share of a kernel's products on the tensor cores.
+    matrix_macs: int = 0
+    lane_macs: int = 0
     uninitialized_lds_reads: dict[str, int] = field(default_factory=dict)  # element reads before any write
 
 
@@ -695,6 +699,16 @@ class Simulator:
                 "maximumf": np.maximum, "minimumf": np.minimum,
             }[kind]  # fmt: skip
 
+            contractible = "fastmath" in op.attributes and "contract" in str(op.attributes["fastmath"])
+            if kind == "mulf" and contractible:
+                per_lane = type_.count or 1
+
+                def product_step(env: Env, mask: Array) -> None:
+                    env[result] = function(env[a], env[b])
+                    self.report.lane_macs += int(mask.sum()) * per_lane
+
+                return product_step
+
             def float_step(env: Env, mask: Array) -> None:
                 env[result] = function(env[a], env[b])
 
@@ -1077,6 +1091,7 @@ class Simulator:
             lanes = out.reshape(waves, 4, 4, 16).transpose(0, 1, 3, 2).reshape(self.lanes, 4)
             env[result] = _where(mask, lanes, acc)
             self.report.mfma += int(some.sum())
+            self.report.matrix_macs += int(some.sum()) * 16 * 16 * 4 * per_lane
 
         return step
 
@@ -1582,6 +1597,7 @@ class Simulator:
                 if scale == "one":
                     product = product + _from_fragments(env[acc_name][lanes].astype(np.float64), n)
                 out[lanes] = _to_fragments(product.astype(np.float32), n)
+                self.report.matrix_macs += 64 * n * 16
             env[result] = out
 
         return step
