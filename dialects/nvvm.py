@@ -311,7 +311,9 @@ class FenceProxyOp(IRDLOperation):
     space = prop_def(SharedSpaceAttr)
 
     def __init__(self, kind: str = "async.shared", space: str = "cta") -> None:
-        super().__init__(properties={"kind": ProxyKindAttr(ProxyKind(kind)), "space": SharedSpaceAttr(SharedSpace(space))})
+        super().__init__(
+            properties={"kind": ProxyKindAttr(ProxyKind(kind)), "space": SharedSpaceAttr(SharedSpace(space))}
+        )
 
 
 @irdl_op_definition
@@ -427,7 +429,15 @@ NVVM_OPS: list[type[Operation]] = [
     WgmmaWaitGroupSyncAlignedOp,
     WgmmaMmaAsyncOp,
 ]
-NVVM_ATTRS: list[type[Attribute]] = [MemScopeAttr, ProxyKindAttr, SharedSpaceAttr, TmaLoadModeAttr, MmaLayoutAttr, MmaIntOverflowAttr, WgmmaScaleInAttr]
+NVVM_ATTRS: list[type[Attribute]] = [
+    MemScopeAttr,
+    ProxyKindAttr,
+    SharedSpaceAttr,
+    TmaLoadModeAttr,
+    MmaLayoutAttr,
+    MmaIntOverflowAttr,
+    WgmmaScaleInAttr,
+]
 NVVM_ATTRS += [WgmmaScaleOutAttr, WgmmaTypeAttr, MmaShapeAttr]
 # Not registered with tessera-opt's context: these ops are built by the NVVM lowering and printed, never parsed
 # back by xDSL.

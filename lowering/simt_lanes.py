@@ -308,6 +308,55 @@ class Warpgroups:
         return None  # every thread of the multiplying warpgroups holds elements of its own
 
 
+@dataclass(frozen=True)
+class WarpgroupRows:
+    """A rank-1 tile [M] of one value per row of a Warpgroups tile [M, N] (a row's max or sum, a per-row
+    factor), where the rows' own threads hold it: a thread of a Warpgroups tile holds elements of rows r and
+    r + 8 (arch.WarpgroupFragments), and of the 4 threads sharing those rows (lanes 4 q .. 4 q + 3 of a warp)
+    the first two hold row r, the last two row r + 8 — one slot each, every row held twice. A reduction
+    along the rows and a broadcast back then move values within those 4 lanes only (shuffles, no barrier)."""
+
+    shape: tuple[int]
+    fragments: WarpgroupFragments
+
+    @property
+    def slots(self) -> int:
+        return 1
+
+    def steps(self) -> list[list[int]] | None:
+        return None
+
+    def row(self, emit: Emitter, lane: SSAValue) -> SSAValue:
+        """Thread t = 32 w' + l (w' its warp in the workgroup): row 16 w' + l / 4 + 8 ((l mod 4) / 2)."""
+        fragments = self.fragments
+        warp = emit(arith.DivUIOp(lane, emit.constant(32, INDEX)))
+        in_warp = emit(arith.RemUIOp(lane, emit.constant(32, INDEX)))
+        quad_lane = emit(arith.RemUIOp(in_warp, emit.constant(fragments.lanes_per_row, INDEX)))
+        return emit(arith.AddiOp(
+            emit(arith.AddiOp(
+                emit(arith.MuliOp(warp, emit.constant(fragments.rows_per_warp, INDEX))),
+                emit(arith.DivUIOp(in_warp, emit.constant(fragments.lanes_per_row, INDEX))),
+            )),
+            emit(arith.MuliOp(emit(arith.DivUIOp(quad_lane, emit.constant(2, INDEX))), emit.constant(8, INDEX))),
+        ))  # fmt: skip
+
+    def holds_first_row(self, emit: Emitter, lane: SSAValue) -> SSAValue:
+        """Whether the thread's slot is its Warpgroups rows' first (r), not r + 8."""
+        quad_lane = emit(arith.RemUIOp(lane, emit.constant(self.fragments.lanes_per_row, INDEX)))
+        return emit(arith.CmpiOp(quad_lane, emit.constant(2, INDEX), "ult"))
+
+    def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
+        return [self.row(emit, lane)]
+
+    def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
+        return [self.origin(emit, lane)]
+
+    def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
+        """The first of the two threads holding a row."""
+        odd = emit(arith.RemUIOp(lane, emit.constant(2, INDEX)))
+        return emit(arith.CmpiOp(odd, emit.constant(0, INDEX), "eq"))
+
+
 def choose_warpgroups(mma: tile.MmaOp, arch: GpuArch) -> Warpgroups | None:
     """The accumulator layout of a warpgroup matrix instruction (WGMMA), for an mma whose tile is whole
     instructions and whose operands are either both staged by a copy engine (async loads: the pipelined loop
@@ -482,7 +531,7 @@ def known_multiple(value: SSAValue) -> int:
     return 1
 
 
-Layout = Spread | Blocked | Fragments | Runs | Warpgroups
+Layout = Spread | Blocked | Fragments | Runs | Warpgroups | WarpgroupRows
 # What an access walks: a tile's layout, or the positions along one axis of one (what a broadcast reads).
 Places = Layout | Along
 
@@ -619,6 +668,7 @@ class Before:
         if warpgroups:  # the tiles live in the multiplying warpgroups' threads (their epilogue's), not a wave's
             assert len(warpgroups) == 1, "one warpgroup accumulator shape per kernel"
             self.lanes = lanes = WARPGROUP * warpgroups.pop()
+            chosen |= _warpgroup_rows(module, chosen, find)
         members: dict[SSAValue, list[SSAValue]] = {}
         for op in module.walk():
             for value in [
@@ -680,6 +730,27 @@ class Before:
 
     def operand_layout(self, op: Operation, index: int) -> Layout:
         return self.layout(self._operands[op][index])
+
+
+def _warpgroup_rows(module: ModuleOp, chosen: dict[SSAValue, Layout],
+                    find: Callable[[SSAValue], SSAValue]) -> dict[SSAValue, Layout]:  # fmt: skip
+    """WarpgroupRows for the classes of rank-1 tiles that are a Warpgroups tile reduced along its rows, or
+    broadcast along rows into one (other than a position or a value read from memory: those need no lanes'
+    values)."""
+    rows: dict[SSAValue, Layout] = {}
+    for op in module.walk():
+        if isinstance(op, tile.ReduceOp) and int(op.axis.value.data) == 1:
+            matrix, vector_ = op.input, op.result
+        elif isinstance(op, tile.BroadcastOp) and int(op.axis.value.data) == 1:
+            matrix, vector_ = op.result, op.input
+            if isinstance(vector_.owner, tile.IotaOp) or tile.read_directly(op) is not None:
+                continue
+        else:
+            continue
+        layout = chosen.get(find(matrix))
+        if isinstance(layout, Warpgroups):
+            rows[find(vector_)] = WarpgroupRows((layout.shape[0],), layout.fragments)
+    return rows
 
 
 class SimtPattern(TilePattern):

@@ -20,7 +20,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from xdsl.dialects import arith, gpu, memref, scf, vector
-from xdsl.dialects.builtin import BFloat16Type, IndexType, MemRefType, VectorType, f32, i16, i32
+from xdsl.dialects.builtin import (
+    BFloat16Type,
+    IndexType,
+    MemRefType,
+    UnrealizedConversionCastOp,
+    VectorType,
+    f32,
+    i16,
+    i32,
+)
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter, op_type_rewrite_pattern
 
@@ -28,13 +37,14 @@ from tessera.arch import mma_rows_padded, staged_shape
 from tessera.dialects import tile
 from tessera.dialects.rocdl import MFMA_OPS
 from tessera.dialects.schedule import element_bytes
-from tessera.dialects.upstream import FromElementsOp, WorkgroupFuncOp
+from tessera.dialects.upstream import FromElementsOp, ShuffleOp, WorkgroupFuncOp
 from tessera.lowering.simt_lanes import (
     Blocked,
     Fragments,
     Layout,
     SimtPattern,
     Spread,
+    WarpgroupRows,
     Warpgroups,
     combiner,
     function_of,
@@ -103,8 +113,12 @@ class LowerMatrixReduce(SimtPattern):
         if len(shape) != 2:
             return
         emit, axis = Emitter(rewriter, op), int(op.axis.value.data)
+        matrix, rows = self.before.operand_layout(op, 0), self.before.layout(op.result)
+        if isinstance(matrix, Warpgroups) and isinstance(rows, WarpgroupRows):
+            rewriter.replace_matched_op([], [_reduce_rows(emit, op, matrix, rows)])
+            return
         emit(gpu.BarrierOp())
-        buffer = _staged(emit, op, op.input, input_type, self.before.operand_layout(op, 0))
+        buffer = _staged(emit, op, op.input, input_type, matrix)
         emit(gpu.BarrierOp())
         spread, lane = Spread.of(op.result.type, self.lanes), lane_of(op)
         positions = [spread.element(emit, lane, slot) for slot in range(spread.slots)]
@@ -136,10 +150,19 @@ class LowerBroadcast(SimtPattern):
         if len(result_type.get_shape()) != 2:
             raise TileLoweringError(f"{op.name}: the SIMT lowering broadcasts rank-1 tiles into matrix tiles")
         emit, axis = Emitter(rewriter, op), int(op.axis.value.data)
+        layout, source = self.before.layout(op.result), self.before.operand_layout(op, 0)
+        if isinstance(self.before.operands(op)[0].owner, tile.IotaOp):  # positions: the lanes' own coordinates
+            element = storage(tile.element_of(result_type))
+            places = layout.coordinates(emit, lane_of(op))
+            values = [emit(arith.IndexCastOp(place[1 - axis], element)) for place in places]
+            rewriter.replace_matched_op([], [packed(emit, values)])
+            return
+        if isinstance(source, WarpgroupRows) and isinstance(layout, Warpgroups):
+            rewriter.replace_matched_op([], [_broadcast_rows(emit, op, source, layout)])
+            return
         emit(gpu.BarrierOp())
-        buffer = _staged(emit, op, op.input, input_type, self.before.operand_layout(op, 0))
+        buffer = _staged(emit, op, op.input, input_type, source)
         emit(gpu.BarrierOp())
-        layout = self.before.layout(op.result)
         read: dict[SSAValue, SSAValue] = {}  # one read per position along the input (a row's slots share it)
         values = []
         for place in layout.coordinates(emit, lane_of(op)):
@@ -147,6 +170,42 @@ class LowerBroadcast(SimtPattern):
                 read[place[1 - axis]] = emit(memref.LoadOp.get(buffer, [place[1 - axis]]))
             values.append(read[place[1 - axis]])
         rewriter.replace_matched_op([], [packed(emit, values)])
+
+
+def _quad_shuffle(emit: Emitter, value: SSAValue, offset: int) -> SSAValue:
+    """The value of the lane `offset` away (xor) within its group of 4 (the threads of a WGMMA row pair)."""
+    return emit(ShuffleOp(value, emit.constant(offset, i32), emit.constant(32, i32), "xor"))
+
+
+def _reduce_rows(emit: Emitter, op: tile.ReduceOp, matrix: Warpgroups, rows: WarpgroupRows) -> SSAValue:
+    """A Warpgroups tile reduced along its rows into WarpgroupRows: each thread combines its elements of row r
+    and of row r + 8, the 4 threads sharing them exchange partial results (xor 1, xor 2), and each keeps its
+    slot's row."""
+    element = storage(tile.element_of(op.result.type))
+    combine = combiner(op)
+    values = slot_values(emit, op.input, matrix.slots, element)
+    totals = []
+    for half in (0, 8):
+        mine = [value for value, step in zip(values, matrix.steps(), strict=True) if step[0] == half]
+        total = mine[0]
+        for value in mine[1:]:
+            total = emit(combine(total, value))
+        for offset in (1, 2):
+            total = emit(combine(total, _quad_shuffle(emit, total, offset)))
+        totals.append(total)
+    return emit(arith.SelectOp(rows.holds_first_row(emit, lane_of(op)), totals[0], totals[1]))
+
+
+def _broadcast_rows(emit: Emitter, op: tile.BroadcastOp, rows: WarpgroupRows, matrix: Warpgroups) -> SSAValue:
+    """WarpgroupRows broadcast along the rows of a Warpgroups tile: a thread holds one of its two rows' values
+    and takes the other from the lane 2 away (xor 2) in its group of 4."""
+    mine = op.input
+    if isinstance(mine.type, tile.TileType):  # a loop's result keeps its tile type until LowerTileTypes
+        mine = emit(UnrealizedConversionCastOp.get([mine], [storage(tile.element_of(mine.type))]))
+    other = _quad_shuffle(emit, mine, 2)
+    first = rows.holds_first_row(emit, lane_of(op))
+    row, row_8 = emit(arith.SelectOp(first, mine, other)), emit(arith.SelectOp(first, other, mine))
+    return packed(emit, [row if step[0] == 0 else row_8 for step in matrix.steps()])
 
 
 class LowerMma(SimtPattern):

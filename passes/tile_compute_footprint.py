@@ -23,7 +23,7 @@ from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.passes import ModulePass
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.arch import FAST_MEMORY_LIMITS, GPU_ARCHS, GpuArch, SCRATCHPAD_TARGETS, mma_rows_padded, staged_shape
+from tessera.arch import FAST_MEMORY_LIMITS, GPU_ARCHS, SCRATCHPAD_TARGETS, GpuArch, mma_rows_padded, staged_shape
 from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -46,11 +46,14 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     arch = GPU_ARCHS.get(kernel.target.data) if kernel.target is not None else None
     padded_in_place = {alloc for alloc, padded in _read_in_place(kernel) if padded} if scratchpad else set()
     total = 0
+    warpgroup_rows: set[int] = set()
     if arch is not None:  # the operands lane-staged for WGMMA, in their swizzled layout
-        total += tile.warpgroup_staging(kernel, arch)[1]
+        offsets, staged_bytes = tile.warpgroup_staging(kernel, arch)
+        total += staged_bytes
+        warpgroup_rows = {_rows(mma.result.type) for mma, _ in offsets}
     for op in kernel.body.walk():
         if scratchpad:
-            staged = _staged_operands(op) if arch is None or not _warpgroup_staged(op, arch) else []
+            staged = _staged_operands(op, warpgroup_rows) if arch is None or not _warpgroup_staged(op, arch) else []
             total += sum(_staged_bytes(operand.type, padded) for operand, padded in staged)
         if isinstance(op, tile.AllocOp) and op.in_fast_memory():
             total += _staged_bytes(op.result.type, True) if op in padded_in_place else op.bytes()
@@ -68,19 +71,34 @@ def _buffers(load: tile.LoadOp) -> int:
     return 1 if stages is None else stages
 
 
-def _staged_operands(op: Operation) -> list[tuple[SSAValue, bool]]:
+def _staged_operands(op: Operation, warpgroup_rows: set[int]) -> list[tuple[SSAValue, bool]]:
     """The operands a GPU's SIMT lowering passes between lanes through the scratchpad, one buffer each
     (lowering/simt_matrix.py), and whether its rows are padded: both operands of an mma (a's rows and b's
     where given transposed are read down a column), a matrix tile reduced along an axis, a broadcast's
-    input."""
+    input — but not a broadcast of positions (an iota: each lane knows its own), nor a reduction or a
+    broadcast along the rows of a WGMMA accumulator (rows of `warpgroup_rows`: its threads exchange the
+    values by shuffles; the lowering's WarpgroupRows)."""
     if isinstance(op, tile.MmaOp):
         padded = mma_rows_padded(op.rhs_transposed is not None)
         return [(op.operands[i], padded[i]) for i in range(2) if _lane_staged(op, i)]
+    along_rows = isinstance(op, tile.ReduceOp | tile.BroadcastOp) and int(op.axis.value.data) == 1
+    if along_rows and _rows(op.input.type if isinstance(op, tile.ReduceOp) else op.result.type) in warpgroup_rows:
+        return []
     if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
         return [(op.input, False)]
-    if isinstance(op, tile.BroadcastOp) and tile.read_directly(op) is None:
+    if (
+        isinstance(op, tile.BroadcastOp)
+        and tile.read_directly(op) is None
+        and not isinstance(op.input.owner, tile.IotaOp)
+    ):
         return [(op.input, False)]
     return []
+
+
+def _rows(type_: Attribute) -> int:
+    """A tile's first extent (its rows, for a matrix tile)."""
+    assert isinstance(type_, TileType)
+    return type_.get_shape()[0]
 
 
 def _warpgroup_staged(op: Operation, arch: GpuArch) -> bool:

@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from xdsl.dialects import arith, builtin, gpu, llvm, scf
 from xdsl.dialects.builtin import DenseArrayBase, IndexType, i16, i32, i64
-from xdsl.ir import Block, BlockArgument, SSAValue
+from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 
 from tessera.arch import SWIZZLE_ROW_BYTES, SWIZZLE_ROW_ELEMENTS, WARPGROUP
 from tessera.dialects import nvvm, tile
+from tessera.dialects.upstream import FromElementsOp
 from tessera.lowering.nvvm.pipeline import DYNAMIC_SHARED
 from tessera.lowering.nvvm.wgmma import SHARED, WGMMA_K, advance, declare_dynamic_shared, descriptor_of, shared_at
-from tessera.dialects.upstream import FromElementsOp
 from tessera.lowering.simt_lanes import Before, Layout, Runs, Warpgroups, function_of, lane_of, packed, slot_values
 from tessera.lowering.tile_elements import Emitter
 
@@ -65,7 +65,9 @@ def _emitter_after_definition(rewriter: PatternRewriter, op: tile.MmaOp, value: 
         first = value.block.first_op
         assert first is not None
         return Emitter(rewriter, first)
-    following = value.owner.next_op
+    definition = value.owner
+    assert isinstance(definition, Operation)
+    following = definition.next_op
     assert following is not None, "an operand's definition is followed by its block's terminator at least"
     return Emitter(rewriter, following)
 
@@ -150,7 +152,9 @@ def _multiply(emit: Emitter, op: tile.MmaOp, before: Before, layout: Warpgroups,
     base = emit(llvm.PtrToIntOp(smem, i32))
     warpgroup = emit(arith.IndexCastOp(emit(arith.DivUIOp(lane, emit.constant(WARPGROUP, INDEX))), i32))
     own_rows = emit(arith.MuliOp(warpgroup, emit.constant(layout.instruction.m * SWIZZLE_ROW_BYTES, i32)))
-    a_start = emit(arith.AddiOp(emit(arith.AddiOp(base, emit.constant(before.warpgroup_offsets[op, 0], i32))), own_rows))
+    a_start = emit(
+        arith.AddiOp(emit(arith.AddiOp(base, emit.constant(before.warpgroup_offsets[op, 0], i32))), own_rows)
+    )
     a = descriptor_of(emit, a_start)
     b = descriptor_of(emit, emit(arith.AddiOp(base, emit.constant(before.warpgroup_offsets[op, 1], i32))))
     n, registers = layout.instruction.n, layout.registers
@@ -177,9 +181,9 @@ def _multiply(emit: Emitter, op: tile.MmaOp, before: Before, layout: Warpgroups,
         for chunk in range(chunks):
             b_step = advance(emit, b, (atom * cols * SWIZZLE_ROW_BYTES + chunk * n * SWIZZLE_ROW_BYTES + within) >> 4)
             scale_d = "zero" if zero and step == 0 else "one"
+            shape = (layout.instruction.m, n, WGMMA_K)
             accumulators[chunk] = emit(
-                nvvm.WgmmaMmaAsyncOp(accumulators[chunk], a_step, b_step, (layout.instruction.m, n, WGMMA_K),
-                                     scale_d=scale_d)  # fmt: skip
+                nvvm.WgmmaMmaAsyncOp(accumulators[chunk], a_step, b_step, shape, scale_d=scale_d)
             )
     emit(nvvm.WgmmaCommitGroupSyncAlignedOp())
     emit(nvvm.WgmmaWaitGroupSyncAlignedOp(0))

@@ -1361,7 +1361,11 @@ class Simulator:
                 raise SimulationError("a shared store through a value that is not a shared pointer")
             active = np.flatnonzero(mask)
             offsets = pointer.offset[active]
-            if (offsets % type_.dtype.itemsize).any() or (offsets < 0).any() or (offsets + size > self.shared_bytes).any():
+            if (
+                (offsets % type_.dtype.itemsize).any()
+                or (offsets < 0).any()
+                or (offsets + size > self.shared_bytes).any()
+            ):
                 raise SimulationError(f"a shared store of {size} bytes outside or misaligned in {self.shared_bytes}")
             values = np.ascontiguousarray(env[value_name][active]).view(np.uint8).reshape(len(active), size)
             groups = self.group[active]

@@ -42,7 +42,11 @@ pytestmark = NEEDS_MLIR
 ARCH = "sm_90a"
 # GQA with two token blocks (T = 70) and ragged key blocks; D of one K atom, of a partial second one (80: N of
 # P·V not a power of two), and the models' 128.
-CASES = {"gqa2_d64": Attention(4, 2, 64, 160), "gqa3_d80": Attention(3, 1, 80, 160), "mha_d128": Attention(2, 2, 128, 160)}
+CASES = {
+    "gqa2_d64": Attention(4, 2, 64, 160),
+    "gqa3_d80": Attention(3, 1, 80, 160),
+    "mha_d128": Attention(2, 2, 128, 160),
+}
 # Nemotron-Nano-12B's attention (40 query heads, 8 KV heads, head dim 128) at an 8K cache.
 NANO_12B = {"num_heads": 40, "num_kv_heads": 8, "head_dim": 128, "max_seq_len": 8192}
 
@@ -70,7 +74,9 @@ def test_shared_memory_is_the_staged_operands_plus_the_reductions(head_dim: int)
     rows; Tile-IR's footprint is that plus the static tiles the reductions are staged through."""
     kernel = tile_kernel("attention", {**NANO_12B, "head_dim": head_dim, "cache_dtype": "bf16"}, ARCH, "bf16")
     emitted = emit_kernel(kernel)
-    staged = 2 * warpgroup_staged_bytes(64, head_dim) + warpgroup_staged_bytes(64, 64) + warpgroup_staged_bytes(head_dim, 64)
+    staged = (
+        2 * warpgroup_staged_bytes(64, head_dim) + warpgroup_staged_bytes(64, 64) + warpgroup_staged_bytes(head_dim, 64)
+    )
     assert emitted.dynamic_shared_bytes == staged
     assert kernel.footprint is not None and int(kernel.footprint.value.data) == emitted.kernel.lds_bytes + staged
     assert emitted.kernel.lds_bytes <= GPU_ARCHS[ARCH].static_limit
