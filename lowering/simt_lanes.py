@@ -739,6 +739,8 @@ def _warpgroup_rows(module: ModuleOp, chosen: dict[SSAValue, Layout],
     values)."""
     rows: dict[SSAValue, Layout] = {}
     for op in module.walk():
+        matrix: SSAValue
+        vector_: SSAValue
         if isinstance(op, tile.ReduceOp) and int(op.axis.value.data) == 1:
             matrix, vector_ = op.input, op.result
         elif isinstance(op, tile.BroadcastOp) and int(op.axis.value.data) == 1:

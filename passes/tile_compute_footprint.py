@@ -81,9 +81,10 @@ def _staged_operands(op: Operation, warpgroup_rows: set[int]) -> list[tuple[SSAV
     if isinstance(op, tile.MmaOp):
         padded = mma_rows_padded(op.rhs_transposed is not None)
         return [(op.operands[i], padded[i]) for i in range(2) if _lane_staged(op, i)]
-    along_rows = isinstance(op, tile.ReduceOp | tile.BroadcastOp) and int(op.axis.value.data) == 1
-    if along_rows and _rows(op.input.type if isinstance(op, tile.ReduceOp) else op.result.type) in warpgroup_rows:
-        return []
+    if isinstance(op, tile.ReduceOp | tile.BroadcastOp) and int(op.axis.value.data) == 1:
+        matrix = op.input if isinstance(op, tile.ReduceOp) else op.result
+        if _rows(matrix.type) in warpgroup_rows:
+            return []
     if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
         return [(op.input, False)]
     if (
