@@ -1,21 +1,24 @@
 """The NVVM target's GPU checks (issue 4) on a lent Hopper GPU: one command there, everything built here.
 
-    python benchmarks/h100_nvvm.py prepare   # here (MLIR 22, LLVM, ptxas, transformers): out/h100_nvvm/ and
-                                             # out/h100_gemm/ (both git-ignored)
-    python3 benchmarks/h100_nvvm.py check    # there, from a copy of the checkout with both folders carried
-                                             # (numpy, safetensors, cuda-bindings; torch for cuBLAS)
+    python benchmarks/h100_nvvm.py prepare   # here (MLIR 22, LLVM, ptxas, transformers): out/h100_nvvm/,
+                                             # out/h100_gemm/ and out/h100_attention/ (all git-ignored)
+    python3 benchmarks/h100_nvvm.py check    # there, from a copy of the checkout with the three carried
+                                             # (numpy, safetensors, cuda-bindings; torch for cuBLAS and SDPA)
 
 prepare writes, in out/h100_nvvm/:
     tiny_fp32/, tiny_bf16/   a random dense Nemotron-H checkpoint (pattern M*-M: Mamba, attention, MLP; the
                              MoE experts are checked in the simulator) compiled with --target nvvm, --precision
-                             fp32 (every kernel SIMT, float32 arithmetic) and bf16 (WGMMA + TMA projections)
+                             fp32 (every kernel SIMT, float32 arithmetic) and bf16 (WGMMA + TMA projections,
+                             attention on WGMMA)
     hf.npz                   its prompt, Hugging Face's float32 prompt logits and 16 greedy tokens
-and runs benchmarks/h100_gemm.py build (the GEMM specs, out/h100_gemm/).
+and runs benchmarks/h100_gemm.py build and benchmarks/h100_attention.py build (out/h100_gemm/,
+out/h100_attention/).
 check runs both artifacts through GpuSession on CUDA (runtime/cuda.py: weights uploaded once, state on the
 device, tensor maps encoded at each launch that needs them) — prefill of the prompt, then greedy decode —
 and fails (exit 1) unless fp32's prompt logits are within 1e-4 relative of HF's and its 16 tokens are
 identical, and bf16's are within 2e-2; then runs benchmarks/h100_gemm.py check (each GEMM against float64,
-then timed against cuBLAS). One JSON line last.
+then timed against cuBLAS) and benchmarks/h100_attention.py check (the 12B's attention at 8K and 32K tokens
+against float64 on sampled rows, then timed against torch SDPA). One JSON line last.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ def prepare(out: Path) -> None:
         command = [sys.executable, "-m", "tessera.tools.tessera_compile", str(checkpoint), "--target", "nvvm",
                    "--precision", precision, "-o", str(out / f"tiny_{precision}"), "-q"]  # fmt: skip
         subprocess.run(command, check=True)
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "h100_gemm.py"), "build"], check=True)
-    print(f"prepared {out} and out/h100_gemm")
+    for benchmark in ("h100_gemm.py", "h100_attention.py"):
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / benchmark), "build"], check=True)
+    print(f"prepared {out}, out/h100_gemm and out/h100_attention")
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -99,9 +103,10 @@ def check(out: Path) -> int:
                               "prefill_s": run["prefill_s"], "decode_tok_s": run["decode_tok_s"],
                               "device": run["device"]}  # fmt: skip
         print(f"{precision}: prompt logits {error:.2e} (bound {bound:.0e}), tokens identical: {same_tokens}")
-    gemm = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "h100_gemm.py"), "check"])
-    results["gemm_check_exit"] = gemm.returncode
-    failed |= gemm.returncode != 0
+    for kind in ("gemm", "attention"):
+        exit_code = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"h100_{kind}.py"), "check"]).returncode
+        results[f"{kind}_check_exit"] = exit_code
+        failed |= exit_code != 0
     print(json.dumps({"h100_nvvm": results, "ok": not failed}))
     return 1 if failed else 0
 

@@ -507,3 +507,104 @@ def test_h100_gemm_check_without_artifacts_is_one_line(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stdout.strip().count("\n") == 0 and "h100_gemm.py build" in result.stdout
+
+
+# --- benchmarks/h100_attention.py: build here, and its check against a fake CUDA driver that computes the
+# kernel's contract in numpy (test/kernels/test_nvvm_attention.py runs the kernel itself in the simulator) ---
+
+ATTENTION_BENCHMARK = BENCHMARK.parent / "h100_attention.py"
+SMALL_ATTENTION = "small_t200_h4_kv2_d64"
+
+
+class _FakeAttentionCuda(_FakeCuda):
+    """A launch computes out as the bf16-operand attention contract says (kernels/attention.py): causal GQA
+    from position 0, the scaled queries and the probabilities rounded to bf16; `unwritten_row` left NaN."""
+
+    def launch(self, kernel: KernelHandle, grid: tuple[int, int, int], block: tuple[int, int, int],
+               shared_bytes: int, args: list[object]) -> None:  # fmt: skip
+        packed = pack_kernel_args(args)  # type: ignore[arg-type]
+        array = ctypes.cast(packed.address, ctypes.POINTER(ctypes.c_void_p))
+        info = self.kernels[kernel.name]  # type: ignore[index]
+        self.launches.append((kernel.name, grid, block, shared_bytes))
+
+        def memory(index: int) -> np.ndarray:
+            return self.memory[int(ctypes.cast(array[index], ctypes.POINTER(ctypes.c_uint64))[0])]
+
+        def scalar(index: int) -> int:
+            return int(ctypes.cast(array[index], ctypes.POINTER(ctypes.c_int32))[0])
+
+        def widen(bits: np.ndarray) -> np.ndarray:
+            return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
+
+        def bf16(values: np.ndarray) -> np.ndarray:
+            bits = values.astype(np.float32).view(np.uint32)
+            return widen(((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16))
+
+        heads, kv_heads, dim = info["heads"], info["kv_heads"], info["head_dim"]
+        tokens, position = scalar(4), scalar(5)
+        assert position == 0 and len(packed) == 6 and block == (256, 1, 1)
+        assert grid == (heads, -(-tokens // 128), 1) and shared_bytes == info["shared_bytes"] > 0
+        qkv = memory(0).view(np.float32)[: tokens * (heads + 2 * kv_heads) * dim].reshape(tokens, -1)
+        keys, values = (widen(memory(i).view(np.uint16).reshape(-1, kv_heads, dim)[:tokens]) for i in (1, 2))
+        q = bf16(qkv[:, : heads * dim] * np.float32(dim**-0.5)).reshape(tokens, heads, dim)
+        k, v = (np.repeat(cache, heads // kv_heads, axis=1) for cache in (keys, values))
+        scores = np.einsum("thd,shd->hts", q, k)
+        scores = np.where(np.tril(np.ones((tokens, tokens), bool))[None], scores, -np.inf)
+        p = np.exp(scores - scores.max(axis=2, keepdims=True))
+        out = np.einsum("hts,shd->thd", bf16(p), v) / p.sum(axis=2)[..., None].transpose(1, 0, 2)
+        rows = [row for row in range(tokens) if row != self.unwritten_row]
+        result = out.reshape(tokens, heads * dim).astype(np.float32).view(np.uint32)
+        rounded = ((result + 0x7FFF + ((result >> 16) & 1)) >> 16).astype(np.uint16)
+        memory(3).view(np.uint16).reshape(tokens, heads * dim)[rows] = rounded[rows]
+
+
+def _h100_attention() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("h100_attention", ATTENTION_BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    if str(ATTENTION_BENCHMARK.parent) not in sys.path:
+        sys.path.insert(0, str(ATTENTION_BENCHMARK.parent))
+    spec.loader.exec_module(module)
+    return module
+
+
+@NEEDS_MLIR
+def test_h100_attention_build_and_check_against_a_fake_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tessera.lowering.nvvm.pipeline import find_ptxas
+
+    if find_ptxas() is None:
+        pytest.skip("ptxas is not installed: CUDA 12.3+ assembles the sm_90a cubins")
+    benchmark = _h100_attention()
+    out = tmp_path / "h100_attention"
+    command = [sys.executable, str(ATTENTION_BENCHMARK), "build", "--out", str(out), "--only", SMALL_ATTENTION]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "spec.json").read_text())
+    ((name, kernel),) = manifest["kernels"].items()
+    assert (out / f"{name}.cubin").read_bytes().startswith(b"\x7fELF")
+    assert "wgmma.mma_async" in (out / f"{name}.ptx").read_text()
+    assert kernel["threads"] == 256 and kernel["ptxas"]["spill_bytes"] == 0 and kernel["shared_bytes"] == 6 * 8192
+
+    monkeypatch.setattr("tessera.runtime.cuda.CudaDriver", lambda device: _FakeAttentionCuda(manifest))
+    monkeypatch.setattr(benchmark, "_torch", lambda: None)
+    assert benchmark.check(out, seed=1) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    spec = summary["specs"][SMALL_ATTENTION]
+    assert summary["ok"] and 0 < spec["rel_error"] <= spec["tolerance"] and spec["ms"] == 0.5
+
+    # the last query row never written (it is always among the rows checked) fails the check
+    monkeypatch.setattr("tessera.runtime.cuda.CudaDriver", lambda device: _FakeAttentionCuda(manifest, 199))
+    assert benchmark.check(out, seed=1) == 1
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not summary["ok"] and summary["specs"][SMALL_ATTENTION]["rel_error"] == "inf"
+
+
+def test_h100_attention_check_without_artifacts_is_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ATTENTION_BENCHMARK), "check", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stdout.strip().count("\n") == 0 and "h100_attention.py build" in result.stdout

@@ -33,7 +33,7 @@ def constant(block: Block, value: int) -> SSAValue:
 
 
 def kernel_module() -> ModuleOp:
-    """A gpu.module holding one kernel that uses every op once, as Tessera's GEMM orders them."""
+    """A gpu.module holding one kernel that uses every op once, in the order Tessera's kernels use them."""
     body = Block(arg_types=PARAMETERS)
     tensor_map, destination, barrier, x, y, descriptor_a, descriptor_b = body.args
     one, bytes_, ticks, parity = (constant(body, value) for value in (1, 8192, 10_000_000, 0))
@@ -44,6 +44,7 @@ def kernel_module() -> ModuleOp:
             nvvm.MBarrierArriveExpectTxOp(barrier, bytes_),
             nvvm.CpAsyncBulkTensorSharedClusterGlobalOp(destination, tensor_map, [x, y], barrier),
             nvvm.MBarrierTryWaitParityOp(barrier, parity, ticks),
+            nvvm.FenceProxyOp(),
             nvvm.WgmmaFenceAlignedOp(),
             nvvm.WgmmaMmaAsyncOp(accumulator.results[0], descriptor_a, descriptor_b, (64, 64, 16), scale_d="zero"),
             nvvm.WgmmaCommitGroupSyncAlignedOp(),
@@ -92,6 +93,10 @@ def test_generic_form() -> None:
     ]
     assert "shape = #nvvm.shape<m = 64, n = 64, k = 16>" in properties[nvvm.WgmmaMmaAsyncOp.name]
     assert properties[nvvm.MBarrierArriveOp.name] == ["relaxed = false", "scope = #nvvm.mem_scope<cta>"]
+    assert properties[nvvm.FenceProxyOp.name] == [
+        "kind = #nvvm.proxy_kind<async.shared>",
+        "space = #nvvm.shared_space<cta>",
+    ]
 
 
 def test_xdsl_reads_the_generic_form_back() -> None:
@@ -128,6 +133,7 @@ def test_ptx_has_each_instruction() -> None:
         "mbarrier.arrive.expect_tx",
         "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes",
         "mbarrier.try_wait.parity",
+        "fence.proxy.async.shared::cta",
         "wgmma.fence.sync.aligned",
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16",
         "wgmma.commit_group.sync.aligned",

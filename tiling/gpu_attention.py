@@ -12,10 +12,11 @@ LDS. The products' operands are f32 (K and V widened exactly), so CDNA multiplie
 tiles are whole 16 x 16 blocks, Hopper on FMAs.
 
 Hopper under bf16 takes the `bf16_operands` form on WGMMA instead (head dims that are whole
-K steps of 16, up to 256): one warpgroup (128 threads) per 64 query rows, key blocks of 64; the lanes stage
-the products' operands for WGMMA in dynamic shared memory (in 128-byte rows: the queries once and each K
-block 8 KiB per 64 of D, the probabilities 8 KiB, the V block as [D, 64] D x 128 bytes: 56 KiB at D = 128),
-the softmax's reductions through static shared memory as before.
+K steps of 16, up to 256): a program per query head and 128 query rows, a warpgroup (128 threads) per 64 of
+them, key blocks of 64; the lanes stage the products' operands for WGMMA in dynamic shared memory (in
+128-byte rows: the queries once, 16 KiB per 64 of D; each K block 8 KiB per 64 of D; the probabilities
+16 KiB; the V block 128 bytes per row of D: 80 KiB at D = 128), the softmax's row reductions and
+broadcasts in the registers of the threads holding the rows.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from tessera.tiling.choice import TileChoice
 from tessera.tiling.gpu import GpuPolicy
 
 STAGED_BYTES = 40 * 1024
+# Query rows of a program of the WGMMA form: two consumer warpgroups share each K and V block staged
+# (FlashAttention-3's 128-row tile), at 240 registers a thread (256 threads fit the 64K register file).
+WARPGROUP_QUERY_ROWS = 128
 
 
 def _staged_bytes(rows: int, block_k: int, head_dim: int) -> int:
@@ -37,11 +41,12 @@ def _staged_bytes(rows: int, block_k: int, head_dim: int) -> int:
 def _warpgroup_attention(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice | None:
     """The bf16-operand form on a warpgroup matrix instruction (Hopper's WGMMA), where the model runs in bf16
     (an f32 cache's K and V rounded as they are read) and the head dimension is whole K steps of one
-    instruction: a warpgroup per 64 query rows, key blocks of 64."""
-    head_dim, rows, block_k = int(dims["head_dim"]), 64, 64
-    if precision != "bf16":
+    instruction: WARPGROUP_QUERY_ROWS query rows a program, a warpgroup per 64 of them, key blocks of 64."""
+    head_dim, rows, block_k = int(dims["head_dim"]), WARPGROUP_QUERY_ROWS, 64
+    instruction = arch.instruction("bf16")
+    if precision != "bf16" or instruction is None:
         return None
-    threads = WARPGROUP * (rows // 64)
+    threads = WARPGROUP * (rows // instruction.m)
     fits = [warpgroup_instruction(arch, "bf16", shape, depth, threads)
             for shape, depth in (((rows, block_k), head_dim), ((rows, head_dim), block_k))]  # fmt: skip
     if None in fits:
