@@ -196,6 +196,12 @@ def warpgroup_instruction(arch: GpuArch, element: str, shape: tuple[int, int], d
     return instruction if cols % instruction.n == 0 else None
 
 
+def mn_major_staged(cols: int) -> bool:
+    """Whether a WGMMA B operand given [K, N] is staged as given (MN-major, read through a transposed
+    descriptor): where N is whole 128-byte rows; else it is stored transposed, K-major."""
+    return cols % SWIZZLE_ROW_ELEMENTS == 0
+
+
 def warpgroup_staged_bytes(rows: int, depth: int) -> int:
     """Shared bytes of a [rows, depth] bf16 WGMMA operand staged K-major with the 128-byte swizzle: whole
     128-byte rows per 64 of K (rows a multiple of 8, so every operand stays 1024-aligned after another)."""

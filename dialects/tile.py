@@ -90,7 +90,7 @@ from xdsl.printer import Printer
 from xdsl.traits import HasParent, IsolatedFromAbove, IsTerminator, NoTerminator, Pure, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
-from tessera.arch import GpuArch, MatrixInstruction, warpgroup_instruction, warpgroup_staged_bytes
+from tessera.arch import GpuArch, MatrixInstruction, mn_major_staged, warpgroup_instruction, warpgroup_staged_bytes
 from tessera.dialects.schedule import element_bytes
 
 MEMORY_SPACES = ("global", "cache", "shared", "lds", "registers")
@@ -342,7 +342,8 @@ def warpgroup_staged(mma: MmaOp, arch: GpuArch) -> MatrixInstruction | None:
 def warpgroup_staging(root: Operation, arch: GpuArch) -> tuple[dict[tuple[MmaOp, int], int], int]:
     """Where the lane-staged WGMMA operands of the mmas under `root` live in the dynamic shared memory: the
     byte offset of each (mma, operand index), one after another from 0 in program order (a's [M, K], then b's
-    as [N, K] whichever way it is given; arch.warpgroup_staged_bytes each), and their total bytes."""
+    as [N, K] — arch.warpgroup_staged_bytes each — or, given [K, N] with N whole swizzle rows, as given:
+    arch.mn_major_staged), and their total bytes."""
     offsets: dict[tuple[MmaOp, int], int] = {}
     total = 0
     for op in root.walk():
@@ -351,9 +352,11 @@ def warpgroup_staging(root: Operation, arch: GpuArch) -> tuple[dict[tuple[MmaOp,
         lhs, acc = op.lhs.type, op.result.type
         assert isinstance(lhs, TileType) and isinstance(acc, TileType)
         (rows, depth), cols = lhs.get_shape(), acc.get_shape()[1]
-        for index, extent in ((0, rows), (1, cols)):
-            offsets[op, index] = total
-            total += warpgroup_staged_bytes(extent, depth)
+        offsets[op, 0] = total
+        total += warpgroup_staged_bytes(rows, depth)
+        offsets[op, 1] = total
+        mn_major = op.rhs_transposed is None and mn_major_staged(cols)
+        total += cols * depth * 2 if mn_major else warpgroup_staged_bytes(cols, depth)
     return offsets, total
 
 

@@ -21,12 +21,14 @@ An accumulator that is the zero splat is not loaded: the first K step has scale-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from xdsl.dialects import arith, builtin, gpu, llvm, scf
 from xdsl.dialects.builtin import DenseArrayBase, IndexType, i16, i32, i64
 from xdsl.ir import Block, BlockArgument, Operation, SSAValue
 from xdsl.pattern_rewriter import PatternRewriter
 
-from tessera.arch import SWIZZLE_ROW_BYTES, SWIZZLE_ROW_ELEMENTS, WARPGROUP
+from tessera.arch import SWIZZLE_ROW_BYTES, SWIZZLE_ROW_ELEMENTS, WARPGROUP, mn_major_staged
 from tessera.dialects import nvvm, tile
 from tessera.dialects.upstream import FromElementsOp
 from tessera.lowering.nvvm.pipeline import DYNAMIC_SHARED
@@ -42,20 +44,49 @@ def lower_staged_mma(rewriter: PatternRewriter, op: tile.MmaOp, before: Before, 
     """The mma's result (its lane's slots) after staging both operands and the WGMMAs (the module docstring)."""
     declare_dynamic_shared(function_of(op))
     lane = lane_of(op)
-    lhs_type, rhs_type, _ = before.operand_types(op)
-    assert isinstance(lhs_type, tile.TileType) and isinstance(rhs_type, tile.TileType)
+    lhs_type, _, _ = before.operand_types(op)
+    assert isinstance(lhs_type, tile.TileType)
     rows, depth = lhs_type.get_shape()
-    cols = layout.shape[1]
-    transposed = op.rhs_transposed is not None
-    for index, extent in ((0, rows), (1, cols)):
+    offsets = (before.warpgroup_offsets[op, 0], before.warpgroup_offsets[op, 1])
+    placements = operand_placements(op.rhs_transposed is not None, offsets, rows, layout.shape[1], depth)
+    for index, placement in enumerate(placements):
         value = op.operands[index]
-        _stage(
-            _emitter_after_definition(rewriter, op, value), value, before.operand_layout(op, index), lane,
-            before.warpgroup_offsets[op, index], extent, swap=index == 1 and not transposed,
-        )  # fmt: skip
+        _stage(_emitter_after_definition(rewriter, op, value), value, before.operand_layout(op, index), lane, placement)
     emit = Emitter(rewriter, op)
-    sums = _multiply(emit, op, before, layout, lane, rows, depth)
+    sums = _multiply(emit, op, before, layout, lane, placements, depth)
     return packed(emit, sums)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a staged operand's elements lie from byte `base` (1024-aligned) of the dynamic shared memory:
+    element (s, c) — s along the strided axis, c along the contiguous one — at (c / 64) atom_bytes +
+    (s / 8) 1024 + (s mod 8) 128 + 2 (c mod 64), 128-byte swizzled. K-major (a [M, K]; b [N, K]): c is k and
+    an atom a [rows, 64] K slice; MN-major (b given [K, N] with N whole 64-element rows, read through a
+    transposed descriptor): c is n and an atom a [K, 64] N slice. `strided` is the axis of the tile as given
+    that s runs along (1 for a b given [K, N] but staged K-major: transposed as it is stored)."""
+
+    base: int
+    atom_bytes: int
+    strided: int
+    mn_major: bool
+
+    def offset(self, s: int, c: int) -> int:
+        atom, within = divmod(c, SWIZZLE_ROW_ELEMENTS)
+        offset = atom * self.atom_bytes + (s // 8) * SWIZZLE_PERIOD_BYTES + (s % 8) * SWIZZLE_ROW_BYTES + 2 * within
+        return self.base + (offset ^ (((offset >> 7) & 7) << 4))
+
+
+def operand_placements(rhs_transposed: bool, offsets: tuple[int, int], rows: int, cols: int,
+                       depth: int) -> tuple[Placement, Placement]:  # fmt: skip
+    """The placements of a's [rows, depth] and b's (given [cols, depth] where `rhs_transposed`, else
+    [depth, cols]) staged operands, at the byte offsets tile.warpgroup_staging gave them."""
+    a = Placement(offsets[0], rows * SWIZZLE_ROW_BYTES, 0, False)
+    if rhs_transposed:
+        return a, Placement(offsets[1], cols * SWIZZLE_ROW_BYTES, 0, False)
+    if mn_major_staged(cols):
+        return a, Placement(offsets[1], depth * SWIZZLE_ROW_BYTES, 0, True)
+    return a, Placement(offsets[1], cols * SWIZZLE_ROW_BYTES, 1, False)
 
 
 def _emitter_after_definition(rewriter: PatternRewriter, op: tile.MmaOp, value: SSAValue) -> Emitter:
@@ -72,31 +103,23 @@ def _emitter_after_definition(rewriter: PatternRewriter, op: tile.MmaOp, value: 
     return Emitter(rewriter, following)
 
 
-def swizzled_offset(row: int, k: int, rows: int) -> int:
-    """The byte offset of element (row, k) of a staged [rows, K] operand (the module docstring's layout)."""
-    atom, k_in_atom = divmod(k, SWIZZLE_ROW_ELEMENTS)
-    offset = atom * rows * SWIZZLE_ROW_BYTES + (row // 8) * SWIZZLE_PERIOD_BYTES + (row % 8) * SWIZZLE_ROW_BYTES
-    offset += 2 * k_in_atom
-    return offset ^ (((offset >> 7) & 7) << 4)
-
-
-def _stage(emit: Emitter, value: SSAValue, layout: Layout, lane: SSAValue, base: int, rows: int, swap: bool) -> None:
-    """Every lane stores its elements of `value` (a [rows, K] operand; [K, rows] where `swap`) into the
-    swizzled layout at byte `base` of the dynamic shared memory; fenced for the async proxy, between barriers."""
+def _stage(emit: Emitter, value: SSAValue, layout: Layout, lane: SSAValue, placement: Placement) -> None:
+    """Every lane stores its elements of `value` where `placement` puts them; fenced for the async proxy,
+    between barriers."""
     smem = emit(llvm.AddressOfOp(DYNAMIC_SHARED, SHARED))
     emit(gpu.BarrierOp())
     places = layout.coordinates(emit, lane)
     items = slot_values(emit, value, layout.slots, i16)
-    # Runs along K stay in one 16-byte chunk of a row (the swizzle moves whole chunks): one store each. A
-    # WGMMA accumulator (the probabilities of attention) holds pairs of adjacent columns.
+    # Runs along the contiguous axis stay in one 16-byte chunk (the swizzle moves whole chunks): one store
+    # each. A WGMMA accumulator (the probabilities of attention) holds pairs of adjacent columns.
     width = 1
-    if not swap and isinstance(layout, Runs):
+    if placement.strided == 0 and isinstance(layout, Runs):
         width = layout.width
-    elif not swap and isinstance(layout, Warpgroups):
+    elif placement.strided == 0 and isinstance(layout, Warpgroups):
         width = 2
     for first in range(0, layout.slots, width):
-        row, k = places[first] if not swap else reversed(places[first])
-        pointer = shared_at(emit, smem, _swizzled(emit, base, row, k, rows))
+        s, c = places[first] if placement.strided == 0 else reversed(places[first])
+        pointer = shared_at(emit, smem, _offset(emit, placement, s, c))
         run = items[first] if width == 1 else emit(FromElementsOp(items[first : first + width]))
         owner = layout.owner(emit, lane, first)
         if owner is None:
@@ -110,19 +133,18 @@ def _stage(emit: Emitter, value: SSAValue, layout: Layout, lane: SSAValue, base:
     emit(gpu.BarrierOp())
 
 
-def _swizzled(emit: Emitter, base: int, row: SSAValue, k: SSAValue, rows: int) -> SSAValue:
-    """swizzled_offset(row, k, rows) + base as an i32 (base is 1024-aligned: the swizzle of the sum is the
-    sum's)."""
+def _offset(emit: Emitter, placement: Placement, s: SSAValue, c: SSAValue) -> SSAValue:
+    """placement.offset(s, c) as an i32 (the base is 1024-aligned: the swizzle of the sum is the sum's)."""
 
     def index_op(kind: type[arith.DivUIOp | arith.RemUIOp | arith.MuliOp], value: SSAValue, by: int) -> SSAValue:
         return emit(kind(value, emit.constant(by, INDEX)))
 
-    atom, k_in_atom = index_op(arith.DivUIOp, k, SWIZZLE_ROW_ELEMENTS), index_op(arith.RemUIOp, k, SWIZZLE_ROW_ELEMENTS)
+    atom, within = index_op(arith.DivUIOp, c, SWIZZLE_ROW_ELEMENTS), index_op(arith.RemUIOp, c, SWIZZLE_ROW_ELEMENTS)
     terms = [
-        index_op(arith.MuliOp, atom, rows * SWIZZLE_ROW_BYTES),
-        index_op(arith.MuliOp, index_op(arith.DivUIOp, row, 8), SWIZZLE_PERIOD_BYTES),
-        index_op(arith.MuliOp, index_op(arith.RemUIOp, row, 8), SWIZZLE_ROW_BYTES),
-        index_op(arith.MuliOp, k_in_atom, 2),
+        index_op(arith.MuliOp, atom, placement.atom_bytes),
+        index_op(arith.MuliOp, index_op(arith.DivUIOp, s, 8), SWIZZLE_PERIOD_BYTES),
+        index_op(arith.MuliOp, index_op(arith.RemUIOp, s, 8), SWIZZLE_ROW_BYTES),
+        index_op(arith.MuliOp, within, 2),
     ]
     offset = terms[0]
     for term in terms[1:]:
@@ -130,7 +152,13 @@ def _swizzled(emit: Emitter, base: int, row: SSAValue, k: SSAValue, rows: int) -
     offset = emit(arith.IndexCastOp(offset, i32))
     pattern = emit(arith.AndIOp(emit(arith.ShRUIOp(offset, emit.constant(7, i32))), emit.constant(7, i32)))
     swizzled = emit(arith.XOrIOp(offset, emit(arith.ShLIOp(pattern, emit.constant(4, i32)))))
-    return swizzled if base == 0 else emit(arith.AddiOp(swizzled, emit.constant(base, i32)))
+    return swizzled if placement.base == 0 else emit(arith.AddiOp(swizzled, emit.constant(placement.base, i32)))
+
+
+def _k_major_step(placement: Placement, step: int) -> int:
+    """Bytes from a K-major operand's start to K step `step`: whole atoms, then 32 bytes a step within one."""
+    atom, within = divmod(step * WGMMA_K, SWIZZLE_ROW_ELEMENTS)
+    return atom * placement.atom_bytes + 2 * within
 
 
 def _zero_splat(value: SSAValue) -> bool:
@@ -145,18 +173,19 @@ def _zero_splat(value: SSAValue) -> bool:
     )  # fmt: skip
 
 
-def _multiply(emit: Emitter, op: tile.MmaOp, before: Before, layout: Warpgroups, lane: SSAValue, rows: int,
-              depth: int) -> list[SSAValue]:  # fmt: skip
+def _multiply(emit: Emitter, op: tile.MmaOp, before: Before, layout: Warpgroups, lane: SSAValue,
+              placements: tuple[Placement, Placement], depth: int) -> list[SSAValue]:  # fmt: skip
     """The WGMMAs of the staged operands into the accumulator; the lane's slots of the result."""
+    a_placement, b_placement = placements
     smem = emit(llvm.AddressOfOp(DYNAMIC_SHARED, SHARED))
     base = emit(llvm.PtrToIntOp(smem, i32))
     warpgroup = emit(arith.IndexCastOp(emit(arith.DivUIOp(lane, emit.constant(WARPGROUP, INDEX))), i32))
     own_rows = emit(arith.MuliOp(warpgroup, emit.constant(layout.instruction.m * SWIZZLE_ROW_BYTES, i32)))
-    a_start = emit(
-        arith.AddiOp(emit(arith.AddiOp(base, emit.constant(before.warpgroup_offsets[op, 0], i32))), own_rows)
-    )
+    a_start = emit(arith.AddiOp(emit(arith.AddiOp(base, emit.constant(a_placement.base, i32))), own_rows))
     a = descriptor_of(emit, a_start)
-    b = descriptor_of(emit, emit(arith.AddiOp(base, emit.constant(before.warpgroup_offsets[op, 1], i32))))
+    # An MN-major b: its 64-column atoms LBO apart (the K rows of one atom), groups of 8 K rows 1024 apart.
+    leading = b_placement.atom_bytes if b_placement.mn_major else 16
+    b = descriptor_of(emit, emit(arith.AddiOp(base, emit.constant(b_placement.base, i32))), leading)
     n, registers = layout.instruction.n, layout.registers
     chunks = layout.shape[1] // n
     struct = llvm.LLVMStructType.from_type_list([builtin.f32] * registers)
@@ -173,17 +202,22 @@ def _multiply(emit: Emitter, op: tile.MmaOp, before: Before, layout: Warpgroups,
                 built = emit(llvm.InsertValueOp(position, built, slots[chunk * registers + register]))
             accumulators.append(built)
     emit(nvvm.WgmmaFenceAlignedOp())
-    cols = layout.shape[1]
+    b_layout = "row" if b_placement.mn_major else "col"  # MLIR's layoutB: row is the transposed (MN-major) B
     for step in range(depth // WGMMA_K):
-        atom, k_in_atom = divmod(step * WGMMA_K, SWIZZLE_ROW_ELEMENTS)
-        within = 2 * k_in_atom
-        a_step = advance(emit, a, (atom * rows * SWIZZLE_ROW_BYTES + within) >> 4)
+        a_step = advance(emit, a, _k_major_step(a_placement, step) >> 4)
         for chunk in range(chunks):
-            b_step = advance(emit, b, (atom * cols * SWIZZLE_ROW_BYTES + chunk * n * SWIZZLE_ROW_BYTES + within) >> 4)
+            if b_placement.mn_major:  # a K step is 16 rows of 128 bytes; a chunk whole 64-column atoms
+                b_bytes = step * WGMMA_K * SWIZZLE_ROW_BYTES
+                b_bytes += chunk * (n // SWIZZLE_ROW_ELEMENTS) * b_placement.atom_bytes
+            else:
+                b_bytes = _k_major_step(b_placement, step) + chunk * n * SWIZZLE_ROW_BYTES
             scale_d = "zero" if zero and step == 0 else "one"
             shape = (layout.instruction.m, n, WGMMA_K)
+            b_step = advance(emit, b, b_bytes >> 4)
             accumulators[chunk] = emit(
-                nvvm.WgmmaMmaAsyncOp(accumulators[chunk], a_step, b_step, shape, scale_d=scale_d)
+                nvvm.WgmmaMmaAsyncOp(
+                    accumulators[chunk], a_step, b_step, shape, scale_d=scale_d, layouts=("row", b_layout)
+                )
             )
     emit(nvvm.WgmmaCommitGroupSyncAlignedOp())
     emit(nvvm.WgmmaWaitGroupSyncAlignedOp(0))

@@ -355,10 +355,11 @@ def _produce(emit: Emitter, parts: _Loop, ring: Ring, smem: SSAValue) -> None:
     emit(scf.ForOp(emit.constant(0, INDEX), emit.constant(parts.k_blocks, INDEX), emit.constant(1, INDEX), [], body))
 
 
-def descriptor_of(emit: Emitter, address: SSAValue) -> SSAValue:
-    """The WGMMA descriptor (i64) of an operand at a shared address (i32): 128-byte swizzle, stride 1024."""
+def descriptor_of(emit: Emitter, address: SSAValue, leading_bytes: int = 16) -> SSAValue:
+    """The WGMMA descriptor (i64) of an operand at a shared address (i32): 128-byte swizzle, stride 1024, the
+    leading byte offset given (unused by a K-major operand; an MN-major one's atom stride)."""
     start = emit(arith.ShRUIOp(emit(arith.AndIOp(address, emit.constant(0x3FFFF, i32))), emit.constant(4, i32)))
-    return emit(arith.OrIOp(emit(arith.ExtUIOp(start, i64)), emit.constant(smem_descriptor(0), i64)))
+    return emit(arith.OrIOp(emit(arith.ExtUIOp(start, i64)), emit.constant(smem_descriptor(0, leading_bytes), i64)))
 
 
 def advance(emit: Emitter, descriptor: SSAValue, units: int | SSAValue) -> SSAValue:

@@ -49,7 +49,8 @@ the CDNA instructions the emitters use — a model of the ISA as documented, not
   transaction bytes are done; a wait returns once the phase of the given parity has completed); bulk tensor
   copies of a TensorMap's box (row-major bf16, 128-byte swizzle: 16-byte chunk j of row r at j ^ (r mod 8),
   elements past the tensor zero, the whole box's bytes completing on the mbarrier); WGMMA m64nNk16 bf16 -> f32
-  with A and B read through 128-byte-swizzle descriptors (start, stride byte offset) and D in the registers of
+  with A and B read through 128-byte-swizzle descriptors (start, stride and leading byte offsets; A K-major, B
+  K-major or MN-major) and D in the registers of
   a warpgroup as the PTX ISA lays them out, summed in float64 and rounded once. Copies and WGMMAs complete when
   issued; what models the asynchrony is the waiting: an scf.if whose branches both have lanes runs them side
   by side, each until its lanes wait on an mbarrier (a producer warp and its consumers take turns there), and
@@ -1582,10 +1583,11 @@ class Simulator:
         words = {name: _keyword(op.attributes[name]) for name in ("typeA", "typeB", "typeD", "scaleA", "scaleB",
                                                                    "layoutA", "layoutB", "satfinite")}  # fmt: skip
         expected = {"typeA": "bf16", "typeB": "bf16", "typeD": "f32", "scaleA": "one", "scaleB": "one",
-                    "layoutA": "row", "layoutB": "col", "satfinite": "wrapped"}  # fmt: skip
+                    "layoutA": "row", "satfinite": "wrapped"}  # fmt: skip
+        mn_major_b = words.pop("layoutB") == "row"  # MLIR's row B: imm-trans-b = 1, B N-major
         shape = dict(item.split(" = ") for item in _keyword(op.attributes["shape"]).split(", "))
         if words != expected or shape["m"] != "64" or shape["k"] != "16":
-            raise SimulationError("only m64nNk16 bf16 x bf16 -> f32, A row-major and B column-major, is modelled")
+            raise SimulationError("only m64nNk16 bf16 x bf16 -> f32 with A K-major is modelled")
         n = int(shape["n"])
         scale = _keyword(op.attributes["scaleD"])
         (result,) = self._outs(op)
@@ -1596,7 +1598,7 @@ class Simulator:
                 lanes = np.arange(warpgroup * 128, warpgroup * 128 + 128)
                 group = int(self.group[lanes[0]])
                 a = self._operand(group, env[a_name][lanes], 64)
-                b = self._operand(group, env[b_name][lanes], n)
+                b = self._operand(group, env[b_name][lanes], n, mn_major_b)
                 product = a @ b.T
                 if scale == "one":
                     product = product + _from_fragments(env[acc_name][lanes].astype(np.float64), n)
@@ -1606,18 +1608,26 @@ class Simulator:
 
         return step
 
-    def _operand(self, group: int, descriptors: Array, rows: int) -> Array:
-        """A K-major bf16 operand [rows, 16] (as float64) that a warpgroup-uniform descriptor describes: row r,
-        element k at start + (r / 8) * stride + (r mod 8) * 128 + 2 k, swizzled (128-byte mode)."""
+    def _operand(self, group: int, descriptors: Array, rows: int, mn_major: bool = False) -> Array:
+        """A bf16 operand [rows, 16] (as float64) that a warpgroup-uniform descriptor describes (PTX ISA, "Shared
+        Memory Matrix Layout", 128-byte swizzle: the address's 16-byte chunk XOR its row in the 1024-byte
+        pattern): K-major, row r's element k at start + (r / 8) SBO + (r mod 8) 128 + 2 k; MN-major (a
+        transposed B: its N contiguous), element (n, k) at start + (n / 64) LBO + (k / 8) SBO + (k mod 8) 128
+        + 2 (n mod 64)."""
         if (descriptors != descriptors[0]).any():
             raise SimulationError("a WGMMA descriptor differs between the lanes of a warpgroup")
         descriptor = int(descriptors[0])
         if descriptor >> 62 != 1:
             raise SimulationError(f"WGMMA descriptor {descriptor:#x}: not the 128-byte swizzle mode")
         start, stride = (descriptor & 0x3FFF) << 4, ((descriptor >> 32) & 0x3FFF) << 4
+        leading = ((descriptor >> 16) & 0x3FFF) << 4
         shared = self.shared[group]
         r, k = np.arange(rows)[:, None], np.arange(16)[None, :]
-        address = _swizzled(start + (r // 8) * stride + (r % 8) * 128 + 2 * k) - SHARED_WINDOW_BASE
+        if mn_major:
+            unswizzled = start + (r // 64) * leading + (k // 8) * stride + (k % 8) * 128 + 2 * (r % 64)
+        else:
+            unswizzled = start + (r // 8) * stride + (r % 8) * 128 + 2 * k
+        address = _swizzled(unswizzled) - SHARED_WINDOW_BASE
         if (address < 0).any() or (address + 1 >= shared.size).any():
             raise SimulationError("a WGMMA operand outside the dynamic shared memory")
         read = np.concatenate([address.reshape(-1), address.reshape(-1) + 1])

@@ -34,7 +34,7 @@ from tile_kernels import tile_kernel
 
 from tessera.arch import GPU_ARCHS, warpgroup_staged_bytes
 from tessera.lowering.convert_tile_to_nvvm import emit_kernel
-from tessera.lowering.nvvm.warpgroup_mma import swizzled_offset
+from tessera.lowering.nvvm.warpgroup_mma import operand_placements
 from tessera.lowering.nvvm.wgmma import operand_byte_address, smem_descriptor
 from tessera.tiling.gpu_attention import POLICIES
 
@@ -71,13 +71,14 @@ def test_the_policy_takes_the_wgmma_form_under_bf16() -> None:
 
 @pytest.mark.parametrize("head_dim", [64, 80, 128])
 def test_shared_memory_is_the_staged_operands(head_dim: int) -> None:
-    """Dynamic: the queries [128, D], a K block [64, D], the probabilities [128, 64] and a V block [64, D], in
-    128-byte rows; no static shared memory (the softmax's reductions stay in registers), so Tile-IR's
-    footprint is the staged bytes."""
+    """Dynamic: the queries [128, D], a K block [64, D], the probabilities [128, 64] in 128-byte rows, and a V
+    block [64, D] as it is (MN-major) where D is whole rows, else as [D, 64]; no static shared memory (the
+    softmax's reductions stay in registers), so Tile-IR's footprint is the staged bytes."""
     kernel = tile_kernel("attention", {**NANO_12B, "head_dim": head_dim, "cache_dtype": "bf16"}, ARCH, "bf16")
     emitted = emit_kernel(kernel)
+    v_block = 64 * head_dim * 2 if head_dim % 64 == 0 else warpgroup_staged_bytes(head_dim, 64)  # MN-major or not
     staged = warpgroup_staged_bytes(128, head_dim) + warpgroup_staged_bytes(64, head_dim)
-    staged += warpgroup_staged_bytes(128, 64) + warpgroup_staged_bytes(head_dim, 64)
+    staged += warpgroup_staged_bytes(128, 64) + v_block
     assert emitted.dynamic_shared_bytes == staged and emitted.kernel.lds_bytes == 0
     assert kernel.footprint is not None and int(kernel.footprint.value.data) == staged
     if head_dim == 128:
@@ -86,14 +87,25 @@ def test_shared_memory_is_the_staged_operands(head_dim: int) -> None:
 
 
 def test_the_staged_layout_is_what_the_descriptors_read() -> None:
-    """swizzled_offset (where the lanes store element (row, k)) agrees with where a WGMMA descriptor at the
-    operand's K atom reads it, for every row and K step of a [128, 128] operand."""
-    rows = 128
-    for row in range(rows):
+    """Where the lanes store element (s, c) of an operand (Placement.offset) is where a WGMMA descriptor reads
+    it: K-major, at each K step's descriptor (wgmma.operand_byte_address), for every row and K of a [128, 128]
+    operand; MN-major, the PTX ISA's canonical 128-byte-swizzle layout ((T, 8, m), (8, k)) : ((1, T, LBO),
+    (8 T, SBO)) in elements of 2 bytes, T = 8, LBO the atom stride and SBO 1024 bytes, for a [K = 64, N =
+    128] V block."""
+    a, _ = operand_placements(True, (0, 0), 128, 64, 128)
+    for row in range(128):
         for k in range(128):
             atom, within = divmod(k, 64)
-            descriptor = smem_descriptor(atom * rows * 128 + (within // 16) * 32)
-            assert operand_byte_address(descriptor, row, k % 16) == swizzled_offset(row, k, rows), (row, k)
+            descriptor = smem_descriptor(atom * 128 * 128 + (within // 16) * 32)
+            assert operand_byte_address(descriptor, row, k % 16) == a.offset(row, k), (row, k)
+    _, v = operand_placements(False, (0, 16384), 128, 128, 64)
+    assert v.mn_major and v.atom_bytes == 64 * 128
+    for k in range(64):
+        for n in range(128):
+            (i0, i1, i2), (j0, j1) = (n % 8, n // 8 % 8, n // 64), (k % 8, k // 8)
+            element = i0 + 8 * i1 + i2 * (v.atom_bytes // 2) + j0 * 64 + j1 * (1024 // 2)
+            address = 2 * element
+            assert v.offset(k, n) == 16384 + (address ^ (((address >> 7) & 7) << 4)), (k, n)
 
 
 @pytest.mark.parametrize("out_dtype", ["f32", "bf16"])
@@ -173,3 +185,6 @@ def test_the_12b_shape_assembles_with_hgmma_and_no_spills() -> None:
     # Per key block and warpgroup: Q·Kᵀ is 8 K steps of m64n64k16, P·V 4 of m64n128k16.
     assert counts["HGMMA"] == 12, counts
     assert "HGMMA.64x64x16.F32.BF16" in sass and "HGMMA.64x128x16.F32.BF16" in sass
+    # V is read as staged, through the transposed (MN-major) descriptor; K and the queries K-major.
+    transposed = [line for line in sass.splitlines() if "HGMMA" in line and ".tnspB" in line]
+    assert len(transposed) == 4 and all("64x128x16" in line for line in transposed), transposed
