@@ -275,6 +275,21 @@ class CudaDriver:
     def synchronize(self) -> None:
         self.call("cuCtxSynchronize", self.cu.cuCtxSynchronize())
 
+    # --- event timers (gpu_module.EventTimer: tessera-run --profile) ----------------------------------------
+
+    def record_event(self) -> Any:
+        event = self.call("cuEventCreate", self.cu.cuEventCreate(0))  # CU_EVENT_DEFAULT: timing on
+        self.call("cuEventRecord", self.cu.cuEventRecord(event, 0))
+        return event
+
+    def elapsed_seconds(self, start: Any, end: Any) -> float:
+        # CUDA 12.8 added cuEventElapsedTime_v2; take whichever name this binding has.
+        elapsed = getattr(self.cu, "cuEventElapsedTime", None) or self.cu.cuEventElapsedTime_v2
+        return float(self.call("cuEventElapsedTime", elapsed(start, end))) / 1e3
+
+    def destroy_event(self, event: Any) -> None:
+        self.call("cuEventDestroy", self.cu.cuEventDestroy(event))
+
     def encode_tensor_map_2d(
         self,
         pointer: int,

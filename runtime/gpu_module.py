@@ -23,7 +23,7 @@ from __future__ import annotations
 import ctypes
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -219,6 +219,22 @@ class GpuDriver(Protocol):
     ) -> None: ...
 
     def synchronize(self) -> None: ...
+
+
+@runtime_checkable
+class EventTimer(Protocol):
+    """A driver that times the device's work by events on its stream (CUDA and HIP events): what GpuSession's
+    profile (tessera-run --profile) measures launches with."""
+
+    def record_event(self) -> Any:
+        """An event recorded on the stream now: it completes once the work launched before it has."""
+        ...
+
+    def elapsed_seconds(self, start: Any, end: Any) -> float:
+        """Seconds between two completed events (after synchronize)."""
+        ...
+
+    def destroy_event(self, event: Any) -> None: ...
 
 
 def open_driver(name: str, device: int = 0) -> GpuDriver:

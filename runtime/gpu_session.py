@@ -4,6 +4,7 @@ with the weights uploaded once and the state (conv/SSM state, KV cache) kept on 
     session = GpuSession(program, driver, driver.load_module(code_object), weights)
     logits = session.prefill([5, 7, 9])      # [3, vocab]; call again to continue the same sequence
     next_logits = session.decode(11)         # [vocab]
+    profiler = session.start_profiling()     # each launch timed by device events from now on: profiler.report()
 
 Each launch of a program: its arguments in order — a device pointer per operand (token ids, a weight, a
 state, or a [tokens, F] view of an arena slot), then the token count and the position as i32 — on a grid
@@ -17,14 +18,25 @@ an AMD GPU, CUDA on an NVIDIA one, or a simulator of the ISA in the tests.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
 from tessera.runtime.artifact import Artifact
-from tessera.runtime.gpu_module import DeviceBuffer, GpuDriver, GpuModule, KernelArg, KernelBytes, KernelScalar
+from tessera.runtime.gpu_module import (
+    DeviceBuffer,
+    EventTimer,
+    GpuDriver,
+    GpuModule,
+    KernelArg,
+    KernelBytes,
+    KernelScalar,
+)
 from tessera.runtime.integrity import artifact_weights
+from tessera.runtime.profile import GpuProfiler
 from tessera.runtime.program_check import FORMAT_VERSION as PROGRAM_VERSION
 from tessera.runtime.program_check import check_program
 from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
@@ -64,6 +76,7 @@ class GpuSession:
         self.max_seq_len = kv_capacity(program["states"])
         self.position = 0
         self._tensor_maps: dict[tuple[Any, ...], KernelBytes] = {}  # of weights and states, encoded once
+        self.profiler: GpuProfiler | None = None
 
     @classmethod
     def open(cls, artifact: Artifact, target: str = "rocdl") -> GpuSession:
@@ -101,6 +114,17 @@ class GpuSession:
         """Logits [vocab] after appending one token, by the single-step programs."""
         return self._run("decode", [token_id])[0]
 
+    def start_profiling(self) -> GpuProfiler:
+        """Time every launch from now on by events on the device's stream (runtime/profile.py GpuProfiler:
+        `report()` is tessera-run --profile's table)."""
+        if not isinstance(self.driver, EventTimer):
+            raise RunError(f"--profile: the {self.driver.name} driver has no event timers")
+        launches = {name: listing["launches"] for name, listing in self.program["programs"].items()}
+        self.profiler = GpuProfiler(
+            launches, self.program["weights"], self.program["states"], self.driver.device_name()
+        )
+        return self.profiler
+
     def reset(self) -> None:
         for name, entry in self.program["states"].items():
             self.driver.upload(self.states[name], np.zeros(entry["shape"], _DTYPES[entry["dtype"]]))
@@ -113,7 +137,12 @@ class GpuSession:
         tokens = int(ids.size)
         arena = [self.driver.alloc(tokens * width) for width in program["slots"]]
         id_buffer = self._upload(ids)
+        timer = self.driver if self.profiler is not None and isinstance(self.driver, EventTimer) else None
+        events: list[Any] = []
+        began = time.perf_counter()
         try:
+            if timer is not None:
+                events.append(timer.record_event())
             for launch in program["launches"]:
                 args: list[KernelArg] = [self._argument(arg, id_buffer, arena, tokens) for arg in launch["args"]]
                 for tensor_map in launch.get("tensor_maps", ()):
@@ -122,13 +151,21 @@ class GpuSession:
                 grid = (_blocks(launch["grid"]["x"], tokens), _blocks(launch["grid"]["y"], tokens), 1)
                 shared = int(launch.get("shared_bytes", 0))
                 self.driver.launch(self.kernels[launch["kernel"]], grid, (launch["threads"], 1, 1), shared, args)
+                if timer is not None:
+                    events.append(timer.record_event())
             self.driver.synchronize()
             result = program["result"]
             logits = np.empty((tokens, result["features"]), _DTYPES[result["dtype"]])
             self.driver.download(arena[result["buffer"]], logits)
+            if timer is not None and self.profiler is not None:
+                seconds = [timer.elapsed_seconds(start, end) for start, end in pairwise(events)]
+                self.profiler.record(program_name, tokens, self.position, seconds, time.perf_counter() - began)
         finally:
             for buffer in (*arena, id_buffer):
                 self.driver.free(buffer)
+            for event in events:
+                assert timer is not None
+                timer.destroy_event(event)
         self.position += tokens
         return logits
 

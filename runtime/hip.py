@@ -49,6 +49,10 @@ _PROTOTYPES: dict[str, list[type]] = {
     "hipMemcpyHtoD": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t],
     "hipMemcpyDtoH": [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t],
     "hipDeviceSynchronize": [],
+    "hipEventCreate": [_c_void_p_p],
+    "hipEventRecord": [ctypes.c_void_p, ctypes.c_void_p],
+    "hipEventElapsedTime": [ctypes.POINTER(ctypes.c_float), ctypes.c_void_p, ctypes.c_void_p],
+    "hipEventDestroy": [ctypes.c_void_p],
 }
 
 
@@ -198,3 +202,19 @@ class HipDriver:
 
     def synchronize(self) -> None:
         self.check("hipDeviceSynchronize", self.library.hipDeviceSynchronize())
+
+    # --- event timers (gpu_module.EventTimer: tessera-run --profile) ----------------------------------------
+
+    def record_event(self) -> int:
+        event = ctypes.c_void_p()
+        self.check("hipEventCreate", self.library.hipEventCreate(ctypes.byref(event)))
+        self.check("hipEventRecord", self.library.hipEventRecord(event, None))  # the null stream
+        return event.value or 0
+
+    def elapsed_seconds(self, start: int, end: int) -> float:
+        milliseconds = ctypes.c_float()
+        self.check("hipEventElapsedTime", self.library.hipEventElapsedTime(ctypes.byref(milliseconds), start, end))
+        return milliseconds.value / 1e3
+
+    def destroy_event(self, event: int) -> None:
+        self.check("hipEventDestroy", self.library.hipEventDestroy(event))

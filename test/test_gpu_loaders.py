@@ -21,6 +21,7 @@ from conftest import NEEDS_MLIR
 from tessera.errors import TesseraError
 from tessera.runtime.gpu_module import (
     DeviceBuffer,
+    EventTimer,
     GpuError,
     GpuRuntimeUnavailable,
     KernelBytes,
@@ -142,6 +143,7 @@ FAKE_HIP = r"""
 #include <stdlib.h>
 #include <string.h>
 static int devices(void) { const char *n = getenv("FAKE_HIP_DEVICES"); return n ? atoi(n) : 1; }
+static int launches;
 int hipInit(unsigned flags) { return 0; }
 int hipGetDeviceCount(int *count) { *count = devices(); return devices() ? 0 : 100; }
 int hipDeviceGet(int *device, int ordinal) { *device = ordinal; return 0; }
@@ -163,6 +165,7 @@ int hipModuleLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsign
     float value = *(float *)params[2];
     if ((long)gx * bx < n) return 1;
     for (int i = 0; i < n; i++) data[i] += value;
+    launches++;
     return 0;
 }
 int hipMalloc(void **pointer, size_t size) { *pointer = malloc(size); return *pointer ? 0 : 2; }
@@ -170,6 +173,11 @@ int hipFree(void *pointer) { free(pointer); return 0; }
 int hipMemcpyHtoD(void *dst, const void *src, size_t n) { memcpy(dst, src, n); return 0; }
 int hipMemcpyDtoH(void *dst, const void *src, size_t n) { memcpy(dst, src, n); return 0; }
 int hipDeviceSynchronize(void) { return 0; }
+/* Events: each records the number of launches so far; 1.5 ms per launch between two of them. */
+int hipEventCreate(void **event) { *event = malloc(sizeof(int)); return *event ? 0 : 2; }
+int hipEventRecord(void *event, void *stream) { *(int *)event = launches; return stream ? 1 : 0; }
+int hipEventElapsedTime(float *ms, void *start, void *end) { *ms = 1.5f * (*(int *)end - *(int *)start); return 0; }
+int hipEventDestroy(void *event) { free(event); return 0; }
 const char *hipGetErrorString(int status) {
     switch (status) {
     case 100: return "no ROCm-capable device is detected";
@@ -206,8 +214,14 @@ def test_hip_driver_against_fake_runtime(fake_rocm: Path, rng: np.random.Generat
     data = rng.standard_normal(1000).astype(np.float32)
     buffer = driver.alloc(data.nbytes)
     driver.upload(buffer, data)
+    assert isinstance(driver, EventTimer)  # what GpuSession's profile times launches with
+    start = driver.record_event()
     driver.launch(kernel, (4, 1, 1), (256, 1, 1), 0, [buffer, KernelScalar(data.size, "i32"), KernelScalar(2.5, "f32")])
+    end = driver.record_event()
     driver.synchronize()
+    assert driver.elapsed_seconds(start, end) == pytest.approx(1.5e-3)
+    driver.destroy_event(start)
+    driver.destroy_event(end)
     result = np.full_like(data, np.nan)
     driver.download(buffer, result)
     driver.free(buffer)
@@ -608,3 +622,44 @@ def test_h100_attention_check_without_artifacts_is_one_line(tmp_path: Path) -> N
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stdout.strip().count("\n") == 0 and "h100_attention.py build" in result.stdout
+
+
+def test_launch_flops_counts_gemms_and_causal_attention() -> None:
+    from tessera.runtime.profile import launch_flops
+
+    weights = {"w": {"shape": [200, 64]}}
+    states = {"k": {"shape": [48, 2, 16]}, "v": {"shape": [48, 2, 16]}}
+    matmul = {"kind": "matmul", "args": [{"buffer": 0}, {"weight": "w"}, {"buffer": 1}]}
+    attention = {"kind": "attention",
+                 "args": [{"buffer": 0}, {"state": "k"}, {"state": "v"}, {"buffer": 1, "features": 4 * 16}]}  # fmt: skip
+    assert launch_flops(matmul, weights, states, 5, 9) == 2 * 5 * 200 * 64
+    # 3 queries from position 4 see 5, 6 and 7 keys: QKᵀ and P·V, 2 FLOPs a multiply-add, 4 heads of 16.
+    assert launch_flops(attention, weights, states, 3, 4) == 4 * 4 * 16 * (5 + 6 + 7)
+    assert launch_flops({"kind": "rmsnorm", "args": []}, weights, states, 3, 4) == 0
+
+
+def test_cuda_events_time_launches_in_seconds() -> None:
+    """CudaDriver's event timers (gpu_module.EventTimer) through a stand-in binding: an event is created and
+    recorded on the null stream, elapsed time comes back in milliseconds and is returned in seconds."""
+    from tessera.runtime.cuda import CudaDriver
+
+    calls: list[str] = []
+    success = "CUDA_SUCCESS"
+
+    def called(what: str, *result: object) -> tuple[object, ...]:
+        calls.append(what)
+        return (success, *result)
+
+    driver = object.__new__(CudaDriver)
+    driver.cu = types.SimpleNamespace(
+        CUresult=types.SimpleNamespace(CUDA_SUCCESS=success),
+        cuEventCreate=lambda flags: called(f"create {flags}", len(calls) + 1),
+        cuEventRecord=lambda event, stream: called(f"record {event} on {stream}"),
+        cuEventElapsedTime=lambda start, end: (success, 2.5 * (end - start)),
+        cuEventDestroy=lambda event: called(f"destroy {event}"),
+    )
+    assert isinstance(driver, EventTimer)
+    start, end = driver.record_event(), driver.record_event()
+    assert driver.elapsed_seconds(start, end) == pytest.approx(2.5 * (end - start) / 1e3)
+    driver.destroy_event(start)
+    assert calls == ["create 0", "record 1 on 0", "create 0", "record 3 on 0", "destroy 1"]

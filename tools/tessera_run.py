@@ -5,8 +5,10 @@
 
 With --json the last stdout line is a JSON object with "tokens" (the generated ids).
 --logits-out writes the prompt's logits, float32, shape [prompt_length, vocab].
---profile (x86) runs the instrumented native programs and reports, on stderr (and as "profile" in --json),
-each program's time per kernel kind and each thread's busy share.
+--profile reports, on stderr (and as "profile" in --json), each program's time per kernel kind: on x86 the
+instrumented native programs' (with each thread's busy share), on a GPU (nvvm, rocdl) each launch timed by
+events on the device's stream (with the GEMMs' and attention's TFLOP/s and their share of the device's bf16
+peak).
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ def _check_capacity(session: Any, prompt_tokens: int, max_new_tokens: int) -> No
 @click.option(
     "--profile",
     is_flag=True,
-    help="x86: run the instrumented programs; report time per kernel kind and each thread's busy share.",
+    help="Report time per kernel kind (x86: the instrumented programs, each thread's busy share; GPUs: device "
+    "events around each launch, TFLOP/s against the bf16 peak).",
 )
 @one_line_errors(TOOL)
 def main(
@@ -141,7 +144,7 @@ def main(
     session = _open_session(artifact, target or next(iter(artifact.targets)))
     _check_capacity(session, len(ids), max_new_tokens)
     if profile and not hasattr(session, "start_profiling"):
-        raise TesseraError(f"--profile: the {session.target} target has no instrumented programs yet (x86 has)")
+        raise TesseraError(f"--profile: the {session.target} target runs no kernels to profile")
     profiler = session.start_profiling() if profile else None
     eos = artifact.config.get("eos_token_id")
     eos_ids = set(eos if isinstance(eos, list) else [eos]) if stop_at_eos and eos is not None else set()

@@ -10,6 +10,7 @@ CUtensorMap's bytes stand for the descriptor the driver encoded."""
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -99,4 +100,16 @@ class SimulatedDriver:
         return TensorMap(tensor, box_rows, box_cols)
 
     def synchronize(self) -> None:
+        pass
+
+    # Event timers (gpu_module.EventTimer): a launch here runs to completion before it returns, so an event is
+    # the host's clock when it is recorded.
+
+    def record_event(self) -> float:
+        return time.perf_counter()
+
+    def elapsed_seconds(self, start: float, end: float) -> float:
+        return end - start
+
+    def destroy_event(self, event: float) -> None:
         pass

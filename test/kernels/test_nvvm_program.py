@@ -51,18 +51,33 @@ def _sessions(tmp_path: Path, precision: str) -> tuple[Any, Any, dict[str, Any]]
 @pytest.mark.parametrize(("precision", "bound"), [("fp32", 1e-4), ("bf16", 2e-2)])
 def test_whole_program_matches_the_reference(tmp_path: Path, precision: str, bound: float) -> None:
     """fp32: every kernel SIMT; bf16: the projections on the WGMMA GEMM, its tensor maps encoded by the session,
-    and attention on WGMMA with operands its lanes stage (dynamic shared memory, no tensor maps)."""
+    and attention on WGMMA with operands its lanes stage (dynamic shared memory, no tensor maps). Profiled as
+    tessera-run --profile profiles it: every launch timed, the GEMMs' and attention's FLOP/s counted."""
     session, reference, program = _sessions(tmp_path, precision)
+
+    def program_launches(name: str) -> list[dict[str, Any]]:
+        return program["programs"][name]["launches"]
+
     launches = [launch for listing in program["programs"].values() for launch in listing["launches"]]
     mapped = [launch for launch in launches if "tensor_maps" in launch]
     staged = [launch for launch in launches if launch["kernel"].startswith("attention")] if precision == "bf16" else []
     assert bool(mapped) == bool(staged) == (precision == "bf16")
     assert all((launch["shared_bytes"] > 0) == (launch in mapped or launch in staged) for launch in launches)
+    profiler = session.start_profiling()  # tessera-run --profile's: each launch between two device events
     # 17 tokens: a chunk of 16 and one more (the scan's chunk boundary), then a piece and two decode steps.
     assert relative_error(session.prefill(PROMPT[:17]), reference.prefill(PROMPT[:17])) <= bound
     assert relative_error(session.prefill(PROMPT[17:]), reference.prefill(PROMPT[17:])) <= bound
     for token in (3, 4):
         assert relative_error(session.decode(token), reference.decode(token)) <= bound
+    summary = profiler.summary()
+    assert summary["prefill"]["calls"] == 2 and summary["prefill"]["tokens"] == len(PROMPT)
+    assert summary["decode"]["calls"] == 2 and summary["decode"]["tokens"] == 2
+    for name, entry in summary.items():
+        kinds = entry["kinds"]
+        assert sum(row["launches"] for row in kinds.values()) == entry["calls"] * len(program_launches(name))
+        assert abs(sum(row["share"] for row in kinds.values()) - 1) < 1e-9 and entry["device_seconds"] > 0
+        assert all("flops_per_s" in kinds[kind] for kind in ("matmul", "attention")), kinds
+    assert "attention" in profiler.report() and "TFLOP/s" in profiler.report()
 
 
 def test_bf16_program_passes_its_tensor_maps(tmp_path: Path) -> None:
