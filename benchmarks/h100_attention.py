@@ -23,9 +23,6 @@ and one JSON line last; exit 1 if a numerics check fails or a kernel hangs or fa
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 import sys
 import zlib
 from pathlib import Path
@@ -36,12 +33,13 @@ from checkout import make_tessera_importable
 from h100_gemm import (
     TIMED_RUNS,
     WARMUP_RUNS,
-    KernelHang,
-    _json_safe,
+    BuiltSpec,
     _median_ms,
     _torch,
     _torch_bf16,
     _wait,
+    build_specs,
+    check_specs,
     from_bf16_bits,
     relative_error,
     to_bf16_bits,
@@ -70,53 +68,18 @@ def _kernel_name(heads: int, kv_heads: int, head_dim: int, rows: int) -> str:
 
 
 def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
-    sys.path.insert(0, str(ROOT / "test" / "kernels"))
-    from tile_kernels import tile_kernel
-
-    from tessera.dialects import tile
-    from tessera.lowering.convert_tile_to_nvvm import emit_kernel
-    from tessera.lowering.nvvm.pipeline import compile_kernels
-
-    unknown = sorted(set(only or []) - set(SPECS))
-    if unknown:
-        raise SystemExit(f"unknown spec(s) {', '.join(unknown)}: known are {', '.join(SPECS)}")
-    out.mkdir(parents=True, exist_ok=True)
-    specs: dict[str, Any] = {}
-    kernels: dict[str, Any] = {}
-    for name, (tokens, heads, kv_heads, head_dim, rows) in SPECS.items():
-        if only and name not in only:
-            continue
-        kernel_name = _kernel_name(heads, kv_heads, head_dim, rows)
-        specs[name] = {"tokens": tokens, "kernel": kernel_name}
-        if kernel_name in kernels:
-            continue
+    def kernel_of(name: str, spec: tuple[Any, ...]) -> BuiltSpec:
+        tokens, heads, kv_heads, head_dim, rows = spec
         dims = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim, "max_seq_len": rows,
                 "cache_dtype": "bf16", "out_dtype": "bf16"}  # fmt: skip
-        tiled = tile_kernel("attention", dims, "sm_90a", "bf16", name=kernel_name)
-        tiles = dict(tile.plain_dict(tiled.tiles)) if tiled.tiles is not None else {}
+        fields = {"heads": heads, "kv_heads": kv_heads, "head_dim": head_dim, "rows": rows}
+        return BuiltSpec(_kernel_name(heads, kv_heads, head_dim, rows), {"tokens": tokens}, "attention", dims, fields)
+
+    def check_tiles(kernel: str, tiles: dict[str, Any]) -> None:
         if tiles.get("bf16_operands") != 1 or tiles.get("query_rows") != QUERY_ROWS:
-            raise SystemExit(f"{kernel_name}: the sm_90a policy did not choose the WGMMA form ({tiles})")
-        kernel = emit_kernel(tiled)
-        artifacts = compile_kernels(kernel.text, kernel_name, sass=False)
-        (out / f"{kernel_name}.cubin").write_bytes(artifacts.cubin.data)
-        (out / f"{kernel_name}.ptx").write_text(artifacts.ptx)
-        report = artifacts.cubin.kernels[kernel_name]
-        kernels[kernel_name] = {
-            "heads": heads,
-            "kv_heads": kv_heads,
-            "head_dim": head_dim,
-            "rows": rows,
-            "threads": kernel.kernel.threads,
-            "shared_bytes": kernel.dynamic_shared_bytes,
-            "tiles": tiles,
-            "cubin_sha256": hashlib.sha256(artifacts.cubin.data).hexdigest(),
-            "ptxas": {"registers": report.registers, "spill_bytes": report.spill_stores + report.spill_loads},
-        }
-        print(f"{kernel_name}: {report.registers} registers, {kernel.dynamic_shared_bytes} bytes of dynamic shared")
-    manifest = {"arch": "sm_90a", "specs": specs, "kernels": kernels}
-    (out / "spec.json").write_text(json.dumps(manifest, indent=1))
-    print(f"built {len(kernels)} kernels for {len(specs)} specs into {out}")
-    return manifest
+            raise SystemExit(f"{kernel}: the sm_90a policy did not choose the WGMMA form ({tiles})")
+
+    return build_specs(out, "h100_attention", SPECS, only, kernel_of, check_tiles)
 
 
 # --- check (on the GPU) ------------------------------------------------------------------------------------
@@ -228,59 +191,16 @@ def check_spec(driver: Any, module: Any, name: str, spec: dict[str, Any], kernel
 
 
 def check(out: Path, seed: int | None = None) -> int:
-    from tessera.errors import TesseraError
-    from tessera.runtime.cuda import CudaDriver
+    return check_specs(out, "h100_attention", seed, _torch(), check_spec, _describe)
 
-    manifest_path = out / "spec.json"
-    if not manifest_path.is_file():
-        print(f"{manifest_path} is missing: run `python benchmarks/h100_attention.py build` where MLIR is, and "
-              "carry out/h100_attention")  # fmt: skip
-        return 1
-    manifest = json.loads(manifest_path.read_text())
-    seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
-    summary: dict[str, Any] = {"benchmark": "h100_attention", "seed": seed, "specs": {}}
-    try:
-        driver = CudaDriver(0)
-    except TesseraError as error:
-        print(json.dumps({**summary, "ok": False, "error": str(error)}))
-        return 1
-    summary["device"] = driver.device_name()
-    torch = _torch()
-    summary["torch"] = None if torch is None else f"{torch.__version__} ({torch.cuda.get_device_name()})"
-    modules: dict[str, Any] = {}
-    ok = True
-    for name, spec in manifest["specs"].items():
-        kernel = manifest["kernels"][spec["kernel"]]
-        try:
-            if spec["kernel"] not in modules:
-                cubin = (out / f"{spec['kernel']}.cubin").read_bytes()
-                if hashlib.sha256(cubin).hexdigest() != kernel["cubin_sha256"]:
-                    raise TesseraError(f"{spec['kernel']}.cubin does not match spec.json: rebuild")
-                modules[spec["kernel"]] = driver.load_module(cubin)
-            result = check_spec(driver, modules[spec["kernel"]], name, spec, kernel, torch, seed)
-        except KernelHang as hang:
-            summary["specs"][name] = {"ok": False, "error": f"hang: {hang}"}
-            print(f"{name}: HANG ({hang})", flush=True)
-            print(json.dumps(_json_safe({**summary, "ok": False})), flush=True)
-            os._exit(1)
-        except TesseraError as error:
-            result = {"ok": False, "error": str(error)}
-        summary["specs"][name] = result
-        ok = ok and result["ok"]
-        if "error" in result:
-            print(f"{name}: FAILED {result['error']}", flush=True)
-            if any(sticky in result["error"] for sticky in ("ILLEGAL", "MISALIGNED", "LAUNCH_FAILED", "HARDWARE")):
-                break  # a fault poisons the context: later specs would fail the same way
-            continue
-        line = f"{name}: rel error {result['rel_error']:.2e} ({result['reference']}) <= {TOLERANCE:g}: "
-        line += f"{'ok' if result['ok'] else 'FAIL'}; {result['ms']:.3f} ms, {result['tflops']:.1f} TFLOP/s"
-        if "sdpa_ms" in result:
-            line += f"; SDPA {result['sdpa_ms']:.3f} ms, {result['sdpa_tflops']:.1f} TFLOP/s"
-            line += f"; tessera / SDPA speed {result['vs_sdpa']:.3f}x"
-        print(line, flush=True)
-    summary["ok"] = ok
-    print(json.dumps(_json_safe(summary)))
-    return 0 if ok else 1
+
+def _describe(name: str, result: dict[str, Any]) -> str:
+    line = f"{name}: rel error {result['rel_error']:.2e} ({result['reference']}) <= {TOLERANCE:g}: "
+    line += f"{'ok' if result['ok'] else 'FAIL'}; {result['ms']:.3f} ms, {result['tflops']:.1f} TFLOP/s"
+    if "sdpa_ms" in result:
+        line += f"; SDPA {result['sdpa_ms']:.3f} ms, {result['sdpa_tflops']:.1f} TFLOP/s"
+        line += f"; tessera / SDPA speed {result['vs_sdpa']:.3f}x"
+    return line
 
 
 def main() -> int:

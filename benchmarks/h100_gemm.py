@@ -30,8 +30,9 @@ import os
 import sys
 import time
 import zlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from checkout import make_tessera_importable
@@ -70,6 +71,36 @@ def _kernel_name(n: int, k: int, epilogue: str, y_dtype: str, bias: bool, row_sc
 
 
 def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
+    def kernel_of(name: str, spec: tuple[Any, ...]) -> BuiltSpec:
+        tokens, n, k, epilogue, y_dtype, bias, row_scale = spec
+        dims = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "x_dtype": "bf16", "bias": int(bias),
+                "row_scale": int(row_scale)}  # fmt: skip
+        fields = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "bias": bias, "row_scale": row_scale,
+                  "block": [BLOCK_M, BLOCK_N]}  # fmt: skip
+        kernel_name = _kernel_name(n, k, epilogue, y_dtype, bias, row_scale)
+        return BuiltSpec(kernel_name, {"tokens": tokens, "n": n, "k": k}, "matmul", dims, fields)
+
+    return build_specs(out, "h100_gemm", SPECS, only, kernel_of)
+
+
+class BuiltSpec(NamedTuple):
+    """What a spec builds: its kernel (named `kernel`, of `kind` with `dims`), the spec's entry in spec.json and
+    the kernel's own fields there."""
+
+    kernel: str
+    entry: dict[str, Any]
+    kind: str
+    dims: dict[str, Any]
+    fields: dict[str, Any]
+
+
+def build_specs(out: Path, benchmark: str, specs: Mapping[str, tuple[Any, ...]], only: list[str] | None,
+                kernel_of: Callable[[str, tuple[Any, ...]], BuiltSpec],
+                check_tiles: Callable[[str, dict[str, Any]], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The Hopper benchmarks' build: each spec's kernel through the compiler's own path (tessera-tile-choose-
+    tiles and the footprint for sm_90a under bf16, convert-tessera-tile-to-nvvm, ptxas), its cubin and PTX
+    written once (specs that differ only in tokens share one), and spec.json: the specs, each kernel's launch
+    (threads, dynamic shared bytes), tiles, cubin digest and what ptxas reported."""
     sys.path.insert(0, str(ROOT / "test" / "kernels"))
     from tile_kernels import tile_kernel
 
@@ -77,46 +108,41 @@ def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
     from tessera.lowering.convert_tile_to_nvvm import emit_kernel
     from tessera.lowering.nvvm.pipeline import compile_kernels
 
-    unknown = sorted(set(only or []) - set(SPECS))
+    unknown = sorted(set(only or []) - set(specs))
     if unknown:
-        raise SystemExit(f"unknown spec(s) {', '.join(unknown)}: known are {', '.join(SPECS)}")
+        raise SystemExit(f"unknown spec(s) {', '.join(unknown)}: known are {', '.join(specs)}")
     out.mkdir(parents=True, exist_ok=True)
-    specs: dict[str, Any] = {}
+    entries: dict[str, Any] = {}
     kernels: dict[str, Any] = {}
-    for name, (tokens, n, k, epilogue, y_dtype, bias, row_scale) in SPECS.items():
+    for name, spec in specs.items():
         if only and name not in only:
             continue
-        kernel_name = _kernel_name(n, k, epilogue, y_dtype, bias, row_scale)
-        specs[name] = {"tokens": tokens, "n": n, "k": k, "kernel": kernel_name}
-        if kernel_name in kernels:
+        built = kernel_of(name, spec)
+        entries[name] = {**built.entry, "kernel": built.kernel}
+        if built.kernel in kernels:
             continue
-        dims = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "x_dtype": "bf16", "bias": int(bias),
-                "row_scale": int(row_scale)}  # fmt: skip
-        tiled = tile_kernel("matmul", dims, "sm_90a", "bf16", name=kernel_name)
+        tiled = tile_kernel(built.kind, built.dims, "sm_90a", "bf16", name=built.kernel)
+        tiles = dict(tile.plain_dict(tiled.tiles)) if tiled.tiles is not None else {}
+        if check_tiles is not None:
+            check_tiles(built.kernel, tiles)
         kernel = emit_kernel(tiled)
-        artifacts = compile_kernels(kernel.text, kernel_name, sass=False)
-        (out / f"{kernel_name}.cubin").write_bytes(artifacts.cubin.data)
-        (out / f"{kernel_name}.ptx").write_text(artifacts.ptx)
-        report = artifacts.cubin.kernels[kernel_name]
-        kernels[kernel_name] = {
-            "n": n,
-            "k": k,
-            "epilogue": epilogue,
-            "y_dtype": y_dtype,
-            "bias": bias,
-            "row_scale": row_scale,
+        artifacts = compile_kernels(kernel.text, built.kernel, sass=False)
+        (out / f"{built.kernel}.cubin").write_bytes(artifacts.cubin.data)
+        (out / f"{built.kernel}.ptx").write_text(artifacts.ptx)
+        report = artifacts.cubin.kernels[built.kernel]
+        kernels[built.kernel] = {
+            **built.fields,
             "threads": kernel.kernel.threads,
             "shared_bytes": kernel.dynamic_shared_bytes,
-            "block": [BLOCK_M, BLOCK_N],
-            "tiles": dict(tile.plain_dict(tiled.tiles)) if tiled.tiles is not None else {},
+            "tiles": tiles,
             "cubin_sha256": hashlib.sha256(artifacts.cubin.data).hexdigest(),
             "ptxas": {"registers": report.registers, "spill_bytes": report.spill_stores + report.spill_loads},
         }
-        print(f"{kernel_name}: {report.registers} registers, {len(artifacts.cubin.data)}-byte cubin")
-    manifest = {"arch": "sm_90a", "specs": specs, "kernels": kernels}
+        print(f"{built.kernel}: {report.registers} registers, {kernel.dynamic_shared_bytes} bytes of dynamic shared")
+    manifest = {"arch": "sm_90a", "specs": entries, "kernels": kernels}
     (out / "spec.json").write_text(json.dumps(manifest, indent=1))
-    print(f"built {len(kernels)} kernels for {len(specs)} specs into {out}: carry it to the H100 and run "
-          "`python3 benchmarks/h100_gemm.py` there")  # fmt: skip
+    print(f"built {len(kernels)} kernels for {len(entries)} specs into {out}: carry it to the GPU and run "
+          f"`python3 benchmarks/{benchmark}.py` there")  # fmt: skip
     return manifest
 
 
@@ -344,24 +370,47 @@ def check_spec(
 
 
 def check(out: Path, seed: int | None = None) -> int:
+    return check_specs(out, "h100_gemm", seed, _torch(), check_spec, _describe)
+
+
+def _describe(name: str, result: dict[str, Any]) -> str:
+    line = f"{name}: rel error {result['rel_error']:.2e} ({result['reference']}"
+    if "rel_error_all_vs_torch_f32" in result:
+        line += f"; all elements vs torch f32 {result['rel_error_all_vs_torch_f32']:.2e}"
+    line += f") <= {result['tolerance']:g}: {'ok' if result['ok'] else 'FAIL'}; "
+    line += f"{result['ms']:.3f} ms, {result['tflops']:.1f} TFLOP/s"
+    if "torch_ms" in result:
+        line += f"; torch.matmul {result['torch_ms']:.3f} ms, {result['torch_tflops']:.1f} TFLOP/s"
+        line += f"; tessera / cuBLAS speed {result['vs_torch']:.2f}x"
+    return line
+
+
+CheckSpec = Callable[[Any, Any, str, dict[str, Any], dict[str, Any], Any, int], dict[str, Any]]
+
+
+def check_specs(out: Path, benchmark: str, seed: int | None, torch: Any, check_spec: CheckSpec,
+                describe: Callable[[str, dict[str, Any]], str]) -> int:  # fmt: skip
+    """A built benchmark's specs on CUDA device 0 (the Hopper benchmarks' check): each spec's kernel loaded
+    from its cubin (checked against spec.json's digest), `check_spec` run, a line per spec (`describe`, or
+    the failure), one JSON line last; 1 if any spec failed. A hang ends the process (the context is stuck
+    behind the kernel); a fault ends the loop (it poisons the context)."""
     from tessera.errors import TesseraError
     from tessera.runtime.cuda import CudaDriver
 
     manifest_path = out / "spec.json"
     if not manifest_path.is_file():
-        print(f"{manifest_path} is missing: run `python benchmarks/h100_gemm.py build` where MLIR is, and carry "
-              "out/h100_gemm")  # fmt: skip
+        print(f"{manifest_path} is missing: run `python benchmarks/{benchmark}.py build` where MLIR is, and carry "
+              f"out/{benchmark}")  # fmt: skip
         return 1
     manifest = json.loads(manifest_path.read_text())
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
-    summary: dict[str, Any] = {"benchmark": "h100_gemm", "seed": seed, "specs": {}}
+    summary: dict[str, Any] = {"benchmark": benchmark, "seed": seed, "specs": {}}
     try:
         driver = CudaDriver(0)
     except TesseraError as error:
         print(json.dumps({**summary, "ok": False, "error": str(error)}))
         return 1
     summary["device"] = driver.device_name()
-    torch = _torch()
     summary["torch"] = None if torch is None else f"{torch.__version__} ({torch.cuda.get_device_name()})"
     modules: dict[str, Any] = {}
     ok = True
@@ -375,7 +424,6 @@ def check(out: Path, seed: int | None = None) -> int:
                 modules[spec["kernel"]] = driver.load_module(cubin)
             result = check_spec(driver, modules[spec["kernel"]], name, spec, kernel, torch, seed)
         except KernelHang as hang:
-            # The context is stuck behind the kernel: report and leave without tearing it down.
             summary["specs"][name] = {"ok": False, "error": f"hang: {hang}"}
             print(f"{name}: HANG ({hang})", flush=True)
             print(json.dumps(_json_safe({**summary, "ok": False})), flush=True)
@@ -389,15 +437,7 @@ def check(out: Path, seed: int | None = None) -> int:
             if any(sticky in result["error"] for sticky in ("ILLEGAL", "MISALIGNED", "LAUNCH_FAILED", "HARDWARE")):
                 break  # a fault poisons the context: later specs would fail the same way
             continue
-        line = f"{name}: rel error {result['rel_error']:.2e} ({result['reference']}"
-        if "rel_error_all_vs_torch_f32" in result:
-            line += f"; all elements vs torch f32 {result['rel_error_all_vs_torch_f32']:.2e}"
-        line += f") <= {result['tolerance']:g}: {'ok' if result['ok'] else 'FAIL'}; "
-        line += f"{result['ms']:.3f} ms, {result['tflops']:.1f} TFLOP/s"
-        if "torch_ms" in result:
-            line += f"; torch.matmul {result['torch_ms']:.3f} ms, {result['torch_tflops']:.1f} TFLOP/s"
-            line += f"; tessera / cuBLAS speed {result['vs_torch']:.2f}x"
-        print(line, flush=True)
+        print(describe(name, result), flush=True)
     summary["ok"] = ok
     print(json.dumps(_json_safe(summary)))
     return 0 if ok else 1

@@ -90,11 +90,7 @@ class Profiler:
                 f"{program}: {entry['calls']} call(s), {entry['tokens']} token(s), {entry['seconds'] * 1e3:.2f} ms, "
                 f"{self.threads} thread(s)"
             )
-            lines.append(f"  {'kernel kind':<16} {'launches':>9} {'ms':>10} {'share':>7} {'GFLOP/s':>9}")
-            for kind, row in entry["kinds"].items():
-                rate = f"{row['flops_per_s'] / 1e9:>9.0f}" if "flops_per_s" in row else ""
-                line = f"  {kind:<16} {row['launches']:>9} {row['seconds'] * 1e3:>10.3f} {row['share']:>7.1%} {rate}"
-                lines.append(line.rstrip())
+            lines += kinds_table(entry["kinds"], "GFLOP/s", 1e9, 0)
             busy = ", ".join(f"{share:.0%}" for share in entry["thread_busy"])
             lines.append(f"  thread busy share: {busy}")
         return "\n".join(lines)
@@ -193,11 +189,19 @@ class GpuProfiler:
                 f"{program}: {entry['calls']} call(s), {entry['tokens']} token(s), {entry['seconds'] * 1e3:.2f} ms "
                 f"({entry['device_seconds'] * 1e3:.2f} ms of launches), {self.device}"
             )
-            lines.append(f"  {'kernel kind':<16} {'launches':>9} {'ms':>10} {'share':>7} {'TFLOP/s':>9} {'of peak':>8}")
-            for kind, row in entry["kinds"].items():
-                line = f"  {kind:<16} {row['launches']:>9} {row['seconds'] * 1e3:>10.3f} {row['share']:>7.1%}"
-                if "flops_per_s" in row:
-                    line += f" {row['flops_per_s'] / 1e12:>9.2f}"
-                    line += f" {row['of_peak']:>8.1%}" if "of_peak" in row else ""
-                lines.append(line)
+            lines += kinds_table(entry["kinds"], "TFLOP/s", 1e12, 2)
         return "\n".join(lines)
+
+
+def kinds_table(kinds: Mapping[str, Mapping[str, Any]], rate: str, unit: float, decimals: int) -> list[str]:
+    """A profile's per-kind rows: launches, ms, share, the achieved rate in `unit` FLOP/s where counted and its
+    share of the device's peak where known."""
+    peak = f" {'of peak':>8}" if any("of_peak" in row for row in kinds.values()) else ""
+    lines = [f"  {'kernel kind':<16} {'launches':>9} {'ms':>10} {'share':>7} {rate:>9}{peak}"]
+    for kind, row in kinds.items():
+        line = f"  {kind:<16} {row['launches']:>9} {row['seconds'] * 1e3:>10.3f} {row['share']:>7.1%}"
+        if "flops_per_s" in row:
+            line += f" {row['flops_per_s'] / unit:>9.{decimals}f}"
+            line += f" {row['of_peak']:>8.1%}" if "of_peak" in row else ""
+        lines.append(line)
+    return lines
