@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from xdsl.dialects import arith, gpu, scf, vector
 from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, IntegerAttr, MemRefType, ModuleOp
@@ -379,7 +379,8 @@ def choose_warpgroups(mma: tile.MmaOp, arch: GpuArch) -> Warpgroups | None:
     rows, cols = acc.get_shape()
     if rows % instruction.m or cols % instruction.n:
         return None
-    return Warpgroups((rows, cols), instruction)
+    # One instruction as wide as the block where it can be (N up to 256): each K step reads a's rows once.
+    return Warpgroups((rows, cols), replace(instruction, n=cols) if cols <= 256 else instruction)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
     block_m, block_n, block_k, stages = 128, 128, 64, 3
     tiles = {"block_m": block_m, "block_n": block_n, "block_k": block_k, "stages": stages, "weight_bf16": 1}
     tiles |= {"swizzle": block_k * 2, "threads": WARPGROUP * (block_m // instruction.m + 1)}
-    tiles |= {"mma_m": instruction.m, "mma_n": instruction.n, "mma_k": instruction.k}
+    tiles |= {"mma_m": instruction.m, "mma_n": block_n, "mma_k": instruction.k}  # one instruction spans the block
     return TileChoice(tiles, grid=-(-n // block_n), parallel="column_blocks", token_block=block_m)
 
 

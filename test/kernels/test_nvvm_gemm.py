@@ -40,7 +40,7 @@ SHAPES: list[Shape] = [
     (5120, 5120, "accumulate", "f32", True, True),
 ]
 RING = Ring(stages=3, a_bytes=128 * 64 * 2, b_bytes=128 * 64 * 2)
-MMA_N = 64  # the arch table's N of one WGMMA: two per K-step of a 128-column block
+MMA_N = 128  # the N of one WGMMA: the whole 128-column block, one per K-step
 CONSUMERS = 2
 
 

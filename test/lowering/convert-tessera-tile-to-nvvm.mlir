@@ -32,7 +32,7 @@
 // PTX-NEXT:    .param .align 64 .b8 matmul_bias0_store_k32_n132_xbf16_param_0[128],
 // PTX-DAG:     mbarrier.try_wait.parity.shared.b64
 // PTX-DAG:     cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
-// PTX-DAG:     wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
+// PTX-DAG:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 // PTX-LABEL: .visible .entry ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
 // PTX:         ex2.approx.f32
 // PTX-NOT:     __nv_

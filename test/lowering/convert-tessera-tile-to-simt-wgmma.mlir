@@ -3,7 +3,7 @@
 // the launch operands only async loads read passed as CUtensorMaps (grid constants); the first thread
 // initialising a full and an empty mbarrier per stage; the last warpgroup's first thread streaming both boxes of
 // each k-block into its stage (wait for the stage's release, expect its bytes, two bulk tensor copies); the two
-// consumer warpgroups waiting for each stage, issuing 4 K-steps of two m64n64k16 WGMMAs (k-block 0 peeled with
+// consumer warpgroups waiting for each stage, issuing 4 K-steps of one m64n128k16 WGMMA (k-block 0 peeled with
 // scale-d zero), committing, waiting, and releasing the stage. The epilogue runs in the consumers only: each
 // thread reads the bias of its own columns straight from memory (no shared staging, no barrier) and updates y
 // element by element (read, add, write under one guard).
@@ -23,13 +23,13 @@
 // CHECK:      } else {
 // CHECK:        "nvvm.mbarrier.try_wait.parity"
 // CHECK:        "nvvm.wgmma.fence.aligned"()
-// CHECK-COUNT-2: scaleD = #nvvm.wgmma_scale_out<zero>
-// CHECK-COUNT-6: scaleD = #nvvm.wgmma_scale_out<one>
+// CHECK:        shape = #nvvm.shape<m = 64, n = 128, k = 16>, {{.*}} scaleD = #nvvm.wgmma_scale_out<zero>
+// CHECK-COUNT-3: scaleD = #nvvm.wgmma_scale_out<one>
 // CHECK:        "nvvm.wgmma.commit.group.sync.aligned"()
 // CHECK:        "nvvm.wgmma.wait.group.sync.aligned"() <{group = 0 : i64}>
 // CHECK:        "nvvm.mbarrier.arrive"
 // CHECK:        scf.for
-// CHECK-COUNT-8: "nvvm.wgmma.mma_async"
+// CHECK-COUNT-4: "nvvm.wgmma.mma_async"
 // CHECK:        llvm.getelementptr %bias
 // CHECK-NOT:    gpu.barrier
 // CHECK:        scf.if
