@@ -9,6 +9,10 @@ lowers every kernel of kernels/ and describes its launch.
                    stages (its docstring has the layout, the phase logic and the descriptor encoding); the
                    GEMM's ring is 98304 operand bytes + 48 bytes of mbarriers = 98352 bytes of dynamic
                    shared memory
+    warpgroup_mma.py  tile.mma on WGMMA where the workgroup's lanes stage both operands (bf16 attention):
+                   each stored in the 128-byte-swizzle layout its descriptor reads (K-major, or MN-major for
+                   a B given [K, N]: a transposed descriptor), fenced for the async proxy between barriers;
+                   the softmax's row reductions of its accumulator stay in registers (simt_lanes.WarpgroupRows)
     pipeline.py    the GPU module -> LLVM IR -> PTX (llvmlite, sm_90a, +ptx80) -> cubin (ptxas -v, with
                    registers / spills parsed) -> SASS (nvdisasm or cuobjdump, from PyPI's
                    nvidia-cuda-nvdisasm / nvidia-cuda-cuobjdump 13.5.37)

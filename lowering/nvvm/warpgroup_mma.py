@@ -4,19 +4,25 @@ the form of an mma whose accumulator has the Warpgroups layout without a pipelin
 simt_matrix.LowerMma hands such an mma here.
 
     operand (each): barrier                       (earlier WGMMAs have read the previous contents)
-                    every lane stores the elements it holds, K-major ([M, K] for a, b as [N, K] whichever
-                    way it is given) with the 128-byte swizzle, at the operand's offset in the dynamic
-                    shared memory (tile.warpgroup_staging)
+                    every lane stores the elements it holds where its Placement puts them, at the
+                    operand's offset in the dynamic shared memory (tile.warpgroup_staging), 128-byte swizzled
                     fence.proxy.async.shared::cta; barrier   (the generic-proxy stores made visible to WGMMA)
     mma:            wgmma.fence; per K step of 16, per N chunk: wgmma.mma_async m64nNk16 through descriptors
                     (warpgroup g reads a's rows 64 g ..); commit; wait 0 — the accumulator's registers are
                     the Warpgroups slots.
 
+Placements (PTX ISA, "Shared Memory Matrix Layout", 128-byte swizzle mode): a [M, K] and b given [N, K] are
+K-major — rows of 64 K elements (128 bytes), 8 rows to a 1024-byte swizzle period, a K wider than 64 in
+several such atoms one after another (a K step moves the descriptor 32 bytes within an atom). b given [K, N]
+(attention's V) is staged as it is where N is whole 64-element rows (arch.mn_major_staged): MN-major, K rows
+of 64 N elements, its 64-column atoms one after another (the descriptor's leading byte offset), read with
+MLIR's layoutB = row (PTX imm-trans-b = 1; a K step moves it 16 rows, 2048 bytes); else it is stored
+transposed, K-major. Runs of 8 bf16 along the contiguous axis (16 bytes: the swizzle moves whole 16-byte
+chunks) and an accumulator's column pairs are stored at once.
+
 An operand defined outside the loops around the mma (attention's queries) is staged where it is defined,
-once, not per iteration. The staged layout is wgmma.py's: row r, element k of a K atom (64 elements) at
-(r / 8) 1024 + (r mod 8) 128 + 2 k, 16-byte chunk XOR (r mod 8); a K wider than 64 is several atoms one
-after another (arch.warpgroup_staged_bytes), so a K step advances the descriptor by 32 bytes within an atom.
-An accumulator that is the zero splat is not loaded: the first K step has scale-d zero.
+once, not per iteration. An accumulator that is the zero splat is not loaded: the first K step has scale-d
+zero.
 """
 
 from __future__ import annotations
