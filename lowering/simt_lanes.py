@@ -668,8 +668,7 @@ class Before:
         warpgroups = {layout.warpgroups for layout in chosen.values() if isinstance(layout, Warpgroups)}
         if warpgroups:  # the tiles live in the multiplying warpgroups' threads (their epilogue's), not a wave's
             assert len(warpgroups) == 1, "one warpgroup accumulator shape per kernel"
-            self.lanes = lanes = WARPGROUP * warpgroups.pop()
-            chosen |= _warpgroup_rows(module, chosen, find)
+            self.lanes = lanes = WARPGROUP * next(iter(warpgroups))
         members: dict[SSAValue, list[SSAValue]] = {}
         for op in module.walk():
             for value in [
@@ -678,6 +677,8 @@ class Before:
             ]:
                 if isinstance(value.type, TileType):
                     members.setdefault(find(value), []).append(value)
+        if warpgroups:
+            chosen |= _warpgroup_rows(module, chosen, find, members)
         runs: dict[SSAValue, Layout] = {}
         for mma in accumulators:  # the operands, and what is stored into a scratch buffer an mma reads in place
             operands = [mma.lhs, mma.rhs]
@@ -733,11 +734,12 @@ class Before:
         return self.layout(self._operands[op][index])
 
 
-def _warpgroup_rows(module: ModuleOp, chosen: dict[SSAValue, Layout],
-                    find: Callable[[SSAValue], SSAValue]) -> dict[SSAValue, Layout]:  # fmt: skip
+def _warpgroup_rows(module: ModuleOp, chosen: dict[SSAValue, Layout], find: Callable[[SSAValue], SSAValue],
+                    members: dict[SSAValue, list[SSAValue]]) -> dict[SSAValue, Layout]:  # fmt: skip
     """WarpgroupRows for the classes of rank-1 tiles that are a Warpgroups tile reduced along its rows, or
     broadcast along rows into one (other than a position or a value read from memory: those need no lanes'
-    values)."""
+    values) — where every member of the class is made by an op that reads its layout (elementwise ones,
+    loads, the reduction itself, loop-carried values), not one that assumes a Spread (a scan)."""
     rows: dict[SSAValue, Layout] = {}
     for op in module.walk():
         matrix: SSAValue
@@ -750,10 +752,20 @@ def _warpgroup_rows(module: ModuleOp, chosen: dict[SSAValue, Layout],
                 continue
         else:
             continue
-        layout = chosen.get(find(matrix))
-        if isinstance(layout, Warpgroups):
-            rows[find(vector_)] = WarpgroupRows((layout.shape[0],), layout.fragments)
+        layout, root = chosen.get(find(matrix)), find(vector_)
+        if isinstance(layout, Warpgroups) and all(_reads_its_layout(value, chosen, find) for value in members[root]):
+            rows[root] = WarpgroupRows((layout.shape[0],), layout.fragments)
     return rows
+
+
+def _reads_its_layout(value: SSAValue, chosen: dict[SSAValue, Layout], find: Callable[[SSAValue], SSAValue]) -> bool:
+    """Whether a rank-1 tile value's lowering places its elements by the layout its class is given: elementwise
+    ops, loads and loop-carried values do, and a reduction along the rows of a Warpgroups tile."""
+    owner = value.owner
+    if isinstance(owner, tile.ReduceOp):
+        return isinstance(chosen.get(find(owner.input)), Warpgroups)
+    elementwise = (tile.MapOp, tile.ConvertOp, tile.SplatOp, tile.LoadOp, scf.ForOp, scf.IfOp)
+    return isinstance(value, BlockArgument) or isinstance(owner, elementwise)
 
 
 class SimtPattern(TilePattern):
