@@ -10,8 +10,9 @@ element C - 1 (every access stays in bounds). Only one lane owns each element: a
 the owned ones (lanes l < C of a replicated tile; the elements below C of a padded slot).
 
 Matrix tiles an mma reads or writes take other layouts (Before chooses them): its accumulator's chain is
-Blocked (a lane grid) or the matrix instruction's Fragments; an operand loaded from a buffer only to be
-converted and multiplied is in Runs of up to 16 bytes of a row, each one vector load.
+Blocked (a lane grid) or the matrix instruction's Fragments (Warpgroups for Hopper's WGMMA, whose per-row
+values are WarpgroupRows); an operand loaded from a buffer only to be converted and multiplied is in Runs of
+up to 16 bytes of a row, each one vector load.
 """
 
 from __future__ import annotations
@@ -613,8 +614,10 @@ class Before:
     (the values the accumulator flows through unchanged in shape: loop-carried copies, maps, converts, and the
     loads, splats and broadcasts feeding them), which holds the matrix instruction's Fragments where the arch
     has one for the operands and the tile is made of its tiles, else is Blocked (choose_blocked): no lane
-    moves an element from the mma to the store; and along an operand's chain of loads, converts and maps
-    used only by the mma, which is in Runs where its loads read aligned vectors (choose_runs)."""
+    moves an element from the mma to the store; along an operand's chain of loads, converts and maps
+    used only by the mma, which is in Runs where its loads read aligned vectors (choose_runs); and, in a
+    kernel of WGMMA accumulators, along the rank-1 tiles reduced from or broadcast into their rows
+    (WarpgroupRows: held by the rows' own threads)."""
 
     def __init__(self, module: ModuleOp, arch: GpuArch) -> None:
         lanes = self.lanes = arch.wave_size
