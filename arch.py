@@ -173,8 +173,9 @@ def mma_rows_padded(rhs_transposed: bool) -> tuple[bool, bool]:
     return True, rhs_transposed
 
 
-# The WGMMA operand layout Tessera stages: K-major rows of 128 bytes (64 bf16) with the 128-byte swizzle, 8 rows
-# to a 1024-byte swizzle period; a K wider than 64 takes several such [rows, 64] atoms one after another.
+# The WGMMA operand layouts Tessera stages (lowering/nvvm/warpgroup_mma.py): rows of 128 bytes (64 bf16) with
+# the 128-byte swizzle, 8 rows to a 1024-byte swizzle period — K-major (a row per M or N, 64 K elements; a K
+# wider than 64 in several such atoms one after another) or MN-major (a row per K, 64 N elements).
 SWIZZLE_ROW_BYTES = 128
 SWIZZLE_ROW_ELEMENTS = SWIZZLE_ROW_BYTES // 2
 

@@ -5,7 +5,7 @@ its scratch buffers in fast memory (not the "global" ones).
 On a GPU (sm_90a, gfx942, gfx90a) the footprint is the scratchpad the kernel allocates (accumulators live
 in the register file): its scratch buffers, the tiles it loads there (an async load of a pipelined loop once
 per stage) and the operands its SIMT lowering stages there, row padding included (a WGMMA's operands that
-the lanes stage: K-major in the 128-byte swizzle, tile.warpgroup_staging).
+the lanes stage: in the 128-byte-swizzle layouts its descriptors read, tile.warpgroup_staging).
 That is the number the kernel descriptor reports (the ROCDL target checks the two agree).
 Written as `footprint` on every `tessera.tile.kernel`; the kernel verifier then checks it against the
 target's limit (arch.py FAST_MEMORY_LIMITS; a GPU kernel without async copies declares its scratch
