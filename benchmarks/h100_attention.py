@@ -34,6 +34,7 @@ from h100_gemm import (
     TIMED_RUNS,
     WARMUP_RUNS,
     BuiltSpec,
+    DeviceBuffers,
     _median_ms,
     _torch,
     _torch_bf16,
@@ -126,7 +127,6 @@ def _sdpa_ms(torch: Any, q_bits: np.ndarray, k_bits: np.ndarray, v_bits: np.ndar
 def check_spec(driver: Any, module: Any, name: str, spec: dict[str, Any], kernel: dict[str, Any], torch: Any,
                seed: int) -> dict[str, Any]:  # fmt: skip
     """Run one spec: numerics, then timing; the result's "ok" is the numerics verdict."""
-    from tessera.errors import TesseraError
     from tessera.runtime.gpu_module import KernelScalar
 
     tokens, heads, kv_heads, head_dim, rows = (
@@ -139,15 +139,7 @@ def check_spec(driver: Any, module: Any, name: str, spec: dict[str, Any], kernel
     for cache, part in zip(caches, (new[:, 0], new[:, 1]), strict=True):
         cache[:tokens] = to_bf16_bits(np.ascontiguousarray(part))
     out_init = np.full((tokens, heads * head_dim), 0xFFFF, np.uint16)
-    buffers = []
-
-    def device(host: np.ndarray) -> Any:
-        buffer = driver.alloc(host.nbytes)
-        driver.upload(buffer, host)
-        buffers.append(buffer)
-        return buffer
-
-    try:
+    with DeviceBuffers(driver) as device:
         out_dev = device(out_init)
         args = [device(qkv), device(caches[0]), device(caches[1]), out_dev]
         args += [KernelScalar(tokens, "i32"), KernelScalar(0, "i32")]
@@ -182,12 +174,6 @@ def check_spec(driver: Any, module: Any, name: str, spec: dict[str, Any], kernel
             result["sdpa_tflops"] = flops / result["sdpa_ms"] / 1e9
             result["vs_sdpa"] = result["sdpa_ms"] / result["ms"]  # > 1: faster than SDPA
         return result
-    finally:
-        for buffer in buffers:
-            try:
-                driver.free(buffer)
-            except TesseraError:
-                pass  # after a fault every call fails: keep the launch's error, not this one
 
 
 def check(out: Path, seed: int | None = None) -> int:

@@ -267,11 +267,37 @@ def _apply_epilogue(
     return value
 
 
+class DeviceBuffers:
+    """The device copies of one spec's host arrays (`device(host)` uploads one), all freed on leaving; after a
+    fault every call fails, so a failed free is ignored: the launch's error is the one reported."""
+
+    def __init__(self, driver: Any) -> None:
+        self.driver = driver
+        self.buffers: list[Any] = []
+
+    def __call__(self, host: np.ndarray) -> Any:
+        buffer = self.driver.alloc(host.nbytes)
+        self.driver.upload(buffer, host)
+        self.buffers.append(buffer)
+        return buffer
+
+    def __enter__(self) -> DeviceBuffers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from tessera.errors import TesseraError
+
+        for buffer in self.buffers:
+            try:
+                self.driver.free(buffer)
+            except TesseraError:
+                pass
+
+
 def check_spec(
     driver: Any, module: Any, name: str, spec: dict[str, Any], kernel: dict[str, Any], torch: Any, seed: int
 ) -> dict[str, Any]:
     """Run one spec: numerics, then timing; the result's "ok" is the numerics verdict."""
-    from tessera.errors import TesseraError
     from tessera.runtime.gpu_module import KernelScalar
 
     tokens, n, k, y_dtype = spec["tokens"], spec["n"], spec["k"], kernel["y_dtype"]
@@ -289,15 +315,7 @@ def check_spec(
         y0 = None
         y_init = np.full((tokens, n), 0xFFFF if y_dtype == "bf16" else np.nan, dtype=y_host_dtype)  # NaN
 
-    buffers = []
-
-    def device(host: np.ndarray) -> Any:
-        buffer = driver.alloc(host.nbytes)
-        driver.upload(buffer, host)
-        buffers.append(buffer)
-        return buffer
-
-    try:
+    with DeviceBuffers(driver) as device:
         x_dev, w_dev, y_dev = device(x_bits), device(w_bits), device(y_init)
         box = {"box_rows": BLOCK_M, "box_cols": BOX_K, "swizzle": "128B", "dtype": "bf16"}
         x_map = driver.encode_tensor_map_2d(x_dev.pointer, rows=tokens, cols=k, **box)
@@ -361,12 +379,6 @@ def check_spec(
             result["torch_tflops"] = flops / result["torch_ms"] / 1e9
             result["vs_torch"] = result["torch_ms"] / result["ms"]  # > 1: faster than cuBLAS
         return result
-    finally:
-        for buffer in buffers:
-            try:
-                driver.free(buffer)
-            except TesseraError:
-                pass  # after a fault every call fails: keep the launch's error, not this one
 
 
 def check(out: Path, seed: int | None = None) -> int:

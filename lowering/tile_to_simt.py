@@ -498,11 +498,6 @@ class LowerIota(TilePattern):
         rewriter.replace_matched_op([], [packed(emit, positions)])
 
 
-def workgroup_threads(kernel: tile.KernelOp, arch: GpuArch) -> int:
-    """The threads of a kernel's workgroup: its tiles' `threads`, else one wave."""
-    return tile.workgroup_threads(kernel, arch.wave_size)
-
-
 @dataclass
 class LowerKernel(RewritePattern):
     """A dataflow kernel -> a GPU function (pointers, %tokens, %position), a workgroup of its tiles' `threads` (one
@@ -516,7 +511,7 @@ class LowerKernel(RewritePattern):
             return
         if op.ranged is not None:  # persistent workgroups over the grid: the Hopper GEMM's (issue 14)
             raise TileLoweringError(f"{op.name} @{op.sym_name.data}: a ranged body has no SIMT lowering yet")
-        threads = workgroup_threads(op, self.arch)
+        threads = tile.workgroup_threads(op, self.arch.wave_size)
         buffers = op.buffers()
         # A launch operand that only async loads read is given as its copy engine's descriptor (a CUtensorMap
         # passed by value: a grid constant), not as a pointer.

@@ -16,7 +16,7 @@ from tessera.dialects.schedule import element_bytes
 from tessera.dialects.upstream import upstream_text
 from tessera.lowering.expand_math import expand_math
 from tessera.lowering.gpu.kernel import GpuKernel, Grid
-from tessera.lowering.tile_to_simt import lower_to_simt, workgroup_threads, wrap_in_gpu_module
+from tessera.lowering.tile_to_simt import lower_to_simt, wrap_in_gpu_module
 
 
 def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> GpuKernel:
@@ -39,7 +39,7 @@ def lower_dataflow_kernel(kernel: tile.KernelOp, arch: GpuArch, target: str) -> 
     else:
         grid = Grid(x=("tokens", 1)) if extent == 0 else Grid(x=(extent, 1))
     shared_bytes = sum(_bytes(buffer.type) for buffer in function.body.block.args[inputs:])
-    threads = workgroup_threads(kernel, arch)
+    threads = tile.workgroup_threads(kernel, arch.wave_size)
     return GpuKernel(kernel.sym_name.data, text, tuple(names), inputs, threads, grid, shared_bytes)
 
 
