@@ -1,24 +1,27 @@
 """ssd_scan as a GPU workgroup runs it: the chunked SSD of kernels/mamba.py's module docstring (the same
 semantics, dt clamp, TwoSum cumulative decay and state rounding), in matrix tiles whose products are `mma`s
 (kernels/mamba.py's ssd_scan builds this body for tiles with `block_rows`). One program per head h and block
-of `block_p` of its P channels (columns of y and rows of the state are independent of one another): grid
-H x ceil(P / block_p). The program's state S [block_p, N] lives in scratch as f32 for the call (widened on
-entry, rounded once at the end). Per chunk of L tokens (padded to Lp, a whole number of row blocks of R):
+of `block_p` of its P channels (columns of y and of the state are independent of one another): grid
+H x ceil(P / block_p). The program's state lives in scratch transposed, Sᵀ [N, block_p], as f32 for the call
+(widened on entry, rounded once at the end) — so that the state update's product has N as its rows (a
+multiple of the matrix instruction's M, where block_p need not be: 80 channels a head on Nano-12B). Per chunk
+of L tokens (padded to Lp, a whole number of row blocks of R):
 
     dt = max(softplus(dt_raw + dt_bias), time_step_min), 0 past the call's tokens   (a tile, into scratch)
     hi + lo = the cumulative dt A, a TwoSum pair (one lane-uniform pass; rows past the tokens add 0)
     for each row block I:
-        y_I = exp(cum_I) ∘ (C_I · Sᵀ)                        N in blocks of bn
+        y_I = exp(cum_I) ∘ (C_I · Sᵀ)                        N in blocks of bn (the product's depth)
         for each row block J <= I:
             scores = C_I · B_Jᵀ ∘ exp(cum_I - cum_J), 0 above the diagonal    (the exponent selected to 0
                                                                             first: never exp of a positive)
             y_I += scores · (dt x)_J
         y[I] = y_I + D x_I                                    masked past the tokens and the head's channels
-    S = exp(cum_end) S + Σ_J (x dt exp(cum_end - cum))_Jᵀ · B_J     per block of bn state columns
+    Sᵀ = exp(cum_end) Sᵀ + Σ_J B_Jᵀ · (x dt exp(cum_end - cum))_J      per block of bn state rows
 
 Where `operand_bf16` is set (--precision bf16), every mma operand is rounded to bf16 (C, B, the state read by
-C·Sᵀ, the scores, dt x and the state update's left side); sums and the state stay f32. Every load is masked
-past the call's tokens, the head's channels and N (N padded to Np, a multiple of bn)."""
+C·Sᵀ, the scores, dt x and the state update's right side); sums and the state stay f32. Every load is masked
+past the call's tokens, the head's channels and N (N padded to Np, a multiple of bn). Hopper under bf16 runs
+every product on WGMMA (tiling/gpu_ssd.py: R = bn = 64, a warpgroup)."""
 
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ class BlockScan:
         self.operand = bf16 if tiles.get("operand_bf16") else f32
         self.state_element, self.time_step_min = state_element, time_step_min
         self.zxbcdt, self.xbc, self.dt_bias, self.a_log, self.d, self.state, self.y = k.buffers
-        self.s = k.alloc("state", [self.block_p, self.padded_n], f32)
+        self.s = k.alloc("state", [self.padded_n, self.block_p], f32)  # Sᵀ
         self.dt, self.hi, self.lo = (k.alloc(name, [self.padded_chunk], f32) for name in ("dt", "hi", "lo"))
 
     def scan(self) -> None:
@@ -72,18 +75,18 @@ class BlockScan:
         self.move_state(first_channel, load=False)
 
     def move_state(self, first_channel: SSAValue, load: bool) -> None:
-        """ssm_state[h, channels, :] (f32 or bf16) <-> s (f32), masked past P and N, bn state columns at a time."""
+        """ssm_state[h, channels, :] (f32 or bf16) <-> Sᵀ (f32), masked past P and N, bn state rows at a time."""
         k, m = self.kb, self.m
-        bound = {0: k.index(m.head_dim)}
+        bound = {1: k.index(m.head_dim)}
         if m.state % self.block_n:
-            bound[1] = k.index(m.state)
-        shape = [self.block_p, self.block_n]
+            bound[0] = k.index(m.state)
+        shape, axes = [self.block_n, self.block_p], (2, 1)  # Sᵀ's rows run along the buffer's N
         with k.loop(k.index(0), k.index(self.padded_n), k.index(self.block_n)) as piece:
-            at, local = [self.h, first_channel, piece.iv], [k.index(0), piece.iv]
+            at, local = [self.h, first_channel, piece.iv], [piece.iv, k.index(0)]
             if load:
-                k.store(k.convert(k.load(self.state, at, shape, bound), f32), self.s, local)
+                k.store(k.convert(k.load(self.state, at, shape, bound, axes), f32), self.s, local)
             else:
-                k.store(k.convert(k.load(self.s, local, shape), self.state_element), self.state, at, bound)
+                k.store(k.convert(k.load(self.s, local, shape), self.state_element), self.state, at, bound, axes)
 
     def cumulative_decay(self) -> tuple[SSAValue, SSAValue]:
         """dt of the chunk's rows into scratch (0 past the tokens), then hi + lo = the cumulative dt A by Knuth's
@@ -127,8 +130,10 @@ class BlockScan:
         return k.convert(self.rows_at(row, k.addi(column, n0), self.block_n, limit), self.operand)
 
     def x_rows(self, row: SSAValue) -> SSAValue:
-        """The channels' x of rows [row, row + R): [R, block_p]."""
-        return self.rows_at(row, self.head_column, self.block_p, self.head_end)
+        """The channels' x of rows [row, row + R): [R, block_p] (masked past the head's channels only where the
+        blocks overrun them: an unmasked load reads whole vectors)."""
+        whole = self.m.head_dim % self.block_p == 0
+        return self.rows_at(row, self.head_column, self.block_p, None if whole else self.head_end)
 
     def outputs(self, i0: SSAValue) -> None:
         k = self.kb
@@ -137,8 +142,8 @@ class BlockScan:
         with k.loop(zero, k.index(self.padded_n), k.index(self.block_n),
                     [k.splat(k.f32(0.0), [self.rows, self.block_p])]) as piece:  # fmt: skip
             c = self.group_rows(i0, self.c_column, piece.iv)
-            s = k.convert(k.load(self.s, [zero, piece.iv], [self.block_p, self.block_n]), self.operand)
-            piece.yield_(k.mma(c, s, piece.args[0], rhs_transposed=True))
+            s = k.convert(k.load(self.s, [piece.iv, zero], [self.block_n, self.block_p]), self.operand)
+            piece.yield_(k.mma(c, s, piece.args[0]))
         decay = k.broadcast(k.map([hi_i, lo_i], lambda e, high, low: e.exp(e.addf(high, low))), 1, self.block_p)
         y = k.map([piece.results[0], decay], lambda e, v, w: e.mulf(v, w))
         columns = k.broadcast(k.iota(self.rows), 0, self.rows)
@@ -177,13 +182,14 @@ class BlockScan:
         return piece.results[0]
 
     def update_state(self, end_hi: SSAValue, end_lo: SSAValue) -> None:
-        """S = exp(cum_end) S + Σ_J (x dt exp(cum_end - cum))_Jᵀ · B_J, a block of bn state columns at a time."""
+        """Sᵀ = exp(cum_end) Sᵀ + Σ_J B_Jᵀ · (x dt exp(cum_end - cum))_J, a block of bn state rows at a time."""
         k = self.kb
         zero = k.index(0)
         end_decay = k.exp(k.addf(end_hi, end_lo))
+        limit = None if self.m.state % self.block_n == 0 else k.addi(self.b_column, k.index(self.m.state))
         with k.loop(zero, k.index(self.padded_n), k.index(self.block_n)) as piece:
-            at = [zero, piece.iv]
-            s = k.map([k.load(self.s, at, [self.block_p, self.block_n]), end_decay], lambda e, v, w: e.mulf(v, w))
+            at = [piece.iv, zero]
+            s = k.map([k.load(self.s, at, [self.block_n, self.block_p]), end_decay], lambda e, v, w: e.mulf(v, w))
             with k.loop(zero, k.index(self.padded_chunk), k.index(self.rows), [s]) as block:
                 j0 = block.iv
                 hi_j, lo_j, dt_j = (k.load(buffer, [j0], [self.rows]) for buffer in (self.hi, self.lo, self.dt))
@@ -191,10 +197,12 @@ class BlockScan:
                     [dt_j, hi_j, lo_j, end_hi, end_lo],
                     lambda e, dt, high, low, eh, el: e.mulf(dt, e.exp(e.addf(e.subf(eh, high), e.subf(el, low)))),
                 )
-                x_t = k.load(self.xbc, [k.addi(self.start, j0), self.head_column], [self.block_p, self.rows],
-                             {0: self.head_end, 1: self.end_row}, axes=(1, 0))  # fmt: skip
-                left = k.convert(
-                    k.map([x_t, k.broadcast(weights, 0, self.block_p)], lambda e, v, w: e.mulf(v, w)), self.operand
+                right = k.convert(
+                    k.map([self.x_rows(j0), k.broadcast(weights, 1, self.block_p)], lambda e, v, w: e.mulf(v, w)),
+                    self.operand,
                 )
-                block.yield_(k.mma(left, self.group_rows(j0, self.b_column, piece.iv), block.args[0]))
+                bound = {1: self.end_row} if limit is None else {0: limit, 1: self.end_row}
+                b_t = k.load(self.xbc, [k.addi(self.start, j0), k.addi(self.b_column, piece.iv)],
+                             [self.block_n, self.rows], bound, axes=(1, 0))  # fmt: skip
+                block.yield_(k.mma(k.convert(b_t, self.operand), right, block.args[0]))
             k.store(block.results[0], self.s, at)

@@ -22,10 +22,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from xdsl.dialects import arith, gpu, scf, vector
-from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, IntegerAttr, MemRefType, ModuleOp
+from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, IntegerAttr, MemRefType
 from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
 
-from tessera.arch import WARPGROUP, GpuArch, MatrixInstruction, WarpgroupFragments, WaveFragments, mma_rows_padded
+from tessera.arch import (
+    WARPGROUP,
+    GpuArch,
+    MatrixInstruction,
+    WarpgroupFragments,
+    WaveFragments,
+    mma_rows_padded,
+    warpgroup_instruction,
+)
 from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
@@ -484,7 +492,7 @@ def choose_runs(values: list[SSAValue], lanes: int) -> Runs | None:
         owner = value.owner
         if isinstance(owner, tile.LoadOp) and not isinstance(owner.memref.owner, tile.AllocOp):
             loads.append(owner)
-        elif not isinstance(owner, (tile.ConvertOp, tile.MapOp)):
+        elif not isinstance(owner, (tile.ConvertOp, tile.MapOp, tile.BroadcastOp)):
             return None
         for use in value.uses:
             user = use.operation
@@ -619,7 +627,7 @@ class Before:
     kernel of WGMMA accumulators, along the rank-1 tiles reduced from or broadcast into their rows
     (WarpgroupRows: held by the rows' own threads)."""
 
-    def __init__(self, module: ModuleOp, arch: GpuArch) -> None:
+    def __init__(self, module: Operation, arch: GpuArch) -> None:
         lanes = self.lanes = arch.wave_size
         self._operands = {op: tuple(op.operands) for op in module.walk()}
         parent: dict[SSAValue, SSAValue] = {}
@@ -681,6 +689,7 @@ class Before:
                 if isinstance(value.type, TileType):
                     members.setdefault(find(value), []).append(value)
         if warpgroups:
+            chosen |= _warpgroup_operands(accumulators, chosen, find, members, arch, lanes)
             chosen |= _warpgroup_rows(module, chosen, find, members)
         runs: dict[SSAValue, Layout] = {}
         for mma in accumulators:  # the operands, and what is stored into a scratch buffer an mma reads in place
@@ -737,7 +746,31 @@ class Before:
         return self.layout(self._operands[op][index])
 
 
-def _warpgroup_rows(module: ModuleOp, chosen: dict[SSAValue, Layout], find: Callable[[SSAValue], SSAValue],
+def _warpgroup_operands(accumulators: list[tile.MmaOp], chosen: dict[SSAValue, Layout],
+                        find: Callable[[SSAValue], SSAValue], members: dict[SSAValue, list[SSAValue]],
+                        arch: GpuArch, lanes: int) -> dict[SSAValue, Layout]:  # fmt: skip
+    """Warpgroups for the classes of lane-staged WGMMA operands that no accumulator places and Runs do not fit
+    (a tile masked or narrow along its rows, a transposed load, a broadcast into it): a [64 g, N] tile held
+    as an accumulator of that shape would be — each thread a few rows, its elements column pairs at constant
+    steps from one origin (one address per element plus a constant, pairs stored together), where a Spread of
+    N not dividing the lanes computes every slot's row and column apart. Its broadcasts along rows then
+    become WarpgroupRows (each thread reads its rows' values)."""
+    operands: dict[SSAValue, Layout] = {}
+    for mma in accumulators:
+        staged = tile.warpgroup_staged(mma, arch)
+        if staged is None:
+            continue
+        for operand in (mma.lhs, mma.rhs):
+            root, shape = find(operand), operand.type.get_shape()  # type: ignore[attr-defined]
+            if root in chosen or root in operands or choose_runs(members[root], lanes) is not None:
+                continue
+            instruction = warpgroup_instruction(arch, "bf16", (shape[0], shape[1]), staged.k, lanes)
+            if instruction is not None:
+                operands[root] = Warpgroups((shape[0], shape[1]), instruction)
+    return operands
+
+
+def _warpgroup_rows(module: Operation, chosen: dict[SSAValue, Layout], find: Callable[[SSAValue], SSAValue],
                     members: dict[SSAValue, list[SSAValue]]) -> dict[SSAValue, Layout]:  # fmt: skip
     """WarpgroupRows for the classes of rank-1 tiles that are a Warpgroups tile reduced along its rows, or
     broadcast along rows into one (other than a position or a value read from memory: those need no lanes'

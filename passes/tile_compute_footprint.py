@@ -15,6 +15,7 @@ kernel named, rather than as a slow or failing kernel later. Options: none.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -28,6 +29,7 @@ from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
 from tessera.errors import TesseraError
+from tessera.lowering.simt_lanes import Before, WarpgroupRows
 
 FAST_SPACES = ("cache", "shared", "lds", "registers")
 SCRATCHPAD_SPACES = ("shared", "lds")
@@ -46,14 +48,16 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     arch = GPU_ARCHS.get(kernel.target.data) if kernel.target is not None else None
     padded_in_place = {alloc for alloc, padded in _read_in_place(kernel) if padded} if scratchpad else set()
     total = 0
-    warpgroup_rows: set[int] = set()
+    held_by_rows: Callable[[SSAValue], bool] = lambda value: False  # noqa: E731
     if arch is not None:  # the operands lane-staged for WGMMA, in their swizzled layout
-        offsets, staged_bytes = tile.warpgroup_staging(kernel, arch)
+        _, staged_bytes = tile.warpgroup_staging(kernel, arch)
         total += staged_bytes
-        warpgroup_rows = {_rows(mma.result.type) for mma, _ in offsets}
+        if staged_bytes:  # which rank-1 tiles the rows' own threads hold: the lowering's own choice
+            before = Before(kernel, arch)
+            held_by_rows = lambda value: isinstance(before.layout(value), WarpgroupRows)  # noqa: E731
     for op in kernel.body.walk():
         if scratchpad:
-            staged = _staged_operands(op, warpgroup_rows) if arch is None or not _warpgroup_staged(op, arch) else []
+            staged = _staged_operands(op, held_by_rows) if arch is None or not _warpgroup_staged(op, arch) else []
             total += sum(_staged_bytes(operand.type, padded) for operand, padded in staged)
         if isinstance(op, tile.AllocOp) and op.in_fast_memory():
             total += _staged_bytes(op.result.type, True) if op in padded_in_place else op.bytes()
@@ -71,19 +75,18 @@ def _buffers(load: tile.LoadOp) -> int:
     return 1 if stages is None else stages
 
 
-def _staged_operands(op: Operation, warpgroup_rows: set[int]) -> list[tuple[SSAValue, bool]]:
+def _staged_operands(op: Operation, held_by_rows: Callable[[SSAValue], bool]) -> list[tuple[SSAValue, bool]]:
     """The operands a GPU's SIMT lowering passes between lanes through the scratchpad, one buffer each
     (lowering/simt_matrix.py), and whether its rows are padded: both operands of an mma (a's rows and b's
     where given transposed are read down a column), a matrix tile reduced along an axis, a broadcast's
     input — but not a broadcast of positions (an iota: each lane knows its own), nor a reduction or a
-    broadcast along the rows of a WGMMA accumulator (rows of `warpgroup_rows`: its threads exchange the
-    values by shuffles; the lowering's WarpgroupRows)."""
+    broadcast along the rows of a WGMMA accumulator whose rank-1 side `held_by_rows` (its threads exchange
+    the values by shuffles: the lowering's WarpgroupRows)."""
     if isinstance(op, tile.MmaOp):
         padded = mma_rows_padded(op.rhs_transposed is not None)
         return [(op.operands[i], padded[i]) for i in range(2) if _lane_staged(op, i)]
     if isinstance(op, tile.ReduceOp | tile.BroadcastOp) and int(op.axis.value.data) == 1:
-        matrix = op.input if isinstance(op, tile.ReduceOp) else op.result
-        if _rows(matrix.type) in warpgroup_rows:
+        if held_by_rows(op.result if isinstance(op, tile.ReduceOp) else op.input):
             return []
     if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
         return [(op.input, False)]
@@ -94,12 +97,6 @@ def _staged_operands(op: Operation, warpgroup_rows: set[int]) -> list[tuple[SSAV
     ):
         return [(op.input, False)]
     return []
-
-
-def _rows(type_: Attribute) -> int:
-    """A tile's first extent (its rows, for a matrix tile)."""
-    assert isinstance(type_, TileType)
-    return type_.get_shape()[0]
 
 
 def _warpgroup_staged(op: Operation, arch: GpuArch) -> bool:
@@ -155,20 +152,25 @@ def compute_footprints(module: ModuleOp) -> None:
         where = f"{kernel.name} @{kernel.sym_name.data}"
         if limit is None:
             raise TesseraError(f"{where}: unknown target '{target}' (known: {', '.join(FAST_MEMORY_LIMITS)})")
-        if target in GPU_ARCHS and not _copies_asynchronously(kernel):  # its scratch is declared statically
-            limit = GPU_ARCHS[target].static_limit
         if footprint > limit:
             raise TesseraError(f"{where}: footprint {footprint} bytes exceeds the {target} limit of {limit} bytes")
+        if target in GPU_ARCHS:  # the rest is declared statically, against the arch's static limit
+            static, static_limit = footprint - _dynamic_bytes(kernel), GPU_ARCHS[target].static_limit
+            if static > static_limit:
+                raise TesseraError(
+                    f"{where}: {static} bytes of static shared memory exceed the {target} limit of {static_limit}"
+                )
 
 
-def _copies_asynchronously(kernel: tile.KernelOp) -> bool:
-    """Whether the kernel stages operands by async copies or for WGMMA (its scratchpad is then mostly one
-    dynamic allocation)."""
+def _dynamic_bytes(kernel: tile.KernelOp) -> int:
+    """The part of a GPU kernel's footprint in its one dynamic allocation: the operands it stages by async
+    copies or for WGMMA."""
     arch = GPU_ARCHS[kernel.target.data] if kernel.target is not None else None
-    return any(
-        (isinstance(op, tile.LoadOp) and op.is_async is not None) or (arch is not None and _warpgroup_staged(op, arch))
-        for op in kernel.body.walk()
-    )
+    if arch is None:
+        return 0
+    _, staged_bytes = tile.warpgroup_staging(kernel, arch)
+    copied = (op for op in kernel.body.walk() if isinstance(op, tile.LoadOp) and op.is_async is not None)
+    return staged_bytes + sum(load.tile_bytes() * _buffers(load) for load in copied)
 
 
 @dataclass(frozen=True)

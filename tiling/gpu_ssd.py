@@ -1,15 +1,21 @@
 """GPU tiling policy: ssd_scan, kernels/ssd_blocks.py's chunked scan in matrix tiles, the same for every GPU
 (its products are tessera.tile.mma: MFMA on CDNA through the SIMT lowering's matrix-instruction pattern,
-the Blocked FMA form on Hopper until its WGMMA pattern).
+Hopper's WGMMA under bf16, the Blocked FMA form on Hopper in fp32).
 
-A program (one wave) owns one head and `block_p` of its P channels and walks the call's chunks of L tokens
-in order, in row blocks of `block_rows` (R: the tile side, 32 on CDNA and 16 on Hopper, or 16 for L <= 16;
-the chunk padded to Lp, a whole number of them) and N in blocks of `block_state` (bn: the side, or 16 where N
-padded to 16 is not a multiple of it). What sits in the scratchpad: the program's f32 state [block_p, Np] and dt, hi, lo [Lp] f32 (tessera.tile.alloc), and
-each product's staged operands (the SIMT lowering's, one pair per mma: [R, bn] and [block_p, bn], [R, bn]
-twice, [R, R] and [R, block_p], [block_p, R] and [R, bn]). block_p is at most the side (so that its
-accumulators stay a few registers a lane), evened out over the blocks a head needs (Nano-12B, P = 80:
-3 blocks of 32 on CDNA, 5 of 16 on Hopper).
+A program owns one head and `block_p` of its P channels and walks the call's chunks of L tokens in order, in
+row blocks of `block_rows` (R; the chunk padded to Lp, a whole number of them) and N in blocks of
+`block_state` (bn: N padded to Np, a multiple of it). What sits in the scratchpad: the program's f32 state
+Sᵀ [Np, block_p] and dt, hi, lo [Lp] f32 (tessera.tile.alloc).
+
+- The lane form (one wave; CDNA, and Hopper in fp32): R, block_p and bn at most the tile side (32 on a
+  64-lane wave, 16 on a 32-lane one; R 16 for L <= 16), each product's operands staged by the SIMT lowering
+  (one pair per mma: [R, bn] and [bn, block_p], [R, bn] twice, [R, R] and [R, block_p], [bn, R] and
+  [R, block_p]). block_p is evened out over the blocks a head needs (Nano-12B, P = 80: 3 blocks of 32 on
+  CDNA, 5 of 16 on Hopper).
+- The warpgroup form (Hopper under bf16): one warpgroup (128 threads), R = bn = 64 (WGMMA's M, and a 128-byte
+  swizzle row of K), block_p the head's channels rounded up to 8 (WGMMA's N, up to 256): every product a
+  WGMMA on operands the lanes stage in dynamic shared memory (lowering/nvvm/warpgroup_mma.py). Nano-12B:
+  128 programs of 80 channels, a state of 40 KiB in static shared memory.
 """
 
 from __future__ import annotations
@@ -17,15 +23,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tessera.arch import GpuArch
+from tessera.arch import WARPGROUP, GpuArch
 from tessera.tiling.choice import TileChoice
 from tessera.tiling.gpu import GpuPolicy, matrix_element
 
+# The widest WGMMA (its N): a head of more channels is split into blocks of at most this.
+WARPGROUP_MAX_N = 256
 
-# The side of the scan's matrix tiles (R, block_p and bn at most): 32 x 32 tiles on a 64-lane wave (16
-# elements a lane), 16 x 16 on a 32-lane one (8 a lane: Hopper's FMA scan, the stand-in of its WGMMA one, is
-# sized for compile time — each element of a tile is code: its loads, staging and map regions are written
-# out per element, so larger tiles cost compile time as much as registers).
+
+# The side of the lane form's matrix tiles (R, block_p and bn at most): 32 x 32 tiles on a 64-lane wave (16
+# elements a lane), 16 x 16 on a 32-lane one (8 a lane: Hopper's fp32 FMA scan is sized for compile time —
+# each element of a tile is code: its loads, staging and map regions are written out per element, so larger
+# tiles cost compile time as much as registers).
 def _tile_side(arch: GpuArch) -> int:
     return 32 if arch.wave_size >= 64 else 16
 
@@ -34,7 +43,25 @@ def _ceil_to(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
+def _warpgroup_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice | None:
+    """The warpgroup form (the module docstring) where the arch's bf16 matrix instruction is a warpgroup's and
+    the model runs in bf16; None otherwise."""
+    instruction = arch.instruction("bf16")
+    if precision != "bf16" or instruction is None or instruction.warpgroup is None:
+        return None
+    p, n, chunk = int(dims["head_dim"]), int(dims["state_size"]), int(dims["chunk_size"])
+    rows = instruction.m
+    blocks = -(-p // WARPGROUP_MAX_N)
+    block_p = _ceil_to(-(-p // blocks), 8)
+    tiles = {"chunk": chunk, "padded_chunk": _ceil_to(chunk, rows), "block_rows": rows, "block_p": block_p,
+             "block_state": rows, "padded_state": _ceil_to(n, rows), "threads": WARPGROUP, "operand_bf16": 1}  # fmt: skip
+    return TileChoice(tiles, grid=int(dims["num_heads"]) * blocks, parallel="head_channels")
+
+
 def _ssd_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+    warpgroup = _warpgroup_scan(dims, precision, arch)
+    if warpgroup is not None:
+        return warpgroup
     p, n, chunk = int(dims["head_dim"]), int(dims["state_size"]), int(dims["chunk_size"])
     side = _tile_side(arch)
     rows = min(side, _ceil_to(chunk, 16))
