@@ -136,20 +136,13 @@ class BlockScan:
         return self.rows_at(row, self.head_column, self.block_p, None if whole else self.head_end)
 
     def outputs(self, i0: SSAValue) -> None:
+        """y of row block I: the chunk's own tokens first (their accumulator the only one live while the scores
+        are made), then the state's part in a second one, scaled and added."""
         k = self.kb
         zero = k.index(0)
         hi_i, lo_i = k.load(self.hi, [i0], [self.rows]), k.load(self.lo, [i0], [self.rows])
-        with k.loop(zero, k.index(self.padded_n), k.index(self.block_n),
-                    [k.splat(k.f32(0.0), [self.rows, self.block_p])]) as piece:  # fmt: skip
-            c = self.group_rows(i0, self.c_column, piece.iv)
-            s = k.convert(k.load(self.s, [piece.iv, zero], [self.block_n, self.block_p]), self.operand)
-            piece.yield_(k.mma(c, s, piece.args[0]))
-        decay = k.broadcast(k.map([hi_i, lo_i], lambda e, high, low: e.exp(e.addf(high, low))), 1, self.block_p)
-        y = k.map([piece.results[0], decay], lambda e, v, w: e.mulf(v, w))
-        columns = k.broadcast(k.iota(self.rows), 0, self.rows)
-        rows = k.broadcast(k.iota(self.rows), 1, self.rows)
-        hi_rows, lo_rows = k.broadcast(hi_i, 1, self.rows), k.broadcast(lo_i, 1, self.rows)
-        with k.loop(zero, k.addi(i0, k.index(self.rows)), k.index(self.rows), [y]) as block:
+        with k.loop(zero, k.addi(i0, k.index(self.rows)), k.index(self.rows),
+                    [k.splat(k.f32(0.0), [self.rows, self.block_p])]) as block:  # fmt: skip
             j0 = block.iv
             scores = self.scores(i0, j0)
             hi_j, lo_j = k.load(self.hi, [j0], [self.rows]), k.load(self.lo, [j0], [self.rows])
@@ -161,14 +154,24 @@ class BlockScan:
                 exponent = e.select(causal, e.addf(e.subf(hl, hs), e.subf(ll, ls)), e.f32(0.0))
                 return e.select(causal, e.mulf(score, e.exp(exponent)), e.f32(0.0))
 
-            inputs = [scores, rows, columns, hi_rows, lo_rows, k.broadcast(hi_j, 0, self.rows),
-                      k.broadcast(lo_j, 0, self.rows), offset]  # fmt: skip
+            inputs = [scores, k.broadcast(k.iota(self.rows), 1, self.rows), k.broadcast(k.iota(self.rows), 0, self.rows),
+                      k.broadcast(hi_i, 1, self.rows), k.broadcast(lo_i, 1, self.rows),
+                      k.broadcast(hi_j, 0, self.rows), k.broadcast(lo_j, 0, self.rows), offset]  # fmt: skip
             scores = k.convert(k.map(inputs, decayed), self.operand)
             dt_j = k.broadcast(k.load(self.dt, [j0], [self.rows]), 1, self.block_p)
             dt_x = k.convert(k.map([self.x_rows(j0), dt_j], lambda e, v, dt: e.mulf(v, dt)), self.operand)
             block.yield_(k.mma(scores, dt_x, block.args[0]))
+        with k.loop(zero, k.index(self.padded_n), k.index(self.block_n),
+                    [k.splat(k.f32(0.0), [self.rows, self.block_p])]) as piece:  # fmt: skip
+            c = self.group_rows(i0, self.c_column, piece.iv)
+            s = k.convert(k.load(self.s, [piece.iv, zero], [self.block_n, self.block_p]), self.operand)
+            piece.yield_(k.mma(c, s, piece.args[0]))
+        decay = k.broadcast(k.map([hi_i, lo_i], lambda e, high, low: e.exp(e.addf(high, low))), 1, self.block_p)
         d = k.load(self.d, [self.h])
-        y = k.map([block.results[0], self.x_rows(i0), d], lambda e, v, x, d: e.addf(v, e.mulf(d, x)))
+        y = k.map(
+            [block.results[0], piece.results[0], decay, self.x_rows(i0), d],
+            lambda e, own, state, w, x, d: e.addf(e.addf(own, e.mulf(state, w)), e.mulf(d, x)),
+        )
         k.store(y, self.y, [k.addi(self.start, i0), self.head_column], {0: self.end_row, 1: self.head_end})
 
     def scores(self, i0: SSAValue, j0: SSAValue) -> SSAValue:

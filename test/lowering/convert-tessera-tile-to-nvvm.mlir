@@ -8,9 +8,10 @@
 
 // One gpu.module with the NVPTX data layout and the dynamic shared memory TMA kernels address. bf16
 // projections take x and W as CUtensorMaps (grid constants), stage them by TMA on mbarriers and multiply on
-// WGMMA; the rest are SIMT kernels of warps of 32. The chunked scan (kernels/ssd_blocks.py) is a warp per head
-// and block of channels: its state, dt and the cumulative decay (hi, lo) in shared scratch, its mma operands
-// rounded to bf16 and staged in shared memory (bf16 as i16, rows padded).
+// WGMMA; the rest are SIMT kernels of warps of 32. The chunked scan (kernels/ssd_blocks.py) is a warpgroup per
+// head and block of channels: its state (Sᵀ [N padded to 64, P]), dt and the cumulative decay (hi, lo) in
+// shared scratch, its four products on WGMMA with operands rounded to bf16 and staged by the lanes in the
+// dynamic shared memory (128-byte swizzled rows, fenced for the async proxy).
 // CHECK:       gpu.module @kernels attributes {llvm.data_layout = "e-p6:32:32-i64:64-i128:128-i256:256-v16:16-v32:32-n16:32:64"}
 // CHECK-NEXT:    llvm.mlir.global external @tessera_dynamic_smem() {addr_space = 3 : i32, alignment = 1024 : i64} : !llvm.array<0 x i8>
 // CHECK:       gpu.func @embedding_hidden32_vocab64(%ids: !llvm.ptr<1>, %table: !llvm.ptr<1>, %out: !llvm.ptr<1>, %tokens: i32, %position: i32) kernel attributes {known_block_size = array<i32: 32, 1, 1>}
@@ -21,9 +22,11 @@
 // CHECK:         nvvm.wgmma.mma_async
 // CHECK:         nvvm.wgmma.commit.group.sync.aligned
 // CHECK-LABEL: gpu.func @ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
-// CHECK-SAME:    workgroup(%lds_state : memref<16x16xf32, #gpu.address_space<workgroup>>, %lds_dt : memref<16xf32, #gpu.address_space<workgroup>>, %lds_hi : memref<16xf32, #gpu.address_space<workgroup>>, %lds_lo : memref<16xf32, #gpu.address_space<workgroup>>, %lds_mma4 : memref<16x20xi16, #gpu.address_space<workgroup>>
-// CHECK-SAME:    known_block_size = array<i32: 32, 1, 1>
+// CHECK-SAME:    workgroup(%lds_state : memref<64x8xf32, #gpu.address_space<workgroup>>, %lds_dt : memref<64xf32, #gpu.address_space<workgroup>>, %lds_hi : memref<64xf32, #gpu.address_space<workgroup>>, %lds_lo : memref<64xf32, #gpu.address_space<workgroup>>
+// CHECK-SAME:    known_block_size = array<i32: 128, 1, 1>
 // CHECK:         llvm.call_intrinsic "llvm.exp2.f32"
+// CHECK:         nvvm.fence.proxy
+// CHECK:         nvvm.wgmma.mma_async
 
 // PTX for sm_90a: the GEMM's TMA loads complete on mbarriers, its WGMMAs are bf16 x bf16 -> f32, the tensor
 // maps are 128-byte by-value parameters; no libdevice call is left (exp / log are written out, sqrt.rn).
@@ -35,6 +38,7 @@
 // PTX-DAG:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
 // PTX-LABEL: .visible .entry ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
 // PTX:         ex2.approx.f32
+// PTX:         wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
 // PTX-NOT:     __nv_
 
 // program.json: the GEMM launch carries its dynamic shared bytes and the two tensor maps the runtime encodes.
