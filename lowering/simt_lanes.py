@@ -749,12 +749,13 @@ class Before:
 def _warpgroup_operands(accumulators: list[tile.MmaOp], chosen: dict[SSAValue, Layout],
                         find: Callable[[SSAValue], SSAValue], members: dict[SSAValue, list[SSAValue]],
                         arch: GpuArch, lanes: int) -> dict[SSAValue, Layout]:  # fmt: skip
-    """Warpgroups for the classes of lane-staged WGMMA operands that no accumulator places and Runs do not fit
-    (a tile masked or narrow along its rows, a transposed load, a broadcast into it): a [64 g, N] tile held
-    as an accumulator of that shape would be — each thread a few rows, its elements column pairs at constant
-    steps from one origin (one address per element plus a constant, pairs stored together), where a Spread of
-    N not dividing the lanes computes every slot's row and column apart. Its broadcasts along rows then
-    become WarpgroupRows (each thread reads its rows' values)."""
+    """Warpgroups for the classes of lane-staged WGMMA operands that no accumulator places and that take a
+    per-row value (a broadcast along rows into them) or that Runs do not fit (a tile masked along its rows, a
+    transposed load): a [64 g, N] tile held as an accumulator of that shape would be — each thread a few rows,
+    its elements column pairs at constant steps from one origin (one address per element plus a constant,
+    pairs stored together), where a Spread of N not dividing the lanes computes every slot's row and column
+    apart. Its broadcasts along rows then become WarpgroupRows (each thread reads its rows' values), as the
+    footprint pass counts every tile of a WGMMA's rows (passes/tile_compute_footprint.py)."""
     operands: dict[SSAValue, Layout] = {}
     for mma in accumulators:
         staged = tile.warpgroup_staged(mma, arch)
@@ -762,12 +763,19 @@ def _warpgroup_operands(accumulators: list[tile.MmaOp], chosen: dict[SSAValue, L
             continue
         for operand in (mma.lhs, mma.rhs):
             root, shape = find(operand), operand.type.get_shape()  # type: ignore[attr-defined]
-            if root in chosen or root in operands or choose_runs(members[root], lanes) is not None:
+            if root in chosen or root in operands:
+                continue
+            if not _broadcasts_rows(members[root]) and choose_runs(members[root], lanes) is not None:
                 continue
             instruction = warpgroup_instruction(arch, "bf16", (shape[0], shape[1]), staged.k, lanes)
             if instruction is not None:
                 operands[root] = Warpgroups((shape[0], shape[1]), instruction)
     return operands
+
+
+def _broadcasts_rows(values: list[SSAValue]) -> bool:
+    """Whether a class of tile values has a member broadcast along its rows from a rank-1 tile."""
+    return any(isinstance(value.owner, tile.BroadcastOp) and int(value.owner.axis.value.data) == 1 for value in values)
 
 
 def _warpgroup_rows(module: Operation, chosen: dict[SSAValue, Layout], find: Callable[[SSAValue], SSAValue],

@@ -15,7 +15,6 @@ kernel named, rather than as a slow or failing kernel later. Options: none.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -29,7 +28,6 @@ from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
 from tessera.errors import TesseraError
-from tessera.lowering.simt_lanes import Before, WarpgroupRows
 
 FAST_SPACES = ("cache", "shared", "lds", "registers")
 SCRATCHPAD_SPACES = ("shared", "lds")
@@ -48,16 +46,14 @@ def _dataflow_footprint(kernel: tile.KernelOp) -> int:
     arch = GPU_ARCHS.get(kernel.target.data) if kernel.target is not None else None
     padded_in_place = {alloc for alloc, padded in _read_in_place(kernel) if padded} if scratchpad else set()
     total = 0
-    held_by_rows: Callable[[SSAValue], bool] = lambda value: False  # noqa: E731
+    warpgroup_rows: set[int] = set()
     if arch is not None:  # the operands lane-staged for WGMMA, in their swizzled layout
-        _, staged_bytes = tile.warpgroup_staging(kernel, arch)
+        offsets, staged_bytes = tile.warpgroup_staging(kernel, arch)
         total += staged_bytes
-        if staged_bytes:  # which rank-1 tiles the rows' own threads hold: the lowering's own choice
-            before = Before(kernel, arch)
-            held_by_rows = lambda value: isinstance(before.layout(value), WarpgroupRows)  # noqa: E731
+        warpgroup_rows = {_rows(mma.result.type) for mma, _ in offsets}
     for op in kernel.body.walk():
         if scratchpad:
-            staged = _staged_operands(op, held_by_rows) if arch is None or not _warpgroup_staged(op, arch) else []
+            staged = _staged_operands(op, warpgroup_rows) if arch is None or not _warpgroup_staged(op, arch) else []
             total += sum(_staged_bytes(operand.type, padded) for operand, padded in staged)
         if isinstance(op, tile.AllocOp) and op.in_fast_memory():
             total += _staged_bytes(op.result.type, True) if op in padded_in_place else op.bytes()
@@ -75,18 +71,19 @@ def _buffers(load: tile.LoadOp) -> int:
     return 1 if stages is None else stages
 
 
-def _staged_operands(op: Operation, held_by_rows: Callable[[SSAValue], bool]) -> list[tuple[SSAValue, bool]]:
+def _staged_operands(op: Operation, warpgroup_rows: set[int]) -> list[tuple[SSAValue, bool]]:
     """The operands a GPU's SIMT lowering passes between lanes through the scratchpad, one buffer each
     (lowering/simt_matrix.py), and whether its rows are padded: both operands of an mma (a's rows and b's
     where given transposed are read down a column), a matrix tile reduced along an axis, a broadcast's
     input — but not a broadcast of positions (an iota: each lane knows its own), nor a reduction or a
-    broadcast along the rows of a WGMMA accumulator whose rank-1 side `held_by_rows` (its threads exchange
-    the values by shuffles: the lowering's WarpgroupRows)."""
+    broadcast along the rows of a tile as tall as a WGMMA accumulator (rows of `warpgroup_rows`: the lowering
+    holds such tiles as Warpgroups, their rank-1 side in the rows' own threads: WarpgroupRows)."""
     if isinstance(op, tile.MmaOp):
         padded = mma_rows_padded(op.rhs_transposed is not None)
         return [(op.operands[i], padded[i]) for i in range(2) if _lane_staged(op, i)]
     if isinstance(op, tile.ReduceOp | tile.BroadcastOp) and int(op.axis.value.data) == 1:
-        if held_by_rows(op.result if isinstance(op, tile.ReduceOp) else op.input):
+        matrix = op.input if isinstance(op, tile.ReduceOp) else op.result
+        if _rows(matrix.type) in warpgroup_rows:
             return []
     if isinstance(op, tile.ReduceOp) and isinstance(op.input.type, TileType) and len(op.input.type.get_shape()) == 2:
         return [(op.input, False)]
@@ -97,6 +94,12 @@ def _staged_operands(op: Operation, held_by_rows: Callable[[SSAValue], bool]) ->
     ):
         return [(op.input, False)]
     return []
+
+
+def _rows(type_: Attribute) -> int:
+    """A tile's first extent (its rows, for a matrix tile)."""
+    assert isinstance(type_, TileType)
+    return type_.get_shape()[0]
 
 
 def _warpgroup_staged(op: Operation, arch: GpuArch) -> bool:

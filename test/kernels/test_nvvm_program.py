@@ -51,7 +51,8 @@ def _sessions(tmp_path: Path, precision: str) -> tuple[Any, Any, dict[str, Any]]
 @pytest.mark.parametrize(("precision", "bound"), [("fp32", 1e-4), ("bf16", 2e-2)])
 def test_whole_program_matches_the_reference(tmp_path: Path, precision: str, bound: float) -> None:
     """fp32: every kernel SIMT; bf16: the projections on the WGMMA GEMM, its tensor maps encoded by the session,
-    and attention on WGMMA with operands its lanes stage (dynamic shared memory, no tensor maps). Profiled as
+    and attention and the chunked scan on WGMMA with operands their lanes stage (dynamic shared memory, no
+    tensor maps). Profiled as
     tessera-run --profile profiles it: every launch timed, the GEMMs' and attention's FLOP/s counted."""
     session, reference, program = _sessions(tmp_path, precision)
 
@@ -60,7 +61,8 @@ def test_whole_program_matches_the_reference(tmp_path: Path, precision: str, bou
 
     launches = [launch for listing in program["programs"].values() for launch in listing["launches"]]
     mapped = [launch for launch in launches if "tensor_maps" in launch]
-    staged = [launch for launch in launches if launch["kernel"].startswith("attention")] if precision == "bf16" else []
+    lane_staged = ("attention", "ssd_scan")
+    staged = [launch for launch in launches if launch["kernel"].startswith(lane_staged)] if precision == "bf16" else []
     assert bool(mapped) == bool(staged) == (precision == "bf16")
     assert all((launch["shared_bytes"] > 0) == (launch in mapped or launch in staged) for launch in launches)
     profiler = session.start_profiling()  # tessera-run --profile's: each launch between two device events
