@@ -13,9 +13,10 @@ Sᵀ [Np, block_p] and dt, hi, lo [Lp] f32 (tessera.tile.alloc).
   [R, block_p]). block_p is evened out over the blocks a head needs (Nano-12B, P = 80: 3 blocks of 32 on
   CDNA, 5 of 16 on Hopper).
 - The warpgroup form (Hopper under bf16): one warpgroup (128 threads), R = bn = 64 (WGMMA's M, and a 128-byte
-  swizzle row of K), block_p the head's channels rounded up to 8 (WGMMA's N, up to 256): every product a
-  WGMMA on operands the lanes stage in dynamic shared memory (lowering/nvvm/warpgroup_mma.py). Nano-12B:
-  128 programs of 80 channels, a state of 40 KiB in static shared memory.
+  swizzle row of K), block_p the head's channels evened out over blocks of at most WARPGROUP_MAX_CHANNELS,
+  rounded up to 8 (WGMMA's N): every product a WGMMA on operands the lanes stage in dynamic shared memory
+  (lowering/nvvm/warpgroup_mma.py). Nano-12B: 256 programs of 40 channels, each a state of 20 KiB in static
+  shared memory and 55 KiB of staged operands — two programs to an SM.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from tessera.arch import WARPGROUP, GpuArch
 from tessera.tiling.choice import TileChoice
 from tessera.tiling.gpu import GpuPolicy, matrix_element
 
-# The widest WGMMA (its N): a head of more channels is split into blocks of at most this.
-WARPGROUP_MAX_N = 256
+# The warpgroup form's most channels a program: its outputs hold two [64, block_p] f32 accumulators and the
+# scores' [64, 64] at once, within a thread's 255 registers up to 64 (Nano-12B's 80 in one block spilled 92
+# registers' worth; in two of 40: 203 registers, and two programs fit an SM's registers and shared memory).
+WARPGROUP_MAX_CHANNELS = 64
 
 
 # The side of the lane form's matrix tiles (R, block_p and bn at most): 32 x 32 tiles on a 64-lane wave (16
@@ -51,7 +54,7 @@ def _warpgroup_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> T
         return None
     p, n, chunk = int(dims["head_dim"]), int(dims["state_size"]), int(dims["chunk_size"])
     rows = instruction.m
-    blocks = -(-p // WARPGROUP_MAX_N)
+    blocks = -(-p // WARPGROUP_MAX_CHANNELS)
     block_p = _ceil_to(-(-p // blocks), 8)
     tiles = {"chunk": chunk, "padded_chunk": _ceil_to(chunk, rows), "block_rows": rows, "block_p": block_p,
              "block_state": rows, "padded_state": _ceil_to(n, rows), "threads": WARPGROUP, "operand_bf16": 1}  # fmt: skip
