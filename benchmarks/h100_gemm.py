@@ -166,12 +166,12 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(actual - expected)) / max(float(np.max(np.abs(expected))), 1e-30))
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """inf / NaN as strings, so the last line is strict JSON."""
     if isinstance(value, float) and not np.isfinite(value):
         return str(value)
     if isinstance(value, dict):
-        return {key: _json_safe(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     return value
 
 
@@ -381,8 +381,13 @@ def check_spec(
         return result
 
 
-def check(out: Path, seed: int | None = None) -> int:
+def run(out: Path, seed: int | None = None) -> dict[str, Any]:
+    """check's summary (benchmarks/hopper.py tabulates it)."""
     return check_specs(out, "h100_gemm", seed, _torch(), check_spec, _describe)
+
+
+def check(out: Path, seed: int | None = None) -> int:
+    return 0 if run(out, seed)["ok"] else 1
 
 
 def _describe(name: str, result: dict[str, Any]) -> str:
@@ -401,11 +406,11 @@ CheckSpec = Callable[[Any, Any, str, dict[str, Any], dict[str, Any], Any, int], 
 
 
 def check_specs(out: Path, benchmark: str, seed: int | None, torch: Any, check_spec: CheckSpec,
-                describe: Callable[[str, dict[str, Any]], str]) -> int:  # fmt: skip
+                describe: Callable[[str, dict[str, Any]], str]) -> dict[str, Any]:  # fmt: skip
     """A built benchmark's specs on CUDA device 0 (the Hopper benchmarks' check): each spec's kernel loaded
     from its cubin (checked against spec.json's digest), `check_spec` run, a line per spec (`describe`, or
-    the failure), one JSON line last; 1 if any spec failed. A hang ends the process (the context is stuck
-    behind the kernel); a fault ends the loop (it poisons the context)."""
+    the failure), one JSON line last; returns that summary ("ok": whether every spec passed). A hang ends
+    the process (the context is stuck behind the kernel); a fault ends the loop (it poisons the context)."""
     from tessera.errors import TesseraError
     from tessera.runtime.cuda import CudaDriver
 
@@ -413,15 +418,16 @@ def check_specs(out: Path, benchmark: str, seed: int | None, torch: Any, check_s
     if not manifest_path.is_file():
         print(f"{manifest_path} is missing: run `python benchmarks/{benchmark}.py build` where MLIR is, and carry "
               f"out/{benchmark}")  # fmt: skip
-        return 1
+        return {"benchmark": benchmark, "ok": False, "error": f"{manifest_path} is missing"}
     manifest = json.loads(manifest_path.read_text())
     seed = int.from_bytes(os.urandom(4), "little") if seed is None else seed
     summary: dict[str, Any] = {"benchmark": benchmark, "seed": seed, "specs": {}}
     try:
         driver = CudaDriver(0)
     except TesseraError as error:
-        print(json.dumps({**summary, "ok": False, "error": str(error)}))
-        return 1
+        summary |= {"ok": False, "error": str(error)}
+        print(json.dumps(summary))
+        return summary
     summary["device"] = driver.device_name()
     summary["torch"] = None if torch is None else f"{torch.__version__} ({torch.cuda.get_device_name()})"
     modules: dict[str, Any] = {}
@@ -438,7 +444,7 @@ def check_specs(out: Path, benchmark: str, seed: int | None, torch: Any, check_s
         except KernelHang as hang:
             summary["specs"][name] = {"ok": False, "error": f"hang: {hang}"}
             print(f"{name}: HANG ({hang})", flush=True)
-            print(json.dumps(_json_safe({**summary, "ok": False})), flush=True)
+            print(json.dumps(json_safe({**summary, "ok": False})), flush=True)
             os._exit(1)
         except TesseraError as error:
             result = {"ok": False, "error": str(error)}
@@ -451,8 +457,8 @@ def check_specs(out: Path, benchmark: str, seed: int | None, torch: Any, check_s
             continue
         print(describe(name, result), flush=True)
     summary["ok"] = ok
-    print(json.dumps(_json_safe(summary)))
-    return 0 if ok else 1
+    print(json.dumps(json_safe(summary)))
+    return summary
 
 
 def main() -> int:

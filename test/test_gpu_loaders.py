@@ -624,6 +624,125 @@ def test_h100_attention_check_without_artifacts_is_one_line(tmp_path: Path) -> N
     assert result.stdout.strip().count("\n") == 0 and "h100_attention.py build" in result.stdout
 
 
+# --- benchmarks/h100_ssd.py: build here, and its check against a fake CUDA driver that computes the scan's
+# contract in numpy (test/kernels/test_nvvm_ssd.py runs the kernel itself in the simulator) ---
+
+SSD_BENCHMARK = BENCHMARK.parent / "h100_ssd.py"
+SMALL_SSD = "small_t300_h4_p20_g2_n40"
+
+
+class _FakeSsdCuda(_FakeCuda):
+    """A launch computes y and the final state as ssd_scan's contract says (kernels/ssd_blocks.py: the
+    chunked SSD from the state it is given, dt clamped, + D x), in float64; head `unwritten_row` of y left
+    NaN."""
+
+    def launch(self, kernel: KernelHandle, grid: tuple[int, int, int], block: tuple[int, int, int],
+               shared_bytes: int, args: list[object]) -> None:  # fmt: skip
+        from tessera.reference.common import softplus
+        from tessera.reference.mamba2 import ssd_chunked
+
+        packed = pack_kernel_args(args)  # type: ignore[arg-type]
+        array = ctypes.cast(packed.address, ctypes.POINTER(ctypes.c_void_p))
+        info = self.kernels[kernel.name]  # type: ignore[index]
+        self.launches.append((kernel.name, grid, block, shared_bytes))
+
+        def memory(index: int) -> np.ndarray:
+            return self.memory[int(ctypes.cast(array[index], ctypes.POINTER(ctypes.c_uint64))[0])].view(np.float32)
+
+        tokens = int(ctypes.cast(array[7], ctypes.POINTER(ctypes.c_int32))[0])
+        heads, dim, groups, n, chunk = (info[key] for key in ("heads", "head_dim", "groups", "state", "chunk"))
+        assert len(packed) == 9 and block == (128, 1, 1) and shared_bytes == info["shared_bytes"] > 0
+        assert grid == (heads * -(-dim // info["tiles"]["block_p"]), 1, 1)
+        inner, g_n = heads * dim, groups * n
+        xbc = memory(1)[: tokens * (inner + 2 * g_n)].reshape(tokens, -1).astype(np.float64)
+        dt_raw = memory(0)[: tokens * (2 * inner + 2 * g_n + heads)].reshape(tokens, -1)[:, inner + inner + 2 * g_n :]
+        dt_bias, a_log, d = (memory(i)[:heads].astype(np.float64) for i in (2, 3, 4))
+        state = memory(5)[: heads * dim * n].reshape(heads, dim, n)
+        x = xbc[:, :inner].reshape(tokens, heads, dim)
+        b, c = (np.repeat(xbc[:, at : at + g_n].reshape(tokens, groups, n), heads // groups, axis=1)
+                for at in (inner, inner + g_n))  # fmt: skip
+        dt = np.maximum(softplus(dt_raw + dt_bias), 1e-3)
+        y, final = ssd_chunked(x, dt, -np.exp(a_log), b, c, state.astype(np.float64), chunk)
+        y = y + x * d[:, None]
+        if self.unwritten_row is not None:
+            y[:, self.unwritten_row] = np.nan
+        memory(6)[: tokens * inner].reshape(tokens, heads, dim)[:] = y
+        state[:] = final
+
+
+def _h100_ssd() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("h100_ssd", SSD_BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    if str(SSD_BENCHMARK.parent) not in sys.path:
+        sys.path.insert(0, str(SSD_BENCHMARK.parent))
+    spec.loader.exec_module(module)
+    return module
+
+
+@NEEDS_MLIR
+def test_h100_ssd_build_and_check_against_a_fake_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tessera.lowering.nvvm.pipeline import find_ptxas
+
+    if find_ptxas() is None:
+        pytest.skip("ptxas is not installed: CUDA 12.3+ assembles the sm_90a cubins")
+    benchmark = _h100_ssd()
+    out = tmp_path / "h100_ssd"
+    command = [sys.executable, str(SSD_BENCHMARK), "build", "--out", str(out), "--only", SMALL_SSD]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "spec.json").read_text())
+    ((name, kernel),) = manifest["kernels"].items()
+    assert "wgmma.mma_async" in (out / f"{name}.ptx").read_text() and not (out / "mamba_ssm_src").exists()
+    assert kernel["threads"] == 128 and kernel["ptxas"]["spill_bytes"] == 0 and kernel["tiles"]["block_p"] == 24
+
+    monkeypatch.setattr("tessera.runtime.cuda.CudaDriver", lambda device: _FakeSsdCuda(manifest))
+    monkeypatch.setattr(benchmark, "_torch", lambda: None)
+    assert benchmark.check(out, seed=1) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    spec = summary["specs"][SMALL_SSD]
+    assert summary["ok"] and spec["rel_error"] <= 1e-6 and spec["ms"] == 0.5  # the fake computes the reference
+
+    # the last head's y never written (the first and last heads are always checked) fails the check
+    monkeypatch.setattr("tessera.runtime.cuda.CudaDriver", lambda device: _FakeSsdCuda(manifest, 3))
+    assert benchmark.check(out, seed=1) == 1
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not summary["ok"] and not summary["specs"][SMALL_SSD]["all_finite"]
+
+
+def test_hopper_tabulates_each_kernel_against_its_baseline() -> None:
+    spec = importlib.util.spec_from_file_location("hopper", BENCHMARK.parent / "hopper.py")
+    assert spec is not None and spec.loader is not None
+    hopper = importlib.util.module_from_spec(spec)
+    if str(BENCHMARK.parent) not in sys.path:  # as when run as a script: its folder first
+        sys.path.insert(0, str(BENCHMARK.parent))
+    spec.loader.exec_module(hopper)
+    summaries = {
+        "attention": {"specs": {"nano12b_8k": {"ms": 2.0, "sdpa_ms": 1.0}}},
+        "ssd": {"specs": {"nano12b_8k": {"ms": 0.5, "mamba_ssm_ms": 1.0}, "small": {"ms": 0.1}}},
+        "gemm": {"specs": {"big": {"ok": False, "error": "hang"}}},
+    }
+    rows = hopper.table(summaries).splitlines()
+    assert rows[0].startswith("| kernel | Tessera ms | baseline")
+    assert "| gemm big | failed: hang | cuBLAS | | |" in rows
+    assert "| attention nano12b_8k | 2.000 | SDPA | 1.000 | 0.50x |" in rows
+    assert "| ssd nano12b_8k | 0.500 | mamba_ssm | 1.000 | 2.00x |" in rows
+    assert "| ssd small | 0.100 | mamba_ssm |  | not measured |" in rows
+
+
+def test_hopper_check_without_artifacts_fails_with_json_last(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK.parent / "hopper.py"), "check", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not summary["ok"] and "is missing" in summary["hopper"]["contract"]["error"]
+    assert all(not summary["hopper"][part]["ok"] for part in ("gemm", "attention", "ssd", "math"))
+
+
 def test_launch_flops_counts_gemms_and_causal_attention() -> None:
     from tessera.runtime.profile import launch_flops
 

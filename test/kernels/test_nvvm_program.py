@@ -2,7 +2,7 @@
 on Hopper), under bf16 the projections on the WGMMA GEMM — in launch order, the state carried on the "device"
 between calls, run through GpuSession on the lockstep simulator with warps of 32 (its Hopper model: TMA,
 mbarriers, WGMMA), against the reference executor. This is what runtime/cuda.py runs on a Hopper GPU
-(benchmarks/h100_nvvm.py runs it there). The model is the tiny config: every layer kind, MoE included."""
+(benchmarks/hopper.py runs it there). The model is the tiny config: every layer kind, MoE included."""
 
 from __future__ import annotations
 
