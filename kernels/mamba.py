@@ -90,15 +90,13 @@ def _element(dims: Dims, key: str) -> Attribute:
 
 
 def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    if "rows" in tiles:
+        return conv_silu_token_blocks(dims, tiles)
     m, taps, block = Mixer.of(dims), int(dims["conv_kernel"]), tiles["block"]
     panel, channels, carried = tiles.get("panel", block), m.channels, taps - 1
     chunk = tiles.get("chunk", 2**30)  # rows a block walks before the next block (default: all of them)
     has_bias = bool(int(dims.get("conv_bias", 1)))
-    buffers = {"zxbcdt": rows(m.width, f32), "conv_weight": MemRefType(f32, [channels, taps])}
-    if has_bias:
-        buffers["conv_bias"] = MemRefType(f32, [channels])
-    buffers |= {"conv_state": MemRefType(f32, [channels, carried]), "xbc": rows(channels, f32)}
-    k = KernelBuilder(buffers)
+    k = KernelBuilder(_conv_buffers(m, taps, has_bias))
     zxbcdt, weight, *bias_buffer, state, xbc = k.buffers
     first = k.muli(k.program_id, k.index(panel))
     last = k.minsi(k.addi(first, k.index(panel)), k.index(channels))
@@ -151,6 +149,69 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
     with blocks() as (c, col):
         for j in range(carried):
             k.store(k.load(history, [k.index(j), col], [block]), state, [c, k.index(j)], bound, axes=[0])
+    return k.finish()
+
+
+def _conv_buffers(m: Mixer, taps: int, has_bias: bool) -> dict[str, MemRefType]:
+    buffers = {"zxbcdt": rows(m.width, f32), "conv_weight": MemRefType(f32, [m.channels, taps])}
+    if has_bias:
+        buffers["conv_bias"] = MemRefType(f32, [m.channels])
+    return buffers | {"conv_state": MemRefType(f32, [m.channels, taps - 1]), "xbc": rows(m.channels, f32)}
+
+
+def conv_silu_token_blocks(dims: Dims, tiles: Mapping[str, int]) -> Block:
+    """conv_silu with the call's rows walked in parallel (a GPU's form, tiles `rows`): a program per `block`
+    channels and block of `rows` tokens (rows >= K - 1), its window the K - 1 inputs before its first row —
+    conv_state's columns for block 0, the call's rows before it for the others. Block 0 alone touches
+    conv_state: having read it, it writes the last K - 1 inputs of [carried ; the call's rows] — column j
+    the call's row T - (K - 1) + j, or before the call's first row the carried column j + T (read before
+    that column is written: columns are written in order), so no program reads a column another writes."""
+    m, taps, block, per_block = Mixer.of(dims), int(dims["conv_kernel"]), tiles["block"], tiles["rows"]
+    carried, has_bias = taps - 1, bool(int(dims.get("conv_bias", 1)))
+    assert per_block >= carried, "a block's window lies in the call's rows or in conv_state, not both"
+    k = KernelBuilder(_conv_buffers(m, taps, has_bias), token_blocks=True)
+    zxbcdt, weight, *bias_buffer, state, xbc = k.buffers
+    c = k.muli(k.program_id, k.index(block))
+    bound = None if m.channels % block == 0 else k.index(m.channels)
+    input_bound = None if bound is None else k.index(m.inner + m.channels)
+    tokens, zero = k.size(xbc), k.index(0)
+    start = k.muli(k.token_block_id, k.index(per_block))
+    end = k.minsi(k.addi(start, k.index(per_block)), tokens)
+    first_block = k.cmpi("eq", k.token_block_id, zero)
+
+    def column(buffer: SSAValue, j: SSAValue | int) -> SSAValue:
+        """Column j of a [C, n] buffer at the program's channels (a tile along dimension 0)."""
+        return k.load(buffer, [c, k.index(j) if isinstance(j, int) else j], [block], bound, axes=[0])
+
+    def input_row(row: SSAValue) -> SSAValue:
+        return k.load(zxbcdt, [row, k.addi(c, k.index(m.inner))], [block], input_bound)
+
+    def either(condition: SSAValue, x: SSAValue, y: SSAValue) -> SSAValue:
+        return k.map([x, y, condition], lambda e, a, b, pick: e.select(pick, a, b))
+
+    w = [column(weight, j) for j in range(taps)]
+    bias = k.load(bias_buffer[0], [c], [block], bound) if has_bias else None
+    window = []
+    for j in range(carried):  # the call's row start - (K - 1) + j: conv_state's column j where start = 0
+        before = k.maxsi(k.subi(start, k.index(carried - j)), zero)
+        window.append(either(first_block, column(state, j), input_row(before)))
+    with k.loop(start, end, k.index(1), window) as row:
+        inputs = [*row.args, input_row(row.iv)]
+        acc = bias
+        for tap, value in zip(w, inputs, strict=True):
+            if acc is None:
+                acc = k.map([tap, value], lambda e, t, v: e.mulf(t, v))
+            else:
+                acc = k.map([acc, tap, value], lambda e, a, t, v: e.addf(a, e.mulf(t, v)))
+        assert acc is not None
+        k.store(k.map([acc], lambda e, a: e.silu(a)), xbc, [row.iv, c], bound)
+        row.yield_(*inputs[1:])
+    with k.when(first_block):
+        for j in range(carried):
+            at = k.subi(k.addi(tokens, k.index(j)), k.index(carried))  # the call's row T - (K - 1) + j
+            in_call = k.cmpi("sge", at, zero)
+            old = column(state, k.minsi(k.addi(tokens, k.index(j)), k.index(carried - 1)))
+            k.store(either(in_call, input_row(k.maxsi(at, zero)), old), state, [c, k.index(j)], bound, axes=[0])
     return k.finish()
 
 

@@ -1,16 +1,16 @@
 """GPU tiling policies of the SIMT kernels without a matrix instruction, all written in kernels/: the per-token
 row kernels (embedding, rmsnorm, rms_scale, gated_rmsnorm, moe_combine, moe_router; kernels/rows.py,
-kernels/moe.py, kernels/mamba.py), the KV-cache append (kernels/attention.py) and the Mamba decode pieces
+kernels/moe.py, kernels/mamba.py), the KV-cache append (kernels/attention.py) and the Mamba pieces
 (conv_silu, ssd_step; kernels/mamba.py).
 
 A kernel of kernels/ is one wave (warp) per program, a tile of `block` = W elements one per lane (a row
-kernel strides over the row's features and reduces with lane shuffles; conv_silu is a channel per lane; ssd_step
-a wave per head reducing each state row with shuffles). Tiles they load live in registers; conv_silu and the
-router allocate LDS / shared memory (conv_silu's staged taps and carried inputs, (2 K - 1) W floats, read
-once: a lane walks every row of its channel in one chunk, its taps and window in registers; the router's
-scores and choices, 2 (E + W) floats, and a few per group and per pick).
+kernel strides over the row's features and reduces with lane shuffles; conv_silu 4 channels per lane over a
+block of rows; ssd_step a wave per head reducing each state row with shuffles). Tiles they load live in
+registers; the router allocates LDS / shared memory (its scores and choices, 2 (E + W) floats, and a few per
+group and per pick).
 
-Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopper) and `block`.
+Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopper), `block` and conv_silu's
+`rows`.
 """
 
 from __future__ import annotations
@@ -28,13 +28,21 @@ def _row_block(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCh
     return TileChoice({"threads": arch.wave_size, "block": arch.wave_size})
 
 
+# conv_silu's channels a program (per lane of its wave: independent loads in flight each row) and rows per
+# token block (a block reads K - 1 rows of window besides: 5% more at K = 4).
+CONV_CHANNELS_PER_LANE = 4
+CONV_ROWS = 64
+
+
 def _conv_silu(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    """kernels/mamba.py's conv_silu: a wave per panel of W channels, a channel per lane walking the call's
-    tokens (its taps and carried inputs staged in the workgroup's LDS / shared memory); the grid counts
-    panels."""
-    channels = int(dims["channels"])
-    tiles = {"threads": arch.wave_size, "block": arch.wave_size, "panel": arch.wave_size}
-    return TileChoice(tiles, grid=-(-channels // arch.wave_size), parallel="channel_panels")
+    """kernels/mamba.py's conv_silu over token blocks (conv_silu_token_blocks): a wave per CONV_CHANNELS_PER_LANE
+    W channels and block of CONV_ROWS tokens, each lane its channels' taps and window in registers — the grid
+    channel blocks by token blocks, so that a prefill's rows stream through every SM at once (the 12B at 8K
+    tokens: 96 x 128 programs)."""
+    channels, taps = int(dims["channels"]), int(dims["conv_kernel"])
+    block = CONV_CHANNELS_PER_LANE * arch.wave_size
+    tiles = {"threads": arch.wave_size, "block": block, "rows": max(CONV_ROWS, taps - 1)}
+    return TileChoice(tiles, grid=-(-channels // block), parallel="channel_panels", token_block=tiles["rows"])
 
 
 POLICIES: dict[str, GpuPolicy] = {

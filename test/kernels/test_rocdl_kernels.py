@@ -392,12 +392,15 @@ def test_gated_rmsnorm(rng: np.random.Generator, arch: str, m: Mamba, out_dtype:
         check("gated_rmsnorm", out, want, F32_TOLERANCE)
 
 
+@pytest.mark.parametrize("lengths", [(5, 1, 0, 3), (150, 65, 2)], ids=["short", "token_blocks"])
 @pytest.mark.parametrize("has_bias", [True, False])
 @pytest.mark.parametrize("m", list(MAMBA.values()), ids=list(MAMBA))
 @pytest.mark.parametrize("arch", ARCHS)
-def test_conv_silu_calls_equal_one(rng: np.random.Generator, arch: str, m: Mamba, has_bias: bool) -> None:
-    """Calls of 5, 1, 0 and 3 tokens carrying conv_state == the causal conv of the 9 tokens at once."""
-    lengths = (5, 1, 0, 3)
+def test_conv_silu_calls_equal_one(rng: np.random.Generator, arch: str, m: Mamba, has_bias: bool,
+                                   lengths: tuple[int, ...]) -> None:  # fmt: skip
+    """Calls carrying conv_state == the causal conv of all their tokens at once: of 5, 1, 0 and 3 tokens (a
+    call shorter than the window), and of 150, 65 and 2 (the GPUs' blocks of 64 rows: windows that start in
+    the call's rows, a last block of one row)."""
     total = sum(lengths)
     zxbcdt = f32(rng.standard_normal((total, m.width)))
     weight, bias = f32(rng.standard_normal((m.channels, m.taps)) * 0.5), f32(rng.standard_normal(m.channels) * 0.2)
