@@ -45,7 +45,13 @@ def check(out: Path) -> int:
     from tessera.runtime.cuda import CudaDriver
     from tessera.runtime.gpu_module import KernelScalar
 
-    driver = CudaDriver()
+    from tessera.errors import TesseraError
+
+    try:
+        driver = CudaDriver()
+    except TesseraError as error:  # no GPU or no binding: one line, the JSON still last
+        print(json.dumps({"gpu_math_sweep": {"error": str(error)}, "ok": False}))
+        return 1
     module = driver.load_module((out / "math_sweep.cubin").read_bytes())
     results: dict[str, object] = {"device": driver.device_name()}
     failed = False
