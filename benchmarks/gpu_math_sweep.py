@@ -42,10 +42,9 @@ def prepare(out: Path) -> None:
 
 
 def check(out: Path) -> int:
+    from tessera.errors import TesseraError
     from tessera.runtime.cuda import CudaDriver
     from tessera.runtime.gpu_module import KernelScalar
-
-    from tessera.errors import TesseraError
 
     try:
         driver = CudaDriver()
