@@ -31,8 +31,6 @@ from typing import Any
 import numpy as np
 from checkout import make_tessera_importable
 from h100_gemm import (
-    TIMED_RUNS,
-    WARMUP_RUNS,
     BuiltSpec,
     DeviceBuffers,
     _median_ms,
@@ -44,6 +42,7 @@ from h100_gemm import (
     from_bf16_bits,
     relative_error,
     to_bf16_bits,
+    torch_median_ms,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,18 +109,7 @@ def _sdpa_ms(torch: Any, q_bits: np.ndarray, k_bits: np.ndarray, v_bits: np.ndar
     def run() -> Any:
         return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
 
-    for _ in range(WARMUP_RUNS):
-        run()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(TIMED_RUNS):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
+    return torch_median_ms(torch, run)
 
 
 def check_spec(driver: Any, module: Any, name: str, spec: dict[str, Any], kernel: dict[str, Any], torch: Any,

@@ -236,20 +236,26 @@ def _torch_bf16(torch: Any, bits: np.ndarray) -> Any:
     return torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16).cuda()
 
 
-def _torch_ms(torch: Any, x_bits: np.ndarray, w_bits: np.ndarray) -> float:
-    x, w = _torch_bf16(torch, x_bits), _torch_bf16(torch, w_bits)
+def torch_median_ms(torch: Any, run: Callable[[], Any]) -> float:
+    """The median of TIMED_RUNS calls of `run` between torch CUDA events, after WARMUP_RUNS (autotuning, where
+    the baseline does it, happens there)."""
     for _ in range(WARMUP_RUNS):
-        torch.matmul(x, w.T)
+        run()
     torch.cuda.synchronize()
     times = []
     for _ in range(TIMED_RUNS):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
-        torch.matmul(x, w.T)
+        run()
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end))
     return float(np.median(times))
+
+
+def _torch_ms(torch: Any, x_bits: np.ndarray, w_bits: np.ndarray) -> float:
+    x, w = _torch_bf16(torch, x_bits), _torch_bf16(torch, w_bits)
+    return torch_median_ms(torch, lambda: torch.matmul(x, w.T))
 
 
 def _apply_epilogue(

@@ -40,8 +40,6 @@ from typing import Any
 import numpy as np
 from checkout import make_tessera_importable
 from h100_gemm import (
-    TIMED_RUNS,
-    WARMUP_RUNS,
     BuiltSpec,
     DeviceBuffers,
     _median_ms,
@@ -50,6 +48,7 @@ from h100_gemm import (
     build_specs,
     check_specs,
     relative_error,
+    torch_median_ms,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -175,18 +174,7 @@ def _mamba_ssm_ms(torch: Any, inputs: Inputs, src: Path) -> float:
         return mamba_chunk_scan_combined(x, dt_raw, a, b, c, chunk_size=inputs.chunk, D=d, dt_bias=dt_bias,
                                          dt_softplus=True)  # fmt: skip
 
-    for _ in range(WARMUP_RUNS):  # the first call autotunes
-        run()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(TIMED_RUNS):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return float(np.median(times))
+    return torch_median_ms(torch, run)  # its Triton kernels autotune in the warm-up
 
 
 def check_spec(driver: Any, module: Any, name: str, spec: dict[str, Any], kernel: dict[str, Any], torch: Any,

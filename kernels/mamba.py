@@ -134,14 +134,7 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
             with k.loop(rows_from.iv, rows_to, k.index(1), window) as row:
                 newest = k.load(zxbcdt, [row.iv, k.addi(c, k.index(m.inner))], [block], input_bound)
                 inputs = [*row.args, newest]
-                acc = bias
-                for tap, value in zip(w, inputs, strict=True):
-                    if acc is None:
-                        acc = k.map([tap, value], lambda e, t, v: e.mulf(t, v))
-                    else:
-                        acc = k.map([acc, tap, value], lambda e, a, t, v: e.addf(a, e.mulf(t, v)))
-                assert acc is not None
-                k.store(k.map([acc], lambda e, a: e.silu(a)), xbc, [row.iv, c], bound)
+                k.store(_conv_row(k, w, bias, inputs), xbc, [row.iv, c], bound)
                 row.yield_(*inputs[1:])
             for j, value in enumerate(row.results):
                 k.store(value, history, [k.index(j), col])
@@ -150,6 +143,19 @@ def conv_silu(dims: Dims, tiles: Mapping[str, int]) -> Block:
         for j in range(carried):
             k.store(k.load(history, [k.index(j), col], [block]), state, [c, k.index(j)], bound, axes=[0])
     return k.finish()
+
+
+def _conv_row(k: KernelBuilder, taps: list[SSAValue], bias: SSAValue | None, inputs: list[SSAValue]) -> SSAValue:
+    """SiLU(bias + Σ_j taps[j] inputs[j]): one output row of the channels (inputs oldest first, the row's own
+    last)."""
+    acc = bias
+    for tap, value in zip(taps, inputs, strict=True):
+        if acc is None:
+            acc = k.map([tap, value], lambda e, t, v: e.mulf(t, v))
+        else:
+            acc = k.map([acc, tap, value], lambda e, a, t, v: e.addf(a, e.mulf(t, v)))
+    assert acc is not None
+    return k.map([acc], lambda e, a: e.silu(a))
 
 
 def _conv_buffers(m: Mixer, taps: int, has_bias: bool) -> dict[str, MemRefType]:
@@ -197,14 +203,7 @@ def conv_silu_token_blocks(dims: Dims, tiles: Mapping[str, int]) -> Block:
         window.append(either(first_block, column(state, j), input_row(before)))
     with k.loop(start, end, k.index(1), window) as row:
         inputs = [*row.args, input_row(row.iv)]
-        acc = bias
-        for tap, value in zip(w, inputs, strict=True):
-            if acc is None:
-                acc = k.map([tap, value], lambda e, t, v: e.mulf(t, v))
-            else:
-                acc = k.map([acc, tap, value], lambda e, a, t, v: e.addf(a, e.mulf(t, v)))
-        assert acc is not None
-        k.store(k.map([acc], lambda e, a: e.silu(a)), xbc, [row.iv, c], bound)
+        k.store(_conv_row(k, w, bias, inputs), xbc, [row.iv, c], bound)
         row.yield_(*inputs[1:])
     with k.when(first_block):
         for j in range(carried):

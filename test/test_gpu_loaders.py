@@ -13,6 +13,7 @@ import subprocess
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -342,14 +343,29 @@ BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "h100_gemm.p
 SMALL_SPECS = ["small_200x200x64_bias_scale_f32", "small_100x200x64_relu2", "small_200x200x64_accumulate_bias"]
 
 
-def _h100_gemm() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("h100_gemm", BENCHMARK)
+def _benchmark(script: str) -> types.ModuleType:
+    """benchmarks/<script>.py as a module, imported as when it runs as a script (its folder first on the path:
+    benchmarks/checkout.py and the scripts it imports)."""
+    path = BENCHMARK.parent / f"{script}.py"
+    spec = importlib.util.spec_from_file_location(script, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    if str(BENCHMARK.parent) not in sys.path:  # as when run as a script: its folder first (benchmarks/checkout.py)
+    if str(BENCHMARK.parent) not in sys.path:
         sys.path.insert(0, str(BENCHMARK.parent))
     spec.loader.exec_module(module)
     return module
+
+
+def _built(script: str, out: Path, spec: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """benchmarks/<script>.py build of one spec into `out` (as a process, as it runs here): its spec.json,
+    and its one kernel's name and entry; the cubin checked to be an ELF."""
+    command = [sys.executable, str(BENCHMARK.parent / f"{script}.py"), "build", "--out", str(out), "--only", spec]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "spec.json").read_text())
+    ((name, kernel),) = manifest["kernels"].items()
+    assert (out / f"{name}.cubin").read_bytes().startswith(b"\x7fELF")
+    return manifest, name, kernel
 
 
 class _FakeCuda:
@@ -475,7 +491,7 @@ def test_h100_gemm_build_and_check_against_a_fake_driver(
 
     if find_ptxas() is None:
         pytest.skip("ptxas is not installed: CUDA 12.3+ assembles the sm_90a cubins")
-    benchmark = _h100_gemm()
+    benchmark = _benchmark("h100_gemm")
     out = tmp_path / "h100_gemm"
     result = subprocess.run(
         [sys.executable, str(BENCHMARK), "build", "--out", str(out), "--only", *SMALL_SPECS, "store_200x5120x5120"],
@@ -572,16 +588,6 @@ class _FakeAttentionCuda(_FakeCuda):
         memory(3).view(np.uint16).reshape(tokens, heads * dim)[rows] = rounded[rows]
 
 
-def _h100_attention() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("h100_attention", ATTENTION_BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    if str(ATTENTION_BENCHMARK.parent) not in sys.path:
-        sys.path.insert(0, str(ATTENTION_BENCHMARK.parent))
-    spec.loader.exec_module(module)
-    return module
-
-
 @NEEDS_MLIR
 def test_h100_attention_build_and_check_against_a_fake_driver(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -590,14 +596,9 @@ def test_h100_attention_build_and_check_against_a_fake_driver(
 
     if find_ptxas() is None:
         pytest.skip("ptxas is not installed: CUDA 12.3+ assembles the sm_90a cubins")
-    benchmark = _h100_attention()
+    benchmark = _benchmark("h100_attention")
     out = tmp_path / "h100_attention"
-    command = [sys.executable, str(ATTENTION_BENCHMARK), "build", "--out", str(out), "--only", SMALL_ATTENTION]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    manifest = json.loads((out / "spec.json").read_text())
-    ((name, kernel),) = manifest["kernels"].items()
-    assert (out / f"{name}.cubin").read_bytes().startswith(b"\x7fELF")
+    manifest, name, kernel = _built("h100_attention", out, SMALL_ATTENTION)
     assert "wgmma.mma_async" in (out / f"{name}.ptx").read_text()
     assert kernel["threads"] == 256 and kernel["ptxas"]["spill_bytes"] == 0 and kernel["shared_bytes"] == 6 * 8192
 
@@ -627,7 +628,6 @@ def test_h100_attention_check_without_artifacts_is_one_line(tmp_path: Path) -> N
 # --- benchmarks/h100_ssd.py: build here, and its check against a fake CUDA driver that computes the scan's
 # contract in numpy (test/kernels/test_nvvm_ssd.py runs the kernel itself in the simulator) ---
 
-SSD_BENCHMARK = BENCHMARK.parent / "h100_ssd.py"
 SMALL_SSD = "small_t300_h4_p20_g2_n40"
 
 
@@ -670,16 +670,6 @@ class _FakeSsdCuda(_FakeCuda):
         state[:] = final
 
 
-def _h100_ssd() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("h100_ssd", SSD_BENCHMARK)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    if str(SSD_BENCHMARK.parent) not in sys.path:
-        sys.path.insert(0, str(SSD_BENCHMARK.parent))
-    spec.loader.exec_module(module)
-    return module
-
-
 @NEEDS_MLIR
 def test_h100_ssd_build_and_check_against_a_fake_driver(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
@@ -688,13 +678,9 @@ def test_h100_ssd_build_and_check_against_a_fake_driver(
 
     if find_ptxas() is None:
         pytest.skip("ptxas is not installed: CUDA 12.3+ assembles the sm_90a cubins")
-    benchmark = _h100_ssd()
+    benchmark = _benchmark("h100_ssd")
     out = tmp_path / "h100_ssd"
-    command = [sys.executable, str(SSD_BENCHMARK), "build", "--out", str(out), "--only", SMALL_SSD]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    manifest = json.loads((out / "spec.json").read_text())
-    ((name, kernel),) = manifest["kernels"].items()
+    manifest, name, kernel = _built("h100_ssd", out, SMALL_SSD)
     assert "wgmma.mma_async" in (out / f"{name}.ptx").read_text() and not (out / "mamba_ssm_src").exists()
     assert kernel["threads"] == 128 and kernel["ptxas"]["spill_bytes"] == 0 and kernel["tiles"]["block_p"] == 24
 
@@ -713,12 +699,7 @@ def test_h100_ssd_build_and_check_against_a_fake_driver(
 
 
 def test_hopper_tabulates_each_kernel_against_its_baseline() -> None:
-    spec = importlib.util.spec_from_file_location("hopper", BENCHMARK.parent / "hopper.py")
-    assert spec is not None and spec.loader is not None
-    hopper = importlib.util.module_from_spec(spec)
-    if str(BENCHMARK.parent) not in sys.path:  # as when run as a script: its folder first
-        sys.path.insert(0, str(BENCHMARK.parent))
-    spec.loader.exec_module(hopper)
+    hopper = _benchmark("hopper")
     summaries = {
         "attention": {"specs": {"nano12b_8k": {"ms": 2.0, "sdpa_ms": 1.0}}},
         "ssd": {"specs": {"nano12b_8k": {"ms": 0.5, "mamba_ssm_ms": 1.0}, "small": {"ms": 0.1}}},
