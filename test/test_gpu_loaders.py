@@ -368,6 +368,23 @@ def _built(script: str, out: Path, spec: str) -> tuple[dict[str, Any], str, dict
     return manifest, name, kernel
 
 
+class _Arguments:
+    """A fake launch's packed kernel arguments (kept alive while read): device buffers by index, i32 scalars."""
+
+    def __init__(self, fake: _FakeCuda, args: list[object]) -> None:
+        self.fake, self.packed = fake, pack_kernel_args(args)  # type: ignore[arg-type]
+        self.array = ctypes.cast(self.packed.address, ctypes.POINTER(ctypes.c_void_p))
+
+    def __len__(self) -> int:
+        return len(self.packed)
+
+    def memory(self, index: int) -> np.ndarray:
+        return self.fake.memory[int(ctypes.cast(self.array[index], ctypes.POINTER(ctypes.c_uint64))[0])]
+
+    def scalar(self, index: int) -> int:
+        return int(ctypes.cast(self.array[index], ctypes.POINTER(ctypes.c_int32))[0])
+
+
 class _FakeCuda:
     """A CudaDriver stand-in: host memory plays device memory, tensor maps carry their pointer and shape,
     and a launch computes y as the kernel's contract says (gemm.py's docstring) over the launched grid."""
@@ -397,6 +414,12 @@ class _FakeCuda:
 
     def device_name(self) -> str:
         return "fake H100"
+
+    def _launched(self, kernel: KernelHandle, grid: tuple[int, int, int], block: tuple[int, int, int],
+                  shared_bytes: int, args: list[object]) -> tuple[dict[str, Any], _Arguments]:  # fmt: skip
+        """Record a launch: its kernel's spec.json entry and its arguments."""
+        self.launches.append((kernel.name, grid, block, shared_bytes))
+        return self.kernels[kernel.name], _Arguments(self, args)  # type: ignore[index]
 
     def load_module(self, image: bytes) -> types.SimpleNamespace:
         assert image.startswith(b"\x7fELF")
@@ -552,16 +575,8 @@ class _FakeAttentionCuda(_FakeCuda):
 
     def launch(self, kernel: KernelHandle, grid: tuple[int, int, int], block: tuple[int, int, int],
                shared_bytes: int, args: list[object]) -> None:  # fmt: skip
-        packed = pack_kernel_args(args)  # type: ignore[arg-type]
-        array = ctypes.cast(packed.address, ctypes.POINTER(ctypes.c_void_p))
-        info = self.kernels[kernel.name]  # type: ignore[index]
-        self.launches.append((kernel.name, grid, block, shared_bytes))
-
-        def memory(index: int) -> np.ndarray:
-            return self.memory[int(ctypes.cast(array[index], ctypes.POINTER(ctypes.c_uint64))[0])]
-
-        def scalar(index: int) -> int:
-            return int(ctypes.cast(array[index], ctypes.POINTER(ctypes.c_int32))[0])
+        info, packed = self._launched(kernel, grid, block, shared_bytes, args)
+        memory, scalar = packed.memory, packed.scalar
 
         def widen(bits: np.ndarray) -> np.ndarray:
             return (bits.astype(np.uint32) << 16).view(np.float32).astype(np.float64)
@@ -641,15 +656,12 @@ class _FakeSsdCuda(_FakeCuda):
         from tessera.reference.common import softplus
         from tessera.reference.mamba2 import ssd_chunked
 
-        packed = pack_kernel_args(args)  # type: ignore[arg-type]
-        array = ctypes.cast(packed.address, ctypes.POINTER(ctypes.c_void_p))
-        info = self.kernels[kernel.name]  # type: ignore[index]
-        self.launches.append((kernel.name, grid, block, shared_bytes))
+        info, packed = self._launched(kernel, grid, block, shared_bytes, args)
 
         def memory(index: int) -> np.ndarray:
-            return self.memory[int(ctypes.cast(array[index], ctypes.POINTER(ctypes.c_uint64))[0])].view(np.float32)
+            return packed.memory(index).view(np.float32)
 
-        tokens = int(ctypes.cast(array[7], ctypes.POINTER(ctypes.c_int32))[0])
+        tokens = packed.scalar(7)
         heads, dim, groups, n, chunk = (info[key] for key in ("heads", "head_dim", "groups", "state", "chunk"))
         assert len(packed) == 9 and block == (128, 1, 1) and shared_bytes == info["shared_bytes"] > 0
         assert grid == (heads * -(-dim // info["tiles"]["block_p"]), 1, 1)
