@@ -54,10 +54,15 @@ def _warpgroup_scan(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> T
         return None
     p, n, chunk = int(dims["head_dim"]), int(dims["state_size"]), int(dims["chunk_size"])
     rows = instruction.m
-    blocks = -(-p // WARPGROUP_MAX_CHANNELS)
+    padded_chunk, padded_n = _ceil_to(chunk, rows), _ceil_to(n, rows)
+    # Static shared memory holds Sᵀ [Np, block_p] f32 besides dt, hi, lo [Lp] and the key block's hi, lo [R]
+    # (f32): at N = 256 (Nemotron-H 47B / 56B) that caps a block at 40 channels.
+    state_budget = arch.static_limit - 4 * (3 * padded_chunk + 2 * rows)
+    widest = min(WARPGROUP_MAX_CHANNELS, state_budget // (4 * padded_n) // 8 * 8)
+    blocks = -(-p // widest)
     block_p = _ceil_to(-(-p // blocks), 8)
-    tiles = {"chunk": chunk, "padded_chunk": _ceil_to(chunk, rows), "block_rows": rows, "block_p": block_p,
-             "block_state": rows, "padded_state": _ceil_to(n, rows), "threads": WARPGROUP, "operand_bf16": 1}  # fmt: skip
+    tiles = {"chunk": chunk, "padded_chunk": padded_chunk, "block_rows": rows, "block_p": block_p,
+             "block_state": rows, "padded_state": padded_n, "threads": WARPGROUP, "operand_bf16": 1}  # fmt: skip
     return TileChoice(tiles, grid=int(dims["num_heads"]) * blocks, parallel="head_channels")
 
 

@@ -60,6 +60,9 @@ def test_the_policy_takes_the_warpgroup_form_under_bf16() -> None:
     assert policy({**NANO_12B, "head_dim": 64}, "bf16", arch).tiles["block_p"] == 64
     wide = policy({**NANO_12B, "head_dim": 300}, "bf16", arch)  # five blocks of 60, rounded up to WGMMA's 8
     assert wide.tiles["block_p"] == 64 and wide.grid == 5 * 128
+    # Nemotron-H 47B / 56B: N = 256, so the state of 64 channels (64 KiB) would not fit static shared memory.
+    big_state = policy({**NANO_12B, "head_dim": 64, "state_size": 256}, "bf16", arch)
+    assert big_state.tiles["block_p"] == 32 and big_state.tiles["padded_state"] == 256
     # fp32 keeps the one-wave lane form; so does CDNA under bf16 (its matrix instruction is a wave's).
     assert policy(NANO_12B, "fp32", arch).tiles["threads"] == 32
     assert policy(NANO_12B, "bf16", GPU_ARCHS["gfx942"]).tiles["threads"] == 64
