@@ -14,7 +14,8 @@ the kernel each runs, its launch (128 threads: one warpgroup; grid heads x chann
 bytes of its staged operands) and what ptxas reported.
 
 check, per spec (a prefill from a random state): zxbcdt and xbc f32 drawn as test_rocdl_kernels' draw_mamba
-draws them (dt_bias around -2, A_log spread, D around 1), y f32 prefilled with NaN; one launch; y and the
+draws them (dt_bias around -2, A_log spread, D around 1; of zxbcdt only the dt columns the scan reads), y
+f32 prefilled with NaN; one launch; y and the
 final state against float64 (reference/mamba2.ssd_chunked, dt clamped to time_step_min, + D x) on sampled
 heads, relative error max|got - ref| / max|ref| <= 2e-2 (bf16 operands, f32 sums); NaN fails. Then the median
 of 20 launches (CUDA events) against mamba_ssm's
@@ -131,7 +132,9 @@ class Inputs:
         self.inner = self.heads * self.head_dim
         self.channels = self.inner + 2 * self.groups * self.state
         width = 2 * self.inner + 2 * self.groups * self.state + self.heads
-        self.zxbcdt = rng.standard_normal((tokens, width), dtype=np.float32)
+        # The scan reads only dt's columns of zxbcdt (the rest is z and the conv's input): drawn where read.
+        self.zxbcdt = np.zeros((tokens, width), np.float32)
+        self.zxbcdt[:, self.inner + self.channels :] = rng.standard_normal((tokens, self.heads), dtype=np.float32)
         self.xbc = rng.standard_normal((tokens, self.channels), dtype=np.float32)
         self.dt_bias = (rng.standard_normal(self.heads) - 2).astype(np.float32)
         self.a_log = np.log(rng.random(self.heads) * 4 + 0.5).astype(np.float32)
@@ -151,13 +154,15 @@ class Inputs:
         from tessera.reference.common import softplus
         from tessera.reference.mamba2 import ssd_chunked
 
-        x, b, c, dt_raw = (part.astype(np.float64) for part in self.split())
         group = heads // (self.heads // self.groups)
-        dt = np.maximum(softplus(dt_raw[:, heads] + self.dt_bias[heads]), TIME_STEP_MIN)
+        x, b, c, dt_raw = self.split()
+        x, b, c, dt_raw = (
+            part.astype(np.float64) for part in (x[:, heads], b[:, group], c[:, group], dt_raw[:, heads])
+        )
+        dt = np.maximum(softplus(dt_raw + self.dt_bias[heads]), TIME_STEP_MIN)
         a = -np.exp(self.a_log[heads].astype(np.float64))
-        y, final = ssd_chunked(x[:, heads], dt, a, b[:, group], c[:, group], self.state0[heads].astype(np.float64),
-                               self.chunk)  # fmt: skip
-        return y + x[:, heads] * self.d[heads, None], final
+        y, final = ssd_chunked(x, dt, a, b, c, self.state0[heads].astype(np.float64), self.chunk)
+        return y + x * self.d[heads, None], final
 
 
 def _mamba_ssm_ms(torch: Any, inputs: Inputs, src: Path) -> float:
