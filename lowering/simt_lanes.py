@@ -482,8 +482,9 @@ class Runs:
 
 def choose_runs(values: list[SSAValue], lanes: int) -> Runs | None:
     """Runs for a class of tile values (one layout: Before's union) that are loads from kernel buffers, and
-    converts and maps of them, used only by one another, as mma operands (staged, whatever their layout) and
-    as stored values (a store writes any layout's elements where they belong):
+    converts, maps and broadcasts (a per-row factor: each lane reads its runs' rows) of them, used only by
+    one another, as mma operands (staged, whatever their layout) and as stored values (a store writes any
+    layout's elements where they belong):
     the widest runs, at most VECTOR_BYTES of the narrowest element loaded, that every load reads as aligned
     vectors — along the buffer's innermost dimension, unmasked along it, from a column and a row length that
     are multiples of the run. None where the class is anything else or no runs fit."""
