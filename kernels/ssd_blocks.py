@@ -116,18 +116,22 @@ class BlockScan:
         end_hi, end_lo = row.results
         return end_hi, end_lo
 
-    def rows_at(self, first: SSAValue, column: SSAValue, width: int, limit: SSAValue | None) -> SSAValue:
-        """xbc[start + first .. + R, column .. + width], masked past the chunk's tokens and `limit` (None: the
-        columns never pass it)."""
+    def rows_at(self, first: SSAValue, column: SSAValue, width: int, limit: SSAValue | None,
+                transposed: bool = False) -> SSAValue:  # fmt: skip
+        """xbc[start + first .. + R, column .. + width] ([width, R] where `transposed`), masked past the chunk's
+        tokens and `limit` (None: the columns never pass it)."""
         k = self.kb
-        bound = {0: self.end_row} if limit is None else {0: self.end_row, 1: limit}
-        return k.load(self.xbc, [k.addi(self.start, first), column], [self.rows, width], bound)
+        rows, columns = (1, 0) if transposed else (0, 1)
+        bound = {rows: self.end_row} if limit is None else {rows: self.end_row, columns: limit}
+        shape = [width, self.rows] if transposed else [self.rows, width]
+        return k.load(self.xbc, [k.addi(self.start, first), column], shape, bound, axes=(1, 0) if transposed else None)
 
-    def group_rows(self, row: SSAValue, column: SSAValue, n0: SSAValue) -> SSAValue:
-        """B or C (the group's columns from `column`): rows [row, row + R), state columns [n0, n0 + bn)."""
+    def group_rows(self, row: SSAValue, column: SSAValue, n0: SSAValue, transposed: bool = False) -> SSAValue:
+        """B or C (the group's columns from `column`): rows [row, row + R), state columns [n0, n0 + bn) — as
+        [R, bn], or [bn, R] where `transposed`."""
         k = self.kb
         limit = None if self.m.state % self.block_n == 0 else k.addi(column, k.index(self.m.state))
-        return k.convert(self.rows_at(row, k.addi(column, n0), self.block_n, limit), self.operand)
+        return k.convert(self.rows_at(row, k.addi(column, n0), self.block_n, limit, transposed), self.operand)
 
     def x_rows(self, row: SSAValue) -> SSAValue:
         """The channels' x of rows [row, row + R): [R, block_p] (masked past the head's channels only where the
@@ -189,7 +193,6 @@ class BlockScan:
         k = self.kb
         zero = k.index(0)
         end_decay = k.exp(k.addf(end_hi, end_lo))
-        limit = None if self.m.state % self.block_n == 0 else k.addi(self.b_column, k.index(self.m.state))
         with k.loop(zero, k.index(self.padded_n), k.index(self.block_n)) as piece:
             at = [piece.iv, zero]
             s = k.map([k.load(self.s, at, [self.block_n, self.block_p]), end_decay], lambda e, v, w: e.mulf(v, w))
@@ -204,8 +207,6 @@ class BlockScan:
                     k.map([self.x_rows(j0), k.broadcast(weights, 1, self.block_p)], lambda e, v, w: e.mulf(v, w)),
                     self.operand,
                 )
-                bound = {1: self.end_row} if limit is None else {0: limit, 1: self.end_row}
-                b_t = k.load(self.xbc, [k.addi(self.start, j0), k.addi(self.b_column, piece.iv)],
-                             [self.block_n, self.rows], bound, axes=(1, 0))  # fmt: skip
-                block.yield_(k.mma(k.convert(b_t, self.operand), right, block.args[0]))
+                b_t = self.group_rows(j0, self.b_column, piece.iv, transposed=True)
+                block.yield_(k.mma(b_t, right, block.args[0]))
             k.store(block.results[0], self.s, at)

@@ -3,7 +3,7 @@ and the program the CUDA runtime launches.
 
     emit_kernels(module) -> [NvvmKernel]   one `gpu.func` per `tessera.tile.kernel`, from the tiles chosen in
                                            Tile-IR: bf16 projections on WGMMA with TMA-staged operands
-                                           (lowering/nvvm/wgmma.py), bf16 attention on WGMMA with operands
+                                           (lowering/nvvm/wgmma.py), bf16 attention and SSD scan on WGMMA with operands
                                            the lanes stage (lowering/nvvm/warpgroup_mma.py), the rest
                                            kernels of kernels/ through the SIMT lowering shared with the
                                            other GPU targets
@@ -14,8 +14,8 @@ and the program the CUDA runtime launches.
 Shared memory is checked against Tile-IR: a SIMT kernel's static shared tiles (workgroup attributions) are
 exactly the body's `shared` loads, and a TMA kernel's dynamic allocation holds exactly the body's async
 `shared` operand tiles plus its mbarriers, a kernel with lane-staged WGMMA operands one dynamic allocation of
-them (beside its static tiles). The chunked scan and the MoE experts are SIMT kernels here for now, and so
-is attention in fp32 (Hopper's only f32 tensor-core path is tf32).
+them (beside its static tiles). The MoE experts are SIMT kernels here for now, and so are attention and the
+chunked scan in fp32 (Hopper's only f32 tensor-core path is tf32).
 """
 
 from __future__ import annotations

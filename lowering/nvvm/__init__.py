@@ -9,7 +9,8 @@ lowers every kernel of kernels/ and describes its launch.
                    stages (its docstring has the layout, the phase logic and the descriptor encoding); the
                    GEMM's ring is 98304 operand bytes + 48 bytes of mbarriers = 98352 bytes of dynamic
                    shared memory
-    warpgroup_mma.py  tile.mma on WGMMA where the workgroup's lanes stage both operands (bf16 attention):
+    warpgroup_mma.py  tile.mma on WGMMA where the workgroup's lanes stage both operands (bf16 attention and
+                   chunked SSD scan):
                    each stored in the 128-byte-swizzle layout its descriptor reads (K-major, or MN-major for
                    a B given [K, N]: a transposed descriptor), fenced for the async proxy between barriers;
                    the softmax's row reductions of its accumulator stay in registers (simt_lanes.WarpgroupRows)

@@ -1,6 +1,7 @@
 """`tessera.tile.mma` on Hopper's WGMMA where the workgroup's own lanes stage the operands (no copy engine):
 the form of an mma whose accumulator has the Warpgroups layout without a pipelined loop around it
-(tile.warpgroup_staged: bf16 operands, a workgroup of one warpgroup per 64 rows — GPU attention under bf16).
+(tile.warpgroup_staged: bf16 operands, a workgroup of one warpgroup per 64 rows — GPU attention and the
+chunked SSD scan under bf16).
 simt_matrix.LowerMma hands such an mma here.
 
     operand (each): barrier                       (earlier WGMMAs have read the previous contents)
