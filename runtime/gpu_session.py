@@ -3,13 +3,17 @@ with the weights uploaded once and the state (conv/SSM state, KV cache) kept on 
 
     session = GpuSession(program, driver, driver.load_module(code_object), weights)
     logits = session.prefill([5, 7, 9])      # [3, vocab]; call again to continue the same sequence
+    last = session.prefill([4, 2], last_only=True)   # [1, vocab]: the rest stay on the device
     next_logits = session.decode(11)         # [vocab]
     profiler = session.start_profiling()     # each launch timed by device events from now on: profiler.report()
 
 Each launch of a program: its arguments in order — a device pointer per operand (token ids, a weight, a
 state, or a [tokens, F] view of an arena slot), then the token count and the position as i32 — on a grid
 of ceil(extent / per) workgroups per axis ("tokens" = this call's token count), `threads` per workgroup,
-and the launch's dynamic shared bytes (`shared_bytes`; 0 on ROCDL, whose LDS is static). An NVVM launch's
+and the launch's dynamic shared bytes (`shared_bytes`; 0 on ROCDL, whose LDS is static). When only the last
+position's logits are asked for, the program's row tail (`row_tail`: the launches after the last one that
+mixes tokens or touches the state — the final norm and lm_head, and the last layer's MLP or gated norm and
+out_proj) runs on that one row: its buffers viewed from the row, a token count of 1. An NVVM launch's
 `tensor_maps` name the arguments a TMA kernel takes as CUtensorMaps: the session encodes each through the
 driver (`encode_tensor_map_2d`) for the buffer's address and rows (a weight's once, an arena buffer's per
 call) and passes the 128 bytes by value in the pointer's place. The driver decides where it runs: HIP on
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -37,12 +42,15 @@ from tessera.runtime.gpu_module import (
 )
 from tessera.runtime.integrity import artifact_weights
 from tessera.runtime.profile import GpuProfiler
+from tessera.runtime.program_check import DTYPE_BYTES, check_program
 from tessera.runtime.program_check import FORMAT_VERSION as PROGRAM_VERSION
-from tessera.runtime.program_check import check_program
 from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import prepare_weights
 
 _DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
+# Kernel kinds whose every output row is a function of the same row of their buffers (and of weights): run on
+# one row, they give that row's result.
+ROW_WISE_KINDS = frozenset({"matmul", "rmsnorm", "gated_rmsnorm", "rms_scale"})
 _DRIVERS = {"rocdl": "hip", "nvvm": "cuda"}
 
 
@@ -106,13 +114,14 @@ class GpuSession:
         return buffer
 
     # --- public API --------------------------------------------------------------------------------------
-    def prefill(self, input_ids: Sequence[int]) -> np.ndarray:
-        """Logits [T, vocab] for every position of `input_ids`, continuing the current sequence."""
-        return self._run("prefill", input_ids)
+    def prefill(self, input_ids: Sequence[int], last_only: bool = False) -> np.ndarray:
+        """Logits [T, vocab] for every position of `input_ids`, continuing the current sequence; with
+        `last_only`, [1, vocab] for the last position alone (the program's row tail runs on that row)."""
+        return self._run("prefill", input_ids, last_only)
 
     def decode(self, token_id: int) -> np.ndarray:
         """Logits [vocab] after appending one token, by the single-step programs."""
-        return self._run("decode", [token_id])[0]
+        return self._run("decode", [token_id], last_only=False)[0]
 
     def start_profiling(self) -> GpuProfiler:
         """Time every launch from now on by events on the device's stream (runtime/profile.py GpuProfiler:
@@ -131,10 +140,14 @@ class GpuSession:
         self.position = 0
 
     # --- execution -----------------------------------------------------------------------------------------
-    def _run(self, program_name: str, input_ids: Sequence[int]) -> np.ndarray:
+    def _run(self, program_name: str, input_ids: Sequence[int], last_only: bool) -> np.ndarray:
         ids = checked_ids(input_ids, self.vocab_size, self.position, self.max_seq_len)
         program = self.program["programs"][program_name]
+        launches = program["launches"]
         tokens = int(ids.size)
+        # Each launch's rows: all of them, or for the row tail of a last-only call the last one.
+        tail = row_tail(launches) if last_only else len(launches)
+        rows = [Rows(0, tokens) if index < tail else Rows(tokens - 1, 1) for index in range(len(launches))]
         arena = [self.driver.alloc(tokens * width) for width in program["slots"]]
         id_buffer = self._upload(ids)
         timer = self.driver if self.profiler is not None and isinstance(self.driver, EventTimer) else None
@@ -143,23 +156,25 @@ class GpuSession:
         try:
             if timer is not None:
                 events.append(timer.record_event())
-            for launch in program["launches"]:
-                args: list[KernelArg] = [self._argument(arg, id_buffer, arena, tokens) for arg in launch["args"]]
+            for launch, span in zip(launches, rows, strict=True):
+                args: list[KernelArg] = [self._argument(arg, id_buffer, arena, span) for arg in launch["args"]]
                 for tensor_map in launch.get("tensor_maps", ()):
                     index = tensor_map["arg"]
-                    args[index] = self._tensor_map(tensor_map, args[index], "buffer" in launch["args"][index], tokens)
-                grid = (_blocks(launch["grid"]["x"], tokens), _blocks(launch["grid"]["y"], tokens), 1)
+                    args[index] = self._tensor_map(tensor_map, args[index], "buffer" in launch["args"][index], span)
+                grid = (_blocks(launch["grid"]["x"], span.count), _blocks(launch["grid"]["y"], span.count), 1)
                 shared = int(launch.get("shared_bytes", 0))
                 self.driver.launch(self.kernels[launch["kernel"]], grid, (launch["threads"], 1, 1), shared, args)
                 if timer is not None:
                     events.append(timer.record_event())
             self.driver.synchronize()
             result = program["result"]
-            logits = np.empty((tokens, result["features"]), _DTYPES[result["dtype"]])
-            self.driver.download(arena[result["buffer"]], logits)
+            first = tokens - 1 if last_only else 0
+            logits = np.empty((tokens - first, result["features"]), _DTYPES[result["dtype"]])
+            self.driver.download(_row_view(arena[result["buffer"]], result, first, tokens - first), logits)
             if timer is not None and self.profiler is not None:
                 seconds = [timer.elapsed_seconds(start, end) for start, end in pairwise(events)]
-                self.profiler.record(program_name, tokens, self.position, seconds, time.perf_counter() - began)
+                spans = [(span.count, self.position + span.first) for span in rows]
+                self.profiler.record(program_name, tokens, spans, seconds, time.perf_counter() - began)
         finally:
             for buffer in (*arena, id_buffer):
                 self.driver.free(buffer)
@@ -169,15 +184,15 @@ class GpuSession:
         self.position += tokens
         return logits
 
-    def _tensor_map(self, entry: Mapping[str, Any], arg: KernelArg, per_call: bool, tokens: int) -> KernelBytes:
+    def _tensor_map(self, entry: Mapping[str, Any], arg: KernelArg, per_call: bool, rows: Rows) -> KernelBytes:
         """The CUtensorMap of a TMA operand (program.json's `tensor_maps` entry) over its device buffer."""
         encode = getattr(self.driver, "encode_tensor_map_2d", None)
         if encode is None:
             raise RunError(f"the {self.driver.name} driver cannot encode the tensor maps of a {self.target} program")
         assert isinstance(arg, DeviceBuffer), entry
-        rows = tokens if entry["rows"] == "tokens" else int(entry["rows"])
-        shape = dict(dtype=entry["dtype"], rows=rows, cols=int(entry["cols"]), box_rows=int(entry["box_rows"]),
-                     box_cols=int(entry["box_cols"]), swizzle=entry["swizzle"])  # fmt: skip
+        shape = dict(dtype=entry["dtype"], rows=rows.count if entry["rows"] == "tokens" else int(entry["rows"]),
+                     cols=int(entry["cols"]), box_rows=int(entry["box_rows"]), box_cols=int(entry["box_cols"]),
+                     swizzle=entry["swizzle"])  # fmt: skip
         if per_call:
             return encode(arg.pointer, **shape)
         key = (arg.pointer, *shape.values())
@@ -186,21 +201,49 @@ class GpuSession:
         return self._tensor_maps[key]
 
     def _argument(
-        self, arg: Mapping[str, Any], ids: DeviceBuffer, arena: list[DeviceBuffer], tokens: int
+        self, arg: Mapping[str, Any], ids: DeviceBuffer, arena: list[DeviceBuffer], rows: Rows
     ) -> DeviceBuffer | KernelScalar:
         if "ids" in arg:
-            return ids
+            return ids  # read by no launch of a row tail
         if "weight" in arg:
             return self.weights[arg["weight"]]
         if "state" in arg:
             return self.states[arg["state"]]
         if "buffer" in arg:
-            return arena[arg["buffer"]]
+            return _row_view(arena[arg["buffer"]], arg, rows.first, rows.count)
         if "tokens" in arg:
-            return KernelScalar(tokens, "i32")
+            return KernelScalar(rows.count, "i32")
         if "position" in arg:
-            return KernelScalar(self.position, "i32")
+            return KernelScalar(self.position + rows.first, "i32")
         raise RunError(f"program.json: unknown launch argument {dict(arg)}")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The token rows a launch runs on: `count` rows from row `first` of this call's tokens."""
+
+    first: int
+    count: int
+
+
+def row_tail(launches: Sequence[Mapping[str, Any]]) -> int:
+    """The index of the first launch of the program's row tail: the launches after the last one that mixes
+    tokens (attention, the scan, conv, MoE routing) or reads the token ids or a state. Run on one row, the tail
+    gives that row's logits."""
+    tail = len(launches)
+    while tail > 0 and _row_wise(launches[tail - 1]):
+        tail -= 1
+    return tail
+
+
+def _row_wise(launch: Mapping[str, Any]) -> bool:
+    return launch["kind"] in ROW_WISE_KINDS and not any("state" in arg or "ids" in arg for arg in launch["args"])
+
+
+def _row_view(buffer: DeviceBuffer, arg: Mapping[str, Any], first: int, count: int) -> DeviceBuffer:
+    """Rows [first, first + count) of a [tokens, features] buffer."""
+    row_bytes = int(arg["features"]) * DTYPE_BYTES[arg["dtype"]]
+    return DeviceBuffer(buffer.pointer + first * row_bytes, count * row_bytes)
 
 
 def _blocks(axis: Sequence[int | str], tokens: int) -> int:

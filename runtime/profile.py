@@ -14,7 +14,7 @@ much of the machine the program kept working.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,9 +144,16 @@ class GpuProfiler:
     def peak(self) -> float | None:
         return next((peak for name, peak in BF16_PEAKS.items() if name in self.device), None)
 
-    def record(self, program: str, tokens: int, position: int, launch_seconds: list[float], seconds: float) -> None:
+    def record(
+        self, program: str, tokens: int, spans: Sequence[tuple[int, int]], launch_seconds: list[float], seconds: float
+    ) -> None:
+        """One call of `program` on `tokens` tokens: per launch, the (rows, position) it ran on (a last-only
+        prefill runs its row tail on one row) and the device's seconds; `seconds` the call's wall time."""
         launches = self.launches[program]
-        flops = np.array([launch_flops(launch, self.weights, self.states, tokens, position) for launch in launches])
+        flops = np.array([
+            launch_flops(launch, self.weights, self.states, rows, position)
+            for launch, (rows, position) in zip(launches, spans, strict=True)
+        ])  # fmt: skip
         times = np.asarray(launch_seconds, np.float64)
         profile = self.programs[program]
         profile.calls += 1

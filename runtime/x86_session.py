@@ -169,14 +169,15 @@ class X86Session:
         return cls(program, kernels, artifact_weights(artifact), source=str(program_path))
 
     # --- public API --------------------------------------------------------------------------
-    def prefill(self, input_ids: Sequence[int]) -> np.ndarray:
-        """Logits [T, vocab] for every position of `input_ids`, continuing the current sequence."""
+    def prefill(self, input_ids: Sequence[int], last_only: bool = False) -> np.ndarray:
+        """Logits [T, vocab] for every position of `input_ids`, continuing the current sequence; with
+        `last_only`, [1, vocab] for the last position (every row is still computed here, in host memory)."""
         ids = self._check_ids(input_ids)
         bound = self._bind("prefill", ids)
         logits = bound.fresh_result()
         self._call("prefill", bound)
         self.position += len(ids)
-        return logits
+        return logits[-1:] if last_only else logits
 
     def decode(self, token_id: int) -> np.ndarray:
         """Logits [vocab] after appending one token, by the single-step program."""

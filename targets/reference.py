@@ -53,8 +53,9 @@ class ReferenceSession:
         )
         return cls(ReferenceExecutor(module, artifact_weights(artifact)))
 
-    def prefill(self, input_ids: Sequence[int]) -> np.ndarray:
-        return self._executor.prefill(input_ids)
+    def prefill(self, input_ids: Sequence[int], last_only: bool = False) -> np.ndarray:
+        logits = self._executor.prefill(input_ids)
+        return logits[-1:] if last_only else logits
 
     def decode(self, token_id: int) -> np.ndarray:
         return self._executor.decode(token_id)

@@ -750,6 +750,25 @@ def test_launch_flops_counts_gemms_and_causal_attention() -> None:
     assert launch_flops({"kind": "rmsnorm", "args": []}, weights, states, 3, 4) == 0
 
 
+def test_row_tail_is_what_follows_the_last_token_mixing_launch() -> None:
+    """A last-only prefill runs the row tail on one row: for a model ending in an MLP layer, that layer's norm
+    and GEMMs as well as the final norm and lm_head — never a launch that reads a state or the ids."""
+    from tessera.runtime.gpu_session import row_tail
+
+    def launch(kind: str, *args: dict[str, object]) -> dict[str, object]:
+        return {"kind": kind, "args": [{"buffer": 0, "features": 8, "dtype": "f32"}, *args]}
+
+    mamba = [launch("matmul", {"weight": "in"}), launch("conv_silu", {"state": "conv"}),
+             launch("ssd_scan", {"state": "ssm"}), launch("gated_rmsnorm"), launch("matmul", {"weight": "out"})]  # fmt: skip
+    mlp = [launch("rmsnorm"), launch("matmul", {"weight": "up"}), launch("matmul", {"weight": "down"})]
+    head = [launch("rmsnorm"), launch("matmul", {"weight": "lm_head"})]
+    assert row_tail([launch("embedding", {"ids": True}), *mamba, *mlp, *head]) == 4
+    assert row_tail([*mamba, *head]) == 3  # the mixer's gated norm and out_proj follow its scan
+    assert row_tail([launch("rmsnorm", {"state": "s"}), *head]) == 1
+    assert row_tail([launch("moe_combine"), *head]) == 1
+    assert row_tail(head) == 0
+
+
 def test_cuda_events_time_launches_in_seconds() -> None:
     """CudaDriver's event timers (gpu_module.EventTimer) through a stand-in binding: an event is created and
     recorded on the null stream, elapsed time comes back in milliseconds and is returned in seconds."""

@@ -150,7 +150,7 @@ def main(
     eos_ids = set(eos if isinstance(eos, list) else [eos]) if stop_at_eos and eos is not None else set()
 
     start = time.perf_counter()
-    logits = session.prefill(ids)
+    logits = session.prefill(ids, last_only=logits_out is None)  # the other rows stay on the device
     prefill_s = time.perf_counter() - start
     if logits_out is not None:
         buffer = io.BytesIO()

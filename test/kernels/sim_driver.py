@@ -54,11 +54,19 @@ class SimulatedDriver:
         self.memory[pointer] = np.zeros(nbytes, np.uint8)
         return DeviceBuffer(pointer, nbytes)
 
+    def bytes_at(self, pointer: int) -> np.ndarray:
+        """The device memory from `pointer` to the end of its allocation (a pointer may point into one, as a
+        view of a buffer's rows does)."""
+        base = max((start for start in self.memory if start <= pointer), default=None)
+        if base is None or pointer - base >= max(self.memory[base].size, 1):
+            raise AssertionError(f"{pointer:#x} is in no allocation")
+        return self.memory[base][pointer - base :]
+
     def upload(self, buffer: DeviceBuffer, host: np.ndarray) -> None:
-        self.memory[buffer.pointer][: host.nbytes] = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
+        self.bytes_at(buffer.pointer)[: host.nbytes] = np.ascontiguousarray(host).reshape(-1).view(np.uint8)
 
     def download(self, buffer: DeviceBuffer, out: np.ndarray) -> None:
-        out.reshape(-1).view(np.uint8)[:] = self.memory[buffer.pointer][: out.nbytes]
+        out.reshape(-1).view(np.uint8)[:] = self.bytes_at(buffer.pointer)[: out.nbytes]
 
     def free(self, buffer: DeviceBuffer) -> None:
         del self.memory[buffer.pointer]
@@ -81,7 +89,7 @@ class SimulatedDriver:
                 maps[name] = self._tensor_map(arg)
             else:
                 assert isinstance(arg, DeviceBuffer), f"{kernel.name}: a kernel argument of {type(arg).__name__}"
-                raw = self.memory[arg.pointer]
+                raw = self.bytes_at(arg.pointer)[: arg.nbytes]
                 element = elements.get(name, np.uint8)
                 buffers[name] = raw[: raw.size // np.dtype(element).itemsize * np.dtype(element).itemsize].view(element)
         simulator.run((grid[0], grid[1]), buffers, scalars, tensor_maps=maps, shared_bytes=shared_bytes)
@@ -96,7 +104,7 @@ class SimulatedDriver:
 
     def _tensor_map(self, arg: KernelBytes) -> TensorMap:
         pointer, rows, cols, box_rows, box_cols = self.tensor_maps[struct.unpack("<Q", arg.data[:8])[0]]
-        tensor = self.memory[pointer][: rows * cols * 2].view(np.uint16).reshape(rows, cols)
+        tensor = self.bytes_at(pointer)[: rows * cols * 2].view(np.uint16).reshape(rows, cols)
         return TensorMap(tensor, box_rows, box_cols)
 
     def synchronize(self) -> None:
