@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from checkout import make_tessera_importable
+from checkout import download_transformers, install_wheels, make_tessera_importable
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,17 +95,7 @@ def prepare(out: Path) -> None:
     from tessera.model.config import hf_config_dict
 
     (out / "mid_config.json").write_text(json.dumps(hf_config_dict(load_model(str(mid)).config)))
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.12",
-         "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64", "-d", str(out / "wheels"),
-         "transformers==5.23.0"],
-        check=True,
-    )  # fmt: skip
-    for heavy in (out / "wheels").glob("*"):  # torch, numpy, safetensors are installed there already
-        if heavy.name.split("-")[0].lower() in ("torch", "numpy", "safetensors", "triton") or heavy.name.startswith(
-            "nvidia"
-        ):
-            heavy.unlink()
+    download_transformers(out / "wheels")
     print(f"prepared {out}: carry it to the AMX host and run `python3 benchmarks/amx_host.py check` there")
 
 
@@ -245,14 +235,9 @@ def _end_to_end(out: Path, amx: bool, threads: int) -> dict[str, object]:
 def _transformers(out: Path, threads: int) -> dict[str, object]:
     """transformers' NemotronH on torch CPU, bf16, on the mid config (its own random weights: a timing)."""
     site = out / "site"
-    if not site.exists():
-        install = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(out / "wheels"),
-             "--target", str(site), "--no-deps", *map(str, (out / "wheels").glob("*.whl"))],
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if install.returncode != 0:
-            return {"error": f"installing the carried wheels failed: {install.stderr.strip()[-300:]}"}
+    error = install_wheels(out / "wheels", site)
+    if error is not None:
+        return {"error": error}
     code = _HF_E2E.format(site=str(site), config=str(out / "mid_config.json"), threads=threads)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if run.returncode != 0:

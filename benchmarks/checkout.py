@@ -1,10 +1,13 @@
-"""`import tessera` from a bare copy of the checkout, for the scripts that run on a lent machine where Tessera
-is not installed (benchmarks/amx_host.py, benchmarks/h100_gemm.py): the repository root is the package,
-whatever its folder is called there, so a link named tessera in a scratch folder goes on sys.path."""
+"""What the scripts that run on a lent machine share (benchmarks/amx_host.py, hopper.py and its parts):
+`import tessera` from a bare copy of the checkout where Tessera is not installed (the repository root is the
+package, whatever its folder is called there, so a link named tessera in a scratch folder goes on sys.path),
+their command line, and transformers' wheels, downloaded here and installed offline there (the lent host
+reaches no registry)."""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -34,3 +37,34 @@ def prepare_or_check(
         prepare(options.out)
         return 0
     return check(options.out)
+
+
+TRANSFORMERS = "transformers==5.23.0"  # the test extra's pin (pyproject.toml): the oracle the tests use
+_THERE_ALREADY = ("torch", "numpy", "safetensors", "triton")  # installed on the lent machines (and large)
+
+
+def download_transformers(wheels: Path) -> None:
+    """transformers' wheels and what it needs for Python 3.12 into `wheels`, less what is installed there."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--python-version", "3.12",
+         "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_28_x86_64", "-d", str(wheels),
+         TRANSFORMERS],
+        check=True,
+    )  # fmt: skip
+    for wheel in wheels.glob("*"):
+        if wheel.name.split("-")[0].lower() in _THERE_ALREADY or wheel.name.startswith("nvidia"):
+            wheel.unlink()
+
+
+def install_wheels(wheels: Path, site: Path) -> str | None:
+    """The carried wheels installed offline into `site` (put it first on sys.path); an error line, or None."""
+    if site.exists():
+        return None
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--find-links", str(wheels), "--target",
+         str(site), "--no-deps", *map(str, wheels.glob("*.whl"))],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if install.returncode != 0:
+        return f"installing the carried wheels failed: {install.stderr.strip()[-300:]}"
+    return None

@@ -32,8 +32,11 @@ back to HF bit-exactly. Linear weights keep PyTorch's [out, in] order.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from tessera.model.config import ModelConfig
 
@@ -169,6 +172,17 @@ def hf_shape(spec: TensorSpec) -> tuple[int, ...]:
     if spec.transform == "stack":
         return spec.shape[1:]
     return spec.shape
+
+
+def hf_tensors(config: ModelConfig, weights: Mapping[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
+    """Tessera-layout `weights` as the HF tensors they are made from: (name without the backbone./model.
+    prefix, except lm_head; array in its HF shape) — what loads them into transformers' NemotronHForCausalLM."""
+    for spec in model_tensors(config):
+        value = weights[spec.name]
+        if spec.transform == "stack":
+            yield from zip(spec.hf_names, value, strict=True)
+        else:
+            yield spec.hf_names[0], value.reshape(hf_shape(spec))
 
 
 def param_count(config: ModelConfig) -> int:

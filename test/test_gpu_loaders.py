@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -716,6 +717,7 @@ def test_hopper_tabulates_each_kernel_against_its_baseline() -> None:
         "attention": {"specs": {"nano12b_8k": {"ms": 2.0, "sdpa_ms": 1.0}}},
         "ssd": {"specs": {"nano12b_8k": {"ms": 0.5, "mamba_ssm_ms": 1.0}, "small": {"ms": 0.1}}},
         "gemm": {"specs": {"big": {"ok": False, "error": "hang"}}},
+        "slice": {"specs": {"prefill 8000": {"ms": 20.0, "transformers_ms": 36.0}}},
     }
     rows = hopper.table(summaries).splitlines()
     assert rows[0].startswith("| kernel | Tessera ms | baseline")
@@ -723,6 +725,7 @@ def test_hopper_tabulates_each_kernel_against_its_baseline() -> None:
     assert "| attention nano12b_8k | 2.000 | SDPA | 1.000 | 0.50x |" in rows
     assert "| ssd nano12b_8k | 0.500 | mamba_ssm | 1.000 | 2.00x |" in rows
     assert "| ssd small | 0.100 | mamba_ssm |  | not measured |" in rows
+    assert "| slice prefill 8000 | 20.000 | transformers | 36.000 | 1.80x |" in rows
 
 
 def test_hopper_check_without_artifacts_fails_with_json_last(tmp_path: Path) -> None:
@@ -733,7 +736,34 @@ def test_hopper_check_without_artifacts_fails_with_json_last(tmp_path: Path) -> 
     assert result.returncode == 1
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert not summary["ok"] and "is missing" in summary["hopper"]["contract"]["error"]
-    assert all(not summary["hopper"][part]["ok"] for part in ("gemm", "attention", "ssd", "math"))
+    assert all(not summary["hopper"][part]["ok"] for part in ("gemm", "attention", "ssd", "slice", "math"))
+
+
+def test_h100_slice_loads_the_drawn_weights_into_transformers(tmp_path: Path) -> None:
+    """h100_slice's transformers side, on the CPU with the tiny config made dense, as the slice is (transformers
+    5 holds MoE experts fused in its modules, under other names than a checkpoint's): the weights Tessera
+    draws from the seed, mapped to HF's names and shapes (weights_layout.hf_tensors), give in transformers the
+    logits the reference executor gives on them."""
+    pytest.importorskip("transformers")
+    from tessera.dialects import parse_module
+    from tessera.frontend.config import load_model
+    from tessera.frontend.graph_builder import build_graph
+    from tessera.model.checkpoint import random_weights
+    from tessera.model.config import hf_config_dict
+    from tessera.reference.executor import ReferenceExecutor
+
+    slice_benchmark = _benchmark("h100_slice")
+    tiny = load_model(str(BENCHMARK.parent.parent / "configs" / "nemotron_h_tiny.yaml")).config
+    config = replace(tiny, hybrid_override_pattern="M*-M")
+    (tmp_path / "hf_config.json").write_text(json.dumps(hf_config_dict(config)))
+    ids = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7]
+    np.save(tmp_path / "prompt.npy", np.array(ids, np.int64))
+    (tmp_path / "site").mkdir()  # the installed transformers here stands for the carried wheels
+    measured = slice_benchmark._transformers(tmp_path, device="cpu")
+    assert measured.get("transformers_ms", 0) > 0, measured
+    module = parse_module(str(build_graph(config)), "tiny.mlir")
+    expected = ReferenceExecutor(module, random_weights(config, slice_benchmark.SEED)).prefill(ids)[-1]
+    assert slice_benchmark.relative_error(np.load(tmp_path / "hf_logits.npy"), expected) <= 1e-4
 
 
 def test_launch_flops_counts_gemms_and_causal_attention() -> None:
