@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from xdsl.dialects import arith, gpu, scf, vector
 from xdsl.dialects.builtin import AnyFloat, BFloat16Type, IndexType, IntegerAttr, MemRefType
-from xdsl.ir import Attribute, BlockArgument, Operation, SSAValue
+from xdsl.ir import Attribute, Block, BlockArgument, Operation, SSAValue
 
 from tessera.arch import (
     WARPGROUP,
@@ -441,40 +441,49 @@ class Runs:
     """A matrix tile [M, N] in runs of `width` consecutive elements of a row: run r (row-major, N / width
     runs a row) in lane r mod W, whose slots j width .. (j + 1) width - 1 hold its run j W + l. An mma operand
     read from a buffer lives so (Before): each run is one vector load. Every lane holds whole runs of its own
-    (M N / width a multiple of W), and a row spans whole waves of runs or a wave whole rows."""
+    (M N / width a multiple of W), and a row spans whole waves of runs or a wave whole rows. A rank-1 tile [N]
+    is one such row (a row kernel's tile: choose_row_runs)."""
 
-    shape: tuple[int, int]
+    shape: tuple[int, ...]
     lanes: int
     width: int
 
     @property
+    def matrix(self) -> tuple[int, int]:
+        """The shape as a matrix: a rank-1 tile is one row."""
+        return (self.shape[0], self.shape[1]) if len(self.shape) == 2 else (1, self.shape[0])
+
+    @property
     def slots(self) -> int:
-        return self.shape[0] * self.shape[1] // self.lanes
+        rows, columns = self.matrix
+        return rows * columns // self.lanes
 
     def run_steps(self) -> list[list[int]]:
         """Per run of a lane, its first element's position minus that of the lane's first run."""
-        per_row, runs = self.shape[1] // self.width, self.slots // self.width
+        per_row, runs = self.matrix[1] // self.width, self.slots // self.width
         if self.lanes % per_row == 0:
-            return [[run * (self.lanes // per_row), 0] for run in range(runs)]
-        waves = per_row // self.lanes  # waves of runs a row
-        return [[run // waves, (run % waves) * self.lanes * self.width] for run in range(runs)]
+            steps = [[run * (self.lanes // per_row), 0] for run in range(runs)]
+        else:
+            waves = per_row // self.lanes  # waves of runs a row
+            steps = [[run // waves, (run % waves) * self.lanes * self.width] for run in range(runs)]
+        return steps if len(self.shape) == 2 else [[column] for _, column in steps]
 
     def steps(self) -> list[list[int]]:
-        return [[row, column + i] for row, column in self.run_steps() for i in range(self.width)]
+        return [[*step[:-1], step[-1] + i] for step in self.run_steps() for i in range(self.width)]
 
     def coordinates(self, emit: Emitter, lane: SSAValue) -> list[list[SSAValue]]:
-        row, column = self.origin(emit, lane)
-        row_at, column_at = _shifts(emit, row), _shifts(emit, column)
-        return [[row_at(dr), column_at(dc)] for dr, dc in self.steps()]
+        at = [_shifts(emit, position) for position in self.origin(emit, lane)]
+        return [[shift(delta) for shift, delta in zip(at, step, strict=True)] for step in self.steps()]
 
     def origin(self, emit: Emitter, lane: SSAValue) -> list[SSAValue]:
-        per_row = self.shape[1] // self.width
+        per_row = self.matrix[1] // self.width
         if self.lanes % per_row == 0:
             row = emit(arith.DivUIOp(lane, emit.constant(per_row, INDEX)))
             run = emit(arith.RemUIOp(lane, emit.constant(per_row, INDEX)))
         else:
             row, run = emit.constant(0, INDEX), lane
-        return [row, emit(arith.MuliOp(run, emit.constant(self.width, INDEX)))]
+        column = emit(arith.MuliOp(run, emit.constant(self.width, INDEX)))
+        return [row, column] if len(self.shape) == 2 else [column]
 
     def owner(self, emit: Emitter, lane: SSAValue, slot: int) -> SSAValue | None:
         return None  # every lane holds elements of its own
@@ -509,20 +518,61 @@ def choose_runs(values: list[SSAValue], lanes: int) -> Runs | None:
     while width >= 2:
         per_row = columns // width
         fits = columns % width == 0 and (rows * per_row) % lanes == 0
-        if fits and (lanes % per_row == 0 or per_row % lanes == 0) and all(_reads_runs(load, width) for load in loads):
+        if fits and (lanes % per_row == 0 or per_row % lanes == 0) and all(aligned_runs(load, width) for load in loads):
             return Runs((rows, columns), lanes, width)
         width //= 2
     return None
 
 
-def _reads_runs(load: tile.LoadOp, width: int) -> bool:
-    """Whether every run of `width` elements of the load's rows is an aligned vector of its buffer."""
+def aligned_runs(load: tile.LoadOp | tile.StoreOp, width: int) -> bool:
+    """Whether every run of `width` elements of the access's rows is an aligned vector of its global buffer."""
     buffer = load.memref.type
     assert isinstance(buffer, MemRefType)
+    if isinstance(load.memref.owner, tile.AllocOp):
+        return False  # a scratch buffer
     last = len(buffer.get_shape()) - 1
-    if tile.access_axes(load)[-1] != last or any(axis == 1 for axis, _ in tile.access_bounds(load)):
+    innermost = len(tile.access_axes(load)) - 1  # the tile axis along the buffer's rows, when it is the last
+    if tile.access_axes(load)[-1] != last or any(axis == innermost for axis, _ in tile.access_bounds(load)):
         return False
     return buffer.get_shape()[last] % width == 0 and known_multiple(load.indices[last]) % width == 0
+
+
+def choose_row_runs(values: list[SSAValue], lanes: int) -> Runs | None:
+    """Runs for a class of rank-1 tiles that a row kernel streams (kernels/rows.py, gated_rmsnorm,
+    kv_append): loads from kernel buffers, splats, converts and maps of them, carried through loops, reduced
+    and stored — the widest runs, at most VECTOR_BYTES of the narrowest element accessed, that every load and
+    store reads or writes as aligned vectors (unmasked, from a multiple of the run) and that tile whole waves
+    of lanes: one vector access a run. None where the class holds anything else, or no runs fit."""
+    accesses: list[tile.LoadOp | tile.StoreOp] = []
+    for value in values:
+        owner = value.owner
+        if not isinstance(value.type, TileType) or len(value.type.get_shape()) != 1:
+            return None
+        if isinstance(owner, tile.LoadOp):
+            accesses.append(owner)
+        elif not isinstance(owner, (tile.ConvertOp, tile.MapOp, tile.SplatOp, scf.ForOp, Block)):
+            return None
+        for use in value.uses:
+            user = use.operation
+            if isinstance(user, tile.StoreOp) and use.index == 0:
+                accesses.append(user)
+            elif not isinstance(user, (tile.ConvertOp, tile.MapOp, tile.ReduceOp, scf.YieldOp, scf.ForOp)):
+                return None
+    if not any(isinstance(access, tile.LoadOp) for access in accesses):
+        return None
+    (count,) = values[0].type.get_shape()  # type: ignore[attr-defined]
+    narrowest = min(element_bytes(tile.element_of(values_of(access).type)) for access in accesses)
+    width = VECTOR_BYTES // narrowest
+    while width >= 2:
+        if count % (width * lanes) == 0 and all(aligned_runs(access, width) for access in accesses):
+            return Runs((count,), lanes, width)
+        width //= 2
+    return None
+
+
+def values_of(access: tile.LoadOp | tile.StoreOp) -> SSAValue:
+    """The tile an access reads or writes."""
+    return access.result if isinstance(access, tile.LoadOp) else access.value
 
 
 def known_multiple(value: SSAValue) -> int:
@@ -708,6 +758,10 @@ class Before:
                     if operand_layout is not None:
                         runs[root] = operand_layout
         chosen |= runs
+        if not warpgroups:  # a row kernel's streamed tiles, one vector access a run
+            for root, values in members.items():
+                if root not in chosen and (row_runs := choose_row_runs(values, lanes)) is not None:
+                    chosen[root] = row_runs
         self._chosen = {value: chosen[find(value)] for value in [*parent, *chosen] if find(value) in chosen}
         # mma operands read from their scratch buffer in place (tile.read_in_place): by (mma, operand index);
         # the buffers whose rows are read down a column (a's, b's given transposed) get padded rows.

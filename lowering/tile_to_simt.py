@@ -50,7 +50,7 @@ from tessera.arch import GpuArch, gpu_arch, staged_shape
 from tessera.dialects import tile
 from tessera.dialects.schedule import element_bytes
 from tessera.dialects.tile import TileType
-from tessera.dialects.upstream import WORKGROUP, ShuffleOp, WorkgroupFuncOp
+from tessera.dialects.upstream import WORKGROUP, FromElementsOp, ShuffleOp, WorkgroupFuncOp
 from tessera.lowering.nvvm.pipeline import GRID_CONSTANTS
 from tessera.lowering.simt_lanes import (
     VECTOR_BYTES,
@@ -61,6 +61,7 @@ from tessera.lowering.simt_lanes import (
     Runs,
     SimtPattern,
     Spread,
+    aligned_runs,
     combiner,
     function_of,
     lane_of,
@@ -131,13 +132,14 @@ class _Access:
         )
         return [gep, llvm.LoadOp(gep.result, element if run is None else run, alignment=alignment)]
 
-    def store(self, value: SSAValue, element: Attribute) -> list[Operation]:
+    def store(self, value: SSAValue, element: Attribute, alignment: int | None = None) -> list[Operation]:
+        """The ops that write `value`, an element or (a global vector store of that alignment) a run of them."""
         if _in_workgroup(self.op.memref):
             return [memref.StoreOp.get(value, self.op.memref, self.indices)]
         gep = llvm.GEPOp.from_mixed_indices(
             _pointer(self.op.memref), [self.offset], pointee_type=element, result_type=GLOBAL
         )
-        return [gep, llvm.StoreOp(value, gep.result)]
+        return [gep, llvm.StoreOp(value, gep.result, alignment=alignment)]
 
 
 def _accesses(emit: Emitter, op: tile.LoadOp | tile.StoreOp, layout: Places | None) -> list[_Access]:
@@ -271,9 +273,13 @@ class LowerStore(SimtPattern):
             for done in (op, *reversed(update[1]), update[0]):
                 rewriter.erase_op(done)
             return
-        accesses = _accesses(emit, op, layout)
         assert isinstance(op.memref.type, MemRefType)
         element = storage(op.memref.type.element_type)
+        if isinstance(layout, Runs) and aligned_runs(op, layout.width):
+            _store_runs(emit, op, layout, element)
+            rewriter.erase_op(op)
+            return
+        accesses = _accesses(emit, op, layout)
         if layout is None:
             owners: list[SSAValue | None] = [emit(arith.CmpiOp(lane_of(op), emit.constant(0, IndexType()), "eq"))]
             values = [op.value]
@@ -291,6 +297,20 @@ class LowerStore(SimtPattern):
         if _in_workgroup(op.memref):
             emit(gpu.BarrierOp())
         rewriter.erase_op(op)
+
+
+def _store_runs(emit: Emitter, op: tile.StoreOp, layout: Runs, element: Attribute) -> None:
+    """The lane's runs, one aligned vector store each (a bound masks whole runs)."""
+    alignment = min(VECTOR_BYTES, layout.width * element.bitwidth // 8)  # type: ignore[attr-defined]
+    values = slot_values(emit, op.value, layout.slots, element)
+    for index, access in enumerate(_stepped_accesses(emit, op, layout, layout.run_steps())):
+        run = emit(FromElementsOp(values[index * layout.width : (index + 1) * layout.width]))
+        writes = access.store(run, element, alignment)
+        if access.valid is None:
+            for write in writes:
+                emit(write)
+        else:
+            emit(scf.IfOp(access.valid, [], [Block([*writes, scf.YieldOp()])]))
 
 
 def _both(emit: Emitter, first: SSAValue | None, second: SSAValue | None) -> SSAValue | None:

@@ -15,7 +15,7 @@ Tiles: `threads` (workgroup size: one wave of 64 on CDNA, one warp of 32 on Hopp
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tessera.arch import GpuArch
@@ -24,8 +24,28 @@ from tessera.tiling.gpu import GpuPolicy
 
 
 def _row_block(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
-    """A kernel written in kernels/rows.py: one wave per row, a feature per lane per step."""
+    """A kernel that reduces or gathers along a row with its wave's lanes (the router, moe_combine, ssd_step):
+    one wave per row, a feature per lane per step."""
     return TileChoice({"threads": arch.wave_size, "block": arch.wave_size})
+
+
+# Float32 features per lane per step of a streamed row: one 16-byte vector access each (where the row's
+# accesses are aligned runs: lowering/simt_lanes.choose_row_runs), and four loads in flight per lane.
+ROW_FEATURES_PER_LANE = 4
+
+
+def _streamed_rows(row: Callable[[Mapping[str, Any]], int]) -> GpuPolicy:
+    """A kernel that streams its rows (kernels/rows.py, gated_rmsnorm, kv_append): one wave per row, tiles of
+    ROW_FEATURES_PER_LANE features a lane — fewer (a power of two, a whole wave at least) where the row
+    (`row(dims)` features) is shorter, so that no lane idles past it."""
+
+    def policy(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+        per_lane = ROW_FEATURES_PER_LANE
+        while per_lane > 1 and row(dims) < per_lane * arch.wave_size:
+            per_lane //= 2
+        return TileChoice({"threads": arch.wave_size, "block": per_lane * arch.wave_size})
+
+    return policy
 
 
 # conv_silu's channels a program (per lane of its wave: independent loads in flight each row) and rows per
@@ -46,13 +66,15 @@ def _conv_silu(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCh
 
 
 POLICIES: dict[str, GpuPolicy] = {
-    "embedding": _row_block,
-    "rmsnorm": _row_block,
-    "rms_scale": _row_block,
-    "gated_rmsnorm": _row_block,
+    "embedding": _streamed_rows(lambda dims: int(dims["hidden"])),
+    "rmsnorm": _streamed_rows(lambda dims: int(dims["hidden"])),
+    "rms_scale": _streamed_rows(lambda dims: int(dims["hidden"])),
+    "gated_rmsnorm": _streamed_rows(
+        lambda dims: int(dims["num_heads"]) * int(dims["head_dim"]) // int(dims["n_groups"])
+    ),
+    "kv_append": _streamed_rows(lambda dims: int(dims["head_dim"])),
     "moe_router": _row_block,
     "moe_combine": _row_block,
-    "kv_append": _row_block,
     "conv_silu": _conv_silu,
     "ssd_step": _row_block,
 }

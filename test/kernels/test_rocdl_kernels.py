@@ -224,7 +224,7 @@ def test_embedding(rng: np.random.Generator, arch: str, tokens: int) -> None:
 
 
 @pytest.mark.parametrize("tokens", TOKENS)
-@pytest.mark.parametrize("hidden", [64, 72, 130])
+@pytest.mark.parametrize("hidden", [64, 72, 130, 256])  # 64 and 256: whole 8- and 16-byte runs a lane
 @pytest.mark.parametrize("arch", ARCHS)
 def test_rms_scale_and_rmsnorm(rng: np.random.Generator, arch: str, hidden: int, tokens: int) -> None:
     x = f32(rng.standard_normal((tokens, hidden)) * 3)
@@ -242,11 +242,12 @@ def test_rms_scale_and_rmsnorm(rng: np.random.Generator, arch: str, hidden: int,
     check_bf16("rmsnorm bf16 out", bits, want)
 
 
+@pytest.mark.parametrize("head_dim", [12, 128])  # 128: a head in vector runs
 @pytest.mark.parametrize("cache_dtype", ["f32", "bf16"])
 @pytest.mark.parametrize("arch", ARCHS)
-def test_kv_append_in_two_calls(rng: np.random.Generator, arch: str, cache_dtype: str) -> None:
+def test_kv_append_in_two_calls(rng: np.random.Generator, arch: str, cache_dtype: str, head_dim: int) -> None:
     """Keys and values land at the call's position; rows outside it keep what they held; 5 + 1 rows == 6."""
-    heads, kv_heads, head_dim, capacity = 4, 2, 12, 16
+    heads, kv_heads, capacity = 4, 2, 16
     dims: Dims = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim, "max_seq_len": capacity}
     if cache_dtype == "bf16":
         dims["cache_dtype"] = "bf16"
@@ -374,8 +375,12 @@ def dt_raw(m: Mamba, inputs: MambaInputs) -> np.ndarray:
     return inputs.zxbcdt[:, m.inner + m.channels :].astype(np.float64) + inputs.dt_bias
 
 
+# gated_rmsnorm's groups of 128 channels: whole vector runs a lane.
+NORM_GROUPS = {**MAMBA, "h4_p64_g2_n16": Mamba(4, 64, 2, 16)}
+
+
 @pytest.mark.parametrize("out_dtype", ["f32", "bf16"])
-@pytest.mark.parametrize("m", list(MAMBA.values()), ids=list(MAMBA))
+@pytest.mark.parametrize("m", list(NORM_GROUPS.values()), ids=list(NORM_GROUPS))
 @pytest.mark.parametrize("arch", ARCHS)
 def test_gated_rmsnorm(rng: np.random.Generator, arch: str, m: Mamba, out_dtype: str) -> None:
     tokens = 37
