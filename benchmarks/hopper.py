@@ -13,9 +13,10 @@ prepare writes, in out/hopper/:
                              --target nvvm, --precision fp32 (every kernel SIMT, float32 arithmetic) and bf16
                              (WGMMA + TMA projections, attention and the SSD scan on WGMMA)
     contract/hf.npz          its prompt, Hugging Face's float32 prompt logits and 16 greedy tokens
-    gemm/, attention/, ssd/  the kernel benchmarks' builds (benchmarks/h100_gemm.py, h100_attention.py,
-                             h100_ssd.py: cubins, PTX and spec.json), and ssd/mamba_ssm_src: mamba_ssm's
-                             Triton SSD from its PyPI sdist (the baseline; never committed)
+    gemm/, attention/, ssd/, rows/
+                             the kernel benchmarks' builds (benchmarks/h100_gemm.py, h100_attention.py,
+                             h100_ssd.py, h100_rows.py: cubins, PTX and spec.json), and ssd/mamba_ssm_src:
+                             mamba_ssm's Triton SSD from its PyPI sdist (the baseline; never committed)
     slice/                   the Nano 12B-shaped slice `M*-` (benchmarks/h100_slice.py): its nvvm bf16
                              artifact (weights drawn from the seed there), HF config, transformers' wheels
     math/                    the written-out exp / log / sqrt / rsqrt kernels (benchmarks/gpu_math_sweep.py)
@@ -23,7 +24,8 @@ check runs both artifacts through GpuSession on CUDA (runtime/cuda.py: weights u
 device, tensor maps encoded at each launch that needs them) — prefill of the prompt, then greedy decode —
 failing unless fp32's prompt logits are within 1e-4 relative of HF's and its 16 tokens are identical, and
 bf16's within 2e-2; then each kernel benchmark (numerics against float64, then the median of 20 launches
-against cuBLAS, torch SDPA and mamba_ssm on the same GPU), the slice's 8000-token prefill from host ids to
+against cuBLAS, torch SDPA and mamba_ssm on the same GPU; the row kernels against the time torch's device
+copy takes to move the same bytes, so that their ratio is the share of the copy's bandwidth), the slice's 8000-token prefill from host ids to
 the last position's logits on the host against transformers there, then the math sweep on the GPU itself (its own
 process, as its script runs it). It prints each part's lines, then the table —
 kernel, Tessera, the strongest baseline, their ratio (> 1: Tessera faster) — and one JSON line last; exit 1
@@ -42,6 +44,7 @@ from typing import Any
 
 import h100_attention
 import h100_gemm
+import h100_rows
 import h100_slice
 import h100_ssd
 import numpy as np
@@ -57,6 +60,7 @@ KERNELS = {
     "gemm": (h100_gemm, "cuBLAS", "torch_ms"),
     "attention": (h100_attention, "SDPA", "sdpa_ms"),
     "ssd": (h100_ssd, "mamba_ssm", "mamba_ssm_ms"),
+    "rows": (h100_rows, "device copy, same bytes", "copy_ms"),
     "slice": (h100_slice, "transformers", "transformers_ms"),
 }
 

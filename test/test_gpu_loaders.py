@@ -711,6 +711,81 @@ def test_h100_ssd_build_and_check_against_a_fake_driver(
     assert not summary["ok"] and not summary["specs"][SMALL_SSD]["all_finite"]
 
 
+# --- benchmarks/h100_rows.py: build here, and its check with each kernel run by the lockstep simulator behind
+# a CudaDriver's face ---
+
+
+class _SimulatedCuda:
+    """CudaDriver as check_specs uses it, over test/kernels/sim_driver.py: a cubin stands for the kernel
+    spec.json records with its digest, emitted again from its kind and dims and run by the simulator."""
+
+    name = "cuda"
+
+    def __init__(self, manifest: dict[str, Any]) -> None:
+        sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+        from sim_driver import SimulatedDriver
+
+        self.simulated = SimulatedDriver(wave_size=32)
+        self.kernels = manifest["kernels"]
+        self.cu = _FakeCuda(manifest).cu
+        self.call = _FakeCuda.call.__get__(self)
+
+    def __getattr__(self, name: str) -> Any:  # alloc, upload, download, free, launch
+        return getattr(self.simulated, name)
+
+    def device_name(self) -> str:
+        return "simulated H100"
+
+    def load_module(self, image: bytes) -> Any:
+        import hashlib
+
+        from sim_driver import SimulatedModule
+        from tile_kernels import tile_kernel
+
+        from tessera.lowering.convert_tile_to_nvvm import emit_kernel
+
+        digest = hashlib.sha256(image).hexdigest()
+        name, kernel = next((name, k) for name, k in self.kernels.items() if k["cubin_sha256"] == digest)
+        tiled = tile_kernel(kernel["kind"], kernel["dims"], "sm_90a", "bf16", name=name)
+        return SimulatedModule(emit_kernel(tiled).text, 32)
+
+
+@NEEDS_MLIR
+def test_h100_rows_build_and_check_on_the_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every row kernel of the benchmark, at small shapes that keep its vector runs (rows of 256 features,
+    groups and heads of 128), built through ptxas and checked by h100_rows' own check — its buffers, grid,
+    numerics and byte counts — with the kernels run by the simulator."""
+    from tessera.lowering.nvvm.pipeline import find_ptxas
+
+    if find_ptxas() is None:
+        pytest.skip("ptxas is not installed: CUDA 12.3+ assembles the sm_90a cubins")
+    benchmark = _benchmark("h100_rows")
+    mixer = {"num_heads": 4, "head_dim": 64, "n_groups": 2, "state_size": 16}
+    small = {
+        "rmsnorm": ("rmsnorm", {"hidden": 256, "epsilon": 1e-5, "out_dtype": "bf16"}),
+        "rms_scale": ("rms_scale", {"hidden": 256, "epsilon": 1e-5}),
+        "gated_rmsnorm": ("gated_rmsnorm", {**mixer, "epsilon": 1e-5, "out_dtype": "bf16"}),
+        "embedding": ("embedding", {"hidden": 256, "vocab": 50}),
+        "kv_append": (
+            "kv_append",
+            {"num_heads": 4, "num_kv_heads": 2, "head_dim": 128, "max_seq_len": 70, "cache_dtype": "bf16"},
+        ),
+        "conv_silu": ("conv_silu", {**mixer, "conv_kernel": 4, "channels": 256 + 2 * 2 * 16, "conv_bias": 1}),
+    }
+    monkeypatch.setattr(benchmark, "SPECS", small)
+    monkeypatch.setattr(benchmark, "TOKENS", 70)  # conv: a block of 64 tokens and one of 6
+    manifest = benchmark.build(tmp_path)
+    monkeypatch.setattr("tessera.runtime.cuda.CudaDriver", lambda device: _SimulatedCuda(manifest))
+    monkeypatch.setattr(benchmark, "_torch", lambda: None)
+    assert benchmark.check(tmp_path, seed=1) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["ok"] and set(summary["specs"]) == set(small)
+    assert summary["specs"]["rmsnorm"]["bytes"] == 70 * 256 * (4 + 2) + 256 * 4
+    assert summary["specs"]["kv_append"]["rel_error"] == 0
+
+
 def test_hopper_tabulates_each_kernel_against_its_baseline() -> None:
     hopper = _benchmark("hopper")
     summaries = {
@@ -736,7 +811,7 @@ def test_hopper_check_without_artifacts_fails_with_json_last(tmp_path: Path) -> 
     assert result.returncode == 1
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert not summary["ok"] and "is missing" in summary["hopper"]["contract"]["error"]
-    assert all(not summary["hopper"][part]["ok"] for part in ("gemm", "attention", "ssd", "slice", "math"))
+    assert all(not summary["hopper"][part]["ok"] for part in ("gemm", "attention", "ssd", "rows", "slice", "math"))
 
 
 def test_h100_slice_loads_the_drawn_weights_into_transformers(tmp_path: Path) -> None:

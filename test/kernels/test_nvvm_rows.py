@@ -23,10 +23,14 @@ TWELVE_B: dict[str, tuple[dict[str, Any], dict[str, int]]] = {
     "rmsnorm": ({"hidden": 5120, "epsilon": 1e-5, "out_dtype": "bf16"}, {"ld.global.v4.b32": 2, "st.global.v4.b16": 1}),
     "rms_scale": ({"hidden": 5120, "epsilon": 1e-5}, {"ld.global.v4.b32": 1}),
     "embedding": ({"hidden": 5120, "vocab": 32768}, {"ld.global.v4.b32": 1, "st.global.v4.b32": 1}),
-    "gated_rmsnorm": ({"num_heads": 128, "head_dim": 80, "n_groups": 8, "state_size": 128, "epsilon": 1e-5,
-                       "out_dtype": "bf16"}, {"ld.global.v4.b32": 3, "st.global.v4.b16": 1}),  # fmt: skip
-    "kv_append": ({"num_heads": 40, "num_kv_heads": 8, "head_dim": 128, "max_seq_len": 8192, "cache_dtype": "bf16"},
-                  {"ld.global.v4.b32": 16, "st.global.v4.b16": 16}),  # fmt: skip
+    "gated_rmsnorm": (
+        {"num_heads": 128, "head_dim": 80, "n_groups": 8, "state_size": 128, "epsilon": 1e-5, "out_dtype": "bf16"},
+        {"ld.global.v4.b32": 3, "st.global.v4.b16": 1},
+    ),
+    "kv_append": (
+        {"num_heads": 40, "num_kv_heads": 8, "head_dim": 128, "max_seq_len": 8192, "cache_dtype": "bf16"},
+        {"ld.global.v4.b32": 16, "st.global.v4.b16": 16},
+    ),
 }
 SCALAR_ACCESSES = {"embedding": 1, "rms_scale": 1}  # the row's token id; the row's 1 / rms
 
