@@ -12,7 +12,8 @@ the owned ones (lanes l < C of a replicated tile; the elements below C of a padd
 Matrix tiles an mma reads or writes take other layouts (Before chooses them): its accumulator's chain is
 Blocked (a lane grid) or the matrix instruction's Fragments (Warpgroups for Hopper's WGMMA, whose per-row
 values are WarpgroupRows); an operand loaded from a buffer only to be converted and multiplied is in Runs of
-up to 16 bytes of a row, each one vector load.
+up to 16 bytes of a row, each one vector load. So is a row kernel's rank-1 tile that it only streams (loads,
+maps, sums carried through its loop, reductions, stores: choose_row_runs), each run one vector load or store.
 """
 
 from __future__ import annotations
@@ -676,7 +677,8 @@ class Before:
     moves an element from the mma to the store; along an operand's chain of loads, converts and maps
     used only by the mma, which is in Runs where its loads read aligned vectors (choose_runs); and, in a
     kernel of WGMMA accumulators, along the rank-1 tiles reduced from or broadcast into their rows
-    (WarpgroupRows: held by the rows' own threads)."""
+    (WarpgroupRows: held by the rows' own threads); in any other kernel, along a rank-1 class a row kernel
+    streams, in Runs where all its accesses are aligned vectors (choose_row_runs)."""
 
     def __init__(self, module: Operation, arch: GpuArch) -> None:
         lanes = self.lanes = arch.wave_size
