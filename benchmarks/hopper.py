@@ -25,15 +25,17 @@ device, tensor maps encoded at each launch that needs them) — prefill of the p
 failing unless fp32's prompt logits are within 1e-4 relative of HF's and its 16 tokens are identical, and
 bf16's within 2e-2; then each kernel benchmark (numerics against float64, then the median of 20 launches
 against cuBLAS, torch SDPA and mamba_ssm on the same GPU; the row kernels against the time torch's device
-copy takes to move the same bytes, so that their ratio is the share of the copy's bandwidth), the slice's 8000-token prefill from host ids to
-the last position's logits on the host against transformers there, then the math sweep on the GPU itself (its own
-process, as its script runs it). It prints each part's lines, then the table —
-kernel, Tessera, the strongest baseline, their ratio (> 1: Tessera faster) — and one JSON line last; exit 1
-if any check fails.
+copy takes to move the same bytes, so that their ratio is the share of the copy's bandwidth); the slice's
+8000-token prefill from host ids to the last position's logits on the host, against transformers there; then
+the math sweep on the GPU itself. Each part runs in a process of its own (`hopper.py part NAME`), stopped
+after PART_SECONDS, so that a kernel that faults or hangs costs only its part. It prints each part's lines,
+then the table — kernel, Tessera, the strongest baseline, their ratio (> 1: Tessera faster) — and one JSON
+line last (each part's summary and seconds); exit 1 if any check fails.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -48,7 +50,7 @@ import h100_rows
 import h100_slice
 import h100_ssd
 import numpy as np
-from checkout import make_tessera_importable, prepare_or_check
+from checkout import make_tessera_importable
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "out" / "hopper"
@@ -155,18 +157,69 @@ def table(summaries: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# A part's time limit there: a kernel that hangs costs its part, not the lent machine's whole time.
+PART_SECONDS = 240
+
+
+def check_part(part: str, out: Path) -> dict[str, Any]:
+    """One part of check, in this process: its summary ("ok", and per spec its numbers)."""
+    if part == "contract":
+        return check_contract(out / "contract")
+    if part == "math":
+        sweep = [sys.executable, str(ROOT / "benchmarks" / "gpu_math_sweep.py"), "check", "--out", str(out / "math")]
+        return {"ok": subprocess.run(sweep).returncode == 0}
+    run: Callable[[Path], dict[str, Any]] = KERNELS[part][0].run
+    return run(out / part)
+
+
+def run_part(part: str, out: Path) -> dict[str, Any]:
+    """One part in a process of its own (its lines pass through; its summary comes back through a file): a
+    fault poisons only that process's CUDA context, and a part past PART_SECONDS is stopped — the other parts
+    still run and report."""
+    result = out / f"{part}.result.json"
+    result.unlink(missing_ok=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "part", part, "--out", str(out)]
+    started = time.perf_counter()
+    try:
+        done = subprocess.run(command, timeout=PART_SECONDS)
+    except subprocess.TimeoutExpired:
+        print(f"{part}: stopped after {PART_SECONDS} s", flush=True)
+        return {"ok": False, "error": f"stopped after {PART_SECONDS} s"}
+    seconds = time.perf_counter() - started
+    if not result.is_file():
+        return {"ok": False, "error": f"exit {done.returncode} before its summary", "seconds": seconds}
+    return {**json.loads(result.read_text()), "seconds": seconds}
+
+
 def check(out: Path) -> int:
-    results: dict[str, Any] = {"contract": check_contract(out / "contract")}
-    for part, (module, _, _) in KERNELS.items():
-        run: Callable[[Path], dict[str, Any]] = module.run
-        results[part] = run(out / part)
-    sweep = [sys.executable, str(ROOT / "benchmarks" / "gpu_math_sweep.py"), "check", "--out", str(out / "math")]
-    results["math"] = {"ok": subprocess.run(sweep).returncode == 0}
+    results = {part: run_part(part, out) for part in PARTS}
     print(table(results))
     ok = all(result.get("ok", False) for result in results.values())
     print(json.dumps(h100_gemm.json_safe({"hopper": results, "ok": ok})))
     return 0 if ok else 1
 
 
+PARTS = ("contract", *KERNELS, "math")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="benchmarks/hopper.py", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["prepare", "check", "part"], nargs="?", default="check")
+    parser.add_argument("part", nargs="?", choices=PARTS, help="part: which one, in this process")
+    parser.add_argument("--out", type=Path, default=OUT)
+    options = parser.parse_args()
+    if options.command == "prepare":
+        prepare(options.out)
+        return 0
+    if options.command == "part":
+        if options.part is None:
+            parser.error("part: name the part")
+        summary = h100_gemm.json_safe(check_part(options.part, options.out))
+        options.out.mkdir(parents=True, exist_ok=True)
+        (options.out / f"{options.part}.result.json").write_text(json.dumps(summary))
+        return 0
+    return check(options.out)
+
+
 if __name__ == "__main__":
-    sys.exit(prepare_or_check("hopper.py", __doc__, OUT, prepare, check))
+    sys.exit(main())
