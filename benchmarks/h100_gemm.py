@@ -7,8 +7,8 @@ an H100 or H200: one command there.
 
 build writes one cubin and its PTX per kernel (N, K, epilogue, y dtype, bias, row_scale: tokens is a launch
 argument, so specs that differ only in tokens share one) and spec.json: the specs, the kernel each runs,
-its launch (384 threads, 98352 bytes of dynamic shared memory, grid (ceil(N/128), ceil(tokens/128))) and
-what ptxas reported. Shapes are named tokens x N x K; TOOLCHAIN.md's "8192×5120×20480 (Nano-12B MLP up)"
+its launch (384 threads, the dynamic shared bytes of its ring, grid (ceil(N / block_n), ceil(tokens /
+block_m)) from its tiles, its tensor maps' boxes) and what ptxas reported. Shapes are named tokens x N x K; TOOLCHAIN.md's "8192×5120×20480 (Nano-12B MLP up)"
 is tokens x K x N, i.e. mlp_up here (N = 20480, K = 5120), and its "8192×20480×5120 (MLP down)" is mlp_down.
 
 check, per spec: random bf16 x [tokens, K] and W [N, K] (numpy, rounded to bf16 bits), bias / row_scale
@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parent.parent
 
 make_tessera_importable()
 OUT = ROOT / "out" / "h100_gemm"
-BLOCK_M, BLOCK_N, BOX_K = 128, 128, 64  # the sm_90a tiling policy's block; the tensor-map box is {64, 128}
 HANG_SECONDS = 60.0
 TIMED_RUNS, WARMUP_RUNS = 20, 3
 FULL_REFERENCE_FLOPS = 2 * 2**31  # above this, float64 on sampled rows (and torch float32 on all)
@@ -75,8 +74,7 @@ def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
         tokens, n, k, epilogue, y_dtype, bias, row_scale = spec
         dims = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "x_dtype": "bf16", "bias": int(bias),
                 "row_scale": int(row_scale)}  # fmt: skip
-        fields = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "bias": bias, "row_scale": row_scale,
-                  "block": [BLOCK_M, BLOCK_N]}  # fmt: skip
+        fields = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "bias": bias, "row_scale": row_scale}
         kernel_name = _kernel_name(n, k, epilogue, y_dtype, bias, row_scale)
         return BuiltSpec(kernel_name, {"tokens": tokens, "n": n, "k": k}, "matmul", dims, fields)
 
@@ -135,6 +133,7 @@ def build_specs(out: Path, benchmark: str, specs: Mapping[str, tuple[Any, ...]],
             "threads": kernel.kernel.threads,
             "shared_bytes": kernel.dynamic_shared_bytes,
             "tiles": tiles,
+            "tensor_maps": [tensor_map.plain() for tensor_map in kernel.tensor_maps],
             "cubin_sha256": hashlib.sha256(artifacts.cubin.data).hexdigest(),
             "ptxas": {"registers": report.registers, "spill_bytes": report.spill_stores + report.spill_loads},
         }
@@ -323,15 +322,18 @@ def check_spec(
 
     with DeviceBuffers(driver) as device:
         x_dev, w_dev, y_dev = device(x_bits), device(w_bits), device(y_init)
-        box = {"box_rows": BLOCK_M, "box_cols": BOX_K, "swizzle": "128B", "dtype": "bf16"}
-        x_map = driver.encode_tensor_map_2d(x_dev.pointer, rows=tokens, cols=k, **box)
-        w_map = driver.encode_tensor_map_2d(w_dev.pointer, rows=n, cols=k, **box)
+        x_map, w_map = (driver.encode_tensor_map_2d(buffer.pointer, rows=rows, cols=k, dtype=entry["dtype"],
+                                                    box_rows=entry["box_rows"], box_cols=entry["box_cols"],
+                                                    swizzle=entry["swizzle"])
+                        for buffer, rows, entry in zip((x_dev, w_dev), (tokens, n), kernel["tensor_maps"],
+                                                       strict=True))  # fmt: skip
         args: list[Any] = [x_map, w_map]
         args += [device(bias)] if bias is not None else []
         args += [device(row_scale)] if row_scale is not None else []
         args += [y_dev, KernelScalar(tokens, "i32"), KernelScalar(0, "i32")]
         function = module.function(spec["kernel"])
-        grid = (-(-n // BLOCK_N), -(-tokens // BLOCK_M), 1)
+        tiles = kernel["tiles"]
+        grid = (-(-n // tiles["block_n"]), -(-tokens // tiles["block_m"]), 1)
         block = (kernel["threads"], 1, 1)
 
         def launch() -> None:

@@ -386,6 +386,10 @@ class _Arguments:
         return int(ctypes.cast(self.array[index], ctypes.POINTER(ctypes.c_int32))[0])
 
 
+# The sm_90a GEMM's dynamic shared memory: 4 stages of a 128 x 64 x box and a 256 x 64 W box, 8 mbarriers.
+GEMM_SHARED_BYTES = 4 * (128 + 256) * 64 * 2 + 8 * 8
+
+
 class _FakeCuda:
     """A CudaDriver stand-in: host memory plays device memory, tensor maps carry their pointer and shape,
     and a launch computes y as the kernel's contract says (gemm.py's docstring) over the launched grid."""
@@ -444,7 +448,8 @@ class _FakeCuda:
         from tessera.runtime.cuda import tensor_map_arguments
 
         arguments = tensor_map_arguments(_fake_cuda_binding(), pointer, **request)  # type: ignore[arg-type]
-        assert arguments[5] == [("u32", 64), ("u32", 128)] and arguments[8] == "CU_TENSOR_MAP_SWIZZLE_128B"
+        box = [("u32", request["box_cols"]), ("u32", request["box_rows"])]
+        assert arguments[5] == box and arguments[8] == "CU_TENSOR_MAP_SWIZZLE_128B"
         fields = (pointer, int(request["rows"]), int(request["cols"]))  # type: ignore[call-overload]
         return KernelBytes(np.array(fields, dtype=np.uint64).tobytes().ljust(128, b"\0"), 64)
 
@@ -488,7 +493,9 @@ class _FakeCuda:
             value += self.memory[bias_at].view(np.float32)[None, :n]
         y_memory = self.memory[pointer(index)]
         assert scalar(index + 1) == tokens and scalar(index + 2) == 0 and len(packed) == index + 3
-        assert grid == (-(-n // 128), -(-tokens // 128), 1) and block == (384, 1, 1) and shared_bytes == 98352
+        tiles = info["tiles"]
+        assert grid == (-(-n // tiles["block_n"]), -(-tokens // tiles["block_m"]), 1) and block == (384, 1, 1)
+        assert shared_bytes == info["shared_bytes"] == GEMM_SHARED_BYTES
         bf16 = info["y_dtype"] == "bf16"
         y = widen(y_memory.view(np.uint16)) if bf16 else y_memory.view(np.float32)
         y = y.reshape(tokens, n).astype(np.float64)
@@ -529,7 +536,9 @@ def test_h100_gemm_build_and_check_against_a_fake_driver(
     for name, kernel in manifest["kernels"].items():
         assert (out / f"{name}.cubin").read_bytes().startswith(b"\x7fELF")
         assert "wgmma.mma_async" in (out / f"{name}.ptx").read_text()
-        assert kernel["threads"] == 384 and kernel["shared_bytes"] == 98352 and kernel["ptxas"]["spill_bytes"] == 0
+        assert kernel["threads"] == 384 and kernel["shared_bytes"] == GEMM_SHARED_BYTES
+        assert kernel["ptxas"]["spill_bytes"] == 0
+        assert [(entry["box_rows"], entry["box_cols"]) for entry in kernel["tensor_maps"]] == [(128, 64), (256, 64)]
 
     # check, with the big spec left out (float64 on 200x5120x5120 is slow for a unit test)
     del manifest["specs"]["store_200x5120x5120"]

@@ -31,11 +31,18 @@ def bank_pad(element: str, arch: GpuArch) -> int:
     return 4 if element == "bf16" else 1
 
 
+# Hopper's pipelined GEMM: blocks of 128 x 256 of y (each consumer warpgroup's accumulator 64 x 256, 128
+# registers a thread: lowering/nvvm/wgmma.py gives the consumers the producer's spare registers), which read
+# a quarter fewer operand bytes per multiply-add than 128 x 128 — 128 x 128 where N is no wider.
+WIDE_BLOCK_N, NARROW_BLOCK_N = 256, 128
+
+
 def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
     """y[M, N] (op)= x[M, K] @ W[N, K]^T: kernels/gemm.py's GEMM in GPU blocks, a workgroup per block_m x
     block_n tile of y. Where the arch's matrix instruction belongs to a warpgroup (Hopper's WGMMA) and x is
-    bf16, the K loop is pipelined: a copy engine (TMA) streams x and W blocks into 3 stages of 128-byte-
-    swizzled shared memory, one warpgroup per 64 rows multiplies, one more issues the copies."""
+    bf16, the K loop is pipelined: a copy engine (TMA) streams x and W blocks into 4 stages of 128-byte-
+    swizzled shared memory (192 KiB at 128 x 256), one warpgroup per 64 rows multiplies, one more issues the
+    copies."""
     n = int(dims["n"])
     element = matrix_element(precision)
     instruction = arch.instruction(element)
@@ -43,7 +50,7 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
     copyable = dims.get("x_dtype") == "bf16" and int(dims["k"]) % 8 == 0
     if instruction is None or instruction.warpgroup is None or not copyable:
         return _block_matmul(n, element, arch)
-    block_m, block_n, block_k, stages = 128, 128, 64, 3
+    block_m, block_n, block_k, stages = 128, WIDE_BLOCK_N if n > NARROW_BLOCK_N else NARROW_BLOCK_N, 64, 4
     tiles = {"block_m": block_m, "block_n": block_n, "block_k": block_k, "stages": stages, "weight_bf16": 1}
     tiles |= {"swizzle": block_k * 2, "threads": WARPGROUP * (block_m // instruction.m + 1)}
     tiles |= {"mma_m": instruction.m, "mma_n": block_n, "mma_k": instruction.k}  # one instruction spans the block

@@ -6,9 +6,9 @@ lowers every kernel of kernels/ and describes its launch.
     wgmma.py       the WGMMA + TMA pattern: a software-pipelined K loop of tessera.tile.mma whose operands a
                    copy engine stages (the bf16 GEMM of kernels/gemm_blocks.py) becomes a TMA producer
                    warpgroup and WGMMA consumer warpgroups around a ring of mbarrier-guarded shared-memory
-                   stages (its docstring has the layout, the phase logic and the descriptor encoding); the
-                   GEMM's ring is 98304 operand bytes + 48 bytes of mbarriers = 98352 bytes of dynamic
-                   shared memory
+                   stages (its docstring has the layout, the phase logic, the register split and the
+                   descriptor encoding); the GEMM's ring at 128 x 256 is 196608 operand bytes + 64 bytes of
+                   mbarriers = 196672 bytes of dynamic shared memory
     warpgroup_mma.py  tile.mma on WGMMA where the workgroup's lanes stage both operands (bf16 attention and
                    chunked SSD scan):
                    each stored in the 128-byte-swizzle layout its descriptor reads (K-major, or MN-major for
@@ -36,11 +36,12 @@ the consumers' thread ids are the accumulator layout's):
 1. Numerics on the hardware: y against a float64 reference for M not a multiple of 128 (and M < 128),
    N = 200, K = 64 and K = 5120, every epilogue and y dtype, with and without bias / row_scale (the
    simulator follows the PTX ISA as documented; the chip is the judge).
-2. The launch: the tensor maps program.json lists (bf16, dims {K, rows}, box {64, 128}, SWIZZLE_128B, OOB
-   fill zeros) passed by value as the first two parameters, 98352 bytes of dynamic shared memory, 384
-   threads, grid (ceil(N/128), ceil(tokens/128)).
+2. The launch: the tensor maps program.json lists (bf16, dims {K, rows}, boxes {64, 128} for x and
+   {64, 256} for W, SWIZZLE_128B, OOB fill zeros) passed by value as the first two parameters, 196672 bytes
+   of dynamic shared memory, 384 threads, grid (ceil(N/256), ceil(tokens/128)); setmaxnreg's register
+   hand-over (40 / 232) accepted at launch.
 3. No hang or fault on a tail box (rows or K past the tensor's end complete the transaction count).
 4. Speed against cuBLAS (TOOLCHAIN.md's 8192x5120x20480: 2.16 ms). Known gaps: one tile per CTA (no
    persistent scheduler), wgmma.wait_group 0 every k-block (no WGMMA / release overlap), an epilogue
-   straight from registers (no shared-memory staging or TMA store), no setmaxnreg, no clusters.
+   straight from registers (no shared-memory staging or TMA store), no clusters (TMA multicast).
 """

@@ -21,6 +21,10 @@ warpgroups around a ring of shared-memory stages:
   WGMMAs would make ptxas serialise them).
 - What follows the loop (the epilogue) runs in the consumer warpgroups only, on the accumulator in the
   layout simt_lanes.Warpgroups gives it (arch.WarpgroupFragments).
+- Registers: the producer warpgroup gives back all but PRODUCER_REGISTERS a thread (setmaxnreg.dec) and
+  the consumers take what that frees (setmaxnreg.inc, consumer_registers: 232 with two), as a 64 x 256
+  accumulator (128 registers a thread) and its epilogue need; ptxas allocates the kernel for the launch's
+  even share (168 at 384 threads) outside those regions.
 
 Phase logic: an mbarrier's phase completes when its pending arrivals and transaction bytes reach 0;
 `try_wait.parity P` returns once the phase of parity P has completed, so right after init waiting for
@@ -232,6 +236,7 @@ class LowerPipelinedMma(RewritePattern):
         warpgroup = emit(arith.DivUIOp(tid, emit.constant(WARPGROUP, INDEX)))
         producing = emit(arith.CmpiOp(warpgroup, emit.constant(consumers, INDEX), "eq"))
         producer = emit.at_end_of(Block())
+        _set_max_registers(producer, "dec", PRODUCER_REGISTERS)
         issuing = producer(arith.CmpiOp(tid, producer.constant(consumers * WARPGROUP, INDEX), "eq"))
         copies = producer.at_end_of(Block())
         _produce(copies, parts, ring, smem)
@@ -240,6 +245,7 @@ class LowerPipelinedMma(RewritePattern):
         producer(scf.YieldOp())
 
         consumer = emit.at_end_of(Block())
+        _set_max_registers(consumer, "inc", consumer_registers(consumers))
         structs = _consume(consumer, parts, ring, smem, tid, warpgroup)
         registers = [
             consumer(llvm.ExtractValueOp(builtin.DenseArrayBase.from_list(i64, [i]), struct, builtin.f32))
@@ -255,6 +261,24 @@ class LowerPipelinedMma(RewritePattern):
         emit(scf.IfOp(producing, [], [producer.block], [consumer.block]))
         op.results[0].replace_all_uses_with(accumulator)
         rewriter.erase_op(op, safe_erase=False)
+
+
+# The register file a program shares (an SM's: 64K 32-bit registers, one program an SM at this shared
+# memory), and what the producer warpgroup keeps of it: its one issuing thread needs few, so the consumers
+# take the rest for their accumulators and epilogue (setmaxnreg, in multiples of 8).
+REGISTER_FILE = 65536
+PRODUCER_REGISTERS = 40
+
+
+def consumer_registers(consumers: int) -> int:
+    """Registers per consumer thread once the producer has handed back all but PRODUCER_REGISTERS."""
+    spare = REGISTER_FILE - WARPGROUP * PRODUCER_REGISTERS
+    return min(256, spare // (WARPGROUP * consumers) // 8 * 8)
+
+
+def _set_max_registers(emit: Emitter, action: str, count: int) -> None:
+    """setmaxnreg.{inc,dec}.sync.aligned: the warpgroup's registers per thread from here on."""
+    emit(llvm.CallIntrinsicOp(f"llvm.nvvm.setmaxnreg.{action}.sync.aligned.u32", [emit.constant(count, i32)], []))
 
 
 def _initialise_barriers(emit: Emitter, ring: Ring, smem: SSAValue, tid: SSAValue, consumers: int) -> None:

@@ -870,6 +870,8 @@ class Simulator:
             "sqrt": np.sqrt, "exp2": lambda x: np.exp2(x.astype(np.float64)),
         }  # fmt: skip
         intrinsic = _ir().StringAttr(op.attributes["intrin"]).value
+        if intrinsic.startswith("llvm.nvvm.setmaxnreg."):
+            return self._set_max_registers(op, intrinsic)
         prefix, base, suffix = [*intrinsic.split("."), "", ""][:3]
         if (prefix, suffix) != ("llvm", "f32") or base not in functions:
             raise SimulationError(f"the intrinsic {intrinsic} is not modelled")
@@ -879,6 +881,22 @@ class Simulator:
 
         def step(env: Env, mask: Array) -> None:
             env[result] = function(env[operand]).astype(np.float32, copy=False)
+
+        return step
+
+    def _set_max_registers(self, op: Op, intrinsic: str) -> Step:
+        """setmaxnreg.{inc,dec}.sync.aligned.u32 n: registers are not modelled, so only its rules are — n a
+        multiple of 8 in [24, 256] (LLVM's verifier makes it a constant), executed by whole warps
+        (.sync.aligned)."""
+        (count_name,) = self._ins(op)
+
+        def step(env: Env, mask: Array) -> None:
+            counts = np.unique(env[count_name][mask])
+            if any(int(count) % 8 or not 24 <= int(count) <= 256 for count in counts):
+                raise SimulationError(f"{intrinsic}: a register count {counts} not a multiple of 8 in [24, 256]")
+            warps = mask.reshape(-1, self.wave_size)
+            if not (warps.all(axis=1) | ~warps.any(axis=1)).all():
+                raise SimulationError(f"{intrinsic} executed by part of a warp (it is .sync.aligned)")
 
         return step
 

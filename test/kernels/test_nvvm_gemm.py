@@ -39,8 +39,9 @@ SHAPES: list[Shape] = [
     (5120, 5120, "relu2", "f32", False, True),
     (5120, 5120, "accumulate", "f32", True, True),
 ]
-RING = Ring(stages=3, a_bytes=128 * 64 * 2, b_bytes=128 * 64 * 2)
-MMA_N = 128  # the N of one WGMMA: the whole 128-column block, one per K-step
+BLOCK_M, BLOCK_N, BLOCK_K, STAGES = 128, 256, 64, 4  # tiling/gpu.py's _matmul on sm_90a
+RING = Ring(stages=STAGES, a_bytes=BLOCK_M * BLOCK_K * 2, b_bytes=BLOCK_N * BLOCK_K * 2)
+MMA_N = BLOCK_N  # the N of one WGMMA: the whole column block, one per K-step
 CONSUMERS = 2
 
 
@@ -64,23 +65,31 @@ def _kernel(shape: Shape) -> tuple[tile.KernelOp, NvvmKernel]:
 def test_the_policy_pipelines_bf16_projections_whose_rows_tma_reads() -> None:
     arch = gpu_arch("sm_90a")
     tiles = policies()["matmul"]({"n": 5120, "k": 5120, "epilogue": "store", "x_dtype": "bf16"}, "bf16", arch).tiles
-    assert tiles["stages"] == 3 and tiles["threads"] == WARPGROUP * (CONSUMERS + 1) and tiles["swizzle"] == 128
+    assert (tiles["block_m"], tiles["block_n"], tiles["block_k"], tiles["stages"]) == (
+        BLOCK_M,
+        BLOCK_N,
+        BLOCK_K,
+        STAGES,
+    )
+    assert tiles["threads"] == WARPGROUP * (CONSUMERS + 1) and tiles["swizzle"] == 128
     for dims in ({"n": 200, "k": 60, "x_dtype": "bf16"}, {"n": 200, "k": 64, "x_dtype": "f32"}):  # K % 8, f32 x
         assert "stages" not in policies()["matmul"]({**dims, "epilogue": "store"}, "bf16", arch).tiles
 
 
 @NEEDS_MLIR
-def test_shared_memory_is_the_ring_plus_six_mbarriers() -> None:
+def test_shared_memory_is_the_ring_plus_two_mbarriers_a_stage() -> None:
+    """4 stages of a 128 x 64 x tile and a 256 x 64 W tile (192 KiB: one program an SM, as 154 registers for
+    384 threads leave it), then full[s] and empty[s]."""
     kernel, emitted = _kernel(SHAPES[2])
     assert wgmma.pipeline_ring(kernel) == RING
-    assert kernel.footprint is not None and kernel.footprint.value.data == RING.operand_bytes == 98304
-    assert emitted.dynamic_shared_bytes == RING.shared_bytes == 98304 + 6 * 8
-    assert [RING.full(s) for s in range(3)] == [98304, 98312, 98320]
-    assert [RING.empty(s) for s in range(3)] == [98328, 98336, 98344]
-    assert all(offset % 1024 == 0 for s in range(3) for offset in (RING.a_offset(s), RING.b_offset(s)))
-    assert emitted.kernel.threads == 384 and emitted.kernel.grid.plain() == {"x": [40, 1], "y": ["tokens", 128]}
+    assert kernel.footprint is not None and kernel.footprint.value.data == RING.operand_bytes == 196608
+    assert emitted.dynamic_shared_bytes == RING.shared_bytes == 196608 + 8 * 8
+    assert [RING.full(s) for s in range(STAGES)] == [196608, 196616, 196624, 196632]
+    assert [RING.empty(s) for s in range(STAGES)] == [196640, 196648, 196656, 196664]
+    assert all(offset % 1024 == 0 for s in range(STAGES) for offset in (RING.a_offset(s), RING.b_offset(s)))
+    assert emitted.kernel.threads == 384 and emitted.kernel.grid.plain() == {"x": [20, 1], "y": ["tokens", 128]}
     assert [(m.arg, m.rows, m.cols, m.box_rows, m.box_cols) for m in emitted.tensor_maps] == [
-        (0, "tokens", 5120, 128, 64), (1, 5120, 5120, 128, 64)
+        (0, "tokens", 5120, BLOCK_M, 64), (1, 5120, 5120, BLOCK_N, 64)
     ]  # fmt: skip
 
 
@@ -93,7 +102,7 @@ def test_descriptor_fields() -> None:
     assert descriptor >> 62 == 1  # 128-byte swizzle
 
 
-@pytest.mark.parametrize("mma_n", [64, 128])
+@pytest.mark.parametrize("mma_n", [64, 128, 256])
 def test_descriptor_addresses_match_the_tma_swizzle(mma_n: int) -> None:
     """What WGMMA reads for (row, k) of its operand, from the descriptors the pattern forms (base + stage,
     + consumer rows or N chunk, + 32 bytes per K-step), is where TMA wrote that element of the tile."""
@@ -105,7 +114,7 @@ def test_descriptor_addresses_match_the_tma_swizzle(mma_n: int) -> None:
             for row, kk in itertools.product(range(64), range(16)):
                 tma = wgmma.tma_byte_address(smem + RING.a_offset(stage), consumer * 64 + row, step * 16 + kk)
                 assert wgmma.operand_byte_address(smem_descriptor(a), row, kk) == tma, (stage, step, consumer)
-        for chunk in range(128 // mma_n):
+        for chunk in range(BLOCK_N // mma_n):
             b = smem + RING.b_offset(stage) + chunk * mma_n * wgmma.SWIZZLE_BYTES + k_bytes
             for row, kk in itertools.product(range(mma_n), range(16)):
                 tma = wgmma.tma_byte_address(smem + RING.b_offset(stage), chunk * mma_n + row, step * 16 + kk)
@@ -120,8 +129,8 @@ def test_the_kernel_forms_those_descriptors() -> None:
     assert f"arith.constant {RING.a_bytes >> 4} : i64" in text  # a stage, in 16-byte units
     assert f"arith.constant {wgmma.K_STEP_BYTES >> 4} : i64" in text  # a K-step
     assert f"arith.constant {64 * wgmma.SWIZZLE_BYTES} : i32" in text  # a consumer's 64 rows
-    assert text.count("nvvm.wgmma.mma_async") == 2 * 4 * (128 // MMA_N)  # k-block 0 peeled
-    assert text.count("<zero>") == 128 // MMA_N
+    assert text.count("nvvm.wgmma.mma_async") == 2 * 4 * (BLOCK_N // MMA_N)  # k-block 0 peeled
+    assert text.count("<zero>") == BLOCK_N // MMA_N
 
 
 def test_upstream_text_is_xdsls_generic_print() -> None:
@@ -147,7 +156,7 @@ def test_upstream_text_is_xdsls_generic_print() -> None:
     assert upstream_text(module) == stream.getvalue() + "\n"
 
 
-@pytest.mark.parametrize("n", [64, 128])
+@pytest.mark.parametrize("n", [64, 128, 256])
 def test_every_accumulator_element_has_one_owner(n: int) -> None:
     fragments = WarpgroupFragments()
     owners = {fragments.coordinate(thread, i) for thread in range(WARPGROUP) for i in range(n // 2)}
@@ -341,7 +350,7 @@ def test_cubin_has_no_spills_and_sass_has_hgmma_and_utmaldg(shape: Shape) -> Non
     # between them: none here.
     assert "injected" not in cubin.log and "serialized" not in cubin.log, cubin.log
     counts = sass_opcodes(sass)
-    assert counts["HGMMA"] >= 64 // 16 * (128 // MMA_N), counts
+    assert counts["HGMMA"] >= 64 // 16 * (BLOCK_N // MMA_N), counts
     assert counts["UTMALDG"] >= 2, counts
     assert f"HGMMA.64x{MMA_N}x16.F32.BF16" in sass
     assert "UTMALDG.2D" in sass and "WARPGROUP.ARRIVE" in sass
@@ -349,14 +358,15 @@ def test_cubin_has_no_spills_and_sass_has_hgmma_and_utmaldg(shape: Shape) -> Non
 
 # --- numerics, in the lockstep simulator (producer and consumer warps taking turns at their mbarrier waits) ---
 
-# (n, k, epilogue, y dtype, bias, row_scale): two column blocks with a tail (N = 200), K of one ragged box (72:
-# the copy engine zero-fills past K) and of four k-blocks (200: the 3-stage ring wraps, so both parities).
+# (n, k, epilogue, y dtype, bias, row_scale): two column blocks with a tail (N = 300), K of one ragged box (72:
+# the copy engine zero-fills past K) and of six k-blocks (328, the last ragged: the 4-stage ring wraps, so
+# both parities).
 SIMULATED: list[Shape] = [
-    (200, 72, "store", "f32", False, False),
-    (200, 200, "accumulate", "f32", True, True),
-    (128, 200, "relu2", "bf16", True, False),
+    (300, 72, "store", "f32", False, False),
+    (300, 328, "accumulate", "f32", True, True),
+    (128, 328, "relu2", "bf16", True, False),
     (200, 64, "store", "bf16", False, True),
-    (200, 72, "store", "bf16", False, False),  # the accumulator converted and stored as it comes from the loop
+    (300, 72, "store", "bf16", False, False),  # the accumulator converted and stored as it comes from the loop
 ]
 
 
@@ -367,7 +377,8 @@ def test_gemm_matches_float64_in_the_simulator(rng: np.random.Generator, shape: 
     """y against float64 on the same bf16 operands: TMA boxes (swizzle, zero fill past the tokens, N and K),
     the mbarrier ring, WGMMA's descriptors and accumulator fragments, the epilogue in the consumers."""
     n, k, epilogue, y_dtype, bias, row_scale = shape
-    emitted = _kernel(shape)[1]
+    kernel, emitted = _kernel(shape)
+    tiles = tile.plain_dict(kernel.tiles)
     x = bf16_bits(rng.standard_normal((tokens, k)).astype(np.float32))
     w = bf16_bits((rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32))
     buffers: dict[str, np.ndarray] = {}
@@ -378,8 +389,9 @@ def test_gemm_matches_float64_in_the_simulator(rng: np.random.Generator, shape: 
     y0 = rng.standard_normal((tokens, n)).astype(np.float32)
     y = y0.copy() if epilogue == "accumulate" else np.full((tokens, n), np.nan, np.float32)
     buffers["y"] = bf16_bits(y) if y_dtype == "bf16" else y
-    maps = {name: TensorMap(array, 128, 64) for name, array in (("x", x), ("w", w))}
-    grid = (-(-n // 128), -(-tokens // 128))
+    x_map, w_map = emitted.tensor_maps
+    maps = {"x": TensorMap(x, x_map.box_rows, x_map.box_cols), "w": TensorMap(w, w_map.box_rows, w_map.box_cols)}
+    grid = (-(-n // tiles["block_n"]), -(-tokens // tiles["block_m"]))
     Simulator.of(emitted.kernel, wave_size=32).run(
         grid, buffers, {"tokens": tokens, "position": 0}, tensor_maps=maps, shared_bytes=emitted.dynamic_shared_bytes
     )

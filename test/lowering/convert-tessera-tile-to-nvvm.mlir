@@ -28,14 +28,17 @@
 // CHECK:         nvvm.fence.proxy
 // CHECK:         nvvm.wgmma.mma_async
 
-// PTX for sm_90a: the GEMM's TMA loads complete on mbarriers, its WGMMAs are bf16 x bf16 -> f32, the tensor
-// maps are 128-byte by-value parameters; no libdevice call is left (exp / log are written out, sqrt.rn).
+// PTX for sm_90a: the GEMM's TMA loads complete on mbarriers, its WGMMAs are bf16 x bf16 -> f32 over the whole
+// 256-column block, its producer warpgroup hands registers to the consumers (setmaxnreg), the tensor maps are
+// 128-byte by-value parameters; no libdevice call is left (exp / log are written out, sqrt.rn).
 // PTX:       .target sm_90a
 // PTX-LABEL: .visible .entry matmul_bias0_store_k32_n132_xbf16(
 // PTX-NEXT:    .param .align 64 .b8 matmul_bias0_store_k32_n132_xbf16_param_0[128],
 // PTX-DAG:     mbarrier.try_wait.parity.shared.b64
 // PTX-DAG:     cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes
-// PTX-DAG:     wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16
+// PTX-DAG:     wgmma.mma_async.sync.aligned.m64n256k16.f32.bf16.bf16
+// PTX-DAG:     setmaxnreg.dec.sync.aligned.u32 40
+// PTX-DAG:     setmaxnreg.inc.sync.aligned.u32 232
 // PTX-LABEL: .visible .entry ssd_scan_l8_p8_g2_h4_statef32_n16_dtmin0p001(
 // PTX:         ex2.approx.f32
 // PTX:         wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16
@@ -45,7 +48,7 @@
 // PROGRAM:       "format": "tessera-nvvm-program"
 // PROGRAM:       "kernel": "matmul_bias0_store_k32_n132_xbf16"
 // PROGRAM:       "threads": 384,
-// PROGRAM-NEXT:  "shared_bytes": 98352,
+// PROGRAM-NEXT:  "shared_bytes": 196672,
 // PROGRAM-NEXT:  "tensor_maps": [
 // PROGRAM:         "arg": 0,
 // PROGRAM:         "rows": "tokens",
