@@ -16,7 +16,9 @@ warpgroups around a ring of shared-memory stages:
   and still counts its full bytes: the loads' bounds need no code when they are the operands' extents.
 - A consumer waits on full[s] for parity r & 1, fences, issues block_k / 16 K-steps of block_n / n WGMMAs
   m64nNk16 (A from its 64 rows of a's stage, B from b's, through 128-byte-swizzle descriptors), commits,
-  waits for them, and releases the stage (lane 0 of each warp arrives on empty[s]). The first k-block is
+  waits until only that group is pending (IN_FLIGHT: the tensor cores work on it while the next k-block is
+  waited for and issued) and releases the previous k-block's stage (lane 0 of each warp arrives on
+  empty[s - 1]); after the loop it waits for every group and releases the last stage. The first k-block is
   peeled: its first K-step has scale-d zero, so the accumulators need no zeroing (zeros written between
   WGMMAs would make ptxas serialise them).
 - What follows the loop (the epilogue) runs in the consumer warpgroups only, on the accumulator in the
@@ -63,6 +65,7 @@ WGMMA_K = 16
 K_STEP_BYTES = WGMMA_K * ELEMENT_BYTES
 MBARRIER_BYTES = 8
 RELEASES_PER_CONSUMER = 4  # lane 0 of each warp of a consumer warpgroup arrives on empty[s]
+IN_FLIGHT = 1  # WGMMA groups a consumer leaves pending while it waits for and issues the next k-block
 WAIT_HINT_NS = 10_000_000  # try_wait's suspend-time hint (CUTLASS's value)
 
 
@@ -414,17 +417,21 @@ def _consume(emit: Emitter, parts: _Loop, ring: Ring, smem: SSAValue, tid: SSAVa
     unset = emit(llvm.UndefOp(struct))
     descriptors = (a_descriptor, b_descriptor)
     first = _k_block(emit, parts, ring, smem, emit.constant(0, INDEX), [unset] * chunks, descriptors, leader, True)
-    if parts.k_blocks == 1:
-        return first
-    body = Block(arg_types=[INDEX, *([struct] * chunks)])
-    inner = emit.at_end_of(body)
-    following = _k_block(inner, parts, ring, smem, body.args[0], list(body.args[1:]), descriptors, leader, False)
-    inner(scf.YieldOp(*following))
-    loop = scf.ForOp(
-        emit.constant(1, INDEX), emit.constant(parts.k_blocks, INDEX), emit.constant(1, INDEX), first, body
-    )
-    emit(loop)
-    return list(loop.results)
+    results = first
+    if parts.k_blocks > 1:
+        body = Block(arg_types=[INDEX, *([struct] * chunks)])
+        inner = emit.at_end_of(body)
+        following = _k_block(inner, parts, ring, smem, body.args[0], list(body.args[1:]), descriptors, leader, False)
+        inner(scf.YieldOp(*following))
+        loop = scf.ForOp(
+            emit.constant(1, INDEX), emit.constant(parts.k_blocks, INDEX), emit.constant(1, INDEX), first, body
+        )
+        emit(loop)
+        results = list(loop.results)
+    # The epilogue reads the accumulators: every group done, and the last k-block's stage released.
+    emit(nvvm.WgmmaWaitGroupSyncAlignedOp(0))
+    _release(emit, smem, ring, emit.constant((parts.k_blocks - 1) % ring.stages, i32), leader)
+    return results
 
 
 def _k_block(emit: Emitter, parts: _Loop, ring: Ring, smem: SSAValue, k_block: SSAValue, accumulators: list[SSAValue],
@@ -449,12 +456,21 @@ def _k_block(emit: Emitter, parts: _Loop, ring: Ring, smem: SSAValue, k_block: S
                 nvvm.WgmmaMmaAsyncOp(accumulators[chunk], a, b, (layout.instruction.m, n, WGMMA_K), scale_d=scale_d)
             )
     emit(nvvm.WgmmaCommitGroupSyncAlignedOp())
-    emit(nvvm.WgmmaWaitGroupSyncAlignedOp(0))
+    # One group stays in flight while the next k-block is waited for and issued: once at most this one is
+    # pending, the previous k-block's WGMMAs have read their stage, which is released.
+    emit(nvvm.WgmmaWaitGroupSyncAlignedOp(IN_FLIGHT))
+    if not first:
+        previous = emit(arith.SubiOp(k_block, emit.constant(1, INDEX)))
+        _release(emit, smem, ring, _stage_and_parity(emit, previous, ring.stages)[0], leader)
+    return accumulators
+
+
+def _release(emit: Emitter, smem: SSAValue, ring: Ring, stage: SSAValue, leader: SSAValue) -> None:
+    """Lane 0 of each warp of a consumer arrives on empty[stage]: its WGMMAs are done reading the stage."""
     release = emit.at_end_of(Block())
     release(nvvm.MBarrierArriveOp(_barrier(release, smem, ring.empty(0), stage)))
     release(scf.YieldOp())
     emit(scf.IfOp(leader, [], [release.block]))
-    return accumulators
 
 
 def pipeline_ring(kernel: tile.KernelOp) -> Ring | None:

@@ -54,7 +54,11 @@ the CDNA instructions the emitters use — a model of the ISA as documented, not
   a warpgroup as the PTX ISA lays them out, summed in float64 and rounded once. Copies and WGMMAs complete when
   issued; what models the asynchrony is the waiting: an scf.if whose branches both have lanes runs them side
   by side, each until its lanes wait on an mbarrier (a producer warp and its consumers take turns there), and
-  lanes waiting while nothing else can run is a deadlock.
+  lanes waiting while nothing else can run is a deadlock. A WGMMA's operand bytes stay held by its group
+  (wgmma.commit_group closes one; wait_group N retires all but the N most recent): a store into held bytes is
+  refused, and so is a bulk copy into bytes that were still held when the mbarrier phase its issuing lane last
+  waited for was released — a release before its wait_group, whatever order the lanes happen to run in here.
+  setmaxnreg is checked for its rules only (a multiple of 8 in [24, 256], whole warps).
 - arith (integers wrap at their width; unsigned ops and predicates read the bits unsigned; division by
   zero and over-wide shifts fail), math (exp, log, sqrt, rsqrt and ctpop: numpy's float32 functions, which
   are correctly rounded or nearly so, where the AMDGPU instruction sequences are within a few ulp), f32 and
@@ -240,6 +244,9 @@ class TensorMap:
     box_cols: int
 
 
+_NO_BYTES = np.zeros(0, np.int64)  # no shared bytes (byte offsets)
+
+
 @dataclass
 class _Mbarrier:
     """An mbarrier (PTX ISA): the arrivals pending and transaction bytes outstanding of its current phase."""
@@ -248,12 +255,18 @@ class _Mbarrier:
     pending: int
     tx: int = 0
     phase: int = 0
+    # The shared bytes that WGMMA groups of the arriving warpgroups still read when they arrived, in the current
+    # phase and in the last completed one: a thread whose wait returns on that phase may not store into them
+    # (it is ordered after the arrivals, not after those WGMMAs).
+    released: np.ndarray = field(default_factory=lambda: _NO_BYTES)
+    last_released: np.ndarray = field(default_factory=lambda: _NO_BYTES)
 
     def complete(self) -> None:
         if self.pending < 0:
             raise SimulationError("more arrivals on an mbarrier than its count")
         if self.pending == 0 and self.tx == 0:
             self.phase, self.pending = self.phase + 1, self.count
+            self.last_released, self.released = self.released, _NO_BYTES
 
 
 @dataclass(frozen=True)
@@ -477,6 +490,15 @@ class Simulator:
         self.unfenced = np.full((workgroups, self.shared_bytes), -1, np.int64)
         self.stored_interval = np.full((workgroups, self.shared_bytes), -1, np.int64)
         self.mbarriers: dict[tuple[int, int], _Mbarrier] = {}
+        # Per warpgroup (its workgroup-global number), the shared bytes its WGMMAs read, by group: committed
+        # groups oldest first, then the open one. A group stays pending until a wait_group retires it, and no
+        # store (a lane's or a bulk copy's) may land on a byte a pending group reads.
+        self.wgmma_groups: dict[int, list[Array]] = {}
+        self.held = np.zeros((workgroups, self.shared_bytes), np.int32)  # per byte, the pending groups reading it
+        # Per lane, the bytes still read by WGMMAs when the mbarrier phase it last waited for was released
+        # (_Mbarrier.released): its copies may not land on them. Bytes not among them were read by groups
+        # retired before that release, which the wait orders the lane after.
+        self.acquired: dict[int, Array] = {}
         self.lds: dict[int, _Lds] = {}
         for name, type_ in self.lds_types.items():
             shape = (workgroups, *type_.shape)
@@ -1394,6 +1416,7 @@ class Simulator:
             keys, data = flat.reshape(-1)[order], values.reshape(-1)[order]
             if ((keys[1:] == keys[:-1]) & (data[1:] != data[:-1])).any():
                 raise SimulationError("racy shared store: lanes write different values to one byte")
+            self._check_not_held(groups, at, "a shared store")
             rows = np.repeat(groups, size)
             self.shared[rows, at.reshape(-1)] = values.reshape(-1)
             self.unfenced[rows, at.reshape(-1)] = np.repeat(self.tid[active], size)
@@ -1507,6 +1530,9 @@ class Simulator:
                     raise SimulationError("arrives on an mbarrier never initialised")
                 if expect:
                     mbarrier.tx += int(env[operands[1]][lane])
+                pending = self.wgmma_groups.get(int(lane) // 128, [])
+                if pending:
+                    mbarrier.released = np.union1d(mbarrier.released, np.concatenate(pending))
                 mbarrier.pending -= 1
                 mbarrier.complete()
 
@@ -1525,6 +1551,9 @@ class Simulator:
                     if mbarrier is None or mbarrier.phase % 2 == int(env[parity][lane])
                 ]  # fmt: skip
                 if not waiting:
+                    for lane, mbarrier, _ in self._barriers(env, barrier, mask):
+                        assert mbarrier is not None
+                        self.acquired[lane] = mbarrier.last_released
                     return None
                 yield
 
@@ -1563,6 +1592,13 @@ class Simulator:
                         f"a swizzled box at shared byte {start}: not 1024-aligned inside the allocation"
                     )
                 where = _swizzled(SHARED_WINDOW_BASE + start + r * 128 + c * 2) - SHARED_WINDOW_BASE
+                bytes_at = np.concatenate([where.reshape(-1), where.reshape(-1) + 1])
+                self._check_not_held(self.group[lane : lane + 1], bytes_at[None, :], "a bulk tensor copy")
+                if np.isin(bytes_at, self.acquired.get(lane, _NO_BYTES)).any():
+                    raise SimulationError(
+                        "a bulk tensor copy into shared bytes a pending WGMMA group read when their stage was "
+                        "released (the release came before its wait_group)"
+                    )
                 shared = self.shared[self.group[lane]]
                 shared[where] = (values & 0xFF).astype(np.uint8)
                 shared[where + 1] = (values >> 8).astype(np.uint8)
@@ -1581,13 +1617,41 @@ class Simulator:
         return groups[active.all(axis=1), 0]
 
     def _wgmma_sync(self, op: Op) -> Step:
-        """A WGMMA fence, commit or wait: each result is ready when issued here, so only the alignment (every
-        thread of a warpgroup executes it) is checked."""
+        """A WGMMA fence, commit or wait, executed by whole warpgroups (.aligned). A product's value is ready
+        when it is issued here, but the shared bytes it reads stay held: commit closes the open group of
+        WGMMAs, wait_group N retires all but the N most recent committed groups (PTX ISA: "wgmma.wait_group"),
+        and a store into a held byte is refused (_check_not_held)."""
+        kind = op.name.split(".")[2]
+        keep = _ir().IntegerAttr(op.attributes["group"]).value if kind == "wait" else 0
 
         def step(env: Env, mask: Array) -> None:
-            self._warpgroups(mask)
+            for warpgroup in self._warpgroups(mask):
+                groups = self.wgmma_groups.setdefault(int(warpgroup), [_NO_BYTES])
+                if kind == "commit":
+                    groups.append(_NO_BYTES)
+                elif kind == "wait":
+                    committed = groups[:-1]
+                    retired = committed[: len(committed) - keep]
+                    workgroup = int(warpgroup) * 128 // self.threads
+                    for read in retired:
+                        self.held[workgroup, read] -= 1
+                    groups[:] = [*committed[len(retired) :], groups[-1]]
 
         return step
+
+    def _hold(self, warpgroup: int, read: Array) -> None:
+        """The shared bytes a WGMMA reads join its warpgroup's open group."""
+        read = np.unique(read)
+        groups = self.wgmma_groups.setdefault(warpgroup, [_NO_BYTES])
+        fresh = np.setdiff1d(read, groups[-1], assume_unique=True)
+        groups[-1] = np.union1d(groups[-1], fresh)
+        self.held[warpgroup * 128 // self.threads, fresh] += 1
+
+    def _check_not_held(self, groups: Array, at: Array, what: str) -> None:
+        """Refuse stores into shared bytes (workgroups `groups`, byte offsets `at`, one row each) that a pending
+        WGMMA group reads."""
+        if (self.held[groups.reshape(-1, 1), at.reshape(len(groups), -1)] > 0).any():
+            raise SimulationError(f"{what} into shared bytes a pending WGMMA group reads (no wait_group before it)")
 
     def _fence(self, op: Op) -> Step:
         """The mbarrier-init fence: initialisations are visible at once in this model."""
@@ -1615,8 +1679,8 @@ class Simulator:
             for warpgroup in self._warpgroups(mask):
                 lanes = np.arange(warpgroup * 128, warpgroup * 128 + 128)
                 group = int(self.group[lanes[0]])
-                a = self._operand(group, env[a_name][lanes], 64)
-                b = self._operand(group, env[b_name][lanes], n, mn_major_b)
+                a = self._operand(group, env[a_name][lanes], 64, warpgroup=int(warpgroup))
+                b = self._operand(group, env[b_name][lanes], n, mn_major_b, warpgroup=int(warpgroup))
                 product = a @ b.T
                 if scale == "one":
                     product = product + _from_fragments(env[acc_name][lanes].astype(np.float64), n)
@@ -1626,7 +1690,8 @@ class Simulator:
 
         return step
 
-    def _operand(self, group: int, descriptors: Array, rows: int, mn_major: bool = False) -> Array:
+    def _operand(self, group: int, descriptors: Array, rows: int, mn_major: bool = False,
+                 warpgroup: int | None = None) -> Array:  # fmt: skip
         """A bf16 operand [rows, 16] (as float64) that a warpgroup-uniform descriptor describes (PTX ISA, "Shared
         Memory Matrix Layout", 128-byte swizzle: the address's 16-byte chunk XOR its row in the 1024-byte
         pattern): K-major, row r's element k at start + (r / 8) SBO + (r mod 8) 128 + 2 k; MN-major (a
@@ -1653,6 +1718,8 @@ class Simulator:
             raise SimulationError("a WGMMA reads shared bytes stored without a fence.proxy.async since")
         if (self.stored_interval[group][read] == self.interval[group]).any():
             raise SimulationError("a WGMMA reads shared bytes stored since the last barrier (a missing barrier)")
+        if warpgroup is not None:
+            self._hold(warpgroup, read)
         bits = shared[address].astype(np.uint32) | (shared[address + 1].astype(np.uint32) << 8)
         return (bits << 16).view(np.float32).astype(np.float64)
 

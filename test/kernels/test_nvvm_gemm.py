@@ -412,3 +412,28 @@ def test_gemm_matches_float64_in_the_simulator(rng: np.random.Generator, shape: 
         want
     )
     assert (np.abs(got - want) <= bound).all(), f"error {np.abs(got - want).max():.2e} above the bound"
+
+
+@NEEDS_MLIR
+def test_the_simulator_refuses_a_stage_released_while_its_wgmmas_are_pending(
+    rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The consumers release k-block kb - 1's stage once wait_group(1) leaves only kb's WGMMAs pending. Were two
+    groups left in flight, the released stage would still be read by kb - 1's: the producer's next copy into it
+    is refused (rocdl_sim models WGMMA groups, commit and wait_group)."""
+    from rocdl_sim import SimulationError
+
+    from tessera.lowering.convert_tile_to_nvvm import emit_kernel
+
+    monkeypatch.setattr(wgmma, "IN_FLIGHT", 2)
+    n, k, tokens = 128, 328, 70  # 6 k-blocks: the 4-stage ring wraps
+    emitted = emit_kernel(tile_kernel("matmul", _dims((n, k, "store", "f32", False, False)), "sm_90a", "bf16"))
+    x = bf16_bits(rng.standard_normal((tokens, k)).astype(np.float32))
+    w = bf16_bits(rng.standard_normal((n, k)).astype(np.float32))
+    x_map, w_map = emitted.tensor_maps
+    maps = {"x": TensorMap(x, x_map.box_rows, x_map.box_cols), "w": TensorMap(w, w_map.box_rows, w_map.box_cols)}
+    with pytest.raises(SimulationError, match="pending WGMMA group"):
+        Simulator.of(emitted.kernel, wave_size=32).run(
+            (1, 1), {"y": np.zeros((tokens, n), np.float32)}, {"tokens": tokens, "position": 0}, tensor_maps=maps,
+            shared_bytes=emitted.dynamic_shared_bytes,
+        )  # fmt: skip
