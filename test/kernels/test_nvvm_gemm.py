@@ -378,7 +378,8 @@ def test_gemm_matches_float64_in_the_simulator(rng: np.random.Generator, shape: 
     the mbarrier ring, WGMMA's descriptors and accumulator fragments, the epilogue in the consumers."""
     n, k, epilogue, y_dtype, bias, row_scale = shape
     kernel, emitted = _kernel(shape)
-    tiles = tile.plain_dict(kernel.tiles)
+    assert kernel.tiles is not None
+    block_m, block_n = (int(tile.plain_dict(kernel.tiles)[key]) for key in ("block_m", "block_n"))
     x = bf16_bits(rng.standard_normal((tokens, k)).astype(np.float32))
     w = bf16_bits((rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32))
     buffers: dict[str, np.ndarray] = {}
@@ -391,7 +392,7 @@ def test_gemm_matches_float64_in_the_simulator(rng: np.random.Generator, shape: 
     buffers["y"] = bf16_bits(y) if y_dtype == "bf16" else y
     x_map, w_map = emitted.tensor_maps
     maps = {"x": TensorMap(x, x_map.box_rows, x_map.box_cols), "w": TensorMap(w, w_map.box_rows, w_map.box_cols)}
-    grid = (-(-n // tiles["block_n"]), -(-tokens // tiles["block_m"]))
+    grid = (-(-n // block_n), -(-tokens // block_m))
     Simulator.of(emitted.kernel, wave_size=32).run(
         grid, buffers, {"tokens": tokens, "position": 0}, tensor_maps=maps, shared_bytes=emitted.dynamic_shared_bytes
     )
