@@ -42,6 +42,7 @@ the consumers' thread ids are the accumulator layout's):
    hand-over (40 / 232) accepted at launch.
 3. No hang or fault on a tail box (rows or K past the tensor's end complete the transaction count).
 4. Speed against cuBLAS (TOOLCHAIN.md's 8192x5120x20480: 2.16 ms). Known gaps: one tile per CTA (no
-   persistent scheduler), wgmma.wait_group 0 every k-block (no WGMMA / release overlap), an epilogue
-   straight from registers (no shared-memory staging or TMA store), no clusters (TMA multicast).
+   persistent scheduler: the epilogue does not overlap the next tile's loads), an epilogue straight from
+   registers (no shared-memory staging or TMA store), no clusters (TMA multicast). One WGMMA group stays in
+   flight across k-blocks (wait_group 1) since 2026-12-07.
 """
