@@ -823,6 +823,14 @@ def test_hopper_check_without_artifacts_fails_with_json_last(tmp_path: Path) -> 
     assert all(not summary["hopper"][part]["ok"] for part in ("gemm", "attention", "ssd", "rows", "slice", "math"))
 
 
+def test_hopper_stops_a_part_past_its_time(tmp_path: Path) -> None:
+    """A part that outlives its seconds is stopped, and one with none left is not started: the check's JSON
+    line still comes before the device command's limit."""
+    hopper = _benchmark("hopper")
+    assert hopper.run_part("contract", tmp_path, 0.01) == {"ok": False, "error": "stopped after 0 s"}
+    assert "not run" in hopper.run_part("contract", tmp_path, 0)["error"]
+
+
 def test_h100_slice_loads_the_drawn_weights_into_transformers(tmp_path: Path) -> None:
     """h100_slice's transformers side, on the CPU with the tiny config made dense, as the slice is (transformers
     5 holds MoE experts fused in its modules, under other names than a checkpoint's): the weights Tessera
