@@ -22,7 +22,6 @@ and one JSON line last; exit 1 if a numerics check fails or a kernel hangs or fa
 
 from __future__ import annotations
 
-import argparse
 import sys
 import zlib
 from pathlib import Path
@@ -40,6 +39,7 @@ from h100_gemm import (
     build_specs,
     check_specs,
     from_bf16_bits,
+    kernel_benchmark_main,
     relative_error,
     to_bf16_bits,
     torch_median_ms,
@@ -182,18 +182,5 @@ def _describe(name: str, result: dict[str, Any]) -> str:
     return line
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/h100_attention.py", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=["build", "check"], default="check")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--only", nargs="*", help="build only these specs (default: all)")
-    parser.add_argument("--seed", type=int, help="check: the inputs' seed (default: fresh; printed in the JSON)")
-    options = parser.parse_args()
-    if options.mode == "build":
-        build(options.out, options.only)
-        return 0
-    return check(options.out, options.seed)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(kernel_benchmark_main("h100_attention.py", __doc__, OUT, build, check))

@@ -469,18 +469,25 @@ def check_specs(out: Path, benchmark: str, seed: int | None, torch: Any, check_s
     return summary
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/h100_gemm.py", description=__doc__.splitlines()[0])
+def kernel_benchmark_main(script: str, doc: str, out: Path, build: Callable[[Path, list[str] | None], Any],
+                          check: Callable[[Path, int | None], int],
+                          extra: Callable[[argparse.Namespace], None] | None = None,
+                          parser: argparse.ArgumentParser | None = None) -> int:  # fmt: skip
+    """The command line of a Hopper kernel benchmark: `build` here (--only some specs), `check` there (--seed);
+    `extra` runs after a build with the options (a script's own flags, added to `parser`)."""
+    parser = parser or argparse.ArgumentParser(prog=f"benchmarks/{script}", description=doc.splitlines()[0])
     parser.add_argument("mode", nargs="?", choices=["build", "check"], default="check")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=out)
     parser.add_argument("--only", nargs="*", help="build only these specs (default: all)")
     parser.add_argument("--seed", type=int, help="check: the inputs' seed (default: fresh; printed in the JSON)")
     options = parser.parse_args()
     if options.mode == "build":
         build(options.out, options.only)
+        if extra is not None:
+            extra(options)
         return 0
     return check(options.out, options.seed)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(kernel_benchmark_main("h100_gemm.py", __doc__, OUT, build, check))

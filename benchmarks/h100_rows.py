@@ -17,7 +17,6 @@ last; exit 1 if a numerics check fails or a kernel hangs or faults.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 import zlib
@@ -34,6 +33,7 @@ from h100_gemm import (
     _wait,
     build_specs,
     check_specs,
+    kernel_benchmark_main,
     relative_error,
     to_bf16_bits,
     torch_median_ms,
@@ -230,18 +230,5 @@ def _describe(name: str, result: dict[str, Any]) -> str:
     return line
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="benchmarks/h100_rows.py", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=["build", "check"], default="check")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--only", nargs="*", help="build only these specs (default: all)")
-    parser.add_argument("--seed", type=int, help="check: the inputs' seed (default: fresh; printed in the JSON)")
-    options = parser.parse_args()
-    if options.mode == "build":
-        build(options.out, options.only)
-        return 0
-    return check(options.out, options.seed)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(kernel_benchmark_main("h100_rows.py", __doc__, OUT, build, check))

@@ -48,6 +48,7 @@ from h100_gemm import (
     _wait,
     build_specs,
     check_specs,
+    kernel_benchmark_main,
     relative_error,
     torch_median_ms,
 )
@@ -252,18 +253,13 @@ def _describe(name: str, result: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/h100_ssd.py", description=__doc__.splitlines()[0])
-    parser.add_argument("mode", nargs="?", choices=["build", "check"], default="check")
-    parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--only", nargs="*", help="build only these specs (default: all)")
-    parser.add_argument("--seed", type=int, help="check: the inputs' seed (default: fresh; printed in the JSON)")
     parser.add_argument("--mamba-ssm", action="store_true", help=f"build: also unpack {MAMBA_SSM}'s Triton SSD")
-    options = parser.parse_args()
-    if options.mode == "build":
-        build(options.out, options.only)
+
+    def unpack(options: argparse.Namespace) -> None:
         if options.mamba_ssm:
             unpack_mamba_ssm(options.out)
-        return 0
-    return check(options.out, options.seed)
+
+    return kernel_benchmark_main("h100_ssd.py", __doc__, OUT, build, check, unpack, parser)
 
 
 if __name__ == "__main__":
