@@ -2,9 +2,11 @@
 // 3 deep (tessera.tile.stages) whose mma operands are async, 128-byte-swizzled loads into shared memory becomes:
 // the launch operands only async loads read passed as CUtensorMaps (grid constants); the first thread
 // initialising a full and an empty mbarrier per stage; the last warpgroup's first thread streaming both boxes of
-// each k-block into its stage (wait for the stage's release, expect its bytes, two bulk tensor copies); the two
-// consumer warpgroups waiting for each stage, issuing 4 K-steps of one m64n128k16 WGMMA (k-block 0 peeled with
-// scale-d zero), committing, waiting, and releasing the stage. The epilogue runs in the consumers only: each
+// each k-block into its stage (wait for the stage's release, expect its bytes, two bulk tensor copies), having
+// handed its registers to the consumers (setmaxnreg); the two consumer warpgroups waiting for each stage,
+// issuing 4 K-steps of one m64n128k16 WGMMA (k-block 0 peeled with scale-d zero), committing, waiting until
+// only that group is pending and releasing the previous k-block's stage; after the loop, waiting for every
+// group and releasing the last stage. The epilogue runs in the consumers only: each
 // thread reads the bias of its own columns straight from memory (no shared staging, no barrier) and updates y
 // element by element (read, add, write under one guard).
 // RUN: tessera-opt %s -p 'convert-tessera-tile-to-simt{arch=sm_90a}' | FileCheck %s
@@ -15,21 +17,27 @@
 // CHECK-COUNT-6: "nvvm.mbarrier.init"
 // CHECK:      "nvvm.fence.mbarrier.init"()
 // CHECK:      "gpu.barrier"()
+// CHECK:      llvm.call_intrinsic "llvm.nvvm.setmaxnreg.dec.sync.aligned.u32"
 // CHECK:      scf.for
 // CHECK:        "nvvm.mbarrier.try_wait.parity"
 // CHECK:        "nvvm.mbarrier.arrive.expect_tx"(%{{.*}}, %{{.*}}) <{relaxed = false, scope = #nvvm.mem_scope<cta>}>
 // CHECK:        "nvvm.cp.async.bulk.tensor.shared.cluster.global"(%{{.*}}, %x,
 // CHECK:        "nvvm.cp.async.bulk.tensor.shared.cluster.global"(%{{.*}}, %w,
 // CHECK:      } else {
+// CHECK:        llvm.call_intrinsic "llvm.nvvm.setmaxnreg.inc.sync.aligned.u32"
 // CHECK:        "nvvm.mbarrier.try_wait.parity"
 // CHECK:        "nvvm.wgmma.fence.aligned"()
 // CHECK:        shape = #nvvm.shape<m = 64, n = 128, k = 16>, {{.*}} scaleD = #nvvm.wgmma_scale_out<zero>
 // CHECK-COUNT-3: scaleD = #nvvm.wgmma_scale_out<one>
 // CHECK:        "nvvm.wgmma.commit.group.sync.aligned"()
-// CHECK:        "nvvm.wgmma.wait.group.sync.aligned"() <{group = 0 : i64}>
-// CHECK:        "nvvm.mbarrier.arrive"
+// CHECK:        "nvvm.wgmma.wait.group.sync.aligned"() <{group = 1 : i64}>
+// CHECK-NOT:    "nvvm.mbarrier.arrive"
 // CHECK:        scf.for
 // CHECK-COUNT-4: "nvvm.wgmma.mma_async"
+// CHECK:          "nvvm.wgmma.wait.group.sync.aligned"() <{group = 1 : i64}>
+// CHECK:          "nvvm.mbarrier.arrive"
+// CHECK:        "nvvm.wgmma.wait.group.sync.aligned"() <{group = 0 : i64}>
+// CHECK:        "nvvm.mbarrier.arrive"
 // CHECK:        llvm.getelementptr %bias
 // CHECK-NOT:    gpu.barrier
 // CHECK:        scf.if
