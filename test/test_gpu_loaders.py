@@ -862,6 +862,42 @@ def test_h100_slice_loads_the_drawn_weights_into_transformers(tmp_path: Path) ->
     assert slice_benchmark.relative_error(np.load(tmp_path / "hf_logits.npy"), expected) <= 1e-4
 
 
+@NEEDS_MLIR
+def test_h100_slice_runs_end_to_end_with_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """h100_slice's whole run — its build, transformers (on the CPU) and Tessera's bf16 nvvm artifact through
+    GpuSession, a last-only prefill on the simulated H100 — on the tiny model's `M*-` layers and 20 tokens:
+    the logits within the slice's bound of transformers' float32 ones, both sides timed, the profile printed."""
+    pytest.importorskip("transformers")
+    import functools
+
+    sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+    from sim_driver import SimulatedDriver, SimulatedModule
+
+    slice_benchmark = _benchmark("h100_slice")
+    monkeypatch.setattr(slice_benchmark, "BASE", BENCHMARK.parent.parent / "configs" / "nemotron_h_tiny.yaml")
+    monkeypatch.setattr(slice_benchmark, "SLICE", {"hybrid_override_pattern": "M*-", "num_hidden_layers": 3})
+    monkeypatch.setattr(slice_benchmark, "VOCAB", 301)
+    monkeypatch.setattr(slice_benchmark, "TOKENS", 20)  # a chunk of 16 and 4 more
+    monkeypatch.setattr(slice_benchmark, "MAX_SEQ_LEN", 32)
+    monkeypatch.setattr(slice_benchmark, "REPEATS", 1)
+    monkeypatch.setattr(slice_benchmark, "download_transformers", lambda wheels: wheels.mkdir())
+    cpu = functools.partial(slice_benchmark._transformers, device="cpu")
+    monkeypatch.setattr(slice_benchmark, "_transformers", cpu)
+    slice_benchmark.build(tmp_path)
+    (tmp_path / "site").mkdir()  # the installed transformers here stands for the carried wheels
+
+    class Simulated(SimulatedDriver):
+        def load_module(self, image: bytes) -> SimulatedModule:  # the artifact's kernels, as MLIR text
+            return SimulatedModule((tmp_path / "artifact" / "nvvm" / "kernels.mlir").read_text(), 32)
+
+    monkeypatch.setattr("tessera.runtime.gpu_module.open_driver", lambda name, device=0: Simulated(wave_size=32))
+    summary = slice_benchmark.run(tmp_path)
+    (result,) = summary["specs"].values()
+    assert summary["ok"], result
+    assert result["reference"] == "transformers float32" and result["relative_error"] <= slice_benchmark.BOUND
+    assert result["ms"] > 0 and result["transformers_ms"] > 0
+
+
 def test_launch_flops_counts_gemms_and_causal_attention() -> None:
     from tessera.runtime.profile import launch_flops
 
