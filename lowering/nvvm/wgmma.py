@@ -266,17 +266,25 @@ class LowerPipelinedMma(RewritePattern):
         rewriter.erase_op(op, safe_erase=False)
 
 
-# The register file a program shares (an SM's: 64K 32-bit registers, one program an SM at this shared
-# memory), and what the producer warpgroup keeps of it: its one issuing thread needs few, so the consumers
-# take the rest for their accumulators and epilogue (setmaxnreg, in multiples of 8).
+# An SM's register file (64K 32-bit registers; one program an SM at this shared memory), and what the
+# producer warpgroup keeps of its share: its one issuing thread needs few, so the consumers take the rest
+# for their accumulators and epilogue (setmaxnreg, in multiples of 8).
 REGISTER_FILE = 65536
 PRODUCER_REGISTERS = 40
 
 
+def launch_registers(threads: int) -> int:
+    """Registers per thread a launch of `threads` gets (what ptxas allocates the kernel for: 168 at 384)."""
+    return REGISTER_FILE // threads // 8 * 8
+
+
 def consumer_registers(consumers: int) -> int:
-    """Registers per consumer thread once the producer has handed back all but PRODUCER_REGISTERS."""
-    spare = REGISTER_FILE - WARPGROUP * PRODUCER_REGISTERS
-    return min(256, spare // (WARPGROUP * consumers) // 8 * 8)
+    """Registers per consumer thread once the producer has handed back all but PRODUCER_REGISTERS: the
+    program's pool is what its launch got, and setmaxnreg.inc waits until the pool has them (asking for more
+    would hang)."""
+    threads = WARPGROUP * (consumers + 1)
+    pool = launch_registers(threads) * threads
+    return min(256, (pool - WARPGROUP * PRODUCER_REGISTERS) // (WARPGROUP * consumers) // 8 * 8)
 
 
 def _set_max_registers(emit: Emitter, action: str, count: int) -> None:
