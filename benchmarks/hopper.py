@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -195,14 +197,19 @@ def run_part(part: str, out: Path, seconds: float = PART_SECONDS) -> dict[str, A
         return {"ok": False, "error": f"not run: the check's {CHECK_SECONDS} s are spent"}
     command = [sys.executable, str(Path(__file__).resolve()), "part", part, "--out", str(out)]
     started = time.perf_counter()
+    # A session of its own, so that a stop takes the part's own children too (transformers' process, the
+    # math sweep's) and none is left holding the GPU.
+    process = subprocess.Popen(command, start_new_session=True)
     try:
-        done = subprocess.run(command, timeout=seconds)
+        returncode = process.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
         print(f"{part}: stopped after {seconds:.0f} s", flush=True)
         return {"ok": False, "error": f"stopped after {seconds:.0f} s"}
     seconds = time.perf_counter() - started
     if not result.is_file():
-        return {"ok": False, "error": f"exit {done.returncode} before its summary", "seconds": seconds}
+        return {"ok": False, "error": f"exit {returncode} before its summary", "seconds": seconds}
     return {**json.loads(result.read_text()), "seconds": seconds}
 
 
