@@ -33,6 +33,7 @@ from h100_gemm import (
     _wait,
     build_specs,
     check_specs,
+    from_bf16_bits,
     kernel_benchmark_main,
     relative_error,
     to_bf16_bits,
@@ -76,10 +77,6 @@ def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
 
 def _f32(values: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(values, dtype=np.float32)
-
-
-def _from_bf16(bits: np.ndarray) -> np.ndarray:
-    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 class Case:
@@ -142,7 +139,7 @@ class Case:
                         "v_cache": np.full(shape, 0x7FC0, np.uint16)}  # fmt: skip
         for name, first in (("k_cache", heads), ("v_cache", heads + kv_heads)):
             part = qkv[:, first * head_dim : (first + kv_heads) * head_dim].reshape(tokens, kv_heads, head_dim)
-            self.expected[name] = _from_bf16(to_bf16_bits(part)).astype(np.float64)
+            self.expected[name] = from_bf16_bits(to_bf16_bits(part)).astype(np.float64)
         self.bytes = tokens * 2 * kv_heads * head_dim * (4 + 2)  # keys and values read in f32, written in bf16
 
     def _conv_silu(self, dims: dict[str, Any], tiles: dict[str, Any], tokens: int, rng: np.random.Generator) -> None:
@@ -183,7 +180,7 @@ def check_spec(driver: Any, module: Any, name: str, spec: dict[str, Any], kernel
         for output in case.outputs:
             got = np.empty_like(case.buffers[output])
             driver.download(on_device[output], got)
-            values = _from_bf16(got) if got.dtype == np.uint16 else got
+            values = from_bf16_bits(got) if got.dtype == np.uint16 else got
             finite = finite and bool(np.isfinite(values).all())
             error = max(error, relative_error(values.astype(np.float64), case.expected[output]))
         bf16 = any(case.buffers[output].dtype == np.uint16 for output in case.outputs)
