@@ -14,10 +14,12 @@ prints them once, in generic form (upstream.upstream_text), for MLIR to read.
                               meet at a barrier
     WgmmaFenceAlignedOp, WgmmaCommitGroupSyncAlignedOp, WgmmaWaitGroupSyncAlignedOp   order, batch and await
                               a warpgroup's asynchronous MMAs
+    SetMaxRegisterOp          a warpgroup gives registers back to its program's pool, or takes them from it
     WgmmaMmaAsyncOp           acc' = A B (+ acc): a warpgroup's m64nNkK MMA of two shared-memory operands
                               named by 64-bit matrix descriptors; the accumulator is an LLVM struct of registers
 
-Their enum properties (MemScopeAttr, ProxyKindAttr, SharedSpaceAttr, TmaLoadModeAttr, MmaLayoutAttr, MmaIntOverflowAttr, WgmmaScaleInAttr,
+SetMaxRegisterActionAttr prints as MLIR's opaque `#nvvm<action increase>`. Their other
+enum properties (MemScopeAttr, ProxyKindAttr, SharedSpaceAttr, TmaLoadModeAttr, MmaLayoutAttr, MmaIntOverflowAttr, WgmmaScaleInAttr,
 WgmmaScaleOutAttr, WgmmaTypeAttr) print as MLIR's `#<dialect>.<name><case>`; MmaShapeAttr as
 `<m = 64, n = 64, k = 16>`. Pointers are LLVM pointers in NVPTX address spaces: 3 is the CTA's shared memory,
 7 shared::cluster (where TMA writes), none generic (the tensor map).
@@ -31,7 +33,7 @@ from typing import ClassVar, Generic, TypeVar, cast
 from xdsl.dialects.builtin import BoolAttr, IntAttr, IntegerAttr, IntegerType, f32, i1, i32, i64
 from xdsl.dialects.llvm import LLVMPointerType, LLVMStructType
 from xdsl.dialects.utils import EnumAttribute
-from xdsl.ir import Attribute, Data, Dialect, Operation, ParametrizedAttribute, SSAValue
+from xdsl.ir import Attribute, Data, Dialect, Operation, ParametrizedAttribute, SpacedOpaqueSyntaxAttribute, SSAValue
 from xdsl.irdl import (
     AttrSizedOperandSegments,
     IRDLOperation,
@@ -92,6 +94,10 @@ class WgmmaType(StrEnum):
     F32, S32 = "f32", "s32"  # accumulators only
 
 
+class SetMaxRegisterAction(StrEnum):
+    DECREASE, INCREASE = "decrease", "increase"
+
+
 _Case = TypeVar("_Case", bound=StrEnum)
 
 
@@ -107,6 +113,13 @@ class _AngleBrackets(Generic[_Case]):
     def parse_parameter(cls, parser: AttrParser) -> _Case:
         with parser.in_angle_brackets():
             return cast(_Case, parser.parse_str_enum(cls.enum_type))
+
+
+@irdl_attr_definition
+class SetMaxRegisterActionAttr(EnumAttribute[SetMaxRegisterAction], SpacedOpaqueSyntaxAttribute):
+    """`#nvvm<action increase>`"""
+
+    name = "nvvm.action"
 
 
 @irdl_attr_definition
@@ -346,6 +359,28 @@ class WgmmaWaitGroupSyncAlignedOp(IRDLOperation):
 
 
 @irdl_op_definition
+class SetMaxRegisterOp(IRDLOperation):
+    """setmaxnreg.{dec,inc}.sync.aligned: the executing warpgroup's registers per thread become `regCount` (a
+    multiple of 8 in [24, 256]), given back to or taken from the program's pool (an increase waits for them).
+
+        "nvvm.setmaxregister"() <{action = #nvvm<action increase>, regCount = 232 : i32}> : () -> ()
+    """
+
+    name = "nvvm.setmaxregister"
+    action = prop_def(SetMaxRegisterActionAttr)
+    reg_count = prop_def(IntegerAttr, prop_name="regCount")
+
+    def __init__(self, action: str, count: int) -> None:
+        super().__init__(properties={"action": SetMaxRegisterActionAttr(SetMaxRegisterAction(action)),
+                                     "regCount": IntegerAttr(count, i32)})  # fmt: skip
+
+    def verify_(self) -> None:
+        count = self.reg_count.value.data
+        if self.reg_count.type != i32 or count % 8 or not 24 <= count <= 256:
+            raise VerifyException(f"{self.name}: regCount is an i32 multiple of 8 in [24, 256], got {self.reg_count}")
+
+
+@irdl_op_definition
 class WgmmaMmaAsyncOp(IRDLOperation):
     """acc' = A B, or A B + acc with scale_d "one": one warpgroup's MMA of the shared-memory operands that
     `descriptor_a` and `descriptor_b` describe. For an f32 (or s32) accumulator of shape m64nNkK each thread
@@ -428,6 +463,7 @@ NVVM_OPS: list[type[Operation]] = [
     WgmmaCommitGroupSyncAlignedOp,
     WgmmaWaitGroupSyncAlignedOp,
     WgmmaMmaAsyncOp,
+    SetMaxRegisterOp,
 ]
 NVVM_ATTRS: list[type[Attribute]] = [
     MemScopeAttr,
@@ -438,7 +474,7 @@ NVVM_ATTRS: list[type[Attribute]] = [
     MmaIntOverflowAttr,
     WgmmaScaleInAttr,
 ]
-NVVM_ATTRS += [WgmmaScaleOutAttr, WgmmaTypeAttr, MmaShapeAttr]
+NVVM_ATTRS += [WgmmaScaleOutAttr, WgmmaTypeAttr, MmaShapeAttr, SetMaxRegisterActionAttr]
 # Not registered with tessera-opt's context: these ops are built by the NVVM lowering and printed, never parsed
 # back by xDSL.
 Nvvm = Dialect("nvvm", NVVM_OPS, NVVM_ATTRS)

@@ -12,7 +12,7 @@ from conftest import NEEDS_MLIR
 from xdsl.context import Context
 from xdsl.dialects import gpu, llvm
 from xdsl.dialects.builtin import Builtin, IntegerAttr, ModuleOp, StringAttr, UnitAttr, f32, i32, i64
-from xdsl.ir import Attribute, Block, Region, SSAValue
+from xdsl.ir import Attribute, Block, Operation, Region, SSAValue
 from xdsl.parser import Parser
 from xdsl.utils.exceptions import VerifyException
 
@@ -39,6 +39,7 @@ def kernel_module() -> ModuleOp:
     one, bytes_, ticks, parity = (constant(body, value) for value in (1, 8192, 10_000_000, 0))
     accumulator = llvm.ZeroOp(result_types=[ACCUMULATOR])
     body.add_ops([nvvm.MBarrierInitOp(barrier, one), nvvm.FenceMbarrierInitOp(), accumulator])
+    body.add_op(nvvm.SetMaxRegisterOp("increase", 232))
     body.add_ops(
         [
             nvvm.MBarrierArriveExpectTxOp(barrier, bytes_),
@@ -93,6 +94,7 @@ def test_generic_form() -> None:
     ]
     assert "shape = #nvvm.shape<m = 64, n = 64, k = 16>" in properties[nvvm.WgmmaMmaAsyncOp.name]
     assert properties[nvvm.MBarrierArriveOp.name] == ["relaxed = false", "scope = #nvvm.mem_scope<cta>"]
+    assert properties[nvvm.SetMaxRegisterOp.name] == ["action = #nvvm<action increase>", "regCount = 232 : i32"]
     assert properties[nvvm.FenceProxyOp.name] == [
         "kind = #nvvm.proxy_kind<async.shared>",
         "space = #nvvm.shared_space<cta>",
@@ -139,6 +141,7 @@ def test_ptx_has_each_instruction() -> None:
         "wgmma.commit_group.sync.aligned",
         "wgmma.wait_group.sync.aligned",
         "mbarrier.arrive.shared.b64",
+        "setmaxnreg.inc.sync.aligned.u32",
     ):
         assert instruction in ptx, instruction
 
@@ -177,7 +180,7 @@ def test_wgmma_verifier_refuses(op: Callable[[], nvvm.WgmmaMmaAsyncOp], message:
 def test_pointer_and_coordinate_verifiers() -> None:
     block = Block(arg_types=[nvvm.GENERIC_PTR, nvvm.SHARED_PTR, nvvm.CLUSTER_PTR, i32])
     generic, shared, cluster, count = block.args
-    cases = [
+    cases: list[tuple[Operation, str]] = [
         (nvvm.MBarrierInitOp(generic, count), "the mbarrier is !llvm.ptr<3>, got !llvm.ptr"),
         (
             nvvm.CpAsyncBulkTensorSharedClusterGlobalOp(shared, generic, [count], shared),
@@ -185,6 +188,7 @@ def test_pointer_and_coordinate_verifiers() -> None:
         ),
         (nvvm.CpAsyncBulkTensorSharedClusterGlobalOp(cluster, generic, [count] * 6, shared), "1 to 5 i32 coordinates"),
     ]
+    cases += [(nvvm.SetMaxRegisterOp("decrease", count), "multiple of 8 in [24, 256]") for count in (20, 100, 264)]
     for op, message in cases:
         with pytest.raises(VerifyException, match=re.escape(f"{op.name}: ") + ".*" + re.escape(message)):
             op.verify()

@@ -239,7 +239,7 @@ class LowerPipelinedMma(RewritePattern):
         warpgroup = emit(arith.DivUIOp(tid, emit.constant(WARPGROUP, INDEX)))
         producing = emit(arith.CmpiOp(warpgroup, emit.constant(consumers, INDEX), "eq"))
         producer = emit.at_end_of(Block())
-        _set_max_registers(producer, "dec", PRODUCER_REGISTERS)
+        producer(nvvm.SetMaxRegisterOp("decrease", PRODUCER_REGISTERS))
         issuing = producer(arith.CmpiOp(tid, producer.constant(consumers * WARPGROUP, INDEX), "eq"))
         copies = producer.at_end_of(Block())
         _produce(copies, parts, ring, smem)
@@ -248,7 +248,7 @@ class LowerPipelinedMma(RewritePattern):
         producer(scf.YieldOp())
 
         consumer = emit.at_end_of(Block())
-        _set_max_registers(consumer, "inc", consumer_registers(consumers))
+        consumer(nvvm.SetMaxRegisterOp("increase", consumer_registers(consumers)))
         structs = _consume(consumer, parts, ring, smem, tid, warpgroup)
         registers = [
             consumer(llvm.ExtractValueOp(builtin.DenseArrayBase.from_list(i64, [i]), struct, builtin.f32))
@@ -285,11 +285,6 @@ def consumer_registers(consumers: int) -> int:
     threads = WARPGROUP * (consumers + 1)
     pool = launch_registers(threads) * threads
     return min(256, (pool - WARPGROUP * PRODUCER_REGISTERS) // (WARPGROUP * consumers) // 8 * 8)
-
-
-def _set_max_registers(emit: Emitter, action: str, count: int) -> None:
-    """setmaxnreg.{inc,dec}.sync.aligned: the warpgroup's registers per thread from here on."""
-    emit(llvm.CallIntrinsicOp(f"llvm.nvvm.setmaxnreg.{action}.sync.aligned.u32", [emit.constant(count, i32)], []))
 
 
 def _initialise_barriers(emit: Emitter, ring: Ring, smem: SSAValue, tid: SSAValue, consumers: int) -> None:

@@ -892,8 +892,6 @@ class Simulator:
             "sqrt": np.sqrt, "exp2": lambda x: np.exp2(x.astype(np.float64)),
         }  # fmt: skip
         intrinsic = _ir().StringAttr(op.attributes["intrin"]).value
-        if intrinsic.startswith("llvm.nvvm.setmaxnreg."):
-            return self._set_max_registers(op, intrinsic)
         prefix, base, suffix = [*intrinsic.split("."), "", ""][:3]
         if (prefix, suffix) != ("llvm", "f32") or base not in functions:
             raise SimulationError(f"the intrinsic {intrinsic} is not modelled")
@@ -906,19 +904,17 @@ class Simulator:
 
         return step
 
-    def _set_max_registers(self, op: Op, intrinsic: str) -> Step:
-        """setmaxnreg.{inc,dec}.sync.aligned.u32 n: registers are not modelled, so only its rules are — n a
-        multiple of 8 in [24, 256] (LLVM's verifier makes it a constant), executed by whole warps
-        (.sync.aligned)."""
-        (count_name,) = self._ins(op)
+    def _set_max_registers(self, op: Op) -> Step:
+        """nvvm.setmaxregister (setmaxnreg.sync.aligned): registers are not modelled, so only its rules are — a
+        count that is a multiple of 8 in [24, 256], executed by whole warps."""
+        count = _ir().IntegerAttr(op.attributes["regCount"]).value
+        if count % 8 or not 24 <= count <= 256:
+            raise SimulationError(f"nvvm.setmaxregister {count}: not a multiple of 8 in [24, 256]")
 
         def step(env: Env, mask: Array) -> None:
-            counts = np.unique(env[count_name][mask])
-            if any(int(count) % 8 or not 24 <= int(count) <= 256 for count in counts):
-                raise SimulationError(f"{intrinsic}: a register count {counts} not a multiple of 8 in [24, 256]")
             warps = mask.reshape(-1, self.wave_size)
             if not (warps.all(axis=1) | ~warps.any(axis=1)).all():
-                raise SimulationError(f"{intrinsic} executed by part of a warp (it is .sync.aligned)")
+                raise SimulationError("nvvm.setmaxregister executed by part of a warp (it is .sync.aligned)")
 
         return step
 
@@ -1807,6 +1803,7 @@ _COMPILERS: dict[str, _Compiler] = {
     "nvvm.wgmma.commit.group.sync.aligned": Simulator._wgmma_sync,
     "nvvm.wgmma.wait.group.sync.aligned": Simulator._wgmma_sync,
     "nvvm.wgmma.mma_async": Simulator._wgmma,
+    "nvvm.setmaxregister": Simulator._set_max_registers,
     "llvm.load": Simulator._llvm_load,
     "llvm.store": Simulator._llvm_store,
     **{f"arith.{op}": Simulator._binary for op in _BINARY.split()},

@@ -17,14 +17,14 @@
 // CHECK-COUNT-6: "nvvm.mbarrier.init"
 // CHECK:      "nvvm.fence.mbarrier.init"()
 // CHECK:      "gpu.barrier"()
-// CHECK:      llvm.call_intrinsic "llvm.nvvm.setmaxnreg.dec.sync.aligned.u32"
+// CHECK:      "nvvm.setmaxregister"() <{action = #nvvm<action decrease>, regCount = 40 : i32}>
 // CHECK:      scf.for
 // CHECK:        "nvvm.mbarrier.try_wait.parity"
 // CHECK:        "nvvm.mbarrier.arrive.expect_tx"(%{{.*}}, %{{.*}}) <{relaxed = false, scope = #nvvm.mem_scope<cta>}>
 // CHECK:        "nvvm.cp.async.bulk.tensor.shared.cluster.global"(%{{.*}}, %x,
 // CHECK:        "nvvm.cp.async.bulk.tensor.shared.cluster.global"(%{{.*}}, %w,
 // CHECK:      } else {
-// CHECK:        llvm.call_intrinsic "llvm.nvvm.setmaxnreg.inc.sync.aligned.u32"
+// CHECK:        "nvvm.setmaxregister"() <{action = #nvvm<action increase>, regCount = 232 : i32}>
 // CHECK:        "nvvm.mbarrier.try_wait.parity"
 // CHECK:        "nvvm.wgmma.fence.aligned"()
 // CHECK:        shape = #nvvm.shape<m = 64, n = 128, k = 16>, {{.*}} scaleD = #nvvm.wgmma_scale_out<zero>
