@@ -12,7 +12,7 @@ artifact (weights drawn from the seed at load: 0.78 B parameters would not trave
 transformers' wheels (the test extra's pin; the lent host reaches no registry).
 
 check first runs transformers in its own process (the carried wheels first on its path, ahead of the
-host's older transformers): the same weights, drawn from the seed by tessera.model.checkpoint.random_weights,
+host's older transformers): the same weights, drawn from the seed by tessera.model.weight_init.random_weights,
 loaded into NemotronHForCausalLM on the GPU; in bf16 the median of 5 calls of `model(ids, logits_to_keep=1)`
 after a warm-up, ids copied from the host and the logits back to it; then the reference, the last
 position's logits in float32 (TF32 off) on the same bf16-rounded weights — or bf16's where float32 runs out
@@ -93,7 +93,7 @@ from pathlib import Path
 import numpy as np, torch, transformers
 from checkout import make_tessera_importable
 make_tessera_importable()
-from tessera.model.checkpoint import random_weights
+from tessera.model.weight_init import random_weights
 from tessera.model.config import config_from_dict
 from tessera.model.weights_layout import hf_tensors
 out = Path({out!r})

@@ -11,12 +11,19 @@ from collections.abc import Callable, Mapping
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Block
 
-from tessera.kernels import attention, gemm, mamba, moe, rows
+from tessera.kernels import attention, draw, gemm, mamba, moe, rows
 from tessera.kernels.builder import Dims
 
 KernelBody = Callable[[Dims, Mapping[str, int]], Block]
 
-KERNELS: dict[str, KernelBody] = {**rows.KERNELS, **moe.KERNELS, **attention.KERNELS, **mamba.KERNELS, **gemm.KERNELS}
+KERNELS: dict[str, KernelBody] = {
+    **rows.KERNELS,
+    **draw.KERNELS,
+    **moe.KERNELS,
+    **attention.KERNELS,
+    **mamba.KERNELS,
+    **gemm.KERNELS,
+}
 # The scalars each kind reads after its buffers (dialects/tile.py KERNEL_SCALARS).
 SCALARS: dict[str, tuple[str, ...]] = {**attention.SCALARS}
 # Launch buffers (by name) that the runtime packs once at load into the layout the kernel takes, instead of

@@ -155,6 +155,9 @@ class KernelBuilder:
     def i32(self, value: int) -> SSAValue:
         return self._constant(value, i32)
 
+    def i64(self, value: int) -> SSAValue:
+        return self._constant(value, i64)
+
     def cast(self, x: SSAValue, type_: Attribute) -> SSAValue:
         """An integer or index value as another integer or index type (index_cast to or from index; signed
         widening or truncation between integers)."""
@@ -187,6 +190,21 @@ class KernelBuilder:
 
     def ori(self, x: SSAValue, y: SSAValue) -> SSAValue:
         return self._insert(arith.OrIOp(x, y))
+
+    def xori(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        return self._insert(arith.XOrIOp(x, y))
+
+    def shrui(self, x: SSAValue, y: SSAValue) -> SSAValue:
+        """x >> y, zeros shifted in (x's bits as unsigned)."""
+        return self._insert(arith.ShRUIOp(x, y))
+
+    def extui(self, x: SSAValue, type_: IntegerType) -> SSAValue:
+        """An integer widened with zeros (x's bits as unsigned)."""
+        return self._insert(arith.ExtUIOp(x, type_))
+
+    def sitofp(self, x: SSAValue) -> SSAValue:
+        """A signed integer as an f32 (exact below 2^24 in magnitude)."""
+        return self._insert(arith.SIToFPOp(x, f32))
 
     def cmpi(self, predicate: str, x: SSAValue, y: SSAValue) -> SSAValue:
         """An i1: `predicate` (MLIR's: "slt", "ult", ...) of x and y."""

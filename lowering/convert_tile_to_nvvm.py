@@ -36,8 +36,6 @@ from tessera.lowering.programs import describe_programs
 KERNEL_FIELDS = ("grid", "threads", "shared_bytes", "tensor_maps")
 PROGRAM_FORMAT = "tessera-nvvm-program"
 NVVM_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "nvidia")
-# The weight operands (launch argument indices) that matrix kernels read, converted once at load.
-_WEIGHT_READERS = {"matmul": (1,), "moe_experts": (2, 3)}
 
 
 class NvvmLoweringError(TesseraError):
@@ -171,10 +169,10 @@ def lower_programs(module: ModuleOp, emitted: list[NvvmKernel]) -> dict[str, Any
     tensor maps."""
     by_name = {kernel.name: kernel for kernel in emitted}
 
-    def launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
+    def launch_fields(kernel: tile.KernelOp, args: list[dict[str, Any]], program: str,
                       weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
         nvvm = by_name[kernel.sym_name.data]
-        record_weight_packing(kernel_info(kernel), args, weights, _WEIGHT_READERS, NvvmLoweringError)
+        record_weight_packing(kernel_info(kernel), args, weights, NvvmLoweringError)
         fields: dict[str, Any] = {
             "args": [*args, {"tokens": True}, {"position": True}],
             "grid": nvvm.kernel.grid.plain(),

@@ -28,9 +28,6 @@ from tessera.lowering.programs import describe_programs
 KERNEL_FIELDS = ("grid", "threads", "lds_bytes")
 PROGRAM_FORMAT = "tessera-rocdl-program"
 ROCDL_ARCHS = tuple(name for name, arch in GPU_ARCHS.items() if arch.vendor == "amd")
-# The weight operands (launch argument indices) that matrix instructions read, per kind: converted once at
-# load to the MFMA element type.
-_WEIGHT_READERS = {"matmul": (1,), "moe_experts": (2, 3)}
 
 
 class RocdlLoweringError(TesseraError):
@@ -79,10 +76,10 @@ def lower_programs(module: ModuleOp, emitted: list[GpuKernel]) -> dict[str, Any]
     """The launch lists of every program: arguments in launch order, workgroup grid, block size, LDS bytes."""
     by_name = {kernel.name: kernel for kernel in emitted}
 
-    def launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
+    def launch_fields(kernel: tile.KernelOp, args: list[dict[str, Any]], program: str,
                       weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
         gpu = by_name[kernel.sym_name.data]
-        record_weight_packing(kernel_info(kernel), args, weights, _WEIGHT_READERS, RocdlLoweringError)
+        record_weight_packing(kernel_info(kernel), args, weights, RocdlLoweringError)
         return {
             "args": [*args, {"tokens": True}, {"position": True}],
             "grid": gpu.grid.plain(),

@@ -292,7 +292,7 @@ def variants_module(isa: str, variants: Mapping[str, tuple[str, list[str]]]) -> 
     )
 
 
-def _launch_fields(kernel: tile.KernelOp, launch: tile.LaunchOp, args: list[dict[str, Any]], program: str,
+def _launch_fields(kernel: tile.KernelOp, args: list[dict[str, Any]], program: str,
                    weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
     """The x86 launch: the emitter's argument order and scalars, the thread split's alignment, weight packing.
     How many threads a launch takes is the native program's call (lowering/x86/native_program.py)."""

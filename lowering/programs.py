@@ -3,7 +3,9 @@ the list of its launches, the buffer plan's slots, the weights and the state. Ea
 launches need (argument order, scalars, grid geometry, weight packing) through `launch_fields`.
 
 An argument is `{"ids": true}` (the token ids), `{"weight": name}`, `{"state": name}` or `{"buffer": slot,
-"features": F, "dtype": ...}` (a [tokens, F] view of an arena slot; rank 1 buffers say so).
+"features": F, "dtype": ...}` (a [tokens, F] view of an arena slot; rank 1 buffers say so). A GPU program's
+`weight_draws` are the launches that draw a seeded model's weights on the device: `{"drawn": {"weight":
+name, "first_row": r, "rows": n}}` (the rows it writes) and `{"key": stream}` (the tensor's Philox stream).
 
 `kernels` records, per kernel, what it was compiled for: its kind and Tile-IR dims, the signature of each
 argument (runtime/program_check.arg_signature) and the launch fields that are the kernel's own (the
@@ -24,12 +26,12 @@ from tessera.dialects import schedule, tile
 from tessera.dialects.schedule import SLOT_BYTES
 from tessera.dialects.tile import plain_dict
 from tessera.errors import TesseraError
+from tessera.lowering.weight_draws import weight_draws
+from tessera.model.weight_init import stream_of
 from tessera.runtime.program_check import FORMAT_VERSION, kernel_signatures
 
-# (kernel, launch, described args in launch order, program name, weights table) -> the launch's fields
-LaunchFields = Callable[
-    [tile.KernelOp, tile.LaunchOp, list[dict[str, Any]], str, dict[str, dict[str, Any]]], dict[str, Any]
-]
+# (kernel, described args in launch order, program name, weights table) -> the launch's fields
+LaunchFields = Callable[[tile.KernelOp, list[dict[str, Any]], str, dict[str, dict[str, Any]]], dict[str, Any]]
 
 
 class ProgramLoweringError(TesseraError):
@@ -95,7 +97,7 @@ def describe_programs(
                 continue
             kernel = by_name[op.kernel.string_value()]
             args = [_describe(value, slots) for value in (*op.ins, *op.outs)]
-            fields = launch_fields(kernel, op, args, program.sym_name.data, weights)
+            fields = launch_fields(kernel, args, program.sym_name.data, weights)
             launch: dict[str, Any] = {"kernel": kernel.sym_name.data, "kind": kernel.kind.data, **fields}
             launches.append(launch)
         returned = next(op for op in program.walk() if isinstance(op, func.ReturnOp))
@@ -106,6 +108,9 @@ def describe_programs(
         }
     described = {"format": format_name, "format_version": FORMAT_VERSION, "programs": programs,
                  "weights": weights, "states": states}  # fmt: skip
+    draws = [_draw_launch(draw, by_name[draw["kernel"]], launch_fields, weights) for draw in weight_draws(module)]
+    if draws:
+        described["weight_draws"] = draws
     # Signatures read the final weights table: a weight's packing is set by the launches that read it.
     signatures = kernel_signatures(described, kernel_fields)
     described["kernels"] = {
@@ -113,6 +118,16 @@ def describe_programs(
         for name, signature in signatures.items()
     }
     return described
+
+
+def _draw_launch(draw: dict[str, Any], kernel: tile.KernelOp, launch_fields: LaunchFields,
+                 weights: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    """The launch of a weight draw (lowering/weight_draws.py): its weight's rows [first_row, first_row + rows)
+    written from the tensor's Philox stream (`key`: the session's seed and the stream)."""
+    target = {"weight": draw["weight"], "first_row": draw["first_row"], "rows": draw["rows"]}
+    args: list[dict[str, Any]] = [{"drawn": target}, {"key": stream_of(draw["tensor"])}]
+    fields = launch_fields(kernel, args, "weight_draws", weights)
+    return {"kernel": kernel.sym_name.data, "kind": kernel.kind.data, "tensor": draw["tensor"], **fields}
 
 
 def _slot_bytes(program: func.FuncOp) -> list[int]:

@@ -4,7 +4,6 @@
     load_weights(out)                 arrays by Tessera name, shard sizes checked at open and hashes as they
                                       stream in
     read_manifest(out)                OUT/manifest.json, its fields checked before any is used
-    random_weights(config, seed)      weights drawn like HF's initialisation, for configs without any
 
 OUT/manifest.json's format is frontend/checkpoint.py's docstring.
 """
@@ -20,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tessera.manifest_json import read_manifest_json
-from tessera.model.config import ModelConfig, config_from_dict
+from tessera.model.config import config_from_dict
 from tessera.model.safetensors_io import DTYPES, CheckpointError, SafetensorsFile, to_float32
 from tessera.model.weights_layout import model_tensors
 from tessera.safe_io import HASH_BLOCK, MAX_WEIGHTS_MANIFEST_BYTES, contained_path, sha256_file
@@ -177,33 +176,3 @@ def _read_tensor(
         if scratch is not None:
             flat[begin : begin + count] = to_float32(target, stored)
     return out
-
-
-def random_weights(config: ModelConfig, seed: int) -> dict[str, np.ndarray]:
-    """Float32 weights drawn from `seed` like HF's _init_weights, so a config without weights runs sensibly."""
-    rng = np.random.default_rng(seed)
-    weights: dict[str, np.ndarray] = {}
-    for spec in model_tensors(config):
-        leaf = spec.name.rsplit(".", 1)[-1]
-        if spec.name.endswith("norm.weight"):
-            value = np.ones(spec.shape, np.float32)
-        elif leaf == "A_log":
-            value = np.log(np.arange(1, spec.shape[0] + 1, dtype=np.float32))
-        elif leaf == "D":
-            value = np.ones(spec.shape, np.float32)
-        elif leaf == "dt_bias":
-            low, high = np.log(config.time_step_min), np.log(config.time_step_max)
-            dt = np.maximum(np.exp(rng.uniform(low, high, spec.shape)), config.time_step_floor)
-            value = (dt + np.log(-np.expm1(-dt))).astype(np.float32)  # inverse softplus
-        elif leaf == "bias" or leaf == "e_score_correction_bias":
-            value = np.zeros(spec.shape, np.float32)
-        elif spec.name.endswith("mamba2_mixer.out_proj.weight"):
-            # rescale_prenorm_residual (HF default True): kaiming-uniform, divided by sqrt(layers).
-            bound = 1.0 / np.sqrt(spec.shape[1]) / np.sqrt(config.num_hidden_layers)
-            value = rng.uniform(-bound, bound, spec.shape).astype(np.float32)
-        else:
-            # Linears, embedding, router, experts and conv1d: normal(0, 0.02) in transformers 5.23.
-            value = rng.standard_normal(spec.shape, dtype=np.float32)
-            value *= 0.02
-        weights[spec.name] = value
-    return weights

@@ -49,9 +49,16 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
         )
     if precision not in PRECISIONS:
         raise TesseraError(f"tessera-tile-choose-tiles: precision must be fp32 or bf16, got '{precision}'")
+    kernels = [op for op in module.ops if isinstance(op, tile.KernelOp)]
+    choose_kernel_tiles(kernels, target, precision, _launch_buffer_types(module))
+
+
+def choose_kernel_tiles(kernels: list[tile.KernelOp], target: str, precision: str,
+                        buffer_types: dict[str, list[MemRefType]] | None = None) -> None:  # fmt: skip
+    """Tile `kernels` for `target` and write their bodies (launched with `buffer_types`, by kernel name, where
+    known)."""
     policies = _policies(target)
-    buffer_types = _launch_buffer_types(module)
-    for kernel in [op for op in module.ops if isinstance(op, tile.KernelOp)]:
+    for kernel in kernels:
         policy = policies.get(kernel.kind.data)
         if policy is None:
             raise TesseraError(
@@ -64,7 +71,7 @@ def choose_tiles(module: ModuleOp, target: str = "x86", precision: str = "fp32")
             kernel.properties["grid"] = IntegerAttr(choice.grid, i64)
         if choice.parallel is not None:
             kernel.properties["parallel"] = StringAttr(choice.parallel)
-        write_body(kernel, choice, buffer_types.get(kernel.sym_name.data, []))
+        write_body(kernel, choice, (buffer_types or {}).get(kernel.sym_name.data, []))
 
 
 def write_body(kernel: tile.KernelOp, choice: TileChoice, buffer_types: list[MemRefType]) -> None:

@@ -22,6 +22,7 @@ an AMD GPU, CUDA on an NVIDIA one, or a simulator of the ISA in the tests.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from tessera.model.philox import seed_key
+from tessera.model.weight_init import SeededWeights
 from tessera.runtime.artifact import Artifact
 from tessera.runtime.gpu_module import (
     DeviceBuffer,
@@ -40,7 +43,7 @@ from tessera.runtime.gpu_module import (
     KernelBytes,
     KernelScalar,
 )
-from tessera.runtime.integrity import artifact_weights
+from tessera.runtime.integrity import artifact_weights, seeded_weights
 from tessera.runtime.profile import GpuProfiler
 from tessera.runtime.program_check import DTYPE_BYTES, check_program
 from tessera.runtime.program_check import FORMAT_VERSION as PROGRAM_VERSION
@@ -48,6 +51,7 @@ from tessera.runtime.token_ids import RunError, checked_ids, kv_capacity
 from tessera.runtime.weights import prepare_weights
 
 _DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
+KEY_BYTES = 16  # a draw's key: seed low, seed high, stream, 0 (kernels/draw.py)
 # Kernel kinds whose every output row is a function of the same row of their buffers (and of weights): run on
 # one row, they give that row's result.
 ROW_WISE_KINDS = frozenset({"matmul", "rmsnorm", "gated_rmsnorm", "rms_scale"})
@@ -60,7 +64,7 @@ class GpuSession:
         program: Mapping[str, Any],
         driver: GpuDriver,
         module: GpuModule,
-        weights: Mapping[str, np.ndarray],
+        weights: Mapping[str, np.ndarray] | SeededWeights,
         target: str = "rocdl",
         source: str = "program.json",
     ) -> None:
@@ -68,14 +72,21 @@ class GpuSession:
         self.target = target
         self.program = program
         self.driver = driver
+        began = time.perf_counter()
+        launches = [launch for listing in program["programs"].values() for launch in listing["launches"]]
         self.kernels = {
             launch["kernel"]: module.function(launch["kernel"])
-            for listing in program["programs"].values()
-            for launch in listing["launches"]
+            for launch in [*launches, *program.get("weight_draws", ())]
         }
-        self.weights = {
-            name: self._upload(array) for name, array in prepare_weights(program["weights"], weights).items()
-        }
+        # A seeded model's large weights are drawn here by the program's draw kernels; the rest come from the host.
+        draws = program.get("weight_draws", []) if isinstance(weights, SeededWeights) else []
+        drawn = {draw["args"][0]["drawn"]["weight"] for draw in draws}
+        uploaded = {name: entry for name, entry in program["weights"].items() if name not in drawn}
+        host = weights.arrays(_sources(uploaded)) if isinstance(weights, SeededWeights) else weights
+        self.weights = {name: self._upload(array) for name, array in prepare_weights(uploaded, host).items()}
+        if draws:
+            assert isinstance(weights, SeededWeights)
+            self.weights |= self._draw(draws, weights.seed)
         self.states = {
             name: self._upload(np.zeros(entry["shape"], _DTYPES[entry["dtype"]]))
             for name, entry in program["states"].items()
@@ -85,6 +96,7 @@ class GpuSession:
         self.position = 0
         self._tensor_maps: dict[tuple[Any, ...], KernelBytes] = {}  # of weights and states, encoded once
         self.profiler: GpuProfiler | None = None
+        self.load_seconds = time.perf_counter() - began  # weights drawn or uploaded, state allocated
 
     @classmethod
     def open(cls, artifact: Artifact, target: str = "rocdl") -> GpuSession:
@@ -105,7 +117,35 @@ class GpuSession:
         )  # fmt: skip
         check_program(program, str(program_path), target)  # before the code object is loaded
         module = driver.load_module(artifact.checked_bytes(entry["code_object"], f"targets.{target}.code_object"))
-        return cls(program, driver, module, artifact_weights(artifact), target, source=str(program_path))
+        weights = seeded_weights(artifact) or artifact_weights(artifact)
+        return cls(program, driver, module, weights, target, source=str(program_path))
+
+    def _draw(self, draws: Sequence[Mapping[str, Any]], seed: int) -> dict[str, DeviceBuffer]:
+        """The drawn weights, each written a part at a time by its draw launches (program.json `weight_draws`):
+        the part's rows viewed from the weight, its key (seed and stream) from one upload of all the keys."""
+        buffers: dict[str, DeviceBuffer] = {}
+        targets = [draw["args"][0]["drawn"] for draw in draws]
+        for name in dict.fromkeys(target["weight"] for target in targets):
+            shape = self.program["weights"][name]["shape"]
+            buffers[name] = self.driver.alloc(math.prod(shape[:-1]) * _row_bytes(self.program, name))
+        low, high = seed_key(seed)
+        keys = self._upload(np.array([[low, high, draw["args"][1]["key"], 0] for draw in draws], np.uint32))
+        try:
+            for index, (draw, target) in enumerate(zip(draws, targets, strict=True)):
+                row_bytes = _row_bytes(self.program, target["weight"])
+                rows = int(target["rows"])
+                out = DeviceBuffer(
+                    buffers[target["weight"]].pointer + target["first_row"] * row_bytes, rows * row_bytes
+                )
+                key = DeviceBuffer(keys.pointer + index * KEY_BYTES, KEY_BYTES)
+                args: list[KernelArg] = [out, key, KernelScalar(rows, "i32"), KernelScalar(0, "i32")]
+                grid = (_blocks(draw["grid"]["x"], rows), _blocks(draw["grid"]["y"], rows), 1)
+                shared = int(draw.get("shared_bytes", 0))
+                self.driver.launch(self.kernels[draw["kernel"]], grid, (draw["threads"], 1, 1), shared, args)
+            self.driver.synchronize()
+        finally:
+            self.driver.free(keys)
+        return buffers
 
     def _upload(self, array: np.ndarray) -> DeviceBuffer:
         array = np.ascontiguousarray(array)
@@ -244,6 +284,22 @@ def _row_view(buffer: DeviceBuffer, arg: Mapping[str, Any], first: int, count: i
     """Rows [first, first + count) of a [tokens, features] buffer."""
     row_bytes = int(arg["features"]) * DTYPE_BYTES[arg["dtype"]]
     return DeviceBuffer(buffer.pointer + first * row_bytes, count * row_bytes)
+
+
+def _row_bytes(program: Mapping[str, Any], weight: str) -> int:
+    """Bytes of one row (the last dimension) of a weight as the device holds it."""
+    entry = program["weights"][weight]
+    return int(entry["shape"][-1]) * DTYPE_BYTES[entry.get("packing", {}).get("dtype", "f32")]
+
+
+def _sources(entries: Mapping[str, Mapping[str, Any]]) -> set[str]:
+    """The layout tensors that the weights `entries` are made of: their parts and folded norms."""
+    names: set[str] = set()
+    for name, entry in entries.items():
+        names.update(entry.get("parts") or [name])
+        if "column_scale" in entry:
+            names.add(entry["column_scale"])
+    return names
 
 
 def _blocks(axis: Sequence[int | str], tokens: int) -> int:

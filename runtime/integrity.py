@@ -27,6 +27,7 @@ from tessera.safe_io import check_file_record, file_record
 from tessera.staging import write_atomically
 
 if TYPE_CHECKING:
+    from tessera.model.weight_init import SeededWeights
     from tessera.runtime.artifact import Artifact
 
 FILES_FIELD = "files"
@@ -89,12 +90,23 @@ def verify_weights_default() -> bool:
     return value == "1"
 
 
+def seeded_weights(artifact: Artifact) -> SeededWeights | None:
+    """The artifact's weights as their seed, where it has no checkpoint (a GPU session draws them on the
+    device); None where it has one."""
+    from tessera.model.config import config_from_dict
+    from tessera.model.weight_init import SeededWeights
+
+    if artifact.weights.get("kind") == "checkpoint":
+        return None
+    config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
+    return SeededWeights(config, int(artifact.weights.get("seed", 0)))
+
+
 def artifact_weights(artifact: Artifact, verify: bool | None = None) -> dict[str, np.ndarray]:
     """The artifact's weights as float32 arrays: its checkpoint (manifest checked against tessera.json,
     shards size- and header-checked at open and hashed as they stream in, unless `verify` is False or
     TESSERA_VERIFY_WEIGHTS=0), or weights drawn from its seed."""
-    from tessera.model.checkpoint import MANIFEST, load_weights, random_weights
-    from tessera.model.config import config_from_dict
+    from tessera.model.checkpoint import MANIFEST, load_weights
 
     if artifact.weights.get("kind") == "checkpoint":
         directory = str(artifact.weights["dir"])
@@ -102,8 +114,9 @@ def artifact_weights(artifact: Artifact, verify: bool | None = None) -> dict[str
         return load_weights(
             artifact.file(directory, "weights.dir"), verify=verify_weights_default() if verify is None else verify
         )
-    config = config_from_dict(artifact.config, str(artifact.file("tessera.json")), strict=False)
-    return random_weights(config, int(artifact.weights.get("seed", 0)))
+    seeded = seeded_weights(artifact)
+    assert seeded is not None
+    return seeded.arrays()
 
 
 # --- cache entries -------------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ it was compiled for (grid; threads and shared bytes on a GPU; the thread-split a
 
 `check_program` checks, in one pass and before a session allocates anything:
   schema  every field present and of its type, integers in range, every launch's kernel in `kernels`,
-          every weight, state and arena slot it names declared, buffers that fit their slot
+          every weight, state and arena slot it names declared, buffers that fit their slot, the rows a
+          weight draw writes inside its weight
   dims    every launch's arguments and fields equal its kernel's signature — so a state, weight or grid
           edited to disagree with the compiled code ends in one line naming the launch and the field.
 The first failure is raised as one line naming program.json and where in it.
@@ -68,6 +69,11 @@ def arg_signature(arg: Mapping[str, Any], program: Mapping[str, Any]) -> dict[st
         return {"state": {"shape": list(entry["shape"]), "dtype": entry["dtype"], "kind": entry["kind"]}}
     if "buffer" in arg:
         return {"buffer": {"features": arg["features"], "dtype": arg["dtype"], "rank": arg.get("rank", 2)}}
+    if "drawn" in arg:  # rows of a weight a draw writes: [rows, cols] in the weight's element type
+        entry = program["weights"][arg["drawn"]["weight"]]
+        return {"drawn": {"cols": entry["shape"][-1], "dtype": entry.get("packing", {}).get("dtype", "f32")}}
+    if "key" in arg:  # the Philox key and stream: the stream differs per launch, the kernel takes any
+        return {"key": True}
     return dict(arg)
 
 
@@ -77,17 +83,15 @@ def kernel_signatures(program: Mapping[str, Any], kernel_fields: Iterable[str]) 
     A kernel launched two ways is refused — that would be a compiler error, not a program."""
     fields = tuple(kernel_fields)
     table: dict[str, dict[str, Any]] = {}
-    for name in PROGRAMS:
-        for launch in program["programs"].get(name, {}).get("launches", ()):
-            record = {
-                "args": [arg_signature(arg, program) for arg in launch["args"]],
-                **{field: launch[field] for field in fields if field in launch},
-            }
-            previous = table.setdefault(launch["kernel"], record)
-            if previous != record:
-                raise ProgramError(
-                    f"kernel '{launch['kernel']}' is launched with two signatures: {previous} and {record}"
-                )
+    launches = [launch for name in PROGRAMS for launch in program["programs"].get(name, {}).get("launches", ())]
+    for launch in [*launches, *program.get("weight_draws", ())]:
+        record = {
+            "args": [arg_signature(arg, program) for arg in launch["args"]],
+            **{field: launch[field] for field in fields if field in launch},
+        }
+        previous = table.setdefault(launch["kernel"], record)
+        if previous != record:
+            raise ProgramError(f"kernel '{launch['kernel']}' is launched with two signatures: {previous} and {record}")
     return table
 
 
@@ -207,6 +211,11 @@ class _Checker:
             self.sequence(record.get("args"), f"kernels.{name}.args")
         for name in PROGRAMS:
             self.one_program(name, self.mapping(top["programs"].get(name), f"programs.{name}"), top)
+        for index, draw in enumerate(self.sequence(top.get("weight_draws", []), "weight_draws")):
+            where = f"weight_draws[{index}]"
+            draw = self.mapping(draw, where)
+            self.string(draw.get("tensor"), f"{where}.tensor")
+            self.launch(draw, where, top, [])
 
     def state(self, name: str, entry: dict[str, Any]) -> None:
         where = f"states.{name}"
@@ -273,13 +282,17 @@ class _Checker:
         self.against_kernel(launch, where, kernel, record, top)
 
     def arg(self, arg: dict[str, Any], where: str, top: dict[str, Any], slots: list[int]) -> None:
-        kinds = [key for key in ("weight", "state", "buffer", *_SCALARS) if key in arg]
+        kinds = [key for key in ("weight", "state", "buffer", "drawn", "key", *_SCALARS) if key in arg]
         if len(kinds) != 1:
             raise self.fail(where, f"unknown launch argument {arg}")
         kind = kinds[0]
         if kind in _SCALARS:
             if arg[kind] is not True or len(arg) != 1:
                 raise self.fail(where, f"unknown launch argument {arg}")
+        elif kind == "drawn":
+            self.drawn(self.mapping(arg["drawn"], f"{where}.drawn"), f"{where}.drawn", top)
+        elif kind == "key":
+            self.integer(arg["key"], f"{where}.key", 0, 2**32 - 1)
         elif kind in ("weight", "state"):
             table = top[f"{kind}s"]
             if self.string(arg[kind], f"{where}.{kind}") not in table:
@@ -294,6 +307,18 @@ class _Checker:
                 raise self.fail(
                     where, f"{features} x {dtype} per token does not fit slot {slot} of {slots[slot]} bytes per token"
                 )
+
+    def drawn(self, target: dict[str, Any], where: str, top: dict[str, Any]) -> None:
+        """The rows of a weight a draw writes: declared, in its own row-major layout, inside its rows."""
+        name = self.string(target.get("weight"), f"{where}.weight")
+        if name not in top["weights"]:
+            raise self.fail(where, f"weight '{name}' is not declared in weights")
+        entry = top["weights"][name]
+        if entry.get("packing", {}).get("layout", "rows") != "rows":
+            raise self.fail(where, f"weight '{name}' is packed in panels: a draw writes rows")
+        total = math.prod(entry["shape"][:-1])
+        first = self.integer(target.get("first_row"), f"{where}.first_row", 0, total - 1)
+        self.integer(target.get("rows"), f"{where}.rows", 1, total - first)
 
     def x86_fields(self, launch: dict[str, Any], where: str) -> None:
         self.integer(launch.get("grid"), f"{where}.grid")

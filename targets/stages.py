@@ -34,14 +34,19 @@ def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
 
 
 def lower_to_tile(schedule_module: ModuleOp, spec: ModelSpec, target: str) -> ModuleOp:
-    """Schedule-IR -> Tile-IR tiled for `target` (x86, gfx942, gfx90a, sm_90a): only the tiling differs."""
+    """Schedule-IR -> Tile-IR tiled for `target` (x86, gfx942, gfx90a, sm_90a): only the tiling differs, and
+    the GPUs' kernels that draw a seeded model's weights (lowering/weight_draws.py)."""
     from tessera.lowering.convert_schedule_to_tile import convert_schedule_to_tile
-    from tessera.passes.tile_choose_tiles import choose_tiles
+    from tessera.lowering.weight_draws import add_weight_draws
+    from tessera.passes.tile_choose_tiles import choose_kernel_tiles, choose_tiles
     from tessera.passes.tile_compute_footprint import compute_footprints
 
     module = schedule_module.clone()
     convert_schedule_to_tile(module)
-    choose_tiles(module, target, spec.compile.effective_precision)
+    precision = spec.compile.effective_precision
+    choose_tiles(module, target, precision)
+    if target != "x86":  # a GPU session draws a seeded model's weights on the device (x86: on the host)
+        choose_kernel_tiles(add_weight_draws(module, spec.config), target, precision)
     compute_footprints(module)
     module.verify()
     return module

@@ -16,9 +16,10 @@ import pytest
 from conftest import TINY_HF_CONFIG, assert_one_line_error, make_hf_checkpoint, run_tool, safetensors_files
 
 from tessera.frontend.config import load_model
-from tessera.model.checkpoint import load_weights, random_weights, read_manifest
+from tessera.model.checkpoint import load_weights, read_manifest
 from tessera.model.config import config_from_dict
 from tessera.model.safetensors_io import SafetensorsFile, to_float32
+from tessera.model.weight_init import random_weights
 from tessera.model.weights_layout import model_tensors, param_count
 
 torch = pytest.importorskip("torch", reason="checkpoints are made with transformers (pip install -e '.[test]')")

@@ -840,8 +840,8 @@ def test_h100_slice_loads_the_drawn_weights_into_transformers(tmp_path: Path) ->
     from tessera.dialects import parse_module
     from tessera.frontend.config import load_model
     from tessera.frontend.graph_builder import build_graph
-    from tessera.model.checkpoint import random_weights
     from tessera.model.config import hf_config_dict
+    from tessera.model.weight_init import random_weights
     from tessera.reference.executor import ReferenceExecutor
     from tessera.runtime.weights import bf16_bits, bf16_to_f32
 

@@ -60,6 +60,10 @@ def test_one_schedule_and_tile_ir_that_differs_only_in_choices(config: str, prec
         module = tiled[target]
         assert _without_kernels(module) == _without_kernels(reference), target
         ours, theirs = _kernels(module), _kernels(reference)
+        # A GPU module also holds the kernels that draw a seeded model's weights on the device (x86: the host).
+        draws = {name for name, kernel in ours.items() if kernel.kind.data == "draw_weights"}
+        assert draws and not any(kernel.kind.data == "draw_weights" for kernel in theirs.values())
+        ours = {name: kernel for name, kernel in ours.items() if name not in draws}
         assert list(ours) == list(theirs), target
         for name, kernel in ours.items():
             other = theirs[name]

@@ -18,7 +18,7 @@ from conftest import randomize_weights
 from tessera.dialects import parse_module
 from tessera.frontend.config import load_model
 from tessera.frontend.graph_builder import build_graph
-from tessera.model.checkpoint import random_weights
+from tessera.model.weight_init import random_weights
 from tessera.reference.executor import ExecutionError, ReferenceExecutor
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "nemotron_h_tiny.yaml"

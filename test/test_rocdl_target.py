@@ -53,7 +53,8 @@ def test_compiles_with_mfma_and_descriptor_lds_equal_to_the_manifest(
     bodies = kernel_assembly((target_dir / "kernels.s").read_text())
     tile_ir = (target_dir / "tile.mlir").read_text()
     program = json.loads((target_dir / "program.json").read_text())
-    kinds = {launch["kernel"]: launch["kind"] for p in program["programs"].values() for launch in p["launches"]}
+    launches = [launch for p in program["programs"].values() for launch in p["launches"]]
+    kinds = {launch["kernel"]: launch["kind"] for launch in [*launches, *program["weight_draws"]]}
     assert set(entry["kernel_table"]) == set(descriptors) == set(kinds)
     for name, row in entry["kernel_table"].items():
         assert descriptors[name].group_segment_fixed_size == row["lds_bytes"], name

@@ -73,6 +73,7 @@ POLICIES: dict[str, GpuPolicy] = {
         lambda dims: int(dims["num_heads"]) * int(dims["head_dim"]) // int(dims["n_groups"])
     ),
     "kv_append": _streamed_rows(lambda dims: int(dims["head_dim"])),
+    "draw_weights": _streamed_rows(lambda dims: int(dims["cols"])),
     "moe_router": _row_block,
     "moe_combine": _row_block,
     "conv_silu": _conv_silu,

@@ -31,25 +31,34 @@ def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], error: type[T
         raise error(
             f"{kernel.name} @{name}: tiled for '{kernel.target.data}', not an arch of this target ({', '.join(archs)})"
         )
-    first = next((op for op in kernel.body.walk() if isinstance(op, tile.MmaOp)), None)
-    mma_element = None
-    if first is not None:  # the element its mmas read the weight (their right operand) in
-        mma_element = "bf16" if isinstance(tile.element_of(first.rhs.type), BFloat16Type) else "f32"
     return KernelInfo(
         name=name,
         kind=kernel.kind.data,
         dims=dict(plain_dict(kernel.dims)),
         tiles=dict(plain_dict(kernel.tiles)),
         arch=GPU_ARCHS[kernel.target.data],
-        mma_element=mma_element,
+        mma_element=mma_element(kernel),
     )
 
 
+# The launch arguments (by index) that a matrix kernel reads as weights in its matrix element type.
+WEIGHT_READERS: Mapping[str, tuple[int, ...]] = {"matmul": (1,), "moe_experts": (2, 3)}
+
+
+def mma_element(kernel: tile.KernelOp) -> str | None:
+    """The element a kernel's mmas read their right operand (the weight) in: "bf16", "f32", or None."""
+    first = next((op for op in kernel.body.walk() if isinstance(op, tile.MmaOp)), None)
+    if first is None:
+        return None
+    return "bf16" if isinstance(tile.element_of(first.rhs.type), BFloat16Type) else "f32"
+
+
 def record_weight_packing(info: KernelInfo, args: list[dict[str, Any]], weights: dict[str, dict[str, Any]],
-                          readers: Mapping[str, tuple[int, ...]], error: type[TesseraError]) -> None:  # fmt: skip
-    """Mark the weights a matrix kernel reads (launch argument indices `readers[kind]`) to be converted once at
-    load to its matrix element type, in their own row-major layout; one weight read two ways is refused."""
-    for reader in readers.get(info.kind, ()):
+                          error: type[TesseraError]) -> None:  # fmt: skip
+    """Mark the weights a matrix kernel reads (launch argument indices WEIGHT_READERS[kind]) to be converted
+    once at load to its matrix element type, in their own row-major layout; one weight read two ways is
+    refused."""
+    for reader in WEIGHT_READERS.get(info.kind, ()):
         packing = {"layout": "rows", "dtype": info.mma_element or "f32"}
         name = args[reader]["weight"]
         previous = weights[name].get("packing")

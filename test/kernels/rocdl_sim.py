@@ -804,6 +804,9 @@ class Simulator:
                 return narrowed if dst == "i1" else narrowed.view(target.dtype)
             if kind in ("extf", "truncf"):
                 return value.astype(target.dtype)
+            if kind in ("sitofp", "uitofp"):  # rounded to nearest even, as numpy converts
+                integer = value if src == "i1" else value.view((_SIGNED if kind == "sitofp" else _UNSIGNED)[src])
+                return integer.astype(target.dtype)
             raise SimulationError(f"arith.{kind} is not modelled")
 
         def step(env: Env, mask: Array) -> None:
@@ -1748,7 +1751,7 @@ def _from_fragments(registers: Array, n: int) -> Array:
 
 
 _BINARY = "addf subf mulf divf maximumf minimumf addi subi muli andi ori xori divui divsi remui minsi maxsi minui maxui shli shrui shrsi"
-_CASTS = "bitcast index_cast extui extsi trunci extf truncf"
+_CASTS = "bitcast index_cast extui extsi trunci extf truncf sitofp uitofp"
 _Compiler = Callable[[Simulator, Op], Step]
 _COMPILERS: dict[str, _Compiler] = {
     "scf.for": Simulator._scf_for,

@@ -29,8 +29,8 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
 
 def _sessions(tmp_path: Path, precision: str) -> tuple[Any, Any, dict[str, Any]]:
     """(the NVVM program on the simulated driver, the reference executor, program.json) of the dense tiny model."""
-    from tessera.model.checkpoint import random_weights
     from tessera.model.config import config_from_dict
+    from tessera.model.weight_init import random_weights
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.gpu_session import GpuSession
     from tessera.targets.reference import ReferenceSession
@@ -108,3 +108,35 @@ def test_bf16_program_passes_its_tensor_maps(tmp_path: Path) -> None:
             assert row.get("spills", 0) == 0, name
             if row["wgmma"]:  # the GEMM (its operands by TMA) and attention (staged by its lanes)
                 assert row["hgmma"] > 0 and (row["utmaldg"] > 0) == (row["tensor_maps"] > 0), name
+
+
+def test_seeded_weights_are_drawn_on_the_device_bit_for_bit(tmp_path: Path) -> None:
+    """A model without weights: the session draws every projection, the embedding, the experts and conv1d with
+    the program's draw kernels (Philox on the device) and takes only the per-channel vectors from the host;
+    each weight it holds is the host twin's, prepared as an upload would be, to the last bit."""
+    from tessera.model.config import config_from_dict
+    from tessera.model.weight_init import SeededWeights
+    from tessera.runtime.artifact import read_artifact
+    from tessera.runtime.gpu_session import GpuSession
+    from tessera.runtime.weights import prepare_weights
+
+    out = tmp_path / "out"
+    run_tool("tessera_compile", TINY, "--target", "nvvm", "--max-seq-len", "48", "--seed", "7", "-o", out, "-q")
+    artifact = read_artifact(out)
+    program = json.loads((out / "nvvm" / "program.json").read_text())
+    config = config_from_dict(artifact.config, str(out / "tessera.json"), strict=False)
+    seeded = SeededWeights(config, 7)
+    driver = SimulatedDriver(wave_size=32)
+    module = driver.load_module((out / "nvvm" / "kernels.mlir").read_bytes())
+    session = GpuSession(program, driver, module, seeded, target="nvvm")
+    drawn = {draw["args"][0]["drawn"]["weight"] for draw in program["weight_draws"]}
+    matrices = {name for name, entry in program["weights"].items() if len(entry["shape"]) >= 2}
+    assert drawn == matrices  # every matrix; the vectors (norms, A_log, D, dt_bias, biases) from the host
+    assert {program["weights"][name].get("packing", {}).get("dtype") for name in drawn} == {"bf16", None}
+    expected = prepare_weights(program["weights"], seeded.arrays())
+    for name, array in expected.items():
+        held = np.empty_like(array)
+        driver.download(session.weights[name], held)
+        assert np.array_equal(held.view(np.uint8), array.view(np.uint8)), name
+    uploaded = GpuSession(program, driver, module, seeded.arrays(), target="nvvm")
+    assert np.array_equal(session.prefill(PROMPT[:5]), uploaded.prefill(PROMPT[:5]))

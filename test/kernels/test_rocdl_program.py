@@ -30,8 +30,8 @@ def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     ("nemotron_h_tiny.yaml", "bf16", 2e-2),
 ])  # fmt: skip
 def test_whole_program_matches_the_reference(tmp_path: Path, config: str, precision: str, bound: float) -> None:
-    from tessera.model.checkpoint import random_weights
     from tessera.model.config import config_from_dict
+    from tessera.model.weight_init import random_weights
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.gpu_session import GpuSession
     from tessera.targets.reference import ReferenceSession
