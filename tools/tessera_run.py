@@ -141,7 +141,9 @@ def main(
         raise TesseraError("the prompt is empty")
 
     sampler = Sampler(SamplingOptions(temperature=temperature, top_k=top_k, top_p=top_p, seed=seed))
+    opened = time.perf_counter()
     session = _open_session(artifact, target or next(iter(artifact.targets)))
+    load_s = time.perf_counter() - opened  # kernels loaded, weights read (or drawn on the device) and placed
     _check_capacity(session, len(ids), max_new_tokens)
     if profile and not hasattr(session, "start_profiling"):
         raise TesseraError(f"--profile: the {session.target} target runs no kernels to profile")
@@ -152,6 +154,7 @@ def main(
     start = time.perf_counter()
     logits = session.prefill(ids, last_only=logits_out is None)  # the other rows stay on the device
     prefill_s = time.perf_counter() - start
+    first_token_s = time.perf_counter() - opened
     if logits_out is not None:
         buffer = io.BytesIO()
         np.save(buffer, np.asarray(logits, dtype=np.float32))
@@ -174,7 +177,10 @@ def main(
         "target": session.target,
         # Which code ran (x86: JIT or which library, and the GEMM variant with the reason for it).
         "kernels": getattr(getattr(session, "kernels", None), "how", None),
+        "load_ms": round(load_s * 1e3, 3),
         "prefill_ms": round(prefill_s * 1e3, 3),
+        # From opening the artifact to the first token's logits on the host.
+        "time_to_first_token_ms": round(first_token_s * 1e3, 3),
         "decode_tokens_per_s": round(len(tokens) / decode_s, 3) if decode_s > 0 and tokens else None,
         "text": text,
     }
@@ -187,7 +193,8 @@ def main(
         click.echo(text if text is not None else " ".join(map(str, tokens)))
         click.echo(
             f"[{session.target}{'' if result['kernels'] is None else ': ' + result['kernels']}] "
-            f"prompt {len(ids)} tokens in {result['prefill_ms']} ms, "
+            f"loaded in {result['load_ms']} ms, prompt {len(ids)} tokens in {result['prefill_ms']} ms "
+            f"(first token after {result['time_to_first_token_ms']} ms), "
             f"{len(tokens)} new tokens at {result['decode_tokens_per_s']} tokens/s",
             err=True,
         )

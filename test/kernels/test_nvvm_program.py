@@ -110,7 +110,15 @@ def test_bf16_program_passes_its_tensor_maps(tmp_path: Path) -> None:
                 assert row["hgmma"] > 0 and (row["utmaldg"] > 0) == (row["tensor_maps"] > 0), name
 
 
-def test_seeded_weights_are_drawn_on_the_device_bit_for_bit(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def seeded_tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model for nvvm (bf16), without weights: drawn from seed 7."""
+    out = tmp_path_factory.mktemp("seeded") / "out"
+    run_tool("tessera_compile", TINY, "--target", "nvvm", "--max-seq-len", "48", "--seed", "7", "-o", out, "-q")
+    return out
+
+
+def test_seeded_weights_are_drawn_on_the_device_bit_for_bit(seeded_tiny: Path) -> None:
     """A model without weights: the session draws every projection, the embedding, the experts and conv1d with
     the program's draw kernels (Philox on the device) and takes only the per-channel vectors from the host;
     each weight it holds is the host twin's, prepared as an upload would be, to the last bit."""
@@ -120,8 +128,7 @@ def test_seeded_weights_are_drawn_on_the_device_bit_for_bit(tmp_path: Path) -> N
     from tessera.runtime.gpu_session import GpuSession
     from tessera.runtime.weights import prepare_weights
 
-    out = tmp_path / "out"
-    run_tool("tessera_compile", TINY, "--target", "nvvm", "--max-seq-len", "48", "--seed", "7", "-o", out, "-q")
+    out = seeded_tiny
     artifact = read_artifact(out)
     program = json.loads((out / "nvvm" / "program.json").read_text())
     config = config_from_dict(artifact.config, str(out / "tessera.json"), strict=False)
@@ -140,3 +147,29 @@ def test_seeded_weights_are_drawn_on_the_device_bit_for_bit(tmp_path: Path) -> N
         assert np.array_equal(held.view(np.uint8), array.view(np.uint8)), name
     uploaded = GpuSession(program, driver, module, seeded.arrays(), target="nvvm")
     assert np.array_equal(session.prefill(PROMPT[:5]), uploaded.prefill(PROMPT[:5]))
+    assert session.load_seconds > 0
+
+
+def test_weight_draws_are_checked_before_any_launch(seeded_tiny: Path) -> None:
+    """A draw that would write past its weight, or into one that is not declared, or in another element type
+    than its kernel was compiled for, is refused in one line before the session allocates anything."""
+    from tessera.runtime.program_check import ProgramError, check_program
+
+    program = json.loads((seeded_tiny / "nvvm" / "program.json").read_text())
+    check_program(program, "program.json", "nvvm")
+
+    def refused(edit: Any, phrase: str) -> None:
+        edited = json.loads(json.dumps(program))
+        edit(edited["weight_draws"][0]["args"][0]["drawn"], edited)
+        with pytest.raises(ProgramError, match=phrase):
+            check_program(edited, "program.json", "nvvm")
+
+    refused(lambda drawn, _: drawn.update(rows=drawn["rows"] + 1), r"weight_draws\[0\].*rows: expected an integer")
+    refused(lambda drawn, _: drawn.update(weight="nowhere"), r"weight 'nowhere' is not declared")
+    bf16 = next(index for index, draw in enumerate(program["weight_draws"]) if "bf16" in draw["kernel"])
+
+    def as_f32(drawn: dict[str, Any], edited: dict[str, Any]) -> None:
+        name = edited["weight_draws"][bf16]["args"][0]["drawn"]["weight"]
+        edited["weights"][name]["packing"]["dtype"] = "f32"
+
+    refused(as_f32, r"'f32'.*the kernel was compiled for .*'bf16'")  # by its readers and its draw alike
