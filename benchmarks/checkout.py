@@ -68,3 +68,15 @@ def install_wheels(wheels: Path, site: Path) -> str | None:
     if install.returncode != 0:
         return f"installing the carried wheels failed: {install.stderr.strip()[-300:]}"
     return None
+
+
+def trim_for_carrying(artifact: Path, target: str) -> None:
+    """Leave out of a GPU artifact the stage dumps a session never reads (LLVM IR, MLIR, PTX where a cubin is
+    the code object, SASS): only tessera.json, program.json and the code object travel (a call carries 64 MiB)."""
+    import json
+
+    entry = json.loads((artifact / "tessera.json").read_text())["targets"][target]
+    kept = {artifact / entry["program"], artifact / entry["code_object"]}
+    for path in (artifact / target).iterdir():
+        if path not in kept:
+            path.unlink()

@@ -33,7 +33,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from checkout import download_transformers, install_wheels, make_tessera_importable, prepare_or_check
+from checkout import (
+    download_transformers,
+    install_wheels,
+    make_tessera_importable,
+    prepare_or_check,
+    trim_for_carrying,
+)
 from h100_gemm import relative_error
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,6 +74,7 @@ def build(out: Path) -> None:
     subprocess.run([sys.executable, "-m", "tessera.tools.tessera_compile", str(out / "slice.yaml"), "--target",
                     "nvvm", "--precision", "bf16", "--seed", str(SEED), "-o", str(out / "artifact"), "-q"],
                    check=True)  # fmt: skip
+    trim_for_carrying(out / "artifact", "nvvm")
     (out / "hf_config.json").write_text(json.dumps(hf_config_dict(load_model(str(out / "slice.yaml")).config)))
     download_transformers(out / "wheels")
 

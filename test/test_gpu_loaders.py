@@ -883,6 +883,7 @@ def test_h100_slice_runs_end_to_end_with_the_simulator(tmp_path: Path, monkeypat
     monkeypatch.setattr(slice_benchmark, "download_transformers", lambda wheels: wheels.mkdir())
     cpu = functools.partial(slice_benchmark._transformers, device="cpu")
     monkeypatch.setattr(slice_benchmark, "_transformers", cpu)
+    monkeypatch.setattr(slice_benchmark, "trim_for_carrying", lambda *_: None)  # the simulator reads the MLIR
     slice_benchmark.build(tmp_path)
     (tmp_path / "site").mkdir()  # the installed transformers here stands for the carried wheels
 
@@ -896,6 +897,68 @@ def test_h100_slice_runs_end_to_end_with_the_simulator(tmp_path: Path, monkeypat
     assert summary["ok"], result
     assert result["reference"] == "transformers float32" and result["relative_error"] <= slice_benchmark.BOUND
     assert result["ms"] > 0 and result["transformers_ms"] > 0
+
+
+@NEEDS_MLIR
+def test_h100_model_runs_end_to_end_with_the_simulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """h100_model's whole run on the tiny model (every layer kind, MoE included): its build, transformers'
+    prefill and decode timings (on the CPU), Tessera opening the seeded artifact with its weights drawn by the
+    draw kernels on the simulated H100, decoding after a short prompt and after the prefill, the streaming
+    limit from the program's bytes; and the artifact trimmed for carrying still opens."""
+    pytest.importorskip("transformers")
+    import functools
+
+    sys.path.insert(0, str(Path(__file__).parent / "kernels"))
+    from sim_driver import SimulatedDriver, SimulatedModule
+
+    model_benchmark = _benchmark("h100_model")
+    monkeypatch.setattr(model_benchmark, "CONFIG", BENCHMARK.parent.parent / "configs" / "nemotron_h_tiny.yaml")
+    monkeypatch.setattr(model_benchmark, "PREFILL_TOKENS", 20)  # a chunk of 16 and 4 more
+    monkeypatch.setattr(model_benchmark, "SHORT_PROMPT", 3)
+    monkeypatch.setattr(model_benchmark, "DECODE_TOKENS", 2)
+    monkeypatch.setattr(model_benchmark, "MAX_SEQ_LEN", 23)
+    monkeypatch.setattr(model_benchmark, "REPEATS", 1)
+    monkeypatch.setattr(model_benchmark, "download_transformers", lambda wheels: wheels.mkdir())
+    monkeypatch.setattr(
+        model_benchmark, "_transformers", functools.partial(model_benchmark._transformers, device="cpu")
+    )
+    monkeypatch.setattr(model_benchmark, "copy_bandwidth", lambda: 4.0e12)
+    kernels = {}
+
+    def trim(artifact: Path, target: str) -> None:  # the simulator runs the MLIR the trimmed copy leaves out
+        kernels["text"] = (artifact / target / "kernels.mlir").read_text()
+        model_benchmark_trim(artifact, target)
+
+    model_benchmark_trim = model_benchmark.trim_for_carrying
+    monkeypatch.setattr(model_benchmark, "trim_for_carrying", trim)
+    model_benchmark.build(tmp_path)
+    code_object = json.loads((tmp_path / "artifact" / "tessera.json").read_text())["targets"]["nvvm"]["code_object"]
+    carried = {path.name for path in (tmp_path / "artifact" / "nvvm").iterdir()}
+    assert carried == {"program.json", Path(code_object).name}  # a cubin where ptxas is installed, else the PTX
+    (tmp_path / "site").mkdir()  # the installed transformers here stands for the carried wheels
+
+    class Simulated(SimulatedDriver):
+        def load_module(self, image: bytes) -> SimulatedModule:
+            return SimulatedModule(kernels["text"], 32)
+
+    monkeypatch.setattr("tessera.runtime.gpu_module.open_driver", lambda name, device=0: Simulated(wave_size=32))
+    summary = model_benchmark.run(tmp_path)
+    assert summary["ok"], summary
+    assert summary["load_s"] > 0 and "error" not in summary, summary
+    decode = summary["specs"]["12B decode at 20"]
+    assert decode["ms"] > 0 and decode["transformers_ms"] > 0 and decode["streaming_limit_ms"] > 0
+    assert summary["specs"]["12B prefill 20"]["transformers_ms"] > 0
+
+
+def test_step_bytes_counts_weights_state_and_the_kv_cache_read() -> None:
+    model_benchmark = _benchmark("h100_model")
+    program = {
+        "weights": {"embedding.weight": {"shape": [100, 8]}, "w": {"shape": [16, 8], "packing": {"dtype": "bf16"}}},
+        "states": {"s": {"shape": [4, 3], "dtype": "f32", "kind": "ssm_state"},
+                   "k": {"shape": [64, 2, 8], "dtype": "bf16", "kind": "k_cache"}},
+    }  # fmt: skip
+    # One embedding row (f32), the bf16 weight, the state read and written, 10 positions of the cache.
+    assert model_benchmark.step_bytes(program, 10) == 8 * 4 + 16 * 8 * 2 + 2 * 12 * 4 + 10 * 2 * 8 * 2
 
 
 def test_launch_flops_counts_gemms_and_causal_attention() -> None:

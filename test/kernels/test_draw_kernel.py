@@ -32,7 +32,9 @@ def _expected(rule: str, scale: float, rows: int, cols: int, dtype: str, stream:
 
 
 @pytest.mark.parametrize("arch", ["gfx942", "sm_90a"])
-@pytest.mark.parametrize(("rule", "scale", "cols", "dtype"), [("normal", 0.02, 200, "bf16"), ("uniform", 0.3, 24, "f32")])
+@pytest.mark.parametrize(
+    ("rule", "scale", "cols", "dtype"), [("normal", 0.02, 200, "bf16"), ("uniform", 0.3, 24, "f32")]
+)
 def test_draws_the_host_twins_bits(arch: str, rule: str, scale: float, cols: int, dtype: str, seed: int) -> None:
     kernel = tile_kernel("draw_weights", _dims(rule, scale, cols, dtype), arch, "bf16", grid=0)
     if arch == "sm_90a":
