@@ -58,12 +58,15 @@ SPECS: dict[str, tuple[int, int, int, str, str, bool, bool]] = {
     "small_200x200x64_accumulate_bias": (200, 200, 64, "accumulate", "f32", True, False),
     "mlp_up_8192x20480x5120_relu2": (8192, 20480, 5120, "relu2", "bf16", False, False),
     "mlp_down_8192x5120x20480": (8192, 5120, 20480, "store", "bf16", False, False),
+    # The decode step's GEMVs (one token: tiling/gpu.py _gemv), bound by streaming W.
+    "decode_1x22656x5120_in_proj": (1, 22656, 5120, "store", "f32", False, False),
+    "decode_1x5120x20480_mlp_down": (1, 5120, 20480, "accumulate", "f32", False, False),
 }
 
 
-def _kernel_name(n: int, k: int, epilogue: str, y_dtype: str, bias: bool, row_scale: bool) -> str:
+def _kernel_name(n: int, k: int, epilogue: str, y_dtype: str, bias: bool, row_scale: bool, gemv: bool) -> str:
     extras = ("_bias" if bias else "") + ("_scale" if row_scale else "")
-    return f"gemm_sm90_n{n}_k{k}_{epilogue}_{y_dtype}{extras}"
+    return f"{'gemv' if gemv else 'gemm'}_sm90_n{n}_k{k}_{epilogue}_{y_dtype}{extras}"
 
 
 # --- build (here) ------------------------------------------------------------------------------------------
@@ -74,8 +77,11 @@ def build(out: Path, only: list[str] | None = None) -> dict[str, Any]:
         tokens, n, k, epilogue, y_dtype, bias, row_scale = spec
         dims = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "x_dtype": "bf16", "bias": int(bias),
                 "row_scale": int(row_scale)}  # fmt: skip
-        fields = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "bias": bias, "row_scale": row_scale}
-        kernel_name = _kernel_name(n, k, epilogue, y_dtype, bias, row_scale)
+        if tokens == 1:  # the decode step's kernel (lowering/decode_kernels.py)
+            dims["tokens"] = 1
+        fields = {"n": n, "k": k, "epilogue": epilogue, "y_dtype": y_dtype, "bias": bias, "row_scale": row_scale,
+                  "kind": "matmul", "dims": dims}  # fmt: skip
+        kernel_name = _kernel_name(n, k, epilogue, y_dtype, bias, row_scale, tokens == 1)
         return BuiltSpec(kernel_name, {"tokens": tokens, "n": n, "k": k}, "matmul", dims, fields)
 
     return build_specs(out, "h100_gemm", SPECS, only, kernel_of)
@@ -322,18 +328,22 @@ def check_spec(
 
     with DeviceBuffers(driver) as device:
         x_dev, w_dev, y_dev = device(x_bits), device(w_bits), device(y_init)
-        x_map, w_map = (driver.encode_tensor_map_2d(buffer.pointer, rows=rows, cols=k, dtype=entry["dtype"],
-                                                    box_rows=entry["box_rows"], box_cols=entry["box_cols"],
-                                                    swizzle=entry["swizzle"])
-                        for buffer, rows, entry in zip((x_dev, w_dev), (tokens, n), kernel["tensor_maps"],
-                                                       strict=True))  # fmt: skip
-        args: list[Any] = [x_map, w_map]
+        args: list[Any] = [x_dev, w_dev]  # a GEMV's; the TMA GEMM takes tensor maps in their place
+        if kernel["tensor_maps"]:
+            args = [driver.encode_tensor_map_2d(buffer.pointer, rows=rows, cols=k, dtype=entry["dtype"],
+                                                box_rows=entry["box_rows"], box_cols=entry["box_cols"],
+                                                swizzle=entry["swizzle"])
+                    for buffer, rows, entry in zip((x_dev, w_dev), (tokens, n), kernel["tensor_maps"],
+                                                   strict=True)]  # fmt: skip
         args += [device(bias)] if bias is not None else []
         args += [device(row_scale)] if row_scale is not None else []
         args += [y_dev, KernelScalar(tokens, "i32"), KernelScalar(0, "i32")]
         function = module.function(spec["kernel"])
         tiles = kernel["tiles"]
-        grid = (-(-n // tiles["block_n"]), -(-tokens // tiles["block_m"]), 1)
+        if "columns" in tiles:  # a GEMV: a wave per `columns` columns of W
+            grid = (-(-n // tiles["columns"]), 1, 1)
+        else:
+            grid = (-(-n // tiles["block_n"]), -(-tokens // tiles["block_m"]), 1)
         block = (kernel["threads"], 1, 1)
 
         def launch() -> None:
@@ -382,6 +392,7 @@ def check_spec(
         flops = 2.0 * tokens * n * k
         result["ms"] = _median_ms(driver, launch)
         result["tflops"] = flops / result["ms"] / 1e9
+        result["weight_tb_s"] = n * k * 2 / result["ms"] / 1e9  # W's bf16 bytes streamed (a GEMV's bound)
         if torch is not None:
             result["torch_ms"] = _torch_ms(torch, x_bits, w_bits)
             result["torch_tflops"] = flops / result["torch_ms"] / 1e9

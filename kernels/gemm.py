@@ -34,7 +34,7 @@ from xdsl.ir import Attribute, Block, SSAValue
 
 from tessera.dialects.tile import TileType, element_of
 from tessera.kernels.builder import Bound, Dims, KernelBuilder
-from tessera.kernels.gemm_blocks import block_gemm
+from tessera.kernels.gemm_blocks import block_gemm, gemv
 from tessera.kernels.rows import TOKENS_F32, rows
 
 # Whether a row block is in the first (or last) K block: known when the kernel is built, or an i1 value.
@@ -51,7 +51,7 @@ def weight_layout(dims: Dims, tiles: Mapping[str, int]) -> MemRefType:
     block GEMM (tiles with block_m) reads W [N, K] itself."""
     n, k = int(dims["n"]), int(dims["k"])
     element = bf16 if tiles.get("weight_bf16", 0) else f32
-    if "block_m" in tiles:
+    if "block_m" in tiles or "columns" in tiles:
         return MemRefType(element, [n, k])
     if tiles.get("pairs", 0):
         return MemRefType(bf16, [-(-n // tiles["nr"]), k // 2, 2 * tiles["nr"]])
@@ -505,7 +505,7 @@ def matmul(dims: Dims, tiles: Mapping[str, int]) -> Block:
     a ranged body of MatrixUnitGemm; with a GPU's (`block_m`), one program per tile of y
     (kernels/gemm_blocks.py)."""
     n, k_size = int(dims["n"]), int(dims["k"])
-    matrix_unit, blocks = "kt" in tiles, "block_m" in tiles
+    matrix_unit, blocks, one_token = "kt" in tiles, "block_m" in tiles, "columns" in tiles
     weight = pairs_weight_layout(dims, tiles) if matrix_unit else weight_layout(dims, tiles)
     buffers = {"x": rows(k_size, _element(dims.get("x_dtype", "f32"))), "w": weight}
     if int(dims.get("bias", 0)):
@@ -519,7 +519,10 @@ def matmul(dims: Dims, tiles: Mapping[str, int]) -> Block:
         named["x"], named["w"], named["y"], bias=named.get("bias"), row_scale=named.get("row_scale")
     )
     epilogue = str(dims["epilogue"])
-    if blocks:
+    if one_token:
+        gemv_epilogue = Epilogue(k, epilogue, operands, n, tiles["columns"], row_bound=k.size(named["x"]))
+        gemv(k, n, k_size, tiles, named["x"], named["w"], gemv_epilogue)
+    elif blocks:
         tokens = k.size(named["x"])
         block_epilogue = Epilogue(k, epilogue, operands, n, tiles["block_n"], row_bound=tokens)
         block_gemm(k, n, k_size, tiles, named["x"], named["w"], block_epilogue)

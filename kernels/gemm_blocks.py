@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from xdsl.dialects.builtin import MemRefType, f32
 from xdsl.ir import SSAValue
 
 from tessera.dialects.tile import element_of
@@ -61,3 +62,31 @@ def _bounds(bounds: Mapping[int, SSAValue | None]) -> Bound:
     """The bounds that apply, by tile axis (None where none does)."""
     present = {axis: bound for axis, bound in bounds.items() if bound is not None}
     return present or None
+
+
+def gemv(k: KernelBuilder, n: int, k_size: int, tiles: Mapping[str, int], x: SSAValue, w: SSAValue,
+         epilogue: Epilogue) -> None:  # fmt: skip
+    """y[0, columns] of a call of one token (a decode step), one program per `columns` columns of W: each step
+    of block_k reads the token's x[0, step] once and each column's W[c, step] as a row (one vector a lane),
+    products summed per lane along K and reduced across the lanes at the end — W streamed once, by N / columns
+    programs. The products are the GEMM's (x rounded to W's element where they differ), summed in another
+    order. A column past N reads W's last row and is masked off by the epilogue."""
+    columns, block_k = tiles["columns"], tiles["block_k"]
+    assert isinstance(w.type, MemRefType)
+    weight_element = w.type.element_type
+    first = k.muli(k.program_id, k.index(columns))
+    rows = [k.minsi(k.addi(first, k.index(c)), k.index(n - 1)) for c in range(columns)]
+    ragged_k = k.index(k_size) if k_size % block_k else None
+    zeros = [k.splat(k.f32(0.0), [block_k]) for _ in range(columns)]
+    with k.loop(k.index(0), k.index(k_size), k.index(block_k), zeros) as step:
+        a = k.load(x, [k.index(0), step.iv], [block_k], ragged_k)
+        # x rounded to the weight's element where they differ, as the GEMM's mma operands are; sums in f32
+        a = k.convert(k.convert(a, weight_element), f32)
+        sums = []
+        for row, acc in zip(rows, step.args, strict=True):
+            b = k.convert(k.load(w, [row, step.iv], [block_k], ragged_k), f32)
+            sums.append(k.map([acc, b, a], lambda e, s, wv, xv: e.addf(s, e.mulf(wv, xv))))
+        step.yield_(*sums)
+    for c, acc in enumerate(step.results):
+        total = k.splat(k.reduce("add", acc), [1, 1])
+        epilogue.store(k.index(0), k.addi(first, k.index(c)), total, first=True, last=True)

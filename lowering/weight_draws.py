@@ -30,7 +30,7 @@ from xdsl.ir import Attribute, Block, Region
 from tessera.dialects import schedule, tile
 from tessera.dialects.tile import plain_dict
 from tessera.lowering.convert_schedule_to_tile import kernel_name
-from tessera.lowering.gpu.kernel_info import WEIGHT_READERS, mma_element
+from tessera.lowering.gpu.kernel_info import WEIGHT_READERS, weight_element
 from tessera.model import philox
 from tessera.model.config import ModelConfig
 from tessera.model.weight_init import Init, init_of
@@ -65,7 +65,7 @@ def program_weights(module: ModuleOp) -> dict[str, Weight]:
             if not isinstance(op, schedule.WeightOp):
                 continue
             name = op.weight_name.data
-            element = (mma_element(kernel) or "f32") if index in readers else "f32"
+            element = (weight_element(kernel) or "f32") if index in readers else "f32"
             parts = tuple(part.data for part in op.parts.data) if op.parts is not None else (name,)
             scale = op.column_scale.data if op.column_scale is not None else None
             shape = tuple(op.result.type.get_shape())  # type: ignore[attr-defined]

@@ -35,14 +35,18 @@ def lower_to_schedule(graph: ModuleOp, spec: ModelSpec) -> ModuleOp:
 
 def lower_to_tile(schedule_module: ModuleOp, spec: ModelSpec, target: str) -> ModuleOp:
     """Schedule-IR -> Tile-IR tiled for `target` (x86, gfx942, gfx90a, sm_90a): only the tiling differs, and
-    the GPUs' kernels that draw a seeded model's weights (lowering/weight_draws.py)."""
+    on the GPUs the decode step's one-token kernels (lowering/decode_kernels.py) and the kernels that draw a
+    seeded model's weights (lowering/weight_draws.py)."""
     from tessera.lowering.convert_schedule_to_tile import convert_schedule_to_tile
+    from tessera.lowering.decode_kernels import specialize_decode
     from tessera.lowering.weight_draws import add_weight_draws
     from tessera.passes.tile_choose_tiles import choose_kernel_tiles, choose_tiles
     from tessera.passes.tile_compute_footprint import compute_footprints
 
     module = schedule_module.clone()
     convert_schedule_to_tile(module)
+    if target != "x86":  # one-token kernels for the decode step (its GEMVs)
+        specialize_decode(module)
     precision = spec.compile.effective_precision
     choose_tiles(module, target, precision)
     if target != "x86":  # a GPU session draws a seeded model's weights on the device (x86: on the host)

@@ -760,6 +760,29 @@ class _SimulatedCuda:
 
 
 @NEEDS_MLIR
+def test_h100_gemm_decode_gemv_builds_and_checks_on_the_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A decode GEMV spec of the GEMM benchmark (one token: no tensor maps, a wave per few columns of W), at a
+    small shape with every tail (N 70, K 300, a bias, accumulate), built through ptxas and checked by
+    h100_gemm's own check with the kernel run by the simulator."""
+    from tessera.lowering.nvvm.pipeline import find_ptxas
+
+    if find_ptxas() is None:
+        pytest.skip("ptxas is not installed: CUDA 12.3+ assembles the sm_90a cubins")
+    benchmark = _benchmark("h100_gemm")
+    monkeypatch.setattr(benchmark, "SPECS", {"decode_small": (1, 70, 300, "accumulate", "f32", True, False)})
+    manifest = benchmark.build(tmp_path)
+    (kernel,) = manifest["kernels"].values()
+    assert kernel["tensor_maps"] == [] and kernel["shared_bytes"] == 0 and kernel["threads"] == 32
+    monkeypatch.setattr("tessera.runtime.cuda.CudaDriver", lambda device: _SimulatedCuda(manifest))
+    monkeypatch.setattr(benchmark, "_torch", lambda: None)
+    assert benchmark.check(tmp_path, seed=1) == 0
+    spec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["specs"]["decode_small"]
+    assert spec["ok"] and spec["rel_error"] <= spec["tolerance"] and spec["weight_tb_s"] > 0
+
+
+@NEEDS_MLIR
 def test_h100_rows_build_and_check_on_the_simulator(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -45,6 +45,8 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
     copies."""
     n = int(dims["n"])
     element = matrix_element(precision)
+    if int(dims.get("tokens", 0)) == 1:
+        return _gemv(n, element, arch)
     instruction = arch.instruction(element)
     # TMA reads rows whose stride is a multiple of 16 bytes: K a multiple of 8 bf16.
     copyable = dims.get("x_dtype") == "bf16" and int(dims["k"]) % 8 == 0
@@ -71,6 +73,23 @@ def _block_matmul(n: int, element: str, arch: GpuArch) -> TileChoice:
     if element == "bf16":
         tiles["weight_bf16"] = 1
     return TileChoice(tiles, grid=-(-n // BLOCK_N), parallel="column_blocks", token_block=BLOCK_M)
+
+
+# A decode step's GEMV: W's columns per program (a wave's), fewer where N is small so that every SM streams W.
+GEMV_COLUMNS, GEMV_NARROW_COLUMNS, GEMV_NARROW_N = 8, 4, 8192
+GEMV_BYTES_PER_LANE = 16  # of W per row per step: one vector load a lane
+
+
+def _gemv(n: int, element: str, arch: GpuArch) -> TileChoice:
+    """kernels/gemm_blocks.py's gemv for a launch of one token (a decode step, dims `tokens` = 1): one wave per
+    `columns` columns of W, GEMV_BYTES_PER_LANE of each row a lane per step of K — W streamed at the memory's
+    bandwidth by N / columns programs instead of a GEMM's few column blocks."""
+    columns = GEMV_COLUMNS if n >= GEMV_NARROW_N else GEMV_NARROW_COLUMNS
+    block_k = arch.wave_size * GEMV_BYTES_PER_LANE // (2 if element == "bf16" else 4)
+    tiles = {"columns": columns, "block_k": block_k, "threads": arch.wave_size}
+    if element == "bf16":
+        tiles["weight_bf16"] = 1
+    return TileChoice(tiles, grid=-(-n // columns), parallel="column_blocks")
 
 
 def policies() -> dict[str, GpuPolicy]:

@@ -36,7 +36,7 @@ class KernelInfo:
     dims: dict[str, int | float | str]
     tiles: dict[str, int | float | str]
     arch: GpuArch
-    mma_element: str | None  # the element type of the body's matrix tiles ("bf16" | "f32"), if any
+    weight_element: str | None  # the element a matrix kernel reads its weights in ("bf16" | "f32"), if any
 
 
 @dataclass(frozen=True)

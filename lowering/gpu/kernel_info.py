@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from xdsl.dialects.builtin import BFloat16Type, ModuleOp
+from xdsl.dialects.builtin import BFloat16Type, MemRefType, ModuleOp
 
 from tessera.arch import GPU_ARCHS
 from tessera.dialects import tile
@@ -37,7 +37,7 @@ def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], error: type[T
         dims=dict(plain_dict(kernel.dims)),
         tiles=dict(plain_dict(kernel.tiles)),
         arch=GPU_ARCHS[kernel.target.data],
-        mma_element=mma_element(kernel),
+        weight_element=weight_element(kernel),
     )
 
 
@@ -45,12 +45,15 @@ def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], error: type[T
 WEIGHT_READERS: Mapping[str, tuple[int, ...]] = {"matmul": (1,), "moe_experts": (2, 3)}
 
 
-def mma_element(kernel: tile.KernelOp) -> str | None:
-    """The element a kernel's mmas read their right operand (the weight) in: "bf16", "f32", or None."""
-    first = next((op for op in kernel.body.walk() if isinstance(op, tile.MmaOp)), None)
-    if first is None:
+def weight_element(kernel: tile.KernelOp) -> str | None:
+    """The element a matrix kernel reads its weights in — its body's weight buffers' ("bf16" where the
+    runtime converts them at load, else "f32") — or None for a kind that reads none."""
+    readers = WEIGHT_READERS.get(kernel.kind.data, ())
+    if not readers or not kernel.is_dataflow():
         return None
-    return "bf16" if isinstance(tile.element_of(first.rhs.type), BFloat16Type) else "f32"
+    buffer = kernel.buffers()[readers[0]].type
+    assert isinstance(buffer, MemRefType)
+    return "bf16" if isinstance(buffer.element_type, BFloat16Type) else "f32"
 
 
 def record_weight_packing(info: KernelInfo, args: list[dict[str, Any]], weights: dict[str, dict[str, Any]],
@@ -59,7 +62,7 @@ def record_weight_packing(info: KernelInfo, args: list[dict[str, Any]], weights:
     once at load to its matrix element type, in their own row-major layout; one weight read two ways is
     refused."""
     for reader in WEIGHT_READERS.get(info.kind, ()):
-        packing = {"layout": "rows", "dtype": info.mma_element or "f32"}
+        packing = {"layout": "rows", "dtype": info.weight_element or "f32"}
         name = args[reader]["weight"]
         previous = weights[name].get("packing")
         if previous is not None and previous != packing:

@@ -175,9 +175,7 @@ def test_weight_draws_are_checked_before_any_launch(seeded_tiny: Path) -> None:
     refused(as_f32, r"'f32'.*the kernel was compiled for .*'bf16'")  # by its readers and its draw alike
 
 
-@pytest.mark.parametrize(
-    ("case", "precision"), [("odd_sizes", "fp32"), ("odd_sizes", "bf16"), ("every_kind", "fp32")]
-)
+@pytest.mark.parametrize(("case", "precision"), [("odd_sizes", "fp32"), ("odd_sizes", "bf16"), ("every_kind", "fp32")])
 def test_the_hf_contract_holds_on_the_simulated_hopper(tmp_path: Path, seed: int, case: str, precision: str) -> None:
     """Hugging Face's own logits and greedy tokens, against the NVVM program on the simulator: sizes that fit no
     tile, TMA box or vector width (hidden 72, head_dim 12 with one KV head, Mamba heads of 10 channels, vocab

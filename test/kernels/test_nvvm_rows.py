@@ -13,6 +13,7 @@ import pytest
 from conftest import NEEDS_MLIR
 from tile_kernels import tile_kernel
 
+from tessera.dialects.tile import plain_dict
 from tessera.lowering.convert_tile_to_nvvm import emit_kernel
 from tessera.lowering.nvvm import pipeline
 
@@ -48,3 +49,27 @@ def test_row_accesses_are_16_byte_vectors(kind: str) -> None:
     assert all(accesses[access] >= count for access, count in expected.items()), accesses
     report = artifacts.cubin.kernels[kind]
     assert report.spill_stores == report.spill_loads == 0
+
+
+# The 12B's decode GEMVs (tiling/gpu.py _gemv): (n, k, epilogue, y_dtype) — in_proj, up_proj (relu2 into bf16),
+# down_proj (K 20480), lm_head.
+TWELVE_B_GEMVS = [(22656, 5120, "store", "f32"), (20480, 5120, "relu2", "bf16"), (5120, 20480, "accumulate", "f32"),
+                  (131072, 5120, "store", "f32")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("n", "k", "epilogue", "y_dtype"), TWELVE_B_GEMVS)
+def test_decode_gemv_streams_w_in_16_byte_vectors(n: int, k: int, epilogue: str, y_dtype: str) -> None:
+    """A decode step's projection: each lane reads 16 bytes of each of its program's W rows and of x per step
+    (no shared memory, no barrier), without spills; its scalar accesses are the epilogue's, one per column."""
+    if pipeline.find_ptxas() is None:
+        pytest.skip("ptxas is not installed (CUDA's ptxas: ../shared/TOOLCHAIN.md)")
+    dims = {"n": n, "k": k, "epilogue": epilogue, "bias": 0, "x_dtype": "bf16", "y_dtype": y_dtype, "tokens": 1}
+    tiled = tile_kernel("matmul", dims, "sm_90a", "bf16", name="gemv", grid=0)
+    columns = dict(plain_dict(tiled.tiles))["columns"] if tiled.tiles is not None else 0
+    artifacts = pipeline.compile_kernels(emit_kernel(tiled).text, "gemv", sass=False)
+    accesses = Counter(re.findall(r"\b(?:ld|st)\.global[.\w]*", artifacts.ptx))
+    assert accesses["ld.global.v4.b32"] >= columns + 1, accesses  # W's rows and x, unrolled steps aside
+    scalar = sum(count for access, count in accesses.items() if ".v" not in access)
+    assert scalar == columns * (2 if epilogue == "accumulate" else 1), accesses
+    report = artifacts.cubin.kernels["gemv"]
+    assert report.spill_stores == report.spill_loads == report.shared_bytes == report.barriers == 0

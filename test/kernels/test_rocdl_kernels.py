@@ -172,7 +172,19 @@ MATMULS: dict[str, Dims] = {
 @pytest.mark.parametrize("case", MATMULS)
 @pytest.mark.parametrize(("arch", "precision"), [(ARCH, "fp32"), (ARCH, "bf16"), (NVVM_ARCH, "fp32")])
 def test_matmul(rng: np.random.Generator, arch: str, precision: str, case: str, tokens: int) -> None:
-    dims = MATMULS[case]
+    check_matmul(rng, arch, precision, case, MATMULS[case], tokens)
+
+
+@pytest.mark.parametrize("case", MATMULS)
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_one_token_matmul(rng: np.random.Generator, arch: str, precision: str, case: str) -> None:
+    """The decode step's form (dims tokens = 1: tiling/gpu.py _gemv), every epilogue, N not a multiple of its
+    columns (70) and K of its block (all of them)."""
+    check_matmul(rng, arch, precision, case, {**MATMULS[case], "tokens": 1}, 1)
+
+
+def check_matmul(rng: np.random.Generator, arch: str, precision: str, case: str, dims: Dims, tokens: int) -> None:
     n, k = int(dims["n"]), int(dims["k"])
     x = f32(rng.standard_normal((tokens, k)))
     weight = f32(rng.standard_normal((n, k)) / np.sqrt(k))
