@@ -65,7 +65,8 @@ def test_decode_gemv_streams_w_in_16_byte_vectors(n: int, k: int, epilogue: str,
         pytest.skip("ptxas is not installed (CUDA's ptxas: ../shared/TOOLCHAIN.md)")
     dims = {"n": n, "k": k, "epilogue": epilogue, "bias": 0, "x_dtype": "bf16", "y_dtype": y_dtype, "tokens": 1}
     tiled = tile_kernel("matmul", dims, "sm_90a", "bf16", name="gemv", grid=0)
-    columns = dict(plain_dict(tiled.tiles))["columns"] if tiled.tiles is not None else 0
+    assert tiled.tiles is not None
+    columns = int(plain_dict(tiled.tiles)["columns"])
     artifacts = pipeline.compile_kernels(emit_kernel(tiled).text, "gemv", sass=False)
     accesses = Counter(re.findall(r"\b(?:ld|st)\.global[.\w]*", artifacts.ptx))
     assert accesses["ld.global.v4.b32"] >= columns + 1, accesses  # W's rows and x, unrolled steps aside
