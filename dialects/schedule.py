@@ -60,7 +60,9 @@ from xdsl.utils.exceptions import VerifyException
 
 # Set on each program by tessera-schedule-plan-buffers: bytes per token of each arena slot.
 SLOT_BYTES = "tessera.slot_bytes"
-STATE_KINDS = ("conv_state", "ssm_state", "k_cache", "v_cache")
+# attention_partials: scratch the GPU decode step's split attention hands its combine within one call
+# (lowering/decode_kernels.py); it never carries anything from one call to the next.
+STATE_KINDS = ("conv_state", "ssm_state", "k_cache", "v_cache", "attention_partials")
 EPILOGUES = ("store", "accumulate", "relu2")
 
 

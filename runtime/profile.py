@@ -105,7 +105,7 @@ def launch_flops(launch: Mapping[str, Any], weights: Mapping[str, Any], states: 
                  position: int) -> float:  # fmt: skip
     """A launch's FLOPs (2 per multiply-add) for the kinds whose count is their arguments' shapes: a GEMM's 2 T
     N K, causal attention's 4 H D (T p + T (T + 1) / 2) (QKᵀ and P V over the keys each query sees, from
-    position p); 0 for the rest."""
+    position p; the decode step's split attention: 4 H D (p + 1)); 0 for the rest."""
     args = launch["args"]
     if launch["kind"] == "matmul":
         n, k = weights[args[1]["weight"]]["shape"]
@@ -114,6 +114,10 @@ def launch_flops(launch: Mapping[str, Any], weights: Mapping[str, Any], states: 
         head_dim = states[args[1]["state"]]["shape"][2]
         heads = args[3]["features"] // head_dim
         return 4.0 * heads * head_dim * (tokens * position + tokens * (tokens + 1) / 2)
+    if launch["kind"] == "attention_split":  # the decode step's: one token over keys [0, position]
+        _, kv_heads, head_dim = states[args[1]["state"]]["shape"]
+        heads = args[0]["features"] // head_dim - 2 * kv_heads  # qkv: (Hq + 2 Hkv) D per token
+        return 4.0 * heads * head_dim * (position + 1)
     return 0.0
 
 

@@ -60,7 +60,7 @@ def test_compiles_with_mfma_and_descriptor_lds_equal_to_the_manifest(
         assert descriptors[name].group_segment_fixed_size == row["lds_bytes"], name
         assert f"@{name} " in tile_ir and f"footprint = {row['lds_bytes']} : i64" in _kernel_line(tile_ir, name)
         assert descriptors[name].private_segment_fixed_size == 0, f"{name}: scratch (spills or a stack)"
-        if kinds[name] in MATRIX_KINDS:
+        if kinds[name] in MATRIX_KINDS and not name.endswith("_tokens1"):  # a decode GEMV streams W on SIMT
             assert "v_mfma_f32_16x16x" in bodies[name], f"{name}: a matrix kernel without MFMA"
             assert row["lds_bytes"] > 0 and "ds_read" in bodies[name] and "ds_write" in bodies[name], name
     if _lld_present():
@@ -95,7 +95,8 @@ def test_nano_12b_compiles(tmp_path: Path, arch: str) -> None:
     manifest = compile_rocdl(tmp_path, "nemotron_nano_12b_v2_base.yaml", arch)
     table = manifest["targets"]["rocdl"]["kernel_table"]
     assert all(row["lds_bytes"] <= 64 * 1024 for row in table.values())
-    assert all(row["mfma"] > 0 for name, row in table.items() if name.startswith(MATRIX_KINDS))
+    matrix = [row for name, row in table.items() if name.startswith(MATRIX_KINDS) and not name.endswith("_tokens1")]
+    assert all(row["mfma"] > 0 for row in matrix)
 
 
 def test_emit_stages_show_rocdl_and_amdgcn() -> None:

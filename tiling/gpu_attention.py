@@ -68,4 +68,19 @@ def _attention(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileCh
     return TileChoice(tiles, grid=int(dims["num_heads"]), parallel="heads", token_block=rows)
 
 
-POLICIES: dict[str, GpuPolicy] = {"attention": _attention}
+def _attention_split(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+    """kernels/attention_decode.py's split: a wave per query head and split, lanes along the head dimension."""
+    grid = int(dims["num_heads"]) * int(dims["splits"])
+    return TileChoice({"threads": arch.wave_size}, grid=grid, parallel="heads")
+
+
+def _attention_combine(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+    """kernels/attention_decode.py's combine: a wave per query head."""
+    return TileChoice({"threads": arch.wave_size}, grid=int(dims["num_heads"]), parallel="heads")
+
+
+POLICIES: dict[str, GpuPolicy] = {
+    "attention": _attention,
+    "attention_split": _attention_split,
+    "attention_combine": _attention_combine,
+}

@@ -651,6 +651,38 @@ def test_attention_prefill_then_decode(rng: np.random.Generator, arch: str, prec
         position += tokens
 
 
+@pytest.mark.parametrize(("cache_dtype", "out_dtype"), [("f32", "f32"), ("bf16", "bf16")])
+@pytest.mark.parametrize("case", ATTENTION)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_decode_attention_split_then_combined(rng: np.random.Generator, arch: str, case: str, cache_dtype: str,
+                                              out_dtype: str) -> None:  # fmt: skip
+    """The decode step's attention (kernels/attention_decode.py): one token at positions where most of the 8
+    splits are empty (0, 3), one per split (7) and several (40, the cache's last row 69), the partials (NaN
+    before: every element written) combined in order; f32 arithmetic, K and V widened exactly."""
+    a = ATTENTION[case]
+    splits = 8
+    dims: Dims = {"num_heads": a.heads, "num_kv_heads": a.kv_heads, "head_dim": a.head_dim, "max_seq_len": 70,
+                  "splits": splits, "cache_dtype": cache_dtype, "out_dtype": out_dtype}  # fmt: skip
+    bf16_cache = cache_dtype == "bf16"
+    keys = f32(rng.standard_normal((70, a.kv_heads, a.head_dim)))
+    values = f32(rng.standard_normal((70, a.kv_heads, a.head_dim)))
+    caches = [bf16_bits(keys), bf16_bits(values)] if bf16_cache else [keys, values]
+    operands = [bf16_to_f32(cache) for cache in caches] if bf16_cache else caches
+    for position in (0, 3, 7, 40, 69):
+        qkv = f32(rng.standard_normal((1, a.width)) * 1.5)
+        partials = nan(a.heads * splits, a.head_dim + 2)
+        buffers = {"qkv": qkv, "k_cache": caches[0], "v_cache": caches[1], "partials": partials}
+        launch(arch, "attention_split", dims, "fp32", buffers, 1, position)
+        out = bf16_bits(nan(1, a.heads * a.head_dim)) if out_dtype == "bf16" else nan(1, a.heads * a.head_dim)
+        launch(arch, "attention_combine", dims, "fp32", {"partials": partials, "out": out}, 1, position)
+        want = attention_reference(a, qkv, operands[0], operands[1], position)
+        what = f"decode attention {case} cache {cache_dtype} position={position}"
+        if out_dtype == "bf16":
+            check_bf16(what, out, want)
+        else:
+            check(what, out, want, F32_TOLERANCE)
+
+
 @dataclass(frozen=True)
 class Experts:
     experts: int
@@ -738,8 +770,24 @@ def test_every_kind_is_covered() -> None:
     matmul on sm_90a) is test_nvvm_gemm.py's."""
     from tessera.kernels import KERNELS
 
-    tested = {"matmul", "embedding", "rmsnorm", "rms_scale", "kv_append", "moe_router", "moe_combine",
-              "gated_rmsnorm", "conv_silu", "ssd_step", "attention", "ssd_scan", "moe_experts"}  # fmt: skip
+    tested = {
+        "matmul",
+        "embedding",
+        "rmsnorm",
+        "rms_scale",
+        "kv_append",
+        "moe_router",
+        "moe_combine",
+        "gated_rmsnorm",
+        "conv_silu",
+        "ssd_step",
+        "attention",
+        "ssd_scan",
+        "moe_experts",
+        "attention_split",
+        "attention_combine",
+        "draw_weights",
+    }  # fmt: skip (draw_weights: test_draw_kernel.py)
     assert set(KERNELS) == tested
 
 

@@ -44,7 +44,7 @@ def tile_kernel(kind: str, dims: Mapping[str, int | float | str], target: str, p
     its grid as convert-tessera-schedule-to-tile sets it (the extent of the kind's grid dimension, 0 for one
     program per token) unless given."""
     if grid is None:
-        grid_dim = GRID_DIMS[kind]
+        grid_dim = GRID_DIMS.get(kind)  # none for the kinds a lowering adds (their tiling sets the grid)
         grid = 0 if grid_dim is None or grid_dim not in dims else int(dims[grid_dim])
     kernel = tile.KernelOp(
         properties={
