@@ -278,6 +278,25 @@ def _unsigned(values: np.ndarray, element: Attribute) -> np.ndarray:
     return values.astype(np.uint64) if width == 64 else values & ((1 << width) - 1)
 
 
+def _unsigned_impl(function: Callable[[Operation, list[np.ndarray]], np.ndarray]) -> Callable[..., PythonValues]:
+    """An op on its operands' unsigned values (arith.shrui, arith.extui), on tiles and scalars alike (xDSL has
+    no implementation of either): `function(op, operands as unsigned)`, wrapped to the result's width."""
+
+    def run(self: InterpreterFunctions, interpreter: Interpreter, op: Operation, args: PythonValues) -> PythonValues:
+        unsigned = [_unsigned(np.asarray(arg).astype(np.int64), element_of(operand.type))
+                    for arg, operand in zip(args, op.operands, strict=True)]  # fmt: skip
+        result = wrap(function(op, unsigned).astype(np.int64), element_of(op.results[0].type))
+        if not any(isinstance(arg, np.ndarray) for arg in args):
+            return (int(result),)
+        return (result,)
+
+    return run
+
+
+ElementFunctions.run_shrui = impl(arith.ShRUIOp)(_unsigned_impl(lambda op, xy: xy[0] >> xy[1]))  # type: ignore[attr-defined]
+ElementFunctions.run_extui = impl(arith.ExtUIOp)(_unsigned_impl(lambda op, x: x[0]))  # type: ignore[attr-defined]
+
+
 # Integer ops on tiles (their scalars stay Python ints, as xDSL's scf and arith interpreters keep them):
 # computed in int64, then wrapped to the result's width. arith.cmpi's predicates by number (CmpIPredicate).
 INTEGER_OPS: dict[type[Operation], Callable[..., Any]] = {
@@ -346,5 +365,7 @@ ELEMENTWISE_OPS: frozenset[type[Operation]] = frozenset(
         arith.SelectOp,
         arith.SIToFPOp,
         arith.FPToSIOp,
+        arith.ShRUIOp,
+        arith.ExtUIOp,
     }
 )

@@ -1,5 +1,6 @@
 """GpuSession: runs a GPU target's programs (program.json of rocdl or nvvm) through a GpuDriver (runtime/gpu_module.py),
-with the weights uploaded once and the state (conv/SSM state, KV cache) kept on the device between calls.
+with the weights uploaded (or drawn) once, and the state (conv/SSM state, KV cache) and each program's arena
+kept on the device between calls.
 
     session = GpuSession(program, driver, driver.load_module(code_object), weights)
     logits = session.prefill([5, 7, 9])      # [3, vocab]; call again to continue the same sequence
@@ -52,6 +53,7 @@ from tessera.runtime.weights import prepare_weights
 
 _DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
 KEY_BYTES = 16  # a draw's key: seed low, seed high, stream, 0 (kernels/draw.py)
+ID_BYTES = 8  # a token id: i64
 # Kernel kinds whose every output row is a function of the same row of their buffers (and of weights): run on
 # one row, they give that row's result.
 ROW_WISE_KINDS = frozenset({"matmul", "rmsnorm", "gated_rmsnorm", "rms_scale"})
@@ -96,6 +98,7 @@ class GpuSession:
         self.position = 0
         self._tensor_maps: dict[tuple[Any, ...], KernelBytes] = {}  # of weights and states, encoded once
         self.profiler: GpuProfiler | None = None
+        self._arenas: dict[str, Arena] = {}  # by program, kept between calls
         self.load_seconds = time.perf_counter() - began  # weights drawn or uploaded, state allocated
 
     @classmethod
@@ -188,8 +191,9 @@ class GpuSession:
         # Each launch's rows: all of them, or for the row tail of a last-only call the last one.
         tail = row_tail(launches) if last_only else len(launches)
         rows = [Rows(0, tokens) if index < tail else Rows(tokens - 1, 1) for index in range(len(launches))]
-        arena = [self.driver.alloc(tokens * width) for width in program["slots"]]
-        id_buffer = self._upload(ids)
+        held = self._arena(program_name, tokens)
+        arena, id_buffer = held.slots, DeviceBuffer(held.ids.pointer, ids.nbytes)
+        self.driver.upload(id_buffer, ids)
         timer = self.driver if self.profiler is not None and isinstance(self.driver, EventTimer) else None
         events: list[Any] = []
         began = time.perf_counter()
@@ -216,13 +220,23 @@ class GpuSession:
                 spans = [(span.count, self.position + span.first) for span in rows]
                 self.profiler.record(program_name, tokens, spans, seconds, time.perf_counter() - began)
         finally:
-            for buffer in (*arena, id_buffer):
-                self.driver.free(buffer)
             for event in events:
                 assert timer is not None
                 timer.destroy_event(event)
         self.position += tokens
         return logits
+
+    def _arena(self, program_name: str, tokens: int) -> Arena:
+        """The program's arena slots and token ids buffer for `tokens` rows: kept from call to call (a decode
+        step allocates nothing), replaced by larger ones when a call has more tokens than any before."""
+        held = self._arenas.get(program_name)
+        if held is None or held.tokens < tokens:
+            if held is not None:
+                for buffer in (*held.slots, held.ids):
+                    self.driver.free(buffer)
+            slots = [self.driver.alloc(tokens * width) for width in self.program["programs"][program_name]["slots"]]
+            held = self._arenas[program_name] = Arena(tokens, slots, self.driver.alloc(tokens * ID_BYTES))
+        return held
 
     def _tensor_map(self, entry: Mapping[str, Any], arg: KernelArg, per_call: bool, rows: Rows) -> KernelBytes:
         """The CUtensorMap of a TMA operand (program.json's `tensor_maps` entry) over its device buffer."""
@@ -256,6 +270,15 @@ class GpuSession:
         if "position" in arg:
             return KernelScalar(self.position + rows.first, "i32")
         raise RunError(f"program.json: unknown launch argument {dict(arg)}")
+
+
+@dataclass(frozen=True)
+class Arena:
+    """A program's buffers for calls of up to `tokens` tokens: its arena slots and the token ids."""
+
+    tokens: int
+    slots: list[DeviceBuffer]
+    ids: DeviceBuffer
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def _block_matmul(n: int, element: str, arch: GpuArch) -> TileChoice:
 
 # A decode step's GEMV: W's columns per program (a wave's), fewer where N is small so that every SM streams W.
 GEMV_COLUMNS, GEMV_NARROW_COLUMNS, GEMV_NARROW_N = 8, 4, 8192
-GEMV_BYTES_PER_LANE = 16  # of W per row per step: one vector load a lane
+GEMV_BYTES_PER_LANE = 32  # of W per row per step: two 16-byte loads a lane, 4 KiB in flight a wave at 4 columns
 
 
 def _gemv(n: int, element: str, arch: GpuArch) -> TileChoice:

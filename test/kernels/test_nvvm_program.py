@@ -149,6 +149,11 @@ def test_seeded_weights_are_drawn_on_the_device_bit_for_bit(seeded_tiny: Path) -
     uploaded = GpuSession(program, driver, module, seeded.arrays(), target="nvvm")
     assert np.array_equal(session.prefill(PROMPT[:5]), uploaded.prefill(PROMPT[:5]))
     assert session.load_seconds > 0
+    # Each program's arena is kept between calls: a decode step after the first allocates nothing.
+    assert np.array_equal(session.decode(3), uploaded.decode(3))
+    allocated = driver.next  # the simulated driver's next free address
+    assert np.array_equal(session.decode(4), uploaded.decode(4))
+    assert driver.next == allocated
 
 
 def test_weight_draws_are_checked_before_any_launch(seeded_tiny: Path) -> None:

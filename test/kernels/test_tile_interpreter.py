@@ -553,7 +553,67 @@ def check_moe_experts(rng: np.random.Generator, target: str, tokens: int) -> Non
             assert worst <= 0, f"moe_experts {dims} expert {expert}: an element is {worst:.2e} beyond its bound"
 
 
+def _gpu_only(kind: str, target: str) -> None:
+    if target == "x86":
+        pytest.skip(reason=f"{kind} is a GPU kind (x86 draws weights on the host and keeps one attention)")
+
+
+def check_draw_weights(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """Philox bits, integer-only transforms and one f32 multiply: the host twin's bytes exactly, f32 and bf16."""
+    _gpu_only("draw_weights", target)
+    from tessera.model import philox
+
+    seed, stream, cols = int(rng.integers(0, 2**63)), int(rng.integers(0, 2**32)), 72
+    for rule, dtype in (("normal", "bf16"), ("uniform", "f32")):
+        scale = philox.normal_scale(0.02) if rule == "normal" else philox.uniform_scale(0.1)
+        dims: Dims = {
+            "rule": rule,
+            "scale_bits": int(np.array(scale).view(np.uint32)),
+            "cols": cols,
+            "out_dtype": dtype,
+        }
+        out = np.zeros((tokens, cols), np.uint16 if dtype == "bf16" else np.float32)
+        key = np.array([seed & philox.WORD, seed >> 32, stream, 0], np.uint32).view(np.int32)
+        run_kernel(build("draw_weights", dims, target), [out, key], tokens)
+        words = philox.element_words(np.arange(tokens * cols, dtype=np.int64), stream, seed)
+        values = philox.normal_values(words, 0.02) if rule == "normal" else philox.uniform_values(words, 0.1)
+        want = (bf16_bits(values) if dtype == "bf16" else values).reshape(tokens, cols)
+        assert np.array_equal(out.view(np.uint8), want.view(np.uint8)), f"draw_weights {rule} {dtype}"
+
+
+def check_decode_attention(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """attention_split then attention_combine (one token at position tokens + 2, 4 splits: some empty where
+    the position is small), against float64: each score a D-term dot product (D + 2) u sum |q k| off, exp's
+    and the online softmax's roundings a key and a split each — the prefill attention's bound with one key a
+    block, plus the combine's rescale."""
+    _gpu_only("attention_split", target)
+    heads, kv_heads, head_dim, splits, position = 6, 2, 72, 4, tokens + 2
+    group, seen, capacity = 3, position + 1, position + 3
+    dims: Dims = {"num_heads": heads, "num_kv_heads": kv_heads, "head_dim": head_dim, "max_seq_len": capacity,
+                  "splits": splits}  # fmt: skip
+    qkv = rng.standard_normal((1, (heads + 2 * kv_heads) * head_dim)).astype(np.float32)
+    keys, values = nan(capacity, kv_heads, head_dim), nan(capacity, kv_heads, head_dim)
+    keys[:seen], values[:seen] = (rng.standard_normal((seen, kv_heads, head_dim)).astype(np.float32) for _ in "kv")
+    partials, out = nan(heads * splits, head_dim + 2), nan(1, heads * head_dim)
+    run_kernel(build("attention_split", dims, target), [qkv, keys, values, partials], 1, {"position": position})
+    run_kernel(build("attention_combine", dims, target), [partials, out], 1)
+    q = qkv[0, : heads * head_dim].reshape(heads, head_dim).astype(np.float64) * head_dim**-0.5
+    k = np.repeat(keys[:seen].astype(np.float64), group, axis=1)
+    v = np.repeat(values[:seen].astype(np.float64), group, axis=1)
+    scores = np.einsum("hd,shd->hs", q, k)
+    p = np.exp(scores - scores.max(axis=1, keepdims=True))
+    want = np.einsum("hs,shd->hd", p, v) / p.sum(axis=1, keepdims=True)
+    ds = (head_dim + 2) * F32_UNIT * np.einsum("hd,shd->hs", np.abs(q), np.abs(k)).max(axis=1, keepdims=True)
+    scale = np.einsum("hs,shd->hd", p, np.abs(v)) / p.sum(axis=1, keepdims=True)
+    bound = (2 * ds + (4 * seen + 4 * splits + 12) * F32_UNIT) * scale
+    got = out.reshape(heads, head_dim).astype(np.float64)
+    assert np.isfinite(got).all() and (np.abs(got - want) <= bound).all(), "decode attention beyond its bound"
+
+
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
+    "draw_weights": check_draw_weights,
+    "attention_split": check_decode_attention,
+    "attention_combine": check_decode_attention,
     "attention": check_attention,
     "conv_silu": check_conv_silu,
     "ssd_scan": check_ssd_scan,
