@@ -1,6 +1,7 @@
-"""Nemotron Nano 12B whole on an H100 / H200, against transformers on the same GPU: what issue 15 measures —
-opening the model (weights drawn on the device from the seed), decode at batch 1 with a short context and at
-8K, and the prefill of 8192 tokens from ids on the host to the last position's logits on the host.
+"""A whole model — Nemotron Nano 12B (CONFIG), or Nemotron-3 Nano 30B-A3B under benchmarks/hopper.py's part
+model_30b — on an H100 / H200, against transformers on the same GPU: what issue 15 measures — opening the
+model (weights drawn on the device from the seed), decode at batch 1 with a short context and at 8K, and the
+prefill of 8192 tokens from ids on the host to the last position's logits on the host.
 
     python benchmarks/h100_model.py prepare   # here (MLIR 22, LLVM, ptxas, pip): out/h100_model/ (git-ignored)
     python3 benchmarks/h100_model.py [check]  # there, with out/h100_model carried (numpy, cuda-bindings, torch;
@@ -18,7 +19,8 @@ Tessera: GpuSession.open (kernels loaded, weights drawn, state allocated: its se
 SHORT_PROMPT and after the 8192-token prefill (per token, its logits on the host each step), the prefill
 (median of REPEATS after a warm-up), one profiled decode step at 8K. The streaming limit of a decode step is
 the bytes it must read — every weight but the embedding table (one row of it), the conv and SSM state read
-and written, the KV cache up to the context — over the bandwidth of a device copy measured in the same run.
+and written, the KV cache up to the context; of a MoE's routed experts the share a token selects — over the
+bandwidth of a device copy measured in the same run.
 Prints lines and one JSON line last; exit 1 if Tessera does not run or its logits are not finite.
 """
 
@@ -60,17 +62,19 @@ def prompt(tokens: int, vocab: int) -> list[int]:
     return [int(token) for token in np.random.default_rng(SEED).integers(0, vocab, tokens)]
 
 
-def build(out: Path) -> None:
-    """The artifact and HF config in `out`; transformers' wheels in out/wheels unless the slice's are beside."""
+def build(out: Path, config: Path | None = None) -> None:
+    """The artifact of `config` (default CONFIG) and its HF config in `out`; transformers' wheels in out/wheels
+    unless the slice's are beside."""
     from tessera.frontend.config import load_model
     from tessera.model.config import hf_config_dict
 
+    config = config or CONFIG
     out.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "tessera.tools.tessera_compile", str(CONFIG), "--target", "nvvm",
+    subprocess.run([sys.executable, "-m", "tessera.tools.tessera_compile", str(config), "--target", "nvvm",
                     "--precision", "bf16", "--seed", str(SEED), "--max-seq-len", str(MAX_SEQ_LEN),
                     "-o", str(out / "artifact"), "-q"], check=True)  # fmt: skip
     trim_for_carrying(out / "artifact", "nvvm")
-    (out / "hf_config.json").write_text(json.dumps(hf_config_dict(load_model(str(CONFIG)).config)))
+    (out / "hf_config.json").write_text(json.dumps(hf_config_dict(load_model(str(config)).config)))
     if not _wheels(out).is_dir():
         download_transformers(out / "wheels")
 
@@ -145,16 +149,20 @@ def copy_bandwidth() -> float:
     return 2 * COPY_BYTES / float(np.median(times))  # read and written
 
 
-def step_bytes(program: Mapping[str, Any], context: int) -> int:
+def step_bytes(program: Mapping[str, Any], context: int, expert_share: float = 1.0) -> int:
     """The bytes a decode step at `context` positions must move: every weight once (the embedding table: one
-    row), the conv and SSM state read and written, the KV cache's first `context` positions read."""
+    row; the routed experts' stacks: the `expert_share` a token selects), the conv and SSM state read and
+    written, the KV cache's first `context` positions read."""
     from tessera.runtime.program_check import DTYPE_BYTES
 
     total = 0
     for name, entry in program["weights"].items():
         shape = entry["shape"]
         dtype = entry.get("packing", {}).get("dtype", "f32")
-        total += (shape[-1] if name == "embedding.weight" else math.prod(shape)) * DTYPE_BYTES[dtype]
+        count = shape[-1] if name == "embedding.weight" else math.prod(shape)
+        if ".experts." in name:
+            count = round(count * expert_share)
+        total += count * DTYPE_BYTES[dtype]
     for entry in program["states"].values():
         size = math.prod(entry["shape"]) * DTYPE_BYTES[entry["dtype"]]
         if entry["kind"] in ("k_cache", "v_cache"):
@@ -199,41 +207,62 @@ def _tessera(out: Path) -> dict[str, Any]:
     session.decode(int(np.argmax(last)))
     measured["profile"] = profiler.report()
     measured["finite"] = finite and steps_finite
-    program = session.program
-    measured["bytes_short"] = step_bytes(program, SHORT_PROMPT)
-    measured["bytes_8k"] = step_bytes(program, PREFILL_TOKENS)
+    artifact = read_artifact(out / "artifact")
+    config = artifact.config
+    share = int(config.get("num_experts_per_tok") or 0) / max(int(config.get("n_routed_experts") or 1), 1)
+    measured["name"] = artifact.name
+    measured["bytes_short"] = step_bytes(session.program, SHORT_PROMPT, share or 1.0)
+    measured["bytes_8k"] = step_bytes(session.program, PREFILL_TOKENS, share or 1.0)
     return measured
 
 
 def run(out: Path) -> dict[str, Any]:
-    """The 12B on both sides: {"ok", "specs": {name: Tessera's ms, transformers' ms, the streaming limit}}."""
+    """The model on both sides: {"ok", "specs": {name: Tessera's ms, transformers' ms, the streaming limit}}."""
     if not (out / "artifact" / "tessera.json").is_file():
         print(f"{out / 'artifact'} is missing: run `python benchmarks/h100_model.py prepare` and carry {out}")
-        return {"ok": False, "specs": {"12B": {"error": "artifacts missing"}}}
+        return {"ok": False, "specs": {"model": {"error": "artifacts missing"}}}
     theirs = _transformers(out)
     try:
         ours = _tessera(out)
         bandwidth = copy_bandwidth()
     except Exception as exc:  # one line; the JSON line still comes
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        print(f"12B: Tessera FAILED {error}")
-        return {"ok": False, "specs": {"12B": {"error": error, **theirs}}}
+        print(f"{out.name}: Tessera FAILED {error}")
+        return {"ok": False, "specs": {"model": {"error": error, **theirs}}}
     print(ours.pop("profile"))
+    model = ours["name"]
     specs: dict[str, dict[str, Any]] = {
-        f"12B prefill {PREFILL_TOKENS}": {"ms": ours["prefill_ms"], "transformers_ms": theirs.get("prefill_ms")},
+        f"{model} prefill {PREFILL_TOKENS}": {"ms": ours["prefill_ms"], "transformers_ms": theirs.get("prefill_ms")},
     }
     for name, context in (("short", SHORT_PROMPT), ("8k", PREFILL_TOKENS)):
         limit_ms = ours[f"bytes_{name}"] / bandwidth * 1e3
         ms = ours[f"decode_{name}_ms"]
-        specs[f"12B decode at {context}"] = {"ms": ms, "transformers_ms": theirs.get(f"decode_{name}_ms"),
-                                            "streaming_limit_ms": limit_ms, "share_of_limit": limit_ms / ms}  # fmt: skip
+        specs[f"{model} decode at {context}"] = {"ms": ms, "transformers_ms": theirs.get(f"decode_{name}_ms"),
+                                                "streaming_limit_ms": limit_ms, "share_of_limit": limit_ms / ms}  # fmt: skip
     for spec, result in specs.items():
         share = f", {result['share_of_limit']:.0%} of the streaming limit" if "share_of_limit" in result else ""
         print(f"{spec}: Tessera {result['ms']:.2f} ms, transformers {result['transformers_ms']} ms{share}")
-    print(f"12B open: {ours['open_s']:.2f} s (weights drawn and placed in {ours['load_s']:.2f} s) on {ours['device']}"
-          f", copy bandwidth {bandwidth / 1e12:.2f} TB/s, transformers: {theirs.get('error', 'ok')}")  # fmt: skip
+    print(f"{model} open: {ours['open_s']:.2f} s (weights drawn and placed in {ours['load_s']:.2f} s) on "
+          f"{ours['device']}, copy bandwidth {bandwidth / 1e12:.2f} TB/s, transformers: {theirs.get('error', 'ok')}")  # fmt: skip
     extra = {"open_s": ours["open_s"], "load_s": ours["load_s"], "copy_tb_s": bandwidth / 1e12, **theirs}
     return {"ok": bool(ours["finite"]), "specs": specs, **extra}
+
+
+class Benchmark:
+    """The benchmark of one model (benchmarks/hopper.py's parts `model` and `model_30b`): build and run on `out`."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+
+    def build(self, out: Path) -> None:
+        build(out, self.config)
+
+    def run(self, out: Path) -> dict[str, Any]:
+        return run(out)
+
+
+NANO_12B = Benchmark(CONFIG)
+NANO_30B_A3B = Benchmark(ROOT / "configs" / "nemotron_3_nano_30b_a3b.yaml")
 
 
 def check(out: Path) -> int:

@@ -968,9 +968,9 @@ def test_h100_model_runs_end_to_end_with_the_simulator(tmp_path: Path, monkeypat
     summary = model_benchmark.run(tmp_path)
     assert summary["ok"], summary
     assert summary["load_s"] > 0 and "error" not in summary, summary
-    decode = summary["specs"]["12B decode at 20"]
+    decode = summary["specs"]["nemotron_h_tiny decode at 20"]  # specs named by the model
     assert decode["ms"] > 0 and decode["transformers_ms"] > 0 and decode["streaming_limit_ms"] > 0
-    assert summary["specs"]["12B prefill 20"]["transformers_ms"] > 0
+    assert summary["specs"]["nemotron_h_tiny prefill 20"]["transformers_ms"] > 0
 
 
 def test_step_bytes_counts_weights_state_and_the_kv_cache_read() -> None:
@@ -982,6 +982,12 @@ def test_step_bytes_counts_weights_state_and_the_kv_cache_read() -> None:
     }  # fmt: skip
     # One embedding row (f32), the bf16 weight, the state read and written, 10 positions of the cache.
     assert model_benchmark.step_bytes(program, 10) == 8 * 4 + 16 * 8 * 2 + 2 * 12 * 4 + 10 * 2 * 8 * 2
+    # A MoE: of the routed experts' stack, the share a token selects (2 of 8).
+    program["weights"]["layers.0.moe.experts.up_proj"] = {"shape": [8, 4, 8], "packing": {"dtype": "bf16"}}
+    assert (
+        model_benchmark.step_bytes(program, 10, 2 / 8)
+        == 8 * 4 + 16 * 8 * 2 + 2 * 12 * 4 + 10 * 2 * 8 * 2 + 2 * 4 * 8 * 2
+    )
 
 
 def test_launch_flops_counts_gemms_and_causal_attention() -> None:
