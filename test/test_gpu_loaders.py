@@ -975,15 +975,19 @@ def test_h100_model_runs_end_to_end_with_the_simulator(tmp_path: Path, monkeypat
 
 def test_step_bytes_counts_weights_state_and_the_kv_cache_read() -> None:
     model_benchmark = _benchmark("h100_model")
+    weights: dict[str, Any] = {
+        "embedding.weight": {"shape": [100, 8]},
+        "w": {"shape": [16, 8], "packing": {"dtype": "bf16"}},
+    }
     program = {
-        "weights": {"embedding.weight": {"shape": [100, 8]}, "w": {"shape": [16, 8], "packing": {"dtype": "bf16"}}},
+        "weights": weights,
         "states": {"s": {"shape": [4, 3], "dtype": "f32", "kind": "ssm_state"},
                    "k": {"shape": [64, 2, 8], "dtype": "bf16", "kind": "k_cache"}},
     }  # fmt: skip
     # One embedding row (f32), the bf16 weight, the state read and written, 10 positions of the cache.
     assert model_benchmark.step_bytes(program, 10) == 8 * 4 + 16 * 8 * 2 + 2 * 12 * 4 + 10 * 2 * 8 * 2
     # A MoE: of the routed experts' stack, the share a token selects (2 of 8).
-    program["weights"]["layers.0.moe.experts.up_proj"] = {"shape": [8, 4, 8], "packing": {"dtype": "bf16"}}
+    weights["layers.0.moe.experts.up_proj"] = {"shape": [8, 4, 8], "packing": {"dtype": "bf16"}}
     assert (
         model_benchmark.step_bytes(program, 10, 2 / 8)
         == 8 * 4 + 16 * 8 * 2 + 2 * 12 * 4 + 10 * 2 * 8 * 2 + 2 * 4 * 8 * 2
