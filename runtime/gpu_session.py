@@ -39,6 +39,7 @@ from tessera.runtime.gpu_module import (
     DeviceBuffer,
     EventTimer,
     GpuDriver,
+    GpuError,
     GpuModule,
     KernelArg,
     KernelBytes,
@@ -85,12 +86,13 @@ class GpuSession:
         drawn = {draw["args"][0]["drawn"]["weight"] for draw in draws}
         uploaded = {name: entry for name, entry in program["weights"].items() if name not in drawn}
         host = weights.arrays(_sources(uploaded)) if isinstance(weights, SeededWeights) else weights
-        self.weights = {name: self._upload(array) for name, array in prepare_weights(uploaded, host).items()}
+        prepared = prepare_weights(uploaded, host)
+        self.weights = {name: self._upload(array, f"weight '{name}'") for name, array in prepared.items()}
         if draws:
             assert isinstance(weights, SeededWeights)
             self.weights |= self._draw(draws, weights.seed)
         self.states = {
-            name: self._upload(np.zeros(entry["shape"], _DTYPES[entry["dtype"]]))
+            name: self._upload(np.zeros(entry["shape"], _DTYPES[entry["dtype"]]), f"state '{name}'")
             for name, entry in program["states"].items()
         }
         self.vocab_size = int(program["weights"]["embedding.weight"]["shape"][0])
@@ -130,9 +132,11 @@ class GpuSession:
         targets = [draw["args"][0]["drawn"] for draw in draws]
         for name in dict.fromkeys(target["weight"] for target in targets):
             shape = self.program["weights"][name]["shape"]
-            buffers[name] = self.driver.alloc(math.prod(shape[:-1]) * _row_bytes(self.program, name))
+            buffers[name] = self._alloc(math.prod(shape[:-1]) * _row_bytes(self.program, name), f"weight '{name}'")
         low, high = seed_key(seed)
-        keys = self._upload(np.array([[low, high, draw["args"][1]["key"], 0] for draw in draws], np.uint32))
+        keys = self._upload(
+            np.array([[low, high, draw["args"][1]["key"], 0] for draw in draws], np.uint32), "draw keys"
+        )
         try:
             for index, (draw, target) in enumerate(zip(draws, targets, strict=True)):
                 row_bytes = _row_bytes(self.program, target["weight"])
@@ -150,11 +154,20 @@ class GpuSession:
             self.driver.free(keys)
         return buffers
 
-    def _upload(self, array: np.ndarray) -> DeviceBuffer:
+    def _upload(self, array: np.ndarray, what: str) -> DeviceBuffer:
         array = np.ascontiguousarray(array)
-        buffer = self.driver.alloc(array.nbytes)
+        buffer = self._alloc(array.nbytes, what)
         self.driver.upload(buffer, array)
         return buffer
+
+    def _alloc(self, nbytes: int, what: str) -> DeviceBuffer:
+        """Device memory for `what`; out of memory ends in one line naming it and its size."""
+        try:
+            return self.driver.alloc(nbytes)
+        except GpuError as exc:
+            raise GpuError(
+                f"{what}: {nbytes / 2**30:.2f} GiB do not fit on the {self.driver.name} device ({exc})"
+            ) from None
 
     # --- public API --------------------------------------------------------------------------------------
     def prefill(self, input_ids: Sequence[int], last_only: bool = False) -> np.ndarray:
@@ -234,8 +247,10 @@ class GpuSession:
             if held is not None:
                 for buffer in (*held.slots, held.ids):
                     self.driver.free(buffer)
-            slots = [self.driver.alloc(tokens * width) for width in self.program["programs"][program_name]["slots"]]
-            held = self._arenas[program_name] = Arena(tokens, slots, self.driver.alloc(tokens * ID_BYTES))
+            widths = self.program["programs"][program_name]["slots"]
+            what = f"the {program_name} arena for {tokens} tokens"
+            slots = [self._alloc(tokens * width, f"{what}, slot {slot}") for slot, width in enumerate(widths)]
+            held = self._arenas[program_name] = Arena(tokens, slots, self._alloc(tokens * ID_BYTES, what))
         return held
 
     def _tensor_map(self, entry: Mapping[str, Any], arg: KernelArg, per_call: bool, rows: Rows) -> KernelBytes:

@@ -210,3 +210,29 @@ def test_the_hf_contract_holds_on_the_simulated_hopper(tmp_path: Path, seed: int
         last = session.decode(tokens[-1])
     assert relative_error(logits, expected) <= (1e-4 if precision == "fp32" else 2e-2)
     assert tokens == expected_tokens or precision == "bf16"
+
+
+def test_device_out_of_memory_names_what_did_not_fit(seeded_tiny: Path) -> None:
+    """A device whose memory runs out while the session places the model: one line naming the weight (or
+    state, or arena) and its size, the driver's own error after it — no traceback, no hang."""
+    from tessera.model.config import config_from_dict
+    from tessera.model.weight_init import SeededWeights
+    from tessera.runtime.artifact import read_artifact
+    from tessera.runtime.gpu_module import DeviceBuffer, GpuError
+    from tessera.runtime.gpu_session import GpuSession
+
+    class SmallDevice(SimulatedDriver):
+        def alloc(self, nbytes: int) -> DeviceBuffer:
+            if self.next + nbytes > 64 * 1024:
+                raise GpuError(f"cannot allocate {nbytes} bytes")
+            return super().alloc(nbytes)
+
+    artifact = read_artifact(seeded_tiny)
+    config = config_from_dict(artifact.config, str(seeded_tiny / "tessera.json"), strict=False)
+    program = json.loads((seeded_tiny / "nvvm" / "program.json").read_text())
+    driver = SmallDevice(wave_size=32)
+    module = driver.load_module((seeded_tiny / "nvvm" / "kernels.mlir").read_bytes())
+    with pytest.raises(
+        GpuError, match=r"^(weight|state) '[\w.]+': \d+\.\d\d GiB do not fit on the simulator device \("
+    ):
+        GpuSession(program, driver, module, SeededWeights(config, 7), target="nvvm")
