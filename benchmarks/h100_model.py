@@ -17,11 +17,13 @@ slice's), the median of REPEATS prefills `model(ids, logits_to_keep=1)`, and dec
 a fixed number of new tokens; per token: the difference of two lengths over the tokens between). Then
 Tessera: GpuSession.open (kernels loaded, weights drawn, state allocated: its seconds), decode after a
 SHORT_PROMPT and after the 8192-token prefill (per token, its logits on the host each step), the prefill
-(median of REPEATS after a warm-up), one profiled decode step at 8K. The streaming limit of a decode step is
+(median of REPEATS after a warm-up; every run's logits must be the same bits), one profiled decode step at
+8K. The streaming limit of a decode step is
 the bytes it must read — every weight but the embedding table (one row of it), the conv and SSM state read
 and written, the KV cache up to the context; of a MoE's routed experts the share a token selects — over the
 bandwidth of a device copy measured in the same run.
-Prints lines and one JSON line last; exit 1 if Tessera does not run or its logits are not finite.
+Prints lines and one JSON line last; exit 1 if Tessera does not run, its logits are not finite, or two
+prefills of the same ids differ.
 """
 
 from __future__ import annotations
@@ -194,14 +196,17 @@ def _tessera(out: Path) -> dict[str, Any]:
     ids = prompt(PREFILL_TOKENS, session.vocab_size)
     first = int(np.argmax(session.prefill(ids[:SHORT_PROMPT], last_only=True)))
     measured["decode_short_ms"], finite = _decode_ms(session, first, DECODE_TOKENS)
-    times = []
+    times, runs = [], []
     for _ in range(REPEATS + 1):  # a warm-up, then REPEATS
         session.reset()
         start = time.perf_counter()
         last = session.prefill(ids, last_only=True)
         times.append(time.perf_counter() - start)
         finite &= bool(np.isfinite(last).all())
+        runs.append(last)
     measured["prefill_ms"] = float(np.median(times[1:])) * 1e3
+    # Fixed-order reductions everywhere (no atomics): every run the same bits.
+    measured["deterministic"] = all(np.array_equal(run.view(np.uint32), runs[0].view(np.uint32)) for run in runs)
     measured["decode_8k_ms"], steps_finite = _decode_ms(session, int(np.argmax(last)), DECODE_TOKENS)
     profiler = session.start_profiling()
     session.decode(int(np.argmax(last)))
@@ -244,8 +249,11 @@ def run(out: Path) -> dict[str, Any]:
         print(f"{spec}: Tessera {result['ms']:.2f} ms, transformers {result['transformers_ms']} ms{share}")
     print(f"{model} open: {ours['open_s']:.2f} s (weights drawn and placed in {ours['load_s']:.2f} s) on "
           f"{ours['device']}, copy bandwidth {bandwidth / 1e12:.2f} TB/s, transformers: {theirs.get('error', 'ok')}")  # fmt: skip
-    extra = {"open_s": ours["open_s"], "load_s": ours["load_s"], "copy_tb_s": bandwidth / 1e12, **theirs}
-    return {"ok": bool(ours["finite"]), "specs": specs, **extra}
+    print(f"{model}: {REPEATS + 1} prefills of the same ids gave {'the same' if ours['deterministic'] else 'different'}"
+          " logits bit for bit")  # fmt: skip
+    extra = {"open_s": ours["open_s"], "load_s": ours["load_s"], "copy_tb_s": bandwidth / 1e12,
+             "deterministic": ours["deterministic"], **theirs}  # fmt: skip
+    return {"ok": bool(ours["finite"] and ours["deterministic"]), "specs": specs, **extra}
 
 
 class Benchmark:

@@ -16,9 +16,11 @@ position's logits are asked for, the program's row tail (`row_tail`: the launche
 mixes tokens or touches the state — the final norm and lm_head, and the last layer's MLP or gated norm and
 out_proj) runs on that one row: its buffers viewed from the row, a token count of 1. An NVVM launch's
 `tensor_maps` name the arguments a TMA kernel takes as CUtensorMaps: the session encodes each through the
-driver (`encode_tensor_map_2d`) for the buffer's address and rows (a weight's once, an arena buffer's per
-call) and passes the 128 bytes by value in the pointer's place. The driver decides where it runs: HIP on
-an AMD GPU, CUDA on an NVIDIA one, or a simulator of the ISA in the tests.
+driver (`encode_tensor_map_2d`) for the buffer's address and rows and passes the 128 bytes by value in the
+pointer's place. A program's launches are resolved once per shape of call — arguments, grids, tensor maps
+over the kept arena (`Step`s of a plan) — so a decode step only puts its position in and launches. The
+driver decides where it runs: HIP on an AMD GPU, CUDA on an NVIDIA one, or a simulator of the ISA in the
+tests.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from tessera.runtime.gpu_module import (
     GpuModule,
     KernelArg,
     KernelBytes,
+    KernelHandle,
     KernelScalar,
 )
 from tessera.runtime.integrity import artifact_weights, seeded_weights
@@ -55,6 +58,7 @@ from tessera.runtime.weights import prepare_weights
 _DTYPES = {"f32": np.float32, "bf16": np.uint16, "i64": np.int64}
 KEY_BYTES = 16  # a draw's key: seed low, seed high, stream, 0 (kernels/draw.py)
 ID_BYTES = 8  # a token id: i64
+MAX_PLANS = 16  # launch plans kept (one per program, call length and last-only)
 # Kernel kinds whose every output row is a function of the same row of their buffers (and of weights): run on
 # one row, they give that row's result.
 ROW_WISE_KINDS = frozenset({"matmul", "rmsnorm", "gated_rmsnorm", "rms_scale"})
@@ -98,9 +102,9 @@ class GpuSession:
         self.vocab_size = int(program["weights"]["embedding.weight"]["shape"][0])
         self.max_seq_len = kv_capacity(program["states"])
         self.position = 0
-        self._tensor_maps: dict[tuple[Any, ...], KernelBytes] = {}  # of weights and states, encoded once
         self.profiler: GpuProfiler | None = None
         self._arenas: dict[str, Arena] = {}  # by program, kept between calls
+        self._plans: dict[tuple[str, int, bool], list[Step]] = {}  # by program, tokens and last_only
         self.load_seconds = time.perf_counter() - began  # weights drawn or uploaded, state allocated
 
     @classmethod
@@ -199,38 +203,32 @@ class GpuSession:
     def _run(self, program_name: str, input_ids: Sequence[int], last_only: bool) -> np.ndarray:
         ids = checked_ids(input_ids, self.vocab_size, self.position, self.max_seq_len)
         program = self.program["programs"][program_name]
-        launches = program["launches"]
         tokens = int(ids.size)
-        # Each launch's rows: all of them, or for the row tail of a last-only call the last one.
-        tail = row_tail(launches) if last_only else len(launches)
-        rows = [Rows(0, tokens) if index < tail else Rows(tokens - 1, 1) for index in range(len(launches))]
-        held = self._arena(program_name, tokens)
-        arena, id_buffer = held.slots, DeviceBuffer(held.ids.pointer, ids.nbytes)
-        self.driver.upload(id_buffer, ids)
+        plan = self._plan(program_name, tokens, last_only)
+        held = self._arenas[program_name]
+        self.driver.upload(held.ids, ids)
         timer = self.driver if self.profiler is not None and isinstance(self.driver, EventTimer) else None
         events: list[Any] = []
         began = time.perf_counter()
         try:
             if timer is not None:
                 events.append(timer.record_event())
-            for launch, span in zip(launches, rows, strict=True):
-                args: list[KernelArg] = [self._argument(arg, id_buffer, arena, span) for arg in launch["args"]]
-                for tensor_map in launch.get("tensor_maps", ()):
-                    index = tensor_map["arg"]
-                    args[index] = self._tensor_map(tensor_map, args[index], "buffer" in launch["args"][index], span)
-                grid = (_blocks(launch["grid"]["x"], span.count), _blocks(launch["grid"]["y"], span.count), 1)
-                shared = int(launch.get("shared_bytes", 0))
-                self.driver.launch(self.kernels[launch["kernel"]], grid, (launch["threads"], 1, 1), shared, args)
+            for step in plan:
+                args = step.args
+                if step.position is not None:  # the one argument that changes from call to call
+                    at = step.position
+                    args = (*args[:at], KernelScalar(self.position + step.rows.first, "i32"), *args[at + 1 :])
+                self.driver.launch(step.kernel, step.grid, step.block, step.shared_bytes, args)
                 if timer is not None:
                     events.append(timer.record_event())
             self.driver.synchronize()
             result = program["result"]
             first = tokens - 1 if last_only else 0
             logits = np.empty((tokens - first, result["features"]), _DTYPES[result["dtype"]])
-            self.driver.download(_row_view(arena[result["buffer"]], result, first, tokens - first), logits)
+            self.driver.download(_row_view(held.slots[result["buffer"]], result, first, tokens - first), logits)
             if timer is not None and self.profiler is not None:
                 seconds = [timer.elapsed_seconds(start, end) for start, end in pairwise(events)]
-                spans = [(span.count, self.position + span.first) for span in rows]
+                spans = [(step.rows.count, self.position + step.rows.first) for step in plan]
                 self.profiler.record(program_name, tokens, spans, seconds, time.perf_counter() - began)
         finally:
             for event in events:
@@ -238,6 +236,34 @@ class GpuSession:
                 timer.destroy_event(event)
         self.position += tokens
         return logits
+
+    def _plan(self, program_name: str, tokens: int, last_only: bool) -> list[Step]:
+        """The program's launches for a call of `tokens` (its last row alone for the row tail of a last-only
+        call), their arguments resolved against the kept arena — tensor maps encoded — once per shape of
+        call: a decode step only puts its position in."""
+        self._arena(program_name, tokens)  # (a larger arena drops the plans made on the old one)
+        key = (program_name, tokens, last_only)
+        if key in self._plans:
+            return self._plans[key]
+        held = self._arenas[program_name]
+        ids = DeviceBuffer(held.ids.pointer, tokens * ID_BYTES)
+        launches = self.program["programs"][program_name]["launches"]
+        tail = row_tail(launches) if last_only else len(launches)
+        plan = []
+        for index, launch in enumerate(launches):
+            rows = Rows(0, tokens) if index < tail else Rows(tokens - 1, 1)
+            args: list[KernelArg] = [self._argument(arg, ids, held.slots, rows) for arg in launch["args"]]
+            for tensor_map in launch.get("tensor_maps", ()):
+                at = tensor_map["arg"]
+                args[at] = self._tensor_map(tensor_map, args[at], rows)
+            grid = (_blocks(launch["grid"]["x"], rows.count), _blocks(launch["grid"]["y"], rows.count), 1)
+            position = next((at for at, arg in enumerate(launch["args"]) if "position" in arg), None)
+            plan.append(Step(self.kernels[launch["kernel"]], grid, (launch["threads"], 1, 1),
+                             int(launch.get("shared_bytes", 0)), tuple(args), position, rows))  # fmt: skip
+        if len(self._plans) >= MAX_PLANS:  # prompts of many lengths: keep the newest
+            del self._plans[next(iter(self._plans))]
+        self._plans[key] = plan
+        return plan
 
     def _arena(self, program_name: str, tokens: int) -> Arena:
         """The program's arena slots and token ids buffer for `tokens` rows: kept from call to call (a decode
@@ -247,13 +273,14 @@ class GpuSession:
             if held is not None:
                 for buffer in (*held.slots, held.ids):
                     self.driver.free(buffer)
+            self._plans = {key: plan for key, plan in self._plans.items() if key[0] != program_name}
             widths = self.program["programs"][program_name]["slots"]
             what = f"the {program_name} arena for {tokens} tokens"
             slots = [self._alloc(tokens * width, f"{what}, slot {slot}") for slot, width in enumerate(widths)]
             held = self._arenas[program_name] = Arena(tokens, slots, self._alloc(tokens * ID_BYTES, what))
         return held
 
-    def _tensor_map(self, entry: Mapping[str, Any], arg: KernelArg, per_call: bool, rows: Rows) -> KernelBytes:
+    def _tensor_map(self, entry: Mapping[str, Any], arg: KernelArg, rows: Rows) -> KernelBytes:
         """The CUtensorMap of a TMA operand (program.json's `tensor_maps` entry) over its device buffer."""
         encode = getattr(self.driver, "encode_tensor_map_2d", None)
         if encode is None:
@@ -262,12 +289,7 @@ class GpuSession:
         shape = dict(dtype=entry["dtype"], rows=rows.count if entry["rows"] == "tokens" else int(entry["rows"]),
                      cols=int(entry["cols"]), box_rows=int(entry["box_rows"]), box_cols=int(entry["box_cols"]),
                      swizzle=entry["swizzle"])  # fmt: skip
-        if per_call:
-            return encode(arg.pointer, **shape)
-        key = (arg.pointer, *shape.values())
-        if key not in self._tensor_maps:
-            self._tensor_maps[key] = encode(arg.pointer, **shape)
-        return self._tensor_maps[key]
+        return encode(arg.pointer, **shape)  # type: ignore[no-any-return]
 
     def _argument(
         self, arg: Mapping[str, Any], ids: DeviceBuffer, arena: list[DeviceBuffer], rows: Rows
@@ -285,6 +307,20 @@ class GpuSession:
         if "position" in arg:
             return KernelScalar(self.position + rows.first, "i32")
         raise RunError(f"program.json: unknown launch argument {dict(arg)}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One launch of a plan: its kernel, geometry and arguments, and which argument is the position (the
+    call's position plus the first of its `rows`)."""
+
+    kernel: KernelHandle
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    shared_bytes: int
+    args: tuple[KernelArg, ...]
+    position: int | None
+    rows: Rows
 
 
 @dataclass(frozen=True)
