@@ -9,6 +9,7 @@ A grid of 0 means "the call's token count" (row-parallel kernels).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -169,6 +170,20 @@ def kernel_name(kind: str, dims: dict[str, Attribute]) -> str:
     return "_".join(parts)
 
 
+def new_kernel(name: str, kind: str, dims: Mapping[str, Attribute], parallel: str, grid: int) -> tile.KernelOp:
+    """A `tessera.tile.kernel` without a body (tessera-tile-choose-tiles writes it) or tiles yet."""
+    return tile.KernelOp(
+        properties={
+            "sym_name": StringAttr(name),
+            "kind": StringAttr(kind),
+            "dims": DictionaryAttr(dict(dims)),
+            "parallel": StringAttr(parallel),
+            "grid": IntegerAttr(grid, i64),
+        },
+        regions=[Region(Block())],
+    )
+
+
 def convert_schedule_to_tile(module: ModuleOp) -> None:
     """Rewrite `module` in place: steps become launches; kernels are added before the programs."""
     kernels: dict[str, tile.KernelOp] = {}
@@ -179,16 +194,7 @@ def convert_schedule_to_tile(module: ModuleOp) -> None:
             name = kernel_name(kind, dims)
             if name not in kernels:
                 grid = 0 if grid_dim is None else _grid(dims, grid_dim, kind)
-                kernels[name] = tile.KernelOp(
-                    properties={
-                        "sym_name": StringAttr(name),
-                        "kind": StringAttr(kind),
-                        "dims": DictionaryAttr(dims),
-                        "parallel": StringAttr(parallel),
-                        "grid": IntegerAttr(grid, i64),
-                    },
-                    regions=[Region(Block())],
-                )
+                kernels[name] = new_kernel(name, kind, dims, parallel, grid)
             launch = tile.LaunchOp(
                 operands=[list(step.ins), list(step.outs)],
                 properties={"kernel": SymbolRefAttr(name)},

@@ -16,12 +16,12 @@ x86 keeps one kernel for both programs (its GEMM's panels already stream W per r
 from __future__ import annotations
 
 from xdsl.dialects import func
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, MemRefType, ModuleOp, StringAttr, SymbolRefAttr, f32, i64
-from xdsl.ir import Attribute, Block, Region
+from xdsl.dialects.builtin import IntegerAttr, MemRefType, ModuleOp, StringAttr, SymbolRefAttr, f32, i64
+from xdsl.ir import Attribute
 
 from tessera.dialects import schedule, tile
 from tessera.dialects.tile import plain_dict
-from tessera.lowering.convert_schedule_to_tile import kernel_name
+from tessera.lowering.convert_schedule_to_tile import kernel_name, new_kernel
 
 DECODE_PROGRAM = "decode"
 ONE_TOKEN_KINDS = ("matmul",)
@@ -51,16 +51,7 @@ def _added(module: ModuleOp, kernels: dict[str, tile.KernelOp], after: tile.Kern
     """The name of the kernel of `kind` with `dims`, added after `after` unless the module has it."""
     name = kernel_name(kind, dims)
     if name not in kernels:
-        kernels[name] = tile.KernelOp(
-            properties={
-                "sym_name": StringAttr(name),
-                "kind": StringAttr(kind),
-                "dims": DictionaryAttr(dims),
-                "parallel": after.parallel,
-                "grid": after.grid,
-            },
-            regions=[Region(Block())],
-        )
+        kernels[name] = new_kernel(name, kind, dims, after.parallel.data, int(after.grid.value.data))
         module.body.block.insert_op_after(kernels[name], after)
     return name
 

@@ -25,11 +25,11 @@ from typing import Any
 import numpy as np
 from xdsl.dialects import func
 from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
-from xdsl.ir import Attribute, Block, Region
+from xdsl.ir import Attribute
 
 from tessera.dialects import schedule, tile
 from tessera.dialects.tile import plain_dict
-from tessera.lowering.convert_schedule_to_tile import kernel_name
+from tessera.lowering.convert_schedule_to_tile import kernel_name, new_kernel
 from tessera.lowering.gpu.kernel_info import WEIGHT_READERS, weight_element
 from tessera.model import philox
 from tessera.model.config import ModelConfig
@@ -114,16 +114,7 @@ def add_weight_draws(module: ModuleOp, config: ModelConfig) -> list[tile.KernelO
         dims = _dims(init, cols, weight.element)
         name = kernel_name(KIND, dims)
         if name not in kernels:
-            kernels[name] = tile.KernelOp(
-                properties={
-                    "sym_name": StringAttr(name),
-                    "kind": StringAttr(KIND),
-                    "dims": DictionaryAttr(dims),
-                    "parallel": StringAttr("tokens"),
-                    "grid": IntegerAttr(0, i64),
-                },
-                regions=[Region(Block())],
-            )
+            kernels[name] = new_kernel(name, KIND, dims, "tokens", 0)  # a program per row drawn
         first_row = 0
         for part in weight.parts:
             rows = math.prod(specs[part].shape) // cols
