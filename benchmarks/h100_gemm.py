@@ -58,7 +58,7 @@ SPECS: dict[str, tuple[int, int, int, str, str, bool, bool]] = {
     "small_200x200x64_accumulate_bias": (200, 200, 64, "accumulate", "f32", True, False),
     "mlp_up_8192x20480x5120_relu2": (8192, 20480, 5120, "relu2", "bf16", False, False),
     "mlp_down_8192x5120x20480": (8192, 5120, 20480, "store", "bf16", False, False),
-    # The decode step's GEMVs (one token: tiling/gpu.py _gemv), bound by streaming W.
+    # The decode step's GEMVs (one token: tiling/gpu.py gemv_tiles), bound by streaming W.
     "decode_1x22656x5120_in_proj": (1, 22656, 5120, "store", "f32", False, False),
     "decode_1x5120x20480_mlp_down": (1, 5120, 20480, "accumulate", "f32", False, False),
 }

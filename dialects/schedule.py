@@ -60,9 +60,9 @@ from xdsl.utils.exceptions import VerifyException
 
 # Set on each program by tessera-schedule-plan-buffers: bytes per token of each arena slot.
 SLOT_BYTES = "tessera.slot_bytes"
-# attention_partials: scratch the GPU decode step's split attention hands its combine within one call
-# (lowering/decode_kernels.py); it never carries anything from one call to the next.
-STATE_KINDS = ("conv_state", "ssm_state", "k_cache", "v_cache", "attention_partials")
+# attention_partials, moe_hidden: scratch a GPU decode step's split attention hands its combine, and its expert
+# GEMVs' up product the down one, within one call (lowering/decode_kernels.py); never carried between calls.
+STATE_KINDS = ("conv_state", "ssm_state", "k_cache", "v_cache", "attention_partials", "moe_hidden")
 EPILOGUES = ("store", "accumulate", "relu2")
 
 

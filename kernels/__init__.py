@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from xdsl.dialects.builtin import MemRefType
 from xdsl.ir import Block
 
-from tessera.kernels import attention, attention_decode, draw, gemm, mamba, moe, rows
+from tessera.kernels import attention, attention_decode, draw, gemm, mamba, moe, moe_decode, rows
 from tessera.kernels.builder import Dims
 
 KernelBody = Callable[[Dims, Mapping[str, int]], Block]
@@ -20,6 +20,7 @@ KERNELS: dict[str, KernelBody] = {
     **rows.KERNELS,
     **draw.KERNELS,
     **attention_decode.KERNELS,
+    **moe_decode.KERNELS,
     **moe.KERNELS,
     **attention.KERNELS,
     **mamba.KERNELS,
@@ -29,4 +30,8 @@ KERNELS: dict[str, KernelBody] = {
 SCALARS: dict[str, tuple[str, ...]] = {**attention.SCALARS, **attention_decode.SCALARS}
 # Launch buffers (by name) that the runtime packs once at load into the layout the kernel takes, instead of
 # the launch's own type: the layout as a function of the dims and tiles.
-PACKED: dict[str, dict[str, Callable[[Dims, Mapping[str, int]], MemRefType]]] = {**gemm.PACKED, **moe.PACKED}
+PACKED: dict[str, dict[str, Callable[[Dims, Mapping[str, int]], MemRefType]]] = {
+    **gemm.PACKED,
+    **moe.PACKED,
+    **moe_decode.PACKED,
+}

@@ -66,27 +66,33 @@ def _bounds(bounds: Mapping[int, SSAValue | None]) -> Bound:
 
 def gemv(k: KernelBuilder, n: int, k_size: int, tiles: Mapping[str, int], x: SSAValue, w: SSAValue,
          epilogue: Epilogue) -> None:  # fmt: skip
-    """y[0, columns] of a call of one token (a decode step), one program per `columns` columns of W: each step
-    of block_k reads the token's x[0, step] once and each column's W[c, step] as a row (one vector a lane),
-    products summed per lane along K and reduced across the lanes at the end — W streamed once, by N / columns
-    programs. The products are the GEMM's (x rounded to W's element where they differ), summed in another
-    order. A column past N reads W's last row and is masked off by the epilogue."""
+    """y[0, columns] of a call of one token (a decode step), one program per `columns` columns of W
+    (gemv_sums), the GEMM's epilogues on each."""
+    first = k.muli(k.program_id, k.index(tiles["columns"]))
+    for c, total in enumerate(gemv_sums(k, n, k_size, tiles, (x, [k.index(0)]), (w, []), first)):
+        epilogue.store(k.index(0), k.addi(first, k.index(c)), k.splat(total, [1, 1]), first=True, last=True)
+
+
+def gemv_sums(k: KernelBuilder, n: int, k_size: int, tiles: Mapping[str, int], x: tuple[SSAValue, list[SSAValue]],
+              w: tuple[SSAValue, list[SSAValue]], first: SSAValue) -> list[SSAValue]:  # fmt: skip
+    """The f32 dot products of a row of x (x[*at, :], length k_size) with the `columns` rows of W from
+    `first` (w[*at, row, :], of N rows): each step of block_k reads x's once and each row's (one vector a
+    lane), products summed per lane along K and reduced across the lanes at the end — W streamed once, by
+    every program at once. x is rounded to W's element where they differ, as the GEMM's mma operands are. A
+    row past N reads W's last row: its sum is the caller's to drop."""
+    (x_buffer, x_at), (w_buffer, w_at) = x, w
     columns, block_k = tiles["columns"], tiles["block_k"]
-    assert isinstance(w.type, MemRefType)
-    weight_element = w.type.element_type
-    first = k.muli(k.program_id, k.index(columns))
+    assert isinstance(w_buffer.type, MemRefType)
+    weight_element = w_buffer.type.element_type
     rows = [k.minsi(k.addi(first, k.index(c)), k.index(n - 1)) for c in range(columns)]
     ragged_k = k.index(k_size) if k_size % block_k else None
     zeros = [k.splat(k.f32(0.0), [block_k]) for _ in range(columns)]
     with k.loop(k.index(0), k.index(k_size), k.index(block_k), zeros) as step:
-        a = k.load(x, [k.index(0), step.iv], [block_k], ragged_k)
-        # x rounded to the weight's element where they differ, as the GEMM's mma operands are; sums in f32
+        a = k.load(x_buffer, [*x_at, step.iv], [block_k], ragged_k)
         a = k.convert(k.convert(a, weight_element), f32)
         sums = []
         for row, acc in zip(rows, step.args, strict=True):
-            b = k.convert(k.load(w, [row, step.iv], [block_k], ragged_k), f32)
+            b = k.convert(k.load(w_buffer, [*w_at, row, step.iv], [block_k], ragged_k), f32)
             sums.append(k.map([acc, b, a], lambda e, s, wv, xv: e.addf(s, e.mulf(wv, xv))))
         step.yield_(*sums)
-    for c, acc in enumerate(step.results):
-        total = k.splat(k.reduce("add", acc), [1, 1])
-        epilogue.store(k.index(0), k.addi(first, k.index(c)), total, first=True, last=True)
+    return [k.reduce("add", acc) for acc in step.results]

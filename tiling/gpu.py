@@ -46,7 +46,7 @@ def _matmul(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoic
     n = int(dims["n"])
     element = matrix_element(precision)
     if int(dims.get("tokens", 0)) == 1:
-        return _gemv(n, element, arch)
+        return gemv_tiles(n, element, arch)
     instruction = arch.instruction(element)
     # TMA reads rows whose stride is a multiple of 16 bytes: K a multiple of 8 bf16.
     copyable = dims.get("x_dtype") == "bf16" and int(dims["k"]) % 8 == 0
@@ -80,7 +80,7 @@ GEMV_COLUMNS, GEMV_NARROW_COLUMNS, GEMV_NARROW_N = 8, 4, 8192
 GEMV_BYTES_PER_LANE = 32  # of W per row per step: two 16-byte loads a lane, 4 KiB in flight a wave at 4 columns
 
 
-def _gemv(n: int, element: str, arch: GpuArch) -> TileChoice:
+def gemv_tiles(n: int, element: str, arch: GpuArch) -> TileChoice:
     """kernels/gemm_blocks.py's gemv for a launch of one token (a decode step, dims `tokens` = 1): one wave per
     `columns` columns of W, GEMV_BYTES_PER_LANE of each row a lane per step of K — W streamed at the memory's
     bandwidth by N / columns programs instead of a GEMM's few column blocks."""

@@ -17,7 +17,7 @@ from typing import Any
 
 from tessera.arch import GpuArch, mma_rows_padded, staged_shape
 from tessera.tiling.choice import TileChoice
-from tessera.tiling.gpu import GpuPolicy, matrix_element
+from tessera.tiling.gpu import GpuPolicy, gemv_tiles, matrix_element
 
 ROWS = 16  # routed rows per pass: the M of one 16x16 matrix tile
 ROWS_PER_GROUP = 32  # expected routed rows per workgroup (group * top_k / num_experts)
@@ -54,4 +54,21 @@ def _moe_experts(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> Tile
     return TileChoice(tiles, grid=experts, parallel="experts", token_block=group)
 
 
-POLICIES: dict[str, GpuPolicy] = {"moe_experts": _moe_experts}
+def _expert_gemvs(role: str) -> GpuPolicy:
+    """kernels/moe_decode.py's decode-step expert GEMVs: tiling/gpu.py's GEMV tiles for the role's rows (up: F,
+    down: L), a program per choice and block of `columns` rows."""
+
+    def policy(dims: Mapping[str, Any], precision: str, arch: GpuArch) -> TileChoice:
+        n = int(dims["ffn"] if role == "up" else dims["latent"])
+        gemv = gemv_tiles(n, matrix_element(precision), arch)
+        grid = int(dims["top_k"]) * -(-n // gemv.tiles["columns"])
+        return TileChoice(gemv.tiles, grid=grid, parallel="experts")
+
+    return policy
+
+
+POLICIES: dict[str, GpuPolicy] = {
+    "moe_experts": _moe_experts,
+    "moe_experts_up": _expert_gemvs("up"),
+    "moe_experts_down": _expert_gemvs("down"),
+}

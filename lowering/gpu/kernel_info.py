@@ -42,7 +42,12 @@ def gpu_kernel_info(kernel: tile.KernelOp, archs: tuple[str, ...], error: type[T
 
 
 # The launch arguments (by index) that a matrix kernel reads as weights in its matrix element type.
-WEIGHT_READERS: Mapping[str, tuple[int, ...]] = {"matmul": (1,), "moe_experts": (2, 3)}
+WEIGHT_READERS: Mapping[str, tuple[int, ...]] = {
+    "matmul": (1,),
+    "moe_experts": (2, 3),
+    "moe_experts_up": (2,),  # the decode step's expert GEMVs (kernels/moe_decode.py)
+    "moe_experts_down": (2,),
+}
 
 
 def weight_element(kernel: tile.KernelOp) -> str | None:

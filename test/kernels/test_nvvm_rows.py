@@ -51,7 +51,7 @@ def test_row_accesses_are_16_byte_vectors(kind: str) -> None:
     assert report.spill_stores == report.spill_loads == 0
 
 
-# The 12B's decode GEMVs (tiling/gpu.py _gemv): (n, k, epilogue, y_dtype) — in_proj, up_proj (relu2 into bf16),
+# The 12B's decode GEMVs (tiling/gpu.py gemv_tiles): (n, k, epilogue, y_dtype) — in_proj, up_proj (relu2 into bf16),
 # down_proj (K 20480), lm_head.
 TWELVE_B_GEMVS = [(22656, 5120, "store", "f32"), (20480, 5120, "relu2", "bf16"), (5120, 20480, "accumulate", "f32"),
                   (131072, 5120, "store", "f32")]  # fmt: skip

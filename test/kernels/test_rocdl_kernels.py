@@ -179,7 +179,7 @@ def test_matmul(rng: np.random.Generator, arch: str, precision: str, case: str, 
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_one_token_matmul(rng: np.random.Generator, arch: str, precision: str, case: str) -> None:
-    """The decode step's form (dims tokens = 1: tiling/gpu.py _gemv), every epilogue, N not a multiple of its
+    """The decode step's form (dims tokens = 1: tiling/gpu.py gemv_tiles), every epilogue, N not a multiple of its
     columns (70) and K of its block (all of them)."""
     check_matmul(rng, arch, precision, case, {**MATMULS[case], "tokens": 1}, 1)
 
@@ -683,6 +683,42 @@ def test_decode_attention_split_then_combined(rng: np.random.Generator, arch: st
             check(what, out, want, F32_TOLERANCE)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_decode_experts_as_gemvs(rng: np.random.Generator, arch: str, precision: str) -> None:
+    """The decode step's experts (kernels/moe_decode.py): one token, its choices' up rows then down rows as
+    GEMVs of the selected experts (F 42 and L 70: blocks with tails), a choice of no expert (id -1) left
+    unwritten; against float64 on the operands rounded as the kernels round them (bf16: the weights, x and the
+    hidden row)."""
+    experts, top_k, ffn, latent = 4, 3, 42, 70
+    dims: Dims = {"num_experts": experts, "top_k": top_k, "ffn": ffn, "latent": latent, "x_dtype": "bf16"}
+    bf16 = precision == "bf16"
+    x = f32(rng.standard_normal((1, latent)))
+    up = f32(rng.standard_normal((experts, ffn, latent)) / np.sqrt(latent))
+    down = f32(rng.standard_normal((experts, latent, ffn)) / np.sqrt(ffn))
+    ids = np.array([[2, -1, 0]], np.int64)
+    weights = [bf16_bits(w) if bf16 else w for w in (up, down)]
+    hidden = nan(top_k, ffn)
+    launch(
+        arch, "moe_experts_up", dims, precision, {"x": bf16_bits(x), "ids": ids, "up": weights[0], "hidden": hidden}, 1
+    )
+    contrib = nan(1, top_k * latent)
+    buffers = {"hidden": hidden, "ids": ids, "down": weights[1], "contrib": contrib}
+    launch(arch, "moe_experts_down", dims, precision, buffers, 1)
+    x64 = rounded(x)[0]
+    for j, expert in enumerate(ids[0]):
+        got = contrib[0, j * latent : (j + 1) * latent]
+        if expert < 0:
+            assert np.isnan(got).all(), "a choice of no expert was written"
+            continue
+        w_up, w_down = ((rounded(w[expert]) if bf16 else w[expert].astype(np.float64)) for w in (up, down))
+        h = np.maximum(w_up @ x64, 0) ** 2
+        want = w_down @ (rounded(h) if bf16 else h)
+        check(
+            f"decode experts {precision} choice {j}", got, want, BF16_INTERMEDIATE_TOLERANCE if bf16 else F32_TOLERANCE
+        )
+
+
 @dataclass(frozen=True)
 class Experts:
     experts: int
@@ -786,8 +822,10 @@ def test_every_kind_is_covered() -> None:
         "moe_experts",
         "attention_split",
         "attention_combine",
-        "draw_weights",
-    }  # fmt: skip (draw_weights: test_draw_kernel.py)
+        "moe_experts_up",
+        "moe_experts_down",
+        "draw_weights",  # test_draw_kernel.py's
+    }
     assert set(KERNELS) == tested
 
 

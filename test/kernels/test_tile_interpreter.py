@@ -610,8 +610,38 @@ def check_decode_attention(rng: np.random.Generator, target: str, tokens: int) -
     assert np.isfinite(got).all() and (np.abs(got - want) <= bound).all(), "decode attention beyond its bound"
 
 
+def check_decode_experts(rng: np.random.Generator, target: str, tokens: int) -> None:
+    """moe_experts_up then moe_experts_down (one token, f32: the GEMVs' K-term dot products, (K + 2) u sum |w x|
+    off each, through relu2 and the down product), a choice of no expert left unwritten."""
+    _gpu_only("moe_experts_up", target)
+    experts, top_k, ffn, latent = 4, 3, 42, 70
+    dims: Dims = {"num_experts": experts, "top_k": top_k, "ffn": ffn, "latent": latent}
+    x = rng.standard_normal((1, latent)).astype(np.float32)
+    up = (rng.standard_normal((experts, ffn, latent)) / np.sqrt(latent)).astype(np.float32)
+    down = (rng.standard_normal((experts, latent, ffn)) / np.sqrt(ffn)).astype(np.float32)
+    ids = np.array([[3, -1, 1]], np.int64)
+    hidden, contrib = nan(top_k, ffn), nan(1, top_k * latent)
+    run_kernel(build("moe_experts_up", dims, target), [x, ids, up, hidden], 1)
+    run_kernel(build("moe_experts_down", dims, target), [hidden, ids, down, contrib], 1)
+    for j, expert in enumerate(ids[0]):
+        got = contrib[0, j * latent : (j + 1) * latent].astype(np.float64)
+        if expert < 0:
+            assert np.isnan(got).all(), "decode experts: a choice of no expert was written"
+            continue
+        w_up, w_down, x64 = up[expert].astype(np.float64), down[expert].astype(np.float64), x[0].astype(np.float64)
+        a = w_up @ x64
+        error_a = (latent + 2) * F32_UNIT * (np.abs(w_up) @ np.abs(x64))
+        h = np.maximum(a, 0.0) ** 2
+        error_h = 2 * np.abs(a) * error_a + error_a**2 + 2 * F32_UNIT * h
+        want = w_down @ h
+        bound = np.abs(w_down) @ error_h + (ffn + 2) * F32_UNIT * (np.abs(w_down) @ (h + error_h))
+        assert (np.abs(got - want) <= bound).all(), f"decode experts choice {j}: beyond its bound"
+
+
 CHECKS: dict[str, Callable[[np.random.Generator, str, int], None]] = {
     "draw_weights": check_draw_weights,
+    "moe_experts_up": check_decode_experts,
+    "moe_experts_down": check_decode_experts,
     "attention_split": check_decode_attention,
     "attention_combine": check_decode_attention,
     "attention": check_attention,
