@@ -15,7 +15,7 @@ nothing, as moe_experts does not.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from xdsl.dialects.builtin import MemRefType, bf16, f32, i64
 from xdsl.ir import Block, SSAValue
@@ -46,7 +46,8 @@ def _choice(k: KernelBuilder, ids: SSAValue, n: int, experts: int, columns: int)
     return j, clamped, valid, first
 
 
-def _stores(k: KernelBuilder, totals: list[SSAValue], first: SSAValue, n: int, valid: SSAValue, store) -> None:  # type: ignore[no-untyped-def]
+def _stores(k: KernelBuilder, totals: list[SSAValue], first: SSAValue, n: int, valid: SSAValue,
+            store: Callable[[SSAValue, SSAValue], None]) -> None:  # fmt: skip
     """store(row, total) for each of the program's rows inside N, where the choice is an expert."""
     for c, total in enumerate(totals):
         row = k.addi(first, k.index(c))
