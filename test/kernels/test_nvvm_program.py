@@ -20,6 +20,7 @@ pytestmark = NEEDS_MLIR
 CONFIGS = Path(__file__).parent.parent.parent / "configs"
 PROMPT = [5, 7, 9, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71]
 TINY = CONFIGS / "nemotron_h_tiny.yaml"  # Mamba, MLP, attention and MoE layers
+SIMULATED_NEW_TOKENS = 6  # decode steps of the HF contract here (the simulator's time; the CPU targets run 16)
 
 
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
@@ -186,15 +187,15 @@ def test_the_hf_contract_holds_on_the_simulated_hopper(tmp_path: Path, seed: int
     """Hugging Face's own logits and greedy tokens, against the NVVM program on the simulator: sizes that fit no
     tile, TMA box or vector width (hidden 72, head_dim 12 with one KV head, Mamba heads of 10 channels, vocab
     301; the bf16 GEMMs whose K is not a multiple of 8 take the block GEMM instead of TMA), and every layer kind
-    with MoE; a 13-token prompt, not a multiple of the chunk. fp32: within 1e-4 and the same 16 tokens; bf16
-    (weights, activations and products in bf16): within 2e-2."""
+    with MoE; a 13-token prompt, not a multiple of the chunk. fp32: within 1e-4 and HF's first
+    SIMULATED_NEW_TOKENS greedy tokens; bf16 (weights, activations and products in bf16): within 2e-2."""
     hf_contract = pytest.importorskip("test_hf_contract", reason="the HF oracle needs torch and transformers")
     from tessera.runtime.artifact import read_artifact
     from tessera.runtime.gpu_session import GpuSession
     from tessera.runtime.integrity import artifact_weights
 
     checkpoint = hf_contract.make_checkpoint(tmp_path / "hf", seed, **hf_contract.CASES[case])
-    prompt, new_tokens = hf_contract.PROMPT, hf_contract.NEW_TOKENS
+    prompt, new_tokens = hf_contract.PROMPT, SIMULATED_NEW_TOKENS
     expected, expected_tokens = hf_contract.hf_reference(checkpoint, prompt, uses_cache=True)
     out = tmp_path / "out"
     run_tool("tessera_compile", checkpoint, "--target", "nvvm", "--precision", precision, "-o", out, "-q")
@@ -209,7 +210,7 @@ def test_the_hf_contract_holds_on_the_simulated_hopper(tmp_path: Path, seed: int
         tokens.append(int(np.argmax(last)))
         last = session.decode(tokens[-1])
     assert relative_error(logits, expected) <= (1e-4 if precision == "fp32" else 2e-2)
-    assert tokens == expected_tokens or precision == "bf16"
+    assert tokens == expected_tokens[:new_tokens] or precision == "bf16"
 
 
 def test_device_out_of_memory_names_what_did_not_fit(seeded_tiny: Path) -> None:
