@@ -20,6 +20,9 @@ prepare writes, in out/hopper/:
     slice/                   the Nano 12B-shaped slice `M*-` (benchmarks/h100_slice.py): its nvvm bf16
                              artifact (weights drawn from the seed there), HF config, transformers' wheels
     math/                    the written-out exp / log / sqrt / rsqrt kernels (benchmarks/gpu_math_sweep.py)
+    model/, model_30b/       the whole Nano 12B and Nemotron-3 Nano 30B-A3B (benchmarks/h100_model.py): nvvm
+                             bf16 artifacts without weights (drawn on the device there), trimmed for carrying;
+                             run by `check --parts model,model_30b`, not by the default check
 check runs both artifacts through GpuSession on CUDA (runtime/cuda.py: weights uploaded once, state on the
 device, tensor maps encoded at each launch that needs them) — prefill of the prompt, greedy decode, then the
 prompt again in two pieces and whole for its last position alone — failing unless fp32's prompt logits are
@@ -230,7 +233,7 @@ def check(out: Path, parts: tuple[str, ...]) -> int:
 
 PARTS = ("contract", *KERNELS, "math")
 # What `check` runs unless --parts says: issue 14's prefill checks. The whole models (issue 15) are
-# `check --parts model,model_30b`, a command of its own (each model takes minutes there).
+# `check --parts model,model_30b`, a command of its own (each up to PART_SECONDS there).
 DEFAULT_PARTS = tuple(part for part in PARTS if not part.startswith("model"))
 
 

@@ -143,13 +143,16 @@ class GpuSession:
         )
         try:
             for index, (draw, target) in enumerate(zip(draws, targets, strict=True)):
-                row_bytes = _row_bytes(self.program, target["weight"])
                 rows = int(target["rows"])
-                out = DeviceBuffer(
-                    buffers[target["weight"]].pointer + target["first_row"] * row_bytes, rows * row_bytes
-                )
-                key = DeviceBuffer(keys.pointer + index * KEY_BYTES, KEY_BYTES)
-                args: list[KernelArg] = [out, key, KernelScalar(rows, "i32"), KernelScalar(0, "i32")]
+                row_bytes = _row_bytes(self.program, target["weight"])
+                first = buffers[target["weight"]].pointer + int(target["first_row"]) * row_bytes
+                resolved: dict[str, KernelArg] = {  # each argument of a draw launch by its kind (program_check)
+                    "drawn": DeviceBuffer(first, rows * row_bytes),
+                    "key": DeviceBuffer(keys.pointer + index * KEY_BYTES, KEY_BYTES),
+                    "tokens": KernelScalar(rows, "i32"),  # the rows drawn: one program each
+                    "position": KernelScalar(0, "i32"),
+                }
+                args: list[KernelArg] = [resolved[next(iter(arg))] for arg in draw["args"]]
                 grid = (_blocks(draw["grid"]["x"], rows), _blocks(draw["grid"]["y"], rows), 1)
                 shared = int(draw.get("shared_bytes", 0))
                 self.driver.launch(self.kernels[draw["kernel"]], grid, (draw["threads"], 1, 1), shared, args)
